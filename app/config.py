@@ -1,0 +1,47 @@
+"""Settings, read once from the environment (and a `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of CONTRACT §3, plus a few documented extras."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DAGQ_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str | None = None
+    data_dir: Path = Path(".dagq")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    lease_ttl_s: float = Field(30.0, gt=0)
+    heartbeat_s: float = Field(5.0, gt=0)
+    sweep_interval_s: float = Field(5.0, gt=0)
+    actor_modules: str = ""
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    max_output_bytes: int = Field(1_048_576, gt=0)
+    auth: Literal["on", "off"] = "on"
+    retention_days: float = Field(7.0, gt=0)
+    worker_dead_after_s: float = Field(30.0, gt=0)
+    pool_size: int = Field(10, ge=1)
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _normalise_auth(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def actor_module_list(self) -> list[str]:
+        return [m.strip() for m in self.actor_modules.split(",") if m.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,137 @@
+"""Typed records the repository returns (pydantic models at the edges)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "partial_succeeded", "cancelled"]
+NodeStatus = Literal["pending", "queued", "running", "succeeded", "failed", "skipped", "cancelled"]
+OPEN_RUN_STATUSES = frozenset({"queued", "running"})
+RETRYABLE_RUN_STATUSES = frozenset({"failed", "partial_succeeded", "cancelled"})
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class SubmitResult(_Record):
+    run_id: UUID
+    status: RunStatus
+    created: bool
+
+
+class LeasedNode(_Record):
+    """A node leased by a worker: everything its executor needs, plus the fence."""
+
+    id: int
+    run_id: UUID
+    node_key: str
+    executor: str
+    version: int
+    attempts: int
+    max_attempts: int
+    timeout_s: float
+    params: dict[str, Any]
+    run_inputs: Any
+    deps: dict[str, Any]
+    item: Any = None
+    item_index: int | None = None
+    parent_id: int | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The executor's input (CONTRACT §4)."""
+        body: dict[str, Any] = {"run": self.run_inputs, "deps": self.deps, "params": self.params}
+        if self.item_index is not None:
+            body["item"] = self.item
+            body["index"] = self.item_index
+        return body
+
+
+class HeartbeatResult(_Record):
+    extended: frozenset[int]
+    stop: frozenset[int]
+
+
+class NodeView(_Record):
+    key: str
+    executor: str
+    status: NodeStatus
+    attempts: int
+    max_attempts: int
+    depends_on: list[str]
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    outputs: Any
+    error: Any
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    items: int | None = None
+
+
+class RunView(_Record):
+    run_id: UUID
+    tenant: str
+    workflow: str
+    workflow_version: int | None
+    event_key: str | None
+    status: RunStatus
+    priority: int
+    fail_fast: bool
+    inputs: Any
+    outputs: Any
+    error: Any
+    nodes_total: int
+    nodes_remaining: int
+    deadline_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    nodes: list[NodeView] | None = None
+
+
+class RunEvent(_Record):
+    id: int
+    run_id: UUID
+    node_key: str | None
+    type: str
+    attempt: int | None
+    data: Any
+    created_at: datetime
+
+
+class WorkflowRecord(_Record):
+    name: str
+    version: int
+    spec: dict[str, Any]
+    created_at: datetime | None = None
+
+
+class ApiKey(_Record):
+    id: UUID
+    tenant: str
+    admin: bool
+
+
+class ExecutorInfo(_Record):
+    name: str
+    queue: str = "default"
+    max_attempts: int | None = None
+    timeout_s: float | None = None
+    concurrency: int | None = None
+    rate_per_s: float | None = None
+
+
+class SweepCounts(_Record):
+    reclaimed: int = 0
+    retried: int = 0
+    failed: int = 0
+    healed: int = 0
+    deadlines: int = 0
+    pruned_runs: int = 0
+    dead_workers: int = 0

@@ -1,0 +1,887 @@
+"""The repository: the one module that runs dagq's SQL (named queries from sql/).
+
+Every public method is one short transaction. Node rows are always locked before the
+run row (`lock_run`), and every transaction that writes a run's events takes that run
+lock first, so a run's event ids follow commit order (SSE resume relies on it).
+Transient database errors are retried here; a fenced no-op is a normal result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from app.backoff import backoff_delay
+from app.errors import Conflict, DatabaseUnavailable, NotFound
+from app.models import (
+    OPEN_RUN_STATUSES,
+    RETRYABLE_RUN_STATUSES,
+    ApiKey,
+    ExecutorInfo,
+    HeartbeatResult,
+    LeasedNode,
+    NodeView,
+    RunEvent,
+    RunView,
+    SubmitResult,
+    WorkflowRecord,
+)
+from app.sqlfiles import queries
+from app.workflow import MAX_MAP_ITEMS, WorkflowSpec, sha256_json
+
+log = logging.getLogger("dagq.repository")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+QUEUED_CHANNEL = "dagq_queued"
+EVENTS_CHANNEL = "dagq_events"
+TRANSIENT_RETRY_S = 60.0
+
+
+def transient(fn: Callable[P, T]) -> Callable[P, T]:
+    """Retry on connection loss, serialization failure or deadlock; then give up cleanly."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        retrying = Retrying(
+            retry=retry_if_exception_type(psycopg.OperationalError),
+            wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
+            stop=stop_after_delay(TRANSIENT_RETRY_S),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return fn(*args, **kwargs)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return wrapper
+
+
+@dataclass
+class _Effects:
+    """Events and notifications a transaction emits, written once at its end."""
+
+    events: list[tuple[uuid.UUID, str | None, str, int | None, dict[str, Any]]] = field(
+        default_factory=list
+    )
+    queues: set[str] = field(default_factory=set)
+
+    def event(
+        self, run_id: uuid.UUID, node_key: str | None, type_: str, attempt: int | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.events.append((run_id, node_key, type_, attempt, data or {}))
+
+    def flush(self, cur: psycopg.Cursor[Any]) -> None:
+        q = queries()
+        if self.events:
+            run_ids, keys, types, attempts, datas = zip(*self.events, strict=True)
+            cur.execute(q["insert_events"], {
+                "run_ids": list(run_ids), "node_keys": list(keys), "types": list(types),
+                "attempts": list(attempts), "datas": [Jsonb(d) for d in datas],
+            })
+            runs = sorted({str(r) for r in run_ids})
+            payload = ",".join(runs) if len(runs) <= 100 else "*"
+            cur.execute(q["notify"], {"channel": EVENTS_CHANNEL, "payload": payload})
+        for queue in sorted(self.queues):
+            cur.execute(q["notify"], {"channel": QUEUED_CHANNEL, "payload": queue})
+
+
+@dataclass
+class _Tally:
+    """Top-level nodes of one run that became terminal in this transaction."""
+
+    done: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    fail_run: bool = False
+    error: dict[str, Any] | None = None
+
+
+def final_run_status(failed: int, succeeded: int, fail_fast: bool) -> str:
+    """The status of a run none of whose nodes is left to run."""
+    if failed == 0:
+        return "succeeded"
+    if fail_fast or succeeded == 0:
+        return "failed"
+    return "partial_succeeded"
+
+
+def _error_data(error: dict[str, Any] | None) -> dict[str, Any]:
+    return {"error": error} if error else {}
+
+
+class Repository:
+    """Owns the pool and every statement. Thread-safe: each call borrows a connection."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[psycopg.Cursor[Any]]:
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+
+    # ===== health =====================================================================
+
+    @transient
+    def ping(self) -> bool:
+        with self._tx() as cur:
+            return cur.execute(queries()["ping"]).fetchone() is not None
+
+    # ===== workflows ==================================================================
+
+    @transient
+    def register_workflow(self, spec: WorkflowSpec) -> tuple[WorkflowRecord, bool]:
+        """Store the spec as the next version of its name, unless identical to one stored."""
+        q = queries()
+        canonical, spec_hash = spec.canonical(), spec.spec_hash()
+        for _ in range(20):  # racing registrations of new versions retry on the PK
+            with self._tx() as cur:
+                same = cur.execute(
+                    q["workflow_by_hash"], {"name": spec.name, "spec_hash": spec_hash}
+                ).fetchone()
+                if same:
+                    return WorkflowRecord(name=same["name"], version=same["version"],
+                                          spec=canonical), False
+                row = cur.execute(q["insert_workflow_version"], {
+                    "name": spec.name, "spec": Jsonb(canonical), "spec_hash": spec_hash,
+                }).fetchone()
+                if row:
+                    return WorkflowRecord(name=row["name"], version=row["version"],
+                                          spec=canonical), True
+        raise Conflict(f"workflow {spec.name!r} is being registered concurrently; try again")
+
+    @transient
+    def get_workflow(self, name: str, version: int | None = None) -> WorkflowRecord:
+        q = queries()
+        with self._tx() as cur:
+            if version is None:
+                row = cur.execute(q["get_workflow_latest"], {"name": name}).fetchone()
+            else:
+                row = cur.execute(
+                    q["get_workflow_version"], {"name": name, "version": version}
+                ).fetchone()
+        if row is None:
+            suffix = f" version {version}" if version is not None else ""
+            raise NotFound(f"workflow {name!r}{suffix} not found")
+        return WorkflowRecord(**row)
+
+    @transient
+    def list_workflows(self) -> list[WorkflowRecord]:
+        with self._tx() as cur:
+            return [WorkflowRecord(**row) for row in cur.execute(queries()["list_workflows"])]
+
+    # ===== submit =====================================================================
+
+    def submit_run(
+        self, *, tenant: str, spec: WorkflowSpec, workflow_version: int | None = None,
+        inputs: Any = None, event_key: str | None = None, priority: int = 0,
+        deadline_s: float | None = None,
+    ) -> SubmitResult:
+        """Create a run with all its nodes, roots queued; idempotent by event key."""
+        inputs = {} if inputs is None else inputs
+        fingerprint = sha256_json(
+            {"workflow": spec.name, "spec": spec.spec_hash(), "inputs": inputs}
+        )
+        run_id = uuid.uuid4()  # chosen once, so a retried insert finds its own row
+        return self._submit(run_id, tenant, spec, workflow_version, inputs, event_key,
+                            priority, deadline_s, fingerprint)
+
+    @transient
+    def _submit(
+        self, run_id: uuid.UUID, tenant: str, spec: WorkflowSpec, workflow_version: int | None,
+        inputs: Any, event_key: str | None, priority: int, deadline_s: float | None,
+        fingerprint: str,
+    ) -> SubmitResult:
+        q = queries()
+        with self._tx() as cur:
+            row = cur.execute(q["insert_run"], {
+                "id": run_id, "tenant": tenant, "workflow": spec.name,
+                "workflow_version": workflow_version, "spec": Jsonb(spec.canonical()),
+                "fingerprint": fingerprint, "event_key": event_key, "priority": priority,
+                "fail_fast": spec.fail_fast, "inputs": Jsonb(inputs),
+                "nodes_total": len(spec.nodes), "deadline_s": deadline_s,
+            }).fetchone()
+            if row is None:
+                return self._existing_run(cur, run_id, tenant, event_key, fingerprint)
+            nodes = cur.execute(q["insert_nodes"], {
+                "run_id": run_id, "nodes": Jsonb(_node_rows(spec, priority)),
+            }).fetchall()
+            fx = _Effects()
+            fx.event(run_id, None, "run_queued", None,
+                     {"workflow": spec.name, "version": workflow_version})
+            for node in nodes:
+                if node["status"] == "queued":
+                    fx.event(run_id, node["node_key"], "node_queued", 0)
+                    fx.queues.add(node["queue"])
+            fx.flush(cur)
+        return SubmitResult(run_id=run_id, status="queued", created=True)
+
+    def _existing_run(
+        self, cur: psycopg.Cursor[Any], run_id: uuid.UUID, tenant: str, event_key: str | None,
+        fingerprint: str,
+    ) -> SubmitResult:
+        q = queries()
+        if event_key is not None:
+            row = cur.execute(q["run_by_event_key"],
+                              {"tenant": tenant, "event_key": event_key}).fetchone()
+        else:
+            row = cur.execute(q["run_by_id_for_submit"], {"id": run_id}).fetchone()
+        if row is None:
+            raise Conflict("the run for this event key was removed while submitting; retry")
+        if row["fingerprint"] != fingerprint:
+            raise Conflict(
+                f"event key {event_key!r} was already used for a different workflow or inputs",
+                {"run_id": str(row["id"])},
+            )
+        return SubmitResult(run_id=row["id"], status=row["status"], created=False)
+
+    # ===== lease and heartbeat ========================================================
+
+    @transient
+    def lease(self, *, worker: str, queue: str, limit: int, ttl_s: float) -> list[LeasedNode]:
+        with self._tx() as cur:
+            rows = cur.execute(queries()["lease_nodes"], {
+                "worker": worker, "queue": queue, "limit": limit, "ttl_s": ttl_s,
+            }).fetchall()
+        return [LeasedNode(**row) for row in rows]
+
+    @transient
+    def heartbeat(self, *, worker: str, node_ids: list[int], ttl_s: float) -> HeartbeatResult:
+        """Extend this worker's leases; report which it lost and which must stop."""
+        q = queries()
+        with self._tx() as cur:
+            cur.execute(q["worker_heartbeat"], {"id": worker})
+            rows = cur.execute(
+                q["heartbeat_leases"], {"worker": worker, "ids": node_ids, "ttl_s": ttl_s}
+            ).fetchall() if node_ids else []
+        return HeartbeatResult(
+            extended=frozenset(r["id"] for r in rows),
+            stop=frozenset(r["id"] for r in rows if r["stop"]),
+        )
+
+    # ===== node transitions ===========================================================
+
+    @transient
+    def complete(self, node_id: int, version: int, outputs: Any) -> bool:
+        """Record success (fenced). False when the lease was lost: nothing changed."""
+        with self._tx() as cur:
+            row = cur.execute(queries()["complete_node"], {
+                "id": node_id, "version": version, "outputs": Jsonb(outputs),
+            }).fetchone()
+            if row is None:
+                return False
+            fx, tally = _Effects(), _Tally()
+            fx.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
+            if row["parent_id"] is not None:
+                self._finish_map_item(cur, fx, tally, row)
+            else:
+                tally.done += 1
+                tally.succeeded += 1
+                self._release(cur, fx, tally, row["run_id"], row["dependents"], skipped=False)
+            self._account(cur, fx, tally, row["run_id"])
+            fx.flush(cur)
+        return True
+
+    @transient
+    def fail(
+        self, node_id: int, version: int, error: dict[str, Any], *, retryable: bool = True,
+        cancelled: bool = False,
+    ) -> str:
+        """A failed (or cancelled) attempt. Returns 'retry', 'failed', 'cancelled' or
+        'stale' (the fence did not match: nothing changed)."""
+        with self._tx() as cur:
+            return self._fail_in(cur, node_id, version, error, retryable=retryable,
+                                 cancelled=cancelled)
+
+    def _fail_in(
+        self, cur: psycopg.Cursor[Any], node_id: int, version: int | None,
+        error: dict[str, Any], *, retryable: bool = True, lease_expired: bool = False,
+        cancelled: bool = False,
+    ) -> str:
+        node = cur.execute(queries()["node_for_failure"], {"id": node_id}).fetchone()
+        if node is None or node["status"] != "running":
+            return "stale"
+        if version is not None and node["version"] != version:
+            return "stale"
+        fx = _Effects()
+        if lease_expired:
+            cur.execute(queries()["lock_run"], {"run_id": node["run_id"]})
+            fx.event(node["run_id"], node["node_key"], "node_lease_expired", node["attempts"],
+                     _error_data(error))
+        if cancelled or node["run_status"] not in OPEN_RUN_STATUSES:
+            return self._stop_node(cur, fx, node, error, cancelled)
+        if retryable and node["attempts"] < node["max_attempts"]:
+            return self._retry(cur, fx, node, error)
+        return self._fail_for_good(cur, fx, node, error)
+
+    def _retry(
+        self, cur: psycopg.Cursor[Any], fx: _Effects, node: dict[str, Any],
+        error: dict[str, Any],
+    ) -> str:
+        q = queries()
+        delay = backoff_delay(node["attempts"], node["backoff_initial_s"], node["backoff_max_s"])
+        row = cur.execute(q["retry_node"], {
+            "id": node["id"], "version": node["version"], "error": Jsonb(error),
+            "delay_s": delay,
+        }).fetchone()
+        if row is None:
+            return "stale"
+        cur.execute(q["lock_run"], {"run_id": node["run_id"]})
+        fx.event(node["run_id"], node["node_key"], "node_retry", node["attempts"], {
+            **_error_data(error), "delay_s": round(delay, 3),
+            "available_at": row["available_at"].isoformat(),
+        })
+        fx.queues.add(node["queue"])
+        fx.flush(cur)
+        return "retry"
+
+    def _fail_for_good(
+        self, cur: psycopg.Cursor[Any], fx: _Effects, node: dict[str, Any],
+        error: dict[str, Any],
+    ) -> str:
+        row = cur.execute(queries()["fail_node"], {
+            "id": node["id"], "version": node["version"], "status": "failed",
+            "error": Jsonb(error),
+        }).fetchone()
+        if row is None:
+            return "stale"
+        tally = _Tally()
+        fx.event(row["run_id"], row["node_key"], "node_failed", row["attempts"],
+                 _error_data(error))
+        if row["parent_id"] is not None:
+            self._fail_map_parent(cur, fx, tally, row, error, node["fail_fast"])
+        else:
+            self._node_failed(cur, fx, tally, row, error, node["fail_fast"])
+        self._account(cur, fx, tally, row["run_id"])
+        fx.flush(cur)
+        return "failed"
+
+    def _stop_node(
+        self, cur: psycopg.Cursor[Any], fx: _Effects, node: dict[str, Any],
+        error: dict[str, Any], cancelled: bool,
+    ) -> str:
+        """A running node of a finished run ends without retry: cancelled if it was told
+        to stop, failed if it failed on its own."""
+        status = "cancelled" if cancelled else "failed"
+        row = cur.execute(queries()["fail_node"], {
+            "id": node["id"], "version": node["version"], "status": status,
+            "error": Jsonb(error),
+        }).fetchone()
+        if row is None:
+            return "stale"
+        tally = _Tally()
+        fx.event(row["run_id"], row["node_key"], f"node_{status}", row["attempts"],
+                 _error_data(error))
+        if row["parent_id"] is None:
+            tally.done += 1
+            tally.failed += status == "failed"
+        self._account(cur, fx, tally, row["run_id"])
+        fx.flush(cur)
+        return status
+
+    def _node_failed(
+        self, cur: psycopg.Cursor[Any], fx: _Effects, tally: _Tally, row: dict[str, Any],
+        error: dict[str, Any], fail_fast: bool,
+    ) -> None:
+        """A top-level node failed for good: cancel the run's rest, or skip downstream."""
+        q = queries()
+        run_id = row["run_id"]
+        tally.done += 1
+        tally.failed += 1
+        tally.error = {"node": row["node_key"], **error}
+        if fail_fast:
+            tally.fail_run = True
+            for other in cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall():
+                if other["parent_id"] is None:
+                    tally.done += 1
+                    fx.event(run_id, other["node_key"], "node_cancelled", None,
+                             {"reason": f"node {row['node_key']!r} failed"})
+            return
+        skipped = cur.execute(q["skip_descendants"], {
+            "run_id": run_id, "dependents": row["dependents"],
+        }).fetchall()
+        for other in skipped:
+            tally.done += 1
+            fx.event(run_id, other["node_key"], "node_skipped", None,
+                     {"reason": f"upstream node {row['node_key']!r} failed"})
+
+    def _release(
+        self, cur: psycopg.Cursor[Any], fx: _Effects, tally: _Tally, run_id: uuid.UUID,
+        keys: list[str], *, skipped: bool,
+    ) -> None:
+        """Count a terminal dependency on each dependent; queue, skip or expand the ready."""
+        q = queries()
+        frontier: list[tuple[list[str], bool]] = [(keys, skipped)]
+        while frontier:
+            keys, was_skipped = frontier.pop()
+            if not keys:
+                continue
+            rows = cur.execute(q["release_dependents"], {
+                "run_id": run_id, "keys": keys, "skipped": int(was_skipped),
+            }).fetchall()
+            for row in rows:
+                if row["status"] == "queued":
+                    fx.event(run_id, row["node_key"], "node_queued", 0)
+                    fx.queues.add(row["queue"])
+                elif row["status"] == "skipped":
+                    tally.done += 1
+                    fx.event(run_id, row["node_key"], "node_skipped")
+                    frontier.append((row["dependents"], True))
+                elif row["status"] == "running":
+                    self._expand_map(cur, fx, tally, run_id, row["id"], frontier)
+
+    # ===== map nodes ==================================================================
+
+    def _expand_map(
+        self, cur: psycopg.Cursor[Any], fx: _Effects, tally: _Tally, run_id: uuid.UUID,
+        node_id: int, frontier: list[tuple[list[str], bool]],
+    ) -> None:
+        q = queries()
+        src = cur.execute(q["map_source"], {"id": node_id}).fetchone()
+        items = src["items"]
+        problem = None
+        if not isinstance(items, list):
+            problem = f"map path did not resolve to a list (got {type(items).__name__})"
+        elif len(items) > MAX_MAP_ITEMS:
+            problem = f"map over {len(items)} items exceeds the limit of {MAX_MAP_ITEMS}"
+        if problem is not None:
+            error = {"type": "MapError", "message": problem}
+            row = cur.execute(q["fail_map_parent"], {
+                "parent_id": node_id, "error": Jsonb(error), "attempts": 0,
+            }).fetchone()
+            fx.event(run_id, src["node_key"], "node_failed", 0, _error_data(error))
+            fail_fast = self._fail_fast(cur, run_id)
+            self._node_failed(cur, fx, tally, row, error, fail_fast)
+            return
+        if not items:
+            row = cur.execute(q["succeed_empty_map"], {"id": node_id}).fetchone()
+            tally.done += 1
+            tally.succeeded += 1
+            fx.event(run_id, src["node_key"], "node_succeeded", 0, {"items": 0})
+            frontier.append((row["dependents"], False))
+            return
+        cur.execute(q["insert_map_items"], {
+            "run_id": run_id, "node_key": src["node_key"], "executor": src["executor"],
+            "queue": src["queue"], "priority": src["priority"],
+            "max_attempts": src["max_attempts"], "timeout_s": src["timeout_s"],
+            "backoff_initial_s": src["backoff_initial_s"],
+            "backoff_max_s": src["backoff_max_s"], "params": Jsonb(src["params"]),
+            "depends_on": src["depends_on"], "parent_id": node_id, "items": Jsonb(items),
+        })
+        cur.execute(q["set_map_remaining"], {"id": node_id, "count": len(items)})
+        fx.event(run_id, src["node_key"], "node_queued", 0, {"items": len(items)})
+        fx.queues.add(src["queue"])
+
+    def _finish_map_item(
+        self, cur: psycopg.Cursor[Any], fx: _Effects, tally: _Tally, row: dict[str, Any]
+    ) -> None:
+        parent = cur.execute(queries()["finish_map_item"], {
+            "parent_id": row["parent_id"], "attempts": row["attempts"],
+        }).fetchone()
+        if parent is None or parent["status"] != "succeeded":
+            return
+        tally.done += 1
+        tally.succeeded += 1
+        fx.event(parent["run_id"], parent["node_key"], "node_succeeded", parent["attempts"])
+        self._release(cur, fx, tally, parent["run_id"], parent["dependents"], skipped=False)
+
+    def _fail_map_parent(
+        self, cur: psycopg.Cursor[Any], fx: _Effects, tally: _Tally, item: dict[str, Any],
+        error: dict[str, Any], fail_fast: bool,
+    ) -> None:
+        """An item failed for good, so its map node fails and its other items stop."""
+        q = queries()
+        item_error = {**error, "item": item["node_key"]}
+        parent = cur.execute(q["fail_map_parent"], {
+            "parent_id": item["parent_id"], "error": Jsonb(item_error),
+            "attempts": item["attempts"],
+        }).fetchone()
+        if parent is None:
+            return
+        cur.execute(q["cancel_map_items"], {"parent_id": parent["id"]})
+        fx.event(parent["run_id"], parent["node_key"], "node_failed", parent["attempts"],
+                 _error_data(item_error))
+        self._node_failed(cur, fx, tally, parent, item_error, fail_fast)
+
+    # ===== run bookkeeping ============================================================
+
+    def _fail_fast(self, cur: psycopg.Cursor[Any], run_id: uuid.UUID) -> bool:
+        row = cur.execute(queries()["get_run"], {"run_id": run_id}).fetchone()
+        return bool(row and row["fail_fast"])
+
+    def _account(
+        self, cur: psycopg.Cursor[Any], fx: _Effects, tally: _Tally, run_id: uuid.UUID
+    ) -> None:
+        """Lock the run, count what finished, and finish the run when nothing remains."""
+        q = queries()
+        run = cur.execute(q["lock_run"], {"run_id": run_id}).fetchone()
+        remaining = run["nodes_remaining"] - tally.done
+        failed = run["nodes_failed"] + tally.failed
+        succeeded = run["nodes_succeeded"] + tally.succeeded
+        status, finished = run["status"], False
+        if status in OPEN_RUN_STATUSES:
+            if remaining <= 0:
+                status, finished = final_run_status(failed, succeeded, run["fail_fast"]), True
+            elif tally.fail_run:
+                status, finished = "failed", True
+        if tally.done == 0 and not finished:
+            return
+        cur.execute(q["update_run_progress"], {
+            "run_id": run_id, "nodes_remaining": remaining, "nodes_failed": failed,
+            "nodes_succeeded": succeeded, "status": status, "finished": finished,
+            "error": Jsonb(tally.error) if tally.error and finished else None,
+        })
+        if finished:
+            fx.event(run_id, None, f"run_{status}", None, _error_data(tally.error))
+
+    # ===== shutdown ===================================================================
+
+    @transient
+    def requeue_unstarted(self, *, worker: str, leases: list[tuple[int, int]]) -> int:
+        """Hand prefetched, never-started leases back to the queue at once (fenced)."""
+        if not leases:
+            return 0
+        q = queries()
+        with self._tx() as cur:
+            rows = cur.execute(q["requeue_unstarted"], {
+                "worker": worker, "ids": [i for i, _ in leases],
+                "versions": [v for _, v in leases],
+            }).fetchall()
+            fx = _Effects()
+            for run_id in sorted({r["run_id"] for r in rows}):
+                cur.execute(q["lock_run"], {"run_id": run_id})
+            for r in rows:
+                fx.event(r["run_id"], r["node_key"], "node_queued", r["attempts"],
+                         {"reason": "worker_shutdown"})
+                fx.queues.add(r["queue"])
+            fx.flush(cur)
+        return len(rows)
+
+    # ===== cancel and retry ===========================================================
+
+    @transient
+    def cancel_run(self, run_id: uuid.UUID, tenant: str | None) -> str:
+        """Cancel what has not started; running nodes stop at their next heartbeat."""
+        q = queries()
+        with self._tx() as cur:
+            run = self._visible_run(cur, run_id, tenant)
+            if run["status"] not in OPEN_RUN_STATUSES:
+                if run["status"] == "cancelled":
+                    return "cancelled"
+                raise Conflict(f"run {run_id} already finished ({run['status']})")
+            nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
+            top = [n for n in nodes if n["parent_id"] is None]
+            cur.execute(q["lock_run"], {"run_id": run_id})
+            if cur.execute(q["cancel_run"], {"run_id": run_id, "cancelled": len(top)}).fetchone():
+                fx = _Effects()
+                for node in top:
+                    fx.event(run_id, node["node_key"], "node_cancelled", None,
+                             {"reason": "run cancelled"})
+                fx.event(run_id, None, "run_cancelled")
+                fx.flush(cur)
+        return "cancelled"
+
+    @transient
+    def retry_run(self, run_id: uuid.UUID, tenant: str | None) -> str:
+        """Requeue a finished run's failed, cancelled and skipped nodes (attempts reset)."""
+        q = queries()
+        with self._tx() as cur:
+            run = self._visible_run(cur, run_id, tenant)
+            if run["status"] not in RETRYABLE_RUN_STATUSES:
+                raise Conflict(
+                    f"only failed, partial_succeeded or cancelled runs can be retried; "
+                    f"run {run_id} is {run['status']}"
+                )
+            nodes = cur.execute(q["nodes_to_retry"], {"run_id": run_id}).fetchall()
+            if any(n["status"] == "running" for n in nodes):
+                raise Conflict(f"run {run_id} still has running nodes; retry when they stop")
+            cur.execute(q["delete_map_items"], {
+                "run_id": run_id, "parent_ids": [n["id"] for n in nodes],
+            })
+            statuses = ["queued" if n["deps_not_succeeded"] == 0 else "pending" for n in nodes]
+            reset = cur.execute(q["reset_nodes_for_retry"], {
+                "ids": [n["id"] for n in nodes], "statuses": statuses,
+                "deps_remaining": [n["deps_not_succeeded"] for n in nodes],
+            }).fetchall()
+            cur.execute(q["lock_run"], {"run_id": run_id})
+            cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
+            fx = _Effects()
+            fx.event(run_id, None, "run_queued", None, {"retry": True})
+            for node in reset:
+                if node["status"] == "queued":
+                    fx.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
+                    fx.queues.add(node["queue"])
+            fx.flush(cur)
+        return "running"
+
+    def _visible_run(
+        self, cur: psycopg.Cursor[Any], run_id: uuid.UUID, tenant: str | None
+    ) -> dict[str, Any]:
+        row = cur.execute(queries()["get_run"], {"run_id": run_id}).fetchone()
+        if row is None or (tenant is not None and row["tenant"] != tenant):
+            raise NotFound(f"run {run_id} not found")
+        return row
+
+    # ===== reads ======================================================================
+
+    @transient
+    def get_run(
+        self, run_id: uuid.UUID, tenant: str | None = None, *, with_nodes: bool = True
+    ) -> RunView:
+        q = queries()
+        with self._tx() as cur:
+            row = self._visible_run(cur, run_id, tenant)
+            nodes = cur.execute(q["run_nodes"], {"run_id": run_id}).fetchall() \
+                if with_nodes else None
+        return _run_view(row, nodes)
+
+    @transient
+    def list_runs(
+        self, *, tenant: str | None, status: str | None = None, workflow: str | None = None,
+        limit: int = 50, cursor: tuple[datetime, uuid.UUID] | None = None,
+    ) -> list[RunView]:
+        with self._tx() as cur:
+            rows = cur.execute(queries()["list_runs"], {
+                "tenant": tenant, "status": status, "workflow": workflow, "limit": limit,
+                "cursor_at": cursor[0] if cursor else None,
+                "cursor_id": cursor[1] if cursor else None,
+            }).fetchall()
+        return [_run_view({**row, "fail_fast": True, "inputs": None, "outputs": None,
+                           "error": None, "deadline_at": None}, None) for row in rows]
+
+    @transient
+    def events(self, run_id: uuid.UUID, *, after: int = 0, limit: int = 1000) -> list[RunEvent]:
+        with self._tx() as cur:
+            rows = cur.execute(queries()["events_after"], {
+                "run_id": run_id, "after": after, "limit": limit,
+            }).fetchall()
+        return [RunEvent(**row) for row in rows]
+
+    # ===== workers and executors ======================================================
+
+    @transient
+    def register_worker(
+        self, *, worker: str, hostname: str, pid: int, queues: list[str], threads: int,
+        executors: list[ExecutorInfo],
+    ) -> None:
+        q = queries()
+        with self._tx() as cur:
+            cur.execute(q["register_worker"], {
+                "id": worker, "hostname": hostname, "pid": pid, "queues": queues,
+                "executors": [e.name for e in executors], "threads": threads,
+            })
+            if executors:
+                cur.execute(q["upsert_executors"], {
+                    "names": [e.name for e in executors], "queues": [e.queue for e in executors],
+                    "max_attempts": [e.max_attempts for e in executors],
+                    "timeouts": [e.timeout_s for e in executors],
+                    "concurrency": [e.concurrency for e in executors],
+                    "rates": [e.rate_per_s for e in executors],
+                })
+
+    @transient
+    def stop_worker(self, worker: str) -> None:
+        with self._tx() as cur:
+            cur.execute(queries()["stop_worker"], {"id": worker})
+
+    @transient
+    def known_executors(self) -> dict[str, ExecutorInfo]:
+        with self._tx() as cur:
+            rows = cur.execute(queries()["known_executors"]).fetchall()
+        return {row["name"]: ExecutorInfo(**row) for row in rows}
+
+    # ===== maintenance (the sweeper's statements) =====================================
+
+    @transient
+    def reclaim_expired(self, *, now: datetime | None = None, limit: int = 100) -> dict[str, int]:
+        """Expired leases count as failed attempts: requeue with backoff, or fail.
+
+        One transaction per batch; rows another sweeper holds are skipped, and every
+        transition is fenced, so parallel sweepers reclaim each lease once.
+        """
+        q = queries()
+        counts = {"reclaimed": 0, "retried": 0, "failed": 0}
+        with self._tx() as cur:
+            ids = [r["id"] for r in cur.execute(
+                q["expired_leases"], {"now": now, "limit": limit}).fetchall()]
+            for node_id in ids:
+                outcome = self._fail_in(cur, node_id, None, {
+                    "type": "LeaseExpired",
+                    "message": "the worker holding this node stopped heartbeating "
+                               "(crashed, killed or partitioned)",
+                }, lease_expired=True)
+                if outcome != "stale":
+                    counts["reclaimed"] += 1
+                    counts["retried" if outcome == "retry" else "failed"] += 1
+        return counts
+
+    @transient
+    def expire_dead_workers(
+        self, *, dead_after_s: float, now: datetime | None = None
+    ) -> dict[str, int]:
+        """Workers silent for `dead_after_s` are dead; their leases expire at once."""
+        with self._tx() as cur:
+            row = cur.execute(queries()["expire_dead_worker_leases"], {
+                "now": now, "dead_after_s": dead_after_s,
+            }).fetchone()
+        return {"workers": row["workers"], "leases": row["leases"]}
+
+    @transient
+    def heal_runs(self, *, limit: int = 100) -> int:
+        """Finish open runs none of whose nodes is open (recounting from the nodes)."""
+        q = queries()
+        healed = 0
+        with self._tx() as cur:
+            for row in cur.execute(q["runs_needing_heal"], {"limit": limit}).fetchall():
+                counts = cur.execute(q["count_run_nodes"], {"run_id": row["id"]}).fetchone()
+                if counts["remaining"]:
+                    continue
+                run = cur.execute(q["lock_run"], {"run_id": row["id"]}).fetchone()
+                if run["status"] not in OPEN_RUN_STATUSES:
+                    continue
+                status = final_run_status(counts["failed"], counts["succeeded"],
+                                          run["fail_fast"])
+                cur.execute(q["update_run_progress"], {
+                    "run_id": row["id"], "nodes_remaining": 0,
+                    "nodes_failed": counts["failed"], "nodes_succeeded": counts["succeeded"],
+                    "status": status, "finished": True, "error": None,
+                })
+                fx = _Effects()
+                fx.event(row["id"], None, f"run_{status}", None, {"healed": True})
+                fx.flush(cur)
+                healed += 1
+        if healed:
+            log.warning("healed %d run(s) whose nodes had all finished", healed)
+        return healed
+
+    @transient
+    def enforce_deadlines(self, *, now: datetime | None = None, limit: int = 100) -> int:
+        """Runs past their deadline: cancel what remains and fail the run."""
+        with self._tx() as cur:
+            ids = [r["id"] for r in cur.execute(
+                queries()["runs_past_deadline"], {"now": now, "limit": limit}).fetchall()]
+        return sum(self._expire_run(run_id) for run_id in ids)
+
+    @transient
+    def _expire_run(self, run_id: uuid.UUID) -> int:
+        q = queries()
+        with self._tx() as cur:
+            nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
+            run = cur.execute(q["lock_run"], {"run_id": run_id}).fetchone()
+            if run is None or run["status"] not in OPEN_RUN_STATUSES:
+                return 0
+            fx, tally = _Effects(), _Tally(fail_run=True)
+            tally.error = {"type": "DeadlineExceeded", "message": "the run passed its deadline"}
+            for node in nodes:
+                if node["parent_id"] is None:
+                    tally.done += 1
+                    fx.event(run_id, node["node_key"], "node_cancelled", None,
+                             {"reason": "run deadline passed"})
+            self._account(cur, fx, tally, run_id)
+            fx.flush(cur)
+        return 1
+
+    @transient
+    def prune(self, *, retention_s: float, now: datetime | None = None, limit: int = 500) -> int:
+        """Delete one batch of finished runs older than the retention (with nodes, events)."""
+        q = queries()
+        params = {"now": now, "retention_s": retention_s, "limit": limit}
+        with self._tx() as cur:
+            pruned = len(cur.execute(q["prune_finished_runs"], params).fetchall())
+            cur.execute(q["prune_stopped_workers"], params)
+        return pruned
+
+    # ===== api keys ===================================================================
+
+    @transient
+    def insert_api_key(self, *, tenant: str, key_hash: str, admin: bool) -> uuid.UUID:
+        key_id = uuid.uuid4()
+        with self._tx() as cur:
+            cur.execute(queries()["insert_api_key"], {
+                "id": key_id, "tenant": tenant, "key_hash": key_hash, "admin": admin,
+            })
+        return key_id
+
+    @transient
+    def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        with self._tx() as cur:
+            row = cur.execute(queries()["api_key_by_hash"], {"key_hash": key_hash}).fetchone()
+        return ApiKey(id=row["id"], tenant=row["tenant"], admin=row["admin"]) if row else None
+
+
+def _node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:
+    """The node_tasks rows of a new run, as JSON for jsonb_to_recordset."""
+    defaults = spec.defaults
+    dependents = spec.dependents()
+    rows = []
+    for key in spec.topological_order():
+        node = spec.nodes[key]
+        backoff = node.backoff or defaults.backoff
+        rows.append({
+            "node_key": key, "executor": node.executor,
+            "queue": node.queue or defaults.queue,
+            "status": "pending" if node.depends_on else "queued",
+            "priority": run_priority + node.priority,
+            "max_attempts": node.max_attempts or defaults.max_attempts,
+            "timeout_s": node.timeout_s or defaults.timeout_s,
+            "backoff_initial_s": backoff.initial_s, "backoff_max_s": backoff.max_s,
+            "params": node.params, "depends_on": node.depends_on,
+            "dependents": dependents[key],
+            "condition": node.if_.model_dump(by_alias=True) if node.if_ else None,
+            "map_over": node.map.model_dump() if node.map else None,
+        })
+    return rows
+
+
+def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None) -> RunView:
+    node_views = None
+    if nodes is not None:
+        node_views = [_node_view(n) for n in nodes]
+    return RunView(
+        run_id=row["id"], tenant=row["tenant"], workflow=row["workflow"],
+        workflow_version=row["workflow_version"], event_key=row["event_key"],
+        status=row["status"], priority=row["priority"], fail_fast=row["fail_fast"],
+        inputs=row["inputs"], outputs=row["outputs"], error=row["error"],
+        nodes_total=row["nodes_total"], nodes_remaining=row["nodes_remaining"],
+        deadline_at=row["deadline_at"], created_at=row["created_at"],
+        started_at=row["started_at"], finished_at=row["finished_at"], nodes=node_views,
+    )
+
+
+def _node_view(n: dict[str, Any]) -> NodeView:
+    duration = None
+    if n["started_at"] and n["finished_at"]:
+        duration = round((n["finished_at"] - n["started_at"]).total_seconds() * 1000, 3)
+    return NodeView(
+        key=n["node_key"], executor=n["executor"], status=n["status"], attempts=n["attempts"],
+        max_attempts=n["max_attempts"], depends_on=n["depends_on"], queued_at=n["queued_at"],
+        started_at=n["started_at"], finished_at=n["finished_at"], duration_ms=duration,
+        outputs=n["outputs"], error=n["error"], lease_owner=n["lease_owner"],
+        lease_expires_at=n["lease_expires_at"], items=n["items"] or None,
+    )
+

@@ -1,0 +1,56 @@
+"""Named SQL queries from `sql/queries.sql` and migrations from `sql/migrations/`.
+
+A query is a block that starts with `-- name: NAME`, followed by comment lines that
+describe it, then the statement. Parameters are psycopg named placeholders.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_MIGRATION = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def parse_queries(text: str) -> dict[str, str]:
+    """Split a queries file into {name: statement}; duplicate names are an error."""
+    parts = _NAME.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in queries:
+            raise ValueError(f"query {name!r} is defined twice")
+        statement = "\n".join(
+            line for line in body.splitlines() if not line.lstrip().startswith("--")
+        ).strip()
+        if not statement:
+            raise ValueError(f"query {name!r} has no statement")
+        queries[name] = statement.rstrip(";")
+    return queries
+
+
+@lru_cache(maxsize=1)
+def queries() -> dict[str, str]:
+    return parse_queries((SQL_DIR / "queries.sql").read_text())
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for path in sorted((SQL_DIR / "migrations").iterdir()):
+        match = _MIGRATION.match(path.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), path.read_text()))
+    versions = [m.version for m in found]
+    if len(versions) != len(set(versions)):
+        raise ValueError("two migrations share a version number")
+    return found

@@ -1,0 +1,165 @@
+"""The workflow spec (CONTRACT §4): pydantic models and the DAG checks behind the 422s."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.errors import InvalidWorkflow
+
+KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+MAX_NODES = 1000
+MAX_MAP_ITEMS = 10_000
+BUILTIN_EXECUTORS = frozenset(
+    {"builtin.noop", "builtin.echo", "builtin.merge", "builtin.sleep", "builtin.fail",
+     "builtin.crash", "builtin.http"}
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Backoff(_Strict):
+    initial_s: float = Field(1.0, ge=0, le=3600)
+    max_s: float = Field(60.0, ge=0, le=86_400)
+
+
+class Defaults(_Strict):
+    queue: str = Field("default", pattern=KEY_PATTERN)
+    max_attempts: int = Field(3, ge=1, le=100)
+    timeout_s: float = Field(60.0, gt=0, le=86_400)
+    backoff: Backoff = Backoff()
+
+
+class Condition(_Strict):
+    """`if`: run only when the dependency's output at `path` is one of `in`."""
+
+    dep: str
+    path: str = Field(min_length=1, max_length=256)
+    in_: list[Any] = Field(alias="in", min_length=1)
+
+
+class MapOver(_Strict):
+    """`map`: one task per element of the list at `path` in the dependency's output."""
+
+    dep: str
+    path: str = Field(min_length=1, max_length=256)
+
+
+class NodeSpec(_Strict):
+    executor: str = Field(min_length=1, max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    if_: Condition | None = Field(None, alias="if")
+    map: MapOver | None = None
+    queue: str | None = Field(None, pattern=KEY_PATTERN)
+    max_attempts: int | None = Field(None, ge=1, le=100)
+    timeout_s: float | None = Field(None, gt=0, le=86_400)
+    backoff: Backoff | None = None
+    priority: int = Field(0, ge=-1000, le=1000)
+
+
+class WorkflowSpec(_Strict):
+    name: str = Field(pattern=KEY_PATTERN)
+    defaults: Defaults = Defaults()
+    fail_fast: bool = True
+    nodes: dict[str, NodeSpec]
+
+    @field_validator("nodes")
+    @classmethod
+    def _check_nodes(cls, nodes: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
+        check_graph(nodes)
+        return nodes
+
+    def canonical(self) -> dict[str, Any]:
+        """The spec as plain JSON with defaults filled in (stable for hashing)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def spec_hash(self) -> str:
+        return sha256_json(self.canonical())
+
+    def executors(self) -> set[str]:
+        return {node.executor for node in self.nodes.values()}
+
+    def topological_order(self) -> list[str]:
+        return list(TopologicalSorter({k: n.depends_on for k, n in self.nodes.items()})
+                    .static_order())
+
+    def dependents(self) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = {key: [] for key in self.nodes}
+        for key, node in self.nodes.items():
+            for dep in node.depends_on:
+                result[dep].append(key)
+        return result
+
+
+def check_graph(nodes: dict[str, NodeSpec]) -> None:
+    """Raise ValueError naming the node at fault; pydantic turns it into a 422 detail."""
+    import re
+
+    if not nodes:
+        raise ValueError("a workflow needs at least one node")
+    if len(nodes) > MAX_NODES:
+        raise ValueError(f"a workflow may have at most {MAX_NODES} nodes, got {len(nodes)}")
+    key_re = re.compile(KEY_PATTERN)
+    for key, node in nodes.items():
+        if not key_re.match(key):
+            raise ValueError(f"node key {key!r} must match [A-Za-z0-9_.-]{{1,64}}")
+        if len(set(node.depends_on)) != len(node.depends_on):
+            raise ValueError(f"node {key!r} lists a dependency twice")
+        for dep in node.depends_on:
+            if dep == key:
+                raise ValueError(f"node {key!r} depends on itself")
+            if dep not in nodes:
+                raise ValueError(f"node {key!r} depends on unknown node {dep!r}")
+        for label, ref in (("if", node.if_), ("map", node.map)):
+            if ref is not None and ref.dep not in node.depends_on:
+                raise ValueError(
+                    f"node {key!r}: '{label}' names {ref.dep!r}, which is not one of its "
+                    "depends_on"
+                )
+    try:
+        TopologicalSorter({k: n.depends_on for k, n in nodes.items()}).prepare()
+    except CycleError as exc:
+        cycle = " -> ".join(reversed(exc.args[1]))
+        raise ValueError(f"the nodes form a cycle: {cycle}") from None
+
+
+def parse_spec(raw: Any) -> WorkflowSpec:
+    """Validate a spec from JSON/YAML; every problem becomes one InvalidWorkflow."""
+    if not isinstance(raw, dict):
+        raise InvalidWorkflow("a workflow spec must be a JSON object")
+    try:
+        return WorkflowSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(err) for err in exc.errors(include_url=False)]
+        raise InvalidWorkflow("invalid workflow: " + "; ".join(problems), problems) from None
+
+
+def check_executors(spec: WorkflowSpec, known: Iterable[str]) -> None:
+    """Reject executors that are neither built in nor served by some worker."""
+    known_set = BUILTIN_EXECUTORS | set(known)
+    for key, node in spec.nodes.items():
+        if node.executor not in known_set:
+            raise InvalidWorkflow(
+                f"node {key!r} uses unknown executor {node.executor!r}; no worker has "
+                "registered it (check DAGQ_ACTOR_MODULES)",
+                {"node": key, "executor": node.executor},
+            )
+
+
+def sha256_json(value: Any) -> str:
+    encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _describe(err: Any) -> str:
+    where = ".".join(str(p) for p in err["loc"]) or "spec"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}"

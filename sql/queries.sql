@@ -1,0 +1,514 @@
+-- Every statement dagq runs, by name. Loaded once by app/sqlfiles.py; executed only
+-- by app/repository.py (and app/migrate.py for the migration bookkeeping).
+
+-- ===== migrations ===================================================================
+
+-- name: migration_lock
+-- Serialise concurrent `dagq db migrate` runs.
+SELECT pg_advisory_lock(%(key)s)
+
+-- name: migration_unlock
+SELECT pg_advisory_unlock(%(key)s)
+
+-- name: create_schema_migrations
+-- Bootstrap the bookkeeping table before the first migration.
+CREATE SCHEMA IF NOT EXISTS dagq;
+CREATE TABLE IF NOT EXISTS dagq.schema_migrations (
+    version    int PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+
+-- name: applied_migrations
+SELECT version FROM dagq.schema_migrations ORDER BY version
+
+-- name: record_migration
+INSERT INTO dagq.schema_migrations (version, name) VALUES (%(version)s, %(name)s)
+
+-- name: schema_migrations_exists
+SELECT to_regclass('dagq.schema_migrations') IS NOT NULL AS present
+
+-- name: ping
+SELECT 1 AS ok
+
+-- ===== workflows ====================================================================
+
+-- name: workflow_by_hash
+-- An identical spec registered before under this name.
+SELECT name, version FROM dagq.workflows WHERE name = %(name)s AND spec_hash = %(spec_hash)s
+
+-- name: insert_workflow_version
+-- The next version number under this name; the primary key makes racing writers retry.
+INSERT INTO dagq.workflows (name, version, spec, spec_hash)
+SELECT %(name)s, coalesce(max(version), 0) + 1, %(spec)s, %(spec_hash)s
+FROM dagq.workflows WHERE name = %(name)s
+ON CONFLICT DO NOTHING
+RETURNING name, version
+
+-- name: get_workflow_latest
+SELECT name, version, spec, created_at FROM dagq.workflows
+WHERE name = %(name)s ORDER BY version DESC LIMIT 1
+
+-- name: get_workflow_version
+SELECT name, version, spec, created_at FROM dagq.workflows
+WHERE name = %(name)s AND version = %(version)s
+
+-- name: list_workflows
+-- The latest version of every workflow.
+SELECT DISTINCT ON (name) name, version, spec, created_at
+FROM dagq.workflows ORDER BY name, version DESC
+
+-- ===== submit =======================================================================
+
+-- name: insert_run
+-- Idempotent by (tenant, event_key) and by id: a conflict returns no row.
+INSERT INTO dagq.runs (id, tenant, workflow, workflow_version, spec, fingerprint, event_key,
+                       priority, fail_fast, inputs, nodes_total, nodes_remaining, deadline_at)
+VALUES (%(id)s, %(tenant)s, %(workflow)s, %(workflow_version)s, %(spec)s, %(fingerprint)s,
+        %(event_key)s, %(priority)s, %(fail_fast)s, %(inputs)s, %(nodes_total)s,
+        %(nodes_total)s, now() + make_interval(secs => %(deadline_s)s::float8))
+ON CONFLICT DO NOTHING
+RETURNING id, status
+
+-- name: run_by_event_key
+SELECT id, status, fingerprint FROM dagq.runs
+WHERE tenant = %(tenant)s AND event_key = %(event_key)s
+
+-- name: run_by_id_for_submit
+SELECT id, status, fingerprint FROM dagq.runs WHERE id = %(id)s
+
+-- name: insert_nodes
+-- All nodes of a run in one statement; roots arrive already queued.
+INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, priority, max_attempts,
+                             timeout_s, backoff_initial_s, backoff_max_s, params, depends_on,
+                             dependents, deps_remaining, condition, map_over, queued_at)
+SELECT %(run_id)s, n.node_key, n.executor, n.queue, n.status, n.priority, n.max_attempts,
+       n.timeout_s, n.backoff_initial_s, n.backoff_max_s, n.params,
+       ARRAY(SELECT jsonb_array_elements_text(n.depends_on)),
+       ARRAY(SELECT jsonb_array_elements_text(n.dependents)),
+       jsonb_array_length(n.depends_on), n.condition, n.map_over,
+       CASE WHEN n.status = 'queued' THEN now() END
+FROM jsonb_to_recordset(%(nodes)s) AS n(
+    node_key text, executor text, queue text, status text, priority int, max_attempts int,
+    timeout_s float8, backoff_initial_s float8, backoff_max_s float8, params jsonb,
+    depends_on jsonb, dependents jsonb, condition jsonb, map_over jsonb)
+RETURNING node_key, status, queue
+
+-- ===== events and notifications =====================================================
+
+-- name: insert_events
+-- Append events in the given order (ids follow it). Callers hold the run row lock.
+INSERT INTO dagq.run_events (run_id, node_key, type, attempt, data)
+SELECT * FROM unnest(%(run_ids)s::uuid[], %(node_keys)s::text[], %(types)s::text[],
+                     %(attempts)s::int[], %(datas)s::jsonb[])
+
+-- name: notify
+SELECT pg_notify(%(channel)s, %(payload)s)
+
+-- name: events_after
+SELECT id, run_id, node_key, type, attempt, data, created_at FROM dagq.run_events
+WHERE run_id = %(run_id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s
+
+-- ===== lease, heartbeat =============================================================
+
+-- name: lease_nodes
+-- Lease up to `limit` queued nodes of one queue in lease order, skipping rows other
+-- workers hold; mark their runs running, write node_started, and return everything the
+-- executor needs. Run rows are locked in id order so event ids follow commit order.
+WITH candidates AS (
+    SELECT id FROM dagq.node_tasks
+    WHERE status = 'queued' AND queue = %(queue)s AND available_at <= now()
+    ORDER BY priority DESC, available_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE dagq.node_tasks t
+    SET status = 'running', attempts = t.attempts + 1, version = t.version + 1,
+        lease_owner = %(worker)s, lease_expires_at = now() + make_interval(secs => %(ttl_s)s),
+        started_at = now()
+    FROM candidates c
+    WHERE t.id = c.id
+    RETURNING t.id, t.run_id, t.node_key, t.executor, t.version, t.attempts, t.max_attempts,
+              t.timeout_s, t.params, t.depends_on, t.item, t.item_index, t.parent_id,
+              t.priority, t.available_at
+), locked_runs AS (
+    SELECT r.id, r.status, r.inputs FROM dagq.runs r
+    WHERE r.id IN (SELECT run_id FROM leased)
+    ORDER BY r.id
+    FOR NO KEY UPDATE
+), started_runs AS (
+    UPDATE dagq.runs r SET status = 'running', started_at = now(), version = r.version + 1
+    FROM locked_runs lr
+    WHERE r.id = lr.id AND lr.status = 'queued'
+    RETURNING r.id
+), events AS (
+    INSERT INTO dagq.run_events (run_id, node_key, type, attempt, data)
+    SELECT s.id, NULL, 'run_started', NULL, '{}'::jsonb FROM started_runs s
+    UNION ALL
+    SELECT l.run_id, l.node_key, 'node_started', l.attempts,
+           jsonb_build_object('worker', %(worker)s::text)
+    FROM leased l JOIN locked_runs lr ON lr.id = l.run_id
+)
+SELECT l.id, l.run_id, l.node_key, l.executor, l.version, l.attempts, l.max_attempts,
+       l.timeout_s, l.params, l.item, l.item_index, l.parent_id, lr.inputs AS run_inputs,
+       (SELECT coalesce(jsonb_object_agg(d.node_key, d.outputs), '{}'::jsonb)
+        FROM dagq.node_tasks d
+        WHERE d.run_id = l.run_id AND d.node_key = ANY (l.depends_on)
+          AND d.status = 'succeeded') AS deps
+FROM leased l JOIN locked_runs lr ON lr.id = l.run_id
+ORDER BY l.priority DESC, l.available_at, l.id
+
+-- name: heartbeat_leases
+-- Extend every lease this worker holds in one statement; say which to stop because
+-- their run is already finished (cancelled, or failed fast).
+WITH extended AS (
+    UPDATE dagq.node_tasks t
+    SET lease_expires_at = now() + make_interval(secs => %(ttl_s)s)
+    WHERE t.id = ANY (%(ids)s::bigint[]) AND t.lease_owner = %(worker)s
+      AND t.status = 'running'
+    RETURNING t.id, t.run_id
+)
+SELECT e.id, r.status NOT IN ('queued', 'running') AS stop
+FROM extended e JOIN dagq.runs r ON r.id = e.run_id
+
+-- ===== node transitions (all fenced on id + version + status) ======================
+
+-- name: complete_node
+UPDATE dagq.node_tasks
+SET status = 'succeeded', outputs = %(outputs)s, version = version + 1, finished_at = now(),
+    lease_expires_at = NULL
+WHERE id = %(id)s AND version = %(version)s AND status = 'running'
+RETURNING id, run_id, node_key, dependents, attempts, parent_id, queue
+
+-- name: retry_node
+-- Back to queued after a retryable failure, visible again after the backoff delay.
+UPDATE dagq.node_tasks
+SET status = 'queued', version = version + 1, error = %(error)s, lease_expires_at = NULL,
+    available_at = now() + make_interval(secs => %(delay_s)s), queued_at = now()
+WHERE id = %(id)s AND version = %(version)s AND status = 'running'
+RETURNING id, run_id, node_key, attempts, available_at
+
+-- name: fail_node
+UPDATE dagq.node_tasks
+SET status = %(status)s, version = version + 1, error = %(error)s, finished_at = now(),
+    lease_expires_at = NULL
+WHERE id = %(id)s AND version = %(version)s AND status = 'running'
+RETURNING id, run_id, node_key, dependents, attempts, parent_id, queue
+
+-- name: node_for_failure
+-- What the fail path needs to choose between retry and failure.
+SELECT t.id, t.run_id, t.node_key, t.status, t.queue, t.version, t.attempts,
+       t.max_attempts, t.backoff_initial_s, t.backoff_max_s, t.parent_id,
+       r.status AS run_status, r.fail_fast
+FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
+WHERE t.id = %(id)s
+
+-- name: requeue_unstarted
+-- A stopping worker hands back leases it never started: no attempt is spent.
+UPDATE dagq.node_tasks t
+SET status = 'queued', attempts = t.attempts - 1, version = t.version + 1,
+    lease_owner = NULL, lease_expires_at = NULL, started_at = NULL, queued_at = now()
+FROM unnest(%(ids)s::bigint[], %(versions)s::int[]) AS u(id, version)
+WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
+  AND t.lease_owner = %(worker)s
+RETURNING t.id, t.run_id, t.node_key, t.attempts, t.queue
+
+-- name: release_dependents
+-- One more dependency of each pending dependent is terminal; those with none left
+-- become queued, skipped (all deps skipped, or `if` not met) or, for a map node,
+-- running until the caller expands it.
+UPDATE dagq.node_tasks t
+SET deps_remaining = t.deps_remaining - 1,
+    deps_skipped = t.deps_skipped + %(skipped)s::int,
+    status = dagq.released_status(t, %(skipped)s::int),
+    queued_at = CASE WHEN dagq.released_status(t, %(skipped)s::int) = 'queued'
+                     THEN now() ELSE t.queued_at END,
+    available_at = CASE WHEN dagq.released_status(t, %(skipped)s::int) = 'queued'
+                        THEN now() ELSE t.available_at END,
+    started_at = CASE WHEN dagq.released_status(t, %(skipped)s::int) = 'running'
+                      THEN now() ELSE t.started_at END,
+    finished_at = CASE WHEN dagq.released_status(t, %(skipped)s::int) = 'skipped'
+                       THEN now() ELSE t.finished_at END,
+    version = t.version + 1
+WHERE t.run_id = %(run_id)s AND t.node_key = ANY (%(keys)s::text[]) AND t.status = 'pending'
+RETURNING t.id, t.node_key, t.status, t.queue, t.dependents, t.map_over
+
+-- name: skip_descendants
+-- Without fail_fast, everything downstream of a failed node is skipped.
+WITH RECURSIVE below(node_key) AS (
+    SELECT unnest(%(dependents)s::text[])
+    UNION
+    SELECT k.node_key
+    FROM below b
+    JOIN dagq.node_tasks t ON t.run_id = %(run_id)s AND t.node_key = b.node_key
+    CROSS JOIN LATERAL unnest(t.dependents) AS k(node_key)
+)
+UPDATE dagq.node_tasks t
+SET status = 'skipped', finished_at = now(), version = t.version + 1
+FROM below b
+WHERE t.run_id = %(run_id)s AND t.node_key = b.node_key AND t.status = 'pending'
+RETURNING t.node_key
+
+-- name: cancel_waiting_nodes
+-- Cancel what has not started (and map nodes waiting on their items). Running leases
+-- are told to stop at their next heartbeat.
+UPDATE dagq.node_tasks
+SET status = 'cancelled', finished_at = now(), version = version + 1, lease_expires_at = NULL
+WHERE run_id = %(run_id)s
+  AND (status IN ('pending', 'queued') OR (status = 'running' AND map_over IS NOT NULL))
+RETURNING node_key, parent_id
+
+-- ===== runs =========================================================================
+
+-- name: lock_run
+-- Every transaction that writes events for a run takes this lock first, after its node
+-- row locks: it serialises a run's events in commit order.
+SELECT id, tenant, status, fail_fast, nodes_total, nodes_remaining, nodes_failed,
+       nodes_succeeded
+FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE
+
+-- name: update_run_progress
+UPDATE dagq.runs
+SET nodes_remaining = %(nodes_remaining)s, nodes_failed = %(nodes_failed)s,
+    nodes_succeeded = %(nodes_succeeded)s, status = %(status)s,
+    error = coalesce(%(error)s, error),
+    finished_at = CASE WHEN %(finished)s THEN now() ELSE finished_at END,
+    outputs = CASE WHEN %(finished)s THEN (
+        SELECT coalesce(jsonb_object_agg(t.node_key, t.outputs), '{}'::jsonb)
+        FROM dagq.node_tasks t
+        WHERE t.run_id = %(run_id)s AND t.parent_id IS NULL AND t.status = 'succeeded'
+          AND cardinality(t.dependents) = 0) ELSE outputs END,
+    version = version + 1
+WHERE id = %(run_id)s
+
+-- name: get_run
+SELECT id, tenant, workflow, workflow_version, event_key, status, priority, fail_fast, inputs,
+       outputs, error, nodes_total, nodes_remaining, deadline_at, version, created_at,
+       started_at, finished_at
+FROM dagq.runs WHERE id = %(run_id)s
+
+-- name: run_nodes
+-- The nodes of a run (map items excluded), in insertion order.
+SELECT id, node_key, executor, queue, status, attempts, max_attempts, depends_on, queued_at,
+       started_at, finished_at, outputs, error, lease_owner, lease_expires_at,
+       map_remaining,
+       (SELECT count(*) FROM dagq.node_tasks c WHERE c.parent_id = t.id) AS items
+FROM dagq.node_tasks t
+WHERE run_id = %(run_id)s AND parent_id IS NULL
+ORDER BY id
+
+-- name: list_runs
+-- Newest first, keyset-paginated on (created_at, id).
+SELECT id, tenant, workflow, workflow_version, event_key, status, priority, nodes_total,
+       nodes_remaining, created_at, started_at, finished_at
+FROM dagq.runs
+WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+  AND (%(cursor_at)s::timestamptz IS NULL OR (created_at, id) < (%(cursor_at)s, %(cursor_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: cancel_run
+UPDATE dagq.runs
+SET status = 'cancelled', nodes_remaining = nodes_remaining - %(cancelled)s,
+    finished_at = now(), version = version + 1
+WHERE id = %(run_id)s AND status IN ('queued', 'running')
+RETURNING id
+
+-- name: nodes_to_retry
+-- Of a finished run: the top-level nodes that did not succeed, with how many of their
+-- dependencies also did not succeed (those will run again first).
+SELECT t.id, t.node_key, t.status, t.depends_on,
+       (SELECT count(*) FROM dagq.node_tasks d
+        WHERE d.run_id = t.run_id AND d.node_key = ANY (t.depends_on)
+          AND d.status <> 'succeeded') AS deps_not_succeeded
+FROM dagq.node_tasks t
+WHERE t.run_id = %(run_id)s AND t.parent_id IS NULL
+  AND t.status IN ('failed', 'cancelled', 'skipped')
+FOR UPDATE
+
+-- name: reset_nodes_for_retry
+UPDATE dagq.node_tasks t
+SET status = u.status, attempts = 0, version = t.version + 1, error = NULL, outputs = NULL,
+    deps_remaining = u.deps_remaining, deps_skipped = 0, lease_owner = NULL,
+    lease_expires_at = NULL, started_at = NULL, finished_at = NULL, map_remaining = NULL,
+    available_at = now(), queued_at = CASE WHEN u.status = 'queued' THEN now() END
+FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(deps_remaining)s::int[])
+     AS u(id, status, deps_remaining)
+WHERE t.id = u.id
+RETURNING t.node_key, t.status, t.queue
+
+-- name: delete_map_items
+DELETE FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id = ANY (%(parent_ids)s::bigint[])
+
+-- name: reopen_run
+UPDATE dagq.runs
+SET status = 'running', nodes_remaining = %(reset)s, nodes_failed = 0,
+    nodes_succeeded = nodes_total - %(reset)s, error = NULL, outputs = NULL,
+    finished_at = NULL, version = version + 1
+WHERE id = %(run_id)s
+
+-- ===== map nodes ====================================================================
+
+-- name: map_source
+-- The list a map node expands over: its dependency's output at the path.
+SELECT d.outputs #> string_to_array(t.map_over ->> 'path', '.') AS items,
+       t.id, t.node_key, t.executor, t.queue, t.priority, t.max_attempts, t.timeout_s,
+       t.backoff_initial_s, t.backoff_max_s, t.params, t.depends_on
+FROM dagq.node_tasks t
+LEFT JOIN dagq.node_tasks d
+       ON d.run_id = t.run_id AND d.node_key = t.map_over ->> 'dep' AND d.status = 'succeeded'
+WHERE t.id = %(id)s
+
+-- name: insert_map_items
+-- One queued task per element; item keys use brackets, which node keys may not.
+INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, priority, max_attempts,
+                             timeout_s, backoff_initial_s, backoff_max_s, params, depends_on,
+                             parent_id, item_index, item, queued_at)
+SELECT %(run_id)s, %(node_key)s || '[' || (e.ordinality - 1) || ']', %(executor)s, %(queue)s,
+       'queued', %(priority)s, %(max_attempts)s, %(timeout_s)s, %(backoff_initial_s)s,
+       %(backoff_max_s)s, %(params)s, %(depends_on)s::text[], %(parent_id)s,
+       e.ordinality - 1, e.value, now()
+FROM jsonb_array_elements(%(items)s) WITH ORDINALITY AS e(value, ordinality)
+
+-- name: set_map_remaining
+UPDATE dagq.node_tasks SET map_remaining = %(count)s WHERE id = %(id)s
+
+-- name: finish_map_item
+-- One item of a map node is done; when it was the last, the map node succeeds with
+-- its items' outputs in order.
+UPDATE dagq.node_tasks p
+SET map_remaining = p.map_remaining - 1,
+    status = CASE WHEN p.map_remaining = 1 THEN 'succeeded' ELSE p.status END,
+    finished_at = CASE WHEN p.map_remaining = 1 THEN now() ELSE p.finished_at END,
+    outputs = CASE WHEN p.map_remaining = 1 THEN (
+        SELECT coalesce(jsonb_agg(c.outputs ORDER BY c.item_index), '[]'::jsonb)
+        FROM dagq.node_tasks c WHERE c.parent_id = p.id) ELSE p.outputs END,
+    attempts = greatest(p.attempts, %(attempts)s),
+    version = p.version + 1
+WHERE p.id = %(parent_id)s AND p.status = 'running'
+RETURNING p.id, p.run_id, p.node_key, p.status, p.dependents, p.attempts
+
+-- name: fail_map_parent
+UPDATE dagq.node_tasks p
+SET status = 'failed', error = %(error)s, finished_at = now(), version = p.version + 1,
+    attempts = greatest(p.attempts, %(attempts)s)
+WHERE p.id = %(parent_id)s AND p.status = 'running'
+RETURNING p.id, p.run_id, p.node_key, p.dependents, p.attempts
+
+-- name: cancel_map_items
+UPDATE dagq.node_tasks
+SET status = 'cancelled', finished_at = now(), version = version + 1
+WHERE parent_id = %(parent_id)s AND status IN ('pending', 'queued')
+RETURNING node_key
+
+-- name: succeed_empty_map
+UPDATE dagq.node_tasks
+SET status = 'succeeded', outputs = '[]'::jsonb, finished_at = now(), map_remaining = 0,
+    version = version + 1
+WHERE id = %(id)s
+RETURNING id, run_id, node_key, dependents, attempts
+
+-- ===== workers and executors ========================================================
+
+-- name: register_worker
+INSERT INTO dagq.workers (id, hostname, pid, queues, executors, threads)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(executors)s, %(threads)s)
+ON CONFLICT (id) DO UPDATE SET status = 'alive', heartbeat_at = now(), stopped_at = NULL
+
+-- name: worker_heartbeat
+UPDATE dagq.workers SET heartbeat_at = now(), status = 'alive'
+WHERE id = %(id)s AND status <> 'stopped'
+
+-- name: stop_worker
+UPDATE dagq.workers SET status = 'stopped', stopped_at = now() WHERE id = %(id)s
+
+-- name: upsert_executors
+INSERT INTO dagq.executors (name, queue, max_attempts, timeout_s, concurrency, rate_per_s)
+SELECT * FROM unnest(%(names)s::text[], %(queues)s::text[], %(max_attempts)s::int[],
+                     %(timeouts)s::float8[], %(concurrency)s::int[], %(rates)s::float8[])
+ON CONFLICT (name) DO UPDATE
+SET queue = excluded.queue, max_attempts = excluded.max_attempts,
+    timeout_s = excluded.timeout_s, concurrency = excluded.concurrency,
+    rate_per_s = excluded.rate_per_s, updated_at = now()
+
+-- name: known_executors
+SELECT name, queue, max_attempts, timeout_s, concurrency, rate_per_s FROM dagq.executors
+
+-- ===== maintenance (sweeper) ========================================================
+
+-- name: expired_leases
+-- Running nodes whose lease ran out, oldest first; other sweepers skip these rows.
+SELECT t.id FROM dagq.node_tasks t
+WHERE t.status = 'running' AND t.lease_expires_at < coalesce(%(now)s::timestamptz, now())
+ORDER BY t.lease_expires_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- name: expire_dead_worker_leases
+-- Workers that missed their heartbeats are dead; their leases expire now.
+WITH dead AS (
+    UPDATE dagq.workers SET status = 'dead'
+    WHERE status = 'alive'
+      AND heartbeat_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(dead_after_s)s)
+    RETURNING id
+), expired AS (
+    UPDATE dagq.node_tasks t
+    SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) - interval '1 millisecond'
+    FROM dead d
+    WHERE t.lease_owner = d.id AND t.status = 'running' AND t.lease_expires_at IS NOT NULL
+    RETURNING t.id
+)
+SELECT (SELECT count(*) FROM dead) AS workers, (SELECT count(*) FROM expired) AS leases
+
+-- name: runs_needing_heal
+-- Runs still open although none of their nodes is: finalise them.
+SELECT r.id FROM dagq.runs r
+WHERE r.status IN ('queued', 'running')
+  AND NOT EXISTS (
+      SELECT 1 FROM dagq.node_tasks t
+      WHERE t.run_id = r.id AND t.status IN ('pending', 'queued', 'running'))
+LIMIT %(limit)s
+
+-- name: count_run_nodes
+-- Recount a run's top-level nodes from scratch (the healer's source of truth).
+SELECT count(*) FILTER (WHERE status IN ('pending', 'queued', 'running')) AS remaining,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded
+FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id IS NULL
+
+-- name: runs_past_deadline
+SELECT id FROM dagq.runs
+WHERE deadline_at IS NOT NULL AND status IN ('queued', 'running')
+  AND deadline_at < coalesce(%(now)s::timestamptz, now())
+LIMIT %(limit)s
+
+-- name: prune_finished_runs
+-- Delete finished runs past retention (their nodes go by cascade), a batch at a time.
+WITH doomed AS (
+    SELECT id FROM dagq.runs
+    WHERE finished_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(retention_s)s)
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), events AS (
+    DELETE FROM dagq.run_events e USING doomed d WHERE e.run_id = d.id
+)
+DELETE FROM dagq.runs r USING doomed d WHERE r.id = d.id
+RETURNING r.id
+
+-- name: prune_stopped_workers
+DELETE FROM dagq.workers
+WHERE status IN ('stopped', 'dead')
+  AND heartbeat_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(retention_s)s)
+
+-- ===== api keys =====================================================================
+
+-- name: insert_api_key
+INSERT INTO dagq.api_keys (id, tenant, key_hash, admin)
+VALUES (%(id)s, %(tenant)s, %(key_hash)s, %(admin)s)
+
+-- name: api_key_by_hash
+SELECT id, tenant, key_hash, admin FROM dagq.api_keys
+WHERE key_hash = %(key_hash)s AND revoked_at IS NULL

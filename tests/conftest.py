@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from app.db import open_pool
+from app.repository import Repository
+from tests.pg import TestServer
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[TestServer]:
+    server = TestServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def db_url(pg_server: TestServer) -> Iterator[str]:
+    url = pg_server.new_database()
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture
+def repo(db_url: str) -> Iterator[Repository]:
+    repository = Repository(open_pool(db_url, size=12, name="test"))
+    yield repository
+    repository.close()
+
+
+@pytest.fixture
+def sql(db_url: str) -> Iterator[psycopg.Connection]:
+    """A plain autocommit connection for arranging and asserting rows directly."""
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn

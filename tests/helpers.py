@@ -1,0 +1,60 @@
+"""Shared test helpers: specs, and a driver that executes nodes through the repository."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from app.repository import Repository
+from app.workflow import WorkflowSpec, parse_spec
+
+Executor = Callable[[dict[str, Any]], Any]
+
+
+def spec(nodes: dict[str, Any], *, name: str = "wf", **extra: Any) -> WorkflowSpec:
+    return parse_spec({"name": name, "nodes": nodes, **extra})
+
+
+def diamond() -> WorkflowSpec:
+    return spec({
+        "a": {"executor": "builtin.echo"},
+        "b": {"executor": "builtin.echo", "depends_on": ["a"]},
+        "c": {"executor": "builtin.echo", "depends_on": ["a"]},
+        "d": {"executor": "builtin.merge", "depends_on": ["b", "c"]},
+    }, name="diamond")
+
+
+def fan_out(width: int) -> WorkflowSpec:
+    nodes: dict[str, Any] = {"root": {"executor": "builtin.noop"}}
+    for i in range(width):
+        nodes[f"m{i}"] = {"executor": "builtin.echo", "depends_on": ["root"]}
+    nodes["agg"] = {"executor": "builtin.merge", "depends_on": [f"m{i}" for i in range(width)]}
+    return spec(nodes, name=f"fan{width}")
+
+
+def drive(
+    repo: Repository, executors: dict[str, Executor] | None = None, *, queue: str = "default",
+    worker: str = "test-worker", batch: int = 16, max_rounds: int = 10_000,
+) -> list[str]:
+    """Lease and run nodes until nothing is leasable; return node keys in start order.
+
+    Executors map node keys (or executor names) to functions of the payload; the default
+    returns {"key": node_key}. Raising makes the attempt fail (retryably).
+    """
+    executors = executors or {}
+    order: list[str] = []
+    for _ in range(max_rounds):
+        leased = repo.lease(worker=worker, queue=queue, limit=batch, ttl_s=30)
+        if not leased:
+            return order
+        for node in leased:
+            order.append(node.node_key)
+            fn = executors.get(node.node_key) or executors.get(node.executor)
+            try:
+                outputs = fn(node.payload()) if fn else {"key": node.node_key}
+            except Exception as exc:  # noqa: BLE001 - the test decides what fails
+                repo.fail(node.id, node.version, {"type": type(exc).__name__,
+                                                  "message": str(exc)})
+            else:
+                repo.complete(node.id, node.version, outputs)
+    raise AssertionError("drive did not settle")
