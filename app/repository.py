@@ -263,10 +263,15 @@ class Repository:
     # ===== lease and heartbeat ========================================================
 
     @transient
-    def lease(self, *, worker: str, queue: str, limit: int, ttl_s: float) -> list[LeasedNode]:
+    def lease(
+        self, *, worker: str, queue: str, limit: int, ttl_s: float,
+        executors: list[str] | None = None,
+    ) -> list[LeasedNode]:
+        """Lease up to `limit` queued nodes of `queue` whose executor this worker serves."""
         with self._tx() as cur:
             rows = cur.execute(queries()["lease_nodes"], {
                 "worker": worker, "queue": queue, "limit": limit, "ttl_s": ttl_s,
+                "executors": executors,
             }).fetchall()
         return [LeasedNode(**row) for row in rows]
 

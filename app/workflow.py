@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from app.errors import InvalidWorkflow
 
 KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+# Dramatiq queue names must start with a letter or an underscore.
+QUEUE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 MAX_NODES = 1000
 MAX_MAP_ITEMS = 10_000
 BUILTIN_EXECUTORS = frozenset(
@@ -31,7 +33,7 @@ class Backoff(_Strict):
 
 
 class Defaults(_Strict):
-    queue: str = Field("default", pattern=KEY_PATTERN)
+    queue: str = Field("default", pattern=QUEUE_PATTERN)
     max_attempts: int = Field(3, ge=1, le=100)
     timeout_s: float = Field(60.0, gt=0, le=86_400)
     backoff: Backoff = Backoff()
@@ -58,7 +60,7 @@ class NodeSpec(_Strict):
     depends_on: list[str] = Field(default_factory=list)
     if_: Condition | None = Field(None, alias="if")
     map: MapOver | None = None
-    queue: str | None = Field(None, pattern=KEY_PATTERN)
+    queue: str | None = Field(None, pattern=QUEUE_PATTERN)
     max_attempts: int | None = Field(None, ge=1, le=100)
     timeout_s: float | None = Field(None, gt=0, le=86_400)
     backoff: Backoff | None = None

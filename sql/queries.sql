@@ -105,6 +105,14 @@ SELECT * FROM unnest(%(run_ids)s::uuid[], %(node_keys)s::text[], %(types)s::text
 -- name: notify
 SELECT pg_notify(%(channel)s, %(payload)s)
 
+-- name: listen_queued
+-- Workers wake on this channel (payload: the queue name) instead of polling fast.
+LISTEN dagq_queued
+
+-- name: listen_events
+-- API processes follow run events on this channel (payload: run ids, or *).
+LISTEN dagq_events
+
 -- name: events_after
 SELECT id, run_id, node_key, type, attempt, data, created_at FROM dagq.run_events
 WHERE run_id = %(run_id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s
@@ -118,6 +126,7 @@ WHERE run_id = %(run_id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s
 WITH candidates AS (
     SELECT id FROM dagq.node_tasks
     WHERE status = 'queued' AND queue = %(queue)s AND available_at <= now()
+      AND (%(executors)s::text[] IS NULL OR executor = ANY (%(executors)s::text[]))
     ORDER BY priority DESC, available_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

@@ -1,0 +1,147 @@
+"""The `dagq` command (CONTRACT §2). Errors are one line on stderr and a non-zero exit:
+2 for bad input (usage, workflow files, JSON), 1 for everything else."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from app import __version__
+from app.config import Settings, get_settings
+from app.errors import DagqError, InvalidRequest, InvalidWorkflow
+
+EXIT_INPUT = 2
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dagq", description="A durable DAG job queue on "
+                                     "PostgreSQL.")
+    parser.add_argument("--version", action="version", version=f"dagq {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="Postgres, migrations, API, workers and sweeper")
+    up.add_argument("--workers", type=_int_at_least(0), default=2, help="worker processes")
+    up.add_argument("--threads", type=_int_at_least(1), default=8, help="threads per worker")
+    up.add_argument("--port", type=_int_at_least(1), default=None, help="API port")
+
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    db_sub.add_parser("migrate", help="apply pending migrations")
+
+    api = sub.add_parser("api", help="the HTTP API only")
+    api.add_argument("--host", default=None)
+    api.add_argument("--port", type=_int_at_least(1), default=None)
+
+    worker = sub.add_parser("worker", help="worker processes that execute nodes")
+    worker.add_argument("--processes", type=_int_at_least(1), default=2)
+    worker.add_argument("--threads", type=_int_at_least(1), default=8)
+    worker.add_argument("--queues", default="", help="comma-separated queue names")
+
+    sub.add_parser("sweeper", help="the maintenance service only")
+
+    keys = sub.add_parser("keys", help="API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    create = keys_sub.add_parser("create", help="create a key (printed once)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--admin", action="store_true")
+
+    submit = sub.add_parser("submit", help="submit a run")
+    submit.add_argument("workflow", metavar="WORKFLOW",
+                        help="a registered workflow name, or a .json/.yaml spec file")
+    submit.add_argument("--inputs", default=None, help="run inputs as JSON")
+    submit.add_argument("--event-key", default=None)
+    submit.add_argument("--version", dest="workflow_version", type=_int_at_least(1))
+    submit.add_argument("--priority", type=int, default=0)
+    submit.add_argument("--tenant", default="default")
+    submit.add_argument("--wait", action="store_true", help="show progress until it ends")
+
+    runs = sub.add_parser("runs", help="list runs")
+    runs.add_argument("--status", default=None)
+    runs.add_argument("--workflow", default=None)
+    runs.add_argument("--limit", type=_int_at_least(1), default=20)
+
+    run = sub.add_parser("run", help="one run")
+    run_sub = run.add_subparsers(dest="run_command", required=True, metavar="COMMAND")
+    show = run_sub.add_parser("show", help="a run and its nodes")
+    show.add_argument("run_id", metavar="RUN_ID")
+    return parser
+
+
+@contextlib.contextmanager
+def repository(settings: Settings) -> Iterator[Any]:
+    from app.db import open_pool, release_embedded, resolve_database_url
+    from app.migrate import migrate
+    from app.repository import Repository
+
+    url = resolve_database_url(settings)
+    repo = None
+    try:
+        migrate(url)
+        repo = Repository(open_pool(url, size=4, name="cli"))
+        yield repo
+    finally:
+        if repo is not None:
+            repo.close()
+        release_embedded()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app.logs import setup_logging
+
+    args = build_parser().parse_args(argv)
+    if args.command not in ("up", "worker", "api", "sweeper", "bench"):
+        os.environ.setdefault("DAGQ_LOG_LEVEL", "WARNING")
+    setup_logging()
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        print(f"dagq: error: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        return _dispatch(args, settings)
+    except (InvalidWorkflow, InvalidRequest) as exc:
+        print(f"dagq: error: {exc.message}", file=sys.stderr)
+        return EXIT_INPUT
+    except DagqError as exc:
+        print(f"dagq: error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from app import commands
+
+    handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+        "up": commands.up, "db": commands.db, "api": commands.api, "worker": commands.worker,
+        "sweeper": commands.sweeper, "keys": commands.keys, "submit": commands.submit,
+        "runs": commands.runs, "run": commands.run,
+    }
+    return handlers[args.command](args, settings)
+
+
+def parse_json_arg(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"{what} is not valid JSON: {exc}") from None

@@ -1,0 +1,89 @@
+"""What the CLI shows people: run tables, node tables and a live progress bar."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from app.models import OPEN_RUN_STATUSES, RunView
+
+TERMINAL_NODE = {"succeeded", "failed", "skipped", "cancelled"}
+COLOURS = {"succeeded": "green", "failed": "red", "partial_succeeded": "yellow",
+           "cancelled": "magenta", "running": "cyan", "queued": "blue", "pending": "white",
+           "skipped": "bright_black"}
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _status(status: str) -> str:
+    return f"[{COLOURS.get(status, 'white')}]{status}[/]"
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def runs_table(runs: list[RunView]) -> None:
+    table = Table(title=f"{len(runs)} run(s), newest first")
+    for column in ("run id", "tenant", "workflow", "status", "nodes left", "created",
+                   "finished"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(str(run.run_id), run.tenant, run.workflow, _status(run.status),
+                      f"{run.nodes_remaining}/{run.nodes_total}", _when(run.created_at),
+                      _when(run.finished_at))
+    out.print(table)
+
+
+def run_detail(run: RunView) -> None:
+    out.print(f"run [bold]{run.run_id}[/]  workflow {run.workflow}"
+              f"{' v' + str(run.workflow_version) if run.workflow_version else ''}  "
+              f"tenant {run.tenant}  status {_status(run.status)}")
+    out.print(f"created {_when(run.created_at)}  started {_when(run.started_at)}  "
+              f"finished {_when(run.finished_at)}")
+    if run.error:
+        out.print(f"[red]error:[/] {json.dumps(run.error)[:500]}")
+    table = Table()
+    for column in ("node", "executor", "status", "attempts", "duration ms", "outputs / error"):
+        table.add_column(column)
+    for node in run.nodes or []:
+        detail = node.error if node.status in ("failed", "cancelled") else node.outputs
+        text = json.dumps(detail)[:80] if detail is not None else ""
+        table.add_row(node.key + (f" [{node.items} items]" if node.items else ""),
+                      node.executor, _status(node.status),
+                      f"{node.attempts}/{node.max_attempts}",
+                      f"{node.duration_ms:.0f}" if node.duration_ms is not None else "-", text)
+    out.print(table)
+
+
+def follow_run(repo: Any, run_id: uuid.UUID, poll_s: float = 0.2) -> str:
+    """A live progress bar (nodes done / total, per-status counts) until the run ends."""
+    run = repo.get_run(run_id)
+    total = len(run.nodes or [])
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total} nodes"),
+               TextColumn("{task.fields[counts]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(run.workflow, total=total, counts="")
+        while True:
+            counts = Counter(node.status for node in run.nodes or [])
+            done = sum(counts[s] for s in TERMINAL_NODE)
+            summary = " ".join(f"{_status(s)}={n}" for s, n in sorted(counts.items()))
+            progress.update(task, completed=done, counts=summary)
+            if run.status not in OPEN_RUN_STATUSES:
+                break
+            time.sleep(poll_s)
+            run = repo.get_run(run_id)
+    err.print(f"run {run_id} {_status(run.status)}")
+    if run.error:
+        err.print(f"[red]error:[/] {json.dumps(run.error)[:1000]}")
+    return run.status

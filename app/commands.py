@@ -1,0 +1,168 @@
+"""Handlers of the `dagq` subcommands; each calls the same functions as the API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+
+from app import service
+from app.cli import parse_json_arg, repository
+from app.config import Settings
+from app.errors import InvalidRequest
+
+
+def up(args: argparse.Namespace, settings: Settings) -> int:
+    from app.db import release_embedded, resolve_database_url
+    from app.migrate import migrate
+    from app.procs import ProcessGroup, child_env
+
+    started = time.monotonic()
+    url = resolve_database_url(settings)
+    try:
+        applied = migrate(url)
+        port = args.port or settings.api_port
+        env = child_env(url)
+        group = ProcessGroup()
+        group.add("api", ["-m", "app.api", "--host", settings.api_host, "--port", str(port)],
+                  env)
+        group.add("sweeper", ["-m", "app.sweeper"], env)
+        for i in range(args.workers):
+            group.add(f"worker-{i + 1}", ["-m", "workers", "--threads", str(args.threads)],
+                      env)
+        _banner(settings, url, port, args, applied, time.monotonic() - started)
+        return group.run()
+    finally:
+        if release_embedded():
+            print("dagq: embedded Postgres stopped", file=sys.stderr)
+
+
+def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
+            applied: list[int], elapsed: float) -> None:
+    where = "embedded Postgres (data in " + str(settings.data_dir / "pg") + ")" \
+        if not settings.database_url else "Postgres at DAGQ_DATABASE_URL"
+    lines = [
+        f"dagq is up in {elapsed:.1f}s",
+        f"  database   {where}",
+        f"             psql \"{url}\"",
+        f"  schema     {'applied migrations ' + str(applied) if applied else 'current'}",
+        f"  api        http://{settings.api_host}:{port}/  (dashboard; API under /v1)",
+        f"  workers    {args.workers} process(es) x {args.threads} threads",
+        f"  sweeper    every {settings.sweep_interval_s:g}s",
+        "  stop       Ctrl-C (or SIGTERM) stops everything cleanly",
+    ]
+    if settings.auth == "off":
+        lines.insert(1, "  WARNING    DAGQ_AUTH=off: the API accepts requests WITHOUT a key. "
+                        "Local development only!")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def db(args: argparse.Namespace, settings: Settings) -> int:
+    from app.db import release_embedded, resolve_database_url
+    from app.migrate import migrate
+
+    url = resolve_database_url(settings)
+    try:
+        applied = migrate(url)
+    finally:
+        release_embedded()
+    print(f"applied migrations {applied}" if applied else "schema is current")
+    return 0
+
+
+def api(args: argparse.Namespace, settings: Settings) -> int:
+    from app.api.server import serve
+    from app.db import release_embedded, resolve_database_url
+    from app.migrate import migrate
+
+    url = resolve_database_url(settings)
+    try:
+        migrate(url)
+        return serve(settings, url, host=args.host or settings.api_host,
+                     port=args.port or settings.api_port)
+    finally:
+        release_embedded()
+
+
+def worker(args: argparse.Namespace, settings: Settings) -> int:
+    from app.db import release_embedded, resolve_database_url
+    from app.migrate import migrate
+    from app.procs import ProcessGroup, child_env
+
+    url = resolve_database_url(settings)
+    try:
+        migrate(url)
+        group = ProcessGroup()
+        argv = ["-m", "workers", "--threads", str(args.threads), "--queues", args.queues]
+        for i in range(args.processes):
+            group.add(f"worker-{i + 1}", argv, child_env(url))
+        return group.run()
+    finally:
+        release_embedded()
+
+
+def sweeper(args: argparse.Namespace, settings: Settings) -> int:
+    from app.db import release_embedded, resolve_database_url
+    from app.migrate import migrate
+    from app.sweeper import run_sweeper
+
+    url = resolve_database_url(settings)
+    try:
+        migrate(url)
+        return run_sweeper(settings, url)
+    finally:
+        release_embedded()
+
+
+def keys(args: argparse.Namespace, settings: Settings) -> int:
+    with repository(settings) as repo:
+        key = service.create_api_key(repo, args.tenant, admin=args.admin)
+    kind = "admin key" if args.admin else "key"
+    print(f"created {kind} for tenant {args.tenant!r}; it is shown only once:")
+    print(key)
+    return 0
+
+
+def submit(args: argparse.Namespace, settings: Settings) -> int:
+    from app.cli_views import follow_run
+
+    inputs = parse_json_arg(args.inputs, "--inputs")
+    workflow = args.workflow
+    if workflow.endswith((".json", ".yaml", ".yml")):
+        workflow = service.load_spec_file(workflow)
+    with repository(settings) as repo:
+        result = service.submit(
+            repo, tenant=args.tenant, workflow=workflow, version=args.workflow_version,
+            inputs=inputs, event_key=args.event_key, priority=args.priority,
+        )
+        verb = "submitted" if result.created else "already submitted (same event key)"
+        print(f"{verb}: run {result.run_id}", file=sys.stderr)
+        if not args.wait:
+            print(result.run_id)
+            return 0
+        status = follow_run(repo, result.run_id)
+    print(result.run_id)
+    return 0 if status == "succeeded" else 1
+
+
+def runs(args: argparse.Namespace, settings: Settings) -> int:
+    from app.cli_views import runs_table
+
+    with repository(settings) as repo:
+        found = repo.list_runs(tenant=None, status=args.status, workflow=args.workflow,
+                               limit=args.limit)
+    runs_table(found)
+    return 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from app.cli_views import run_detail
+
+    try:
+        run_id = uuid.UUID(args.run_id)
+    except ValueError:
+        raise InvalidRequest(f"{args.run_id!r} is not a run id (a UUID)") from None
+    with repository(settings) as repo:
+        run_detail(repo.get_run(run_id))
+    return 0

@@ -1,0 +1,87 @@
+"""Run a group of child processes in the foreground: restart those that die, stop all
+cleanly on SIGTERM/SIGINT (Ctrl-C)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger("dagq.procs")
+
+RESTART_DELAY_S = 1.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = field(default=0.0)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL)
+        self.started_at = time.monotonic()
+
+
+class ProcessGroup:
+    def __init__(self, grace_s: float = 45.0) -> None:
+        self.children: list[Child] = []
+        self.grace_s = grace_s
+        self.stopping = threading.Event()
+
+    def add(self, name: str, module_args: list[str], env: dict[str, str]) -> None:
+        self.children.append(Child(name, [sys.executable, *module_args], env))
+
+    def run(self) -> int:
+        """Start every child and supervise until a signal arrives; return exit status."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        for child in self.children:
+            child.start()
+        while not self.stopping.wait(0.2):
+            for child in self.children:
+                self._restart_if_dead(child)
+        return self.stop()
+
+    def _restart_if_dead(self, child: Child) -> None:
+        if child.proc is None or child.proc.poll() is None:
+            return
+        code = child.proc.returncode
+        if time.monotonic() - child.started_at < RESTART_DELAY_S:
+            return  # wait a little before restarting a child that keeps dying
+        child.restarts += 1
+        log.warning("%s (pid %d) exited with %s; restarting it (restart #%d)",
+                    child.name, child.proc.pid, code, child.restarts)
+        child.start()
+
+    def stop(self) -> int:
+        for child in self.children:
+            if child.proc and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_s
+        for child in self.children:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0fs; killing it", child.name, self.grace_s)
+                child.proc.kill()
+                child.proc.wait()
+        return 0
+
+
+def child_env(database_url: str, **extra: str) -> dict[str, str]:
+    """Children connect to the already-resolved database; they never start Postgres."""
+    env = dict(os.environ)
+    env["DAGQ_DATABASE_URL"] = database_url
+    env.update(extra)
+    return env

@@ -1,0 +1,121 @@
+"""What the API and the CLI both do: resolve workflows, apply executor defaults, submit,
+manage keys. Thin over the repository; no SQL here."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from app.errors import InvalidRequest, InvalidWorkflow
+from app.models import ApiKey, SubmitResult, WorkflowRecord
+from app.repository import Repository
+from app.workflow import WorkflowSpec, check_executors, parse_spec
+
+KEY_PREFIX = "dagq_"
+MAX_INPUT_DEPTH = 64
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(repo: Repository, tenant: str, *, admin: bool = False) -> str:
+    """A new random key for `tenant`; only its hash is stored. Returned once."""
+    tenant = tenant.strip()
+    if not tenant or len(tenant) > 200:
+        raise InvalidRequest("a tenant name needs 1 to 200 characters")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    repo.insert_api_key(tenant=tenant, key_hash=hash_key(key), admin=admin)
+    return key
+
+
+def authenticate(repo: Repository, key: str) -> ApiKey | None:
+    if not key.startswith(KEY_PREFIX) or len(key) > 200:
+        return None
+    digest = hash_key(key)
+    found = repo.api_key_by_hash(digest)
+    # The lookup is by hash; compare again in constant time to be explicit about it.
+    if found is None or not hmac.compare_digest(digest, hash_key(key)):
+        return None
+    return found
+
+
+def register_workflow(repo: Repository, raw: Any) -> tuple[WorkflowRecord, bool]:
+    spec = parse_spec(raw)
+    check_executors(spec, repo.known_executors())
+    return repo.register_workflow(spec)
+
+
+def resolve_workflow(
+    repo: Repository, workflow: Any, version: int | None
+) -> tuple[WorkflowSpec, int | None]:
+    """A registered workflow by name (and version), or an inline spec."""
+    if isinstance(workflow, str):
+        record = repo.get_workflow(workflow, version)
+        return parse_spec(record.spec), record.version
+    if isinstance(workflow, dict):
+        if version is not None:
+            raise InvalidRequest("'version' applies only to a registered workflow name")
+        return parse_spec(workflow), None
+    raise InvalidRequest("'workflow' must be a workflow name or an inline spec object")
+
+
+def with_executor_defaults(spec: WorkflowSpec, repo: Repository) -> WorkflowSpec:
+    """Fill each node's queue, max_attempts and timeout from its executor's declared
+    defaults, unless the node or the workflow's `defaults` set them explicitly."""
+    known = repo.known_executors()
+    check_executors(spec, known)
+    explicit = spec.defaults.model_fields_set
+    raw = spec.canonical()
+    for key, node in spec.nodes.items():
+        info = known.get(node.executor)
+        if info is None:
+            continue
+        target = raw["nodes"][key]
+        for field, value in (("queue", info.queue), ("max_attempts", info.max_attempts),
+                             ("timeout_s", info.timeout_s)):
+            if getattr(node, field) is None and field not in explicit and value is not None:
+                if field == "queue" and value == "default":
+                    continue
+                target[field] = value
+    return parse_spec(raw)
+
+
+def submit(
+    repo: Repository, *, tenant: str, workflow: Any, version: int | None = None,
+    inputs: Any = None, event_key: str | None = None, priority: int = 0,
+    deadline_s: float | None = None,
+) -> SubmitResult:
+    spec, resolved_version = resolve_workflow(repo, workflow, version)
+    spec = with_executor_defaults(spec, repo)
+    if event_key is not None and not (0 < len(event_key) <= 512):
+        raise InvalidRequest("event_key needs 1 to 512 characters")
+    if not -1000 <= priority <= 1000:
+        raise InvalidRequest("priority must be between -1000 and 1000")
+    if deadline_s is not None and not 0 < deadline_s <= 30 * 86_400:
+        raise InvalidRequest("deadline_s must be positive and at most 30 days")
+    return repo.submit_run(
+        tenant=tenant, spec=spec, workflow_version=resolved_version, inputs=inputs,
+        event_key=event_key, priority=priority, deadline_s=deadline_s,
+    )
+
+
+def load_spec_file(path: str) -> Any:
+    """Read a JSON or YAML workflow file (CLI)."""
+    import json
+
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise InvalidWorkflow(f"cannot read workflow file {path!r}: {exc.strerror}") from None
+    is_yaml = path.endswith((".yaml", ".yml"))
+    try:
+        return yaml.safe_load(text) if is_yaml else json.loads(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        kind = "YAML" if is_yaml else "JSON"
+        raise InvalidWorkflow(f"{path} is not valid {kind}: {exc}") from None

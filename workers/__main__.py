@@ -1,0 +1,30 @@
+"""`python -m workers`: one worker process (what `dagq worker` starts N of)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app.config import get_settings
+from app.db import release_embedded, resolve_database_url
+from app.logs import setup_logging
+from workers.process import run_worker
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers")
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--queues", default="")
+    args = parser.parse_args(argv)
+    setup_logging()
+    settings = get_settings()
+    url = resolve_database_url(settings)
+    try:
+        queues = [q for q in args.queues.split(",") if q] or None
+        return run_worker(settings, url, threads=args.threads, queues=queues)
+    finally:
+        release_embedded()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

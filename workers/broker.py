@@ -1,0 +1,291 @@
+"""A Dramatiq broker whose queue is `dagq.node_tasks`: consume is the lease.
+
+- `consume()` leases batches with FOR UPDATE SKIP LOCKED, never holding more than
+  `prefetch` leases per queue, waking on LISTEN and polling at least every second.
+- `ack` records the outputs (fenced), `nack` the failure (retry/backoff decided in
+  Postgres), `requeue` hands never-started leases back without spending an attempt.
+- `enqueue()` of a plain Dramatiq message (`actor.send()`) creates a one-node run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+import dramatiq
+from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.errors import QueueNotFound
+from dramatiq.message import Message
+
+from app.errors import DagqError
+from app.repository import Repository
+from app.workflow import parse_spec
+from workers.errors import (
+    FatalError,
+    NodeCancelled,
+    NodeTimeout,
+    OutputError,
+    WorkerShutdown,
+)
+from workers.leases import LeaseBook
+from workers.listener import QueueListener
+from workers.middleware import DagqMiddleware
+from workers.registry import ExecutorDef
+
+log = logging.getLogger("dagq.broker")
+
+POLL_S = 1.0
+PLAIN_TENANT = "default"
+TRACEBACK_LIMIT = 8000
+
+
+class PostgresBroker(dramatiq.Broker):
+    def __init__(
+        self, repo: Repository, *, worker_id: str, lease_ttl_s: float,
+        max_output_bytes: int, listener: QueueListener | None = None,
+    ) -> None:
+        self.repo = repo
+        self.worker_id = worker_id
+        self.lease_ttl_s = lease_ttl_s
+        self.max_output_bytes = max_output_bytes
+        self.listener = listener
+        self.book = LeaseBook()
+        self.executors: dict[str, ExecutorDef] = {}
+        self.stopping = False
+        super().__init__(middleware=[DagqMiddleware(self)])
+        self.queues: dict[str, None] = {}  # Dramatiq reads .keys()
+
+    # -- declarations -----------------------------------------------------------------
+
+    def declare_queue(self, queue_name: str) -> None:
+        if queue_name in self.queues:
+            return
+        self.emit_before("declare_queue", queue_name)
+        self.queues[queue_name] = None
+        self.emit_after("declare_queue", queue_name)
+
+    def declare_executor(self, definition: ExecutorDef) -> None:
+        """Serve a dagq node executor: a Dramatiq actor named after it."""
+        self.executors[definition.name] = definition
+        dramatiq.actor(
+            _executor_entry(self, definition), actor_name=definition.name,
+            queue_name=definition.queue, broker=self, max_retries=0,
+        )
+
+    def served_executors(self) -> list[str]:
+        return sorted(self.actors)
+
+    # -- consuming --------------------------------------------------------------------
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> Consumer:
+        if queue_name not in self.queues:
+            raise QueueNotFound(queue_name)
+        return PostgresConsumer(self, queue_name, prefetch, timeout)
+
+    # -- plain Dramatiq messages ------------------------------------------------------
+
+    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+        """`actor.send(...)` becomes a one-node run (idempotent by message id)."""
+        self.declare_queue(message.queue_name)
+        key = message.actor_name
+        actor = self.actors.get(key)
+        retries = int(actor.options.get("max_retries", 2)) if actor else 2
+        spec = parse_spec({
+            "name": _safe_key(key),
+            "nodes": {_safe_key(key): {
+                "executor": key, "queue": message.queue_name,
+                "params": {"args": list(message.args), "kwargs": dict(message.kwargs)},
+                "max_attempts": min(retries + 1, 100),
+            }},
+        })
+        self.emit_before("enqueue", message, delay)
+        self.repo.submit_run(tenant=PLAIN_TENANT, spec=spec, event_key=message.message_id,
+                             inputs={"args": list(message.args)})
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def flush(self, queue_name: str) -> None:
+        raise NotImplementedError("dagq keeps every run; cancel runs instead of flushing")
+
+    def flush_all(self) -> None:
+        raise NotImplementedError("dagq keeps every run; cancel runs instead of flushing")
+
+    def join(self, queue_name: str, *, timeout: int | None = None) -> None:
+        raise NotImplementedError("follow a run's events instead of joining a queue")
+
+
+def _safe_key(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "_" for c in name)
+    return cleaned[:64] or "actor"
+
+
+def _executor_entry(broker: PostgresBroker, definition: ExecutorDef) -> Any:
+    """The actor function: run the executor on the leased node's payload."""
+
+    def run_node(node_id: int) -> Any:
+        lease = broker.book.get(node_id)
+        if lease is None:
+            raise NodeCancelled("lease no longer held")
+        return definition.fn(lease.node.payload())
+
+    run_node.__name__ = run_node.__qualname__ = definition.name.replace(".", "_")
+    run_node.__module__ = getattr(definition.fn, "__module__", __name__)
+    return run_node
+
+
+class PostgresConsumer(Consumer):
+    def __init__(self, broker: PostgresBroker, queue: str, prefetch: int, timeout_ms: int):
+        self.broker = broker
+        self.queue = queue
+        self.prefetch = max(1, prefetch)
+        self.timeout_s = min(timeout_ms / 1000, POLL_S)
+        self.buffer: deque[MessageProxy] = deque()
+
+    def __iter__(self) -> PostgresConsumer:
+        return self
+
+    def __next__(self) -> MessageProxy | None:
+        if self.buffer:
+            return self.buffer.popleft()
+        broker, book = self.broker, self.broker.book
+        if broker.stopping:
+            time.sleep(0.1)  # the consumer thread calls again at once
+            return None
+        if not book.wait_for_room(self.queue, self.prefetch, self.timeout_s):
+            return None
+        wake = broker.listener.event(self.queue) if broker.listener else None
+        if wake is not None:
+            wake.clear()  # before leasing: a notification during the lease is kept
+        room = self.prefetch - book.count(self.queue)
+        nodes = broker.repo.lease(
+            worker=broker.worker_id, queue=self.queue, limit=room,
+            ttl_s=broker.lease_ttl_s, executors=broker.served_executors(),
+        ) if room > 0 else []
+        if not nodes:
+            if wake is not None:
+                wake.wait(self.timeout_s)
+            return None
+        for node in nodes:
+            book.add(node, self.queue)
+            self.buffer.append(MessageProxy(self._message(node)))
+        return self.buffer.popleft()
+
+    def _message(self, node: Any) -> Message:
+        definition = self.broker.executors.get(node.executor)
+        if definition is not None:
+            args: tuple[Any, ...] = (node.id,)
+            kwargs: dict[str, Any] = {}
+        else:  # a plain Dramatiq actor sent with actor.send()
+            args = tuple(node.params.get("args", ()))
+            kwargs = dict(node.params.get("kwargs", {}))
+        return Message(
+            queue_name=self.queue, actor_name=node.executor, args=args, kwargs=kwargs,
+            # pipe_target: Dramatiq warns about discarded return values unless a message
+            # has one; dagq keeps them (ack stores them). No Pipelines middleware runs.
+            options={"dagq_node_id": node.id, "dagq_version": node.version,
+                     "dagq_timeout_s": node.timeout_s, "pipe_target": "dagq"},
+            message_id=f"{node.id}.{node.version}",
+        )
+
+    # -- outcomes (called from worker threads) ----------------------------------------
+
+    def ack(self, message: MessageProxy) -> None:
+        node_id = message.options["dagq_node_id"]
+        lease = self.broker.book.get(node_id)
+        try:
+            if lease is None or lease.lost:
+                log.info("node %s finished after its lease was lost; outcome discarded",
+                         node_id)
+                return
+            outputs = self._outputs(lease.result, plain=lease.node.executor
+                                    not in self.broker.executors)
+            if isinstance(outputs, OutputError):
+                self._record_failure(message, outputs, retryable=False)
+            elif not self.broker.repo.complete(node_id, message.options["dagq_version"],
+                                               outputs):
+                log.info("stale completion of node %s ignored (lease reclaimed)", node_id)
+        finally:
+            self.broker.book.remove(node_id)
+
+    def nack(self, message: MessageProxy) -> None:
+        node_id = message.options["dagq_node_id"]
+        lease = self.broker.book.get(node_id)
+        try:
+            if lease is None or lease.lost:
+                log.info("node %s failed after its lease was lost; outcome discarded",
+                         node_id)
+                return
+            exc = message._exception or RuntimeError("the node failed without an exception")
+            self._record_failure(message, exc, retryable=not isinstance(exc, FatalError))
+        finally:
+            self.broker.book.remove(node_id)
+
+    def requeue(self, messages: Any) -> None:
+        leases = [(m.options["dagq_node_id"], m.options["dagq_version"]) for m in messages]
+        if not leases:
+            return
+        try:
+            count = self.broker.repo.requeue_unstarted(worker=self.broker.worker_id,
+                                                       leases=leases)
+            log.info("requeued %d prefetched node(s) on %s", count, self.queue)
+        except DagqError:
+            log.warning("could not requeue %d node(s); their leases will expire", len(leases))
+        finally:
+            for node_id, _ in leases:
+                self.broker.book.remove(node_id)
+
+    def close(self) -> None:
+        if self.buffer:
+            self.requeue(list(self.buffer))
+            self.buffer.clear()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _outputs(self, result: Any, *, plain: bool) -> Any:
+        if plain:
+            result = {"result": result}
+        elif result is None:
+            result = {}
+        if not isinstance(result, dict):
+            return OutputError(
+                f"an executor must return a JSON object, not {type(result).__name__}")
+        try:
+            size = len(json.dumps(result, allow_nan=False, separators=(",", ":")))
+        except (TypeError, ValueError) as exc:
+            return OutputError(f"the executor's output is not JSON: {exc}")
+        if size > self.broker.max_output_bytes:
+            return OutputError(
+                f"the executor's output is {size} bytes; the limit is "
+                f"{self.broker.max_output_bytes} (DAGQ_MAX_OUTPUT_BYTES)")
+        return result
+
+    def _record_failure(self, message: MessageProxy, exc: BaseException, *,
+                        retryable: bool) -> None:
+        outcome = self.broker.repo.fail(
+            message.options["dagq_node_id"], message.options["dagq_version"],
+            describe_error(exc, message.options.get("dagq_timeout_s")),
+            retryable=retryable and not isinstance(exc, NodeCancelled),
+            cancelled=isinstance(exc, NodeCancelled),
+        )
+        if outcome == "stale":
+            log.info("stale failure of node %s ignored", message.options["dagq_node_id"])
+
+
+def describe_error(exc: BaseException, timeout_s: float | None = None) -> dict[str, Any]:
+    """The error stored on the node and in its event: type, message, traceback."""
+    if isinstance(exc, NodeTimeout):
+        return {"type": "Timeout", "message": f"the node ran past its timeout of {timeout_s}s"}
+    if isinstance(exc, NodeCancelled):
+        return {"type": "Cancelled", "message": "the run was cancelled or has already failed"}
+    if isinstance(exc, WorkerShutdown):
+        return {"type": "WorkerShutdown",
+                "message": "the worker stopped before the node finished"}
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ in ("builtins", "workers.errors") \
+        else f"{kind.__module__}.{kind.__qualname__}"
+    text = "".join(traceback.format_exception(exc))
+    return {"type": name, "message": str(exc)[:2000], "traceback": text[-TRACEBACK_LIMIT:]}

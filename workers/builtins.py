@@ -1,0 +1,93 @@
+"""The executors every install has (CONTRACT §4)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import httpx
+
+from workers.context import current
+from workers.errors import FatalError
+from workers.registry import executor
+
+
+@executor("builtin.noop")
+def noop(payload: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+@executor("builtin.echo")
+def echo(payload: dict[str, Any]) -> dict[str, Any]:
+    return payload
+
+
+@executor("builtin.merge")
+def merge(payload: dict[str, Any]) -> dict[str, Any]:
+    """Merge the dependencies' outputs; a non-object output goes under its dep's key."""
+    merged: dict[str, Any] = {}
+    for key, outputs in payload.get("deps", {}).items():
+        if isinstance(outputs, dict):
+            merged.update(outputs)
+        else:
+            merged[key] = outputs
+    return merged
+
+
+@executor("builtin.sleep")
+def sleep(payload: dict[str, Any]) -> dict[str, Any]:
+    """Sleep `params.seconds` in short slices, so timeouts and cancels interrupt it
+    promptly (the worker heartbeats its lease meanwhile)."""
+    seconds = float(payload.get("params", {}).get("seconds", 1))
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.05))
+    return {"slept_s": seconds}
+
+
+@executor("builtin.fail")
+def fail(payload: dict[str, Any]) -> dict[str, Any]:
+    """Fail the first `params.times` attempts (all, by default), then succeed;
+    `params.fatal: true` raises a non-retryable error instead."""
+    params = payload.get("params", {})
+    if params.get("fatal"):
+        raise FatalError(params.get("message", "builtin.fail: fatal failure"))
+    attempt = current().attempt
+    times = params.get("times")
+    if times is None or attempt <= int(times):
+        raise RuntimeError(params.get("message", f"builtin.fail: attempt {attempt} fails"))
+    return {"attempt": attempt}
+
+
+@executor("builtin.crash")
+def crash(payload: dict[str, Any]) -> dict[str, Any]:
+    """Kill this worker process with SIGKILL on the first `params.times` attempts."""
+    attempt = current().attempt
+    if attempt <= int(payload.get("params", {}).get("times", 1)):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"attempt": attempt}
+
+
+@executor("builtin.http")
+def http(payload: dict[str, Any]) -> dict[str, Any]:
+    """An HTTP call whose JSON reply is the output. 4xx (but 408/429) fail for good."""
+    params = payload.get("params", {})
+    url = params.get("url")
+    if not isinstance(url, str) or not url:
+        raise FatalError("builtin.http needs params.url")
+    response = httpx.request(
+        str(params.get("method", "GET")).upper(), url, json=params.get("json"),
+        timeout=float(params.get("timeout_s", 30)),
+    )
+    if response.status_code >= 400:
+        message = f"HTTP {response.status_code} from {url}: {response.text[:500]}"
+        if response.status_code < 500 and response.status_code not in (408, 429):
+            raise FatalError(message)
+        raise RuntimeError(message)
+    try:
+        body = response.json()
+    except ValueError:
+        return {"status": response.status_code, "text": response.text}
+    return body if isinstance(body, dict) else {"status": response.status_code, "json": body}

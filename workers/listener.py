@@ -1,0 +1,61 @@
+"""Wake consumers when nodes are queued: LISTEN dagq_queued on a dedicated connection.
+
+A notification only saves latency: consumers also poll at most every second, so a lost
+notification (or a dropped connection) never strands work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+
+import psycopg
+
+from app.repository import QUEUED_CHANNEL
+from app.sqlfiles import queries
+
+log = logging.getLogger("dagq.listener")
+
+
+class QueueListener(threading.Thread):
+    def __init__(self, url: str) -> None:
+        super().__init__(name="dagq-listener", daemon=True)
+        self.url = url
+        self._events: dict[str, threading.Event] = defaultdict(threading.Event)
+        self._events_lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def event(self, queue: str) -> threading.Event:
+        with self._events_lock:
+            return self._events[queue]
+
+    def _wake(self, queue: str | None) -> None:
+        with self._events_lock:
+            targets = list(self._events.values()) if queue is None else [self._events[queue]]
+        for event in targets:
+            event.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake(None)
+
+    def run(self) -> None:
+        delay = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    conn.execute(queries()["listen_queued"])
+                    delay = 0.1
+                    self._wake(None)  # anything queued while we were away
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self._wake(note.payload or None)
+            except psycopg.Error as exc:
+                if self._stop.is_set():
+                    return
+                log.warning("LISTEN %s lost (%s); reconnecting in %.1fs", QUEUED_CHANNEL,
+                            exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)

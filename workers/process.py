@@ -1,0 +1,111 @@
+"""One worker process: a Dramatiq Worker on the Postgres broker, plus its supervisor.
+
+Shutdown on SIGTERM/SIGINT: stop leasing, hand prefetched (unstarted) leases back at
+once, let running nodes finish for a grace period, then interrupt the rest (they are
+retried), mark the worker stopped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import uuid
+
+import dramatiq
+from dramatiq import Worker
+
+from app.config import Settings
+from app.db import open_pool
+from app.repository import Repository
+from workers.broker import PostgresBroker
+from workers.errors import WorkerShutdown
+from workers.listener import QueueListener
+from workers.registry import registered
+from workers.supervisor import Supervisor
+
+log = logging.getLogger("dagq.worker")
+
+SHUTDOWN_GRACE_S = float(os.environ.get("DAGQ_SHUTDOWN_GRACE_S", "30"))
+
+
+def load_executors(broker: PostgresBroker, modules: list[str]) -> None:
+    """Built-ins plus DAGQ_ACTOR_MODULES, imported after the broker is set."""
+    importlib.import_module("workers.builtins")
+    for module in modules:
+        importlib.import_module(module)
+    for definition in registered().values():
+        broker.declare_executor(definition)
+
+
+def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] | None) -> int:
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    repo = Repository(open_pool(url, size=threads + 4, name="worker"))
+    listener = QueueListener(url)
+    broker = PostgresBroker(
+        repo, worker_id=worker_id, lease_ttl_s=settings.lease_ttl_s,
+        max_output_bytes=settings.max_output_bytes, listener=listener,
+    )
+    dramatiq.set_broker(broker)  # before any user module can declare an actor
+    load_executors(broker, settings.actor_module_list)
+    serve = sorted(set(queues) if queues else set(broker.queues) | {"default"})
+    for name in serve:
+        broker.declare_queue(name)
+    repo.register_worker(
+        worker=worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=serve,
+        threads=threads,
+        executors=[d.info() for d in registered().values()],
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    listener.start()
+    supervisor = Supervisor(broker, heartbeat_s=settings.heartbeat_s)
+    supervisor.start()
+    worker = Worker(broker, queues=set(serve), worker_threads=threads, worker_timeout=1000)
+    worker.start()
+    log.info("worker %s serving queues %s with %d threads", worker_id, ",".join(serve),
+             threads)
+    stop.wait()
+    _shut_down(worker, broker, supervisor, listener)
+    return 0
+
+
+def _shut_down(worker: Worker, broker: PostgresBroker, supervisor: Supervisor,
+               listener: QueueListener) -> None:
+    started = time.monotonic()
+    broker.stopping = True
+    _requeue_waiting(worker)
+    deadline = started + SHUTDOWN_GRACE_S
+    while broker.book.executing() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for node_id in broker.book.executing_ids():
+        broker.book.interrupt(node_id, WorkerShutdown)
+    worker.stop(timeout=10_000)
+    supervisor.stop()
+    listener.stop()
+    broker.repo.stop_worker(broker.worker_id)
+    broker.repo.close()
+    log.info("worker %s stopped in %.2fs", broker.worker_id, time.monotonic() - started)
+
+
+def _requeue_waiting(worker: Worker) -> None:
+    """Take never-started messages off the work queue and give their leases back."""
+    by_queue: dict[str, list] = {}
+    while True:
+        try:
+            item = worker.work_queue.get_nowait()
+        except queue.Empty:
+            break
+        by_queue.setdefault(item.message.queue_name, []).append(item.message)
+        worker.work_queue.task_done()
+    for queue_name, messages in by_queue.items():
+        consumer_thread = worker.consumers.get(queue_name)
+        if consumer_thread is not None and consumer_thread.consumer is not None:
+            consumer_thread.consumer.requeue(messages)

@@ -1,0 +1,55 @@
+"""Per worker process: heartbeat every lease in one statement, enforce timeouts, and
+interrupt nodes whose run has stopped or whose lease was taken back."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from app.errors import DagqError
+from workers.broker import PostgresBroker
+from workers.errors import NodeCancelled, NodeTimeout
+
+log = logging.getLogger("dagq.supervisor")
+
+TICK_S = 0.05
+
+
+class Supervisor(threading.Thread):
+    def __init__(self, broker: PostgresBroker, *, heartbeat_s: float) -> None:
+        super().__init__(name="dagq-supervisor", daemon=True)
+        self.broker = broker
+        self.heartbeat_s = heartbeat_s
+        self._stop = threading.Event()
+        self._next_beat = 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        while not self._stop.wait(TICK_S):
+            now = time.monotonic()
+            for node_id in self.broker.book.overdue(now):
+                log.info("node %s ran past its timeout; interrupting it", node_id)
+                self.broker.book.interrupt(node_id, NodeTimeout)
+            if now >= self._next_beat:
+                self._next_beat = now + self.heartbeat_s
+                self.beat()
+
+    def beat(self) -> None:
+        book = self.broker.book
+        ids = book.ids()
+        try:
+            result = self.broker.repo.heartbeat(
+                worker=self.broker.worker_id, node_ids=ids, ttl_s=self.broker.lease_ttl_s)
+        except DagqError as exc:
+            log.warning("heartbeat failed: %s", exc)
+            return
+        # Leases added after `ids` was read are not in `extended` but were not lost.
+        lost = set(ids) - result.extended
+        if lost:
+            log.warning("%d lease(s) were taken back by the sweeper; stopping them", len(lost))
+            book.mark_lost(lost)
+        for node_id in result.stop | lost:
+            book.interrupt(node_id, NodeCancelled)
