@@ -57,13 +57,18 @@ def executor(
 
     def register(fn: ExecutorFn) -> ExecutorFn:
         existing = _registry.get(name)
-        if existing is not None and existing.fn is not fn:
+        if existing is not None and _origin(existing.fn) != _origin(fn):
             raise ValueError(f"executor {name!r} is already declared by {existing.fn!r}")
         _registry[name] = ExecutorDef(name, fn, queue, max_attempts, timeout_s, concurrency,
                                       rate_per_s)
         return fn
 
     return register
+
+
+def _origin(fn: ExecutorFn) -> tuple[str, str]:
+    # The same function re-declared (e.g. its module reloaded) is not a conflict.
+    return getattr(fn, "__module__", ""), getattr(fn, "__qualname__", repr(fn))
 
 
 def registered() -> dict[str, ExecutorDef]:
