@@ -161,9 +161,10 @@ def test_plain_dramatiq_send_becomes_a_one_node_run(repo, fleet, db_url) -> None
     broker = PostgresBroker(repo, worker_id="sender", lease_ttl_s=30, max_output_bytes=1000)
     dramatiq.set_broker(broker)  # before the actor module is imported, as in production
     import importlib
+    import sys
 
-    import tests.e2e.sample_executors as module
-    importlib.reload(module)  # (re)declare its plain actor on this broker
+    sys.modules.pop("tests.e2e.sample_executors", None)  # declare its actor on this broker
+    module = importlib.import_module("tests.e2e.sample_executors")
     message = module.add.send(2, 3)
     run = repo.list_runs(tenant=None, workflow="add")[0]
     assert run.event_key == message.message_id
