@@ -550,10 +550,10 @@ class Repository:
         succeeded = run["nodes_succeeded"] + tally.succeeded
         status, finished = run["status"], False
         if status in OPEN_RUN_STATUSES:
-            if remaining <= 0:
-                status, finished = final_run_status(failed, succeeded, run["fail_fast"]), True
-            elif tally.fail_run:
+            if tally.fail_run:  # fail-fast failure or deadline: failed whatever remains
                 status, finished = "failed", True
+            elif remaining <= 0:
+                status, finished = final_run_status(failed, succeeded, run["fail_fast"]), True
         if tally.done == 0 and not finished:
             return
         cur.execute(q["update_run_progress"], {
@@ -838,6 +838,53 @@ class Repository:
             row = cur.execute(queries()["api_key_by_hash"], {"key_hash": key_hash}).fetchone()
         return ApiKey(id=row["id"], tenant=row["tenant"], admin=row["admin"]) if row else None
 
+
+    # ===== api (queues, metrics) =====================================================
+
+    @transient
+    def queue_stats(self) -> list[dict[str, Any]]:
+        """Per queue: queued (ready), delayed, running, oldest_queued_age_s and
+        failed_last_hour, ordered by queue name."""
+        with self._tx() as cur:
+            return cur.execute(queries()["api_queue_stats"]).fetchall()
+
+    def readiness(self, *, timeout_s: float = 2.0) -> list[int]:
+        """Pending migration versions (empty when the schema is current). Not retried:
+        a readiness probe must answer fast; raises DatabaseUnavailable at once."""
+        from psycopg_pool import PoolTimeout
+
+        from app.migrate import pending_migrations
+
+        try:
+            with self.pool.connection(timeout=timeout_s) as conn:
+                conn.execute(queries()["ping"]).fetchone()
+                pending = pending_migrations(conn)
+                conn.rollback()
+                return pending
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+
+    @transient
+    def metric_gauges(self) -> dict[str, int]:
+        """Open runs by status and pending nodes of open runs (cheap: partial indexes)."""
+        with self._tx() as cur:
+            return cur.execute(queries()["api_metric_gauges"]).fetchone()
+
+    @transient
+    def last_event_id(self) -> int:
+        with self._tx() as cur:
+            return cur.execute(queries()["api_last_event_id"]).fetchone()["id"]
+
+    @transient
+    def event_tail(
+        self, *, after: int, limit: int = 10_000, settle_s: float = 2.0
+    ) -> list[dict[str, Any]]:
+        """Events of every run after the id `after`, oldest first, each with `settled`
+        (older than settle_s) and, for finished node attempts, executor and duration_s."""
+        with self._tx() as cur:
+            return cur.execute(queries()["api_event_tail"], {
+                "after": after, "limit": limit, "settle_s": float(settle_s),
+            }).fetchall()
 
 def _node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:
     """The node_tasks rows of a new run, as JSON for jsonb_to_recordset."""
