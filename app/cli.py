@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_sub = run.add_subparsers(dest="run_command", required=True, metavar="COMMAND")
     show = run_sub.add_parser("show", help="a run and its nodes")
     show.add_argument("run_id", metavar="RUN_ID")
+
+    from app.bench import add_bench_arguments
+
+    add_bench_arguments(sub.add_parser("bench", help="measure throughput and latency"))
     return parser
 
 
@@ -133,7 +137,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "up": commands.up, "db": commands.db, "api": commands.api, "worker": commands.worker,
         "sweeper": commands.sweeper, "keys": commands.keys, "submit": commands.submit,
-        "runs": commands.runs, "run": commands.run,
+        "runs": commands.runs, "run": commands.run, "bench": commands.bench,
     }
     return handlers[args.command](args, settings)
 

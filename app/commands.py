@@ -166,3 +166,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with repository(settings) as repo:
         run_detail(repo.get_run(run_id))
     return 0
+
+
+def bench(args: argparse.Namespace, settings: Settings) -> int:
+    from app.bench import run_bench
+
+    return run_bench(args, settings)

@@ -1,0 +1,88 @@
+"""The table `dagq bench` prints (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _n(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    small = isinstance(value, float) and value < 100
+    text = f"{value:,.2f}" if small else f"{value:,.0f}"
+    return f"{text} {unit}".rstrip()
+
+
+def _mib(kb: int | None) -> str:
+    return "-" if kb is None else f"{kb / 1024:,.1f} MiB"
+
+
+def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
+    cfg, db, machine = r["config"], r["database"], r["machine"]
+    table = Table(
+        title=f"dagq bench — {cfg['workers']} workers x {cfg['threads']} threads, "
+              f"PostgreSQL {db.get('server_version', '?')}, synchronous_commit="
+              f"{db.get('synchronous_commit', '?')}, {machine['cores']} cores "
+              f"({machine['cpu']})",
+        title_justify="left",
+    )
+    table.add_column("phase")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("vs ceiling (1/tx | 100/stmt)", justify="right")
+    table.add_column("target", justify="right")
+    single, batch = r["ceiling"]["single"], r["ceiling"]["batch"]
+
+    def vs(value: float | None) -> str:
+        if value is None:
+            return ""
+        return f"{value / single['jobs_per_s']:.2f} | {value / batch['jobs_per_s']:.2f}"
+
+    table.add_row("ceiling", f"raw SQL, 1 row/tx, {single['connections']} conns",
+                  _n(single["jobs_per_s"], "jobs/s"), "", "")
+    table.add_row("", f"raw SQL, {batch['batch']} rows/stmt",
+                  _n(batch["jobs_per_s"], "jobs/s"), "", "")
+    flat, dag = r["flat"], r["dag"]
+    table.add_row("flat", f"submit {flat['submit']['runs']:,} one-node runs",
+                  _n(flat["submit"]["runs_per_s"], "runs/s"), "", "", end_section=False)
+    table.add_row("", "drain", _n(flat["nodes_per_s"], "nodes/s"), vs(flat["nodes_per_s"]),
+                  targets["flat_nodes_per_s"])
+    table.add_row("", "avg nodes per lease", _n(flat["avg_lease_batch"]), "", "")
+    table.add_row("fan-out DAG", f"submit {dag['runs']:,} runs of 1 -> 10 -> 1",
+                  _n(dag["submit"]["runs_per_s"], "runs/s"), "", "")
+    table.add_row("", "drain", _n(dag["node_tasks_per_s"], "node tasks/s"),
+                  vs(dag["node_tasks_per_s"]), targets["dag_node_tasks_per_s"])
+    table.add_row("", "", _n(dag["runs_per_s"], "runs/s"), "", "")
+    table.add_row("", "avg nodes per lease", _n(dag["avg_lease_batch"]), "", "")
+    lat_single, lat_dag = r["latency"]["single"], r["latency"]["dag"]
+    table.add_row("latency (idle)",
+                  f"submit -> node start, p50 ({lat_single['samples']} runs)",
+                  _n(lat_single["p50_ms"], "ms"), "", targets["latency_single_p50"])
+    table.add_row("", "  p99 / max", f"{_n(lat_single['p99_ms'])} / "
+                  f"{_n(lat_single['max_ms'], 'ms')}", "", "")
+    table.add_row("", "  submit -> run finished, p50",
+                  _n(lat_single["finish_p50_ms"], "ms"), "", "")
+    table.add_row("", f"submit -> aggregate start, p50 ({lat_dag['samples']} DAGs)",
+                  _n(lat_dag["p50_ms"], "ms"), "", targets["latency_dag_p50"])
+    table.add_row("", "  p99 / max", f"{_n(lat_dag['p99_ms'])} / "
+                  f"{_n(lat_dag['max_ms'], 'ms')}", "", targets["latency_dag_p99"])
+    big = r.get("big")
+    if big is not None:
+        table.add_row("table growth", f"flat with {big['history_rows']:,} finished rows",
+                      _n(big["nodes_per_s"], "nodes/s"), vs(big["nodes_per_s"]), "")
+        table.add_row("", "ratio to the empty table", f"{big['ratio_to_empty']:.2f}", "",
+                      targets["big_ratio"])
+        table.add_row("", "dequeue plan uses", ", ".join(big["dequeue_plan_indexes"]) or
+                      "(no index)", "", "")
+    rss = r["worker_rss"]
+    table.add_row("worker RSS", "at start (registered) -> end",
+                  f"{_mib(rss['start_kb'])} -> {_mib(rss['end_kb'])}", "", "")
+    table.add_row("", "peak (VmHWM)", _mib(rss["peak_kb"]), "", "")
+    table.add_row("", "growth per 1,000 nodes",
+                  _n(rss["growth_kb_per_1k_nodes"], "kB"), "", "")
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    console.print(f"elapsed {r['elapsed_s']:.0f}s; {r['command']}", style="dim")
