@@ -1,0 +1,123 @@
+"""`dagq bench --quick` runs every phase end to end and reports every figure.
+
+No speed is asserted: the figures depend on the machine. The bench gets the per-test
+database's server through DAGQ_DATABASE_URL, so it makes a scratch database there
+instead of starting a second Postgres.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _dagq() -> list[str]:
+    script = Path(sys.executable).parent / "dagq"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())"]
+
+
+def _number(figures: dict[str, Any], *path: str) -> float:
+    value: Any = figures
+    for key in path:
+        assert isinstance(value, dict) and key in value, f"missing figure {'.'.join(path)}"
+        value = value[key]
+    assert isinstance(value, int | float) and not isinstance(value, bool), \
+        f"{'.'.join(path)} is {value!r}"
+    assert value >= 0, f"{'.'.join(path)} is negative"
+    return float(value)
+
+
+def test_bench_quick_reports_every_figure(db_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, DAGQ_DATABASE_URL=db_url, DAGQ_LOG_LEVEL="WARNING")
+    done = subprocess.run(
+        [*_dagq(), "bench", "--quick", "--json", str(out)], cwd=ROOT, env=env,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    figures = json.loads(out.read_text())
+
+    assert _number(figures, "ceiling", "single", "jobs_per_s") > 0
+    assert _number(figures, "ceiling", "batch", "jobs_per_s") > 0
+    assert _number(figures, "flat", "nodes_per_s") > 0
+    assert _number(figures, "flat", "nodes") == figures["config"]["sizes"]["flat_runs"]
+    assert _number(figures, "dag", "node_tasks_per_s") > 0
+    assert _number(figures, "dag", "runs_per_s") > 0
+    assert _number(figures, "dag", "node_tasks") == 12 * figures["config"]["sizes"]["dag_runs"]
+    for kind in ("single", "dag"):
+        p50 = _number(figures, "latency", kind, "p50_ms")
+        p99 = _number(figures, "latency", kind, "p99_ms")
+        assert p50 <= p99
+    for ratio in ("flat_vs_ceiling_single", "flat_vs_ceiling_batch",
+                  "dag_vs_ceiling_single", "dag_vs_ceiling_batch"):
+        assert _number(figures, "ratios", ratio) > 0
+    for key in ("start_kb", "end_kb", "peak_kb"):
+        assert _number(figures, "worker_rss", key) > 0
+    assert figures["database"]["synchronous_commit"] == "on"
+    assert figures["database"]["scratch"] is True
+    assert "flat" in done.stdout and "ceiling" in done.stdout  # the table was printed
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(") ", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(") ", 1)[1][:1] != "Z"
+
+
+def test_ctrl_c_stops_the_workers_and_drops_the_scratch_database(
+    db_url: str, sql: Any
+) -> None:
+    env = dict(os.environ, DAGQ_DATABASE_URL=db_url, DAGQ_LOG_LEVEL="WARNING")
+    bench = subprocess.Popen(
+        [*_dagq(), "bench", "--quick"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while not workers and time.monotonic() < deadline and bench.poll() is None:
+            workers = _children(bench.pid)
+            time.sleep(0.02)
+        assert workers, "the bench never started its worker processes"
+        time.sleep(0.3)
+        bench.send_signal(signal.SIGINT)
+        _, stderr = bench.communicate(timeout=60)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+    assert bench.returncode == 130, stderr
+    assert not [pid for pid in workers if _alive(pid)], "worker processes outlived the bench"
+    left = sql.execute("SELECT datname FROM pg_database WHERE datname LIKE 'dagq_bench_%'"
+                       ).fetchall()
+    assert left == []
