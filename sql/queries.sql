@@ -521,3 +521,68 @@ VALUES (%(id)s, %(tenant)s, %(key_hash)s, %(admin)s)
 -- name: api_key_by_hash
 SELECT id, tenant, key_hash, admin FROM dagq.api_keys
 WHERE key_hash = %(key_hash)s AND revoked_at IS NULL
+
+-- ===== api =====
+
+-- name: api_queue_stats
+-- GET /v1/queues: per queue, ready and delayed queued nodes, running nodes (map parents
+-- excluded: their items run), the age of the oldest ready node and the nodes that
+-- failed for good in the last hour. Each branch walks one partial index.
+WITH parts AS (
+    SELECT queue,
+           count(*) FILTER (WHERE available_at <= now()) AS queued,
+           count(*) FILTER (WHERE available_at > now()) AS delayed,
+           0 AS running, 0 AS failed_last_hour,
+           min(available_at) FILTER (WHERE available_at <= now()) AS oldest_ready_at
+    FROM dagq.node_tasks WHERE status = 'queued' GROUP BY queue
+    UNION ALL
+    SELECT queue, 0, 0, count(*), 0, NULL
+    FROM dagq.node_tasks WHERE status = 'running' AND map_over IS NULL GROUP BY queue
+    UNION ALL
+    SELECT queue, 0, 0, 0, count(*), NULL
+    FROM dagq.node_tasks
+    WHERE finished_at > now() - interval '1 hour' AND status = 'failed'
+    GROUP BY queue
+    UNION ALL
+    SELECT queue, 0, 0, 0, 0, NULL FROM dagq.executors
+    UNION ALL
+    SELECT 'default', 0, 0, 0, 0, NULL
+)
+SELECT queue,
+       sum(queued)::bigint AS queued,
+       sum(delayed)::bigint AS delayed,
+       sum(running)::bigint AS running,
+       coalesce(extract(epoch FROM now() - min(oldest_ready_at)), 0)::float8
+           AS oldest_queued_age_s,
+       sum(failed_last_hour)::bigint AS failed_last_hour
+FROM parts
+GROUP BY queue
+ORDER BY queue
+
+-- name: api_metric_gauges
+-- /metrics at scrape time: open runs by status, and pending nodes of open runs.
+SELECT (SELECT count(*) FROM dagq.runs WHERE status = 'queued') AS runs_queued,
+       (SELECT count(*) FROM dagq.runs WHERE status = 'running') AS runs_running,
+       (SELECT count(*) FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
+        WHERE r.status IN ('queued', 'running') AND t.status = 'pending') AS nodes_pending
+
+-- name: api_last_event_id
+-- Where an API process starts following the event log for its metrics.
+SELECT coalesce(max(id), 0) AS id FROM dagq.run_events
+
+-- name: api_event_tail
+-- Events of every run after a watermark, oldest first, with the executor and duration
+-- of finished node attempts (map items count, their parents do not). `settled` is
+-- false for events younger than settle_s: the reader stops there, so an event whose
+-- transaction commits late with a lower id is still counted.
+SELECT e.id, e.type, t.executor,
+       extract(epoch FROM t.finished_at - t.started_at)::float8 AS duration_s,
+       (e.type = 'run_queued' AND NOT e.data ? 'retry') AS submission,
+       e.created_at < now() - make_interval(secs => %(settle_s)s) AS settled
+FROM dagq.run_events e
+LEFT JOIN dagq.node_tasks t
+       ON e.type IN ('node_succeeded', 'node_failed') AND t.run_id = e.run_id
+      AND t.node_key = e.node_key AND t.map_over IS NULL
+WHERE e.id > %(after)s
+ORDER BY e.id
+LIMIT %(limit)s

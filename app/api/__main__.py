@@ -1,0 +1,30 @@
+"""`python -m app.api --host H --port P`: the API process (what `dagq up` starts)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app.api.server import serve
+from app.config import get_settings
+from app.db import release_embedded, resolve_database_url
+from app.logs import setup_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.api")
+    parser.add_argument("--host", default=None)
+    parser.add_argument("--port", type=int, default=None)
+    args = parser.parse_args(argv)
+    setup_logging()
+    settings = get_settings()
+    url = resolve_database_url(settings)
+    try:
+        return serve(settings, url, host=args.host or settings.api_host,
+                     port=args.port or settings.api_port)
+    finally:
+        release_embedded()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

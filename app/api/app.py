@@ -1,0 +1,89 @@
+"""The Starlette application: routes, error handlers, middleware and the lifespan that
+opens the pool and the LISTEN connection."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api import routes_events, routes_ops, routes_pages, routes_runs, routes_workflows
+from app.api.bodies import BodyLimitMiddleware
+from app.api.errors import EXCEPTION_HANDLERS
+from app.api.hub import EventHub
+from app.api.metrics import ApiMetrics
+from app.config import Settings
+from app.db import open_pool
+from app.repository import Repository
+
+log = logging.getLogger("dagq.api")
+
+
+class RequestMetricsMiddleware:
+    """Count requests and their latency by route template (never by raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe_request(scope["method"], name, status,
+                                         time.perf_counter() - started)
+
+
+def create_app(settings: Settings, url: str) -> Starlette:
+    """The API for the database at `url` (already migrated, or /readyz says so)."""
+    metrics = ApiMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = await run_in_threadpool(open_pool, url, size=settings.pool_size,
+                                       name="dagq-api")
+        repo = Repository(pool)
+        hub = EventHub(url)
+        app.state.repo, app.state.hub = repo, hub
+        await hub.start()
+        try:
+            with contextlib.suppress(Exception):  # metrics must not stop the API
+                await run_in_threadpool(metrics.start, repo)
+            yield
+        finally:
+            await hub.stop()
+            await run_in_threadpool(repo.close)
+
+    app = Starlette(
+        routes=[*routes_runs.routes, *routes_events.routes, *routes_workflows.routes,
+                *routes_ops.routes, *routes_pages.routes],
+        middleware=[
+            Middleware(RequestMetricsMiddleware, metrics=metrics),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    return app

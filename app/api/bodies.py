@@ -1,0 +1,153 @@
+"""Reading requests: the body-size limit, JSON parsing and pydantic validation at the edge.
+
+Everything a client sends is checked here before any service call, so that a value
+Postgres cannot store (a NUL character, a lone surrogate, a non-finite number, absurd
+nesting) is a 400/422 and never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.errors import MalformedJson, PayloadTooLarge, error_response
+from app.errors import InvalidRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_JSON_DEPTH = 64
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over the limit: from Content-Length before any byte is read, and by
+    counting streamed bytes for chunked bodies (raised from `receive`)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared == -1:
+            await error_response(400, "bad_request", "invalid Content-Length header")(
+                scope, receive, send)
+            return
+        if declared is not None and declared > self.max_bytes:
+            await self._too_large(declared)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLarge(*self._too_large_args(received))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _too_large_args(self, size: int) -> tuple[str, dict[str, int]]:
+        return (f"the request body exceeds {self.max_bytes} bytes (DAGQ_MAX_BODY_BYTES)",
+                {"max_bytes": self.max_bytes, "received_at_least": size})
+
+    def _too_large(self, size: int) -> Any:
+        message, details = self._too_large_args(size)
+        return error_response(413, PayloadTooLarge.code, message, details,
+                              {"Connection": "close"})
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared length; None when absent, -1 when unparseable."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                return -1
+            return length if length >= 0 else -1
+    return None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """JSON or MalformedJson (400). NaN/Infinity literals are not JSON."""
+    if not raw.strip():
+        raise MalformedJson("the request body is empty; a JSON document is expected")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedJson(f"the request body is not valid JSON: {exc}") from None
+
+
+def check_storable(value: Any, where: str = "body") -> None:
+    """Reject what jsonb/text columns cannot hold, and nesting deeper than MAX_JSON_DEPTH."""
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidRequest(f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, str):
+            _check_text(item, path)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise InvalidRequest(f"{path}: number out of range")
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                _check_text(key, f"{path} key")
+                stack.append((sub, f"{path}.{key}"[:200], depth + 1))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{path}[{i}]"[:200], depth + 1) for i, sub in enumerate(item))
+
+
+def _check_text(text: str, path: str) -> None:
+    if "\x00" in text:
+        raise InvalidRequest(f"{path}: text may not contain NUL (\\u0000) characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{path}: text contains an unpaired surrogate") from None
+
+
+async def read_json(request: Request) -> Any:
+    """The body as checked JSON (400 if not JSON, 413 if too large, 422 if unstorable)."""
+    data = parse_json(await request.body())
+    check_storable(data)
+    return data
+
+
+async def read_model(request: Request, model: type[M]) -> M:
+    return validate(model, await read_json(request), "body")
+
+
+def read_query(request: Request, model: type[M]) -> M:
+    params = dict(request.query_params)
+    check_storable(params, "query")
+    return validate(model, params, "query")
+
+
+def validate(model: type[M], data: Any, where: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"loc": [where, *exc_loc], "msg": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_context=False, include_input=False)
+            for exc_loc in [list(err["loc"])]
+        ]
+        summary = "; ".join(
+            f"{'.'.join(str(p) for p in p_['loc'][1:]) or where}: {p_['msg']}"
+            for p_ in problems
+        )
+        raise InvalidRequest(f"invalid {where}: {summary}", problems) from None

@@ -1,0 +1,127 @@
+"""Errors at the HTTP edge, and the handlers that turn every error into the one JSON shape
+`{"error": {"code", "message", "details"}}` (CONTRACT §5)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from app.errors import (
+    Conflict,
+    DagqError,
+    DatabaseUnavailable,
+    InvalidRequest,
+    InvalidWorkflow,
+    LeaseLost,
+    NotFound,
+)
+
+log = logging.getLogger("dagq.api")
+
+
+class MalformedJson(DagqError):
+    """The request body is not JSON."""
+
+    code = "malformed_json"
+
+
+class Unauthorized(DagqError):
+    """No API key, or one that is unknown or revoked."""
+
+    code = "unauthorized"
+
+
+class Forbidden(DagqError):
+    """A valid key that may not do this (e.g. a non-admin registering a workflow)."""
+
+    code = "forbidden"
+
+
+class PayloadTooLarge(DagqError):
+    """The body is larger than DAGQ_MAX_BODY_BYTES."""
+
+    code = "payload_too_large"
+
+
+class NotReady(DagqError):
+    """The database does not answer, or its schema is not current."""
+
+    code = "not_ready"
+
+
+STATUS: dict[type[DagqError], int] = {
+    MalformedJson: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    LeaseLost: 409,
+    PayloadTooLarge: 413,
+    InvalidRequest: 422,
+    InvalidWorkflow: 422,
+    NotReady: 503,
+    DatabaseUnavailable: 503,
+}
+
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+               406: "not_acceptable", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status,
+                        headers=headers)
+
+
+def status_of(exc: DagqError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+async def dagq_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DagqError)
+    status = status_of(exc)
+    if status >= 500:
+        log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return error_response(status, exc.code, exc.message, exc.details, headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), None,
+                          dict(exc.headers) if exc.headers else None)
+
+
+async def data_error(request: Request, exc: Exception) -> Response:
+    """A value Postgres refused (the edge validation should have caught it first)."""
+    log.warning("%s %s: Postgres rejected a value: %s", request.method, request.url.path, exc)
+    return error_response(422, "invalid_request", "a value in the request is not storable",
+                          {"reason": str(exc).splitlines()[0] if str(exc) else None})
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "internal server error")
+
+
+EXCEPTION_HANDLERS = {
+    DagqError: dagq_error,
+    HTTPException: http_error,
+    psycopg.DataError: data_error,
+    Exception: server_error,
+}

@@ -1,0 +1,131 @@
+"""/metrics: Prometheus text, computed at scrape time from Postgres plus this process's
+own HTTP counters.
+
+- Gauges (`dagq_runs`, `dagq_nodes`, `dagq_queue_*`) come from two cheap queries that
+  walk partial indexes: what is open right now, across every process.
+- Counters (`dagq_events_total`, `dagq_runs_finished_total`, `dagq_lease_reclaims_total`,
+  `dagq_node_duration_seconds`) follow the event log from where this API process started:
+  each scrape reads the events after a watermark (bounded per scrape), so they count
+  everything every worker and sweeper did, once per API process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+from app.repository import Repository
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
+                    300, 600, 1800, 3600)
+TAIL_LIMIT = 20_000
+RUN_TERMINAL_EVENTS = {"run_succeeded", "run_failed", "run_partial_succeeded",
+                       "run_cancelled"}
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # understood by every Prometheus version
+
+__all__ = ["CONTENT_TYPE", "ApiMetrics"]
+
+
+class ApiMetrics:
+    """One registry per app (tests build many apps in one process)."""
+
+    def __init__(self, *, settle_s: float = 2.0) -> None:
+        self.registry = CollectorRegistry()
+        self.settle_s = settle_s
+        self._lock = threading.Lock()
+        self._watermark: int | None = None
+        r = self.registry
+        self.requests = Counter("dagq_api_requests", "HTTP requests served",
+                                ["method", "route", "status"], registry=r)
+        self.latency = Histogram("dagq_api_request_duration_seconds",
+                                 "HTTP request latency", ["route"], registry=r)
+        self.submissions = Counter(
+            "dagq_api_submissions", "POST /v1/runs outcomes (created, existing, conflict, "
+            "rejected)", ["result"], registry=r)
+        self.runs = Gauge("dagq_runs", "Open runs by status", ["status"], registry=r)
+        self.nodes = Gauge("dagq_nodes", "Nodes of open runs by non-terminal status",
+                           ["status"], registry=r)
+        self.queue_depth = Gauge("dagq_queue_depth", "Nodes ready to run", ["queue"],
+                                 registry=r)
+        self.queue_delayed = Gauge("dagq_queue_delayed", "Queued nodes waiting for their "
+                                   "backoff", ["queue"], registry=r)
+        self.queue_running = Gauge("dagq_queue_running", "Running nodes", ["queue"],
+                                   registry=r)
+        self.queue_age = Gauge("dagq_queue_oldest_age_seconds",
+                               "Age of the oldest ready node", ["queue"], registry=r)
+        self.events = Counter("dagq_events", "Run events written (since this API started)",
+                              ["type"], registry=r)
+        self.runs_submitted = Counter("dagq_runs_submitted", "Runs created (any submitter)",
+                                      registry=r)
+        self.runs_finished = Counter("dagq_runs_finished", "Runs that reached a terminal "
+                                     "status", ["status"], registry=r)
+        self.reclaims = Counter("dagq_lease_reclaims", "Expired leases taken back by the "
+                                "sweeper", registry=r)
+        self.node_duration = Histogram("dagq_node_duration_seconds", "Node attempt duration "
+                                       "by executor", ["executor", "status"],
+                                       buckets=DURATION_BUCKETS, registry=r)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def start(self, repo: Repository) -> None:
+        """Counters begin at the current end of the event log."""
+        self._watermark = repo.last_event_id()
+
+    def render(self, repo: Repository) -> bytes:
+        """Refresh from Postgres and render (blocking: call in a thread)."""
+        with self._lock:
+            self._refresh_gauges(repo)
+            self._follow_events(repo)
+            return generate_latest(self.registry)
+
+    def _refresh_gauges(self, repo: Repository) -> None:
+        gauges = repo.metric_gauges()
+        self.runs.labels("queued").set(gauges["runs_queued"])
+        self.runs.labels("running").set(gauges["runs_running"])
+        stats = repo.queue_stats()
+        for gauge in (self.queue_depth, self.queue_delayed, self.queue_running,
+                      self.queue_age):
+            gauge.clear()
+        for row in stats:
+            self.queue_depth.labels(row["queue"]).set(row["queued"])
+            self.queue_delayed.labels(row["queue"]).set(row["delayed"])
+            self.queue_running.labels(row["queue"]).set(row["running"])
+            self.queue_age.labels(row["queue"]).set(row["oldest_queued_age_s"])
+        self.nodes.labels("pending").set(gauges["nodes_pending"])
+        self.nodes.labels("queued").set(sum(r["queued"] + r["delayed"] for r in stats))
+        self.nodes.labels("running").set(sum(r["running"] for r in stats))
+
+    def _follow_events(self, repo: Repository) -> None:
+        if self._watermark is None:
+            self._watermark = repo.last_event_id()
+            return
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            rows = repo.event_tail(after=self._watermark, limit=TAIL_LIMIT,
+                                   settle_s=self.settle_s)
+            for row in rows:
+                if not row["settled"]:
+                    return
+                self._count(row)
+                self._watermark = row["id"]
+            if len(rows) < TAIL_LIMIT:
+                return
+
+    def _count(self, row: dict) -> None:
+        kind = row["type"]
+        self.events.labels(kind).inc()
+        if row["submission"]:
+            self.runs_submitted.inc()
+        elif kind in RUN_TERMINAL_EVENTS:
+            self.runs_finished.labels(kind.removeprefix("run_")).inc()
+        elif kind == "node_lease_expired":
+            self.reclaims.inc()
+        if row["executor"] is not None and row["duration_s"] is not None:
+            status = kind.removeprefix("node_")
+            self.node_duration.labels(row["executor"], status).observe(row["duration_s"])

@@ -1,0 +1,190 @@
+"""The OpenAPI 3.1 description of the API, built once from the pydantic models."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from app import __version__
+from app.api import schemas as s
+from app.models import RunEvent, RunView, SubmitResult
+from app.workflow import KEY_PATTERN, WorkflowSpec
+
+REF = "#/components/schemas/{model}"
+ERROR_TEXT = {
+    400: "Malformed JSON", 401: "No or bad API key", 403: "Not allowed for this key",
+    404: "Unknown id (or another tenant's)", 409: "Conflicts with the current state",
+    413: "Body larger than DAGQ_MAX_BODY_BYTES", 422: "Valid JSON, invalid content",
+    503: "Database unavailable",
+}
+INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, WorkflowSpec]
+OUTPUT_MODELS: list[type[BaseModel]] = [
+    s.ErrorBody, s.WorkflowRef, s.WorkflowOut, s.WorkflowList, SubmitResult, RunView,
+    s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health,
+]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): _json(_ref(s.ErrorBody), ERROR_TEXT[c]) for c in codes}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], description: str = "",
+           required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or where == "path",
+            "schema": schema, "description": description}
+
+
+RUN_ID = _param("run_id", "path", {"type": "string", "format": "uuid"}, "run id")
+V1 = [{"bearerAuth": []}]
+
+
+def _operations() -> dict[str, Any]:
+    int32 = {"type": "integer", "minimum": 1, "maximum": s.INT32_MAX}
+    return {
+        "/v1/workflows": {
+            "post": {
+                "summary": "Register a workflow (admin keys only)", "security": V1,
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref(WorkflowSpec)}}},
+                "responses": {
+                    "201": _json(_ref(s.WorkflowRef), "Registered as a new version"),
+                    "200": _json(_ref(s.WorkflowRef), "An identical spec already exists"),
+                    **_errors(400, 401, 403, 409, 413, 422, 503)},
+            },
+            "get": {
+                "summary": "The latest version of every workflow", "security": V1,
+                "responses": {"200": _json(_ref(s.WorkflowList), "Workflows"),
+                              **_errors(401, 503)},
+            },
+        },
+        "/v1/workflows/{name}": {"get": {
+            "summary": "One workflow (latest version unless ?version=)", "security": V1,
+            "parameters": [
+                _param("name", "path", {"type": "string", "pattern": KEY_PATTERN}),
+                _param("version", "query", int32),
+            ],
+            "responses": {"200": _json(_ref(s.WorkflowOut), "The workflow"),
+                          **_errors(401, 404, 422, 503)},
+        }},
+        "/v1/runs": {
+            "post": {
+                "summary": "Submit a run (idempotent with event_key)", "security": V1,
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref(s.SubmitRunBody)}}},
+                "responses": {
+                    "201": _json(_ref(SubmitResult), "Created"),
+                    "200": _json(_ref(SubmitResult), "Same event key: the existing run"),
+                    **_errors(400, 401, 404, 409, 413, 422, 503)},
+            },
+            "get": {
+                "summary": "Runs, newest first (keyset pagination)", "security": V1,
+                "parameters": [
+                    _param("status", "query", {"type": "string", "enum": [
+                        "queued", "running", "succeeded", "failed", "partial_succeeded",
+                        "cancelled"]}),
+                    _param("workflow", "query", {"type": "string", "pattern": KEY_PATTERN}),
+                    _param("limit", "query", {"type": "integer", "minimum": 1,
+                                              "maximum": s.MAX_PAGE, "default": 50}),
+                    _param("cursor", "query", {"type": "string", "maxLength": 200},
+                           "next_cursor of the previous page"),
+                    _param("tenant", "query", {"type": "string", "minLength": 1,
+                                               "maxLength": 200},
+                           "admin keys only: one tenant's runs"),
+                ],
+                "responses": {"200": _json(_ref(s.RunList), "A page of runs"),
+                              **_errors(401, 422, 503)},
+            },
+        },
+        "/v1/runs/{run_id}": {"get": {
+            "summary": "A run with its nodes", "security": V1, "parameters": [RUN_ID],
+            "responses": {"200": _json(_ref(RunView), "The run"),
+                          **_errors(401, 404, 503)},
+        }},
+        "/v1/runs/{run_id}/events": {"get": {
+            "summary": "The run's events: SSE (default) or a JSON list (?format=json)",
+            "description": "SSE: `id:` the event id, `event:` its type, `data:` the event "
+                           "as JSON. Honours Last-Event-ID; closes after the run's terminal "
+                           "event.",
+            "security": V1,
+            "parameters": [
+                RUN_ID,
+                _param("format", "query", {"type": "string", "enum": ["sse", "json"],
+                                           "default": "sse"}),
+                _param("after", "query", {"type": "integer", "minimum": 0,
+                                          "maximum": s.INT64_MAX, "default": 0}),
+                _param("limit", "query", {"type": "integer", "minimum": 1,
+                                          "maximum": s.MAX_EVENTS_PAGE, "default": 1000}),
+                _param("Last-Event-ID", "header", {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                       "resume after this event id"),
+            ],
+            "responses": {
+                "200": {"description": "Events", "content": {
+                    "text/event-stream": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "array",
+                                                    "items": _ref(RunEvent)}}}},
+                **_errors(401, 404, 422, 503)},
+        }},
+        "/v1/runs/{run_id}/cancel": {"post": {
+            "summary": "Cancel a run", "security": V1, "parameters": [RUN_ID],
+            "responses": {"202": _json(_ref(s.RunAction), "Cancelling"),
+                          **_errors(401, 404, 409, 503)},
+        }},
+        "/v1/runs/{run_id}/retry": {"post": {
+            "summary": "Retry a failed, partial_succeeded or cancelled run", "security": V1,
+            "parameters": [RUN_ID],
+            "responses": {"202": _json(_ref(s.RunAction), "Requeued"),
+                          **_errors(401, 404, 409, 503)},
+        }},
+        "/v1/queues": {"get": {
+            "summary": "Per queue: queued, delayed, running, oldest age, failures",
+            "security": V1,
+            "responses": {"200": _json(_ref(s.QueueList), "Queues"), **_errors(401, 503)},
+        }},
+        "/healthz": {"get": {
+            "summary": "200 while the process is up",
+            "responses": {"200": _json(_ref(s.Health), "Up")},
+        }},
+        "/readyz": {"get": {
+            "summary": "200 when the database answers and the schema is current",
+            "responses": {"200": _json(_ref(s.Health), "Ready"), **_errors(503)},
+        }},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics",
+            "responses": {
+                "200": {"description": "Text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                **_errors(503)},
+        }},
+    }
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    _, defs = models_json_schema(
+        [(m, "validation") for m in INPUT_MODELS] + [(m, "serialization") for m in OUTPUT_MODELS],
+        ref_template=REF,
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "dagq", "version": __version__,
+                 "description": "A durable DAG job queue on PostgreSQL. Every /v1 route "
+                                "needs `Authorization: Bearer <key>`; errors are "
+                                "`{\"error\": {\"code\", \"message\", \"details\"}}`."},
+        "paths": _operations(),
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                               "description": "dagq keys create"}},
+        },
+    }

@@ -1,0 +1,113 @@
+"""GET /v1/runs/{run_id}/events: the run's event log as SSE (live, resumable with
+Last-Event-ID, closed after the run's terminal event) or, with ?format=json, a list."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import anyio
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.api.auth import principal, tenant_scope
+from app.api.bodies import read_query
+from app.api.hub import EventHub
+from app.api.routes_runs import run_id_of
+from app.api.schemas import INT64_MAX, EventsQuery
+from app.errors import InvalidRequest, NotFound
+from app.models import OPEN_RUN_STATUSES, RunEvent
+from app.repository import Repository
+
+RUN_TERMINAL_EVENTS = frozenset({"run_succeeded", "run_failed", "run_partial_succeeded",
+                                 "run_cancelled"})
+PAGE = 500
+POLL_S = 5.0  # re-read even without a notification (lost NOTIFY, LISTEN reconnecting)
+PING_S = 15
+SHUTDOWN_GRACE_S = 2.0
+
+
+def last_event_id(request: Request, query: EventsQuery) -> int:
+    header = request.headers.get("last-event-id")
+    if header is None or not header.strip():
+        return query.after
+    try:
+        value = int(header.strip())
+    except ValueError:
+        value = -1
+    if not 0 <= value <= INT64_MAX:
+        raise InvalidRequest("Last-Event-ID must be an event id (a non-negative integer)",
+                             [{"loc": ["header", "Last-Event-ID"], "msg": "not an event id",
+                               "type": "value_error"}])
+    return value
+
+
+def event_json(event: RunEvent) -> str:
+    return json.dumps(event.model_dump(mode="json"), separators=(",", ":"))
+
+
+async def run_events(request: Request) -> Response:
+    key = await principal(request)
+    run_id = run_id_of(request)
+    query = read_query(request, EventsQuery)
+    after = last_event_id(request, query)
+    repo: Repository = request.app.state.repo
+    tenant = tenant_scope(key)
+    await run_in_threadpool(repo.get_run, run_id, tenant, with_nodes=False)  # 404 first
+    if query.format == "json":
+        events = await run_in_threadpool(repo.events, run_id, after=after, limit=query.limit)
+        return JSONResponse([e.model_dump(mode="json") for e in events])
+    shutdown = anyio.Event()
+    stream = follow(repo, request.app.state.hub, run_id, tenant, after, shutdown)
+    return EventSourceResponse(stream, ping=PING_S, shutdown_event=shutdown,
+                               shutdown_grace_period=SHUTDOWN_GRACE_S)
+
+
+async def follow(
+    repo: Repository, hub: EventHub, run_id: uuid.UUID, tenant: str | None, after: int,
+    shutdown: anyio.Event,
+) -> AsyncIterator[ServerSentEvent]:
+    """Every event after `after`, in id order, once; ends after the terminal event.
+
+    The run's status is read before its events: when it is terminal, the events read
+    next include its terminal event (written in the same transaction as the status).
+    Late node events of a finished run (a running node stopping) are not waited for."""
+    last = after
+    with hub.subscribe(run_id) as wake:
+        while not shutdown.is_set():
+            wake.clear()
+            try:
+                run = await run_in_threadpool(repo.get_run, run_id, tenant, with_nodes=False)
+            except NotFound:
+                return  # pruned while we watched
+            finished = run.status not in OPEN_RUN_STATUSES
+            batch = await run_in_threadpool(repo.events, run_id, after=last, limit=PAGE)
+            for event in batch:
+                yield ServerSentEvent(data=event_json(event), event=event.type,
+                                      id=str(event.id))
+                last = event.id
+            if len(batch) == PAGE:
+                continue
+            run_level = [e.type for e in batch if e.node_key is None]
+            if (run_level[-1] in RUN_TERMINAL_EVENTS) if run_level else finished:
+                return  # (a retry's run_queued after the terminal event keeps it open)
+            await _wait_any(wake, shutdown, POLL_S)
+
+
+async def _wait_any(wake: asyncio.Event, shutdown: anyio.Event, timeout: float) -> None:
+    with anyio.move_on_after(timeout):
+        async with anyio.create_task_group() as group:
+            async def until(event: asyncio.Event | anyio.Event) -> None:
+                await event.wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(until, wake)
+            group.start_soon(until, shutdown)
+
+
+routes = [Route("/v1/runs/{run_id}/events", run_events, methods=["GET"])]

@@ -1,0 +1,53 @@
+"""Operations: /healthz, /readyz, /metrics (no auth) and /v1/queues."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.api.auth import principal
+from app.api.errors import NotReady
+from app.api.metrics import CONTENT_TYPE
+from app.api.schemas import Health, QueueList, QueueStats
+from app.errors import DatabaseUnavailable
+
+READY_TIMEOUT_S = 2.0
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse(Health(status="ok").model_dump(mode="json", exclude_none=True))
+
+
+async def readyz(request: Request) -> JSONResponse:
+    try:
+        pending = await run_in_threadpool(request.app.state.repo.readiness,
+                                          timeout_s=READY_TIMEOUT_S)
+    except DatabaseUnavailable as exc:
+        raise NotReady("the database does not answer", {"reason": exc.message}) from None
+    if pending:
+        raise NotReady("the database schema is not current: run `dagq db migrate`",
+                       {"pending_migrations": pending})
+    return JSONResponse(Health(status="ready", pending_migrations=[]).model_dump(mode="json"))
+
+
+async def metrics(request: Request) -> Response:
+    body = await run_in_threadpool(request.app.state.metrics.render, request.app.state.repo)
+    return Response(body, media_type=CONTENT_TYPE)
+
+
+async def queues(request: Request) -> JSONResponse:
+    await principal(request)
+    rows = await run_in_threadpool(request.app.state.repo.queue_stats)
+    out = QueueList(queues=[QueueStats(name=r["queue"], **{k: v for k, v in r.items()
+                                                           if k != "queue"}) for r in rows])
+    return JSONResponse(out.model_dump(mode="json"))
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/v1/queues", queues, methods=["GET"]),
+]

@@ -1,0 +1,108 @@
+"""/v1/runs: submit, read, list, cancel, retry. Each route parses, authorises and calls one
+service or repository function."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app import service
+from app.api.auth import principal, tenant_scope
+from app.api.bodies import read_model, read_query
+from app.api.schemas import (
+    ListRunsQuery,
+    RunAction,
+    RunList,
+    RunSummary,
+    SubmitRunBody,
+    decode_cursor,
+    encode_cursor,
+)
+from app.errors import Conflict, DagqError, NotFound
+
+
+def run_id_of(request: Request) -> uuid.UUID:
+    """The {run_id} path parameter; anything that is not a UUID is an unknown run."""
+    raw = request.path_params["run_id"]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"run {raw[:100]!r} not found (run ids are UUIDs)") from None
+
+
+def _json(model: BaseModel, status: int = 200) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status)
+
+
+async def submit_run(request: Request) -> JSONResponse:
+    key = await principal(request)
+    metrics = request.app.state.metrics
+    try:
+        body = await read_model(request, SubmitRunBody)
+        result = await run_in_threadpool(
+            service.submit, request.app.state.repo, tenant=key.tenant,
+            workflow=body.workflow, version=body.version, inputs=body.inputs,
+            event_key=body.event_key, priority=body.priority, deadline_s=body.deadline_s,
+        )
+    except Conflict:
+        metrics.submissions.labels("conflict").inc()
+        raise
+    except DagqError:
+        metrics.submissions.labels("rejected").inc()
+        raise
+    metrics.submissions.labels("created" if result.created else "existing").inc()
+    return _json(result, 201 if result.created else 200)
+
+
+async def get_run(request: Request) -> JSONResponse:
+    key = await principal(request)
+    run = await run_in_threadpool(request.app.state.repo.get_run, run_id_of(request),
+                                  tenant_scope(key))
+    return _json(run)
+
+
+async def list_runs(request: Request) -> JSONResponse:
+    key = await principal(request)
+    query = read_query(request, ListRunsQuery)
+    tenant = tenant_scope(key) if tenant_scope(key) is not None else query.tenant
+    cursor = decode_cursor(query.cursor) if query.cursor else None
+    runs = await run_in_threadpool(
+        request.app.state.repo.list_runs, tenant=tenant, status=query.status,
+        workflow=query.workflow, limit=query.limit + 1, cursor=cursor,
+    )
+    page = runs[:query.limit]
+    next_cursor = None
+    if len(runs) > query.limit:
+        last = page[-1]
+        next_cursor = encode_cursor(last.created_at, last.run_id)
+    return _json(RunList(runs=[RunSummary.of(r) for r in page], next_cursor=next_cursor))
+
+
+async def cancel_run(request: Request) -> JSONResponse:
+    key = await principal(request)
+    run_id = run_id_of(request)
+    status = await run_in_threadpool(request.app.state.repo.cancel_run, run_id,
+                                     tenant_scope(key))
+    return _json(RunAction(run_id=run_id, status=status), 202)
+
+
+async def retry_run(request: Request) -> JSONResponse:
+    key = await principal(request)
+    run_id = run_id_of(request)
+    status = await run_in_threadpool(request.app.state.repo.retry_run, run_id,
+                                     tenant_scope(key))
+    return _json(RunAction(run_id=run_id, status=status), 202)
+
+
+routes = [
+    Route("/v1/runs", submit_run, methods=["POST"]),
+    Route("/v1/runs", list_runs, methods=["GET"]),
+    Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
+    Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
+    Route("/v1/runs/{run_id}/retry", retry_run, methods=["POST"]),
+]

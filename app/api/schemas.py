@@ -1,0 +1,170 @@
+"""Pydantic models of what the API accepts and returns (they also feed /openapi.json)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.errors import InvalidRequest
+from app.models import RunStatus, RunView
+from app.workflow import KEY_PATTERN
+
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+MAX_PAGE = 500
+MAX_EVENTS_PAGE = 10_000
+
+WorkflowName = Annotated[str, Field(pattern=KEY_PATTERN, description="a registered name")]
+
+
+class _Body(BaseModel):
+    """Request bodies: unknown fields and type coercion are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Query(BaseModel):
+    """Query strings: values arrive as text; unknown parameters are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# ----- requests -----------------------------------------------------------------------
+
+class SubmitRunBody(_Body):
+    workflow: WorkflowName | dict[str, Any] = Field(
+        description="a registered workflow name, or an inline workflow spec")
+    version: int | None = Field(None, ge=1, le=INT32_MAX,
+                                description="version of a registered workflow (latest if "
+                                            "absent)")
+    inputs: Any = Field(None, description="run inputs (any JSON; {} if absent)")
+    event_key: str | None = Field(None, min_length=1, max_length=512,
+                                  description="idempotency key, unique per tenant")
+    priority: int = Field(0, ge=-1000, le=1000)
+    deadline_s: float | None = Field(None, gt=0, le=30 * 86_400,
+                                     description="fail the run if not finished in time")
+
+
+class ListRunsQuery(_Query):
+    status: RunStatus | None = None
+    workflow: Annotated[str, Field(pattern=KEY_PATTERN)] | None = None
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    cursor: str | None = Field(None, max_length=200)
+    tenant: str | None = Field(None, min_length=1, max_length=200,
+                               description="admin keys only: one tenant's runs")
+
+
+class WorkflowVersionQuery(_Query):
+    version: int | None = Field(None, ge=1, le=INT32_MAX)
+
+
+class EventsQuery(_Query):
+    format: Literal["sse", "json"] = "sse"
+    after: int = Field(0, ge=0, le=INT64_MAX,
+                       description="only events with a larger id (Last-Event-ID wins)")
+    limit: int = Field(1000, ge=1, le=MAX_EVENTS_PAGE, description="format=json only")
+
+
+# ----- responses ----------------------------------------------------------------------
+
+class ErrorDetail(_Out):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(_Out):
+    error: ErrorDetail
+
+
+class WorkflowRef(_Out):
+    name: str
+    version: int
+
+
+class WorkflowOut(_Out):
+    name: str
+    version: int
+    spec: dict[str, Any]
+    created_at: datetime | None = None
+
+
+class WorkflowList(_Out):
+    workflows: list[WorkflowOut]
+
+
+class RunSummary(_Out):
+    run_id: UUID
+    tenant: str
+    workflow: str
+    workflow_version: int | None
+    event_key: str | None
+    status: RunStatus
+    priority: int
+    nodes_total: int
+    nodes_remaining: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, run: RunView) -> RunSummary:
+        return cls.model_validate(run.model_dump(include=set(cls.model_fields)))
+
+
+class RunList(_Out):
+    runs: list[RunSummary]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+
+
+class RunAction(_Out):
+    run_id: UUID
+    status: RunStatus
+
+
+class QueueStats(_Out):
+    name: str
+    queued: int = Field(description="ready to run now")
+    delayed: int = Field(description="queued with available_at in the future (backoff)")
+    running: int
+    oldest_queued_age_s: float = Field(description="how long the oldest ready node waits")
+    failed_last_hour: int
+
+
+class QueueList(_Out):
+    queues: list[QueueStats]
+
+
+class Health(_Out):
+    status: Literal["ok", "ready"]
+    pending_migrations: list[int] | None = None
+
+
+# ----- keyset cursor ------------------------------------------------------------------
+
+def encode_cursor(created_at: datetime, run_id: UUID) -> str:
+    raw = f"{created_at.isoformat()}|{run_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, run_id = raw.split("|")
+        created_at = datetime.fromisoformat(stamp)
+        if created_at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return created_at, UUID(run_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest("invalid cursor: pass back a next_cursor value unchanged",
+                             [{"loc": ["query", "cursor"], "msg": "invalid cursor",
+                               "type": "value_error"}]) from None
