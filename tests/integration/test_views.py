@@ -159,7 +159,7 @@ def test_run_summary_counts_a_failed_run(repo: Repository, sql) -> None:
 
     newest = sql.execute("SELECT id, status, error FROM dagq.run_summary").fetchall()
     assert [r["id"] for r in newest] == [ok_id, run_id]
-    assert newest[0]["status"] == "succeeded" and newest[0]["error"] == ""
+    assert newest[0]["status"] == "succeeded" and newest[0]["error"] is None
 
 
 # ===== node_latency ===================================================================
