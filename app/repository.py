@@ -118,6 +118,25 @@ class _Tally:
     error: dict[str, Any] | None = None
 
 
+def _allowance(cap: dict[str, Any], running: int) -> tuple[int, float | None]:
+    """How many more tasks a capped executor may start now, and its refilled tokens.
+
+    Concurrency: `concurrency - running`. Rate: a token bucket holding at most one
+    second's worth (`rate_per_s`, at least 1), refilled at `rate_per_s` per second.
+    """
+    allowance = 1_000_000
+    if cap["concurrency"] is not None:
+        allowance = cap["concurrency"] - running
+    tokens = None
+    if cap["rate_per_s"] is not None:
+        rate = cap["rate_per_s"]
+        burst = max(1.0, rate)
+        tokens = burst if cap["tokens"] is None else min(
+            burst, cap["tokens"] + rate * float(cap["idle_s"]))
+        allowance = min(allowance, int(tokens))
+    return max(0, allowance), tokens
+
+
 def final_run_status(failed: int, succeeded: int, fail_fast: bool) -> str:
     """The status of a run none of whose nodes is left to run."""
     if failed == 0:
@@ -265,15 +284,54 @@ class Repository:
     @transient
     def lease(
         self, *, worker: str, queue: str, limit: int, ttl_s: float,
-        executors: list[str] | None = None,
+        executors: list[str] | None = None, capped: list[str] | None = None,
     ) -> list[LeasedNode]:
-        """Lease up to `limit` queued nodes of `queue` whose executor this worker serves."""
+        """Lease up to `limit` queued nodes of `queue` whose executor this worker serves.
+
+        `capped` names served executors declared with a concurrency or rate cap; only
+        then does the lease take the (slower) path that enforces caps fleet-wide.
+        """
+        params = {"worker": worker, "queue": queue, "ttl_s": ttl_s}
         with self._tx() as cur:
-            rows = cur.execute(queries()["lease_nodes"], {
-                "worker": worker, "queue": queue, "limit": limit, "ttl_s": ttl_s,
-                "executors": executors,
-            }).fetchall()
+            if not capped:
+                rows = cur.execute(queries()["lease_nodes"], {
+                    **params, "limit": limit, "executors": executors}).fetchall()
+            else:
+                rows = self._lease_with_caps(cur, params, limit, executors, capped)
         return [LeasedNode(**row) for row in rows]
+
+    def _lease_with_caps(
+        self, cur: psycopg.Cursor[Any], params: dict[str, Any], limit: int,
+        executors: list[str] | None, capped: list[str],
+    ) -> list[dict[str, Any]]:
+        """Lease capped executors within their allowance, then the others.
+
+        The capped executors' rows stay locked until commit, so concurrent leases by
+        other workers wait here instead of overshooting a cap. A capped executor with a
+        deep backlog never blocks the others: each is leased by its own statement.
+        """
+        q = queries()
+        caps = cur.execute(q["lock_capped_executors"], {"names": capped}).fetchall()
+        running = {r["executor"]: r["running"] for r in cur.execute(
+            q["running_by_executor"], {"names": [c["name"] for c in caps]}).fetchall()}
+        rows: list[dict[str, Any]] = []
+        for cap in caps:
+            allowance, tokens = _allowance(cap, running.get(cap["name"], 0))
+            take = min(allowance, limit - len(rows))
+            if take > 0:
+                leased = cur.execute(q["lease_nodes"], {
+                    **params, "limit": take, "executors": [cap["name"]]}).fetchall()
+                rows.extend(leased)
+                if tokens is not None:
+                    tokens -= len(leased)
+            if tokens is not None:
+                cur.execute(q["spend_tokens"], {"name": cap["name"], "tokens": tokens})
+        capped_names = {c["name"] for c in caps}
+        others = [e for e in executors or [] if e not in capped_names]
+        if others and len(rows) < limit:
+            rows.extend(cur.execute(q["lease_nodes"], {
+                **params, "limit": limit - len(rows), "executors": others}).fetchall())
+        return rows
 
     @transient
     def heartbeat(self, *, worker: str, node_ids: list[int], ttl_s: float) -> HeartbeatResult:
@@ -292,8 +350,14 @@ class Repository:
     # ===== node transitions ===========================================================
 
     @transient
-    def complete(self, node_id: int, version: int, outputs: Any) -> bool:
-        """Record success (fenced). False when the lease was lost: nothing changed."""
+    def complete(
+        self, node_id: int, version: int, outputs: Any, *, wake_queue: str | None = None
+    ) -> bool:
+        """Record success (fenced). False when the lease was lost: nothing changed.
+
+        `wake_queue`: NOTIFY that queue's consumers even if nothing new was queued (a
+        capped executor's slot just freed up).
+        """
         with self._tx() as cur:
             row = cur.execute(queries()["complete_node"], {
                 "id": node_id, "version": version, "outputs": Jsonb(outputs),
@@ -301,6 +365,8 @@ class Repository:
             if row is None:
                 return False
             fx, tally = _Effects(), _Tally()
+            if wake_queue:
+                fx.queues.add(wake_queue)
             fx.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
             if row["parent_id"] is not None:
                 self._finish_map_item(cur, fx, tally, row)
@@ -315,13 +381,17 @@ class Repository:
     @transient
     def fail(
         self, node_id: int, version: int, error: dict[str, Any], *, retryable: bool = True,
-        cancelled: bool = False,
+        cancelled: bool = False, wake_queue: str | None = None,
     ) -> str:
         """A failed (or cancelled) attempt. Returns 'retry', 'failed', 'cancelled' or
         'stale' (the fence did not match: nothing changed)."""
         with self._tx() as cur:
-            return self._fail_in(cur, node_id, version, error, retryable=retryable,
-                                 cancelled=cancelled)
+            outcome = self._fail_in(cur, node_id, version, error, retryable=retryable,
+                                    cancelled=cancelled)
+            if wake_queue and outcome != "stale":
+                cur.execute(queries()["notify"], {"channel": QUEUED_CHANNEL,
+                                                  "payload": wake_queue})
+            return outcome
 
     def _fail_in(
         self, cur: psycopg.Cursor[Any], node_id: int, version: int | None,
@@ -622,25 +692,33 @@ class Repository:
                     f"only failed, partial_succeeded or cancelled runs can be retried; "
                     f"run {run_id} is {run['status']}"
                 )
-            nodes = cur.execute(q["nodes_to_retry"], {"run_id": run_id}).fetchall()
-            if any(n["status"] == "running" for n in nodes):
+            if cur.execute(q["count_run_nodes"], {"run_id": run_id}).fetchone()["remaining"]:
                 raise Conflict(f"run {run_id} still has running nodes; retry when they stop")
+            nodes = cur.execute(q["nodes_to_retry"], {"run_id": run_id}).fetchall()
             cur.execute(q["delete_map_items"], {
                 "run_id": run_id, "parent_ids": [n["id"] for n in nodes],
             })
-            statuses = ["queued" if n["deps_not_succeeded"] == 0 else "pending" for n in nodes]
+            # Roots queue at once. A node whose dependencies all succeeded is held by one
+            # pretend dependency and released below like any other node, so its `if` is
+            # checked again and a map node expands again.
+            ready = [n["node_key"] for n in nodes
+                     if n["depends_on"] and n["deps_not_succeeded"] == 0]
             reset = cur.execute(q["reset_nodes_for_retry"], {
-                "ids": [n["id"] for n in nodes], "statuses": statuses,
-                "deps_remaining": [n["deps_not_succeeded"] for n in nodes],
+                "ids": [n["id"] for n in nodes],
+                "statuses": ["queued" if not n["depends_on"] else "pending" for n in nodes],
+                "deps_remaining": [max(n["deps_not_succeeded"], 1) if n["depends_on"] else 0
+                                   for n in nodes],
             }).fetchall()
-            cur.execute(q["lock_run"], {"run_id": run_id})
-            cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
-            fx = _Effects()
+            fx, tally = _Effects(), _Tally()
             fx.event(run_id, None, "run_queued", None, {"retry": True})
             for node in reset:
                 if node["status"] == "queued":
                     fx.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
                     fx.queues.add(node["queue"])
+            self._release(cur, fx, tally, run_id, ready, skipped=False)
+            cur.execute(q["lock_run"], {"run_id": run_id})
+            cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
+            self._account(cur, fx, tally, run_id)
             fx.flush(cur)
         return "running"
 

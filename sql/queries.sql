@@ -167,6 +167,26 @@ SELECT l.id, l.run_id, l.node_key, l.executor, l.version, l.attempts, l.max_atte
 FROM leased l JOIN locked_runs lr ON lr.id = l.run_id
 ORDER BY l.priority DESC, l.available_at, l.id
 
+-- name: lock_capped_executors
+-- The executors with a concurrency or rate cap among those given, locked in name order:
+-- while a lease transaction holds them, no other worker can pass the same cap check.
+SELECT name, concurrency, rate_per_s, tokens,
+       extract(epoch FROM now() - coalesce(tokens_at, now())) AS idle_s
+FROM dagq.executors
+WHERE name = ANY (%(names)s::text[]) AND (concurrency IS NOT NULL OR rate_per_s IS NOT NULL)
+ORDER BY name
+FOR UPDATE
+
+-- name: running_by_executor
+-- Running (leased) tasks per executor, for concurrency caps.
+SELECT executor, count(*) AS running FROM dagq.node_tasks
+WHERE status = 'running' AND lease_expires_at IS NOT NULL
+  AND executor = ANY (%(names)s::text[])
+GROUP BY executor
+
+-- name: spend_tokens
+UPDATE dagq.executors SET tokens = %(tokens)s, tokens_at = now() WHERE name = %(name)s
+
 -- name: heartbeat_leases
 -- Extend every lease this worker holds in one statement; say which to stop because
 -- their run is already finished (cancelled, or failed fast).

@@ -1,4 +1,4 @@
-"""Real worker processes against the per-test database."""
+"""Real dagq processes (workers, sweeper) against the per-test database."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
@@ -27,6 +25,8 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> obje
 
 
 class WorkerFleet:
+    """Worker (and sweeper) subprocesses with fast timings; all killed at teardown."""
+
     def __init__(self, db_url: str, tmp: Path) -> None:
         self.db_url = db_url
         self.tmp = tmp
@@ -51,6 +51,26 @@ class WorkerFleet:
         self.procs.append(proc)
         return proc
 
+    def start_sweeper(self, **env: str) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"worker-sweeper-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        defaults = {"DAGQ_SWEEP_INTERVAL_S": "0.5", "DAGQ_WORKER_DEAD_AFTER_S": "2"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.sweeper"], cwd=ROOT, env=self.env(**{**defaults, **env}),
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def start_command(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        """`dagq ARGS` as a subprocess (e.g. `worker --processes 2`)."""
+        log = open(self.tmp / f"worker-cmd-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", *args],
+            cwd=ROOT, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
     def stop(self, proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -70,13 +90,6 @@ class WorkerFleet:
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:]
                          for p in sorted(self.tmp.glob("worker-*.log")))
-
-
-@pytest.fixture
-def fleet(db_url: str, tmp_path: Path) -> Iterator[WorkerFleet]:
-    fleet = WorkerFleet(db_url, tmp_path)
-    yield fleet
-    fleet.stop_all()
 
 
 def wait_for_run(repo, run_id, timeout: float = 60.0):

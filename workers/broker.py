@@ -79,6 +79,12 @@ class PostgresBroker(dramatiq.Broker):
     def served_executors(self) -> list[str]:
         return sorted(self.actors)
 
+    @property
+    def capped(self) -> frozenset[str]:
+        """Served executors declared with a concurrency or rate cap."""
+        return frozenset(name for name, d in self.executors.items()
+                         if d.concurrency is not None or d.rate_per_s is not None)
+
     # -- consuming --------------------------------------------------------------------
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> Consumer:
@@ -144,6 +150,9 @@ class PostgresConsumer(Consumer):
         self.prefetch = max(1, prefetch)
         self.timeout_s = min(timeout_ms / 1000, POLL_S)
         self.buffer: deque[MessageProxy] = deque()
+        # Executors are all declared before consuming starts; compute the lists once.
+        self.executors = broker.served_executors()
+        self.capped = sorted(broker.capped)
 
     def __iter__(self) -> PostgresConsumer:
         return self
@@ -163,7 +172,7 @@ class PostgresConsumer(Consumer):
         room = self.prefetch - book.count(self.queue)
         nodes = broker.repo.lease(
             worker=broker.worker_id, queue=self.queue, limit=room,
-            ttl_s=broker.lease_ttl_s, executors=broker.served_executors(),
+            ttl_s=broker.lease_ttl_s, executors=self.executors, capped=self.capped,
         ) if room > 0 else []
         if not nodes:
             if wake is not None:
@@ -206,7 +215,7 @@ class PostgresConsumer(Consumer):
             if isinstance(outputs, OutputError):
                 self._record_failure(message, outputs, retryable=False)
             elif not self.broker.repo.complete(node_id, message.options["dagq_version"],
-                                               outputs):
+                                               outputs, wake_queue=self._wake(lease)):
                 log.info("stale completion of node %s ignored (lease reclaimed)", node_id)
         finally:
             self.broker.book.remove(node_id)
@@ -263,13 +272,19 @@ class PostgresConsumer(Consumer):
                 f"{self.broker.max_output_bytes} (DAGQ_MAX_OUTPUT_BYTES)")
         return result
 
+    def _wake(self, lease: Any) -> str | None:
+        """A capped executor's slot frees up: wake the queue's consumers everywhere."""
+        return self.queue if lease.node.executor in self.broker.capped else None
+
     def _record_failure(self, message: MessageProxy, exc: BaseException, *,
                         retryable: bool) -> None:
+        lease = self.broker.book.get(message.options["dagq_node_id"])
         outcome = self.broker.repo.fail(
             message.options["dagq_node_id"], message.options["dagq_version"],
             describe_error(exc, message.options.get("dagq_timeout_s")),
             retryable=retryable and not isinstance(exc, NodeCancelled),
             cancelled=isinstance(exc, NodeCancelled),
+            wake_queue=self._wake(lease) if lease else None,
         )
         if outcome == "stale":
             log.info("stale failure of node %s ignored", message.options["dagq_node_id"])

@@ -33,3 +33,16 @@ def fatal(payload):
 @dramatiq.actor(max_retries=1)
 def add(x, y):
     return x + y
+
+
+@executor("test.capped", concurrency=3)
+def capped(payload):
+    import time
+
+    time.sleep(0.05)
+    return {}
+
+
+@executor("test.rated", rate_per_s=20)
+def rated(payload):
+    return {}

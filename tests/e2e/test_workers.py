@@ -7,8 +7,8 @@ import time
 import pytest
 
 from app.repository import Repository
-from tests.e2e.conftest import wait_for, wait_for_run
 from tests.helpers import diamond, spec
+from tests.procs import wait_for, wait_for_run
 
 pytestmark = pytest.mark.e2e
 
@@ -174,3 +174,36 @@ def test_plain_dramatiq_send_becomes_a_one_node_run(repo, fleet, db_url) -> None
     assert finished.nodes[0].max_attempts == 2  # max_retries=1 -> two attempts
     again = module.add.send_with_options(args=(1, 1))
     assert again.message_id != message.message_id
+
+
+def test_concurrency_cap_holds_across_processes_while_others_flow(repo, fleet, sql) -> None:
+    fleet.start(threads=8)
+    fleet.start(threads=8)
+    capped = repo.submit_run(tenant="t", spec=spec(
+        {f"c{i}": {"executor": "test.capped"} for i in range(200)}, name="capped")).run_id
+    free = repo.submit_run(tenant="t", spec=spec(
+        {f"f{i}": {"executor": "builtin.noop"} for i in range(200)}, name="free")).run_id
+    samples = []
+    free_done_at = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        row = sql.execute("""
+            SELECT count(*) FILTER (WHERE executor = 'test.capped' AND status = 'running')
+                       AS capped_running,
+                   count(*) FILTER (WHERE executor = 'builtin.noop' AND status = 'succeeded')
+                       AS free_done,
+                   count(*) FILTER (WHERE executor = 'test.capped' AND status = 'succeeded')
+                       AS capped_done
+            FROM dagq.node_tasks""").fetchone()
+        samples.append(row["capped_running"])
+        if row["free_done"] == 200 and free_done_at is None:
+            free_done_at = row["capped_done"]
+        if row["capped_done"] == 200:
+            break
+        time.sleep(0.02)
+    assert max(samples) <= 3 and max(samples) == 3, samples
+    assert len(samples) > 20
+    # The uncapped executor was not stuck behind the capped backlog.
+    assert free_done_at is not None and free_done_at < 150
+    assert wait_for_run(repo, capped).status == "succeeded"
+    assert wait_for_run(repo, free).status == "succeeded"

@@ -281,3 +281,53 @@ def test_requeue_unstarted_spends_no_attempt(repo: Repository, sql) -> None:
     assert (row["status"], row["attempts"]) == ("queued", 0)
     # A second requeue with the old version does nothing.
     assert repo.requeue_unstarted(worker="w", leases=[(node.id, node.version)]) == 0
+
+
+def test_retry_expands_a_failed_map_node_again(repo: Repository) -> None:
+    wf = spec({"src": {"executor": "builtin.echo", "params": {"items": [1, 2, 3]}},
+               "each": {"executor": "t.each", "depends_on": ["src"], "max_attempts": 1,
+                        "map": {"dep": "src", "path": "params.items"}},
+               "sum": {"executor": "builtin.merge", "depends_on": ["each"]}})
+    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    calls = []
+
+    def each(payload):
+        calls.append(payload["item"])
+        if len(calls) == 2:
+            raise RuntimeError("second item fails once")
+        return {"v": payload["item"]}
+
+    drive(repo, {"t.each": each, "src": lambda p: p})
+    assert repo.get_run(run_id).status == "failed"
+    repo.retry_run(run_id, "t")
+    drive(repo, {"t.each": lambda p: {"v": p["item"]}, "src": lambda p: p})
+    run = repo.get_run(run_id)
+    assert run.status == "succeeded"
+    each_node = next(n for n in run.nodes if n.key == "each")
+    assert each_node.outputs == [{"v": 1}, {"v": 2}, {"v": 3}] and each_node.items == 3
+
+
+def test_retry_rechecks_the_if_condition(repo: Repository, sql) -> None:
+    wf = spec({"route": {"executor": "builtin.echo"},
+               "bad": {"executor": "builtin.fail", "max_attempts": 1},
+               "only_b": {"executor": "builtin.noop", "depends_on": ["route"],
+                          "if": {"dep": "route", "path": "r", "in": ["b"]}}}, fail_fast=False)
+    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    drive(repo, {"route": lambda p: {"r": "a"}, "bad": lambda p: 1 / 0})
+    assert {n.key: n.status for n in repo.get_run(run_id).nodes}["only_b"] == "skipped"
+    repo.retry_run(run_id, "t")
+    drive(repo, {"route": lambda p: {"r": "a"}})
+    statuses = {n.key: n.status for n in repo.get_run(run_id).nodes}
+    assert statuses == {"route": "succeeded", "bad": "succeeded", "only_b": "skipped"}
+
+
+def test_retry_refuses_while_a_node_still_runs(repo: Repository) -> None:
+    wf = spec({"a": {"executor": "builtin.noop"}, "b": {"executor": "builtin.noop"}})
+    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    leased = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    repo.cancel_run(run_id, "t")
+    with pytest.raises(Conflict, match="still has running nodes"):
+        repo.retry_run(run_id, "t")
+    repo.fail(leased[0].id, leased[0].version, {"type": "Cancelled", "message": "x"},
+              cancelled=True)
+    assert repo.retry_run(run_id, "t") == "running"

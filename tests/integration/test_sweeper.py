@@ -91,11 +91,11 @@ def test_completion_racing_the_reclaim_leaves_one_consistent_state(repo, sweeper
         expire(sql, leased.id)
         barrier = threading.Barrier(2)
 
-        def finish(leased=leased):
+        def finish(leased=leased, barrier=barrier):
             barrier.wait()
             return repo.complete(leased.id, leased.version, {"done": True})
 
-        def reclaim():
+        def reclaim(barrier=barrier):
             barrier.wait()
             return sweeper.reclaim()["reclaimed"]
 
