@@ -127,11 +127,15 @@ class ExecutorInfo(_Record):
     rate_per_s: float | None = None
 
 
-class SweepCounts(_Record):
-    reclaimed: int = 0
-    retried: int = 0
-    failed: int = 0
-    healed: int = 0
-    deadlines: int = 0
-    pruned_runs: int = 0
-    dead_workers: int = 0
+class ScheduleRecord(_Record):
+    schedule_id: UUID
+    tenant: str
+    workflow: Any
+    version: int | None
+    cron: str
+    timezone: str
+    inputs: Any
+    created_at: datetime
+    last_fire_at: datetime | None
+    last_run_id: UUID | None
+    last_error: str | None

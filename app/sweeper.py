@@ -19,6 +19,7 @@ from app.config import Settings
 from app.db import open_pool
 from app.errors import DagqError
 from app.repository import Repository
+from app.schedules import fire_due
 
 log = logging.getLogger("dagq.sweeper")
 
@@ -61,10 +62,15 @@ class Sweeper:
                 break
         return {"pruned_runs": pruned}
 
+    def schedules(self, now: datetime | None = None) -> dict[str, int]:
+        """Submit the due firing of each cron schedule (idempotent by event key)."""
+        return fire_due(self.repo, now)
+
     def run_once(self, now: datetime | None = None) -> dict[str, int]:
         """Every pass once, in an order where each helps the next."""
         counts: dict[str, int] = {}
-        for job in (self.dead_workers, self.reclaim, self.deadlines, self.heal, self.prune):
+        for job in (self.dead_workers, self.reclaim, self.deadlines, self.heal, self.prune,
+                    self.schedules):
             counts.update(job(now))
         return counts
 
@@ -90,6 +96,7 @@ def build_scheduler(sweeper: Sweeper, settings: Settings) -> BackgroundScheduler
         ("reclaim", sweeper.reclaim, every),
         ("deadlines", sweeper.deadlines, every),
         ("heal", sweeper.heal, max(every, 30.0)),
+        ("schedules", sweeper.schedules, min(every, 1.0)),
         ("prune", sweeper.prune, 600.0),
     ]
     for name, job, seconds in jobs:
