@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import routes_events, routes_ops, routes_pages, routes_runs, routes_workflows
+from app.api.auth import KeyCache
 from app.api.bodies import BodyLimitMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.hub import EventHub
@@ -86,4 +87,5 @@ def create_app(settings: Settings, url: str) -> Starlette:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.keys = KeyCache()
     return app

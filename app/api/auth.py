@@ -1,7 +1,13 @@
-"""Who is calling: `Authorization: Bearer <key>` checked with service.authenticate."""
+"""Who is calling: `Authorization: Bearer <key>` checked with service.authenticate.
+
+Valid keys are remembered for KEY_CACHE_TTL_S (by hash, never the key itself), which
+saves a database round trip per request; a revoked key stops working within that time.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 from starlette.concurrency import run_in_threadpool
@@ -10,9 +16,37 @@ from starlette.requests import Request
 from app import service
 from app.api.errors import Forbidden, Unauthorized
 from app.models import ApiKey
+from app.repository import Repository
 
 # DAGQ_AUTH=off: requests without a key act as an admin of tenant "default".
 ANONYMOUS_ADMIN = ApiKey(id=uuid.UUID(int=0), tenant="default", admin=True)
+KEY_CACHE_TTL_S = 10.0
+KEY_CACHE_SIZE = 4096
+
+
+class KeyCache:
+    """Recently authenticated keys, by hash. Unknown keys are never cached, so a key
+    made a moment ago works at once."""
+
+    def __init__(self, ttl_s: float = KEY_CACHE_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._found: dict[str, tuple[float, ApiKey]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, repo: Repository, key: str) -> ApiKey | None:
+        digest = service.hash_key(key)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._found.get(digest)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        found = service.authenticate(repo, key)
+        if found is not None and self.ttl_s > 0:
+            with self._lock:
+                if len(self._found) >= KEY_CACHE_SIZE:
+                    self._found.clear()
+                self._found[digest] = (now, found)
+        return found
 
 
 async def principal(request: Request) -> ApiKey:
@@ -27,7 +61,8 @@ async def principal(request: Request) -> ApiKey:
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("the Authorization header must be 'Bearer <key>'")
-    found = await run_in_threadpool(service.authenticate, request.app.state.repo, key)
+    found = await run_in_threadpool(request.app.state.keys.authenticate,
+                                    request.app.state.repo, key)
     if found is None:
         raise Unauthorized("unknown or revoked API key")
     return found

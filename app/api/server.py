@@ -5,6 +5,7 @@ exit flag and our streams return), close the pool."""
 from __future__ import annotations
 
 import logging
+import signal
 
 import uvicorn
 
@@ -14,6 +15,7 @@ from app.config import Settings
 log = logging.getLogger("dagq.api")
 
 GRACEFUL_SHUTDOWN_S = 10
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def serve(settings: Settings, url: str, *, host: str, port: int) -> int:
@@ -27,5 +29,18 @@ def serve(settings: Settings, url: str, *, host: str, port: int) -> int:
     if settings.auth == "off":
         log.warning("DAGQ_AUTH=off: the API accepts requests WITHOUT a key "
                     "(local development only)")
-    server.run()
+    received: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    # uvicorn handles the signal, shuts down, then re-raises it to the handler it found:
+    # with ours there, serve() returns (and callers' cleanup runs) instead of the
+    # process dying by the signal.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        log.info("API stopped (%s)", signal.Signals(received[0]).name)
     return 0 if server.started else 1

@@ -107,16 +107,14 @@ BAD_BODIES = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "status", "code"), BAD_BODIES)
-def test_bad_submissions_are_rejected_and_write_nothing(api: Api, sql, raw, status,
-                                                        code) -> None:
+def test_bad_submissions_are_rejected_and_write_nothing(api: Api, sql) -> None:
     api.client.post("/v1/workflows", json=ECHO_FLOW, headers=api.admin)
-    events_before = count_rows(sql, "run_events")
-    response = api.client.post("/v1/runs", content=raw, headers={
-        **api.acme, "Content-Type": "application/json"})
-    assert_error(response, status, code)
+    for raw, status, code in BAD_BODIES:
+        response = api.client.post("/v1/runs", content=raw, headers={
+            **api.acme, "Content-Type": "application/json"})
+        assert_error(response, status, code)
     assert count_rows(sql, "runs") == 0 and count_rows(sql, "node_tasks") == 0
-    assert count_rows(sql, "run_events") == events_before
+    assert count_rows(sql, "run_events") == 0
 
 
 def test_validation_errors_name_the_field(api: Api) -> None:

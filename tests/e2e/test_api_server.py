@@ -1,0 +1,241 @@
+"""The API as a real uvicorn process (`python -m app.api`) on 127.0.0.1: concurrent
+idempotent submissions, SSE over a real socket with graceful shutdown, and a bounded
+schemathesis run over /openapi.json."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app import service
+from app.repository import Repository
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+FLOW = {"name": "e2e-flow", "nodes": {"a": {"executor": "builtin.noop"},
+                                     "b": {"executor": "builtin.noop", "depends_on": ["a"]}}}
+CLIENTS, PER_CLIENT, SHARED_KEYS = 50, 20, 10
+
+
+class ApiServer:
+    def __init__(self, db_url: str, log_path: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "DAGQ_DATABASE_URL": db_url, "DAGQ_AUTH": "on",
+               "DAGQ_LOG_LEVEL": "WARNING", "DAGQ_POOL_SIZE": "10", "PYTHONPATH": str(ROOT)}
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.api", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"API did not become ready:\n{self.logs()}")
+            time.sleep(0.05)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"API ignored SIGTERM for {timeout}s:\n{self.logs()}") \
+                    from None
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def server(db_url: str, tmp_path: Path) -> Iterator[ApiServer]:
+    api = ApiServer(db_url, tmp_path / "api.log")
+    try:
+        yield api
+    finally:
+        if api.proc.poll() is None:
+            api.proc.kill()
+            api.proc.wait()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def submit_storm(base: str, key: str) -> tuple[list[tuple[int, dict]], list[float]]:
+    """50 clients, 20 submissions each: half reuse 10 event keys shared by every client
+    (same inputs), half are unique."""
+    headers = {"Authorization": f"Bearer {key}"}
+    results: list[tuple[int, dict]] = []
+    latencies: list[float] = []
+
+    async def client(c: int) -> None:
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+            for i in range(PER_CLIENT):
+                if i % 2 == 0:  # the same 10 keys (and inputs) in every client
+                    body = {"workflow": "e2e-flow", "inputs": {"n": i // 2},
+                            "event_key": f"shared-{i // 2}"}
+                else:
+                    body = {"workflow": "e2e-flow", "inputs": {"client": c, "i": i}}
+                started = time.perf_counter()
+                response = await http.post("/v1/runs", json=body)
+                latencies.append(time.perf_counter() - started)
+                results.append((response.status_code, response.json()))
+
+    await asyncio.gather(*(client(c) for c in range(CLIENTS)))
+    return results, latencies
+
+
+def test_concurrent_idempotent_submissions(server: ApiServer, repo: Repository, sql) -> None:
+    admin = service.create_api_key(repo, "load", admin=True)
+    registered = httpx.post(f"{server.base}/v1/workflows", json=FLOW,
+                            headers={"Authorization": f"Bearer {admin}"})
+    assert registered.status_code == 201
+    key = service.create_api_key(repo, "load")
+    started = time.perf_counter()
+    results, latencies = asyncio.run(submit_storm(server.base, key))
+    elapsed = time.perf_counter() - started
+    statuses = Counter(status for status, _ in results)
+    assert all(s < 500 for s in statuses), (statuses, server.logs())
+    keyed = _runs_with_keys(sql)
+    shared = [body for status, body in results if body.get("run_id") in keyed]
+    unique = CLIENTS * PER_CLIENT // 2
+    dup_keys = SHARED_KEYS
+    assert statuses == {201: unique + dup_keys, 200: CLIENTS * PER_CLIENT // 2 - dup_keys}
+    assert sql.execute("SELECT count(*) AS n FROM dagq.runs").fetchone()["n"] == \
+        unique + dup_keys
+    # Every submission with a shared key got the one run of that key.
+    by_key = {}
+    for body in shared:
+        by_key.setdefault(body["run_id"], 0)
+        by_key[body["run_id"]] += 1
+    assert sorted(by_key.values()) == [CLIENTS * PER_CLIENT // 2 // dup_keys] * dup_keys
+    p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
+    print(f"\nsubmit latency with {CLIENTS} concurrent clients x {PER_CLIENT} runs: "
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, mean "
+          f"{statistics.mean(latencies) * 1000:.1f} ms; "
+          f"{len(latencies) / elapsed:.0f} submissions/s")
+    assert server.stop() == 0
+
+
+def _runs_with_keys(sql) -> set[str]:
+    rows = sql.execute("SELECT id FROM dagq.runs WHERE event_key IS NOT NULL").fetchall()
+    return {str(r["id"]) for r in rows}
+
+
+def _read_frames(lines: Iterator[str], count: int) -> list[dict[str, str]]:
+    frames: list[dict[str, str]] = []
+    frame: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if frame:
+                frames.append(frame)
+                frame = {}
+                if len(frames) == count:
+                    return frames
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(": ")
+        frame[field] = value
+    if frame:
+        frames.append(frame)
+    return frames
+
+
+def test_sse_resume_over_a_socket_and_graceful_shutdown(server: ApiServer,
+                                                       repo: Repository) -> None:
+    key = service.create_api_key(repo, "sse")
+    headers = {"Authorization": f"Bearer {key}"}
+    run_id = httpx.post(f"{server.base}/v1/runs", json={"workflow": FLOW},
+                        headers=headers).json()["run_id"]
+    url = f"{server.base}/v1/runs/{run_id}/events"
+    with httpx.stream("GET", url, headers=headers, timeout=10) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        first = _read_frames(stream.iter_lines(), 1)
+    assert first[0]["event"] == "run_queued"
+    # Progress while nobody listens, then resume from the last id seen.
+    [node] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    repo.complete(node.id, node.version, {})
+    with httpx.stream("GET", url, headers={**headers, "Last-Event-ID": first[0]["id"]},
+                      timeout=10) as stream:
+        lines = stream.iter_lines()
+        resumed = _read_frames(lines, 5)
+        ids = [int(f["id"]) for f in first + resumed]
+        assert ids == sorted(set(ids))
+        assert [f["event"] for f in resumed] == [
+            "node_queued", "run_started", "node_started", "node_succeeded", "node_queued"]
+        # The run is still open: the stream waits. SIGTERM ends it cleanly and promptly.
+        stopping = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        rest = list(lines)  # raises if the chunked body is cut off uncleanly
+        assert time.monotonic() - stopping < 8
+    assert [line for line in rest if line.startswith("id:")] == []
+    assert server.stop() == 0, server.logs()
+
+
+def test_schemathesis_finds_no_server_errors(server: ApiServer, repo: Repository) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    admin = service.create_api_key(repo, "fuzz", admin=True)
+    headers = {"Authorization": f"Bearer {admin}"}
+    httpx.post(f"{server.base}/v1/workflows", json=FLOW, headers=headers)
+    schema = schemathesis.openapi.from_url(f"{server.base}/openapi.json")
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
+              response_schema_conformance]
+    calls = Counter()
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @settings(max_examples=10, deadline=None, database=None, derandomize=True,
+                      phases=[Phase.explicit, Phase.generate],
+                      suppress_health_check=list(HealthCheck))
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def exercise(case) -> None:
+                response = case.call(base_url=server.base, headers=headers, timeout=15)
+                calls[response.status_code // 100] += 1
+                case.validate_response(response, checks=checks)
+
+            try:
+                exercise()
+            except Unsatisfiable:  # nothing to negate (an operation without inputs)
+                assert mode == GenerationMode.NEGATIVE, operation.label
+    print(f"\nschemathesis: {sum(calls.values())} requests, by class {dict(calls)}")
+    assert calls[5] == 0 and sum(calls.values()) <= 400
+    assert httpx.get(f"{server.base}/readyz").status_code == 200
+    assert server.stop() == 0, server.logs()
