@@ -192,3 +192,23 @@ def _wait_for(predicate, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.01)
+
+
+def test_streams_survive_losing_the_listen_connection(api: Api, sql) -> None:
+    run_id = api.submit(api.acme, workflow=CHAIN)["run_id"]
+    result: dict[str, Any] = {}
+    watcher = threading.Thread(target=lambda: result.setdefault("r", api.client.get(
+        f"/v1/runs/{run_id}/events", headers=api.acme)))
+    watcher.start()
+    hub = api.app.state.hub
+    _wait_for(lambda: hub.subscriber_count() == 1 and hub.listening.is_set())
+    killed = sql.execute(
+        "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
+        "WHERE datname = current_database() AND query = 'LISTEN dagq_events'").fetchone()
+    assert killed["n"] == 1
+    drive(api.repo)
+    watcher.join(timeout=30)
+    assert not watcher.is_alive()
+    frames = parse_sse(result["r"].text)
+    assert [int(f["id"]) for f in frames] == all_event_ids(api, run_id)
+    _wait_for(lambda: hub.listening.is_set())  # reconnected
