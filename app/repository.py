@@ -771,13 +771,14 @@ class Repository:
     @transient
     def register_worker(
         self, *, worker: str, hostname: str, pid: int, queues: list[str], threads: int,
-        executors: list[ExecutorInfo],
+        executors: list[ExecutorInfo], heartbeat_s: float = 5.0,
     ) -> None:
         q = queries()
         with self._tx() as cur:
             cur.execute(q["register_worker"], {
                 "id": worker, "hostname": hostname, "pid": pid, "queues": queues,
                 "executors": [e.name for e in executors], "threads": threads,
+                "heartbeat_s": heartbeat_s,
             })
             if executors:
                 cur.execute(q["upsert_executors"], {

@@ -442,8 +442,9 @@ RETURNING id, run_id, node_key, dependents, attempts
 -- ===== workers and executors ========================================================
 
 -- name: register_worker
-INSERT INTO dagq.workers (id, hostname, pid, queues, executors, threads)
-VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(executors)s, %(threads)s)
+INSERT INTO dagq.workers (id, hostname, pid, queues, executors, threads, heartbeat_s)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(executors)s, %(threads)s,
+        %(heartbeat_s)s)
 ON CONFLICT (id) DO UPDATE SET status = 'alive', heartbeat_at = now(), stopped_at = NULL
 
 -- name: worker_heartbeat
@@ -480,7 +481,8 @@ FOR UPDATE SKIP LOCKED
 WITH dead AS (
     UPDATE dagq.workers SET status = 'dead'
     WHERE status = 'alive'
-      AND heartbeat_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(dead_after_s)s)
+      AND heartbeat_at < coalesce(%(now)s::timestamptz, now())
+                         - make_interval(secs => greatest(%(dead_after_s)s, 3 * heartbeat_s))
     RETURNING id
 ), expired AS (
     UPDATE dagq.node_tasks t

@@ -58,7 +58,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
         broker.declare_queue(name)
     repo.register_worker(
         worker=worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=serve,
-        threads=threads,
+        threads=threads, heartbeat_s=settings.heartbeat_s,
         executors=[d.info() for d in registered().values()],
     )
     stop = threading.Event()

@@ -192,3 +192,13 @@ def test_run_once_twice_is_harmless(repo, sweeper, sql) -> None:
     expire(sql, leased.id)
     first, second = sweeper.run_once(), sweeper.run_once()
     assert first["reclaimed"] == 1 and second["reclaimed"] == 0
+
+
+def test_a_worker_is_dead_only_after_three_missed_heartbeats(repo, sql) -> None:
+    repo.register_worker(worker="slow", hostname="h", pid=1, queues=["default"], threads=1,
+                         executors=[], heartbeat_s=10)
+    sweeper = Sweeper(repo, Settings(worker_dead_after_s=2))
+    sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '15 seconds'")
+    assert sweeper.dead_workers()["workers"] == 0  # 15 s < 3 heartbeats of 10 s
+    sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '31 seconds'")
+    assert sweeper.dead_workers()["workers"] == 1
