@@ -78,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--workflow", default=None)
     runs.add_argument("--limit", type=_int_at_least(1), default=20)
 
+    schedules = sub.add_parser("schedules", help="cron schedules")
+    sched_sub = schedules.add_subparsers(dest="schedules_command", required=True,
+                                         metavar="COMMAND")
+    sched_create = sched_sub.add_parser("create", help="fire WORKFLOW on a cron schedule")
+    sched_create.add_argument("workflow", metavar="WORKFLOW",
+                              help="a registered workflow name, or a .json/.yaml spec file")
+    sched_create.add_argument("--cron", required=True, help='e.g. "0 3 * * *"')
+    sched_create.add_argument("--timezone", default="UTC")
+    sched_create.add_argument("--inputs", default=None, help="run inputs as JSON")
+    sched_create.add_argument("--tenant", default="default")
+    sched_sub.add_parser("list", help="all schedules")
+    sched_delete = sched_sub.add_parser("delete", help="delete a schedule")
+    sched_delete.add_argument("schedule_id", metavar="SCHEDULE_ID")
+
     run = sub.add_parser("run", help="one run")
     run_sub = run.add_subparsers(dest="run_command", required=True, metavar="COMMAND")
     show = run_sub.add_parser("show", help="a run and its nodes")
@@ -137,7 +151,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "up": commands.up, "db": commands.db, "api": commands.api, "worker": commands.worker,
         "sweeper": commands.sweeper, "keys": commands.keys, "submit": commands.submit,
-        "runs": commands.runs, "run": commands.run, "bench": commands.bench,
+        "runs": commands.runs, "run": commands.run, "schedules": commands.schedules,
+        "bench": commands.bench,
     }
     return handlers[args.command](args, settings)
 

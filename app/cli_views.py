@@ -87,3 +87,17 @@ def follow_run(repo: Any, run_id: uuid.UUID, poll_s: float = 0.2) -> str:
     if run.error:
         err.print(f"[red]error:[/] {json.dumps(run.error)[:1000]}")
     return run.status
+
+
+def schedules_table(schedules: list[Any]) -> None:
+    table = Table(title=f"{len(schedules)} schedule(s)")
+    for column in ("schedule id", "tenant", "workflow", "cron", "timezone", "last fired",
+                   "last run / error"):
+        table.add_column(column)
+    for item in schedules:
+        workflow = item.workflow if isinstance(item.workflow, str) else \
+            f"{item.workflow.get('name', '?')} (inline)"
+        last = str(item.last_run_id) if item.last_run_id else (item.last_error or "-")
+        table.add_row(str(item.schedule_id), item.tenant, workflow, item.cron, item.timezone,
+                      _when(item.last_fire_at), last)
+    out.print(table)

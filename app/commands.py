@@ -159,10 +159,7 @@ def runs(args: argparse.Namespace, settings: Settings) -> int:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from app.cli_views import run_detail
 
-    try:
-        run_id = uuid.UUID(args.run_id)
-    except ValueError:
-        raise InvalidRequest(f"{args.run_id!r} is not a run id (a UUID)") from None
+    run_id = _uuid(args.run_id, "run")
     with repository(settings) as repo:
         run_detail(repo.get_run(run_id))
     return 0
@@ -172,3 +169,31 @@ def bench(args: argparse.Namespace, settings: Settings) -> int:
     from app.bench import run_bench
 
     return run_bench(args, settings)
+
+
+def schedules(args: argparse.Namespace, settings: Settings) -> int:
+    from app import schedules as cron
+    from app.cli_views import schedules_table
+
+    with repository(settings) as repo:
+        if args.schedules_command == "create":
+            workflow = args.workflow
+            if workflow.endswith((".json", ".yaml", ".yml")):
+                workflow = service.load_spec_file(workflow)
+            created = cron.create_schedule(
+                repo, tenant=args.tenant, workflow=workflow, cron=args.cron,
+                inputs=parse_json_arg(args.inputs, "--inputs"), timezone=args.timezone)
+            print(created.schedule_id)
+        elif args.schedules_command == "list":
+            schedules_table(repo.list_schedules(None))
+        else:
+            repo.delete_schedule(_uuid(args.schedule_id, "schedule"), None)
+            print(f"deleted schedule {args.schedule_id}")
+    return 0
+
+
+def _uuid(text: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise InvalidRequest(f"{text!r} is not a {what} id (a UUID)") from None
