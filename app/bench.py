@@ -69,6 +69,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so that building the CLI parser stays cheap.
+    import psycopg
+
     from app.bench_phases import Bench, bench_queries, open_bookkeeping
     from app.bench_report import print_report
     from app.db import open_pool
@@ -96,7 +98,10 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
             logs.mkdir()
             bench = Bench(url=url, q=q, repo=repo, conn=conn, workers=args.workers,
                           threads=args.threads, log_dir=logs)
-            results = _measure(bench, sizes, big=args.big)
+            try:
+                results = _measure(bench, sizes, big=args.big)
+            except psycopg.Error as exc:
+                raise DagqError(f"bench failed: {type(exc).__name__}: {exc}") from exc
     finally:
         signal.signal(signal.SIGTERM, previous)
     results = {
@@ -129,6 +134,7 @@ def _measure(bench: Any, sizes: Sizes, *, big: bool) -> dict[str, Any]:
              phases.CEILING_BATCH, phases.CEILING_CONNECTIONS)
     single = phases.ceiling(bench, sizes.ceiling_single_rows, 1)
     batch = phases.ceiling(bench, sizes.ceiling_batch_rows, phases.CEILING_BATCH)
+    notify = phases.ceiling(bench, sizes.ceiling_single_rows, 1, notify=True)
     log.info("flat: %d one-node runs, %d workers x %d threads", sizes.flat_runs,
              bench.workers, bench.threads)
     flat = phases.flat(bench, sizes.flat_runs)
@@ -154,7 +160,7 @@ def _measure(bench: Any, sizes: Sizes, *, big: bool) -> dict[str, Any]:
         ratios["big_vs_empty"] = grown["ratio_to_empty"]
     memory = flat["worker_memory"] + dag["worker_memory"]
     return {
-        "ceiling": {"single": single, "batch": batch},
+        "ceiling": {"single": single, "batch": batch, "single_notify": notify},
         "flat": flat, "dag": dag, "latency": latency, "ratios": ratios, "big": grown,
         "worker_rss": _rss_summary(memory),
     }
@@ -165,12 +171,11 @@ def _rss_summary(memory: list[dict[str, Any]]) -> dict[str, Any]:
         values = [m[key] for m in memory if m[key] is not None]
         return max(values) if values else None
 
-    growth = [m["growth_kb_per_1k_nodes"] for m in memory
-              if m["growth_kb_per_1k_nodes"] is not None]
     return {
         "start_kb": largest("start_rss_kb"), "end_kb": largest("end_rss_kb"),
         "peak_kb": largest("peak_hwm_kb"),
-        "growth_kb_per_1k_nodes": max(growth) if growth else None,
+        "growth_kb_per_1k_nodes": largest("growth_kb_per_1k_nodes"),
+        "second_half_growth_kb_per_1k_nodes": largest("second_half_growth_kb_per_1k_nodes"),
         "processes": memory,
     }
 

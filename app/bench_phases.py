@@ -36,6 +36,8 @@ CEILING_BATCH = 100
 SUBMIT_THREADS = 8
 DAG_WIDTH = 10
 STALL_TIMEOUT_S = 60.0
+STALL_CHECK_S = 5.0
+DRAIN_POLL_S = 0.25
 TERMINAL = frozenset({"succeeded", "failed", "partial_succeeded", "cancelled"})
 
 
@@ -86,9 +88,11 @@ def dag_spec(name: str, width: int = DAG_WIDTH) -> WorkflowSpec:
 
 # ===== 1. the raw-SQL ceiling =========================================================
 
-def ceiling(b: Bench, rows: int, batch: int) -> dict[str, Any]:
+def ceiling(b: Bench, rows: int, batch: int, *, notify: bool = False) -> dict[str, Any]:
     """Lease + complete `rows` no-op rows with 8 connections, `batch` rows per statement:
-    two durable commits per lease (lease, then complete), as in dagq."""
+    two durable commits per lease (lease, then complete), as in dagq. `notify` adds a
+    NOTIFY to each completing transaction."""
+    complete = b.q["ceiling_complete_notify" if notify else "ceiling_complete"]
     with psycopg.connect(b.url, autocommit=True) as setup:
         setup.execute(b.q["ceiling_create"])
         setup.execute(b.q["ceiling_fill"], {"rows": rows})
@@ -108,7 +112,7 @@ def ceiling(b: Bench, rows: int, batch: int) -> dict[str, Any]:
                                       prepare=True).fetchall()
                 if not leased:
                     return
-                conn.execute(b.q["ceiling_complete"], {
+                conn.execute(complete, {
                     "ids": [r[0] for r in leased], "versions": [r[1] for r in leased],
                 }, prepare=True)
                 done[i] += len(leased)
@@ -136,7 +140,7 @@ def ceiling(b: Bench, rows: int, batch: int) -> dict[str, Any]:
     with psycopg.connect(b.url, autocommit=True) as setup:
         setup.execute(b.q["ceiling_drop"])
     return {"rows": rows, "batch": batch, "connections": CEILING_CONNECTIONS,
-            "seconds": round(seconds, 3), "jobs_per_s": round(rows / seconds, 1)}
+            "notify": notify, "seconds": round(seconds, 3), "jobs_per_s": round(rows / seconds, 1)}
 
 
 # ===== submitting and draining ========================================================
@@ -162,18 +166,19 @@ def submit_many(b: Bench, spec: WorkflowSpec, count: int) -> dict[str, Any]:
 def wait_drained(b: Bench, workflow: str, fleet: WorkerFleet) -> None:
     """Until no run of `workflow` is open; fail if the workers die or stop progressing."""
     last_open, last_change = -1, time.monotonic()
-    while True:
+    next_count = last_change + STALL_CHECK_S
+    while b.one("any_open_run", {"workflow": workflow})["open"]:
         fleet.check_alive()
-        open_runs = b.one("open_runs", {"workflow": workflow})["open"]
-        if open_runs == 0:
-            return
         now = time.monotonic()
-        if open_runs != last_open:
-            last_open, last_change = open_runs, now
-        elif now - last_change > STALL_TIMEOUT_S:
-            raise DagqError(f"{workflow}: {open_runs} run(s) made no progress for "
-                            f"{STALL_TIMEOUT_S:.0f}s; worker logs in {b.log_dir}")
-        time.sleep(0.1)
+        if now >= next_count:  # counting is not free: only now and then
+            next_count = now + STALL_CHECK_S
+            open_runs = b.one("open_runs", {"workflow": workflow})["open"]
+            if open_runs != last_open:
+                last_open, last_change = open_runs, now
+            elif now - last_change > STALL_TIMEOUT_S:
+                raise DagqError(f"{workflow}: {open_runs} run(s) made no progress for "
+                                f"{STALL_TIMEOUT_S:.0f}s; worker logs in {b.log_dir}")
+        time.sleep(DRAIN_POLL_S)
 
 
 def _span_s(row: dict[str, Any]) -> float:
@@ -209,6 +214,7 @@ def flat(b: Bench, runs: int, workflow: str = "bench-flat") -> dict[str, Any]:
         fleet.start()
         fleet.wait_ready(b.conn, b.q["alive_workers"])
         wait_drained(b, workflow, fleet)
+        fleet.mark_drained()
         fleet.stop()
         memory = worker_memory(b, fleet)
     return {"submit": submitted, **node_figures(b, workflow), "worker_memory": memory}
@@ -226,6 +232,7 @@ def dag_and_latency(b: Bench, runs: int, single_samples: int,
         fleet.start()
         fleet.wait_ready(b.conn, b.q["alive_workers"])
         wait_drained(b, workflow, fleet)
+        fleet.mark_drained()
         nodes = node_figures(b, workflow)
         span = b.one("run_span", {"workflow": workflow})
         if span["succeeded"] != runs:

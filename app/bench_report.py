@@ -45,6 +45,10 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
                   _n(single["jobs_per_s"], "jobs/s"), "", "")
     table.add_row("", f"raw SQL, {batch['batch']} rows/stmt",
                   _n(batch["jobs_per_s"], "jobs/s"), "", "")
+    notify = r["ceiling"].get("single_notify")
+    if notify is not None:
+        table.add_row("", "raw SQL, 1 row/tx + NOTIFY in the complete",
+                      _n(notify["jobs_per_s"], "jobs/s"), vs(notify["jobs_per_s"]), "")
     flat, dag = r["flat"], r["dag"]
     table.add_row("flat", f"submit {flat['submit']['runs']:,} one-node runs",
                   _n(flat["submit"]["runs_per_s"], "runs/s"), "", "", end_section=False)
@@ -81,8 +85,9 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
     table.add_row("worker RSS", "at start (registered) -> end",
                   f"{_mib(rss['start_kb'])} -> {_mib(rss['end_kb'])}", "", "")
     table.add_row("", "peak (VmHWM)", _mib(rss["peak_kb"]), "", "")
-    table.add_row("", "growth per 1,000 nodes",
-                  _n(rss["growth_kb_per_1k_nodes"], "kB"), "", "")
-    console = Console(width=max(Console().width, 120))
+    table.add_row("", "growth per 1,000 nodes: start -> end | 2nd half",
+                  f"{_n(rss['growth_kb_per_1k_nodes'])} | "
+                  f"{_n(rss['second_half_growth_kb_per_1k_nodes'], 'kB')}", "", "")
+    console = Console(width=max(Console().width, 140))
     console.print(table)
     console.print(f"elapsed {r['elapsed_s']:.0f}s; {r['command']}", style="dim")

@@ -63,7 +63,24 @@ class WorkerProc:
     start_rss_kb: int | None = None
     last_rss_kb: int | None = None
     peak_hwm_kb: int | None = None
+    drained_at: float | None = None
     samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def rss_near(self, when: float) -> int | None:
+        if not self.samples:
+            return None
+        return min(self.samples, key=lambda sample: abs(sample[0] - when))[1]
+
+    def second_half_growth(self, nodes: int) -> float | None:
+        """kB per 1,000 nodes between the middle and the end of the drain: warm-up
+        (imports, caches, prepared statements) is over by then, a leak is not."""
+        if self.ready_at is None or self.drained_at is None or nodes < 2:
+            return None
+        middle = self.rss_near((self.ready_at + self.drained_at) / 2)
+        end = self.rss_near(self.drained_at)
+        if middle is None or end is None:
+            return None
+        return round((end - middle) / (nodes / 2) * 1000, 1)
 
     def sample(self) -> None:
         memory = read_memory_kb(self.proc.pid)
@@ -179,6 +196,14 @@ class WorkerFleet:
                     if worker.proc.poll() is None:
                         worker.sample()
 
+    def mark_drained(self) -> None:
+        """The phase's queue is empty: sample now, for the second-half growth figure."""
+        with self._lock:
+            for worker in self.workers:
+                if worker.proc.poll() is None:
+                    worker.sample()
+                    worker.drained_at = time.monotonic()
+
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self.workers]
 
@@ -194,6 +219,7 @@ class WorkerFleet:
                 "pid": worker.proc.pid, "start_rss_kb": worker.start_rss_kb,
                 "end_rss_kb": worker.last_rss_kb, "peak_hwm_kb": worker.peak_hwm_kb,
                 "nodes": nodes, "growth_kb_per_1k_nodes": growth,
+                "second_half_growth_kb_per_1k_nodes": worker.second_half_growth(nodes),
             })
         return report
 

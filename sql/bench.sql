@@ -79,6 +79,19 @@ SET status = 'succeeded', outputs = '{}'::jsonb, version = t.version + 1,
 FROM unnest(%(ids)s::bigint[], %(versions)s::int[]) AS u(id, version)
 WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
 
+-- name: ceiling_complete_notify
+-- The same, plus one NOTIFY in the completing transaction, as dagq's complete does:
+-- shows what the commit-time notification lock costs on this machine.
+WITH done AS (
+    UPDATE public.bench_ceiling t
+    SET status = 'succeeded', outputs = '{}'::jsonb, version = t.version + 1,
+        finished_at = now(), lease_expires_at = NULL
+    FROM unnest(%(ids)s::bigint[], %(versions)s::int[]) AS u(id, version)
+    WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
+    RETURNING t.id
+)
+SELECT pg_notify('dagq_bench', count(*)::text) FROM done
+
 -- name: ceiling_done
 SELECT count(*) FILTER (WHERE status = 'succeeded') AS done, count(*) AS total
 FROM public.bench_ceiling
@@ -88,8 +101,16 @@ DROP TABLE IF EXISTS public.bench_ceiling
 
 -- ===== phases over dagq's own tables ================================================
 
+-- name: any_open_run
+-- Cheap enough to poll while the workers drain (stops at the first open run).
+SELECT EXISTS (
+    SELECT 1 FROM dagq.runs
+    WHERE status IN ('queued', 'running') AND tenant = 'bench' AND workflow = %(workflow)s
+) AS open
+
 -- name: open_runs
--- Runs of one benchmark workflow that have not finished (uses runs_unfinished).
+-- Runs of one benchmark workflow that have not finished (uses runs_unfinished); polled
+-- only every few seconds, to notice a stall.
 SELECT count(*) AS open FROM dagq.runs
 WHERE status IN ('queued', 'running') AND tenant = 'bench' AND workflow = %(workflow)s
 
@@ -142,9 +163,9 @@ INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, attempts
                              outputs, available_at, queued_at, lease_owner, started_at,
                              finished_at)
 SELECT %(run_id)s, 'n' || g, 'builtin.noop', 'default', 'succeeded', 1, 3, '{}'::jsonb,
-       now() - (g % 3600) * interval '1 second', now() - (g % 3600) * interval '1 second',
-       'bench-history', now() - (g % 3600) * interval '1 second',
-       now() - (g % 3600) * interval '1 second' + interval '1 millisecond'
+       now() - mod(g, 3600) * interval '1 second', now() - mod(g, 3600) * interval '1 second',
+       'bench-history', now() - mod(g, 3600) * interval '1 second',
+       now() - mod(g, 3600) * interval '1 second' + interval '1 millisecond'
 FROM generate_series(1, %(rows)s) AS g
 
 -- name: analyze_dagq
