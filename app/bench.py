@@ -83,6 +83,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     sizes = QUICK if args.quick else FULL
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
     began = time.monotonic()
+    load_before = _load_average()
     try:
         with contextlib.ExitStack() as stack:
             tmp = Path(tempfile.mkdtemp(prefix="dagqb-", dir="/tmp"))
@@ -108,7 +109,8 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         "dagq_version": __version__,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "dagq " + " ".join(sys.argv[1:]),
-        "machine": _machine(),
+        "machine": {**_machine(), "load_average_1m": {"before": load_before,
+                                                      "after": _load_average()}},
         "database": database,
         "config": {"workers": args.workers, "threads": args.threads, "quick": args.quick,
                    "big": args.big, "sizes": asdict(sizes)},
@@ -227,6 +229,14 @@ def _admin(url: str, statement: str, name: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL(statement).format(name=sql.Identifier(name)))
+
+
+def _load_average() -> float | None:
+    """Other work on the machine skews every figure: recorded beside them."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _machine() -> dict[str, Any]:

@@ -90,4 +90,6 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
                   f"{_n(rss['second_half_growth_kb_per_1k_nodes'], 'kB')}", "", "")
     console = Console(width=max(Console().width, 140))
     console.print(table)
-    console.print(f"elapsed {r['elapsed_s']:.0f}s; {r['command']}", style="dim")
+    load = machine.get("load_average_1m") or {}
+    console.print(f"elapsed {r['elapsed_s']:.0f}s; load average {load.get('before')} before, "
+                  f"{load.get('after')} after; {r['command']}", style="dim")
