@@ -33,19 +33,23 @@ class KeyCache:
         self._found: dict[str, tuple[float, ApiKey]] = {}
         self._lock = threading.Lock()
 
-    def authenticate(self, repo: Repository, key: str) -> ApiKey | None:
-        digest = service.hash_key(key)
-        now = time.monotonic()
+    def cached(self, key: str) -> ApiKey | None:
+        """The key's record if it was authenticated less than ttl_s ago (no I/O)."""
         with self._lock:
-            hit = self._found.get(digest)
-        if hit is not None and now - hit[0] < self.ttl_s:
+            hit = self._found.get(service.hash_key(key))
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
+        return None
+
+    def authenticate(self, repo: Repository, key: str) -> ApiKey | None:
+        """service.authenticate, remembered when the key is valid (blocking)."""
+        now = time.monotonic()
         found = service.authenticate(repo, key)
         if found is not None and self.ttl_s > 0:
             with self._lock:
                 if len(self._found) >= KEY_CACHE_SIZE:
                     self._found.clear()
-                self._found[digest] = (now, found)
+                self._found[service.hash_key(key)] = (now, found)
         return found
 
 
@@ -61,8 +65,9 @@ async def principal(request: Request) -> ApiKey:
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("the Authorization header must be 'Bearer <key>'")
-    found = await run_in_threadpool(request.app.state.keys.authenticate,
-                                    request.app.state.repo, key)
+    keys: KeyCache = request.app.state.keys
+    found = keys.cached(key) or await run_in_threadpool(keys.authenticate,
+                                                          request.app.state.repo, key)
     if found is None:
         raise Unauthorized("unknown or revoked API key")
     return found
