@@ -21,6 +21,8 @@ from app.repository import Repository
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
                     300, 600, 1800, 3600)
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                   30)
 TAIL_LIMIT = 20_000
 RUN_TERMINAL_EVENTS = {"run_succeeded", "run_failed", "run_partial_succeeded",
                        "run_cancelled"}
@@ -42,7 +44,8 @@ class ApiMetrics:
         self.requests = Counter("dagq_api_requests", "HTTP requests served",
                                 ["method", "route", "status"], registry=r)
         self.latency = Histogram("dagq_api_request_duration_seconds",
-                                 "HTTP request latency", ["route"], registry=r)
+                                 "HTTP request latency", ["route"],
+                                 buckets=REQUEST_BUCKETS, registry=r)
         self.submissions = Counter(
             "dagq_api_submissions", "POST /v1/runs outcomes (created, existing, conflict, "
             "rejected)", ["result"], registry=r)
