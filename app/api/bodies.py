@@ -138,16 +138,14 @@ def read_query(request: Request, model: type[M]) -> M:
 
 
 def validate(model: type[M], data: Any, where: str) -> M:
+    """The model, or InvalidRequest (422) listing each problem as {loc, msg, type}."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            {"loc": [where, *exc_loc], "msg": err["msg"], "type": err["type"]}
-            for err in exc.errors(include_url=False, include_context=False, include_input=False)
-            for exc_loc in [list(err["loc"])]
-        ]
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        problems = [{"loc": [where, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+                    for err in errors]
         summary = "; ".join(
-            f"{'.'.join(str(p) for p in p_['loc'][1:]) or where}: {p_['msg']}"
-            for p_ in problems
-        )
+            f"{'.'.join(str(part) for part in p['loc'][1:]) or where}: {p['msg']}"
+            for p in problems)
         raise InvalidRequest(f"invalid {where}: {summary}", problems) from None
