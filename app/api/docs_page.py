@@ -51,7 +51,7 @@ function schemaNode(schema) {
 function renderOp(path, method, op) {
   const head = el("summary", {}, el("span", {class: "m " + method}, method.toUpperCase()),
     el("span", {class: "path"}, path), el("span", {}, op.summary || ""));
-  if (op.security) head.append(el("span", {class: "lock"}, "\\u{1F512} bearer"));
+  if (op.security) head.append(el("span", {class: "lock"}, "needs a key"));
   const body = el("div", {class: "body"});
   if (op.description) body.append(el("p", {}, op.description));
   if (op.parameters && op.parameters.length) {
@@ -78,7 +78,8 @@ function renderOp(path, method, op) {
       cell));
   }
   body.append(el("h4", {}, "Responses"), t);
-  return el("details", {class: "op"}, head, body);
+  const open = location.hash === "#all" ? {open: ""} : {};
+  return el("details", {class: "op", ...open}, head, body);
 }
 fetch("/openapi.json").then((r) => r.json()).then((doc) => {
   document.getElementById("ver").textContent = doc.info.title + " " + doc.info.version;
