@@ -116,6 +116,7 @@ class ApiKey(_Record):
     id: UUID
     tenant: str
     admin: bool
+    key_hash: str = ""  # empty for the anonymous admin of DAGQ_AUTH=off
 
 
 class ExecutorInfo(_Record):

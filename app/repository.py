@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,10 +62,11 @@ def transient(fn: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        owner = args[0] if args else None
         retrying = Retrying(
             retry=retry_if_exception_type(psycopg.OperationalError),
             wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
-            stop=stop_after_delay(TRANSIENT_RETRY_S),
+            stop=stop_after_delay(getattr(owner, "retry_s", TRANSIENT_RETRY_S)),
             reraise=True,
         )
         try:
@@ -154,15 +156,23 @@ def _error_data(error: dict[str, Any] | None) -> dict[str, Any]:
 class Repository:
     """Owns the pool and every statement. Thread-safe: each call borrows a connection."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, *, retry_s: float = TRANSIENT_RETRY_S) -> None:
+        """`retry_s`: how long transient database errors are retried before
+        DatabaseUnavailable (workers ride out a Postgres restart; the API answers 503
+        sooner)."""
         self.pool = pool
+        self.retry_s = retry_s
+        self._executors_cache: tuple[float, dict[str, ExecutorInfo] | None] = (0.0, None)
 
     def close(self) -> None:
         self.pool.close()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[psycopg.Cursor[Any]]:
-        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        # Pipeline mode: BEGIN travels with the first statement, COMMIT with the last
+        # writes, so a transaction costs round trips only where we wait for a result.
+        with self.pool.connection() as conn, conn.pipeline(), conn.transaction(), \
+                conn.cursor() as cur:
             yield cur
 
     # ===== health =====================================================================
@@ -220,12 +230,17 @@ class Repository:
     def submit_run(
         self, *, tenant: str, spec: WorkflowSpec, workflow_version: int | None = None,
         inputs: Any = None, event_key: str | None = None, priority: int = 0,
-        deadline_s: float | None = None,
+        deadline_s: float | None = None, fingerprint_spec: WorkflowSpec | None = None,
     ) -> SubmitResult:
-        """Create a run with all its nodes, roots queued; idempotent by event key."""
+        """Create a run with all its nodes, roots queued; idempotent by event key.
+
+        The idempotency fingerprint covers the workflow as submitted (`fingerprint_spec`,
+        before executor defaults were filled in) and the inputs.
+        """
         inputs = {} if inputs is None else inputs
+        as_submitted = fingerprint_spec or spec
         fingerprint = sha256_json(
-            {"workflow": spec.name, "spec": spec.spec_hash(), "inputs": inputs}
+            {"workflow": as_submitted.name, "spec": as_submitted.spec_hash(), "inputs": inputs}
         )
         run_id = uuid.uuid4()  # chosen once, so a retried insert finds its own row
         return self._submit(run_id, tenant, spec, workflow_version, inputs, event_key,
@@ -794,8 +809,17 @@ class Repository:
         with self._tx() as cur:
             cur.execute(queries()["stop_worker"], {"id": worker})
 
+    def known_executors(self, *, max_age_s: float = 0.0) -> dict[str, ExecutorInfo]:
+        """Executors some worker has served; `max_age_s` allows a cached answer."""
+        cached_at, cached = self._executors_cache
+        if cached is not None and time.monotonic() - cached_at <= max_age_s:
+            return cached
+        fresh = self._load_executors()
+        self._executors_cache = (time.monotonic(), fresh)
+        return fresh
+
     @transient
-    def known_executors(self) -> dict[str, ExecutorInfo]:
+    def _load_executors(self) -> dict[str, ExecutorInfo]:
         with self._tx() as cur:
             rows = cur.execute(queries()["known_executors"]).fetchall()
         return {row["name"]: ExecutorInfo(**row) for row in rows}
@@ -962,7 +986,7 @@ class Repository:
     def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
         with self._tx() as cur:
             row = cur.execute(queries()["api_key_by_hash"], {"key_hash": key_hash}).fetchone()
-        return ApiKey(id=row["id"], tenant=row["tenant"], admin=row["admin"]) if row else None
+        return ApiKey(**row) if row else None
 
 
     # ===== api (queues, metrics) =====================================================
@@ -1011,6 +1035,18 @@ class Repository:
             return cur.execute(queries()["api_event_tail"], {
                 "after": after, "limit": limit, "settle_s": float(settle_s),
             }).fetchall()
+
+    # ===== dashboard =====
+
+    @transient
+    def list_workers(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Rows of dagq.worker_status, live workers first: id, status, hostname, pid,
+        queues, threads, started_at, heartbeat_at, heartbeat_age_s, running,
+        expired_leases, stopped_at."""
+        with self._tx() as cur:
+            return cur.execute(queries()["dashboard_workers"], {
+                "status": status, "limit": limit}).fetchall()
+
 
 def _node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:
     """The node_tasks rows of a new run, as JSON for jsonb_to_recordset."""

@@ -11,10 +11,11 @@ from typing import Any
 from app.errors import InvalidRequest, InvalidWorkflow
 from app.models import ApiKey, SubmitResult, WorkflowRecord
 from app.repository import Repository
-from app.workflow import WorkflowSpec, check_executors, parse_spec
+from app.workflow import BUILTIN_EXECUTORS, WorkflowSpec, check_executors, parse_spec
 
 KEY_PREFIX = "dagq_"
 MAX_INPUT_DEPTH = 64
+EXECUTORS_MAX_AGE_S = 2.0  # submissions may use a known-executors list this old
 
 
 def hash_key(key: str) -> str:
@@ -36,8 +37,8 @@ def authenticate(repo: Repository, key: str) -> ApiKey | None:
         return None
     digest = hash_key(key)
     found = repo.api_key_by_hash(digest)
-    # The lookup is by hash; compare again in constant time to be explicit about it.
-    if found is None or not hmac.compare_digest(digest, hash_key(key)):
+    # Found by an index lookup on the hash; confirm the stored hash in constant time.
+    if found is None or not hmac.compare_digest(found.key_hash, digest):
         return None
     return found
 
@@ -65,7 +66,9 @@ def resolve_workflow(
 def with_executor_defaults(spec: WorkflowSpec, repo: Repository) -> WorkflowSpec:
     """Fill each node's queue, max_attempts and timeout from its executor's declared
     defaults, unless the node or the workflow's `defaults` set them explicitly."""
-    known = repo.known_executors()
+    known = repo.known_executors(max_age_s=EXECUTORS_MAX_AGE_S)
+    if not spec.executors() <= BUILTIN_EXECUTORS | set(known):
+        known = repo.known_executors()  # a worker may have just registered it
     check_executors(spec, known)
     explicit = spec.defaults.model_fields_set
     raw = spec.canonical()
@@ -88,8 +91,8 @@ def submit(
     inputs: Any = None, event_key: str | None = None, priority: int = 0,
     deadline_s: float | None = None,
 ) -> SubmitResult:
-    spec, resolved_version = resolve_workflow(repo, workflow, version)
-    spec = with_executor_defaults(spec, repo)
+    submitted, resolved_version = resolve_workflow(repo, workflow, version)
+    spec = with_executor_defaults(submitted, repo)
     if event_key is not None and not (0 < len(event_key) <= 512):
         raise InvalidRequest("event_key needs 1 to 512 characters")
     if not -1000 <= priority <= 1000:
@@ -99,6 +102,7 @@ def submit(
     return repo.submit_run(
         tenant=tenant, spec=spec, workflow_version=resolved_version, inputs=inputs,
         event_key=event_key, priority=priority, deadline_s=deadline_s,
+        fingerprint_spec=submitted,
     )
 
 

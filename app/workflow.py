@@ -111,7 +111,7 @@ def check_graph(nodes: dict[str, NodeSpec]) -> None:
         raise ValueError(f"a workflow may have at most {MAX_NODES} nodes, got {len(nodes)}")
     key_re = re.compile(KEY_PATTERN)
     for key, node in nodes.items():
-        if not key_re.match(key):
+        if not key_re.fullmatch(key):
             raise ValueError(f"node key {key!r} must match [A-Za-z0-9_.-]{{1,64}}")
         if len(set(node.depends_on)) != len(node.depends_on):
             raise ValueError(f"node {key!r} lists a dependency twice")

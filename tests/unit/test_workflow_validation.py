@@ -121,3 +121,9 @@ def test_spec_hash_is_stable_and_sensitive() -> None:
     changed = nodes_spec({"a": {"executor": "builtin.noop", "params": {"x": 1}},
                           "b": {"executor": "builtin.echo"}})
     assert parse_spec(changed).spec_hash() != parse_spec(raw).spec_hash()
+
+
+def test_a_trailing_newline_is_not_a_valid_key() -> None:
+    assert "must match" in rejected(nodes_spec({"a\n": {"executor": "builtin.noop"}}))
+    with pytest.raises(InvalidWorkflow):
+        parse_spec({"name": "wf\n", "nodes": {"a": {"executor": "builtin.noop"}}})
