@@ -107,6 +107,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(signal.SIGTERM, previous)
     results = {
         "dagq_version": __version__,
+        "git": _git(),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "dagq " + " ".join(sys.argv[1:]),
         "machine": {**_machine(), "load_average_1m": {"before": load_before,
@@ -229,6 +230,22 @@ def _admin(url: str, statement: str, name: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL(statement).format(name=sql.Identifier(name)))
+
+
+def _git() -> dict[str, Any] | None:
+    """The code measured: commit, and whether the engine's files had local changes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                                capture_output=True, timeout=5, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "app", "workers", "sql"],
+                                 cwd=root, text=True, capture_output=True, timeout=5,
+                                 check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "local_changes": bool(changed)}
 
 
 def _load_average() -> float | None:

@@ -91,5 +91,9 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
     console = Console(width=max(Console().width, 140))
     console.print(table)
     load = machine.get("load_average_1m") or {}
+    git = r.get("git") or {}
+    if git:
+        dirty = " + local changes" if git.get("local_changes") else ""
+        console.print(f"code: {git.get('commit')}{dirty}", style="dim")
     console.print(f"elapsed {r['elapsed_s']:.0f}s; load average {load.get('before')} before, "
                   f"{load.get('after')} after; {r['command']}", style="dim")

@@ -148,8 +148,8 @@ class WorkerFleet:
                     worker.start_rss_kb = worker.last_rss_kb
             if pending:
                 if time.monotonic() > deadline:
-                    raise DagqError(f"worker processes did not start in {READY_TIMEOUT_S:.0f}s;"
-                                    f" see {self.log_dir}")
+                    raise DagqError(f"worker processes did not start in {READY_TIMEOUT_S:.0f}s"
+                                    f"\n{self.log_tails()}")
                 time.sleep(0.01)
 
     def check_alive(self) -> None:
@@ -203,6 +203,11 @@ class WorkerFleet:
                 if worker.proc.poll() is None:
                     worker.sample()
                     worker.drained_at = time.monotonic()
+
+    def log_tails(self, lines: int = 20) -> str:
+        """The last lines each worker logged (the logs go with the temporary directory)."""
+        return "\n".join(f"--- {self.name} worker {w.index} (pid {w.proc.pid}):\n"
+                         f"{_tail(w.log_path, lines)}" for w in self.workers)
 
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self.workers]

@@ -108,11 +108,9 @@ SELECT EXISTS (
     WHERE status IN ('queued', 'running') AND tenant = 'bench' AND workflow = %(workflow)s
 ) AS open
 
--- name: open_runs
--- Runs of one benchmark workflow that have not finished (uses runs_unfinished); polled
--- only every few seconds, to notice a stall.
-SELECT count(*) AS open FROM dagq.runs
-WHERE status IN ('queued', 'running') AND tenant = 'bench' AND workflow = %(workflow)s
+-- name: progress_mark
+-- Any event written (a node started or finished) is progress; one index probe.
+SELECT coalesce(max(id), 0) AS mark FROM dagq.run_events
 
 -- name: run_span
 SELECT count(*) AS runs,
