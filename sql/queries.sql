@@ -638,3 +638,14 @@ LEFT JOIN dagq.node_tasks t
 WHERE e.id > %(after)s
 ORDER BY e.id
 LIMIT %(limit)s
+
+-- ===== dashboard =====
+
+-- name: dashboard_workers
+-- GET /v1/workers: rows of dagq.worker_status (live workers first), optionally only those
+-- with one status; `running` counts the leases each holds.
+SELECT id, status, hostname, pid, queues, threads, started_at, heartbeat_at,
+       heartbeat_age_s::float8 AS heartbeat_age_s, running, expired_leases, stopped_at
+FROM dagq.worker_status
+WHERE %(status)s::text IS NULL OR status = %(status)s::text
+LIMIT %(limit)s

@@ -19,6 +19,7 @@ from app.api.bodies import BodyLimitMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.hub import EventHub
 from app.api.metrics import ApiMetrics
+from app.api.routes_dashboard import routes as dashboard_routes
 from app.config import Settings
 from app.db import open_pool
 from app.repository import Repository
@@ -77,7 +78,7 @@ def create_app(settings: Settings, url: str) -> Starlette:
 
     app = Starlette(
         routes=[*routes_runs.routes, *routes_events.routes, *routes_workflows.routes,
-                *routes_ops.routes, *routes_pages.routes],
+                *routes_ops.routes, *dashboard_routes, *routes_pages.routes],
         middleware=[
             Middleware(RequestMetricsMiddleware, metrics=metrics),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),

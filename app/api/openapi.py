@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 
 from app import __version__
 from app.api import schemas as s
+from app.api.routes_dashboard import MAX_WORKERS_PAGE, WorkerList
 from app.models import RunEvent, RunView, SubmitResult
 from app.workflow import KEY_PATTERN, WorkflowSpec
 
@@ -23,7 +24,7 @@ ERROR_TEXT = {
 INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, WorkflowSpec]
 OUTPUT_MODELS: list[type[BaseModel]] = [
     s.ErrorBody, s.WorkflowRef, s.WorkflowOut, s.WorkflowList, SubmitResult, RunView,
-    s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health,
+    s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList,
 ]
 
 
@@ -150,6 +151,18 @@ def _operations() -> dict[str, Any]:
             "summary": "Per queue: queued, delayed, running, oldest age, failures",
             "security": V1,
             "responses": {"200": _json(_ref(s.QueueList), "Queues"), **_errors(401, 503)},
+        }},
+        "/v1/workers": {"get": {
+            "summary": "Workers from dagq.worker_status, live first: heartbeat age, leases",
+            "security": V1,
+            "parameters": [
+                _param("status", "query", {"type": "string",
+                                           "enum": ["alive", "stopped", "dead"]}),
+                _param("limit", "query", {"type": "integer", "minimum": 1,
+                                          "maximum": MAX_WORKERS_PAGE, "default": 100}),
+            ],
+            "responses": {"200": _json(_ref(WorkerList), "Workers"),
+                          **_errors(401, 422, 503)},
         }},
         "/healthz": {"get": {
             "summary": "200 while the process is up",
