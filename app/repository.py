@@ -121,6 +121,24 @@ class _Tally:
     error: dict[str, Any] | None = None
 
 
+class _Tallies(dict[uuid.UUID, _Tally]):
+    """Per-run tallies of one transaction; a run appears as soon as it is touched."""
+
+    def __missing__(self, run_id: uuid.UUID) -> _Tally:
+        tally = self[run_id] = _Tally()
+        return tally
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One successful attempt to record: the fence (id, version) and its outputs."""
+
+    node_id: int
+    version: int
+    outputs: Any
+    wake_queue: str | None = None
+
+
 def _allowance(cap: dict[str, Any], running: int) -> tuple[int, float | None]:
     """How many more tasks a capped executor may start now, and its refilled tokens.
 
@@ -365,7 +383,6 @@ class Repository:
 
     # ===== node transitions ===========================================================
 
-    @transient
     def complete(
         self, node_id: int, version: int, outputs: Any, *, wake_queue: str | None = None
     ) -> bool:
@@ -374,25 +391,39 @@ class Repository:
         `wake_queue`: NOTIFY that queue's consumers even if nothing new was queued (a
         capped executor's slot just freed up).
         """
+        return self.complete_many([Completion(node_id, version, outputs, wake_queue)])[0]
+
+    @transient
+    def complete_many(self, items: list[Completion]) -> list[bool]:
+        """Record many successes in one transaction (group commit), each fenced.
+
+        Returns, per item, whether it took effect (False: its lease was lost).
+        """
+        q = queries()
+        ordered = sorted(items, key=lambda c: c.node_id)
         with self._tx() as cur:
-            row = cur.execute(queries()["complete_node"], {
-                "id": node_id, "version": version, "outputs": Jsonb(outputs),
-            }).fetchone()
-            if row is None:
-                return False
-            fx, tally = _Effects(), _Tally()
-            if wake_queue:
-                fx.queues.add(wake_queue)
-            fx.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
-            if row["parent_id"] is not None:
-                self._finish_map_item(cur, fx, tally, row)
-            else:
-                tally.done += 1
-                tally.succeeded += 1
-                self._release(cur, fx, tally, row["run_id"], row["dependents"], skipped=False)
-            self._account(cur, fx, tally, row["run_id"])
+            rows = cur.execute(q["complete_nodes"], {
+                "ids": [c.node_id for c in ordered],
+                "versions": [c.version for c in ordered],
+                "outputs": [Jsonb(c.outputs) for c in ordered],
+            }).fetchall()
+            done = {row["id"] for row in rows}
+            fx, tallies = _Effects(), _Tallies()
+            fx.queues.update(c.wake_queue for c in ordered if c.wake_queue and c.node_id in done)
+            released: list[tuple[uuid.UUID, str]] = []
+            for row in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
+                tally = tallies[row["run_id"]]
+                fx.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
+                if row["parent_id"] is not None:
+                    self._finish_map_item(cur, fx, tallies, row)
+                else:
+                    tally.done += 1
+                    tally.succeeded += 1
+                    released.extend((row["run_id"], key) for key in row["dependents"])
+            self._release(cur, fx, tallies, released, skipped=False)
+            self._account_runs(cur, fx, tallies)
             fx.flush(cur)
-        return True
+        return [c.node_id in done for c in items]
 
     @transient
     def fail(
@@ -522,35 +553,41 @@ class Repository:
                      {"reason": f"upstream node {row['node_key']!r} failed"})
 
     def _release(
-        self, cur: psycopg.Cursor[Any], fx: _Effects, tally: _Tally, run_id: uuid.UUID,
-        keys: list[str], *, skipped: bool,
+        self, cur: psycopg.Cursor[Any], fx: _Effects, tallies: _Tallies,
+        pairs: list[tuple[uuid.UUID, str]], *, skipped: bool,
     ) -> None:
-        """Count a terminal dependency on each dependent; queue, skip or expand the ready."""
+        """Count terminal dependencies on their dependents (`pairs`: one (run, dependent)
+        per finished dependency); queue, skip or expand those now ready, and carry
+        skips downstream."""
         q = queries()
-        frontier: list[tuple[list[str], bool]] = [(keys, skipped)]
+        frontier: list[tuple[list[tuple[uuid.UUID, str]], bool]] = [(pairs, skipped)]
         while frontier:
-            keys, was_skipped = frontier.pop()
-            if not keys:
+            pairs, was_skipped = frontier.pop()
+            if not pairs:
                 continue
             rows = cur.execute(q["release_dependents"], {
-                "run_id": run_id, "keys": keys, "skipped": int(was_skipped),
+                "run_ids": [run_id for run_id, _ in pairs], "keys": [k for _, k in pairs],
+                "skipped": int(was_skipped),
             }).fetchall()
+            skips: list[tuple[uuid.UUID, str]] = []
             for row in rows:
+                run_id = row["run_id"]
                 if row["status"] == "queued":
                     fx.event(run_id, row["node_key"], "node_queued", 0)
                     fx.queues.add(row["queue"])
                 elif row["status"] == "skipped":
-                    tally.done += 1
+                    tallies[run_id].done += 1
                     fx.event(run_id, row["node_key"], "node_skipped")
-                    frontier.append((row["dependents"], True))
+                    skips.extend((run_id, key) for key in row["dependents"])
                 elif row["status"] == "running":
-                    self._expand_map(cur, fx, tally, run_id, row["id"], frontier)
+                    self._expand_map(cur, fx, tallies, run_id, row["id"], frontier)
+            frontier.append((skips, True))
 
     # ===== map nodes ==================================================================
 
     def _expand_map(
-        self, cur: psycopg.Cursor[Any], fx: _Effects, tally: _Tally, run_id: uuid.UUID,
-        node_id: int, frontier: list[tuple[list[str], bool]],
+        self, cur: psycopg.Cursor[Any], fx: _Effects, tallies: _Tallies, run_id: uuid.UUID,
+        node_id: int, frontier: list[tuple[list[tuple[uuid.UUID, str]], bool]],
     ) -> None:
         q = queries()
         src = cur.execute(q["map_source"], {"id": node_id}).fetchone()
@@ -567,14 +604,14 @@ class Repository:
             }).fetchone()
             fx.event(run_id, src["node_key"], "node_failed", 0, _error_data(error))
             fail_fast = self._fail_fast(cur, run_id)
-            self._node_failed(cur, fx, tally, row, error, fail_fast)
+            self._node_failed(cur, fx, tallies[run_id], row, error, fail_fast)
             return
         if not items:
             row = cur.execute(q["succeed_empty_map"], {"id": node_id}).fetchone()
-            tally.done += 1
-            tally.succeeded += 1
+            tallies[run_id].done += 1
+            tallies[run_id].succeeded += 1
             fx.event(run_id, src["node_key"], "node_succeeded", 0, {"items": 0})
-            frontier.append((row["dependents"], False))
+            frontier.append(([(run_id, key) for key in row["dependents"]], False))
             return
         cur.execute(q["insert_map_items"], {
             "run_id": run_id, "node_key": src["node_key"], "executor": src["executor"],
@@ -589,17 +626,19 @@ class Repository:
         fx.queues.add(src["queue"])
 
     def _finish_map_item(
-        self, cur: psycopg.Cursor[Any], fx: _Effects, tally: _Tally, row: dict[str, Any]
+        self, cur: psycopg.Cursor[Any], fx: _Effects, tallies: _Tallies, row: dict[str, Any]
     ) -> None:
         parent = cur.execute(queries()["finish_map_item"], {
             "parent_id": row["parent_id"], "attempts": row["attempts"],
         }).fetchone()
         if parent is None or parent["status"] != "succeeded":
             return
-        tally.done += 1
-        tally.succeeded += 1
-        fx.event(parent["run_id"], parent["node_key"], "node_succeeded", parent["attempts"])
-        self._release(cur, fx, tally, parent["run_id"], parent["dependents"], skipped=False)
+        run_id = parent["run_id"]
+        tallies[run_id].done += 1
+        tallies[run_id].succeeded += 1
+        fx.event(run_id, parent["node_key"], "node_succeeded", parent["attempts"])
+        self._release(cur, fx, tallies, [(run_id, key) for key in parent["dependents"]],
+                      skipped=False)
 
     def _fail_map_parent(
         self, cur: psycopg.Cursor[Any], fx: _Effects, tally: _Tally, item: dict[str, Any],
@@ -628,27 +667,30 @@ class Repository:
     def _account(
         self, cur: psycopg.Cursor[Any], fx: _Effects, tally: _Tally, run_id: uuid.UUID
     ) -> None:
-        """Lock the run, count what finished, and finish the run when nothing remains."""
-        q = queries()
-        run = cur.execute(q["lock_run"], {"run_id": run_id}).fetchone()
-        remaining = run["nodes_remaining"] - tally.done
-        failed = run["nodes_failed"] + tally.failed
-        succeeded = run["nodes_succeeded"] + tally.succeeded
-        status, finished = run["status"], False
-        if status in OPEN_RUN_STATUSES:
-            if tally.fail_run:  # fail-fast failure or deadline: failed whatever remains
-                status, finished = "failed", True
-            elif remaining <= 0:
-                status, finished = final_run_status(failed, succeeded, run["fail_fast"]), True
-        if tally.done == 0 and not finished:
+        tallies = _Tallies()
+        tallies[run_id] = tally
+        self._account_runs(cur, fx, tallies)
+
+    def _account_runs(self, cur: psycopg.Cursor[Any], fx: _Effects, tallies: _Tallies) -> None:
+        """Lock the runs (id order), count what finished, finish those with nothing left.
+
+        Also the run lock that orders every run's events: called for every run this
+        transaction wrote events for, before the events are inserted.
+        """
+        if not tallies:
             return
-        cur.execute(q["update_run_progress"], {
-            "run_id": run_id, "nodes_remaining": remaining, "nodes_failed": failed,
-            "nodes_succeeded": succeeded, "status": status, "finished": finished,
-            "error": Jsonb(tally.error) if tally.error and finished else None,
-        })
-        if finished:
-            fx.event(run_id, None, f"run_{status}", None, _error_data(tally.error))
+        runs = sorted(tallies)
+        rows = cur.execute(queries()["account_runs"], {
+            "run_ids": runs, "done": [tallies[r].done for r in runs],
+            "succeeded": [tallies[r].succeeded for r in runs],
+            "failed": [tallies[r].failed for r in runs],
+            "fail_run": [tallies[r].fail_run for r in runs],
+            "errors": [Jsonb(tallies[r].error) if tallies[r].error else None for r in runs],
+        }).fetchall()
+        for row in rows:
+            if row["old_status"] in OPEN_RUN_STATUSES and row["status"] not in OPEN_RUN_STATUSES:
+                fx.event(row["id"], None, f"run_{row['status']}", None,
+                         _error_data(row["error"]))
 
     # ===== shutdown ===================================================================
 
@@ -725,16 +767,16 @@ class Repository:
                 "deps_remaining": [max(n["deps_not_succeeded"], 1) if n["depends_on"] else 0
                                    for n in nodes],
             }).fetchall()
-            fx, tally = _Effects(), _Tally()
+            fx, tallies = _Effects(), _Tallies()
             fx.event(run_id, None, "run_queued", None, {"retry": True})
             for node in reset:
                 if node["status"] == "queued":
                     fx.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
                     fx.queues.add(node["queue"])
-            self._release(cur, fx, tally, run_id, ready, skipped=False)
+            self._release(cur, fx, tallies, [(run_id, key) for key in ready], skipped=False)
             cur.execute(q["lock_run"], {"run_id": run_id})
             cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
-            self._account(cur, fx, tally, run_id)
+            self._account_runs(cur, fx, tallies)
             fx.flush(cur)
         return "running"
 

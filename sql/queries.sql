@@ -202,12 +202,16 @@ FROM extended e JOIN dagq.runs r ON r.id = e.run_id
 
 -- ===== node transitions (all fenced on id + version + status) ======================
 
--- name: complete_node
-UPDATE dagq.node_tasks
-SET status = 'succeeded', outputs = %(outputs)s, version = version + 1, finished_at = now(),
+-- name: complete_nodes
+-- Record a batch of successes; rows whose fence (version, running) no longer matches
+-- are left alone and not returned.
+UPDATE dagq.node_tasks t
+SET status = 'succeeded', outputs = u.outputs, version = t.version + 1, finished_at = now(),
     lease_expires_at = NULL
-WHERE id = %(id)s AND version = %(version)s AND status = 'running'
-RETURNING id, run_id, node_key, dependents, attempts, parent_id, queue
+FROM unnest(%(ids)s::bigint[], %(versions)s::int[], %(outputs)s::jsonb[])
+     AS u(id, version, outputs)
+WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
+RETURNING t.id, t.run_id, t.node_key, t.dependents, t.attempts, t.parent_id, t.queue
 
 -- name: retry_node
 -- Back to queued after a retryable failure, visible again after the backoff delay.
@@ -243,24 +247,34 @@ WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
 RETURNING t.id, t.run_id, t.node_key, t.attempts, t.queue
 
 -- name: release_dependents
--- One more dependency of each pending dependent is terminal; those with none left
--- become queued, skipped (all deps skipped, or `if` not met) or, for a map node,
--- running until the caller expands it.
+-- Count newly terminal dependencies (`keys` may repeat: one entry per finished
+-- dependency) on pending dependents across runs; those with none left become queued,
+-- skipped (all deps skipped, or `if` not met) or, for a map node, running until the
+-- caller expands it. Rows are locked in (run_id, node_key) order.
+WITH released AS (
+    SELECT r.run_id, r.node_key, count(*)::int AS n
+    FROM unnest(%(run_ids)s::uuid[], %(keys)s::text[]) AS r(run_id, node_key)
+    GROUP BY r.run_id, r.node_key
+), next AS (
+    SELECT t.id, u.n, dagq.released_status(t, u.n, u.n * %(skipped)s::int) AS status
+    FROM dagq.node_tasks t
+    JOIN released u ON t.run_id = u.run_id AND t.node_key = u.node_key
+    WHERE t.status = 'pending'
+    ORDER BY t.run_id, t.node_key
+    FOR UPDATE OF t
+)
 UPDATE dagq.node_tasks t
-SET deps_remaining = t.deps_remaining - 1,
-    deps_skipped = t.deps_skipped + %(skipped)s::int,
-    status = dagq.released_status(t, %(skipped)s::int),
-    queued_at = CASE WHEN dagq.released_status(t, %(skipped)s::int) = 'queued'
-                     THEN now() ELSE t.queued_at END,
-    available_at = CASE WHEN dagq.released_status(t, %(skipped)s::int) = 'queued'
-                        THEN now() ELSE t.available_at END,
-    started_at = CASE WHEN dagq.released_status(t, %(skipped)s::int) = 'running'
-                      THEN now() ELSE t.started_at END,
-    finished_at = CASE WHEN dagq.released_status(t, %(skipped)s::int) = 'skipped'
-                       THEN now() ELSE t.finished_at END,
+SET deps_remaining = t.deps_remaining - n.n,
+    deps_skipped = t.deps_skipped + n.n * %(skipped)s::int,
+    status = n.status,
+    queued_at = CASE WHEN n.status = 'queued' THEN now() ELSE t.queued_at END,
+    available_at = CASE WHEN n.status = 'queued' THEN now() ELSE t.available_at END,
+    started_at = CASE WHEN n.status = 'running' THEN now() ELSE t.started_at END,
+    finished_at = CASE WHEN n.status = 'skipped' THEN now() ELSE t.finished_at END,
     version = t.version + 1
-WHERE t.run_id = %(run_id)s AND t.node_key = ANY (%(keys)s::text[]) AND t.status = 'pending'
-RETURNING t.id, t.node_key, t.status, t.queue, t.dependents, t.map_over
+FROM next n
+WHERE t.id = n.id
+RETURNING t.id, t.run_id, t.node_key, t.status, t.queue, t.dependents, t.map_over
 
 -- name: skip_descendants
 -- Without fail_fast, everything downstream of a failed node is skipped.
@@ -295,6 +309,51 @@ RETURNING node_key, parent_id
 SELECT id, tenant, status, fail_fast, nodes_total, nodes_remaining, nodes_failed,
        nodes_succeeded
 FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE
+
+-- name: account_runs
+-- Count the nodes of each run that just became terminal and finish the runs with none
+-- left (or failed fast). Locks the runs in id order; returns each run's status before
+-- and after, so the caller writes run_<status> events for the runs that just finished.
+WITH delta AS (
+    SELECT * FROM unnest(%(run_ids)s::uuid[], %(done)s::int[], %(succeeded)s::int[],
+                         %(failed)s::int[], %(fail_run)s::boolean[], %(errors)s::jsonb[])
+        AS d(run_id, done, succeeded, failed, fail_run, error)
+), old AS (
+    SELECT r.id, r.status FROM dagq.runs r
+    WHERE r.id IN (SELECT run_id FROM delta)
+    ORDER BY r.id
+    FOR NO KEY UPDATE
+), next AS (
+    SELECT d.*, o.status AS old_status FROM delta d JOIN old o ON o.id = d.run_id
+)
+UPDATE dagq.runs r
+SET nodes_remaining = r.nodes_remaining - n.done,
+    nodes_succeeded = r.nodes_succeeded + n.succeeded,
+    nodes_failed = r.nodes_failed + n.failed,
+    status = CASE
+        WHEN NOT (r.status IN ('queued', 'running')
+                  AND (n.fail_run OR r.nodes_remaining - n.done <= 0)) THEN r.status
+        WHEN n.fail_run THEN 'failed'
+        ELSE dagq.final_run_status(r.nodes_failed + n.failed, r.nodes_succeeded + n.succeeded,
+                                   r.fail_fast)
+    END,
+    finished_at = CASE WHEN r.status IN ('queued', 'running')
+                            AND (n.fail_run OR r.nodes_remaining - n.done <= 0)
+                       THEN now() ELSE r.finished_at END,
+    error = CASE WHEN r.status IN ('queued', 'running')
+                      AND (n.fail_run OR r.nodes_remaining - n.done <= 0)
+                 THEN coalesce(n.error, r.error) ELSE r.error END,
+    outputs = CASE WHEN r.status IN ('queued', 'running')
+                        AND (n.fail_run OR r.nodes_remaining - n.done <= 0)
+                   THEN (SELECT coalesce(jsonb_object_agg(t.node_key, t.outputs), '{}'::jsonb)
+                         FROM dagq.node_tasks t
+                         WHERE t.run_id = r.id AND t.parent_id IS NULL
+                           AND t.status = 'succeeded' AND cardinality(t.dependents) = 0)
+                   ELSE r.outputs END,
+    version = r.version + 1
+FROM next n
+WHERE r.id = n.run_id
+RETURNING r.id, n.old_status, r.status, n.error
 
 -- name: update_run_progress
 UPDATE dagq.runs

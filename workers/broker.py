@@ -22,8 +22,9 @@ from dramatiq.errors import QueueNotFound
 from dramatiq.message import Message
 
 from app.errors import DagqError
-from app.repository import Repository
+from app.repository import Completion, Repository
 from app.workflow import parse_spec
+from workers.completions import CompletionBatcher
 from workers.errors import (
     FatalError,
     NodeCancelled,
@@ -54,6 +55,7 @@ class PostgresBroker(dramatiq.Broker):
         self.max_output_bytes = max_output_bytes
         self.listener = listener
         self.book = LeaseBook()
+        self.completions = CompletionBatcher(repo)
         self.executors: dict[str, ExecutorDef] = {}
         self.stopping = False
         super().__init__(middleware=[DagqMiddleware(self)])
@@ -214,8 +216,8 @@ class PostgresConsumer(Consumer):
                                     not in self.broker.executors)
             if isinstance(outputs, OutputError):
                 self._record_failure(message, outputs, retryable=False)
-            elif not self.broker.repo.complete(node_id, message.options["dagq_version"],
-                                               outputs, wake_queue=self._wake(lease)):
+            elif not self.broker.completions.complete(Completion(
+                    node_id, message.options["dagq_version"], outputs, self._wake(lease))):
                 log.info("stale completion of node %s ignored (lease reclaimed)", node_id)
         finally:
             self.broker.book.remove(node_id)

@@ -66,6 +66,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
         signal.signal(sig, lambda *_: stop.set())
 
     listener.start()
+    broker.completions.start()
     supervisor = Supervisor(broker, heartbeat_s=settings.heartbeat_s)
     supervisor.start()
     worker = Worker(broker, queues=set(serve), worker_threads=threads, worker_timeout=1000)
@@ -88,6 +89,7 @@ def _shut_down(worker: Worker, broker: PostgresBroker, supervisor: Supervisor,
     for node_id in broker.book.executing_ids():
         broker.book.interrupt(node_id, WorkerShutdown)
     worker.stop(timeout=10_000)
+    broker.completions.stop()
     supervisor.stop()
     listener.stop()
     broker.repo.stop_worker(broker.worker_id)

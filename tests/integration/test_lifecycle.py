@@ -331,3 +331,27 @@ def test_retry_refuses_while_a_node_still_runs(repo: Repository) -> None:
     repo.fail(leased[0].id, leased[0].version, {"type": "Cancelled", "message": "x"},
               cancelled=True)
     assert repo.retry_run(run_id, "t") == "running"
+
+
+def test_complete_many_releases_a_join_once_and_skips_stale_items(repo: Repository, sql) -> None:
+    from app.repository import Completion
+
+    runs = [repo.submit_run(tenant="t", spec=fan_out(3)).run_id for _ in range(2)]
+    roots = repo.lease(worker="w", queue="default", limit=10, ttl_s=30)
+    assert repo.complete_many([Completion(n.id, n.version, {}) for n in roots]) == [True] * 2
+    middles = repo.lease(worker="w", queue="default", limit=10, ttl_s=30)
+    assert len(middles) == 6
+    stale = Completion(roots[0].id, roots[0].version, {"late": True})
+    results = repo.complete_many([*(Completion(n.id, n.version, {"m": n.node_key})
+                                    for n in middles), stale])
+    assert results == [True] * 6 + [False]
+    aggs = repo.lease(worker="w", queue="default", limit=10, ttl_s=30)
+    assert sorted(n.node_key for n in aggs) == ["agg", "agg"]
+    assert all(len(n.deps) == 3 for n in aggs)
+    repo.complete_many([Completion(n.id, n.version, {}) for n in aggs])
+    for run_id in runs:
+        assert repo.get_run(run_id).status == "succeeded"
+        events = [e["type"] for e in sql.execute(
+            "SELECT type FROM dagq.run_events WHERE run_id = %s ORDER BY id", (run_id,))]
+        assert events.count("run_succeeded") == 1 and events[-1] == "run_succeeded"
+        assert events.count("node_queued") == 5  # root, 3 middles, agg: each once
