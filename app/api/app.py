@@ -20,9 +20,13 @@ from app.api.errors import EXCEPTION_HANDLERS
 from app.api.hub import EventHub
 from app.api.metrics import ApiMetrics
 from app.api.routes_dashboard import routes as dashboard_routes
+from app.api.routes_schedules import routes as schedule_routes
 from app.config import Settings
 from app.db import open_pool
 from app.repository import Repository
+
+# An API request waits at most this long for a database that went away, then 503.
+API_RETRY_S = 5.0
 
 log = logging.getLogger("dagq.api")
 
@@ -64,7 +68,7 @@ def create_app(settings: Settings, url: str) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = await run_in_threadpool(open_pool, url, size=settings.pool_size,
                                        name="dagq-api")
-        repo = Repository(pool)
+        repo = Repository(pool, retry_s=API_RETRY_S)
         hub = EventHub(url)
         app.state.repo, app.state.hub = repo, hub
         await hub.start()
@@ -78,7 +82,8 @@ def create_app(settings: Settings, url: str) -> Starlette:
 
     app = Starlette(
         routes=[*routes_runs.routes, *routes_events.routes, *routes_workflows.routes,
-                *routes_ops.routes, *dashboard_routes, *routes_pages.routes],
+                *routes_ops.routes, *dashboard_routes, *schedule_routes,
+                *routes_pages.routes],
         middleware=[
             Middleware(RequestMetricsMiddleware, metrics=metrics),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),

@@ -11,6 +11,12 @@ from pydantic.json_schema import models_json_schema
 from app import __version__
 from app.api import schemas as s
 from app.api.routes_dashboard import MAX_WORKERS_PAGE, WorkerList
+from app.api.routes_schedules import (
+    CreateScheduleBody,
+    ScheduleCreated,
+    ScheduleList,
+    ScheduleOut,
+)
 from app.models import RunEvent, RunView, SubmitResult
 from app.workflow import KEY_PATTERN, WorkflowSpec
 
@@ -21,10 +27,11 @@ ERROR_TEXT = {
     413: "Body larger than DAGQ_MAX_BODY_BYTES", 422: "Valid JSON, invalid content",
     503: "Database unavailable",
 }
-INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, WorkflowSpec]
+INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, WorkflowSpec, CreateScheduleBody]
 OUTPUT_MODELS: list[type[BaseModel]] = [
     s.ErrorBody, s.WorkflowRef, s.WorkflowOut, s.WorkflowList, SubmitResult, RunView,
-    s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList,
+    s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList, ScheduleCreated,
+    ScheduleOut, ScheduleList,
 ]
 
 
@@ -47,6 +54,8 @@ def _param(name: str, where: str, schema: dict[str, Any], description: str = "",
 
 
 RUN_ID = _param("run_id", "path", {"type": "string", "format": "uuid"}, "run id")
+SCHEDULE_ID = _param("schedule_id", "path", {"type": "string", "format": "uuid"},
+                     "schedule id")
 V1 = [{"bearerAuth": []}]
 
 
@@ -164,6 +173,35 @@ def _operations() -> dict[str, Any]:
             "responses": {"200": _json(_ref(WorkerList), "Workers"),
                           **_errors(401, 422, 503)},
         }},
+        "/v1/schedules": {
+            "post": {
+                "summary": "Create a cron schedule; each firing submits a run once",
+                "security": V1,
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref(CreateScheduleBody)}}},
+                "responses": {"201": _json(_ref(ScheduleCreated), "Created"),
+                              **_errors(400, 401, 404, 413, 422, 503)},
+            },
+            "get": {
+                "summary": "The caller's schedules (every tenant's for admin keys)",
+                "security": V1,
+                "responses": {"200": _json(_ref(ScheduleList), "Schedules"),
+                              **_errors(401, 503)},
+            },
+        },
+        "/v1/schedules/{schedule_id}": {
+            "get": {
+                "summary": "A schedule, with its last firing", "security": V1,
+                "parameters": [SCHEDULE_ID],
+                "responses": {"200": _json(_ref(ScheduleOut), "Schedule"),
+                              **_errors(401, 404, 503)},
+            },
+            "delete": {
+                "summary": "Delete a schedule (runs it started stay)", "security": V1,
+                "parameters": [SCHEDULE_ID],
+                "responses": {"204": {"description": "Deleted"}, **_errors(401, 404, 503)},
+            },
+        },
         "/healthz": {"get": {
             "summary": "200 while the process is up",
             "responses": {"200": _json(_ref(s.Health), "Up")},

@@ -1,0 +1,109 @@
+"""/v1/schedules: cron schedules whose firings the sweeper submits (once per firing)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app import schedules
+from app.api.auth import principal, tenant_scope
+from app.api.bodies import read_model
+from app.api.schemas import WorkflowName
+from app.errors import NotFound
+from app.models import ScheduleRecord
+
+
+class CreateScheduleBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    workflow: WorkflowName | dict[str, Any] = Field(
+        description="a registered workflow name, or an inline workflow spec")
+    cron: str = Field(min_length=9, max_length=200,
+                      description="5-field crontab: minute hour day month weekday")
+    inputs: Any = Field(None, description="inputs of every run it submits")
+    timezone: str = Field("UTC", min_length=1, max_length=64, description="IANA zone name")
+    version: int | None = Field(None, ge=1, le=2_147_483_647)
+
+
+class ScheduleOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    schedule_id: uuid.UUID
+    tenant: str
+    workflow: Any
+    version: int | None
+    cron: str
+    timezone: str
+    inputs: Any
+    created_at: datetime
+    last_fire_at: datetime | None
+    last_run_id: uuid.UUID | None
+    last_error: str | None
+
+    @classmethod
+    def of(cls, record: ScheduleRecord) -> ScheduleOut:
+        return cls(**record.model_dump())
+
+
+class ScheduleCreated(BaseModel):
+    schedule_id: uuid.UUID
+
+
+class ScheduleList(BaseModel):
+    schedules: list[ScheduleOut]
+
+
+def schedule_id_of(request: Request) -> uuid.UUID:
+    raw = request.path_params["schedule_id"]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"schedule {raw[:100]!r} not found (schedule ids are UUIDs)") from None
+
+
+async def create_schedule(request: Request) -> JSONResponse:
+    key = await principal(request)
+    body = await read_model(request, CreateScheduleBody)
+    record = await run_in_threadpool(
+        schedules.create_schedule, request.app.state.repo, tenant=key.tenant,
+        workflow=body.workflow, cron=body.cron, inputs=body.inputs, timezone=body.timezone,
+        version=body.version,
+    )
+    return JSONResponse(ScheduleCreated(schedule_id=record.schedule_id).model_dump(mode="json"),
+                        status_code=201)
+
+
+async def list_schedules(request: Request) -> JSONResponse:
+    key = await principal(request)
+    found = await run_in_threadpool(request.app.state.repo.list_schedules, tenant_scope(key))
+    return JSONResponse(ScheduleList(schedules=[ScheduleOut.of(s) for s in found])
+                        .model_dump(mode="json"))
+
+
+async def get_schedule(request: Request) -> JSONResponse:
+    key = await principal(request)
+    record = await run_in_threadpool(request.app.state.repo.get_schedule,
+                                     schedule_id_of(request), tenant_scope(key))
+    return JSONResponse(ScheduleOut.of(record).model_dump(mode="json"))
+
+
+async def delete_schedule(request: Request) -> Response:
+    key = await principal(request)
+    await run_in_threadpool(request.app.state.repo.delete_schedule, schedule_id_of(request),
+                            tenant_scope(key))
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/v1/schedules", create_schedule, methods=["POST"]),
+    Route("/v1/schedules", list_schedules, methods=["GET"]),
+    Route("/v1/schedules/{schedule_id}", get_schedule, methods=["GET"]),
+    Route("/v1/schedules/{schedule_id}", delete_schedule, methods=["DELETE"]),
+]
