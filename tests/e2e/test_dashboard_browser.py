@@ -1,0 +1,225 @@
+"""The dashboard in a real browser (issue 6): `dagq up` on its own embedded Postgres,
+headless Chromium driven by Playwright opens a run while it executes and sees its nodes
+turn succeeded without reloading; the runs list, queues and workers show up too. The
+final page is saved as docs/dashboard.png (the README and docs/dashboard.md show it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.procs import ROOT, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SCREENSHOT = ROOT / "docs" / "dashboard.png"
+
+# A few seconds of work: a map over three documents, a slow node and a flaky one that
+# fails its first attempt, so the node panel has attempts, an error and outputs to show.
+FLOW = {
+    "name": "support-answer",
+    "nodes": {
+        "retrieve": {"executor": "builtin.echo",
+                     "params": {"docs": ["invoice.pdf", "contract.pdf", "receipt.pdf"]}},
+        "classify": {"executor": "builtin.sleep", "params": {"seconds": 2.5}},
+        "per_doc": {"executor": "builtin.sleep", "depends_on": ["retrieve"],
+                    "map": {"dep": "retrieve", "path": "params.docs"},
+                    "params": {"seconds": 1}},
+        "billing": {"executor": "builtin.fail", "depends_on": ["classify"],
+                    "params": {"times": 1, "message": "billing API timed out"},
+                    "backoff": {"initial_s": 0.3, "max_s": 1}},
+        "aggregate": {"executor": "builtin.merge", "depends_on": ["per_doc", "billing"]},
+    },
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dagq_up(tmp_path: Path) -> Iterator[str]:
+    """`dagq up --workers 1` with DAGQ_AUTH=off on a free port; yields its base URL."""
+    data = Path("/tmp") / f"dagq-dash-{os.getpid()}"  # short: the socket lives inside
+    shutil.rmtree(data, ignore_errors=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DAGQ_DATABASE_URL"}
+    env.update({"DAGQ_DATA_DIR": str(data), "DAGQ_AUTH": "off", "DAGQ_LOG_LEVEL": "WARNING",
+                "DAGQ_HEARTBEAT_S": "1", "PYTHONPATH": str(ROOT)})
+    log_path = tmp_path / "up.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    up = subprocess.Popen(
+        [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", "up",
+         "--workers", "1", "--threads", "4", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def workers_alive() -> bool:
+            try:
+                reply = httpx.get(f"{base}/v1/workers", timeout=1)
+            except httpx.HTTPError:
+                return False
+            if up.poll() is not None:
+                raise AssertionError(f"dagq up exited:\n{log_path.read_text()[-3000:]}")
+            return reply.status_code == 200 and any(
+                w["status"] == "alive" for w in reply.json()["workers"])
+
+        wait_for(workers_alive, 60, "dagq up's API and a live worker")
+        yield base
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
+        log.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def node_statuses(page) -> dict[str, str]:
+    return page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll('svg.dag g.node')]"
+        ".map(g => [g.dataset.key, g.dataset.status]))")
+
+
+def test_dashboard_follows_a_run_live(dagq_up: str) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium: install Debian's chromium (./scripts/test does "
+                    "so as root when apt-get can reach the archive)")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is in the test extra: pip install -e .[test]")
+    base = dagq_up
+
+    # The workers route the ops panel reads.
+    workers = httpx.get(f"{base}/v1/workers", timeout=5).json()["workers"]
+    alive = [w for w in workers if w["status"] == "alive"]
+    assert alive and alive[0]["threads"] == 4 and alive[0]["queues"]
+    assert {"id", "hostname", "pid", "heartbeat_age_s", "running"} <= set(alive[0])
+    bad = httpx.get(f"{base}/v1/workers?limit=0", timeout=5)
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.on("console", lambda msg: problems.append(f"console: {msg.text}")
+                    if msg.type == "error" else None)
+
+            # The runs list with its ops panel: queues and the live worker.
+            page.goto(f"{base}/#/runs")
+            page.wait_for_selector("#workers-table tbody tr")
+            page.wait_for_selector("#queues-table tr[data-queue='default']")
+            # Remember this document: a reload would lose it.
+            page.evaluate("() => { window.__sameDocument = true; }")
+
+            submitted = httpx.post(f"{base}/v1/runs", json={"workflow": FLOW}, timeout=10)
+            assert submitted.status_code == 201, submitted.text
+            run_id = submitted.json()["run_id"]
+
+            # The first event stream ends after two events without the run's terminal
+            # event (as when a proxy or a restarting API drops it): the page must resume
+            # with Last-Event-ID. Later connections reach the API untouched.
+            connections: list[str | None] = []
+
+            def cut_first_stream(route, request) -> None:
+                connections.append(request.headers.get("last-event-id"))
+                if len(connections) > 1:
+                    route.continue_()
+                    return
+                events = httpx.get(f"{base}/v1/runs/{run_id}/events?format=json&limit=2",
+                                   timeout=5).json()
+                route.fulfill(status=200, headers={"content-type": "text/event-stream"},
+                              body="".join(f"id: {e['id']}\nevent: {e['type']}\n"
+                                           f"data: {json.dumps(e)}\n\n" for e in events))
+
+            page.route("**/v1/runs/*/events", cut_first_stream)
+
+            # Open the run while it executes (a hash change: no reload).
+            page.evaluate("(id) => { location.hash = '#/runs/' + id; }", run_id)
+            page.wait_for_selector("svg.dag g.node[data-key='aggregate'][data-status]")
+            page.evaluate("""() => {
+                window.__seen = [];
+                new MutationObserver((changes) => {
+                    for (const c of changes) {
+                        window.__seen.push(c.target.dataset.key + '=' + c.target.dataset.status);
+                    }
+                }).observe(document.querySelector('svg.dag'),
+                           {subtree: true, attributes: true, attributeFilter: ['data-status']});
+            }""")
+            first = node_statuses(page)
+            assert set(first) == set(FLOW["nodes"])
+            assert first["aggregate"] != "succeeded", first
+            assert any(s != "succeeded" for s in first.values()), first
+
+            # Every node turns succeeded, driven by the event stream alone.
+            page.wait_for_function(
+                "() => { const g = [...document.querySelectorAll('svg.dag g.node')];"
+                " return g.length === 5 && g.every(n => n.dataset.status === 'succeeded'"
+                " && n.classList.contains('status-succeeded')); }", timeout=30_000)
+            assert page.evaluate("() => window.__sameDocument === true"), "the page reloaded"
+            seen = page.evaluate("() => window.__seen")
+            # Nodes that were not done when the page opened changed colour in place.
+            for key, status in first.items():
+                if status != "succeeded":
+                    assert f"{key}=succeeded" in seen, (key, first, seen)
+            page.wait_for_selector("#run-status .badge[data-status='succeeded']")
+            page.wait_for_selector("#live-state[data-state='finished']")
+            server_events = httpx.get(f"{base}/v1/runs/{run_id}/events?format=json",
+                                      timeout=5).json()
+            assert connections[:2] == [None, str(server_events[1]["id"])], connections
+            page.wait_for_function(
+                "(n) => document.querySelectorAll('.events-table tbody tr').length === n",
+                arg=len(server_events))
+            shown = page.evaluate("() => [...document.querySelectorAll("
+                                  "'.events-table tbody tr td:first-child')]"
+                                  ".map(td => Number(td.textContent))")
+            assert sorted(shown) == [e["id"] for e in server_events]  # no gap, no repeat
+            colour = page.evaluate(
+                "() => getComputedStyle(document.querySelector("
+                "\"g.node[data-key='aggregate'] rect.box\")).fill")
+            assert colour == "rgb(217, 245, 225)", colour  # --succeeded-bg
+
+            # The node panel: attempts (a retry, then success), the earlier error, outputs.
+            page.click("svg.dag g.node[data-key='billing']")
+            panel = page.locator("#node-panel")
+            panel.locator("table.attempts tbody tr").nth(1).wait_for()
+            text = panel.inner_text()
+            assert "billing API timed out" in text and "retry" in text
+            assert "2 of 3" in text and '"attempt": 2' in text
+            assert "#/runs/" in page.url and "node=billing" in page.url
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT))
+
+            # Back to the list: the run is there, succeeded.
+            page.click("a:has-text('← Runs')")
+            page.wait_for_selector(f"#runs-table tr[data-run-id='{run_id}']"
+                                   "[data-status='succeeded']")
+            page.click("button.chip[data-status='failed']")
+            page.wait_for_function("() => location.hash.includes('status=failed')")
+            page.wait_for_selector("text=No runs match these filters.")
+            assert page.evaluate("() => window.__sameDocument === true"), "the page reloaded"
+            assert not problems, problems
+        finally:
+            browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000
