@@ -781,7 +781,8 @@ function runPage(route) {
           if (e.id <= lastEventId) return;
           lastEventId = e.id;
           events.push(e);
-          scheduleRefresh();
+          // Re-read the run at most ~6 times a second (once a second for big runs).
+          scheduleRefresh(run && run.nodes && run.nodes.length > 200 ? 1000 : 150);
         },
         onState: setLive,
       });
