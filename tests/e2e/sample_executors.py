@@ -46,3 +46,13 @@ def capped(payload):
 @executor("test.rated", rate_per_s=20)
 def rated(payload):
     return {}
+
+
+@executor("test.route")
+def route(payload):
+    return {"route": payload["params"]["route"]}
+
+
+@executor("test.items")
+def items(payload):
+    return {"items": [out["item"] for out in payload["deps"]["each"]]}

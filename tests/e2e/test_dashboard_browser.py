@@ -1,7 +1,8 @@
 """The dashboard in a real browser (issue 6): `dagq up` on its own embedded Postgres,
 headless Chromium driven by Playwright opens a run while it executes and sees its nodes
 turn succeeded without reloading; the runs list, queues and workers show up too. The
-final page is saved as docs/dashboard.png (the README and docs/dashboard.md show it)."""
+final page is saved as tests/artifacts/dashboard.png; with DAGQ_UPDATE_SCREENSHOT=1 it
+also replaces docs/dashboard.png (the README and docs/dashboard.md show that one)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-SCREENSHOT = ROOT / "docs" / "dashboard.png"
+SCREENSHOT = ROOT / "tests" / "artifacts" / "dashboard.png"
+DOCS_SCREENSHOT = ROOT / "docs" / "dashboard.png"
 
 # A few seconds of work: a map over three documents, a slow node and a flaky one that
 # fails its first attempt, so the node panel has attempts, an error and outputs to show.
@@ -209,7 +211,10 @@ def test_dashboard_follows_a_run_live(dagq_up: str) -> None:
             assert "2 of 3" in text and '"attempt": 2' in text
             assert "#/runs/" in page.url and "node=billing" in page.url
             SCREENSHOT.parent.mkdir(exist_ok=True)
+            SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
+            if os.environ.get("DAGQ_UPDATE_SCREENSHOT") == "1":
+                shutil.copyfile(SCREENSHOT, DOCS_SCREENSHOT)
 
             # Back to the list: the run is there, succeeded.
             page.click("a:has-text('← Runs')")
