@@ -61,6 +61,16 @@ class WorkerFleet:
         self.procs.append(proc)
         return proc
 
+    def start_api(self, port: int, **env: str) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"worker-api-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.api", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env=self.env(**{"DAGQ_AUTH": "off", **env}), stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        return proc
+
     def start_command(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
         """`dagq ARGS` as a subprocess (e.g. `worker --processes 2`)."""
         log = open(self.tmp / f"worker-cmd-{len(self.procs)}.log", "wb")  # noqa: SIM115
@@ -98,3 +108,11 @@ def wait_for_run(repo, run_id, timeout: float = 60.0):
         return run if run.status not in ("queued", "running") else None
 
     return wait_for(finished, timeout, f"run {run_id} to finish")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
 
+import httpx
 import pytest
 
 from tests.helpers import spec
-from tests.procs import wait_for, wait_for_run
+from tests.procs import free_port, wait_for, wait_for_run
 
 pytestmark = pytest.mark.chaos
 
@@ -115,6 +117,10 @@ def test_postgres_restart_mid_load(pg_server, repo, fleet, db_url, capsys) -> No
         pytest.skip("needs the embedded server (DAGQ_TEST_DATABASE_URL is set)")
     sweeper = fleet.start_sweeper()
     workers = [fleet.start(threads=4, **FAST), fleet.start(threads=4, **FAST)]
+    port = free_port()
+    api = fleet.start_api(port)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _status(f"{base}/readyz") == 200, 30, "the API to be ready")
     wf = fan_out(5, 0.05)
     run_ids = [repo.submit_run(tenant="t", spec=wf).run_id for _ in range(100)]
     wait_for(lambda: repo.list_runs(tenant=None, status="succeeded", limit=1), 30,
@@ -127,7 +133,19 @@ def test_postgres_restart_mid_load(pg_server, repo, fleet, db_url, capsys) -> No
     for run_id in run_ids:
         assert wait_for_run(repo, run_id, timeout=120).status == "succeeded", fleet.logs()
     recovered = time.monotonic() - down_at
-    assert all(p.poll() is None for p in [sweeper, *workers]), "a process died"
+    wait_for(lambda: _status(f"{base}/readyz") == 200, 30, "the API to be ready again")
+    submitted = httpx.post(f"{base}/v1/runs", json={"workflow": {
+        "name": "after", "nodes": {"a": {"executor": "builtin.noop"}}}}, timeout=10)
+    assert submitted.status_code == 201, submitted.text
+    assert wait_for_run(repo, uuid.UUID(submitted.json()["run_id"])).status == "succeeded"
+    assert all(p.poll() is None for p in [sweeper, api, *workers]), "a process died"
     with capsys.disabled():
         print(f"\n[chaos] Postgres down for {up_after:.1f}s; all 100 runs finished "
               f"{recovered:.1f}s after it went down")
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0

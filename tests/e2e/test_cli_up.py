@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import ROOT, wait_for
+from tests.procs import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def dagq(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess:
