@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import ROOT, wait_for
+from tests.procs import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -46,14 +46,6 @@ FLOW = {
         "aggregate": {"executor": "builtin.merge", "depends_on": ["per_doc", "billing"]},
     },
 }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
