@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -104,10 +105,24 @@ class _Effects:
                 "attempts": list(attempts), "datas": [Jsonb(d) for d in datas],
             })
             runs = sorted({str(r) for r in run_ids})
-            payload = ",".join(runs) if len(runs) <= 100 else "*"
-            cur.execute(q["notify"], {"channel": EVENTS_CHANNEL, "payload": payload})
+            _notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100 else "*")
         for queue in sorted(self.queues):
-            cur.execute(q["notify"], {"channel": QUEUED_CHANNEL, "payload": queue})
+            _notify_after_commit(QUEUED_CHANNEL, queue)
+
+
+# Notifications wait for their transaction to commit, then go out in a transaction of
+# their own. A NOTIFY inside a durable transaction holds a database-wide lock until that
+# transaction's WAL is flushed, which serialises every commit (no group commit); a
+# transaction that only notifies writes no WAL and holds that lock for microseconds.
+# A notification lost to a crash in between costs latency only: consumers poll.
+_outbox = threading.local()
+
+
+def _notify_after_commit(channel: str, payload: str) -> None:
+    notes = getattr(_outbox, "notes", None)
+    if notes is None:
+        raise RuntimeError("notifications are only sent from inside a transaction")
+    notes.append((channel, payload))
 
 
 @dataclass
@@ -189,9 +204,19 @@ class Repository:
     def _tx(self) -> Iterator[psycopg.Cursor[Any]]:
         # Pipeline mode: BEGIN travels with the first statement, COMMIT with the last
         # writes, so a transaction costs round trips only where we wait for a result.
-        with self.pool.connection() as conn, conn.pipeline(), conn.transaction(), \
-                conn.cursor() as cur:
-            yield cur
+        with self.pool.connection() as conn, conn.pipeline():
+            notes: list[tuple[str, str]] = []
+            outer, _outbox.notes = getattr(_outbox, "notes", None), notes
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    yield cur
+            finally:
+                _outbox.notes = outer
+            if notes:  # committed: now tell the listeners
+                with conn.transaction(), conn.cursor() as cur:
+                    for channel, payload in dict.fromkeys(notes):
+                        cur.execute(queries()["notify"],
+                                    {"channel": channel, "payload": payload})
 
     # ===== health =====================================================================
 
@@ -436,8 +461,7 @@ class Repository:
             outcome = self._fail_in(cur, node_id, version, error, retryable=retryable,
                                     cancelled=cancelled)
             if wake_queue and outcome != "stale":
-                cur.execute(queries()["notify"], {"channel": QUEUED_CHANNEL,
-                                                  "payload": wake_queue})
+                _notify_after_commit(QUEUED_CHANNEL, wake_queue)
             return outcome
 
     def _fail_in(

@@ -150,6 +150,9 @@ class PostgresConsumer(Consumer):
         self.broker = broker
         self.queue = queue
         self.prefetch = max(1, prefetch)
+        # Lease in batches: refill only once half the prefetch is free (the other half
+        # keeps the threads busy meanwhile), not every time one slot frees up.
+        self.refill = max(1, self.prefetch // 2)
         self.timeout_s = min(timeout_ms / 1000, POLL_S)
         self.buffer: deque[MessageProxy] = deque()
         # Executors are all declared before consuming starts; compute the lists once.
@@ -166,7 +169,7 @@ class PostgresConsumer(Consumer):
         if broker.stopping:
             time.sleep(0.1)  # the consumer thread calls again at once
             return None
-        if not book.wait_for_room(self.queue, self.prefetch, self.timeout_s):
+        if not book.wait_for_room(self.queue, self.prefetch - self.refill + 1, self.timeout_s):
             return None
         wake = broker.listener.event(self.queue) if broker.listener else None
         if wake is not None:
@@ -205,22 +208,30 @@ class PostgresConsumer(Consumer):
     # -- outcomes (called from worker threads) ----------------------------------------
 
     def ack(self, message: MessageProxy) -> None:
+        """Hand the outputs to the group committer; the lease is released once they are
+        committed (see workers/completions.py)."""
         node_id = message.options["dagq_node_id"]
         lease = self.broker.book.get(node_id)
-        try:
-            if lease is None or lease.lost:
-                log.info("node %s finished after its lease was lost; outcome discarded",
-                         node_id)
-                return
-            outputs = self._outputs(lease.result, plain=lease.node.executor
-                                    not in self.broker.executors)
-            if isinstance(outputs, OutputError):
-                self._record_failure(message, outputs, retryable=False)
-            elif not self.broker.completions.complete(Completion(
-                    node_id, message.options["dagq_version"], outputs, self._wake(lease))):
-                log.info("stale completion of node %s ignored (lease reclaimed)", node_id)
-        finally:
+        if lease is None or lease.lost:
+            log.info("node %s finished after its lease was lost; outcome discarded", node_id)
             self.broker.book.remove(node_id)
+            return
+        outputs = self._outputs(lease.result, plain=lease.node.executor
+                                not in self.broker.executors)
+        if isinstance(outputs, OutputError):
+            try:
+                self._record_failure(message, outputs, retryable=False)
+            finally:
+                self.broker.book.remove(node_id)
+            return
+        completion = Completion(node_id, message.options["dagq_version"], outputs,
+                                self._wake(lease))
+        self.broker.completions.submit(completion, lambda ok: self._completed(node_id, ok))
+
+    def _completed(self, node_id: int, recorded: bool | None) -> None:
+        if recorded is False:
+            log.info("stale completion of node %s ignored (lease reclaimed)", node_id)
+        self.broker.book.remove(node_id)
 
     def nack(self, message: MessageProxy) -> None:
         node_id = message.options["dagq_node_id"]

@@ -1,9 +1,11 @@
-"""Group commit for completions: worker threads hand in their node's outputs and wait;
-one thread writes everything that has accumulated in a single transaction.
+"""Group commit for completions: worker threads hand in their node's outputs and move
+on; one thread writes everything that has accumulated in a single transaction.
 
 Each commit (with synchronous_commit on) waits for a WAL flush; sharing it among all
-the completions that arrived meanwhile is what keeps durable throughput high. An ack
-still returns only after its completion is committed.
+the completions that arrived meanwhile is what keeps durable throughput high. Until its
+completion is committed, a node keeps its lease in the worker's lease book, so it stays
+heartbeated and counts against the prefetch; if the process dies first, the lease
+expires and the node runs again (the same at-least-once rule as a crash mid-execution).
 """
 
 from __future__ import annotations
@@ -11,35 +13,39 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from concurrent.futures import Future
+from collections.abc import Callable
 
 from app.repository import Completion, Repository
 
 log = logging.getLogger("dagq.completions")
 
-MAX_BATCH = 128
+MAX_BATCH = 256
+Done = Callable[[bool | None], None]  # True: recorded; False: lease lost; None: failed
 
 
 class CompletionBatcher(threading.Thread):
     def __init__(self, repo: Repository) -> None:
         super().__init__(name="dagq-completions", daemon=True)
         self.repo = repo
-        self._pending: queue.Queue[tuple[Completion, Future[bool]]] = queue.Queue()
+        self._pending: queue.Queue[tuple[Completion, Done]] = queue.Queue()
         self._stopping = threading.Event()
+        self.batches = self.written = 0  # how well group commit works (logged at stop)
 
-    def complete(self, completion: Completion) -> bool:
-        """Record one success; returns after it is committed (False: lease lost)."""
-        if not self.is_alive():
-            return self.repo.complete_many([completion])[0]
-        done: Future[bool] = Future()
+    def submit(self, completion: Completion, done: Done) -> None:
+        """Record one success soon; `done` is called once it is committed (or not)."""
+        if not self.is_alive():  # not started (tools, tests): write it now
+            self._write([(completion, done)])
+            return
         self._pending.put((completion, done))
-        return done.result()
 
     def stop(self) -> None:
-        """Finish what was handed in, then stop."""
+        """Write what was handed in, then stop."""
         self._stopping.set()
         if self.is_alive():
             self.join()
+        if self.batches:
+            log.info("recorded %d completion(s) in %d transaction(s), %.1f per commit",
+                     self.written, self.batches, self.written / self.batches)
 
     def run(self) -> None:
         while not (self._stopping.is_set() and self._pending.empty()):
@@ -54,13 +60,15 @@ class CompletionBatcher(threading.Thread):
                     break
             self._write(batch)
 
-    def _write(self, batch: list[tuple[Completion, Future[bool]]]) -> None:
+    def _write(self, batch: list[tuple[Completion, Done]]) -> None:
+        self.batches += 1
+        self.written += len(batch)
         try:
-            results = self.repo.complete_many([completion for completion, _ in batch])
-        except Exception as exc:  # noqa: BLE001 - every waiting ack must hear of it
-            log.warning("could not record %d completion(s): %s", len(batch), exc)
-            for _, done in batch:
-                done.set_exception(exc)
-            return
+            results: list[bool | None] = list(
+                self.repo.complete_many([completion for completion, _ in batch]))
+        except Exception as exc:  # noqa: BLE001 - the leases expire and the nodes rerun
+            log.warning("could not record %d completion(s), they will run again: %s",
+                        len(batch), exc)
+            results = [None] * len(batch)
         for (_, done), result in zip(batch, results, strict=True):
-            done.set_result(result)
+            done(result)

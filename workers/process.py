@@ -32,6 +32,8 @@ from workers.supervisor import Supervisor
 log = logging.getLogger("dagq.worker")
 
 SHUTDOWN_GRACE_S = float(os.environ.get("DAGQ_SHUTDOWN_GRACE_S", "30"))
+# Leases held per thread: enough that a batch is in memory while the next is leased.
+PREFETCH_PER_THREAD = 4
 
 
 def load_executors(broker: PostgresBroker, modules: list[str]) -> None:
@@ -70,6 +72,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     supervisor = Supervisor(broker, heartbeat_s=settings.heartbeat_s)
     supervisor.start()
     worker = Worker(broker, queues=set(serve), worker_threads=threads, worker_timeout=1000)
+    worker.queue_prefetch = PREFETCH_PER_THREAD * threads
     worker.start()
     log.info("worker %s serving queues %s with %d threads", worker_id, ",".join(serve),
              threads)
