@@ -3,6 +3,7 @@ cleanly on SIGTERM/SIGINT (Ctrl-C)."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -15,6 +16,19 @@ from dataclasses import dataclass, field
 log = logging.getLogger("dagq.procs")
 
 RESTART_DELAY_S = 1.0
+PR_SET_PDEATHSIG = 1
+
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # pragma: no cover - not Linux
+    _prctl = None
+
+
+def die_with_parent() -> None:
+    """In a child before exec: get SIGTERM when the parent dies, even by SIGKILL, so no
+    worker outlives the `dagq` process that supervised it."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -27,7 +41,8 @@ class Child:
     started_at: float = field(default=0.0)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
+                                     preexec_fn=die_with_parent)  # only calls prctl(2)
         self.started_at = time.monotonic()
 
 

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from app.procs import die_with_parent
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,6 +49,7 @@ class WorkerFleet:
         proc = subprocess.Popen(
             [sys.executable, "-m", "workers", "--threads", str(threads), "--queues", queues],
             cwd=ROOT, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         self.procs.append(proc)
         return proc
@@ -56,7 +59,7 @@ class WorkerFleet:
         defaults = {"DAGQ_SWEEP_INTERVAL_S": "0.5", "DAGQ_WORKER_DEAD_AFTER_S": "2"}
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.sweeper"], cwd=ROOT, env=self.env(**{**defaults, **env}),
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
         self.procs.append(proc)
         return proc
@@ -66,7 +69,7 @@ class WorkerFleet:
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.api", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT, env=self.env(**{"DAGQ_AUTH": "off", **env}), stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
         self.procs.append(proc)
         return proc
@@ -77,6 +80,7 @@ class WorkerFleet:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", *args],
             cwd=ROOT, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         self.procs.append(proc)
         return proc
@@ -92,8 +96,14 @@ class WorkerFleet:
         return proc.returncode
 
     def stop_all(self) -> None:
+        """SIGTERM first (a `dagq worker` parent then stops its children), then SIGKILL."""
         for proc in self.procs:
             if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
 

@@ -22,6 +22,7 @@ from dramatiq import Worker
 
 from app.config import Settings
 from app.db import open_pool
+from app.errors import DagqError
 from app.repository import Repository
 from workers.broker import PostgresBroker
 from workers.errors import WorkerShutdown
@@ -95,7 +96,10 @@ def _shut_down(worker: Worker, broker: PostgresBroker, supervisor: Supervisor,
     broker.completions.stop()
     supervisor.stop()
     listener.stop()
-    broker.repo.stop_worker(broker.worker_id)
+    try:
+        broker.repo.stop_worker(broker.worker_id)
+    except DagqError as exc:  # the sweeper marks it dead after missed heartbeats
+        log.warning("could not mark worker %s stopped: %s", broker.worker_id, exc)
     broker.repo.close()
     log.info("worker %s stopped in %.2fs", broker.worker_id, time.monotonic() - started)
 
