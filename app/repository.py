@@ -306,9 +306,10 @@ class Repository:
             }).fetchone()
             if row is None:
                 return self._existing_run(cur, run_id, tenant, event_key, fingerprint)
-            nodes = cur.execute(q["insert_nodes"], {
-                "run_id": run_id, "nodes": Jsonb(_node_rows(spec, priority)),
-            }).fetchall()
+            nodes = _node_rows(spec, priority)
+            # Not waiting for this result lets the insert, the events and the COMMIT
+            # travel in one round trip (pipeline mode): the roots are known already.
+            cur.execute(q["insert_nodes"], {"run_id": run_id, "nodes": Jsonb(nodes)})
             fx = _Effects()
             fx.event(run_id, None, "run_queued", None,
                      {"workflow": spec.name, "version": workflow_version})

@@ -92,7 +92,6 @@ FROM jsonb_to_recordset(%(nodes)s) AS n(
     node_key text, executor text, queue text, status text, priority int, max_attempts int,
     timeout_s float8, backoff_initial_s float8, backoff_max_s float8, params jsonb,
     depends_on jsonb, dependents jsonb, condition jsonb, map_over jsonb)
-RETURNING node_key, status, queue
 
 -- ===== events and notifications =====================================================
 
