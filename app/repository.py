@@ -56,6 +56,7 @@ T = TypeVar("T")
 QUEUED_CHANNEL = "dagq_queued"
 EVENTS_CHANNEL = "dagq_events"
 TRANSIENT_RETRY_S = 60.0
+STALE_COMPLETIONS = "stale_completions"  # dagq.counters: outcomes the fence ignored
 
 
 def transient(fn: Callable[P, T]) -> Callable[P, T]:
@@ -434,6 +435,9 @@ class Repository:
                 "outputs": [Jsonb(c.outputs) for c in ordered],
             }).fetchall()
             done = {row["id"] for row in rows}
+            if len(done) < len(ordered):  # late or duplicate outcomes: count them
+                cur.execute(q["bump_counter"], {"name": STALE_COMPLETIONS,
+                                                "by": len(ordered) - len(done)})
             fx, tallies = _Effects(), _Tallies()
             fx.queues.update(c.wake_queue for c in ordered if c.wake_queue and c.node_id in done)
             released: list[tuple[uuid.UUID, str]] = []
@@ -471,9 +475,11 @@ class Repository:
         cancelled: bool = False,
     ) -> str:
         node = cur.execute(queries()["node_for_failure"], {"id": node_id}).fetchone()
-        if node is None or node["status"] != "running":
-            return "stale"
-        if version is not None and node["version"] != version:
+        stale = node is None or node["status"] != "running" or (
+            version is not None and node["version"] != version)
+        if stale:
+            if version is not None:  # a worker's late outcome (not a sweeper's race)
+                cur.execute(queries()["bump_counter"], {"name": STALE_COMPLETIONS, "by": 1})
             return "stale"
         fx = _Effects()
         if lease_expired:

@@ -524,6 +524,11 @@ SET queue = excluded.queue, max_attempts = excluded.max_attempts,
 -- name: known_executors
 SELECT name, queue, max_attempts, timeout_s, concurrency, rate_per_s FROM dagq.executors
 
+-- name: bump_counter
+-- Add to a counter in dagq.counters (created on first use).
+INSERT INTO dagq.counters (name, value) VALUES (%(name)s, %(by)s)
+ON CONFLICT (name) DO UPDATE SET value = dagq.counters.value + excluded.value
+
 -- ===== maintenance (sweeper) ========================================================
 
 -- name: expired_leases
@@ -672,6 +677,8 @@ ORDER BY queue
 -- name: api_metric_gauges
 -- /metrics at scrape time: open runs by status, and pending nodes of open runs.
 SELECT (SELECT count(*) FROM dagq.runs WHERE status = 'queued') AS runs_queued,
+       (SELECT coalesce(max(value), 0) FROM dagq.counters
+        WHERE name = 'stale_completions') AS stale_completions,
        (SELECT count(*) FROM dagq.runs WHERE status = 'running') AS runs_running,
        (SELECT count(*) FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
         WHERE r.status IN ('queued', 'running') AND t.status = 'pending') AS nodes_pending

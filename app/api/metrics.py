@@ -66,6 +66,9 @@ class ApiMetrics:
                                       registry=r)
         self.runs_finished = Counter("dagq_runs_finished", "Runs that reached a terminal "
                                      "status", ["status"], registry=r)
+        self.stale = Gauge("dagq_stale_completions_total", "Late or duplicate node "
+                           "outcomes the version fence ignored (since the database began)",
+                           registry=r)
         self.reclaims = Counter("dagq_lease_reclaims", "Expired leases taken back by the "
                                 "sweeper", registry=r)
         self.node_duration = Histogram("dagq_node_duration_seconds", "Node attempt duration "
@@ -91,6 +94,7 @@ class ApiMetrics:
         gauges = repo.metric_gauges()
         self.runs.labels("queued").set(gauges["runs_queued"])
         self.runs.labels("running").set(gauges["runs_running"])
+        self.stale.set(gauges["stale_completions"])
         stats = repo.queue_stats()
         for gauge in (self.queue_depth, self.queue_delayed, self.queue_running,
                       self.queue_age):

@@ -183,3 +183,14 @@ def test_database_down_during_a_request_is_503(api: Api) -> None:
                  503, "database_unavailable")
     assert api.client.post("/v1/runs", json={"workflow": ECHO_FLOW},
                            headers=api.acme).status_code == 201
+
+
+def test_metrics_count_stale_completions(api: Api) -> None:
+    from tests.helpers import spec
+
+    api.repo.submit_run(tenant="acme", spec=spec({"a": {"executor": "builtin.noop"}}))
+    [node] = api.repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    api.repo.complete(node.id, node.version, {})
+    api.repo.complete(node.id, node.version, {})  # a duplicate: ignored, and counted
+    text = api.client.get("/metrics").text
+    assert "dagq_stale_completions_total 1.0" in text

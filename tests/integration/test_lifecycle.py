@@ -355,3 +355,14 @@ def test_complete_many_releases_a_join_once_and_skips_stale_items(repo: Reposito
             "SELECT type FROM dagq.run_events WHERE run_id = %s ORDER BY id", (run_id,))]
         assert events.count("run_succeeded") == 1 and events[-1] == "run_succeeded"
         assert events.count("node_queued") == 5  # root, 3 middles, agg: each once
+
+
+def test_stale_outcomes_are_counted(repo: Repository, sql) -> None:
+    repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
+    [node] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    repo.complete(node.id, node.version, {})
+    repo.complete(node.id, node.version, {})
+    repo.fail(node.id, node.version, {"type": "E", "message": "late"})
+    row = sql.execute("SELECT value FROM dagq.counters WHERE name = 'stale_completions'"
+                      ).fetchone()
+    assert row["value"] == 2
