@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import MalformedJson, PayloadTooLarge, error_response
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, NotFound
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -149,3 +150,12 @@ def validate(model: type[M], data: Any, where: str) -> M:
             f"{'.'.join(str(part) for part in p['loc'][1:]) or where}: {p['msg']}"
             for p in problems)
         raise InvalidRequest(f"invalid {where}: {summary}", problems) from None
+
+
+def path_uuid(request: Request, name: str, what: str) -> uuid.UUID:
+    """A UUID path parameter; anything else is an unknown id (404), never a 500."""
+    raw = request.path_params[name]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"{what} {raw[:100]!r} not found ({what} ids are UUIDs)") from None

@@ -11,13 +11,8 @@ from pydantic.json_schema import models_json_schema
 from app import __version__
 from app.api import schemas as s
 from app.api.routes_dashboard import MAX_WORKERS_PAGE, WorkerList
-from app.api.routes_schedules import (
-    CreateScheduleBody,
-    ScheduleCreated,
-    ScheduleList,
-    ScheduleOut,
-)
-from app.models import RunEvent, RunView, SubmitResult
+from app.api.routes_schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
+from app.models import RunEvent, RunView, ScheduleRecord, SubmitResult, WorkflowRecord
 from app.workflow import KEY_PATTERN, WorkflowSpec
 
 REF = "#/components/schemas/{model}"
@@ -29,9 +24,9 @@ ERROR_TEXT = {
 }
 INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, WorkflowSpec, CreateScheduleBody]
 OUTPUT_MODELS: list[type[BaseModel]] = [
-    s.ErrorBody, s.WorkflowRef, s.WorkflowOut, s.WorkflowList, SubmitResult, RunView,
+    s.ErrorBody, s.WorkflowRef, WorkflowRecord, s.WorkflowList, SubmitResult, RunView,
     s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList, ScheduleCreated,
-    ScheduleOut, ScheduleList,
+    ScheduleRecord, ScheduleList,
 ]
 
 
@@ -84,7 +79,7 @@ def _operations() -> dict[str, Any]:
                 _param("name", "path", {"type": "string", "pattern": KEY_PATTERN}),
                 _param("version", "query", int32),
             ],
-            "responses": {"200": _json(_ref(s.WorkflowOut), "The workflow"),
+            "responses": {"200": _json(_ref(WorkflowRecord), "The workflow"),
                           **_errors(401, 404, 422, 503)},
         }},
         "/v1/runs": {
@@ -193,7 +188,7 @@ def _operations() -> dict[str, Any]:
             "get": {
                 "summary": "A schedule, with its last firing", "security": V1,
                 "parameters": [SCHEDULE_ID],
-                "responses": {"200": _json(_ref(ScheduleOut), "Schedule"),
+                "responses": {"200": _json(_ref(ScheduleRecord), "Schedule"),
                               **_errors(401, 404, 503)},
             },
             "delete": {

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from app import service
 from app.api.auth import principal, tenant_scope
-from app.api.bodies import read_model, read_query
+from app.api.bodies import path_uuid, read_model, read_query
 from app.api.schemas import (
     ListRunsQuery,
     RunAction,
@@ -23,16 +23,12 @@ from app.api.schemas import (
     decode_cursor,
     encode_cursor,
 )
-from app.errors import Conflict, DagqError, NotFound
+from app.errors import Conflict, DagqError
 
 
 def run_id_of(request: Request) -> uuid.UUID:
     """The {run_id} path parameter; anything that is not a UUID is an unknown run."""
-    raw = request.path_params["run_id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound(f"run {raw[:100]!r} not found (run ids are UUIDs)") from None
+    return path_uuid(request, "run_id", "run")
 
 
 def _json(model: BaseModel, status: int = 200) -> JSONResponse:

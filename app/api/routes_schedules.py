@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,9 +13,8 @@ from starlette.routing import Route
 
 from app import schedules
 from app.api.auth import principal, tenant_scope
-from app.api.bodies import read_model
+from app.api.bodies import path_uuid, read_model
 from app.api.schemas import WorkflowName
-from app.errors import NotFound
 from app.models import ScheduleRecord
 
 
@@ -32,40 +30,16 @@ class CreateScheduleBody(BaseModel):
     version: int | None = Field(None, ge=1, le=2_147_483_647)
 
 
-class ScheduleOut(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    schedule_id: uuid.UUID
-    tenant: str
-    workflow: Any
-    version: int | None
-    cron: str
-    timezone: str
-    inputs: Any
-    created_at: datetime
-    last_fire_at: datetime | None
-    last_run_id: uuid.UUID | None
-    last_error: str | None
-
-    @classmethod
-    def of(cls, record: ScheduleRecord) -> ScheduleOut:
-        return cls(**record.model_dump())
-
-
 class ScheduleCreated(BaseModel):
     schedule_id: uuid.UUID
 
 
 class ScheduleList(BaseModel):
-    schedules: list[ScheduleOut]
+    schedules: list[ScheduleRecord]
 
 
 def schedule_id_of(request: Request) -> uuid.UUID:
-    raw = request.path_params["schedule_id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound(f"schedule {raw[:100]!r} not found (schedule ids are UUIDs)") from None
+    return path_uuid(request, "schedule_id", "schedule")
 
 
 async def create_schedule(request: Request) -> JSONResponse:
@@ -83,7 +57,7 @@ async def create_schedule(request: Request) -> JSONResponse:
 async def list_schedules(request: Request) -> JSONResponse:
     key = await principal(request)
     found = await run_in_threadpool(request.app.state.repo.list_schedules, tenant_scope(key))
-    return JSONResponse(ScheduleList(schedules=[ScheduleOut.of(s) for s in found])
+    return JSONResponse(ScheduleList(schedules=found)
                         .model_dump(mode="json"))
 
 
@@ -91,7 +65,7 @@ async def get_schedule(request: Request) -> JSONResponse:
     key = await principal(request)
     record = await run_in_threadpool(request.app.state.repo.get_schedule,
                                      schedule_id_of(request), tenant_scope(key))
-    return JSONResponse(ScheduleOut.of(record).model_dump(mode="json"))
+    return JSONResponse(record.model_dump(mode="json"))
 
 
 async def delete_schedule(request: Request) -> Response:

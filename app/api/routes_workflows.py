@@ -12,7 +12,7 @@ from starlette.routing import Route
 from app import service
 from app.api.auth import admin, principal
 from app.api.bodies import read_json, read_query
-from app.api.schemas import WorkflowList, WorkflowOut, WorkflowRef, WorkflowVersionQuery
+from app.api.schemas import WorkflowList, WorkflowRef, WorkflowVersionQuery
 from app.errors import NotFound
 from app.workflow import KEY_PATTERN
 
@@ -31,7 +31,7 @@ async def register_workflow(request: Request) -> JSONResponse:
 async def list_workflows(request: Request) -> JSONResponse:
     await principal(request)
     records = await run_in_threadpool(request.app.state.repo.list_workflows)
-    out = WorkflowList(workflows=[WorkflowOut(**r.model_dump()) for r in records])
+    out = WorkflowList(workflows=records)
     return JSONResponse(out.model_dump(mode="json"))
 
 
@@ -43,7 +43,7 @@ async def get_workflow(request: Request) -> JSONResponse:
         raise NotFound(f"workflow {name[:100]!r} not found")
     record = await run_in_threadpool(request.app.state.repo.get_workflow, name,
                                      query.version)
-    return JSONResponse(WorkflowOut(**record.model_dump()).model_dump(mode="json"))
+    return JSONResponse(record.model_dump(mode="json"))
 
 
 routes = [

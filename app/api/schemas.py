@@ -11,7 +11,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import InvalidRequest
-from app.models import RunStatus, RunView
+from app.models import RunStatus, RunView, WorkflowRecord
 from app.workflow import KEY_PATTERN
 
 INT32_MAX = 2**31 - 1
@@ -91,15 +91,8 @@ class WorkflowRef(_Out):
     version: int
 
 
-class WorkflowOut(_Out):
-    name: str
-    version: int
-    spec: dict[str, Any]
-    created_at: datetime | None = None
-
-
 class WorkflowList(_Out):
-    workflows: list[WorkflowOut]
+    workflows: list[WorkflowRecord]
 
 
 class RunSummary(_Out):
