@@ -4,7 +4,6 @@ sample their memory, and always stop them (SIGTERM, then SIGKILL)."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -19,27 +18,13 @@ from typing import Any
 import psycopg
 
 from app.errors import DagqError
-from app.procs import child_env
+from app.procs import child_env, die_with_parent
 
 log = logging.getLogger("dagq.bench")
 
 STOP_GRACE_S = 20.0
 READY_TIMEOUT_S = 60.0
 SAMPLE_EVERY_S = 0.25
-PR_SET_PDEATHSIG = 1
-
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # pragma: no cover - not Linux
-    _prctl = None
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the bench dies (even by SIGKILL)."""
-    if _prctl is not None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def read_memory_kb(pid: int) -> dict[str, int] | None:
     """VmRSS and VmHWM (peak RSS) of a live process, in kB."""
     found: dict[str, int] = {}
@@ -125,7 +110,7 @@ class WorkerFleet:
                 proc = subprocess.Popen(
                     argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=_die_with_parent,  # only calls prctl(2)
+                    preexec_fn=die_with_parent,  # only calls prctl(2)
                 )
             self.workers.append(WorkerProc(i + 1, proc, log_path))
         self._sampler = threading.Thread(target=self._sample_loop, name="bench-rss",

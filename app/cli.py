@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
+
 from app import __version__
 from app.config import Settings, get_settings
 from app.errors import DagqError, InvalidRequest, InvalidWorkflow
@@ -140,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
     except DagqError as exc:
         print(f"dagq: error: {exc.message}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:  # e.g. a DAGQ_DATABASE_URL that points nowhere
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        print(f"dagq: error: database: {first_line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -359,6 +359,10 @@ class Repository:
                     **params, "limit": limit, "executors": executors}).fetchall()
             else:
                 rows = self._lease_with_caps(cur, params, limit, executors, capped)
+            if rows:  # node_started (and run_started) events: wake the event streams
+                runs = sorted({str(row["run_id"]) for row in rows})
+                _notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100
+                                     else "*")
         return [LeasedNode(**row) for row in rows]
 
     def _lease_with_caps(
