@@ -6,6 +6,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import psycopg.sql
+
 from app import service
 from app.api.app import create_app
 from app.config import Settings
@@ -71,4 +73,6 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
 
 
 def count_rows(sql: Any, table: str) -> int:
-    return sql.execute(f"SELECT count(*) AS n FROM dagq.{table}").fetchone()["n"]
+    statement = psycopg.sql.SQL("SELECT count(*) AS n FROM {}").format(
+        psycopg.sql.Identifier("dagq", table))
+    return sql.execute(statement).fetchone()["n"]

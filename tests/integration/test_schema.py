@@ -21,13 +21,14 @@ def test_migrate_is_idempotent_and_concurrent_safe(pg_server) -> None:
 
 def test_fresh_database_migrates_once_under_concurrency(pg_server, sql) -> None:
     import psycopg
+    from psycopg import sql as sql_text
 
     from tests.pg import with_database
 
     name = "dagq_test_fresh_migrate"
     with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')  # test-only fixed identifier
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(sql_text.SQL("DROP DATABASE IF EXISTS {}").format(sql_text.Identifier(name)))
+        conn.execute(sql_text.SQL("CREATE DATABASE {}").format(sql_text.Identifier(name)))
     url = with_database(pg_server.admin_url, name)
     try:
         with ThreadPoolExecutor(4) as pool:

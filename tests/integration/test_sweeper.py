@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg.sql
 import pytest
 
 from app.config import Settings
@@ -182,8 +183,9 @@ def test_prune_removes_old_finished_runs_with_nodes_and_events(repo, sweeper, sq
     remaining = {r["id"] for r in sql.execute("SELECT id FROM dagq.runs").fetchall()}
     assert remaining == {fresh, unfinished.run_id}
     for table in ("node_tasks", "run_events"):
-        count = sql.execute(f"SELECT count(*) AS n FROM dagq.{table} WHERE run_id = %s",  # noqa: S608
-                            (old,)).fetchone()["n"]
+        statement = psycopg.sql.SQL("SELECT count(*) AS n FROM {} WHERE run_id = %s").format(
+            psycopg.sql.Identifier("dagq", table))
+        count = sql.execute(statement, (old,)).fetchone()["n"]
         assert count == 0
 
 
