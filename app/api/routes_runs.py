@@ -4,6 +4,7 @@ service or repository function."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -79,20 +80,20 @@ async def list_runs(request: Request) -> JSONResponse:
     return _json(RunList(runs=[RunSummary.of(r) for r in page], next_cursor=next_cursor))
 
 
-async def cancel_run(request: Request) -> JSONResponse:
+async def _run_action(request: Request, action: Callable[..., str]) -> JSONResponse:
+    """Cancel or retry: 202 with the run's new status."""
     key = await principal(request)
     run_id = run_id_of(request)
-    status = await run_in_threadpool(request.app.state.repo.cancel_run, run_id,
-                                     tenant_scope(key))
+    status = await run_in_threadpool(action, run_id, tenant_scope(key))
     return _json(RunAction(run_id=run_id, status=status), 202)
+
+
+async def cancel_run(request: Request) -> JSONResponse:
+    return await _run_action(request, request.app.state.repo.cancel_run)
 
 
 async def retry_run(request: Request) -> JSONResponse:
-    key = await principal(request)
-    run_id = run_id_of(request)
-    status = await run_in_threadpool(request.app.state.repo.retry_run, run_id,
-                                     tenant_scope(key))
-    return _json(RunAction(run_id=run_id, status=status), 202)
+    return await _run_action(request, request.app.state.repo.retry_run)
 
 
 routes = [
