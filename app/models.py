@@ -31,6 +31,7 @@ class LeasedNode(_Record):
     run_id: UUID
     node_key: str
     executor: str
+    queue: str
     version: int
     attempts: int
     max_attempts: int

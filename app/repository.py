@@ -89,7 +89,10 @@ class _Effects:
     events: list[tuple[uuid.UUID, str | None, str, int | None, dict[str, Any]]] = field(
         default_factory=list
     )
-    queues: set[str] = field(default_factory=set)
+    queues: set[str] = field(default_factory=set)  # wake these queues' consumers
+    # Nodes released (queued) by this transaction, by queue, as (-priority, id): a
+    # hand-off may lease them; the queues of those left over are woken.
+    released: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
     def event(
         self, run_id: uuid.UUID, node_key: str | None, type_: str, attempt: int | None = None,
@@ -98,16 +101,24 @@ class _Effects:
         self.events.append((run_id, node_key, type_, attempt, data or {}))
 
     def flush(self, cur: psycopg.Cursor[Any]) -> None:
-        q = queries()
-        if self.events:
-            run_ids, keys, types, attempts, datas = zip(*self.events, strict=True)
-            cur.execute(q["insert_events"], {
-                "run_ids": list(run_ids), "node_keys": list(keys), "types": list(types),
-                "attempts": list(attempts), "datas": [Jsonb(d) for d in datas],
-            })
-            runs = sorted({str(r) for r in run_ids})
-            _notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100 else "*")
-        for queue in sorted(self.queues):
+        self.write_events(cur)
+        self.notify()
+
+    def write_events(self, cur: psycopg.Cursor[Any]) -> None:
+        if not self.events:
+            return
+        run_ids, keys, types, attempts, datas = zip(*self.events, strict=True)
+        cur.execute(queries()["insert_events"], {
+            "run_ids": list(run_ids), "node_keys": list(keys), "types": list(types),
+            "attempts": list(attempts), "datas": [Jsonb(d) for d in datas],
+        })
+        runs = sorted({str(r) for r in run_ids})
+        _notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100 else "*")
+        self.events.clear()
+
+    def notify(self) -> None:
+        wake = self.queues | {queue for queue, ids in self.released.items() if ids}
+        for queue in sorted(wake):
             _notify_after_commit(QUEUED_CHANNEL, queue)
 
 
@@ -143,6 +154,18 @@ class _Tallies(dict[uuid.UUID, _Tally]):
     def __missing__(self, run_id: uuid.UUID) -> _Tally:
         tally = self[run_id] = _Tally()
         return tally
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """Lease what a completion releases for the completing worker, in the same
+    transaction: `room` free prefetch slots per queue, for the (uncapped) `executors`
+    it serves."""
+
+    worker: str
+    ttl_s: float
+    executors: list[str]
+    room: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -202,22 +225,26 @@ class Repository:
         self.pool.close()
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[psycopg.Cursor[Any]]:
-        # Pipeline mode: BEGIN travels with the first statement, COMMIT with the last
-        # writes, so a transaction costs round trips only where we wait for a result.
-        with self.pool.connection() as conn, conn.pipeline():
+    def _tx(self, *, one_statement: bool = False) -> Iterator[psycopg.Cursor[Any]]:
+        """A transaction on a pooled (autocommit) connection; its notifications go out in
+        one statement once it committed.
+
+        `one_statement`: the body runs a single statement, which is a transaction of its
+        own in autocommit, so no BEGIN and COMMIT round trips are spent on it.
+        """
+        with self.pool.connection() as conn:
             notes: list[tuple[str, str]] = []
             outer, _outbox.notes = getattr(_outbox, "notes", None), notes
             try:
-                with conn.transaction(), conn.cursor() as cur:
+                tx = contextlib.nullcontext() if one_statement else conn.transaction()
+                with tx, conn.cursor() as cur:
                     yield cur
             finally:
                 _outbox.notes = outer
             if notes:  # committed: now tell the listeners
-                with conn.transaction(), conn.cursor() as cur:
-                    for channel, payload in dict.fromkeys(notes):
-                        cur.execute(queries()["notify"],
-                                    {"channel": channel, "payload": payload})
+                unique = list(dict.fromkeys(notes))
+                conn.execute(queries()["notify"], {"channels": [c for c, _ in unique],
+                                                   "payloads": [p for _, p in unique]})
 
     # ===== health =====================================================================
 
@@ -353,7 +380,7 @@ class Repository:
         then does the lease take the (slower) path that enforces caps fleet-wide.
         """
         params = {"worker": worker, "queue": queue, "ttl_s": ttl_s}
-        with self._tx() as cur:
+        with self._tx(one_statement=not capped) as cur:
             if not capped:
                 rows = cur.execute(queries()["lease_nodes"], {
                     **params, "limit": limit, "executors": executors}).fetchall()
@@ -424,12 +451,18 @@ class Repository:
         """
         return self.complete_many([Completion(node_id, version, outputs, wake_queue)])[0]
 
-    @transient
     def complete_many(self, items: list[Completion]) -> list[bool]:
         """Record many successes in one transaction (group commit), each fenced.
 
         Returns, per item, whether it took effect (False: its lease was lost).
         """
+        return self.complete_and_lease(items, None)[0]
+
+    @transient
+    def complete_and_lease(
+        self, items: list[Completion], handoff: Handoff | None
+    ) -> tuple[list[bool], list[LeasedNode]]:
+        """`complete_many`, then lease (per `handoff`) the nodes it released."""
         q = queries()
         ordered = sorted(items, key=lambda c: c.node_id)
         with self._tx() as cur:
@@ -456,8 +489,28 @@ class Repository:
                     released.extend((row["run_id"], key) for key in row["dependents"])
             self._release(cur, fx, tallies, released, skipped=False)
             self._account_runs(cur, fx, tallies)
-            fx.flush(cur)
-        return [c.node_id in done for c in items]
+            fx.write_events(cur)  # before the hand-off's node_started events
+            leased = self._hand_off(cur, fx, handoff) if handoff else []
+            fx.notify()
+        return [c.node_id in done for c in items], [LeasedNode(**row) for row in leased]
+
+    def _hand_off(
+        self, cur: psycopg.Cursor[Any], fx: _Effects, handoff: Handoff
+    ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for queue, released in sorted(fx.released.items()):
+            room = handoff.room.get(queue, 0)
+            if room <= 0 or not released or not handoff.executors:
+                continue
+            offered = sorted(released)[:room]  # highest priority first
+            leased = cur.execute(queries()["lease_released"], {
+                "ids": [node_id for _, node_id in offered], "executors": handoff.executors,
+                "worker": handoff.worker, "ttl_s": handoff.ttl_s,
+            }).fetchall()
+            taken = {row["id"] for row in leased}
+            fx.released[queue] = [r for r in released if r[1] not in taken]
+            rows.extend(leased)
+        return rows
 
     @transient
     def fail(
@@ -609,7 +662,8 @@ class Repository:
                 run_id = row["run_id"]
                 if row["status"] == "queued":
                     fx.event(run_id, row["node_key"], "node_queued", 0)
-                    fx.queues.add(row["queue"])
+                    fx.released.setdefault(row["queue"], []).append(
+                        (-row["priority"], row["id"]))
                 elif row["status"] == "skipped":
                     tallies[run_id].done += 1
                     fx.event(run_id, row["node_key"], "node_skipped")

@@ -105,7 +105,7 @@ DROP TABLE IF EXISTS public.bench_ceiling
 -- Cheap enough to poll while the workers drain (stops at the first open run).
 SELECT EXISTS (
     SELECT 1 FROM dagq.runs
-    WHERE status IN ('queued', 'running') AND tenant = 'bench' AND workflow = %(workflow)s
+    WHERE finished_at IS NULL AND tenant = 'bench' AND workflow = %(workflow)s
 ) AS open
 
 -- name: progress_mark

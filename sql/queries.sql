@@ -102,7 +102,11 @@ SELECT * FROM unnest(%(run_ids)s::uuid[], %(node_keys)s::text[], %(types)s::text
                      %(attempts)s::int[], %(datas)s::jsonb[])
 
 -- name: notify
-SELECT pg_notify(%(channel)s, %(payload)s)
+-- Every notification of a committed transaction in one round trip (autocommit: a
+-- transaction that only notifies writes no WAL and holds the notify lock briefly).
+SELECT pg_notify(n.channel, n.payload)
+FROM unnest(%(channels)s::text[], %(payloads)s::text[]) WITH ORDINALITY AS n(channel, payload, i)
+ORDER BY n.i
 
 -- name: listen_queued
 -- Workers wake on this channel (payload: the queue name) instead of polling fast.
@@ -120,51 +124,27 @@ WHERE run_id = %(run_id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s
 
 -- name: lease_nodes
 -- Lease up to `limit` queued nodes of one queue in lease order, skipping rows other
--- workers hold; mark their runs running, write node_started, and return everything the
--- executor needs. Run rows are locked in id order so event ids follow commit order.
-WITH candidates AS (
-    SELECT id FROM dagq.node_tasks
-    WHERE status = 'queued' AND queue = %(queue)s AND available_at <= now()
-      AND (%(executors)s::text[] IS NULL OR executor = ANY (%(executors)s::text[]))
-    ORDER BY priority DESC, available_at, id
+-- workers hold (dagq.start_leases does the rest: runs, events, the executor's input).
+SELECT * FROM dagq.start_leases(ARRAY(
+    SELECT c.id FROM dagq.node_tasks c
+    WHERE c.status = 'queued' AND c.queue = %(queue)s AND c.available_at <= now()
+      AND (%(executors)s::text[] IS NULL OR c.executor = ANY (%(executors)s::text[]))
+    ORDER BY c.priority DESC, c.available_at, c.id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-), leased AS (
-    UPDATE dagq.node_tasks t
-    SET status = 'running', attempts = t.attempts + 1, version = t.version + 1,
-        lease_owner = %(worker)s, lease_expires_at = now() + make_interval(secs => %(ttl_s)s),
-        started_at = now()
-    FROM candidates c
-    WHERE t.id = c.id
-    RETURNING t.id, t.run_id, t.node_key, t.executor, t.version, t.attempts, t.max_attempts,
-              t.timeout_s, t.params, t.depends_on, t.item, t.item_index, t.parent_id,
-              t.priority, t.available_at
-), locked_runs AS (
-    SELECT r.id, r.status, r.inputs FROM dagq.runs r
-    WHERE r.id IN (SELECT run_id FROM leased)
-    ORDER BY r.id
-    FOR NO KEY UPDATE
-), started_runs AS (
-    UPDATE dagq.runs r SET status = 'running', started_at = now(), version = r.version + 1
-    FROM locked_runs lr
-    WHERE r.id = lr.id AND lr.status = 'queued'
-    RETURNING r.id
-), events AS (
-    INSERT INTO dagq.run_events (run_id, node_key, type, attempt, data)
-    SELECT s.id, NULL, 'run_started', NULL, '{}'::jsonb FROM started_runs s
-    UNION ALL
-    SELECT l.run_id, l.node_key, 'node_started', l.attempts,
-           jsonb_build_object('worker', %(worker)s::text)
-    FROM leased l JOIN locked_runs lr ON lr.id = l.run_id
-)
-SELECT l.id, l.run_id, l.node_key, l.executor, l.version, l.attempts, l.max_attempts,
-       l.timeout_s, l.params, l.item, l.item_index, l.parent_id, lr.inputs AS run_inputs,
-       (SELECT coalesce(jsonb_object_agg(d.node_key, d.outputs), '{}'::jsonb)
-        FROM dagq.node_tasks d
-        WHERE d.run_id = l.run_id AND d.node_key = ANY (l.depends_on)
-          AND d.status = 'succeeded') AS deps
-FROM leased l JOIN locked_runs lr ON lr.id = l.run_id
-ORDER BY l.priority DESC, l.available_at, l.id
+), %(worker)s, %(ttl_s)s)
+
+-- name: lease_released
+-- In the transaction that queued them: lease for this worker the released nodes `ids`
+-- (chosen by the caller to fit its free prefetch slots) whose executor it serves. Saves
+-- the wake-up and the separate lease transaction per DAG level. The transaction holds
+-- these rows' locks and they are queued (start_leases checks): no status test here, so
+-- no plan can walk the queue's index instead of looking the ids up by primary key.
+SELECT * FROM dagq.start_leases(ARRAY(
+    SELECT c.id FROM dagq.node_tasks c
+    WHERE c.id = ANY (%(ids)s::bigint[]) AND c.executor = ANY (%(executors)s::text[])
+    FOR UPDATE SKIP LOCKED
+), %(worker)s, %(ttl_s)s)
 
 -- name: lock_capped_executors
 -- The executors with a concurrency or rate cap among those given, locked in name order:
@@ -273,7 +253,8 @@ SET deps_remaining = t.deps_remaining - n.n,
     version = t.version + 1
 FROM next n
 WHERE t.id = n.id
-RETURNING t.id, t.run_id, t.node_key, t.status, t.queue, t.dependents, t.map_over
+RETURNING t.id, t.run_id, t.node_key, t.status, t.queue, t.priority, t.dependents,
+          t.map_over
 
 -- name: skip_descendants
 -- Without fail_fast, everything downstream of a failed node is skipped.
@@ -559,7 +540,7 @@ SELECT (SELECT count(*) FROM dead) AS workers, (SELECT count(*) FROM expired) AS
 -- name: runs_needing_heal
 -- Runs still open although none of their nodes is: finalise them.
 SELECT r.id FROM dagq.runs r
-WHERE r.status IN ('queued', 'running')
+WHERE r.finished_at IS NULL AND r.status IN ('queued', 'running')  -- runs_unfinished
   AND NOT EXISTS (
       SELECT 1 FROM dagq.node_tasks t
       WHERE t.run_id = r.id AND t.status IN ('pending', 'queued', 'running'))
@@ -574,7 +555,7 @@ FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id IS NULL
 
 -- name: runs_past_deadline
 SELECT id FROM dagq.runs
-WHERE deadline_at IS NOT NULL AND status IN ('queued', 'running')
+WHERE deadline_at IS NOT NULL AND finished_at IS NULL AND status IN ('queued', 'running')
   AND deadline_at < coalesce(%(now)s::timestamptz, now())
 LIMIT %(limit)s
 
@@ -676,12 +657,15 @@ ORDER BY queue
 
 -- name: api_metric_gauges
 -- /metrics at scrape time: open runs by status, and pending nodes of open runs.
-SELECT (SELECT count(*) FROM dagq.runs WHERE status = 'queued') AS runs_queued,
+SELECT (SELECT count(*) FROM dagq.runs WHERE finished_at IS NULL AND status = 'queued')
+           AS runs_queued,
        (SELECT coalesce(max(value), 0) FROM dagq.counters
         WHERE name = 'stale_completions') AS stale_completions,
-       (SELECT count(*) FROM dagq.runs WHERE status = 'running') AS runs_running,
+       (SELECT count(*) FROM dagq.runs WHERE finished_at IS NULL AND status = 'running')
+           AS runs_running,
        (SELECT count(*) FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
-        WHERE r.status IN ('queued', 'running') AND t.status = 'pending') AS nodes_pending
+        WHERE r.finished_at IS NULL AND r.status IN ('queued', 'running')
+          AND t.status = 'pending') AS nodes_pending
 
 -- name: api_last_event_id
 -- Where an API process starts following the event log for its metrics.

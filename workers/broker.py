@@ -5,12 +5,15 @@
 - `ack` records the outputs (fenced), `nack` the failure (retry/backoff decided in
   Postgres), `requeue` hands never-started leases back without spending an attempt.
 - `enqueue()` of a plain Dramatiq message (`actor.send()`) creates a one-node run.
+- Nodes a completion releases may be leased by the completion's own transaction
+  (workers/completions.py); `take()` hands them to the consumer of their queue.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import traceback
 from collections import deque
@@ -22,7 +25,8 @@ from dramatiq.errors import QueueNotFound
 from dramatiq.message import Message
 
 from app.errors import DagqError
-from app.repository import Completion, Repository
+from app.models import LeasedNode
+from app.repository import Completion, Handoff, Repository
 from app.workflow import parse_spec
 from workers.completions import CompletionBatcher
 from workers.errors import (
@@ -55,9 +59,11 @@ class PostgresBroker(dramatiq.Broker):
         self.max_output_bytes = max_output_bytes
         self.listener = listener
         self.book = LeaseBook()
-        self.completions = CompletionBatcher(repo)
+        self.completions = CompletionBatcher(repo, self)
         self.executors: dict[str, ExecutorDef] = {}
         self.stopping = False
+        self._consumers: dict[str, PostgresConsumer] = {}
+        self._handoff_executors: list[str] = []
         super().__init__(middleware=[DagqMiddleware(self)])
         self.queues: dict[str, None] = {}  # Dramatiq reads .keys()
 
@@ -92,7 +98,38 @@ class PostgresBroker(dramatiq.Broker):
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> Consumer:
         if queue_name not in self.queues:
             raise QueueNotFound(queue_name)
-        return PostgresConsumer(self, queue_name, prefetch, timeout)
+        consumer = PostgresConsumer(self, queue_name, prefetch, timeout)
+        # Capped executors are only ever leased where their caps are checked.
+        self._handoff_executors = sorted(set(self.served_executors()) - self.capped)
+        self._consumers[queue_name] = consumer
+        return consumer
+
+    # -- hand-off: nodes leased by a completion's transaction -------------------------
+
+    def handoff(self) -> Handoff | None:
+        """Free prefetch slots per consumed queue, for the completion batcher."""
+        if self.stopping:
+            return None
+        room = {queue: consumer.prefetch - self.book.count(queue)
+                for queue, consumer in list(self._consumers.items())}
+        room = {queue: free for queue, free in room.items() if free > 0}
+        if not room or not self._handoff_executors:
+            return None
+        return Handoff(self.worker_id, self.lease_ttl_s, self._handoff_executors, room)
+
+    def take(self, nodes: list[LeasedNode]) -> None:
+        """Queue handed-off leases for execution; give back any no consumer can take."""
+        orphans = [node for node in nodes
+                   if (consumer := self._consumers.get(node.queue)) is None
+                   or not consumer.accept(node)]
+        if not orphans:
+            return
+        try:
+            self.repo.requeue_unstarted(worker=self.worker_id,
+                                        leases=[(n.id, n.version) for n in orphans])
+        except DagqError:
+            log.warning("could not hand back %d node(s); their leases will expire",
+                        len(orphans))
 
     # -- plain Dramatiq messages ------------------------------------------------------
 
@@ -155,6 +192,8 @@ class PostgresConsumer(Consumer):
         self.refill = max(1, self.prefetch // 2)
         self.timeout_s = min(timeout_ms / 1000, POLL_S)
         self.buffer: deque[MessageProxy] = deque()
+        self._closing = threading.Lock()  # accept() vs close(): no lease is stranded
+        self.closed = False
         # Executors are all declared before consuming starts; compute the lists once.
         self.executors = broker.served_executors()
         self.capped = sorted(broker.capped)
@@ -169,8 +208,11 @@ class PostgresConsumer(Consumer):
         if broker.stopping:
             time.sleep(0.1)  # the consumer thread calls again at once
             return None
-        if not book.wait_for_room(self.queue, self.prefetch - self.refill + 1, self.timeout_s):
+        if not book.wait_for_room(self.queue, self.prefetch - self.refill + 1, self.timeout_s,
+                                  ready=self.buffer.__len__):
             return None
+        if self.buffer:  # handed off by a completion while we waited
+            return self.buffer.popleft()
         wake = broker.listener.event(self.queue) if broker.listener else None
         if wake is not None:
             wake.clear()  # before leasing: a notification during the lease is kept
@@ -187,6 +229,18 @@ class PostgresConsumer(Consumer):
             book.add(node, self.queue)
             self.buffer.append(MessageProxy(self._message(node)))
         return self.buffer.popleft()
+
+    def accept(self, node: LeasedNode) -> bool:
+        """Take a node leased for this worker elsewhere (a completion's hand-off)."""
+        with self._closing:
+            if self.closed or self.broker.stopping:
+                return False
+            self.broker.book.add(node, self.queue)
+            self.buffer.append(MessageProxy(self._message(node)))
+        self.broker.book.poke()
+        if self.broker.listener:
+            self.broker.listener.event(self.queue).set()
+        return True
 
     def _message(self, node: Any) -> Message:
         definition = self.broker.executors.get(node.executor)
@@ -226,6 +280,7 @@ class PostgresConsumer(Consumer):
             return
         completion = Completion(node_id, message.options["dagq_version"], outputs,
                                 self._wake(lease))
+        self.broker.book.finishing(node_id)
         self.broker.completions.submit(completion, lambda ok: self._completed(node_id, ok))
 
     def _completed(self, node_id: int, recorded: bool | None) -> None:
@@ -261,6 +316,8 @@ class PostgresConsumer(Consumer):
                 self.broker.book.remove(node_id)
 
     def close(self) -> None:
+        with self._closing:
+            self.closed = True
         if self.buffer:
             self.requeue(list(self.buffer))
             self.buffer.clear()

@@ -1,6 +1,10 @@
 """Group commit for completions: worker threads hand in their node's outputs and move
 on; one thread writes everything that has accumulated in a single transaction.
 
+The same transaction leases, for this worker, the nodes those completions released
+(as many as its prefetch has room for): a DAG's next level starts without waiting for
+a notification and a lease transaction of its own.
+
 Each commit (with synchronous_commit on) waits for a WAL flush; sharing it among all
 the completions that arrived meanwhile is what keeps durable throughput high. Until its
 completion is committed, a node keeps its lease in the worker's lease book, so it stays
@@ -14,8 +18,10 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
-from app.repository import Completion, Repository
+from app.models import LeasedNode
+from app.repository import Completion, Handoff, Repository
 
 log = logging.getLogger("dagq.completions")
 
@@ -23,10 +29,19 @@ MAX_BATCH = 256
 Done = Callable[[bool | None], None]  # True: recorded; False: lease lost; None: failed
 
 
+class HandoffTarget(Protocol):
+    def handoff(self) -> Handoff | None:
+        """What to lease for this worker now (None: nothing)."""
+
+    def take(self, nodes: list[LeasedNode]) -> None:
+        """Run nodes leased by a completion's transaction."""
+
+
 class CompletionBatcher(threading.Thread):
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, target: HandoffTarget | None = None) -> None:
         super().__init__(name="dagq-completions", daemon=True)
         self.repo = repo
+        self.target = target
         self._pending: queue.Queue[tuple[Completion, Done]] = queue.Queue()
         self._stopping = threading.Event()
         self.batches = self.written = 0  # how well group commit works (logged at stop)
@@ -63,12 +78,17 @@ class CompletionBatcher(threading.Thread):
     def _write(self, batch: list[tuple[Completion, Done]]) -> None:
         self.batches += 1
         self.written += len(batch)
+        leased: list[LeasedNode] = []
         try:
-            results: list[bool | None] = list(
-                self.repo.complete_many([completion for completion, _ in batch]))
+            handoff = self.target.handoff() if self.target else None
+            recorded, leased = self.repo.complete_and_lease(
+                [completion for completion, _ in batch], handoff)
+            results: list[bool | None] = list(recorded)
         except Exception as exc:  # noqa: BLE001 - the leases expire and the nodes rerun
             log.warning("could not record %d completion(s), they will run again: %s",
                         len(batch), exc)
             results = [None] * len(batch)
+        if leased and self.target:
+            self.target.take(leased)
         for (_, done), result in zip(batch, results, strict=True):
             done(result)

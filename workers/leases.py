@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,10 @@ class Lease:
     interrupt: type[BaseException] | None = None  # sent (or to apply when it starts)
     result: Any = None
     lost: bool = False  # the heartbeat found the lease gone: its outcome is discarded
+    # The executor is done and its outcome is being committed: the lease is still held
+    # (and heartbeated) but no longer takes a prefetch slot, so the next batch is leased
+    # while the last one's completions are written.
+    finishing: bool = False
 
 
 class LeaseBook:
@@ -58,15 +63,34 @@ class LeaseBook:
             self._leases.pop(node_id, None)
             self._released.notify_all()
 
-    def count(self, queue: str) -> int:
+    def finishing(self, node_id: int) -> None:
+        """The node's outcome is handed over for commit: free its prefetch slot."""
         with self._lock:
-            return sum(1 for lease in self._leases.values() if lease.queue == queue)
+            lease = self._leases.get(node_id)
+            if lease is not None:
+                lease.finishing = True
+                self._released.notify_all()
 
-    def wait_for_room(self, queue: str, limit: int, timeout: float) -> bool:
-        """Block until fewer than `limit` leases of `queue` are held (or timeout)."""
+    def count(self, queue: str) -> int:
+        """Leases of `queue` taking a prefetch slot (not yet finishing)."""
+        with self._lock:
+            return self._count(queue)
+
+    def _count(self, queue: str) -> int:
+        return sum(1 for le in self._leases.values() if le.queue == queue and not le.finishing)
+
+    def poke(self) -> None:
+        """Wake `wait_for_room` callers to re-check their `ready` condition."""
+        with self._lock:
+            self._released.notify_all()
+
+    def wait_for_room(self, queue: str, limit: int, timeout: float,
+                      ready: Callable[[], int] | None = None) -> bool:
+        """Block until fewer than `limit` leases of `queue` take a slot, or `ready()` is
+        true (or timeout)."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while sum(1 for le in self._leases.values() if le.queue == queue) >= limit:
+            while self._count(queue) >= limit and not (ready and ready()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

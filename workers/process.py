@@ -48,7 +48,7 @@ def load_executors(broker: PostgresBroker, modules: list[str]) -> None:
 
 def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] | None) -> int:
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    repo = Repository(open_pool(url, size=threads + 4, name="worker"))
+    repo = Repository(open_pool(url, size=threads + 4, name="worker", generic_plans=True))
     listener = QueueListener(url)
     broker = PostgresBroker(
         repo, worker_id=worker_id, lease_ttl_s=settings.lease_ttl_s,

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
 
 from app.migrate import migrate, pending_migrations
 from app.sqlfiles import migrations, queries
@@ -49,8 +53,9 @@ def test_contract_tables_exist(sql) -> None:
             "schema_migrations"} <= names
 
 
-def test_lease_uses_the_partial_index_after_bulk_insert(sql) -> None:
-    """After 100k finished rows + ANALYZE the planner must still walk only queued rows."""
+@pytest.fixture
+def bulk(sql) -> psycopg.Connection:
+    """100k finished nodes and 100 queued ones, analyzed: a busy queue's statistics."""
     sql.execute("""
         INSERT INTO dagq.runs (id, tenant, workflow, spec, fingerprint, nodes_total,
                                nodes_remaining, status)
@@ -71,21 +76,44 @@ def test_lease_uses_the_partial_index_after_bulk_insert(sql) -> None:
         FROM generate_series(1, 100) g
     """)
     sql.execute("ANALYZE dagq.node_tasks")
-    plan_rows = sql.execute(
-        "EXPLAIN (FORMAT JSON) " + queries()["lease_nodes"],
-        {"worker": "w", "queue": "default", "limit": 16, "ttl_s": 30, "executors": None},
+    return sql
+
+
+def test_lease_uses_the_partial_index_after_bulk_insert(bulk) -> None:
+    """After 100k finished rows + ANALYZE the planner must still walk only queued rows."""
+    sql = bulk
+    params = {"worker": "w", "queue": "default", "limit": 16, "ttl_s": 30, "executors": None}
+    custom = sql.execute("EXPLAIN (FORMAT JSON) " + queries()["lease_nodes"], params).fetchone()
+    # Workers plan each statement once (plan_cache_mode=force_generic_plan): the plan
+    # without parameter values must walk the same index.
+    generic = sql.execute(
+        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + _positional(queries()["lease_nodes"])
     ).fetchone()
-    candidates = _find(plan_rows["QUERY PLAN"][0]["Plan"], "CTE candidates")
-    assert candidates is not None
-    scans = json.dumps(candidates)
-    assert "node_tasks_dequeue" in scans
-    assert "node_tasks_pkey" not in scans and "Seq Scan" not in scans
+    for plan in (custom, generic):
+        scans = json.dumps(_scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks"))
+        assert "node_tasks_dequeue" in scans
+        assert "node_tasks_pkey" not in scans and "Seq Scan" not in scans
 
 
-def _find(plan: dict, subplan: str) -> dict | None:
-    if plan.get("Subplan Name") == subplan:
-        return plan
+def test_handing_off_released_nodes_looks_them_up_by_id(bulk) -> None:
+    """lease_released is given the ids a completion released: it must not walk the queue."""
+    plan = bulk.execute(
+        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + _positional(queries()["lease_released"])
+    ).fetchone()
+    scans = _scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks")
+    assert scans and all(s.get("Index Name") == "node_tasks_pkey" for s in scans)
+
+
+def _positional(query: str) -> str:
+    """The named %(name)s placeholders as $1, $2...: what a prepared statement sees."""
+    names: dict[str, int] = {}
+    return re.sub(r"%\((\w+)\)s",
+                  lambda m: f"${names.setdefault(m.group(1), len(names) + 1)}", query)
+
+
+def _scans_of(plan: dict, relation: str) -> list[dict]:
+    """Every plan node that reads `relation`, anywhere in the tree."""
+    found = [plan] if plan.get("Relation Name") == relation else []
     for child in plan.get("Plans", []):
-        if (found := _find(child, subplan)) is not None:
-            return found
-    return None
+        found.extend(_scans_of(child, relation))
+    return found
