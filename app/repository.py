@@ -89,6 +89,7 @@ class _Effects:
     events: list[tuple[uuid.UUID, str | None, str, int | None, dict[str, Any]]] = field(
         default_factory=list
     )
+    event_runs: set[uuid.UUID] = field(default_factory=set)  # wake their event streams
     queues: set[str] = field(default_factory=set)  # wake these queues' consumers
     # Nodes released (queued) by this transaction, by queue, as (-priority, id): a
     # hand-off may lease them; the queues of those left over are woken.
@@ -99,22 +100,23 @@ class _Effects:
         data: dict[str, Any] | None = None,
     ) -> None:
         self.events.append((run_id, node_key, type_, attempt, data or {}))
+        self.event_runs.add(run_id)
 
     def flush(self, cur: psycopg.Cursor[Any]) -> None:
         self.write_events(cur)
         self.notify()
 
     def write_events(self, cur: psycopg.Cursor[Any]) -> None:
-        if not self.events:
-            return
-        run_ids, keys, types, attempts, datas = zip(*self.events, strict=True)
-        cur.execute(queries()["insert_events"], {
-            "run_ids": list(run_ids), "node_keys": list(keys), "types": list(types),
-            "attempts": list(attempts), "datas": [Jsonb(d) for d in datas],
-        })
-        runs = sorted({str(r) for r in run_ids})
-        _notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100 else "*")
-        self.events.clear()
+        if self.events:
+            cur.execute(queries()["insert_events"], {"events": Jsonb([
+                {"run_id": str(run_id), "node_key": key, "type": type_, "attempt": attempt,
+                 "data": data}
+                for run_id, key, type_, attempt, data in self.events])})
+            self.events.clear()
+        if self.event_runs:
+            runs = sorted(str(r) for r in self.event_runs)
+            _notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100 else "*")
+            self.event_runs.clear()
 
     def notify(self) -> None:
         wake = self.queues | {queue for queue, ids in self.released.items() if ids}
@@ -466,11 +468,9 @@ class Repository:
         q = queries()
         ordered = sorted(items, key=lambda c: c.node_id)
         with self._tx() as cur:
-            rows = cur.execute(q["complete_nodes"], {
-                "ids": [c.node_id for c in ordered],
-                "versions": [c.version for c in ordered],
-                "outputs": [Jsonb(c.outputs) for c in ordered],
-            }).fetchall()
+            rows = cur.execute(q["complete_nodes"], {"items": Jsonb([
+                {"id": c.node_id, "version": c.version, "outputs": c.outputs}
+                for c in ordered])}).fetchall()
             done = {row["id"] for row in rows}
             if len(done) < len(ordered):  # late or duplicate outcomes: count them
                 cur.execute(q["bump_counter"], {"name": STALE_COMPLETIONS,
@@ -480,7 +480,7 @@ class Repository:
             released: list[tuple[uuid.UUID, str]] = []
             for row in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
                 tally = tallies[row["run_id"]]
-                fx.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
+                fx.event_runs.add(row["run_id"])  # node_succeeded: written by complete_nodes
                 if row["parent_id"] is not None:
                     self._finish_map_item(cur, fx, tallies, row)
                 else:
@@ -769,13 +769,10 @@ class Repository:
         if not tallies:
             return
         runs = sorted(tallies)
-        rows = cur.execute(queries()["account_runs"], {
-            "run_ids": runs, "done": [tallies[r].done for r in runs],
-            "succeeded": [tallies[r].succeeded for r in runs],
-            "failed": [tallies[r].failed for r in runs],
-            "fail_run": [tallies[r].fail_run for r in runs],
-            "errors": [Jsonb(tallies[r].error) if tallies[r].error else None for r in runs],
-        }).fetchall()
+        rows = cur.execute(queries()["account_runs"], {"runs": Jsonb([
+            {"run_id": str(r), "done": t.done, "succeeded": t.succeeded, "failed": t.failed,
+             "fail_run": t.fail_run, "error": t.error or None}
+            for r, t in ((r, tallies[r]) for r in runs)])}).fetchall()
         for row in rows:
             if row["old_status"] in OPEN_RUN_STATUSES and row["status"] not in OPEN_RUN_STATUSES:
                 fx.event(row["id"], None, f"run_{row['status']}", None,

@@ -96,10 +96,14 @@ FROM jsonb_to_recordset(%(nodes)s) AS n(
 -- ===== events and notifications =====================================================
 
 -- name: insert_events
--- Append events in the given order (ids follow it). Callers hold the run row lock.
+-- Append events (a JSON array of {run_id, node_key, type, attempt, data}) in the given
+-- order (ids follow it). Callers hold the run row lock.
 INSERT INTO dagq.run_events (run_id, node_key, type, attempt, data)
-SELECT * FROM unnest(%(run_ids)s::uuid[], %(node_keys)s::text[], %(types)s::text[],
-                     %(attempts)s::int[], %(datas)s::jsonb[])
+SELECT e.run_id, e.node_key, e.type, e.attempt, coalesce(e.data, '{}'::jsonb)
+FROM ROWS FROM (jsonb_to_recordset(%(events)s::jsonb) AS (
+         run_id uuid, node_key text, type text, attempt int, data jsonb))
+     WITH ORDINALITY AS e(run_id, node_key, type, attempt, data, i)
+ORDER BY e.i
 
 -- name: notify
 -- Every notification of a committed transaction in one round trip (autocommit: a
@@ -182,15 +186,28 @@ FROM extended e JOIN dagq.runs r ON r.id = e.run_id
 -- ===== node transitions (all fenced on id + version + status) ======================
 
 -- name: complete_nodes
--- Record a batch of successes; rows whose fence (version, running) no longer matches
--- are left alone and not returned.
-UPDATE dagq.node_tasks t
-SET status = 'succeeded', outputs = u.outputs, version = t.version + 1, finished_at = now(),
-    lease_expires_at = NULL
-FROM unnest(%(ids)s::bigint[], %(versions)s::int[], %(outputs)s::jsonb[])
-     AS u(id, version, outputs)
-WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
-RETURNING t.id, t.run_id, t.node_key, t.dependents, t.attempts, t.parent_id, t.queue
+-- Record a batch of successes (a JSON array of {id, version, outputs}); rows whose fence
+-- (version, running) no longer matches are left alone and not returned. Locks the runs
+-- (id order) before writing the node_succeeded events, as every event writer does.
+WITH done AS (
+    UPDATE dagq.node_tasks t
+    SET status = 'succeeded', outputs = u.outputs, version = t.version + 1,
+        finished_at = now(), lease_expires_at = NULL
+    FROM jsonb_to_recordset(%(items)s::jsonb) AS u(id bigint, version int, outputs jsonb)
+    WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
+    RETURNING t.id, t.run_id, t.node_key, t.dependents, t.attempts, t.parent_id, t.queue
+), locked_runs AS (
+    SELECT r.id FROM dagq.runs r
+    WHERE r.id IN (SELECT d.run_id FROM done d)
+    ORDER BY r.id
+    FOR NO KEY UPDATE
+), events AS (
+    INSERT INTO dagq.run_events (run_id, node_key, type, attempt)
+    SELECT d.run_id, d.node_key, 'node_succeeded', d.attempts
+    FROM done d JOIN locked_runs lr ON lr.id = d.run_id
+    ORDER BY d.run_id, d.id
+)
+SELECT * FROM done
 
 -- name: retry_node
 -- Back to queued after a retryable failure, visible again after the backoff delay.
@@ -295,9 +312,8 @@ FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE
 -- left (or failed fast). Locks the runs in id order; returns each run's status before
 -- and after, so the caller writes run_<status> events for the runs that just finished.
 WITH delta AS (
-    SELECT * FROM unnest(%(run_ids)s::uuid[], %(done)s::int[], %(succeeded)s::int[],
-                         %(failed)s::int[], %(fail_run)s::boolean[], %(errors)s::jsonb[])
-        AS d(run_id, done, succeeded, failed, fail_run, error)
+    SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS d(
+        run_id uuid, done int, succeeded int, failed int, fail_run boolean, error jsonb)
 ), old AS (
     SELECT r.id, r.status FROM dagq.runs r
     WHERE r.id IN (SELECT run_id FROM delta)
