@@ -8,4 +8,4 @@ CREATE INDEX runs_unfinished ON dagq.runs (created_at) WHERE finished_at IS NULL
 DROP INDEX dagq.runs_deadline;
 CREATE INDEX runs_deadline ON dagq.runs (deadline_at)
     WHERE deadline_at IS NOT NULL AND finished_at IS NULL;
-ALTER TABLE dagq.runs SET (fillfactor = 70);
+ALTER TABLE dagq.runs SET (fillfactor = 50);
