@@ -194,6 +194,7 @@ class PostgresConsumer(Consumer):
         self.buffer: deque[MessageProxy] = deque()
         self._closing = threading.Lock()  # accept() vs close(): no lease is stranded
         self.closed = False
+        self.drained = False  # the last lease got fewer nodes than it had room for
         # Executors are all declared before consuming starts; compute the lists once.
         self.executors = broker.served_executors()
         self.capped = sorted(broker.capped)
@@ -211,9 +212,13 @@ class PostgresConsumer(Consumer):
         if not book.wait_for_room(self.queue, self.prefetch - self.refill + 1, self.timeout_s,
                                   ready=self.buffer.__len__):
             return None
+        wake = broker.listener.event(self.queue) if broker.listener else None
+        if self.drained and wake is not None:
+            # The last lease found the queue empty: lease again once something was
+            # queued since (or a hand-off arrived), or at the polling interval.
+            wake.wait(self.timeout_s)
         if self.buffer:  # handed off by a completion while we waited
             return self.buffer.popleft()
-        wake = broker.listener.event(self.queue) if broker.listener else None
         if wake is not None:
             wake.clear()  # before leasing: a notification during the lease is kept
         room = self.prefetch - book.count(self.queue)
@@ -221,9 +226,8 @@ class PostgresConsumer(Consumer):
             worker=broker.worker_id, queue=self.queue, limit=room,
             ttl_s=broker.lease_ttl_s, executors=self.executors, capped=self.capped,
         ) if room > 0 else []
+        self.drained = len(nodes) < room
         if not nodes:
-            if wake is not None:
-                wake.wait(self.timeout_s)
             return None
         for node in nodes:
             book.add(node, self.queue)
