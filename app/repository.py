@@ -325,29 +325,26 @@ class Repository:
         inputs: Any, event_key: str | None, priority: int, deadline_s: float | None,
         fingerprint: str,
     ) -> SubmitResult:
-        q = queries()
-        with self._tx() as cur:
-            row = cur.execute(q["insert_run"], {
+        nodes = _node_rows(spec, priority)
+        roots = [node for node in nodes if node["status"] == "queued"]
+        events = [{"type": "run_queued",
+                   "data": {"workflow": spec.name, "version": workflow_version}},
+                  *({"node_key": node["node_key"], "type": "node_queued", "attempt": 0}
+                    for node in roots)]
+        with self._tx(one_statement=True) as cur:
+            row = cur.execute(queries()["submit_run"], {
                 "id": run_id, "tenant": tenant, "workflow": spec.name,
                 "workflow_version": workflow_version, "spec": Jsonb(spec.canonical()),
                 "fingerprint": fingerprint, "event_key": event_key, "priority": priority,
                 "fail_fast": spec.fail_fast, "inputs": Jsonb(inputs),
                 "nodes_total": len(spec.nodes), "deadline_s": deadline_s,
+                "nodes": Jsonb(nodes), "events": Jsonb(events),
             }).fetchone()
             if row is None:
                 return self._existing_run(cur, run_id, tenant, event_key, fingerprint)
-            nodes = _node_rows(spec, priority)
-            # Not waiting for this result lets the insert, the events and the COMMIT
-            # travel in one round trip (pipeline mode): the roots are known already.
-            cur.execute(q["insert_nodes"], {"run_id": run_id, "nodes": Jsonb(nodes)})
-            fx = _Effects()
-            fx.event(run_id, None, "run_queued", None,
-                     {"workflow": spec.name, "version": workflow_version})
-            for node in nodes:
-                if node["status"] == "queued":
-                    fx.event(run_id, node["node_key"], "node_queued", 0)
-                    fx.queues.add(node["queue"])
-            fx.flush(cur)
+            _notify_after_commit(EVENTS_CHANNEL, str(run_id))
+            for queue in sorted({node["queue"] for node in roots}):
+                _notify_after_commit(QUEUED_CHANNEL, queue)
         return SubmitResult(run_id=run_id, status="queued", created=True)
 
     def _existing_run(

@@ -60,15 +60,44 @@ FROM dagq.workflows ORDER BY name, version DESC
 
 -- ===== submit =======================================================================
 
--- name: insert_run
--- Idempotent by (tenant, event_key) and by id: a conflict returns no row.
-INSERT INTO dagq.runs (id, tenant, workflow, workflow_version, spec, fingerprint, event_key,
-                       priority, fail_fast, inputs, nodes_total, nodes_remaining, deadline_at)
-VALUES (%(id)s, %(tenant)s, %(workflow)s, %(workflow_version)s, %(spec)s, %(fingerprint)s,
-        %(event_key)s, %(priority)s, %(fail_fast)s, %(inputs)s, %(nodes_total)s,
-        %(nodes_total)s, now() + make_interval(secs => %(deadline_s)s::float8))
-ON CONFLICT DO NOTHING
-RETURNING id, status
+-- name: submit_run
+-- A new run, all its nodes (roots already queued) and its first events, in one
+-- statement. Idempotent by (tenant, event_key) and by id: on a conflict nothing is
+-- written and no row is returned.
+WITH run AS (
+    INSERT INTO dagq.runs (id, tenant, workflow, workflow_version, spec, fingerprint,
+                           event_key, priority, fail_fast, inputs, nodes_total,
+                           nodes_remaining, deadline_at)
+    VALUES (%(id)s, %(tenant)s, %(workflow)s, %(workflow_version)s, %(spec)s, %(fingerprint)s,
+            %(event_key)s, %(priority)s, %(fail_fast)s, %(inputs)s, %(nodes_total)s,
+            %(nodes_total)s, now() + make_interval(secs => %(deadline_s)s::float8))
+    ON CONFLICT DO NOTHING
+    RETURNING id, status
+), nodes AS (
+    INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, priority,
+                                 max_attempts, timeout_s, backoff_initial_s, backoff_max_s,
+                                 params, depends_on, dependents, deps_remaining, condition,
+                                 map_over, queued_at)
+    SELECT r.id, n.node_key, n.executor, n.queue, n.status, n.priority, n.max_attempts,
+           n.timeout_s, n.backoff_initial_s, n.backoff_max_s, n.params,
+           ARRAY(SELECT jsonb_array_elements_text(n.depends_on)),
+           ARRAY(SELECT jsonb_array_elements_text(n.dependents)),
+           jsonb_array_length(n.depends_on), n.condition, n.map_over,
+           CASE WHEN n.status = 'queued' THEN now() END
+    FROM run r CROSS JOIN jsonb_to_recordset(%(nodes)s) AS n(
+        node_key text, executor text, queue text, status text, priority int,
+        max_attempts int, timeout_s float8, backoff_initial_s float8, backoff_max_s float8,
+        params jsonb, depends_on jsonb, dependents jsonb, condition jsonb, map_over jsonb)
+), events AS (
+    INSERT INTO dagq.run_events (run_id, node_key, type, attempt, data)
+    SELECT r.id, e.node_key, e.type, e.attempt, coalesce(e.data, '{}'::jsonb)
+    FROM run r
+    CROSS JOIN ROWS FROM (jsonb_to_recordset(%(events)s::jsonb) AS (
+                   node_key text, type text, attempt int, data jsonb))
+               WITH ORDINALITY AS e(node_key, type, attempt, data, i)
+    ORDER BY e.i
+)
+SELECT id, status FROM run
 
 -- name: run_by_event_key
 SELECT id, status, fingerprint FROM dagq.runs
@@ -77,22 +106,6 @@ WHERE tenant = %(tenant)s AND event_key = %(event_key)s
 -- name: run_by_id_for_submit
 SELECT id, status, fingerprint FROM dagq.runs WHERE id = %(id)s
 
--- name: insert_nodes
--- All nodes of a run in one statement; roots arrive already queued.
-INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, priority, max_attempts,
-                             timeout_s, backoff_initial_s, backoff_max_s, params, depends_on,
-                             dependents, deps_remaining, condition, map_over, queued_at)
-SELECT %(run_id)s, n.node_key, n.executor, n.queue, n.status, n.priority, n.max_attempts,
-       n.timeout_s, n.backoff_initial_s, n.backoff_max_s, n.params,
-       ARRAY(SELECT jsonb_array_elements_text(n.depends_on)),
-       ARRAY(SELECT jsonb_array_elements_text(n.dependents)),
-       jsonb_array_length(n.depends_on), n.condition, n.map_over,
-       CASE WHEN n.status = 'queued' THEN now() END
-FROM jsonb_to_recordset(%(nodes)s) AS n(
-    node_key text, executor text, queue text, status text, priority int, max_attempts int,
-    timeout_s float8, backoff_initial_s float8, backoff_max_s float8, params jsonb,
-    depends_on jsonb, dependents jsonb, condition jsonb, map_over jsonb)
-
 -- ===== events and notifications =====================================================
 
 -- name: insert_events
@@ -100,10 +113,10 @@ FROM jsonb_to_recordset(%(nodes)s) AS n(
 -- order (ids follow it). Callers hold the run row lock.
 INSERT INTO dagq.run_events (run_id, node_key, type, attempt, data)
 SELECT e.run_id, e.node_key, e.type, e.attempt, coalesce(e.data, '{}'::jsonb)
-FROM ROWS FROM (jsonb_to_recordset(%(events)s::jsonb) AS (
-         run_id uuid, node_key text, type text, attempt int, data jsonb))
-     WITH ORDINALITY AS e(run_id, node_key, type, attempt, data, i)
-ORDER BY e.i
+FROM dagq.batch(%(events)s::jsonb) WITH ORDINALITY AS b(item, i)
+CROSS JOIN LATERAL jsonb_to_record(b.item) AS e(
+    run_id uuid, node_key text, type text, attempt int, data jsonb)
+ORDER BY b.i
 
 -- name: notify
 -- Every notification of a committed transaction in one round trip (autocommit: a
@@ -193,7 +206,8 @@ WITH done AS (
     UPDATE dagq.node_tasks t
     SET status = 'succeeded', outputs = u.outputs, version = t.version + 1,
         finished_at = now(), lease_expires_at = NULL
-    FROM jsonb_to_recordset(%(items)s::jsonb) AS u(id bigint, version int, outputs jsonb)
+    FROM dagq.batch(%(items)s::jsonb) AS b(item)
+    CROSS JOIN LATERAL jsonb_to_record(b.item) AS u(id bigint, version int, outputs jsonb)
     WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
     RETURNING t.id, t.run_id, t.node_key, t.dependents, t.attempts, t.parent_id, t.queue
 ), locked_runs AS (
@@ -312,7 +326,8 @@ FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE
 -- left (or failed fast). Locks the runs in id order; returns each run's status before
 -- and after, so the caller writes run_<status> events for the runs that just finished.
 WITH delta AS (
-    SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS d(
+    SELECT d.* FROM dagq.batch(%(runs)s::jsonb) AS b(item)
+    CROSS JOIN LATERAL jsonb_to_record(b.item) AS d(
         run_id uuid, done int, succeeded int, failed int, fail_run boolean, error jsonb)
 ), old AS (
     SELECT r.id, r.status FROM dagq.runs r

@@ -46,3 +46,14 @@ SELECT l.id, l.run_id, l.node_key, l.executor, l.queue, l.version, l.attempts,
 FROM leased l JOIN locked_runs lr ON lr.id = l.run_id
 ORDER BY l.priority DESC, l.available_at, l.id
 $$;
+
+-- The elements of a JSON array, for statements that take a batch as one JSON document.
+-- The planner cannot see into a parameter, and assumes 100 rows for jsonb_to_recordset:
+-- enough to prefer hashing a whole table to probing its primary key for a batch of a
+-- few dozen rows. A batch is small; this says so (and, being PL/pgSQL, is not inlined).
+CREATE FUNCTION dagq.batch(p_items jsonb) RETURNS SETOF jsonb
+LANGUAGE plpgsql IMMUTABLE STRICT ROWS 16 AS $$
+BEGIN
+    RETURN QUERY SELECT jsonb_array_elements(p_items);
+END
+$$;

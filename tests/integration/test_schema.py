@@ -55,28 +55,55 @@ def test_contract_tables_exist(sql) -> None:
 
 @pytest.fixture
 def bulk(sql) -> psycopg.Connection:
-    """100k finished nodes and 100 queued ones, analyzed: a busy queue's statistics."""
+    """5k finished runs of 20 nodes, one open run with 100 queued and 50 running nodes,
+    analyzed: the statistics of a queue that has been busy for a while."""
     sql.execute("""
         INSERT INTO dagq.runs (id, tenant, workflow, spec, fingerprint, nodes_total,
-                               nodes_remaining, status)
-        VALUES ('00000000-0000-0000-0000-0000000000aa', 't', 'bulk', '{}', 'f', 100100, 100,
-                'running')
+                               nodes_remaining, status, finished_at)
+        SELECT ('00000000-0000-0000-0000-' || lpad(g::text, 12, '0'))::uuid, 't', 'bulk',
+               '{}', 'f', 20, 0, 'succeeded', now()
+        FROM generate_series(1, 5000) g
     """)
     sql.execute("""
         INSERT INTO dagq.node_tasks (run_id, node_key, executor, status, attempts,
                                      started_at, finished_at, outputs)
-        SELECT '00000000-0000-0000-0000-0000000000aa', 'done' || g, 'builtin.noop',
-               'succeeded', 1, now(), now(), '{}'
+        SELECT ('00000000-0000-0000-0000-' || lpad((g % 5000 + 1)::text, 12, '0'))::uuid,
+               'done' || g, 'builtin.noop', 'succeeded', 1, now(), now(), '{}'
         FROM generate_series(1, 100000) g
     """)
     sql.execute("""
-        INSERT INTO dagq.node_tasks (run_id, node_key, executor, status, queued_at)
-        SELECT '00000000-0000-0000-0000-0000000000aa', 'todo' || g, 'builtin.noop',
-               'queued', now()
-        FROM generate_series(1, 100) g
+        INSERT INTO dagq.runs (id, tenant, workflow, spec, fingerprint, nodes_total,
+                               nodes_remaining, status)
+        VALUES ('00000000-0000-0000-0000-0000000000aa', 't', 'bulk', '{}', 'f', 150, 150,
+                'running')
     """)
-    sql.execute("ANALYZE dagq.node_tasks")
+    sql.execute("""
+        INSERT INTO dagq.node_tasks (run_id, node_key, executor, status, queued_at,
+                                     started_at, lease_owner, lease_expires_at)
+        SELECT '00000000-0000-0000-0000-0000000000aa', 'todo' || g, 'builtin.noop',
+               CASE WHEN g <= 100 THEN 'queued' ELSE 'running' END, now(),
+               CASE WHEN g > 100 THEN now() END, CASE WHEN g > 100 THEN 'w' END,
+               CASE WHEN g > 100 THEN now() + interval '30 seconds' END
+        FROM generate_series(1, 150) g
+    """)
+    sql.execute("ANALYZE dagq.node_tasks, dagq.runs")
     return sql
+
+
+# The statements a worker runs for every node, planned as workers plan them (generic).
+HOT_STATEMENTS = ["lease_nodes", "lease_released", "heartbeat_leases", "complete_nodes",
+                  "release_dependents", "account_runs", "insert_events", "retry_node",
+                  "fail_node", "node_for_failure", "requeue_unstarted", "lock_run",
+                  "finish_map_item", "skip_descendants", "submit_run"]
+
+
+@pytest.mark.parametrize("name", HOT_STATEMENTS)
+def test_hot_statements_never_scan_a_whole_table(bulk, name: str) -> None:
+    rows = bulk.execute(
+        "EXPLAIN (GENERIC_PLAN) " + _positional(queries()[name])).fetchall()
+    plan = "\n".join(r["QUERY PLAN"] for r in rows)
+    for table in ("node_tasks", "runs", "run_events"):
+        assert f"Seq Scan on {table} " not in plan, plan
 
 
 def test_lease_uses_the_partial_index_after_bulk_insert(bulk) -> None:
