@@ -73,6 +73,8 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
                   _n(lat_dag["p50_ms"], "ms"), "", targets["latency_dag_p50"])
     table.add_row("", "  p99 / max", f"{_n(lat_dag['p99_ms'])} / "
                   f"{_n(lat_dag['max_ms'], 'ms')}", "", targets["latency_dag_p99"])
+    table.add_row("", "  submit -> run finished, p50",
+                  _n(lat_dag["finish_p50_ms"], "ms"), "", "")
     big = r.get("big")
     if big is not None:
         table.add_row("table growth", f"flat with {big['history_rows']:,} finished rows",

@@ -54,7 +54,8 @@ class LeasedNode(_Record):
 
 class HeartbeatResult(_Record):
     extended: frozenset[int]
-    stop: frozenset[int]
+    lost: frozenset[int]  # no longer this worker's running lease
+    stop: frozenset[int]  # still held, but its run has finished: stop it
 
 
 class NodeView(_Record):

@@ -426,16 +426,22 @@ class Repository:
 
     @transient
     def heartbeat(self, *, worker: str, node_ids: list[int], ttl_s: float) -> HeartbeatResult:
-        """Extend this worker's leases; report which it lost and which must stop."""
+        """Extend this worker's leases; report which it lost and which must stop.
+
+        A lease whose row is locked by another transaction right now is neither extended
+        nor lost: the next heartbeat extends it (the TTL spans several heartbeats).
+        """
         q = queries()
         with self._tx() as cur:
             cur.execute(q["worker_heartbeat"], {"id": worker})
             rows = cur.execute(
                 q["heartbeat_leases"], {"worker": worker, "ids": node_ids, "ttl_s": ttl_s}
             ).fetchall() if node_ids else []
+        present = {r["id"] for r in rows if not r["gone"]}
         return HeartbeatResult(
-            extended=frozenset(r["id"] for r in rows),
-            stop=frozenset(r["id"] for r in rows if r["stop"]),
+            extended=frozenset(r["id"] for r in rows if r["extended"]),
+            lost=frozenset(node_ids) - present,  # taken back, finished, or deleted
+            stop=frozenset(r["id"] for r in rows if r["stop"] and not r["gone"]),
         )
 
     # ===== node transitions ===========================================================

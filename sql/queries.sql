@@ -184,17 +184,31 @@ GROUP BY executor
 UPDATE dagq.executors SET tokens = %(tokens)s, tokens_at = now() WHERE name = %(name)s
 
 -- name: heartbeat_leases
--- Extend every lease this worker holds in one statement; say which to stop because
--- their run is already finished (cancelled, or failed fast).
-WITH extended AS (
-    UPDATE dagq.node_tasks t
-    SET lease_expires_at = now() + make_interval(secs => %(ttl_s)s)
+-- Extend every lease this worker holds in one statement, without waiting for a row
+-- another transaction has locked (its completion being committed, a reclaim): that one
+-- is extended at the next beat. Waiting here, holding the rows already extended, is how
+-- a heartbeat and a completion locking in different orders deadlock. Per lease: was it
+-- extended; is it gone (not running under this worker as of this statement's start);
+-- should it stop (its run already finished: cancelled, or failed fast).
+WITH locked AS (
+    SELECT t.id FROM dagq.node_tasks t
     WHERE t.id = ANY (%(ids)s::bigint[]) AND t.lease_owner = %(worker)s
       AND t.status = 'running'
-    RETURNING t.id, t.run_id
+    FOR NO KEY UPDATE SKIP LOCKED
+), extended AS (
+    UPDATE dagq.node_tasks t
+    SET lease_expires_at = now() + make_interval(secs => %(ttl_s)s)
+    FROM locked l
+    WHERE t.id = l.id
+    RETURNING t.id
 )
-SELECT e.id, r.status NOT IN ('queued', 'running') AS stop
-FROM extended e JOIN dagq.runs r ON r.id = e.run_id
+SELECT t.id, e.id IS NOT NULL AS extended,
+       NOT (t.status = 'running' AND t.lease_owner IS NOT DISTINCT FROM %(worker)s) AS gone,
+       r.status NOT IN ('queued', 'running') AS stop
+FROM dagq.node_tasks t
+JOIN dagq.runs r ON r.id = t.run_id
+LEFT JOIN extended e ON e.id = t.id
+WHERE t.id = ANY (%(ids)s::bigint[])
 
 -- ===== node transitions (all fenced on id + version + status) ======================
 

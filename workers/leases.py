@@ -148,11 +148,19 @@ class LeaseBook:
                 and lease.deadline is not None and lease.deadline < now
             ]
 
-    def mark_lost(self, node_ids: set[int]) -> None:
+    def mark_lost(self, node_ids: frozenset[int]) -> set[int]:
+        """Their outcomes will be discarded. Returns those still to run or running: a
+        finishing lease's outcome is already handed over (and, when it is gone, was
+        committed or will be fenced off), so there is nothing to stop."""
+        active: set[int] = set()
         with self._lock:
             for node_id in node_ids:
-                if node_id in self._leases:
-                    self._leases[node_id].lost = True
+                lease = self._leases.get(node_id)
+                if lease is not None:
+                    lease.lost = True
+                    if not lease.finishing:
+                        active.add(node_id)
+        return active
 
     def executing_ids(self) -> list[int]:
         with self._lock:

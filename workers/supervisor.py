@@ -46,10 +46,8 @@ class Supervisor(threading.Thread):
         except DagqError as exc:
             log.warning("heartbeat failed: %s", exc)
             return
-        # Leases added after `ids` was read are not in `extended` but were not lost.
-        lost = set(ids) - result.extended
+        lost = book.mark_lost(result.lost)
         if lost:
             log.warning("%d lease(s) were taken back by the sweeper; stopping them", len(lost))
-            book.mark_lost(lost)
         for node_id in result.stop | lost:
             book.interrupt(node_id, NodeCancelled)
