@@ -110,7 +110,7 @@ class PostgresBroker(dramatiq.Broker):
         """Free prefetch slots per consumed queue, for the completion batcher."""
         if self.stopping:
             return None
-        room = {queue: consumer.prefetch - self.book.count(queue)
+        room = {queue: self.book.room(queue, consumer.prefetch)
                 for queue, consumer in list(self._consumers.items())}
         room = {queue: free for queue, free in room.items() if free > 0}
         if not room or not self._handoff_executors:
@@ -209,7 +209,7 @@ class PostgresConsumer(Consumer):
         if broker.stopping:
             time.sleep(0.1)  # the consumer thread calls again at once
             return None
-        if not book.wait_for_room(self.queue, self.prefetch - self.refill + 1, self.timeout_s,
+        if not book.wait_for_room(self.queue, self.prefetch, self.refill, self.timeout_s,
                                   ready=self.buffer.__len__):
             return None
         wake = broker.listener.event(self.queue) if broker.listener else None
@@ -221,7 +221,7 @@ class PostgresConsumer(Consumer):
             return self.buffer.popleft()
         if wake is not None:
             wake.clear()  # before leasing: a notification during the lease is kept
-        room = self.prefetch - book.count(self.queue)
+        room = book.room(self.queue, self.prefetch)
         nodes = broker.repo.lease(
             worker=broker.worker_id, queue=self.queue, limit=room,
             ttl_s=broker.lease_ttl_s, executors=self.executors, capped=self.capped,

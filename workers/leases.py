@@ -17,6 +17,8 @@ from typing import Any
 
 from app.models import LeasedNode
 
+HELD_PER_PREFETCH = 4
+
 
 def _set_async_exc(thread_id: int, exc_type: type[BaseException] | None) -> None:
     # exc_type None withdraws a pending asynchronous exception.
@@ -71,26 +73,30 @@ class LeaseBook:
                 lease.finishing = True
                 self._released.notify_all()
 
-    def count(self, queue: str) -> int:
-        """Leases of `queue` taking a prefetch slot (not yet finishing)."""
+    def room(self, queue: str, prefetch: int) -> int:
+        """How many more leases of `queue` to take: `prefetch` minus those not yet
+        finishing, and never more than HELD_PER_PREFETCH x `prefetch` held in all (should
+        committing fall behind, finishing leases would otherwise pile up)."""
         with self._lock:
-            return self._count(queue)
+            return self._room(queue, prefetch)
 
-    def _count(self, queue: str) -> int:
-        return sum(1 for le in self._leases.values() if le.queue == queue and not le.finishing)
+    def _room(self, queue: str, prefetch: int) -> int:
+        mine = [le for le in self._leases.values() if le.queue == queue]
+        active = sum(1 for le in mine if not le.finishing)
+        return min(prefetch - active, HELD_PER_PREFETCH * prefetch - len(mine))
 
     def poke(self) -> None:
         """Wake `wait_for_room` callers to re-check their `ready` condition."""
         with self._lock:
             self._released.notify_all()
 
-    def wait_for_room(self, queue: str, limit: int, timeout: float,
+    def wait_for_room(self, queue: str, prefetch: int, need: int, timeout: float,
                       ready: Callable[[], int] | None = None) -> bool:
-        """Block until fewer than `limit` leases of `queue` take a slot, or `ready()` is
+        """Block until there is room for `need` more leases of `queue`, or `ready()` is
         true (or timeout)."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._count(queue) >= limit and not (ready and ready()):
+            while self._room(queue, prefetch) < need and not (ready and ready()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
