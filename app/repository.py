@@ -89,7 +89,6 @@ class _Effects:
     events: list[tuple[uuid.UUID, str | None, str, int | None, dict[str, Any]]] = field(
         default_factory=list
     )
-    event_runs: set[uuid.UUID] = field(default_factory=set)  # wake their event streams
     queues: set[str] = field(default_factory=set)  # wake these queues' consumers
     # Nodes released (queued) by this transaction, by queue, as (-priority, id): a
     # hand-off may lease them; the queues of those left over are woken.
@@ -100,23 +99,21 @@ class _Effects:
         data: dict[str, Any] | None = None,
     ) -> None:
         self.events.append((run_id, node_key, type_, attempt, data or {}))
-        self.event_runs.add(run_id)
 
     def flush(self, cur: psycopg.Cursor[Any]) -> None:
         self.write_events(cur)
         self.notify()
 
     def write_events(self, cur: psycopg.Cursor[Any]) -> None:
-        if self.events:
-            cur.execute(queries()["insert_events"], {"events": Jsonb([
-                {"run_id": str(run_id), "node_key": key, "type": type_, "attempt": attempt,
-                 "data": data}
-                for run_id, key, type_, attempt, data in self.events])})
-            self.events.clear()
-        if self.event_runs:
-            runs = sorted(str(r) for r in self.event_runs)
-            _notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100 else "*")
-            self.event_runs.clear()
+        if not self.events:
+            return
+        cur.execute(queries()["insert_events"], {"events": Jsonb([
+            {"run_id": str(run_id), "node_key": key, "type": type_, "attempt": attempt,
+             "data": data}
+            for run_id, key, type_, attempt, data in self.events])})
+        runs = sorted({str(event[0]) for event in self.events})
+        _notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100 else "*")
+        self.events.clear()
 
     def notify(self) -> None:
         wake = self.queues | {queue for queue, ids in self.released.items() if ids}
@@ -244,9 +241,17 @@ class Repository:
             finally:
                 _outbox.notes = outer
             if notes:  # committed: now tell the listeners
-                unique = list(dict.fromkeys(notes))
-                conn.execute(queries()["notify"], {"channels": [c for c, _ in unique],
-                                                   "payloads": [p for _, p in unique]})
+                self._notify(conn, list(dict.fromkeys(notes)))
+
+    @staticmethod
+    def _notify(conn: psycopg.Connection[Any], notes: list[tuple[str, str]]) -> None:
+        """Best effort, and never a reason to retry the committed transaction: a lost
+        notification costs latency only (consumers poll, event streams re-read)."""
+        try:
+            conn.execute(queries()["notify"], {"channels": [c for c, _ in notes],
+                                               "payloads": [p for _, p in notes]})
+        except psycopg.Error as exc:
+            log.info("notification lost after commit (%s); listeners will poll", exc)
 
     # ===== health =====================================================================
 
@@ -463,12 +468,19 @@ class Repository:
         """
         return self.complete_and_lease(items, None)[0]
 
-    @transient
     def complete_and_lease(
         self, items: list[Completion], handoff: Handoff | None
     ) -> tuple[list[bool], list[LeasedNode]]:
         """`complete_many`, then lease (per `handoff`) the nodes it released."""
+        offered: list[dict[str, Any]] = []  # leased by an attempt whose COMMIT may be lost
+        return self._complete_and_lease(items, handoff, offered)
+
+    @transient
+    def _complete_and_lease(
+        self, items: list[Completion], handoff: Handoff | None, offered: list[dict[str, Any]]
+    ) -> tuple[list[bool], list[LeasedNode]]:
         q = queries()
+        adopted = self._adopt(offered, handoff) if offered and handoff else []
         ordered = sorted(items, key=lambda c: c.node_id)
         with self._tx() as cur:
             rows = cur.execute(q["complete_nodes"], {"items": Jsonb([
@@ -483,7 +495,7 @@ class Repository:
             released: list[tuple[uuid.UUID, str]] = []
             for row in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
                 tally = tallies[row["run_id"]]
-                fx.event_runs.add(row["run_id"])  # node_succeeded: written by complete_nodes
+                fx.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
                 if row["parent_id"] is not None:
                     self._finish_map_item(cur, fx, tallies, row)
                 else:
@@ -493,9 +505,19 @@ class Repository:
             self._release(cur, fx, tallies, released, skipped=False)
             self._account_runs(cur, fx, tallies)
             fx.write_events(cur)  # before the hand-off's node_started events
-            leased = self._hand_off(cur, fx, handoff) if handoff else []
+            offered[:] = self._hand_off(cur, fx, handoff) if handoff else []
             fx.notify()
-        return [c.node_id in done for c in items], [LeasedNode(**row) for row in leased]
+        leased = [LeasedNode(**row) for row in [*adopted, *offered]]
+        return [c.node_id in done for c in items], leased
+
+    def _adopt(self, offered: list[dict[str, Any]], handoff: Handoff) -> list[dict[str, Any]]:
+        """The hand-off rows of an earlier attempt that did commit (its COMMIT's answer
+        was lost): still this worker's leases, so run them rather than let them expire."""
+        with self._tx(one_statement=True) as cur:
+            held = {row["id"] for row in cur.execute(queries()["held_leases"], {
+                "ids": [r["id"] for r in offered], "versions": [r["version"] for r in offered],
+                "worker": handoff.worker}).fetchall()}
+        return [row for row in offered if row["id"] in held]
 
     def _hand_off(
         self, cur: psycopg.Cursor[Any], fx: _Effects, handoff: Handoff
@@ -507,8 +529,9 @@ class Repository:
                 continue
             offered = sorted(released)[:room]  # highest priority first
             leased = cur.execute(queries()["lease_released"], {
-                "ids": [node_id for _, node_id in offered], "executors": handoff.executors,
-                "worker": handoff.worker, "ttl_s": handoff.ttl_s,
+                "ids": [node_id for _, node_id in offered], "queue": queue,
+                "executors": handoff.executors, "worker": handoff.worker,
+                "ttl_s": handoff.ttl_s,
             }).fetchall()
             taken = {row["id"] for row in leased}
             fx.released[queue] = [r for r in released if r[1] not in taken]

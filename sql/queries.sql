@@ -153,15 +153,32 @@ SELECT * FROM dagq.start_leases(ARRAY(
 
 -- name: lease_released
 -- In the transaction that queued them: lease for this worker the released nodes `ids`
--- (chosen by the caller to fit its free prefetch slots) whose executor it serves. Saves
--- the wake-up and the separate lease transaction per DAG level. The transaction holds
--- these rows' locks and they are queued (start_leases checks): no status test here, so
--- no plan can walk the queue's index instead of looking the ids up by primary key.
+-- of `queue` (chosen by the caller to fit its free prefetch slots) whose executor it
+-- serves, unless a node of higher priority waits in that queue: a DAG's next level may
+-- go ahead of older work of its own priority (depth first), never of higher priority.
+-- The transaction holds these rows' locks and they are queued (start_leases checks): no
+-- status test here, so no plan can walk the queue's index instead of the primary key.
+WITH top AS (
+    SELECT q.priority FROM dagq.node_tasks q
+    WHERE q.status = 'queued' AND q.queue = %(queue)s AND q.available_at <= now()
+      AND q.executor = ANY (%(executors)s::text[])
+    ORDER BY q.priority DESC, q.available_at, q.id
+    LIMIT 1
+)
 SELECT * FROM dagq.start_leases(ARRAY(
     SELECT c.id FROM dagq.node_tasks c
     WHERE c.id = ANY (%(ids)s::bigint[]) AND c.executor = ANY (%(executors)s::text[])
+      AND c.priority >= coalesce((SELECT top.priority FROM top), c.priority)
     FOR UPDATE SKIP LOCKED
 ), %(worker)s, %(ttl_s)s)
+
+-- name: held_leases
+-- Which of these (id, version) leases this worker still holds: after a transaction that
+-- handed nodes off lost its connection at COMMIT, the retry adopts those it committed.
+SELECT t.id FROM dagq.node_tasks t
+JOIN unnest(%(ids)s::bigint[], %(versions)s::int[]) AS l(id, version)
+  ON l.id = t.id AND l.version = t.version
+WHERE t.status = 'running' AND t.lease_owner = %(worker)s
 
 -- name: lock_capped_executors
 -- The executors with a concurrency or rate cap among those given, locked in name order:
@@ -214,28 +231,16 @@ WHERE t.id = ANY (%(ids)s::bigint[])
 
 -- name: complete_nodes
 -- Record a batch of successes (a JSON array of {id, version, outputs}); rows whose fence
--- (version, running) no longer matches are left alone and not returned. Locks the runs
--- (id order) before writing the node_succeeded events, as every event writer does.
-WITH done AS (
-    UPDATE dagq.node_tasks t
-    SET status = 'succeeded', outputs = u.outputs, version = t.version + 1,
-        finished_at = now(), lease_expires_at = NULL
-    FROM dagq.batch(%(items)s::jsonb) AS b(item)
-    CROSS JOIN LATERAL jsonb_to_record(b.item) AS u(id bigint, version int, outputs jsonb)
-    WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
-    RETURNING t.id, t.run_id, t.node_key, t.dependents, t.attempts, t.parent_id, t.queue
-), locked_runs AS (
-    SELECT r.id FROM dagq.runs r
-    WHERE r.id IN (SELECT d.run_id FROM done d)
-    ORDER BY r.id
-    FOR NO KEY UPDATE
-), events AS (
-    INSERT INTO dagq.run_events (run_id, node_key, type, attempt)
-    SELECT d.run_id, d.node_key, 'node_succeeded', d.attempts
-    FROM done d JOIN locked_runs lr ON lr.id = d.run_id
-    ORDER BY d.run_id, d.id
-)
-SELECT * FROM done
+-- (version, running) no longer matches are left alone and not returned. The runs are
+-- locked later (account_runs), after every node row the transaction touches: node rows
+-- before run rows, as in every other transaction.
+UPDATE dagq.node_tasks t
+SET status = 'succeeded', outputs = u.outputs, version = t.version + 1, finished_at = now(),
+    lease_expires_at = NULL
+FROM dagq.batch(%(items)s::jsonb) AS b(item)
+CROSS JOIN LATERAL jsonb_to_record(b.item) AS u(id bigint, version int, outputs jsonb)
+WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
+RETURNING t.id, t.run_id, t.node_key, t.dependents, t.attempts, t.parent_id, t.queue
 
 -- name: retry_node
 -- Back to queued after a retryable failure, visible again after the backoff delay.

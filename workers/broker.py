@@ -203,12 +203,13 @@ class PostgresConsumer(Consumer):
         return self
 
     def __next__(self) -> MessageProxy | None:
-        if self.buffer:
-            return self.buffer.popleft()
         broker, book = self.broker, self.broker.book
         if broker.stopping:
+            self._hand_back_buffer()  # never-started leases go back at once
             time.sleep(0.1)  # the consumer thread calls again at once
             return None
+        if self.buffer:
+            return self.buffer.popleft()
         if not book.wait_for_room(self.queue, self.prefetch, self.refill, self.timeout_s,
                                   ready=self.buffer.__len__):
             return None
@@ -322,9 +323,14 @@ class PostgresConsumer(Consumer):
     def close(self) -> None:
         with self._closing:
             self.closed = True
-        if self.buffer:
-            self.requeue(list(self.buffer))
+        self._hand_back_buffer()
+
+    def _hand_back_buffer(self) -> None:
+        with self._closing:  # no hand-off lands in the buffer meanwhile
+            messages = list(self.buffer)
             self.buffer.clear()
+        if messages:
+            self.requeue(messages)
 
     # -- helpers ----------------------------------------------------------------------
 

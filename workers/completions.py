@@ -88,7 +88,9 @@ class CompletionBatcher(threading.Thread):
             log.warning("could not record %d completion(s), they will run again: %s",
                         len(batch), exc)
             results = [None] * len(batch)
-        if leased and self.target:
-            self.target.take(leased)
-        for (_, done), result in zip(batch, results, strict=True):
-            done(result)
+        try:
+            if leased and self.target:
+                self.target.take(leased)
+        finally:  # whatever happened to the hand-off, release the finished leases
+            for (_, done), result in zip(batch, results, strict=True):
+                done(result)

@@ -120,3 +120,42 @@ def test_a_stale_completion_hands_off_nothing(repo: Repository) -> None:
     recorded, leased = repo.complete_and_lease(
         [Completion(root.id, root.version, {})], handoff(10))
     assert recorded == [False] and leased == []
+
+
+def test_released_nodes_never_go_ahead_of_higher_priority_work(repo: Repository) -> None:
+    repo.submit_run(tenant="t", spec=fan_out(2))
+    [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
+    urgent = repo.submit_run(tenant="t", spec=spec({"u": {"executor": "builtin.noop"}},
+                                                   name="urgent"), priority=5).run_id
+    _, leased = repo.complete_and_lease([Completion(root.id, root.version, {})], handoff(10))
+    assert leased == []
+    [first, *rest] = repo.lease(worker="w2", queue="default", limit=5, ttl_s=30)
+    assert first.run_id == urgent and len(rest) == 2
+
+
+def test_released_nodes_may_go_ahead_of_older_work_of_their_priority(repo: Repository) -> None:
+    repo.submit_run(tenant="t", spec=fan_out(2))
+    [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
+    repo.submit_run(tenant="t", spec=spec({"later": {"executor": "builtin.noop"}}))
+    _, leased = repo.complete_and_lease([Completion(root.id, root.version, {})], handoff(10))
+    assert sorted(n.node_key for n in leased) == ["m0", "m1"]  # depth first
+
+
+def test_a_retry_after_a_lost_commit_adopts_what_the_first_attempt_leased(
+        repo: Repository) -> None:
+    """The first attempt committed but its answer was lost; the retry finds its
+    completion already recorded, and must still return the nodes it handed off."""
+    repo.submit_run(tenant="t", spec=fan_out(2))
+    [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
+    done = [Completion(root.id, root.version, {})]
+    offered: list = []
+    first = repo._complete_and_lease(done, handoff(10), offered)  # committed
+    assert len(first[1]) == 2 and len(offered) == 2
+    handed_off = list(offered)
+    recorded, leased = repo._complete_and_lease(done, handoff(10), offered)  # the retry
+    assert recorded == [False]
+    assert sorted(n.node_key for n in leased) == ["m0", "m1"]
+    # A lease no longer held (finished, reclaimed, another worker's) is not adopted.
+    repo.complete(leased[0].id, leased[0].version, {})
+    _, adopted = repo._complete_and_lease(done, handoff(10), list(handed_off))
+    assert [n.id for n in adopted] == [leased[1].id]
