@@ -88,9 +88,11 @@ class CompletionBatcher(threading.Thread):
             log.warning("could not record %d completion(s), they will run again: %s",
                         len(batch), exc)
             results = [None] * len(batch)
-        try:
-            if leased and self.target:
+        if leased and self.target:
+            try:
                 self.target.take(leased)
-        finally:  # whatever happened to the hand-off, release the finished leases
-            for (_, done), result in zip(batch, results, strict=True):
-                done(result)
+            except Exception:  # noqa: BLE001 - never let a hand-off stop the committer
+                log.exception("could not start %d handed-off node(s); their leases will "
+                              "expire", len(leased))
+        for (_, done), result in zip(batch, results, strict=True):
+            done(result)

@@ -159,3 +159,22 @@ def test_a_retry_after_a_lost_commit_adopts_what_the_first_attempt_leased(
     repo.complete(leased[0].id, leased[0].version, {})
     _, adopted = repo._complete_and_lease(done, handoff(10), list(handed_off))
     assert [n.id for n in adopted] == [leased[1].id]
+
+
+def test_a_failing_hand_off_delivery_still_releases_the_finished_leases(
+        repo: Repository) -> None:
+    from workers.completions import CompletionBatcher
+
+    class BrokenTarget:
+        def handoff(self) -> Handoff:
+            return handoff(10)
+
+        def take(self, nodes) -> None:
+            raise RuntimeError("no consumer")
+
+    repo.submit_run(tenant="t", spec=fan_out(2))
+    [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
+    outcomes: list = []
+    batcher = CompletionBatcher(repo, BrokenTarget())  # not started: writes at once
+    batcher.submit(Completion(root.id, root.version, {}), outcomes.append)
+    assert outcomes == [True]
