@@ -43,6 +43,23 @@ def test_diamond_and_fan_out_run_on_real_workers(repo: Repository, fleet, sql) -
     assert fan.outputs == {"agg": agg.outputs}
 
 
+def test_a_completion_hands_the_next_level_to_its_own_worker(repo, fleet, sql) -> None:
+    """The root's completion leases the middles in its own transaction (same clock, same
+    worker); the last middle's completion leases the aggregate."""
+    fleet.start(threads=4)
+    nodes = {"root": {"executor": "builtin.noop"}}
+    nodes |= {f"m{i}": {"executor": "builtin.noop", "depends_on": ["root"]} for i in range(5)}
+    nodes["agg"] = {"executor": "builtin.merge", "depends_on": [f"m{i}" for i in range(5)]}
+    run = wait_for_run(repo, repo.submit_run(tenant="t", spec=spec(nodes, name="hand")).run_id)
+    assert run.status == "succeeded", fleet.logs()
+    by_key = {n.key: n for n in run.nodes}
+    middles = [by_key[f"m{i}"] for i in range(5)]
+    assert all(m.started_at == by_key["root"].finished_at for m in middles)
+    assert by_key["agg"].started_at == max(m.finished_at for m in middles)
+    started = [e for e in node_events(sql, run.run_id) if e["type"] == "node_started"]
+    assert len(started) == 7 and len({e["data"]["worker"] for e in started}) == 1
+
+
 def test_retries_until_success_with_node_retry_events(repo, fleet, sql) -> None:
     fleet.start()
     wf = spec({"a": {"executor": "builtin.fail", "params": {"times": 2},
