@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -111,8 +111,7 @@ class _Effects:
             {"run_id": str(run_id), "node_key": key, "type": type_, "attempt": attempt,
              "data": data}
             for run_id, key, type_, attempt, data in self.events])})
-        runs = sorted({str(event[0]) for event in self.events})
-        _notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100 else "*")
+        _notify_event_streams(event[0] for event in self.events)
         self.events.clear()
 
     def notify(self) -> None:
@@ -127,6 +126,12 @@ class _Effects:
 # transaction that only notifies writes no WAL and holds that lock for microseconds.
 # A notification lost to a crash in between costs latency only: consumers poll.
 _outbox = threading.local()
+
+
+def _notify_event_streams(run_ids: Iterable[uuid.UUID]) -> None:
+    """Wake the event streams of these runs (all streams when there are many)."""
+    runs = sorted({str(run_id) for run_id in run_ids})
+    _notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100 else "*")
 
 
 def _notify_after_commit(channel: str, payload: str) -> None:
@@ -347,7 +352,7 @@ class Repository:
             }).fetchone()
             if row is None:
                 return self._existing_run(cur, run_id, tenant, event_key, fingerprint)
-            _notify_after_commit(EVENTS_CHANNEL, str(run_id))
+            _notify_event_streams([run_id])
             for queue in sorted({node["queue"] for node in roots}):
                 _notify_after_commit(QUEUED_CHANNEL, queue)
         return SubmitResult(run_id=run_id, status="queued", created=True)
@@ -391,9 +396,7 @@ class Repository:
             else:
                 rows = self._lease_with_caps(cur, params, limit, executors, capped)
             if rows:  # node_started (and run_started) events: wake the event streams
-                runs = sorted({str(row["run_id"]) for row in rows})
-                _notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100
-                                     else "*")
+                _notify_event_streams(row["run_id"] for row in rows)
         return [LeasedNode(**row) for row in rows]
 
     def _lease_with_caps(
@@ -794,11 +797,10 @@ class Repository:
         """
         if not tallies:
             return
-        runs = sorted(tallies)
         rows = cur.execute(queries()["account_runs"], {"runs": Jsonb([
-            {"run_id": str(r), "done": t.done, "succeeded": t.succeeded, "failed": t.failed,
-             "fail_run": t.fail_run, "error": t.error or None}
-            for r, t in ((r, tallies[r]) for r in runs)])}).fetchall()
+            {"run_id": str(run_id), "done": t.done, "succeeded": t.succeeded,
+             "failed": t.failed, "fail_run": t.fail_run, "error": t.error or None}
+            for run_id, t in sorted(tallies.items())])}).fetchall()
         for row in rows:
             if row["old_status"] in OPEN_RUN_STATUSES and row["status"] not in OPEN_RUN_STATUSES:
                 fx.event(row["id"], None, f"run_{row['status']}", None,
