@@ -1,3 +1,45 @@
-"""dagq: a durable DAG job queue on PostgreSQL."""
+"""dagq: a durable DAG job queue on PostgreSQL.
 
-__version__ = "0.1.0"
+The public names are imported on first use (PEP 562), so `import dagq` stays cheap for
+the CLI and child processes::
+
+    from dagq import executor, FatalError, current_node, Client, AsyncClient, PostgresBroker
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0.dev0"
+
+_PUBLIC = {
+    "executor": "dagq.workers.registry",
+    "FatalError": "dagq.workers.errors",
+    "current_node": "dagq.workers.context",
+    "PostgresBroker": "dagq.workers.broker",
+    "Client": "dagq.client",
+    "AsyncClient": "dagq.client",
+}
+
+__all__ = ["AsyncClient", "Client", "FatalError", "PostgresBroker", "current_node", "executor"]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from dagq.client import AsyncClient, Client
+    from dagq.workers.broker import PostgresBroker
+    from dagq.workers.context import current_node
+    from dagq.workers.errors import FatalError
+    from dagq.workers.registry import executor
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dagq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app import __version__
-from app.config import Settings
-from app.errors import DagqError
+from dagq import __version__
+from dagq.config import Settings
+from dagq.errors import DagqError
 
 log = logging.getLogger("dagq.bench")
 
@@ -71,11 +71,11 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so that building the CLI parser stays cheap.
     import psycopg
 
-    from app.bench_phases import Bench, bench_queries, open_bookkeeping
-    from app.bench_report import print_report
-    from app.db import open_pool
-    from app.migrate import migrate
-    from app.repository import Repository
+    from dagq.bench_phases import Bench, bench_queries, open_bookkeeping
+    from dagq.bench_report import print_report
+    from dagq.db import open_pool
+    from dagq.migrate import migrate
+    from dagq.repository import Repository
 
     if args.workers < 1 or args.threads < 1:
         print("dagq: error: --workers and --threads must be at least 1", file=sys.stderr)
@@ -130,7 +130,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _measure(bench: Any, sizes: Sizes, *, big: bool) -> dict[str, Any]:
-    from app import bench_phases as phases
+    from dagq import bench_phases as phases
 
     log.info("ceiling: %d rows one per transaction, %d rows %d per statement, %d "
              "connections", sizes.ceiling_single_rows, sizes.ceiling_batch_rows,
@@ -192,8 +192,8 @@ def _database(settings: Settings, tmp: Path, stack: contextlib.ExitStack) -> tup
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
-    from app.bench_phases import bench_queries
-    from app.embedded_pg import EmbeddedPostgres
+    from dagq.bench_phases import bench_queries
+    from dagq.embedded_pg import EmbeddedPostgres
 
     q = bench_queries()
     name = f"dagq_bench_{os.getpid()}_{secrets.token_hex(3)}"

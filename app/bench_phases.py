@@ -22,11 +22,11 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from app.bench_workers import WorkerFleet
-from app.errors import DagqError
-from app.repository import Repository
-from app.sqlfiles import SQL_DIR, parse_queries
-from app.workflow import WorkflowSpec, parse_spec
+from dagq.bench_workers import WorkerFleet
+from dagq.errors import DagqError
+from dagq.repository import Repository
+from dagq.sqlfiles import SQL_DIR, parse_queries
+from dagq.workflow import WorkflowSpec, parse_spec
 
 log = logging.getLogger("dagq.bench")
 

@@ -1,4 +1,4 @@
-"""Worker processes for `dagq bench`: spawn `python -m workers`, wait until they serve,
+"""Worker processes for `dagq bench`: spawn `python -m dagq.workers`, wait until they serve,
 sample their memory, and always stop them (SIGTERM, then SIGKILL)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import psycopg
 
-from app.errors import DagqError
-from app.procs import child_env, die_with_parent
+from dagq.errors import DagqError
+from dagq.procs import child_env, die_with_parent
 
 log = logging.getLogger("dagq.bench")
 
@@ -103,7 +103,7 @@ class WorkerFleet:
     def start(self) -> None:
         env = child_env(self.url, DAGQ_LOG_LEVEL=os.environ.get("DAGQ_BENCH_WORKER_LOG_LEVEL",
                                                                 "WARNING"))
-        argv = [sys.executable, "-m", "workers", "--threads", str(self.threads)]
+        argv = [sys.executable, "-m", "dagq.workers", "--threads", str(self.threads)]
         for i in range(self.processes):
             log_path = self.log_dir / f"{self.name}-worker-{i + 1}.log"
             with open(log_path, "wb") as out:

@@ -13,9 +13,9 @@ from typing import Any
 
 import psycopg
 
-from app import __version__
-from app.config import Settings, get_settings
-from app.errors import DagqError, InvalidRequest, InvalidWorkflow
+from dagq import __version__
+from dagq.config import Settings, get_settings
+from dagq.errors import DagqError, InvalidRequest, InvalidWorkflow, NoDatabase
 
 EXIT_INPUT = 2
 
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = run_sub.add_parser("show", help="a run and its nodes")
     show.add_argument("run_id", metavar="RUN_ID")
 
-    from app.bench import add_bench_arguments
+    from dagq.bench import add_bench_arguments
 
     add_bench_arguments(sub.add_parser("bench", help="measure throughput and latency"))
     return parser
@@ -107,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def repository(settings: Settings) -> Iterator[Any]:
-    from app.db import open_pool, release_embedded, resolve_database_url
-    from app.migrate import migrate
-    from app.repository import Repository
+    from dagq.db import open_pool, release_embedded, resolve_database_url
+    from dagq.migrate import migrate
+    from dagq.repository import Repository
 
     url = resolve_database_url(settings)
     repo = None
@@ -124,7 +124,7 @@ def repository(settings: Settings) -> Iterator[Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.logs import setup_logging
+    from dagq.logs import setup_logging
 
     args = build_parser().parse_args(argv)
     if args.command not in ("up", "worker", "api", "sweeper", "bench"):
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
     try:
         return _dispatch(args, settings)
-    except (InvalidWorkflow, InvalidRequest) as exc:
+    except (InvalidWorkflow, InvalidRequest, NoDatabase) as exc:
         print(f"dagq: error: {exc.message}", file=sys.stderr)
         return EXIT_INPUT
     except DagqError as exc:
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    from app import commands
+    from dagq import commands
 
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "up": commands.up, "db": commands.db, "api": commands.api, "worker": commands.worker,

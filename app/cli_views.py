@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.models import OPEN_RUN_STATUSES, RunView
+from dagq.models import OPEN_RUN_STATUSES, RunView
 
 TERMINAL_NODE = {"succeeded", "failed", "skipped", "cancelled"}
 COLOURS = {"succeeded": "green", "failed": "red", "partial_succeeded": "yellow",

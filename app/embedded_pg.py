@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from app.errors import EmbeddedPostgresError
+from dagq.errors import EmbeddedPostgresError
 
 log = logging.getLogger("dagq.embedded_pg")
 

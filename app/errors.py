@@ -52,6 +52,12 @@ class DatabaseUnavailable(DagqError):
     code = "database_unavailable"
 
 
+class NoDatabase(DagqError):
+    """Neither DAGQ_DATABASE_URL nor the embedded server (`dagq[embedded]`) is available."""
+
+    code = "no_database"
+
+
 class EmbeddedPostgresError(DagqError):
     """The embedded Postgres server could not be initialised, started or stopped."""
 

@@ -6,7 +6,7 @@ import logging
 
 import psycopg
 
-from app.sqlfiles import migrations, queries
+from dagq.sqlfiles import migrations, queries
 
 log = logging.getLogger("dagq.migrate")
 

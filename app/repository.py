@@ -29,9 +29,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from app.backoff import backoff_delay
-from app.errors import Conflict, DatabaseUnavailable, NotFound
-from app.models import (
+from dagq.backoff import backoff_delay
+from dagq.errors import Conflict, DatabaseUnavailable, NotFound
+from dagq.models import (
     OPEN_RUN_STATUSES,
     RETRYABLE_RUN_STATUSES,
     ApiKey,
@@ -45,8 +45,8 @@ from app.models import (
     SubmitResult,
     WorkflowRecord,
 )
-from app.sqlfiles import queries
-from app.workflow import MAX_MAP_ITEMS, WorkflowSpec, sha256_json
+from dagq.sqlfiles import queries
+from dagq.workflow import MAX_MAP_ITEMS, WorkflowSpec, sha256_json
 
 log = logging.getLogger("dagq.repository")
 
@@ -1159,7 +1159,7 @@ class Repository:
         a readiness probe must answer fast; raises DatabaseUnavailable at once."""
         from psycopg_pool import PoolTimeout
 
-        from app.migrate import pending_migrations
+        from dagq.migrate import pending_migrations
 
         try:
             with self.pool.connection(timeout=timeout_s) as conn:

@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
-from app import service
-from app.errors import DagqError, InvalidRequest
-from app.models import ScheduleRecord
-from app.repository import Repository
+from dagq import service
+from dagq.errors import DagqError, InvalidRequest
+from dagq.models import ScheduleRecord
+from dagq.repository import Repository
 
 log = logging.getLogger("dagq.schedules")
 

@@ -8,10 +8,10 @@ import hmac
 import secrets
 from typing import Any
 
-from app.errors import InvalidRequest, InvalidWorkflow
-from app.models import ApiKey, SubmitResult, WorkflowRecord
-from app.repository import Repository
-from app.workflow import BUILTIN_EXECUTORS, WorkflowSpec, check_executors, parse_spec
+from dagq.errors import InvalidRequest, InvalidWorkflow
+from dagq.models import ApiKey, SubmitResult, WorkflowRecord
+from dagq.repository import Repository
+from dagq.workflow import BUILTIN_EXECUTORS, WorkflowSpec, check_executors, parse_spec
 
 KEY_PREFIX = "dagq_"
 MAX_INPUT_DEPTH = 64

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from importlib.resources import files
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+# Installed as the package data of `dagq.sql` (the repository's sql/ folder).
+SQL_DIR = files("dagq.sql")
 _NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
 
@@ -46,7 +47,7 @@ def queries() -> dict[str, str]:
 
 def migrations() -> list[Migration]:
     found = []
-    for path in sorted((SQL_DIR / "migrations").iterdir()):
+    for path in sorted((SQL_DIR / "migrations").iterdir(), key=lambda p: p.name):
         match = _MIGRATION.match(path.name)
         if match:
             found.append(Migration(int(match.group(1)), match.group(2), path.read_text()))

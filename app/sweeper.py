@@ -15,11 +15,11 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app.config import Settings
-from app.db import open_pool
-from app.errors import DagqError
-from app.repository import Repository
-from app.schedules import fire_due
+from dagq.config import Settings
+from dagq.db import open_pool
+from dagq.errors import DagqError
+from dagq.repository import Repository
+from dagq.schedules import fire_due
 
 log = logging.getLogger("dagq.sweeper")
 
@@ -121,9 +121,9 @@ def run_sweeper(settings: Settings, url: str) -> int:
 
 
 def main() -> int:
-    from app.config import get_settings
-    from app.db import release_embedded, resolve_database_url
-    from app.logs import setup_logging
+    from dagq.config import get_settings
+    from dagq.db import release_embedded, resolve_database_url
+    from dagq.logs import setup_logging
 
     setup_logging()
     settings = get_settings()

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from app.errors import InvalidWorkflow
+from dagq.errors import InvalidWorkflow
 
 KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 # Dramatiq queue names must start with a letter or an underscore.

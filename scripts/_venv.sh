@@ -1,5 +1,5 @@
 # Shared by scripts/run and scripts/test: create .venv if missing and install the project.
-# Usage: . scripts/_venv.sh EXTRAS   (EXTRAS empty or "test")
+# Usage: . scripts/_venv.sh EXTRAS   (comma-separated extras, e.g. "test,embedded")
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -6,8 +6,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from app.db import open_pool
-from app.repository import Repository
+from dagq.db import open_pool
+from dagq.repository import Repository
 from tests.pg import TestServer
 
 

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from app.embedded_pg import EmbeddedPostgres
-from app.migrate import migrate
+from dagq.embedded_pg import EmbeddedPostgres
+from dagq.migrate import migrate
 
 TEMPLATE = "dagq_test_template"
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.procs import die_with_parent
+from dagq.procs import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ class WorkerFleet:
     def start(self, threads: int = 4, queues: str = "", **env: str) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workers", "--threads", str(threads), "--queues", queues],
+            [sys.executable, "-m", "dagq.workers", "--threads", str(threads), "--queues", queues],
             cwd=ROOT, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
@@ -58,7 +58,7 @@ class WorkerFleet:
         log = open(self.tmp / f"worker-sweeper-{len(self.procs)}.log", "wb")  # noqa: SIM115
         defaults = {"DAGQ_SWEEP_INTERVAL_S": "0.5", "DAGQ_WORKER_DEAD_AFTER_S": "2"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.sweeper"], cwd=ROOT, env=self.env(**{**defaults, **env}),
+            [sys.executable, "-m", "dagq.sweeper"], cwd=ROOT, env=self.env(**{**defaults, **env}),
             stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
         self.procs.append(proc)
@@ -67,7 +67,7 @@ class WorkerFleet:
     def start_api(self, port: int, **env: str) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"worker-api-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.api", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "dagq.api", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT, env=self.env(**{"DAGQ_AUTH": "off", **env}), stdout=log,
             stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
@@ -78,7 +78,7 @@ class WorkerFleet:
         """`dagq ARGS` as a subprocess (e.g. `worker --processes 2`)."""
         log = open(self.tmp / f"worker-cmd-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", *args],
+            [sys.executable, "-c", "from dagq.cli import main; raise SystemExit(main())", *args],
             cwd=ROOT, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )

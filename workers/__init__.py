@@ -1,14 +1,14 @@
 """dagq workers: declare node executors with `@executor`; raise `FatalError` to fail
 without retry.
 
-    from workers import executor, FatalError
+    from dagq import executor, FatalError
 
     @executor("llm.answer", queue="default", max_attempts=5, timeout_s=120, concurrency=4)
     def answer(payload):
         return {"text": call_model(payload["run"]["question"])}
 """
 
-from workers.errors import FatalError
-from workers.registry import executor
+from dagq.workers.errors import FatalError
+from dagq.workers.registry import executor
 
 __all__ = ["FatalError", "executor"]

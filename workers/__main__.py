@@ -1,18 +1,18 @@
-"""`python -m workers`: one worker process (what `dagq worker` starts N of)."""
+"""`python -m dagq.workers`: one worker process (what `dagq worker` starts N of)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from app.config import get_settings
-from app.db import release_embedded, resolve_database_url
-from app.logs import setup_logging
-from workers.process import run_worker
+from dagq.config import get_settings
+from dagq.db import release_embedded, resolve_database_url
+from dagq.logs import setup_logging
+from dagq.workers.process import run_worker
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workers")
+    parser = argparse.ArgumentParser(prog="python -m dagq.workers")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--queues", default="")
     args = parser.parse_args(argv)

@@ -24,22 +24,22 @@ from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.errors import QueueNotFound
 from dramatiq.message import Message
 
-from app.errors import DagqError
-from app.models import LeasedNode
-from app.repository import Completion, Handoff, Repository
-from app.workflow import parse_spec
-from workers.completions import CompletionBatcher
-from workers.errors import (
+from dagq.errors import DagqError
+from dagq.models import LeasedNode
+from dagq.repository import Completion, Handoff, Repository
+from dagq.workers.completions import CompletionBatcher
+from dagq.workers.errors import (
     FatalError,
     NodeCancelled,
     NodeTimeout,
     OutputError,
     WorkerShutdown,
 )
-from workers.leases import LeaseBook
-from workers.listener import QueueListener
-from workers.middleware import DagqMiddleware
-from workers.registry import ExecutorDef
+from dagq.workers.leases import LeaseBook
+from dagq.workers.listener import QueueListener
+from dagq.workers.middleware import DagqMiddleware
+from dagq.workers.registry import ExecutorDef
+from dagq.workflow import parse_spec
 
 log = logging.getLogger("dagq.broker")
 
@@ -380,7 +380,7 @@ def describe_error(exc: BaseException, timeout_s: float | None = None) -> dict[s
         return {"type": "WorkerShutdown",
                 "message": "the worker stopped before the node finished"}
     kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ in ("builtins", "workers.errors") \
+    name = kind.__qualname__ if kind.__module__ in ("builtins", "dagq.workers.errors") \
         else f"{kind.__module__}.{kind.__qualname__}"
     text = "".join(traceback.format_exception(exc))
     return {"type": name, "message": str(exc)[:2000], "traceback": text[-TRACEBACK_LIMIT:]}

@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
-from workers.context import current
-from workers.errors import FatalError
-from workers.registry import executor
+from dagq.workers.context import current
+from dagq.workers.errors import FatalError
+from dagq.workers.registry import executor
 
 
 @executor("builtin.noop")

@@ -20,8 +20,8 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from app.models import LeasedNode
-from app.repository import Completion, Handoff, Repository
+from dagq.models import LeasedNode
+from dagq.repository import Completion, Handoff, Repository
 
 log = logging.getLogger("dagq.completions")
 

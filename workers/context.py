@@ -29,3 +29,8 @@ def current() -> NodeContext:
 
 def _set(ctx: NodeContext | None) -> None:
     _local.node = ctx
+
+
+def current_node() -> NodeContext:
+    """The public name (`from dagq import current_node`): the node this thread runs."""
+    return current()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.models import LeasedNode
+from dagq.models import LeasedNode
 
 HELD_PER_PREFETCH = 4
 

@@ -13,8 +13,8 @@ from collections import defaultdict
 
 import psycopg
 
-from app.repository import QUEUED_CHANNEL
-from app.sqlfiles import queries
+from dagq.repository import QUEUED_CHANNEL
+from dagq.sqlfiles import queries
 
 log = logging.getLogger("dagq.listener")
 

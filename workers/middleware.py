@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from dramatiq.middleware import Middleware
 
-from workers import context
-from workers.context import NodeContext
+from dagq.workers import context
+from dagq.workers.context import NodeContext
 
 if TYPE_CHECKING:
     from dramatiq.broker import Broker, MessageProxy
 
-    from workers.broker import PostgresBroker
+    from dagq.workers.broker import PostgresBroker
 
 
 class DagqMiddleware(Middleware):

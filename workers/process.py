@@ -20,15 +20,15 @@ import uuid
 import dramatiq
 from dramatiq import Worker
 
-from app.config import Settings
-from app.db import open_pool
-from app.errors import DagqError
-from app.repository import Repository
-from workers.broker import PostgresBroker
-from workers.errors import WorkerShutdown
-from workers.listener import QueueListener
-from workers.registry import registered
-from workers.supervisor import Supervisor
+from dagq.config import Settings
+from dagq.db import open_pool
+from dagq.errors import DagqError
+from dagq.repository import Repository
+from dagq.workers.broker import PostgresBroker
+from dagq.workers.errors import WorkerShutdown
+from dagq.workers.listener import QueueListener
+from dagq.workers.registry import registered
+from dagq.workers.supervisor import Supervisor
 
 log = logging.getLogger("dagq.worker")
 
@@ -39,7 +39,7 @@ PREFETCH_PER_THREAD = 4
 
 def load_executors(broker: PostgresBroker, modules: list[str]) -> None:
     """Built-ins plus DAGQ_ACTOR_MODULES, imported after the broker is set."""
-    importlib.import_module("workers.builtins")
+    importlib.import_module("dagq.workers.builtins")
     for module in modules:
         importlib.import_module(module)
     for definition in registered().values():

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.models import ExecutorInfo
+from dagq.models import ExecutorInfo
 
 ExecutorFn = Callable[[dict[str, Any]], Any]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")

@@ -7,9 +7,9 @@ import logging
 import threading
 import time
 
-from app.errors import DagqError
-from workers.broker import PostgresBroker
-from workers.errors import NodeCancelled, NodeTimeout
+from dagq.errors import DagqError
+from dagq.workers.broker import PostgresBroker
+from dagq.workers.errors import NodeCancelled, NodeTimeout
 
 log = logging.getLogger("dagq.supervisor")
 

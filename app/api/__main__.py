@@ -1,18 +1,18 @@
-"""`python -m app.api --host H --port P`: the API process (what `dagq up` starts)."""
+"""`python -m dagq.api --host H --port P`: the API process (what `dagq up` starts)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from app.api.server import serve
-from app.config import get_settings
-from app.db import release_embedded, resolve_database_url
-from app.logs import setup_logging
+from dagq.api.server import serve
+from dagq.config import get_settings
+from dagq.db import release_embedded, resolve_database_url
+from dagq.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.api")
+    parser = argparse.ArgumentParser(prog="python -m dagq.api")
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)

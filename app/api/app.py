@@ -13,17 +13,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import routes_events, routes_ops, routes_pages, routes_runs, routes_workflows
-from app.api.auth import KeyCache
-from app.api.bodies import BodyLimitMiddleware
-from app.api.errors import EXCEPTION_HANDLERS
-from app.api.hub import EventHub
-from app.api.metrics import ApiMetrics
-from app.api.routes_dashboard import routes as dashboard_routes
-from app.api.routes_schedules import routes as schedule_routes
-from app.config import Settings
-from app.db import open_pool
-from app.repository import Repository
+from dagq.api import routes_events, routes_ops, routes_pages, routes_runs, routes_workflows
+from dagq.api.auth import KeyCache
+from dagq.api.bodies import BodyLimitMiddleware
+from dagq.api.errors import EXCEPTION_HANDLERS
+from dagq.api.hub import EventHub
+from dagq.api.metrics import ApiMetrics
+from dagq.api.routes_dashboard import routes as dashboard_routes
+from dagq.api.routes_schedules import routes as schedule_routes
+from dagq.config import Settings
+from dagq.db import open_pool
+from dagq.repository import Repository
 
 # An API request waits at most this long for a database that went away, then 503.
 API_RETRY_S = 5.0

@@ -13,10 +13,10 @@ import uuid
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from app import service
-from app.api.errors import Forbidden, Unauthorized
-from app.models import ApiKey
-from app.repository import Repository
+from dagq import service
+from dagq.api.errors import Forbidden, Unauthorized
+from dagq.models import ApiKey
+from dagq.repository import Repository
 
 # DAGQ_AUTH=off: requests without a key act as an admin of tenant "default".
 ANONYMOUS_ADMIN = ApiKey(id=uuid.UUID(int=0), tenant="default", admin=True)

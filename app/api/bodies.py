@@ -16,8 +16,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import MalformedJson, PayloadTooLarge, error_response
-from app.errors import InvalidRequest, NotFound
+from dagq.api.errors import MalformedJson, PayloadTooLarge, error_response
+from dagq.errors import InvalidRequest, NotFound
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.errors import (
+from dagq.errors import (
     Conflict,
     DagqError,
     DatabaseUnavailable,

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import psycopg
 
-from app.repository import EVENTS_CHANNEL
-from app.sqlfiles import queries
+from dagq.repository import EVENTS_CHANNEL
+from dagq.sqlfiles import queries
 
 log = logging.getLogger("dagq.api.hub")
 

@@ -8,12 +8,12 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from app import __version__
-from app.api import schemas as s
-from app.api.routes_dashboard import MAX_WORKERS_PAGE, WorkerList
-from app.api.routes_schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
-from app.models import RunEvent, RunView, ScheduleRecord, SubmitResult, WorkflowRecord
-from app.workflow import KEY_PATTERN, WorkflowSpec
+from dagq import __version__
+from dagq.api import schemas as s
+from dagq.api.routes_dashboard import MAX_WORKERS_PAGE, WorkerList
+from dagq.api.routes_schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
+from dagq.models import RunEvent, RunView, ScheduleRecord, SubmitResult, WorkflowRecord
+from dagq.workflow import KEY_PATTERN, WorkflowSpec
 
 REF = "#/components/schemas/{model}"
 ERROR_TEXT = {

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.api.auth import principal
-from app.api.bodies import read_query
+from dagq.api.auth import principal
+from dagq.api.bodies import read_query
 
 MAX_WORKERS_PAGE = 500
 

@@ -15,14 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.api.auth import principal, tenant_scope
-from app.api.bodies import read_query
-from app.api.hub import EventHub
-from app.api.routes_runs import run_id_of
-from app.api.schemas import INT64_MAX, EventsQuery
-from app.errors import InvalidRequest, NotFound
-from app.models import OPEN_RUN_STATUSES, RunEvent
-from app.repository import Repository
+from dagq.api.auth import principal, tenant_scope
+from dagq.api.bodies import read_query
+from dagq.api.hub import EventHub
+from dagq.api.routes_runs import run_id_of
+from dagq.api.schemas import INT64_MAX, EventsQuery
+from dagq.errors import InvalidRequest, NotFound
+from dagq.models import OPEN_RUN_STATUSES, RunEvent
+from dagq.repository import Repository
 
 RUN_TERMINAL_EVENTS = frozenset({"run_succeeded", "run_failed", "run_partial_succeeded",
                                  "run_cancelled"})

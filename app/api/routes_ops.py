@@ -7,11 +7,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.api.auth import principal
-from app.api.errors import NotReady
-from app.api.metrics import CONTENT_TYPE
-from app.api.schemas import Health, QueueList, QueueStats
-from app.errors import DatabaseUnavailable
+from dagq.api.auth import principal
+from dagq.api.errors import NotReady
+from dagq.api.metrics import CONTENT_TYPE
+from dagq.api.schemas import Health, QueueList, QueueStats
+from dagq.errors import DatabaseUnavailable
 
 READY_TIMEOUT_S = 2.0
 

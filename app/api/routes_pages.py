@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from starlette.exceptions import HTTPException
@@ -10,10 +11,11 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app.api.docs_page import DOCS_HTML, FALLBACK_INDEX_HTML
-from app.api.openapi import openapi_document
+from dagq.api.docs_page import DOCS_HTML, FALLBACK_INDEX_HTML
+from dagq.api.openapi import openapi_document
 
-DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
+# Package data of `dagq` (app/dashboard in the repository).
+DASHBOARD_DIR = Path(str(files("dagq").joinpath("dashboard")))
 
 
 class DashboardStatic(StaticFiles):

@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app import service
-from app.api.auth import principal, tenant_scope
-from app.api.bodies import path_uuid, read_model, read_query
-from app.api.schemas import (
+from dagq import service
+from dagq.api.auth import principal, tenant_scope
+from dagq.api.bodies import path_uuid, read_model, read_query
+from dagq.api.schemas import (
     ListRunsQuery,
     RunAction,
     RunList,
@@ -24,7 +24,7 @@ from app.api.schemas import (
     decode_cursor,
     encode_cursor,
 )
-from app.errors import Conflict, DagqError
+from dagq.errors import Conflict, DagqError
 
 
 def run_id_of(request: Request) -> uuid.UUID:

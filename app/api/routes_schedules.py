@@ -11,11 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import schedules
-from app.api.auth import principal, tenant_scope
-from app.api.bodies import path_uuid, read_model
-from app.api.schemas import WorkflowName
-from app.models import ScheduleRecord
+from dagq import schedules
+from dagq.api.auth import principal, tenant_scope
+from dagq.api.bodies import path_uuid, read_model
+from dagq.api.schemas import WorkflowName
+from dagq.models import ScheduleRecord
 
 
 class CreateScheduleBody(BaseModel):

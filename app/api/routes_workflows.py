@@ -9,12 +9,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app import service
-from app.api.auth import admin, principal
-from app.api.bodies import read_json, read_query
-from app.api.schemas import WorkflowList, WorkflowRef, WorkflowVersionQuery
-from app.errors import NotFound
-from app.workflow import KEY_PATTERN
+from dagq import service
+from dagq.api.auth import admin, principal
+from dagq.api.bodies import read_json, read_query
+from dagq.api.schemas import WorkflowList, WorkflowRef, WorkflowVersionQuery
+from dagq.errors import NotFound
+from dagq.workflow import KEY_PATTERN
 
 _NAME = re.compile(KEY_PATTERN)
 

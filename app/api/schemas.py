@@ -10,9 +10,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.errors import InvalidRequest
-from app.models import RunStatus, RunView, WorkflowRecord
-from app.workflow import KEY_PATTERN
+from dagq.errors import InvalidRequest
+from dagq.models import RunStatus, RunView, WorkflowRecord
+from dagq.workflow import KEY_PATTERN
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1

@@ -9,8 +9,8 @@ import signal
 
 import uvicorn
 
-from app.api.app import create_app
-from app.config import Settings
+from dagq.api.app import create_app
+from dagq.config import Settings
 
 log = logging.getLogger("dagq.api")
 

@@ -6,7 +6,7 @@ import math
 
 import dramatiq
 
-from workers import FatalError, executor
+from dagq.workers import FatalError, executor
 
 
 @executor("test.ident")

@@ -1,4 +1,4 @@
-"""The API as a real uvicorn process (`python -m app.api`) on 127.0.0.1: concurrent
+"""The API as a real uvicorn process (`python -m dagq.api`) on 127.0.0.1: concurrent
 idempotent submissions, SSE over a real socket with graceful shutdown, and a bounded
 schemathesis run over /openapi.json."""
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import service
-from app.repository import Repository
+from dagq import service
+from dagq.repository import Repository
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +43,7 @@ class ApiServer:
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.api", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "dagq.api", "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:

@@ -27,7 +27,7 @@ def _dagq() -> list[str]:
     script = Path(sys.executable).parent / "dagq"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from dagq.cli import main; sys.exit(main())"]
 
 
 def _number(figures: dict[str, Any], *path: str) -> float:

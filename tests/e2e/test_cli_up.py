@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 def dagq(*args: str, env: dict[str, str], timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", *args],
+        [sys.executable, "-c", "from dagq.cli import main; raise SystemExit(main())", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )
 
@@ -34,7 +34,7 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
                 "PYTHONPATH": str(ROOT)})
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
     up = subprocess.Popen(
-        [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", "up",
+        [sys.executable, "-c", "from dagq.cli import main; raise SystemExit(main())", "up",
          "--workers", "1", "--threads", "4", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

@@ -60,7 +60,7 @@ def dagq_up(tmp_path: Path) -> Iterator[str]:
     log_path = tmp_path / "up.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     up = subprocess.Popen(
-        [sys.executable, "-c", "from app.cli import main; raise SystemExit(main())", "up",
+        [sys.executable, "-c", "from dagq.cli import main; raise SystemExit(main())", "up",
          "--workers", "1", "--threads", "4", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app.repository import Repository
+from dagq.repository import Repository
 from tests.helpers import diamond, spec
 from tests.procs import wait_for, wait_for_run
 
@@ -172,7 +172,7 @@ def test_cancel_interrupts_a_running_node_at_its_heartbeat(repo, fleet, sql) -> 
 def test_plain_dramatiq_send_becomes_a_one_node_run(repo, fleet, db_url) -> None:
     import dramatiq
 
-    from workers.broker import PostgresBroker
+    from dagq.workers.broker import PostgresBroker
 
     fleet.start()
     broker = PostgresBroker(repo, worker_id="sender", lease_ttl_s=30, max_output_bytes=1000)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.repository import Repository
+from dagq.repository import Repository
 from tests.helpers import drive
 from tests.integration.test_api_helpers import Api, assert_error
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import psycopg.sql
 
-from app import service
-from app.api.app import create_app
-from app.config import Settings
-from app.repository import Repository
+from dagq import service
+from dagq.api.app import create_app
+from dagq.config import Settings
+from dagq.repository import Repository
 
 with warnings.catch_warnings():  # Starlette >= 1.x nudges towards httpx2; httpx works
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.api.openapi import openapi_document
+from dagq.api.openapi import openapi_document
 from tests import pg
 from tests.helpers import drive
 from tests.integration.test_api_helpers import ECHO_FLOW, Api, TestClient, assert_error
@@ -173,7 +173,7 @@ def test_unexpected_errors_are_a_json_500_without_traceback(api: Api) -> None:
 
 
 def test_database_down_during_a_request_is_503(api: Api) -> None:
-    from app.errors import DatabaseUnavailable
+    from dagq.errors import DatabaseUnavailable
 
     def unavailable(*args, **kwargs):
         raise DatabaseUnavailable("database unavailable: connection refused")

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.config import Settings
-from app.sweeper import Sweeper
+from dagq.config import Settings
+from dagq.sweeper import Sweeper
 from tests.integration.test_api_helpers import ECHO_FLOW, Api, assert_error, count_rows
 
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from app.repository import Repository
+from dagq.repository import Repository
 from tests.helpers import spec
 
 
@@ -51,7 +51,7 @@ def test_losing_the_connection_after_commit_does_not_redo_the_completion(
         repo: Repository, sql, monkeypatch) -> None:
     """The post-commit NOTIFY is best effort: if the connection dies there, the committed
     completion is not retried (which would find it stale and report the lease lost)."""
-    from app.sqlfiles import queries
+    from dagq.sqlfiles import queries
 
     repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
     [a] = repo.lease(worker="w", queue="default", limit=5, ttl_s=30)

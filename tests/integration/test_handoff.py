@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from app.repository import Completion, Handoff, Repository
+from dagq.repository import Completion, Handoff, Repository
 from tests.helpers import fan_out, spec
 
 SERVED = ["builtin.noop", "builtin.echo", "builtin.merge"]
@@ -163,7 +163,7 @@ def test_a_retry_after_a_lost_commit_adopts_what_the_first_attempt_leased(
 
 def test_a_failing_hand_off_delivery_still_releases_the_finished_leases(
         repo: Repository) -> None:
-    from workers.completions import CompletionBatcher
+    from dagq.workers.completions import CompletionBatcher
 
     class BrokenTarget:
         def handoff(self) -> Handoff:

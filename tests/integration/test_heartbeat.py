@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from app.repository import Repository
+from dagq.repository import Repository
 from tests.helpers import spec
 
 

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from app.errors import Conflict, NotFound
-from app.repository import Repository
+from dagq.errors import Conflict, NotFound
+from dagq.repository import Repository
 from tests.helpers import diamond, drive, fan_out, spec
 
 
@@ -334,7 +334,7 @@ def test_retry_refuses_while_a_node_still_runs(repo: Repository) -> None:
 
 
 def test_complete_many_releases_a_join_once_and_skips_stale_items(repo: Repository, sql) -> None:
-    from app.repository import Completion
+    from dagq.repository import Completion
 
     runs = [repo.submit_run(tenant="t", spec=fan_out(3)).run_id for _ in range(2)]
     roots = repo.lease(worker="w", queue="default", limit=10, ttl_s=30)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from app.models import ExecutorInfo
-from app.repository import Repository
+from dagq.models import ExecutorInfo
+from dagq.repository import Repository
 from tests.helpers import spec
 
 SERVED = ["capped", "free", "rated"]

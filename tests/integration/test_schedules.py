@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.config import Settings
-from app.errors import InvalidRequest, InvalidWorkflow
-from app.schedules import create_schedule, due_fire_time, event_key
-from app.sweeper import Sweeper
+from dagq.config import Settings
+from dagq.errors import InvalidRequest, InvalidWorkflow
+from dagq.schedules import create_schedule, due_fire_time, event_key
+from dagq.sweeper import Sweeper
 
 WF = {"name": "nightly", "nodes": {"a": {"executor": "builtin.noop"}}}
 
@@ -80,7 +80,7 @@ def test_forgotten_firing_after_restart_is_not_repeated(repo, sql) -> None:
 
 
 def test_registered_workflow_by_name(repo, sql) -> None:
-    from app.workflow import parse_spec
+    from dagq.workflow import parse_spec
 
     repo.register_workflow(parse_spec(WF))
     schedule = create_schedule(repo, tenant="t", workflow="nightly", cron="0 * * * *",
@@ -100,7 +100,7 @@ def test_bad_schedules_are_rejected(repo, sql, cron, tz, error) -> None:
 
 
 def test_unknown_workflow_or_executor_is_rejected(repo) -> None:
-    from app.errors import NotFound
+    from dagq.errors import NotFound
 
     with pytest.raises(NotFound):
         create_schedule(repo, tenant="t", workflow="nope", cron="* * * * *")
@@ -110,7 +110,7 @@ def test_unknown_workflow_or_executor_is_rejected(repo) -> None:
 
 
 def test_delete_and_tenant_isolation(repo) -> None:
-    from app.errors import NotFound
+    from dagq.errors import NotFound
 
     schedule = create_schedule(repo, tenant="t", workflow=WF, cron="* * * * *")
     with pytest.raises(NotFound):

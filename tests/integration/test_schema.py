@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from app.migrate import migrate, pending_migrations
-from app.sqlfiles import migrations, queries
+from dagq.migrate import migrate, pending_migrations
+from dagq.sqlfiles import migrations, queries
 
 
 def test_migrate_is_idempotent_and_concurrent_safe(pg_server) -> None:

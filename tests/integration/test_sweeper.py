@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg.sql
 import pytest
 
-from app.config import Settings
-from app.repository import Repository
-from app.sweeper import Sweeper
+from dagq.config import Settings
+from dagq.repository import Repository
+from dagq.sweeper import Sweeper
 from tests.helpers import drive, spec
 
 

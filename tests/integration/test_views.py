@@ -10,8 +10,8 @@ import uuid
 import psycopg
 import pytest
 
-from app.models import ExecutorInfo
-from app.repository import Repository
+from dagq.models import ExecutorInfo
+from dagq.repository import Repository
 from tests.helpers import drive, spec
 
 

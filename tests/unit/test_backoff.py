@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from app.backoff import backoff_delay
-from app.repository import final_run_status
+from dagq.backoff import backoff_delay
+from dagq.repository import final_run_status
 
 
 def test_delay_doubles_with_jitter_and_respects_the_cap() -> None:

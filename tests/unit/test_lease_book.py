@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import uuid
 
-from app.models import LeasedNode
-from workers.leases import HELD_PER_PREFETCH, LeaseBook
+from dagq.models import LeasedNode
+from dagq.workers.leases import HELD_PER_PREFETCH, LeaseBook
 
 
 def node(node_id: int, queue: str = "default") -> LeasedNode:

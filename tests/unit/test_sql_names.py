@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.sqlfiles import migrations, parse_queries, queries
+from dagq.sqlfiles import migrations, parse_queries, queries
 
 ROOT = Path(__file__).resolve().parents[2]
 USE = re.compile(r"""(?:queries\(\)|\bq)\[["']([a-z_0-9]+)["']\]""")
@@ -19,7 +19,7 @@ def is_bench(path: Path) -> bool:
 
 def used_names(*, bench: bool) -> set[str]:
     names: set[str] = set()
-    for folder in ("app", "workers"):
+    for folder in ("app", "workers"):  # the dagq package and dagq.workers
         for path in (ROOT / folder).rglob("*.py"):
             if is_bench(path) == bench:
                 names |= set(USE.findall(path.read_text()))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.errors import InvalidWorkflow
-from app.workflow import MAX_NODES, check_executors, parse_spec
+from dagq.errors import InvalidWorkflow
+from dagq.workflow import MAX_NODES, check_executors, parse_spec
 
 
 def nodes_spec(nodes, **extra):
