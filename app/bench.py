@@ -65,6 +65,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--big", action="store_true",
                         help="also measure flat throughput with 1,000,000 finished node "
                              "rows in dagq.node_tasks (100,000 with --quick)")
+    parser.add_argument("--compare", default=None, metavar="REF",
+                        help="also bench the git commit REF (in a temporary worktree and "
+                             "venv), alternating with this checkout, and print the ratios")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="with --compare: benches of each side, alternating (2)")
 
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -80,6 +85,15 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 1 or args.threads < 1:
         print("dagq: error: --workers and --threads must be at least 1", file=sys.stderr)
         return 2
+    if args.compare:
+        from dagq.bench_compare import run_compare
+
+        if args.rounds < 1:
+            print("dagq: error: --rounds must be at least 1", file=sys.stderr)
+            return 2
+        passed = [f"--workers={args.workers}", f"--threads={args.threads}",
+                  *(["--quick"] if args.quick else []), *(["--big"] if args.big else [])]
+        return run_compare(args, passed)
     sizes = QUICK if args.quick else FULL
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
     began = time.monotonic()

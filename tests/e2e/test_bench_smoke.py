@@ -121,3 +121,35 @@ def test_ctrl_c_stops_the_workers_and_drops_the_scratch_database(
     left = sql.execute("SELECT datname FROM pg_database WHERE datname LIKE 'dagq_bench_%'"
                        ).fetchall()
     assert left == []
+
+
+def test_bench_compare_alternates_with_another_commit(db_url: str, tmp_path: Path) -> None:
+    """`--compare REF` installs REF in a temporary worktree and venv, runs both sides
+    alternately and prints the ratios; the worktree is gone afterwards."""
+    out = tmp_path / "compare.json"
+    env = dict(os.environ, DAGQ_DATABASE_URL=db_url, DAGQ_LOG_LEVEL="WARNING")
+    before = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True,
+                            text=True).stdout
+    done = subprocess.run(
+        [*_dagq(), "bench", "--quick", "--compare", "HEAD", "--rounds", "1", "--json",
+         str(out)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, timeout=400,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert "this / ref" in done.stdout and "flat drain" in done.stdout
+    sides = json.loads(out.read_text())
+    assert set(sides) == {"this", "HEAD"}
+    for runs in sides.values():
+        assert len(runs) == 1 and _number(runs[0], "flat", "nodes_per_s") > 0
+    after = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True,
+                           text=True).stdout
+    assert after == before
+
+
+def test_bench_compare_with_an_unknown_ref_is_a_clear_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*_dagq(), "bench", "--quick", "--compare", "no-such-ref-xyz"], cwd=ROOT,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1
+    assert "no-such-ref-xyz" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,130 @@
+"""`dagq bench --compare REF`: this checkout against another commit, run alternately.
+
+REF is checked out in a temporary git worktree and installed (editable, with the
+embedded extra) into a venv of its own, so either side may have any layout. The two
+benches then run one after the other, this code first (A B A B ...), each on its own
+fresh database, and the headline figures are printed side by side with their ratios.
+Alternating spreads the machine's drift (load, thermal, page cache) over both sides,
+which is what makes a hot-path change's figure comparable to noise.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from dagq.errors import DagqError
+
+# (label, path in the bench's JSON, higher is better)
+FIGURES: list[tuple[str, tuple[str, ...], bool]] = [
+    ("flat drain, nodes/s", ("flat", "nodes_per_s"), True),
+    ("flat submit, runs/s", ("flat", "submit", "runs_per_s"), True),
+    ("DAG drain, node tasks/s", ("dag", "node_tasks_per_s"), True),
+    ("submit -> node start p50, ms", ("latency", "single", "p50_ms"), False),
+    ("submit -> aggregate start p50, ms", ("latency", "dag", "p50_ms"), False),
+    ("submit -> aggregate start p99, ms", ("latency", "dag", "p99_ms"), False),
+    ("ceiling 1 row/tx, jobs/s", ("ceiling", "single", "jobs_per_s"), True),
+]
+
+
+def run_compare(args: Any, bench_argv: list[str]) -> int:
+    """Run `dagq bench BENCH_ARGV` here and at `args.compare`, `args.rounds` times each."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="dagqc-", dir="/tmp") as tmp:
+        other = _install_ref(root, args.compare, Path(tmp))
+        try:
+            return _alternate(args, bench_argv, root, other)
+        finally:
+            _git(root, "worktree", "remove", "--force", str(other / "src"))
+
+
+def _alternate(args: Any, bench_argv: list[str], root: Path, tmp: Path) -> int:
+    here = [sys.executable, "-c", "from dagq.cli import main; raise SystemExit(main())"]
+    sides = {"this": (here, root),
+             args.compare: ([str(tmp / "venv" / "bin" / "dagq")], tmp / "src")}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+    for round_no in range(args.rounds):
+        for index, (name, (command, cwd)) in enumerate(sides.items()):
+            out = tmp / f"side{index}-{round_no}.json"
+            print(f"round {round_no + 1}/{args.rounds}: {name}", file=sys.stderr)
+            done = subprocess.run([*command, "bench", *bench_argv, "--json", str(out)],
+                                  cwd=cwd, stdout=subprocess.DEVNULL, check=False)
+            if done.returncode != 0:
+                raise DagqError(f"the bench of {name} failed (exit {done.returncode})")
+            results[name].append(json.loads(out.read_text()))
+    _print(results, args.compare)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0
+
+
+def _install_ref(root: Path, ref: str, tmp: Path) -> Path:
+    """A worktree of `ref` under tmp/src and a venv with it installed under tmp/venv."""
+    source = tmp / "src"
+    _git(root, "worktree", "add", "--detach", "--quiet", str(source), ref)
+    try:
+        venv.create(tmp / "venv", with_pip=True)
+        pip = [str(tmp / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet",
+               "--disable-pip-version-check"]
+        # Before 0.2 the embedded server was a plain dependency, not an extra.
+        has_extra = "\nembedded = [" in (source / "pyproject.toml").read_text()
+        extras = "[embedded]" if has_extra else ""
+        done = subprocess.run([*pip, "-e", f"{source}{extras}"], capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            raise DagqError(f"could not install {ref}: {done.stderr.strip()[-500:]}")
+    except BaseException:
+        _git(root, "worktree", "remove", "--force", str(source))
+        raise
+    return tmp
+
+
+def _git(root: Path, *args: str) -> None:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise DagqError(f"git {' '.join(args[:2])} failed: {done.stderr.strip()}")
+
+
+def _value(result: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    node: Any = result
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return float(node) if isinstance(node, int | float) else None
+
+
+def _print(results: dict[str, list[dict[str, Any]]], ref: str) -> None:
+    table = Table(title=f"dagq bench: this checkout vs {ref}, alternating",
+                  title_justify="left")
+    for column in ("figure", "this (median, min-max)", f"{ref} (median, min-max)",
+                   "this / ref"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    for label, path, _higher in FIGURES:
+        cells, medians = [], []
+        for name in ("this", ref):
+            values = [v for r in results[name] if (v := _value(r, path)) is not None]
+            if not values:
+                cells.append("-")
+                medians.append(None)
+                continue
+            median = statistics.median(values)
+            medians.append(median)
+            cells.append(f"{median:,.2f} ({min(values):,.2f}-{max(values):,.2f})")
+        ratio = f"{medians[0] / medians[1]:.3f}" if None not in medians and medians[1] else "-"
+        table.add_row(label, *cells, ratio)
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    commits = {name: [(r.get("git") or {}).get("commit") for r in runs]
+               for name, runs in results.items()}
+    console.print(f"commits: {commits}", style="dim")
