@@ -17,6 +17,7 @@ import pytest
 
 from dagq import Client, service
 from dagq.client import RetryPolicy
+from dagq.client.events import SseParser
 from dagq.repository import Repository
 from tests.integration.test_client_helpers import CutProxy
 from tests.procs import ROOT, WorkerFleet, free_port, wait_for, wait_for_run
@@ -154,3 +155,47 @@ def test_events_from_real_workers_survive_cut_connections(fleet: WorkerFleet,
     assert [e.id for e in seen] == [e.id for e in stored]
     assert seen[-1].type == "run_succeeded" and proxy.cuts == 2
     assert wait_for_run(repo, run_id).status == "succeeded"
+
+
+def read_sse(url: str, headers: dict[str, str] | None = None) -> list:
+    parser = SseParser()
+    with httpx.stream("GET", url, headers=headers, timeout=60) as response:
+        assert response.status_code == 200, response.read()
+        return [m for m in map(parser.feed, [*response.iter_lines(), ""]) if m is not None]
+
+
+def test_the_starlette_example_streams_a_run_per_request(fleet: WorkerFleet, repo: Repository,
+                                                        sql, tmp_path: Path) -> None:
+    api_url = start_api(fleet)
+    fleet.start(threads=2)
+    key = service.create_api_key(repo, "web")
+    port = free_port()
+    log = open(tmp_path / "example.log", "wb")  # noqa: SIM115 - the process owns it
+    env = {**os.environ, "DAGQ_URL": api_url, "DAGQ_API_KEY": key, "PYTHONPATH": str(ROOT)}
+    example = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "starlette_app.py"), "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    fleet.procs.append(example)  # stopped with the fleet
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(base, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return example.poll() is not None
+
+    wait_for(up, 60, "the example app")
+    assert example.poll() is None, (tmp_path / "example.log").read_text()
+    assert "EventSource" in httpx.get(base).text
+    ask = f"{base}/ask?question=refund%3F&request_id=r1"
+    messages = read_sse(ask)
+    events, done = messages[:-1], messages[-1]
+    assert done.event == "done" and json.loads(done.data)["status"] == "succeeded"
+    assert [json.loads(m.data)["type"] for m in events][-1] == "run_succeeded"
+    ids = [int(m.id) for m in events]
+    assert ids == sorted(set(ids))
+    # The browser reconnecting: the same request id is the same run, resumed after its id.
+    resumed = read_sse(ask, {"Last-Event-ID": str(ids[2])})
+    assert [int(m.id) for m in resumed[:-1]] == ids[3:] and resumed[-1].event == "done"
+    assert sql.execute("SELECT count(*) AS n FROM dagq.runs").fetchone()["n"] == 1
+    assert httpx.get(f"{base}/ask?question=x").status_code == 400
