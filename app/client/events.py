@@ -28,6 +28,12 @@ class StreamEvent:
     type: str
     data: Any
 
+    @property
+    def node_key(self) -> str | None:
+        """The node it is about, when its data names one (as a RunEvent's node_key)."""
+        key = self.data.get("node_key") if isinstance(self.data, dict) else None
+        return key if isinstance(key, str) else None
+
 
 Event = RunEvent | StreamEvent
 

@@ -68,9 +68,10 @@ def test_unknown_event_types_and_composite_ids_pass_through() -> None:
     [chunk] = feed_all(cursor, ["id: 41.3", "event: node_stream",
                                 'data: {"node_key": "a", "text": "hel"}', ""])
     assert chunk == StreamEvent("41.3", "node_stream", {"node_key": "a", "text": "hel"})
+    assert chunk.node_key == "a"
     assert cursor.headers()["Last-Event-ID"] == "41.3"  # opaque: sent back as received
     [text] = feed_all(cursor, ["event: note", "data: not json", ""])
-    assert text == StreamEvent("41.3", "note", "not json")
+    assert text == StreamEvent("41.3", "note", "not json") and text.node_key is None
     assert [e.id for e in feed_all(cursor, event_lines(42, "node_succeeded"))] == [42]
 
 
