@@ -90,7 +90,10 @@ class Config:
         if not url:
             raise ValueError("no dagq URL: pass Client(url=...) or set DAGQ_URL "
                              "(e.g. http://127.0.0.1:8000)")
-        parsed = httpx.URL(url)
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"the dagq URL {url!r} is not a URL: {exc}") from None
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError(f"the dagq URL must be http(s)://host[:port], not {url!r}")
         if api_key is None:

@@ -253,6 +253,26 @@ def test_wait_times_out(client: Client) -> None:
     assert 1.5 <= time.monotonic() - started < 30
 
 
+def test_wait_reopens_its_stream_rather_than_overshoot_its_deadline(api: LiveApi) -> None:
+    transport = CountingTransport()
+    with Client(api.url, api.acme, transport=transport) as client:
+        run_id = client.submit(CHAIN).run_id
+
+        def one_node_a_second_later() -> None:
+            wait_for(lambda: subscribers(api) >= 1, 30, "wait() to follow the run")
+            time.sleep(1.0)  # the stream was opened to time out at the deadline, 3 s away
+            step(api.repo)
+
+        threading.Thread(target=one_node_a_second_later, daemon=True).start()
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            client.wait(run_id, timeout_s=3)
+        assert time.monotonic() - started >= 3
+    streams = [r for r in transport.requests if r.url.path.endswith("/events")]
+    assert len(streams) >= 2  # reopened after the event, with the time left
+    assert streams[-1].headers["last-event-id"]
+
+
 def test_wait_polls_when_the_stream_is_unusable(api: LiveApi) -> None:
     proxy = CutProxy(api.port, refuse=b"/events")  # e.g. a proxy that drops streams
     patient = RetryPolicy(initial_s=0.01, max_s=0.05, reconnect_for_s=0.3)
