@@ -124,8 +124,7 @@ def events_path(run_id: uuid.UUID | str) -> str:
     return f"/v1/runs/{_segment(run_id)}/events"
 
 
-def events_page(run_id: uuid.UUID | str, after: int, limit: int = EVENTS_PAGE,
-                ) -> Call[list[RunEvent]]:
+def events_page(run_id: uuid.UUID | str, after: int, limit: int) -> Call[list[RunEvent]]:
     return Call("GET", events_path(run_id), lambda r: _EVENT_LIST.validate_python(r.json()),
                 params={"format": "json", "after": after, "limit": limit}, idempotent=True)
 

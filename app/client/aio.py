@@ -167,7 +167,7 @@ class AsyncClient:
 
     async def _pages(self, run_id: RunId, after: int) -> AsyncIterator[RunEvent]:
         while True:
-            page = await self._call(calls.events_page(run_id, after))
+            page = await self._call(calls.events_page(run_id, after, calls.EVENTS_PAGE))
             for event in page:
                 yield event
             if len(page) < calls.EVENTS_PAGE:

@@ -184,7 +184,7 @@ class Client:
 
     def _pages(self, run_id: RunId, after: int) -> Iterator[RunEvent]:
         while True:
-            page = self._call(calls.events_page(run_id, after))
+            page = self._call(calls.events_page(run_id, after, calls.EVENTS_PAGE))
             yield from page
             if len(page) < calls.EVENTS_PAGE:
                 return
