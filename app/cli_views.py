@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
 from collections import Counter
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dagq.models import OPEN_RUN_STATUSES, RunView
+
+if TYPE_CHECKING:
+    from dagq.api.schemas import RunSummary
 
 TERMINAL_NODE = {"succeeded", "failed", "skipped", "cancelled"}
 COLOURS = {"succeeded": "green", "failed": "red", "partial_succeeded": "yellow",
@@ -31,7 +36,7 @@ def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
-def runs_table(runs: list[RunView]) -> None:
+def runs_table(runs: Sequence[RunView | RunSummary]) -> None:
     table = Table(title=f"{len(runs)} run(s), newest first")
     for column in ("run id", "tenant", "workflow", "status", "nodes left", "created",
                    "finished"):
@@ -64,29 +69,69 @@ def run_detail(run: RunView) -> None:
     out.print(table)
 
 
-def follow_run(repo: Any, run_id: uuid.UUID, poll_s: float = 0.2) -> str:
-    """A live progress bar (nodes done / total, per-status counts) until the run ends."""
-    run = repo.get_run(run_id)
-    total = len(run.nodes or [])
+# How each node event moves a node on the progress bar of client mode (unknown: ignored).
+NODE_EVENT_STATUS = {
+    "node_queued": "queued", "node_started": "running", "node_succeeded": "succeeded",
+    "node_failed": "failed", "node_retry": "queued", "node_lease_expired": "queued",
+    "node_skipped": "skipped", "node_cancelled": "cancelled", "node_waiting": "waiting",
+}
+
+
+@contextlib.contextmanager
+def _progress_bar(workflow: str, total: int) -> Iterator[Callable[[Iterable[str]], None]]:
+    """A live bar (nodes done / total, per-status counts); yields show(node statuses)."""
     columns = (TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("{task.completed}/{task.total} nodes"),
                TextColumn("{task.fields[counts]}"),
                TimeElapsedColumn())
     with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(run.workflow, total=total, counts="")
-        while True:
-            counts = Counter(node.status for node in run.nodes or [])
+        task = progress.add_task(workflow, total=total, counts="")
+
+        def show(statuses: Iterable[str]) -> None:
+            counts = Counter(statuses)
             done = sum(counts[s] for s in TERMINAL_NODE)
             summary = " ".join(f"{_status(s)}={n}" for s, n in sorted(counts.items()))
             progress.update(task, completed=done, counts=summary)
+
+        yield show
+
+
+def _finished(run: RunView) -> str:
+    err.print(f"run {run.run_id} {_status(run.status)}")
+    if run.error:
+        err.print(f"[red]error:[/] {json.dumps(run.error)[:1000]}")
+    return run.status
+
+
+def follow_run(repo: Any, run_id: uuid.UUID, poll_s: float = 0.2) -> str:
+    """The progress bar until the run ends, reading the database."""
+    run = repo.get_run(run_id)
+    with _progress_bar(run.workflow, len(run.nodes or [])) as show:
+        while True:
+            show(node.status for node in run.nodes or [])
             if run.status not in OPEN_RUN_STATUSES:
                 break
             time.sleep(poll_s)
             run = repo.get_run(run_id)
-    err.print(f"run {run_id} {_status(run.status)}")
-    if run.error:
-        err.print(f"[red]error:[/] {json.dumps(run.error)[:1000]}")
-    return run.status
+    return _finished(run)
+
+
+def follow_run_events(client: Any, run_id: uuid.UUID) -> str:
+    """The same bar through the API (client mode), moved by the run's event stream."""
+    run = client.run(run_id)
+    statuses = {node.key: node.status for node in run.nodes or []}
+    with _progress_bar(run.workflow, len(statuses)) as show:
+        show(statuses.values())
+        if run.status in OPEN_RUN_STATUSES:
+            for event in client.events(run_id):
+                status = NODE_EVENT_STATUS.get(event.type)
+                key = getattr(event, "node_key", None)
+                if status is not None and key in statuses:  # (not a mapped node's item)
+                    statuses[key] = status
+                    show(statuses.values())
+            run = client.wait(run_id)  # the finished run, as the database path shows it
+        show(node.status for node in run.nodes or [])
+    return _finished(run)
 
 
 def schedules_table(schedules: list[Any]) -> None:

@@ -7,7 +7,7 @@ import sys
 import time
 import uuid
 
-from dagq import service
+from dagq import cli_client, service
 from dagq.cli import parse_json_arg, repository
 from dagq.config import Settings
 from dagq.errors import InvalidRequest
@@ -127,6 +127,8 @@ def keys(args: argparse.Namespace, settings: Settings) -> int:
 def submit(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.cli_views import follow_run
 
+    if (remote := cli_client.configured()) is not None:  # DAGQ_URL: through the API
+        return cli_client.submit(args, remote)
     inputs = parse_json_arg(args.inputs, "--inputs")
     workflow = args.workflow
     if workflow.endswith((".json", ".yaml", ".yml")):
@@ -149,6 +151,8 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
 def runs(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.cli_views import runs_table
 
+    if (remote := cli_client.configured()) is not None:  # DAGQ_URL: through the API
+        return cli_client.runs(args, remote)
     with repository(settings) as repo:
         found = repo.list_runs(tenant=None, status=args.status, workflow=args.workflow,
                                limit=args.limit)
@@ -159,6 +163,8 @@ def runs(args: argparse.Namespace, settings: Settings) -> int:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.cli_views import run_detail
 
+    if args.run_command == "show" and (remote := cli_client.configured()) is not None:
+        return cli_client.run_show(args, remote)  # DAGQ_URL: through the API
     run_id = _uuid(args.run_id, "run")
     with repository(settings) as repo:
         run_detail(repo.get_run(run_id))

@@ -1,4 +1,9 @@
-"""The project's error hierarchy: driver errors never leak past the repository."""
+"""The project's error hierarchy: driver errors never leak past the repository.
+
+`ApiError` and its subclasses are the errors the HTTP API answers with. The server raises
+`NotFound`, `Conflict`, `InvalidRequest` and `InvalidWorkflow` itself; `dagq.Client`
+raises all of them (and the client-only classes at the end) from the API's error replies,
+with the reply's `status`, `code`, `message` and `details`."""
 
 from __future__ import annotations
 
@@ -16,28 +21,44 @@ class DagqError(Exception):
         self.details = details
 
 
-class NotFound(DagqError):
+class ApiError(DagqError):
+    """An error the HTTP API answers with; from the client, `status` is the HTTP status
+    (None when no reply came) and `code` the reply's error code."""
+
+    status: int | None = None
+    retry_after: float | None = None  # seconds, from a Retry-After header
+
+    def __init__(self, message: str, details: Any = None, *, status: int | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message, details)
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+
+
+class NotFound(ApiError):
     """The run, workflow, schedule or key does not exist (or belongs to another tenant)."""
 
     code = "not_found"
 
 
-class Conflict(DagqError):
+class Conflict(ApiError):
     """The request collides with existing state (e.g. an event key reused for other work)."""
 
     code = "conflict"
 
 
-class InvalidWorkflow(DagqError):
-    """A workflow spec that cannot run: cycle, unknown node or executor, bad key, limits."""
-
-    code = "invalid_workflow"
-
-
-class InvalidRequest(DagqError):
+class InvalidRequest(ApiError):
     """Valid JSON whose content is wrong for the operation asked."""
 
     code = "invalid_request"
+
+
+class InvalidWorkflow(InvalidRequest):
+    """A workflow spec that cannot run: cycle, unknown node or executor, bad key, limits."""
+
+    code = "invalid_workflow"
 
 
 class LeaseLost(DagqError):
@@ -62,3 +83,48 @@ class EmbeddedPostgresError(DagqError):
     """The embedded Postgres server could not be initialised, started or stopped."""
 
     code = "embedded_postgres"
+
+
+# ----- raised by dagq.Client only (the server's own classes live in dagq.api.errors) -----
+
+class Unauthorized(ApiError):
+    """401: no API key, or one that is unknown or revoked."""
+
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    """403: a valid key that may not do this (e.g. a non-admin registering a workflow)."""
+
+    code = "forbidden"
+
+
+class PayloadTooLarge(ApiError):
+    """413: the request body is larger than the server's DAGQ_MAX_BODY_BYTES."""
+
+    code = "payload_too_large"
+
+
+class RateLimited(ApiError):
+    """429: a quota or rate limit (`retry_after`: the server's Retry-After, in seconds)."""
+
+    code = "rate_limited"
+
+
+class Unavailable(ApiError):
+    """The API could not be reached or answered 502/503/504 (e.g. its database is down),
+    after the retries the call allows; `status` is None when no reply came."""
+
+    code = "unavailable"
+
+
+class ServerError(ApiError):
+    """A 5xx reply other than 502/503/504: a bug in the server (never retried)."""
+
+    code = "internal"
+
+
+class UnexpectedReply(ApiError):
+    """A reply that is not what the dagq API sends (e.g. an HTML page from a proxy)."""
+
+    code = "unexpected_reply"

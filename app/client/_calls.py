@@ -1,0 +1,170 @@
+"""Every API operation as a `Call`: the request to send, whether it is safe to send twice,
+and how its reply becomes the API's own model. The sync and async clients only send them."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from dagq.api.schemas import QueueList, QueueStats, RunAction, RunList, WorkflowList, WorkflowRef
+from dagq.errors import InvalidWorkflow
+from dagq.models import RunEvent, RunView, ScheduleRecord, SubmitResult, WorkflowRecord
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+EVENTS_PAGE = 1000
+_EVENT_LIST = TypeAdapter(list[RunEvent])
+_SCHEDULES = TypeAdapter(list[ScheduleRecord])
+
+Spec = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request. `idempotent`: sending it twice has the effect of sending it once, so
+    a lost reply or a 503 may be retried."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: dict[str, Any] | None = None
+    body: Any = None
+    idempotent: bool = False
+
+
+def _model(model: type[M]) -> Callable[[httpx.Response], M]:
+    return lambda response: model.model_validate(response.json())
+
+
+def _segment(value: object) -> str:
+    return quote(str(value), safe="")
+
+
+def _params(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def load_spec(spec: Spec | str | os.PathLike[str]) -> dict[str, Any]:
+    """A workflow spec given as a mapping, or the path of a .json/.yaml file."""
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    path = Path(spec)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidWorkflow(f"cannot read workflow file {str(path)!r}: {exc.strerror}") \
+            from None
+    import yaml
+
+    is_yaml = path.suffix in (".yaml", ".yml")
+    try:
+        return yaml.safe_load(text) if is_yaml else json.loads(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        kind = "YAML" if is_yaml else "JSON"
+        raise InvalidWorkflow(f"{path} is not valid {kind}: {exc}") from None
+
+
+# ----- workflows ----------------------------------------------------------------------
+
+def register_workflow(spec: Spec | str | os.PathLike[str]) -> Call[tuple[WorkflowRef, bool]]:
+    # Idempotent: the same spec again answers 200 with the same version.
+    return Call("POST", "/v1/workflows", lambda r: (WorkflowRef.model_validate(r.json()),
+                                                    r.status_code == 201),
+                body=load_spec(spec), idempotent=True)
+
+
+def workflows() -> Call[list[WorkflowRecord]]:
+    return Call("GET", "/v1/workflows",
+                lambda r: WorkflowList.model_validate(r.json()).workflows, idempotent=True)
+
+
+def workflow(name: str, version: int | None) -> Call[WorkflowRecord]:
+    return Call("GET", f"/v1/workflows/{_segment(name)}", _model(WorkflowRecord),
+                params=_params(version=version), idempotent=True)
+
+
+# ----- runs ---------------------------------------------------------------------------
+
+def submit(
+    workflow: str | Spec, inputs: Any, event_key: str | None, priority: int | None,
+    deadline_s: float | None, version: int | None,
+) -> Call[SubmitResult]:
+    body = _params(workflow=workflow if isinstance(workflow, str) else dict(workflow),
+                   version=version, inputs=inputs, event_key=event_key, priority=priority,
+                   deadline_s=deadline_s)
+    # Only an event key makes a second POST find the first run instead of a new one.
+    return Call("POST", "/v1/runs", _model(SubmitResult), body=body,
+                idempotent=event_key is not None)
+
+
+def run(run_id: uuid.UUID | str) -> Call[RunView]:
+    return Call("GET", f"/v1/runs/{_segment(run_id)}", _model(RunView), idempotent=True)
+
+
+def runs_page(
+    status: str | None, workflow: str | None, tenant: str | None, limit: int,
+    cursor: str | None,
+) -> Call[RunList]:
+    return Call("GET", "/v1/runs", _model(RunList), idempotent=True,
+                params=_params(status=status, workflow=workflow, tenant=tenant, limit=limit,
+                               cursor=cursor))
+
+
+def events_path(run_id: uuid.UUID | str) -> str:
+    return f"/v1/runs/{_segment(run_id)}/events"
+
+
+def events_page(run_id: uuid.UUID | str, after: int, limit: int) -> Call[list[RunEvent]]:
+    return Call("GET", events_path(run_id), lambda r: _EVENT_LIST.validate_python(r.json()),
+                params={"format": "json", "after": after, "limit": limit}, idempotent=True)
+
+
+def cancel(run_id: uuid.UUID | str) -> Call[RunAction]:
+    return Call("POST", f"/v1/runs/{_segment(run_id)}/cancel", _model(RunAction),
+                idempotent=True)
+
+
+def retry(run_id: uuid.UUID | str) -> Call[RunAction]:
+    return Call("POST", f"/v1/runs/{_segment(run_id)}/retry", _model(RunAction),
+                idempotent=True)
+
+
+# ----- schedules and queues -----------------------------------------------------------
+
+def create_schedule(
+    workflow: str | Spec, cron: str, inputs: Any, timezone: str | None, version: int | None,
+) -> Call[uuid.UUID]:
+    body = _params(workflow=workflow if isinstance(workflow, str) else dict(workflow),
+                   cron=cron, inputs=inputs, timezone=timezone, version=version)
+    return Call("POST", "/v1/schedules", lambda r: uuid.UUID(r.json()["schedule_id"]),
+                body=body)
+
+
+def schedule(schedule_id: uuid.UUID | str) -> Call[ScheduleRecord]:
+    return Call("GET", f"/v1/schedules/{_segment(schedule_id)}", _model(ScheduleRecord),
+                idempotent=True)
+
+
+def schedules() -> Call[list[ScheduleRecord]]:
+    return Call("GET", "/v1/schedules",
+                lambda r: _SCHEDULES.validate_python(r.json()["schedules"]), idempotent=True)
+
+
+def delete_schedule(schedule_id: uuid.UUID | str) -> Call[None]:
+    # Not retried after a reply was lost: the retry of a delete that worked is a 404.
+    return Call("DELETE", f"/v1/schedules/{_segment(schedule_id)}", lambda r: None)
+
+
+def queues() -> Call[list[QueueStats]]:
+    return Call("GET", "/v1/queues", lambda r: QueueList.model_validate(r.json()).queues,
+                idempotent=True)

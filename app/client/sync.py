@@ -1,0 +1,248 @@
+"""dagq.Client: the HTTP API from Python, blocking (httpx). Requests, replies, errors and
+retries are built in `_calls`, `_http` and `events`; this module only does the I/O."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Generator, Iterator
+from typing import Any, TypeVar
+
+import httpx
+from tenacity import Retrying
+
+from dagq.api.schemas import QueueStats, RunAction, RunSummary, WorkflowRef
+from dagq.client import _calls as calls
+from dagq.client._http import (
+    DEFAULT_TIMEOUT_S,
+    Config,
+    RetryPolicy,
+    check_deadline,
+    error_from_response,
+    poll_delays,
+    read_timeout_s,
+    remaining_s,
+    retrying_options,
+    stream_outlives_deadline,
+    transport_error,
+    unexpected_reply,
+)
+from dagq.client.events import Event, EventCursor, stream_ended_early
+from dagq.errors import Unavailable, UnexpectedReply
+from dagq.models import (
+    OPEN_RUN_STATUSES,
+    RunEvent,
+    RunView,
+    ScheduleRecord,
+    SubmitResult,
+    WorkflowRecord,
+)
+
+T = TypeVar("T")
+RunId = uuid.UUID | str
+_REOPEN = object()  # a wait() stream closed to reopen it with a shorter read timeout
+
+
+class Client:
+    """A dagq API client. `url` and `api_key` default to $DAGQ_URL and $DAGQ_API_KEY.
+
+    Use it as a context manager, or call `close()`. Errors are `dagq.errors.ApiError`
+    subclasses; see docs/client.md for the retry rules."""
+
+    def __init__(self, url: str | None = None, api_key: str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT_S, retry_policy: RetryPolicy | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self._config = Config.resolve(url, api_key, timeout, retry_policy)
+        self._http = httpx.Client(**self._config.http_options(transport))
+
+    @property
+    def url(self) -> str:
+        return self._config.url
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- workflows --------------------------------------------------------------------
+
+    def register_workflow(self, spec: calls.Spec | str | os.PathLike[str],
+                          ) -> tuple[WorkflowRef, bool]:
+        """Register a spec (a dict, or a .json/.yaml path); admin keys only. Returns
+        `(ref, created)`: `created` is False when an identical spec was registered."""
+        return self._call(calls.register_workflow(spec))
+
+    def workflows(self) -> list[WorkflowRecord]:
+        return self._call(calls.workflows())
+
+    def workflow(self, name: str, version: int | None = None) -> WorkflowRecord:
+        """A registered workflow: its latest version, or `version`."""
+        return self._call(calls.workflow(name, version))
+
+    # ----- runs -------------------------------------------------------------------------
+
+    def submit(self, workflow: str | calls.Spec, inputs: Any = None,
+               event_key: str | None = None, priority: int | None = None,
+               deadline_s: float | None = None, *, version: int | None = None,
+               ) -> SubmitResult:
+        """Submit a run of a registered workflow (by name) or of an inline spec (a dict).
+        With an `event_key`, the same key again returns the same run (`created=False`)."""
+        return self._call(calls.submit(workflow, inputs, event_key, priority, deadline_s,
+                                       version))
+
+    def run(self, run_id: RunId) -> RunView:
+        """The run with its nodes."""
+        return self._call(calls.run(run_id))
+
+    def runs(self, status: str | None = None, workflow: str | None = None, *,
+             tenant: str | None = None, page_size: int = 100) -> Iterator[RunSummary]:
+        """Every matching run, newest first, fetching page after page as you iterate."""
+        cursor = None
+        while True:
+            page = self._call(calls.runs_page(status, workflow, tenant, page_size, cursor))
+            yield from page.runs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def cancel(self, run_id: RunId) -> RunAction:
+        return self._call(calls.cancel(run_id))
+
+    def retry(self, run_id: RunId) -> RunAction:
+        """Requeue a failed, partial_succeeded or cancelled run's unfinished nodes."""
+        return self._call(calls.retry(run_id))
+
+    def events(self, run_id: RunId, after: int | str | None = None, *,
+               follow: bool = True) -> Iterator[Event]:
+        """The run's events after event id `after`, each once, in order. Following (the
+        default), it streams them live, reconnects after a dropped connection and ends
+        after the run's terminal event; `follow=False` pages through those stored now."""
+        if follow:
+            return self._follow(run_id, after, None)
+        return self._pages(run_id, int(after or 0))
+
+    def wait(self, run_id: RunId, timeout_s: float | None = None) -> RunView:
+        """Block until the run is finished and return it; `TimeoutError` after
+        `timeout_s`. Follows the event stream, and polls if the stream is unusable."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        try:
+            while True:
+                run = self.run(run_id)
+                if run.status not in OPEN_RUN_STATUSES:
+                    return run
+                try:
+                    for _ in self._follow(run_id, None, deadline):
+                        pass
+                except (Unavailable, UnexpectedReply):
+                    return self._poll(run_id, deadline)
+        except TimeoutError:
+            raise TimeoutError(f"run {run_id} did not finish within {timeout_s}s") from None
+
+    # ----- schedules and queues ---------------------------------------------------------
+
+    def create_schedule(self, workflow: str | calls.Spec, cron: str, inputs: Any = None, *,
+                        timezone: str | None = None, version: int | None = None) -> uuid.UUID:
+        """A cron schedule (5 fields, in `timezone`, default UTC); returns its id."""
+        return self._call(calls.create_schedule(workflow, cron, inputs, timezone, version))
+
+    def schedule(self, schedule_id: RunId) -> ScheduleRecord:
+        return self._call(calls.schedule(schedule_id))
+
+    def schedules(self) -> list[ScheduleRecord]:
+        return self._call(calls.schedules())
+
+    def delete_schedule(self, schedule_id: RunId) -> None:
+        self._call(calls.delete_schedule(schedule_id))
+
+    def queues(self) -> list[QueueStats]:
+        return self._call(calls.queues())
+
+    # ----- I/O --------------------------------------------------------------------------
+
+    def _call(self, call: calls.Call[T]) -> T:
+        retrying = Retrying(**retrying_options(self._config.retry, call.idempotent))
+        response = retrying(self._send, call)
+        try:
+            return call.parse(response)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise unexpected_reply(response, str(exc)[:300]) from None
+
+    def _send(self, call: calls.Call[Any]) -> httpx.Response:
+        try:
+            response = self._http.request(call.method, call.path, params=call.params,
+                                          json=call.body)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, self.url) from exc
+        if response.is_error:
+            raise error_from_response(response)
+        return response
+
+    def _pages(self, run_id: RunId, after: int) -> Iterator[RunEvent]:
+        while True:
+            page = self._call(calls.events_page(run_id, after, calls.EVENTS_PAGE))
+            yield from page
+            if len(page) < calls.EVENTS_PAGE:
+                return
+            after = page[-1].id
+
+    def _follow(self, run_id: RunId, after: int | str | None,
+                deadline: float | None) -> Iterator[Event]:
+        cursor = EventCursor(after, self._config.retry)
+        while True:
+            try:
+                ended = yield from self._stream(run_id, cursor, deadline)
+            except Unavailable as error:
+                if cursor.finished:
+                    return
+                self._sleep(cursor.dropped(error), deadline)
+                continue
+            if cursor.finished:
+                return
+            if ended is _REOPEN:
+                continue
+            if self.run(run_id).status not in OPEN_RUN_STATUSES:
+                return  # nothing more will come (e.g. `after` was past the end)
+            self._sleep(cursor.dropped(stream_ended_early(run_id)), deadline)
+
+    def _stream(self, run_id: RunId, cursor: EventCursor,
+                deadline: float | None) -> Generator[Event, None, object]:
+        read_s = read_timeout_s(deadline)
+        try:
+            with self._http.stream("GET", calls.events_path(run_id), headers=cursor.headers(),
+                                   timeout=self._config.stream_timeout(read_s)) as response:
+                if response.is_error:
+                    response.read()
+                    raise error_from_response(response)
+                if not response.headers.get("content-type", "").startswith(
+                        "text/event-stream"):
+                    raise unexpected_reply(response, "not an event stream")
+                cursor.connected()
+                for line in response.iter_lines():
+                    event = cursor.feed(line)
+                    if event is not None:
+                        yield event
+                    if stream_outlives_deadline(deadline, read_s):
+                        return _REOPEN
+        except httpx.TransportError as exc:
+            check_deadline(deadline)
+            raise transport_error(exc, self.url) from exc
+        return None
+
+    def _sleep(self, delay: float, deadline: float | None) -> None:
+        left = remaining_s(deadline)
+        time.sleep(delay if left is None else max(0.0, min(delay, left)))
+
+    def _poll(self, run_id: RunId, deadline: float | None) -> RunView:
+        for delay in poll_delays():
+            run = self.run(run_id)
+            if run.status not in OPEN_RUN_STATUSES:
+                return run
+            check_deadline(deadline)
+            self._sleep(delay, deadline)
+            check_deadline(deadline)
+        raise AssertionError("unreachable")  # pragma: no cover
