@@ -30,6 +30,18 @@ def greet(payload):
     return {"greeting": "hello " + payload["run"]["name"]}
 '''
 
+CLIENT_SCRIPT = '''
+import sys
+from dagq import Client
+
+with Client(sys.argv[1]) as dagq:
+    dagq.register_workflow({"name": "greet-py", "nodes": {"hello": {"executor": "user.greet"}}})
+    submitted = dagq.submit("greet-py", inputs={"name": "bob"}, event_key="py-1")
+    types = [event.type for event in dagq.events(submitted.run_id)]
+    run = dagq.wait(submitted.run_id, timeout_s=60)
+    print(run.status, run.outputs["hello"]["greeting"], types[0], types[-1])
+'''
+
 WORKFLOW = {"name": "greet", "nodes": {
     "hello": {"executor": "user.greet"},
     "after": {"executor": "builtin.echo", "depends_on": ["hello"]},
@@ -125,6 +137,11 @@ def test_a_user_project_runs_dagq_from_the_wheel(installed: Path, tmp_path: Path
             assert reply.status_code == 200 and marker in reply.text.lower(), page
         assert "dashboard" in httpx.get(base + "/", timeout=10).text.lower()
         assert httpx.get(f"{base}/static/app.js", timeout=10).status_code == 200
+        (project / "client_demo.py").write_text(CLIENT_SCRIPT)
+        followed = run(str(bin_dir / "python"), "client_demo.py", base)
+        assert followed.returncode == 0, followed.stderr
+        assert followed.stdout.split() == ["succeeded", "hello", "bob", "run_queued",
+                                           "run_succeeded"]
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(90)
