@@ -12,8 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dagq import service
 from dagq.models import OPEN_RUN_STATUSES, RunView
 
+WARN_EVERY_S = 2.0  # how often --wait checks that live workers serve the run
 TERMINAL_NODE = {"succeeded", "failed", "skipped", "cancelled"}
 COLOURS = {"succeeded": "green", "failed": "red", "partial_succeeded": "yellow",
            "cancelled": "magenta", "running": "cyan", "queued": "blue", "pending": "white",
@@ -51,6 +53,8 @@ def run_detail(run: RunView) -> None:
               f"finished {_when(run.finished_at)}")
     if run.error:
         out.print(f"[red]error:[/] {json.dumps(run.error)[:500]}")
+    for warning in run.warnings:
+        out.print(f"warning: {warning.message}", style="yellow", markup=False)
     table = Table()
     for column in ("node", "executor", "status", "attempts", "duration ms", "outputs / error"):
         table.add_column(column)
@@ -64,9 +68,13 @@ def run_detail(run: RunView) -> None:
     out.print(table)
 
 
-def follow_run(repo: Any, run_id: uuid.UUID, poll_s: float = 0.2) -> str:
-    """A live progress bar (nodes done / total, per-status counts) until the run ends."""
+def follow_run(repo: Any, run_id: uuid.UUID, poll_s: float = 0.2,
+               warn_every_s: float = WARN_EVERY_S) -> str:
+    """A live progress bar (nodes done / total, per-status counts) until the run ends,
+    with a line whenever no live worker serves some of its waiting nodes."""
     run = repo.get_run(run_id)
+    unserved: set[tuple[str, str]] = set()
+    next_check = 0.0
     total = len(run.nodes or [])
     columns = (TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("{task.completed}/{task.total} nodes"),
@@ -81,12 +89,27 @@ def follow_run(repo: Any, run_id: uuid.UUID, poll_s: float = 0.2) -> str:
             progress.update(task, completed=done, counts=summary)
             if run.status not in OPEN_RUN_STATUSES:
                 break
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + warn_every_s
+                unserved = _show_unserved(progress.console, repo, run, unserved)
             time.sleep(poll_s)
             run = repo.get_run(run_id)
     err.print(f"run {run_id} {_status(run.status)}")
     if run.error:
         err.print(f"[red]error:[/] {json.dumps(run.error)[:1000]}")
     return run.status
+
+
+def _show_unserved(console: Console, repo: Any, run: RunView,
+                   shown: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Print each (executor, queue) that became unserved, and each that is served again."""
+    warnings = {(w.executor, w.queue): w for w in service.run_warnings(repo, run)}
+    for key in sorted(warnings.keys() - shown):
+        console.print(f"waiting: {warnings[key].message}", style="yellow", markup=False)
+    for executor, queue in sorted(shown - warnings.keys()):
+        console.print(f"a live worker serves executor {executor} on queue {queue} again",
+                      style="green", markup=False)
+    return set(warnings)
 
 
 def schedules_table(schedules: list[Any]) -> None:

@@ -6,11 +6,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import uuid
 from typing import Any
 
 from dagq.config import get_settings
 from dagq.errors import InvalidRequest, InvalidWorkflow
-from dagq.models import ApiKey, SubmitResult, WorkflowRecord
+from dagq.models import (
+    OPEN_RUN_STATUSES,
+    ApiKey,
+    RunView,
+    RunWarning,
+    SubmitResult,
+    WorkflowRecord,
+)
 from dagq.repository import Repository
 from dagq.workflow import (
     BUILTIN_EXECUTORS,
@@ -118,6 +126,20 @@ def submit(
         event_key=event_key, priority=priority, deadline_s=deadline_s,
         fingerprint_spec=submitted,
     )
+
+
+def run_warnings(repo: Repository, run: RunView) -> list[RunWarning]:
+    """While a run is open: one warning per executor and queue that no live worker
+    serves (the module was removed, the workers are down), so it never waits silently."""
+    if run.status not in OPEN_RUN_STATUSES:
+        return []
+    return [RunWarning.unserved(row) for row in repo.unserved_nodes(run.run_id)]
+
+
+def get_run(repo: Repository, run_id: uuid.UUID, tenant: str | None = None) -> RunView:
+    """A run with its nodes and warnings (GET /v1/runs/{id}, `dagq run show`)."""
+    run = repo.get_run(run_id, tenant)
+    return run.model_copy(update={"warnings": run_warnings(repo, run)})
 
 
 def load_spec_file(path: str) -> Any:
