@@ -102,7 +102,8 @@ class WorkerFleet:
 
     def start(self) -> None:
         env = child_env(self.url, DAGQ_LOG_LEVEL=os.environ.get("DAGQ_BENCH_WORKER_LOG_LEVEL",
-                                                                "WARNING"))
+                                                                "WARNING"),
+                        DAGQ_TEST_EXECUTORS="on")  # its scratch database, its own workers
         argv = [sys.executable, "-m", "dagq.workers", "--threads", str(self.threads)]
         for i in range(self.processes):
             log_path = self.log_dir / f"{self.name}-worker-{i + 1}.log"

@@ -14,11 +14,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dagq import service
 from dagq.models import OPEN_RUN_STATUSES, RunView
 
 if TYPE_CHECKING:
     from dagq.api.schemas import RunSummary
 
+WARN_EVERY_S = 2.0  # how often --wait checks that live workers serve the run
 TERMINAL_NODE = {"succeeded", "failed", "skipped", "cancelled"}
 COLOURS = {"succeeded": "green", "failed": "red", "partial_succeeded": "yellow",
            "cancelled": "magenta", "running": "cyan", "queued": "blue", "pending": "white",
@@ -56,6 +58,8 @@ def run_detail(run: RunView) -> None:
               f"finished {_when(run.finished_at)}")
     if run.error:
         out.print(f"[red]error:[/] {json.dumps(run.error)[:500]}")
+    for warning in run.warnings:
+        out.print(f"warning: {warning.message}", style="yellow", markup=False)
     table = Table()
     for column in ("node", "executor", "status", "attempts", "duration ms", "outputs / error"):
         table.add_column(column)
@@ -103,14 +107,21 @@ def _finished(run: RunView) -> str:
     return run.status
 
 
-def follow_run(repo: Any, run_id: uuid.UUID, poll_s: float = 0.2) -> str:
-    """The progress bar until the run ends, reading the database."""
+def follow_run(repo: Any, run_id: uuid.UUID, poll_s: float = 0.2,
+               warn_every_s: float = WARN_EVERY_S) -> str:
+    """The progress bar until the run ends, reading the database, with a line whenever
+    no live worker serves some of its waiting nodes."""
     run = repo.get_run(run_id)
+    unserved: set[tuple[str, str]] = set()
+    next_check = 0.0
     with _progress_bar(run.workflow, len(run.nodes or [])) as show:
         while True:
             show(node.status for node in run.nodes or [])
             if run.status not in OPEN_RUN_STATUSES:
                 break
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + warn_every_s
+                unserved = _show_unserved(err, repo, run, unserved)
             time.sleep(poll_s)
             run = repo.get_run(run_id)
     return _finished(run)
@@ -122,6 +133,8 @@ def follow_run_events(client: Any, run_id: uuid.UUID) -> str:
     statuses = {node.key: node.status for node in run.nodes or []}
     with _progress_bar(run.workflow, len(statuses)) as show:
         show(statuses.values())
+        for warning in getattr(run, "warnings", None) or []:
+            err.print(f"waiting: {warning.message}", style="yellow", markup=False)
         if run.status in OPEN_RUN_STATUSES:
             for event in client.events(run_id):
                 status = NODE_EVENT_STATUS.get(event.type)
@@ -132,6 +145,18 @@ def follow_run_events(client: Any, run_id: uuid.UUID) -> str:
             run = client.wait(run_id)  # the finished run, as the database path shows it
         show(node.status for node in run.nodes or [])
     return _finished(run)
+
+
+def _show_unserved(console: Console, repo: Any, run: RunView,
+                   shown: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Print each (executor, queue) that became unserved, and each that is served again."""
+    warnings = {(w.executor, w.queue): w for w in service.run_warnings(repo, run)}
+    for key in sorted(warnings.keys() - shown):
+        console.print(f"waiting: {warnings[key].message}", style="yellow", markup=False)
+    for executor, queue in sorted(shown - warnings.keys()):
+        console.print(f"a live worker serves executor {executor} on queue {queue} again",
+                      style="green", markup=False)
+    return set(warnings)
 
 
 def schedules_table(schedules: list[Any]) -> None:

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return cli_client.run_show(args, remote)  # DAGQ_URL: through the API
     run_id = _uuid(args.run_id, "run")
     with repository(settings) as repo:
-        run_detail(repo.get_run(run_id))
+        run_detail(service.get_run(repo, run_id))
     return 0
 
 

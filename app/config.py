@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     retention_days: float = Field(7.0, gt=0)
     worker_dead_after_s: float = Field(30.0, gt=0)
     pool_size: int = Field(10, ge=1)
+    # builtin.fail and builtin.crash (test tools: crash kills its worker) exist only when on.
+    test_executors: Literal["on", "off"] = "off"
+    # builtin.http may reach these non-public hosts, IPs or CIDRs (comma-separated).
+    http_allow: str = ""
 
     @field_validator("auth", mode="before")
     @classmethod
@@ -40,6 +44,15 @@ class Settings(BaseSettings):
     @property
     def actor_module_list(self) -> list[str]:
         return [m.strip() for m in self.actor_modules.split(",") if m.strip()]
+
+    @field_validator("test_executors", mode="before")
+    @classmethod
+    def _normalise_switch(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def http_allow_list(self) -> list[str]:
+        return [e.strip() for e in self.http_allow.split(",") if e.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 RunStatus = Literal["queued", "running", "succeeded", "failed", "partial_succeeded", "cancelled"]
 NodeStatus = Literal["pending", "queued", "running", "succeeded", "failed", "skipped", "cancelled"]
@@ -76,6 +76,24 @@ class NodeView(_Record):
     items: int | None = None
 
 
+class RunWarning(_Record):
+    """Why an open run may not progress: e.g. no live worker serves some of its nodes."""
+
+    code: Literal["unserved"]
+    executor: str
+    queue: str
+    waiting: int = Field(description="node tasks that wait for such a worker")
+    nodes: list[str] = Field(description="their node keys (at most 20)")
+    message: str
+
+    @classmethod
+    def unserved(cls, row: dict[str, Any]) -> RunWarning:
+        message = (f"no live worker serves executor {row['executor']} on queue "
+                   f"{row['queue']}: {row['waiting']} node(s) wait "
+                   f"({', '.join(row['nodes'])}); start a worker that does")
+        return cls(code="unserved", message=message, **row)
+
+
 class RunView(_Record):
     run_id: UUID
     tenant: str
@@ -95,6 +113,7 @@ class RunView(_Record):
     started_at: datetime | None
     finished_at: datetime | None
     nodes: list[NodeView] | None = None
+    warnings: list[RunWarning] = Field(default_factory=list)
 
 
 class RunEvent(_Record):

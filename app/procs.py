@@ -1,5 +1,5 @@
-"""Run a group of child processes in the foreground: restart those that die, stop all
-cleanly on SIGTERM/SIGINT (Ctrl-C)."""
+"""Run a group of child processes in the foreground: restart those that die (backing off
+while they keep dying), stop all cleanly on SIGTERM/SIGINT (Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger("dagq.procs")
 
-RESTART_DELAY_S = 1.0
+RESTART_DELAY_S = 1.0  # before the first restart; doubled while a child keeps dying
+MAX_RESTART_DELAY_S = 60.0
+STABLE_AFTER_S = 30.0  # a child that ran this long before it died restarts after 1 s again
+EXIT_CANNOT_START = 78  # EX_CONFIG: the child cannot start (it logged one line why)
 PR_SET_PDEATHSIG = 1
 
 try:
@@ -39,6 +42,8 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
+    delay_s: float = 0.0  # the current restart back-off
+    restart_at: float | None = None  # dead, to be restarted then
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
@@ -66,16 +71,31 @@ class ProcessGroup:
                 self._restart_if_dead(child)
         return self.stop()
 
-    def _restart_if_dead(self, child: Child) -> None:
+    def _restart_if_dead(self, child: Child, now: float | None = None) -> None:
         if child.proc is None or child.proc.poll() is None:
             return
-        code = child.proc.returncode
-        if time.monotonic() - child.started_at < RESTART_DELAY_S:
-            return  # wait a little before restarting a child that keeps dying
-        child.restarts += 1
-        log.warning("%s (pid %d) exited with %s; restarting it (restart #%d)",
-                    child.name, child.proc.pid, code, child.restarts)
-        child.start()
+        now = time.monotonic() if now is None else now
+        if child.restart_at is None:
+            self._schedule_restart(child, now)
+        elif now >= child.restart_at:
+            child.restart_at = None
+            child.restarts += 1
+            child.start()
+
+    def _schedule_restart(self, child: Child, now: float) -> None:
+        """1 s, then twice as long each time it dies again soon (at most 60 s)."""
+        assert child.proc is not None
+        stable = now - child.started_at >= STABLE_AFTER_S
+        child.delay_s = RESTART_DELAY_S if stable or not child.delay_s \
+            else min(2 * child.delay_s, MAX_RESTART_DELAY_S)
+        child.restart_at = now + child.delay_s
+        if child.proc.returncode == EXIT_CANNOT_START:
+            log.error("%s cannot start (its error is above): nothing runs on it until that "
+                      "is fixed; trying again in %.0fs", child.name, child.delay_s)
+        else:
+            log.warning("%s (pid %d) exited with %s; restarting it in %.0fs (restart #%d)",
+                        child.name, child.proc.pid, child.proc.returncode, child.delay_s,
+                        child.restarts + 1)
 
     def stop(self) -> int:
         for child in self.children:

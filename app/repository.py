@@ -980,6 +980,22 @@ class Repository:
             rows = cur.execute(queries()["known_executors"]).fetchall()
         return {row["name"]: ExecutorInfo(**row) for row in rows}
 
+    def live_worker_count(self, *, timeout_s: float = 2.0) -> int:
+        """Workers heard from lately. Not retried, like readiness (a probe answers fast)."""
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self.pool.connection(timeout=timeout_s) as conn:
+                return conn.execute(queries()["live_worker_count"]).fetchone()["workers"]
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+
+    @transient
+    def unserved_nodes(self, run_id: uuid.UUID) -> list[dict[str, Any]]:
+        """A run's waiting nodes that no live worker serves, per (executor, queue)."""
+        with self._tx() as cur:
+            return cur.execute(queries()["unserved_run_nodes"], {"run_id": run_id}).fetchall()
+
     # ===== maintenance (the sweeper's statements) =====================================
 
     @transient

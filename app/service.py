@@ -6,12 +6,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import uuid
 from typing import Any
 
+from dagq.config import get_settings
 from dagq.errors import InvalidRequest, InvalidWorkflow
-from dagq.models import ApiKey, SubmitResult, WorkflowRecord
+from dagq.models import (
+    OPEN_RUN_STATUSES,
+    ApiKey,
+    RunView,
+    RunWarning,
+    SubmitResult,
+    WorkflowRecord,
+)
 from dagq.repository import Repository
-from dagq.workflow import BUILTIN_EXECUTORS, WorkflowSpec, check_executors, parse_spec
+from dagq.workflow import (
+    BUILTIN_EXECUTORS,
+    TEST_EXECUTORS,
+    WorkflowSpec,
+    check_executors,
+    parse_spec,
+)
 
 KEY_PREFIX = "dagq_"
 MAX_INPUT_DEPTH = 64
@@ -43,9 +58,14 @@ def authenticate(repo: Repository, key: str) -> ApiKey | None:
     return found
 
 
+def allow_test_executors() -> bool:
+    """DAGQ_TEST_EXECUTORS=on: builtin.fail and builtin.crash are accepted."""
+    return get_settings().test_executors == "on"
+
+
 def register_workflow(repo: Repository, raw: Any) -> tuple[WorkflowRecord, bool]:
     spec = parse_spec(raw)
-    check_executors(spec, repo.known_executors())
+    check_executors(spec, repo.known_executors(), test_executors=allow_test_executors())
     return repo.register_workflow(spec)
 
 
@@ -67,9 +87,11 @@ def with_executor_defaults(spec: WorkflowSpec, repo: Repository) -> WorkflowSpec
     """Fill each node's queue, max_attempts and timeout from its executor's declared
     defaults, unless the node or the workflow's `defaults` set them explicitly."""
     known = repo.known_executors(max_age_s=EXECUTORS_MAX_AGE_S)
-    if not spec.executors() <= BUILTIN_EXECUTORS | set(known):
+    tests_on = allow_test_executors()
+    if not spec.executors() <= BUILTIN_EXECUTORS | set(known) | (
+            TEST_EXECUTORS if tests_on else frozenset()):
         known = repo.known_executors()  # a worker may have just registered it
-    check_executors(spec, known)
+    check_executors(spec, known, test_executors=tests_on)
     explicit = spec.defaults.model_fields_set
     raw = spec.canonical()
     for key, node in spec.nodes.items():
@@ -104,6 +126,20 @@ def submit(
         event_key=event_key, priority=priority, deadline_s=deadline_s,
         fingerprint_spec=submitted,
     )
+
+
+def run_warnings(repo: Repository, run: RunView) -> list[RunWarning]:
+    """While a run is open: one warning per executor and queue that no live worker
+    serves (the module was removed, the workers are down), so it never waits silently."""
+    if run.status not in OPEN_RUN_STATUSES:
+        return []
+    return [RunWarning.unserved(row) for row in repo.unserved_nodes(run.run_id)]
+
+
+def get_run(repo: Repository, run_id: uuid.UUID, tenant: str | None = None) -> RunView:
+    """A run with its nodes and warnings (GET /v1/runs/{id}, `dagq run show`)."""
+    run = repo.get_run(run_id, tenant)
+    return run.model_copy(update={"warnings": run_warnings(repo, run)})
 
 
 def load_spec_file(path: str) -> Any:

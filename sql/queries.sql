@@ -555,6 +555,32 @@ SET queue = excluded.queue, max_attempts = excluded.max_attempts,
 -- name: known_executors
 SELECT name, queue, max_attempts, timeout_s, concurrency, rate_per_s FROM dagq.executors
 
+-- name: live_worker_count
+-- Workers that serve now: alive and heard from within three heartbeats (at least 10 s,
+-- so a loaded machine's late heartbeat does not count as gone). Same rule as below.
+SELECT count(*) AS workers FROM dagq.workers w
+WHERE w.status = 'alive'
+  AND w.heartbeat_at > now() - make_interval(secs => greatest(3 * w.heartbeat_s, 10))
+
+-- name: unserved_run_nodes
+-- A run's pending and queued nodes that no live worker serves (its queue, and its
+-- executor; plain Dramatiq actors, which workers do not list, by queue only), per
+-- executor and queue, with up to 20 node keys (a map's items under their node's key).
+SELECT t.executor, t.queue, count(*) AS waiting,
+       (array_agg(DISTINCT regexp_replace(t.node_key, '\[[0-9]+\]$', '')))[1:20] AS nodes
+FROM dagq.node_tasks t
+WHERE t.run_id = %(run_id)s AND t.status IN ('pending', 'queued')
+  AND NOT EXISTS (
+      SELECT 1 FROM dagq.workers w
+      WHERE w.status = 'alive'
+        AND w.heartbeat_at > now() - make_interval(secs => greatest(3 * w.heartbeat_s, 10))
+        AND t.queue = ANY (w.queues)
+        AND (t.executor = ANY (w.executors)
+             OR (NOT starts_with(t.executor, 'builtin.')
+                 AND NOT EXISTS (SELECT 1 FROM dagq.executors e WHERE e.name = t.executor))))
+GROUP BY t.executor, t.queue
+ORDER BY t.executor, t.queue
+
 -- name: bump_counter
 -- Add to a counter in dagq.counters (created on first use).
 INSERT INTO dagq.counters (name, value) VALUES (%(name)s, %(by)s)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import psycopg
@@ -9,6 +10,10 @@ from psycopg.rows import dict_row
 from dagq.db import open_pool
 from dagq.repository import Repository
 from tests.pg import TestServer
+
+# The suite uses builtin.fail and builtin.crash (off by default): every process it starts
+# inherits this, and in-process submits read it (a test of the default sets it off).
+os.environ["DAGQ_TEST_EXECUTORS"] = "on"
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,7 @@ class WorkerFleet:
             "DAGQ_DATABASE_URL": self.db_url, "DAGQ_HEARTBEAT_S": "0.5",
             "DAGQ_LEASE_TTL_S": "5", "DAGQ_ACTOR_MODULES": "tests.e2e.sample_executors",
             "DAGQ_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
+            "DAGQ_TEST_EXECUTORS": "on",  # builtin.fail / builtin.crash
         })
         env.update(extra)
         return env

@@ -7,8 +7,8 @@ import signal
 import time
 from typing import Any
 
-import httpx
-
+from dagq.config import get_settings
+from dagq.workers import safe_http
 from dagq.workers.context import current
 from dagq.workers.errors import FatalError
 from dagq.workers.registry import executor
@@ -47,7 +47,6 @@ def sleep(payload: dict[str, Any]) -> dict[str, Any]:
     return {"slept_s": seconds}
 
 
-@executor("builtin.fail")
 def fail(payload: dict[str, Any]) -> dict[str, Any]:
     """Fail the first `params.times` attempts (all, by default), then succeed;
     `params.fatal: true` raises a non-retryable error instead."""
@@ -61,7 +60,6 @@ def fail(payload: dict[str, Any]) -> dict[str, Any]:
     return {"attempt": attempt}
 
 
-@executor("builtin.crash")
 def crash(payload: dict[str, Any]) -> dict[str, Any]:
     """Kill this worker process with SIGKILL on the first `params.times` attempts."""
     attempt = current().attempt
@@ -70,16 +68,25 @@ def crash(payload: dict[str, Any]) -> dict[str, Any]:
     return {"attempt": attempt}
 
 
+def register_test_executors() -> None:
+    """builtin.fail and builtin.crash, only with DAGQ_TEST_EXECUTORS=on: one tenant's
+    builtin.crash SIGKILLs workers that other tenants' nodes share."""
+    executor("builtin.fail")(fail)
+    executor("builtin.crash")(crash)
+
+
 @executor("builtin.http")
 def http(payload: dict[str, Any]) -> dict[str, Any]:
-    """An HTTP call whose JSON reply is the output. 4xx (but 408/429) fail for good."""
+    """An HTTP call whose JSON reply is the output. 4xx (but 408/429) fail for good.
+    Addresses that are not public are refused unless DAGQ_HTTP_ALLOW lists them."""
     params = payload.get("params", {})
     url = params.get("url")
     if not isinstance(url, str) or not url:
         raise FatalError("builtin.http needs params.url")
-    response = httpx.request(
+    response = safe_http.request(
         str(params.get("method", "GET")).upper(), url, json=params.get("json"),
-        timeout=float(params.get("timeout_s", 30)),
+        timeout_s=float(params.get("timeout_s", 30)),
+        allow=safe_http.Allow.parse(get_settings().http_allow_list),
     )
     if response.status_code >= 400:
         message = f"HTTP {response.status_code} from {url}: {response.text[:500]}"

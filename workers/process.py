@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+import traceback
 import uuid
 
 import dramatiq
@@ -23,6 +24,7 @@ from dramatiq import Worker
 from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
+from dagq.procs import EXIT_CANNOT_START
 from dagq.repository import Repository
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.errors import WorkerShutdown
@@ -37,13 +39,37 @@ SHUTDOWN_GRACE_S = float(os.environ.get("DAGQ_SHUTDOWN_GRACE_S", "30"))
 PREFETCH_PER_THREAD = 4
 
 
-def load_executors(broker: PostgresBroker, modules: list[str]) -> None:
-    """Built-ins plus DAGQ_ACTOR_MODULES, imported after the broker is set."""
-    importlib.import_module("dagq.workers.builtins")
+class CannotStart(Exception):
+    """A module in DAGQ_ACTOR_MODULES cannot be imported: this worker cannot serve."""
+
+
+def load_executors(broker: PostgresBroker, modules: list[str], *,
+                   test_executors: bool = False) -> None:
+    """Built-ins (builtin.fail/crash only with `test_executors`) plus DAGQ_ACTOR_MODULES,
+    imported after the broker is set. A module that fails to import raises CannotStart
+    with a one-line reason."""
+    builtins = importlib.import_module("dagq.workers.builtins")
+    if test_executors:
+        builtins.register_test_executors()
     for module in modules:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # whatever the module raises while it is imported
+            raise CannotStart(_import_failure(module, exc)) from None
     for definition in registered().values():
         broker.declare_executor(definition)
+
+
+def _import_failure(module: str, exc: Exception) -> str:
+    """`cannot import 'mod' (DAGQ_ACTOR_MODULES): Kind: message (file:line)`, one line;
+    the place is the innermost frame outside importlib and this file."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<") and f.filename != __file__
+              and "importlib" not in f.filename]
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    message = " ".join(str(exc).split())[:300]
+    return (f"cannot import {module!r} (DAGQ_ACTOR_MODULES): {type(exc).__name__}: "
+            f"{message}{where}")
 
 
 def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] | None) -> int:
@@ -55,7 +81,13 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
         max_output_bytes=settings.max_output_bytes, listener=listener,
     )
     dramatiq.set_broker(broker)  # before any user module can declare an actor
-    load_executors(broker, settings.actor_module_list)
+    try:
+        load_executors(broker, settings.actor_module_list,
+                       test_executors=settings.test_executors == "on")
+    except CannotStart as exc:  # one line, no traceback; `dagq up` backs off restarts
+        log.error("worker cannot start: %s", exc)
+        repo.close()
+        return EXIT_CANNOT_START
     serve = sorted(set(queues) if queues else set(broker.queues) | {"default"})
     for name in serve:
         broker.declare_queue(name)

@@ -14,6 +14,9 @@ from dagq.api.schemas import Health, QueueList, QueueStats
 from dagq.errors import DatabaseUnavailable
 
 READY_TIMEOUT_S = 2.0
+NO_WORKER_WARNING = ("no live worker: runs are accepted but wait until a worker starts "
+                     "(see `dagq worker`; a worker that cannot import a DAGQ_ACTOR_MODULES "
+                     "module says why in its log)")
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -29,7 +32,15 @@ async def readyz(request: Request) -> JSONResponse:
     if pending:
         raise NotReady("the database schema is not current: run `dagq db migrate`",
                        {"pending_migrations": pending})
-    return JSONResponse(Health(status="ready", pending_migrations=[]).model_dump(mode="json"))
+    try:
+        workers = await run_in_threadpool(request.app.state.repo.live_worker_count,
+                                          timeout_s=READY_TIMEOUT_S)
+    except DatabaseUnavailable as exc:
+        raise NotReady("the database does not answer", {"reason": exc.message}) from None
+    # The API is ready without workers (submits are accepted and wait): say so, not 503.
+    warnings = [] if workers else [NO_WORKER_WARNING]
+    return JSONResponse(Health(status="ready", pending_migrations=[], workers=workers,
+                               warnings=warnings).model_dump(mode="json"))
 
 
 async def metrics(request: Request) -> Response:

@@ -58,7 +58,7 @@ async def submit_run(request: Request) -> JSONResponse:
 
 async def get_run(request: Request) -> JSONResponse:
     key = await principal(request)
-    run = await run_in_threadpool(request.app.state.repo.get_run, run_id_of(request),
+    run = await run_in_threadpool(service.get_run, request.app.state.repo, run_id_of(request),
                                   tenant_scope(key))
     return _json(run)
 

@@ -140,6 +140,9 @@ class QueueList(_Out):
 class Health(_Out):
     status: Literal["ok", "ready"]
     pending_migrations: list[int] | None = None
+    workers: int | None = Field(None, description="live workers (readiness does not "
+                                                  "depend on them)")
+    warnings: list[str] | None = None
 
 
 # ----- keyset cursor ------------------------------------------------------------------

@@ -31,7 +31,7 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DAGQ_DATABASE_URL"}
     env.update({"DAGQ_DATA_DIR": str(data), "DAGQ_AUTH": "off", "DAGQ_LOG_LEVEL": "WARNING",
-                "PYTHONPATH": str(ROOT)})
+                "PYTHONPATH": str(ROOT), "DAGQ_TEST_EXECUTORS": "on"})
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
     up = subprocess.Popen(
         [sys.executable, "-c", "from dagq.cli import main; raise SystemExit(main())", "up",

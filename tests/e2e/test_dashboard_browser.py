@@ -56,7 +56,7 @@ def dagq_up(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DAGQ_DATABASE_URL"}
     env.update({"DAGQ_DATA_DIR": str(data), "DAGQ_AUTH": "off", "DAGQ_LOG_LEVEL": "WARNING",
-                "DAGQ_HEARTBEAT_S": "1", "PYTHONPATH": str(ROOT)})
+                "DAGQ_HEARTBEAT_S": "1", "PYTHONPATH": str(ROOT), "DAGQ_TEST_EXECUTORS": "on"})
     log_path = tmp_path / "up.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     up = subprocess.Popen(

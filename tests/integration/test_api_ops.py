@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dagq.api.openapi import openapi_document
+from dagq.api.routes_ops import NO_WORKER_WARNING
 from tests import pg
 from tests.helpers import drive
 from tests.integration.test_api_helpers import ECHO_FLOW, Api, TestClient, assert_error
@@ -32,7 +33,9 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_health_and_readiness(api: Api, sql) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
-    assert api.client.get("/readyz").json() == {"status": "ready", "pending_migrations": []}
+    assert api.client.get("/readyz").json() == {
+        "status": "ready", "pending_migrations": [], "workers": 0,
+        "warnings": [NO_WORKER_WARNING]}  # ready: the API does not depend on workers
     latest = sql.execute("SELECT max(version) AS v FROM dagq.schema_migrations").fetchone()["v"]
     sql.execute("DELETE FROM dagq.schema_migrations WHERE version = %s", (latest,))
     error = assert_error(api.client.get("/readyz"), 503, "not_ready")

@@ -127,3 +127,11 @@ def test_a_trailing_newline_is_not_a_valid_key() -> None:
     assert "must match" in rejected(nodes_spec({"a\n": {"executor": "builtin.noop"}}))
     with pytest.raises(InvalidWorkflow):
         parse_spec({"name": "wf\n", "nodes": {"a": {"executor": "builtin.noop"}}})
+
+
+def test_test_executors_count_only_when_switched_on() -> None:
+    spec = parse_spec(nodes_spec({"a": {"executor": "builtin.crash"}}))
+    with pytest.raises(InvalidWorkflow) as info:
+        check_executors(spec, known=["builtin.crash"])  # a row an earlier worker left
+    assert "DAGQ_TEST_EXECUTORS=on" in info.value.message
+    check_executors(spec, known=[], test_executors=True)

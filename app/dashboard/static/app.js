@@ -12,6 +12,7 @@ const OPEN_RUN = new Set(["queued", "running"]);
 const RETRYABLE_RUN = new Set(["failed", "partial_succeeded", "cancelled"]);
 const LIST_REFRESH_MS = 2000;
 const OPS_REFRESH_MS = 3000;
+const READY_REFRESH_MS = 5000;
 const MAX_EVENT_ROWS = 300;
 const MAX_JSON_CHARS = 40000;
 
@@ -138,6 +139,26 @@ function showError(err, context = "") {
  *  that failed has now succeeded). */
 function clearError(context = null) {
   if (context === null || context === bannerContext) banner.hidden = true;
+}
+
+// ----- "no live worker" banner (from /readyz, which needs no key) ------------------------
+
+const workersBanner = document.getElementById("workers-banner");
+const workersBannerText = document.getElementById("workers-banner-text");
+
+async function checkWorkers() {
+  try {
+    const response = await fetch("/readyz", { cache: "no-store", headers: { Accept: "application/json" } });
+    if (!response.ok) return; // a sick API or database: the error banner says so
+    const body = await response.json();
+    const none = body.workers === 0;
+    workersBannerText.textContent = none
+      ? (body.warnings && body.warnings[0]) || "No live worker: runs wait until one starts."
+      : "";
+    workersBanner.hidden = !none;
+  } catch {
+    /* unreachable API: other requests report it */
+  }
 }
 
 // ----- the API key box ------------------------------------------------------------------
@@ -446,6 +467,7 @@ function runPage(route) {
   const counts = h("div", { class: "counts" });
   const actions = h("div", { class: "actions" });
   const runError = h("div", { class: "run-error", hidden: true });
+  const runWarnings = h("div", { class: "run-warnings", id: "run-warnings", role: "status", hidden: true });
   const graph = h("div", { class: "graph-scroll fit", id: "graph" });
   const panel = h("aside", { class: "node-panel", id: "node-panel", "aria-live": "polite" });
   const fitButton = h("button", {
@@ -470,6 +492,7 @@ function runPage(route) {
       h("div", { class: "title-row" }, title, statusEl, liveEl, h("span", { class: "grow" }), actions),
       meta, counts),
     runError,
+    runWarnings,
     h("div", { class: "run-body" },
       h("div", { class: "left-col" },
         h("div", { class: "graph-wrap" }, h("div", { class: "graph-tools" }, legend, fitButton), graph),
@@ -518,6 +541,10 @@ function runPage(route) {
     } else {
       runError.hidden = true;
     }
+    const warnings = run.warnings || [];
+    runWarnings.hidden = warnings.length === 0;
+    fill(runWarnings, warnings.map((w) => h("p", { dataset: { executor: w.executor, queue: w.queue } },
+      h("strong", {}, "Waiting: "), w.message)));
     if (!svg) {
       svg = renderDag(run.nodes || [], select);
       fill(graph, svg);
@@ -853,11 +880,16 @@ function runPage(route) {
     }
   });
 
+  // An open run with no events may be waiting for a worker: re-read it now and then so
+  // its warnings (no live worker serves…) appear and clear.
+  const stopPoll = every(READY_REFRESH_MS, () => { if (run && OPEN_RUN.has(run.status)) scheduleRefresh(0); });
+
   refresh().then(() => { if (!controller.signal.aborted) follow(); });
   return {
     destroy() {
       controller.abort();
       stopTick();
+      stopPoll();
       clearTimeout(refreshTimer);
       document.title = "dagq dashboard";
     },
@@ -871,3 +903,5 @@ function runPage(route) {
 }
 
 mount();
+checkWorkers();
+every(READY_REFRESH_MS, checkWorkers);
