@@ -106,6 +106,7 @@ fetch("/openapi.json").then((r) => r.json()).then((doc) => {
 
 DOCS_HTML = ("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>dagq API</title>
+<link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>""" + DOCS_STYLE + """</style></head>
 <body><header><strong>dagq API</strong> &middot; <span id="ver"></span>
@@ -121,6 +122,7 @@ padding:0 16px;color:#1d2330}code{background:#f2f4f7;padding:1px 4px}"""
 
 FALLBACK_INDEX_HTML = ("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>dagq</title>
+<link rel="icon" href="data:,">
 <style>""" + FALLBACK_STYLE + """</style></head>
 <body><h1>dagq</h1>
 <p>The API is up. The dashboard is not installed in this build.</p>
