@@ -67,8 +67,8 @@ def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
         if "anyOf" in prop:  # `X | None`: a parameter is absent or an X, never null
             [present] = [p for p in prop.pop("anyOf") if p != {"type": "null"}]
             prop = {**present, **prop}
-        if prop.get("default", 0) is None:
-            del prop["default"]
+        if prop.get("default") is None:
+            prop.pop("default", None)
         params.append(_param(name, "query", prop, description))
     return params
 
