@@ -224,6 +224,7 @@ class Repository:
         self.pool = pool
         self.retry_s = retry_s
         self._executors_cache: tuple[float, dict[str, ExecutorInfo] | None] = (0.0, None)
+        self._queues_cache: tuple[float, frozenset[str] | None] = (0.0, None)
 
     def close(self) -> None:
         self.pool.close()
@@ -996,6 +997,21 @@ class Repository:
         with self._tx() as cur:
             return cur.execute(queries()["unserved_run_nodes"], {"run_id": run_id}).fetchall()
 
+    def known_queues(self, *, max_age_s: float = 0.0) -> frozenset[str]:
+        """Queues some worker or executor has declared; `max_age_s` allows a cached answer."""
+        cached_at, cached = self._queues_cache
+        if cached is not None and time.monotonic() - cached_at <= max_age_s:
+            return cached
+        fresh = self._load_queues()
+        self._queues_cache = (time.monotonic(), fresh)
+        return fresh
+
+    @transient
+    def _load_queues(self) -> frozenset[str]:
+        with self._tx() as cur:
+            rows = cur.execute(queries()["known_queues"]).fetchall()
+        return frozenset(row["queue"] for row in rows)
+
     # ===== maintenance (the sweeper's statements) =====================================
 
     @transient
@@ -1169,6 +1185,12 @@ class Repository:
         failed_last_hour, ordered by queue name."""
         with self._tx() as cur:
             return cur.execute(queries()["api_queue_stats"]).fetchall()
+
+    @transient
+    def tenant_queue_stats(self, tenant: str) -> list[dict[str, Any]]:
+        """queue_stats counting only `tenant`'s nodes (the same queues and fields)."""
+        with self._tx() as cur:
+            return cur.execute(queries()["api_tenant_queue_stats"], {"tenant": tenant}).fetchall()
 
     def readiness(self, *, timeout_s: float = 2.0) -> list[int]:
         """Pending migration versions (empty when the schema is current). Not retried:

@@ -30,7 +30,10 @@ from dagq.workflow import (
 
 KEY_PREFIX = "dagq_"
 MAX_INPUT_DEPTH = 64
-EXECUTORS_MAX_AGE_S = 2.0  # submissions may use a known-executors list this old
+EXECUTORS_MAX_AGE_S = 2.0  # submissions may use a known-executors (-queues) list this old
+# Every worker started without --queues serves it, and a node names it unless told
+# otherwise, so it is always valid (as the built-in executors are).
+DEFAULT_QUEUE = "default"
 
 
 def hash_key(key: str) -> str:
@@ -66,7 +69,25 @@ def allow_test_executors() -> bool:
 def register_workflow(repo: Repository, raw: Any) -> tuple[WorkflowRecord, bool]:
     spec = parse_spec(raw)
     check_executors(spec, repo.known_executors(), test_executors=allow_test_executors())
+    check_queues(spec, repo)
     return repo.register_workflow(spec)
+
+
+def check_queues(spec: WorkflowSpec, repo: Repository) -> None:
+    """Reject a node whose queue no worker (or executor) has declared: nothing would ever
+    lease it, and the queue names reaching Prometheus labels stay the declared ones."""
+    named = {key: node.queue or spec.defaults.queue for key, node in spec.nodes.items()}
+    known = repo.known_queues(max_age_s=EXECUTORS_MAX_AGE_S)
+    if not set(named.values()) <= known | {DEFAULT_QUEUE}:
+        known = repo.known_queues()  # a worker may have just declared it
+    for key, queue in named.items():
+        if queue not in known and queue != DEFAULT_QUEUE:
+            origin = "" if spec.nodes[key].queue else " (from defaults.queue)"
+            raise InvalidWorkflow(
+                f"node {key!r} uses unknown queue {queue!r}{origin}; no worker has declared "
+                f"it (start one with `dagq worker --queues {queue}`)",
+                {"node": key, "queue": queue},
+            )
 
 
 def resolve_workflow(
@@ -85,7 +106,8 @@ def resolve_workflow(
 
 def with_executor_defaults(spec: WorkflowSpec, repo: Repository) -> WorkflowSpec:
     """Fill each node's queue, max_attempts and timeout from its executor's declared
-    defaults, unless the node or the workflow's `defaults` set them explicitly."""
+    defaults, unless the node or the workflow's `defaults` set them explicitly. Unknown
+    executors and queues are rejected (422) here: every submit and schedule passes here."""
     known = repo.known_executors(max_age_s=EXECUTORS_MAX_AGE_S)
     tests_on = allow_test_executors()
     if not spec.executors() <= BUILTIN_EXECUTORS | set(known) | (
@@ -105,7 +127,9 @@ def with_executor_defaults(spec: WorkflowSpec, repo: Repository) -> WorkflowSpec
                 if field == "queue" and value == "default":
                     continue
                 target[field] = value
-    return parse_spec(raw)
+    filled = parse_spec(raw)
+    check_queues(filled, repo)
+    return filled
 
 
 def submit(

@@ -17,6 +17,8 @@ KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 QUEUE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 MAX_NODES = 1000
 MAX_MAP_ITEMS = 10_000
+# What check_graph enforces, as far as JSON Schema can say it (for /openapi.json).
+NODE_KEY_SCHEMA = {"type": "string", "pattern": KEY_PATTERN}
 BUILTIN_EXECUTORS = frozenset(
     {"builtin.noop", "builtin.echo", "builtin.merge", "builtin.sleep", "builtin.http"}
 )
@@ -44,7 +46,7 @@ class Defaults(_Strict):
 class Condition(_Strict):
     """`if`: run only when the dependency's output at `path` is one of `in`."""
 
-    dep: str
+    dep: str = Field(json_schema_extra=NODE_KEY_SCHEMA)
     path: str = Field(min_length=1, max_length=256)
     in_: list[Any] = Field(alias="in", min_length=1)
 
@@ -52,14 +54,15 @@ class Condition(_Strict):
 class MapOver(_Strict):
     """`map`: one task per element of the list at `path` in the dependency's output."""
 
-    dep: str
+    dep: str = Field(json_schema_extra=NODE_KEY_SCHEMA)
     path: str = Field(min_length=1, max_length=256)
 
 
 class NodeSpec(_Strict):
     executor: str = Field(min_length=1, max_length=200)
     params: dict[str, Any] = Field(default_factory=dict)
-    depends_on: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list, json_schema_extra={
+        "items": NODE_KEY_SCHEMA, "uniqueItems": True, "maxItems": MAX_NODES - 1})
     if_: Condition | None = Field(None, alias="if")
     map: MapOver | None = None
     queue: str | None = Field(None, pattern=QUEUE_PATTERN)
@@ -73,7 +76,8 @@ class WorkflowSpec(_Strict):
     name: str = Field(pattern=KEY_PATTERN)
     defaults: Defaults = Defaults()
     fail_fast: bool = True
-    nodes: dict[str, NodeSpec]
+    nodes: dict[str, NodeSpec] = Field(json_schema_extra={
+        "minProperties": 1, "maxProperties": MAX_NODES, "propertyNames": NODE_KEY_SCHEMA})
 
     @field_validator("nodes")
     @classmethod

@@ -581,6 +581,14 @@ WHERE t.run_id = %(run_id)s AND t.status IN ('pending', 'queued')
 GROUP BY t.executor, t.queue
 ORDER BY t.executor, t.queue
 
+-- name: known_queues
+-- Queues a node may name: those some worker declared (alive or not: a worker's row stays
+-- until the sweeper prunes it, DAGQ_RETENTION_DAYS after it stopped) and those an
+-- executor declared (kept like the executor itself). 'default' is added by the caller.
+SELECT unnest(queues) AS queue FROM dagq.workers
+UNION
+SELECT queue FROM dagq.executors
+
 -- name: bump_counter
 -- Add to a counter in dagq.counters (created on first use).
 INSERT INTO dagq.counters (name, value) VALUES (%(name)s, %(by)s)
@@ -715,6 +723,44 @@ WITH parts AS (
     FROM dagq.node_tasks
     WHERE finished_at > now() - interval '1 hour' AND status = 'failed'
     GROUP BY queue
+    UNION ALL
+    SELECT queue, 0, 0, 0, 0, NULL FROM dagq.executors
+    UNION ALL
+    SELECT 'default', 0, 0, 0, 0, NULL
+)
+SELECT queue,
+       sum(queued)::bigint AS queued,
+       sum(delayed)::bigint AS delayed,
+       sum(running)::bigint AS running,
+       coalesce(extract(epoch FROM now() - min(oldest_ready_at)), 0)::float8
+           AS oldest_queued_age_s,
+       sum(failed_last_hour)::bigint AS failed_last_hour
+FROM parts
+GROUP BY queue
+ORDER BY queue
+
+-- name: api_tenant_queue_stats
+-- GET /v1/queues for a tenant key: api_queue_stats counting only that tenant's nodes
+-- (each branch walks the same partial index and joins the node's run for its tenant).
+WITH parts AS (
+    SELECT t.queue,
+           count(*) FILTER (WHERE t.available_at <= now()) AS queued,
+           count(*) FILTER (WHERE t.available_at > now()) AS delayed,
+           0 AS running, 0 AS failed_last_hour,
+           min(t.available_at) FILTER (WHERE t.available_at <= now()) AS oldest_ready_at
+    FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
+    WHERE t.status = 'queued' AND r.tenant = %(tenant)s GROUP BY t.queue
+    UNION ALL
+    SELECT t.queue, 0, 0, count(*), 0, NULL
+    FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
+    WHERE t.status = 'running' AND t.map_over IS NULL AND r.tenant = %(tenant)s
+    GROUP BY t.queue
+    UNION ALL
+    SELECT t.queue, 0, 0, 0, count(*), NULL
+    FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
+    WHERE t.finished_at > now() - interval '1 hour' AND t.status = 'failed'
+      AND r.tenant = %(tenant)s
+    GROUP BY t.queue
     UNION ALL
     SELECT queue, 0, 0, 0, 0, NULL FROM dagq.executors
     UNION ALL

@@ -21,6 +21,8 @@ from dagq.api.hub import EventHub
 from dagq.api.metrics import ApiMetrics
 from dagq.api.routes_dashboard import routes as dashboard_routes
 from dagq.api.routes_schedules import routes as schedule_routes
+from dagq.api.routing import one_route_per_path
+from dagq.api.security import SecurityHeadersMiddleware
 from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.repository import Repository
@@ -81,10 +83,11 @@ def create_app(settings: Settings, url: str) -> Starlette:
             await run_in_threadpool(repo.close)
 
     app = Starlette(
-        routes=[*routes_runs.routes, *routes_events.routes, *routes_workflows.routes,
-                *routes_ops.routes, *dashboard_routes, *schedule_routes,
-                *routes_pages.routes],
+        routes=one_route_per_path([
+            *routes_runs.routes, *routes_events.routes, *routes_workflows.routes,
+            *routes_ops.routes, *dashboard_routes, *schedule_routes, *routes_pages.routes]),
         middleware=[
+            Middleware(SecurityHeadersMiddleware),
             Middleware(RequestMetricsMiddleware, metrics=metrics),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],

@@ -1,11 +1,15 @@
-"""HTML pages served without any CDN: /docs (renders /openapi.json) and the fallback `/`."""
+"""HTML pages served without any CDN: /docs (renders /openapi.json) and the fallback `/`.
+
+Their inline <style> and <script> are allowed by hash in the Content-Security-Policy
+(`INLINE_HASHES`, computed from the very strings served), so no 'unsafe-inline' is needed.
+"""
 
 from __future__ import annotations
 
-DOCS_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>dagq API</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
+import base64
+import hashlib
+
+DOCS_STYLE = """
  body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#f7f8fa}
  header{background:#1d2330;color:#fff;padding:14px 24px}
  header a{color:#9cc3ff} main{max-width:1000px;margin:0 auto;padding:16px 24px}
@@ -20,12 +24,9 @@ DOCS_HTML = """<!doctype html>
  code,pre{font-family:ui-monospace,monospace;font-size:13px}
  pre{background:#f2f4f7;padding:8px;border-radius:4px;overflow:auto;max-height:360px}
  .lock{color:#b7791f;font-size:13px} a.ref{color:#2b6cb0}
-</style></head>
-<body><header><strong>dagq API</strong> &middot; <span id="ver"></span>
- &middot; <a href="/openapi.json">openapi.json</a> &middot; <a href="/">dashboard</a></header>
-<main><p id="desc"></p><div id="ops">Loading /openapi.json &hellip;</div>
-<h2>Schemas</h2><div id="schemas"></div></main>
-<script>
+"""
+
+DOCS_SCRIPT = """
 const el = (tag, attrs, ...kids) => {
   const n = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) n.setAttribute(k, v);
@@ -72,7 +73,12 @@ function renderOp(path, method, op) {
   for (const [code, r] of Object.entries(op.responses || {})) {
     const cell = el("td", {});
     for (const [type, c] of Object.entries(r.content || {})) {
-      cell.append(el("div", {}, el("small", {}, type + " "), schemaNode(c.schema)));
+      // A stream (text/event-stream) documents each of its events with itemSchema.
+      const shown = c.itemSchema
+        ? el("code", {}, "each event: {" +
+             Object.keys(c.itemSchema.properties || {}).join(", ") + "}")
+        : schemaNode(c.schema);
+      cell.append(el("div", {}, el("small", {}, type + " "), shown));
     }
     t.append(el("tr", {}, el("td", {}, el("code", {}, code)), el("td", {}, r.description || ""),
       cell));
@@ -96,13 +102,28 @@ fetch("/openapi.json").then((r) => r.json()).then((doc) => {
       el("div", {class: "body"}, el("pre", {}, JSON.stringify(schema, null, 2)))));
   }
 }).catch((err) => { document.getElementById("ops").textContent = "Failed: " + err; });
-</script></body></html>
 """
 
-FALLBACK_INDEX_HTML = """<!doctype html>
+DOCS_HTML = ("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>dagq API</title>
+<link rel="icon" href="data:,">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>""" + DOCS_STYLE + """</style></head>
+<body><header><strong>dagq API</strong> &middot; <span id="ver"></span>
+ &middot; <a href="/openapi.json">openapi.json</a> &middot; <a href="/">dashboard</a></header>
+<main><p id="desc"></p><div id="ops">Loading /openapi.json &hellip;</div>
+<h2>Schemas</h2><div id="schemas"></div></main>
+<script>"""
+             + DOCS_SCRIPT + """</script></body></html>
+""")
+
+FALLBACK_STYLE = """body{font:16px/1.5 system-ui,sans-serif;max-width:640px;margin:48px auto;
+padding:0 16px;color:#1d2330}code{background:#f2f4f7;padding:1px 4px}"""
+
+FALLBACK_INDEX_HTML = ("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>dagq</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:640px;margin:48px auto;
-padding:0 16px;color:#1d2330}code{background:#f2f4f7;padding:1px 4px}</style></head>
+<link rel="icon" href="data:,">
+<style>""" + FALLBACK_STYLE + """</style></head>
 <body><h1>dagq</h1>
 <p>The API is up. The dashboard is not installed in this build.</p>
 <ul><li><a href="/docs">API reference</a> (<a href="/openapi.json">openapi.json</a>)</li>
@@ -110,4 +131,14 @@ padding:0 16px;color:#1d2330}code{background:#f2f4f7;padding:1px 4px}</style></h
 <a href="/metrics">/metrics</a></li></ul>
 <p>Every <code>/v1</code> route needs <code>Authorization: Bearer &lt;key&gt;</code>
 (<code>dagq keys create --tenant NAME</code>).</p></body></html>
-"""
+""")
+
+
+def csp_hash(text: str) -> str:
+    """A CSP source expression allowing exactly this inline <script> or <style> body."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return "'sha256-" + base64.b64encode(digest).decode() + "'"
+
+
+INLINE_HASHES = {"script": (csp_hash(DOCS_SCRIPT),),
+                 "style": (csp_hash(DOCS_STYLE), csp_hash(FALLBACK_STYLE))}

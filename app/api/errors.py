@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from dagq.api.security import SECURITY_HEADERS
 from dagq.errors import (
     Conflict,
     DagqError,
@@ -115,8 +116,10 @@ async def data_error(request: Request, exc: Exception) -> Response:
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
+    # Starlette sends this response from outside every user middleware, so the
+    # security headers middleware never sees it.
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal", "internal server error")
+    return error_response(500, "internal", "internal server error", None, SECURITY_HEADERS)
 
 
 EXCEPTION_HANDLERS = {

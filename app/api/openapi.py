@@ -1,4 +1,9 @@
-"""The OpenAPI 3.1 description of the API, built once from the pydantic models."""
+"""The OpenAPI 3.2 description of the API, built once from the pydantic models.
+
+Query parameters come from the same models the routes validate with (`_query`), so the
+document and the API cannot drift apart. 3.2 because it describes an event stream as a
+sequence of events (`itemSchema`), which is what GET /v1/runs/{run_id}/events returns.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from dagq import __version__
 from dagq.api import schemas as s
-from dagq.api.routes_dashboard import MAX_WORKERS_PAGE, WorkerList
+from dagq.api.routes_dashboard import WorkerList, WorkersQuery
 from dagq.api.routes_schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
 from dagq.models import RunEvent, RunView, ScheduleRecord, SubmitResult, WorkflowRecord
 from dagq.workflow import KEY_PATTERN, WorkflowSpec
@@ -28,6 +33,7 @@ OUTPUT_MODELS: list[type[BaseModel]] = [
     s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList, ScheduleCreated,
     ScheduleRecord, ScheduleList,
 ]
+V1 = [{"bearerAuth": []}]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -42,26 +48,53 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _json(_ref(s.ErrorBody), ERROR_TEXT[c]) for c in codes}
 
 
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
+
+
 def _param(name: str, where: str, schema: dict[str, Any], description: str = "",
            required: bool = False) -> dict[str, Any]:
     return {"name": name, "in": where, "required": required or where == "path",
             "schema": schema, "description": description}
 
 
+def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The query parameters of a query model, as the route validates them."""
+    params = []
+    for name, prop in model.model_json_schema()["properties"].items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        description = prop.pop("description", "")
+        if "anyOf" in prop:  # `X | None`: a parameter is absent or an X, never null
+            [present] = [p for p in prop.pop("anyOf") if p != {"type": "null"}]
+            prop = {**present, **prop}
+        if prop.get("default") is None:
+            prop.pop("default", None)
+        params.append(_param(name, "query", prop, description))
+    return params
+
+
 RUN_ID = _param("run_id", "path", {"type": "string", "format": "uuid"}, "run id")
 SCHEDULE_ID = _param("schedule_id", "path", {"type": "string", "format": "uuid"},
                      "schedule id")
-V1 = [{"bearerAuth": []}]
+# One event of the SSE stream: `id:` its id, `event:` its type, `data:` it as JSON.
+SSE_EVENT = {
+    "type": "object", "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$",
+               "description": "the event id: send it back as Last-Event-ID to resume"},
+        "event": {"type": "string", "description": "the event type"},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": _ref(RunEvent)},
+    },
+}
 
 
-def _operations() -> dict[str, Any]:
-    int32 = {"type": "integer", "minimum": 1, "maximum": s.INT32_MAX}
+def _workflow_paths() -> dict[str, Any]:
     return {
         "/v1/workflows": {
             "post": {
                 "summary": "Register a workflow (admin keys only)", "security": V1,
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": _ref(WorkflowSpec)}}},
+                "requestBody": _body(WorkflowSpec),
                 "responses": {
                     "201": _json(_ref(s.WorkflowRef), "Registered as a new version"),
                     "200": _json(_ref(s.WorkflowRef), "An identical spec already exists"),
@@ -75,18 +108,20 @@ def _operations() -> dict[str, Any]:
         },
         "/v1/workflows/{name}": {"get": {
             "summary": "One workflow (latest version unless ?version=)", "security": V1,
-            "parameters": [
-                _param("name", "path", {"type": "string", "pattern": KEY_PATTERN}),
-                _param("version", "query", int32),
-            ],
+            "parameters": [_param("name", "path", {"type": "string", "pattern": KEY_PATTERN}),
+                           *_query(s.WorkflowVersionQuery)],
             "responses": {"200": _json(_ref(WorkflowRecord), "The workflow"),
                           **_errors(401, 404, 422, 503)},
         }},
+    }
+
+
+def _run_paths() -> dict[str, Any]:
+    return {
         "/v1/runs": {
             "post": {
                 "summary": "Submit a run (idempotent with event_key)", "security": V1,
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": _ref(s.SubmitRunBody)}}},
+                "requestBody": _body(s.SubmitRunBody),
                 "responses": {
                     "201": _json(_ref(SubmitResult), "Created"),
                     "200": _json(_ref(SubmitResult), "Same event key: the existing run"),
@@ -94,19 +129,7 @@ def _operations() -> dict[str, Any]:
             },
             "get": {
                 "summary": "Runs, newest first (keyset pagination)", "security": V1,
-                "parameters": [
-                    _param("status", "query", {"type": "string", "enum": [
-                        "queued", "running", "succeeded", "failed", "partial_succeeded",
-                        "cancelled"]}),
-                    _param("workflow", "query", {"type": "string", "pattern": KEY_PATTERN}),
-                    _param("limit", "query", {"type": "integer", "minimum": 1,
-                                              "maximum": s.MAX_PAGE, "default": 50}),
-                    _param("cursor", "query", {"type": "string", "maxLength": 200},
-                           "next_cursor of the previous page"),
-                    _param("tenant", "query", {"type": "string", "minLength": 1,
-                                               "maxLength": 200},
-                           "admin keys only: one tenant's runs"),
-                ],
+                "parameters": _query(s.ListRunsQuery),
                 "responses": {"200": _json(_ref(s.RunList), "A page of runs"),
                               **_errors(401, 422, 503)},
             },
@@ -115,30 +138,6 @@ def _operations() -> dict[str, Any]:
             "summary": "A run with its nodes", "security": V1, "parameters": [RUN_ID],
             "responses": {"200": _json(_ref(RunView), "The run"),
                           **_errors(401, 404, 503)},
-        }},
-        "/v1/runs/{run_id}/events": {"get": {
-            "summary": "The run's events: SSE (default) or a JSON list (?format=json)",
-            "description": "SSE: `id:` the event id, `event:` its type, `data:` the event "
-                           "as JSON. Honours Last-Event-ID; closes after the run's terminal "
-                           "event.",
-            "security": V1,
-            "parameters": [
-                RUN_ID,
-                _param("format", "query", {"type": "string", "enum": ["sse", "json"],
-                                           "default": "sse"}),
-                _param("after", "query", {"type": "integer", "minimum": 0,
-                                          "maximum": s.INT64_MAX, "default": 0}),
-                _param("limit", "query", {"type": "integer", "minimum": 1,
-                                          "maximum": s.MAX_EVENTS_PAGE, "default": 1000}),
-                _param("Last-Event-ID", "header", {"type": "string", "pattern": "^[0-9]{1,18}$"},
-                       "resume after this event id"),
-            ],
-            "responses": {
-                "200": {"description": "Events", "content": {
-                    "text/event-stream": {"schema": {"type": "string"}},
-                    "application/json": {"schema": {"type": "array",
-                                                    "items": _ref(RunEvent)}}}},
-                **_errors(401, 404, 422, 503)},
         }},
         "/v1/runs/{run_id}/cancel": {"post": {
             "summary": "Cancel a run", "security": V1, "parameters": [RUN_ID],
@@ -151,29 +150,66 @@ def _operations() -> dict[str, Any]:
             "responses": {"202": _json(_ref(s.RunAction), "Requeued"),
                           **_errors(401, 404, 409, 503)},
         }},
+    }
+
+
+def _event_paths() -> dict[str, Any]:
+    last_event_id = _param(
+        "Last-Event-ID", "header", {"type": "string", "pattern": s.LAST_EVENT_ID_PATTERN},
+        "resume after this event id (empty: as if absent)")
+    return {"/v1/runs/{run_id}/events": {"get": {
+        "summary": "The run's events: SSE (default) or a JSON list (?format=json)",
+        "description": "SSE: `id:` the event id, `event:` its type, `data:` the event as "
+                       "JSON. Honours Last-Event-ID; closes after the run's terminal event.",
+        "security": V1,
+        "parameters": [RUN_ID, *_query(s.EventsQuery), last_event_id],
+        "responses": {
+            "200": {"description": "Events", "content": {
+                "text/event-stream": {"itemSchema": SSE_EVENT},
+                "application/json": {"schema": {"type": "array", "items": _ref(RunEvent)}}}},
+            **_errors(401, 404, 422, 503)},
+    }}}
+
+
+def _ops_paths() -> dict[str, Any]:
+    return {
         "/v1/queues": {"get": {
-            "summary": "Per queue: queued, delayed, running, oldest age, failures",
+            "summary": "Per queue: queued, delayed, running, oldest age, failures (a tenant "
+                       "key counts its own nodes; an admin key every tenant's)",
             "security": V1,
             "responses": {"200": _json(_ref(s.QueueList), "Queues"), **_errors(401, 503)},
         }},
         "/v1/workers": {"get": {
-            "summary": "Workers from dagq.worker_status, live first: heartbeat age, leases",
-            "security": V1,
-            "parameters": [
-                _param("status", "query", {"type": "string",
-                                           "enum": ["alive", "stopped", "dead"]}),
-                _param("limit", "query", {"type": "integer", "minimum": 1,
-                                          "maximum": MAX_WORKERS_PAGE, "default": 100}),
-            ],
+            "summary": "Workers from dagq.worker_status, live first: heartbeat age, leases "
+                       "(admin keys only)",
+            "security": V1, "parameters": _query(WorkersQuery),
             "responses": {"200": _json(_ref(WorkerList), "Workers"),
-                          **_errors(401, 422, 503)},
+                          **_errors(401, 403, 422, 503)},
         }},
+        "/healthz": {"get": {
+            "summary": "200 while the process is up",
+            "responses": {"200": _json(_ref(s.Health), "Up")},
+        }},
+        "/readyz": {"get": {
+            "summary": "200 when the database answers and the schema is current",
+            "responses": {"200": _json(_ref(s.Health), "Ready"), **_errors(503)},
+        }},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics",
+            "responses": {
+                "200": {"description": "Text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                **_errors(503)},
+        }},
+    }
+
+
+def _schedule_paths() -> dict[str, Any]:
+    return {
         "/v1/schedules": {
             "post": {
                 "summary": "Create a cron schedule; each firing submits a run once",
-                "security": V1,
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": _ref(CreateScheduleBody)}}},
+                "security": V1, "requestBody": _body(CreateScheduleBody),
                 "responses": {"201": _json(_ref(ScheduleCreated), "Created"),
                               **_errors(400, 401, 404, 413, 422, 503)},
             },
@@ -197,21 +233,6 @@ def _operations() -> dict[str, Any]:
                 "responses": {"204": {"description": "Deleted"}, **_errors(401, 404, 503)},
             },
         },
-        "/healthz": {"get": {
-            "summary": "200 while the process is up",
-            "responses": {"200": _json(_ref(s.Health), "Up")},
-        }},
-        "/readyz": {"get": {
-            "summary": "200 when the database answers and the schema is current",
-            "responses": {"200": _json(_ref(s.Health), "Ready"), **_errors(503)},
-        }},
-        "/metrics": {"get": {
-            "summary": "Prometheus metrics",
-            "responses": {
-                "200": {"description": "Text exposition format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}}},
-                **_errors(503)},
-        }},
     }
 
 
@@ -221,13 +242,15 @@ def openapi_document() -> dict[str, Any]:
         [(m, "validation") for m in INPUT_MODELS] + [(m, "serialization") for m in OUTPUT_MODELS],
         ref_template=REF,
     )
+    paths = {**_workflow_paths(), **_run_paths(), **_event_paths(), **_ops_paths(),
+             **_schedule_paths()}
     return {
-        "openapi": "3.1.0",
+        "openapi": "3.2.0",
         "info": {"title": "dagq", "version": __version__,
                  "description": "A durable DAG job queue on PostgreSQL. Every /v1 route "
                                 "needs `Authorization: Bearer <key>`; errors are "
                                 "`{\"error\": {\"code\", \"message\", \"details\"}}`."},
-        "paths": _operations(),
+        "paths": paths,
         "components": {
             "schemas": defs["$defs"],
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",

@@ -1,4 +1,5 @@
-"""What the dashboard needs beyond the runs API: GET /v1/workers (dagq.worker_status)."""
+"""What the dashboard needs beyond the runs API: GET /v1/workers (dagq.worker_status),
+for admin keys."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from dagq.api.auth import principal
+from dagq.api.auth import admin
 from dagq.api.bodies import read_query
 
 MAX_WORKERS_PAGE = 500
@@ -48,7 +49,9 @@ class WorkerList(BaseModel):
 
 
 async def workers(request: Request) -> JSONResponse:
-    await principal(request)
+    """Admin keys only: hostnames and pids say where the fleet runs, and the workers serve
+    every tenant."""
+    await admin(request)
     query = read_query(request, WorkersQuery)
     rows = await run_in_threadpool(request.app.state.repo.list_workers, status=query.status,
                                    limit=query.limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -19,7 +20,7 @@ from dagq.api.auth import principal, tenant_scope
 from dagq.api.bodies import read_query
 from dagq.api.hub import EventHub
 from dagq.api.routes_runs import run_id_of
-from dagq.api.schemas import INT64_MAX, EventsQuery
+from dagq.api.schemas import LAST_EVENT_ID_PATTERN, EventsQuery
 from dagq.errors import InvalidRequest, NotFound
 from dagq.models import OPEN_RUN_STATUSES, RunEvent
 from dagq.repository import Repository
@@ -33,18 +34,15 @@ SHUTDOWN_GRACE_S = 2.0
 
 
 def last_event_id(request: Request, query: EventsQuery) -> int:
+    """Resume after Last-Event-ID (an empty one counts as absent), else after ?after=."""
     header = request.headers.get("last-event-id")
-    if header is None or not header.strip():
+    if not header:
         return query.after
-    try:
-        value = int(header.strip())
-    except ValueError:
-        value = -1
-    if not 0 <= value <= INT64_MAX:
-        raise InvalidRequest("Last-Event-ID must be an event id (a non-negative integer)",
+    if not re.fullmatch(LAST_EVENT_ID_PATTERN, header):
+        raise InvalidRequest("Last-Event-ID must be an event id (up to 18 digits)",
                              [{"loc": ["header", "Last-Event-ID"], "msg": "not an event id",
                                "type": "value_error"}])
-    return value
+    return int(header)
 
 
 def event_json(event: RunEvent) -> str:

@@ -1,4 +1,5 @@
-"""Operations: /healthz, /readyz, /metrics (no auth) and /v1/queues."""
+"""Operations: /healthz, /readyz, /metrics (no auth; the bind address guards /metrics)
+and /v1/queues."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dagq.api.auth import principal
+from dagq.api.auth import principal, tenant_scope
 from dagq.api.errors import NotReady
 from dagq.api.metrics import CONTENT_TYPE
 from dagq.api.schemas import Health, QueueList, QueueStats
@@ -49,8 +50,13 @@ async def metrics(request: Request) -> Response:
 
 
 async def queues(request: Request) -> JSONResponse:
-    await principal(request)
-    rows = await run_in_threadpool(request.app.state.repo.queue_stats)
+    """Every tenant's counts for an admin key; a tenant key counts only its own nodes."""
+    tenant = tenant_scope(await principal(request))
+    repo = request.app.state.repo
+    if tenant is None:
+        rows = await run_in_threadpool(repo.queue_stats)
+    else:
+        rows = await run_in_threadpool(repo.tenant_queue_stats, tenant)
     out = QueueList(queues=[QueueStats(name=r["queue"], **{k: v for k, v in r.items()
                                                            if k != "queue"}) for r in rows])
     return JSONResponse(out.model_dump(mode="json"))

@@ -14,16 +14,21 @@ from starlette.routing import Route
 from dagq import schedules
 from dagq.api.auth import principal, tenant_scope
 from dagq.api.bodies import path_uuid, read_model
-from dagq.api.schemas import WorkflowName
+from dagq.api.schemas import VERSION_NEEDS_NAME, InlineSpec, WorkflowName
 from dagq.models import ScheduleRecord
+
+# Five fields separated by spaces (what the schema can say; the fields' values are
+# checked by schedules.cron_trigger).
+CRON_PATTERN = r"^ *[^ ]+( +[^ ]+){4} *$"
 
 
 class CreateScheduleBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra=VERSION_NEEDS_NAME)
 
-    workflow: WorkflowName | dict[str, Any] = Field(
+    workflow: WorkflowName | InlineSpec = Field(
         description="a registered workflow name, or an inline workflow spec")
-    cron: str = Field(min_length=9, max_length=200,
+    cron: str = Field(min_length=9, max_length=200, pattern=CRON_PATTERN,
                       description="5-field crontab: minute hour day month weekday")
     inputs: Any = Field(None, description="inputs of every run it submits")
     timezone: str = Field("UTC", min_length=1, max_length=64, description="IANA zone name")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from dagq.errors import InvalidRequest
 from dagq.models import RunStatus, RunView, WorkflowRecord
@@ -18,8 +17,25 @@ INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 MAX_PAGE = 500
 MAX_EVENTS_PAGE = 10_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# An SSE event id; empty means none (as if absent).
+LAST_EVENT_ID_PATTERN = r"^[0-9]{0,18}$"
 
 WorkflowName = Annotated[str, Field(pattern=KEY_PATTERN, description="a registered name")]
+# Validated by service.resolve_workflow (one InvalidWorkflow naming every problem);
+# documented as the WorkflowSpec it must be.
+InlineSpec = Annotated[dict[str, Any], WithJsonSchema(
+    {"$ref": "#/components/schemas/WorkflowSpec"})]
+# 'version' picks a version of a registered workflow: with an inline spec it is an error.
+VERSION_NEEDS_NAME = {
+    "if": {"required": ["workflow"], "properties": {"workflow": {"type": "object"}}},
+    "then": {"properties": {"version": {"type": "null"}}},
+}
+# Keyset cursor: microseconds since the epoch of the last run's created_at, and its id.
+# Every string of this shape is a cursor the API accepts (1653..2286: 16 digits).
+CURSOR_PATTERN = r"^-?[0-9]{1,16}_[0-9a-f]{32}$"
+# A tenant name is any text Postgres can store (no NUL).
+TENANT_PATTERN = r"^[^\u0000]+$"
 
 
 class _Body(BaseModel):
@@ -41,7 +57,9 @@ class _Out(BaseModel):
 # ----- requests -----------------------------------------------------------------------
 
 class SubmitRunBody(_Body):
-    workflow: WorkflowName | dict[str, Any] = Field(
+    model_config = ConfigDict(json_schema_extra=VERSION_NEEDS_NAME)
+
+    workflow: WorkflowName | InlineSpec = Field(
         description="a registered workflow name, or an inline workflow spec")
     version: int | None = Field(None, ge=1, le=INT32_MAX,
                                 description="version of a registered workflow (latest if "
@@ -58,8 +76,9 @@ class ListRunsQuery(_Query):
     status: RunStatus | None = None
     workflow: Annotated[str, Field(pattern=KEY_PATTERN)] | None = None
     limit: int = Field(50, ge=1, le=MAX_PAGE)
-    cursor: str | None = Field(None, max_length=200)
-    tenant: str | None = Field(None, min_length=1, max_length=200,
+    cursor: str | None = Field(None, pattern=CURSOR_PATTERN,
+                               description="next_cursor of the previous page")
+    tenant: str | None = Field(None, min_length=1, max_length=200, pattern=TENANT_PATTERN,
                                description="admin keys only: one tenant's runs")
 
 
@@ -148,19 +167,14 @@ class Health(_Out):
 # ----- keyset cursor ------------------------------------------------------------------
 
 def encode_cursor(created_at: datetime, run_id: UUID) -> str:
-    raw = f"{created_at.isoformat()}|{run_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    micros = (created_at - EPOCH) // timedelta(microseconds=1)
+    return f"{micros}_{run_id.hex}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, run_id = raw.split("|")
-        created_at = datetime.fromisoformat(stamp)
-        if created_at.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return created_at, UUID(run_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
         raise InvalidRequest("invalid cursor: pass back a next_cursor value unchanged",
                              [{"loc": ["query", "cursor"], "msg": "invalid cursor",
-                               "type": "value_error"}]) from None
+                               "type": "value_error"}])
+    micros, run_id = cursor.split("_")
+    return EPOCH + timedelta(microseconds=int(micros)), UUID(hex=run_id)

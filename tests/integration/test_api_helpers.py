@@ -60,6 +60,12 @@ class Api:
         return response.json()
 
 
+def declare_queues(repo: Repository, *queues: str, worker: str = "w-queues") -> None:
+    """A worker that serves `queues` registers (a node may only name a declared queue)."""
+    repo.register_worker(worker=worker, hostname="host", pid=1, queues=list(queues),
+                         threads=1, executors=[])
+
+
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
     """The contract's error shape, with the expected status (and code)."""
     assert response.status_code == status, (response.status_code, response.text)

@@ -14,7 +14,13 @@ from dagq.api.openapi import openapi_document
 from dagq.api.routes_ops import NO_WORKER_WARNING
 from tests import pg
 from tests.helpers import drive
-from tests.integration.test_api_helpers import ECHO_FLOW, Api, TestClient, assert_error
+from tests.integration.test_api_helpers import (
+    ECHO_FLOW,
+    Api,
+    TestClient,
+    assert_error,
+    declare_queues,
+)
 
 
 @pytest.fixture
@@ -62,6 +68,7 @@ def test_queues_report_ready_delayed_running_and_failures(api: Api, sql) -> None
     wide = {"name": "wide", "nodes": {
         f"n{i}": {"executor": "builtin.echo", "max_attempts": 1} for i in range(4)}}
     api.submit(api.acme, workflow=wide)
+    declare_queues(api.repo, "side")
     api.submit(api.acme, workflow={"name": "side", "nodes": {
         "x": {"executor": "builtin.echo", "queue": "side"}}})
     leased = api.repo.lease(worker="w", queue="default", limit=2, ttl_s=30)

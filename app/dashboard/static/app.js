@@ -29,6 +29,8 @@ function h(tag, attrs = {}, ...children) {
     if (k === "class") e.className = v;
     else if (k === "text") e.textContent = v;
     else if (k === "dataset") Object.assign(e.dataset, v);
+    // Through the CSSOM: the Content-Security-Policy refuses inline style attributes.
+    else if (k === "style") e.style.cssText = v;
     else if (k.startsWith("on") && typeof v === "function") e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v === true ? "" : String(v));
   }
@@ -409,7 +411,9 @@ function opsPanel(queuesBox, workersBox, signal) {
       }
     }
   };
+  let workersAllowed = true; // a tenant key gets 403: workers are for admin keys
   const workers = async () => {
+    if (!workersAllowed) return;
     try {
       const body = await api("/v1/workers", { signal });
       const alive = body.workers.filter((w) => w.status === "alive");
@@ -437,7 +441,11 @@ function opsPanel(queuesBox, workersBox, signal) {
       fill(workersBox, ...parts);
       if (open) workersBox.querySelector("details.gone").open = true;
     } catch (err) {
-      if (err.name !== "AbortError") {
+      if (err instanceof ApiError && err.status === 403) {
+        workersAllowed = false; // until the key changes (that mounts the page again)
+        fill(workersBox, h("p", { class: "muted", id: "workers-admin-only" },
+          "Workers are shown to admin keys only."));
+      } else if (err.name !== "AbortError") {
         fill(workersBox, opsError(err));
       }
     }
