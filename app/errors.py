@@ -85,7 +85,7 @@ class EmbeddedPostgresError(DagqError):
     code = "embedded_postgres"
 
 
-# ----- raised by dagq.Client only (the server's own classes live in dagq.api.errors) -----
+# ----- the API answers with these too; dagq.Client raises them from its replies -----
 
 class Unauthorized(ApiError):
     """401: no API key, or one that is unknown or revoked."""

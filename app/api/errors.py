@@ -16,10 +16,14 @@ from dagq.errors import (
     Conflict,
     DagqError,
     DatabaseUnavailable,
+    Forbidden,
     InvalidRequest,
     InvalidWorkflow,
     LeaseLost,
     NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
 )
 
 log = logging.getLogger("dagq.api")
@@ -29,24 +33,6 @@ class MalformedJson(DagqError):
     """The request body is not JSON."""
 
     code = "malformed_json"
-
-
-class Unauthorized(DagqError):
-    """No API key, or one that is unknown or revoked."""
-
-    code = "unauthorized"
-
-
-class Forbidden(DagqError):
-    """A valid key that may not do this (e.g. a non-admin registering a workflow)."""
-
-    code = "forbidden"
-
-
-class PayloadTooLarge(DagqError):
-    """The body is larger than DAGQ_MAX_BODY_BYTES."""
-
-    code = "payload_too_large"
 
 
 class NotReady(DagqError):
@@ -63,6 +49,7 @@ STATUS: dict[type[DagqError], int] = {
     Conflict: 409,
     LeaseLost: 409,
     PayloadTooLarge: 413,
+    RateLimited: 429,
     InvalidRequest: 422,
     InvalidWorkflow: 422,
     NotReady: 503,
