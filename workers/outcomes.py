@@ -24,7 +24,7 @@ def check_outputs(result: Any, *, plain: bool, max_bytes: int) -> dict[str, Any]
     # First: it bounds the nesting, so json.dumps below cannot hit the recursion limit.
     problem = unstorable(result, "outputs")
     if problem is not None:
-        raise OutputError(f"the executor's output cannot be stored: {problem}")
+        raise OutputError(f"the executor's output is not JSON Postgres can store: {problem}")
     try:
         size = len(json.dumps(result, allow_nan=False, separators=(",", ":")))
     except (TypeError, ValueError, RecursionError) as exc:
