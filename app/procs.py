@@ -20,6 +20,8 @@ MAX_RESTART_DELAY_S = 60.0
 STABLE_AFTER_S = 30.0  # a child that ran this long before it died restarts after 1 s again
 EXIT_CANNOT_START = 78  # EX_CONFIG: the child cannot start (it logged one line why)
 PR_SET_PDEATHSIG = 1
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SIGNAL_POLL_S = 0.2
 
 try:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -32,6 +34,30 @@ def die_with_parent() -> None:
     worker outlives the `dagq` process that supervised it."""
     if _prctl is not None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event that SIGTERM or SIGINT (Ctrl-C) sets, however many of them arrive.
+    Install it first thing in a process's main thread, so that a signal during startup
+    is not lost (nor a KeyboardInterrupt traceback): the process starts, then stops."""
+    stop = threading.Event()
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def wait_for_stop(stop: threading.Event) -> None:
+    """Wait until `stop` is set, in short slices, from the main thread.
+
+    Never in one untimed wait: Python runs a signal handler only in the main thread,
+    between bytecodes. The kernel may deliver a process's signals to any of its threads,
+    and does when two arrive together (Ctrl-C's SIGINT to the whole process group, and
+    `dagq up` forwarding SIGTERM): another thread takes both, the main thread's wait is
+    restarted without it ever seeing them, and the handler never runs (issue 12, fault
+    6: one worker in two never stopped).
+    """
+    while not stop.wait(SIGNAL_POLL_S):
+        pass
 
 
 @dataclass
@@ -62,17 +88,18 @@ class ProcessGroup:
 
     def run(self) -> int:
         """Start every child and supervise until a signal arrives; return exit status."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, lambda *_: self.stopping.set())
         for child in self.children:
-            child.start()
-        while not self.stopping.wait(0.2):
+            if not self.stopping.is_set():
+                child.start()
+        while not self.stopping.wait(SIGNAL_POLL_S):  # timed: see wait_for_stop
             for child in self.children:
                 self._restart_if_dead(child)
         return self.stop()
 
     def _restart_if_dead(self, child: Child, now: float | None = None) -> None:
-        if child.proc is None or child.proc.poll() is None:
+        if child.proc is None or child.proc.poll() is None or self.stopping.is_set():
             return
         now = time.monotonic() if now is None else now
         if child.restart_at is None:

@@ -18,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
+from dagq.procs import wait_for_stop
 from dagq.repository import Repository
 from dagq.schedules import fire_due
 
@@ -114,7 +115,7 @@ def run_sweeper(settings: Settings, url: str) -> int:
         signal.signal(sig, lambda *_: stop.set())
     scheduler.start()
     log.info("sweeper running every %.1fs", settings.sweep_interval_s)
-    stop.wait()
+    wait_for_stop(stop)  # never an untimed wait: see dagq.procs
     scheduler.shutdown(wait=True)
     repo.close()
     return 0

@@ -8,10 +8,12 @@ import sys
 from dagq.config import get_settings
 from dagq.db import release_embedded, resolve_database_url
 from dagq.logs import setup_logging
+from dagq.procs import stop_on_signals
 from dagq.workers.process import run_worker
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop = stop_on_signals()  # first: a signal during startup stops the worker cleanly
     parser = argparse.ArgumentParser(prog="python -m dagq.workers")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--queues", default="")
@@ -21,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     url = resolve_database_url(settings)
     try:
         queues = [q for q in args.queues.split(",") if q] or None
-        return run_worker(settings, url, threads=args.threads, queues=queues)
+        return run_worker(settings, url, threads=args.threads, queues=queues, stop=stop)
     finally:
         release_embedded()
 

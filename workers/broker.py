@@ -11,11 +11,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import traceback
 from collections import deque
 from typing import Any
 
@@ -28,16 +26,11 @@ from dagq.errors import DagqError
 from dagq.models import LeasedNode
 from dagq.repository import Completion, Handoff, Repository
 from dagq.workers.completions import CompletionBatcher
-from dagq.workers.errors import (
-    FatalError,
-    NodeCancelled,
-    NodeTimeout,
-    OutputError,
-    WorkerShutdown,
-)
-from dagq.workers.leases import LeaseBook
+from dagq.workers.errors import FatalError, NodeCancelled
+from dagq.workers.leases import LeaseBook, LeaseKey
 from dagq.workers.listener import QueueListener
-from dagq.workers.middleware import DagqMiddleware
+from dagq.workers.middleware import DagqMiddleware, message_key
+from dagq.workers.outcomes import check_outputs, describe_error
 from dagq.workers.registry import ExecutorDef
 from dagq.workflow import parse_spec
 
@@ -45,7 +38,6 @@ log = logging.getLogger("dagq.broker")
 
 POLL_S = 1.0
 PLAIN_TENANT = "default"
-TRACEBACK_LIMIT = 8000
 
 
 class PostgresBroker(dramatiq.Broker):
@@ -171,9 +163,9 @@ def _safe_key(name: str) -> str:
 def _executor_entry(broker: PostgresBroker, definition: ExecutorDef) -> Any:
     """The actor function: run the executor on the leased node's payload."""
 
-    def run_node(node_id: int) -> Any:
-        lease = broker.book.get(node_id)
-        if lease is None:
+    def run_node(node_id: int, version: int) -> Any:
+        lease = broker.book.get((node_id, version))
+        if lease is None or lease.lost:
             raise NodeCancelled("lease no longer held")
         return definition.fn(lease.node.payload())
 
@@ -250,7 +242,7 @@ class PostgresConsumer(Consumer):
     def _message(self, node: Any) -> Message:
         definition = self.broker.executors.get(node.executor)
         if definition is not None:
-            args: tuple[Any, ...] = (node.id,)
+            args: tuple[Any, ...] = (node.id, node.version)  # the lease's key
             kwargs: dict[str, Any] = {}
         else:  # a plain Dramatiq actor sent with actor.send()
             args = tuple(node.params.get("args", ()))
@@ -265,49 +257,58 @@ class PostgresConsumer(Consumer):
         )
 
     # -- outcomes (called from worker threads) ----------------------------------------
+    # Each attempt is its lease's (node id, version) key: a late outcome of an attempt
+    # that was taken back touches only that attempt, never a newer lease of the node.
+    # Nothing raised here may escape to Dramatiq: whatever fails after the executor
+    # returned ends the attempt (failed, with the error) and releases its lease.
 
     def ack(self, message: MessageProxy) -> None:
         """Hand the outputs to the group committer; the lease is released once they are
         committed (see workers/completions.py)."""
-        node_id = message.options["dagq_node_id"]
-        lease = self.broker.book.get(node_id)
+        key = message_key(message)
+        lease = self.broker.book.get(key)
         if lease is None or lease.lost:
-            log.info("node %s finished after its lease was lost; outcome discarded", node_id)
-            self.broker.book.remove(node_id)
+            log.info("node %s finished after its lease was lost; outcome discarded", key[0])
+            self.broker.book.remove(key)
             return
-        outputs = self._outputs(lease.result, plain=lease.node.executor
-                                not in self.broker.executors)
-        if isinstance(outputs, OutputError):
-            try:
-                self._record_failure(message, outputs, retryable=False)
-            finally:
-                self.broker.book.remove(node_id)
-            return
-        completion = Completion(node_id, message.options["dagq_version"], outputs,
-                                self._wake(lease))
-        self.broker.book.finishing(node_id)
-        self.broker.completions.submit(completion, lambda ok: self._completed(node_id, ok))
+        try:
+            outputs = check_outputs(
+                lease.result, plain=lease.node.executor not in self.broker.executors,
+                max_bytes=self.broker.max_output_bytes)
+            completion = Completion(key[0], key[1], outputs, self._wake(lease))
+            self.broker.book.finishing(key)
+            self.broker.completions.submit(completion,
+                                           lambda ok: self._completed(key, ok))
+        except Exception as exc:  # noqa: BLE001 - see above
+            lease.result = None
+            self._end_failed(message, key, exc)
 
-    def _completed(self, node_id: int, recorded: bool | None) -> None:
+    def _completed(self, key: LeaseKey, recorded: bool | None) -> None:
         if recorded is False:
-            log.info("stale completion of node %s ignored (lease reclaimed)", node_id)
-        self.broker.book.remove(node_id)
+            log.info("stale completion of node %s ignored (lease reclaimed)", key[0])
+        self.broker.book.remove(key)
 
     def nack(self, message: MessageProxy) -> None:
-        node_id = message.options["dagq_node_id"]
-        lease = self.broker.book.get(node_id)
+        key = message_key(message)
+        lease = self.broker.book.get(key)
+        if lease is None or lease.lost:
+            log.info("node %s failed after its lease was lost; outcome discarded", key[0])
+            self.broker.book.remove(key)
+            return
+        exc = message._exception or RuntimeError("the node failed without an exception")
+        self._end_failed(message, key, exc)
+
+    def _end_failed(self, message: MessageProxy, key: LeaseKey, exc: BaseException) -> None:
         try:
-            if lease is None or lease.lost:
-                log.info("node %s failed after its lease was lost; outcome discarded",
-                         node_id)
-                return
-            exc = message._exception or RuntimeError("the node failed without an exception")
             self._record_failure(message, exc, retryable=not isinstance(exc, FatalError))
+        except Exception:  # noqa: BLE001 - the lease expires and the sweeper retries it
+            log.exception("could not record the failure of node %s; its lease will expire",
+                          key[0])
         finally:
-            self.broker.book.remove(node_id)
+            self.broker.book.remove(key)
 
     def requeue(self, messages: Any) -> None:
-        leases = [(m.options["dagq_node_id"], m.options["dagq_version"]) for m in messages]
+        leases = [message_key(m) for m in messages]
         if not leases:
             return
         try:
@@ -317,8 +318,8 @@ class PostgresConsumer(Consumer):
         except DagqError:
             log.warning("could not requeue %d node(s); their leases will expire", len(leases))
         finally:
-            for node_id, _ in leases:
-                self.broker.book.remove(node_id)
+            for key in leases:
+                self.broker.book.remove(key)
 
     def close(self) -> None:
         with self._closing:
@@ -334,53 +335,19 @@ class PostgresConsumer(Consumer):
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _outputs(self, result: Any, *, plain: bool) -> Any:
-        if plain:
-            result = {"result": result}
-        elif result is None:
-            result = {}
-        if not isinstance(result, dict):
-            return OutputError(
-                f"an executor must return a JSON object, not {type(result).__name__}")
-        try:
-            size = len(json.dumps(result, allow_nan=False, separators=(",", ":")))
-        except (TypeError, ValueError) as exc:
-            return OutputError(f"the executor's output is not JSON: {exc}")
-        if size > self.broker.max_output_bytes:
-            return OutputError(
-                f"the executor's output is {size} bytes; the limit is "
-                f"{self.broker.max_output_bytes} (DAGQ_MAX_OUTPUT_BYTES)")
-        return result
-
     def _wake(self, lease: Any) -> str | None:
         """A capped executor's slot frees up: wake the queue's consumers everywhere."""
         return self.queue if lease.node.executor in self.broker.capped else None
 
     def _record_failure(self, message: MessageProxy, exc: BaseException, *,
                         retryable: bool) -> None:
-        lease = self.broker.book.get(message.options["dagq_node_id"])
+        node_id, version = message_key(message)
+        lease = self.broker.book.get((node_id, version))
         outcome = self.broker.repo.fail(
-            message.options["dagq_node_id"], message.options["dagq_version"],
-            describe_error(exc, message.options.get("dagq_timeout_s")),
+            node_id, version, describe_error(exc, message.options.get("dagq_timeout_s")),
             retryable=retryable and not isinstance(exc, NodeCancelled),
             cancelled=isinstance(exc, NodeCancelled),
             wake_queue=self._wake(lease) if lease else None,
         )
         if outcome == "stale":
-            log.info("stale failure of node %s ignored", message.options["dagq_node_id"])
-
-
-def describe_error(exc: BaseException, timeout_s: float | None = None) -> dict[str, Any]:
-    """The error stored on the node and in its event: type, message, traceback."""
-    if isinstance(exc, NodeTimeout):
-        return {"type": "Timeout", "message": f"the node ran past its timeout of {timeout_s}s"}
-    if isinstance(exc, NodeCancelled):
-        return {"type": "Cancelled", "message": "the run was cancelled or has already failed"}
-    if isinstance(exc, WorkerShutdown):
-        return {"type": "WorkerShutdown",
-                "message": "the worker stopped before the node finished"}
-    kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ in ("builtins", "dagq.workers.errors") \
-        else f"{kind.__module__}.{kind.__qualname__}"
-    text = "".join(traceback.format_exception(exc))
-    return {"type": name, "message": str(exc)[:2000], "traceback": text[-TRACEBACK_LIMIT:]}
+            log.info("stale failure of node %s ignored", node_id)

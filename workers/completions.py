@@ -20,13 +20,23 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+import psycopg
+
 from dagq.models import LeasedNode
 from dagq.repository import Completion, Handoff, Repository
+from dagq.workers.errors import OutputError
+from dagq.workers.outcomes import describe_error
 
 log = logging.getLogger("dagq.completions")
 
 MAX_BATCH = 256
-Done = Callable[[bool | None], None]  # True: recorded; False: lease lost; None: failed
+# Errors a row's data causes (and that recur whenever it is written): Postgres refusing
+# a value (SQLSTATE class 22: a NUL, a lone surrogate, a number out of range), or the
+# driver unable to encode it as JSON (not JSON, circular, nested too deep).
+BAD_DATA = (psycopg.DataError, TypeError, ValueError, RecursionError)
+# True: recorded; False: lease lost (fenced off); None: not recorded (failed).
+Done = Callable[[bool | None], None]
+STOP_TIMEOUT_S = 5.0
 
 
 class HandoffTarget(Protocol):
@@ -49,15 +59,19 @@ class CompletionBatcher(threading.Thread):
     def submit(self, completion: Completion, done: Done) -> None:
         """Record one success soon; `done` is called once it is committed (or not)."""
         if not self.is_alive():  # not started (tools, tests): write it now
-            self._write([(completion, done)])
+            self.write([(completion, done)])
             return
         self._pending.put((completion, done))
 
-    def stop(self) -> None:
-        """Write what was handed in, then stop."""
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Write what was handed in, then stop; give up after `timeout` (a database that
+        does not answer): what is left unwritten runs again once its leases expire."""
         self._stopping.set()
         if self.is_alive():
-            self.join()
+            self.join(timeout)
+            if self.is_alive():
+                log.warning("completions still unwritten after %.0fs; they will run again",
+                            timeout)
         if self.batches:
             log.info("recorded %d completion(s) in %d transaction(s), %.1f per commit",
                      self.written, self.batches, self.written / self.batches)
@@ -73,26 +87,64 @@ class CompletionBatcher(threading.Thread):
                     batch.append(self._pending.get_nowait())
                 except queue.Empty:
                     break
-            self._write(batch)
+            try:
+                self.write(batch)
+            except Exception:  # noqa: BLE001 - the committer thread must never die
+                log.exception("completion batch of %d failed", len(batch))
 
-    def _write(self, batch: list[tuple[Completion, Done]]) -> None:
+    def write(self, batch: list[tuple[Completion, Done]]) -> None:
         self.batches += 1
         self.written += len(batch)
-        leased: list[LeasedNode] = []
+        results = self._record(batch)
+        for (_, done), result in zip(batch, results, strict=True):
+            done(result)
+
+    def _record(self, batch: list[tuple[Completion, Done]]) -> list[bool | None]:
+        """Commit the batch; if a row's data cannot be stored, isolate it by bisection
+        (about 2 log2(n) small transactions for one bad row) and fail only that node:
+        one bad output never makes the others run again."""
         try:
-            handoff = self.target.handoff() if self.target else None
-            recorded, leased = self.repo.complete_and_lease(
-                [completion for completion, _ in batch], handoff)
-            results: list[bool | None] = list(recorded)
+            return self._commit([completion for completion, _ in batch])
+        except BAD_DATA as exc:
+            if len(batch) > 1:
+                half = len(batch) // 2
+                return self._record(batch[:half]) + self._record(batch[half:])
+            self._fail_unstorable(batch[0][0], exc)
+            return [None]
         except Exception as exc:  # noqa: BLE001 - the leases expire and the nodes rerun
             log.warning("could not record %d completion(s), they will run again: %s",
                         len(batch), exc)
-            results = [None] * len(batch)
+            return [None] * len(batch)
+
+    def _commit(self, completions: list[Completion]) -> list[bool | None]:
+        handoff = self.target.handoff() if self.target else None
+        recorded, leased = self.repo.complete_and_lease(completions, handoff)
         if leased and self.target:
             try:
                 self.target.take(leased)
             except Exception:  # noqa: BLE001 - never let a hand-off stop the committer
                 log.exception("could not start %d handed-off node(s); their leases will "
                               "expire", len(leased))
-        for (_, done), result in zip(batch, results, strict=True):
-            done(result)
+        return list(recorded)
+
+    def _fail_unstorable(self, completion: Completion, exc: Exception) -> None:
+        """Postgres refused this node's outputs (the worker's checks let them through):
+        the attempt fails for good, with OutputError, like any output the checks catch."""
+        reason = _reason(exc)
+        log.warning("node %s: its outputs cannot be stored, failing it: %s",
+                    completion.node_id, reason)
+        error = describe_error(OutputError(f"the executor's output cannot be stored: {reason}"))
+        error.pop("traceback", None)  # ours, not the executor's: it would only mislead
+        try:
+            self.repo.fail(completion.node_id, completion.version, error, retryable=False,
+                           wake_queue=completion.wake_queue)
+        except Exception as failed:  # noqa: BLE001 - then its lease expires
+            log.warning("could not fail node %s: %s", completion.node_id, failed)
+
+
+def _reason(exc: Exception) -> str:
+    """Postgres' message and detail, without the context (the batch's JSON text)."""
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        detail = exc.diag.message_detail
+        return exc.diag.message_primary + (f" ({detail})" if detail else "")
+    return f"{type(exc).__name__}: {exc}"

@@ -1,5 +1,12 @@
 """The leases this worker process holds, from lease to ack/nack/requeue.
 
+A lease is one attempt of a node, keyed by (node id, version): the version is the fence
+its outcome is recorded under. The same node can be in the book twice, when it was taken
+back (say after a pause longer than the TTL) and leased again by this same worker: the
+newer version supersedes the older, whose outcome is then discarded and which is
+stopped, and nothing done for the old attempt (its late ack, nack or removal) touches
+the new one.
+
 The supervisor heartbeats all of them, enforces timeouts on the ones executing, and
 interrupts the ones whose run stopped. Interrupts are asynchronous exceptions raised in
 the executor's thread, and only while the lease is in its executing state (checked
@@ -11,13 +18,20 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from dagq.models import LeasedNode
+from dagq.workers.errors import NodeCancelled
 
 HELD_PER_PREFETCH = 4
+
+LeaseKey = tuple[int, int]  # (node id, version): one attempt of a node
+
+
+def lease_key(node: LeasedNode) -> LeaseKey:
+    return node.id, node.version
 
 
 def _set_async_exc(thread_id: int, exc_type: type[BaseException] | None) -> None:
@@ -43,32 +57,48 @@ class Lease:
     # while the last one's completions are written.
     finishing: bool = False
 
+    @property
+    def key(self) -> LeaseKey:
+        return self.node.id, self.node.version
+
 
 class LeaseBook:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._leases: dict[int, Lease] = {}
+        self._leases: dict[LeaseKey, Lease] = {}
+        self._newest: dict[int, int] = {}  # node id -> newest version held
         self._released = threading.Condition(self._lock)
 
     def add(self, node: LeasedNode, queue: str) -> Lease:
+        """Hold a new lease; an older attempt of the same node still held is lost."""
         lease = Lease(node, queue)
         with self._lock:
-            self._leases[node.id] = lease
+            self._leases[lease.key] = lease
+            newest = self._newest.get(node.id)
+            if newest is None or newest < node.version:
+                self._newest[node.id] = node.version
+                stale = self._leases.get((node.id, newest)) if newest is not None else None
+            else:  # already superseded (cannot happen in order, but never trust order)
+                stale = lease
+            if stale is not None:
+                self._lose(stale, NodeCancelled)
         return lease
 
-    def get(self, node_id: int) -> Lease | None:
+    def get(self, key: LeaseKey) -> Lease | None:
         with self._lock:
-            return self._leases.get(node_id)
+            return self._leases.get(key)
 
-    def remove(self, node_id: int) -> None:
+    def remove(self, key: LeaseKey) -> None:
         with self._lock:
-            self._leases.pop(node_id, None)
+            lease = self._leases.pop(key, None)
+            if lease is not None and self._newest.get(key[0]) == key[1]:
+                del self._newest[key[0]]
             self._released.notify_all()
 
-    def finishing(self, node_id: int) -> None:
+    def finishing(self, key: LeaseKey) -> None:
         """The node's outcome is handed over for commit: free its prefetch slot."""
         with self._lock:
-            lease = self._leases.get(node_id)
+            lease = self._leases.get(key)
             if lease is not None:
                 lease.finishing = True
                 self._released.notify_all()
@@ -104,17 +134,18 @@ class LeaseBook:
             return True
 
     def ids(self) -> list[int]:
+        """The node ids to heartbeat (each once, however many attempts are held)."""
         with self._lock:
-            return list(self._leases)
+            return list(dict.fromkeys(node_id for node_id, _ in self._leases))
 
     def executing(self) -> int:
         with self._lock:
             return sum(1 for lease in self._leases.values() if lease.executing)
 
-    def begin(self, node_id: int, timeout_s: float) -> type[BaseException] | None:
+    def begin(self, key: LeaseKey, timeout_s: float) -> type[BaseException] | None:
         """The executor starts on this thread. Returns an interrupt already due."""
         with self._lock:
-            lease = self._leases.get(node_id)
+            lease = self._leases.get(key)
             if lease is None:
                 return None
             lease.thread_id = threading.get_ident()
@@ -124,10 +155,10 @@ class LeaseBook:
             lease.executing = True
             return None
 
-    def end(self, node_id: int) -> type[BaseException] | None:
+    def end(self, key: LeaseKey) -> type[BaseException] | None:
         """The executor returned or raised. Withdraw a pending interrupt; report it."""
         with self._lock:
-            lease = self._leases.get(node_id)
+            lease = self._leases.get(key)
             if lease is None or not lease.executing:
                 return lease.interrupt if lease else None
             lease.executing = False
@@ -135,39 +166,52 @@ class LeaseBook:
                 _set_async_exc(lease.thread_id, None)
             return lease.interrupt
 
-    def interrupt(self, node_id: int, exc_type: type[BaseException]) -> bool:
-        """Interrupt the node: now if it is executing, else as soon as it starts."""
+    def interrupt(self, key: LeaseKey, exc_type: type[BaseException]) -> bool:
+        """Interrupt the attempt: now if it is executing, else as soon as it starts."""
         with self._lock:
-            lease = self._leases.get(node_id)
-            if lease is None or lease.interrupt is not None:
-                return False
-            lease.interrupt = exc_type
-            if lease.executing and lease.thread_id is not None:
-                _set_async_exc(lease.thread_id, exc_type)
-            return True
+            lease = self._leases.get(key)
+            return lease is not None and self._interrupt(lease, exc_type)
 
-    def overdue(self, now: float) -> list[int]:
+    def _interrupt(self, lease: Lease, exc_type: type[BaseException]) -> bool:
+        if lease.interrupt is not None:
+            return False
+        lease.interrupt = exc_type
+        if lease.executing and lease.thread_id is not None:
+            _set_async_exc(lease.thread_id, exc_type)
+        return True
+
+    def overdue(self, now: float) -> list[LeaseKey]:
         with self._lock:
             return [
-                lease.node.id for lease in self._leases.values()
+                lease.key for lease in self._leases.values()
                 if lease.executing and lease.interrupt is None
                 and lease.deadline is not None and lease.deadline < now
             ]
 
-    def mark_lost(self, node_ids: frozenset[int]) -> set[int]:
-        """Their outcomes will be discarded. Returns those still to run or running: a
-        finishing lease's outcome is already handed over (and, when it is gone, was
-        committed or will be fenced off), so there is nothing to stop."""
-        active: set[int] = set()
+    def of_nodes(self, node_ids: Iterable[int]) -> list[LeaseKey]:
+        """Every attempt held of these nodes."""
+        wanted = frozenset(node_ids)
         with self._lock:
-            for node_id in node_ids:
-                lease = self._leases.get(node_id)
-                if lease is not None:
-                    lease.lost = True
-                    if not lease.finishing:
-                        active.add(node_id)
-        return active
+            return [key for key in self._leases if key[0] in wanted]
 
-    def executing_ids(self) -> list[int]:
+    def mark_lost(self, node_ids: frozenset[int]) -> set[LeaseKey]:
+        """Every attempt held of these nodes is lost: their outcomes will be discarded.
+        Returns those still to run or running: a finishing lease's outcome is already
+        handed over (and, when it is gone, was committed or will be fenced off), so
+        there is nothing to stop."""
         with self._lock:
-            return [lease.node.id for lease in self._leases.values() if lease.executing]
+            return {lease.key for lease in self._leases.values()
+                    if lease.node.id in node_ids and self._lose(lease)}
+
+    def _lose(self, lease: Lease, stop: type[BaseException] | None = None) -> bool:
+        """Mark `lease` lost; with `stop`, interrupt it unless it is finishing."""
+        lease.lost = True
+        if lease.finishing:
+            return False
+        if stop is not None:
+            self._interrupt(lease, stop)
+        return True
+
+    def executing_keys(self) -> list[LeaseKey]:
+        with self._lock:
+            return [lease.key for lease in self._leases.values() if lease.executing]

@@ -13,11 +13,17 @@ from dramatiq.middleware import Middleware
 
 from dagq.workers import context
 from dagq.workers.context import NodeContext
+from dagq.workers.leases import LeaseKey
 
 if TYPE_CHECKING:
     from dramatiq.broker import Broker, MessageProxy
 
     from dagq.workers.broker import PostgresBroker
+
+
+def message_key(message: MessageProxy) -> LeaseKey:
+    """The lease a message runs: one attempt of one node, (node id, version)."""
+    return message.options["dagq_node_id"], message.options["dagq_version"]
 
 
 class DagqMiddleware(Middleware):
@@ -29,15 +35,15 @@ class DagqMiddleware(Middleware):
         self.dagq = broker
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
-        node_id = message.options["dagq_node_id"]
-        lease = self.dagq.book.get(node_id)
+        key = message_key(message)
+        lease = self.dagq.book.get(key)
         if lease is None:
             return
         node = lease.node
         context._set(NodeContext(node.id, node.run_id, node.node_key, node.attempts,
                                  node.max_attempts))
-        due = self.dagq.book.begin(node_id, node.timeout_s)
-        if due is not None:  # cancelled (or shut down) before it started
+        due = self.dagq.book.begin(key, node.timeout_s)
+        if due is not None:  # cancelled (or shut down, or superseded) before it started
             message.fail()
             message.stuff_exception(due())
 
@@ -45,8 +51,8 @@ class DagqMiddleware(Middleware):
         self, broker: Broker, message: MessageProxy, *, result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        node_id = message.options["dagq_node_id"]
-        interrupted = self.dagq.book.end(node_id)
+        key = message_key(message)
+        interrupted = self.dagq.book.end(key)
         context._set(None)
         if exception is None and interrupted is not None:
             exception = interrupted()
@@ -54,6 +60,6 @@ class DagqMiddleware(Middleware):
             message.fail()
             message.stuff_exception(exception)
             return
-        lease = self.dagq.book.get(node_id)
+        lease = self.dagq.book.get(key)
         if lease is not None:
             lease.result = result

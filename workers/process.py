@@ -2,7 +2,8 @@
 
 Shutdown on SIGTERM/SIGINT: stop leasing, hand prefetched (unstarted) leases back at
 once, let running nodes finish for a grace period, then interrupt the rest (they are
-retried), mark the worker stopped.
+retried), mark the worker stopped. Each step after the grace period is bounded too, so
+that a worker always exits before `dagq up` / `dagq worker` would kill it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import importlib
 import logging
 import os
 import queue
-import signal
 import socket
 import threading
 import time
@@ -24,7 +24,7 @@ from dramatiq import Worker
 from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
-from dagq.procs import EXIT_CANNOT_START
+from dagq.procs import EXIT_CANNOT_START, wait_for_stop
 from dagq.repository import Repository
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.errors import WorkerShutdown
@@ -35,6 +35,9 @@ from dagq.workers.supervisor import Supervisor
 log = logging.getLogger("dagq.worker")
 
 SHUTDOWN_GRACE_S = float(os.environ.get("DAGQ_SHUTDOWN_GRACE_S", "30"))
+# After the grace: interrupted nodes end, threads exit, the last completions are written
+# (dagq up's own grace, 45 s, covers both).
+CLEANUP_S = 10.0
 # Leases held per thread: enough that a batch is in memory while the next is leased.
 PREFETCH_PER_THREAD = 4
 
@@ -72,7 +75,9 @@ def _import_failure(module: str, exc: Exception) -> str:
             f"{message}{where}")
 
 
-def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] | None) -> int:
+def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] | None,
+               stop: threading.Event) -> int:
+    """Serve until `stop` is set (by a signal: see dagq.procs.stop_on_signals)."""
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     repo = Repository(open_pool(url, size=threads + 4, name="worker", generic_plans=True))
     listener = QueueListener(url)
@@ -96,10 +101,6 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
         threads=threads, heartbeat_s=settings.heartbeat_s,
         executors=[d.info() for d in registered().values()],
     )
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-
     listener.start()
     broker.completions.start()
     supervisor = Supervisor(broker, heartbeat_s=settings.heartbeat_s)
@@ -109,7 +110,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     worker.start()
     log.info("worker %s serving queues %s with %d threads", worker_id, ",".join(serve),
              threads)
-    stop.wait()
+    wait_for_stop(stop)  # returns at once if a signal came during startup
     _shut_down(worker, broker, supervisor, listener)
     return 0
 
@@ -122,10 +123,11 @@ def _shut_down(worker: Worker, broker: PostgresBroker, supervisor: Supervisor,
     deadline = started + SHUTDOWN_GRACE_S
     while broker.book.executing() and time.monotonic() < deadline:
         time.sleep(0.05)
-    for node_id in broker.book.executing_ids():
-        broker.book.interrupt(node_id, WorkerShutdown)
-    worker.stop(timeout=10_000)
-    broker.completions.stop()
+    for key in broker.book.executing_keys():
+        broker.book.interrupt(key, WorkerShutdown)
+    cleanup_until = time.monotonic() + CLEANUP_S
+    worker.stop(timeout=int(CLEANUP_S * 1000 / 2))  # worker threads, then consumers
+    broker.completions.stop(timeout=max(1.0, cleanup_until - time.monotonic()))
     supervisor.stop()
     listener.stop()
     try:

@@ -30,9 +30,9 @@ class Supervisor(threading.Thread):
     def run(self) -> None:
         while not self._stop.wait(TICK_S):
             now = time.monotonic()
-            for node_id in self.broker.book.overdue(now):
-                log.info("node %s ran past its timeout; interrupting it", node_id)
-                self.broker.book.interrupt(node_id, NodeTimeout)
+            for key in self.broker.book.overdue(now):
+                log.info("node %s ran past its timeout; interrupting it", key[0])
+                self.broker.book.interrupt(key, NodeTimeout)
             if now >= self._next_beat:
                 self._next_beat = now + self.heartbeat_s
                 self.beat()
@@ -46,8 +46,9 @@ class Supervisor(threading.Thread):
         except DagqError as exc:
             log.warning("heartbeat failed: %s", exc)
             return
+        # Both by node id: every attempt held of such a node is lost, or must stop.
         lost = book.mark_lost(result.lost)
         if lost:
             log.warning("%d lease(s) were taken back by the sweeper; stopping them", len(lost))
-        for node_id in result.stop | lost:
-            book.interrupt(node_id, NodeCancelled)
+        for key in lost | set(book.of_nodes(result.stop)):
+            book.interrupt(key, NodeCancelled)

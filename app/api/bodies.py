@@ -8,7 +8,6 @@ nesting) is a 400/422 and never a 500.
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from typing import Any, TypeVar
 
@@ -18,10 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dagq.api.errors import MalformedJson, PayloadTooLarge, error_response
 from dagq.errors import InvalidRequest, NotFound
+from dagq.jsonsafe import unstorable
 
 M = TypeVar("M", bound=BaseModel)
-
-MAX_JSON_DEPTH = 64
 
 
 class BodyLimitMiddleware:
@@ -95,30 +93,9 @@ def parse_json(raw: bytes) -> Any:
 
 def check_storable(value: Any, where: str = "body") -> None:
     """Reject what jsonb/text columns cannot hold, and nesting deeper than MAX_JSON_DEPTH."""
-    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
-    while stack:
-        item, path, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise InvalidRequest(f"{path}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        if isinstance(item, str):
-            _check_text(item, path)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise InvalidRequest(f"{path}: number out of range")
-        elif isinstance(item, dict):
-            for key, sub in item.items():
-                _check_text(key, f"{path} key")
-                stack.append((sub, f"{path}.{key}"[:200], depth + 1))
-        elif isinstance(item, list):
-            stack.extend((sub, f"{path}[{i}]"[:200], depth + 1) for i, sub in enumerate(item))
-
-
-def _check_text(text: str, path: str) -> None:
-    if "\x00" in text:
-        raise InvalidRequest(f"{path}: text may not contain NUL (\\u0000) characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidRequest(f"{path}: text contains an unpaired surrogate") from None
+    problem = unstorable(value, where)
+    if problem is not None:
+        raise InvalidRequest(problem)
 
 
 async def read_json(request: Request) -> Any:

@@ -1,17 +1,20 @@
-"""The worker's lease book: prefetch room, and leases whose outcome is being committed."""
+"""The worker's lease book: prefetch room, leases whose outcome is being committed, and
+two attempts of one node (issue 12, fault 2)."""
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 from dagq.models import LeasedNode
+from dagq.workers.errors import NodeCancelled
 from dagq.workers.leases import HELD_PER_PREFETCH, LeaseBook
 
 
-def node(node_id: int, queue: str = "default") -> LeasedNode:
+def node(node_id: int, queue: str = "default", version: int = 2) -> LeasedNode:
     return LeasedNode(id=node_id, run_id=uuid.uuid4(), node_key=f"n{node_id}",
-                      executor="builtin.noop", queue=queue, version=2, attempts=1,
+                      executor="builtin.noop", queue=queue, version=version, attempts=1,
                       max_attempts=3, timeout_s=60, params={}, run_inputs={}, deps={})
 
 
@@ -21,8 +24,8 @@ def test_finishing_leases_free_their_prefetch_slot() -> None:
         book.add(node(i), "default")
     book.add(node(9, "other"), "other")
     assert book.room("default", 4) == 1
-    book.finishing(0)
-    book.finishing(1)
+    book.finishing((0, 2))
+    book.finishing((1, 2))
     assert book.room("default", 4) == 3
     assert book.ids() == [0, 1, 2, 9]  # still held (and heartbeated) until committed
 
@@ -31,9 +34,9 @@ def test_held_leases_are_capped_even_when_all_are_finishing() -> None:
     book = LeaseBook()
     for i in range(HELD_PER_PREFETCH * 2):
         book.add(node(i), "default")
-        book.finishing(i)
+        book.finishing((i, 2))
     assert book.room("default", 2) == 0
-    book.remove(0)
+    book.remove((0, 2))
     assert book.room("default", 2) == 1
 
 
@@ -41,9 +44,73 @@ def test_wait_for_room_wakes_on_a_finishing_lease_or_when_ready() -> None:
     book = LeaseBook()
     book.add(node(1), "default")
     assert book.wait_for_room("default", 1, 1, timeout=0.05) is False
-    threading.Timer(0.05, book.finishing, args=(1,)).start()
+    threading.Timer(0.05, book.finishing, args=((1, 2),)).start()
     assert book.wait_for_room("default", 1, 1, timeout=5) is True
     book.add(node(2), "default")
     handed_off: list[int] = []
     threading.Timer(0.05, lambda: (handed_off.append(3), book.poke())).start()
     assert book.wait_for_room("default", 1, 1, timeout=5, ready=handed_off.__len__) is True
+
+
+def test_a_late_removal_of_an_old_attempt_leaves_the_new_one() -> None:
+    """The node was taken back and leased again by this worker: the old attempt's late
+    ack/nack removes only its own lease; the new one stays held and heartbeated."""
+    book = LeaseBook()
+    old = book.add(node(7, version=2), "default")
+    new = book.add(node(7, version=4), "default")
+    assert old.lost and old.interrupt is NodeCancelled  # superseded: stopped, discarded
+    assert not new.lost and new.interrupt is None
+    book.remove((7, 2))  # the old attempt's late outcome
+    assert book.get((7, 4)) is new
+    assert book.get((7, 2)) is None
+    assert book.ids() == [7]
+    assert book.room("default", 4) == 3
+
+
+def test_heartbeat_ids_include_the_new_attempt_while_the_old_one_runs() -> None:
+    book = LeaseBook()
+    book.add(node(1), "default")
+    old = book.add(node(7, version=2), "default")
+    started, raised = threading.Event(), []
+
+    def old_attempt() -> None:  # an executor still running the old attempt
+        book.begin((7, 2), timeout_s=60)
+        started.set()
+        try:
+            for _ in range(500):
+                time.sleep(0.01)
+        except NodeCancelled as exc:
+            raised.append(exc)
+        book.end((7, 2))
+
+    thread = threading.Thread(target=old_attempt)
+    thread.start()
+    assert started.wait(5)
+    book.add(node(7, version=4), "default")
+    assert book.ids() == [1, 7]  # each node once: the heartbeat is by node id
+    thread.join(5)
+    assert raised and old.lost  # the superseded attempt was stopped
+    assert book.begin((7, 4), timeout_s=60) is None  # the new attempt runs unhindered
+    book.remove((7, 2))
+    assert book.ids() == [1, 7]
+    assert book.get((7, 4)) is not None and not book.get((7, 4)).lost
+    assert book.end((7, 4)) is None
+
+
+def test_a_lost_node_loses_every_attempt_and_stop_reaches_each() -> None:
+    book = LeaseBook()
+    book.add(node(7, version=2), "default")
+    book.add(node(7, version=4), "default")
+    book.add(node(8), "default")
+    book.finishing((8, 2))
+    assert book.mark_lost(frozenset({7, 8})) == {(7, 2), (7, 4)}  # 8 is being committed
+    assert sorted(book.of_nodes([7])) == [(7, 2), (7, 4)]
+
+
+def test_an_older_attempt_added_after_a_newer_one_is_lost_at_once() -> None:
+    book = LeaseBook()
+    new = book.add(node(7, version=4), "default")
+    old = book.add(node(7, version=2), "default")
+    assert old.lost and not new.lost
+    book.remove((7, 4))
+    assert book.get((7, 2)) is old and book.ids() == [7]
