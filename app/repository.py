@@ -57,6 +57,11 @@ QUEUED_CHANNEL = "dagq_queued"
 EVENTS_CHANNEL = "dagq_events"
 TRANSIENT_RETRY_S = 60.0
 STALE_COMPLETIONS = "stale_completions"  # dagq.counters: outcomes the fence ignored
+LEASE_EXPIRED = {
+    "type": "LeaseExpired",
+    "message": "the worker holding this node stopped heartbeating (crashed, killed or "
+               "partitioned)",
+}
 
 
 def transient(fn: Callable[P, T]) -> Callable[P, T]:
@@ -560,6 +565,13 @@ class Repository:
         error: dict[str, Any], *, retryable: bool = True, lease_expired: bool = False,
         cancelled: bool = False,
     ) -> str:
+        """Record a failed attempt. A run found finished ends the node: `cancelled` where
+        it would have been retried (or was told to stop), `failed` if it failed for good.
+
+        The run status read here is not under the run lock (node rows are locked before
+        run rows): a finished run stays finished while one of its nodes runs, but one
+        seen open may finish meanwhile, so retry_node reads it again under the lock.
+        """
         node = cur.execute(queries()["node_for_failure"], {"id": node_id}).fetchone()
         stale = node is None or node["status"] != "running" or (
             version is not None and node["version"] != version)
@@ -568,13 +580,18 @@ class Repository:
                 cur.execute(queries()["bump_counter"], {"name": STALE_COMPLETIONS, "by": 1})
             return "stale"
         fx = _Effects()
-        if lease_expired:
-            cur.execute(queries()["lock_run"], {"run_id": node["run_id"]})
+        if lease_expired:  # the sweeper: never wait for a run another transaction holds
+            run = cur.execute(queries()["try_lock_run"], {"run_id": node["run_id"]}).fetchone()
+            if run is None:
+                return "busy"
+            node = {**node, "run_status": run["status"]}
             fx.event(node["run_id"], node["node_key"], "node_lease_expired", node["attempts"],
                      _error_data(error))
+        would_retry = retryable and node["attempts"] < node["max_attempts"]
         if cancelled or node["run_status"] not in OPEN_RUN_STATUSES:
-            return self._stop_node(cur, fx, node, error, cancelled)
-        if retryable and node["attempts"] < node["max_attempts"]:
+            status = "cancelled" if cancelled or would_retry else "failed"
+            return self._stop_node(cur, fx, node, error, status)
+        if would_retry:
             return self._retry(cur, fx, node, error)
         return self._fail_for_good(cur, fx, node, error)
 
@@ -582,15 +599,16 @@ class Repository:
         self, cur: psycopg.Cursor[Any], fx: _Effects, node: dict[str, Any],
         error: dict[str, Any],
     ) -> str:
-        q = queries()
         delay = backoff_delay(node["attempts"], node["backoff_initial_s"], node["backoff_max_s"])
-        row = cur.execute(q["retry_node"], {
+        row = cur.execute(queries()["retry_node"], {  # also takes the run lock
             "id": node["id"], "version": node["version"], "error": Jsonb(error),
             "delay_s": delay,
         }).fetchone()
         if row is None:
             return "stale"
-        cur.execute(q["lock_run"], {"run_id": node["run_id"]})
+        if row["status"] == "cancelled":  # the run finished before this failure committed
+            return self._ended(cur, fx, row, "cancelled", {
+                **_error_data(error), "reason": f"run {row['run_status']}"})
         fx.event(node["run_id"], node["node_key"], "node_retry", node["attempts"], {
             **_error_data(error), "delay_s": round(delay, 3),
             "available_at": row["available_at"].isoformat(),
@@ -622,20 +640,25 @@ class Repository:
 
     def _stop_node(
         self, cur: psycopg.Cursor[Any], fx: _Effects, node: dict[str, Any],
-        error: dict[str, Any], cancelled: bool,
+        error: dict[str, Any], status: str,
     ) -> str:
-        """A running node of a finished run ends without retry: cancelled if it was told
-        to stop, failed if it failed on its own."""
-        status = "cancelled" if cancelled else "failed"
+        """A running node that was told to stop, or of a finished run, ends without retry
+        (`status`: cancelled or failed)."""
         row = cur.execute(queries()["fail_node"], {
             "id": node["id"], "version": node["version"], "status": status,
             "error": Jsonb(error),
         }).fetchone()
         if row is None:
             return "stale"
+        return self._ended(cur, fx, row, status, _error_data(error))
+
+    def _ended(
+        self, cur: psycopg.Cursor[Any], fx: _Effects, row: dict[str, Any], status: str,
+        data: dict[str, Any],
+    ) -> str:
+        """Count a node that just ended without touching the rest of its run."""
         tally = _Tally()
-        fx.event(row["run_id"], row["node_key"], f"node_{status}", row["attempts"],
-                 _error_data(error))
+        fx.event(row["run_id"], row["node_key"], f"node_{status}", row["attempts"], data)
         if row["parent_id"] is None:
             tally.done += 1
             tally.failed += status == "failed"
@@ -813,21 +836,24 @@ class Repository:
         """Hand prefetched, never-started leases back to the queue at once (fenced)."""
         if not leases:
             return 0
-        q = queries()
         with self._tx() as cur:
-            rows = cur.execute(q["requeue_unstarted"], {
+            rows = cur.execute(queries()["requeue_unstarted"], {  # also locks the runs
                 "worker": worker, "ids": [i for i, _ in leases],
                 "versions": [v for _, v in leases],
             }).fetchall()
-            fx = _Effects()
-            for run_id in sorted({r["run_id"] for r in rows}):
-                cur.execute(q["lock_run"], {"run_id": run_id})
-            for r in rows:
-                fx.event(r["run_id"], r["node_key"], "node_queued", r["attempts"],
-                         {"reason": "worker_shutdown"})
-                fx.queues.add(r["queue"])
+            fx, tallies = _Effects(), _Tallies()
+            for r in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
+                if r["status"] == "queued":
+                    fx.event(r["run_id"], r["node_key"], "node_queued", r["attempts"],
+                             {"reason": "worker_shutdown"})
+                    fx.queues.add(r["queue"])
+                elif r["parent_id"] is None:  # its run finished meanwhile: cancelled
+                    tallies[r["run_id"]].done += 1
+                    fx.event(r["run_id"], r["node_key"], "node_cancelled", r["attempts"],
+                             {"reason": "run finished"})
+            self._account_runs(cur, fx, tallies)
             fx.flush(cur)
-        return len(rows)
+        return sum(r["status"] == "queued" for r in rows)
 
     # ===== cancel and retry ===========================================================
 
@@ -982,28 +1008,45 @@ class Repository:
 
     # ===== maintenance (the sweeper's statements) =====================================
 
-    @transient
     def reclaim_expired(self, *, now: datetime | None = None, limit: int = 100) -> dict[str, int]:
         """Expired leases count as failed attempts: requeue with backoff, or fail.
 
-        One transaction per batch; rows another sweeper holds are skipped, and every
-        transition is fenced, so parallel sweepers reclaim each lease once.
+        Each lease is reclaimed in a short transaction of its own, so a run's lock is
+        held for one lease only. A lease or run another transaction holds is skipped, not
+        waited for (`skipped`; the next pass takes it), and every transition is fenced, so
+        parallel sweepers reclaim each lease once. `candidates`: expired leases seen.
         """
-        q = queries()
-        counts = {"reclaimed": 0, "retried": 0, "failed": 0}
-        with self._tx() as cur:
-            ids = [r["id"] for r in cur.execute(
-                q["expired_leases"], {"now": now, "limit": limit}).fetchall()]
-            for node_id in ids:
-                outcome = self._fail_in(cur, node_id, None, {
-                    "type": "LeaseExpired",
-                    "message": "the worker holding this node stopped heartbeating "
-                               "(crashed, killed or partitioned)",
-                }, lease_expired=True)
-                if outcome != "stale":
-                    counts["reclaimed"] += 1
-                    counts["retried" if outcome == "retry" else "failed"] += 1
+        counts = {"reclaimed": 0, "retried": 0, "failed": 0, "skipped": 0, "candidates": 0}
+        candidates = self._expired_leases(now, limit)
+        counts["candidates"] = len(candidates)
+        for node_id in candidates:
+            outcome = self._reclaim_one(node_id, now)
+            if outcome == "busy":
+                counts["skipped"] += 1
+            elif outcome != "stale":
+                counts["reclaimed"] += 1
+                counts["retried" if outcome == "retry" else "failed"] += 1
         return counts
+
+    @transient
+    def _expired_leases(self, now: datetime | None, limit: int) -> list[int]:
+        with self._tx(one_statement=True) as cur:
+            return [r["id"] for r in cur.execute(
+                queries()["expired_leases"], {"now": now, "limit": limit}).fetchall()]
+
+    @transient
+    def _reclaim_one(self, node_id: int, now: datetime | None) -> str:
+        with self._tx() as cur:
+            if cur.execute(queries()["lock_expired_lease"],
+                           {"id": node_id, "now": now}).fetchone() is None:
+                return "busy" if self._still_expired(cur, node_id, now) else "stale"
+            return self._fail_in(cur, node_id, None, LEASE_EXPIRED, lease_expired=True)
+
+    @staticmethod
+    def _still_expired(cur: psycopg.Cursor[Any], node_id: int, now: datetime | None) -> bool:
+        """Not lockable: held by another transaction (busy), or already reclaimed?"""
+        return bool(cur.execute(queries()["lease_still_expired"], {
+            "id": node_id, "now": now}).fetchone())
 
     @transient
     def expire_dead_workers(
@@ -1026,8 +1069,9 @@ class Repository:
                 counts = cur.execute(q["count_run_nodes"], {"run_id": row["id"]}).fetchone()
                 if counts["remaining"]:
                     continue
-                run = cur.execute(q["lock_run"], {"run_id": row["id"]}).fetchone()
-                if run["status"] not in OPEN_RUN_STATUSES:
+                # A run another transaction holds is not finished here: not waited for.
+                run = cur.execute(q["try_lock_run"], {"run_id": row["id"]}).fetchone()
+                if run is None or run["status"] not in OPEN_RUN_STATUSES:
                     continue
                 status = final_run_status(counts["failed"], counts["succeeded"],
                                           run["fail_fast"])
@@ -1054,12 +1098,21 @@ class Repository:
 
     @transient
     def _expire_run(self, run_id: uuid.UUID) -> int:
+        """Fail one run past its deadline, unless another transaction holds one of its
+        waiting nodes or the run itself: then the next pass does it (never waited for)."""
+        try:
+            return self._expire_run_now(run_id)
+        except psycopg.errors.LockNotAvailable:
+            return 0
+
+    def _expire_run_now(self, run_id: uuid.UUID) -> int:
         q = queries()
         with self._tx() as cur:
-            nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
-            run = cur.execute(q["lock_run"], {"run_id": run_id}).fetchone()
+            cur.execute(q["lock_waiting_nodes_nowait"], {"run_id": run_id})
+            run = cur.execute(q["try_lock_run"], {"run_id": run_id}).fetchone()
             if run is None or run["status"] not in OPEN_RUN_STATUSES:
                 return 0
+            nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
             fx, tally = _Effects(), _Tally(fail_run=True)
             tally.error = {"type": "DeadlineExceeded", "message": "the run passed its deadline"}
             for node in nodes:

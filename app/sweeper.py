@@ -34,13 +34,21 @@ class Sweeper:
         self.settings = settings
 
     def reclaim(self, now: datetime | None = None) -> dict[str, int]:
-        """Expired leases: requeue with backoff if attempts remain, else fail."""
+        """Expired leases: requeue with backoff if attempts remain, else fail.
+
+        Leases (or runs) another transaction holds are skipped, never waited for; they
+        are tried again while passes make progress, then on the next sweep.
+        """
         total = {"reclaimed": 0, "retried": 0, "failed": 0}
         while True:
             counts = self.repo.reclaim_expired(now=now, limit=BATCH)
-            for key, value in counts.items():
-                total[key] += value
-            if counts["reclaimed"] < BATCH:  # a short batch: nothing more had expired
+            for key in total:
+                total[key] += counts[key]
+            if counts["skipped"]:
+                log.info("reclaim: %d expired lease(s) held by another transaction; "
+                         "left for the next pass", counts["skipped"])
+            more = counts["candidates"] == BATCH or counts["skipped"]
+            if not counts["reclaimed"] or not more:
                 return total
 
     def dead_workers(self, now: datetime | None = None) -> dict[str, int]:
