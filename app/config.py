@@ -31,6 +31,20 @@ class Settings(BaseSettings):
     retention_days: float = Field(7.0, gt=0)
     worker_dead_after_s: float = Field(30.0, gt=0)
     pool_size: int = Field(10, ge=1)
+    # Bounds on every database session dagq opens, in seconds (0: no bound). A client
+    # frozen inside a transaction (SIGSTOP, a VM pause, a blackholed network) holds its
+    # row locks until Postgres ends the session; these bound that, and every wait.
+    db_idle_in_transaction_timeout_s: float = Field(10.0, ge=0)
+    db_lock_timeout_s: float = Field(10.0, ge=0)
+    db_statement_timeout_s: float = Field(60.0, ge=0)
+    db_migration_timeout_s: float = Field(600.0, ge=0)  # statements and lock waits of migrations
+    db_connect_timeout_s: float = Field(10.0, ge=0)
+    # TCP: unacknowledged data or a silent peer ends the connection after about this
+    # long (tcp_user_timeout and keepalives; no effect over unix sockets).
+    db_tcp_user_timeout_s: float = Field(10.0, ge=0)
+    # Every database call of an API request: pool checkout, statement, retries of
+    # transient errors. Past it the client gets 503 database_unavailable.
+    api_db_timeout_s: float = Field(5.0, gt=0)
 
     @field_validator("auth", mode="before")
     @classmethod

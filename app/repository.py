@@ -25,11 +25,14 @@ from psycopg_pool import ConnectionPool
 from tenacity import (
     Retrying,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_delay,
+    stop_before_delay,
     wait_exponential_jitter,
 )
 
 from dagq.backoff import backoff_delay
+from dagq.db import WATCHDOG, DatabaseTimeout
 from dagq.errors import Conflict, DatabaseUnavailable, NotFound
 from dagq.models import (
     OPEN_RUN_STATUSES,
@@ -64,24 +67,46 @@ LEASE_EXPIRED = {
 }
 
 
+# Errors worth trying again: connection loss, serialization failure, deadlock, a lock or
+# statement timeout (LockNotAvailable, QueryCanceled), a session the server ended
+# because its transaction sat idle too long (its client was frozen), a pool timeout.
+TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+
+# The deadline of the outermost repository call running in this thread (API requests).
+_call = threading.local()
+
+
 def transient(fn: Callable[P, T]) -> Callable[P, T]:
-    """Retry on connection loss, serialization failure or deadlock; then give up cleanly."""
+    """Retry transient errors for the owner's `retry_s`, then give up cleanly; with a
+    `call_timeout_s`, the whole call (every attempt, checkout and wait) ends by then."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         owner = args[0] if args else None
+        retry_s = getattr(owner, "retry_s", TRANSIENT_RETRY_S)
+        budget = getattr(owner, "call_timeout_s", None)
+        outermost = budget is not None and getattr(_call, "deadline", None) is None
         retrying = Retrying(
-            retry=retry_if_exception_type(psycopg.OperationalError),
+            retry=retry_if_exception_type(TRANSIENT_ERRORS)
+            & retry_if_not_exception_type(DatabaseTimeout),  # its time is up
             wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
-            stop=stop_after_delay(getattr(owner, "retry_s", TRANSIENT_RETRY_S)),
+            # Bounded calls never start a sleep they could not finish in time.
+            stop=stop_before_delay(retry_s) if budget else stop_after_delay(retry_s),
             reraise=True,
         )
+        if outermost:
+            _call.deadline = time.monotonic() + budget
         try:
             for attempt in retrying:
                 with attempt:
                     return fn(*args, **kwargs)
-        except psycopg.OperationalError as exc:
+        except DatabaseTimeout as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        except TRANSIENT_ERRORS as exc:
             raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+        finally:
+            if outermost:
+                _call.deadline = None
         raise AssertionError("unreachable")  # pragma: no cover
 
     return wrapper
@@ -222,12 +247,17 @@ def _error_data(error: dict[str, Any] | None) -> dict[str, Any]:
 class Repository:
     """Owns the pool and every statement. Thread-safe: each call borrows a connection."""
 
-    def __init__(self, pool: ConnectionPool, *, retry_s: float = TRANSIENT_RETRY_S) -> None:
+    def __init__(
+        self, pool: ConnectionPool, *, retry_s: float = TRANSIENT_RETRY_S,
+        call_timeout_s: float | None = None,
+    ) -> None:
         """`retry_s`: how long transient database errors are retried before
         DatabaseUnavailable (workers ride out a Postgres restart; the API answers 503
-        sooner)."""
+        sooner). `call_timeout_s`: every call ends within this, retries included, even
+        when the server hangs (the API's bound on a request's database calls)."""
         self.pool = pool
         self.retry_s = retry_s
+        self.call_timeout_s = call_timeout_s
         self._executors_cache: tuple[float, dict[str, ExecutorInfo] | None] = (0.0, None)
 
     def close(self) -> None:
@@ -241,7 +271,8 @@ class Repository:
         `one_statement`: the body runs a single statement, which is a transaction of its
         own in autocommit, so no BEGIN and COMMIT round trips are spent on it.
         """
-        with self.pool.connection() as conn:
+        deadline = getattr(_call, "deadline", None)
+        with self._connection(deadline) as conn:
             notes: list[tuple[str, str]] = []
             outer, _outbox.notes = getattr(_outbox, "notes", None), notes
             try:
@@ -252,6 +283,27 @@ class Repository:
                 _outbox.notes = outer
             if notes:  # committed: now tell the listeners
                 self._notify(conn, list(dict.fromkeys(notes)))
+
+    @contextlib.contextmanager
+    def _connection(self, deadline: float | None) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; with a deadline (monotonic), the checkout waits only
+        until then and the connection is cut off if still in use then."""
+        if deadline is None:
+            with self.pool.connection() as conn:
+                yield conn
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DatabaseTimeout("the database did not answer in time")
+        with self.pool.connection(timeout=left) as conn, \
+                WATCHDOG.bound(conn, deadline - time.monotonic()) as fired:
+            try:
+                yield conn
+            except psycopg.Error as exc:
+                if fired:
+                    raise DatabaseTimeout(
+                        f"the database did not answer within {self.call_timeout_s}s") from exc
+                raise
 
     @staticmethod
     def _notify(conn: psycopg.Connection[Any], notes: list[tuple[str, str]]) -> None:
@@ -1209,18 +1261,20 @@ class Repository:
 
     def readiness(self, *, timeout_s: float = 2.0) -> list[int]:
         """Pending migration versions (empty when the schema is current). Not retried:
-        a readiness probe must answer fast; raises DatabaseUnavailable at once."""
-        from psycopg_pool import PoolTimeout
-
+        a readiness probe must answer fast, so it raises DatabaseUnavailable within
+        `timeout_s`, even when the server hangs."""
         from dagq.migrate import pending_migrations
 
         try:
-            with self.pool.connection(timeout=timeout_s) as conn:
+            with self._connection(time.monotonic() + timeout_s) as conn:
                 conn.execute(queries()["ping"]).fetchone()
                 pending = pending_migrations(conn)
                 conn.rollback()
                 return pending
-        except (psycopg.Error, PoolTimeout) as exc:
+        except DatabaseTimeout as exc:
+            raise DatabaseUnavailable(f"the database did not answer within {timeout_s}s"
+                                      ) from exc
+        except psycopg.Error as exc:
             raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
 
     @transient

@@ -24,6 +24,9 @@ from dagq.schedules import fire_due
 log = logging.getLogger("dagq.sweeper")
 
 BATCH = 500
+# Pruning deletes whole runs (their nodes and events): smaller batches stay well inside
+# the statement timeout even for runs with thousands of map items.
+PRUNE_BATCH = 100
 
 
 class Sweeper:
@@ -64,9 +67,9 @@ class Sweeper:
     def prune(self, now: datetime | None = None) -> dict[str, int]:
         retention_s = self.settings.retention_days * 86_400
         pruned = 0
-        while (batch := self.repo.prune(retention_s=retention_s, now=now, limit=BATCH)):
+        while (batch := self.repo.prune(retention_s=retention_s, now=now, limit=PRUNE_BATCH)):
             pruned += batch
-            if batch < BATCH:
+            if batch < PRUNE_BATCH:
                 break
         return {"pruned_runs": pruned}
 
