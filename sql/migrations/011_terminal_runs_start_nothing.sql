@@ -19,7 +19,7 @@ WITH picked AS (
 ), locked_runs AS (
     SELECT r.id, r.status, r.status IN ('queued', 'running') AS open, r.inputs
     FROM dagq.runs r
-    WHERE r.id IN (SELECT p.run_id FROM picked p)
+    WHERE r.id = ANY (ARRAY(SELECT p.run_id FROM picked p))  -- the primary key, always
     ORDER BY r.id
     FOR NO KEY UPDATE
 ), leased AS (
