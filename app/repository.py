@@ -2,8 +2,12 @@
 
 Every public method is one short transaction. Node rows are always locked before the
 run row (`lock_run`), and every transaction that writes a run's events takes that run
-lock first, so a run's event ids follow commit order (SSE resume relies on it).
-Transient database errors are retried here; a fenced no-op is a normal result.
+lock first, so a run's event ids follow commit order (SSE resume relies on it). A
+decision that depends on the run's status (retry, lease, requeue) reads it under that
+lock. The sweeper's statements never wait for a row another transaction holds (SKIP
+LOCKED, NOWAIT): a client frozen inside a transaction must not stall maintenance.
+Transient database errors (lock and statement timeouts included) are retried here; a
+fenced no-op is a normal result.
 """
 
 from __future__ import annotations
@@ -632,7 +636,10 @@ class Repository:
                 cur.execute(queries()["bump_counter"], {"name": STALE_COMPLETIONS, "by": 1})
             return "stale"
         fx = _Effects()
-        if lease_expired:  # the sweeper: never wait for a run another transaction holds
+        # The sweeper never waits for a run another transaction holds. It takes the run
+        # right after the node row it holds, before the rest of the run's nodes (a fail
+        # fast cancels them), as the reclaim always did.
+        if lease_expired:
             run = cur.execute(queries()["try_lock_run"], {"run_id": node["run_id"]}).fetchone()
             if run is None:
                 return "busy"

@@ -1,7 +1,9 @@
 """The sweeper: APScheduler interval jobs, each a `run_once(now=None) -> counts`.
 
 Every job is safe to run from several sweepers at once (SKIP LOCKED and fenced
-transitions); a job logs only when it did something.
+transitions) and never waits for a row another transaction holds: a run locked by a
+frozen client is skipped and tried on the next pass. A job logs only when it did
+something.
 """
 
 from __future__ import annotations
