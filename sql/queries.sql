@@ -141,7 +141,8 @@ WHERE run_id = %(run_id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s
 
 -- name: lease_nodes
 -- Lease up to `limit` queued nodes of one queue in lease order, skipping rows other
--- workers hold (dagq.start_leases does the rest: runs, events, the executor's input).
+-- workers hold (dagq.start_leases does the rest: runs, events, the executor's input;
+-- a node whose run is already over is cancelled there, never started).
 SELECT * FROM dagq.start_leases(ARRAY(
     SELECT c.id FROM dagq.node_tasks c
     WHERE c.status = 'queued' AND c.queue = %(queue)s AND c.available_at <= now()
