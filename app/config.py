@@ -35,6 +35,20 @@ class Settings(BaseSettings):
     test_executors: Literal["on", "off"] = "off"
     # builtin.http may reach these non-public hosts, IPs or CIDRs (comma-separated).
     http_allow: str = ""
+    # Bounds on every database session dagq opens, in seconds (0: no bound). A client
+    # frozen inside a transaction (SIGSTOP, a VM pause, a blackholed network) holds its
+    # row locks until Postgres ends the session; these bound that, and every wait.
+    db_idle_in_transaction_timeout_s: float = Field(10.0, ge=0)
+    db_lock_timeout_s: float = Field(10.0, ge=0)
+    db_statement_timeout_s: float = Field(60.0, ge=0)
+    db_migration_timeout_s: float = Field(600.0, ge=0)  # statements and lock waits of migrations
+    db_connect_timeout_s: float = Field(10.0, ge=0)
+    # TCP: unacknowledged data or a silent peer ends the connection after about this
+    # long (tcp_user_timeout and keepalives; no effect over unix sockets).
+    db_tcp_user_timeout_s: float = Field(10.0, ge=0)
+    # Every database call of an API request: pool checkout, statement, retries of
+    # transient errors. Past it the client gets 503 database_unavailable.
+    api_db_timeout_s: float = Field(5.0, gt=0)
 
     @field_validator("auth", mode="before")
     @classmethod

@@ -1,16 +1,29 @@
-"""Connections: resolve the database URL (embedded server or DAGQ_DATABASE_URL), open pools."""
+"""Connections: resolve the database URL (embedded server or DAGQ_DATABASE_URL), bound
+every session dagq opens (timeouts, TCP keepalives), open pools, and cut off calls to a
+server that stopped answering."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib.util
+import itertools
 import logging
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from dagq.config import Settings
+from dagq.config import Settings, get_settings
 from dagq.embedded_pg import EmbeddedPostgres
 from dagq.errors import NoDatabase
 
@@ -43,38 +56,196 @@ def release_embedded() -> bool:
     return stopped
 
 
+
+@dataclasses.dataclass(frozen=True)
+class SessionLimits:
+    """What bounds a dagq database session, in seconds (0: no bound).
+
+    Server side (sent as startup options, so no round trip is spent on them): statement
+    and lock waits, and a transaction left idle (its client frozen: the server then ends
+    the session and its locks go). Client side (libpq): connecting, and TCP keepalives
+    plus tcp_user_timeout, so a dead peer or a blackholed network ends the connection.
+    """
+
+    statement_timeout_s: float
+    lock_timeout_s: float
+    idle_in_transaction_timeout_s: float
+    connect_timeout_s: float
+    tcp_user_timeout_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> SessionLimits:
+        s = settings or get_settings()
+        return cls(statement_timeout_s=s.db_statement_timeout_s,
+                   lock_timeout_s=s.db_lock_timeout_s,
+                   idle_in_transaction_timeout_s=s.db_idle_in_transaction_timeout_s,
+                   connect_timeout_s=s.db_connect_timeout_s,
+                   tcp_user_timeout_s=s.db_tcp_user_timeout_s)
+
+    @classmethod
+    def for_api(cls, settings: Settings | None = None) -> SessionLimits:
+        """An API request waits at most DAGQ_API_DB_TIMEOUT_S for anything."""
+        s = settings or get_settings()
+        limits, cap = cls.from_settings(s), s.api_db_timeout_s
+        return dataclasses.replace(
+            limits, statement_timeout_s=_at_most(limits.statement_timeout_s, cap),
+            lock_timeout_s=_at_most(limits.lock_timeout_s, cap),
+            connect_timeout_s=_at_most(limits.connect_timeout_s, cap))
+
+    @classmethod
+    def for_migrations(cls, settings: Settings | None = None) -> SessionLimits:
+        """Migrations may take long (an index on a big table) and wait for each other."""
+        s = settings or get_settings()
+        return dataclasses.replace(cls.from_settings(s),
+                                   statement_timeout_s=s.db_migration_timeout_s,
+                                   lock_timeout_s=s.db_migration_timeout_s)
+
+
+def _at_most(value: float, cap: float) -> float:
+    return cap if value <= 0 else min(value, cap)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000)) if seconds > 0 else 0
+
+
+def conninfo(url: str, limits: SessionLimits | None = None, *, options: str = "") -> str:
+    """`url` with dagq's session limits (and extra server `options`) added. Parameters the
+    URL sets itself win: its `options` come after ours (the last -c of a name counts),
+    its libpq parameters are kept as they are."""
+    limits = limits or SessionLimits.from_settings()
+    params: dict[str, Any] = dict(conninfo_to_dict(url))
+    ours = " ".join([
+        f"-c statement_timeout={_ms(limits.statement_timeout_s)}",
+        f"-c lock_timeout={_ms(limits.lock_timeout_s)}",
+        f"-c idle_in_transaction_session_timeout={_ms(limits.idle_in_transaction_timeout_s)}",
+        options,
+    ]).strip()
+    params["options"] = f"{ours} {params['options']}" if params.get("options") else ours
+    if limits.connect_timeout_s > 0:  # whole seconds; libpq takes 2 as its minimum
+        params.setdefault("connect_timeout", str(max(2, math.ceil(limits.connect_timeout_s))))
+    if limits.tcp_user_timeout_s > 0:
+        # A silent peer is given up after about tcp_user_timeout: idle half of it, then
+        # three probes spread over the other half.
+        idle = max(1, math.ceil(limits.tcp_user_timeout_s / 2))
+        params.setdefault("keepalives", "1")
+        params.setdefault("keepalives_idle", str(idle))
+        params.setdefault("keepalives_interval", str(max(1, math.ceil(idle / 3))))
+        params.setdefault("keepalives_count", "3")
+        params.setdefault("tcp_user_timeout", str(_ms(limits.tcp_user_timeout_s)))
+    return make_conninfo("", **params)
+
+
 def _configure(conn: psycopg.Connection) -> None:
     conn.prepare_threshold = 0  # hot statements: prepare on first use
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
-    conn = psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)
+def connect(
+    url: str, *, autocommit: bool = False, limits: SessionLimits | None = None
+) -> psycopg.Connection:
+    """A direct connection (LISTEN, migrations), bounded like every pooled one."""
+    conn = psycopg.connect(conninfo(url, limits), autocommit=autocommit, row_factory=dict_row)
     _configure(conn)
     return conn
 
 
 def open_pool(
-    url: str, *, size: int, name: str = "dagq", generic_plans: bool = False
+    url: str, *, size: int, name: str = "dagq", generic_plans: bool = False,
+    limits: SessionLimits | None = None, timeout_s: float = 30.0,
+    reconnect_timeout_s: float = 3600.0,
 ) -> ConnectionPool:
     """A pool of autocommit connections (the repository opens transactions explicitly)
-    that return dict rows and prepare statements on first use.
+    that return dict rows and prepare statements on first use, bounded by `limits`
+    (default: the settings'). `timeout_s`: how long a checkout waits for a connection.
+    `reconnect_timeout_s`: how long one reconnection attempt keeps backing off before
+    the pool gives up on it (the next checkout starts a fresh one at once).
 
     `generic_plans`: plan each prepared statement once (plan_cache_mode), for the
     workers' hot path: its statements are shaped for their indexes, and re-planning
     them for every call cost more than executing them (account_runs: 0.6 -> 0.3 ms).
     """
-    kwargs: dict[str, object] = {"row_factory": dict_row, "autocommit": True}
-    if generic_plans:
-        kwargs["options"] = "-c plan_cache_mode=force_generic_plan"
+    options = "-c plan_cache_mode=force_generic_plan" if generic_plans else ""
     pool = ConnectionPool(
-        url,
+        conninfo(url, limits, options=options),
         min_size=1,
         max_size=size,
-        kwargs=kwargs,
+        kwargs={"row_factory": dict_row, "autocommit": True},
         configure=_configure,
         name=name,
         open=False,
-        reconnect_timeout=3600,
+        timeout=timeout_s,
+        reconnect_timeout=reconnect_timeout_s,
     )
     pool.open(wait=True, timeout=30)
     return pool
+
+
+# ===== cutting off a server that does not answer ======================================
+
+
+class DatabaseTimeout(psycopg.OperationalError):
+    """A database call did not finish within its deadline (the server may be hung)."""
+
+
+class Watchdog:
+    """Shuts the socket of a connection whose call outlives its deadline.
+
+    A paused or hung server (SIGSTOP, a frozen VM, a blackholed network that still
+    ACKs) never answers, and no server-side timeout can fire while it is stopped: the
+    call would block for as long as the pause. Shutting the socket makes the blocked
+    call fail at once; the pool then discards that connection.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[int, tuple[float, psycopg.Connection[Any], list[bool]]] = {}
+        self._keys = itertools.count()
+        self._wake_at = math.inf
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def bound(self, conn: psycopg.Connection[Any], seconds: float) -> Iterator[list[bool]]:
+        """Within the block, `conn` is cut off `seconds` from now. Yields a flag list
+        that holds True once it was."""
+        fired: list[bool] = []
+        at = time.monotonic() + seconds
+        with self._cond:
+            key = next(self._keys)
+            self._armed[key] = (at, conn, fired)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dagq-db-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            if at < self._wake_at:
+                self._cond.notify()
+        try:
+            yield fired
+        finally:
+            with self._cond:  # once out, the watchdog can no longer touch conn
+                self._armed.pop(key, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for key in [k for k, (at, _, _) in self._armed.items() if at <= now]:
+                    _, conn, fired = self._armed.pop(key)
+                    fired.append(True)
+                    _sever(conn)
+                self._wake_at = min((at for at, _, _ in self._armed.values()),
+                                    default=math.inf)
+                self._cond.wait(None if self._wake_at == math.inf else self._wake_at - now)
+
+
+def _sever(conn: psycopg.Connection[Any]) -> None:
+    try:
+        dup = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    except (OSError, psycopg.Error):
+        return  # already closed
+    with contextlib.suppress(OSError):
+        dup.shutdown(socket.SHUT_RDWR)
+    dup.close()
+    log.warning("cut off a database connection that did not answer in time")
+
+
+WATCHDOG = Watchdog()

@@ -6,6 +6,7 @@ import logging
 
 import psycopg
 
+from dagq.db import SessionLimits, conninfo
 from dagq.sqlfiles import migrations, queries
 
 log = logging.getLogger("dagq.migrate")
@@ -18,10 +19,12 @@ def migrate(url: str) -> list[int]:
     """Apply pending migrations; safe to run concurrently and repeatedly.
 
     Returns the versions applied by this call (empty when the schema was current).
+    The session is bounded like every dagq session, with the longer statement and lock
+    timeouts of migrations (DAGQ_DB_MIGRATION_TIMEOUT_S: waiting for another migrator).
     """
     q = queries()
     applied_now: list[int] = []
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(conninfo(url, SessionLimits.for_migrations()), autocommit=True) as conn:
         conn.execute(q["migration_lock"], {"key": MIGRATION_LOCK_KEY})
         try:
             conn.execute(q["create_schema_migrations"])

@@ -2,8 +2,12 @@
 
 Every public method is one short transaction. Node rows are always locked before the
 run row (`lock_run`), and every transaction that writes a run's events takes that run
-lock first, so a run's event ids follow commit order (SSE resume relies on it).
-Transient database errors are retried here; a fenced no-op is a normal result.
+lock first, so a run's event ids follow commit order (SSE resume relies on it). A
+decision that depends on the run's status (retry, lease, requeue) reads it under that
+lock. The sweeper's statements never wait for a row another transaction holds (SKIP
+LOCKED, NOWAIT): a client frozen inside a transaction must not stall maintenance.
+Transient database errors (lock and statement timeouts included) are retried here; a
+fenced no-op is a normal result.
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ from psycopg_pool import ConnectionPool
 from tenacity import (
     Retrying,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_delay,
+    stop_before_delay,
     wait_exponential_jitter,
 )
 
 from dagq.backoff import backoff_delay
+from dagq.db import WATCHDOG, DatabaseTimeout
 from dagq.errors import Conflict, DatabaseUnavailable, NotFound
 from dagq.models import (
     OPEN_RUN_STATUSES,
@@ -57,26 +64,53 @@ QUEUED_CHANNEL = "dagq_queued"
 EVENTS_CHANNEL = "dagq_events"
 TRANSIENT_RETRY_S = 60.0
 STALE_COMPLETIONS = "stale_completions"  # dagq.counters: outcomes the fence ignored
+LEASE_EXPIRED = {
+    "type": "LeaseExpired",
+    "message": "the worker holding this node stopped heartbeating (crashed, killed or "
+               "partitioned)",
+}
+
+
+# Errors worth trying again: connection loss, serialization failure, deadlock, a lock or
+# statement timeout (LockNotAvailable, QueryCanceled), a session the server ended
+# because its transaction sat idle too long (its client was frozen), a pool timeout.
+TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+
+# The deadline of the outermost repository call running in this thread (API requests).
+_call = threading.local()
 
 
 def transient(fn: Callable[P, T]) -> Callable[P, T]:
-    """Retry on connection loss, serialization failure or deadlock; then give up cleanly."""
+    """Retry transient errors for the owner's `retry_s`, then give up cleanly; with a
+    `call_timeout_s`, the whole call (every attempt, checkout and wait) ends by then."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         owner = args[0] if args else None
+        retry_s = getattr(owner, "retry_s", TRANSIENT_RETRY_S)
+        budget = getattr(owner, "call_timeout_s", None)
+        outermost = budget is not None and getattr(_call, "deadline", None) is None
         retrying = Retrying(
-            retry=retry_if_exception_type(psycopg.OperationalError),
+            retry=retry_if_exception_type(TRANSIENT_ERRORS)
+            & retry_if_not_exception_type(DatabaseTimeout),  # its time is up
             wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
-            stop=stop_after_delay(getattr(owner, "retry_s", TRANSIENT_RETRY_S)),
+            # Bounded calls never start a sleep they could not finish in time.
+            stop=stop_before_delay(retry_s) if budget else stop_after_delay(retry_s),
             reraise=True,
         )
+        if outermost:
+            _call.deadline = time.monotonic() + budget
         try:
             for attempt in retrying:
                 with attempt:
                     return fn(*args, **kwargs)
-        except psycopg.OperationalError as exc:
+        except DatabaseTimeout as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        except TRANSIENT_ERRORS as exc:
             raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+        finally:
+            if outermost:
+                _call.deadline = None
         raise AssertionError("unreachable")  # pragma: no cover
 
     return wrapper
@@ -217,12 +251,17 @@ def _error_data(error: dict[str, Any] | None) -> dict[str, Any]:
 class Repository:
     """Owns the pool and every statement. Thread-safe: each call borrows a connection."""
 
-    def __init__(self, pool: ConnectionPool, *, retry_s: float = TRANSIENT_RETRY_S) -> None:
+    def __init__(
+        self, pool: ConnectionPool, *, retry_s: float = TRANSIENT_RETRY_S,
+        call_timeout_s: float | None = None,
+    ) -> None:
         """`retry_s`: how long transient database errors are retried before
         DatabaseUnavailable (workers ride out a Postgres restart; the API answers 503
-        sooner)."""
+        sooner). `call_timeout_s`: every call ends within this, retries included, even
+        when the server hangs (the API's bound on a request's database calls)."""
         self.pool = pool
         self.retry_s = retry_s
+        self.call_timeout_s = call_timeout_s
         self._executors_cache: tuple[float, dict[str, ExecutorInfo] | None] = (0.0, None)
         self._queues_cache: tuple[float, frozenset[str] | None] = (0.0, None)
 
@@ -237,7 +276,8 @@ class Repository:
         `one_statement`: the body runs a single statement, which is a transaction of its
         own in autocommit, so no BEGIN and COMMIT round trips are spent on it.
         """
-        with self.pool.connection() as conn:
+        deadline = getattr(_call, "deadline", None)
+        with self._connection(deadline) as conn:
             notes: list[tuple[str, str]] = []
             outer, _outbox.notes = getattr(_outbox, "notes", None), notes
             try:
@@ -248,6 +288,27 @@ class Repository:
                 _outbox.notes = outer
             if notes:  # committed: now tell the listeners
                 self._notify(conn, list(dict.fromkeys(notes)))
+
+    @contextlib.contextmanager
+    def _connection(self, deadline: float | None) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; with a deadline (monotonic), the checkout waits only
+        until then and the connection is cut off if still in use then."""
+        if deadline is None:
+            with self.pool.connection() as conn:
+                yield conn
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DatabaseTimeout("the database did not answer in time")
+        with self.pool.connection(timeout=left) as conn, \
+                WATCHDOG.bound(conn, deadline - time.monotonic()) as fired:
+            try:
+                yield conn
+            except psycopg.Error as exc:
+                if fired:
+                    raise DatabaseTimeout(
+                        f"the database did not answer within {self.call_timeout_s}s") from exc
+                raise
 
     @staticmethod
     def _notify(conn: psycopg.Connection[Any], notes: list[tuple[str, str]]) -> None:
@@ -561,6 +622,13 @@ class Repository:
         error: dict[str, Any], *, retryable: bool = True, lease_expired: bool = False,
         cancelled: bool = False,
     ) -> str:
+        """Record a failed attempt. A run found finished ends the node: `cancelled` where
+        it would have been retried (or was told to stop), `failed` if it failed for good.
+
+        The run status read here is not under the run lock (node rows are locked before
+        run rows): a finished run stays finished while one of its nodes runs, but one
+        seen open may finish meanwhile, so retry_node reads it again under the lock.
+        """
         node = cur.execute(queries()["node_for_failure"], {"id": node_id}).fetchone()
         stale = node is None or node["status"] != "running" or (
             version is not None and node["version"] != version)
@@ -569,13 +637,21 @@ class Repository:
                 cur.execute(queries()["bump_counter"], {"name": STALE_COMPLETIONS, "by": 1})
             return "stale"
         fx = _Effects()
+        # The sweeper never waits for a run another transaction holds. It takes the run
+        # right after the node row it holds, before the rest of the run's nodes (a fail
+        # fast cancels them), as the reclaim always did.
         if lease_expired:
-            cur.execute(queries()["lock_run"], {"run_id": node["run_id"]})
+            run = cur.execute(queries()["try_lock_run"], {"run_id": node["run_id"]}).fetchone()
+            if run is None:
+                return "busy"
+            node = {**node, "run_status": run["status"]}
             fx.event(node["run_id"], node["node_key"], "node_lease_expired", node["attempts"],
                      _error_data(error))
+        would_retry = retryable and node["attempts"] < node["max_attempts"]
         if cancelled or node["run_status"] not in OPEN_RUN_STATUSES:
-            return self._stop_node(cur, fx, node, error, cancelled)
-        if retryable and node["attempts"] < node["max_attempts"]:
+            status = "cancelled" if cancelled or would_retry else "failed"
+            return self._stop_node(cur, fx, node, error, status)
+        if would_retry:
             return self._retry(cur, fx, node, error)
         return self._fail_for_good(cur, fx, node, error)
 
@@ -583,15 +659,16 @@ class Repository:
         self, cur: psycopg.Cursor[Any], fx: _Effects, node: dict[str, Any],
         error: dict[str, Any],
     ) -> str:
-        q = queries()
         delay = backoff_delay(node["attempts"], node["backoff_initial_s"], node["backoff_max_s"])
-        row = cur.execute(q["retry_node"], {
+        row = cur.execute(queries()["retry_node"], {  # also takes the run lock
             "id": node["id"], "version": node["version"], "error": Jsonb(error),
             "delay_s": delay,
         }).fetchone()
         if row is None:
             return "stale"
-        cur.execute(q["lock_run"], {"run_id": node["run_id"]})
+        if row["status"] == "cancelled":  # the run finished before this failure committed
+            return self._ended(cur, fx, row, "cancelled", {
+                **_error_data(error), "reason": f"run {row['run_status']}"})
         fx.event(node["run_id"], node["node_key"], "node_retry", node["attempts"], {
             **_error_data(error), "delay_s": round(delay, 3),
             "available_at": row["available_at"].isoformat(),
@@ -623,20 +700,25 @@ class Repository:
 
     def _stop_node(
         self, cur: psycopg.Cursor[Any], fx: _Effects, node: dict[str, Any],
-        error: dict[str, Any], cancelled: bool,
+        error: dict[str, Any], status: str,
     ) -> str:
-        """A running node of a finished run ends without retry: cancelled if it was told
-        to stop, failed if it failed on its own."""
-        status = "cancelled" if cancelled else "failed"
+        """A running node that was told to stop, or of a finished run, ends without retry
+        (`status`: cancelled or failed)."""
         row = cur.execute(queries()["fail_node"], {
             "id": node["id"], "version": node["version"], "status": status,
             "error": Jsonb(error),
         }).fetchone()
         if row is None:
             return "stale"
+        return self._ended(cur, fx, row, status, _error_data(error))
+
+    def _ended(
+        self, cur: psycopg.Cursor[Any], fx: _Effects, row: dict[str, Any], status: str,
+        data: dict[str, Any],
+    ) -> str:
+        """Count a node that just ended without touching the rest of its run."""
         tally = _Tally()
-        fx.event(row["run_id"], row["node_key"], f"node_{status}", row["attempts"],
-                 _error_data(error))
+        fx.event(row["run_id"], row["node_key"], f"node_{status}", row["attempts"], data)
         if row["parent_id"] is None:
             tally.done += 1
             tally.failed += status == "failed"
@@ -814,21 +896,24 @@ class Repository:
         """Hand prefetched, never-started leases back to the queue at once (fenced)."""
         if not leases:
             return 0
-        q = queries()
         with self._tx() as cur:
-            rows = cur.execute(q["requeue_unstarted"], {
+            rows = cur.execute(queries()["requeue_unstarted"], {  # also locks the runs
                 "worker": worker, "ids": [i for i, _ in leases],
                 "versions": [v for _, v in leases],
             }).fetchall()
-            fx = _Effects()
-            for run_id in sorted({r["run_id"] for r in rows}):
-                cur.execute(q["lock_run"], {"run_id": run_id})
-            for r in rows:
-                fx.event(r["run_id"], r["node_key"], "node_queued", r["attempts"],
-                         {"reason": "worker_shutdown"})
-                fx.queues.add(r["queue"])
+            fx, tallies = _Effects(), _Tallies()
+            for r in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
+                if r["status"] == "queued":
+                    fx.event(r["run_id"], r["node_key"], "node_queued", r["attempts"],
+                             {"reason": "worker_shutdown"})
+                    fx.queues.add(r["queue"])
+                elif r["parent_id"] is None:  # its run finished meanwhile: cancelled
+                    tallies[r["run_id"]].done += 1
+                    fx.event(r["run_id"], r["node_key"], "node_cancelled", r["attempts"],
+                             {"reason": "run finished"})
+            self._account_runs(cur, fx, tallies)
             fx.flush(cur)
-        return len(rows)
+        return sum(r["status"] == "queued" for r in rows)
 
     # ===== cancel and retry ===========================================================
 
@@ -1014,28 +1099,45 @@ class Repository:
 
     # ===== maintenance (the sweeper's statements) =====================================
 
-    @transient
     def reclaim_expired(self, *, now: datetime | None = None, limit: int = 100) -> dict[str, int]:
         """Expired leases count as failed attempts: requeue with backoff, or fail.
 
-        One transaction per batch; rows another sweeper holds are skipped, and every
-        transition is fenced, so parallel sweepers reclaim each lease once.
+        Each lease is reclaimed in a short transaction of its own, so a run's lock is
+        held for one lease only. A lease or run another transaction holds is skipped, not
+        waited for (`skipped`; the next pass takes it), and every transition is fenced, so
+        parallel sweepers reclaim each lease once. `candidates`: expired leases seen.
         """
-        q = queries()
-        counts = {"reclaimed": 0, "retried": 0, "failed": 0}
-        with self._tx() as cur:
-            ids = [r["id"] for r in cur.execute(
-                q["expired_leases"], {"now": now, "limit": limit}).fetchall()]
-            for node_id in ids:
-                outcome = self._fail_in(cur, node_id, None, {
-                    "type": "LeaseExpired",
-                    "message": "the worker holding this node stopped heartbeating "
-                               "(crashed, killed or partitioned)",
-                }, lease_expired=True)
-                if outcome != "stale":
-                    counts["reclaimed"] += 1
-                    counts["retried" if outcome == "retry" else "failed"] += 1
+        counts = {"reclaimed": 0, "retried": 0, "failed": 0, "skipped": 0, "candidates": 0}
+        candidates = self._expired_leases(now, limit)
+        counts["candidates"] = len(candidates)
+        for node_id in candidates:
+            outcome = self._reclaim_one(node_id, now)
+            if outcome == "busy":
+                counts["skipped"] += 1
+            elif outcome != "stale":
+                counts["reclaimed"] += 1
+                counts["retried" if outcome == "retry" else "failed"] += 1
         return counts
+
+    @transient
+    def _expired_leases(self, now: datetime | None, limit: int) -> list[int]:
+        with self._tx(one_statement=True) as cur:
+            return [r["id"] for r in cur.execute(
+                queries()["expired_leases"], {"now": now, "limit": limit}).fetchall()]
+
+    @transient
+    def _reclaim_one(self, node_id: int, now: datetime | None) -> str:
+        with self._tx() as cur:
+            if cur.execute(queries()["lock_expired_lease"],
+                           {"id": node_id, "now": now}).fetchone() is None:
+                return "busy" if self._still_expired(cur, node_id, now) else "stale"
+            return self._fail_in(cur, node_id, None, LEASE_EXPIRED, lease_expired=True)
+
+    @staticmethod
+    def _still_expired(cur: psycopg.Cursor[Any], node_id: int, now: datetime | None) -> bool:
+        """Not lockable: held by another transaction (busy), or already reclaimed?"""
+        return bool(cur.execute(queries()["lease_still_expired"], {
+            "id": node_id, "now": now}).fetchone())
 
     @transient
     def expire_dead_workers(
@@ -1058,8 +1160,9 @@ class Repository:
                 counts = cur.execute(q["count_run_nodes"], {"run_id": row["id"]}).fetchone()
                 if counts["remaining"]:
                     continue
-                run = cur.execute(q["lock_run"], {"run_id": row["id"]}).fetchone()
-                if run["status"] not in OPEN_RUN_STATUSES:
+                # A run another transaction holds is not finished here: not waited for.
+                run = cur.execute(q["try_lock_run"], {"run_id": row["id"]}).fetchone()
+                if run is None or run["status"] not in OPEN_RUN_STATUSES:
                     continue
                 status = final_run_status(counts["failed"], counts["succeeded"],
                                           run["fail_fast"])
@@ -1086,12 +1189,21 @@ class Repository:
 
     @transient
     def _expire_run(self, run_id: uuid.UUID) -> int:
+        """Fail one run past its deadline, unless another transaction holds one of its
+        waiting nodes or the run itself: then the next pass does it (never waited for)."""
+        try:
+            return self._expire_run_now(run_id)
+        except psycopg.errors.LockNotAvailable:
+            return 0
+
+    def _expire_run_now(self, run_id: uuid.UUID) -> int:
         q = queries()
         with self._tx() as cur:
-            nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
-            run = cur.execute(q["lock_run"], {"run_id": run_id}).fetchone()
+            cur.execute(q["lock_waiting_nodes_nowait"], {"run_id": run_id})
+            run = cur.execute(q["try_lock_run"], {"run_id": run_id}).fetchone()
             if run is None or run["status"] not in OPEN_RUN_STATUSES:
                 return 0
+            nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
             fx, tally = _Effects(), _Tally(fail_run=True)
             tally.error = {"type": "DeadlineExceeded", "message": "the run passed its deadline"}
             for node in nodes:
@@ -1194,18 +1306,20 @@ class Repository:
 
     def readiness(self, *, timeout_s: float = 2.0) -> list[int]:
         """Pending migration versions (empty when the schema is current). Not retried:
-        a readiness probe must answer fast; raises DatabaseUnavailable at once."""
-        from psycopg_pool import PoolTimeout
-
+        a readiness probe must answer fast, so it raises DatabaseUnavailable within
+        `timeout_s`, even when the server hangs."""
         from dagq.migrate import pending_migrations
 
         try:
-            with self.pool.connection(timeout=timeout_s) as conn:
+            with self._connection(time.monotonic() + timeout_s) as conn:
                 conn.execute(queries()["ping"]).fetchone()
                 pending = pending_migrations(conn)
                 conn.rollback()
                 return pending
-        except (psycopg.Error, PoolTimeout) as exc:
+        except DatabaseTimeout as exc:
+            raise DatabaseUnavailable(f"the database did not answer within {timeout_s}s"
+                                      ) from exc
+        except psycopg.Error as exc:
             raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
 
     @transient

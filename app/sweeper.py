@@ -1,7 +1,9 @@
 """The sweeper: APScheduler interval jobs, each a `run_once(now=None) -> counts`.
 
 Every job is safe to run from several sweepers at once (SKIP LOCKED and fenced
-transitions); a job logs only when it did something.
+transitions) and never waits for a row another transaction holds: a run locked by a
+frozen client is skipped and tried on the next pass. A job logs only when it did
+something.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from dagq.schedules import fire_due
 log = logging.getLogger("dagq.sweeper")
 
 BATCH = 500
+# Pruning deletes whole runs (their nodes and events): smaller batches stay well inside
+# the statement timeout even for runs with thousands of map items.
+PRUNE_BATCH = 100
 
 
 class Sweeper:
@@ -35,13 +40,21 @@ class Sweeper:
         self.settings = settings
 
     def reclaim(self, now: datetime | None = None) -> dict[str, int]:
-        """Expired leases: requeue with backoff if attempts remain, else fail."""
+        """Expired leases: requeue with backoff if attempts remain, else fail.
+
+        Leases (or runs) another transaction holds are skipped, never waited for; they
+        are tried again while passes make progress, then on the next sweep.
+        """
         total = {"reclaimed": 0, "retried": 0, "failed": 0}
         while True:
             counts = self.repo.reclaim_expired(now=now, limit=BATCH)
-            for key, value in counts.items():
-                total[key] += value
-            if counts["reclaimed"] < BATCH:  # a short batch: nothing more had expired
+            for key in total:
+                total[key] += counts[key]
+            if counts["skipped"]:
+                log.info("reclaim: %d expired lease(s) held by another transaction; "
+                         "left for the next pass", counts["skipped"])
+            more = counts["candidates"] == BATCH or counts["skipped"]
+            if not counts["reclaimed"] or not more:
                 return total
 
     def dead_workers(self, now: datetime | None = None) -> dict[str, int]:
@@ -57,9 +70,9 @@ class Sweeper:
     def prune(self, now: datetime | None = None) -> dict[str, int]:
         retention_s = self.settings.retention_days * 86_400
         pruned = 0
-        while (batch := self.repo.prune(retention_s=retention_s, now=now, limit=BATCH)):
+        while (batch := self.repo.prune(retention_s=retention_s, now=now, limit=PRUNE_BATCH)):
             pruned += batch
-            if batch < BATCH:
+            if batch < PRUNE_BATCH:
                 break
         return {"pruned_runs": pruned}
 

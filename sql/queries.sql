@@ -141,7 +141,8 @@ WHERE run_id = %(run_id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s
 
 -- name: lease_nodes
 -- Lease up to `limit` queued nodes of one queue in lease order, skipping rows other
--- workers hold (dagq.start_leases does the rest: runs, events, the executor's input).
+-- workers hold (dagq.start_leases does the rest: runs, events, the executor's input;
+-- a node whose run is already over is cancelled there, never started).
 SELECT * FROM dagq.start_leases(ARRAY(
     SELECT c.id FROM dagq.node_tasks c
     WHERE c.status = 'queued' AND c.queue = %(queue)s AND c.available_at <= now()
@@ -243,12 +244,31 @@ WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
 RETURNING t.id, t.run_id, t.node_key, t.dependents, t.attempts, t.parent_id, t.queue
 
 -- name: retry_node
--- Back to queued after a retryable failure, visible again after the backoff delay.
-UPDATE dagq.node_tasks
-SET status = 'queued', version = version + 1, error = %(error)s, lease_expires_at = NULL,
-    available_at = now() + make_interval(secs => %(delay_s)s), queued_at = now()
-WHERE id = %(id)s AND version = %(version)s AND status = 'running'
-RETURNING id, run_id, node_key, attempts, available_at
+-- Back to queued after a retryable failure, visible again after the backoff delay; but
+-- `cancelled` when the run is already over. The run's status is read under its row
+-- lock, taken after the node's (node rows before run rows): a fail-fast committing
+-- while this failure is recorded is seen, so no node is requeued in a finished run.
+WITH node AS (
+    SELECT t.run_id FROM dagq.node_tasks t
+    WHERE t.id = %(id)s AND t.version = %(version)s AND t.status = 'running'
+    FOR NO KEY UPDATE
+), run AS (
+    SELECT r.status, r.status IN ('queued', 'running') AS open FROM dagq.runs r
+    WHERE r.id = (SELECT n.run_id FROM node n)
+    FOR NO KEY UPDATE
+)
+UPDATE dagq.node_tasks t
+SET status = CASE WHEN run.open THEN 'queued' ELSE 'cancelled' END,
+    version = t.version + 1, error = %(error)s, lease_expires_at = NULL,
+    available_at = CASE WHEN run.open
+                        THEN now() + make_interval(secs => %(delay_s)s)
+                        ELSE t.available_at END,
+    queued_at = CASE WHEN run.open THEN now() ELSE t.queued_at END,
+    finished_at = CASE WHEN run.open THEN t.finished_at ELSE now() END
+FROM run
+WHERE t.id = %(id)s AND t.version = %(version)s AND t.status = 'running'
+RETURNING t.id, t.run_id, t.node_key, t.status, t.attempts, t.available_at, t.parent_id,
+          run.status AS run_status
 
 -- name: fail_node
 UPDATE dagq.node_tasks
@@ -266,14 +286,31 @@ FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
 WHERE t.id = %(id)s
 
 -- name: requeue_unstarted
--- A stopping worker hands back leases it never started: no attempt is spent.
+-- A stopping worker hands back leases it never started: no attempt is spent. A lease
+-- of a run that is already over is cancelled instead of queued. Node rows are locked
+-- first, then their runs in id order (their events follow).
+WITH mine AS (
+    SELECT t.id, t.run_id FROM dagq.node_tasks t
+    JOIN unnest(%(ids)s::bigint[], %(versions)s::int[]) AS u(id, version)
+      ON t.id = u.id AND t.version = u.version
+    WHERE t.status = 'running' AND t.lease_owner = %(worker)s
+    ORDER BY t.id
+    FOR NO KEY UPDATE OF t
+), runs AS (
+    SELECT r.id, r.status IN ('queued', 'running') AS open FROM dagq.runs r
+    WHERE r.id IN (SELECT m.run_id FROM mine m)
+    ORDER BY r.id
+    FOR NO KEY UPDATE
+)
 UPDATE dagq.node_tasks t
-SET status = 'queued', attempts = t.attempts - 1, version = t.version + 1,
-    lease_owner = NULL, lease_expires_at = NULL, started_at = NULL, queued_at = now()
-FROM unnest(%(ids)s::bigint[], %(versions)s::int[]) AS u(id, version)
-WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
-  AND t.lease_owner = %(worker)s
-RETURNING t.id, t.run_id, t.node_key, t.attempts, t.queue
+SET status = CASE WHEN r.open THEN 'queued' ELSE 'cancelled' END,
+    attempts = t.attempts - 1, version = t.version + 1,
+    lease_owner = NULL, lease_expires_at = NULL, started_at = NULL,
+    queued_at = CASE WHEN r.open THEN now() ELSE t.queued_at END,
+    finished_at = CASE WHEN r.open THEN t.finished_at ELSE now() END
+FROM mine m JOIN runs r ON r.id = m.run_id
+WHERE t.id = m.id
+RETURNING t.id, t.run_id, t.node_key, t.attempts, t.queue, t.status, t.parent_id
 
 -- name: release_dependents
 -- Count newly terminal dependencies (`keys` may repeat: one entry per finished
@@ -339,6 +376,12 @@ RETURNING node_key, parent_id
 SELECT id, tenant, status, fail_fast, nodes_total, nodes_remaining, nodes_failed,
        nodes_succeeded
 FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE
+
+-- name: try_lock_run
+-- lock_run for the sweeper: a run another transaction holds is not waited for (no row
+-- comes back); the sweeper tries it again on its next pass.
+SELECT id, status, fail_fast
+FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE SKIP LOCKED
 
 -- name: account_runs
 -- Count the nodes of each run that just became terminal and finish the runs with none
@@ -597,26 +640,54 @@ ON CONFLICT (name) DO UPDATE SET value = dagq.counters.value + excluded.value
 -- ===== maintenance (sweeper) ========================================================
 
 -- name: expired_leases
--- Running nodes whose lease ran out, oldest first; other sweepers skip these rows.
+-- Running nodes whose lease ran out, oldest first (candidates: each is then reclaimed
+-- in a transaction of its own, see lock_expired_lease).
 SELECT t.id FROM dagq.node_tasks t
 WHERE t.status = 'running' AND t.lease_expires_at < coalesce(%(now)s::timestamptz, now())
 ORDER BY t.lease_expires_at
 LIMIT %(limit)s
+
+-- name: lock_expired_lease
+-- Take one expired lease for reclaiming, unless another transaction holds the row (a
+-- completion being committed, another sweeper): then it is left alone.
+SELECT t.id FROM dagq.node_tasks t
+WHERE t.id = %(id)s AND t.status = 'running'
+  AND t.lease_expires_at < coalesce(%(now)s::timestamptz, now())
 FOR UPDATE SKIP LOCKED
 
+-- name: lease_still_expired
+-- Whether a lease lock_expired_lease could not take is still expired (so another
+-- transaction holds it) rather than already reclaimed or finished.
+SELECT t.id FROM dagq.node_tasks t
+WHERE t.id = %(id)s AND t.status = 'running'
+  AND t.lease_expires_at < coalesce(%(now)s::timestamptz, now())
+
 -- name: expire_dead_worker_leases
--- Workers that missed their heartbeats are dead; their leases expire now.
-WITH dead AS (
-    UPDATE dagq.workers SET status = 'dead'
-    WHERE status = 'alive'
-      AND heartbeat_at < coalesce(%(now)s::timestamptz, now())
-                         - make_interval(secs => greatest(%(dead_after_s)s, 3 * heartbeat_s))
-    RETURNING id
+-- Workers that missed their heartbeats are dead; the leases of dead workers expire now.
+-- Rows another transaction holds are skipped, never waited for: a lease skipped now
+-- (or held by a worker found dead earlier) expires on a later pass, or by its TTL.
+WITH silent AS (
+    SELECT w.id FROM dagq.workers w
+    WHERE w.status = 'alive'
+      AND w.heartbeat_at < coalesce(%(now)s::timestamptz, now())
+                           - make_interval(secs => greatest(%(dead_after_s)s, 3 * w.heartbeat_s))
+    FOR UPDATE SKIP LOCKED
+), dead AS (
+    UPDATE dagq.workers w SET status = 'dead'
+    FROM silent s WHERE w.id = s.id
+    RETURNING w.id
+), doomed AS (
+    SELECT t.id FROM dagq.node_tasks t
+    WHERE t.status = 'running'
+      AND t.lease_expires_at >= coalesce(%(now)s::timestamptz, now())
+      AND (t.lease_owner IN (SELECT d.id FROM dead d)
+           OR t.lease_owner IN (SELECT w.id FROM dagq.workers w WHERE w.status = 'dead'))
+    FOR NO KEY UPDATE SKIP LOCKED
 ), expired AS (
     UPDATE dagq.node_tasks t
     SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) - interval '1 millisecond'
-    FROM dead d
-    WHERE t.lease_owner = d.id AND t.status = 'running' AND t.lease_expires_at IS NOT NULL
+    FROM doomed d
+    WHERE t.id = d.id
     RETURNING t.id
 )
 SELECT (SELECT count(*) FROM dead) AS workers, (SELECT count(*) FROM expired) AS leases
@@ -636,6 +707,14 @@ SELECT count(*) FILTER (WHERE status IN ('pending', 'queued', 'running')) AS rem
        count(*) FILTER (WHERE status = 'failed') AS failed,
        count(*) FILTER (WHERE status = 'succeeded') AS succeeded
 FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id IS NULL
+
+-- name: lock_waiting_nodes_nowait
+-- Before a deadline cancels a run's waiting nodes: lock them, or fail at once
+-- (LockNotAvailable) if another transaction holds one; the sweeper retries next pass.
+SELECT id FROM dagq.node_tasks
+WHERE run_id = %(run_id)s
+  AND (status IN ('pending', 'queued') OR (status = 'running' AND map_over IS NOT NULL))
+FOR NO KEY UPDATE NOWAIT
 
 -- name: runs_past_deadline
 SELECT id FROM dagq.runs

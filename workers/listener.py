@@ -13,6 +13,7 @@ from collections import defaultdict
 
 import psycopg
 
+from dagq.db import connect
 from dagq.repository import QUEUED_CHANNEL
 from dagq.sqlfiles import queries
 
@@ -45,7 +46,8 @@ class QueueListener(threading.Thread):
         delay = 0.1
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.url, autocommit=True) as conn:
+                # Bounded like every dagq session: keepalives notice a dead server.
+                with connect(self.url, autocommit=True) as conn:
                     conn.execute(queries()["listen_queued"])
                     delay = 0.1
                     self._wake(None)  # anything queued while we were away

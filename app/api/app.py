@@ -24,11 +24,8 @@ from dagq.api.routes_schedules import routes as schedule_routes
 from dagq.api.routing import one_route_per_path
 from dagq.api.security import SecurityHeadersMiddleware
 from dagq.config import Settings
-from dagq.db import open_pool
+from dagq.db import SessionLimits, conninfo, open_pool
 from dagq.repository import Repository
-
-# An API request waits at most this long for a database that went away, then 503.
-API_RETRY_S = 5.0
 
 log = logging.getLogger("dagq.api")
 
@@ -68,10 +65,15 @@ def create_app(settings: Settings, url: str) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = await run_in_threadpool(open_pool, url, size=settings.pool_size,
-                                       name="dagq-api")
-        repo = Repository(pool, retry_s=API_RETRY_S)
-        hub = EventHub(url)
+        # Every database call of a request ends within DAGQ_API_DB_TIMEOUT_S (then 503):
+        # the checkout, the statement (server and client side), the retries; a lost
+        # connection is replaced by a fresh attempt soon after the database is back.
+        bound, limits = settings.api_db_timeout_s, SessionLimits.for_api(settings)
+        pool = await run_in_threadpool(
+            open_pool, url, size=settings.pool_size, name="dagq-api", limits=limits,
+            timeout_s=bound, reconnect_timeout_s=bound)
+        repo = Repository(pool, retry_s=bound, call_timeout_s=bound)
+        hub = EventHub(conninfo(url, limits))
         app.state.repo, app.state.hub = repo, hub
         await hub.start()
         try:

@@ -1,0 +1,123 @@
+"""Issue 12, "the API under a sick database": with Postgres stopped, and with it hung
+(every process of the server SIGSTOPped), POST /v1/runs answers 503
+database_unavailable within 6 s and /readyz 503 within about 2 s (DAGQ_API_DB_TIMEOUT_S
+defaults to 5 s); once Postgres is back, a submit succeeds within a few seconds.
+
+The API runs as a real process on an embedded server of its own, which this test stops,
+pauses and restarts. Before the fix: 503 after ~30 s when stopped, no answer for the
+whole pause when hung, ~15 s to reconnect.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dagq.embedded_pg import EmbeddedPostgres
+from dagq.migrate import migrate
+from tests.procs import WorkerFleet, free_port, wait_for
+
+pytestmark = pytest.mark.chaos
+
+SUBMIT_BOUND_S = 6.0
+READY_BOUND_S = 3.0  # /readyz gives up after 2 s; the rest is a loaded machine's slack
+RECOVERY_S = 10.0
+WORKFLOW = {"workflow": {"name": "sick", "nodes": {"a": {"executor": "builtin.noop"}}}}
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[tuple[EmbeddedPostgres, str]]:
+    server = EmbeddedPostgres(tmp_path / "db", database="dagq")
+    url = server.start()
+    try:
+        yield server, url
+    finally:
+        server.release()
+        server.stop_server()
+
+
+def timed(method: str, url: str, **kwargs) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = httpx.request(method, url, timeout=120, **kwargs)
+    return response, time.monotonic() - started
+
+
+def submit_status(base: str) -> int:
+    try:
+        return httpx.post(f"{base}/v1/runs", json=WORKFLOW, timeout=30).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def assert_prompt_503s(base: str) -> str:
+    submitted, took = timed("POST", f"{base}/v1/runs", json=WORKFLOW)
+    assert submitted.status_code == 503, submitted.text
+    assert submitted.json()["error"]["code"] == "database_unavailable"
+    assert took < SUBMIT_BOUND_S, f"POST /v1/runs answered 503 after {took:.1f}s"
+    ready, ready_took = timed("GET", f"{base}/readyz")
+    assert ready.status_code == 503, ready.text
+    assert ready_took < READY_BOUND_S, f"/readyz answered 503 after {ready_took:.1f}s"
+    return f"503 after {took:.1f}s (submit), {ready_took:.1f}s (/readyz)"
+
+
+def assert_recovers(base: str) -> float:
+    back = time.monotonic()
+    wait_for(lambda: submit_status(base) == 201, RECOVERY_S, "a submit to succeed again")
+    return time.monotonic() - back
+
+
+def server_pids(server: EmbeddedPostgres) -> list[int]:
+    """The postmaster first, then every process it started."""
+    postmaster = int((server.pgdata / "postmaster.pid").read_text().split()[0])
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(") ", 1)[1].split()[1]) == postmaster:
+                children.append(int(entry))
+    return [postmaster, *children]
+
+
+def test_api_answers_503_promptly_when_postgres_is_down_or_hung(
+        own_server, tmp_path: Path, capsys) -> None:
+    server, url = own_server
+    migrate(url)
+    fleet = WorkerFleet(url, tmp_path)
+    port = free_port()
+    fleet.start_api(port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: submit_status(base) == 201, 60, "the API to accept a submit")
+
+        server.stop_server()  # down: the socket is gone, connections are refused
+        try:
+            down = assert_prompt_503s(base)
+        finally:
+            server.start()
+        after_restart = assert_recovers(base)
+
+        pids = server_pids(server)  # hung: the server accepts nothing and answers nothing
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            hung = assert_prompt_503s(base)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        after_pause = assert_recovers(base)
+        ready, _ = timed("GET", f"{base}/readyz")
+        assert ready.status_code == 200, ready.text
+    finally:
+        fleet.stop_all()
+    with capsys.disabled():
+        print(f"\n[chaos] Postgres down: {down}, submits again {after_restart:.1f}s after "
+              f"the restart; hung: {hung}, submits again {after_pause:.1f}s after it")

@@ -1,0 +1,170 @@
+"""Issue 12, fault 3: a client frozen inside a transaction that holds a run's row lock
+(SIGSTOP, a VM pause, a blackholed connection) must not stop the fleet.
+
+1. The sweeper skips what a frozen transaction holds: it reclaims the other expired
+   leases, expires a dead worker's leases and enforces other runs' deadlines while a
+   frozen session (opened with dagq's own pool) holds a run row for as long as we like.
+2. A real worker SIGSTOPped inside its completion transaction, holding its run's row:
+   another worker keeps completing other runs, because the frozen session is ended by
+   idle_in_transaction_session_timeout and lock waits end at lock_timeout (defaults).
+Before the fix both stalled for as long as the freeze lasted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+
+from tests.helpers import spec
+from tests.procs import ROOT, wait_for
+
+pytestmark = pytest.mark.chaos
+
+HOLD_RUN = """
+import sys, time
+from dagq.db import open_pool
+from dagq.sqlfiles import queries
+pool = open_pool(sys.argv[1], size=1, name="frozen")
+with pool.connection() as conn, conn.transaction():
+    conn.execute(queries()["lock_run"], {"run_id": sys.argv[2]})
+    print("locked", flush=True)
+    time.sleep(3600)
+"""
+
+
+def hold_run_lock(db_url: str, run_id, **env: str) -> subprocess.Popen[str]:
+    """A process that locks the run row as dagq's transactions do, then waits."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_RUN, db_url, str(run_id)], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def run_is_locked(db_url: str, run_id) -> bool:
+    with psycopg.connect(db_url) as probe:
+        try:
+            probe.execute("SELECT 1 FROM dagq.runs WHERE id = %s FOR NO KEY UPDATE NOWAIT",
+                          (run_id,))
+        except psycopg.errors.LockNotAvailable:
+            return True
+        return False
+
+
+def one_ghost_node(repo, sql, *, queue: str = "ghostq", worker: str = "ghost"):
+    """A run whose only node is leased by a worker that will never report back."""
+    run_id = repo.submit_run(tenant="t", spec=spec({"n": {"executor": "builtin.noop",
+                                                            "queue": queue}})).run_id
+    [leased] = repo.lease(worker=worker, queue=queue, limit=1, ttl_s=3600)
+    assert leased.run_id == run_id
+    return run_id, leased
+
+
+def node_of(sql, run_id) -> dict:
+    return sql.execute("SELECT status, attempts FROM dagq.node_tasks WHERE run_id = %s",
+                       (run_id,)).fetchone()
+
+
+def test_the_sweeper_skips_a_run_a_frozen_transaction_holds(
+        repo, fleet, sql, db_url) -> None:
+    frozen_run, _ = one_ghost_node(repo, sql)
+    others = [one_ghost_node(repo, sql)[0] for _ in range(5)]
+    repo.register_worker(worker="zombie", hostname="h", pid=1, queues=["ghostq"],
+                         threads=1, executors=[])
+    zombie_run, _ = one_ghost_node(repo, sql, worker="zombie")
+    late_run = repo.submit_run(tenant="t", spec=spec({"n": {"executor": "builtin.noop",
+                                                           "queue": "ghostq"}})).run_id
+    sql.execute("UPDATE dagq.runs SET deadline_at = now() - interval '1 minute' "
+                "WHERE id = ANY (%s)", ([frozen_run, late_run],))
+    # This session is never ended by the server (no idle timeout): the lock is held for
+    # as long as the test wants.
+    holder = hold_run_lock(db_url, frozen_run, DAGQ_DB_IDLE_IN_TRANSACTION_TIMEOUT_S="0")
+    holder.send_signal(signal.SIGSTOP)
+    try:
+        # Time through data: the frozen run's lease expired first, so a sweeper that
+        # waits for its run lock reclaims nothing at all.
+        sql.execute("UPDATE dagq.node_tasks SET lease_expires_at = now() - interval "
+                    "'10 minutes' WHERE run_id = %s", (frozen_run,))
+        sql.execute("UPDATE dagq.node_tasks SET lease_expires_at = now() - interval "
+                    "'1 minute' WHERE run_id = ANY (%s)", (others,))
+        sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '1 hour'")
+        fleet.start_sweeper()
+
+        def others_reclaimed() -> bool:
+            return all(node_of(sql, r) == {"status": "queued", "attempts": 1}
+                       for r in [*others, zombie_run])
+
+        wait_for(others_reclaimed, 30, "the other expired leases to be reclaimed")
+        wait_for(lambda: repo.get_run(late_run).status == "failed", 30,
+                 "the other run past its deadline to fail")
+        assert node_of(sql, frozen_run)["status"] == "running"
+        assert repo.get_run(frozen_run).status == "running"
+        assert run_is_locked(db_url, frozen_run), "the frozen session let go early"
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait()
+    # Once the frozen client is gone, its run is simply taken on a later pass.
+    wait_for(lambda: repo.get_run(frozen_run).status == "failed", 30,
+             "the frozen run to be handled once its lock is free")
+    wait_for(lambda: node_of(sql, frozen_run)["status"] != "running", 30,
+             "the frozen run's lease to be reclaimed")
+
+
+def idle_in_transaction(sql) -> int:
+    return sql.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = "
+                       "current_database() AND state = 'idle in transaction'").fetchone()["n"]
+
+
+def waiting_for_a_lock(sql) -> int:
+    return sql.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = "
+                       "current_database() AND wait_event_type = 'Lock'").fetchone()["n"]
+
+
+def test_a_worker_frozen_in_its_completion_transaction_stalls_nobody_for_long(
+        repo, fleet, sql, db_url, capsys) -> None:
+    """Worker A commits the completion of `a` (its run's row locked by its account step)
+    and is SIGSTOPped right there; worker B must still run other runs, including a batch
+    that starts with a node of the frozen run."""
+    frozen = fleet.start(threads=2, queues="aq")
+    wf = spec({"a": {"executor": "builtin.sleep", "queue": "aq", "params": {"seconds": 2}},
+               "after": {"executor": "builtin.noop", "queue": "aq", "depends_on": ["a"]},
+               "s": {"executor": "builtin.noop"}}, name="frozen")
+    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    wait_for(lambda: repo.get_run(run_id).status == "running", 30, "a to start")
+    holder = psycopg.connect(db_url)  # makes A's completion wait right at its run lock
+    try:
+        holder.execute("SELECT 1 FROM dagq.runs WHERE id = %s FOR NO KEY UPDATE", (run_id,))
+        wait_for(lambda: waiting_for_a_lock(sql), 30, "A's completion to wait for the run")
+        frozen.send_signal(signal.SIGSTOP)
+    finally:
+        holder.close()  # A's backend now takes the run lock, and its client is frozen
+    try:
+        wait_for(lambda: idle_in_transaction(sql), 30, "A's transaction to hold the run")
+        frozen_at = time.monotonic()
+        fleet.start(threads=4)  # serves `default`: s (of the frozen run) comes first
+        chain = spec({"x": {"executor": "builtin.noop"},
+                      "y": {"executor": "builtin.noop", "depends_on": ["x"]}}, name="other")
+        others = [repo.submit_run(tenant="t", spec=chain).run_id for _ in range(10)]
+
+        def others_done() -> bool:
+            return all(repo.get_run(r, with_nodes=False).status == "succeeded"
+                       for r in others)
+
+        wait_for(others_done, 60, "worker B to finish the other runs")
+        stalled = time.monotonic() - frozen_at
+        assert frozen.poll() is None  # A stayed frozen throughout
+        wait_for(lambda: next(n for n in repo.get_run(run_id).nodes
+                              if n.key == "s").status == "succeeded", 30,
+                 "s of the frozen run to run on worker B")
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    with capsys.disabled():
+        print(f"\n[chaos] other runs finished {stalled:.1f}s after worker A froze holding "
+              "its run's lock")
