@@ -13,10 +13,7 @@ from pydantic import ValidationError
 
 from dagq.client._http import RetryPolicy
 from dagq.errors import Unavailable
-from dagq.models import RunEvent
-
-TERMINAL_RUN_EVENTS = frozenset({"run_succeeded", "run_failed", "run_partial_succeeded",
-                                 "run_cancelled"})
+from dagq.models import TERMINAL_RUN_EVENTS, RunEvent
 
 
 @dataclass(frozen=True)
