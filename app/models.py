@@ -12,6 +12,9 @@ RunStatus = Literal["queued", "running", "succeeded", "failed", "partial_succeed
 NodeStatus = Literal["pending", "queued", "running", "succeeded", "failed", "skipped", "cancelled"]
 OPEN_RUN_STATUSES = frozenset({"queued", "running"})
 RETRYABLE_RUN_STATUSES = frozenset({"failed", "partial_succeeded", "cancelled"})
+# The run-level events that end a run's event stream (a retry's run_queued reopens it).
+TERMINAL_RUN_EVENTS = frozenset({"run_succeeded", "run_failed", "run_partial_succeeded",
+                                 "run_cancelled"})
 
 
 class _Record(BaseModel):

@@ -1066,20 +1066,10 @@ class Repository:
             rows = cur.execute(queries()["known_executors"]).fetchall()
         return {row["name"]: ExecutorInfo(**row) for row in rows}
 
-    def live_worker_count(self, *, timeout_s: float = 2.0) -> int:
-        """Workers heard from lately. Not retried, like readiness (a probe answers fast)."""
-        from psycopg_pool import PoolTimeout
-
-        try:
-            with self.pool.connection(timeout=timeout_s) as conn:
-                return conn.execute(queries()["live_worker_count"]).fetchone()["workers"]
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
-
     @transient
     def unserved_nodes(self, run_id: uuid.UUID) -> list[dict[str, Any]]:
         """A run's waiting nodes that no live worker serves, per (executor, queue)."""
-        with self._tx() as cur:
+        with self._tx(one_statement=True) as cur:
             return cur.execute(queries()["unserved_run_nodes"], {"run_id": run_id}).fetchall()
 
     def known_queues(self, *, max_age_s: float = 0.0) -> frozenset[str]:
@@ -1304,18 +1294,20 @@ class Repository:
         with self._tx() as cur:
             return cur.execute(queries()["api_tenant_queue_stats"], {"tenant": tenant}).fetchall()
 
-    def readiness(self, *, timeout_s: float = 2.0) -> list[int]:
-        """Pending migration versions (empty when the schema is current). Not retried:
-        a readiness probe must answer fast, so it raises DatabaseUnavailable within
-        `timeout_s`, even when the server hangs."""
+    def readiness(self, *, timeout_s: float = 2.0) -> tuple[list[int], int | None]:
+        """(pending migration versions, live workers) in one pool checkout; the workers
+        are not counted (None) while migrations are pending. Not retried: a readiness
+        probe must answer fast, so it raises DatabaseUnavailable within `timeout_s`,
+        even when the server hangs."""
         from dagq.migrate import pending_migrations
 
         try:
             with self._connection(time.monotonic() + timeout_s) as conn:
-                conn.execute(queries()["ping"]).fetchone()
-                pending = pending_migrations(conn)
+                pending = pending_migrations(conn)  # (its queries prove the database up)
+                workers = None if pending else \
+                    conn.execute(queries()["live_worker_count"]).fetchone()["workers"]
                 conn.rollback()
-                return pending
+                return pending, workers
         except DatabaseTimeout as exc:
             raise DatabaseUnavailable(f"the database did not answer within {timeout_s}s"
                                       ) from exc

@@ -78,15 +78,17 @@ def register_test_executors() -> None:
 @executor("builtin.http")
 def http(payload: dict[str, Any]) -> dict[str, Any]:
     """An HTTP call whose JSON reply is the output. 4xx (but 408/429) fail for good.
-    Addresses that are not public are refused unless DAGQ_HTTP_ALLOW lists them."""
+    Addresses that are not public are refused unless DAGQ_HTTP_ALLOW lists them; a reply
+    over the output limit (DAGQ_MAX_OUTPUT_BYTES) fails for good, unread past it."""
     params = payload.get("params", {})
     url = params.get("url")
     if not isinstance(url, str) or not url:
         raise FatalError("builtin.http needs params.url")
+    settings = get_settings()
     response = safe_http.request(
         str(params.get("method", "GET")).upper(), url, json=params.get("json"),
-        timeout_s=float(params.get("timeout_s", 30)),
-        allow=safe_http.Allow.parse(get_settings().http_allow_list),
+        timeout_s=float(params.get("timeout_s", 30)), max_bytes=settings.max_output_bytes,
+        allow=safe_http.Allow.parse(settings.http_allow_list),
     )
     if response.status_code >= 400:
         message = f"HTTP {response.status_code} from {url}: {response.text[:500]}"

@@ -8,11 +8,18 @@ are not public unless DAGQ_HTTP_ALLOW lists them, and connects to a vetted addre
 itself, so a name that resolves differently a moment later (DNS rebinding) changes
 nothing. The URL keeps its host name, so the Host header and TLS (SNI, certificate
 check) still use it.
+
+The reply is read as it arrives and abandoned past a size limit (the worker's output
+limit), so a tenant cannot point it at a huge file and exhaust a shared worker's memory.
+It asks for an uncompressed reply and refuses a compressed one: a few kilobytes of gzip
+can inflate to gigabytes before any limit on the bytes received would notice.
 """
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
+import json as jsonlib
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +34,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[..., list[tuple[Any, ...]]]
 
 MAX_REDIRECTS = 5
+DEFAULT_MAX_BYTES = 1_048_576
+ERROR_BODY_BYTES = 2_000  # of an error reply's body, kept for the error message
 METADATA_HOSTS = frozenset({
     "metadata", "metadata.google.internal", "metadata.goog", "instance-data",
     "instance-data.ec2.internal", "metadata.azure.internal",
@@ -173,11 +182,35 @@ class GuardedTransport(httpx.HTTPTransport):
         )
 
 
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP reply read within the size limit: `content` is its whole body, or for an
+    error status (400 and up) the first ERROR_BODY_BYTES of it."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    charset: str | None = None  # of its Content-Type
+
+    @property
+    def text(self) -> str:
+        charset = self.charset or "utf-8"
+        try:
+            codecs.lookup(charset)
+        except LookupError:
+            charset = "utf-8"
+        return self.content.decode(charset, errors="replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+
 def request(method: str, url: str, *, json: Any = None, timeout_s: float = 30.0,
-            allow: Allow | None = None, resolve: Resolver = socket.getaddrinfo
-            ) -> httpx.Response:
-    """One HTTP(S) call, following at most MAX_REDIRECTS redirects, every hop vetted.
-    No proxy from the environment is used (it would connect on the guard's behalf)."""
+            max_bytes: int = DEFAULT_MAX_BYTES, allow: Allow | None = None,
+            resolve: Resolver = socket.getaddrinfo) -> Reply:
+    """One HTTP(S) call, following at most MAX_REDIRECTS redirects, every hop vetted; a
+    body over `max_bytes` is a FatalError. No proxy from the environment is used (it
+    would connect on the guard's behalf)."""
     try:
         target = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -186,11 +219,42 @@ def request(method: str, url: str, *, json: Any = None, timeout_s: float = 30.0,
         raise FatalError(f"builtin.http: only http:// and https:// URLs, not {url!r}")
     transport = GuardedTransport(Vetter(allow or Allow(), resolve))
     with httpx.Client(transport=transport, trust_env=False, follow_redirects=True,
-                      max_redirects=MAX_REDIRECTS, timeout=timeout_s) as client:
+                      max_redirects=MAX_REDIRECTS, timeout=timeout_s,
+                      headers={"Accept-Encoding": "identity"}) as client:
         try:
-            return client.request(method, target, json=json)
+            with client.stream(method, target, json=json) as response:
+                return Reply(response.status_code, response.headers,
+                             _read(response, max_bytes, url), response.charset_encoding)
         except httpx.TooManyRedirects:
             raise FatalError(f"builtin.http: more than {MAX_REDIRECTS} redirects from "
                              f"{url}") from None
         except httpx.UnsupportedProtocol as exc:  # a redirect to another scheme
             raise FatalError(f"builtin.http: only http:// and https:// URLs ({exc})") from None
+
+
+def _read(response: httpx.Response, max_bytes: int, url: str) -> bytes:
+    """The body, received chunk by chunk and given up on as soon as it is too large."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise FatalError(f"builtin.http: {url} sent a compressed reply (Content-Encoding: "
+                         f"{encoding}) although it was asked for an uncompressed one")
+    if response.status_code >= 400:
+        max_bytes, truncate = min(max_bytes, ERROR_BODY_BYTES), True
+    else:
+        truncate = False
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise _too_large(url, max_bytes)
+    body = bytearray()
+    for chunk in response.iter_raw():
+        body += chunk
+        if len(body) > max_bytes:
+            if truncate:
+                return bytes(body[:max_bytes])
+            raise _too_large(url, max_bytes)
+    return bytes(body)
+
+
+def _too_large(url: str, max_bytes: int) -> FatalError:
+    return FatalError(f"builtin.http: the reply from {url} is over {max_bytes} bytes, the "
+                      "worker's output limit (DAGQ_MAX_OUTPUT_BYTES)")

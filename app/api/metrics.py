@@ -17,6 +17,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from dagq.models import TERMINAL_RUN_EVENTS
 from dagq.repository import Repository
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
@@ -24,8 +25,6 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                    30)
 TAIL_LIMIT = 20_000
-RUN_TERMINAL_EVENTS = {"run_succeeded", "run_failed", "run_partial_succeeded",
-                       "run_cancelled"}
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # understood by every Prometheus version
 
@@ -129,7 +128,7 @@ class ApiMetrics:
         self.events.labels(kind).inc()
         if row["submission"]:
             self.runs_submitted.inc()
-        elif kind in RUN_TERMINAL_EVENTS:
+        elif kind in TERMINAL_RUN_EVENTS:
             self.runs_finished.labels(kind.removeprefix("run_")).inc()
         elif kind == "node_lease_expired":
             self.reclaims.inc()

@@ -22,11 +22,9 @@ from dagq.api.hub import EventHub
 from dagq.api.routes_runs import run_id_of
 from dagq.api.schemas import LAST_EVENT_ID_PATTERN, EventsQuery
 from dagq.errors import InvalidRequest, NotFound
-from dagq.models import OPEN_RUN_STATUSES, RunEvent
+from dagq.models import OPEN_RUN_STATUSES, TERMINAL_RUN_EVENTS, RunEvent
 from dagq.repository import Repository
 
-RUN_TERMINAL_EVENTS = frozenset({"run_succeeded", "run_failed", "run_partial_succeeded",
-                                 "run_cancelled"})
 PAGE = 500
 POLL_S = 5.0  # re-read even without a notification (lost NOTIFY, LISTEN reconnecting)
 PING_S = 15
@@ -92,7 +90,7 @@ async def follow(
             if len(batch) == PAGE:
                 continue
             run_level = [e.type for e in batch if e.node_key is None]
-            if (run_level[-1] in RUN_TERMINAL_EVENTS) if run_level else finished:
+            if (run_level[-1] in TERMINAL_RUN_EVENTS) if run_level else finished:
                 return  # (a retry's run_queued after the terminal event keeps it open)
             await _wait_any(wake, shutdown, POLL_S)
 

@@ -26,18 +26,13 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def readyz(request: Request) -> JSONResponse:
     try:
-        pending = await run_in_threadpool(request.app.state.repo.readiness,
-                                          timeout_s=READY_TIMEOUT_S)
+        pending, workers = await run_in_threadpool(request.app.state.repo.readiness,
+                                                   timeout_s=READY_TIMEOUT_S)
     except DatabaseUnavailable as exc:
         raise NotReady("the database does not answer", {"reason": exc.message}) from None
     if pending:
         raise NotReady("the database schema is not current: run `dagq db migrate`",
                        {"pending_migrations": pending})
-    try:
-        workers = await run_in_threadpool(request.app.state.repo.live_worker_count,
-                                          timeout_s=READY_TIMEOUT_S)
-    except DatabaseUnavailable as exc:
-        raise NotReady("the database does not answer", {"reason": exc.message}) from None
     # The API is ready without workers (submits are accepted and wait): say so, not 503.
     warnings = [] if workers else [NO_WORKER_WARNING]
     return JSONResponse(Health(status="ready", pending_migrations=[], workers=workers,

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dagq.client._http import RetryPolicy
 from dagq.client.aio import AsyncClient
-from dagq.client.events import TERMINAL_RUN_EVENTS, Event, StreamEvent
+from dagq.client.events import Event, StreamEvent
 from dagq.client.sync import Client
+from dagq.models import TERMINAL_RUN_EVENTS
 
 __all__ = ["TERMINAL_RUN_EVENTS", "AsyncClient", "Client", "Event", "RetryPolicy",
            "StreamEvent"]

@@ -77,7 +77,8 @@ def load_spec(spec: Spec | str | os.PathLike[str]) -> dict[str, Any]:
 # ----- workflows ----------------------------------------------------------------------
 
 def register_workflow(spec: Spec | str | os.PathLike[str]) -> Call[tuple[WorkflowRef, bool]]:
-    # Idempotent: the same spec again answers 200 with the same version.
+    # Idempotent: the same spec again answers 200 with the same version (so a resend
+    # after a lost reply that had registered it reports created=False).
     return Call("POST", "/v1/workflows", lambda r: (WorkflowRef.model_validate(r.json()),
                                                     r.status_code == 201),
                 body=load_spec(spec), idempotent=True)
@@ -130,13 +131,15 @@ def events_page(run_id: uuid.UUID | str, after: int, limit: int) -> Call[list[Ru
 
 
 def cancel(run_id: uuid.UUID | str) -> Call[RunAction]:
+    # Idempotent: cancelling a cancelled run answers 202 again and changes nothing.
     return Call("POST", f"/v1/runs/{_segment(run_id)}/cancel", _model(RunAction),
                 idempotent=True)
 
 
 def retry(run_id: uuid.UUID | str) -> Call[RunAction]:
-    return Call("POST", f"/v1/runs/{_segment(run_id)}/retry", _model(RunAction),
-                idempotent=True)
+    # Not retried after a reply was lost: if the run failed again in between, a resend
+    # would requeue it again and rerun its nodes.
+    return Call("POST", f"/v1/runs/{_segment(run_id)}/retry", _model(RunAction))
 
 
 # ----- schedules and queues -----------------------------------------------------------

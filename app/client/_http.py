@@ -156,11 +156,14 @@ def retry_after_s(value: str | None) -> float | None:
 
 
 def transport_error(exc: httpx.TransportError, url: str) -> Unavailable:
-    """No reply: the connection failed, was cut, or timed out."""
+    """No reply: the connection failed, was cut, or timed out. `details["sent"]` says
+    whether the request may have reached the server (and so may have taken effect)."""
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
     detail = str(exc) or type(exc).__name__
-    error = Unavailable(f"the request to dagq at {url} {kind}: {detail}",
-                        {"error": type(exc).__name__}, code="connection_error")
+    sent = not isinstance(exc, _NOT_SENT)
+    note = " (after sending it: it may have taken effect)" if sent else ""
+    error = Unavailable(f"the request to dagq at {url} {kind}{note}: {detail}",
+                        {"error": type(exc).__name__, "sent": sent}, code="connection_error")
     error.__cause__ = exc
     return error
 

@@ -193,16 +193,19 @@ class AsyncClient:
                 async with aclosing(self._stream(run_id, cursor)) as stream:
                     async for event in stream:
                         yield event
+                if cursor.finished or cursor.settled:
+                    return  # settled: nothing more will come (`after` past the end)
+                if not cursor.progressed and await self._finished(run_id):
+                    cursor.settled = True
+                    continue  # reopen at once: it replays whatever came after the cursor
+                raise stream_ended_early(run_id)
             except Unavailable as error:
                 if cursor.finished:
                     return
                 await anyio.sleep(cursor.dropped(error))
-                continue
-            if cursor.finished:
-                return
-            if (await self.run(run_id)).status not in OPEN_RUN_STATUSES:
-                return  # nothing more will come (e.g. `after` was past the end)
-            await anyio.sleep(cursor.dropped(stream_ended_early(run_id)))
+
+    async def _finished(self, run_id: RunId) -> bool:
+        return (await self.run(run_id)).status not in OPEN_RUN_STATUSES
 
     async def _stream(self, run_id: RunId, cursor: EventCursor) -> AsyncIterator[Event]:
         try:

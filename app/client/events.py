@@ -13,10 +13,7 @@ from pydantic import ValidationError
 
 from dagq.client._http import RetryPolicy
 from dagq.errors import Unavailable
-from dagq.models import RunEvent
-
-TERMINAL_RUN_EVENTS = frozenset({"run_succeeded", "run_failed", "run_partial_succeeded",
-                                 "run_cancelled"})
+from dagq.models import TERMINAL_RUN_EVENTS, RunEvent
 
 
 @dataclass(frozen=True)
@@ -107,15 +104,25 @@ def _sequence(event_id: str | int | None) -> int | None:
 class EventCursor:
     """Where a followed stream is. Reconnects send `Last-Event-ID` (the id as the server
     sent it, opaque); a run event at or before the last one yielded is dropped, in case a
-    server replays; `finished` is true while the latest run-level event is terminal."""
+    server replays; `finished` is true while the latest run-level event is terminal.
+
+    `settled`: the run was seen finished and no event has come since. A stream that ends
+    without the terminal event is always reopened (the server replays what came after
+    the cursor and closes after the terminal event); only a connection opened once the
+    run was settled that brings nothing new ends the iteration (e.g. `after` was past the
+    end). Checking the run after a connection instead could miss the events written
+    between the connection's end and the check."""
 
     def __init__(self, after: int | str | None, policy: RetryPolicy) -> None:
         self.parser = SseParser(str(after) if after is not None else None)
         self.last_seq = _sequence(after)
         self.finished = False
+        self.settled = False
         self.policy = policy
         self.failures = 0  # consecutive connections that ended without progress
         self._failing_since = 0.0
+        self._yielded = 0
+        self._yielded_at_connect = 0
 
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
@@ -125,6 +132,12 @@ class EventCursor:
 
     def connected(self) -> None:
         self.parser.reset()
+        self._yielded_at_connect = self._yielded
+
+    @property
+    def progressed(self) -> bool:
+        """Whether the current (or last) connection yielded an event."""
+        return self._yielded > self._yielded_at_connect
 
     def feed(self, line: str) -> Event | None:
         message = self.parser.feed(line)
@@ -138,6 +151,8 @@ class EventCursor:
             if event.node_key is None:  # a retry's run_queued reopens a finished run
                 self.finished = event.type in TERMINAL_RUN_EVENTS
         self.failures = 0
+        self.settled = False
+        self._yielded += 1
         return event
 
     def dropped(self, error: Unavailable) -> float:

@@ -196,18 +196,21 @@ class Client:
         while True:
             try:
                 ended = yield from self._stream(run_id, cursor, deadline)
+                if cursor.finished or (cursor.settled and ended is None):
+                    return  # settled: nothing more will come (`after` past the end)
+                if ended is _REOPEN:
+                    continue
+                if not cursor.progressed and self._finished(run_id):
+                    cursor.settled = True
+                    continue  # reopen at once: it replays whatever came after the cursor
+                raise stream_ended_early(run_id)
             except Unavailable as error:
                 if cursor.finished:
                     return
                 self._sleep(cursor.dropped(error), deadline)
-                continue
-            if cursor.finished:
-                return
-            if ended is _REOPEN:
-                continue
-            if self.run(run_id).status not in OPEN_RUN_STATUSES:
-                return  # nothing more will come (e.g. `after` was past the end)
-            self._sleep(cursor.dropped(stream_ended_early(run_id)), deadline)
+
+    def _finished(self, run_id: RunId) -> bool:
+        return self.run(run_id).status not in OPEN_RUN_STATUSES
 
     def _stream(self, run_id: RunId, cursor: EventCursor,
                 deadline: float | None) -> Generator[Event, None, object]:

@@ -4,8 +4,10 @@ retry rules: what is sent again (idempotent calls, unsent requests) and what nev
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import httpx
 import pytest
 
 from dagq import Client
@@ -22,6 +24,7 @@ from dagq.errors import (
     Unauthorized,
     Unavailable,
 )
+from tests.helpers import drive
 from tests.integration.test_client_helpers import CHAIN, CountingTransport, LiveApi
 from tests.procs import free_port
 
@@ -107,13 +110,60 @@ def test_database_down_is_503_retried_for_safe_calls_only(api: LiveApi) -> None:
         assert len(transport.requests) == 3  # the event key makes a resend harmless
 
 
+class LostReply(CountingTransport):
+    """The first request whose path ends with `suffix` reaches the server; then `meanwhile`
+    runs and the client gets a read timeout instead of the reply."""
+
+    def __init__(self, suffix: str, meanwhile: Callable[[], Any]) -> None:
+        super().__init__()
+        self.suffix, self.meanwhile, self.lost = suffix, meanwhile, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if self.lost or not request.url.path.endswith(self.suffix):
+            return response
+        self.lost += 1
+        response.read()
+        response.close()
+        self.meanwhile()
+        raise httpx.ReadTimeout("timed out waiting for the reply", request=request)
+
+
+def test_a_retry_whose_reply_was_lost_is_not_sent_again(api: LiveApi) -> None:
+    """Retrying a run is not idempotent: had the lost reply been resent, the run, which
+    failed again in between, would have been requeued again and its node run a third
+    time."""
+    attempts: list[dict] = []
+
+    def failing(payload: dict) -> None:
+        attempts.append(payload)
+        raise ZeroDivisionError("division by zero")
+
+    flaky = {"name": "flaky", "defaults": {"max_attempts": 1},
+             "nodes": {"a": {"executor": "builtin.echo"}}}
+    with Client(api.url, api.acme) as client:
+        run_id = client.submit(flaky).run_id
+    drive(api.repo, {"a": failing})
+    transport = LostReply("/retry", lambda: drive(api.repo, {"a": failing}))
+    with Client(api.url, api.acme, retry_policy=FAST, transport=transport) as client:
+        error = raised(Unavailable, lambda: client.retry(run_id))
+        drive(api.repo, {"a": failing})  # whatever a second retry would have requeued
+        assert client.run(run_id).status == "failed"
+    assert len(attempts) == 2  # the first run, and the one retry that reached the server
+    assert [r.url.path for r in transport.requests].count(f"/v1/runs/{run_id}/retry") == 1
+    assert error.status is None and error.code == "connection_error"
+    assert "timed out (after sending it: it may have taken effect)" in error.message
+    assert error.details["sent"] is True
+
+
 def test_nothing_listening_is_unavailable_and_retried_even_for_submit(monkeypatch) -> None:
     transport = CountingTransport()
     url = f"http://127.0.0.1:{free_port()}"
     with Client(url, "key", retry_policy=FAST, transport=transport) as client:
         error = raised(Unavailable, lambda: client.submit(CHAIN))
     assert error.status is None and error.code == "connection_error"
-    assert url in error.message
+    assert url in error.message and "may have taken effect" not in error.message
+    assert error.details["sent"] is False
     assert len(transport.requests) == 3  # never reached a server: safe to send again
     monkeypatch.setenv("DAGQ_URL", url)
     monkeypatch.setenv("DAGQ_API_KEY", "from-env")

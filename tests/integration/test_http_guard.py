@@ -24,16 +24,20 @@ from dagq.workers.safe_http import AddressRefused, Allow, refusal, request
 
 class Target:
     """A server on 127.0.0.1: /json answers JSON (with the Host it saw), /to?u=URL
-    redirects there, /loop redirects to itself."""
+    redirects there, /loop redirects to itself, /big?n=N streams N bytes (see `big`)."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.big_sent = 0  # bytes of the last /big body written to the socket
         target = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server API
                 target.paths.append(self.path)
                 parsed = urlparse(self.path)
+                if parsed.path == "/big":
+                    target.big(self, parse_qs(parsed.query))
+                    return
                 if parsed.path in ("/to", "/loop"):
                     self.send_response(302)
                     self.send_header("Location", parse_qs(parsed.query)["u"][0]
@@ -55,6 +59,27 @@ class Target:
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def big(self, handler: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> None:
+        """n bytes of JSON-ish text in 64 KiB writes, close-delimited (no Content-Length)
+        unless `declare`; `status` and `encoding` (a Content-Encoding) as asked."""
+        size = int(query["n"][0])
+        handler.send_response(int(query.get("status", ["200"])[0]))
+        handler.send_header("Content-Type", "application/json")
+        if "declare" in query:
+            handler.send_header("Content-Length", str(size))
+        if "encoding" in query:
+            handler.send_header("Content-Encoding", query["encoding"][0])
+        handler.end_headers()
+        self.big_sent = 0
+        chunk = b"x" * 65536
+        try:
+            while self.big_sent < size:
+                piece = chunk[:size - self.big_sent]
+                handler.wfile.write(piece)
+                self.big_sent += len(piece)
+        except OSError:
+            pass  # the client stopped reading
 
     def url(self, path: str = "/json", host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
@@ -207,3 +232,44 @@ def test_builtin_http_reads_dagq_http_allow(target: Target,
         monkeypatch.undo()
         get_settings.cache_clear()
     assert target.paths == ["/json"]
+
+
+@pytest.fixture
+def local_worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """builtin.http as a worker with DAGQ_HTTP_ALLOW=127.0.0.1, DAGQ_MAX_OUTPUT_BYTES=1000."""
+    monkeypatch.setenv("DAGQ_HTTP_ALLOW", "127.0.0.1")
+    monkeypatch.setenv("DAGQ_MAX_OUTPUT_BYTES", "1000")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def http_fails(url: str) -> str:
+    with pytest.raises(FatalError) as info:
+        builtins.http({"params": {"url": url, "timeout_s": 30}})
+    return str(info.value)
+
+
+def test_builtin_http_stops_reading_at_the_output_limit(target: Target, local_worker) -> None:
+    """A reply larger than the worker's output limit fails for good, read only up to it:
+    the server could not write most of its 64 MiB before the connection was dropped."""
+    total = 64 * 1024 * 1024
+    message = http_fails(target.url(f"/big?n={total}"))
+    assert "over 1000 bytes" in message and "DAGQ_MAX_OUTPUT_BYTES" in message
+    assert target.big_sent < total // 2
+    declared = http_fails(target.url(f"/big?n={total}&declare=1"))  # refused unread
+    assert "over 1000 bytes" in declared
+    assert builtins.http({"params": {"url": target.url("/big?n=1000")}}) == \
+        {"status": 200, "text": "x" * 1000}  # at the limit: read
+
+
+def test_builtin_http_refuses_compressed_and_truncates_error_replies(
+        target: Target, local_worker) -> None:
+    """gzip would inflate past any limit on the bytes received, so it is not accepted;
+    an error reply's body only feeds the error message, so its head is enough."""
+    message = http_fails(target.url("/big?n=10&encoding=gzip"))
+    assert "Content-Encoding: gzip" in message
+    missing = http_fails(target.url(f"/big?n={8 * 1024 * 1024}&status=404"))
+    assert missing.startswith("HTTP 404 from ") and "over" not in missing
+    assert missing.endswith("x" * 500)
