@@ -105,14 +105,17 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
 def sweeper(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.db import release_embedded, resolve_database_url
     from dagq.migrate import migrate
-    from dagq.sweeper import run_sweeper
+    from dagq.procs import stop_on_signals
+    from dagq.sweeper import exit_status, run_sweeper
 
+    stop = stop_on_signals()
     url = resolve_database_url(settings)
     try:
         migrate(url)
-        return run_sweeper(settings, url)
+        clean = run_sweeper(settings, url, stop)
     finally:
         release_embedded()
+    return exit_status(clean)
 
 
 def keys(args: argparse.Namespace, settings: Settings) -> int:

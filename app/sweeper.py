@@ -8,8 +8,10 @@ something.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
-import signal
+import os
+import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -20,13 +22,17 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
-from dagq.procs import wait_for_stop
+from dagq.procs import stop_on_signals, wait_for_stop
 from dagq.repository import Repository
 from dagq.schedules import fire_due
 
 log = logging.getLogger("dagq.sweeper")
 
 BATCH = 500
+# After a stop signal, how long the jobs running then may take to finish. Every job is
+# safe to interrupt at any statement (each is its own fenced transaction), so past this
+# the process exits anyway: a job blocked on a sick database must not hold up the stop.
+STOP_BOUND_S = 8.0
 # Pruning deletes whole runs (their nodes and events): smaller batches stay well inside
 # the statement timeout even for runs with thousands of map items.
 PRUNE_BATCH = 100
@@ -119,19 +125,33 @@ def build_scheduler(sweeper: Sweeper, settings: Settings) -> BackgroundScheduler
     return scheduler
 
 
-def run_sweeper(settings: Settings, url: str) -> int:
+def run_sweeper(settings: Settings, url: str, stop: threading.Event) -> bool:
+    """Sweep until `stop` is set; True when everything stopped within STOP_BOUND_S."""
     repo = Repository(open_pool(url, size=4, name="sweeper"))
     sweeper = Sweeper(repo, settings)
     scheduler = build_scheduler(sweeper, settings)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     scheduler.start()
     log.info("sweeper running every %.1fs", settings.sweep_interval_s)
     wait_for_stop(stop)  # never an untimed wait: see dagq.procs
-    scheduler.shutdown(wait=True)
-    repo.close()
-    return 0
+    return _stop_within(scheduler, repo, STOP_BOUND_S)
+
+
+def _stop_within(scheduler: BackgroundScheduler, repo: Repository, bound_s: float) -> bool:
+    """Let running jobs finish and close the pool, for at most `bound_s`."""
+    stopped = threading.Event()
+
+    def finish() -> None:
+        scheduler.shutdown(wait=True)
+        repo.close()
+        stopped.set()
+
+    threading.Thread(target=finish, name="dagq-sweeper-stop", daemon=True).start()
+    if stopped.wait(bound_s):
+        return True
+    log.warning("a sweeper job was still running %.0fs after the stop; exiting anyway "
+                "(its transaction rolls back). Its stack:", bound_s)
+    faulthandler.dump_traceback(file=sys.stderr)
+    return False
 
 
 def main() -> int:
@@ -139,13 +159,24 @@ def main() -> int:
     from dagq.db import release_embedded, resolve_database_url
     from dagq.logs import setup_logging
 
+    stop = stop_on_signals()  # first thing: a signal during startup is not lost
     setup_logging()
     settings = get_settings()
     url = resolve_database_url(settings)
     try:
-        return run_sweeper(settings, url)
+        clean = run_sweeper(settings, url, stop)
     finally:
         release_embedded()
+    return exit_status(clean)
+
+
+def exit_status(clean: bool) -> int:
+    """0; but when a job thread still runs (`clean` false), exit now rather than wait
+    for it at interpreter exit (concurrent.futures joins its threads there)."""
+    if not clean:
+        logging.shutdown()
+        os._exit(0)
+    return 0
 
 
 if __name__ == "__main__":
