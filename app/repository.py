@@ -9,6 +9,7 @@ Transient database errors are retried here; a fenced no-op is a normal result.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import threading
@@ -223,8 +224,17 @@ class Repository:
         sooner)."""
         self.pool = pool
         self.retry_s = retry_s
+        self.wait_s: float | None = None  # for a pooled connection; None: the pool's timeout
         self._executors_cache: tuple[float, dict[str, ExecutorInfo] | None] = (0.0, None)
         self._queues_cache: tuple[float, frozenset[str] | None] = (0.0, None)
+
+    def bounded(self, seconds: float) -> Repository:
+        """This repository (same pool), for calls that must give up after about `seconds`
+        (a worker shutting down must be gone before it is killed): transient errors are
+        retried for half of it, and each try waits at most half of it for a connection."""
+        bounded = copy.copy(self)
+        bounded.retry_s = bounded.wait_s = seconds / 2
+        return bounded
 
     def close(self) -> None:
         self.pool.close()
@@ -237,7 +247,7 @@ class Repository:
         `one_statement`: the body runs a single statement, which is a transaction of its
         own in autocommit, so no BEGIN and COMMIT round trips are spent on it.
         """
-        with self.pool.connection() as conn:
+        with self.pool.connection(timeout=self.wait_s) as conn:
             notes: list[tuple[str, str]] = []
             outer, _outbox.notes = getattr(_outbox, "notes", None), notes
             try:
