@@ -105,12 +105,14 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
 def sweeper(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.db import release_embedded, resolve_database_url
     from dagq.migrate import migrate
+    from dagq.procs import stop_on_signals
     from dagq.sweeper import run_sweeper
 
+    stop = stop_on_signals()  # first: a signal during startup stops the sweeper cleanly
     url = resolve_database_url(settings)
     try:
         migrate(url)
-        return run_sweeper(settings, url)
+        return run_sweeper(settings, url, stop)
     finally:
         release_embedded()
 

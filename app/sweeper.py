@@ -7,7 +7,6 @@ transitions); a job logs only when it did something.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -18,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
-from dagq.procs import wait_for_stop
+from dagq.procs import stop_on_signals, wait_for_stop
 from dagq.repository import Repository
 from dagq.schedules import fire_due
 
@@ -106,22 +105,21 @@ def build_scheduler(sweeper: Sweeper, settings: Settings) -> BackgroundScheduler
     return scheduler
 
 
-def run_sweeper(settings: Settings, url: str) -> int:
+def run_sweeper(settings: Settings, url: str, stop: threading.Event) -> int:
+    """Sweep until `stop` is set (by a signal: see dagq.procs.stop_on_signals)."""
     repo = Repository(open_pool(url, size=4, name="sweeper"))
     sweeper = Sweeper(repo, settings)
     scheduler = build_scheduler(sweeper, settings)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     scheduler.start()
     log.info("sweeper running every %.1fs", settings.sweep_interval_s)
-    wait_for_stop(stop)  # never an untimed wait: see dagq.procs
+    wait_for_stop(stop)  # returns at once if a signal came during startup
     scheduler.shutdown(wait=True)
     repo.close()
     return 0
 
 
 def main() -> int:
+    stop = stop_on_signals()  # first: a signal during startup stops the sweeper cleanly
     from dagq.config import get_settings
     from dagq.db import release_embedded, resolve_database_url
     from dagq.logs import setup_logging
@@ -130,7 +128,7 @@ def main() -> int:
     settings = get_settings()
     url = resolve_database_url(settings)
     try:
-        return run_sweeper(settings, url)
+        return run_sweeper(settings, url, stop)
     finally:
         release_embedded()
 
