@@ -13,6 +13,7 @@ fenced no-op is a normal result.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import threading
@@ -262,8 +263,17 @@ class Repository:
         self.pool = pool
         self.retry_s = retry_s
         self.call_timeout_s = call_timeout_s
+        self.wait_s: float | None = None  # for a pooled connection; None: the pool's timeout
         self._executors_cache: tuple[float, dict[str, ExecutorInfo] | None] = (0.0, None)
         self._queues_cache: tuple[float, frozenset[str] | None] = (0.0, None)
+
+    def bounded(self, seconds: float) -> Repository:
+        """This repository (same pool), for calls that must give up after about `seconds`
+        (a worker shutting down must be gone before it is killed): transient errors are
+        retried for half of it, and each try waits at most half of it for a connection."""
+        bounded = copy.copy(self)
+        bounded.retry_s = bounded.wait_s = seconds / 2
+        return bounded
 
     def close(self) -> None:
         self.pool.close()
@@ -294,7 +304,7 @@ class Repository:
         """A pooled connection; with a deadline (monotonic), the checkout waits only
         until then and the connection is cut off if still in use then."""
         if deadline is None:
-            with self.pool.connection() as conn:
+            with self.pool.connection(timeout=self.wait_s) as conn:
                 yield conn
             return
         left = deadline - time.monotonic()

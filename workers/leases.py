@@ -34,6 +34,17 @@ def lease_key(node: LeasedNode) -> LeaseKey:
     return node.id, node.version
 
 
+def node_ids(keys: Iterable[LeaseKey]) -> list[int]:
+    """The node ids of these attempts, each once, in order."""
+    return list(dict.fromkeys(node_id for node_id, _ in keys))
+
+
+def of_nodes(keys: Iterable[LeaseKey], wanted: Iterable[int]) -> set[LeaseKey]:
+    """Those of these attempts that are attempts of the `wanted` nodes."""
+    ids = frozenset(wanted)
+    return {key for key in keys if key[0] in ids}
+
+
 def _set_async_exc(thread_id: int, exc_type: type[BaseException] | None) -> None:
     # exc_type None withdraws a pending asynchronous exception.
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
@@ -133,10 +144,14 @@ class LeaseBook:
                 self._released.wait(left)
             return True
 
-    def ids(self) -> list[int]:
-        """The node ids to heartbeat (each once, however many attempts are held)."""
+    def keys(self) -> list[LeaseKey]:
+        """Every attempt held, in the order it was leased."""
         with self._lock:
-            return list(dict.fromkeys(node_id for node_id, _ in self._leases))
+            return list(self._leases)
+
+    def ids(self) -> list[int]:
+        """The node ids held (each once, however many attempts are held)."""
+        return node_ids(self.keys())
 
     def executing(self) -> int:
         with self._lock:
@@ -188,20 +203,14 @@ class LeaseBook:
                 and lease.deadline is not None and lease.deadline < now
             ]
 
-    def of_nodes(self, node_ids: Iterable[int]) -> list[LeaseKey]:
-        """Every attempt held of these nodes."""
-        wanted = frozenset(node_ids)
-        with self._lock:
-            return [key for key in self._leases if key[0] in wanted]
-
-    def mark_lost(self, node_ids: frozenset[int]) -> set[LeaseKey]:
-        """Every attempt held of these nodes is lost: their outcomes will be discarded.
+    def mark_lost_keys(self, keys: Iterable[LeaseKey]) -> set[LeaseKey]:
+        """These attempts (those still held) are lost: their outcomes will be discarded.
         Returns those still to run or running: a finishing lease's outcome is already
         handed over (and, when it is gone, was committed or will be fenced off), so
         there is nothing to stop."""
         with self._lock:
-            return {lease.key for lease in self._leases.values()
-                    if lease.node.id in node_ids and self._lose(lease)}
+            held = (self._leases.get(key) for key in keys)
+            return {lease.key for lease in held if lease is not None and self._lose(lease)}
 
     def _lose(self, lease: Lease, stop: type[BaseException] | None = None) -> bool:
         """Mark `lease` lost; with `stop`, interrupt it unless it is finishing."""

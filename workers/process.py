@@ -2,8 +2,10 @@
 
 Shutdown on SIGTERM/SIGINT: stop leasing, hand prefetched (unstarted) leases back at
 once, let running nodes finish for a grace period, then interrupt the rest (they are
-retried), mark the worker stopped. Each step after the grace period is bounded too, so
-that a worker always exits before `dagq up` / `dagq worker` would kill it.
+retried), mark the worker stopped. Each step after the grace period is bounded too, and
+so is every database call once the shutdown began (a database that does not answer is
+given up on in seconds, not retried for a minute), so that a worker always exits before
+`dagq up` would kill it.
 """
 
 from __future__ import annotations
@@ -35,8 +37,14 @@ from dagq.workers.supervisor import Supervisor
 log = logging.getLogger("dagq.worker")
 
 SHUTDOWN_GRACE_S = float(os.environ.get("DAGQ_SHUTDOWN_GRACE_S", "30"))
-# After the grace: interrupted nodes end, threads exit, the last completions are written
-# (dagq up's own grace, 45 s, covers both).
+# Once stopping, the broker's database calls give up after about this long.
+DB_CALL_S = 2.0
+# After the grace, CLEANUP_S in all (dagq up's own grace, 45 s, covers the default grace,
+# this and closing the pool): the worker threads end (interrupted nodes), then the
+# consumers, up to JOIN_S each, and hand back what they prefetched; the last completions
+# are written until DB_CALL_S before the end (2 s at least, unless a database that does
+# not answer delayed the hand-backs); then the worker is marked stopped, in DB_CALL_S.
+JOIN_S = 3.0
 CLEANUP_S = 10.0
 # Leases held per thread: enough that a batch is in memory while the next is leased.
 PREFETCH_PER_THREAD = 4
@@ -119,6 +127,8 @@ def _shut_down(worker: Worker, broker: PostgresBroker, supervisor: Supervisor,
                listener: QueueListener) -> None:
     started = time.monotonic()
     broker.stopping = True
+    # The completion batcher keeps the patient repository: its stop is bounded.
+    broker.repo = broker.repo.bounded(DB_CALL_S)
     _requeue_waiting(worker)
     deadline = started + SHUTDOWN_GRACE_S
     while broker.book.executing() and time.monotonic() < deadline:
@@ -126,8 +136,8 @@ def _shut_down(worker: Worker, broker: PostgresBroker, supervisor: Supervisor,
     for key in broker.book.executing_keys():
         broker.book.interrupt(key, WorkerShutdown)
     cleanup_until = time.monotonic() + CLEANUP_S
-    worker.stop(timeout=int(CLEANUP_S * 1000 / 2))  # worker threads, then consumers
-    broker.completions.stop(timeout=max(1.0, cleanup_until - time.monotonic()))
+    worker.stop(timeout=int(JOIN_S * 1000))  # worker threads, then consumers: each
+    broker.completions.stop(timeout=max(0.0, cleanup_until - DB_CALL_S - time.monotonic()))
     supervisor.stop()
     listener.stop()
     try:

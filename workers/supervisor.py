@@ -10,6 +10,7 @@ import time
 from dagq.errors import DagqError
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.errors import NodeCancelled, NodeTimeout
+from dagq.workers.leases import node_ids, of_nodes
 
 log = logging.getLogger("dagq.supervisor")
 
@@ -39,16 +40,20 @@ class Supervisor(threading.Thread):
 
     def beat(self) -> None:
         book = self.broker.book
-        ids = book.ids()
+        held = book.keys()
         try:
-            result = self.broker.repo.heartbeat(
-                worker=self.broker.worker_id, node_ids=ids, ttl_s=self.broker.lease_ttl_s)
+            result = self.broker.repo.heartbeat(worker=self.broker.worker_id,
+                                                node_ids=node_ids(held),
+                                                ttl_s=self.broker.lease_ttl_s)
         except DagqError as exc:
             log.warning("heartbeat failed: %s", exc)
             return
-        # Both by node id: every attempt held of such a node is lost, or must stop.
-        lost = book.mark_lost(result.lost)
+        # The answer is by node id, and speaks only for the attempts held when it was
+        # asked: every one of those of a node reported gone is lost, of one told to stop
+        # must stop. An attempt leased meanwhile (its node was taken back and leased
+        # again by this worker while the heartbeat ran) is the next heartbeat's to judge.
+        lost = book.mark_lost_keys(of_nodes(held, result.lost))
         if lost:
             log.warning("%d lease(s) were taken back by the sweeper; stopping them", len(lost))
-        for key in lost | set(book.of_nodes(result.stop)):
+        for key in lost | of_nodes(held, result.stop):
             book.interrupt(key, NodeCancelled)

@@ -9,7 +9,7 @@ import uuid
 
 from dagq.models import LeasedNode
 from dagq.workers.errors import NodeCancelled
-from dagq.workers.leases import HELD_PER_PREFETCH, LeaseBook
+from dagq.workers.leases import HELD_PER_PREFETCH, LeaseBook, of_nodes
 
 
 def node(node_id: int, queue: str = "default", version: int = 2) -> LeasedNode:
@@ -98,13 +98,29 @@ def test_heartbeat_ids_include_the_new_attempt_while_the_old_one_runs() -> None:
 
 
 def test_a_lost_node_loses_every_attempt_and_stop_reaches_each() -> None:
+    """Every attempt held when the heartbeat asked: an answer by node id reaches each."""
     book = LeaseBook()
     book.add(node(7, version=2), "default")
     book.add(node(7, version=4), "default")
     book.add(node(8), "default")
     book.finishing((8, 2))
-    assert book.mark_lost(frozenset({7, 8})) == {(7, 2), (7, 4)}  # 8 is being committed
-    assert sorted(book.of_nodes([7])) == [(7, 2), (7, 4)]
+    held = book.keys()
+    assert held == [(7, 2), (7, 4), (8, 2)]
+    lost = book.mark_lost_keys(of_nodes(held, {7, 8}))
+    assert lost == {(7, 2), (7, 4)}  # 8 is being committed
+    assert all(book.get(key).lost for key in held)
+    assert sorted(of_nodes(held, [7])) == [(7, 2), (7, 4)]
+
+
+def test_only_the_attempts_held_when_the_heartbeat_asked_are_lost() -> None:
+    book = LeaseBook()
+    book.add(node(7, version=2), "default")
+    held = book.keys()  # the heartbeat asks about node 7 (attempt 2)...
+    new = book.add(node(7, version=4), "default")  # ...which is leased again meanwhile
+    assert book.mark_lost_keys(of_nodes(held, {7})) == {(7, 2)}
+    assert not new.lost and new.interrupt is None
+    book.remove((7, 2))
+    assert book.mark_lost_keys(held) == set()  # no longer held: nothing to lose
 
 
 def test_an_older_attempt_added_after_a_newer_one_is_lost_at_once() -> None:
