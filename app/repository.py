@@ -1292,17 +1292,12 @@ class Repository:
     # ===== api (queues, metrics) =====================================================
 
     @transient
-    def queue_stats(self) -> list[dict[str, Any]]:
+    def queue_stats(self, tenant: str | None = None) -> list[dict[str, Any]]:
         """Per queue: queued (ready), delayed, running, oldest_queued_age_s and
-        failed_last_hour, ordered by queue name."""
-        with self._tx() as cur:
-            return cur.execute(queries()["api_queue_stats"]).fetchall()
-
-    @transient
-    def tenant_queue_stats(self, tenant: str) -> list[dict[str, Any]]:
-        """queue_stats counting only `tenant`'s nodes (the same queues and fields)."""
-        with self._tx() as cur:
-            return cur.execute(queries()["api_tenant_queue_stats"], {"tenant": tenant}).fetchall()
+        failed_last_hour, ordered by queue name; counting only `tenant`'s nodes if given
+        (the same queues either way)."""
+        with self._tx(one_statement=True) as cur:
+            return cur.execute(queries()["api_queue_stats"], {"tenant": tenant}).fetchall()
 
     def readiness(self, *, timeout_s: float = 2.0) -> tuple[list[int], int | None]:
         """(pending migration versions, live workers) in one pool checkout; the workers

@@ -784,61 +784,35 @@ WHERE key_hash = %(key_hash)s AND revoked_at IS NULL
 -- ===== api =====
 
 -- name: api_queue_stats
--- GET /v1/queues: per queue, ready and delayed queued nodes, running nodes (map parents
--- excluded: their items run), the age of the oldest ready node and the nodes that
--- failed for good in the last hour. Each branch walks one partial index.
-WITH parts AS (
-    SELECT queue,
-           count(*) FILTER (WHERE available_at <= now()) AS queued,
-           count(*) FILTER (WHERE available_at > now()) AS delayed,
-           0 AS running, 0 AS failed_last_hour,
-           min(available_at) FILTER (WHERE available_at <= now()) AS oldest_ready_at
-    FROM dagq.node_tasks WHERE status = 'queued' GROUP BY queue
-    UNION ALL
-    SELECT queue, 0, 0, count(*), 0, NULL
-    FROM dagq.node_tasks WHERE status = 'running' AND map_over IS NULL GROUP BY queue
-    UNION ALL
-    SELECT queue, 0, 0, 0, count(*), NULL
-    FROM dagq.node_tasks
-    WHERE finished_at > now() - interval '1 hour' AND status = 'failed'
-    GROUP BY queue
-    UNION ALL
-    SELECT queue, 0, 0, 0, 0, NULL FROM dagq.executors
-    UNION ALL
-    SELECT 'default', 0, 0, 0, 0, NULL
-)
-SELECT queue,
-       sum(queued)::bigint AS queued,
-       sum(delayed)::bigint AS delayed,
-       sum(running)::bigint AS running,
-       coalesce(extract(epoch FROM now() - min(oldest_ready_at)), 0)::float8
-           AS oldest_queued_age_s,
-       sum(failed_last_hour)::bigint AS failed_last_hour
-FROM parts
-GROUP BY queue
-ORDER BY queue
-
--- name: api_tenant_queue_stats
--- GET /v1/queues for a tenant key: api_queue_stats counting only that tenant's nodes
--- (each branch walks the same partial index and joins the node's run for its tenant).
+-- GET /v1/queues (and /metrics): per queue, ready and delayed queued nodes, running
+-- nodes (map parents excluded: their items run), the age of the oldest ready node and
+-- the nodes that failed for good in the last hour. Each branch walks one partial index.
+-- %(tenant)s NULL counts every tenant (admin keys); a tenant counts only its own nodes.
+-- The queues listed are the same either way.
 WITH parts AS (
     SELECT t.queue,
            count(*) FILTER (WHERE t.available_at <= now()) AS queued,
            count(*) FILTER (WHERE t.available_at > now()) AS delayed,
            0 AS running, 0 AS failed_last_hour,
            min(t.available_at) FILTER (WHERE t.available_at <= now()) AS oldest_ready_at
-    FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
-    WHERE t.status = 'queued' AND r.tenant = %(tenant)s GROUP BY t.queue
+    FROM dagq.node_tasks t
+    WHERE t.status = 'queued'
+      AND (%(tenant)s::text IS NULL OR t.run_id IN (
+          SELECT r.id FROM dagq.runs r WHERE r.tenant = %(tenant)s::text))
+    GROUP BY t.queue
     UNION ALL
     SELECT t.queue, 0, 0, count(*), 0, NULL
-    FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
-    WHERE t.status = 'running' AND t.map_over IS NULL AND r.tenant = %(tenant)s
+    FROM dagq.node_tasks t
+    WHERE t.status = 'running' AND t.map_over IS NULL
+      AND (%(tenant)s::text IS NULL OR t.run_id IN (
+          SELECT r.id FROM dagq.runs r WHERE r.tenant = %(tenant)s::text))
     GROUP BY t.queue
     UNION ALL
     SELECT t.queue, 0, 0, 0, count(*), NULL
-    FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
+    FROM dagq.node_tasks t
     WHERE t.finished_at > now() - interval '1 hour' AND t.status = 'failed'
-      AND r.tenant = %(tenant)s
+      AND (%(tenant)s::text IS NULL OR t.run_id IN (
+          SELECT r.id FROM dagq.runs r WHERE r.tenant = %(tenant)s::text))
     GROUP BY t.queue
     UNION ALL
     SELECT queue, 0, 0, 0, 0, NULL FROM dagq.executors

@@ -48,10 +48,7 @@ async def queues(request: Request) -> JSONResponse:
     """Every tenant's counts for an admin key; a tenant key counts only its own nodes."""
     tenant = tenant_scope(await principal(request))
     repo = request.app.state.repo
-    if tenant is None:
-        rows = await run_in_threadpool(repo.queue_stats)
-    else:
-        rows = await run_in_threadpool(repo.tenant_queue_stats, tenant)
+    rows = await run_in_threadpool(repo.queue_stats, tenant)
     out = QueueList(queues=[QueueStats(name=r["queue"], **{k: v for k, v in r.items()
                                                            if k != "queue"}) for r in rows])
     return JSONResponse(out.model_dump(mode="json"))
