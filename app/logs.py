@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import signal
 
 
 def setup_logging() -> None:
@@ -16,3 +18,6 @@ def setup_logging() -> None:
     logging.getLogger("dramatiq").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # `kill -USR2 <pid>` prints every thread's stack to stderr: how an operator (or a
+    # test) sees where a dagq process that does not stop is stuck.
+    faulthandler.register(signal.SIGUSR2, all_threads=True)

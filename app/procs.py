@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -36,28 +35,51 @@ def die_with_parent() -> None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def stop_on_signals() -> threading.Event:
-    """An event that SIGTERM or SIGINT (Ctrl-C) sets, however many of them arrive.
+class StopRequest:
+    """Set by SIGTERM or SIGINT (Ctrl-C), or by `set()` from code; polled, never waited on.
+
+    The signal handler only stores True in an attribute. It must take no lock: Python
+    runs a handler in the main thread between any two bytecodes, also while that thread
+    is inside `threading.Event.wait()` holding the Event's (non-reentrant) lock, and a
+    handler calling `Event.set()` there waits for that lock forever (seen in CI: one
+    `dagq up` stop in about sixty hung).
+    """
+
+    def __init__(self) -> None:
+        self._requested = False
+
+    def set(self, *_: object) -> None:
+        self._requested = True
+
+    def is_set(self) -> bool:
+        return self._requested
+
+    def install(self) -> StopRequest:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self.set)
+        return self
+
+
+def stop_on_signals() -> StopRequest:
+    """A stop request that SIGTERM or SIGINT sets, however many of them arrive.
     Install it first thing in a process's main thread, so that a signal during startup
     is not lost (nor a KeyboardInterrupt traceback): the process starts, then stops."""
-    stop = threading.Event()
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
+    return StopRequest().install()
 
 
-def wait_for_stop(stop: threading.Event) -> None:
-    """Wait until `stop` is set, in short slices, from the main thread.
+def wait_for_stop(stop: StopRequest) -> None:
+    """Wait until `stop` is set, in short sleeps, from the main thread.
 
     Never in one untimed wait: Python runs a signal handler only in the main thread,
     between bytecodes. The kernel may deliver a process's signals to any of its threads,
     and does when two arrive together (Ctrl-C's SIGINT to the whole process group, and
-    `dagq up` forwarding SIGTERM): another thread takes both, the main thread's wait is
-    restarted without it ever seeing them, and the handler never runs (issue 12, fault
-    6: one worker in two never stopped).
+    `dagq up` forwarding SIGTERM): another thread takes both, an untimed wait in the main
+    thread is restarted without it ever seeing them, and the handler never runs (issue
+    12, fault 6: one worker in two never stopped). A plain sleep holds no lock the
+    handler could need (see StopRequest).
     """
-    while not stop.wait(SIGNAL_POLL_S):
-        pass
+    while not stop.is_set():
+        time.sleep(SIGNAL_POLL_S)
 
 
 @dataclass
@@ -81,21 +103,21 @@ class ProcessGroup:
     def __init__(self, grace_s: float = 45.0) -> None:
         self.children: list[Child] = []
         self.grace_s = grace_s
-        self.stopping = threading.Event()
+        self.stopping = StopRequest()
 
     def add(self, name: str, module_args: list[str], env: dict[str, str]) -> None:
         self.children.append(Child(name, [sys.executable, *module_args], env))
 
     def run(self) -> int:
         """Start every child and supervise until a signal arrives; return exit status."""
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, lambda *_: self.stopping.set())
+        self.stopping.install()
         for child in self.children:
             if not self.stopping.is_set():
                 child.start()
-        while not self.stopping.wait(SIGNAL_POLL_S):  # timed: see wait_for_stop
+        while not self.stopping.is_set():  # polled: see wait_for_stop
             for child in self.children:
                 self._restart_if_dead(child)
+            time.sleep(SIGNAL_POLL_S)
         return self.stop()
 
     def _restart_if_dead(self, child: Child, now: float | None = None) -> None:

@@ -22,7 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
-from dagq.procs import stop_on_signals, wait_for_stop
+from dagq.procs import StopRequest, stop_on_signals, wait_for_stop
 from dagq.repository import Repository
 from dagq.schedules import fire_due
 
@@ -125,7 +125,7 @@ def build_scheduler(sweeper: Sweeper, settings: Settings) -> BackgroundScheduler
     return scheduler
 
 
-def run_sweeper(settings: Settings, url: str, stop: threading.Event) -> bool:
+def run_sweeper(settings: Settings, url: str, stop: StopRequest) -> bool:
     """Sweep until `stop` is set; True when everything stopped within STOP_BOUND_S."""
     repo = Repository(open_pool(url, size=4, name="sweeper"))
     sweeper = Sweeper(repo, settings)

@@ -15,7 +15,6 @@ import logging
 import os
 import queue
 import socket
-import threading
 import time
 import traceback
 import uuid
@@ -26,7 +25,7 @@ from dramatiq import Worker
 from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
-from dagq.procs import EXIT_CANNOT_START, wait_for_stop
+from dagq.procs import EXIT_CANNOT_START, StopRequest, wait_for_stop
 from dagq.repository import Repository
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.errors import WorkerShutdown
@@ -84,7 +83,7 @@ def _import_failure(module: str, exc: Exception) -> str:
 
 
 def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] | None,
-               stop: threading.Event) -> int:
+               stop: StopRequest) -> int:
     """Serve until `stop` is set (by a signal: see dagq.procs.stop_on_signals)."""
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     repo = Repository(open_pool(url, size=threads + 4, name="worker", generic_plans=True))

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,21 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def dump_stacks(pgid: int) -> list[str]:
+    """Ask every live member of the group for its threads' stacks (SIGUSR2, see
+    dagq.logs); they land in the log. Returns the members' command lines."""
+    alive = []
+    for pid in group_members(pgid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            os.kill(pid, signal.SIGUSR2)
+        except OSError:
+            continue
+        alive.append(f"{pid}: {cmdline.decode(errors='replace')[:120]}")
+    time.sleep(1.0)
+    return alive
+
+
 def started(log: Path, *, fully: bool) -> bool:
     text = log.read_text(errors="replace")
     if not fully:
@@ -74,8 +90,10 @@ def test_ctrl_c_stops_dagq_up_within_the_grace_every_time(db_url: str, tmp_path:
             try:
                 code = up.wait(STOP_BOUND_S)
             except subprocess.TimeoutExpired:
+                stuck = dump_stacks(up.pid)
                 pytest.fail(f"round {round_}: dagq up still running {STOP_BOUND_S:.0f}s "
-                            f"after Ctrl-C:\n{log_path.read_text()[-3000:]}")
+                            f"after Ctrl-C; still alive: {stuck}\n"
+                            f"{log_path.read_text()[-12000:]}")
             text = log_path.read_text(errors="replace")
             assert code == 0, text[-3000:]
             assert "did not stop" not in text, text[-3000:]
