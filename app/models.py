@@ -8,13 +8,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RunStatus = Literal["queued", "running", "succeeded", "failed", "partial_succeeded", "cancelled"]
-NodeStatus = Literal["pending", "queued", "running", "succeeded", "failed", "skipped", "cancelled"]
-OPEN_RUN_STATUSES = frozenset({"queued", "running"})
-RETRYABLE_RUN_STATUSES = frozenset({"failed", "partial_succeeded", "cancelled"})
-# The run-level events that end a run's event stream (a retry's run_queued reopens it).
-TERMINAL_RUN_EVENTS = frozenset({"run_succeeded", "run_failed", "run_partial_succeeded",
-                                 "run_cancelled"})
+from dagq.states import (  # noqa: F401  (re-exported: models' users import them here)
+    OPEN_RUN_STATUSES,
+    RETRYABLE_RUN_STATUSES,
+    TERMINAL_RUN_EVENTS,
+    NodeStatus,
+    RunStatus,
+)
 
 
 class _Record(BaseModel):
