@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = run_sub.add_parser("show", help="a run and its nodes")
     show.add_argument("run_id", metavar="RUN_ID")
 
-    from dagq.bench import add_bench_arguments
+    from dagq.bench.args import add_bench_arguments
 
     add_bench_arguments(sub.add_parser("bench", help="measure throughput and latency"))
     return parser

@@ -175,7 +175,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def bench(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.bench import run_bench
+    from dagq.bench.run import run_bench
 
     return run_bench(args, settings)
 

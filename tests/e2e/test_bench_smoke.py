@@ -67,6 +67,13 @@ def test_bench_quick_reports_every_figure(db_url: str, tmp_path: Path) -> None:
         assert _number(figures, "ratios", ratio) > 0
     for key in ("start_kb", "end_kb", "peak_kb"):
         assert _number(figures, "worker_rss", key) > 0
+    repeat = figures["config"]["sizes"]["repeat"]
+    assert repeat == 2  # --quick repeats each drain twice, so the spread path runs too
+    for phase, figure in (("flat", "nodes_per_s"), ("dag", "node_tasks_per_s")):
+        spread = figures[phase]["repeats"][figure]
+        assert len(spread["values"]) == repeat
+        assert spread["min"] <= spread["median"] <= spread["max"]
+        assert spread["min"] <= figures[phase][figure] <= spread["max"]
     assert figures["database"]["synchronous_commit"] == "on"
     assert figures["database"]["scratch"] is True
     assert "flat" in done.stdout and "ceiling" in done.stdout  # the table was printed

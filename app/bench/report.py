@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -20,7 +21,45 @@ def _mib(kb: int | None) -> str:
     return "-" if kb is None else f"{kb / 1024:,.1f} MiB"
 
 
+def _spread(result: dict[str, Any], figure: str, unit: str) -> str:
+    """The median repetition's figure, with the min-max of every repetition."""
+    repeats = (result.get("repeats") or {}).get(figure)
+    text = _n(result[figure], unit)
+    if not repeats or len(repeats["values"]) < 2:
+        return text
+    return f"{text} ({_n(repeats['min'])}-{_n(repeats['max'])})"
+
+
 def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
+    table = _table(r)
+    single, batch = r["ceiling"]["single"], r["ceiling"]["batch"]
+
+    def vs(value: float | None) -> str:
+        if value is None:
+            return ""
+        return f"{value / single['jobs_per_s']:.2f} | {value / batch['jobs_per_s']:.2f}"
+
+    _ceiling_rows(table, r, vs)
+    _drain_rows(table, r, vs, targets)
+    _latency_rows(table, r, targets)
+    if r.get("big") is not None:
+        _big_rows(table, r["big"], vs, targets)
+    _rss_rows(table, r["worker_rss"])
+    console = Console(width=max(Console().width, 140))
+    console.print(table)
+    machine = r["machine"]
+    load = machine.get("load_average_1m") or {}
+    git = r.get("git") or {}
+    if git:
+        dirty = " + local changes" if git.get("local_changes") else ""
+        console.print(f"code: {git.get('commit')}{dirty}", style="dim")
+    repeat = r["config"]["sizes"].get("repeat", 1)
+    console.print(f"drains: the median of {repeat} repetition(s), (min-max) beside it; "
+                  f"elapsed {r['elapsed_s']:.0f}s; load average {load.get('before')} before, "
+                  f"{load.get('after')} after; {r['command']}", style="dim")
+
+
+def _table(r: dict[str, Any]) -> Table:
     cfg, db, machine = r["config"], r["database"], r["machine"]
     table = Table(
         title=f"dagq bench — {cfg['workers']} workers x {cfg['threads']} threads, "
@@ -34,13 +73,11 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
     table.add_column("value", justify="right")
     table.add_column("vs ceiling (1/tx | 100/stmt)", justify="right")
     table.add_column("target", justify="right")
+    return table
+
+
+def _ceiling_rows(table: Table, r: dict[str, Any], vs: Callable[[float | None], str]) -> None:
     single, batch = r["ceiling"]["single"], r["ceiling"]["batch"]
-
-    def vs(value: float | None) -> str:
-        if value is None:
-            return ""
-        return f"{value / single['jobs_per_s']:.2f} | {value / batch['jobs_per_s']:.2f}"
-
     table.add_row("ceiling", f"raw SQL, 1 row/tx, {single['connections']} conns",
                   _n(single["jobs_per_s"], "jobs/s"), "", "")
     table.add_row("", f"raw SQL, {batch['batch']} rows/stmt",
@@ -49,18 +86,27 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
     if notify is not None:
         table.add_row("", "raw SQL, 1 row/tx + NOTIFY in the complete",
                       _n(notify["jobs_per_s"], "jobs/s"), vs(notify["jobs_per_s"]), "")
+
+
+def _drain_rows(table: Table, r: dict[str, Any], vs: Callable[[float | None], str],
+                targets: dict[str, str]) -> None:
     flat, dag = r["flat"], r["dag"]
     table.add_row("flat", f"submit {flat['submit']['runs']:,} one-node runs",
                   _n(flat["submit"]["runs_per_s"], "runs/s"), "", "", end_section=False)
-    table.add_row("", "drain", _n(flat["nodes_per_s"], "nodes/s"), vs(flat["nodes_per_s"]),
+    table.add_row("", f"drain ({_n(flat['seconds'], 's')})",
+                  _spread(flat, "nodes_per_s", "nodes/s"), vs(flat["nodes_per_s"]),
                   targets["flat_nodes_per_s"])
     table.add_row("", "avg nodes per lease", _n(flat["avg_lease_batch"]), "", "")
     table.add_row("fan-out DAG", f"submit {dag['runs']:,} runs of 1 -> 10 -> 1",
                   _n(dag["submit"]["runs_per_s"], "runs/s"), "", "")
-    table.add_row("", "drain", _n(dag["node_tasks_per_s"], "node tasks/s"),
+    table.add_row("", f"drain ({_n(dag['seconds'], 's')})",
+                  _spread(dag, "node_tasks_per_s", "node tasks/s"),
                   vs(dag["node_tasks_per_s"]), targets["dag_node_tasks_per_s"])
-    table.add_row("", "", _n(dag["runs_per_s"], "runs/s"), "", "")
+    table.add_row("", "", _spread(dag, "runs_per_s", "runs/s"), "", "")
     table.add_row("", "avg nodes per lease", _n(dag["avg_lease_batch"]), "", "")
+
+
+def _latency_rows(table: Table, r: dict[str, Any], targets: dict[str, str]) -> None:
     lat_single, lat_dag = r["latency"]["single"], r["latency"]["dag"]
     table.add_row("latency (idle)",
                   f"submit -> node start, p50 ({lat_single['samples']} runs)",
@@ -75,27 +121,22 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
                   f"{_n(lat_dag['max_ms'], 'ms')}", "", targets["latency_dag_p99"])
     table.add_row("", "  submit -> run finished, p50",
                   _n(lat_dag["finish_p50_ms"], "ms"), "", "")
-    big = r.get("big")
-    if big is not None:
-        table.add_row("table growth", f"flat with {big['history_rows']:,} finished rows",
-                      _n(big["nodes_per_s"], "nodes/s"), vs(big["nodes_per_s"]), "")
-        table.add_row("", "ratio to the empty table", f"{big['ratio_to_empty']:.2f}", "",
-                      targets["big_ratio"])
-        table.add_row("", "dequeue plan uses", ", ".join(big["dequeue_plan_indexes"]) or
-                      "(no index)", "", "")
-    rss = r["worker_rss"]
+
+
+def _big_rows(table: Table, big: dict[str, Any], vs: Callable[[float | None], str],
+              targets: dict[str, str]) -> None:
+    table.add_row("table growth", f"flat with {big['history_rows']:,} finished rows",
+                  _n(big["nodes_per_s"], "nodes/s"), vs(big["nodes_per_s"]), "")
+    table.add_row("", "ratio to the empty table", f"{big['ratio_to_empty']:.2f}", "",
+                  targets["big_ratio"])
+    table.add_row("", "dequeue plan uses", ", ".join(big["dequeue_plan_indexes"]) or
+                  "(no index)", "", "")
+
+
+def _rss_rows(table: Table, rss: dict[str, Any]) -> None:
     table.add_row("worker RSS", "at start (registered) -> end",
                   f"{_mib(rss['start_kb'])} -> {_mib(rss['end_kb'])}", "", "")
     table.add_row("", "peak (VmHWM)", _mib(rss["peak_kb"]), "", "")
     table.add_row("", "growth per 1,000 nodes: start -> end | 2nd half",
                   f"{_n(rss['growth_kb_per_1k_nodes'])} | "
                   f"{_n(rss['second_half_growth_kb_per_1k_nodes'], 'kB')}", "", "")
-    console = Console(width=max(Console().width, 140))
-    console.print(table)
-    load = machine.get("load_average_1m") or {}
-    git = r.get("git") or {}
-    if git:
-        dirty = " + local changes" if git.get("local_changes") else ""
-        console.print(f"code: {git.get('commit')}{dirty}", style="dim")
-    console.print(f"elapsed {r['elapsed_s']:.0f}s; load average {load.get('before')} before, "
-                  f"{load.get('after')} after; {r['command']}", style="dim")

@@ -38,7 +38,7 @@ FIGURES: list[tuple[str, tuple[str, ...], bool]] = [
 
 def run_compare(args: Any, bench_argv: list[str]) -> int:
     """Run `dagq bench BENCH_ARGV` here and at `args.compare`, `args.rounds` times each."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout: app/bench/compare.py
     with tempfile.TemporaryDirectory(prefix="dagqc-", dir="/tmp") as tmp:
         other = _install_ref(root, args.compare, Path(tmp))
         try:
@@ -95,13 +95,21 @@ def _git(root: Path, *args: str) -> None:
         raise DagqError(f"git {' '.join(args[:2])} failed: {done.stderr.strip()}")
 
 
-def _value(result: dict[str, Any], path: tuple[str, ...]) -> float | None:
+def _values(result: dict[str, Any], path: tuple[str, ...]) -> list[float]:
+    """The figure at `path`: every repetition's value when the bench repeated the phase
+    (`repeats`, since 0.2), else the one value (an older bench)."""
     node: Any = result
-    for key in path:
+    for key in path[:-1]:
         if not isinstance(node, dict) or key not in node:
-            return None
+            return []
         node = node[key]
-    return float(node) if isinstance(node, int | float) else None
+    if not isinstance(node, dict):
+        return []
+    repeated = (node.get("repeats") or {}).get(path[-1]) or {}
+    if repeated.get("values"):
+        return [float(v) for v in repeated["values"]]
+    value = node.get(path[-1])
+    return [float(value)] if isinstance(value, int | float) else []
 
 
 def _print(results: dict[str, list[dict[str, Any]]], ref: str) -> None:
@@ -113,7 +121,7 @@ def _print(results: dict[str, list[dict[str, Any]]], ref: str) -> None:
     for label, path, _higher in FIGURES:
         cells, medians = [], []
         for name in ("this", ref):
-            values = [v for r in results[name] if (v := _value(r, path)) is not None]
+            values = [v for r in results[name] for v in _values(r, path)]
             if not values:
                 cells.append("-")
                 medians.append(None)

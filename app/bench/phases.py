@@ -22,10 +22,11 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from dagq.bench_workers import WorkerFleet
+from dagq.bench.fleet import WorkerFleet
 from dagq.errors import DagqError
 from dagq.repository import Repository
 from dagq.sqlfiles import SQL_DIR, parse_queries
+from dagq.states import TERMINAL_RUN_STATUSES
 from dagq.workflow import WorkflowSpec, parse_spec
 
 log = logging.getLogger("dagq.bench")
@@ -37,7 +38,6 @@ SUBMIT_THREADS = 8
 DAG_WIDTH = 10
 STALL_TIMEOUT_S = 60.0
 DRAIN_POLL_S = 0.25
-TERMINAL = frozenset({"succeeded", "failed", "partial_succeeded", "cancelled"})
 
 
 def bench_queries() -> dict[str, str]:
@@ -216,11 +216,10 @@ def flat(b: Bench, runs: int, workflow: str = "bench-flat") -> dict[str, Any]:
     return {"submit": submitted, **node_figures(b, workflow), "worker_memory": memory}
 
 
-# ===== 3. fan-out DAG, then 4. latency on the same (idle) workers ======================
+# ===== 3. fan-out DAG ==================================================================
 
-def dag_and_latency(b: Bench, runs: int, single_samples: int,
-                    dag_samples: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    workflow = "bench-dag"
+def dag(b: Bench, runs: int, workflow: str = "bench-dag") -> dict[str, Any]:
+    """Submit `runs` 1 -> DAG_WIDTH -> 1 runs, then start the workers and let them drain."""
     submitted = submit_many(b, dag_spec(workflow), runs)
     log.info("dag: %d runs submitted in %.1fs; draining", runs, submitted["seconds"])
     b.checkpoint()
@@ -229,28 +228,37 @@ def dag_and_latency(b: Bench, runs: int, single_samples: int,
         fleet.wait_ready(b.conn, b.q["alive_workers"])
         wait_drained(b, workflow, fleet)
         fleet.mark_drained()
-        nodes = node_figures(b, workflow)
-        span = b.one("run_span", {"workflow": workflow})
-        if span["succeeded"] != runs:
-            raise DagqError(f"{workflow}: {span['succeeded']} of {runs} runs succeeded")
-        run_seconds = _span_s(span)
-        dag = {
-            "runs": runs, "submit": submitted, "node_tasks": nodes["nodes"],
-            "seconds": nodes["seconds"], "node_tasks_per_s": nodes["nodes_per_s"],
-            "runs_per_s": round(runs / run_seconds, 1),
-            "avg_lease_batch": nodes["avg_lease_batch"],
-        }
-        log.info("latency: %d single-node runs, then %d fan-out DAGs, one at a time",
-                 single_samples, dag_samples)
+        fleet.stop()
+        memory = worker_memory(b, fleet)
+    nodes = node_figures(b, workflow)
+    span = b.one("run_span", {"workflow": workflow})
+    if span["succeeded"] != runs:
+        raise DagqError(f"{workflow}: {span['succeeded']} of {runs} runs succeeded")
+    return {
+        "runs": runs, "submit": submitted, "node_tasks": nodes["nodes"],
+        "seconds": nodes["seconds"], "node_tasks_per_s": nodes["nodes_per_s"],
+        "runs_per_s": round(runs / _span_s(span), 1),
+        "avg_lease_batch": nodes["avg_lease_batch"], "worker_memory": memory,
+    }
+
+
+# ===== 4. latency on idle workers ======================================================
+
+def latency(b: Bench, single_samples: int,
+            dag_samples: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Submit -> start on idle workers: single-node runs, then fan-out DAGs, one at a time.
+    Returns the figures and the workers' memory report."""
+    with b.fleet("bench-latency") as fleet:
+        fleet.start()
+        fleet.wait_ready(b.conn, b.q["alive_workers"])
         time.sleep(1.0)  # let the workers go idle (blocked on LISTEN)
-        latency = {
+        figures = {
             "single": _latency(b, fleet, flat_spec("bench-lat-single"), single_samples, "n"),
             "dag": _latency(b, fleet, dag_spec("bench-lat-dag"), dag_samples, "agg"),
         }
         fleet.stop()
         memory = worker_memory(b, fleet)
-    dag["worker_memory"] = memory
-    return dag, latency
+    return figures, memory
 
 
 def _latency(b: Bench, fleet: WorkerFleet, spec: WorkflowSpec, samples: int,
@@ -262,7 +270,8 @@ def _latency(b: Bench, fleet: WorkerFleet, spec: WorkflowSpec, samples: int,
         for _ in range(samples):
             run_id = b.repo.submit_run(tenant=TENANT, spec=spec, inputs={}).run_id
             deadline = time.monotonic() + STALL_TIMEOUT_S
-            while b.one("run_status", {"run_id": run_id})["status"] not in TERMINAL:
+            while (b.one("run_status", {"run_id": run_id})["status"]
+                   not in TERMINAL_RUN_STATUSES):
                 fleet.check_alive()
                 if time.monotonic() > deadline:
                     raise DagqError(f"latency run {run_id} did not finish\n"

@@ -1,0 +1,26 @@
+"""The `dagq bench` command line: cheap to import (the CLI builds every parser at start),
+so it imports nothing of the benchmark itself."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker (8)")
+    parser.add_argument("--json", dest="json_path", default=None, metavar="PATH",
+                        help="also write every figure to this JSON file")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes: a smoke run of every phase in seconds")
+    parser.add_argument("--big", action="store_true",
+                        help="also measure flat throughput with 1,000,000 finished node "
+                             "rows in dagq.node_tasks (100,000 with --quick)")
+    parser.add_argument("--compare", default=None, metavar="REF",
+                        help="also bench the git commit REF (in a temporary worktree and "
+                             "venv), alternating with this checkout, and print the ratios")
+    parser.add_argument("--repeat", type=int, default=None, metavar="N",
+                        help="repetitions of each drain phase; the report shows their "
+                             "median, min and max (3; 2 with --quick)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="with --compare: benches of each side, alternating (2)")

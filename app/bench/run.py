@@ -1,0 +1,234 @@
+"""`dagq bench`: dagq's throughput and latency next to a raw-SQL ceiling, in one run.
+
+A fresh database (on an embedded server in a temporary directory, or a scratch database
+on the DAGQ_DATABASE_URL server), synchronous_commit on. Each drain phase is sized to
+last about 10 s on the reference machine and repeated (`--repeat`, 3): the report shows
+the median repetition with the min and max beside it, so two commits can be compared
+with their noise in view. The phases are in `phases`, the worker processes in `fleet`;
+docs/performance.md explains the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from dagq import __version__
+from dagq.bench import machine
+from dagq.bench import phases as ph
+from dagq.bench.report import print_report
+from dagq.config import Settings
+from dagq.db import open_pool
+from dagq.errors import DagqError
+from dagq.migrate import migrate
+from dagq.repository import Repository
+
+log = logging.getLogger("dagq.bench")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    ceiling_single_rows: int
+    ceiling_batch_rows: int
+    flat_runs: int
+    dag_runs: int
+    latency_single: int
+    latency_dag: int
+    big_rows: int
+    repeat: int
+    min_drain_s: float  # a shorter drain is logged as noisy
+
+
+# Drains sized for >= 10 s each on the reference machine (2 cores: ~6,000 nodes/s flat,
+# ~6,000 node tasks/s in 1 -> 10 -> 1 DAGs of 12 nodes); 1-2 s drains were too noisy to
+# compare commits (three runs gave 4,164-5,909 nodes/s).
+FULL = Sizes(20_000, 100_000, 60_000, 5_000, 200, 50, 1_000_000, repeat=3, min_drain_s=10.0)
+QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, repeat=2, min_drain_s=0.0)
+
+# The figures the engine aims for on the reference machine (2 cores): shown beside
+# the measurements, never asserted.
+TARGETS = {
+    "dag_node_tasks_per_s": ">= 3,500", "flat_nodes_per_s": ">= 7,000",
+    "latency_dag_p50": "<= 10 ms", "latency_dag_p99": "<= 25 ms",
+    "latency_single_p50": "<= 3 ms", "big_ratio": ">= 0.80",
+}
+
+
+def run_bench(args: argparse.Namespace, settings: Settings) -> int:
+    if (error := _argument_error(args)) is not None:
+        print(f"dagq: error: {error}", file=sys.stderr)
+        return 2
+    if args.compare:
+        from dagq.bench.compare import run_compare
+
+        passed = [f"--workers={args.workers}", f"--threads={args.threads}",
+                  *(["--quick"] if args.quick else []), *(["--big"] if args.big else [])]
+        return run_compare(args, passed)
+    sizes = QUICK if args.quick else FULL
+    if args.repeat is not None:
+        sizes = Sizes(**{**asdict(sizes), "repeat": args.repeat})
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
+    began = time.monotonic()
+    load_before = machine.load_average()
+    try:
+        database, results = _bench_in_scratch_database(args, settings, sizes)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    results = {
+        "dagq_version": __version__,
+        "git": machine.code_version(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "dagq " + " ".join(sys.argv[1:]),
+        "machine": {**machine.machine_facts(), "load_average_1m": {
+            "before": load_before, "after": machine.load_average()}},
+        "database": database,
+        "config": {"workers": args.workers, "threads": args.threads, "quick": args.quick,
+                   "big": args.big, "sizes": asdict(sizes)},
+        **results,
+        "elapsed_s": round(time.monotonic() - began, 1),
+    }
+    print_report(results, TARGETS)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"figures written to {args.json_path}", file=sys.stderr)
+    return 0
+
+
+def _argument_error(args: argparse.Namespace) -> str | None:
+    if args.workers < 1 or args.threads < 1:
+        return "--workers and --threads must be at least 1"
+    if args.repeat is not None and args.repeat < 1:
+        return "--repeat must be at least 1"
+    if args.compare and args.rounds < 1:
+        return "--rounds must be at least 1"
+    return None
+
+
+def _bench_in_scratch_database(args: argparse.Namespace, settings: Settings,
+                               sizes: Sizes) -> tuple[dict[str, Any], dict[str, Any]]:
+    with contextlib.ExitStack() as stack:
+        tmp = Path(tempfile.mkdtemp(prefix="dagqb-", dir="/tmp"))
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+        url, database = machine.scratch_database(settings, tmp, stack)
+        migrate(url)
+        repo = Repository(open_pool(url, size=8, name="bench"))
+        stack.callback(repo.close)
+        conn = stack.enter_context(ph.open_bookkeeping(url))
+        q = ph.bench_queries()
+        database.update(conn.execute(q["server_facts"]).fetchone() or {})
+        logs = tmp / "logs"
+        logs.mkdir()
+        bench = ph.Bench(url=url, q=q, repo=repo, conn=conn, workers=args.workers,
+                         threads=args.threads, log_dir=logs)
+        try:
+            return database, _measure(bench, sizes, big=args.big)
+        except psycopg.Error as exc:
+            raise DagqError(f"bench failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
+    log.info("ceiling: %d rows one per transaction, %d rows %d per statement, %d "
+             "connections", sizes.ceiling_single_rows, sizes.ceiling_batch_rows,
+             ph.CEILING_BATCH, ph.CEILING_CONNECTIONS)
+    single = ph.ceiling(bench, sizes.ceiling_single_rows, 1)
+    batch = ph.ceiling(bench, sizes.ceiling_batch_rows, ph.CEILING_BATCH)
+    notify = ph.ceiling(bench, sizes.ceiling_single_rows, 1, notify=True)
+    flats: list[dict[str, Any]] = []
+    dags: list[dict[str, Any]] = []
+    for i in range(sizes.repeat):  # flat and DAG alternate, so drift touches both
+        log.info("flat %d/%d: %d one-node runs, %d workers x %d threads", i + 1,
+                 sizes.repeat, sizes.flat_runs, bench.workers, bench.threads)
+        flats.append(_long_enough(ph.flat(bench, sizes.flat_runs, f"bench-flat-{i}"),
+                                  sizes))
+        log.info("dag %d/%d: %d runs of 1 -> %d -> 1", i + 1, sizes.repeat, sizes.dag_runs,
+                 ph.DAG_WIDTH)
+        dags.append(_long_enough(ph.dag(bench, sizes.dag_runs, f"bench-dag-{i}"), sizes))
+    flat = _median_repetition(flats, lambda r: r["nodes_per_s"],
+                              ("nodes_per_s", "avg_lease_batch", "seconds"))
+    dag = _median_repetition(dags, lambda r: r["node_tasks_per_s"],
+                             ("node_tasks_per_s", "runs_per_s", "avg_lease_batch", "seconds"))
+    log.info("latency: %d single-node runs, then %d fan-out DAGs, one at a time",
+             sizes.latency_single, sizes.latency_dag)
+    latency, latency_memory = ph.latency(bench, sizes.latency_single, sizes.latency_dag)
+    grown = None
+    if big:
+        log.info("big: %d finished node rows, then flat again", sizes.big_rows)
+        grown = ph.big(bench, sizes.big_rows, sizes.flat_runs, flat["nodes_per_s"])
+    memory = [m for r in flats + dags for m in r["worker_memory"]] + latency_memory
+    return {
+        "ceiling": {"single": single, "batch": batch, "single_notify": notify},
+        "flat": flat, "dag": dag, "latency": latency,
+        "ratios": _ratios(flat, dag, grown, single, batch), "big": grown,
+        "worker_rss": _rss_summary(memory),
+    }
+
+
+def _long_enough(result: dict[str, Any], sizes: Sizes) -> dict[str, Any]:
+    if result["seconds"] < sizes.min_drain_s:
+        log.warning("a drain lasted %.1fs (< %.0fs): its figure is noisy on this machine",
+                    result["seconds"], sizes.min_drain_s)
+    return result
+
+
+def _median_repetition(results: list[dict[str, Any]], key: Callable[[dict[str, Any]], float],
+                       figures: tuple[str, ...]) -> dict[str, Any]:
+    """The repetition whose headline figure is the median (the low median for an even
+    count), with every repetition's figures under "repeats" as median/min/max/values."""
+    ordered = sorted(results, key=key)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    repeats = {}
+    for name in figures:
+        values = [r[name] for r in results]
+        repeats[name] = {"median": statistics.median(values), "min": min(values),
+                         "max": max(values), "values": values}
+    return {**chosen, "repeats": repeats}
+
+
+def _ratios(flat: dict[str, Any], dag: dict[str, Any], grown: dict[str, Any] | None,
+            single: dict[str, Any], batch: dict[str, Any]) -> dict[str, float]:
+    def ratio(value: float, ceiling: dict[str, Any]) -> float:
+        return round(value / ceiling["jobs_per_s"], 3)
+
+    ratios = {
+        "flat_vs_ceiling_single": ratio(flat["nodes_per_s"], single),
+        "flat_vs_ceiling_batch": ratio(flat["nodes_per_s"], batch),
+        "dag_vs_ceiling_single": ratio(dag["node_tasks_per_s"], single),
+        "dag_vs_ceiling_batch": ratio(dag["node_tasks_per_s"], batch),
+    }
+    if grown is not None:
+        ratios["big_flat_vs_ceiling_batch"] = ratio(grown["nodes_per_s"], batch)
+        ratios["big_vs_empty"] = grown["ratio_to_empty"]
+    return ratios
+
+
+def _rss_summary(memory: list[dict[str, Any]]) -> dict[str, Any]:
+    def largest(key: str) -> int | None:
+        values = [m[key] for m in memory if m[key] is not None]
+        return max(values) if values else None
+
+    return {
+        "start_kb": largest("start_rss_kb"), "end_kb": largest("end_rss_kb"),
+        "peak_kb": largest("peak_hwm_kb"),
+        "growth_kb_per_1k_nodes": largest("growth_kb_per_1k_nodes"),
+        "second_half_growth_kb_per_1k_nodes": largest("second_half_growth_kb_per_1k_nodes"),
+        "processes": memory,
+    }
