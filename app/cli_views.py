@@ -15,13 +15,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dagq import service
-from dagq.models import OPEN_RUN_STATUSES, RunView
+from dagq.models import RunView
+from dagq.states import OPEN_RUN_STATUSES, TERMINAL_NODE_STATUSES
 
 if TYPE_CHECKING:
     from dagq.api.schemas import RunSummary
 
 WARN_EVERY_S = 2.0  # how often --wait checks that live workers serve the run
-TERMINAL_NODE = {"succeeded", "failed", "skipped", "cancelled"}
 COLOURS = {"succeeded": "green", "failed": "red", "partial_succeeded": "yellow",
            "cancelled": "magenta", "running": "cyan", "queued": "blue", "pending": "white",
            "skipped": "bright_black"}
@@ -93,7 +93,7 @@ def _progress_bar(workflow: str, total: int) -> Iterator[Callable[[Iterable[str]
 
         def show(statuses: Iterable[str]) -> None:
             counts = Counter(statuses)
-            done = sum(counts[s] for s in TERMINAL_NODE)
+            done = sum(counts[s] for s in TERMINAL_NODE_STATUSES)
             summary = " ".join(f"{_status(s)}={n}" for s, n in sorted(counts.items()))
             progress.update(task, completed=done, counts=summary)
 

@@ -8,13 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dagq.states import (  # noqa: F401  (re-exported: models' users import them here)
-    OPEN_RUN_STATUSES,
-    RETRYABLE_RUN_STATUSES,
-    TERMINAL_RUN_EVENTS,
-    NodeStatus,
-    RunStatus,
-)
+from dagq.states import NodeStatus, RunStatus
 
 
 class _Record(BaseModel):

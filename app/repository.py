@@ -40,8 +40,6 @@ from dagq.backoff import backoff_delay
 from dagq.db import WATCHDOG, DatabaseTimeout
 from dagq.errors import Conflict, DatabaseUnavailable, NotFound
 from dagq.models import (
-    OPEN_RUN_STATUSES,
-    RETRYABLE_RUN_STATUSES,
     ApiKey,
     ExecutorInfo,
     HeartbeatResult,
@@ -54,6 +52,7 @@ from dagq.models import (
     WorkflowRecord,
 )
 from dagq.sqlfiles import queries
+from dagq.states import OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES
 from dagq.workflow import MAX_MAP_ITEMS, WorkflowSpec, sha256_json
 
 log = logging.getLogger("dagq.repository")

@@ -12,7 +12,6 @@ from typing import Any
 from dagq.config import get_settings
 from dagq.errors import InvalidRequest, InvalidWorkflow
 from dagq.models import (
-    OPEN_RUN_STATUSES,
     ApiKey,
     RunView,
     RunWarning,
@@ -20,6 +19,7 @@ from dagq.models import (
     WorkflowRecord,
 )
 from dagq.repository import Repository
+from dagq.states import OPEN_RUN_STATUSES
 from dagq.workflow import (
     BUILTIN_EXECUTORS,
     TEST_EXECUTORS,

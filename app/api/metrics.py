@@ -17,8 +17,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from dagq.models import TERMINAL_RUN_EVENTS
 from dagq.repository import Repository
+from dagq.states import TERMINAL_RUN_EVENTS
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
                     300, 600, 1800, 3600)

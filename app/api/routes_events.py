@@ -22,8 +22,9 @@ from dagq.api.hub import EventHub
 from dagq.api.routes_runs import run_id_of
 from dagq.api.schemas import LAST_EVENT_ID_PATTERN, EventsQuery
 from dagq.errors import InvalidRequest, NotFound
-from dagq.models import OPEN_RUN_STATUSES, TERMINAL_RUN_EVENTS, RunEvent
+from dagq.models import RunEvent
 from dagq.repository import Repository
+from dagq.states import OPEN_RUN_STATUSES, TERMINAL_RUN_EVENTS
 
 PAGE = 500
 POLL_S = 5.0  # re-read even without a notification (lost NOTIFY, LISTEN reconnecting)

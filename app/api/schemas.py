@@ -10,7 +10,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from dagq.errors import InvalidRequest
-from dagq.models import RunStatus, RunView, WorkflowRecord
+from dagq.models import RunView, WorkflowRecord
+from dagq.states import RunStatus
 from dagq.workflow import KEY_PATTERN
 
 INT32_MAX = 2**31 - 1

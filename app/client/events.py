@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from dagq.client._http import RetryPolicy
 from dagq.errors import Unavailable
-from dagq.models import TERMINAL_RUN_EVENTS, RunEvent
+from dagq.models import RunEvent
+from dagq.states import TERMINAL_RUN_EVENTS
 
 
 @dataclass(frozen=True)

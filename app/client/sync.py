@@ -31,13 +31,13 @@ from dagq.client._http import (
 from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
-    OPEN_RUN_STATUSES,
     RunEvent,
     RunView,
     ScheduleRecord,
     SubmitResult,
     WorkflowRecord,
 )
+from dagq.states import OPEN_RUN_STATUSES
 
 T = TypeVar("T")
 RunId = uuid.UUID | str
