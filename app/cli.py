@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import psycopg
 
@@ -38,15 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
                                      "PostgreSQL.")
     parser.add_argument("--version", action="version", version=f"dagq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_service_commands(sub)
+    _add_run_commands(sub)
+    _add_admin_commands(sub)
 
+    from dagq.bench.args import add_bench_arguments
+
+    add_bench_arguments(sub.add_parser("bench", help="measure throughput and latency"))
+    return parser
+
+
+def _add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The long-running processes: up, api, worker, sweeper."""
     up = sub.add_parser("up", help="Postgres, migrations, API, workers and sweeper")
     up.add_argument("--workers", type=_int_at_least(0), default=2, help="worker processes")
     up.add_argument("--threads", type=_int_at_least(1), default=8, help="threads per worker")
     up.add_argument("--port", type=_int_at_least(1), default=None, help="API port")
-
-    db = sub.add_parser("db", help="database administration")
-    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
-    db_sub.add_parser("migrate", help="apply pending migrations")
 
     api = sub.add_parser("api", help="the HTTP API only")
     api.add_argument("--host", default=None)
@@ -59,12 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sweeper", help="the maintenance service only")
 
-    keys = sub.add_parser("keys", help="API keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
-    create = keys_sub.add_parser("create", help="create a key (printed once)")
-    create.add_argument("--tenant", required=True)
-    create.add_argument("--admin", action="store_true")
 
+def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Submitting and reading runs: submit, runs, run."""
     submit = sub.add_parser("submit", help="submit a run")
     submit.add_argument("workflow", metavar="WORKFLOW",
                         help="a registered workflow name, or a .json/.yaml spec file")
@@ -80,6 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--workflow", default=None)
     runs.add_argument("--limit", type=_int_at_least(1), default=20)
 
+    run = sub.add_parser("run", help="one run")
+    run_sub = run.add_subparsers(dest="run_command", required=True, metavar="COMMAND")
+    show = run_sub.add_parser("show", help="a run and its nodes")
+    show.add_argument("run_id", metavar="RUN_ID")
+
+
+def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The database, API keys and cron schedules."""
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    db_sub.add_parser("migrate", help="apply pending migrations")
+
+    keys = sub.add_parser("keys", help="API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    create = keys_sub.add_parser("create", help="create a key (printed once)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--admin", action="store_true")
+
     schedules = sub.add_parser("schedules", help="cron schedules")
     sched_sub = schedules.add_subparsers(dest="schedules_command", required=True,
                                          metavar="COMMAND")
@@ -93,34 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     sched_sub.add_parser("list", help="all schedules")
     sched_delete = sched_sub.add_parser("delete", help="delete a schedule")
     sched_delete.add_argument("schedule_id", metavar="SCHEDULE_ID")
-
-    run = sub.add_parser("run", help="one run")
-    run_sub = run.add_subparsers(dest="run_command", required=True, metavar="COMMAND")
-    show = run_sub.add_parser("show", help="a run and its nodes")
-    show.add_argument("run_id", metavar="RUN_ID")
-
-    from dagq.bench.args import add_bench_arguments
-
-    add_bench_arguments(sub.add_parser("bench", help="measure throughput and latency"))
-    return parser
-
-
-@contextlib.contextmanager
-def repository(settings: Settings) -> Iterator[Any]:
-    from dagq.db import open_pool, release_embedded, resolve_database_url
-    from dagq.migrate import migrate
-    from dagq.repository import Repository
-
-    url = resolve_database_url(settings)
-    repo = None
-    try:
-        migrate(url)
-        repo = Repository(open_pool(url, size=4, name="cli"))
-        yield repo
-    finally:
-        if repo is not None:
-            repo.close()
-        release_embedded()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,12 +152,3 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "bench": commands.bench,
     }
     return handlers[args.command](args, settings)
-
-
-def parse_json_arg(text: str | None, what: str) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidRequest(f"{what} is not valid JSON: {exc}") from None

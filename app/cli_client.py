@@ -50,7 +50,7 @@ def _client(settings: ClientSettings) -> Iterator[Client]:
 
 
 def submit(args: argparse.Namespace, settings: ClientSettings) -> int:
-    from dagq.cli import parse_json_arg
+    from dagq.cli_args import parse_json_arg
     from dagq.cli_views import follow_run_events
     from dagq.client._calls import load_spec
 
@@ -85,10 +85,10 @@ def runs(args: argparse.Namespace, settings: ClientSettings) -> int:
 
 
 def run_show(args: argparse.Namespace, settings: ClientSettings) -> int:
+    from dagq.cli_args import parse_uuid
     from dagq.cli_views import run_detail
-    from dagq.commands import _uuid
 
-    run_id = _uuid(args.run_id, "run")
+    run_id = parse_uuid(args.run_id, "run")
     with _client(settings) as client:
         run_detail(client.run(run_id))
     return 0

@@ -5,25 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import uuid
 
 from dagq import cli_client, service
-from dagq.cli import parse_json_arg, repository
+from dagq.bootstrap import database, repository
+from dagq.cli_args import parse_json_arg, parse_uuid
 from dagq.config import Settings
-from dagq.errors import InvalidRequest
 
 
 def up(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.db import release_embedded, resolve_database_url
-    from dagq.migrate import migrate
     from dagq.procs import ProcessGroup, child_env
 
     started = time.monotonic()
-    url = resolve_database_url(settings)
-    try:
-        applied = migrate(url)
+    with database(settings, on_release=_say_embedded_stopped) as db:
         port = args.port or settings.api_port
-        env = child_env(url)
+        env = child_env(db.url)
         group = ProcessGroup()
         group.add("api", ["-m", "dagq.api", "--host", settings.api_host, "--port", str(port)],
                   env)
@@ -31,11 +26,12 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         for i in range(args.workers):
             group.add(f"worker-{i + 1}", ["-m", "dagq.workers", "--threads", str(args.threads)],
                       env)
-        _banner(settings, url, port, args, applied, time.monotonic() - started)
+        _banner(settings, db.url, port, args, db.applied, time.monotonic() - started)
         return group.run()
-    finally:
-        if release_embedded():
-            print("dagq: embedded Postgres stopped", file=sys.stderr)
+
+
+def _say_embedded_stopped() -> None:
+    print("dagq: embedded Postgres stopped", file=sys.stderr)
 
 
 def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
@@ -59,62 +55,38 @@ def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
 
 
 def db(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.db import release_embedded, resolve_database_url
-    from dagq.migrate import migrate
-
-    url = resolve_database_url(settings)
-    try:
-        applied = migrate(url)
-    finally:
-        release_embedded()
+    with database(settings) as migrated:
+        applied = migrated.applied
     print(f"applied migrations {applied}" if applied else "schema is current")
     return 0
 
 
 def api(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.api.server import serve
-    from dagq.db import release_embedded, resolve_database_url
-    from dagq.migrate import migrate
 
-    url = resolve_database_url(settings)
-    try:
-        migrate(url)
-        return serve(settings, url, host=args.host or settings.api_host,
+    with database(settings) as migrated:
+        return serve(settings, migrated.url, host=args.host or settings.api_host,
                      port=args.port or settings.api_port)
-    finally:
-        release_embedded()
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.db import release_embedded, resolve_database_url
-    from dagq.migrate import migrate
     from dagq.procs import ProcessGroup, child_env
 
-    url = resolve_database_url(settings)
-    try:
-        migrate(url)
+    with database(settings) as migrated:
         group = ProcessGroup()
         argv = ["-m", "dagq.workers", "--threads", str(args.threads), "--queues", args.queues]
         for i in range(args.processes):
-            group.add(f"worker-{i + 1}", argv, child_env(url))
+            group.add(f"worker-{i + 1}", argv, child_env(migrated.url))
         return group.run()
-    finally:
-        release_embedded()
 
 
 def sweeper(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.db import release_embedded, resolve_database_url
-    from dagq.migrate import migrate
     from dagq.procs import stop_on_signals
     from dagq.sweeper import exit_status, run_sweeper
 
     stop = stop_on_signals()
-    url = resolve_database_url(settings)
-    try:
-        migrate(url)
-        clean = run_sweeper(settings, url, stop)
-    finally:
-        release_embedded()
+    with database(settings) as migrated:
+        clean = run_sweeper(settings, migrated.url, stop)
     return exit_status(clean)
 
 
@@ -168,7 +140,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.run_command == "show" and (remote := cli_client.configured()) is not None:
         return cli_client.run_show(args, remote)  # DAGQ_URL: through the API
-    run_id = _uuid(args.run_id, "run")
+    run_id = parse_uuid(args.run_id, "run")
     with repository(settings) as repo:
         run_detail(service.get_run(repo, run_id))
     return 0
@@ -196,13 +168,6 @@ def schedules(args: argparse.Namespace, settings: Settings) -> int:
         elif args.schedules_command == "list":
             schedules_table(repo.list_schedules(None))
         else:
-            repo.delete_schedule(_uuid(args.schedule_id, "schedule"), None)
+            repo.delete_schedule(parse_uuid(args.schedule_id, "schedule"), None)
             print(f"deleted schedule {args.schedule_id}")
     return 0
-
-
-def _uuid(text: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise InvalidRequest(f"{text!r} is not a {what} id (a UUID)") from None

@@ -155,18 +155,15 @@ def _stop_within(scheduler: BackgroundScheduler, repo: Repository, bound_s: floa
 
 
 def main() -> int:
+    from dagq.bootstrap import database
     from dagq.config import get_settings
-    from dagq.db import release_embedded, resolve_database_url
     from dagq.logs import setup_logging
 
     stop = stop_on_signals()  # first thing: a signal during startup is not lost
     setup_logging()
     settings = get_settings()
-    url = resolve_database_url(settings)
-    try:
-        clean = run_sweeper(settings, url, stop)
-    finally:
-        release_embedded()
+    with database(settings, migrate=False) as db:  # `dagq up`/`dagq sweeper` migrated
+        clean = run_sweeper(settings, db.url, stop)
     return exit_status(clean)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dagq.bootstrap import database
 from dagq.config import get_settings
-from dagq.db import release_embedded, resolve_database_url
 from dagq.logs import setup_logging
 from dagq.procs import stop_on_signals
 from dagq.workers.process import run_worker
@@ -20,12 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     settings = get_settings()
-    url = resolve_database_url(settings)
-    try:
-        queues = [q for q in args.queues.split(",") if q] or None
-        return run_worker(settings, url, threads=args.threads, queues=queues, stop=stop)
-    finally:
-        release_embedded()
+    queues = [q for q in args.queues.split(",") if q] or None
+    with database(settings, migrate=False) as db:  # `dagq up`/`dagq worker` migrated
+        return run_worker(settings, db.url, threads=args.threads, queues=queues, stop=stop)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from dagq.api.server import serve
+from dagq.bootstrap import database
 from dagq.config import get_settings
-from dagq.db import release_embedded, resolve_database_url
 from dagq.logs import setup_logging
 
 
@@ -18,12 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     settings = get_settings()
-    url = resolve_database_url(settings)
-    try:
-        return serve(settings, url, host=args.host or settings.api_host,
+    with database(settings, migrate=False) as db:  # `dagq up`/`dagq api` migrated
+        return serve(settings, db.url, host=args.host or settings.api_host,
                      port=args.port or settings.api_port)
-    finally:
-        release_embedded()
 
 
 if __name__ == "__main__":
