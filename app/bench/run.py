@@ -54,10 +54,10 @@ class Sizes:
     min_drain_s: float  # a shorter drain is logged as noisy
 
 
-# Drains sized for >= 10 s each on the reference machine (2 cores: ~6,000 nodes/s flat,
+# Drains sized for >= 10 s each on the reference machine (2 cores: ~7,000 nodes/s flat,
 # ~6,000 node tasks/s in 1 -> 10 -> 1 DAGs of 12 nodes); 1-2 s drains were too noisy to
 # compare commits (three runs gave 4,164-5,909 nodes/s).
-FULL = Sizes(20_000, 100_000, 60_000, 5_000, 200, 50, 1_000_000, repeat=3, min_drain_s=10.0)
+FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, repeat=3, min_drain_s=10.0)
 QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, repeat=2, min_drain_s=0.0)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
