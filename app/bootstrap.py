@@ -17,7 +17,7 @@ from dagq.config import Settings
 from dagq.db import open_pool, release_embedded, resolve_database_url
 
 if TYPE_CHECKING:
-    from dagq.repository import Repository
+    from dagq.store import Store
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,13 @@ def database(settings: Settings, *, migrate: bool = True,
 
 @contextlib.contextmanager
 def repository(settings: Settings, *, pool_size: int = 4,
-               name: str = "cli") -> Iterator[Repository]:
+               name: str = "cli") -> Iterator[Store]:
     """A repository on the migrated database, closed (and the embedded server stopped)
     on exit: what the CLI's one-shot commands use."""
-    from dagq.repository import Repository
+    from dagq.store import Store
 
     with database(settings) as db:
-        repo = Repository(open_pool(db.url, size=pool_size, name=name))
+        repo = Store(open_pool(db.url, size=pool_size, name=name))
         try:
             yield repo
         finally:

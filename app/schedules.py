@@ -19,7 +19,7 @@ from apscheduler.triggers.cron import CronTrigger
 from dagq import service
 from dagq.errors import DagqError, InvalidRequest
 from dagq.models import ScheduleRecord
-from dagq.repository import Repository
+from dagq.store import Store
 
 log = logging.getLogger("dagq.schedules")
 
@@ -43,7 +43,7 @@ def cron_trigger(cron: str, timezone: str) -> CronTrigger:
 
 
 def create_schedule(
-    repo: Repository, *, tenant: str, workflow: Any, cron: str, inputs: Any = None,
+    repo: Store, *, tenant: str, workflow: Any, cron: str, inputs: Any = None,
     timezone: str = "UTC", version: int | None = None,
 ) -> ScheduleRecord:
     cron_trigger(cron, timezone)
@@ -71,7 +71,7 @@ def event_key(schedule_id: uuid.UUID, fire_at: datetime) -> str:
     return f"schedule:{schedule_id}:{fire_at.astimezone(UTC).isoformat()}"
 
 
-def fire_due(repo: Repository, now: datetime | None = None) -> dict[str, int]:
+def fire_due(repo: Store, now: datetime | None = None) -> dict[str, int]:
     """Submit the due firing of every schedule; safe to run from several sweepers."""
     now = now or datetime.now(UTC)
     fired = errors = 0

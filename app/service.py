@@ -18,8 +18,8 @@ from dagq.models import (
     SubmitResult,
     WorkflowRecord,
 )
-from dagq.repository import Repository
 from dagq.states import OPEN_RUN_STATUSES
+from dagq.store import Store
 from dagq.workflow import (
     BUILTIN_EXECUTORS,
     TEST_EXECUTORS,
@@ -40,7 +40,7 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(repo: Repository, tenant: str, *, admin: bool = False) -> str:
+def create_api_key(repo: Store, tenant: str, *, admin: bool = False) -> str:
     """A new random key for `tenant`; only its hash is stored. Returned once."""
     tenant = tenant.strip()
     if not tenant or len(tenant) > 200:
@@ -50,7 +50,7 @@ def create_api_key(repo: Repository, tenant: str, *, admin: bool = False) -> str
     return key
 
 
-def authenticate(repo: Repository, key: str) -> ApiKey | None:
+def authenticate(repo: Store, key: str) -> ApiKey | None:
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
     digest = hash_key(key)
@@ -66,14 +66,14 @@ def allow_test_executors() -> bool:
     return get_settings().test_executors == "on"
 
 
-def register_workflow(repo: Repository, raw: Any) -> tuple[WorkflowRecord, bool]:
+def register_workflow(repo: Store, raw: Any) -> tuple[WorkflowRecord, bool]:
     spec = parse_spec(raw)
     check_executors(spec, repo.known_executors(), test_executors=allow_test_executors())
     check_queues(spec, repo)
     return repo.register_workflow(spec)
 
 
-def check_queues(spec: WorkflowSpec, repo: Repository) -> None:
+def check_queues(spec: WorkflowSpec, repo: Store) -> None:
     """Reject a node whose queue no worker (or executor) has declared: nothing would ever
     lease it, and the queue names reaching Prometheus labels stay the declared ones."""
     named = {key: node.queue or spec.defaults.queue for key, node in spec.nodes.items()}
@@ -91,7 +91,7 @@ def check_queues(spec: WorkflowSpec, repo: Repository) -> None:
 
 
 def resolve_workflow(
-    repo: Repository, workflow: Any, version: int | None
+    repo: Store, workflow: Any, version: int | None
 ) -> tuple[WorkflowSpec, int | None]:
     """A registered workflow by name (and version), or an inline spec."""
     if isinstance(workflow, str):
@@ -104,7 +104,7 @@ def resolve_workflow(
     raise InvalidRequest("'workflow' must be a workflow name or an inline spec object")
 
 
-def with_executor_defaults(spec: WorkflowSpec, repo: Repository) -> WorkflowSpec:
+def with_executor_defaults(spec: WorkflowSpec, repo: Store) -> WorkflowSpec:
     """Fill each node's queue, max_attempts and timeout from its executor's declared
     defaults, unless the node or the workflow's `defaults` set them explicitly. Unknown
     executors and queues are rejected (422) here: every submit and schedule passes here."""
@@ -133,7 +133,7 @@ def with_executor_defaults(spec: WorkflowSpec, repo: Repository) -> WorkflowSpec
 
 
 def submit(
-    repo: Repository, *, tenant: str, workflow: Any, version: int | None = None,
+    repo: Store, *, tenant: str, workflow: Any, version: int | None = None,
     inputs: Any = None, event_key: str | None = None, priority: int = 0,
     deadline_s: float | None = None,
 ) -> SubmitResult:
@@ -152,7 +152,7 @@ def submit(
     )
 
 
-def run_warnings(repo: Repository, run: RunView) -> list[RunWarning]:
+def run_warnings(repo: Store, run: RunView) -> list[RunWarning]:
     """While a run is open: one warning per executor and queue that no live worker
     serves (the module was removed, the workers are down), so it never waits silently."""
     if run.status not in OPEN_RUN_STATUSES:
@@ -160,7 +160,7 @@ def run_warnings(repo: Repository, run: RunView) -> list[RunWarning]:
     return [RunWarning.unserved(row) for row in repo.unserved_nodes(run.run_id)]
 
 
-def get_run(repo: Repository, run_id: uuid.UUID, tenant: str | None = None) -> RunView:
+def get_run(repo: Store, run_id: uuid.UUID, tenant: str | None = None) -> RunView:
     """A run with its nodes and warnings (GET /v1/runs/{id}, `dagq run show`)."""
     run = repo.get_run(run_id, tenant)
     return run.model_copy(update={"warnings": run_warnings(repo, run)})

@@ -23,8 +23,8 @@ from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
 from dagq.procs import StopRequest, stop_on_signals, wait_for_stop
-from dagq.repository import Repository
 from dagq.schedules import fire_due
+from dagq.store import Store
 
 log = logging.getLogger("dagq.sweeper")
 
@@ -41,7 +41,7 @@ PRUNE_BATCH = 100
 class Sweeper:
     """The maintenance passes, callable directly (tests pass `now`)."""
 
-    def __init__(self, repo: Repository, settings: Settings) -> None:
+    def __init__(self, repo: Store, settings: Settings) -> None:
         self.repo = repo
         self.settings = settings
 
@@ -127,7 +127,7 @@ def build_scheduler(sweeper: Sweeper, settings: Settings) -> BackgroundScheduler
 
 def run_sweeper(settings: Settings, url: str, stop: StopRequest) -> bool:
     """Sweep until `stop` is set; True when everything stopped within STOP_BOUND_S."""
-    repo = Repository(open_pool(url, size=4, name="sweeper"))
+    repo = Store(open_pool(url, size=4, name="sweeper"))
     sweeper = Sweeper(repo, settings)
     scheduler = build_scheduler(sweeper, settings)
     scheduler.start()
@@ -136,7 +136,7 @@ def run_sweeper(settings: Settings, url: str, stop: StopRequest) -> bool:
     return _stop_within(scheduler, repo, STOP_BOUND_S)
 
 
-def _stop_within(scheduler: BackgroundScheduler, repo: Repository, bound_s: float) -> bool:
+def _stop_within(scheduler: BackgroundScheduler, repo: Store, bound_s: float) -> bool:
     """Let running jobs finish and close the pool, for at most `bound_s`."""
     stopped = threading.Event()
 

@@ -8,7 +8,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from dagq.db import open_pool
-from dagq.repository import Repository
+from dagq.store import Store
 from tests.pg import TestServer
 
 # The suite uses builtin.fail and builtin.crash (off by default): every process it starts
@@ -33,8 +33,8 @@ def db_url(pg_server: TestServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def repo(db_url: str) -> Iterator[Repository]:
-    repository = Repository(open_pool(db_url, size=12, name="test"))
+def repo(db_url: str) -> Iterator[Store]:
+    repository = Store(open_pool(db_url, size=12, name="test"))
     yield repository
     repository.close()
 

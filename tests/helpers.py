@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dagq.repository import Repository
+from dagq.store import Completion, Store
 from dagq.workflow import WorkflowSpec, parse_spec
 
 Executor = Callable[[dict[str, Any]], Any]
@@ -33,7 +33,7 @@ def fan_out(width: int) -> WorkflowSpec:
 
 
 def drive(
-    repo: Repository, executors: dict[str, Executor] | None = None, *, queue: str = "default",
+    repo: Store, executors: dict[str, Executor] | None = None, *, queue: str = "default",
     worker: str = "test-worker", batch: int = 16, max_rounds: int = 10_000,
 ) -> list[str]:
     """Lease and run nodes until nothing is leasable; return node keys in start order.
@@ -56,5 +56,16 @@ def drive(
                 repo.fail(node.id, node.version, {"type": type(exc).__name__,
                                                   "message": str(exc)})
             else:
-                repo.complete(node.id, node.version, outputs)
+                complete(repo, node.id, node.version, outputs)
     raise AssertionError("drive did not settle")
+
+
+def complete(repo: Store, node_id: int, version: int, outputs: Any, *,
+             wake_queue: str | None = None) -> bool:
+    """One success through the workers' own path (no hand-off): False when fenced out."""
+    return complete_many(repo, [Completion(node_id, version, outputs, wake_queue)])[0]
+
+
+def complete_many(repo: Store, items: list[Completion]) -> list[bool]:
+    """Many successes in one transaction, as the workers' committer records them."""
+    return repo.complete_and_lease(items, None)[0]

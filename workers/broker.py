@@ -24,7 +24,7 @@ from dramatiq.message import Message
 
 from dagq.errors import DagqError
 from dagq.models import LeasedNode
-from dagq.repository import Completion, Handoff, Repository
+from dagq.store import Completion, Handoff, Store
 from dagq.workers.completions import CompletionBatcher
 from dagq.workers.errors import FatalError, NodeCancelled
 from dagq.workers.leases import LeaseBook, LeaseKey
@@ -42,7 +42,7 @@ PLAIN_TENANT = "default"
 
 class PostgresBroker(dramatiq.Broker):
     def __init__(
-        self, repo: Repository, *, worker_id: str, lease_ttl_s: float,
+        self, repo: Store, *, worker_id: str, lease_ttl_s: float,
         max_output_bytes: int, listener: QueueListener | None = None,
     ) -> None:
         self.repo = repo

@@ -23,7 +23,7 @@ from typing import Protocol
 import psycopg
 
 from dagq.models import LeasedNode
-from dagq.repository import Completion, Handoff, Repository
+from dagq.store import Completion, Handoff, Store
 from dagq.workers.errors import OutputError
 from dagq.workers.outcomes import describe_error
 
@@ -48,7 +48,7 @@ class HandoffTarget(Protocol):
 
 
 class CompletionBatcher(threading.Thread):
-    def __init__(self, repo: Repository, target: HandoffTarget | None = None) -> None:
+    def __init__(self, repo: Store, target: HandoffTarget | None = None) -> None:
         super().__init__(name="dagq-completions", daemon=True)
         self.repo = repo
         self.target = target

@@ -14,8 +14,8 @@ from collections import defaultdict
 import psycopg
 
 from dagq.db import connect
-from dagq.repository import QUEUED_CHANNEL
 from dagq.sqlfiles import queries
+from dagq.store.core import QUEUED_CHANNEL
 
 log = logging.getLogger("dagq.listener")
 

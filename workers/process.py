@@ -26,7 +26,7 @@ from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
 from dagq.procs import EXIT_CANNOT_START, StopRequest, wait_for_stop
-from dagq.repository import Repository
+from dagq.store import Store
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.errors import WorkerShutdown
 from dagq.workers.listener import QueueListener
@@ -86,7 +86,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
                stop: StopRequest) -> int:
     """Serve until `stop` is set (by a signal: see dagq.procs.stop_on_signals)."""
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    repo = Repository(open_pool(url, size=threads + 4, name="worker", generic_plans=True))
+    repo = Store(open_pool(url, size=threads + 4, name="worker", generic_plans=True))
     listener = QueueListener(url)
     broker = PostgresBroker(
         repo, worker_id=worker_id, lease_ttl_s=settings.lease_ttl_s,

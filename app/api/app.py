@@ -25,7 +25,7 @@ from dagq.api.routing import one_route_per_path
 from dagq.api.security import SecurityHeadersMiddleware
 from dagq.config import Settings
 from dagq.db import SessionLimits, conninfo, open_pool
-from dagq.repository import Repository
+from dagq.store import Store
 
 log = logging.getLogger("dagq.api")
 
@@ -72,7 +72,7 @@ def create_app(settings: Settings, url: str) -> Starlette:
         pool = await run_in_threadpool(
             open_pool, url, size=settings.pool_size, name="dagq-api", limits=limits,
             timeout_s=bound, reconnect_timeout_s=bound)
-        repo = Repository(pool, retry_s=bound, call_timeout_s=bound)
+        repo = Store(pool, retry_s=bound, call_timeout_s=bound)
         hub = EventHub(conninfo(url, limits))
         app.state.repo, app.state.hub = repo, hub
         await hub.start()

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from dagq import service
 from dagq.api.errors import Forbidden, Unauthorized
 from dagq.models import ApiKey
-from dagq.repository import Repository
+from dagq.store import Store
 
 # DAGQ_AUTH=off: requests without a key act as an admin of tenant "default".
 ANONYMOUS_ADMIN = ApiKey(id=uuid.UUID(int=0), tenant="default", admin=True)
@@ -41,7 +41,7 @@ class KeyCache:
             return hit[1]
         return None
 
-    def authenticate(self, repo: Repository, key: str) -> ApiKey | None:
+    def authenticate(self, repo: Store, key: str) -> ApiKey | None:
         """service.authenticate, remembered when the key is valid (blocking)."""
         now = time.monotonic()
         found = service.authenticate(repo, key)

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import psycopg
 
-from dagq.repository import EVENTS_CHANNEL
 from dagq.sqlfiles import queries
+from dagq.store.core import EVENTS_CHANNEL
 
 log = logging.getLogger("dagq.api.hub")
 

@@ -17,8 +17,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from dagq.repository import Repository
 from dagq.states import TERMINAL_RUN_EVENTS
+from dagq.store import Store
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
                     300, 600, 1800, 3600)
@@ -78,18 +78,18 @@ class ApiMetrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
-    def start(self, repo: Repository) -> None:
+    def start(self, repo: Store) -> None:
         """Counters begin at the current end of the event log."""
         self._watermark = repo.last_event_id()
 
-    def render(self, repo: Repository) -> bytes:
+    def render(self, repo: Store) -> bytes:
         """Refresh from Postgres and render (blocking: call in a thread)."""
         with self._lock:
             self._refresh_gauges(repo)
             self._follow_events(repo)
             return generate_latest(self.registry)
 
-    def _refresh_gauges(self, repo: Repository) -> None:
+    def _refresh_gauges(self, repo: Store) -> None:
         gauges = repo.metric_gauges()
         self.runs.labels("queued").set(gauges["runs_queued"])
         self.runs.labels("running").set(gauges["runs_running"])
@@ -107,7 +107,7 @@ class ApiMetrics:
         self.nodes.labels("queued").set(sum(r["queued"] + r["delayed"] for r in stats))
         self.nodes.labels("running").set(sum(r["running"] for r in stats))
 
-    def _follow_events(self, repo: Repository) -> None:
+    def _follow_events(self, repo: Store) -> None:
         if self._watermark is None:
             self._watermark = repo.last_event_id()
             return

@@ -23,8 +23,8 @@ from dagq.api.routes_runs import run_id_of
 from dagq.api.schemas import LAST_EVENT_ID_PATTERN, EventsQuery
 from dagq.errors import InvalidRequest, NotFound
 from dagq.models import RunEvent
-from dagq.repository import Repository
 from dagq.states import OPEN_RUN_STATUSES, TERMINAL_RUN_EVENTS
+from dagq.store import Store
 
 PAGE = 500
 POLL_S = 5.0  # re-read even without a notification (lost NOTIFY, LISTEN reconnecting)
@@ -53,7 +53,7 @@ async def run_events(request: Request) -> Response:
     run_id = run_id_of(request)
     query = read_query(request, EventsQuery)
     after = last_event_id(request, query)
-    repo: Repository = request.app.state.repo
+    repo: Store = request.app.state.repo
     tenant = tenant_scope(key)
     await run_in_threadpool(repo.get_run, run_id, tenant, with_nodes=False)  # 404 first
     if query.format == "json":
@@ -66,7 +66,7 @@ async def run_events(request: Request) -> Response:
 
 
 async def follow(
-    repo: Repository, hub: EventHub, run_id: uuid.UUID, tenant: str | None, after: int,
+    repo: Store, hub: EventHub, run_id: uuid.UUID, tenant: str | None, after: int,
     shutdown: anyio.Event,
 ) -> AsyncIterator[ServerSentEvent]:
     """Every event after `after`, in id order, once; ends after the terminal event.

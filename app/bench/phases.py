@@ -24,9 +24,9 @@ from psycopg.rows import dict_row
 
 from dagq.bench.fleet import WorkerFleet
 from dagq.errors import DagqError
-from dagq.repository import Repository
 from dagq.sqlfiles import SQL_DIR, parse_queries
 from dagq.states import TERMINAL_RUN_STATUSES
+from dagq.store import Store
 from dagq.workflow import WorkflowSpec, parse_spec
 
 log = logging.getLogger("dagq.bench")
@@ -50,7 +50,7 @@ class Bench:
 
     url: str
     q: dict[str, str]
-    repo: Repository
+    repo: Store
     conn: psycopg.Connection[dict[str, Any]]  # autocommit, for bookkeeping reads
     workers: int
     threads: int

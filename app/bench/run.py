@@ -36,7 +36,7 @@ from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
 from dagq.migrate import migrate
-from dagq.repository import Repository
+from dagq.store import Store
 
 log = logging.getLogger("dagq.bench")
 
@@ -126,7 +126,7 @@ def _bench_in_scratch_database(args: argparse.Namespace, settings: Settings,
         stack.callback(shutil.rmtree, tmp, ignore_errors=True)
         url, database = machine.scratch_database(settings, tmp, stack)
         migrate(url)
-        repo = Repository(open_pool(url, size=8, name="bench"))
+        repo = Store(open_pool(url, size=8, name="bench"))
         stack.callback(repo.close)
         conn = stack.enter_context(ph.open_bookkeeping(url))
         q = ph.bench_queries()

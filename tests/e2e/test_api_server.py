@@ -23,9 +23,9 @@ import httpx
 import pytest
 
 from dagq import service
-from dagq.repository import Repository
+from dagq.store import Store
 from dagq.workflow import parse_spec
-from tests.helpers import drive
+from tests.helpers import complete, drive
 
 pytestmark = pytest.mark.e2e
 
@@ -172,7 +172,7 @@ def server_side_quantiles(base: str, qs: tuple[float, ...]) -> list[float]:
     return out
 
 
-def test_concurrent_idempotent_submissions(server: ApiServer, repo: Repository, sql) -> None:
+def test_concurrent_idempotent_submissions(server: ApiServer, repo: Store, sql) -> None:
     admin = service.create_api_key(repo, "load", admin=True)
     registered = httpx.post(f"{server.base}/v1/workflows", json=FLOW,
                             headers={"Authorization": f"Bearer {admin}"})
@@ -231,7 +231,7 @@ def _read_frames(lines: Iterator[str], count: int) -> list[dict[str, str]]:
 
 
 def test_sse_resume_over_a_socket_and_graceful_shutdown(server: ApiServer,
-                                                       repo: Repository) -> None:
+                                                       repo: Store) -> None:
     key = service.create_api_key(repo, "sse")
     headers = {"Authorization": f"Bearer {key}"}
     run_id = httpx.post(f"{server.base}/v1/runs", json={"workflow": FLOW},
@@ -243,7 +243,7 @@ def test_sse_resume_over_a_socket_and_graceful_shutdown(server: ApiServer,
     assert first[0]["event"] == "run_queued"
     # Progress while nobody listens, then resume from the last id seen.
     [node] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
-    repo.complete(node.id, node.version, {})
+    complete(repo, node.id, node.version, {})
     with httpx.stream("GET", url, headers={**headers, "Last-Event-ID": first[0]["id"]},
                       timeout=10) as stream:
         lines = stream.iter_lines()
@@ -261,7 +261,7 @@ def test_sse_resume_over_a_socket_and_graceful_shutdown(server: ApiServer,
     assert server.stop() == 0, server.logs()
 
 
-def test_schemathesis_all_checks_find_no_mismatch(server: ApiServer, repo: Repository) -> None:
+def test_schemathesis_all_checks_find_no_mismatch(server: ApiServer, repo: Store) -> None:
     """`schemathesis run --checks all` (every phase: coverage, fuzzing, stateful) through
     its Python engine, with the repository's schemathesis.toml and a bounded number of
     examples: no server error, no answer the schema does not describe, no schema-valid

@@ -18,7 +18,7 @@ import pytest
 from dagq import Client, service
 from dagq.client import RetryPolicy
 from dagq.client.events import SseParser
-from dagq.repository import Repository
+from dagq.store import Store
 from tests.integration.test_client_helpers import CutProxy
 from tests.procs import ROOT, WorkerFleet, free_port, wait_for, wait_for_run
 
@@ -57,7 +57,7 @@ def cli(tmp_path: Path, url: str, key: str, *args: str) -> subprocess.CompletedP
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_cli_client_mode_submit_wait_runs_and_show(fleet: WorkerFleet, repo: Repository,
+def test_cli_client_mode_submit_wait_runs_and_show(fleet: WorkerFleet, repo: Store,
                                                    tmp_path: Path) -> None:
     url = start_api(fleet)
     fleet.start(threads=2)
@@ -98,7 +98,7 @@ def test_cli_client_mode_submit_wait_runs_and_show(fleet: WorkerFleet, repo: Rep
         assert node in shown.stdout
 
 
-def test_cli_client_mode_failures_and_errors(fleet: WorkerFleet, repo: Repository,
+def test_cli_client_mode_failures_and_errors(fleet: WorkerFleet, repo: Store,
                                             tmp_path: Path) -> None:
     url = start_api(fleet)
     fleet.start(threads=2)
@@ -136,7 +136,7 @@ def test_cli_client_mode_failures_and_errors(fleet: WorkerFleet, repo: Repositor
 
 
 def test_events_from_real_workers_survive_cut_connections(fleet: WorkerFleet,
-                                                          repo: Repository) -> None:
+                                                          repo: Store) -> None:
     url = start_api(fleet)
     key = service.create_api_key(repo, "acme")
     proxy = CutProxy(int(url.rsplit(":", 1)[1]))
@@ -164,7 +164,7 @@ def read_sse(url: str, headers: dict[str, str] | None = None) -> list:
         return [m for m in map(parser.feed, [*response.iter_lines(), ""]) if m is not None]
 
 
-def test_the_starlette_example_streams_a_run_per_request(fleet: WorkerFleet, repo: Repository,
+def test_the_starlette_example_streams_a_run_per_request(fleet: WorkerFleet, repo: Store,
                                                         sql, tmp_path: Path) -> None:
     api_url = start_api(fleet)
     fleet.start(threads=2)

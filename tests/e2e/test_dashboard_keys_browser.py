@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from dagq import service
-from dagq.repository import Repository
+from dagq.store import Store
 from tests.e2e.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.procs import WorkerFleet, free_port, wait_for
 
@@ -38,7 +38,7 @@ def start_api(fleet: WorkerFleet) -> str:
     return base
 
 
-def test_tenant_and_admin_keys_on_the_dashboard(fleet: WorkerFleet, repo: Repository) -> None:
+def test_tenant_and_admin_keys_on_the_dashboard(fleet: WorkerFleet, repo: Store) -> None:
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium (./scripts/test installs it as root)")
     sync_api = pytest.importorskip("playwright.sync_api")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from dagq.repository import Repository
+from dagq.store import Store
 from tests.helpers import diamond, spec
 from tests.procs import wait_for, wait_for_run
 
@@ -20,7 +20,7 @@ def node_events(sql, run_id, node_key=None):
     return [r for r in rows if node_key is None or r["node_key"] == node_key]
 
 
-def test_diamond_and_fan_out_run_on_real_workers(repo: Repository, fleet, sql) -> None:
+def test_diamond_and_fan_out_run_on_real_workers(repo: Store, fleet, sql) -> None:
     fleet.start(threads=4)
     fleet.start(threads=4)
     diamond_id = repo.submit_run(tenant="t", spec=diamond(), inputs={"q": "x"}).run_id

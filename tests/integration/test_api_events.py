@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from dagq.repository import Repository
-from tests.helpers import drive
+from dagq.store import Store
+from tests.helpers import complete, drive
 from tests.integration.test_api_helpers import Api, assert_error
 
 TERMINAL = {"run_succeeded", "run_failed", "run_partial_succeeded", "run_cancelled"}
@@ -45,11 +45,11 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
     return frames
 
 
-def step(repo: Repository, n: int = 1) -> int:
+def step(repo: Store, n: int = 1) -> int:
     """Run at most n leasable nodes; return how many ran."""
     done = 0
     for node in repo.lease(worker="w", queue="default", limit=n, ttl_s=30):
-        repo.complete(node.id, node.version, {"key": node.node_key})
+        complete(repo, node.id, node.version, {"key": node.node_key})
         done += 1
     return done
 

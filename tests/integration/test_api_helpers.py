@@ -11,7 +11,7 @@ import psycopg.sql
 from dagq import service
 from dagq.api.app import create_app
 from dagq.config import Settings
-from dagq.repository import Repository
+from dagq.store import Store
 
 with warnings.catch_warnings():  # Starlette >= 1.x nudges towards httpx2; httpx works
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -44,7 +44,7 @@ class Api:
 
     def __enter__(self) -> Api:
         self.client.__enter__()
-        self.repo: Repository = self.app.state.repo
+        self.repo: Store = self.app.state.repo
         self.admin = bearer(service.create_api_key(self.repo, "acme", admin=True))
         self.acme = bearer(service.create_api_key(self.repo, "acme"))
         self.globex = bearer(service.create_api_key(self.repo, "globex"))
@@ -60,7 +60,7 @@ class Api:
         return response.json()
 
 
-def declare_queues(repo: Repository, *queues: str, worker: str = "w-queues") -> None:
+def declare_queues(repo: Store, *queues: str, worker: str = "w-queues") -> None:
     """A worker that serves `queues` registers (a node may only name a declared queue)."""
     repo.register_worker(worker=worker, hostname="host", pid=1, queues=list(queues),
                          threads=1, executors=[])

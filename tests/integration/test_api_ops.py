@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dagq.api.openapi import openapi_document
 from dagq.api.routes_ops import NO_WORKER_WARNING
 from tests import pg
-from tests.helpers import drive
+from tests.helpers import complete, drive
 from tests.integration.test_api_helpers import (
     ECHO_FLOW,
     Api,
@@ -200,7 +200,7 @@ def test_metrics_count_stale_completions(api: Api) -> None:
 
     api.repo.submit_run(tenant="acme", spec=spec({"a": {"executor": "builtin.noop"}}))
     [node] = api.repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
-    api.repo.complete(node.id, node.version, {})
-    api.repo.complete(node.id, node.version, {})  # a duplicate: ignored, and counted
+    complete(api.repo, node.id, node.version, {})
+    complete(api.repo, node.id, node.version, {})  # a duplicate: ignored, and counted
     text = api.client.get("/metrics").text
     assert "dagq_stale_completions_total 1.0" in text

@@ -16,7 +16,8 @@ import uvicorn
 from dagq import service
 from dagq.api.app import create_app
 from dagq.config import Settings
-from dagq.repository import Repository
+from dagq.store import Store
+from tests.helpers import complete
 from tests.procs import free_port, wait_for
 
 CHAIN = {"name": "chain", "nodes": {
@@ -49,7 +50,7 @@ class LiveApi:
         self.thread.start()
         wait_for(lambda: self.server.started or not self.thread.is_alive(), 30, "uvicorn")
         assert self.server.started, "the API did not start"
-        self.repo: Repository = self.app.state.repo
+        self.repo: Store = self.app.state.repo
         self.admin = service.create_api_key(self.repo, "acme", admin=True)
         self.acme = service.create_api_key(self.repo, "acme")
         self.globex = service.create_api_key(self.repo, "globex")
@@ -60,11 +61,11 @@ class LiveApi:
         self.thread.join(20)
 
 
-def step(repo: Repository, n: int = 1) -> int:
+def step(repo: Store, n: int = 1) -> int:
     """Run at most n leasable nodes (as a worker would); return how many ran."""
     done = 0
     for node in repo.lease(worker="w", queue="default", limit=n, ttl_s=30):
-        repo.complete(node.id, node.version, {"key": node.node_key})
+        complete(repo, node.id, node.version, {"key": node.node_key})
         done += 1
     return done
 

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from dagq.repository import Repository
-from tests.helpers import spec
+from dagq.store import Store
+from tests.helpers import complete, spec
 
 
 def wait_until_blocked(sql, deadline_s: float = 10.0) -> None:
@@ -24,7 +24,7 @@ def wait_until_blocked(sql, deadline_s: float = 10.0) -> None:
 
 
 def test_a_completion_takes_its_run_lock_after_the_dependents_it_releases(
-        repo: Repository, sql, db_url: str) -> None:
+        repo: Store, sql, db_url: str) -> None:
     run_id = repo.submit_run(tenant="t", spec=spec({
         "a": {"executor": "builtin.noop"}, "b": {"executor": "builtin.noop"},
         "d": {"executor": "builtin.noop", "depends_on": ["a", "b"]}})).run_id
@@ -35,7 +35,7 @@ def test_a_completion_takes_its_run_lock_after_the_dependents_it_releases(
     try:
         holder.execute("SELECT 1 FROM dagq.node_tasks WHERE run_id = %s AND node_key = 'd' "
                        "FOR UPDATE", (run_id,))
-        completion = pool.submit(repo.complete, a.id, a.version, {})
+        completion = pool.submit(complete, repo, a.id, a.version, {})
         wait_until_blocked(sql)
         # The completion waits for d; it must not be holding the run meanwhile.
         with psycopg.connect(db_url) as probe:
@@ -48,7 +48,7 @@ def test_a_completion_takes_its_run_lock_after_the_dependents_it_releases(
 
 
 def test_losing_the_connection_after_commit_does_not_redo_the_completion(
-        repo: Repository, sql, monkeypatch) -> None:
+        repo: Store, sql, monkeypatch) -> None:
     """The post-commit NOTIFY is best effort: if the connection dies there, the committed
     completion is not retried (which would find it stale and report the lease lost)."""
     from dagq.sqlfiles import queries
@@ -56,7 +56,7 @@ def test_losing_the_connection_after_commit_does_not_redo_the_completion(
     repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
     [a] = repo.lease(worker="w", queue="default", limit=5, ttl_s=30)
     monkeypatch.setitem(queries(), "notify", "SELECT pg_terminate_backend(pg_backend_pid())")
-    assert repo.complete(a.id, a.version, {"ok": 1}) is True
+    assert complete(repo, a.id, a.version, {"ok": 1}) is True
     monkeypatch.undo()
     row = sql.execute("SELECT status, outputs FROM dagq.node_tasks WHERE id = %s",
                       (a.id,)).fetchone()

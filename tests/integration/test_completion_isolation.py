@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagq.repository import Completion, Repository
+from dagq.store import Completion, Store
 from dagq.workers.completions import CompletionBatcher
 from tests.helpers import spec
 
@@ -18,7 +18,7 @@ CHAIN = spec({"a": {"executor": "builtin.noop"},
               "b": {"executor": "builtin.noop", "depends_on": ["a"]}}, name="chain")
 
 
-def lease_roots(repo: Repository, runs: int) -> list[Any]:
+def lease_roots(repo: Store, runs: int) -> list[Any]:
     for _ in range(runs):
         repo.submit_run(tenant="t", spec=CHAIN)
     nodes = repo.lease(worker="w", queue="default", limit=runs, ttl_s=30)
@@ -31,7 +31,7 @@ def node_row(sql, node_id: int) -> dict[str, Any]:
                        "WHERE id = %s", [node_id]).fetchone()
 
 
-def test_one_unstorable_output_fails_only_its_node(repo: Repository, sql) -> None:
+def test_one_unstorable_output_fails_only_its_node(repo: Store, sql) -> None:
     nodes = lease_roots(repo, 12)
     bad = {nodes[3].id: {"x": "a\x00b"}, nodes[8].id: {"\ud800": 1}}
     outcomes: dict[int, Any] = {}
@@ -64,7 +64,7 @@ def test_one_unstorable_output_fails_only_its_node(repo: Repository, sql) -> Non
 
 
 def test_a_stale_completion_beside_a_bad_row_is_still_reported_stale(
-        repo: Repository, sql) -> None:
+        repo: Store, sql) -> None:
     nodes = lease_roots(repo, 3)
     outcomes: list[Any] = []
     batch = [(Completion(nodes[0].id, nodes[0].version - 1, {}), outcomes.append),  # stale

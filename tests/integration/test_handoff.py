@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
-from dagq.repository import Completion, Handoff, Repository
-from tests.helpers import fan_out, spec
+from dagq.store import Completion, Handoff, Store
+from tests.helpers import complete, fan_out, spec
 
 SERVED = ["builtin.noop", "builtin.echo", "builtin.merge"]
 
@@ -20,7 +20,7 @@ def events(sql, run_id):
         (run_id,))]
 
 
-def test_released_nodes_are_leased_by_the_completing_worker(repo: Repository, sql) -> None:
+def test_released_nodes_are_leased_by_the_completing_worker(repo: Store, sql) -> None:
     run_id = repo.submit_run(tenant="t", spec=fan_out(3), inputs={"q": 1}).run_id
     [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
     recorded, leased = repo.complete_and_lease(
@@ -44,7 +44,7 @@ def test_released_nodes_are_leased_by_the_completing_worker(repo: Repository, sq
     assert repo.lease(worker="w2", queue="default", limit=5, ttl_s=30) == []
 
 
-def test_a_hand_off_fills_only_the_free_prefetch_slots(repo: Repository) -> None:
+def test_a_hand_off_fills_only_the_free_prefetch_slots(repo: Store) -> None:
     repo.submit_run(tenant="t", spec=fan_out(5))
     [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
     _, leased = repo.complete_and_lease([Completion(root.id, root.version, {})], handoff(2))
@@ -53,7 +53,7 @@ def test_a_hand_off_fills_only_the_free_prefetch_slots(repo: Repository) -> None
     assert len(rest) == 3 and {n.node_key for n in rest}.isdisjoint(n.node_key for n in leased)
 
 
-def test_the_highest_priority_released_nodes_are_handed_off_first(repo: Repository) -> None:
+def test_the_highest_priority_released_nodes_are_handed_off_first(repo: Store) -> None:
     repo.submit_run(tenant="t", spec=spec({
         "root": {"executor": "builtin.noop"},
         "low": {"executor": "builtin.noop", "depends_on": ["root"]},
@@ -64,7 +64,7 @@ def test_the_highest_priority_released_nodes_are_handed_off_first(repo: Reposito
     assert [n.node_key for n in leased] == ["high"]
 
 
-def test_only_served_executors_and_queues_are_handed_off(repo: Repository, sql) -> None:
+def test_only_served_executors_and_queues_are_handed_off(repo: Store, sql) -> None:
     run_id = repo.submit_run(tenant="t", spec=spec({
         "root": {"executor": "builtin.noop"},
         "mine": {"executor": "builtin.noop", "depends_on": ["root"]},
@@ -87,7 +87,7 @@ def queued_notes(db_url: str, action) -> list[str]:
         return [n.payload for n in listener.notifies(timeout=0.5)]
 
 
-def test_leftover_released_nodes_wake_their_queue(repo: Repository, db_url: str) -> None:
+def test_leftover_released_nodes_wake_their_queue(repo: Store, db_url: str) -> None:
     repo.submit_run(tenant="t", spec=fan_out(3))
     [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
     notes = queued_notes(db_url, lambda: repo.complete_and_lease(
@@ -95,7 +95,7 @@ def test_leftover_released_nodes_wake_their_queue(repo: Repository, db_url: str)
     assert notes == ["default"]
 
 
-def test_no_wake_up_when_every_released_node_was_handed_off(repo: Repository,
+def test_no_wake_up_when_every_released_node_was_handed_off(repo: Store,
                                                             db_url: str) -> None:
     repo.submit_run(tenant="t", spec=fan_out(3))
     [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
@@ -104,7 +104,7 @@ def test_no_wake_up_when_every_released_node_was_handed_off(repo: Repository,
     assert notes == []
 
 
-def test_without_room_nothing_is_handed_off(repo: Repository) -> None:
+def test_without_room_nothing_is_handed_off(repo: Store) -> None:
     repo.submit_run(tenant="t", spec=fan_out(2))
     [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
     recorded, leased = repo.complete_and_lease(
@@ -113,16 +113,16 @@ def test_without_room_nothing_is_handed_off(repo: Repository) -> None:
     assert len(repo.lease(worker="w2", queue="default", limit=5, ttl_s=30)) == 2
 
 
-def test_a_stale_completion_hands_off_nothing(repo: Repository) -> None:
+def test_a_stale_completion_hands_off_nothing(repo: Store) -> None:
     repo.submit_run(tenant="t", spec=fan_out(2))
     [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
-    repo.complete(root.id, root.version, {})
+    complete(repo, root.id, root.version, {})
     recorded, leased = repo.complete_and_lease(
         [Completion(root.id, root.version, {})], handoff(10))
     assert recorded == [False] and leased == []
 
 
-def test_released_nodes_never_go_ahead_of_higher_priority_work(repo: Repository) -> None:
+def test_released_nodes_never_go_ahead_of_higher_priority_work(repo: Store) -> None:
     repo.submit_run(tenant="t", spec=fan_out(2))
     [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
     urgent = repo.submit_run(tenant="t", spec=spec({"u": {"executor": "builtin.noop"}},
@@ -133,7 +133,7 @@ def test_released_nodes_never_go_ahead_of_higher_priority_work(repo: Repository)
     assert first.run_id == urgent and len(rest) == 2
 
 
-def test_released_nodes_may_go_ahead_of_older_work_of_their_priority(repo: Repository) -> None:
+def test_released_nodes_may_go_ahead_of_older_work_of_their_priority(repo: Store) -> None:
     repo.submit_run(tenant="t", spec=fan_out(2))
     [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
     repo.submit_run(tenant="t", spec=spec({"later": {"executor": "builtin.noop"}}))
@@ -142,7 +142,7 @@ def test_released_nodes_may_go_ahead_of_older_work_of_their_priority(repo: Repos
 
 
 def test_a_retry_after_a_lost_commit_adopts_what_the_first_attempt_leased(
-        repo: Repository) -> None:
+        repo: Store) -> None:
     """The first attempt committed but its answer was lost; the retry finds its
     completion already recorded, and must still return the nodes it handed off."""
     repo.submit_run(tenant="t", spec=fan_out(2))
@@ -156,13 +156,13 @@ def test_a_retry_after_a_lost_commit_adopts_what_the_first_attempt_leased(
     assert recorded == [False]
     assert sorted(n.node_key for n in leased) == ["m0", "m1"]
     # A lease no longer held (finished, reclaimed, another worker's) is not adopted.
-    repo.complete(leased[0].id, leased[0].version, {})
+    complete(repo, leased[0].id, leased[0].version, {})
     _, adopted = repo._complete_and_lease(done, handoff(10), list(handed_off))
     assert [n.id for n in adopted] == [leased[1].id]
 
 
 def test_a_failing_hand_off_delivery_still_releases_the_finished_leases(
-        repo: Repository) -> None:
+        repo: Store) -> None:
     from dagq.workers.completions import CompletionBatcher
 
     class BrokenTarget:

@@ -6,11 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from dagq.repository import Repository
-from tests.helpers import spec
+from dagq.store import Store
+from tests.helpers import complete, spec
 
 
-def two_leases(repo: Repository):
+def two_leases(repo: Store):
     repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"},
                                            "b": {"executor": "builtin.noop"}}))
     return sorted(repo.lease(worker="w1", queue="default", limit=5, ttl_s=30),
@@ -22,7 +22,7 @@ def expiry(sql, node_id: int):
                        (node_id,)).fetchone()["lease_expires_at"]
 
 
-def test_a_locked_lease_is_skipped_not_waited_for_nor_lost(repo: Repository, sql,
+def test_a_locked_lease_is_skipped_not_waited_for_nor_lost(repo: Store, sql,
                                                            db_url: str) -> None:
     a, b = two_leases(repo)
     before = expiry(sql, a.id)
@@ -40,16 +40,16 @@ def test_a_locked_lease_is_skipped_not_waited_for_nor_lost(repo: Repository, sql
     assert expiry(sql, a.id) > before
 
 
-def test_a_lease_taken_back_or_finished_is_lost(repo: Repository, sql) -> None:
+def test_a_lease_taken_back_or_finished_is_lost(repo: Store, sql) -> None:
     a, b = two_leases(repo)
-    repo.complete(a.id, a.version, {})
+    complete(repo, a.id, a.version, {})
     sql.execute("UPDATE dagq.node_tasks SET lease_owner = 'w2' WHERE id = %s", (b.id,))
     result = repo.heartbeat(worker="w1", node_ids=[a.id, b.id, 999_999], ttl_s=30)
     assert result.extended == set()
     assert result.lost == {a.id, b.id, 999_999}
 
 
-def test_a_lease_of_a_cancelled_run_is_told_to_stop(repo: Repository) -> None:
+def test_a_lease_of_a_cancelled_run_is_told_to_stop(repo: Store) -> None:
     a, b = two_leases(repo)
     repo.cancel_run(a.run_id, "t")
     result = repo.heartbeat(worker="w1", node_ids=[a.id, b.id], ttl_s=30)

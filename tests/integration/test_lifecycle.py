@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from dagq.errors import Conflict, NotFound
-from dagq.repository import Repository
-from tests.helpers import diamond, drive, fan_out, spec
+from dagq.store import Store
+from tests.helpers import complete, complete_many, diamond, drive, fan_out, spec
 
 
 def events(sql, run_id):
@@ -19,7 +19,7 @@ def events(sql, run_id):
     ).fetchall()
 
 
-def test_submit_queues_roots_and_records_events(repo: Repository, sql) -> None:
+def test_submit_queues_roots_and_records_events(repo: Store, sql) -> None:
     result = repo.submit_run(tenant="t", spec=diamond(), inputs={"q": 1})
     assert result.created and result.status == "queued"
     rows = sql.execute(
@@ -31,7 +31,7 @@ def test_submit_queues_roots_and_records_events(repo: Repository, sql) -> None:
         (None, "run_queued"), ("a", "node_queued")]
 
 
-def test_diamond_runs_in_dependency_order(repo: Repository, sql) -> None:
+def test_diamond_runs_in_dependency_order(repo: Store, sql) -> None:
     run_id = repo.submit_run(tenant="t", spec=diamond(), inputs={"x": 1}).run_id
     order = drive(repo)
     assert order[0] == "a" and order[-1] == "d" and set(order[1:3]) == {"b", "c"}
@@ -45,7 +45,7 @@ def test_diamond_runs_in_dependency_order(repo: Repository, sql) -> None:
     assert types.count("node_started") == 4 and types.count("node_succeeded") == 4
 
 
-def test_fan_out_aggregate_sees_all_outputs(repo: Repository) -> None:
+def test_fan_out_aggregate_sees_all_outputs(repo: Store) -> None:
     run_id = repo.submit_run(tenant="t", spec=fan_out(50)).run_id
     seen = {}
 
@@ -59,7 +59,7 @@ def test_fan_out_aggregate_sees_all_outputs(repo: Repository) -> None:
     assert repo.get_run(run_id).status == "succeeded"
 
 
-def test_payload_carries_run_inputs_deps_and_params(repo: Repository) -> None:
+def test_payload_carries_run_inputs_deps_and_params(repo: Store) -> None:
     wf = spec({"a": {"executor": "builtin.echo", "params": {"p": 1}},
                "b": {"executor": "builtin.echo", "depends_on": ["a"], "params": {"p": 2}}})
     repo.submit_run(tenant="t", spec=wf, inputs={"question": "why"})
@@ -73,12 +73,12 @@ def test_payload_carries_run_inputs_deps_and_params(repo: Repository) -> None:
     assert payloads[1] == {"run": {"question": "why"}, "deps": {"a": {"v": 1}}, "params": {"p": 2}}
 
 
-def test_stale_completion_changes_nothing(repo: Repository, sql) -> None:
+def test_stale_completion_changes_nothing(repo: Store, sql) -> None:
     run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     [node] = repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)
-    assert repo.complete(node.id, node.version, {"first": True}) is True
+    assert complete(repo, node.id, node.version, {"first": True}) is True
     # A duplicate or late completion with the same (now old) version is a no-op.
-    assert repo.complete(node.id, node.version, {"second": True}) is False
+    assert complete(repo, node.id, node.version, {"second": True}) is False
     assert repo.fail(node.id, node.version, {"type": "X", "message": "late"}) == "stale"
     row = sql.execute("SELECT outputs, version FROM dagq.node_tasks WHERE id = %s",
                       (node.id,)).fetchone()
@@ -87,15 +87,15 @@ def test_stale_completion_changes_nothing(repo: Repository, sql) -> None:
     assert [e["type"] for e in events(sql, run_id)].count("run_succeeded") == 1
 
 
-def test_wrong_version_completion_is_fenced(repo: Repository, sql) -> None:
+def test_wrong_version_completion_is_fenced(repo: Store, sql) -> None:
     repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
     [node] = repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)
-    assert repo.complete(node.id, node.version - 1, {}) is False
+    assert complete(repo, node.id, node.version - 1, {}) is False
     assert sql.execute("SELECT status FROM dagq.node_tasks WHERE id = %s",
                        (node.id,)).fetchone()["status"] == "running"
 
 
-def test_retry_then_success_with_backoff(repo: Repository, sql) -> None:
+def test_retry_then_success_with_backoff(repo: Store, sql) -> None:
     wf = spec({"a": {"executor": "builtin.fail", "backoff": {"initial_s": 0, "max_s": 0}}})
     run_id = repo.submit_run(tenant="t", spec=wf).run_id
     calls = []
@@ -113,7 +113,7 @@ def test_retry_then_success_with_backoff(repo: Repository, sql) -> None:
     assert [t for t in types if t[0] == "node_retry"] == [("node_retry", 1), ("node_retry", 2)]
 
 
-def test_retry_waits_for_backoff(repo: Repository, sql) -> None:
+def test_retry_waits_for_backoff(repo: Store, sql) -> None:
     wf = spec({"a": {"executor": "builtin.fail", "backoff": {"initial_s": 60, "max_s": 60}}})
     repo.submit_run(tenant="t", spec=wf)
     [node] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
@@ -124,7 +124,7 @@ def test_retry_waits_for_backoff(repo: Repository, sql) -> None:
     assert 29 <= float(delay) <= 60
 
 
-def test_fail_fast_cancels_the_rest(repo: Repository, sql) -> None:
+def test_fail_fast_cancels_the_rest(repo: Store, sql) -> None:
     wf = spec({
         "a": {"executor": "builtin.noop"},
         "bad": {"executor": "builtin.fail", "depends_on": ["a"], "max_attempts": 1},
@@ -133,7 +133,7 @@ def test_fail_fast_cancels_the_rest(repo: Repository, sql) -> None:
     })
     run_id = repo.submit_run(tenant="t", spec=wf).run_id
     [a] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
-    repo.complete(a.id, a.version, {})
+    complete(repo, a.id, a.version, {})
     leased = {n.node_key: n for n in repo.lease(worker="w", queue="default", limit=5, ttl_s=30)}
     assert set(leased) == {"bad", "slow"}
     bad = leased["bad"]
@@ -152,7 +152,7 @@ def test_fail_fast_cancels_the_rest(repo: Repository, sql) -> None:
     assert repo.get_run(run_id).nodes_remaining == 0
 
 
-def test_partial_success_skips_only_descendants(repo: Repository, sql) -> None:
+def test_partial_success_skips_only_descendants(repo: Store, sql) -> None:
     wf = spec({
         "a": {"executor": "builtin.noop"},
         "bad": {"executor": "builtin.fail", "depends_on": ["a"], "max_attempts": 1},
@@ -173,14 +173,14 @@ def test_partial_success_skips_only_descendants(repo: Repository, sql) -> None:
     assert run.status == "partial_succeeded"
 
 
-def test_partial_with_nothing_succeeded_is_failed(repo: Repository) -> None:
+def test_partial_with_nothing_succeeded_is_failed(repo: Store) -> None:
     wf = spec({"a": {"executor": "builtin.fail", "max_attempts": 1}}, fail_fast=False)
     run_id = repo.submit_run(tenant="t", spec=wf).run_id
     drive(repo, {"a": lambda p: 1 / 0})
     assert repo.get_run(run_id).status == "failed"
 
 
-def test_same_event_key_is_idempotent(repo: Repository) -> None:
+def test_same_event_key_is_idempotent(repo: Store) -> None:
     wf = diamond()
     first = repo.submit_run(tenant="t", spec=wf, inputs={"a": 1}, event_key="k1")
     again = repo.submit_run(tenant="t", spec=wf, inputs={"a": 1}, event_key="k1")
@@ -191,7 +191,7 @@ def test_same_event_key_is_idempotent(repo: Repository) -> None:
         repo.submit_run(tenant="t", spec=wf, inputs={"a": 2}, event_key="k1")
 
 
-def test_fifty_concurrent_submissions_with_one_key(repo: Repository, sql) -> None:
+def test_fifty_concurrent_submissions_with_one_key(repo: Store, sql) -> None:
     wf = fan_out(5)
     barrier = threading.Barrier(50)
 
@@ -208,7 +208,7 @@ def test_fifty_concurrent_submissions_with_one_key(repo: Repository, sql) -> Non
     assert sql.execute("SELECT count(*) AS n FROM dagq.node_tasks").fetchone()["n"] == 7
 
 
-def test_eight_threads_lease_every_node_exactly_once(repo: Repository, sql) -> None:
+def test_eight_threads_lease_every_node_exactly_once(repo: Store, sql) -> None:
     sql.execute("""
         INSERT INTO dagq.runs (id, tenant, workflow, spec, fingerprint, nodes_total,
                                nodes_remaining)
@@ -235,7 +235,7 @@ def test_eight_threads_lease_every_node_exactly_once(repo: Repository, sql) -> N
     assert started == 10_000
 
 
-def test_cancel_and_retry_a_run(repo: Repository, sql) -> None:
+def test_cancel_and_retry_a_run(repo: Store, sql) -> None:
     run_id = repo.submit_run(tenant="t", spec=diamond()).run_id
     assert repo.cancel_run(run_id, "t") == "cancelled"
     run = repo.get_run(run_id)
@@ -252,7 +252,7 @@ def test_cancel_and_retry_a_run(repo: Repository, sql) -> None:
         repo.cancel_run(run_id, "t")
 
 
-def test_retry_reruns_only_what_did_not_succeed(repo: Repository) -> None:
+def test_retry_reruns_only_what_did_not_succeed(repo: Store) -> None:
     wf = spec({"a": {"executor": "builtin.noop"},
                "b": {"executor": "builtin.fail", "depends_on": ["a"], "max_attempts": 1},
                "c": {"executor": "builtin.noop", "depends_on": ["b"]}})
@@ -264,7 +264,7 @@ def test_retry_reruns_only_what_did_not_succeed(repo: Repository) -> None:
     assert repo.get_run(run_id).status == "succeeded"
 
 
-def test_other_tenant_sees_not_found(repo: Repository) -> None:
+def test_other_tenant_sees_not_found(repo: Store) -> None:
     run_id = repo.submit_run(tenant="t", spec=diamond()).run_id
     with pytest.raises(NotFound):
         repo.get_run(run_id, "someone-else")
@@ -272,7 +272,7 @@ def test_other_tenant_sees_not_found(repo: Repository) -> None:
         repo.cancel_run(run_id, "someone-else")
 
 
-def test_requeue_unstarted_spends_no_attempt(repo: Repository, sql) -> None:
+def test_requeue_unstarted_spends_no_attempt(repo: Store, sql) -> None:
     repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
     [node] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
     assert repo.requeue_unstarted(worker="w", leases=[(node.id, node.version)]) == 1
@@ -283,7 +283,7 @@ def test_requeue_unstarted_spends_no_attempt(repo: Repository, sql) -> None:
     assert repo.requeue_unstarted(worker="w", leases=[(node.id, node.version)]) == 0
 
 
-def test_retry_expands_a_failed_map_node_again(repo: Repository) -> None:
+def test_retry_expands_a_failed_map_node_again(repo: Store) -> None:
     wf = spec({"src": {"executor": "builtin.echo", "params": {"items": [1, 2, 3]}},
                "each": {"executor": "t.each", "depends_on": ["src"], "max_attempts": 1,
                         "map": {"dep": "src", "path": "params.items"}},
@@ -307,7 +307,7 @@ def test_retry_expands_a_failed_map_node_again(repo: Repository) -> None:
     assert each_node.outputs == [{"v": 1}, {"v": 2}, {"v": 3}] and each_node.items == 3
 
 
-def test_retry_rechecks_the_if_condition(repo: Repository, sql) -> None:
+def test_retry_rechecks_the_if_condition(repo: Store, sql) -> None:
     wf = spec({"route": {"executor": "builtin.echo"},
                "bad": {"executor": "builtin.fail", "max_attempts": 1},
                "only_b": {"executor": "builtin.noop", "depends_on": ["route"],
@@ -321,7 +321,7 @@ def test_retry_rechecks_the_if_condition(repo: Repository, sql) -> None:
     assert statuses == {"route": "succeeded", "bad": "succeeded", "only_b": "skipped"}
 
 
-def test_retry_refuses_while_a_node_still_runs(repo: Repository) -> None:
+def test_retry_refuses_while_a_node_still_runs(repo: Store) -> None:
     wf = spec({"a": {"executor": "builtin.noop"}, "b": {"executor": "builtin.noop"}})
     run_id = repo.submit_run(tenant="t", spec=wf).run_id
     leased = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
@@ -333,22 +333,22 @@ def test_retry_refuses_while_a_node_still_runs(repo: Repository) -> None:
     assert repo.retry_run(run_id, "t") == "running"
 
 
-def test_complete_many_releases_a_join_once_and_skips_stale_items(repo: Repository, sql) -> None:
-    from dagq.repository import Completion
+def test_complete_many_releases_a_join_once_and_skips_stale_items(repo: Store, sql) -> None:
+    from dagq.store import Completion
 
     runs = [repo.submit_run(tenant="t", spec=fan_out(3)).run_id for _ in range(2)]
     roots = repo.lease(worker="w", queue="default", limit=10, ttl_s=30)
-    assert repo.complete_many([Completion(n.id, n.version, {}) for n in roots]) == [True] * 2
+    assert complete_many(repo, [Completion(n.id, n.version, {}) for n in roots]) == [True] * 2
     middles = repo.lease(worker="w", queue="default", limit=10, ttl_s=30)
     assert len(middles) == 6
     stale = Completion(roots[0].id, roots[0].version, {"late": True})
-    results = repo.complete_many([*(Completion(n.id, n.version, {"m": n.node_key})
+    results = complete_many(repo, [*(Completion(n.id, n.version, {"m": n.node_key})
                                     for n in middles), stale])
     assert results == [True] * 6 + [False]
     aggs = repo.lease(worker="w", queue="default", limit=10, ttl_s=30)
     assert sorted(n.node_key for n in aggs) == ["agg", "agg"]
     assert all(len(n.deps) == 3 for n in aggs)
-    repo.complete_many([Completion(n.id, n.version, {}) for n in aggs])
+    complete_many(repo, [Completion(n.id, n.version, {}) for n in aggs])
     for run_id in runs:
         assert repo.get_run(run_id).status == "succeeded"
         events = [e["type"] for e in sql.execute(
@@ -357,11 +357,11 @@ def test_complete_many_releases_a_join_once_and_skips_stale_items(repo: Reposito
         assert events.count("node_queued") == 5  # root, 3 middles, agg: each once
 
 
-def test_stale_outcomes_are_counted(repo: Repository, sql) -> None:
+def test_stale_outcomes_are_counted(repo: Store, sql) -> None:
     repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
     [node] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
-    repo.complete(node.id, node.version, {})
-    repo.complete(node.id, node.version, {})
+    complete(repo, node.id, node.version, {})
+    complete(repo, node.id, node.version, {})
     repo.fail(node.id, node.version, {"type": "E", "message": "late"})
     row = sql.execute("SELECT value FROM dagq.counters WHERE name = 'stale_completions'"
                       ).fetchone()

@@ -6,25 +6,25 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from dagq.models import ExecutorInfo
-from dagq.repository import Repository
-from tests.helpers import spec
+from dagq.store import Store
+from tests.helpers import complete, spec
 
 SERVED = ["capped", "free", "rated"]
 
 
-def register(repo: Repository) -> None:
+def register(repo: Store) -> None:
     repo.register_worker(worker="w", hostname="h", pid=1, queues=["default"], threads=8,
                          executors=[ExecutorInfo(name="capped", concurrency=3),
                                     ExecutorInfo(name="rated", rate_per_s=5),
                                     ExecutorInfo(name="free")])
 
 
-def submit(repo: Repository, executor: str, count: int) -> None:
+def submit(repo: Store, executor: str, count: int) -> None:
     wf = spec({f"n{i}": {"executor": executor} for i in range(count)}, name=executor)
     repo.submit_run(tenant="t", spec=wf)
 
 
-def lease(repo: Repository, limit: int = 16, worker: str = "w"):
+def lease(repo: Store, limit: int = 16, worker: str = "w"):
     return repo.lease(worker=worker, queue="default", limit=limit, ttl_s=30,
                       executors=SERVED, capped=["capped", "rated"])
 
@@ -39,7 +39,7 @@ def test_capped_backlog_does_not_block_other_executors(repo) -> None:
     assert [n for n in lease(repo) if n.executor == "capped"] == []
     # One finishes: exactly one more may start.
     first = next(n for n in leased if n.executor == "capped")
-    repo.complete(first.id, first.version, {})
+    complete(repo, first.id, first.version, {})
     assert [n.executor for n in lease(repo)] == ["capped"]
 
 
@@ -58,7 +58,7 @@ def test_cap_holds_under_concurrent_leasers(repo, sql) -> None:
                 running = sql_count(sql_url)
                 with lock:
                     peak = max(peak, running)
-                repo.complete(node.id, node.version, {})
+                complete(repo, node.id, node.version, {})
 
     sql_url = sql.info.dsn
     with ThreadPoolExecutor(8) as pool:

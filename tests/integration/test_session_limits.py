@@ -13,7 +13,8 @@ import pytest
 from dagq.config import Settings
 from dagq.db import SessionLimits, connect, conninfo, open_pool
 from dagq.errors import DatabaseUnavailable
-from dagq.repository import TRANSIENT_ERRORS, Repository, transient
+from dagq.store import Store
+from dagq.store.core import TRANSIENT_ERRORS, transient
 from tests.helpers import spec
 
 LIMITS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
@@ -63,7 +64,7 @@ def hold_run(db_url: str, run_id) -> psycopg.Connection:
 
 def test_a_lock_timeout_is_retried_until_the_lock_is_free(db_url: str, repo) -> None:
     run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
-    quick = Repository(open_pool(db_url, size=2, limits=SessionLimits(60, 0.2, 10, 10, 10)),
+    quick = Store(open_pool(db_url, size=2, limits=SessionLimits(60, 0.2, 10, 10, 10)),
                        retry_s=30)
     holder = hold_run(db_url, run_id)
     try:
@@ -76,7 +77,7 @@ def test_a_lock_timeout_is_retried_until_the_lock_is_free(db_url: str, repo) -> 
 
 def test_a_lock_held_past_the_retry_window_is_database_unavailable(db_url: str, repo) -> None:
     run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
-    quick = Repository(open_pool(db_url, size=2, limits=SessionLimits(60, 0.2, 10, 10, 10)),
+    quick = Store(open_pool(db_url, size=2, limits=SessionLimits(60, 0.2, 10, 10, 10)),
                        retry_s=1)
     holder = hold_run(db_url, run_id)
     try:
@@ -94,7 +95,7 @@ def test_a_call_with_a_deadline_is_cut_off_even_if_the_server_never_answers(
     the connection at the deadline and the call fails then, with a clear message."""
     run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     pool = open_pool(db_url, size=2, limits=SessionLimits(0, 0, 0, 10, 10))
-    bounded = Repository(pool, retry_s=1.0, call_timeout_s=1.0)
+    bounded = Store(pool, retry_s=1.0, call_timeout_s=1.0)
     holder = hold_run(db_url, run_id)
     try:
         started = time.monotonic()

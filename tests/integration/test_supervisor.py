@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagq.repository import Repository
+from dagq.store import Store
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.leases import lease_key
 from dagq.workers.supervisor import Supervisor
@@ -10,7 +10,7 @@ from tests.helpers import spec
 
 
 def test_a_heartbeat_answer_does_not_lose_an_attempt_leased_meanwhile(
-    repo: Repository, sql
+    repo: Store, sql
 ) -> None:
     """The heartbeat asks about node n (attempt v1, just reclaimed, so reported gone);
     while it runs, this worker leases n again (v2). Losing n by node id would stop v2,

@@ -9,13 +9,13 @@ import psycopg.sql
 import pytest
 
 from dagq.config import Settings
-from dagq.repository import Repository
+from dagq.store import Store
 from dagq.sweeper import Sweeper
-from tests.helpers import drive, spec
+from tests.helpers import complete, drive, spec
 
 
 @pytest.fixture
-def sweeper(repo: Repository) -> Sweeper:
+def sweeper(repo: Store) -> Sweeper:
     return Sweeper(repo, Settings(worker_dead_after_s=30, retention_days=7))
 
 
@@ -50,7 +50,7 @@ def test_expired_lease_is_requeued_as_a_failed_attempt(repo, sweeper, sql) -> No
     assert types_for(sql, run_id, "a")[-2:] == ["node_lease_expired", "node_retry"]
     [again] = repo.lease(worker="w2", queue="default", limit=1, ttl_s=30)
     assert again.attempts == 2
-    assert repo.complete(again.id, again.version, {}) is True
+    assert complete(repo, again.id, again.version, {}) is True
     assert repo.get_run(run_id).status == "succeeded"
 
 
@@ -78,7 +78,7 @@ def test_late_completion_after_reclaim_changes_nothing(repo, sweeper, sql) -> No
     run_id, leased = one_node(repo, max_attempts=3)
     expire(sql, leased.id)
     sweeper.reclaim()
-    assert repo.complete(leased.id, leased.version, {"late": True}) is False
+    assert complete(repo, leased.id, leased.version, {"late": True}) is False
     assert repo.fail(leased.id, leased.version, {"type": "E", "message": "late"}) == "stale"
     row = sql.execute("SELECT status, outputs FROM dagq.node_tasks WHERE id = %s",
                       (leased.id,)).fetchone()
@@ -94,7 +94,7 @@ def test_completion_racing_the_reclaim_leaves_one_consistent_state(repo, sweeper
 
         def finish(leased=leased, barrier=barrier):
             barrier.wait()
-            return repo.complete(leased.id, leased.version, {"done": True})
+            return complete(repo, leased.id, leased.version, {"done": True})
 
         def reclaim(barrier=barrier):
             barrier.wait()

@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from dagq.repository import Completion, Handoff, Repository
-from tests.helpers import spec
+from dagq.store import Completion, Handoff, Store
+from tests.helpers import complete, spec
 
 ERROR = {"type": "RuntimeError", "message": "boom"}
 
@@ -35,10 +35,10 @@ def workflow():
     }, name="fail-fast-race")
 
 
-def start_middle_level(repo: Repository) -> tuple[Any, dict[str, Any]]:
+def start_middle_level(repo: Store) -> tuple[Any, dict[str, Any]]:
     run_id = repo.submit_run(tenant="t", spec=workflow()).run_id
     [load] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
-    assert repo.complete(load.id, load.version, {})
+    assert complete(repo, load.id, load.version, {})
     leased = {n.node_key: n for n in repo.lease(worker="w", queue="default", limit=5,
                                                  ttl_s=30)}
     assert set(leased) == {"transform", "flaky", "notify"}
@@ -114,7 +114,7 @@ def finish_notify(repo, run_id, leased) -> None:
 
 
 def test_a_retry_that_commits_after_the_run_failed_ends_the_node_cancelled(
-        repo: Repository, sql, db_url: str) -> None:
+        repo: Store, sql, db_url: str) -> None:
     run_id, leased = start_middle_level(repo)
     outcomes = race(repo, sql, db_url, run_id, leased, first="transform")
     assert outcomes == {"transform": "failed", "flaky": "cancelled"}
@@ -129,7 +129,7 @@ def test_a_retry_that_commits_after_the_run_failed_ends_the_node_cancelled(
 
 
 def test_a_node_requeued_just_before_the_run_failed_is_cancelled_not_leased(
-        repo: Repository, sql, db_url: str) -> None:
+        repo: Store, sql, db_url: str) -> None:
     """flaky's retry commits first (the run is still running), but transform's fail-fast
     had already passed over it: the node sits queued in a failed run. Leasing it must
     cancel it, never start it."""
@@ -147,7 +147,7 @@ def test_a_node_requeued_just_before_the_run_failed_is_cancelled_not_leased(
 
 @pytest.mark.parametrize("run_status", ["failed", "cancelled"])
 def test_a_hand_off_in_a_terminal_run_cancels_instead_of_leasing(
-        repo: Repository, sql, run_status: str) -> None:
+        repo: Store, sql, run_status: str) -> None:
     """However a released node ended up queued in a run that is already over, the
     completing worker's hand-off cancels it."""
     wf = spec({"a": {"executor": "builtin.noop"}, "side": {"executor": "builtin.noop"},
@@ -172,7 +172,7 @@ def test_a_hand_off_in_a_terminal_run_cancels_instead_of_leasing(
 
 
 def test_a_reclaimed_lease_of_a_terminal_run_is_cancelled_not_requeued(
-        repo: Repository, sql, db_url: str) -> None:
+        repo: Store, sql, db_url: str) -> None:
     """The sweeper's reclaim makes the same decision under the run lock."""
     from dagq.config import Settings
     from dagq.sweeper import Sweeper
@@ -191,7 +191,7 @@ def test_a_reclaimed_lease_of_a_terminal_run_is_cancelled_not_requeued(
     assert repo.get_run(run_id).nodes_remaining == 0
 
 
-def test_a_shutdown_requeue_in_a_terminal_run_cancels(repo: Repository, sql) -> None:
+def test_a_shutdown_requeue_in_a_terminal_run_cancels(repo: Store, sql) -> None:
     """A stopping worker hands back a prefetched lease of a run that ended meanwhile."""
     wf = spec({"a": {"executor": "builtin.noop"}, "b": {"executor": "builtin.noop"}})
     run_id = repo.submit_run(tenant="t", spec=wf).run_id

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from dagq.models import ExecutorInfo
-from dagq.repository import Repository
-from tests.helpers import drive, spec
+from dagq.store import Store
+from tests.helpers import complete, drive, spec
 
 
 def boom(payload):
@@ -23,7 +23,7 @@ def merge(payload):
     return payload["deps"]
 
 
-def register(repo: Repository, worker: str, queues: list[str] | None = None) -> None:
+def register(repo: Store, worker: str, queues: list[str] | None = None) -> None:
     repo.register_worker(worker=worker, hostname="host-1", pid=4242,
                          queues=queues or ["default"], threads=4,
                          executors=[ExecutorInfo(name="builtin.echo", queue="default")])
@@ -49,7 +49,7 @@ def node_states(sql, run_id: uuid.UUID) -> dict[str, tuple[str, int]]:
 # ===== running_nodes, stuck_nodes, worker_status ======================================
 
 
-def test_running_node_becomes_stuck_only_when_its_lease_expired(repo: Repository, sql) -> None:
+def test_running_node_becomes_stuck_only_when_its_lease_expired(repo: Store, sql) -> None:
     register(repo, "w1")
     run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.echo"}})).run_id
     repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)
@@ -79,13 +79,13 @@ def test_running_node_becomes_stuck_only_when_its_lease_expired(repo: Repository
     assert sql.execute("SELECT * FROM dagq.running_nodes").fetchall() == []
 
 
-def test_running_nodes_lists_map_items_not_the_waiting_map_node(repo: Repository, sql) -> None:
+def test_running_nodes_lists_map_items_not_the_waiting_map_node(repo: Store, sql) -> None:
     wf = spec({"src": {"executor": "builtin.echo"},
                "per_doc": {"executor": "builtin.echo", "depends_on": ["src"],
                            "map": {"dep": "src", "path": "docs"}}})
     repo.submit_run(tenant="t", spec=wf)
     [src] = repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)
-    repo.complete(src.id, src.version, {"docs": ["x", "y", "z"]})
+    complete(repo, src.id, src.version, {"docs": ["x", "y", "z"]})
     repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)
 
     rows = sql.execute("SELECT node_key FROM dagq.running_nodes").fetchall()
@@ -94,7 +94,7 @@ def test_running_nodes_lists_map_items_not_the_waiting_map_node(repo: Repository
     assert (depth["queued"], depth["delayed"], depth["running"]) == (2, 0, 1)
 
 
-def test_worker_status_shows_heartbeat_age_and_leases_held(repo: Repository, sql) -> None:
+def test_worker_status_shows_heartbeat_age_and_leases_held(repo: Store, sql) -> None:
     register(repo, "w1")
     register(repo, "w2")
     repo.stop_worker("w2")
@@ -115,7 +115,7 @@ def test_worker_status_shows_heartbeat_age_and_leases_held(repo: Repository, sql
 # ===== queue_depth ====================================================================
 
 
-def test_queue_depth_separates_queued_delayed_and_running(repo: Repository, sql) -> None:
+def test_queue_depth_separates_queued_delayed_and_running(repo: Store, sql) -> None:
     register(repo, "w1", queues=["default", "idle"])
     wf = spec({"a": {"executor": "builtin.echo"}, "b": {"executor": "builtin.echo"},
                "c": {"executor": "builtin.echo"}, "d": {"executor": "builtin.echo"},
@@ -139,7 +139,7 @@ def test_queue_depth_separates_queued_delayed_and_running(repo: Repository, sql)
 # ===== run_summary ====================================================================
 
 
-def test_run_summary_counts_a_failed_run(repo: Repository, sql) -> None:
+def test_run_summary_counts_a_failed_run(repo: Store, sql) -> None:
     wf = spec({"a": {"executor": "builtin.echo"}, "d": {"executor": "builtin.echo"},
                "b": {"executor": "builtin.echo", "depends_on": ["a"], "max_attempts": 1},
                "c": {"executor": "builtin.echo", "depends_on": ["b"]}}, name="report")
@@ -165,7 +165,7 @@ def test_run_summary_counts_a_failed_run(repo: Repository, sql) -> None:
 # ===== node_latency ===================================================================
 
 
-def test_node_latency_percentiles_over_the_last_hour(repo: Repository, sql) -> None:
+def test_node_latency_percentiles_over_the_last_hour(repo: Store, sql) -> None:
     nodes = {f"n{i:03d}": {"executor": "builtin.echo"} for i in range(1, 102)}
     nodes["other"] = {"executor": "builtin.noop"}
     run_id = repo.submit_run(tenant="t", spec=spec(nodes)).run_id
@@ -197,7 +197,7 @@ def test_node_latency_percentiles_over_the_last_hour(repo: Repository, sql) -> N
 
 
 def test_node_latency_leaves_out_map_nodes_and_measures_their_items(
-    repo: Repository, sql
+    repo: Store, sql
 ) -> None:
     wf = spec({"src": {"executor": "builtin.noop"},
                "per_doc": {"executor": "builtin.echo", "depends_on": ["src"],
@@ -220,7 +220,7 @@ def fail_fast_diamond():
 
 
 def test_requeue_failed_node_reopens_the_run_and_workers_finish_it(
-    repo: Repository, sql
+    repo: Store, sql
 ) -> None:
     run_id = repo.submit_run(tenant="t", spec=fail_fast_diamond()).run_id
     drive(repo, {"b": boom}, batch=1)  # b fails first: c is cancelled while queued, d too
@@ -255,7 +255,7 @@ def test_requeue_failed_node_reopens_the_run_and_workers_finish_it(
     assert counts == {"nodes_remaining": 0, "nodes_failed": 0, "nodes_succeeded": 4}
 
 
-def test_requeue_keeps_branches_below_another_failure_skipped(repo: Repository, sql) -> None:
+def test_requeue_keeps_branches_below_another_failure_skipped(repo: Store, sql) -> None:
     wf = spec({"a": {"executor": "builtin.echo", "max_attempts": 1},
                "b": {"executor": "builtin.echo", "max_attempts": 1},
                "c": {"executor": "builtin.echo", "depends_on": ["a"]},
@@ -277,7 +277,7 @@ def test_requeue_keeps_branches_below_another_failure_skipped(repo: Repository, 
     assert node_states(sql, run_id)["d"] == ("skipped", 2)
 
 
-def test_requeue_a_failed_map_node_expands_it_again(repo: Repository, sql) -> None:
+def test_requeue_a_failed_map_node_expands_it_again(repo: Store, sql) -> None:
     wf = spec({"src": {"executor": "builtin.noop"},
                "per_doc": {"executor": "builtin.echo", "depends_on": ["src"],
                            "max_attempts": 1, "map": {"dep": "src", "path": "docs"}},
@@ -311,7 +311,7 @@ def test_requeue_a_failed_map_node_expands_it_again(repo: Repository, sql) -> No
 
 
 @pytest.mark.parametrize("status", ["queued", "running"])
-def test_requeue_refuses_while_the_run_is_open(repo: Repository, sql, status: str) -> None:
+def test_requeue_refuses_while_the_run_is_open(repo: Store, sql, status: str) -> None:
     run_id = repo.submit_run(tenant="t", spec=fail_fast_diamond()).run_id
     if status == "running":
         repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)
@@ -319,7 +319,7 @@ def test_requeue_refuses_while_the_run_is_open(repo: Repository, sql, status: st
         requeue(sql, run_id, "a")
 
 
-def test_requeue_refuses_what_cannot_run_and_changes_nothing(repo: Repository, sql) -> None:
+def test_requeue_refuses_what_cannot_run_and_changes_nothing(repo: Store, sql) -> None:
     run_id = repo.submit_run(tenant="t", spec=fail_fast_diamond()).run_id
     drive(repo, {"b": boom}, batch=1)
     before = node_states(sql, run_id)
@@ -341,7 +341,7 @@ def test_requeue_refuses_what_cannot_run_and_changes_nothing(repo: Repository, s
 
 
 def test_requeue_refuses_while_a_task_of_the_finished_run_still_runs(
-    repo: Repository, sql
+    repo: Store, sql
 ) -> None:
     wf = spec({"a": {"executor": "builtin.echo", "max_attempts": 1},
                "b": {"executor": "builtin.echo"}})
@@ -354,7 +354,7 @@ def test_requeue_refuses_while_a_task_of_the_finished_run_still_runs(
         requeue(sql, run_id, "a")
 
 
-def test_requeue_in_a_run_cancelled_before_it_started(repo: Repository, sql) -> None:
+def test_requeue_in_a_run_cancelled_before_it_started(repo: Store, sql) -> None:
     run_id = repo.submit_run(tenant="t", spec=fail_fast_diamond()).run_id
     repo.cancel_run(run_id, None)
 

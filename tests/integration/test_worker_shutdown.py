@@ -13,7 +13,7 @@ from dramatiq import Worker
 from psycopg_pool import ConnectionPool
 
 from dagq.errors import DatabaseUnavailable
-from dagq.repository import Repository
+from dagq.store import Store
 from dagq.workers import process
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.listener import QueueListener
@@ -33,7 +33,7 @@ def unreachable_repo():
     # As a worker's pool, but never connected: the pool's own timeout (30 s) applies.
     pool = ConnectionPool(url, min_size=1, max_size=2, name="unreachable", open=False)
     pool.open(wait=False)
-    repo = Repository(pool)  # the default retry of transient errors: 60 s
+    repo = Store(pool)  # the default retry of transient errors: 60 s
     yield url, repo
     pool.close(timeout=1)
 

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from dagq.backoff import backoff_delay
-from dagq.repository import final_run_status
+from dagq.store.accounting import final_run_status
 
 
 def test_delay_doubles_with_jitter_and_respects_the_cap() -> None:

@@ -1,0 +1,39 @@
+"""The store: the one place dagq's SQL runs (named queries from sql/queries/), split by
+concern. `Store` composes the concerns; each is a class in a module of its own:
+
+- `core`: the pool, transactions, transient retries, notify-after-commit, channel names
+- `accounting`: per-run tallies and the rule that ends a run
+- `propagation`: a node's end moving through its run (release, skip, map expansion)
+- `transitions`: failed attempts (retry, fail, stop) and run accounting
+- `submit`: workflows and submitting runs
+- `leases`: a worker's statements (lease, heartbeat, complete + hand-off, fail, requeue)
+- `runs`: reading, cancelling and retrying runs
+- `maintenance`: the sweeper's passes (reclaim, dead workers, heal, deadlines, prune)
+- `directory`: workers, executors, queues, API keys, schedules
+- `ops`: queue statistics, readiness, metrics, the event tail
+
+Every public method is one short transaction unless its docstring says otherwise. Node
+rows are always locked before the run row (`lock_run`), and every transaction that
+writes a run's events takes that run lock first, so a run's event ids follow commit
+order (SSE resume relies on it). A decision that depends on the run's status (retry,
+lease, requeue) reads it under that lock. The sweeper's statements never wait for a row
+another transaction holds (SKIP LOCKED, NOWAIT): a client frozen inside a transaction
+must not stall maintenance. Transient database errors (lock and statement timeouts
+included) are retried, at the outermost call only; a fenced no-op is a normal result.
+The listeners (dagq.api.hub, dagq.workers.listener) hold their own LISTEN connections.
+"""
+
+from __future__ import annotations
+
+from dagq.store.directory import DirectoryStore
+from dagq.store.leases import Completion, Handoff, LeaseStore
+from dagq.store.maintenance import MaintenanceStore
+from dagq.store.ops import OpsStore
+from dagq.store.runs import RunStore
+from dagq.store.submit import SubmitStore
+
+__all__ = ["Completion", "Handoff", "Store"]
+
+
+class Store(SubmitStore, LeaseStore, RunStore, MaintenanceStore, DirectoryStore, OpsStore):
+    """Every concern of the store over one pool (see the module docstring)."""

@@ -1,0 +1,242 @@
+"""The store's transaction core: the pool, transactions, transient retries (at one
+level only), notifications sent after commit, and the channel names."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, Self, TypeVar
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_delay,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from dagq.db import WATCHDOG, DatabaseTimeout
+from dagq.errors import DatabaseUnavailable
+from dagq.models import (
+    ExecutorInfo,
+)
+from dagq.sqlfiles import queries
+
+log = logging.getLogger("dagq.store")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+QUEUED_CHANNEL = "dagq_queued"
+EVENTS_CHANNEL = "dagq_events"
+TRANSIENT_RETRY_S = 60.0
+STALE_COMPLETIONS = "stale_completions"  # dagq.counters: outcomes the fence ignored
+LEASE_EXPIRED = {
+    "type": "LeaseExpired",
+    "message": "the worker holding this node stopped heartbeating (crashed, killed or "
+               "partitioned)",
+}
+
+
+# Errors worth trying again: connection loss, serialization failure, deadlock, a lock or
+# statement timeout (LockNotAvailable, QueryCanceled), a session the server ended
+# because its transaction sat idle too long (its client was frozen), a pool timeout.
+TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+
+# The deadline of the outermost store call running in this thread (API requests).
+_call = threading.local()
+
+
+def transient(fn: Callable[P, T]) -> Callable[P, T]:
+    """Retry transient errors for the owner's `retry_s`, then give up cleanly; with a
+    `call_timeout_s`, the whole call (every attempt, checkout and wait) ends by then."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        owner = args[0] if args else None
+        retry_s = getattr(owner, "retry_s", TRANSIENT_RETRY_S)
+        budget = getattr(owner, "call_timeout_s", None)
+        outermost = budget is not None and getattr(_call, "deadline", None) is None
+        retrying = Retrying(
+            retry=retry_if_exception_type(TRANSIENT_ERRORS)
+            & retry_if_not_exception_type(DatabaseTimeout),  # its time is up
+            wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
+            # Bounded calls never start a sleep they could not finish in time.
+            stop=stop_before_delay(retry_s) if budget else stop_after_delay(retry_s),
+            reraise=True,
+        )
+        if outermost:
+            _call.deadline = time.monotonic() + budget
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return fn(*args, **kwargs)
+        except DatabaseTimeout as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        except TRANSIENT_ERRORS as exc:
+            raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+        finally:
+            if outermost:
+                _call.deadline = None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return wrapper
+
+
+@dataclass
+class Effects:
+    """Events and notifications a transaction emits, written once at its end."""
+
+    events: list[tuple[uuid.UUID, str | None, str, int | None, dict[str, Any]]] = field(
+        default_factory=list
+    )
+    queues: set[str] = field(default_factory=set)  # wake these queues' consumers
+    # Nodes released (queued) by this transaction, by queue, as (-priority, id): a
+    # hand-off may lease them; the queues of those left over are woken.
+    released: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+    def event(
+        self, run_id: uuid.UUID, node_key: str | None, type_: str, attempt: int | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.events.append((run_id, node_key, type_, attempt, data or {}))
+
+    def flush(self, cur: psycopg.Cursor[Any]) -> None:
+        self.write_events(cur)
+        self.notify()
+
+    def write_events(self, cur: psycopg.Cursor[Any]) -> None:
+        if not self.events:
+            return
+        cur.execute(queries()["insert_events"], {"events": Jsonb([
+            {"run_id": str(run_id), "node_key": key, "type": type_, "attempt": attempt,
+             "data": data}
+            for run_id, key, type_, attempt, data in self.events])})
+        notify_event_streams(event[0] for event in self.events)
+        self.events.clear()
+
+    def notify(self) -> None:
+        wake = self.queues | {queue for queue, ids in self.released.items() if ids}
+        for queue in sorted(wake):
+            notify_after_commit(QUEUED_CHANNEL, queue)
+
+
+
+# Notifications wait for their transaction to commit, then go out in a transaction of
+# their own. A NOTIFY inside a durable transaction holds a database-wide lock until that
+# transaction's WAL is flushed, which serialises every commit (no group commit); a
+# transaction that only notifies writes no WAL and holds that lock for microseconds.
+# A notification lost to a crash in between costs latency only: consumers poll.
+_outbox = threading.local()
+
+
+def notify_event_streams(run_ids: Iterable[uuid.UUID]) -> None:
+    """Wake the event streams of these runs (all streams when there are many)."""
+    runs = sorted({str(run_id) for run_id in run_ids})
+    notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100 else "*")
+
+
+def notify_after_commit(channel: str, payload: str) -> None:
+    notes = getattr(_outbox, "notes", None)
+    if notes is None:
+        raise RuntimeError("notifications are only sent from inside a transaction")
+    notes.append((channel, payload))
+
+
+
+class StoreCore:
+    """The pool and transactions. Thread-safe: each call borrows a connection."""
+
+    def __init__(
+        self, pool: ConnectionPool, *, retry_s: float = TRANSIENT_RETRY_S,
+        call_timeout_s: float | None = None,
+    ) -> None:
+        """`retry_s`: how long transient database errors are retried before
+        DatabaseUnavailable (workers ride out a Postgres restart; the API answers 503
+        sooner). `call_timeout_s`: every call ends within this, retries included, even
+        when the server hangs (the API's bound on a request's database calls)."""
+        self.pool = pool
+        self.retry_s = retry_s
+        self.call_timeout_s = call_timeout_s
+        self.wait_s: float | None = None  # for a pooled connection; None: the pool's timeout
+        self._executors_cache: tuple[float, dict[str, ExecutorInfo] | None] = (0.0, None)
+        self._queues_cache: tuple[float, frozenset[str] | None] = (0.0, None)
+
+    def bounded(self, seconds: float) -> Self:
+        """This store (same pool), for calls that must give up after about `seconds`
+        (a worker shutting down must be gone before it is killed): transient errors are
+        retried for half of it, and each try waits at most half of it for a connection."""
+        bounded = copy.copy(self)
+        bounded.retry_s = bounded.wait_s = seconds / 2
+        return bounded
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextlib.contextmanager
+    def _tx(self, *, one_statement: bool = False) -> Iterator[psycopg.Cursor[Any]]:
+        """A transaction on a pooled (autocommit) connection; its notifications go out in
+        one statement once it committed.
+
+        `one_statement`: the body runs a single statement, which is a transaction of its
+        own in autocommit, so no BEGIN and COMMIT round trips are spent on it.
+        """
+        deadline = getattr(_call, "deadline", None)
+        with self._connection(deadline) as conn:
+            notes: list[tuple[str, str]] = []
+            outer, _outbox.notes = getattr(_outbox, "notes", None), notes
+            try:
+                tx = contextlib.nullcontext() if one_statement else conn.transaction()
+                with tx, conn.cursor() as cur:
+                    yield cur
+            finally:
+                _outbox.notes = outer
+            if notes:  # committed: now tell the listeners
+                self._notify(conn, list(dict.fromkeys(notes)))
+
+    @contextlib.contextmanager
+    def _connection(self, deadline: float | None) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; with a deadline (monotonic), the checkout waits only
+        until then and the connection is cut off if still in use then."""
+        if deadline is None:
+            with self.pool.connection(timeout=self.wait_s) as conn:
+                yield conn
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DatabaseTimeout("the database did not answer in time")
+        with self.pool.connection(timeout=left) as conn, \
+                WATCHDOG.bound(conn, deadline - time.monotonic()) as fired:
+            try:
+                yield conn
+            except psycopg.Error as exc:
+                if fired:
+                    raise DatabaseTimeout(
+                        f"the database did not answer within {self.call_timeout_s}s") from exc
+                raise
+
+    @staticmethod
+    def _notify(conn: psycopg.Connection[Any], notes: list[tuple[str, str]]) -> None:
+        """Best effort, and never a reason to retry the committed transaction: a lost
+        notification costs latency only (consumers poll, event streams re-read)."""
+        try:
+            conn.execute(queries()["notify"], {"channels": [c for c, _ in notes],
+                                               "payloads": [p for _, p in notes]})
+        except psycopg.Error as exc:
+            log.info("notification lost after commit (%s); listeners will poll", exc)
+
+    @transient
+    def ping(self) -> bool:
+        with self._tx() as cur:
+            return cur.execute(queries()["ping"]).fetchone() is not None

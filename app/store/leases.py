@@ -1,0 +1,269 @@
+"""A worker's side: lease, heartbeat, complete (with the hand-off), fail, requeue."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from dagq.models import (
+    HeartbeatResult,
+    LeasedNode,
+)
+from dagq.sqlfiles import queries
+from dagq.store.accounting import Tallies
+from dagq.store.core import (
+    QUEUED_CHANNEL,
+    STALE_COMPLETIONS,
+    Effects,
+    notify_after_commit,
+    notify_event_streams,
+    transient,
+)
+from dagq.store.transitions import Transitions
+
+log = logging.getLogger("dagq.store")
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """Lease what a completion releases for the completing worker, in the same
+    transaction: `room` free prefetch slots per queue, for the (uncapped) `executors`
+    it serves."""
+
+    worker: str
+    ttl_s: float
+    executors: list[str]
+    room: dict[str, int]
+
+
+@dataclass
+class HandedOff:
+    """The rows the last try of a completion leased to its worker in its hand-off, kept
+    across the transient retries of one call: when a try's COMMIT went through but its
+    answer was lost, the next try finds those leases still held and runs them rather
+    than let them expire (`_adopt`). Owned by one `complete_and_lease` call."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One successful attempt to record: the fence (id, version) and its outputs."""
+
+    node_id: int
+    version: int
+    outputs: Any
+    wake_queue: str | None = None
+
+
+def _allowance(cap: dict[str, Any], running: int) -> tuple[int, float | None]:
+    """How many more tasks a capped executor may start now, and its refilled tokens.
+
+    Concurrency: `concurrency - running`. Rate: a token bucket holding at most one
+    second's worth (`rate_per_s`, at least 1), refilled at `rate_per_s` per second.
+    """
+    allowance = 1_000_000
+    if cap["concurrency"] is not None:
+        allowance = cap["concurrency"] - running
+    tokens = None
+    if cap["rate_per_s"] is not None:
+        rate = cap["rate_per_s"]
+        burst = max(1.0, rate)
+        tokens = burst if cap["tokens"] is None else min(
+            burst, cap["tokens"] + rate * float(cap["idle_s"]))
+        allowance = min(allowance, int(tokens))
+    return max(0, allowance), tokens
+
+
+
+class LeaseStore(Transitions):
+    """Every statement a worker runs on its leases."""
+
+    @transient
+    def lease(
+        self, *, worker: str, queue: str, limit: int, ttl_s: float,
+        executors: list[str] | None = None, capped: list[str] | None = None,
+    ) -> list[LeasedNode]:
+        """Lease up to `limit` queued nodes of `queue` whose executor this worker serves.
+
+        `capped` names served executors declared with a concurrency or rate cap; only
+        then does the lease take the (slower) path that enforces caps fleet-wide.
+        """
+        params = {"worker": worker, "queue": queue, "ttl_s": ttl_s}
+        with self._tx(one_statement=not capped) as cur:
+            if not capped:
+                rows = cur.execute(queries()["lease_nodes"], {
+                    **params, "limit": limit, "executors": executors}).fetchall()
+            else:
+                rows = self._lease_with_caps(cur, params, limit, executors, capped)
+            if rows:  # node_started (and run_started) events: wake the event streams
+                notify_event_streams(row["run_id"] for row in rows)
+        return [LeasedNode(**row) for row in rows]
+
+    def _lease_with_caps(
+        self, cur: psycopg.Cursor[Any], params: dict[str, Any], limit: int,
+        executors: list[str] | None, capped: list[str],
+    ) -> list[dict[str, Any]]:
+        """Lease capped executors within their allowance, then the others.
+
+        The capped executors' rows stay locked until commit, so concurrent leases by
+        other workers wait here instead of overshooting a cap. A capped executor with a
+        deep backlog never blocks the others: each is leased by its own statement.
+        """
+        q = queries()
+        caps = cur.execute(q["lock_capped_executors"], {"names": capped}).fetchall()
+        running = {r["executor"]: r["running"] for r in cur.execute(
+            q["running_by_executor"], {"names": [c["name"] for c in caps]}).fetchall()}
+        rows: list[dict[str, Any]] = []
+        for cap in caps:
+            allowance, tokens = _allowance(cap, running.get(cap["name"], 0))
+            take = min(allowance, limit - len(rows))
+            if take > 0:
+                leased = cur.execute(q["lease_nodes"], {
+                    **params, "limit": take, "executors": [cap["name"]]}).fetchall()
+                rows.extend(leased)
+                if tokens is not None:
+                    tokens -= len(leased)
+            if tokens is not None:
+                cur.execute(q["spend_tokens"], {"name": cap["name"], "tokens": tokens})
+        capped_names = {c["name"] for c in caps}
+        others = [e for e in executors or [] if e not in capped_names]
+        if others and len(rows) < limit:
+            rows.extend(cur.execute(q["lease_nodes"], {
+                **params, "limit": limit - len(rows), "executors": others}).fetchall())
+        return rows
+
+    @transient
+    def heartbeat(self, *, worker: str, node_ids: list[int], ttl_s: float) -> HeartbeatResult:
+        """Extend this worker's leases; report which it lost and which must stop.
+
+        A lease whose row is locked by another transaction right now is neither extended
+        nor lost: the next heartbeat extends it (the TTL spans several heartbeats).
+        """
+        q = queries()
+        with self._tx() as cur:
+            cur.execute(q["worker_heartbeat"], {"id": worker})
+            rows = cur.execute(
+                q["heartbeat_leases"], {"worker": worker, "ids": node_ids, "ttl_s": ttl_s}
+            ).fetchall() if node_ids else []
+        present = {r["id"] for r in rows if not r["gone"]}
+        return HeartbeatResult(
+            extended=frozenset(r["id"] for r in rows if r["extended"]),
+            lost=frozenset(node_ids) - present,  # taken back, finished, or deleted
+            stop=frozenset(r["id"] for r in rows if r["stop"] and not r["gone"]),
+        )
+
+    def complete_and_lease(
+        self, items: list[Completion], handoff: Handoff | None
+    ) -> tuple[list[bool], list[LeasedNode]]:
+        """Record many successes in one transaction (group commit), each fenced, then
+        lease (per `handoff`) the nodes they released. Returns, per item, whether it
+        took effect (False: its lease was lost), and the nodes leased."""
+        return self._complete_and_lease(items, handoff, HandedOff())
+
+    @transient
+    def _complete_and_lease(
+        self, items: list[Completion], handoff: Handoff | None, earlier: HandedOff
+    ) -> tuple[list[bool], list[LeasedNode]]:
+        q = queries()
+        adopted = self._adopt(earlier.rows, handoff) if earlier.rows and handoff else []
+        ordered = sorted(items, key=lambda c: c.node_id)
+        with self._tx() as cur:
+            rows = cur.execute(q["complete_nodes"], {"items": Jsonb([
+                {"id": c.node_id, "version": c.version, "outputs": c.outputs}
+                for c in ordered])}).fetchall()
+            done = {row["id"] for row in rows}
+            if len(done) < len(ordered):  # late or duplicate outcomes: count them
+                cur.execute(q["bump_counter"], {"name": STALE_COMPLETIONS,
+                                                "by": len(ordered) - len(done)})
+            fx, tallies = Effects(), Tallies()
+            fx.queues.update(c.wake_queue for c in ordered if c.wake_queue and c.node_id in done)
+            released: list[tuple[uuid.UUID, str]] = []
+            for row in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
+                tally = tallies[row["run_id"]]
+                fx.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
+                if row["parent_id"] is not None:
+                    self._finish_map_item(cur, fx, tallies, row)
+                else:
+                    tally.done += 1
+                    tally.succeeded += 1
+                    released.extend((row["run_id"], key) for key in row["dependents"])
+            self._release(cur, fx, tallies, released, skipped=False)
+            self._account_runs(cur, fx, tallies)
+            fx.write_events(cur)  # before the hand-off's node_started events
+            offered = self._hand_off(cur, fx, handoff) if handoff else []
+            earlier.rows = offered  # before COMMIT: if its answer is lost, the retry adopts
+            fx.notify()
+        leased = [LeasedNode(**row) for row in [*adopted, *offered]]
+        return [c.node_id in done for c in items], leased
+
+    def _adopt(self, offered: list[dict[str, Any]], handoff: Handoff) -> list[dict[str, Any]]:
+        """The hand-off rows of an earlier attempt that did commit (its COMMIT's answer
+        was lost): still this worker's leases, so run them rather than let them expire."""
+        with self._tx(one_statement=True) as cur:
+            held = {row["id"] for row in cur.execute(queries()["held_leases"], {
+                "ids": [r["id"] for r in offered], "versions": [r["version"] for r in offered],
+                "worker": handoff.worker}).fetchall()}
+        return [row for row in offered if row["id"] in held]
+
+    def _hand_off(
+        self, cur: psycopg.Cursor[Any], fx: Effects, handoff: Handoff
+    ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for queue, released in sorted(fx.released.items()):
+            room = handoff.room.get(queue, 0)
+            if room <= 0 or not released or not handoff.executors:
+                continue
+            offered = sorted(released)[:room]  # highest priority first
+            leased = cur.execute(queries()["lease_released"], {
+                "ids": [node_id for _, node_id in offered], "queue": queue,
+                "executors": handoff.executors, "worker": handoff.worker,
+                "ttl_s": handoff.ttl_s,
+            }).fetchall()
+            taken = {row["id"] for row in leased}
+            fx.released[queue] = [r for r in released if r[1] not in taken]
+            rows.extend(leased)
+        return rows
+
+    @transient
+    def fail(
+        self, node_id: int, version: int, error: dict[str, Any], *, retryable: bool = True,
+        cancelled: bool = False, wake_queue: str | None = None,
+    ) -> str:
+        """A failed (or cancelled) attempt. Returns 'retry', 'failed', 'cancelled' or
+        'stale' (the fence did not match: nothing changed)."""
+        with self._tx() as cur:
+            outcome = self._fail_attempt(cur, node_id, version, error, retryable=retryable,
+                                         cancelled=cancelled)
+            if wake_queue and outcome != "stale":
+                notify_after_commit(QUEUED_CHANNEL, wake_queue)
+            return outcome
+
+    @transient
+    def requeue_unstarted(self, *, worker: str, leases: list[tuple[int, int]]) -> int:
+        """Hand prefetched, never-started leases back to the queue at once (fenced)."""
+        if not leases:
+            return 0
+        with self._tx() as cur:
+            rows = cur.execute(queries()["requeue_unstarted"], {  # also locks the runs
+                "worker": worker, "ids": [i for i, _ in leases],
+                "versions": [v for _, v in leases],
+            }).fetchall()
+            fx, tallies = Effects(), Tallies()
+            for r in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
+                if r["status"] == "queued":
+                    fx.event(r["run_id"], r["node_key"], "node_queued", r["attempts"],
+                             {"reason": "worker_shutdown"})
+                    fx.queues.add(r["queue"])
+                elif r["parent_id"] is None:  # its run finished meanwhile: cancelled
+                    tallies[r["run_id"]].done += 1
+                    fx.event(r["run_id"], r["node_key"], "node_cancelled", r["attempts"],
+                             {"reason": "run finished"})
+            self._account_runs(cur, fx, tallies)
+            fx.flush(cur)
+        return sum(r["status"] == "queued" for r in rows)

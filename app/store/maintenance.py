@@ -1,0 +1,156 @@
+"""The sweeper's statements: reclaim, dead workers, heal, deadlines, prune."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from dagq.sqlfiles import queries
+from dagq.states import OPEN_RUN_STATUSES
+from dagq.store.accounting import Tally, final_run_status
+from dagq.store.core import (
+    LEASE_EXPIRED,
+    Effects,
+    transient,
+)
+from dagq.store.transitions import Transitions
+
+log = logging.getLogger("dagq.store")
+
+
+class MaintenanceStore(Transitions):
+    """Each pass never waits for a row another transaction holds."""
+
+    def reclaim_expired(self, *, now: datetime | None = None, limit: int = 100) -> dict[str, int]:
+        """Expired leases count as failed attempts: requeue with backoff, or fail.
+
+        Each lease is reclaimed in a short transaction of its own, so a run's lock is
+        held for one lease only. A lease or run another transaction holds is skipped, not
+        waited for (`skipped`; the next pass takes it), and every transition is fenced, so
+        parallel sweepers reclaim each lease once. `candidates`: expired leases seen.
+        """
+        counts = {"reclaimed": 0, "retried": 0, "failed": 0, "skipped": 0, "candidates": 0}
+        candidates = self._expired_leases(now, limit)
+        counts["candidates"] = len(candidates)
+        for node_id in candidates:
+            outcome = self._reclaim_one(node_id, now)
+            if outcome == "busy":
+                counts["skipped"] += 1
+            elif outcome != "stale":
+                counts["reclaimed"] += 1
+                counts["retried" if outcome == "retry" else "failed"] += 1
+        return counts
+
+    @transient
+    def _expired_leases(self, now: datetime | None, limit: int) -> list[int]:
+        with self._tx(one_statement=True) as cur:
+            return [r["id"] for r in cur.execute(
+                queries()["expired_leases"], {"now": now, "limit": limit}).fetchall()]
+
+    @transient
+    def _reclaim_one(self, node_id: int, now: datetime | None) -> str:
+        with self._tx() as cur:
+            if cur.execute(queries()["lock_expired_lease"],
+                           {"id": node_id, "now": now}).fetchone() is None:
+                return "busy" if self._still_expired(cur, node_id, now) else "stale"
+            return self._expire_lease(cur, node_id, LEASE_EXPIRED)
+
+    @staticmethod
+    def _still_expired(cur: psycopg.Cursor[Any], node_id: int, now: datetime | None) -> bool:
+        """Not lockable: held by another transaction (busy), or already reclaimed?"""
+        return bool(cur.execute(queries()["lease_still_expired"], {
+            "id": node_id, "now": now}).fetchone())
+
+    @transient
+    def expire_dead_workers(
+        self, *, dead_after_s: float, now: datetime | None = None
+    ) -> dict[str, int]:
+        """Workers silent for `dead_after_s` are dead; their leases expire at once."""
+        with self._tx() as cur:
+            row = cur.execute(queries()["expire_dead_worker_leases"], {
+                "now": now, "dead_after_s": dead_after_s,
+            }).fetchone()
+        return {"workers": row["workers"], "leases": row["leases"]}
+
+    @transient
+    def heal_runs(self, *, limit: int = 100) -> int:
+        """Finish open runs none of whose nodes is open (recounting from the nodes)."""
+        q = queries()
+        healed = 0
+        with self._tx() as cur:
+            for row in cur.execute(q["runs_needing_heal"], {"limit": limit}).fetchall():
+                counts = cur.execute(q["count_run_nodes"], {"run_id": row["id"]}).fetchone()
+                if counts["remaining"]:
+                    continue
+                # A run another transaction holds is not finished here: not waited for.
+                run = cur.execute(q["try_lock_run"], {"run_id": row["id"]}).fetchone()
+                if run is None or run["status"] not in OPEN_RUN_STATUSES:
+                    continue
+                status = final_run_status(counts["failed"], counts["succeeded"],
+                                          run["fail_fast"])
+                cur.execute(q["update_run_progress"], {
+                    "run_id": row["id"], "nodes_remaining": 0,
+                    "nodes_failed": counts["failed"], "nodes_succeeded": counts["succeeded"],
+                    "status": status, "finished": True, "error": None,
+                })
+                fx = Effects()
+                fx.event(row["id"], None, f"run_{status}", None, {"healed": True})
+                fx.flush(cur)
+                healed += 1
+        if healed:
+            log.warning("healed %d run(s) whose nodes had all finished", healed)
+        return healed
+
+    def enforce_deadlines(self, *, now: datetime | None = None, limit: int = 100) -> int:
+        """Runs past their deadline: cancel what remains and fail the run. One read, then
+        one short transaction per run (each retried on its own), so a run's lock is held
+        for that run only."""
+        return sum(self._expire_run(run_id) for run_id in self._runs_past_deadline(now, limit))
+
+    @transient
+    def _runs_past_deadline(self, now: datetime | None, limit: int) -> list[uuid.UUID]:
+        with self._tx(one_statement=True) as cur:
+            return [r["id"] for r in cur.execute(
+                queries()["runs_past_deadline"], {"now": now, "limit": limit}).fetchall()]
+
+    @transient
+    def _expire_run(self, run_id: uuid.UUID) -> int:
+        """Fail one run past its deadline, unless another transaction holds one of its
+        waiting nodes or the run itself: then the next pass does it (never waited for)."""
+        try:
+            return self._expire_run_now(run_id)
+        except psycopg.errors.LockNotAvailable:
+            return 0
+
+    def _expire_run_now(self, run_id: uuid.UUID) -> int:
+        q = queries()
+        with self._tx() as cur:
+            cur.execute(q["lock_waiting_nodes_nowait"], {"run_id": run_id})
+            run = cur.execute(q["try_lock_run"], {"run_id": run_id}).fetchone()
+            if run is None or run["status"] not in OPEN_RUN_STATUSES:
+                return 0
+            nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
+            fx, tally = Effects(), Tally(fail_run=True)
+            tally.error = {"type": "DeadlineExceeded", "message": "the run passed its deadline"}
+            for node in nodes:
+                if node["parent_id"] is None:
+                    tally.done += 1
+                    fx.event(run_id, node["node_key"], "node_cancelled", None,
+                             {"reason": "run deadline passed"})
+            self._account(cur, fx, tally, run_id)
+            fx.flush(cur)
+        return 1
+
+    @transient
+    def prune(self, *, retention_s: float, now: datetime | None = None, limit: int = 500) -> int:
+        """Delete one batch of finished runs older than the retention (with nodes, events)."""
+        q = queries()
+        params = {"now": now, "retention_s": retention_s, "limit": limit}
+        with self._tx() as cur:
+            pruned = len(cur.execute(q["prune_finished_runs"], params).fetchall())
+            cur.execute(q["prune_stopped_workers"], params)
+        return pruned

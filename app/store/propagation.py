@@ -1,0 +1,160 @@
+"""How a node's end moves through its run: release, skip, map expansion, failure."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from dagq.sqlfiles import queries
+from dagq.store.accounting import Tallies, Tally, error_data
+from dagq.store.core import (
+    Effects,
+    StoreCore,
+)
+from dagq.workflow import MAX_MAP_ITEMS
+
+log = logging.getLogger("dagq.store")
+
+
+class Propagation(StoreCore):
+    """Dependents released or skipped, map nodes expanded and finished, a failed node's
+    run cancelled (fail fast) or its descendants skipped."""
+
+    def _node_failed(
+        self, cur: psycopg.Cursor[Any], fx: Effects, tally: Tally, row: dict[str, Any],
+        error: dict[str, Any], fail_fast: bool,
+    ) -> None:
+        """A top-level node failed for good: cancel the run's rest, or skip downstream."""
+        q = queries()
+        run_id = row["run_id"]
+        tally.done += 1
+        tally.failed += 1
+        tally.error = {"node": row["node_key"], **error}
+        if fail_fast:
+            tally.fail_run = True
+            for other in cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall():
+                if other["parent_id"] is None:
+                    tally.done += 1
+                    fx.event(run_id, other["node_key"], "node_cancelled", None,
+                             {"reason": f"node {row['node_key']!r} failed"})
+            return
+        skipped = cur.execute(q["skip_descendants"], {
+            "run_id": run_id, "dependents": row["dependents"],
+        }).fetchall()
+        for other in skipped:
+            tally.done += 1
+            fx.event(run_id, other["node_key"], "node_skipped", None,
+                     {"reason": f"upstream node {row['node_key']!r} failed"})
+
+    def _release(
+        self, cur: psycopg.Cursor[Any], fx: Effects, tallies: Tallies,
+        pairs: list[tuple[uuid.UUID, str]], *, skipped: bool,
+    ) -> None:
+        """Count terminal dependencies on their dependents (`pairs`: one (run, dependent)
+        per finished dependency); queue, skip or expand those now ready, and carry
+        skips downstream."""
+        q = queries()
+        frontier: list[tuple[list[tuple[uuid.UUID, str]], bool]] = [(pairs, skipped)]
+        while frontier:
+            pairs, was_skipped = frontier.pop()
+            if not pairs:
+                continue
+            rows = cur.execute(q["release_dependents"], {
+                "run_ids": [run_id for run_id, _ in pairs], "keys": [k for _, k in pairs],
+                "skipped": int(was_skipped),
+            }).fetchall()
+            skips: list[tuple[uuid.UUID, str]] = []
+            for row in rows:
+                run_id = row["run_id"]
+                if row["status"] == "queued":
+                    fx.event(run_id, row["node_key"], "node_queued", 0)
+                    fx.released.setdefault(row["queue"], []).append(
+                        (-row["priority"], row["id"]))
+                elif row["status"] == "skipped":
+                    tallies[run_id].done += 1
+                    fx.event(run_id, row["node_key"], "node_skipped")
+                    skips.extend((run_id, key) for key in row["dependents"])
+                elif row["status"] == "running":
+                    self._expand_map(cur, fx, tallies, run_id, row["id"], frontier)
+            frontier.append((skips, True))
+
+    def _expand_map(
+        self, cur: psycopg.Cursor[Any], fx: Effects, tallies: Tallies, run_id: uuid.UUID,
+        node_id: int, frontier: list[tuple[list[tuple[uuid.UUID, str]], bool]],
+    ) -> None:
+        q = queries()
+        src = cur.execute(q["map_source"], {"id": node_id}).fetchone()
+        items = src["items"]
+        problem = None
+        if not isinstance(items, list):
+            problem = f"map path did not resolve to a list (got {type(items).__name__})"
+        elif len(items) > MAX_MAP_ITEMS:
+            problem = f"map over {len(items)} items exceeds the limit of {MAX_MAP_ITEMS}"
+        if problem is not None:
+            error = {"type": "MapError", "message": problem}
+            row = cur.execute(q["fail_map_parent"], {
+                "parent_id": node_id, "error": Jsonb(error), "attempts": 0,
+            }).fetchone()
+            fx.event(run_id, src["node_key"], "node_failed", 0, error_data(error))
+            fail_fast = self._fail_fast(cur, run_id)
+            self._node_failed(cur, fx, tallies[run_id], row, error, fail_fast)
+            return
+        if not items:
+            row = cur.execute(q["succeed_empty_map"], {"id": node_id}).fetchone()
+            tallies[run_id].done += 1
+            tallies[run_id].succeeded += 1
+            fx.event(run_id, src["node_key"], "node_succeeded", 0, {"items": 0})
+            frontier.append(([(run_id, key) for key in row["dependents"]], False))
+            return
+        cur.execute(q["insert_map_items"], {
+            "run_id": run_id, "node_key": src["node_key"], "executor": src["executor"],
+            "queue": src["queue"], "priority": src["priority"],
+            "max_attempts": src["max_attempts"], "timeout_s": src["timeout_s"],
+            "backoff_initial_s": src["backoff_initial_s"],
+            "backoff_max_s": src["backoff_max_s"], "params": Jsonb(src["params"]),
+            "depends_on": src["depends_on"], "parent_id": node_id, "items": Jsonb(items),
+        })
+        cur.execute(q["set_map_remaining"], {"id": node_id, "count": len(items)})
+        fx.event(run_id, src["node_key"], "node_queued", 0, {"items": len(items)})
+        fx.queues.add(src["queue"])
+
+    def _finish_map_item(
+        self, cur: psycopg.Cursor[Any], fx: Effects, tallies: Tallies, row: dict[str, Any]
+    ) -> None:
+        parent = cur.execute(queries()["finish_map_item"], {
+            "parent_id": row["parent_id"], "attempts": row["attempts"],
+        }).fetchone()
+        if parent is None or parent["status"] != "succeeded":
+            return
+        run_id = parent["run_id"]
+        tallies[run_id].done += 1
+        tallies[run_id].succeeded += 1
+        fx.event(run_id, parent["node_key"], "node_succeeded", parent["attempts"])
+        self._release(cur, fx, tallies, [(run_id, key) for key in parent["dependents"]],
+                      skipped=False)
+
+    def _fail_map_parent(
+        self, cur: psycopg.Cursor[Any], fx: Effects, tally: Tally, item: dict[str, Any],
+        error: dict[str, Any], fail_fast: bool,
+    ) -> None:
+        """An item failed for good, so its map node fails and its other items stop."""
+        q = queries()
+        item_error = {**error, "item": item["node_key"]}
+        parent = cur.execute(q["fail_map_parent"], {
+            "parent_id": item["parent_id"], "error": Jsonb(item_error),
+            "attempts": item["attempts"],
+        }).fetchone()
+        if parent is None:
+            return
+        cur.execute(q["cancel_map_items"], {"parent_id": parent["id"]})
+        fx.event(parent["run_id"], parent["node_key"], "node_failed", parent["attempts"],
+                 error_data(item_error))
+        self._node_failed(cur, fx, tally, parent, item_error, fail_fast)
+
+    def _fail_fast(self, cur: psycopg.Cursor[Any], run_id: uuid.UUID) -> bool:
+        row = cur.execute(queries()["get_run"], {"run_id": run_id}).fetchone()
+        return bool(row and row["fail_fast"])

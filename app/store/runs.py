@@ -1,0 +1,164 @@
+"""Reading runs and their events; cancelling and retrying a run."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from dagq.errors import Conflict, NotFound
+from dagq.models import (
+    NodeView,
+    RunEvent,
+    RunView,
+)
+from dagq.sqlfiles import queries
+from dagq.states import OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES
+from dagq.store.accounting import Tallies
+from dagq.store.core import (
+    Effects,
+    transient,
+)
+from dagq.store.transitions import Transitions
+
+log = logging.getLogger("dagq.store")
+
+
+def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None) -> RunView:
+    node_views = None
+    if nodes is not None:
+        node_views = [_node_view(n) for n in nodes]
+    return RunView(
+        run_id=row["id"], tenant=row["tenant"], workflow=row["workflow"],
+        workflow_version=row["workflow_version"], event_key=row["event_key"],
+        status=row["status"], priority=row["priority"], fail_fast=row["fail_fast"],
+        inputs=row["inputs"], outputs=row["outputs"], error=row["error"],
+        nodes_total=row["nodes_total"], nodes_remaining=row["nodes_remaining"],
+        deadline_at=row["deadline_at"], created_at=row["created_at"],
+        started_at=row["started_at"], finished_at=row["finished_at"], nodes=node_views,
+    )
+
+
+def _node_view(n: dict[str, Any]) -> NodeView:
+    duration = None
+    if n["started_at"] and n["finished_at"]:
+        duration = round((n["finished_at"] - n["started_at"]).total_seconds() * 1000, 3)
+    return NodeView(
+        key=n["node_key"], executor=n["executor"], status=n["status"], attempts=n["attempts"],
+        max_attempts=n["max_attempts"], depends_on=n["depends_on"], queued_at=n["queued_at"],
+        started_at=n["started_at"], finished_at=n["finished_at"], duration_ms=duration,
+        outputs=n["outputs"], error=n["error"], lease_owner=n["lease_owner"],
+        lease_expires_at=n["lease_expires_at"], items=n["items"] or None,
+    )
+
+
+
+class RunStore(Transitions):
+    """Run reads, cancel and retry."""
+
+    @transient
+    def cancel_run(self, run_id: uuid.UUID, tenant: str | None) -> str:
+        """Cancel what has not started; running nodes stop at their next heartbeat."""
+        q = queries()
+        with self._tx() as cur:
+            run = self._visible_run(cur, run_id, tenant)
+            if run["status"] not in OPEN_RUN_STATUSES:
+                if run["status"] == "cancelled":
+                    return "cancelled"
+                raise Conflict(f"run {run_id} already finished ({run['status']})")
+            nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
+            top = [n for n in nodes if n["parent_id"] is None]
+            cur.execute(q["lock_run"], {"run_id": run_id})
+            if cur.execute(q["cancel_run"], {"run_id": run_id, "cancelled": len(top)}).fetchone():
+                fx = Effects()
+                for node in top:
+                    fx.event(run_id, node["node_key"], "node_cancelled", None,
+                             {"reason": "run cancelled"})
+                fx.event(run_id, None, "run_cancelled")
+                fx.flush(cur)
+        return "cancelled"
+
+    @transient
+    def retry_run(self, run_id: uuid.UUID, tenant: str | None) -> str:
+        """Requeue a finished run's failed, cancelled and skipped nodes (attempts reset)."""
+        q = queries()
+        with self._tx() as cur:
+            run = self._visible_run(cur, run_id, tenant)
+            if run["status"] not in RETRYABLE_RUN_STATUSES:
+                raise Conflict(
+                    f"only failed, partial_succeeded or cancelled runs can be retried; "
+                    f"run {run_id} is {run['status']}"
+                )
+            if cur.execute(q["count_run_nodes"], {"run_id": run_id}).fetchone()["remaining"]:
+                raise Conflict(f"run {run_id} still has running nodes; retry when they stop")
+            nodes = cur.execute(q["nodes_to_retry"], {"run_id": run_id}).fetchall()
+            cur.execute(q["delete_map_items"], {
+                "run_id": run_id, "parent_ids": [n["id"] for n in nodes],
+            })
+            # Roots queue at once. A node whose dependencies all succeeded is held by one
+            # pretend dependency and released below like any other node, so its `if` is
+            # checked again and a map node expands again.
+            ready = [n["node_key"] for n in nodes
+                     if n["depends_on"] and n["deps_not_succeeded"] == 0]
+            reset = cur.execute(q["reset_nodes_for_retry"], {
+                "ids": [n["id"] for n in nodes],
+                "statuses": ["queued" if not n["depends_on"] else "pending" for n in nodes],
+                "deps_remaining": [max(n["deps_not_succeeded"], 1) if n["depends_on"] else 0
+                                   for n in nodes],
+            }).fetchall()
+            fx, tallies = Effects(), Tallies()
+            fx.event(run_id, None, "run_queued", None, {"retry": True})
+            for node in reset:
+                if node["status"] == "queued":
+                    fx.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
+                    fx.queues.add(node["queue"])
+            self._release(cur, fx, tallies, [(run_id, key) for key in ready], skipped=False)
+            cur.execute(q["lock_run"], {"run_id": run_id})
+            cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
+            self._account_runs(cur, fx, tallies)
+            fx.flush(cur)
+        return "running"
+
+    def _visible_run(
+        self, cur: psycopg.Cursor[Any], run_id: uuid.UUID, tenant: str | None
+    ) -> dict[str, Any]:
+        row = cur.execute(queries()["get_run"], {"run_id": run_id}).fetchone()
+        if row is None or (tenant is not None and row["tenant"] != tenant):
+            raise NotFound(f"run {run_id} not found")
+        return row
+
+    @transient
+    def get_run(
+        self, run_id: uuid.UUID, tenant: str | None = None, *, with_nodes: bool = True
+    ) -> RunView:
+        q = queries()
+        with self._tx() as cur:
+            row = self._visible_run(cur, run_id, tenant)
+            nodes = cur.execute(q["run_nodes"], {"run_id": run_id}).fetchall() \
+                if with_nodes else None
+        return _run_view(row, nodes)
+
+    @transient
+    def list_runs(
+        self, *, tenant: str | None, status: str | None = None, workflow: str | None = None,
+        limit: int = 50, cursor: tuple[datetime, uuid.UUID] | None = None,
+    ) -> list[RunView]:
+        with self._tx() as cur:
+            rows = cur.execute(queries()["list_runs"], {
+                "tenant": tenant, "status": status, "workflow": workflow, "limit": limit,
+                "cursor_at": cursor[0] if cursor else None,
+                "cursor_id": cursor[1] if cursor else None,
+            }).fetchall()
+        return [_run_view({**row, "fail_fast": True, "inputs": None, "outputs": None,
+                           "error": None, "deadline_at": None}, None) for row in rows]
+
+    @transient
+    def events(self, run_id: uuid.UUID, *, after: int = 0, limit: int = 1000) -> list[RunEvent]:
+        with self._tx() as cur:
+            rows = cur.execute(queries()["events_after"], {
+                "run_id": run_id, "after": after, "limit": limit,
+            }).fetchall()
+        return [RunEvent(**row) for row in rows]

@@ -1,0 +1,163 @@
+"""Workflows (register, read) and submitting runs, idempotent by event key."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from dagq.errors import Conflict, NotFound
+from dagq.models import (
+    SubmitResult,
+    WorkflowRecord,
+)
+from dagq.sqlfiles import queries
+from dagq.store.core import (
+    QUEUED_CHANNEL,
+    StoreCore,
+    notify_after_commit,
+    notify_event_streams,
+    transient,
+)
+from dagq.workflow import WorkflowSpec, sha256_json
+
+log = logging.getLogger("dagq.store")
+
+
+def _node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:
+    """The node_tasks rows of a new run, as JSON for jsonb_to_recordset."""
+    defaults = spec.defaults
+    dependents = spec.dependents()
+    rows = []
+    for key in spec.topological_order():
+        node = spec.nodes[key]
+        backoff = node.backoff or defaults.backoff
+        rows.append({
+            "node_key": key, "executor": node.executor,
+            "queue": node.queue or defaults.queue,
+            "status": "pending" if node.depends_on else "queued",
+            "priority": run_priority + node.priority,
+            "max_attempts": node.max_attempts or defaults.max_attempts,
+            "timeout_s": node.timeout_s or defaults.timeout_s,
+            "backoff_initial_s": backoff.initial_s, "backoff_max_s": backoff.max_s,
+            "params": node.params, "depends_on": node.depends_on,
+            "dependents": dependents[key],
+            "condition": node.if_.model_dump(by_alias=True) if node.if_ else None,
+            "map_over": node.map.model_dump() if node.map else None,
+        })
+    return rows
+
+
+
+class SubmitStore(StoreCore):
+    """Workflow registration and run submission."""
+
+    @transient
+    def register_workflow(self, spec: WorkflowSpec) -> tuple[WorkflowRecord, bool]:
+        """Store the spec as the next version of its name, unless identical to one stored."""
+        q = queries()
+        canonical, spec_hash = spec.canonical(), spec.spec_hash()
+        for _ in range(20):  # racing registrations of new versions retry on the PK
+            with self._tx() as cur:
+                same = cur.execute(
+                    q["workflow_by_hash"], {"name": spec.name, "spec_hash": spec_hash}
+                ).fetchone()
+                if same:
+                    return WorkflowRecord(name=same["name"], version=same["version"],
+                                          spec=canonical), False
+                row = cur.execute(q["insert_workflow_version"], {
+                    "name": spec.name, "spec": Jsonb(canonical), "spec_hash": spec_hash,
+                }).fetchone()
+                if row:
+                    return WorkflowRecord(name=row["name"], version=row["version"],
+                                          spec=canonical), True
+        raise Conflict(f"workflow {spec.name!r} is being registered concurrently; try again")
+
+    @transient
+    def get_workflow(self, name: str, version: int | None = None) -> WorkflowRecord:
+        q = queries()
+        with self._tx() as cur:
+            if version is None:
+                row = cur.execute(q["get_workflow_latest"], {"name": name}).fetchone()
+            else:
+                row = cur.execute(
+                    q["get_workflow_version"], {"name": name, "version": version}
+                ).fetchone()
+        if row is None:
+            suffix = f" version {version}" if version is not None else ""
+            raise NotFound(f"workflow {name!r}{suffix} not found")
+        return WorkflowRecord(**row)
+
+    @transient
+    def list_workflows(self) -> list[WorkflowRecord]:
+        with self._tx() as cur:
+            return [WorkflowRecord(**row) for row in cur.execute(queries()["list_workflows"])]
+
+    def submit_run(
+        self, *, tenant: str, spec: WorkflowSpec, workflow_version: int | None = None,
+        inputs: Any = None, event_key: str | None = None, priority: int = 0,
+        deadline_s: float | None = None, fingerprint_spec: WorkflowSpec | None = None,
+    ) -> SubmitResult:
+        """Create a run with all its nodes, roots queued; idempotent by event key.
+
+        The idempotency fingerprint covers the workflow as submitted (`fingerprint_spec`,
+        before executor defaults were filled in) and the inputs.
+        """
+        inputs = {} if inputs is None else inputs
+        as_submitted = fingerprint_spec or spec
+        fingerprint = sha256_json(
+            {"workflow": as_submitted.name, "spec": as_submitted.spec_hash(), "inputs": inputs}
+        )
+        run_id = uuid.uuid4()  # chosen once, so a retried insert finds its own row
+        return self._submit(run_id, tenant, spec, workflow_version, inputs, event_key,
+                            priority, deadline_s, fingerprint)
+
+    @transient
+    def _submit(
+        self, run_id: uuid.UUID, tenant: str, spec: WorkflowSpec, workflow_version: int | None,
+        inputs: Any, event_key: str | None, priority: int, deadline_s: float | None,
+        fingerprint: str,
+    ) -> SubmitResult:
+        nodes = _node_rows(spec, priority)
+        roots = [node for node in nodes if node["status"] == "queued"]
+        events = [{"type": "run_queued",
+                   "data": {"workflow": spec.name, "version": workflow_version}},
+                  *({"node_key": node["node_key"], "type": "node_queued", "attempt": 0}
+                    for node in roots)]
+        with self._tx(one_statement=True) as cur:
+            row = cur.execute(queries()["submit_run"], {
+                "id": run_id, "tenant": tenant, "workflow": spec.name,
+                "workflow_version": workflow_version, "spec": Jsonb(spec.canonical()),
+                "fingerprint": fingerprint, "event_key": event_key, "priority": priority,
+                "fail_fast": spec.fail_fast, "inputs": Jsonb(inputs),
+                "nodes_total": len(spec.nodes), "deadline_s": deadline_s,
+                "nodes": Jsonb(nodes), "events": Jsonb(events),
+            }).fetchone()
+            if row is None:
+                return self._existing_run(cur, run_id, tenant, event_key, fingerprint)
+            notify_event_streams([run_id])
+            for queue in sorted({node["queue"] for node in roots}):
+                notify_after_commit(QUEUED_CHANNEL, queue)
+        return SubmitResult(run_id=run_id, status="queued", created=True)
+
+    def _existing_run(
+        self, cur: psycopg.Cursor[Any], run_id: uuid.UUID, tenant: str, event_key: str | None,
+        fingerprint: str,
+    ) -> SubmitResult:
+        q = queries()
+        if event_key is not None:
+            row = cur.execute(q["run_by_event_key"],
+                              {"tenant": tenant, "event_key": event_key}).fetchone()
+        else:
+            row = cur.execute(q["run_by_id_for_submit"], {"id": run_id}).fetchone()
+        if row is None:
+            raise Conflict("the run for this event key was removed while submitting; retry")
+        if row["fingerprint"] != fingerprint:
+            raise Conflict(
+                f"event key {event_key!r} was already used for a different workflow or inputs",
+                {"run_id": str(row["id"])},
+            )
+        return SubmitResult(run_id=row["id"], status=row["status"], created=False)

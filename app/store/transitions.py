@@ -1,0 +1,173 @@
+"""The node state machine: a failed attempt retried, failed for good or stopped; runs
+accounted and finished."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from dagq.backoff import backoff_delay
+from dagq.sqlfiles import queries
+from dagq.states import OPEN_RUN_STATUSES
+from dagq.store.accounting import Tallies, Tally, error_data
+from dagq.store.core import (
+    STALE_COMPLETIONS,
+    Effects,
+)
+from dagq.store.propagation import Propagation
+
+log = logging.getLogger("dagq.store")
+
+
+class Transitions(Propagation):
+    """Failure outcomes and run accounting, inside a caller's transaction."""
+
+    def _fail_attempt(
+        self, cur: psycopg.Cursor[Any], node_id: int, version: int, error: dict[str, Any],
+        *, retryable: bool, cancelled: bool,
+    ) -> str:
+        """A worker's failed (or cancelled) attempt, fenced by its lease's version: a late
+        outcome (the lease was lost) changes nothing and is counted."""
+        node = cur.execute(queries()["node_for_failure"], {"id": node_id}).fetchone()
+        if node is None or node["status"] != "running" or node["version"] != version:
+            cur.execute(queries()["bump_counter"], {"name": STALE_COMPLETIONS, "by": 1})
+            return "stale"
+        return self._decide_failure(cur, Effects(), node, error, retryable=retryable,
+                                    cancelled=cancelled)
+
+    def _expire_lease(self, cur: psycopg.Cursor[Any], node_id: int,
+                      error: dict[str, Any]) -> str:
+        """The sweeper's: an expired lease (its row locked by the caller) counts as a
+        failed, retryable attempt. 'busy' when another transaction holds the run: the
+        sweeper never waits for it. It takes the run right after the node row, before
+        the rest of the run's nodes (a fail fast cancels them)."""
+        node = cur.execute(queries()["node_for_failure"], {"id": node_id}).fetchone()
+        if node is None or node["status"] != "running":
+            return "stale"  # the worker's own outcome won the race: not a late outcome
+        run = cur.execute(queries()["try_lock_run"], {"run_id": node["run_id"]}).fetchone()
+        if run is None:
+            return "busy"
+        node = {**node, "run_status": run["status"]}
+        fx = Effects()
+        fx.event(node["run_id"], node["node_key"], "node_lease_expired", node["attempts"],
+                 error_data(error))
+        return self._decide_failure(cur, fx, node, error, retryable=True, cancelled=False)
+
+    def _decide_failure(
+        self, cur: psycopg.Cursor[Any], fx: Effects, node: dict[str, Any],
+        error: dict[str, Any], *, retryable: bool, cancelled: bool,
+    ) -> str:
+        """Retry, fail for good, or stop a failed attempt. A run found finished ends the
+        node: `cancelled` where it would have been retried (or was told to stop),
+        `failed` if it failed for good.
+
+        The run status read here is not under the run lock (node rows are locked before
+        run rows): a finished run stays finished while one of its nodes runs, but one
+        seen open may finish meanwhile, so retry_node reads it again under the lock.
+        """
+        would_retry = retryable and node["attempts"] < node["max_attempts"]
+        if cancelled or node["run_status"] not in OPEN_RUN_STATUSES:
+            status = "cancelled" if cancelled or would_retry else "failed"
+            return self._stop_node(cur, fx, node, error, status)
+        if would_retry:
+            return self._retry(cur, fx, node, error)
+        return self._fail_for_good(cur, fx, node, error)
+
+    def _retry(
+        self, cur: psycopg.Cursor[Any], fx: Effects, node: dict[str, Any],
+        error: dict[str, Any],
+    ) -> str:
+        delay = backoff_delay(node["attempts"], node["backoff_initial_s"], node["backoff_max_s"])
+        row = cur.execute(queries()["retry_node"], {  # also takes the run lock
+            "id": node["id"], "version": node["version"], "error": Jsonb(error),
+            "delay_s": delay,
+        }).fetchone()
+        if row is None:
+            return "stale"
+        if row["status"] == "cancelled":  # the run finished before this failure committed
+            return self._ended(cur, fx, row, "cancelled", {
+                **error_data(error), "reason": f"run {row['run_status']}"})
+        fx.event(node["run_id"], node["node_key"], "node_retry", node["attempts"], {
+            **error_data(error), "delay_s": round(delay, 3),
+            "available_at": row["available_at"].isoformat(),
+        })
+        fx.queues.add(node["queue"])
+        fx.flush(cur)
+        return "retry"
+
+    def _fail_for_good(
+        self, cur: psycopg.Cursor[Any], fx: Effects, node: dict[str, Any],
+        error: dict[str, Any],
+    ) -> str:
+        row = cur.execute(queries()["fail_node"], {
+            "id": node["id"], "version": node["version"], "status": "failed",
+            "error": Jsonb(error),
+        }).fetchone()
+        if row is None:
+            return "stale"
+        tally = Tally()
+        fx.event(row["run_id"], row["node_key"], "node_failed", row["attempts"],
+                 error_data(error))
+        if row["parent_id"] is not None:
+            self._fail_map_parent(cur, fx, tally, row, error, node["fail_fast"])
+        else:
+            self._node_failed(cur, fx, tally, row, error, node["fail_fast"])
+        self._account(cur, fx, tally, row["run_id"])
+        fx.flush(cur)
+        return "failed"
+
+    def _stop_node(
+        self, cur: psycopg.Cursor[Any], fx: Effects, node: dict[str, Any],
+        error: dict[str, Any], status: str,
+    ) -> str:
+        """A running node that was told to stop, or of a finished run, ends without retry
+        (`status`: cancelled or failed)."""
+        row = cur.execute(queries()["fail_node"], {
+            "id": node["id"], "version": node["version"], "status": status,
+            "error": Jsonb(error),
+        }).fetchone()
+        if row is None:
+            return "stale"
+        return self._ended(cur, fx, row, status, error_data(error))
+
+    def _ended(
+        self, cur: psycopg.Cursor[Any], fx: Effects, row: dict[str, Any], status: str,
+        data: dict[str, Any],
+    ) -> str:
+        """Count a node that just ended without touching the rest of its run."""
+        tally = Tally()
+        fx.event(row["run_id"], row["node_key"], f"node_{status}", row["attempts"], data)
+        if row["parent_id"] is None:
+            tally.done += 1
+            tally.failed += status == "failed"
+        self._account(cur, fx, tally, row["run_id"])
+        fx.flush(cur)
+        return status
+
+    def _account(
+        self, cur: psycopg.Cursor[Any], fx: Effects, tally: Tally, run_id: uuid.UUID
+    ) -> None:
+        tallies = Tallies()
+        tallies[run_id] = tally
+        self._account_runs(cur, fx, tallies)
+
+    def _account_runs(self, cur: psycopg.Cursor[Any], fx: Effects, tallies: Tallies) -> None:
+        """Lock the runs (id order), count what finished, finish those with nothing left.
+
+        Also the run lock that orders every run's events: called for every run this
+        transaction wrote events for, before the events are inserted.
+        """
+        if not tallies:
+            return
+        rows = cur.execute(queries()["account_runs"], {"runs": Jsonb([
+            {"run_id": str(run_id), "done": t.done, "succeeded": t.succeeded,
+             "failed": t.failed, "fail_run": t.fail_run, "error": t.error or None}
+            for run_id, t in sorted(tallies.items())])}).fetchall()
+        for row in rows:
+            if row["old_status"] in OPEN_RUN_STATUSES and row["status"] not in OPEN_RUN_STATUSES:
+                fx.event(row["id"], None, f"run_{row['status']}", None,
+                         error_data(row["error"]))
