@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from dagq.store import Completion, Handoff, Store
+from dagq.store.leases import HandedOff
 from tests.helpers import complete, fan_out, spec
 
 SERVED = ["builtin.noop", "builtin.echo", "builtin.merge"]
@@ -148,16 +149,16 @@ def test_a_retry_after_a_lost_commit_adopts_what_the_first_attempt_leased(
     repo.submit_run(tenant="t", spec=fan_out(2))
     [root] = repo.lease(worker="w1", queue="default", limit=5, ttl_s=30)
     done = [Completion(root.id, root.version, {})]
-    offered: list = []
-    first = repo._complete_and_lease(done, handoff(10), offered)  # committed
-    assert len(first[1]) == 2 and len(offered) == 2
-    handed_off = list(offered)
-    recorded, leased = repo._complete_and_lease(done, handoff(10), offered)  # the retry
+    earlier = HandedOff()
+    first = repo._complete_and_lease(done, handoff(10), earlier)  # committed
+    assert len(first[1]) == 2 and len(earlier.rows) == 2
+    handed_off = list(earlier.rows)
+    recorded, leased = repo._complete_and_lease(done, handoff(10), earlier)  # the retry
     assert recorded == [False]
     assert sorted(n.node_key for n in leased) == ["m0", "m1"]
     # A lease no longer held (finished, reclaimed, another worker's) is not adopted.
     complete(repo, leased[0].id, leased[0].version, {})
-    _, adopted = repo._complete_and_lease(done, handoff(10), list(handed_off))
+    _, adopted = repo._complete_and_lease(done, handoff(10), HandedOff(list(handed_off)))
     assert [n.id for n in adopted] == [leased[1].id]
 
 
