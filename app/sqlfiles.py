@@ -1,4 +1,5 @@
-"""Named SQL queries from `sql/queries.sql` and migrations from `sql/migrations/`.
+"""Named SQL queries from `sql/queries/*.sql` (one file per module that runs them) and
+migrations from `sql/migrations/`.
 
 A query is a block that starts with `-- name: NAME`, followed by comment lines that
 describe it, then the statement. Parameters are psycopg named placeholders.
@@ -42,7 +43,17 @@ def parse_queries(text: str) -> dict[str, str]:
 
 @lru_cache(maxsize=1)
 def queries() -> dict[str, str]:
-    return parse_queries((SQL_DIR / "queries.sql").read_text())
+    """Every named query of every file in sql/queries/; a name defined in two files is
+    an error, as within one."""
+    merged: dict[str, str] = {}
+    for path in sorted((SQL_DIR / "queries").iterdir(), key=lambda p: p.name):
+        if not path.name.endswith(".sql"):
+            continue
+        for name, statement in parse_queries(path.read_text()).items():
+            if name in merged:
+                raise ValueError(f"query {name!r} is defined twice ({path.name})")
+            merged[name] = statement
+    return merged
 
 
 def migrations() -> list[Migration]:

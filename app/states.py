@@ -1,8 +1,8 @@
 """Run and node statuses, and the sets built from them: the one source for every module
 (the dashboard gets them from the API).
 
-The SQL side (migrations, named queries) spells the same names; tests/unit/test_states.py
-checks the database's CHECK constraints against these sets.
+The SQL side (migrations, named queries) spells the same names;
+tests/integration/test_states.py checks the database's CHECK constraints against them.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ def test_the_wheel_holds_one_package_with_its_data(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names if not name.startswith("dagq-")}
     assert top == {"dagq"}
-    for needed in ("dagq/sql/queries.sql", "dagq/sql/migrations/001_schema.sql",
+    for needed in ("dagq/sql/queries/leases.sql", "dagq/sql/migrations/001_schema.sql",
                    "dagq/api/app.py", "dagq/workers/broker.py",
                    "dagq/dashboard/index.html", "dagq/dashboard/static/app.js"):
         assert needed in names, needed

@@ -1,4 +1,4 @@
-"""The named queries the code uses are exactly the ones sql/queries.sql defines."""
+"""The named queries the code uses are exactly the ones sql/queries/*.sql define."""
 
 from __future__ import annotations
 

@@ -1,0 +1,23 @@
+-- The transaction core: notifications and counters.
+-- Named queries (`-- name: NAME`, a description, the statement), loaded once by
+-- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.core.
+
+-- name: ping
+SELECT 1 AS ok
+
+-- name: insert_events
+-- Append events (a JSON array of {run_id, node_key, type, attempt, data}) in the given
+-- order (ids follow it). Callers hold the run row lock.
+INSERT INTO dagq.run_events (run_id, node_key, type, attempt, data)
+SELECT e.run_id, e.node_key, e.type, e.attempt, coalesce(e.data, '{}'::jsonb)
+FROM dagq.batch(%(events)s::jsonb) WITH ORDINALITY AS b(item, i)
+CROSS JOIN LATERAL jsonb_to_record(b.item) AS e(
+    run_id uuid, node_key text, type text, attempt int, data jsonb)
+ORDER BY b.i
+
+-- name: notify
+-- Every notification of a committed transaction in one round trip (autocommit: a
+-- transaction that only notifies writes no WAL and holds the notify lock briefly).
+SELECT pg_notify(n.channel, n.payload)
+FROM unnest(%(channels)s::text[], %(payloads)s::text[]) WITH ORDINALITY AS n(channel, payload, i)
+ORDER BY n.i

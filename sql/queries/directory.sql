@@ -1,0 +1,96 @@
+-- Workers, executors, queues, API keys, schedules.
+-- Named queries (`-- name: NAME`, a description, the statement), loaded once by
+-- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.directory.
+
+-- name: register_worker
+INSERT INTO dagq.workers (id, hostname, pid, queues, executors, threads, heartbeat_s)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(executors)s, %(threads)s,
+        %(heartbeat_s)s)
+ON CONFLICT (id) DO UPDATE SET status = 'alive', heartbeat_at = now(), stopped_at = NULL
+
+-- name: stop_worker
+UPDATE dagq.workers SET status = 'stopped', stopped_at = now() WHERE id = %(id)s
+
+-- name: upsert_executors
+INSERT INTO dagq.executors (name, queue, max_attempts, timeout_s, concurrency, rate_per_s)
+SELECT * FROM unnest(%(names)s::text[], %(queues)s::text[], %(max_attempts)s::int[],
+                     %(timeouts)s::float8[], %(concurrency)s::int[], %(rates)s::float8[])
+ON CONFLICT (name) DO UPDATE
+SET queue = excluded.queue, max_attempts = excluded.max_attempts,
+    timeout_s = excluded.timeout_s, concurrency = excluded.concurrency,
+    rate_per_s = excluded.rate_per_s, updated_at = now()
+
+-- name: known_executors
+SELECT name, queue, max_attempts, timeout_s, concurrency, rate_per_s FROM dagq.executors
+
+-- name: unserved_run_nodes
+-- A run's pending and queued nodes that no live worker serves (its queue, and its
+-- executor; plain Dramatiq actors, which workers do not list, by queue only), per
+-- executor and queue, with up to 20 node keys (a map's items under their node's key).
+SELECT t.executor, t.queue, count(*) AS waiting,
+       (array_agg(DISTINCT regexp_replace(t.node_key, '\[[0-9]+\]$', '')))[1:20] AS nodes
+FROM dagq.node_tasks t
+WHERE t.run_id = %(run_id)s AND t.status IN ('pending', 'queued')
+  AND NOT EXISTS (
+      SELECT 1 FROM dagq.workers w
+      WHERE w.status = 'alive'
+        AND w.heartbeat_at > now() - make_interval(secs => greatest(3 * w.heartbeat_s, 10))
+        AND t.queue = ANY (w.queues)
+        AND (t.executor = ANY (w.executors)
+             OR (NOT starts_with(t.executor, 'builtin.')
+                 AND NOT EXISTS (SELECT 1 FROM dagq.executors e WHERE e.name = t.executor))))
+GROUP BY t.executor, t.queue
+ORDER BY t.executor, t.queue
+
+-- name: known_queues
+-- Queues a node may name: those some worker declared (alive or not: a worker's row stays
+-- until the sweeper prunes it, DAGQ_RETENTION_DAYS after it stopped) and those an
+-- executor declared (kept like the executor itself). 'default' is added by the caller.
+SELECT unnest(queues) AS queue FROM dagq.workers
+UNION
+SELECT queue FROM dagq.executors
+
+-- name: insert_schedule
+INSERT INTO dagq.schedules (id, tenant, workflow, version, cron, timezone, inputs)
+VALUES (%(id)s, %(tenant)s, %(workflow)s, %(version)s, %(cron)s, %(timezone)s, %(inputs)s)
+RETURNING id, tenant, workflow, version, cron, timezone, inputs, created_at, last_fire_at,
+          last_run_id, last_error
+
+-- name: get_schedule
+SELECT id, tenant, workflow, version, cron, timezone, inputs, created_at, last_fire_at,
+       last_run_id, last_error
+FROM dagq.schedules WHERE id = %(id)s
+
+-- name: list_schedules
+SELECT id, tenant, workflow, version, cron, timezone, inputs, created_at, last_fire_at,
+       last_run_id, last_error
+FROM dagq.schedules WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
+ORDER BY created_at, id
+
+-- name: delete_schedule
+DELETE FROM dagq.schedules WHERE id = %(id)s
+  AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
+RETURNING id
+
+-- name: record_firing
+-- Remember the latest firing; an older one (a slower sweeper) never moves it back.
+UPDATE dagq.schedules
+SET last_fire_at = %(fire_at)s, last_run_id = %(run_id)s, last_error = %(error)s
+WHERE id = %(id)s AND (last_fire_at IS NULL OR last_fire_at <= %(fire_at)s)
+
+-- name: insert_api_key
+INSERT INTO dagq.api_keys (id, tenant, key_hash, admin)
+VALUES (%(id)s, %(tenant)s, %(key_hash)s, %(admin)s)
+
+-- name: api_key_by_hash
+SELECT id, tenant, key_hash, admin FROM dagq.api_keys
+WHERE key_hash = %(key_hash)s AND revoked_at IS NULL
+
+-- name: dashboard_workers
+-- GET /v1/workers: rows of dagq.worker_status (live workers first), optionally only those
+-- with one status; `running` counts the leases each holds.
+SELECT id, status, hostname, pid, queues, threads, started_at, heartbeat_at,
+       heartbeat_age_s::float8 AS heartbeat_age_s, running, expired_leases, stopped_at
+FROM dagq.worker_status
+WHERE %(status)s::text IS NULL OR status = %(status)s::text
+LIMIT %(limit)s

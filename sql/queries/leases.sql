@@ -1,0 +1,136 @@
+-- A worker's statements: lease, heartbeat, complete and hand-off, fail, requeue.
+-- Named queries (`-- name: NAME`, a description, the statement), loaded once by
+-- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.leases.
+
+-- name: lease_nodes
+-- Lease up to `limit` queued nodes of one queue in lease order, skipping rows other
+-- workers hold (dagq.start_leases does the rest: runs, events, the executor's input;
+-- a node whose run is already over is cancelled there, never started).
+SELECT * FROM dagq.start_leases(ARRAY(
+    SELECT c.id FROM dagq.node_tasks c
+    WHERE c.status = 'queued' AND c.queue = %(queue)s AND c.available_at <= now()
+      AND (%(executors)s::text[] IS NULL OR c.executor = ANY (%(executors)s::text[]))
+    ORDER BY c.priority DESC, c.available_at, c.id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), %(worker)s, %(ttl_s)s)
+
+-- name: lease_released
+-- In the transaction that queued them: lease for this worker the released nodes `ids`
+-- of `queue` (chosen by the caller to fit its free prefetch slots) whose executor it
+-- serves, unless a node of higher priority waits in that queue: a DAG's next level may
+-- go ahead of older work of its own priority (depth first), never of higher priority.
+-- The transaction holds these rows' locks and they are queued (start_leases checks): no
+-- status test here, so no plan can walk the queue's index instead of the primary key.
+WITH top AS (
+    SELECT q.priority FROM dagq.node_tasks q
+    WHERE q.status = 'queued' AND q.queue = %(queue)s AND q.available_at <= now()
+      AND q.executor = ANY (%(executors)s::text[])
+    ORDER BY q.priority DESC, q.available_at, q.id
+    LIMIT 1
+)
+SELECT * FROM dagq.start_leases(ARRAY(
+    SELECT c.id FROM dagq.node_tasks c
+    WHERE c.id = ANY (%(ids)s::bigint[]) AND c.executor = ANY (%(executors)s::text[])
+      AND c.priority >= coalesce((SELECT top.priority FROM top), c.priority)
+    FOR UPDATE SKIP LOCKED
+), %(worker)s, %(ttl_s)s)
+
+-- name: held_leases
+-- Which of these (id, version) leases this worker still holds: after a transaction that
+-- handed nodes off lost its connection at COMMIT, the retry adopts those it committed.
+SELECT t.id FROM dagq.node_tasks t
+JOIN unnest(%(ids)s::bigint[], %(versions)s::int[]) AS l(id, version)
+  ON l.id = t.id AND l.version = t.version
+WHERE t.status = 'running' AND t.lease_owner = %(worker)s
+
+-- name: lock_capped_executors
+-- The executors with a concurrency or rate cap among those given, locked in name order:
+-- while a lease transaction holds them, no other worker can pass the same cap check.
+SELECT name, concurrency, rate_per_s, tokens,
+       extract(epoch FROM now() - coalesce(tokens_at, now())) AS idle_s
+FROM dagq.executors
+WHERE name = ANY (%(names)s::text[]) AND (concurrency IS NOT NULL OR rate_per_s IS NOT NULL)
+ORDER BY name
+FOR UPDATE
+
+-- name: running_by_executor
+-- Running (leased) tasks per executor, for concurrency caps.
+SELECT executor, count(*) AS running FROM dagq.node_tasks
+WHERE status = 'running' AND lease_expires_at IS NOT NULL
+  AND executor = ANY (%(names)s::text[])
+GROUP BY executor
+
+-- name: spend_tokens
+UPDATE dagq.executors SET tokens = %(tokens)s, tokens_at = now() WHERE name = %(name)s
+
+-- name: heartbeat_leases
+-- Extend every lease this worker holds in one statement, without waiting for a row
+-- another transaction has locked (its completion being committed, a reclaim): that one
+-- is extended at the next beat. Waiting here, holding the rows already extended, is how
+-- a heartbeat and a completion locking in different orders deadlock. Per lease: was it
+-- extended; is it gone (not running under this worker as of this statement's start);
+-- should it stop (its run already finished: cancelled, or failed fast).
+WITH locked AS (
+    SELECT t.id FROM dagq.node_tasks t
+    WHERE t.id = ANY (%(ids)s::bigint[]) AND t.lease_owner = %(worker)s
+      AND t.status = 'running'
+    FOR NO KEY UPDATE SKIP LOCKED
+), extended AS (
+    UPDATE dagq.node_tasks t
+    SET lease_expires_at = now() + make_interval(secs => %(ttl_s)s)
+    FROM locked l
+    WHERE t.id = l.id
+    RETURNING t.id
+)
+SELECT t.id, e.id IS NOT NULL AS extended,
+       NOT (t.status = 'running' AND t.lease_owner IS NOT DISTINCT FROM %(worker)s) AS gone,
+       r.status NOT IN ('queued', 'running') AS stop
+FROM dagq.node_tasks t
+JOIN dagq.runs r ON r.id = t.run_id
+LEFT JOIN extended e ON e.id = t.id
+WHERE t.id = ANY (%(ids)s::bigint[])
+
+-- name: complete_nodes
+-- Record a batch of successes (a JSON array of {id, version, outputs}); rows whose fence
+-- (version, running) no longer matches are left alone and not returned. The runs are
+-- locked later (account_runs), after every node row the transaction touches: node rows
+-- before run rows, as in every other transaction.
+UPDATE dagq.node_tasks t
+SET status = 'succeeded', outputs = u.outputs, version = t.version + 1, finished_at = now(),
+    lease_expires_at = NULL
+FROM dagq.batch(%(items)s::jsonb) AS b(item)
+CROSS JOIN LATERAL jsonb_to_record(b.item) AS u(id bigint, version int, outputs jsonb)
+WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
+RETURNING t.id, t.run_id, t.node_key, t.dependents, t.attempts, t.parent_id, t.queue
+
+-- name: requeue_unstarted
+-- A stopping worker hands back leases it never started: no attempt is spent. A lease
+-- of a run that is already over is cancelled instead of queued. Node rows are locked
+-- first, then their runs in id order (their events follow).
+WITH mine AS (
+    SELECT t.id, t.run_id FROM dagq.node_tasks t
+    JOIN unnest(%(ids)s::bigint[], %(versions)s::int[]) AS u(id, version)
+      ON t.id = u.id AND t.version = u.version
+    WHERE t.status = 'running' AND t.lease_owner = %(worker)s
+    ORDER BY t.id
+    FOR NO KEY UPDATE OF t
+), runs AS (
+    SELECT r.id, r.status IN ('queued', 'running') AS open FROM dagq.runs r
+    WHERE r.id IN (SELECT m.run_id FROM mine m)
+    ORDER BY r.id
+    FOR NO KEY UPDATE
+)
+UPDATE dagq.node_tasks t
+SET status = CASE WHEN r.open THEN 'queued' ELSE 'cancelled' END,
+    attempts = t.attempts - 1, version = t.version + 1,
+    lease_owner = NULL, lease_expires_at = NULL, started_at = NULL,
+    queued_at = CASE WHEN r.open THEN now() ELSE t.queued_at END,
+    finished_at = CASE WHEN r.open THEN t.finished_at ELSE now() END
+FROM mine m JOIN runs r ON r.id = m.run_id
+WHERE t.id = m.id
+RETURNING t.id, t.run_id, t.node_key, t.attempts, t.queue, t.status, t.parent_id
+
+-- name: worker_heartbeat
+UPDATE dagq.workers SET heartbeat_at = now(), status = 'alive'
+WHERE id = %(id)s AND status <> 'stopped'

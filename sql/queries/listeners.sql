@@ -1,0 +1,12 @@
+-- LISTEN statements of the API event hub (dagq.api.hub) and the workers
+-- (dagq.workers.listener), each on a connection of its own.
+-- Named queries (`-- name: NAME`, a description, the statement), loaded once by
+-- dagq.sqlfiles.queries() with every other file in this folder; run by the listeners.
+
+-- name: listen_queued
+-- Workers wake on this channel (payload: the queue name) instead of polling fast.
+LISTEN dagq_queued
+
+-- name: listen_events
+-- API processes follow run events on this channel (payload: run ids, or *).
+LISTEN dagq_events

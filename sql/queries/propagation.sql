@@ -1,0 +1,126 @@
+-- A node's end moving through its run: release, skip, map expansion.
+-- Named queries (`-- name: NAME`, a description, the statement), loaded once by
+-- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.propagation.
+
+-- name: release_dependents
+-- Count newly terminal dependencies (`keys` may repeat: one entry per finished
+-- dependency) on pending dependents across runs; those with none left become queued,
+-- skipped (all deps skipped, or `if` not met) or, for a map node, running until the
+-- caller expands it. Rows are locked in (run_id, node_key) order.
+WITH released AS (
+    SELECT r.run_id, r.node_key, count(*)::int AS n
+    FROM unnest(%(run_ids)s::uuid[], %(keys)s::text[]) AS r(run_id, node_key)
+    GROUP BY r.run_id, r.node_key
+), next AS (
+    SELECT t.id, u.n, dagq.released_status(t, u.n, u.n * %(skipped)s::int) AS status
+    FROM dagq.node_tasks t
+    JOIN released u ON t.run_id = u.run_id AND t.node_key = u.node_key
+    WHERE t.status = 'pending'
+    ORDER BY t.run_id, t.node_key
+    FOR UPDATE OF t
+)
+UPDATE dagq.node_tasks t
+SET deps_remaining = t.deps_remaining - n.n,
+    deps_skipped = t.deps_skipped + n.n * %(skipped)s::int,
+    status = n.status,
+    queued_at = CASE WHEN n.status = 'queued' THEN now() ELSE t.queued_at END,
+    available_at = CASE WHEN n.status = 'queued' THEN now() ELSE t.available_at END,
+    started_at = CASE WHEN n.status = 'running' THEN now() ELSE t.started_at END,
+    finished_at = CASE WHEN n.status = 'skipped' THEN now() ELSE t.finished_at END,
+    version = t.version + 1
+FROM next n
+WHERE t.id = n.id
+RETURNING t.id, t.run_id, t.node_key, t.status, t.queue, t.priority, t.dependents,
+          t.map_over
+
+-- name: skip_descendants
+-- Without fail_fast, everything downstream of a failed node is skipped.
+WITH RECURSIVE below(node_key) AS (
+    SELECT unnest(%(dependents)s::text[])
+    UNION
+    SELECT k.node_key
+    FROM below b
+    JOIN dagq.node_tasks t ON t.run_id = %(run_id)s AND t.node_key = b.node_key
+    CROSS JOIN LATERAL unnest(t.dependents) AS k(node_key)
+)
+UPDATE dagq.node_tasks t
+SET status = 'skipped', finished_at = now(), version = t.version + 1
+FROM below b
+WHERE t.run_id = %(run_id)s AND t.node_key = b.node_key AND t.status = 'pending'
+RETURNING t.node_key
+
+-- name: cancel_waiting_nodes
+-- (also run by maintenance, runs)
+-- Cancel what has not started (and map nodes waiting on their items). Running leases
+-- are told to stop at their next heartbeat.
+UPDATE dagq.node_tasks
+SET status = 'cancelled', finished_at = now(), version = version + 1, lease_expires_at = NULL
+WHERE run_id = %(run_id)s
+  AND (status IN ('pending', 'queued') OR (status = 'running' AND map_over IS NOT NULL))
+RETURNING node_key, parent_id
+
+-- name: get_run
+-- (also run by runs)
+SELECT id, tenant, workflow, workflow_version, event_key, status, priority, fail_fast, inputs,
+       outputs, error, nodes_total, nodes_remaining, deadline_at, version, created_at,
+       started_at, finished_at
+FROM dagq.runs WHERE id = %(run_id)s
+
+-- name: map_source
+-- The list a map node expands over: its dependency's output at the path.
+SELECT d.outputs #> string_to_array(t.map_over ->> 'path', '.') AS items,
+       t.id, t.node_key, t.executor, t.queue, t.priority, t.max_attempts, t.timeout_s,
+       t.backoff_initial_s, t.backoff_max_s, t.params, t.depends_on
+FROM dagq.node_tasks t
+LEFT JOIN dagq.node_tasks d
+       ON d.run_id = t.run_id AND d.node_key = t.map_over ->> 'dep' AND d.status = 'succeeded'
+WHERE t.id = %(id)s
+
+-- name: insert_map_items
+-- One queued task per element; item keys use brackets, which node keys may not.
+INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, priority, max_attempts,
+                             timeout_s, backoff_initial_s, backoff_max_s, params, depends_on,
+                             parent_id, item_index, item, queued_at)
+SELECT %(run_id)s, %(node_key)s || '[' || (e.ordinality - 1) || ']', %(executor)s, %(queue)s,
+       'queued', %(priority)s, %(max_attempts)s, %(timeout_s)s, %(backoff_initial_s)s,
+       %(backoff_max_s)s, %(params)s, %(depends_on)s::text[], %(parent_id)s,
+       e.ordinality - 1, e.value, now()
+FROM jsonb_array_elements(%(items)s) WITH ORDINALITY AS e(value, ordinality)
+
+-- name: set_map_remaining
+UPDATE dagq.node_tasks SET map_remaining = %(count)s WHERE id = %(id)s
+
+-- name: finish_map_item
+-- One item of a map node is done; when it was the last, the map node succeeds with
+-- its items' outputs in order.
+UPDATE dagq.node_tasks p
+SET map_remaining = p.map_remaining - 1,
+    status = CASE WHEN p.map_remaining = 1 THEN 'succeeded' ELSE p.status END,
+    finished_at = CASE WHEN p.map_remaining = 1 THEN now() ELSE p.finished_at END,
+    outputs = CASE WHEN p.map_remaining = 1 THEN (
+        SELECT coalesce(jsonb_agg(c.outputs ORDER BY c.item_index), '[]'::jsonb)
+        FROM dagq.node_tasks c WHERE c.parent_id = p.id) ELSE p.outputs END,
+    attempts = greatest(p.attempts, %(attempts)s),
+    version = p.version + 1
+WHERE p.id = %(parent_id)s AND p.status = 'running'
+RETURNING p.id, p.run_id, p.node_key, p.status, p.dependents, p.attempts
+
+-- name: fail_map_parent
+UPDATE dagq.node_tasks p
+SET status = 'failed', error = %(error)s, finished_at = now(), version = p.version + 1,
+    attempts = greatest(p.attempts, %(attempts)s)
+WHERE p.id = %(parent_id)s AND p.status = 'running'
+RETURNING p.id, p.run_id, p.node_key, p.dependents, p.attempts
+
+-- name: cancel_map_items
+UPDATE dagq.node_tasks
+SET status = 'cancelled', finished_at = now(), version = version + 1
+WHERE parent_id = %(parent_id)s AND status IN ('pending', 'queued')
+RETURNING node_key
+
+-- name: succeed_empty_map
+UPDATE dagq.node_tasks
+SET status = 'succeeded', outputs = '[]'::jsonb, finished_at = now(), map_remaining = 0,
+    version = version + 1
+WHERE id = %(id)s
+RETURNING id, run_id, node_key, dependents, attempts

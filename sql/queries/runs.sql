@@ -1,0 +1,84 @@
+-- Reading, cancelling and retrying runs.
+-- Named queries (`-- name: NAME`, a description, the statement), loaded once by
+-- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.runs.
+
+-- name: events_after
+SELECT id, run_id, node_key, type, attempt, data, created_at FROM dagq.run_events
+WHERE run_id = %(run_id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s
+
+-- name: lock_run
+-- Every transaction that writes events for a run takes this lock first, after its node
+-- row locks: it serialises a run's events in commit order.
+SELECT id, tenant, status, fail_fast, nodes_total, nodes_remaining, nodes_failed,
+       nodes_succeeded
+FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE
+
+-- name: run_nodes
+-- The nodes of a run (map items excluded), in insertion order.
+SELECT id, node_key, executor, queue, status, attempts, max_attempts, depends_on, queued_at,
+       started_at, finished_at, outputs, error, lease_owner, lease_expires_at,
+       map_remaining,
+       (SELECT count(*) FROM dagq.node_tasks c WHERE c.parent_id = t.id) AS items
+FROM dagq.node_tasks t
+WHERE run_id = %(run_id)s AND parent_id IS NULL
+ORDER BY id
+
+-- name: list_runs
+-- Newest first, keyset-paginated on (created_at, id).
+SELECT id, tenant, workflow, workflow_version, event_key, status, priority, nodes_total,
+       nodes_remaining, created_at, started_at, finished_at
+FROM dagq.runs
+WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+  AND (%(cursor_at)s::timestamptz IS NULL OR (created_at, id) < (%(cursor_at)s, %(cursor_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: cancel_run
+UPDATE dagq.runs
+SET status = 'cancelled', nodes_remaining = nodes_remaining - %(cancelled)s,
+    finished_at = now(), version = version + 1
+WHERE id = %(run_id)s AND status IN ('queued', 'running')
+RETURNING id
+
+-- name: nodes_to_retry
+-- Of a finished run: the top-level nodes that did not succeed, with how many of their
+-- dependencies also did not succeed (those will run again first).
+SELECT t.id, t.node_key, t.status, t.depends_on,
+       (SELECT count(*) FROM dagq.node_tasks d
+        WHERE d.run_id = t.run_id AND d.node_key = ANY (t.depends_on)
+          AND d.status <> 'succeeded') AS deps_not_succeeded
+FROM dagq.node_tasks t
+WHERE t.run_id = %(run_id)s AND t.parent_id IS NULL
+  AND t.status IN ('failed', 'cancelled', 'skipped')
+FOR UPDATE
+
+-- name: reset_nodes_for_retry
+UPDATE dagq.node_tasks t
+SET status = u.status, attempts = 0, version = t.version + 1, error = NULL, outputs = NULL,
+    deps_remaining = u.deps_remaining, deps_skipped = 0, lease_owner = NULL,
+    lease_expires_at = NULL, started_at = NULL, finished_at = NULL, map_remaining = NULL,
+    available_at = now(), queued_at = CASE WHEN u.status = 'queued' THEN now() END
+FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(deps_remaining)s::int[])
+     AS u(id, status, deps_remaining)
+WHERE t.id = u.id
+RETURNING t.node_key, t.status, t.queue
+
+-- name: delete_map_items
+DELETE FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id = ANY (%(parent_ids)s::bigint[])
+
+-- name: reopen_run
+UPDATE dagq.runs
+SET status = 'running', nodes_remaining = %(reset)s, nodes_failed = 0,
+    nodes_succeeded = nodes_total - %(reset)s, error = NULL, outputs = NULL,
+    finished_at = NULL, version = version + 1
+WHERE id = %(run_id)s
+
+-- name: count_run_nodes
+-- (also run by maintenance)
+-- Recount a run's top-level nodes from scratch (the healer's source of truth).
+SELECT count(*) FILTER (WHERE status IN ('pending', 'queued', 'running')) AS remaining,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded
+FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id IS NULL
