@@ -9,13 +9,13 @@ import psycopg
 
 from dagq.states import NODE_STATUSES, RUN_STATUSES
 
-CHECK = """SELECT pg_get_constraintdef(k.oid) FROM pg_constraint k
+CHECK = """SELECT pg_get_constraintdef(k.oid) AS definition FROM pg_constraint k
            WHERE k.conrelid = %s::regclass AND k.contype = 'c'
              AND pg_get_constraintdef(k.oid) LIKE '%%status%%'"""
 
 
 def allowed(sql: psycopg.Connection, table: str) -> set[str]:
-    [definition] = [row[0] for row in sql.execute(CHECK, (table,)).fetchall()]
+    [definition] = [row["definition"] for row in sql.execute(CHECK, (table,)).fetchall()]
     return set(re.findall(r"'([a-z_]+)'::text", definition))
 
 
