@@ -16,6 +16,8 @@ under the book's lock); a pending interrupt is withdrawn if the executor finishe
 from __future__ import annotations
 
 import ctypes
+import enum
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +26,8 @@ from typing import Any
 
 from dagq.models import LeasedNode
 from dagq.workers.errors import NodeCancelled
+
+log = logging.getLogger("dagq.worker")
 
 HELD_PER_PREFETCH = 4
 
@@ -52,25 +56,87 @@ def _set_async_exc(thread_id: int, exc_type: type[BaseException] | None) -> None
     )
 
 
+class LeaseState(enum.Enum):
+    """Where one attempt is, from lease to release (the book's lock guards every move)."""
+
+    HELD = "held"  # leased (prefetched), waiting for a worker thread
+    EXECUTING = "executing"  # the executor runs on `thread_id`
+    RAN = "ran"  # the executor returned or raised; its outcome is being checked
+    FINISHING = "finishing"  # outcome handed to the committer: heartbeated, no prefetch slot
+    LOST = "lost"  # taken back or superseded: its outcome will be discarded
+    LOST_EXECUTING = "lost_executing"  # lost while its executor still runs (interrupted)
+    LOST_FINISHING = "lost_finishing"  # lost while committing: the commit's fence decides
+
+
+S = LeaseState
+# Every allowed move: (state, event) -> next state. Anything else is refused (logged,
+# state unchanged). A lease lost while FINISHING has nothing left to stop: its outcome
+# is already handed over and the commit's fence decides. `end` in HELD is the end of an
+# attempt whose interrupt was due before it started, so it never ran.
+MOVES: dict[tuple[LeaseState, str], LeaseState] = {
+    (S.HELD, "begin"): S.EXECUTING,
+    (S.HELD, "end"): S.HELD,
+    (S.HELD, "lose"): S.LOST,
+    (S.EXECUTING, "end"): S.RAN,
+    (S.EXECUTING, "lose"): S.LOST_EXECUTING,
+    (S.RAN, "finish"): S.FINISHING,
+    (S.RAN, "lose"): S.LOST,
+    (S.FINISHING, "lose"): S.LOST_FINISHING,
+    (S.LOST_FINISHING, "lose"): S.LOST_FINISHING,
+    (S.LOST, "begin"): S.LOST_EXECUTING,  # the actor sees it lost and stops at once
+    (S.LOST, "end"): S.LOST,
+    (S.LOST, "lose"): S.LOST,
+    (S.LOST_EXECUTING, "end"): S.LOST,
+    (S.LOST_EXECUTING, "lose"): S.LOST_EXECUTING,
+}
+EXECUTING_STATES = frozenset({S.EXECUTING, S.LOST_EXECUTING})
+LOST_STATES = frozenset({S.LOST, S.LOST_EXECUTING, S.LOST_FINISHING})
+FINISHING_STATES = frozenset({S.FINISHING, S.LOST_FINISHING})
+
+
 @dataclass
 class Lease:
+    """One attempt held. `state` moves only through `move` (under the book's lock);
+    `thread_id` and `deadline` are set by the worker thread that begins it, `interrupt`
+    by whichever thread interrupts it (supervisor, shutdown, a superseding lease),
+    `result` by the worker thread once the executor returned."""
+
     node: LeasedNode
     queue: str
     leased_at: float = field(default_factory=time.monotonic)
     thread_id: int | None = None
     deadline: float | None = None
-    executing: bool = False
+    state: LeaseState = LeaseState.HELD
     interrupt: type[BaseException] | None = None  # sent (or to apply when it starts)
     result: Any = None
-    lost: bool = False  # the heartbeat found the lease gone: its outcome is discarded
-    # The executor is done and its outcome is being committed: the lease is still held
-    # (and heartbeated) but no longer takes a prefetch slot, so the next batch is leased
-    # while the last one's completions are written.
-    finishing: bool = False
 
     @property
     def key(self) -> LeaseKey:
         return self.node.id, self.node.version
+
+    @property
+    def executing(self) -> bool:
+        return self.state in EXECUTING_STATES
+
+    @property
+    def lost(self) -> bool:
+        """Its outcome is discarded (the heartbeat found it gone, or a newer attempt of
+        the node superseded it)."""
+        return self.state in LOST_STATES
+
+    @property
+    def finishing(self) -> bool:
+        return self.state in FINISHING_STATES
+
+    def move(self, event: str) -> bool:
+        """Apply `event` if allowed from the current state; False (and a log line) if
+        refused. Called with the book's lock held."""
+        after = MOVES.get((self.state, event))
+        if after is None:
+            log.warning("lease %s: %s refused in state %s", self.key, event, self.state.value)
+            return False
+        self.state = after
+        return True
 
 
 class LeaseBook:
@@ -110,8 +176,7 @@ class LeaseBook:
         """The node's outcome is handed over for commit: free its prefetch slot."""
         with self._lock:
             lease = self._leases.get(key)
-            if lease is not None:
-                lease.finishing = True
+            if lease is not None and lease.move("finish"):
                 self._released.notify_all()
 
     def room(self, queue: str, prefetch: int) -> int:
@@ -167,7 +232,7 @@ class LeaseBook:
             lease.deadline = time.monotonic() + timeout_s
             if lease.interrupt is not None:
                 return lease.interrupt
-            lease.executing = True
+            lease.move("begin")
             return None
 
     def end(self, key: LeaseKey) -> type[BaseException] | None:
@@ -175,8 +240,10 @@ class LeaseBook:
         with self._lock:
             lease = self._leases.get(key)
             if lease is None or not lease.executing:
+                if lease is not None:
+                    lease.move("end")
                 return lease.interrupt if lease else None
-            lease.executing = False
+            lease.move("end")
             if lease.interrupt is not None and lease.thread_id is not None:
                 _set_async_exc(lease.thread_id, None)
             return lease.interrupt
@@ -214,7 +281,7 @@ class LeaseBook:
 
     def _lose(self, lease: Lease, stop: type[BaseException] | None = None) -> bool:
         """Mark `lease` lost; with `stop`, interrupt it unless it is finishing."""
-        lease.lost = True
+        lease.move("lose")
         if lease.finishing:
             return False
         if stop is not None:

@@ -18,14 +18,22 @@ def node(node_id: int, queue: str = "default", version: int = 2) -> LeasedNode:
                       max_attempts=3, timeout_s=60, params={}, run_inputs={}, deps={})
 
 
+def finish(book: LeaseBook, key: tuple[int, int]) -> None:
+    """The executor ran (begin, end) and its outcome went to the committer: the only way
+    a lease reaches finishing (see the state machine in workers/leases.py)."""
+    book.begin(key, timeout_s=60)
+    book.end(key)
+    book.finishing(key)
+
+
 def test_finishing_leases_free_their_prefetch_slot() -> None:
     book = LeaseBook()
     for i in range(3):
         book.add(node(i), "default")
     book.add(node(9, "other"), "other")
     assert book.room("default", 4) == 1
-    book.finishing((0, 2))
-    book.finishing((1, 2))
+    finish(book, (0, 2))
+    finish(book, (1, 2))
     assert book.room("default", 4) == 3
     assert book.ids() == [0, 1, 2, 9]  # still held (and heartbeated) until committed
 
@@ -34,7 +42,7 @@ def test_held_leases_are_capped_even_when_all_are_finishing() -> None:
     book = LeaseBook()
     for i in range(HELD_PER_PREFETCH * 2):
         book.add(node(i), "default")
-        book.finishing((i, 2))
+        finish(book, (i, 2))
     assert book.room("default", 2) == 0
     book.remove((0, 2))
     assert book.room("default", 2) == 1
@@ -44,7 +52,7 @@ def test_wait_for_room_wakes_on_a_finishing_lease_or_when_ready() -> None:
     book = LeaseBook()
     book.add(node(1), "default")
     assert book.wait_for_room("default", 1, 1, timeout=0.05) is False
-    threading.Timer(0.05, book.finishing, args=((1, 2),)).start()
+    threading.Timer(0.05, finish, args=(book, (1, 2))).start()
     assert book.wait_for_room("default", 1, 1, timeout=5) is True
     book.add(node(2), "default")
     handed_off: list[int] = []
@@ -103,7 +111,7 @@ def test_a_lost_node_loses_every_attempt_and_stop_reaches_each() -> None:
     book.add(node(7, version=2), "default")
     book.add(node(7, version=4), "default")
     book.add(node(8), "default")
-    book.finishing((8, 2))
+    finish(book, (8, 2))
     held = book.keys()
     assert held == [(7, 2), (7, 4), (8, 2)]
     lost = book.mark_lost_keys(of_nodes(held, {7, 8}))
