@@ -44,19 +44,23 @@ class PostgresBroker(dramatiq.Broker):
     def __init__(
         self, repo: Store, *, worker_id: str, lease_ttl_s: float,
         max_output_bytes: int, listener: QueueListener | None = None,
+        book: LeaseBook | None = None,
     ) -> None:
+        """`book`: the leases this process holds, shared with the supervisor and the
+        shutdown (`dagq.workers.process` makes one and hands it to each); a broker
+        built on its own (tests, the `dramatiq` CLI) makes its own."""
         self.repo = repo
         self.worker_id = worker_id
         self.lease_ttl_s = lease_ttl_s
         self.max_output_bytes = max_output_bytes
         self.listener = listener
-        self.book = LeaseBook()
+        self.book = book if book is not None else LeaseBook()
         self.completions = CompletionBatcher(repo, self)
         self.executors: dict[str, ExecutorDef] = {}
         self.stopping = False
         self._consumers: dict[str, PostgresConsumer] = {}
         self._handoff_executors: list[str] = []
-        super().__init__(middleware=[DagqMiddleware(self)])
+        super().__init__(middleware=[DagqMiddleware(self.book)])
         self.queues: dict[str, None] = {}  # Dramatiq reads .keys()
 
     # -- declarations -----------------------------------------------------------------
@@ -72,7 +76,7 @@ class PostgresBroker(dramatiq.Broker):
         """Serve a dagq node executor: a Dramatiq actor named after it."""
         self.executors[definition.name] = definition
         dramatiq.actor(
-            _executor_entry(self, definition), actor_name=definition.name,
+            _executor_entry(self.book, definition), actor_name=definition.name,
             queue_name=definition.queue, broker=self, max_retries=0,
         )
 
@@ -90,7 +94,7 @@ class PostgresBroker(dramatiq.Broker):
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> Consumer:
         if queue_name not in self.queues:
             raise QueueNotFound(queue_name)
-        consumer = PostgresConsumer(self, queue_name, prefetch, timeout)
+        consumer = PostgresConsumer(self, self.book, queue_name, prefetch, timeout)
         # Capped executors are only ever leased where their caps are checked.
         self._handoff_executors = sorted(set(self.served_executors()) - self.capped)
         self._consumers[queue_name] = consumer
@@ -160,11 +164,11 @@ def _safe_key(name: str) -> str:
     return cleaned[:64] or "actor"
 
 
-def _executor_entry(broker: PostgresBroker, definition: ExecutorDef) -> Any:
+def _executor_entry(book: LeaseBook, definition: ExecutorDef) -> Any:
     """The actor function: run the executor on the leased node's payload."""
 
     def run_node(node_id: int, version: int) -> Any:
-        lease = broker.book.get((node_id, version))
+        lease = book.get((node_id, version))
         if lease is None or lease.lost:
             raise NodeCancelled("lease no longer held")
         return definition.fn(lease.node.payload())
@@ -175,8 +179,10 @@ def _executor_entry(broker: PostgresBroker, definition: ExecutorDef) -> Any:
 
 
 class PostgresConsumer(Consumer):
-    def __init__(self, broker: PostgresBroker, queue: str, prefetch: int, timeout_ms: int):
+    def __init__(self, broker: PostgresBroker, book: LeaseBook, queue: str, prefetch: int,
+                 timeout_ms: int):
         self.broker = broker
+        self.book = book
         self.queue = queue
         self.prefetch = max(1, prefetch)
         # Lease in batches: refill only once half the prefetch is free (the other half
@@ -195,7 +201,7 @@ class PostgresConsumer(Consumer):
         return self
 
     def __next__(self) -> MessageProxy | None:
-        broker, book = self.broker, self.broker.book
+        broker, book = self.broker, self.book
         if broker.stopping:
             self._hand_back_buffer()  # never-started leases go back at once
             time.sleep(0.1)  # the consumer thread calls again at once
@@ -232,9 +238,9 @@ class PostgresConsumer(Consumer):
         with self._closing:
             if self.closed or self.broker.stopping:
                 return False
-            self.broker.book.add(node, self.queue)
+            self.book.add(node, self.queue)
             self.buffer.append(MessageProxy(self._message(node)))
-        self.broker.book.poke()
+        self.book.poke()
         if self.broker.listener:
             self.broker.listener.event(self.queue).set()
         return True
@@ -266,17 +272,17 @@ class PostgresConsumer(Consumer):
         """Hand the outputs to the group committer; the lease is released once they are
         committed (see workers/completions.py)."""
         key = message_key(message)
-        lease = self.broker.book.get(key)
+        lease = self.book.get(key)
         if lease is None or lease.lost:
             log.info("node %s finished after its lease was lost; outcome discarded", key[0])
-            self.broker.book.remove(key)
+            self.book.remove(key)
             return
         try:
             outputs = check_outputs(
                 lease.result, plain=lease.node.executor not in self.broker.executors,
                 max_bytes=self.broker.max_output_bytes)
             completion = Completion(key[0], key[1], outputs, self._wake(lease))
-            self.broker.book.finishing(key)
+            self.book.finishing(key)
             self.broker.completions.submit(completion,
                                            lambda ok: self._completed(key, ok))
         except Exception as exc:  # noqa: BLE001 - see above
@@ -286,14 +292,14 @@ class PostgresConsumer(Consumer):
     def _completed(self, key: LeaseKey, recorded: bool | None) -> None:
         if recorded is False:
             log.info("stale completion of node %s ignored (lease reclaimed)", key[0])
-        self.broker.book.remove(key)
+        self.book.remove(key)
 
     def nack(self, message: MessageProxy) -> None:
         key = message_key(message)
-        lease = self.broker.book.get(key)
+        lease = self.book.get(key)
         if lease is None or lease.lost:
             log.info("node %s failed after its lease was lost; outcome discarded", key[0])
-            self.broker.book.remove(key)
+            self.book.remove(key)
             return
         exc = message._exception or RuntimeError("the node failed without an exception")
         self._end_failed(message, key, exc)
@@ -305,7 +311,7 @@ class PostgresConsumer(Consumer):
             log.exception("could not record the failure of node %s; its lease will expire",
                           key[0])
         finally:
-            self.broker.book.remove(key)
+            self.book.remove(key)
 
     def requeue(self, messages: Any) -> None:
         leases = [message_key(m) for m in messages]
@@ -319,7 +325,7 @@ class PostgresConsumer(Consumer):
             log.warning("could not requeue %d node(s); their leases will expire", len(leases))
         finally:
             for key in leases:
-                self.broker.book.remove(key)
+                self.book.remove(key)
 
     def close(self) -> None:
         with self._closing:
@@ -342,7 +348,7 @@ class PostgresConsumer(Consumer):
     def _record_failure(self, message: MessageProxy, exc: BaseException, *,
                         retryable: bool) -> None:
         node_id, version = message_key(message)
-        lease = self.broker.book.get((node_id, version))
+        lease = self.book.get((node_id, version))
         outcome = self.broker.repo.fail(
             node_id, version, describe_error(exc, message.options.get("dagq_timeout_s")),
             retryable=retryable and not isinstance(exc, NodeCancelled),

@@ -13,12 +13,10 @@ from dramatiq.middleware import Middleware
 
 from dagq.workers import context
 from dagq.workers.context import NodeContext
-from dagq.workers.leases import LeaseKey
+from dagq.workers.leases import LeaseBook, LeaseKey
 
 if TYPE_CHECKING:
     from dramatiq.broker import Broker, MessageProxy
-
-    from dagq.workers.broker import PostgresBroker
 
 
 def message_key(message: MessageProxy) -> LeaseKey:
@@ -31,18 +29,18 @@ class DagqMiddleware(Middleware):
     actor_options = {"max_retries", "time_limit", "min_backoff", "max_backoff",
                      "retry_when", "throws", "max_age"}
 
-    def __init__(self, broker: PostgresBroker) -> None:
-        self.dagq = broker
+    def __init__(self, book: LeaseBook) -> None:
+        self.book = book
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         key = message_key(message)
-        lease = self.dagq.book.get(key)
+        lease = self.book.get(key)
         if lease is None:
             return
         node = lease.node
         context._set(NodeContext(node.id, node.run_id, node.node_key, node.attempts,
                                  node.max_attempts))
-        due = self.dagq.book.begin(key, node.timeout_s)
+        due = self.book.begin(key, node.timeout_s)
         if due is not None:  # cancelled (or shut down, or superseded) before it started
             message.fail()
             message.stuff_exception(due())
@@ -52,7 +50,7 @@ class DagqMiddleware(Middleware):
         exception: BaseException | None = None,
     ) -> None:
         key = message_key(message)
-        interrupted = self.dagq.book.end(key)
+        interrupted = self.book.end(key)
         context._set(None)
         if exception is None and interrupted is not None:
             exception = interrupted()
@@ -60,6 +58,6 @@ class DagqMiddleware(Middleware):
             message.fail()
             message.stuff_exception(exception)
             return
-        lease = self.dagq.book.get(key)
+        lease = self.book.get(key)
         if lease is not None:
             lease.result = result

@@ -29,6 +29,7 @@ from dagq.procs import EXIT_CANNOT_START, StopRequest, wait_for_stop
 from dagq.store import Store
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.errors import WorkerShutdown
+from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
 from dagq.workers.registry import registered
 from dagq.workers.supervisor import Supervisor
@@ -88,9 +89,10 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     repo = Store(open_pool(url, size=threads + 4, name="worker", generic_plans=True))
     listener = QueueListener(url)
+    book = LeaseBook()  # the leases held: shared by broker, supervisor and shutdown
     broker = PostgresBroker(
         repo, worker_id=worker_id, lease_ttl_s=settings.lease_ttl_s,
-        max_output_bytes=settings.max_output_bytes, listener=listener,
+        max_output_bytes=settings.max_output_bytes, listener=listener, book=book,
     )
     dramatiq.set_broker(broker)  # before any user module can declare an actor
     try:
@@ -110,7 +112,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     )
     listener.start()
     broker.completions.start()
-    supervisor = Supervisor(broker, heartbeat_s=settings.heartbeat_s)
+    supervisor = Supervisor(broker, book, heartbeat_s=settings.heartbeat_s)
     supervisor.start()
     worker = Worker(broker, queues=set(serve), worker_threads=threads, worker_timeout=1000)
     worker.queue_prefetch = PREFETCH_PER_THREAD * threads
@@ -118,11 +120,11 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     log.info("worker %s serving queues %s with %d threads", worker_id, ",".join(serve),
              threads)
     wait_for_stop(stop)  # returns at once if a signal came during startup
-    _shut_down(worker, broker, supervisor, listener)
+    _shut_down(worker, broker, book, supervisor, listener)
     return 0
 
 
-def _shut_down(worker: Worker, broker: PostgresBroker, supervisor: Supervisor,
+def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervisor: Supervisor,
                listener: QueueListener) -> None:
     started = time.monotonic()
     broker.stopping = True
@@ -130,10 +132,10 @@ def _shut_down(worker: Worker, broker: PostgresBroker, supervisor: Supervisor,
     broker.repo = broker.repo.bounded(DB_CALL_S)
     _requeue_waiting(worker)
     deadline = started + SHUTDOWN_GRACE_S
-    while broker.book.executing() and time.monotonic() < deadline:
+    while book.executing() and time.monotonic() < deadline:
         time.sleep(0.05)
-    for key in broker.book.executing_keys():
-        broker.book.interrupt(key, WorkerShutdown)
+    for key in book.executing_keys():
+        book.interrupt(key, WorkerShutdown)
     cleanup_until = time.monotonic() + CLEANUP_S
     worker.stop(timeout=int(JOIN_S * 1000))  # worker threads, then consumers: each
     broker.completions.stop(timeout=max(0.0, cleanup_until - DB_CALL_S - time.monotonic()))

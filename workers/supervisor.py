@@ -10,7 +10,7 @@ import time
 from dagq.errors import DagqError
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.errors import NodeCancelled, NodeTimeout
-from dagq.workers.leases import node_ids, of_nodes
+from dagq.workers.leases import LeaseBook, node_ids, of_nodes
 
 log = logging.getLogger("dagq.supervisor")
 
@@ -18,9 +18,11 @@ TICK_S = 0.05
 
 
 class Supervisor(threading.Thread):
-    def __init__(self, broker: PostgresBroker, *, heartbeat_s: float) -> None:
+    def __init__(self, broker: PostgresBroker, book: LeaseBook, *,
+                 heartbeat_s: float) -> None:
         super().__init__(name="dagq-supervisor", daemon=True)
-        self.broker = broker
+        self.broker = broker  # its store, worker id and lease TTL
+        self.book = book
         self.heartbeat_s = heartbeat_s
         self._stop = threading.Event()
         self._next_beat = 0.0
@@ -31,15 +33,15 @@ class Supervisor(threading.Thread):
     def run(self) -> None:
         while not self._stop.wait(TICK_S):
             now = time.monotonic()
-            for key in self.broker.book.overdue(now):
+            for key in self.book.overdue(now):
                 log.info("node %s ran past its timeout; interrupting it", key[0])
-                self.broker.book.interrupt(key, NodeTimeout)
+                self.book.interrupt(key, NodeTimeout)
             if now >= self._next_beat:
                 self._next_beat = now + self.heartbeat_s
                 self.beat()
 
     def beat(self) -> None:
-        book = self.broker.book
+        book = self.book
         held = book.keys()
         try:
             result = self.broker.repo.heartbeat(worker=self.broker.worker_id,

@@ -34,7 +34,7 @@ def test_a_heartbeat_answer_does_not_lose_an_attempt_leased_meanwhile(
         return result
 
     broker.repo.heartbeat = heartbeat_racing_a_lease
-    Supervisor(broker, heartbeat_s=1).beat()
+    Supervisor(broker, broker.book, heartbeat_s=1).beat()
 
     [v2] = leased_meanwhile
     assert v2.id == v1.id and v2.version > v1.version
@@ -43,5 +43,5 @@ def test_a_heartbeat_answer_does_not_lose_an_attempt_leased_meanwhile(
     assert new is not None and not new.lost and new.interrupt is None
     assert broker.book.begin(lease_key(v2), timeout_s=60) is None  # v2 runs unhindered
     del broker.repo.heartbeat
-    Supervisor(broker, heartbeat_s=1).beat()  # the next heartbeat asks about v2: held
+    Supervisor(broker, broker.book, heartbeat_s=1).beat()  # the next heartbeat asks about v2: held
     assert not new.lost and new.interrupt is None

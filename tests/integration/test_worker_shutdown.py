@@ -52,10 +52,10 @@ def test_shutdown_marking_the_worker_stopped_gives_up_in_time(unreachable_repo,
     url, repo = unreachable_repo
     broker = PostgresBroker(repo, worker_id="w1", lease_ttl_s=30, max_output_bytes=1000)
     worker = Worker(broker, queues=set(), worker_threads=1)
-    supervisor = Supervisor(broker, heartbeat_s=5)
+    supervisor = Supervisor(broker, broker.book, heartbeat_s=5)
     listener = QueueListener(url)
     shutdown = threading.Thread(target=process._shut_down, daemon=True,
-                                args=(worker, broker, supervisor, listener))
+                                args=(worker, broker, broker.book, supervisor, listener))
     with caplog.at_level(logging.WARNING, logger="dagq.worker"):
         shutdown.start()
         # Nothing runs, so only the cleanup's budget applies; the machine is loaded.
