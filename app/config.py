@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     lease_ttl_s: float = Field(30.0, gt=0)
     heartbeat_s: float = Field(5.0, gt=0)
+    # A stopping worker lets running nodes finish this long, then interrupts them.
+    shutdown_grace_s: float = Field(30.0, ge=0)
     sweep_interval_s: float = Field(5.0, gt=0)
     actor_modules: str = ""
     max_body_bytes: int = Field(1_048_576, gt=0)

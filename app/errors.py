@@ -61,12 +61,6 @@ class InvalidWorkflow(InvalidRequest):
     code = "invalid_workflow"
 
 
-class LeaseLost(DagqError):
-    """A worker acted on a node whose lease it no longer holds."""
-
-    code = "lease_lost"
-
-
 class DatabaseUnavailable(DagqError):
     """Postgres could not be reached after retries."""
 

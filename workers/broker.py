@@ -1,7 +1,9 @@
 """A Dramatiq broker whose queue is `dagq.node_tasks`: consume is the lease.
 
-- `consume()` leases batches with FOR UPDATE SKIP LOCKED, never holding more than
-  `prefetch` leases per queue, waking on LISTEN and polling at least every second.
+- `consume()` leases batches with FOR UPDATE SKIP LOCKED: at most `prefetch` leases
+  per queue not yet finishing, and at most HELD_PER_PREFETCH (4) x `prefetch` held in
+  all (finishing ones are still being committed; see workers/leases.py), waking on
+  LISTEN and polling at least every second.
 - `ack` records the outputs (fenced), `nack` the failure (retry/backoff decided in
   Postgres), `requeue` hands never-started leases back without spending an attempt.
 - `enqueue()` of a plain Dramatiq message (`actor.send()`) creates a one-node run.
@@ -26,6 +28,7 @@ from dagq.errors import DagqError
 from dagq.models import LeasedNode
 from dagq.store import Completion, Handoff, Store
 from dagq.workers.completions import CompletionBatcher
+from dagq.workers.dramatiq_internals import stuffed_exception
 from dagq.workers.errors import FatalError, NodeCancelled
 from dagq.workers.leases import LeaseBook, LeaseKey
 from dagq.workers.listener import QueueListener
@@ -301,7 +304,7 @@ class PostgresConsumer(Consumer):
             log.info("node %s failed after its lease was lost; outcome discarded", key[0])
             self.book.remove(key)
             return
-        exc = message._exception or RuntimeError("the node failed without an exception")
+        exc = stuffed_exception(message) or RuntimeError("the node failed without an exception")
         self._end_failed(message, key, exc)
 
     def _end_failed(self, message: MessageProxy, key: LeaseKey, exc: BaseException) -> None:

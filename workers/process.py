@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import queue
 import socket
 import time
 import traceback
@@ -28,6 +27,7 @@ from dagq.errors import DagqError
 from dagq.procs import EXIT_CANNOT_START, StopRequest, wait_for_stop
 from dagq.store import Store
 from dagq.workers.broker import PostgresBroker
+from dagq.workers.dramatiq_internals import consumer_of, take_waiting_messages
 from dagq.workers.errors import WorkerShutdown
 from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
@@ -36,7 +36,6 @@ from dagq.workers.supervisor import Supervisor
 
 log = logging.getLogger("dagq.worker")
 
-SHUTDOWN_GRACE_S = float(os.environ.get("DAGQ_SHUTDOWN_GRACE_S", "30"))
 # Once stopping, the broker's database calls give up after about this long.
 DB_CALL_S = 2.0
 # After the grace, CLEANUP_S in all (dagq up's own grace, 45 s, covers the default grace,
@@ -120,18 +119,21 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     log.info("worker %s serving queues %s with %d threads", worker_id, ",".join(serve),
              threads)
     wait_for_stop(stop)  # returns at once if a signal came during startup
-    _shut_down(worker, broker, book, supervisor, listener)
+    _shut_down(worker, broker, book, supervisor, listener, grace_s=settings.shutdown_grace_s)
     return 0
 
 
 def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervisor: Supervisor,
-               listener: QueueListener) -> None:
+               listener: QueueListener, *, grace_s: float = 30.0) -> None:
+    """Stop in order: hand back what never started, let running nodes finish for
+    `grace_s` (DAGQ_SHUTDOWN_GRACE_S), interrupt the rest, then stop every thread, each
+    step bounded."""
     started = time.monotonic()
     broker.stopping = True
     # The completion batcher keeps the patient repository: its stop is bounded.
     broker.repo = broker.repo.bounded(DB_CALL_S)
     _requeue_waiting(worker)
-    deadline = started + SHUTDOWN_GRACE_S
+    deadline = started + grace_s
     while book.executing() and time.monotonic() < deadline:
         time.sleep(0.05)
     for key in book.executing_keys():
@@ -151,15 +153,7 @@ def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervis
 
 def _requeue_waiting(worker: Worker) -> None:
     """Take never-started messages off the work queue and give their leases back."""
-    by_queue: dict[str, list] = {}
-    while True:
-        try:
-            item = worker.work_queue.get_nowait()
-        except queue.Empty:
-            break
-        by_queue.setdefault(item.message.queue_name, []).append(item.message)
-        worker.work_queue.task_done()
-    for queue_name, messages in by_queue.items():
-        consumer_thread = worker.consumers.get(queue_name)
-        if consumer_thread is not None and consumer_thread.consumer is not None:
-            consumer_thread.consumer.requeue(messages)
+    for queue_name, messages in take_waiting_messages(worker).items():
+        consumer = consumer_of(worker, queue_name)
+        if consumer is not None:
+            consumer.requeue(messages)

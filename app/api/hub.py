@@ -2,7 +2,8 @@
 
 A notification only wakes the streams of the runs it names (payload: comma-separated
 run ids, or `*` for all); the streams then read the event rows themselves. A lost
-notification or connection costs latency only: streams also poll (EventStream.POLL_S).
+notification or connection costs latency only: streams also re-read every
+`dagq.api.routes_events.POLL_S` (5 s) without one.
 """
 
 from __future__ import annotations
