@@ -1,0 +1,217 @@
+"""The consumer of one queue: Dramatiq's iterator over leased nodes, and the outcomes
+(ack: outputs to the committer; nack: the failure; requeue: leases handed back).
+
+Threads: Dramatiq's consumer thread for the queue iterates it (`__next__`, `buffer`),
+worker threads call `ack`/`nack` (through Dramatiq), the completion batcher's thread
+puts hand-off leases into `buffer` (`accept`), and shutdown calls `requeue`/`close`;
+`_closing` orders `accept` against `close` so no lease is stranded in the buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.message import Message
+
+from dagq.errors import DagqError
+from dagq.models import LeasedNode
+from dagq.store import Completion
+from dagq.workers.dramatiq_internals import stuffed_exception
+from dagq.workers.errors import FatalError, NodeCancelled
+from dagq.workers.leases import LeaseBook, LeaseKey
+from dagq.workers.middleware import message_key
+from dagq.workers.outcomes import check_outputs, describe_error
+
+if TYPE_CHECKING:
+    from dagq.workers.broker import PostgresBroker
+
+log = logging.getLogger("dagq.broker")
+
+# A consumer waits at most this long for a notification before it polls.
+POLL_S = 1.0
+
+
+class PostgresConsumer(Consumer):
+    def __init__(self, broker: PostgresBroker, book: LeaseBook, queue: str, prefetch: int,
+                 timeout_ms: int):
+        self.broker = broker
+        self.book = book
+        self.queue = queue
+        self.prefetch = max(1, prefetch)
+        # Lease in batches: refill only once half the prefetch is free (the other half
+        # keeps the threads busy meanwhile), not every time one slot frees up.
+        self.refill = max(1, self.prefetch // 2)
+        self.timeout_s = min(timeout_ms / 1000, POLL_S)
+        self.buffer: deque[MessageProxy] = deque()
+        self._closing = threading.Lock()  # accept() vs close(): no lease is stranded
+        self.closed = False
+        self.drained = False  # the last lease got fewer nodes than it had room for
+        # Executors are all declared before consuming starts; compute the lists once.
+        self.executors = broker.served_executors()
+        self.capped = sorted(broker.capped)
+
+    def __iter__(self) -> PostgresConsumer:
+        return self
+
+    def __next__(self) -> MessageProxy | None:
+        broker, book = self.broker, self.book
+        if broker.stopping:
+            self._hand_back_buffer()  # never-started leases go back at once
+            time.sleep(0.1)  # the consumer thread calls again at once
+            return None
+        if self.buffer:
+            return self.buffer.popleft()
+        if not book.wait_for_room(self.queue, self.prefetch, self.refill, self.timeout_s,
+                                  ready=self.buffer.__len__):
+            return None
+        wake = broker.listener.event(self.queue) if broker.listener else None
+        if self.drained and wake is not None:
+            # The last lease found the queue empty: lease again once something was
+            # queued since (or a hand-off arrived), or at the polling interval.
+            wake.wait(self.timeout_s)
+        if self.buffer:  # handed off by a completion while we waited
+            return self.buffer.popleft()
+        if wake is not None:
+            wake.clear()  # before leasing: a notification during the lease is kept
+        room = book.room(self.queue, self.prefetch)
+        nodes = broker.repo.lease(
+            worker=broker.worker_id, queue=self.queue, limit=room,
+            ttl_s=broker.lease_ttl_s, executors=self.executors, capped=self.capped,
+        ) if room > 0 else []
+        self.drained = len(nodes) < room
+        if not nodes:
+            return None
+        for node in nodes:
+            book.add(node, self.queue)
+            self.buffer.append(MessageProxy(self._message(node)))
+        return self.buffer.popleft()
+
+    def accept(self, node: LeasedNode) -> bool:
+        """Take a node leased for this worker elsewhere (a completion's hand-off)."""
+        with self._closing:
+            if self.closed or self.broker.stopping:
+                return False
+            self.book.add(node, self.queue)
+            self.buffer.append(MessageProxy(self._message(node)))
+        self.book.poke()
+        if self.broker.listener:
+            self.broker.listener.event(self.queue).set()
+        return True
+
+    def _message(self, node: Any) -> Message:
+        definition = self.broker.executors.get(node.executor)
+        if definition is not None:
+            args: tuple[Any, ...] = (node.id, node.version)  # the lease's key
+            kwargs: dict[str, Any] = {}
+        else:  # a plain Dramatiq actor sent with actor.send()
+            args = tuple(node.params.get("args", ()))
+            kwargs = dict(node.params.get("kwargs", {}))
+        return Message(
+            queue_name=self.queue, actor_name=node.executor, args=args, kwargs=kwargs,
+            # pipe_target: Dramatiq warns about discarded return values unless a message
+            # has one; dagq keeps them (ack stores them). No Pipelines middleware runs.
+            options={"dagq_node_id": node.id, "dagq_version": node.version,
+                     "dagq_timeout_s": node.timeout_s, "pipe_target": "dagq"},
+            message_id=f"{node.id}.{node.version}",
+        )
+
+    # -- outcomes (called from worker threads) ----------------------------------------
+    # Each attempt is its lease's (node id, version) key: a late outcome of an attempt
+    # that was taken back touches only that attempt, never a newer lease of the node.
+    # Nothing raised here may escape to Dramatiq: whatever fails after the executor
+    # returned ends the attempt (failed, with the error) and releases its lease.
+
+    def ack(self, message: MessageProxy) -> None:
+        """Hand the outputs to the group committer; the lease is released once they are
+        committed (see workers/completions.py)."""
+        key = message_key(message)
+        lease = self.book.get(key)
+        if lease is None or lease.lost:
+            log.info("node %s finished after its lease was lost; outcome discarded", key[0])
+            self.book.remove(key)
+            return
+        try:
+            outputs = check_outputs(
+                lease.result, plain=lease.node.executor not in self.broker.executors,
+                max_bytes=self.broker.max_output_bytes)
+            completion = Completion(key[0], key[1], outputs, self._wake(lease))
+            self.book.finishing(key)
+            self.broker.completions.submit(completion,
+                                           lambda ok: self._completed(key, ok))
+        except Exception as exc:  # noqa: BLE001 - see above
+            lease.result = None
+            self._end_failed(message, key, exc)
+
+    def _completed(self, key: LeaseKey, recorded: bool | None) -> None:
+        if recorded is False:
+            log.info("stale completion of node %s ignored (lease reclaimed)", key[0])
+        self.book.remove(key)
+
+    def nack(self, message: MessageProxy) -> None:
+        key = message_key(message)
+        lease = self.book.get(key)
+        if lease is None or lease.lost:
+            log.info("node %s failed after its lease was lost; outcome discarded", key[0])
+            self.book.remove(key)
+            return
+        exc = stuffed_exception(message) or RuntimeError("the node failed without an exception")
+        self._end_failed(message, key, exc)
+
+    def _end_failed(self, message: MessageProxy, key: LeaseKey, exc: BaseException) -> None:
+        try:
+            self._record_failure(message, exc, retryable=not isinstance(exc, FatalError))
+        except Exception:  # noqa: BLE001 - the lease expires and the sweeper retries it
+            log.exception("could not record the failure of node %s; its lease will expire",
+                          key[0])
+        finally:
+            self.book.remove(key)
+
+    def requeue(self, messages: Any) -> None:
+        leases = [message_key(m) for m in messages]
+        if not leases:
+            return
+        try:
+            count = self.broker.repo.requeue_unstarted(worker=self.broker.worker_id,
+                                                       leases=leases)
+            log.info("requeued %d prefetched node(s) on %s", count, self.queue)
+        except DagqError:
+            log.warning("could not requeue %d node(s); their leases will expire", len(leases))
+        finally:
+            for key in leases:
+                self.book.remove(key)
+
+    def close(self) -> None:
+        with self._closing:
+            self.closed = True
+        self._hand_back_buffer()
+
+    def _hand_back_buffer(self) -> None:
+        with self._closing:  # no hand-off lands in the buffer meanwhile
+            messages = list(self.buffer)
+            self.buffer.clear()
+        if messages:
+            self.requeue(messages)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _wake(self, lease: Any) -> str | None:
+        """A capped executor's slot frees up: wake the queue's consumers everywhere."""
+        return self.queue if lease.node.executor in self.broker.capped else None
+
+    def _record_failure(self, message: MessageProxy, exc: BaseException, *,
+                        retryable: bool) -> None:
+        node_id, version = message_key(message)
+        lease = self.book.get((node_id, version))
+        outcome = self.broker.repo.fail(
+            node_id, version, describe_error(exc, message.options.get("dagq_timeout_s")),
+            retryable=retryable and not isinstance(exc, NodeCancelled),
+            cancelled=isinstance(exc, NodeCancelled),
+            wake_queue=self._wake(lease) if lease else None,
+        )
+        if outcome == "stale":
+            log.info("stale failure of node %s ignored", node_id)
