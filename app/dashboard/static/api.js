@@ -2,6 +2,8 @@
 // shape, and a Server-Sent Events reader built on fetch() (EventSource cannot send an
 // Authorization header).
 
+import { TERMINAL_RUN_EVENTS as TERMINAL_EVENTS } from "./states.js";
+
 const KEY_STORAGE = "dagq.apiKey";
 
 export function getKey() {
@@ -141,8 +143,7 @@ export async function readSse(stream, onMessage) {
   // An event not ended by a blank line before the stream closed is incomplete: dropped.
 }
 
-const TERMINAL_RUN_EVENTS = new Set(["run_succeeded", "run_failed", "run_partial_succeeded",
-  "run_cancelled"]);
+const TERMINAL_RUN_EVENTS = new Set(TERMINAL_EVENTS);
 
 /**
  * Follow /v1/runs/{id}/events live. Calls onEvent(event) for each event (parsed JSON),

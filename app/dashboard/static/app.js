@@ -5,11 +5,10 @@
 
 import { api, ApiError, followRunEvents, getKey, query, setKey } from "./api.js";
 import { renderDag, statusLine, updateDag } from "./dag.js";
+import { NODE_STATUSES, OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES, RUN_STATUSES } from "./states.js";
 
-const RUN_STATUSES = ["queued", "running", "succeeded", "failed", "partial_succeeded", "cancelled"];
-const NODE_STATUSES = ["pending", "queued", "running", "succeeded", "failed", "skipped", "cancelled"];
-const OPEN_RUN = new Set(["queued", "running"]);
-const RETRYABLE_RUN = new Set(["failed", "partial_succeeded", "cancelled"]);
+const OPEN_RUN = new Set(OPEN_RUN_STATUSES);
+const RETRYABLE_RUN = new Set(RETRYABLE_RUN_STATUSES);
 const LIST_REFRESH_MS = 2000;
 const OPS_REFRESH_MS = 3000;
 const READY_REFRESH_MS = 5000;
