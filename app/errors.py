@@ -1,4 +1,4 @@
-"""The project's error hierarchy: driver errors never leak past the repository.
+"""The project's error hierarchy: driver errors never leak past the store.
 
 `ApiError` and its subclasses are the errors the HTTP API answers with. The server raises
 `NotFound`, `Conflict`, `InvalidRequest` and `InvalidWorkflow` itself; `dagq.Client`

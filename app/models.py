@@ -1,4 +1,4 @@
-"""Typed records the repository returns (pydantic models at the edges)."""
+"""Typed records the store returns (pydantic models at the edges)."""
 
 from __future__ import annotations
 

@@ -1,2 +1,3 @@
-"""dagq's SQL as package data: `queries.sql`, `bench.sql` and `migrations/NNN_*.sql`,
-read by `dagq.sqlfiles` through importlib.resources (so an installed wheel finds them)."""
+"""dagq's SQL as package data: `queries/*.sql` (one file per module that runs them),
+`bench.sql` and `migrations/NNN_*.sql`, read by `dagq.sqlfiles` through importlib.resources
+(so an installed wheel finds them)."""
