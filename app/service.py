@@ -22,6 +22,7 @@ from dagq.states import OPEN_RUN_STATUSES
 from dagq.store import Store
 from dagq.workflow import (
     BUILTIN_EXECUTORS,
+    MAX_PRIORITY,
     TEST_EXECUTORS,
     WorkflowSpec,
     check_executors,
@@ -141,8 +142,8 @@ def submit(
     spec = with_executor_defaults(submitted, repo)
     if event_key is not None and not (0 < len(event_key) <= 512):
         raise InvalidRequest("event_key needs 1 to 512 characters")
-    if not -1000 <= priority <= 1000:
-        raise InvalidRequest("priority must be between -1000 and 1000")
+    if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
+        raise InvalidRequest(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")
     if deadline_s is not None and not 0 < deadline_s <= 30 * 86_400:
         raise InvalidRequest("deadline_s must be positive and at most 30 days")
     return repo.submit_run(

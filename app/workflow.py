@@ -17,6 +17,8 @@ KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 QUEUE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 MAX_NODES = 1000
 MAX_MAP_ITEMS = 10_000
+# A run's (and a node's) priority: the API, the CLI and the spec all check this range.
+MAX_PRIORITY = 1000
 # What check_graph enforces, as far as JSON Schema can say it (for /openapi.json).
 NODE_KEY_SCHEMA = {"type": "string", "pattern": KEY_PATTERN}
 BUILTIN_EXECUTORS = frozenset(
@@ -69,7 +71,7 @@ class NodeSpec(_Strict):
     max_attempts: int | None = Field(None, ge=1, le=100)
     timeout_s: float | None = Field(None, gt=0, le=86_400)
     backoff: Backoff | None = None
-    priority: int = Field(0, ge=-1000, le=1000)
+    priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
 
 
 class WorkflowSpec(_Strict):

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagq.models import ExecutorInfo
+from dagq.workflow import QUEUE_PATTERN
 
 ExecutorFn = Callable[[dict[str, Any]], Any]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
-_QUEUE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_QUEUE = re.compile(QUEUE_PATTERN)  # the workflow spec's rule: one source
 
 
 @dataclass(frozen=True)

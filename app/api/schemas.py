@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from dagq.errors import InvalidRequest
 from dagq.models import RunView, WorkflowRecord
 from dagq.states import RunStatus
-from dagq.workflow import KEY_PATTERN
+from dagq.workflow import KEY_PATTERN, MAX_PRIORITY
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -68,7 +68,7 @@ class SubmitRunBody(_Body):
     inputs: Any = Field(None, description="run inputs (any JSON; {} if absent)")
     event_key: str | None = Field(None, min_length=1, max_length=512,
                                   description="idempotency key, unique per tenant")
-    priority: int = Field(0, ge=-1000, le=1000)
+    priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
     deadline_s: float | None = Field(None, gt=0, le=30 * 86_400,
                                      description="fail the run if not finished in time")
 

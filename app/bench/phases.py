@@ -201,18 +201,26 @@ def worker_memory(b: Bench, fleet: WorkerFleet) -> list[dict[str, Any]]:
 
 # ===== 2. flat ========================================================================
 
-def flat(b: Bench, runs: int, workflow: str = "bench-flat") -> dict[str, Any]:
-    """Submit `runs` one-node runs, then start the workers and let them drain."""
-    submitted = submit_many(b, flat_spec(workflow), runs)
-    log.info("flat: %d runs submitted in %.1fs; draining", runs, submitted["seconds"])
+def submit_and_drain(b: Bench, spec: WorkflowSpec, runs: int,
+                     phase: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Submit `runs` runs of `spec`, then start the workers and let them drain: the
+    submit figures and the workers' memory report."""
+    submitted = submit_many(b, spec, runs)
+    log.info("%s: %d runs submitted in %.1fs; draining", phase, runs, submitted["seconds"])
     b.checkpoint()
-    with b.fleet(workflow) as fleet:
+    with b.fleet(spec.name) as fleet:
         fleet.start()
         fleet.wait_ready(b.conn, b.q["alive_workers"])
-        wait_drained(b, workflow, fleet)
+        wait_drained(b, spec.name, fleet)
         fleet.mark_drained()
         fleet.stop()
         memory = worker_memory(b, fleet)
+    return submitted, memory
+
+
+def flat(b: Bench, runs: int, workflow: str = "bench-flat") -> dict[str, Any]:
+    """Submit `runs` one-node runs, then start the workers and let them drain."""
+    submitted, memory = submit_and_drain(b, flat_spec(workflow), runs, "flat")
     return {"submit": submitted, **node_figures(b, workflow), "worker_memory": memory}
 
 
@@ -220,16 +228,7 @@ def flat(b: Bench, runs: int, workflow: str = "bench-flat") -> dict[str, Any]:
 
 def dag(b: Bench, runs: int, workflow: str = "bench-dag") -> dict[str, Any]:
     """Submit `runs` 1 -> DAG_WIDTH -> 1 runs, then start the workers and let them drain."""
-    submitted = submit_many(b, dag_spec(workflow), runs)
-    log.info("dag: %d runs submitted in %.1fs; draining", runs, submitted["seconds"])
-    b.checkpoint()
-    with b.fleet(workflow) as fleet:
-        fleet.start()
-        fleet.wait_ready(b.conn, b.q["alive_workers"])
-        wait_drained(b, workflow, fleet)
-        fleet.mark_drained()
-        fleet.stop()
-        memory = worker_memory(b, fleet)
+    submitted, memory = submit_and_drain(b, dag_spec(workflow), runs, "dag")
     nodes = node_figures(b, workflow)
     span = b.one("run_span", {"workflow": workflow})
     if span["succeeded"] != runs:
