@@ -103,7 +103,8 @@ def test_the_wheel_holds_one_package_with_its_data(wheel: Path) -> None:
     assert top == {"dagq"}
     for needed in ("dagq/sql/queries/leases.sql", "dagq/sql/migrations/001_schema.sql",
                    "dagq/api/app.py", "dagq/workers/broker.py",
-                   "dagq/dashboard/index.html", "dagq/dashboard/static/app.js"):
+                   "dagq/dashboard/index.html", "dagq/dashboard/static/app.js",
+                   "dagq/dashboard/static/run/node_panel.js"):
         assert needed in names, needed
 
 

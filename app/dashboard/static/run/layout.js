@@ -1,0 +1,51 @@
+// The run page's elements, appended to the view: the head (title, status, live state,
+// actions, facts, counts), error and warnings, the graph with its legend, the events
+// table and the node panel. Returns the elements the page fills.
+
+import { h, shortId } from "../dom.js";
+import { listHash, viewEl } from "../shell.js";
+import { NODE_STATUSES } from "../states.js";
+
+export function buildRunLayout(runId) {
+  let fit = true;
+  const liveEl = h("span", { class: "live-state", id: "live-state" }, "connecting…");
+  const title = h("h1", {}, "Run ", h("span", { class: "mono" }, shortId(runId)));
+  const statusEl = h("span", { id: "run-status" });
+  const meta = h("dl", { class: "run-meta" });
+  const counts = h("div", { class: "counts" });
+  const actions = h("div", { class: "actions" });
+  const runError = h("div", { class: "run-error", hidden: true });
+  const runWarnings = h("div", { class: "run-warnings", id: "run-warnings", role: "status", hidden: true });
+  const graph = h("div", { class: "graph-scroll fit", id: "graph" });
+  const panel = h("aside", { class: "node-panel", id: "node-panel", "aria-live": "polite" });
+  const fitButton = h("button", {
+    type: "button", class: "quiet small", title: "Fit the graph to the page or show it at full size",
+    onclick: () => { fit = !fit; graph.classList.toggle("fit", fit); fitButton.textContent = fit ? "Actual size" : "Fit to width"; },
+  }, "Actual size");
+  const legend = h("div", { class: "legend" }, NODE_STATUSES.map((s) => h("span", { class: `lg st-${s}` },
+    h("i"), s)));
+  const eventsBody = h("tbody");
+  const eventsCount = h("span", { class: "muted" });
+  const eventsBox = h("details", { class: "events", open: localStorage.getItem("dagq.events") !== "closed",
+    ontoggle: (e) => localStorage.setItem("dagq.events", e.target.open ? "open" : "closed") },
+    h("summary", {}, "Events ", eventsCount),
+    h("div", { class: "table-wrap" }, h("table", { class: "events-table" },
+      h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "Time"), h("th", {}, "Node"),
+        h("th", {}, "Event"), h("th", {}, "Try"), h("th", {}, "Details"))),
+      eventsBody)));
+
+  viewEl.append(h("section", { class: "run-page" },
+    h("div", { class: "run-head" },
+      h("div", { class: "crumbs" }, h("a", { href: listHash() }, "← Runs")),
+      h("div", { class: "title-row" }, title, statusEl, liveEl, h("span", { class: "grow" }), actions),
+      meta, counts),
+    runError,
+    runWarnings,
+    h("div", { class: "run-body" },
+      h("div", { class: "left-col" },
+        h("div", { class: "graph-wrap" }, h("div", { class: "graph-tools" }, legend, fitButton), graph),
+        eventsBox),
+      panel)));
+  return { liveEl, title, statusEl, meta, counts, actions, runError, runWarnings, graph, panel,
+    eventsBody, eventsCount };
+}
