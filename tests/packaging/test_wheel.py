@@ -61,9 +61,18 @@ def scratch() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def wheel(scratch: Path) -> Path:
+    """Built from a copy of the tracked files: a stale build/ in the checkout would
+    otherwise put modules in the wheel that pyproject.toml does not list."""
+    source = scratch / "source"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
+                             capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     out = scratch / "wheel"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
-                    str(out), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    str(out), str(source)], check=True, capture_output=True, timeout=300)
     (found,) = out.glob("dagq-*.whl")
     return found
 
@@ -102,7 +111,7 @@ def test_the_wheel_holds_one_package_with_its_data(wheel: Path) -> None:
     top = {name.split("/")[0] for name in names if not name.startswith("dagq-")}
     assert top == {"dagq"}
     for needed in ("dagq/sql/queries/leases.sql", "dagq/sql/migrations/001_schema.sql",
-                   "dagq/api/app.py", "dagq/workers/broker.py",
+                   "dagq/api/app.py", "dagq/store/leases.py", "dagq/workers/broker.py",
                    "dagq/dashboard/index.html", "dagq/dashboard/static/app.js",
                    "dagq/dashboard/static/run/node_panel.js"):
         assert needed in names, needed
