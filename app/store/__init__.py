@@ -1,8 +1,11 @@
 """The store: the one place dagq's SQL runs (named queries from sql/queries/), split by
-concern. `Store` composes the concerns; each is a class in a module of its own:
+concern. Each concern is a class in a module of its own over one transaction core;
+`Store` combines them (one pool, one object for callers):
 
 - `core`: the pool, transactions, transient retries, notify-after-commit, channel names
-- `accounting`: per-run tallies and the rule that ends a run
+- `work`: one transaction's unit of work (events, wake-ups, released nodes, the
+  per-run counts accounted once at its end)
+- `accounting`: the rule that ends a run
 - `propagation`: a node's end moving through its run (release, skip, map expansion)
 - `transitions`: failed attempts (retry, fail, stop) and run accounting
 - `submit`: workflows and submitting runs

@@ -1,29 +1,8 @@
-"""Per-run tallies of one transaction and the rule that ends a run."""
+"""The rule that ends a run, and how an error is put in an event."""
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from typing import Any
-
-
-@dataclass
-class Tally:
-    """Top-level nodes of one run that became terminal in this transaction."""
-
-    done: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    fail_run: bool = False
-    error: dict[str, Any] | None = None
-
-
-class Tallies(dict[uuid.UUID, Tally]):
-    """Per-run tallies of one transaction; a run appears as soon as it is touched."""
-
-    def __missing__(self, run_id: uuid.UUID) -> Tally:
-        tally = self[run_id] = Tally()
-        return tally
 
 
 def final_run_status(failed: int, succeeded: int, fail_fast: bool) -> str:
@@ -37,6 +16,3 @@ def final_run_status(failed: int, succeeded: int, fail_fast: bool) -> str:
 
 def error_data(error: dict[str, Any] | None) -> dict[str, Any]:
     return {"error": error} if error else {}
-
-
-

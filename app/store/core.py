@@ -11,11 +11,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Self, TypeVar
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 from tenacity import (
     Retrying,
@@ -92,45 +90,6 @@ def transient(fn: Callable[P, T]) -> Callable[P, T]:
         raise AssertionError("unreachable")  # pragma: no cover
 
     return wrapper
-
-
-@dataclass
-class Effects:
-    """Events and notifications a transaction emits, written once at its end."""
-
-    events: list[tuple[uuid.UUID, str | None, str, int | None, dict[str, Any]]] = field(
-        default_factory=list
-    )
-    queues: set[str] = field(default_factory=set)  # wake these queues' consumers
-    # Nodes released (queued) by this transaction, by queue, as (-priority, id): a
-    # hand-off may lease them; the queues of those left over are woken.
-    released: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-
-    def event(
-        self, run_id: uuid.UUID, node_key: str | None, type_: str, attempt: int | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        self.events.append((run_id, node_key, type_, attempt, data or {}))
-
-    def flush(self, cur: psycopg.Cursor[Any]) -> None:
-        self.write_events(cur)
-        self.notify()
-
-    def write_events(self, cur: psycopg.Cursor[Any]) -> None:
-        if not self.events:
-            return
-        cur.execute(queries()["insert_events"], {"events": Jsonb([
-            {"run_id": str(run_id), "node_key": key, "type": type_, "attempt": attempt,
-             "data": data}
-            for run_id, key, type_, attempt, data in self.events])})
-        notify_event_streams(event[0] for event in self.events)
-        self.events.clear()
-
-    def notify(self) -> None:
-        wake = self.queues | {queue for queue, ids in self.released.items() if ids}
-        for queue in sorted(wake):
-            notify_after_commit(QUEUED_CHANNEL, queue)
-
 
 
 # Notifications wait for their transaction to commit, then go out in a transaction of

@@ -15,16 +15,15 @@ from dagq.models import (
     LeasedNode,
 )
 from dagq.sqlfiles import queries
-from dagq.store.accounting import Tallies
 from dagq.store.core import (
     QUEUED_CHANNEL,
     STALE_COMPLETIONS,
-    Effects,
     notify_after_commit,
     notify_event_streams,
     transient,
 )
 from dagq.store.transitions import Transitions
+from dagq.store.work import UnitOfWork
 
 log = logging.getLogger("dagq.store")
 
@@ -181,24 +180,23 @@ class LeaseStore(Transitions):
             if len(done) < len(ordered):  # late or duplicate outcomes: count them
                 cur.execute(q["bump_counter"], {"name": STALE_COMPLETIONS,
                                                 "by": len(ordered) - len(done)})
-            fx, tallies = Effects(), Tallies()
-            fx.queues.update(c.wake_queue for c in ordered if c.wake_queue and c.node_id in done)
+            work = UnitOfWork()
+            work.queues.update(c.wake_queue for c in ordered if c.wake_queue and c.node_id in done)
             released: list[tuple[uuid.UUID, str]] = []
             for row in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
-                tally = tallies[row["run_id"]]
-                fx.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
+                work.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
                 if row["parent_id"] is not None:
-                    self._finish_map_item(cur, fx, tallies, row)
+                    work.touch(row["run_id"])
+                    self._finish_map_item(cur, work, row)
                 else:
-                    tally.done += 1
-                    tally.succeeded += 1
+                    work.ended(row["run_id"], "succeeded")
                     released.extend((row["run_id"], key) for key in row["dependents"])
-            self._release(cur, fx, tallies, released, skipped=False)
-            self._account_runs(cur, fx, tallies)
-            fx.write_events(cur)  # before the hand-off's node_started events
-            offered = self._hand_off(cur, fx, handoff) if handoff else []
+            self._release(cur, work, released, skipped=False)
+            self._account_runs(cur, work)
+            work.write_events(cur)  # before the hand-off's node_started events
+            offered = self._hand_off(cur, work, handoff) if handoff else []
             earlier.rows = offered  # before COMMIT: if its answer is lost, the retry adopts
-            fx.notify()
+            work.notify()
         leased = [LeasedNode(**row) for row in [*adopted, *offered]]
         return [c.node_id in done for c in items], leased
 
@@ -212,10 +210,10 @@ class LeaseStore(Transitions):
         return [row for row in offered if row["id"] in held]
 
     def _hand_off(
-        self, cur: psycopg.Cursor[Any], fx: Effects, handoff: Handoff
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, handoff: Handoff
     ) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        for queue, released in sorted(fx.released.items()):
+        for queue, released in sorted(work.released.items()):
             room = handoff.room.get(queue, 0)
             if room <= 0 or not released or not handoff.executors:
                 continue
@@ -226,7 +224,7 @@ class LeaseStore(Transitions):
                 "ttl_s": handoff.ttl_s,
             }).fetchall()
             taken = {row["id"] for row in leased}
-            fx.released[queue] = [r for r in released if r[1] not in taken]
+            work.released[queue] = [r for r in released if r[1] not in taken]
             rows.extend(leased)
         return rows
 
@@ -254,16 +252,16 @@ class LeaseStore(Transitions):
                 "worker": worker, "ids": [i for i, _ in leases],
                 "versions": [v for _, v in leases],
             }).fetchall()
-            fx, tallies = Effects(), Tallies()
+            work = UnitOfWork()
             for r in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
                 if r["status"] == "queued":
-                    fx.event(r["run_id"], r["node_key"], "node_queued", r["attempts"],
-                             {"reason": "worker_shutdown"})
-                    fx.queues.add(r["queue"])
+                    work.event(r["run_id"], r["node_key"], "node_queued", r["attempts"],
+                               {"reason": "worker_shutdown"})
+                    work.queues.add(r["queue"])
                 elif r["parent_id"] is None:  # its run finished meanwhile: cancelled
-                    tallies[r["run_id"]].done += 1
-                    fx.event(r["run_id"], r["node_key"], "node_cancelled", r["attempts"],
-                             {"reason": "run finished"})
-            self._account_runs(cur, fx, tallies)
-            fx.flush(cur)
+                    work.ended(r["run_id"])
+                    work.event(r["run_id"], r["node_key"], "node_cancelled", r["attempts"],
+                               {"reason": "run finished"})
+            self._account_runs(cur, work)
+            work.flush(cur)
         return sum(r["status"] == "queued" for r in rows)

@@ -11,13 +11,13 @@ import psycopg
 
 from dagq.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
-from dagq.store.accounting import Tally, final_run_status
+from dagq.store.accounting import final_run_status
 from dagq.store.core import (
     LEASE_EXPIRED,
-    Effects,
     transient,
 )
 from dagq.store.transitions import Transitions
+from dagq.store.work import UnitOfWork
 
 log = logging.getLogger("dagq.store")
 
@@ -97,9 +97,9 @@ class MaintenanceStore(Transitions):
                     "nodes_failed": counts["failed"], "nodes_succeeded": counts["succeeded"],
                     "status": status, "finished": True, "error": None,
                 })
-                fx = Effects()
-                fx.event(row["id"], None, f"run_{status}", None, {"healed": True})
-                fx.flush(cur)
+                work = UnitOfWork()
+                work.event(row["id"], None, f"run_{status}", None, {"healed": True})
+                work.flush(cur)
                 healed += 1
         if healed:
             log.warning("healed %d run(s) whose nodes had all finished", healed)
@@ -134,15 +134,16 @@ class MaintenanceStore(Transitions):
             if run is None or run["status"] not in OPEN_RUN_STATUSES:
                 return 0
             nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
-            fx, tally = Effects(), Tally(fail_run=True)
-            tally.error = {"type": "DeadlineExceeded", "message": "the run passed its deadline"}
+            work = UnitOfWork()
+            work.run_error(run_id, {"type": "DeadlineExceeded",
+                                    "message": "the run passed its deadline"}, fail_run=True)
             for node in nodes:
                 if node["parent_id"] is None:
-                    tally.done += 1
-                    fx.event(run_id, node["node_key"], "node_cancelled", None,
-                             {"reason": "run deadline passed"})
-            self._account(cur, fx, tally, run_id)
-            fx.flush(cur)
+                    work.ended(run_id)
+                    work.event(run_id, node["node_key"], "node_cancelled", None,
+                               {"reason": "run deadline passed"})
+            self._account_runs(cur, work)
+            work.flush(cur)
         return 1
 
     @transient

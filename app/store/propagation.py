@@ -10,11 +10,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from dagq.sqlfiles import queries
-from dagq.store.accounting import Tallies, Tally, error_data
-from dagq.store.core import (
-    Effects,
-    StoreCore,
-)
+from dagq.store.accounting import error_data
+from dagq.store.core import StoreCore
+from dagq.store.work import UnitOfWork
 from dagq.workflow import MAX_MAP_ITEMS
 
 log = logging.getLogger("dagq.store")
@@ -25,33 +23,31 @@ class Propagation(StoreCore):
     run cancelled (fail fast) or its descendants skipped."""
 
     def _node_failed(
-        self, cur: psycopg.Cursor[Any], fx: Effects, tally: Tally, row: dict[str, Any],
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, row: dict[str, Any],
         error: dict[str, Any], fail_fast: bool,
     ) -> None:
         """A top-level node failed for good: cancel the run's rest, or skip downstream."""
         q = queries()
         run_id = row["run_id"]
-        tally.done += 1
-        tally.failed += 1
-        tally.error = {"node": row["node_key"], **error}
+        work.ended(run_id, "failed")
+        work.run_error(run_id, {"node": row["node_key"], **error}, fail_run=fail_fast)
         if fail_fast:
-            tally.fail_run = True
             for other in cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall():
                 if other["parent_id"] is None:
-                    tally.done += 1
-                    fx.event(run_id, other["node_key"], "node_cancelled", None,
-                             {"reason": f"node {row['node_key']!r} failed"})
+                    work.ended(run_id)
+                    work.event(run_id, other["node_key"], "node_cancelled", None,
+                               {"reason": f"node {row['node_key']!r} failed"})
             return
         skipped = cur.execute(q["skip_descendants"], {
             "run_id": run_id, "dependents": row["dependents"],
         }).fetchall()
         for other in skipped:
-            tally.done += 1
-            fx.event(run_id, other["node_key"], "node_skipped", None,
-                     {"reason": f"upstream node {row['node_key']!r} failed"})
+            work.ended(run_id)
+            work.event(run_id, other["node_key"], "node_skipped", None,
+                       {"reason": f"upstream node {row['node_key']!r} failed"})
 
     def _release(
-        self, cur: psycopg.Cursor[Any], fx: Effects, tallies: Tallies,
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork,
         pairs: list[tuple[uuid.UUID, str]], *, skipped: bool,
     ) -> None:
         """Count terminal dependencies on their dependents (`pairs`: one (run, dependent)
@@ -71,19 +67,18 @@ class Propagation(StoreCore):
             for row in rows:
                 run_id = row["run_id"]
                 if row["status"] == "queued":
-                    fx.event(run_id, row["node_key"], "node_queued", 0)
-                    fx.released.setdefault(row["queue"], []).append(
-                        (-row["priority"], row["id"]))
+                    work.event(run_id, row["node_key"], "node_queued", 0)
+                    work.release(row["queue"], row["priority"], row["id"])
                 elif row["status"] == "skipped":
-                    tallies[run_id].done += 1
-                    fx.event(run_id, row["node_key"], "node_skipped")
+                    work.ended(run_id)
+                    work.event(run_id, row["node_key"], "node_skipped")
                     skips.extend((run_id, key) for key in row["dependents"])
                 elif row["status"] == "running":
-                    self._expand_map(cur, fx, tallies, run_id, row["id"], frontier)
+                    self._expand_map(cur, work, run_id, row["id"], frontier)
             frontier.append((skips, True))
 
     def _expand_map(
-        self, cur: psycopg.Cursor[Any], fx: Effects, tallies: Tallies, run_id: uuid.UUID,
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, run_id: uuid.UUID,
         node_id: int, frontier: list[tuple[list[tuple[uuid.UUID, str]], bool]],
     ) -> None:
         q = queries()
@@ -99,15 +94,14 @@ class Propagation(StoreCore):
             row = cur.execute(q["fail_map_parent"], {
                 "parent_id": node_id, "error": Jsonb(error), "attempts": 0,
             }).fetchone()
-            fx.event(run_id, src["node_key"], "node_failed", 0, error_data(error))
+            work.event(run_id, src["node_key"], "node_failed", 0, error_data(error))
             fail_fast = self._fail_fast(cur, run_id)
-            self._node_failed(cur, fx, tallies[run_id], row, error, fail_fast)
+            self._node_failed(cur, work, row, error, fail_fast)
             return
         if not items:
             row = cur.execute(q["succeed_empty_map"], {"id": node_id}).fetchone()
-            tallies[run_id].done += 1
-            tallies[run_id].succeeded += 1
-            fx.event(run_id, src["node_key"], "node_succeeded", 0, {"items": 0})
+            work.ended(run_id, "succeeded")
+            work.event(run_id, src["node_key"], "node_succeeded", 0, {"items": 0})
             frontier.append(([(run_id, key) for key in row["dependents"]], False))
             return
         cur.execute(q["insert_map_items"], {
@@ -119,11 +113,11 @@ class Propagation(StoreCore):
             "depends_on": src["depends_on"], "parent_id": node_id, "items": Jsonb(items),
         })
         cur.execute(q["set_map_remaining"], {"id": node_id, "count": len(items)})
-        fx.event(run_id, src["node_key"], "node_queued", 0, {"items": len(items)})
-        fx.queues.add(src["queue"])
+        work.event(run_id, src["node_key"], "node_queued", 0, {"items": len(items)})
+        work.queues.add(src["queue"])
 
     def _finish_map_item(
-        self, cur: psycopg.Cursor[Any], fx: Effects, tallies: Tallies, row: dict[str, Any]
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, row: dict[str, Any]
     ) -> None:
         parent = cur.execute(queries()["finish_map_item"], {
             "parent_id": row["parent_id"], "attempts": row["attempts"],
@@ -131,14 +125,13 @@ class Propagation(StoreCore):
         if parent is None or parent["status"] != "succeeded":
             return
         run_id = parent["run_id"]
-        tallies[run_id].done += 1
-        tallies[run_id].succeeded += 1
-        fx.event(run_id, parent["node_key"], "node_succeeded", parent["attempts"])
-        self._release(cur, fx, tallies, [(run_id, key) for key in parent["dependents"]],
+        work.ended(run_id, "succeeded")
+        work.event(run_id, parent["node_key"], "node_succeeded", parent["attempts"])
+        self._release(cur, work, [(run_id, key) for key in parent["dependents"]],
                       skipped=False)
 
     def _fail_map_parent(
-        self, cur: psycopg.Cursor[Any], fx: Effects, tally: Tally, item: dict[str, Any],
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, item: dict[str, Any],
         error: dict[str, Any], fail_fast: bool,
     ) -> None:
         """An item failed for good, so its map node fails and its other items stop."""
@@ -151,9 +144,9 @@ class Propagation(StoreCore):
         if parent is None:
             return
         cur.execute(q["cancel_map_items"], {"parent_id": parent["id"]})
-        fx.event(parent["run_id"], parent["node_key"], "node_failed", parent["attempts"],
-                 error_data(item_error))
-        self._node_failed(cur, fx, tally, parent, item_error, fail_fast)
+        work.event(parent["run_id"], parent["node_key"], "node_failed", parent["attempts"],
+                   error_data(item_error))
+        self._node_failed(cur, work, parent, item_error, fail_fast)
 
     def _fail_fast(self, cur: psycopg.Cursor[Any], run_id: uuid.UUID) -> bool:
         row = cur.execute(queries()["get_run"], {"run_id": run_id}).fetchone()

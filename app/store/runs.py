@@ -17,12 +17,11 @@ from dagq.models import (
 )
 from dagq.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES
-from dagq.store.accounting import Tallies
 from dagq.store.core import (
-    Effects,
     transient,
 )
 from dagq.store.transitions import Transitions
+from dagq.store.work import UnitOfWork
 
 log = logging.getLogger("dagq.store")
 
@@ -73,12 +72,12 @@ class RunStore(Transitions):
             top = [n for n in nodes if n["parent_id"] is None]
             cur.execute(q["lock_run"], {"run_id": run_id})
             if cur.execute(q["cancel_run"], {"run_id": run_id, "cancelled": len(top)}).fetchone():
-                fx = Effects()
+                work = UnitOfWork()
                 for node in top:
-                    fx.event(run_id, node["node_key"], "node_cancelled", None,
-                             {"reason": "run cancelled"})
-                fx.event(run_id, None, "run_cancelled")
-                fx.flush(cur)
+                    work.event(run_id, node["node_key"], "node_cancelled", None,
+                               {"reason": "run cancelled"})
+                work.event(run_id, None, "run_cancelled")
+                work.flush(cur)
         return "cancelled"
 
     @transient
@@ -109,17 +108,17 @@ class RunStore(Transitions):
                 "deps_remaining": [max(n["deps_not_succeeded"], 1) if n["depends_on"] else 0
                                    for n in nodes],
             }).fetchall()
-            fx, tallies = Effects(), Tallies()
-            fx.event(run_id, None, "run_queued", None, {"retry": True})
+            work = UnitOfWork()
+            work.event(run_id, None, "run_queued", None, {"retry": True})
             for node in reset:
                 if node["status"] == "queued":
-                    fx.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
-                    fx.queues.add(node["queue"])
-            self._release(cur, fx, tallies, [(run_id, key) for key in ready], skipped=False)
+                    work.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
+                    work.queues.add(node["queue"])
+            self._release(cur, work, [(run_id, key) for key in ready], skipped=False)
             cur.execute(q["lock_run"], {"run_id": run_id})
             cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
-            self._account_runs(cur, fx, tallies)
-            fx.flush(cur)
+            self._account_runs(cur, work)
+            work.flush(cur)
         return "running"
 
     def _visible_run(

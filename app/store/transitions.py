@@ -4,7 +4,6 @@ accounted and finished."""
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 import psycopg
@@ -13,12 +12,10 @@ from psycopg.types.json import Jsonb
 from dagq.backoff import backoff_delay
 from dagq.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
-from dagq.store.accounting import Tallies, Tally, error_data
-from dagq.store.core import (
-    STALE_COMPLETIONS,
-    Effects,
-)
+from dagq.store.accounting import error_data
+from dagq.store.core import STALE_COMPLETIONS
 from dagq.store.propagation import Propagation
+from dagq.store.work import UnitOfWork
 
 log = logging.getLogger("dagq.store")
 
@@ -36,7 +33,7 @@ class Transitions(Propagation):
         if node is None or node["status"] != "running" or node["version"] != version:
             cur.execute(queries()["bump_counter"], {"name": STALE_COMPLETIONS, "by": 1})
             return "stale"
-        return self._decide_failure(cur, Effects(), node, error, retryable=retryable,
+        return self._decide_failure(cur, UnitOfWork(), node, error, retryable=retryable,
                                     cancelled=cancelled)
 
     def _expire_lease(self, cur: psycopg.Cursor[Any], node_id: int,
@@ -52,13 +49,13 @@ class Transitions(Propagation):
         if run is None:
             return "busy"
         node = {**node, "run_status": run["status"]}
-        fx = Effects()
-        fx.event(node["run_id"], node["node_key"], "node_lease_expired", node["attempts"],
-                 error_data(error))
-        return self._decide_failure(cur, fx, node, error, retryable=True, cancelled=False)
+        work = UnitOfWork()
+        work.event(node["run_id"], node["node_key"], "node_lease_expired", node["attempts"],
+                   error_data(error))
+        return self._decide_failure(cur, work, node, error, retryable=True, cancelled=False)
 
     def _decide_failure(
-        self, cur: psycopg.Cursor[Any], fx: Effects, node: dict[str, Any],
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any],
         error: dict[str, Any], *, retryable: bool, cancelled: bool,
     ) -> str:
         """Retry, fail for good, or stop a failed attempt. A run found finished ends the
@@ -72,13 +69,13 @@ class Transitions(Propagation):
         would_retry = retryable and node["attempts"] < node["max_attempts"]
         if cancelled or node["run_status"] not in OPEN_RUN_STATUSES:
             status = "cancelled" if cancelled or would_retry else "failed"
-            return self._stop_node(cur, fx, node, error, status)
+            return self._stop_node(cur, work, node, error, status)
         if would_retry:
-            return self._retry(cur, fx, node, error)
-        return self._fail_for_good(cur, fx, node, error)
+            return self._retry(cur, work, node, error)
+        return self._fail_for_good(cur, work, node, error)
 
     def _retry(
-        self, cur: psycopg.Cursor[Any], fx: Effects, node: dict[str, Any],
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any],
         error: dict[str, Any],
     ) -> str:
         delay = backoff_delay(node["attempts"], node["backoff_initial_s"], node["backoff_max_s"])
@@ -89,18 +86,18 @@ class Transitions(Propagation):
         if row is None:
             return "stale"
         if row["status"] == "cancelled":  # the run finished before this failure committed
-            return self._ended(cur, fx, row, "cancelled", {
+            return self._ended(cur, work, row, "cancelled", {
                 **error_data(error), "reason": f"run {row['run_status']}"})
-        fx.event(node["run_id"], node["node_key"], "node_retry", node["attempts"], {
+        work.event(node["run_id"], node["node_key"], "node_retry", node["attempts"], {
             **error_data(error), "delay_s": round(delay, 3),
             "available_at": row["available_at"].isoformat(),
         })
-        fx.queues.add(node["queue"])
-        fx.flush(cur)
+        work.queues.add(node["queue"])
+        work.flush(cur)
         return "retry"
 
     def _fail_for_good(
-        self, cur: psycopg.Cursor[Any], fx: Effects, node: dict[str, Any],
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any],
         error: dict[str, Any],
     ) -> str:
         row = cur.execute(queries()["fail_node"], {
@@ -109,19 +106,19 @@ class Transitions(Propagation):
         }).fetchone()
         if row is None:
             return "stale"
-        tally = Tally()
-        fx.event(row["run_id"], row["node_key"], "node_failed", row["attempts"],
-                 error_data(error))
+        work.touch(row["run_id"])
+        work.event(row["run_id"], row["node_key"], "node_failed", row["attempts"],
+                   error_data(error))
         if row["parent_id"] is not None:
-            self._fail_map_parent(cur, fx, tally, row, error, node["fail_fast"])
+            self._fail_map_parent(cur, work, row, error, node["fail_fast"])
         else:
-            self._node_failed(cur, fx, tally, row, error, node["fail_fast"])
-        self._account(cur, fx, tally, row["run_id"])
-        fx.flush(cur)
+            self._node_failed(cur, work, row, error, node["fail_fast"])
+        self._account_runs(cur, work)
+        work.flush(cur)
         return "failed"
 
     def _stop_node(
-        self, cur: psycopg.Cursor[Any], fx: Effects, node: dict[str, Any],
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any],
         error: dict[str, Any], status: str,
     ) -> str:
         """A running node that was told to stop, or of a finished run, ends without retry
@@ -132,42 +129,33 @@ class Transitions(Propagation):
         }).fetchone()
         if row is None:
             return "stale"
-        return self._ended(cur, fx, row, status, error_data(error))
+        return self._ended(cur, work, row, status, error_data(error))
 
     def _ended(
-        self, cur: psycopg.Cursor[Any], fx: Effects, row: dict[str, Any], status: str,
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, row: dict[str, Any], status: str,
         data: dict[str, Any],
     ) -> str:
         """Count a node that just ended without touching the rest of its run."""
-        tally = Tally()
-        fx.event(row["run_id"], row["node_key"], f"node_{status}", row["attempts"], data)
+        work.touch(row["run_id"])
+        work.event(row["run_id"], row["node_key"], f"node_{status}", row["attempts"], data)
         if row["parent_id"] is None:
-            tally.done += 1
-            tally.failed += status == "failed"
-        self._account(cur, fx, tally, row["run_id"])
-        fx.flush(cur)
+            work.ended(row["run_id"], status)
+        self._account_runs(cur, work)
+        work.flush(cur)
         return status
 
-    def _account(
-        self, cur: psycopg.Cursor[Any], fx: Effects, tally: Tally, run_id: uuid.UUID
-    ) -> None:
-        tallies = Tallies()
-        tallies[run_id] = tally
-        self._account_runs(cur, fx, tallies)
+    def _account_runs(self, cur: psycopg.Cursor[Any], work: UnitOfWork) -> None:
+        """Lock the unit of work's runs (id order), count what ended, finish those with
+        nothing left.
 
-    def _account_runs(self, cur: psycopg.Cursor[Any], fx: Effects, tallies: Tallies) -> None:
-        """Lock the runs (id order), count what finished, finish those with nothing left.
-
-        Also the run lock that orders every run's events: called for every run this
-        transaction wrote events for, before the events are inserted.
+        Also the run lock that orders every run's events: every run this transaction
+        writes events for is touched, and accounted before the events are inserted.
         """
-        if not tallies:
+        accounts = work.take_accounts()
+        if accounts is None:
             return
-        rows = cur.execute(queries()["account_runs"], {"runs": Jsonb([
-            {"run_id": str(run_id), "done": t.done, "succeeded": t.succeeded,
-             "failed": t.failed, "fail_run": t.fail_run, "error": t.error or None}
-            for run_id, t in sorted(tallies.items())])}).fetchall()
+        rows = cur.execute(queries()["account_runs"], {"runs": accounts}).fetchall()
         for row in rows:
             if row["old_status"] in OPEN_RUN_STATUSES and row["status"] not in OPEN_RUN_STATUSES:
-                fx.event(row["id"], None, f"run_{row['status']}", None,
-                         error_data(row["error"]))
+                work.event(row["id"], None, f"run_{row['status']}", None,
+                           error_data(row["error"]))

@@ -1,0 +1,106 @@
+"""One transaction's unit of work: what it changes beyond the rows it updates.
+
+The state machine records here, as it goes, the events it emits, the queues to wake,
+the nodes it released and, per run, the top-level nodes that ended. At the end the
+store accounts each touched run once, under its lock, and writes the events; nothing
+else carries state between the steps of a transition.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from dagq.sqlfiles import queries
+from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_streams
+
+
+@dataclass
+class RunCounts:
+    """Top-level nodes of one run that ended in this unit of work."""
+
+    done: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    fail_run: bool = False
+    error: dict[str, Any] | None = None
+
+
+@dataclass
+class UnitOfWork:
+    """Events, wake-ups, released nodes and per-run counts of one transaction."""
+
+    events: list[tuple[uuid.UUID, str | None, str, int | None, dict[str, Any]]] = field(
+        default_factory=list
+    )
+    queues: set[str] = field(default_factory=set)  # wake these queues' consumers
+    # Nodes released (queued) by this transaction, by queue, as (-priority, id): a
+    # hand-off may lease them; the queues of those left over are woken.
+    released: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    _runs: dict[uuid.UUID, RunCounts] = field(default_factory=dict)
+
+    def event(
+        self, run_id: uuid.UUID, node_key: str | None, type_: str, attempt: int | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.events.append((run_id, node_key, type_, attempt, data or {}))
+
+    def release(self, queue: str, priority: int, node_id: int) -> None:
+        self.released.setdefault(queue, []).append((-priority, node_id))
+
+    def touch(self, run_id: uuid.UUID) -> RunCounts:
+        """Account this run at the end (and take its lock) even if none of its nodes
+        ended."""
+        counts = self._runs.get(run_id)
+        if counts is None:
+            counts = self._runs[run_id] = RunCounts()
+        return counts
+
+    def ended(self, run_id: uuid.UUID, outcome: str = "") -> None:
+        """A top-level node of this run ended: `succeeded`, `failed`, or anything else
+        (skipped, cancelled) that only counts as done."""
+        counts = self.touch(run_id)
+        counts.done += 1
+        counts.succeeded += outcome == "succeeded"
+        counts.failed += outcome == "failed"
+
+    def run_error(self, run_id: uuid.UUID, error: dict[str, Any], *, fail_run: bool) -> None:
+        """The error the run reports if it ends failed; `fail_run` ends it failed now."""
+        counts = self.touch(run_id)
+        counts.error = error
+        counts.fail_run = counts.fail_run or fail_run
+
+    def take_accounts(self) -> Jsonb | None:
+        """The per-run counts for `account_runs` in run-id order (the lock order), once:
+        they are cleared so a second accounting adds nothing."""
+        if not self._runs:
+            return None
+        accounts = Jsonb([
+            {"run_id": str(run_id), "done": c.done, "succeeded": c.succeeded,
+             "failed": c.failed, "fail_run": c.fail_run, "error": c.error or None}
+            for run_id, c in sorted(self._runs.items())])
+        self._runs = {}
+        return accounts
+
+    def flush(self, cur: psycopg.Cursor[Any]) -> None:
+        self.write_events(cur)
+        self.notify()
+
+    def write_events(self, cur: psycopg.Cursor[Any]) -> None:
+        if not self.events:
+            return
+        cur.execute(queries()["insert_events"], {"events": Jsonb([
+            {"run_id": str(run_id), "node_key": key, "type": type_, "attempt": attempt,
+             "data": data}
+            for run_id, key, type_, attempt, data in self.events])})
+        notify_event_streams(event[0] for event in self.events)
+        self.events.clear()
+
+    def notify(self) -> None:
+        wake = self.queues | {queue for queue, ids in self.released.items() if ids}
+        for queue in sorted(wake):
+            notify_after_commit(QUEUED_CHANNEL, queue)
