@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 
@@ -118,14 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     from dagq.logs import setup_logging
 
     args = build_parser().parse_args(argv)
-    if args.command not in ("up", "worker", "api", "sweeper", "bench"):
-        os.environ.setdefault("DAGQ_LOG_LEVEL", "WARNING")
-    setup_logging()
     try:
         settings = get_settings()
     except ValueError as exc:
         print(f"dagq: error: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    server = args.command in ("up", "worker", "api", "sweeper", "bench")
+    setup_logging(settings.log_level, "INFO" if server else "WARNING")
     try:
         return _dispatch(args, settings)
     except (InvalidWorkflow, InvalidRequest, NoDatabase) as exc:

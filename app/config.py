@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Every database call of an API request: pool checkout, statement, retries of
     # transient errors. Past it the client gets 503 database_unavailable.
     api_db_timeout_s: float = Field(5.0, gt=0)
+    # Unset: INFO for the servers (up, worker, api, sweeper, bench), WARNING for the
+    # client commands, whose output is their answer.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
 
     @field_validator("auth", mode="before")
     @classmethod
@@ -60,6 +63,13 @@ class Settings(BaseSettings):
     @property
     def actor_module_list(self) -> list[str]:
         return [m.strip() for m in self.actor_modules.split(",") if m.strip()]
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _normalise_level(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().upper() or None
+        return value
 
     @field_validator("test_executors", mode="before")
     @classmethod

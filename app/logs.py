@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import faulthandler
 import logging
-import os
 import signal
 
 
-def setup_logging() -> None:
-    level = os.environ.get("DAGQ_LOG_LEVEL", "INFO").upper()
+def setup_logging(level: str | None, default: str = "INFO") -> None:
+    """Log at `level` (Settings.log_level), or `default` when it is unset."""
+    level = level or default
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",

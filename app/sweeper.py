@@ -160,8 +160,8 @@ def main() -> int:
     from dagq.logs import setup_logging
 
     stop = stop_on_signals()  # first thing: a signal during startup is not lost
-    setup_logging()
     settings = get_settings()
+    setup_logging(settings.log_level)
     with database(settings, migrate=False) as db:  # `dagq up`/`dagq sweeper` migrated
         clean = run_sweeper(settings, db.url, stop)
     return exit_status(clean)

@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--queues", default="")
     args = parser.parse_args(argv)
-    setup_logging()
     settings = get_settings()
+    setup_logging(settings.log_level)
     queues = [q for q in args.queues.split(",") if q] or None
     with database(settings, migrate=False) as db:  # `dagq up`/`dagq worker` migrated
         return run_worker(settings, db.url, threads=args.threads, queues=queues, stop=stop)

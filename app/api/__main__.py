@@ -16,8 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)
     args = parser.parse_args(argv)
-    setup_logging()
     settings = get_settings()
+    setup_logging(settings.log_level)
     with database(settings, migrate=False) as db:  # `dagq up`/`dagq api` migrated
         return serve(settings, db.url, host=args.host or settings.api_host,
                      port=args.port or settings.api_port)
