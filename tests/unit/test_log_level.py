@@ -24,7 +24,7 @@ def test_an_unknown_level_is_refused() -> None:
 
 def test_the_cli_refuses_a_bad_level_with_a_message(tmp_path) -> None:
     dagq = str(Path(sys.executable).parent / "dagq")
-    proc = subprocess.run([dagq, "runs", "list"], cwd=tmp_path,
+    proc = subprocess.run([dagq, "runs"], cwd=tmp_path,
                           env={"DAGQ_LOG_LEVEL": "LOUD", "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
