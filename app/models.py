@@ -71,6 +71,10 @@ class NodeView(_Record):
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     items: int | None = None
+    wait: dict[str, Any] | None = Field(
+        None, description="a wait node's `wait`: the signal or timer it waits for")
+    wait_until: datetime | None = Field(
+        None, description="when its timer fires or its signal wait times out")
 
 
 class RunWarning(_Record):
@@ -111,6 +115,17 @@ class RunView(_Record):
     finished_at: datetime | None
     nodes: list[NodeView] | None = None
     warnings: list[RunWarning] = Field(default_factory=list)
+
+
+class SignalResult(_Record):
+    """A signal sent to a run: delivered to a waiting node, or buffered until one waits."""
+
+    run_id: UUID
+    signal: str
+    signal_id: str
+    delivered: bool = Field(description="a waiting node took it (false: buffered)")
+    node_key: str | None = Field(None, description="the wait node that took it")
+    duplicate: bool = Field(False, description="this signal_id was sent before: no-op")
 
 
 class RunEvent(_Record):

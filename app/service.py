@@ -77,7 +77,8 @@ def register_workflow(repo: Store, raw: Any) -> tuple[WorkflowRecord, bool]:
 def check_queues(spec: WorkflowSpec, repo: Store) -> None:
     """Reject a node whose queue no worker (or executor) has declared: nothing would ever
     lease it, and the queue names reaching Prometheus labels stay the declared ones."""
-    named = {key: node.queue or spec.defaults.queue for key, node in spec.nodes.items()}
+    named = {key: node.queue or spec.defaults.queue for key, node in spec.nodes.items()
+             if node.wait is None}  # a wait node is in no queue
     known = repo.known_queues(max_age_s=EXECUTORS_MAX_AGE_S)
     if not set(named.values()) <= known | {DEFAULT_QUEUE}:
         known = repo.known_queues()  # a worker may have just declared it

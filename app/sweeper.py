@@ -73,6 +73,16 @@ class Sweeper:
     def deadlines(self, now: datetime | None = None) -> dict[str, int]:
         return {"expired_runs": self.repo.enforce_deadlines(now=now, limit=BATCH)}
 
+    def waits(self, now: datetime | None = None) -> dict[str, int]:
+        """Due timers fire and signal waits time out (batch after batch while full)."""
+        total = {"fired": 0, "timed_out": 0}
+        while True:
+            counts = self.repo.fire_due_waits(now=now, limit=BATCH)
+            for key in total:
+                total[key] += counts[key]
+            if counts["candidates"] < BATCH or not (counts["fired"] + counts["timed_out"]):
+                return total
+
     def prune(self, now: datetime | None = None) -> dict[str, int]:
         retention_s = self.settings.retention_days * 86_400
         pruned = 0
@@ -89,8 +99,8 @@ class Sweeper:
     def run_once(self, now: datetime | None = None) -> dict[str, int]:
         """Every pass once, in an order where each helps the next."""
         counts: dict[str, int] = {}
-        for job in (self.dead_workers, self.reclaim, self.deadlines, self.heal, self.prune,
-                    self.schedules):
+        for job in (self.dead_workers, self.reclaim, self.deadlines, self.waits, self.heal,
+                    self.prune, self.schedules):
             counts.update(job(now))
         return counts
 
@@ -115,6 +125,7 @@ def build_scheduler(sweeper: Sweeper, settings: Settings) -> BackgroundScheduler
         ("dead_workers", sweeper.dead_workers, every),
         ("reclaim", sweeper.reclaim, every),
         ("deadlines", sweeper.deadlines, every),
+        ("waits", sweeper.waits, every),
         ("heal", sweeper.heal, max(every, 30.0)),
         ("schedules", sweeper.schedules, min(every, 1.0)),
         ("prune", sweeper.prune, 600.0),

@@ -6,9 +6,17 @@ import hashlib
 import json
 from collections.abc import Iterable
 from graphlib import CycleError, TopologicalSorter
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dagq.errors import InvalidWorkflow
 
@@ -27,6 +35,11 @@ BUILTIN_EXECUTORS = frozenset(
 # Test tools (builtin.crash kills its worker): they exist only with DAGQ_TEST_EXECUTORS=on,
 # decided by that setting alone, never by dagq.executors rows an earlier worker left.
 TEST_EXECUTORS = frozenset({"builtin.fail", "builtin.crash"})
+# A wait node has no executor; its node_tasks row names this one (no worker serves it).
+WAIT_EXECUTOR = "dagq.wait"
+MAX_WAIT_S = 365 * 86_400
+# Node fields that only mean something for an executor: a wait node may not set them.
+EXECUTOR_ONLY_FIELDS = ("queue", "max_attempts", "timeout_s", "backoff", "map")
 
 
 class _Strict(BaseModel):
@@ -60,8 +73,38 @@ class MapOver(_Strict):
     path: str = Field(min_length=1, max_length=256)
 
 
+class UntilPath(_Strict):
+    """A timer whose end is a timestamp (ISO-8601) in a dependency's output."""
+
+    dep: str = Field(json_schema_extra=NODE_KEY_SCHEMA)
+    path: str = Field(min_length=1, max_length=256)
+
+
+class WaitSpec(_Strict):
+    """`wait`: a durable wait holding no worker, for a signal or a timer."""
+
+    signal: str | None = Field(None, pattern=KEY_PATTERN)
+    timeout_s: float | None = Field(None, gt=0, le=MAX_WAIT_S)
+    on_timeout: Literal["fail", "skip", "succeed"] | None = None
+    seconds: float | None = Field(None, ge=0, le=MAX_WAIT_S)
+    until: AwareDatetime | None = None
+    until_path: UntilPath | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WaitSpec:
+        kinds = [k for k in ("signal", "seconds", "until", "until_path")
+                 if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a wait needs exactly one of signal, seconds, until or "
+                             f"until_path (got {', '.join(kinds) or 'none'})")
+        if self.signal is None and (self.timeout_s is not None or self.on_timeout is not None):
+            raise ValueError("timeout_s and on_timeout apply to a signal wait only")
+        return self
+
+
 class NodeSpec(_Strict):
-    executor: str = Field(min_length=1, max_length=200)
+    executor: str | None = Field(None, min_length=1, max_length=200)
+    wait: WaitSpec | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list, json_schema_extra={
         "items": NODE_KEY_SCHEMA, "uniqueItems": True, "maxItems": MAX_NODES - 1})
@@ -95,7 +138,7 @@ class WorkflowSpec(_Strict):
         return sha256_json(self.canonical())
 
     def executors(self) -> set[str]:
-        return {node.executor for node in self.nodes.values()}
+        return {node.executor for node in self.nodes.values() if node.executor is not None}
 
     def topological_order(self) -> list[str]:
         return list(TopologicalSorter({k: n.depends_on for k, n in self.nodes.items()})
@@ -128,7 +171,9 @@ def check_graph(nodes: dict[str, NodeSpec]) -> None:
                 raise ValueError(f"node {key!r} depends on itself")
             if dep not in nodes:
                 raise ValueError(f"node {key!r} depends on unknown node {dep!r}")
-        for label, ref in (("if", node.if_), ("map", node.map)):
+        _check_kind(key, node)
+        until_path = node.wait.until_path if node.wait else None
+        for label, ref in (("if", node.if_), ("map", node.map), ("wait.until_path", until_path)):
             if ref is not None and ref.dep not in node.depends_on:
                 raise ValueError(
                     f"node {key!r}: '{label}' names {ref.dep!r}, which is not one of its "
@@ -139,6 +184,20 @@ def check_graph(nodes: dict[str, NodeSpec]) -> None:
     except CycleError as exc:
         cycle = " -> ".join(reversed(exc.args[1]))
         raise ValueError(f"the nodes form a cycle: {cycle}") from None
+
+
+def _check_kind(key: str, node: NodeSpec) -> None:
+    """A node runs an executor or is a wait, never both or neither."""
+    if node.wait is None:
+        if node.executor is None:
+            raise ValueError(f"node {key!r} needs an executor (or a wait)")
+        return
+    if node.executor is not None:
+        raise ValueError(f"node {key!r}: a wait node has no executor")
+    for name in EXECUTOR_ONLY_FIELDS:
+        if name in node.model_fields_set:
+            raise ValueError(f"node {key!r}: a wait node cannot have {name!r} (it runs no "
+                             "executor; its timeout is wait.timeout_s)")
 
 
 def parse_spec(raw: Any) -> WorkflowSpec:
@@ -161,7 +220,7 @@ def check_executors(
     if test_executors:
         known_set |= TEST_EXECUTORS
     for key, node in spec.nodes.items():
-        if node.executor not in known_set:
+        if node.executor is not None and node.executor not in known_set:
             hint = "it is a test executor: set DAGQ_TEST_EXECUTORS=on" \
                 if node.executor in TEST_EXECUTORS else \
                 "no worker has registered it (check DAGQ_ACTOR_MODULES)"

@@ -106,6 +106,7 @@ class ApiMetrics:
         self.nodes.labels("pending").set(gauges["nodes_pending"])
         self.nodes.labels("queued").set(sum(r["queued"] + r["delayed"] for r in stats))
         self.nodes.labels("running").set(sum(r["running"] for r in stats))
+        self.nodes.labels("waiting").set(gauges["nodes_waiting"])  # wait nodes
 
     def _follow_events(self, repo: Store) -> None:
         if self._watermark is None:

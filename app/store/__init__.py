@@ -11,7 +11,10 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `submit`: workflows and submitting runs
 - `leases`: a worker's statements (lease, heartbeat, complete + hand-off, fail, requeue)
 - `runs`: reading, cancelling and retrying runs
-- `maintenance`: the sweeper's passes (reclaim, dead workers, heal, deadlines, prune)
+- `signals`: signals to wait nodes (stored, then delivered or buffered); `waits`: when
+  a wait ends and with what (wait nodes start and end in `propagation`)
+- `maintenance`: the sweeper's passes (reclaim, dead workers, heal, deadlines, waits,
+  prune)
 - `directory`: workers, executors, queues, API keys, schedules
 - `ops`: queue statistics, readiness, metrics, the event tail
 
@@ -32,11 +35,11 @@ from dagq.store.directory import DirectoryStore
 from dagq.store.leases import Completion, Handoff, LeaseStore
 from dagq.store.maintenance import MaintenanceStore
 from dagq.store.ops import OpsStore
-from dagq.store.runs import RunStore
+from dagq.store.signals import SignalStore
 from dagq.store.submit import SubmitStore
 
 __all__ = ["Completion", "Handoff", "Store"]
 
 
-class Store(SubmitStore, LeaseStore, RunStore, MaintenanceStore, DirectoryStore, OpsStore):
+class Store(SubmitStore, LeaseStore, SignalStore, MaintenanceStore, DirectoryStore, OpsStore):
     """Every concern of the store over one pool (see the module docstring)."""

@@ -1,4 +1,4 @@
-"""The sweeper's statements: reclaim, dead workers, heal, deadlines, prune."""
+"""The sweeper's statements: reclaim, dead workers, heal, deadlines, waits, prune."""
 
 from __future__ import annotations
 
@@ -145,6 +145,46 @@ class MaintenanceStore(Transitions):
             self._account_runs(cur, work)
             work.flush(cur)
         return 1
+
+    def fire_due_waits(self, *, now: datetime | None = None, limit: int = 100) -> dict[str, int]:
+        """Waits whose deadline passed: timers succeed, signal waits apply on_timeout.
+
+        Like reclaim: one read of candidates (node_tasks_wait_deadline), then a short
+        fenced transaction per node that skips a node or run another transaction holds
+        (`skipped`; the next pass takes it), so several sweepers fire each wait once."""
+        counts = {"fired": 0, "timed_out": 0, "skipped": 0, "candidates": 0}
+        candidates = self._due_waits(now, limit)
+        counts["candidates"] = len(candidates)
+        for node_id in candidates:
+            outcome = self._fire_one(node_id, now)
+            if outcome == "busy":
+                counts["skipped"] += 1
+            elif outcome != "stale":
+                counts["fired" if outcome == "timer" else "timed_out"] += 1
+        return counts
+
+    @transient
+    def _due_waits(self, now: datetime | None, limit: int) -> list[int]:
+        with self._tx(one_statement=True) as cur:
+            return [r["id"] for r in cur.execute(
+                queries()["due_waits"], {"now": now, "limit": limit}).fetchall()]
+
+    @transient
+    def _fire_one(self, node_id: int, now: datetime | None) -> str:
+        q = queries()
+        with self._tx() as cur:
+            node = cur.execute(q["lock_due_wait"], {"id": node_id, "now": now}).fetchone()
+            if node is None:
+                still = cur.execute(q["wait_still_due"], {"id": node_id, "now": now}).fetchone()
+                return "busy" if still else "stale"
+            # The run right after the node row, before the rest of its nodes.
+            if cur.execute(q["try_lock_run"], {"run_id": node["run_id"]}).fetchone() is None:
+                return "busy"
+            work = UnitOfWork()
+            self._fire_wait(cur, work, node)
+            self._account_runs(cur, work)
+            work.flush(cur)
+        return "timer" if "signal" not in node["wait_spec"] else "timeout"
 
     @transient
     def prune(self, *, retention_s: float, now: datetime | None = None, limit: int = 500) -> int:

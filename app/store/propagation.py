@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 from dagq.sqlfiles import queries
 from dagq.store.accounting import error_data
 from dagq.store.core import StoreCore
+from dagq.store.waits import due_outcome, parse_until, signal_outputs, wait_deadline, waiting_data
 from dagq.store.work import UnitOfWork
 from dagq.workflow import MAX_MAP_ITEMS
 
@@ -19,8 +20,9 @@ log = logging.getLogger("dagq.store")
 
 
 class Propagation(StoreCore):
-    """Dependents released or skipped, map nodes expanded and finished, a failed node's
-    run cancelled (fail fast) or its descendants skipped."""
+    """Dependents released or skipped, map nodes expanded and finished, wait nodes
+    started and ended, a failed node's run cancelled (fail fast) or its descendants
+    skipped."""
 
     def _node_failed(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, row: dict[str, Any],
@@ -64,6 +66,7 @@ class Propagation(StoreCore):
                 "skipped": int(was_skipped),
             }).fetchall()
             skips: list[tuple[uuid.UUID, str]] = []
+            waits = [row for row in rows if row["status"] == "waiting"]
             for row in rows:
                 run_id = row["run_id"]
                 if row["status"] == "queued":
@@ -75,7 +78,95 @@ class Propagation(StoreCore):
                     skips.extend((run_id, key) for key in row["dependents"])
                 elif row["status"] == "running":
                     self._expand_map(cur, work, run_id, row["id"], frontier)
+            if waits:
+                self._begin_waits(cur, work, waits)
             frontier.append((skips, True))
+
+    def _begin_waits(
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, rows: list[dict[str, Any]]
+    ) -> None:
+        """Wait nodes that just became `waiting` (rows: id, run_id, node_key, wait_spec):
+        set their deadlines, write node_waiting, and give each signal wait the oldest
+        buffered signal of its name. A bad `until_path` value fails the node."""
+        if not rows:
+            return
+        q = queries()
+        ids: list[int] = []
+        offsets: list[float | None] = []
+        untils: list[Any] = []
+        bad: list[tuple[dict[str, Any], str]] = []
+        for row in rows:
+            offset, until = wait_deadline(row["wait_spec"])
+            path = row["wait_spec"].get("until_path")
+            if path is not None:
+                value = cur.execute(q["wait_path_value"], {
+                    "run_id": row["run_id"], **path}).fetchone()
+                until, problem = parse_until(value and value["value"],
+                                             f"{path['dep']}.{path['path']}")
+                if problem is not None:
+                    bad.append((row, problem))
+            ids.append(row["id"])
+            offsets.append(offset)
+            untils.append(until)
+        started = cur.execute(q["set_wait_deadlines"], {
+            "ids": ids, "offsets": offsets, "untils": untils}).fetchall()
+        for node in sorted(started, key=lambda n: n["id"]):
+            work.touch(node["run_id"])
+            work.event(node["run_id"], node["node_key"], "node_waiting", 0,
+                       waiting_data(node["wait_spec"], node["wait_until"]))
+        for row, problem in bad:
+            self._end_wait(cur, work, row["id"], "failed",
+                           error={"type": "WaitError", "message": problem})
+        for node in sorted(started, key=lambda n: n["id"]):
+            if "signal" in node["wait_spec"]:
+                self._take_buffered(cur, work, node)
+
+    def _take_buffered(
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any]
+    ) -> None:
+        """A signal that arrived before this node waited ends its wait now."""
+        signal = cur.execute(queries()["take_buffered_signal"], {
+            "run_id": node["run_id"], "name": node["wait_spec"]["signal"],
+            "node_key": node["node_key"]}).fetchone()
+        if signal is None:
+            return
+        work.event(node["run_id"], node["node_key"], "signal_received", None, {
+            "signal": signal["name"], "signal_id": signal["signal_id"], "buffered": True})
+        self._end_wait(cur, work, node["id"], "succeeded", outputs=signal_outputs(
+            signal["name"], signal["signal_id"], signal["data"]))
+
+    def _fire_wait(self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any]) -> str:
+        """A wait whose deadline passed (its row locked): a timer succeeds, a signal wait
+        applies its on_timeout. Returns the node's new status."""
+        status, outputs, error = due_outcome(node["wait_spec"], node["wait_until"])
+        reason = "timer fired" if "signal" not in node["wait_spec"] else "wait timed out"
+        self._end_wait(cur, work, node["id"], status, outputs=outputs, error=error,
+                       reason=reason)
+        return status
+
+    def _end_wait(
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, node_id: int, status: str, *,
+        outputs: Any = None, error: dict[str, Any] | None = None, reason: str | None = None,
+    ) -> bool:
+        """End a waiting node (fenced on `waiting`) as succeeded, skipped or failed, and
+        move that through its run like any node's end. False if it was not waiting."""
+        row = cur.execute(queries()["end_wait"], {
+            "id": node_id, "status": status,
+            "outputs": Jsonb(outputs) if outputs is not None else None,
+            "error": Jsonb(error) if error is not None else None}).fetchone()
+        if row is None:
+            return False
+        run_id = row["run_id"]
+        if status == "failed" and error is not None:
+            work.event(run_id, row["node_key"], "node_failed", 0, error_data(error))
+            self._node_failed(cur, work, row, error, self._fail_fast(cur, run_id))
+            return True
+        work.ended(run_id, status)
+        work.event(run_id, row["node_key"], f"node_{status}", 0,
+                   {"reason": reason} if reason else {})
+        self._release(cur, work, [(run_id, key) for key in row["dependents"]],
+                      skipped=status == "skipped")
+        return True
 
     def _expand_map(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, run_id: uuid.UUID,

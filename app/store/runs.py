@@ -51,8 +51,16 @@ def _node_view(n: dict[str, Any]) -> NodeView:
         started_at=n["started_at"], finished_at=n["finished_at"], duration_ms=duration,
         outputs=n["outputs"], error=n["error"], lease_owner=n["lease_owner"],
         lease_expires_at=n["lease_expires_at"], items=n["items"] or None,
+        wait=n["wait_spec"], wait_until=n["wait_until"],
     )
 
+
+
+def _retry_status(node: dict[str, Any]) -> str:
+    """A retried node's first status: roots queue at once (a root wait node waits)."""
+    if node["depends_on"]:
+        return "pending"
+    return "waiting" if node["wait_spec"] is not None else "queued"
 
 
 class RunStore(Transitions):
@@ -104,7 +112,7 @@ class RunStore(Transitions):
                      if n["depends_on"] and n["deps_not_succeeded"] == 0]
             reset = cur.execute(q["reset_nodes_for_retry"], {
                 "ids": [n["id"] for n in nodes],
-                "statuses": ["queued" if not n["depends_on"] else "pending" for n in nodes],
+                "statuses": [_retry_status(n) for n in nodes],
                 "deps_remaining": [max(n["deps_not_succeeded"], 1) if n["depends_on"] else 0
                                    for n in nodes],
             }).fetchall()
@@ -115,6 +123,7 @@ class RunStore(Transitions):
                     work.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
                     work.queues.add(node["queue"])
             self._release(cur, work, [(run_id, key) for key in ready], skipped=False)
+            self._begin_waits(cur, work, [n for n in reset if n["status"] == "waiting"])
             cur.execute(q["lock_run"], {"run_id": run_id})
             cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
             self._account_runs(cur, work)

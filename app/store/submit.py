@@ -22,7 +22,8 @@ from dagq.store.core import (
     notify_event_streams,
     transient,
 )
-from dagq.workflow import WorkflowSpec, sha256_json
+from dagq.store.waits import wait_deadline, waiting_data
+from dagq.workflow import WAIT_EXECUTOR, WorkflowSpec, sha256_json
 
 log = logging.getLogger("dagq.store")
 
@@ -35,10 +36,13 @@ def _node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:
     for key in spec.topological_order():
         node = spec.nodes[key]
         backoff = node.backoff or defaults.backoff
+        wait = node.wait.model_dump(mode="json", exclude_none=True) if node.wait else None
+        offset, until = wait_deadline(wait) if wait else (None, None)
         rows.append({
-            "node_key": key, "executor": node.executor,
+            "node_key": key, "executor": node.executor or WAIT_EXECUTOR,
             "queue": node.queue or defaults.queue,
-            "status": "pending" if node.depends_on else "queued",
+            "status": "pending" if node.depends_on else "waiting" if wait else "queued",
+            "wait_spec": wait, "wait_offset_s": offset, "wait_until": until,
             "priority": run_priority + node.priority,
             "max_attempts": node.max_attempts or defaults.max_attempts,
             "timeout_s": node.timeout_s or defaults.timeout_s,
@@ -126,7 +130,10 @@ class SubmitStore(StoreCore):
         events = [{"type": "run_queued",
                    "data": {"workflow": spec.name, "version": workflow_version}},
                   *({"node_key": node["node_key"], "type": "node_queued", "attempt": 0}
-                    for node in roots)]
+                    for node in roots),
+                  *({"node_key": node["node_key"], "type": "node_waiting", "attempt": 0,
+                     "data": waiting_data(node["wait_spec"], None)}
+                    for node in nodes if node["status"] == "waiting")]
         with self._tx(one_statement=True) as cur:
             row = cur.execute(queries()["submit_run"], {
                 "id": run_id, "tenant": tenant, "workflow": spec.name,

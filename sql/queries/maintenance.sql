@@ -1,4 +1,4 @@
--- The sweeper's passes: reclaim, dead workers, heal, deadlines, prune.
+-- The sweeper's passes: reclaim, dead workers, heal, deadlines, waits, prune.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
 -- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.maintenance.
 
@@ -75,7 +75,7 @@ SELECT r.id FROM dagq.runs r
 WHERE r.finished_at IS NULL AND r.status IN ('queued', 'running')  -- runs_unfinished
   AND NOT EXISTS (
       SELECT 1 FROM dagq.node_tasks t
-      WHERE t.run_id = r.id AND t.status IN ('pending', 'queued', 'running'))
+      WHERE t.run_id = r.id AND t.status IN ('pending', 'queued', 'running', 'waiting'))
 LIMIT %(limit)s
 
 -- name: lock_waiting_nodes_nowait
@@ -83,7 +83,8 @@ LIMIT %(limit)s
 -- (LockNotAvailable) if another transaction holds one; the sweeper retries next pass.
 SELECT id FROM dagq.node_tasks
 WHERE run_id = %(run_id)s
-  AND (status IN ('pending', 'queued') OR (status = 'running' AND map_over IS NOT NULL))
+  AND (status IN ('pending', 'queued', 'waiting')
+       OR (status = 'running' AND map_over IS NOT NULL))
 FOR NO KEY UPDATE NOWAIT
 
 -- name: runs_past_deadline
@@ -110,3 +111,26 @@ RETURNING r.id
 DELETE FROM dagq.workers
 WHERE status IN ('stopped', 'dead')
   AND heartbeat_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(retention_s)s)
+
+-- name: due_waits
+-- Waiting nodes whose timer or signal timeout is due, oldest deadline first, through
+-- node_tasks_wait_deadline (each is then fired in a transaction of its own).
+SELECT t.id FROM dagq.node_tasks t
+WHERE t.status = 'waiting' AND t.wait_until <= coalesce(%(now)s::timestamptz, now())
+ORDER BY t.wait_until
+LIMIT %(limit)s
+
+-- name: lock_due_wait
+-- Take one due wait for firing, unless another transaction holds its row (a signal
+-- being delivered, another sweeper): then it is left alone.
+SELECT t.id, t.run_id, t.node_key, t.wait_spec, t.wait_until FROM dagq.node_tasks t
+WHERE t.id = %(id)s AND t.status = 'waiting'
+  AND t.wait_until <= coalesce(%(now)s::timestamptz, now())
+FOR NO KEY UPDATE SKIP LOCKED
+
+-- name: wait_still_due
+-- Whether a wait lock_due_wait could not take is still due (so another transaction
+-- holds it) rather than already ended.
+SELECT t.id FROM dagq.node_tasks t
+WHERE t.id = %(id)s AND t.status = 'waiting'
+  AND t.wait_until <= coalesce(%(now)s::timestamptz, now())

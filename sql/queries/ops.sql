@@ -66,7 +66,9 @@ SELECT (SELECT count(*) FROM dagq.runs WHERE finished_at IS NULL AND status = 'q
            AS runs_running,
        (SELECT count(*) FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
         WHERE r.finished_at IS NULL AND r.status IN ('queued', 'running')
-          AND t.status = 'pending') AS nodes_pending
+          AND t.status = 'pending') AS nodes_pending,
+       (SELECT count(*) FROM dagq.node_tasks t
+        WHERE t.status = 'waiting') AS nodes_waiting  -- node_tasks_wait_deadline
 
 -- name: api_last_event_id
 -- Where an API process starts following the event log for its metrics.

@@ -5,8 +5,8 @@
 -- name: release_dependents
 -- Count newly terminal dependencies (`keys` may repeat: one entry per finished
 -- dependency) on pending dependents across runs; those with none left become queued,
--- skipped (all deps skipped, or `if` not met) or, for a map node, running until the
--- caller expands it. Rows are locked in (run_id, node_key) order.
+-- skipped (all deps skipped, or `if` not met), for a map node running until the caller
+-- expands it, for a wait node waiting (the caller sets its deadline). Rows are locked in (run_id, node_key) order.
 WITH released AS (
     SELECT r.run_id, r.node_key, count(*)::int AS n
     FROM unnest(%(run_ids)s::uuid[], %(keys)s::text[]) AS r(run_id, node_key)
@@ -31,7 +31,7 @@ SET deps_remaining = t.deps_remaining - n.n,
 FROM next n
 WHERE t.id = n.id
 RETURNING t.id, t.run_id, t.node_key, t.status, t.queue, t.priority, t.dependents,
-          t.map_over
+          t.map_over, t.wait_spec
 
 -- name: skip_descendants
 -- Without fail_fast, everything downstream of a failed node is skipped.
@@ -51,12 +51,13 @@ RETURNING t.node_key
 
 -- name: cancel_waiting_nodes
 -- (also run by maintenance, runs)
--- Cancel what has not started (and map nodes waiting on their items). Running leases
--- are told to stop at their next heartbeat.
+-- Cancel what has not started, wait nodes waiting, and map nodes waiting on their items.
+-- Running leases are told to stop at their next heartbeat.
 UPDATE dagq.node_tasks
 SET status = 'cancelled', finished_at = now(), version = version + 1, lease_expires_at = NULL
 WHERE run_id = %(run_id)s
-  AND (status IN ('pending', 'queued') OR (status = 'running' AND map_over IS NOT NULL))
+  AND (status IN ('pending', 'queued', 'waiting')
+       OR (status = 'running' AND map_over IS NOT NULL))
 RETURNING node_key, parent_id
 
 -- name: get_run
@@ -124,3 +125,41 @@ SET status = 'succeeded', outputs = '[]'::jsonb, finished_at = now(), map_remain
     version = version + 1
 WHERE id = %(id)s
 RETURNING id, run_id, node_key, dependents, attempts
+
+-- name: set_wait_deadlines
+-- Wait nodes that just became waiting: when each ends (`offsets` seconds from now, or
+-- the time in `untils`; neither: a signal wait without timeout), and since when it waits.
+UPDATE dagq.node_tasks t
+SET wait_until = coalesce(u.until, now() + make_interval(secs => u.offset_s)),
+    started_at = now()
+FROM unnest(%(ids)s::bigint[], %(offsets)s::float8[], %(untils)s::timestamptz[])
+     AS u(id, offset_s, until)
+WHERE t.id = u.id AND t.status = 'waiting'
+RETURNING t.id, t.run_id, t.node_key, t.wait_spec, t.wait_until
+
+-- name: wait_path_value
+-- A timer's `until_path`: the value at `path` in the dependency's outputs.
+SELECT d.outputs #> string_to_array(%(path)s, '.') AS value
+FROM dagq.node_tasks d
+WHERE d.run_id = %(run_id)s AND d.node_key = %(dep)s AND d.status = 'succeeded'
+
+-- name: take_buffered_signal
+-- The oldest signal of this name no node has taken yet, taken by `node_key`. A signal
+-- row another transaction holds is skipped (it is being taken or is not committed).
+UPDATE dagq.signals s
+SET consumed_by = %(node_key)s, consumed_at = now()
+WHERE s.id = (
+    SELECT b.id FROM dagq.signals b
+    WHERE b.run_id = %(run_id)s AND b.name = %(name)s AND b.consumed_at IS NULL
+    ORDER BY b.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED)
+RETURNING s.name, s.signal_id, s.data
+
+-- name: end_wait
+-- A waiting node ends: succeeded (with its outputs), skipped or failed (with its error).
+UPDATE dagq.node_tasks
+SET status = %(status)s, outputs = %(outputs)s, error = %(error)s, finished_at = now(),
+    version = version + 1
+WHERE id = %(id)s AND status = 'waiting'
+RETURNING id, run_id, node_key, dependents, attempts, parent_id

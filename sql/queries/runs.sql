@@ -17,7 +17,7 @@ FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE
 -- The nodes of a run (map items excluded), in insertion order.
 SELECT id, node_key, executor, queue, status, attempts, max_attempts, depends_on, queued_at,
        started_at, finished_at, outputs, error, lease_owner, lease_expires_at,
-       map_remaining,
+       map_remaining, wait_spec, wait_until,
        (SELECT count(*) FROM dagq.node_tasks c WHERE c.parent_id = t.id) AS items
 FROM dagq.node_tasks t
 WHERE run_id = %(run_id)s AND parent_id IS NULL
@@ -45,7 +45,7 @@ RETURNING id
 -- name: nodes_to_retry
 -- Of a finished run: the top-level nodes that did not succeed, with how many of their
 -- dependencies also did not succeed (those will run again first).
-SELECT t.id, t.node_key, t.status, t.depends_on,
+SELECT t.id, t.node_key, t.status, t.depends_on, t.wait_spec,
        (SELECT count(*) FROM dagq.node_tasks d
         WHERE d.run_id = t.run_id AND d.node_key = ANY (t.depends_on)
           AND d.status <> 'succeeded') AS deps_not_succeeded
@@ -63,7 +63,7 @@ SET status = u.status, attempts = 0, version = t.version + 1, error = NULL, outp
 FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(deps_remaining)s::int[])
      AS u(id, status, deps_remaining)
 WHERE t.id = u.id
-RETURNING t.node_key, t.status, t.queue
+RETURNING t.id, t.run_id, t.node_key, t.status, t.queue, t.wait_spec
 
 -- name: delete_map_items
 DELETE FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id = ANY (%(parent_ids)s::bigint[])
@@ -78,7 +78,8 @@ WHERE id = %(run_id)s
 -- name: count_run_nodes
 -- (also run by maintenance)
 -- Recount a run's top-level nodes from scratch (the healer's source of truth).
-SELECT count(*) FILTER (WHERE status IN ('pending', 'queued', 'running')) AS remaining,
+SELECT count(*) FILTER (WHERE status IN ('pending', 'queued', 'running', 'waiting'))
+           AS remaining,
        count(*) FILTER (WHERE status = 'failed') AS failed,
        count(*) FILTER (WHERE status = 'succeeded') AS succeeded
 FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id IS NULL
