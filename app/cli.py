@@ -64,7 +64,7 @@ def _add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Submitting and reading runs: submit, runs, run."""
+    """Submitting and reading runs: submit, runs, run, signal."""
     submit = sub.add_parser("submit", help="submit a run")
     submit.add_argument("workflow", metavar="WORKFLOW",
                         help="a registered workflow name, or a .json/.yaml spec file")
@@ -84,6 +84,13 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run_sub = run.add_subparsers(dest="run_command", required=True, metavar="COMMAND")
     show = run_sub.add_parser("show", help="a run and its nodes")
     show.add_argument("run_id", metavar="RUN_ID")
+
+    signal = sub.add_parser("signal", help="send a signal to a run's wait node")
+    signal.add_argument("run_id", metavar="RUN_ID")
+    signal.add_argument("name", metavar="NAME", help="the signal's name (wait.signal)")
+    signal.add_argument("--data", default=None, help="the signal's data as a JSON object")
+    signal.add_argument("--signal-id", default=None,
+                        help="idempotency key: the same id again changes nothing")
 
 
 def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -147,6 +154,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "up": commands.up, "db": commands.db, "api": commands.api, "worker": commands.worker,
         "sweeper": commands.sweeper, "keys": commands.keys, "submit": commands.submit,
         "runs": commands.runs, "run": commands.run, "schedules": commands.schedules,
-        "bench": commands.bench,
+        "bench": commands.bench, "signal": commands.signal,
     }
     return handlers[args.command](args, settings)

@@ -1,5 +1,5 @@
-"""The CLI's client mode: with DAGQ_URL set (and DAGQ_API_KEY), `submit`, `runs` and
-`run show` go through the HTTP API with dagq.Client instead of the database, and print
+"""The CLI's client mode: with DAGQ_URL set (and DAGQ_API_KEY), `submit`, `runs`,
+`run show` and `signal` go through the HTTP API with dagq.Client instead of the database, and print
 the same as they do against the database."""
 
 from __future__ import annotations
@@ -81,6 +81,19 @@ def runs(args: argparse.Namespace, settings: ClientSettings) -> int:
         pages = client.runs(args.status, args.workflow, page_size=min(args.limit, MAX_PAGE))
         found = list(itertools.islice(pages, args.limit))
     runs_table(found)
+    return 0
+
+
+def signal(args: argparse.Namespace, settings: ClientSettings) -> int:
+    from dagq.cli_args import parse_json_arg, parse_uuid
+    from dagq.cli_views import signal_sent
+
+    run_id = parse_uuid(args.run_id, "run")
+    data = parse_json_arg(args.data, "--data")
+    if data is not None and not isinstance(data, dict):
+        raise InvalidRequest("a signal's data must be a JSON object")
+    with _client(settings) as client:
+        signal_sent(client.signal(run_id, args.name, data, signal_id=args.signal_id))
     return 0
 
 

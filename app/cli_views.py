@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 import uuid
 from collections import Counter
@@ -15,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dagq import service
-from dagq.models import RunView
+from dagq.models import NodeView, RunView, SignalResult
 from dagq.states import OPEN_RUN_STATUSES, TERMINAL_NODE_STATUSES
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 WARN_EVERY_S = 2.0  # how often --wait checks that live workers serve the run
 COLOURS = {"succeeded": "green", "failed": "red", "partial_succeeded": "yellow",
            "cancelled": "magenta", "running": "cyan", "queued": "blue", "pending": "white",
-           "skipped": "bright_black"}
+           "skipped": "bright_black", "waiting": "bright_yellow"}
 
 out = Console()
 err = Console(stderr=True)
@@ -66,11 +67,31 @@ def run_detail(run: RunView) -> None:
     for node in run.nodes or []:
         detail = node.error if node.status in ("failed", "cancelled") else node.outputs
         text = json.dumps(detail)[:80] if detail is not None else ""
+        if node.status == "waiting":
+            text = waiting_for(node)
         table.add_row(node.key + (f" [{node.items} items]" if node.items else ""),
                       node.executor, _status(node.status),
                       f"{node.attempts}/{node.max_attempts}",
                       f"{node.duration_ms:.0f}" if node.duration_ms is not None else "-", text)
     out.print(table)
+
+
+def waiting_for(node: NodeView) -> str:
+    """What a waiting node waits for, and until when."""
+    wait = node.wait or {}
+    what = f"signal {wait['signal']!r}" if "signal" in wait else "timer"
+    return f"waits for {what}" + (f" until {_when(node.wait_until)}" if node.wait_until else "")
+
+
+def signal_sent(result: SignalResult) -> None:
+    """`dagq signal`: what became of the signal."""
+    if result.duplicate:
+        print(f"signal {result.signal_id} was sent before: nothing changed", file=sys.stderr)
+    elif result.delivered:
+        print(f"delivered to node {result.node_key}", file=sys.stderr)
+    else:
+        print(f"buffered: no node waits for {result.signal!r} yet", file=sys.stderr)
+    print(result.signal_id)
 
 
 # How each node event moves a node on the progress bar of client mode (unknown: ignored).

@@ -146,6 +146,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def signal(args: argparse.Namespace, settings: Settings) -> int:
+    """`dagq signal RUN_ID NAME [--data JSON]`: prints the signal id (stdout) and what
+    became of it (stderr)."""
+    from dagq.cli_views import signal_sent
+
+    if (remote := cli_client.configured()) is not None:  # DAGQ_URL: through the API
+        return cli_client.signal(args, remote)
+    run_id = parse_uuid(args.run_id, "run")
+    data = parse_json_arg(args.data, "--data")
+    with repository(settings) as repo:
+        signal_sent(service.send_signal(repo, run_id, args.name, tenant=None, data=data,
+                                        signal_id=args.signal_id))
+    return 0
+
+
 def bench(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.bench.run import run_bench
 

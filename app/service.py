@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from typing import Any
@@ -15,6 +16,7 @@ from dagq.models import (
     ApiKey,
     RunView,
     RunWarning,
+    SignalResult,
     SubmitResult,
     WorkflowRecord,
 )
@@ -22,6 +24,7 @@ from dagq.states import OPEN_RUN_STATUSES
 from dagq.store import Store
 from dagq.workflow import (
     BUILTIN_EXECUTORS,
+    KEY_PATTERN,
     MAX_PRIORITY,
     TEST_EXECUTORS,
     WorkflowSpec,
@@ -166,6 +169,20 @@ def get_run(repo: Store, run_id: uuid.UUID, tenant: str | None = None) -> RunVie
     """A run with its nodes and warnings (GET /v1/runs/{id}, `dagq run show`)."""
     run = repo.get_run(run_id, tenant)
     return run.model_copy(update={"warnings": run_warnings(repo, run)})
+
+
+def send_signal(
+    repo: Store, run_id: uuid.UUID, name: str, *, tenant: str | None,
+    data: dict[str, Any] | None = None, signal_id: str | None = None,
+) -> SignalResult:
+    """A signal to a run's wait node (POST /v1/runs/{id}/signals/{name}, `dagq signal`)."""
+    if not re.fullmatch(KEY_PATTERN, name):
+        raise InvalidRequest(f"signal name {name[:100]!r} must match [A-Za-z0-9_.-]{{1,64}}")
+    if data is not None and not isinstance(data, dict):
+        raise InvalidRequest("a signal's data must be a JSON object")
+    if signal_id is not None and not 0 < len(signal_id) <= 200:
+        raise InvalidRequest("signal_id needs 1 to 200 characters")
+    return repo.send_signal(run_id, name, tenant=tenant, data=data, signal_id=signal_id)
 
 
 def load_spec_file(path: str) -> Any:

@@ -17,7 +17,14 @@ from dagq import __version__
 from dagq.api import schemas as s
 from dagq.api.routes_dashboard import WorkerList, WorkersQuery
 from dagq.api.routes_schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
-from dagq.models import RunEvent, RunView, ScheduleRecord, SubmitResult, WorkflowRecord
+from dagq.models import (
+    RunEvent,
+    RunView,
+    ScheduleRecord,
+    SignalResult,
+    SubmitResult,
+    WorkflowRecord,
+)
 from dagq.workflow import KEY_PATTERN, WorkflowSpec
 
 REF = "#/components/schemas/{model}"
@@ -27,11 +34,12 @@ ERROR_TEXT = {
     413: "Body larger than DAGQ_MAX_BODY_BYTES", 422: "Valid JSON, invalid content",
     503: "Database unavailable",
 }
-INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, WorkflowSpec, CreateScheduleBody]
+INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, WorkflowSpec, CreateScheduleBody,
+                                       s.SignalBody]
 OUTPUT_MODELS: list[type[BaseModel]] = [
     s.ErrorBody, s.WorkflowRef, WorkflowRecord, s.WorkflowList, SubmitResult, RunView,
     s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList, ScheduleCreated,
-    ScheduleRecord, ScheduleList,
+    ScheduleRecord, ScheduleList, SignalResult,
 ]
 V1 = [{"bearerAuth": []}]
 
@@ -149,6 +157,17 @@ def _run_paths() -> dict[str, Any]:
             "parameters": [RUN_ID],
             "responses": {"202": _json(_ref(s.RunAction), "Requeued"),
                           **_errors(401, 404, 409, 503)},
+        }},
+        "/v1/runs/{run_id}/signals/{name}": {"post": {
+            "summary": "Send a signal to the run's oldest node waiting for it (buffered "
+                       "until one waits)", "security": V1,
+            "parameters": [RUN_ID, _param("name", "path",
+                                          {"type": "string", "pattern": KEY_PATTERN})],
+            "requestBody": {**_body(s.SignalBody), "required": False},
+            "responses": {
+                "202": _json(_ref(SignalResult), "Stored: delivered, or buffered"),
+                "200": _json(_ref(SignalResult), "This signal_id was sent before: no-op"),
+                **_errors(400, 401, 404, 409, 413, 422, 503)},
         }},
     }
 

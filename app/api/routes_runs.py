@@ -1,4 +1,4 @@
-"""/v1/runs: submit, read, list, cancel, retry. Each route parses, authorises and calls one
+"""/v1/runs: submit, read, list, cancel, retry, signal. Each route parses, authorises and calls one
 service or repository function."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dagq.api.schemas import (
     RunAction,
     RunList,
     RunSummary,
+    SignalBody,
     SubmitRunBody,
     decode_cursor,
     encode_cursor,
@@ -88,6 +89,19 @@ async def _run_action(request: Request, action: Callable[..., str]) -> JSONRespo
     return _json(RunAction(run_id=run_id, status=status), 202)
 
 
+async def send_signal(request: Request) -> JSONResponse:
+    """202 when stored (delivered or buffered); 200 for a signal_id sent before."""
+    key = await principal(request)
+    run_id = run_id_of(request)
+    # No body (or an empty one) is a signal without data.
+    body = await read_model(request, SignalBody) if (await request.body()).strip() \
+        else SignalBody()
+    result = await run_in_threadpool(
+        service.send_signal, request.app.state.repo, run_id, request.path_params["name"],
+        tenant=tenant_scope(key), data=body.data, signal_id=body.signal_id)
+    return _json(result, 200 if result.duplicate else 202)
+
+
 async def cancel_run(request: Request) -> JSONResponse:
     return await _run_action(request, request.app.state.repo.cancel_run)
 
@@ -102,4 +116,5 @@ routes = [
     Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
     Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
     Route("/v1/runs/{run_id}/retry", retry_run, methods=["POST"]),
+    Route("/v1/runs/{run_id}/signals/{name}", send_signal, methods=["POST"]),
 ]

@@ -73,6 +73,14 @@ class SubmitRunBody(_Body):
                                      description="fail the run if not finished in time")
 
 
+class SignalBody(_Body):
+    data: dict[str, Any] | None = Field(
+        None, description="the signal's payload: the wait node's outputs.data")
+    signal_id: str | None = Field(
+        None, min_length=1, max_length=200, pattern=TENANT_PATTERN,
+        description="idempotency key: the same signal_id again is a no-op (200)")
+
+
 class ListRunsQuery(_Query):
     status: RunStatus | None = None
     workflow: Annotated[str, Field(pattern=KEY_PATTERN)] | None = None

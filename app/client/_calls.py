@@ -17,7 +17,14 @@ from pydantic import BaseModel, TypeAdapter
 
 from dagq.api.schemas import QueueList, QueueStats, RunAction, RunList, WorkflowList, WorkflowRef
 from dagq.errors import InvalidWorkflow
-from dagq.models import RunEvent, RunView, ScheduleRecord, SubmitResult, WorkflowRecord
+from dagq.models import (
+    RunEvent,
+    RunView,
+    ScheduleRecord,
+    SignalResult,
+    SubmitResult,
+    WorkflowRecord,
+)
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -140,6 +147,17 @@ def retry(run_id: uuid.UUID | str) -> Call[RunAction]:
     # Not retried after a reply was lost: if the run failed again in between, a resend
     # would requeue it again and rerun its nodes.
     return Call("POST", f"/v1/runs/{_segment(run_id)}/retry", _model(RunAction))
+
+
+def signal(
+    run_id: uuid.UUID | str, name: str, data: Mapping[str, Any] | None, signal_id: str | None,
+) -> Call[SignalResult]:
+    # Idempotent by signal_id: one is made up when not given, so a resend after a lost
+    # reply is the same signal (200, duplicate) and never a second one.
+    body = _params(data=dict(data) if data is not None else None,
+                   signal_id=signal_id or str(uuid.uuid4()))
+    return Call("POST", f"/v1/runs/{_segment(run_id)}/signals/{_segment(name)}",
+                _model(SignalResult), body=body, idempotent=True)
 
 
 # ----- schedules and queues -----------------------------------------------------------

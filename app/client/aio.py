@@ -32,6 +32,7 @@ from dagq.models import (
     RunEvent,
     RunView,
     ScheduleRecord,
+    SignalResult,
     SubmitResult,
     WorkflowRecord,
 )
@@ -109,6 +110,11 @@ class AsyncClient:
 
     async def retry(self, run_id: RunId) -> RunAction:
         return await self._call(calls.retry(run_id))
+
+    async def signal(self, run_id: RunId, name: str, data: dict[str, Any] | None = None, *,
+                     signal_id: str | None = None) -> SignalResult:
+        """As Client.signal."""
+        return await self._call(calls.signal(run_id, name, data, signal_id))
 
     def events(self, run_id: RunId, after: int | str | None = None, *,
                follow: bool = True) -> AsyncIterator[Event]:

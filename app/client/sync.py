@@ -34,6 +34,7 @@ from dagq.models import (
     RunEvent,
     RunView,
     ScheduleRecord,
+    SignalResult,
     SubmitResult,
     WorkflowRecord,
 )
@@ -116,6 +117,12 @@ class Client:
     def retry(self, run_id: RunId) -> RunAction:
         """Requeue a failed, partial_succeeded or cancelled run's unfinished nodes."""
         return self._call(calls.retry(run_id))
+
+    def signal(self, run_id: RunId, name: str, data: dict[str, Any] | None = None, *,
+               signal_id: str | None = None) -> SignalResult:
+        """Send a signal to the run's oldest node waiting for `name` (buffered until one
+        waits); the same `signal_id` again is a no-op (`duplicate`)."""
+        return self._call(calls.signal(run_id, name, data, signal_id))
 
     def events(self, run_id: RunId, after: int | str | None = None, *,
                follow: bool = True) -> Iterator[Event]:
