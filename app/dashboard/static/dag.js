@@ -86,6 +86,7 @@ export function layout(nodes) {
 export function statusLine(node) {
   const parts = [node.status];
   if (node.items != null) parts.push(`${node.items} item${node.items === 1 ? "" : "s"}`);
+  if (node.status === "waiting" && node.wait) parts.push(node.wait.signal ? `for ${node.wait.signal}` : "timer");
   if (node.attempts > 1 || (node.attempts >= 1 && node.status === "running")) {
     parts.push(`try ${node.attempts}/${node.max_attempts}`);
   }

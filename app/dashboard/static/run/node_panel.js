@@ -1,9 +1,48 @@
 // The node panel: the selected node's facts, attempts, items, error and outputs, or
 // the list of nodes when none is selected. (Streamed text will go here too.)
 
+import { api } from "../api.js";
 import { statusLine } from "../dag.js";
 import { badge, fill, fmtDuration, fmtTime, h, jsonBlock, span } from "../dom.js";
 import { attemptsOf, itemStates } from "./history.js";
+
+/** What a wait node waits for: "signal approval" or "timer". */
+function waitsFor(wait) {
+  if (!wait) return "—";
+  if (wait.signal) {
+    const onTimeout = wait.timeout_s ? ` (after ${wait.timeout_s}s: ${wait.on_timeout || "fail"})` : "";
+    return `signal ${wait.signal}${onTimeout}`;
+  }
+  return wait.seconds != null ? `timer: ${wait.seconds}s` : "timer";
+}
+
+/** The form that sends a waiting node's signal (POST /v1/runs/{id}/signals/{name}). */
+function signalForm(run, node, draft) {
+  const name = node.wait.signal;
+  const data = h("textarea", { class: "signal-data", "aria-label": "signal data (JSON object)", spellcheck: "false" });
+  data.value = draft ?? '{"approved": true}';
+  const note = h("div", { class: "sent muted" });
+  const send = async (event) => {
+    event.preventDefault();
+    let body;
+    try {
+      body = data.value.trim() ? JSON.parse(data.value) : {};
+    } catch (err) {
+      note.textContent = `Not JSON: ${err.message}`;
+      return;
+    }
+    try {
+      const sent = await api(`/v1/runs/${encodeURIComponent(run.run_id)}/signals/${encodeURIComponent(name)}`,
+        { method: "POST", body: { data: body } });
+      note.textContent = sent.delivered ? `Delivered to ${sent.node_key}.` : "Buffered: no node waits for it yet.";
+    } catch (err) {
+      note.textContent = err.friendly || err.message;
+    }
+  };
+  return h("form", { class: "signal-form", onsubmit: send },
+    h("label", { class: "small muted" }, `Send the signal ${name} with this data:`), data,
+    h("button", { type: "submit" }, `Send ${name}`), note);
+}
 
 export function renderNodePanel(panel, run, selected, events, select) {
   const node = run && (run.nodes || []).find((n) => n.key === selected);
@@ -18,6 +57,7 @@ export function renderNodePanel(panel, run, selected, events, select) {
     return;
   }
   const keep = panel.querySelector("details.tb")?.open;
+  const draft = panel.querySelector("textarea.signal-data")?.value;
   const item = (k, v, attrs = {}) => [h("dt", {}, k), h("dd", attrs, v)];
   const duration = node.duration_ms !== null && node.duration_ms !== undefined
     ? fmtDuration(node.duration_ms)
@@ -38,8 +78,11 @@ export function renderNodePanel(panel, run, selected, events, select) {
       ...item("Duration", duration, { dataset: node.status === "running" && node.started_at ? { since: node.started_at, suffix: " so far" } : {} }),
       ...(node.lease_owner ? item("Worker", node.lease_owner, { class: "mono" }) : []),
       ...(node.status === "running" && node.lease_expires_at ? item("Lease until", fmtTime(node.lease_expires_at)) : []),
+      ...(node.wait ? item("Waits for", waitsFor(node.wait), { class: "mono" }) : []),
+      ...(node.status === "waiting" && node.wait_until ? item("Until", fmtTime(node.wait_until), { title: node.wait_until }) : []),
     ),
   ];
+  if (node.status === "waiting" && node.wait && node.wait.signal) parts.push(h("h3", {}, "Signal"), signalForm(run, node, draft));
   if (attempts.length) {
     parts.push(h("h3", {}, "Attempts"), h("table", { class: "mini attempts" },
       h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "Started"), h("th", {}, "Took"),
@@ -78,7 +121,7 @@ export function renderNodePanel(panel, run, selected, events, select) {
   }
   parts.push(h("h3", {}, "Outputs"));
   if (node.outputs === null || node.outputs === undefined) {
-    const waiting = ["pending", "queued", "running"].includes(node.status);
+    const waiting = ["pending", "queued", "running", "waiting"].includes(node.status);
     parts.push(h("p", { class: "muted small" }, waiting ? "not yet" : "none"));
   } else {
     parts.push(jsonBlock(node.outputs, "outputs"));
