@@ -66,3 +66,34 @@ COMMENT ON VIEW dagq.waiting_nodes IS
     'or a timer. times_out_at: when the sweeper fires the timer or applies on_timeout '
     '(NULL: a signal wait without timeout_s). buffered_signals: signals of the run no node '
     'has taken yet.';
+
+-- dagq.requeue_node (migration 003) would queue a wait node for a worker that does not
+-- exist. It now refuses runs with a wait node that did not succeed (retry the run: the
+-- store starts wait nodes properly); otherwise it is the same function as before.
+ALTER FUNCTION dagq.requeue_node(uuid, text) RENAME TO requeue_node_any;
+COMMENT ON FUNCTION dagq.requeue_node_any(uuid, text) IS
+    'The body of dagq.requeue_node (migration 003): call dagq.requeue_node, which checks '
+    'for wait nodes first.';
+
+CREATE FUNCTION dagq.requeue_node(p_run uuid, p_node text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_waits text;
+BEGIN
+    SELECT string_agg(node_key, ', ' ORDER BY id) INTO v_waits
+    FROM dagq.node_tasks
+    WHERE run_id = p_run AND parent_id IS NULL AND wait_spec IS NOT NULL
+      AND status <> 'succeeded';
+    IF v_waits IS NOT NULL THEN
+        RAISE EXCEPTION 'run % has wait nodes that did not succeed (%): requeue_node '
+            'cannot restart a wait', p_run, v_waits
+            USING HINT = 'retry the whole run instead (POST /v1/runs/{id}/retry)';
+    END IF;
+    RETURN dagq.requeue_node_any(p_run, p_node);
+END
+$$;
+
+COMMENT ON FUNCTION dagq.requeue_node(uuid, text) IS
+    'Requeue a failed/cancelled/skipped node of a finished run (with the downstream nodes '
+    'that must run again), recount and reopen the run. Refuses with an explanation when '
+    'that is not safe (also for a run whose wait nodes did not succeed: retry the run).';

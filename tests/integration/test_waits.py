@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 
 from dagq.config import Settings
@@ -334,3 +335,13 @@ def test_waiting_rows_stay_out_of_the_dequeue_index(repo, sql) -> None:
     indexed = sql.execute(
         "SELECT count(*) AS n FROM dagq.node_tasks WHERE status = 'queued'").fetchone()["n"]
     assert indexed == 0
+
+
+def test_requeue_node_refuses_a_run_whose_wait_did_not_succeed(repo, sweeper, sql) -> None:
+    run_id = repo.submit_run(tenant="t", spec=approval(timeout_s=60)).run_id
+    drive(repo)
+    backdate(sql, run_id)
+    sweeper.waits()
+    with pytest.raises(psycopg.errors.RaiseException, match="wait nodes that did not"):
+        sql.execute("SELECT dagq.requeue_node(%s, 'approve')", (run_id,))
+    assert statuses(repo, run_id)["approve"] == "failed"
