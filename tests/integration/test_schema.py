@@ -94,7 +94,10 @@ def bulk(sql) -> psycopg.Connection:
 HOT_STATEMENTS = ["lease_nodes", "lease_released", "heartbeat_leases", "complete_nodes",
                   "release_dependents", "account_runs", "insert_events", "retry_node",
                   "fail_node", "node_for_failure", "requeue_unstarted", "lock_run",
-                  "finish_map_item", "skip_descendants", "submit_run"]
+                  "finish_map_item", "skip_descendants", "submit_run",
+                  # durable waits: starting, signalling, firing
+                  "set_wait_deadlines", "take_buffered_signal", "end_wait",
+                  "lock_signal_waiters", "due_waits", "lock_due_wait"]
 
 
 @pytest.mark.parametrize("name", HOT_STATEMENTS)
@@ -120,6 +123,33 @@ def test_lease_uses_the_partial_index_after_bulk_insert(bulk) -> None:
         scans = json.dumps(_scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks"))
         assert "node_tasks_dequeue" in scans
         assert "node_tasks_pkey" not in scans and "Seq Scan" not in scans
+
+
+def test_100k_waiting_nodes_stay_out_of_the_lease_path(bulk) -> None:
+    """Waiting rows are not in the dequeue index: leasing walks only queued rows, and the
+    sweeper finds due waits through node_tasks_wait_deadline (issue 16)."""
+    sql = bulk
+    sql.execute("""
+        INSERT INTO dagq.node_tasks (run_id, node_key, executor, status, wait_spec,
+                                     wait_until, started_at)
+        SELECT '00000000-0000-0000-0000-0000000000aa', 'wait' || g, 'dagq.wait', 'waiting',
+               '{"signal": "approval"}', now() + make_interval(secs => g), now()
+        FROM generate_series(1, 100000) g
+    """)
+    sql.execute("ANALYZE dagq.node_tasks")
+    params = {"worker": "w", "queue": "default", "limit": 16, "ttl_s": 30, "executors": None}
+    custom = sql.execute("EXPLAIN (FORMAT JSON) " + queries()["lease_nodes"], params).fetchone()
+    generic = sql.execute(
+        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + _positional(queries()["lease_nodes"])
+    ).fetchone()
+    for plan in (custom, generic):
+        scans = json.dumps(_scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks"))
+        assert "node_tasks_dequeue" in scans
+        assert "node_tasks_pkey" not in scans and "Seq Scan" not in scans
+    due = sql.execute("EXPLAIN (FORMAT JSON) " + queries()["due_waits"],
+                      {"now": None, "limit": 500}).fetchone()
+    scans = json.dumps(_scans_of(due["QUERY PLAN"][0]["Plan"], "node_tasks"))
+    assert "node_tasks_wait_deadline" in scans and "Seq Scan" not in scans
 
 
 def test_handing_off_released_nodes_looks_them_up_by_id(bulk) -> None:
