@@ -45,6 +45,31 @@ RETURNS text LANGUAGE sql STABLE AS $$
     END
 $$;
 
+-- run_summary counts waiting nodes too (a new last column: the others keep their place).
+CREATE OR REPLACE VIEW dagq.run_summary AS
+SELECT r.id, r.tenant, r.workflow, r.status, r.nodes_total,
+       n.pending, n.queued, n.running, n.succeeded, n.failed, n.skipped, n.cancelled,
+       r.created_at, r.started_at, r.finished_at,
+       round(extract(epoch FROM coalesce(r.finished_at, now()) - r.started_at), 3)
+           AS duration_s,
+       r.error ->> 'node' AS failed_node,
+       nullif(concat_ws(': ', r.error ->> 'type', r.error ->> 'message'), '') AS error,
+       n.waiting
+FROM dagq.runs r
+CROSS JOIN LATERAL (         -- per run, through node_tasks_run_node
+    SELECT count(*) FILTER (WHERE t.status = 'pending') AS pending,
+           count(*) FILTER (WHERE t.status = 'queued') AS queued,
+           count(*) FILTER (WHERE t.status = 'running') AS running,
+           count(*) FILTER (WHERE t.status = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE t.status = 'failed') AS failed,
+           count(*) FILTER (WHERE t.status = 'skipped') AS skipped,
+           count(*) FILTER (WHERE t.status = 'cancelled') AS cancelled,
+           count(*) FILTER (WHERE t.status = 'waiting') AS waiting
+    FROM dagq.node_tasks t
+    WHERE t.run_id = r.id AND t.parent_id IS NULL
+) n
+ORDER BY r.created_at DESC, r.id DESC;
+
 CREATE VIEW dagq.waiting_nodes AS
 SELECT t.run_id, r.tenant, r.workflow, t.node_key,
        CASE WHEN t.wait_spec ? 'signal' THEN 'signal' ELSE 'timer' END AS waits_for,

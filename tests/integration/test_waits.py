@@ -320,6 +320,9 @@ def test_waiting_nodes_view(repo, sql) -> None:
             row["on_timeout"], row["buffered_signals"]) == (
         run_id, "approve", "signal", "approval", "fail", 0)
     assert row["times_out_at"] > row["waiting_since"]
+    summary = sql.execute("SELECT waiting, succeeded, pending FROM dagq.run_summary "
+                          "WHERE id = %s", (run_id,)).fetchone()
+    assert (summary["waiting"], summary["succeeded"], summary["pending"]) == (1, 1, 2)
 
 
 def test_waiting_rows_stay_out_of_the_dequeue_index(repo, sql) -> None:
