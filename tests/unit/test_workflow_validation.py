@@ -135,3 +135,43 @@ def test_test_executors_count_only_when_switched_on() -> None:
         check_executors(spec, known=["builtin.crash"])  # a row an earlier worker left
     assert "DAGQ_TEST_EXECUTORS=on" in info.value.message
     check_executors(spec, known=[], test_executors=True)
+
+
+# ----- wait nodes (issue 16) ------------------------------------------------------------
+
+def test_wait_nodes_of_every_kind_are_valid() -> None:
+    spec = parse_spec(nodes_spec({
+        "plan": {"executor": "builtin.echo"},
+        "approve": {"wait": {"signal": "approval", "timeout_s": 86400,
+                             "on_timeout": "skip"}, "depends_on": ["plan"]},
+        "sleep": {"wait": {"seconds": 300}},
+        "until": {"wait": {"until": "2026-12-24T09:00:00Z"}},
+        "at": {"wait": {"until_path": {"dep": "plan", "path": "retry_at"}},
+               "depends_on": ["plan"]},
+    }))
+    assert spec.executors() == {"builtin.echo"}
+    assert spec.canonical()["nodes"]["until"]["wait"] == {"until": "2026-12-24T09:00:00Z"}
+    check_executors(spec, [])  # a wait node needs no executor
+
+
+@pytest.mark.parametrize(("node", "problem"), [
+    ({"wait": {"signal": "a"}, "executor": "builtin.noop"}, "a wait node has no executor"),
+    ({"wait": {"signal": "a"}, "map": {"dep": "p", "path": "x"}, "depends_on": ["p"]},
+     "cannot have 'map'"),
+    ({"wait": {"signal": "a"}, "timeout_s": 5}, "cannot have 'timeout_s'"),
+    ({"wait": {"signal": "a"}, "queue": "gpu"}, "cannot have 'queue'"),
+    ({"wait": {"signal": "a", "later": True}}, "wait.later: Extra inputs are not permitted"),
+    ({"wait": {"signal": "a", "timeout_s": 366 * 86400}}, "less than or equal to 31536000"),
+    ({"wait": {"seconds": 366 * 86400}}, "less than or equal to 31536000"),
+    ({"wait": {"signal": "a", "on_timeout": "retry"}}, "wait.on_timeout"),
+    ({"wait": {"seconds": 5, "on_timeout": "skip"}}, "apply to a signal wait only"),
+    ({"wait": {}}, "exactly one of signal, seconds, until or until_path (got none)"),
+    ({"wait": {"signal": "a", "seconds": 3}}, "(got signal, seconds)"),
+    ({"wait": {"signal": "bad name"}}, "wait.signal"),
+    ({"wait": {"until": "2026-12-24T09:00:00"}}, "timezone"),
+    ({"wait": {"until_path": {"dep": "p", "path": "x"}}}, "'wait.until_path' names 'p'"),
+    ({}, "needs an executor (or a wait)"),
+])
+def test_bad_wait_nodes_are_rejected_by_name(node, problem) -> None:
+    message = rejected(nodes_spec({"p": {"executor": "builtin.noop"}, "w": node}))
+    assert problem in message, message
