@@ -15,7 +15,7 @@ from dagq.config import Settings
 from dagq.errors import Conflict, NotFound
 from dagq.store import Store
 from dagq.sweeper import Sweeper
-from tests.helpers import drive, spec
+from tests.helpers import complete, drive, spec
 
 ECHO = {"builtin.echo": lambda payload: payload}
 
@@ -348,3 +348,33 @@ def test_requeue_node_refuses_a_run_whose_wait_did_not_succeed(repo, sweeper, sq
     with pytest.raises(psycopg.errors.RaiseException, match="wait nodes that did not"):
         sql.execute("SELECT dagq.requeue_node(%s, 'approve')", (run_id,))
     assert statuses(repo, run_id)["approve"] == "failed"
+
+
+def test_a_signal_racing_the_node_into_its_wait_is_never_missed(repo, sql) -> None:
+    """Upstream completions (moving `approve` to waiting) and signals, all at once: every
+    signal ends up in its run's wait, whichever transaction commits first."""
+    wf = spec({"draft": {"executor": "builtin.noop"},
+               "approve": {"wait": {"signal": "approval"}, "depends_on": ["draft"]}})
+    run_ids = [repo.submit_run(tenant="t", spec=wf).run_id for _ in range(40)]
+    leased = repo.lease(worker="w", queue="default", limit=40, ttl_s=30)
+    assert len(leased) == 40
+    barrier = threading.Barrier(8)
+
+    def complete_draft(node) -> None:
+        barrier.wait()
+        complete(repo, node.id, node.version, {})
+
+    def signal(run_id) -> None:
+        barrier.wait()
+        repo.send_signal(run_id, "approval", tenant="t", data={"approved": True})
+
+    with ThreadPoolExecutor(8) as pool:
+        jobs = []
+        for node, run_id in zip(sorted(leased, key=lambda n: n.run_id),
+                                sorted(run_ids), strict=True):
+            jobs += [pool.submit(complete_draft, node), pool.submit(signal, run_id)]
+        for job in jobs:
+            job.result()
+    assert {repo.get_run(r).status for r in run_ids} == {"succeeded"}
+    left = sql.execute("SELECT count(*) AS n FROM dagq.signals WHERE consumed_at IS NULL")
+    assert left.fetchone()["n"] == 0
