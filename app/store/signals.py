@@ -5,7 +5,8 @@ that stores it locks the run's wait nodes of that name (pending or waiting) and 
 to the oldest waiting one; if none waits, it stays buffered and the next node to start
 waiting for that name takes it (dagq.store.propagation). Both sides lock the wait node's
 row, so a signal and a node reaching its wait never miss each other, whichever commits
-first. Two signals at once for one waiting node: one ends the wait, the other stays
+first. A signal no node of the run ever waits for is refused (a typo would otherwise be
+kept forever). Two signals at once for one waiting node: one ends the wait, the other stays
 buffered for the next wait of that name (a later node, or the same one after a retry).
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from dagq.errors import Conflict
+from dagq.errors import Conflict, InvalidRequest
 from dagq.models import SignalResult
 from dagq.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
@@ -47,6 +48,7 @@ class SignalStore(RunStore):
         signal_id = signal_id or str(uuid.uuid4())
         with self._tx() as cur:
             run = self._visible_run(cur, run_id, tenant)
+            self._check_name(cur, run_id, name)
             if run["status"] not in OPEN_RUN_STATUSES:
                 if given_id is not None and (seen := self._seen(cur, run_id, name, given_id)):
                     return seen
@@ -96,6 +98,18 @@ class SignalStore(RunStore):
         self._account_runs(cur, work)
         work.flush(cur)
         return str(node["node_key"])
+
+    @staticmethod
+    def _check_name(cur: psycopg.Cursor[Any], run_id: uuid.UUID, name: str) -> None:
+        """A signal no node of the run waits for (now or later) would be kept forever:
+        most likely a typo, so it is refused (InvalidRequest) and nothing is written."""
+        names = [r["name"] for r in cur.execute(queries()["run_signal_names"],
+                                                {"run_id": run_id}).fetchall()]
+        if name not in names:
+            waits = ", ".join(repr(n) for n in names) or "none"
+            raise InvalidRequest(f"no node of run {run_id} waits for signal {name!r} "
+                                 f"(its signal waits: {waits})",
+                                 {"signal": name, "signals": names})
 
     @staticmethod
     def _seen(

@@ -9,6 +9,12 @@ VALUES (%(run_id)s, %(name)s, %(signal_id)s, %(data)s)
 ON CONFLICT (run_id, signal_id) DO NOTHING
 RETURNING id
 
+-- name: run_signal_names
+-- The signals the run's wait nodes wait for (whatever their status).
+SELECT DISTINCT wait_spec ->> 'signal' AS name FROM dagq.node_tasks
+WHERE run_id = %(run_id)s AND wait_spec ? 'signal'
+ORDER BY 1
+
 -- name: signal_by_id
 SELECT name, signal_id, consumed_by FROM dagq.signals
 WHERE run_id = %(run_id)s AND signal_id = %(signal_id)s

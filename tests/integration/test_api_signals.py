@@ -96,6 +96,25 @@ def test_bad_input_is_a_4xx_and_writes_nothing(api: Api, sql, name, kwargs, stat
     assert count_rows(sql, "run_events") == events
 
 
+def test_a_signal_no_node_waits_for_is_refused(api: Api, sql) -> None:
+    run_id = api.submit(api.acme, workflow=APPROVAL)["run_id"]
+    body = assert_error(signal(api, run_id, "aproval", json={"data": {"approved": True}}),
+                        422, "invalid_request")
+    assert "waits for signal 'aproval'" in body["message"]
+    assert body["details"] == {"signal": "aproval", "signals": ["approval"]}
+    assert count_rows(sql, "signals") == 0
+
+
+def test_waiting_nodes_are_a_gauge(api: Api) -> None:
+    from tests.integration.test_api_ops import samples
+
+    for _ in range(2):
+        api.submit(api.acme, workflow=APPROVAL)
+    drive(api.repo)
+    metrics = samples(api.client.get("/metrics").text)
+    assert metrics[("dagq_nodes", (("status", "waiting"),))] == 2
+
+
 def test_a_wait_spec_is_checked_on_submit(api: Api, sql) -> None:
     for bad in ({"executor": "builtin.noop", "wait": {"signal": "x"}},
                 {"wait": {"signal": "x"}, "map": {"dep": "a", "path": "p"},

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from dagq.config import Settings
-from dagq.errors import Conflict, NotFound
+from dagq.errors import Conflict, InvalidRequest, NotFound
 from dagq.store import Store
 from dagq.sweeper import Sweeper
 from tests.helpers import complete, drive, spec
@@ -140,17 +140,28 @@ def test_the_same_signal_id_again_is_a_no_op(repo, sql) -> None:
     assert sql.execute("SELECT count(*) AS n FROM dagq.signals").fetchone()["n"] == 1
     drive(repo)
     assert repo.send_signal(run_id, "approval", tenant="t", signal_id="hook-7").delivered
-    with pytest.raises(Conflict, match="already used for signal 'approval'"):
+    with pytest.raises(InvalidRequest, match="waits for signal 'other'"):
         repo.send_signal(run_id, "other", tenant="t", signal_id="hook-7")
     assert repo.get_run(run_id).status == "succeeded"
     # Retried after the run finished: still the same no-op, not a conflict.
     assert repo.send_signal(run_id, "approval", tenant="t", signal_id="hook-7").duplicate
 
 
+def test_a_signal_id_is_one_signal_of_one_name(repo) -> None:
+    wf = spec({"a": {"wait": {"signal": "a"}}, "b": {"wait": {"signal": "b"}}})
+    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    assert repo.send_signal(run_id, "a", tenant="t", signal_id="x").node_key == "a"
+    with pytest.raises(Conflict, match="already used for signal 'a'"):
+        repo.send_signal(run_id, "b", tenant="t", signal_id="x")
+    assert statuses(repo, run_id) == {"a": "succeeded", "b": "waiting"}
+
+
 def test_signals_to_finished_unknown_or_foreign_runs_are_refused(repo, sql) -> None:
     run_id = repo.submit_run(tenant="t", spec=approval()).run_id
     with pytest.raises(NotFound):
         repo.send_signal(run_id, "approval", tenant="other")
+    with pytest.raises(InvalidRequest, match="no node of run .* waits for signal 'aproval'"):
+        repo.send_signal(run_id, "aproval", tenant="t")
     repo.cancel_run(run_id, "t")
     with pytest.raises(Conflict, match="already finished"):
         repo.send_signal(run_id, "approval", tenant="t")
