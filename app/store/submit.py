@@ -22,7 +22,7 @@ from dagq.store.core import (
     notify_event_streams,
     transient,
 )
-from dagq.store.waits import wait_deadline, waiting_data
+from dagq.store.waits import wait_deadline
 from dagq.workflow import WAIT_EXECUTOR, WorkflowSpec, sha256_json
 
 log = logging.getLogger("dagq.store")
@@ -131,8 +131,9 @@ class SubmitStore(StoreCore):
                    "data": {"workflow": spec.name, "version": workflow_version}},
                   *({"node_key": node["node_key"], "type": "node_queued", "attempt": 0}
                     for node in roots),
+                  # (a root wait's deadline is set by the insert: GET the run for it)
                   *({"node_key": node["node_key"], "type": "node_waiting", "attempt": 0,
-                     "data": waiting_data(node["wait_spec"], None)}
+                     "data": {"wait": node["wait_spec"]}}
                     for node in nodes if node["status"] == "waiting")]
         with self._tx(one_statement=True) as cur:
             row = cur.execute(queries()["submit_run"], {

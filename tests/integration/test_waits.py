@@ -170,11 +170,13 @@ def test_signals_to_finished_unknown_or_foreign_runs_are_refused(repo, sql) -> N
 
 @pytest.mark.parametrize(("on_timeout", "approve", "run_status"), [
     ("fail", "failed", "failed"), ("skip", "skipped", "succeeded"),
-    ("succeed", "succeeded", "succeeded")])
+    ("succeed", "succeeded", "succeeded"), ("fail-partial", "failed", "partial_succeeded")])
 def test_a_signal_wait_times_out_per_on_timeout(repo, sweeper, sql, on_timeout, approve,
                                                 run_status) -> None:
-    run_id = repo.submit_run(tenant="t", spec=approval(
-        timeout_s=3600, on_timeout=on_timeout)).run_id
+    wf = approval(timeout_s=3600, on_timeout=on_timeout.split("-")[0])
+    if on_timeout == "fail-partial":  # fail_fast off: the rest is skipped, the run partial
+        wf = wf.model_copy(update={"fail_fast": False})
+    run_id = repo.submit_run(tenant="t", spec=wf).run_id
     drive(repo)
     node = next(n for n in repo.get_run(run_id).nodes if n.key == "approve")
     assert node.wait_until is not None
@@ -187,9 +189,10 @@ def test_a_signal_wait_times_out_per_on_timeout(repo, sweeper, sql, on_timeout, 
     assert statuses(repo, run_id)["approve"] == approve
     assert run.status == run_status
     node = next(n for n in run.nodes if n.key == "approve")
-    if on_timeout == "fail":
+    if on_timeout.startswith("fail"):
         assert node.error["type"] == "WaitTimeout"
-        assert statuses(repo, run_id)["send"] == "cancelled"  # fail_fast
+        assert statuses(repo, run_id)["send"] == (
+            "cancelled" if on_timeout == "fail" else "skipped")
     if on_timeout == "succeed":
         assert node.outputs == {"timed_out": True}
         assert statuses(repo, run_id) == {"draft": "succeeded", "approve": "succeeded",
