@@ -27,6 +27,7 @@ from dagq.client._http import (
     unexpected_reply,
 )
 from dagq.client.events import Event, EventCursor, stream_ended_early
+from dagq.client.text import TextFollower, TextPiece
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     RunEvent,
@@ -116,6 +117,17 @@ class AsyncClient:
         if follow:
             return self._follow(run_id, after)
         return self._pages(run_id, int(after or 0))
+
+    async def stream_text(self, run_id: RunId, node_key: str) -> AsyncIterator[TextPiece]:
+        """As Client.stream_text."""
+        follower = TextFollower(node_key)
+        async with aclosing(self._follow(run_id, None)) as events:
+            async for event in events:
+                piece = follower.feed(event)
+                if piece is not None:
+                    yield piece
+                if follower.ended:
+                    return
 
     async def wait(self, run_id: RunId, timeout_s: float | None = None) -> RunView:
         try:

@@ -29,6 +29,7 @@ from dagq.client._http import (
     unexpected_reply,
 )
 from dagq.client.events import Event, EventCursor, stream_ended_early
+from dagq.client.text import TextFollower, TextPiece
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     RunEvent,
@@ -125,6 +126,18 @@ class Client:
         if follow:
             return self._follow(run_id, after, None)
         return self._pages(run_id, int(after or 0))
+
+    def stream_text(self, run_id: RunId, node_key: str) -> Iterator[TextPiece]:
+        """The text node `node_key` streams, piece by piece as it arrives (from the
+        start of the run's stream), until the node ends. A piece with `reset` true
+        starts a new attempt: discard the text of the earlier one."""
+        follower = TextFollower(node_key)
+        for event in self._follow(run_id, None, None):
+            piece = follower.feed(event)
+            if piece is not None:
+                yield piece
+            if follower.ended:
+                return
 
     def wait(self, run_id: RunId, timeout_s: float | None = None) -> RunView:
         """Block until the run is finished and return it; `TimeoutError` after

@@ -11,6 +11,7 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `submit`: workflows and submitting runs
 - `leases`: a worker's statements (lease, heartbeat, complete + hand-off, fail, requeue)
 - `runs`: reading, cancelling and retrying runs
+- `streams`: streamed node output (appended fenced and batched; the run's feed)
 - `maintenance`: the sweeper's passes (reclaim, dead workers, heal, deadlines, prune)
 - `directory`: workers, executors, queues, API keys, schedules
 - `ops`: queue statistics, readiness, metrics, the event tail
@@ -33,10 +34,12 @@ from dagq.store.leases import Completion, Handoff, LeaseStore
 from dagq.store.maintenance import MaintenanceStore
 from dagq.store.ops import OpsStore
 from dagq.store.runs import RunStore
+from dagq.store.streams import StreamStore
 from dagq.store.submit import SubmitStore
 
 __all__ = ["Completion", "Handoff", "Store"]
 
 
-class Store(SubmitStore, LeaseStore, RunStore, MaintenanceStore, DirectoryStore, OpsStore):
+class Store(SubmitStore, LeaseStore, RunStore, StreamStore, MaintenanceStore, DirectoryStore,
+            OpsStore):
     """Every concern of the store over one pool (see the module docstring)."""

@@ -97,6 +97,9 @@ class RunStore(Transitions):
             cur.execute(q["delete_map_items"], {
                 "run_id": run_id, "parent_ids": [n["id"] for n in nodes],
             })
+            cur.execute(q["delete_retried_streams"], {
+                "run_id": run_id, "keys": [n["node_key"] for n in nodes],
+            })
             # Roots queue at once. A node whose dependencies all succeeded is held by one
             # pretend dependency and released below like any other node, so its `if` is
             # checked again and a map node expands again.

@@ -93,7 +93,8 @@ WHERE deadline_at IS NOT NULL AND finished_at IS NULL AND status IN ('queued', '
 LIMIT %(limit)s
 
 -- name: prune_finished_runs
--- Delete finished runs past retention (their nodes go by cascade), a batch at a time.
+-- Delete finished runs past retention (their nodes go by cascade; events and streamed
+-- chunks with them), a batch at a time.
 WITH doomed AS (
     SELECT id FROM dagq.runs
     WHERE finished_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(retention_s)s)
@@ -102,6 +103,8 @@ WITH doomed AS (
     FOR UPDATE SKIP LOCKED
 ), events AS (
     DELETE FROM dagq.run_events e USING doomed d WHERE e.run_id = d.id
+), chunks AS (
+    DELETE FROM dagq.node_stream s USING doomed d WHERE s.run_id = d.id
 )
 DELETE FROM dagq.runs r USING doomed d WHERE r.id = d.id
 RETURNING r.id
