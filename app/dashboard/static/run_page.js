@@ -27,6 +27,7 @@ function newRunPageState(route) {
     svg: null,
     selected: route.params.get("node") || null,
     events: [],
+    streams: {},
     lastEventId: 0,
     following: false,
     refreshTimer: null,

@@ -6,7 +6,7 @@ import { renderDag, updateDag } from "../dag.js";
 import { fill, h } from "../dom.js";
 import { listHash, viewEl } from "../shell.js";
 import { renderEvents } from "./events_table.js";
-import { renderNodePanel } from "./node_panel.js";
+import { renderNodePanel, streamMeta } from "./node_panel.js";
 import { renderRunSummary } from "./summary.js";
 
 export function showRun(page) {
@@ -22,7 +22,22 @@ export function showRun(page) {
 }
 
 export function showPanel(page) {
-  renderNodePanel(page.view.panel, page.run, page.selected, page.events, page.actions.select);
+  renderNodePanel(page.view.panel, page.run, page.selected, page.events, page.actions.select,
+    page.streams);
+}
+
+/** A chunk arrived for the selected node: update its streamed text in place. */
+export function showStream(page, key) {
+  const pre = page.view.panel.querySelector("pre.stream-text");
+  if (!pre || pre.dataset.node !== key) {
+    showPanel(page);
+    return;
+  }
+  const s = page.streams[key];
+  pre.textContent = s.text;
+  pre.scrollTop = pre.scrollHeight;
+  const meta = page.view.panel.querySelector(".stream-meta");
+  if (meta) meta.textContent = streamMeta(s);
 }
 
 export function showEvents(page) {

@@ -4,7 +4,7 @@
 
 import { api, ApiError, followRunEvents, query } from "../api.js";
 import { clearError, showError } from "../shell.js";
-import { showEvents, showRun, showRunNotFound } from "./draw.js";
+import { showEvents, showRun, showRunNotFound, showStream } from "./draw.js";
 
 // ----- reading the run --------------------------------------------------------------------
 
@@ -59,6 +59,18 @@ function setLive(page, state, err) {
   if (state === "error" && err) showError(err, "Following the run's events");
 }
 
+// A node's streamed text, per node: its latest attempt's text so far (a new attempt
+// starts again) and its latest data chunk (progress). Shown live in the node panel.
+function onChunk(page, c) {
+  const streams = page.streams;
+  let s = streams[c.node_key];
+  if (!s || s.attempt !== c.attempt) s = streams[c.node_key] = { attempt: c.attempt, text: "", data: null, chunks: 0 };
+  if (typeof c.text === "string") s.text += c.text;
+  if (c.data) s.data = c.data;
+  s.chunks += 1;
+  if (page.selected === c.node_key) showStream(page, c.node_key);
+}
+
 function onStreamEvent(page, e) {
   if (e.id <= page.lastEventId) return;
   page.lastEventId = e.id;
@@ -77,6 +89,7 @@ export async function follow(page) {
       after: page.lastEventId,
       signal: controller.signal,
       onEvent: (e) => onStreamEvent(page, e),
+      onChunk: (c) => onChunk(page, c),
       onState: (state, err) => setLive(page, state, err),
     });
   } finally {
@@ -106,7 +119,7 @@ function settle(page, tries) {
 // Events written after the stream closed (a late node_cancelled), as a JSON page.
 async function catchUp(page) {
   try {
-    const late = await api(`/v1/runs/${encodeURIComponent(page.runId)}/events${query({ format: "json", after: page.lastEventId })}`,
+    const late = await api(`/v1/runs/${encodeURIComponent(page.runId)}/events${query({ format: "json", after: page.lastEventId, stream: "false" })}`,
       { signal: page.controller.signal });
     for (const e of late) {
       if (e.id > page.lastEventId) {

@@ -1,11 +1,11 @@
 // The node panel: the selected node's facts, attempts, items, error and outputs, or
-// the list of nodes when none is selected. (Streamed text will go here too.)
+// the list of nodes when none is selected; its streamed text, live.
 
 import { statusLine } from "../dag.js";
 import { badge, fill, fmtDuration, fmtTime, h, jsonBlock, span } from "../dom.js";
 import { attemptsOf, itemStates } from "./history.js";
 
-export function renderNodePanel(panel, run, selected, events, select) {
+export function renderNodePanel(panel, run, selected, events, select, streams = {}) {
   const node = run && (run.nodes || []).find((n) => n.key === selected);
   if (!node) {
     fill(panel, nodeList(run, select));
@@ -14,6 +14,7 @@ export function renderNodePanel(panel, run, selected, events, select) {
   const keep = panel.querySelector("details.tb")?.open;
   const attempts = attemptsOf(events, run, node.key);
   const parts = [nodeHead(node, select), nodeFacts(node)];
+  if (streams[node.key]) parts.push(...streamSection(node.key, streams[node.key]));
   if (attempts.length) parts.push(...attemptsSection(attempts));
   if (node.items != null) parts.push(...itemsSection(node, itemStates(events, node.key)));
   if (node.error) parts.push(...errorSection(node, keep));
@@ -55,6 +56,20 @@ function nodeFacts(node) {
     ...(node.lease_owner ? item("Worker", node.lease_owner, { class: "mono" }) : []),
     ...(node.status === "running" && node.lease_expires_at ? item("Lease until", fmtTime(node.lease_expires_at)) : []),
   );
+}
+
+export function streamMeta(s) {
+  const progress = s.data ? ` · ${JSON.stringify(s.data)}` : "";
+  return `attempt ${s.attempt} · ${s.chunks} chunk${s.chunks === 1 ? "" : "s"}${progress}`;
+}
+
+/** What the node streamed (its latest attempt), updated in place as chunks arrive. */
+function streamSection(key, stream) {
+  return [
+    h("h3", {}, "Streamed output"),
+    h("p", { class: "muted small stream-meta" }, streamMeta(stream)),
+    h("pre", { class: "stream-text", dataset: { node: key } }, stream.text),
+  ];
 }
 
 function attemptsSection(attempts) {
