@@ -5,8 +5,12 @@ cannot append to the new attempt."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +19,7 @@ from dagq import Client, service
 from dagq.client.events import SseParser, typed
 from dagq.store import Store
 from tests.e2e.test_client_e2e import start_api
-from tests.procs import WorkerFleet, wait_for, wait_for_run
+from tests.procs import ROOT, WorkerFleet, free_port, wait_for, wait_for_run
 
 pytestmark = pytest.mark.e2e
 
@@ -132,3 +136,34 @@ def test_a_paused_worker_cannot_append_after_its_lease_was_reclaimed(
              "the paused worker's late chunks to be counted")
     text = repo.node_stream(run_id, "llm", 2, None)["text"]
     assert text.startswith("s2.0 s2.1 ") and "s1." not in text
+
+
+def test_the_chat_example_streams_the_llm_tokens_to_the_browser(
+        fleet: WorkerFleet, repo: Store, sql, tmp_path: Path) -> None:
+    api_url = start_api(fleet)
+    fleet.start(threads=2, DAGQ_ACTOR_MODULES="examples.chat_executors")
+    registered(sql, "chat.llm")
+    key = service.create_api_key(repo, "web")
+    port = free_port()
+    log = open(tmp_path / "chat.log", "wb")  # noqa: SIM115 - the process owns it
+    env = {**os.environ, "DAGQ_URL": api_url, "DAGQ_API_KEY": key, "PYTHONPATH": str(ROOT)}
+    app = subprocess.Popen([sys.executable, str(ROOT / "examples" / "chat_app.py"), "--port",
+                            str(port)], cwd=tmp_path, env=env, stdout=log,
+                           stderr=subprocess.STDOUT)
+    fleet.procs.append(app)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(base, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return app.poll() is not None
+
+    wait_for(up, 60, "the chat example")
+    assert app.poll() is None, (tmp_path / "chat.log").read_text()
+    frames = sse_frames(f"{base}/chat?question=refund%3F&request_id=r1", {})
+    tokens = [json.loads(m.data) for m in frames if m.event == "token"]
+    done = json.loads(frames[-1].data)
+    assert frames[-1].event == "done" and done["status"] == "succeeded"
+    assert len(tokens) > 5 and "".join(tokens).strip() == done["answer"]
+    assert httpx.get(f"{base}/chat?question=x").status_code == 400
