@@ -50,7 +50,8 @@ def sleep(payload: dict[str, Any]) -> dict[str, Any]:
 @executor("builtin.stream")
 def stream(payload: dict[str, Any]) -> dict[str, Any]:
     """Stream `params.chunks` chunks (10), one every `params.interval_s` (0.05 s): each
-    is `params.text` ("chunk {i} ") with `{i}` replaced by its index. Returns them
+    is `params.text` ("chunk {i} ") with `{i}` replaced by its index and `{t}` by the
+    time it was sent (Unix seconds: the bench measures delivery with it). Returns them
     joined, and how many."""
     params = payload.get("params", {})
     try:
@@ -67,6 +68,8 @@ def stream(payload: dict[str, Any]) -> dict[str, Any]:
         while (wait := started + i * interval - time.monotonic()) > 0:
             time.sleep(min(wait, 0.05))  # in slices: a cancel interrupts it promptly
         piece = template.replace("{i}", str(i))
+        if "{t}" in piece:
+            piece = piece.replace("{t}", f"{time.time():.6f}")
         node.stream(piece)
         pieces.append(piece)
     return {"chunks": len(pieces), "text": "".join(pieces)}
