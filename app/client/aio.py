@@ -116,7 +116,7 @@ class AsyncClient:
         """As Client.events. Close it if you stop early: `async with aclosing(...)`."""
         if follow:
             return self._follow(run_id, after)
-        return self._pages(run_id, int(after or 0))
+        return self._pages(run_id, calls.event_id(after))
 
     async def stream_text(self, run_id: RunId, node_key: str) -> AsyncIterator[TextPiece]:
         """As Client.stream_text."""

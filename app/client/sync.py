@@ -125,7 +125,7 @@ class Client:
         after the run's terminal event; `follow=False` pages through those stored now."""
         if follow:
             return self._follow(run_id, after, None)
-        return self._pages(run_id, int(after or 0))
+        return self._pages(run_id, calls.event_id(after))
 
     def stream_text(self, run_id: RunId, node_key: str) -> Iterator[TextPiece]:
         """The text node `node_key` streams, piece by piece as it arrives (from the

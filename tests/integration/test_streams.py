@@ -226,3 +226,25 @@ def test_follow_printer_runs_text_on_and_marks_a_new_attempt() -> None:
     assert out.getvalue() == ("node_started llm (try 1)\n[llm] Hello\n"
                               "node_lease_expired llm (try 1): gone\n"
                               "[llm] (attempt 2: earlier text void) Hi")
+
+
+def test_the_client_reads_chunks_live_and_stored_events_without_them(db_url: str) -> None:
+    from dagq import Client
+    from dagq.client import StreamEvent
+    from dagq.models import RunEvent
+    from tests.integration.test_client_helpers import LiveApi
+
+    with LiveApi(db_url) as live, Client(live.url, live.admin) as client:
+        run_id, node = start(live.repo)
+        live.repo.append_stream(chunks(node, ["Hel", "lo"]))
+        complete(live.repo, node.id, node.version, {})
+        followed = list(client.events(run_id))
+        streamed = [e for e in followed if isinstance(e, StreamEvent)]
+        assert [e.data["text"] for e in streamed] == ["Hel", "lo"]
+        assert "".join(client.stream_text(run_id, "llm")) == "Hello"
+        stored = list(client.events(run_id, follow=False))
+        assert stored and all(isinstance(e, RunEvent) for e in stored)
+        assert [e.id for e in stored] == [e.id for e in followed if isinstance(e, RunEvent)]
+        after = list(client.events(run_id, after=streamed[0].id, follow=False))
+        assert [e.id for e in after] == [e.id for e in stored
+                                         if e.id > int(streamed[0].id.split(".")[0])]
