@@ -5,7 +5,8 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `core`: the pool, transactions, transient retries, notify-after-commit, channel names
 - `work`: one transaction's unit of work (events, wake-ups, released nodes, the
   per-run counts accounted once at its end)
-- `accounting`: the rule that ends a run
+- `accounting`: an error as event data (the rule that ends a run is SQL's
+  dagq.final_run_status)
 - `propagation`: a node's end moving through its run (release, skip, map expansion)
 - `transitions`: failed attempts (retry, fail, stop) and run accounting
 - `submit`: workflows and submitting runs

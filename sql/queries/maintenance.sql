@@ -69,6 +69,11 @@ WITH silent AS (
 )
 SELECT (SELECT count(*) FROM dead) AS workers, (SELECT count(*) FROM expired) AS leases
 
+-- name: final_run_status
+-- The status of a run none of whose nodes is left to run (the one rule: the function
+-- account_runs uses too).
+SELECT dagq.final_run_status(%(failed)s, %(succeeded)s, %(fail_fast)s) AS status
+
 -- name: runs_needing_heal
 -- Runs still open although none of their nodes is: finalise them.
 SELECT r.id FROM dagq.runs r
