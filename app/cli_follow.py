@@ -63,9 +63,9 @@ def follow_database(repo: Any, run_id: uuid.UUID, printer: FeedPrinter) -> str:
 
     cursor = FeedCursor()
     repo.get_run(run_id, with_nodes=False)  # NotFound first
+    ended = None  # the latest run-level event, if terminal (a retry's run_queued reopens)
     while True:
         items, cut = repo.run_feed(run_id, cursor, limit=PAGE)
-        ended = None
         for item in items:
             row = item.row
             if item.kind == "chunk":

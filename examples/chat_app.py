@@ -79,7 +79,9 @@ async def chat(request: Request) -> Response:
 
 
 async def tokens(dagq: AsyncClient, run_id: object) -> AsyncIterator[ServerSentEvent]:
-    """The llm node's text as it is written, then the run's result."""
+    """The llm node's text as it is written (from its start: a reconnecting browser
+    is told to clear what it has first), then the run's result."""
+    yield ServerSentEvent(data="{}", event="reset")
     async with contextlib.aclosing(dagq.stream_text(run_id, "llm")) as pieces:
         async for piece in pieces:
             if piece.reset:  # a retried attempt streams from the start

@@ -136,6 +136,7 @@ def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervis
     broker.stopping = True
     # The completion batcher keeps the patient repository: its stop is bounded.
     broker.repo = broker.repo.bounded(DB_CALL_S)
+    broker.streams.repo = broker.repo  # the last chunks' writes are bounded too
     _requeue_waiting(worker)
     deadline = started + grace_s
     while book.executing() and time.monotonic() < deadline:
@@ -144,7 +145,6 @@ def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervis
         book.interrupt(key, WorkerShutdown)
     cleanup_until = time.monotonic() + CLEANUP_S
     worker.stop(timeout=int(JOIN_S * 1000))  # worker threads, then consumers: each
-    broker.streams.repo = broker.repo
     broker.streams.stop(timeout=DB_CALL_S)
     broker.completions.stop(timeout=max(0.0, cleanup_until - DB_CALL_S - time.monotonic()))
     supervisor.stop()

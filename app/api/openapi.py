@@ -86,6 +86,17 @@ STREAM_CHUNK = {
         "text": {"type": "string"}, "data": {"type": "object"},
     },
 }
+# An item of the ?format=json list: an event or a chunk, each with the cursor after it.
+LISTED_ITEM = {"allOf": [
+    {"oneOf": [_ref(RunEvent), {**STREAM_CHUNK, "required": [
+        *STREAM_CHUNK["required"], "type", "run_id", "created_at"], "properties": {
+        **STREAM_CHUNK["properties"], "type": {"const": "node_stream"},
+        "run_id": {"type": "string", "format": "uuid"},
+        "created_at": {"type": "string", "format": "date-time"}}}]},
+    {"type": "object", "required": ["cursor"], "properties": {"cursor": {
+        "type": "string", "pattern": s.FEED_CURSOR_PATTERN,
+        "description": "pass the last item's as `after` to read on"}}},
+]}
 SSE_EVENT = {
     "type": "object", "required": ["id", "event", "data"],
     "properties": {
@@ -178,8 +189,7 @@ def _event_paths() -> dict[str, Any]:
         "responses": {
             "200": {"description": "Events", "content": {
                 "text/event-stream": {"itemSchema": SSE_EVENT},
-                "application/json": {"schema": {"type": "array", "items": {
-                    "oneOf": [_ref(RunEvent), STREAM_CHUNK]}}}}},
+                "application/json": {"schema": {"type": "array", "items": LISTED_ITEM}}}},
             **_errors(401, 404, 422, 503)},
     }}, "/v1/runs/{run_id}/nodes/{node_key}/stream": {"get": {
         "summary": "A node attempt's streamed output so far (the latest attempt unless "

@@ -27,7 +27,7 @@ from dagq.client._http import (
     unexpected_reply,
 )
 from dagq.client.events import Event, EventCursor, stream_ended_early
-from dagq.client.text import TextFollower, TextPiece
+from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     RunEvent,
@@ -127,7 +127,11 @@ class AsyncClient:
                 if piece is not None:
                     yield piece
                 if follower.ended:
-                    return
+                    later = await self._call(calls.events_page(run_id, event.id,
+                                                               calls.EVENTS_PAGE))
+                    if not runs_again(node_key, later):
+                        return
+                    follower.resume()
 
     async def wait(self, run_id: RunId, timeout_s: float | None = None) -> RunView:
         try:

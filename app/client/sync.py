@@ -29,7 +29,7 @@ from dagq.client._http import (
     unexpected_reply,
 )
 from dagq.client.events import Event, EventCursor, stream_ended_early
-from dagq.client.text import TextFollower, TextPiece
+from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     RunEvent,
@@ -137,7 +137,10 @@ class Client:
             if piece is not None:
                 yield piece
             if follower.ended:
-                return
+                later = self._call(calls.events_page(run_id, event.id, calls.EVENTS_PAGE))
+                if not runs_again(node_key, later):
+                    return
+                follower.resume()
 
     def wait(self, run_id: RunId, timeout_s: float | None = None) -> RunView:
         """Block until the run is finished and return it; `TimeoutError` after

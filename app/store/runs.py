@@ -97,9 +97,6 @@ class RunStore(Transitions):
             cur.execute(q["delete_map_items"], {
                 "run_id": run_id, "parent_ids": [n["id"] for n in nodes],
             })
-            cur.execute(q["delete_retried_streams"], {
-                "run_id": run_id, "keys": [n["node_key"] for n in nodes],
-            })
             # Roots queue at once. A node whose dependencies all succeeded is held by one
             # pretend dependency and released below like any other node, so its `if` is
             # checked again and a map node expands again.
@@ -120,6 +117,7 @@ class RunStore(Transitions):
             self._release(cur, work, [(run_id, key) for key in ready], skipped=False)
             cur.execute(q["lock_run"], {"run_id": run_id})
             cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
+            cur.execute(q["delete_void_streams"], {"run_id": run_id})
             self._account_runs(cur, work)
             work.flush(cur)
         return "running"

@@ -14,8 +14,6 @@ from dagq.sqlfiles import queries
 from dagq.states import TERMINAL_NODE_STATUSES
 from dagq.store.core import StoreCore, notify_event_streams, transient
 
-STALE_STREAM_CHUNKS = "stale_stream_chunks"  # dagq.counters: chunks of lost leases
-
 
 @dataclass(frozen=True)
 class StreamChunk:
@@ -62,23 +60,19 @@ class StreamStore(StoreCore):
 
     @transient
     def append_stream(self, chunks: list[StreamChunk]) -> int:
-        """Write a batch of chunks (any nodes, any runs) in one transaction; those whose
-        attempt lost its lease are dropped and counted. Returns how many were written."""
+        """Write a batch of chunks (any nodes, any runs) in one statement; those whose
+        attempt lost its lease are dropped and counted (`stale_stream_chunks` in
+        dagq.counters). Returns how many were written."""
         if not chunks:
             return 0
-        q = queries()
-        run_ids = sorted({str(c.run_id) for c in chunks})
-        with self._tx() as cur:
-            cur.execute(q["lock_run_streams"], {"run_ids": run_ids})
-            rows = cur.execute(q["append_stream"], {"chunks": Jsonb([
-                {"ord": i, "node_id": c.node_id, "version": c.version, "seq": c.seq,
-                 "text": c.text, "data": c.data} for i, c in enumerate(chunks)])}).fetchall()
-            if len(rows) < len(chunks):
-                cur.execute(q["bump_counter"], {"name": STALE_STREAM_CHUNKS,
-                                                "by": len(chunks) - len(rows)})
-            if rows:
-                notify_event_streams(row["run_id"] for row in rows)
-        return len(rows)
+        with self._tx(one_statement=True) as cur:
+            row = cur.execute(queries()["append_stream"], {"chunks": Jsonb([
+                {"ord": i, "node_id": c.node_id, "version": c.version, "run_id": str(c.run_id),
+                 "seq": c.seq, "text": c.text, "data": c.data}
+                for i, c in enumerate(chunks)])}).fetchone()
+            if row["runs"]:
+                notify_event_streams(row["runs"])
+        return row["written"]
 
     @transient
     def run_feed(self, run_id: uuid.UUID, after: FeedCursor, *, limit: int,
@@ -109,6 +103,9 @@ class StreamStore(StoreCore):
             if node is None:
                 raise NotFound(f"run {run_id} has no node {node_key!r}")
             wanted = node["attempts"] if attempt is None else attempt
+            if wanted > node["attempts"]:
+                raise NotFound(f"node {node_key!r} of run {run_id} has not started attempt "
+                               f"{wanted} (it is at attempt {node['attempts']})")
             rows = cur.execute(q["node_stream_chunks"], {
                 "run_id": run_id, "node_key": node_key, "attempt": wanted}).fetchall()
         live = node["status"] == "running" and wanted == node["attempts"]

@@ -68,13 +68,10 @@ RETURNING t.node_key, t.status, t.queue
 -- name: delete_map_items
 DELETE FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id = ANY (%(parent_ids)s::bigint[])
 
--- name: delete_retried_streams
--- The streamed output of nodes about to run again (their attempts restart at 1), and of
--- their map items (`key[i]`).
-DELETE FROM dagq.node_stream s
-WHERE s.run_id = %(run_id)s AND EXISTS (
-    SELECT 1 FROM unnest(%(keys)s::text[]) AS k
-    WHERE s.node_key = k OR left(s.node_key, length(k) + 1) = k || '[')
+-- name: delete_void_streams
+-- The streamed output of attempts that no longer exist (the retried nodes restart at
+-- attempt 1; their map items were deleted).
+SELECT dagq.delete_void_streams(%(run_id)s)
 
 -- name: reopen_run
 UPDATE dagq.runs

@@ -1,24 +1,11 @@
 -- Queries of dagq.store.streams: streamed node output, written and read.
 
--- name: lock_run_streams
--- Per-run advisory locks (in run order: no deadlock between writers), held to commit:
--- one run's chunk ids then follow commit order. Never the run row: completions of the
--- run's other nodes do not wait for a stream write.
-SELECT pg_advisory_xact_lock(1684107633, hashtext(r))
-FROM unnest(%(run_ids)s::text[]) AS r ORDER BY r
-
 -- name: append_stream
--- Chunks of attempts that still hold their lease (the node running at the version it
--- was leased at); the others are dropped (their lease was lost). A chunk already
--- written (a retried flush) is not written again.
-INSERT INTO dagq.node_stream (run_id, node_key, attempt, seq, text, data)
-SELECT n.run_id, n.node_key, n.attempts, c.seq, c.text, c.data
-FROM jsonb_to_recordset(%(chunks)s) AS c(ord int, node_id bigint, version int, seq int,
-                                          text text, data jsonb)
-JOIN dagq.node_tasks n ON n.id = c.node_id AND n.version = c.version AND n.status = 'running'
-ORDER BY c.ord
-ON CONFLICT (run_id, node_key, attempt, seq) DO NOTHING
-RETURNING run_id
+-- One flush, one statement (dagq.append_stream, migration 012): per-run advisory locks
+-- (one run's chunk ids then follow commit order, and completions of the run's other
+-- nodes never wait), the chunks of attempts that still hold their lease inserted, the
+-- others counted as stale.
+SELECT written, stale, runs FROM dagq.append_stream(%(chunks)s)
 
 -- name: run_feed
 -- A run's events after one cursor and its chunks after another, read in one snapshot

@@ -120,7 +120,8 @@ def test_a_paused_worker_cannot_append_after_its_lease_was_reclaimed(
             "SELECT 1 FROM dagq.run_events WHERE run_id = %s AND type = 'node_lease_expired'",
             (run_id,)).fetchone(), 30, "the sweeper to reclaim the lease")
         fleet.start(threads=2)  # attempt 2 runs here
-        wait_for(lambda: repo.node_stream(run_id, "llm", 2, None)["chunks"] >= 3, 30,
+        wait_for(lambda: repo.node_stream(run_id, "llm", None, None)["attempt"] == 2 and
+                 repo.node_stream(run_id, "llm", 2, None)["chunks"] >= 3, 30,
                  "attempt 2's chunks")
     finally:
         os.kill(paused.pid, signal.SIGCONT)  # its buffered and next chunks are fenced off

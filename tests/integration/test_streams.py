@@ -49,7 +49,8 @@ def test_chunks_of_the_lease_holder_are_written_and_others_dropped(repo: Store, 
     assert repo.append_stream(chunks(node, ["Hel", "lo"])) == 2
     old = StreamChunk(node.id, node.version - 1, run_id, 3, "stale")
     assert repo.append_stream([old]) == 0 and stale_chunks(sql) == 1
-    assert repo.append_stream(chunks(node, ["Hel"])) == 0  # a retried flush: not twice
+    assert repo.append_stream(chunks(node, ["Hel"])) == 0  # a retried flush: not twice,
+    assert stale_chunks(sql) == 1  # and not counted as stale either
     assert complete(repo, node.id, node.version, {})
     assert repo.append_stream(chunks(node, ["late"], first_seq=9)) == 0  # lease is gone
     rows = sql.execute("SELECT attempt, seq, text FROM dagq.node_stream ORDER BY id").fetchall()
@@ -143,7 +144,7 @@ def test_node_stream_route_and_its_errors(api: Api) -> None:
     body = api.client.get(url, headers=api.acme).json()
     assert body == {"attempt": 1, "text": "Hello, world", "data": [], "chunks": 2,
                     "complete": False}
-    assert api.client.get(url, params={"attempt": 7}, headers=api.acme).json()["chunks"] == 0
+    assert_error(api.client.get(url, params={"attempt": 2}, headers=api.acme), 404)  # not yet
     assert_error(api.client.get(url, params={"attempt": 0}, headers=api.acme), 422)
     assert_error(api.client.get(url, params={"attempt": "x"}, headers=api.acme), 422)
     assert_error(api.client.get(url, headers=api.globex), 404)  # another tenant's run
@@ -248,3 +249,54 @@ def test_the_client_reads_chunks_live_and_stored_events_without_them(db_url: str
         after = list(client.events(run_id, after=streamed[0].id, follow=False))
         assert [e.id for e in after] == [e.id for e in stored
                                          if e.id > int(streamed[0].id.split(".")[0])]
+
+
+def test_requeue_node_voids_the_reset_attempts_chunks(repo: Store, sql) -> None:
+    run_id, node = start(repo)
+    repo.append_stream(chunks(node, ["old-1 ", "old-2 "]))
+    repo.fail(node.id, node.version, {"type": "Boom", "message": "x"}, retryable=False)
+    sql.execute("SELECT dagq.requeue_node(%s, 'llm')", (run_id,))
+    [again] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    assert again.attempts == 1
+    assert repo.append_stream(chunks(again, ["new"])) == 1 and stale_chunks(sql) == 0
+    assert repo.node_stream(run_id, "llm", None, "acme")["text"] == "new"
+
+
+def test_a_thread_streaming_after_its_executor_returned_is_refused(repo: Store) -> None:
+    from dagq.workers.streams import StreamClosed
+
+    run_id, node = start(repo)
+    writer, key = StreamWriter(repo), (node.id, node.version)
+    writer.append(key, run_id, "in time")
+    writer.finish(key)
+    with pytest.raises(StreamClosed):
+        writer.append(key, run_id, "too late")
+    assert repo.node_stream(run_id, "llm", None, "acme")["text"] == "in time"
+
+
+def test_follow_ends_when_the_terminal_event_is_on_an_earlier_page(repo: Store) -> None:
+    from dagq.cli_follow import follow_database
+
+    run_id, node = start(repo)
+    repo.cancel_run(run_id, "acme")  # the run ends while its node still streams
+    repo.append_stream(chunks(node, [f"{i} " for i in range(1200)]))  # > two pages
+    out = io.StringIO()
+    assert follow_database(repo, run_id, FeedPrinter(out)) == "cancelled"
+    assert "run_cancelled" in out.getvalue() and "1199 " in out.getvalue()
+
+
+def test_stream_text_of_a_retried_run_is_the_new_attempts(db_url: str) -> None:
+    from dagq import Client
+    from tests.integration.test_client_helpers import LiveApi
+
+    with LiveApi(db_url) as live, Client(live.url, live.admin) as client:
+        run_id, first = start(live.repo)
+        live.repo.append_stream(chunks(first, ["old"]))
+        live.repo.fail(first.id, first.version, {"type": "Boom", "message": "x"},
+                       retryable=False)
+        live.repo.retry_run(run_id, "acme")
+        [again] = live.repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+        live.repo.append_stream(chunks(again, ["new ", "text"]))
+        complete(live.repo, again.id, again.version, {})
+        pieces = list(client.stream_text(run_id, "llm"))
+    assert "".join(pieces) == "new text" and not pieces[0].reset  # the old text was voided

@@ -152,10 +152,11 @@ const TERMINAL_RUN_EVENTS = new Set(TERMINAL_EVENTS);
  * event closes the stream, on a 4xx answer, or when `signal` aborts.
  */
 // `last` is the last run event's id (returned); `cursor` the SSE id to resume from (it
-// also counts the node_stream chunks seen: `E.C`). Chunks go to `onChunk`.
-export async function followRunEvents(runId, { after = 0, onEvent, onChunk, onState, signal }) {
+// also counts the node_stream chunks seen: `E.C`), reported to `onCursor` so a later
+// follow resumes chunks too. Chunks go to `onChunk`.
+export async function followRunEvents(runId, { after = 0, cursor: resume = null, onEvent, onChunk, onCursor, onState, signal }) {
   let last = after;
-  let cursor = after > 0 ? String(after) : null;
+  let cursor = resume || (after > 0 ? String(after) : null);
   let delay = 500;
   while (!signal.aborted) {
     let terminal = false;
@@ -182,7 +183,10 @@ export async function followRunEvents(runId, { after = 0, onEvent, onChunk, onSt
         } catch {
           return;
         }
-        if (msg.id) cursor = msg.id;
+        if (msg.id) {
+          cursor = msg.id;
+          if (onCursor) onCursor(cursor);
+        }
         if (msg.event === "node_stream") {
           if (onChunk) onChunk(event);
           return;

@@ -28,6 +28,7 @@ function newRunPageState(route) {
     selected: route.params.get("node") || null,
     events: [],
     streams: {},
+    streamCursor: null,
     lastEventId: 0,
     following: false,
     refreshTimer: null,

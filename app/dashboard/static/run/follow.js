@@ -74,6 +74,8 @@ function onChunk(page, c) {
 function onStreamEvent(page, e) {
   if (e.id <= page.lastEventId) return;
   page.lastEventId = e.id;
+  // A node starting over (a retry, a new attempt): its earlier text is void.
+  if (e.node_key && (e.type === "node_queued" || e.type === "node_started")) delete page.streams[e.node_key];
   page.events.push(e);
   // Re-read the run at most ~6 times a second (once a second for big runs).
   const { run } = page;
@@ -87,6 +89,8 @@ export async function follow(page) {
   try {
     page.lastEventId = await followRunEvents(page.runId, {
       after: page.lastEventId,
+      cursor: page.streamCursor,
+      onCursor: (c) => { page.streamCursor = c; },
       signal: controller.signal,
       onEvent: (e) => onStreamEvent(page, e),
       onChunk: (c) => onChunk(page, c),
