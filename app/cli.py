@@ -84,6 +84,9 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run_sub = run.add_subparsers(dest="run_command", required=True, metavar="COMMAND")
     show = run_sub.add_parser("show", help="a run and its nodes")
     show.add_argument("run_id", metavar="RUN_ID")
+    follow = run_sub.add_parser("follow", help="print a run's events and streamed text "
+                                "as they come, until it ends")
+    follow.add_argument("run_id", metavar="RUN_ID")
 
     signal = sub.add_parser("signal", help="send a signal to a run's wait node")
     signal.add_argument("run_id", metavar="RUN_ID")

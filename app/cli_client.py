@@ -1,6 +1,6 @@
 """The CLI's client mode: with DAGQ_URL set (and DAGQ_API_KEY), `submit`, `runs`,
-`run show` and `signal` go through the HTTP API with dagq.Client instead of the database, and print
-the same as they do against the database."""
+`run show`, `run follow` and `signal` go through the HTTP API with dagq.Client instead of
+the database, and print the same as they do against the database."""
 
 from __future__ import annotations
 
@@ -82,6 +82,15 @@ def runs(args: argparse.Namespace, settings: ClientSettings) -> int:
         found = list(itertools.islice(pages, args.limit))
     runs_table(found)
     return 0
+
+
+def run_follow(args: argparse.Namespace, settings: ClientSettings) -> int:
+    from dagq.cli_args import parse_uuid
+    from dagq.cli_follow import FeedPrinter, follow_client
+
+    run_id = parse_uuid(args.run_id, "run")
+    with _client(settings) as client:
+        return 0 if follow_client(client, run_id, FeedPrinter()) == "succeeded" else 1
 
 
 def signal(args: argparse.Namespace, settings: ClientSettings) -> int:

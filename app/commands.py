@@ -138,10 +138,16 @@ def runs(args: argparse.Namespace, settings: Settings) -> int:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.cli_views import run_detail
 
-    if args.run_command == "show" and (remote := cli_client.configured()) is not None:
-        return cli_client.run_show(args, remote)  # DAGQ_URL: through the API
+    if (remote := cli_client.configured()) is not None:  # DAGQ_URL: through the API
+        if args.run_command == "follow":
+            return cli_client.run_follow(args, remote)
+        return cli_client.run_show(args, remote)
     run_id = parse_uuid(args.run_id, "run")
     with repository(settings) as repo:
+        if args.run_command == "follow":
+            from dagq.cli_follow import FeedPrinter, follow_database
+
+            return 0 if follow_database(repo, run_id, FeedPrinter()) == "succeeded" else 1
         run_detail(service.get_run(repo, run_id))
     return 0
 

@@ -18,6 +18,7 @@ def setup_logging(level: str | None, default: str = "INFO") -> None:
     logging.getLogger("dramatiq").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     # `kill -USR2 <pid>` prints every thread's stack to stderr: how an operator (or a
     # test) sees where a dagq process that does not stop is stuck.
     faulthandler.register(signal.SIGUSR2, all_threads=True)

@@ -30,7 +30,8 @@ MAX_PRIORITY = 1000
 # What check_graph enforces, as far as JSON Schema can say it (for /openapi.json).
 NODE_KEY_SCHEMA = {"type": "string", "pattern": KEY_PATTERN}
 BUILTIN_EXECUTORS = frozenset(
-    {"builtin.noop", "builtin.echo", "builtin.merge", "builtin.sleep", "builtin.http"}
+    {"builtin.noop", "builtin.echo", "builtin.merge", "builtin.sleep", "builtin.http",
+     "builtin.stream"}
 )
 # Test tools (builtin.crash kills its worker): they exist only with DAGQ_TEST_EXECUTORS=on,
 # decided by that setting alone, never by dagq.executors rows an earlier worker left.

@@ -193,3 +193,11 @@ GROUP BY w.pid
 -- name: checkpoint
 -- Each throughput phase starts with a clean WAL (needs pg_checkpoint; skipped without).
 CHECKPOINT
+
+-- ===== streaming ======================================================================
+
+-- name: stream_span
+-- The chunks one run's node wrote, and how long the node ran (lease to completion).
+SELECT (SELECT count(*) FROM dagq.node_stream s WHERE s.run_id = %(run_id)s) AS chunks,
+       extract(epoch FROM t.finished_at - t.started_at) AS seconds
+FROM dagq.node_tasks t WHERE t.run_id = %(run_id)s

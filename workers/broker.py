@@ -31,6 +31,7 @@ from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
 from dagq.workers.middleware import DagqMiddleware
 from dagq.workers.registry import ExecutorDef
+from dagq.workers.streams import StreamWriter
 from dagq.workflow import parse_spec
 
 log = logging.getLogger("dagq.broker")
@@ -42,7 +43,7 @@ class PostgresBroker(dramatiq.Broker):
     def __init__(
         self, repo: Store, *, worker_id: str, lease_ttl_s: float,
         max_output_bytes: int, listener: QueueListener | None = None,
-        book: LeaseBook | None = None,
+        book: LeaseBook | None = None, streams: StreamWriter | None = None,
     ) -> None:
         """`book`: the leases this process holds, shared with the supervisor and the
         shutdown (`dagq.workers.process` makes one and hands it to each); a broker
@@ -58,7 +59,9 @@ class PostgresBroker(dramatiq.Broker):
         self.stopping = False
         self._consumers: dict[str, PostgresConsumer] = {}
         self._handoff_executors: list[str] = []
-        super().__init__(middleware=[DagqMiddleware(self.book)])
+        # Executors' streamed output; a broker built on its own writes it synchronously.
+        self.streams = streams if streams is not None else StreamWriter(repo)
+        super().__init__(middleware=[DagqMiddleware(self.book, self.streams)])
         self.queues: dict[str, None] = {}  # Dramatiq reads .keys()
 
     # -- declarations -----------------------------------------------------------------

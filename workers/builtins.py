@@ -47,6 +47,34 @@ def sleep(payload: dict[str, Any]) -> dict[str, Any]:
     return {"slept_s": seconds}
 
 
+@executor("builtin.stream")
+def stream(payload: dict[str, Any]) -> dict[str, Any]:
+    """Stream `params.chunks` chunks (10), one every `params.interval_s` (0.05 s): each
+    is `params.text` ("chunk {i} ") with `{i}` replaced by its index and `{t}` by the
+    time it was sent (Unix seconds: the bench measures delivery with it). Returns them
+    joined, and how many."""
+    params = payload.get("params", {})
+    try:
+        count = int(params.get("chunks", 10))
+        interval = float(params.get("interval_s", 0.05))
+    except (TypeError, ValueError):
+        raise FatalError("builtin.stream: params.chunks and params.interval_s must be "
+                         "numbers") from None
+    template = str(params.get("text", "chunk {i} "))
+    node, pieces = current(), []
+    started = time.monotonic()
+    for i in range(max(count, 0)):
+        # A steady pace: each chunk at its own time, however long the writes took.
+        while (wait := started + i * interval - time.monotonic()) > 0:
+            time.sleep(min(wait, 0.05))  # in slices: a cancel interrupts it promptly
+        piece = template.replace("{i}", str(i))
+        if "{t}" in piece:
+            piece = piece.replace("{t}", f"{time.time():.6f}")
+        node.stream(piece)
+        pieces.append(piece)
+    return {"chunks": len(pieces), "text": "".join(pieces)}
+
+
 def fail(payload: dict[str, Any]) -> dict[str, Any]:
     """Fail the first `params.times` attempts (all, by default), then succeed;
     `params.fatal: true` raises a non-retryable error instead."""

@@ -1,4 +1,5 @@
-"""The one Dramatiq middleware dagq needs: mark the lease executing, keep the result.
+"""The one Dramatiq middleware dagq needs: mark the lease executing, give the executor
+its node context, write its streamed chunks when it returns, keep the result.
 
 Dramatiq acks a message whose actor raised unless some middleware fails it; dagq has
 no Retries middleware (Postgres' `attempts` is the only retry counter), so this one
@@ -14,6 +15,7 @@ from dramatiq.middleware import Middleware
 from dagq.workers import context
 from dagq.workers.context import NodeContext
 from dagq.workers.leases import LeaseBook, LeaseKey
+from dagq.workers.streams import StreamWriter
 
 if TYPE_CHECKING:
     from dramatiq.broker import Broker, MessageProxy
@@ -29,8 +31,9 @@ class DagqMiddleware(Middleware):
     actor_options = {"max_retries", "time_limit", "min_backoff", "max_backoff",
                      "retry_when", "throws", "max_age"}
 
-    def __init__(self, book: LeaseBook) -> None:
+    def __init__(self, book: LeaseBook, streams: StreamWriter | None = None) -> None:
         self.book = book
+        self.streams = streams
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         key = message_key(message)
@@ -39,7 +42,7 @@ class DagqMiddleware(Middleware):
             return
         node = lease.node
         context._set(NodeContext(node.id, node.run_id, node.node_key, node.attempts,
-                                 node.max_attempts))
+                                 node.max_attempts, node.version, self.streams))
         due = self.book.begin(key, node.timeout_s)
         if due is not None:  # cancelled (or shut down, or superseded) before it started
             message.fail()
@@ -52,6 +55,8 @@ class DagqMiddleware(Middleware):
         key = message_key(message)
         interrupted = self.book.end(key)
         context._set(None)
+        if self.streams is not None:  # its chunks are written before its outcome
+            self.streams.finish(key)
         if exception is None and interrupted is not None:
             exception = interrupted()
         if exception is not None:

@@ -32,6 +32,7 @@ from dagq.workers.errors import WorkerShutdown
 from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
 from dagq.workers.registry import registered
+from dagq.workers.streams import StreamWriter
 from dagq.workers.supervisor import Supervisor
 
 log = logging.getLogger("dagq.worker")
@@ -89,9 +90,11 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     repo = Store(open_pool(url, size=threads + 4, name="worker", generic_plans=True))
     listener = QueueListener(url)
     book = LeaseBook()  # the leases held: shared by broker, supervisor and shutdown
+    streams = StreamWriter(repo)
     broker = PostgresBroker(
         repo, worker_id=worker_id, lease_ttl_s=settings.lease_ttl_s,
         max_output_bytes=settings.max_output_bytes, listener=listener, book=book,
+        streams=streams,
     )
     dramatiq.set_broker(broker)  # before any user module can declare an actor
     try:
@@ -111,6 +114,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     )
     listener.start()
     broker.completions.start()
+    streams.start()
     supervisor = Supervisor(broker, book, heartbeat_s=settings.heartbeat_s)
     supervisor.start()
     worker = Worker(broker, queues=set(serve), worker_threads=threads, worker_timeout=1000)
@@ -132,6 +136,7 @@ def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervis
     broker.stopping = True
     # The completion batcher keeps the patient repository: its stop is bounded.
     broker.repo = broker.repo.bounded(DB_CALL_S)
+    broker.streams.repo = broker.repo  # the last chunks' writes are bounded too
     _requeue_waiting(worker)
     deadline = started + grace_s
     while book.executing() and time.monotonic() < deadline:
@@ -140,6 +145,7 @@ def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervis
         book.interrupt(key, WorkerShutdown)
     cleanup_until = time.monotonic() + CLEANUP_S
     worker.stop(timeout=int(JOIN_S * 1000))  # worker threads, then consumers: each
+    broker.streams.stop(timeout=DB_CALL_S)
     broker.completions.stop(timeout=max(0.0, cleanup_until - DB_CALL_S - time.monotonic()))
     supervisor.stop()
     listener.stop()

@@ -68,6 +68,9 @@ class ApiMetrics:
         self.stale = Gauge("dagq_stale_completions_total", "Late or duplicate node "
                            "outcomes the version fence ignored (since the database began)",
                            registry=r)
+        self.stale_chunks = Gauge("dagq_stale_stream_chunks_total", "Streamed chunks "
+                                  "dropped because their attempt had lost its lease (since "
+                                  "the database began)", registry=r)
         self.reclaims = Counter("dagq_lease_reclaims", "Expired leases taken back by the "
                                 "sweeper", registry=r)
         self.node_duration = Histogram("dagq_node_duration_seconds", "Node attempt duration "
@@ -94,6 +97,7 @@ class ApiMetrics:
         self.runs.labels("queued").set(gauges["runs_queued"])
         self.runs.labels("running").set(gauges["runs_running"])
         self.stale.set(gauges["stale_completions"])
+        self.stale_chunks.set(gauges["stale_stream_chunks"])
         stats = repo.queue_stats()
         for gauge in (self.queue_depth, self.queue_delayed, self.queue_running,
                       self.queue_age):

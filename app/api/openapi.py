@@ -39,7 +39,7 @@ INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, WorkflowSpec, CreateSche
 OUTPUT_MODELS: list[type[BaseModel]] = [
     s.ErrorBody, s.WorkflowRef, WorkflowRecord, s.WorkflowList, SubmitResult, RunView,
     s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList, ScheduleCreated,
-    ScheduleRecord, ScheduleList, SignalResult,
+    ScheduleRecord, ScheduleList, SignalResult, s.NodeStream,
 ]
 V1 = [{"bearerAuth": []}]
 
@@ -85,14 +85,35 @@ RUN_ID = _param("run_id", "path", {"type": "string", "format": "uuid"}, "run id"
 SCHEDULE_ID = _param("schedule_id", "path", {"type": "string", "format": "uuid"},
                      "schedule id")
 # One event of the SSE stream: `id:` its id, `event:` its type, `data:` it as JSON.
+STREAM_CHUNK = {
+    "type": "object", "required": ["node_key", "attempt", "seq"],
+    "description": "a node_stream event: a piece of a node attempt's streamed output",
+    "properties": {
+        "node_key": {"type": "string"}, "attempt": {"type": "integer", "minimum": 1},
+        "seq": {"type": "integer", "minimum": 1, "description": "1, 2, ... in the attempt"},
+        "text": {"type": "string"}, "data": {"type": "object"},
+    },
+}
+# An item of the ?format=json list: an event or a chunk, each with the cursor after it.
+LISTED_ITEM = {"allOf": [
+    {"oneOf": [_ref(RunEvent), {**STREAM_CHUNK, "required": [
+        *STREAM_CHUNK["required"], "type", "run_id", "created_at"], "properties": {
+        **STREAM_CHUNK["properties"], "type": {"const": "node_stream"},
+        "run_id": {"type": "string", "format": "uuid"},
+        "created_at": {"type": "string", "format": "date-time"}}}]},
+    {"type": "object", "required": ["cursor"], "properties": {"cursor": {
+        "type": "string", "pattern": s.FEED_CURSOR_PATTERN,
+        "description": "pass the last item's as `after` to read on"}}},
+]}
 SSE_EVENT = {
     "type": "object", "required": ["id", "event", "data"],
     "properties": {
-        "id": {"type": "string", "pattern": "^[0-9]+$",
-               "description": "the event id: send it back as Last-Event-ID to resume"},
-        "event": {"type": "string", "description": "the event type"},
+        "id": {"type": "string", "pattern": s.FEED_CURSOR_PATTERN,
+               "description": "the cursor: the event id `E`, or `E.C` once chunks were sent (last "
+                              "chunk id): send it back as Last-Event-ID to resume"},
+        "event": {"type": "string", "description": "the event type, or node_stream"},
         "data": {"type": "string", "contentMediaType": "application/json",
-                 "contentSchema": _ref(RunEvent)},
+                 "contentSchema": {"oneOf": [_ref(RunEvent), STREAM_CHUNK]}},
     },
 }
 
@@ -175,18 +196,28 @@ def _run_paths() -> dict[str, Any]:
 def _event_paths() -> dict[str, Any]:
     last_event_id = _param(
         "Last-Event-ID", "header", {"type": "string", "pattern": s.LAST_EVENT_ID_PATTERN},
-        "resume after this event id (empty: as if absent)")
+        "resume after this SSE id `E.C` or event id `E` (empty: as if absent)")
     return {"/v1/runs/{run_id}/events": {"get": {
         "summary": "The run's events: SSE (default) or a JSON list (?format=json)",
-        "description": "SSE: `id:` the event id, `event:` its type, `data:` the event as "
-                       "JSON. Honours Last-Event-ID; closes after the run's terminal event.",
+        "description": "SSE: `id:` a cursor `E.C`, `event:` the event's type (or "
+                       "`node_stream` for a streamed chunk), `data:` it as JSON. Honours "
+                       "Last-Event-ID; closes after the run's terminal event. "
+                       "`?stream=false` leaves the chunks out.",
         "security": V1,
         "parameters": [RUN_ID, *_query(s.EventsQuery), last_event_id],
         "responses": {
             "200": {"description": "Events", "content": {
                 "text/event-stream": {"itemSchema": SSE_EVENT},
-                "application/json": {"schema": {"type": "array", "items": _ref(RunEvent)}}}},
+                "application/json": {"schema": {"type": "array", "items": LISTED_ITEM}}}},
             **_errors(401, 404, 422, 503)},
+    }}, "/v1/runs/{run_id}/nodes/{node_key}/stream": {"get": {
+        "summary": "A node attempt's streamed output so far (the latest attempt unless "
+                   "?attempt=)",
+        "security": V1,
+        "parameters": [RUN_ID, _param("node_key", "path", {"type": "string"}, "node key"),
+                       *_query(s.NodeStreamQuery)],
+        "responses": {"200": _json(_ref(s.NodeStream), "Streamed output"),
+                      **_errors(401, 404, 422, 503)},
     }}}
 
 

@@ -20,7 +20,10 @@ MAX_PAGE = 500
 MAX_EVENTS_PAGE = 10_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # An SSE event id; empty means none (as if absent).
-LAST_EVENT_ID_PATTERN = r"^[0-9]{0,18}$"
+# A feed cursor: `E` (an event id) or `E.C` (an event id and a streamed chunk's id).
+CURSOR_TEXT = r"[0-9]{1,18}(\.[0-9]{1,18})?"
+LAST_EVENT_ID_PATTERN = rf"^({CURSOR_TEXT})?$"
+FEED_CURSOR_PATTERN = rf"^{CURSOR_TEXT}$"
 
 WorkflowName = Annotated[str, Field(pattern=KEY_PATTERN, description="a registered name")]
 # Validated by service.resolve_workflow (one InvalidWorkflow naming every problem);
@@ -97,9 +100,26 @@ class WorkflowVersionQuery(_Query):
 
 class EventsQuery(_Query):
     format: Literal["sse", "json"] = "sse"
-    after: int = Field(0, ge=0, le=INT64_MAX,
-                       description="only events with a larger id (Last-Event-ID wins)")
+    after: str = Field("0", pattern=FEED_CURSOR_PATTERN,
+                       description="resume after this cursor: an event id, or an SSE id / "
+                                   "`cursor` `E.C` (Last-Event-ID wins)")
+    stream: bool = Field(True, description="include node_stream chunks (streamed output)")
     limit: int = Field(1000, ge=1, le=MAX_EVENTS_PAGE, description="format=json only")
+
+
+class NodeStreamQuery(_Query):
+    attempt: int | None = Field(None, ge=1, le=INT32_MAX,
+                                description="that attempt's stream (default: the latest)")
+
+
+class NodeStream(BaseModel):
+    """A node attempt's streamed output so far."""
+
+    attempt: int = Field(description="the attempt (0: the node has not started)")
+    text: str = Field(description="its text chunks joined")
+    data: list[dict[str, Any]] = Field(description="its data chunks, in order")
+    chunks: int = Field(description="how many chunks")
+    complete: bool = Field(description="the attempt is over: nothing more will come")
 
 
 # ----- responses ----------------------------------------------------------------------

@@ -33,6 +33,8 @@ FIGURES: list[tuple[str, tuple[str, ...], bool]] = [
     ("submit -> aggregate start p50, ms", ("latency", "dag", "p50_ms"), False),
     ("submit -> aggregate start p99, ms", ("latency", "dag", "p99_ms"), False),
     ("ceiling 1 row/tx, jobs/s", ("ceiling", "single", "jobs_per_s"), True),
+    ("stream emit -> SSE client p50, ms", ("stream", "many", "p50_ms"), False),
+    ("stream, one node, chunks/s", ("stream", "one_node", "chunks_per_s"), True),
 ]
 
 

@@ -42,6 +42,8 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
     _ceiling_rows(table, r, vs)
     _drain_rows(table, r, vs, targets)
     _latency_rows(table, r, targets)
+    if r.get("stream") is not None:
+        _stream_rows(table, r["stream"], targets)
     if r.get("big") is not None:
         _big_rows(table, r["big"], vs, targets)
     _rss_rows(table, r["worker_rss"])
@@ -121,6 +123,21 @@ def _latency_rows(table: Table, r: dict[str, Any], targets: dict[str, str]) -> N
                   f"{_n(lat_dag['max_ms'], 'ms')}", "", targets["latency_dag_p99"])
     table.add_row("", "  submit -> run finished, p50",
                   _n(lat_dag["finish_p50_ms"], "ms"), "", "")
+
+
+def _stream_rows(table: Table, stream: dict[str, Any], targets: dict[str, str]) -> None:
+    many, one = stream["many"], stream["one_node"]
+    table.add_row("stream", f"{many['runs']} nodes x 20 chunks/s, {many['runs']} SSE clients: "
+                  "emit -> client p50", _n(many["p50_ms"], "ms"), "", targets["stream_p50"])
+    table.add_row("", "  p99 / max", f"{_n(many['p99_ms'])} / {_n(many['max_ms'], 'ms')}",
+                  "", targets["stream_p99"])
+    table.add_row("", "  chunks received; lost, out of order, twice",
+                  f"{many['chunks']:,}; {many['lost']}, {many['out_of_order']}, "
+                  f"{many['duplicates']}", "", "0, 0, 0")
+    table.add_row("", f"  CPU per 1,000 chunks (all {many['cpu_cores']} cores, everything)",
+                  _n(many["cpu_s_per_1k_chunks"], "CPU s"), "", "")
+    table.add_row("", f"one node, {one['chunks']:,} chunks back to back",
+                  _n(one["chunks_per_s"], "chunks/s"), "", "")
 
 
 def _big_rows(table: Table, big: dict[str, Any], vs: Callable[[float | None], str],

@@ -32,6 +32,7 @@ from dagq import __version__
 from dagq.bench import machine
 from dagq.bench import phases as ph
 from dagq.bench.report import print_report
+from dagq.bench.stream import stream
 from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
@@ -50,6 +51,9 @@ class Sizes:
     latency_single: int
     latency_dag: int
     big_rows: int
+    stream_runs: int
+    stream_chunks: int  # per run, at 20/s
+    stream_burst: int  # one node, as fast as it can
     repeat: int
     min_drain_s: float  # a shorter drain is logged as noisy
 
@@ -57,8 +61,9 @@ class Sizes:
 # Drains sized for >= 10 s each on the reference machine (2 cores: ~7,000 nodes/s flat,
 # ~6,000 node tasks/s in 1 -> 10 -> 1 DAGs of 12 nodes); 1-2 s drains were too noisy to
 # compare commits (three runs gave 4,164-5,909 nodes/s).
-FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, repeat=3, min_drain_s=10.0)
-QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, repeat=2, min_drain_s=0.0)
+FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_000, repeat=3,
+             min_drain_s=10.0)
+QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, repeat=2, min_drain_s=0.0)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
 # the measurements, never asserted.
@@ -66,6 +71,7 @@ TARGETS = {
     "dag_node_tasks_per_s": ">= 3,500", "flat_nodes_per_s": ">= 7,000",
     "latency_dag_p50": "<= 10 ms", "latency_dag_p99": "<= 25 ms",
     "latency_single_p50": "<= 3 ms", "big_ratio": ">= 0.80",
+    "stream_p50": "<= 20 ms", "stream_p99": "<= 100 ms",
 }
 
 
@@ -169,6 +175,8 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
     log.info("latency: %d single-node runs, then %d fan-out DAGs, one at a time",
              sizes.latency_single, sizes.latency_dag)
     latency, latency_memory = ph.latency(bench, sizes.latency_single, sizes.latency_dag)
+    streamed = stream(bench, runs=sizes.stream_runs, chunks=sizes.stream_chunks,
+                      burst_chunks=sizes.stream_burst)
     grown = None
     if big:
         log.info("big: %d finished node rows, then flat again", sizes.big_rows)
@@ -176,7 +184,7 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
     memory = [m for r in flats + dags for m in r["worker_memory"]] + latency_memory
     return {
         "ceiling": {"single": single, "batch": batch, "single_notify": notify},
-        "flat": flat, "dag": dag, "latency": latency,
+        "flat": flat, "dag": dag, "latency": latency, "stream": streamed,
         "ratios": _ratios(flat, dag, grown, single, batch), "big": grown,
         "worker_rss": _rss_summary(memory),
     }

@@ -15,7 +15,8 @@ from dagq.client._http import RetryPolicy
 from dagq.client.aio import AsyncClient
 from dagq.client.events import Event, StreamEvent
 from dagq.client.sync import Client
+from dagq.client.text import TextPiece
 from dagq.states import TERMINAL_RUN_EVENTS
 
 __all__ = ["TERMINAL_RUN_EVENTS", "AsyncClient", "Client", "Event", "RetryPolicy",
-           "StreamEvent"]
+           "StreamEvent", "TextPiece"]

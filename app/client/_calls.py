@@ -133,8 +133,19 @@ def events_path(run_id: uuid.UUID | str) -> str:
 
 
 def events_page(run_id: uuid.UUID | str, after: int, limit: int) -> Call[list[RunEvent]]:
+    """Stored run events only (no streamed chunks: follow the stream, or read a node's
+    text with /nodes/{key}/stream)."""
     return Call("GET", events_path(run_id), lambda r: _EVENT_LIST.validate_python(r.json()),
-                params={"format": "json", "after": after, "limit": limit}, idempotent=True)
+                params={"format": "json", "after": after, "limit": limit, "stream": "false"},
+                idempotent=True)
+
+
+def event_id(after: int | str | None) -> int:
+    """The event id in `after`: an event id, or an SSE cursor `E.C` (its E)."""
+    try:
+        return int(str(after or 0).partition(".")[0] or 0)
+    except ValueError:
+        raise ValueError(f"after must be an event id or an SSE id, not {after!r}") from None
 
 
 def cancel(run_id: uuid.UUID | str) -> Call[RunAction]:

@@ -27,6 +27,7 @@ from dagq.client._http import (
     unexpected_reply,
 )
 from dagq.client.events import Event, EventCursor, stream_ended_early
+from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     RunEvent,
@@ -121,7 +122,22 @@ class AsyncClient:
         """As Client.events. Close it if you stop early: `async with aclosing(...)`."""
         if follow:
             return self._follow(run_id, after)
-        return self._pages(run_id, int(after or 0))
+        return self._pages(run_id, calls.event_id(after))
+
+    async def stream_text(self, run_id: RunId, node_key: str) -> AsyncIterator[TextPiece]:
+        """As Client.stream_text."""
+        follower = TextFollower(node_key)
+        async with aclosing(self._follow(run_id, None)) as events:
+            async for event in events:
+                piece = follower.feed(event)
+                if piece is not None:
+                    yield piece
+                if follower.ended:
+                    later = await self._call(calls.events_page(run_id, event.id,
+                                                               calls.EVENTS_PAGE))
+                    if not runs_again(node_key, later):
+                        return
+                    follower.resume()
 
     async def wait(self, run_id: RunId, timeout_s: float | None = None) -> RunView:
         try:

@@ -29,6 +29,7 @@ from dagq.client._http import (
     unexpected_reply,
 )
 from dagq.client.events import Event, EventCursor, stream_ended_early
+from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     RunEvent,
@@ -131,7 +132,22 @@ class Client:
         after the run's terminal event; `follow=False` pages through those stored now."""
         if follow:
             return self._follow(run_id, after, None)
-        return self._pages(run_id, int(after or 0))
+        return self._pages(run_id, calls.event_id(after))
+
+    def stream_text(self, run_id: RunId, node_key: str) -> Iterator[TextPiece]:
+        """The text node `node_key` streams, piece by piece as it arrives (from the
+        start of the run's stream), until the node ends. A piece with `reset` true
+        starts a new attempt: discard the text of the earlier one."""
+        follower = TextFollower(node_key)
+        for event in self._follow(run_id, None, None):
+            piece = follower.feed(event)
+            if piece is not None:
+                yield piece
+            if follower.ended:
+                later = self._call(calls.events_page(run_id, event.id, calls.EVENTS_PAGE))
+                if not runs_again(node_key, later):
+                    return
+                follower.resume()
 
     def wait(self, run_id: RunId, timeout_s: float | None = None) -> RunView:
         """Block until the run is finished and return it; `TimeoutError` after

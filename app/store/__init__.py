@@ -5,7 +5,8 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `core`: the pool, transactions, transient retries, notify-after-commit, channel names
 - `work`: one transaction's unit of work (events, wake-ups, released nodes, the
   per-run counts accounted once at its end)
-- `accounting`: the rule that ends a run
+- `accounting`: an error as event data (the rule that ends a run is SQL's
+  dagq.final_run_status)
 - `propagation`: a node's end moving through its run (release, skip, map expansion)
 - `transitions`: failed attempts (retry, fail, stop) and run accounting
 - `submit`: workflows and submitting runs
@@ -13,6 +14,7 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `runs`: reading, cancelling and retrying runs
 - `signals`: signals to wait nodes (stored, then delivered or buffered); `waits`: when
   a wait ends and with what (wait nodes start and end in `propagation`)
+- `streams`: streamed node output (appended fenced and batched; the run's feed)
 - `maintenance`: the sweeper's passes (reclaim, dead workers, heal, deadlines, waits,
   prune)
 - `directory`: workers, executors, queues, API keys, schedules
@@ -36,10 +38,12 @@ from dagq.store.leases import Completion, Handoff, LeaseStore
 from dagq.store.maintenance import MaintenanceStore
 from dagq.store.ops import OpsStore
 from dagq.store.signals import SignalStore
+from dagq.store.streams import StreamStore
 from dagq.store.submit import SubmitStore
 
 __all__ = ["Completion", "Handoff", "Store"]
 
 
-class Store(SubmitStore, LeaseStore, SignalStore, MaintenanceStore, DirectoryStore, OpsStore):
+class Store(SubmitStore, LeaseStore, SignalStore, StreamStore, MaintenanceStore,
+            DirectoryStore, OpsStore):
     """Every concern of the store over one pool (see the module docstring)."""

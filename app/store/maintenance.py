@@ -11,7 +11,6 @@ import psycopg
 
 from dagq.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
-from dagq.store.accounting import final_run_status
 from dagq.store.core import (
     LEASE_EXPIRED,
     transient,
@@ -90,8 +89,9 @@ class MaintenanceStore(Transitions):
                 run = cur.execute(q["try_lock_run"], {"run_id": row["id"]}).fetchone()
                 if run is None or run["status"] not in OPEN_RUN_STATUSES:
                     continue
-                status = final_run_status(counts["failed"], counts["succeeded"],
-                                          run["fail_fast"])
+                status = cur.execute(q["final_run_status"], {  # the rule is in SQL
+                    "failed": counts["failed"], "succeeded": counts["succeeded"],
+                    "fail_fast": run["fail_fast"]}).fetchone()["status"]
                 cur.execute(q["update_run_progress"], {
                     "run_id": row["id"], "nodes_remaining": 0,
                     "nodes_failed": counts["failed"], "nodes_succeeded": counts["succeeded"],

@@ -126,6 +126,7 @@ class RunStore(Transitions):
             self._begin_waits(cur, work, [n for n in reset if n["status"] == "waiting"])
             cur.execute(q["lock_run"], {"run_id": run_id})
             cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
+            cur.execute(q["delete_void_streams"], {"run_id": run_id})
             self._account_runs(cur, work)
             work.flush(cur)
         return "running"

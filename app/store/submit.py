@@ -61,24 +61,25 @@ class SubmitStore(StoreCore):
 
     @transient
     def register_workflow(self, spec: WorkflowSpec) -> tuple[WorkflowRecord, bool]:
-        """Store the spec as the next version of its name, unless identical to one stored."""
+        """Store the spec as the next version of its name, unless identical to one stored.
+        One transaction: registrations of one name take turns on an advisory lock, so the
+        next version number never collides."""
         q = queries()
         canonical, spec_hash = spec.canonical(), spec.spec_hash()
-        for _ in range(20):  # racing registrations of new versions retry on the PK
-            with self._tx() as cur:
-                same = cur.execute(
-                    q["workflow_by_hash"], {"name": spec.name, "spec_hash": spec_hash}
-                ).fetchone()
-                if same:
-                    return WorkflowRecord(name=same["name"], version=same["version"],
-                                          spec=canonical), False
-                row = cur.execute(q["insert_workflow_version"], {
-                    "name": spec.name, "spec": Jsonb(canonical), "spec_hash": spec_hash,
-                }).fetchone()
-                if row:
-                    return WorkflowRecord(name=row["name"], version=row["version"],
-                                          spec=canonical), True
-        raise Conflict(f"workflow {spec.name!r} is being registered concurrently; try again")
+        with self._tx() as cur:
+            cur.execute(q["lock_workflow_name"], {"name": spec.name})
+            same = cur.execute(
+                q["workflow_by_hash"], {"name": spec.name, "spec_hash": spec_hash}
+            ).fetchone()
+            if same:
+                return WorkflowRecord(name=same["name"], version=same["version"],
+                                      spec=canonical), False
+            row = cur.execute(q["insert_workflow_version"], {
+                "name": spec.name, "spec": Jsonb(canonical), "spec_hash": spec_hash,
+            }).fetchone()
+        if row is None:  # only a writer that bypassed the lock could take the number
+            raise Conflict(f"workflow {spec.name!r} is being registered concurrently; try again")
+        return WorkflowRecord(name=row["name"], version=row["version"], spec=canonical), True
 
     @transient
     def get_workflow(self, name: str, version: int | None = None) -> WorkflowRecord:

@@ -92,12 +92,12 @@ COMMENT ON VIEW dagq.waiting_nodes IS
     '(NULL: a signal wait without timeout_s). buffered_signals: signals of the run no node '
     'has taken yet.';
 
--- dagq.requeue_node (migration 003) would queue a wait node for a worker that does not
+-- dagq.requeue_node (migrations 003, 012) would queue a wait node for a worker that does not
 -- exist. It now refuses runs with a wait node that did not succeed (retry the run: the
 -- store starts wait nodes properly); otherwise it is the same function as before.
 ALTER FUNCTION dagq.requeue_node(uuid, text) RENAME TO requeue_node_any;
 COMMENT ON FUNCTION dagq.requeue_node_any(uuid, text) IS
-    'The body of dagq.requeue_node (migration 003): call dagq.requeue_node, which checks '
+    'What dagq.requeue_node was before migration 013: call dagq.requeue_node, which checks '
     'for wait nodes first.';
 
 CREATE FUNCTION dagq.requeue_node(p_run uuid, p_node text) RETURNS text

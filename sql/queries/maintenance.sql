@@ -69,6 +69,11 @@ WITH silent AS (
 )
 SELECT (SELECT count(*) FROM dead) AS workers, (SELECT count(*) FROM expired) AS leases
 
+-- name: final_run_status
+-- The status of a run none of whose nodes is left to run (the one rule: the function
+-- account_runs uses too).
+SELECT dagq.final_run_status(%(failed)s, %(succeeded)s, %(fail_fast)s) AS status
+
 -- name: runs_needing_heal
 -- Runs still open although none of their nodes is: finalise them.
 SELECT r.id FROM dagq.runs r
@@ -94,7 +99,8 @@ WHERE deadline_at IS NOT NULL AND finished_at IS NULL AND status IN ('queued', '
 LIMIT %(limit)s
 
 -- name: prune_finished_runs
--- Delete finished runs past retention (their nodes go by cascade), a batch at a time.
+-- Delete finished runs past retention (their nodes go by cascade; events and streamed
+-- chunks with them), a batch at a time.
 WITH doomed AS (
     SELECT id FROM dagq.runs
     WHERE finished_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(retention_s)s)
@@ -103,6 +109,8 @@ WITH doomed AS (
     FOR UPDATE SKIP LOCKED
 ), events AS (
     DELETE FROM dagq.run_events e USING doomed d WHERE e.run_id = d.id
+), chunks AS (
+    DELETE FROM dagq.node_stream s USING doomed d WHERE s.run_id = d.id
 )
 DELETE FROM dagq.runs r USING doomed d WHERE r.id = d.id
 RETURNING r.id

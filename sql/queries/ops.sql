@@ -62,6 +62,8 @@ SELECT (SELECT count(*) FROM dagq.runs WHERE finished_at IS NULL AND status = 'q
            AS runs_queued,
        (SELECT coalesce(max(value), 0) FROM dagq.counters
         WHERE name = 'stale_completions') AS stale_completions,
+       (SELECT coalesce(max(value), 0) FROM dagq.counters
+        WHERE name = 'stale_stream_chunks') AS stale_stream_chunks,
        (SELECT count(*) FROM dagq.runs WHERE finished_at IS NULL AND status = 'running')
            AS runs_running,
        (SELECT count(*) FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id

@@ -68,6 +68,11 @@ RETURNING t.id, t.run_id, t.node_key, t.status, t.queue, t.wait_spec
 -- name: delete_map_items
 DELETE FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id = ANY (%(parent_ids)s::bigint[])
 
+-- name: delete_void_streams
+-- The streamed output of attempts that no longer exist (the retried nodes restart at
+-- attempt 1; their map items were deleted).
+SELECT dagq.delete_void_streams(%(run_id)s)
+
 -- name: reopen_run
 UPDATE dagq.runs
 SET status = 'running', nodes_remaining = %(reset)s, nodes_failed = 0,

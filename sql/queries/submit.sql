@@ -6,8 +6,13 @@
 -- An identical spec registered before under this name.
 SELECT name, version FROM dagq.workflows WHERE name = %(name)s AND spec_hash = %(spec_hash)s
 
+-- name: lock_workflow_name
+-- Registrations of one workflow name take turns (held to commit), so the next version
+-- number is never taken twice.
+SELECT pg_advisory_xact_lock(1684107635, hashtext(%(name)s))
+
 -- name: insert_workflow_version
--- The next version number under this name; the primary key makes racing writers retry.
+-- The next version number under this name (callers hold lock_workflow_name).
 INSERT INTO dagq.workflows (name, version, spec, spec_hash)
 SELECT %(name)s, coalesce(max(version), 0) + 1, %(spec)s, %(spec_hash)s
 FROM dagq.workflows WHERE name = %(name)s

@@ -56,3 +56,54 @@ def route(payload):
 @executor("test.items")
 def items(payload):
     return {"items": [out["item"] for out in payload["deps"]["each"]]}
+
+
+@executor("test.stream_crash", max_attempts=3)
+def stream_crash(payload):
+    """Attempt 1 streams 20 chunks and SIGKILLs its worker; later attempts stream 30."""
+    import os
+    import signal
+    import time
+
+    from dagq import current_node
+
+    node = current_node()
+    for i in range(20 if node.attempt == 1 else 30):
+        node.stream(f"a{node.attempt}.{i} ")
+        time.sleep(0.01)
+    if node.attempt == 1:
+        time.sleep(0.3)  # its chunks are written (the writer flushes every ~15 ms)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"attempt": node.attempt}
+
+
+@executor("test.stream_thread")
+def stream_thread(payload):
+    """Chunks from a thread the executor starts, given the node context."""
+    import threading
+
+    from dagq import current_node
+
+    node = current_node()
+    worker = threading.Thread(target=lambda: [node.stream(f"t{i} ") for i in range(10)])
+    worker.start()
+    worker.join()
+    node.stream(data={"done": 10})
+    return {"ok": True}
+
+
+@executor("test.stream_slowly", max_attempts=2)
+def stream_slowly(payload):
+    """Stream a chunk every 50 ms for `params.seconds` (a pause test freezes it)."""
+    import time
+
+    from dagq import current_node
+
+    node = current_node()
+    deadline = time.monotonic() + float(payload["params"].get("seconds", 5))
+    i = 0
+    while time.monotonic() < deadline:
+        node.stream(f"s{node.attempt}.{i} ")
+        i += 1
+        time.sleep(0.05)
+    return {"chunks": i}

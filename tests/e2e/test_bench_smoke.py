@@ -74,6 +74,15 @@ def test_bench_quick_reports_every_figure(db_url: str, tmp_path: Path) -> None:
         assert len(spread["values"]) == repeat
         assert spread["min"] <= spread["median"] <= spread["max"]
         assert spread["min"] <= figures[phase][figure] <= spread["max"]
+    sizes = figures["config"]["sizes"]
+    many = figures["stream"]["many"]  # streamed chunks, delivered to SSE clients
+    assert _number(figures, "stream", "many", "chunks") == sizes["stream_runs"] * sizes[
+        "stream_chunks"]
+    assert (many["lost"], many["out_of_order"], many["duplicates"]) == (0, 0, 0)
+    assert _number(figures, "stream", "many", "p50_ms") <= _number(figures, "stream", "many",
+                                                                    "p99_ms")
+    assert _number(figures, "stream", "one_node", "chunks") == sizes["stream_burst"]
+    assert _number(figures, "stream", "one_node", "chunks_per_s") > 0
     assert figures["database"]["synchronous_commit"] == "on"
     assert figures["database"]["scratch"] is True
     assert "flat" in done.stdout and "ceiling" in done.stdout  # the table was printed

@@ -116,7 +116,10 @@ def test_last_event_id_is_what_the_schema_says(api: Api) -> None:
     assert api.client.get(url, headers={**api.acme, "Last-Event-ID": ""}).text == everything
     assert allowed.is_valid("0") and allowed.is_valid("9" * 18)
     assert api.client.get(url, headers={**api.acme, "Last-Event-ID": "9" * 18}).text == ""
-    for bad in ("9" * 19, "+5", "5.0", "x", "0x10"):
+    # 0.2: an SSE id may be the cursor `E.C` (event id, streamed chunk id).
+    assert allowed.is_valid("5.0") and allowed.is_valid(f"{'9' * 18}.{'9' * 18}")
+    assert api.client.get(url, headers={**api.acme, "Last-Event-ID": "9" * 18 + ".1"}).text == ""
+    for bad in ("9" * 19, "+5", "5.", ".5", "5.0.1", "5." + "9" * 19, "x", "0x10"):
         assert not allowed.is_valid(bad)
         assert_error(api.client.get(url, headers={**api.acme, "Last-Event-ID": bad}), 422)
 

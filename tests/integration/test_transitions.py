@@ -166,3 +166,29 @@ def test_fail_run_once_set_stays_set(fail_run: bool) -> None:
     work.run_error(run, BOOM, fail_run=True)
     work.run_error(run, BOOM, fail_run=fail_run)
     assert work.take_accounts().obj[0]["fail_run"] is True
+
+
+# (Moved from tests/unit/test_backoff.py: the rule now exists only in SQL.)
+@pytest.mark.parametrize(("failed", "succeeded", "fail_fast", "status"), [
+    (0, 5, True, "succeeded"), (0, 0, False, "succeeded"), (1, 4, True, "failed"),
+    (1, 4, False, "partial_succeeded"), (2, 0, False, "failed"),
+])
+def test_final_run_status(sql, failed, succeeded, fail_fast, status) -> None:
+    row = sql.execute("SELECT dagq.final_run_status(%s, %s, %s) AS s",
+                      (failed, succeeded, fail_fast)).fetchone()
+    assert row["s"] == status
+
+
+def test_racing_registrations_of_one_name_each_get_a_version(repo: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def register(i: int):
+        return repo.register_workflow(spec({"a": {"executor": "builtin.noop",
+                                                   "params": {"i": i}}}, name="raced"))
+
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(register, range(10)))
+    assert sorted(record.version for record, created in results) == list(range(1, 11))
+    assert all(created for _, created in results)
+    again, created = register(3)  # an identical spec: the version it already has
+    assert not created and again.version in range(1, 11)

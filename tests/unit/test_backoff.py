@@ -5,7 +5,6 @@ import random
 import pytest
 
 from dagq.backoff import backoff_delay
-from dagq.store.accounting import final_run_status
 
 
 def test_delay_doubles_with_jitter_and_respects_the_cap() -> None:
@@ -32,11 +31,3 @@ def test_huge_attempt_does_not_overflow() -> None:
 def test_attempt_is_one_based() -> None:
     with pytest.raises(ValueError):
         backoff_delay(0, 1.0, 2.0)
-
-
-@pytest.mark.parametrize(("failed", "succeeded", "fail_fast", "status"), [
-    (0, 5, True, "succeeded"), (0, 0, False, "succeeded"), (1, 4, True, "failed"),
-    (1, 4, False, "partial_succeeded"), (2, 0, False, "failed"),
-])
-def test_final_run_status(failed, succeeded, fail_fast, status) -> None:
-    assert final_run_status(failed, succeeded, fail_fast) == status

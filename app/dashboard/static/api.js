@@ -151,14 +151,18 @@ const TERMINAL_RUN_EVENTS = new Set(TERMINAL_EVENTS);
  * Last-Event-ID after a dropped connection, with backoff; stops after the run's terminal
  * event closes the stream, on a 4xx answer, or when `signal` aborts.
  */
-export async function followRunEvents(runId, { after = 0, onEvent, onState, signal }) {
+// `last` is the last run event's id (returned); `cursor` the SSE id to resume from (it
+// also counts the node_stream chunks seen: `E.C`), reported to `onCursor` so a later
+// follow resumes chunks too. Chunks go to `onChunk`.
+export async function followRunEvents(runId, { after = 0, cursor: resume = null, onEvent, onChunk, onCursor, onState, signal }) {
   let last = after;
+  let cursor = resume || (after > 0 ? String(after) : null);
   let delay = 500;
   while (!signal.aborted) {
     let terminal = false;
     try {
       const extra = { Accept: "text/event-stream" };
-      if (last > 0) extra["Last-Event-ID"] = String(last);
+      if (cursor) extra["Last-Event-ID"] = cursor;
       const response = await fetch(`/v1/runs/${encodeURIComponent(runId)}/events`, {
         headers: headers(extra), cache: "no-store", signal,
       });
@@ -179,7 +183,15 @@ export async function followRunEvents(runId, { after = 0, onEvent, onState, sign
         } catch {
           return;
         }
-        const id = Number(msg.id ?? event.id);
+        if (msg.id) {
+          cursor = msg.id;
+          if (onCursor) onCursor(cursor);
+        }
+        if (msg.event === "node_stream") {
+          if (onChunk) onChunk(event);
+          return;
+        }
+        const id = Number(event.id);
         if (Number.isFinite(id) && id > last) last = id;
         if (!event.node_key && TERMINAL_RUN_EVENTS.has(event.type)) terminal = true;
         else if (!event.node_key && event.type === "run_queued") terminal = false;

@@ -93,14 +93,7 @@ export function statusLine(node) {
   return parts.join(" · ");
 }
 
-/** Build the SVG for a run's nodes; onSelect(key) when a node is clicked. */
-export function renderDag(nodes, onSelect) {
-  const { positions, width, height } = layout(nodes);
-  const svg = el("svg", {
-    class: "dag", viewBox: `0 0 ${width} ${height}`, width, height, role: "group",
-    "aria-label": "Workflow graph",
-  });
-  svg.dataset.naturalWidth = String(width);
+function drawArrowheads(svg) {
   const defs = el("defs", {}, svg);
   for (const kind of ["", "-done"]) {
     const marker = el("marker", {
@@ -109,6 +102,11 @@ export function renderDag(nodes, onSelect) {
     }, defs);
     el("path", { d: "M0,0 L10,5 L0,10 z", class: `arrowhead${kind}` }, marker);
   }
+}
+
+/** One curve per dependency, from the right of the dependency to the left of the node;
+ *  an edge that skips layers is marked `long`. */
+function drawEdges(svg, nodes, positions) {
   const edges = el("g", { class: "edges" }, svg);
   const layerOf = new Map([...positions].map(([k, p]) => [k, p.layer]));
   for (const n of nodes) {
@@ -131,32 +129,46 @@ export function renderDag(nodes, onSelect) {
       if (span > 1) path.classList.add("long");
     }
   }
+}
+
+/** A node's card at `p`; clicking it (or Enter / space on it) calls onSelect(key). */
+function drawNode(group, n, p, onSelect) {
+  const g = el("g", {
+    class: "node", transform: `translate(${p.x},${p.y})`, tabindex: 0, role: "button",
+  }, group);
+  g.dataset.key = n.key;
+  el("title", {}, g).textContent = n.key;
+  // A mapped node looks like a stack of cards (shown once it has items).
+  el("rect", { class: "stack", x: 8, y: -8, width: NODE_W, height: NODE_H, rx: 9, ry: 9 }, g);
+  el("rect", { class: "stack", x: 4, y: -4, width: NODE_W, height: NODE_H, rx: 9, ry: 9 }, g);
+  el("rect", { class: "box", width: NODE_W, height: NODE_H, rx: 9, ry: 9 }, g);
+  el("rect", { class: "strip", x: 0, y: 0, width: 7, height: NODE_H, rx: 3, ry: 3 }, g);
+  const key = el("text", { class: "node-key", x: 17, y: 22 }, g);
+  key.textContent = clip(n.key, 21);
+  const exec = el("text", { class: "node-exec", x: 17, y: 39 }, g);
+  exec.textContent = clip(n.executor, 26);
+  el("text", { class: "node-status", x: 17, y: 55 }, g);
+  g.addEventListener("click", () => onSelect(n.key));
+  g.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      onSelect(n.key);
+    }
+  });
+}
+
+/** Build the SVG for a run's nodes; onSelect(key) when a node is clicked. */
+export function renderDag(nodes, onSelect) {
+  const { positions, width, height } = layout(nodes);
+  const svg = el("svg", {
+    class: "dag", viewBox: `0 0 ${width} ${height}`, width, height, role: "group",
+    "aria-label": "Workflow graph",
+  });
+  svg.dataset.naturalWidth = String(width);
+  drawArrowheads(svg);
+  drawEdges(svg, nodes, positions);
   const group = el("g", { class: "nodes" }, svg);
-  for (const n of nodes) {
-    const p = positions.get(n.key);
-    const g = el("g", {
-      class: "node", transform: `translate(${p.x},${p.y})`, tabindex: 0, role: "button",
-    }, group);
-    g.dataset.key = n.key;
-    el("title", {}, g).textContent = n.key;
-    // A mapped node looks like a stack of cards (shown once it has items).
-    el("rect", { class: "stack", x: 8, y: -8, width: NODE_W, height: NODE_H, rx: 9, ry: 9 }, g);
-    el("rect", { class: "stack", x: 4, y: -4, width: NODE_W, height: NODE_H, rx: 9, ry: 9 }, g);
-    el("rect", { class: "box", width: NODE_W, height: NODE_H, rx: 9, ry: 9 }, g);
-    el("rect", { class: "strip", x: 0, y: 0, width: 7, height: NODE_H, rx: 3, ry: 3 }, g);
-    const key = el("text", { class: "node-key", x: 17, y: 22 }, g);
-    key.textContent = clip(n.key, 21);
-    const exec = el("text", { class: "node-exec", x: 17, y: 39 }, g);
-    exec.textContent = clip(n.executor, 26);
-    el("text", { class: "node-status", x: 17, y: 55 }, g);
-    g.addEventListener("click", () => onSelect(n.key));
-    g.addEventListener("keydown", (e) => {
-      if (e.key === "Enter" || e.key === " ") {
-        e.preventDefault();
-        onSelect(n.key);
-      }
-    });
-  }
+  for (const n of nodes) drawNode(group, n, positions.get(n.key), onSelect);
   updateDag(svg, nodes, null);
   return svg;
 }

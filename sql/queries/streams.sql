@@ -1,0 +1,32 @@
+-- Queries of dagq.store.streams: streamed node output, written and read.
+
+-- name: append_stream
+-- One flush, one statement (dagq.append_stream, migration 012): per-run advisory locks
+-- (one run's chunk ids then follow commit order, and completions of the run's other
+-- nodes never wait), the chunks of attempts that still hold their lease inserted, the
+-- others counted as stale.
+SELECT written, stale, runs FROM dagq.append_stream(%(chunks)s)
+
+-- name: run_feed
+-- A run's events after one cursor and its chunks after another, read in one snapshot
+-- (one statement), each in id order, up to a page of each.
+(SELECT 'event' AS kind, id, run_id, node_key, type, attempt, data, NULL::text AS text,
+        NULL::int AS seq, created_at
+ FROM dagq.run_events WHERE run_id = %(run_id)s AND id > %(after_event)s
+ ORDER BY id LIMIT %(limit)s)
+UNION ALL
+(SELECT 'chunk', id, run_id, node_key, 'node_stream', attempt, data, text, seq, created_at
+ FROM dagq.node_stream
+ WHERE %(with_chunks)s AND run_id = %(run_id)s AND id > %(after_chunk)s
+ ORDER BY id LIMIT %(limit)s)
+
+-- name: node_for_stream
+-- The node a stream read is about: its latest attempt and whether it is still running.
+SELECT n.node_key, n.attempts, n.status FROM dagq.node_tasks n
+WHERE n.run_id = %(run_id)s AND n.node_key = %(node_key)s
+
+-- name: node_stream_chunks
+-- One attempt's chunks in order.
+SELECT seq, text, data FROM dagq.node_stream
+WHERE run_id = %(run_id)s AND node_key = %(node_key)s AND attempt = %(attempt)s
+ORDER BY seq
