@@ -49,7 +49,7 @@ function nodeFacts(node) {
     : node.started_at ? `${fmtDuration(span(node.started_at, null))} so far` : "—";
   return h("dl", { class: "facts" },
     ...item("Executor", node.executor, { class: "mono" }),
-    ...item("Attempts", `${node.attempts} of ${node.max_attempts}`),
+    ...(node.wait ? [] : item("Attempts", `${node.attempts} of ${node.max_attempts}`)),
     ...(node.depends_on && node.depends_on.length ? item("Depends on", node.depends_on.join(", "), { class: "mono" }) : []),
     ...(node.items != null ? item("Items", `${node.items}`) : []),
     ...item("Queued", fmtTime(node.queued_at), { title: node.queued_at || "" }),
