@@ -71,7 +71,7 @@ def run_detail(run: RunView) -> None:
             text = waiting_for(node)
         table.add_row(node.key + (f" [{node.items} items]" if node.items else ""),
                       node.executor, _status(node.status),
-                      f"{node.attempts}/{node.max_attempts}",
+                      "-" if node.wait else f"{node.attempts}/{node.max_attempts}",
                       f"{node.duration_ms:.0f}" if node.duration_ms is not None else "-", text)
     out.print(table)
 
