@@ -71,6 +71,10 @@ class NodeView(_Record):
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     items: int | None = None
+    items_done: int | None = Field(None, description="a map node's items that ended")
+    items_failed: int | None = Field(
+        None, description="a map node's items that failed for good (on_item_error "
+                          "continue or drop)")
     wait: dict[str, Any] | None = Field(
         None, description="a wait node's `wait`: the signal or timer it waits for")
     wait_until: datetime | None = Field(

@@ -72,6 +72,11 @@ class MapOver(_Strict):
 
     dep: str = Field(json_schema_extra=NODE_KEY_SCHEMA)
     path: str = Field(min_length=1, max_length=256)
+    # At most this many items queued or running at once (fleet-wide); the rest wait.
+    max_parallel: int | None = Field(None, ge=1, le=MAX_MAP_ITEMS)
+    # An item that fails for good: `fail` (unset) fails the map node and stops the other
+    # items; `continue` keeps going with `null` in its place; `drop` leaves it out.
+    on_item_error: Literal["fail", "continue", "drop"] | None = None
 
 
 class UntilPath(_Strict):

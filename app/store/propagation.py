@@ -202,22 +202,39 @@ class Propagation(StoreCore):
             "backoff_initial_s": src["backoff_initial_s"],
             "backoff_max_s": src["backoff_max_s"], "params": Jsonb(src["params"]),
             "depends_on": src["depends_on"], "parent_id": node_id, "items": Jsonb(items),
+            "max_parallel": src["max_parallel"],
         })
         cur.execute(q["set_map_remaining"], {"id": node_id, "count": len(items)})
         work.event(run_id, src["node_key"], "node_queued", 0, {"items": len(items)})
         work.queues.add(src["queue"])
 
     def _finish_map_item(
-        self, cur: psycopg.Cursor[Any], work: UnitOfWork, row: dict[str, Any]
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, row: dict[str, Any], *,
+        failed: bool = False,
     ) -> None:
-        parent = cur.execute(queries()["finish_map_item"], {
-            "parent_id": row["parent_id"], "attempts": row["attempts"],
+        """An item ended (`failed`: for good, its map node going on without it): count
+        it, release the next waiting item (max_parallel), report progress, and finish the
+        map node after its last item."""
+        q = queries()
+        parent = cur.execute(q["finish_map_item"], {
+            "parent_id": row["parent_id"], "attempts": row["attempts"], "failed": int(failed),
         }).fetchone()
-        if parent is None or parent["status"] != "succeeded":
+        if parent is None:
             return
         run_id = parent["run_id"]
+        progress = {k: parent[k] for k in ("items_done", "items_failed", "items_total")}
+        if parent["status"] != "succeeded":
+            if parent["windowed"]:
+                nxt = cur.execute(q["release_next_map_item"],
+                                  {"parent_id": parent["id"]}).fetchone()
+                if nxt is not None:
+                    work.release(nxt["queue"], nxt["priority"], nxt["id"])
+            work.event(run_id, parent["node_key"], "node_progress", parent["attempts"],
+                       progress)
+            return
         work.ended(run_id, "succeeded")
-        work.event(run_id, parent["node_key"], "node_succeeded", parent["attempts"])
+        work.event(run_id, parent["node_key"], "node_succeeded", parent["attempts"],
+                   progress if parent["items_failed"] else None)
         self._release(cur, work, [(run_id, key) for key in parent["dependents"]],
                       skipped=False)
 

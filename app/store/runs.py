@@ -51,6 +51,8 @@ def _node_view(n: dict[str, Any]) -> NodeView:
         started_at=n["started_at"], finished_at=n["finished_at"], duration_ms=duration,
         outputs=n["outputs"], error=n["error"], lease_owner=n["lease_owner"],
         lease_expires_at=n["lease_expires_at"], items=n["items"] or None,
+        items_done=(n["map_items"] - (n["map_remaining"] or 0)) if n["map_items"] else None,
+        items_failed=n["map_failed"] if n["map_items"] else None,
         wait=n["wait_spec"], wait_until=n["wait_until"],
     )
 

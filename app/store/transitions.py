@@ -110,7 +110,12 @@ class Transitions(Propagation):
         work.event(row["run_id"], row["node_key"], "node_failed", row["attempts"],
                    error_data(error))
         if row["parent_id"] is not None:
-            self._fail_map_parent(cur, work, row, error, node["fail_fast"])
+            mode = cur.execute(queries()["map_item_error_mode"],
+                               {"parent_id": row["parent_id"]}).fetchone()
+            if mode is not None and mode["mode"] in ("continue", "drop"):
+                self._finish_map_item(cur, work, row, failed=True)
+            else:
+                self._fail_map_parent(cur, work, row, error, node["fail_fast"])
         else:
             self._node_failed(cur, work, row, error, node["fail_fast"])
         self._account_runs(cur, work)

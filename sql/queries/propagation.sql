@@ -71,40 +71,73 @@ FROM dagq.runs WHERE id = %(run_id)s
 -- The list a map node expands over: its dependency's output at the path.
 SELECT d.outputs #> string_to_array(t.map_over ->> 'path', '.') AS items,
        t.id, t.node_key, t.executor, t.queue, t.priority, t.max_attempts, t.timeout_s,
-       t.backoff_initial_s, t.backoff_max_s, t.params, t.depends_on
+       t.backoff_initial_s, t.backoff_max_s, t.params, t.depends_on,
+       (t.map_over ->> 'max_parallel')::int AS max_parallel
 FROM dagq.node_tasks t
 LEFT JOIN dagq.node_tasks d
        ON d.run_id = t.run_id AND d.node_key = t.map_over ->> 'dep' AND d.status = 'succeeded'
 WHERE t.id = %(id)s
 
 -- name: insert_map_items
--- One queued task per element; item keys use brackets, which node keys may not.
+-- One task per element; item keys use brackets, which node keys may not. The first
+-- `max_parallel` (all, when null) are queued, the others pending: each finished item
+-- releases the next (release_next_map_item).
 INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, priority, max_attempts,
                              timeout_s, backoff_initial_s, backoff_max_s, params, depends_on,
                              parent_id, item_index, item, queued_at)
 SELECT %(run_id)s, %(node_key)s || '[' || (e.ordinality - 1) || ']', %(executor)s, %(queue)s,
-       'queued', %(priority)s, %(max_attempts)s, %(timeout_s)s, %(backoff_initial_s)s,
+       CASE WHEN e.ordinality <= coalesce(%(max_parallel)s::int, e.ordinality)
+            THEN 'queued' ELSE 'pending' END,
+       %(priority)s, %(max_attempts)s, %(timeout_s)s, %(backoff_initial_s)s,
        %(backoff_max_s)s, %(params)s, %(depends_on)s::text[], %(parent_id)s,
-       e.ordinality - 1, e.value, now()
+       e.ordinality - 1, e.value,
+       CASE WHEN e.ordinality <= coalesce(%(max_parallel)s::int, e.ordinality) THEN now() END
 FROM jsonb_array_elements(%(items)s) WITH ORDINALITY AS e(value, ordinality)
 
+-- name: release_next_map_item
+-- A map item ended: the next waiting item of its map node (max_parallel) is queued. The
+-- caller holds the map node's row (finish_map_item), so two items ending at once each
+-- release their own.
+UPDATE dagq.node_tasks t
+SET status = 'queued', queued_at = now(), available_at = now(), version = t.version + 1
+WHERE t.id = (SELECT c.id FROM dagq.node_tasks c
+              WHERE c.parent_id = %(parent_id)s AND c.status = 'pending'
+              ORDER BY c.item_index LIMIT 1)
+  AND t.status = 'pending'
+RETURNING t.id, t.node_key, t.queue, t.priority
+
 -- name: set_map_remaining
-UPDATE dagq.node_tasks SET map_remaining = %(count)s WHERE id = %(id)s
+UPDATE dagq.node_tasks SET map_remaining = %(count)s, map_items = %(count)s, map_failed = 0
+WHERE id = %(id)s
 
 -- name: finish_map_item
--- One item of a map node is done; when it was the last, the map node succeeds with
--- its items' outputs in order.
+-- One item of a map node is done (succeeded, or failed under on_item_error continue or
+-- drop); when it was the last, the map node succeeds with its items' outputs in order
+-- (a failed item: `null` in its place, or left out with `drop`). Also its progress.
 UPDATE dagq.node_tasks p
 SET map_remaining = p.map_remaining - 1,
     status = CASE WHEN p.map_remaining = 1 THEN 'succeeded' ELSE p.status END,
     finished_at = CASE WHEN p.map_remaining = 1 THEN now() ELSE p.finished_at END,
     outputs = CASE WHEN p.map_remaining = 1 THEN (
-        SELECT coalesce(jsonb_agg(c.outputs ORDER BY c.item_index), '[]'::jsonb)
+        SELECT coalesce(jsonb_agg(
+                   CASE WHEN c.status = 'succeeded' THEN c.outputs ELSE 'null'::jsonb END
+                   ORDER BY c.item_index)
+                 FILTER (WHERE c.status = 'succeeded'
+                         OR p.map_over ->> 'on_item_error' IS DISTINCT FROM 'drop'),
+               '[]'::jsonb)
         FROM dagq.node_tasks c WHERE c.parent_id = p.id) ELSE p.outputs END,
+    map_failed = p.map_failed + %(failed)s::int,
     attempts = greatest(p.attempts, %(attempts)s),
     version = p.version + 1
 WHERE p.id = %(parent_id)s AND p.status = 'running'
-RETURNING p.id, p.run_id, p.node_key, p.status, p.dependents, p.attempts
+RETURNING p.id, p.run_id, p.node_key, p.status, p.dependents, p.attempts,
+          p.map_over ->> 'max_parallel' IS NOT NULL AS windowed,
+          p.map_items AS items_total, p.map_failed AS items_failed,
+          p.map_items - p.map_remaining AS items_done
+
+-- name: map_item_error_mode
+-- What a map item failing for good does to its map node (on_item_error; null: fail).
+SELECT map_over ->> 'on_item_error' AS mode FROM dagq.node_tasks WHERE id = %(parent_id)s
 
 -- name: fail_map_parent
 UPDATE dagq.node_tasks p

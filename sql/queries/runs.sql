@@ -17,7 +17,7 @@ FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE
 -- The nodes of a run (map items excluded), in insertion order.
 SELECT id, node_key, executor, queue, status, attempts, max_attempts, depends_on, queued_at,
        started_at, finished_at, outputs, error, lease_owner, lease_expires_at,
-       map_remaining, wait_spec, wait_until,
+       map_remaining, map_items, map_failed, wait_spec, wait_until,
        (SELECT count(*) FROM dagq.node_tasks c WHERE c.parent_id = t.id) AS items
 FROM dagq.node_tasks t
 WHERE run_id = %(run_id)s AND parent_id IS NULL
@@ -59,6 +59,7 @@ UPDATE dagq.node_tasks t
 SET status = u.status, attempts = 0, version = t.version + 1, error = NULL, outputs = NULL,
     deps_remaining = u.deps_remaining, deps_skipped = 0, lease_owner = NULL,
     lease_expires_at = NULL, started_at = NULL, finished_at = NULL, map_remaining = NULL,
+    map_items = NULL, map_failed = 0,
     available_at = now(), queued_at = CASE WHEN u.status = 'queued' THEN now() END
 FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(deps_remaining)s::int[])
      AS u(id, status, deps_remaining)
