@@ -28,7 +28,7 @@ from dagq.api.bodies import read_query
 from dagq.api.hub import EventHub
 from dagq.api.routes_runs import run_id_of
 from dagq.api.schemas import LAST_EVENT_ID_PATTERN, EventsQuery, NodeStream, NodeStreamQuery
-from dagq.errors import InvalidRequest, NotFound
+from dagq.errors import InvalidRequest
 from dagq.models import RunEvent
 from dagq.states import OPEN_RUN_STATUSES, TERMINAL_RUN_EVENTS
 from dagq.store import Store
@@ -91,9 +91,9 @@ async def run_events(request: Request) -> Response:
     tenant = tenant_scope(key)
     await run_in_threadpool(repo.get_run, run_id, tenant, with_nodes=False)  # 404 first
     if query.format == "json":
-        items, _ = await run_in_threadpool(repo.run_feed, run_id, after, limit=query.limit,
-                                           chunks=query.stream)
-        return JSONResponse([item_listed(i, run_id) for i in items[:query.limit]])
+        feed = await run_in_threadpool(repo.run_feed, run_id, after, limit=query.limit,
+                                       chunks=query.stream)
+        return JSONResponse([item_listed(i, run_id) for i in feed.items[:query.limit]])
     shutdown = anyio.Event()
     stream = follow(repo, request.app.state.hub, run_id, tenant, after, shutdown,
                     chunks=query.stream)
@@ -107,26 +107,24 @@ async def follow(
 ) -> AsyncIterator[ServerSentEvent]:
     """Every event (and chunk) after `after`, once; ends after the terminal event.
 
-    The run's status is read before its events: when it is terminal, the events read
-    next include its terminal event (written in the same transaction as the status).
+    Each read is one statement: the run's status and its events in one snapshot, so a
+    terminal status comes with its terminal event (written in the same transaction).
     Late node events of a finished run (a running node stopping) are not waited for."""
     last = after
     with hub.subscribe(run_id) as wake:
         while not shutdown.is_set():
             wake.clear()
-            try:
-                run = await run_in_threadpool(repo.get_run, run_id, tenant, with_nodes=False)
-            except NotFound:
+            feed = await run_in_threadpool(repo.run_feed, run_id, last, limit=PAGE,
+                                           chunks=chunks)
+            if feed.run_status is None:
                 return  # pruned while we watched
-            finished = run.status not in OPEN_RUN_STATUSES
-            batch, cut = await run_in_threadpool(repo.run_feed, run_id, last, limit=PAGE,
-                                                 chunks=chunks)
-            for item in batch:
+            finished = feed.run_status not in OPEN_RUN_STATUSES
+            for item in feed.items:
                 yield item_sse(item)
                 last = item.cursor
-            if cut:
+            if feed.cut:
                 continue
-            run_level = [i.row["type"] for i in batch
+            run_level = [i.row["type"] for i in feed.items
                          if i.kind == "event" and i.row["node_key"] is None]
             if (run_level[-1] in TERMINAL_RUN_EVENTS) if run_level else finished:
                 return  # (a retry's run_queued after the terminal event keeps it open)

@@ -47,6 +47,16 @@ class FeedCursor:
 
 
 @dataclass(frozen=True)
+class Feed:
+    """One read of a run's feed: its items in order, whether a page limit cut the read
+    (read again at once), and the run's status then (None: the run is gone)."""
+
+    items: list[FeedItem]
+    cut: bool
+    run_status: str | None
+
+
+@dataclass(frozen=True)
 class FeedItem:
     """A run event or a streamed chunk, with the cursor just after it."""
 
@@ -76,17 +86,18 @@ class StreamStore(StoreCore):
 
     @transient
     def run_feed(self, run_id: uuid.UUID, after: FeedCursor, *, limit: int,
-                 chunks: bool = True) -> tuple[list[FeedItem], bool]:
+                 chunks: bool = True) -> Feed:
         """The run's events and (with `chunks`) streamed chunks after `after`, merged in
-        time order, each kind in id order; and whether a page limit cut the read (read
-        again at once)."""
+        time order, each kind in id order, with the run's status, in one statement."""
         with self._tx(one_statement=True) as cur:
             rows = cur.execute(queries()["run_feed"], {
                 "run_id": run_id, "after_event": after.event, "after_chunk": after.chunk,
                 "limit": limit, "with_chunks": chunks}).fetchall()
         events = [r for r in rows if r["kind"] == "event"]
         pieces = [r for r in rows if r["kind"] == "chunk"]
-        return _merge(events, pieces, after, limit)
+        status = next((r["type"] for r in rows if r["kind"] == "run"), None)
+        items, cut = _merge(events, pieces, after, limit)
+        return Feed(items, cut, status)
 
     @transient
     def node_stream(self, run_id: uuid.UUID, node_key: str, attempt: int | None,

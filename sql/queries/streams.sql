@@ -8,8 +8,9 @@
 SELECT written, stale, runs FROM dagq.append_stream(%(chunks)s)
 
 -- name: run_feed
--- A run's events after one cursor and its chunks after another, read in one snapshot
--- (one statement), each in id order, up to a page of each.
+-- A run's events after one cursor and its chunks after another, each in id order, up
+-- to a page of each, and the run's status: one statement, so one snapshot (a terminal
+-- status comes with its terminal event, written in the same transaction).
 (SELECT 'event' AS kind, id, run_id, node_key, type, attempt, data, NULL::text AS text,
         NULL::int AS seq, created_at
  FROM dagq.run_events WHERE run_id = %(run_id)s AND id > %(after_event)s
@@ -19,6 +20,9 @@ UNION ALL
  FROM dagq.node_stream
  WHERE %(with_chunks)s AND run_id = %(run_id)s AND id > %(after_chunk)s
  ORDER BY id LIMIT %(limit)s)
+UNION ALL
+(SELECT 'run', NULL, id, NULL, status, NULL, NULL, NULL, NULL, now()
+ FROM dagq.runs WHERE id = %(run_id)s)
 
 -- name: node_for_stream
 -- The node a stream read is about: its latest attempt and whether it is still running.

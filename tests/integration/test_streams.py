@@ -5,6 +5,7 @@ the HTTP routes' errors."""
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -75,8 +76,9 @@ def test_the_feed_interleaves_and_resumes_exactly_once(repo: Store) -> None:
     run_id, node = start(repo)
     repo.append_stream(chunks(node, [f"t{i} " for i in range(7)]))
     complete(repo, node.id, node.version, {})
-    everything, cut = repo.run_feed(run_id, FeedCursor(), limit=100)
-    assert not cut
+    feed = repo.run_feed(run_id, FeedCursor(), limit=100)
+    everything, cut = feed.items, feed.cut
+    assert not cut and feed.run_status == "succeeded"
     kinds = [(i.kind, i.row["type"]) for i in everything]
     assert kinds.index(("event", "node_started")) < kinds.index(("chunk", "node_stream"))
     assert kinds[-1] == ("event", "run_succeeded")
@@ -85,7 +87,8 @@ def test_the_feed_interleaves_and_resumes_exactly_once(repo: Store) -> None:
     # Page by page (3 of each kind a page), from each page's last cursor.
     seen, cursor = [], FeedCursor()
     while True:
-        page, cut = repo.run_feed(run_id, cursor, limit=3)
+        read = repo.run_feed(run_id, cursor, limit=3)
+        page, cut = read.items, read.cut
         seen += [(i.kind, i.row["id"]) for i in page]
         if page:
             cursor = page[-1].cursor
@@ -94,9 +97,11 @@ def test_the_feed_interleaves_and_resumes_exactly_once(repo: Store) -> None:
     assert seen == [(i.kind, i.row["id"]) for i in everything]
     # A cursor in the middle resumes after it; without chunks, events only.
     middle = everything[5].cursor
-    rest, _ = repo.run_feed(run_id, FeedCursor.parse(str(middle)), limit=100)
+    rest = repo.run_feed(run_id, FeedCursor.parse(str(middle)), limit=100).items
     assert [i.row["id"] for i in rest] == [i.row["id"] for i in everything[6:]]
-    events_only, _ = repo.run_feed(run_id, FeedCursor(), limit=100, chunks=False)
+    events_only = repo.run_feed(run_id, FeedCursor(), limit=100, chunks=False).items
+    gone = repo.run_feed(uuid.uuid4(), FeedCursor(), limit=100)
+    assert (gone.items, gone.run_status) == ([], None)
     assert all(i.kind == "event" for i in events_only)
 
 
