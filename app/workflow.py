@@ -105,6 +105,8 @@ class WaitSpec(_Strict):
                              f"until_path (got {', '.join(kinds) or 'none'})")
         if self.signal is None and (self.timeout_s is not None or self.on_timeout is not None):
             raise ValueError("timeout_s and on_timeout apply to a signal wait only")
+        if self.on_timeout is not None and self.timeout_s is None:
+            raise ValueError("on_timeout needs timeout_s (without one the wait never times out)")
         return self
 
 

@@ -35,6 +35,7 @@ FIGURES: list[tuple[str, tuple[str, ...], bool]] = [
     ("ceiling 1 row/tx, jobs/s", ("ceiling", "single", "jobs_per_s"), True),
     ("stream emit -> SSE client p50, ms", ("stream", "many", "p50_ms"), False),
     ("stream, one node, chunks/s", ("stream", "one_node", "chunks_per_s"), True),
+    ("flat beside waiting runs, nodes/s", ("waiting", "nodes_per_s"), True),
 ]
 
 

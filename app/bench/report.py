@@ -44,6 +44,12 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
     _latency_rows(table, r, targets)
     if r.get("stream") is not None:
         _stream_rows(table, r["stream"], targets)
+    if r.get("waiting") is not None:
+        waiting = r["waiting"]
+        table.add_row("waiting", f"flat drain beside {waiting['waiting_runs']:,} waiting runs",
+                      _n(waiting["nodes_per_s"], "nodes/s"), "", "")
+        table.add_row("", "  ratio to the flat drain", f"{waiting['ratio_to_flat']:.2f}", "",
+                      "~1.00")
     if r.get("big") is not None:
         _big_rows(table, r["big"], vs, targets)
     _rss_rows(table, r["worker_rss"])

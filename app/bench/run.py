@@ -33,6 +33,7 @@ from dagq.bench import machine
 from dagq.bench import phases as ph
 from dagq.bench.report import print_report
 from dagq.bench.stream import stream
+from dagq.bench.waiting import flat_beside_waits
 from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
@@ -54,6 +55,7 @@ class Sizes:
     stream_runs: int
     stream_chunks: int  # per run, at 20/s
     stream_burst: int  # one node, as fast as it can
+    waiting_runs: int  # runs waiting beside a flat drain
     repeat: int
     min_drain_s: float  # a shorter drain is logged as noisy
 
@@ -61,9 +63,10 @@ class Sizes:
 # Drains sized for >= 10 s each on the reference machine (2 cores: ~7,000 nodes/s flat,
 # ~6,000 node tasks/s in 1 -> 10 -> 1 DAGs of 12 nodes); 1-2 s drains were too noisy to
 # compare commits (three runs gave 4,164-5,909 nodes/s).
-FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_000, repeat=3,
-             min_drain_s=10.0)
-QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, repeat=2, min_drain_s=0.0)
+FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_000, 10_000,
+             repeat=3, min_drain_s=10.0)
+QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, 200, repeat=2,
+              min_drain_s=0.0)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
 # the measurements, never asserted.
@@ -177,6 +180,8 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
     latency, latency_memory = ph.latency(bench, sizes.latency_single, sizes.latency_dag)
     streamed = stream(bench, runs=sizes.stream_runs, chunks=sizes.stream_chunks,
                       burst_chunks=sizes.stream_burst)
+    beside_waits = flat_beside_waits(bench, waiting_runs=sizes.waiting_runs,
+                                     runs=sizes.flat_runs, flat_nodes_per_s=flat["nodes_per_s"])
     grown = None
     if big:
         log.info("big: %d finished node rows, then flat again", sizes.big_rows)
@@ -185,6 +190,7 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
     return {
         "ceiling": {"single": single, "batch": batch, "single_notify": notify},
         "flat": flat, "dag": dag, "latency": latency, "stream": streamed,
+        "waiting": beside_waits,
         "ratios": _ratios(flat, dag, grown, single, batch), "big": grown,
         "worker_rss": _rss_summary(memory),
     }

@@ -171,19 +171,26 @@ class MaintenanceStore(Transitions):
 
     @transient
     def _fire_one(self, node_id: int, now: datetime | None) -> str:
+        """Fire one due wait. Node rows before the run row, and never a wait: the rows
+        its end may release, skip or cancel are locked NOWAIT first (another
+        transaction holds one: 'busy', the next pass fires it)."""
         q = queries()
-        with self._tx() as cur:
-            node = cur.execute(q["lock_due_wait"], {"id": node_id, "now": now}).fetchone()
-            if node is None:
-                still = cur.execute(q["wait_still_due"], {"id": node_id, "now": now}).fetchone()
-                return "busy" if still else "stale"
-            # The run right after the node row, before the rest of its nodes.
-            if cur.execute(q["try_lock_run"], {"run_id": node["run_id"]}).fetchone() is None:
-                return "busy"
-            work = UnitOfWork()
-            self._fire_wait(cur, work, node)
-            self._account_runs(cur, work)
-            work.flush(cur)
+        try:
+            with self._tx() as cur:
+                node = cur.execute(q["lock_due_wait"], {"id": node_id, "now": now}).fetchone()
+                if node is None:
+                    still = cur.execute(q["wait_still_due"],
+                                        {"id": node_id, "now": now}).fetchone()
+                    return "busy" if still else "stale"
+                cur.execute(q["lock_waiting_nodes_nowait"], {"run_id": node["run_id"]})
+                if cur.execute(q["try_lock_run"], {"run_id": node["run_id"]}).fetchone() is None:
+                    return "busy"
+                work = UnitOfWork()
+                self._fire_wait(cur, work, node)
+                self._account_runs(cur, work)
+                work.flush(cur)
+        except psycopg.errors.LockNotAvailable:
+            return "busy"
         return "timer" if "signal" not in node["wait_spec"] else "timeout"
 
     @transient

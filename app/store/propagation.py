@@ -127,7 +127,7 @@ class Propagation(StoreCore):
         """A signal that arrived before this node waited ends its wait now."""
         signal = cur.execute(queries()["take_buffered_signal"], {
             "run_id": node["run_id"], "name": node["wait_spec"]["signal"],
-            "node_key": node["node_key"]}).fetchone()
+            "node_key": node["node_key"], "node_id": node["id"]}).fetchone()
         if signal is None:
             return
         work.event(node["run_id"], node["node_key"], "signal_received", None, {

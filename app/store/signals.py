@@ -34,18 +34,23 @@ log = logging.getLogger("dagq.store")
 class SignalStore(RunStore):
     """Sending signals to runs."""
 
-    @transient
     def send_signal(
         self, run_id: uuid.UUID, name: str, *, tenant: str | None,
         data: dict[str, Any] | None = None, signal_id: str | None = None,
     ) -> SignalResult:
         """Store a signal and deliver it to the oldest node of the run waiting for
         `name`, or buffer it. The same `signal_id` again changes nothing (`duplicate`);
-        a finished run takes no new signal (Conflict)."""
+        a finished run takes no new signal (Conflict). Without a `signal_id` one is made
+        here, once, so a retry after a lost COMMIT finds its own row."""
+        return self._send_signal(run_id, name, tenant, {} if data is None else data,
+                                 signal_id or str(uuid.uuid4()), signal_id)
+
+    @transient
+    def _send_signal(
+        self, run_id: uuid.UUID, name: str, tenant: str | None, data: dict[str, Any],
+        signal_id: str, given_id: str | None,
+    ) -> SignalResult:
         q = queries()
-        data = {} if data is None else data
-        given_id = signal_id
-        signal_id = signal_id or str(uuid.uuid4())
         with self._tx() as cur:
             run = self._visible_run(cur, run_id, tenant)
             self._check_name(cur, run_id, name)

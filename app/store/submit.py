@@ -128,8 +128,11 @@ class SubmitStore(StoreCore):
     ) -> SubmitResult:
         nodes = _node_rows(spec, priority)
         roots = [node for node in nodes if node["status"] == "queued"]
+        # A root wait node waits from the submit: the run is running from then on.
+        started = any(node["status"] == "waiting" for node in nodes)
         events = [{"type": "run_queued",
                    "data": {"workflow": spec.name, "version": workflow_version}},
+                  *([{"type": "run_started"}] if started else []),
                   *({"node_key": node["node_key"], "type": "node_queued", "attempt": 0}
                     for node in roots),
                   # (a root wait's deadline is set by the insert: GET the run for it)
@@ -143,14 +146,15 @@ class SubmitStore(StoreCore):
                 "fingerprint": fingerprint, "event_key": event_key, "priority": priority,
                 "fail_fast": spec.fail_fast, "inputs": Jsonb(inputs),
                 "nodes_total": len(spec.nodes), "deadline_s": deadline_s,
-                "nodes": Jsonb(nodes), "events": Jsonb(events),
+                "nodes": Jsonb(nodes), "events": Jsonb(events), "started": started,
             }).fetchone()
             if row is None:
                 return self._existing_run(cur, run_id, tenant, event_key, fingerprint)
             notify_event_streams([run_id])
             for queue in sorted({node["queue"] for node in roots}):
                 notify_after_commit(QUEUED_CHANNEL, queue)
-        return SubmitResult(run_id=run_id, status="queued", created=True)
+        return SubmitResult(run_id=run_id, status="running" if started else "queued",
+                            created=True)
 
     def _existing_run(
         self, cur: psycopg.Cursor[Any], run_id: uuid.UUID, tenant: str, event_key: str | None,

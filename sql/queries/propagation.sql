@@ -177,11 +177,14 @@ FROM dagq.node_tasks d
 WHERE d.run_id = %(run_id)s AND d.node_key = %(dep)s AND d.status = 'succeeded'
 
 -- name: take_buffered_signal
--- The oldest signal of this name no node has taken yet, taken by `node_key`. A signal
--- row another transaction holds is skipped (it is being taken or is not committed).
+-- The oldest signal of this name no node has taken yet, taken by `node_key` if that
+-- node still waits (this transaction may have cancelled it meanwhile: a fail fast). A
+-- signal row another transaction holds is skipped (it is being taken or not committed).
 UPDATE dagq.signals s
 SET consumed_by = %(node_key)s, consumed_at = now()
-WHERE s.id = (
+WHERE EXISTS (SELECT 1 FROM dagq.node_tasks t
+              WHERE t.id = %(node_id)s AND t.status = 'waiting')
+  AND s.id = (
     SELECT b.id FROM dagq.signals b
     WHERE b.run_id = %(run_id)s AND b.name = %(name)s AND b.consumed_at IS NULL
     ORDER BY b.id

@@ -20,13 +20,14 @@ SELECT name, signal_id, consumed_by FROM dagq.signals
 WHERE run_id = %(run_id)s AND signal_id = %(signal_id)s
 
 -- name: lock_signal_waiters
--- The run's wait nodes for this signal that have not ended, locked in id order (node
--- rows before the run row). A node another transaction is moving to `waiting` is waited
--- for, then seen as it committed.
+-- The run's wait nodes for this signal that have not ended, locked in node-key order
+-- (the order release_dependents locks a run's nodes in; node rows before the run row).
+-- A node another transaction is moving to `waiting` is waited for, then seen as it
+-- committed.
 SELECT id, node_key, status, started_at FROM dagq.node_tasks
 WHERE run_id = %(run_id)s AND wait_spec ->> 'signal' = %(name)s
   AND status IN ('pending', 'waiting')
-ORDER BY id
+ORDER BY node_key
 FOR NO KEY UPDATE
 
 -- name: consume_signal

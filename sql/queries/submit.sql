@@ -39,10 +39,13 @@ FROM dagq.workflows ORDER BY name, version DESC
 WITH run AS (
     INSERT INTO dagq.runs (id, tenant, workflow, workflow_version, spec, fingerprint,
                            event_key, priority, fail_fast, inputs, nodes_total,
-                           nodes_remaining, deadline_at)
+                           nodes_remaining, deadline_at, status, started_at)
     VALUES (%(id)s, %(tenant)s, %(workflow)s, %(workflow_version)s, %(spec)s, %(fingerprint)s,
             %(event_key)s, %(priority)s, %(fail_fast)s, %(inputs)s, %(nodes_total)s,
-            %(nodes_total)s, now() + make_interval(secs => %(deadline_s)s::float8))
+            %(nodes_total)s, now() + make_interval(secs => %(deadline_s)s::float8),
+            -- a root wait node waits from now: the run has started
+            CASE WHEN %(started)s THEN 'running' ELSE 'queued' END,
+            CASE WHEN %(started)s THEN now() END)
     ON CONFLICT DO NOTHING
     RETURNING id, status
 ), nodes AS (

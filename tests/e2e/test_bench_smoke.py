@@ -83,6 +83,8 @@ def test_bench_quick_reports_every_figure(db_url: str, tmp_path: Path) -> None:
                                                                     "p99_ms")
     assert _number(figures, "stream", "one_node", "chunks") == sizes["stream_burst"]
     assert _number(figures, "stream", "one_node", "chunks_per_s") > 0
+    assert _number(figures, "waiting", "waiting_runs") == sizes["waiting_runs"]
+    assert _number(figures, "waiting", "ratio_to_flat") > 0
     assert figures["database"]["synchronous_commit"] == "on"
     assert figures["database"]["scratch"] is True
     assert "flat" in done.stdout and "ceiling" in done.stdout  # the table was printed

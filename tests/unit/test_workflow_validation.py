@@ -160,6 +160,7 @@ def test_wait_nodes_of_every_kind_are_valid() -> None:
      "cannot have 'map'"),
     ({"wait": {"signal": "a"}, "timeout_s": 5}, "cannot have 'timeout_s'"),
     ({"wait": {"signal": "a"}, "queue": "gpu"}, "cannot have 'queue'"),
+    ({"wait": {"signal": "a", "on_timeout": "skip"}}, "on_timeout needs timeout_s"),
     ({"wait": {"signal": "a", "later": True}}, "wait.later: Extra inputs are not permitted"),
     ({"wait": {"signal": "a", "timeout_s": 366 * 86400}}, "less than or equal to 31536000"),
     ({"wait": {"seconds": 366 * 86400}}, "less than or equal to 31536000"),
