@@ -9,8 +9,9 @@ import secrets
 import uuid
 from typing import Any
 
+from dagq import submissions
 from dagq.config import get_settings
-from dagq.errors import InvalidRequest, InvalidWorkflow
+from dagq.errors import DagqError, InvalidRequest, InvalidWorkflow
 from dagq.models import (
     ApiKey,
     RunView,
@@ -19,10 +20,10 @@ from dagq.models import (
     WorkflowRecord,
 )
 from dagq.states import OPEN_RUN_STATUSES
-from dagq.store import Store
+from dagq.store import NewRun, Stale, Store
+from dagq.store.submit_many import RunTemplate
 from dagq.workflow import (
     BUILTIN_EXECUTORS,
-    MAX_PRIORITY,
     TEST_EXECUTORS,
     WorkflowSpec,
     check_executors,
@@ -35,6 +36,7 @@ EXECUTORS_MAX_AGE_S = 2.0  # submissions may use a known-executors (-queues) lis
 # Every worker started without --queues serves it, and a node names it unless told
 # otherwise, so it is always valid (as the built-in executors are).
 DEFAULT_QUEUE = "default"
+STALE_RETRIES = 3  # a submission by name resolved again when a new version came meanwhile
 
 
 def hash_key(key: str) -> str:
@@ -138,19 +140,54 @@ def submit(
     inputs: Any = None, event_key: str | None = None, priority: int = 0,
     deadline_s: float | None = None,
 ) -> SubmitResult:
-    submitted, resolved_version = resolve_workflow(repo, workflow, version)
-    spec = with_executor_defaults(submitted, repo)
-    if event_key is not None and not (0 < len(event_key) <= 512):
-        raise InvalidRequest("event_key needs 1 to 512 characters")
-    if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
-        raise InvalidRequest(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")
-    if deadline_s is not None and not 0 < deadline_s <= 30 * 86_400:
-        raise InvalidRequest("deadline_s must be positive and at most 30 days")
-    return repo.submit_run(
-        tenant=tenant, spec=spec, workflow_version=resolved_version, inputs=inputs,
-        event_key=event_key, priority=priority, deadline_s=deadline_s,
-        fingerprint_spec=submitted,
-    )
+    """One run (the CLI, tests): as one submission of the API's group commit."""
+    req = submissions.SubmitRequest(tenant=tenant, workflow=workflow, version=version,
+                                    inputs=inputs, event_key=event_key, priority=priority,
+                                    deadline_s=deadline_s)
+    outcome = submit_many(repo, [prepare(repo, req)], [req])[0]
+    if isinstance(outcome, DagqError):
+        raise outcome
+    return outcome
+
+
+def prepare(repo: Store, req: submissions.SubmitRequest,
+            cache: submissions.SpecCache | None = None) -> NewRun:
+    """The request checked and turned into rows; every 4xx but a conflict is raised
+    here, before anything is written."""
+    hit = submissions.cached_run(req, cache)
+    if hit is not None:
+        return hit
+    submitted, version = resolve_workflow(repo, req.workflow, req.version)
+    filled = with_executor_defaults(submitted, repo)
+    submissions.check_request(req)
+    resolved = submissions.Resolved(RunTemplate.of(filled), version, submitted.spec_hash())
+    if cache is not None and isinstance(req.workflow, str):
+        cache.put(req.workflow, req.version, resolved)
+    return submissions.new_run(req, resolved)
+
+
+def submit_many(repo: Store, runs: list[NewRun], requests: list[submissions.SubmitRequest],
+                cache: submissions.SpecCache | None = None) -> list[SubmitResult | DagqError]:
+    """Write the runs (one statement for all); a run whose "latest" version went stale
+    is resolved again from the database and written again."""
+    outcomes = repo.submit_runs(runs)
+    for _ in range(STALE_RETRIES):
+        stale = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, Stale)]
+        if not stale:
+            break
+        for i in stale:
+            if cache is not None:
+                cache.forget(runs[i].workflow)
+        again: list[tuple[int, NewRun]] = []
+        for i in stale:
+            try:
+                again.append((i, prepare(repo, requests[i], cache)))
+            except DagqError as exc:
+                outcomes[i] = exc
+        for (i, _), outcome in zip(again, repo.submit_runs([run for _, run in again]),
+                                   strict=True):
+            outcomes[i] = outcome
+    return outcomes
 
 
 def run_warnings(repo: Store, run: RunView) -> list[RunWarning]:

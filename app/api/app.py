@@ -23,9 +23,11 @@ from dagq.api.routes_dashboard import routes as dashboard_routes
 from dagq.api.routes_schedules import routes as schedule_routes
 from dagq.api.routing import one_route_per_path
 from dagq.api.security import SecurityHeadersMiddleware
+from dagq.api.submits import SubmitBatcher
 from dagq.config import Settings
 from dagq.db import SessionLimits, conninfo, open_pool
 from dagq.store import Store
+from dagq.submissions import SpecCache
 
 log = logging.getLogger("dagq.api")
 
@@ -75,12 +77,15 @@ def create_app(settings: Settings, url: str) -> Starlette:
         repo = Store(pool, retry_s=bound, call_timeout_s=bound)
         hub = EventHub(conninfo(url, limits))
         app.state.repo, app.state.hub = repo, hub
+        app.state.submits = SubmitBatcher(repo, app.state.specs)
         await hub.start()
+        app.state.submits.start()
         try:
             with contextlib.suppress(Exception):  # metrics must not stop the API
                 await run_in_threadpool(metrics.start, repo)
             yield
         finally:
+            await app.state.submits.stop()
             await hub.stop()
             await run_in_threadpool(repo.close)
 
@@ -99,4 +104,5 @@ def create_app(settings: Settings, url: str) -> Starlette:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.keys = KeyCache()
+    app.state.specs = SpecCache()
     return app

@@ -27,11 +27,12 @@ ERROR_TEXT = {
     413: "Body larger than DAGQ_MAX_BODY_BYTES", 422: "Valid JSON, invalid content",
     503: "Database unavailable",
 }
-INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, WorkflowSpec, CreateScheduleBody]
+INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, s.SubmitBatchBody, WorkflowSpec,
+                                        CreateScheduleBody]
 OUTPUT_MODELS: list[type[BaseModel]] = [
     s.ErrorBody, s.WorkflowRef, WorkflowRecord, s.WorkflowList, SubmitResult, RunView,
     s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList, ScheduleCreated,
-    ScheduleRecord, ScheduleList, s.NodeStream,
+    ScheduleRecord, ScheduleList, s.NodeStream, s.BatchResults,
 ]
 V1 = [{"bearerAuth": []}]
 
@@ -144,6 +145,13 @@ def _run_paths() -> dict[str, Any]:
                               **_errors(401, 422, 503)},
             },
         },
+        "/v1/runs/batch": {"post": {
+            "summary": "Submit up to 1,000 runs; each item as the body of POST /v1/runs, "
+                       "each with its own result or error", "security": V1,
+            "requestBody": _body(s.SubmitBatchBody),
+            "responses": {"200": _json(_ref(s.BatchResults), "One result per item, in order"),
+                          **_errors(400, 401, 413, 422, 503)},
+        }},
         "/v1/runs/{run_id}": {"get": {
             "summary": "A run with its nodes", "security": V1, "parameters": [RUN_ID],
             "responses": {"200": _json(_ref(RunView), "The run"),

@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from dagq.errors import InvalidRequest
-from dagq.models import RunView, WorkflowRecord
+from dagq.models import RunView, SubmitResult, WorkflowRecord
 from dagq.states import RunStatus
 from dagq.workflow import KEY_PATTERN, MAX_PRIORITY
 
@@ -76,6 +76,15 @@ class SubmitRunBody(_Body):
                                      description="fail the run if not finished in time")
 
 
+MAX_BATCH_RUNS = 1000
+
+
+class SubmitBatchBody(_Body):
+    runs: list[Any] = Field(min_length=1, max_length=MAX_BATCH_RUNS,
+                            description="up to 1,000 submissions, each as the body of "
+                                        "POST /v1/runs; each gets its own result")
+
+
 class ListRunsQuery(_Query):
     status: RunStatus | None = None
     workflow: Annotated[str, Field(pattern=KEY_PATTERN)] | None = None
@@ -124,6 +133,13 @@ class ErrorDetail(_Out):
 
 class ErrorBody(_Out):
     error: ErrorDetail
+
+
+class BatchResults(_Out):
+    results: list[SubmitResult | ErrorBody] = Field(
+        description="one per submitted item, in order: its result as POST /v1/runs "
+                    "answers it (created or the existing run of its event key), or its "
+                    "error")
 
 
 class WorkflowRef(_Out):

@@ -10,6 +10,7 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `propagation`: a node's end moving through its run (release, skip, map expansion)
 - `transitions`: failed attempts (retry, fail, stop) and run accounting
 - `submit`: workflows and submitting runs
+- `submit_many`: many validated runs in one statement (the API's group commit)
 - `leases`: a worker's statements (lease, heartbeat, complete + hand-off, fail, requeue)
 - `runs`: reading, cancelling and retrying runs
 - `streams`: streamed node output (appended fenced and batched; the run's feed)
@@ -37,10 +38,11 @@ from dagq.store.ops import OpsStore
 from dagq.store.runs import RunStore
 from dagq.store.streams import StreamStore
 from dagq.store.submit import SubmitStore
+from dagq.store.submit_many import NewRun, Stale, SubmitManyStore
 
-__all__ = ["Completion", "Handoff", "Store"]
+__all__ = ["Completion", "Handoff", "NewRun", "Stale", "Store"]
 
 
-class Store(SubmitStore, LeaseStore, RunStore, StreamStore, MaintenanceStore, DirectoryStore,
-            OpsStore):
+class Store(SubmitStore, SubmitManyStore, LeaseStore, RunStore, StreamStore, MaintenanceStore,
+            DirectoryStore, OpsStore):
     """Every concern of the store over one pool (see the module docstring)."""

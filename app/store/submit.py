@@ -27,7 +27,7 @@ from dagq.workflow import WorkflowSpec, sha256_json
 log = logging.getLogger("dagq.store")
 
 
-def _node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:
+def node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:
     """The node_tasks rows of a new run, as JSON for jsonb_to_recordset."""
     defaults = spec.defaults
     dependents = spec.dependents()
@@ -122,7 +122,7 @@ class SubmitStore(StoreCore):
         inputs: Any, event_key: str | None, priority: int, deadline_s: float | None,
         fingerprint: str,
     ) -> SubmitResult:
-        nodes = _node_rows(spec, priority)
+        nodes = node_rows(spec, priority)
         roots = [node for node in nodes if node["status"] == "queued"]
         events = [{"type": "run_queued",
                    "data": {"workflow": spec.name, "version": workflow_version}},
