@@ -50,10 +50,14 @@ def _add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     up.add_argument("--workers", type=_int_at_least(0), default=2, help="worker processes")
     up.add_argument("--threads", type=_int_at_least(1), default=8, help="threads per worker")
     up.add_argument("--port", type=_int_at_least(1), default=None, help="API port")
+    up.add_argument("--api-processes", type=_int_at_least(1), default=None,
+                    help="API processes sharing the port (default: by the CPU count)")
 
     api = sub.add_parser("api", help="the HTTP API only")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=_int_at_least(1), default=None)
+    api.add_argument("--processes", type=_int_at_least(1), default=1,
+                     help="API processes sharing the port (SO_REUSEPORT)")
 
     worker = sub.add_parser("worker", help="worker processes that execute nodes")
     worker.add_argument("--processes", type=_int_at_least(1), default=2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from dagq import cli_client, service
 from dagq.bootstrap import database, repository
@@ -13,6 +14,7 @@ from dagq.config import Settings
 
 
 def up(args: argparse.Namespace, settings: Settings) -> int:
+    from dagq import procs
     from dagq.procs import ProcessGroup, child_env
 
     started = time.monotonic()
@@ -20,14 +22,24 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         port = args.port or settings.api_port
         env = child_env(db.url)
         group = ProcessGroup()
-        group.add("api", ["-m", "dagq.api", "--host", settings.api_host, "--port", str(port)],
-                  env)
+        args.api_processes = args.api_processes or procs.default_api_processes()
+        _add_api(group, settings.api_host, port, args.api_processes, env)
         group.add("sweeper", ["-m", "dagq.sweeper"], env)
         for i in range(args.workers):
             group.add(f"worker-{i + 1}", ["-m", "dagq.workers", "--threads", str(args.threads)],
                       env)
         _banner(settings, db.url, port, args, db.applied, time.monotonic() - started)
         return group.run()
+
+
+def _add_api(group: Any, host: str, port: int, processes: int, env: dict[str, str]) -> None:
+    """`processes` API processes on one port; more than one share it with SO_REUSEPORT."""
+    argv = ["-m", "dagq.api", "--host", host, "--port", str(port)]
+    if processes == 1:
+        group.add("api", argv, env)
+        return
+    for i in range(processes):
+        group.add(f"api-{i + 1}", [*argv, "--reuse-port"], env)
 
 
 def _say_embedded_stopped() -> None:
@@ -44,6 +56,8 @@ def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
         f"             psql \"{url}\"",
         f"  schema     {'applied migrations ' + str(applied) if applied else 'current'}",
         f"  api        http://{settings.api_host}:{port}/  (dashboard; API under /v1)",
+        f"             {args.api_processes} process(es) sharing the port "
+        f"(--api-processes; default 1 per 2 cores)",
         f"  workers    {args.workers} process(es) x {args.threads} threads",
         f"  sweeper    every {settings.sweep_interval_s:g}s",
         "  stop       Ctrl-C (or SIGTERM) stops everything cleanly",
@@ -63,10 +77,17 @@ def db(args: argparse.Namespace, settings: Settings) -> int:
 
 def api(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.api.server import serve
+    from dagq.procs import ProcessGroup, child_env
 
+    host, port = args.host or settings.api_host, args.port or settings.api_port
     with database(settings) as migrated:
-        return serve(settings, migrated.url, host=args.host or settings.api_host,
-                     port=args.port or settings.api_port)
+        if args.processes == 1:
+            return serve(settings, migrated.url, host=host, port=port)
+        group = ProcessGroup()
+        _add_api(group, host, port, args.processes, child_env(migrated.url))
+        print(f"dagq: API on http://{host}:{port}/ in {args.processes} processes sharing "
+              "the port", file=sys.stderr, flush=True)
+        return group.run()
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -35,6 +35,9 @@ FIGURES: list[tuple[str, tuple[str, ...], bool]] = [
     ("ceiling 1 row/tx, jobs/s", ("ceiling", "single", "jobs_per_s"), True),
     ("stream emit -> SSE client p50, ms", ("stream", "many", "p50_ms"), False),
     ("stream, one node, chunks/s", ("stream", "one_node", "chunks_per_s"), True),
+    ("api, 50 clients, submits/s", ("api", "c50", "submits_per_s"), True),
+    ("api, 50 clients, p99 ms", ("api", "c50", "p99_ms"), False),
+    ("api, 200 clients, submits/s", ("api", "c200", "submits_per_s"), True),
 ]
 
 

@@ -31,6 +31,7 @@ import psycopg
 from dagq import __version__
 from dagq.bench import machine
 from dagq.bench import phases as ph
+from dagq.bench.api_load import api_load
 from dagq.bench.report import print_report
 from dagq.bench.stream import stream
 from dagq.config import Settings
@@ -54,6 +55,7 @@ class Sizes:
     stream_runs: int
     stream_chunks: int  # per run, at 20/s
     stream_burst: int  # one node, as fast as it can
+    api_seconds: float  # of load per client count (50, 200) on the API
     repeat: int
     min_drain_s: float  # a shorter drain is logged as noisy
 
@@ -61,9 +63,11 @@ class Sizes:
 # Drains sized for >= 10 s each on the reference machine (2 cores: ~7,000 nodes/s flat,
 # ~6,000 node tasks/s in 1 -> 10 -> 1 DAGs of 12 nodes); 1-2 s drains were too noisy to
 # compare commits (three runs gave 4,164-5,909 nodes/s).
-FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_000, repeat=3,
-             min_drain_s=10.0)
-QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, repeat=2, min_drain_s=0.0)
+FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_000,
+             api_seconds=10.0, repeat=3, min_drain_s=10.0)
+QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, api_seconds=2.0, repeat=2,
+              min_drain_s=0.0)
+API_CLIENTS = (50, 200)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
 # the measurements, never asserted.
@@ -72,6 +76,7 @@ TARGETS = {
     "latency_dag_p50": "<= 10 ms", "latency_dag_p99": "<= 25 ms",
     "latency_single_p50": "<= 3 ms", "big_ratio": ">= 0.80",
     "stream_p50": "<= 20 ms", "stream_p99": "<= 100 ms",
+    "api_c50_submits_per_s": ">= 2,000", "api_c50_p99": "<= 50 ms",
 }
 
 
@@ -177,6 +182,8 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
     latency, latency_memory = ph.latency(bench, sizes.latency_single, sizes.latency_dag)
     streamed = stream(bench, runs=sizes.stream_runs, chunks=sizes.stream_chunks,
                       burst_chunks=sizes.stream_burst)
+    front_door = api_load(bench, clients=API_CLIENTS, seconds=sizes.api_seconds,
+                          in_process_runs_per_s=flat["submit"]["runs_per_s"])
     grown = None
     if big:
         log.info("big: %d finished node rows, then flat again", sizes.big_rows)
@@ -184,7 +191,7 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
     memory = [m for r in flats + dags for m in r["worker_memory"]] + latency_memory
     return {
         "ceiling": {"single": single, "batch": batch, "single_notify": notify},
-        "flat": flat, "dag": dag, "latency": latency, "stream": streamed,
+        "flat": flat, "dag": dag, "latency": latency, "stream": streamed, "api": front_door,
         "ratios": _ratios(flat, dag, grown, single, batch), "big": grown,
         "worker_rss": _rss_summary(memory),
     }
