@@ -94,7 +94,7 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The database, API keys and cron schedules."""
+    """The database, API keys, cron schedules and tenants."""
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     db_sub.add_parser("migrate", help="apply pending migrations")
@@ -118,6 +118,20 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     sched_sub.add_parser("list", help="all schedules")
     sched_delete = sched_sub.add_parser("delete", help="delete a schedule")
     sched_delete.add_argument("schedule_id", metavar="SCHEDULE_ID")
+
+    tenants = sub.add_parser("tenants", help="tenants' weights and quotas")
+    tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True,
+                                         metavar="COMMAND")
+    tenant_set = tenants_sub.add_parser(
+        "set", help="set a tenant's weight and quotas (an option left out: no limit)")
+    tenant_set.add_argument("name", metavar="NAME")
+    tenant_set.add_argument("--weight", type=float, default=1.0)
+    tenant_set.add_argument("--max-queued-runs", type=_int_at_least(0), default=None)
+    tenant_set.add_argument("--max-running-nodes", type=_int_at_least(0), default=None)
+    tenant_set.add_argument("--submit-rate", default=None, metavar="R/s",
+                            help="runs per second, e.g. 10 or 10/s")
+    tenant_list = tenants_sub.add_parser("list", help="tenants with settings or open runs")
+    tenant_list.add_argument("--json", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +168,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "up": commands.up, "db": commands.db, "api": commands.api, "worker": commands.worker,
         "sweeper": commands.sweeper, "keys": commands.keys, "submit": commands.submit,
         "runs": commands.runs, "run": commands.run, "schedules": commands.schedules,
+        "tenants": commands.tenants,
         "bench": commands.bench,
     }
     return handlers[args.command](args, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
@@ -198,3 +199,29 @@ def schedules(args: argparse.Namespace, settings: Settings) -> int:
             repo.delete_schedule(parse_uuid(args.schedule_id, "schedule"), None)
             print(f"deleted schedule {args.schedule_id}")
     return 0
+
+
+def tenants(args: argparse.Namespace, settings: Settings) -> int:
+    from dagq.cli_views import tenants_table
+
+    with repository(settings) as repo:
+        if args.tenants_command == "set":
+            record = service.set_tenant(
+                repo, args.name, weight=args.weight, max_queued_runs=args.max_queued_runs,
+                max_running_nodes=args.max_running_nodes,
+                submit_rate=service.parse_rate(args.submit_rate))
+            print(f"tenant {record.name!r}: weight {record.weight:g}, max queued runs "
+                  f"{_limit(record.max_queued_runs)}, max running nodes "
+                  f"{_limit(record.max_running_nodes)}, submit rate "
+                  f"{_limit(record.submit_rate, '/s')}")
+            return 0
+        listed = repo.list_tenants()
+    if args.json:
+        print(json.dumps([t.model_dump(mode="json") for t in listed], indent=2))
+    else:
+        tenants_table(listed)
+    return 0
+
+
+def _limit(value: float | None, unit: str = "") -> str:
+    return "none" if value is None else f"{value:g}{unit}"

@@ -17,6 +17,7 @@ from dagq.models import (
     RunView,
     RunWarning,
     SubmitResult,
+    TenantRecord,
     WorkflowRecord,
 )
 from dagq.states import OPEN_RUN_STATUSES
@@ -36,6 +37,9 @@ EXECUTORS_MAX_AGE_S = 2.0  # submissions may use a known-executors (-queues) lis
 # Every worker started without --queues serves it, and a node names it unless told
 # otherwise, so it is always valid (as the built-in executors are).
 DEFAULT_QUEUE = "default"
+MAX_WEIGHT = 1000.0
+MAX_RATE = 1_000_000.0
+INT32_MAX = 2**31 - 1
 STALE_RETRIES = 3  # a submission by name resolved again when a new version came meanwhile
 
 
@@ -168,9 +172,11 @@ def prepare(repo: Store, req: submissions.SubmitRequest,
 
 def submit_many(repo: Store, runs: list[NewRun], requests: list[submissions.SubmitRequest],
                 cache: submissions.SpecCache | None = None) -> list[SubmitResult | DagqError]:
-    """Write the runs (one statement for all); a run whose "latest" version went stale
-    is resolved again from the database and written again."""
-    outcomes = repo.submit_runs(runs)
+    """Write the runs (one statement for all; tenants with quotas are admitted first, in
+    the same transaction, and a refused run gets its 429 and writes nothing). A run whose
+    "latest" version went stale is resolved again from the database and written again."""
+    limited = cache.limited_tenants(repo) if cache is not None else repo.limited_tenants()
+    outcomes = repo.submit_runs(runs, limited)
     for _ in range(STALE_RETRIES):
         stale = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, Stale)]
         if not stale:
@@ -184,10 +190,41 @@ def submit_many(repo: Store, runs: list[NewRun], requests: list[submissions.Subm
                 again.append((i, prepare(repo, requests[i], cache)))
             except DagqError as exc:
                 outcomes[i] = exc
-        for (i, _), outcome in zip(again, repo.submit_runs([run for _, run in again]),
-                                   strict=True):
+        retried = repo.submit_runs([run for _, run in again], limited)
+        for (i, _), outcome in zip(again, retried, strict=True):
             outcomes[i] = outcome
     return outcomes
+
+
+def parse_rate(text: str | None) -> float | None:
+    """`10` or `10/s` (runs per second) as a number; None stays None."""
+    if text is None:
+        return None
+    try:
+        rate = float(text.strip().removesuffix("/s"))
+    except ValueError:
+        raise InvalidRequest(f"a submit rate is runs per second, like 10 or 10/s, not "
+                             f"{text!r}") from None
+    return rate
+
+
+def set_tenant(repo: Store, name: str, *, weight: float = 1.0,
+               max_queued_runs: int | None = None, max_running_nodes: int | None = None,
+               submit_rate: float | None = None) -> TenantRecord:
+    """Replace a tenant's weight and quotas (None: no limit); checked, then stored."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidRequest("a tenant name needs 1 to 200 characters")
+    if not (weight > 0 and weight <= MAX_WEIGHT):
+        raise InvalidRequest(f"weight must be above 0 and at most {MAX_WEIGHT}")
+    for label, value in (("max_queued_runs", max_queued_runs),
+                         ("max_running_nodes", max_running_nodes)):
+        if value is not None and not 0 <= value <= INT32_MAX:
+            raise InvalidRequest(f"{label} must be between 0 and {INT32_MAX}")
+    if submit_rate is not None and not (submit_rate > 0 and submit_rate <= MAX_RATE):
+        raise InvalidRequest(f"submit_rate must be above 0 and at most {MAX_RATE:,} runs/s")
+    return repo.put_tenant(name, weight=weight, max_queued_runs=max_queued_runs,
+                           max_running_nodes=max_running_nodes, submit_rate=submit_rate)
 
 
 def run_warnings(repo: Store, run: RunView) -> list[RunWarning]:

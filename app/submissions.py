@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from dagq.errors import InvalidRequest
-from dagq.store import NewRun
+from dagq.store import NewRun, Store
 from dagq.store.submit_many import RunTemplate
 from dagq.workflow import MAX_PRIORITY, sha256_json
 
@@ -49,6 +49,7 @@ class SpecCache:
         self.ttl_s = ttl_s
         self._found: dict[tuple[str, int | None], tuple[float, Resolved]] = {}
         self._lock = threading.Lock()
+        self._limited: tuple[float, frozenset[str] | None] = (0.0, None)
 
     def get(self, name: str, version: int | None) -> Resolved | None:
         with self._lock:
@@ -62,6 +63,18 @@ class SpecCache:
             if len(self._found) >= SPEC_CACHE_SIZE:
                 self._found.clear()
             self._found[(name, version)] = (time.monotonic(), resolved)
+
+    def limited_tenants(self, repo: Store) -> frozenset[str]:
+        """The tenants that have submit quotas (read at most every ttl_s: a new quota
+        applies within that)."""
+        now = time.monotonic()
+        with self._lock:
+            read_at, names = self._limited
+        if names is None or now - read_at >= self.ttl_s:
+            names = repo.limited_tenants()
+            with self._lock:
+                self._limited = (now, names)
+        return names
 
     def forget(self, name: str) -> None:
         with self._lock:

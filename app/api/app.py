@@ -21,6 +21,7 @@ from dagq.api.hub import EventHub
 from dagq.api.metrics import ApiMetrics
 from dagq.api.routes_dashboard import routes as dashboard_routes
 from dagq.api.routes_schedules import routes as schedule_routes
+from dagq.api.routes_tenants import routes as tenant_routes
 from dagq.api.routing import one_route_per_path
 from dagq.api.security import SecurityHeadersMiddleware
 from dagq.api.submits import SubmitBatcher
@@ -92,7 +93,8 @@ def create_app(settings: Settings, url: str) -> Starlette:
     app = Starlette(
         routes=one_route_per_path([
             *routes_runs.routes, *routes_events.routes, *routes_workflows.routes,
-            *routes_ops.routes, *dashboard_routes, *schedule_routes, *routes_pages.routes]),
+            *routes_ops.routes, *dashboard_routes, *schedule_routes, *tenant_routes,
+            *routes_pages.routes]),
         middleware=[
             Middleware(SecurityHeadersMiddleware),
             Middleware(RequestMetricsMiddleware, metrics=metrics),

@@ -79,6 +79,17 @@ class SubmitRunBody(_Body):
 MAX_BATCH_RUNS = 1000
 
 
+class PutTenantBody(_Body):
+    """A tenant's settings, replaced whole: a field left out is its default (no limit)."""
+
+    weight: float = Field(1.0, gt=0, le=1000, description="share of leases (default 1)")
+    max_queued_runs: int | None = Field(None, ge=0, le=INT32_MAX,
+                                        description="runs not yet started, at most")
+    max_running_nodes: int | None = Field(None, ge=0, le=INT32_MAX)
+    submit_rate: float | None = Field(None, gt=0, le=1_000_000,
+                                      description="runs per second, at most")
+
+
 class SubmitBatchBody(_Body):
     runs: list[Any] = Field(min_length=1, max_length=MAX_BATCH_RUNS,
                             description="up to 1,000 submissions, each as the body of "

@@ -15,6 +15,7 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `runs`: reading, cancelling and retrying runs
 - `streams`: streamed node output (appended fenced and batched; the run's feed)
 - `maintenance`: the sweeper's passes (reclaim, dead workers, heal, deadlines, prune)
+- `tenants`: tenants' weights and quotas, admission against them
 - `directory`: workers, executors, queues, API keys, schedules
 - `ops`: queue statistics, readiness, metrics, the event tail
 
@@ -39,10 +40,11 @@ from dagq.store.runs import RunStore
 from dagq.store.streams import StreamStore
 from dagq.store.submit import SubmitStore
 from dagq.store.submit_many import NewRun, Stale, SubmitManyStore
+from dagq.store.tenants import TenantStore
 
 __all__ = ["Completion", "Handoff", "NewRun", "Stale", "Store"]
 
 
 class Store(SubmitStore, SubmitManyStore, LeaseStore, RunStore, StreamStore, MaintenanceStore,
-            DirectoryStore, OpsStore):
+            DirectoryStore, OpsStore, TenantStore):
     """Every concern of the store over one pool (see the module docstring)."""

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections import Counter
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from dagq.errors import Conflict, DagqError, InvalidRequest
+from dagq.errors import Conflict, DagqError, InvalidRequest, QuotaExceeded, RateLimited
 from dagq.models import SubmitResult
 from dagq.sqlfiles import queries
 from dagq.store.core import (
@@ -109,26 +110,35 @@ Outcome = SubmitResult | DagqError
 class SubmitManyStore(StoreCore):
     """Many submissions, one write."""
 
-    def submit_runs(self, runs: list[NewRun]) -> list[Outcome]:
+    def submit_runs(self, runs: list[NewRun],
+                    limited: frozenset[str] = frozenset()) -> list[Outcome]:
         """Each run's result, in order: created (committed), the existing run of its
-        event key, or its own error (Conflict, InvalidRequest, Stale)."""
+        event key, or its own error (Conflict, InvalidRequest, Stale, or the 429 of a
+        tenant in `limited` over its quotas)."""
         if not runs:
             return []
         try:
-            return self._submit_runs(runs)
+            return self._submit_runs(runs, limited)
         except BAD_DATA as exc:
             if len(runs) == 1:
                 return [InvalidRequest("a value in the request is not storable",
                                        {"reason": _reason(exc)})]
             half = len(runs) // 2
-            return self.submit_runs(runs[:half]) + self.submit_runs(runs[half:])
+            return (self.submit_runs(runs[:half], limited)
+                    + self.submit_runs(runs[half:], limited))
 
     @transient
-    def _submit_runs(self, runs: list[NewRun]) -> list[Outcome]:
+    def _submit_runs(self, runs: list[NewRun], limited: frozenset[str]) -> list[Outcome]:
+        """One statement in autocommit; with quota-limited tenants, one transaction that
+        admits them first and holds their tenant rows locked until the runs are committed
+        (so concurrent groups cannot both fill the same room)."""
         q = queries()
-        payload = Jsonb([run.row(i) for i, run in enumerate(runs)])
         outcomes: list[Outcome | None] = [None] * len(runs)
-        with self._tx(one_statement=True) as cur:
+        asked = Counter(run.tenant for run in runs if run.tenant in limited)
+        with self._tx(one_statement=not asked) as cur:
+            if asked:
+                outcomes = list(_admit(cur, runs, asked))
+            payload = Jsonb([run.row(i) for i, run in enumerate(runs) if outcomes[i] is None])
             rows = cur.execute(q["submit_runs"], {"runs": payload}).fetchall()
             created = [runs[row["i"]] for row in rows if row["created"]]
             for row in rows:
@@ -138,7 +148,8 @@ class SubmitManyStore(StoreCore):
                     outcomes[row["i"]] = SubmitResult(run_id=runs[row["i"]].id,
                                                       status="queued", created=True)
             self._wake(created)
-        taken = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        written = {row["i"] for row in rows}
+        taken = [i for i, outcome in enumerate(outcomes) if outcome is None and i in written]
         if taken:
             self._resolve_taken(runs, taken, outcomes)
         return [outcome if outcome is not None else
@@ -172,6 +183,42 @@ class SubmitManyStore(StoreCore):
             else:  # its own row (a retried write) is the one it created
                 outcomes[row["i"]] = SubmitResult(run_id=row["id"], status=row["status"],
                                                   created=row["id"] == run.id)
+
+
+def _admit(cur: psycopg.Cursor[Any], runs: list[NewRun],
+           asked: Counter[str]) -> list[Outcome | None]:
+    """Per run: None if its tenant's quotas let it in (in submission order), else its 429
+    (QuotaExceeded or RateLimited, with retry_after)."""
+    tenants = sorted(asked)
+    cur.execute(queries()["lock_tenants"], {"tenants": tenants})
+    rows = cur.execute(queries()["admit_runs"], {
+        "tenants": tenants, "asked": [asked[t] for t in tenants]}).fetchall()
+    verdicts = {row["tenant"]: row for row in rows}
+    left = {tenant: verdict["admitted"] for tenant, verdict in verdicts.items()}
+    refusals: list[Outcome | None] = []
+    for run in runs:
+        if run.tenant not in left:
+            refusals.append(None)
+        elif left[run.tenant] > 0:
+            left[run.tenant] -= 1
+            refusals.append(None)
+        else:
+            refusals.append(_refusal(run.tenant, verdicts[run.tenant]))
+    return refusals
+
+
+def _refusal(tenant: str, verdict: dict[str, Any]) -> RateLimited:
+    retry = verdict["retry_after_s"] or 1
+    details = {"tenant": tenant, "retry_after_s": retry}
+    error: RateLimited
+    if verdict["refused_by"] == "quota_exceeded":
+        error = QuotaExceeded(f"tenant {tenant!r} has as many queued runs as its "
+                              "max_queued_runs allows; retry once some have started", details)
+    else:
+        error = RateLimited(f"tenant {tenant!r} is over its submit rate; retry in {retry}s",
+                            details)
+    error.retry_after = retry
+    return error
 
 
 def _reason(exc: Exception) -> str:
