@@ -37,6 +37,7 @@ EXECUTORS_MAX_AGE_S = 2.0  # submissions may use a known-executors (-queues) lis
 # Every worker started without --queues serves it, and a node names it unless told
 # otherwise, so it is always valid (as the built-in executors are).
 DEFAULT_QUEUE = "default"
+MIN_SETTING = 0.001  # smallest weight or submit rate (smaller would round to 0 as real)
 MAX_WEIGHT = 1000.0
 MAX_RATE = 1_000_000.0
 INT32_MAX = 2**31 - 1
@@ -215,14 +216,15 @@ def set_tenant(repo: Store, name: str, *, weight: float = 1.0,
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidRequest("a tenant name needs 1 to 200 characters")
-    if not (weight > 0 and weight <= MAX_WEIGHT):
-        raise InvalidRequest(f"weight must be above 0 and at most {MAX_WEIGHT}")
+    if not (MIN_SETTING <= weight <= MAX_WEIGHT):
+        raise InvalidRequest(f"weight must be between {MIN_SETTING} and {MAX_WEIGHT:g}")
     for label, value in (("max_queued_runs", max_queued_runs),
                          ("max_running_nodes", max_running_nodes)):
         if value is not None and not 0 <= value <= INT32_MAX:
             raise InvalidRequest(f"{label} must be between 0 and {INT32_MAX}")
-    if submit_rate is not None and not (submit_rate > 0 and submit_rate <= MAX_RATE):
-        raise InvalidRequest(f"submit_rate must be above 0 and at most {MAX_RATE:,} runs/s")
+    if submit_rate is not None and not MIN_SETTING <= submit_rate <= MAX_RATE:
+        raise InvalidRequest(f"submit_rate must be between {MIN_SETTING} and {MAX_RATE:,.0f} "
+                             "runs/s")
     return repo.put_tenant(name, weight=weight, max_queued_runs=max_queued_runs,
                            max_running_nodes=max_running_nodes, submit_rate=submit_rate)
 

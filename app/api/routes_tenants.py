@@ -18,8 +18,12 @@ MAX_NAME = 200
 
 def _name(request: Request) -> str:
     name = request.path_params["name"]
+    try:
+        name.encode()  # a lone surrogate (from undecodable %-escapes) is no name
+    except UnicodeEncodeError:
+        name = ""
     if not 0 < len(name) <= MAX_NAME or "\x00" in name:
-        raise InvalidRequest(f"a tenant name needs 1 to {MAX_NAME} characters")
+        raise InvalidRequest(f"a tenant name needs 1 to {MAX_NAME} characters (no NUL)")
     return name
 
 

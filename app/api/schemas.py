@@ -77,16 +77,19 @@ class SubmitRunBody(_Body):
 
 
 MAX_BATCH_RUNS = 1000
+MIN_SETTING = 0.001  # smallest weight or rate (a smaller float would round to 0 as real)
 
 
 class PutTenantBody(_Body):
     """A tenant's settings, replaced whole: a field left out is its default (no limit)."""
 
-    weight: float = Field(1.0, gt=0, le=1000, description="share of leases (default 1)")
+    weight: float = Field(1.0, ge=MIN_SETTING, le=1000,
+                          description="share of leases (default 1; not used by leasing yet)")
     max_queued_runs: int | None = Field(None, ge=0, le=INT32_MAX,
                                         description="runs not yet started, at most")
-    max_running_nodes: int | None = Field(None, ge=0, le=INT32_MAX)
-    submit_rate: float | None = Field(None, gt=0, le=1_000_000,
+    max_running_nodes: int | None = Field(None, ge=0, le=INT32_MAX,
+                                          description="not used by leasing yet")
+    submit_rate: float | None = Field(None, ge=MIN_SETTING, le=1_000_000,
                                       description="runs per second, at most")
 
 

@@ -52,7 +52,7 @@ WITH asked AS (
                t.max_queued_runs - (SELECT count(*) FROM (
                    SELECT 1 FROM dagq.runs r
                    WHERE r.tenant = t.name AND r.finished_at IS NULL AND r.status = 'queued'
-                   LIMIT t.max_queued_runs + 1) counted)) END AS queue_room,
+                   LIMIT t.max_queued_runs::bigint + 1) counted)) END AS queue_room,
            CASE WHEN t.submit_rate IS NULL THEN NULL ELSE least(
                greatest(t.submit_rate, 1),
                t.tokens + t.submit_rate * extract(epoch FROM now() - t.refilled_at)) END

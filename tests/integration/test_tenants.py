@@ -47,8 +47,8 @@ def test_admins_set_and_read_a_tenants_quotas(api: Api, sql) -> None:
     assert (got["weight"], got["max_queued_runs"], got["submit_rate"]) == (3.0, None, None)
     assert_error(put(api, "globex", headers=api.acme, weight=2), 403, "forbidden")
     assert_error(api.client.get("/v1/tenants/acme", headers=api.acme), 403, "forbidden")
-    for bad in ({"weight": 0}, {"weight": -1}, {"max_queued_runs": -1}, {"submit_rate": 0},
-                {"weight": "2"}, {"extra": 1}):
+    for bad in ({"weight": 0}, {"weight": -1}, {"weight": 1e-300}, {"max_queued_runs": -1},
+                {"submit_rate": 0}, {"submit_rate": 1e-50}, {"weight": "2"}, {"extra": 1}):
         assert_error(put(api, "globex", **bad), 422, "invalid_request")
     assert sql.execute("SELECT name FROM dagq.tenants").fetchall() == [{"name": "acme"}]
 
@@ -75,6 +75,9 @@ def test_over_max_queued_runs_is_429_and_writes_nothing(api: Api, sql) -> None:
     # Runs that started no longer count as queued.
     sql.execute("UPDATE dagq.runs SET status = 'running' WHERE tenant = 'acme'")
     assert post(99).status_code == 201
+    # The largest quota the API accepts is counted without overflowing.
+    put(api, "acme", max_queued_runs=2**31 - 1)
+    assert post(100).status_code == 201
 
 
 def test_over_the_submit_rate_is_429_until_the_bucket_refills(api: Api, sql) -> None:
