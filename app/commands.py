@@ -57,7 +57,8 @@ def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
         f"             psql \"{url}\"",
         f"  schema     {'applied migrations ' + str(applied) if applied else 'current'}",
         f"  api        http://{settings.api_host}:{port}/  (dashboard; API under /v1)",
-        f"             {args.api_processes} process(es) sharing the port "
+        f"             {args.api_processes} process(es)"
+        f"{' sharing the port' if args.api_processes > 1 else ''} "
         f"(--api-processes; default 1 per 2 cores)",
         f"  workers    {args.workers} process(es) x {args.threads} threads",
         f"  sweeper    every {settings.sweep_interval_s:g}s",

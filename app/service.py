@@ -213,8 +213,7 @@ def set_tenant(repo: Store, name: str, *, weight: float = 1.0,
                max_queued_runs: int | None = None, max_running_nodes: int | None = None,
                submit_rate: float | None = None) -> TenantRecord:
     """Replace a tenant's weight and quotas (None: no limit); checked, then stored."""
-    name = name.strip()
-    if not name or len(name) > 200:
+    if not name or len(name) > 200 or "\x00" in name:
         raise InvalidRequest("a tenant name needs 1 to 200 characters")
     if not (MIN_SETTING <= weight <= MAX_WEIGHT):
         raise InvalidRequest(f"weight must be between {MIN_SETTING} and {MAX_WEIGHT:g}")

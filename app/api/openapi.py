@@ -275,8 +275,8 @@ def _schedule_paths() -> dict[str, Any]:
 
 
 def _tenant_paths() -> dict[str, Any]:
-    name = _param("name", "path", {"type": "string", "minLength": 1, "maxLength": 200},
-                  "the tenant")
+    name = _param("name", "path", {"type": "string", "minLength": 1, "maxLength": 200,
+                                   "pattern": s.TENANT_PATTERN}, "the tenant")
     return {"/v1/tenants/{name}": {
         "get": {
             "summary": "A tenant's weight and quotas (defaults if never set); admin keys",

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -103,6 +104,8 @@ async def submit_batch(request: Request) -> JSONResponse:
 
 
 async def get_run(request: Request) -> JSONResponse:
+    if request.path_params["run_id"] == "batch":  # GET of POST /v1/runs/batch's path
+        raise HTTPException(405, headers={"Allow": "POST"})
     key = await principal(request)
     run = await run_in_threadpool(service.get_run, request.app.state.repo, run_id_of(request),
                                   tenant_scope(key))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from dagq.errors import InvalidRequest
 from dagq.models import RunView, SubmitResult, WorkflowRecord
@@ -80,14 +80,22 @@ MAX_BATCH_RUNS = 1000
 MIN_SETTING = 0.001  # smallest weight or rate (a smaller float would round to 0 as real)
 
 
+def _integral(value: Any) -> Any:
+    """5.0 is the integer 5 in JSON (and JSON Schema); a float with a fraction stays one
+    (and is refused)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Count = Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_integral)]
+
+
 class PutTenantBody(_Body):
     """A tenant's settings, replaced whole: a field left out is its default (no limit)."""
 
     weight: float = Field(1.0, ge=MIN_SETTING, le=1000,
                           description="share of leases (default 1; not used by leasing yet)")
-    max_queued_runs: int | None = Field(None, ge=0, le=INT32_MAX,
-                                        description="runs not yet started, at most")
-    max_running_nodes: int | None = Field(None, ge=0, le=INT32_MAX,
+    max_queued_runs: Count | None = Field(None, description="runs not yet started, at most")
+    max_running_nodes: Count | None = Field(None,
                                           description="not used by leasing yet")
     submit_rate: float | None = Field(None, ge=MIN_SETTING, le=1_000_000,
                                       description="runs per second, at most")

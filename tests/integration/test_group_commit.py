@@ -177,3 +177,9 @@ def test_batch_route_refuses_a_bad_envelope_and_writes_nothing(api: Api, sql, bo
 def test_batch_route_needs_a_key(api: Api) -> None:
     response = api.client.post("/v1/runs/batch", json={"runs": [{"workflow": ECHO_FLOW}]})
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE"])
+def test_other_methods_on_the_batch_path_are_405(api: Api, method: str) -> None:
+    response = api.client.request(method, "/v1/runs/batch", headers=api.acme)
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
