@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any
 
+from dagq.config import get_settings
 from dagq.errors import InvalidRequest
 from dagq.store import NewRun, Store
 from dagq.store.submit_many import RunTemplate
@@ -47,13 +48,15 @@ class SpecCache:
 
     def __init__(self, ttl_s: float = SPEC_CACHE_TTL_S) -> None:
         self.ttl_s = ttl_s
-        self._found: dict[tuple[str, int | None], tuple[float, Resolved]] = {}
+        # By (name, version, DAGQ_TEST_EXECUTORS on): a spec naming builtin.fail is
+        # valid only while they are on.
+        self._found: dict[tuple[str, int | None, bool], tuple[float, Resolved]] = {}
         self._lock = threading.Lock()
         self._limited: tuple[float, frozenset[str] | None] = (0.0, None)
 
     def get(self, name: str, version: int | None) -> Resolved | None:
         with self._lock:
-            hit = self._found.get((name, version))
+            hit = self._found.get((name, version, _test_executors()))
         if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
         return None
@@ -62,7 +65,7 @@ class SpecCache:
         with self._lock:
             if len(self._found) >= SPEC_CACHE_SIZE:
                 self._found.clear()
-            self._found[(name, version)] = (time.monotonic(), resolved)
+            self._found[(name, version, _test_executors())] = (time.monotonic(), resolved)
 
     def limited_tenants(self, repo: Store) -> frozenset[str]:
         """The tenants that have submit quotas (read at most every ttl_s: a new quota
@@ -78,7 +81,12 @@ class SpecCache:
 
     def forget(self, name: str) -> None:
         with self._lock:
-            self._found.pop((name, None), None)
+            for tests_on in (False, True):
+                self._found.pop((name, None, tests_on), None)
+
+
+def _test_executors() -> bool:
+    return get_settings().test_executors == "on"
 
 
 def check_request(req: SubmitRequest) -> None:
