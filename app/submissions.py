@@ -44,7 +44,8 @@ class SpecCache:
     """Resolved registered workflows by (name, version), for SPEC_CACHE_TTL_S: the
     executor defaults they hold may be that old (as without the cache). A name without
     a version maps to the latest version seen; the write checks it is still the latest
-    (a stale one is resolved again), so a new version is used at once."""
+    (a stale one is resolved again), so a new version is used at once. Also which
+    tenants have submit quotas (as old as ttl_s too)."""
 
     def __init__(self, ttl_s: float = SPEC_CACHE_TTL_S) -> None:
         self.ttl_s = ttl_s
