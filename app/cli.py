@@ -50,10 +50,14 @@ def _add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     up.add_argument("--workers", type=_int_at_least(0), default=2, help="worker processes")
     up.add_argument("--threads", type=_int_at_least(1), default=8, help="threads per worker")
     up.add_argument("--port", type=_int_at_least(1), default=None, help="API port")
+    up.add_argument("--api-processes", type=_int_at_least(1), default=None,
+                    help="API processes sharing the port (default: by the CPU count)")
 
     api = sub.add_parser("api", help="the HTTP API only")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=_int_at_least(1), default=None)
+    api.add_argument("--processes", type=_int_at_least(1), default=1,
+                     help="API processes sharing the port (SO_REUSEPORT)")
 
     worker = sub.add_parser("worker", help="worker processes that execute nodes")
     worker.add_argument("--processes", type=_int_at_least(1), default=2)
@@ -97,7 +101,7 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The database, API keys and cron schedules."""
+    """The database, API keys, cron schedules and tenants."""
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     db_sub.add_parser("migrate", help="apply pending migrations")
@@ -121,6 +125,20 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     sched_sub.add_parser("list", help="all schedules")
     sched_delete = sched_sub.add_parser("delete", help="delete a schedule")
     sched_delete.add_argument("schedule_id", metavar="SCHEDULE_ID")
+
+    tenants = sub.add_parser("tenants", help="tenants' weights and quotas")
+    tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True,
+                                         metavar="COMMAND")
+    tenant_set = tenants_sub.add_parser(
+        "set", help="set a tenant's weight and quotas (an option left out: no limit)")
+    tenant_set.add_argument("name", metavar="NAME")
+    tenant_set.add_argument("--weight", type=float, default=1.0)
+    tenant_set.add_argument("--max-queued-runs", type=_int_at_least(0), default=None)
+    tenant_set.add_argument("--max-running-nodes", type=_int_at_least(0), default=None)
+    tenant_set.add_argument("--submit-rate", default=None, metavar="R/s",
+                            help="runs per second, e.g. 10 or 10/s")
+    tenant_list = tenants_sub.add_parser("list", help="tenants with settings or open runs")
+    tenant_list.add_argument("--json", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +175,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "up": commands.up, "db": commands.db, "api": commands.api, "worker": commands.worker,
         "sweeper": commands.sweeper, "keys": commands.keys, "submit": commands.submit,
         "runs": commands.runs, "run": commands.run, "schedules": commands.schedules,
+        "tenants": commands.tenants,
         "bench": commands.bench, "signal": commands.signal,
     }
     return handlers[args.command](args, settings)

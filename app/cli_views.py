@@ -192,3 +192,20 @@ def schedules_table(schedules: list[Any]) -> None:
         table.add_row(str(item.schedule_id), item.tenant, workflow, item.cron, item.timezone,
                       _when(item.last_fire_at), last)
     out.print(table)
+
+
+def tenants_table(tenants: list[Any]) -> None:
+    table = Table(title=f"{len(tenants)} tenant(s)")
+    for column in ("tenant", "weight", "max queued runs", "max running nodes", "submit rate",
+                   "queued runs", "running runs", "queued nodes", "running nodes"):
+        table.add_column(column)
+    for t in tenants:
+        table.add_row(t.name, f"{t.weight:g}", _or_none(t.max_queued_runs),
+                      _or_none(t.max_running_nodes), _or_none(t.submit_rate, "/s"),
+                      str(t.queued_runs or 0), str(t.running_runs or 0),
+                      str(t.queued_nodes or 0), str(t.running_nodes or 0))
+    out.print(table)
+
+
+def _or_none(value: Any, unit: str = "") -> str:
+    return "-" if value is None else f"{value:g}{unit}"

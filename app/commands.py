@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from typing import Any
 
 from dagq import cli_client, service
 from dagq.bootstrap import database, repository
@@ -13,6 +15,7 @@ from dagq.config import Settings
 
 
 def up(args: argparse.Namespace, settings: Settings) -> int:
+    from dagq import procs
     from dagq.procs import ProcessGroup, child_env
 
     started = time.monotonic()
@@ -20,14 +23,24 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         port = args.port or settings.api_port
         env = child_env(db.url)
         group = ProcessGroup()
-        group.add("api", ["-m", "dagq.api", "--host", settings.api_host, "--port", str(port)],
-                  env)
+        args.api_processes = args.api_processes or procs.default_api_processes()
+        _add_api(group, settings.api_host, port, args.api_processes, env)
         group.add("sweeper", ["-m", "dagq.sweeper"], env)
         for i in range(args.workers):
             group.add(f"worker-{i + 1}", ["-m", "dagq.workers", "--threads", str(args.threads)],
                       env)
         _banner(settings, db.url, port, args, db.applied, time.monotonic() - started)
         return group.run()
+
+
+def _add_api(group: Any, host: str, port: int, processes: int, env: dict[str, str]) -> None:
+    """`processes` API processes on one port; more than one share it with SO_REUSEPORT."""
+    argv = ["-m", "dagq.api", "--host", host, "--port", str(port)]
+    if processes == 1:
+        group.add("api", argv, env)
+        return
+    for i in range(processes):
+        group.add(f"api-{i + 1}", [*argv, "--reuse-port"], env)
 
 
 def _say_embedded_stopped() -> None:
@@ -44,6 +57,9 @@ def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
         f"             psql \"{url}\"",
         f"  schema     {'applied migrations ' + str(applied) if applied else 'current'}",
         f"  api        http://{settings.api_host}:{port}/  (dashboard; API under /v1)",
+        f"             {args.api_processes} process(es)"
+        f"{' sharing the port' if args.api_processes > 1 else ''} "
+        f"(--api-processes; default 1 per 2 cores)",
         f"  workers    {args.workers} process(es) x {args.threads} threads",
         f"  sweeper    every {settings.sweep_interval_s:g}s",
         "  stop       Ctrl-C (or SIGTERM) stops everything cleanly",
@@ -63,10 +79,17 @@ def db(args: argparse.Namespace, settings: Settings) -> int:
 
 def api(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.api.server import serve
+    from dagq.procs import ProcessGroup, child_env
 
+    host, port = args.host or settings.api_host, args.port or settings.api_port
     with database(settings) as migrated:
-        return serve(settings, migrated.url, host=args.host or settings.api_host,
-                     port=args.port or settings.api_port)
+        if args.processes == 1:
+            return serve(settings, migrated.url, host=host, port=port)
+        group = ProcessGroup()
+        _add_api(group, host, port, args.processes, child_env(migrated.url))
+        print(f"dagq: API on http://{host}:{port}/ in {args.processes} processes sharing "
+              "the port", file=sys.stderr, flush=True)
+        return group.run()
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -192,3 +215,29 @@ def schedules(args: argparse.Namespace, settings: Settings) -> int:
             repo.delete_schedule(parse_uuid(args.schedule_id, "schedule"), None)
             print(f"deleted schedule {args.schedule_id}")
     return 0
+
+
+def tenants(args: argparse.Namespace, settings: Settings) -> int:
+    from dagq.cli_views import tenants_table
+
+    with repository(settings) as repo:
+        if args.tenants_command == "set":
+            record = service.set_tenant(
+                repo, args.name, weight=args.weight, max_queued_runs=args.max_queued_runs,
+                max_running_nodes=args.max_running_nodes,
+                submit_rate=service.parse_rate(args.submit_rate))
+            print(f"tenant {record.name!r}: weight {record.weight:g}, max queued runs "
+                  f"{_limit(record.max_queued_runs)}, max running nodes "
+                  f"{_limit(record.max_running_nodes)}, submit rate "
+                  f"{_limit(record.submit_rate, '/s')}")
+            return 0
+        listed = repo.list_tenants()
+    if args.json:
+        print(json.dumps([t.model_dump(mode="json") for t in listed], indent=2))
+    else:
+        tenants_table(listed)
+    return 0
+
+
+def _limit(value: float | None, unit: str = "") -> str:
+    return "none" if value is None else f"{value:g}{unit}"

@@ -105,6 +105,12 @@ class RateLimited(ApiError):
     code = "rate_limited"
 
 
+class QuotaExceeded(RateLimited):
+    """429: the tenant's max_queued_runs is reached (its runs must start first)."""
+
+    code = "quota_exceeded"
+
+
 class Unavailable(ApiError):
     """The API could not be reached or answered 502/503/504 (e.g. its database is down),
     after the retries the call allows; `status` is None when no reply came."""

@@ -149,6 +149,21 @@ class WorkflowRecord(_Record):
     created_at: datetime | None = None
 
 
+class TenantRecord(_Record):
+    """A tenant's weight and quotas (None: no limit), and its load when listed."""
+
+    name: str
+    weight: float = 1.0
+    max_queued_runs: int | None = None
+    max_running_nodes: int | None = None
+    submit_rate: float | None = None
+    updated_at: datetime | None = None
+    queued_runs: int | None = None
+    running_runs: int | None = None
+    queued_nodes: int | None = None
+    running_nodes: int | None = None
+
+
 class ApiKey(_Record):
     id: UUID
     tenant: str

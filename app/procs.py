@@ -169,3 +169,8 @@ def child_env(database_url: str, **extra: str) -> dict[str, str]:
     env["DAGQ_DATABASE_URL"] = database_url
     env.update(extra)
     return env
+
+
+def default_api_processes(cpus: int | None = None) -> int:
+    """One API process per two cores (the workers and Postgres need the others), 1 to 4."""
+    return max(1, min(4, (cpus or os.cpu_count() or 1) // 2))

@@ -10,22 +10,24 @@ import secrets
 import uuid
 from typing import Any
 
+from dagq import submissions
 from dagq.config import get_settings
-from dagq.errors import InvalidRequest, InvalidWorkflow
+from dagq.errors import DagqError, InvalidRequest, InvalidWorkflow
 from dagq.models import (
     ApiKey,
     RunView,
     RunWarning,
     SignalResult,
     SubmitResult,
+    TenantRecord,
     WorkflowRecord,
 )
 from dagq.states import OPEN_RUN_STATUSES
-from dagq.store import Store
+from dagq.store import NewRun, Stale, Store
+from dagq.store.submit_many import RunTemplate
 from dagq.workflow import (
     BUILTIN_EXECUTORS,
     KEY_PATTERN,
-    MAX_PRIORITY,
     TEST_EXECUTORS,
     WorkflowSpec,
     check_executors,
@@ -38,6 +40,11 @@ EXECUTORS_MAX_AGE_S = 2.0  # submissions may use a known-executors (-queues) lis
 # Every worker started without --queues serves it, and a node names it unless told
 # otherwise, so it is always valid (as the built-in executors are).
 DEFAULT_QUEUE = "default"
+MIN_SETTING = 0.001  # smallest weight or submit rate (smaller would round to 0 as real)
+MAX_WEIGHT = 1000.0
+MAX_RATE = 1_000_000.0
+INT32_MAX = 2**31 - 1
+STALE_RETRIES = 3  # a submission by name resolved again when a new version came meanwhile
 
 
 def hash_key(key: str) -> str:
@@ -142,19 +149,87 @@ def submit(
     inputs: Any = None, event_key: str | None = None, priority: int = 0,
     deadline_s: float | None = None,
 ) -> SubmitResult:
-    submitted, resolved_version = resolve_workflow(repo, workflow, version)
-    spec = with_executor_defaults(submitted, repo)
-    if event_key is not None and not (0 < len(event_key) <= 512):
-        raise InvalidRequest("event_key needs 1 to 512 characters")
-    if not -MAX_PRIORITY <= priority <= MAX_PRIORITY:
-        raise InvalidRequest(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")
-    if deadline_s is not None and not 0 < deadline_s <= 30 * 86_400:
-        raise InvalidRequest("deadline_s must be positive and at most 30 days")
-    return repo.submit_run(
-        tenant=tenant, spec=spec, workflow_version=resolved_version, inputs=inputs,
-        event_key=event_key, priority=priority, deadline_s=deadline_s,
-        fingerprint_spec=submitted,
-    )
+    """One run (the CLI, tests): as one submission of the API's group commit."""
+    req = submissions.SubmitRequest(tenant=tenant, workflow=workflow, version=version,
+                                    inputs=inputs, event_key=event_key, priority=priority,
+                                    deadline_s=deadline_s)
+    outcome = submit_many(repo, [prepare(repo, req)], [req])[0]
+    if isinstance(outcome, DagqError):
+        raise outcome
+    return outcome
+
+
+def prepare(repo: Store, req: submissions.SubmitRequest,
+            cache: submissions.SpecCache | None = None) -> NewRun:
+    """The request checked and turned into rows; every 4xx but a conflict is raised
+    here, before anything is written."""
+    hit = submissions.cached_run(req, cache)
+    if hit is not None:
+        return hit
+    submitted, version = resolve_workflow(repo, req.workflow, req.version)
+    filled = with_executor_defaults(submitted, repo)
+    submissions.check_request(req)
+    resolved = submissions.Resolved(RunTemplate.of(filled), version, submitted.spec_hash())
+    if cache is not None and isinstance(req.workflow, str):
+        cache.put(req.workflow, req.version, resolved)
+    return submissions.new_run(req, resolved)
+
+
+def submit_many(repo: Store, runs: list[NewRun], requests: list[submissions.SubmitRequest],
+                cache: submissions.SpecCache | None = None) -> list[SubmitResult | DagqError]:
+    """Write the runs (one statement for all; tenants with quotas are admitted first, in
+    the same transaction, and a refused run gets its 429 and writes nothing). A run whose
+    "latest" version went stale is resolved again from the database and written again."""
+    limited = cache.limited_tenants(repo) if cache is not None else repo.limited_tenants()
+    outcomes = repo.submit_runs(runs, limited)
+    for _ in range(STALE_RETRIES):
+        stale = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, Stale)]
+        if not stale:
+            break
+        for i in stale:
+            if cache is not None:
+                cache.forget(runs[i].workflow)
+        again: list[tuple[int, NewRun]] = []
+        for i in stale:
+            try:
+                again.append((i, prepare(repo, requests[i], cache)))
+            except DagqError as exc:
+                outcomes[i] = exc
+        retried = repo.submit_runs([run for _, run in again], limited)
+        for (i, _), outcome in zip(again, retried, strict=True):
+            outcomes[i] = outcome
+    return outcomes
+
+
+def parse_rate(text: str | None) -> float | None:
+    """`10` or `10/s` (runs per second) as a number; None stays None."""
+    if text is None:
+        return None
+    try:
+        rate = float(text.strip().removesuffix("/s"))
+    except ValueError:
+        raise InvalidRequest(f"a submit rate is runs per second, like 10 or 10/s, not "
+                             f"{text!r}") from None
+    return rate
+
+
+def set_tenant(repo: Store, name: str, *, weight: float = 1.0,
+               max_queued_runs: int | None = None, max_running_nodes: int | None = None,
+               submit_rate: float | None = None) -> TenantRecord:
+    """Replace a tenant's weight and quotas (None: no limit); checked, then stored."""
+    if not name or len(name) > 200 or "\x00" in name:
+        raise InvalidRequest("a tenant name needs 1 to 200 characters")
+    if not (MIN_SETTING <= weight <= MAX_WEIGHT):
+        raise InvalidRequest(f"weight must be between {MIN_SETTING} and {MAX_WEIGHT:g}")
+    for label, value in (("max_queued_runs", max_queued_runs),
+                         ("max_running_nodes", max_running_nodes)):
+        if value is not None and not 0 <= value <= INT32_MAX:
+            raise InvalidRequest(f"{label} must be between 0 and {INT32_MAX}")
+    if submit_rate is not None and not MIN_SETTING <= submit_rate <= MAX_RATE:
+        raise InvalidRequest(f"submit_rate must be between {MIN_SETTING} and {MAX_RATE:,.0f} "
+                             "runs/s")
+    return repo.put_tenant(name, weight=weight, max_queued_runs=max_queued_runs,
+                           max_running_nodes=max_running_nodes, submit_rate=submit_rate)
 
 
 def run_warnings(repo: Store, run: RunView) -> list[RunWarning]:

@@ -1,4 +1,5 @@
-"""`python -m dagq.api --host H --port P`: the API process (what `dagq up` starts)."""
+"""`python -m dagq.api --host H --port P [--reuse-port]`: one API process (what `dagq up`
+and `dagq api --processes N` start)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dagq.api")
     parser.add_argument("--host", default=None)
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="share the port with other API processes (SO_REUSEPORT)")
     args = parser.parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level)
     with database(settings, migrate=False) as db:  # `dagq up`/`dagq api` migrated
         return serve(settings, db.url, host=args.host or settings.api_host,
-                     port=args.port or settings.api_port)
+                     port=args.port or settings.api_port, reuse_port=args.reuse_port)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,14 @@ from dagq.api.hub import EventHub
 from dagq.api.metrics import ApiMetrics
 from dagq.api.routes_dashboard import routes as dashboard_routes
 from dagq.api.routes_schedules import routes as schedule_routes
+from dagq.api.routes_tenants import routes as tenant_routes
 from dagq.api.routing import one_route_per_path
 from dagq.api.security import SecurityHeadersMiddleware
+from dagq.api.submits import SubmitBatcher
 from dagq.config import Settings
 from dagq.db import SessionLimits, conninfo, open_pool
 from dagq.store import Store
+from dagq.submissions import SpecCache
 
 log = logging.getLogger("dagq.api")
 
@@ -75,19 +78,23 @@ def create_app(settings: Settings, url: str) -> Starlette:
         repo = Store(pool, retry_s=bound, call_timeout_s=bound)
         hub = EventHub(conninfo(url, limits))
         app.state.repo, app.state.hub = repo, hub
+        app.state.submits = SubmitBatcher(repo, app.state.specs)
         await hub.start()
+        app.state.submits.start()
         try:
             with contextlib.suppress(Exception):  # metrics must not stop the API
                 await run_in_threadpool(metrics.start, repo)
             yield
         finally:
+            await app.state.submits.stop()
             await hub.stop()
             await run_in_threadpool(repo.close)
 
     app = Starlette(
         routes=one_route_per_path([
             *routes_runs.routes, *routes_events.routes, *routes_workflows.routes,
-            *routes_ops.routes, *dashboard_routes, *schedule_routes, *routes_pages.routes]),
+            *routes_ops.routes, *dashboard_routes, *schedule_routes, *tenant_routes,
+            *routes_pages.routes]),
         middleware=[
             Middleware(SecurityHeadersMiddleware),
             Middleware(RequestMetricsMiddleware, metrics=metrics),
@@ -99,4 +106,5 @@ def create_app(settings: Settings, url: str) -> Starlette:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.keys = KeyCache()
+    app.state.specs = SpecCache()
     return app

@@ -83,6 +83,8 @@ async def dagq_error(request: Request, exc: Exception) -> Response:
     if status >= 500:
         log.warning("%s %s: %s", request.method, request.url.path, exc.message)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 429:
+        headers = {"Retry-After": str(max(1, round(getattr(exc, "retry_after", None) or 1)))}
     return error_response(status, exc.code, exc.message, exc.details, headers)
 
 

@@ -23,6 +23,7 @@ from dagq.models import (
     ScheduleRecord,
     SignalResult,
     SubmitResult,
+    TenantRecord,
     WorkflowRecord,
 )
 from dagq.workflow import KEY_PATTERN, WorkflowSpec
@@ -32,14 +33,16 @@ ERROR_TEXT = {
     400: "Malformed JSON", 401: "No or bad API key", 403: "Not allowed for this key",
     404: "Unknown id (or another tenant's)", 409: "Conflicts with the current state",
     413: "Body larger than DAGQ_MAX_BODY_BYTES", 422: "Valid JSON, invalid content",
+    429: "Over a tenant quota (`quota_exceeded`) or submit rate (`rate_limited`); "
+         "see Retry-After",
     503: "Database unavailable",
 }
-INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, WorkflowSpec, CreateScheduleBody,
-                                       s.SignalBody]
+INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, s.SubmitBatchBody, WorkflowSpec,
+                                        CreateScheduleBody, s.PutTenantBody, s.SignalBody]
 OUTPUT_MODELS: list[type[BaseModel]] = [
     s.ErrorBody, s.WorkflowRef, WorkflowRecord, s.WorkflowList, SubmitResult, RunView,
     s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList, ScheduleCreated,
-    ScheduleRecord, ScheduleList, SignalResult, s.NodeStream,
+    ScheduleRecord, ScheduleList, SignalResult, s.NodeStream, s.BatchResults, TenantRecord,
 ]
 V1 = [{"bearerAuth": []}]
 
@@ -154,7 +157,7 @@ def _run_paths() -> dict[str, Any]:
                 "responses": {
                     "201": _json(_ref(SubmitResult), "Created"),
                     "200": _json(_ref(SubmitResult), "Same event key: the existing run"),
-                    **_errors(400, 401, 404, 409, 413, 422, 503)},
+                    **_errors(400, 401, 404, 409, 413, 422, 429, 503)},
             },
             "get": {
                 "summary": "Runs, newest first (keyset pagination)", "security": V1,
@@ -163,6 +166,13 @@ def _run_paths() -> dict[str, Any]:
                               **_errors(401, 422, 503)},
             },
         },
+        "/v1/runs/batch": {"post": {
+            "summary": "Submit up to 1,000 runs; each item as the body of POST /v1/runs, "
+                       "each with its own result or error", "security": V1,
+            "requestBody": _body(s.SubmitBatchBody),
+            "responses": {"200": _json(_ref(s.BatchResults), "One result per item, in order"),
+                          **_errors(400, 401, 413, 422, 503)},
+        }},
         "/v1/runs/{run_id}": {"get": {
             "summary": "A run with its nodes", "security": V1, "parameters": [RUN_ID],
             "responses": {"200": _json(_ref(RunView), "The run"),
@@ -286,6 +296,25 @@ def _schedule_paths() -> dict[str, Any]:
     }
 
 
+def _tenant_paths() -> dict[str, Any]:
+    name = _param("name", "path", {"type": "string", "minLength": 1, "maxLength": 200,
+                                   "pattern": s.TENANT_PATTERN}, "the tenant")
+    return {"/v1/tenants/{name}": {
+        "get": {
+            "summary": "A tenant's weight and quotas (defaults if never set); admin keys",
+            "security": V1, "parameters": [name],
+            "responses": {"200": _json(_ref(TenantRecord), "The tenant"),
+                          **_errors(401, 403, 422, 503)},
+        },
+        "put": {
+            "summary": "Replace a tenant's weight and quotas; admin keys", "security": V1,
+            "parameters": [name], "requestBody": _body(s.PutTenantBody),
+            "responses": {"200": _json(_ref(TenantRecord), "Stored"),
+                          **_errors(400, 401, 403, 413, 422, 503)},
+        },
+    }}
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     _, defs = models_json_schema(
@@ -293,7 +322,7 @@ def openapi_document() -> dict[str, Any]:
         ref_template=REF,
     )
     paths = {**_workflow_paths(), **_run_paths(), **_event_paths(), **_ops_paths(),
-             **_schedule_paths()}
+             **_schedule_paths(), **_tenant_paths()}
     return {
         "openapi": "3.2.0",
         "info": {"title": "dagq", "version": __version__,

@@ -1,31 +1,38 @@
-"""/v1/runs: submit, read, list, cancel, retry, signal. Each route parses, authorises and calls one
-service or repository function."""
+"""/v1/runs: submit (one, or a batch), read, list, cancel, retry, signal. Each route parses,
+authorises and calls one service or repository function; submissions are written by the
+group commit (dagq.api.submits)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from dagq import service
 from dagq.api.auth import principal, tenant_scope
-from dagq.api.bodies import path_uuid, read_model, read_query
+from dagq.api.bodies import path_uuid, read_model, read_query, validate
+from dagq.api.errors import error_body
 from dagq.api.schemas import (
     ListRunsQuery,
     RunAction,
     RunList,
     RunSummary,
     SignalBody,
+    SubmitBatchBody,
     SubmitRunBody,
     decode_cursor,
     encode_cursor,
 )
 from dagq.errors import Conflict, DagqError
+from dagq.models import SubmitResult
+from dagq.submissions import SubmitRequest, cached_run
 
 
 def run_id_of(request: Request) -> uuid.UUID:
@@ -37,27 +44,69 @@ def _json(model: BaseModel, status: int = 200) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"), status_code=status)
 
 
+def _submission(tenant: str, body: SubmitRunBody) -> SubmitRequest:
+    return SubmitRequest(tenant=tenant, workflow=body.workflow, version=body.version,
+                         inputs=body.inputs, event_key=body.event_key,
+                         priority=body.priority, deadline_s=body.deadline_s)
+
+
+def _count(request: Request, outcome: SubmitResult | DagqError) -> None:
+    label = ("created" if outcome.created else "existing") \
+        if isinstance(outcome, SubmitResult) else \
+        "conflict" if isinstance(outcome, Conflict) else "rejected"
+    request.app.state.metrics.submissions.labels(label).inc()
+
+
 async def submit_run(request: Request) -> JSONResponse:
+    """Validated here (from cached specs when it can), written by the group commit."""
     key = await principal(request)
-    metrics = request.app.state.metrics
+    state = request.app.state
     try:
-        body = await read_model(request, SubmitRunBody)
-        result = await run_in_threadpool(
-            service.submit, request.app.state.repo, tenant=key.tenant,
-            workflow=body.workflow, version=body.version, inputs=body.inputs,
-            event_key=body.event_key, priority=body.priority, deadline_s=body.deadline_s,
-        )
-    except Conflict:
-        metrics.submissions.labels("conflict").inc()
-        raise
-    except DagqError:
-        metrics.submissions.labels("rejected").inc()
-        raise
-    metrics.submissions.labels("created" if result.created else "existing").inc()
-    return _json(result, 201 if result.created else 200)
+        req = _submission(key.tenant, await read_model(request, SubmitRunBody))
+        run = cached_run(req, state.specs) or await run_in_threadpool(
+            service.prepare, state.repo, req, state.specs)
+        outcome = (await state.submits.submit([run], [req]))[0]
+    except DagqError as exc:
+        outcome = exc
+    _count(request, outcome)
+    if isinstance(outcome, DagqError):
+        raise outcome
+    return _json(outcome, 201 if outcome.created else 200)
+
+
+def _prepare_all(state: Any, tenant: str, items: list[Any]) -> list[Any]:
+    """Each item as (its NewRun, its request) or its error (blocking: may read specs)."""
+    prepared: list[Any] = []
+    for i, item in enumerate(items):
+        try:
+            req = _submission(tenant, validate(SubmitRunBody, item, f"runs[{i}]"))
+            prepared.append((service.prepare(state.repo, req, state.specs), req))
+        except DagqError as exc:
+            prepared.append(exc)
+    return prepared
+
+
+async def submit_batch(request: Request) -> JSONResponse:
+    """Up to 1,000 submissions; each its own result or error, in order (200)."""
+    key = await principal(request)
+    state = request.app.state
+    body = await read_model(request, SubmitBatchBody)
+    prepared = await run_in_threadpool(_prepare_all, state, key.tenant, body.runs)
+    ready = [item for item in prepared if not isinstance(item, DagqError)]
+    written = iter(await state.submits.submit([run for run, _ in ready],
+                                              [req for _, req in ready]))
+    results = []
+    for item in prepared:
+        outcome = item if isinstance(item, DagqError) else next(written)
+        _count(request, outcome)
+        results.append(error_body(outcome.code, outcome.message, outcome.details)
+                       if isinstance(outcome, DagqError) else outcome.model_dump(mode="json"))
+    return JSONResponse({"results": results})
 
 
 async def get_run(request: Request) -> JSONResponse:
+    if request.path_params["run_id"] == "batch":  # GET of POST /v1/runs/batch's path
+        raise HTTPException(405, headers={"Allow": "POST"})
     key = await principal(request)
     run = await run_in_threadpool(service.get_run, request.app.state.repo, run_id_of(request),
                                   tenant_scope(key))
@@ -112,6 +161,7 @@ async def retry_run(request: Request) -> JSONResponse:
 
 routes = [
     Route("/v1/runs", submit_run, methods=["POST"]),
+    Route("/v1/runs/batch", submit_batch, methods=["POST"]),
     Route("/v1/runs", list_runs, methods=["GET"]),
     Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
     Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from dagq.errors import InvalidRequest
-from dagq.models import RunView, WorkflowRecord
+from dagq.models import RunView, SubmitResult, WorkflowRecord
 from dagq.states import RunStatus
 from dagq.workflow import KEY_PATTERN, MAX_PRIORITY
 
@@ -84,6 +84,37 @@ class SignalBody(_Body):
         description="idempotency key: the same signal_id again is a no-op (200)")
 
 
+MAX_BATCH_RUNS = 1000
+MIN_SETTING = 0.001  # smallest weight or rate (a smaller float would round to 0 as real)
+
+
+def _integral(value: Any) -> Any:
+    """5.0 is the integer 5 in JSON (and JSON Schema); a float with a fraction stays one
+    (and is refused)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Count = Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_integral)]
+
+
+class PutTenantBody(_Body):
+    """A tenant's settings, replaced whole: a field left out is its default (no limit)."""
+
+    weight: float = Field(1.0, ge=MIN_SETTING, le=1000,
+                          description="share of leases (default 1; not used by leasing yet)")
+    max_queued_runs: Count | None = Field(None, description="runs not yet started, at most")
+    max_running_nodes: Count | None = Field(None,
+                                          description="not used by leasing yet")
+    submit_rate: float | None = Field(None, ge=MIN_SETTING, le=1_000_000,
+                                      description="runs per second, at most")
+
+
+class SubmitBatchBody(_Body):
+    runs: list[Any] = Field(min_length=1, max_length=MAX_BATCH_RUNS,
+                            description="up to 1,000 submissions, each as the body of "
+                                        "POST /v1/runs; each gets its own result")
+
+
 class ListRunsQuery(_Query):
     status: RunStatus | None = None
     workflow: Annotated[str, Field(pattern=KEY_PATTERN)] | None = None
@@ -132,6 +163,13 @@ class ErrorDetail(_Out):
 
 class ErrorBody(_Out):
     error: ErrorDetail
+
+
+class BatchResults(_Out):
+    results: list[SubmitResult | ErrorBody] = Field(
+        description="one per submitted item, in order: its result as POST /v1/runs "
+                    "answers it (created or the existing run of its event key), or its "
+                    "error")
 
 
 class WorkflowRef(_Out):

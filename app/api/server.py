@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 
 import uvicorn
 
@@ -15,10 +16,25 @@ from dagq.config import Settings
 log = logging.getLogger("dagq.api")
 
 GRACEFUL_SHUTDOWN_S = 10
+BACKLOG = 2048  # uvicorn's own default
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def serve(settings: Settings, url: str, *, host: str, port: int) -> int:
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket with SO_REUSEPORT: several API processes bind the same port and
+    the kernel spreads new connections over them (`dagq api --processes N`)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings, url: str, *, host: str, port: int,
+          reuse_port: bool = False) -> int:
     """Serve until told to stop; 0 after a clean stop, 1 if the server never started."""
     app = create_app(settings, url)
     config = uvicorn.Config(
@@ -37,7 +53,7 @@ def serve(settings: Settings, url: str, *, host: str, port: int) -> int:
     for sig in STOP_SIGNALS:
         signal.signal(sig, lambda signum, frame: received.append(signum))
     try:
-        server.run()
+        server.run(sockets=[shared_socket(host, port)] if reuse_port else None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

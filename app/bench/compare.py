@@ -36,6 +36,9 @@ FIGURES: list[tuple[str, tuple[str, ...], bool]] = [
     ("stream emit -> SSE client p50, ms", ("stream", "many", "p50_ms"), False),
     ("stream, one node, chunks/s", ("stream", "one_node", "chunks_per_s"), True),
     ("flat beside waiting runs, nodes/s", ("waiting", "nodes_per_s"), True),
+    ("api, 50 clients, submits/s", ("api", "c50", "submits_per_s"), True),
+    ("api, 50 clients, p99 ms", ("api", "c50", "p99_ms"), False),
+    ("api, 200 clients, submits/s", ("api", "c200", "submits_per_s"), True),
 ]
 
 

@@ -50,6 +50,8 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
                       _n(waiting["nodes_per_s"], "nodes/s"), "", "")
         table.add_row("", "  ratio to the flat drain", f"{waiting['ratio_to_flat']:.2f}", "",
                       "~1.00")
+    if r.get("api") is not None:
+        _api_rows(table, r["api"], targets)
     if r.get("big") is not None:
         _big_rows(table, r["big"], vs, targets)
     _rss_rows(table, r["worker_rss"])
@@ -144,6 +146,23 @@ def _stream_rows(table: Table, stream: dict[str, Any], targets: dict[str, str]) 
                   _n(many["cpu_s_per_1k_chunks"], "CPU s"), "", "")
     table.add_row("", f"one node, {one['chunks']:,} chunks back to back",
                   _n(one["chunks_per_s"], "chunks/s"), "", "")
+
+
+def _api_rows(table: Table, api: dict[str, Any], targets: dict[str, str]) -> None:
+    clients = sorted(int(key[1:]) for key in api if key[:1] == "c" and key[1:].isdigit())
+    first = True
+    for count in clients:
+        figures = api[f"c{count}"]
+        label = f"{count} clients ({api['client']}, {api['processes']} API process(es))"
+        ratio = figures.get("vs_in_process")
+        table.add_row("api" if first else "", f"POST /v1/runs, {label}: submits/s",
+                      _n(figures["submits_per_s"], "/s"),
+                      f"{ratio:.2f} of in-process" if ratio is not None else "",
+                      targets.get(f"api_c{count}_submits_per_s", ""))
+        table.add_row("", "  p50 / p99; errors",
+                      f"{_n(figures['p50_ms'])} / {_n(figures['p99_ms'], 'ms')}; "
+                      f"{figures['errors']}", "", targets.get(f"api_c{count}_p99", ""))
+        first = False
 
 
 def _big_rows(table: Table, big: dict[str, Any], vs: Callable[[float | None], str],

@@ -31,6 +31,7 @@ import psycopg
 from dagq import __version__
 from dagq.bench import machine
 from dagq.bench import phases as ph
+from dagq.bench.api_load import api_load
 from dagq.bench.report import print_report
 from dagq.bench.stream import stream
 from dagq.bench.waiting import flat_beside_waits
@@ -56,6 +57,7 @@ class Sizes:
     stream_chunks: int  # per run, at 20/s
     stream_burst: int  # one node, as fast as it can
     waiting_runs: int  # runs waiting beside a flat drain
+    api_seconds: float  # of load per client count (50, 200) on the API
     repeat: int
     min_drain_s: float  # a shorter drain is logged as noisy
 
@@ -64,9 +66,10 @@ class Sizes:
 # ~6,000 node tasks/s in 1 -> 10 -> 1 DAGs of 12 nodes); 1-2 s drains were too noisy to
 # compare commits (three runs gave 4,164-5,909 nodes/s).
 FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_000, 10_000,
-             repeat=3, min_drain_s=10.0)
-QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, 200, repeat=2,
-              min_drain_s=0.0)
+             api_seconds=10.0, repeat=3, min_drain_s=10.0)
+QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, 200, api_seconds=2.0,
+              repeat=2, min_drain_s=0.0)
+API_CLIENTS = (50, 200)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
 # the measurements, never asserted.
@@ -75,6 +78,7 @@ TARGETS = {
     "latency_dag_p50": "<= 10 ms", "latency_dag_p99": "<= 25 ms",
     "latency_single_p50": "<= 3 ms", "big_ratio": ">= 0.80",
     "stream_p50": "<= 20 ms", "stream_p99": "<= 100 ms",
+    "api_c50_submits_per_s": ">= 2,000", "api_c50_p99": "<= 50 ms",
 }
 
 
@@ -182,6 +186,8 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
                       burst_chunks=sizes.stream_burst)
     beside_waits = flat_beside_waits(bench, waiting_runs=sizes.waiting_runs,
                                      runs=sizes.flat_runs, flat_nodes_per_s=flat["nodes_per_s"])
+    front_door = api_load(bench, clients=API_CLIENTS, seconds=sizes.api_seconds,
+                          in_process_runs_per_s=flat["submit"]["runs_per_s"])
     grown = None
     if big:
         log.info("big: %d finished node rows, then flat again", sizes.big_rows)
@@ -189,7 +195,7 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
     memory = [m for r in flats + dags for m in r["worker_memory"]] + latency_memory
     return {
         "ceiling": {"single": single, "batch": batch, "single_notify": notify},
-        "flat": flat, "dag": dag, "latency": latency, "stream": streamed,
+        "flat": flat, "dag": dag, "latency": latency, "stream": streamed, "api": front_door,
         "waiting": beside_waits,
         "ratios": _ratios(flat, dag, grown, single, batch), "big": grown,
         "worker_rss": _rss_summary(memory),

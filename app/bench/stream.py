@@ -14,8 +14,6 @@ import asyncio
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,10 +21,10 @@ from typing import Any
 
 import httpx
 
+from dagq.bench.api_procs import ApiProcesses
 from dagq.bench.fleet import WorkerFleet
 from dagq.bench.phases import percentiles
 from dagq.errors import DagqError
-from dagq.procs import child_env, die_with_parent
 from dagq.workflow import WorkflowSpec, parse_spec
 
 log = logging.getLogger("dagq.bench")
@@ -47,7 +45,7 @@ def stream(b: Any, *, runs: int, chunks: int, burst_chunks: int) -> dict[str, An
     """Both measurements on one fleet (2 x THREADS_PER_WORKER) and one API process."""
     fleet = WorkerFleet(b.url, processes=b.workers, threads=max(b.threads, THREADS_PER_WORKER),
                         log_dir=b.log_dir, name="bench-stream")
-    with fleet, _api(b.url, b.log_dir) as base:
+    with fleet, ApiProcesses(b.url, b.log_dir, name="bench-stream-api") as base:
         fleet.start()
         fleet.wait_ready(b.conn, b.q["alive_workers"])
         log.info("stream: %d runs x %d chunks at 20/s, %d SSE clients", runs, chunks, runs)
@@ -135,44 +133,3 @@ def _cpu_busy_s() -> float:
     ticks = [int(v) for v in fields]
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
     return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-class _api:
-    """`python -m dagq.api` on a free port (auth off: the bench's scratch database)."""
-
-    def __init__(self, url: str, log_dir: Path) -> None:
-        self.url, self.log_dir = url, log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> str:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        env = child_env(self.url, DAGQ_AUTH="off", DAGQ_LOG_LEVEL="WARNING")
-        with open(self.log_dir / "bench-stream-api.log", "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dagq.api", "--host", "127.0.0.1", "--port", str(port)],
-                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=die_with_parent)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + API_READY_S
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    return base
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.__exit__()
-        raise DagqError("the bench's API process did not become ready")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()

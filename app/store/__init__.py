@@ -10,6 +10,7 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `propagation`: a node's end moving through its run (release, skip, map expansion)
 - `transitions`: failed attempts (retry, fail, stop) and run accounting
 - `submit`: workflows and submitting runs
+- `submit_many`: many validated runs in one statement (the API's group commit)
 - `leases`: a worker's statements (lease, heartbeat, complete + hand-off, fail, requeue)
 - `runs`: reading, cancelling and retrying runs
 - `signals`: signals to wait nodes (stored, then delivered or buffered); `waits`: when
@@ -17,6 +18,7 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `streams`: streamed node output (appended fenced and batched; the run's feed)
 - `maintenance`: the sweeper's passes (reclaim, dead workers, heal, deadlines, waits,
   prune)
+- `tenants`: tenants' weights and quotas, admission against them
 - `directory`: workers, executors, queues, API keys, schedules
 - `ops`: queue statistics, readiness, metrics, the event tail
 
@@ -40,10 +42,12 @@ from dagq.store.ops import OpsStore
 from dagq.store.signals import SignalStore
 from dagq.store.streams import StreamStore
 from dagq.store.submit import SubmitStore
+from dagq.store.submit_many import NewRun, Stale, SubmitManyStore
+from dagq.store.tenants import TenantStore
 
-__all__ = ["Completion", "Handoff", "Store"]
+__all__ = ["Completion", "Handoff", "NewRun", "Stale", "Store"]
 
 
-class Store(SubmitStore, LeaseStore, SignalStore, StreamStore, MaintenanceStore,
-            DirectoryStore, OpsStore):
+class Store(SubmitStore, SubmitManyStore, LeaseStore, SignalStore, StreamStore,
+            MaintenanceStore, DirectoryStore, OpsStore, TenantStore):
     """Every concern of the store over one pool (see the module docstring)."""

@@ -28,7 +28,7 @@ from dagq.workflow import WAIT_EXECUTOR, WorkflowSpec, sha256_json
 log = logging.getLogger("dagq.store")
 
 
-def _node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:
+def node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:
     """The node_tasks rows of a new run, as JSON for jsonb_to_recordset."""
     defaults = spec.defaults
     dependents = spec.dependents()
@@ -126,7 +126,7 @@ class SubmitStore(StoreCore):
         inputs: Any, event_key: str | None, priority: int, deadline_s: float | None,
         fingerprint: str,
     ) -> SubmitResult:
-        nodes = _node_rows(spec, priority)
+        nodes = node_rows(spec, priority)
         roots = [node for node in nodes if node["status"] == "queued"]
         # A root wait node waits from the submit: the run is running from then on.
         started = any(node["status"] == "waiting" for node in nodes)

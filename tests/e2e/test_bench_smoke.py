@@ -85,6 +85,13 @@ def test_bench_quick_reports_every_figure(db_url: str, tmp_path: Path) -> None:
     assert _number(figures, "stream", "one_node", "chunks_per_s") > 0
     assert _number(figures, "waiting", "waiting_runs") == sizes["waiting_runs"]
     assert _number(figures, "waiting", "ratio_to_flat") > 0
+    for clients in ("c50", "c200"):  # the front door under load, workers draining
+        assert _number(figures, "api", clients, "submits_per_s") > 0
+        assert figures["api"][clients]["errors"] == 0
+        assert _number(figures, "api", clients, "p50_ms") <= _number(figures, "api", clients,
+                                                                      "p99_ms")
+        assert _number(figures, "api", clients, "vs_in_process") > 0
+    assert figures["api"]["client"] in ("wrk", "httpx")
     assert figures["database"]["synchronous_commit"] == "on"
     assert figures["database"]["scratch"] is True
     assert "flat" in done.stdout and "ceiling" in done.stdout  # the table was printed

@@ -106,3 +106,21 @@ def test_signals_lock_wait_nodes_in_the_order_releases_do(repo: Store, sql,
         signal_like.rollback()
     thread.join(30)
     assert outcome.get("ok") is True, outcome
+
+
+def test_the_api_group_commit_starts_root_waits_too(db_url: str) -> None:
+    from tests.integration.test_api_helpers import Api
+
+    flow = {"name": "hold", "nodes": {"hold": {"wait": {"signal": "go", "timeout_s": 60}},
+                                      "after": {"executor": "builtin.noop",
+                                                "depends_on": ["hold"]}}}
+    with Api(db_url) as api:
+        created = api.submit(api.acme, workflow=flow)
+        assert created["status"] == "running"
+        run = api.client.get(f"/v1/runs/{created['run_id']}", headers=api.acme).json()
+        hold = next(n for n in run["nodes"] if n["key"] == "hold")
+        assert run["status"] == "running" and run["started_at"] is not None
+        assert hold["status"] == "waiting" and hold["wait_until"] is not None
+        sent = api.client.post(f"/v1/runs/{created['run_id']}/signals/go", json={},
+                               headers=api.acme)
+        assert sent.status_code == 202 and sent.json()["delivered"] is True

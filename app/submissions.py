@@ -1,0 +1,122 @@
+"""A submission as the rows it becomes (`NewRun`), and a cache of validated specs by
+workflow version (what `service.prepare` fills and the API's group commit reads)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any
+
+from dagq.config import get_settings
+from dagq.errors import InvalidRequest
+from dagq.store import NewRun, Store
+from dagq.store.submit_many import RunTemplate
+from dagq.workflow import MAX_PRIORITY, sha256_json
+
+SPEC_CACHE_TTL_S = 2.0  # as old as the known-executors list a submission may use
+SPEC_CACHE_SIZE = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitRequest:
+    """What `POST /v1/runs` (or the CLI) asks for, before any check."""
+
+    tenant: str
+    workflow: Any  # a registered name or an inline spec
+    version: int | None = None
+    inputs: Any = None
+    event_key: str | None = None
+    priority: int = 0
+    deadline_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """A workflow checked and filled in (executor defaults, queues) for submitting."""
+
+    template: RunTemplate
+    version: int | None
+    submitted_hash: str  # of the spec as submitted: the idempotency fingerprint's part
+
+
+class SpecCache:
+    """Resolved registered workflows by (name, version), for SPEC_CACHE_TTL_S: the
+    executor defaults they hold may be that old (as without the cache). A name without
+    a version maps to the latest version seen; the write checks it is still the latest
+    (a stale one is resolved again), so a new version is used at once. Also which
+    tenants have submit quotas (as old as ttl_s too)."""
+
+    def __init__(self, ttl_s: float = SPEC_CACHE_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        # By (name, version, DAGQ_TEST_EXECUTORS on): a spec naming builtin.fail is
+        # valid only while they are on.
+        self._found: dict[tuple[str, int | None, bool], tuple[float, Resolved]] = {}
+        self._lock = threading.Lock()
+        self._limited: tuple[float, frozenset[str] | None] = (0.0, None)
+
+    def get(self, name: str, version: int | None) -> Resolved | None:
+        with self._lock:
+            hit = self._found.get((name, version, _test_executors()))
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+            return hit[1]
+        return None
+
+    def put(self, name: str, version: int | None, resolved: Resolved) -> None:
+        with self._lock:
+            if len(self._found) >= SPEC_CACHE_SIZE:
+                self._found.clear()
+            self._found[(name, version, _test_executors())] = (time.monotonic(), resolved)
+
+    def limited_tenants(self, repo: Store) -> frozenset[str]:
+        """The tenants that have submit quotas (read at most every ttl_s: a new quota
+        applies within that)."""
+        now = time.monotonic()
+        with self._lock:
+            read_at, names = self._limited
+        if names is None or now - read_at >= self.ttl_s:
+            names = repo.limited_tenants()
+            with self._lock:
+                self._limited = (now, names)
+        return names
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            for tests_on in (False, True):
+                self._found.pop((name, None, tests_on), None)
+
+
+def _test_executors() -> bool:
+    return get_settings().test_executors == "on"
+
+
+def check_request(req: SubmitRequest) -> None:
+    """The checks that need no database (the API's schema makes the same ones)."""
+    if req.event_key is not None and not (0 < len(req.event_key) <= 512):
+        raise InvalidRequest("event_key needs 1 to 512 characters")
+    if not -MAX_PRIORITY <= req.priority <= MAX_PRIORITY:
+        raise InvalidRequest(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")
+    if req.deadline_s is not None and not 0 < req.deadline_s <= 30 * 86_400:
+        raise InvalidRequest("deadline_s must be positive and at most 30 days")
+
+
+def cached_run(req: SubmitRequest, cache: SpecCache | None) -> NewRun | None:
+    """The request as rows from cached specs alone (no I/O), or None on a miss."""
+    if cache is None or not isinstance(req.workflow, str):
+        return None
+    resolved = cache.get(req.workflow, req.version)
+    if resolved is None:
+        return None
+    check_request(req)
+    return new_run(req, resolved)
+
+
+def new_run(req: SubmitRequest, resolved: Resolved) -> NewRun:
+    inputs = {} if req.inputs is None else req.inputs
+    fingerprint = sha256_json({"workflow": resolved.template.name,
+                               "spec": resolved.submitted_hash, "inputs": inputs})
+    return resolved.template.new_run(
+        tenant=req.tenant, version=resolved.version,
+        latest=isinstance(req.workflow, str) and req.version is None,
+        fingerprint=fingerprint, event_key=req.event_key, priority=req.priority,
+        inputs=inputs, deadline_s=req.deadline_s)
