@@ -4,6 +4,7 @@ The public names are imported on first use (PEP 562), so `import dagq` stays che
 the CLI and child processes::
 
     from dagq import executor, FatalError, current_node, Client, AsyncClient, PostgresBroker
+    from dagq import PostgresResultBackend  # for dramatiq.results.Results
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ _PUBLIC = {
     "FatalError": "dagq.workers.errors",
     "current_node": "dagq.workers.context",
     "PostgresBroker": "dagq.workers.broker",
+    "PostgresResultBackend": "dagq.workers.results",
     "Client": "dagq.client",
     "AsyncClient": "dagq.client",
 }
 
-__all__ = ["AsyncClient", "Client", "FatalError", "PostgresBroker", "current_node", "executor"]
+__all__ = ["AsyncClient", "Client", "FatalError", "PostgresBroker", "PostgresResultBackend",
+           "current_node", "executor"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from dagq.client import AsyncClient, Client
@@ -30,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from dagq.workers.context import current_node
     from dagq.workers.errors import FatalError
     from dagq.workers.registry import executor
+    from dagq.workers.results import PostgresResultBackend
 
 
 def __getattr__(name: str) -> Any:

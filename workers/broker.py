@@ -6,7 +6,11 @@
   LISTEN and polling at least every second.
 - `ack` records the outputs (fenced), `nack` the failure (retry/backoff decided in
   Postgres), `requeue` hands never-started leases back without spending an attempt.
-- `enqueue()` of a plain Dramatiq message (`actor.send()`) creates a one-node run.
+- `enqueue()` of a plain Dramatiq message (`actor.send()`) creates a one-node run that
+  carries the message (workers/messages.py maps its options onto the node).
+- Middleware: Dramatiq's default stack, with DagqMiddleware first and DagqRetries in
+  place of Retries (see DEFAULT_MIDDLEWARE).
+- `join`/`flush`/`flush_all` as Dramatiq's testing pattern expects (workers/joining.py).
 - Nodes a completion releases may be leased by the completion's own transaction
   (workers/completions.py); `take()` hands them to the consumer of their queue.
 """
@@ -20,6 +24,15 @@ import dramatiq
 from dramatiq.broker import Consumer
 from dramatiq.errors import QueueNotFound
 from dramatiq.message import Message
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    Middleware,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
 
 from dagq.errors import DagqError
 from dagq.models import LeasedNode
@@ -27,16 +40,27 @@ from dagq.store import Handoff, Store
 from dagq.workers.completions import CompletionBatcher
 from dagq.workers.consumer import PostgresConsumer
 from dagq.workers.errors import NodeCancelled
+from dagq.workers.joining import QueueJoiner
 from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
-from dagq.workers.middleware import DagqMiddleware
+from dagq.workers.messages import MAX_TIMEOUT_S, TIME_LIMIT_MARGIN_S, plain_node
+from dagq.workers.middleware import DagqMiddleware, quiet_discarded_result_warnings
 from dagq.workers.registry import ExecutorDef
+from dagq.workers.retries import DagqRetries
 from dagq.workers.streams import StreamWriter
-from dagq.workflow import parse_spec
 
 log = logging.getLogger("dagq.broker")
 
 PLAIN_TENANT = "default"
+# Dramatiq's default middleware (dramatiq.middleware.default_middleware), in its order,
+# with Retries replaced by DagqRetries: Postgres' `attempts` counts retries and the fail
+# transaction schedules them (see workers/retries.py). Prometheus is not in Dramatiq's
+# defaults either; dagq's /metrics covers queues and nodes (add Dramatiq's Prometheus
+# middleware yourself for its per-actor histograms under the `dramatiq` CLI).
+DEFAULT_MIDDLEWARE: tuple[type[Middleware], ...] = (
+    AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, DagqRetries)
+# dagq executors keep their own timeout (timeout_s): TimeLimit must never fire first.
+EXECUTOR_TIME_LIMIT_MS = int((MAX_TIMEOUT_S + TIME_LIMIT_MARGIN_S + 1) * 1000)
 
 
 class PostgresBroker(dramatiq.Broker):
@@ -44,10 +68,13 @@ class PostgresBroker(dramatiq.Broker):
         self, repo: Store, *, worker_id: str, lease_ttl_s: float,
         max_output_bytes: int, listener: QueueListener | None = None,
         book: LeaseBook | None = None, streams: StreamWriter | None = None,
+        middleware: list[Middleware] | None = None,
     ) -> None:
         """`book`: the leases this process holds, shared with the supervisor and the
         shutdown (`dagq.workers.process` makes one and hands it to each); a broker
-        built on its own (tests, the `dramatiq` CLI) makes its own."""
+        built on its own (tests, the `dramatiq` CLI) makes its own. `middleware`: as
+        Dramatiq's brokers take it (default: DEFAULT_MIDDLEWARE); a Retries in it is
+        replaced by a DagqRetries with its settings; DagqMiddleware always runs first."""
         self.repo = repo
         self.worker_id = worker_id
         self.lease_ttl_s = lease_ttl_s
@@ -59,10 +86,16 @@ class PostgresBroker(dramatiq.Broker):
         self.stopping = False
         self._consumers: dict[str, PostgresConsumer] = {}
         self._handoff_executors: list[str] = []
+        self.served: list[str] = []  # the actors consumers lease for (kept current)
+        self.capped_list: list[str] = []
         # Executors' streamed output; a broker built on its own writes it synchronously.
         self.streams = streams if streams is not None else StreamWriter(repo)
-        super().__init__(middleware=[DagqMiddleware(self.book, self.streams)])
         self.queues: dict[str, None] = {}  # Dramatiq reads .keys()
+        self.joiner = QueueJoiner(self)
+        stack = [m() for m in DEFAULT_MIDDLEWARE] if middleware is None else [
+            _dagq_retries(m) if isinstance(m, Retries) else m for m in middleware]
+        super().__init__(middleware=[DagqMiddleware(self.book, self.streams), *stack])
+        quiet_discarded_result_warnings()
 
     # -- declarations -----------------------------------------------------------------
 
@@ -79,10 +112,27 @@ class PostgresBroker(dramatiq.Broker):
         dramatiq.actor(
             _executor_entry(self.book, definition), actor_name=definition.name,
             queue_name=definition.queue, broker=self, max_retries=0,
+            **({"time_limit": EXECUTOR_TIME_LIMIT_MS} if self._has(TimeLimit) else {}),
         )
+
+    def declare_actor(self, actor: dramatiq.Actor[Any, Any]) -> None:
+        """Also when the worker already runs: its consumers lease for it from now on."""
+        super().declare_actor(actor)
+        self.served = sorted(self.actors)
+        self.capped_list = sorted(self.capped)
+        if self._consumers:
+            self._handoff_executors = sorted(set(self.served) - self.capped)
 
     def served_executors(self) -> list[str]:
         return sorted(self.actors)
+
+    def attempt_of(self, key: tuple[int, int]) -> tuple[int, int] | None:
+        """(attempt, max_attempts) of a lease this process holds."""
+        lease = self.book.get(key)
+        return None if lease is None else (lease.node.attempts, lease.node.max_attempts)
+
+    def _has(self, kind: type[Middleware]) -> Middleware | None:
+        return next((m for m in self.middleware if isinstance(m, kind)), None)
 
     @property
     def capped(self) -> frozenset[str]:
@@ -131,33 +181,45 @@ class PostgresBroker(dramatiq.Broker):
     # -- plain Dramatiq messages ------------------------------------------------------
 
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
-        """`actor.send(...)` becomes a one-node run (idempotent by message id)."""
+        """`actor.send(...)` becomes a one-node run carrying the message, idempotent by
+        message id; `delay` (ms) makes it available that much later."""
+        if delay is not None and (not isinstance(delay, int | float) or delay < 0):
+            raise ValueError(f"delay must be a non-negative number of ms, not {delay!r}")
         self.declare_queue(message.queue_name)
-        key = message.actor_name
-        actor = self.actors.get(key)
-        retries = int(actor.options.get("max_retries", 2)) if actor else 2
-        spec = parse_spec({
-            "name": _safe_key(key),
-            "nodes": {_safe_key(key): {
-                "executor": key, "queue": message.queue_name,
-                "params": {"args": list(message.args), "kwargs": dict(message.kwargs)},
-                "max_attempts": min(retries + 1, 100),
-            }},
-        })
+        retries, time_limit = self._has(DagqRetries), self._has(TimeLimit)
+        spec = plain_node(
+            message, self.actors.get(message.actor_name), name=_safe_key(message.actor_name),
+            # Without a Retries middleware Dramatiq never retries: one attempt.
+            default_retries=retries.max_retries if isinstance(retries, DagqRetries) else 0,
+            default_backoff_ms=(retries.min_backoff, retries.max_backoff)
+            if isinstance(retries, DagqRetries) else (0, 0),
+            default_time_limit_ms=time_limit.time_limit if isinstance(time_limit, TimeLimit)
+            else None)
         self.emit_before("enqueue", message, delay)
         self.repo.submit_run(tenant=PLAIN_TENANT, spec=spec, event_key=message.message_id,
-                             inputs={"args": list(message.args)})
+                             inputs={"args": list(message.args)},
+                             delay_s=delay / 1000 if delay else None)
         self.emit_after("enqueue", message, delay)
         return message
 
     def flush(self, queue_name: str) -> None:
-        raise NotImplementedError("dagq keeps every run; cancel runs instead of flushing")
+        """Drop the messages waiting in `queue_name` (their runs are cancelled)."""
+        self.joiner.flush(queue_name)
 
     def flush_all(self) -> None:
-        raise NotImplementedError("dagq keeps every run; cancel runs instead of flushing")
+        for queue_name in list(self.queues):
+            self.joiner.flush(queue_name)
 
-    def join(self, queue_name: str, *, timeout: int | None = None) -> None:
-        raise NotImplementedError("follow a run's events instead of joining a queue")
+    def join(self, queue_name: str, *, timeout: int | None = None,
+             fail_fast: bool = False) -> None:
+        """Wait until `queue_name` has nothing queued (delayed included) or running."""
+        self.joiner.join(queue_name, timeout_ms=timeout, fail_fast=fail_fast)
+
+
+def _dagq_retries(retries: Retries) -> DagqRetries:
+    """A Retries given to the broker, as the DagqRetries with its settings."""
+    return DagqRetries(max_retries=retries.max_retries, min_backoff=retries.min_backoff,
+                       max_backoff=retries.max_backoff, retry_when=retries.retry_when)
 
 
 def _safe_key(name: str) -> str:

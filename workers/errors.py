@@ -23,3 +23,12 @@ class NodeCancelled(Interrupt):
 
 class WorkerShutdown(Interrupt):
     """Raised inside executors still running when a stopping worker's grace ran out."""
+
+
+class AgeLimitExceeded(FatalError):
+    """A plain actor's message was older than its `max_age` when a worker got it."""
+
+
+class MessageFailed(Exception):
+    """A message `broker.join(..., fail_fast=True)` saw fail for good (its exception
+    could not be rebuilt in this process)."""

@@ -104,6 +104,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
         log.error("worker cannot start: %s", exc)
         repo.close()
         return EXIT_CANNOT_START
+    broker.emit_after("process_boot")  # as the dramatiq CLI does: TimeLimit's timer starts
     serve = sorted(set(queues) if queues else set(broker.queues) | {"default"})
     for name in serve:
         broker.declare_queue(name)

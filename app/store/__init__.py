@@ -15,6 +15,7 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `maintenance`: the sweeper's passes (reclaim, dead workers, heal, deadlines, prune)
 - `directory`: workers, executors, queues, API keys, schedules
 - `ops`: queue statistics, readiness, metrics, the event tail
+- `messages`: plain Dramatiq messages (a queue's join and flush) and Dramatiq results
 
 Every public method is one short transaction unless its docstring says otherwise. Node
 rows are always locked before the run row (`lock_run`), and every transaction that
@@ -32,6 +33,7 @@ from __future__ import annotations
 from dagq.store.directory import DirectoryStore
 from dagq.store.leases import Completion, Handoff, LeaseStore
 from dagq.store.maintenance import MaintenanceStore
+from dagq.store.messages import MessageStore
 from dagq.store.ops import OpsStore
 from dagq.store.runs import RunStore
 from dagq.store.streams import StreamStore
@@ -41,5 +43,5 @@ __all__ = ["Completion", "Handoff", "Store"]
 
 
 class Store(SubmitStore, LeaseStore, RunStore, StreamStore, MaintenanceStore, DirectoryStore,
-            OpsStore):
+            OpsStore, MessageStore):
     """Every concern of the store over one pool (see the module docstring)."""

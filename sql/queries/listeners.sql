@@ -10,3 +10,7 @@ LISTEN dagq_queued
 -- name: listen_events
 -- API processes follow run events on this channel (payload: run ids, or *).
 LISTEN dagq_events
+
+-- name: listen_results
+-- A blocked Dramatiq result wait (dagq.PostgresResultBackend; payload: the result key).
+LISTEN dagq_results
