@@ -34,6 +34,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from dagq.config import get_settings
 from dagq.errors import DagqError
 from dagq.models import LeasedNode
 from dagq.store import Handoff, Store
@@ -47,6 +48,7 @@ from dagq.workers.messages import MAX_TIMEOUT_S, TIME_LIMIT_MARGIN_S, plain_node
 from dagq.workers.middleware import DagqMiddleware, quiet_discarded_result_warnings
 from dagq.workers.registry import ExecutorDef
 from dagq.workers.retries import DagqRetries
+from dagq.workers.standalone import SelfServing, new_worker_id, own_store
 from dagq.workers.streams import StreamWriter
 
 log = logging.getLogger("dagq.broker")
@@ -65,20 +67,32 @@ EXECUTOR_TIME_LIMIT_MS = int((MAX_TIMEOUT_S + TIME_LIMIT_MARGIN_S + 1) * 1000)
 
 class PostgresBroker(dramatiq.Broker):
     def __init__(
-        self, repo: Store, *, worker_id: str, lease_ttl_s: float,
-        max_output_bytes: int, listener: QueueListener | None = None,
+        self, repo: Store | None = None, *, url: str | None = None,
+        worker_id: str | None = None, lease_ttl_s: float | None = None,
+        max_output_bytes: int | None = None, listener: QueueListener | None = None,
         book: LeaseBook | None = None, streams: StreamWriter | None = None,
-        middleware: list[Middleware] | None = None,
+        middleware: list[Middleware] | None = None, fail_fast_default: bool = True,
     ) -> None:
         """`book`: the leases this process holds, shared with the supervisor and the
         shutdown (`dagq.workers.process` makes one and hands it to each); a broker
         built on its own (tests, the `dramatiq` CLI) makes its own. `middleware`: as
         Dramatiq's brokers take it (default: DEFAULT_MIDDLEWARE); a Retries in it is
-        replaced by a DagqRetries with its settings; DagqMiddleware always runs first."""
+        replaced by a DagqRetries with its settings. DagqMiddleware is not in it: the
+        broker runs its hooks first and last (emit_before/emit_after).
+        `fail_fast_default`: join's `fail_fast` when not given (StubBroker's, True).
+
+        Without `repo`, the broker is on its own (the `dramatiq` CLI, tests): it opens a
+        pool for `url` (default DAGQ_DATABASE_URL) and, once it consumes, runs LISTEN,
+        heartbeats and the committer itself (workers/standalone.py); the settings give
+        the lease TTL and output limit not passed here."""
+        settings = get_settings()
+        self._own: SelfServing | None = None
+        if repo is None:
+            repo, url = own_store(url)
         self.repo = repo
-        self.worker_id = worker_id
-        self.lease_ttl_s = lease_ttl_s
-        self.max_output_bytes = max_output_bytes
+        self.worker_id = worker_id or new_worker_id()
+        self.lease_ttl_s = lease_ttl_s or settings.lease_ttl_s
+        self.max_output_bytes = max_output_bytes or settings.max_output_bytes
         self.listener = listener
         self.book = book if book is not None else LeaseBook()
         self.completions = CompletionBatcher(repo, self)
@@ -92,10 +106,35 @@ class PostgresBroker(dramatiq.Broker):
         self.streams = streams if streams is not None else StreamWriter(repo)
         self.queues: dict[str, None] = {}  # Dramatiq reads .keys()
         self.joiner = QueueJoiner(self)
+        self.fail_fast_default = fail_fast_default
         stack = [m() for m in DEFAULT_MIDDLEWARE] if middleware is None else [
             _dagq_retries(m) if isinstance(m, Retries) else m for m in middleware]
-        super().__init__(middleware=[DagqMiddleware(self.book, self.streams), *stack])
+        # Not in `self.middleware` (which is Dramatiq's stack, as users see it): the
+        # broker runs these hooks before every middleware and after all of them.
+        self.lease_hooks = DagqMiddleware(self.book, self.streams)
+        super().__init__(middleware=stack)
         quiet_discarded_result_warnings()
+        if url is not None and listener is None:
+            self._own = SelfServing(self, url)
+            self.listener = self._own.listener
+
+    def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        if signal == "process_message":  # the lease begins before any middleware runs
+            self.lease_hooks.before_process_message(self, *args)
+        super().emit_before(signal, *args, **kwargs)
+
+    def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        super().emit_after(signal, *args, **kwargs)
+        if signal == "process_message":  # once DagqRetries and the others have decided
+            self.lease_hooks.after_process_message(self, *args, **kwargs)
+        elif signal == "skip_message":
+            self.lease_hooks.after_skip_message(self, *args)
+
+    def close(self) -> None:
+        """A broker on its own stops its helpers and closes its pool."""
+        if self._own is not None:
+            self._own.stop()
+            self.repo.close()
 
     # -- declarations -----------------------------------------------------------------
 
@@ -145,6 +184,8 @@ class PostgresBroker(dramatiq.Broker):
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> Consumer:
         if queue_name not in self.queues:
             raise QueueNotFound(queue_name)
+        if self._own is not None:
+            self._own.start()
         consumer = PostgresConsumer(self, self.book, queue_name, prefetch, timeout)
         # Capped executors are only ever leased where their caps are checked.
         self._handoff_executors = sorted(set(self.served_executors()) - self.capped)
@@ -211,9 +252,12 @@ class PostgresBroker(dramatiq.Broker):
             self.joiner.flush(queue_name)
 
     def join(self, queue_name: str, *, timeout: int | None = None,
-             fail_fast: bool = False) -> None:
-        """Wait until `queue_name` has nothing queued (delayed included) or running."""
-        self.joiner.join(queue_name, timeout_ms=timeout, fail_fast=fail_fast)
+             fail_fast: bool | None = None) -> None:
+        """Wait until `queue_name` has nothing queued (delayed included) or running; then,
+        with `fail_fast` (default: `fail_fast_default`), raise the exception of a message
+        that failed for good since the queue was last flushed (see workers/joining.py)."""
+        self.joiner.join(queue_name, timeout_ms=timeout,
+                         fail_fast=self.fail_fast_default if fail_fast is None else fail_fast)
 
 
 def _dagq_retries(retries: Retries) -> DagqRetries:

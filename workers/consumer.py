@@ -22,7 +22,7 @@ from dagq.errors import DagqError
 from dagq.models import LeasedNode
 from dagq.store import Completion
 from dagq.workers.dramatiq_internals import stuffed_exception
-from dagq.workers.errors import AgeLimitExceeded, FatalError, NodeCancelled
+from dagq.workers.errors import AgeLimitExceeded, FatalError, NodeCancelled, WorkerShutdown
 from dagq.workers.leases import LeaseBook, LeaseKey
 from dagq.workers.messages import LeasedMessage, rebuild
 from dagq.workers.middleware import message_key
@@ -129,6 +129,7 @@ class PostgresConsumer(Consumer):
             return
         if message.error is not None:
             self._end_failed(message, key, message.error)
+            message.error = None  # see nack
             return
         try:
             outputs = check_outputs(
@@ -162,9 +163,21 @@ class PostgresConsumer(Consumer):
             exc = (message.error or stuffed_exception(message)
                    or RuntimeError("the node failed without an exception"))
         self._end_failed(message, key, exc)
+        # The exception's traceback holds the worker's frame, whose locals hold this
+        # message: keeping the exception would make a reference cycle (Dramatiq clears
+        # its own reference for the same reason).
+        message.error = None
 
     def _end_failed(self, message: LeasedMessage, key: LeaseKey, exc: BaseException) -> None:
-        retryable = not isinstance(exc, FatalError) if message.retry is None else message.retry
+        """A dagq executor's attempt is retried unless FatalError; a plain actor's as
+        DagqRetries decided, and never when failed otherwise (a middleware failed it:
+        Dramatiq dead-letters a nacked message), but for a worker shutdown."""
+        if message.retry is not None:
+            retryable = message.retry
+        elif message.plain:
+            retryable = isinstance(exc, WorkerShutdown)
+        else:
+            retryable = not isinstance(exc, FatalError)
         try:
             self._record_failure(message, exc, retryable=retryable)
         except Exception:  # noqa: BLE001 - the lease expires and the sweeper retries it

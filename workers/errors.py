@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dramatiq.middleware import SkipMessage
 from dramatiq.threading import Interrupt
 
 
@@ -25,8 +26,9 @@ class WorkerShutdown(Interrupt):
     """Raised inside executors still running when a stopping worker's grace ran out."""
 
 
-class AgeLimitExceeded(FatalError):
-    """A plain actor's message was older than its `max_age` when a worker got it."""
+class AgeLimitExceeded(SkipMessage):
+    """A plain actor's message was older than its `max_age` when a worker got it (what
+    AgeLimit skipped it with: a SkipMessage, as Dramatiq's join raises)."""
 
 
 class MessageFailed(Exception):

@@ -4,10 +4,10 @@
   out their backoff included) or running, as Dramatiq's brokers wait for a queue and its
   delay queue to be empty with nothing unacked. It asks the database every POLL_S: it is
   a testing and scripting aid, not a hot path.
-- join with `fail_fast` raises, like StubBroker, the exception of a message of the queue
-  that failed for good since the queue was last flushed (or the broker made): rebuilt
-  from the stored error when its class can be imported and built from its message,
-  else MessageFailed naming it.
+- join with `fail_fast` (the default, as StubBroker's) raises, like StubBroker, once the
+  queue is empty, the exception of a message of the queue that failed for good since
+  the queue was last flushed (or the broker made): rebuilt from the stored error when
+  its class can be imported and built from its message, else MessageFailed naming it.
 - flush drops the plain messages waiting in the queue: their one-node runs are cancelled
   (dagq keeps every run; a cancelled run is its dead letter). Workflow nodes in the
   queue are left alone: cancel their runs through the API.
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from dramatiq.errors import QueueJoinTimeout
 
 from dagq.errors import Conflict, NotFound
+from dagq.workers import errors as worker_errors
 from dagq.workers.errors import MessageFailed
 
 if TYPE_CHECKING:
@@ -46,11 +47,10 @@ class QueueJoiner:
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         since = self._since.get(queue) or self._start()
         while True:
-            if fail_fast:
-                failure = repo.first_failure_since(queue, since)
+            if repo.queue_unfinished(queue) == 0:
+                failure = repo.first_failure_since(queue, since) if fail_fast else None
                 if failure is not None:
                     raise rebuilt_exception(failure)
-            if repo.queue_unfinished(queue) == 0:
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 raise QueueJoinTimeout(queue)
@@ -75,9 +75,9 @@ def rebuilt_exception(failure: dict[str, Any]) -> BaseException:
     error = failure.get("error") or {}
     name, text = str(error.get("type", "")), str(error.get("message", ""))
     module, _, qualname = name.rpartition(".")
-    try:
+    try:  # a bare name is a builtin or one of dagq's (see outcomes.describe_error)
         kind = getattr(importlib.import_module(module), qualname) if module \
-            else getattr(builtins, qualname)
+            else getattr(builtins, qualname, None) or getattr(worker_errors, qualname)
         if isinstance(kind, type) and issubclass(kind, BaseException):
             return kind(text)
     except Exception:  # noqa: BLE001,S110 - any failure to rebuild: MessageFailed below

@@ -1,12 +1,13 @@
-"""The Dramatiq middleware every dagq broker runs first: mark the lease executing, give
-the executor its node context, write its streamed chunks when it returns, keep the
-result (or the exception) on the message for the consumer's ack/nack.
+"""The hooks every dagq broker runs around Dramatiq's middleware (before all of them,
+and after all of them: see PostgresBroker.emit_before/emit_after): mark the lease
+executing, give the executor its node context, write its streamed chunks when it
+returns, keep the result (or the exception) on the message for the consumer's ack/nack.
 
 Dramatiq acks a message whose actor raised unless some middleware fails it. A dagq
 executor's message is failed on any exception, and the fail transaction decides retry
 or failure (`max_attempts`, FatalError). A plain actor's was decided by DagqRetries
-(workers/retries.py) before this runs (after_* hooks run in reverse order): a message
-to retry is acked, as under Dramatiq, and the consumer records the retry.
+(workers/retries.py) before this runs: a message to retry is acked, as under Dramatiq,
+and the consumer records the retry.
 """
 
 from __future__ import annotations
