@@ -133,3 +133,17 @@ def declare_late():
     """Declares `late_actor` on this process's broker, long after the worker started."""
     dramatiq.actor(_times_ten, actor_name="late_actor", broker=dramatiq.get_broker())
     return "declared"
+
+
+@dramatiq.actor(min_backoff=100, max_backoff=200)
+def crash_once(marker, x):
+    """SIGKILLs its own worker the first time (creating `marker`), then adds one."""
+    import os
+    import signal
+    from pathlib import Path
+
+    if not Path(marker).exists():
+        Path(marker).write_text("killed")
+        time.sleep(0.2)  # the previous step's completion is committed by now
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x + 1
