@@ -1,5 +1,5 @@
 """Plain Dramatiq messages: what `PostgresBroker.join`/`flush` ask of a queue, and the
-rows of `dagq.PostgresResultBackend`."""
+rows of `dagq.PostgresResultBackend` and `dagq.PostgresRateLimiterBackend`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from dagq.sqlfiles import queries
 from dagq.store.core import StoreCore, notify_after_commit, transient
 
 RESULTS_CHANNEL = "dagq_results"  # payload: the result's key
+COUNTERS_CHANNEL = "dagq_counters"  # payload: the counter's key (wait_notify)
+BIG = 2**62
 PRUNE_BATCH = 1000
 
 
@@ -65,3 +67,48 @@ class MessageStore(StoreCore):
         """Delete up to `limit` expired results; how many were."""
         with self._tx(one_statement=True) as cur:
             return cur.execute(queries()["prune_results"], {"limit": limit}).rowcount
+
+    # -- counters (dagq.PostgresRateLimiterBackend) ------------------------------------
+
+    @transient
+    def counter_add(self, key: str, value: int, ttl_ms: int) -> bool:
+        """Set `key` unless it holds a live value."""
+        with self._tx(one_statement=True) as cur:
+            return cur.execute(queries()["counter_add"], {
+                "key": key, "value": value, "ttl_ms": ttl_ms}).fetchone() is not None
+
+    @transient
+    def counter_change(self, key: str, delta: int, ttl_ms: int, *, minimum: int = -BIG,
+                       maximum: int = BIG, notify: bool = False) -> bool:
+        """Add `delta` if the value stays within [minimum, maximum]; `notify`: wake the
+        waiters on `key` after commit."""
+        with self._tx() as cur:
+            cur.execute(queries()["counter_ensure"], {"key": key})
+            changed = cur.execute(queries()["counter_change"], {
+                "key": key, "delta": delta, "ttl_ms": ttl_ms, "minimum": minimum,
+                "maximum": maximum}).fetchone() is not None
+            if notify:
+                notify_after_commit(COUNTERS_CHANNEL, key)
+        return changed
+
+    @transient
+    def counter_incr_and_sum(self, key: str, others: list[str], amount: int, maximum: int,
+                             ttl_ms: int) -> bool:
+        """Add `amount` to `key` if it and the sum of `others` (plus `amount`) stay at
+        most `maximum`; checked and written under one fleet-wide lock."""
+        q = queries()
+        with self._tx() as cur:
+            cur.execute(q["counters_lock"])
+            row = cur.execute(q["counters_sum"], {"keys": others}).fetchone()
+            if (row["total"] if row else 0) + amount > maximum:
+                return False
+            cur.execute(q["counter_ensure"], {"key": key})
+            return cur.execute(q["counter_change"], {
+                "key": key, "delta": amount, "ttl_ms": ttl_ms, "minimum": -BIG,
+                "maximum": maximum}).fetchone() is not None
+
+    @transient
+    def counter_value(self, key: str) -> int | None:
+        with self._tx(one_statement=True) as cur:
+            row = cur.execute(queries()["counter_value"], {"key": key}).fetchone()
+        return None if row is None else int(row["value"])

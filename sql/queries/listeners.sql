@@ -14,3 +14,7 @@ LISTEN dagq_events
 -- name: listen_results
 -- A blocked Dramatiq result wait (dagq.PostgresResultBackend; payload: the result key).
 LISTEN dagq_results
+
+-- name: listen_counters
+-- A rate limiter's (or Barrier's) wait (dagq.PostgresRateLimiterBackend; payload: key).
+LISTEN dagq_counters

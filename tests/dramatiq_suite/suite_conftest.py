@@ -3,7 +3,8 @@ conftest.py beside the tests unpacked from Dramatiq's sdist; see test_dramatiq_s
 
 Fixtures in the shape of Dramatiq's own: `stub_broker` is a PostgresBroker on a fresh
 database (made from the migrated template of the outer test run), `stub_worker` a
-dramatiq.Worker on it, `result_backend` a PostgresResultBackend on the same database.
+dramatiq.Worker on it, `result_backend` a PostgresResultBackend on the same database,
+`rate_limiter_backend` a PostgresRateLimiterBackend (and Dramatiq's StubBackend).
 Written for dagq; none of Dramatiq's test code is copied here.
 """
 
@@ -21,7 +22,7 @@ from dramatiq import Worker
 from dramatiq.rate_limits import backends as rl_backends
 from psycopg import sql
 
-from dagq import PostgresBroker, PostgresResultBackend
+from dagq import PostgresBroker, PostgresRateLimiterBackend, PostgresResultBackend
 
 logging.basicConfig(level=logging.INFO,
                     format="[%(asctime)s] [%(threadName)s] [%(name)s] [%(levelname)s] %(message)s")
@@ -91,9 +92,13 @@ def redis_result_backend(suite_database):
     return backend
 
 
-@pytest.fixture(params=["stub"])
-def rate_limiter_backend(request):
-    return rl_backends.StubBackend()
+@pytest.fixture(params=["postgres", "stub"])
+def rate_limiter_backend(request, suite_database):
+    if request.param == "stub":
+        return rl_backends.StubBackend()
+    backend = PostgresRateLimiterBackend(url=suite_database)
+    suite_database.closers.append(backend.store.close)
+    return backend
 
 
 @pytest.fixture

@@ -27,10 +27,13 @@ from tests.pg import TEMPLATE
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CACHE = Path(os.environ.get("DAGQ_SUITE_CACHE", Path.home() / ".cache" / "dagq-dramatiq-sdist"))
-# The broker-agnostic test files (the others test Redis, RabbitMQ, the CLI, encoders,
-# rate limiters: nothing of a broker's).
+# The broker-agnostic test files and the rate limiters' (the others test Redis,
+# RabbitMQ, StubBroker, the CLI, encoders: nothing of PostgresBroker's).
 SUITE = ["test_actors.py", "test_broker.py", "test_callbacks.py", "test_composition.py",
-         "test_generic_actors.py", "test_messages.py", "test_results.py", "test_worker.py"]
+         "test_generic_actors.py", "test_messages.py", "test_results.py", "test_worker.py",
+         # PostgresRateLimiterBackend (rate_limiter_backend):
+         "test_barrier.py", "test_bucket_rate_limiter.py", "test_concurrent_rate_limiter.py",
+         "test_window_rate_limiter.py"]
 SKIPPED: dict[str, str] = {
     "test_actors.py::test_actors_can_be_sent_messages":
         "reads the message back from StubBroker's in-memory queue",

@@ -10,15 +10,17 @@ from __future__ import annotations
 import time
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware import CurrentMessage, GroupCallbacks
 from dramatiq.results import Results
 
-from dagq import PostgresResultBackend
+from dagq import PostgresRateLimiterBackend, PostgresResultBackend
 
 broker = dramatiq.get_broker()
 broker.add_middleware(CurrentMessage())
 backend = PostgresResultBackend()  # DAGQ_DATABASE_URL
 broker.add_middleware(Results(backend=backend, store_results=True))
+counters = PostgresRateLimiterBackend()
+broker.add_middleware(GroupCallbacks(counters))
 
 
 def _attempt() -> int:
@@ -147,3 +149,8 @@ def crash_once(marker, x):
         time.sleep(0.2)  # the previous step's completion is committed by now
         os.kill(os.getpid(), signal.SIGKILL)
     return x + 1
+
+
+@dramatiq.actor
+def group_done(label):
+    return label

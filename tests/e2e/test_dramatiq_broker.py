@@ -35,6 +35,7 @@ def app(repo, db_url, monkeypatch) -> Iterator[ModuleType]:
     yield module
     sys.modules.pop(APP, None)
     module.backend.store.close()
+    module.counters.store.close()
     dramatiq.broker.global_broker = previous
 
 
@@ -178,3 +179,16 @@ def test_join_and_actors_declared_after_the_worker_started(app, repo, sql, fleet
     assert app.declare_late.send().get_result(block=True, timeout=30_000) == "declared"
     late = dramatiq.actor(app._times_ten, actor_name="late_actor")  # the producer's side
     assert late.send(4).get_result(block=True, timeout=30_000) == 40
+
+
+def test_group_completion_callbacks_across_worker_processes(app, repo, sql, fleet) -> None:
+    """GroupCallbacks' barrier is a Postgres counter: the last member to finish, in
+    whichever process, sends the callback, once."""
+    start_workers(fleet)
+    start_workers(fleet)
+    members = dramatiq.group([app.add.message(i, i) for i in range(12)])
+    members.add_completion_callback(app.group_done.message("all"))
+    members.run()
+    assert callback_outputs(repo, "group_done") == ["all"]
+    dramatiq.get_broker().join("default", timeout=30_000)
+    assert len(repo.list_runs(tenant=None, workflow="group_done")) == 1  # sent once
