@@ -8,8 +8,8 @@
   Postgres), `requeue` hands never-started leases back without spending an attempt.
 - `enqueue()` of a plain Dramatiq message (`actor.send()`) creates a one-node run that
   carries the message (workers/messages.py maps its options onto the node).
-- Middleware: Dramatiq's default stack, with DagqMiddleware first and DagqRetries in
-  place of Retries (see DEFAULT_MIDDLEWARE).
+- Middleware: Dramatiq's default stack with DagqRetries in place of Retries (see
+  DEFAULT_MIDDLEWARE); dagq's own hooks (DagqMiddleware) run around all of it.
 - `join`/`flush`/`flush_all` as Dramatiq's testing pattern expects (workers/joining.py).
 - Nodes a completion releases may be leased by the completion's own transaction
   (workers/completions.py); `take()` hands them to the consumer of their queue.
@@ -87,6 +87,7 @@ class PostgresBroker(dramatiq.Broker):
         the lease TTL and output limit not passed here."""
         settings = get_settings()
         self._own: SelfServing | None = None
+        owned = repo is None
         if repo is None:
             repo, url = own_store(url)
         self.repo = repo
@@ -114,7 +115,7 @@ class PostgresBroker(dramatiq.Broker):
         self.lease_hooks = DagqMiddleware(self.book, self.streams)
         super().__init__(middleware=stack)
         quiet_discarded_result_warnings()
-        if url is not None and listener is None:
+        if owned and listener is None and url is not None:
             self._own = SelfServing(self, url)
             self.listener = self._own.listener
 
@@ -148,9 +149,10 @@ class PostgresBroker(dramatiq.Broker):
     def declare_executor(self, definition: ExecutorDef) -> None:
         """Serve a dagq node executor: a Dramatiq actor named after it."""
         self.executors[definition.name] = definition
+        # No retry options: DagqRetries leaves executors' messages to dagq's own rule.
         dramatiq.actor(
             _executor_entry(self.book, definition), actor_name=definition.name,
-            queue_name=definition.queue, broker=self, max_retries=0,
+            queue_name=definition.queue, broker=self,
             **({"time_limit": EXECUTOR_TIME_LIMIT_MS} if self._has(TimeLimit) else {}),
         )
 

@@ -23,6 +23,7 @@ from dramatiq.results import ResultMissing, ResultTimeout
 from dagq import PostgresResultBackend
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.middleware import DagqMiddleware
+from dagq.workers.registry import ExecutorDef
 from dagq.workers.retries import DagqRetries
 
 
@@ -59,6 +60,16 @@ def test_a_given_retries_middleware_becomes_dagq_retries_with_its_settings(repo,
     row = node_row(sql, actor.send())
     # No TimeLimit here: time_limit (10 min) is dagq's own timeout, without a margin.
     assert (row["max_attempts"], row["backoff_initial_s"], row["timeout_s"]) == (4, 0.05, 600)
+
+
+def test_a_broker_without_middleware_serves_executors_and_never_retries(repo, sql) -> None:
+    broker = make_broker(repo, middleware=[])
+    assert broker.middleware == []
+    broker.declare_executor(ExecutorDef("bare.exec", lambda payload: {}))
+    assert "bare.exec" in broker.served
+    actor = dramatiq.actor(broker=broker, actor_name="bare")(lambda: None)
+    row = node_row(sql, actor.send())
+    assert (row["max_attempts"], row["timeout_s"]) == (1, 600)  # as Dramatiq: no Retries
 
 
 def test_options_map_onto_the_node_row(repo, sql) -> None:
