@@ -4,6 +4,8 @@ The public names are imported on first use (PEP 562), so `import dagq` stays che
 the CLI and child processes::
 
     from dagq import executor, FatalError, current_node, Client, AsyncClient, PostgresBroker
+    from dagq import PostgresResultBackend  # for dramatiq.results.Results
+    from dagq import PostgresRateLimiterBackend  # for dramatiq.rate_limits, GroupCallbacks
 """
 
 from __future__ import annotations
@@ -18,18 +20,23 @@ _PUBLIC = {
     "FatalError": "dagq.workers.errors",
     "current_node": "dagq.workers.context",
     "PostgresBroker": "dagq.workers.broker",
+    "PostgresResultBackend": "dagq.workers.results",
+    "PostgresRateLimiterBackend": "dagq.workers.rate_limits",
     "Client": "dagq.client",
     "AsyncClient": "dagq.client",
 }
 
-__all__ = ["AsyncClient", "Client", "FatalError", "PostgresBroker", "current_node", "executor"]
+__all__ = ["AsyncClient", "Client", "FatalError", "PostgresBroker",
+           "PostgresRateLimiterBackend", "PostgresResultBackend", "current_node", "executor"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from dagq.client import AsyncClient, Client
     from dagq.workers.broker import PostgresBroker
     from dagq.workers.context import current_node
     from dagq.workers.errors import FatalError
+    from dagq.workers.rate_limits import PostgresRateLimiterBackend
     from dagq.workers.registry import executor
+    from dagq.workers.results import PostgresResultBackend
 
 
 def __getattr__(name: str) -> Any:

@@ -6,7 +6,11 @@
   LISTEN and polling at least every second.
 - `ack` records the outputs (fenced), `nack` the failure (retry/backoff decided in
   Postgres), `requeue` hands never-started leases back without spending an attempt.
-- `enqueue()` of a plain Dramatiq message (`actor.send()`) creates a one-node run.
+- `enqueue()` of a plain Dramatiq message (`actor.send()`) creates a one-node run that
+  carries the message (workers/messages.py maps its options onto the node).
+- Middleware: Dramatiq's default stack with DagqRetries in place of Retries (see
+  DEFAULT_MIDDLEWARE); dagq's own hooks (DagqMiddleware) run around all of it.
+- `join`/`flush`/`flush_all` as Dramatiq's testing pattern expects (workers/joining.py).
 - Nodes a completion releases may be leased by the completion's own transaction
   (workers/completions.py); `take()` hands them to the consumer of their queue.
 """
@@ -20,38 +24,76 @@ import dramatiq
 from dramatiq.broker import Consumer
 from dramatiq.errors import QueueNotFound
 from dramatiq.message import Message
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    Middleware,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
 
+from dagq.config import get_settings
 from dagq.errors import DagqError
 from dagq.models import LeasedNode
 from dagq.store import Handoff, Store
 from dagq.workers.completions import CompletionBatcher
 from dagq.workers.consumer import PostgresConsumer
 from dagq.workers.errors import NodeCancelled
+from dagq.workers.joining import QueueJoiner
 from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
-from dagq.workers.middleware import DagqMiddleware
+from dagq.workers.messages import MAX_TIMEOUT_S, TIME_LIMIT_MARGIN_S, plain_node
+from dagq.workers.middleware import DagqMiddleware, quiet_discarded_result_warnings
 from dagq.workers.registry import ExecutorDef
+from dagq.workers.retries import DagqRetries
+from dagq.workers.standalone import SelfServing, new_worker_id, own_store
 from dagq.workers.streams import StreamWriter
-from dagq.workflow import parse_spec
 
 log = logging.getLogger("dagq.broker")
 
 PLAIN_TENANT = "default"
+# Dramatiq's default middleware (dramatiq.middleware.default_middleware), in its order,
+# with Retries replaced by DagqRetries: Postgres' `attempts` counts retries and the fail
+# transaction schedules them (see workers/retries.py). Prometheus is not in Dramatiq's
+# defaults either; dagq's /metrics covers queues and nodes (add Dramatiq's Prometheus
+# middleware yourself for its per-actor histograms under the `dramatiq` CLI).
+DEFAULT_MIDDLEWARE: tuple[type[Middleware], ...] = (
+    AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, DagqRetries)
+# dagq executors keep their own timeout (timeout_s): TimeLimit must never fire first.
+EXECUTOR_TIME_LIMIT_MS = int((MAX_TIMEOUT_S + TIME_LIMIT_MARGIN_S + 1) * 1000)
 
 
 class PostgresBroker(dramatiq.Broker):
     def __init__(
-        self, repo: Store, *, worker_id: str, lease_ttl_s: float,
-        max_output_bytes: int, listener: QueueListener | None = None,
+        self, repo: Store | None = None, *, url: str | None = None,
+        worker_id: str | None = None, lease_ttl_s: float | None = None,
+        max_output_bytes: int | None = None, listener: QueueListener | None = None,
         book: LeaseBook | None = None, streams: StreamWriter | None = None,
+        middleware: list[Middleware] | None = None, fail_fast_default: bool = True,
     ) -> None:
         """`book`: the leases this process holds, shared with the supervisor and the
         shutdown (`dagq.workers.process` makes one and hands it to each); a broker
-        built on its own (tests, the `dramatiq` CLI) makes its own."""
+        built on its own (tests, the `dramatiq` CLI) makes its own. `middleware`: as
+        Dramatiq's brokers take it (default: DEFAULT_MIDDLEWARE); a Retries in it is
+        replaced by a DagqRetries with its settings. DagqMiddleware is not in it: the
+        broker runs its hooks first and last (emit_before/emit_after).
+        `fail_fast_default`: join's `fail_fast` when not given (StubBroker's, True).
+
+        Without `repo`, the broker is on its own (the `dramatiq` CLI, tests): it opens a
+        pool for `url` (default DAGQ_DATABASE_URL) and, once it consumes, runs LISTEN,
+        heartbeats and the committer itself (workers/standalone.py); the settings give
+        the lease TTL and output limit not passed here."""
+        settings = get_settings()
+        self._own: SelfServing | None = None
+        owned = repo is None
+        if repo is None:
+            repo, url = own_store(url)
         self.repo = repo
-        self.worker_id = worker_id
-        self.lease_ttl_s = lease_ttl_s
-        self.max_output_bytes = max_output_bytes
+        self.worker_id = worker_id or new_worker_id()
+        self.lease_ttl_s = lease_ttl_s or settings.lease_ttl_s
+        self.max_output_bytes = max_output_bytes or settings.max_output_bytes
         self.listener = listener
         self.book = book if book is not None else LeaseBook()
         self.completions = CompletionBatcher(repo, self)
@@ -59,10 +101,41 @@ class PostgresBroker(dramatiq.Broker):
         self.stopping = False
         self._consumers: dict[str, PostgresConsumer] = {}
         self._handoff_executors: list[str] = []
+        self.served: list[str] = []  # the actors consumers lease for (kept current)
+        self.capped_list: list[str] = []
         # Executors' streamed output; a broker built on its own writes it synchronously.
         self.streams = streams if streams is not None else StreamWriter(repo)
-        super().__init__(middleware=[DagqMiddleware(self.book, self.streams)])
         self.queues: dict[str, None] = {}  # Dramatiq reads .keys()
+        self.joiner = QueueJoiner(self)
+        self.fail_fast_default = fail_fast_default
+        stack = [m() for m in DEFAULT_MIDDLEWARE] if middleware is None else [
+            _dagq_retries(m) if isinstance(m, Retries) else m for m in middleware]
+        # Not in `self.middleware` (which is Dramatiq's stack, as users see it): the
+        # broker runs these hooks before every middleware and after all of them.
+        self.lease_hooks = DagqMiddleware(self.book, self.streams)
+        super().__init__(middleware=stack)
+        quiet_discarded_result_warnings()
+        if owned and listener is None and url is not None:
+            self._own = SelfServing(self, url)
+            self.listener = self._own.listener
+
+    def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        if signal == "process_message":  # the lease begins before any middleware runs
+            self.lease_hooks.before_process_message(self, *args)
+        super().emit_before(signal, *args, **kwargs)
+
+    def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        super().emit_after(signal, *args, **kwargs)
+        if signal == "process_message":  # once DagqRetries and the others have decided
+            self.lease_hooks.after_process_message(self, *args, **kwargs)
+        elif signal == "skip_message":
+            self.lease_hooks.after_skip_message(self, *args)
+
+    def close(self) -> None:
+        """A broker on its own stops its helpers and closes its pool."""
+        if self._own is not None:
+            self._own.stop()
+            self.repo.close()
 
     # -- declarations -----------------------------------------------------------------
 
@@ -76,13 +149,31 @@ class PostgresBroker(dramatiq.Broker):
     def declare_executor(self, definition: ExecutorDef) -> None:
         """Serve a dagq node executor: a Dramatiq actor named after it."""
         self.executors[definition.name] = definition
+        # No retry options: DagqRetries leaves executors' messages to dagq's own rule.
         dramatiq.actor(
             _executor_entry(self.book, definition), actor_name=definition.name,
-            queue_name=definition.queue, broker=self, max_retries=0,
+            queue_name=definition.queue, broker=self,
+            **({"time_limit": EXECUTOR_TIME_LIMIT_MS} if self._has(TimeLimit) else {}),
         )
+
+    def declare_actor(self, actor: dramatiq.Actor[Any, Any]) -> None:
+        """Also when the worker already runs: its consumers lease for it from now on."""
+        super().declare_actor(actor)
+        self.served = sorted(self.actors)
+        self.capped_list = sorted(self.capped)
+        if self._consumers:
+            self._handoff_executors = sorted(set(self.served) - self.capped)
 
     def served_executors(self) -> list[str]:
         return sorted(self.actors)
+
+    def attempt_of(self, key: tuple[int, int]) -> tuple[int, int] | None:
+        """(attempt, max_attempts) of a lease this process holds."""
+        lease = self.book.get(key)
+        return None if lease is None else (lease.node.attempts, lease.node.max_attempts)
+
+    def _has(self, kind: type[Middleware]) -> Middleware | None:
+        return next((m for m in self.middleware if isinstance(m, kind)), None)
 
     @property
     def capped(self) -> frozenset[str]:
@@ -95,6 +186,8 @@ class PostgresBroker(dramatiq.Broker):
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 30000) -> Consumer:
         if queue_name not in self.queues:
             raise QueueNotFound(queue_name)
+        if self._own is not None:
+            self._own.start()
         consumer = PostgresConsumer(self, self.book, queue_name, prefetch, timeout)
         # Capped executors are only ever leased where their caps are checked.
         self._handoff_executors = sorted(set(self.served_executors()) - self.capped)
@@ -131,33 +224,48 @@ class PostgresBroker(dramatiq.Broker):
     # -- plain Dramatiq messages ------------------------------------------------------
 
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
-        """`actor.send(...)` becomes a one-node run (idempotent by message id)."""
+        """`actor.send(...)` becomes a one-node run carrying the message, idempotent by
+        message id; `delay` (ms) makes it available that much later."""
+        if delay is not None and (not isinstance(delay, int | float) or delay < 0):
+            raise ValueError(f"delay must be a non-negative number of ms, not {delay!r}")
         self.declare_queue(message.queue_name)
-        key = message.actor_name
-        actor = self.actors.get(key)
-        retries = int(actor.options.get("max_retries", 2)) if actor else 2
-        spec = parse_spec({
-            "name": _safe_key(key),
-            "nodes": {_safe_key(key): {
-                "executor": key, "queue": message.queue_name,
-                "params": {"args": list(message.args), "kwargs": dict(message.kwargs)},
-                "max_attempts": min(retries + 1, 100),
-            }},
-        })
+        retries, time_limit = self._has(DagqRetries), self._has(TimeLimit)
+        spec = plain_node(
+            message, self.actors.get(message.actor_name), name=_safe_key(message.actor_name),
+            # Without a Retries middleware Dramatiq never retries: one attempt.
+            default_retries=retries.max_retries if isinstance(retries, DagqRetries) else 0,
+            default_backoff_ms=(retries.min_backoff, retries.max_backoff)
+            if isinstance(retries, DagqRetries) else (0, 0),
+            default_time_limit_ms=time_limit.time_limit if isinstance(time_limit, TimeLimit)
+            else None)
         self.emit_before("enqueue", message, delay)
         self.repo.submit_run(tenant=PLAIN_TENANT, spec=spec, event_key=message.message_id,
-                             inputs={"args": list(message.args)})
+                             inputs={"args": list(message.args)},
+                             delay_s=delay / 1000 if delay else None)
         self.emit_after("enqueue", message, delay)
         return message
 
     def flush(self, queue_name: str) -> None:
-        raise NotImplementedError("dagq keeps every run; cancel runs instead of flushing")
+        """Drop the messages waiting in `queue_name` (their runs are cancelled)."""
+        self.joiner.flush(queue_name)
 
     def flush_all(self) -> None:
-        raise NotImplementedError("dagq keeps every run; cancel runs instead of flushing")
+        for queue_name in list(self.queues):
+            self.joiner.flush(queue_name)
 
-    def join(self, queue_name: str, *, timeout: int | None = None) -> None:
-        raise NotImplementedError("follow a run's events instead of joining a queue")
+    def join(self, queue_name: str, *, timeout: int | None = None,
+             fail_fast: bool | None = None) -> None:
+        """Wait until `queue_name` has nothing queued (delayed included) or running; then,
+        with `fail_fast` (default: `fail_fast_default`), raise the exception of a message
+        that failed for good since the queue was last flushed (see workers/joining.py)."""
+        self.joiner.join(queue_name, timeout_ms=timeout,
+                         fail_fast=self.fail_fast_default if fail_fast is None else fail_fast)
+
+
+def _dagq_retries(retries: Retries) -> DagqRetries:
+    """A Retries given to the broker, as the DagqRetries with its settings."""
+    return DagqRetries(max_retries=retries.max_retries, min_backoff=retries.min_backoff,
+                       max_backoff=retries.max_backoff, retry_when=retries.retry_when)
 
 
 def _safe_key(name: str) -> str:

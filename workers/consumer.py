@@ -15,15 +15,16 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.broker import Consumer
 from dramatiq.message import Message
 
 from dagq.errors import DagqError
 from dagq.models import LeasedNode
 from dagq.store import Completion
 from dagq.workers.dramatiq_internals import stuffed_exception
-from dagq.workers.errors import FatalError, NodeCancelled
+from dagq.workers.errors import AgeLimitExceeded, FatalError, NodeCancelled, WorkerShutdown
 from dagq.workers.leases import LeaseBook, LeaseKey
+from dagq.workers.messages import LeasedMessage, rebuild
 from dagq.workers.middleware import message_key
 from dagq.workers.outcomes import check_outputs, describe_error
 
@@ -47,18 +48,15 @@ class PostgresConsumer(Consumer):
         # keeps the threads busy meanwhile), not every time one slot frees up.
         self.refill = max(1, self.prefetch // 2)
         self.timeout_s = min(timeout_ms / 1000, POLL_S)
-        self.buffer: deque[MessageProxy] = deque()
+        self.buffer: deque[LeasedMessage] = deque()
         self._closing = threading.Lock()  # accept() vs close(): no lease is stranded
         self.closed = False
         self.drained = False  # the last lease got fewer nodes than it had room for
-        # Executors are all declared before consuming starts; compute the lists once.
-        self.executors = broker.served_executors()
-        self.capped = sorted(broker.capped)
 
     def __iter__(self) -> PostgresConsumer:
         return self
 
-    def __next__(self) -> MessageProxy | None:
+    def __next__(self) -> LeasedMessage | None:
         broker, book = self.broker, self.book
         if broker.stopping:
             self._hand_back_buffer()  # never-started leases go back at once
@@ -81,14 +79,14 @@ class PostgresConsumer(Consumer):
         room = book.room(self.queue, self.prefetch)
         nodes = broker.repo.lease(
             worker=broker.worker_id, queue=self.queue, limit=room,
-            ttl_s=broker.lease_ttl_s, executors=self.executors, capped=self.capped,
+            ttl_s=broker.lease_ttl_s, executors=broker.served, capped=broker.capped_list,
         ) if room > 0 else []
         self.drained = len(nodes) < room
         if not nodes:
             return None
         for node in nodes:
             book.add(node, self.queue)
-            self.buffer.append(MessageProxy(self._message(node)))
+            self.buffer.append(self._message(node))
         return self.buffer.popleft()
 
     def accept(self, node: LeasedNode) -> bool:
@@ -97,28 +95,21 @@ class PostgresConsumer(Consumer):
             if self.closed or self.broker.stopping:
                 return False
             self.book.add(node, self.queue)
-            self.buffer.append(MessageProxy(self._message(node)))
+            self.buffer.append(self._message(node))
         self.book.poke()
         if self.broker.listener:
             self.broker.listener.event(self.queue).set()
         return True
 
-    def _message(self, node: Any) -> Message:
-        definition = self.broker.executors.get(node.executor)
-        if definition is not None:
-            args: tuple[Any, ...] = (node.id, node.version)  # the lease's key
-            kwargs: dict[str, Any] = {}
-        else:  # a plain Dramatiq actor sent with actor.send()
-            args = tuple(node.params.get("args", ()))
-            kwargs = dict(node.params.get("kwargs", {}))
-        return Message(
-            queue_name=self.queue, actor_name=node.executor, args=args, kwargs=kwargs,
-            # pipe_target: Dramatiq warns about discarded return values unless a message
-            # has one; dagq keeps them (ack stores them). No Pipelines middleware runs.
-            options={"dagq_node_id": node.id, "dagq_version": node.version,
-                     "dagq_timeout_s": node.timeout_s, "pipe_target": "dagq"},
-            message_id=f"{node.id}.{node.version}",
-        )
+    def _message(self, node: LeasedNode) -> LeasedMessage:
+        """A plain actor's node: the message it was sent as. A dagq executor's: a message
+        whose arguments are the lease's key (the actor reads its payload from the book)."""
+        key = (node.id, node.version)
+        if node.executor in self.broker.executors:
+            message = Message(queue_name=self.queue, actor_name=node.executor, args=key,
+                              kwargs={}, options={}, message_id=f"{node.id}.{node.version}")
+            return LeasedMessage(message, key, node.timeout_s, plain=False)
+        return LeasedMessage(rebuild(node, self.queue), key, node.timeout_s, plain=True)
 
     # -- outcomes (called from worker threads) ----------------------------------------
     # Each attempt is its lease's (node id, version) key: a late outcome of an attempt
@@ -126,14 +117,19 @@ class PostgresConsumer(Consumer):
     # Nothing raised here may escape to Dramatiq: whatever fails after the executor
     # returned ends the attempt (failed, with the error) and releases its lease.
 
-    def ack(self, message: MessageProxy) -> None:
+    def ack(self, message: LeasedMessage) -> None:
         """Hand the outputs to the group committer; the lease is released once they are
-        committed (see workers/completions.py)."""
+        committed (see workers/completions.py). A plain actor's message that raised and
+        is to be retried is acked too (as under Dramatiq): its retry is recorded."""
         key = message_key(message)
         lease = self.book.get(key)
         if lease is None or lease.lost:
             log.info("node %s finished after its lease was lost; outcome discarded", key[0])
             self.book.remove(key)
+            return
+        if message.error is not None:
+            self._end_failed(message, key, message.error)
+            message.error = None  # see nack
             return
         try:
             outputs = check_outputs(
@@ -152,19 +148,38 @@ class PostgresConsumer(Consumer):
             log.info("stale completion of node %s ignored (lease reclaimed)", key[0])
         self.book.remove(key)
 
-    def nack(self, message: MessageProxy) -> None:
+    def nack(self, message: LeasedMessage) -> None:
         key = message_key(message)
         lease = self.book.get(key)
         if lease is None or lease.lost:
             log.info("node %s failed after its lease was lost; outcome discarded", key[0])
             self.book.remove(key)
             return
-        exc = stuffed_exception(message) or RuntimeError("the node failed without an exception")
+        if message.skipped:  # AgeLimit (max_age): never retried
+            message.retry = False
+            exc: BaseException = AgeLimitExceeded(
+                f"message {message.message_id} is older than its max_age; skipped")
+        else:
+            exc = (message.error or stuffed_exception(message)
+                   or RuntimeError("the node failed without an exception"))
         self._end_failed(message, key, exc)
+        # The exception's traceback holds the worker's frame, whose locals hold this
+        # message: keeping the exception would make a reference cycle (Dramatiq clears
+        # its own reference for the same reason).
+        message.error = None
 
-    def _end_failed(self, message: MessageProxy, key: LeaseKey, exc: BaseException) -> None:
+    def _end_failed(self, message: LeasedMessage, key: LeaseKey, exc: BaseException) -> None:
+        """A dagq executor's attempt is retried unless FatalError; a plain actor's as
+        DagqRetries decided, and never when failed otherwise (a middleware failed it:
+        Dramatiq dead-letters a nacked message), but for a worker shutdown."""
+        if message.retry is not None:
+            retryable = message.retry
+        elif message.plain:
+            retryable = isinstance(exc, WorkerShutdown)
+        else:
+            retryable = not isinstance(exc, FatalError)
         try:
-            self._record_failure(message, exc, retryable=not isinstance(exc, FatalError))
+            self._record_failure(message, exc, retryable=retryable)
         except Exception:  # noqa: BLE001 - the lease expires and the sweeper retries it
             log.exception("could not record the failure of node %s; its lease will expire",
                           key[0])
@@ -203,15 +218,16 @@ class PostgresConsumer(Consumer):
         """A capped executor's slot frees up: wake the queue's consumers everywhere."""
         return self.queue if lease.node.executor in self.broker.capped else None
 
-    def _record_failure(self, message: MessageProxy, exc: BaseException, *,
+    def _record_failure(self, message: LeasedMessage, exc: BaseException, *,
                         retryable: bool) -> None:
         node_id, version = message_key(message)
         lease = self.book.get((node_id, version))
         outcome = self.broker.repo.fail(
-            node_id, version, describe_error(exc, message.options.get("dagq_timeout_s")),
+            node_id, version, describe_error(exc, message.timeout_s),
             retryable=retryable and not isinstance(exc, NodeCancelled),
             cancelled=isinstance(exc, NodeCancelled),
             wake_queue=self._wake(lease) if lease else None,
+            delay_s=message.retry_delay_s,
         )
         if outcome == "stale":
             log.info("stale failure of node %s ignored", node_id)

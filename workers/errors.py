@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dramatiq.middleware import SkipMessage
 from dramatiq.threading import Interrupt
 
 
@@ -23,3 +24,13 @@ class NodeCancelled(Interrupt):
 
 class WorkerShutdown(Interrupt):
     """Raised inside executors still running when a stopping worker's grace ran out."""
+
+
+class AgeLimitExceeded(SkipMessage):
+    """A plain actor's message was older than its `max_age` when a worker got it (what
+    AgeLimit skipped it with: a SkipMessage, as Dramatiq's join raises)."""
+
+
+class MessageFailed(Exception):
+    """A message `broker.join(..., fail_fast=True)` saw fail for good (its exception
+    could not be rebuilt in this process)."""

@@ -67,8 +67,33 @@ def load_executors(broker: PostgresBroker, modules: list[str], *,
             importlib.import_module(module)
         except Exception as exc:  # whatever the module raises while it is imported
             raise CannotStart(_import_failure(module, exc)) from None
+    adopt_module_broker(broker)
     for definition in registered().values():
         broker.declare_executor(definition)
+
+
+def adopt_module_broker(broker: PostgresBroker) -> None:
+    """A module that called `dramatiq.set_broker(PostgresBroker(url=...))` itself (so it
+    also runs under the `dramatiq` CLI): its actors and its own middleware (Results, ...)
+    move to this worker's broker, which stays the global one. Any other broker cannot
+    be served here: CannotStart says so."""
+    theirs = dramatiq.broker.global_broker
+    if theirs is None or theirs is broker:
+        return
+    if not isinstance(theirs, PostgresBroker):
+        raise CannotStart(f"an actor module set a {type(theirs).__name__} with "
+                          "dramatiq.set_broker; dagq worker serves PostgresBroker actors")
+    kinds = {type(m) for m in broker.middleware}
+    for middleware in theirs.middleware:
+        if type(middleware) not in kinds:
+            broker.add_middleware(middleware)
+    for actor in list(theirs.actors.values()):
+        actor.broker = broker
+        broker.declare_actor(actor)
+    log.info("serving the %d actor(s) of the PostgresBroker an actor module set",
+             len(theirs.actors))
+    dramatiq.set_broker(broker)
+    theirs.close()
 
 
 def _import_failure(module: str, exc: Exception) -> str:
@@ -104,6 +129,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
         log.error("worker cannot start: %s", exc)
         repo.close()
         return EXIT_CANNOT_START
+    broker.emit_after("process_boot")  # as the dramatiq CLI does: TimeLimit's timer starts
     serve = sorted(set(queues) if queues else set(broker.queues) | {"default"})
     for name in serve:
         broker.declare_queue(name)

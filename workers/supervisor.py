@@ -6,11 +6,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from dagq.errors import DagqError
-from dagq.workers.broker import PostgresBroker
 from dagq.workers.errors import NodeCancelled, NodeTimeout
 from dagq.workers.leases import LeaseBook, node_ids, of_nodes
+
+if TYPE_CHECKING:
+    from dagq.workers.broker import PostgresBroker
 
 log = logging.getLogger("dagq.supervisor")
 

@@ -21,6 +21,7 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `tenants`: tenants' weights and quotas, admission against them
 - `directory`: workers, executors, queues, API keys, schedules
 - `ops`: queue statistics, readiness, metrics, the event tail
+- `messages`: plain Dramatiq messages (a queue's join and flush) and Dramatiq results
 
 Every public method is one short transaction unless its docstring says otherwise. Node
 rows are always locked before the run row (`lock_run`), and every transaction that
@@ -38,6 +39,7 @@ from __future__ import annotations
 from dagq.store.directory import DirectoryStore
 from dagq.store.leases import Completion, Handoff, LeaseStore
 from dagq.store.maintenance import MaintenanceStore
+from dagq.store.messages import MessageStore
 from dagq.store.ops import OpsStore
 from dagq.store.signals import SignalStore
 from dagq.store.streams import StreamStore
@@ -49,5 +51,5 @@ __all__ = ["Completion", "Handoff", "NewRun", "Stale", "Store"]
 
 
 class Store(SubmitStore, SubmitManyStore, LeaseStore, SignalStore, StreamStore,
-            MaintenanceStore, DirectoryStore, OpsStore, TenantStore):
+            MaintenanceStore, DirectoryStore, OpsStore, TenantStore, MessageStore):
     """Every concern of the store over one pool (see the module docstring)."""

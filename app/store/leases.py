@@ -231,13 +231,14 @@ class LeaseStore(Transitions):
     @transient
     def fail(
         self, node_id: int, version: int, error: dict[str, Any], *, retryable: bool = True,
-        cancelled: bool = False, wake_queue: str | None = None,
+        cancelled: bool = False, wake_queue: str | None = None, delay_s: float | None = None,
     ) -> str:
         """A failed (or cancelled) attempt. Returns 'retry', 'failed', 'cancelled' or
-        'stale' (the fence did not match: nothing changed)."""
+        'stale' (the fence did not match: nothing changed). `delay_s`: the retry's delay
+        when the caller chose it (a plain Dramatiq actor's backoff), else the node's."""
         with self._tx() as cur:
             outcome = self._fail_attempt(cur, node_id, version, error, retryable=retryable,
-                                         cancelled=cancelled)
+                                         cancelled=cancelled, delay_s=delay_s)
             if wake_queue and outcome != "stale":
                 notify_after_commit(QUEUED_CHANNEL, wake_queue)
             return outcome

@@ -105,8 +105,10 @@ class SubmitStore(StoreCore):
         self, *, tenant: str, spec: WorkflowSpec, workflow_version: int | None = None,
         inputs: Any = None, event_key: str | None = None, priority: int = 0,
         deadline_s: float | None = None, fingerprint_spec: WorkflowSpec | None = None,
+        delay_s: float | None = None,
     ) -> SubmitResult:
-        """Create a run with all its nodes, roots queued; idempotent by event key.
+        """Create a run with all its nodes, roots queued (available after `delay_s`: a
+        Dramatiq message sent with a delay); idempotent by event key.
 
         The idempotency fingerprint covers the workflow as submitted (`fingerprint_spec`,
         before executor defaults were filled in) and the inputs.
@@ -118,13 +120,13 @@ class SubmitStore(StoreCore):
         )
         run_id = uuid.uuid4()  # chosen once, so a retried insert finds its own row
         return self._submit(run_id, tenant, spec, workflow_version, inputs, event_key,
-                            priority, deadline_s, fingerprint)
+                            priority, deadline_s, fingerprint, delay_s)
 
     @transient
     def _submit(
         self, run_id: uuid.UUID, tenant: str, spec: WorkflowSpec, workflow_version: int | None,
         inputs: Any, event_key: str | None, priority: int, deadline_s: float | None,
-        fingerprint: str,
+        fingerprint: str, delay_s: float | None = None,
     ) -> SubmitResult:
         nodes = node_rows(spec, priority)
         roots = [node for node in nodes if node["status"] == "queued"]
@@ -147,6 +149,7 @@ class SubmitStore(StoreCore):
                 "fail_fast": spec.fail_fast, "inputs": Jsonb(inputs),
                 "nodes_total": len(spec.nodes), "deadline_s": deadline_s,
                 "nodes": Jsonb(nodes), "events": Jsonb(events), "started": started,
+                "delay_s": delay_s,
             }).fetchone()
             if row is None:
                 return self._existing_run(cur, run_id, tenant, event_key, fingerprint)

@@ -25,7 +25,7 @@ class Transitions(Propagation):
 
     def _fail_attempt(
         self, cur: psycopg.Cursor[Any], node_id: int, version: int, error: dict[str, Any],
-        *, retryable: bool, cancelled: bool,
+        *, retryable: bool, cancelled: bool, delay_s: float | None = None,
     ) -> str:
         """A worker's failed (or cancelled) attempt, fenced by its lease's version: a late
         outcome (the lease was lost) changes nothing and is counted."""
@@ -34,7 +34,7 @@ class Transitions(Propagation):
             cur.execute(queries()["bump_counter"], {"name": STALE_COMPLETIONS, "by": 1})
             return "stale"
         return self._decide_failure(cur, UnitOfWork(), node, error, retryable=retryable,
-                                    cancelled=cancelled)
+                                    cancelled=cancelled, delay_s=delay_s)
 
     def _expire_lease(self, cur: psycopg.Cursor[Any], node_id: int,
                       error: dict[str, Any]) -> str:
@@ -57,8 +57,10 @@ class Transitions(Propagation):
     def _decide_failure(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any],
         error: dict[str, Any], *, retryable: bool, cancelled: bool,
+        delay_s: float | None = None,
     ) -> str:
-        """Retry, fail for good, or stop a failed attempt. A run found finished ends the
+        """Retry (after `delay_s`, else the node's backoff), fail for good, or stop a
+        failed attempt. A run found finished ends the
         node: `cancelled` where it would have been retried (or was told to stop),
         `failed` if it failed for good.
 
@@ -71,14 +73,15 @@ class Transitions(Propagation):
             status = "cancelled" if cancelled or would_retry else "failed"
             return self._stop_node(cur, work, node, error, status)
         if would_retry:
-            return self._retry(cur, work, node, error)
+            return self._retry(cur, work, node, error, delay_s)
         return self._fail_for_good(cur, work, node, error)
 
     def _retry(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any],
-        error: dict[str, Any],
+        error: dict[str, Any], delay_s: float | None = None,
     ) -> str:
-        delay = backoff_delay(node["attempts"], node["backoff_initial_s"], node["backoff_max_s"])
+        delay = delay_s if delay_s is not None else backoff_delay(
+            node["attempts"], node["backoff_initial_s"], node["backoff_max_s"])
         row = cur.execute(queries()["retry_node"], {  # also takes the run lock
             "id": node["id"], "version": node["version"], "error": Jsonb(error),
             "delay_s": delay,

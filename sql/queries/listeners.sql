@@ -10,3 +10,11 @@ LISTEN dagq_queued
 -- name: listen_events
 -- API processes follow run events on this channel (payload: run ids, or *).
 LISTEN dagq_events
+
+-- name: listen_results
+-- A blocked Dramatiq result wait (dagq.PostgresResultBackend; payload: the result key).
+LISTEN dagq_results
+
+-- name: listen_counters
+-- A rate limiter's (or Barrier's) wait (dagq.PostgresRateLimiterBackend; payload: key).
+LISTEN dagq_counters

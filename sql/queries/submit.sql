@@ -35,7 +35,7 @@ FROM dagq.workflows ORDER BY name, version DESC
 -- name: submit_run
 -- A new run, all its nodes (roots already queued, or waiting) and its first events, in one
 -- statement. Idempotent by (tenant, event_key) and by id: on a conflict nothing is
--- written and no row is returned.
+-- written and no row is returned. The roots become available after `delay_s` (null: now).
 WITH run AS (
     INSERT INTO dagq.runs (id, tenant, workflow, workflow_version, spec, fingerprint,
                            event_key, priority, fail_fast, inputs, nodes_total,
@@ -52,7 +52,8 @@ WITH run AS (
     INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, priority,
                                  max_attempts, timeout_s, backoff_initial_s, backoff_max_s,
                                  params, depends_on, dependents, deps_remaining, condition,
-                                 map_over, queued_at, wait_spec, wait_until, started_at)
+                                 map_over, queued_at, wait_spec, wait_until, started_at,
+                                 available_at)
     SELECT r.id, n.node_key, n.executor, n.queue, n.status, n.priority, n.max_attempts,
            n.timeout_s, n.backoff_initial_s, n.backoff_max_s, n.params,
            ARRAY(SELECT jsonb_array_elements_text(n.depends_on)),
@@ -61,7 +62,8 @@ WITH run AS (
            CASE WHEN n.status = 'queued' THEN now() END, n.wait_spec,
            CASE WHEN n.status = 'waiting'  -- a root wait node waits from now
                 THEN coalesce(n.wait_until, now() + make_interval(secs => n.wait_offset_s)) END,
-           CASE WHEN n.status = 'waiting' THEN now() END
+           CASE WHEN n.status = 'waiting' THEN now() END,
+           now() + make_interval(secs => coalesce(%(delay_s)s::float8, 0))
     FROM run r CROSS JOIN jsonb_to_recordset(%(nodes)s) AS n(
         node_key text, executor text, queue text, status text, priority int,
         max_attempts int, timeout_s float8, backoff_initial_s float8, backoff_max_s float8,

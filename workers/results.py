@@ -1,0 +1,88 @@
+"""`dagq.PostgresResultBackend`: Dramatiq's Results middleware with only Postgres.
+
+    from dramatiq.results import Results
+    from dagq import PostgresBroker, PostgresResultBackend
+
+    broker = PostgresBroker(url=DATABASE_URL)
+    broker.add_middleware(Results(backend=PostgresResultBackend(url=DATABASE_URL)))
+
+Results are rows of `dagq.dramatiq_results` (key, encoded value, expiry from the
+result's TTL). A blocking `get_result` LISTENs on `dagq_results` (the writer notifies
+the key after commit) instead of polling: it reads the row, then waits for a
+notification naming its key, reading again each time (and at least every
+RECHECK_S, should a notification be lost).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import psycopg
+from dramatiq.results import ResultBackend, ResultMissing, ResultTimeout
+from dramatiq.results.backend import DEFAULT_TIMEOUT, Missing
+
+from dagq.db import connect, open_pool
+from dagq.sqlfiles import queries
+from dagq.store import Store
+
+RECHECK_S = 1.0
+PRUNE_EVERY = 200  # stores between two prunes of expired results
+
+
+class PostgresResultBackend(ResultBackend):
+    """Results in Postgres; `url` (default: DAGQ_DATABASE_URL) or a dagq `store`."""
+
+    def __init__(self, *, url: str | None = None, store: Store | None = None,
+                 pool_size: int = 4, **options: Any) -> None:
+        super().__init__(**options)
+        if store is None:
+            url = url or os.environ.get("DAGQ_DATABASE_URL")
+            if not url:
+                raise ValueError("PostgresResultBackend needs url= (or DAGQ_DATABASE_URL) "
+                                 "or store=")
+            store = Store(open_pool(url, size=pool_size, name="dramatiq-results"))
+        self.url = url or store.pool.conninfo
+        self.store = store
+        self._stores = 0
+
+    def _get(self, message_key: str) -> Any:
+        value = self.store.get_result(message_key)
+        return Missing if value is None else self.encoder.decode(value)
+
+    def _store(self, message_key: str, result: Any, ttl: int) -> None:
+        self.store.store_result(message_key, self.encoder.encode(result), int(ttl))
+        self._stores += 1
+        if self._stores % PRUNE_EVERY == 0:
+            self.store.prune_results()
+
+    def get_result(self, message: Any, *, block: bool = False,
+                   timeout: int | None = None) -> Any:
+        key = self.build_message_key(message)
+        if not block:
+            result = self._get(key)
+            if result is Missing:
+                raise ResultMissing(message)
+            return self.unwrap_result(result)
+        deadline = time.monotonic() + (DEFAULT_TIMEOUT if timeout is None else timeout) / 1000
+        result = self._wait(key, deadline)
+        if result is Missing:
+            raise ResultTimeout(message)
+        return self.unwrap_result(result)
+
+    def _wait(self, key: str, deadline: float) -> Any:
+        """LISTEN first, then read: a result stored in between is not missed."""
+        with connect(self.url, autocommit=True) as conn:
+            conn.execute(queries()["listen_results"])
+            while True:
+                result = self._get(key)
+                left = deadline - time.monotonic()
+                if result is not Missing or left <= 0:
+                    return result
+                try:
+                    for note in conn.notifies(timeout=min(left, RECHECK_S)):
+                        if note.payload == key:
+                            break
+                except psycopg.OperationalError:  # lost the connection: read, then fail
+                    return self._get(key)

@@ -1,0 +1,69 @@
+"""What `dagq worker` runs beside its broker, for a PostgresBroker used on its own: under
+the `dramatiq` CLI, or in a test with `dramatiq.Worker`.
+
+`PostgresBroker(url=...)` (or with DAGQ_DATABASE_URL) opens its own pool, and when it
+first consumes starts the same helpers dagq's worker process starts: LISTEN on
+`dagq_queued` (consumers wait for a notification, polling at most once a second, never
+busy), the supervisor (heartbeats, timeouts, interrupts of cancelled runs) and the
+completion committer. `broker.close()` (the dramatiq CLI calls it) stops them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from typing import TYPE_CHECKING
+
+from dagq.config import get_settings
+from dagq.db import open_pool
+from dagq.store import Store
+from dagq.workers.listener import QueueListener
+from dagq.workers.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from dagq.workers.broker import PostgresBroker
+
+log = logging.getLogger("dagq.broker")
+
+POOL_SIZE = 8
+
+
+def own_store(url: str | None) -> tuple[Store, str]:
+    """A store on its own pool, for `url` or DAGQ_DATABASE_URL."""
+    url = url or os.environ.get("DAGQ_DATABASE_URL")
+    if not url:
+        raise ValueError("PostgresBroker needs a dagq Store, or url= (or DAGQ_DATABASE_URL)")
+    return Store(open_pool(url, size=POOL_SIZE, name="dramatiq-broker",
+                           generic_plans=True)), url
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class SelfServing:
+    """The listener, supervisor and committer of a broker dagq's worker does not run."""
+
+    def __init__(self, broker: PostgresBroker, url: str) -> None:
+        self.broker = broker
+        self.listener = QueueListener(url)
+        self.supervisor = Supervisor(broker, broker.book,
+                                     heartbeat_s=get_settings().heartbeat_s)
+        self.started = False
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        self.listener.start()
+        self.broker.completions.start()
+        self.supervisor.start()
+
+    def stop(self) -> None:
+        if not self.started:
+            return
+        self.broker.completions.stop()
+        self.supervisor.stop()
+        self.listener.stop()
