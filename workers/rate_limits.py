@@ -15,13 +15,12 @@ Redis' list is) and NOTIFYs `dagq_counters`; `wait` LISTENs, then checks the eve
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
 from dramatiq.rate_limits import RateLimiterBackend
 
-from dagq.db import connect, open_pool
+from dagq.db import connect
 from dagq.sqlfiles import queries
 from dagq.store import Store
 
@@ -34,11 +33,11 @@ class PostgresRateLimiterBackend(RateLimiterBackend):
     def __init__(self, *, url: str | None = None, store: Store | None = None,
                  pool_size: int = 4) -> None:
         if store is None:
-            url = url or os.environ.get("DAGQ_DATABASE_URL")
-            if not url:
-                raise ValueError("PostgresRateLimiterBackend needs url= (or "
-                                 "DAGQ_DATABASE_URL) or store=")
-            store = Store(open_pool(url, size=pool_size, name="dramatiq-rate-limits"))
+            from dagq.workers.standalone import own_store  # (its pool, as the broker's)
+
+            store, url = own_store(url, owner="PostgresRateLimiterBackend",
+                                   name="dramatiq-rate-limits", size=pool_size,
+                                   generic_plans=False)
         self.url = url or store.pool.conninfo
         self.store = store
 

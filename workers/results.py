@@ -15,7 +15,6 @@ RECHECK_S, should a notification be lost).
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -23,7 +22,7 @@ import psycopg
 from dramatiq.results import ResultBackend, ResultMissing, ResultTimeout
 from dramatiq.results.backend import DEFAULT_TIMEOUT, Missing
 
-from dagq.db import connect, open_pool
+from dagq.db import connect
 from dagq.sqlfiles import queries
 from dagq.store import Store
 
@@ -38,11 +37,10 @@ class PostgresResultBackend(ResultBackend):
                  pool_size: int = 4, **options: Any) -> None:
         super().__init__(**options)
         if store is None:
-            url = url or os.environ.get("DAGQ_DATABASE_URL")
-            if not url:
-                raise ValueError("PostgresResultBackend needs url= (or DAGQ_DATABASE_URL) "
-                                 "or store=")
-            store = Store(open_pool(url, size=pool_size, name="dramatiq-results"))
+            from dagq.workers.standalone import own_store  # (its pool, as the broker's)
+
+            store, url = own_store(url, owner="PostgresResultBackend", name="dramatiq-results",
+                                   size=pool_size, generic_plans=False)
         self.url = url or store.pool.conninfo
         self.store = store
         self._stores = 0

@@ -30,13 +30,14 @@ log = logging.getLogger("dagq.broker")
 POOL_SIZE = 8
 
 
-def own_store(url: str | None) -> tuple[Store, str]:
-    """A store on its own pool, for `url` or DAGQ_DATABASE_URL."""
+def own_store(url: str | None, *, owner: str = "PostgresBroker", name: str = "dramatiq-broker",
+              size: int = POOL_SIZE, generic_plans: bool = True) -> tuple[Store, str]:
+    """A store on its own pool, for `url` or DAGQ_DATABASE_URL (the broker's, and the
+    result and rate limiter backends' when they are given no store)."""
     url = url or os.environ.get("DAGQ_DATABASE_URL")
     if not url:
-        raise ValueError("PostgresBroker needs a dagq Store, or url= (or DAGQ_DATABASE_URL)")
-    return Store(open_pool(url, size=POOL_SIZE, name="dramatiq-broker",
-                           generic_plans=True)), url
+        raise ValueError(f"{owner} needs a dagq Store, or url= (or DAGQ_DATABASE_URL)")
+    return Store(open_pool(url, size=size, name=name, generic_plans=generic_plans)), url
 
 
 def new_worker_id() -> str:
