@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dagq import service
-from dagq.models import NodeView, RunView, SignalResult
+from dagq.models import NodeView, RerunResult, RunView, SignalResult
 from dagq.states import OPEN_RUN_STATUSES, TERMINAL_NODE_STATUSES
 
 if TYPE_CHECKING:
@@ -209,3 +209,10 @@ def tenants_table(tenants: list[Any]) -> None:
 
 def _or_none(value: Any, unit: str = "") -> str:
     return "-" if value is None else f"{value:g}{unit}"
+
+
+def rerun_made(result: RerunResult) -> int:
+    """`dagq run rerun`: the new run's id alone on stdout (what it reruns on stderr)."""
+    print(f"rerun of run {result.rerun_of}: run {result.run_id}", file=sys.stderr)
+    print(result.run_id)
+    return 0
