@@ -192,16 +192,6 @@ def _run_paths() -> dict[str, Any]:
             "responses": {"202": _json(_ref(s.RunAction), "Requeued"),
                           **_errors(401, 404, 409, 503)},
         }},
-        "/v1/runs/{run_id}/rerun": {"post": {
-            "summary": "Rerun a terminal run from some of its nodes, as a new run",
-            "description": "The nodes in `from` and everything downstream of them run "
-                           "again; every other node is copied as it ended (succeeded with "
-                           "its outputs, or the override in `outputs`; skipped) and never "
-                           "executes. A copied node that did not succeed needs an override.",
-            "security": V1, "parameters": [RUN_ID], "requestBody": _body(s.RerunBody),
-            "responses": {"201": _json(_ref(RerunResult), "The new run"),
-                          **_errors(400, 401, 404, 409, 413, 422, 503)},
-        }},
         "/v1/runs/{run_id}/signals/{name}": {"post": {
             "summary": "Send a signal to the run's oldest node waiting for it (buffered "
                        "until one waits)", "security": V1,
@@ -212,6 +202,21 @@ def _run_paths() -> dict[str, Any]:
                 "202": _json(_ref(SignalResult), "Stored: delivered, or buffered"),
                 "200": _json(_ref(SignalResult), "This signal_id was sent before: no-op"),
                 **_errors(400, 401, 404, 409, 413, 422, 503)},
+        }},
+    }
+
+
+def _rerun_paths() -> dict[str, Any]:
+    return {
+        "/v1/runs/{run_id}/rerun": {"post": {
+            "summary": "Rerun a terminal run from some of its nodes, as a new run",
+            "description": "The nodes in `from` and everything downstream of them run "
+                           "again; every other node is copied as it ended (succeeded with "
+                           "its outputs, or the override in `outputs`; skipped) and never "
+                           "executes. A copied node that did not succeed needs an override.",
+            "security": V1, "parameters": [RUN_ID], "requestBody": _body(s.RerunBody),
+            "responses": {"201": _json(_ref(RerunResult), "The new run"),
+                          **_errors(400, 401, 404, 409, 413, 422, 503)},
         }},
     }
 
@@ -334,8 +339,8 @@ def openapi_document() -> dict[str, Any]:
         [(m, "validation") for m in INPUT_MODELS] + [(m, "serialization") for m in OUTPUT_MODELS],
         ref_template=REF,
     )
-    paths = {**_workflow_paths(), **_run_paths(), **_event_paths(), **_ops_paths(),
-             **_schedule_paths(), **_tenant_paths()}
+    paths = {**_workflow_paths(), **_run_paths(), **_rerun_paths(), **_event_paths(),
+             **_ops_paths(), **_schedule_paths(), **_tenant_paths()}
     return {
         "openapi": "3.2.0",
         "info": {"title": "dagq", "version": __version__,
