@@ -3,10 +3,12 @@
 -- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.reruns.
 
 -- name: rerun_source
--- The run to rerun: what a new run of the same workflow version needs.
+-- The run to rerun: what a new run of the same workflow version needs. Held (FOR SHARE)
+-- to commit, so a retry cannot reopen it (nor pruning delete it) while it is copied.
 SELECT id, tenant, workflow, workflow_version, status, priority, inputs, spec,
        extract(epoch FROM deadline_at - created_at)::float8 AS deadline_s
 FROM dagq.runs WHERE id = %(run_id)s
+FOR SHARE
 
 -- name: rerun_source_nodes
 -- The run's top-level nodes as they ended (map items excluded).
