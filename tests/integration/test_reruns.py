@@ -5,13 +5,16 @@ nothing."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from dagq.errors import Conflict, InvalidRequest, NotFound
 from dagq.store import Store
+from dagq.workflow import parse_spec
 from tests.helpers import drive, spec
+from tests.procs import ROOT
 
 
 def chain() -> Any:
@@ -148,3 +151,17 @@ def test_open_runs_conflict_and_other_tenants_do_not_see_the_run(repo: Store, sq
         repo.rerun_run(running, "other", from_=["a"])
     assert counts(sql)["runs"] == before["runs"]
     assert repo.rerun_run(running, None, from_=["a"]).rerun_of == running  # admin
+
+
+def test_the_example_fails_then_reruns_with_a_patched_upstream_output(repo: Store) -> None:
+    example = parse_spec(json.loads((ROOT / "examples" / "rerun.json").read_text()))
+    echo = {"builtin.echo": lambda payload: payload}
+    first = repo.submit_run(tenant="t", spec=example).run_id
+    assert drive(repo, echo) == ["retrieve"]
+    assert repo.get_run(first).status == "failed"
+    fixed = {"params": {"docs": ["a", "b"]}}
+    rerun = repo.rerun_run(first, "t", from_=["per_doc"], outputs={"retrieve": fixed})
+    assert drive(repo, echo) == ["per_doc[0]", "per_doc[1]", "report"]
+    run = repo.get_run(rerun.run_id)
+    assert run.status == "succeeded"
+    assert [item["item"] for item in outputs_of(repo, rerun.run_id)["per_doc"][1]] == ["a", "b"]
