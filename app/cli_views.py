@@ -57,6 +57,8 @@ def run_detail(run: RunView) -> None:
               f"tenant {run.tenant}  status {_status(run.status)}")
     out.print(f"created {_when(run.created_at)}  started {_when(run.started_at)}  "
               f"finished {_when(run.finished_at)}")
+    if run.rerun_of:
+        out.print(f"rerun of run {run.rerun_of}")
     if run.error:
         out.print(f"[red]error:[/] {json.dumps(run.error)[:500]}")
     for warning in run.warnings:

@@ -83,3 +83,5 @@ def cli_reruns(api: LiveApi, db_url: str, monkeypatch, capfd) -> None:
     assert sorted(drive(api.repo)) == ["c", "c", "d", "d"]
     assert api.repo.get_run(remote).rerun_of == run_id
     assert api.repo.get_run(local).status == "succeeded"
+    assert main(["run", "show", str(local)]) == 0
+    assert f"rerun of run {run_id}" in capfd.readouterr().out

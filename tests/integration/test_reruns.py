@@ -70,6 +70,7 @@ def test_rerun_copies_upstream_and_runs_the_rest_once(repo: Store, sql) -> None:
     started = [e["node_key"] for e in events if e["type"] == "node_started"]
     assert sorted(started) == ["b", "c"]
     assert events[0]["type"] == "run_queued" and events[-1]["type"] == "run_succeeded"
+    assert [e["type"] for e in events].count("run_started") == 1
 
 
 def test_rerun_with_an_output_override_and_new_inputs(repo: Store) -> None:
@@ -124,21 +125,27 @@ def test_skipped_nodes_copy_as_skipped_and_maps_and_waits_copy_their_outputs(
     assert sorted(drive(repo, echo)) == ["each[0]", "each[1]", "end"]
 
 
-@pytest.mark.parametrize(("body", "message"), [
+BAD_BODIES = [
     ({"from_": []}, "non-empty list"),
+    ({"from_": "b"}, "non-empty list"),
     ({"from_": ["nope"]}, "unknown node"),
     ({"from_": ["b"], "outputs": {"c": {}}}, "only name nodes that are copied"),
     ({"from_": ["b"], "outputs": {"zzz": {}}}, "only name nodes that are copied"),
     ({"from_": ["b"], "outputs": []}, "must be a JSON object"),
     ({"from_": ["b"], "outputs": {"a": 3}}, "must be JSON objects"),
     ({"from_": ["c"]}, "did not succeed"),  # b failed in the original
-])
-def test_bad_bodies_are_refused_and_write_nothing(repo: Store, sql, body, message) -> None:
+]
+
+
+def test_bad_bodies_are_refused_and_write_nothing(repo: Store, sql) -> None:
     first = finished_run(repo, fail="b")
     before = counts(sql)
-    with pytest.raises(InvalidRequest, match=message):
-        repo.rerun_run(first, "t", **body)
+    for body, message in BAD_BODIES:
+        with pytest.raises(InvalidRequest, match=message):
+            repo.rerun_run(first, "t", **body)
     assert counts(sql) == before
+    # with b's outputs given, c can rerun although b failed
+    assert repo.rerun_run(first, "t", from_=["c"], outputs={"b": {}}).rerun_of == first
 
 
 def test_open_runs_conflict_and_other_tenants_do_not_see_the_run(repo: Store, sql) -> None:
