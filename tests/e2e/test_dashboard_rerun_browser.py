@@ -70,6 +70,8 @@ def test_rerun_from_a_node_in_the_panel(live: LiveApi) -> None:
             assert drive(live.repo) == ["b", "c"]
             page.wait_for_selector("#run-status .badge[data-status='succeeded']",
                                    timeout=15_000)
+            page.click("svg.dag g.node[data-key='a']")
+            page.wait_for_selector(f"#node-panel a.copied-from[title='{first}']")
             parts = page.evaluate(CHILD_PARTS)
             assert "1 of 2 done" in parts["text"] and "workflow summarize v3" in parts["text"]
             assert parts["hrefs"] == ["#/runs/11111111-0000-0000-0000-000000000000",

@@ -46,6 +46,15 @@ export function childrenSection(run, node) {
       : h("p", { class: "muted small" }, "not started yet")];
 }
 
+/** A node a rerun copied (its end event says from which run): a line linking there. */
+export function copiedNote(events, node) {
+  const copied = (events || []).find((e) => e.node_key === node.key && e.data && e.data.copied_from);
+  if (!copied) return [];
+  return [h("p", { class: "muted small copied" }, "Copied from run ",
+    runLink(copied.data.copied_from, node.key, "copied-from"),
+    copied.data.outputs_overridden ? " (outputs overridden)" : " (not executed here)")];
+}
+
 /** "Rerun from here" for a node of a finished run: a new run in which this node and
  *  everything downstream run again, the rest copied; then that run's page. */
 export function rerunSection(run, node) {
