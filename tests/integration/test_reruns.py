@@ -123,6 +123,11 @@ def test_skipped_nodes_copy_as_skipped_and_maps_and_waits_copy_their_outputs(
     # from the map node: it expands again over the copied source
     result = repo.rerun_run(first, "t", from_=["each"])
     assert sorted(drive(repo, echo)) == ["each[0]", "each[1]", "end"]
+    # from the `if` node: its condition is checked again at once (skipped again)
+    result = repo.rerun_run(first, "t", from_=["never"])
+    assert outputs_of(repo, result.run_id)["never"] == ("skipped", None)
+    assert drive(repo, echo) == ["end"]
+    assert repo.get_run(result.run_id).status == "succeeded"
 
 
 BAD_BODIES = [
