@@ -91,6 +91,15 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     follow = run_sub.add_parser("follow", help="print a run's events and streamed text "
                                 "as they come, until it ends")
     follow.add_argument("run_id", metavar="RUN_ID")
+    rerun = run_sub.add_parser("rerun", help="a new run of a finished run: the --from "
+                               "nodes and everything downstream run again, the rest is "
+                               "copied; prints the new run id")
+    rerun.add_argument("run_id", metavar="RUN_ID")
+    rerun.add_argument("--from", dest="from_", action="append", required=True,
+                       metavar="KEY", help="a node to run again (repeat for more)")
+    rerun.add_argument("--outputs", default=None,
+                       help='outputs to use for copied nodes, as JSON {"key": {...}}')
+    rerun.add_argument("--inputs", default=None, help="new run inputs as JSON")
 
     signal = sub.add_parser("signal", help="send a signal to a run's wait node")
     signal.add_argument("run_id", metavar="RUN_ID")

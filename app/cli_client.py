@@ -1,6 +1,6 @@
 """The CLI's client mode: with DAGQ_URL set (and DAGQ_API_KEY), `submit`, `runs`,
-`run show`, `run follow` and `signal` go through the HTTP API with dagq.Client instead of
-the database, and print the same as they do against the database."""
+`run show`, `run follow`, `run rerun` and `signal` go through the HTTP API with
+dagq.Client instead of the database, and print the same as they do against the database."""
 
 from __future__ import annotations
 
@@ -104,6 +104,20 @@ def signal(args: argparse.Namespace, settings: ClientSettings) -> int:
     with _client(settings) as client:
         signal_sent(client.signal(run_id, args.name, data, signal_id=args.signal_id))
     return 0
+
+
+def run_rerun(args: argparse.Namespace, settings: ClientSettings) -> int:
+    from dagq.cli_args import parse_json_arg, parse_uuid
+    from dagq.cli_views import rerun_made
+
+    run_id = parse_uuid(args.run_id, "run")
+    outputs = parse_json_arg(args.outputs, "--outputs")
+    if outputs is not None and not isinstance(outputs, dict):
+        raise InvalidRequest("'outputs' must be a JSON object of node key -> outputs")
+    with _client(settings) as client:
+        result = client.rerun(run_id, args.from_, outputs,
+                              parse_json_arg(args.inputs, "--inputs"))
+    return rerun_made(result)
 
 
 def run_show(args: argparse.Namespace, settings: ClientSettings) -> int:

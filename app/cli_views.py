@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dagq import service
-from dagq.models import NodeView, RunView, SignalResult
+from dagq.models import NodeView, RerunResult, RunView, SignalResult
 from dagq.states import OPEN_RUN_STATUSES, TERMINAL_NODE_STATUSES
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ def run_detail(run: RunView) -> None:
               f"tenant {run.tenant}  status {_status(run.status)}")
     out.print(f"created {_when(run.created_at)}  started {_when(run.started_at)}  "
               f"finished {_when(run.finished_at)}")
+    if run.rerun_of:
+        out.print(f"rerun of run {run.rerun_of}")
     if run.error:
         out.print(f"[red]error:[/] {json.dumps(run.error)[:500]}")
     for warning in run.warnings:
@@ -209,3 +211,10 @@ def tenants_table(tenants: list[Any]) -> None:
 
 def _or_none(value: Any, unit: str = "") -> str:
     return "-" if value is None else f"{value:g}{unit}"
+
+
+def rerun_made(result: RerunResult) -> int:
+    """`dagq run rerun`: the new run's id alone on stdout (what it reruns on stderr)."""
+    print(f"rerun of run {result.rerun_of}: run {result.run_id}", file=sys.stderr)
+    print(result.run_id)
+    return 0

@@ -159,14 +159,21 @@ def runs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.cli_views import run_detail
+    from dagq.cli_views import rerun_made, run_detail
 
     if (remote := cli_client.configured()) is not None:  # DAGQ_URL: through the API
         if args.run_command == "follow":
             return cli_client.run_follow(args, remote)
+        if args.run_command == "rerun":
+            return cli_client.run_rerun(args, remote)
         return cli_client.run_show(args, remote)
     run_id = parse_uuid(args.run_id, "run")
     with repository(settings) as repo:
+        if args.run_command == "rerun":
+            result = repo.rerun_run(run_id, None, from_=args.from_,
+                                    outputs=parse_json_arg(args.outputs, "--outputs"),
+                                    inputs=parse_json_arg(args.inputs, "--inputs"))
+            return rerun_made(result)
         if args.run_command == "follow":
             from dagq.cli_follow import FeedPrinter, follow_database
 

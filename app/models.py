@@ -21,6 +21,13 @@ class SubmitResult(_Record):
     created: bool
 
 
+class RerunResult(_Record):
+    """A new run made from a terminal one (POST /v1/runs/{id}/rerun)."""
+
+    run_id: UUID
+    rerun_of: UUID
+
+
 class LeasedNode(_Record):
     """A node leased by a worker: everything its executor needs, plus the fence."""
 
@@ -119,6 +126,7 @@ class RunView(_Record):
     finished_at: datetime | None
     nodes: list[NodeView] | None = None
     warnings: list[RunWarning] = Field(default_factory=list)
+    rerun_of: UUID | None = Field(None, description="the run this one reruns")
 
 
 class SignalResult(_Record):

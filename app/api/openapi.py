@@ -18,6 +18,7 @@ from dagq.api import schemas as s
 from dagq.api.routes_dashboard import WorkerList, WorkersQuery
 from dagq.api.routes_schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
 from dagq.models import (
+    RerunResult,
     RunEvent,
     RunView,
     ScheduleRecord,
@@ -38,11 +39,13 @@ ERROR_TEXT = {
     503: "Database unavailable",
 }
 INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, s.SubmitBatchBody, WorkflowSpec,
-                                        CreateScheduleBody, s.PutTenantBody, s.SignalBody]
+                                        CreateScheduleBody, s.PutTenantBody, s.SignalBody,
+                                        s.RerunBody]
 OUTPUT_MODELS: list[type[BaseModel]] = [
     s.ErrorBody, s.WorkflowRef, WorkflowRecord, s.WorkflowList, SubmitResult, RunView,
     s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList, ScheduleCreated,
     ScheduleRecord, ScheduleList, SignalResult, s.NodeStream, s.BatchResults, TenantRecord,
+    RerunResult,
 ]
 V1 = [{"bearerAuth": []}]
 
@@ -203,6 +206,21 @@ def _run_paths() -> dict[str, Any]:
     }
 
 
+def _rerun_paths() -> dict[str, Any]:
+    return {
+        "/v1/runs/{run_id}/rerun": {"post": {
+            "summary": "Rerun a terminal run from some of its nodes, as a new run",
+            "description": "The nodes in `from` and everything downstream of them run "
+                           "again; every other node is copied as it ended (succeeded with "
+                           "its outputs, or the override in `outputs`; skipped) and never "
+                           "executes. A copied node that did not succeed needs an override.",
+            "security": V1, "parameters": [RUN_ID], "requestBody": _body(s.RerunBody),
+            "responses": {"201": _json(_ref(RerunResult), "The new run"),
+                          **_errors(400, 401, 404, 409, 413, 422, 503)},
+        }},
+    }
+
+
 def _event_paths() -> dict[str, Any]:
     last_event_id = _param(
         "Last-Event-ID", "header", {"type": "string", "pattern": s.LAST_EVENT_ID_PATTERN},
@@ -321,8 +339,8 @@ def openapi_document() -> dict[str, Any]:
         [(m, "validation") for m in INPUT_MODELS] + [(m, "serialization") for m in OUTPUT_MODELS],
         ref_template=REF,
     )
-    paths = {**_workflow_paths(), **_run_paths(), **_event_paths(), **_ops_paths(),
-             **_schedule_paths(), **_tenant_paths()}
+    paths = {**_workflow_paths(), **_run_paths(), **_rerun_paths(), **_event_paths(),
+             **_ops_paths(), **_schedule_paths(), **_tenant_paths()}
     return {
         "openapi": "3.2.0",
         "info": {"title": "dagq", "version": __version__,

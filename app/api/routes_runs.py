@@ -1,4 +1,4 @@
-"""/v1/runs: submit (one, or a batch), read, list, cancel, retry, signal. Each route parses,
+"""/v1/runs: submit (one, or a batch), read, list, cancel, retry, rerun, signal. Each route parses,
 authorises and calls one service or repository function; submissions are written by the
 group commit (dagq.api.submits)."""
 
@@ -21,6 +21,7 @@ from dagq.api.bodies import path_uuid, read_model, read_query, validate
 from dagq.api.errors import error_body
 from dagq.api.schemas import (
     ListRunsQuery,
+    RerunBody,
     RunAction,
     RunList,
     RunSummary,
@@ -151,6 +152,17 @@ async def send_signal(request: Request) -> JSONResponse:
     return _json(result, 200 if result.duplicate else 202)
 
 
+async def rerun_run(request: Request) -> JSONResponse:
+    """201 with the new run's id: a rerun of a terminal run from some of its nodes."""
+    key = await principal(request)
+    run_id = run_id_of(request)
+    body = await read_model(request, RerunBody)
+    result = await run_in_threadpool(
+        request.app.state.repo.rerun_run, run_id, tenant_scope(key), from_=body.from_,
+        outputs=body.outputs, inputs=body.inputs)
+    return _json(result, 201)
+
+
 async def cancel_run(request: Request) -> JSONResponse:
     return await _run_action(request, request.app.state.repo.cancel_run)
 
@@ -166,5 +178,6 @@ routes = [
     Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
     Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
     Route("/v1/runs/{run_id}/retry", retry_run, methods=["POST"]),
+    Route("/v1/runs/{run_id}/rerun", rerun_run, methods=["POST"]),
     Route("/v1/runs/{run_id}/signals/{name}", send_signal, methods=["POST"]),
 ]

@@ -84,6 +84,18 @@ class SignalBody(_Body):
         description="idempotency key: the same signal_id again is a no-op (200)")
 
 
+class RerunBody(_Body):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: list[Annotated[str, Field(pattern=KEY_PATTERN)]] = Field(
+        alias="from", min_length=1, max_length=1000,
+        description="the nodes to run again (with everything downstream of them)")
+    outputs: dict[str, dict[str, Any]] | None = Field(
+        None, description="outputs to use instead of the recorded ones, by node key (only "
+                          "nodes that are copied)")
+    inputs: Any = Field(None, description="the new run's inputs (the original's if absent)")
+
+
 MAX_BATCH_RUNS = 1000
 MIN_SETTING = 0.001  # smallest weight or rate (a smaller float would round to 0 as real)
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 from dagq.api.schemas import QueueList, QueueStats, RunAction, RunList, WorkflowList, WorkflowRef
 from dagq.errors import InvalidWorkflow
 from dagq.models import (
+    RerunResult,
     RunEvent,
     RunView,
     ScheduleRecord,
@@ -158,6 +159,16 @@ def retry(run_id: uuid.UUID | str) -> Call[RunAction]:
     # Not retried after a reply was lost: if the run failed again in between, a resend
     # would requeue it again and rerun its nodes.
     return Call("POST", f"/v1/runs/{_segment(run_id)}/retry", _model(RunAction))
+
+
+def rerun(run_id: uuid.UUID | str, from_: list[str], outputs: Mapping[str, Any] | None,
+          inputs: Any) -> Call[RerunResult]:
+    # Not retried after a reply was lost: a resend would make a second new run.
+    if isinstance(from_, str):
+        from_ = [from_]
+    body = _params(outputs=dict(outputs) if outputs is not None else None, inputs=inputs)
+    return Call("POST", f"/v1/runs/{_segment(run_id)}/rerun", _model(RerunResult),
+                body={"from": list(from_), **body})
 
 
 def signal(

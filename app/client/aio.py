@@ -30,6 +30,7 @@ from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
+    RerunResult,
     RunEvent,
     RunView,
     ScheduleRecord,
@@ -111,6 +112,11 @@ class AsyncClient:
 
     async def retry(self, run_id: RunId) -> RunAction:
         return await self._call(calls.retry(run_id))
+
+    async def rerun(self, run_id: RunId, from_: list[str],
+                    outputs: dict[str, Any] | None = None, inputs: Any = None) -> RerunResult:
+        """As Client.rerun."""
+        return await self._call(calls.rerun(run_id, from_, outputs, inputs))
 
     async def signal(self, run_id: RunId, name: str, data: dict[str, Any] | None = None, *,
                      signal_id: str | None = None) -> SignalResult:

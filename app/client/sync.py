@@ -32,6 +32,7 @@ from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
+    RerunResult,
     RunEvent,
     RunView,
     ScheduleRecord,
@@ -118,6 +119,13 @@ class Client:
     def retry(self, run_id: RunId) -> RunAction:
         """Requeue a failed, partial_succeeded or cancelled run's unfinished nodes."""
         return self._call(calls.retry(run_id))
+
+    def rerun(self, run_id: RunId, from_: list[str], outputs: dict[str, Any] | None = None,
+              inputs: Any = None) -> RerunResult:
+        """A new run of a finished run's workflow version: the nodes in `from_` and
+        everything downstream of them run again, every other node is copied as it ended
+        (its outputs, or the override in `outputs`); `inputs` replaces the run's inputs."""
+        return self._call(calls.rerun(run_id, from_, outputs, inputs))
 
     def signal(self, run_id: RunId, name: str, data: dict[str, Any] | None = None, *,
                signal_id: str | None = None) -> SignalResult:

@@ -13,6 +13,7 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `submit_many`: many validated runs in one statement (the API's group commit)
 - `leases`: a worker's statements (lease, heartbeat, complete + hand-off, fail, requeue)
 - `runs`: reading, cancelling and retrying runs
+- `reruns`: a new run from a terminal one, copying what is not downstream of `from`
 - `signals`: signals to wait nodes (stored, then delivered or buffered); `waits`: when
   a wait ends and with what (wait nodes start and end in `propagation`)
 - `streams`: streamed node output (appended fenced and batched; the run's feed)
@@ -41,6 +42,7 @@ from dagq.store.leases import Completion, Handoff, LeaseStore
 from dagq.store.maintenance import MaintenanceStore
 from dagq.store.messages import MessageStore
 from dagq.store.ops import OpsStore
+from dagq.store.reruns import RerunStore
 from dagq.store.signals import SignalStore
 from dagq.store.streams import StreamStore
 from dagq.store.submit import SubmitStore
@@ -50,6 +52,6 @@ from dagq.store.tenants import TenantStore
 __all__ = ["Completion", "Handoff", "NewRun", "Stale", "Store"]
 
 
-class Store(SubmitStore, SubmitManyStore, LeaseStore, SignalStore, StreamStore,
+class Store(SubmitStore, SubmitManyStore, LeaseStore, SignalStore, RerunStore, StreamStore,
             MaintenanceStore, DirectoryStore, OpsStore, TenantStore, MessageStore):
     """Every concern of the store over one pool (see the module docstring)."""

@@ -38,6 +38,7 @@ def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None) -> RunVie
         nodes_total=row["nodes_total"], nodes_remaining=row["nodes_remaining"],
         deadline_at=row["deadline_at"], created_at=row["created_at"],
         started_at=row["started_at"], finished_at=row["finished_at"], nodes=node_views,
+        rerun_of=row.get("rerun_of"),
     )
 
 

@@ -5,6 +5,7 @@ import { api } from "../api.js";
 import { statusLine } from "../dag.js";
 import { badge, fill, fmtDuration, fmtTime, h, jsonBlock, span } from "../dom.js";
 import { attemptsOf, itemStates } from "./history.js";
+import { childrenSection, copiedNote, rerunSection } from "./links.js";
 
 export function renderNodePanel(panel, run, selected, events, select, streams = {}) {
   const node = run && (run.nodes || []).find((n) => n.key === selected);
@@ -15,10 +16,12 @@ export function renderNodePanel(panel, run, selected, events, select, streams = 
   const keep = panel.querySelector("details.tb")?.open;
   const draft = panel.querySelector("textarea.signal-data")?.value;
   const attempts = attemptsOf(events, run, node.key);
-  const parts = [nodeHead(node, select), nodeFacts(node)];
+  const parts = [nodeHead(node, select), nodeFacts(node), ...copiedNote(events, node),
+    ...rerunSection(run, node)];
   if (node.status === "waiting" && node.wait && node.wait.signal) parts.push(h("h3", {}, "Signal"), signalForm(run, node, draft));
   if (streams[node.key]) parts.push(...streamSection(node.key, streams[node.key]));
   if (attempts.length) parts.push(...attemptsSection(attempts));
+  parts.push(...childrenSection(run, node));
   if (node.items != null) parts.push(...itemsSection(node, itemStates(events, node.key)));
   if (node.error) parts.push(...errorSection(node, keep));
   parts.push(...outputsSection(node));

@@ -3,6 +3,7 @@
 
 import { badge, fill, fmtDuration, fmtTime, h, shortId, span } from "../dom.js";
 import { NODE_STATUSES, OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES } from "../states.js";
+import { relativeFacts } from "./links.js";
 
 const OPEN_RUN = new Set(OPEN_RUN_STATUSES);
 const RETRYABLE_RUN = new Set(RETRYABLE_RUN_STATUSES);
@@ -24,6 +25,7 @@ export function renderRunSummary(view, run, { cancelRun, retryRun, select }) {
     ...item("Duration", run.started_at ? fmtDuration(span(run.started_at, run.finished_at)) : "—",
       { dataset: run.finished_at || !run.started_at ? {} : { since: run.started_at } }),
     ...(run.deadline_at ? item("Deadline", fmtTime(run.deadline_at)) : []),
+    ...relativeFacts(run),
   );
   const tally = {};
   for (const n of run.nodes || []) tally[n.status] = (tally[n.status] || 0) + 1;
