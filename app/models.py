@@ -119,6 +119,10 @@ class RunView(_Record):
     finished_at: datetime | None
     nodes: list[NodeView] | None = None
     warnings: list[RunWarning] = Field(default_factory=list)
+    concurrency_key: str | None = Field(
+        None, description="the run's concurrency key (`path=value` from its inputs)")
+    concurrency_waiting: bool = Field(
+        False, description="queued and waiting for a slot of its concurrency key")
 
 
 class SignalResult(_Record):
