@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from dagq.errors import Conflict, DagqError, InvalidRequest, NotFound
+from dagq.errors import Conflict, InvalidRequest, NotFound
 from dagq.models import (
     SubmitResult,
     WorkflowRecord,
@@ -119,30 +119,16 @@ class SubmitStore(StoreCore):
             {"workflow": as_submitted.name, "spec": as_submitted.spec_hash(), "inputs": inputs}
         )
         if spec.concurrency is not None and spec.concurrency.key_of(inputs) is not None:
-            return self._submit_keyed(tenant, spec, workflow_version, inputs, event_key,
-                                      priority, deadline_s, fingerprint, delay_s)
+            if delay_s is not None:
+                raise InvalidRequest("a run with a concurrency key cannot be delayed")
+            # the group commit's path (Store has both): decided under its key's lock
+            return cast(Any, self).submit_keyed(
+                tenant=tenant, spec=spec, version=workflow_version, inputs=inputs,
+                event_key=event_key, priority=priority, deadline_s=deadline_s,
+                fingerprint=fingerprint)
         run_id = uuid.uuid4()  # chosen once, so a retried insert finds its own row
         return self._submit(run_id, tenant, spec, workflow_version, inputs, event_key,
                             priority, deadline_s, fingerprint, delay_s)
-
-    def _submit_keyed(
-        self, tenant: str, spec: WorkflowSpec, workflow_version: int | None, inputs: Any,
-        event_key: str | None, priority: int, deadline_s: float | None, fingerprint: str,
-        delay_s: float | None,
-    ) -> SubmitResult:
-        """A run with a concurrency key: the group commit's path (dagq.store.concurrency
-        decides it under its key's lock)."""
-        from dagq.store.submit_many import RunTemplate, SubmitManyStore  # (builds on this)
-
-        if delay_s is not None:
-            raise InvalidRequest("a run with a concurrency key cannot be delayed")
-        run = RunTemplate.of(spec).new_run(
-            tenant=tenant, version=workflow_version, latest=False, fingerprint=fingerprint,
-            event_key=event_key, priority=priority, inputs=inputs, deadline_s=deadline_s)
-        outcome = SubmitManyStore.submit_runs(self, [run])[0]  # type: ignore[arg-type]
-        if isinstance(outcome, DagqError):
-            raise outcome
-        return outcome
 
     @transient
     def _submit(

@@ -155,6 +155,18 @@ class SubmitManyStore(StoreCore):
             return (self.submit_runs(runs[:half], limited)
                     + self.submit_runs(runs[half:], limited))
 
+    def submit_keyed(self, *, tenant: str, spec: WorkflowSpec, version: int | None,
+                     inputs: Any, event_key: str | None, priority: int,
+                     deadline_s: float | None, fingerprint: str) -> SubmitResult:
+        """One run whose workflow has a concurrency key (the store's single submit)."""
+        run = RunTemplate.of(spec).new_run(
+            tenant=tenant, version=version, latest=False, fingerprint=fingerprint,
+            event_key=event_key, priority=priority, inputs=inputs, deadline_s=deadline_s)
+        outcome = self.submit_runs([run])[0]
+        if isinstance(outcome, DagqError):
+            raise outcome
+        return outcome
+
     @transient
     def _submit_runs(self, runs: list[NewRun], limited: frozenset[str]) -> list[Outcome]:
         """One statement in autocommit; with quota-limited tenants, one transaction that
