@@ -6,9 +6,9 @@ commit with mixed keys."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
+import psycopg
 import pytest
 
 from dagq import service
@@ -18,6 +18,7 @@ from dagq.store import Store
 from dagq.submissions import SubmitRequest
 from dagq.workflow import Concurrency
 from tests.helpers import complete, spec
+from tests.integration.test_api_helpers import Api
 
 
 def chat(on_limit: str = "queue", limit: int = 1, **extra: Any) -> dict[str, Any]:
@@ -205,13 +206,40 @@ def test_validation_names_the_problem(repo: Store) -> None:
             "concurrency"]), inputs={"conversation_id": "x"}, delay_s=1)
 
 
-def test_the_sweeper_starts_a_run_left_waiting(repo: Store, sql) -> None:
+def test_the_sweeper_starts_a_run_left_waiting(repo: Store, db_url: str) -> None:
     first, second = submit(repo), submit(repo)
-    # As if the slot freed while the waiting run was locked (the trigger skipped it):
-    sql.execute("ALTER TABLE dagq.runs DISABLE TRIGGER runs_concurrency_ended")
-    repo.cancel_run(first.run_id, "acme")
-    sql.execute("ALTER TABLE dagq.runs ENABLE TRIGGER runs_concurrency_ended")
+    # The waiting run is locked by another transaction when the slot frees: the run's end
+    # does not wait for it (and does not fail); the sweeper starts it later.
+    with psycopg.connect(db_url) as other:
+        other.execute("SELECT 1 FROM dagq.runs WHERE id = %s FOR NO KEY UPDATE",
+                      [second.run_id])
+        assert repo.cancel_run(first.run_id, "acme") == "cancelled"
+        assert repo.start_free_slots() == 0  # still locked: left alone
     assert repo.get_run(second.run_id).concurrency_waiting
     assert repo.start_free_slots() == 1
     assert [n.run_id for n in lease(repo)] == [second.run_id]
-    assert uuid.UUID(str(second.run_id))
+    assert repo.start_free_slots() == 0
+
+
+def test_the_api_takes_a_submits_concurrency_and_shows_the_key(db_url: str, sql) -> None:
+    with Api(db_url) as api:
+        assert api.client.post("/v1/workflows", json=chat(), headers=api.admin
+                               ).status_code == 201
+        bad = {**chat(), "name": "bad", "concurrency": {"key": "conversation_id"}}
+        refused = api.client.post("/v1/workflows", json=bad, headers=api.admin)
+        assert refused.status_code == 422 and "inputs." in refused.text
+        body = {"workflow": "chat", "inputs": {"conversation_id": "c9"}}
+        for concurrency, problem in (({"key": "inputs.c", "limit": 0}, "limit"),
+                                     ({"key": "x.c"}, "starting with 'inputs.'"),
+                                     ({"key": "inputs.c", "on_limit": "drop"}, "on_limit")):
+            response = api.client.post("/v1/runs", json={**body, "concurrency": concurrency},
+                                       headers=api.acme)
+            assert response.status_code == 422 and problem in response.text
+        assert sql.execute("SELECT count(*) AS n FROM dagq.runs").fetchone()["n"] == 0
+        first = api.submit(api.acme, **body)
+        second = api.submit(api.acme, **body, concurrency={
+            "key": "inputs.conversation_id", "on_limit": "cancel_new"})
+        assert (first["status"], second["status"]) == ("queued", "cancelled")
+        view = api.client.get(f"/v1/runs/{first['run_id']}", headers=api.acme).json()
+        assert view["concurrency_key"] == "inputs.conversation_id=c9"
+        assert view["concurrency_waiting"] is False
