@@ -127,6 +127,10 @@ class RunView(_Record):
     nodes: list[NodeView] | None = None
     warnings: list[RunWarning] = Field(default_factory=list)
     rerun_of: UUID | None = Field(None, description="the run this one reruns")
+    concurrency_key: str | None = Field(
+        None, description="the run's concurrency key (`path=value` from its inputs)")
+    concurrency_waiting: bool = Field(
+        False, description="queued and waiting for a slot of its concurrency key")
 
 
 class SignalResult(_Record):

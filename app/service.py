@@ -29,6 +29,7 @@ from dagq.workflow import (
     BUILTIN_EXECUTORS,
     KEY_PATTERN,
     TEST_EXECUTORS,
+    Concurrency,
     WorkflowSpec,
     check_executors,
     parse_spec,
@@ -147,12 +148,12 @@ def with_executor_defaults(spec: WorkflowSpec, repo: Store) -> WorkflowSpec:
 def submit(
     repo: Store, *, tenant: str, workflow: Any, version: int | None = None,
     inputs: Any = None, event_key: str | None = None, priority: int = 0,
-    deadline_s: float | None = None,
+    deadline_s: float | None = None, concurrency: Concurrency | None = None,
 ) -> SubmitResult:
     """One run (the CLI, tests): as one submission of the API's group commit."""
     req = submissions.SubmitRequest(tenant=tenant, workflow=workflow, version=version,
                                     inputs=inputs, event_key=event_key, priority=priority,
-                                    deadline_s=deadline_s)
+                                    deadline_s=deadline_s, concurrency=concurrency)
     outcome = submit_many(repo, [prepare(repo, req)], [req])[0]
     if isinstance(outcome, DagqError):
         raise outcome

@@ -12,7 +12,7 @@ from dagq.config import get_settings
 from dagq.errors import InvalidRequest
 from dagq.store import NewRun, Store
 from dagq.store.submit_many import RunTemplate
-from dagq.workflow import MAX_PRIORITY, sha256_json
+from dagq.workflow import MAX_PRIORITY, Concurrency, sha256_json
 
 SPEC_CACHE_TTL_S = 2.0  # as old as the known-executors list a submission may use
 SPEC_CACHE_SIZE = 1024
@@ -29,6 +29,7 @@ class SubmitRequest:
     event_key: str | None = None
     priority: int = 0
     deadline_s: float | None = None
+    concurrency: Concurrency | None = None  # instead of the workflow's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,4 +120,4 @@ def new_run(req: SubmitRequest, resolved: Resolved) -> NewRun:
         tenant=req.tenant, version=resolved.version,
         latest=isinstance(req.workflow, str) and req.version is None,
         fingerprint=fingerprint, event_key=req.event_key, priority=req.priority,
-        inputs=inputs, deadline_s=req.deadline_s)
+        inputs=inputs, deadline_s=req.deadline_s, concurrency=req.concurrency)

@@ -73,6 +73,11 @@ class Sweeper:
     def deadlines(self, now: datetime | None = None) -> dict[str, int]:
         return {"expired_runs": self.repo.enforce_deadlines(now=now, limit=BATCH)}
 
+    def slots(self, now: datetime | None = None) -> dict[str, int]:
+        """Runs waiting for a concurrency slot that is free (a safety net: a run's end
+        starts them in its own transaction unless one was locked just then)."""
+        return {"slot_runs_started": self.repo.start_free_slots(limit=BATCH)}
+
     def waits(self, now: datetime | None = None) -> dict[str, int]:
         """Due timers fire and signal waits time out (batch after batch while full)."""
         total = {"fired": 0, "timed_out": 0}
@@ -100,7 +105,7 @@ class Sweeper:
         """Every pass once, in an order where each helps the next."""
         counts: dict[str, int] = {}
         for job in (self.dead_workers, self.reclaim, self.deadlines, self.waits, self.heal,
-                    self.prune, self.schedules):
+                    self.slots, self.prune, self.schedules):
             counts.update(job(now))
         return counts
 

@@ -27,6 +27,9 @@ MAX_NODES = 1000
 MAX_MAP_ITEMS = 10_000
 # A run's (and a node's) priority: the API, the CLI and the spec all check this range.
 MAX_PRIORITY = 1000
+# A concurrency key: `inputs.` then a dotted path of non-empty parts.
+CONCURRENCY_KEY_PATTERN = r"^inputs(\.[^.]+)+$"
+MAX_CONCURRENCY_LIMIT = 100_000
 # What check_graph enforces, as far as JSON Schema can say it (for /openapi.json).
 NODE_KEY_SCHEMA = {"type": "string", "pattern": KEY_PATTERN}
 BUILTIN_EXECUTORS = frozenset(
@@ -125,10 +128,45 @@ class NodeSpec(_Strict):
     priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
 
 
+class Concurrency(_Strict):
+    """`concurrency`: at most `limit` open runs per (tenant, key value); the key is a
+    dotted path into the run's inputs. A run whose inputs lack the value has no limit."""
+
+    key: str = Field(max_length=256, json_schema_extra={"pattern": CONCURRENCY_KEY_PATTERN},
+                     description="a dotted path into the inputs, starting with `inputs.`")
+    limit: int = Field(1, ge=1, le=MAX_CONCURRENCY_LIMIT)
+    on_limit: Literal["queue", "cancel_new", "cancel_running"] = "queue"
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, key: str) -> str:
+        import re
+
+        if not re.match(CONCURRENCY_KEY_PATTERN, key):
+            raise ValueError(f"a concurrency key is a dotted path into the run's inputs "
+                             f"starting with 'inputs.' (like inputs.conversation_id), not "
+                             f"{key[:80]!r}")
+        return key
+
+    def key_of(self, inputs: Any) -> str | None:
+        """This run's key (`path=value`), or None when its inputs have no value there."""
+        value = inputs
+        for part in self.key.split(".")[1:]:
+            if not isinstance(value, dict) or part not in value:
+                return None
+            value = value[part]
+        if value is None:
+            return None
+        text = value if isinstance(value, str) else json.dumps(
+            value, sort_keys=True, separators=(",", ":"))
+        return f"{self.key}={text}"
+
+
 class WorkflowSpec(_Strict):
     name: str = Field(pattern=KEY_PATTERN)
     defaults: Defaults = Defaults()
     fail_fast: bool = True
+    concurrency: Concurrency | None = None
     nodes: dict[str, NodeSpec] = Field(json_schema_extra={
         "minProperties": 1, "maxProperties": MAX_NODES, "propertyNames": NODE_KEY_SCHEMA})
 
@@ -137,6 +175,16 @@ class WorkflowSpec(_Strict):
     def _check_nodes(cls, nodes: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
         check_graph(nodes)
         return nodes
+
+    @model_validator(mode="after")
+    def _check_concurrency(self) -> WorkflowSpec:
+        if self.concurrency is not None:
+            check_concurrency_roots(self)
+        return self
+
+    def root_waits(self) -> list[str]:
+        return [key for key, node in self.nodes.items()
+                if node.wait is not None and not node.depends_on]
 
     def canonical(self) -> dict[str, Any]:
         """The spec as plain JSON with defaults filled in (stable for hashing)."""
@@ -158,6 +206,14 @@ class WorkflowSpec(_Strict):
             for dep in node.depends_on:
                 result[dep].append(key)
         return result
+
+
+def check_concurrency_roots(spec: WorkflowSpec) -> None:
+    """A run waiting for a concurrency slot holds its roots back: a root may not be a
+    wait (it would start waiting at the submit)."""
+    if spec.root_waits():
+        raise ValueError(f"concurrency cannot be used with a root wait node "
+                         f"({', '.join(sorted(spec.root_waits()))}): give it a dependency")
 
 
 def check_graph(nodes: dict[str, NodeSpec]) -> None:

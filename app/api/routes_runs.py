@@ -48,7 +48,8 @@ def _json(model: BaseModel, status: int = 200) -> JSONResponse:
 def _submission(tenant: str, body: SubmitRunBody) -> SubmitRequest:
     return SubmitRequest(tenant=tenant, workflow=body.workflow, version=body.version,
                          inputs=body.inputs, event_key=body.event_key,
-                         priority=body.priority, deadline_s=body.deadline_s)
+                         priority=body.priority, deadline_s=body.deadline_s,
+                         concurrency=body.concurrency)
 
 
 def _count(request: Request, outcome: SubmitResult | DagqError) -> None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from dagq.errors import InvalidRequest
 from dagq.models import RunView, SubmitResult, WorkflowRecord
 from dagq.states import RunStatus
-from dagq.workflow import KEY_PATTERN, MAX_PRIORITY
+from dagq.workflow import KEY_PATTERN, MAX_PRIORITY, Concurrency
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -74,6 +74,9 @@ class SubmitRunBody(_Body):
     priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
     deadline_s: float | None = Field(None, gt=0, le=30 * 86_400,
                                      description="fail the run if not finished in time")
+    concurrency: Concurrency | None = Field(
+        None, description="at most `limit` open runs per value of `key` (instead of the "
+                          "workflow's concurrency)")
 
 
 class SignalBody(_Body):

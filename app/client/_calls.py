@@ -107,10 +107,11 @@ def workflow(name: str, version: int | None) -> Call[WorkflowRecord]:
 def submit(
     workflow: str | Spec, inputs: Any, event_key: str | None, priority: int | None,
     deadline_s: float | None, version: int | None,
+    concurrency: dict[str, Any] | None = None,
 ) -> Call[SubmitResult]:
     body = _params(workflow=workflow if isinstance(workflow, str) else dict(workflow),
                    version=version, inputs=inputs, event_key=event_key, priority=priority,
-                   deadline_s=deadline_s)
+                   deadline_s=deadline_s, concurrency=concurrency)
     # Only an event key makes a second POST find the first run instead of a new one.
     return Call("POST", "/v1/runs", _model(SubmitResult), body=body,
                 idempotent=event_key is not None)

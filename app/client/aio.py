@@ -87,9 +87,9 @@ class AsyncClient:
     async def submit(self, workflow: str | calls.Spec, inputs: Any = None,
                      event_key: str | None = None, priority: int | None = None,
                      deadline_s: float | None = None, *, version: int | None = None,
-                     ) -> SubmitResult:
+                     concurrency: dict[str, Any] | None = None) -> SubmitResult:
         return await self._call(calls.submit(workflow, inputs, event_key, priority,
-                                             deadline_s, version))
+                                             deadline_s, version, concurrency))
 
     async def run(self, run_id: RunId) -> RunView:
         return await self._call(calls.run(run_id))

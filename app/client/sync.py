@@ -92,11 +92,13 @@ class Client:
     def submit(self, workflow: str | calls.Spec, inputs: Any = None,
                event_key: str | None = None, priority: int | None = None,
                deadline_s: float | None = None, *, version: int | None = None,
-               ) -> SubmitResult:
+               concurrency: dict[str, Any] | None = None) -> SubmitResult:
         """Submit a run of a registered workflow (by name) or of an inline spec (a dict).
-        With an `event_key`, the same key again returns the same run (`created=False`)."""
+        With an `event_key`, the same key again returns the same run (`created=False`).
+        `concurrency` ({"key": "inputs.<path>", "limit", "on_limit"}) replaces the
+        workflow's concurrency key for this run."""
         return self._call(calls.submit(workflow, inputs, event_key, priority, deadline_s,
-                                       version))
+                                       version, concurrency))
 
     def run(self, run_id: RunId) -> RunView:
         """The run with its nodes."""

@@ -105,6 +105,14 @@ class MaintenanceStore(Transitions):
             log.warning("healed %d run(s) whose nodes had all finished", healed)
         return healed
 
+    @transient
+    def start_free_slots(self, *, limit: int = 100) -> int:
+        """Start runs waiting for a concurrency slot that is free (the end of a run of
+        their key found the next one locked). Never waits for a lock another holds."""
+        with self._tx(one_statement=True) as cur:
+            row = cur.execute(queries()["start_free_slots"], {"limit": limit}).fetchone()
+        return int(row["started"])
+
     def enforce_deadlines(self, *, now: datetime | None = None, limit: int = 100) -> int:
         """Runs past their deadline: cancel what remains and fail the run. One read, then
         one short transaction per run (each retried on its own), so a run's lock is held

@@ -39,6 +39,8 @@ def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None) -> RunVie
         deadline_at=row["deadline_at"], created_at=row["created_at"],
         started_at=row["started_at"], finished_at=row["finished_at"], nodes=node_views,
         rerun_of=row.get("rerun_of"),
+        concurrency_key=row.get("concurrency_key"),
+        concurrency_waiting=row.get("concurrency_waiting", False),
     )
 
 
@@ -66,29 +68,38 @@ def _retry_status(node: dict[str, Any]) -> str:
     return "waiting" if node["wait_spec"] is not None else "queued"
 
 
+def cancel_open_run(cur: psycopg.Cursor[Any], run_id: uuid.UUID,
+                    data: dict[str, Any] | None = None) -> bool:
+    """Cancel an open run in this transaction (node rows, then the run row: the usual
+    lock order); running nodes stop at their next heartbeat. `data`: of run_cancelled."""
+    q = queries()
+    nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
+    top = [n for n in nodes if n["parent_id"] is None]
+    cur.execute(q["lock_run"], {"run_id": run_id})
+    if not cur.execute(q["cancel_run"], {"run_id": run_id, "cancelled": len(top)}).fetchone():
+        return False
+    work = UnitOfWork()
+    for node in top:
+        work.event(run_id, node["node_key"], "node_cancelled", None,
+                   {"reason": "run cancelled"})
+    work.event(run_id, None, "run_cancelled", None, data)
+    work.flush(cur)
+    return True
+
+
 class RunStore(Transitions):
     """Run reads, cancel and retry."""
 
     @transient
     def cancel_run(self, run_id: uuid.UUID, tenant: str | None) -> str:
         """Cancel what has not started; running nodes stop at their next heartbeat."""
-        q = queries()
         with self._tx() as cur:
             run = self._visible_run(cur, run_id, tenant)
             if run["status"] not in OPEN_RUN_STATUSES:
                 if run["status"] == "cancelled":
                     return "cancelled"
                 raise Conflict(f"run {run_id} already finished ({run['status']})")
-            nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
-            top = [n for n in nodes if n["parent_id"] is None]
-            cur.execute(q["lock_run"], {"run_id": run_id})
-            if cur.execute(q["cancel_run"], {"run_id": run_id, "cancelled": len(top)}).fetchone():
-                work = UnitOfWork()
-                for node in top:
-                    work.event(run_id, node["node_key"], "node_cancelled", None,
-                               {"reason": "run cancelled"})
-                work.event(run_id, None, "run_cancelled")
-                work.flush(cur)
+            cancel_open_run(cur, run_id)
         return "cancelled"
 
     @transient

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from dagq.errors import Conflict, NotFound
+from dagq.errors import Conflict, InvalidRequest, NotFound
 from dagq.models import (
     SubmitResult,
     WorkflowRecord,
@@ -118,6 +118,14 @@ class SubmitStore(StoreCore):
         fingerprint = sha256_json(
             {"workflow": as_submitted.name, "spec": as_submitted.spec_hash(), "inputs": inputs}
         )
+        if spec.concurrency is not None and spec.concurrency.key_of(inputs) is not None:
+            if delay_s is not None:
+                raise InvalidRequest("a run with a concurrency key cannot be delayed")
+            # the group commit's path (Store has both): decided under its key's lock
+            return cast(Any, self).submit_keyed(
+                tenant=tenant, spec=spec, version=workflow_version, inputs=inputs,
+                event_key=event_key, priority=priority, deadline_s=deadline_s,
+                fingerprint=fingerprint)
         run_id = uuid.uuid4()  # chosen once, so a retried insert finds its own row
         return self._submit(run_id, tenant, spec, workflow_version, inputs, event_key,
                             priority, deadline_s, fingerprint, delay_s)

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from dagq.errors import Conflict, DagqError, InvalidRequest, QuotaExceeded, RateLimited
 from dagq.models import SubmitResult
 from dagq.sqlfiles import queries
+from dagq.store.concurrency import Slots
 from dagq.store.core import (
     QUEUED_CHANNEL,
     StoreCore,
@@ -29,7 +30,7 @@ from dagq.store.core import (
     transient,
 )
 from dagq.store.submit import node_rows
-from dagq.workflow import WorkflowSpec
+from dagq.workflow import Concurrency, WorkflowSpec
 
 # What a row's data can make the statement (or the driver) refuse, every time it runs.
 BAD_DATA = (psycopg.DataError, TypeError, ValueError, RecursionError)
@@ -62,6 +63,9 @@ class NewRun:
     events: list[dict[str, Any]]
     queues: frozenset[str]  # of its root nodes, woken once it is committed
     started: bool = False  # a root wait node waits from the submit: the run is running
+    concurrency: Concurrency | None = None  # with concurrency_key: its limit applies
+    concurrency_key: str | None = None  # `path=value` (dagq.store.concurrency)
+    concurrency_waiting: bool = False  # held back for a slot: its roots stay pending
 
     def row(self, i: int) -> dict[str, Any]:
         return {"i": i, "id": str(self.id), "tenant": self.tenant, "workflow": self.workflow,
@@ -70,7 +74,10 @@ class NewRun:
                 "event_key": self.event_key, "priority": self.priority,
                 "fail_fast": self.fail_fast, "inputs": self.inputs,
                 "nodes_total": len(self.nodes), "deadline_s": self.deadline_s,
-                "nodes": self.nodes, "events": self.events, "started": self.started}
+                "nodes": self.nodes, "events": self.events, "started": self.started,
+                "concurrency_key": self.concurrency_key,
+                "concurrency_limit": self.concurrency.limit if self.concurrency else None,
+                "concurrency_waiting": self.concurrency_waiting}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,21 +89,33 @@ class RunTemplate:
     fail_fast: bool
     nodes: list[dict[str, Any]]  # at run priority 0
     queues: frozenset[str]
+    concurrency: Concurrency | None = None  # the workflow's
+    root_waits: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, spec: WorkflowSpec) -> RunTemplate:
         nodes = node_rows(spec, 0)
         return cls(name=spec.name, spec=spec.canonical(), fail_fast=spec.fail_fast,
                    nodes=nodes,
-                   queues=frozenset(n["queue"] for n in nodes if n["status"] == "queued"))
+                   queues=frozenset(n["queue"] for n in nodes if n["status"] == "queued"),
+                   concurrency=spec.concurrency, root_waits=tuple(spec.root_waits()))
 
     def new_run(self, *, tenant: str, version: int | None, latest: bool, fingerprint: str,
                 event_key: str | None, priority: int, inputs: Any,
-                deadline_s: float | None) -> NewRun:
+                deadline_s: float | None, concurrency: Concurrency | None = None) -> NewRun:
+        """`concurrency`: the submit's, instead of the workflow's."""
+        concurrency = concurrency or self.concurrency
+        inputs = {} if inputs is None else inputs
+        key = concurrency.key_of(inputs) if concurrency else None
+        if key is not None and self.root_waits:
+            raise InvalidRequest("concurrency cannot be used with a root wait node "
+                                 f"({', '.join(self.root_waits)}): give it a dependency")
         nodes = [{**node, "priority": node["priority"] + priority} for node in self.nodes] \
             if priority else self.nodes
         started = any(node["status"] == "waiting" for node in nodes)
-        events = [{"type": "run_queued", "data": {"workflow": self.name, "version": version}},
+        queued = {"workflow": self.name, "version": version,
+                  **({"concurrency_key": key} if key is not None else {})}
+        events = [{"type": "run_queued", "data": queued},
                   *([{"type": "run_started"}] if started else []),
                   *({"node_key": node["node_key"], "type": "node_queued", "attempt": 0}
                     for node in nodes if node["status"] == "queued"),
@@ -107,8 +126,10 @@ class RunTemplate:
         return NewRun(started=started, id=uuid.uuid4(), tenant=tenant, workflow=self.name,
                       workflow_version=version, latest=latest, spec=self.spec,
                       fingerprint=fingerprint, event_key=event_key, priority=priority,
-                      fail_fast=self.fail_fast, inputs={} if inputs is None else inputs,
-                      deadline_s=deadline_s, nodes=nodes, events=events, queues=self.queues)
+                      fail_fast=self.fail_fast, inputs=inputs, deadline_s=deadline_s,
+                      nodes=nodes, events=events, queues=self.queues,
+                      concurrency=concurrency if key is not None else None,
+                      concurrency_key=key)
 
 
 Outcome = SubmitResult | DagqError
@@ -134,6 +155,18 @@ class SubmitManyStore(StoreCore):
             return (self.submit_runs(runs[:half], limited)
                     + self.submit_runs(runs[half:], limited))
 
+    def submit_keyed(self, *, tenant: str, spec: WorkflowSpec, version: int | None,
+                     inputs: Any, event_key: str | None, priority: int,
+                     deadline_s: float | None, fingerprint: str) -> SubmitResult:
+        """One run whose workflow has a concurrency key (the store's single submit)."""
+        run = RunTemplate.of(spec).new_run(
+            tenant=tenant, version=version, latest=False, fingerprint=fingerprint,
+            event_key=event_key, priority=priority, inputs=inputs, deadline_s=deadline_s)
+        outcome = self.submit_runs([run])[0]
+        if isinstance(outcome, DagqError):
+            raise outcome
+        return outcome
+
     @transient
     def _submit_runs(self, runs: list[NewRun], limited: frozenset[str]) -> list[Outcome]:
         """One statement in autocommit; with quota-limited tenants, one transaction that
@@ -142,9 +175,12 @@ class SubmitManyStore(StoreCore):
         q = queries()
         outcomes: list[Outcome | None] = [None] * len(runs)
         asked = Counter(run.tenant for run in runs if run.tenant in limited)
-        with self._tx(one_statement=not asked) as cur:
+        keyed = any(run.concurrency_key is not None for run in runs)
+        with self._tx(one_statement=not asked and not keyed) as cur:
             if asked:
                 outcomes = list(_admit(cur, runs, asked))
+            slots = Slots.take(cur, runs, outcomes) if keyed else None
+            runs = slots.runs if slots else runs
             payload = Jsonb([run.row(i) for i, run in enumerate(runs) if outcomes[i] is None])
             rows = cur.execute(q["submit_runs"], {"runs": payload}).fetchall()
             created = [runs[row["i"]] for row in rows if row["created"]]
@@ -156,6 +192,11 @@ class SubmitManyStore(StoreCore):
                     outcomes[row["i"]] = SubmitResult(
                         run_id=run.id, status="running" if run.started else "queued",
                         created=True)
+            if slots:
+                for i in slots.cancel_refused(cur, {i for i, o in enumerate(outcomes)
+                                                    if isinstance(o, SubmitResult)}):
+                    outcomes[i] = SubmitResult(run_id=runs[i].id, status="cancelled",
+                                               created=True)
             self._wake(created)
         written = {row["i"] for row in rows}
         taken = [i for i, outcome in enumerate(outcomes) if outcome is None and i in written]

@@ -98,7 +98,7 @@ WITH input AS (
         i int, id uuid, tenant text, workflow text, workflow_version int, latest bool,
         spec jsonb, fingerprint text, event_key text, priority int, fail_fast bool,
         inputs jsonb, nodes_total int, deadline_s float8, nodes jsonb, events jsonb,
-        started bool)
+        started bool, concurrency_key text, concurrency_limit int, concurrency_waiting bool)
 ), checked AS (
     SELECT r.*, r.latest AND EXISTS (
                SELECT 1 FROM dagq.workflows w
@@ -107,13 +107,18 @@ WITH input AS (
 ), run AS (
     INSERT INTO dagq.runs (id, tenant, workflow, workflow_version, spec, fingerprint,
                            event_key, priority, fail_fast, inputs, nodes_total,
-                           nodes_remaining, deadline_at, status, started_at)
+                           nodes_remaining, deadline_at, status, started_at,
+                           concurrency_key, concurrency_limit, concurrency_waiting,
+                           concurrency_seq)
     SELECT id, tenant, workflow, workflow_version, spec, fingerprint, event_key, priority,
            fail_fast, inputs, nodes_total, nodes_total,
            now() + make_interval(secs => deadline_s),
            -- a root wait node waits from now: the run has started
            CASE WHEN started THEN 'running' ELSE 'queued' END,
-           CASE WHEN started THEN now() END
+           CASE WHEN started THEN now() END,
+           -- (dagq.store.concurrency: a run over its key's limit waits for a slot)
+           concurrency_key, concurrency_limit, coalesce(concurrency_waiting, false),
+           CASE WHEN concurrency_key IS NOT NULL THEN nextval('dagq.concurrency_seq') END
     FROM checked WHERE NOT stale ORDER BY i
     ON CONFLICT DO NOTHING
     RETURNING id
