@@ -17,15 +17,18 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
 import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.broker import Consumer
 from dramatiq.errors import QueueNotFound
 from dramatiq.message import Message
 from dramatiq.middleware import (
     AgeLimit,
+    AsyncIO,
     Callbacks,
     Middleware,
     Pipelines,
@@ -40,7 +43,7 @@ from dagq.models import LeasedNode
 from dagq.store import Handoff, Store
 from dagq.workers.completions import CompletionBatcher
 from dagq.workers.consumer import PostgresConsumer
-from dagq.workers.errors import NodeCancelled
+from dagq.workers.errors import FatalError, NodeCancelled
 from dagq.workers.joining import QueueJoiner
 from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
@@ -58,9 +61,11 @@ PLAIN_TENANT = "default"
 # with Retries replaced by DagqRetries: Postgres' `attempts` counts retries and the fail
 # transaction schedules them (see workers/retries.py). Prometheus is not in Dramatiq's
 # defaults either; dagq's /metrics covers queues and nodes (add Dramatiq's Prometheus
-# middleware yourself for its per-actor histograms under the `dramatiq` CLI).
+# middleware yourself for its per-actor histograms under the `dramatiq` CLI). AsyncIO
+# (Dramatiq's, not in its defaults) is added: `async def` actors and executors run on
+# its per-process event loop, started at worker_boot.
 DEFAULT_MIDDLEWARE: tuple[type[Middleware], ...] = (
-    AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, DagqRetries)
+    AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, DagqRetries, AsyncIO)
 # dagq executors keep their own timeout (timeout_s): TimeLimit must never fire first.
 EXECUTOR_TIME_LIMIT_MS = int((MAX_TIMEOUT_S + TIME_LIMIT_MARGIN_S + 1) * 1000)
 
@@ -274,13 +279,25 @@ def _safe_key(name: str) -> str:
 
 
 def _executor_entry(book: LeaseBook, definition: ExecutorDef) -> Any:
-    """The actor function: run the executor on the leased node's payload."""
+    """The actor function: run the executor on the leased node's payload. An `async
+    def` executor (or one returning an awaitable) runs on the worker's event loop (the
+    AsyncIO middleware's) while this thread waits: the interrupts (timeout, cancel,
+    shutdown) raised in this thread cancel its task, as Dramatiq's async actors do."""
 
     def run_node(node_id: int, version: int) -> Any:
         lease = book.get((node_id, version))
         if lease is None or lease.lost:
             raise NodeCancelled("lease no longer held")
-        return definition.fn(lease.node.payload())
+        result = definition.fn(lease.node.payload())
+        if inspect.isawaitable(result):
+            loop = get_event_loop_thread()
+            if loop is None:
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise FatalError(f"executor {definition.name!r} is async and this broker has "
+                                 "no AsyncIO middleware (its event loop)")
+            return loop.run_coroutine(result)
+        return result
 
     run_node.__name__ = run_node.__qualname__ = definition.name.replace(".", "_")
     run_node.__module__ = getattr(definition.fn, "__module__", __name__)
