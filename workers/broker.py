@@ -17,8 +17,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import dramatiq
@@ -41,18 +44,20 @@ from dagq.config import get_settings
 from dagq.errors import DagqError
 from dagq.models import LeasedNode
 from dagq.store import Handoff, Store
+from dagq.store.notifier import BackgroundNotifier
 from dagq.workers.completions import CompletionBatcher
 from dagq.workers.consumer import PostgresConsumer
 from dagq.workers.errors import FatalError, NodeCancelled
 from dagq.workers.joining import QueueJoiner
 from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
-from dagq.workers.messages import MAX_TIMEOUT_S, TIME_LIMIT_MARGIN_S, plain_node
+from dagq.workers.messages import MAX_TIMEOUT_S, TIME_LIMIT_MARGIN_S, plain_node, plain_run
 from dagq.workers.middleware import DagqMiddleware, quiet_discarded_result_warnings
 from dagq.workers.registry import ExecutorDef
 from dagq.workers.retries import DagqRetries
 from dagq.workers.standalone import SelfServing, new_worker_id, own_store
 from dagq.workers.streams import StreamWriter
+from dagq.workflow import WorkflowSpec
 
 log = logging.getLogger("dagq.broker")
 
@@ -96,6 +101,10 @@ class PostgresBroker(dramatiq.Broker):
         if repo is None:
             repo, url = own_store(url)
         self.repo = repo
+        # Sends: one round trip each, their NOTIFY sent by a thread (dagq.store.notifier).
+        self._notifier = BackgroundNotifier(repo.pool, name="dagq-send-notifier")
+        self._sender = repo.notifying_in_background(self._notifier)
+        self._batching = threading.local()
         self.worker_id = worker_id or new_worker_id()
         self.lease_ttl_s = lease_ttl_s or settings.lease_ttl_s
         self.max_output_bytes = max_output_bytes or settings.max_output_bytes
@@ -137,7 +146,9 @@ class PostgresBroker(dramatiq.Broker):
             self.lease_hooks.after_skip_message(self, *args)
 
     def close(self) -> None:
-        """A broker on its own stops its helpers and closes its pool."""
+        """Send the notifications still pending; a broker on its own also stops its
+        helpers and closes its pool."""
+        self._notifier.stop()
         if self._own is not None:
             self._own.stop()
             self.repo.close()
@@ -230,12 +241,64 @@ class PostgresBroker(dramatiq.Broker):
 
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
         """`actor.send(...)` becomes a one-node run carrying the message, idempotent by
-        message id; `delay` (ms) makes it available that much later."""
-        if delay is not None and (not isinstance(delay, int | float) or delay < 0):
-            raise ValueError(f"delay must be a non-negative number of ms, not {delay!r}")
+        message id; `delay` (ms) makes it available that much later. One statement, one
+        round trip (its NOTIFY goes out from the notifier thread once it committed).
+        Inside `with broker.batch():` (and without a delay) it is sent at the batch's
+        end, with the others, in one statement."""
+        _check_delay(delay)
+        pending = getattr(self._batching, "messages", None)
+        if pending is not None and not delay:
+            pending.append(message)
+            return message
+        spec = self._spec(message)
+        self.emit_before("enqueue", message, delay)
+        self._sender.submit_run(tenant=PLAIN_TENANT, spec=spec, event_key=message.message_id,
+                                inputs={"args": list(message.args)},
+                                delay_s=delay / 1000 if delay else None)
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def enqueue_many(self, messages: Iterable[Message], *,
+                     delay: int | None = None) -> list[Message]:
+        """Send many messages in one statement (dagq.store.submit_many), each idempotent
+        by its message id as `enqueue` is; with a `delay`, one statement each."""
+        _check_delay(delay)
+        messages = list(messages)
+        if delay:
+            return [self.enqueue(message, delay=delay) for message in messages]
+        runs = []
+        for message in messages:
+            spec = self._spec(message)
+            self.emit_before("enqueue", message, delay)
+            runs.append(plain_run(spec, message, tenant=PLAIN_TENANT))
+        for outcome in self._sender.submit_runs(runs):
+            if isinstance(outcome, DagqError):
+                raise outcome
+        for message in messages:
+            self.emit_after("enqueue", message, delay)
+        return messages
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[list[Message]]:
+        """Messages this thread enqueues inside (`group(...).run()`, `actor.send()`) are
+        sent together when it exits, in one statement (`enqueue_many`); delayed ones at
+        once, one by one. Nothing is sent if the block raises."""
+        outer = getattr(self._batching, "messages", None)
+        if outer is not None:  # nested: the outermost batch sends
+            yield outer
+            return
+        self._batching.messages = pending = []
+        try:
+            yield pending
+        finally:
+            self._batching.messages = None
+        if pending:
+            self.enqueue_many(pending)
+
+    def _spec(self, message: Message) -> WorkflowSpec:
         self.declare_queue(message.queue_name)
         retries, time_limit = self._has(DagqRetries), self._has(TimeLimit)
-        spec = plain_node(
+        return plain_node(
             message, self.actors.get(message.actor_name), name=_safe_key(message.actor_name),
             # Without a Retries middleware Dramatiq never retries: one attempt.
             default_retries=retries.max_retries if isinstance(retries, DagqRetries) else 0,
@@ -243,12 +306,6 @@ class PostgresBroker(dramatiq.Broker):
             if isinstance(retries, DagqRetries) else (0, 0),
             default_time_limit_ms=time_limit.time_limit if isinstance(time_limit, TimeLimit)
             else None)
-        self.emit_before("enqueue", message, delay)
-        self.repo.submit_run(tenant=PLAIN_TENANT, spec=spec, event_key=message.message_id,
-                             inputs={"args": list(message.args)},
-                             delay_s=delay / 1000 if delay else None)
-        self.emit_after("enqueue", message, delay)
-        return message
 
     def flush(self, queue_name: str) -> None:
         """Drop the messages waiting in `queue_name` (their runs are cancelled)."""
@@ -265,6 +322,11 @@ class PostgresBroker(dramatiq.Broker):
         that failed for good since the queue was last flushed (see workers/joining.py)."""
         self.joiner.join(queue_name, timeout_ms=timeout,
                          fail_fast=self.fail_fast_default if fail_fast is None else fail_fast)
+
+
+def _check_delay(delay: Any) -> None:
+    if delay is not None and (not isinstance(delay, int | float) or delay < 0):
+        raise ValueError(f"delay must be a non-negative number of ms, not {delay!r}")
 
 
 def _dagq_retries(retries: Retries) -> DagqRetries:
