@@ -61,7 +61,7 @@ class Sizes:
     api_seconds: float  # of load per client count (50, 200) on the API
     repeat: int
     min_drain_s: float  # a shorter drain is logged as noisy
-    dramatiq_sends: int = 20_000  # actor.send() from one producer, then drained
+    dramatiq_sends: int = 10_000  # actor.send() from one producer (and a group), drained
     dramatiq_latency: int = 200  # idle send -> start samples
 
 
