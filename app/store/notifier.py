@@ -34,11 +34,15 @@ class BackgroundNotifier:
 
     def post(self, notes: list[Note]) -> None:
         with self._lock:
-            if not self._started:
+            stopped = self._stopping
+            if not stopped and not self._started:
                 self._started = True
                 self._thread.start()
-            self._pending.extend(notes)
-            self._lock.notify()
+            if not stopped:
+                self._pending.extend(notes)
+                self._lock.notify()
+        if stopped:  # after stop(): sent by the caller, as a store without a notifier does
+            self._send(list(dict.fromkeys(notes)))
 
     def stop(self, timeout: float = 2.0) -> None:
         """Send what is pending, then end the thread."""

@@ -69,3 +69,7 @@ def test_async_executors_and_actors_on_a_real_worker(repo, sql, fleet) -> None:
         "SELECT r.id FROM dagq.runs r WHERE r.event_key = %s AND r.status = 'succeeded'",
         (message.message_id,)).fetchone(), 30, "the async actor's run")
     assert repo.get_run(row["id"]).nodes[0].outputs == {"result": 8}
+    # The worker lists its plain actors beside its executors (what dead-lettering reads).
+    listed = sql.execute("SELECT executors FROM dagq.workers WHERE status = 'alive'"
+                         ).fetchone()["executors"]
+    assert {"double", "test.async_ok"} <= set(listed)
