@@ -88,6 +88,17 @@ class Sweeper:
             if counts["candidates"] < BATCH or not (counts["fired"] + counts["timed_out"]):
                 return total
 
+    def dead_letters(self, now: datetime | None = None) -> dict[str, int]:
+        """Fail plain Dramatiq messages queued past DAGQ_DEAD_LETTER_AFTER_S for an
+        actor no live worker serves (batch after batch while full)."""
+        total = 0
+        while True:
+            counts = self.repo.dead_letter_unserved(
+                after_s=self.settings.dead_letter_after_s, now=now, limit=BATCH)
+            total += counts["dead_lettered"]
+            if counts["candidates"] < BATCH or not counts["dead_lettered"]:
+                return {"dead_lettered": total}
+
     def prune(self, now: datetime | None = None) -> dict[str, int]:
         retention_s = self.settings.retention_days * 86_400
         pruned = 0
@@ -105,7 +116,7 @@ class Sweeper:
         """Every pass once, in an order where each helps the next."""
         counts: dict[str, int] = {}
         for job in (self.dead_workers, self.reclaim, self.deadlines, self.waits, self.heal,
-                    self.slots, self.prune, self.schedules):
+                    self.slots, self.dead_letters, self.prune, self.schedules):
             counts.update(job(now))
         return counts
 
@@ -132,6 +143,7 @@ def build_scheduler(sweeper: Sweeper, settings: Settings) -> BackgroundScheduler
         ("deadlines", sweeper.deadlines, every),
         ("waits", sweeper.waits, every),
         ("heal", sweeper.heal, max(every, 30.0)),
+        ("dead_letters", sweeper.dead_letters, max(every, 30.0)),
         ("schedules", sweeper.schedules, min(every, 1.0)),
         ("prune", sweeper.prune, 600.0),
     ]

@@ -201,3 +201,29 @@ CHECKPOINT
 SELECT (SELECT count(*) FROM dagq.node_stream s WHERE s.run_id = %(run_id)s) AS chunks,
        extract(epoch FROM t.finished_at - t.started_at) AS seconds
 FROM dagq.node_tasks t WHERE t.run_id = %(run_id)s
+
+-- ===== dramatiq (plain Dramatiq messages: tenant 'default', workflow = the actor) ===
+
+-- name: messages_open
+SELECT EXISTS (
+    SELECT 1 FROM dagq.runs
+    WHERE finished_at IS NULL AND tenant = 'default' AND workflow = %(workflow)s
+) AS open
+
+-- name: message_span
+SELECT count(*) AS nodes,
+       count(*) FILTER (WHERE t.status = 'succeeded') AS succeeded,
+       min(t.started_at) AS first_start, max(t.finished_at) AS last_finish,
+       count(DISTINCT t.lease_owner || '@' || t.started_at::text) AS leases
+FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
+WHERE r.tenant = 'default' AND r.workflow = %(workflow)s
+
+-- name: message_start_latency
+-- Send (the submit statement's start) -> start of each message's node, in ms.
+SELECT extract(epoch FROM t.started_at - r.created_at) * 1000 AS start_ms
+FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
+WHERE r.tenant = 'default' AND r.workflow = %(workflow)s
+ORDER BY r.created_at
+
+-- name: message_status
+SELECT status FROM dagq.runs WHERE tenant = 'default' AND event_key = %(event_key)s

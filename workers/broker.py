@@ -17,15 +17,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.broker import Consumer
 from dramatiq.errors import QueueNotFound
 from dramatiq.message import Message
 from dramatiq.middleware import (
     AgeLimit,
+    AsyncIO,
     Callbacks,
     Middleware,
     Pipelines,
@@ -38,18 +44,20 @@ from dagq.config import get_settings
 from dagq.errors import DagqError
 from dagq.models import LeasedNode
 from dagq.store import Handoff, Store
+from dagq.store.notifier import BackgroundNotifier
 from dagq.workers.completions import CompletionBatcher
 from dagq.workers.consumer import PostgresConsumer
-from dagq.workers.errors import NodeCancelled
+from dagq.workers.errors import FatalError, NodeCancelled
 from dagq.workers.joining import QueueJoiner
 from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
-from dagq.workers.messages import MAX_TIMEOUT_S, TIME_LIMIT_MARGIN_S, plain_node
+from dagq.workers.messages import MAX_TIMEOUT_S, TIME_LIMIT_MARGIN_S, plain_node, plain_run
 from dagq.workers.middleware import DagqMiddleware, quiet_discarded_result_warnings
 from dagq.workers.registry import ExecutorDef
 from dagq.workers.retries import DagqRetries
 from dagq.workers.standalone import SelfServing, new_worker_id, own_store
 from dagq.workers.streams import StreamWriter
+from dagq.workflow import WorkflowSpec
 
 log = logging.getLogger("dagq.broker")
 
@@ -58,9 +66,11 @@ PLAIN_TENANT = "default"
 # with Retries replaced by DagqRetries: Postgres' `attempts` counts retries and the fail
 # transaction schedules them (see workers/retries.py). Prometheus is not in Dramatiq's
 # defaults either; dagq's /metrics covers queues and nodes (add Dramatiq's Prometheus
-# middleware yourself for its per-actor histograms under the `dramatiq` CLI).
+# middleware yourself for its per-actor histograms under the `dramatiq` CLI). AsyncIO
+# (Dramatiq's, not in its defaults) is added: `async def` actors and executors run on
+# its per-process event loop, started at worker_boot.
 DEFAULT_MIDDLEWARE: tuple[type[Middleware], ...] = (
-    AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, DagqRetries)
+    AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, DagqRetries, AsyncIO)
 # dagq executors keep their own timeout (timeout_s): TimeLimit must never fire first.
 EXECUTOR_TIME_LIMIT_MS = int((MAX_TIMEOUT_S + TIME_LIMIT_MARGIN_S + 1) * 1000)
 
@@ -91,6 +101,10 @@ class PostgresBroker(dramatiq.Broker):
         if repo is None:
             repo, url = own_store(url)
         self.repo = repo
+        # Sends: one round trip each, their NOTIFY sent by a thread (dagq.store.notifier).
+        self._notifier = BackgroundNotifier(repo.pool, name="dagq-send-notifier")
+        self._sender = repo.notifying_in_background(self._notifier)
+        self._batching = threading.local()
         self.worker_id = worker_id or new_worker_id()
         self.lease_ttl_s = lease_ttl_s or settings.lease_ttl_s
         self.max_output_bytes = max_output_bytes or settings.max_output_bytes
@@ -132,7 +146,9 @@ class PostgresBroker(dramatiq.Broker):
             self.lease_hooks.after_skip_message(self, *args)
 
     def close(self) -> None:
-        """A broker on its own stops its helpers and closes its pool."""
+        """Send the notifications still pending; a broker on its own also stops its
+        helpers and closes its pool."""
+        self._notifier.stop()
         if self._own is not None:
             self._own.stop()
             self.repo.close()
@@ -225,12 +241,64 @@ class PostgresBroker(dramatiq.Broker):
 
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
         """`actor.send(...)` becomes a one-node run carrying the message, idempotent by
-        message id; `delay` (ms) makes it available that much later."""
-        if delay is not None and (not isinstance(delay, int | float) or delay < 0):
-            raise ValueError(f"delay must be a non-negative number of ms, not {delay!r}")
+        message id; `delay` (ms) makes it available that much later. One statement, one
+        round trip (its NOTIFY goes out from the notifier thread once it committed).
+        Inside `with broker.batch():` (and without a delay) it is sent at the batch's
+        end, with the others, in one statement."""
+        _check_delay(delay)
+        pending = getattr(self._batching, "messages", None)
+        if pending is not None and not delay:
+            pending.append(message)
+            return message
+        spec = self._spec(message)
+        self.emit_before("enqueue", message, delay)
+        self._sender.submit_run(tenant=PLAIN_TENANT, spec=spec, event_key=message.message_id,
+                                inputs={"args": list(message.args)},
+                                delay_s=delay / 1000 if delay else None)
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def enqueue_many(self, messages: Iterable[Message], *,
+                     delay: int | None = None) -> list[Message]:
+        """Send many messages in one statement (dagq.store.submit_many), each idempotent
+        by its message id as `enqueue` is; with a `delay`, one statement each."""
+        _check_delay(delay)
+        messages = list(messages)
+        if delay:
+            return [self.enqueue(message, delay=delay) for message in messages]
+        runs = []
+        for message in messages:
+            spec = self._spec(message)
+            self.emit_before("enqueue", message, delay)
+            runs.append(plain_run(spec, message, tenant=PLAIN_TENANT))
+        for outcome in self._sender.submit_runs(runs):
+            if isinstance(outcome, DagqError):
+                raise outcome
+        for message in messages:
+            self.emit_after("enqueue", message, delay)
+        return messages
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[list[Message]]:
+        """Messages this thread enqueues inside (`group(...).run()`, `actor.send()`) are
+        sent together when it exits, in one statement (`enqueue_many`); delayed ones at
+        once, one by one. Nothing is sent if the block raises."""
+        outer = getattr(self._batching, "messages", None)
+        if outer is not None:  # nested: the outermost batch sends
+            yield outer
+            return
+        self._batching.messages = pending = []
+        try:
+            yield pending
+        finally:
+            self._batching.messages = None
+        if pending:
+            self.enqueue_many(pending)
+
+    def _spec(self, message: Message) -> WorkflowSpec:
         self.declare_queue(message.queue_name)
         retries, time_limit = self._has(DagqRetries), self._has(TimeLimit)
-        spec = plain_node(
+        return plain_node(
             message, self.actors.get(message.actor_name), name=_safe_key(message.actor_name),
             # Without a Retries middleware Dramatiq never retries: one attempt.
             default_retries=retries.max_retries if isinstance(retries, DagqRetries) else 0,
@@ -238,12 +306,6 @@ class PostgresBroker(dramatiq.Broker):
             if isinstance(retries, DagqRetries) else (0, 0),
             default_time_limit_ms=time_limit.time_limit if isinstance(time_limit, TimeLimit)
             else None)
-        self.emit_before("enqueue", message, delay)
-        self.repo.submit_run(tenant=PLAIN_TENANT, spec=spec, event_key=message.message_id,
-                             inputs={"args": list(message.args)},
-                             delay_s=delay / 1000 if delay else None)
-        self.emit_after("enqueue", message, delay)
-        return message
 
     def flush(self, queue_name: str) -> None:
         """Drop the messages waiting in `queue_name` (their runs are cancelled)."""
@@ -262,6 +324,11 @@ class PostgresBroker(dramatiq.Broker):
                          fail_fast=self.fail_fast_default if fail_fast is None else fail_fast)
 
 
+def _check_delay(delay: Any) -> None:
+    if delay is not None and (not isinstance(delay, int | float) or delay < 0):
+        raise ValueError(f"delay must be a non-negative number of ms, not {delay!r}")
+
+
 def _dagq_retries(retries: Retries) -> DagqRetries:
     """A Retries given to the broker, as the DagqRetries with its settings."""
     return DagqRetries(max_retries=retries.max_retries, min_backoff=retries.min_backoff,
@@ -274,13 +341,25 @@ def _safe_key(name: str) -> str:
 
 
 def _executor_entry(book: LeaseBook, definition: ExecutorDef) -> Any:
-    """The actor function: run the executor on the leased node's payload."""
+    """The actor function: run the executor on the leased node's payload. An `async
+    def` executor (or one returning an awaitable) runs on the worker's event loop (the
+    AsyncIO middleware's) while this thread waits: the interrupts (timeout, cancel,
+    shutdown) raised in this thread cancel its task, as Dramatiq's async actors do."""
 
     def run_node(node_id: int, version: int) -> Any:
         lease = book.get((node_id, version))
         if lease is None or lease.lost:
             raise NodeCancelled("lease no longer held")
-        return definition.fn(lease.node.payload())
+        result = definition.fn(lease.node.payload())
+        if inspect.isawaitable(result):
+            loop = get_event_loop_thread()
+            if loop is None:
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise FatalError(f"executor {definition.name!r} is async and this broker has "
+                                 "no AsyncIO middleware (its event loop)")
+            return loop.run_coroutine(result)
+        return result
 
     run_node.__name__ = run_node.__qualname__ = definition.name.replace(".", "_")
     run_node.__module__ = getattr(definition.fn, "__module__", __name__)

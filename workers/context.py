@@ -4,13 +4,15 @@
     node.stream("a token ")                 # partial output, delivered live, stored
     node.stream(data={"done": 3, "total": 10})
 
-The context is per thread: an executor that starts threads passes `node` to them (its
-`stream` works from any thread while the attempt runs).
+The context is a context variable, set on the worker thread that runs the attempt: an
+`async def` executor sees it too (its coroutine runs on the process's event loop, in a
+copy of that thread's context). An executor that starts threads passes `node` to them
+(its `stream` works from any thread while the attempt runs).
 """
 
 from __future__ import annotations
 
-import threading
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -38,21 +40,21 @@ class NodeContext:
         self.writer.append((self.node_id, self.version), self.run_id, text, data)
 
 
-_local = threading.local()
+_node: ContextVar[NodeContext | None] = ContextVar("dagq_node", default=None)
 
 
 def current() -> NodeContext:
-    """The node being executed on this thread (only valid inside an executor)."""
-    ctx = getattr(_local, "node", None)
+    """The node being executed in this context (only valid inside an executor)."""
+    ctx = _node.get()
     if ctx is None:
         raise RuntimeError("not inside a dagq executor")
     return ctx
 
 
 def _set(ctx: NodeContext | None) -> None:
-    _local.node = ctx
+    _node.set(ctx)
 
 
 def current_node() -> NodeContext:
-    """The public name (`from dagq import current_node`): the node this thread runs."""
+    """The public name (`from dagq import current_node`): the node this executor runs."""
     return current()

@@ -33,7 +33,9 @@ from dramatiq.broker import MessageProxy
 from dramatiq.message import Message
 
 from dagq.models import LeasedNode
-from dagq.workflow import MAX_PRIORITY, WorkflowSpec, parse_spec
+from dagq.store import NewRun
+from dagq.store.submit_many import RunTemplate
+from dagq.workflow import MAX_PRIORITY, WorkflowSpec, parse_spec, sha256_json
 
 DEFAULT_MAX_RETRIES = 20  # dramatiq.middleware.Retries
 DEFAULT_MIN_BACKOFF_MS = 15_000
@@ -115,6 +117,17 @@ def plain_node(message: Message, actor: Actor | None, *, default_retries: int | 
                         "max_s": min(max_backoff / 1000, 86_400)},
         }},
     })
+
+
+def plain_run(spec: WorkflowSpec, message: Message, *, tenant: str) -> NewRun:
+    """The run `plain_node`'s spec becomes in a batch (`enqueue_many`): the same rows,
+    inputs and idempotency fingerprint as the single send (dagq.store.submit)."""
+    inputs = {"args": list(message.args)}
+    fingerprint = sha256_json({"workflow": spec.name, "spec": spec.spec_hash(),
+                               "inputs": inputs})
+    return RunTemplate.of(spec).new_run(
+        tenant=tenant, version=None, latest=False, fingerprint=fingerprint,
+        event_key=message.message_id, priority=0, inputs=inputs, deadline_s=None)
 
 
 def rebuild(node: LeasedNode, queue: str) -> Message:

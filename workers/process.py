@@ -136,7 +136,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     repo.register_worker(
         worker=worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=serve,
         threads=threads, heartbeat_s=settings.heartbeat_s,
-        executors=[d.info() for d in registered().values()],
+        executors=[d.info() for d in registered().values()], actors=sorted(broker.actors),
     )
     listener.start()
     broker.completions.start()

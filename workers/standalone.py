@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from dagq.config import get_settings
 from dagq.db import open_pool
+from dagq.errors import DagqError
 from dagq.store import Store
 from dagq.workers.listener import QueueListener
 from dagq.workers.supervisor import Supervisor
@@ -58,6 +59,7 @@ class SelfServing:
         if self.started:
             return
         self.started = True
+        self._register()
         self.listener.start()
         self.broker.completions.start()
         self.supervisor.start()
@@ -68,3 +70,21 @@ class SelfServing:
         self.broker.completions.stop()
         self.supervisor.stop()
         self.listener.stop()
+        try:
+            self.broker.repo.stop_worker(self.broker.worker_id)
+        except DagqError as exc:  # the sweeper marks it dead after missed heartbeats
+            log.warning("could not mark worker %s stopped: %s", self.broker.worker_id, exc)
+
+    def _register(self) -> None:
+        """List this worker (its queues, executors and actors) as `dagq worker` does: its
+        heartbeats keep the row fresh, so its actors' messages count as served."""
+        broker = self.broker
+        try:
+            broker.repo.register_worker(
+                worker=broker.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
+                queues=sorted(broker.queues), threads=1,
+                heartbeat_s=get_settings().heartbeat_s,
+                executors=[d.info() for d in broker.executors.values()],
+                actors=sorted(broker.actors))
+        except DagqError as exc:
+            log.warning("could not register worker %s: %s", broker.worker_id, exc)

@@ -1,5 +1,6 @@
 """Per worker process: heartbeat every lease in one statement, enforce timeouts, and
-interrupt nodes whose run has stopped or whose lease was taken back."""
+interrupt nodes whose run has stopped or whose lease was taken back; now and then, warn
+(once per actor name) of messages queued for an actor no live worker serves."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dagq.supervisor")
 
 TICK_S = 0.05
+UNSERVED_CHECK_S = 30.0  # how often to look for messages no live worker serves
 
 
 class Supervisor(threading.Thread):
@@ -29,6 +31,9 @@ class Supervisor(threading.Thread):
         self.heartbeat_s = heartbeat_s
         self._stop = threading.Event()
         self._next_beat = 0.0
+        # First look once this worker's own heartbeats count it as serving.
+        self._next_unserved = time.monotonic() + 3 * heartbeat_s
+        self.warned: set[str] = set()  # actor names already warned about
 
     def stop(self) -> None:
         self._stop.set()
@@ -42,6 +47,9 @@ class Supervisor(threading.Thread):
             if now >= self._next_beat:
                 self._next_beat = now + self.heartbeat_s
                 self.beat()
+            if now >= self._next_unserved:
+                self._next_unserved = now + UNSERVED_CHECK_S
+                self.check_unserved()
 
     def beat(self) -> None:
         book = self.book
@@ -62,3 +70,26 @@ class Supervisor(threading.Thread):
             log.warning("%d lease(s) were taken back by the sweeper; stopping them", len(lost))
         for key in lost | of_nodes(held, result.stop):
             book.interrupt(key, NodeCancelled)
+
+    def check_unserved(self) -> list[str]:
+        """Warn of the actors (each name once per process) whose messages wait in this
+        worker's queues while no live worker serves them; returns the names warned of."""
+        broker = self.broker
+        try:
+            rows = broker.repo.unserved_actors(queues=sorted(broker.queues),
+                                               served=list(broker.served))
+        except DagqError as exc:
+            log.debug("could not look for unserved actors: %s", exc)
+            return []
+        warned = []
+        for row in rows:
+            if row["actor"] in self.warned:
+                continue
+            self.warned.add(row["actor"])
+            warned.append(row["actor"])
+            log.warning(
+                "%d message(s) on queue %r are for actor %r, which no worker serves (due "
+                "since %s); the sweeper dead-letters each once it has waited "
+                "DAGQ_DEAD_LETTER_AFTER_S", row["waiting"], row["queue"], row["actor"],
+                row["since"].isoformat(timespec="seconds"))
+        return warned

@@ -81,8 +81,9 @@ class WorkerFleet:
     stops them."""
 
     def __init__(self, url: str, *, processes: int, threads: int, log_dir: Path,
-                 name: str) -> None:
+                 name: str, env: dict[str, str] | None = None) -> None:
         self.url = url
+        self.extra_env = dict(env or {})
         self.processes = processes
         self.threads = threads
         self.log_dir = log_dir
@@ -103,7 +104,8 @@ class WorkerFleet:
     def start(self) -> None:
         env = child_env(self.url, DAGQ_LOG_LEVEL=os.environ.get("DAGQ_BENCH_WORKER_LOG_LEVEL",
                                                                 "WARNING"),
-                        DAGQ_TEST_EXECUTORS="on")  # its scratch database, its own workers
+                        DAGQ_TEST_EXECUTORS="on",  # its scratch database, its own workers
+                        **self.extra_env)
         argv = [sys.executable, "-m", "dagq.workers", "--threads", str(self.threads)]
         for i in range(self.processes):
             log_path = self.log_dir / f"{self.name}-worker-{i + 1}.log"

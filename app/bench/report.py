@@ -32,6 +32,10 @@ def _spread(result: dict[str, Any], figure: str, unit: str) -> str:
 
 def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
     table = _table(r)
+    if "ceiling" not in r:  # one phase alone (--phase)
+        _dramatiq_rows(table, r["dramatiq"], targets)
+        _print(table, r)
+        return
     single, batch = r["ceiling"]["single"], r["ceiling"]["batch"]
 
     def vs(value: float | None) -> str:
@@ -54,7 +58,13 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
         _api_rows(table, r["api"], targets)
     if r.get("big") is not None:
         _big_rows(table, r["big"], vs, targets)
+    if r.get("dramatiq") is not None:
+        _dramatiq_rows(table, r["dramatiq"], targets)
     _rss_rows(table, r["worker_rss"])
+    _print(table, r)
+
+
+def _print(table: Table, r: dict[str, Any]) -> None:
     console = Console(width=max(Console().width, 140))
     console.print(table)
     machine = r["machine"]
@@ -182,3 +192,19 @@ def _rss_rows(table: Table, rss: dict[str, Any]) -> None:
     table.add_row("", "growth per 1,000 nodes: start -> end | 2nd half",
                   f"{_n(rss['growth_kb_per_1k_nodes'])} | "
                   f"{_n(rss['second_half_growth_kb_per_1k_nodes'], 'kB')}", "", "")
+
+
+def _dramatiq_rows(table: Table, d: dict[str, Any], targets: dict[str, str]) -> None:
+    send, group, drain, lat = d["send"], d["group_send"], d["drain"], d["latency"]
+    table.add_row("dramatiq", f"actor.send() x {send['messages']:,}, one producer thread",
+                  _n(send["sends_per_s"], "sends/s"), "",
+                  targets.get("dramatiq_sends_per_s", ""))
+    table.add_row("", f"  group of {group['batch']} (enqueue_many, one statement)",
+                  _n(group["sends_per_s"], "sends/s"), "", "")
+    table.add_row("", f"drain, {d['workers']} workers x {d['threads']} threads "
+                  f"({_n(drain['seconds'], 's')})", _n(drain["messages_per_s"], "msgs/s"),
+                  "", "")
+    table.add_row("", f"idle send -> start, p50 ({lat['samples']} messages)",
+                  _n(lat["p50_ms"], "ms"), "", targets.get("dramatiq_latency_p50", ""))
+    table.add_row("", "  p99 / max", f"{_n(lat['p99_ms'])} / {_n(lat['max_ms'], 'ms')}",
+                  "", "")

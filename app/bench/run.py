@@ -32,6 +32,7 @@ from dagq import __version__
 from dagq.bench import machine
 from dagq.bench import phases as ph
 from dagq.bench.api_load import api_load
+from dagq.bench.dramatiq import dramatiq_phase
 from dagq.bench.report import print_report
 from dagq.bench.stream import stream
 from dagq.bench.waiting import flat_beside_waits
@@ -60,6 +61,8 @@ class Sizes:
     api_seconds: float  # of load per client count (50, 200) on the API
     repeat: int
     min_drain_s: float  # a shorter drain is logged as noisy
+    dramatiq_sends: int = 10_000  # actor.send() from one producer (and a group), drained
+    dramatiq_latency: int = 200  # idle send -> start samples
 
 
 # Drains sized for >= 10 s each on the reference machine (2 cores: ~7,000 nodes/s flat,
@@ -68,7 +71,7 @@ class Sizes:
 FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_000, 10_000,
              api_seconds=10.0, repeat=3, min_drain_s=10.0)
 QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, 200, api_seconds=2.0,
-              repeat=2, min_drain_s=0.0)
+              repeat=2, min_drain_s=0.0, dramatiq_sends=300, dramatiq_latency=10)
 API_CLIENTS = (50, 200)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
@@ -79,6 +82,7 @@ TARGETS = {
     "latency_single_p50": "<= 3 ms", "big_ratio": ">= 0.80",
     "stream_p50": "<= 20 ms", "stream_p99": "<= 100 ms",
     "api_c50_submits_per_s": ">= 2,000", "api_c50_p99": "<= 50 ms",
+    "dramatiq_sends_per_s": ">= 3,000", "dramatiq_latency_p50": "<= 3 ms",
 }
 
 
@@ -149,7 +153,8 @@ def _bench_in_scratch_database(args: argparse.Namespace, settings: Settings,
         bench = ph.Bench(url=url, q=q, repo=repo, conn=conn, workers=args.workers,
                          threads=args.threads, log_dir=logs)
         try:
-            return database, _measure(bench, sizes, big=args.big)
+            return database, _measure(bench, sizes, big=args.big, phase=args.phase,
+                                      quick=args.quick)
         except psycopg.Error as exc:
             raise DagqError(f"bench failed: {type(exc).__name__}: {exc}") from exc
 
@@ -158,7 +163,10 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
+def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = None,
+             quick: bool = False) -> dict[str, Any]:
+    if phase == "dramatiq":
+        return {"dramatiq": _dramatiq(bench, sizes)}
     log.info("ceiling: %d rows one per transaction, %d rows %d per statement, %d "
              "connections", sizes.ceiling_single_rows, sizes.ceiling_batch_rows,
              ph.CEILING_BATCH, ph.CEILING_CONNECTIONS)
@@ -188,6 +196,8 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
                                      runs=sizes.flat_runs, flat_nodes_per_s=flat["nodes_per_s"])
     front_door = api_load(bench, clients=API_CLIENTS, seconds=sizes.api_seconds,
                           in_process_runs_per_s=flat["submit"]["runs_per_s"])
+    # Not with --quick (its smoke runs stay short): `--quick --phase dramatiq` runs it.
+    messages = None if quick else _dramatiq(bench, sizes)
     grown = None
     if big:
         log.info("big: %d finished node rows, then flat again", sizes.big_rows)
@@ -196,10 +206,18 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
     return {
         "ceiling": {"single": single, "batch": batch, "single_notify": notify},
         "flat": flat, "dag": dag, "latency": latency, "stream": streamed, "api": front_door,
-        "waiting": beside_waits,
+        "waiting": beside_waits, "dramatiq": messages,
         "ratios": _ratios(flat, dag, grown, single, batch), "big": grown,
         "worker_rss": _rss_summary(memory),
     }
+
+
+def _dramatiq(bench: ph.Bench, sizes: Sizes) -> dict[str, Any]:
+    log.info("dramatiq: %d actor.send() from one producer, drained by %d workers x %d "
+             "threads; %d idle sends", sizes.dramatiq_sends, bench.workers, bench.threads,
+             sizes.dramatiq_latency)
+    return dramatiq_phase(bench, sends=sizes.dramatiq_sends,
+                          latency_samples=sizes.dramatiq_latency)
 
 
 def _long_enough(result: dict[str, Any], sizes: Sizes) -> dict[str, Any]:

@@ -23,6 +23,8 @@ concern. Each concern is a class in a module of its own over one transaction cor
 - `directory`: workers, executors, queues, API keys, schedules
 - `ops`: queue statistics, readiness, metrics, the event tail
 - `messages`: plain Dramatiq messages (a queue's join and flush) and Dramatiq results
+- `dead_letters`: plain messages no live worker serves (the worker's warning, the
+  sweeper's dead-lettering)
 
 Every public method is one short transaction unless its docstring says otherwise. Node
 rows are always locked before the run row (`lock_run`), and every transaction that
@@ -37,6 +39,7 @@ The listeners (dagq.api.hub, dagq.workers.listener) hold their own LISTEN connec
 
 from __future__ import annotations
 
+from dagq.store.dead_letters import DeadLetterStore
 from dagq.store.directory import DirectoryStore
 from dagq.store.leases import Completion, Handoff, LeaseStore
 from dagq.store.maintenance import MaintenanceStore
@@ -53,5 +56,6 @@ __all__ = ["Completion", "Handoff", "NewRun", "Stale", "Store"]
 
 
 class Store(SubmitStore, SubmitManyStore, LeaseStore, SignalStore, RerunStore, StreamStore,
-            MaintenanceStore, DirectoryStore, OpsStore, TenantStore, MessageStore):
+            MaintenanceStore, DirectoryStore, OpsStore, TenantStore, MessageStore,
+            DeadLetterStore):
     """Every concern of the store over one pool (see the module docstring)."""

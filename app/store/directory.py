@@ -37,12 +37,16 @@ class DirectoryStore(StoreCore):
     def register_worker(
         self, *, worker: str, hostname: str, pid: int, queues: list[str], threads: int,
         executors: list[ExecutorInfo], heartbeat_s: float = 5.0,
+        actors: list[str] | None = None,
     ) -> None:
+        """`actors`: the plain Dramatiq actors it serves, listed beside its executors
+        in the worker's row (not in dagq.executors, which keeps executors' defaults)."""
         q = queries()
+        names = sorted({e.name for e in executors} | set(actors or ()))
         with self._tx() as cur:
             cur.execute(q["register_worker"], {
                 "id": worker, "hostname": hostname, "pid": pid, "queues": queues,
-                "executors": [e.name for e in executors], "threads": threads,
+                "executors": names, "threads": threads,
                 "heartbeat_s": heartbeat_s,
             })
             if executors:

@@ -43,8 +43,9 @@ SKIPPED: dict[str, str] = {
         "puts a raw message on StubBroker's in-memory queue",
     "test_actors.py::test_messages_belonging_to_missing_actors_are_rejected":
         "a message for an actor this worker does not declare stays queued for a worker "
-        "that does (several workers may serve one queue with different actors); "
-        "dead-lettering it after a while is not built yet",
+        "that does (several workers may serve one queue with different actors); it is "
+        "dead-lettered by the sweeper after DAGQ_DEAD_LETTER_AFTER_S if none does, not "
+        "at once by the worker",
     "test_actors.py::test_actors_can_prioritize_work":
         "timing: needs all 20 messages in the paused worker's in-memory priority queue "
         "before it resumes, which a broker that leases in batches does not promise; "

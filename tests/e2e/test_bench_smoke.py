@@ -177,3 +177,24 @@ def test_bench_compare_with_an_unknown_ref_is_a_clear_error(tmp_path: Path) -> N
     )
     assert done.returncode == 1
     assert "no-such-ref-xyz" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bench_dramatiq_phase_alone(db_url: str, tmp_path: Path) -> None:
+    """`--phase dramatiq`: plain actors' sends (one by one, and a batched group), their
+    drain by real workers, and idle send -> start."""
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, DAGQ_DATABASE_URL=db_url, DAGQ_LOG_LEVEL="WARNING")
+    done = subprocess.run(
+        [*_dagq(), "bench", "--quick", "--phase", "dramatiq", "--json", str(out)], cwd=ROOT,
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    figures = json.loads(out.read_text())["dramatiq"]
+    sends = figures["send"]["messages"]
+    assert _number(figures, "send", "sends_per_s") > 0
+    assert _number(figures, "group_send", "sends_per_s") > 0
+    assert _number(figures, "drain", "messages") == 2 * sends  # each send, then the group
+    assert _number(figures, "drain", "messages_per_s") > 0
+    assert _number(figures, "latency", "samples") == 10
+    assert _number(figures, "latency", "p50_ms") <= _number(figures, "latency", "p99_ms")
+    assert "idle send -> start" in done.stdout

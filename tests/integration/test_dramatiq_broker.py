@@ -12,6 +12,7 @@ import pytest
 from dramatiq.errors import QueueJoinTimeout
 from dramatiq.middleware import (
     AgeLimit,
+    AsyncIO,
     Callbacks,
     Pipelines,
     Retries,
@@ -42,7 +43,8 @@ def node_row(sql, message):
 def test_the_broker_starts_with_dramatiqs_default_middleware(repo) -> None:
     broker = make_broker(repo)
     assert [type(m) for m in broker.middleware] == [
-        AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, DagqRetries]
+        AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, DagqRetries,
+        AsyncIO]  # AsyncIO: async def actors and executors (its event loop)
     assert isinstance(broker.lease_hooks, DagqMiddleware)  # run by the broker itself
 
     @dramatiq.actor(broker=broker, notify_shutdown=True, on_failure="x", max_age=5)
