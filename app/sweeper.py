@@ -15,7 +15,6 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -112,11 +111,26 @@ class Sweeper:
         """Submit the due firing of each cron schedule (idempotent by event key)."""
         return fire_due(self.repo, now)
 
+    def passes(self) -> list[tuple[str, Callable[[datetime | None], dict[str, int]], float]]:
+        """Every pass with how often it runs, in an order where each helps the next: the
+        one list both run_once and the scheduler read, so no pass is left unscheduled."""
+        every = self.settings.sweep_interval_s
+        return [
+            ("dead_workers", self.dead_workers, every),
+            ("reclaim", self.reclaim, every),
+            ("deadlines", self.deadlines, every),
+            ("waits", self.waits, every),
+            ("heal", self.heal, max(every, 30.0)),
+            ("slots", self.slots, every),
+            ("dead_letters", self.dead_letters, max(every, 30.0)),
+            ("prune", self.prune, 600.0),
+            ("schedules", self.schedules, min(every, 1.0)),
+        ]
+
     def run_once(self, now: datetime | None = None) -> dict[str, int]:
-        """Every pass once, in an order where each helps the next."""
+        """Every pass once."""
         counts: dict[str, int] = {}
-        for job in (self.dead_workers, self.reclaim, self.deadlines, self.waits, self.heal,
-                    self.slots, self.dead_letters, self.prune, self.schedules):
+        for _name, job, _seconds in self.passes():
             counts.update(job(now))
         return counts
 
@@ -136,18 +150,7 @@ def _logged(name: str, job: Callable[[], dict[str, int]]) -> Callable[[], None]:
 
 def build_scheduler(sweeper: Sweeper, settings: Settings) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone="UTC")
-    every = settings.sweep_interval_s
-    jobs: list[tuple[str, Callable[[], Any], float]] = [
-        ("dead_workers", sweeper.dead_workers, every),
-        ("reclaim", sweeper.reclaim, every),
-        ("deadlines", sweeper.deadlines, every),
-        ("waits", sweeper.waits, every),
-        ("heal", sweeper.heal, max(every, 30.0)),
-        ("dead_letters", sweeper.dead_letters, max(every, 30.0)),
-        ("schedules", sweeper.schedules, min(every, 1.0)),
-        ("prune", sweeper.prune, 600.0),
-    ]
-    for name, job, seconds in jobs:
+    for name, job, seconds in sweeper.passes():
         scheduler.add_job(_logged(name, job), "interval", seconds=seconds, id=name,
                           max_instances=1, coalesce=True, next_run_time=datetime.now().astimezone())
     return scheduler

@@ -204,3 +204,12 @@ def test_a_worker_is_dead_only_after_three_missed_heartbeats(repo, sql) -> None:
     assert sweeper.dead_workers()["workers"] == 0  # 15 s < 3 heartbeats of 10 s
     sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '31 seconds'")
     assert sweeper.dead_workers()["workers"] == 1
+
+
+def test_every_pass_of_run_once_is_scheduled(sweeper) -> None:
+    from dagq.sweeper import build_scheduler
+
+    scheduler = build_scheduler(sweeper, sweeper.settings)
+    scheduled = {job.id for job in scheduler.get_jobs()}
+    assert scheduled == {name for name, _job, _s in sweeper.passes()}
+    assert {"slots", "dead_letters"} <= scheduled
