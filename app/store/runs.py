@@ -11,6 +11,7 @@ import psycopg
 
 from dagq.errors import Conflict, NotFound
 from dagq.models import (
+    ChildRun,
     NodeView,
     RunEvent,
     RunView,
@@ -26,7 +27,8 @@ from dagq.store.work import UnitOfWork
 log = logging.getLogger("dagq.store")
 
 
-def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None) -> RunView:
+def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None,
+              children: list[dict[str, Any]] | None = None) -> RunView:
     node_views = None
     if nodes is not None:
         node_views = [_node_view(n) for n in nodes]
@@ -38,6 +40,8 @@ def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None) -> RunVie
         nodes_total=row["nodes_total"], nodes_remaining=row["nodes_remaining"],
         deadline_at=row["deadline_at"], created_at=row["created_at"],
         started_at=row["started_at"], finished_at=row["finished_at"], nodes=node_views,
+        parent_run_id=row.get("parent_run_id"), parent_node_key=row.get("parent_node_key"),
+        children=[ChildRun(**c) for c in children] if children is not None else None,
     )
 
 
@@ -62,7 +66,8 @@ def _retry_status(node: dict[str, Any]) -> str:
     """A retried node's first status: roots queue at once (a root wait node waits)."""
     if node["depends_on"]:
         return "pending"
-    return "waiting" if node["wait_spec"] is not None else "queued"
+    return "waiting" if node["wait_spec"] is not None or node["subflow"] is not None \
+        else "queued"
 
 
 class RunStore(Transitions):
@@ -87,6 +92,9 @@ class RunStore(Transitions):
                     work.event(run_id, node["node_key"], "node_cancelled", None,
                                {"reason": "run cancelled"})
                 work.event(run_id, None, "run_cancelled")
+                self._runs_finished(cur, work, [{  # its parent node, its children
+                    "id": run_id, "parent_run_id": run["parent_run_id"], "has_children": True}])
+                self._account_runs(cur, work)
                 work.flush(cur)
         return "cancelled"
 
@@ -125,7 +133,10 @@ class RunStore(Transitions):
                     work.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
                     work.queues.add(node["queue"])
             self._release(cur, work, [(run_id, key) for key in ready], skipped=False)
-            self._begin_waits(cur, work, [n for n in reset if n["status"] == "waiting"])
+            self._begin_waits(cur, work, [n for n in reset if n["status"] == "waiting"
+                                          and n["subflow"] is None])
+            self._start_children(cur, work, [n["id"] for n in reset if n["status"] == "waiting"
+                                             and n["subflow"] is not None])
             cur.execute(q["lock_run"], {"run_id": run_id})
             cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
             cur.execute(q["delete_void_streams"], {"run_id": run_id})
@@ -150,16 +161,19 @@ class RunStore(Transitions):
             row = self._visible_run(cur, run_id, tenant)
             nodes = cur.execute(q["run_nodes"], {"run_id": run_id}).fetchall() \
                 if with_nodes else None
-        return _run_view(row, nodes)
+            children = cur.execute(q["run_children"], {"run_id": run_id}).fetchall()
+        return _run_view(row, nodes, children)
 
     @transient
     def list_runs(
         self, *, tenant: str | None, status: str | None = None, workflow: str | None = None,
         limit: int = 50, cursor: tuple[datetime, uuid.UUID] | None = None,
+        parent: uuid.UUID | None = None,
     ) -> list[RunView]:
         with self._tx() as cur:
             rows = cur.execute(queries()["list_runs"], {
                 "tenant": tenant, "status": status, "workflow": workflow, "limit": limit,
+                "parent": parent,
                 "cursor_at": cursor[0] if cursor else None,
                 "cursor_id": cursor[1] if cursor else None,
             }).fetchall()

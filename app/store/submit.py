@@ -17,13 +17,13 @@ from dagq.models import (
 from dagq.sqlfiles import queries
 from dagq.store.core import (
     QUEUED_CHANNEL,
-    StoreCore,
     notify_after_commit,
     notify_event_streams,
     transient,
 )
+from dagq.store.transitions import Transitions
 from dagq.store.waits import wait_deadline
-from dagq.workflow import WAIT_EXECUTOR, WorkflowSpec, sha256_json
+from dagq.workflow import WAIT_EXECUTOR, WORKFLOW_EXECUTOR, WorkflowSpec, sha256_json
 
 log = logging.getLogger("dagq.store")
 
@@ -38,11 +38,14 @@ def node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:
         backoff = node.backoff or defaults.backoff
         wait = node.wait.model_dump(mode="json", exclude_none=True) if node.wait else None
         offset, until = wait_deadline(wait) if wait else (None, None)
+        subflow = node.workflow.model_dump(exclude_none=True) if node.workflow else None
+        waits = wait is not None or (subflow is not None and node.map is None)
         rows.append({
-            "node_key": key, "executor": node.executor or WAIT_EXECUTOR,
-            "queue": node.queue or defaults.queue,
-            "status": "pending" if node.depends_on else "waiting" if wait else "queued",
+            "node_key": key, "queue": node.queue or defaults.queue,
+            "executor": node.executor or (WORKFLOW_EXECUTOR if subflow else WAIT_EXECUTOR),
+            "status": "pending" if node.depends_on else "waiting" if waits else "queued",
             "wait_spec": wait, "wait_offset_s": offset, "wait_until": until,
+            "subflow": subflow,
             "priority": run_priority + node.priority,
             "max_attempts": node.max_attempts or defaults.max_attempts,
             "timeout_s": node.timeout_s or defaults.timeout_s,
@@ -56,7 +59,12 @@ def node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:
 
 
 
-class SubmitStore(StoreCore):
+def starts_children(nodes: list[dict[str, Any]]) -> bool:
+    """A new run with a root sub-workflow node starts its child in its submit."""
+    return any(node["subflow"] is not None and node["status"] == "waiting" for node in nodes)
+
+
+class SubmitStore(Transitions):
     """Workflow registration and run submission."""
 
     @transient
@@ -141,7 +149,8 @@ class SubmitStore(StoreCore):
                   *({"node_key": node["node_key"], "type": "node_waiting", "attempt": 0,
                      "data": {"wait": node["wait_spec"]}}
                     for node in nodes if node["status"] == "waiting")]
-        with self._tx(one_statement=True) as cur:
+        children = starts_children(nodes)
+        with self._tx(one_statement=not children) as cur:
             row = cur.execute(queries()["submit_run"], {
                 "id": run_id, "tenant": tenant, "workflow": spec.name,
                 "workflow_version": workflow_version, "spec": Jsonb(spec.canonical()),
@@ -153,6 +162,8 @@ class SubmitStore(StoreCore):
             }).fetchone()
             if row is None:
                 return self._existing_run(cur, run_id, tenant, event_key, fingerprint)
+            if children:
+                self._start_new_children(cur, [run_id])
             notify_event_streams([run_id])
             for queue in sorted({node["queue"] for node in roots}):
                 notify_after_commit(QUEUED_CHANNEL, queue)

@@ -23,12 +23,12 @@ from dagq.models import SubmitResult
 from dagq.sqlfiles import queries
 from dagq.store.core import (
     QUEUED_CHANNEL,
-    StoreCore,
     notify_after_commit,
     notify_event_streams,
     transient,
 )
-from dagq.store.submit import node_rows
+from dagq.store.submit import node_rows, starts_children
+from dagq.store.transitions import Transitions
 from dagq.workflow import WorkflowSpec
 
 # What a row's data can make the statement (or the driver) refuse, every time it runs.
@@ -62,6 +62,7 @@ class NewRun:
     events: list[dict[str, Any]]
     queues: frozenset[str]  # of its root nodes, woken once it is committed
     started: bool = False  # a root wait node waits from the submit: the run is running
+    children: bool = False  # a root sub-workflow node starts its child in the submit
 
     def row(self, i: int) -> dict[str, Any]:
         return {"i": i, "id": str(self.id), "tenant": self.tenant, "workflow": self.workflow,
@@ -104,7 +105,8 @@ class RunTemplate:
                   *({"node_key": node["node_key"], "type": "node_waiting", "attempt": 0,
                      "data": {"wait": node["wait_spec"]}}
                     for node in nodes if node["status"] == "waiting")]
-        return NewRun(started=started, id=uuid.uuid4(), tenant=tenant, workflow=self.name,
+        return NewRun(started=started, children=starts_children(nodes), id=uuid.uuid4(),
+                      tenant=tenant, workflow=self.name,
                       workflow_version=version, latest=latest, spec=self.spec,
                       fingerprint=fingerprint, event_key=event_key, priority=priority,
                       fail_fast=self.fail_fast, inputs={} if inputs is None else inputs,
@@ -114,7 +116,7 @@ class RunTemplate:
 Outcome = SubmitResult | DagqError
 
 
-class SubmitManyStore(StoreCore):
+class SubmitManyStore(Transitions):
     """Many submissions, one write."""
 
     def submit_runs(self, runs: list[NewRun],
@@ -142,12 +144,15 @@ class SubmitManyStore(StoreCore):
         q = queries()
         outcomes: list[Outcome | None] = [None] * len(runs)
         asked = Counter(run.tenant for run in runs if run.tenant in limited)
-        with self._tx(one_statement=not asked) as cur:
+        children = any(run.children for run in runs)
+        with self._tx(one_statement=not asked and not children) as cur:
             if asked:
                 outcomes = list(_admit(cur, runs, asked))
             payload = Jsonb([run.row(i) for i, run in enumerate(runs) if outcomes[i] is None])
             rows = cur.execute(q["submit_runs"], {"runs": payload}).fetchall()
             created = [runs[row["i"]] for row in rows if row["created"]]
+            if children:
+                self._start_new_children(cur, [run.id for run in created if run.children])
             for row in rows:
                 if row["stale"]:
                     outcomes[row["i"]] = Stale("a newer version of the workflow exists")
