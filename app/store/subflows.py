@@ -103,7 +103,11 @@ class Subflows(Propagation):
                       "parent_node_key": ctx["parent_node_key"]}},
                   *([{"type": "run_started"}] if started else []),
                   *({"node_key": node["node_key"], "type": "node_queued", "attempt": 0}
-                    for node in roots)]
+                    for node in roots),
+                  *({"node_key": node["node_key"], "type": "node_waiting", "attempt": 0,
+                     "data": {"wait": node["wait_spec"]}}
+                    for node in nodes
+                    if node["status"] == "waiting" and node["subflow"] is None)]
         child_id = uuid.uuid4()
         deadline_s = ctx["deadline_s"]
         row = cur.execute(q["submit_run"], {
@@ -163,13 +167,15 @@ class Subflows(Propagation):
             self._end_child_node(cur, work, node, "succeeded", outputs=node["child_outputs"])
             return
         child_error = node["child_error"] or {}
-        error = {"type": "ChildRunFailed",
+        # A cause retrying cannot fix (too deep, past the deadline) keeps its type all the
+        # way up the tree, so no level retries it.
+        final = child_error.get("type") in NOT_RETRIED
+        error = {"type": child_error["type"] if final else "ChildRunFailed",
                  "message": f"child run {child_id} {node['child_status']}"
                             + (f": {child_error.get('message')}"
                                if child_error.get("message") else ""),
                  "child_run_id": str(child_id), "child_error": child_error or None}
-        if node["attempts"] < node["max_attempts"] \
-                and child_error.get("type") not in NOT_RETRIED:
+        if node["attempts"] < node["max_attempts"] and not final:
             work.touch(node["run_id"])
             work.event(node["run_id"], node["node_key"], "node_retry", node["attempts"],
                        {**error_data(error), "delay_s": 0})

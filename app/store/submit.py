@@ -148,7 +148,8 @@ class SubmitStore(Transitions):
                   # (a root wait's deadline is set by the insert: GET the run for it)
                   *({"node_key": node["node_key"], "type": "node_waiting", "attempt": 0,
                      "data": {"wait": node["wait_spec"]}}
-                    for node in nodes if node["status"] == "waiting")]
+                    for node in nodes
+                    if node["status"] == "waiting" and node["subflow"] is None)]
         children = starts_children(nodes)
         with self._tx(one_statement=not children) as cur:
             row = cur.execute(queries()["submit_run"], {

@@ -104,7 +104,8 @@ class RunTemplate:
                   # (a root wait's deadline is set by the insert: GET the run for it)
                   *({"node_key": node["node_key"], "type": "node_waiting", "attempt": 0,
                      "data": {"wait": node["wait_spec"]}}
-                    for node in nodes if node["status"] == "waiting")]
+                    for node in nodes
+                    if node["status"] == "waiting" and node["subflow"] is None)]
         return NewRun(started=started, children=starts_children(nodes), id=uuid.uuid4(),
                       tenant=tenant, workflow=self.name,
                       workflow_version=version, latest=latest, spec=self.spec,

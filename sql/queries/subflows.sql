@@ -79,5 +79,5 @@ ORDER BY c.id
 -- A run's child runs, oldest first (GET /v1/runs/{id}).
 SELECT id AS run_id, parent_node_key AS node_key, parent_item_index AS item_index, status
 FROM dagq.runs WHERE parent_run_id = %(run_id)s
-ORDER BY created_at, id
+ORDER BY created_at, parent_item_index, id
 LIMIT 10000
