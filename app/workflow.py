@@ -226,7 +226,7 @@ def _check_kind(key: str, node: NodeSpec) -> None:
         return
     if node.wait is None:
         if node.executor is None:
-            raise ValueError(f"node {key!r} needs an executor (or a wait, or a workflow)")
+            raise ValueError(f"node {key!r} needs an executor (or a wait), or a workflow")
         return
     if node.executor is not None:
         raise ValueError(f"node {key!r}: a wait node has no executor")

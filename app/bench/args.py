@@ -22,5 +22,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=None, metavar="N",
                         help="repetitions of each drain phase; the report shows their "
                              "median, min and max (3; 2 with --quick)")
+    parser.add_argument("--only", choices=["subflows"], default=None,
+                        help="run this one phase alone (subflows: parent runs mapping a "
+                             "sub-workflow, against the same work inlined)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="with --compare: benches of each side, alternating (2)")

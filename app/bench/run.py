@@ -34,6 +34,7 @@ from dagq.bench import phases as ph
 from dagq.bench.api_load import api_load
 from dagq.bench.report import print_report
 from dagq.bench.stream import stream
+from dagq.bench.subflows import subflows
 from dagq.bench.waiting import flat_beside_waits
 from dagq.config import Settings
 from dagq.db import open_pool
@@ -58,6 +59,7 @@ class Sizes:
     stream_burst: int  # one node, as fast as it can
     waiting_runs: int  # runs waiting beside a flat drain
     api_seconds: float  # of load per client count (50, 200) on the API
+    subflow_parents: int  # parent runs mapping a sub-workflow over 10 items
     repeat: int
     min_drain_s: float  # a shorter drain is logged as noisy
 
@@ -66,9 +68,9 @@ class Sizes:
 # ~6,000 node tasks/s in 1 -> 10 -> 1 DAGs of 12 nodes); 1-2 s drains were too noisy to
 # compare commits (three runs gave 4,164-5,909 nodes/s).
 FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_000, 10_000,
-             api_seconds=10.0, repeat=3, min_drain_s=10.0)
+             api_seconds=10.0, subflow_parents=200, repeat=3, min_drain_s=10.0)
 QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, 200, api_seconds=2.0,
-              repeat=2, min_drain_s=0.0)
+              subflow_parents=10, repeat=2, min_drain_s=0.0)
 API_CLIENTS = (50, 200)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
@@ -115,7 +117,10 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         **results,
         "elapsed_s": round(time.monotonic() - began, 1),
     }
-    print_report(results, TARGETS)
+    if args.only:
+        print(json.dumps(results[args.only], indent=2))
+    else:
+        print_report(results, TARGETS)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"figures written to {args.json_path}", file=sys.stderr)
@@ -149,6 +154,9 @@ def _bench_in_scratch_database(args: argparse.Namespace, settings: Settings,
         bench = ph.Bench(url=url, q=q, repo=repo, conn=conn, workers=args.workers,
                          threads=args.threads, log_dir=logs)
         try:
+            if args.only == "subflows":
+                return database, {"subflows": subflows(bench,
+                                                       parents=sizes.subflow_parents)}
             return database, _measure(bench, sizes, big=args.big)
         except psycopg.Error as exc:
             raise DagqError(f"bench failed: {type(exc).__name__}: {exc}") from exc
@@ -186,6 +194,7 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
                       burst_chunks=sizes.stream_burst)
     beside_waits = flat_beside_waits(bench, waiting_runs=sizes.waiting_runs,
                                      runs=sizes.flat_runs, flat_nodes_per_s=flat["nodes_per_s"])
+    sub = subflows(bench, parents=sizes.subflow_parents)
     front_door = api_load(bench, clients=API_CLIENTS, seconds=sizes.api_seconds,
                           in_process_runs_per_s=flat["submit"]["runs_per_s"])
     grown = None
@@ -196,7 +205,7 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool) -> dict[str, Any]:
     return {
         "ceiling": {"single": single, "batch": batch, "single_notify": notify},
         "flat": flat, "dag": dag, "latency": latency, "stream": streamed, "api": front_door,
-        "waiting": beside_waits,
+        "waiting": beside_waits, "subflows": sub,
         "ratios": _ratios(flat, dag, grown, single, batch), "big": grown,
         "worker_rss": _rss_summary(memory),
     }

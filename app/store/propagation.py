@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -22,7 +23,16 @@ log = logging.getLogger("dagq.store")
 class Propagation(StoreCore):
     """Dependents released or skipped, map nodes expanded and finished, wait nodes
     started and ended, a failed node's run cancelled (fail fast) or its descendants
-    skipped."""
+    skipped.
+
+    Sub-workflow nodes start and cancel child runs through dagq.store.subflows, which
+    builds on this class: the two hooks below are its methods.
+    """
+
+    # Sub-workflow nodes that just began waiting start child runs (node ids).
+    _start_children: Callable[[psycopg.Cursor[Any], UnitOfWork, list[int]], None]
+    # Child runs of these runs whose node stopped waiting are cancelled.
+    _cancel_orphans: Callable[[psycopg.Cursor[Any], UnitOfWork, list[uuid.UUID]], None]
 
     def _node_failed(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, row: dict[str, Any],
@@ -205,7 +215,8 @@ class Propagation(StoreCore):
             "backoff_initial_s": src["backoff_initial_s"],
             "backoff_max_s": src["backoff_max_s"], "params": Jsonb(src["params"]),
             "depends_on": src["depends_on"], "parent_id": node_id, "items": Jsonb(items),
-            "max_parallel": src["max_parallel"], "subflow": Jsonb(src["subflow"]),
+            "max_parallel": src["max_parallel"],
+            "subflow": Jsonb(src["subflow"]) if src["subflow"] else None,
         })
         cur.execute(q["set_map_remaining"], {"id": node_id, "count": len(items)})
         work.event(run_id, src["node_key"], "node_queued", 0, {"items": len(items)})
@@ -265,18 +276,6 @@ class Propagation(StoreCore):
         work.event(parent["run_id"], parent["node_key"], "node_failed", parent["attempts"],
                    error_data(item_error))
         self._node_failed(cur, work, parent, item_error, fail_fast)
-
-    def _start_children(
-        self, cur: psycopg.Cursor[Any], work: UnitOfWork, node_ids: list[int]
-    ) -> None:
-        """Sub-workflow nodes that just began waiting start child runs (dagq.store.subflows)."""
-        raise NotImplementedError
-
-    def _cancel_orphans(
-        self, cur: psycopg.Cursor[Any], work: UnitOfWork, run_ids: list[uuid.UUID]
-    ) -> None:
-        """Child runs whose node stopped waiting are cancelled (dagq.store.subflows)."""
-        raise NotImplementedError
 
     def _fail_fast(self, cur: psycopg.Cursor[Any], run_id: uuid.UUID) -> bool:
         row = cur.execute(queries()["get_run"], {"run_id": run_id}).fetchone()

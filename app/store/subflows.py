@@ -23,6 +23,7 @@ from dagq.sqlfiles import queries
 from dagq.store.accounting import error_data
 from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_streams
 from dagq.store.propagation import Propagation
+from dagq.store.rows import node_rows
 from dagq.store.work import UnitOfWork
 from dagq.workflow import MAX_NESTING, fill_executor_defaults, parse_spec, sha256_json
 
@@ -85,8 +86,6 @@ class Subflows(Propagation):
         """The child run, its nodes and first events (as a submit writes them), linked to
         its parent node. Its event key names the parent run, node (item) and attempt, so
         the same attempt never writes two children."""
-        from dagq.store.submit import node_rows  # (submit starts root children: no cycle)
-
         q = queries()
         known = {row["name"]: ExecutorInfo(**row)
                  for row in cur.execute(q["known_executors"]).fetchall()}

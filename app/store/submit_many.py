@@ -27,7 +27,7 @@ from dagq.store.core import (
     notify_event_streams,
     transient,
 )
-from dagq.store.submit import node_rows, starts_children
+from dagq.store.rows import node_rows, starts_children
 from dagq.store.transitions import Transitions
 from dagq.workflow import WorkflowSpec
 
