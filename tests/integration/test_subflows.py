@@ -365,3 +365,29 @@ def test_children_belong_to_their_parents_tenant(repo, sql) -> None:
     assert len(repo.list_runs(tenant="acme", parent=run_id)) == 1
     with pytest.raises(NotFound):
         repo.cancel_run(child["id"], "other")
+
+
+def test_the_research_example_maps_summarize_and_fails_on_a_FAIL_document(repo) -> None:
+    import json
+    from pathlib import Path
+
+    from dagq.workflow import parse_spec
+    from examples import research_executors as ex
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    for name in ("summarize", "research"):
+        repo.register_workflow(parse_spec(json.loads((root / f"{name}.json").read_text())))
+    research_spec = service.pin_subworkflows(parse_spec(json.loads(
+        (root / "research.json").read_text())), repo)
+    fns = {f"research.{n}": getattr(ex, n)
+           for n in ("retrieve", "clean", "summarize", "score", "aggregate")}
+    ok = repo.submit_run(tenant="t", spec=research_spec, inputs={"limit": 6}).run_id
+    drive(repo, fns)
+    run = repo.get_run(ok)
+    assert run.status == "succeeded" and len(run.children) == 6
+    assert run.outputs["aggregate"]["digest"][0].startswith("d1: Postgres keeps")
+    bad = repo.submit_run(tenant="t", spec=research_spec, inputs={"documents": [
+        {"id": "x", "text": "fine"}, {"id": "y", "text": "please FAIL"}]}).run_id
+    drive(repo, fns)
+    assert repo.get_run(bad).status == "failed"
+    assert node(repo, bad, "summaries").error["type"] == "ChildRunFailed"
