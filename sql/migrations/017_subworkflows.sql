@@ -32,3 +32,41 @@ RETURNS text LANGUAGE sql STABLE AS $$
         ELSE 'queued'
     END
 $$;
+
+-- dagq.waiting_nodes (migration 013) lists wait nodes: a sub-workflow node waiting for
+-- its child is not one (GET /v1/runs/{id} shows its children). Otherwise unchanged.
+CREATE OR REPLACE VIEW dagq.waiting_nodes AS
+SELECT t.run_id, r.tenant, r.workflow, t.node_key,
+       CASE WHEN t.wait_spec ? 'signal' THEN 'signal' ELSE 'timer' END AS waits_for,
+       t.wait_spec ->> 'signal' AS signal,
+       t.started_at AS waiting_since,
+       round(extract(epoch FROM now() - t.started_at), 3) AS waiting_s,
+       t.wait_until AS times_out_at,
+       CASE WHEN t.wait_spec ? 'signal' THEN coalesce(t.wait_spec ->> 'on_timeout', 'fail')
+            ELSE 'succeed' END AS on_timeout,
+       (SELECT count(*) FROM dagq.signals s
+        WHERE s.run_id = t.run_id AND s.consumed_at IS NULL) AS buffered_signals
+FROM dagq.node_tasks t
+JOIN dagq.runs r ON r.id = t.run_id
+WHERE t.status = 'waiting' AND t.wait_spec IS NOT NULL
+ORDER BY t.started_at, t.id;
+
+-- dagq.requeue_node (migration 013) would queue a sub-workflow node for a worker that
+-- does not exist, as it would a wait node: it refuses both now (retry the run instead).
+CREATE OR REPLACE FUNCTION dagq.requeue_node(p_run uuid, p_node text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_waits text;
+BEGIN
+    SELECT string_agg(node_key, ', ' ORDER BY id) INTO v_waits
+    FROM dagq.node_tasks
+    WHERE run_id = p_run AND parent_id IS NULL
+      AND (wait_spec IS NOT NULL OR subflow IS NOT NULL) AND status <> 'succeeded';
+    IF v_waits IS NOT NULL THEN
+        RAISE EXCEPTION 'run % has wait or sub-workflow nodes that did not succeed (%): '
+            'requeue_node cannot restart them', p_run, v_waits
+            USING HINT = 'retry the whole run instead (POST /v1/runs/{id}/retry)';
+    END IF;
+    RETURN dagq.requeue_node_any(p_run, p_node);
+END
+$$;
