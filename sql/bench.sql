@@ -225,3 +225,7 @@ WHERE r.tenant = 'bench' AND r.workflow = %(workflow)s AND r.parent_run_id IS NU
 SELECT count(*) AS runs, count(*) FILTER (WHERE status = 'succeeded') AS succeeded
 FROM dagq.runs WHERE tenant = 'bench' AND workflow = %(workflow)s
   AND parent_run_id IS NOT NULL
+
+-- name: deadlocks
+-- Deadlocks Postgres detected in this database so far (each cost deadlock_timeout).
+SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()

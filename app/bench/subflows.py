@@ -59,6 +59,7 @@ def _drain_live(b: ph.Bench, spec: WorkflowSpec, parents: int,
                 levels: list[str]) -> dict[str, Any]:
     """Start the workers, submit `parents` runs while they run, wait until all finished."""
     b.checkpoint()
+    deadlocks = b.one("deadlocks")["deadlocks"]
     with b.fleet(spec.name) as fleet:
         fleet.start()
         fleet.wait_ready(b.conn, b.q["alive_workers"])
@@ -78,7 +79,8 @@ def _drain_live(b: ph.Bench, spec: WorkflowSpec, parents: int,
     return {"parents": parents, "node_tasks": row["nodes"], "seconds": round(seconds, 3),
             "node_tasks_per_s": round(row["nodes"] / seconds, 1),
             "submit": submitted, "parent_p50_ms": round(statistics.median(latencies), 1),
-            "parent_max_ms": round(max(latencies), 1)}
+            "parent_max_ms": round(max(latencies), 1),
+            "deadlocks": b.one("deadlocks")["deadlocks"] - deadlocks}
 
 
 def subflows(b: ph.Bench, *, parents: int) -> dict[str, Any]:

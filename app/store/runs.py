@@ -93,7 +93,8 @@ class RunStore(Transitions):
                                {"reason": "run cancelled"})
                 work.event(run_id, None, "run_cancelled")
                 self._runs_finished(cur, work, [{  # its parent node, its children
-                    "id": run_id, "parent_run_id": run["parent_run_id"], "has_children": True}])
+                    "id": run_id, "parent_run_id": run["parent_run_id"], "parent_node_id": None,
+                    "has_children": True}])
                 self._account_runs(cur, work)
                 work.flush(cur)
         return "cancelled"

@@ -25,12 +25,40 @@ from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_st
 from dagq.store.propagation import Propagation
 from dagq.store.rows import node_rows
 from dagq.store.work import UnitOfWork
-from dagq.workflow import MAX_NESTING, fill_executor_defaults, parse_spec, sha256_json
+from dagq.workflow import (
+    MAX_NESTING,
+    WorkflowSpec,
+    fill_executor_defaults,
+    parse_spec,
+    sha256_json,
+)
 
 log = logging.getLogger("dagq.store")
 
 CHILD_EVENT_KEY = "dagq.child:{run_id}:{node_key}:{attempt}"
 NOT_RETRIED = ("DeadlineExceeded", "NestingTooDeep", "WorkflowNotFound")
+
+
+EXECUTOR_FIELDS = ("name", "queue", "max_attempts", "timeout_s", "concurrency", "rate_per_s")
+TEMPLATES_KEPT = 512
+# (workflow, version, executors' defaults) -> the filled-in spec and its node rows at
+# priority 0: parsed once per process, not once per child run (a version never changes).
+_templates: dict[tuple[Any, ...], tuple[WorkflowSpec, list[dict[str, Any]]]] = {}
+
+
+def child_template(name: str, version: int, executors: tuple[tuple[Any, ...], ...],
+                   raw_spec: dict[str, Any]) -> tuple[WorkflowSpec, list[dict[str, Any]]]:
+    key = (name, version, executors)
+    found = _templates.get(key)
+    if found is None:
+        known = {row[0]: ExecutorInfo(**dict(zip(EXECUTOR_FIELDS, row, strict=True)))
+                 for row in executors}
+        filled = fill_executor_defaults(parse_spec(raw_spec), known)
+        found = (filled, node_rows(filled, 0))
+        if len(_templates) >= TEMPLATES_KEPT:
+            _templates.clear()
+        _templates[key] = found
+    return found
 
 
 def child_inputs(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -87,10 +115,12 @@ class Subflows(Propagation):
         its parent node. Its event key names the parent run, node (item) and attempt, so
         the same attempt never writes two children."""
         q = queries()
-        known = {row["name"]: ExecutorInfo(**row)
-                 for row in cur.execute(q["known_executors"]).fetchall()}
-        spec = fill_executor_defaults(parse_spec(ctx["workflow_spec"]), known)
-        nodes = node_rows(spec, ctx["priority"])
+        executors = tuple(sorted(tuple(row[f] for f in EXECUTOR_FIELDS)
+                                 for row in cur.execute(q["known_executors"]).fetchall()))
+        spec, template = child_template(ctx["subflow"]["name"], ctx["workflow_version"],
+                                        executors, ctx["workflow_spec"])
+        nodes = [{**node, "priority": node["priority"] + ctx["priority"]}
+                 for node in template]
         started = any(node["status"] == "waiting" for node in nodes)
         roots = [node for node in nodes if node["status"] == "queued"]
         inputs = child_inputs(ctx)
@@ -145,11 +175,16 @@ class Subflows(Propagation):
     def _runs_finished(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, rows: list[dict[str, Any]]
     ) -> None:
-        """Runs that just finished (rows: id, status, parent_run_id, has_children): a
-        child ends its parent node; a parent cancels its open children."""
-        for row in rows:
-            if row["parent_run_id"] is not None:
-                self._child_finished(cur, work, row["id"])
+        """Runs that just finished (rows: id, parent_run_id, parent_node_id,
+        has_children): a child ends its parent node; a parent cancels its open children.
+
+        Children end their nodes in (parent run, node) order: a group commit finishing
+        children of several parents locks their nodes (and map nodes) in the order
+        every other such transaction does."""
+        ended = sorted((row for row in rows if row["parent_run_id"] is not None),
+                       key=lambda row: (row["parent_run_id"], row["parent_node_id"]))
+        for row in ended:
+            self._child_finished(cur, work, row["id"])
         parents = [row["id"] for row in rows if row["has_children"]]
         if parents:
             self._cancel_orphans(cur, work, parents)
