@@ -41,14 +41,14 @@ NOT_RETRIED = ("DeadlineExceeded", "NestingTooDeep", "WorkflowNotFound")
 
 EXECUTOR_FIELDS = ("name", "queue", "max_attempts", "timeout_s", "concurrency", "rate_per_s")
 TEMPLATES_KEPT = 512
-# (workflow, version, executors' defaults) -> the filled-in spec and its node rows at
-# priority 0: parsed once per process, not once per child run (a version never changes).
+# (spec hash, executors' defaults) -> the filled-in spec and its node rows at priority 0:
+# parsed once per process, not once per child run.
 _templates: dict[tuple[Any, ...], tuple[WorkflowSpec, list[dict[str, Any]]]] = {}
 
 
-def child_template(name: str, version: int, executors: tuple[tuple[Any, ...], ...],
+def child_template(spec_hash: str, executors: tuple[tuple[Any, ...], ...],
                    raw_spec: dict[str, Any]) -> tuple[WorkflowSpec, list[dict[str, Any]]]:
-    key = (name, version, executors)
+    key = (spec_hash, executors)
     found = _templates.get(key)
     if found is None:
         known = {row[0]: ExecutorInfo(**dict(zip(EXECUTOR_FIELDS, row, strict=True)))
@@ -117,8 +117,7 @@ class Subflows(Propagation):
         q = queries()
         executors = tuple(sorted(tuple(row[f] for f in EXECUTOR_FIELDS)
                                  for row in cur.execute(q["known_executors"]).fetchall()))
-        spec, template = child_template(ctx["subflow"]["name"], ctx["workflow_version"],
-                                        executors, ctx["workflow_spec"])
+        spec, template = child_template(ctx["spec_hash"], executors, ctx["workflow_spec"])
         nodes = [{**node, "priority": node["priority"] + ctx["priority"]}
                  for node in template]
         started = any(node["status"] == "waiting" for node in nodes)

@@ -63,8 +63,8 @@ BEGIN
     WHERE run_id = p_run AND parent_id IS NULL
       AND (wait_spec IS NOT NULL OR subflow IS NOT NULL) AND status <> 'succeeded';
     IF v_waits IS NOT NULL THEN
-        RAISE EXCEPTION 'run % has wait or sub-workflow nodes that did not succeed (%): '
-            'requeue_node cannot restart them', p_run, v_waits
+        RAISE EXCEPTION 'run % has wait nodes that did not succeed (or sub-workflow '
+            'nodes: %): requeue_node cannot restart them', p_run, v_waits
             USING HINT = 'retry the whole run instead (POST /v1/runs/{id}/retry)';
     END IF;
     RETURN dagq.requeue_node_any(p_run, p_node);

@@ -24,11 +24,11 @@ SELECT n.id, n.run_id, n.node_key, n.version, n.attempts, n.max_attempts, n.para
         FROM dagq.node_tasks d
         WHERE d.run_id = n.run_id AND d.node_key = ANY (n.depends_on)
           AND d.status = 'succeeded') AS deps,
-       w.version AS workflow_version, w.spec AS workflow_spec
+       w.version AS workflow_version, w.spec AS workflow_spec, w.spec_hash
 FROM node n
 JOIN dagq.runs r ON r.id = n.run_id
 LEFT JOIN LATERAL (
-    SELECT wf.version, wf.spec FROM dagq.workflows wf
+    SELECT wf.version, wf.spec, wf.spec_hash FROM dagq.workflows wf
     WHERE wf.name = n.subflow ->> 'name'
       AND (n.subflow ->> 'version' IS NULL OR wf.version = (n.subflow ->> 'version')::int)
     ORDER BY wf.version DESC LIMIT 1
