@@ -106,6 +106,15 @@ class RunWarning(_Record):
         return cls(code="unserved", message=message, **row)
 
 
+class ChildRun(_Record):
+    """A child run that a sub-workflow node (or one item of its map) started."""
+
+    run_id: UUID
+    node_key: str = Field(description="the parent's node (a map item: its map node's key)")
+    item_index: int | None = Field(None, description="the map item's index, else null")
+    status: RunStatus
+
+
 class RunView(_Record):
     run_id: UUID
     tenant: str
@@ -131,6 +140,11 @@ class RunView(_Record):
         None, description="the run's concurrency key (`path=value` from its inputs)")
     concurrency_waiting: bool = Field(
         False, description="queued and waiting for a slot of its concurrency key")
+    parent_run_id: UUID | None = Field(
+        None, description="the run whose sub-workflow node started this one")
+    parent_node_key: str | None = Field(None, description="that node's key")
+    children: list[ChildRun] | None = Field(
+        None, description="the runs this run's sub-workflow nodes started (oldest first)")
 
 
 class SignalResult(_Record):

@@ -25,6 +25,7 @@ from dagq.models import (
 from dagq.states import OPEN_RUN_STATUSES
 from dagq.store import NewRun, Stale, Store
 from dagq.store.submit_many import RunTemplate
+from dagq.subworkflows import check_no_recursion, pin_subworkflows
 from dagq.workflow import (
     BUILTIN_EXECUTORS,
     KEY_PATTERN,
@@ -32,6 +33,7 @@ from dagq.workflow import (
     Concurrency,
     WorkflowSpec,
     check_executors,
+    fill_executor_defaults,
     parse_spec,
 )
 
@@ -82,6 +84,7 @@ def register_workflow(repo: Store, raw: Any) -> tuple[WorkflowRecord, bool]:
     spec = parse_spec(raw)
     check_executors(spec, repo.known_executors(), test_executors=allow_test_executors())
     check_queues(spec, repo)
+    check_no_recursion(spec, repo)
     return repo.register_workflow(spec)
 
 
@@ -89,7 +92,7 @@ def check_queues(spec: WorkflowSpec, repo: Store) -> None:
     """Reject a node whose queue no worker (or executor) has declared: nothing would ever
     lease it, and the queue names reaching Prometheus labels stay the declared ones."""
     named = {key: node.queue or spec.defaults.queue for key, node in spec.nodes.items()
-             if node.wait is None}  # a wait node is in no queue
+             if node.wait is None and node.workflow is None}  # in no queue
     known = repo.known_queues(max_age_s=EXECUTORS_MAX_AGE_S)
     if not set(named.values()) <= known | {DEFAULT_QUEUE}:
         known = repo.known_queues()  # a worker may have just declared it
@@ -127,20 +130,7 @@ def with_executor_defaults(spec: WorkflowSpec, repo: Store) -> WorkflowSpec:
             TEST_EXECUTORS if tests_on else frozenset()):
         known = repo.known_executors()  # a worker may have just registered it
     check_executors(spec, known, test_executors=tests_on)
-    explicit = spec.defaults.model_fields_set
-    raw = spec.canonical()
-    for key, node in spec.nodes.items():
-        info = known.get(node.executor)
-        if info is None:
-            continue
-        target = raw["nodes"][key]
-        for field, value in (("queue", info.queue), ("max_attempts", info.max_attempts),
-                             ("timeout_s", info.timeout_s)):
-            if getattr(node, field) is None and field not in explicit and value is not None:
-                if field == "queue" and value == "default":
-                    continue
-                target[field] = value
-    filled = parse_spec(raw)
+    filled = fill_executor_defaults(pin_subworkflows(spec, repo), known)
     check_queues(filled, repo)
     return filled
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from graphlib import CycleError, TopologicalSorter
 from typing import Any, Literal
 
@@ -41,9 +41,14 @@ BUILTIN_EXECUTORS = frozenset(
 TEST_EXECUTORS = frozenset({"builtin.fail", "builtin.crash"})
 # A wait node has no executor; its node_tasks row names this one (no worker serves it).
 WAIT_EXECUTOR = "dagq.wait"
+# A sub-workflow node runs a child run instead; its row names this executor (no worker).
+WORKFLOW_EXECUTOR = "dagq.workflow"
+MAX_NESTING = 8  # a child run deeper than this fails its node (a run itself is depth 0)
 MAX_WAIT_S = 365 * 86_400
 # Node fields that only mean something for an executor: a wait node may not set them.
 EXECUTOR_ONLY_FIELDS = ("queue", "max_attempts", "timeout_s", "backoff", "map")
+# ... and a sub-workflow node neither (its child's nodes have their own; it may retry and map).
+WORKER_ONLY_FIELDS = ("queue", "timeout_s", "backoff")
 
 
 class _Strict(BaseModel):
@@ -113,9 +118,18 @@ class WaitSpec(_Strict):
         return self
 
 
+class WorkflowRef(_Strict):
+    """`workflow`: run this registered workflow as a child run (version: latest when the
+    run is submitted, pinned on the node for the run)."""
+
+    name: str = Field(pattern=KEY_PATTERN)
+    version: int | None = Field(None, ge=1)
+
+
 class NodeSpec(_Strict):
     executor: str | None = Field(None, min_length=1, max_length=200)
     wait: WaitSpec | None = None
+    workflow: WorkflowRef | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list, json_schema_extra={
         "items": NODE_KEY_SCHEMA, "uniqueItems": True, "maxItems": MAX_NODES - 1})
@@ -196,6 +210,11 @@ class WorkflowSpec(_Strict):
     def executors(self) -> set[str]:
         return {node.executor for node in self.nodes.values() if node.executor is not None}
 
+    def subworkflows(self) -> dict[str, WorkflowRef]:
+        """The sub-workflow nodes, by key."""
+        return {key: node.workflow for key, node in self.nodes.items()
+                if node.workflow is not None}
+
     def topological_order(self) -> list[str]:
         return list(TopologicalSorter({k: n.depends_on for k, n in self.nodes.items()})
                     .static_order())
@@ -251,10 +270,19 @@ def check_graph(nodes: dict[str, NodeSpec]) -> None:
 
 
 def _check_kind(key: str, node: NodeSpec) -> None:
-    """A node runs an executor or is a wait, never both or neither."""
+    """A node runs an executor, is a wait or runs a sub-workflow: exactly one of them."""
+    if node.workflow is not None:
+        if node.executor is not None or node.wait is not None:
+            raise ValueError(f"node {key!r}: a sub-workflow node has no executor and no "
+                             "wait (it runs the workflow as a child run)")
+        for name in WORKER_ONLY_FIELDS:
+            if name in node.model_fields_set:
+                raise ValueError(f"node {key!r}: a sub-workflow node cannot have {name!r} "
+                                 "(its child run's nodes have their own)")
+        return
     if node.wait is None:
         if node.executor is None:
-            raise ValueError(f"node {key!r} needs an executor (or a wait)")
+            raise ValueError(f"node {key!r} needs an executor (or a wait), or a workflow")
         return
     if node.executor is not None:
         raise ValueError(f"node {key!r}: a wait node has no executor")
@@ -292,6 +320,26 @@ def check_executors(
                 f"node {key!r} uses unknown executor {node.executor!r}; {hint}",
                 {"node": key, "executor": node.executor},
             )
+
+
+def fill_executor_defaults(spec: WorkflowSpec, known: Mapping[str, Any]) -> WorkflowSpec:
+    """Each node's queue, max_attempts and timeout from its executor's declared defaults
+    (`known`: name -> ExecutorInfo), unless the node or the workflow's `defaults` set
+    them explicitly."""
+    explicit = spec.defaults.model_fields_set
+    raw = spec.canonical()
+    for key, node in spec.nodes.items():
+        info = known.get(node.executor) if node.executor else None
+        if info is None:
+            continue
+        target = raw["nodes"][key]
+        for field, value in (("queue", info.queue), ("max_attempts", info.max_attempts),
+                             ("timeout_s", info.timeout_s)):
+            if getattr(node, field) is None and field not in explicit and value is not None:
+                if field == "queue" and value == "default":
+                    continue
+                target[field] = value
+    return parse_spec(raw)
 
 
 def sha256_json(value: Any) -> str:

@@ -227,3 +227,31 @@ ORDER BY r.created_at
 
 -- name: message_status
 SELECT status FROM dagq.runs WHERE tenant = 'default' AND event_key = %(event_key)s
+
+-- ===== sub-workflows ================================================================
+
+-- name: tree_span
+-- The nodes workers ran in runs of these workflows (every level of a tree: sub-workflow
+-- nodes and their map items run no executor and are left out).
+SELECT count(*) AS nodes,
+       count(*) FILTER (WHERE t.status = 'succeeded') AS succeeded,
+       min(t.started_at) AS first_start, max(t.finished_at) AS last_finish,
+       count(DISTINCT t.lease_owner || '@' || t.started_at::text) AS leases
+FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
+WHERE r.tenant = 'bench' AND r.workflow = ANY (%(workflows)s::text[])
+  AND t.executor <> 'dagq.workflow'
+
+-- name: run_durations
+-- Submit -> finished of each top-level run of a workflow, in milliseconds.
+SELECT extract(epoch FROM r.finished_at - r.created_at) * 1000 AS ms, r.status
+FROM dagq.runs r
+WHERE r.tenant = 'bench' AND r.workflow = %(workflow)s AND r.parent_run_id IS NULL
+
+-- name: child_runs
+SELECT count(*) AS runs, count(*) FILTER (WHERE status = 'succeeded') AS succeeded
+FROM dagq.runs WHERE tenant = 'bench' AND workflow = %(workflow)s
+  AND parent_run_id IS NOT NULL
+
+-- name: deadlocks
+-- Deadlocks Postgres detected in this database so far (each cost deadlock_timeout).
+SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()

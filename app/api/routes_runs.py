@@ -122,7 +122,7 @@ async def list_runs(request: Request) -> JSONResponse:
     cursor = decode_cursor(query.cursor) if query.cursor else None
     runs = await run_in_threadpool(
         request.app.state.repo.list_runs, tenant=tenant, status=query.status,
-        workflow=query.workflow, limit=query.limit + 1, cursor=cursor,
+        workflow=query.workflow, limit=query.limit + 1, cursor=cursor, parent=query.parent,
     )
     page = runs[:query.limit]
     next_cursor = None

@@ -138,6 +138,7 @@ class ListRunsQuery(_Query):
                                description="next_cursor of the previous page")
     tenant: str | None = Field(None, min_length=1, max_length=200, pattern=TENANT_PATTERN,
                                description="admin keys only: one tenant's runs")
+    parent: UUID | None = Field(None, description="only the child runs of this run")
 
 
 class WorkflowVersionQuery(_Query):
@@ -209,6 +210,8 @@ class RunSummary(_Out):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    parent_run_id: UUID | None = None
+    parent_node_key: str | None = None
 
     @classmethod
     def of(cls, run: RunView) -> RunSummary:

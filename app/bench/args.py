@@ -16,9 +16,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--big", action="store_true",
                         help="also measure flat throughput with 1,000,000 finished node "
                              "rows in dagq.node_tasks (100,000 with --quick)")
-    parser.add_argument("--phase", choices=["dramatiq"], default=None,
+    parser.add_argument("--phase", choices=["dramatiq", "subflows"], default=None,
                         help="run only this phase (dramatiq: plain Dramatiq actors' sends, "
-                             "drain and idle send -> start)")
+                             "drain and idle send -> start; subflows: parent runs mapping a "
+                             "sub-workflow, against the same work inlined)")
     parser.add_argument("--compare", default=None, metavar="REF",
                         help="also bench the git commit REF (in a temporary worktree and "
                              "venv), alternating with this checkout, and print the ratios")

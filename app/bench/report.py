@@ -54,6 +54,17 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
                       _n(waiting["nodes_per_s"], "nodes/s"), "", "")
         table.add_row("", "  ratio to the flat drain", f"{waiting['ratio_to_flat']:.2f}", "",
                       "~1.00")
+    if r.get("subflows") is not None:
+        sub = r["subflows"]
+        table.add_row("subflows", f"{sub['mapped']['parents']} parents x {sub['items']} "
+                      f"child runs ({sub['max_parallel']} at a time)",
+                      _n(sub["mapped"]["node_tasks_per_s"], "node tasks/s"), "", "")
+        table.add_row("", "  parent submit -> finished p50",
+                      f"{sub['mapped']['parent_p50_ms']:,.0f} ms", "", "")
+        table.add_row("", "  inlined as plain nodes",
+                      _n(sub["inlined"]["node_tasks_per_s"], "node tasks/s"), "", "")
+        table.add_row("", "  overhead per child run",
+                      f"{sub['overhead_per_child_ms']:.2f} ms", "", "")
     if r.get("api") is not None:
         _api_rows(table, r["api"], targets)
     if r.get("big") is not None:

@@ -35,6 +35,7 @@ from dagq.bench.api_load import api_load
 from dagq.bench.dramatiq import dramatiq_phase
 from dagq.bench.report import print_report
 from dagq.bench.stream import stream
+from dagq.bench.subflows import subflows
 from dagq.bench.waiting import flat_beside_waits
 from dagq.config import Settings
 from dagq.db import open_pool
@@ -59,6 +60,7 @@ class Sizes:
     stream_burst: int  # one node, as fast as it can
     waiting_runs: int  # runs waiting beside a flat drain
     api_seconds: float  # of load per client count (50, 200) on the API
+    subflow_parents: int  # parent runs mapping a sub-workflow over 10 items
     repeat: int
     min_drain_s: float  # a shorter drain is logged as noisy
     dramatiq_sends: int = 10_000  # actor.send() from one producer (and a group), drained
@@ -69,9 +71,10 @@ class Sizes:
 # ~6,000 node tasks/s in 1 -> 10 -> 1 DAGs of 12 nodes); 1-2 s drains were too noisy to
 # compare commits (three runs gave 4,164-5,909 nodes/s).
 FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_000, 10_000,
-             api_seconds=10.0, repeat=3, min_drain_s=10.0)
+             api_seconds=10.0, subflow_parents=200, repeat=3, min_drain_s=10.0)
 QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, 200, api_seconds=2.0,
-              repeat=2, min_drain_s=0.0, dramatiq_sends=300, dramatiq_latency=10)
+              subflow_parents=10, repeat=2, min_drain_s=0.0, dramatiq_sends=300,
+              dramatiq_latency=10)
 API_CLIENTS = (50, 200)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
@@ -119,7 +122,10 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         **results,
         "elapsed_s": round(time.monotonic() - began, 1),
     }
-    print_report(results, TARGETS)
+    if args.phase == "subflows":
+        print(json.dumps(results["subflows"], indent=2))
+    else:
+        print_report(results, TARGETS)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"figures written to {args.json_path}", file=sys.stderr)
@@ -167,6 +173,8 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = No
              quick: bool = False) -> dict[str, Any]:
     if phase == "dramatiq":
         return {"dramatiq": _dramatiq(bench, sizes)}
+    if phase == "subflows":
+        return {"subflows": subflows(bench, parents=sizes.subflow_parents)}
     log.info("ceiling: %d rows one per transaction, %d rows %d per statement, %d "
              "connections", sizes.ceiling_single_rows, sizes.ceiling_batch_rows,
              ph.CEILING_BATCH, ph.CEILING_CONNECTIONS)
@@ -194,6 +202,7 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = No
                       burst_chunks=sizes.stream_burst)
     beside_waits = flat_beside_waits(bench, waiting_runs=sizes.waiting_runs,
                                      runs=sizes.flat_runs, flat_nodes_per_s=flat["nodes_per_s"])
+    sub = subflows(bench, parents=sizes.subflow_parents)
     front_door = api_load(bench, clients=API_CLIENTS, seconds=sizes.api_seconds,
                           in_process_runs_per_s=flat["submit"]["runs_per_s"])
     # Not with --quick (its smoke runs stay short): `--quick --phase dramatiq` runs it.
@@ -206,7 +215,7 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = No
     return {
         "ceiling": {"single": single, "batch": batch, "single_notify": notify},
         "flat": flat, "dag": dag, "latency": latency, "stream": streamed, "api": front_door,
-        "waiting": beside_waits, "dramatiq": messages,
+        "waiting": beside_waits, "dramatiq": messages, "subflows": sub,
         "ratios": _ratios(flat, dag, grown, single, batch), "big": grown,
         "worker_rss": _rss_summary(memory),
     }

@@ -123,11 +123,11 @@ def run(run_id: uuid.UUID | str) -> Call[RunView]:
 
 def runs_page(
     status: str | None, workflow: str | None, tenant: str | None, limit: int,
-    cursor: str | None,
+    cursor: str | None, parent: uuid.UUID | str | None = None,
 ) -> Call[RunList]:
     return Call("GET", "/v1/runs", _model(RunList), idempotent=True,
                 params=_params(status=status, workflow=workflow, tenant=tenant, limit=limit,
-                               cursor=cursor))
+                               cursor=cursor, parent=str(parent) if parent else None))
 
 
 def events_path(run_id: uuid.UUID | str) -> str:

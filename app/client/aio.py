@@ -96,11 +96,11 @@ class AsyncClient:
 
     async def runs(self, status: str | None = None, workflow: str | None = None, *,
                    tenant: str | None = None, page_size: int = 100,
-                   ) -> AsyncIterator[RunSummary]:
+                   parent: uuid.UUID | str | None = None) -> AsyncIterator[RunSummary]:
         cursor = None
         while True:
             page = await self._call(calls.runs_page(status, workflow, tenant, page_size,
-                                                    cursor))
+                                                    cursor, parent))
             for summary in page.runs:
                 yield summary
             if page.next_cursor is None:

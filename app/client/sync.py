@@ -105,11 +105,14 @@ class Client:
         return self._call(calls.run(run_id))
 
     def runs(self, status: str | None = None, workflow: str | None = None, *,
-             tenant: str | None = None, page_size: int = 100) -> Iterator[RunSummary]:
-        """Every matching run, newest first, fetching page after page as you iterate."""
+             tenant: str | None = None, page_size: int = 100,
+             parent: uuid.UUID | str | None = None) -> Iterator[RunSummary]:
+        """Every matching run, newest first, fetching page after page as you iterate
+        (`parent`: only that run's child runs)."""
         cursor = None
         while True:
-            page = self._call(calls.runs_page(status, workflow, tenant, page_size, cursor))
+            page = self._call(calls.runs_page(status, workflow, tenant, page_size, cursor,
+                                                 parent))
             yield from page.runs
             if page.next_cursor is None:
                 return

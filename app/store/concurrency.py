@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from dagq.sqlfiles import queries
-from dagq.store.runs import cancel_open_run
+from dagq.store.runs import Finished, cancel_open_run
 
 if TYPE_CHECKING:
     from dagq.store.submit_many import NewRun
@@ -82,30 +82,31 @@ class Slots:
 
     runs: list[NewRun]
     fate: dict[int, str]
+    finished: Finished  # what a cancelled run's end does to its parent node and children
 
     @classmethod
     def take(cls, cur: psycopg.Cursor[Any], runs: list[NewRun],
-             skip: list[Any]) -> Slots:
+             skip: list[Any], finished: Finished) -> Slots:
         """Decide the keyed runs not refused already (`skip[i]` not None); returns the
-        runs as they are to be written."""
+        runs as they are to be written. `finished`: the store's _cancelled_run_finished."""
         keyed = [i for i, run in enumerate(runs)
                  if run.concurrency_key is not None and skip[i] is None]
         fresh = _fresh(cur, runs, keyed)
         replacing = _replacing(runs, fresh)
-        _cancel_open(cur, replacing)
+        _cancel_open(cur, replacing, finished)
         keys = sorted({(runs[i].tenant, runs[i].concurrency_key or "") for i in fresh})
         if not keys:
-            return cls(runs, {})
+            return cls(runs, {}, finished)
         tenants, names = [k[0] for k in keys], [k[1] for k in keys]
         q = queries()
         cur.execute(q["lock_concurrency_keys"], {"tenants": tenants, "keys": names})
-        _cancel_open(cur, replacing)  # any committed before the lock was ours
+        _cancel_open(cur, replacing, finished)  # any committed before the lock was ours
         state = {(row["tenant"], row["key"]): (row["active"], row["waiting"]) for row in
                  cur.execute(q["concurrency_state"], {"tenants": tenants, "keys": names})}
         fate = plan(runs, fresh, state)
         written = [waiting(run) if fate.get(i) in (WAIT, CANCEL) else run
                    for i, run in enumerate(runs)]
-        return cls(written, fate)
+        return cls(written, fate, finished)
 
     def cancel_refused(self, cur: psycopg.Cursor[Any], created: set[int]) -> set[int]:
         """Cancel the created runs refused a slot (cancel_new, or replaced by a later
@@ -116,7 +117,8 @@ class Slots:
             assert run.concurrency is not None
             cancel_open_run(cur, run.id, {"reason": "concurrency limit",
                                           "concurrency_key": run.concurrency_key,
-                                          "on_limit": run.concurrency.on_limit})
+                                          "on_limit": run.concurrency.on_limit},
+                            self.finished)
         return cancelled
 
 
@@ -148,11 +150,12 @@ def _replacing(runs: list[NewRun], fresh: list[int]) -> dict[Key, uuid.UUID]:
             and runs[i].concurrency.on_limit == "cancel_running"}
 
 
-def _cancel_open(cur: psycopg.Cursor[Any], replacing: dict[Key, uuid.UUID]) -> None:
+def _cancel_open(cur: psycopg.Cursor[Any], replacing: dict[Key, uuid.UUID],
+                 finished: Finished) -> None:
     """Cancel the open runs of these keys (for the new run that replaces them)."""
     for (tenant, key), new_id in sorted(replacing.items()):
         for row in cur.execute(queries()["open_runs_of_keys"],
                                {"tenants": [tenant], "keys": [key]}).fetchall():
             cancel_open_run(cur, row["id"], {"reason": "replaced by a newer run",
                                              "concurrency_key": key,
-                                             "replaced_by": str(new_id)})
+                                             "replaced_by": str(new_id)}, finished)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -22,7 +23,16 @@ log = logging.getLogger("dagq.store")
 class Propagation(StoreCore):
     """Dependents released or skipped, map nodes expanded and finished, wait nodes
     started and ended, a failed node's run cancelled (fail fast) or its descendants
-    skipped."""
+    skipped.
+
+    Sub-workflow nodes start and cancel child runs through dagq.store.subflows, which
+    builds on this class: the two hooks below are its methods.
+    """
+
+    # Sub-workflow nodes that just began waiting start child runs (node ids).
+    _start_children: Callable[[psycopg.Cursor[Any], UnitOfWork, list[int]], None]
+    # Child runs of these runs whose node stopped waiting are cancelled.
+    _cancel_orphans: Callable[[psycopg.Cursor[Any], UnitOfWork, list[uuid.UUID]], None]
 
     def _node_failed(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, row: dict[str, Any],
@@ -66,7 +76,8 @@ class Propagation(StoreCore):
                 "skipped": int(was_skipped),
             }).fetchall()
             skips: list[tuple[uuid.UUID, str]] = []
-            waits = [row for row in rows if row["status"] == "waiting"]
+            waits = [row for row in rows
+                     if row["status"] == "waiting" and row["subflow"] is None]
             for row in rows:
                 run_id = row["run_id"]
                 if row["status"] == "queued":
@@ -80,6 +91,8 @@ class Propagation(StoreCore):
                     self._expand_map(cur, work, run_id, row["id"], frontier)
             if waits:
                 self._begin_waits(cur, work, waits)
+            self._start_children(cur, work, [row["id"] for row in rows if row["status"]
+                                             == "waiting" and row["subflow"] is not None])
             frontier.append((skips, True))
 
     def _begin_waits(
@@ -203,10 +216,15 @@ class Propagation(StoreCore):
             "backoff_max_s": src["backoff_max_s"], "params": Jsonb(src["params"]),
             "depends_on": src["depends_on"], "parent_id": node_id, "items": Jsonb(items),
             "max_parallel": src["max_parallel"],
+            "subflow": Jsonb(src["subflow"]) if src["subflow"] else None,
         })
         cur.execute(q["set_map_remaining"], {"id": node_id, "count": len(items)})
         work.event(run_id, src["node_key"], "node_queued", 0, {"items": len(items)})
-        work.queues.add(src["queue"])
+        if src["subflow"] is None:
+            work.queues.add(src["queue"])
+            return
+        self._start_children(cur, work, [r["id"] for r in cur.execute(
+            q["waiting_subflow_nodes"], {"run_ids": [run_id], "parent_id": node_id})])
 
     def _finish_map_item(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, row: dict[str, Any], *,
@@ -227,7 +245,9 @@ class Propagation(StoreCore):
             if parent["windowed"]:
                 nxt = cur.execute(q["release_next_map_item"],
                                   {"parent_id": parent["id"]}).fetchone()
-                if nxt is not None:
+                if nxt is not None and nxt["status"] == "waiting":  # a sub-workflow item
+                    self._start_children(cur, work, [nxt["id"]])
+                elif nxt is not None:
                     work.release(nxt["queue"], nxt["priority"], nxt["id"])
             work.event(run_id, parent["node_key"], "node_progress", parent["attempts"],
                        progress)
@@ -251,7 +271,8 @@ class Propagation(StoreCore):
         }).fetchone()
         if parent is None:
             return
-        cur.execute(q["cancel_map_items"], {"parent_id": parent["id"]})
+        if cur.execute(q["cancel_map_items"], {"parent_id": parent["id"]}).fetchall():
+            self._cancel_orphans(cur, work, [parent["run_id"]])
         work.event(parent["run_id"], parent["node_key"], "node_failed", parent["attempts"],
                    error_data(item_error))
         self._node_failed(cur, work, parent, item_error, fail_fast)

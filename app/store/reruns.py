@@ -21,7 +21,7 @@ from dagq.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
 from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_streams, transient
 from dagq.store.runs import RunStore
-from dagq.store.submit import node_rows
+from dagq.store.rows import node_rows, starts_children
 from dagq.store.work import UnitOfWork
 from dagq.workflow import WorkflowSpec, parse_spec, sha256_json
 
@@ -88,15 +88,17 @@ class RerunStore(RunStore):
                                               plan, nodes)),
             }).fetchone()
             if row is not None:  # (None: this is a retry whose first try committed)
-                self._copy_and_release(cur, new_id, run_id, spec, plan)
+                self._copy_and_release(cur, new_id, run_id, spec, plan,
+                                       root_children=starts_children(nodes))
                 notify_event_streams([new_id])
                 for queue in sorted({n["queue"] for n in nodes if n["status"] == "queued"}):
                     notify_after_commit(QUEUED_CHANNEL, queue)
         return RerunResult(run_id=new_id, rerun_of=run_id)
 
     def _copy_and_release(self, cur: Any, new_id: uuid.UUID, source_id: uuid.UUID,
-                          spec: WorkflowSpec, plan: RerunPlan) -> None:
-        """End the copied nodes, then release what depends on them, as their ends."""
+                          spec: WorkflowSpec, plan: RerunPlan, *, root_children: bool) -> None:
+        """End the copied nodes, then release what depends on them, as their ends (and a
+        root sub-workflow node that runs again starts its child, as in a submit)."""
         q = queries()
         cur.execute(q["mark_rerun_of"], {"run_id": new_id, "rerun_of": source_id})
         cur.execute(q["copy_rerun_nodes"], {"run_id": new_id, "nodes": Jsonb([
@@ -111,5 +113,7 @@ class RerunStore(RunStore):
                 (new_id, dep) for dep in dependents[key] if dep in plan.rerun)
         self._release(cur, work, released[False], skipped=False)
         self._release(cur, work, released[True], skipped=True)
+        if root_children:
+            self._start_root_children(cur, work, [new_id])
         self._account_runs(cur, work)
         work.flush(cur)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
 from dagq.errors import Conflict, NotFound
 from dagq.models import (
+    ChildRun,
     NodeView,
     RunEvent,
     RunView,
@@ -25,8 +27,12 @@ from dagq.store.work import UnitOfWork
 
 log = logging.getLogger("dagq.store")
 
+# Called with (cursor, unit of work, the cancelled run's row) once a run is cancelled.
+Finished = Callable[[psycopg.Cursor[Any], UnitOfWork, dict[str, Any]], None]
 
-def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None) -> RunView:
+
+def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None,
+              children: list[dict[str, Any]] | None = None) -> RunView:
     node_views = None
     if nodes is not None:
         node_views = [_node_view(n) for n in nodes]
@@ -41,6 +47,8 @@ def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None) -> RunVie
         rerun_of=row.get("rerun_of"),
         concurrency_key=row.get("concurrency_key"),
         concurrency_waiting=row.get("concurrency_waiting", False),
+        parent_run_id=row.get("parent_run_id"), parent_node_key=row.get("parent_node_key"),
+        children=[ChildRun(**c) for c in children] if children is not None else None,
     )
 
 
@@ -65,24 +73,31 @@ def _retry_status(node: dict[str, Any]) -> str:
     """A retried node's first status: roots queue at once (a root wait node waits)."""
     if node["depends_on"]:
         return "pending"
-    return "waiting" if node["wait_spec"] is not None else "queued"
+    return "waiting" if node["wait_spec"] is not None or node["subflow"] is not None \
+        else "queued"
 
 
 def cancel_open_run(cur: psycopg.Cursor[Any], run_id: uuid.UUID,
-                    data: dict[str, Any] | None = None) -> bool:
+                    data: dict[str, Any] | None = None,
+                    finished: Finished | None = None) -> bool:
     """Cancel an open run in this transaction (node rows, then the run row: the usual
-    lock order); running nodes stop at their next heartbeat. `data`: of run_cancelled."""
+    lock order); running nodes stop at their next heartbeat. `data`: of run_cancelled.
+    `finished` (the store's `_cancelled_run_finished`) then ends the node that started
+    the run and cancels its children, before the events are written."""
     q = queries()
     nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
     top = [n for n in nodes if n["parent_id"] is None]
     cur.execute(q["lock_run"], {"run_id": run_id})
-    if not cur.execute(q["cancel_run"], {"run_id": run_id, "cancelled": len(top)}).fetchone():
+    row = cur.execute(q["cancel_run"], {"run_id": run_id, "cancelled": len(top)}).fetchone()
+    if not row:
         return False
     work = UnitOfWork()
     for node in top:
         work.event(run_id, node["node_key"], "node_cancelled", None,
                    {"reason": "run cancelled"})
     work.event(run_id, None, "run_cancelled", None, data)
+    if finished is not None:
+        finished(cur, work, row)
     work.flush(cur)
     return True
 
@@ -99,7 +114,7 @@ class RunStore(Transitions):
                 if run["status"] == "cancelled":
                     return "cancelled"
                 raise Conflict(f"run {run_id} already finished ({run['status']})")
-            cancel_open_run(cur, run_id)
+            cancel_open_run(cur, run_id, finished=self._cancelled_run_finished)
         return "cancelled"
 
     @transient
@@ -137,7 +152,10 @@ class RunStore(Transitions):
                     work.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
                     work.queues.add(node["queue"])
             self._release(cur, work, [(run_id, key) for key in ready], skipped=False)
-            self._begin_waits(cur, work, [n for n in reset if n["status"] == "waiting"])
+            self._begin_waits(cur, work, [n for n in reset if n["status"] == "waiting"
+                                          and n["subflow"] is None])
+            self._start_children(cur, work, [n["id"] for n in reset if n["status"] == "waiting"
+                                             and n["subflow"] is not None])
             cur.execute(q["lock_run"], {"run_id": run_id})
             cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
             cur.execute(q["delete_void_streams"], {"run_id": run_id})
@@ -162,16 +180,19 @@ class RunStore(Transitions):
             row = self._visible_run(cur, run_id, tenant)
             nodes = cur.execute(q["run_nodes"], {"run_id": run_id}).fetchall() \
                 if with_nodes else None
-        return _run_view(row, nodes)
+            children = cur.execute(q["run_children"], {"run_id": run_id}).fetchall()
+        return _run_view(row, nodes, children)
 
     @transient
     def list_runs(
         self, *, tenant: str | None, status: str | None = None, workflow: str | None = None,
         limit: int = 50, cursor: tuple[datetime, uuid.UUID] | None = None,
+        parent: uuid.UUID | None = None,
     ) -> list[RunView]:
         with self._tx() as cur:
             rows = cur.execute(queries()["list_runs"], {
                 "tenant": tenant, "status": status, "workflow": workflow, "limit": limit,
+                "parent": parent,
                 "cursor_at": cursor[0] if cursor else None,
                 "cursor_id": cursor[1] if cursor else None,
             }).fetchall()

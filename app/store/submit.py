@@ -17,46 +17,18 @@ from dagq.models import (
 from dagq.sqlfiles import queries
 from dagq.store.core import (
     QUEUED_CHANNEL,
-    StoreCore,
     notify_after_commit,
     notify_event_streams,
     transient,
 )
-from dagq.store.waits import wait_deadline
-from dagq.workflow import WAIT_EXECUTOR, WorkflowSpec, sha256_json
+from dagq.store.rows import node_rows, starts_children
+from dagq.store.transitions import Transitions
+from dagq.workflow import WorkflowSpec, sha256_json
 
 log = logging.getLogger("dagq.store")
 
 
-def node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:
-    """The node_tasks rows of a new run, as JSON for jsonb_to_recordset."""
-    defaults = spec.defaults
-    dependents = spec.dependents()
-    rows = []
-    for key in spec.topological_order():
-        node = spec.nodes[key]
-        backoff = node.backoff or defaults.backoff
-        wait = node.wait.model_dump(mode="json", exclude_none=True) if node.wait else None
-        offset, until = wait_deadline(wait) if wait else (None, None)
-        rows.append({
-            "node_key": key, "executor": node.executor or WAIT_EXECUTOR,
-            "queue": node.queue or defaults.queue,
-            "status": "pending" if node.depends_on else "waiting" if wait else "queued",
-            "wait_spec": wait, "wait_offset_s": offset, "wait_until": until,
-            "priority": run_priority + node.priority,
-            "max_attempts": node.max_attempts or defaults.max_attempts,
-            "timeout_s": node.timeout_s or defaults.timeout_s,
-            "backoff_initial_s": backoff.initial_s, "backoff_max_s": backoff.max_s,
-            "params": node.params, "depends_on": node.depends_on,
-            "dependents": dependents[key],
-            "condition": node.if_.model_dump(by_alias=True) if node.if_ else None,
-            "map_over": node.map.model_dump() if node.map else None,
-        })
-    return rows
-
-
-
-class SubmitStore(StoreCore):
+class SubmitStore(Transitions):
     """Workflow registration and run submission."""
 
     @transient
@@ -148,8 +120,10 @@ class SubmitStore(StoreCore):
                   # (a root wait's deadline is set by the insert: GET the run for it)
                   *({"node_key": node["node_key"], "type": "node_waiting", "attempt": 0,
                      "data": {"wait": node["wait_spec"]}}
-                    for node in nodes if node["status"] == "waiting")]
-        with self._tx(one_statement=True) as cur:
+                    for node in nodes
+                    if node["status"] == "waiting" and node["subflow"] is None)]
+        children = starts_children(nodes)
+        with self._tx(one_statement=not children) as cur:
             row = cur.execute(queries()["submit_run"], {
                 "id": run_id, "tenant": tenant, "workflow": spec.name,
                 "workflow_version": workflow_version, "spec": Jsonb(spec.canonical()),
@@ -161,6 +135,8 @@ class SubmitStore(StoreCore):
             }).fetchone()
             if row is None:
                 return self._existing_run(cur, run_id, tenant, event_key, fingerprint)
+            if children:
+                self._start_new_children(cur, [run_id])
             notify_event_streams([run_id])
             for queue in sorted({node["queue"] for node in roots}):
                 notify_after_commit(QUEUED_CHANNEL, queue)

@@ -24,12 +24,12 @@ from dagq.sqlfiles import queries
 from dagq.store.concurrency import Slots
 from dagq.store.core import (
     QUEUED_CHANNEL,
-    StoreCore,
     notify_after_commit,
     notify_event_streams,
     transient,
 )
-from dagq.store.submit import node_rows
+from dagq.store.rows import node_rows, starts_children
+from dagq.store.transitions import Transitions
 from dagq.workflow import Concurrency, WorkflowSpec
 
 # What a row's data can make the statement (or the driver) refuse, every time it runs.
@@ -66,6 +66,7 @@ class NewRun:
     concurrency: Concurrency | None = None  # with concurrency_key: its limit applies
     concurrency_key: str | None = None  # `path=value` (dagq.store.concurrency)
     concurrency_waiting: bool = False  # held back for a slot: its roots stay pending
+    children: bool = False  # a root sub-workflow node starts its child in the submit
 
     def row(self, i: int) -> dict[str, Any]:
         return {"i": i, "id": str(self.id), "tenant": self.tenant, "workflow": self.workflow,
@@ -122,8 +123,10 @@ class RunTemplate:
                   # (a root wait's deadline is set by the insert: GET the run for it)
                   *({"node_key": node["node_key"], "type": "node_waiting", "attempt": 0,
                      "data": {"wait": node["wait_spec"]}}
-                    for node in nodes if node["status"] == "waiting")]
-        return NewRun(started=started, id=uuid.uuid4(), tenant=tenant, workflow=self.name,
+                    for node in nodes
+                    if node["status"] == "waiting" and node["subflow"] is None)]
+        return NewRun(started=started, children=starts_children(nodes), id=uuid.uuid4(),
+                      tenant=tenant, workflow=self.name,
                       workflow_version=version, latest=latest, spec=self.spec,
                       fingerprint=fingerprint, event_key=event_key, priority=priority,
                       fail_fast=self.fail_fast, inputs=inputs, deadline_s=deadline_s,
@@ -135,7 +138,7 @@ class RunTemplate:
 Outcome = SubmitResult | DagqError
 
 
-class SubmitManyStore(StoreCore):
+class SubmitManyStore(Transitions):
     """Many submissions, one write."""
 
     def submit_runs(self, runs: list[NewRun],
@@ -176,14 +179,18 @@ class SubmitManyStore(StoreCore):
         outcomes: list[Outcome | None] = [None] * len(runs)
         asked = Counter(run.tenant for run in runs if run.tenant in limited)
         keyed = any(run.concurrency_key is not None for run in runs)
-        with self._tx(one_statement=not asked and not keyed) as cur:
+        children = any(run.children for run in runs)
+        with self._tx(one_statement=not asked and not keyed and not children) as cur:
             if asked:
                 outcomes = list(_admit(cur, runs, asked))
-            slots = Slots.take(cur, runs, outcomes) if keyed else None
+            slots = Slots.take(cur, runs, outcomes, self._cancelled_run_finished) \
+                if keyed else None
             runs = slots.runs if slots else runs
             payload = Jsonb([run.row(i) for i, run in enumerate(runs) if outcomes[i] is None])
             rows = cur.execute(q["submit_runs"], {"runs": payload}).fetchall()
             created = [runs[row["i"]] for row in rows if row["created"]]
+            if children:
+                self._start_new_children(cur, [run.id for run in created if run.children])
             for row in rows:
                 if row["stale"]:
                     outcomes[row["i"]] = Stale("a newer version of the workflow exists")

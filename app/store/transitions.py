@@ -14,13 +14,13 @@ from dagq.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
 from dagq.store.accounting import error_data
 from dagq.store.core import STALE_COMPLETIONS
-from dagq.store.propagation import Propagation
+from dagq.store.subflows import Subflows
 from dagq.store.work import UnitOfWork
 
 log = logging.getLogger("dagq.store")
 
 
-class Transitions(Propagation):
+class Transitions(Subflows):
     """Failure outcomes and run accounting, inside a caller's transaction."""
 
     def _fail_attempt(
@@ -158,12 +158,30 @@ class Transitions(Propagation):
 
         Also the run lock that orders every run's events: every run this transaction
         writes events for is touched, and accounted before the events are inserted.
+        Runs that finish end the nodes that started them (sub-workflows), which may
+        finish those nodes' runs in turn: accounted again until nothing is left.
         """
-        accounts = work.take_accounts()
-        if accounts is None:
-            return
-        rows = cur.execute(queries()["account_runs"], {"runs": accounts}).fetchall()
-        for row in rows:
-            if row["old_status"] in OPEN_RUN_STATUSES and row["status"] not in OPEN_RUN_STATUSES:
+        while (accounts := work.take_accounts()) is not None:
+            rows = cur.execute(queries()["account_runs"], {"runs": accounts}).fetchall()
+            finished = [row for row in rows if row["old_status"] in OPEN_RUN_STATUSES
+                        and row["status"] not in OPEN_RUN_STATUSES]
+            for row in finished:
                 work.event(row["id"], None, f"run_{row['status']}", None,
                            error_data(row["error"]))
+            if finished:
+                self._runs_finished(cur, work, finished)
+
+    def _cancelled_run_finished(self, cur: psycopg.Cursor[Any], work: UnitOfWork,
+                                run: dict[str, Any]) -> None:
+        """A run just cancelled: the node that started it ends, its children cancel."""
+        self._runs_finished(cur, work, [{
+            "id": run["id"], "parent_run_id": run["parent_run_id"], "parent_node_id": None,
+            "has_children": True}])
+        self._account_runs(cur, work)
+
+    def _start_new_children(self, cur: psycopg.Cursor[Any], run_ids: list[Any]) -> None:
+        """In a submit's transaction: its runs' root sub-workflow nodes start children."""
+        work = UnitOfWork()
+        self._start_root_children(cur, work, run_ids)
+        self._account_runs(cur, work)
+        work.flush(cur)

@@ -31,7 +31,7 @@ SELECT t.executor, t.queue, count(*) AS waiting,
        (array_agg(DISTINCT regexp_replace(t.node_key, '\[[0-9]+\]$', '')))[1:20] AS nodes
 FROM dagq.node_tasks t
 WHERE t.run_id = %(run_id)s AND t.status IN ('pending', 'queued')
-  AND t.wait_spec IS NULL  -- a wait node needs no worker
+  AND t.wait_spec IS NULL AND t.subflow IS NULL  -- a wait or sub-workflow node needs none
   AND NOT EXISTS (
       SELECT 1 FROM dagq.workers w
       WHERE w.status = 'alive'

@@ -31,7 +31,7 @@ SET deps_remaining = t.deps_remaining - n.n,
 FROM next n
 WHERE t.id = n.id
 RETURNING t.id, t.run_id, t.node_key, t.status, t.queue, t.priority, t.dependents,
-          t.map_over, t.wait_spec
+          t.map_over, t.wait_spec, t.subflow
 
 -- name: skip_descendants
 -- Without fail_fast, everything downstream of a failed node is skipped.
@@ -64,7 +64,8 @@ RETURNING node_key, parent_id
 -- (also run by runs)
 SELECT id, tenant, workflow, workflow_version, event_key, status, priority, fail_fast, inputs,
        outputs, error, nodes_total, nodes_remaining, deadline_at, version, created_at,
-       started_at, finished_at, rerun_of, concurrency_key, concurrency_waiting
+       started_at, finished_at, rerun_of, concurrency_key, concurrency_waiting,
+       parent_run_id, parent_node_key
 FROM dagq.runs WHERE id = %(run_id)s
 
 -- name: map_source
@@ -72,7 +73,7 @@ FROM dagq.runs WHERE id = %(run_id)s
 SELECT d.outputs #> string_to_array(t.map_over ->> 'path', '.') AS items,
        t.id, t.node_key, t.executor, t.queue, t.priority, t.max_attempts, t.timeout_s,
        t.backoff_initial_s, t.backoff_max_s, t.params, t.depends_on,
-       (t.map_over ->> 'max_parallel')::int AS max_parallel
+       (t.map_over ->> 'max_parallel')::int AS max_parallel, t.subflow
 FROM dagq.node_tasks t
 LEFT JOIN dagq.node_tasks d
        ON d.run_id = t.run_id AND d.node_key = t.map_over ->> 'dep' AND d.status = 'succeeded'
@@ -81,17 +82,19 @@ WHERE t.id = %(id)s
 -- name: insert_map_items
 -- One task per element; item keys use brackets, which node keys may not. The first
 -- `max_parallel` (all, when null) are queued, the others pending: each finished item
--- releases the next (release_next_map_item).
+-- releases the next (release_next_map_item). Items of a sub-workflow map wait for their
+-- child runs instead of being queued (the caller starts them).
 INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, priority, max_attempts,
                              timeout_s, backoff_initial_s, backoff_max_s, params, depends_on,
-                             parent_id, item_index, item, queued_at)
+                             parent_id, item_index, item, queued_at, subflow)
 SELECT %(run_id)s, %(node_key)s || '[' || (e.ordinality - 1) || ']', %(executor)s, %(queue)s,
-       CASE WHEN e.ordinality <= coalesce(%(max_parallel)s::int, e.ordinality)
-            THEN 'queued' ELSE 'pending' END,
+       CASE WHEN e.ordinality > coalesce(%(max_parallel)s::int, e.ordinality) THEN 'pending'
+            WHEN %(subflow)s::jsonb IS NOT NULL THEN 'waiting' ELSE 'queued' END,
        %(priority)s, %(max_attempts)s, %(timeout_s)s, %(backoff_initial_s)s,
        %(backoff_max_s)s, %(params)s, %(depends_on)s::text[], %(parent_id)s,
        e.ordinality - 1, e.value,
-       CASE WHEN e.ordinality <= coalesce(%(max_parallel)s::int, e.ordinality) THEN now() END
+       CASE WHEN e.ordinality <= coalesce(%(max_parallel)s::int, e.ordinality) THEN now() END,
+       %(subflow)s::jsonb
 FROM jsonb_array_elements(%(items)s) WITH ORDINALITY AS e(value, ordinality)
 
 -- name: release_next_map_item
@@ -99,12 +102,13 @@ FROM jsonb_array_elements(%(items)s) WITH ORDINALITY AS e(value, ordinality)
 -- caller holds the map node's row (finish_map_item), so two items ending at once each
 -- release their own.
 UPDATE dagq.node_tasks t
-SET status = 'queued', queued_at = now(), available_at = now(), version = t.version + 1
+SET status = CASE WHEN t.subflow IS NULL THEN 'queued' ELSE 'waiting' END,
+    queued_at = now(), available_at = now(), version = t.version + 1
 WHERE t.id = (SELECT c.id FROM dagq.node_tasks c
               WHERE c.parent_id = %(parent_id)s AND c.status = 'pending'
               ORDER BY c.item_index LIMIT 1)
   AND t.status = 'pending'
-RETURNING t.id, t.node_key, t.queue, t.priority
+RETURNING t.id, t.node_key, t.queue, t.priority, t.status
 
 -- name: set_map_remaining
 UPDATE dagq.node_tasks SET map_remaining = %(count)s, map_items = %(count)s, map_failed = 0
@@ -147,9 +151,10 @@ WHERE p.id = %(parent_id)s AND p.status = 'running'
 RETURNING p.id, p.run_id, p.node_key, p.dependents, p.attempts
 
 -- name: cancel_map_items
+-- (waiting: items of a sub-workflow map; the caller cancels their child runs)
 UPDATE dagq.node_tasks
 SET status = 'cancelled', finished_at = now(), version = version + 1
-WHERE parent_id = %(parent_id)s AND status IN ('pending', 'queued')
+WHERE parent_id = %(parent_id)s AND status IN ('pending', 'queued', 'waiting')
 RETURNING node_key
 
 -- name: succeed_empty_map

@@ -24,11 +24,12 @@ WHERE run_id = %(run_id)s AND parent_id IS NULL
 ORDER BY id
 
 -- name: list_runs
--- Newest first, keyset-paginated on (created_at, id).
+-- Newest first, keyset-paginated on (created_at, id); `parent`: that run's children.
 SELECT id, tenant, workflow, workflow_version, event_key, status, priority, nodes_total,
-       nodes_remaining, created_at, started_at, finished_at
+       nodes_remaining, created_at, started_at, finished_at, parent_run_id, parent_node_key
 FROM dagq.runs
 WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
+  AND (%(parent)s::uuid IS NULL OR parent_run_id = %(parent)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
   AND (%(cursor_at)s::timestamptz IS NULL OR (created_at, id) < (%(cursor_at)s, %(cursor_id)s::uuid))
@@ -40,12 +41,12 @@ UPDATE dagq.runs
 SET status = 'cancelled', nodes_remaining = nodes_remaining - %(cancelled)s,
     finished_at = now(), version = version + 1
 WHERE id = %(run_id)s AND status IN ('queued', 'running')
-RETURNING id
+RETURNING id, parent_run_id
 
 -- name: nodes_to_retry
 -- Of a finished run: the top-level nodes that did not succeed, with how many of their
 -- dependencies also did not succeed (those will run again first).
-SELECT t.id, t.node_key, t.status, t.depends_on, t.wait_spec,
+SELECT t.id, t.node_key, t.status, t.depends_on, t.wait_spec, t.subflow,
        (SELECT count(*) FROM dagq.node_tasks d
         WHERE d.run_id = t.run_id AND d.node_key = ANY (t.depends_on)
           AND d.status <> 'succeeded') AS deps_not_succeeded
@@ -64,7 +65,7 @@ SET status = u.status, attempts = 0, version = t.version + 1, error = NULL, outp
 FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(deps_remaining)s::int[])
      AS u(id, status, deps_remaining)
 WHERE t.id = u.id
-RETURNING t.id, t.run_id, t.node_key, t.status, t.queue, t.wait_spec
+RETURNING t.id, t.run_id, t.node_key, t.status, t.queue, t.wait_spec, t.subflow
 
 -- name: delete_map_items
 DELETE FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id = ANY (%(parent_ids)s::bigint[])

@@ -94,7 +94,10 @@ SET nodes_remaining = r.nodes_remaining - n.done,
     version = r.version + 1
 FROM next n
 WHERE r.id = n.run_id
-RETURNING r.id, n.old_status, r.status, n.error
+RETURNING r.id, n.old_status, r.status, n.error, r.parent_run_id, r.parent_node_id,
+          r.status NOT IN ('queued', 'running') AND EXISTS (  -- children to cancel
+              SELECT 1 FROM dagq.runs c WHERE c.parent_run_id = r.id
+                AND c.status IN ('queued', 'running')) AS has_children
 
 -- name: bump_counter
 -- (also run by leases)

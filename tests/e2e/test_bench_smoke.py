@@ -85,6 +85,9 @@ def test_bench_quick_reports_every_figure(db_url: str, tmp_path: Path) -> None:
     assert _number(figures, "stream", "one_node", "chunks_per_s") > 0
     assert _number(figures, "waiting", "waiting_runs") == sizes["waiting_runs"]
     assert _number(figures, "waiting", "ratio_to_flat") > 0
+    assert _number(figures, "subflows", "child_runs") == sizes["subflow_parents"] * 10
+    assert _number(figures, "subflows", "mapped", "node_tasks_per_s") > 0
+    assert _number(figures, "subflows", "inlined", "parent_p50_ms") > 0
     for clients in ("c50", "c200"):  # the front door under load, workers draining
         assert _number(figures, "api", clients, "submits_per_s") > 0
         assert figures["api"][clients]["errors"] == 0

@@ -32,3 +32,32 @@ def test_max_parallel_is_never_exceeded_by_two_workers(fleet: WorkerFleet, repo:
         peak = max(peak, running)
     assert peak == 3, events  # reached, and never more
     assert sum(e["type"] == "node_succeeded" for e in events) == 20
+
+
+def test_max_parallel_holds_for_a_map_over_a_sub_workflow(fleet: WorkerFleet, repo: Store,
+                                                          sql) -> None:
+    """Each item is a child run (a sleep); at most 3 children are open at once, counted
+    from the parent's events (an item's node_waiting starts its child, its end ends it)."""
+    from dagq import service
+
+    fleet.start(threads=4)
+    fleet.start(threads=4)
+    service.register_workflow(repo, {"name": "nap", "nodes": {
+        "sleep": {"executor": "builtin.sleep", "params": {"seconds": 0.2}}}})
+    wf = service.pin_subworkflows(spec({
+        "src": {"executor": "builtin.echo", "params": {"items": list(range(12))}},
+        "each": {"workflow": {"name": "nap"}, "depends_on": ["src"],
+                 "map": {"dep": "src", "path": "params.items", "max_parallel": 3}},
+    }), repo)
+    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    assert wait_for_run(repo, run_id, timeout=120).status == "succeeded"
+    events = sql.execute("SELECT node_key, type FROM dagq.run_events WHERE run_id = %s "
+                         "AND node_key LIKE 'each[%%' ORDER BY id", (run_id,)).fetchall()
+    running, peak = 0, 0
+    for e in events:
+        running += {"node_waiting": 1, "node_succeeded": -1, "node_failed": -1}.get(
+            e["type"], 0)
+        peak = max(peak, running)
+    assert peak == 3, events
+    assert sum(e["type"] == "node_succeeded" for e in events) == 12
+    assert len(repo.get_run(run_id).children) == 12
