@@ -20,8 +20,8 @@ from dagq.reruns import RerunPlan, plan_rerun
 from dagq.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
 from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_streams, transient
-from dagq.store.runs import RunStore
 from dagq.store.rows import node_rows, starts_children
+from dagq.store.runs import RunStore
 from dagq.store.work import UnitOfWork
 from dagq.workflow import WorkflowSpec, parse_spec, sha256_json
 
