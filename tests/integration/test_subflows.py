@@ -391,3 +391,36 @@ def test_the_research_example_maps_summarize_and_fails_on_a_FAIL_document(repo) 
     drive(repo, fns)
     assert repo.get_run(bad).status == "failed"
     assert node(repo, bad, "summaries").error["type"] == "ChildRunFailed"
+
+
+def test_a_rerun_from_a_root_sub_workflow_node_starts_a_new_child(repo, sql) -> None:
+    summarize(repo)
+    wf = spec({
+        "sub": {"workflow": {"name": "summarize"}},
+        "after": {"executor": "builtin.echo", "depends_on": ["sub"]},
+    }, name="outer-root")
+    first = submit(repo, wf)
+    drive(repo, ECHO)
+    assert repo.get_run(first).status == "succeeded"
+    again = repo.rerun_run(first, "t", from_=["sub"]).run_id
+    assert node(repo, again, "sub").status == "waiting"
+    (child,) = children(sql, again)
+    drive(repo, ECHO)
+    assert repo.get_run(again).status == "succeeded"
+    assert sql.execute("SELECT status FROM dagq.runs WHERE id = %s",
+                       (child["id"],)).fetchone()["status"] == "succeeded"
+    assert len(children(sql, first)) == 1  # the original's child is not touched
+
+
+def test_a_run_replaced_by_its_concurrency_key_cancels_its_children(repo, sql) -> None:
+    summarize(repo)
+    wf = {"name": "chat-tree", "nodes": {"sub": {"workflow": {"name": "summarize"}}},
+          "concurrency": {"key": "inputs.conversation_id", "on_limit": "cancel_running"}}
+    first = service.submit(repo, tenant="t", workflow=wf, inputs={"conversation_id": "c"})
+    (child,) = children(sql, first.run_id)
+    second = service.submit(repo, tenant="t", workflow=wf, inputs={"conversation_id": "c"})
+    assert repo.get_run(first.run_id).status == "cancelled"
+    assert sql.execute("SELECT status FROM dagq.runs WHERE id = %s",
+                       (child["id"],)).fetchone()["status"] == "cancelled"
+    drive(repo, ECHO)
+    assert repo.get_run(second.run_id).status == "succeeded"
