@@ -159,11 +159,11 @@ VALUES (%(id)s, 'bench', 'bench-history', '{}'::jsonb, 'bench-history', 'succeed
 -- Finished node rows as the engine leaves them, spread over the last hour.
 INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, attempts, version,
                              outputs, available_at, queued_at, lease_owner, started_at,
-                             finished_at)
+                             finished_at, tenant)
 SELECT %(run_id)s, 'n' || g, 'builtin.noop', 'default', 'succeeded', 1, 3, '{}'::jsonb,
        now() - mod(g, 3600) * interval '1 second', now() - mod(g, 3600) * interval '1 second',
        'bench-history', now() - mod(g, 3600) * interval '1 second',
-       now() - mod(g, 3600) * interval '1 second' + interval '1 millisecond'
+       now() - mod(g, 3600) * interval '1 second' + interval '1 millisecond', 'bench'
 FROM generate_series(1, %(rows)s) AS g
 
 -- name: analyze_dagq

@@ -84,14 +84,15 @@ WHERE t.id = %(id)s
 -- releases the next (release_next_map_item).
 INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, priority, max_attempts,
                              timeout_s, backoff_initial_s, backoff_max_s, params, depends_on,
-                             parent_id, item_index, item, queued_at)
+                             parent_id, item_index, item, queued_at, tenant)
 SELECT %(run_id)s, %(node_key)s || '[' || (e.ordinality - 1) || ']', %(executor)s, %(queue)s,
        CASE WHEN e.ordinality <= coalesce(%(max_parallel)s::int, e.ordinality)
             THEN 'queued' ELSE 'pending' END,
        %(priority)s, %(max_attempts)s, %(timeout_s)s, %(backoff_initial_s)s,
        %(backoff_max_s)s, %(params)s, %(depends_on)s::text[], %(parent_id)s,
        e.ordinality - 1, e.value,
-       CASE WHEN e.ordinality <= coalesce(%(max_parallel)s::int, e.ordinality) THEN now() END
+       CASE WHEN e.ordinality <= coalesce(%(max_parallel)s::int, e.ordinality) THEN now() END,
+       (SELECT r.tenant FROM dagq.runs r WHERE r.id = %(run_id)s)
 FROM jsonb_array_elements(%(items)s) WITH ORDINALITY AS e(value, ordinality)
 
 -- name: release_next_map_item
