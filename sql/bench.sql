@@ -201,3 +201,23 @@ CHECKPOINT
 SELECT (SELECT count(*) FROM dagq.node_stream s WHERE s.run_id = %(run_id)s) AS chunks,
        extract(epoch FROM t.finished_at - t.started_at) AS seconds
 FROM dagq.node_tasks t WHERE t.run_id = %(run_id)s
+
+-- name: fair_start_ms
+-- The fairness phase: each small-tenant run's submit -> start (its node leased), in ms.
+SELECT extract(epoch FROM t.started_at - r.created_at) * 1000 AS ms
+FROM dagq.runs r JOIN dagq.node_tasks t ON t.run_id = r.id
+WHERE r.tenant = %(tenant)s AND r.workflow = %(workflow)s AND t.started_at IS NOT NULL
+
+-- name: fair_span
+-- The fairness phase: every node of both tenants' workflows, first start to last finish.
+SELECT count(*) AS nodes, count(*) FILTER (WHERE t.status = 'succeeded') AS succeeded,
+       min(t.started_at) AS first_start, max(t.finished_at) AS last_finish,
+       count(DISTINCT t.lease_owner || '@' || t.started_at::text) AS leases
+FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
+WHERE r.workflow = ANY (%(workflows)s::text[])
+
+-- name: open_runs_of
+SELECT EXISTS (
+    SELECT 1 FROM dagq.runs
+    WHERE finished_at IS NULL AND tenant = %(tenant)s AND workflow = %(workflow)s
+) AS open

@@ -32,7 +32,8 @@ from dagq import __version__
 from dagq.bench import machine
 from dagq.bench import phases as ph
 from dagq.bench.api_load import api_load
-from dagq.bench.report import print_report
+from dagq.bench.fairness import fairness
+from dagq.bench.report import print_fairness, print_report
 from dagq.bench.stream import stream
 from dagq.bench.waiting import flat_beside_waits
 from dagq.config import Settings
@@ -60,6 +61,7 @@ class Sizes:
     api_seconds: float  # of load per client count (50, 200) on the API
     repeat: int
     min_drain_s: float  # a shorter drain is logged as noisy
+    fairness_runs: int = 100_000  # the big tenant's backlog (--fairness)
 
 
 # Drains sized for >= 10 s each on the reference machine (2 cores: ~7,000 nodes/s flat,
@@ -68,7 +70,7 @@ class Sizes:
 FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_000, 10_000,
              api_seconds=10.0, repeat=3, min_drain_s=10.0)
 QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, 200, api_seconds=2.0,
-              repeat=2, min_drain_s=0.0)
+              repeat=2, min_drain_s=0.0, fairness_runs=2_000)
 API_CLIENTS = (50, 200)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
@@ -79,6 +81,7 @@ TARGETS = {
     "latency_single_p50": "<= 3 ms", "big_ratio": ">= 0.80",
     "stream_p50": "<= 20 ms", "stream_p99": "<= 100 ms",
     "api_c50_submits_per_s": ">= 2,000", "api_c50_p99": "<= 50 ms",
+    "fairness_small_p99": "<= 50 ms", "fairness_drain_ratio": ">= 0.90",
 }
 
 
@@ -111,11 +114,15 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
             "before": load_before, "after": machine.load_average()}},
         "database": database,
         "config": {"workers": args.workers, "threads": args.threads, "quick": args.quick,
-                   "big": args.big, "sizes": asdict(sizes)},
+                   "big": args.big, "fairness": args.fairness, "only": args.only,
+                   "sizes": asdict(sizes)},
         **results,
         "elapsed_s": round(time.monotonic() - began, 1),
     }
-    print_report(results, TARGETS)
+    if args.only == "fairness":
+        print_fairness(results, TARGETS)
+    else:
+        print_report(results, TARGETS)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"figures written to {args.json_path}", file=sys.stderr)
@@ -149,7 +156,12 @@ def _bench_in_scratch_database(args: argparse.Namespace, settings: Settings,
         bench = ph.Bench(url=url, q=q, repo=repo, conn=conn, workers=args.workers,
                          threads=args.threads, log_dir=logs)
         try:
-            return database, _measure(bench, sizes, big=args.big)
+            results = {} if args.only == "fairness" else _measure(bench, sizes, big=args.big)
+            if args.fairness or args.only == "fairness":
+                log.info("fairness: %d one-node runs of one tenant alone, then beside a "
+                         "small tenant", sizes.fairness_runs)
+                results["fairness"] = fairness(bench, runs=sizes.fairness_runs)
+            return database, results
         except psycopg.Error as exc:
             raise DagqError(f"bench failed: {type(exc).__name__}: {exc}") from exc
 
