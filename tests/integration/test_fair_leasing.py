@@ -150,6 +150,16 @@ def test_max_running_nodes_holds_for_two_concurrent_leasers(repo: Store, sql,
     assert handed == []
 
 
+def test_max_running_nodes_holds_for_a_tenant_alone(repo: Store, sql) -> None:
+    """One tenant with queued work takes the plain walk: its cap holds there too."""
+    repo.put_tenant("solo", max_running_nodes=2)
+    run_of(sql, "solo", 10)
+    assert len(lease(repo, 10)) == 2
+    assert lease(repo, 10) == []
+    repo.put_tenant("solo", max_running_nodes=3)
+    assert len(lease(repo, 10)) == 1
+
+
 @pytest.fixture
 def backlog(sql) -> psycopg.Connection:
     """100 tenants, 1,000,000 queued nodes: one tenant has 990,000, 99 share the rest."""
