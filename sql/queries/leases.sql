@@ -66,10 +66,14 @@ SELECT * FROM dagq.start_leases(CASE
                                             %(limit)s)
                FROM ends e LEFT JOIN dagq.tenants s ON s.name = e.first)
         FOR UPDATE SKIP LOCKED)
-    ELSE ARRAY(
-        SELECT c.id FROM dagq.node_tasks c JOIN ranked k ON k.id = c.id
+    ELSE ARRAY(  -- the candidates in fair order, each locked by its primary key
+        SELECT c.id
+        FROM unnest(ARRAY(SELECT k.id FROM ranked k
+                          ORDER BY k.priority DESC, k.turn, k.available_at, k.id))
+             WITH ORDINALITY AS u(id, ord)
+        JOIN dagq.node_tasks c ON c.id = u.id
         WHERE c.status = 'queued'
-        ORDER BY k.priority DESC, k.turn, k.available_at, k.id
+        ORDER BY u.ord
         LIMIT %(limit)s
         FOR UPDATE OF c SKIP LOCKED)
     END, %(worker)s, %(ttl_s)s)
