@@ -159,11 +159,11 @@ VALUES (%(id)s, 'bench', 'bench-history', '{}'::jsonb, 'bench-history', 'succeed
 -- Finished node rows as the engine leaves them, spread over the last hour.
 INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, attempts, version,
                              outputs, available_at, queued_at, lease_owner, started_at,
-                             finished_at)
+                             finished_at, tenant)
 SELECT %(run_id)s, 'n' || g, 'builtin.noop', 'default', 'succeeded', 1, 3, '{}'::jsonb,
        now() - mod(g, 3600) * interval '1 second', now() - mod(g, 3600) * interval '1 second',
        'bench-history', now() - mod(g, 3600) * interval '1 second',
-       now() - mod(g, 3600) * interval '1 second' + interval '1 millisecond'
+       now() - mod(g, 3600) * interval '1 second' + interval '1 millisecond', 'bench'
 FROM generate_series(1, %(rows)s) AS g
 
 -- name: analyze_dagq
@@ -228,8 +228,7 @@ ORDER BY r.created_at
 -- name: message_status
 SELECT status FROM dagq.runs WHERE tenant = 'default' AND event_key = %(event_key)s
 
--- ===== sub-workflows ================================================================
-
+-- ===== sub-workflows =========================================================
 -- name: tree_span
 -- The nodes workers ran in runs of these workflows (every level of a tree: sub-workflow
 -- nodes and their map items run no executor and are left out).
@@ -255,3 +254,22 @@ FROM dagq.runs WHERE tenant = 'bench' AND workflow = %(workflow)s
 -- name: deadlocks
 -- Deadlocks Postgres detected in this database so far (each cost deadlock_timeout).
 SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()
+-- name: fair_start_ms
+-- The fairness phase: each small-tenant run's submit -> start (its node leased), in ms.
+SELECT extract(epoch FROM t.started_at - r.created_at) * 1000 AS ms
+FROM dagq.runs r JOIN dagq.node_tasks t ON t.run_id = r.id
+WHERE r.tenant = %(tenant)s AND r.workflow = %(workflow)s AND t.started_at IS NOT NULL
+
+-- name: fair_span
+-- The fairness phase: every node of both tenants' workflows, first start to last finish.
+SELECT count(*) AS nodes, count(*) FILTER (WHERE t.status = 'succeeded') AS succeeded,
+       min(t.started_at) AS first_start, max(t.finished_at) AS last_finish,
+       count(DISTINCT t.lease_owner || '@' || t.started_at::text) AS leases
+FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
+WHERE r.workflow = ANY (%(workflows)s::text[])
+
+-- name: open_runs_of
+SELECT EXISTS (
+    SELECT 1 FROM dagq.runs
+    WHERE finished_at IS NULL AND tenant = %(tenant)s AND workflow = %(workflow)s
+) AS open

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from dagq.api.auth import principal, tenant_scope
 from dagq.api.errors import NotReady
 from dagq.api.metrics import CONTENT_TYPE
-from dagq.api.schemas import Health, QueueList, QueueStats
+from dagq.api.schemas import Health, QueueList, QueueStats, QueueTenant
 from dagq.errors import DatabaseUnavailable
 
 READY_TIMEOUT_S = 2.0
@@ -49,8 +49,13 @@ async def queues(request: Request) -> JSONResponse:
     tenant = tenant_scope(await principal(request))
     repo = request.app.state.repo
     rows = await run_in_threadpool(repo.queue_stats, tenant)
-    out = QueueList(queues=[QueueStats(name=r["queue"], **{k: v for k, v in r.items()
-                                                           if k != "queue"}) for r in rows])
+    by_queue: dict[str, list[QueueTenant]] = {}
+    for t in await run_in_threadpool(repo.queue_tenants, tenant):
+        by_queue.setdefault(t["queue"], []).append(
+            QueueTenant(**{k: v for k, v in t.items() if k != "queue"}))
+    out = QueueList(queues=[QueueStats(name=r["queue"], tenants=by_queue.get(r["queue"], []),
+                                       **{k: v for k, v in r.items() if k != "queue"})
+                            for r in rows])
     return JSONResponse(out.model_dump(mode="json"))
 
 

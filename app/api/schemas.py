@@ -228,6 +228,15 @@ class RunAction(_Out):
     status: RunStatus
 
 
+class QueueTenant(_Out):
+    name: str = Field(description="the tenant")
+    queued: int = Field(description="its nodes ready to run now")
+    delayed: int
+    running: int
+    weight: float = Field(description="its share of starts against other tenants")
+    max_running_nodes: int | None = None
+
+
 class QueueStats(_Out):
     name: str
     queued: int = Field(description="ready to run now")
@@ -235,6 +244,8 @@ class QueueStats(_Out):
     running: int
     oldest_queued_age_s: float = Field(description="how long the oldest ready node waits")
     failed_last_hour: int
+    tenants: list[QueueTenant] = Field(
+        default_factory=list, description="per tenant with queued or running nodes here")
 
 
 class QueueList(_Out):

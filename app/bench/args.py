@@ -16,10 +16,15 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--big", action="store_true",
                         help="also measure flat throughput with 1,000,000 finished node "
                              "rows in dagq.node_tasks (100,000 with --quick)")
-    parser.add_argument("--phase", choices=["dramatiq", "subflows"], default=None,
+    parser.add_argument("--phase", choices=["dramatiq", "subflows", "fairness"], default=None,
                         help="run only this phase (dramatiq: plain Dramatiq actors' sends, "
                              "drain and idle send -> start; subflows: parent runs mapping a "
-                             "sub-workflow, against the same work inlined)")
+                             "sub-workflow, against the same work inlined; fairness: the "
+                             "--fairness phase)")
+    parser.add_argument("--fairness", action="store_true",
+                        help="also measure fair leasing: 100,000 one-node runs of one "
+                             "tenant drain alone, then beside a small tenant submitting "
+                             "one run every 50 ms (2,000 with --quick; a minute or two)")
     parser.add_argument("--compare", default=None, metavar="REF",
                         help="also bench the git commit REF (in a temporary worktree and "
                              "venv), alternating with this checkout, and print the ratios")

@@ -71,6 +71,8 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
         _big_rows(table, r["big"], vs, targets)
     if r.get("dramatiq") is not None:
         _dramatiq_rows(table, r["dramatiq"], targets)
+    if r.get("fairness") is not None:
+        _fairness_rows(table, r["fairness"], targets)
     _rss_rows(table, r["worker_rss"])
     _print(table, r)
 
@@ -219,3 +221,29 @@ def _dramatiq_rows(table: Table, d: dict[str, Any], targets: dict[str, str]) -> 
                   _n(lat["p50_ms"], "ms"), "", targets.get("dramatiq_latency_p50", ""))
     table.add_row("", "  p99 / max", f"{_n(lat['p99_ms'])} / {_n(lat['max_ms'], 'ms')}",
                   "", "")
+def _fairness_rows(table: Table, f: dict[str, Any], targets: dict[str, str]) -> None:
+    beside = f["beside"]
+    table.add_row("fairness", f"{f['big_runs']:,} one-node runs of one tenant, alone",
+                  _n(f["alone"]["nodes_per_s"], "nodes/s"), "", "")
+    table.add_row("", f"  the same beside {beside['small_runs']:,} runs of a small tenant "
+                  "(one per 50 ms)", _n(beside["nodes_per_s"], "nodes/s"), "", "")
+    table.add_row("", "  ratio to alone", f"{f['drain_ratio']:.2f}", "",
+                  targets.get("fairness_drain_ratio", ""))
+    table.add_row("", "  small tenant submit -> start p50",
+                  _n(beside["small_submit_to_start_p50_ms"], "ms"), "", "")
+    table.add_row("", "  small tenant submit -> start p99",
+                  _n(beside["small_submit_to_start_p99_ms"], "ms"), "",
+                  targets.get("fairness_small_p99", ""))
+
+
+def print_fairness(r: dict[str, Any], targets: dict[str, str]) -> None:
+    """`dagq bench --phase fairness`: that phase's rows alone."""
+    table = Table(title="dagq bench — fairness", show_lines=False)
+    for column in ("phase", "what", "measured", "", "target"):
+        table.add_column(column)
+    _fairness_rows(table, r["fairness"], targets)
+    console = Console(width=max(Console().width, 140))
+    console.print(table)
+    load = r["machine"].get("load_average_1m") or {}
+    console.print(f"elapsed {r['elapsed_s']:.0f}s; load average {load.get('before')} before, "
+                  f"{load.get('after')} after; {r['command']}", style="dim")

@@ -33,7 +33,8 @@ from dagq.bench import machine
 from dagq.bench import phases as ph
 from dagq.bench.api_load import api_load
 from dagq.bench.dramatiq import dramatiq_phase
-from dagq.bench.report import print_report
+from dagq.bench.fairness import fairness
+from dagq.bench.report import print_fairness, print_report
 from dagq.bench.stream import stream
 from dagq.bench.subflows import subflows
 from dagq.bench.waiting import flat_beside_waits
@@ -65,6 +66,7 @@ class Sizes:
     min_drain_s: float  # a shorter drain is logged as noisy
     dramatiq_sends: int = 10_000  # actor.send() from one producer (and a group), drained
     dramatiq_latency: int = 200  # idle send -> start samples
+    fairness_runs: int = 100_000  # the big tenant's backlog (--fairness)
 
 
 # Drains sized for >= 10 s each on the reference machine (2 cores: ~7,000 nodes/s flat,
@@ -74,7 +76,7 @@ FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_00
              api_seconds=10.0, subflow_parents=200, repeat=3, min_drain_s=10.0)
 QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, 200, api_seconds=2.0,
               subflow_parents=10, repeat=2, min_drain_s=0.0, dramatiq_sends=300,
-              dramatiq_latency=10)
+              dramatiq_latency=10, fairness_runs=2_000)
 API_CLIENTS = (50, 200)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
@@ -86,6 +88,7 @@ TARGETS = {
     "stream_p50": "<= 20 ms", "stream_p99": "<= 100 ms",
     "api_c50_submits_per_s": ">= 2,000", "api_c50_p99": "<= 50 ms",
     "dramatiq_sends_per_s": ">= 3,000", "dramatiq_latency_p50": "<= 3 ms",
+    "fairness_small_p99": "<= 50 ms", "fairness_drain_ratio": ">= 0.90",
 }
 
 
@@ -118,12 +121,15 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
             "before": load_before, "after": machine.load_average()}},
         "database": database,
         "config": {"workers": args.workers, "threads": args.threads, "quick": args.quick,
-                   "big": args.big, "sizes": asdict(sizes)},
+                   "big": args.big, "fairness": args.fairness, "phase": args.phase,
+                   "sizes": asdict(sizes)},
         **results,
         "elapsed_s": round(time.monotonic() - began, 1),
     }
     if args.phase == "subflows":
         print(json.dumps(results["subflows"], indent=2))
+    elif args.phase == "fairness":
+        print_fairness(results, TARGETS)
     else:
         print_report(results, TARGETS)
     if args.json_path:
@@ -159,8 +165,13 @@ def _bench_in_scratch_database(args: argparse.Namespace, settings: Settings,
         bench = ph.Bench(url=url, q=q, repo=repo, conn=conn, workers=args.workers,
                          threads=args.threads, log_dir=logs)
         try:
-            return database, _measure(bench, sizes, big=args.big, phase=args.phase,
-                                      quick=args.quick)
+            results = {} if args.phase == "fairness" else _measure(
+                bench, sizes, big=args.big, phase=args.phase, quick=args.quick)
+            if args.phase == "fairness" or (args.fairness and args.phase is None):
+                log.info("fairness: %d one-node runs of one tenant alone, then beside a "
+                         "small tenant", sizes.fairness_runs)
+                results["fairness"] = fairness(bench, runs=sizes.fairness_runs)
+            return database, results
         except psycopg.Error as exc:
             raise DagqError(f"bench failed: {type(exc).__name__}: {exc}") from exc
 

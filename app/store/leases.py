@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from dagq.sqlfiles import queries
 from dagq.store.core import (
     QUEUED_CHANNEL,
     STALE_COMPLETIONS,
+    StoreCore,
     notify_after_commit,
     notify_event_streams,
     transient,
@@ -80,8 +82,38 @@ def _allowance(cap: dict[str, Any], running: int) -> tuple[int, float | None]:
 
 
 
+class TenantCaps:
+    """Whether any tenant has max_running_nodes, read at most every `ttl_s` seconds: only
+    then does a lease lock the capped tenants' rows first (an extra statement). A tenant
+    capped meanwhile is not leased until the next read (lease_nodes skips a capped
+    tenant whose row the lease does not hold), so a cap is never overshot."""
+
+    def __init__(self, ttl_s: float = 2.0) -> None:
+        self.ttl_s = ttl_s
+        self._until = 0.0
+        self._any = False
+
+    def any(self, store: StoreCore) -> bool:
+        now = time.monotonic()
+        if now >= self._until:
+            with store._tx(one_statement=True) as cur:
+                row = cur.execute(queries()["any_capped_tenant"]).fetchone()
+            self._any, self._until = bool(row and row["capped"]), now + self.ttl_s
+        return self._any
+
+    def forget(self) -> None:
+        self._until = 0.0
+
+
 class LeaseStore(Transitions):
     """Every statement a worker runs on its leases."""
+
+    @property
+    def _tenant_caps(self) -> TenantCaps:
+        caps = self.__dict__.get("_caps_cache")
+        if caps is None:
+            caps = self.__dict__["_caps_cache"] = TenantCaps()
+        return caps
 
     @transient
     def lease(
@@ -93,8 +125,13 @@ class LeaseStore(Transitions):
         `capped` names served executors declared with a concurrency or rate cap; only
         then does the lease take the (slower) path that enforces caps fleet-wide.
         """
-        params = {"worker": worker, "queue": queue, "ttl_s": ttl_s}
-        with self._tx(one_statement=not capped) as cur:
+        params: dict[str, Any] = {"worker": worker, "queue": queue, "ttl_s": ttl_s,
+                                  "capped": None}
+        tenant_caps = self._tenant_caps.any(self)
+        with self._tx(one_statement=not capped and not tenant_caps) as cur:
+            if tenant_caps:  # their rows stay locked until commit (race-safe caps)
+                params["capped"] = [r["name"] for r in cur.execute(
+                    queries()["lock_capped_tenants"], {"queue": queue}).fetchall()]
             if not capped:
                 rows = cur.execute(queries()["lease_nodes"], {
                     **params, "limit": limit, "executors": executors}).fetchall()

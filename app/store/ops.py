@@ -30,6 +30,13 @@ class OpsStore(StoreCore):
         with self._tx(one_statement=True) as cur:
             return cur.execute(queries()["api_queue_stats"], {"tenant": tenant}).fetchall()
 
+    @transient
+    def queue_tenants(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Per queue and tenant with queued or running nodes: queued (ready), delayed,
+        running, weight, max_running_nodes; only `tenant`'s if given."""
+        with self._tx(one_statement=True) as cur:
+            return cur.execute(queries()["api_queue_tenants"], {"tenant": tenant}).fetchall()
+
     def readiness(self, *, timeout_s: float = 2.0) -> tuple[list[int], int | None]:
         """(pending migration versions, live workers) in one pool checkout; the workers
         are not counted (None) while migrations are pending. Not retried: a readiness

@@ -20,6 +20,9 @@ class TenantStore(StoreCore):
                 "name": name, "weight": weight, "max_queued_runs": max_queued_runs,
                 "max_running_nodes": max_running_nodes, "submit_rate": submit_rate,
             }).fetchone()
+        caps = self.__dict__.get("_caps_cache")  # this process's leases: read caps anew
+        if caps is not None:
+            caps.forget()
         return TenantRecord(**row)
 
     @transient

@@ -6,14 +6,77 @@
 -- Lease up to `limit` queued nodes of one queue in lease order, skipping rows other
 -- workers hold (dagq.start_leases does the rest: runs, events, the executor's input;
 -- a node whose run is already over is cancelled there, never started).
-SELECT * FROM dagq.start_leases(ARRAY(
-    SELECT c.id FROM dagq.node_tasks c
-    WHERE c.status = 'queued' AND c.queue = %(queue)s AND c.available_at <= now()
-      AND (%(executors)s::text[] IS NULL OR c.executor = ANY (%(executors)s::text[]))
-    ORDER BY c.priority DESC, c.available_at, c.id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-), %(worker)s, %(ttl_s)s)
+-- One tenant with queued work in the queue (two probes of node_tasks_fair: its first and
+-- last tenant): the plain walk of node_tasks_dequeue. Several: fair leasing. A skip-scan
+-- finds each tenant with queued work; each one's head (its first rows by node_tasks_fair:
+-- 2 * limit, fewer with many tenants, about 4 * limit in all) is ranked; rows go by priority, then (the tenant's running nodes in
+-- this queue + rank) / weight, so starts are shared in proportion to the weights.
+-- A tenant with max_running_nodes is leased only when the caller locked its row
+-- (`capped`, lock_capped_tenants), within max_running_nodes - its running nodes.
+WITH RECURSIVE tenants AS (
+    (SELECT f.tenant FROM dagq.node_tasks f
+     WHERE f.status = 'queued' AND f.queue = %(queue)s ORDER BY f.tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT f.tenant FROM dagq.node_tasks f
+            WHERE f.status = 'queued' AND f.queue = %(queue)s AND f.tenant > t.tenant
+            ORDER BY f.tenant LIMIT 1)
+    FROM tenants t WHERE t.tenant IS NOT NULL
+), ends AS (
+    SELECT (SELECT f.tenant FROM dagq.node_tasks f
+            WHERE f.status = 'queued' AND f.queue = %(queue)s
+            ORDER BY f.tenant LIMIT 1) AS first,
+           (SELECT f.tenant FROM dagq.node_tasks f
+            WHERE f.status = 'queued' AND f.queue = %(queue)s
+            ORDER BY f.tenant DESC LIMIT 1) AS last
+), running AS MATERIALIZED (  -- leased nodes in this queue per tenant: one pass
+    SELECT r.tenant, count(*) AS running FROM dagq.node_tasks r
+    WHERE r.status = 'running' AND r.lease_expires_at IS NOT NULL AND r.queue = %(queue)s
+    GROUP BY r.tenant
+), shares AS MATERIALIZED (  -- per tenant: weight, running nodes here, rows to rank
+    SELECT t.tenant, coalesce(s.weight, 1)::float8 AS weight,
+           coalesce((SELECT r.running FROM running r WHERE r.tenant = t.tenant), 0)
+               AS running,
+           dagq.tenant_allowance(s.name, s.max_running_nodes, %(capped)s::text[], least(
+               2 * %(limit)s, 1 + (4 * %(limit)s - 1) / (SELECT count(*) FROM tenants n
+                                                        WHERE n.tenant IS NOT NULL))::int)
+               AS take
+    FROM tenants t LEFT JOIN dagq.tenants s ON s.name = t.tenant
+    WHERE t.tenant IS NOT NULL
+), ranked AS (
+    SELECT h.id, h.priority, h.available_at, (sh.running + h.rank) / sh.weight AS turn
+    FROM shares sh
+    CROSS JOIN LATERAL (
+        SELECT c.id, c.priority, c.available_at,
+               row_number() OVER (ORDER BY c.priority DESC, c.available_at, c.id) AS rank
+        FROM dagq.node_tasks c
+        WHERE c.status = 'queued' AND c.queue = %(queue)s AND c.tenant = sh.tenant
+          AND c.available_at <= now()
+          AND (%(executors)s::text[] IS NULL OR c.executor = ANY (%(executors)s::text[]))
+        ORDER BY c.priority DESC, c.available_at, c.id
+        LIMIT sh.take
+    ) h
+)
+SELECT * FROM dagq.start_leases(CASE
+    WHEN (SELECT e.first IS NOT DISTINCT FROM e.last FROM ends e) THEN ARRAY(
+        SELECT c.id FROM dagq.node_tasks c
+        WHERE c.status = 'queued' AND c.queue = %(queue)s AND c.available_at <= now()
+          AND (%(executors)s::text[] IS NULL OR c.executor = ANY (%(executors)s::text[]))
+        ORDER BY c.priority DESC, c.available_at, c.id
+        LIMIT (SELECT dagq.tenant_allowance(s.name, s.max_running_nodes, %(capped)s::text[],
+                                            %(limit)s)
+               FROM ends e LEFT JOIN dagq.tenants s ON s.name = e.first)
+        FOR UPDATE SKIP LOCKED)
+    ELSE ARRAY(  -- the candidates in fair order, each locked by its primary key
+        SELECT c.id
+        FROM unnest(ARRAY(SELECT k.id FROM ranked k
+                          ORDER BY k.priority DESC, k.turn, k.available_at, k.id))
+             WITH ORDINALITY AS u(id, ord)
+        JOIN dagq.node_tasks c ON c.id = u.id
+        WHERE c.status = 'queued'
+        ORDER BY u.ord
+        LIMIT %(limit)s
+        FOR UPDATE OF c SKIP LOCKED)
+    END, %(worker)s, %(ttl_s)s)
 
 -- name: lease_released
 -- In the transaction that queued them: lease for this worker the released nodes `ids`
@@ -33,7 +96,10 @@ SELECT * FROM dagq.start_leases(ARRAY(
     SELECT c.id FROM dagq.node_tasks c
     WHERE c.id = ANY (%(ids)s::bigint[]) AND c.executor = ANY (%(executors)s::text[])
       AND c.priority >= coalesce((SELECT top.priority FROM top), c.priority)
-    FOR UPDATE SKIP LOCKED
+      -- a tenant with max_running_nodes is leased only by lease_nodes, under its lock
+      AND NOT EXISTS (SELECT 1 FROM dagq.tenants s
+                      WHERE s.name = c.tenant AND s.max_running_nodes IS NOT NULL)
+    FOR UPDATE OF c SKIP LOCKED
 ), %(worker)s, %(ttl_s)s)
 
 -- name: held_leases
@@ -53,6 +119,22 @@ FROM dagq.executors
 WHERE name = ANY (%(names)s::text[]) AND (concurrency IS NOT NULL OR rate_per_s IS NOT NULL)
 ORDER BY name
 FOR UPDATE
+
+-- name: lock_capped_tenants
+-- The tenants with max_running_nodes that have queued work in this queue, locked in name
+-- order: while a lease transaction holds them, no other can pass the same cap check
+-- (lease_nodes counts their running nodes after this statement, in its own snapshot).
+SELECT s.name FROM dagq.tenants s
+WHERE s.max_running_nodes IS NOT NULL
+  AND EXISTS (SELECT 1 FROM dagq.node_tasks f
+              WHERE f.status = 'queued' AND f.queue = %(queue)s AND f.tenant = s.name)
+ORDER BY s.name
+FOR UPDATE OF s
+
+-- name: any_capped_tenant
+-- Whether any tenant has max_running_nodes (workers cache this for a few seconds; a
+-- tenant capped since is not leased until then, never leased past its cap).
+SELECT EXISTS (SELECT 1 FROM dagq.tenants WHERE max_running_nodes IS NOT NULL) AS capped
 
 -- name: running_by_executor
 -- Running (leased) tasks per executor, for concurrency caps.

@@ -56,6 +56,31 @@ FROM parts
 GROUP BY queue
 ORDER BY queue
 
+-- name: api_queue_tenants
+-- GET /v1/queues: per queue and tenant with queued or running nodes, its ready, delayed
+-- and running nodes (map parents excluded), its weight and max_running_nodes. Each branch
+-- walks one partial index. %(tenant)s NULL: every tenant (admin keys); else only its own.
+WITH parts AS (
+    SELECT t.queue, t.tenant,
+           count(*) FILTER (WHERE t.available_at <= now()) AS queued,
+           count(*) FILTER (WHERE t.available_at > now()) AS delayed, 0 AS running
+    FROM dagq.node_tasks t
+    WHERE t.status = 'queued' AND (%(tenant)s::text IS NULL OR t.tenant = %(tenant)s::text)
+    GROUP BY t.queue, t.tenant
+    UNION ALL
+    SELECT t.queue, t.tenant, 0, 0, count(*)
+    FROM dagq.node_tasks t
+    WHERE t.status = 'running' AND t.map_over IS NULL
+      AND (%(tenant)s::text IS NULL OR t.tenant = %(tenant)s::text)
+    GROUP BY t.queue, t.tenant
+)
+SELECT p.queue, p.tenant AS name, sum(p.queued)::bigint AS queued,
+       sum(p.delayed)::bigint AS delayed, sum(p.running)::bigint AS running,
+       coalesce(s.weight, 1)::float8 AS weight, s.max_running_nodes
+FROM parts p LEFT JOIN dagq.tenants s ON s.name = p.tenant
+GROUP BY p.queue, p.tenant, s.weight, s.max_running_nodes
+ORDER BY p.queue, p.tenant
+
 -- name: api_metric_gauges
 -- /metrics at scrape time: open runs by status, and pending nodes of open runs.
 SELECT (SELECT count(*) FROM dagq.runs WHERE finished_at IS NULL AND status = 'queued')

@@ -86,7 +86,7 @@ WHERE t.id = %(id)s
 -- child runs instead of being queued (the caller starts them).
 INSERT INTO dagq.node_tasks (run_id, node_key, executor, queue, status, priority, max_attempts,
                              timeout_s, backoff_initial_s, backoff_max_s, params, depends_on,
-                             parent_id, item_index, item, queued_at, subflow)
+                             parent_id, item_index, item, queued_at, subflow, tenant)
 SELECT %(run_id)s, %(node_key)s || '[' || (e.ordinality - 1) || ']', %(executor)s, %(queue)s,
        CASE WHEN e.ordinality > coalesce(%(max_parallel)s::int, e.ordinality) THEN 'pending'
             WHEN %(subflow)s::jsonb IS NOT NULL THEN 'waiting' ELSE 'queued' END,
@@ -94,7 +94,7 @@ SELECT %(run_id)s, %(node_key)s || '[' || (e.ordinality - 1) || ']', %(executor)
        %(backoff_max_s)s, %(params)s, %(depends_on)s::text[], %(parent_id)s,
        e.ordinality - 1, e.value,
        CASE WHEN e.ordinality <= coalesce(%(max_parallel)s::int, e.ordinality) THEN now() END,
-       %(subflow)s::jsonb
+       %(subflow)s::jsonb, (SELECT r.tenant FROM dagq.runs r WHERE r.id = %(run_id)s)
 FROM jsonb_array_elements(%(items)s) WITH ORDINALITY AS e(value, ordinality)
 
 -- name: release_next_map_item

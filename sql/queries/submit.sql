@@ -53,8 +53,7 @@ WITH run AS (
                                  max_attempts, timeout_s, backoff_initial_s, backoff_max_s,
                                  params, depends_on, dependents, deps_remaining, condition,
                                  map_over, queued_at, wait_spec, wait_until, started_at,
-                                 subflow,
-                                 available_at)
+                                 subflow, available_at, tenant)
     SELECT r.id, n.node_key, n.executor, n.queue, n.status, n.priority, n.max_attempts,
            n.timeout_s, n.backoff_initial_s, n.backoff_max_s, n.params,
            ARRAY(SELECT jsonb_array_elements_text(n.depends_on)),
@@ -64,7 +63,7 @@ WITH run AS (
            CASE WHEN n.status = 'waiting'  -- a root wait node waits from now
                 THEN coalesce(n.wait_until, now() + make_interval(secs => n.wait_offset_s)) END,
            CASE WHEN n.status = 'waiting' THEN now() END, n.subflow,
-           now() + make_interval(secs => coalesce(%(delay_s)s::float8, 0))
+           now() + make_interval(secs => coalesce(%(delay_s)s::float8, 0)), %(tenant)s
     FROM run r CROSS JOIN jsonb_to_recordset(%(nodes)s) AS n(
         node_key text, executor text, queue text, status text, priority int,
         max_attempts int, timeout_s float8, backoff_initial_s float8, backoff_max_s float8,
@@ -128,7 +127,7 @@ WITH input AS (
                                  max_attempts, timeout_s, backoff_initial_s, backoff_max_s,
                                  params, depends_on, dependents, deps_remaining, condition,
                                  map_over, queued_at, wait_spec, wait_until, started_at,
-                                 subflow)
+                                 subflow, tenant)
     SELECT run.id, n.node_key, n.executor, n.queue, n.status, n.priority, n.max_attempts,
            n.timeout_s, n.backoff_initial_s, n.backoff_max_s, n.params,
            ARRAY(SELECT jsonb_array_elements_text(n.depends_on)),
@@ -137,7 +136,7 @@ WITH input AS (
            CASE WHEN n.status = 'queued' THEN now() END, n.wait_spec,
            CASE WHEN n.status = 'waiting'  -- a root wait node waits from now
                 THEN coalesce(n.wait_until, now() + make_interval(secs => n.wait_offset_s)) END,
-           CASE WHEN n.status = 'waiting' THEN now() END, n.subflow
+           CASE WHEN n.status = 'waiting' THEN now() END, n.subflow, r.tenant
     FROM run JOIN input r ON r.id = run.id
     CROSS JOIN jsonb_to_recordset(r.nodes) AS n(
         node_key text, executor text, queue text, status text, priority int,

@@ -112,7 +112,8 @@ def test_hot_statements_never_scan_a_whole_table(bulk, name: str) -> None:
 def test_lease_uses_the_partial_index_after_bulk_insert(bulk) -> None:
     """After 100k finished rows + ANALYZE the planner must still walk only queued rows."""
     sql = bulk
-    params = {"worker": "w", "queue": "default", "limit": 16, "ttl_s": 30, "executors": None}
+    params = {"worker": "w", "queue": "default", "limit": 16, "ttl_s": 30, "executors": None,
+              "capped": None}
     custom = sql.execute("EXPLAIN (FORMAT JSON) " + queries()["lease_nodes"], params).fetchone()
     # Workers plan each statement once (plan_cache_mode=force_generic_plan): the plan
     # without parameter values must walk the same index.
@@ -137,7 +138,8 @@ def test_100k_waiting_nodes_stay_out_of_the_lease_path(bulk) -> None:
         FROM generate_series(1, 100000) g
     """)
     sql.execute("ANALYZE dagq.node_tasks")
-    params = {"worker": "w", "queue": "default", "limit": 16, "ttl_s": 30, "executors": None}
+    params = {"worker": "w", "queue": "default", "limit": 16, "ttl_s": 30, "executors": None,
+              "capped": None}
     custom = sql.execute("EXPLAIN (FORMAT JSON) " + queries()["lease_nodes"], params).fetchone()
     generic = sql.execute(
         "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + _positional(queries()["lease_nodes"])

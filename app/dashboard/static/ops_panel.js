@@ -1,5 +1,5 @@
 // Beside the runs list (runs_page.js): the queues (ready, delayed, running, oldest wait,
-// recent failures) and the workers (the live ones; the stopped or dead folded away),
+// recent failures), their tenants (weight, ready, running, cap) and the workers (the live ones; the stopped or dead folded away),
 // re-read every few seconds. Workers are for admin keys: a tenant key's 403 stops asking.
 
 import { api, ApiError } from "./api.js";
@@ -32,10 +32,31 @@ function queuesTable(queues) {
       h("td", { class: `num ${q.failed_last_hour ? "bad" : ""}` }, q.failed_last_hour)))));
 }
 
+// Per queue and tenant with queued or running nodes: starts are shared by weight
+// (fair leasing); a tenant's max_running_nodes caps its running nodes in every queue.
+function tenantsTable(queues) {
+  const rows = queues.flatMap((q) => (q.tenants || []).map((t) => ({ queue: q.name, ...t })));
+  if (!rows.length) return null;
+  return h("table", { class: "mini", id: "queue-tenants-table" },
+    h("thead", {}, h("tr", {},
+      h("th", {}, "Queue"), h("th", {}, "Tenant"),
+      h("th", { title: "its share of starts against the other tenants" }, "Weight"),
+      h("th", { title: "ready to run now" }, "Ready"), h("th", {}, "Delayed"),
+      h("th", {}, "Running"), h("th", { title: "max_running_nodes (all queues)" }, "Cap"))),
+    h("tbody", {}, rows.map((t) => h("tr", { dataset: { queue: t.queue, tenant: t.name } },
+      h("td", { class: "mono" }, t.queue),
+      h("td", { class: "mono" }, t.name),
+      h("td", { class: "num" }, t.weight),
+      h("td", { class: `num ${t.queued ? "hot" : ""}` }, t.queued),
+      h("td", { class: "num" }, t.delayed),
+      h("td", { class: "num" }, t.running),
+      h("td", { class: "num" }, t.max_running_nodes ?? "—")))));
+}
+
 async function showQueues(queuesBox, signal) {
   try {
     const body = await api("/v1/queues", { signal });
-    fill(queuesBox, queuesTable(body.queues));
+    fill(queuesBox, queuesTable(body.queues), tenantsTable(body.queues));
   } catch (err) {
     if (err.name !== "AbortError") {
       fill(queuesBox, opsError(err));
