@@ -149,3 +149,32 @@ def _status(url: str) -> int:
         return httpx.get(url, timeout=2).status_code
     except httpx.HTTPError:
         return 0
+
+
+def test_workers_sigkilled_while_child_runs_run_the_tree_still_finishes(repo, fleet,
+                                                                        sql) -> None:
+    """A map over a sub-workflow whose every child kills its worker process (SIGKILL) on
+    its first attempt: the sweeper reclaims the leases, the restarted workers retry the
+    children's nodes, and the parent run succeeds with each item's output once."""
+    from dagq import service
+
+    fleet.start_sweeper()
+    fleet.start_command("worker", "--processes", "2", "--threads", "2", **FAST)
+    service.register_workflow(repo, {"name": "crashy", "nodes": {
+        "c": {"executor": "builtin.crash", "params": {"times": 1}, "max_attempts": 3,
+              "backoff": {"initial_s": 0.1, "max_s": 0.1}}}})
+    wf = service.pin_subworkflows(spec({
+        "src": {"executor": "builtin.echo", "params": {"items": [0, 1, 2, 3]}},
+        "each": {"workflow": {"name": "crashy"}, "depends_on": ["src"],
+                 "map": {"dep": "src", "path": "params.items", "max_parallel": 2}},
+    }), repo)
+    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run = wait_for_run(repo, run_id, timeout=120)
+    assert run.status == "succeeded", fleet.logs()
+    each = next(n for n in run.nodes if n.key == "each")
+    assert each.outputs == [{"c": {"attempt": 2}}] * 4
+    expired = sql.execute("SELECT count(*) AS n FROM dagq.run_events e JOIN dagq.runs r "
+                          "ON r.id = e.run_id WHERE r.parent_run_id = %s "
+                          "AND e.type = 'node_lease_expired'", (run_id,)).fetchone()["n"]
+    assert expired == 4  # every child's node lost its worker once
+    assert len(repo.get_run(run_id).children) == 4  # no child started twice
