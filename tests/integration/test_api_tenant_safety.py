@@ -30,7 +30,7 @@ GPU_FLOW = {"name": "gpu-flow", "nodes": {
     "prep": {"executor": "builtin.echo"},
     "train": {"executor": "builtin.echo", "depends_on": ["prep"], "queue": "gpu"}}}
 QUEUE_FIELDS = {"name", "queued", "delayed", "running", "oldest_queued_age_s",
-                "failed_last_hour"}
+                "failed_last_hour", "tenants"}
 
 
 @pytest.fixture
@@ -90,6 +90,11 @@ def test_a_tenant_key_counts_only_its_own_nodes(api: Api, sql) -> None:
     assert globex["default"]["queued"] == 0
     gpu = globex["gpu"]
     assert (gpu["queued"], gpu["running"], gpu["failed_last_hour"]) == (1, 1, 1)
+    # the per-tenant breakdown shows a tenant key its own tenant only
+    assert {t["name"] for q in (acme, globex) for row in q.values()
+            for t in row["tenants"]} <= {"acme", "globex"}
+    assert all(t["name"] == "globex" for row in globex.values() for t in row["tenants"])
+    assert all(t["name"] == "acme" for row in acme.values() for t in row["tenants"])
 
     every = _queues(api, api.admin)  # an admin key counts every tenant
     assert every["default"]["queued"] == 2
