@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from dagq.errors import Conflict, InvalidRequest
 from dagq.sqlfiles import queries
 from dagq.store.runs import cancel_open_run
+from dagq.workflow import MAX_CONCURRENCY_KEY_BYTES, Concurrency
 
 if TYPE_CHECKING:
     from dagq.store.submit_many import NewRun
@@ -156,3 +158,40 @@ def _cancel_open(cur: psycopg.Cursor[Any], replacing: dict[Key, uuid.UUID]) -> N
             cancel_open_run(cur, row["id"], {"reason": "replaced by a newer run",
                                              "concurrency_key": key,
                                              "replaced_by": str(new_id)})
+
+
+def rerun_concurrency(spec_concurrency: Concurrency | None, source: dict[str, Any],
+                      inputs: Any) -> tuple[Concurrency | None, str | None]:
+    """A rerun's concurrency and key: the workflow's, or (when the original's key came
+    with its submit) the same path and limit; the key read from the rerun's inputs."""
+    concurrency = spec_concurrency
+    held = source.get("concurrency_key")
+    if held is not None and (concurrency is None
+                             or not held.startswith(f"{concurrency.key}=")):
+        concurrency = Concurrency(key=held.split("=", 1)[0],
+                                  limit=source["concurrency_limit"] or 1)
+    key = concurrency.key_of(inputs) if concurrency is not None else None
+    if key is not None and len(key.encode()) > MAX_CONCURRENCY_KEY_BYTES:
+        raise InvalidRequest(f"the run's concurrency key ({key[:60]}...) is longer than "
+                             f"{MAX_CONCURRENCY_KEY_BYTES} bytes")
+    return (concurrency, key) if key is not None else (None, None)
+
+
+def take_for_rerun(cur: psycopg.Cursor[Any], run_id: uuid.UUID, tenant: str,
+                   concurrency: Concurrency, key: str) -> None:
+    """A rerun starts at once (its copied nodes end in its first transaction), so it
+    cannot wait for a slot: it takes one of its key now, or Conflict (the key is full,
+    or has runs waiting); `cancel_running` cancels the key's open runs first (in the
+    submit's lock order: their rows, then the key's lock)."""
+    q = queries()
+    replacing = {(tenant, key): run_id} if concurrency.on_limit == "cancel_running" else {}
+    _cancel_open(cur, replacing)
+    cur.execute(q["lock_concurrency_keys"], {"tenants": [tenant], "keys": [key]})
+    _cancel_open(cur, replacing)
+    state = cur.execute(q["concurrency_state"], {"tenants": [tenant], "keys": [key]}
+                        ).fetchone()
+    if not replacing and (state["waiting"] or state["active"] >= concurrency.limit):
+        raise Conflict(f"the concurrency key {key[:200]} is at its limit "
+                       f"({concurrency.limit} open run(s)): rerun once a slot frees",
+                       {"concurrency_key": key, "limit": concurrency.limit,
+                        "active": state["active"], "waiting": state["waiting"]})

@@ -4,11 +4,14 @@ failed before its fix."""
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import pytest
 
 from dagq import service
-from dagq.errors import InvalidRequest
+from dagq.errors import Conflict, InvalidRequest
+from dagq.store import Store
+from tests.helpers import drive
 from tests.integration.test_api_helpers import Api
 from tests.integration.test_concurrency_keys import chat
 
@@ -34,3 +37,46 @@ def test_a_concurrency_key_value_too_long_is_a_422_that_writes_nothing(
         with pytest.raises(InvalidRequest, match="concurrency key"):
             service.submit(api.repo, tenant="acme", workflow=chat(),
                            inputs={"conversation_id": big})
+
+
+def _keyed_finished_run(repo: Store, on_limit: str) -> Any:
+    """A finished run of a keyed workflow (limit 1) and an open one of the same key."""
+    done = service.submit(repo, tenant="acme", workflow=chat(on_limit),
+                          inputs={"conversation_id": "c1"}).run_id
+    drive(repo)
+    assert repo.get_run(done).status == "succeeded"
+    live = service.submit(repo, tenant="acme", workflow=chat(on_limit),
+                          inputs={"conversation_id": "c1"}).run_id
+    return done, live
+
+
+def test_a_rerun_of_a_keyed_run_holds_a_slot_of_its_key(repo: Store, sql) -> None:
+    """A rerun was written without its concurrency key: it ran beside the key's open
+    run (limit 1), unseen by the key's later submits."""
+    done, live = _keyed_finished_run(repo, "queue")
+    before = sql.execute("SELECT count(*) AS n FROM dagq.runs").fetchone()["n"]
+    with pytest.raises(Conflict, match="concurrency"):
+        repo.rerun_run(done, "acme", from_=["after"])
+    assert sql.execute("SELECT count(*) AS n FROM dagq.runs").fetchone()["n"] == before
+    repo.cancel_run(live, "acme")
+    rerun = repo.rerun_run(done, "acme", from_=["after"]).run_id
+    view = repo.get_run(rerun)
+    assert view.concurrency_key == "inputs.conversation_id=c1"
+    assert not view.concurrency_waiting
+    # the rerun holds the slot: the next submit of the key waits for it
+    later = service.submit(repo, tenant="acme", workflow=chat(),
+                           inputs={"conversation_id": "c1"}).run_id
+    assert repo.get_run(later).concurrency_waiting
+    drive(repo)  # the rerun ends, then the waiting run gets the slot and runs
+    assert repo.get_run(rerun).status == "succeeded"
+    assert repo.get_run(later).status == "succeeded"
+    # new inputs without the key's value: no limit
+    free = repo.rerun_run(done, "acme", from_=["reply"], inputs={"other": 1}).run_id
+    assert repo.get_run(free).concurrency_key is None
+
+
+def test_a_cancel_running_rerun_replaces_the_open_run_of_its_key(repo: Store) -> None:
+    done, live = _keyed_finished_run(repo, "cancel_running")
+    rerun = repo.rerun_run(done, "acme", from_=["after"]).run_id
+    assert repo.get_run(live).status == "cancelled"
+    assert repo.get_run(rerun).concurrency_key == "inputs.conversation_id=c1"
