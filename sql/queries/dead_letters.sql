@@ -40,12 +40,18 @@ ORDER BY t.available_at, t.id
 LIMIT %(limit)s
 
 -- name: lock_dead_letter
--- One candidate, still queued, locked without waiting (a node another transaction
--- holds is left for the next pass), with what failing it needs.
+-- One candidate, still queued and still unserved (a worker serving it may have
+-- registered since the candidates were read), locked without waiting (a node another
+-- transaction holds is left for the next pass), with what failing it needs.
 SELECT t.id, t.run_id, t.node_key, t.executor, t.queue, t.version, t.attempts,
        t.parent_id, t.available_at, r.fail_fast
 FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
 WHERE t.id = %(id)s AND t.status = 'queued'
+  AND NOT EXISTS (
+      SELECT 1 FROM dagq.workers w
+      WHERE w.status = 'alive'
+        AND w.heartbeat_at > now() - make_interval(secs => greatest(3 * w.heartbeat_s, 10))
+        AND t.queue = ANY (w.queues) AND t.executor = ANY (w.executors))
 FOR NO KEY UPDATE OF t SKIP LOCKED
 
 -- name: dead_letter_node

@@ -6,14 +6,17 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import dramatiq
 import pytest
 
 from dagq import service
 from dagq.errors import Conflict, InvalidRequest
 from dagq.store import Store
+from dagq.workers.broker import PostgresBroker
 from tests.helpers import drive
 from tests.integration.test_api_helpers import Api
 from tests.integration.test_concurrency_keys import chat
+from tests.integration.test_dead_letters import backdate, node, send
 
 
 def test_a_concurrency_key_value_too_long_is_a_422_that_writes_nothing(
@@ -80,3 +83,22 @@ def test_a_cancel_running_rerun_replaces_the_open_run_of_its_key(repo: Store) ->
     rerun = repo.rerun_run(done, "acme", from_=["after"]).run_id
     assert repo.get_run(live).status == "cancelled"
     assert repo.get_run(rerun).concurrency_key == "inputs.conversation_id=c1"
+
+
+def test_a_message_whose_worker_arrived_after_the_candidates_read_is_not_dead_lettered(
+        repo: Store, sql) -> None:
+    """The sweeper read its candidates in one transaction and failed each in another
+    without looking again: a worker serving the actor that registered in between (a
+    deploy's new worker) saw its message dead-lettered."""
+    producer = PostgresBroker(repo, worker_id="producer")
+    message = send(producer, "late_actor")
+    backdate(sql, message, 4000)
+    (candidate,) = repo._dead_letter_candidates(600, None, 10)
+    worker = PostgresBroker(repo, worker_id="w-late")
+    dramatiq.actor(broker=worker, actor_name="late_actor", queue_name="dl")(lambda: None)
+    repo.register_worker(worker="w-late", hostname="h", pid=1, queues=["dl"], threads=1,
+                         executors=[], actors=sorted(worker.actors))
+    assert repo._dead_letter_one(candidate, 600) == "busy"
+    assert node(sql, message)["status"] == "queued"
+    repo.stop_worker("w-late")  # gone again: now it is dead-lettered
+    assert repo._dead_letter_one(candidate, 600) == "failed"
