@@ -94,14 +94,15 @@ class Slots:
                  if run.concurrency_key is not None and skip[i] is None]
         fresh = _fresh(cur, runs, keyed)
         replacing = _replacing(runs, fresh)
-        _cancel_open(cur, replacing)
+        own = {run.id for run in runs}  # (a retry whose first try committed wrote them)
+        _cancel_open(cur, replacing, own)
         keys = sorted({(runs[i].tenant, runs[i].concurrency_key or "") for i in fresh})
         if not keys:
             return cls(runs, {})
         tenants, names = [k[0] for k in keys], [k[1] for k in keys]
         q = queries()
         cur.execute(q["lock_concurrency_keys"], {"tenants": tenants, "keys": names})
-        _cancel_open(cur, replacing)  # any committed before the lock was ours
+        _cancel_open(cur, replacing, own)  # any committed before the lock was ours
         state = {(row["tenant"], row["key"]): (row["active"], row["waiting"]) for row in
                  cur.execute(q["concurrency_state"], {"tenants": tenants, "keys": names})}
         fate = plan(runs, fresh, state)
@@ -150,11 +151,15 @@ def _replacing(runs: list[NewRun], fresh: list[int]) -> dict[Key, uuid.UUID]:
             and runs[i].concurrency.on_limit == "cancel_running"}
 
 
-def _cancel_open(cur: psycopg.Cursor[Any], replacing: dict[Key, uuid.UUID]) -> None:
-    """Cancel the open runs of these keys (for the new run that replaces them)."""
+def _cancel_open(cur: psycopg.Cursor[Any], replacing: dict[Key, uuid.UUID],
+                 own: frozenset[uuid.UUID] | set[uuid.UUID] = frozenset()) -> None:
+    """Cancel the open runs of these keys (for the new run that replaces them), but
+    not `own` (the submit's own runs)."""
     for (tenant, key), new_id in sorted(replacing.items()):
         for row in cur.execute(queries()["open_runs_of_keys"],
                                {"tenants": [tenant], "keys": [key]}).fetchall():
+            if row["id"] in own:
+                continue
             cancel_open_run(cur, row["id"], {"reason": "replaced by a newer run",
                                              "concurrency_key": key,
                                              "replaced_by": str(new_id)})

@@ -12,7 +12,9 @@ import pytest
 from dagq import service
 from dagq.errors import Conflict, InvalidRequest
 from dagq.store import Store
+from dagq.store.submit_many import RunTemplate
 from dagq.workers.broker import PostgresBroker
+from dagq.workflow import parse_spec
 from tests.helpers import drive
 from tests.integration.test_api_helpers import Api
 from tests.integration.test_concurrency_keys import chat
@@ -102,3 +104,19 @@ def test_a_message_whose_worker_arrived_after_the_candidates_read_is_not_dead_le
     assert node(sql, message)["status"] == "queued"
     repo.stop_worker("w-late")  # gone again: now it is dead-lettered
     assert repo._dead_letter_one(candidate, 600) == "failed"
+
+
+def test_a_cancel_running_submit_retried_after_its_commit_does_not_cancel_itself(
+        repo: Store) -> None:
+    """The group commit retries its transaction on a transient error, with the same run
+    ids: when the first try had committed (the error came with the commit's answer), the
+    retry's `cancel_running` found its own run open and cancelled it."""
+    template = RunTemplate.of(parse_spec(chat("cancel_running")))
+    run = template.new_run(tenant="acme", version=None, latest=False, fingerprint="f",
+                           event_key=None, priority=0, inputs={"conversation_id": "c1"},
+                           deadline_s=None)
+    (first,) = repo.submit_runs([run])
+    assert first.status == "queued"
+    (again,) = repo.submit_runs([run])  # the retry of the same transaction
+    assert (again.run_id, again.status) == (run.id, "queued")  # its own row, found
+    assert repo.get_run(run.id).status == "queued"
