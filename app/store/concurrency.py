@@ -190,9 +190,9 @@ def take_for_rerun(cur: psycopg.Cursor[Any], run_id: uuid.UUID, tenant: str,
     submit's lock order: their rows, then the key's lock)."""
     q = queries()
     replacing = {(tenant, key): run_id} if concurrency.on_limit == "cancel_running" else {}
-    _cancel_open(cur, replacing)
+    _cancel_open(cur, replacing, {run_id})  # (a retry whose first try committed wrote it)
     cur.execute(q["lock_concurrency_keys"], {"tenants": [tenant], "keys": [key]})
-    _cancel_open(cur, replacing)
+    _cancel_open(cur, replacing, {run_id})
     state = cur.execute(q["concurrency_state"], {"tenants": [tenant], "keys": [key]}
                         ).fetchone()
     if not replacing and (state["waiting"] or state["active"] >= concurrency.limit):

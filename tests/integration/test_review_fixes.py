@@ -4,6 +4,7 @@ failed before its fix."""
 from __future__ import annotations
 
 import secrets
+import uuid
 from typing import Any
 
 import dramatiq
@@ -120,3 +121,13 @@ def test_a_cancel_running_submit_retried_after_its_commit_does_not_cancel_itself
     (again,) = repo.submit_runs([run])  # the retry of the same transaction
     assert (again.run_id, again.status) == (run.id, "queued")  # its own row, found
     assert repo.get_run(run.id).status == "queued"
+
+
+def test_a_cancel_running_rerun_retried_after_its_commit_keeps_its_run(repo: Store) -> None:
+    done, live = _keyed_finished_run(repo, "cancel_running")
+    new_id = uuid.uuid4()
+    first = repo._rerun(new_id, done, "acme", ["after"], None, None)
+    again = repo._rerun(new_id, done, "acme", ["after"], None, None)  # the retry
+    assert first.run_id == again.run_id == new_id
+    assert repo.get_run(live).status == "cancelled"
+    assert repo.get_run(new_id).status == "running"
