@@ -131,3 +131,21 @@ def test_a_cancel_running_rerun_retried_after_its_commit_keeps_its_run(repo: Sto
     assert first.run_id == again.run_id == new_id
     assert repo.get_run(live).status == "cancelled"
     assert repo.get_run(new_id).status == "running"
+
+
+def test_a_retried_run_that_was_cancelled_waiting_is_not_shown_waiting(repo: Store) -> None:
+    """A run cancelled while it waited for a slot kept `concurrency_waiting`; retried, it
+    ran (its roots queued) while shown, and counted, as waiting for a slot."""
+    holder = service.submit(repo, tenant="acme", workflow=chat(),
+                            inputs={"conversation_id": "c1"}).run_id
+    waiting = service.submit(repo, tenant="acme", workflow=chat(),
+                             inputs={"conversation_id": "c1"}).run_id
+    assert repo.get_run(waiting).concurrency_waiting
+    repo.cancel_run(waiting, "acme")
+    repo.cancel_run(holder, "acme")
+    assert repo.retry_run(waiting, "acme") == "running"
+    view = repo.get_run(waiting)
+    assert {n.status for n in view.nodes if n.key == "reply"} == {"queued"}
+    assert not view.concurrency_waiting
+    drive(repo)
+    assert repo.get_run(waiting).status == "succeeded"
