@@ -11,9 +11,11 @@ import dramatiq
 import pytest
 
 from dagq import service
+from dagq.config import Settings
 from dagq.errors import Conflict, InvalidRequest
 from dagq.store import Store
 from dagq.store.submit_many import RunTemplate
+from dagq.sweeper import Sweeper
 from dagq.workers.broker import PostgresBroker
 from dagq.workflow import parse_spec
 from tests.helpers import drive
@@ -103,7 +105,9 @@ def test_a_message_whose_worker_arrived_after_the_candidates_read_is_not_dead_le
                          executors=[], actors=sorted(worker.actors))
     assert repo._dead_letter_one(candidate, 600) == "busy"
     assert node(sql, message)["status"] == "queued"
-    repo.stop_worker("w-late")  # gone again: now it is dead-lettered
+    repo.stop_worker("w-late")  # gone again, long ago: now it is dead-lettered
+    sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '601 s' "
+                "WHERE id = 'w-late'")
     assert repo._dead_letter_one(candidate, 600) == "failed"
 
 
@@ -149,3 +153,23 @@ def test_a_retried_run_that_was_cancelled_waiting_is_not_shown_waiting(repo: Sto
     assert not view.concurrency_waiting
     drive(repo)
     assert repo.get_run(waiting).status == "succeeded"
+
+
+def test_a_backlog_is_not_dead_lettered_in_a_workers_restart(repo: Store, sql) -> None:
+    """Dead-lettering asked only "queued this long, and no live worker now": a backlog
+    an hour old of a served actor was failed whole if the sweeper ran in the seconds
+    between its only worker stopping and the next one registering."""
+    producer = PostgresBroker(repo, worker_id="producer")
+    message = send(producer, "busy_actor")
+    backdate(sql, message, 4000)  # a long backlog: served, but slowly
+    repo.register_worker(worker="w-old", hostname="h", pid=1, queues=["dl"], threads=1,
+                         executors=[], actors=["busy_actor"])
+    sweeper = Sweeper(repo, Settings(dead_letter_after_s=600))
+    assert sweeper.dead_letters() == {"dead_lettered": 0}
+    repo.stop_worker("w-old")  # a restart: the next worker is not up yet
+    assert sweeper.dead_letters() == {"dead_lettered": 0}
+    assert node(sql, message)["status"] == "queued"
+    # nobody has served it for longer than the bound: now it is dead-lettered
+    sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '601 s' "
+                "WHERE id = 'w-old'")
+    assert sweeper.dead_letters() == {"dead_lettered": 1}
