@@ -176,6 +176,8 @@ def rerun_concurrency(spec_concurrency: Concurrency | None, source: dict[str, An
         concurrency = Concurrency(key=held.split("=", 1)[0],
                                   limit=source["concurrency_limit"] or 1)
     key = concurrency.key_of(inputs) if concurrency is not None else None
+    if held is not None and inputs == source.get("inputs"):
+        key = held  # the same inputs: the same key (a path may hold a '=')
     if key is not None and len(key.encode()) > MAX_CONCURRENCY_KEY_BYTES:
         raise InvalidRequest(f"the run's concurrency key ({key[:60]}...) is longer than "
                              f"{MAX_CONCURRENCY_KEY_BYTES} bytes")

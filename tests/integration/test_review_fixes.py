@@ -17,7 +17,7 @@ from dagq.store import Store
 from dagq.store.submit_many import RunTemplate
 from dagq.sweeper import Sweeper
 from dagq.workers.broker import PostgresBroker
-from dagq.workflow import parse_spec
+from dagq.workflow import Concurrency, parse_spec
 from tests.helpers import drive
 from tests.integration.test_api_helpers import Api
 from tests.integration.test_concurrency_keys import chat
@@ -173,3 +173,21 @@ def test_a_backlog_is_not_dead_lettered_in_a_workers_restart(repo: Store, sql) -
     sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '601 s' "
                 "WHERE id = 'w-old'")
     assert sweeper.dead_letters() == {"dead_lettered": 1}
+
+
+def test_a_rerun_keeps_the_concurrency_key_its_original_was_submitted_with(
+        repo: Store) -> None:
+    plain = {"name": "plain", "nodes": {"a": {"executor": "builtin.noop"},
+                                        "b": {"executor": "builtin.noop",
+                                              "depends_on": ["a"]}}}
+    over = Concurrency(key="inputs.conversation_id", limit=1)
+    done = service.submit(repo, tenant="acme", workflow=plain, concurrency=over,
+                          inputs={"conversation_id": "c7"}).run_id
+    drive(repo)
+    open_one = service.submit(repo, tenant="acme", workflow=chat(),
+                              inputs={"conversation_id": "c7"}).run_id
+    with pytest.raises(Conflict, match="concurrency"):
+        repo.rerun_run(done, "acme", from_=["b"])
+    repo.cancel_run(open_one, "acme")
+    rerun = repo.rerun_run(done, "acme", from_=["b"]).run_id
+    assert repo.get_run(rerun).concurrency_key == "inputs.conversation_id=c7"
