@@ -112,7 +112,8 @@ class Slots:
 
     def cancel_refused(self, cur: psycopg.Cursor[Any], created: set[int]) -> set[int]:
         """Cancel the created runs refused a slot (cancel_new, or replaced by a later
-        cancel_running run of this group); their indexes."""
+        cancel_running run of this group); their indexes. Then the slots planned for runs
+        not written (stale, or their event key taken meanwhile) go to who waits."""
         cancelled = {i for i, fate in self.fate.items() if fate == CANCEL and i in created}
         for i in sorted(cancelled):
             run = self.runs[i]
@@ -120,6 +121,11 @@ class Slots:
             cancel_open_run(cur, run.id, {"reason": "concurrency limit",
                                           "concurrency_key": run.concurrency_key,
                                           "on_limit": run.concurrency.on_limit})
+        unused = sorted({(self.runs[i].tenant, self.runs[i].concurrency_key or "")
+                         for i, fate in self.fate.items()
+                         if fate == ADMIT and i not in created})
+        for tenant, key in unused:  # (under the key's lock, held since take)
+            cur.execute(queries()["start_waiting_runs_of_key"], {"tenant": tenant, "key": key})
         return cancelled
 
 

@@ -46,3 +46,8 @@ FROM (SELECT DISTINCT tenant, concurrency_key FROM dagq.runs
       WHERE concurrency_key IS NOT NULL AND status IN ('queued', 'running')
         AND concurrency_waiting
       LIMIT %(limit)s) k
+
+-- name: start_waiting_runs_of_key
+-- A slot a submit planned for a run it then did not write (stale, or its event key
+-- taken meanwhile): the key's oldest waiting runs that fit start now (the lock is held).
+SELECT dagq.start_waiting_runs(%(tenant)s, %(key)s) AS started

@@ -13,6 +13,7 @@ import pytest
 from dagq import service
 from dagq.config import Settings
 from dagq.errors import Conflict, InvalidRequest
+from dagq.models import SubmitResult
 from dagq.store import Store
 from dagq.store.submit_many import RunTemplate
 from dagq.sweeper import Sweeper
@@ -191,3 +192,28 @@ def test_a_rerun_keeps_the_concurrency_key_its_original_was_submitted_with(
     repo.cancel_run(open_one, "acme")
     rerun = repo.rerun_run(done, "acme", from_=["b"]).run_id
     assert repo.get_run(rerun).concurrency_key == "inputs.conversation_id=c7"
+
+
+def test_a_slot_planned_for_a_run_not_written_goes_to_the_next_waiting_run(
+        repo: Store) -> None:
+    """A group's keyed runs are planned before the insert: a run given the key's free
+    slot but then not written (stale: a newer workflow version came; or its event key
+    was taken meanwhile) left the group's next run of the key waiting with no run
+    holding a slot, until the sweeper's safety net."""
+    v1 = parse_spec(chat())
+    repo.register_workflow(v1)
+    repo.register_workflow(parse_spec({**chat(), "fail_fast": False}))  # version 2
+    template = RunTemplate.of(v1)
+
+    def new(latest: bool) -> Any:
+        return template.new_run(tenant="acme", version=1, latest=latest, fingerprint="f",
+                                event_key=None, priority=0,
+                                inputs={"conversation_id": "c1"}, deadline_s=None)
+
+    stale, pinned = new(True), new(False)
+    outcomes = repo.submit_runs([stale, pinned])
+    assert not isinstance(outcomes[0], SubmitResult)  # stale: not written
+    assert outcomes[1].status == "queued"
+    view = repo.get_run(pinned.id)
+    assert not view.concurrency_waiting  # it holds the slot at once
+    assert {n.status for n in view.nodes if n.key == "reply"} == {"queued"}
