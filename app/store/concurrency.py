@@ -2,8 +2,9 @@
 
 A run's key is `path=value` from its inputs (`inputs.conversation_id=c-42`); runs of
 any workflow that name the same key share its slots. A submit of keyed runs is one
-transaction: for `cancel_running`, the open runs of its keys are cancelled first (the
-usual lock order: node rows, the run row, then the key lock in the run-end trigger);
+transaction: for `cancel_running`, the open runs of its keys are cancelled first, key
+by key in lock-key order (the usual lock order: node rows, the run row, then the key
+lock in the run-end trigger);
 then it takes the keys' advisory locks (in lock-key order), counts the open runs of each
 key and decides each run in submission order:
 
@@ -160,15 +161,17 @@ def _replacing(runs: list[NewRun], fresh: list[int]) -> dict[Key, uuid.UUID]:
 def _cancel_open(cur: psycopg.Cursor[Any], replacing: dict[Key, uuid.UUID],
                  own: frozenset[uuid.UUID] | set[uuid.UUID] = frozenset()) -> None:
     """Cancel the open runs of these keys (for the new run that replaces them), but
-    not `own` (the submit's own runs)."""
-    for (tenant, key), new_id in sorted(replacing.items()):
-        for row in cur.execute(queries()["open_runs_of_keys"],
-                               {"tenants": [tenant], "keys": [key]}).fetchall():
-            if row["id"] in own:
-                continue
-            cancel_open_run(cur, row["id"], {"reason": "replaced by a newer run",
-                                             "concurrency_key": key,
-                                             "replaced_by": str(new_id)})
+    not `own` (the submit's own runs); key by key in lock order (see open_runs_of_keys)."""
+    if not replacing:
+        return
+    keys = sorted(replacing)
+    for row in cur.execute(queries()["open_runs_of_keys"], {
+            "tenants": [k[0] for k in keys], "keys": [k[1] for k in keys]}).fetchall():
+        if row["id"] in own:
+            continue
+        cancel_open_run(cur, row["id"], {
+            "reason": "replaced by a newer run", "concurrency_key": row["key"],
+            "replaced_by": str(replacing[(row["tenant"], row["key"])])})
 
 
 def rerun_concurrency(spec_concurrency: Concurrency | None, source: dict[str, Any],

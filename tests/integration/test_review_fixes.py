@@ -4,10 +4,13 @@ failed before its fix."""
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 import uuid
 from typing import Any
 
 import dramatiq
+import psycopg
 import pytest
 
 from dagq import service
@@ -217,3 +220,52 @@ def test_a_slot_planned_for_a_run_not_written_goes_to_the_next_waiting_run(
     view = repo.get_run(pinned.id)
     assert not view.concurrency_waiting  # it holds the slot at once
     assert {n.status for n in view.nodes if n.key == "reply"} == {"queued"}
+
+
+def _two_keys_hash_order_unlike_name_order(sql) -> tuple[str, str]:
+    """Conversation ids a < b by key name whose lock hashes order them b, a."""
+    rows = sql.execute(
+        "SELECT c, hashtext('acme' || E'\\n' || 'inputs.conversation_id=' || c) AS h "
+        "FROM unnest(ARRAY['k0','k1','k2','k3','k4','k5','k6','k7','k8','k9']) AS c"
+    ).fetchall()
+    by_hash = {row["c"]: row["h"] for row in rows}
+    for a in sorted(by_hash):
+        for b in sorted(by_hash):
+            if a < b and by_hash[b] < by_hash[a]:
+                return a, b
+    raise AssertionError("no such pair")
+
+
+def test_cancel_running_takes_its_keys_locks_in_the_order_every_submit_does(
+        repo: Store, sql, db_url: str) -> None:
+    """A cancel_running group cancelled the open runs of its keys in key-name order, each
+    cancel taking that key's lock (the run-end trigger); every other submit locks keys in
+    lock-hash order: two such groups could deadlock. Seen here: the group waits for the
+    hash-first key's lock while already holding the other's."""
+    first, second = _two_keys_hash_order_unlike_name_order(sql)  # hash order: second first
+    for conv in (first, second):
+        service.submit(repo, tenant="acme", workflow=chat(), inputs={"conversation_id": conv})
+    template = RunTemplate.of(parse_spec(chat("cancel_running")))
+    runs = [template.new_run(tenant="acme", version=None, latest=False, fingerprint="f",
+                             event_key=None, priority=0, inputs={"conversation_id": conv},
+                             deadline_s=None) for conv in (first, second)]
+    with psycopg.connect(db_url) as holder:
+        holder.execute("SELECT dagq.concurrency_lock('acme', %s)",
+                       (f"inputs.conversation_id={second}",))
+        done: list[Any] = []
+        thread = threading.Thread(target=lambda: done.append(repo.submit_runs(runs)))
+        thread.start()
+        waiter = None
+        for _ in range(200):
+            waiter = sql.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
+                                 "AND NOT granted").fetchone()
+            if waiter:
+                break
+            time.sleep(0.02)
+        assert waiter is not None, "the group never waited for the held key"
+        held = sql.execute("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' "
+                           "AND granted AND pid = %s", (waiter["pid"],)).fetchone()["n"]
+        holder.commit()
+        thread.join(10)
+    assert held == 0, "it held another key's lock while waiting (out of order)"
+    assert [o.status for o in done[0]] == ["queued", "queued"]
