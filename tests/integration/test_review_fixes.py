@@ -269,3 +269,25 @@ def test_cancel_running_takes_its_keys_locks_in_the_order_every_submit_does(
         thread.join(10)
     assert held == 0, "it held another key's lock while waiting (out of order)"
     assert [o.status for o in done[0]] == ["queued", "queued"]
+
+
+def test_a_broker_under_the_dramatiq_cli_lists_only_the_queues_it_consumes(
+        db_url: str, sql) -> None:
+    """A `PostgresBroker(url=...)` registered at its first consume with every declared
+    queue: under `dramatiq app --queues a` it claimed to serve queue b too, so b's
+    messages for its actors were never warned about nor dead-lettered."""
+    broker = PostgresBroker(url=db_url)
+    try:
+        for queue in ("qa", "qb"):
+            dramatiq.actor(broker=broker, actor_name=f"on_{queue}", queue_name=queue)(
+                lambda: None)
+        broker.consume("qa")
+        row = sql.execute("SELECT queues, executors FROM dagq.workers WHERE id = %s",
+                          (broker.worker_id,)).fetchone()
+        assert row["queues"] == ["qa"]
+        broker.consume("qb")
+        row = sql.execute("SELECT queues FROM dagq.workers WHERE id = %s",
+                          (broker.worker_id,)).fetchone()
+        assert row["queues"] == ["qa", "qb"]
+    finally:
+        broker.close()
