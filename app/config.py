@@ -32,8 +32,8 @@ class Settings(BaseSettings):
     auth: Literal["on", "off"] = "on"
     retention_days: float = Field(7.0, gt=0)
     worker_dead_after_s: float = Field(30.0, gt=0)
-    # A plain Dramatiq message queued this long for an actor no live worker serves is
-    # failed by the sweeper (error type DeadLettered).
+    # A plain Dramatiq message queued this long for an actor no worker has served for
+    # this long either is failed by the sweeper (error type DeadLettered).
     dead_letter_after_s: float = Field(3600.0, gt=0)
     pool_size: int = Field(10, ge=1)
     # builtin.fail and builtin.crash (test tools: crash kills its worker) exist only when on.

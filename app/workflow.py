@@ -30,6 +30,8 @@ MAX_PRIORITY = 1000
 # A concurrency key: `inputs.` then a dotted path of non-empty parts.
 CONCURRENCY_KEY_PATTERN = r"^inputs(\.[^.]+)+$"
 MAX_CONCURRENCY_LIMIT = 100_000
+# A run's key (`path=value`) is indexed: a longer one is refused (422), not the index.
+MAX_CONCURRENCY_KEY_BYTES = 1024
 # What check_graph enforces, as far as JSON Schema can say it (for /openapi.json).
 NODE_KEY_SCHEMA = {"type": "string", "pattern": KEY_PATTERN}
 BUILTIN_EXECUTORS = frozenset(

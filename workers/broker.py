@@ -203,7 +203,7 @@ class PostgresBroker(dramatiq.Broker):
         if queue_name not in self.queues:
             raise QueueNotFound(queue_name)
         if self._own is not None:
-            self._own.start()
+            self._own.serve(queue_name)
         consumer = PostgresConsumer(self, self.book, queue_name, prefetch, timeout)
         # Capped executors are only ever leased where their caps are checked.
         self._handoff_executors = sorted(set(self.served_executors()) - self.capped)

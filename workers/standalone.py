@@ -54,12 +54,20 @@ class SelfServing:
         self.supervisor = Supervisor(broker, broker.book,
                                      heartbeat_s=get_settings().heartbeat_s)
         self.started = False
+        self.consumed: set[str] = set()  # the queues Dramatiq's worker consumes
+
+    def serve(self, queue_name: str) -> None:
+        """A queue Dramatiq's worker consumes (`--queues` picks them): this worker is
+        listed again with every queue so far, then its helpers run."""
+        if queue_name not in self.consumed:
+            self.consumed.add(queue_name)
+            self._register()
+        self.start()
 
     def start(self) -> None:
         if self.started:
             return
         self.started = True
-        self._register()
         self.listener.start()
         self.broker.completions.start()
         self.supervisor.start()
@@ -82,7 +90,7 @@ class SelfServing:
         try:
             broker.repo.register_worker(
                 worker=broker.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
-                queues=sorted(broker.queues), threads=1,
+                queues=sorted(self.consumed or broker.queues), threads=1,
                 heartbeat_s=get_settings().heartbeat_s,
                 executors=[d.info() for d in broker.executors.values()],
                 actors=sorted(broker.actors))

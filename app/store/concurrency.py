@@ -2,8 +2,9 @@
 
 A run's key is `path=value` from its inputs (`inputs.conversation_id=c-42`); runs of
 any workflow that name the same key share its slots. A submit of keyed runs is one
-transaction: for `cancel_running`, the open runs of its keys are cancelled first (the
-usual lock order: node rows, the run row, then the key lock in the run-end trigger);
+transaction: for `cancel_running`, the open runs of its keys are cancelled first, key
+by key in lock-key order (the usual lock order: node rows, the run row, then the key
+lock in the run-end trigger);
 then it takes the keys' advisory locks (in lock-key order), counts the open runs of each
 key and decides each run in submission order:
 
@@ -27,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from dagq.errors import Conflict, InvalidRequest
 from dagq.sqlfiles import queries
 from dagq.store.runs import Finished, cancel_open_run
+from dagq.workflow import MAX_CONCURRENCY_KEY_BYTES, Concurrency
 
 if TYPE_CHECKING:
     from dagq.store.submit_many import NewRun
@@ -93,14 +96,15 @@ class Slots:
                  if run.concurrency_key is not None and skip[i] is None]
         fresh = _fresh(cur, runs, keyed)
         replacing = _replacing(runs, fresh)
-        _cancel_open(cur, replacing, finished)
+        own = {run.id for run in runs}  # (a retry whose first try committed wrote them)
+        _cancel_open(cur, replacing, finished, own)
         keys = sorted({(runs[i].tenant, runs[i].concurrency_key or "") for i in fresh})
         if not keys:
             return cls(runs, {}, finished)
         tenants, names = [k[0] for k in keys], [k[1] for k in keys]
         q = queries()
         cur.execute(q["lock_concurrency_keys"], {"tenants": tenants, "keys": names})
-        _cancel_open(cur, replacing, finished)  # any committed before the lock was ours
+        _cancel_open(cur, replacing, finished, own)  # any committed before the lock was ours
         state = {(row["tenant"], row["key"]): (row["active"], row["waiting"]) for row in
                  cur.execute(q["concurrency_state"], {"tenants": tenants, "keys": names})}
         fate = plan(runs, fresh, state)
@@ -110,7 +114,8 @@ class Slots:
 
     def cancel_refused(self, cur: psycopg.Cursor[Any], created: set[int]) -> set[int]:
         """Cancel the created runs refused a slot (cancel_new, or replaced by a later
-        cancel_running run of this group); their indexes."""
+        cancel_running run of this group); their indexes. Then the slots planned for runs
+        not written (stale, or their event key taken meanwhile) go to who waits."""
         cancelled = {i for i, fate in self.fate.items() if fate == CANCEL and i in created}
         for i in sorted(cancelled):
             run = self.runs[i]
@@ -119,6 +124,11 @@ class Slots:
                                           "concurrency_key": run.concurrency_key,
                                           "on_limit": run.concurrency.on_limit},
                             self.finished)
+        unused = sorted({(self.runs[i].tenant, self.runs[i].concurrency_key or "")
+                         for i, fate in self.fate.items()
+                         if fate == ADMIT and i not in created})
+        for tenant, key in unused:  # (under the key's lock, held since take)
+            cur.execute(queries()["start_waiting_runs_of_key"], {"tenant": tenant, "key": key})
         return cancelled
 
 
@@ -151,11 +161,56 @@ def _replacing(runs: list[NewRun], fresh: list[int]) -> dict[Key, uuid.UUID]:
 
 
 def _cancel_open(cur: psycopg.Cursor[Any], replacing: dict[Key, uuid.UUID],
-                 finished: Finished) -> None:
-    """Cancel the open runs of these keys (for the new run that replaces them)."""
-    for (tenant, key), new_id in sorted(replacing.items()):
-        for row in cur.execute(queries()["open_runs_of_keys"],
-                               {"tenants": [tenant], "keys": [key]}).fetchall():
-            cancel_open_run(cur, row["id"], {"reason": "replaced by a newer run",
-                                             "concurrency_key": key,
-                                             "replaced_by": str(new_id)}, finished)
+                 finished: Finished,
+                 own: frozenset[uuid.UUID] | set[uuid.UUID] = frozenset()) -> None:
+    """Cancel the open runs of these keys (for the new run that replaces them), but
+    not `own` (the submit's own runs); key by key in lock order (see open_runs_of_keys)."""
+    if not replacing:
+        return
+    keys = sorted(replacing)
+    for row in cur.execute(queries()["open_runs_of_keys"], {
+            "tenants": [k[0] for k in keys], "keys": [k[1] for k in keys]}).fetchall():
+        if row["id"] in own:
+            continue
+        cancel_open_run(cur, row["id"], {
+            "reason": "replaced by a newer run", "concurrency_key": row["key"],
+            "replaced_by": str(replacing[(row["tenant"], row["key"])])}, finished)
+
+
+def rerun_concurrency(spec_concurrency: Concurrency | None, source: dict[str, Any],
+                      inputs: Any) -> tuple[Concurrency | None, str | None]:
+    """A rerun's concurrency and key: the workflow's, or (when the original's key came
+    with its submit) the same path and limit; the key read from the rerun's inputs."""
+    concurrency = spec_concurrency
+    held = source.get("concurrency_key")
+    if held is not None and (concurrency is None
+                             or not held.startswith(f"{concurrency.key}=")):
+        concurrency = Concurrency(key=held.split("=", 1)[0],
+                                  limit=source["concurrency_limit"] or 1)
+    key = concurrency.key_of(inputs) if concurrency is not None else None
+    if held is not None and inputs == source.get("inputs"):
+        key = held  # the same inputs: the same key (a path may hold a '=')
+    if key is not None and len(key.encode()) > MAX_CONCURRENCY_KEY_BYTES:
+        raise InvalidRequest(f"the run's concurrency key ({key[:60]}...) is longer than "
+                             f"{MAX_CONCURRENCY_KEY_BYTES} bytes")
+    return (concurrency, key) if key is not None else (None, None)
+
+
+def take_for_rerun(cur: psycopg.Cursor[Any], run_id: uuid.UUID, tenant: str,
+                   concurrency: Concurrency, key: str, finished: Finished) -> None:
+    """A rerun starts at once (its copied nodes end in its first transaction), so it
+    cannot wait for a slot: it takes one of its key now, or Conflict (the key is full,
+    or has runs waiting); `cancel_running` cancels the key's open runs first (in the
+    submit's lock order: their rows, then the key's lock)."""
+    q = queries()
+    replacing = {(tenant, key): run_id} if concurrency.on_limit == "cancel_running" else {}
+    _cancel_open(cur, replacing, finished, {run_id})  # (a retry whose first try committed wrote it)
+    cur.execute(q["lock_concurrency_keys"], {"tenants": [tenant], "keys": [key]})
+    _cancel_open(cur, replacing, finished, {run_id})
+    state = cur.execute(q["concurrency_state"], {"tenants": [tenant], "keys": [key]}
+                        ).fetchone()
+    if not replacing and (state["waiting"] or state["active"] >= concurrency.limit):
+        raise Conflict(f"the concurrency key {key[:200]} is at its limit "
+                       f"({concurrency.limit} open run(s)): rerun once a slot frees",
+                       {"concurrency_key": key, "limit": concurrency.limit,
+                        "active": state["active"], "waiting": state["waiting"]})

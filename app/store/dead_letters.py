@@ -4,8 +4,10 @@ warns about, and what the sweeper dead-letters after DAGQ_DEAD_LETTER_AFTER_S.
 A message's node is "served" while a live worker lists both its queue and its actor
 (`dagq.workers.queues` / `.executors`: `dagq worker` and a `PostgresBroker(url=...)`
 under the `dramatiq` CLI list their plain actors there beside their executors). One
-queued longer than the bound with no such worker fails for good: `node_failed` with
-error type `DeadLettered`, its run failed like any one-node run whose node failed.
+queued longer than the bound, whose actor no worker has served for that long either
+(none live, none with a heartbeat in that time: a restart's gap does not count), fails
+for good: `node_failed` with error type `DeadLettered`, its run failed like any
+one-node run whose node failed.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class DeadLetterStore(Transitions):
         candidates = self._dead_letter_candidates(after_s, now, limit)
         counts["candidates"] = len(candidates)
         for node_id in candidates:
-            outcome = self._dead_letter_one(node_id, after_s)
+            outcome = self._dead_letter_one(node_id, after_s, now)
             if outcome == "busy":
                 counts["skipped"] += 1
             elif outcome == "failed":
@@ -58,10 +60,12 @@ class DeadLetterStore(Transitions):
                 "after_s": after_s, "now": now, "limit": limit}).fetchall()]
 
     @transient
-    def _dead_letter_one(self, node_id: int, after_s: float) -> str:
+    def _dead_letter_one(self, node_id: int, after_s: float,
+                         now: datetime | None = None) -> str:
         q = queries()
         with self._tx() as cur:
-            node = cur.execute(q["lock_dead_letter"], {"id": node_id}).fetchone()
+            node = cur.execute(q["lock_dead_letter"], {
+                "id": node_id, "after_s": after_s, "now": now}).fetchone()
             if node is None:
                 return "busy"  # locked by another transaction, or no longer queued
             if cur.execute(q["try_lock_run"], {"run_id": node["run_id"]}).fetchone() is None:

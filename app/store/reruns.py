@@ -19,11 +19,12 @@ from dagq.models import RerunResult
 from dagq.reruns import RerunPlan, plan_rerun
 from dagq.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
+from dagq.store.concurrency import rerun_concurrency, take_for_rerun
 from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_streams, transient
 from dagq.store.rows import node_rows, starts_children
 from dagq.store.runs import RunStore
 from dagq.store.work import UnitOfWork
-from dagq.workflow import WorkflowSpec, parse_spec, sha256_json
+from dagq.workflow import Concurrency, WorkflowSpec, parse_spec, sha256_json
 
 
 def _first_events(spec: WorkflowSpec, version: int | None, source_id: uuid.UUID,
@@ -72,6 +73,11 @@ class RerunStore(RunStore):
             ended = {row["node_key"]: row for row in
                      cur.execute(q["rerun_source_nodes"], {"run_id": run_id}).fetchall()}
             plan = plan_rerun(spec, ended, from_, outputs)
+            run_inputs = source["inputs"] if inputs is None else inputs
+            concurrency, key = rerun_concurrency(spec.concurrency, source, run_inputs)
+            if concurrency is not None and key is not None:
+                take_for_rerun(cur, new_id, source["tenant"], concurrency, key,
+                               self._cancelled_run_finished)
             nodes = [{**row, "status": "pending"} if row["node_key"] in plan.copies else row
                      for row in node_rows(spec, source["priority"])]
             row = cur.execute(q["submit_run"], {
@@ -81,14 +87,14 @@ class RerunStore(RunStore):
                 "fingerprint": sha256_json({"rerun_of": str(run_id), "id": str(new_id)}),
                 "event_key": None, "priority": source["priority"],
                 "fail_fast": spec.fail_fast,
-                "inputs": Jsonb(source["inputs"] if inputs is None else inputs),
+                "inputs": Jsonb(run_inputs),
                 "nodes_total": len(spec.nodes), "deadline_s": source["deadline_s"],
                 "nodes": Jsonb(nodes), "started": True, "delay_s": None,
                 "events": Jsonb(_first_events(spec, source["workflow_version"], run_id,
                                               plan, nodes)),
             }).fetchone()
             if row is not None:  # (None: this is a retry whose first try committed)
-                self._copy_and_release(cur, new_id, run_id, spec, plan,
+                self._copy_and_release(cur, new_id, run_id, spec, plan, concurrency, key,
                                        root_children=starts_children(nodes))
                 notify_event_streams([new_id])
                 for queue in sorted({n["queue"] for n in nodes if n["status"] == "queued"}):
@@ -96,11 +102,15 @@ class RerunStore(RunStore):
         return RerunResult(run_id=new_id, rerun_of=run_id)
 
     def _copy_and_release(self, cur: Any, new_id: uuid.UUID, source_id: uuid.UUID,
-                          spec: WorkflowSpec, plan: RerunPlan, *, root_children: bool) -> None:
+                          spec: WorkflowSpec, plan: RerunPlan,
+                          concurrency: Concurrency | None, key: str | None, *,
+                          root_children: bool) -> None:
         """End the copied nodes, then release what depends on them, as their ends (and a
         root sub-workflow node that runs again starts its child, as in a submit)."""
         q = queries()
-        cur.execute(q["mark_rerun_of"], {"run_id": new_id, "rerun_of": source_id})
+        cur.execute(q["mark_rerun_of"], {
+            "run_id": new_id, "rerun_of": source_id, "concurrency_key": key,
+            "concurrency_limit": concurrency.limit if concurrency is not None else None})
         cur.execute(q["copy_rerun_nodes"], {"run_id": new_id, "nodes": Jsonb([
             {"node_key": key, "status": copy.status, "outputs": copy.outputs}
             for key, copy in plan.copies.items()])})

@@ -30,7 +30,7 @@ from dagq.store.core import (
 )
 from dagq.store.rows import node_rows, starts_children
 from dagq.store.transitions import Transitions
-from dagq.workflow import Concurrency, WorkflowSpec
+from dagq.workflow import MAX_CONCURRENCY_KEY_BYTES, Concurrency, WorkflowSpec
 
 # What a row's data can make the statement (or the driver) refuse, every time it runs.
 BAD_DATA = (psycopg.DataError, TypeError, ValueError, RecursionError)
@@ -108,6 +108,9 @@ class RunTemplate:
         concurrency = concurrency or self.concurrency
         inputs = {} if inputs is None else inputs
         key = concurrency.key_of(inputs) if concurrency else None
+        if key is not None and len(key.encode()) > MAX_CONCURRENCY_KEY_BYTES:
+            raise InvalidRequest(f"the run's concurrency key ({key[:60]}...) is longer than "
+                                 f"{MAX_CONCURRENCY_KEY_BYTES} bytes")
         if key is not None and self.root_waits:
             raise InvalidRequest("concurrency cannot be used with a root wait node "
                                  f"({', '.join(self.root_waits)}): give it a dependency")

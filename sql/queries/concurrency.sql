@@ -23,13 +23,16 @@ LEFT JOIN dagq.runs r
 GROUP BY u.tenant, u.key
 
 -- name: open_runs_of_keys
--- The open runs of these keys (cancel_running cancels them): those waiting for a slot
--- first (cancelling them starts nothing), then those holding one, oldest first.
-SELECT r.id FROM dagq.runs r
+-- The open runs of these keys (cancel_running cancels them), key by key in the order
+-- lock_concurrency_keys locks them (each key's first cancel takes its lock, in the
+-- run-end trigger): those waiting for a slot first (cancelling them starts nothing),
+-- then those holding one, oldest first.
+SELECT r.id, r.tenant, r.concurrency_key AS key FROM dagq.runs r
 JOIN unnest(%(tenants)s::text[], %(keys)s::text[]) AS u(tenant, key)
   ON r.tenant = u.tenant AND r.concurrency_key = u.key
 WHERE r.status IN ('queued', 'running')
-ORDER BY r.concurrency_waiting DESC, r.concurrency_seq
+ORDER BY hashtext(r.tenant || E'\n' || r.concurrency_key), r.tenant, r.concurrency_key,
+         r.concurrency_waiting DESC, r.concurrency_seq
 
 -- name: taken_event_keys
 -- Which of these (tenant, event_key)s a run already holds (such a submit writes nothing).
@@ -46,3 +49,8 @@ FROM (SELECT DISTINCT tenant, concurrency_key FROM dagq.runs
       WHERE concurrency_key IS NOT NULL AND status IN ('queued', 'running')
         AND concurrency_waiting
       LIMIT %(limit)s) k
+
+-- name: start_waiting_runs_of_key
+-- A slot a submit planned for a run it then did not write (stale, or its event key
+-- taken meanwhile): the key's oldest waiting runs that fit start now (the lock is held).
+SELECT dagq.start_waiting_runs(%(tenant)s, %(key)s) AS started

@@ -25,27 +25,38 @@ ORDER BY t.executor, t.queue
 LIMIT 50
 
 -- name: dead_letter_candidates
--- Messages queued (due) for longer than after_s whose actor no live worker serves.
+-- Messages queued (due) for longer than after_s whose actor no worker has served for
+-- after_s either (none live now, none with a heartbeat since).
 SELECT t.id
 FROM dagq.node_tasks t
 WHERE t.status = 'queued' AND t.parent_id IS NULL AND t.params ? 'dramatiq'
   AND t.available_at < coalesce(%(now)s::timestamptz, now())
                        - make_interval(secs => %(after_s)s)
-  AND NOT EXISTS (
+  AND NOT EXISTS (  -- nor served within after_s (a restart's gap is not "unserved")
       SELECT 1 FROM dagq.workers w
-      WHERE w.status = 'alive'
-        AND w.heartbeat_at > now() - make_interval(secs => greatest(3 * w.heartbeat_s, 10))
-        AND t.queue = ANY (w.queues) AND t.executor = ANY (w.executors))
+      WHERE t.queue = ANY (w.queues) AND t.executor = ANY (w.executors)
+        AND (w.status = 'alive' AND w.heartbeat_at > now()
+                 - make_interval(secs => greatest(3 * w.heartbeat_s, 10))
+             OR w.heartbeat_at > coalesce(%(now)s::timestamptz, now())
+                 - make_interval(secs => %(after_s)s)))
 ORDER BY t.available_at, t.id
 LIMIT %(limit)s
 
 -- name: lock_dead_letter
--- One candidate, still queued, locked without waiting (a node another transaction
--- holds is left for the next pass), with what failing it needs.
+-- One candidate, still queued and still unserved (a worker serving it may have
+-- registered since the candidates were read), locked without waiting (a node another
+-- transaction holds is left for the next pass), with what failing it needs.
 SELECT t.id, t.run_id, t.node_key, t.executor, t.queue, t.version, t.attempts,
        t.parent_id, t.available_at, r.fail_fast
 FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id
 WHERE t.id = %(id)s AND t.status = 'queued'
+  AND NOT EXISTS (
+      SELECT 1 FROM dagq.workers w
+      WHERE t.queue = ANY (w.queues) AND t.executor = ANY (w.executors)
+        AND (w.status = 'alive' AND w.heartbeat_at > now()
+                 - make_interval(secs => greatest(3 * w.heartbeat_s, 10))
+             OR w.heartbeat_at > coalesce(%(now)s::timestamptz, now())
+                 - make_interval(secs => %(after_s)s)))
 FOR NO KEY UPDATE OF t SKIP LOCKED
 
 -- name: dead_letter_node

@@ -6,7 +6,9 @@
 INSERT INTO dagq.workers (id, hostname, pid, queues, executors, threads, heartbeat_s)
 VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(executors)s, %(threads)s,
         %(heartbeat_s)s)
-ON CONFLICT (id) DO UPDATE SET status = 'alive', heartbeat_at = now(), stopped_at = NULL
+-- (again, by a broker under the dramatiq CLI: with each queue it starts consuming)
+ON CONFLICT (id) DO UPDATE SET status = 'alive', heartbeat_at = now(), stopped_at = NULL,
+    queues = EXCLUDED.queues, executors = EXCLUDED.executors, threads = EXCLUDED.threads
 
 -- name: stop_worker
 UPDATE dagq.workers SET status = 'stopped', stopped_at = now() WHERE id = %(id)s

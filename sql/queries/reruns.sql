@@ -6,7 +6,7 @@
 -- The run to rerun: what a new run of the same workflow version needs. Held (FOR SHARE)
 -- to commit, so a retry cannot reopen it (nor pruning delete it) while it is copied.
 SELECT id, tenant, workflow, workflow_version, status, priority, inputs, spec,
-       extract(epoch FROM deadline_at - created_at)::float8 AS deadline_s
+       concurrency_key, concurrency_limit, extract(epoch FROM deadline_at - created_at)::float8 AS deadline_s
 FROM dagq.runs WHERE id = %(run_id)s
 FOR SHARE
 
@@ -27,4 +27,11 @@ WHERE t.run_id = %(run_id)s AND t.node_key = c.node_key AND t.parent_id IS NULL
 RETURNING t.node_key
 
 -- name: mark_rerun_of
-UPDATE dagq.runs SET rerun_of = %(rerun_of)s WHERE id = %(run_id)s
+-- The run it was made from; and its concurrency key, whose slot it took under the key's
+-- lock (dagq.store.concurrency.take_for_rerun).
+UPDATE dagq.runs
+SET rerun_of = %(rerun_of)s, concurrency_key = %(concurrency_key)s::text,
+    concurrency_limit = %(concurrency_limit)s::int,
+    concurrency_seq = CASE WHEN %(concurrency_key)s::text IS NOT NULL
+                           THEN nextval('dagq.concurrency_seq') END
+WHERE id = %(run_id)s

@@ -76,10 +76,12 @@ DELETE FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id = ANY (%(par
 SELECT dagq.delete_void_streams(%(run_id)s)
 
 -- name: reopen_run
+-- (its roots queue at once: a run cancelled while waiting for a concurrency slot no
+-- longer waits for one)
 UPDATE dagq.runs
 SET status = 'running', nodes_remaining = %(reset)s, nodes_failed = 0,
     nodes_succeeded = nodes_total - %(reset)s, error = NULL, outputs = NULL,
-    finished_at = NULL, version = version + 1
+    finished_at = NULL, concurrency_waiting = false, version = version + 1
 WHERE id = %(run_id)s
 
 -- name: count_run_nodes

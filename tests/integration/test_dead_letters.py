@@ -68,5 +68,8 @@ def test_unserved_messages_are_visible_warned_once_and_dead_lettered(
 
     # The worker that served it is gone: its messages too are dead-lettered.
     repo.stop_worker("w-dl")
+    assert sweeper.dead_letters() == {"dead_lettered": 0}  # not for after_s yet
+    sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '601 s' "
+                "WHERE id = 'w-dl'")
     assert sweeper.dead_letters() == {"dead_lettered": 1}
     assert node(sql, served)["status"] == "failed"
