@@ -179,6 +179,7 @@ def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervis
         broker.repo.stop_worker(broker.worker_id)
     except DagqError as exc:  # the sweeper marks it dead after missed heartbeats
         log.warning("could not mark worker %s stopped: %s", broker.worker_id, exc)
+    broker.close()  # sends its pending notifications (actors' send()s) while the pool lives
     broker.repo.close()
     log.info("worker %s stopped in %.2fs", broker.worker_id, time.monotonic() - started)
 
