@@ -223,8 +223,13 @@ def _dramatiq_rows(table: Table, d: dict[str, Any], targets: dict[str, str]) -> 
                   "", "")
 def _fairness_rows(table: Table, f: dict[str, Any], targets: dict[str, str]) -> None:
     beside = f["beside"]
-    table.add_row("fairness", f"{f['big_runs']:,} one-node runs of one tenant, alone",
-                  _n(f["alone"]["nodes_per_s"], "nodes/s"), "", "")
+    alone = f["alone"]
+    table.add_row("fairness", f"{f['big_runs']:,} one-node runs of one tenant, alone "
+                  "(mean of the drains before and after)",
+                  _n(alone["nodes_per_s"], "nodes/s"), "", "")
+    if "first_nodes_per_s" in alone:
+        table.add_row("", "  alone before / after", f"{_n(alone['first_nodes_per_s'])} / "
+                      f"{_n(alone['second_nodes_per_s'], 'nodes/s')}", "", "")
     table.add_row("", f"  the same beside {beside['small_runs']:,} runs of a small tenant "
                   "(one per 50 ms)", _n(beside["nodes_per_s"], "nodes/s"), "", "")
     table.add_row("", "  ratio to alone", f"{f['drain_ratio']:.2f}", "",
