@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dagq.config import Settings
+from dagq.sweeper import Sweeper
 from tests.helpers import drive, spec
 from tests.integration.test_subflows import (
     ECHO,
@@ -46,3 +48,20 @@ def test_a_retried_run_restarts_a_non_root_sub_workflow_node(repo, sql) -> None:
     assert repo.get_run(run_id).status == "succeeded"
 
 
+
+
+def test_a_healed_child_run_ends_its_sub_workflow_node(repo, sql) -> None:
+    """The sweeper's heal pass finishes a child run whose finalisation was lost: its
+    parent node must end too (it used to wait forever, holding the parent open)."""
+    summarize(repo)
+    run_id = submit(repo, outer_with_sub())
+    [child] = children(sql, run_id)
+    # Simulate a lost finalisation: the child's nodes are done, the child still runs.
+    sql.execute("UPDATE dagq.node_tasks SET status = 'succeeded', outputs = '{\"s\": 1}', "
+                "finished_at = now() WHERE run_id = %s", (child["id"],))
+    sweeper = Sweeper(repo, Settings(worker_dead_after_s=30, retention_days=7))
+    assert sweeper.heal() == {"healed": 1}
+    assert repo.get_run(child["id"]).status == "succeeded"
+    assert node(repo, run_id, "sub").status == "succeeded"
+    drive(repo, ECHO)
+    assert repo.get_run(run_id).status == "succeeded"
