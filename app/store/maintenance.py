@@ -99,6 +99,12 @@ class MaintenanceStore(Transitions):
                 })
                 work = UnitOfWork()
                 work.event(row["id"], None, f"run_{status}", None, {"healed": True})
+                # A healed child ends its sub-workflow node, a healed parent cancels any
+                # open child left; accounted like any other end.
+                self._runs_finished(cur, work, [{
+                    "id": row["id"], "parent_run_id": run["parent_run_id"],
+                    "parent_node_id": None, "has_children": True}])
+                self._account_runs(cur, work)
                 work.flush(cur)
                 healed += 1
         if healed:

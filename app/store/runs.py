@@ -145,6 +145,10 @@ class RunStore(Transitions):
                 "deps_remaining": [max(n["deps_not_succeeded"], 1) if n["depends_on"] else 0
                                    for n in nodes],
             }).fetchall()
+            # The run reopens before its nodes move: a sub-workflow node starts a child
+            # only in an open run (its node rows are locked already: the usual order).
+            cur.execute(q["lock_run"], {"run_id": run_id})
+            cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
             work = UnitOfWork()
             work.event(run_id, None, "run_queued", None, {"retry": True})
             for node in reset:
@@ -156,8 +160,6 @@ class RunStore(Transitions):
                                           and n["subflow"] is None])
             self._start_children(cur, work, [n["id"] for n in reset if n["status"] == "waiting"
                                              and n["subflow"] is not None])
-            cur.execute(q["lock_run"], {"run_id": run_id})
-            cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
             cur.execute(q["delete_void_streams"], {"run_id": run_id})
             self._account_runs(cur, work)
             work.flush(cur)

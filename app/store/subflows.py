@@ -35,7 +35,8 @@ from dagq.workflow import (
 
 log = logging.getLogger("dagq.store")
 
-CHILD_EVENT_KEY = "dagq.child:{run_id}:{node_key}:{attempt}"
+# The node row and version too: a retried run resets attempts (and writes new map items).
+CHILD_EVENT_KEY = "dagq.child:{run_id}:{node_key}:{attempt}:{node_id}.{version}"
 NOT_RETRIED = ("DeadlineExceeded", "NestingTooDeep", "WorkflowNotFound")
 
 
@@ -124,7 +125,8 @@ class Subflows(Propagation):
         roots = [node for node in nodes if node["status"] == "queued"]
         inputs = child_inputs(ctx)
         event_key = CHILD_EVENT_KEY.format(run_id=ctx["run_id"], node_key=ctx["node_key"],
-                                           attempt=ctx["attempts"])
+                                           attempt=ctx["attempts"], node_id=ctx["id"],
+                                           version=ctx["version"])
         events = [{"type": "run_queued", "data": {
                       "workflow": spec.name, "version": ctx["workflow_version"],
                       "parent_run_id": str(ctx["run_id"]),

@@ -48,7 +48,7 @@ WHERE t.id = %(id)s
 -- (also run by maintenance)
 -- lock_run for the sweeper: a run another transaction holds is not waited for (no row
 -- comes back); the sweeper tries it again on its next pass.
-SELECT id, status, fail_fast
+SELECT id, status, fail_fast, parent_run_id
 FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE SKIP LOCKED
 
 -- name: account_runs
