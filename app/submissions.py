@@ -91,10 +91,18 @@ def _test_executors() -> bool:
     return get_settings().test_executors == "on"
 
 
+RESERVED_EVENT_KEY_PREFIX = "dagq."
+
+
 def check_request(req: SubmitRequest) -> None:
     """The checks that need no database (the API's schema makes the same ones)."""
     if req.event_key is not None and not (0 < len(req.event_key) <= 512):
         raise InvalidRequest("event_key needs 1 to 512 characters")
+    if req.event_key is not None and req.event_key.startswith(RESERVED_EVENT_KEY_PREFIX):
+        # dagq's own keys (a sub-workflow node's child run): a client taking one first
+        # would tie that node to an unrelated run
+        raise InvalidRequest(f"event keys starting with {RESERVED_EVENT_KEY_PREFIX!r} are "
+                             "reserved for dagq")
     if not -MAX_PRIORITY <= req.priority <= MAX_PRIORITY:
         raise InvalidRequest(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")
     if req.deadline_s is not None and not 0 < req.deadline_s <= 30 * 86_400:

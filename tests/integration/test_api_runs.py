@@ -259,3 +259,19 @@ def test_priority_and_deadline_are_stored(api: Api) -> None:
     run_id = api.submit(api.acme, priority=7, deadline_s=60)["run_id"]
     run = api.client.get(f"/v1/runs/{run_id}", headers=api.acme).json()
     assert run["priority"] == 7 and run["deadline_at"] is not None
+
+
+def test_event_keys_reserved_for_dagq_are_refused(api: Api, sql) -> None:
+    """`dagq.`-prefixed keys are dagq's own (a sub-workflow node's child run): taken by a
+    client first, they would tie that node to an unrelated run."""
+    refused = api.client.post("/v1/runs", headers=api.acme, json={
+        "workflow": ECHO_FLOW, "event_key": "dagq.child:x:y:1:2.3"})
+    assert_error(refused, 422, "invalid_request")
+    batch = api.client.post("/v1/runs/batch", headers=api.acme, json={"runs": [
+        {"workflow": ECHO_FLOW, "event_key": "dagq.anything"},
+        {"workflow": ECHO_FLOW, "event_key": "mine"}]})
+    assert batch.status_code == 200, batch.text
+    first, second = batch.json()["results"]
+    assert "error" in first and "reserved" in first["error"]["message"]
+    assert second.get("created") is True
+    assert count_rows(sql, "runs") == 1
