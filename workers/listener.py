@@ -26,7 +26,8 @@ class QueueListener(threading.Thread):
         self.url = url
         self._events: dict[str, threading.Event] = defaultdict(threading.Event)
         self._events_lock = threading.Lock()
-        self._stop = threading.Event()
+        # (not `_stop`: threading.Thread has a method of that name, which fork calls)
+        self._stopping = threading.Event()
 
     def event(self, queue: str) -> threading.Event:
         with self._events_lock:
@@ -39,23 +40,23 @@ class QueueListener(threading.Thread):
             event.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self._wake(None)
 
     def run(self) -> None:
         delay = 0.1
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 # Bounded like every dagq session: keepalives notice a dead server.
                 with connect(self.url, autocommit=True) as conn:
                     conn.execute(queries()["listen_queued"])
                     delay = 0.1
                     self._wake(None)  # anything queued while we were away
-                    while not self._stop.is_set():
+                    while not self._stopping.is_set():
                         for note in conn.notifies(timeout=1.0):
                             self._wake(note.payload or None)
             except psycopg.Error as exc:
-                if self._stop.is_set():
+                if self._stopping.is_set():
                     return
                 log.warning("LISTEN %s lost (%s); reconnecting in %.1fs", QUEUED_CHANNEL,
                             exc, delay)

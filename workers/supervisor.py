@@ -29,17 +29,18 @@ class Supervisor(threading.Thread):
         self.broker = broker  # its store, worker id and lease TTL
         self.book = book
         self.heartbeat_s = heartbeat_s
-        self._stop = threading.Event()
+        # (not `_stop`: threading.Thread has a method of that name, which fork calls)
+        self._stopping = threading.Event()
         self._next_beat = 0.0
         # First look once this worker's own heartbeats count it as serving.
         self._next_unserved = time.monotonic() + 3 * heartbeat_s
         self.warned: set[str] = set()  # actor names already warned about
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
-        while not self._stop.wait(TICK_S):
+        while not self._stopping.wait(TICK_S):
             now = time.monotonic()
             for key in self.book.overdue(now):
                 log.info("node %s ran past its timeout; interrupting it", key[0])
