@@ -102,14 +102,8 @@ def _wait_drained(b: ph.Bench, workflow: str, fleet: WorkerFleet) -> None:
 
 
 def _drain_figures(b: ph.Bench, workflow: str) -> dict[str, Any]:
-    row = b.one("message_span", {"workflow": workflow})
-    if row["succeeded"] != row["nodes"]:
-        raise DagqError(f"{workflow}: only {row['succeeded']} of {row['nodes']} messages "
-                        "succeeded")
-    seconds = max((row["last_finish"] - row["first_start"]).total_seconds(), 1e-6)
-    return {"messages": row["nodes"], "seconds": round(seconds, 3),
-            "messages_per_s": round(row["nodes"] / seconds, 1),
-            "avg_lease_batch": round(row["nodes"] / max(row["leases"], 1), 2)}
+    return ph.span_figures(b.one("message_span", {"workflow": workflow}), workflow,
+                           "messages")
 
 
 def _latency(b: ph.Bench, fleet: WorkerFleet, actor: Any, samples: int) -> dict[str, Any]:

@@ -38,14 +38,7 @@ def bulk_submit(b: ph.Bench, workflow: str, runs: int, tenant: str = ph.TENANT) 
 
 
 def _drain_rate(b: ph.Bench, workflows: list[str]) -> dict[str, Any]:
-    row = b.one("fair_span", {"workflows": workflows})
-    if row["succeeded"] != row["nodes"]:
-        raise DagqError(f"fairness: only {row['succeeded']} of {row['nodes']} nodes "
-                        "succeeded")
-    seconds = max((row["last_finish"] - row["first_start"]).total_seconds(), 1e-6)
-    return {"nodes": row["nodes"], "seconds": round(seconds, 3),
-            "nodes_per_s": round(row["nodes"] / seconds, 1),
-            "avg_lease_batch": round(row["nodes"] / max(row["leases"], 1), 2)}
+    return ph.span_figures(b.one("fair_span", {"workflows": workflows}), "fairness")
 
 
 def _alone(b: ph.Bench, runs: int, workflow: str) -> dict[str, Any]:

@@ -177,21 +177,27 @@ def wait_drained(b: Bench, workflow: str, fleet: WorkerFleet) -> None:
         time.sleep(DRAIN_POLL_S)
 
 
-def _span_s(row: dict[str, Any]) -> float:
+def span_s(row: dict[str, Any]) -> float:
+    """A span row's first start to last finish, in seconds (node_span and its kin)."""
     if row["first_start"] is None or row["last_finish"] is None:
         raise DagqError("no node ran")
     return max((row["last_finish"] - row["first_start"]).total_seconds(), 1e-6)
 
 
-def node_figures(b: Bench, workflow: str) -> dict[str, Any]:
-    row = b.one("node_span", {"workflow": workflow})
+def span_figures(row: dict[str, Any], what: str, noun: str = "nodes") -> dict[str, Any]:
+    """A drain's figures from its span row (count, succeeded, first start, last finish,
+    leases), keyed by `noun`; DagqError naming `what` unless every one succeeded."""
     if row["succeeded"] != row["nodes"]:
-        raise DagqError(f"{workflow}: only {row['succeeded']} of {row['nodes']} nodes "
+        raise DagqError(f"{what}: only {row['succeeded']} of {row['nodes']} {noun} "
                         "succeeded")
-    seconds = _span_s(row)
-    return {"nodes": row["nodes"], "seconds": round(seconds, 3),
-            "nodes_per_s": round(row["nodes"] / seconds, 1),
+    seconds = span_s(row)
+    return {noun: row["nodes"], "seconds": round(seconds, 3),
+            f"{noun}_per_s": round(row["nodes"] / seconds, 1),
             "avg_lease_batch": round(row["nodes"] / max(row["leases"], 1), 2)}
+
+
+def node_figures(b: Bench, workflow: str) -> dict[str, Any]:
+    return span_figures(b.one("node_span", {"workflow": workflow}), workflow)
 
 
 def worker_memory(b: Bench, fleet: WorkerFleet) -> list[dict[str, Any]]:
@@ -236,7 +242,7 @@ def dag(b: Bench, runs: int, workflow: str = "bench-dag") -> dict[str, Any]:
     return {
         "runs": runs, "submit": submitted, "node_tasks": nodes["nodes"],
         "seconds": nodes["seconds"], "node_tasks_per_s": nodes["nodes_per_s"],
-        "runs_per_s": round(runs / _span_s(span), 1),
+        "runs_per_s": round(runs / span_s(span), 1),
         "avg_lease_batch": nodes["avg_lease_batch"], "worker_memory": memory,
     }
 

@@ -74,7 +74,7 @@ def _drain_live(b: ph.Bench, spec: WorkflowSpec, parents: int,
     durations = b.conn.execute(b.q["run_durations"], {"workflow": spec.name}).fetchall()
     if any(d["status"] != "succeeded" for d in durations):
         raise DagqError(f"{spec.name}: not every parent run succeeded")
-    seconds = max((row["last_finish"] - row["first_start"]).total_seconds(), 1e-6)
+    seconds = ph.span_s(row)
     latencies = [float(d["ms"]) for d in durations]
     return {"parents": parents, "node_tasks": row["nodes"], "seconds": round(seconds, 3),
             "node_tasks_per_s": round(row["nodes"] / seconds, 1),
