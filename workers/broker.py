@@ -18,14 +18,12 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import dramatiq
-from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.broker import Consumer
 from dramatiq.errors import QueueNotFound
 from dramatiq.message import Message
@@ -47,7 +45,7 @@ from dagq.store import Handoff, Store
 from dagq.store.notifier import BackgroundNotifier
 from dagq.workers.completions import CompletionBatcher
 from dagq.workers.consumer import PostgresConsumer
-from dagq.workers.errors import FatalError, NodeCancelled
+from dagq.workers.entries import executor_entry
 from dagq.workers.joining import QueueJoiner
 from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
@@ -116,6 +114,9 @@ class PostgresBroker(dramatiq.Broker):
         self._consumers: dict[str, PostgresConsumer] = {}
         self._handoff_executors: list[str] = []
         self.served: list[str] = []  # the actors consumers lease for (kept current)
+        # Lists this worker's actors in its row again (set by whoever registered it):
+        # called when an actor is declared once consumers run.
+        self.on_actors_changed: Callable[[], None] | None = None
         self.capped_list: list[str] = []
         # Executors' streamed output; a broker built on its own writes it synchronously.
         self.streams = streams if streams is not None else StreamWriter(repo)
@@ -167,7 +168,7 @@ class PostgresBroker(dramatiq.Broker):
         self.executors[definition.name] = definition
         # No retry options: DagqRetries leaves executors' messages to dagq's own rule.
         dramatiq.actor(
-            _executor_entry(self.book, definition), actor_name=definition.name,
+            executor_entry(self.book, definition), actor_name=definition.name,
             queue_name=definition.queue, broker=self,
             **({"time_limit": EXECUTOR_TIME_LIMIT_MS} if self._has(TimeLimit) else {}),
         )
@@ -179,6 +180,17 @@ class PostgresBroker(dramatiq.Broker):
         self.capped_list = sorted(self.capped)
         if self._consumers:
             self._handoff_executors = sorted(set(self.served) - self.capped)
+            self._actors_changed()
+
+    def _actors_changed(self) -> None:
+        """The worker's row lists a late actor too, so its messages count as served
+        (queue_depth, dead letters) from now on, not from the next restart."""
+        if self.on_actors_changed is None:
+            return
+        try:
+            self.on_actors_changed()
+        except DagqError as exc:
+            log.warning("could not list the worker's new actors: %s", exc)
 
     def served_executors(self) -> list[str]:
         return sorted(self.actors)
@@ -338,29 +350,3 @@ def _dagq_retries(retries: Retries) -> DagqRetries:
 def _safe_key(name: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "_.-" else "_" for c in name)
     return cleaned[:64] or "actor"
-
-
-def _executor_entry(book: LeaseBook, definition: ExecutorDef) -> Any:
-    """The actor function: run the executor on the leased node's payload. An `async
-    def` executor (or one returning an awaitable) runs on the worker's event loop (the
-    AsyncIO middleware's) while this thread waits: the interrupts (timeout, cancel,
-    shutdown) raised in this thread cancel its task, as Dramatiq's async actors do."""
-
-    def run_node(node_id: int, version: int) -> Any:
-        lease = book.get((node_id, version))
-        if lease is None or lease.lost:
-            raise NodeCancelled("lease no longer held")
-        result = definition.fn(lease.node.payload())
-        if inspect.isawaitable(result):
-            loop = get_event_loop_thread()
-            if loop is None:
-                if inspect.iscoroutine(result):
-                    result.close()
-                raise FatalError(f"executor {definition.name!r} is async and this broker has "
-                                 "no AsyncIO middleware (its event loop)")
-            return loop.run_coroutine(result)
-        return result
-
-    run_node.__name__ = run_node.__qualname__ = definition.name.replace(".", "_")
-    run_node.__module__ = getattr(definition.fn, "__module__", __name__)
-    return run_node

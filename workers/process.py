@@ -133,11 +133,16 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     serve = sorted(set(queues) if queues else set(broker.queues) | {"default"})
     for name in serve:
         broker.declare_queue(name)
-    repo.register_worker(
-        worker=worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=serve,
-        threads=threads, heartbeat_s=settings.heartbeat_s,
-        executors=[d.info() for d in registered().values()], actors=sorted(broker.actors),
-    )
+
+    def register() -> None:  # again whenever an actor is declared later (broker.py)
+        repo.register_worker(
+            worker=worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=serve,
+            threads=threads, heartbeat_s=settings.heartbeat_s,
+            executors=[d.info() for d in registered().values()], actors=sorted(broker.actors),
+        )
+
+    register()
+    broker.on_actors_changed = register
     listener.start()
     broker.completions.start()
     streams.start()

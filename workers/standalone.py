@@ -55,6 +55,7 @@ class SelfServing:
                                      heartbeat_s=get_settings().heartbeat_s)
         self.started = False
         self.consumed: set[str] = set()  # the queues Dramatiq's worker consumes
+        broker.on_actors_changed = self._register  # an actor declared once it consumes
 
     def serve(self, queue_name: str) -> None:
         """A queue Dramatiq's worker consumes (`--queues` picks them): this worker is

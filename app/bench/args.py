@@ -16,8 +16,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--big", action="store_true",
                         help="also measure flat throughput with 1,000,000 finished node "
                              "rows in dagq.node_tasks (100,000 with --quick)")
-    parser.add_argument("--phase", choices=["dramatiq", "subflows", "fairness"], default=None,
-                        help="run only this phase (dramatiq: plain Dramatiq actors' sends, "
+    parser.add_argument("--phase", choices=["core", "dramatiq", "subflows", "fairness"],
+                        default=None,
+                        help="run only this phase (core: the hot path's figures, the "
+                             "ceiling, flat and DAG drains and latency, a quarter of the "
+                             "full bench's time; dramatiq: plain Dramatiq actors' sends, "
                              "drain and idle send -> start; subflows: parent runs mapping a "
                              "sub-workflow, against the same work inlined; fairness: the "
                              "--fairness phase)")

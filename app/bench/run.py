@@ -209,6 +209,13 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = No
     log.info("latency: %d single-node runs, then %d fan-out DAGs, one at a time",
              sizes.latency_single, sizes.latency_dag)
     latency, latency_memory = ph.latency(bench, sizes.latency_single, sizes.latency_dag)
+    memory = [m for r in flats + dags for m in r["worker_memory"]] + latency_memory
+    core = {"ceiling": {"single": single, "batch": batch, "single_notify": notify},
+            "flat": flat, "dag": dag, "latency": latency,
+            "ratios": _ratios(flat, dag, None, single, batch),
+            "worker_rss": _rss_summary(memory)}
+    if phase == "core":
+        return core
     streamed = stream(bench, runs=sizes.stream_runs, chunks=sizes.stream_chunks,
                       burst_chunks=sizes.stream_burst)
     beside_waits = flat_beside_waits(bench, waiting_runs=sizes.waiting_runs,
@@ -222,14 +229,9 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = No
     if big:
         log.info("big: %d finished node rows, then flat again", sizes.big_rows)
         grown = ph.big(bench, sizes.big_rows, sizes.flat_runs, flat["nodes_per_s"])
-    memory = [m for r in flats + dags for m in r["worker_memory"]] + latency_memory
-    return {
-        "ceiling": {"single": single, "batch": batch, "single_notify": notify},
-        "flat": flat, "dag": dag, "latency": latency, "stream": streamed, "api": front_door,
-        "waiting": beside_waits, "dramatiq": messages, "subflows": sub,
-        "ratios": _ratios(flat, dag, grown, single, batch), "big": grown,
-        "worker_rss": _rss_summary(memory),
-    }
+    return {**core, "stream": streamed, "api": front_door, "waiting": beside_waits,
+            "dramatiq": messages, "subflows": sub,
+            "ratios": _ratios(flat, dag, grown, single, batch), "big": grown}
 
 
 def _dramatiq(bench: ph.Bench, sizes: Sizes) -> dict[str, Any]:

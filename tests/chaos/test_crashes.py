@@ -101,8 +101,10 @@ def test_node_that_always_kills_its_worker_ends_failed(repo, fleet, sql) -> None
 
 def test_long_node_outlives_its_ttl_by_heartbeating(repo, fleet, sql) -> None:
     fleet.start_sweeper()
-    fleet.start(threads=2, DAGQ_LEASE_TTL_S="10", DAGQ_HEARTBEAT_S="2")
-    wf = spec({"long": {"executor": "builtin.sleep", "params": {"seconds": 60},
+    # Five lease TTLs long, the sweeper looking every 0.5 s: one missed extension and
+    # the lease is reclaimed (a second node_started).
+    fleet.start(threads=2, DAGQ_LEASE_TTL_S="4", DAGQ_HEARTBEAT_S="1")
+    wf = spec({"long": {"executor": "builtin.sleep", "params": {"seconds": 20},
                         "timeout_s": 120}})
     run_id = repo.submit_run(tenant="t", spec=wf).run_id
     run = wait_for_run(repo, run_id, timeout=120)

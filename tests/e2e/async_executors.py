@@ -30,6 +30,16 @@ async def async_sleep(payload):
     return {"slept": True}
 
 
+@executor("test.async_stubborn")
+async def async_stubborn(payload):
+    """Ignores its cancellation for a while (as a careless client library might)."""
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        await asyncio.sleep(payload["params"]["ignore_s"])
+    return {"ignored": True}
+
+
 @executor("test.async_stream")
 async def async_stream(payload):
     node = current_node()

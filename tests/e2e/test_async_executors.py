@@ -34,6 +34,9 @@ def test_async_executors_and_actors_on_a_real_worker(repo, sql, fleet) -> None:
         "max_attempts": 2, "backoff": {"initial_s": 0.1}}})).run_id
     cancel = repo.submit_run(tenant="t", spec=spec({"c": {
         "executor": "test.async_sleep", "params": {"seconds": 30}}})).run_id
+    stubborn = repo.submit_run(tenant="t", spec=spec({"i": {
+        "executor": "test.async_stubborn", "params": {"ignore_s": 6}, "timeout_s": 1,
+        "max_attempts": 1}})).run_id
     started = time.monotonic()
 
     previous = dramatiq.broker.global_broker
@@ -64,6 +67,12 @@ def test_async_executors_and_actors_on_a_real_worker(repo, sql, fleet) -> None:
     assert run.nodes[0].error["type"] == "Timeout"
     assert time.monotonic() - started < 15
     assert repo.node_stream(slow, "z", 2, None)["text"] == "cancelled"
+
+    # It ignores its cancellation for 6 s: the attempt still ends as a timeout (not
+    # Dramatiq's RuntimeError) about 1 s after the cancel, the task left to finish.
+    run = wait_for_run(repo, stubborn, timeout=20)
+    assert run.status == "failed" and run.nodes[0].error["type"] == "Timeout", run.nodes[0]
+    assert (run.nodes[0].finished_at - run.nodes[0].started_at).total_seconds() < 4.5
 
     row = wait_for(lambda: sql.execute(
         "SELECT r.id FROM dagq.runs r WHERE r.event_key = %s AND r.status = 'succeeded'",

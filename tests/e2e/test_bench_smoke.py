@@ -153,12 +153,13 @@ def test_ctrl_c_stops_the_workers_and_drops_the_scratch_database(
 
 def test_bench_compare_alternates_with_another_commit(db_url: str, tmp_path: Path) -> None:
     """`--compare REF` installs REF in a temporary worktree and venv, runs both sides
-    alternately and prints the ratios; the worktree is gone afterwards."""
+    alternately (here `--phase core`: the hot path's figures only) and prints the
+    ratios; the worktree is gone afterwards."""
     out = tmp_path / "compare.json"
     env = dict(os.environ, DAGQ_DATABASE_URL=db_url, DAGQ_LOG_LEVEL="WARNING")
     done = subprocess.run(
-        [*_dagq(), "bench", "--quick", "--compare", "HEAD", "--rounds", "1", "--json",
-         str(out)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+        [*_dagq(), "bench", "--quick", "--phase", "core", "--compare", "HEAD", "--rounds",
+         "1", "--json", str(out)], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True,
         text=True, timeout=400,
     )
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"

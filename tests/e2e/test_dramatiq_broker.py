@@ -179,6 +179,11 @@ def test_join_and_actors_declared_after_the_worker_started(app, repo, sql, fleet
     assert app.declare_late.send().get_result(block=True, timeout=30_000) == "declared"
     late = dramatiq.actor(app._times_ten, actor_name="late_actor")  # the producer's side
     assert late.send(4).get_result(block=True, timeout=30_000) == 40
+    # The worker's row lists it now (what queue_depth and dead-lettering read), not only
+    # after a restart.
+    listed = sql.execute("SELECT array_agg(DISTINCT e) AS names FROM dagq.workers, "
+                         "unnest(executors) e WHERE status = 'alive'").fetchone()["names"]
+    assert "late_actor" in listed
 
 
 def test_group_completion_callbacks_across_worker_processes(app, repo, sql, fleet) -> None:
