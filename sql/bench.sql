@@ -273,3 +273,17 @@ SELECT EXISTS (
     SELECT 1 FROM dagq.runs
     WHERE finished_at IS NULL AND tenant = %(tenant)s AND workflow = %(workflow)s
 ) AS open
+
+-- name: send_floor_create
+-- The floor under a durable one-by-one send: one row a commit on one connection.
+DROP TABLE IF EXISTS public.bench_send_floor;
+CREATE TABLE public.bench_send_floor (
+    id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    body  jsonb  NOT NULL
+)
+
+-- name: send_floor_insert
+INSERT INTO public.bench_send_floor (body) VALUES (%(body)s)
+
+-- name: send_floor_drop
+DROP TABLE IF EXISTS public.bench_send_floor

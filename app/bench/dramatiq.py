@@ -2,11 +2,14 @@
 
 1. Sends from one producer: `actor.send()` back to back on one thread (each a durable
    one-node run: one statement, one round trip), then the same count through `group`
-   (`broker.enqueue_many`: one statement per batch).
+   (`broker.enqueue_many`: one statement per batch). Beside them the floor under any
+   durable one-by-one send: one-row INSERTs committed back to back on one connection.
 2. The drain of those messages (plain no-op actors) by `--workers` x `--threads`
    `dagq worker` processes, from the database's clocks.
 3. Idle send -> start: one message at a time on idle workers; server clocks (the send's
    statement start to the lease's), as the latency phase measures submits.
+4. The same sends and drain on Dramatiq's RedisBroker, when redis-server is here
+   (dagq.bench.redis_side).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import Any
 
 import dramatiq
 import psycopg
+from psycopg.types.json import Jsonb
 
 from dagq.bench import phases as ph
 from dagq.bench.fleet import WorkerFleet
+from dagq.bench.redis_side import redis_figures
 from dagq.errors import DagqError
 from dagq.states import TERMINAL_RUN_STATUSES
 from dagq.workers.broker import PostgresBroker
@@ -39,6 +44,7 @@ def dramatiq_phase(b: ph.Bench, *, sends: int, latency_samples: int) -> dict[str
     try:
         sys.modules.pop(ACTORS, None)
         actors = importlib.import_module(ACTORS)
+        floor = _send_floor(b, sends)
         sent = _sends(actors.bench_drain, sends)
         grouped = _group_sends(actors.bench_drain, sends)
         log.info("dramatiq: %d sends at %.0f/s one by one, %.0f/s in groups; draining",
@@ -59,8 +65,10 @@ def dramatiq_phase(b: ph.Bench, *, sends: int, latency_samples: int) -> dict[str
         sys.modules.pop(ACTORS, None)
         dramatiq.broker.global_broker = previous
         producer.close()
-    return {"send": sent, "group_send": grouped, "drain": drained, "latency": latency,
-            "workers": b.workers, "threads": b.threads}
+    redis = redis_figures(sends=sends, workers=b.workers, threads=b.threads,
+                          scratch=b.log_dir / "redis")
+    return {"send": sent, "send_floor": floor, "group_send": grouped, "drain": drained,
+            "latency": latency, "workers": b.workers, "threads": b.threads, "redis": redis}
 
 
 def _sends(actor: Any, count: int) -> dict[str, Any]:
@@ -72,6 +80,24 @@ def _sends(actor: Any, count: int) -> dict[str, Any]:
     return {"messages": count, "seconds": round(seconds, 3),
             "sends_per_s": round((count - 1) / seconds, 1),
             "ms_per_send": round(seconds / (count - 1) * 1000, 3)}
+
+
+def _send_floor(b: ph.Bench, count: int) -> dict[str, Any]:
+    """What any durable one-by-one send from one thread can reach here: a one-row
+    INSERT committed per statement, back to back on one connection."""
+    body = Jsonb({"args": []})
+    with psycopg.connect(b.url, autocommit=True) as conn:
+        conn.execute(b.q["send_floor_create"])
+        try:
+            conn.execute(b.q["send_floor_insert"], {"body": body}, prepare=True)
+            started = time.perf_counter()
+            for _ in range(count - 1):
+                conn.execute(b.q["send_floor_insert"], {"body": body}, prepare=True)
+            seconds = time.perf_counter() - started
+        finally:
+            conn.execute(b.q["send_floor_drop"])
+    return {"rows": count, "rows_per_s": round((count - 1) / seconds, 1),
+            "ms_per_row": round(seconds / (count - 1) * 1000, 3)}
 
 
 def _group_sends(actor: Any, count: int) -> dict[str, Any]:

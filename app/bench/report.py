@@ -212,6 +212,9 @@ def _dramatiq_rows(table: Table, d: dict[str, Any], targets: dict[str, str]) -> 
     table.add_row("dramatiq", f"actor.send() x {send['messages']:,}, one producer thread",
                   _n(send["sends_per_s"], "sends/s"), "",
                   targets.get("dramatiq_sends_per_s", ""))
+    if d.get("send_floor"):
+        table.add_row("", "  the floor: one-row INSERT committed per call, one connection",
+                      _n(d["send_floor"]["rows_per_s"], "rows/s"), "", "")
     table.add_row("", f"  group of {group['batch']} (enqueue_many, one statement)",
                   _n(group["sends_per_s"], "sends/s"), "", "")
     table.add_row("", f"drain, {d['workers']} workers x {d['threads']} threads "
@@ -221,6 +224,28 @@ def _dramatiq_rows(table: Table, d: dict[str, Any], targets: dict[str, str]) -> 
                   _n(lat["p50_ms"], "ms"), "", targets.get("dramatiq_latency_p50", ""))
     table.add_row("", "  p99 / max", f"{_n(lat['p99_ms'])} / {_n(lat['max_ms'], 'ms')}",
                   "", "")
+    _redis_rows(table, d.get("redis") or {}, drain["messages_per_s"], targets)
+
+
+REDIS_MODES = {"redis_default": "appendonly no, Redis' default",
+               "redis_fsync_always": "appendfsync always"}
+
+
+def _redis_rows(table: Table, redis: dict[str, Any], drain_per_s: float,
+                targets: dict[str, str]) -> None:
+    if "skipped" in redis:
+        table.add_row("", "Dramatiq + Redis: not measured", redis["skipped"], "", "")
+    for mode, label in REDIS_MODES.items():
+        if mode not in redis:
+            continue
+        side = redis[mode]
+        table.add_row("", f"Dramatiq + Redis ({label}): actor.send()",
+                      _n(side["send"]["sends_per_s"], "sends/s"), "", "")
+        table.add_row("", "  its drain, same workers x threads",
+                      _n(side["drain"]["messages_per_s"], "msgs/s"), "", "")
+        table.add_row("", "  dagq's drain / this one",
+                      f"{drain_per_s / side['drain']['messages_per_s']:.2f}", "",
+                      targets.get("dramatiq_drain_vs_redis", ""))
 def _fairness_rows(table: Table, f: dict[str, Any], targets: dict[str, str]) -> None:
     beside = f["beside"]
     alone = f["alone"]

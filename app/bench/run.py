@@ -88,6 +88,7 @@ TARGETS = {
     "stream_p50": "<= 20 ms", "stream_p99": "<= 100 ms",
     "api_c50_submits_per_s": ">= 2,000", "api_c50_p99": "<= 50 ms",
     "dramatiq_sends_per_s": ">= 3,000", "dramatiq_latency_p50": "<= 3 ms",
+    "dramatiq_drain_vs_redis": ">= 1.00",
     "fairness_small_p99": "<= 50 ms", "fairness_drain_ratio": ">= 0.90",
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -202,3 +203,15 @@ def test_bench_dramatiq_phase_alone(db_url: str, tmp_path: Path) -> None:
     assert _number(figures, "latency", "samples") == 10
     assert _number(figures, "latency", "p50_ms") <= _number(figures, "latency", "p99_ms")
     assert "idle send -> start" in done.stdout
+    assert _number(figures, "send_floor", "rows_per_s") > 0
+    # Dramatiq + Redis beside it, on a private redis-server (scripts/test installs
+    # Debian's); without one the bench says why instead.
+    redis = figures["redis"]
+    if shutil.which("redis-server") is None:
+        assert "redis-server" in redis["skipped"]
+        return
+    for mode in ("redis_default", "redis_fsync_always"):
+        assert _number(redis[mode], "send", "sends_per_s") > 0
+        assert _number(redis[mode], "drain", "messages") == 2 * sends
+        assert _number(redis[mode], "drain", "messages_per_s") > 0
+    assert "Dramatiq + Redis (appendfsync always)" in done.stdout
