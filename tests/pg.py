@@ -19,7 +19,9 @@ from psycopg import sql
 from dagq.embedded_pg import EmbeddedPostgres
 from dagq.migrate import migrate
 
-TEMPLATE = "dagq_test_template"
+# Per pytest-xdist worker: workers sharing one server (DAGQ_TEST_DATABASE_URL) must not
+# drop and rebuild each other's template.
+TEMPLATE = "dagq_test_template" + os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
 def with_database(url: str, database: str) -> str:

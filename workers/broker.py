@@ -117,6 +117,7 @@ class PostgresBroker(dramatiq.Broker):
         # Lists this worker's actors in its row again (set by whoever registered it):
         # called when an actor is declared once consumers run.
         self.on_actors_changed: Callable[[], None] | None = None
+        self._declaring = threading.RLock()
         self.capped_list: list[str] = []
         # Executors' streamed output; a broker built on its own writes it synchronously.
         self.streams = streams if streams is not None else StreamWriter(repo)
@@ -174,22 +175,26 @@ class PostgresBroker(dramatiq.Broker):
         )
 
     def declare_actor(self, actor: dramatiq.Actor[Any, Any]) -> None:
-        """Also when the worker already runs: its consumers lease for it from now on."""
-        super().declare_actor(actor)
-        self.served = sorted(self.actors)
-        self.capped_list = sorted(self.capped)
-        if self._consumers:
-            self._handoff_executors = sorted(set(self.served) - self.capped)
-            self._actors_changed()
+        """Also when the worker already runs: its consumers lease for it from now on.
+        (Serialised: threads declaring at once must not read the actors mid-change.)"""
+        with self._declaring:
+            super().declare_actor(actor)
+            self.served = sorted(self.actors)
+            self.capped_list = sorted(self.capped)
+            if self._consumers:
+                self._handoff_executors = sorted(set(self.served) - self.capped)
+                self._actors_changed()
 
     def _actors_changed(self) -> None:
         """The worker's row lists a late actor too, so its messages count as served
-        (queue_depth, dead letters) from now on, not from the next restart."""
-        if self.on_actors_changed is None:
+        (queue_depth, dead letters) from now on, not from the next restart. Best effort:
+        the actor is served either way, so nothing escapes to the declaring code."""
+        changed = self.on_actors_changed
+        if changed is None:
             return
         try:
-            self.on_actors_changed()
-        except DagqError as exc:
+            changed()
+        except Exception as exc:  # noqa: BLE001 - a declaration must not fail for this
             log.warning("could not list the worker's new actors: %s", exc)
 
     def served_executors(self) -> list[str]:

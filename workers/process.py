@@ -134,15 +134,17 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     for name in serve:
         broker.declare_queue(name)
 
-    def register() -> None:  # again whenever an actor is declared later (broker.py)
-        repo.register_worker(
+    def register(store: Store = repo) -> None:
+        store.register_worker(
             worker=worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=serve,
             threads=threads, heartbeat_s=settings.heartbeat_s,
             executors=[d.info() for d in registered().values()], actors=sorted(broker.actors),
         )
 
     register()
-    broker.on_actors_changed = register
+    # Again for an actor declared later (broker.py), bounded: a declaration never waits
+    # out a database outage.
+    broker.on_actors_changed = lambda: register(repo.bounded(DB_CALL_S))
     listener.start()
     broker.completions.start()
     streams.start()
@@ -165,6 +167,7 @@ def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervis
     step bounded."""
     started = time.monotonic()
     broker.stopping = True
+    broker.on_actors_changed = None  # the row is about to say stopped: keep it so
     # The completion batcher keeps the patient repository: its stop is bounded.
     broker.repo = broker.repo.bounded(DB_CALL_S)
     broker.streams.repo = broker.repo  # the last chunks' writes are bounded too

@@ -74,6 +74,7 @@ class SelfServing:
         self.supervisor.start()
 
     def stop(self) -> None:
+        self.broker.on_actors_changed = None  # the row is about to say stopped: keep it so
         if not self.started:
             return
         self.broker.completions.stop()

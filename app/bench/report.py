@@ -227,7 +227,7 @@ def _dramatiq_rows(table: Table, d: dict[str, Any], targets: dict[str, str]) -> 
     _redis_rows(table, d.get("redis") or {}, drain["messages_per_s"], targets)
 
 
-REDIS_MODES = {"redis_default": "appendonly no, Redis' default",
+REDIS_MODES = {"redis_default": "Redis' default persistence",
                "redis_fsync_always": "appendfsync always"}
 
 
@@ -246,6 +246,8 @@ def _redis_rows(table: Table, redis: dict[str, Any], drain_per_s: float,
         table.add_row("", "  dagq's drain / this one",
                       f"{drain_per_s / side['drain']['messages_per_s']:.2f}", "",
                       targets.get("dramatiq_drain_vs_redis", ""))
+
+
 def _fairness_rows(table: Table, f: dict[str, Any], targets: dict[str, str]) -> None:
     beside = f["beside"]
     alone = f["alone"]

@@ -101,7 +101,10 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         from dagq.bench.compare import run_compare
 
         passed = [f"--workers={args.workers}", f"--threads={args.threads}",
-                  *(["--quick"] if args.quick else []), *(["--big"] if args.big else [])]
+                  *(["--quick"] if args.quick else []), *(["--big"] if args.big else []),
+                  # (a REF older than the phase asked for fails with argparse's message)
+                  *([f"--phase={args.phase}"] if args.phase else []),
+                  *([f"--repeat={args.repeat}"] if args.repeat is not None else [])]
         return run_compare(args, passed)
     sizes = QUICK if args.quick else FULL
     if args.repeat is not None:

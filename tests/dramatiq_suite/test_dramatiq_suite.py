@@ -34,7 +34,8 @@ SUITE = ["test_actors.py", "test_broker.py", "test_callbacks.py", "test_composit
          # PostgresRateLimiterBackend (rate_limiter_backend):
          "test_barrier.py", "test_bucket_rate_limiter.py", "test_concurrent_rate_limiter.py",
          "test_window_rate_limiter.py"]
-# Two halves of about a minute each, so that the suite's xdist workers share them out.
+# Two halves of about a minute each (with `-n 2` two xdist workers share them out;
+# scripts/test runs them one after the other, as timing-sensitive tests).
 SHARDS = {"rate-limiters-results": ["test_window_rate_limiter.py", "test_results.py",
                                     "test_barrier.py"],
           "the-rest": [name for name in SUITE if name not in (
