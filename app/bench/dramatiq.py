@@ -45,7 +45,7 @@ def dramatiq_phase(b: ph.Bench, *, sends: int, latency_samples: int) -> dict[str
         sys.modules.pop(ACTORS, None)
         actors = importlib.import_module(ACTORS)
         floor = _send_floor(b, sends)
-        sent = _sends(actors.bench_drain, sends)
+        sent = ph.send_rate(actors.bench_drain, sends)
         grouped = _group_sends(actors.bench_drain, sends)
         log.info("dramatiq: %d sends at %.0f/s one by one, %.0f/s in groups; draining",
                  sends, sent["sends_per_s"], grouped["sends_per_s"])
@@ -71,17 +71,6 @@ def dramatiq_phase(b: ph.Bench, *, sends: int, latency_samples: int) -> dict[str
             "latency": latency, "workers": b.workers, "threads": b.threads, "redis": redis}
 
 
-def _sends(actor: Any, count: int) -> dict[str, Any]:
-    actor.send()  # warm: pool connections, prepared statements
-    started = time.perf_counter()
-    for _ in range(count - 1):
-        actor.send()
-    seconds = time.perf_counter() - started
-    return {"messages": count, "seconds": round(seconds, 3),
-            "sends_per_s": round((count - 1) / seconds, 1),
-            "ms_per_send": round(seconds / (count - 1) * 1000, 3)}
-
-
 def _send_floor(b: ph.Bench, count: int) -> dict[str, Any]:
     """What any durable one-by-one send from one thread can reach here: a one-row
     INSERT committed per statement, back to back on one connection."""
@@ -89,11 +78,8 @@ def _send_floor(b: ph.Bench, count: int) -> dict[str, Any]:
     with psycopg.connect(b.url, autocommit=True) as conn:
         conn.execute(b.q["send_floor_create"])
         try:
-            conn.execute(b.q["send_floor_insert"], {"body": body}, prepare=True)
-            started = time.perf_counter()
-            for _ in range(count - 1):
-                conn.execute(b.q["send_floor_insert"], {"body": body}, prepare=True)
-            seconds = time.perf_counter() - started
+            seconds = ph.one_by_one(lambda: conn.execute(
+                b.q["send_floor_insert"], {"body": body}, prepare=True), count)
         finally:
             conn.execute(b.q["send_floor_drop"])
     return {"rows": count, "rows_per_s": round((count - 1) / seconds, 1),

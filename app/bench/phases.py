@@ -14,6 +14,7 @@ import statistics
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,6 +291,24 @@ def _latency(b: Bench, fleet: WorkerFleet, spec: WorkflowSpec, samples: int,
     finishes = [float(r["finish_ms"]) for r in rows if r["finish_ms"] is not None]
     return {"samples": len(starts), "node": node_key, **percentiles(starts),
             "finish_p50_ms": round(statistics.median(finishes), 2) if finishes else None}
+
+
+def one_by_one(call: Callable[[], Any], count: int) -> float:
+    """Seconds for `count - 1` calls back to back, after one call that warms (pool
+    connections, prepared statements)."""
+    call()
+    started = time.perf_counter()
+    for _ in range(count - 1):
+        call()
+    return time.perf_counter() - started
+
+
+def send_rate(actor: Any, count: int) -> dict[str, Any]:
+    """`actor.send()` from one thread, `count` times (dagq's broker or Redis')."""
+    seconds = one_by_one(actor.send, count)
+    return {"messages": count, "seconds": round(seconds, 3),
+            "sends_per_s": round((count - 1) / seconds, 1),
+            "ms_per_send": round(seconds / (count - 1) * 1000, 3)}
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dagq.bench.phases import send_rate
 from dagq.errors import DagqError
 
 log = logging.getLogger("dagq.bench")
@@ -116,14 +117,7 @@ def _measure(url: str, *, sends: int, workers: int, threads: int,
     actor = dramatiq.actor(lambda: None, actor_name="bench_drain", max_retries=0,
                            broker=broker)
     try:
-        actor.send()  # warm, as dagq's side
-        started = time.perf_counter()
-        for _ in range(sends - 1):
-            actor.send()
-        seconds = time.perf_counter() - started
-        send = {"messages": sends, "seconds": round(seconds, 3),
-                "sends_per_s": round((sends - 1) / seconds, 1),
-                "ms_per_send": round(seconds / (sends - 1) * 1000, 3)}
+        send = send_rate(actor, sends)  # as dagq's side
         dramatiq.group((actor.message() for _ in range(sends)), broker=broker).run()
         drain = _drain(broker, url, 2 * sends, workers=workers, threads=threads, logs=logs)
     finally:
