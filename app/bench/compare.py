@@ -39,6 +39,11 @@ FIGURES: list[tuple[str, tuple[str, ...], bool]] = [
     ("api, 50 clients, submits/s", ("api", "c50", "submits_per_s"), True),
     ("api, 50 clients, p99 ms", ("api", "c50", "p99_ms"), False),
     ("api, 200 clients, submits/s", ("api", "c200", "submits_per_s"), True),
+    ("plain actor.send(), one thread, sends/s", ("dramatiq", "send", "sends_per_s"), True),
+    ("  the floor, one-row commits/s", ("dramatiq", "send_floor", "rows_per_s"), True),
+    ("plain group of 500, sends/s", ("dramatiq", "group_send", "sends_per_s"), True),
+    ("plain-actor drain, messages/s", ("dramatiq", "drain", "messages_per_s"), True),
+    ("plain send -> start p50, ms", ("dramatiq", "latency", "p50_ms"), False),
 ]
 
 
@@ -135,6 +140,8 @@ def _print(results: dict[str, list[dict[str, Any]]], ref: str) -> None:
             median = statistics.median(values)
             medians.append(median)
             cells.append(f"{median:,.2f} ({min(values):,.2f}-{max(values):,.2f})")
+        if medians == [None, None]:  # a phase neither side ran (--phase)
+            continue
         ratio = f"{medians[0] / medians[1]:.3f}" if None not in medians and medians[1] else "-"
         table.add_row(label, *cells, ratio)
     console = Console(width=max(Console().width, 120))

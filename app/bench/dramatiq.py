@@ -1,8 +1,8 @@
 """The `dramatiq` phase of `dagq bench`: plain Dramatiq actors on PostgresBroker.
 
 1. Sends from one producer: `actor.send()` back to back on one thread (each a durable
-   one-node run: one statement, one round trip), then the same count through `group`
-   (`broker.enqueue_many`: one statement per batch). Beside them the floor under any
+   one-node run: one statement, one round trip), then more through `group`
+   (`broker.enqueue_many`: one statement per batch of 500). Beside them the floor under any
    durable one-by-one send: one-row INSERTs committed back to back on one connection.
 2. The drain of those messages (plain no-op actors) by `--workers` x `--threads`
    `dagq worker` processes, from the database's clocks.
@@ -37,7 +37,8 @@ ACTORS = "dagq.bench.dramatiq_actors"
 GROUP_BATCH = 500
 
 
-def dramatiq_phase(b: ph.Bench, *, sends: int, latency_samples: int) -> dict[str, Any]:
+def dramatiq_phase(b: ph.Bench, *, sends: int, grouped: int,
+                   latency_samples: int) -> dict[str, Any]:
     producer = PostgresBroker(url=b.url)
     previous = dramatiq.broker.global_broker
     dramatiq.set_broker(producer)  # the actor module declares its actors on it
@@ -46,9 +47,9 @@ def dramatiq_phase(b: ph.Bench, *, sends: int, latency_samples: int) -> dict[str
         actors = importlib.import_module(ACTORS)
         floor = _send_floor(b, sends)
         sent = ph.send_rate(actors.bench_drain, sends)
-        grouped = _group_sends(actors.bench_drain, sends)
-        log.info("dramatiq: %d sends at %.0f/s one by one, %.0f/s in groups; draining",
-                 sends, sent["sends_per_s"], grouped["sends_per_s"])
+        in_groups = _group_sends(actors.bench_drain, grouped)
+        log.info("dramatiq: %d sends at %.0f/s one by one, %d at %.0f/s in groups; "
+                 "draining", sends, sent["sends_per_s"], grouped, in_groups["sends_per_s"])
         b.checkpoint()
         fleet = WorkerFleet(b.url, processes=b.workers, threads=b.threads,
                             log_dir=b.log_dir, name="bench-dramatiq",
@@ -65,9 +66,9 @@ def dramatiq_phase(b: ph.Bench, *, sends: int, latency_samples: int) -> dict[str
         sys.modules.pop(ACTORS, None)
         dramatiq.broker.global_broker = previous
         producer.close()
-    redis = redis_figures(sends=sends, workers=b.workers, threads=b.threads,
-                          scratch=b.log_dir / "redis")
-    return {"send": sent, "send_floor": floor, "group_send": grouped, "drain": drained,
+    redis = redis_figures(sends=sends, grouped=grouped, workers=b.workers,
+                          threads=b.threads, scratch=b.log_dir / "redis")
+    return {"send": sent, "send_floor": floor, "group_send": in_groups, "drain": drained,
             "latency": latency, "workers": b.workers, "threads": b.threads, "redis": redis}
 
 

@@ -1,7 +1,7 @@
 """Dramatiq + Redis beside dagq, in the `dramatiq` phase of `dagq bench`.
 
 The same work as dagq's side: `actor.send()` back to back from one producer thread
-(then as many again in a `group`, as dagq's side sends them), then the drain of those
+(then the same count as dagq's side in a `group`), then the drain of those
 messages by the `dramatiq` CLI with the same processes x
 threads, on a private redis-server (Debian's, on a unix socket in the bench's scratch
 folder) started twice: with Redis' default persistence (RDB snapshots, `appendonly
@@ -53,7 +53,8 @@ def missing() -> str | None:
     return None
 
 
-def redis_figures(*, sends: int, workers: int, threads: int, scratch: Path) -> dict[str, Any]:
+def redis_figures(*, sends: int, grouped: int, workers: int, threads: int,
+                  scratch: Path) -> dict[str, Any]:
     """Both persistence modes' sends and drain, or why they were not measured."""
     reason = missing()
     if reason is not None:
@@ -65,8 +66,8 @@ def redis_figures(*, sends: int, workers: int, threads: int, scratch: Path) -> d
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with _redis_server(folder, flags) as url:
-                figures[mode] = _measure(url, sends=sends, workers=workers,
-                                         threads=threads, logs=folder)
+                figures[mode] = _measure(url, sends=sends, grouped=grouped,
+                                         workers=workers, threads=threads, logs=folder)
         except Exception as exc:  # noqa: BLE001 - a comparison must not sink the bench
             log.warning("dramatiq: Dramatiq + Redis (%s) failed: %s", mode, exc)
             return {**figures, "skipped": f"{mode}: {type(exc).__name__}: {exc}"}
@@ -108,7 +109,7 @@ def _wait_ping(url: str, server: subprocess.Popen[bytes]) -> None:
     raise DagqError("redis-server did not answer")
 
 
-def _measure(url: str, *, sends: int, workers: int, threads: int,
+def _measure(url: str, *, sends: int, grouped: int, workers: int, threads: int,
              logs: Path) -> dict[str, Any]:
     import dramatiq
     from dramatiq.brokers.redis import RedisBroker
@@ -118,8 +119,9 @@ def _measure(url: str, *, sends: int, workers: int, threads: int,
                            broker=broker)
     try:
         send = send_rate(actor, sends)  # as dagq's side
-        dramatiq.group((actor.message() for _ in range(sends)), broker=broker).run()
-        drain = _drain(broker, url, 2 * sends, workers=workers, threads=threads, logs=logs)
+        dramatiq.group((actor.message() for _ in range(grouped)), broker=broker).run()
+        drain = _drain(broker, url, sends + grouped, workers=workers, threads=threads,
+                       logs=logs)
     finally:
         broker.close()
     return {"send": send, "drain": drain}
