@@ -138,3 +138,50 @@ def test_an_older_attempt_added_after_a_newer_one_is_lost_at_once() -> None:
     assert old.lost and not new.lost
     book.remove((7, 4))
     assert book.get((7, 2)) is old and book.ids() == [7]
+
+
+def test_room_counts_stay_true_through_every_move() -> None:
+    """Room is counted as leases come, finish and go (not recounted each time): after
+    any sequence of adds (also of a newer attempt), begins, ends, finishes, losses and
+    removals it equals a recount of what the book holds."""
+    import random
+
+    rng = random.Random(1234)
+    book = LeaseBook()
+    versions: dict[int, int] = {}
+    for _ in range(3000):
+        keys = book.keys()
+        action = rng.choice(["add", "add", "newer", "begin", "end", "finish", "lose",
+                             "remove", "remove"])
+        if action == "add" or (action == "newer" and not keys):
+            node_id = rng.randrange(1000, 2000)
+            versions[node_id] = versions.get(node_id, 0) + 1
+            queue = rng.choice(["a", "b"])
+            book.add(node(node_id, queue, version=versions[node_id]), queue)
+        elif not keys:
+            continue
+        elif action == "newer":  # the node leased again: the older attempt is lost
+            node_id, _ = rng.choice(keys)
+            versions[node_id] += 1
+            book.add(node(node_id, "a", version=versions[node_id]), "a")
+        else:
+            key = rng.choice(keys)
+            {"begin": lambda: begin_elsewhere(book, key), "end": lambda: book.end(key),
+             "finish": lambda: book.finishing(key),
+             "lose": lambda: book.mark_lost_keys([key]),
+             "remove": lambda: book.remove(key)}[action]()
+        for queue in ("a", "b"):
+            held = [lease for key in book.keys()
+                    if (lease := book.get(key)) is not None and lease.queue == queue]
+            active = sum(1 for lease in held if not lease.finishing)
+            for prefetch in (4, 32):
+                assert book.room(queue, prefetch) == min(
+                    prefetch - active, HELD_PER_PREFETCH * prefetch - len(held))
+
+
+def begin_elsewhere(book: LeaseBook, key: tuple[int, int]) -> None:
+    """Begin on a thread that is gone by the time a loss interrupts it (an interrupt is
+    an asynchronous exception raised in the executing thread)."""
+    thread = threading.Thread(target=book.begin, args=(key, 60))
+    thread.start()
+    thread.join()
