@@ -165,11 +165,7 @@ def test_room_counts_stay_true_through_every_move() -> None:
             versions[node_id] += 1
             book.add(node(node_id, "a", version=versions[node_id]), "a")
         else:
-            key = rng.choice(keys)
-            {"begin": lambda: begin_elsewhere(book, key), "end": lambda: book.end(key),
-             "finish": lambda: book.finishing(key),
-             "lose": lambda: book.mark_lost_keys([key]),
-             "remove": lambda: book.remove(key)}[action]()
+            move(book, action, rng.choice(keys))
         for queue in ("a", "b"):
             held = [lease for key in book.keys()
                     if (lease := book.get(key)) is not None and lease.queue == queue]
@@ -177,6 +173,19 @@ def test_room_counts_stay_true_through_every_move() -> None:
             for prefetch in (4, 32):
                 assert book.room(queue, prefetch) == min(
                     prefetch - active, HELD_PER_PREFETCH * prefetch - len(held))
+
+
+def move(book: LeaseBook, action: str, key: tuple[int, int]) -> None:
+    if action == "begin":
+        begin_elsewhere(book, key)
+    elif action == "end":
+        book.end(key)
+    elif action == "finish":
+        book.finishing(key)
+    elif action == "lose":
+        book.mark_lost_keys([key])
+    else:
+        book.remove(key)
 
 
 def begin_elsewhere(book: LeaseBook, key: tuple[int, int]) -> None:
