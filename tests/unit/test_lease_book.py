@@ -166,8 +166,9 @@ def test_room_counts_stay_true_through_every_move() -> None:
             book.add(node(node_id, "a", version=versions[node_id]), "a")
         else:
             move(book, action, rng.choice(keys))
+        attempts = book.keys()  # every attempt held, as the book lists them
         for queue in ("a", "b"):
-            held = [lease for key in book.keys()
+            held = [lease for key in attempts
                     if (lease := book.get(key)) is not None and lease.queue == queue]
             active = sum(1 for lease in held if not lease.finishing)
             for prefetch in (4, 32):
