@@ -79,7 +79,7 @@ FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_00
              api_seconds=10.0, subflow_parents=200, repeat=3, min_drain_s=10.0)
 QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, 200, api_seconds=2.0,
               subflow_parents=10, repeat=2, min_drain_s=0.0, dramatiq_sends=300,
-              dramatiq_grouped=300, dramatiq_latency=10, fairness_runs=2_000)
+              dramatiq_grouped=700, dramatiq_latency=10, fairness_runs=2_000)
 API_CLIENTS = (50, 200)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside

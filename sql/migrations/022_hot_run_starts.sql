@@ -6,9 +6,13 @@
 -- its predicate, so every run start wrote a new entry into each of the table's ten
 -- indexes again. Same rows, keyed on finished_at; the statements that use it
 -- (concurrency.sql and start_waiting_runs below) say `finished_at IS NULL` too.
-DROP INDEX dagq.runs_concurrency_open;
-CREATE INDEX runs_concurrency_open ON dagq.runs (tenant, concurrency_key, concurrency_seq)
+-- Built under another name before the old one is dropped: while it builds, writes to
+-- dagq.runs wait but reads go on (DROP INDEX would lock the table for both, and the
+-- migration holds its locks to its commit).
+CREATE INDEX runs_concurrency_open_022 ON dagq.runs (tenant, concurrency_key, concurrency_seq)
     WHERE concurrency_key IS NOT NULL AND finished_at IS NULL;
+DROP INDEX dagq.runs_concurrency_open;
+ALTER INDEX dagq.runs_concurrency_open_022 RENAME TO runs_concurrency_open;
 
 -- As in 021, but for the two lookups' `finished_at IS NULL` (the index's predicate).
 CREATE OR REPLACE FUNCTION dagq.start_waiting_runs(p_tenant text, p_key text,

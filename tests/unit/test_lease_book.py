@@ -151,8 +151,8 @@ def test_room_counts_stay_true_through_every_move() -> None:
     versions: dict[int, int] = {}
     for _ in range(3000):
         keys = book.keys()
-        action = rng.choice(["add", "add", "newer", "begin", "end", "finish", "lose",
-                             "remove", "remove"])
+        action = rng.choice(["add", "add", "newer", "again", "older", "begin", "end",
+                             "finish", "lose", "remove", "remove"])
         if action == "add" or (action == "newer" and not keys):
             node_id = rng.randrange(1000, 2000)
             versions[node_id] = versions.get(node_id, 0) + 1
@@ -164,6 +164,13 @@ def test_room_counts_stay_true_through_every_move() -> None:
             node_id, _ = rng.choice(keys)
             versions[node_id] += 1
             book.add(node(node_id, "a", version=versions[node_id]), "a")
+        elif action == "again":  # an attempt added twice (replaces the one held)
+            node_id, version = rng.choice(keys)
+            book.add(node(node_id, rng.choice(["a", "b"]), version=version), "a")
+        elif action == "older":  # an attempt older than one held: lost at once
+            node_id, version = rng.choice(keys)
+            if version > 1:
+                book.add(node(node_id, "b", version=version - 1), "b")
         else:
             move(book, action, rng.choice(keys))
         attempts = book.keys()  # every attempt held, as the book lists them
