@@ -19,7 +19,7 @@ SELECT u.tenant, u.key,
 FROM unnest(%(tenants)s::text[], %(keys)s::text[]) AS u(tenant, key)
 LEFT JOIN dagq.runs r
        ON r.tenant = u.tenant AND r.concurrency_key = u.key
-      AND r.finished_at IS NULL AND r.status IN ('queued', 'running')
+      AND r.status IN ('queued', 'running')
 GROUP BY u.tenant, u.key
 
 -- name: open_runs_of_keys
@@ -30,7 +30,7 @@ GROUP BY u.tenant, u.key
 SELECT r.id, r.tenant, r.concurrency_key AS key FROM dagq.runs r
 JOIN unnest(%(tenants)s::text[], %(keys)s::text[]) AS u(tenant, key)
   ON r.tenant = u.tenant AND r.concurrency_key = u.key
-WHERE r.finished_at IS NULL AND r.status IN ('queued', 'running')
+WHERE r.status IN ('queued', 'running')
 ORDER BY hashtext(r.tenant || E'\n' || r.concurrency_key), r.tenant, r.concurrency_key,
          r.concurrency_waiting DESC, r.concurrency_seq
 
@@ -46,8 +46,8 @@ JOIN unnest(%(tenants)s::text[], %(event_keys)s::text[]) AS u(tenant, event_key)
 SELECT coalesce(sum(dagq.start_waiting_runs(k.tenant, k.concurrency_key, false)), 0)
        AS started
 FROM (SELECT DISTINCT tenant, concurrency_key FROM dagq.runs
-      WHERE concurrency_key IS NOT NULL AND finished_at IS NULL
-        AND status IN ('queued', 'running') AND concurrency_waiting
+      WHERE concurrency_key IS NOT NULL AND status IN ('queued', 'running')
+        AND concurrency_waiting
       LIMIT %(limit)s) k
 
 -- name: start_waiting_runs_of_key
