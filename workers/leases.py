@@ -20,7 +20,6 @@ import enum
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,21 +144,13 @@ class LeaseBook:
         self._lock = threading.Lock()
         self._leases: dict[LeaseKey, Lease] = {}
         self._newest: dict[int, int] = {}  # node id -> newest version held
-        # Per queue: leases held, and of those the finishing ones (no prefetch slot).
-        # Kept as leases come, finish and go, so counting room (twice per message)
-        # does not walk every lease held.
-        self._held: Counter[str] = Counter()
-        self._finishing: Counter[str] = Counter()
         self._released = threading.Condition(self._lock)
 
     def add(self, node: LeasedNode, queue: str) -> Lease:
         """Hold a new lease; an older attempt of the same node still held is lost."""
         lease = Lease(node, queue)
         with self._lock:
-            if (replaced := self._leases.get(lease.key)) is not None:
-                self._uncount(replaced)
             self._leases[lease.key] = lease
-            self._held[queue] += 1
             newest = self._newest.get(node.id)
             if newest is None or newest < node.version:
                 self._newest[node.id] = node.version
@@ -177,25 +168,15 @@ class LeaseBook:
     def remove(self, key: LeaseKey) -> None:
         with self._lock:
             lease = self._leases.pop(key, None)
-            if lease is not None:
-                self._uncount(lease)
-                if self._newest.get(key[0]) == key[1]:
-                    del self._newest[key[0]]
+            if lease is not None and self._newest.get(key[0]) == key[1]:
+                del self._newest[key[0]]
             self._released.notify_all()
-
-    def _uncount(self, lease: Lease) -> None:
-        self._held[lease.queue] -= 1
-        if lease.finishing:
-            self._finishing[lease.queue] -= 1
 
     def finishing(self, key: LeaseKey) -> None:
         """The node's outcome is handed over for commit: free its prefetch slot."""
         with self._lock:
             lease = self._leases.get(key)
             if lease is not None and lease.move("finish"):
-                # (the only move into a finishing state; a lease leaves them only by
-                # its removal)
-                self._finishing[lease.queue] += 1
                 self._released.notify_all()
 
     def room(self, queue: str, prefetch: int) -> int:
@@ -206,9 +187,9 @@ class LeaseBook:
             return self._room(queue, prefetch)
 
     def _room(self, queue: str, prefetch: int) -> int:
-        held = self._held[queue]
-        active = held - self._finishing[queue]
-        return min(prefetch - active, HELD_PER_PREFETCH * prefetch - held)
+        mine = [le for le in self._leases.values() if le.queue == queue]
+        active = sum(1 for le in mine if not le.finishing)
+        return min(prefetch - active, HELD_PER_PREFETCH * prefetch - len(mine))
 
     def poke(self) -> None:
         """Wake `wait_for_room` callers to re-check their `ready` condition."""
