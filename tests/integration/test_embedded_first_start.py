@@ -1,0 +1,105 @@
+"""The embedded Postgres on a machine where it never ran: its OS user does not exist yet.
+
+Several processes starting at once (the test suite's xdist workers, `dagq up`'s first
+start beside a CLI command) used to race creating that user, and one of them ran initdb
+as a uid that no longer existed. Each test here uses a fresh OS user name
+(DAGQ_EMBEDDED_PG_USER) so it proves the first start on any machine, then removes it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the embedded server runs as a separate OS user only as root")
+
+# Each process waits for the "go" file, so the four starts begin within a millisecond.
+START_ONE = """
+import os, sys, time
+from pathlib import Path
+from dagq.embedded_pg import EmbeddedPostgres
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+server = EmbeddedPostgres(Path(sys.argv[1]), database="postgres")
+url = server.start()
+import psycopg
+with psycopg.connect(url) as conn:
+    conn.execute("SELECT 1")
+server.release()
+print("started")
+"""
+
+
+@pytest.fixture
+def fresh_user() -> Iterator[str]:
+    name = f"dagq_t{uuid.uuid4().hex[:12]}"
+    with pytest.raises(KeyError):
+        pwd.getpwnam(name)
+    yield name
+    subprocess.run(["userdel", name], check=False, capture_output=True)
+    subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
+def test_four_first_starts_at_once_all_start(tmp_path: Path, fresh_user: str) -> None:
+    go = tmp_path / "go"
+    env = {**os.environ, "DAGQ_EMBEDDED_PG_USER": fresh_user}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", START_ONE, str(tmp_path / f"pg{i}"), str(go)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(4)
+    ]
+    time.sleep(1.0)  # let every interpreter reach its wait loop
+    go.touch()
+    results = [proc.communicate(timeout=180) for proc in procs]
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+        assert out.strip() == "started"
+    entry = pwd.getpwnam(fresh_user)  # created once, and still the same user
+    for i in range(4):
+        assert (tmp_path / f"pg{i}" / "pg").stat().st_uid == entry.pw_uid
+    assert pwd.getpwuid(entry.pw_uid).pw_name == fresh_user
+
+
+def test_a_user_made_again_with_a_new_uid_still_owns_its_data(
+        tmp_path: Path, fresh_user: str) -> None:
+    from dagq.embedded_pg import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path / "db", database="postgres", system_user=fresh_user)
+    server.start()
+    server.release()
+    old_uid = pwd.getpwnam(fresh_user).pw_uid
+    subprocess.run(["userdel", fresh_user], check=True)
+    subprocess.run(["groupdel", fresh_user], check=False, capture_output=True)
+    # Take the old uid, so the new user cannot get it back.
+    holder = f"dagq_h{uuid.uuid4().hex[:12]}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "-u", str(old_uid), holder],
+                   check=True)
+    try:
+        again = EmbeddedPostgres(tmp_path / "db", database="postgres", system_user=fresh_user)
+        again.start()
+        again.release()
+        assert pwd.getpwnam(fresh_user).pw_uid != old_uid
+        assert (tmp_path / "db" / "pg").stat().st_uid == pwd.getpwnam(fresh_user).pw_uid
+    finally:
+        subprocess.run(["userdel", holder], check=False, capture_output=True)
+        subprocess.run(["groupdel", holder], check=False, capture_output=True)
+
+
+def test_an_invalid_user_name_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    from dagq.embedded_pg import EmbeddedPostgres
+    from dagq.errors import EmbeddedPostgresError
+
+    with pytest.raises(EmbeddedPostgresError, match="invalid OS user name"):
+        EmbeddedPostgres(tmp_path / "db", system_user="root; rm -rf /")
+    assert not (tmp_path / "db").exists()
