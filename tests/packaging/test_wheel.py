@@ -117,6 +117,16 @@ def test_the_wheel_holds_one_package_with_its_data(wheel: Path) -> None:
         assert needed in names, needed
 
 
+def test_the_wheel_carries_the_apache_license(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    headers = archive.read(metadata).decode()
+    assert "License-Expression: Apache-2.0" in headers.splitlines()
+    (license_file,) = [n for n in archive.namelist() if n.endswith("/licenses/LICENSE")]
+    assert "Apache License" in archive.read(license_file).decode()[:200]
+    assert (ROOT / "LICENSE").read_text().split() == archive.read(license_file).decode().split()
+
+
 def test_a_user_project_runs_dagq_from_the_wheel(installed: Path, scratch: Path) -> None:
     tmp_path = scratch / "user"
     project = user_project(tmp_path / "project")
