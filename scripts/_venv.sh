@@ -5,6 +5,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 extras="${1:-}"
 python="${PYTHON:-python3}"
+# One creator at a time: scripts/run and scripts/test started together on a fresh
+# checkout would otherwise both create and install into the same .venv.
+exec {venv_lock}>"$root/.venv.lock"
+flock "$venv_lock"
 if [ ! -x .venv/bin/python ]; then
     echo "dagq: creating .venv" >&2
     "$python" -m venv .venv
@@ -18,3 +22,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
     touch "$stamp"
 fi
+flock -u "$venv_lock"
+exec {venv_lock}>&-
