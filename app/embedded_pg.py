@@ -275,7 +275,9 @@ class EmbeddedPostgres:
                         "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
                     ).fetchone()
                     if not exists:
-                        with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                        # Two processes creating it at once: the loser sees either error.
+                        with contextlib.suppress(psycopg.errors.DuplicateDatabase,
+                                                 psycopg.errors.UniqueViolation):
                             conn.execute(
                                 psycopg.sql.SQL("CREATE DATABASE {}").format(
                                     psycopg.sql.Identifier(self.database)

@@ -30,13 +30,16 @@ from dagq.embedded_pg import EmbeddedPostgres
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.001)
-server = EmbeddedPostgres(Path(sys.argv[1]), database="postgres")
+server = EmbeddedPostgres(Path(sys.argv[1]), database=sys.argv[3])
 url = server.start()
 import psycopg
 with psycopg.connect(url) as conn:
-    conn.execute("SELECT 1")
+    pid = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+if len(sys.argv) > 4:  # stay registered until told to leave
+    while not Path(sys.argv[4]).exists():
+        time.sleep(0.01)
 server.release()
-print("started")
+print("started", pid)
 """
 
 
@@ -55,7 +58,7 @@ def test_four_first_starts_at_once_all_start(tmp_path: Path, fresh_user: str) ->
     env = {**os.environ, "DAGQ_EMBEDDED_PG_USER": fresh_user}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", START_ONE, str(tmp_path / f"pg{i}"), str(go)],
+            [sys.executable, "-c", START_ONE, str(tmp_path / f"pg{i}"), str(go), "postgres"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(4)
     ]
@@ -64,11 +67,41 @@ def test_four_first_starts_at_once_all_start(tmp_path: Path, fresh_user: str) ->
     results = [proc.communicate(timeout=180) for proc in procs]
     for proc, (out, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err[-2000:]
-        assert out.strip() == "started"
+        assert out.startswith("started")
     entry = pwd.getpwnam(fresh_user)  # created once, and still the same user
     for i in range(4):
         assert (tmp_path / f"pg{i}" / "pg").stat().st_uid == entry.pw_uid
     assert pwd.getpwuid(entry.pw_uid).pw_name == fresh_user
+
+
+def test_four_processes_joining_one_data_dir_share_one_server(
+        tmp_path: Path, fresh_user: str) -> None:
+    go, leave = tmp_path / "go", tmp_path / "leave"
+    env = {**os.environ, "DAGQ_EMBEDDED_PG_USER": fresh_user}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", START_ONE, str(tmp_path / "shared"), str(go), "dagq",
+             str(leave)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    time.sleep(1.0)
+    go.touch()
+    handles = tmp_path / "shared" / "pg.handles.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # every process registered: all four joined
+        if handles.exists() and len(handles.read_text().strip("[]").split(",")) == 4:
+            break
+        time.sleep(0.05)
+    leave.touch()
+    results = [proc.communicate(timeout=180) for proc in procs]
+    for proc, (_, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+    started_at = {out.split(" ", 1)[1].strip() for out, _ in results}
+    assert len(started_at) == 1  # one server, started once, shared by all four
+    from dagq.embedded_pg import EmbeddedPostgres
+
+    assert EmbeddedPostgres(tmp_path / "shared", system_user=fresh_user).status() is None
 
 
 def test_a_user_made_again_with_a_new_uid_still_owns_its_data(
