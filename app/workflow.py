@@ -221,13 +221,9 @@ class WorkflowSpec(_Strict):
 
     def spec_hash(self) -> str:
         """The idempotency fingerprint's part: of the filled-in spec, as before 0.3.0, so
-        an event key used before an upgrade still matches its run."""
+        an event key used before an upgrade still matches its run. (A registered
+        version's identity is dagq.stored_specs.stored_hash.)"""
         return sha256_json(self.filled())
-
-    def stored_hash(self) -> str:
-        """A registered version's identity (dagq.workflows.spec_hash): of the spec as
-        written, tagged so that a row can tell it from one stored before 0.3.0."""
-        return stored_hash(self.canonical())
 
     def executors(self) -> set[str]:
         return {node.executor for node in self.nodes.values() if node.executor is not None}
@@ -362,52 +358,6 @@ def fill_executor_defaults(spec: WorkflowSpec, known: Mapping[str, Any]) -> Work
                     continue
                 target[field] = value
     return parse_spec(raw)
-
-
-# A registered spec's hash (dagq.workflows.spec_hash) since 0.3.0 is tagged with this; a
-# row whose hash is not was stored before, with its `defaults` filled in (stored_spec).
-SPEC_FORMAT = "dagq.spec/2"
-# What dagq < 0.3.0 stored in every registered spec: all of the defaults' fields.
-FILLED_DEFAULTS = frozenset(Defaults.model_fields)
-
-
-def stored_hash(canonical: dict[str, Any]) -> str:
-    return sha256_json({"format": SPEC_FORMAT, "spec": canonical})
-
-
-def stored_spec(raw: dict[str, Any], spec_hash: str) -> dict[str, Any]:
-    """A dagq.workflows row's spec as its user wrote it (`spec_hash`: the row's).
-
-    Before 0.3.0 registration stored `defaults` filled in: every field, the built-in
-    values included, which then overrode the executors' declarations. The JSON cannot
-    tell a written `max_attempts: 3` from a filled-in one, so in such a row (every field
-    there, and a hash without SPEC_FORMAT's tag) a field equal to its built-in default
-    counts as unset: nearly always it was filled in, and the executor's declaration
-    applies, as it does inline. A field with another value was written, and stays."""
-    defaults = raw.get("defaults")
-    if not isinstance(defaults, dict) or not defaults.keys() >= FILLED_DEFAULTS:
-        return raw
-    if spec_hash == stored_hash(raw):
-        return raw  # registered since 0.3.0 with every field written
-    return _unfilled(raw)
-
-
-def legacy_hash(spec: WorkflowSpec) -> str | None:
-    """The hash dagq < 0.3.0 stored for this spec, when a row stored that way reads back
-    (stored_spec) with the same defaults written as this spec: registering it again finds
-    that row, no new version. (Their values are the same: both are this spec filled in.)"""
-    filled = spec.filled()
-    written = _unfilled(filled).get("defaults", {})
-    return sha256_json(filled) if written.keys() == spec.defaults.model_fields_set else None
-
-
-def _unfilled(raw: dict[str, Any]) -> dict[str, Any]:
-    """`raw` without the defaults that equal the built-in ones."""
-    builtin = Defaults().model_dump(mode="json")
-    written = {key: value for key, value in raw["defaults"].items()
-               if key not in builtin or value != builtin[key]}
-    spec = {key: value for key, value in raw.items() if key != "defaults"}
-    return {**spec, "defaults": written} if written else spec
 
 
 def sha256_json(value: Any) -> str:

@@ -25,13 +25,13 @@ from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_st
 from dagq.store.propagation import Propagation
 from dagq.store.rows import node_rows
 from dagq.store.work import UnitOfWork
+from dagq.stored_specs import stored_spec
 from dagq.workflow import (
     MAX_NESTING,
     WorkflowSpec,
     fill_executor_defaults,
     parse_spec,
     sha256_json,
-    stored_spec,
 )
 
 log = logging.getLogger("dagq.store")

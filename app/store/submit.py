@@ -23,7 +23,8 @@ from dagq.store.core import (
 )
 from dagq.store.rows import node_rows, starts_children
 from dagq.store.transitions import Transitions
-from dagq.workflow import WorkflowSpec, legacy_hash, sha256_json, stored_spec
+from dagq.stored_specs import legacy_hash, stored_hash, stored_spec
+from dagq.workflow import WorkflowSpec, sha256_json
 
 log = logging.getLogger("dagq.store")
 
@@ -44,7 +45,7 @@ class SubmitStore(Transitions):
         One transaction: registrations of one name take turns on an advisory lock, so the
         next version number never collides."""
         q = queries()
-        canonical, spec_hash = spec.canonical(), spec.stored_hash()
+        canonical, spec_hash = spec.canonical(), stored_hash(spec)
         hashes = [spec_hash, *filter(None, [legacy_hash(spec)])]
         with self._tx() as cur:
             cur.execute(q["lock_workflow_name"], {"name": spec.name})

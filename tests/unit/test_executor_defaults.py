@@ -8,14 +8,8 @@ from typing import Any
 
 from dagq.models import ExecutorInfo
 from dagq.store.rows import node_rows
-from dagq.workflow import (
-    WorkflowSpec,
-    fill_executor_defaults,
-    legacy_hash,
-    parse_spec,
-    sha256_json,
-    stored_spec,
-)
+from dagq.stored_specs import legacy_hash, stored_hash, stored_spec
+from dagq.workflow import WorkflowSpec, fill_executor_defaults, parse_spec, sha256_json
 
 KNOWN = {
     "llm.answer": ExecutorInfo(name="llm.answer", queue="llm", max_attempts=5, timeout_s=120),
@@ -97,7 +91,7 @@ def test_an_old_rows_defaults_other_than_the_built_in_ones_were_written() -> Non
 def test_a_new_row_with_every_default_written_is_kept_as_written() -> None:
     spec = parse_spec(raw(defaults={"queue": "default", "max_attempts": 3, "timeout_s": 60,
                                     "backoff": {"initial_s": 1, "max_s": 60}}))
-    read = stored_spec(spec.canonical(), spec.stored_hash())
+    read = stored_spec(spec.canonical(), stored_hash(spec))
     assert read == spec.canonical()
     assert options(parse_spec(read))["answer"] == ("default", 3, 60.0)
     # ... and one with some of them is never touched, whatever its hash
@@ -118,4 +112,4 @@ def test_the_idempotency_hash_is_unchanged_by_the_fix() -> None:
     upgrade still matches a retry of the same submit after it."""
     spec = parse_spec(raw())
     assert spec.spec_hash() == old_row(raw())[1]
-    assert spec.stored_hash() != spec.spec_hash()
+    assert stored_hash(spec) != spec.spec_hash()
