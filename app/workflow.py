@@ -203,11 +203,27 @@ class WorkflowSpec(_Strict):
                 if node.wait is not None and not node.depends_on]
 
     def canonical(self) -> dict[str, Any]:
-        """The spec as plain JSON with defaults filled in (stable for hashing)."""
+        """The spec as plain JSON (stored, and parsed back): `defaults` as written, the
+        rest filled in. A default filled in here would count as written when parsed back,
+        and override the executors' own declarations (fill_executor_defaults)."""
+        data = self.filled()
+        written = self.defaults.model_dump(mode="json", exclude_unset=True)
+        if written:
+            data["defaults"] = written
+        else:
+            del data["defaults"]
+        return data
+
+    def filled(self) -> dict[str, Any]:
+        """The spec as plain JSON with every default filled in (what dagq < 0.3.0
+        stored for a registered workflow)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     def spec_hash(self) -> str:
-        return sha256_json(self.canonical())
+        """The idempotency fingerprint's part: of the filled-in spec, as before 0.3.0, so
+        an event key used before an upgrade still matches its run. (A registered
+        version's identity is dagq.stored_specs.stored_hash.)"""
+        return sha256_json(self.filled())
 
     def executors(self) -> set[str]:
         return {node.executor for node in self.nodes.values() if node.executor is not None}

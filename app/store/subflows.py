@@ -25,6 +25,7 @@ from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_st
 from dagq.store.propagation import Propagation
 from dagq.store.rows import node_rows
 from dagq.store.work import UnitOfWork
+from dagq.stored_specs import stored_spec
 from dagq.workflow import (
     MAX_NESTING,
     WorkflowSpec,
@@ -54,7 +55,8 @@ def child_template(spec_hash: str, executors: tuple[tuple[Any, ...], ...],
     if found is None:
         known = {row[0]: ExecutorInfo(**dict(zip(EXECUTOR_FIELDS, row, strict=True)))
                  for row in executors}
-        filled = fill_executor_defaults(parse_spec(raw_spec), known)
+        # (as written: a row registered before 0.3.0 holds its defaults filled in)
+        filled = fill_executor_defaults(parse_spec(stored_spec(raw_spec, spec_hash)), known)
         found = (filled, node_rows(filled, 0))
         if len(_templates) >= TEMPLATES_KEPT:
             _templates.clear()

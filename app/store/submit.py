@@ -23,9 +23,17 @@ from dagq.store.core import (
 )
 from dagq.store.rows import node_rows, starts_children
 from dagq.store.transitions import Transitions
+from dagq.stored_specs import legacy_hash, stored_hash, stored_spec
 from dagq.workflow import WorkflowSpec, sha256_json
 
 log = logging.getLogger("dagq.store")
+
+
+def _record(row: dict[str, Any]) -> WorkflowRecord:
+    """A workflows row with its spec as written (a row stored before 0.3.0 included)."""
+    return WorkflowRecord(name=row["name"], version=row["version"],
+                          spec=stored_spec(row["spec"], row["spec_hash"]),
+                          created_at=row["created_at"])
 
 
 class SubmitStore(Transitions):
@@ -37,11 +45,12 @@ class SubmitStore(Transitions):
         One transaction: registrations of one name take turns on an advisory lock, so the
         next version number never collides."""
         q = queries()
-        canonical, spec_hash = spec.canonical(), spec.spec_hash()
+        canonical, spec_hash = spec.canonical(), stored_hash(spec)
+        hashes = [spec_hash, *filter(None, [legacy_hash(spec)])]
         with self._tx() as cur:
             cur.execute(q["lock_workflow_name"], {"name": spec.name})
             same = cur.execute(
-                q["workflow_by_hash"], {"name": spec.name, "spec_hash": spec_hash}
+                q["workflow_by_hash"], {"name": spec.name, "spec_hashes": hashes}
             ).fetchone()
             if same:
                 return WorkflowRecord(name=same["name"], version=same["version"],
@@ -66,12 +75,12 @@ class SubmitStore(Transitions):
         if row is None:
             suffix = f" version {version}" if version is not None else ""
             raise NotFound(f"workflow {name!r}{suffix} not found")
-        return WorkflowRecord(**row)
+        return _record(row)
 
     @transient
     def list_workflows(self) -> list[WorkflowRecord]:
         with self._tx() as cur:
-            return [WorkflowRecord(**row) for row in cur.execute(queries()["list_workflows"])]
+            return [_record(row) for row in cur.execute(queries()["list_workflows"])]
 
     def submit_run(
         self, *, tenant: str, spec: WorkflowSpec, workflow_version: int | None = None,

@@ -3,8 +3,11 @@
 -- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.submit.
 
 -- name: workflow_by_hash
--- An identical spec registered before under this name.
-SELECT name, version FROM dagq.workflows WHERE name = %(name)s AND spec_hash = %(spec_hash)s
+-- An identical spec registered before under this name (by its hash, or the hash dagq
+-- < 0.3.0 gave it: dagq.workflow.legacy_hash).
+SELECT name, version FROM dagq.workflows
+WHERE name = %(name)s AND spec_hash = ANY (%(spec_hashes)s)
+ORDER BY version DESC LIMIT 1
 
 -- name: lock_workflow_name
 -- Registrations of one workflow name take turns (held to commit), so the next version
@@ -20,16 +23,16 @@ ON CONFLICT DO NOTHING
 RETURNING name, version
 
 -- name: get_workflow_latest
-SELECT name, version, spec, created_at FROM dagq.workflows
+SELECT name, version, spec, spec_hash, created_at FROM dagq.workflows
 WHERE name = %(name)s ORDER BY version DESC LIMIT 1
 
 -- name: get_workflow_version
-SELECT name, version, spec, created_at FROM dagq.workflows
+SELECT name, version, spec, spec_hash, created_at FROM dagq.workflows
 WHERE name = %(name)s AND version = %(version)s
 
 -- name: list_workflows
 -- The latest version of every workflow.
-SELECT DISTINCT ON (name) name, version, spec, created_at
+SELECT DISTINCT ON (name) name, version, spec, spec_hash, created_at
 FROM dagq.workflows ORDER BY name, version DESC
 
 -- name: submit_run
