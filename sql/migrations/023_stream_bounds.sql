@@ -156,6 +156,31 @@ LANGUAGE sql AS $$
     SELECT count(*) FROM trimmed
 $$;
 
+-- Before a flush trims and inserts (two statements, each changing counter rows through
+-- the triggers): lock every counter row it may change, run rows then tenant slots,
+-- each in order, in one round. Two rounds could deadlock with another flush (each
+-- holding a slot from its trim that the other's insert needs); a requeue or retention,
+-- which change counters in one statement, take them in the same order.
+CREATE FUNCTION dagq.lock_stream_bytes(p_live jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM dagq.stream_bytes_by_run
+    WHERE run_id IN (SELECT (l ->> 'run_id')::uuid FROM jsonb_array_elements(p_live) AS l)
+    ORDER BY run_id
+    FOR UPDATE;
+    INSERT INTO dagq.stream_bytes_by_tenant (tenant, slot, bytes)
+    SELECT DISTINCT l ->> 'tenant', dagq.stream_slot((l ->> 'run_id')::uuid), 0
+    FROM jsonb_array_elements(p_live) AS l
+    ORDER BY 1, 2
+    ON CONFLICT (tenant, slot) DO NOTHING;
+    PERFORM 1 FROM dagq.stream_bytes_by_tenant
+    WHERE (tenant, slot) IN (SELECT l ->> 'tenant', dagq.stream_slot((l ->> 'run_id')::uuid)
+                             FROM jsonb_array_elements(p_live) AS l)
+    ORDER BY tenant, slot
+    FOR UPDATE;
+END
+$$;
+
 -- One flush of a worker's stream writer, with the bounds: as the one-argument version
 -- (migration 012: per-run advisory locks, chunks of attempts that lost their lease
 -- dropped and counted as stale), then the earlier attempts of newly started ones
@@ -185,6 +210,7 @@ BEGIN
               ON n.id = c.node_id AND n.version = c.version AND n.status = 'running'
           JOIN dagq.runs r ON r.id = n.run_id) AS l;
     stale := jsonb_array_length(p_chunks) - jsonb_array_length(v_live);
+    PERFORM dagq.lock_stream_bytes(v_live);
     IF p_tail IS NOT NULL THEN
         PERFORM dagq.trim_earlier_streams(v_live, p_tail);
     END IF;
