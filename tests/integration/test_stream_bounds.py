@@ -148,3 +148,15 @@ def test_the_caps_come_from_the_settings() -> None:
     assert caps == StreamCaps(run_bytes=None, tenant_bytes=10, tail_bytes=5)
     defaults = caps_of(Settings(_env_file=None))  # type: ignore[call-arg]
     assert defaults == StreamCaps(64 * 1024 * 1024, 8 * 1024**3, 64 * 1024)
+
+
+def test_refused_chunks_are_a_metric(db_url: str) -> None:
+    from tests.integration.test_api_helpers import Api
+    from tests.integration.test_api_ops import samples
+
+    with Api(db_url) as api:
+        run_id, node = start(api.repo)
+        result = api.repo.write_stream(chunks(node, [KB, KB, KB]), StreamCaps(run_bytes=1500))
+        assert (result.written, result.refused) == (1, {(node.id, node.version): "run"})
+        metrics = samples(api.client.get("/metrics").text)
+    assert metrics[("dagq_refused_stream_chunks_total", ())] == 2
