@@ -50,8 +50,8 @@ class StreamTooLarge(ValueError):
 
 
 # Why a flush's chunks were refused (the cap dagq.append_stream names), for the executor.
-CAP_SETTINGS = {"run": ("run", "DAGQ_MAX_STREAM_BYTES_PER_RUN"),
-                "tenant": ("tenant", "DAGQ_MAX_STREAM_BYTES_PER_TENANT")}
+CAP_SETTINGS = {"run": "DAGQ_MAX_STREAM_BYTES_PER_RUN",
+                "tenant": "DAGQ_MAX_STREAM_BYTES_PER_TENANT"}
 
 
 def caps_of(settings: Settings) -> StreamCaps:
@@ -170,10 +170,10 @@ class StreamWriter(threading.Thread):
             for key, cap in refused.items():
                 if key in self._finished:  # its executor has returned: nobody to tell
                     continue
-                what, setting = CAP_SETTINGS.get(cap, (cap, "a stream cap"))
+                setting = CAP_SETTINGS.get(cap, "a stream cap")
                 limit = self.caps.run_bytes if cap == "run" else self.caps.tenant_bytes
                 self._refused[key] = (
-                    f"this {what} already stores as much streamed output as {setting} "
+                    f"this {cap} already stores as much streamed output as {setting} "
                     f"allows ({limit} bytes): chunks were refused")
 
     def run(self) -> None:
