@@ -192,8 +192,9 @@ def signal(args: argparse.Namespace, settings: Settings) -> int:
     run_id = parse_uuid(args.run_id, "run")
     data = parse_json_arg(args.data, "--data")
     with repository(settings) as repo:
-        signal_sent(service.send_signal(repo, run_id, args.name, tenant=None, data=data,
-                                        signal_id=args.signal_id))
+        signal_sent(service.send_signal(
+            repo, run_id, args.name, tenant=None, data=data, signal_id=args.signal_id,
+            max_buffered=settings.max_buffered_signals_per_run))
     return 0
 
 

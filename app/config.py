@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     # Unset: INFO for the servers (up, worker, api, sweeper, bench), WARNING for the
     # client commands, whose output is their answer.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
+    # Stored streamed output (dagq.node_stream) is bounded: a run's and a tenant's bytes
+    # (0: no cap; over it, stream() raises StreamTooLarge), and what each earlier attempt
+    # of a node keeps once a newer attempt streams (the tail of its text).
+    max_stream_bytes_per_run: int = Field(64 * 1024 * 1024, ge=0)
+    max_stream_bytes_per_tenant: int = Field(8 * 1024**3, ge=0)
+    stream_tail_bytes: int = Field(64 * 1024, ge=0)
+    # Signals a run keeps that no node has taken yet; one more is refused (409).
+    max_buffered_signals_per_run: int = Field(100, ge=1)
 
     @field_validator("auth", mode="before")
     @classmethod

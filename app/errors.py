@@ -49,6 +49,12 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class TooManySignals(Conflict):
+    """409: the run already keeps DAGQ_MAX_BUFFERED_SIGNALS_PER_RUN signals no node took."""
+
+    code = "too_many_signals"
+
+
 class InvalidRequest(ApiError):
     """Valid JSON whose content is wrong for the operation asked."""
 

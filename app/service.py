@@ -240,15 +240,19 @@ def get_run(repo: Store, run_id: uuid.UUID, tenant: str | None = None) -> RunVie
 def send_signal(
     repo: Store, run_id: uuid.UUID, name: str, *, tenant: str | None,
     data: dict[str, Any] | None = None, signal_id: str | None = None,
+    max_buffered: int | None = None,
 ) -> SignalResult:
-    """A signal to a run's wait node (POST /v1/runs/{id}/signals/{name}, `dagq signal`)."""
+    """A signal to a run's wait node (POST /v1/runs/{id}/signals/{name}, `dagq signal`).
+    `max_buffered`: the run's bound on signals no node took (default: the setting)."""
     if not re.fullmatch(KEY_PATTERN, name):
         raise InvalidRequest(f"signal name {name[:100]!r} must match [A-Za-z0-9_.-]{{1,64}}")
     if data is not None and not isinstance(data, dict):
         raise InvalidRequest("a signal's data must be a JSON object")
     if signal_id is not None and not 0 < len(signal_id) <= 200:
         raise InvalidRequest("signal_id needs 1 to 200 characters")
-    return repo.send_signal(run_id, name, tenant=tenant, data=data, signal_id=signal_id)
+    return repo.send_signal(run_id, name, tenant=tenant, data=data, signal_id=signal_id,
+                            max_buffered=max_buffered
+                            or get_settings().max_buffered_signals_per_run)
 
 
 def load_spec_file(path: str) -> Any:

@@ -8,6 +8,11 @@ that node's remaining chunks before its outcome is recorded (so a node's chunks 
 precede its end in the run's feed). `_lock` guards the buffer, the per-attempt counters
 and the finished attempts; `_write_lock` serialises writes, so chunks go out in the
 order appended.
+
+Bounds: an attempt's own bytes are counted here (MAX_ATTEMPT_BYTES: the `stream()` call
+over it raises StreamTooLarge). A run's and a tenant's stored bytes are counted by
+Postgres (DAGQ_MAX_STREAM_BYTES_PER_RUN / _PER_TENANT, migration 023): a flush that would
+pass one is refused there, and the attempt's next `stream()` raises StreamTooLarge.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ import threading
 import uuid
 from typing import Any
 
+from dagq.config import Settings, get_settings
 from dagq.errors import DagqError
 from dagq.jsonsafe import unstorable
 from dagq.store import Store
-from dagq.store.streams import StreamChunk
+from dagq.store.streams import StreamCaps, StreamChunk
 
 log = logging.getLogger("dagq.streams")
 
@@ -39,7 +45,21 @@ LeaseKey = tuple[int, int]  # (node id, lease version)
 
 
 class StreamTooLarge(ValueError):
-    """An attempt streamed more than MAX_ATTEMPT_BYTES."""
+    """An attempt streamed more than MAX_ATTEMPT_BYTES, or its run or tenant holds as
+    much streamed output as its cap allows."""
+
+
+# Why a flush's chunks were refused (the cap dagq.append_stream names), for the executor.
+CAP_SETTINGS = {"run": "DAGQ_MAX_STREAM_BYTES_PER_RUN",
+                "tenant": "DAGQ_MAX_STREAM_BYTES_PER_TENANT"}
+
+
+def caps_of(settings: Settings) -> StreamCaps:
+    """The bounds of DAGQ_MAX_STREAM_BYTES_PER_RUN / _PER_TENANT (0: none) and
+    DAGQ_STREAM_TAIL_BYTES."""
+    return StreamCaps(run_bytes=settings.max_stream_bytes_per_run or None,
+                      tenant_bytes=settings.max_stream_bytes_per_tenant or None,
+                      tail_bytes=settings.stream_tail_bytes)
 
 
 class StreamClosed(RuntimeError):
@@ -65,9 +85,10 @@ def chunk_size(text: str | None, data: dict[str, Any] | None) -> int:
 
 class StreamWriter(threading.Thread):
     def __init__(self, repo: Store, *, flush_s: float = FLUSH_S,
-                 flush_bytes: int = FLUSH_BYTES) -> None:
+                 flush_bytes: int = FLUSH_BYTES, caps: StreamCaps | None = None) -> None:
         super().__init__(name="dagq-streams", daemon=True)
         self.repo = repo
+        self.caps = caps if caps is not None else caps_of(get_settings())
         self.flush_s = flush_s
         self.flush_bytes = flush_bytes
         self._lock = threading.Lock()
@@ -76,6 +97,7 @@ class StreamWriter(threading.Thread):
         self._buffered_bytes = 0
         self._attempts: dict[LeaseKey, list[int]] = {}  # key -> [last seq, bytes]
         self._finished: dict[LeaseKey, None] = {}  # insertion-ordered, FINISHED_KEPT long
+        self._refused: dict[LeaseKey, str] = {}  # attempts a cap refused: why (until finish)
         self._wake = threading.Event()  # something is buffered
         self._full = threading.Event()  # FLUSH_BYTES are buffered: flush now
         self._stopping = threading.Event()
@@ -88,6 +110,8 @@ class StreamWriter(threading.Thread):
             if key in self._finished:
                 raise StreamClosed("this attempt has ended (its executor returned): a "
                                    "thread it started streamed too late")
+            if (refused := self._refused.get(key)) is not None:
+                raise StreamTooLarge(refused)
             counters = self._attempts.setdefault(key, [0, 0])
             if counters[1] + size > MAX_ATTEMPT_BYTES:
                 raise StreamTooLarge(
@@ -115,6 +139,7 @@ class StreamWriter(threading.Thread):
         any write in flight) before this returns; its counters are forgotten."""
         with self._lock:
             streamed = self._attempts.pop(key, None) is not None
+            self._refused.pop(key, None)
             self._finished[key] = None
             while len(self._finished) > FINISHED_KEPT:
                 del self._finished[next(iter(self._finished))]
@@ -129,13 +154,27 @@ class StreamWriter(threading.Thread):
             if not batch:
                 return
             try:
-                written = self.repo.append_stream(batch)
+                result = self.repo.write_stream(batch, self.caps)
             except (DagqError, OSError) as exc:  # the database stayed unavailable
                 log.warning("lost %d streamed chunk(s): %s", len(batch), exc)
                 self.dropped += len(batch)
                 return
-            self.written += written
-            self.dropped += len(batch) - written
+            self.written += result.written
+            self.dropped += len(batch) - result.written
+            if result.refused:
+                self._note_refused(result.refused)
+
+    def _note_refused(self, refused: dict[LeaseKey, str]) -> None:
+        """Attempts whose chunks a cap refused: their next stream() raises, naming it."""
+        with self._lock:
+            for key, cap in refused.items():
+                if key in self._finished:  # its executor has returned: nobody to tell
+                    continue
+                setting = CAP_SETTINGS.get(cap, "a stream cap")
+                limit = self.caps.run_bytes if cap == "run" else self.caps.tenant_bytes
+                self._refused[key] = (
+                    f"this {cap} already stores as much streamed output as {setting} "
+                    f"allows ({limit} bytes): chunks were refused")
 
     def run(self) -> None:
         while not self._stopping.is_set():

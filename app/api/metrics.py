@@ -71,6 +71,10 @@ class ApiMetrics:
         self.stale_chunks = Gauge("dagq_stale_stream_chunks_total", "Streamed chunks "
                                   "dropped because their attempt had lost its lease (since "
                                   "the database began)", registry=r)
+        self.refused_chunks = Gauge(
+            "dagq_refused_stream_chunks_total", "Streamed chunks refused because their run "
+            "or tenant stored as much as its cap allows (since the database began)",
+            registry=r)
         self.reclaims = Counter("dagq_lease_reclaims", "Expired leases taken back by the "
                                 "sweeper", registry=r)
         self.node_duration = Histogram("dagq_node_duration_seconds", "Node attempt duration "
@@ -98,6 +102,7 @@ class ApiMetrics:
         self.runs.labels("running").set(gauges["runs_running"])
         self.stale.set(gauges["stale_completions"])
         self.stale_chunks.set(gauges["stale_stream_chunks"])
+        self.refused_chunks.set(gauges["refused_stream_chunks"])
         stats = repo.queue_stats()
         for gauge in (self.queue_depth, self.queue_delayed, self.queue_running,
                       self.queue_age):

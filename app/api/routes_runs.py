@@ -149,7 +149,8 @@ async def send_signal(request: Request) -> JSONResponse:
         else SignalBody()
     result = await run_in_threadpool(
         service.send_signal, request.app.state.repo, run_id, request.path_params["name"],
-        tenant=tenant_scope(key), data=body.data, signal_id=body.signal_id)
+        tenant=tenant_scope(key), data=body.data, signal_id=body.signal_id,
+        max_buffered=request.app.state.settings.max_buffered_signals_per_run)
     return _json(result, 200 if result.duplicate else 202)
 
 

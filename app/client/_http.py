@@ -25,6 +25,7 @@ from dagq.errors import (
     PayloadTooLarge,
     RateLimited,
     ServerError,
+    TooManySignals,
     Unauthorized,
     Unavailable,
     UnexpectedReply,
@@ -43,7 +44,8 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     413: PayloadTooLarge, 422: InvalidRequest, 429: RateLimited, 502: Unavailable,
     503: Unavailable, 504: Unavailable,
 }
-_BY_CODE: dict[str, type[ApiError]] = {"invalid_workflow": InvalidWorkflow}
+_BY_CODE: dict[str, type[ApiError]] = {"invalid_workflow": InvalidWorkflow,
+                                        "too_many_signals": TooManySignals}
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 # The request never left this machine: retrying it cannot do anything twice.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)

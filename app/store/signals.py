@@ -8,6 +8,11 @@ row, so a signal and a node reaching its wait never miss each other, whichever c
 first. A signal no node of the run ever waits for is refused (a typo would otherwise be
 kept forever). Two signals at once for one waiting node: one ends the wait, the other stays
 buffered for the next wait of that name (a later node, or the same one after a retry).
+
+A run keeps at most `max_buffered` signals no node has taken (DAGQ_MAX_BUFFERED_SIGNALS_PER_RUN):
+one more is refused (TooManySignals, 409) and writes nothing. Buffering takes the run's row
+lock before it counts, so two signals at once cannot both pass the count. Buffered signals
+go with their run (a foreign key, ON DELETE CASCADE) when retention prunes it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from dagq.errors import Conflict, InvalidRequest
+from dagq.errors import Conflict, InvalidRequest, TooManySignals
 from dagq.models import SignalResult
 from dagq.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
@@ -37,18 +42,20 @@ class SignalStore(RunStore):
     def send_signal(
         self, run_id: uuid.UUID, name: str, *, tenant: str | None,
         data: dict[str, Any] | None = None, signal_id: str | None = None,
+        max_buffered: int | None = None,
     ) -> SignalResult:
         """Store a signal and deliver it to the oldest node of the run waiting for
         `name`, or buffer it. The same `signal_id` again changes nothing (`duplicate`);
-        a finished run takes no new signal (Conflict). Without a `signal_id` one is made
-        here, once, so a retry after a lost COMMIT finds its own row."""
+        a finished run takes no new signal (Conflict), nor a run that already buffers
+        `max_buffered` signals (TooManySignals; None: no bound). Without a `signal_id`
+        one is made here, once, so a retry after a lost COMMIT finds its own row."""
         return self._send_signal(run_id, name, tenant, {} if data is None else data,
-                                 signal_id or str(uuid.uuid4()), signal_id)
+                                 signal_id or str(uuid.uuid4()), signal_id, max_buffered)
 
     @transient
     def _send_signal(
         self, run_id: uuid.UUID, name: str, tenant: str | None, data: dict[str, Any],
-        signal_id: str, given_id: str | None,
+        signal_id: str, given_id: str | None, max_buffered: int | None,
     ) -> SignalResult:
         q = queries()
         with self._tx() as cur:
@@ -67,13 +74,14 @@ class SignalStore(RunStore):
                 if seen is None:  # pragma: no cover - the row conflicted, so it exists
                     raise Conflict(f"signal {signal_id!r} is being sent concurrently; retry")
                 return seen
-            node_key = self._deliver(cur, run_id, name, signal_id, inserted["id"], data)
+            node_key = self._deliver(cur, run_id, name, signal_id, inserted["id"], data,
+                                     max_buffered)
         return SignalResult(run_id=run_id, signal=name, signal_id=signal_id,
                             delivered=node_key is not None, node_key=node_key)
 
     def _deliver(
         self, cur: psycopg.Cursor[Any], run_id: uuid.UUID, name: str, signal_id: str,
-        row_id: int, data: dict[str, Any],
+        row_id: int, data: dict[str, Any], max_buffered: int | None,
     ) -> str | None:
         """Hand the stored signal to the oldest waiting node of its name, if any; the
         node that took it, or None (buffered)."""
@@ -91,6 +99,8 @@ class SignalStore(RunStore):
             if run["status"] not in OPEN_RUN_STATUSES:  # finished meanwhile: write nothing
                 raise Conflict(f"run {run_id} already finished ({run['status']}); "
                                "it takes no signals")
+            if max_buffered is not None:
+                self._check_buffered(cur, run_id, max_buffered)
             work.event(run_id, None, "signal_received", None, {**event, "buffered": True})
             self._account_runs(cur, work)
             work.flush(cur)
@@ -103,6 +113,19 @@ class SignalStore(RunStore):
         self._account_runs(cur, work)
         work.flush(cur)
         return str(node["node_key"])
+
+    @staticmethod
+    def _check_buffered(cur: psycopg.Cursor[Any], run_id: uuid.UUID, limit: int) -> None:
+        """Under the run's row lock (so a concurrent buffering waits, then counts ours):
+        this signal, already inserted, may not take the run past `limit` buffered ones.
+        Raising rolls the insert back."""
+        buffered = cur.execute(queries()["count_buffered_signals"], {
+            "run_id": run_id, "limit": limit + 1}).fetchone()["buffered"]
+        if buffered > limit:
+            raise TooManySignals(
+                f"run {run_id} already keeps {limit} signals no node has taken "
+                "(DAGQ_MAX_BUFFERED_SIGNALS_PER_RUN); this one is refused",
+                {"run_id": str(run_id), "buffered": limit, "limit": limit})
 
     @staticmethod
     def _check_name(cur: psycopg.Cursor[Any], run_id: uuid.UUID, name: str) -> None:

@@ -28,6 +28,26 @@ class StreamChunk:
 
 
 @dataclass(frozen=True)
+class StreamCaps:
+    """The bounds a flush is written under (None: none). `run_bytes`, `tenant_bytes`:
+    the stored bytes a run and a tenant may hold; `tail_bytes`: what each earlier attempt
+    of a node keeps once a newer attempt streams (DAGQ_STREAM_TAIL_BYTES)."""
+
+    run_bytes: int | None = None
+    tenant_bytes: int | None = None
+    tail_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class StreamWrite:
+    """What a flush did: chunks written, and the attempts whose chunks a cap refused
+    ((node id, lease version) -> "run" or "tenant")."""
+
+    written: int
+    refused: dict[tuple[int, int], str]
+
+
+@dataclass(frozen=True)
 class FeedCursor:
     """Where a reader of a run's feed is: after event `event` and after chunk `chunk`.
     Written `E.C` (the SSE id), or `E` while no chunk has been read: the ids of a run
@@ -68,21 +88,27 @@ class FeedItem:
 class StreamStore(StoreCore):
     """Appending and reading streamed output."""
 
+    def append_stream(self, chunks: list[StreamChunk], caps: StreamCaps | None = None) -> int:
+        """Write a batch of chunks; how many were written (see write_stream)."""
+        return self.write_stream(chunks, caps or StreamCaps()).written
+
     @transient
-    def append_stream(self, chunks: list[StreamChunk]) -> int:
+    def write_stream(self, chunks: list[StreamChunk], caps: StreamCaps) -> StreamWrite:
         """Write a batch of chunks (any nodes, any runs) in one statement; those whose
         attempt lost its lease are dropped and counted (`stale_stream_chunks` in
-        dagq.counters). Returns how many were written."""
+        dagq.counters), those over a cap of `caps` refused (`refused_stream_chunks`)."""
         if not chunks:
-            return 0
+            return StreamWrite(0, {})
         with self._tx(one_statement=True) as cur:
             row = cur.execute(queries()["append_stream"], {"chunks": Jsonb([
                 {"ord": i, "node_id": c.node_id, "version": c.version, "run_id": str(c.run_id),
                  "seq": c.seq, "text": c.text, "data": c.data}
-                for i, c in enumerate(chunks)])}).fetchone()
+                for i, c in enumerate(chunks)]), "run_cap": caps.run_bytes,
+                "tenant_cap": caps.tenant_bytes, "tail": caps.tail_bytes}).fetchone()
             if row["runs"]:
                 notify_event_streams(row["runs"])
-        return row["written"]
+        refused = {(r["node_id"], r["version"]): r["cap"] for r in row["refused"]}
+        return StreamWrite(row["written"], refused)
 
     @transient
     def run_feed(self, run_id: uuid.UUID, after: FeedCursor, *, limit: int,

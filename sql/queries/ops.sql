@@ -89,6 +89,8 @@ SELECT (SELECT count(*) FROM dagq.runs WHERE finished_at IS NULL AND status = 'q
         WHERE name = 'stale_completions') AS stale_completions,
        (SELECT coalesce(max(value), 0) FROM dagq.counters
         WHERE name = 'stale_stream_chunks') AS stale_stream_chunks,
+       (SELECT coalesce(max(value), 0) FROM dagq.counters
+        WHERE name = 'refused_stream_chunks') AS refused_stream_chunks,
        (SELECT count(*) FROM dagq.runs WHERE finished_at IS NULL AND status = 'running')
            AS runs_running,
        (SELECT count(*) FROM dagq.node_tasks t JOIN dagq.runs r ON r.id = t.run_id

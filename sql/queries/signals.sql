@@ -32,3 +32,10 @@ FOR NO KEY UPDATE
 
 -- name: consume_signal
 UPDATE dagq.signals SET consumed_by = %(node_key)s, consumed_at = now() WHERE id = %(id)s
+
+-- name: count_buffered_signals
+-- The run's signals no node has taken, counted up to %(limit)s (through signals_buffered).
+SELECT count(*) AS buffered FROM (
+    SELECT 1 FROM dagq.signals
+    WHERE run_id = %(run_id)s AND consumed_at IS NULL
+    LIMIT %(limit)s) AS kept

@@ -1,11 +1,13 @@
 -- Queries of dagq.store.streams: streamed node output, written and read.
 
 -- name: append_stream
--- One flush, one statement (dagq.append_stream, migration 012): per-run advisory locks
--- (one run's chunk ids then follow commit order, and completions of the run's other
--- nodes never wait), the chunks of attempts that still hold their lease inserted, the
--- others counted as stale.
-SELECT written, stale, runs FROM dagq.append_stream(%(chunks)s)
+-- One flush, one statement (dagq.append_stream, migrations 012 and 023): per-run advisory
+-- locks (one run's chunk ids then follow commit order, and completions of the run's
+-- other nodes never wait), the chunks of attempts that still hold their lease inserted
+-- while their run and tenant are under their caps, the others counted as stale or
+-- refused; a newly started attempt trims its node's earlier ones to their tail.
+SELECT written, stale, runs, refused
+FROM dagq.append_stream(%(chunks)s, %(run_cap)s::bigint, %(tenant_cap)s::bigint, %(tail)s::bigint)
 
 -- name: run_feed
 -- A run's events after one cursor and its chunks after another, each in id order, up

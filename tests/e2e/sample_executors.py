@@ -107,3 +107,27 @@ def stream_slowly(payload):
         i += 1
         time.sleep(0.05)
     return {"chunks": i}
+
+
+@executor("test.stream_then_fail", max_attempts=3)
+def stream_then_fail(payload):
+    """Attempts before the last stream `params.chunks` chunks of `params.size` bytes and
+    fail; the last streams until a cap refuses it (at most 2,000 chunks) and returns why."""
+    import time
+
+    from dagq import current_node
+    from dagq.workers.streams import StreamTooLarge
+
+    node, params = current_node(), payload["params"]
+    piece = "x" * int(params["size"])
+    if node.attempt < node.max_attempts:
+        for _ in range(int(params["chunks"])):
+            node.stream(piece)
+        raise RuntimeError(f"attempt {node.attempt} fails after streaming")
+    for i in range(2000):
+        try:
+            node.stream(piece)
+        except StreamTooLarge as exc:
+            return {"refused": str(exc), "streamed": i}
+        time.sleep(0.002)  # the writer flushes every ~15 ms: a refusal shows at once
+    return {"refused": None, "streamed": 2000}
