@@ -69,15 +69,23 @@ def queries() -> dict[str, str]:
     return merged
 
 
+def migration_file(filename: str, text: str) -> Migration | None:
+    """The migration a file `NNN_name.sql` holds (None: not a migration's name)."""
+    match = _MIGRATION.match(filename)
+    if not match:
+        return None
+    declared = _COMPATIBLE_WITH.search(text)
+    return Migration(int(match.group(1)), match.group(2), text,
+                     int(declared.group(1)) if declared else 0)
+
+
 def migrations() -> list[Migration]:
     found = []
     for path in sorted((SQL_DIR / "migrations").iterdir(), key=lambda p: p.name):
-        match = _MIGRATION.match(path.name)
-        if match:
-            text = path.read_text()
-            declared = _COMPATIBLE_WITH.search(text)
-            found.append(Migration(int(match.group(1)), match.group(2), text,
-                                   int(declared.group(1)) if declared else 0))
+        migration = migration_file(path.name, path.read_text()) \
+            if _MIGRATION.match(path.name) else None
+        if migration is not None:
+            found.append(migration)
     versions = [m.version for m in found]
     if len(versions) != len(set(versions)):
         raise ValueError("two migrations share a version number")

@@ -161,9 +161,9 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     worker = Worker(broker, queues=set(serve), worker_threads=threads, worker_timeout=1000)
     worker.queue_prefetch = PREFETCH_PER_THREAD * threads
     worker.start()
+    tell_parent(READY)  # a crash from now on is restarted at once (dagq.procs)
     log.info("worker %s serving queues %s with %d threads", worker_id, ",".join(serve),
              threads)
-    tell_parent(READY)  # a crash from now on is restarted at once (dagq.procs)
     wait_for_stop(stop)  # returns at once if a signal came during startup
     _shut_down(worker, broker, book, supervisor, listener, grace_s=settings.shutdown_grace_s)
     return 0
