@@ -1,9 +1,11 @@
-"""Settings -> database URL (an embedded Postgres when none is configured) -> migrated
-schema -> pool: the one start-up sequence every dagq process uses.
+"""Settings -> database URL (an embedded Postgres when none is configured) -> a schema
+that fits the code -> pool: the one start-up sequence every dagq process uses.
 
-`dagq up`, `dagq api`, `dagq worker`, `dagq sweeper` and the CLI's database commands
-migrate; the child processes `dagq up` starts (`python -m dagq.api|workers|sweeper`)
-do not, since their parent already did and they must not race each other to it.
+Only `dagq db migrate` and `dagq up` (on the embedded database it owns) create the
+embedded database and apply migrations; every other process, the children `dagq up`
+starts included, finds the database or says in one line there is none, then checks the
+schema (dagq.migrate.check_schema): behind the code or incompatibly ahead of it, it
+stops with one line saying what to run.
 """
 
 from __future__ import annotations
@@ -27,15 +29,21 @@ class Database:
 
 
 @contextlib.contextmanager
-def database(settings: Settings, *, migrate: bool = True,
+def database(settings: Settings, *, migrate: bool = False, check: bool = True,
              on_release: Callable[[], None] | None = None) -> Iterator[Database]:
-    """The database to use, migrated unless `migrate` is false; an embedded Postgres
-    this process started is stopped on exit (then `on_release` is called)."""
+    """The database to use. `migrate` (the migrators only): create the embedded database
+    if there is none and apply pending migrations; otherwise the database must exist.
+    Then, if `check`, the schema must fit this code (SchemaMismatch otherwise). An
+    embedded Postgres this process started is stopped on exit (then `on_release`)."""
+    from dagq.migrate import check_schema
     from dagq.migrate import migrate as apply_migrations
 
-    url = resolve_database_url(settings)
+    url = resolve_database_url(settings, create=migrate)
     try:
-        yield Database(url, apply_migrations(url) if migrate else [])
+        applied = apply_migrations(url) if migrate else []
+        if check:
+            check_schema(url)
+        yield Database(url, applied)
     finally:
         if release_embedded() and on_release is not None:
             on_release()
@@ -44,8 +52,8 @@ def database(settings: Settings, *, migrate: bool = True,
 @contextlib.contextmanager
 def repository(settings: Settings, *, pool_size: int = 4,
                name: str = "cli") -> Iterator[Store]:
-    """A repository on the migrated database, closed (and the embedded server stopped)
-    on exit: what the CLI's one-shot commands use."""
+    """A repository on the existing, checked database, closed (and the embedded server
+    stopped) on exit: what the CLI's one-shot commands use."""
     from dagq.store import Store
 
     with database(settings) as db:

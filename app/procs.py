@@ -1,5 +1,13 @@
 """Run a group of child processes in the foreground: restart those that die (backing off
-while they keep dying), stop all cleanly on SIGTERM/SIGINT (Ctrl-C)."""
+while they cannot start), stop all cleanly on SIGTERM/SIGINT (Ctrl-C).
+
+Children that report (the workers) tell the parent over a pipe when they serve
+(`ready`) or why they cannot start (`cannot-start <one line>`). At start-up, the group
+is up once every reporting child is ready; a child that cannot start before then
+(a configuration error, e.g. an actor module that does not import) stops the group
+with that line. Later, a child that dies after it was serving is restarted within a
+second (a crash, e.g. an OOM kill), and one that cannot start backs off to a minute.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from dagq.errors import DagqError
 
 log = logging.getLogger("dagq.procs")
 
@@ -18,6 +29,10 @@ RESTART_DELAY_S = 1.0  # before the first restart; doubled while a child keeps d
 MAX_RESTART_DELAY_S = 60.0
 STABLE_AFTER_S = 30.0  # a child that ran this long before it died restarts after 1 s again
 EXIT_CANNOT_START = 78  # EX_CONFIG: the child cannot start (it logged one line why)
+# A reporting child finds its end of the status pipe in this variable (a descriptor).
+STATUS_FD_ENV = "DAGQ_STATUS_FD"
+READY = "ready"
+CANNOT_START = "cannot-start"
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SIGNAL_POLL_S = 0.2
@@ -82,6 +97,42 @@ def wait_for_stop(stop: StopRequest) -> None:
         time.sleep(SIGNAL_POLL_S)
 
 
+_status_fd: int | None = None  # in a reporting child: where to tell the parent
+
+
+def take_status_fd() -> None:
+    """In a child, first thing: take the status pipe the parent passed (if any) out of
+    the environment and make it non-inheritable, so that nothing this process starts
+    (an executor's subprocess) writes to it or to an unrelated descriptor by its number."""
+    global _status_fd
+    raw = os.environ.pop(STATUS_FD_ENV, "")
+    if not raw.isdigit():
+        return
+    try:
+        os.set_inheritable(int(raw), False)
+    except OSError:  # not open: started by hand with a stale variable
+        return
+    _status_fd = int(raw)
+
+
+def tell_parent(kind: str, text: str = "") -> bool:
+    """Report `ready` or `cannot-start <text>` to the supervising parent; False when
+    there is none (run on its own: the caller logs instead)."""
+    if _status_fd is None:
+        return False
+    line = " ".join(f"{kind} {text}".split()) + "\n"
+    try:
+        os.write(_status_fd, line.encode())
+    except OSError:  # the parent is gone
+        return False
+    return True
+
+
+class ChildCannotStart(DagqError):
+    """A reporting child could not start when the group started (configuration errors
+    are not transient): the group stopped."""
+
+
 @dataclass
 class Child:
     name: str
@@ -92,11 +143,58 @@ class Child:
     started_at: float = field(default=0.0)
     delay_s: float = 0.0  # the current restart back-off
     restart_at: float | None = None  # dead, to be restarted then
+    reports: bool = False  # tells its state over a status pipe (see the module doc)
+    ready: bool = False  # this run of it reported that it serves
+    cannot_start: str | None = None  # the one line this run of it reported
+    _status: int | None = field(default=None, repr=False)  # our end of its pipe
+    _unread: bytes = field(default=b"", repr=False)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
-                                     preexec_fn=die_with_parent)  # only calls prctl(2)
+        self.read_status()  # what the previous run said before it died
+        self._close_status()
+        self.ready, self.cannot_start, self._unread = False, None, b""
+        if not self.reports:
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
+                                         preexec_fn=die_with_parent)  # only calls prctl(2)
+        else:
+            theirs, self._status = _status_pipe()
+            try:
+                self.proc = subprocess.Popen(
+                    self.argv, env={**self.env, STATUS_FD_ENV: str(theirs)},
+                    stdin=subprocess.DEVNULL, pass_fds=(theirs,), preexec_fn=die_with_parent)
+            finally:
+                os.close(theirs)
         self.started_at = time.monotonic()
+
+    def read_status(self) -> None:
+        """Take in what the child wrote on its status pipe so far (never blocks)."""
+        if self._status is None:
+            return
+        try:
+            while chunk := os.read(self._status, 4096):
+                self._unread += chunk
+            self._close_status()  # end of file: the child exited
+        except BlockingIOError:
+            pass
+        *lines, self._unread = self._unread.split(b"\n")
+        for raw in lines:
+            kind, _, text = raw.decode(errors="replace").partition(" ")
+            if kind == READY:
+                self.ready = True
+            elif kind == CANNOT_START:
+                self.cannot_start = text.strip()
+
+    def _close_status(self) -> None:
+        if self._status is not None:
+            os.close(self._status)
+            self._status = None
+
+
+def _status_pipe() -> tuple[int, int]:
+    """(the child's write end, our non-blocking read end)."""
+    ours, theirs = os.pipe()
+    os.set_blocking(ours, False)
+    return theirs, ours
 
 
 class ProcessGroup:
@@ -105,20 +203,45 @@ class ProcessGroup:
         self.grace_s = grace_s
         self.stopping = StopRequest()
 
-    def add(self, name: str, module_args: list[str], env: dict[str, str]) -> None:
-        self.children.append(Child(name, [sys.executable, *module_args], env))
+    def add(self, name: str, module_args: list[str], env: dict[str, str], *,
+            reports: bool = False) -> None:
+        """`reports`: the child tells when it serves or why it cannot start (see
+        tell_parent); the workers do."""
+        self.children.append(Child(name, [sys.executable, *module_args], env,
+                                   reports=reports))
 
-    def run(self) -> int:
-        """Start every child and supervise until a signal arrives; return exit status."""
+    def run(self, on_up: Callable[[], None] | None = None) -> int:
+        """Start every child and supervise until a signal arrives; return exit status.
+
+        `on_up` is called once every reporting child serves. Should one report that it
+        cannot start before then, every child is stopped and ChildCannotStart raised."""
         self.stopping.install()
         for child in self.children:
             if not self.stopping.is_set():
                 child.start()
+        up = False
         while not self.stopping.is_set():  # polled: see wait_for_stop
+            for child in self.children:
+                child.read_status()
+            if not up:
+                up = self._check_start_up(on_up)
             for child in self.children:
                 self._restart_if_dead(child)
             time.sleep(SIGNAL_POLL_S)
         return self.stop()
+
+    def _check_start_up(self, on_up: Callable[[], None] | None) -> bool:
+        """True once the group is up (then `on_up` was called); raises ChildCannotStart
+        (after stopping the group) for a child that cannot start before that."""
+        for child in self.children:
+            if child.cannot_start is not None:
+                self.stop()
+                raise ChildCannotStart(f"{child.name} cannot start: {child.cannot_start}")
+        if not all(child.ready for child in self.children if child.reports):
+            return False
+        if on_up is not None:
+            on_up()
+        return True
 
     def _restart_if_dead(self, child: Child, now: float | None = None) -> None:
         if child.proc is None or child.proc.poll() is None or self.stopping.is_set():
@@ -132,13 +255,20 @@ class ProcessGroup:
             child.start()
 
     def _schedule_restart(self, child: Child, now: float) -> None:
-        """1 s, then twice as long each time it dies again soon (at most 60 s)."""
+        """1 s after a child that was serving (it said so, or ran 30 s) died: a crash
+        (an OOM kill) must not leave its slot empty. A child that died before it served
+        (it cannot start, or crashes while starting) waits twice as long each time it
+        dies again so (at most 60 s)."""
         assert child.proc is not None
-        stable = now - child.started_at >= STABLE_AFTER_S
-        child.delay_s = RESTART_DELAY_S if stable or not child.delay_s \
+        child.read_status()
+        served = child.ready or now - child.started_at >= STABLE_AFTER_S
+        child.delay_s = RESTART_DELAY_S if served or not child.delay_s \
             else min(2 * child.delay_s, MAX_RESTART_DELAY_S)
         child.restart_at = now + child.delay_s
-        if child.proc.returncode == EXIT_CANNOT_START:
+        if child.cannot_start is not None:
+            log.error("%s cannot start: %s; nothing runs on it until that is fixed; trying "
+                      "again in %.0fs", child.name, child.cannot_start, child.delay_s)
+        elif child.proc.returncode == EXIT_CANNOT_START:
             log.error("%s cannot start (its error is above): nothing runs on it until that "
                       "is fixed; trying again in %.0fs", child.name, child.delay_s)
         else:

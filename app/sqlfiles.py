@@ -16,6 +16,9 @@ from importlib.resources import files
 SQL_DIR = files("dagq.sql")
 _NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
+# A migration's header may say which older code still works on the schema it leaves:
+# `-- dagq:compatible-with 21` (the latest migration that code knows). See docs/upgrading.md.
+_COMPATIBLE_WITH = re.compile(r"^--\s*dagq:compatible-with\s+(\d+)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,16 @@ class Migration:
     version: int
     name: str
     sql: str
+    # The oldest code (by its latest migration) that still works once this one is
+    # applied; by default only code that knows this migration.
+    compatible_with: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.compatible_with:
+            object.__setattr__(self, "compatible_with", self.version)
+        if self.compatible_with > self.version:
+            raise ValueError(f"migration {self.version:03d} says dagq:compatible-with "
+                             f"{self.compatible_with}, a later version than itself")
 
 
 def parse_queries(text: str) -> dict[str, str]:
@@ -56,12 +69,23 @@ def queries() -> dict[str, str]:
     return merged
 
 
+def migration_file(filename: str, text: str) -> Migration | None:
+    """The migration a file `NNN_name.sql` holds (None: not a migration's name)."""
+    match = _MIGRATION.match(filename)
+    if not match:
+        return None
+    declared = _COMPATIBLE_WITH.search(text)
+    return Migration(int(match.group(1)), match.group(2), text,
+                     int(declared.group(1)) if declared else 0)
+
+
 def migrations() -> list[Migration]:
     found = []
     for path in sorted((SQL_DIR / "migrations").iterdir(), key=lambda p: p.name):
-        match = _MIGRATION.match(path.name)
-        if match:
-            found.append(Migration(int(match.group(1)), match.group(2), path.read_text()))
+        migration = migration_file(path.name, path.read_text()) \
+            if _MIGRATION.match(path.name) else None
+        if migration is not None:
+            found.append(migration)
     versions = [m.version for m in found]
     if len(versions) != len(set(versions)):
         raise ValueError("two migrations share a version number")

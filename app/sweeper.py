@@ -8,6 +8,7 @@ something.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
@@ -20,8 +21,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from dagq.config import Settings
 from dagq.db import open_pool
-from dagq.errors import DagqError
-from dagq.procs import StopRequest, stop_on_signals, wait_for_stop
+from dagq.errors import DagqError, NoDatabase
+from dagq.procs import EXIT_CANNOT_START, StopRequest, stop_on_signals, wait_for_stop
 from dagq.schedules import fire_due
 from dagq.store import Store
 
@@ -189,11 +190,17 @@ def main() -> int:
     from dagq.bootstrap import database
     from dagq.config import get_settings
     from dagq.logs import setup_logging
+    from dagq.migrate import SchemaMismatch
 
     stop = stop_on_signals()  # first thing: a signal during startup is not lost
     settings = get_settings()
     setup_logging(settings.log_level)
-    with database(settings, migrate=False) as db:  # `dagq up`/`dagq sweeper` migrated
+    with contextlib.ExitStack() as stack:
+        try:  # the database exists, and its schema fits this code
+            db = stack.enter_context(database(settings))
+        except (NoDatabase, SchemaMismatch) as exc:  # configuration: not transient
+            log.error("the sweeper cannot start: %s", exc.message)
+            return EXIT_CANNOT_START
         clean = run_sweeper(settings, db.url, stop)
     return exit_status(clean)
 

@@ -24,7 +24,14 @@ from dramatiq import Worker
 from dagq.config import Settings
 from dagq.db import open_pool
 from dagq.errors import DagqError
-from dagq.procs import EXIT_CANNOT_START, StopRequest, wait_for_stop
+from dagq.procs import (
+    CANNOT_START,
+    EXIT_CANNOT_START,
+    READY,
+    StopRequest,
+    tell_parent,
+    wait_for_stop,
+)
 from dagq.store import Store
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.dramatiq_internals import consumer_of, take_waiting_messages
@@ -125,8 +132,9 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     try:
         load_executors(broker, settings.actor_module_list,
                        test_executors=settings.test_executors == "on")
-    except CannotStart as exc:  # one line, no traceback; `dagq up` backs off restarts
-        log.error("worker cannot start: %s", exc)
+    except CannotStart as exc:  # one line, no traceback; `dagq up` says it, or backs off
+        if not tell_parent(CANNOT_START, str(exc)):
+            log.error("worker cannot start: %s", exc)
         repo.close()
         return EXIT_CANNOT_START
     broker.emit_after("process_boot")  # as the dramatiq CLI does: TimeLimit's timer starts
@@ -153,6 +161,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     worker = Worker(broker, queues=set(serve), worker_threads=threads, worker_timeout=1000)
     worker.queue_prefetch = PREFETCH_PER_THREAD * threads
     worker.start()
+    tell_parent(READY)  # a crash from now on is restarted at once (dagq.procs)
     log.info("worker %s serving queues %s with %d threads", worker_id, ",".join(serve),
              threads)
     wait_for_stop(stop)  # returns at once if a signal came during startup

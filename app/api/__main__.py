@@ -4,12 +4,19 @@ and `dagq api --processes N` start)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
 
 from dagq.api.server import serve
 from dagq.bootstrap import database
 from dagq.config import get_settings
+from dagq.errors import NoDatabase
 from dagq.logs import setup_logging
+from dagq.migrate import SchemaMismatch
+from dagq.procs import EXIT_CANNOT_START
+
+log = logging.getLogger("dagq.api")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level)
-    with database(settings, migrate=False) as db:  # `dagq up`/`dagq api` migrated
+    with contextlib.ExitStack() as stack:
+        try:  # the database exists, and its schema fits this code
+            db = stack.enter_context(database(settings))
+        except (NoDatabase, SchemaMismatch) as exc:  # configuration: not transient
+            log.error("the API cannot start: %s", exc.message)
+            return EXIT_CANNOT_START
         return serve(settings, db.url, host=args.host or settings.api_host,
                      port=args.port or settings.api_port, reuse_port=args.reuse_port)
 

@@ -1,3 +1,4 @@
+-- dagq:compatible-with 21
 -- Bounds on stored streamed output (issue 27). Without them a node that fails after
 -- streaming keeps every attempt's text (3 attempts of 16 MiB each: 48 MiB for one node),
 -- and nothing bounds a run or a tenant.

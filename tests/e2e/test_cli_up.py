@@ -46,6 +46,8 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
                 return False
 
         wait_for(healthy, 60, "the API to answer")
+        # The banner comes once the workers serve (a worker that cannot start: no banner).
+        wait_for(lambda: "dagq is up" in (tmp_path / "up.log").read_text(), 60, "the banner")
         banner = (tmp_path / "up.log").read_text()
         assert "psql" in banner and "Ctrl-C" in banner and "DAGQ_AUTH=off" in banner
 

@@ -53,3 +53,19 @@ def test_migrations_are_numbered_in_order() -> None:
     versions = [m.version for m in migrations()]
     assert versions == sorted(versions) and versions[0] == 1
     assert len(versions) == len(set(versions))
+
+
+def test_a_migration_header_declares_the_oldest_compatible_code() -> None:
+    """Issue 27, 3: `-- dagq:compatible-with N` (default: only code that knows it)."""
+    from dagq.sqlfiles import migration_file
+
+    expand = migration_file("023_add_column.sql",
+                            "-- Adds a nullable column.\n-- dagq:compatible-with 21\n"
+                            "ALTER TABLE dagq.runs ADD COLUMN x int;\n")
+    assert expand is not None and (expand.version, expand.compatible_with) == (23, 21)
+    strict = migration_file("024_drop.sql", "ALTER TABLE dagq.runs DROP COLUMN y;\n")
+    assert strict is not None and strict.compatible_with == 24
+    assert migration_file("notes.sql", "") is None
+    with pytest.raises(ValueError, match="later version than itself"):
+        migration_file("025_x.sql", "-- dagq:compatible-with 30\nSELECT 1;\n")
+    assert all(m.compatible_with <= m.version for m in migrations())
