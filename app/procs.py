@@ -1,5 +1,6 @@
 """Run a group of child processes in the foreground: restart those that die (backing off
-while they keep dying), stop all cleanly on SIGTERM/SIGINT (Ctrl-C)."""
+while they keep dying), stop all cleanly on SIGTERM/SIGINT (Ctrl-C); a second Ctrl-C
+tells the workers to hand their running nodes back at once (HURRY_SIGNAL)."""
 
 from __future__ import annotations
 
