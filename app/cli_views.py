@@ -102,6 +102,7 @@ NODE_EVENT_STATUS = {
     "node_queued": "queued", "node_started": "running", "node_succeeded": "succeeded",
     "node_failed": "failed", "node_retry": "queued", "node_lease_expired": "queued",
     "node_skipped": "skipped", "node_cancelled": "cancelled", "node_waiting": "waiting",
+    "node_released": "queued",
 }
 
 

@@ -1,5 +1,6 @@
 """Run a group of child processes in the foreground: restart those that die (backing off
-while they cannot start), stop all cleanly on SIGTERM/SIGINT (Ctrl-C).
+while they cannot start), stop all cleanly on SIGTERM/SIGINT (Ctrl-C); a second Ctrl-C
+tells the workers to hand their running nodes back at once (HURRY_SIGNAL).
 
 Children that report (the workers) tell the parent over a pipe when they serve
 (`ready`) or why they cannot start (`cannot-start <one line>`). At start-up, the group
@@ -35,7 +36,15 @@ READY = "ready"
 CANNOT_START = "cannot-start"
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# "Stop now": a worker hands its running nodes back at once instead of waiting out its
+# grace. `dagq up` and `dagq worker` send it to their workers on a second Ctrl-C.
+HURRY_SIGNAL = signal.SIGUSR1
 SIGNAL_POLL_S = 0.2
+# Set in a supervised child's environment: the pid of the `dagq` process relaying stops.
+SUPERVISOR_ENV = "_DAGQ_SUPERVISOR_PID"
+# Children's grace beyond DAGQ_SHUTDOWN_GRACE_S: a worker's bounded cleanup after its
+# grace (workers/process.py, CLEANUP_S and its last database calls), with room to spare.
+CHILD_CLEANUP_S = 15.0
 
 try:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -52,34 +61,57 @@ def die_with_parent() -> None:
 
 class StopRequest:
     """Set by SIGTERM or SIGINT (Ctrl-C), or by `set()` from code; polled, never waited on.
+    `hurried()`: stop now, without a grace period (HURRY_SIGNAL, or a second stop signal).
 
     The signal handler only stores True in an attribute. It must take no lock: Python
     runs a handler in the main thread between any two bytecodes, also while that thread
     is inside `threading.Event.wait()` holding the Event's (non-reentrant) lock, and a
     handler calling `Event.set()` there waits for that lock forever (seen in CI: one
     `dagq up` stop in about sixty hung).
+
+    A second SIGINT/SIGTERM hurries a process on its own (a second Ctrl-C), but not a
+    child of `dagq up`/`dagq worker` (`supervised`): one Ctrl-C reaches it twice, as
+    SIGINT from the terminal (the whole process group) and as the SIGTERM its parent
+    relays; its parent sends HURRY_SIGNAL on the second Ctrl-C instead.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, supervised: bool = False) -> None:
         self._requested = False
+        self._hurry = False
+        self.supervised = supervised
 
     def set(self, *_: object) -> None:
+        if self._requested and not self.supervised:
+            self._hurry = True
+        self._requested = True
+
+    def hurry(self, *_: object) -> None:
+        self._hurry = True
         self._requested = True
 
     def is_set(self) -> bool:
         return self._requested
 
+    def hurried(self) -> bool:
+        return self._hurry
+
     def install(self) -> StopRequest:
         for sig in STOP_SIGNALS:
             signal.signal(sig, self.set)
+        signal.signal(HURRY_SIGNAL, self.hurry)
         return self
+
+
+def supervised() -> bool:
+    """Whether this process is a child of `dagq up`/`dagq worker` (which relays stops)."""
+    return os.environ.get(SUPERVISOR_ENV) == str(os.getppid())
 
 
 def stop_on_signals() -> StopRequest:
     """A stop request that SIGTERM or SIGINT sets, however many of them arrive.
     Install it first thing in a process's main thread, so that a signal during startup
     is not lost (nor a KeyboardInterrupt traceback): the process starts, then stops."""
-    return StopRequest().install()
+    return StopRequest(supervised=supervised()).install()
 
 
 def wait_for_stop(stop: StopRequest) -> None:
@@ -148,6 +180,7 @@ class Child:
     cannot_start: str | None = None  # the one line this run of it reported
     _status: int | None = field(default=None, repr=False)  # our end of its pipe
     _unread: bytes = field(default=b"", repr=False)
+    hurries: bool = False  # a worker: HURRY_SIGNAL makes it hand its running nodes back
 
     def start(self) -> None:
         self.read_status()  # what the previous run said before it died
@@ -198,17 +231,25 @@ def _status_pipe() -> tuple[int, int]:
 
 
 class ProcessGroup:
-    def __init__(self, grace_s: float = 45.0) -> None:
+    def __init__(self, grace_s: float | None = None) -> None:
+        """`grace_s`: how long a stop waits for the children before it kills them
+        (default: DAGQ_SHUTDOWN_GRACE_S + CHILD_CLEANUP_S, so a worker always has its
+        whole grace)."""
+        from dagq.config import get_settings
+
+        self.node_grace_s = get_settings().shutdown_grace_s  # the workers' (for messages)
         self.children: list[Child] = []
-        self.grace_s = grace_s
+        self.grace_s = self.node_grace_s + CHILD_CLEANUP_S if grace_s is None else grace_s
         self.stopping = StopRequest()
 
     def add(self, name: str, module_args: list[str], env: dict[str, str], *,
             reports: bool = False) -> None:
         """`reports`: the child tells when it serves or why it cannot start (see
         tell_parent); the workers do."""
+        # The child knows its stops are relayed (see StopRequest).
+        env = {**env, SUPERVISOR_ENV: str(os.getpid())}
         self.children.append(Child(name, [sys.executable, *module_args], env,
-                                   reports=reports))
+                                   reports=reports, hurries="dagq.workers" in module_args))
 
     def run(self, on_up: Callable[[], None] | None = None) -> int:
         """Start every child and supervise until a signal arrives; return exit status.
@@ -277,20 +318,38 @@ class ProcessGroup:
                         child.restarts + 1)
 
     def stop(self) -> int:
-        for child in self.children:
-            if child.proc and child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
+        """SIGTERM every child, then wait for them for `grace_s`; a second Ctrl-C
+        meanwhile tells the workers to hand their running nodes back now. A child still
+        alive at the end is killed."""
+        live = [(child, child.proc) for child in self.children
+                if child.proc is not None and child.proc.poll() is None]
+        for _, proc in live:
+            proc.send_signal(signal.SIGTERM)
+        if any(child.hurries for child, _ in live):
+            log.info("stopping: running nodes get up to %gs to finish (DAGQ_SHUTDOWN_GRACE_S);"
+                     " press Ctrl-C again to hand them back now (no attempt is charged)",
+                     self.node_grace_s)
         deadline = time.monotonic() + self.grace_s
-        for child in self.children:
-            if child.proc is None:
-                continue
-            try:
-                child.proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in %.0fs; killing it", child.name, self.grace_s)
-                child.proc.kill()
-                child.proc.wait()
+        hurried = False
+        while live and time.monotonic() < deadline:
+            if not hurried and self.stopping.hurried():
+                hurried = True
+                self._hurry(live)
+            time.sleep(SIGNAL_POLL_S / 4)
+            live = [(child, proc) for child, proc in live if proc.poll() is None]
+        for child, proc in live:
+            log.warning("%s did not stop in %.0fs; killing it", child.name, self.grace_s)
+            proc.kill()
+            proc.wait()
         return 0
+
+    def _hurry(self, live: list[tuple[Child, subprocess.Popen[bytes]]]) -> None:
+        """Tell the workers to stop now (send_signal skips one that just exited)."""
+        workers = [proc for child, proc in live if child.hurries]
+        if workers:
+            log.info("handing running nodes back now (no attempt is charged)")
+        for proc in workers:
+            proc.send_signal(HURRY_SIGNAL)
 
 
 def child_env(database_url: str, **extra: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ import enum
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,7 @@ class Lease:
     leased_at: float = field(default_factory=time.monotonic)
     thread_id: int | None = None
     deadline: float | None = None
+    began_at: float | None = None  # when its executor started (monotonic)
     state: LeaseState = LeaseState.HELD
     interrupt: type[BaseException] | None = None  # sent (or to apply when it starts)
     result: Any = None
@@ -145,6 +147,7 @@ class LeaseBook:
         self._leases: dict[LeaseKey, Lease] = {}
         self._newest: dict[int, int] = {}  # node id -> newest version held
         self._released = threading.Condition(self._lock)
+        self._handed_back: set[LeaseKey] = set()  # by a stopping worker (hand_back)
 
     def add(self, node: LeasedNode, queue: str) -> Lease:
         """Hold a new lease; an older attempt of the same node still held is lost."""
@@ -170,6 +173,7 @@ class LeaseBook:
             lease = self._leases.pop(key, None)
             if lease is not None and self._newest.get(key[0]) == key[1]:
                 del self._newest[key[0]]
+            self._handed_back.discard(key)
             self._released.notify_all()
 
     def finishing(self, key: LeaseKey) -> None:
@@ -229,7 +233,8 @@ class LeaseBook:
             if lease is None:
                 return None
             lease.thread_id = threading.get_ident()
-            lease.deadline = time.monotonic() + timeout_s
+            lease.began_at = time.monotonic()
+            lease.deadline = lease.began_at + timeout_s
             if lease.interrupt is not None:
                 return lease.interrupt
             lease.move("begin")
@@ -276,7 +281,8 @@ class LeaseBook:
         handed over (and, when it is gone, was committed or will be fenced off), so
         there is nothing to stop."""
         with self._lock:
-            held = (self._leases.get(key) for key in keys)
+            # (Those a stopping worker handed back are lost and interrupted already.)
+            held = (self._leases.get(key) for key in keys if key not in self._handed_back)
             return {lease.key for lease in held if lease is not None and self._lose(lease)}
 
     def _lose(self, lease: Lease, stop: type[BaseException] | None = None) -> bool:
@@ -288,6 +294,25 @@ class LeaseBook:
             self._interrupt(lease, stop)
         return True
 
-    def executing_keys(self) -> list[LeaseKey]:
+    def executing_leases(self) -> list[Lease]:
+        """The attempts whose executor runs now, in the order they were leased (for a
+        stopping worker to say what it waits for; read their fields, never move them)."""
         with self._lock:
-            return [lease.key for lease in self._leases.values() if lease.executing]
+            return [lease for lease in self._leases.values() if lease.executing]
+
+    def hand_back(self, stop: type[BaseException]) -> list[LeaseKey]:
+        """A stopping worker gives up every attempt it holds that is not finishing: each
+        is lost (its outcome will be discarded) and interrupted with `stop` (now if it
+        executes, else as soon as it starts). Returns them, to be released in Postgres;
+        a finishing one's outcome is already handed to the committer."""
+        with self._lock:
+            keys = [lease.key for lease in list(self._leases.values())
+                    if not lease.finishing and self._lose(lease, stop)]
+            self._handed_back.update(keys)
+            return keys
+
+    def holds_runs(self, run_ids: frozenset[uuid.UUID] | None) -> bool:
+        """Whether an attempt held belongs to one of these runs (None: any run)."""
+        with self._lock:
+            return any(run_ids is None or lease.node.run_id in run_ids
+                       for lease in self._leases.values())

@@ -1,7 +1,10 @@
-"""Wake consumers when nodes are queued: LISTEN dagq_queued on a dedicated connection.
+"""Wake consumers when nodes are queued: LISTEN dagq_queued on a dedicated connection;
+and tell the supervisor when runs are cancelled (dagq_cancelled), so their running nodes
+stop at once.
 
-A notification only saves latency: consumers also poll at most every second, so a lost
-notification (or a dropped connection) never strands work.
+A notification only saves latency: consumers also poll at most every second, and the
+supervisor's heartbeat finds cancelled runs, so a lost notification (or a dropped
+connection) never strands work.
 """
 
 from __future__ import annotations
@@ -9,13 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict
+from collections.abc import Callable
 
 import psycopg
 
 from dagq.db import connect
 from dagq.sqlfiles import queries
-from dagq.store.core import QUEUED_CHANNEL
+from dagq.store.core import CANCELLED_CHANNEL, QUEUED_CHANNEL
 
 log = logging.getLogger("dagq.listener")
 
@@ -28,6 +33,8 @@ class QueueListener(threading.Thread):
         self._events_lock = threading.Lock()
         # (not `_stop`: threading.Thread has a method of that name, which fork calls)
         self._stopping = threading.Event()
+        # Called with the cancelled runs' ids (None: any run may be) from this thread.
+        self.on_cancel: Callable[[frozenset[uuid.UUID] | None], None] | None = None
 
     def event(self, queue: str) -> threading.Event:
         with self._events_lock:
@@ -50,11 +57,12 @@ class QueueListener(threading.Thread):
                 # Bounded like every dagq session: keepalives notice a dead server.
                 with connect(self.url, autocommit=True) as conn:
                     conn.execute(queries()["listen_queued"])
+                    conn.execute(queries()["listen_cancelled"])
                     delay = 0.1
                     self._wake(None)  # anything queued while we were away
                     while not self._stopping.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            self._wake(note.payload or None)
+                            self._dispatch(note.channel, note.payload)
             except psycopg.Error as exc:
                 if self._stopping.is_set():
                     return
@@ -62,3 +70,19 @@ class QueueListener(threading.Thread):
                             exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if channel != CANCELLED_CHANNEL:
+            self._wake(payload or None)
+        elif self.on_cancel is not None:
+            self.on_cancel(cancelled_runs(payload))
+
+
+def cancelled_runs(payload: str) -> frozenset[uuid.UUID] | None:
+    """The run ids of a dagq_cancelled payload; None (any run) for `*` or a payload that
+    does not parse (a check too many costs one heartbeat statement)."""
+    try:
+        return None if payload == "*" else frozenset(
+            uuid.UUID(part) for part in payload.split(","))
+    except ValueError:
+        return None

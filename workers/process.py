@@ -1,11 +1,15 @@
 """One worker process: a Dramatiq Worker on the Postgres broker, plus its supervisor.
 
 Shutdown on SIGTERM/SIGINT: stop leasing, hand prefetched (unstarted) leases back at
-once, let running nodes finish for a grace period, then interrupt the rest (they are
-retried), mark the worker stopped. Each step after the grace period is bounded too, and
-so is every database call once the shutdown began (a database that does not answer is
-given up on in seconds, not retried for a minute), so that a worker always exits before
-`dagq up` would kill it.
+once, say what still runs and let it finish for the grace period (DAGQ_SHUTDOWN_GRACE_S);
+at its end, or at once when told to hurry (a second Ctrl-C: see dagq.procs.StopRequest),
+hand the attempts still running back without charging them (`node_released`: a planned
+stop is not a failure) and interrupt their executors, whose outcomes the new version
+fences off; then mark the worker stopped. Each step after the grace period is bounded
+too, and so is every database call once the shutdown began (a database that does not
+answer is given up on in seconds, not retried for a minute; the leases it could not
+release then expire, as a crash's do), so that a worker always exits before `dagq up`
+would kill it.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ JOIN_S = 3.0
 CLEANUP_S = 10.0
 # Leases held per thread: enough that a batch is in memory while the next is leased.
 PREFETCH_PER_THREAD = 4
+# While it waits for running nodes, a stopping worker says what they are this often.
+REPORT_EVERY_S = 5.0
 
 
 class CannotStart(Exception):
@@ -157,6 +163,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     broker.completions.start()
     streams.start()
     supervisor = Supervisor(broker, book, heartbeat_s=settings.heartbeat_s)
+    listener.on_cancel = supervisor.runs_cancelled  # a cancel reaches running nodes now
     supervisor.start()
     worker = Worker(broker, queues=set(serve), worker_threads=threads, worker_timeout=1000)
     worker.queue_prefetch = PREFETCH_PER_THREAD * threads
@@ -165,15 +172,17 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     log.info("worker %s serving queues %s with %d threads", worker_id, ",".join(serve),
              threads)
     wait_for_stop(stop)  # returns at once if a signal came during startup
-    _shut_down(worker, broker, book, supervisor, listener, grace_s=settings.shutdown_grace_s)
+    _shut_down(worker, broker, book, supervisor, listener, grace_s=settings.shutdown_grace_s,
+               stop=stop)
     return 0
 
 
 def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervisor: Supervisor,
-               listener: QueueListener, *, grace_s: float = 30.0) -> None:
+               listener: QueueListener, *, grace_s: float = 30.0,
+               stop: StopRequest | None = None) -> None:
     """Stop in order: hand back what never started, let running nodes finish for
-    `grace_s` (DAGQ_SHUTDOWN_GRACE_S), interrupt the rest, then stop every thread, each
-    step bounded."""
+    `grace_s` (DAGQ_SHUTDOWN_GRACE_S) unless `stop` hurries, hand the rest back
+    uncharged and interrupt them, then stop every thread, each step bounded."""
     started = time.monotonic()
     broker.stopping = True
     broker.on_actors_changed = None  # the row is about to say stopped: keep it so
@@ -181,11 +190,8 @@ def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervis
     broker.repo = broker.repo.bounded(DB_CALL_S)
     broker.streams.repo = broker.repo  # the last chunks' writes are bounded too
     _requeue_waiting(worker)
-    deadline = started + grace_s
-    while book.executing() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for key in book.executing_keys():
-        book.interrupt(key, WorkerShutdown)
+    _wait_for_running(book, started + grace_s, stop)
+    _hand_back_running(broker, book, hurried=stop is not None and stop.hurried())
     cleanup_until = time.monotonic() + CLEANUP_S
     worker.stop(timeout=int(JOIN_S * 1000))  # worker threads, then consumers: each
     broker.streams.stop(timeout=DB_CALL_S)
@@ -199,6 +205,49 @@ def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervis
     broker.close()  # sends its pending notifications (actors' send()s) while the pool lives
     broker.repo.close()
     log.info("worker %s stopped in %.2fs", broker.worker_id, time.monotonic() - started)
+
+
+def _wait_for_running(book: LeaseBook, deadline: float, stop: StopRequest | None) -> None:
+    """Until the running nodes finished, the grace ended or `stop` hurries; saying what
+    runs now and then, so a stop is never silent."""
+    next_report = 0.0
+    while book.executing() and not (stop is not None and stop.hurried()):
+        now = time.monotonic()
+        if now >= deadline:
+            return
+        if now >= next_report:
+            next_report = now + REPORT_EVERY_S
+            _report_running(book, deadline - now)
+        time.sleep(0.05)
+
+
+def _report_running(book: LeaseBook, left_s: float) -> None:
+    now = time.monotonic()
+    running = [f"run {lease.node.run_id} node {lease.node.node_key!r} "
+               f"(attempt {lease.node.attempts}, running {now - (lease.began_at or now):.1f}s)"
+               for lease in book.executing_leases()]
+    if running:
+        log.info("stopping: waiting up to %.0fs more (DAGQ_SHUTDOWN_GRACE_S) for %d running "
+                 "node(s), then handing them back without charging an attempt (Ctrl-C "
+                 "again: now): %s", left_s, len(running), "; ".join(running))
+
+
+def _hand_back_running(broker: PostgresBroker, book: LeaseBook, *, hurried: bool) -> None:
+    """Give back every attempt still held (a planned stop: no attempt charged) and
+    interrupt its executor; the release moves each node's version on, so an executor
+    that finishes anyway cannot record its outcome."""
+    keys = book.hand_back(WorkerShutdown)
+    if not keys:
+        return
+    why = "told to stop now" if hurried else "the grace period ended"
+    try:
+        count = broker.repo.release_leases(worker=broker.worker_id, leases=keys)
+    except DagqError as exc:  # they expire, and are retried, as a crash's would be
+        log.warning("%s, but could not hand back %d node(s) (%s); their leases will "
+                    "expire", why, len(keys), exc)
+        return
+    log.info("%s: handed back %d node(s), queued again without charging an attempt",
+             why, count)
 
 
 def _requeue_waiting(worker: Worker) -> None:

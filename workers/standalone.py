@@ -53,6 +53,7 @@ class SelfServing:
         self.listener = QueueListener(url)
         self.supervisor = Supervisor(broker, broker.book,
                                      heartbeat_s=get_settings().heartbeat_s)
+        self.listener.on_cancel = self.supervisor.runs_cancelled
         self.started = False
         self.consumed: set[str] = set()  # the queues Dramatiq's worker consumes
         broker.on_actors_changed = self._register  # an actor declared once it consumes

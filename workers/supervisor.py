@@ -1,12 +1,17 @@
 """Per worker process: heartbeat every lease in one statement, enforce timeouts, and
 interrupt nodes whose run has stopped or whose lease was taken back; now and then, warn
-(once per actor name) of messages queued for an actor no live worker serves."""
+(once per actor name) of messages queued for an actor no live worker serves.
+
+A cancel notification (workers/listener.py) for a run one of whose nodes this worker
+holds brings the next heartbeat forward to the next tick: the heartbeat reads the runs'
+status, so a node is only ever stopped for what Postgres says."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING
 
 from dagq.errors import DagqError
@@ -35,9 +40,18 @@ class Supervisor(threading.Thread):
         # First look once this worker's own heartbeats count it as serving.
         self._next_unserved = time.monotonic() + 3 * heartbeat_s
         self.warned: set[str] = set()  # actor names already warned about
+        # Set (from the listener's thread) when a run of a held node was cancelled; a
+        # plain attribute read each tick: notifications in between make one heartbeat.
+        self._beat_now = False
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def runs_cancelled(self, run_ids: frozenset[uuid.UUID] | None) -> None:
+        """Runs were cancelled (None: maybe any): heartbeat at the next tick if this
+        worker holds one of their nodes."""
+        if self.book.holds_runs(run_ids):
+            self._beat_now = True
 
     def run(self) -> None:
         while not self._stopping.wait(TICK_S):
@@ -45,7 +59,8 @@ class Supervisor(threading.Thread):
             for key in self.book.overdue(now):
                 log.info("node %s ran past its timeout; interrupting it", key[0])
                 self.book.interrupt(key, NodeTimeout)
-            if now >= self._next_beat:
+            if now >= self._next_beat or self._beat_now:
+                self._beat_now = False
                 self._next_beat = now + self.heartbeat_s
                 self.beat()
             if now >= self._next_unserved:

@@ -39,6 +39,9 @@ T = TypeVar("T")
 
 QUEUED_CHANNEL = "dagq_queued"
 EVENTS_CHANNEL = "dagq_events"
+# Runs just cancelled (payload: run ids, comma-separated, or *): workers holding one of
+# their nodes check their leases at once instead of at their next heartbeat.
+CANCELLED_CHANNEL = "dagq_cancelled"
 TRANSIENT_RETRY_S = 60.0
 STALE_COMPLETIONS = "stale_completions"  # dagq.counters: outcomes the fence ignored
 LEASE_EXPIRED = {
@@ -105,6 +108,13 @@ def notify_event_streams(run_ids: Iterable[uuid.UUID]) -> None:
     """Wake the event streams of these runs (all streams when there are many)."""
     runs = sorted({str(run_id) for run_id in run_ids})
     notify_after_commit(EVENTS_CHANNEL, ",".join(runs) if len(runs) <= 100 else "*")
+
+
+def notify_runs_cancelled(run_ids: Iterable[uuid.UUID]) -> None:
+    """Tell the workers these runs were cancelled (all runs when there are many)."""
+    runs = sorted({str(run_id) for run_id in run_ids})
+    if runs:
+        notify_after_commit(CANCELLED_CHANNEL, ",".join(runs) if len(runs) <= 100 else "*")
 
 
 def notify_after_commit(channel: str, payload: str) -> None:

@@ -303,3 +303,29 @@ class LeaseStore(Transitions):
             self._account_runs(cur, work)
             work.flush(cur)
         return sum(r["status"] == "queued" for r in rows)
+
+    @transient
+    def release_leases(self, *, worker: str, leases: list[tuple[int, int]]) -> int:
+        """Hand back started attempts a stopping worker could not finish within its grace
+        (fenced by (id, version)): queued again at once, no attempt charged, a
+        `node_released` event each. Returns how many were queued again."""
+        if not leases:
+            return 0
+        with self._tx() as cur:
+            rows = cur.execute(queries()["release_leases"], {  # also locks the runs
+                "worker": worker, "ids": [i for i, _ in leases],
+                "versions": [v for _, v in leases],
+            }).fetchall()
+            work = UnitOfWork()
+            for r in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
+                if r["status"] == "queued":  # the attempt handed back: attempts + 1
+                    work.event(r["run_id"], r["node_key"], "node_released", r["attempts"] + 1,
+                               {"reason": "worker_shutdown", "worker": worker})
+                    work.queues.add(r["queue"])
+                elif r["parent_id"] is None:  # its run finished meanwhile: cancelled
+                    work.ended(r["run_id"])
+                    work.event(r["run_id"], r["node_key"], "node_cancelled", r["attempts"],
+                               {"reason": "run finished"})
+            self._account_runs(cur, work)
+            work.flush(cur)
+        return sum(r["status"] == "queued" for r in rows)

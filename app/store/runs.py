@@ -81,9 +81,10 @@ def cancel_open_run(cur: psycopg.Cursor[Any], run_id: uuid.UUID,
                     data: dict[str, Any] | None = None,
                     finished: Finished | None = None) -> bool:
     """Cancel an open run in this transaction (node rows, then the run row: the usual
-    lock order); running nodes stop at their next heartbeat. `data`: of run_cancelled.
-    `finished` (the store's `_cancelled_run_finished`) then ends the node that started
-    the run and cancels its children, before the events are written."""
+    lock order); the workers running its nodes are told after commit, and stop them.
+    `data`: of run_cancelled. `finished` (the store's `_cancelled_run_finished`) then
+    ends the node that started the run and cancels its children, before the events are
+    written."""
     q = queries()
     nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
     top = [n for n in nodes if n["parent_id"] is None]
@@ -96,6 +97,7 @@ def cancel_open_run(cur: psycopg.Cursor[Any], run_id: uuid.UUID,
         work.event(run_id, node["node_key"], "node_cancelled", None,
                    {"reason": "run cancelled"})
     work.event(run_id, None, "run_cancelled", None, data)
+    work.cancelled.add(run_id)  # its running nodes stop now, not at their next heartbeat
     if finished is not None:
         finished(cur, work, row)
     work.flush(cur)
@@ -107,7 +109,8 @@ class RunStore(Transitions):
 
     @transient
     def cancel_run(self, run_id: uuid.UUID, tenant: str | None) -> str:
-        """Cancel what has not started; running nodes stop at their next heartbeat."""
+        """Cancel what has not started; running nodes stop as soon as their workers get
+        the notification sent after commit (at their next heartbeat if it is lost)."""
         with self._tx() as cur:
             run = self._visible_run(cur, run_id, tenant)
             if run["status"] not in OPEN_RUN_STATUSES:

@@ -269,4 +269,5 @@ class Subflows(Propagation):
                                    {"reason": "parent run cancelled its child"})
                     work.event(child_id, None, "run_cancelled", None,
                                {"reason": "its parent node no longer waits for it"})
+                    work.cancelled.add(child_id)
             run_ids = children

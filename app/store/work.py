@@ -16,7 +16,12 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from dagq.sqlfiles import queries
-from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_streams
+from dagq.store.core import (
+    QUEUED_CHANNEL,
+    notify_after_commit,
+    notify_event_streams,
+    notify_runs_cancelled,
+)
 
 
 @dataclass
@@ -41,6 +46,8 @@ class UnitOfWork:
     # Nodes released (queued) by this transaction, by queue, as (-priority, id): a
     # hand-off may lease them; the queues of those left over are woken.
     released: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    # Runs this transaction cancelled: workers running their nodes are told after commit.
+    cancelled: set[uuid.UUID] = field(default_factory=set)
     _runs: dict[uuid.UUID, RunCounts] = field(default_factory=dict)
 
     def event(
@@ -104,3 +111,6 @@ class UnitOfWork:
         wake = self.queues | {queue for queue, ids in self.released.items() if ids}
         for queue in sorted(wake):
             notify_after_commit(QUEUED_CHANNEL, queue)
+        if self.cancelled:
+            notify_runs_cancelled(self.cancelled)
+            self.cancelled.clear()

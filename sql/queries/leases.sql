@@ -213,6 +213,40 @@ FROM mine m JOIN runs r ON r.id = m.run_id
 WHERE t.id = m.id
 RETURNING t.id, t.run_id, t.node_key, t.attempts, t.queue, t.status, t.parent_id
 
+-- name: release_leases
+-- A stopping worker hands back attempts it started but could not finish within its
+-- grace (a planned stop is not a failure): like requeue_unstarted, the attempt is not
+-- charged (attempts - 1; the next lease counts the same attempt again) and the version
+-- moves on, so the executor still running cannot record an outcome. The handed-back
+-- attempt's streamed chunks are deleted: the next lease streams that attempt afresh.
+WITH mine AS (
+    SELECT t.id, t.run_id FROM dagq.node_tasks t
+    JOIN unnest(%(ids)s::bigint[], %(versions)s::int[]) AS u(id, version)
+      ON t.id = u.id AND t.version = u.version
+    WHERE t.status = 'running' AND t.lease_owner = %(worker)s
+    ORDER BY t.id
+    FOR NO KEY UPDATE OF t
+), runs AS (
+    SELECT r.id, r.status IN ('queued', 'running') AS open FROM dagq.runs r
+    WHERE r.id IN (SELECT m.run_id FROM mine m)
+    ORDER BY r.id
+    FOR NO KEY UPDATE
+), released AS (
+    UPDATE dagq.node_tasks t
+    SET status = CASE WHEN r.open THEN 'queued' ELSE 'cancelled' END,
+        attempts = t.attempts - 1, version = t.version + 1,
+        lease_owner = NULL, lease_expires_at = NULL, started_at = NULL,
+        queued_at = CASE WHEN r.open THEN now() ELSE t.queued_at END,
+        finished_at = CASE WHEN r.open THEN t.finished_at ELSE now() END
+    FROM mine m JOIN runs r ON r.id = m.run_id
+    WHERE t.id = m.id
+    RETURNING t.id, t.run_id, t.node_key, t.attempts, t.queue, t.status, t.parent_id
+), void AS (
+    DELETE FROM dagq.node_stream s USING released l
+    WHERE s.run_id = l.run_id AND s.node_key = l.node_key AND s.attempt = l.attempts + 1
+)
+SELECT * FROM released
+
 -- name: worker_heartbeat
 UPDATE dagq.workers SET heartbeat_at = now(), status = 'alive'
 WHERE id = %(id)s AND status <> 'stopped'

@@ -7,6 +7,10 @@
 -- Workers wake on this channel (payload: the queue name) instead of polling fast.
 LISTEN dagq_queued
 
+-- name: listen_cancelled
+-- Workers stop the running nodes of cancelled runs at once (payload: run ids, or *).
+LISTEN dagq_cancelled
+
 -- name: listen_events
 -- API processes follow run events on this channel (payload: run ids, or *).
 LISTEN dagq_events

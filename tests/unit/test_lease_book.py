@@ -138,3 +138,58 @@ def test_an_older_attempt_added_after_a_newer_one_is_lost_at_once() -> None:
     assert old.lost and not new.lost
     book.remove((7, 4))
     assert book.get((7, 2)) is old and book.ids() == [7]
+
+
+def test_a_stopping_worker_hands_back_all_but_the_finishing_leases() -> None:
+    from dagq.workers.errors import WorkerShutdown
+
+    book = LeaseBook()
+    held, started, done = (book.add(node(i), "default") for i in range(3))
+    finish(book, done.key)
+    running, raised = threading.Event(), []
+
+    def executor() -> None:  # the attempt still running when the grace ends
+        book.begin(started.key, timeout_s=60)
+        running.set()
+        try:
+            for _ in range(500):
+                time.sleep(0.01)
+        except WorkerShutdown as exc:
+            raised.append(exc)
+        book.end(started.key)
+
+    thread = threading.Thread(target=executor)
+    thread.start()
+    assert running.wait(5)
+    assert [lease.key for lease in book.executing_leases()] == [started.key]
+    assert started.began_at is not None
+    keys = book.hand_back(WorkerShutdown)
+    thread.join(5)
+    assert raised and not thread.is_alive()  # interrupted at once
+    assert sorted(keys) == sorted([held.key, started.key])
+    assert held.lost and held.interrupt is WorkerShutdown  # fails as soon as it starts
+    assert started.lost
+    assert not done.lost and done.finishing  # its outcome is the committer's
+    # The heartbeat then finds them gone: already stopped, nothing more to do.
+    assert book.mark_lost_keys(book.keys()) == set()
+    book.remove(started.key)
+    again = book.add(node(1, version=5), "default")  # (a later lease of the same node)
+    assert book.mark_lost_keys([again.key]) == {again.key}
+
+
+def test_holds_runs_answers_for_the_runs_of_held_leases() -> None:
+    book = LeaseBook()
+    assert not book.holds_runs(None)
+    lease = book.add(node(1), "default")
+    assert book.holds_runs(None)
+    assert book.holds_runs(frozenset({lease.node.run_id, uuid.uuid4()}))
+    assert not book.holds_runs(frozenset({uuid.uuid4()}))
+
+
+def test_a_cancel_notification_names_runs_or_any() -> None:
+    from dagq.workers.listener import cancelled_runs
+
+    a, b = uuid.uuid4(), uuid.uuid4()
+    assert cancelled_runs(f"{a},{b}") == frozenset({a, b})
+    assert cancelled_runs("*") is None
+    assert cancelled_runs("not-a-uuid") is None  # a check too many, never one too few

@@ -14,8 +14,12 @@ export function attemptsOf(events, run, key) {
     const a = get(e.attempt);
     const data = e.data || {};
     if (e.type === "node_started") {
+      // A released attempt (a planned stop did not charge it) runs again as the same n.
+      if (a.outcome === "released") Object.assign(a, { ended: null, outcome: "running", note: "again, after a planned stop" });
       a.started = e.created_at;
       a.worker = data.worker || null;
+    } else if (e.type === "node_released") {
+      Object.assign(a, { ended: e.created_at, outcome: "released", note: "handed back by a stopping worker; not charged" });
     } else if (e.type === "node_succeeded") {
       a.ended = e.created_at;
       a.outcome = "succeeded";
@@ -57,7 +61,8 @@ export function attemptsOf(events, run, key) {
 export function itemStates(events, key) {
   const states = new Map();
   const map = { node_started: "running", node_succeeded: "succeeded", node_retry: "queued",
-    node_failed: "failed", node_cancelled: "cancelled", node_lease_expired: "queued", node_queued: "queued" };
+    node_failed: "failed", node_cancelled: "cancelled", node_lease_expired: "queued", node_queued: "queued",
+    node_released: "queued" };
   const prefix = `${key}[`;
   const ofItems = events.filter((e) => e.node_key && e.node_key.startsWith(prefix) && e.node_key.endsWith("]"));
   for (const e of ofItems) {
