@@ -76,6 +76,8 @@ class PostgresConsumer(Consumer):
             return self.buffer.popleft()
         if wake is not None:
             wake.clear()  # before leasing: a notification during the lease is kept
+        if broker.stopping:  # the stop began while we waited: lease nothing more
+            return None
         room = book.room(self.queue, self.prefetch)
         nodes = broker.repo.lease(
             worker=broker.worker_id, queue=self.queue, limit=room,
@@ -87,6 +89,11 @@ class PostgresConsumer(Consumer):
         for node in nodes:
             book.add(node, self.queue)
             self.buffer.append(self._message(node))
+        if broker.stopping:
+            # The stop began during the lease (a stopping worker's hand-back notifies
+            # the queue, which wakes us): give these back unstarted, never run them.
+            self._hand_back_buffer()
+            return None
         return self.buffer.popleft()
 
     def accept(self, node: LeasedNode) -> bool:
