@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # Unset: INFO for the servers (up, worker, api, sweeper, bench), WARNING for the
     # client commands, whose output is their answer.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
+    # A worker's lock waits (at most DAGQ_DB_LOCK_TIMEOUT_S; 0: that one): past it, a
+    # lease steps around the runs whose rows are held and a completion batch commits its
+    # other runs apart, so one run held by a frozen client stalls no other run's work.
+    worker_lock_timeout_s: float = Field(1.0, ge=0)
 
     @field_validator("auth", mode="before")
     @classmethod
