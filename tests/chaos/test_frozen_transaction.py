@@ -212,15 +212,16 @@ def test_a_run_locked_for_good_holds_up_no_other_runs_completions(
                          DAGQ_DB_IDLE_IN_TRANSACTION_TIMEOUT_S="0",
                          DAGQ_WORKER_LOCK_TIMEOUT_S="30")  # A waits for our lock below
     healthy = fleet.start(threads=4)
-    # A's nodes (queue aq) run long enough that one is sure to finish while we hold
-    # the run's row; B's (queue default) are still going when A freezes.
+    wait_for(lambda: worker_id(sql, frozen) and worker_id(sql, healthy), 60,
+             "both workers to register")
+    # A's nodes (queue aq) keep it busy long enough that one is sure to finish while we
+    # hold the run's row; B's (queue default) are still going when A freezes.
     nodes = {f"a{i}": {"executor": "builtin.sleep", "queue": "aq",
-                       "params": {"seconds": 2}} for i in range(10)}
+                       "params": {"seconds": 2}} for i in range(30)}
     nodes.update({f"b{i:02}": {"executor": "builtin.sleep", "params": {"seconds": 0.5}}
                   for i in range(30)})
     wide = spec(nodes, name="wide")
     run_id = repo.submit_run(tenant="wide", spec=wide).run_id
-    wait_for(lambda: worker_id(sql, healthy), 30, "worker B to register")
     b_id = worker_id(sql, healthy)
     b_nodes = wait_for(lambda: running_of(sql, run_id, b_id), 30, "B to run wide nodes")
     holder = psycopg.connect(db_url)  # makes A's completion wait right at the run row
