@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     stream_tail_bytes: int = Field(64 * 1024, ge=0)
     # Signals a run keeps that no node has taken yet; one more is refused (409).
     max_buffered_signals_per_run: int = Field(100, ge=1)
+    # A worker's lock waits (at most DAGQ_DB_LOCK_TIMEOUT_S; 0: that one): past it, a
+    # lease steps around the runs whose rows are held and a completion batch commits its
+    # other runs apart, so one run held by a frozen client stalls no other run's work.
+    worker_lock_timeout_s: float = Field(1.0, ge=0)
 
     @field_validator("auth", mode="before")
     @classmethod

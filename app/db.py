@@ -108,6 +108,17 @@ class SessionLimits:
             connect_timeout_s=_at_most(limits.connect_timeout_s, cap))
 
     @classmethod
+    def for_workers(cls, settings: Settings | None = None) -> SessionLimits:
+        """A worker waits briefly for a row lock, then works around it (a lease skips
+        the locked run's nodes; a completion batch commits its other runs apart)."""
+        s = settings or get_settings()
+        limits = cls.from_settings(s)
+        if s.worker_lock_timeout_s <= 0:
+            return limits
+        return dataclasses.replace(
+            limits, lock_timeout_s=_at_most(limits.lock_timeout_s, s.worker_lock_timeout_s))
+
+    @classmethod
     def for_migrations(cls, settings: Settings | None = None) -> SessionLimits:
         """Migrations may take long (an index on a big table) and wait for each other."""
         s = settings or get_settings()

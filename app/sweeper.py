@@ -9,6 +9,7 @@ something.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import faulthandler
 import logging
 import os
@@ -18,9 +19,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from psycopg_pool import ConnectionPool
 
 from dagq.config import Settings
-from dagq.db import open_pool
+from dagq.db import SessionLimits, open_pool
 from dagq.errors import DagqError, NoDatabase
 from dagq.procs import EXIT_CANNOT_START, StopRequest, stop_on_signals, wait_for_stop
 from dagq.schedules import fire_due
@@ -33,6 +35,11 @@ BATCH = 500
 # safe to interrupt at any statement (each is its own fenced transaction), so past this
 # the process exits anyway: a job blocked on a sick database must not hold up the stop.
 STOP_BOUND_S = 8.0
+# Connecting, a pool checkout and one reconnection attempt of the pool (with its
+# back-off) each end within this, as the API's do (DAGQ_API_DB_TIMEOUT_S): after an
+# outage the next pass connects at once rather than a pass waiting out a connect or the
+# pool's back-off, and timers and waits due meanwhile fire as soon as Postgres is back.
+DB_CONNECT_BOUND_S = 5.0
 # Pruning deletes whole runs (their nodes and events): smaller batches stay well inside
 # the statement timeout even for runs with thousands of map items.
 PRUNE_BATCH = 100
@@ -159,13 +166,22 @@ def build_scheduler(sweeper: Sweeper, settings: Settings) -> BackgroundScheduler
 
 def run_sweeper(settings: Settings, url: str, stop: StopRequest) -> bool:
     """Sweep until `stop` is set; True when everything stopped within STOP_BOUND_S."""
-    repo = Store(open_pool(url, size=4, name="sweeper"))
+    repo = Store(sweeper_pool(url, settings))
     sweeper = Sweeper(repo, settings)
     scheduler = build_scheduler(sweeper, settings)
     scheduler.start()
     log.info("sweeper running every %.1fs", settings.sweep_interval_s)
     wait_for_stop(stop)  # never an untimed wait: see dagq.procs
     return _stop_within(scheduler, repo, STOP_BOUND_S)
+
+
+def sweeper_pool(url: str, settings: Settings) -> ConnectionPool:
+    limits = SessionLimits.from_settings(settings)
+    bound = DB_CONNECT_BOUND_S
+    if limits.connect_timeout_s <= 0 or limits.connect_timeout_s > bound:
+        limits = dataclasses.replace(limits, connect_timeout_s=bound)
+    return open_pool(url, size=4, name="sweeper", limits=limits, timeout_s=bound,
+                     reconnect_timeout_s=bound)
 
 
 def _stop_within(scheduler: BackgroundScheduler, repo: Store, bound_s: float) -> bool:

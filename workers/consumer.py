@@ -142,7 +142,8 @@ class PostgresConsumer(Consumer):
             outputs = check_outputs(
                 lease.result, plain=lease.node.executor not in self.broker.executors,
                 max_bytes=self.broker.max_output_bytes)
-            completion = Completion(key[0], key[1], outputs, self._wake(lease))
+            completion = Completion(key[0], key[1], outputs, self._wake(lease),
+                                    run_id=lease.node.run_id)
             self.book.finishing(key)
             self.broker.completions.submit(completion,
                                            lambda ok: self._completed(key, ok))

@@ -26,7 +26,7 @@ import dramatiq
 from dramatiq import Worker
 
 from dagq.config import Settings
-from dagq.db import open_pool
+from dagq.db import SessionLimits, open_pool
 from dagq.errors import DagqError
 from dagq.procs import (
     CANNOT_START,
@@ -125,7 +125,8 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
                stop: StopRequest) -> int:
     """Serve until `stop` is set (by a signal: see dagq.procs.stop_on_signals)."""
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    repo = Store(open_pool(url, size=threads + 4, name="worker", generic_plans=True))
+    repo = Store(open_pool(url, size=threads + 4, name="worker", generic_plans=True,
+                           limits=SessionLimits.for_workers(settings)))
     listener = QueueListener(url)
     book = LeaseBook()  # the leases held: shared by broker, supervisor and shutdown
     streams = StreamWriter(repo)

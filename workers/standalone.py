@@ -17,7 +17,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from dagq.config import get_settings
-from dagq.db import open_pool
+from dagq.db import SessionLimits, open_pool
 from dagq.errors import DagqError
 from dagq.store import Store
 from dagq.workers.listener import QueueListener
@@ -38,7 +38,8 @@ def own_store(url: str | None, *, owner: str = "PostgresBroker", name: str = "dr
     url = url or os.environ.get("DAGQ_DATABASE_URL")
     if not url:
         raise ValueError(f"{owner} needs a dagq Store, or url= (or DAGQ_DATABASE_URL)")
-    return Store(open_pool(url, size=size, name=name, generic_plans=generic_plans)), url
+    return Store(open_pool(url, size=size, name=name, generic_plans=generic_plans,
+                           limits=SessionLimits.for_workers())), url
 
 
 def new_worker_id() -> str:

@@ -4,6 +4,7 @@ group commit (dagq.api.submits)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,7 @@ from dagq.api.schemas import (
 )
 from dagq.errors import Conflict, DagqError
 from dagq.models import SubmitResult
+from dagq.store.core import call_by
 from dagq.submissions import SubmitRequest, cached_run
 
 
@@ -59,15 +61,23 @@ def _count(request: Request, outcome: SubmitResult | DagqError) -> None:
     request.app.state.metrics.submissions.labels(label).inc()
 
 
+def _deadline(state: Any) -> float | None:
+    """When this request's database bound ends: DAGQ_API_DB_TIMEOUT_S from now (its
+    arrival), for all its database work, the wait for the group commit included."""
+    bound = state.repo.call_timeout_s
+    return None if bound is None else time.monotonic() + bound
+
+
 async def submit_run(request: Request) -> JSONResponse:
     """Validated here (from cached specs when it can), written by the group commit."""
-    key = await principal(request)
     state = request.app.state
+    deadline = _deadline(state)
+    key = await principal(request)
     try:
         req = _submission(key.tenant, await read_model(request, SubmitRunBody))
         run = cached_run(req, state.specs) or await run_in_threadpool(
-            service.prepare, state.repo, req, state.specs)
-        outcome = (await state.submits.submit([run], [req]))[0]
+            call_by, deadline, service.prepare, state.repo, req, state.specs)
+        outcome = (await state.submits.submit([run], [req], deadline=deadline))[0]
     except DagqError as exc:
         outcome = exc
     _count(request, outcome)
@@ -90,13 +100,15 @@ def _prepare_all(state: Any, tenant: str, items: list[Any]) -> list[Any]:
 
 async def submit_batch(request: Request) -> JSONResponse:
     """Up to 1,000 submissions; each its own result or error, in order (200)."""
-    key = await principal(request)
     state = request.app.state
+    deadline = _deadline(state)
+    key = await principal(request)
     body = await read_model(request, SubmitBatchBody)
-    prepared = await run_in_threadpool(_prepare_all, state, key.tenant, body.runs)
+    prepared = await run_in_threadpool(call_by, deadline, _prepare_all, state, key.tenant,
+                                       body.runs)
     ready = [item for item in prepared if not isinstance(item, DagqError)]
     written = iter(await state.submits.submit([run for run, _ in ready],
-                                              [req for _, req in ready]))
+                                              [req for _, req in ready], deadline=deadline))
     results = []
     for item in prepared:
         outcome = item if isinstance(item, DagqError) else next(written)

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from dagq.store.dead_letters import DeadLetterStore
 from dagq.store.directory import DirectoryStore
-from dagq.store.leases import Completion, Handoff, LeaseStore
+from dagq.store.leases import Completion, Handoff, LeaseStore, RunsLocked
 from dagq.store.maintenance import MaintenanceStore
 from dagq.store.messages import MessageStore
 from dagq.store.ops import OpsStore
@@ -52,7 +52,7 @@ from dagq.store.submit import SubmitStore
 from dagq.store.submit_many import NewRun, Stale, SubmitManyStore
 from dagq.store.tenants import TenantStore
 
-__all__ = ["Completion", "Handoff", "NewRun", "Stale", "Store"]
+__all__ = ["Completion", "Handoff", "NewRun", "RunsLocked", "Stale", "Store"]
 
 
 class Store(SubmitStore, SubmitManyStore, LeaseStore, SignalStore, RerunStore, StreamStore,

@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, Self, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception_type,
     retry_if_not_exception_type,
@@ -74,8 +75,10 @@ def transient(fn: Callable[P, T]) -> Callable[P, T]:
             retry=retry_if_exception_type(TRANSIENT_ERRORS)
             & retry_if_not_exception_type(DatabaseTimeout),  # its time is up
             wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
-            # Bounded calls never start a sleep they could not finish in time.
-            stop=stop_before_delay(retry_s) if budget else stop_after_delay(retry_s),
+            # Bounded calls never start a sleep they could not finish in time, nor one
+            # that ends past the call's deadline (the next try would fail at once).
+            stop=(stop_before_delay(retry_s) | _sleep_past_deadline) if budget
+            else stop_after_delay(retry_s),
             reraise=True,
         )
         if outermost:
@@ -94,6 +97,26 @@ def transient(fn: Callable[P, T]) -> Callable[P, T]:
         raise AssertionError("unreachable")  # pragma: no cover
 
     return wrapper
+
+
+def _sleep_past_deadline(retry_state: RetryCallState) -> bool:
+    deadline = getattr(_call, "deadline", None)
+    return deadline is not None and time.monotonic() + retry_state.upcoming_sleep >= deadline
+
+
+def call_by(deadline: float | None, fn: Callable[P, T], *args: P.args,
+            **kwargs: P.kwargs) -> T:
+    """`fn(*args, **kwargs)`, every store call in it ending by `deadline` (monotonic) at
+    the latest, retries included (DatabaseUnavailable then): an API request's bound
+    counts from its arrival, so time it spent waiting before its calls (a group commit's
+    batch ahead) is not granted again. None: each call's own bound."""
+    outer = getattr(_call, "deadline", None)
+    if deadline is not None:
+        _call.deadline = deadline if outer is None else min(outer, deadline)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _call.deadline = outer
 
 
 # Notifications wait for their transaction to commit, then go out in a transaction of

@@ -60,6 +60,12 @@ class Completion:
     version: int
     outputs: Any
     wake_queue: str | None = None
+    run_id: uuid.UUID | None = None  # its run (the batcher commits locked runs apart)
+
+
+class RunsLocked(Exception):
+    """A completion batch gave up waiting for a row lock (a run's row held by another
+    client, frozen or slow); nothing of it was written."""
 
 
 def _allowance(cap: dict[str, Any], running: int) -> tuple[int, float | None]:
@@ -105,6 +111,27 @@ class TenantCaps:
         self._until = 0.0
 
 
+# After a lease's lock wait timed out, how long leases skip the nodes of runs whose rows
+# another client holds (then they try the fair lease_nodes again, waiting as usual).
+AROUND_LOCKED_S = 5.0
+
+
+class LockDodge:
+    """Whether leases step around locked runs now (see LeaseStore.lease)."""
+
+    def __init__(self, seconds: float = AROUND_LOCKED_S) -> None:
+        self.seconds = seconds
+        self._until = 0.0
+
+    def active(self) -> bool:
+        return time.monotonic() < self._until
+
+    def start(self, queue: str, exc: Exception) -> None:
+        log.warning("lease on %s: a run's row stayed locked (%s); leasing around locked "
+                    "runs for %.0fs", queue, str(exc).splitlines()[0], self.seconds)
+        self._until = time.monotonic() + self.seconds
+
+
 class LeaseStore(Transitions):
     """Every statement a worker runs on its leases."""
 
@@ -115,6 +142,13 @@ class LeaseStore(Transitions):
             caps = self.__dict__["_caps_cache"] = TenantCaps()
         return caps
 
+    @property
+    def _lock_dodge(self) -> LockDodge:
+        dodge = self.__dict__.get("_dodge_cache")
+        if dodge is None:
+            dodge = self.__dict__["_dodge_cache"] = LockDodge()
+        return dodge
+
     @transient
     def lease(
         self, *, worker: str, queue: str, limit: int, ttl_s: float,
@@ -124,26 +158,49 @@ class LeaseStore(Transitions):
 
         `capped` names served executors declared with a concurrency or rate cap; only
         then does the lease take the (slower) path that enforces caps fleet-wide.
+
+        A lock wait that times out (a run's row held by a frozen or slow client: the
+        worker's sessions wait DAGQ_WORKER_LOCK_TIMEOUT_S) makes this and the next
+        leases for AROUND_LOCKED_S skip the nodes of runs whose rows are held, rather
+        than wait for that one run again and again while other runs' nodes queue.
         """
         params: dict[str, Any] = {"worker": worker, "queue": queue, "ttl_s": ttl_s,
                                   "capped": None}
-        tenant_caps = self._tenant_caps.any(self)
+        dodge = self._lock_dodge
+        if not dodge.active():
+            try:
+                return self._lease(params, limit, executors, capped, around=False)
+            except psycopg.errors.LockNotAvailable as exc:
+                dodge.start(queue, exc)
+        return self._lease(params, limit, executors, capped, around=True)
+
+    def _lease(
+        self, params: dict[str, Any], limit: int, executors: list[str] | None,
+        capped: list[str] | None, *, around: bool,
+    ) -> list[LeasedNode]:
+        """One lease transaction; `around`: skipping locked runs (see `lease`)."""
+        q = queries()
+        lease_sql = q["lease_around_locked_runs"] if around else q["lease_nodes"]
+        # Capped tenants: lease_nodes leases them only under their rows' lock; the
+        # fallback query leaves them alone.
+        tenant_caps = not around and self._tenant_caps.any(self)
         with self._tx(one_statement=not capped and not tenant_caps) as cur:
             if tenant_caps:  # their rows stay locked until commit (race-safe caps)
                 params["capped"] = [r["name"] for r in cur.execute(
-                    queries()["lock_capped_tenants"], {"queue": queue}).fetchall()]
+                    q["lock_capped_tenants"], {"queue": params["queue"]}).fetchall()]
             if not capped:
-                rows = cur.execute(queries()["lease_nodes"], {
+                rows = cur.execute(lease_sql, {
                     **params, "limit": limit, "executors": executors}).fetchall()
             else:
-                rows = self._lease_with_caps(cur, params, limit, executors, capped)
+                rows = self._lease_with_caps(cur, params, limit, executors, capped,
+                                             lease_sql)
             if rows:  # node_started (and run_started) events: wake the event streams
                 notify_event_streams(row["run_id"] for row in rows)
         return [LeasedNode(**row) for row in rows]
 
     def _lease_with_caps(
         self, cur: psycopg.Cursor[Any], params: dict[str, Any], limit: int,
-        executors: list[str] | None, capped: list[str],
+        executors: list[str] | None, capped: list[str], lease_sql: str,
     ) -> list[dict[str, Any]]:
         """Lease capped executors within their allowance, then the others.
 
@@ -160,7 +217,7 @@ class LeaseStore(Transitions):
             allowance, tokens = _allowance(cap, running.get(cap["name"], 0))
             take = min(allowance, limit - len(rows))
             if take > 0:
-                leased = cur.execute(q["lease_nodes"], {
+                leased = cur.execute(lease_sql, {
                     **params, "limit": take, "executors": [cap["name"]]}).fetchall()
                 rows.extend(leased)
                 if tokens is not None:
@@ -170,7 +227,7 @@ class LeaseStore(Transitions):
         capped_names = {c["name"] for c in caps}
         others = [e for e in executors or [] if e not in capped_names]
         if others and len(rows) < limit:
-            rows.extend(cur.execute(q["lease_nodes"], {
+            rows.extend(cur.execute(lease_sql, {
                 **params, "limit": limit - len(rows), "executors": others}).fetchall())
         return rows
 
@@ -195,47 +252,64 @@ class LeaseStore(Transitions):
         )
 
     def complete_and_lease(
-        self, items: list[Completion], handoff: Handoff | None
+        self, items: list[Completion], handoff: Handoff | None, *,
+        wait_for_locks: bool = True,
     ) -> tuple[list[bool], list[LeasedNode]]:
         """Record many successes in one transaction (group commit), each fenced, then
         lease (per `handoff`) the nodes they released. Returns, per item, whether it
-        took effect (False: its lease was lost), and the nodes leased."""
-        return self._complete_and_lease(items, handoff, HandedOff())
+        took effect (False: its lease was lost), and the nodes leased.
+
+        `wait_for_locks` false: a lock wait that times out raises RunsLocked at once
+        instead of being retried (the caller commits the other runs apart)."""
+        return self._complete_and_lease(items, handoff, HandedOff(), wait_for_locks)
 
     @transient
     def _complete_and_lease(
-        self, items: list[Completion], handoff: Handoff | None, earlier: HandedOff
+        self, items: list[Completion], handoff: Handoff | None, earlier: HandedOff,
+        wait_for_locks: bool = True,
     ) -> tuple[list[bool], list[LeasedNode]]:
-        q = queries()
         adopted = self._adopt(earlier.rows, handoff) if earlier.rows and handoff else []
-        ordered = sorted(items, key=lambda c: c.node_id)
-        with self._tx() as cur:
-            rows = cur.execute(q["complete_nodes"], {"items": Jsonb([
-                {"id": c.node_id, "version": c.version, "outputs": c.outputs}
-                for c in ordered])}).fetchall()
-            done = {row["id"] for row in rows}
-            if len(done) < len(ordered):  # late or duplicate outcomes: count them
-                cur.execute(q["bump_counter"], {"name": STALE_COMPLETIONS,
-                                                "by": len(ordered) - len(done)})
-            work = UnitOfWork()
-            work.queues.update(c.wake_queue for c in ordered if c.wake_queue and c.node_id in done)
-            released: list[tuple[uuid.UUID, str]] = []
-            for row in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
-                work.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
-                if row["parent_id"] is not None:
-                    work.touch(row["run_id"])
-                    self._finish_map_item(cur, work, row)
-                else:
-                    work.ended(row["run_id"], "succeeded")
-                    released.extend((row["run_id"], key) for key in row["dependents"])
-            self._release(cur, work, released, skipped=False)
-            self._account_runs(cur, work)
-            work.write_events(cur)  # before the hand-off's node_started events
-            offered = self._hand_off(cur, work, handoff) if handoff else []
-            earlier.rows = offered  # before COMMIT: if its answer is lost, the retry adopts
-            work.notify()
+        try:
+            with self._tx() as cur:
+                done, offered = self._complete_in(cur, items, handoff)
+                earlier.rows = offered  # before COMMIT: if its answer is lost, the retry adopts
+        except psycopg.errors.LockNotAvailable as exc:
+            if wait_for_locks:
+                raise
+            raise RunsLocked(str(exc).splitlines()[0]) from exc
         leased = [LeasedNode(**row) for row in [*adopted, *offered]]
         return [c.node_id in done for c in items], leased
+
+    def _complete_in(
+        self, cur: psycopg.Cursor[Any], items: list[Completion], handoff: Handoff | None,
+    ) -> tuple[set[int], list[dict[str, Any]]]:
+        """complete_and_lease's transaction: the ids recorded and the hand-off's rows."""
+        q = queries()
+        ordered = sorted(items, key=lambda c: c.node_id)
+        rows = cur.execute(q["complete_nodes"], {"items": Jsonb([
+            {"id": c.node_id, "version": c.version, "outputs": c.outputs}
+            for c in ordered])}).fetchall()
+        done = {row["id"] for row in rows}
+        if len(done) < len(ordered):  # late or duplicate outcomes: count them
+            cur.execute(q["bump_counter"], {"name": STALE_COMPLETIONS,
+                                            "by": len(ordered) - len(done)})
+        work = UnitOfWork()
+        work.queues.update(c.wake_queue for c in ordered if c.wake_queue and c.node_id in done)
+        released: list[tuple[uuid.UUID, str]] = []
+        for row in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
+            work.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
+            if row["parent_id"] is not None:
+                work.touch(row["run_id"])
+                self._finish_map_item(cur, work, row)
+            else:
+                work.ended(row["run_id"], "succeeded")
+                released.extend((row["run_id"], key) for key in row["dependents"])
+        self._release(cur, work, released, skipped=False)
+        self._account_runs(cur, work)
+        work.write_events(cur)  # before the hand-off's node_started events
+        offered = self._hand_off(cur, work, handoff) if handoff else []
+        work.notify()
+        return done, offered
 
     def _adopt(self, offered: list[dict[str, Any]], handoff: Handoff) -> list[dict[str, Any]]:
         """The hand-off rows of an earlier attempt that did commit (its COMMIT's answer

@@ -78,6 +78,28 @@ SELECT * FROM dagq.start_leases(CASE
         FOR UPDATE OF c SKIP LOCKED)
     END, %(worker)s, %(ttl_s)s)
 
+-- name: lease_around_locked_runs
+-- lease_nodes' fallback once one of its lock waits timed out: a run's row held by
+-- another client, frozen or slow (dagq.start_leases waits for the runs of the nodes it
+-- starts, and the oldest queued nodes may all be that run's). Up to `limit` queued
+-- nodes of the queue in priority and age order whose run's row is free now: the
+-- EXISTS locks it without waiting (runs before nodes here, but neither lock ever
+-- waits), so start_leases then waits for nothing. No fair share between tenants, and a
+-- tenant with max_running_nodes is left to lease_nodes (it leases them under their
+-- lock once it can wait again).
+SELECT * FROM dagq.start_leases(ARRAY(
+    SELECT c.id FROM dagq.node_tasks c
+    WHERE c.status = 'queued' AND c.queue = %(queue)s AND c.available_at <= now()
+      AND (%(executors)s::text[] IS NULL OR c.executor = ANY (%(executors)s::text[]))
+      AND NOT EXISTS (SELECT 1 FROM dagq.tenants s
+                      WHERE s.name = c.tenant AND s.max_running_nodes IS NOT NULL)
+      AND EXISTS (SELECT 1 FROM dagq.runs r WHERE r.id = c.run_id
+                  FOR NO KEY UPDATE SKIP LOCKED)
+    ORDER BY c.priority DESC, c.available_at, c.id
+    LIMIT %(limit)s
+    FOR UPDATE OF c SKIP LOCKED
+), %(worker)s, %(ttl_s)s)
+
 -- name: lease_released
 -- In the transaction that queued them: lease for this worker the released nodes `ids`
 -- of `queue` (chosen by the caller to fit its free prefetch slots) whose executor it

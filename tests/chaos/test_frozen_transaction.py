@@ -26,6 +26,11 @@ from tests.procs import ROOT, wait_for
 
 pytestmark = pytest.mark.chaos
 
+# Issue 27 (8): how soon other runs finish while one run's row is held (by a worker
+# already running when it froze). A lease waits for it once (DAGQ_WORKER_LOCK_TIMEOUT_S,
+# 1 s), a completion batch at most twice.
+OTHERS_BOUND_S = 8.0
+
 HOLD_RUN = """
 import sys, time
 from dagq.db import open_pool
@@ -168,3 +173,91 @@ def test_a_worker_frozen_in_its_completion_transaction_stalls_nobody_for_long(
     with capsys.disabled():
         print(f"\n[chaos] other runs finished {stalled:.1f}s after worker A froze holding "
               "its run's lock")
+
+
+# ===== issue 27 (8): one locked run holds up nobody's completions ======================
+
+def sessions_of(sql, app: str, *, state: str | None = None, waiting: bool = False) -> int:
+    """Sessions of the client named `app` (PGAPPNAME): in `state`, or in account_runs
+    waiting for a lock (a completion transaction stopped at its run rows)."""
+    return sql.execute(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = %(app)s AND (%(state)s::text IS NULL OR state = %(state)s) "
+        "AND (NOT %(waiting)s OR (wait_event_type = 'Lock' AND query LIKE "
+        "'%%nodes_remaining = r.nodes_remaining - n.done%%'))",
+        {"app": app, "state": state, "waiting": waiting}).fetchone()["n"]
+
+
+def worker_id(sql, proc) -> str | None:
+    row = sql.execute("SELECT id FROM dagq.workers WHERE pid = %s", (proc.pid,)).fetchone()
+    return row and row["id"]
+
+
+def running_of(sql, run_id, worker: str) -> list[int]:
+    return [r["id"] for r in sql.execute(
+        "SELECT id FROM dagq.node_tasks WHERE run_id = %s AND status = 'running' "
+        "AND lease_owner = %s", (run_id, worker))]
+
+
+def test_a_run_locked_for_good_holds_up_no_other_runs_completions(
+        repo, fleet, sql, db_url, capsys) -> None:
+    """Worker A is SIGSTOPped in its completion transaction holding a wide run's row, and
+    the server never ends that transaction (no idle timeout for A): worker B, in the
+    middle of nodes of that same run, still leases, runs and commits twenty tiny runs
+    within seconds. Its completions of the locked run wait apart and commit once the
+    lock is gone. Before the fix B waited on that one run (lease and completion batch)
+    for as long as the lock was held."""
+    frozen = fleet.start(threads=2, queues="aq", PGAPPNAME="dagq-frozen",
+                         DAGQ_DB_IDLE_IN_TRANSACTION_TIMEOUT_S="0",
+                         DAGQ_WORKER_LOCK_TIMEOUT_S="30")  # A waits for our lock below
+    healthy = fleet.start(threads=4)
+    wait_for(lambda: worker_id(sql, frozen) and worker_id(sql, healthy), 60,
+             "both workers to register")
+    # A's nodes (queue aq) keep it busy long enough that one is sure to finish while we
+    # hold the run's row; B's (queue default) are still going when A freezes.
+    nodes = {f"a{i}": {"executor": "builtin.sleep", "queue": "aq",
+                       "params": {"seconds": 2}} for i in range(30)}
+    nodes.update({f"b{i:02}": {"executor": "builtin.sleep", "params": {"seconds": 0.5}}
+                  for i in range(30)})
+    wide = spec(nodes, name="wide")
+    run_id = repo.submit_run(tenant="wide", spec=wide).run_id
+    b_id = worker_id(sql, healthy)
+    b_nodes = wait_for(lambda: running_of(sql, run_id, b_id), 30, "B to run wide nodes")
+    holder = psycopg.connect(db_url)  # makes A's completion wait right at the run row
+    try:
+        holder.execute("SELECT 1 FROM dagq.runs WHERE id = %s FOR NO KEY UPDATE", (run_id,))
+        wait_for(lambda: sessions_of(sql, "dagq-frozen", waiting=True), 30,
+                 "A's completion to wait for the wide run's row")
+        frozen.send_signal(signal.SIGSTOP)
+    finally:
+        holder.close()  # A's backend now takes the run row, and its client is frozen
+    try:
+        wait_for(lambda: sessions_of(sql, "dagq-frozen", state="idle in transaction"), 30,
+                 "A's transaction to hold the wide run")
+        assert run_is_locked(db_url, run_id)
+        frozen_at = time.monotonic()
+        tiny = spec({"t": {"executor": "builtin.noop"}}, name="tiny")
+        others = [repo.submit_run(tenant="tiny", spec=tiny).run_id for _ in range(20)]
+
+        def others_done() -> bool:
+            return all(repo.get_run(r, with_nodes=False).status == "succeeded"
+                       for r in others)
+
+        wait_for(others_done, OTHERS_BOUND_S, "worker B to finish the tiny runs")
+        took = time.monotonic() - frozen_at
+        assert run_is_locked(db_url, run_id), "A's transaction let go of the run early"
+        assert frozen.poll() is None
+    finally:
+        frozen.kill()  # its session ends: the wide run's row is free again
+        frozen.wait()
+    # B's completions of the wide run were held apart, not dropped: they commit now.
+    wait_for(lambda: all(node_status(sql, n) == "succeeded" for n in b_nodes), 30,
+             "B's completions of the wide run to commit once its row is free")
+    with capsys.disabled():
+        print(f"\n[chaos] 20 tiny runs finished {took:.1f}s after worker A froze holding "
+              "a wide run's row for good")
+
+
+def node_status(sql, node_id: int) -> str:
+    return sql.execute("SELECT status FROM dagq.node_tasks WHERE id = %s",
+                       (node_id,)).fetchone()["status"]
