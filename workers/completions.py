@@ -16,7 +16,11 @@ hold up the completions of other runs that share a batch with one of that run's:
 batch waits for a row lock only DAGQ_WORKER_LOCK_TIMEOUT_S, then each run's completions
 are committed on their own, and those of a run still locked go to a second, patient
 committer that waits for the row (retrying as long as transient errors are retried)
-while this one goes on with the next batches.
+while this one goes on with the next batches. The patient one tries each held run's
+completions in turn, each try waiting DAGQ_WORKER_LOCK_TIMEOUT_S, and puts a run still
+locked back behind the others: a run locked for good holds up no other run, and its
+completions are never dropped for a lock (they wait, their leases heartbeated, until
+the row is free or the worker stops).
 """
 
 from __future__ import annotations
@@ -123,8 +127,7 @@ class CompletionBatcher(threading.Thread):
                     self.write(part)
                 except Exception:  # noqa: BLE001 - the committer thread must never die
                     log.exception("completion batch of %d failed", len(part))
-                finally:
-                    if self.patient:  # written (or given up on): try it in batches again
+                    if self.patient:
                         self.held.discard(_run_of(part[0][0]))
 
     def write(self, batch: list[tuple[Completion, Done]]) -> None:
@@ -138,6 +141,8 @@ class CompletionBatcher(threading.Thread):
         for (_, done), result in zip(batch, results, strict=True):
             if result != APART:
                 done(result if isinstance(result, bool) else None)
+        if self.patient and APART not in results:  # written (or given up on)
+            self.held.discard(_run_of(batch[0][0]))  # its next ones go in batches again
 
     def _record(self, batch: list[tuple[Completion, Done]]) -> list[Outcome]:
         """Commit the batch; if a row's data cannot be stored, isolate it by bisection
@@ -147,6 +152,9 @@ class CompletionBatcher(threading.Thread):
         try:
             return self._commit([completion for completion, _ in batch])
         except RunsLocked as exc:
+            self._take(exc.adopted)
+            if self.patient:
+                return self._wait_again(batch)
             return self._around_locked(batch, exc)
         except BAD_DATA as exc:
             if len(batch) > 1:
@@ -168,7 +176,7 @@ class CompletionBatcher(threading.Thread):
             outcome = {id(item): result for part in parts
                        for item, result in zip(part, self._record(part), strict=True)}
             return [outcome[id(item)] for item in batch]
-        assert self._apart is not None  # the patient one waits: RunsLocked never reaches it
+        assert self._apart is not None  # the patient one waits again (_wait_again)
         log.warning("%d completion(s) of run %s wait for a row lock held by another "
                     "transaction (%s); other runs' completions go on meanwhile",
                     len(batch), batch[0][0].run_id, exc)
@@ -176,6 +184,16 @@ class CompletionBatcher(threading.Thread):
         for completion, done in batch:
             self._apart.submit(completion, done)
         return [APART] * len(batch)
+
+    def _wait_again(self, part: list[tuple[Completion, Done]]) -> list[Outcome]:
+        """The patient committer: this run's row is still locked. Try it again after the
+        other held runs (never drop it for a lock), unless the worker stops: then its
+        leases expire and the nodes run again, as for any completion left unwritten."""
+        if self._stopping.is_set():
+            return [None] * len(part)
+        for item in part:
+            self._pending.put(item)
+        return [APART] * len(part)
 
     def _held_apart(self, item: tuple[Completion, Done]) -> bool:
         """Hand `item` to the patient committer if its run's earlier ones are there."""
@@ -185,16 +203,22 @@ class CompletionBatcher(threading.Thread):
         return True
 
     def _commit(self, completions: list[Completion]) -> list[bool | None]:
-        handoff = self.target.handoff() if self.target else None
+        # Only the main committer hands off: two threads sizing hand-offs from the same
+        # free prefetch room at once would lease up to twice what the worker has room
+        # for. What the patient one releases is leased by the consumers, as usual.
+        handoff = self.target.handoff() if self.target and not self.patient else None
         recorded, leased = self.repo.complete_and_lease(completions, handoff,
-                                                        wait_for_locks=self.patient)
+                                                        wait_for_locks=False)
+        self._take(leased)
+        return list(recorded)
+
+    def _take(self, leased: list[LeasedNode]) -> None:
         if leased and self.target:
             try:
                 self.target.take(leased)
             except Exception:  # noqa: BLE001 - never let a hand-off stop the committer
                 log.exception("could not start %d handed-off node(s); their leases will "
                               "expire", len(leased))
-        return list(recorded)
 
     def _fail_unstorable(self, completion: Completion, exc: Exception) -> None:
         """Postgres refused this node's outputs (the worker's checks let them through):

@@ -242,7 +242,8 @@ def _hand_back_running(broker: PostgresBroker, book: LeaseBook, *, hurried: bool
         return
     why = "told to stop now" if hurried else "the grace period ended"
     try:
-        count = broker.repo.release_leases(worker=broker.worker_id, leases=keys)
+        with broker.streams.paused():  # see StreamWriter.paused
+            count = broker.repo.release_leases(worker=broker.worker_id, leases=keys)
     except DagqError as exc:  # they expire, and are retried, as a crash's would be
         log.warning("%s, but could not hand back %d node(s) (%s); their leases will "
                     "expire", why, len(keys), exc)

@@ -17,10 +17,12 @@ pass one is refused there, and the attempt's next `stream()` raises StreamTooLar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from dagq.config import Settings, get_settings
@@ -145,6 +147,16 @@ class StreamWriter(threading.Thread):
                 del self._finished[next(iter(self._finished))]
         if streamed:
             self.flush()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No write in flight or begun meanwhile. A stopping worker releases its attempts
+        under it: the release deletes their chunks, and a flush committing beside it
+        could insert rows its DELETE does not see, which the next run of the same
+        attempt number would then collide with. Chunks buffered now are written after
+        and refused, since the release moved each node's version on."""
+        with self._write_lock:
+            yield
 
     def flush(self) -> None:
         """Write everything buffered, in one transaction."""

@@ -65,7 +65,13 @@ class Completion:
 
 class RunsLocked(Exception):
     """A completion batch gave up waiting for a row lock (a run's row held by another
-    client, frozen or slow); nothing of it was written."""
+    client, frozen or slow); nothing of it was written. `adopted`: nodes an earlier try
+    of the same batch leased for this worker and did commit (its COMMIT's answer was
+    lost), to run all the same."""
+
+    def __init__(self, message: str, adopted: list[LeasedNode] | None = None) -> None:
+        super().__init__(message)
+        self.adopted = adopted or []
 
 
 def _allowance(cap: dict[str, Any], running: int) -> tuple[int, float | None]:
@@ -276,7 +282,8 @@ class LeaseStore(Transitions):
         except psycopg.errors.LockNotAvailable as exc:
             if wait_for_locks:
                 raise
-            raise RunsLocked(str(exc).splitlines()[0]) from exc
+            raise RunsLocked(str(exc).splitlines()[0],
+                             [LeasedNode(**row) for row in adopted]) from exc
         leased = [LeasedNode(**row) for row in [*adopted, *offered]]
         return [c.node_id in done for c in items], leased
 

@@ -15,9 +15,9 @@ from dagq.sqlfiles import queries
 
 HEADER = """# The dagq schema
 
-Generated from the migrations in `sql/migrations/` by `python -m dagq.store.schema >
-docs/schema.md`; a test fails when it is out of date. Everything lives in the schema
-`dagq`.
+Generated from the migrations in `sql/migrations/` by `dagq db migrate && python -m
+dagq.store.schema > docs/schema.md`; a test fails when it is out of date. Everything
+lives in the schema `dagq`.
 """
 
 
