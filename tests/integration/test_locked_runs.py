@@ -172,3 +172,34 @@ def test_completions_of_a_run_held_apart_skip_the_wait(
 def node_status(sql, node_id: int) -> str:
     return sql.execute("SELECT status FROM dagq.node_tasks WHERE id = %s",
                        (node_id,)).fetchone()["status"]
+
+
+def test_a_run_locked_for_good_holds_up_no_other_locked_run_and_loses_nothing(
+        repo: Store, worker_store: Store, hold) -> None:
+    """Two runs locked: one for good, one for a while. The patient committer tries them
+    in turn: the second commits as soon as its row is free, and the first is neither
+    written nor dropped while its row stays held, however long (past the store's retry
+    window, RETRY_S, after which a waiting call used to give up and drop it)."""
+    locked_for_good, locked_a_while = leased_pair(repo, worker_store)
+    hold(locked_for_good.run_id)
+    briefly = hold(locked_a_while.run_id)
+    outcomes: dict[int, bool | None] = {}
+    batcher = CompletionBatcher(worker_store)
+    batcher.start()
+    try:
+        for node in (locked_for_good, locked_a_while):
+            batcher.submit(Completion(node.id, node.version, {}, run_id=node.run_id),
+                           lambda ok, node_id=node.id: outcomes.__setitem__(node_id, ok))
+        wait_for(lambda: len(batcher.held) == 2, BOUND_S, "both runs to wait apart")
+        time.sleep(1.0)
+        briefly.rollback()
+        freed_at = time.monotonic()
+        wait_for(lambda: locked_a_while.id in outcomes, BOUND_S,
+                 "the freed run's completion, behind the run locked for good")
+        assert time.monotonic() - freed_at < BOUND_S
+        assert outcomes == {locked_a_while.id: True}
+        time.sleep(RETRY_S + 1)
+        assert locked_for_good.id not in outcomes  # still waiting, not dropped
+        assert batcher.held == {locked_for_good.run_id}
+    finally:
+        batcher.stop(timeout=0.5)
