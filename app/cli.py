@@ -1,4 +1,4 @@
-"""The `dagq` command (CONTRACT §2). Errors are one line on stderr and a non-zero exit:
+"""The `dagq` command (docs/cli.md). Errors are one line on stderr and a non-zero exit:
 2 for bad input (usage, workflow files, JSON), 1 for everything else."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Every knob of CONTRACT §3, plus a few documented extras."""
+    """Every knob, each documented in docs/configuration.md."""
 
     model_config = SettingsConfigDict(
         env_prefix="DAGQ_", env_file=".env", extra="ignore", frozen=True

@@ -48,7 +48,7 @@ class LeasedNode(_Record):
     parent_id: int | None = None
 
     def payload(self) -> dict[str, Any]:
-        """The executor's input (CONTRACT §4)."""
+        """The executor's input (docs/workflows.md, "Executors")."""
         body: dict[str, Any] = {"run": self.run_inputs, "deps": self.deps, "params": self.params}
         if self.item_index is not None:
             body["item"] = self.item

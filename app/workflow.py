@@ -1,4 +1,4 @@
-"""The workflow spec (CONTRACT §4): pydantic models and the DAG checks behind the 422s."""
+"""The workflow spec (docs/workflows.md): pydantic models and the DAG checks behind the 422s."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The executors every install has (CONTRACT §4)."""
+"""The executors every install has (docs/workflows.md, "Executors")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Errors at the HTTP edge, and the handlers that turn every error into the one JSON shape
-`{"error": {"code", "message", "details"}}` (CONTRACT §5)."""
+`{"error": {"code", "message", "details"}}` (docs/api.md, its error table)."""
 
 from __future__ import annotations
 

@@ -7,10 +7,10 @@ import sys
 import threading
 from pathlib import Path
 
-from workers.completions import CompletionBatcher
-from workers.listener import QueueListener
-from workers.streams import StreamWriter
-from workers.supervisor import Supervisor
+from dagq.workers.completions import CompletionBatcher
+from dagq.workers.listener import QueueListener
+from dagq.workers.streams import StreamWriter
+from dagq.workers.supervisor import Supervisor
 
 
 def test_no_thread_subclass_shadows_thread_stop() -> None:
