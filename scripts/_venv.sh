@@ -15,12 +15,19 @@ if [ ! -x .venv/bin/python ]; then
 fi
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
-# Reinstall only when the project metadata changed since the last install.
+# A strict editable install: `dagq` is a tree of links (under build/) to app/, workers/
+# and sql/, found through a plain path in a .pth file, so editors and type checkers
+# (Pyright, Pylance, mypy) resolve `dagq.*` too. A new or removed file needs a new
+# tree, so reinstall when the metadata or the list of package files changed.
 stamp=".venv/.dagq-installed-$extras"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+files="$( { git ls-files --cached --others --exclude-standard app workers sql 2>/dev/null \
+    || find app workers sql -type f; } \
+    | sort | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" != "$files" ]; then
     echo "dagq: installing $spec into .venv" >&2
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec"
-    touch "$stamp"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$spec" \
+        --config-settings editable_mode=strict
+    echo "$files" > "$stamp"
 fi
 flock -u "$venv_lock"
 exec {venv_lock}>&-

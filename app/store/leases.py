@@ -24,6 +24,7 @@ from dagq.store.core import (
     notify_event_streams,
     transient,
 )
+from dagq.store.lock_waits import LockDodge, RunsLocked
 from dagq.store.transitions import Transitions
 from dagq.store.work import UnitOfWork
 
@@ -61,17 +62,6 @@ class Completion:
     outputs: Any
     wake_queue: str | None = None
     run_id: uuid.UUID | None = None  # its run (the batcher commits locked runs apart)
-
-
-class RunsLocked(Exception):
-    """A completion batch gave up waiting for a row lock (a run's row held by another
-    client, frozen or slow); nothing of it was written. `adopted`: nodes an earlier try
-    of the same batch leased for this worker and did commit (its COMMIT's answer was
-    lost), to run all the same."""
-
-    def __init__(self, message: str, adopted: list[LeasedNode] | None = None) -> None:
-        super().__init__(message)
-        self.adopted = adopted or []
 
 
 def _allowance(cap: dict[str, Any], running: int) -> tuple[int, float | None]:
@@ -115,27 +105,6 @@ class TenantCaps:
 
     def forget(self) -> None:
         self._until = 0.0
-
-
-# After a lease's lock wait timed out, how long leases skip the nodes of runs whose rows
-# another client holds (then they try the fair lease_nodes again, waiting as usual).
-AROUND_LOCKED_S = 5.0
-
-
-class LockDodge:
-    """Whether leases step around locked runs now (see LeaseStore.lease)."""
-
-    def __init__(self, seconds: float = AROUND_LOCKED_S) -> None:
-        self.seconds = seconds
-        self._until = 0.0
-
-    def active(self) -> bool:
-        return time.monotonic() < self._until
-
-    def start(self, queue: str, exc: Exception) -> None:
-        log.warning("lease on %s: a run's row stayed locked (%s); leasing around locked "
-                    "runs for %.0fs", queue, str(exc).splitlines()[0], self.seconds)
-        self._until = time.monotonic() + self.seconds
 
 
 class LeaseStore(Transitions):
