@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,6 +43,16 @@ if len(sys.argv) > 4:  # stay registered until told to leave
 server.release()
 print("started", pid)
 """
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """Our own directory, not pytest's: any pytest session that starts meanwhile (a
+    second suite on the machine) resets /tmp/pytest-of-root to mode 0700, and the
+    servers, which run as another OS user, could then no longer reach their files."""
+    path = Path(tempfile.mkdtemp(prefix="dagq-first-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
