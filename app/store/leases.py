@@ -168,7 +168,9 @@ class LeaseStore(Transitions):
         A lock wait that times out (a run's row held by a frozen or slow client: the
         worker's sessions wait DAGQ_WORKER_LOCK_TIMEOUT_S) makes this and the next
         leases for AROUND_LOCKED_S skip the nodes of runs whose rows are held, rather
-        than wait for that one run again and again while other runs' nodes queue.
+        than wait for that one run again and again while other runs' nodes queue; a
+        capped executor whose row another lease holds (one frozen mid-transaction keeps
+        it) is skipped then too, its nodes left alone.
         """
         params: dict[str, Any] = {"worker": worker, "queue": queue, "ttl_s": ttl_s,
                                   "capped": None}
