@@ -18,9 +18,11 @@ import importlib
 import logging
 import os
 import socket
+import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 
 import dramatiq
 from dramatiq import Worker
@@ -56,6 +58,8 @@ DB_CALL_S = 2.0
 # are written until DB_CALL_S before the end (2 s at least, unless a database that does
 # not answer delayed the hand-backs); then the worker is marked stopped, in DB_CALL_S.
 JOIN_S = 3.0
+# How often a changed executor declaration whose row was held at start is written again.
+REGISTER_AGAIN_S = 1.0
 CLEANUP_S = 10.0
 # Leases held per thread: enough that a batch is in memory while the next is leased.
 PREFETCH_PER_THREAD = 4
@@ -149,17 +153,24 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     for name in serve:
         broker.declare_queue(name)
 
-    def register(store: Store = repo) -> None:
-        store.register_worker(
+    def register(store: Store = repo) -> list[str]:
+        return store.register_worker(
             worker=worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=serve,
             threads=threads, heartbeat_s=settings.heartbeat_s,
             executors=[d.info() for d in registered().values()], actors=sorted(broker.actors),
         )
 
-    register()
+    def register_bounded() -> list[str]:
+        return register(repo.bounded(DB_CALL_S))
+
+    def register_all(first: list[str]) -> None:
+        if first:  # changed declarations whose rows another worker's lease holds now
+            _register_later(register_bounded, first, stop)
+
+    register_all(register())
     # Again for an actor declared later (broker.py), bounded: a declaration never waits
     # out a database outage.
-    broker.on_actors_changed = lambda: register(repo.bounded(DB_CALL_S))
+    broker.on_actors_changed = lambda: register_all(register_bounded())
     listener.start()
     broker.completions.start()
     streams.start()
@@ -176,6 +187,28 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     _shut_down(worker, broker, book, supervisor, listener, grace_s=settings.shutdown_grace_s,
                stop=stop)
     return 0
+
+
+def _register_later(register: Callable[[], list[str]], held: list[str],
+                    stop: StopRequest) -> None:
+    """Write the executors whose changed declaration could not be written at start
+    (their rows held by another worker's lease transaction, perhaps frozen: the server
+    ends it within DAGQ_DB_IDLE_IN_TRANSACTION_TIMEOUT_S) again every REGISTER_AGAIN_S,
+    in the background: the worker serves meanwhile (the stored declaration is the
+    previous one until then)."""
+    log.warning("executor(s) %s: their stored declaration is held by another "
+                "transaction; writing it in the background", ", ".join(held))
+
+    def again() -> None:
+        left = held
+        while left and not stop.is_set():
+            time.sleep(REGISTER_AGAIN_S)
+            try:
+                left = register()
+            except DagqError as exc:
+                log.warning("could not register executors %s yet: %s", ", ".join(left), exc)
+
+    threading.Thread(target=again, name="dagq-register-again", daemon=True).start()
 
 
 def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervisor: Supervisor,

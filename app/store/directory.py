@@ -38,25 +38,34 @@ class DirectoryStore(StoreCore):
         self, *, worker: str, hostname: str, pid: int, queues: list[str], threads: int,
         executors: list[ExecutorInfo], heartbeat_s: float = 5.0,
         actors: list[str] | None = None,
-    ) -> None:
+    ) -> list[str]:
         """`actors`: the plain Dramatiq actors it serves, listed beside its executors
-        in the worker's row (not in dagq.executors, which keeps executors' defaults)."""
+        in the worker's row (not in dagq.executors, which keeps executors' defaults).
+
+        Two statements, each a transaction of its own (a client frozen between them
+        holds no lock). Executors already stored as declared are not written; a changed
+        one whose row another transaction holds (a capped executor's row, held by a
+        lease: perhaps one frozen mid-transaction) is not waited for. Returns those
+        names, still to write: call again later (a start-up never waits for a lease)."""
         q = queries()
         names = sorted({e.name for e in executors} | set(actors or ()))
-        with self._tx() as cur:
-            cur.execute(q["register_worker"], {
-                "id": worker, "hostname": hostname, "pid": pid, "queues": queues,
-                "executors": names, "threads": threads,
-                "heartbeat_s": heartbeat_s,
-            })
-            if executors:
-                cur.execute(q["upsert_executors"], {
+        held: list[str] = []
+        if executors:
+            with self._tx(one_statement=True) as cur:
+                held = [row["name"] for row in cur.execute(q["upsert_executors"], {
                     "names": [e.name for e in executors], "queues": [e.queue for e in executors],
                     "max_attempts": [e.max_attempts for e in executors],
                     "timeouts": [e.timeout_s for e in executors],
                     "concurrency": [e.concurrency for e in executors],
                     "rates": [e.rate_per_s for e in executors],
-                })
+                })]
+        with self._tx(one_statement=True) as cur:
+            cur.execute(q["register_worker"], {
+                "id": worker, "hostname": hostname, "pid": pid, "queues": queues,
+                "executors": names, "threads": threads,
+                "heartbeat_s": heartbeat_s,
+            })
+        return held
 
     @transient
     def stop_worker(self, worker: str) -> None:

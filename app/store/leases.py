@@ -137,7 +137,9 @@ class LeaseStore(Transitions):
         A lock wait that times out (a run's row held by a frozen or slow client: the
         worker's sessions wait DAGQ_WORKER_LOCK_TIMEOUT_S) makes this and the next
         leases for AROUND_LOCKED_S skip the nodes of runs whose rows are held, rather
-        than wait for that one run again and again while other runs' nodes queue.
+        than wait for that one run again and again while other runs' nodes queue; a
+        capped executor whose row another lease holds (one frozen mid-transaction keeps
+        it) is skipped then too, its nodes left alone.
         """
         params: dict[str, Any] = {"worker": worker, "queue": queue, "ttl_s": ttl_s,
                                   "capped": None}
@@ -168,23 +170,33 @@ class LeaseStore(Transitions):
                     **params, "limit": limit, "executors": executors}).fetchall()
             else:
                 rows = self._lease_with_caps(cur, params, limit, executors, capped,
-                                             lease_sql)
+                                             lease_sql, around=around)
             if rows:  # node_started (and run_started) events: wake the event streams
                 notify_event_streams(row["run_id"] for row in rows)
         return [LeasedNode(**row) for row in rows]
 
     def _lease_with_caps(
         self, cur: psycopg.Cursor[Any], params: dict[str, Any], limit: int,
-        executors: list[str] | None, capped: list[str], lease_sql: str,
+        executors: list[str] | None, capped: list[str], lease_sql: str, *,
+        around: bool = False,
     ) -> list[dict[str, Any]]:
         """Lease capped executors within their allowance, then the others.
 
         The capped executors' rows stay locked until commit, so concurrent leases by
         other workers wait here instead of overshooting a cap. A capped executor with a
         deep backlog never blocks the others: each is leased by its own statement.
+        `around` (leasing around locked rows, see `lease`): a capped executor whose row
+        another lease holds (one frozen mid-transaction keeps it until the server ends
+        its session) is not waited for, and its nodes are left alone this time.
         """
         q = queries()
-        caps = cur.execute(q["lock_capped_executors"], {"names": capped}).fetchall()
+        if around:
+            found = cur.execute(q["lock_free_capped_executors"], {"names": capped}).fetchall()
+            held = {c["name"] for c in found if c["held"]}
+            caps = [c for c in found if not c["held"]]
+        else:
+            held = set()
+            caps = cur.execute(q["lock_capped_executors"], {"names": capped}).fetchall()
         running = {r["executor"]: r["running"] for r in cur.execute(
             q["running_by_executor"], {"names": [c["name"] for c in caps]}).fetchall()}
         rows: list[dict[str, Any]] = []
@@ -199,7 +211,7 @@ class LeaseStore(Transitions):
                     tokens -= len(leased)
             if tokens is not None:
                 cur.execute(q["spend_tokens"], {"name": cap["name"], "tokens": tokens})
-        capped_names = {c["name"] for c in caps}
+        capped_names = {c["name"] for c in caps} | held
         others = [e for e in executors or [] if e not in capped_names]
         if others and len(rows) < limit:
             rows.extend(cur.execute(lease_sql, {

@@ -14,13 +14,50 @@ ON CONFLICT (id) DO UPDATE SET status = 'alive', heartbeat_at = now(), stopped_a
 UPDATE dagq.workers SET status = 'stopped', stopped_at = now() WHERE id = %(id)s
 
 -- name: upsert_executors
-INSERT INTO dagq.executors (name, queue, max_attempts, timeout_s, concurrency, rate_per_s)
-SELECT * FROM unnest(%(names)s::text[], %(queues)s::text[], %(max_attempts)s::int[],
-                     %(timeouts)s::float8[], %(concurrency)s::int[], %(rates)s::float8[])
-ON CONFLICT (name) DO UPDATE
-SET queue = excluded.queue, max_attempts = excluded.max_attempts,
-    timeout_s = excluded.timeout_s, concurrency = excluded.concurrency,
-    rate_per_s = excluded.rate_per_s, updated_at = now()
+-- The executors a worker declares, as declared (the last registration wins), in one
+-- statement of its own (autocommit: a client frozen after it holds no row). A row
+-- already as declared is neither written nor locked; a new one is inserted; a changed
+-- one is updated unless another transaction holds its row: a capped executor's row is
+-- held by lease transactions (lock_capped_executors), which a frozen client keeps until
+-- the server ends its session. Those come back (`name`, still to write) and the caller
+-- writes them later: a worker's start-up never waits for another worker's lease.
+WITH given AS (
+    SELECT * FROM unnest(%(names)s::text[], %(queues)s::text[], %(max_attempts)s::int[],
+                         %(timeouts)s::float8[], %(concurrency)s::int[], %(rates)s::float8[])
+        AS g(name, queue, max_attempts, timeout_s, concurrency, rate_per_s)
+), stale AS (  -- as this statement's snapshot has it: new or changed
+    SELECT g.* FROM given g
+    WHERE NOT EXISTS (
+        SELECT 1 FROM dagq.executors e
+        WHERE e.name = g.name
+          AND (e.queue, e.max_attempts, e.timeout_s, e.concurrency, e.rate_per_s)
+              IS NOT DISTINCT FROM (g.queue, g.max_attempts, g.timeout_s, g.concurrency,
+                                    g.rate_per_s))
+), free AS (
+    SELECT e.name FROM dagq.executors e
+    WHERE e.name IN (SELECT s.name FROM stale s)
+    ORDER BY e.name
+    FOR NO KEY UPDATE SKIP LOCKED
+), updated AS (
+    UPDATE dagq.executors e
+    SET queue = s.queue, max_attempts = s.max_attempts, timeout_s = s.timeout_s,
+        concurrency = s.concurrency, rate_per_s = s.rate_per_s, updated_at = now()
+    FROM stale s
+    WHERE e.name = s.name AND e.name IN (SELECT f.name FROM free f)
+    RETURNING e.name
+), inserted AS (
+    INSERT INTO dagq.executors (name, queue, max_attempts, timeout_s, concurrency,
+                                rate_per_s)
+    SELECT s.* FROM stale s
+    WHERE NOT EXISTS (SELECT 1 FROM dagq.executors e WHERE e.name = s.name)
+    ORDER BY s.name
+    ON CONFLICT (name) DO NOTHING  -- inserted meanwhile by another worker: later
+    RETURNING name
+)
+SELECT s.name FROM stale s
+WHERE s.name NOT IN (SELECT u.name FROM updated u)
+  AND s.name NOT IN (SELECT i.name FROM inserted i)
+ORDER BY s.name
 
 -- name: known_executors
 SELECT name, queue, max_attempts, timeout_s, concurrency, rate_per_s FROM dagq.executors

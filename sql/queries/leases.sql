@@ -142,6 +142,29 @@ WHERE name = ANY (%(names)s::text[]) AND (concurrency IS NOT NULL OR rate_per_s 
 ORDER BY name
 FOR UPDATE
 
+-- name: lock_free_capped_executors
+-- lock_capped_executors for a lease stepping around locked rows (lease_around_locked_runs):
+-- a capped executor whose row another transaction holds (another worker's lease,
+-- perhaps frozen mid-transaction) is not waited for. It comes back `held` (its caps
+-- null), and the lease leaves its nodes alone this time: never leased past its cap (one
+-- whose caps another transaction removes meanwhile also counts as held this time).
+WITH capped AS (
+    SELECT e.name FROM dagq.executors e
+    WHERE e.name = ANY (%(names)s::text[])
+      AND (e.concurrency IS NOT NULL OR e.rate_per_s IS NOT NULL)
+), free AS (
+    SELECT e.name, e.concurrency, e.rate_per_s, e.tokens,
+           extract(epoch FROM now() - coalesce(e.tokens_at, now())) AS idle_s
+    FROM dagq.executors e
+    WHERE e.name IN (SELECT c.name FROM capped c)
+      AND (e.concurrency IS NOT NULL OR e.rate_per_s IS NOT NULL)
+    ORDER BY e.name
+    FOR UPDATE SKIP LOCKED
+)
+SELECT c.name, f.name IS NULL AS held, f.concurrency, f.rate_per_s, f.tokens, f.idle_s
+FROM capped c LEFT JOIN free f ON f.name = c.name
+ORDER BY c.name
+
 -- name: lock_capped_tenants
 -- The tenants with max_running_nodes that have queued work in this queue, locked in name
 -- order: while a lease transaction holds them, no other can pass the same cap check

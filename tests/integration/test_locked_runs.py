@@ -19,6 +19,7 @@ import pytest
 
 from dagq.config import Settings
 from dagq.db import SessionLimits, open_pool
+from dagq.models import ExecutorInfo
 from dagq.store import Completion, Store
 from dagq.workers.completions import CompletionBatcher
 from tests.helpers import spec
@@ -203,3 +204,75 @@ def test_a_run_locked_for_good_holds_up_no_other_locked_run_and_loses_nothing(
         assert batcher.held == {locked_for_good.run_id}
     finally:
         batcher.stop(timeout=0.5)
+
+
+# ===== a lease frozen mid-transaction holding capped executors' rows ===================
+CAPPED = ExecutorInfo(name="x.capped", concurrency=2)
+PLAIN = ExecutorInfo(name="x.plain")
+
+
+@pytest.fixture
+def hold_executor(db_url: str) -> Iterator[Any]:
+    """hold_executor(name): another session locks the executor's row as a lease of capped
+    executors does (lock_capped_executors), and keeps it until the test ends."""
+    holders: list[psycopg.Connection] = []
+
+    def take(name: str) -> None:
+        holder = psycopg.connect(db_url)
+        holder.execute("SELECT 1 FROM dagq.executors WHERE name = %s FOR UPDATE", (name,))
+        holders.append(holder)
+
+    yield take
+    for holder in holders:
+        holder.close()
+
+
+def register(store: Store, *executors: ExecutorInfo) -> list[str]:
+    return store.register_worker(worker="w2", hostname="h", pid=2, queues=["default"],
+                                 threads=1, executors=list(executors))
+
+
+def test_a_worker_registers_without_waiting_for_a_held_executor_row(
+        repo: Store, worker_store: Store, hold_executor, sql) -> None:
+    """Before the fix the start-up waited (each try up to the lock timeout, retried) for
+    as long as another worker's lease held a capped executor's row."""
+    assert register(repo, CAPPED, PLAIN) == []
+    hold_executor(CAPPED.name)
+    started = time.monotonic()
+    assert register(worker_store, CAPPED, PLAIN) == []  # unchanged: not written at all
+    changed = CAPPED.model_copy(update={"concurrency": 5})
+    assert register(worker_store, changed, PLAIN) == [CAPPED.name]  # held: to write later
+    assert time.monotonic() - started < BOUND_S
+    assert sql.execute("SELECT status FROM dagq.workers WHERE id = 'w2'").fetchone()[
+        "status"] == "alive"
+    caps = sql.execute("SELECT concurrency FROM dagq.executors WHERE name = %s",
+                       (CAPPED.name,)).fetchone()["concurrency"]
+    assert caps == 2  # still the stored declaration until the row is free
+
+
+def test_a_changed_executor_is_written_once_its_row_is_free(repo: Store, sql) -> None:
+    assert register(repo, CAPPED) == []
+    assert register(repo, CAPPED.model_copy(update={"concurrency": 5}),
+                    ExecutorInfo(name="x.new", queue="q")) == []
+    rows = {r["name"]: r for r in sql.execute(
+        "SELECT name, queue, concurrency FROM dagq.executors WHERE name LIKE 'x.%'")}
+    assert rows["x.capped"]["concurrency"] == 5 and rows["x.new"]["queue"] == "q"
+
+
+def test_a_lease_around_locked_rows_skips_a_held_capped_executor(
+        repo: Store, worker_store: Store, hold, hold_executor) -> None:
+    """A lease waits once for the held row, then leases the other executors' nodes; the
+    held capped executor's nodes are left alone (never leased past its cap)."""
+    register(repo, CAPPED, PLAIN)
+    capped = repo.submit_run(tenant="t", spec=spec(
+        {"c": {"executor": CAPPED.name}}, name="capped")).run_id
+    plain = repo.submit_run(tenant="t", spec=spec(
+        {"p": {"executor": PLAIN.name}}, name="plain")).run_id
+    hold_executor(CAPPED.name)
+    lease = {"worker": "w", "queue": "default", "limit": 4, "ttl_s": 30,
+             "executors": [CAPPED.name, PLAIN.name], "capped": [CAPPED.name]}
+    started = time.monotonic()
+    leased = worker_store.lease(**lease)
+    assert time.monotonic() - started < BOUND_S
+    assert [n.run_id for n in leased] == [plain]
+    assert repo.get_run(capped).status == "queued"
