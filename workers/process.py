@@ -140,12 +140,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
         streams=streams,
     )
     dramatiq.set_broker(broker)  # before any user module can declare an actor
-    try:
-        load_executors(broker, settings.actor_module_list,
-                       test_executors=settings.test_executors == "on")
-    except CannotStart as exc:  # one line, no traceback; `dagq up` says it, or backs off
-        if not tell_parent(CANNOT_START, str(exc)):
-            log.error("worker cannot start: %s", exc)
+    if not _loaded(broker, settings):
         repo.close()
         return EXIT_CANNOT_START
     broker.emit_after("process_boot")  # as the dramatiq CLI does: TimeLimit's timer starts
@@ -187,6 +182,18 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     _shut_down(worker, broker, book, supervisor, listener, grace_s=settings.shutdown_grace_s,
                stop=stop)
     return 0
+
+
+def _loaded(broker: PostgresBroker, settings: Settings) -> bool:
+    """Import the actor modules; False, having said why in one line, if one cannot be."""
+    try:
+        load_executors(broker, settings.actor_module_list,
+                       test_executors=settings.test_executors == "on")
+    except CannotStart as exc:  # one line, no traceback; `dagq up` says it, or backs off
+        if not tell_parent(CANNOT_START, str(exc)):
+            log.error("worker cannot start: %s", exc)
+        return False
+    return True
 
 
 def _register_later(register: Callable[[], list[str]], held: list[str],
