@@ -61,6 +61,9 @@ def fresh_user() -> Iterator[str]:
     with pytest.raises(KeyError):
         pwd.getpwnam(name)
     yield name
+    # A server a failed start left running would keep the user from being removed.
+    subprocess.run(["pkill", "-KILL", "-u", name], check=False, capture_output=True)
+    time.sleep(0.2)
     subprocess.run(["userdel", name], check=False, capture_output=True)
     subprocess.run(["groupdel", name], check=False, capture_output=True)
 
