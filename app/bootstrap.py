@@ -50,6 +50,25 @@ def database(settings: Settings, *, migrate: bool = False, check: bool = True,
 
 
 @contextlib.contextmanager
+def process_database(settings: Settings,
+                     say: Callable[[str], object]) -> Iterator[Database | None]:
+    """`database()` for a long-running process (API, worker, sweeper): None, having
+    passed the one-line reason to `say`, when there is no database or its schema does
+    not fit this code. That is configuration, not transient: the process exits with
+    dagq.procs.EXIT_CANNOT_START, and its parent backs off instead of restarting it."""
+    from dagq.errors import NoDatabase
+    from dagq.migrate import SchemaMismatch
+
+    with contextlib.ExitStack() as stack:
+        try:
+            db: Database | None = stack.enter_context(database(settings))
+        except (NoDatabase, SchemaMismatch) as exc:
+            say(exc.message)
+            db = None
+        yield db
+
+
+@contextlib.contextmanager
 def repository(settings: Settings, *, pool_size: int = 4,
                name: str = "cli") -> Iterator[Store]:
     """A repository on the existing, checked database, closed (and the embedded server

@@ -8,7 +8,6 @@ something.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import faulthandler
 import logging
@@ -23,7 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from dagq.config import Settings
 from dagq.db import SessionLimits, open_pool
-from dagq.errors import DagqError, NoDatabase
+from dagq.errors import DagqError
 from dagq.procs import EXIT_CANNOT_START, StopRequest, stop_on_signals, wait_for_stop
 from dagq.schedules import fire_due
 from dagq.store import Store
@@ -203,19 +202,16 @@ def _stop_within(scheduler: BackgroundScheduler, repo: Store, bound_s: float) ->
 
 
 def main() -> int:
-    from dagq.bootstrap import database
+    from dagq.bootstrap import process_database
     from dagq.config import get_settings
     from dagq.logs import setup_logging
-    from dagq.migrate import SchemaMismatch
 
     stop = stop_on_signals()  # first thing: a signal during startup is not lost
     settings = get_settings()
     setup_logging(settings.log_level)
-    with contextlib.ExitStack() as stack:
-        try:  # the database exists, and its schema fits this code
-            db = stack.enter_context(database(settings))
-        except (NoDatabase, SchemaMismatch) as exc:  # configuration: not transient
-            log.error("the sweeper cannot start: %s", exc.message)
+    with process_database(
+            settings, lambda why: log.error("the sweeper cannot start: %s", why)) as db:
+        if db is None:
             return EXIT_CANNOT_START
         clean = run_sweeper(settings, db.url, stop)
     return exit_status(clean)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 
-from dagq.bootstrap import database
+from dagq.bootstrap import process_database
 from dagq.config import get_settings
-from dagq.errors import NoDatabase
 from dagq.logs import setup_logging
-from dagq.migrate import SchemaMismatch
 from dagq.procs import (
     CANNOT_START,
     EXIT_CANNOT_START,
@@ -34,15 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     setup_logging(settings.log_level)
     queues = [q for q in args.queues.split(",") if q] or None
-    with contextlib.ExitStack() as stack:
-        try:  # the database exists, and its schema fits this code
-            db = stack.enter_context(database(settings))
-        except (NoDatabase, SchemaMismatch) as exc:  # configuration: not transient
-            if not tell_parent(CANNOT_START, exc.message):
-                log.error("worker cannot start: %s", exc.message)
+    with process_database(settings, _cannot_start) as db:
+        if db is None:
             return EXIT_CANNOT_START
         return run_worker(settings, db.url, threads=args.threads, queues=queues, stop=stop)
 
+
+def _cannot_start(why: str) -> None:
+    """Tell `dagq up`/`dagq worker` (they say it), or say it ourselves."""
+    if not tell_parent(CANNOT_START, why):
+        log.error("worker cannot start: %s", why)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,16 +4,13 @@ and `dagq api --processes N` start)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 
 from dagq.api.server import serve
-from dagq.bootstrap import database
+from dagq.bootstrap import process_database
 from dagq.config import get_settings
-from dagq.errors import NoDatabase
 from dagq.logs import setup_logging
-from dagq.migrate import SchemaMismatch
 from dagq.procs import EXIT_CANNOT_START
 
 log = logging.getLogger("dagq.api")
@@ -28,15 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level)
-    with contextlib.ExitStack() as stack:
-        try:  # the database exists, and its schema fits this code
-            db = stack.enter_context(database(settings))
-        except (NoDatabase, SchemaMismatch) as exc:  # configuration: not transient
-            log.error("the API cannot start: %s", exc.message)
+    with process_database(
+            settings, lambda why: log.error("the API cannot start: %s", why)) as db:
+        if db is None:
             return EXIT_CANNOT_START
         return serve(settings, db.url, host=args.host or settings.api_host,
                      port=args.port or settings.api_port, reuse_port=args.reuse_port)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -342,35 +342,20 @@ class LeaseStore(Transitions):
                 notify_after_commit(QUEUED_CHANNEL, wake_queue)
             return outcome
 
-    @transient
     def requeue_unstarted(self, *, worker: str, leases: list[tuple[int, int]]) -> int:
-        """Hand prefetched, never-started leases back to the queue at once (fenced)."""
-        if not leases:
-            return 0
-        with self._tx() as cur:
-            rows = cur.execute(queries()["requeue_unstarted"], {  # also locks the runs
-                "worker": worker, "ids": [i for i, _ in leases],
-                "versions": [v for _, v in leases],
-            }).fetchall()
-            work = UnitOfWork()
-            for r in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
-                if r["status"] == "queued":
-                    work.event(r["run_id"], r["node_key"], "node_queued", r["attempts"],
-                               {"reason": "worker_shutdown"})
-                    work.queues.add(r["queue"])
-                elif r["parent_id"] is None:  # its run finished meanwhile: cancelled
-                    work.ended(r["run_id"])
-                    work.event(r["run_id"], r["node_key"], "node_cancelled", r["attempts"],
-                               {"reason": "run finished"})
-            self._account_runs(cur, work)
-            work.flush(cur)
-        return sum(r["status"] == "queued" for r in rows)
+        """Hand prefetched, never-started leases back to the queue at once (fenced): no
+        attempt spent, a `node_queued` event each. Returns how many were queued again."""
+        return self._hand_back(worker, leases, started=False)
 
-    @transient
     def release_leases(self, *, worker: str, leases: list[tuple[int, int]]) -> int:
         """Hand back started attempts a stopping worker could not finish within its grace
         (fenced by (id, version)): queued again at once, no attempt charged, a
         `node_released` event each. Returns how many were queued again."""
+        return self._hand_back(worker, leases, started=True)
+
+    @transient
+    def _hand_back(self, worker: str, leases: list[tuple[int, int]], *,
+                   started: bool) -> int:
         if not leases:
             return 0
         with self._tx() as cur:
@@ -380,14 +365,18 @@ class LeaseStore(Transitions):
             }).fetchall()
             work = UnitOfWork()
             for r in sorted(rows, key=lambda r: (r["run_id"], r["id"])):
-                if r["status"] == "queued":  # the attempt handed back: attempts + 1
+                if r["status"] == "queued" and started:  # the attempt handed back
                     work.event(r["run_id"], r["node_key"], "node_released", r["attempts"] + 1,
                                {"reason": "worker_shutdown", "worker": worker})
-                    work.queues.add(r["queue"])
+                elif r["status"] == "queued":
+                    work.event(r["run_id"], r["node_key"], "node_queued", r["attempts"],
+                               {"reason": "worker_shutdown"})
                 elif r["parent_id"] is None:  # its run finished meanwhile: cancelled
                     work.ended(r["run_id"])
                     work.event(r["run_id"], r["node_key"], "node_cancelled", r["attempts"],
                                {"reason": "run finished"})
+                if r["status"] == "queued":
+                    work.queues.add(r["queue"])
             self._account_runs(cur, work)
             work.flush(cur)
         return sum(r["status"] == "queued" for r in rows)

@@ -231,39 +231,15 @@ CROSS JOIN LATERAL jsonb_to_record(b.item) AS u(id bigint, version int, outputs 
 WHERE t.id = u.id AND t.version = u.version AND t.status = 'running'
 RETURNING t.id, t.run_id, t.node_key, t.dependents, t.attempts, t.parent_id, t.queue
 
--- name: requeue_unstarted
--- A stopping worker hands back leases it never started: no attempt is spent. A lease
--- of a run that is already over is cancelled instead of queued. Node rows are locked
--- first, then their runs in id order (their events follow).
-WITH mine AS (
-    SELECT t.id, t.run_id FROM dagq.node_tasks t
-    JOIN unnest(%(ids)s::bigint[], %(versions)s::int[]) AS u(id, version)
-      ON t.id = u.id AND t.version = u.version
-    WHERE t.status = 'running' AND t.lease_owner = %(worker)s
-    ORDER BY t.id
-    FOR NO KEY UPDATE OF t
-), runs AS (
-    SELECT r.id, r.status IN ('queued', 'running') AS open FROM dagq.runs r
-    WHERE r.id IN (SELECT m.run_id FROM mine m)
-    ORDER BY r.id
-    FOR NO KEY UPDATE
-)
-UPDATE dagq.node_tasks t
-SET status = CASE WHEN r.open THEN 'queued' ELSE 'cancelled' END,
-    attempts = t.attempts - 1, version = t.version + 1,
-    lease_owner = NULL, lease_expires_at = NULL, started_at = NULL,
-    queued_at = CASE WHEN r.open THEN now() ELSE t.queued_at END,
-    finished_at = CASE WHEN r.open THEN t.finished_at ELSE now() END
-FROM mine m JOIN runs r ON r.id = m.run_id
-WHERE t.id = m.id
-RETURNING t.id, t.run_id, t.node_key, t.attempts, t.queue, t.status, t.parent_id
-
 -- name: release_leases
--- A stopping worker hands back attempts it started but could not finish within its
--- grace (a planned stop is not a failure): like requeue_unstarted, the attempt is not
--- charged (attempts - 1; the next lease counts the same attempt again) and the version
--- moves on, so the executor still running cannot record an outcome. The handed-back
--- attempt's streamed chunks are deleted: the next lease streams that attempt afresh.
+-- A stopping worker hands back leases: prefetched ones it never started, and started
+-- ones it could not finish within its grace (a planned stop is not a failure). The
+-- attempt is not charged (attempts - 1; the next lease counts the same attempt again)
+-- and the version moves on, so an executor still running cannot record an outcome. A
+-- lease of a run that is already over is cancelled instead of queued. Node rows are
+-- locked first, then their runs in id order (their events follow). The handed-back
+-- attempt's streamed chunks (none, if it never started) are deleted: the next lease
+-- streams that attempt afresh.
 WITH mine AS (
     SELECT t.id, t.run_id FROM dagq.node_tasks t
     JOIN unnest(%(ids)s::bigint[], %(versions)s::int[]) AS u(id, version)

@@ -93,7 +93,7 @@ def bulk(sql) -> psycopg.Connection:
 # The statements a worker runs for every node, planned as workers plan them (generic).
 HOT_STATEMENTS = ["lease_nodes", "lease_released", "heartbeat_leases", "complete_nodes",
                   "release_dependents", "account_runs", "insert_events", "retry_node",
-                  "fail_node", "node_for_failure", "requeue_unstarted", "lock_run",
+                  "fail_node", "node_for_failure", "release_leases", "lock_run",
                   "finish_map_item", "skip_descendants", "submit_run",
                   # durable waits: starting, signalling, firing
                   "set_wait_deadlines", "take_buffered_signal", "end_wait",
