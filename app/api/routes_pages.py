@@ -77,6 +77,9 @@ routes = [
     Route("/", index, methods=["GET"]),
     Route("/docs", docs, methods=["GET"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
-    Mount("/static", app=DashboardStatic(directory=DASHBOARD_DIR / "static", check_dir=False),
+    # follow_symlink: an editable install links the package's files (scripts/_venv.sh);
+    # a path outside the directory is still refused.
+    Mount("/static", app=DashboardStatic(directory=DASHBOARD_DIR / "static", check_dir=False,
+                                         follow_symlink=True),
           name="static"),
 ]

@@ -116,3 +116,13 @@ def test_a_405_lists_every_method_of_the_path(api: Api, method: str, path: str,
     assert_error(response, 405, "method_not_allowed")
     assert {m.strip() for m in response.headers["allow"].split(",")} == \
         set(allowed.split(", "))
+
+
+def test_static_files_never_leave_the_dashboard_directory(api: Api) -> None:
+    """The dashboard's files may be links (an editable install), so the static route
+    follows links; a path out of its directory is still a 404."""
+    for path in ("/static/../config.py", "/static/%2e%2e/config.py",
+                 "/static/%2e%2e/%2e%2e/api/app.py", "/static/..%2fconfig.py"):
+        response = api.client.get(path)
+        assert response.status_code == 404, (path, response.status_code)
+        assert "Settings" not in response.text
