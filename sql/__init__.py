@@ -1,3 +1,3 @@
 """dagq's SQL as package data: `queries/*.sql` (one file per module that runs them),
-`bench.sql` and `migrations/NNN_*.sql`, read by `dagq.sqlfiles` through importlib.resources
+`bench.sql` and `migrations/NNN_*.sql`, read by `dagq.runtime.sqlfiles` through importlib.resources
 (so an installed wheel finds them)."""

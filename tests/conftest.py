@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from dagq.db import open_pool
+from dagq.runtime.db import open_pool
 from dagq.store import Store
 from tests.pg import TestServer
 

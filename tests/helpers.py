@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from dagq.spec.workflow import WorkflowSpec, parse_spec
 from dagq.store import Completion, Store
-from dagq.workflow import WorkflowSpec, parse_spec
 
 Executor = Callable[[dict[str, Any]], Any]
 

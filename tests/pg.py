@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from dagq.embedded_pg import EmbeddedPostgres
-from dagq.migrate import migrate
+from dagq.runtime.embedded_pg import EmbeddedPostgres
+from dagq.runtime.migrate import migrate
 
 # Per pytest-xdist worker: workers sharing one server (DAGQ_TEST_DATABASE_URL) must not
 # drop and rebuild each other's template.

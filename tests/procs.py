@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dagq.procs import die_with_parent
+from dagq.runtime.procs import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 

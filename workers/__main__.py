@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from dagq.bootstrap import process_database
 from dagq.config import get_settings
-from dagq.logs import setup_logging
-from dagq.procs import (
+from dagq.runtime.bootstrap import process_database
+from dagq.runtime.logs import setup_logging
+from dagq.runtime.procs import (
     CANNOT_START,
     EXIT_CANNOT_START,
     stop_on_signals,
@@ -23,7 +23,7 @@ log = logging.getLogger("dagq.worker")
 
 def main(argv: list[str] | None = None) -> int:
     stop = stop_on_signals()  # first: a signal during startup stops the worker cleanly
-    take_status_fd()  # `dagq up`/`dagq worker` hear from us over it (dagq.procs)
+    take_status_fd()  # `dagq up`/`dagq worker` hear from us over it (dagq.runtime.procs)
     parser = argparse.ArgumentParser(prog="python -m dagq.workers")
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--queues", default="")

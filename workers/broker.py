@@ -41,6 +41,7 @@ from dramatiq.middleware import (
 from dagq.config import get_settings
 from dagq.errors import DagqError
 from dagq.models import LeasedNode
+from dagq.spec.workflow import WorkflowSpec
 from dagq.store import Handoff, Store
 from dagq.store.notifier import BackgroundNotifier
 from dagq.workers.completions import CompletionBatcher
@@ -55,7 +56,6 @@ from dagq.workers.registry import ExecutorDef
 from dagq.workers.retries import DagqRetries
 from dagq.workers.standalone import SelfServing, new_worker_id, own_store
 from dagq.workers.streams import StreamWriter
-from dagq.workflow import WorkflowSpec
 
 log = logging.getLogger("dagq.broker")
 

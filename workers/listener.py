@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import psycopg
 
-from dagq.db import connect
-from dagq.sqlfiles import queries
+from dagq.runtime.db import connect
+from dagq.runtime.sqlfiles import queries
 from dagq.store.core import CANCELLED_CHANNEL, QUEUED_CHANNEL
 
 log = logging.getLogger("dagq.listener")

@@ -2,7 +2,7 @@
 
 Shutdown on SIGTERM/SIGINT: stop leasing, hand prefetched (unstarted) leases back at
 once, say what still runs and let it finish for the grace period (DAGQ_SHUTDOWN_GRACE_S);
-at its end, or at once when told to hurry (a second Ctrl-C: see dagq.procs.StopRequest),
+at its end, or at once when told to hurry (a second Ctrl-C: see dagq.runtime.procs.StopRequest),
 hand the attempts still running back without charging them (`node_released`: a planned
 stop is not a failure) and interrupt their executors, whose outcomes the new version
 fences off; then mark the worker stopped. Each step after the grace period is bounded
@@ -28,9 +28,9 @@ import dramatiq
 from dramatiq import Worker
 
 from dagq.config import Settings
-from dagq.db import SessionLimits, open_pool
 from dagq.errors import DagqError
-from dagq.procs import (
+from dagq.runtime.db import SessionLimits, open_pool
+from dagq.runtime.procs import (
     CANNOT_START,
     EXIT_CANNOT_START,
     READY,
@@ -127,7 +127,7 @@ def _import_failure(module: str, exc: Exception) -> str:
 
 def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] | None,
                stop: StopRequest) -> int:
-    """Serve until `stop` is set (by a signal: see dagq.procs.stop_on_signals)."""
+    """Serve until `stop` is set (by a signal: see dagq.runtime.procs.stop_on_signals)."""
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     repo = Store(open_pool(url, size=threads + 4, name="worker", generic_plans=True,
                            limits=SessionLimits.for_workers(settings)))
@@ -175,7 +175,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
     worker = Worker(broker, queues=set(serve), worker_threads=threads, worker_timeout=1000)
     worker.queue_prefetch = PREFETCH_PER_THREAD * threads
     worker.start()
-    tell_parent(READY)  # a crash from now on is restarted at once (dagq.procs)
+    tell_parent(READY)  # a crash from now on is restarted at once (dagq.runtime.procs)
     log.info("worker %s serving queues %s with %d threads", worker_id, ",".join(serve),
              threads)
     wait_for_stop(stop)  # returns at once if a signal came during startup

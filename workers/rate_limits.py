@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 from dramatiq.rate_limits import RateLimiterBackend
 
-from dagq.db import connect
-from dagq.sqlfiles import queries
+from dagq.runtime.db import connect
+from dagq.runtime.sqlfiles import queries
 from dagq.store import Store
 
 RECHECK_S = 1.0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagq.models import ExecutorInfo
-from dagq.workflow import QUEUE_PATTERN
+from dagq.spec.workflow import QUEUE_PATTERN
 
 ExecutorFn = Callable[[dict[str, Any]], Any]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")

@@ -22,8 +22,8 @@ import psycopg
 from dramatiq.results import ResultBackend, ResultMissing, ResultTimeout
 from dramatiq.results.backend import DEFAULT_TIMEOUT, Missing
 
-from dagq.db import connect
-from dagq.sqlfiles import queries
+from dagq.runtime.db import connect
+from dagq.runtime.sqlfiles import queries
 from dagq.store import Store
 
 RECHECK_S = 1.0

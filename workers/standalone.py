@@ -17,8 +17,8 @@ import uuid
 from typing import TYPE_CHECKING
 
 from dagq.config import get_settings
-from dagq.db import SessionLimits, open_pool
 from dagq.errors import DagqError
+from dagq.runtime.db import SessionLimits, open_pool
 from dagq.store import Store
 from dagq.workers.listener import QueueListener
 from dagq.workers.supervisor import Supervisor

@@ -8,10 +8,10 @@ import logging
 import sys
 
 from dagq.api.server import serve
-from dagq.bootstrap import process_database
 from dagq.config import get_settings
-from dagq.logs import setup_logging
-from dagq.procs import EXIT_CANNOT_START
+from dagq.runtime.bootstrap import process_database
+from dagq.runtime.logs import setup_logging
+from dagq.runtime.procs import EXIT_CANNOT_START
 
 log = logging.getLogger("dagq.api")
 

@@ -13,22 +13,26 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dagq.api import routes_events, routes_ops, routes_pages, routes_runs, routes_workflows
 from dagq.api.auth import KeyCache
 from dagq.api.bodies import BodyLimitMiddleware
 from dagq.api.errors import EXCEPTION_HANDLERS
 from dagq.api.hub import EventHub
 from dagq.api.metrics import ApiMetrics
-from dagq.api.routes_dashboard import routes as dashboard_routes
-from dagq.api.routes_schedules import routes as schedule_routes
-from dagq.api.routes_tenants import routes as tenant_routes
+from dagq.api.routes import events as routes_events
+from dagq.api.routes import ops as routes_ops
+from dagq.api.routes import pages as routes_pages
+from dagq.api.routes import runs as routes_runs
+from dagq.api.routes import workflows as routes_workflows
+from dagq.api.routes.dashboard import routes as dashboard_routes
+from dagq.api.routes.schedules import routes as schedule_routes
+from dagq.api.routes.tenants import routes as tenant_routes
 from dagq.api.routing import one_route_per_path
 from dagq.api.security import SecurityHeadersMiddleware
 from dagq.api.submits import SubmitBatcher
 from dagq.config import Settings
-from dagq.db import SessionLimits, conninfo, open_pool
+from dagq.runtime.db import SessionLimits, conninfo, open_pool
+from dagq.service.submissions import SpecCache
 from dagq.store import Store
-from dagq.submissions import SpecCache
 
 log = logging.getLogger("dagq.api")
 

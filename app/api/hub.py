@@ -3,7 +3,7 @@
 A notification only wakes the streams of the runs it names (payload: comma-separated
 run ids, or `*` for all); the streams then read the event rows themselves. A lost
 notification or connection costs latency only: streams also re-read every
-`dagq.api.routes_events.POLL_S` (5 s) without one.
+`dagq.api.routes.events.POLL_S` (5 s) without one.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import psycopg
 
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 from dagq.store.core import EVENTS_CHANNEL
 
 log = logging.getLogger("dagq.api.hub")

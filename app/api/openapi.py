@@ -15,8 +15,8 @@ from pydantic.json_schema import models_json_schema
 
 from dagq import __version__
 from dagq.api import schemas as s
-from dagq.api.routes_dashboard import WorkerList, WorkersQuery
-from dagq.api.routes_schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
+from dagq.api.routes.dashboard import WorkerList, WorkersQuery
+from dagq.api.routes.schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
 from dagq.models import (
     RerunResult,
     RunEvent,
@@ -27,7 +27,7 @@ from dagq.models import (
     TenantRecord,
     WorkflowRecord,
 )
-from dagq.workflow import KEY_PATTERN, WorkflowSpec
+from dagq.spec.workflow import KEY_PATTERN, WorkflowSpec
 
 REF = "#/components/schemas/{model}"
 ERROR_TEXT = {

@@ -11,8 +11,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 from dagq.errors import InvalidRequest
 from dagq.models import RunView, SubmitResult, WorkflowRecord
+from dagq.spec.workflow import KEY_PATTERN, MAX_PRIORITY, Concurrency
 from dagq.states import RunStatus
-from dagq.workflow import KEY_PATTERN, MAX_PRIORITY, Concurrency
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1

@@ -22,9 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from dagq import service
 from dagq.errors import DagqError, DatabaseUnavailable
 from dagq.models import SubmitResult
+from dagq.service.submissions import SpecCache, SubmitRequest
 from dagq.store import NewRun, Store
 from dagq.store.core import call_by
-from dagq.submissions import SpecCache, SubmitRequest
 
 log = logging.getLogger("dagq.api")
 

@@ -24,8 +24,8 @@ import httpx
 
 from dagq.bench.api_procs import ApiProcesses
 from dagq.bench.phases import percentiles
-from dagq.procs import default_api_processes
-from dagq.workflow import parse_spec
+from dagq.runtime.procs import default_api_processes
+from dagq.spec.workflow import parse_spec
 
 log = logging.getLogger("dagq.bench")
 

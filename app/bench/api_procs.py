@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from dagq.errors import DagqError
-from dagq.procs import child_env, die_with_parent
+from dagq.runtime.procs import child_env, die_with_parent
 
 API_READY_S = 60.0
 STOP_S = 20.0

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from dagq.errors import DagqError
-from dagq.procs import child_env, die_with_parent
+from dagq.runtime.procs import child_env, die_with_parent
 
 log = logging.getLogger("dagq.bench")
 

@@ -25,7 +25,7 @@ def scratch_database(settings: Settings, tmp: Path, stack: contextlib.ExitStack)
     from psycopg.conninfo import make_conninfo
 
     from dagq.bench.phases import bench_queries
-    from dagq.embedded_pg import EmbeddedPostgres
+    from dagq.runtime.embedded_pg import EmbeddedPostgres
 
     q = bench_queries()
     name = f"dagq_bench_{os.getpid()}_{secrets.token_hex(3)}"

@@ -25,10 +25,10 @@ from psycopg.rows import dict_row
 
 from dagq.bench.fleet import WorkerFleet
 from dagq.errors import DagqError
-from dagq.sqlfiles import SQL_DIR, parse_queries
+from dagq.runtime.sqlfiles import SQL_DIR, parse_queries
+from dagq.spec.workflow import WorkflowSpec, parse_spec
 from dagq.states import TERMINAL_RUN_STATUSES
 from dagq.store import Store
-from dagq.workflow import WorkflowSpec, parse_spec
 
 log = logging.getLogger("dagq.bench")
 

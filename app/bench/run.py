@@ -39,9 +39,9 @@ from dagq.bench.stream import stream
 from dagq.bench.subflows import subflows
 from dagq.bench.waiting import flat_beside_waits
 from dagq.config import Settings
-from dagq.db import open_pool
 from dagq.errors import DagqError
-from dagq.migrate import migrate
+from dagq.runtime.db import open_pool
+from dagq.runtime.migrate import migrate
 from dagq.store import Store
 
 log = logging.getLogger("dagq.bench")

@@ -25,7 +25,7 @@ from dagq.bench.api_procs import ApiProcesses
 from dagq.bench.fleet import WorkerFleet
 from dagq.bench.phases import percentiles
 from dagq.errors import DagqError
-from dagq.workflow import WorkflowSpec, parse_spec
+from dagq.spec.workflow import WorkflowSpec, parse_spec
 
 log = logging.getLogger("dagq.bench")
 

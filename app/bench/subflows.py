@@ -15,8 +15,8 @@ from typing import Any
 
 from dagq.bench import phases as ph
 from dagq.errors import DagqError
-from dagq.subworkflows import pin_subworkflows
-from dagq.workflow import WorkflowSpec, parse_spec
+from dagq.service.workflows import pin_subworkflows
+from dagq.spec.workflow import WorkflowSpec, parse_spec
 
 log = logging.getLogger("dagq.bench")
 

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from dagq.bench import phases as ph
-from dagq.workflow import parse_spec
+from dagq.spec.workflow import parse_spec
 
 log = logging.getLogger("dagq.bench")
 

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from dagq.errors import Conflict, InvalidRequest
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
+from dagq.spec.workflow import MAX_CONCURRENCY_KEY_BYTES, Concurrency
 from dagq.store.runs import Finished, cancel_open_run
-from dagq.workflow import MAX_CONCURRENCY_KEY_BYTES, Concurrency
 
 if TYPE_CHECKING:
     from dagq.store.submit_many import NewRun

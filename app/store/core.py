@@ -25,12 +25,12 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from dagq.db import WATCHDOG, DatabaseTimeout
 from dagq.errors import DatabaseUnavailable
 from dagq.models import (
     ExecutorInfo,
 )
-from dagq.sqlfiles import queries
+from dagq.runtime.db import WATCHDOG, DatabaseTimeout
+from dagq.runtime.sqlfiles import queries
 from dagq.store.notifier import BackgroundNotifier
 
 log = logging.getLogger("dagq.store")

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 from dagq.store.accounting import error_data
 from dagq.store.core import transient
 from dagq.store.transitions import Transitions

@@ -16,7 +16,7 @@ from dagq.models import (
     ExecutorInfo,
     ScheduleRecord,
 )
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 from dagq.store.core import (
     StoreCore,
     transient,

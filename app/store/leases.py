@@ -15,7 +15,7 @@ from dagq.models import (
     HeartbeatResult,
     LeasedNode,
 )
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 from dagq.store.core import (
     QUEUED_CHANNEL,
     STALE_COMPLETIONS,

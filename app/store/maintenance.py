@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
 from dagq.store.core import (
     LEASE_EXPIRED,

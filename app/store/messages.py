@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 from dagq.store.core import StoreCore, notify_after_commit, transient
 
 RESULTS_CHANNEL = "dagq_results"  # payload: the result's key

@@ -16,7 +16,7 @@ import threading
 
 from psycopg_pool import ConnectionPool
 
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 
 log = logging.getLogger("dagq.store")
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg
 
-from dagq.db import DatabaseTimeout
 from dagq.errors import DatabaseUnavailable
-from dagq.sqlfiles import queries
+from dagq.runtime.db import DatabaseTimeout
+from dagq.runtime.sqlfiles import queries
 from dagq.store.core import (
     StoreCore,
     transient,
@@ -42,7 +42,7 @@ class OpsStore(StoreCore):
         are not counted (None) while migrations are pending. Not retried: a readiness
         probe must answer fast, so it raises DatabaseUnavailable within `timeout_s`,
         even when the server hangs."""
-        from dagq.migrate import pending_migrations
+        from dagq.runtime.migrate import pending_migrations
 
         try:
             with self._connection(time.monotonic() + timeout_s) as conn:

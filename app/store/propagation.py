@@ -10,12 +10,12 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
+from dagq.spec.workflow import MAX_MAP_ITEMS
 from dagq.store.accounting import error_data
 from dagq.store.core import StoreCore
 from dagq.store.waits import due_outcome, parse_until, signal_outputs, wait_deadline, waiting_data
 from dagq.store.work import UnitOfWork
-from dagq.workflow import MAX_MAP_ITEMS
 
 log = logging.getLogger("dagq.store")
 

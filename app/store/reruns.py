@@ -16,15 +16,15 @@ from psycopg.types.json import Jsonb
 
 from dagq.errors import Conflict, NotFound
 from dagq.models import RerunResult
-from dagq.reruns import RerunPlan, plan_rerun
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
+from dagq.spec.rerun_plan import RerunPlan, plan_rerun
+from dagq.spec.workflow import Concurrency, WorkflowSpec, parse_spec, sha256_json
 from dagq.states import OPEN_RUN_STATUSES
 from dagq.store.concurrency import rerun_concurrency, take_for_rerun
 from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_streams, transient
 from dagq.store.rows import node_rows, starts_children
 from dagq.store.runs import RunStore
 from dagq.store.work import UnitOfWork
-from dagq.workflow import Concurrency, WorkflowSpec, parse_spec, sha256_json
 
 
 def _first_events(spec: WorkflowSpec, version: int | None, source_id: uuid.UUID,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dagq.spec.workflow import WAIT_EXECUTOR, WORKFLOW_EXECUTOR, WorkflowSpec
 from dagq.store.waits import wait_deadline
-from dagq.workflow import WAIT_EXECUTOR, WORKFLOW_EXECUTOR, WorkflowSpec
 
 
 def node_rows(spec: WorkflowSpec, run_priority: int) -> list[dict[str, Any]]:

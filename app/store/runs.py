@@ -17,7 +17,7 @@ from dagq.models import (
     RunEvent,
     RunView,
 )
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES
 from dagq.store.core import (
     transient,

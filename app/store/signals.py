@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from dagq.errors import Conflict, InvalidRequest, TooManySignals
 from dagq.models import SignalResult
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
 from dagq.store.core import transient
 from dagq.store.runs import RunStore

@@ -10,7 +10,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from dagq.errors import NotFound
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 from dagq.states import TERMINAL_NODE_STATUSES
 from dagq.store.core import StoreCore, notify_event_streams, transient
 

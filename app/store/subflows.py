@@ -19,20 +19,20 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from dagq.models import ExecutorInfo
-from dagq.sqlfiles import queries
-from dagq.store.accounting import error_data
-from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_streams
-from dagq.store.propagation import Propagation
-from dagq.store.rows import node_rows
-from dagq.store.work import UnitOfWork
-from dagq.stored_specs import stored_spec
-from dagq.workflow import (
+from dagq.runtime.sqlfiles import queries
+from dagq.spec.stored import stored_spec
+from dagq.spec.workflow import (
     MAX_NESTING,
     WorkflowSpec,
     fill_executor_defaults,
     parse_spec,
     sha256_json,
 )
+from dagq.store.accounting import error_data
+from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_streams
+from dagq.store.propagation import Propagation
+from dagq.store.rows import node_rows
+from dagq.store.work import UnitOfWork
 
 log = logging.getLogger("dagq.store")
 

@@ -14,7 +14,9 @@ from dagq.models import (
     SubmitResult,
     WorkflowRecord,
 )
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
+from dagq.spec.stored import legacy_hash, stored_hash, stored_spec
+from dagq.spec.workflow import WorkflowSpec, sha256_json
 from dagq.store.core import (
     QUEUED_CHANNEL,
     notify_after_commit,
@@ -23,8 +25,6 @@ from dagq.store.core import (
 )
 from dagq.store.rows import node_rows, starts_children
 from dagq.store.transitions import Transitions
-from dagq.stored_specs import legacy_hash, stored_hash, stored_spec
-from dagq.workflow import WorkflowSpec, sha256_json
 
 log = logging.getLogger("dagq.store")
 

@@ -20,7 +20,8 @@ from psycopg.types.json import Jsonb
 
 from dagq.errors import Conflict, DagqError, InvalidRequest, QuotaExceeded, RateLimited
 from dagq.models import SubmitResult
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
+from dagq.spec.workflow import MAX_CONCURRENCY_KEY_BYTES, Concurrency, WorkflowSpec
 from dagq.store.concurrency import Slots
 from dagq.store.core import (
     QUEUED_CHANNEL,
@@ -30,7 +31,6 @@ from dagq.store.core import (
 )
 from dagq.store.rows import node_rows, starts_children
 from dagq.store.transitions import Transitions
-from dagq.workflow import MAX_CONCURRENCY_KEY_BYTES, Concurrency, WorkflowSpec
 
 # What a row's data can make the statement (or the driver) refuse, every time it runs.
 BAD_DATA = (psycopg.DataError, TypeError, ValueError, RecursionError)

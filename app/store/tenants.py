@@ -4,7 +4,7 @@ submissions' own transaction)."""
 from __future__ import annotations
 
 from dagq.models import TenantRecord
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 from dagq.store.core import StoreCore, transient
 
 

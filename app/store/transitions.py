@@ -10,7 +10,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from dagq.backoff import backoff_delay
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
 from dagq.store.accounting import error_data
 from dagq.store.core import STALE_COMPLETIONS

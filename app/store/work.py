@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 from dagq.store.core import (
     QUEUED_CHANNEL,
     notify_after_commit,

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dagq.embedded_pg import EmbeddedPostgres
-from dagq.migrate import migrate
+from dagq.runtime.embedded_pg import EmbeddedPostgres
+from dagq.runtime.migrate import migrate
 from tests.procs import WorkerFleet, free_port, wait_for
 
 pytestmark = pytest.mark.chaos
@@ -130,7 +130,7 @@ def test_the_sweeper_stops_within_its_bound_while_postgres_is_hung(
     """A sweeper job blocked on a hung server (no server-side timeout can fire) must not
     hold up the stop: the process exits STOP_BOUND_S after SIGTERM, with the stuck job's
     stack in its log. (Seen once in 20 `dagq up` stops under load before the bound.)"""
-    from dagq.sweeper import STOP_BOUND_S
+    from dagq.sweeper.passes import STOP_BOUND_S
 
     server, url = own_server
     migrate(url)
@@ -224,7 +224,7 @@ def test_a_timer_due_during_an_outage_fires_soon_after_postgres_is_back(
     """Issue 27 (8): a timer comes due while Postgres is down; once it is back the
     sweeper's next pass fires it, not one stuck in a connect attempt (or in the pool's
     back-off between attempts) for seconds more. Before the fix: ~5 s and more."""
-    from dagq.db import open_pool
+    from dagq.runtime.db import open_pool
     from dagq.store import Store
     from tests.helpers import spec
 

@@ -38,8 +38,8 @@ FROZEN_BOUND_S = 5.0
 
 HOLD_RUN = """
 import sys, time
-from dagq.db import open_pool
-from dagq.sqlfiles import queries
+from dagq.runtime.db import open_pool
+from dagq.runtime.sqlfiles import queries
 pool = open_pool(sys.argv[1], size=1, name="frozen")
 with pool.connection() as conn, conn.transaction():
     conn.execute(queries()["lock_run"], {"run_id": sys.argv[2]})

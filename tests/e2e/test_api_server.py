@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from dagq import service
+from dagq.spec.workflow import parse_spec
 from dagq.store import Store
-from dagq.workflow import parse_spec
 from tests.helpers import complete, drive
 
 pytestmark = pytest.mark.e2e

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from dagq.procs import ProcessGroup
+from dagq.runtime.procs import ProcessGroup
 from tests.procs import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +50,7 @@ def group_members(pgid: int) -> list[int]:
 
 def dump_stacks(pgid: int) -> list[str]:
     """Ask every live member of the group for its threads' stacks (SIGUSR2, see
-    dagq.logs); they land in the log. Returns the members' command lines."""
+    dagq.runtime.logs); they land in the log. Returns the members' command lines."""
     alive = []
     for pid in group_members(pgid):
         try:

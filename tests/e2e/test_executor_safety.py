@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from dagq import service
-from dagq.procs import EXIT_CANNOT_START
+from dagq.runtime.procs import EXIT_CANNOT_START
 from tests.helpers import spec
 from tests.procs import ROOT, free_port, wait_for, wait_for_run
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dagq.api.openapi import openapi_document
-from dagq.api.routes_ops import NO_WORKER_WARNING
+from dagq.api.routes.ops import NO_WORKER_WARNING
 from tests import pg
 from tests.helpers import complete, drive
 from tests.integration.test_api_helpers import (

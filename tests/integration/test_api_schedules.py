@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from dagq.config import Settings
-from dagq.sweeper import Sweeper
+from dagq.sweeper.passes import Sweeper
 from tests.integration.test_api_helpers import ECHO_FLOW, Api, assert_error, count_rows
 
 

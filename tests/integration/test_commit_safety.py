@@ -51,7 +51,7 @@ def test_losing_the_connection_after_commit_does_not_redo_the_completion(
         repo: Store, sql, monkeypatch) -> None:
     """The post-commit NOTIFY is best effort: if the connection dies there, the committed
     completion is not retried (which would find it stale and report the lease lost)."""
-    from dagq.sqlfiles import queries
+    from dagq.runtime.sqlfiles import queries
 
     repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
     [a] = repo.lease(worker="w", queue="default", limit=5, ttl_s=30)

@@ -14,9 +14,9 @@ import pytest
 from dagq import service
 from dagq.errors import InvalidRequest, InvalidWorkflow
 from dagq.models import SubmitResult
+from dagq.service.submissions import SubmitRequest
+from dagq.spec.workflow import Concurrency
 from dagq.store import Store
-from dagq.submissions import SubmitRequest
-from dagq.workflow import Concurrency
 from tests.helpers import complete, spec
 from tests.integration.test_api_helpers import Api
 

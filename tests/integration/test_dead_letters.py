@@ -9,7 +9,7 @@ import logging
 import dramatiq
 
 from dagq.config import Settings
-from dagq.sweeper import Sweeper
+from dagq.sweeper.passes import Sweeper
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.leases import LeaseBook
 from dagq.workers.supervisor import Supervisor

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
 START_ONE = """
 import os, sys, time
 from pathlib import Path
-from dagq.embedded_pg import EmbeddedPostgres
+from dagq.runtime.embedded_pg import EmbeddedPostgres
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.001)
@@ -114,14 +114,14 @@ def test_four_processes_joining_one_data_dir_share_one_server(
         assert proc.returncode == 0, err[-2000:]
     started_at = {out.split(" ", 1)[1].strip() for out, _ in results}
     assert len(started_at) == 1  # one server, started once, shared by all four
-    from dagq.embedded_pg import EmbeddedPostgres
+    from dagq.runtime.embedded_pg import EmbeddedPostgres
 
     assert EmbeddedPostgres(tmp_path / "shared", system_user=fresh_user).status() is None
 
 
 def test_a_user_made_again_with_a_new_uid_still_owns_its_data(
         tmp_path: Path, fresh_user: str) -> None:
-    from dagq.embedded_pg import EmbeddedPostgres
+    from dagq.runtime.embedded_pg import EmbeddedPostgres
 
     server = EmbeddedPostgres(tmp_path / "db", database="postgres", system_user=fresh_user)
     server.start()
@@ -145,8 +145,8 @@ def test_a_user_made_again_with_a_new_uid_still_owns_its_data(
 
 
 def test_an_invalid_user_name_is_refused_before_anything_runs(tmp_path: Path) -> None:
-    from dagq.embedded_pg import EmbeddedPostgres
     from dagq.errors import EmbeddedPostgresError
+    from dagq.runtime.embedded_pg import EmbeddedPostgres
 
     with pytest.raises(EmbeddedPostgresError, match="invalid OS user name"):
         EmbeddedPostgres(tmp_path / "db", system_user="root; rm -rf /")

@@ -13,8 +13,8 @@ from psycopg.types.json import Jsonb
 
 from dagq import service
 from dagq.models import ExecutorInfo
+from dagq.spec.workflow import parse_spec, sha256_json
 from dagq.store import Store
-from dagq.workflow import parse_spec, sha256_json
 from tests.helpers import drive
 from tests.integration.test_api_helpers import Api
 

@@ -16,8 +16,8 @@ import pytest
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from dagq.db import open_pool
-from dagq.sqlfiles import queries
+from dagq.runtime.db import open_pool
+from dagq.runtime.sqlfiles import queries
 from dagq.store import Store
 from tests.integration.test_schema import _positional, _scans_of
 

@@ -17,8 +17,8 @@ from dagq import service
 from dagq.api.submits import SubmitBatcher
 from dagq.errors import Conflict, InvalidRequest
 from dagq.models import SubmitResult
+from dagq.service.submissions import SpecCache, SubmitRequest
 from dagq.store import Store
-from dagq.submissions import SpecCache, SubmitRequest
 from tests.integration.test_api_helpers import ECHO_FLOW, Api, count_rows
 
 NOOP = {"name": "noop", "nodes": {"a": {"executor": "builtin.noop"}}}

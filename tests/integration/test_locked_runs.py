@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from dagq.config import Settings
-from dagq.db import SessionLimits, open_pool
 from dagq.models import ExecutorInfo
+from dagq.runtime.db import SessionLimits, open_pool
 from dagq.store import Completion, Store
 from dagq.workers.completions import CompletionBatcher
 from tests.helpers import spec

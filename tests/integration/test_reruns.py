@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from dagq.errors import Conflict, InvalidRequest, NotFound
+from dagq.spec.workflow import parse_spec
 from dagq.store import Store
-from dagq.workflow import parse_spec
 from tests.helpers import drive, spec
 from tests.procs import ROOT
 

@@ -17,11 +17,11 @@ from dagq import service
 from dagq.config import Settings
 from dagq.errors import Conflict, InvalidRequest
 from dagq.models import SubmitResult
+from dagq.spec.workflow import Concurrency, parse_spec
 from dagq.store import Store
 from dagq.store.submit_many import RunTemplate
-from dagq.sweeper import Sweeper
+from dagq.sweeper.passes import Sweeper
 from dagq.workers.broker import PostgresBroker
-from dagq.workflow import Concurrency, parse_spec
 from tests.helpers import drive
 from tests.integration.test_api_helpers import Api
 from tests.integration.test_concurrency_keys import chat

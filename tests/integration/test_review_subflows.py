@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dagq.config import Settings
-from dagq.sweeper import Sweeper
+from dagq.sweeper.passes import Sweeper
 from tests.helpers import drive, spec
 from tests.integration.test_subflows import (
     ECHO,

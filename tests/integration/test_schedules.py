@@ -10,8 +10,9 @@ import pytest
 
 from dagq.config import Settings
 from dagq.errors import InvalidRequest, InvalidWorkflow
-from dagq.schedules import create_schedule, due_fire_time, event_key
-from dagq.sweeper import Sweeper
+from dagq.service.schedules import create_schedule
+from dagq.spec.cron import due_fire_time, event_key
+from dagq.sweeper.passes import Sweeper
 
 WF = {"name": "nightly", "nodes": {"a": {"executor": "builtin.noop"}}}
 
@@ -80,7 +81,7 @@ def test_forgotten_firing_after_restart_is_not_repeated(repo, sql) -> None:
 
 
 def test_registered_workflow_by_name(repo, sql) -> None:
-    from dagq.workflow import parse_spec
+    from dagq.spec.workflow import parse_spec
 
     repo.register_workflow(parse_spec(WF))
     schedule = create_schedule(repo, tenant="t", workflow="nightly", cron="0 * * * *",

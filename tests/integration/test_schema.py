@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from dagq.migrate import migrate, pending_migrations
-from dagq.sqlfiles import migrations, queries
+from dagq.runtime.migrate import migrate, pending_migrations
+from dagq.runtime.sqlfiles import migrations, queries
 
 
 def test_migrate_is_idempotent_and_concurrent_safe(pg_server) -> None:

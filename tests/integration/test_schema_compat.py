@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from psycopg import sql as sql_text
 
-from dagq import migrate as migrate_module
-from dagq.migrate import SchemaMismatch, check_schema, migrate, read_schema_state
-from dagq.sqlfiles import Migration, migrations
+from dagq.runtime import migrate as migrate_module
+from dagq.runtime.migrate import SchemaMismatch, check_schema, migrate, read_schema_state
+from dagq.runtime.sqlfiles import Migration, migrations
 from tests.pg import with_database
 from tests.procs import ROOT, free_port
 

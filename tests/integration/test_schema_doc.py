@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import dict_row
 
-from dagq.store.schema import describe
+from dagq.runtime.schema_doc import describe
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
 
@@ -18,4 +18,4 @@ def test_docs_schema_md_matches_the_migrated_database(db_url: str) -> None:
     assert "## Table `dagq.node_tasks`" in current and "## View `dagq.queue_depth`" in current
     assert DOC.read_text() == current, (
         "docs/schema.md is out of date: regenerate it with "
-        "`python -m dagq.store.schema > docs/schema.md`")
+        "`python -m dagq.runtime.schema_doc > docs/schema.md`")

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from dagq.config import Settings
-from dagq.db import SessionLimits, connect, conninfo, open_pool
 from dagq.errors import DatabaseUnavailable
+from dagq.runtime.db import SessionLimits, connect, conninfo, open_pool
 from dagq.store import Store
 from dagq.store.core import TRANSIENT_ERRORS, transient
 from tests.helpers import spec

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dagq.cli_follow import FeedPrinter
+from dagq.cli.follow import FeedPrinter
 from dagq.client.events import SseParser, typed
 from dagq.client.text import TextFollower
 from dagq.store import Store
@@ -280,7 +280,7 @@ def test_a_thread_streaming_after_its_executor_returned_is_refused(repo: Store) 
 
 
 def test_follow_ends_when_the_terminal_event_is_on_an_earlier_page(repo: Store) -> None:
-    from dagq.cli_follow import follow_database
+    from dagq.cli.follow import follow_database
 
     run_id, node = start(repo)
     repo.cancel_run(run_id, "acme")  # the run ends while its node still streams

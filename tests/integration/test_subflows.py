@@ -14,7 +14,7 @@ from dagq import service
 from dagq.config import Settings
 from dagq.errors import InvalidWorkflow, NotFound
 from dagq.store import Store
-from dagq.sweeper import Sweeper
+from dagq.sweeper.passes import Sweeper
 from tests.helpers import complete, drive, spec
 
 ECHO = {"builtin.echo": lambda payload: payload}
@@ -371,7 +371,7 @@ def test_the_research_example_maps_summarize_and_fails_on_a_FAIL_document(repo) 
     import json
     from pathlib import Path
 
-    from dagq.workflow import parse_spec
+    from dagq.spec.workflow import parse_spec
     from examples import research_executors as ex
 
     root = Path(__file__).resolve().parents[2] / "examples"

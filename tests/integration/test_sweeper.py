@@ -10,7 +10,7 @@ import pytest
 
 from dagq.config import Settings
 from dagq.store import Store
-from dagq.sweeper import Sweeper
+from dagq.sweeper.passes import Sweeper
 from tests.helpers import complete, drive, spec
 
 
@@ -207,7 +207,7 @@ def test_a_worker_is_dead_only_after_three_missed_heartbeats(repo, sql) -> None:
 
 
 def test_every_pass_of_run_once_is_scheduled(sweeper) -> None:
-    from dagq.sweeper import build_scheduler
+    from dagq.sweeper.passes import build_scheduler
 
     scheduler = build_scheduler(sweeper, sweeper.settings)
     scheduled = {job.id for job in scheduler.get_jobs()}

@@ -175,7 +175,7 @@ def test_a_reclaimed_lease_of_a_terminal_run_is_cancelled_not_requeued(
         repo: Store, sql, db_url: str) -> None:
     """The sweeper's reclaim makes the same decision under the run lock."""
     from dagq.config import Settings
-    from dagq.sweeper import Sweeper
+    from dagq.sweeper.passes import Sweeper
 
     run_id, leased = start_middle_level(repo)
     assert repo.fail(leased["transform"].id, leased["transform"].version, ERROR,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from dagq import service
-from dagq.api.routes_ops import NO_WORKER_WARNING
+from dagq.api.routes.ops import NO_WORKER_WARNING
 from dagq.models import ExecutorInfo
 from tests.integration.test_api_helpers import Api
 

@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 
 from dagq.config import Settings
 from dagq.store import Store
-from dagq.sweeper import Sweeper
+from dagq.sweeper.passes import Sweeper
 from tests.helpers import complete, spec
 
 

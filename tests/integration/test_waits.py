@@ -14,7 +14,7 @@ import pytest
 from dagq.config import Settings
 from dagq.errors import Conflict, InvalidRequest, NotFound
 from dagq.store import Store
-from dagq.sweeper import Sweeper
+from dagq.sweeper.passes import Sweeper
 from tests.helpers import complete, drive, spec
 
 ECHO = {"builtin.echo": lambda payload: payload}

@@ -3,9 +3,9 @@ those dagq.workers.builtins registers: the spec's list cannot drift from the cod
 
 from __future__ import annotations
 
+from dagq.spec.workflow import BUILTIN_EXECUTORS, TEST_EXECUTORS
 from dagq.workers import builtins
 from dagq.workers.registry import registered
-from dagq.workflow import BUILTIN_EXECUTORS, TEST_EXECUTORS
 
 
 def test_the_builtin_names_are_the_registered_builtins() -> None:

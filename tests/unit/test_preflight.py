@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dagq.preflight import AlreadyRunning, PortInUse, ensure_port_free, one_up_per_data_dir
+from dagq.runtime.preflight import AlreadyRunning, PortInUse, ensure_port_free, one_up_per_data_dir
 
 
 def test_a_second_holder_of_a_data_directory_is_told_the_first_ones_pid(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_a_second_holder_of_a_data_directory_is_told_the_first_ones_pid(tmp_path
                f"{data.resolve()}" in raised.value.message
         # Another process is refused too (the lock is the kernel's, not this process's).
         other = subprocess.run(
-            [sys.executable, "-c", "from pathlib import Path; from dagq.preflight import "
+            [sys.executable, "-c", "from pathlib import Path; from dagq.runtime.preflight import "
              f"one_up_per_data_dir as lock\nwith lock(Path({str(data)!r})): pass"],
             capture_output=True, text=True, timeout=60)
         assert other.returncode == 1 and f"(pid {os.getpid()})" in other.stderr
@@ -35,7 +35,7 @@ def test_the_lock_goes_with_a_killed_holder(tmp_path: Path) -> None:
     data = tmp_path / "data"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; from "
-         "dagq.preflight import one_up_per_data_dir as lock\n"
+         "dagq.runtime.preflight import one_up_per_data_dir as lock\n"
          f"with lock(Path({str(data)!r})):\n print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from dagq.procs import EXIT_CANNOT_START, MAX_RESTART_DELAY_S, Child, ProcessGroup
+from dagq.runtime.procs import EXIT_CANNOT_START, MAX_RESTART_DELAY_S, Child, ProcessGroup
 
 
 class DeadProc:

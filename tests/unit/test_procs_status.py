@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from dagq.procs import Child, ChildCannotStart, ProcessGroup
+from dagq.runtime.procs import Child, ChildCannotStart, ProcessGroup
 
-SAY = ("import sys, time; from dagq.procs import take_status_fd, tell_parent; "
+SAY = ("import sys, time; from dagq.runtime.procs import take_status_fd, tell_parent; "
        "take_status_fd(); import os; assert 'DAGQ_STATUS_FD' not in os.environ; ")
 
 
@@ -46,7 +46,7 @@ def test_a_child_reports_ready_over_its_pipe_and_the_next_run_starts_unready() -
 
 
 def test_a_child_without_a_parent_pipe_reports_nothing() -> None:
-    from dagq.procs import tell_parent
+    from dagq.runtime.procs import tell_parent
 
     assert tell_parent("ready") is False  # this test process has no parent pipe
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dagq.sqlfiles import migrations, parse_queries, queries
+from dagq.runtime.sqlfiles import migrations, parse_queries, queries
 
 ROOT = Path(__file__).resolve().parents[2]
 USE = re.compile(r"""(?:queries\(\)|\bq)\[["']([a-z_0-9]+)["']\]""")
@@ -57,7 +57,7 @@ def test_migrations_are_numbered_in_order() -> None:
 
 def test_a_migration_header_declares_the_oldest_compatible_code() -> None:
     """Issue 27, 3: `-- dagq:compatible-with N` (default: only code that knows it)."""
-    from dagq.sqlfiles import migration_file
+    from dagq.runtime.sqlfiles import migration_file
 
     expand = migration_file("023_add_column.sql",
                             "-- Adds a nullable column.\n-- dagq:compatible-with 21\n"

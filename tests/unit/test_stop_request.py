@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dagq.procs import (
+from dagq.runtime.procs import (
     HURRY_SIGNAL,
     SUPERVISOR_ENV,
     StopRequest,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dagq.errors import InvalidWorkflow
-from dagq.workflow import MAX_NODES, check_executors, parse_spec
+from dagq.spec.workflow import MAX_NODES, check_executors, parse_spec
 
 
 def nodes_spec(nodes, **extra):

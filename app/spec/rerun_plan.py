@@ -14,7 +14,7 @@ import dataclasses
 from typing import Any
 
 from dagq.errors import InvalidRequest
-from dagq.workflow import WorkflowSpec
+from dagq.spec.workflow import WorkflowSpec
 
 
 @dataclasses.dataclass(frozen=True)

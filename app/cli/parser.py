@@ -1,17 +1,11 @@
-"""The `dagq` command (docs/cli.md). Errors are one line on stderr and a non-zero exit:
-2 for bad input (usage, workflow files, JSON), 1 for everything else."""
+"""The `dagq` command line: its commands, their arguments and how each is checked."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 
-import psycopg
-
 from dagq import __version__
-from dagq.config import Settings, get_settings
-from dagq.errors import DagqError, InvalidRequest, InvalidWorkflow, NoDatabase
 
 EXIT_INPUT = 2
 
@@ -151,43 +145,3 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                             help="runs per second, e.g. 10 or 10/s")
     tenant_list = tenants_sub.add_parser("list", help="tenants with settings or open runs")
     tenant_list.add_argument("--json", action="store_true")
-
-
-def main(argv: list[str] | None = None) -> int:
-    from dagq.logs import setup_logging
-
-    args = build_parser().parse_args(argv)
-    try:
-        settings = get_settings()
-    except ValueError as exc:
-        print(f"dagq: error: invalid configuration: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    server = args.command in ("up", "worker", "api", "sweeper", "bench")
-    setup_logging(settings.log_level, "INFO" if server else "WARNING")
-    try:
-        return _dispatch(args, settings)
-    except (InvalidWorkflow, InvalidRequest, NoDatabase) as exc:
-        print(f"dagq: error: {exc.message}", file=sys.stderr)
-        return EXIT_INPUT
-    except DagqError as exc:
-        print(f"dagq: error: {exc.message}", file=sys.stderr)
-        return 1
-    except psycopg.Error as exc:  # e.g. a DAGQ_DATABASE_URL that points nowhere
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        print(f"dagq: error: database: {first_line}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq import commands
-
-    handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
-        "up": commands.up, "db": commands.db, "api": commands.api, "worker": commands.worker,
-        "sweeper": commands.sweeper, "keys": commands.keys, "submit": commands.submit,
-        "runs": commands.runs, "run": commands.run, "schedules": commands.schedules,
-        "tenants": commands.tenants,
-        "bench": commands.bench, "signal": commands.signal,
-    }
-    return handlers[args.command](args, settings)

@@ -21,10 +21,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from psycopg_pool import ConnectionPool
 
 from dagq.config import Settings
-from dagq.db import SessionLimits, open_pool
 from dagq.errors import DagqError
-from dagq.procs import EXIT_CANNOT_START, StopRequest, stop_on_signals, wait_for_stop
-from dagq.schedules import fire_due
+from dagq.runtime.db import SessionLimits, open_pool
+from dagq.runtime.procs import StopRequest, wait_for_stop
+from dagq.service.schedules import fire_due
 from dagq.store import Store
 
 log = logging.getLogger("dagq.sweeper")
@@ -170,7 +170,7 @@ def run_sweeper(settings: Settings, url: str, stop: StopRequest) -> bool:
     scheduler = build_scheduler(sweeper, settings)
     scheduler.start()
     log.info("sweeper running every %.1fs", settings.sweep_interval_s)
-    wait_for_stop(stop)  # never an untimed wait: see dagq.procs
+    wait_for_stop(stop)  # never an untimed wait: see dagq.runtime.procs
     return _stop_within(scheduler, repo, STOP_BOUND_S)
 
 
@@ -201,20 +201,6 @@ def _stop_within(scheduler: BackgroundScheduler, repo: Store, bound_s: float) ->
     return False
 
 
-def main() -> int:
-    from dagq.bootstrap import process_database
-    from dagq.config import get_settings
-    from dagq.logs import setup_logging
-
-    stop = stop_on_signals()  # first thing: a signal during startup is not lost
-    settings = get_settings()
-    setup_logging(settings.log_level)
-    with process_database(
-            settings, lambda why: log.error("the sweeper cannot start: %s", why)) as db:
-        if db is None:
-            return EXIT_CANNOT_START
-        clean = run_sweeper(settings, db.url, stop)
-    return exit_status(clean)
 
 
 def exit_status(clean: bool) -> int:
@@ -224,7 +210,3 @@ def exit_status(clean: bool) -> int:
         logging.shutdown()
         os._exit(0)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,7 +21,7 @@ from dagq.states import OPEN_RUN_STATUSES, TERMINAL_NODE_STATUSES
 
 if TYPE_CHECKING:
     from dagq.api.schemas import RunSummary
-    from dagq.migrate import SchemaState
+    from dagq.runtime.migrate import SchemaState
 
 WARN_EVERY_S = 2.0  # how often --wait checks that live workers serve the run
 COLOURS = {"succeeded": "green", "failed": "red", "partial_succeeded": "yellow",
@@ -225,7 +225,7 @@ def rerun_made(result: RerunResult) -> int:
 def schema_status(state: SchemaState) -> None:
     """`dagq db status`: one line per migration (applied, pending, or applied by a newer
     dagq), then one line saying whether this dagq may run on the schema."""
-    from dagq.migrate import mismatch_message
+    from dagq.runtime.migrate import mismatch_message
 
     known = {m.version: m for m in state.known}
     rows: dict[int, str] = {}

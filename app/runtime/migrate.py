@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import psycopg
 
-from dagq.db import SessionLimits, conninfo
 from dagq.errors import DagqError
-from dagq.sqlfiles import Migration, migrations, queries
+from dagq.runtime.db import SessionLimits, conninfo
+from dagq.runtime.sqlfiles import Migration, migrations, queries
 
 log = logging.getLogger("dagq.migrate")
 

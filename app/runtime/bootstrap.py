@@ -4,7 +4,7 @@ that fits the code -> pool: the one start-up sequence every dagq process uses.
 Only `dagq db migrate` and `dagq up` (on the embedded database it owns) create the
 embedded database and apply migrations; every other process, the children `dagq up`
 starts included, finds the database or says in one line there is none, then checks the
-schema (dagq.migrate.check_schema): behind the code or incompatibly ahead of it, it
+schema (dagq.runtime.migrate.check_schema): behind the code or incompatibly ahead of it, it
 stops with one line saying what to run.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dagq.config import Settings
-from dagq.db import open_pool, release_embedded, resolve_database_url
+from dagq.runtime.db import open_pool, release_embedded, resolve_database_url
 
 if TYPE_CHECKING:
     from dagq.store import Store
@@ -35,8 +35,8 @@ def database(settings: Settings, *, migrate: bool = False, check: bool = True,
     if there is none and apply pending migrations; otherwise the database must exist.
     Then, if `check`, the schema must fit this code (SchemaMismatch otherwise). An
     embedded Postgres this process started is stopped on exit (then `on_release`)."""
-    from dagq.migrate import check_schema
-    from dagq.migrate import migrate as apply_migrations
+    from dagq.runtime.migrate import check_schema
+    from dagq.runtime.migrate import migrate as apply_migrations
 
     url = resolve_database_url(settings, create=migrate)
     try:
@@ -55,9 +55,9 @@ def process_database(settings: Settings,
     """`database()` for a long-running process (API, worker, sweeper): None, having
     passed the one-line reason to `say`, when there is no database or its schema does
     not fit this code. That is configuration, not transient: the process exits with
-    dagq.procs.EXIT_CANNOT_START, and its parent backs off instead of restarting it."""
+    dagq.runtime.procs.EXIT_CANNOT_START, and its parent backs off instead of restarting it."""
     from dagq.errors import NoDatabase
-    from dagq.migrate import SchemaMismatch
+    from dagq.runtime.migrate import SchemaMismatch
 
     with contextlib.ExitStack() as stack:
         try:

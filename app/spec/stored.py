@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagq.workflow import Defaults, WorkflowSpec, sha256_json
+from dagq.spec.workflow import Defaults, WorkflowSpec, sha256_json
 
 # A registered spec's hash (dagq.workflows.spec_hash) since 0.3.0 is tagged with this; a
 # row whose hash is not was stored before, with its `defaults` filled in (stored_spec).

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from dagq.api.auth import principal, tenant_scope
 from dagq.api.bodies import read_query
 from dagq.api.hub import EventHub
-from dagq.api.routes_runs import run_id_of
+from dagq.api.routes.runs import run_id_of
 from dagq.api.schemas import LAST_EVENT_ID_PATTERN, EventsQuery, NodeStream, NodeStreamQuery
 from dagq.errors import InvalidRequest
 from dagq.models import RunEvent

@@ -1,5 +1,5 @@
 """The current schema, described from a migrated database's catalog: what
-docs/schema.md holds. `python -m dagq.store.schema > docs/schema.md` rewrites it
+docs/schema.md holds. `python -m dagq.runtime.schema_doc > docs/schema.md` rewrites it
 (against DAGQ_DATABASE_URL, or an embedded Postgres); tests/integration/test_schema_doc.py
 fails when the file no longer matches what the migrations build."""
 
@@ -11,12 +11,12 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from dagq.sqlfiles import queries
+from dagq.runtime.sqlfiles import queries
 
 HEADER = """# The dagq schema
 
 Generated from the migrations in `sql/migrations/` by `dagq db migrate && python -m
-dagq.store.schema > docs/schema.md`; a test fails when it is out of date. Everything
+dagq.runtime.schema_doc > docs/schema.md`; a test fails when it is out of date. Everything
 lives in the schema `dagq`.
 """
 
@@ -55,8 +55,8 @@ def _listed(title: str, items: list[str]) -> list[str]:
 
 
 def main() -> int:
-    from dagq.bootstrap import database
     from dagq.config import get_settings
+    from dagq.runtime.bootstrap import database
 
     with database(get_settings()) as db, psycopg.connect(db.url, row_factory=dict_row) as conn:
         sys.stdout.write(describe(conn))

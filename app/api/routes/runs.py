@@ -34,8 +34,8 @@ from dagq.api.schemas import (
 )
 from dagq.errors import Conflict, DagqError
 from dagq.models import SubmitResult
+from dagq.service.submissions import SubmitRequest, cached_run
 from dagq.store.core import call_by
-from dagq.submissions import SubmitRequest, cached_run
 
 
 def run_id_of(request: Request) -> uuid.UUID:

@@ -222,7 +222,7 @@ class WorkflowSpec(_Strict):
     def spec_hash(self) -> str:
         """The idempotency fingerprint's part: of the filled-in spec, as before 0.3.0, so
         an event key used before an upgrade still matches its run. (A registered
-        version's identity is dagq.stored_specs.stored_hash.)"""
+        version's identity is dagq.spec.stored.stored_hash.)"""
         return sha256_json(self.filled())
 
     def executors(self) -> set[str]:

@@ -50,8 +50,8 @@ def _client(settings: ClientSettings) -> Iterator[Client]:
 
 
 def submit(args: argparse.Namespace, settings: ClientSettings) -> int:
-    from dagq.cli_args import parse_json_arg
-    from dagq.cli_views import follow_run_events
+    from dagq.cli.args import parse_json_arg
+    from dagq.cli.views import follow_run_events
     from dagq.client._calls import load_spec
 
     if args.tenant != "default":
@@ -75,7 +75,7 @@ def submit(args: argparse.Namespace, settings: ClientSettings) -> int:
 
 
 def runs(args: argparse.Namespace, settings: ClientSettings) -> int:
-    from dagq.cli_views import runs_table
+    from dagq.cli.views import runs_table
 
     with _client(settings) as client:
         pages = client.runs(args.status, args.workflow, page_size=min(args.limit, MAX_PAGE))
@@ -85,8 +85,8 @@ def runs(args: argparse.Namespace, settings: ClientSettings) -> int:
 
 
 def run_follow(args: argparse.Namespace, settings: ClientSettings) -> int:
-    from dagq.cli_args import parse_uuid
-    from dagq.cli_follow import FeedPrinter, follow_client
+    from dagq.cli.args import parse_uuid
+    from dagq.cli.follow import FeedPrinter, follow_client
 
     run_id = parse_uuid(args.run_id, "run")
     with _client(settings) as client:
@@ -94,8 +94,8 @@ def run_follow(args: argparse.Namespace, settings: ClientSettings) -> int:
 
 
 def signal(args: argparse.Namespace, settings: ClientSettings) -> int:
-    from dagq.cli_args import parse_json_arg, parse_uuid
-    from dagq.cli_views import signal_sent
+    from dagq.cli.args import parse_json_arg, parse_uuid
+    from dagq.cli.views import signal_sent
 
     run_id = parse_uuid(args.run_id, "run")
     data = parse_json_arg(args.data, "--data")
@@ -107,8 +107,8 @@ def signal(args: argparse.Namespace, settings: ClientSettings) -> int:
 
 
 def run_rerun(args: argparse.Namespace, settings: ClientSettings) -> int:
-    from dagq.cli_args import parse_json_arg, parse_uuid
-    from dagq.cli_views import rerun_made
+    from dagq.cli.args import parse_json_arg, parse_uuid
+    from dagq.cli.views import rerun_made
 
     run_id = parse_uuid(args.run_id, "run")
     outputs = parse_json_arg(args.outputs, "--outputs")
@@ -121,8 +121,8 @@ def run_rerun(args: argparse.Namespace, settings: ClientSettings) -> int:
 
 
 def run_show(args: argparse.Namespace, settings: ClientSettings) -> int:
-    from dagq.cli_args import parse_uuid
-    from dagq.cli_views import run_detail
+    from dagq.cli.args import parse_uuid
+    from dagq.cli.views import run_detail
 
     run_id = parse_uuid(args.run_id, "run")
     with _client(settings) as client:

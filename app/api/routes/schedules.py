@@ -11,14 +11,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dagq import schedules
+from dagq import service
 from dagq.api.auth import principal, tenant_scope
 from dagq.api.bodies import path_uuid, read_model
 from dagq.api.schemas import VERSION_NEEDS_NAME, InlineSpec, WorkflowName
 from dagq.models import ScheduleRecord
 
 # Five fields separated by spaces (what the schema can say; the fields' values are
-# checked by schedules.cron_trigger).
+# checked by dagq.spec.cron.cron_trigger).
 CRON_PATTERN = r"^ *[^ ]+( +[^ ]+){4} *$"
 
 
@@ -51,7 +51,7 @@ async def create_schedule(request: Request) -> JSONResponse:
     key = await principal(request)
     body = await read_model(request, CreateScheduleBody)
     record = await run_in_threadpool(
-        schedules.create_schedule, request.app.state.repo, tenant=key.tenant,
+        service.create_schedule, request.app.state.repo, tenant=key.tenant,
         workflow=body.workflow, cron=body.cron, inputs=body.inputs, timezone=body.timezone,
         version=body.version,
     )

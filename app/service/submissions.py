@@ -8,11 +8,22 @@ import threading
 import time
 from typing import Any
 
-from dagq.config import get_settings
-from dagq.errors import InvalidRequest
-from dagq.store import NewRun, Store
+from dagq.errors import DagqError, InvalidRequest
+from dagq.models import (
+    SubmitResult,
+)
+from dagq.service.workflows import (
+    allow_test_executors,
+    resolve_workflow,
+    with_executor_defaults,
+)
+from dagq.spec.workflow import (
+    MAX_PRIORITY,
+    Concurrency,
+    sha256_json,
+)
+from dagq.store import NewRun, Stale, Store
 from dagq.store.submit_many import RunTemplate
-from dagq.workflow import MAX_PRIORITY, Concurrency, sha256_json
 
 SPEC_CACHE_TTL_S = 2.0  # as old as the known-executors list a submission may use
 SPEC_CACHE_SIZE = 1024
@@ -58,7 +69,7 @@ class SpecCache:
 
     def get(self, name: str, version: int | None) -> Resolved | None:
         with self._lock:
-            hit = self._found.get((name, version, _test_executors()))
+            hit = self._found.get((name, version, allow_test_executors()))
         if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
         return None
@@ -67,7 +78,7 @@ class SpecCache:
         with self._lock:
             if len(self._found) >= SPEC_CACHE_SIZE:
                 self._found.clear()
-            self._found[(name, version, _test_executors())] = (time.monotonic(), resolved)
+            self._found[(name, version, allow_test_executors())] = (time.monotonic(), resolved)
 
     def limited_tenants(self, repo: Store) -> frozenset[str]:
         """The tenants that have submit quotas (read at most every ttl_s: a new quota
@@ -85,10 +96,6 @@ class SpecCache:
         with self._lock:
             for tests_on in (False, True):
                 self._found.pop((name, None, tests_on), None)
-
-
-def _test_executors() -> bool:
-    return get_settings().test_executors == "on"
 
 
 RESERVED_EVENT_KEY_PREFIX = "dagq."
@@ -129,3 +136,63 @@ def new_run(req: SubmitRequest, resolved: Resolved) -> NewRun:
         latest=isinstance(req.workflow, str) and req.version is None,
         fingerprint=fingerprint, event_key=req.event_key, priority=req.priority,
         inputs=inputs, deadline_s=req.deadline_s, concurrency=req.concurrency)
+
+
+STALE_RETRIES = 3  # a submission by name resolved again when a new version came meanwhile
+
+
+def submit(
+    repo: Store, *, tenant: str, workflow: Any, version: int | None = None,
+    inputs: Any = None, event_key: str | None = None, priority: int = 0,
+    deadline_s: float | None = None, concurrency: Concurrency | None = None,
+) -> SubmitResult:
+    """One run (the CLI, tests): as one submission of the API's group commit."""
+    req = SubmitRequest(tenant=tenant, workflow=workflow, version=version,
+                                    inputs=inputs, event_key=event_key, priority=priority,
+                                    deadline_s=deadline_s, concurrency=concurrency)
+    outcome = submit_many(repo, [prepare(repo, req)], [req])[0]
+    if isinstance(outcome, DagqError):
+        raise outcome
+    return outcome
+
+
+def prepare(repo: Store, req: SubmitRequest,
+            cache: SpecCache | None = None) -> NewRun:
+    """The request checked and turned into rows; every 4xx but a conflict is raised
+    here, before anything is written."""
+    hit = cached_run(req, cache)
+    if hit is not None:
+        return hit
+    submitted, version = resolve_workflow(repo, req.workflow, req.version)
+    filled = with_executor_defaults(submitted, repo)
+    check_request(req)
+    resolved = Resolved(RunTemplate.of(filled), version, submitted.spec_hash())
+    if cache is not None and isinstance(req.workflow, str):
+        cache.put(req.workflow, req.version, resolved)
+    return new_run(req, resolved)
+
+
+def submit_many(repo: Store, runs: list[NewRun], requests: list[SubmitRequest],
+                cache: SpecCache | None = None) -> list[SubmitResult | DagqError]:
+    """Write the runs (one statement for all; tenants with quotas are admitted first, in
+    the same transaction, and a refused run gets its 429 and writes nothing). A run whose
+    "latest" version went stale is resolved again from the database and written again."""
+    limited = cache.limited_tenants(repo) if cache is not None else repo.limited_tenants()
+    outcomes = repo.submit_runs(runs, limited)
+    for _ in range(STALE_RETRIES):
+        stale = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, Stale)]
+        if not stale:
+            break
+        for i in stale:
+            if cache is not None:
+                cache.forget(runs[i].workflow)
+        again: list[tuple[int, NewRun]] = []
+        for i in stale:
+            try:
+                again.append((i, prepare(repo, requests[i], cache)))
+            except DagqError as exc:
+                outcomes[i] = exc
+        retried = repo.submit_runs([run for _, run in again], limited)
+        for (i, _), outcome in zip(again, retried, strict=True):
+            outcomes[i] = outcome
+    return outcomes

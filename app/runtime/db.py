@@ -24,8 +24,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from dagq.config import Settings, get_settings
-from dagq.embedded_pg import EmbeddedPostgres
 from dagq.errors import NoDatabase
+from dagq.runtime.embedded_pg import EmbeddedPostgres
 
 log = logging.getLogger("dagq.db")
 

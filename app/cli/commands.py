@@ -9,10 +9,11 @@ import sys
 import time
 from typing import Any
 
-from dagq import cli_client, service
-from dagq.bootstrap import database, repository
-from dagq.cli_args import parse_json_arg, parse_uuid
+from dagq import service
+from dagq.cli import remote as cli_client
+from dagq.cli.args import parse_json_arg, parse_uuid
 from dagq.config import Settings
+from dagq.runtime.bootstrap import database, repository
 
 log = logging.getLogger("dagq.cli")
 
@@ -21,10 +22,10 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     """Everything in the foreground. The one command besides `dagq db migrate` that
     creates the embedded database and migrates it (it owns it); on DAGQ_DATABASE_URL
     it only checks the schema, as every other process does."""
-    from dagq import procs
-    from dagq.db import require_embedded_extra
-    from dagq.preflight import ensure_port_free, one_up_per_data_dir
-    from dagq.procs import ProcessGroup, child_env
+    from dagq.runtime import procs
+    from dagq.runtime.db import require_embedded_extra
+    from dagq.runtime.preflight import ensure_port_free, one_up_per_data_dir
+    from dagq.runtime.procs import ProcessGroup, child_env
 
     started = time.monotonic()
     port = args.port or settings.api_port
@@ -97,8 +98,8 @@ def db(args: argparse.Namespace, settings: Settings) -> int:
 def db_status(settings: Settings) -> int:
     """`dagq db status`: the applied and pending migrations, and whether this dagq may
     run on the schema (exit 0 if it may, 1 if not); changes nothing."""
-    from dagq.cli_views import schema_status
-    from dagq.migrate import read_schema_state
+    from dagq.cli.views import schema_status
+    from dagq.runtime.migrate import read_schema_state
 
     with database(settings, check=False) as found:
         state = read_schema_state(found.url)
@@ -108,8 +109,8 @@ def db_status(settings: Settings) -> int:
 
 def api(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.api.server import serve
-    from dagq.preflight import ensure_port_free
-    from dagq.procs import ProcessGroup, child_env
+    from dagq.runtime.preflight import ensure_port_free
+    from dagq.runtime.procs import ProcessGroup, child_env
 
     host, port = args.host or settings.api_host, args.port or settings.api_port
     ensure_port_free(host, port)  # one line, not a traceback or endless restarts
@@ -124,7 +125,7 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.procs import ProcessGroup, child_env
+    from dagq.runtime.procs import ProcessGroup, child_env
 
     with database(settings) as checked:
         group = ProcessGroup()
@@ -137,8 +138,8 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def sweeper(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.procs import stop_on_signals
-    from dagq.sweeper import exit_status, run_sweeper
+    from dagq.runtime.procs import stop_on_signals
+    from dagq.sweeper.passes import exit_status, run_sweeper
 
     stop = stop_on_signals()
     with database(settings) as checked:
@@ -156,7 +157,7 @@ def keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def submit(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.cli_views import follow_run
+    from dagq.cli.views import follow_run
 
     if (remote := cli_client.configured()) is not None:  # DAGQ_URL: through the API
         return cli_client.submit(args, remote)
@@ -180,7 +181,7 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def runs(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.cli_views import runs_table
+    from dagq.cli.views import runs_table
 
     if (remote := cli_client.configured()) is not None:  # DAGQ_URL: through the API
         return cli_client.runs(args, remote)
@@ -192,7 +193,7 @@ def runs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.cli_views import rerun_made, run_detail
+    from dagq.cli.views import rerun_made, run_detail
 
     if (remote := cli_client.configured()) is not None:  # DAGQ_URL: through the API
         if args.run_command == "follow":
@@ -208,7 +209,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                     inputs=parse_json_arg(args.inputs, "--inputs"))
             return rerun_made(result)
         if args.run_command == "follow":
-            from dagq.cli_follow import FeedPrinter, follow_database
+            from dagq.cli.follow import FeedPrinter, follow_database
 
             return 0 if follow_database(repo, run_id, FeedPrinter()) == "succeeded" else 1
         run_detail(service.get_run(repo, run_id))
@@ -218,7 +219,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def signal(args: argparse.Namespace, settings: Settings) -> int:
     """`dagq signal RUN_ID NAME [--data JSON]`: prints the signal id (stdout) and what
     became of it (stderr)."""
-    from dagq.cli_views import signal_sent
+    from dagq.cli.views import signal_sent
 
     if (remote := cli_client.configured()) is not None:  # DAGQ_URL: through the API
         return cli_client.signal(args, remote)
@@ -238,15 +239,15 @@ def bench(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def schedules(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq import schedules as cron
-    from dagq.cli_views import schedules_table
+    from dagq import service
+    from dagq.cli.views import schedules_table
 
     with repository(settings) as repo:
         if args.schedules_command == "create":
             workflow = args.workflow
             if workflow.endswith((".json", ".yaml", ".yml")):
                 workflow = service.load_spec_file(workflow)
-            created = cron.create_schedule(
+            created = service.create_schedule(
                 repo, tenant=args.tenant, workflow=workflow, cron=args.cron,
                 inputs=parse_json_arg(args.inputs, "--inputs"), timezone=args.timezone)
             print(created.schedule_id)
@@ -259,7 +260,7 @@ def schedules(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def tenants(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.cli_views import tenants_table
+    from dagq.cli.views import tenants_table
 
     with repository(settings) as repo:
         if args.tenants_command == "set":

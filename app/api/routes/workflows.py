@@ -14,7 +14,7 @@ from dagq.api.auth import admin, principal
 from dagq.api.bodies import read_json, read_query
 from dagq.api.schemas import WorkflowList, WorkflowRef, WorkflowVersionQuery
 from dagq.errors import NotFound
-from dagq.workflow import KEY_PATTERN
+from dagq.spec.workflow import KEY_PATTERN
 
 _NAME = re.compile(KEY_PATTERN)
 

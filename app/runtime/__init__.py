@@ -1,0 +1,4 @@
+"""Starting and stopping a dagq process: connections and the embedded PostgreSQL
+(`db`, `embedded_pg`), the schema check and migrations (`bootstrap`, `migrate`,
+`sqlfiles`), child processes and signals (`procs`, `preflight`), logging (`logs`) and the
+schema document (`schema_doc`)."""

@@ -1,0 +1,46 @@
+"""What the API, the CLI and the sweeper do: check a request, then call the store. No SQL
+and no HTTP here; every state change the API and the CLI make goes through this package.
+
+The names are re-exported so callers write `service.submit(...)`; each lives in the
+module of its concern:
+
+- `workflows`: registering, resolving, executor defaults, queues, sub-workflows
+- `submissions`: a submission checked and turned into rows; submitting many at once
+- `runs`: reading a run with its warnings; signals
+- `tenants`: tenants' weights and quotas; API keys
+- `schedules`: cron schedules and firing them
+"""
+
+from __future__ import annotations
+
+from dagq.service.runs import get_run, run_warnings, send_signal
+from dagq.service.schedules import create_schedule, fire_due
+from dagq.service.submissions import prepare, submit, submit_many
+from dagq.service.tenants import (
+    KEY_PREFIX,
+    authenticate,
+    create_api_key,
+    hash_key,
+    parse_rate,
+    set_tenant,
+)
+from dagq.service.workflows import (
+    DEFAULT_QUEUE,
+    EXECUTORS_MAX_AGE_S,
+    allow_test_executors,
+    check_queues,
+    load_spec_file,
+    pin_subworkflows,
+    register_workflow,
+    resolve_workflow,
+    with_executor_defaults,
+)
+
+__all__ = [
+    "DEFAULT_QUEUE", "EXECUTORS_MAX_AGE_S", "KEY_PREFIX", "allow_test_executors",
+    "authenticate", "check_queues", "create_api_key", "create_schedule", "fire_due",
+    "get_run", "hash_key", "load_spec_file", "parse_rate", "pin_subworkflows", "prepare",
+    "register_workflow",
+    "resolve_workflow", "run_warnings", "send_signal", "set_tenant", "submit", "submit_many",
+    "with_executor_defaults",
+]
