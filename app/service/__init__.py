@@ -6,16 +6,25 @@ module of its concern:
 
 - `workflows`: registering, resolving, executor defaults, queues, sub-workflows
 - `submissions`: a submission checked and turned into rows; submitting many at once
-- `runs`: reading a run with its warnings; signals
+- `runs`: reading a run with its warnings; cancel, retry, rerun; signals
 - `tenants`: tenants' weights and quotas; API keys
 - `schedules`: cron schedules and firing them
 """
 
 from __future__ import annotations
 
-from dagq.service.runs import get_run, run_warnings, send_signal
-from dagq.service.schedules import create_schedule, fire_due
-from dagq.service.submissions import prepare, submit, submit_many
+from dagq.service.runs import (
+    cancel_run,
+    check_rerun,
+    check_signal,
+    get_run,
+    rerun_run,
+    retry_run,
+    run_warnings,
+    send_signal,
+)
+from dagq.service.schedules import create_schedule, delete_schedule, fire_due
+from dagq.service.submissions import SubmitRequest, check_request, prepare, submit, submit_many
 from dagq.service.tenants import (
     KEY_PREFIX,
     authenticate,
@@ -37,10 +46,11 @@ from dagq.service.workflows import (
 )
 
 __all__ = [
-    "DEFAULT_QUEUE", "EXECUTORS_MAX_AGE_S", "KEY_PREFIX", "allow_test_executors",
-    "authenticate", "check_queues", "create_api_key", "create_schedule", "fire_due",
-    "get_run", "hash_key", "load_spec_file", "parse_rate", "pin_subworkflows", "prepare",
-    "register_workflow",
-    "resolve_workflow", "run_warnings", "send_signal", "set_tenant", "submit", "submit_many",
+    "DEFAULT_QUEUE", "EXECUTORS_MAX_AGE_S", "KEY_PREFIX", "SubmitRequest",
+    "allow_test_executors", "authenticate", "cancel_run", "check_queues", "check_request",
+    "check_rerun", "check_signal", "create_api_key", "create_schedule", "delete_schedule",
+    "fire_due", "get_run", "hash_key", "load_spec_file", "parse_rate", "pin_subworkflows",
+    "prepare", "register_workflow", "rerun_run", "resolve_workflow", "retry_run",
+    "run_warnings", "send_signal", "set_tenant", "submit", "submit_many",
     "with_executor_defaults",
 ]

@@ -4,6 +4,7 @@ dagq.spec.cron)."""
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,11 @@ def create_schedule(
     with_executor_defaults(spec, repo)  # rejects unknown executors now, not later
     return repo.insert_schedule(tenant=tenant, workflow=workflow, version=version, cron=cron,
                                 timezone=timezone, inputs={} if inputs is None else inputs)
+
+
+def delete_schedule(repo: Store, schedule_id: uuid.UUID, tenant: str | None) -> None:
+    """NotFound for an unknown schedule (or another tenant's)."""
+    repo.delete_schedule(schedule_id, tenant)
 
 
 def fire_due(repo: Store, now: datetime | None = None) -> dict[str, int]:

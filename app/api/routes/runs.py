@@ -1,6 +1,6 @@
-"""/v1/runs: submit (one, or a batch), read, list, cancel, retry, rerun, signal. Each route parses,
-authorises and calls one service or repository function; submissions are written by the
-group commit (dagq.api.submits)."""
+"""/v1/runs: submit (one, or a batch), read, list, cancel, retry, rerun, signal. Each route
+parses, authorises and calls one service function (a read may call the repository);
+submissions are written by the group commit (dagq.api.submits)."""
 
 from __future__ import annotations
 
@@ -148,7 +148,8 @@ async def _run_action(request: Request, action: Callable[..., str]) -> JSONRespo
     """Cancel or retry: 202 with the run's new status."""
     key = await principal(request)
     run_id = run_id_of(request)
-    status = await run_in_threadpool(action, run_id, tenant_scope(key))
+    status = await run_in_threadpool(action, request.app.state.repo, run_id,
+                                     tenant_scope(key))
     return _json(RunAction(run_id=run_id, status=status), 202)
 
 
@@ -172,17 +173,17 @@ async def rerun_run(request: Request) -> JSONResponse:
     run_id = run_id_of(request)
     body = await read_model(request, RerunBody)
     result = await run_in_threadpool(
-        request.app.state.repo.rerun_run, run_id, tenant_scope(key), from_=body.from_,
-        outputs=body.outputs, inputs=body.inputs)
+        service.rerun_run, request.app.state.repo, run_id, tenant_scope(key),
+        from_=body.from_, outputs=body.outputs, inputs=body.inputs)
     return _json(result, 201)
 
 
 async def cancel_run(request: Request) -> JSONResponse:
-    return await _run_action(request, request.app.state.repo.cancel_run)
+    return await _run_action(request, service.cancel_run)
 
 
 async def retry_run(request: Request) -> JSONResponse:
-    return await _run_action(request, request.app.state.repo.retry_run)
+    return await _run_action(request, service.retry_run)
 
 
 routes = [

@@ -75,8 +75,8 @@ async def get_schedule(request: Request) -> JSONResponse:
 
 async def delete_schedule(request: Request) -> Response:
     key = await principal(request)
-    await run_in_threadpool(request.app.state.repo.delete_schedule, schedule_id_of(request),
-                            tenant_scope(key))
+    await run_in_threadpool(service.delete_schedule, request.app.state.repo,
+                            schedule_id_of(request), tenant_scope(key))
     return Response(status_code=204)
 
 
