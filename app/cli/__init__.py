@@ -45,13 +45,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.cli import commands
+    from dagq.cli import commands, processes
 
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
-        "up": commands.up, "db": commands.db, "api": commands.api, "worker": commands.worker,
-        "sweeper": commands.sweeper, "keys": commands.keys, "submit": commands.submit,
-        "runs": commands.runs, "run": commands.run, "schedules": commands.schedules,
-        "tenants": commands.tenants,
-        "bench": commands.bench, "signal": commands.signal,
+        "up": processes.up, "db": processes.db, "api": processes.api,
+        "worker": processes.worker, "sweeper": processes.sweeper, "bench": processes.bench,
+        "keys": commands.keys, "submit": commands.submit, "runs": commands.runs,
+        "run": commands.run, "schedules": commands.schedules, "tenants": commands.tenants,
+        "signal": commands.signal,
     }
     return handlers[args.command](args, settings)

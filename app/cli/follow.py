@@ -1,18 +1,40 @@
 """`dagq run follow RUN_ID`: a run's events as lines and its nodes' streamed text as it
-comes, until the run ends; from the database, or through the API with DAGQ_URL."""
+comes, until the run ends. The items come from the backend (the database's feed, or the
+API's event stream with DAGQ_URL); printing them is written once, here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
-import time
 import uuid
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from dagq.states import TERMINAL_RUN_EVENTS
+if TYPE_CHECKING:
+    from dagq.cli.backend import Backend
 
-POLL_S = 0.1
-PAGE = 500
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """A piece of a node attempt's streamed text and/or data."""
+
+    node_key: str
+    attempt: int
+    text: str | None
+    data: dict[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """A stored run or node event."""
+
+    type: str
+    node_key: str | None
+    attempt: int | None
+    data: Any
+
+
+FeedItem = Chunk | Event
 
 
 class FeedPrinter:
@@ -23,6 +45,12 @@ class FeedPrinter:
         self.out = out
         self._open: tuple[str, int] | None = None  # the attempt whose text runs on
         self._attempts: dict[str, int] = {}  # per node: the attempt of its text so far
+
+    def show(self, item: FeedItem) -> None:
+        if isinstance(item, Chunk):
+            self.chunk(item.node_key, item.attempt, item.text, item.data)
+        else:
+            self.event(item.type, item.node_key, item.attempt, item.data)
 
     def event(self, type_: str, node_key: str | None, attempt: int | None,
               data: dict[str, Any]) -> None:
@@ -57,41 +85,8 @@ class FeedPrinter:
             self._open = None
 
 
-def follow_database(repo: Any, run_id: uuid.UUID, printer: FeedPrinter) -> str:
-    """Poll the run's feed until its terminal event; returns the run's status."""
-    from dagq.store.streams import FeedCursor
-
-    cursor = FeedCursor()
-    repo.get_run(run_id, with_nodes=False)  # NotFound first
-    ended = None  # the latest run-level event, if terminal (a retry's run_queued reopens)
-    while True:
-        feed = repo.run_feed(run_id, cursor, limit=PAGE)
-        items, cut = feed.items, feed.cut
-        for item in items:
-            row = item.row
-            if item.kind == "chunk":
-                printer.chunk(row["node_key"], row["attempt"], row["text"], row["data"])
-            else:
-                printer.event(row["type"], row["node_key"], row["attempt"], row["data"])
-                if row["node_key"] is None:
-                    ended = row["type"] if row["type"] in TERMINAL_RUN_EVENTS else None
-            cursor = item.cursor
-        if ended and not cut:
-            return ended.removeprefix("run_")
-        if not cut:
-            time.sleep(POLL_S)
-
-
-def follow_client(client: Any, run_id: uuid.UUID, printer: FeedPrinter) -> str:
-    """The same through the API's event stream."""
-    from dagq.client import StreamEvent
-
-    for event in client.events(run_id):
-        if isinstance(event, StreamEvent):
-            data = event.data if isinstance(event.data, dict) else {}
-            if event.type == "node_stream" and event.node_key:
-                printer.chunk(event.node_key, int(data.get("attempt") or 0),
-                              data.get("text"), data.get("data"))
-            continue
-        printer.event(event.type, event.node_key, event.attempt, event.data)
-    return client.run(run_id).status
+def follow(backend: Backend, run_id: uuid.UUID, printer: FeedPrinter) -> str:
+    """Print the run's feed until it ends; returns the run's status then."""
+    for item in backend.feed(run_id):
+        printer.show(item)
+    return backend.run(run_id).status

@@ -1,13 +1,83 @@
-"""The `dagq` command line: its commands, their arguments and how each is checked."""
+"""The `dagq` command line: its commands, their arguments and how each is checked.
+
+The argument values are checked here, before a command picks its backend (the database,
+or the API with DAGQ_URL), so both answer bad input with the same line and exit status
+(the rules themselves are dagq.service's and dagq.spec's)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import uuid
 from collections.abc import Callable
+from typing import Any, get_args
 
 from dagq import __version__
+from dagq.errors import InvalidRequest, InvalidWorkflow
+from dagq.jsonsafe import unstorable
+from dagq.spec.workflow import KEY_PATTERN
+from dagq.states import RunStatus
 
 EXIT_INPUT = 2
+SPEC_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_arg(text: str | None, what: str) -> Any:
+    """JSON that Postgres can store (as the API's bodies must be), or None for None."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text, parse_constant=_not_json)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"{what} is not valid JSON: {exc}") from None
+    if (problem := unstorable(value, what)) is not None:
+        raise InvalidRequest(problem)
+    return value
+
+
+def parse_uuid(text: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise InvalidRequest(f"{text!r} is not a {what} id (a UUID)") from None
+
+
+def workflow_file(text: str) -> Any:
+    """A .json/.yaml argument read as the spec it holds (the client's loader, so a file
+    fails alike wherever it is read); any other argument is a workflow name."""
+    if not text.endswith(SPEC_FILE_SUFFIXES):
+        return text
+    from dagq.client._calls import load_spec
+
+    return load_spec(text)
+
+
+def workflow_arg(text: str) -> str | dict[str, Any]:
+    """`dagq submit`'s WORKFLOW: a spec file that holds a JSON/YAML object, or a name a
+    workflow can have."""
+    if text.endswith(SPEC_FILE_SUFFIXES):
+        spec = workflow_file(text)
+        if not isinstance(spec, dict):
+            raise InvalidWorkflow(f"{text} holds no workflow spec (a JSON or YAML object)")
+        return spec
+    if not re.fullmatch(KEY_PATTERN, text):
+        raise InvalidRequest(f"workflow name {text[:100]!r} must match "
+                             "[A-Za-z0-9_.-]{1,64} (or be a .json/.yaml file)")
+    return text
+
+
+def check_run_filter(status: str | None, workflow: str | None) -> None:
+    """`dagq runs --status --workflow`: values a run can have (the API's query rules)."""
+    if status is not None and status not in get_args(RunStatus):
+        raise InvalidRequest(f"--status {status[:100]!r} is not a run status "
+                             f"({', '.join(get_args(RunStatus))})")
+    if workflow is not None and not re.fullmatch(KEY_PATTERN, workflow):
+        raise InvalidRequest(f"--workflow {workflow[:100]!r} must match [A-Za-z0-9_.-]{{1,64}}")
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:

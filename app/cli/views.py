@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import json
 import sys
-import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,15 +15,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dagq import service
-from dagq.models import NodeView, RerunResult, RunView, SignalResult
-from dagq.states import OPEN_RUN_STATUSES, TERMINAL_NODE_STATUSES
+from dagq.models import NodeView, RerunResult, RunView, RunWarning, SignalResult
+from dagq.states import TERMINAL_NODE_STATUSES
 
 if TYPE_CHECKING:
     from dagq.api.schemas import RunSummary
     from dagq.runtime.migrate import SchemaState
 
-WARN_EVERY_S = 2.0  # how often --wait checks that live workers serve the run
 COLOURS = {"succeeded": "green", "failed": "red", "partial_succeeded": "yellow",
            "cancelled": "magenta", "running": "cyan", "queued": "blue", "pending": "white",
            "skipped": "bright_black", "waiting": "bright_yellow"}
@@ -97,13 +95,14 @@ def signal_sent(result: SignalResult) -> None:
     print(result.signal_id)
 
 
-# How each node event moves a node on the progress bar of client mode (unknown: ignored).
-NODE_EVENT_STATUS = {
-    "node_queued": "queued", "node_started": "running", "node_succeeded": "succeeded",
-    "node_failed": "failed", "node_retry": "queued", "node_lease_expired": "queued",
-    "node_skipped": "skipped", "node_cancelled": "cancelled", "node_waiting": "waiting",
-    "node_released": "queued",
-}
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """A run as `submit --wait` shows it: the run, its nodes' statuses now, and the
+    executors and queues no live worker serves (None: not looked at this time)."""
+
+    run: RunView
+    statuses: list[str]
+    unserved: list[RunWarning] | None = None
 
 
 @contextlib.contextmanager
@@ -132,50 +131,25 @@ def _finished(run: RunView) -> str:
     return run.status
 
 
-def follow_run(repo: Any, run_id: uuid.UUID, poll_s: float = 0.2,
-               warn_every_s: float = WARN_EVERY_S) -> str:
-    """The progress bar until the run ends, reading the database, with a line whenever
-    no live worker serves some of its waiting nodes."""
-    run = repo.get_run(run_id)
-    unserved: set[tuple[str, str]] = set()
-    next_check = 0.0
-    with _progress_bar(run.workflow, len(run.nodes or [])) as show:
-        while True:
-            show(node.status for node in run.nodes or [])
-            if run.status not in OPEN_RUN_STATUSES:
-                break
-            if time.monotonic() >= next_check:
-                next_check = time.monotonic() + warn_every_s
-                unserved = _show_unserved(err, repo, run, unserved)
-            time.sleep(poll_s)
-            run = repo.get_run(run_id)
-    return _finished(run)
+def follow_run(snapshots: Iterator[Snapshot]) -> str:
+    """The progress bar until the run ends (the backend says when: its snapshots end),
+    with a line whenever an executor and queue of the run become unserved or served
+    again; returns the run's final status."""
+    last = next(snapshots)
+    shown: set[tuple[str, str]] = set()
+    with _progress_bar(last.run.workflow, len(last.statuses)) as show:
+        for snapshot in itertools.chain([last], snapshots):
+            show(snapshot.statuses)
+            if snapshot.unserved is not None:
+                shown = _show_unserved(err, snapshot.unserved, shown)
+            last = snapshot
+    return _finished(last.run)
 
 
-def follow_run_events(client: Any, run_id: uuid.UUID) -> str:
-    """The same bar through the API (client mode), moved by the run's event stream."""
-    run = client.run(run_id)
-    statuses = {node.key: node.status for node in run.nodes or []}
-    with _progress_bar(run.workflow, len(statuses)) as show:
-        show(statuses.values())
-        for warning in getattr(run, "warnings", None) or []:
-            err.print(f"waiting: {warning.message}", style="yellow", markup=False)
-        if run.status in OPEN_RUN_STATUSES:
-            for event in client.events(run_id):
-                status = NODE_EVENT_STATUS.get(event.type)
-                key = getattr(event, "node_key", None)
-                if status is not None and key in statuses:  # (not a mapped node's item)
-                    statuses[key] = status
-                    show(statuses.values())
-            run = client.wait(run_id)  # the finished run, as the database path shows it
-        show(node.status for node in run.nodes or [])
-    return _finished(run)
-
-
-def _show_unserved(console: Console, repo: Any, run: RunView,
+def _show_unserved(console: Console, unserved: list[RunWarning],
                    shown: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """Print each (executor, queue) that became unserved, and each that is served again."""
-    warnings = {(w.executor, w.queue): w for w in service.run_warnings(repo, run)}
+    warnings = {(w.executor, w.queue): w for w in unserved}
     for key in sorted(warnings.keys() - shown):
         console.print(f"waiting: {warnings[key].message}", style="yellow", markup=False)
     for executor, queue in sorted(shown - warnings.keys()):

@@ -1,5 +1,6 @@
 """Settings -> database URL (an embedded Postgres when none is configured) -> a schema
-that fits the code -> pool: the one start-up sequence every dagq process uses.
+that fits the code: the one start-up sequence every dagq process uses, before it opens
+its own pool (the CLI's one-shot commands: dagq.cli.backend.repository).
 
 Only `dagq db migrate` and `dagq up` (on the embedded database it owns) create the
 embedded database and apply migrations; every other process, the children `dagq up`
@@ -13,13 +14,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from dagq.config import Settings
-from dagq.runtime.db import open_pool, release_embedded, resolve_database_url
-
-if TYPE_CHECKING:
-    from dagq.store import Store
+from dagq.runtime.db import release_embedded, resolve_database_url
 
 
 @dataclass(frozen=True)
@@ -66,18 +63,3 @@ def process_database(settings: Settings,
             say(exc.message)
             db = None
         yield db
-
-
-@contextlib.contextmanager
-def repository(settings: Settings, *, pool_size: int = 4,
-               name: str = "cli") -> Iterator[Store]:
-    """A repository on the existing, checked database, closed (and the embedded server
-    stopped) on exit: what the CLI's one-shot commands use."""
-    from dagq.store import Store
-
-    with database(settings) as db:
-        repo = Store(open_pool(db.url, size=pool_size, name=name))
-        try:
-            yield repo
-        finally:
-            repo.close()
