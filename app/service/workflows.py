@@ -135,22 +135,3 @@ def with_executor_defaults(spec: WorkflowSpec, repo: Store) -> WorkflowSpec:
     filled = fill_executor_defaults(pin_subworkflows(spec, repo), known)
     check_queues(filled, repo)
     return filled
-
-
-def load_spec_file(path: str) -> Any:
-    """Read a JSON or YAML workflow file (CLI)."""
-    import json
-
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise InvalidWorkflow(f"cannot read workflow file {path!r}: {exc.strerror}") from None
-    is_yaml = path.endswith((".yaml", ".yml"))
-    try:
-        return yaml.safe_load(text) if is_yaml else json.loads(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        kind = "YAML" if is_yaml else "JSON"
-        raise InvalidWorkflow(f"{path} is not valid {kind}: {exc}") from None

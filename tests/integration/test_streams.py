@@ -280,13 +280,15 @@ def test_a_thread_streaming_after_its_executor_returned_is_refused(repo: Store) 
 
 
 def test_follow_ends_when_the_terminal_event_is_on_an_earlier_page(repo: Store) -> None:
-    from dagq.cli.follow import follow_database
+    from dagq.cli.backend import LocalBackend
+    from dagq.cli.follow import follow
+    from dagq.config import get_settings
 
     run_id, node = start(repo)
     repo.cancel_run(run_id, "acme")  # the run ends while its node still streams
     repo.append_stream(chunks(node, [f"{i} " for i in range(1200)]))  # > two pages
     out = io.StringIO()
-    assert follow_database(repo, run_id, FeedPrinter(out)) == "cancelled"
+    assert follow(LocalBackend(repo, get_settings()), run_id, FeedPrinter(out)) == "cancelled"
     assert "run_cancelled" in out.getvalue() and "1199 " in out.getvalue()
 
 
