@@ -14,6 +14,8 @@ import pytest
 
 from dagq.cli import main
 from dagq.config import get_settings
+from dagq.models import ExecutorInfo
+from dagq.store import Store
 from tests.helpers import drive, spec
 from tests.integration.test_client_helpers import LiveApi
 
@@ -122,3 +124,31 @@ def test_both_modes_answer_bad_input_alike(api: LiveApi, db_url: str, sql: psyco
         assert database[0] == status, (args, database)
         assert database[1].startswith("dagq: error: ") and "Traceback" not in database[1], args
         assert part in database[1], (args, database)
+
+
+def test_wait_says_when_no_worker_serves_and_when_one_does_again(
+        repo: Store, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """`submit --wait` on the database: the progress the backend reports, shown once."""
+    from dagq.cli import backend as cli_backend
+    from dagq.cli.views import follow_run
+
+    run_id = repo.submit_run(tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
+    polls = iter(range(100))
+
+    def tick(_: float) -> None:  # instead of sleeping: a worker comes, then does the work
+        n = next(polls)
+        if n == 0:
+            repo.register_worker(worker="w", hostname="h", pid=1, queues=["default"],
+                                 threads=1, heartbeat_s=30.0,
+                                 executors=[ExecutorInfo(name="builtin.noop", queue="default")])
+        if n == 1:
+            drive(repo)
+
+    monkeypatch.setattr(cli_backend.time, "sleep", tick)
+    monkeypatch.setattr(cli_backend, "WARN_EVERY_S", 0.0)  # look every poll
+    local = cli_backend.LocalBackend(repo, get_settings())
+    assert follow_run(local.progress(run_id)) == "succeeded"
+    err = capfd.readouterr().err
+    assert err.count("waiting: ") == 1 and "builtin.noop" in err
+    assert err.count("a live worker serves executor builtin.noop on queue default again") == 1
+    assert f"run {run_id} succeeded" in err
