@@ -1,6 +1,7 @@
-"""The CLI's two modes answer bad input alike: each input below is run against the database
-(DAGQ_DATABASE_URL) and through a live API (DAGQ_URL), and both must print the same error
-line and exit with the same status, and write nothing."""
+"""The CLI's two modes answer alike: each input below is run against the database
+(DAGQ_DATABASE_URL) and through a live API (DAGQ_URL). For bad input both must print the
+same error line, exit with the same status and write nothing; for good input (follow,
+show, list) print the same."""
 
 from __future__ import annotations
 
@@ -79,11 +80,19 @@ def api(db_url: str) -> Iterator[LiveApi]:
         yield live
 
 
-def answers(cases: list[list[str]], capfd: pytest.CaptureFixture[str]) -> list[tuple[int, str]]:
+# Good input, answered alike too: (arguments, exit status)
+GOOD_INPUTS: list[tuple[list[str], int]] = [
+    (["run", "follow", DONE], 0), (["run", "show", DONE], 0), (["runs", "--limit", "5"], 0),
+]
+
+
+def answers(cases: list[list[str]],
+            capfd: pytest.CaptureFixture[str]) -> list[tuple[int, str, str]]:
     found = []
     for args in cases:
         status = main(args)
-        found.append((status, capfd.readouterr().err.strip()))
+        out, err = capfd.readouterr()
+        found.append((status, err.strip(), out))
     return found
 
 
@@ -92,7 +101,7 @@ def counts(sql: psycopg.Connection) -> tuple[int, ...]:
                  for table in ("runs", "run_events", "signals", "workflows"))
 
 
-def test_both_modes_answer_bad_input_alike(api: LiveApi, db_url: str, sql: psycopg.Connection,
+def test_both_modes_answer_alike(api: LiveApi, db_url: str, sql: psycopg.Connection,
                                           tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch,
                                           capfd: pytest.CaptureFixture[str]) -> None:
@@ -103,7 +112,8 @@ def test_both_modes_answer_bad_input_alike(api: LiveApi, db_url: str, sql: psyco
     drive(api.repo)
     open_ = api.repo.submit_run(tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
     ids = {DONE: str(done), OPEN: str(open_), NOBODY: str(uuid.uuid4())}
-    cases = [[ids.get(arg, arg) for arg in args] for args, _, _ in BAD_INPUTS]
+    cases = [[ids.get(arg, arg) for arg in args]
+             for args in [*(bad for bad, _, _ in BAD_INPUTS), *(good for good, _ in GOOD_INPUTS)]]
     before = counts(sql)
 
     monkeypatch.setenv("DAGQ_URL", api.url)
@@ -118,8 +128,13 @@ def test_both_modes_answer_bad_input_alike(api: LiveApi, db_url: str, sql: psyco
         get_settings.cache_clear()
 
     assert counts(sql) == before  # neither mode wrote anything
-    for (args, status, part), through_api, database in zip(BAD_INPUTS, remote, local,
-                                                            strict=True):
+    bad = len(BAD_INPUTS)
+    for (args, status), through_api, database in zip(GOOD_INPUTS, remote[bad:], local[bad:],
+                                                     strict=True):
+        assert through_api == database and database[0] == status, args
+    assert "run_succeeded" in local[bad][2] and "2 run(s)" in local[bad + 2][2]
+    for (args, status, part), through_api, database in zip(BAD_INPUTS, remote[:bad],
+                                                            local[:bad], strict=True):
         assert through_api == database, args
         assert database[0] == status, (args, database)
         assert database[1].startswith("dagq: error: ") and "Traceback" not in database[1], args
