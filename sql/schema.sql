@@ -2,6 +2,7 @@
 -- `dagq db migrate && python -m dagq.runtime.schema_sql > sql/schema.sql`
 -- (pg_dump --schema-only); a test fails when it is out of date.
 -- Documentation only: nothing runs this file. Change the schema with a new migration.
+-- PostgreSQL 18
 
 --
 -- PostgreSQL database dump

@@ -29,7 +29,11 @@ HEADER = """\
 -- `dagq db migrate && python -m dagq.runtime.schema_sql > sql/schema.sql`
 -- (pg_dump --schema-only); a test fails when it is out of date.
 -- Documentation only: nothing runs this file. Change the schema with a new migration.
+-- PostgreSQL {major}
 """
+# The server's major is kept: pg_dump writes the same schema differently on another major
+# (the test compares only on the major the file was made on).
+MAJOR_LINE = re.compile(r"^-- PostgreSQL (\d+)$", re.MULTILINE)
 DUMP_ARGS = ("--schema-only", "--schema=dagq", "--no-owner", "--no-privileges",
              "--no-tablespaces")
 # Lines that vary between runs or pg_dump builds, not with the schema: the versions in the
@@ -79,11 +83,17 @@ def find_pg_dump(server_major: int) -> Path:
                    f"{', '.join(seen) or 'none'}); install dagq[embedded], which ships one")
 
 
-def clean(dump: str) -> str:
+def clean(dump: str, server_major: int) -> str:
     """The dump without the lines that vary between runs, blank runs squeezed to one."""
     kept = [line for line in dump.splitlines() if not _NOISE.match(line)]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n")
-    return f"{HEADER}\n{text}\n"
+    return f"{HEADER.format(major=server_major)}\n{text}\n"
+
+
+def major_of_file(text: str) -> int | None:
+    """The server major a schema.sql was generated on (None: no such header line)."""
+    match = MAJOR_LINE.search(text)
+    return int(match.group(1)) if match else None
 
 
 def dump(url: str) -> str:
@@ -95,7 +105,7 @@ def dump(url: str) -> str:
                           text=True, timeout=120)
     if done.returncode != 0:
         raise NoPgDump(f"{pg_dump} failed: {done.stderr.strip()}")
-    return clean(done.stdout)
+    return clean(done.stdout, server_major)
 
 
 def main() -> int:
