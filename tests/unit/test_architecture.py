@@ -1,4 +1,5 @@
-"""The shape the code keeps (issue 14): no import cycles among dagq's modules, and no
+"""The shape the code keeps: the layers (issue 28; the same table is in CONTRIBUTING.md),
+writes through the service, no import cycles among dagq's modules (issue 14), and no
 module, class or function larger than a reader can hold.
 
 Imports: every `import dagq...` / `from dagq... import` in app/, workers/ and sql/,
@@ -12,10 +13,21 @@ Sizes: a module's lines, a class's or function's span from its `def`/`class` lin
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = {"app": ("dagq",), "workers": ("dagq", "workers"), "sql": ("dagq", "sql")}
+
+
+def _folders() -> dict[str, tuple[str, ...]]:
+    """Folder -> the package it is installed as, from pyproject.toml (the one definition
+    of the mapping: app/ is dagq, workers/ is dagq.workers, sql/ is dagq.sql)."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    mapping: dict[str, str] = pyproject["tool"]["setuptools"]["package-dir"]
+    return {folder: tuple(package.split(".")) for package, folder in mapping.items()}
+
+
+FOLDERS = _folders()
 MAX_MODULE_LINES = 400
 MAX_CLASS_LINES = 300
 MAX_FUNCTION_LINES = 60
@@ -130,3 +142,192 @@ def oversized() -> list[str]:
 
 def test_no_module_class_or_function_over_the_limits() -> None:
     assert oversized() == []
+
+
+# --- The layers (CONTRIBUTING.md has the same table) --------------------------------------
+#
+# A module may import modules of its own package (the LAYERS key it falls under), of a
+# lower layer, and layer 0 may import layer 0. The processes (5) do not import each other;
+# the tools (6) import anything. The client is a side package: its users install it to talk
+# HTTP, so it may import only the vocabulary and the API's wire models (dagq.api.schemas),
+# and only the tools import it. A module's package is the longest key that prefixes it.
+
+SIDE = -1
+LAYERS: dict[str, int] = {
+    # 0 vocabulary: shared by every layer; `dagq` itself imports its public names lazily
+    # (by string), and dagq.sql is package data (the .sql files) read by dagq.runtime.sqlfiles.
+    "dagq": 0, "dagq.errors": 0, "dagq.states": 0, "dagq.models": 0, "dagq.config": 0,
+    "dagq.backoff": 0, "dagq.jsonsafe": 0, "dagq.sql": 0,
+    "dagq.spec": 1,  # the languages users write; pure, no I/O
+    "dagq.runtime": 2,  # starting and stopping a dagq process
+    "dagq.store": 3,  # the only place SQL runs
+    "dagq.service": 4,  # what the API, the CLI and the sweeper do
+    "dagq.api": 5, "dagq.workers": 5, "dagq.sweeper": 5,  # the processes
+    "dagq.cli": 6, "dagq.bench": 6,  # the tools
+    "dagq.client": SIDE,
+}
+CLIENT_MAY_IMPORT = {"dagq.api.schemas"}
+
+# Edges the layers forbid that other branches of issue 28 remove (h-cli moves
+# bootstrap.repository() into dagq.cli.backend). The lead deletes this once they are merged;
+# test_pending_elsewhere_is_still_pending fails as soon as an entry no longer happens.
+PENDING_ELSEWHERE_IMPORTS = {("dagq.runtime.bootstrap", "dagq.store")}
+
+
+def package_of(module: str) -> str | None:
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        if (candidate := ".".join(parts[:end])) in LAYERS:
+            return candidate
+    return None
+
+
+def allowed(importer: str, imported: str) -> bool:
+    """Whether the layer table lets `importer` import `imported` (both dagq modules)."""
+    mine, theirs = package_of(importer), package_of(imported)
+    if mine is None or theirs is None or mine == theirs:
+        return mine == theirs is not None
+    low, high = LAYERS[theirs], LAYERS[mine]
+    if high == SIDE:
+        return low == 0 or imported in CLIENT_MAY_IMPORT
+    if low == SIDE:
+        return high == 6
+    return high == 6 or low < high or low == high == 0
+
+
+def layer_violations(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    return {(importer, imported) for importer, edges in graph.items() for imported in edges
+            if imported.startswith("dagq") and not allowed(importer, imported)}
+
+
+def test_the_layer_rule() -> None:
+    assert allowed("dagq.store.runs", "dagq.spec.workflow")
+    assert allowed("dagq.models", "dagq.states")
+    assert allowed("dagq.cli.commands", "dagq.api.server")
+    assert allowed("dagq.client.sync", "dagq.api.schemas")
+    assert not allowed("dagq.spec.workflow", "dagq.store")
+    assert not allowed("dagq.api.app", "dagq.workers.broker")
+    assert not allowed("dagq.client.sync", "dagq.api.app")
+    assert not allowed("dagq.client.sync", "dagq.store")
+    assert not allowed("dagq.workers.broker", "dagq.client")
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = sorted(name for name in module_files() if package_of(name) is None)
+    assert not unplaced, f"add these modules (or their package) to LAYERS: {unplaced}"
+
+
+def test_imports_follow_the_layers() -> None:
+    found = layer_violations(import_graph()) - PENDING_ELSEWHERE_IMPORTS
+    assert not found, "imports the layers forbid (see LAYERS and CONTRIBUTING.md):\n" + "\n".join(
+        f"  {a} (layer {LAYERS[package_of(a) or 'dagq']}) imports {b} "
+        f"(layer {LAYERS[package_of(b) or 'dagq']})" for a, b in sorted(found))
+
+
+# --- Writes go through the service ----------------------------------------------------------
+#
+# dagq.api and dagq.cli may read straight from the store, but change state only through
+# dagq.service, so the API and the CLI check and write alike. Every public method of the
+# store is either a write or a read below (test_every_store_method_is_classified keeps the
+# lists complete); a write is found by its method name whatever the receiver (`repo.x`,
+# `request.app.state.repo.x`, `repo.runs.x` once the store is split into repositories),
+# except on a module of dagq.service, whose functions share some of these names.
+
+STORE_WRITES = frozenset({
+    "register_workflow", "submit_run", "submit_runs", "submit_keyed",
+    "cancel_run", "retry_run", "rerun_run", "send_signal",
+    "lease", "heartbeat", "complete_and_lease", "fail", "requeue_unstarted", "release_leases",
+    "append_stream", "write_stream",
+    "reclaim_expired", "expire_dead_workers", "heal_runs", "start_free_slots",
+    "enforce_deadlines", "fire_due_waits", "prune",
+    "register_worker", "stop_worker",
+    "insert_schedule", "delete_schedule", "record_firing",
+    "put_tenant", "insert_api_key",
+    "store_result", "prune_results", "counter_add", "counter_change", "counter_incr_and_sum",
+    "dead_letter_unserved",
+})
+STORE_READS = frozenset({
+    "bounded", "notifying_in_background", "close", "ping",
+    "get_workflow", "list_workflows", "get_run", "list_runs", "events",
+    "run_feed", "node_stream",
+    "known_executors", "known_queues", "unserved_nodes", "list_workers",
+    "get_schedule", "list_schedules",
+    "get_tenant", "list_tenants", "limited_tenants", "api_key_by_hash",
+    "queue_stats", "queue_tenants", "readiness", "metric_gauges", "last_event_id", "event_tail",
+    "queue_unfinished", "queued_message_runs", "first_failure_since", "database_now",
+    "get_result", "counter_value", "unserved_actors",
+})
+WRITES_THROUGH_THE_SERVICE = {"dagq.api", "dagq.cli"}
+
+# Store writes in the API and the CLI that h-cli's branch moves into dagq.service (cancel,
+# retry, rerun, delete a schedule). The lead deletes this once it is merged.
+PENDING_ELSEWHERE_WRITES = {
+    ("dagq.api.routes.runs", "cancel_run"), ("dagq.api.routes.runs", "retry_run"),
+    ("dagq.api.routes.runs", "rerun_run"), ("dagq.api.routes.schedules", "delete_schedule"),
+    ("dagq.cli.commands", "rerun_run"), ("dagq.cli.commands", "delete_schedule"),
+}
+
+
+def store_methods() -> set[str]:
+    """Public methods of the store's classes: `Store`, its parts (`…Store`, `StoreCore`)
+    and repositories (`…Repo`)."""
+    found = set()
+    for name, path in module_files().items():
+        if not name.startswith("dagq.store"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and ("Store" in node.name
+                                                   or node.name.endswith("Repo")):
+                found |= {f.name for f in node.body if isinstance(
+                    f, ast.FunctionDef | ast.AsyncFunctionDef) and not f.name.startswith("_")}
+    return found
+
+
+def _service_names(tree: ast.Module) -> set[str]:
+    """Names a module binds to dagq.service or one of its modules."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dagq"):
+            names |= {alias.asname or alias.name for alias in node.names
+                      if f"{node.module}.{alias.name}".startswith("dagq.service")}
+    return names
+
+
+def store_writes(module: str, path: Path) -> set[tuple[str, str, int]]:
+    tree = ast.parse(path.read_text())
+    service = _service_names(tree)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in STORE_WRITES:
+            receiver = ast.unparse(node.value)
+            if receiver.split(".")[0] not in service and not receiver.startswith("dagq."):
+                found.add((module, node.attr, node.lineno))
+    return found
+
+
+def test_every_store_method_is_classified() -> None:
+    methods = store_methods()
+    assert "get_run" in methods and "lease" in methods  # the walk sees the store
+    unclassified = methods - STORE_WRITES - STORE_READS
+    assert not unclassified, f"add each to STORE_WRITES or STORE_READS: {sorted(unclassified)}"
+    gone = (STORE_WRITES | STORE_READS) - methods
+    assert not gone, f"no longer store methods, delete them from the lists: {sorted(gone)}"
+
+
+def writes_outside_the_service() -> set[tuple[str, str, int]]:
+    return {hit for name, path in module_files().items()
+            if package_of(name) in WRITES_THROUGH_THE_SERVICE for hit in store_writes(name, path)}
+
+
+def test_the_api_and_the_cli_write_through_the_service() -> None:
+    found = {hit for hit in writes_outside_the_service()
+             if hit[:2] not in PENDING_ELSEWHERE_WRITES}
+    assert not found, "write through dagq.service instead of the store:\n" + "\n".join(
+        f"  {module}:{line} uses the store's {method}" for module, method, line in sorted(found))
+
+
+def test_pending_elsewhere_is_still_pending() -> None:
+    imports = layer_violations(import_graph())
+    writes = {hit[:2] for hit in writes_outside_the_service()}
+    done = sorted((PENDING_ELSEWHERE_IMPORTS - imports) | (PENDING_ELSEWHERE_WRITES - writes))
+    assert not done, f"fixed: delete these from PENDING_ELSEWHERE_IMPORTS / _WRITES: {done}"

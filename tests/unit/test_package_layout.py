@@ -10,11 +10,14 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDER_NAMES = {"app", "workers", "sql"}
 
 
 def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+# The mapped folders (app, workers, sql), read from the one place that maps them.
+FOLDER_NAMES = set(_pyproject()["tool"]["setuptools"]["package-dir"].values())
 
 
 def test_no_module_imports_a_folder_by_its_name() -> None:
