@@ -168,11 +168,6 @@ LAYERS: dict[str, int] = {
 }
 CLIENT_MAY_IMPORT = {"dagq.api.schemas"}
 
-# Edges the layers forbid that other branches of issue 28 remove (h-cli moves
-# bootstrap.repository() into dagq.cli.backend). The lead deletes this once they are merged;
-# test_pending_elsewhere_is_still_pending fails as soon as an entry no longer happens.
-PENDING_ELSEWHERE_IMPORTS = {("dagq.runtime.bootstrap", "dagq.store")}
-
 
 def package_of(module: str) -> str | None:
     parts = module.split(".")
@@ -218,7 +213,7 @@ def test_every_module_has_a_layer() -> None:
 
 
 def test_imports_follow_the_layers() -> None:
-    found = layer_violations(import_graph()) - PENDING_ELSEWHERE_IMPORTS
+    found = layer_violations(import_graph())
     assert not found, "imports the layers forbid (see LAYERS and CONTRIBUTING.md):\n" + "\n".join(
         f"  {a} (layer {LAYERS[package_of(a) or 'dagq']}) imports {b} "
         f"(layer {LAYERS[package_of(b) or 'dagq']})" for a, b in sorted(found))
@@ -258,14 +253,6 @@ STORE_READS = frozenset({
     "get_result", "counter_value", "unserved_actors",
 })
 WRITES_THROUGH_THE_SERVICE = {"dagq.api", "dagq.cli"}
-
-# Store writes in the API and the CLI that h-cli's branch moves into dagq.service (cancel,
-# retry, rerun, delete a schedule). The lead deletes this once it is merged.
-PENDING_ELSEWHERE_WRITES = {
-    ("dagq.api.routes.runs", "cancel_run"), ("dagq.api.routes.runs", "retry_run"),
-    ("dagq.api.routes.runs", "rerun_run"), ("dagq.api.routes.schedules", "delete_schedule"),
-    ("dagq.cli.commands", "rerun_run"), ("dagq.cli.commands", "delete_schedule"),
-}
 
 
 def store_methods() -> set[str]:
@@ -320,14 +307,17 @@ def writes_outside_the_service() -> set[tuple[str, str, int]]:
 
 
 def test_the_api_and_the_cli_write_through_the_service() -> None:
-    found = {hit for hit in writes_outside_the_service()
-             if hit[:2] not in PENDING_ELSEWHERE_WRITES}
+    found = writes_outside_the_service()
     assert not found, "write through dagq.service instead of the store:\n" + "\n".join(
         f"  {module}:{line} uses the store's {method}" for module, method, line in sorted(found))
 
 
-def test_pending_elsewhere_is_still_pending() -> None:
-    imports = layer_violations(import_graph())
-    writes = {hit[:2] for hit in writes_outside_the_service()}
-    done = sorted((PENDING_ELSEWHERE_IMPORTS - imports) | (PENDING_ELSEWHERE_WRITES - writes))
-    assert not done, f"fixed: delete these from PENDING_ELSEWHERE_IMPORTS / _WRITES: {done}"
+def test_a_write_outside_the_service_is_found(tmp_path: Path) -> None:
+    source = tmp_path / "routes.py"
+    source.write_text(
+        "from dagq import service\n"
+        "def f(state, run_id):\n    state.repo.runs.cancel_run(run_id, None)\n"
+        "    service.cancel_run(state.repo, run_id, None)\n"
+        "    return run_in_threadpool(state.repo.delete_schedule, run_id, None)\n")
+    assert store_writes("dagq.api.x", source) == {("dagq.api.x", "cancel_run", 3),
+                                                  ("dagq.api.x", "delete_schedule", 5)}

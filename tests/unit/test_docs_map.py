@@ -20,14 +20,12 @@ PENDING_ELSEWHERE_GONE = {  # modules that exist here, and not once the split is
     *(f"dagq.store.{name}" for name in (
         "accounting", "core", "dead_letters", "directory", "propagation", "rows", "subflows",
         "submit", "submit_many", "transitions", "waits", "work")),
-    "dagq.cli.args", "dagq.cli.remote",
 }
 PENDING_ELSEWHERE_NEW = {  # modules the docs list that the split adds
     *(f"dagq.store.{name}" for name in (
         "tx", "new_runs", "workflows", "submissions", "fleet", "schedules", "machine")),
     *(f"dagq.store.machine.{name}" for name in (
         "unit", "release", "children", "failures", "accounting", "waits")),
-    "dagq.cli.backend", "dagq.cli.processes",
 }
 
 
