@@ -18,14 +18,7 @@ from dagq.api.bodies import BodyLimitMiddleware
 from dagq.api.errors import EXCEPTION_HANDLERS
 from dagq.api.hub import EventHub
 from dagq.api.metrics import ApiMetrics
-from dagq.api.routes import events as routes_events
-from dagq.api.routes import ops as routes_ops
-from dagq.api.routes import pages as routes_pages
-from dagq.api.routes import runs as routes_runs
-from dagq.api.routes import workflows as routes_workflows
-from dagq.api.routes.dashboard import routes as dashboard_routes
-from dagq.api.routes.schedules import routes as schedule_routes
-from dagq.api.routes.tenants import routes as tenant_routes
+from dagq.api.routes import dashboard, events, ops, pages, runs, schedules, tenants, workflows
 from dagq.api.routing import one_route_per_path
 from dagq.api.security import SecurityHeadersMiddleware
 from dagq.api.submits import SubmitBatcher
@@ -96,9 +89,8 @@ def create_app(settings: Settings, url: str) -> Starlette:
 
     app = Starlette(
         routes=one_route_per_path([
-            *routes_runs.routes, *routes_events.routes, *routes_workflows.routes,
-            *routes_ops.routes, *dashboard_routes, *schedule_routes, *tenant_routes,
-            *routes_pages.routes]),
+            *runs.routes, *events.routes, *workflows.routes, *ops.routes, *dashboard.routes,
+            *schedules.routes, *tenants.routes, *pages.routes]),
         middleware=[
             Middleware(SecurityHeadersMiddleware),
             Middleware(RequestMetricsMiddleware, metrics=metrics),
