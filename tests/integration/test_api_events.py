@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from dagq.store import Store
-from tests.helpers import complete, drive
-from tests.integration.test_api_helpers import Api, assert_error
+from tests.harness.api import Api, assert_error
+from tests.harness.drive import complete, drive
 
 TERMINAL = {"run_succeeded", "run_failed", "run_partial_succeeded", "run_cancelled"}
 CHAIN = {"name": "chain", "nodes": {

@@ -15,8 +15,8 @@ import jsonschema_rs
 import pytest
 
 from dagq.api.openapi import openapi_document
-from tests.helpers import drive
-from tests.integration.test_api_helpers import ECHO_FLOW, Api, assert_error, count_rows
+from tests.harness.api import ECHO_FLOW, Api, assert_error, count_rows
+from tests.harness.drive import drive
 
 
 @pytest.fixture

@@ -8,33 +8,18 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from dagq.api.openapi import openapi_document
 from dagq.api.routes.ops import NO_WORKER_WARNING
-from tests import pg
-from tests.helpers import complete, drive
-from tests.integration.test_api_helpers import (
-    ECHO_FLOW,
-    Api,
-    TestClient,
-    assert_error,
-    declare_queues,
-)
+from tests.harness import pg
+from tests.harness.api import ECHO_FLOW, Api, TestClient, assert_error, declare_queues, samples
+from tests.harness.drive import complete, drive
 
 
 @pytest.fixture
 def api(db_url: str) -> Iterator[Api]:
     with Api(db_url) as harness:
         yield harness
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            found[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return found
 
 
 def test_health_and_readiness(api: Api, sql) -> None:
@@ -196,7 +181,7 @@ def test_database_down_during_a_request_is_503(api: Api) -> None:
 
 
 def test_metrics_count_stale_completions(api: Api) -> None:
-    from tests.helpers import spec
+    from tests.harness.specs import spec
 
     api.repo.submit_run(tenant="acme", spec=spec({"a": {"executor": "builtin.noop"}}))
     [node] = api.repo.lease(worker="w", queue="default", limit=1, ttl_s=30)

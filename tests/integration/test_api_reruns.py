@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import drive
-from tests.integration.test_api_helpers import Api, assert_error
+from tests.harness.api import Api, assert_error
+from tests.harness.drive import drive
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import drive
-from tests.integration.test_api_helpers import ECHO_FLOW, Api, assert_error, count_rows
+from tests.harness.api import ECHO_FLOW, Api, assert_error, count_rows
+from tests.harness.drive import drive
 
 
 @pytest.fixture

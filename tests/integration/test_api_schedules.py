@@ -9,7 +9,7 @@ import pytest
 
 from dagq.config import Settings
 from dagq.sweeper.passes import Sweeper
-from tests.integration.test_api_helpers import ECHO_FLOW, Api, assert_error, count_rows
+from tests.harness.api import ECHO_FLOW, Api, assert_error, count_rows
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from dagq.api.security import SECURITY_HEADERS
-from tests.helpers import drive
-from tests.integration.test_api_helpers import Api, TestClient, assert_error
+from tests.harness.api import Api, TestClient, assert_error
+from tests.harness.drive import drive
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import drive
-from tests.integration.test_api_helpers import Api, assert_error, count_rows
+from tests.harness.api import Api, assert_error, count_rows
+from tests.harness.drive import drive
 
 APPROVAL = {
     "name": "approval",
@@ -106,7 +106,7 @@ def test_a_signal_no_node_waits_for_is_refused(api: Api, sql) -> None:
 
 
 def test_waiting_nodes_are_a_gauge(api: Api) -> None:
-    from tests.integration.test_api_ops import samples
+    from tests.harness.api import samples
 
     for _ in range(2):
         api.submit(api.acme, workflow=APPROVAL)

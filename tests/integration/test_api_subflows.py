@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import drive
-from tests.integration.test_api_helpers import Api, assert_error, count_rows
+from tests.harness.api import Api, assert_error, count_rows
+from tests.harness.drive import drive
 
 CHILD = {"name": "summarize", "nodes": {"s": {"executor": "builtin.echo"}}}
 

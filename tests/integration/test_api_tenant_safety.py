@@ -18,13 +18,8 @@ import pytest
 from dagq import service
 from dagq.errors import InvalidWorkflow
 from dagq.models import ExecutorInfo
-from tests.integration.test_api_helpers import (
-    Api,
-    assert_error,
-    count_rows,
-    declare_queues,
-)
-from tests.procs import ROOT
+from tests.harness.api import Api, assert_error, count_rows, declare_queues
+from tests.harness.procs import ROOT
 
 GPU_FLOW = {"name": "gpu-flow", "nodes": {
     "prep": {"executor": "builtin.echo"},

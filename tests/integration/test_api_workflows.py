@@ -7,13 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.test_api_helpers import (
-    ECHO_FLOW,
-    Api,
-    assert_error,
-    bearer,
-    count_rows,
-)
+from tests.harness.api import ECHO_FLOW, Api, assert_error, bearer, count_rows
 
 
 @pytest.fixture

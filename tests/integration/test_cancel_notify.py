@@ -7,7 +7,7 @@ from __future__ import annotations
 import psycopg
 
 from dagq.store import Store
-from tests.helpers import spec
+from tests.harness.specs import spec
 
 
 def cancelled_payloads(listener: psycopg.Connection) -> list[str]:

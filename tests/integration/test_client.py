@@ -16,15 +16,9 @@ from dagq.client import RetryPolicy
 from dagq.client import _calls as calls
 from dagq.errors import Conflict, InvalidRequest, InvalidWorkflow, NotFound
 from dagq.models import RunEvent
-from tests.helpers import drive
-from tests.integration.test_client_helpers import (
-    CHAIN,
-    CountingTransport,
-    CutProxy,
-    LiveApi,
-    step,
-)
-from tests.procs import wait_for
+from tests.harness.drive import drive
+from tests.harness.live_api import CHAIN, CountingTransport, CutProxy, LiveApi, step
+from tests.harness.procs import wait_for
 
 FAST = RetryPolicy(initial_s=0.01, max_s=0.05)
 

@@ -15,9 +15,9 @@ import pytest
 from dagq import AsyncClient
 from dagq.client import RetryPolicy
 from dagq.errors import Conflict, InvalidWorkflow, NotFound, Unauthorized, Unavailable
-from tests.helpers import drive
-from tests.integration.test_client_helpers import CHAIN, CutProxy, LiveApi, step
-from tests.procs import wait_for
+from tests.harness.drive import drive
+from tests.harness.live_api import CHAIN, CutProxy, LiveApi, step
+from tests.harness.procs import wait_for
 
 FAST = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.05)
 

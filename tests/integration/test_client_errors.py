@@ -24,9 +24,9 @@ from dagq.errors import (
     Unauthorized,
     Unavailable,
 )
-from tests.helpers import drive
-from tests.integration.test_client_helpers import CHAIN, CountingTransport, LiveApi
-from tests.procs import free_port
+from tests.harness.drive import drive
+from tests.harness.live_api import CHAIN, CountingTransport, LiveApi
+from tests.harness.procs import free_port
 
 FAST = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.05)
 

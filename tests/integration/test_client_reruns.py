@@ -14,8 +14,9 @@ from dagq import AsyncClient, Client
 from dagq.cli import main
 from dagq.config import get_settings
 from dagq.errors import Conflict, InvalidRequest, NotFound
-from tests.helpers import drive, spec
-from tests.integration.test_client_helpers import CHAIN, LiveApi
+from tests.harness.drive import drive
+from tests.harness.live_api import CHAIN, LiveApi
+from tests.harness.specs import spec
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pytest
 from dagq import AsyncClient, Client
 from dagq.client import RetryPolicy
 from dagq.errors import Conflict, InvalidRequest, NotFound
-from tests.helpers import drive
-from tests.integration.test_client_helpers import LiveApi
+from tests.harness.drive import drive
+from tests.harness.live_api import LiveApi
 
 FAST = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.05)
 HOLD = {"name": "hold", "nodes": {

@@ -13,8 +13,8 @@ import pytest
 
 from dagq import AsyncClient, Client
 from dagq.client import RetryPolicy
-from tests.helpers import drive
-from tests.integration.test_client_helpers import CHAIN, LiveApi
+from tests.harness.drive import drive
+from tests.harness.live_api import CHAIN, LiveApi
 
 FAST = RetryPolicy(attempts=2, initial_s=0.01, max_s=0.05, reconnect_for_s=30)
 

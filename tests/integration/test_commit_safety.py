@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 
 from dagq.store import Store
-from tests.helpers import complete, spec
+from tests.harness.drive import complete
+from tests.harness.specs import spec
 
 
 def wait_until_blocked(sql, deadline_s: float = 10.0) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from dagq.store import Completion, Store
 from dagq.workers.completions import CompletionBatcher
-from tests.helpers import spec
+from tests.harness.specs import spec
 
 CHAIN = spec({"a": {"executor": "builtin.noop"},
               "b": {"executor": "builtin.noop", "depends_on": ["a"]}}, name="chain")

@@ -17,8 +17,9 @@ from dagq.models import SubmitResult
 from dagq.service.submissions import SubmitRequest
 from dagq.spec.workflow import Concurrency
 from dagq.store import Store
-from tests.helpers import complete, spec
-from tests.integration.test_api_helpers import Api
+from tests.harness.api import Api
+from tests.harness.drive import complete
+from tests.harness.specs import spec
 
 
 def chat(on_limit: str = "queue", limit: int = 1, **extra: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from dagq.states import (
     NodeStatus,
     RunStatus,
 )
-from tests.integration.test_api_helpers import Api
+from tests.harness.api import Api
 
 STATIC = Path(__file__).resolve().parents[2] / "app" / "dashboard" / "static"
 

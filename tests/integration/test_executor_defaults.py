@@ -15,8 +15,8 @@ from dagq import service
 from dagq.models import ExecutorInfo
 from dagq.spec.workflow import parse_spec, sha256_json
 from dagq.store import Store
-from tests.helpers import drive
-from tests.integration.test_api_helpers import Api
+from tests.harness.api import Api
+from tests.harness.drive import drive
 
 EXECUTORS = [
     ExecutorInfo(name="llm.answer", queue="llm", max_attempts=5, timeout_s=120),

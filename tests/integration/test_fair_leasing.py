@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from dagq.runtime.db import open_pool
 from dagq.runtime.sqlfiles import queries
 from dagq.store import Store
-from tests.integration.test_schema import _positional, _scans_of
+from tests.harness.plans import positional, scans_of
 
 
 def run_of(sql: psycopg.Connection, tenant: str, nodes: int, *, priority: int = 0) -> uuid.UUID:
@@ -205,10 +205,10 @@ def test_fair_lease_plan_is_index_driven_with_100_tenants_and_1m_nodes(backlog) 
               "executors": None, "capped": None}
     custom = sql.execute("EXPLAIN (FORMAT JSON) " + queries()["lease_nodes"], params).fetchone()
     generic = sql.execute(
-        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + _positional(queries()["lease_nodes"])
+        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + positional(queries()["lease_nodes"])
     ).fetchone()
     for plan in (custom, generic):
-        scans = _scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks")
+        scans = scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks")
         assert scans and all("Seq Scan" not in s["Node Type"] for s in scans), scans
         names = {s.get("Index Name") for s in scans}
         assert {"node_tasks_fair", "node_tasks_dequeue"} <= names, names
@@ -225,7 +225,7 @@ def test_fair_lease_plan_is_index_driven_with_100_tenants_and_1m_nodes(backlog) 
 def test_queues_break_down_by_tenant(db_url: str) -> None:
     """GET /v1/queues: each queue's `tenants` (ready, delayed, running, weight, cap); a
     tenant key sees only its own tenant, an admin key every tenant."""
-    from tests.integration.test_api_helpers import Api
+    from tests.harness.api import Api
 
     with Api(db_url) as api:
         api.repo.put_tenant("acme", weight=3, max_running_nodes=5)

@@ -19,7 +19,7 @@ from dagq.errors import Conflict, InvalidRequest
 from dagq.models import SubmitResult
 from dagq.service.submissions import SpecCache, SubmitRequest
 from dagq.store import Store
-from tests.integration.test_api_helpers import ECHO_FLOW, Api, count_rows
+from tests.harness.api import ECHO_FLOW, Api, count_rows
 
 NOOP = {"name": "noop", "nodes": {"a": {"executor": "builtin.noop"}}}
 

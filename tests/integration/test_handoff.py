@@ -6,7 +6,8 @@ import psycopg
 
 from dagq.store import Completion, Handoff, Store
 from dagq.store.leases import HandedOff
-from tests.helpers import complete, fan_out, spec
+from tests.harness.drive import complete
+from tests.harness.specs import fan_out, spec
 
 SERVED = ["builtin.noop", "builtin.echo", "builtin.merge"]
 

@@ -9,7 +9,8 @@ import pytest
 
 from dagq.errors import Conflict, NotFound
 from dagq.store import Store
-from tests.helpers import complete, complete_many, diamond, drive, fan_out, spec
+from tests.harness.drive import complete, complete_many, drive
+from tests.harness.specs import diamond, fan_out, spec
 
 
 def events(sql, run_id):

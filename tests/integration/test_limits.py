@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from dagq.models import ExecutorInfo
 from dagq.store import Store
-from tests.helpers import complete, spec
+from tests.harness.drive import complete
+from tests.harness.specs import spec
 
 SERVED = ["capped", "free", "rated"]
 

@@ -22,8 +22,8 @@ from dagq.models import ExecutorInfo
 from dagq.runtime.db import SessionLimits, open_pool
 from dagq.store import Completion, Store
 from dagq.workers.completions import CompletionBatcher
-from tests.helpers import spec
-from tests.procs import wait_for
+from tests.harness.procs import wait_for
+from tests.harness.specs import spec
 
 ONE = spec({"a": {"executor": "builtin.noop"}}, name="one")
 WIDE = spec({f"n{i}": {"executor": "builtin.noop"} for i in range(6)}, name="wide")

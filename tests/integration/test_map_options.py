@@ -10,7 +10,8 @@ import pytest
 
 from dagq.errors import InvalidWorkflow
 from dagq.store import Store
-from tests.helpers import complete, spec
+from tests.harness.drive import complete
+from tests.harness.specs import spec
 
 
 def mapped(items: list[Any], **options: Any):

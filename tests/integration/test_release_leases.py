@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dagq.store import Store
 from dagq.store.streams import StreamChunk
-from tests.helpers import complete, spec
+from tests.harness.drive import complete
+from tests.harness.specs import spec
 
 
 def lease_one(repo: Store, worker: str = "w1"):

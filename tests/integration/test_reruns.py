@@ -13,8 +13,9 @@ import pytest
 from dagq.errors import Conflict, InvalidRequest, NotFound
 from dagq.spec.workflow import parse_spec
 from dagq.store import Store
-from tests.helpers import drive, spec
-from tests.procs import ROOT
+from tests.harness.drive import drive
+from tests.harness.procs import ROOT
+from tests.harness.specs import spec
 
 
 def chain() -> Any:

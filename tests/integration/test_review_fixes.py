@@ -22,8 +22,8 @@ from dagq.store import Store
 from dagq.store.submit_many import RunTemplate
 from dagq.sweeper.passes import Sweeper
 from dagq.workers.broker import PostgresBroker
-from tests.helpers import drive
-from tests.integration.test_api_helpers import Api
+from tests.harness.api import Api
+from tests.harness.drive import drive
 from tests.integration.test_concurrency_keys import chat
 from tests.integration.test_dead_letters import backdate, node, send
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dagq.config import Settings
 from dagq.sweeper.passes import Sweeper
-from tests.helpers import drive, spec
+from tests.harness.drive import drive
+from tests.harness.specs import spec
 from tests.integration.test_subflows import (
     ECHO,
     children,

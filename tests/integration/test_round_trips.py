@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from psycopg import pq
 
-from tests.integration.test_api_helpers import Api
+from tests.harness.api import Api
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -11,6 +10,7 @@ import pytest
 
 from dagq.runtime.migrate import migrate, pending_migrations
 from dagq.runtime.sqlfiles import migrations, queries
+from tests.harness.plans import positional, scans_of
 
 
 def test_migrate_is_idempotent_and_concurrent_safe(pg_server) -> None:
@@ -27,7 +27,7 @@ def test_fresh_database_migrates_once_under_concurrency(pg_server, sql) -> None:
     import psycopg
     from psycopg import sql as sql_text
 
-    from tests.pg import with_database
+    from tests.harness.pg import with_database
 
     name = "dagq_test_fresh_migrate"
     with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
@@ -103,7 +103,7 @@ HOT_STATEMENTS = ["lease_nodes", "lease_released", "heartbeat_leases", "complete
 @pytest.mark.parametrize("name", HOT_STATEMENTS)
 def test_hot_statements_never_scan_a_whole_table(bulk, name: str) -> None:
     rows = bulk.execute(
-        "EXPLAIN (GENERIC_PLAN) " + _positional(queries()[name])).fetchall()
+        "EXPLAIN (GENERIC_PLAN) " + positional(queries()[name])).fetchall()
     plan = "\n".join(r["QUERY PLAN"] for r in rows)
     for table in ("node_tasks", "runs", "run_events"):
         assert f"Seq Scan on {table} " not in plan, plan
@@ -118,10 +118,10 @@ def test_lease_uses_the_partial_index_after_bulk_insert(bulk) -> None:
     # Workers plan each statement once (plan_cache_mode=force_generic_plan): the plan
     # without parameter values must walk the same index.
     generic = sql.execute(
-        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + _positional(queries()["lease_nodes"])
+        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + positional(queries()["lease_nodes"])
     ).fetchone()
     for plan in (custom, generic):
-        scans = json.dumps(_scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks"))
+        scans = json.dumps(scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks"))
         assert "node_tasks_dequeue" in scans
         assert "node_tasks_pkey" not in scans and "Seq Scan" not in scans
 
@@ -142,24 +142,24 @@ def test_100k_waiting_nodes_stay_out_of_the_lease_path(bulk) -> None:
               "capped": None}
     custom = sql.execute("EXPLAIN (FORMAT JSON) " + queries()["lease_nodes"], params).fetchone()
     generic = sql.execute(
-        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + _positional(queries()["lease_nodes"])
+        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + positional(queries()["lease_nodes"])
     ).fetchone()
     for plan in (custom, generic):
-        scans = json.dumps(_scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks"))
+        scans = json.dumps(scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks"))
         assert "node_tasks_dequeue" in scans
         assert "node_tasks_pkey" not in scans and "Seq Scan" not in scans
     due = sql.execute("EXPLAIN (FORMAT JSON) " + queries()["due_waits"],
                       {"now": None, "limit": 500}).fetchone()
-    scans = json.dumps(_scans_of(due["QUERY PLAN"][0]["Plan"], "node_tasks"))
+    scans = json.dumps(scans_of(due["QUERY PLAN"][0]["Plan"], "node_tasks"))
     assert "node_tasks_wait_deadline" in scans and "Seq Scan" not in scans
 
 
 def test_handing_off_released_nodes_looks_them_up_by_id(bulk) -> None:
     """lease_released is given the ids a completion released: it must not walk the queue."""
     plan = bulk.execute(
-        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + _positional(queries()["lease_released"])
+        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + positional(queries()["lease_released"])
     ).fetchone()
-    scans = _scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks")
+    scans = scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks")
     by_index = {scan.get("Index Name"): scan for scan in scans}
     # The released ids by primary key; the one probe for a higher-priority queued node
     # reads the head of the queue's index.
@@ -168,16 +168,3 @@ def test_handing_off_released_nodes_looks_them_up_by_id(bulk) -> None:
     assert by_index["node_tasks_dequeue"]["Node Type"] == "Index Scan"
 
 
-def _positional(query: str) -> str:
-    """The named %(name)s placeholders as $1, $2...: what a prepared statement sees."""
-    names: dict[str, int] = {}
-    return re.sub(r"%\((\w+)\)s",
-                  lambda m: f"${names.setdefault(m.group(1), len(names) + 1)}", query)
-
-
-def _scans_of(plan: dict, relation: str) -> list[dict]:
-    """Every plan node that reads `relation`, anywhere in the tree."""
-    found = [plan] if plan.get("Relation Name") == relation else []
-    for child in plan.get("Plans", []):
-        found.extend(_scans_of(child, relation))
-    return found

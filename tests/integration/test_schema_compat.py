@@ -17,8 +17,8 @@ from psycopg import sql as sql_text
 from dagq.runtime import migrate as migrate_module
 from dagq.runtime.migrate import SchemaMismatch, check_schema, migrate, read_schema_state
 from dagq.runtime.sqlfiles import Migration, migrations
-from tests.pg import with_database
-from tests.procs import ROOT, free_port
+from tests.harness.pg import with_database
+from tests.harness.procs import ROOT, free_port
 
 LATEST = max(m.version for m in migrations())
 

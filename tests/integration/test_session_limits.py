@@ -15,7 +15,7 @@ from dagq.errors import DatabaseUnavailable
 from dagq.runtime.db import SessionLimits, connect, conninfo, open_pool
 from dagq.store import Store
 from dagq.store.core import TRANSIENT_ERRORS, transient
-from tests.helpers import spec
+from tests.harness.specs import spec
 
 LIMITS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
 

@@ -16,8 +16,9 @@ import pytest
 
 from dagq.errors import Conflict, TooManySignals
 from dagq.store import Store
-from tests.helpers import drive, spec
-from tests.integration.test_api_helpers import Api, assert_error, count_rows
+from tests.harness.api import Api, assert_error, count_rows
+from tests.harness.drive import drive
+from tests.harness.specs import spec
 
 # `approve` takes one signal and ends; `work` keeps the run open (leased, not completed):
 # later signals of the name find no waiting node and are buffered.

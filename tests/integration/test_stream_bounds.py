@@ -15,7 +15,7 @@ from dagq.config import Settings
 from dagq.store import Store
 from dagq.store.streams import StreamCaps, StreamChunk
 from dagq.workers.streams import StreamTooLarge, StreamWriter, caps_of
-from tests.helpers import spec
+from tests.harness.specs import spec
 
 ONE = {"llm": {"executor": "builtin.noop", "max_attempts": 3}}
 KB = "x" * 1000  # a 1,000-byte chunk
@@ -151,8 +151,7 @@ def test_the_caps_come_from_the_settings() -> None:
 
 
 def test_refused_chunks_are_a_metric(db_url: str) -> None:
-    from tests.integration.test_api_helpers import Api
-    from tests.integration.test_api_ops import samples
+    from tests.harness.api import Api, samples
 
     with Api(db_url) as api:
         run_id, node = start(api.repo)

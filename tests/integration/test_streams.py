@@ -16,8 +16,9 @@ from dagq.client.text import TextFollower
 from dagq.store import Store
 from dagq.store.streams import FeedCursor, StreamChunk
 from dagq.workers.streams import StreamWriter
-from tests.helpers import complete, spec
-from tests.integration.test_api_helpers import Api, assert_error
+from tests.harness.api import Api, assert_error
+from tests.harness.drive import complete
+from tests.harness.specs import spec
 
 ONE = {"name": "one", "nodes": {"llm": {"executor": "builtin.noop", "max_attempts": 3}}}
 
@@ -238,7 +239,7 @@ def test_the_client_reads_chunks_live_and_stored_events_without_them(db_url: str
     from dagq import Client
     from dagq.client import StreamEvent
     from dagq.models import RunEvent
-    from tests.integration.test_client_helpers import LiveApi
+    from tests.harness.live_api import LiveApi
 
     with LiveApi(db_url) as live, Client(live.url, live.admin) as client:
         run_id, node = start(live.repo)
@@ -292,7 +293,7 @@ def test_follow_ends_when_the_terminal_event_is_on_an_earlier_page(repo: Store) 
 
 def test_stream_text_of_a_retried_run_is_the_new_attempts(db_url: str) -> None:
     from dagq import Client
-    from tests.integration.test_client_helpers import LiveApi
+    from tests.harness.live_api import LiveApi
 
     with LiveApi(db_url) as live, Client(live.url, live.admin) as client:
         run_id, first = start(live.repo)

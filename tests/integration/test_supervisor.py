@@ -6,7 +6,7 @@ from dagq.store import Store
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.leases import lease_key
 from dagq.workers.supervisor import Supervisor
-from tests.helpers import spec
+from tests.harness.specs import spec
 
 
 def test_a_heartbeat_answer_does_not_lose_an_attempt_leased_meanwhile(

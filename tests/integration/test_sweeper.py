@@ -11,7 +11,8 @@ import pytest
 from dagq.config import Settings
 from dagq.store import Store
 from dagq.sweeper.passes import Sweeper
-from tests.helpers import complete, drive, spec
+from tests.harness.drive import complete, drive
+from tests.harness.specs import spec
 
 
 @pytest.fixture

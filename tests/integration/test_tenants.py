@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.test_api_helpers import ECHO_FLOW, Api, assert_error, count_rows
-from tests.procs import ROOT
+from tests.harness.api import ECHO_FLOW, Api, assert_error, count_rows
+from tests.harness.procs import ROOT
 
 
 @pytest.fixture

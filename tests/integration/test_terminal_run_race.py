@@ -16,7 +16,8 @@ import psycopg
 import pytest
 
 from dagq.store import Completion, Handoff, Store
-from tests.helpers import complete, spec
+from tests.harness.drive import complete
+from tests.harness.specs import spec
 
 ERROR = {"type": "RuntimeError", "message": "boom"}
 

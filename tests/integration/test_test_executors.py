@@ -9,7 +9,7 @@ import pytest
 
 from dagq.config import get_settings
 from dagq.models import ExecutorInfo
-from tests.integration.test_api_helpers import Api, assert_error, count_rows
+from tests.harness.api import Api, assert_error, count_rows
 
 FAILING = {"name": "failing", "nodes": {"a": {"executor": "builtin.fail", "max_attempts": 1}}}
 CRASHING = {"name": "crashing", "nodes": {"c": {"executor": "builtin.crash"}}}

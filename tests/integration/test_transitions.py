@@ -11,7 +11,8 @@ import pytest
 
 from dagq.store import Store
 from dagq.store.work import UnitOfWork
-from tests.helpers import complete, spec
+from tests.harness.drive import complete
+from tests.harness.specs import spec
 
 BOOM = {"type": "Boom", "message": "it broke"}
 

@@ -13,7 +13,7 @@ import pytest
 from dagq import service
 from dagq.api.routes.ops import NO_WORKER_WARNING
 from dagq.models import ExecutorInfo
-from tests.integration.test_api_helpers import Api
+from tests.harness.api import Api
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_finished_runs_and_plain_actors_have_no_warning(api: Api) -> None:
     assert warnings_of(api, run_id) == []  # terminal: nothing waits
 
     # A plain Dramatiq actor (actor.send) is not listed by workers: its queue decides.
-    from tests.helpers import spec
+    from tests.harness.specs import spec
     plain = api.repo.submit_run(tenant="acme", spec=spec(
         {"add": {"executor": "add", "params": {"args": [1, 2]}}}, name="add")).run_id
     worker(api, "w3", ["builtin.echo"], ["default"])

@@ -12,7 +12,8 @@ import pytest
 
 from dagq.models import ExecutorInfo
 from dagq.store import Store
-from tests.helpers import complete, drive, spec
+from tests.harness.drive import complete, drive
+from tests.harness.specs import spec
 
 
 def boom(payload):

@@ -14,7 +14,8 @@ from psycopg.rows import dict_row
 from dagq.config import Settings
 from dagq.store import Store
 from dagq.sweeper.passes import Sweeper
-from tests.helpers import complete, spec
+from tests.harness.drive import complete
+from tests.harness.specs import spec
 
 
 def test_a_run_whose_root_is_a_wait_is_running(repo: Store, sql) -> None:
@@ -109,7 +110,7 @@ def test_signals_lock_wait_nodes_in_the_order_releases_do(repo: Store, sql,
 
 
 def test_the_api_group_commit_starts_root_waits_too(db_url: str) -> None:
-    from tests.integration.test_api_helpers import Api
+    from tests.harness.api import Api
 
     flow = {"name": "hold", "nodes": {"hold": {"wait": {"signal": "go", "timeout_s": 60}},
                                       "after": {"executor": "builtin.noop",

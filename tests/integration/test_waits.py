@@ -15,7 +15,8 @@ from dagq.config import Settings
 from dagq.errors import Conflict, InvalidRequest, NotFound
 from dagq.store import Store
 from dagq.sweeper.passes import Sweeper
-from tests.helpers import complete, drive, spec
+from tests.harness.drive import complete, drive
+from tests.harness.specs import spec
 
 ECHO = {"builtin.echo": lambda payload: payload}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dagq.runtime.procs import die_with_parent
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:

@@ -1,5 +1,6 @@
-"""Harness for the in-process API tests (no tests here): the app on the per-test database,
-driven by Starlette's TestClient (which runs the lifespan), with keys for two tenants."""
+"""The API in process for the tests: the app on the per-test database,
+driven by Starlette's TestClient (which runs the lifespan), with keys for two tenants; and
+the checks the API tests share (the error shape, row counts, /metrics samples)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import warnings
 from typing import Any
 
 import psycopg.sql
+from prometheus_client.parser import text_string_to_metric_families
 
 from dagq import service
 from dagq.api.app import create_app
@@ -82,3 +84,12 @@ def count_rows(sql: Any, table: str) -> int:
     statement = psycopg.sql.SQL("SELECT count(*) AS n FROM {}").format(
         psycopg.sql.Identifier("dagq", table))
     return sql.execute(statement).fetchone()["n"]
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics as {(sample name, sorted labels): value}."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            found[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return found

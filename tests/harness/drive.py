@@ -1,35 +1,14 @@
-"""Shared test helpers: specs, and a driver that executes nodes through the repository."""
+"""A driver that executes nodes through the repository as a worker would (no worker
+process): `drive` until nothing is leasable, `complete` / `complete_many` one step."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from dagq.spec.workflow import WorkflowSpec, parse_spec
 from dagq.store import Completion, Store
 
 Executor = Callable[[dict[str, Any]], Any]
-
-
-def spec(nodes: dict[str, Any], *, name: str = "wf", **extra: Any) -> WorkflowSpec:
-    return parse_spec({"name": name, "nodes": nodes, **extra})
-
-
-def diamond() -> WorkflowSpec:
-    return spec({
-        "a": {"executor": "builtin.echo"},
-        "b": {"executor": "builtin.echo", "depends_on": ["a"]},
-        "c": {"executor": "builtin.echo", "depends_on": ["a"]},
-        "d": {"executor": "builtin.merge", "depends_on": ["b", "c"]},
-    }, name="diamond")
-
-
-def fan_out(width: int) -> WorkflowSpec:
-    nodes: dict[str, Any] = {"root": {"executor": "builtin.noop"}}
-    for i in range(width):
-        nodes[f"m{i}"] = {"executor": "builtin.echo", "depends_on": ["root"]}
-    nodes["agg"] = {"executor": "builtin.merge", "depends_on": [f"m{i}" for i in range(width)]}
-    return spec(nodes, name=f"fan{width}")
 
 
 def drive(

@@ -1,4 +1,4 @@
-"""Harness for the client tests (no tests here): the real API served by uvicorn on a real
+"""The API on a socket for the client tests: the real API served by uvicorn on a real
 socket (in a thread of the test process, on the per-test database), and a TCP proxy in
 front of it whose connections a test can cut while the server keeps running."""
 
@@ -17,8 +17,8 @@ from dagq import service
 from dagq.api.app import create_app
 from dagq.config import Settings
 from dagq.store import Store
-from tests.helpers import complete
-from tests.procs import free_port, wait_for
+from tests.harness.drive import complete
+from tests.harness.procs import free_port, wait_for
 
 CHAIN = {"name": "chain", "nodes": {
     "a": {"executor": "builtin.echo"},
