@@ -2,23 +2,29 @@
 open runs per (tenant, key value); the rest wait in `queued` with nothing leasable and
 start in submission order when a run of the key ends (success, failure, cancel,
 deadline); `cancel_new` and `cancel_running`; a missing value means no limit; the group
-commit with mixed keys."""
+commit with mixed keys; reruns and retries keep their key's slot, a retried transaction
+does not cancel its own run, and a key's locks are taken in one order (review fixes)."""
 
 from __future__ import annotations
 
+import secrets
+import threading
+import time
+import uuid
 from typing import Any
 
 import psycopg
 import pytest
 
 from dagq import service
-from dagq.errors import InvalidRequest, InvalidWorkflow
+from dagq.errors import Conflict, InvalidRequest, InvalidWorkflow
 from dagq.models import SubmitResult
 from dagq.service.submissions import SubmitRequest
-from dagq.spec.workflow import Concurrency
+from dagq.spec.workflow import Concurrency, parse_spec
 from dagq.store import Store
+from dagq.store.submit_many import RunTemplate
 from tests.harness.api import Api
-from tests.harness.drive import complete
+from tests.harness.drive import complete, drive
 from tests.harness.specs import spec
 
 
@@ -244,3 +250,205 @@ def test_the_api_takes_a_submits_concurrency_and_shows_the_key(db_url: str, sql)
         view = api.client.get(f"/v1/runs/{first['run_id']}", headers=api.acme).json()
         assert view["concurrency_key"] == "inputs.conversation_id=c9"
         assert view["concurrency_waiting"] is False
+
+
+def test_a_concurrency_key_value_too_long_is_a_422_that_writes_nothing(
+        db_url: str, sql) -> None:
+    """An uncompressible 16 kB value made the key's index row too large: Postgres refused
+    the insert and the API answered 503 database_unavailable (a 5xx for bad input)."""
+    big = secrets.token_hex(8000)
+    with Api(db_url) as api:
+        response = api.client.post("/v1/runs", json={
+            "workflow": chat(), "inputs": {"conversation_id": big}}, headers=api.acme)
+        assert response.status_code == 422, response.text
+        assert "concurrency key" in response.json()["error"]["message"]
+        batch = api.client.post("/v1/runs/batch", json={"runs": [
+            {"workflow": chat(), "inputs": {"conversation_id": big}},
+            {"workflow": chat(), "inputs": {"conversation_id": "ok"}}]}, headers=api.acme)
+        assert batch.status_code == 200, batch.text
+        refused, written = batch.json()["results"]
+        assert refused["error"]["code"] == "invalid_request"
+        assert written["status"] == "queued"  # the rest of the batch is written
+        assert sql.execute("SELECT count(*) AS n FROM dagq.runs ").fetchone()["n"] == 1
+        with pytest.raises(InvalidRequest, match="concurrency key"):
+            service.submit(api.repo, tenant="acme", workflow=chat(),
+                           inputs={"conversation_id": big})
+
+
+def _keyed_finished_run(repo: Store, on_limit: str) -> Any:
+    """A finished run of a keyed workflow (limit 1) and an open one of the same key."""
+    done = service.submit(repo, tenant="acme", workflow=chat(on_limit),
+                          inputs={"conversation_id": "c1"}).run_id
+    drive(repo)
+    assert repo.get_run(done).status == "succeeded"
+    live = service.submit(repo, tenant="acme", workflow=chat(on_limit),
+                          inputs={"conversation_id": "c1"}).run_id
+    return done, live
+
+
+def test_a_rerun_of_a_keyed_run_holds_a_slot_of_its_key(repo: Store, sql) -> None:
+    """A rerun was written without its concurrency key: it ran beside the key's open
+    run (limit 1), unseen by the key's later submits."""
+    done, live = _keyed_finished_run(repo, "queue")
+    before = sql.execute("SELECT count(*) AS n FROM dagq.runs").fetchone()["n"]
+    with pytest.raises(Conflict, match="concurrency"):
+        repo.rerun_run(done, "acme", from_=["after"])
+    assert sql.execute("SELECT count(*) AS n FROM dagq.runs").fetchone()["n"] == before
+    repo.cancel_run(live, "acme")
+    rerun = repo.rerun_run(done, "acme", from_=["after"]).run_id
+    view = repo.get_run(rerun)
+    assert view.concurrency_key == "inputs.conversation_id=c1"
+    assert not view.concurrency_waiting
+    # the rerun holds the slot: the next submit of the key waits for it
+    later = service.submit(repo, tenant="acme", workflow=chat(),
+                           inputs={"conversation_id": "c1"}).run_id
+    assert repo.get_run(later).concurrency_waiting
+    drive(repo)  # the rerun ends, then the waiting run gets the slot and runs
+    assert repo.get_run(rerun).status == "succeeded"
+    assert repo.get_run(later).status == "succeeded"
+    # new inputs without the key's value: no limit
+    free = repo.rerun_run(done, "acme", from_=["reply"], inputs={"other": 1}).run_id
+    assert repo.get_run(free).concurrency_key is None
+
+
+def test_a_cancel_running_rerun_replaces_the_open_run_of_its_key(repo: Store) -> None:
+    done, live = _keyed_finished_run(repo, "cancel_running")
+    rerun = repo.rerun_run(done, "acme", from_=["after"]).run_id
+    assert repo.get_run(live).status == "cancelled"
+    assert repo.get_run(rerun).concurrency_key == "inputs.conversation_id=c1"
+
+
+def test_a_cancel_running_submit_retried_after_its_commit_does_not_cancel_itself(
+        repo: Store) -> None:
+    """The group commit retries its transaction on a transient error, with the same run
+    ids: when the first try had committed (the error came with the commit's answer), the
+    retry's `cancel_running` found its own run open and cancelled it."""
+    template = RunTemplate.of(parse_spec(chat("cancel_running")))
+    run = template.new_run(tenant="acme", version=None, latest=False, fingerprint="f",
+                           event_key=None, priority=0, inputs={"conversation_id": "c1"},
+                           deadline_s=None)
+    (first,) = repo.submit_runs([run])
+    assert first.status == "queued"
+    (again,) = repo.submit_runs([run])  # the retry of the same transaction
+    assert (again.run_id, again.status) == (run.id, "queued")  # its own row, found
+    assert repo.get_run(run.id).status == "queued"
+
+
+def test_a_cancel_running_rerun_retried_after_its_commit_keeps_its_run(repo: Store) -> None:
+    done, live = _keyed_finished_run(repo, "cancel_running")
+    new_id = uuid.uuid4()
+    first = repo._rerun(new_id, done, "acme", ["after"], None, None)
+    again = repo._rerun(new_id, done, "acme", ["after"], None, None)  # the retry
+    assert first.run_id == again.run_id == new_id
+    assert repo.get_run(live).status == "cancelled"
+    assert repo.get_run(new_id).status == "running"
+
+
+def test_a_retried_run_that_was_cancelled_waiting_is_not_shown_waiting(repo: Store) -> None:
+    """A run cancelled while it waited for a slot kept `concurrency_waiting`; retried, it
+    ran (its roots queued) while shown, and counted, as waiting for a slot."""
+    holder = service.submit(repo, tenant="acme", workflow=chat(),
+                            inputs={"conversation_id": "c1"}).run_id
+    waiting = service.submit(repo, tenant="acme", workflow=chat(),
+                             inputs={"conversation_id": "c1"}).run_id
+    assert repo.get_run(waiting).concurrency_waiting
+    repo.cancel_run(waiting, "acme")
+    repo.cancel_run(holder, "acme")
+    assert repo.retry_run(waiting, "acme") == "running"
+    view = repo.get_run(waiting)
+    assert {n.status for n in view.nodes if n.key == "reply"} == {"queued"}
+    assert not view.concurrency_waiting
+    drive(repo)
+    assert repo.get_run(waiting).status == "succeeded"
+
+
+def test_a_rerun_keeps_the_concurrency_key_its_original_was_submitted_with(
+        repo: Store) -> None:
+    plain = {"name": "plain", "nodes": {"a": {"executor": "builtin.noop"},
+                                        "b": {"executor": "builtin.noop",
+                                              "depends_on": ["a"]}}}
+    over = Concurrency(key="inputs.conversation_id", limit=1)
+    done = service.submit(repo, tenant="acme", workflow=plain, concurrency=over,
+                          inputs={"conversation_id": "c7"}).run_id
+    drive(repo)
+    open_one = service.submit(repo, tenant="acme", workflow=chat(),
+                              inputs={"conversation_id": "c7"}).run_id
+    with pytest.raises(Conflict, match="concurrency"):
+        repo.rerun_run(done, "acme", from_=["b"])
+    repo.cancel_run(open_one, "acme")
+    rerun = repo.rerun_run(done, "acme", from_=["b"]).run_id
+    assert repo.get_run(rerun).concurrency_key == "inputs.conversation_id=c7"
+
+
+def test_a_slot_planned_for_a_run_not_written_goes_to_the_next_waiting_run(
+        repo: Store) -> None:
+    """A group's keyed runs are planned before the insert: a run given the key's free
+    slot but then not written (stale: a newer workflow version came; or its event key
+    was taken meanwhile) left the group's next run of the key waiting with no run
+    holding a slot, until the sweeper's safety net."""
+    v1 = parse_spec(chat())
+    repo.register_workflow(v1)
+    repo.register_workflow(parse_spec({**chat(), "fail_fast": False}))  # version 2
+    template = RunTemplate.of(v1)
+
+    def new(latest: bool) -> Any:
+        return template.new_run(tenant="acme", version=1, latest=latest, fingerprint="f",
+                                event_key=None, priority=0,
+                                inputs={"conversation_id": "c1"}, deadline_s=None)
+
+    stale, pinned = new(True), new(False)
+    outcomes = repo.submit_runs([stale, pinned])
+    assert not isinstance(outcomes[0], SubmitResult)  # stale: not written
+    assert outcomes[1].status == "queued"
+    view = repo.get_run(pinned.id)
+    assert not view.concurrency_waiting  # it holds the slot at once
+    assert {n.status for n in view.nodes if n.key == "reply"} == {"queued"}
+
+
+def _two_keys_hash_order_unlike_name_order(sql) -> tuple[str, str]:
+    """Conversation ids a < b by key name whose lock hashes order them b, a."""
+    rows = sql.execute(
+        "SELECT c, hashtext('acme' || E'\\n' || 'inputs.conversation_id=' || c) AS h "
+        "FROM unnest(ARRAY['k0','k1','k2','k3','k4','k5','k6','k7','k8','k9']) AS c"
+    ).fetchall()
+    by_hash = {row["c"]: row["h"] for row in rows}
+    for a in sorted(by_hash):
+        for b in sorted(by_hash):
+            if a < b and by_hash[b] < by_hash[a]:
+                return a, b
+    raise AssertionError("no such pair")
+
+
+def test_cancel_running_takes_its_keys_locks_in_the_order_every_submit_does(
+        repo: Store, sql, db_url: str) -> None:
+    """A cancel_running group cancelled the open runs of its keys in key-name order, each
+    cancel taking that key's lock (the run-end trigger); every other submit locks keys in
+    lock-hash order: two such groups could deadlock. Seen here: the group waits for the
+    hash-first key's lock while already holding the other's."""
+    first, second = _two_keys_hash_order_unlike_name_order(sql)  # hash order: second first
+    for conv in (first, second):
+        service.submit(repo, tenant="acme", workflow=chat(), inputs={"conversation_id": conv})
+    template = RunTemplate.of(parse_spec(chat("cancel_running")))
+    runs = [template.new_run(tenant="acme", version=None, latest=False, fingerprint="f",
+                             event_key=None, priority=0, inputs={"conversation_id": conv},
+                             deadline_s=None) for conv in (first, second)]
+    with psycopg.connect(db_url) as holder:
+        holder.execute("SELECT dagq.concurrency_lock('acme', %s)",
+                       (f"inputs.conversation_id={second}",))
+        done: list[Any] = []
+        thread = threading.Thread(target=lambda: done.append(repo.submit_runs(runs)))
+        thread.start()
+        waiter = None
+        for _ in range(200):
+            waiter = sql.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
+                                 "AND NOT granted").fetchone()
+            if waiter:
+                break
+            time.sleep(0.02)
+        assert waiter is not None, "the group never waited for the held key"
+        held = sql.execute("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' "
+                           "AND granted AND pid = %s", (waiter["pid"],)).fetchone()["n"]
+        holder.commit()
+        thread.join(10)
+    assert held == 0, "it held another key's lock while waiting (out of order)"
+    assert [o.status for o in done[0]] == ["queued", "queued"]

@@ -9,6 +9,7 @@ import logging
 import dramatiq
 
 from dagq.config import Settings
+from dagq.store import Store
 from dagq.sweeper.passes import Sweeper
 from dagq.workers.broker import PostgresBroker
 from dagq.workers.leases import LeaseBook
@@ -73,3 +74,44 @@ def test_unserved_messages_are_visible_warned_once_and_dead_lettered(
                 "WHERE id = 'w-dl'")
     assert sweeper.dead_letters() == {"dead_lettered": 1}
     assert node(sql, served)["status"] == "failed"
+
+
+def test_a_message_whose_worker_arrived_after_the_candidates_read_is_not_dead_lettered(
+        repo: Store, sql) -> None:
+    """The sweeper read its candidates in one transaction and failed each in another
+    without looking again: a worker serving the actor that registered in between (a
+    deploy's new worker) saw its message dead-lettered."""
+    producer = PostgresBroker(repo, worker_id="producer")
+    message = send(producer, "late_actor")
+    backdate(sql, message, 4000)
+    (candidate,) = repo._dead_letter_candidates(600, None, 10)
+    worker = PostgresBroker(repo, worker_id="w-late")
+    dramatiq.actor(broker=worker, actor_name="late_actor", queue_name="dl")(lambda: None)
+    repo.register_worker(worker="w-late", hostname="h", pid=1, queues=["dl"], threads=1,
+                         executors=[], actors=sorted(worker.actors))
+    assert repo._dead_letter_one(candidate, 600) == "busy"
+    assert node(sql, message)["status"] == "queued"
+    repo.stop_worker("w-late")  # gone again, long ago: now it is dead-lettered
+    sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '601 s' "
+                "WHERE id = 'w-late'")
+    assert repo._dead_letter_one(candidate, 600) == "failed"
+
+
+def test_a_backlog_is_not_dead_lettered_in_a_workers_restart(repo: Store, sql) -> None:
+    """Dead-lettering asked only "queued this long, and no live worker now": a backlog
+    an hour old of a served actor was failed whole if the sweeper ran in the seconds
+    between its only worker stopping and the next one registering."""
+    producer = PostgresBroker(repo, worker_id="producer")
+    message = send(producer, "busy_actor")
+    backdate(sql, message, 4000)  # a long backlog: served, but slowly
+    repo.register_worker(worker="w-old", hostname="h", pid=1, queues=["dl"], threads=1,
+                         executors=[], actors=["busy_actor"])
+    sweeper = Sweeper(repo, Settings(dead_letter_after_s=600))
+    assert sweeper.dead_letters() == {"dead_lettered": 0}
+    repo.stop_worker("w-old")  # a restart: the next worker is not up yet
+    assert sweeper.dead_letters() == {"dead_lettered": 0}
+    assert node(sql, message)["status"] == "queued"
+    # nobody has served it for longer than the bound: now it is dead-lettered
+    sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '601 s' "
+                "WHERE id = 'w-old'")
+    assert sweeper.dead_letters() == {"dead_lettered": 1}

@@ -143,3 +143,25 @@ def test_result_backend_stores_expires_and_wakes_a_blocked_reader(repo, db_url) 
     assert repo.prune_results() == 1
     with pytest.raises(ValueError, match="url"):
         PostgresResultBackend(url="")
+
+
+def test_a_broker_under_the_dramatiq_cli_lists_only_the_queues_it_consumes(
+        db_url: str, sql) -> None:
+    """A `PostgresBroker(url=...)` registered at its first consume with every declared
+    queue: under `dramatiq app --queues a` it claimed to serve queue b too, so b's
+    messages for its actors were never warned about nor dead-lettered."""
+    broker = PostgresBroker(url=db_url)
+    try:
+        for queue in ("qa", "qb"):
+            dramatiq.actor(broker=broker, actor_name=f"on_{queue}", queue_name=queue)(
+                lambda: None)
+        broker.consume("qa")
+        row = sql.execute("SELECT queues, executors FROM dagq.workers WHERE id = %s",
+                          (broker.worker_id,)).fetchone()
+        assert row["queues"] == ["qa"]
+        broker.consume("qb")
+        row = sql.execute("SELECT queues FROM dagq.workers WHERE id = %s",
+                          (broker.worker_id,)).fetchone()
+        assert row["queues"] == ["qa", "qb"]
+    finally:
+        broker.close()
