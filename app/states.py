@@ -2,7 +2,7 @@
 (the dashboard gets them from the API).
 
 The SQL side (migrations, named queries) spells the same names;
-tests/integration/test_states.py checks the database's CHECK constraints against them.
+tests/integration/runtime/test_states.py checks the database's CHECK constraints against them.
 """
 
 from __future__ import annotations

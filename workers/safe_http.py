@@ -175,7 +175,7 @@ class GuardedTransport(httpx.HTTPTransport):
     def __init__(self, vetter: Vetter) -> None:
         super().__init__(trust_env=False)
         # httpx has no public knob for httpcore's network backend: replace the pool it
-        # built (tests/integration/test_http_guard.py pins that this stays effective).
+        # built (tests/integration/workers/test_http_guard.py pins that this stays effective).
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
             network_backend=_VettedBackend(vetter),

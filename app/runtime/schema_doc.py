@@ -1,6 +1,6 @@
 """The current schema, described from a migrated database's catalog: what
 docs/schema.md holds. `python -m dagq.runtime.schema_doc > docs/schema.md` rewrites it
-(against DAGQ_DATABASE_URL, or an embedded Postgres); tests/integration/test_schema_doc.py
+(against DAGQ_DATABASE_URL, or an embedded Postgres); tests/integration/runtime/test_schema_doc.py
 fails when the file no longer matches what the migrations build."""
 
 from __future__ import annotations

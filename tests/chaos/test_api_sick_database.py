@@ -22,7 +22,7 @@ import pytest
 
 from dagq.runtime.embedded_pg import EmbeddedPostgres
 from dagq.runtime.migrate import migrate
-from tests.procs import WorkerFleet, free_port, wait_for
+from tests.harness.procs import WorkerFleet, free_port, wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -226,7 +226,7 @@ def test_a_timer_due_during_an_outage_fires_soon_after_postgres_is_back(
     back-off between attempts) for seconds more. Before the fix: ~5 s and more."""
     from dagq.runtime.db import open_pool
     from dagq.store import Store
-    from tests.helpers import spec
+    from tests.harness.specs import spec
 
     server, url = own_server
     migrate(url)

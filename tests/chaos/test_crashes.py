@@ -14,8 +14,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.helpers import spec
-from tests.procs import free_port, wait_for, wait_for_run
+from tests.harness.procs import free_port, wait_for, wait_for_run
+from tests.harness.specs import spec
 
 pytestmark = pytest.mark.chaos
 

@@ -11,7 +11,7 @@ import dramatiq
 import pytest
 
 from dagq.workers.broker import PostgresBroker
-from tests.procs import wait_for
+from tests.harness.procs import wait_for
 
 pytestmark = pytest.mark.chaos
 

@@ -21,8 +21,8 @@ import time
 import psycopg
 import pytest
 
-from tests.helpers import spec
-from tests.procs import ROOT, wait_for
+from tests.harness.procs import ROOT, wait_for
+from tests.harness.specs import spec
 
 pytestmark = pytest.mark.chaos
 

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from tests.helpers import spec
-from tests.procs import wait_for, wait_for_run
+from tests.harness.procs import wait_for, wait_for_run
+from tests.harness.specs import spec
 
 pytestmark = pytest.mark.chaos
 

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.procs import free_port, wait_for, wait_for_run
+from tests.harness.procs import free_port, wait_for, wait_for_run
 
 pytestmark = pytest.mark.chaos
 

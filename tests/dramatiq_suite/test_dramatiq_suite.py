@@ -22,7 +22,7 @@ from pathlib import Path
 import dramatiq
 import pytest
 
-from tests.pg import TEMPLATE
+from tests.harness.pg import TEMPLATE
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

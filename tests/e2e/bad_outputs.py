@@ -6,13 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from dagq.workers import executor
-
-
-def nested(depth: int) -> list[Any]:
-    value: list[Any] = []
-    for _ in range(depth):
-        value = [value]
-    return value
+from tests.harness.outputs import nested
 
 
 @executor("test.bad_output")

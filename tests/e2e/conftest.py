@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import WorkerFleet
+from tests.harness import browser
 
 
 @pytest.fixture
-def fleet(db_url: str, tmp_path: Path) -> Iterator[WorkerFleet]:
-    fleet = WorkerFleet(db_url, tmp_path)
-    yield fleet
-    fleet.stop_all()
+def dagq_up(tmp_path: Path) -> Iterator[str]:
+    """`dagq up --workers 1` with DAGQ_AUTH=off on a free port, for the browser tests; its
+    base URL."""
+    with browser.dagq_up(tmp_path) as base:
+        yield base

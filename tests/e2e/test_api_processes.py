@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import WorkerFleet, free_port, wait_for
+from tests.harness.e2e import ready
+from tests.harness.procs import WorkerFleet, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -32,13 +33,6 @@ def children(pid: int) -> list[tuple[int, str]]:
         if int(stat.rsplit(") ", 1)[1].split()[1]) == pid:
             found.append((int(entry.name), cmdline))
     return found
-
-
-def ready(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def test_two_api_processes_share_a_port_and_keep_idempotency(

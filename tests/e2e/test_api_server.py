@@ -25,7 +25,7 @@ import pytest
 from dagq import service
 from dagq.spec.workflow import parse_spec
 from dagq.store import Store
-from tests.helpers import complete, drive
+from tests.harness.drive import complete, drive
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,8 @@ import dramatiq
 import pytest
 
 from dagq.workers.broker import PostgresBroker
-from tests.helpers import spec
-from tests.procs import wait_for, wait_for_run
+from tests.harness.procs import wait_for, wait_for_run
+from tests.harness.specs import spec
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import spec
-from tests.procs import wait_for_run
+from tests.harness.procs import wait_for_run
+from tests.harness.specs import spec
 
 pytestmark = pytest.mark.e2e
 

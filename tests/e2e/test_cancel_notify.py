@@ -12,8 +12,8 @@ import time
 import pytest
 
 from dagq.store import Store
-from tests.helpers import spec
-from tests.procs import wait_for
+from tests.harness.procs import wait_for
+from tests.harness.specs import spec
 
 pytestmark = pytest.mark.e2e
 

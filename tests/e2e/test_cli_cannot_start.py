@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import ROOT, WorkerFleet, free_port, wait_for
+from tests.harness.procs import ROOT, WorkerFleet, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 

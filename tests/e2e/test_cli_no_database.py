@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import ROOT, free_port
+from tests.harness.procs import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 

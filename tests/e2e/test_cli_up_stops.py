@@ -16,13 +16,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from dagq.runtime.procs import ProcessGroup
-from tests.procs import ROOT, free_port, wait_for
+from tests.harness.e2e import dump_stacks, group_members
+from tests.harness.procs import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -30,37 +30,6 @@ ROUNDS = 20
 # Well under the grace after which `dagq up` kills a child that did not stop: a round
 # that reaches it has hung (a clean stop takes a second or two).
 STOP_BOUND_S = min(20.0, ProcessGroup().grace_s / 2)
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group, from /proc."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
-def dump_stacks(pgid: int) -> list[str]:
-    """Ask every live member of the group for its threads' stacks (SIGUSR2, see
-    dagq.runtime.logs); they land in the log. Returns the members' command lines."""
-    alive = []
-    for pid in group_members(pgid):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            os.kill(pid, signal.SIGUSR2)
-        except OSError:
-            continue
-        alive.append(f"{pid}: {cmdline.decode(errors='replace')[:120]}")
-    time.sleep(1.0)
-    return alive
 
 
 def started(log: Path, *, fully: bool) -> bool:

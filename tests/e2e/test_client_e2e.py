@@ -19,8 +19,9 @@ from dagq import Client, service
 from dagq.client import RetryPolicy
 from dagq.client.events import SseParser
 from dagq.store import Store
-from tests.integration.test_client_helpers import CutProxy
-from tests.procs import ROOT, WorkerFleet, free_port, wait_for, wait_for_run
+from tests.harness.e2e import cli, start_api
+from tests.harness.live_api import CutProxy
+from tests.harness.procs import ROOT, WorkerFleet, free_port, wait_for, wait_for_run
 
 pytestmark = pytest.mark.e2e
 
@@ -30,31 +31,6 @@ SLOW_CHAIN = {"name": "slow-chain", "nodes": {
     "think": {"executor": "builtin.sleep", "depends_on": ["parse"], "params": {"seconds": 0.2}},
     "answer": {"executor": "builtin.merge", "depends_on": ["think"]},
 }}
-NOWHERE = "postgresql://dagq:dagq@127.0.0.1:1/nowhere?connect_timeout=1"
-
-
-def start_api(fleet: WorkerFleet) -> str:
-    port = free_port()
-    fleet.start_api(port, DAGQ_AUTH="on")
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(ready, 60, "the API to be ready")
-    return url
-
-
-def cli(tmp_path: Path, url: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`dagq ARGS` in client mode, from a directory without a .env file."""
-    env = {**os.environ, "DAGQ_URL": url, "DAGQ_API_KEY": key, "DAGQ_DATABASE_URL": NOWHERE,
-           "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-c", "from dagq.cli import main; raise SystemExit(main())", *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_cli_client_mode_submit_wait_runs_and_show(fleet: WorkerFleet, repo: Store,

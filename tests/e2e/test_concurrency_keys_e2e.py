@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from dagq.store import Store
-from tests.e2e.test_api_processes import ready
-from tests.helpers import complete
-from tests.procs import WorkerFleet, free_port, wait_for
+from tests.harness.drive import complete
+from tests.harness.e2e import ready
+from tests.harness.procs import WorkerFleet, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ import pytest
 
 from dagq import service
 from dagq.store import Store
-from tests.e2e.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.procs import WorkerFleet, free_port, wait_for
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.procs import WorkerFleet, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 

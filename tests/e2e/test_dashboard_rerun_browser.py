@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.helpers import drive, spec
-from tests.integration.test_client_helpers import LiveApi
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.drive import drive
+from tests.harness.live_api import LiveApi
+from tests.harness.specs import spec
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, dagq_up  # noqa: F401
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.e2e
 
@@ -15,7 +15,7 @@ STREAMING = {"name": "stream-demo", "nodes": {"llm": {
                                              "text": "token{i} "}}}}
 
 
-def test_the_node_panel_shows_streamed_text_live(dagq_up: str) -> None:  # noqa: F811
+def test_the_node_panel_shows_streamed_text_live(dagq_up: str) -> None:
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium (./scripts/test installs it as root)")
     sync_api = pytest.importorskip("playwright.sync_api")

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import ROOT, free_port, wait_for
+from tests.harness.procs import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 

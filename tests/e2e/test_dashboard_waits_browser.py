@@ -9,21 +9,19 @@ import json
 import httpx
 import pytest
 
-from tests.e2e import test_dashboard_browser as browser
-from tests.procs import ROOT
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.procs import ROOT
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM, CHROMIUM_ARGS = browser.CHROMIUM, browser.CHROMIUM_ARGS
-up = browser.dagq_up  # the same fixture: `dagq up --workers 1`, auth off
 APPROVAL = json.loads((ROOT / "examples" / "approval.json").read_text())
 
 
-def test_a_waiting_node_is_shown_and_its_signal_sent_from_the_panel(up: str) -> None:
+def test_a_waiting_node_is_shown_and_its_signal_sent_from_the_panel(dagq_up: str) -> None:
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
-    base = up
+    base = dagq_up
     submitted = httpx.post(f"{base}/v1/runs", json={"workflow": APPROVAL}, timeout=10)
     assert submitted.status_code == 201, submitted.text
     run_id = submitted.json()["run_id"]

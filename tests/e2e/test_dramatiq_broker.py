@@ -15,7 +15,7 @@ import pytest
 from dramatiq.results import ResultFailure
 
 from dagq.workers.broker import PostgresBroker
-from tests.procs import wait_for, wait_for_run
+from tests.harness.procs import wait_for, wait_for_run
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from types import ModuleType
 import dramatiq
 import pytest
 
-from tests.procs import ROOT, die_with_parent, wait_for
+from tests.harness.procs import ROOT, die_with_parent, wait_for
 
 pytestmark = pytest.mark.e2e
 

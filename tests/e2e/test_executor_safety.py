@@ -15,8 +15,8 @@ import pytest
 
 from dagq import service
 from dagq.runtime.procs import EXIT_CANNOT_START
-from tests.helpers import spec
-from tests.procs import ROOT, free_port, wait_for, wait_for_run
+from tests.harness.procs import ROOT, free_port, wait_for, wait_for_run
+from tests.harness.specs import spec
 
 pytestmark = pytest.mark.e2e
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from dagq.store import Store
-from tests.helpers import spec
-from tests.procs import WorkerFleet, wait_for_run
+from tests.harness.procs import WorkerFleet, wait_for_run
+from tests.harness.specs import spec
 
 pytestmark = pytest.mark.e2e
 

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from dagq import Client, service
 from dagq.store import Store
-from tests.e2e.test_client_e2e import cli, start_api
-from tests.e2e.test_streaming import registered
-from tests.procs import ROOT, WorkerFleet, wait_for_run
+from tests.harness.e2e import cli, registered, start_api
+from tests.harness.procs import ROOT, WorkerFleet, wait_for_run
 
 DOCS = [{"id": f"d{i}", "text": f"document number {i} says something useful"}
         for i in range(7)]

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from dagq.store import Store
-from tests.e2e.test_cli_up_stops import dump_stacks, group_members
-from tests.helpers import spec
-from tests.procs import ROOT, free_port, wait_for, wait_for_run
+from tests.harness.e2e import dump_stacks, group_members
+from tests.harness.procs import ROOT, free_port, wait_for, wait_for_run
+from tests.harness.specs import spec
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import pytest
 
 from dagq import service
 from dagq.store import Store
-from tests.procs import WorkerFleet, wait_for, wait_for_run
+from tests.harness.procs import WorkerFleet, wait_for, wait_for_run
 
 pytestmark = pytest.mark.e2e
 

@@ -18,19 +18,14 @@ import pytest
 from dagq import Client, service
 from dagq.client.events import SseParser, typed
 from dagq.store import Store
-from tests.e2e.test_client_e2e import start_api
-from tests.procs import ROOT, WorkerFleet, free_port, wait_for, wait_for_run
+from tests.harness.e2e import registered, start_api
+from tests.harness.procs import ROOT, WorkerFleet, free_port, wait_for, wait_for_run
 
 pytestmark = pytest.mark.e2e
 
 
 def one_node(executor: str, **node) -> dict:
     return {"name": executor.replace(".", "-"), "nodes": {"llm": {"executor": executor, **node}}}
-
-
-def registered(sql, executor: str) -> None:
-    wait_for(lambda: sql.execute("SELECT 1 FROM dagq.executors WHERE name = %s",
-                                 (executor,)).fetchone(), 60, f"a worker serving {executor}")
 
 
 def sse_frames(url: str, headers: dict[str, str], stop_after_chunks: int | None = None):

@@ -12,7 +12,7 @@ import threading
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.procs import WorkerFleet
+from tests.harness.procs import WorkerFleet
 
 pytestmark = pytest.mark.e2e
 

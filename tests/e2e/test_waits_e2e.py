@@ -15,8 +15,8 @@ import pytest
 
 from dagq import Client, service
 from dagq.store import Store
-from tests.e2e.test_client_e2e import cli, start_api
-from tests.procs import ROOT, WorkerFleet, wait_for, wait_for_run
+from tests.harness.e2e import cli, start_api
+from tests.harness.procs import ROOT, WorkerFleet, wait_for, wait_for_run
 
 pytestmark = pytest.mark.e2e
 

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from dagq.store import Store
-from tests.helpers import diamond, spec
-from tests.procs import wait_for, wait_for_run
+from tests.harness.procs import wait_for, wait_for_run
+from tests.harness.specs import diamond, spec
 
 pytestmark = pytest.mark.e2e
 

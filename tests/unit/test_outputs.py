@@ -12,7 +12,7 @@ from dagq.errors import InvalidRequest
 from dagq.jsonsafe import MAX_JSON_DEPTH
 from dagq.workers.errors import OutputError
 from dagq.workers.outcomes import check_outputs, describe_error
-from tests.e2e.bad_outputs import nested
+from tests.harness.outputs import nested
 
 
 def check(result, *, plain: bool = False, max_bytes: int = 1_000_000):

@@ -1,0 +1,169 @@
+"""The CLI's two modes answer alike: each input below is run against the database
+(DAGQ_DATABASE_URL) and through a live API (DAGQ_URL). For bad input both must print the
+same error line, exit with the same status and write nothing; for good input (follow,
+show, list) print the same."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dagq.cli import main
+from dagq.config import get_settings
+from dagq.models import ExecutorInfo
+from dagq.store import Store
+from tests.harness.drive import drive
+from tests.harness.live_api import LiveApi
+from tests.harness.specs import spec
+
+FLOW = {"name": "flow", "nodes": {"a": {"executor": "builtin.noop"},
+                                  "b": {"executor": "builtin.noop", "depends_on": ["a"]}}}
+FILES = {
+    "flow.json": json.dumps(FLOW), "bad.json": "{bad", "bad.yaml": "a: [", "list.json": "[1]",
+    "empty.yaml": "", "cycle.json": json.dumps({"name": "cycle", "nodes": {
+        "a": {"executor": "builtin.noop", "depends_on": ["b"]},
+        "b": {"executor": "builtin.noop", "depends_on": ["a"]}}}),
+}
+DONE, OPEN, NOBODY = "{done}", "{open}", "{nobody}"
+
+# (arguments, exit status, a part of the one error line)
+BAD_INPUTS: list[tuple[list[str], int, str]] = [
+    (["submit", "missing.json"], 2, "cannot read workflow file 'missing.json'"),
+    (["submit", "bad.json"], 2, "bad.json is not valid JSON"),
+    (["submit", "./bad.json"], 2, "bad.json is not valid JSON"),
+    (["submit", "bad.yaml"], 2, "bad.yaml is not valid YAML"),
+    (["submit", "list.json"], 2, "list.json holds no workflow spec"),
+    (["submit", "empty.yaml"], 2, "empty.yaml holds no workflow spec"),
+    (["submit", "cycle.json"], 2, "the nodes form a cycle"),
+    (["submit", "flow.json", "--version", "2"], 2, "'version' applies only to a registered"),
+    (["submit", "bad name!"], 2, "workflow name 'bad name!' must match"),
+    (["submit", "n" * 100], 2, "must match [A-Za-z0-9_.-]{1,64}"),
+    (["submit", "nosuchflow"], 1, "workflow 'nosuchflow' not found"),
+    (["submit", "nosuchflow", "--priority", "5000"], 2, "priority must be between"),
+    (["submit", "flow.json", "--priority", "-5000"], 2, "priority must be between"),
+    (["submit", "flow.json", "--event-key", "x" * 600], 2, "event_key needs 1 to 512"),
+    (["submit", "flow.json", "--event-key", ""], 2, "event_key needs 1 to 512"),
+    (["submit", "flow.json", "--event-key", "dagq.x"], 2, "are reserved for dagq"),
+    (["submit", "flow.json", "--inputs", "{x"], 2, "--inputs is not valid JSON"),
+    (["submit", "flow.json", "--inputs", '{"x": NaN}'], 2, "NaN is not valid JSON"),
+    (["submit", "flow.json", "--inputs", '{"x": "a\\u0000"}'], 2, "--inputs.x: text may not"),
+    (["runs", "--status", "bogus"], 2, "--status 'bogus' is not a run status"),
+    (["runs", "--workflow", "x" * 100], 2, "--workflow 'xxx"),
+    (["run", "show", "nope"], 2, "'nope' is not a run id (a UUID)"),
+    (["run", "show", NOBODY], 1, "not found"),
+    (["run", "follow", NOBODY], 1, "not found"),
+    (["run", "rerun", NOBODY, "--from", "a"], 1, "not found"),
+    (["run", "rerun", OPEN, "--from", "a"], 1, "only a finished run can be rerun"),
+    (["run", "rerun", DONE, "--from", "zz"], 2, "'from' names unknown node(s) 'zz'"),
+    (["run", "rerun", DONE, "--from", "bad key!"], 2, "unknown node(s) 'bad key!'"),
+    (["run", "rerun", DONE, "--from", ""], 2, "unknown node(s) ''"),
+    (["run", "rerun", DONE, "--from", "b", "--outputs", "[1]"], 2, "must be a JSON object"),
+    (["run", "rerun", DONE, "--from", "b", "--outputs", '{"a": 1}'], 2, "must be JSON objects"),
+    (["run", "rerun", DONE, "--from", "b", "--outputs", '{"zz": {}}'], 2, "may only name"),
+    (["run", "rerun", DONE, "--from", "b", "--inputs", "NaN"], 2, "NaN is not valid JSON"),
+    (["signal", NOBODY, "go"], 1, "not found"),
+    (["signal", DONE, "bad name!", "--data", "[1]"], 2, "signal name 'bad name!' must match"),
+    (["signal", DONE, "go", "--data", "[1]"], 2, "a signal's data must be a JSON object"),
+    (["signal", DONE, "go", "--data", "{x"], 2, "--data is not valid JSON"),
+    (["signal", DONE, "go", "--signal-id", ""], 2, "signal_id needs 1 to 200 characters"),
+    (["signal", DONE, "go", "--signal-id", "x" * 300], 2, "signal_id needs 1 to 200"),
+]
+
+
+@pytest.fixture
+def api(live_api: LiveApi) -> LiveApi:
+    """Both modes' tests take `api`: the API these run against is a live one."""
+    return live_api
+
+
+# Good input, answered alike too: (arguments, exit status)
+GOOD_INPUTS: list[tuple[list[str], int]] = [
+    (["run", "follow", DONE], 0), (["run", "show", DONE], 0), (["runs", "--limit", "5"], 0),
+]
+
+
+def answers(cases: list[list[str]],
+            capfd: pytest.CaptureFixture[str]) -> list[tuple[int, str, str]]:
+    found = []
+    for args in cases:
+        status = main(args)
+        out, err = capfd.readouterr()
+        found.append((status, err.strip(), out))
+    return found
+
+
+def counts(sql: psycopg.Connection) -> tuple[int, ...]:
+    return tuple(sql.execute(f"SELECT count(*) AS n FROM dagq.{table}").fetchone()["n"]
+                 for table in ("runs", "run_events", "signals", "workflows"))
+
+
+def test_both_modes_answer_alike(api: LiveApi, db_url: str, sql: psycopg.Connection,
+                                          tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capfd: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # the spec files, and no .env
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    done = api.repo.submit_run(tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
+    drive(api.repo)
+    open_ = api.repo.submit_run(tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
+    ids = {DONE: str(done), OPEN: str(open_), NOBODY: str(uuid.uuid4())}
+    cases = [[ids.get(arg, arg) for arg in args]
+             for args in [*(bad for bad, _, _ in BAD_INPUTS), *(good for good, _ in GOOD_INPUTS)]]
+    before = counts(sql)
+
+    monkeypatch.setenv("DAGQ_URL", api.url)
+    monkeypatch.setenv("DAGQ_API_KEY", api.acme)
+    remote = answers(cases, capfd)
+    monkeypatch.delenv("DAGQ_URL")
+    monkeypatch.setenv("DAGQ_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    try:
+        local = answers(cases, capfd)
+    finally:
+        get_settings.cache_clear()
+
+    assert counts(sql) == before  # neither mode wrote anything
+    bad = len(BAD_INPUTS)
+    for (args, status), through_api, database in zip(GOOD_INPUTS, remote[bad:], local[bad:],
+                                                     strict=True):
+        assert through_api == database and database[0] == status, args
+    assert "run_succeeded" in local[bad][2] and "2 run(s)" in local[bad + 2][2]
+    for (args, status, part), through_api, database in zip(BAD_INPUTS, remote[:bad],
+                                                            local[:bad], strict=True):
+        assert through_api == database, args
+        assert database[0] == status, (args, database)
+        assert database[1].startswith("dagq: error: ") and "Traceback" not in database[1], args
+        assert part in database[1], (args, database)
+
+
+def test_wait_says_when_no_worker_serves_and_when_one_does_again(
+        repo: Store, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """`submit --wait` on the database: the progress the backend reports, shown once."""
+    from dagq.cli import backend as cli_backend
+    from dagq.cli.views import follow_run
+
+    run_id = repo.submit_run(tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
+    polls = iter(range(100))
+
+    def tick(_: float) -> None:  # instead of sleeping: a worker comes, then does the work
+        n = next(polls)
+        if n == 0:
+            repo.register_worker(worker="w", hostname="h", pid=1, queues=["default"],
+                                 threads=1, heartbeat_s=30.0,
+                                 executors=[ExecutorInfo(name="builtin.noop", queue="default")])
+        if n == 1:
+            drive(repo)
+
+    monkeypatch.setattr(cli_backend.time, "sleep", tick)
+    monkeypatch.setattr(cli_backend, "WARN_EVERY_S", 0.0)  # look every poll
+    local = cli_backend.LocalBackend(repo, get_settings())
+    assert follow_run(local.progress(run_id)) == "succeeded"
+    err = capfd.readouterr().err
+    assert err.count("waiting: ") == 1 and "builtin.noop" in err
+    assert err.count("a live worker serves executor builtin.noop on queue default again") == 1
+    assert f"run {run_id} succeeded" in err
