@@ -10,7 +10,7 @@ import pytest
 
 from dagq.runtime.schema_sql import NoPgDump, clean, dump, find_pg_dump, major_of_file
 
-SCHEMA_SQL = Path(__file__).resolve().parents[2] / "sql" / "schema.sql"
+SCHEMA_SQL = Path(__file__).resolve().parents[3] / "sql" / "schema.sql"
 
 
 def _usable_pg_dump(db_url: str) -> None:
