@@ -35,7 +35,7 @@ from dramatiq.message import Message
 from dagq.models import LeasedNode
 from dagq.spec.workflow import MAX_PRIORITY, WorkflowSpec, parse_spec, sha256_json
 from dagq.store import NewRun
-from dagq.store.submit_many import RunTemplate
+from dagq.store.new_runs import RunTemplate
 
 DEFAULT_MAX_RETRIES = 20  # dramatiq.middleware.Retries
 DEFAULT_MIN_BACKOFF_MS = 15_000

@@ -186,8 +186,8 @@ def runs(args: argparse.Namespace, settings: Settings) -> int:
     if (remote := cli_client.configured()) is not None:  # DAGQ_URL: through the API
         return cli_client.runs(args, remote)
     with repository(settings) as repo:
-        found = repo.list_runs(tenant=None, status=args.status, workflow=args.workflow,
-                               limit=args.limit)
+        found = repo.runs.list_runs(tenant=None, status=args.status, workflow=args.workflow,
+                                    limit=args.limit)
     runs_table(found)
     return 0
 
@@ -204,9 +204,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     run_id = parse_uuid(args.run_id, "run")
     with repository(settings) as repo:
         if args.run_command == "rerun":
-            result = repo.rerun_run(run_id, None, from_=args.from_,
-                                    outputs=parse_json_arg(args.outputs, "--outputs"),
-                                    inputs=parse_json_arg(args.inputs, "--inputs"))
+            result = repo.reruns.rerun_run(run_id, None, from_=args.from_,
+                                           outputs=parse_json_arg(args.outputs, "--outputs"),
+                                           inputs=parse_json_arg(args.inputs, "--inputs"))
             return rerun_made(result)
         if args.run_command == "follow":
             from dagq.cli.follow import FeedPrinter, follow_database
@@ -252,9 +252,9 @@ def schedules(args: argparse.Namespace, settings: Settings) -> int:
                 inputs=parse_json_arg(args.inputs, "--inputs"), timezone=args.timezone)
             print(created.schedule_id)
         elif args.schedules_command == "list":
-            schedules_table(repo.list_schedules(None))
+            schedules_table(repo.schedules.list_schedules(None))
         else:
-            repo.delete_schedule(parse_uuid(args.schedule_id, "schedule"), None)
+            repo.schedules.delete_schedule(parse_uuid(args.schedule_id, "schedule"), None)
             print(f"deleted schedule {args.schedule_id}")
     return 0
 
@@ -273,7 +273,7 @@ def tenants(args: argparse.Namespace, settings: Settings) -> int:
                   f"{_limit(record.max_running_nodes)}, submit rate "
                   f"{_limit(record.submit_rate, '/s')}")
             return 0
-        listed = repo.list_tenants()
+        listed = repo.tenants.list_tenants()
     if args.json:
         print(json.dumps([t.model_dump(mode="json") for t in listed], indent=2))
     else:

@@ -62,10 +62,10 @@ def follow_database(repo: Any, run_id: uuid.UUID, printer: FeedPrinter) -> str:
     from dagq.store.streams import FeedCursor
 
     cursor = FeedCursor()
-    repo.get_run(run_id, with_nodes=False)  # NotFound first
+    repo.runs.get_run(run_id, with_nodes=False)  # NotFound first
     ended = None  # the latest run-level event, if terminal (a retry's run_queued reopens)
     while True:
-        feed = repo.run_feed(run_id, cursor, limit=PAGE)
+        feed = repo.streams.run_feed(run_id, cursor, limit=PAGE)
         items, cut = feed.items, feed.cut
         for item in items:
             row = item.row

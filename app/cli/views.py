@@ -136,7 +136,7 @@ def follow_run(repo: Any, run_id: uuid.UUID, poll_s: float = 0.2,
                warn_every_s: float = WARN_EVERY_S) -> str:
     """The progress bar until the run ends, reading the database, with a line whenever
     no live worker serves some of its waiting nodes."""
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     unserved: set[tuple[str, str]] = set()
     next_check = 0.0
     with _progress_bar(run.workflow, len(run.nodes or [])) as show:
@@ -148,7 +148,7 @@ def follow_run(repo: Any, run_id: uuid.UUID, poll_s: float = 0.2,
                 next_check = time.monotonic() + warn_every_s
                 unserved = _show_unserved(err, repo, run, unserved)
             time.sleep(poll_s)
-            run = repo.get_run(run_id)
+            run = repo.runs.get_run(run_id)
     return _finished(run)
 
 

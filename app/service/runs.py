@@ -25,12 +25,12 @@ def run_warnings(repo: Store, run: RunView) -> list[RunWarning]:
     serves (the module was removed, the workers are down), so it never waits silently."""
     if run.status not in OPEN_RUN_STATUSES:
         return []
-    return [RunWarning.unserved(row) for row in repo.unserved_nodes(run.run_id)]
+    return [RunWarning.unserved(row) for row in repo.fleet.unserved_nodes(run.run_id)]
 
 
 def get_run(repo: Store, run_id: uuid.UUID, tenant: str | None = None) -> RunView:
     """A run with its nodes and warnings (GET /v1/runs/{id}, `dagq run show`)."""
-    run = repo.get_run(run_id, tenant)
+    run = repo.runs.get_run(run_id, tenant)
     return run.model_copy(update={"warnings": run_warnings(repo, run)})
 
 
@@ -47,6 +47,6 @@ def send_signal(
         raise InvalidRequest("a signal's data must be a JSON object")
     if signal_id is not None and not 0 < len(signal_id) <= 200:
         raise InvalidRequest("signal_id needs 1 to 200 characters")
-    return repo.send_signal(run_id, name, tenant=tenant, data=data, signal_id=signal_id,
-                            max_buffered=max_buffered
-                            or get_settings().max_buffered_signals_per_run)
+    return repo.signals.send_signal(run_id, name, tenant=tenant, data=data, signal_id=signal_id,
+                                    max_buffered=max_buffered
+                                    or get_settings().max_buffered_signals_per_run)

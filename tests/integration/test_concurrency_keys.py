@@ -37,7 +37,7 @@ def submit(repo: Store, conv: Any = "c1", workflow: Any = None, **fields: Any) -
 
 
 def lease(repo: Store, limit: int = 100) -> list[Any]:
-    return repo.lease(worker="w", queue="default", limit=limit, ttl_s=30)
+    return repo.leases.lease(worker="w", queue="default", limit=limit, ttl_s=30)
 
 
 def finish(repo: Store, node: Any) -> None:
@@ -50,7 +50,7 @@ def finish(repo: Store, node: Any) -> None:
 def test_queue_mode_holds_runs_back_and_starts_them_in_order(repo: Store, sql) -> None:
     runs = [submit(repo) for _ in range(3)]
     assert [r.status for r in runs] == ["queued"] * 3
-    first, second, third = (repo.get_run(r.run_id) for r in runs)
+    first, second, third = (repo.runs.get_run(r.run_id) for r in runs)
     assert first.concurrency_key == "inputs.conversation_id=c1"
     assert not first.concurrency_waiting and second.concurrency_waiting
     assert {n.status for n in second.nodes} == {"pending"}
@@ -60,8 +60,8 @@ def test_queue_mode_holds_runs_back_and_starts_them_in_order(repo: Store, sql) -
                          "type = 'run_queued'", [runs[1].run_id]).fetchone()["data"]
     assert queued["waiting_for_slot"] and queued["concurrency_key"] == first.concurrency_key
     finish(repo, node)  # the run succeeded: the next one gets the slot, in this commit
-    assert not repo.get_run(runs[1].run_id).concurrency_waiting
-    assert repo.get_run(runs[2].run_id).concurrency_waiting
+    assert not repo.runs.get_run(runs[1].run_id).concurrency_waiting
+    assert repo.runs.get_run(runs[2].run_id).concurrency_waiting
     (node,) = lease(repo)
     assert node.run_id == runs[1].run_id
     started = sql.execute("SELECT data FROM dagq.run_events WHERE run_id = %s AND "
@@ -73,14 +73,14 @@ def test_other_values_and_tenants_do_not_share_a_slot(repo: Store) -> None:
     runs = [submit(repo, "c1"), submit(repo, "c2"), submit(repo, "c1", tenant="globex"),
             submit(repo, 7), submit(repo, {"a": 1})]
     assert len(lease(repo)) == 5
-    assert repo.get_run(runs[3].run_id).concurrency_key == "inputs.conversation_id=7"
+    assert repo.runs.get_run(runs[3].run_id).concurrency_key == "inputs.conversation_id=7"
 
 
 def test_a_missing_key_value_means_no_limit(repo: Store) -> None:
     for inputs in ({}, {"conversation_id": None}, {"other": 1}):
         for _ in range(2):
             run = service.submit(repo, tenant="acme", workflow=chat(), inputs=inputs)
-            assert repo.get_run(run.run_id).concurrency_key is None
+            assert repo.runs.get_run(run.run_id).concurrency_key is None
     assert len(lease(repo)) == 6
 
 
@@ -89,28 +89,28 @@ def test_the_slot_is_freed_by_any_end(repo: Store, sql, end: str) -> None:
     first, second = submit(repo), submit(repo, deadline_s=3600)
     (node,) = lease(repo)
     if end == "failure":
-        assert repo.fail(node.id, node.version, {"type": "E", "message": "x"}) == "failed"
+        assert repo.leases.fail(node.id, node.version, {"type": "E", "message": "x"}) == "failed"
     elif end == "cancel":
-        assert repo.cancel_run(first.run_id, "acme") == "cancelled"
+        assert repo.runs.cancel_run(first.run_id, "acme") == "cancelled"
     else:
         sql.execute("UPDATE dagq.runs SET deadline_at = now() - interval '1 second' "
                     "WHERE id = %s", [first.run_id])
         sql.execute("UPDATE dagq.runs SET deadline_at = now() + interval '1 hour' "
                     "WHERE id = %s", [second.run_id])
-        assert repo.enforce_deadlines() == 1
-    assert repo.get_run(first.run_id).status in ("failed", "cancelled")
-    assert not repo.get_run(second.run_id).concurrency_waiting
+        assert repo.maintenance.enforce_deadlines() == 1
+    assert repo.runs.get_run(first.run_id).status in ("failed", "cancelled")
+    assert not repo.runs.get_run(second.run_id).concurrency_waiting
     assert [n.run_id for n in lease(repo)] == [second.run_id]
 
 
 def test_a_waiting_run_can_be_cancelled_or_pass_its_deadline(repo: Store, sql) -> None:
     first, second, third = submit(repo), submit(repo), submit(repo, deadline_s=60)
-    assert repo.cancel_run(second.run_id, "acme") == "cancelled"
+    assert repo.runs.cancel_run(second.run_id, "acme") == "cancelled"
     sql.execute("UPDATE dagq.runs SET deadline_at = now() - interval '1 second' "
                 "WHERE id = %s", [third.run_id])
-    assert repo.enforce_deadlines() == 1
-    assert repo.get_run(third.run_id).status == "failed"
-    assert {n.status for n in repo.get_run(second.run_id).nodes} == {"cancelled"}
+    assert repo.maintenance.enforce_deadlines() == 1
+    assert repo.runs.get_run(third.run_id).status == "failed"
+    assert {n.status for n in repo.runs.get_run(second.run_id).nodes} == {"cancelled"}
     (node,) = lease(repo)  # the running run kept its slot; nothing else started
     assert node.run_id == first.run_id
     finish(repo, node)
@@ -122,7 +122,7 @@ def test_cancel_new_cancels_the_new_run_at_once(repo: Store) -> None:
     second = submit(repo, workflow=chat("cancel_new", limit=2))
     third = submit(repo, workflow=chat("cancel_new", limit=2))
     assert [first.status, second.status, third.status] == ["queued", "queued", "cancelled"]
-    view = repo.get_run(third.run_id)
+    view = repo.runs.get_run(third.run_id)
     assert view.status == "cancelled" and {n.status for n in view.nodes} == {"cancelled"}
     assert len(lease(repo)) == 2
 
@@ -132,17 +132,17 @@ def test_cancel_running_replaces_the_open_runs(repo: Store, sql) -> None:
     (node,) = lease(repo)
     new = submit(repo, workflow=chat("cancel_running"))
     assert new.status == "queued"
-    assert repo.get_run(first.run_id).status == "cancelled"
-    assert repo.get_run(waiting.run_id).status == "cancelled"
+    assert repo.runs.get_run(first.run_id).status == "cancelled"
+    assert repo.runs.get_run(waiting.run_id).status == "cancelled"
     data = sql.execute("SELECT data FROM dagq.run_events WHERE run_id = %s AND "
                        "type = 'run_cancelled'", [first.run_id]).fetchone()["data"]
     assert data["replaced_by"] == str(new.run_id)
     # The cancelled run's running node is told to stop and ends cancelled, as a cancel does.
-    beat = repo.heartbeat(worker="w", node_ids=[node.id], ttl_s=30)
+    beat = repo.leases.heartbeat(worker="w", node_ids=[node.id], ttl_s=30)
     assert node.id in beat.stop
-    assert repo.fail(node.id, node.version, {"type": "Cancelled", "message": "stop"},
-                     cancelled=True) == "cancelled"
-    assert {n.key: n.status for n in repo.get_run(first.run_id).nodes} == {
+    assert repo.leases.fail(node.id, node.version, {"type": "Cancelled", "message": "stop"},
+                            cancelled=True) == "cancelled"
+    assert {n.key: n.status for n in repo.runs.get_run(first.run_id).nodes} == {
         "reply": "cancelled", "after": "cancelled"}
     assert [n.run_id for n in lease(repo)] == [new.run_id]
 
@@ -152,7 +152,7 @@ def test_an_event_key_repeat_does_not_cancel_or_take_a_slot(repo: Store) -> None
     first = submit(repo, workflow=wf, event_key="m1")
     again = submit(repo, workflow=wf, event_key="m1")
     assert again.run_id == first.run_id and not again.created
-    assert repo.get_run(first.run_id).status == "queued"
+    assert repo.runs.get_run(first.run_id).status == "queued"
 
 
 def test_a_submit_overrides_the_workflows_concurrency(repo: Store) -> None:
@@ -163,7 +163,7 @@ def test_a_submit_overrides_the_workflows_concurrency(repo: Store) -> None:
     assert (first.status, second.status) == ("queued", "cancelled")
     # the workflow's own key (queue, limit 1) shares the same slots, across workflows
     third = submit(repo)
-    assert repo.get_run(third.run_id).concurrency_waiting
+    assert repo.runs.get_run(third.run_id).concurrency_waiting
 
 
 def test_the_group_commit_with_mixed_keys(repo: Store) -> None:
@@ -180,7 +180,7 @@ def test_the_group_commit_with_mixed_keys(repo: Store) -> None:
     outcomes = service.submit_many(repo, runs, reqs)
     assert all(isinstance(o, SubmitResult) and o.created for o in outcomes)
     assert [o.status for o in outcomes][-3:] == ["cancelled", "cancelled", "queued"]
-    waiting = [repo.get_run(o.run_id).concurrency_waiting for o in outcomes]
+    waiting = [repo.runs.get_run(o.run_id).concurrency_waiting for o in outcomes]
     assert waiting == [False, False, False, False, True, False, True, False, True, True,
                        False]
     started = {n.run_id for n in lease(repo)}
@@ -202,7 +202,7 @@ def test_validation_names_the_problem(repo: Store) -> None:
     with pytest.raises(InvalidRequest, match="root wait node"):
         submit(repo, workflow={**waits, "concurrency": None}, concurrency=over)
     with pytest.raises(InvalidRequest, match="cannot be delayed"):
-        repo.submit_run(tenant="acme", spec=spec(chat()["nodes"], concurrency=chat()[
+        repo.submissions.submit_run(tenant="acme", spec=spec(chat()["nodes"], concurrency=chat()[
             "concurrency"]), inputs={"conversation_id": "x"}, delay_s=1)
 
 
@@ -213,12 +213,12 @@ def test_the_sweeper_starts_a_run_left_waiting(repo: Store, db_url: str) -> None
     with psycopg.connect(db_url) as other:
         other.execute("SELECT 1 FROM dagq.runs WHERE id = %s FOR NO KEY UPDATE",
                       [second.run_id])
-        assert repo.cancel_run(first.run_id, "acme") == "cancelled"
-        assert repo.start_free_slots() == 0  # still locked: left alone
-    assert repo.get_run(second.run_id).concurrency_waiting
-    assert repo.start_free_slots() == 1
+        assert repo.runs.cancel_run(first.run_id, "acme") == "cancelled"
+        assert repo.maintenance.start_free_slots() == 0  # still locked: left alone
+    assert repo.runs.get_run(second.run_id).concurrency_waiting
+    assert repo.maintenance.start_free_slots() == 1
     assert [n.run_id for n in lease(repo)] == [second.run_id]
-    assert repo.start_free_slots() == 0
+    assert repo.maintenance.start_free_slots() == 0
 
 
 def test_the_api_takes_a_submits_concurrency_and_shows_the_key(db_url: str, sql) -> None:

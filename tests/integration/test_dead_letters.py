@@ -39,8 +39,8 @@ def test_unserved_messages_are_visible_warned_once_and_dead_lettered(
     # A live worker serving queue dl with served_actor (and not ghost).
     worker = PostgresBroker(repo, worker_id="w-dl")
     dramatiq.actor(broker=worker, actor_name="served_actor", queue_name="dl")(lambda: None)
-    repo.register_worker(worker="w-dl", hostname="h", pid=1, queues=["dl"], threads=1,
-                         executors=[], actors=sorted(worker.actors))
+    repo.fleet.register_worker(worker="w-dl", hostname="h", pid=1, queues=["dl"], threads=1,
+                               executors=[], actors=sorted(worker.actors))
     depth = sql.execute("SELECT queued FROM dagq.queue_depth WHERE queue = 'dl'").fetchone()
     assert depth["queued"] == 2  # both visible
 
@@ -67,7 +67,7 @@ def test_unserved_messages_are_visible_warned_once_and_dead_lettered(
     assert sweeper.dead_letters() == {"dead_lettered": 0}  # once
 
     # The worker that served it is gone: its messages too are dead-lettered.
-    repo.stop_worker("w-dl")
+    repo.fleet.stop_worker("w-dl")
     assert sweeper.dead_letters() == {"dead_lettered": 0}  # not for after_s yet
     sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '601 s' "
                 "WHERE id = 'w-dl'")

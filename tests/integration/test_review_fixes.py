@@ -19,7 +19,7 @@ from dagq.errors import Conflict, InvalidRequest
 from dagq.models import SubmitResult
 from dagq.spec.workflow import Concurrency, parse_spec
 from dagq.store import Store
-from dagq.store.submit_many import RunTemplate
+from dagq.store.new_runs import RunTemplate
 from dagq.sweeper.passes import Sweeper
 from dagq.workers.broker import PostgresBroker
 from tests.helpers import drive
@@ -56,7 +56,7 @@ def _keyed_finished_run(repo: Store, on_limit: str) -> Any:
     done = service.submit(repo, tenant="acme", workflow=chat(on_limit),
                           inputs={"conversation_id": "c1"}).run_id
     drive(repo)
-    assert repo.get_run(done).status == "succeeded"
+    assert repo.runs.get_run(done).status == "succeeded"
     live = service.submit(repo, tenant="acme", workflow=chat(on_limit),
                           inputs={"conversation_id": "c1"}).run_id
     return done, live
@@ -68,30 +68,30 @@ def test_a_rerun_of_a_keyed_run_holds_a_slot_of_its_key(repo: Store, sql) -> Non
     done, live = _keyed_finished_run(repo, "queue")
     before = sql.execute("SELECT count(*) AS n FROM dagq.runs").fetchone()["n"]
     with pytest.raises(Conflict, match="concurrency"):
-        repo.rerun_run(done, "acme", from_=["after"])
+        repo.reruns.rerun_run(done, "acme", from_=["after"])
     assert sql.execute("SELECT count(*) AS n FROM dagq.runs").fetchone()["n"] == before
-    repo.cancel_run(live, "acme")
-    rerun = repo.rerun_run(done, "acme", from_=["after"]).run_id
-    view = repo.get_run(rerun)
+    repo.runs.cancel_run(live, "acme")
+    rerun = repo.reruns.rerun_run(done, "acme", from_=["after"]).run_id
+    view = repo.runs.get_run(rerun)
     assert view.concurrency_key == "inputs.conversation_id=c1"
     assert not view.concurrency_waiting
     # the rerun holds the slot: the next submit of the key waits for it
     later = service.submit(repo, tenant="acme", workflow=chat(),
                            inputs={"conversation_id": "c1"}).run_id
-    assert repo.get_run(later).concurrency_waiting
+    assert repo.runs.get_run(later).concurrency_waiting
     drive(repo)  # the rerun ends, then the waiting run gets the slot and runs
-    assert repo.get_run(rerun).status == "succeeded"
-    assert repo.get_run(later).status == "succeeded"
+    assert repo.runs.get_run(rerun).status == "succeeded"
+    assert repo.runs.get_run(later).status == "succeeded"
     # new inputs without the key's value: no limit
-    free = repo.rerun_run(done, "acme", from_=["reply"], inputs={"other": 1}).run_id
-    assert repo.get_run(free).concurrency_key is None
+    free = repo.reruns.rerun_run(done, "acme", from_=["reply"], inputs={"other": 1}).run_id
+    assert repo.runs.get_run(free).concurrency_key is None
 
 
 def test_a_cancel_running_rerun_replaces_the_open_run_of_its_key(repo: Store) -> None:
     done, live = _keyed_finished_run(repo, "cancel_running")
-    rerun = repo.rerun_run(done, "acme", from_=["after"]).run_id
-    assert repo.get_run(live).status == "cancelled"
-    assert repo.get_run(rerun).concurrency_key == "inputs.conversation_id=c1"
+    rerun = repo.reruns.rerun_run(done, "acme", from_=["after"]).run_id
+    assert repo.runs.get_run(live).status == "cancelled"
+    assert repo.runs.get_run(rerun).concurrency_key == "inputs.conversation_id=c1"
 
 
 def test_a_message_whose_worker_arrived_after_the_candidates_read_is_not_dead_lettered(
@@ -102,17 +102,17 @@ def test_a_message_whose_worker_arrived_after_the_candidates_read_is_not_dead_le
     producer = PostgresBroker(repo, worker_id="producer")
     message = send(producer, "late_actor")
     backdate(sql, message, 4000)
-    (candidate,) = repo._dead_letter_candidates(600, None, 10)
+    (candidate,) = repo.messages._dead_letter_candidates(600, None, 10)
     worker = PostgresBroker(repo, worker_id="w-late")
     dramatiq.actor(broker=worker, actor_name="late_actor", queue_name="dl")(lambda: None)
-    repo.register_worker(worker="w-late", hostname="h", pid=1, queues=["dl"], threads=1,
-                         executors=[], actors=sorted(worker.actors))
-    assert repo._dead_letter_one(candidate, 600) == "busy"
+    repo.fleet.register_worker(worker="w-late", hostname="h", pid=1, queues=["dl"], threads=1,
+                               executors=[], actors=sorted(worker.actors))
+    assert repo.messages._dead_letter_one(candidate, 600) == "busy"
     assert node(sql, message)["status"] == "queued"
-    repo.stop_worker("w-late")  # gone again, long ago: now it is dead-lettered
+    repo.fleet.stop_worker("w-late")  # gone again, long ago: now it is dead-lettered
     sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '601 s' "
                 "WHERE id = 'w-late'")
-    assert repo._dead_letter_one(candidate, 600) == "failed"
+    assert repo.messages._dead_letter_one(candidate, 600) == "failed"
 
 
 def test_a_cancel_running_submit_retried_after_its_commit_does_not_cancel_itself(
@@ -124,21 +124,21 @@ def test_a_cancel_running_submit_retried_after_its_commit_does_not_cancel_itself
     run = template.new_run(tenant="acme", version=None, latest=False, fingerprint="f",
                            event_key=None, priority=0, inputs={"conversation_id": "c1"},
                            deadline_s=None)
-    (first,) = repo.submit_runs([run])
+    (first,) = repo.submissions.submit_runs([run])
     assert first.status == "queued"
-    (again,) = repo.submit_runs([run])  # the retry of the same transaction
+    (again,) = repo.submissions.submit_runs([run])  # the retry of the same transaction
     assert (again.run_id, again.status) == (run.id, "queued")  # its own row, found
-    assert repo.get_run(run.id).status == "queued"
+    assert repo.runs.get_run(run.id).status == "queued"
 
 
 def test_a_cancel_running_rerun_retried_after_its_commit_keeps_its_run(repo: Store) -> None:
     done, live = _keyed_finished_run(repo, "cancel_running")
     new_id = uuid.uuid4()
-    first = repo._rerun(new_id, done, "acme", ["after"], None, None)
-    again = repo._rerun(new_id, done, "acme", ["after"], None, None)  # the retry
+    first = repo.reruns._rerun(new_id, done, "acme", ["after"], None, None)
+    again = repo.reruns._rerun(new_id, done, "acme", ["after"], None, None)  # the retry
     assert first.run_id == again.run_id == new_id
-    assert repo.get_run(live).status == "cancelled"
-    assert repo.get_run(new_id).status == "running"
+    assert repo.runs.get_run(live).status == "cancelled"
+    assert repo.runs.get_run(new_id).status == "running"
 
 
 def test_a_retried_run_that_was_cancelled_waiting_is_not_shown_waiting(repo: Store) -> None:
@@ -148,15 +148,15 @@ def test_a_retried_run_that_was_cancelled_waiting_is_not_shown_waiting(repo: Sto
                             inputs={"conversation_id": "c1"}).run_id
     waiting = service.submit(repo, tenant="acme", workflow=chat(),
                              inputs={"conversation_id": "c1"}).run_id
-    assert repo.get_run(waiting).concurrency_waiting
-    repo.cancel_run(waiting, "acme")
-    repo.cancel_run(holder, "acme")
-    assert repo.retry_run(waiting, "acme") == "running"
-    view = repo.get_run(waiting)
+    assert repo.runs.get_run(waiting).concurrency_waiting
+    repo.runs.cancel_run(waiting, "acme")
+    repo.runs.cancel_run(holder, "acme")
+    assert repo.runs.retry_run(waiting, "acme") == "running"
+    view = repo.runs.get_run(waiting)
     assert {n.status for n in view.nodes if n.key == "reply"} == {"queued"}
     assert not view.concurrency_waiting
     drive(repo)
-    assert repo.get_run(waiting).status == "succeeded"
+    assert repo.runs.get_run(waiting).status == "succeeded"
 
 
 def test_a_backlog_is_not_dead_lettered_in_a_workers_restart(repo: Store, sql) -> None:
@@ -166,11 +166,11 @@ def test_a_backlog_is_not_dead_lettered_in_a_workers_restart(repo: Store, sql) -
     producer = PostgresBroker(repo, worker_id="producer")
     message = send(producer, "busy_actor")
     backdate(sql, message, 4000)  # a long backlog: served, but slowly
-    repo.register_worker(worker="w-old", hostname="h", pid=1, queues=["dl"], threads=1,
-                         executors=[], actors=["busy_actor"])
+    repo.fleet.register_worker(worker="w-old", hostname="h", pid=1, queues=["dl"], threads=1,
+                               executors=[], actors=["busy_actor"])
     sweeper = Sweeper(repo, Settings(dead_letter_after_s=600))
     assert sweeper.dead_letters() == {"dead_lettered": 0}
-    repo.stop_worker("w-old")  # a restart: the next worker is not up yet
+    repo.fleet.stop_worker("w-old")  # a restart: the next worker is not up yet
     assert sweeper.dead_letters() == {"dead_lettered": 0}
     assert node(sql, message)["status"] == "queued"
     # nobody has served it for longer than the bound: now it is dead-lettered
@@ -191,10 +191,10 @@ def test_a_rerun_keeps_the_concurrency_key_its_original_was_submitted_with(
     open_one = service.submit(repo, tenant="acme", workflow=chat(),
                               inputs={"conversation_id": "c7"}).run_id
     with pytest.raises(Conflict, match="concurrency"):
-        repo.rerun_run(done, "acme", from_=["b"])
-    repo.cancel_run(open_one, "acme")
-    rerun = repo.rerun_run(done, "acme", from_=["b"]).run_id
-    assert repo.get_run(rerun).concurrency_key == "inputs.conversation_id=c7"
+        repo.reruns.rerun_run(done, "acme", from_=["b"])
+    repo.runs.cancel_run(open_one, "acme")
+    rerun = repo.reruns.rerun_run(done, "acme", from_=["b"]).run_id
+    assert repo.runs.get_run(rerun).concurrency_key == "inputs.conversation_id=c7"
 
 
 def test_a_slot_planned_for_a_run_not_written_goes_to_the_next_waiting_run(
@@ -204,8 +204,8 @@ def test_a_slot_planned_for_a_run_not_written_goes_to_the_next_waiting_run(
     was taken meanwhile) left the group's next run of the key waiting with no run
     holding a slot, until the sweeper's safety net."""
     v1 = parse_spec(chat())
-    repo.register_workflow(v1)
-    repo.register_workflow(parse_spec({**chat(), "fail_fast": False}))  # version 2
+    repo.workflows.register_workflow(v1)
+    repo.workflows.register_workflow(parse_spec({**chat(), "fail_fast": False}))  # version 2
     template = RunTemplate.of(v1)
 
     def new(latest: bool) -> Any:
@@ -214,10 +214,10 @@ def test_a_slot_planned_for_a_run_not_written_goes_to_the_next_waiting_run(
                                 inputs={"conversation_id": "c1"}, deadline_s=None)
 
     stale, pinned = new(True), new(False)
-    outcomes = repo.submit_runs([stale, pinned])
+    outcomes = repo.submissions.submit_runs([stale, pinned])
     assert not isinstance(outcomes[0], SubmitResult)  # stale: not written
     assert outcomes[1].status == "queued"
-    view = repo.get_run(pinned.id)
+    view = repo.runs.get_run(pinned.id)
     assert not view.concurrency_waiting  # it holds the slot at once
     assert {n.status for n in view.nodes if n.key == "reply"} == {"queued"}
 
@@ -253,7 +253,7 @@ def test_cancel_running_takes_its_keys_locks_in_the_order_every_submit_does(
         holder.execute("SELECT dagq.concurrency_lock('acme', %s)",
                        (f"inputs.conversation_id={second}",))
         done: list[Any] = []
-        thread = threading.Thread(target=lambda: done.append(repo.submit_runs(runs)))
+        thread = threading.Thread(target=lambda: done.append(repo.submissions.submit_runs(runs)))
         thread.start()
         waiter = None
         for _ in range(200):

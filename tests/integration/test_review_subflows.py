@@ -23,14 +23,14 @@ def test_a_retried_run_starts_a_new_child_for_its_failed_sub_workflow_node(
     summarize(repo)
     run_id = submit(repo, outer_with_sub())
     drive(repo, {"fetch": fail_fetch})
-    assert repo.get_run(run_id).status == "failed"
-    assert repo.retry_run(run_id, "t") == "running"
+    assert repo.runs.get_run(run_id).status == "failed"
+    assert repo.runs.retry_run(run_id, "t") == "running"
     assert node(repo, run_id, "sub").status == "waiting"
     first, second = children(sql, run_id)
     assert (first["status"], second["status"]) == ("failed", "queued")
     drive(repo, ECHO)
     assert node(repo, run_id, "sub").status == "succeeded"
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
 
 
 def test_a_retried_run_restarts_a_non_root_sub_workflow_node(repo, sql) -> None:
@@ -41,11 +41,11 @@ def test_a_retried_run_restarts_a_non_root_sub_workflow_node(repo, sql) -> None:
               name="outer2")
     run_id = submit(repo, wf)
     drive(repo, {"fetch": fail_fetch})
-    assert repo.get_run(run_id).status == "failed"
-    repo.retry_run(run_id, "t")
+    assert repo.runs.get_run(run_id).status == "failed"
+    repo.runs.retry_run(run_id, "t")
     drive(repo, ECHO)
     assert len(children(sql, run_id)) == 2
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
 
 
 
@@ -61,7 +61,7 @@ def test_a_healed_child_run_ends_its_sub_workflow_node(repo, sql) -> None:
                 "finished_at = now() WHERE run_id = %s", (child["id"],))
     sweeper = Sweeper(repo, Settings(worker_dead_after_s=30, retention_days=7))
     assert sweeper.heal() == {"healed": 1}
-    assert repo.get_run(child["id"]).status == "succeeded"
+    assert repo.runs.get_run(child["id"]).status == "succeeded"
     assert node(repo, run_id, "sub").status == "succeeded"
     drive(repo, ECHO)
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
