@@ -278,7 +278,7 @@ class PostgresBroker(dramatiq.Broker):
 
     def enqueue_many(self, messages: Iterable[Message], *,
                      delay: int | None = None) -> list[Message]:
-        """Send many messages in one statement (dagq.store.submit_many), each idempotent
+        """Send many messages in one statement (dagq.store.submissions), each idempotent
         by its message id as `enqueue` is; with a `delay`, one statement each."""
         _check_delay(delay)
         messages = list(messages)
