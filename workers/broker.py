@@ -100,7 +100,7 @@ class PostgresBroker(dramatiq.Broker):
             repo, url = own_store(url)
         self.repo = repo
         # Sends: one round trip each, their NOTIFY sent by a thread (dagq.store.notifier).
-        self._notifier = BackgroundNotifier(repo.pool, name="dagq-send-notifier")
+        self._notifier = BackgroundNotifier(repo.db.pool, name="dagq-send-notifier")
         self._sender = repo.notifying_in_background(self._notifier)
         self._batching = threading.local()
         self.worker_id = worker_id or new_worker_id()
@@ -248,8 +248,8 @@ class PostgresBroker(dramatiq.Broker):
         if not orphans:
             return
         try:
-            self.repo.requeue_unstarted(worker=self.worker_id,
-                                        leases=[(n.id, n.version) for n in orphans])
+            self.repo.leases.requeue_unstarted(worker=self.worker_id,
+                                               leases=[(n.id, n.version) for n in orphans])
         except DagqError:
             log.warning("could not hand back %d node(s); their leases will expire",
                         len(orphans))
@@ -269,15 +269,16 @@ class PostgresBroker(dramatiq.Broker):
             return message
         spec = self._spec(message)
         self.emit_before("enqueue", message, delay)
-        self._sender.submit_run(tenant=PLAIN_TENANT, spec=spec, event_key=message.message_id,
-                                inputs={"args": list(message.args)},
-                                delay_s=delay / 1000 if delay else None)
+        self._sender.submissions.submit_run(
+            tenant=PLAIN_TENANT, spec=spec, event_key=message.message_id,
+            inputs={"args": list(message.args)},
+            delay_s=delay / 1000 if delay else None)
         self.emit_after("enqueue", message, delay)
         return message
 
     def enqueue_many(self, messages: Iterable[Message], *,
                      delay: int | None = None) -> list[Message]:
-        """Send many messages in one statement (dagq.store.submit_many), each idempotent
+        """Send many messages in one statement (dagq.store.submissions), each idempotent
         by its message id as `enqueue` is; with a `delay`, one statement each."""
         _check_delay(delay)
         messages = list(messages)
@@ -288,7 +289,7 @@ class PostgresBroker(dramatiq.Broker):
             spec = self._spec(message)
             self.emit_before("enqueue", message, delay)
             runs.append(plain_run(spec, message, tenant=PLAIN_TENANT))
-        for outcome in self._sender.submit_runs(runs):
+        for outcome in self._sender.submissions.submit_runs(runs):
             if isinstance(outcome, DagqError):
                 raise outcome
         for message in messages:

@@ -32,20 +32,16 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-import psycopg
-
 from dagq.models import LeasedNode
 from dagq.store import Completion, Handoff, RunsLocked, Store
+from dagq.store.tx import BAD_DATA
+from dagq.store.tx import reason as bad_data_reason
 from dagq.workers.errors import OutputError
 from dagq.workers.outcomes import describe_error
 
 log = logging.getLogger("dagq.completions")
 
 MAX_BATCH = 256
-# Errors a row's data causes (and that recur whenever it is written): Postgres refusing
-# a value (SQLSTATE class 22: a NUL, a lone surrogate, a number out of range), or the
-# driver unable to encode it as JSON (not JSON, circular, nested too deep).
-BAD_DATA = (psycopg.DataError, TypeError, ValueError, RecursionError)
 # True: recorded; False: lease lost (fenced off); None: not recorded (failed).
 Done = Callable[[bool | None], None]
 # What writing a completion came to: its `Done` value, or APART: handed to the patient
@@ -207,8 +203,8 @@ class CompletionBatcher(threading.Thread):
         # free prefetch room at once would lease up to twice what the worker has room
         # for. What the patient one releases is leased by the consumers, as usual.
         handoff = self.target.handoff() if self.target and not self.patient else None
-        recorded, leased = self.repo.complete_and_lease(completions, handoff,
-                                                        wait_for_locks=False)
+        recorded, leased = self.repo.leases.complete_and_lease(completions, handoff,
+                                                               wait_for_locks=False)
         self._take(leased)
         return list(recorded)
 
@@ -223,14 +219,14 @@ class CompletionBatcher(threading.Thread):
     def _fail_unstorable(self, completion: Completion, exc: Exception) -> None:
         """Postgres refused this node's outputs (the worker's checks let them through):
         the attempt fails for good, with OutputError, like any output the checks catch."""
-        reason = _reason(exc)
+        reason = bad_data_reason(exc, detail=True)
         log.warning("node %s: its outputs cannot be stored, failing it: %s",
                     completion.node_id, reason)
         error = describe_error(OutputError(f"the executor's output cannot be stored: {reason}"))
         error.pop("traceback", None)  # ours, not the executor's: it would only mislead
         try:
-            self.repo.fail(completion.node_id, completion.version, error, retryable=False,
-                           wake_queue=completion.wake_queue)
+            self.repo.leases.fail(completion.node_id, completion.version, error, retryable=False,
+                                  wake_queue=completion.wake_queue)
         except Exception as failed:  # noqa: BLE001 - then its lease expires
             log.warning("could not fail node %s: %s", completion.node_id, failed)
 
@@ -246,10 +242,3 @@ def _by_run(batch: list[tuple[Completion, Done]]) -> list[list[tuple[Completion,
 def _run_of(completion: Completion) -> object:
     return completion.run_id or ("node", completion.node_id)
 
-
-def _reason(exc: Exception) -> str:
-    """Postgres' message and detail, without the context (the batch's JSON text)."""
-    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
-        detail = exc.diag.message_detail
-        return exc.diag.message_primary + (f" ({detail})" if detail else "")
-    return f"{type(exc).__name__}: {exc}"

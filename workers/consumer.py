@@ -79,7 +79,7 @@ class PostgresConsumer(Consumer):
         if broker.stopping:  # the stop began while we waited: lease nothing more
             return None
         room = book.room(self.queue, self.prefetch)
-        nodes = broker.repo.lease(
+        nodes = broker.repo.leases.lease(
             worker=broker.worker_id, queue=self.queue, limit=room,
             ttl_s=broker.lease_ttl_s, executors=broker.served, capped=broker.capped_list,
         ) if room > 0 else []
@@ -199,8 +199,8 @@ class PostgresConsumer(Consumer):
         if not leases:
             return
         try:
-            count = self.broker.repo.requeue_unstarted(worker=self.broker.worker_id,
-                                                       leases=leases)
+            count = self.broker.repo.leases.requeue_unstarted(worker=self.broker.worker_id,
+                                                              leases=leases)
             log.info("requeued %d prefetched node(s) on %s", count, self.queue)
         except DagqError:
             log.warning("could not requeue %d node(s); their leases will expire", len(leases))
@@ -230,7 +230,7 @@ class PostgresConsumer(Consumer):
                         retryable: bool) -> None:
         node_id, version = message_key(message)
         lease = self.book.get((node_id, version))
-        outcome = self.broker.repo.fail(
+        outcome = self.broker.repo.leases.fail(
             node_id, version, describe_error(exc, message.timeout_s),
             retryable=retryable and not isinstance(exc, NodeCancelled),
             cancelled=isinstance(exc, NodeCancelled),

@@ -47,8 +47,8 @@ class QueueJoiner:
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         since = self._since.get(queue) or self._start()
         while True:
-            if repo.queue_unfinished(queue) == 0:
-                failure = repo.first_failure_since(queue, since) if fail_fast else None
+            if repo.messages.queue_unfinished(queue) == 0:
+                failure = repo.messages.first_failure_since(queue, since) if fail_fast else None
                 if failure is not None:
                     raise rebuilt_exception(failure)
                 return
@@ -58,14 +58,14 @@ class QueueJoiner:
 
     def flush(self, queue: str) -> None:
         repo = self.broker.repo
-        for run_id in repo.queued_message_runs(queue):
+        for run_id in repo.messages.queued_message_runs(queue):
             with contextlib.suppress(Conflict, NotFound):  # it finished meanwhile
-                repo.cancel_run(run_id, None)
-        self._since[queue] = repo.database_now()
+                repo.runs.cancel_run(run_id, None)
+        self._since[queue] = repo.messages.database_now()
 
     def _start(self) -> dt.datetime:
         """When the broker was made, on the database's clock (finished_at's)."""
-        skew = self.broker.repo.database_now() - dt.datetime.now(dt.UTC)
+        skew = self.broker.repo.messages.database_now() - dt.datetime.now(dt.UTC)
         return self._made_at + skew
 
 

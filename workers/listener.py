@@ -20,7 +20,7 @@ import psycopg
 
 from dagq.runtime.db import connect
 from dagq.runtime.sqlfiles import queries
-from dagq.store.core import CANCELLED_CHANNEL, QUEUED_CHANNEL
+from dagq.store.tx import CANCELLED_CHANNEL, QUEUED_CHANNEL
 
 log = logging.getLogger("dagq.listener")
 

@@ -35,7 +35,7 @@ from dramatiq.message import Message
 from dagq.models import LeasedNode
 from dagq.spec.workflow import MAX_PRIORITY, WorkflowSpec, parse_spec, sha256_json
 from dagq.store import NewRun
-from dagq.store.submit_many import RunTemplate
+from dagq.store.new_runs import RunTemplate
 
 DEFAULT_MAX_RETRIES = 20  # dramatiq.middleware.Retries
 DEFAULT_MIN_BACKOFF_MS = 15_000
@@ -121,7 +121,7 @@ def plain_node(message: Message, actor: Actor | None, *, default_retries: int | 
 
 def plain_run(spec: WorkflowSpec, message: Message, *, tenant: str) -> NewRun:
     """The run `plain_node`'s spec becomes in a batch (`enqueue_many`): the same rows,
-    inputs and idempotency fingerprint as the single send (dagq.store.submit)."""
+    inputs and idempotency fingerprint as the single send (dagq.store.submissions)."""
     inputs = {"args": list(message.args)}
     fingerprint = sha256_json({"workflow": spec.name, "spec": spec.spec_hash(),
                                "inputs": inputs})

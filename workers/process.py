@@ -149,7 +149,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
         broker.declare_queue(name)
 
     def register(store: Store = repo) -> list[str]:
-        return store.register_worker(
+        return store.fleet.register_worker(
             worker=worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=serve,
             threads=threads, heartbeat_s=settings.heartbeat_s,
             executors=[d.info() for d in registered().values()], actors=sorted(broker.actors),
@@ -240,7 +240,7 @@ def _shut_down(worker: Worker, broker: PostgresBroker, book: LeaseBook, supervis
     supervisor.stop()
     listener.stop()
     try:
-        broker.repo.stop_worker(broker.worker_id)
+        broker.repo.fleet.stop_worker(broker.worker_id)
     except DagqError as exc:  # the sweeper marks it dead after missed heartbeats
         log.warning("could not mark worker %s stopped: %s", broker.worker_id, exc)
     broker.close()  # sends its pending notifications (actors' send()s) while the pool lives
@@ -283,7 +283,7 @@ def _hand_back_running(broker: PostgresBroker, book: LeaseBook, *, hurried: bool
     why = "told to stop now" if hurried else "the grace period ended"
     try:
         with broker.streams.paused():  # see StreamWriter.paused
-            count = broker.repo.release_leases(worker=broker.worker_id, leases=keys)
+            count = broker.repo.leases.release_leases(worker=broker.worker_id, leases=keys)
     except DagqError as exc:  # they expire, and are retried, as a crash's would be
         log.warning("%s, but could not hand back %d node(s) (%s); their leases will "
                     "expire", why, len(keys), exc)

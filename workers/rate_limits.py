@@ -38,29 +38,30 @@ class PostgresRateLimiterBackend(RateLimiterBackend):
             store, url = own_store(url, owner="PostgresRateLimiterBackend",
                                    name="dramatiq-rate-limits", size=pool_size,
                                    generic_plans=False)
-        self.url = url or store.pool.conninfo
+        self.url = url or store.db.pool.conninfo
         self.store = store
 
     def add(self, key: str, value: int, ttl: int) -> bool:
-        return self.store.counter_add(key, value, int(ttl))
+        return self.store.messages.counter_add(key, value, int(ttl))
 
     def incr(self, key: str, amount: int, maximum: int, ttl: int) -> bool:
-        return self.store.counter_change(key, amount, int(ttl), maximum=maximum)
+        return self.store.messages.counter_change(key, amount, int(ttl), maximum=maximum)
 
     def decr(self, key: str, amount: int, minimum: int, ttl: int) -> bool:
-        return self.store.counter_change(key, -amount, int(ttl), minimum=minimum)
+        return self.store.messages.counter_change(key, -amount, int(ttl), minimum=minimum)
 
     def incr_and_sum(self, key: str, keys: Callable[[], list[str]], amount: int,
                      maximum: int, ttl: int) -> bool:
-        self.store.counter_add(key, 0, int(ttl))
-        return self.store.counter_incr_and_sum(key, list(keys()), amount, maximum, int(ttl))
+        self.store.messages.counter_add(key, 0, int(ttl))
+        return self.store.messages.counter_incr_and_sum(
+            key, list(keys()), amount, maximum, int(ttl))
 
     def wait(self, key: str, timeout: int) -> bool:
         deadline = time.monotonic() + timeout / 1000
         with connect(self.url, autocommit=True) as conn:
             conn.execute(queries()["listen_counters"])
             while True:
-                if self.store.counter_value(key):
+                if self.store.messages.counter_value(key):
                     return True
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -70,4 +71,4 @@ class PostgresRateLimiterBackend(RateLimiterBackend):
                         break
 
     def wait_notify(self, key: str, ttl: int) -> None:
-        self.store.counter_change(key, 1, int(ttl), notify=True)
+        self.store.messages.counter_change(key, 1, int(ttl), notify=True)

@@ -41,19 +41,19 @@ class PostgresResultBackend(ResultBackend):
 
             store, url = own_store(url, owner="PostgresResultBackend", name="dramatiq-results",
                                    size=pool_size, generic_plans=False)
-        self.url = url or store.pool.conninfo
+        self.url = url or store.db.pool.conninfo
         self.store = store
         self._stores = 0
 
     def _get(self, message_key: str) -> Any:
-        value = self.store.get_result(message_key)
+        value = self.store.messages.get_result(message_key)
         return Missing if value is None else self.encoder.decode(value)
 
     def _store(self, message_key: str, result: Any, ttl: int) -> None:
-        self.store.store_result(message_key, self.encoder.encode(result), int(ttl))
+        self.store.messages.store_result(message_key, self.encoder.encode(result), int(ttl))
         self._stores += 1
         if self._stores % PRUNE_EVERY == 0:
-            self.store.prune_results()
+            self.store.messages.prune_results()
 
     def get_result(self, message: Any, *, block: bool = False,
                    timeout: int | None = None) -> Any:

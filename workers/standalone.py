@@ -83,7 +83,7 @@ class SelfServing:
         self.supervisor.stop()
         self.listener.stop()
         try:
-            self.broker.repo.stop_worker(self.broker.worker_id)
+            self.broker.repo.fleet.stop_worker(self.broker.worker_id)
         except DagqError as exc:  # the sweeper marks it dead after missed heartbeats
             log.warning("could not mark worker %s stopped: %s", self.broker.worker_id, exc)
 
@@ -92,7 +92,7 @@ class SelfServing:
         heartbeats keep the row fresh, so its actors' messages count as served."""
         broker = self.broker
         try:
-            broker.repo.register_worker(
+            broker.repo.fleet.register_worker(
                 worker=broker.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
                 queues=sorted(self.consumed or broker.queues), threads=1,
                 heartbeat_s=get_settings().heartbeat_s,

@@ -166,7 +166,7 @@ class StreamWriter(threading.Thread):
             if not batch:
                 return
             try:
-                result = self.repo.write_stream(batch, self.caps)
+                result = self.repo.streams.write_stream(batch, self.caps)
             except (DagqError, OSError) as exc:  # the database stayed unavailable
                 log.warning("lost %d streamed chunk(s): %s", len(batch), exc)
                 self.dropped += len(batch)

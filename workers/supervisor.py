@@ -71,9 +71,9 @@ class Supervisor(threading.Thread):
         book = self.book
         held = book.keys()
         try:
-            result = self.broker.repo.heartbeat(worker=self.broker.worker_id,
-                                                node_ids=node_ids(held),
-                                                ttl_s=self.broker.lease_ttl_s)
+            result = self.broker.repo.leases.heartbeat(worker=self.broker.worker_id,
+                                                       node_ids=node_ids(held),
+                                                       ttl_s=self.broker.lease_ttl_s)
         except DagqError as exc:
             log.warning("heartbeat failed: %s", exc)
             return
@@ -92,8 +92,8 @@ class Supervisor(threading.Thread):
         worker's queues while no live worker serves them; returns the names warned of."""
         broker = self.broker
         try:
-            rows = broker.repo.unserved_actors(queues=sorted(broker.queues),
-                                               served=list(broker.served))
+            rows = broker.repo.messages.unserved_actors(queues=sorted(broker.queues),
+                                                        served=list(broker.served))
         except DagqError as exc:
             log.debug("could not look for unserved actors: %s", exc)
             return []

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import psycopg
 
 from dagq.runtime.sqlfiles import queries
-from dagq.store.core import EVENTS_CHANNEL
+from dagq.store.tx import EVENTS_CHANNEL
 
 log = logging.getLogger("dagq.api.hub")
 

@@ -87,7 +87,7 @@ class ApiMetrics:
 
     def start(self, repo: Store) -> None:
         """Counters begin at the current end of the event log."""
-        self._watermark = repo.last_event_id()
+        self._watermark = repo.ops.last_event_id()
 
     def render(self, repo: Store) -> bytes:
         """Refresh from Postgres and render (blocking: call in a thread)."""
@@ -97,13 +97,13 @@ class ApiMetrics:
             return generate_latest(self.registry)
 
     def _refresh_gauges(self, repo: Store) -> None:
-        gauges = repo.metric_gauges()
+        gauges = repo.ops.metric_gauges()
         self.runs.labels("queued").set(gauges["runs_queued"])
         self.runs.labels("running").set(gauges["runs_running"])
         self.stale.set(gauges["stale_completions"])
         self.stale_chunks.set(gauges["stale_stream_chunks"])
         self.refused_chunks.set(gauges["refused_stream_chunks"])
-        stats = repo.queue_stats()
+        stats = repo.ops.queue_stats()
         for gauge in (self.queue_depth, self.queue_delayed, self.queue_running,
                       self.queue_age):
             gauge.clear()
@@ -119,12 +119,12 @@ class ApiMetrics:
 
     def _follow_events(self, repo: Store) -> None:
         if self._watermark is None:
-            self._watermark = repo.last_event_id()
+            self._watermark = repo.ops.last_event_id()
             return
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
-            rows = repo.event_tail(after=self._watermark, limit=TAIL_LIMIT,
-                                   settle_s=self.settle_s)
+            rows = repo.ops.event_tail(after=self._watermark, limit=TAIL_LIMIT,
+                                       settle_s=self.settle_s)
             for row in rows:
                 if not row["settled"]:
                     return

@@ -24,7 +24,7 @@ from dagq.errors import DagqError, DatabaseUnavailable
 from dagq.models import SubmitResult
 from dagq.service.submissions import SpecCache, SubmitRequest
 from dagq.store import NewRun, Store
-from dagq.store.core import call_by
+from dagq.store.tx import call_by
 
 log = logging.getLogger("dagq.api")
 
@@ -71,8 +71,8 @@ class SubmitBatcher:
                      deadline: float | None = None) -> list[Outcome]:
         """Each run's result once written (committed) or refused. `deadline`
         (monotonic): when the request's bound ends (default: the store's bound from now)."""
-        if deadline is None and self.repo.call_timeout_s is not None:
-            deadline = time.monotonic() + self.repo.call_timeout_s
+        if deadline is None and self.repo.db.call_timeout_s is not None:
+            deadline = time.monotonic() + self.repo.db.call_timeout_s
         if not self._tasks:  # not started (no lifespan): write them now
             return await run_in_threadpool(call_by, deadline, service.submit_many, self.repo,
                                            runs, requests, self.specs)

@@ -41,7 +41,7 @@ UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 def api_load(b: Any, *, clients: tuple[int, ...], seconds: float,
              in_process_runs_per_s: float | None) -> dict[str, Any]:
     """Each client count against one set of API processes, workers draining."""
-    b.repo.register_workflow(parse_spec(
+    b.repo.workflows.register_workflow(parse_spec(
         {"name": WORKFLOW, "nodes": {"n": {"executor": "builtin.noop"}}}))
     processes = default_api_processes()
     tool = "wrk" if shutil.which("wrk") else "httpx"

@@ -12,7 +12,7 @@ from typing import Any
 
 from dagq.bench import phases as ph
 from dagq.errors import DagqError
-from dagq.store.submit_many import RunTemplate
+from dagq.store.new_runs import RunTemplate
 
 log = logging.getLogger("dagq.bench")
 
@@ -31,7 +31,7 @@ def bulk_submit(b: ph.Bench, workflow: str, runs: int, tenant: str = ph.TENANT) 
                                   fingerprint=fingerprint, event_key=None, priority=0,
                                   inputs={}, deadline_s=None)
                  for _ in range(min(GROUP, runs - start))]
-        for outcome in b.repo.submit_runs(batch):
+        for outcome in b.repo.submissions.submit_runs(batch):
             if isinstance(outcome, DagqError):
                 raise outcome
     return time.perf_counter() - started
@@ -68,7 +68,7 @@ def _beside(b: ph.Bench, runs: int) -> dict[str, Any]:
         next_at = time.monotonic()
         while b.one("open_runs_of", {"tenant": ph.TENANT, "workflow": big})["open"]:
             fleet.check_alive()
-            b.repo.submit_run(tenant=SMALL_TENANT, spec=small_spec, inputs={})
+            b.repo.submissions.submit_run(tenant=SMALL_TENANT, spec=small_spec, inputs={})
             submitted += 1
             next_at += SMALL_EVERY_S
             time.sleep(max(0.0, next_at - time.monotonic()))

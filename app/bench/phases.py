@@ -152,7 +152,7 @@ def submit_many(b: Bench, spec: WorkflowSpec, count: int) -> dict[str, Any]:
 
     def submit(n: int) -> None:
         for _ in range(n):
-            b.repo.submit_run(tenant=TENANT, spec=spec, inputs={})
+            b.repo.submissions.submit_run(tenant=TENANT, spec=spec, inputs={})
 
     started = time.perf_counter()
     with ThreadPoolExecutor(SUBMIT_THREADS, thread_name_prefix="bench-submit") as pool:
@@ -274,7 +274,7 @@ def _latency(b: Bench, fleet: WorkerFleet, spec: WorkflowSpec, samples: int,
     with psycopg.connect(b.url, autocommit=True) as listen:
         listen.execute(b.q["listen_events"])
         for _ in range(samples):
-            run_id = b.repo.submit_run(tenant=TENANT, spec=spec, inputs={}).run_id
+            run_id = b.repo.submissions.submit_run(tenant=TENANT, spec=spec, inputs={}).run_id
             deadline = time.monotonic() + STALL_TIMEOUT_S
             while (b.one("run_status", {"run_id": run_id})["status"]
                    not in TERMINAL_RUN_STATUSES):

@@ -60,7 +60,7 @@ def _many(b: Any, base: str, runs: int, chunks: int) -> dict[str, Any]:
     spec = stream_spec("bench-stream", chunks, 0.05)
     busy_before = _cpu_busy_s()
     started = time.monotonic()
-    run_ids = [b.repo.submit_run(tenant=TENANT, spec=spec, inputs={}).run_id
+    run_ids = [b.repo.submissions.submit_run(tenant=TENANT, spec=spec, inputs={}).run_id
                for _ in range(runs)]
     results = asyncio.run(_follow_all(base, run_ids))
     elapsed = time.monotonic() - started
@@ -115,7 +115,7 @@ def _burst(b: Any, chunks: int) -> dict[str, Any]:
     """One node streams `chunks` back to back: chunks written per second of the node's
     run time (its lease to its completion, database clock)."""
     spec = stream_spec("bench-stream-burst", chunks, 0.0)
-    run_id = b.repo.submit_run(tenant=TENANT, spec=spec, inputs={}).run_id
+    run_id = b.repo.submissions.submit_run(tenant=TENANT, spec=spec, inputs={}).run_id
     deadline = time.monotonic() + 300
     while b.one("run_status", {"run_id": run_id})["status"] in ("queued", "running"):
         if time.monotonic() > deadline:

@@ -84,7 +84,7 @@ def _drain_live(b: ph.Bench, spec: WorkflowSpec, parents: int,
 
 
 def subflows(b: ph.Bench, *, parents: int) -> dict[str, Any]:
-    b.repo.register_workflow(_child_spec())
+    b.repo.workflows.register_workflow(_child_spec())
     mapped = _mapped_spec(b)
     log.info("subflows: %d parents mapping a 3-node sub-workflow over %d items, %d at a "
              "time", parents, ITEMS, MAX_PARALLEL)

@@ -83,7 +83,7 @@ class LocalBackend:
                               inputs=inputs, event_key=event_key, priority=priority)
 
     def runs(self, status: str | None, workflow: str | None, limit: int) -> list[RunView]:
-        return self.repo.list_runs(tenant=None, status=status, workflow=workflow, limit=limit)
+        return self.repo.runs.list_runs(tenant=None, status=status, workflow=workflow, limit=limit)
 
     def run(self, run_id: uuid.UUID) -> RunView:
         return service.get_run(self.repo, run_id)
@@ -104,10 +104,10 @@ class LocalBackend:
         from dagq.store.streams import FeedCursor
 
         cursor = FeedCursor()
-        self.repo.get_run(run_id, with_nodes=False)  # NotFound first
+        self.repo.runs.get_run(run_id, with_nodes=False)  # NotFound first
         ended = False  # the latest run-level event is terminal (a retry's run_queued reopens)
         while True:
-            feed = self.repo.run_feed(run_id, cursor, limit=FEED_PAGE)
+            feed = self.repo.streams.run_feed(run_id, cursor, limit=FEED_PAGE)
             for item in feed.items:
                 row = item.row
                 if item.kind == "chunk":
@@ -125,7 +125,7 @@ class LocalBackend:
     def progress(self, run_id: uuid.UUID) -> Iterator[Snapshot]:
         """Polls the run; every WARN_EVERY_S while it is open, which of its executors and
         queues no live worker serves."""
-        run = self.repo.get_run(run_id)
+        run = self.repo.runs.get_run(run_id)
         next_check = 0.0
         while True:
             unserved = None
@@ -136,7 +136,7 @@ class LocalBackend:
             if run.status not in OPEN_RUN_STATUSES:
                 return
             time.sleep(PROGRESS_POLL_S)
-            run = self.repo.get_run(run_id)
+            run = self.repo.runs.get_run(run_id)
 
 
 class RemoteBackend:

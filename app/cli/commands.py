@@ -111,7 +111,7 @@ def schedules(args: argparse.Namespace, settings: Settings) -> int:
                 timezone=args.timezone)
             print(created.schedule_id)
         elif args.schedules_command == "list":
-            schedules_table(repo.list_schedules(None))
+            schedules_table(repo.schedules.list_schedules(None))
         else:
             service.delete_schedule(repo, parse_uuid(args.schedule_id, "schedule"), None)
             print(f"deleted schedule {args.schedule_id}")
@@ -132,7 +132,7 @@ def tenants(args: argparse.Namespace, settings: Settings) -> int:
                   f"{_limit(record.max_running_nodes)}, submit rate "
                   f"{_limit(record.submit_rate, '/s')}")
             return 0
-        listed = repo.list_tenants()
+        listed = repo.tenants.list_tenants()
     if args.json:
         print(json.dumps([t.model_dump(mode="json") for t in listed], indent=2))
     else:

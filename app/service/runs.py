@@ -31,24 +31,24 @@ def run_warnings(repo: Store, run: RunView) -> list[RunWarning]:
     serves (the module was removed, the workers are down), so it never waits silently."""
     if run.status not in OPEN_RUN_STATUSES:
         return []
-    return [RunWarning.unserved(row) for row in repo.unserved_nodes(run.run_id)]
+    return [RunWarning.unserved(row) for row in repo.fleet.unserved_nodes(run.run_id)]
 
 
 def get_run(repo: Store, run_id: uuid.UUID, tenant: str | None = None) -> RunView:
     """A run with its nodes and warnings (GET /v1/runs/{id}, `dagq run show`)."""
-    run = repo.get_run(run_id, tenant)
+    run = repo.runs.get_run(run_id, tenant)
     return run.model_copy(update={"warnings": run_warnings(repo, run)})
 
 
 def cancel_run(repo: Store, run_id: uuid.UUID, tenant: str | None) -> str:
     """Cancel an open run (POST /v1/runs/{id}/cancel); its new status."""
-    return repo.cancel_run(run_id, tenant)
+    return repo.runs.cancel_run(run_id, tenant)
 
 
 def retry_run(repo: Store, run_id: uuid.UUID, tenant: str | None) -> str:
     """Requeue a failed, partially succeeded or cancelled run's unfinished nodes
     (POST /v1/runs/{id}/retry); its new status."""
-    return repo.retry_run(run_id, tenant)
+    return repo.runs.retry_run(run_id, tenant)
 
 
 def check_rerun(from_: Any, outputs: Any, inputs: Any = None) -> None:
@@ -69,7 +69,7 @@ def rerun_run(repo: Store, run_id: uuid.UUID, tenant: str | None, *, from_: Any,
     """A new run of a finished run from some of its nodes (POST /v1/runs/{id}/rerun,
     `dagq run rerun`)."""
     check_rerun(from_, outputs, inputs)
-    return repo.rerun_run(run_id, tenant, from_=from_, outputs=outputs, inputs=inputs)
+    return repo.reruns.rerun_run(run_id, tenant, from_=from_, outputs=outputs, inputs=inputs)
 
 
 def check_signal(name: str, data: Any = None, signal_id: str | None = None) -> None:
@@ -90,6 +90,6 @@ def send_signal(
     """A signal to a run's wait node (POST /v1/runs/{id}/signals/{name}, `dagq signal`).
     `max_buffered`: the run's bound on signals no node took (default: the setting)."""
     check_signal(name, data, signal_id)
-    return repo.send_signal(run_id, name, tenant=tenant, data=data, signal_id=signal_id,
-                            max_buffered=max_buffered
-                            or get_settings().max_buffered_signals_per_run)
+    return repo.signals.send_signal(run_id, name, tenant=tenant, data=data, signal_id=signal_id,
+                                    max_buffered=max_buffered
+                                    or get_settings().max_buffered_signals_per_run)

@@ -25,20 +25,21 @@ def create_schedule(
     cron_trigger(cron, timezone)
     spec, _ = resolve_workflow(repo, workflow, version)
     with_executor_defaults(spec, repo)  # rejects unknown executors now, not later
-    return repo.insert_schedule(tenant=tenant, workflow=workflow, version=version, cron=cron,
-                                timezone=timezone, inputs={} if inputs is None else inputs)
+    return repo.schedules.insert_schedule(
+        tenant=tenant, workflow=workflow, version=version, cron=cron,
+        timezone=timezone, inputs={} if inputs is None else inputs)
 
 
 def delete_schedule(repo: Store, schedule_id: uuid.UUID, tenant: str | None) -> None:
     """NotFound for an unknown schedule (or another tenant's)."""
-    repo.delete_schedule(schedule_id, tenant)
+    repo.schedules.delete_schedule(schedule_id, tenant)
 
 
 def fire_due(repo: Store, now: datetime | None = None) -> dict[str, int]:
     """Submit the due firing of every schedule; safe to run from several sweepers."""
     now = now or datetime.now(UTC)
     fired = errors = 0
-    for schedule in repo.list_schedules(None):
+    for schedule in repo.schedules.list_schedules(None):
         fire_at = due_fire_time(schedule, now)
         if fire_at is None:
             continue
@@ -52,8 +53,8 @@ def fire_due(repo: Store, now: datetime | None = None) -> dict[str, int]:
             errors += 1
             log.warning("schedule %s could not fire for %s: %s", schedule.schedule_id,
                         fire_at.isoformat(), exc.message)
-            repo.record_firing(schedule.schedule_id, fire_at, None, exc.message)
+            repo.schedules.record_firing(schedule.schedule_id, fire_at, None, exc.message)
             continue
         fired += result.created
-        repo.record_firing(schedule.schedule_id, fire_at, result.run_id, None)
+        repo.schedules.record_firing(schedule.schedule_id, fire_at, result.run_id, None)
     return {"fired": fired, "errors": errors}

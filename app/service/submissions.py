@@ -23,7 +23,7 @@ from dagq.spec.workflow import (
     sha256_json,
 )
 from dagq.store import NewRun, Stale, Store
-from dagq.store.submit_many import RunTemplate
+from dagq.store.new_runs import RunTemplate
 
 SPEC_CACHE_TTL_S = 2.0  # as old as the known-executors list a submission may use
 SPEC_CACHE_SIZE = 1024
@@ -87,7 +87,7 @@ class SpecCache:
         with self._lock:
             read_at, names = self._limited
         if names is None or now - read_at >= self.ttl_s:
-            names = repo.limited_tenants()
+            names = repo.tenants.limited_tenants()
             with self._lock:
                 self._limited = (now, names)
         return names
@@ -177,8 +177,8 @@ def submit_many(repo: Store, runs: list[NewRun], requests: list[SubmitRequest],
     """Write the runs (one statement for all; tenants with quotas are admitted first, in
     the same transaction, and a refused run gets its 429 and writes nothing). A run whose
     "latest" version went stale is resolved again from the database and written again."""
-    limited = cache.limited_tenants(repo) if cache is not None else repo.limited_tenants()
-    outcomes = repo.submit_runs(runs, limited)
+    limited = cache.limited_tenants(repo) if cache is not None else repo.tenants.limited_tenants()
+    outcomes = repo.submissions.submit_runs(runs, limited)
     for _ in range(STALE_RETRIES):
         stale = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, Stale)]
         if not stale:
@@ -192,7 +192,7 @@ def submit_many(repo: Store, runs: list[NewRun], requests: list[SubmitRequest],
                 again.append((i, prepare(repo, requests[i], cache)))
             except DagqError as exc:
                 outcomes[i] = exc
-        retried = repo.submit_runs([run for _, run in again], limited)
+        retried = repo.submissions.submit_runs([run for _, run in again], limited)
         for (i, _), outcome in zip(again, retried, strict=True):
             outcomes[i] = outcome
     return outcomes

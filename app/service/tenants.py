@@ -30,7 +30,7 @@ def create_api_key(repo: Store, tenant: str, *, admin: bool = False) -> str:
     if not tenant or len(tenant) > 200:
         raise InvalidRequest("a tenant name needs 1 to 200 characters")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    repo.insert_api_key(tenant=tenant, key_hash=hash_key(key), admin=admin)
+    repo.tenants.insert_api_key(tenant=tenant, key_hash=hash_key(key), admin=admin)
     return key
 
 
@@ -38,7 +38,7 @@ def authenticate(repo: Store, key: str) -> ApiKey | None:
     if not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
     digest = hash_key(key)
-    found = repo.api_key_by_hash(digest)
+    found = repo.tenants.api_key_by_hash(digest)
     # Found by an index lookup on the hash; confirm the stored hash in constant time.
     if found is None or not hmac.compare_digest(found.key_hash, digest):
         return None
@@ -72,5 +72,5 @@ def set_tenant(repo: Store, name: str, *, weight: float = 1.0,
     if submit_rate is not None and not MIN_SETTING <= submit_rate <= MAX_RATE:
         raise InvalidRequest(f"submit_rate must be between {MIN_SETTING} and {MAX_RATE:,.0f} "
                              "runs/s")
-    return repo.put_tenant(name, weight=weight, max_queued_runs=max_queued_runs,
-                           max_running_nodes=max_running_nodes, submit_rate=submit_rate)
+    return repo.tenants.put_tenant(name, weight=weight, max_queued_runs=max_queued_runs,
+                                   max_running_nodes=max_running_nodes, submit_rate=submit_rate)

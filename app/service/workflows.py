@@ -30,7 +30,7 @@ class Workflows(Protocol):
 
 def _record(repo: Workflows, key: str, name: str, version: int | None) -> WorkflowRecord:
     try:
-        return repo.get_workflow(name, version)
+        return repo.workflows.get_workflow(name, version)
     except NotFound:
         suffix = f" version {version}" if version is not None else ""
         raise InvalidWorkflow(f"node {key!r} runs unknown workflow {name!r}{suffix}",
@@ -84,10 +84,10 @@ def allow_test_executors() -> bool:
 
 def register_workflow(repo: Store, raw: Any) -> tuple[WorkflowRecord, bool]:
     spec = parse_spec(raw)
-    check_executors(spec, repo.known_executors(), test_executors=allow_test_executors())
+    check_executors(spec, repo.fleet.known_executors(), test_executors=allow_test_executors())
     check_queues(spec, repo)
     check_no_recursion(spec, repo)
-    return repo.register_workflow(spec)
+    return repo.workflows.register_workflow(spec)
 
 
 def check_queues(spec: WorkflowSpec, repo: Store) -> None:
@@ -95,9 +95,9 @@ def check_queues(spec: WorkflowSpec, repo: Store) -> None:
     lease it, and the queue names reaching Prometheus labels stay the declared ones."""
     named = {key: node.queue or spec.defaults.queue for key, node in spec.nodes.items()
              if node.wait is None and node.workflow is None}  # in no queue
-    known = repo.known_queues(max_age_s=EXECUTORS_MAX_AGE_S)
+    known = repo.fleet.known_queues(max_age_s=EXECUTORS_MAX_AGE_S)
     if not set(named.values()) <= known | {DEFAULT_QUEUE}:
-        known = repo.known_queues()  # a worker may have just declared it
+        known = repo.fleet.known_queues()  # a worker may have just declared it
     for key, queue in named.items():
         if queue not in known and queue != DEFAULT_QUEUE:
             origin = "" if spec.nodes[key].queue else " (from defaults.queue)"
@@ -113,7 +113,7 @@ def resolve_workflow(
 ) -> tuple[WorkflowSpec, int | None]:
     """A registered workflow by name (and version), or an inline spec."""
     if isinstance(workflow, str):
-        record = repo.get_workflow(workflow, version)
+        record = repo.workflows.get_workflow(workflow, version)
         return parse_spec(record.spec), record.version
     if isinstance(workflow, dict):
         if version is not None:
@@ -126,11 +126,11 @@ def with_executor_defaults(spec: WorkflowSpec, repo: Store) -> WorkflowSpec:
     """Fill each node's queue, max_attempts and timeout from its executor's declared
     defaults, unless the node or the workflow's `defaults` set them explicitly. Unknown
     executors and queues are rejected (422) here: every submit and schedule passes here."""
-    known = repo.known_executors(max_age_s=EXECUTORS_MAX_AGE_S)
+    known = repo.fleet.known_executors(max_age_s=EXECUTORS_MAX_AGE_S)
     tests_on = allow_test_executors()
     if not spec.executors() <= BUILTIN_EXECUTORS | set(known) | (
             TEST_EXECUTORS if tests_on else frozenset()):
-        known = repo.known_executors()  # a worker may have just registered it
+        known = repo.fleet.known_executors()  # a worker may have just registered it
     check_executors(spec, known, test_executors=tests_on)
     filled = fill_executor_defaults(pin_subworkflows(spec, repo), known)
     check_queues(filled, repo)

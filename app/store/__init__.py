@@ -1,30 +1,22 @@
-"""The store: the one place dagq's SQL runs (named queries from sql/queries/), split by
-concern. Each concern is a class in a module of its own over one transaction core;
-`Store` combines them (one pool, one object for callers):
+"""The store: the one place dagq's SQL runs (named queries from sql/queries/). `Store` is
+one handle over one `Database` (one pool), with one repository per concern:
 
-- `core`: the pool, transactions, transient retries, notify-after-commit, channel names
-- `work`: one transaction's unit of work (events, wake-ups, released nodes, the
-  per-run counts accounted once at its end)
-- `accounting`: an error as event data (the rule that ends a run is SQL's
-  dagq.final_run_status)
-- `propagation`: a node's end moving through its run (release, skip, map expansion)
-- `transitions`: failed attempts (retry, fail, stop) and run accounting
-- `submit`: workflows and submitting runs
-- `submit_many`: many validated runs in one statement (the API's group commit)
-- `leases`: a worker's statements (lease, heartbeat, complete + hand-off, fail, requeue)
-- `runs`: reading, cancelling and retrying runs
-- `reruns`: a new run from a terminal one, copying what is not downstream of `from`
-- `signals`: signals to wait nodes (stored, then delivered or buffered); `waits`: when
-  a wait ends and with what (wait nodes start and end in `propagation`)
-- `streams`: streamed node output (appended fenced and batched; the run's feed)
-- `maintenance`: the sweeper's passes (reclaim, dead workers, heal, deadlines, waits,
-  prune)
-- `tenants`: tenants' weights and quotas, admission against them
-- `directory`: workers, executors, queues, API keys, schedules
-- `ops`: queue statistics, readiness, metrics, the event tail
-- `messages`: plain Dramatiq messages (a queue's join and flush) and Dramatiq results
-- `dead_letters`: plain messages no live worker serves (the worker's warning, the
-  sweeper's dead-lettering)
+- `tx`: `Database` (the pool, transactions), transient retries, notify-after-commit,
+  channel names; `notifier`: notifications sent by a thread of their own
+- `machine/`: the run/node state machine inside a caller's transaction (`unit`: one
+  transaction's unit of work; `release`: a node's end moving through its run;
+  `children`: sub-workflow child runs; `failures`: failed attempts; `accounting`: runs
+  accounted and finished; `waits`: when a wait ends and with what)
+- `new_runs`: the rows a new run becomes and its first events (`NewRun`, `RunTemplate`)
+- `concurrency`: concurrency keys' slots, decided inside a submit's transaction
+- `lock_waits`: what a worker does when a run's row stays locked
+- the repositories, one per attribute of `Store`: `workflows`, `submissions` (one run, or
+  many in one statement: the API's group commit), `runs` (reads, cancel, retry),
+  `reruns`, `signals`, `leases` (a worker's statements: lease, heartbeat, complete +
+  hand-off, fail, requeue), `streams`, `maintenance` (the sweeper's passes), `fleet`
+  (workers, executors, queues), `schedules`, `tenants` (and API keys), `ops` (queue
+  statistics, readiness, metrics, the event tail), `messages` (plain Dramatiq messages,
+  results, counters, dead letters)
 
 Every public method is one short transaction unless its docstring says otherwise. Node
 rows are always locked before the run row (`lock_run`), and every transaction that
@@ -33,29 +25,97 @@ order (SSE resume relies on it). A decision that depends on the run's status (re
 lease, requeue) reads it under that lock. The sweeper's statements never wait for a row
 another transaction holds (SKIP LOCKED, NOWAIT): a client frozen inside a transaction
 must not stall maintenance. Transient database errors (lock and statement timeouts
-included) are retried, at the outermost call only; a fenced no-op is a normal result.
-The listeners (dagq.api.hub, dagq.workers.listener) hold their own LISTEN connections.
+included) are retried, at the outermost call only (a repository's public method; the
+machine never retries); a fenced no-op is a normal result. The listeners
+(dagq.api.hub, dagq.workers.listener) hold their own LISTEN connections.
 """
 
 from __future__ import annotations
 
-from dagq.store.dead_letters import DeadLetterStore
-from dagq.store.directory import DirectoryStore
-from dagq.store.leases import Completion, Handoff, LeaseStore, RunsLocked
-from dagq.store.maintenance import MaintenanceStore
-from dagq.store.messages import MessageStore
-from dagq.store.ops import OpsStore
-from dagq.store.reruns import RerunStore
-from dagq.store.signals import SignalStore
-from dagq.store.streams import StreamStore
-from dagq.store.submit import SubmitStore
-from dagq.store.submit_many import NewRun, Stale, SubmitManyStore
-from dagq.store.tenants import TenantStore
+from dataclasses import dataclass, field
 
-__all__ = ["Completion", "Handoff", "NewRun", "RunsLocked", "Stale", "Store"]
+from psycopg_pool import ConnectionPool
+
+from dagq.runtime.sqlfiles import queries
+from dagq.store.fleet import FleetCache, FleetRepo
+from dagq.store.leases import Completion, Handoff, LeaseRepo, TenantCaps
+from dagq.store.lock_waits import LockDodge, RunsLocked
+from dagq.store.machine import Machine
+from dagq.store.maintenance import MaintenanceRepo
+from dagq.store.messages import MessageRepo
+from dagq.store.new_runs import NewRun, Stale
+from dagq.store.notifier import BackgroundNotifier
+from dagq.store.ops import OpsRepo
+from dagq.store.reruns import RerunRepo
+from dagq.store.runs import RunRepo
+from dagq.store.schedules import ScheduleRepo
+from dagq.store.signals import SignalRepo
+from dagq.store.streams import StreamRepo
+from dagq.store.submissions import SubmissionRepo
+from dagq.store.tenants import TenantRepo
+from dagq.store.tx import TRANSIENT_RETRY_S, Database, transient
+from dagq.store.workflows import WorkflowRepo
+
+__all__ = ["Caches", "Completion", "Handoff", "NewRun", "RunsLocked", "Stale", "Store"]
 
 
-class Store(SubmitStore, SubmitManyStore, LeaseStore, SignalStore, RerunStore, StreamStore,
-            MaintenanceStore, DirectoryStore, OpsStore, TenantStore, MessageStore,
-            DeadLetterStore):
-    """Every concern of the store over one pool (see the module docstring)."""
+@dataclass
+class Caches:
+    """What a process's Store remembers between calls. A Store derived from another
+    (`bounded`, `notifying_in_background`) holds the same objects, so what one learns
+    or forgets (a tenant's change forgets the tenants' caps) every one of them sees."""
+
+    tenant_caps: TenantCaps = field(default_factory=TenantCaps)
+    lock_dodge: LockDodge = field(default_factory=LockDodge)
+    fleet: FleetCache = field(default_factory=FleetCache)
+
+
+class Store:
+    """One pool; one repository per concern (see the module docstring)."""
+
+    def __init__(
+        self, pool: ConnectionPool | None = None, *, retry_s: float = TRANSIENT_RETRY_S,
+        call_timeout_s: float | None = None, db: Database | None = None,
+        caches: Caches | None = None,
+    ) -> None:
+        """A Store over `pool` (see Database for `retry_s` and `call_timeout_s`), or
+        over `db` with `caches` (a derived Store: `bounded`, `notifying_in_background`)."""
+        if db is None:
+            if pool is None:
+                raise TypeError("Store needs a pool (or a Database)")
+            db = Database(pool, retry_s=retry_s, call_timeout_s=call_timeout_s)
+        self.db = db
+        self.caches = caches = caches or Caches()
+        self.machine = m = Machine()
+        self.workflows = WorkflowRepo(db)
+        self.submissions = SubmissionRepo(db, m)
+        self.runs = RunRepo(db, m)
+        self.reruns = RerunRepo(db, m)
+        self.signals = SignalRepo(db, m)
+        self.leases = LeaseRepo(db, m, tenant_caps=caches.tenant_caps,
+                                lock_dodge=caches.lock_dodge)
+        self.streams = StreamRepo(db)
+        self.maintenance = MaintenanceRepo(db, m)
+        self.fleet = FleetRepo(db, caches.fleet)
+        self.schedules = ScheduleRepo(db)
+        self.tenants = TenantRepo(db, on_change=caches.tenant_caps.forget)
+        self.ops = OpsRepo(db)
+        self.messages = MessageRepo(db, m)
+
+    def bounded(self, seconds: float) -> Store:
+        """This store (same pool, same caches), for calls that must give up after about
+        `seconds` (see Database.bounded)."""
+        return Store(db=self.db.bounded(seconds), caches=self.caches)
+
+    def notifying_in_background(self, notifier: BackgroundNotifier) -> Store:
+        """This store (same pool, same caches) handing its notifications to `notifier`
+        once committed (see Database.notifying_in_background)."""
+        return Store(db=self.db.notifying_in_background(notifier), caches=self.caches)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @transient
+    def ping(self) -> bool:
+        with self.db.tx() as cur:
+            return cur.execute(queries()["ping"]).fetchone() is not None

@@ -31,10 +31,10 @@ import psycopg
 from dagq.errors import Conflict, InvalidRequest
 from dagq.runtime.sqlfiles import queries
 from dagq.spec.workflow import MAX_CONCURRENCY_KEY_BYTES, Concurrency
-from dagq.store.runs import Finished, cancel_open_run
+from dagq.store.machine.accounting import Finished, cancel_open_run
 
 if TYPE_CHECKING:
-    from dagq.store.submit_many import NewRun
+    from dagq.store.new_runs import NewRun
 
 ADMIT, WAIT, CANCEL = "admit", "wait", "cancel"
 Key = tuple[str, str]  # (tenant, concurrency key)
@@ -91,7 +91,8 @@ class Slots:
     def take(cls, cur: psycopg.Cursor[Any], runs: list[NewRun],
              skip: list[Any], finished: Finished) -> Slots:
         """Decide the keyed runs not refused already (`skip[i]` not None); returns the
-        runs as they are to be written. `finished`: the store's _cancelled_run_finished."""
+        runs as they are to be written. `finished`: the machine's
+        `accounting.cancelled_run_finished`."""
         keyed = [i for i, run in enumerate(runs)
                  if run.concurrency_key is not None and skip[i] is None]
         fresh = _fresh(cur, runs, keyed)

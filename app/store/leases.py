@@ -16,17 +16,17 @@ from dagq.models import (
     LeasedNode,
 )
 from dagq.runtime.sqlfiles import queries
-from dagq.store.core import (
+from dagq.store.lock_waits import LockDodge, RunsLocked
+from dagq.store.machine import Machine
+from dagq.store.machine.unit import UnitOfWork
+from dagq.store.tx import (
     QUEUED_CHANNEL,
     STALE_COMPLETIONS,
-    StoreCore,
+    Database,
     notify_after_commit,
     notify_event_streams,
     transient,
 )
-from dagq.store.lock_waits import LockDodge, RunsLocked
-from dagq.store.transitions import Transitions
-from dagq.store.work import UnitOfWork
 
 log = logging.getLogger("dagq.store")
 
@@ -83,22 +83,23 @@ def _allowance(cap: dict[str, Any], running: int) -> tuple[int, float | None]:
     return max(0, allowance), tokens
 
 
-
 class TenantCaps:
     """Whether any tenant has max_running_nodes, read at most every `ttl_s` seconds: only
     then does a lease lock the capped tenants' rows first (an extra statement). A tenant
     capped meanwhile is not leased until the next read (lease_nodes skips a capped
-    tenant whose row the lease does not hold), so a cap is never overshot."""
+    tenant whose row the lease does not hold), so a cap is never overshot. One per
+    process's Store, shared by the Stores derived from it; a tenant's change through
+    any of them forgets it (TenantRepo's `on_change`)."""
 
     def __init__(self, ttl_s: float = 2.0) -> None:
         self.ttl_s = ttl_s
         self._until = 0.0
         self._any = False
 
-    def any(self, store: StoreCore) -> bool:
+    def any(self, db: Database) -> bool:
         now = time.monotonic()
         if now >= self._until:
-            with store._tx(one_statement=True) as cur:
+            with db.tx(one_statement=True) as cur:
                 row = cur.execute(queries()["any_capped_tenant"]).fetchone()
             self._any, self._until = bool(row and row["capped"]), now + self.ttl_s
         return self._any
@@ -107,22 +108,15 @@ class TenantCaps:
         self._until = 0.0
 
 
-class LeaseStore(Transitions):
+class LeaseRepo:
     """Every statement a worker runs on its leases."""
 
-    @property
-    def _tenant_caps(self) -> TenantCaps:
-        caps = self.__dict__.get("_caps_cache")
-        if caps is None:
-            caps = self.__dict__["_caps_cache"] = TenantCaps()
-        return caps
-
-    @property
-    def _lock_dodge(self) -> LockDodge:
-        dodge = self.__dict__.get("_dodge_cache")
-        if dodge is None:
-            dodge = self.__dict__["_dodge_cache"] = LockDodge()
-        return dodge
+    def __init__(self, db: Database, machine: Machine, *, tenant_caps: TenantCaps,
+                 lock_dodge: LockDodge) -> None:
+        """`tenant_caps`, `lock_dodge`: the process's, shared with derived Stores."""
+        self.db, self.m = db, machine
+        self.tenant_caps = tenant_caps
+        self.lock_dodge = lock_dodge
 
     @transient
     def lease(
@@ -143,7 +137,7 @@ class LeaseStore(Transitions):
         """
         params: dict[str, Any] = {"worker": worker, "queue": queue, "ttl_s": ttl_s,
                                   "capped": None}
-        dodge = self._lock_dodge
+        dodge = self.lock_dodge
         if not dodge.active():
             try:
                 return self._lease(params, limit, executors, capped, around=False)
@@ -160,8 +154,8 @@ class LeaseStore(Transitions):
         lease_sql = q["lease_around_locked_runs"] if around else q["lease_nodes"]
         # Capped tenants: lease_nodes leases them only under their rows' lock; the
         # fallback query leaves them alone.
-        tenant_caps = not around and self._tenant_caps.any(self)
-        with self._tx(one_statement=not capped and not tenant_caps) as cur:
+        tenant_caps = not around and self.tenant_caps.any(self.db)
+        with self.db.tx(one_statement=not capped and not tenant_caps) as cur:
             if tenant_caps:  # their rows stay locked until commit (race-safe caps)
                 params["capped"] = [r["name"] for r in cur.execute(
                     q["lock_capped_tenants"], {"queue": params["queue"]}).fetchall()]
@@ -226,7 +220,7 @@ class LeaseStore(Transitions):
         nor lost: the next heartbeat extends it (the TTL spans several heartbeats).
         """
         q = queries()
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             cur.execute(q["worker_heartbeat"], {"id": worker})
             rows = cur.execute(
                 q["heartbeat_leases"], {"worker": worker, "ids": node_ids, "ttl_s": ttl_s}
@@ -257,7 +251,7 @@ class LeaseStore(Transitions):
     ) -> tuple[list[bool], list[LeasedNode]]:
         adopted = self._adopt(earlier.rows, handoff) if earlier.rows and handoff else []
         try:
-            with self._tx() as cur:
+            with self.db.tx() as cur:
                 done, offered = self._complete_in(cur, items, handoff)
                 earlier.rows = offered  # before COMMIT: if its answer is lost, the retry adopts
         except psycopg.errors.LockNotAvailable as exc:
@@ -288,12 +282,12 @@ class LeaseStore(Transitions):
             work.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
             if row["parent_id"] is not None:
                 work.touch(row["run_id"])
-                self._finish_map_item(cur, work, row)
+                self.m.release.finish_map_item(cur, work, row)
             else:
                 work.ended(row["run_id"], "succeeded")
                 released.extend((row["run_id"], key) for key in row["dependents"])
-        self._release(cur, work, released, skipped=False)
-        self._account_runs(cur, work)
+        self.m.release.release(cur, work, released, skipped=False)
+        self.m.accounting.account_runs(cur, work)
         work.write_events(cur)  # before the hand-off's node_started events
         offered = self._hand_off(cur, work, handoff) if handoff else []
         work.notify()
@@ -302,7 +296,7 @@ class LeaseStore(Transitions):
     def _adopt(self, offered: list[dict[str, Any]], handoff: Handoff) -> list[dict[str, Any]]:
         """The hand-off rows of an earlier attempt that did commit (its COMMIT's answer
         was lost): still this worker's leases, so run them rather than let them expire."""
-        with self._tx(one_statement=True) as cur:
+        with self.db.tx(one_statement=True) as cur:
             held = {row["id"] for row in cur.execute(queries()["held_leases"], {
                 "ids": [r["id"] for r in offered], "versions": [r["version"] for r in offered],
                 "worker": handoff.worker}).fetchall()}
@@ -335,9 +329,10 @@ class LeaseStore(Transitions):
         """A failed (or cancelled) attempt. Returns 'retry', 'failed', 'cancelled' or
         'stale' (the fence did not match: nothing changed). `delay_s`: the retry's delay
         when the caller chose it (a plain Dramatiq actor's backoff), else the node's."""
-        with self._tx() as cur:
-            outcome = self._fail_attempt(cur, node_id, version, error, retryable=retryable,
-                                         cancelled=cancelled, delay_s=delay_s)
+        with self.db.tx() as cur:
+            outcome = self.m.failures.fail_attempt(
+                cur, node_id, version, error, retryable=retryable, cancelled=cancelled,
+                delay_s=delay_s)
             if wake_queue and outcome != "stale":
                 notify_after_commit(QUEUED_CHANNEL, wake_queue)
             return outcome
@@ -358,7 +353,7 @@ class LeaseStore(Transitions):
                    started: bool) -> int:
         if not leases:
             return 0
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             rows = cur.execute(queries()["release_leases"], {  # also locks the runs
                 "worker": worker, "ids": [i for i, _ in leases],
                 "versions": [v for _, v in leases],
@@ -377,6 +372,6 @@ class LeaseStore(Transitions):
                                {"reason": "run finished"})
                 if r["status"] == "queued":
                     work.queues.add(r["queue"])
-            self._account_runs(cur, work)
+            self.m.accounting.account_runs(cur, work)
             work.flush(cur)
         return sum(r["status"] == "queued" for r in rows)

@@ -29,7 +29,7 @@ AROUND_LOCKED_S = 5.0
 
 
 class LockDodge:
-    """Whether leases step around locked runs now (see LeaseStore.lease)."""
+    """Whether leases step around locked runs now (see LeaseRepo.lease)."""
 
     def __init__(self, seconds: float = AROUND_LOCKED_S) -> None:
         self.seconds = seconds

@@ -11,18 +11,18 @@ import psycopg
 
 from dagq.runtime.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
-from dagq.store.core import (
-    LEASE_EXPIRED,
-    transient,
-)
-from dagq.store.transitions import Transitions
-from dagq.store.work import UnitOfWork
+from dagq.store.machine import Machine
+from dagq.store.machine.unit import UnitOfWork
+from dagq.store.tx import LEASE_EXPIRED, Database, transient
 
 log = logging.getLogger("dagq.store")
 
 
-class MaintenanceStore(Transitions):
+class MaintenanceRepo:
     """Each pass never waits for a row another transaction holds."""
+
+    def __init__(self, db: Database, machine: Machine) -> None:
+        self.db, self.m = db, machine
 
     def reclaim_expired(self, *, now: datetime | None = None, limit: int = 100) -> dict[str, int]:
         """Expired leases count as failed attempts: requeue with backoff, or fail.
@@ -46,17 +46,17 @@ class MaintenanceStore(Transitions):
 
     @transient
     def _expired_leases(self, now: datetime | None, limit: int) -> list[int]:
-        with self._tx(one_statement=True) as cur:
+        with self.db.tx(one_statement=True) as cur:
             return [r["id"] for r in cur.execute(
                 queries()["expired_leases"], {"now": now, "limit": limit}).fetchall()]
 
     @transient
     def _reclaim_one(self, node_id: int, now: datetime | None) -> str:
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             if cur.execute(queries()["lock_expired_lease"],
                            {"id": node_id, "now": now}).fetchone() is None:
                 return "busy" if self._still_expired(cur, node_id, now) else "stale"
-            return self._expire_lease(cur, node_id, LEASE_EXPIRED)
+            return self.m.failures.expire_lease(cur, node_id, LEASE_EXPIRED)
 
     @staticmethod
     def _still_expired(cur: psycopg.Cursor[Any], node_id: int, now: datetime | None) -> bool:
@@ -69,7 +69,7 @@ class MaintenanceStore(Transitions):
         self, *, dead_after_s: float, now: datetime | None = None
     ) -> dict[str, int]:
         """Workers silent for `dead_after_s` are dead; their leases expire at once."""
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             row = cur.execute(queries()["expire_dead_worker_leases"], {
                 "now": now, "dead_after_s": dead_after_s,
             }).fetchone()
@@ -80,7 +80,7 @@ class MaintenanceStore(Transitions):
         """Finish open runs none of whose nodes is open (recounting from the nodes)."""
         q = queries()
         healed = 0
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             for row in cur.execute(q["runs_needing_heal"], {"limit": limit}).fetchall():
                 counts = cur.execute(q["count_run_nodes"], {"run_id": row["id"]}).fetchone()
                 if counts["remaining"]:
@@ -101,10 +101,10 @@ class MaintenanceStore(Transitions):
                 work.event(row["id"], None, f"run_{status}", None, {"healed": True})
                 # A healed child ends its sub-workflow node, a healed parent cancels any
                 # open child left; accounted like any other end.
-                self._runs_finished(cur, work, [{
+                self.m.children.runs_finished(cur, work, [{
                     "id": row["id"], "parent_run_id": run["parent_run_id"],
                     "parent_node_id": None, "has_children": True}])
-                self._account_runs(cur, work)
+                self.m.accounting.account_runs(cur, work)
                 work.flush(cur)
                 healed += 1
         if healed:
@@ -115,7 +115,7 @@ class MaintenanceStore(Transitions):
     def start_free_slots(self, *, limit: int = 100) -> int:
         """Start runs waiting for a concurrency slot that is free (the end of a run of
         their key found the next one locked). Never waits for a lock another holds."""
-        with self._tx(one_statement=True) as cur:
+        with self.db.tx(one_statement=True) as cur:
             row = cur.execute(queries()["start_free_slots"], {"limit": limit}).fetchone()
         return int(row["started"])
 
@@ -127,7 +127,7 @@ class MaintenanceStore(Transitions):
 
     @transient
     def _runs_past_deadline(self, now: datetime | None, limit: int) -> list[uuid.UUID]:
-        with self._tx(one_statement=True) as cur:
+        with self.db.tx(one_statement=True) as cur:
             return [r["id"] for r in cur.execute(
                 queries()["runs_past_deadline"], {"now": now, "limit": limit}).fetchall()]
 
@@ -142,7 +142,7 @@ class MaintenanceStore(Transitions):
 
     def _expire_run_now(self, run_id: uuid.UUID) -> int:
         q = queries()
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             cur.execute(q["lock_waiting_nodes_nowait"], {"run_id": run_id})
             run = cur.execute(q["try_lock_run"], {"run_id": run_id}).fetchone()
             if run is None or run["status"] not in OPEN_RUN_STATUSES:
@@ -156,7 +156,7 @@ class MaintenanceStore(Transitions):
                     work.ended(run_id)
                     work.event(run_id, node["node_key"], "node_cancelled", None,
                                {"reason": "run deadline passed"})
-            self._account_runs(cur, work)
+            self.m.accounting.account_runs(cur, work)
             work.flush(cur)
         return 1
 
@@ -179,7 +179,7 @@ class MaintenanceStore(Transitions):
 
     @transient
     def _due_waits(self, now: datetime | None, limit: int) -> list[int]:
-        with self._tx(one_statement=True) as cur:
+        with self.db.tx(one_statement=True) as cur:
             return [r["id"] for r in cur.execute(
                 queries()["due_waits"], {"now": now, "limit": limit}).fetchall()]
 
@@ -190,7 +190,7 @@ class MaintenanceStore(Transitions):
         transaction holds one: 'busy', the next pass fires it)."""
         q = queries()
         try:
-            with self._tx() as cur:
+            with self.db.tx() as cur:
                 node = cur.execute(q["lock_due_wait"], {"id": node_id, "now": now}).fetchone()
                 if node is None:
                     still = cur.execute(q["wait_still_due"],
@@ -200,8 +200,8 @@ class MaintenanceStore(Transitions):
                 if cur.execute(q["try_lock_run"], {"run_id": node["run_id"]}).fetchone() is None:
                     return "busy"
                 work = UnitOfWork()
-                self._fire_wait(cur, work, node)
-                self._account_runs(cur, work)
+                self.m.release.fire_wait(cur, work, node)
+                self.m.accounting.account_runs(cur, work)
                 work.flush(cur)
         except psycopg.errors.LockNotAvailable:
             return "busy"
@@ -212,7 +212,7 @@ class MaintenanceStore(Transitions):
         """Delete one batch of finished runs older than the retention (with nodes, events)."""
         q = queries()
         params = {"now": now, "retention_s": retention_s, "limit": limit}
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             pruned = len(cur.execute(q["prune_finished_runs"], params).fetchall())
             cur.execute(q["prune_stopped_workers"], params)
         return pruned

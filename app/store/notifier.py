@@ -5,7 +5,7 @@ A store given a `BackgroundNotifier` (Store.notifying_in_background) hands each
 committed transaction's notifications to it and returns; the thread sends what piled up
 in one `notify` statement on a pooled connection, deduplicated, right away. Still after
 the commit (a NOTIFY inside a durable transaction would serialise commits: see
-dagq.store.core), and still best effort: a notification lost (the process exits before
+dagq.store.tx), and still best effort: a notification lost (the process exits before
 the thread sent it) costs latency only, consumers poll at least once a second.
 """
 

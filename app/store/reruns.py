@@ -3,8 +3,9 @@
 The new run is written by the submit's own statement (`submit_run`, rows from
 `node_rows`), with the nodes to copy inserted pending and ended at once in the same
 transaction (succeeded with their outputs, or skipped, without an attempt); their ends
-then move through the new run as any node's end does (`_release`: queue, skip, expand a
-map, start a wait), and the run is accounted as a completion would account it.
+then move through the new run as any node's end does (the machine's `release`: queue,
+skip, expand a map, start a wait), and the run is accounted as a completion would
+account it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from dagq.spec.rerun_plan import RerunPlan, plan_rerun
 from dagq.spec.workflow import Concurrency, WorkflowSpec, parse_spec, sha256_json
 from dagq.states import OPEN_RUN_STATUSES
 from dagq.store.concurrency import rerun_concurrency, take_for_rerun
-from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_streams, transient
-from dagq.store.rows import node_rows, starts_children
-from dagq.store.runs import RunStore
-from dagq.store.work import UnitOfWork
+from dagq.store.machine import Machine
+from dagq.store.machine.unit import UnitOfWork, run_created
+from dagq.store.new_runs import node_rows, starts_children
+from dagq.store.tx import Database, transient
 
 
 def _first_events(spec: WorkflowSpec, version: int | None, source_id: uuid.UUID,
@@ -48,8 +49,11 @@ def _first_events(spec: WorkflowSpec, version: int | None, source_id: uuid.UUID,
     ]
 
 
-class RerunStore(RunStore):
+class RerunRepo:
     """A new run from a terminal one, copying what is not downstream of `from`."""
+
+    def __init__(self, db: Database, machine: Machine) -> None:
+        self.db, self.m = db, machine
 
     def rerun_run(self, run_id: uuid.UUID, tenant: str | None, *, from_: Any,
                   outputs: Any = None, inputs: Any = None) -> RerunResult:
@@ -62,7 +66,7 @@ class RerunStore(RunStore):
     def _rerun(self, new_id: uuid.UUID, run_id: uuid.UUID, tenant: str | None, from_: Any,
                outputs: Any, inputs: Any) -> RerunResult:
         q = queries()
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             source = cur.execute(q["rerun_source"], {"run_id": run_id}).fetchone()
             if source is None or (tenant is not None and source["tenant"] != tenant):
                 raise NotFound(f"run {run_id} not found")
@@ -77,7 +81,7 @@ class RerunStore(RunStore):
             concurrency, key = rerun_concurrency(spec.concurrency, source, run_inputs)
             if concurrency is not None and key is not None:
                 take_for_rerun(cur, new_id, source["tenant"], concurrency, key,
-                               self._cancelled_run_finished)
+                               self.m.accounting.cancelled_run_finished)
             nodes = [{**row, "status": "pending"} if row["node_key"] in plan.copies else row
                      for row in node_rows(spec, source["priority"])]
             row = cur.execute(q["submit_run"], {
@@ -96,9 +100,7 @@ class RerunStore(RunStore):
             if row is not None:  # (None: this is a retry whose first try committed)
                 self._copy_and_release(cur, new_id, run_id, spec, plan, concurrency, key,
                                        root_children=starts_children(nodes))
-                notify_event_streams([new_id])
-                for queue in sorted({n["queue"] for n in nodes if n["status"] == "queued"}):
-                    notify_after_commit(QUEUED_CHANNEL, queue)
+                run_created(new_id, (n["queue"] for n in nodes if n["status"] == "queued"))
         return RerunResult(run_id=new_id, rerun_of=run_id)
 
     def _copy_and_release(self, cur: Any, new_id: uuid.UUID, source_id: uuid.UUID,
@@ -121,9 +123,9 @@ class RerunStore(RunStore):
             work.ended(new_id, copy.status)
             released[copy.status == "skipped"].extend(
                 (new_id, dep) for dep in dependents[key] if dep in plan.rerun)
-        self._release(cur, work, released[False], skipped=False)
-        self._release(cur, work, released[True], skipped=True)
+        self.m.release.release(cur, work, released[False], skipped=False)
+        self.m.release.release(cur, work, released[True], skipped=True)
         if root_children:
-            self._start_root_children(cur, work, [new_id])
-        self._account_runs(cur, work)
+            self.m.children.start_roots(cur, work, [new_id])
+        self.m.accounting.account_runs(cur, work)
         work.flush(cur)

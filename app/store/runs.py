@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,16 +18,13 @@ from dagq.models import (
 )
 from dagq.runtime.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES
-from dagq.store.core import (
-    transient,
-)
-from dagq.store.transitions import Transitions
-from dagq.store.work import UnitOfWork
+from dagq.store.machine import Machine
+from dagq.store.machine.accounting import cancel_open_run
+from dagq.store.machine.unit import UnitOfWork
+from dagq.store.tx import Database, transient
 
 log = logging.getLogger("dagq.store")
 
-# Called with (cursor, unit of work, the cancelled run's row) once a run is cancelled.
-Finished = Callable[[psycopg.Cursor[Any], UnitOfWork, dict[str, Any]], None]
 
 
 def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None,
@@ -68,7 +64,6 @@ def _node_view(n: dict[str, Any]) -> NodeView:
     )
 
 
-
 def _retry_status(node: dict[str, Any]) -> str:
     """A retried node's first status: roots queue at once (a root wait node waits)."""
     if node["depends_on"]:
@@ -77,55 +72,41 @@ def _retry_status(node: dict[str, Any]) -> str:
         else "queued"
 
 
-def cancel_open_run(cur: psycopg.Cursor[Any], run_id: uuid.UUID,
-                    data: dict[str, Any] | None = None,
-                    finished: Finished | None = None) -> bool:
-    """Cancel an open run in this transaction (node rows, then the run row: the usual
-    lock order); the workers running its nodes are told after commit, and stop them.
-    `data`: of run_cancelled. `finished` (the store's `_cancelled_run_finished`) then
-    ends the node that started the run and cancels its children, before the events are
-    written."""
-    q = queries()
-    nodes = cur.execute(q["cancel_waiting_nodes"], {"run_id": run_id}).fetchall()
-    top = [n for n in nodes if n["parent_id"] is None]
-    cur.execute(q["lock_run"], {"run_id": run_id})
-    row = cur.execute(q["cancel_run"], {"run_id": run_id, "cancelled": len(top)}).fetchone()
-    if not row:
-        return False
-    work = UnitOfWork()
-    for node in top:
-        work.event(run_id, node["node_key"], "node_cancelled", None,
-                   {"reason": "run cancelled"})
-    work.event(run_id, None, "run_cancelled", None, data)
-    work.cancelled.add(run_id)  # its running nodes stop now, not at their next heartbeat
-    if finished is not None:
-        finished(cur, work, row)
-    work.flush(cur)
-    return True
+def visible_run(
+    cur: psycopg.Cursor[Any], run_id: uuid.UUID, tenant: str | None
+) -> dict[str, Any]:
+    """The run's row (locked by no one), or NotFound: unknown, or another tenant's."""
+    row = cur.execute(queries()["get_run"], {"run_id": run_id}).fetchone()
+    if row is None or (tenant is not None and row["tenant"] != tenant):
+        raise NotFound(f"run {run_id} not found")
+    return row
 
 
-class RunStore(Transitions):
+class RunRepo:
     """Run reads, cancel and retry."""
+
+    def __init__(self, db: Database, machine: Machine) -> None:
+        self.db, self.m = db, machine
 
     @transient
     def cancel_run(self, run_id: uuid.UUID, tenant: str | None) -> str:
         """Cancel what has not started; running nodes stop as soon as their workers get
         the notification sent after commit (at their next heartbeat if it is lost)."""
-        with self._tx() as cur:
-            run = self._visible_run(cur, run_id, tenant)
+        with self.db.tx() as cur:
+            run = visible_run(cur, run_id, tenant)
             if run["status"] not in OPEN_RUN_STATUSES:
                 if run["status"] == "cancelled":
                     return "cancelled"
                 raise Conflict(f"run {run_id} already finished ({run['status']})")
-            cancel_open_run(cur, run_id, finished=self._cancelled_run_finished)
+            cancel_open_run(cur, run_id, finished=self.m.accounting.cancelled_run_finished)
         return "cancelled"
 
     @transient
     def retry_run(self, run_id: uuid.UUID, tenant: str | None) -> str:
         """Requeue a finished run's failed, cancelled and skipped nodes (attempts reset)."""
         q = queries()
-        with self._tx() as cur:
-            run = self._visible_run(cur, run_id, tenant)
+        with self.db.tx() as cur:
+            run = visible_run(cur, run_id, tenant)
             if run["status"] not in RETRYABLE_RUN_STATUSES:
                 raise Conflict(
                     f"only failed, partial_succeeded or cancelled runs can be retried; "
@@ -158,31 +139,23 @@ class RunStore(Transitions):
                 if node["status"] == "queued":
                     work.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
                     work.queues.add(node["queue"])
-            self._release(cur, work, [(run_id, key) for key in ready], skipped=False)
-            self._begin_waits(cur, work, [n for n in reset if n["status"] == "waiting"
-                                          and n["subflow"] is None])
-            self._start_children(cur, work, [n["id"] for n in reset if n["status"] == "waiting"
-                                             and n["subflow"] is not None])
+            self.m.release.release(cur, work, [(run_id, key) for key in ready], skipped=False)
+            self.m.release.begin_waits(cur, work, [
+                n for n in reset if n["status"] == "waiting" and n["subflow"] is None])
+            self.m.children.start(cur, work, [
+                n["id"] for n in reset if n["status"] == "waiting" and n["subflow"] is not None])
             cur.execute(q["delete_void_streams"], {"run_id": run_id})
-            self._account_runs(cur, work)
+            self.m.accounting.account_runs(cur, work)
             work.flush(cur)
         return "running"
-
-    def _visible_run(
-        self, cur: psycopg.Cursor[Any], run_id: uuid.UUID, tenant: str | None
-    ) -> dict[str, Any]:
-        row = cur.execute(queries()["get_run"], {"run_id": run_id}).fetchone()
-        if row is None or (tenant is not None and row["tenant"] != tenant):
-            raise NotFound(f"run {run_id} not found")
-        return row
 
     @transient
     def get_run(
         self, run_id: uuid.UUID, tenant: str | None = None, *, with_nodes: bool = True
     ) -> RunView:
         q = queries()
-        with self._tx() as cur:
-            row = self._visible_run(cur, run_id, tenant)
+        with self.db.tx() as cur:
+            row = visible_run(cur, run_id, tenant)
             nodes = cur.execute(q["run_nodes"], {"run_id": run_id}).fetchall() \
                 if with_nodes else None
             children = cur.execute(q["run_children"], {"run_id": run_id}).fetchall()
@@ -194,7 +167,7 @@ class RunStore(Transitions):
         limit: int = 50, cursor: tuple[datetime, uuid.UUID] | None = None,
         parent: uuid.UUID | None = None,
     ) -> list[RunView]:
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             rows = cur.execute(queries()["list_runs"], {
                 "tenant": tenant, "status": status, "workflow": workflow, "limit": limit,
                 "parent": parent,
@@ -206,7 +179,7 @@ class RunStore(Transitions):
 
     @transient
     def events(self, run_id: uuid.UUID, *, after: int = 0, limit: int = 1000) -> list[RunEvent]:
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             rows = cur.execute(queries()["events_after"], {
                 "run_id": run_id, "after": after, "limit": limit,
             }).fetchall()

@@ -3,7 +3,7 @@
 A signal is a row of dagq.signals (idempotent by (run_id, signal_id)). The transaction
 that stores it locks the run's wait nodes of that name (pending or waiting) and hands it
 to the oldest waiting one; if none waits, it stays buffered and the next node to start
-waiting for that name takes it (dagq.store.propagation). Both sides lock the wait node's
+waiting for that name takes it (dagq.store.machine.release). Both sides lock the wait node's
 row, so a signal and a node reaching its wait never miss each other, whichever commits
 first. A signal no node of the run ever waits for is refused (a typo would otherwise be
 kept forever). Two signals at once for one waiting node: one ends the wait, the other stays
@@ -28,16 +28,20 @@ from dagq.errors import Conflict, InvalidRequest, TooManySignals
 from dagq.models import SignalResult
 from dagq.runtime.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
-from dagq.store.core import transient
-from dagq.store.runs import RunStore
-from dagq.store.waits import signal_outputs
-from dagq.store.work import UnitOfWork
+from dagq.store.machine import Machine
+from dagq.store.machine.unit import UnitOfWork
+from dagq.store.machine.waits import signal_outputs
+from dagq.store.runs import visible_run
+from dagq.store.tx import Database, transient
 
 log = logging.getLogger("dagq.store")
 
 
-class SignalStore(RunStore):
+class SignalRepo:
     """Sending signals to runs."""
+
+    def __init__(self, db: Database, machine: Machine) -> None:
+        self.db, self.m = db, machine
 
     def send_signal(
         self, run_id: uuid.UUID, name: str, *, tenant: str | None,
@@ -58,8 +62,8 @@ class SignalStore(RunStore):
         signal_id: str, given_id: str | None, max_buffered: int | None,
     ) -> SignalResult:
         q = queries()
-        with self._tx() as cur:
-            run = self._visible_run(cur, run_id, tenant)
+        with self.db.tx() as cur:
+            run = visible_run(cur, run_id, tenant)
             self._check_name(cur, run_id, name)
             if run["status"] not in OPEN_RUN_STATUSES:
                 if given_id is not None and (seen := self._seen(cur, run_id, name, given_id)):
@@ -102,15 +106,15 @@ class SignalStore(RunStore):
             if max_buffered is not None:
                 self._check_buffered(cur, run_id, max_buffered)
             work.event(run_id, None, "signal_received", None, {**event, "buffered": True})
-            self._account_runs(cur, work)
+            self.m.accounting.account_runs(cur, work)
             work.flush(cur)
             return None
         node = waiting[0]
         cur.execute(q["consume_signal"], {"id": row_id, "node_key": node["node_key"]})
         work.event(run_id, node["node_key"], "signal_received", None, event)
-        self._end_wait(cur, work, node["id"], "succeeded",
-                       outputs=signal_outputs(name, signal_id, data))
-        self._account_runs(cur, work)
+        self.m.release.end_wait(cur, work, node["id"], "succeeded",
+                                outputs=signal_outputs(name, signal_id, data))
+        self.m.accounting.account_runs(cur, work)
         work.flush(cur)
         return str(node["node_key"])
 

@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 from dagq.errors import NotFound
 from dagq.runtime.sqlfiles import queries
 from dagq.states import TERMINAL_NODE_STATUSES
-from dagq.store.core import StoreCore, notify_event_streams, transient
+from dagq.store.tx import Database, notify_event_streams, transient
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,11 @@ class FeedItem:
     cursor: FeedCursor
 
 
-class StreamStore(StoreCore):
+class StreamRepo:
     """Appending and reading streamed output."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def append_stream(self, chunks: list[StreamChunk], caps: StreamCaps | None = None) -> int:
         """Write a batch of chunks; how many were written (see write_stream)."""
@@ -99,7 +102,7 @@ class StreamStore(StoreCore):
         dagq.counters), those over a cap of `caps` refused (`refused_stream_chunks`)."""
         if not chunks:
             return StreamWrite(0, {})
-        with self._tx(one_statement=True) as cur:
+        with self.db.tx(one_statement=True) as cur:
             row = cur.execute(queries()["append_stream"], {"chunks": Jsonb([
                 {"ord": i, "node_id": c.node_id, "version": c.version, "run_id": str(c.run_id),
                  "seq": c.seq, "text": c.text, "data": c.data}
@@ -115,7 +118,7 @@ class StreamStore(StoreCore):
                  chunks: bool = True) -> Feed:
         """The run's events and (with `chunks`) streamed chunks after `after`, merged in
         time order, each kind in id order, with the run's status, in one statement."""
-        with self._tx(one_statement=True) as cur:
+        with self.db.tx(one_statement=True) as cur:
             rows = cur.execute(queries()["run_feed"], {
                 "run_id": run_id, "after_event": after.event, "after_chunk": after.chunk,
                 "limit": limit, "with_chunks": chunks}).fetchall()
@@ -131,7 +134,7 @@ class StreamStore(StoreCore):
         """One attempt's streamed output so far (the latest attempt unless `attempt`):
         {attempt, text, data, chunks, complete}."""
         q = queries()
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             run = cur.execute(q["get_run"], {"run_id": run_id}).fetchone()
             if run is None or (tenant is not None and run["tenant"] != tenant):
                 raise NotFound(f"run {run_id} not found")

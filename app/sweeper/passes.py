@@ -59,7 +59,7 @@ class Sweeper:
         """
         total = {"reclaimed": 0, "retried": 0, "failed": 0}
         while True:
-            counts = self.repo.reclaim_expired(now=now, limit=BATCH)
+            counts = self.repo.maintenance.reclaim_expired(now=now, limit=BATCH)
             for key in total:
                 total[key] += counts[key]
             if counts["skipped"]:
@@ -70,25 +70,25 @@ class Sweeper:
                 return total
 
     def dead_workers(self, now: datetime | None = None) -> dict[str, int]:
-        return self.repo.expire_dead_workers(
+        return self.repo.maintenance.expire_dead_workers(
             dead_after_s=self.settings.worker_dead_after_s, now=now)
 
     def heal(self, now: datetime | None = None) -> dict[str, int]:
-        return {"healed": self.repo.heal_runs(limit=BATCH)}
+        return {"healed": self.repo.maintenance.heal_runs(limit=BATCH)}
 
     def deadlines(self, now: datetime | None = None) -> dict[str, int]:
-        return {"expired_runs": self.repo.enforce_deadlines(now=now, limit=BATCH)}
+        return {"expired_runs": self.repo.maintenance.enforce_deadlines(now=now, limit=BATCH)}
 
     def slots(self, now: datetime | None = None) -> dict[str, int]:
         """Runs waiting for a concurrency slot that is free (a safety net: a run's end
         starts them in its own transaction unless one was locked just then)."""
-        return {"slot_runs_started": self.repo.start_free_slots(limit=BATCH)}
+        return {"slot_runs_started": self.repo.maintenance.start_free_slots(limit=BATCH)}
 
     def waits(self, now: datetime | None = None) -> dict[str, int]:
         """Due timers fire and signal waits time out (batch after batch while full)."""
         total = {"fired": 0, "timed_out": 0}
         while True:
-            counts = self.repo.fire_due_waits(now=now, limit=BATCH)
+            counts = self.repo.maintenance.fire_due_waits(now=now, limit=BATCH)
             for key in total:
                 total[key] += counts[key]
             if counts["candidates"] < BATCH or not (counts["fired"] + counts["timed_out"]):
@@ -99,7 +99,7 @@ class Sweeper:
         actor no live worker serves (batch after batch while full)."""
         total = 0
         while True:
-            counts = self.repo.dead_letter_unserved(
+            counts = self.repo.messages.dead_letter_unserved(
                 after_s=self.settings.dead_letter_after_s, now=now, limit=BATCH)
             total += counts["dead_lettered"]
             if counts["candidates"] < BATCH or not counts["dead_lettered"]:
@@ -108,7 +108,8 @@ class Sweeper:
     def prune(self, now: datetime | None = None) -> dict[str, int]:
         retention_s = self.settings.retention_days * 86_400
         pruned = 0
-        while (batch := self.repo.prune(retention_s=retention_s, now=now, limit=PRUNE_BATCH)):
+        prune = self.repo.maintenance.prune
+        while batch := prune(retention_s=retention_s, now=now, limit=PRUNE_BATCH):
             pruned += batch
             if batch < PRUNE_BATCH:
                 break

@@ -1,6 +1,6 @@
 -- Concurrency keys (migration 021): at most `limit` open runs per (tenant, key).
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
 -- dagq.store.concurrency.
 
 -- name: lock_concurrency_keys

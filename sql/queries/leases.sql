@@ -1,6 +1,7 @@
 -- A worker's statements: lease, heartbeat, complete and hand-off, fail, requeue.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.leases.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.store.leases.
 
 -- name: lease_nodes
 -- Lease up to `limit` queued nodes of one queue in lease order, skipping rows other

@@ -1,7 +1,8 @@
 -- LISTEN statements of the API event hub (dagq.api.hub) and the workers
 -- (dagq.workers.listener), each on a connection of its own.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by the listeners.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by the
+-- listeners.
 
 -- name: listen_queued
 -- Workers wake on this channel (payload: the queue name) instead of polling fast.

@@ -1,6 +1,7 @@
 -- The sweeper's passes: reclaim, dead workers, heal, deadlines, waits, prune.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.maintenance.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.store.maintenance.
 
 -- name: update_run_progress
 UPDATE dagq.runs

@@ -1,6 +1,7 @@
 -- Migration bookkeeping (dagq.migrate).
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.migrate.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.runtime.migrate.
 
 -- name: migration_lock
 -- Serialise concurrent `dagq db migrate` runs.

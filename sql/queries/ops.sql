@@ -1,6 +1,7 @@
 -- Queue statistics, readiness, metrics, the event tail.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.ops.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.store.ops.
 
 -- name: live_worker_count
 -- Workers that serve now: alive and heard from within three heartbeats (at least 10 s,

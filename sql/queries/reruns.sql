@@ -1,6 +1,7 @@
 -- Rerunning a terminal run from some of its nodes.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.reruns.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.store.reruns.
 
 -- name: rerun_source
 -- The run to rerun: what a new run of the same workflow version needs. Held (FOR SHARE)

@@ -1,6 +1,7 @@
 -- Reading, cancelling and retrying runs.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.runs.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.store.runs.
 
 -- name: events_after
 SELECT id, run_id, node_key, type, attempt, data, created_at FROM dagq.run_events

@@ -1,6 +1,7 @@
 -- The catalog reads behind docs/schema.md.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.schema.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.runtime.schema_doc.
 
 -- name: schema_columns
 -- Every column of every table and view in the dagq schema, in column order.

@@ -1,6 +1,7 @@
 -- Signals to a run's wait nodes: stored first, then delivered or buffered.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.signals.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.store.signals.
 
 -- name: insert_signal
 -- Store a signal; the same (run_id, signal_id) again writes nothing and returns no row.

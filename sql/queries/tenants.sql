@@ -1,6 +1,7 @@
 -- Tenants' weights and quotas, and admission against them.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.tenants.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.store.tenants.
 
 -- name: put_tenant
 -- Create or replace a tenant's settings (the rate bucket starts full).
@@ -76,3 +77,13 @@ SELECT g.name AS tenant, g.admitted,
             ELSE greatest(1, ceil((1 - (g.tokens - g.admitted)) / t.submit_rate))::int
        END AS retry_after_s
 FROM granted g JOIN dagq.tenants t ON t.name = g.name
+
+-- API keys (dagq.store.tenants too).
+
+-- name: insert_api_key
+INSERT INTO dagq.api_keys (id, tenant, key_hash, admin)
+VALUES (%(id)s, %(tenant)s, %(key_hash)s, %(admin)s)
+
+-- name: api_key_by_hash
+SELECT id, tenant, key_hash, admin FROM dagq.api_keys
+WHERE key_hash = %(key_hash)s AND revoked_at IS NULL

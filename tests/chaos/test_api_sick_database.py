@@ -232,9 +232,9 @@ def test_a_timer_due_during_an_outage_fires_soon_after_postgres_is_back(
     migrate(url)
     repo = Store(open_pool(url, size=1, name="test"))
     try:
-        run_id = repo.submit_run(tenant="t", spec=spec(
+        run_id = repo.submissions.submit_run(tenant="t", spec=spec(
             {"w": {"wait": {"seconds": 3600}}}, name="timer")).run_id
-        with repo.pool.connection() as conn:  # due in 2 s: while Postgres is down
+        with repo.db.pool.connection() as conn:  # due in 2 s: while Postgres is down
             conn.execute("UPDATE dagq.node_tasks SET wait_until = now() + interval '2 s' "
                          "WHERE run_id = %s", (run_id,))
     finally:

@@ -36,7 +36,7 @@ def test_sigkill_a_worker_every_second_loses_nothing(repo, fleet, sql, capsys) -
     fleet.start_sweeper()
     workers = [fleet.start(threads=8, **FAST), fleet.start(threads=8, **FAST)]
     wf = fan_out(10, 0.1)
-    run_ids = [repo.submit_run(tenant="t", spec=wf).run_id for _ in range(200)]
+    run_ids = [repo.submissions.submit_run(tenant="t", spec=wf).run_id for _ in range(200)]
     kills: list[tuple[int, float]] = []
     for second in range(20):
         time.sleep(1.0)
@@ -80,7 +80,7 @@ def test_crashing_node_succeeds_on_its_second_attempt(repo, fleet, sql) -> None:
     fleet.start_command("worker", "--processes", "2", "--threads", "2", **FAST)
     wf = spec({"c": {"executor": "builtin.crash", "params": {"times": 1}, "max_attempts": 3,
                      "backoff": {"initial_s": 0.1, "max_s": 0.1}}})
-    run = wait_for_run(repo, repo.submit_run(tenant="t", spec=wf).run_id, timeout=60)
+    run = wait_for_run(repo, repo.submissions.submit_run(tenant="t", spec=wf).run_id, timeout=60)
     assert run.status == "succeeded", fleet.logs()
     assert run.nodes[0].attempts == 2 and run.nodes[0].outputs == {"attempt": 2}
 
@@ -90,7 +90,7 @@ def test_node_that_always_kills_its_worker_ends_failed(repo, fleet, sql) -> None
     fleet.start_command("worker", "--processes", "2", "--threads", "2", **FAST)
     wf = spec({"c": {"executor": "builtin.crash", "params": {"times": 3}, "max_attempts": 3,
                      "backoff": {"initial_s": 0.1, "max_s": 0.1}}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     run = wait_for_run(repo, run_id, timeout=90)
     assert run.status == "failed", fleet.logs()
     assert run.nodes[0].attempts == 3 and run.nodes[0].error["type"] == "LeaseExpired"
@@ -106,7 +106,7 @@ def test_long_node_outlives_its_ttl_by_heartbeating(repo, fleet, sql) -> None:
     fleet.start(threads=2, DAGQ_LEASE_TTL_S="4", DAGQ_HEARTBEAT_S="1")
     wf = spec({"long": {"executor": "builtin.sleep", "params": {"seconds": 20},
                         "timeout_s": 120}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     run = wait_for_run(repo, run_id, timeout=120)
     assert run.status == "succeeded", fleet.logs()
     started = sql.execute("SELECT count(*) AS n FROM dagq.run_events WHERE run_id = %s AND "
@@ -124,8 +124,8 @@ def test_postgres_restart_mid_load(pg_server, repo, fleet, db_url, capsys) -> No
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: _status(f"{base}/readyz") == 200, 30, "the API to be ready")
     wf = fan_out(5, 0.05)
-    run_ids = [repo.submit_run(tenant="t", spec=wf).run_id for _ in range(100)]
-    wait_for(lambda: repo.list_runs(tenant=None, status="succeeded", limit=1), 30,
+    run_ids = [repo.submissions.submit_run(tenant="t", spec=wf).run_id for _ in range(100)]
+    wait_for(lambda: repo.runs.list_runs(tenant=None, status="succeeded", limit=1), 30,
              "some runs to finish before the restart")
     down_at = time.monotonic()
     pg_server.embedded.stop_server()
@@ -170,7 +170,7 @@ def test_workers_sigkilled_while_child_runs_run_the_tree_still_finishes(repo, fl
         "each": {"workflow": {"name": "crashy"}, "depends_on": ["src"],
                  "map": {"dep": "src", "path": "params.items", "max_parallel": 2}},
     }), repo)
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     run = wait_for_run(repo, run_id, timeout=120)
     assert run.status == "succeeded", fleet.logs()
     each = next(n for n in run.nodes if n.key == "each")
@@ -179,4 +179,4 @@ def test_workers_sigkilled_while_child_runs_run_the_tree_still_finishes(repo, fl
                           "ON r.id = e.run_id WHERE r.parent_run_id = %s "
                           "AND e.type = 'node_lease_expired'", (run_id,)).fetchone()["n"]
     assert expired == 4  # every child's node lost its worker once
-    assert len(repo.get_run(run_id).children) == 4  # no child started twice
+    assert len(repo.runs.get_run(run_id).children) == 4  # no child started twice

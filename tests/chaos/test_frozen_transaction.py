@@ -69,9 +69,9 @@ def run_is_locked(db_url: str, run_id) -> bool:
 
 def one_ghost_node(repo, sql, *, queue: str = "ghostq", worker: str = "ghost"):
     """A run whose only node is leased by a worker that will never report back."""
-    run_id = repo.submit_run(tenant="t", spec=spec({"n": {"executor": "builtin.noop",
+    run_id = repo.submissions.submit_run(tenant="t", spec=spec({"n": {"executor": "builtin.noop",
                                                             "queue": queue}})).run_id
-    [leased] = repo.lease(worker=worker, queue=queue, limit=1, ttl_s=3600)
+    [leased] = repo.leases.lease(worker=worker, queue=queue, limit=1, ttl_s=3600)
     assert leased.run_id == run_id
     return run_id, leased
 
@@ -85,10 +85,10 @@ def test_the_sweeper_skips_a_run_a_frozen_transaction_holds(
         repo, fleet, sql, db_url) -> None:
     frozen_run, _ = one_ghost_node(repo, sql)
     others = [one_ghost_node(repo, sql)[0] for _ in range(5)]
-    repo.register_worker(worker="zombie", hostname="h", pid=1, queues=["ghostq"],
-                         threads=1, executors=[])
+    repo.fleet.register_worker(worker="zombie", hostname="h", pid=1, queues=["ghostq"],
+                               threads=1, executors=[])
     zombie_run, _ = one_ghost_node(repo, sql, worker="zombie")
-    late_run = repo.submit_run(tenant="t", spec=spec({"n": {"executor": "builtin.noop",
+    late_run = repo.submissions.submit_run(tenant="t", spec=spec({"n": {"executor": "builtin.noop",
                                                            "queue": "ghostq"}})).run_id
     sql.execute("UPDATE dagq.runs SET deadline_at = now() - interval '1 minute' "
                 "WHERE id = ANY (%s)", ([frozen_run, late_run],))
@@ -111,17 +111,17 @@ def test_the_sweeper_skips_a_run_a_frozen_transaction_holds(
                        for r in [*others, zombie_run])
 
         wait_for(others_reclaimed, 30, "the other expired leases to be reclaimed")
-        wait_for(lambda: repo.get_run(late_run).status == "failed", 30,
+        wait_for(lambda: repo.runs.get_run(late_run).status == "failed", 30,
                  "the other run past its deadline to fail")
         assert node_of(sql, frozen_run)["status"] == "running"
-        assert repo.get_run(frozen_run).status == "running"
+        assert repo.runs.get_run(frozen_run).status == "running"
         assert run_is_locked(db_url, frozen_run), "the frozen session let go early"
         assert holder.poll() is None
     finally:
         holder.kill()
         holder.wait()
     # Once the frozen client is gone, its run is simply taken on a later pass.
-    wait_for(lambda: repo.get_run(frozen_run).status == "failed", 30,
+    wait_for(lambda: repo.runs.get_run(frozen_run).status == "failed", 30,
              "the frozen run to be handled once its lock is free")
     wait_for(lambda: node_of(sql, frozen_run)["status"] != "running", 30,
              "the frozen run's lease to be reclaimed")
@@ -146,8 +146,8 @@ def test_a_worker_frozen_in_its_completion_transaction_stalls_nobody_for_long(
     wf = spec({"a": {"executor": "builtin.sleep", "queue": "aq", "params": {"seconds": 2}},
                "after": {"executor": "builtin.noop", "queue": "aq", "depends_on": ["a"]},
                "s": {"executor": "builtin.noop"}}, name="frozen")
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
-    wait_for(lambda: repo.get_run(run_id).status == "running", 30, "a to start")
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    wait_for(lambda: repo.runs.get_run(run_id).status == "running", 30, "a to start")
     holder = psycopg.connect(db_url)  # makes A's completion wait right at its run lock
     try:
         holder.execute("SELECT 1 FROM dagq.runs WHERE id = %s FOR NO KEY UPDATE", (run_id,))
@@ -161,17 +161,17 @@ def test_a_worker_frozen_in_its_completion_transaction_stalls_nobody_for_long(
         fleet.start(threads=4)  # serves `default`: s (of the frozen run) comes first
         chain = spec({"x": {"executor": "builtin.noop"},
                       "y": {"executor": "builtin.noop", "depends_on": ["x"]}}, name="other")
-        others = [repo.submit_run(tenant="t", spec=chain).run_id for _ in range(10)]
+        others = [repo.submissions.submit_run(tenant="t", spec=chain).run_id for _ in range(10)]
 
         def others_done() -> bool:
-            return all(repo.get_run(r, with_nodes=False).status == "succeeded"
+            return all(repo.runs.get_run(r, with_nodes=False).status == "succeeded"
                        for r in others)
 
         wait_for(others_done, 60, "worker B to finish the other runs")
         stalled = time.monotonic() - frozen_at
         assert stalled < FROZEN_BOUND_S, f"other runs took {stalled:.1f}s"
         assert frozen.poll() is None  # A stayed frozen throughout
-        wait_for(lambda: next(n for n in repo.get_run(run_id).nodes
+        wait_for(lambda: next(n for n in repo.runs.get_run(run_id).nodes
                               if n.key == "s").status == "succeeded", 30,
                  "s of the frozen run to run on worker B")
     finally:
@@ -226,7 +226,7 @@ def test_a_run_locked_for_good_holds_up_no_other_runs_completions(
     nodes.update({f"b{i:02}": {"executor": "builtin.sleep", "params": {"seconds": 0.5}}
                   for i in range(30)})
     wide = spec(nodes, name="wide")
-    run_id = repo.submit_run(tenant="wide", spec=wide).run_id
+    run_id = repo.submissions.submit_run(tenant="wide", spec=wide).run_id
     b_id = worker_id(sql, healthy)
     b_nodes = wait_for(lambda: running_of(sql, run_id, b_id), 30, "B to run wide nodes")
     holder = psycopg.connect(db_url)  # makes A's completion wait right at the run row
@@ -243,10 +243,10 @@ def test_a_run_locked_for_good_holds_up_no_other_runs_completions(
         assert run_is_locked(db_url, run_id)
         frozen_at = time.monotonic()
         tiny = spec({"t": {"executor": "builtin.noop"}}, name="tiny")
-        others = [repo.submit_run(tenant="tiny", spec=tiny).run_id for _ in range(20)]
+        others = [repo.submissions.submit_run(tenant="tiny", spec=tiny).run_id for _ in range(20)]
 
         def others_done() -> bool:
-            return all(repo.get_run(r, with_nodes=False).status == "succeeded"
+            return all(repo.runs.get_run(r, with_nodes=False).status == "succeeded"
                        for r in others)
 
         wait_for(others_done, OTHERS_BOUND_S, "worker B to finish the tiny runs")

@@ -28,7 +28,7 @@ def test_a_worker_paused_past_its_lease_completes_a_later_attempt(repo, fleet, s
     worker = fleet.start(threads=2, **PAUSABLE)
     wf = spec({"nap": {"executor": "builtin.sleep", "params": {"seconds": 6},
                        "max_attempts": 5}}, name="pause")
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
 
     def started() -> bool:
         return sql.execute("SELECT 1 FROM dagq.run_events WHERE run_id = %s AND type = "

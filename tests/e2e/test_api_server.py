@@ -242,7 +242,7 @@ def test_sse_resume_over_a_socket_and_graceful_shutdown(server: ApiServer,
         first = _read_frames(stream.iter_lines(), 1)
     assert first[0]["event"] == "run_queued"
     # Progress while nobody listens, then resume from the last id seen.
-    [node] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    [node] = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
     complete(repo, node.id, node.version, {})
     with httpx.stream("GET", url, headers={**headers, "Last-Event-ID": first[0]["id"]},
                       timeout=10) as stream:
@@ -273,7 +273,7 @@ def test_schemathesis_all_checks_find_no_mismatch(server: ApiServer, repo: Store
                       headers=headers).status_code == 201
     # A finished run and a schedule, so that the routes of one run or one schedule are
     # reached with ids that exist too (and the run's event stream ends by itself).
-    run_id = repo.submit_run(tenant="fuzz", spec=parse_spec(FLOW)).run_id
+    run_id = repo.submissions.submit_run(tenant="fuzz", spec=parse_spec(FLOW)).run_id
     drive(repo)
     schedule = httpx.post(f"{server.base}/v1/schedules", headers=headers,
                           json={"workflow": FLOW["name"], "cron": "0 3 * * *"}).json()

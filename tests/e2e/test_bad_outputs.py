@@ -33,8 +33,9 @@ def fan(bad: str | None = None):
 
 def test_an_unstorable_output_fails_only_its_node_and_nothing_runs_again(
         repo, fleet, sql) -> None:
-    good = [repo.submit_run(tenant="t", spec=fan()).run_id for _ in range(60)]
-    bad = {kind: repo.submit_run(tenant="t", spec=fan(kind)).run_id for kind in PROBLEMS}
+    good = [repo.submissions.submit_run(tenant="t", spec=fan()).run_id for _ in range(60)]
+    bad = {kind: repo.submissions.submit_run(
+        tenant="t", spec=fan(kind)).run_id for kind in PROBLEMS}
     fleet.start_sweeper()  # would take back leases lost with a failed group commit
     for _ in range(2):
         fleet.start(threads=4, **MODULES)
@@ -63,7 +64,7 @@ def test_a_deeply_nested_output_fails_the_node_at_once_and_releases_its_lease(
         repo, fleet, sql) -> None:
     wf = spec({"deep": {"executor": "test.bad_output", "params": {"kind": "deep"}},
                "ok": {"executor": "builtin.noop"}}, name="deep")
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     fleet.start(threads=2, **MODULES)
 
     run = wait_for_run(repo, run_id, timeout=30)  # before: running (heartbeated) forever

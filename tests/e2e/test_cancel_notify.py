@@ -23,7 +23,7 @@ STOP_WITHIN_S = 3.0
 
 
 def node_status(repo: Store, run_id, key: str = "long") -> str:
-    return next(n.status for n in repo.get_run(run_id).nodes if n.key == key)
+    return next(n.status for n in repo.runs.get_run(run_id).nodes if n.key == key)
 
 
 def running(repo: Store, run_id) -> None:
@@ -34,14 +34,14 @@ def running(repo: Store, run_id) -> None:
 def test_a_cancel_interrupts_a_running_node_at_once(repo: Store, fleet, sql) -> None:
     fleet.start(threads=2, **SLOW_HEARTBEAT)
     wf = spec({"long": {"executor": "builtin.sleep", "params": {"seconds": 60}}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     running(repo, run_id)
     cancelled_at = time.monotonic()
-    repo.cancel_run(run_id, "t")
+    repo.runs.cancel_run(run_id, "t")
     wait_for(lambda: node_status(repo, run_id) == "cancelled", STOP_WITHIN_S,
              "the running node to be interrupted by the cancel notification")
     assert time.monotonic() - cancelled_at < STOP_WITHIN_S
-    node = repo.get_run(run_id).nodes[0]
+    node = repo.runs.get_run(run_id).nodes[0]
     assert node.error["type"] == "Cancelled", node.error  # (the executor was interrupted)
 
 
@@ -51,11 +51,11 @@ def test_cancel_running_of_a_concurrency_key_interrupts_the_replaced_run(
     wf = spec({"long": {"executor": "builtin.sleep", "params": {"seconds": 60}}},
               name="chat", concurrency={"key": "inputs.conversation", "limit": 1,
                                         "on_limit": "cancel_running"})
-    first = repo.submit_run(tenant="t", spec=wf, inputs={"conversation": "c1"}).run_id
+    first = repo.submissions.submit_run(tenant="t", spec=wf, inputs={"conversation": "c1"}).run_id
     running(repo, first)
     replaced_at = time.monotonic()
-    second = repo.submit_run(tenant="t", spec=wf, inputs={"conversation": "c1"}).run_id
-    assert repo.get_run(first).status == "cancelled"
+    second = repo.submissions.submit_run(tenant="t", spec=wf, inputs={"conversation": "c1"}).run_id
+    assert repo.runs.get_run(first).status == "cancelled"
     wait_for(lambda: node_status(repo, first) == "cancelled", STOP_WITHIN_S,
              "the replaced run's running node to be interrupted")
     assert time.monotonic() - replaced_at < STOP_WITHIN_S
@@ -65,10 +65,10 @@ def test_cancel_running_of_a_concurrency_key_interrupts_the_replaced_run(
 def test_a_cancel_of_another_run_leaves_running_nodes_alone(repo: Store, fleet) -> None:
     fleet.start(threads=2, **SLOW_HEARTBEAT)
     wf = spec({"long": {"executor": "builtin.sleep", "params": {"seconds": 60}}})
-    kept = repo.submit_run(tenant="t", spec=wf).run_id
-    other = repo.submit_run(tenant="t", spec=wf).run_id
+    kept = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    other = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     running(repo, kept)
     running(repo, other)
-    repo.cancel_run(other, "t")
+    repo.runs.cancel_run(other, "t")
     wait_for(lambda: node_status(repo, other) == "cancelled", STOP_WITHIN_S, "the cancel")
     assert node_status(repo, kept) == "running"

@@ -46,7 +46,7 @@ def test_cli_client_mode_submit_wait_runs_and_show(fleet: WorkerFleet, repo: Sto
     run_id = done.stdout.strip().splitlines()[-1]
     assert f"submitted: run {run_id}" in done.stderr
     assert "4/4 nodes" in done.stderr and f"run {run_id} succeeded" in done.stderr
-    run = repo.get_run(uuid.UUID(run_id))
+    run = repo.runs.get_run(uuid.UUID(run_id))
     assert run.status == "succeeded" and run.tenant == "acme" and run.inputs == {"q": 1}
 
     again = cli(tmp_path, url, key, "submit", str(flow), "--event-key", "k1")
@@ -78,7 +78,7 @@ def test_cli_client_mode_failures_and_errors(fleet: WorkerFleet, repo: Store,
                                             tmp_path: Path) -> None:
     url = start_api(fleet)
     fleet.start(threads=2)
-    wait_for(lambda: "test.fatal" in repo.known_executors(), 60, "the worker to register")
+    wait_for(lambda: "test.fatal" in repo.fleet.known_executors(), 60, "the worker to register")
     key = service.create_api_key(repo, "acme")
     flow = tmp_path / "fails.json"
     flow.write_text(json.dumps({"name": "fails", "nodes": {
@@ -107,7 +107,7 @@ def test_cli_client_mode_failures_and_errors(fleet: WorkerFleet, repo: Store,
     assert "Traceback" not in down.stderr
     bad_url = cli(tmp_path, "localhost:8000", key, "runs")
     assert bad_url.returncode == 2 and "DAGQ_URL" in bad_url.stderr
-    assert repo.list_runs(tenant=None, status=None, workflow=None, limit=10)[0].workflow \
+    assert repo.runs.list_runs(tenant=None, status=None, workflow=None, limit=10)[0].workflow \
         == "fails"  # the invalid submissions stored nothing
 
 

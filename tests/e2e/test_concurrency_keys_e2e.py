@@ -42,7 +42,7 @@ def drain_one_at_a_time(repo: Store, sql, count: int) -> list[str]:
     """Lease everything leasable each round (exactly one run's node may be), finish it."""
     started = []
     for _ in range(count):
-        leased = repo.lease(worker="w", queue="default", limit=100, ttl_s=30)
+        leased = repo.leases.lease(worker="w", queue="default", limit=100, ttl_s=30)
         assert len(leased) == 1, f"{len(leased)} runs of one key held a slot at once"
         open_slots = sql.execute(
             "SELECT count(*) AS n FROM dagq.runs WHERE concurrency_key = %s AND status IN "
@@ -51,7 +51,7 @@ def drain_one_at_a_time(repo: Store, sql, count: int) -> list[str]:
         assert open_slots == 1
         started.append(str(leased[0].run_id))
         assert complete(repo, leased[0].id, leased[0].version, {})
-    assert repo.lease(worker="w", queue="default", limit=100, ttl_s=30) == []
+    assert repo.leases.lease(worker="w", queue="default", limit=100, ttl_s=30) == []
     return started
 
 

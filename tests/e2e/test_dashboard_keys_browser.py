@@ -45,8 +45,8 @@ def test_tenant_and_admin_keys_on_the_dashboard(fleet: WorkerFleet, repo: Store)
     base = start_api(fleet)
     tenant = service.create_api_key(repo, "acme")
     admin = service.create_api_key(repo, "ops", admin=True)
-    repo.register_worker(worker="w-1", hostname="gpu-host-7", pid=4242, queues=["default"],
-                         threads=2, executors=[])
+    repo.fleet.register_worker(worker="w-1", hostname="gpu-host-7", pid=4242, queues=["default"],
+                               threads=2, executors=[])
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

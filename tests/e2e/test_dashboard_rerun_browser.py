@@ -52,7 +52,7 @@ def test_rerun_from_a_node_in_the_panel(live: LiveApi) -> None:
     wf = spec({"a": {"executor": "builtin.echo"},
                "b": {"executor": "builtin.echo", "depends_on": ["a"]},
                "c": {"executor": "builtin.merge", "depends_on": ["b"]}}, name="chain")
-    first = live.repo.submit_run(tenant="default", spec=wf).run_id
+    first = live.repo.submissions.submit_run(tenant="default", spec=wf).run_id
     drive(live.repo)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -64,7 +64,7 @@ def test_rerun_from_a_node_in_the_panel(live: LiveApi) -> None:
             page.click("#node-panel button.rerun-here")
             page.wait_for_selector(f"a.rerun-of[title='{first}']", timeout=15_000)
             new_id = page.evaluate("() => decodeURIComponent(location.hash.split('/')[2])")
-            rerun = live.repo.get_run(new_id)
+            rerun = live.repo.runs.get_run(new_id)
             assert rerun.rerun_of == first
             assert {n.key: n.status for n in rerun.nodes} == {
                 "a": "succeeded", "b": "queued", "c": "pending"}

@@ -59,7 +59,7 @@ def retry_delays(sql, message) -> list[float]:
 
 
 def callback_outputs(repo, actor_name: str) -> list:
-    runs = wait_for(lambda: repo.list_runs(tenant=None, workflow=actor_name), 30,
+    runs = wait_for(lambda: repo.runs.list_runs(tenant=None, workflow=actor_name), 30,
                     f"a message to {actor_name}")
     return [wait_for_run(repo, run.run_id).nodes[0].outputs["result"] for run in runs]
 
@@ -196,4 +196,4 @@ def test_group_completion_callbacks_across_worker_processes(app, repo, sql, flee
     members.run()
     assert callback_outputs(repo, "group_done") == ["all"]
     dramatiq.get_broker().join("default", timeout=30_000)
-    assert len(repo.list_runs(tenant=None, workflow="group_done")) == 1  # sent once
+    assert len(repo.runs.list_runs(tenant=None, workflow="group_done")) == 1  # sent once

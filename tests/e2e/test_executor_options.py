@@ -27,7 +27,7 @@ def started_by(sql, run_id) -> list[int]:
 def test_registered_nodes_run_their_executors_options(repo: Store, fleet, sql) -> None:
     fleet.start(queues="default", **MODULE)
     llm = fleet.start(queues="llm", **MODULE)
-    wait_for(lambda: "test.llm_flaky" in repo.known_executors(), 30, "the executor")
+    wait_for(lambda: "test.llm_flaky" in repo.fleet.known_executors(), 30, "the executor")
     service.register_workflow(repo, FLAKY)
     direct_id = service.submit(repo, tenant="t", workflow="flaky").run_id
     parent_id = service.submit(repo, tenant="t", workflow={"name": "outer", "nodes": {

@@ -32,15 +32,16 @@ def test_test_executors_are_off_unless_switched_on(repo, fleet, sql) -> None:
     assert "builtin.noop" in row["executors"]
     assert not {"builtin.fail", "builtin.crash"} & set(row["executors"])
     # A crash node accepted before the switch went off is never leased by this worker.
-    crash = repo.submit_run(tenant="t", spec=spec(
+    crash = repo.submissions.submit_run(tenant="t", spec=spec(
         {"c": {"executor": "builtin.crash", "params": {"times": 5}}}, name="crash")).run_id
-    ok = repo.submit_run(tenant="t", spec=spec({"n": {"executor": "builtin.noop"}})).run_id
+    ok = repo.submissions.submit_run(
+        tenant="t", spec=spec({"n": {"executor": "builtin.noop"}})).run_id
     assert wait_for_run(repo, ok).status == "succeeded", fleet.logs()
     assert off.poll() is None, fleet.logs()
-    assert repo.get_run(crash).nodes[0].status == "queued"
+    assert repo.runs.get_run(crash).nodes[0].status == "queued"
     [warning] = service.get_run(repo, crash).warnings
     assert warning.executor == "builtin.crash" and warning.queue == "default"
-    repo.cancel_run(crash, "t")
+    repo.runs.cancel_run(crash, "t")
 
     on = fleet.start()  # the suite's workers run with DAGQ_TEST_EXECUTORS=on
     row = wait_for(lambda: worker_row(sql, on), 60, "the second worker to register")
@@ -54,7 +55,7 @@ def test_builtin_http_on_a_worker_refuses_the_apis_own_metrics(repo, fleet) -> N
     worker = fleet.start()
     wf = spec({"h": {"executor": "builtin.http", "max_attempts": 3,
                      "params": {"url": f"http://127.0.0.1:{port}/metrics"}}}, name="ssrf")
-    run = wait_for_run(repo, repo.submit_run(tenant="t", spec=wf).run_id)
+    run = wait_for_run(repo, repo.submissions.submit_run(tenant="t", spec=wf).run_id)
     node = run.nodes[0]
     assert run.status == "failed" and node.attempts == 1, fleet.logs()  # for good
     assert node.error["type"].endswith("AddressRefused")
@@ -67,7 +68,7 @@ def test_builtin_http_on_a_worker_refuses_the_apis_own_metrics(repo, fleet) -> N
     fleet.start(DAGQ_HTTP_ALLOW="127.0.0.1")  # the operator allows the local API
     wf = spec({"h": {"executor": "builtin.http",
                      "params": {"url": f"http://127.0.0.1:{port}/healthz"}}}, name="allowed")
-    run = wait_for_run(repo, repo.submit_run(tenant="t", spec=wf).run_id)
+    run = wait_for_run(repo, repo.submissions.submit_run(tenant="t", spec=wf).run_id)
     assert run.status == "succeeded", fleet.logs()
     assert run.nodes[0].outputs == {"status": "ok"}
 
@@ -129,7 +130,7 @@ def test_submit_wait_says_when_no_live_worker_serves_the_run(repo, db_url, fleet
     try:
         expected = "waiting: no live worker serves executor builtin.noop on queue default"
         wait_for(lambda: expected in err.read_text(), 60, "the --wait warning")
-        [run] = repo.list_runs(tenant=None, workflow="lonely")
+        [run] = repo.runs.list_runs(tenant=None, workflow="lonely")
         fleet.start()  # a worker comes: the run finishes, and --wait says it is served
         assert submit.wait(60) == 0, err.read_text()
         assert uuid.UUID(submit.stdout.read().decode().split()[-1]) == run.run_id

@@ -62,7 +62,7 @@ def test_no_node_starts_after_its_run_failed_fast(repo, fleet, sql) -> None:
     wf = workflow()
     report: dict[str, list[str]] = {}
     for _ in range(RUNS // WAVE):
-        wave = [repo.submit_run(tenant="t", spec=wf).run_id for _ in range(WAVE)]
+        wave = [repo.submissions.submit_run(tenant="t", spec=wf).run_id for _ in range(WAVE)]
         for run_id in wave:
             run = wait_for_run(repo, run_id, timeout=90)
             assert run.status == "failed", fleet.logs()

@@ -25,7 +25,7 @@ def test_if_else_runs_one_branch_and_the_join_once(repo, fleet, sql) -> None:
                     "if": {"dep": "classify", "path": "route", "in": ["support", "other"]}},
         "join": {"executor": "test.collect", "depends_on": ["billing", "support"]},
     }, name="route")
-    run = wait_for_run(repo, repo.submit_run(tenant="t", spec=wf).run_id)
+    run = wait_for_run(repo, repo.submissions.submit_run(tenant="t", spec=wf).run_id)
     assert run.status == "succeeded"
     assert statuses(run) == {"classify": "succeeded", "billing": "succeeded",
                              "support": "skipped", "join": "succeeded"}
@@ -47,7 +47,7 @@ def test_skips_propagate_through_nodes_whose_deps_were_all_skipped(repo, fleet) 
         "after_after": {"executor": "builtin.noop", "depends_on": ["after_b"]},
         "mixed": {"executor": "builtin.noop", "depends_on": ["after_b", "classify"]},
     }, name="skips")
-    run = wait_for_run(repo, repo.submit_run(tenant="t", spec=wf).run_id)
+    run = wait_for_run(repo, repo.submissions.submit_run(tenant="t", spec=wf).run_id)
     assert run.status == "succeeded"
     assert statuses(run) == {"classify": "succeeded", "b": "skipped", "after_b": "skipped",
                              "after_after": "skipped", "mixed": "succeeded"}
@@ -62,7 +62,7 @@ def test_map_over_a_thousand_items_keeps_their_order(repo, fleet) -> None:
                  "map": {"dep": "src", "path": "params.docs"}},
         "gather": {"executor": "test.items", "depends_on": ["each"]},
     }, name="map1000")
-    run = wait_for_run(repo, repo.submit_run(tenant="t", spec=wf).run_id, timeout=120)
+    run = wait_for_run(repo, repo.submissions.submit_run(tenant="t", spec=wf).run_id, timeout=120)
     assert run.status == "succeeded", [(n.key, n.status, n.error) for n in run.nodes]
     each = next(n for n in run.nodes if n.key == "each")
     assert each.items == 1000 and len(each.outputs) == 1000
@@ -78,7 +78,7 @@ def test_map_over_an_empty_list_succeeds_at_once(repo, fleet) -> None:
                  "map": {"dep": "src", "path": "params.docs"}},
         "gather": {"executor": "test.items", "depends_on": ["each"]},
     }, name="map0")
-    run = wait_for_run(repo, repo.submit_run(tenant="t", spec=wf).run_id)
+    run = wait_for_run(repo, repo.submissions.submit_run(tenant="t", spec=wf).run_id)
     assert run.status == "succeeded"
     gather = next(n for n in run.nodes if n.key == "gather")
     assert gather.outputs == {"items": []}
@@ -87,9 +87,9 @@ def test_map_over_an_empty_list_succeeds_at_once(repo, fleet) -> None:
 def test_a_high_priority_run_overtakes_a_backlog(repo, fleet, sql) -> None:
     backlog = spec({f"n{i}": {"executor": "builtin.sleep", "params": {"seconds": 0.01}}
                     for i in range(300)}, name="backlog")
-    backlog_id = repo.submit_run(tenant="t", spec=backlog).run_id
+    backlog_id = repo.submissions.submit_run(tenant="t", spec=backlog).run_id
     urgent = spec({"now": {"executor": "builtin.noop"}}, name="urgent")
-    urgent_id = repo.submit_run(tenant="t", spec=urgent, priority=100).run_id
+    urgent_id = repo.submissions.submit_run(tenant="t", spec=urgent, priority=100).run_id
     fleet.start(threads=2)
     assert wait_for_run(repo, urgent_id).status == "succeeded"
     assert wait_for_run(repo, backlog_id, timeout=120).status == "succeeded"

@@ -21,7 +21,7 @@ def test_max_parallel_is_never_exceeded_by_two_workers(fleet: WorkerFleet, repo:
         "each": {"executor": "builtin.sleep", "depends_on": ["src"], "params": {"seconds": 0.2},
                  "map": {"dep": "src", "path": "params.items", "max_parallel": 3}},
     })
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     assert wait_for_run(repo, run_id, timeout=120).status == "succeeded"
     events = sql.execute("SELECT node_key, type FROM dagq.run_events WHERE run_id = %s "
                          "AND node_key LIKE 'each[%%' ORDER BY id", (run_id,)).fetchall()
@@ -49,7 +49,7 @@ def test_max_parallel_holds_for_a_map_over_a_sub_workflow(fleet: WorkerFleet, re
         "each": {"workflow": {"name": "nap"}, "depends_on": ["src"],
                  "map": {"dep": "src", "path": "params.items", "max_parallel": 3}},
     }), repo)
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     assert wait_for_run(repo, run_id, timeout=120).status == "succeeded"
     events = sql.execute("SELECT node_key, type FROM dagq.run_events WHERE run_id = %s "
                          "AND node_key LIKE 'each[%%' ORDER BY id", (run_id,)).fetchall()
@@ -60,4 +60,4 @@ def test_max_parallel_holds_for_a_map_over_a_sub_workflow(fleet: WorkerFleet, re
         peak = max(peak, running)
     assert peak == 3, events
     assert sum(e["type"] == "node_succeeded" for e in events) == 12
-    assert len(repo.get_run(run_id).children) == 12
+    assert len(repo.runs.get_run(run_id).children) == 12

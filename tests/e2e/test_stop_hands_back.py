@@ -70,14 +70,14 @@ def wait_exit(proc: subprocess.Popen[bytes], timeout: float, log_path: Path) -> 
 
 def submit_sleeper(repo: Store, seconds: float, **node: object) -> object:
     wf = spec({"long": {"executor": "builtin.sleep", "params": {"seconds": seconds}, **node}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
-    wait_for(lambda: repo.get_run(run_id).nodes[0].status == "running", 60, "the node to run")
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    wait_for(lambda: repo.runs.get_run(run_id).nodes[0].status == "running", 60, "the node to run")
     return run_id
 
 
 def assert_handed_back(repo: Store, sql, run_id) -> None:
     """Queued again, its attempt not charged: a `node_released`, no retry, no failure."""
-    node = repo.get_run(run_id).nodes[0]
+    node = repo.runs.get_run(run_id).nodes[0]
     assert (node.status, node.attempts, node.lease_owner) == ("queued", 0, None), node
     kinds = [(r["type"], r["attempt"]) for r in sql.execute(
         "SELECT type, attempt FROM dagq.run_events WHERE run_id = %s AND node_key = 'long' "
@@ -131,7 +131,7 @@ def test_a_second_ctrl_c_hands_back_at_once(db_url: str, repo: Store, sql,
         # One Ctrl-C reached the worker twice (from the terminal, and relayed by dagq
         # up): it still waits for its node.
         assert up.poll() is None
-        assert repo.get_run(run_id).nodes[0].status == "running"
+        assert repo.runs.get_run(run_id).nodes[0].status == "running"
         os.killpg(up.pid, signal.SIGINT)  # Ctrl-C again
         hurried_at = time.monotonic()
         assert wait_exit(up, QUICK_STOP_S * 2, log_path) == 0
@@ -148,7 +148,7 @@ def test_kill_int_to_dagq_worker_twice_hands_back_at_once(repo: Store, sql, flee
     run_id = submit_sleeper(repo, 600)
     os.kill(parent.pid, signal.SIGINT)
     wait_for(lambda: REPORT in fleet.logs(), 20, "the worker to say what it waits for")
-    assert repo.get_run(run_id).nodes[0].status == "running"
+    assert repo.runs.get_run(run_id).nodes[0].status == "running"
     os.kill(parent.pid, signal.SIGINT)
     hurried_at = time.monotonic()
     assert parent.wait(QUICK_STOP_S * 2) == 0
@@ -162,7 +162,7 @@ def test_a_worker_process_on_its_own_hurries_on_a_second_signal(repo: Store, sql
     run_id = submit_sleeper(repo, 600)
     worker.send_signal(signal.SIGINT)
     wait_for(lambda: REPORT in fleet.logs(), 20, "the worker to say what it waits for")
-    assert repo.get_run(run_id).nodes[0].status == "running"
+    assert repo.runs.get_run(run_id).nodes[0].status == "running"
     worker.send_signal(signal.SIGTERM)
     hurried_at = time.monotonic()
     assert worker.wait(QUICK_STOP_S * 2) == 0

@@ -75,7 +75,7 @@ def test_a_thread_the_executor_started_streams_too(fleet: WorkerFleet, repo: Sto
     registered(sql, "test.stream_thread")
     run_id = service.submit(repo, tenant="t", workflow=one_node("test.stream_thread")).run_id
     assert wait_for_run(repo, run_id).status == "succeeded"
-    got = repo.node_stream(run_id, "llm", None, None)
+    got = repo.streams.node_stream(run_id, "llm", None, None)
     assert got["text"] == "".join(f"t{i} " for i in range(10))
     assert got["data"] == [{"done": 10}] and got["complete"]
 
@@ -96,8 +96,8 @@ def test_a_killed_workers_next_attempt_streams_apart_and_the_client_resets(
     assert [p.attempt for p in pieces[:resets[0]]] == [1] * resets[0]
     assert "".join(pieces[resets[0]:]) == "".join(f"a2.{i} " for i in range(30))
     assert wait_for_run(repo, run_id).status == "succeeded"
-    assert repo.node_stream(run_id, "llm", None, None)["attempt"] == 2
-    assert repo.node_stream(run_id, "llm", 1, None)["text"].startswith("a1.0 a1.1 ")
+    assert repo.streams.node_stream(run_id, "llm", None, None)["attempt"] == 2
+    assert repo.streams.node_stream(run_id, "llm", 1, None)["text"].startswith("a1.0 a1.1 ")
 
 
 def test_a_paused_worker_cannot_append_after_its_lease_was_reclaimed(
@@ -107,7 +107,7 @@ def test_a_paused_worker_cannot_append_after_its_lease_was_reclaimed(
     registered(sql, "test.stream_slowly")
     run_id = service.submit(repo, tenant="t", workflow=one_node(
         "test.stream_slowly", params={"seconds": 4}, backoff={"initial_s": 0.1})).run_id
-    wait_for(lambda: repo.node_stream(run_id, "llm", None, None)["chunks"] >= 5, 30,
+    wait_for(lambda: repo.streams.node_stream(run_id, "llm", None, None)["chunks"] >= 5, 30,
              "the first chunks")
     os.kill(paused.pid, signal.SIGSTOP)
     try:
@@ -115,8 +115,8 @@ def test_a_paused_worker_cannot_append_after_its_lease_was_reclaimed(
             "SELECT 1 FROM dagq.run_events WHERE run_id = %s AND type = 'node_lease_expired'",
             (run_id,)).fetchone(), 30, "the sweeper to reclaim the lease")
         fleet.start(threads=2)  # attempt 2 runs here
-        wait_for(lambda: repo.node_stream(run_id, "llm", None, None)["attempt"] == 2 and
-                 repo.node_stream(run_id, "llm", 2, None)["chunks"] >= 3, 30,
+        wait_for(lambda: repo.streams.node_stream(run_id, "llm", None, None)["attempt"] == 2 and
+                 repo.streams.node_stream(run_id, "llm", 2, None)["chunks"] >= 3, 30,
                  "attempt 2's chunks")
     finally:
         os.kill(paused.pid, signal.SIGCONT)  # its buffered and next chunks are fenced off
@@ -130,7 +130,7 @@ def test_a_paused_worker_cannot_append_after_its_lease_was_reclaimed(
     wait_for(lambda: sql.execute("SELECT value FROM dagq.counters WHERE name = "
                                  "'stale_stream_chunks'").fetchone(), 20,
              "the paused worker's late chunks to be counted")
-    text = repo.node_stream(run_id, "llm", 2, None)["text"]
+    text = repo.streams.node_stream(run_id, "llm", 2, None)["text"]
     assert text.startswith("s2.0 s2.1 ") and "s1." not in text
 
 

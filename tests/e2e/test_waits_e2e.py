@@ -24,7 +24,7 @@ EXAMPLE = ROOT / "examples" / "approval.json"
 
 
 def node(repo: Store, run_id: uuid.UUID, key: str):
-    return next(n for n in repo.get_run(run_id).nodes if n.key == key)
+    return next(n for n in repo.runs.get_run(run_id).nodes if n.key == key)
 
 
 def waiting(repo: Store, run_id: uuid.UUID, key: str = "approve") -> bool:

@@ -23,12 +23,12 @@ def node_events(sql, run_id, node_key=None):
 def test_diamond_and_fan_out_run_on_real_workers(repo: Store, fleet, sql) -> None:
     fleet.start(threads=4)
     fleet.start(threads=4)
-    diamond_id = repo.submit_run(tenant="t", spec=diamond(), inputs={"q": "x"}).run_id
+    diamond_id = repo.submissions.submit_run(tenant="t", spec=diamond(), inputs={"q": "x"}).run_id
     nodes = {"root": {"executor": "builtin.noop"}}
     nodes |= {f"m{i}": {"executor": "test.ident", "depends_on": ["root"], "params": {"i": i}}
               for i in range(50)}
     nodes["agg"] = {"executor": "test.collect", "depends_on": [f"m{i}" for i in range(50)]}
-    fan_id = repo.submit_run(tenant="t", spec=spec(nodes, name="fan")).run_id
+    fan_id = repo.submissions.submit_run(tenant="t", spec=spec(nodes, name="fan")).run_id
 
     run = wait_for_run(repo, diamond_id)
     assert run.status == "succeeded", fleet.logs()
@@ -50,7 +50,8 @@ def test_a_completion_hands_the_next_level_to_its_own_worker(repo, fleet, sql) -
     nodes = {"root": {"executor": "builtin.noop"}}
     nodes |= {f"m{i}": {"executor": "builtin.noop", "depends_on": ["root"]} for i in range(5)}
     nodes["agg"] = {"executor": "builtin.merge", "depends_on": [f"m{i}" for i in range(5)]}
-    run = wait_for_run(repo, repo.submit_run(tenant="t", spec=spec(nodes, name="hand")).run_id)
+    run = wait_for_run(repo, repo.submissions.submit_run(
+        tenant="t", spec=spec(nodes, name="hand")).run_id)
     assert run.status == "succeeded", fleet.logs()
     by_key = {n.key: n for n in run.nodes}
     middles = [by_key[f"m{i}"] for i in range(5)]
@@ -64,7 +65,7 @@ def test_retries_until_success_with_node_retry_events(repo, fleet, sql) -> None:
     fleet.start()
     wf = spec({"a": {"executor": "builtin.fail", "params": {"times": 2},
                      "backoff": {"initial_s": 0.05, "max_s": 0.1}}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     run = wait_for_run(repo, run_id)
     assert run.status == "succeeded"
     assert run.nodes[0].attempts == 3 and run.nodes[0].outputs == {"attempt": 3}
@@ -77,7 +78,7 @@ def test_retries_until_success_with_node_retry_events(repo, fleet, sql) -> None:
 def test_fatal_error_fails_at_once(repo, fleet, sql) -> None:
     fleet.start()
     wf = spec({"a": {"executor": "builtin.fail", "params": {"fatal": True}, "max_attempts": 5}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     run = wait_for_run(repo, run_id)
     assert run.status == "failed"
     assert run.nodes[0].attempts == 1
@@ -90,7 +91,7 @@ def test_user_fatal_error_and_bad_output(repo, fleet) -> None:
     fleet.start()
     wf = spec({"f": {"executor": "test.fatal", "max_attempts": 3},
                "j": {"executor": "test.not_json", "max_attempts": 3}}, fail_fast=False)
-    run = wait_for_run(repo, repo.submit_run(tenant="t", spec=wf).run_id)
+    run = wait_for_run(repo, repo.submissions.submit_run(tenant="t", spec=wf).run_id)
     errors = {n.key: (n.attempts, n.error["type"]) for n in run.nodes}
     assert errors == {"f": (1, "FatalError"), "j": (1, "OutputError")}
     assert "not JSON" in next(n for n in run.nodes if n.key == "j").error["message"]
@@ -101,7 +102,7 @@ def test_timeout_fails_the_attempt(repo, fleet) -> None:
     wf = spec({"s": {"executor": "builtin.sleep", "params": {"seconds": 5}, "timeout_s": 1,
                      "max_attempts": 1}})
     started = time.monotonic()
-    run = wait_for_run(repo, repo.submit_run(tenant="t", spec=wf).run_id, timeout=20)
+    run = wait_for_run(repo, repo.submissions.submit_run(tenant="t", spec=wf).run_id, timeout=20)
     assert run.status == "failed"
     assert run.nodes[0].error["type"] == "Timeout"
     assert time.monotonic() - started < 4.5  # stopped at ~1 s, not after the 5 s sleep
@@ -111,7 +112,7 @@ def test_sigterm_hands_prefetched_tasks_back_at_once(repo, fleet, sql) -> None:
     first = fleet.start(threads=1)  # 1 thread: prefetch 2, so one waits in memory
     wf = spec({f"s{i}": {"executor": "builtin.sleep", "params": {"seconds": 2}}
                for i in range(4)})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     wait_for(lambda: sql.execute(
         "SELECT count(*) AS n FROM dagq.node_tasks WHERE status = 'running'"
     ).fetchone()["n"] == 2, 15, "the worker to lease two nodes")
@@ -138,7 +139,7 @@ def test_two_processes_execute_every_node_exactly_once(repo, fleet, sql) -> None
     fleet.start(threads=8)
     fleet.start(threads=8)
     wf = spec({f"n{i}": {"executor": "builtin.noop"} for i in range(100)}, name="wide")
-    run_ids = [repo.submit_run(tenant="t", spec=wf).run_id for _ in range(20)]
+    run_ids = [repo.submissions.submit_run(tenant="t", spec=wf).run_id for _ in range(20)]
     for run_id in run_ids:
         assert wait_for_run(repo, run_id, timeout=120).status == "succeeded"
     counts = sql.execute("""
@@ -159,12 +160,12 @@ def test_cancel_interrupts_a_running_node_at_its_heartbeat(repo, fleet, sql) -> 
     fleet.start()
     wf = spec({"long": {"executor": "builtin.sleep", "params": {"seconds": 30}},
                "after": {"executor": "builtin.noop", "depends_on": ["long"]}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
-    wait_for(lambda: repo.get_run(run_id).nodes[0].status == "running", 15, "the lease")
-    repo.cancel_run(run_id, "t")
-    wait_for(lambda: repo.get_run(run_id).nodes[0].status == "cancelled", 5,
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    wait_for(lambda: repo.runs.get_run(run_id).nodes[0].status == "running", 15, "the lease")
+    repo.runs.cancel_run(run_id, "t")
+    wait_for(lambda: repo.runs.get_run(run_id).nodes[0].status == "cancelled", 5,
              "the running node to stop at its next heartbeat")
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     assert run.status == "cancelled"
     assert {n.key: n.status for n in run.nodes} == {"long": "cancelled", "after": "cancelled"}
 
@@ -183,7 +184,7 @@ def test_plain_dramatiq_send_becomes_a_one_node_run(repo, fleet, db_url) -> None
     sys.modules.pop("tests.e2e.sample_executors", None)  # declare its actor on this broker
     module = importlib.import_module("tests.e2e.sample_executors")
     message = module.add.send(2, 3)
-    run = repo.list_runs(tenant=None, workflow="add")[0]
+    run = repo.runs.list_runs(tenant=None, workflow="add")[0]
     assert run.event_key == message.message_id
     finished = wait_for_run(repo, run.run_id)
     assert finished.status == "succeeded"
@@ -196,9 +197,9 @@ def test_plain_dramatiq_send_becomes_a_one_node_run(repo, fleet, db_url) -> None
 def test_concurrency_cap_holds_across_processes_while_others_flow(repo, fleet, sql) -> None:
     fleet.start(threads=8)
     fleet.start(threads=8)
-    capped = repo.submit_run(tenant="t", spec=spec(
+    capped = repo.submissions.submit_run(tenant="t", spec=spec(
         {f"c{i}": {"executor": "test.capped"} for i in range(200)}, name="capped")).run_id
-    free = repo.submit_run(tenant="t", spec=spec(
+    free = repo.submissions.submit_run(tenant="t", spec=spec(
         {f"f{i}": {"executor": "builtin.noop"} for i in range(200)}, name="free")).run_id
     samples = []
     free_done_at = None

@@ -64,8 +64,8 @@ class Api:
 
 def declare_queues(repo: Store, *queues: str, worker: str = "w-queues") -> None:
     """A worker that serves `queues` registers (a node may only name a declared queue)."""
-    repo.register_worker(worker=worker, hostname="host", pid=1, queues=list(queues),
-                         threads=1, executors=[])
+    repo.fleet.register_worker(worker=worker, hostname="host", pid=1, queues=list(queues),
+                               threads=1, executors=[])
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:

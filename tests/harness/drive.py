@@ -23,7 +23,7 @@ def drive(
     executors = executors or {}
     order: list[str] = []
     for _ in range(max_rounds):
-        leased = repo.lease(worker=worker, queue=queue, limit=batch, ttl_s=30)
+        leased = repo.leases.lease(worker=worker, queue=queue, limit=batch, ttl_s=30)
         if not leased:
             return order
         for node in leased:
@@ -32,8 +32,8 @@ def drive(
             try:
                 outputs = fn(node.payload()) if fn else {"key": node.node_key}
             except Exception as exc:  # noqa: BLE001 - the test decides what fails
-                repo.fail(node.id, node.version, {"type": type(exc).__name__,
-                                                  "message": str(exc)})
+                repo.leases.fail(node.id, node.version, {"type": type(exc).__name__,
+                                                         "message": str(exc)})
             else:
                 complete(repo, node.id, node.version, outputs)
     raise AssertionError("drive did not settle")
@@ -47,4 +47,4 @@ def complete(repo: Store, node_id: int, version: int, outputs: Any, *,
 
 def complete_many(repo: Store, items: list[Completion]) -> list[bool]:
     """Many successes in one transaction, as the workers' committer records them."""
-    return repo.complete_and_lease(items, None)[0]
+    return repo.leases.complete_and_lease(items, None)[0]

@@ -64,7 +64,7 @@ class LiveApi:
 def step(repo: Store, n: int = 1) -> int:
     """Run at most n leasable nodes (as a worker would); return how many ran."""
     done = 0
-    for node in repo.lease(worker="w", queue="default", limit=n, ttl_s=30):
+    for node in repo.leases.lease(worker="w", queue="default", limit=n, ttl_s=30):
         complete(repo, node.id, node.version, {"key": node.node_key})
         done += 1
     return done

@@ -115,7 +115,7 @@ class WorkerFleet:
 
 def wait_for_run(repo, run_id, timeout: float = 60.0):
     def finished():
-        run = repo.get_run(run_id)
+        run = repo.runs.get_run(run_id)
         return run if run.status not in ("queued", "running") else None
 
     return wait_for(finished, timeout, f"run {run_id} to finish")

@@ -318,6 +318,6 @@ def test_a_write_outside_the_service_is_found(tmp_path: Path) -> None:
         "from dagq import service\n"
         "def f(state, run_id):\n    state.repo.runs.cancel_run(run_id, None)\n"
         "    service.cancel_run(state.repo, run_id, None)\n"
-        "    return run_in_threadpool(state.repo.delete_schedule, run_id, None)\n")
+        "    return run_in_threadpool(state.repo.schedules.delete_schedule, run_id, None)\n")
     assert store_writes("dagq.api.x", source) == {("dagq.api.x", "cancel_run", 3),
                                                   ("dagq.api.x", "delete_schedule", 5)}

@@ -12,22 +12,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"
 SECTION = "## Where each thing lives"
 
-# The docs describe the 0.3 layout; on this branch the store and the CLI are still being
-# split by other branches of issue 28 (the store into repositories and a state machine,
-# the CLI around one backend). The lead deletes these once they are merged:
-# test_pending_modules_are_still_pending fails for every entry that no longer applies.
-PENDING_ELSEWHERE_GONE = {  # modules that exist here, and not once the split is merged
-    *(f"dagq.store.{name}" for name in (
-        "accounting", "core", "dead_letters", "directory", "propagation", "rows", "subflows",
-        "submit", "submit_many", "transitions", "waits", "work")),
-}
-PENDING_ELSEWHERE_NEW = {  # modules the docs list that the split adds
-    *(f"dagq.store.{name}" for name in (
-        "tx", "new_runs", "workflows", "submissions", "fleet", "schedules", "machine")),
-    *(f"dagq.store.machine.{name}" for name in (
-        "unit", "release", "children", "failures", "accounting", "waits")),
-}
-
 
 def documented() -> set[str]:
     text = DOC.read_text()
@@ -71,7 +55,7 @@ def test_the_tree_is_parsed() -> None:
 
 
 def test_every_module_is_in_the_docs_map() -> None:
-    missing = sorted(_modules() - documented() - PENDING_ELSEWHERE_GONE)
+    missing = sorted(_modules() - documented())
     assert not missing, (
         "add these modules to the tree under \"Where each thing lives\" in "
         "docs/architecture.md, each as a line `├── <last part of the name>  <what it does>` "
@@ -80,12 +64,6 @@ def test_every_module_is_in_the_docs_map() -> None:
 
 def test_the_docs_map_lists_no_module_that_is_gone() -> None:
     # dashboard/ has no Python: it is listed as a folder, not a module.
-    gone = sorted(documented() - _modules() - PENDING_ELSEWHERE_NEW - {"dagq.dashboard"})
+    gone = sorted(documented() - _modules() - {"dagq.dashboard"})
     assert not gone, ("these are listed in docs/architecture.md's \"Where each thing lives\" "
                       f"but are not modules of the package; remove or rename them: {gone}")
-
-
-def test_pending_modules_are_still_pending() -> None:
-    modules = _modules()
-    done = sorted((PENDING_ELSEWHERE_GONE - modules) | (PENDING_ELSEWHERE_NEW & modules))
-    assert not done, f"done: delete these from PENDING_ELSEWHERE_GONE / _NEW: {done}"

@@ -9,7 +9,7 @@ from typing import Any
 from dagq.models import ExecutorInfo
 from dagq.spec.stored import legacy_hash, stored_hash, stored_spec
 from dagq.spec.workflow import WorkflowSpec, fill_executor_defaults, parse_spec, sha256_json
-from dagq.store.rows import node_rows
+from dagq.store.new_runs import node_rows
 
 KNOWN = {
     "llm.answer": ExecutorInfo(name="llm.answer", queue="llm", max_attempts=5, timeout_s=120),

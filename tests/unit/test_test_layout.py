@@ -22,7 +22,7 @@ HARNESS = TESTS / "harness"
 # The package each folder of tests/integration stands for. machine/ holds the tests of the
 # store's run/node state machine (its transitions, releases, sub-workflows and waits).
 MIRRORED = {"api": "dagq.api", "client": "dagq.client", "cli": "dagq.cli",
-            "machine": "dagq.store", "runtime": "dagq.runtime",
+            "machine": "dagq.store.machine", "runtime": "dagq.runtime",
             "service": "dagq.service", "store": "dagq.store", "sweeper": "dagq.sweeper",
             "workers": "dagq.workers"}
 

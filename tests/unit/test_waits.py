@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dagq.store.waits import due_outcome, parse_until, wait_deadline
+from dagq.store.machine.waits import due_outcome, parse_until, wait_deadline
 
 WHEN = datetime(2026, 12, 24, 9, tzinfo=UTC)
 

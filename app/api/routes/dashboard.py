@@ -53,7 +53,7 @@ async def workers(request: Request) -> JSONResponse:
     every tenant."""
     await admin(request)
     query = read_query(request, WorkersQuery)
-    rows = await run_in_threadpool(request.app.state.repo.list_workers, status=query.status,
+    rows = await run_in_threadpool(request.app.state.repo.fleet.list_workers, status=query.status,
                                    limit=query.limit)
     out = WorkerList(workers=[WorkerOut.model_validate(row) for row in rows])
     return JSONResponse(out.model_dump(mode="json"))

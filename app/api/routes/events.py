@@ -89,9 +89,9 @@ async def run_events(request: Request) -> Response:
     after = last_event_id(request, query)
     repo: Store = request.app.state.repo
     tenant = tenant_scope(key)
-    await run_in_threadpool(repo.get_run, run_id, tenant, with_nodes=False)  # 404 first
+    await run_in_threadpool(repo.runs.get_run, run_id, tenant, with_nodes=False)  # 404 first
     if query.format == "json":
-        feed = await run_in_threadpool(repo.run_feed, run_id, after, limit=query.limit,
+        feed = await run_in_threadpool(repo.streams.run_feed, run_id, after, limit=query.limit,
                                        chunks=query.stream)
         return JSONResponse([item_listed(i, run_id) for i in feed.items[:query.limit]])
     shutdown = anyio.Event()
@@ -114,7 +114,7 @@ async def follow(
     with hub.subscribe(run_id) as wake:
         while not shutdown.is_set():
             wake.clear()
-            feed = await run_in_threadpool(repo.run_feed, run_id, last, limit=PAGE,
+            feed = await run_in_threadpool(repo.streams.run_feed, run_id, last, limit=PAGE,
                                            chunks=chunks)
             if feed.run_status is None:
                 return  # pruned while we watched
@@ -148,7 +148,7 @@ async def node_stream(request: Request) -> Response:
     node_key = request.path_params["node_key"]
     query = read_query(request, NodeStreamQuery)
     repo: Store = request.app.state.repo
-    found = await run_in_threadpool(repo.node_stream, run_id, node_key[:200], query.attempt,
+    found = await run_in_threadpool(repo.streams.node_stream, run_id, node_key[:200], query.attempt,
                                     tenant_scope(key))
     return JSONResponse(NodeStream.model_validate(found).model_dump(mode="json"))
 

@@ -26,7 +26,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def readyz(request: Request) -> JSONResponse:
     try:
-        pending, workers = await run_in_threadpool(request.app.state.repo.readiness,
+        pending, workers = await run_in_threadpool(request.app.state.repo.ops.readiness,
                                                    timeout_s=READY_TIMEOUT_S)
     except DatabaseUnavailable as exc:
         raise NotReady("the database does not answer", {"reason": exc.message}) from None
@@ -48,9 +48,9 @@ async def queues(request: Request) -> JSONResponse:
     """Every tenant's counts for an admin key; a tenant key counts only its own nodes."""
     tenant = tenant_scope(await principal(request))
     repo = request.app.state.repo
-    rows = await run_in_threadpool(repo.queue_stats, tenant)
+    rows = await run_in_threadpool(repo.ops.queue_stats, tenant)
     by_queue: dict[str, list[QueueTenant]] = {}
-    for t in await run_in_threadpool(repo.queue_tenants, tenant):
+    for t in await run_in_threadpool(repo.ops.queue_tenants, tenant):
         by_queue.setdefault(t["queue"], []).append(
             QueueTenant(**{k: v for k, v in t.items() if k != "queue"}))
     out = QueueList(queues=[QueueStats(name=r["queue"], tenants=by_queue.get(r["queue"], []),

@@ -35,7 +35,7 @@ from dagq.api.schemas import (
 from dagq.errors import Conflict, DagqError
 from dagq.models import SubmitResult
 from dagq.service.submissions import SubmitRequest, cached_run
-from dagq.store.core import call_by
+from dagq.store.tx import call_by
 
 
 def run_id_of(request: Request) -> uuid.UUID:
@@ -64,7 +64,7 @@ def _count(request: Request, outcome: SubmitResult | DagqError) -> None:
 def _deadline(state: Any) -> float | None:
     """When this request's database bound ends: DAGQ_API_DB_TIMEOUT_S from now (its
     arrival), for all its database work, the wait for the group commit included."""
-    bound = state.repo.call_timeout_s
+    bound = state.repo.db.call_timeout_s
     return None if bound is None else time.monotonic() + bound
 
 
@@ -133,7 +133,7 @@ async def list_runs(request: Request) -> JSONResponse:
     tenant = tenant_scope(key) if tenant_scope(key) is not None else query.tenant
     cursor = decode_cursor(query.cursor) if query.cursor else None
     runs = await run_in_threadpool(
-        request.app.state.repo.list_runs, tenant=tenant, status=query.status,
+        request.app.state.repo.runs.list_runs, tenant=tenant, status=query.status,
         workflow=query.workflow, limit=query.limit + 1, cursor=cursor, parent=query.parent,
     )
     page = runs[:query.limit]

@@ -61,14 +61,15 @@ async def create_schedule(request: Request) -> JSONResponse:
 
 async def list_schedules(request: Request) -> JSONResponse:
     key = await principal(request)
-    found = await run_in_threadpool(request.app.state.repo.list_schedules, tenant_scope(key))
+    found = await run_in_threadpool(request.app.state.repo.schedules.list_schedules,
+                                    tenant_scope(key))
     return JSONResponse(ScheduleList(schedules=found)
                         .model_dump(mode="json"))
 
 
 async def get_schedule(request: Request) -> JSONResponse:
     key = await principal(request)
-    record = await run_in_threadpool(request.app.state.repo.get_schedule,
+    record = await run_in_threadpool(request.app.state.repo.schedules.get_schedule,
                                      schedule_id_of(request), tenant_scope(key))
     return JSONResponse(record.model_dump(mode="json"))
 

@@ -29,7 +29,7 @@ def _name(request: Request) -> str:
 
 async def get_tenant(request: Request) -> JSONResponse:
     await admin(request)
-    record = await run_in_threadpool(request.app.state.repo.get_tenant, _name(request))
+    record = await run_in_threadpool(request.app.state.repo.tenants.get_tenant, _name(request))
     return JSONResponse(record.model_dump(mode="json", exclude_none=False))
 
 

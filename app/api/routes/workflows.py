@@ -30,7 +30,7 @@ async def register_workflow(request: Request) -> JSONResponse:
 
 async def list_workflows(request: Request) -> JSONResponse:
     await principal(request)
-    records = await run_in_threadpool(request.app.state.repo.list_workflows)
+    records = await run_in_threadpool(request.app.state.repo.workflows.list_workflows)
     out = WorkflowList(workflows=records)
     return JSONResponse(out.model_dump(mode="json"))
 
@@ -41,7 +41,7 @@ async def get_workflow(request: Request) -> JSONResponse:
     query = read_query(request, WorkflowVersionQuery)
     if not _NAME.fullmatch(name):
         raise NotFound(f"workflow {name[:100]!r} not found")
-    record = await run_in_threadpool(request.app.state.repo.get_workflow, name,
+    record = await run_in_threadpool(request.app.state.repo.workflows.get_workflow, name,
                                      query.version)
     return JSONResponse(record.model_dump(mode="json"))
 

@@ -47,9 +47,9 @@ def test_queues_report_ready_delayed_running_and_failures(api: Api, sql) -> None
     declare_queues(api.repo, "side")
     api.submit(api.acme, workflow={"name": "side", "nodes": {
         "x": {"executor": "builtin.echo", "queue": "side"}}})
-    leased = api.repo.lease(worker="w", queue="default", limit=2, ttl_s=30)
+    leased = api.repo.leases.lease(worker="w", queue="default", limit=2, ttl_s=30)
     # n0 fails for good: fail-fast cancels the waiting n2 and n3; n1 is still running.
-    api.repo.fail(leased[0].id, leased[0].version, {"type": "E", "message": "m"})
+    api.repo.leases.fail(leased[0].id, leased[0].version, {"type": "E", "message": "m"})
     sql.execute("UPDATE dagq.node_tasks SET available_at = now() - interval '30 seconds' "
                 "WHERE node_key = 'x'")
     response = api.client.get("/v1/queues", headers=api.acme)
@@ -68,9 +68,9 @@ def test_queue_delayed_counts_backoff(api: Api) -> None:
                                             "backoff": {"initial_s": 600, "max_s": 600}}}}
     api.submit(api.acme, workflow=flow)
     api.submit(api.acme, workflow={"name": "ready", "nodes": {"b": {"executor": "builtin.noop"}}})
-    [node] = api.repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    [node] = api.repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
     assert node.node_key == "a"
-    assert api.repo.fail(node.id, node.version, {"type": "E", "message": "m"}) == "retry"
+    assert api.repo.leases.fail(node.id, node.version, {"type": "E", "message": "m"}) == "retry"
     [default] = [q for q in api.client.get("/v1/queues", headers=api.acme).json()["queues"]
                  if q["name"] == "default"]
     assert (default["queued"], default["delayed"], default["running"]) == (1, 1, 0)
@@ -86,10 +86,10 @@ def test_metrics_follow_postgres(api: Api, sql) -> None:
     api.submit(api.acme)  # stays queued
     flaky = {"name": "lease", "nodes": {"z": {"executor": "builtin.sleep", "max_attempts": 2}}}
     api.submit(api.acme, workflow=flaky)
-    api.repo.lease(worker="gone", queue="default", limit=10, ttl_s=30)
+    api.repo.leases.lease(worker="gone", queue="default", limit=10, ttl_s=30)
     sql.execute("UPDATE dagq.node_tasks SET lease_expires_at = now() - interval '1 second' "
                 "WHERE status = 'running'")
-    assert api.repo.reclaim_expired()["reclaimed"] >= 1
+    assert api.repo.maintenance.reclaim_expired()["reclaimed"] >= 1
     m = samples(api.client.get("/metrics").text)
     assert m[("dagq_runs_submitted_total", ())] == 5
     assert m[("dagq_runs_finished_total", (("status", "succeeded"),))] == 3
@@ -152,7 +152,7 @@ def test_unexpected_errors_are_a_json_500_without_traceback(api: Api) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    api.repo.list_runs = broken  # a bug, not a client input
+    api.repo.runs.list_runs = broken  # a bug, not a client input
     response = client.get("/v1/runs", headers=api.acme)
     assert_error(response, 500, "internal")
     assert "secret" not in response.text and "Traceback" not in response.text
@@ -164,7 +164,7 @@ def test_database_down_during_a_request_is_503(api: Api) -> None:
     def unavailable(*args, **kwargs):
         raise DatabaseUnavailable("database unavailable: connection refused")
 
-    api.repo.get_workflow = unavailable
+    api.repo.workflows.get_workflow = unavailable
     assert_error(api.client.post("/v1/runs", json={"workflow": "flow"}, headers=api.acme),
                  503, "database_unavailable")
     assert api.client.post("/v1/runs", json={"workflow": ECHO_FLOW},
@@ -174,8 +174,8 @@ def test_database_down_during_a_request_is_503(api: Api) -> None:
 def test_metrics_count_stale_completions(api: Api) -> None:
     from tests.harness.specs import spec
 
-    api.repo.submit_run(tenant="acme", spec=spec({"a": {"executor": "builtin.noop"}}))
-    [node] = api.repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    api.repo.submissions.submit_run(tenant="acme", spec=spec({"a": {"executor": "builtin.noop"}}))
+    [node] = api.repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
     complete(api.repo, node.id, node.version, {})
     complete(api.repo, node.id, node.version, {})  # a duplicate: ignored, and counted
     text = api.client.get("/metrics").text

@@ -36,7 +36,7 @@ def test_submit_registered_workflow_by_name_and_version(api: Api) -> None:
         "name": "flow", "version": 2}
     latest = api.submit(api.acme, workflow="flow")
     first = api.submit(api.acme, workflow="flow", version=1)
-    assert api.repo.get_run(uuid.UUID(latest["run_id"])).workflow_version == 2
+    assert api.repo.runs.get_run(uuid.UUID(latest["run_id"])).workflow_version == 2
     run = api.client.get(f"/v1/runs/{first['run_id']}", headers=api.acme).json()
     assert run["workflow_version"] == 1 and len(run["nodes"]) == 3
     assert_error(api.client.post("/v1/runs", json={"workflow": "nope"}, headers=api.acme),
@@ -151,7 +151,7 @@ def test_tenants_see_only_their_runs_and_admins_see_all(api: Api) -> None:
         assert_error(api.client.get(path, headers=api.globex), 404, "not_found")
     for action in ("cancel", "retry"):
         assert_error(api.client.post(f"/v1/runs/{mine}/{action}", headers=api.globex), 404)
-    assert api.repo.get_run(uuid.UUID(mine)).status == "queued"  # globex changed nothing
+    assert api.repo.runs.get_run(uuid.UUID(mine)).status == "queued"  # globex changed nothing
     listed = api.client.get("/v1/runs", headers=api.globex).json()["runs"]
     assert [r["run_id"] for r in listed] == [theirs]
     everyone = api.client.get("/v1/runs", headers=api.admin).json()["runs"]

@@ -65,8 +65,8 @@ def test_a_tenant_key_counts_only_its_own_nodes(api: Api, sql) -> None:
                                                "max_attempts": 1}}}
     for _ in range(3):
         api.submit(api.globex, workflow=one_shot)
-    first, second = api.repo.lease(worker="w", queue="gpu", limit=2, ttl_s=30)
-    assert api.repo.fail(first.id, first.version, {"type": "E", "message": "m"}) == "failed"
+    first, second = api.repo.leases.lease(worker="w", queue="gpu", limit=2, ttl_s=30)
+    assert api.repo.leases.fail(first.id, first.version, {"type": "E", "message": "m"}) == "failed"
 
     acme = _queues(api, api.acme)
     assert (acme["default"]["queued"], acme["default"]["running"]) == (2, 0)
@@ -125,7 +125,7 @@ def test_a_declared_queue_is_accepted_at_once_and_remembered(api: Api, repo, sql
     assert api.client.post("/v1/schedules", headers=api.acme, json={
         "workflow": "gpu-flow", "cron": "0 * * * *"}).status_code == 201
     # Every worker of the queue stopped (a deploy, an outage): still a known queue.
-    api.repo.stop_worker("w-gpu")
+    api.repo.fleet.stop_worker("w-gpu")
     sql.execute("UPDATE dagq.workers SET status = 'dead'")
     api.submit(api.acme, workflow="gpu-flow")
     # Its worker rows pruned (DAGQ_RETENTION_DAYS later): the queue is forgotten and the
@@ -137,8 +137,8 @@ def test_a_declared_queue_is_accepted_at_once_and_remembered(api: Api, repo, sql
 
 
 def test_an_executors_declared_queue_is_known_without_its_workers(api: Api, sql) -> None:
-    api.repo.register_worker(worker="w-x", hostname="host", pid=2, queues=["default"],
-                             threads=1, executors=[ExecutorInfo(name="app.embed",
+    api.repo.fleet.register_worker(worker="w-x", hostname="host", pid=2, queues=["default"],
+                                   threads=1, executors=[ExecutorInfo(name="app.embed",
                                                                 queue="embeddings")])
     sql.execute("DELETE FROM dagq.workers")
     flow = {"name": "embed", "nodes": {"a": {"executor": "app.embed"},

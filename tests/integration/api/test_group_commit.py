@@ -56,8 +56,8 @@ def test_one_statement_writes_many_runs_each_with_its_own_result(repo: Store, sq
 
 def test_a_retried_write_finds_its_own_runs_as_created(repo: Store) -> None:
     run, _ = prepared(repo)
-    [written] = repo.submit_runs([run])
-    [again] = repo.submit_runs([run])  # as after a lost commit acknowledgement
+    [written] = repo.submissions.submit_runs([run])
+    [again] = repo.submissions.submit_runs([run])  # as after a lost commit acknowledgement
     assert isinstance(again, SubmitResult) and again.created and again.run_id == written.run_id
 
 

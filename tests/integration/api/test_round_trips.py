@@ -17,7 +17,7 @@ from tests.harness.api import Api
 
 
 class Traced:
-    """Every connection checked out of `repo.pool` while installed, with the frontend
+    """Every connection checked out of `repo.db.pool` while installed, with the frontend
     messages it sent (libpq trace lines starting with "F")."""
 
     def __init__(self, pool: Any, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +51,7 @@ class Traced:
 
 def test_readyz_uses_one_checkout(api: Api, tmp_path: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    traced = Traced(api.repo.pool, tmp_path / "trace", monkeypatch)
+    traced = Traced(api.repo.db.pool, tmp_path / "trace", monkeypatch)
     response = api.client.get("/readyz")
     assert response.status_code == 200 and response.json()["workers"] == 0
     assert traced.checkouts == 1
@@ -63,8 +63,8 @@ def test_readyz_uses_one_checkout(api: Api, tmp_path: Path,
 def test_unserved_nodes_is_one_statement(api: Api, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = api.submit(api.acme)["run_id"]
-    traced = Traced(api.repo.pool, tmp_path / "trace", monkeypatch)
-    assert len(api.repo.unserved_nodes(run_id)) == 2  # echo, merge: no worker serves them
+    traced = Traced(api.repo.db.pool, tmp_path / "trace", monkeypatch)
+    assert len(api.repo.fleet.unserved_nodes(run_id)) == 2  # echo, merge: no worker serves them
     sent = traced.sent()
     assert traced.checkouts == 1
     assert [m for m in sent if "\tParse\t" in m and "FROM dagq.node_tasks" in m]

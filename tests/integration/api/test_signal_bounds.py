@@ -37,9 +37,9 @@ def signal(api: Api, run_id: str, **body: Any) -> Any:
 
 
 def open_run_with_ended_wait(repo: Store) -> uuid.UUID:
-    run_id = repo.submit_run(tenant="acme", spec=spec(ENDED_WAIT, name="ended")).run_id
-    [_] = repo.lease(worker="w", queue="default", limit=1, ttl_s=300)  # `work` stays running
-    taken = repo.send_signal(run_id, "approval", tenant="acme", signal_id="first")
+    run_id = repo.submissions.submit_run(tenant="acme", spec=spec(ENDED_WAIT, name="ended")).run_id
+    [_] = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=300)  # `work` stays running
+    taken = repo.signals.send_signal(run_id, "approval", tenant="acme", signal_id="first")
     assert taken.delivered and taken.node_key == "approve"
     return run_id
 
@@ -86,8 +86,8 @@ def test_two_signals_at_once_cannot_both_pass_the_cap(repo: Store, db_url: str, 
 
     def send(signal_id: str) -> None:
         try:
-            outcomes.append(repo.send_signal(run_id, "approval", tenant="acme",
-                                             signal_id=signal_id, max_buffered=1))
+            outcomes.append(repo.signals.send_signal(run_id, "approval", tenant="acme",
+                                                     signal_id=signal_id, max_buffered=1))
         except Conflict as exc:
             outcomes.append(exc)
 
@@ -118,8 +118,8 @@ def wait_for_lock_waiters(sql: psycopg.Connection, count: int) -> None:
 
 def test_buffered_signals_go_with_their_run_at_retention(repo: Store, sql) -> None:
     run_id = open_run_with_ended_wait(repo)
-    repo.send_signal(run_id, "approval", tenant="acme", signal_id="kept", max_buffered=5)
-    repo.cancel_run(run_id, "acme")
+    repo.signals.send_signal(run_id, "approval", tenant="acme", signal_id="kept", max_buffered=5)
+    repo.runs.cancel_run(run_id, "acme")
     sql.execute("UPDATE dagq.runs SET finished_at = now() - interval '10 days'")
-    assert repo.prune(retention_s=86400) == 1
+    assert repo.maintenance.prune(retention_s=86400) == 1
     assert count_rows(sql, "signals") == 0

@@ -35,10 +35,10 @@ def api(test_executors: None, api: Api) -> Api:
 def test_off_by_default_even_when_a_worker_once_served_them(api: Api, sql) -> None:
     assert get_settings().test_executors == "off"
     # A worker that ran with DAGQ_TEST_EXECUTORS=on left its executors behind.
-    api.repo.register_worker(
+    api.repo.fleet.register_worker(
         worker="old", hostname="h", pid=1, queues=["default"], threads=1,
         executors=[ExecutorInfo(name="builtin.fail"), ExecutorInfo(name="builtin.crash")])
-    api.repo.stop_worker("old")
+    api.repo.fleet.stop_worker("old")
     for flow, executor in ((FAILING, "builtin.fail"), (CRASHING, "builtin.crash")):
         error = assert_error(api.client.post("/v1/runs", json={"workflow": flow},
                                              headers=api.acme), 422, "invalid_workflow")

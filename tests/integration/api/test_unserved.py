@@ -14,7 +14,7 @@ from tests.harness.api import Api
 
 
 def worker(api: Api, name: str, executors: list[str], queues: list[str]) -> None:
-    api.repo.register_worker(
+    api.repo.fleet.register_worker(
         worker=name, hostname="h", pid=1, queues=queues, threads=1, heartbeat_s=1.0,
         executors=[ExecutorInfo(name=e, queue=queues[0]) for e in executors])
 
@@ -38,7 +38,7 @@ def test_a_run_no_live_worker_serves_says_so(api: Api, sql) -> None:
     assert warnings_of(api, run_id) == []
 
     # The worker's module lost test.summarise and it restarted serving only the built-ins.
-    api.repo.stop_worker("w1")
+    api.repo.fleet.stop_worker("w1")
     worker(api, "w2", ["builtin.echo", "builtin.noop"], ["default", "side"])
     [warning] = warnings_of(api, run_id)
     assert warning == {
@@ -73,16 +73,16 @@ def test_finished_runs_and_plain_actors_have_no_warning(api: Api) -> None:
     worker(api, "w1", ["builtin.echo", "builtin.merge"], ["default"])
     run_id = api.submit(api.acme)["run_id"]
     assert warnings_of(api, run_id) == []
-    api.repo.stop_worker("w1")
-    api.repo.cancel_run(uuid.UUID(run_id), "acme")
+    api.repo.fleet.stop_worker("w1")
+    api.repo.runs.cancel_run(uuid.UUID(run_id), "acme")
     assert warnings_of(api, run_id) == []  # terminal: nothing waits
 
     # A plain Dramatiq actor (actor.send) is not listed by workers: its queue decides.
     from tests.harness.specs import spec
-    plain = api.repo.submit_run(tenant="acme", spec=spec(
+    plain = api.repo.submissions.submit_run(tenant="acme", spec=spec(
         {"add": {"executor": "add", "params": {"args": [1, 2]}}}, name="add")).run_id
     worker(api, "w3", ["builtin.echo"], ["default"])
     assert service.get_run(api.repo, plain).warnings == []
-    api.repo.stop_worker("w3")
+    api.repo.fleet.stop_worker("w3")
     [warning] = service.get_run(api.repo, plain).warnings
     assert warning.executor == "add"

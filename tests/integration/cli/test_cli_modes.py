@@ -108,9 +108,11 @@ def test_both_modes_answer_alike(api: LiveApi, db_url: str, sql: psycopg.Connect
     monkeypatch.chdir(tmp_path)  # the spec files, and no .env
     for name, text in FILES.items():
         (tmp_path / name).write_text(text)
-    done = api.repo.submit_run(tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
+    done = api.repo.submissions.submit_run(
+        tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
     drive(api.repo)
-    open_ = api.repo.submit_run(tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
+    open_ = api.repo.submissions.submit_run(
+        tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
     ids = {DONE: str(done), OPEN: str(open_), NOBODY: str(uuid.uuid4())}
     cases = [[ids.get(arg, arg) for arg in args]
              for args in [*(bad for bad, _, _ in BAD_INPUTS), *(good for good, _ in GOOD_INPUTS)]]
@@ -147,15 +149,17 @@ def test_wait_says_when_no_worker_serves_and_when_one_does_again(
     from dagq.cli import backend as cli_backend
     from dagq.cli.views import follow_run
 
-    run_id = repo.submit_run(tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
+    run_id = repo.submissions.submit_run(
+        tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
     polls = iter(range(100))
 
     def tick(_: float) -> None:  # instead of sleeping: a worker comes, then does the work
         n = next(polls)
         if n == 0:
-            repo.register_worker(worker="w", hostname="h", pid=1, queues=["default"],
-                                 threads=1, heartbeat_s=30.0,
-                                 executors=[ExecutorInfo(name="builtin.noop", queue="default")])
+            repo.fleet.register_worker(worker="w", hostname="h", pid=1, queues=["default"],
+                                       threads=1, heartbeat_s=30.0,
+                                       executors=[ExecutorInfo(name="builtin.noop",
+                                                               queue="default")])
         if n == 1:
             drive(repo)
 

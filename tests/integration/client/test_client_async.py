@@ -71,8 +71,8 @@ def test_errors(api: LiveApi) -> None:
             assert conflict.value.code == "conflict"
             with pytest.raises(InvalidWorkflow):
                 await client.submit({"name": "empty", "nodes": {}})
-        api.repo.retry_s = 0.2
-        api.repo.pool.close()
+        api.repo.db.retry_s = 0.2
+        api.repo.db.pool.close()
         async with AsyncClient(api.url, api.admin, retry_policy=FAST) as client:
             with pytest.raises(Unavailable) as down:
                 await client.queues()

@@ -86,8 +86,8 @@ def test_payload_too_large(db_url: str) -> None:
 def test_database_down_is_503_retried_for_safe_calls_only(api: LiveApi) -> None:
     with Client(api.url, api.acme) as client:
         run_id = client.submit(CHAIN).run_id  # (also caches the key in the API)
-    api.repo.retry_s = 0.2  # the API gives up on its database after 0.2 s, not 5 s
-    api.repo.pool.close()  # its database is gone
+    api.repo.db.retry_s = 0.2  # the API gives up on its database after 0.2 s, not 5 s
+    api.repo.db.pool.close()  # its database is gone
     transport = CountingTransport()
     with Client(api.url, api.acme, retry_policy=FAST, transport=transport) as client:
         error = raised(Unavailable, lambda: client.run(run_id))

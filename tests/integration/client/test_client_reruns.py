@@ -45,13 +45,14 @@ def clients_rerun(api: LiveApi) -> None:
 
     again = asyncio.run(rerun_async())
     assert drive(api.repo) == ["d"]
-    run = api.repo.get_run(again)
+    run = api.repo.runs.get_run(again)
     assert run.rerun_of == made.run_id and run.inputs == {"q": 2}
     assert run.status == "succeeded"
 
 
 def cli_reruns(api: LiveApi, db_url: str, monkeypatch, capfd) -> None:
-    run_id = api.repo.submit_run(tenant="acme", spec=spec(CHAIN["nodes"], name="chain")).run_id
+    run_id = api.repo.submissions.submit_run(
+        tenant="acme", spec=spec(CHAIN["nodes"], name="chain")).run_id
     drive(api.repo)
     monkeypatch.setenv("DAGQ_URL", api.url)
     monkeypatch.setenv("DAGQ_API_KEY", api.acme)
@@ -75,7 +76,7 @@ def cli_reruns(api: LiveApi, db_url: str, monkeypatch, capfd) -> None:
     finally:
         get_settings.cache_clear()
     assert sorted(drive(api.repo)) == ["c", "c", "d", "d"]
-    assert api.repo.get_run(remote).rerun_of == run_id
-    assert api.repo.get_run(local).status == "succeeded"
+    assert api.repo.runs.get_run(remote).rerun_of == run_id
+    assert api.repo.runs.get_run(local).status == "succeeded"
     assert main(["run", "show", str(local)]) == 0
     assert f"rerun of run {run_id}" in capfd.readouterr().out

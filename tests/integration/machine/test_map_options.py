@@ -24,8 +24,8 @@ def mapped(items: list[Any], **options: Any):
 
 
 def expand(repo: Store, wf) -> Any:
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
-    [src] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    [src] = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
     assert complete(repo, src.id, src.version, {"params": src.params})
     return run_id
 
@@ -37,7 +37,7 @@ def open_items(sql, run_id) -> dict[str, int]:
 
 
 def node(repo: Store, run_id, key: str):
-    return next(n for n in repo.get_run(run_id).nodes if n.key == key)
+    return next(n for n in repo.runs.get_run(run_id).nodes if n.key == key)
 
 
 def test_options_are_validated_and_leave_older_specs_unchanged() -> None:
@@ -54,7 +54,7 @@ def test_max_parallel_keeps_a_window_of_items(repo: Store, sql) -> None:
     assert open_items(sql, run_id) == {"queued": 3, "pending": 4}
     finished = 0
     while True:
-        leased = repo.lease(worker="w", queue="default", limit=16, ttl_s=30)
+        leased = repo.leases.lease(worker="w", queue="default", limit=16, ttl_s=30)
         items = [n for n in leased if n.parent_id is not None]
         assert len(items) <= 3
         if not items:
@@ -82,20 +82,20 @@ def test_max_parallel_keeps_a_window_of_items(repo: Store, sql) -> None:
 def test_on_item_error(repo: Store, sql, mode, outputs, status) -> None:
     options = {"on_item_error": mode} if mode else {}
     run_id = expand(repo, mapped([0, 1, 2], **options))
-    items = sorted(repo.lease(worker="w", queue="default", limit=16, ttl_s=30),
+    items = sorted(repo.leases.lease(worker="w", queue="default", limit=16, ttl_s=30),
                    key=lambda n: n.item_index)
     for item in items:
         if item.item == 1:
-            repo.fail(item.id, item.version, {"type": "Boom", "message": "item 1"})
+            repo.leases.fail(item.id, item.version, {"type": "Boom", "message": "item 1"})
         else:
             complete(repo, item.id, item.version, {"v": item.item})
     each = node(repo, run_id, "each")
     assert each.status == status and each.outputs == outputs
     if mode:
         assert each.items_failed == 1 and each.items_done == 3
-        after = repo.lease(worker="w", queue="default", limit=16, ttl_s=30)
+        after = repo.leases.lease(worker="w", queue="default", limit=16, ttl_s=30)
         assert [n.node_key for n in after] == ["after"]  # the run goes on
         complete(repo, after[0].id, after[0].version, {})
-        assert repo.get_run(run_id).status == "succeeded"
+        assert repo.runs.get_run(run_id).status == "succeeded"
     else:
-        assert repo.get_run(run_id).status in ("failed", "partial_succeeded")
+        assert repo.runs.get_run(run_id).status in ("failed", "partial_succeeded")

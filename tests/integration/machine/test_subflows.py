@@ -57,7 +57,8 @@ def research(items: list[Any], **map_options: Any):
 
 
 def submit(repo: Store, wf, tenant: str = "t") -> Any:
-    return repo.submit_run(tenant=tenant, spec=service.pin_subworkflows(wf, repo)).run_id
+    return repo.submissions.submit_run(
+        tenant=tenant, spec=service.pin_subworkflows(wf, repo)).run_id
 
 
 def children(sql, run_id) -> list[dict[str, Any]]:
@@ -68,7 +69,7 @@ def children(sql, run_id) -> list[dict[str, Any]]:
 
 
 def node(repo: Store, run_id, key: str):
-    return next(n for n in repo.get_run(run_id).nodes if n.key == key)
+    return next(n for n in repo.runs.get_run(run_id).nodes if n.key == key)
 
 
 def test_child_success_completes_the_node_with_the_childs_outputs(repo, sql) -> None:
@@ -82,15 +83,15 @@ def test_child_success_completes_the_node_with_the_childs_outputs(repo, sql) -> 
     [child] = children(sql, run_id)
     assert child["parent_node_key"] == "sub" and child["depth"] == 1
     assert child["inputs"] == {"run": {}, "deps": {"a": {"x": 1}}, "params": {"p": 2}}
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     assert run.status == "succeeded"
     sub = node(repo, run_id, "sub")
-    assert sub.outputs == repo.get_run(child["id"]).outputs
+    assert sub.outputs == repo.runs.get_run(child["id"]).outputs
     assert "summary" in sub.outputs
     assert run.children[0].run_id == child["id"] and run.children[0].item_index is None
-    view = repo.get_run(child["id"])
+    view = repo.runs.get_run(child["id"])
     assert (view.parent_run_id, view.parent_node_key) == (run_id, "sub")
-    assert [r.run_id for r in repo.list_runs(tenant="t", parent=run_id)] == [child["id"]]
+    assert [r.run_id for r in repo.runs.list_runs(tenant="t", parent=run_id)] == [child["id"]]
 
 
 def outer_with_sub(max_attempts: int = 1, **extra: Any):
@@ -113,7 +114,7 @@ def test_child_failure_fails_the_node_and_the_run(repo, sql) -> None:
     assert sub.status == "failed" and sub.error["type"] == "ChildRunFailed"
     assert sub.error["child_run_id"] == str(child["id"])
     assert "fetch broke" in sub.error["message"]
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     assert run.status == "failed" and run.error["node"] == "sub"
     assert node(repo, run_id, "after").status == "cancelled"
 
@@ -134,7 +135,7 @@ def test_a_failed_child_is_retried_as_a_new_child(repo, sql) -> None:
     assert (first["status"], second["status"]) == ("failed", "succeeded")
     sub = node(repo, run_id, "sub")
     assert sub.status == "succeeded" and sub.attempts == 2
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
     events = sql.execute("SELECT type, attempt FROM dagq.run_events WHERE run_id = %s AND "
                          "node_key = 'sub' ORDER BY id", (run_id,)).fetchall()
     assert [e["type"] for e in events] == [
@@ -150,7 +151,7 @@ def test_a_late_child_changes_nothing(repo, sql) -> None:
     sql.execute("UPDATE dagq.node_tasks SET version = version + 1 WHERE run_id = %s AND "
                 "node_key = 'sub'", (run_id,))
     drive(repo)
-    assert repo.get_run(child["id"]).status == "succeeded"
+    assert repo.runs.get_run(child["id"]).status == "succeeded"
     assert node(repo, run_id, "sub").status == "waiting"
 
 
@@ -165,9 +166,9 @@ def test_cancel_cascades_down_two_levels(repo, sql) -> None:
     [mid] = children(sql, run_id)
     [inner] = children(sql, mid["id"])
     assert inner["depth"] == 2
-    assert repo.cancel_run(run_id, "t") == "cancelled"
+    assert repo.runs.cancel_run(run_id, "t") == "cancelled"
     for rid in (run_id, mid["id"], inner["id"]):
-        assert repo.get_run(rid).status == "cancelled"
+        assert repo.runs.get_run(rid).status == "cancelled"
     assert drive(repo) == []  # nothing of the tree runs any more
     left = sql.execute("SELECT count(*) AS n FROM dagq.node_tasks WHERE run_id = %s AND "
                        "status IN ('queued', 'waiting', 'pending')", (inner["id"],)).fetchone()
@@ -178,16 +179,16 @@ def test_a_cancelled_child_fails_its_node(repo, sql) -> None:
     summarize(repo)
     run_id = submit(repo, outer_with_sub())
     [child] = children(sql, run_id)
-    repo.cancel_run(child["id"], "t")
+    repo.runs.cancel_run(child["id"], "t")
     sub = node(repo, run_id, "sub")
     assert sub.status == "failed" and "cancelled" in sub.error["message"]
-    assert repo.get_run(run_id).status == "failed"
+    assert repo.runs.get_run(run_id).status == "failed"
 
 
 def test_the_deadline_applies_to_the_whole_tree(repo, sql) -> None:
     summarize(repo)
     register(repo, "middle", {"inner": {"workflow": {"name": "summarize"}}})
-    run_id = repo.submit_run(tenant="t", deadline_s=600, spec=service.pin_subworkflows(
+    run_id = repo.submissions.submit_run(tenant="t", deadline_s=600, spec=service.pin_subworkflows(
         spec({"mid": {"workflow": {"name": "middle"}}}, name="top"), repo)).run_id
     [mid] = children(sql, run_id)
     [inner] = children(sql, mid["id"])
@@ -199,10 +200,10 @@ def test_the_deadline_applies_to_the_whole_tree(repo, sql) -> None:
     sql.execute("UPDATE dagq.runs SET deadline_at = now() - interval '1 second' "
                 "WHERE id = %s", (run_id,))
     Sweeper(repo, Settings(worker_dead_after_s=30, retention_days=7)).run_once()
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     assert run.status == "failed" and run.error["type"] == "DeadlineExceeded"
-    assert repo.get_run(mid["id"]).status == "cancelled"
-    assert repo.get_run(inner["id"]).status == "cancelled"
+    assert repo.runs.get_run(mid["id"]).status == "cancelled"
+    assert repo.runs.get_run(inner["id"]).status == "cancelled"
     assert drive(repo) == []
 
 
@@ -228,7 +229,7 @@ def test_bad_workflow_nodes_are_refused_naming_the_node(repo, node_spec, match) 
     summarize(repo)
     with pytest.raises(InvalidWorkflow, match=match):
         service.submit(repo, tenant="t", workflow={"name": "w", "nodes": {"n": node_spec}})
-    assert repo.list_runs(tenant="t") == []
+    assert repo.runs.list_runs(tenant="t") == []
 
 
 def test_submit_pins_the_latest_version(repo, sql) -> None:
@@ -237,7 +238,7 @@ def test_submit_pins_the_latest_version(repo, sql) -> None:
         "n": {"workflow": {"name": "summarize"}}}})
     assert summarize(repo, fail_fast=False) == 2  # a new version after the submit
     [child] = children(sql, result.run_id)
-    assert repo.get_run(child["id"]).workflow_version == 1
+    assert repo.runs.get_run(child["id"]).workflow_version == 1
     pinned = sql.execute("SELECT subflow FROM dagq.node_tasks WHERE run_id = %s",
                          (result.run_id,)).fetchone()
     assert pinned["subflow"] == {"name": "summarize", "version": 1}
@@ -252,10 +253,10 @@ def test_nesting_deeper_than_the_limit_fails_the_node(repo, sql) -> None:
     deepest = sql.execute("SELECT id, depth, status, error FROM dagq.runs "
                           "ORDER BY depth DESC LIMIT 1").fetchone()
     assert deepest["depth"] == 8 and deepest["status"] == "failed"
-    n = next(n for n in repo.get_run(deepest["id"]).nodes if n.key == "n")
+    n = next(n for n in repo.runs.get_run(deepest["id"]).nodes if n.key == "n")
     assert n.error["type"] == "NestingTooDeep" and "limit is 8" in n.error["message"]
     assert n.attempts == 1  # not retried
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     assert run.status == "failed"
     assert sql.execute("SELECT count(*) AS n FROM dagq.runs WHERE status IN "
                        "('queued', 'running')").fetchone()["n"] == 0
@@ -276,7 +277,7 @@ def test_a_map_over_a_sub_workflow_keeps_max_parallel_children(repo, sql) -> Non
     run_id = submit(repo, research(docs(*texts), max_parallel=5))
     peak, rounds = 0, 0
     while True:  # one node at a time, counting the open children after each step
-        leased = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+        leased = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
         if not leased:
             break
         [n] = leased
@@ -293,7 +294,7 @@ def test_a_map_over_a_sub_workflow_keeps_max_parallel_children(repo, sql) -> Non
     assert [k["parent_item_index"] for k in kids] == list(range(12))
     assert kids[3]["inputs"]["item"] == {"text": "doc 3"} and kids[3]["inputs"]["index"] == 3
     assert {k["parent_node_key"] for k in kids} == {"each"}
-    view = repo.get_run(run_id)
+    view = repo.runs.get_run(run_id)
     assert view.status == "succeeded"
     assert [c.item_index for c in view.children] == list(range(12))
 
@@ -313,7 +314,7 @@ def test_on_item_error_with_children(repo, sql, mode, expected, status) -> None:
     if expected is not None:
         assert [o and o["summary"]["summary"] for o in each.outputs] == expected
         assert (each.items_done, each.items_failed) == (3, 1)
-        assert repo.get_run(run_id).status == "succeeded"
+        assert repo.runs.get_run(run_id).status == "succeeded"
     else:
         assert each.error["type"] == "ChildRunFailed"
         assert node(repo, run_id, "aggregate").status == "skipped"
@@ -325,12 +326,12 @@ def test_on_item_error_with_children(repo, sql, mode, expected, status) -> None:
 def test_a_failed_map_cancels_its_running_children(repo, sql) -> None:
     summarize(repo)
     run_id = submit(repo, research(docs("FAIL", "b", "c")))
-    [retrieve] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    [retrieve] = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
 
     complete(repo, retrieve.id, retrieve.version, EXECS["builtin.echo"](retrieve.payload()))
-    fetches = repo.lease(worker="w", queue="default", limit=10, ttl_s=30)
+    fetches = repo.leases.lease(worker="w", queue="default", limit=10, ttl_s=30)
     failing = next(f for f in fetches if "FAIL" in f.run_inputs["item"]["text"])
-    repo.fail(failing.id, failing.version, {"type": "Boom", "message": "no"})
+    repo.leases.fail(failing.id, failing.version, {"type": "Boom", "message": "no"})
     assert node(repo, run_id, "each").status == "failed"
     assert open_children(sql, run_id) == 0
     statuses = sorted(k["status"] for k in children(sql, run_id))
@@ -342,16 +343,16 @@ def test_a_lost_worker_does_not_strand_the_tree(repo, sql) -> None:
     and the tree still finishes."""
     summarize(repo)
     run_id = submit(repo, research(docs("a", "b"), max_parallel=2))
-    [retrieve] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    [retrieve] = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
     complete(repo, retrieve.id, retrieve.version, retrieve.payload())
-    lost = repo.lease(worker="dead", queue="default", limit=1, ttl_s=30)
+    lost = repo.leases.lease(worker="dead", queue="default", limit=1, ttl_s=30)
     assert lost and lost[0].node_key == "fetch"
     sql.execute("UPDATE dagq.node_tasks SET lease_expires_at = now() - interval '1 second', "
                 "max_attempts = 2 WHERE id = %s", (lost[0].id,))
     Sweeper(repo, Settings(worker_dead_after_s=30, retention_days=7)).run_once()
     sql.execute("UPDATE dagq.node_tasks SET available_at = now() WHERE status = 'queued'")
     drive(repo, EXECS)
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
     assert node(repo, run_id, "each").outputs[0]["summary"]["summary"] == "a"
 
 
@@ -359,13 +360,13 @@ def test_children_belong_to_their_parents_tenant(repo, sql) -> None:
     summarize(repo)
     run_id = submit(repo, outer_with_sub(), tenant="acme")
     [child] = children(sql, run_id)
-    assert repo.get_run(child["id"], "acme").tenant == "acme"
+    assert repo.runs.get_run(child["id"], "acme").tenant == "acme"
     with pytest.raises(NotFound):
-        repo.get_run(child["id"], "other")
-    assert repo.list_runs(tenant="other", parent=run_id) == []
-    assert len(repo.list_runs(tenant="acme", parent=run_id)) == 1
+        repo.runs.get_run(child["id"], "other")
+    assert repo.runs.list_runs(tenant="other", parent=run_id) == []
+    assert len(repo.runs.list_runs(tenant="acme", parent=run_id)) == 1
     with pytest.raises(NotFound):
-        repo.cancel_run(child["id"], "other")
+        repo.runs.cancel_run(child["id"], "other")
 
 
 def test_the_research_example_maps_summarize_and_fails_on_a_FAIL_document(repo) -> None:
@@ -377,20 +378,21 @@ def test_the_research_example_maps_summarize_and_fails_on_a_FAIL_document(repo) 
 
     root = Path(__file__).resolve().parents[3] / "examples"
     for name in ("summarize", "research"):
-        repo.register_workflow(parse_spec(json.loads((root / f"{name}.json").read_text())))
+        repo.workflows.register_workflow(
+            parse_spec(json.loads((root / f"{name}.json").read_text())))
     research_spec = service.pin_subworkflows(parse_spec(json.loads(
         (root / "research.json").read_text())), repo)
     fns = {f"research.{n}": getattr(ex, n)
            for n in ("retrieve", "clean", "summarize", "score", "aggregate")}
-    ok = repo.submit_run(tenant="t", spec=research_spec, inputs={"limit": 6}).run_id
+    ok = repo.submissions.submit_run(tenant="t", spec=research_spec, inputs={"limit": 6}).run_id
     drive(repo, fns)
-    run = repo.get_run(ok)
+    run = repo.runs.get_run(ok)
     assert run.status == "succeeded" and len(run.children) == 6
     assert run.outputs["aggregate"]["digest"][0].startswith("d1: Postgres keeps")
-    bad = repo.submit_run(tenant="t", spec=research_spec, inputs={"documents": [
+    bad = repo.submissions.submit_run(tenant="t", spec=research_spec, inputs={"documents": [
         {"id": "x", "text": "fine"}, {"id": "y", "text": "please FAIL"}]}).run_id
     drive(repo, fns)
-    assert repo.get_run(bad).status == "failed"
+    assert repo.runs.get_run(bad).status == "failed"
     assert node(repo, bad, "summaries").error["type"] == "ChildRunFailed"
 
 
@@ -402,12 +404,12 @@ def test_a_rerun_from_a_root_sub_workflow_node_starts_a_new_child(repo, sql) -> 
     }, name="outer-root")
     first = submit(repo, wf)
     drive(repo, ECHO)
-    assert repo.get_run(first).status == "succeeded"
-    again = repo.rerun_run(first, "t", from_=["sub"]).run_id
+    assert repo.runs.get_run(first).status == "succeeded"
+    again = repo.reruns.rerun_run(first, "t", from_=["sub"]).run_id
     assert node(repo, again, "sub").status == "waiting"
     (child,) = children(sql, again)
     drive(repo, ECHO)
-    assert repo.get_run(again).status == "succeeded"
+    assert repo.runs.get_run(again).status == "succeeded"
     assert sql.execute("SELECT status FROM dagq.runs WHERE id = %s",
                        (child["id"],)).fetchone()["status"] == "succeeded"
     assert len(children(sql, first)) == 1  # the original's child is not touched
@@ -420,11 +422,11 @@ def test_a_run_replaced_by_its_concurrency_key_cancels_its_children(repo, sql) -
     first = service.submit(repo, tenant="t", workflow=wf, inputs={"conversation_id": "c"})
     (child,) = children(sql, first.run_id)
     second = service.submit(repo, tenant="t", workflow=wf, inputs={"conversation_id": "c"})
-    assert repo.get_run(first.run_id).status == "cancelled"
+    assert repo.runs.get_run(first.run_id).status == "cancelled"
     assert sql.execute("SELECT status FROM dagq.runs WHERE id = %s",
                        (child["id"],)).fetchone()["status"] == "cancelled"
     drive(repo, ECHO)
-    assert repo.get_run(second.run_id).status == "succeeded"
+    assert repo.runs.get_run(second.run_id).status == "succeeded"
 
 
 def test_a_retried_run_starts_a_new_child_for_its_failed_sub_workflow_node(
@@ -434,14 +436,14 @@ def test_a_retried_run_starts_a_new_child_for_its_failed_sub_workflow_node(
     summarize(repo)
     run_id = submit(repo, outer_with_sub())
     drive(repo, {"fetch": fail_fetch})
-    assert repo.get_run(run_id).status == "failed"
-    assert repo.retry_run(run_id, "t") == "running"
+    assert repo.runs.get_run(run_id).status == "failed"
+    assert repo.runs.retry_run(run_id, "t") == "running"
     assert node(repo, run_id, "sub").status == "waiting"
     first, second = children(sql, run_id)
     assert (first["status"], second["status"]) == ("failed", "queued")
     drive(repo, ECHO)
     assert node(repo, run_id, "sub").status == "succeeded"
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
 
 
 def test_a_retried_run_restarts_a_non_root_sub_workflow_node(repo, sql) -> None:
@@ -452,11 +454,11 @@ def test_a_retried_run_restarts_a_non_root_sub_workflow_node(repo, sql) -> None:
               name="outer2")
     run_id = submit(repo, wf)
     drive(repo, {"fetch": fail_fetch})
-    assert repo.get_run(run_id).status == "failed"
-    repo.retry_run(run_id, "t")
+    assert repo.runs.get_run(run_id).status == "failed"
+    repo.runs.retry_run(run_id, "t")
     drive(repo, ECHO)
     assert len(children(sql, run_id)) == 2
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
 
 
 def test_a_healed_child_run_ends_its_sub_workflow_node(repo, sql) -> None:
@@ -470,7 +472,7 @@ def test_a_healed_child_run_ends_its_sub_workflow_node(repo, sql) -> None:
                 "finished_at = now() WHERE run_id = %s", (child["id"],))
     sweeper = Sweeper(repo, Settings(worker_dead_after_s=30, retention_days=7))
     assert sweeper.heal() == {"healed": 1}
-    assert repo.get_run(child["id"]).status == "succeeded"
+    assert repo.runs.get_run(child["id"]).status == "succeeded"
     assert node(repo, run_id, "sub").status == "succeeded"
     drive(repo, ECHO)
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"

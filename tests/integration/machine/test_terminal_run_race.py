@@ -37,10 +37,10 @@ def workflow():
 
 
 def start_middle_level(repo: Store) -> tuple[Any, dict[str, Any]]:
-    run_id = repo.submit_run(tenant="t", spec=workflow()).run_id
-    [load] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    run_id = repo.submissions.submit_run(tenant="t", spec=workflow()).run_id
+    [load] = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
     assert complete(repo, load.id, load.version, {})
-    leased = {n.node_key: n for n in repo.lease(worker="w", queue="default", limit=5,
+    leased = {n.node_key: n for n in repo.leases.lease(worker="w", queue="default", limit=5,
                                                  ttl_s=30)}
     assert set(leased) == {"transform", "flaky", "notify"}
     return run_id, leased
@@ -63,9 +63,9 @@ def race(repo, sql, db_url, run_id, leased, *, first: str) -> dict[str, str]:
     """Fail transform (fatal) and flaky (retryable) concurrently; `first` lines up on
     the run row first, so it is the first to commit."""
     calls = {
-        "transform": lambda: repo.fail(leased["transform"].id, leased["transform"].version,
-                                       ERROR, retryable=False),
-        "flaky": lambda: repo.fail(leased["flaky"].id, leased["flaky"].version, ERROR),
+        "transform": lambda: repo.leases.fail(leased["transform"].id, leased["transform"].version,
+                                              ERROR, retryable=False),
+        "flaky": lambda: repo.leases.fail(leased["flaky"].id, leased["flaky"].version, ERROR),
     }
     second = "flaky" if first == "transform" else "transform"
     holder = psycopg.connect(db_url)
@@ -107,9 +107,9 @@ def node_status(sql, run_id, key: str) -> str:
 
 def finish_notify(repo, run_id, leased) -> None:
     notify = leased["notify"]
-    assert repo.heartbeat(worker="w", node_ids=[notify.id], ttl_s=30).stop == {notify.id}
-    assert repo.fail(notify.id, notify.version, ERROR, cancelled=True) == "cancelled"
-    run = repo.get_run(run_id)
+    assert repo.leases.heartbeat(worker="w", node_ids=[notify.id], ttl_s=30).stop == {notify.id}
+    assert repo.leases.fail(notify.id, notify.version, ERROR, cancelled=True) == "cancelled"
+    run = repo.runs.get_run(run_id)
     assert run.status == "failed" and run.nodes_remaining == 0
     assert {n.status for n in run.nodes} <= {"failed", "cancelled", "succeeded"}
 
@@ -122,7 +122,7 @@ def test_a_retry_that_commits_after_the_run_failed_ends_the_node_cancelled(
     assert node_status(sql, run_id, "flaky") == "cancelled"
     assert after_terminal(sql, run_id, ("node_retry",)) == []
     make_flaky_ready(sql, run_id)
-    assert repo.lease(worker="w2", queue="default", limit=5, ttl_s=30) == []
+    assert repo.leases.lease(worker="w2", queue="default", limit=5, ttl_s=30) == []
     assert after_terminal(sql, run_id, ("node_started",)) == []
     cancelled = [e for e in events(sql, run_id) if e["node_key"] == "flaky"][-1]
     assert cancelled["type"] == "node_cancelled"
@@ -138,7 +138,7 @@ def test_a_node_requeued_just_before_the_run_failed_is_cancelled_not_leased(
     outcomes = race(repo, sql, db_url, run_id, leased, first="flaky")
     assert outcomes == {"flaky": "retry", "transform": "failed"}
     make_flaky_ready(sql, run_id)
-    assert repo.lease(worker="w2", queue="default", limit=5, ttl_s=30) == []
+    assert repo.leases.lease(worker="w2", queue="default", limit=5, ttl_s=30) == []
     assert after_terminal(sql, run_id, ("node_started",)) == []
     assert node_status(sql, run_id, "flaky") == "cancelled"
     assert [e["type"] for e in after_terminal(sql, run_id, ("node_cancelled",))] == [
@@ -153,8 +153,8 @@ def test_a_hand_off_in_a_terminal_run_cancels_instead_of_leasing(
     completing worker's hand-off cancels it."""
     wf = spec({"a": {"executor": "builtin.noop"}, "side": {"executor": "builtin.noop"},
                "b": {"executor": "builtin.noop", "depends_on": ["a"]}}, fail_fast=True)
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
-    nodes = {n.node_key: n for n in repo.lease(worker="w", queue="default", limit=5,
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    nodes = {n.node_key: n for n in repo.leases.lease(worker="w", queue="default", limit=5,
                                                 ttl_s=30)}
     # The run ended while a and side ran (as a fail-fast or a cancel does).
     sql.execute("UPDATE dagq.runs SET status = %s, finished_at = now() WHERE id = %s",
@@ -162,14 +162,14 @@ def test_a_hand_off_in_a_terminal_run_cancels_instead_of_leasing(
     handoff = Handoff(worker="w", ttl_s=30, executors=["builtin.noop"],
                       room={"default": 4})
     a = nodes["a"]
-    done, handed = repo.complete_and_lease([Completion(a.id, a.version, {})], handoff)
+    done, handed = repo.leases.complete_and_lease([Completion(a.id, a.version, {})], handoff)
     assert done == [True] and handed == []
     assert node_status(sql, run_id, "b") == "cancelled"
     types = [e["type"] for e in events(sql, run_id) if e["node_key"] == "b"]
     assert types == ["node_queued", "node_cancelled"]
     side = nodes["side"]
-    assert repo.fail(side.id, side.version, ERROR, cancelled=True) == "cancelled"
-    assert repo.get_run(run_id).nodes_remaining == 0
+    assert repo.leases.fail(side.id, side.version, ERROR, cancelled=True) == "cancelled"
+    assert repo.runs.get_run(run_id).nodes_remaining == 0
 
 
 def test_a_reclaimed_lease_of_a_terminal_run_is_cancelled_not_requeued(
@@ -179,30 +179,30 @@ def test_a_reclaimed_lease_of_a_terminal_run_is_cancelled_not_requeued(
     from dagq.sweeper.passes import Sweeper
 
     run_id, leased = start_middle_level(repo)
-    assert repo.fail(leased["transform"].id, leased["transform"].version, ERROR,
-                     retryable=False) == "failed"
+    assert repo.leases.fail(leased["transform"].id, leased["transform"].version, ERROR,
+                            retryable=False) == "failed"
     sql.execute("UPDATE dagq.node_tasks SET lease_expires_at = now() - interval '1 minute' "
                 "WHERE run_id = %s AND status = 'running'", (run_id,))
     counts = Sweeper(repo, Settings()).reclaim()
     assert counts["retried"] == 0
     make_flaky_ready(sql, run_id)
-    assert repo.lease(worker="w2", queue="default", limit=5, ttl_s=30) == []
+    assert repo.leases.lease(worker="w2", queue="default", limit=5, ttl_s=30) == []
     assert after_terminal(sql, run_id, ("node_started", "node_retry")) == []
     assert {node_status(sql, run_id, k) for k in ("flaky", "notify")} == {"cancelled"}
-    assert repo.get_run(run_id).nodes_remaining == 0
+    assert repo.runs.get_run(run_id).nodes_remaining == 0
 
 
 def test_a_shutdown_requeue_in_a_terminal_run_cancels(repo: Store, sql) -> None:
     """A stopping worker hands back a prefetched lease of a run that ended meanwhile."""
     wf = spec({"a": {"executor": "builtin.noop"}, "b": {"executor": "builtin.noop"}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
-    nodes = {n.node_key: n for n in repo.lease(worker="w", queue="default", limit=5,
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    nodes = {n.node_key: n for n in repo.leases.lease(worker="w", queue="default", limit=5,
                                                 ttl_s=30)}
-    repo.cancel_run(run_id, None)
+    repo.runs.cancel_run(run_id, None)
     b = nodes["b"]
-    assert repo.requeue_unstarted(worker="w", leases=[(b.id, b.version)]) == 0
+    assert repo.leases.requeue_unstarted(worker="w", leases=[(b.id, b.version)]) == 0
     assert node_status(sql, run_id, "b") == "cancelled"
-    assert repo.lease(worker="w2", queue="default", limit=5, ttl_s=30) == []
+    assert repo.leases.lease(worker="w2", queue="default", limit=5, ttl_s=30) == []
     a = nodes["a"]
-    assert repo.fail(a.id, a.version, ERROR, cancelled=True) == "cancelled"
-    assert repo.get_run(run_id).nodes_remaining == 0
+    assert repo.leases.fail(a.id, a.version, ERROR, cancelled=True) == "cancelled"
+    assert repo.runs.get_run(run_id).nodes_remaining == 0

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from dagq.store import Store
-from dagq.store.work import UnitOfWork
+from dagq.store.machine.unit import UnitOfWork
 from tests.harness.drive import complete
 from tests.harness.specs import spec
 
@@ -19,8 +19,8 @@ BOOM = {"type": "Boom", "message": "it broke"}
 
 def lease_one(repo: Store, key: str) -> tuple[int, int]:
     """Lease node `key` (and hand back whatever else was leased with it)."""
-    leased = repo.lease(worker="w", queue="default", limit=16, ttl_s=30)
-    repo.requeue_unstarted(worker="w", leases=[
+    leased = repo.leases.lease(worker="w", queue="default", limit=16, ttl_s=30)
+    repo.leases.requeue_unstarted(worker="w", leases=[
         (n.id, n.version) for n in leased if n.node_key != key])
     found = [(n.id, n.version) for n in leased if n.node_key == key]
     assert found, f"{key} was not leasable"
@@ -29,9 +29,9 @@ def lease_one(repo: Store, key: str) -> tuple[int, int]:
 
 def fail_attempt(repo: Store, node_id: int, version: int, *, retryable: bool = True,
                  cancelled: bool = False) -> str:
-    with repo._tx() as cur:
-        return repo._fail_attempt(cur, node_id, version, BOOM, retryable=retryable,
-                                  cancelled=cancelled)
+    with repo.db.tx() as cur:
+        return repo.machine.failures.fail_attempt(cur, node_id, version, BOOM, retryable=retryable,
+                                                  cancelled=cancelled)
 
 
 def statuses(sql, run_id) -> dict[str, str]:
@@ -54,7 +54,7 @@ def event_types(sql, run_id, key=None) -> list[str]:
 def test_a_retryable_failure_with_attempts_left_is_retried_later(repo: Store, sql) -> None:
     wf = spec({"a": {"executor": "builtin.noop", "max_attempts": 2,
                      "backoff": {"initial_s": 5, "max_s": 5}}})  # 2.5-5 s
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     assert fail_attempt(repo, *lease_one(repo, "a")) == "retry"
     row = sql.execute("SELECT status, attempts, available_at > now() + interval '2 s' AS later"
                       " FROM dagq.node_tasks WHERE run_id = %s", (run_id,)).fetchone()
@@ -67,7 +67,7 @@ def test_the_last_attempt_fails_for_good_and_fail_fast_cancels_the_rest(repo, sq
     wf = spec({"a": {"executor": "builtin.noop", "max_attempts": 1},
                "b": {"executor": "builtin.noop"},
                "c": {"executor": "builtin.noop", "depends_on": ["b"]}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     assert fail_attempt(repo, *lease_one(repo, "a")) == "failed"
     assert statuses(sql, run_id) == {"a": "failed", "b": "cancelled", "c": "cancelled"}
     run = run_row(sql, run_id)
@@ -80,7 +80,7 @@ def test_without_fail_fast_only_descendants_are_skipped(repo: Store, sql) -> Non
     wf = spec({"a": {"executor": "builtin.noop", "max_attempts": 1},
                "a2": {"executor": "builtin.noop", "depends_on": ["a"]},
                "b": {"executor": "builtin.noop"}}, fail_fast=False)
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     node_b = lease_one(repo, "b")
     assert fail_attempt(repo, *lease_one(repo, "a")) == "failed"
     assert statuses(sql, run_id) == {"a": "failed", "a2": "skipped", "b": "running"}
@@ -90,7 +90,8 @@ def test_without_fail_fast_only_descendants_are_skipped(repo: Store, sql) -> Non
 
 
 def test_an_outcome_with_an_old_version_changes_nothing_and_is_counted(repo, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    run_id = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     node_id, version = lease_one(repo, "a")
     assert fail_attempt(repo, node_id, version - 1) == "stale"
     assert statuses(sql, run_id) == {"a": "running"}
@@ -99,36 +100,41 @@ def test_an_outcome_with_an_old_version_changes_nothing_and_is_counted(repo, sql
 
 
 def test_a_failure_in_a_finished_run_ends_the_node_cancelled(repo: Store, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    run_id = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     node = lease_one(repo, "a")
-    repo.cancel_run(run_id, "t")
+    repo.runs.cancel_run(run_id, "t")
     assert fail_attempt(repo, *node) == "cancelled"  # it would have been retried
     assert statuses(sql, run_id) == {"a": "cancelled"}
     assert "node_retry" not in event_types(sql, run_id)
 
 
 def test_a_worker_told_to_stop_ends_its_node_cancelled(repo: Store, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    run_id = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     assert fail_attempt(repo, *lease_one(repo, "a"), cancelled=True) == "cancelled"
     assert statuses(sql, run_id) == {"a": "cancelled"}
     assert "node_retry" not in event_types(sql, run_id)
 
 
 def test_an_expired_lease_is_a_retryable_attempt_with_its_own_event(repo, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    run_id = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     node_id, _ = lease_one(repo, "a")
-    with repo._tx() as cur:
-        assert repo._expire_lease(cur, node_id, {"type": "LeaseExpired"}) == "retry"
+    with repo.db.tx() as cur:
+        assert repo.machine.failures.expire_lease(cur, node_id, {"type": "LeaseExpired"}) == "retry"
     assert event_types(sql, run_id, "a")[-2:] == ["node_lease_expired", "node_retry"]
 
 
 def test_the_sweeper_never_waits_for_a_run_another_transaction_holds(repo, db_url) -> None:
-    run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    run_id = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     node_id, _ = lease_one(repo, "a")
     with psycopg.connect(db_url) as holder:
         holder.execute("SELECT 1 FROM dagq.runs WHERE id = %s FOR UPDATE", (run_id,))
-        with repo._tx() as cur:
-            assert repo._expire_lease(cur, node_id, {"type": "LeaseExpired"}) == "busy"
+        with repo.db.tx() as cur:
+            assert repo.machine.failures.expire_lease(
+                cur, node_id, {"type": "LeaseExpired"}) == "busy"
         holder.rollback()
 
 
@@ -136,10 +142,10 @@ def test_a_map_item_failing_for_good_fails_its_map_node(repo: Store, sql) -> Non
     wf = spec({"src": {"executor": "builtin.echo", "params": {"items": [1, 2, 3]}},
                "each": {"executor": "builtin.noop", "depends_on": ["src"], "max_attempts": 1,
                         "map": {"dep": "src", "path": "params.items"}}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     node_id, version = lease_one(repo, "src")
     assert complete(repo, node_id, version, {"params": {"items": [1, 2, 3]}})
-    items = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)  # two stay queued
+    items = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)  # two stay queued
     assert fail_attempt(repo, items[0].id, items[0].version) == "failed"
     item_rows = sql.execute("SELECT status FROM dagq.node_tasks WHERE run_id = %s AND "
                             "parent_id IS NOT NULL ORDER BY id", (run_id,)).fetchall()
@@ -184,7 +190,7 @@ def test_racing_registrations_of_one_name_each_get_a_version(repo: Store) -> Non
     from concurrent.futures import ThreadPoolExecutor
 
     def register(i: int):
-        return repo.register_workflow(spec({"a": {"executor": "builtin.noop",
+        return repo.workflows.register_workflow(spec({"a": {"executor": "builtin.noop",
                                                    "params": {"i": i}}}, name="raced"))
 
     with ThreadPoolExecutor(10) as pool:

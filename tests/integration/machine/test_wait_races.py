@@ -20,11 +20,11 @@ from tests.harness.specs import spec
 
 def test_a_run_whose_root_is_a_wait_is_running(repo: Store, sql) -> None:
     wf = spec({"hold": {"wait": {"signal": "go"}}}, name="only-a-wait")
-    result = repo.submit_run(tenant="t", spec=wf)
+    result = repo.submissions.submit_run(tenant="t", spec=wf)
     assert result.status == "running"
-    run = repo.get_run(result.run_id)
+    run = repo.runs.get_run(result.run_id)
     assert run.status == "running" and run.started_at is not None
-    repo.send_signal(result.run_id, "go", tenant="t")
+    repo.signals.send_signal(result.run_id, "go", tenant="t")
     types = [r["type"] for r in sql.execute(
         "SELECT type FROM dagq.run_events WHERE run_id = %s AND node_key IS NULL ORDER BY id",
         (result.run_id,)).fetchall()]
@@ -37,7 +37,7 @@ def test_the_sweeper_never_waits_for_a_dependent_another_transaction_holds(
     # sweeper taken the run and then waited for `d`, the two would deadlock.
     wf = spec({"t": {"wait": {"seconds": 0}}, "c": {"executor": "builtin.noop"},
                "d": {"executor": "builtin.noop", "depends_on": ["t", "c"]}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     sql.execute("UPDATE dagq.node_tasks SET wait_until = now() - interval '1 s' "
                 "WHERE run_id = %s AND node_key = 't'", (run_id,))
     with psycopg.connect(db_url, row_factory=dict_row) as holder:
@@ -61,11 +61,11 @@ def test_a_buffered_signal_is_not_taken_by_a_node_cancelled_meanwhile(repo: Stor
     wf = spec({"p": {"executor": "builtin.echo"},
                "w1": {"wait": {"until_path": {"dep": "p", "path": "at"}}, "depends_on": ["p"]},
                "w2": {"wait": {"signal": "go"}, "depends_on": ["p"]}})
-    run_id = repo.submit_run(tenant="t", spec=wf, inputs={}).run_id
-    repo.send_signal(run_id, "go", tenant="t", data={"x": 1})  # buffered
-    [node] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf, inputs={}).run_id
+    repo.signals.send_signal(run_id, "go", tenant="t", data={"x": 1})  # buffered
+    [node] = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
     complete(repo, node.id, node.version, {"at": "not a time"})  # w1 fails, w2 cancelled
-    assert {n.key: n.status for n in repo.get_run(run_id).nodes}["w2"] == "cancelled"
+    assert {n.key: n.status for n in repo.runs.get_run(run_id).nodes}["w2"] == "cancelled"
     row = sql.execute("SELECT consumed_by FROM dagq.signals WHERE run_id = %s",
                       (run_id,)).fetchone()
     assert row["consumed_by"] is None  # still there for a later wait (a retry)
@@ -81,10 +81,10 @@ def test_signals_lock_wait_nodes_in_the_order_releases_do(repo: Store, sql,
                "z_wait": {"wait": {"signal": "s"}, "depends_on": ["d"]},
                "x": {"executor": "builtin.noop", "depends_on": ["d"]},
                "a_wait": {"wait": {"signal": "s"}, "depends_on": ["d", "x"]}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     ids = {r["node_key"]: r["id"] for r in sql.execute(
         "SELECT node_key, id FROM dagq.node_tasks WHERE run_id = %s", (run_id,))}
-    [node] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    [node] = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
     outcome: dict[str, object] = {}
 
     def completion() -> None:

@@ -39,7 +39,7 @@ def approval(**wait) -> object:
 
 
 def statuses(repo: Store, run_id) -> dict[str, str]:
-    return {n.key: n.status for n in repo.get_run(run_id).nodes}
+    return {n.key: n.status for n in repo.runs.get_run(run_id).nodes}
 
 
 def types(sql, run_id, node_key=None) -> list[str]:
@@ -55,44 +55,44 @@ def backdate(sql, run_id, key: str = "approve") -> None:
 
 
 def test_signal_after_the_node_waits_ends_the_wait_and_the_if_follows(repo, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=approval()).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=approval()).run_id
     assert drive(repo) == ["draft"]
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     approve = next(n for n in run.nodes if n.key == "approve")
     assert (run.status, approve.status) == ("running", "waiting")
     assert approve.wait == {"signal": "approval"} and approve.wait_until is None
     assert approve.lease_owner is None and approve.attempts == 0
-    assert repo.lease(worker="w", queue="default", limit=10, ttl_s=30) == []
-    result = repo.send_signal(run_id, "approval", tenant="t", data={"approved": True},
-                              signal_id="mail-1")
+    assert repo.leases.lease(worker="w", queue="default", limit=10, ttl_s=30) == []
+    result = repo.signals.send_signal(run_id, "approval", tenant="t", data={"approved": True},
+                                      signal_id="mail-1")
     assert (result.delivered, result.node_key, result.duplicate) == (True, "approve", False)
-    approve = next(n for n in repo.get_run(run_id).nodes if n.key == "approve")
+    approve = next(n for n in repo.runs.get_run(run_id).nodes if n.key == "approve")
     assert approve.outputs == {"signal": "approval", "signal_id": "mail-1",
                                "data": {"approved": True}}
     assert drive(repo) == ["send"]
     assert statuses(repo, run_id) == {"draft": "succeeded", "approve": "succeeded",
                                       "send": "succeeded", "discard": "skipped"}
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
     assert types(sql, run_id, "approve") == [
         "node_waiting", "signal_received", "node_succeeded"]
 
 
 def test_a_rejection_takes_the_other_branch(repo) -> None:
-    run_id = repo.submit_run(tenant="t", spec=approval()).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=approval()).run_id
     drive(repo)
-    repo.send_signal(run_id, "approval", tenant="t", data={"approved": False})
+    repo.signals.send_signal(run_id, "approval", tenant="t", data={"approved": False})
     assert drive(repo) == ["discard"]
     assert statuses(repo, run_id)["send"] == "skipped"
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
 
 
 def test_a_signal_before_the_wait_is_buffered_and_taken_when_it_waits(repo, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=approval()).run_id
-    early = repo.send_signal(run_id, "approval", tenant="t", data={"approved": True})
+    run_id = repo.submissions.submit_run(tenant="t", spec=approval()).run_id
+    early = repo.signals.send_signal(run_id, "approval", tenant="t", data={"approved": True})
     assert (early.delivered, early.node_key) == (False, None)
     assert statuses(repo, run_id)["approve"] == "pending"
     assert drive(repo) == ["draft", "send"]  # the wait took the buffered signal at once
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
     assert types(sql, run_id, None).count("signal_received") == 1  # buffered (run level)
     assert types(sql, run_id, "approve") == [
         "node_waiting", "signal_received", "node_succeeded"]
@@ -104,22 +104,22 @@ def test_a_signal_before_the_wait_is_buffered_and_taken_when_it_waits(repo, sql)
 def test_a_root_wait_node_waits_from_submit(repo, sql) -> None:
     wf = spec({"hold": {"wait": {"signal": "go"}},
                "after": {"executor": "builtin.noop", "depends_on": ["hold"]}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     assert statuses(repo, run_id) == {"hold": "waiting", "after": "pending"}
     assert types(sql, run_id, "hold") == ["node_waiting"]
-    assert repo.send_signal(run_id, "go", tenant="t").delivered
+    assert repo.signals.send_signal(run_id, "go", tenant="t").delivered
     assert drive(repo) == ["after"]
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
 
 
 def test_two_signals_at_once_one_wins_the_other_stays_buffered(repo, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=approval()).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=approval()).run_id
     drive(repo)
     barrier = threading.Barrier(2)
 
     def send(i: int):
         barrier.wait()
-        return repo.send_signal(run_id, "approval", tenant="t", data={"approved": True,
+        return repo.signals.send_signal(run_id, "approval", tenant="t", data={"approved": True,
                                                                        "i": i})
 
     with ThreadPoolExecutor(2) as pool:
@@ -132,40 +132,40 @@ def test_two_signals_at_once_one_wins_the_other_stays_buffered(repo, sql) -> Non
 
 
 def test_the_same_signal_id_again_is_a_no_op(repo, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=approval()).run_id
-    first = repo.send_signal(run_id, "approval", tenant="t", signal_id="hook-7",
-                             data={"approved": True})
-    again = repo.send_signal(run_id, "approval", tenant="t", signal_id="hook-7",
-                             data={"approved": False})
+    run_id = repo.submissions.submit_run(tenant="t", spec=approval()).run_id
+    first = repo.signals.send_signal(run_id, "approval", tenant="t", signal_id="hook-7",
+                                     data={"approved": True})
+    again = repo.signals.send_signal(run_id, "approval", tenant="t", signal_id="hook-7",
+                                     data={"approved": False})
     assert (first.duplicate, again.duplicate, again.delivered) == (False, True, False)
     assert sql.execute("SELECT count(*) AS n FROM dagq.signals").fetchone()["n"] == 1
     drive(repo)
-    assert repo.send_signal(run_id, "approval", tenant="t", signal_id="hook-7").delivered
+    assert repo.signals.send_signal(run_id, "approval", tenant="t", signal_id="hook-7").delivered
     with pytest.raises(InvalidRequest, match="waits for signal 'other'"):
-        repo.send_signal(run_id, "other", tenant="t", signal_id="hook-7")
-    assert repo.get_run(run_id).status == "succeeded"
+        repo.signals.send_signal(run_id, "other", tenant="t", signal_id="hook-7")
+    assert repo.runs.get_run(run_id).status == "succeeded"
     # Retried after the run finished: still the same no-op, not a conflict.
-    assert repo.send_signal(run_id, "approval", tenant="t", signal_id="hook-7").duplicate
+    assert repo.signals.send_signal(run_id, "approval", tenant="t", signal_id="hook-7").duplicate
 
 
 def test_a_signal_id_is_one_signal_of_one_name(repo) -> None:
     wf = spec({"a": {"wait": {"signal": "a"}}, "b": {"wait": {"signal": "b"}}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
-    assert repo.send_signal(run_id, "a", tenant="t", signal_id="x").node_key == "a"
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    assert repo.signals.send_signal(run_id, "a", tenant="t", signal_id="x").node_key == "a"
     with pytest.raises(Conflict, match="already used for signal 'a'"):
-        repo.send_signal(run_id, "b", tenant="t", signal_id="x")
+        repo.signals.send_signal(run_id, "b", tenant="t", signal_id="x")
     assert statuses(repo, run_id) == {"a": "succeeded", "b": "waiting"}
 
 
 def test_signals_to_finished_unknown_or_foreign_runs_are_refused(repo, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=approval()).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=approval()).run_id
     with pytest.raises(NotFound):
-        repo.send_signal(run_id, "approval", tenant="other")
+        repo.signals.send_signal(run_id, "approval", tenant="other")
     with pytest.raises(InvalidRequest, match="no node of run .* waits for signal 'aproval'"):
-        repo.send_signal(run_id, "aproval", tenant="t")
-    repo.cancel_run(run_id, "t")
+        repo.signals.send_signal(run_id, "aproval", tenant="t")
+    repo.runs.cancel_run(run_id, "t")
     with pytest.raises(Conflict, match="already finished"):
-        repo.send_signal(run_id, "approval", tenant="t")
+        repo.signals.send_signal(run_id, "approval", tenant="t")
     assert sql.execute("SELECT count(*) AS n FROM dagq.signals").fetchone()["n"] == 0
 
 
@@ -177,16 +177,16 @@ def test_a_signal_wait_times_out_per_on_timeout(repo, sweeper, sql, on_timeout, 
     wf = approval(timeout_s=3600, on_timeout=on_timeout.split("-")[0])
     if on_timeout == "fail-partial":  # fail_fast off: the rest is skipped, the run partial
         wf = wf.model_copy(update={"fail_fast": False})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     drive(repo)
-    node = next(n for n in repo.get_run(run_id).nodes if n.key == "approve")
+    node = next(n for n in repo.runs.get_run(run_id).nodes if n.key == "approve")
     assert node.wait_until is not None
     assert sweeper.waits() == {"fired": 0, "timed_out": 0}  # not due yet
     backdate(sql, run_id)
     assert sweeper.waits() == {"fired": 0, "timed_out": 1}
     assert sweeper.waits() == {"fired": 0, "timed_out": 0}  # fired once
     drive(repo)
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     assert statuses(repo, run_id)["approve"] == approve
     assert run.status == run_status
     node = next(n for n in run.nodes if n.key == "approve")
@@ -209,9 +209,9 @@ def test_timers_fire_from_the_sweeper(repo, sweeper, sql) -> None:
                "depends_on": ["plan"]},
         "done": {"executor": "builtin.noop", "depends_on": ["sleep", "until", "at"]},
     })
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     drive(repo, ECHO)
-    nodes = {n.key: n for n in repo.get_run(run_id).nodes}
+    nodes = {n.key: n for n in repo.runs.get_run(run_id).nodes}
     assert {k: n.status for k, n in nodes.items()} == {
         "plan": "succeeded", "sleep": "waiting", "until": "waiting", "at": "waiting",
         "done": "pending"}
@@ -222,7 +222,7 @@ def test_timers_fire_from_the_sweeper(repo, sweeper, sql) -> None:
     backdate(sql, run_id, "until")
     assert sweeper.waits() == {"fired": 2, "timed_out": 0}
     assert drive(repo) == ["done"]
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     assert run.status == "succeeded"
     at = next(n for n in run.nodes if n.key == "at")
     assert at.outputs == {"until": "2020-01-01T09:00:00+00:00"}
@@ -232,31 +232,31 @@ def test_a_bad_until_path_value_fails_the_node(repo) -> None:
     wf = spec({"plan": {"executor": "builtin.echo", "params": {"retry_at": "tomorrow"}},
                "at": {"wait": {"until_path": {"dep": "plan", "path": "params.retry_at"}},
                       "depends_on": ["plan"]}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     drive(repo, ECHO)
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     at = next(n for n in run.nodes if n.key == "at")
     assert (run.status, at.status, at.error["type"]) == ("failed", "failed", "WaitError")
     assert "'tomorrow'" in at.error["message"]
 
 
 def test_cancel_while_waiting(repo, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=approval(timeout_s=60)).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=approval(timeout_s=60)).run_id
     drive(repo)
-    repo.cancel_run(run_id, "t")
-    run = repo.get_run(run_id)
+    repo.runs.cancel_run(run_id, "t")
+    run = repo.runs.get_run(run_id)
     assert run.status == "cancelled" and run.nodes_remaining == 0
     assert statuses(repo, run_id)["approve"] == "cancelled"
     assert "node_cancelled" in types(sql, run_id, "approve")
 
 
 def test_deadline_while_waiting(repo, sweeper, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=approval(), deadline_s=60).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=approval(), deadline_s=60).run_id
     drive(repo)
     sql.execute("UPDATE dagq.runs SET deadline_at = now() - interval '1 second' WHERE id = %s",
                 (run_id,))
     assert sweeper.deadlines() == {"expired_runs": 1}
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     assert run.status == "failed" and run.error["type"] == "DeadlineExceeded"
     assert statuses(repo, run_id)["approve"] == "cancelled"
 
@@ -265,13 +265,13 @@ def test_fail_fast_cancels_a_waiting_node(repo) -> None:
     wf = spec({"hold": {"wait": {"signal": "go"}},
                "boom": {"executor": "builtin.fail", "params": {"fatal": True},
                         "max_attempts": 1}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
 
     def fail(payload):
         raise RuntimeError("boom")
 
     drive(repo, {"boom": fail})
-    assert repo.get_run(run_id).status == "failed"
+    assert repo.runs.get_run(run_id).status == "failed"
     assert statuses(repo, run_id) == {"hold": "cancelled", "boom": "failed"}
 
 
@@ -279,56 +279,56 @@ def test_a_wait_whose_if_does_not_hold_is_skipped(repo) -> None:
     wf = spec({"route": {"executor": "builtin.echo", "params": {"to": "a"}},
                "hold": {"wait": {"signal": "go"}, "depends_on": ["route"],
                         "if": {"dep": "route", "path": "params.to", "in": ["b"]}}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     drive(repo)
     assert statuses(repo, run_id)["hold"] == "skipped"
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
 
 
 def test_retry_of_a_run_whose_wait_timed_out_waits_again(repo, sweeper, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=approval(timeout_s=60)).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=approval(timeout_s=60)).run_id
     drive(repo)
     backdate(sql, run_id)
     sweeper.waits()
-    assert repo.get_run(run_id).status == "failed"
-    assert repo.retry_run(run_id, "t") == "running"
-    run = repo.get_run(run_id)
+    assert repo.runs.get_run(run_id).status == "failed"
+    assert repo.runs.retry_run(run_id, "t") == "running"
+    run = repo.runs.get_run(run_id)
     approve = next(n for n in run.nodes if n.key == "approve")
     assert approve.status == "waiting" and approve.wait_until > approve.started_at
-    assert repo.send_signal(run_id, "approval", tenant="t",
-                            data={"approved": True}).delivered
+    assert repo.signals.send_signal(run_id, "approval", tenant="t",
+                                    data={"approved": True}).delivered
     assert drive(repo) == ["send"]
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
 
 
 def test_retry_of_a_root_wait_takes_a_signal_buffered_meanwhile(repo, sweeper, sql) -> None:
     wf = spec({"hold": {"wait": {"signal": "go", "timeout_s": 60}}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     backdate(sql, run_id, "hold")
     sweeper.waits()
-    assert repo.get_run(run_id).status == "failed"
-    repo.retry_run(run_id, "t")
+    assert repo.runs.get_run(run_id).status == "failed"
+    repo.runs.retry_run(run_id, "t")
     assert statuses(repo, run_id) == {"hold": "waiting"}
-    assert repo.send_signal(run_id, "go", tenant="t").delivered
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.signals.send_signal(run_id, "go", tenant="t").delivered
+    assert repo.runs.get_run(run_id).status == "succeeded"
 
 
 def test_two_sweepers_fire_each_wait_once(repo, sql) -> None:
     wf = spec({"t": {"wait": {"seconds": 60}}})
-    run_ids = [repo.submit_run(tenant="t", spec=wf).run_id for _ in range(30)]
+    run_ids = [repo.submissions.submit_run(tenant="t", spec=wf).run_id for _ in range(30)]
     sql.execute("UPDATE dagq.node_tasks SET wait_until = now() - interval '1 second'")
     sweepers = [Sweeper(repo, Settings()) for _ in range(2)]
     with ThreadPoolExecutor(2) as pool:
         counts = list(pool.map(lambda s: s.waits(), sweepers))
     assert sum(c["fired"] for c in counts) == 30
-    assert all(repo.get_run(r).status == "succeeded" for r in run_ids)
+    assert all(repo.runs.get_run(r).status == "succeeded" for r in run_ids)
     fired = sql.execute("SELECT count(*) AS n FROM dagq.run_events "
                         "WHERE type = 'node_succeeded'").fetchone()["n"]
     assert fired == 30
 
 
 def test_waiting_nodes_view(repo, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=approval(timeout_s=600)).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=approval(timeout_s=600)).run_id
     drive(repo)
     [row] = sql.execute("SELECT * FROM dagq.waiting_nodes").fetchall()
     assert (row["run_id"], row["node_key"], row["waits_for"], row["signal"],
@@ -343,7 +343,7 @@ def test_waiting_nodes_view(repo, sql) -> None:
 def test_waiting_rows_stay_out_of_the_dequeue_index(repo, sql) -> None:
     wf = spec({"hold": {"wait": {"signal": "go"}}})
     for _ in range(200):
-        repo.submit_run(tenant="t", spec=wf)
+        repo.submissions.submit_run(tenant="t", spec=wf)
     sql.execute("ANALYZE dagq.node_tasks")
     plan = "\n".join(r["QUERY PLAN"] for r in sql.execute(
         "EXPLAIN SELECT id FROM dagq.node_tasks WHERE status = 'queued' AND queue = 'default' "
@@ -356,7 +356,7 @@ def test_waiting_rows_stay_out_of_the_dequeue_index(repo, sql) -> None:
 
 
 def test_requeue_node_refuses_a_run_whose_wait_did_not_succeed(repo, sweeper, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=approval(timeout_s=60)).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=approval(timeout_s=60)).run_id
     drive(repo)
     backdate(sql, run_id)
     sweeper.waits()
@@ -370,8 +370,8 @@ def test_a_signal_racing_the_node_into_its_wait_is_never_missed(repo, sql) -> No
     signal ends up in its run's wait, whichever transaction commits first."""
     wf = spec({"draft": {"executor": "builtin.noop"},
                "approve": {"wait": {"signal": "approval"}, "depends_on": ["draft"]}})
-    run_ids = [repo.submit_run(tenant="t", spec=wf).run_id for _ in range(40)]
-    leased = repo.lease(worker="w", queue="default", limit=40, ttl_s=30)
+    run_ids = [repo.submissions.submit_run(tenant="t", spec=wf).run_id for _ in range(40)]
+    leased = repo.leases.lease(worker="w", queue="default", limit=40, ttl_s=30)
     assert len(leased) == 40
     barrier = threading.Barrier(8)
 
@@ -381,7 +381,7 @@ def test_a_signal_racing_the_node_into_its_wait_is_never_missed(repo, sql) -> No
 
     def signal(run_id) -> None:
         barrier.wait()
-        repo.send_signal(run_id, "approval", tenant="t", data={"approved": True})
+        repo.signals.send_signal(run_id, "approval", tenant="t", data={"approved": True})
 
     with ThreadPoolExecutor(8) as pool:
         jobs = []
@@ -390,6 +390,6 @@ def test_a_signal_racing_the_node_into_its_wait_is_never_missed(repo, sql) -> No
             jobs += [pool.submit(complete_draft, node), pool.submit(signal, run_id)]
         for job in jobs:
             job.result()
-    assert {repo.get_run(r).status for r in run_ids} == {"succeeded"}
+    assert {repo.runs.get_run(r).status for r in run_ids} == {"succeeded"}
     left = sql.execute("SELECT count(*) AS n FROM dagq.signals WHERE consumed_at IS NULL")
     assert left.fetchone()["n"] == 0

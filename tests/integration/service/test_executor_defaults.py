@@ -28,8 +28,8 @@ DECLARED = {"answer": ("llm", 5, 120.0), "score": ("default", 2, 60.0)}
 
 @pytest.fixture(autouse=True)
 def workers(repo: Store) -> None:
-    repo.register_worker(worker="w", hostname="h", pid=1, queues=["default", "llm"],
-                         threads=1, executors=EXECUTORS)
+    repo.fleet.register_worker(worker="w", hostname="h", pid=1, queues=["default", "llm"],
+                               threads=1, executors=EXECUTORS)
 
 
 def options(sql, run_id) -> dict[str, tuple[str, int, float]]:
@@ -131,5 +131,5 @@ def test_a_registered_nodes_attempts_and_queue_come_from_its_executor(repo, sql)
     run_id = submit(repo, "flaky")
     assert drive(repo, {"shop.flaky": always_fails}, queue="default") == []
     assert drive(repo, {"shop.flaky": always_fails}, queue="llm") == ["f", "f"]
-    [node] = repo.get_run(run_id).nodes
+    [node] = repo.runs.get_run(run_id).nodes
     assert (node.status, node.attempts, node.max_attempts) == ("failed", 2, 2)

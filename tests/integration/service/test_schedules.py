@@ -47,7 +47,7 @@ def test_sweeper_fires_once_per_firing(repo, sql) -> None:
     assert sweeper.schedules() == {"fired": 0, "errors": 0}  # same minute: nothing new
     [run] = runs(sql)
     assert run["tenant"] == "acme" and run["inputs"] == {"x": 1}
-    fired = repo.get_schedule(schedule.schedule_id, None)
+    fired = repo.schedules.get_schedule(schedule.schedule_id, None)
     assert run["event_key"] == event_key(schedule.schedule_id, fired.last_fire_at)
     later = datetime.now(UTC) + timedelta(minutes=2)
     assert sweeper.schedules(now=later)["fired"] == 1
@@ -83,7 +83,7 @@ def test_forgotten_firing_after_restart_is_not_repeated(repo, sql) -> None:
 def test_registered_workflow_by_name(repo, sql) -> None:
     from dagq.spec.workflow import parse_spec
 
-    repo.register_workflow(parse_spec(WF))
+    repo.workflows.register_workflow(parse_spec(WF))
     schedule = create_schedule(repo, tenant="t", workflow="nightly", cron="0 * * * *",
                                timezone="Europe/Paris")
     backdate(sql, schedule.schedule_id, 61)
@@ -115,8 +115,8 @@ def test_delete_and_tenant_isolation(repo) -> None:
 
     schedule = create_schedule(repo, tenant="t", workflow=WF, cron="* * * * *")
     with pytest.raises(NotFound):
-        repo.get_schedule(schedule.schedule_id, "other")
+        repo.schedules.get_schedule(schedule.schedule_id, "other")
     with pytest.raises(NotFound):
-        repo.delete_schedule(schedule.schedule_id, "other")
-    repo.delete_schedule(schedule.schedule_id, "t")
-    assert repo.list_schedules("t") == []
+        repo.schedules.delete_schedule(schedule.schedule_id, "other")
+    repo.schedules.delete_schedule(schedule.schedule_id, "t")
+    assert repo.schedules.list_schedules("t") == []

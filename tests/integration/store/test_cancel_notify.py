@@ -22,25 +22,27 @@ def listening(db_url: str) -> psycopg.Connection:
 
 
 def test_an_api_cancel_notifies_the_run_id(repo: Store, db_url: str) -> None:
-    run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
-    repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)
+    run_id = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    repo.leases.lease(worker="w1", queue="default", limit=1, ttl_s=30)
     with listening(db_url) as listener:
-        repo.cancel_run(run_id, "t")
+        repo.runs.cancel_run(run_id, "t")
         assert cancelled_payloads(listener) == [str(run_id)]
 
 
 def test_cancel_running_notifies_the_replaced_run(repo: Store, db_url: str) -> None:
     wf = spec({"a": {"executor": "builtin.noop"}}, name="chat", concurrency={
         "key": "inputs.c", "limit": 1, "on_limit": "cancel_running"})
-    first = repo.submit_run(tenant="t", spec=wf, inputs={"c": "1"}).run_id
+    first = repo.submissions.submit_run(tenant="t", spec=wf, inputs={"c": "1"}).run_id
     with listening(db_url) as listener:
-        repo.submit_run(tenant="t", spec=wf, inputs={"c": "1"})
+        repo.submissions.submit_run(tenant="t", spec=wf, inputs={"c": "1"})
         assert cancelled_payloads(listener) == [str(first)]
 
 
 def test_a_run_that_finished_notifies_nothing(repo: Store, db_url: str) -> None:
-    run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
-    repo.cancel_run(run_id, "t")
+    run_id = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    repo.runs.cancel_run(run_id, "t")
     with listening(db_url) as listener:
-        repo.cancel_run(run_id, "t")  # already cancelled: nothing to stop
+        repo.runs.cancel_run(run_id, "t")  # already cancelled: nothing to stop
         assert cancelled_payloads(listener) == []

@@ -26,10 +26,10 @@ def wait_until_blocked(sql, deadline_s: float = 10.0) -> None:
 
 def test_a_completion_takes_its_run_lock_after_the_dependents_it_releases(
         repo: Store, sql, db_url: str) -> None:
-    run_id = repo.submit_run(tenant="t", spec=spec({
+    run_id = repo.submissions.submit_run(tenant="t", spec=spec({
         "a": {"executor": "builtin.noop"}, "b": {"executor": "builtin.noop"},
         "d": {"executor": "builtin.noop", "depends_on": ["a", "b"]}})).run_id
-    a = next(n for n in repo.lease(worker="w", queue="default", limit=5, ttl_s=30)
+    a = next(n for n in repo.leases.lease(worker="w", queue="default", limit=5, ttl_s=30)
              if n.node_key == "a")
     holder = psycopg.connect(db_url)  # holds the join row, as a failure of b would
     pool = ThreadPoolExecutor(1)
@@ -54,8 +54,8 @@ def test_losing_the_connection_after_commit_does_not_redo_the_completion(
     completion is not retried (which would find it stale and report the lease lost)."""
     from dagq.runtime.sqlfiles import queries
 
-    repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
-    [a] = repo.lease(worker="w", queue="default", limit=5, ttl_s=30)
+    repo.submissions.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
+    [a] = repo.leases.lease(worker="w", queue="default", limit=5, ttl_s=30)
     monkeypatch.setitem(queries(), "notify", "SELECT pg_terminate_backend(pg_backend_pid())")
     assert complete(repo, a.id, a.version, {"ok": 1}) is True
     monkeypatch.undo()

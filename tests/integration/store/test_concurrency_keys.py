@@ -22,7 +22,7 @@ from dagq.models import SubmitResult
 from dagq.service.submissions import SubmitRequest
 from dagq.spec.workflow import Concurrency, parse_spec
 from dagq.store import Store
-from dagq.store.submit_many import RunTemplate
+from dagq.store.new_runs import RunTemplate
 from tests.harness.api import Api
 from tests.harness.drive import complete, drive
 from tests.harness.specs import spec
@@ -44,7 +44,7 @@ def submit(repo: Store, conv: Any = "c1", workflow: Any = None, **fields: Any) -
 
 
 def lease(repo: Store, limit: int = 100) -> list[Any]:
-    return repo.lease(worker="w", queue="default", limit=limit, ttl_s=30)
+    return repo.leases.lease(worker="w", queue="default", limit=limit, ttl_s=30)
 
 
 def finish(repo: Store, node: Any) -> None:
@@ -57,7 +57,7 @@ def finish(repo: Store, node: Any) -> None:
 def test_queue_mode_holds_runs_back_and_starts_them_in_order(repo: Store, sql) -> None:
     runs = [submit(repo) for _ in range(3)]
     assert [r.status for r in runs] == ["queued"] * 3
-    first, second, third = (repo.get_run(r.run_id) for r in runs)
+    first, second, third = (repo.runs.get_run(r.run_id) for r in runs)
     assert first.concurrency_key == "inputs.conversation_id=c1"
     assert not first.concurrency_waiting and second.concurrency_waiting
     assert {n.status for n in second.nodes} == {"pending"}
@@ -67,8 +67,8 @@ def test_queue_mode_holds_runs_back_and_starts_them_in_order(repo: Store, sql) -
                          "type = 'run_queued'", [runs[1].run_id]).fetchone()["data"]
     assert queued["waiting_for_slot"] and queued["concurrency_key"] == first.concurrency_key
     finish(repo, node)  # the run succeeded: the next one gets the slot, in this commit
-    assert not repo.get_run(runs[1].run_id).concurrency_waiting
-    assert repo.get_run(runs[2].run_id).concurrency_waiting
+    assert not repo.runs.get_run(runs[1].run_id).concurrency_waiting
+    assert repo.runs.get_run(runs[2].run_id).concurrency_waiting
     (node,) = lease(repo)
     assert node.run_id == runs[1].run_id
     started = sql.execute("SELECT data FROM dagq.run_events WHERE run_id = %s AND "
@@ -80,14 +80,14 @@ def test_other_values_and_tenants_do_not_share_a_slot(repo: Store) -> None:
     runs = [submit(repo, "c1"), submit(repo, "c2"), submit(repo, "c1", tenant="globex"),
             submit(repo, 7), submit(repo, {"a": 1})]
     assert len(lease(repo)) == 5
-    assert repo.get_run(runs[3].run_id).concurrency_key == "inputs.conversation_id=7"
+    assert repo.runs.get_run(runs[3].run_id).concurrency_key == "inputs.conversation_id=7"
 
 
 def test_a_missing_key_value_means_no_limit(repo: Store) -> None:
     for inputs in ({}, {"conversation_id": None}, {"other": 1}):
         for _ in range(2):
             run = service.submit(repo, tenant="acme", workflow=chat(), inputs=inputs)
-            assert repo.get_run(run.run_id).concurrency_key is None
+            assert repo.runs.get_run(run.run_id).concurrency_key is None
     assert len(lease(repo)) == 6
 
 
@@ -96,28 +96,28 @@ def test_the_slot_is_freed_by_any_end(repo: Store, sql, end: str) -> None:
     first, second = submit(repo), submit(repo, deadline_s=3600)
     (node,) = lease(repo)
     if end == "failure":
-        assert repo.fail(node.id, node.version, {"type": "E", "message": "x"}) == "failed"
+        assert repo.leases.fail(node.id, node.version, {"type": "E", "message": "x"}) == "failed"
     elif end == "cancel":
-        assert repo.cancel_run(first.run_id, "acme") == "cancelled"
+        assert repo.runs.cancel_run(first.run_id, "acme") == "cancelled"
     else:
         sql.execute("UPDATE dagq.runs SET deadline_at = now() - interval '1 second' "
                     "WHERE id = %s", [first.run_id])
         sql.execute("UPDATE dagq.runs SET deadline_at = now() + interval '1 hour' "
                     "WHERE id = %s", [second.run_id])
-        assert repo.enforce_deadlines() == 1
-    assert repo.get_run(first.run_id).status in ("failed", "cancelled")
-    assert not repo.get_run(second.run_id).concurrency_waiting
+        assert repo.maintenance.enforce_deadlines() == 1
+    assert repo.runs.get_run(first.run_id).status in ("failed", "cancelled")
+    assert not repo.runs.get_run(second.run_id).concurrency_waiting
     assert [n.run_id for n in lease(repo)] == [second.run_id]
 
 
 def test_a_waiting_run_can_be_cancelled_or_pass_its_deadline(repo: Store, sql) -> None:
     first, second, third = submit(repo), submit(repo), submit(repo, deadline_s=60)
-    assert repo.cancel_run(second.run_id, "acme") == "cancelled"
+    assert repo.runs.cancel_run(second.run_id, "acme") == "cancelled"
     sql.execute("UPDATE dagq.runs SET deadline_at = now() - interval '1 second' "
                 "WHERE id = %s", [third.run_id])
-    assert repo.enforce_deadlines() == 1
-    assert repo.get_run(third.run_id).status == "failed"
-    assert {n.status for n in repo.get_run(second.run_id).nodes} == {"cancelled"}
+    assert repo.maintenance.enforce_deadlines() == 1
+    assert repo.runs.get_run(third.run_id).status == "failed"
+    assert {n.status for n in repo.runs.get_run(second.run_id).nodes} == {"cancelled"}
     (node,) = lease(repo)  # the running run kept its slot; nothing else started
     assert node.run_id == first.run_id
     finish(repo, node)
@@ -129,7 +129,7 @@ def test_cancel_new_cancels_the_new_run_at_once(repo: Store) -> None:
     second = submit(repo, workflow=chat("cancel_new", limit=2))
     third = submit(repo, workflow=chat("cancel_new", limit=2))
     assert [first.status, second.status, third.status] == ["queued", "queued", "cancelled"]
-    view = repo.get_run(third.run_id)
+    view = repo.runs.get_run(third.run_id)
     assert view.status == "cancelled" and {n.status for n in view.nodes} == {"cancelled"}
     assert len(lease(repo)) == 2
 
@@ -139,17 +139,17 @@ def test_cancel_running_replaces_the_open_runs(repo: Store, sql) -> None:
     (node,) = lease(repo)
     new = submit(repo, workflow=chat("cancel_running"))
     assert new.status == "queued"
-    assert repo.get_run(first.run_id).status == "cancelled"
-    assert repo.get_run(waiting.run_id).status == "cancelled"
+    assert repo.runs.get_run(first.run_id).status == "cancelled"
+    assert repo.runs.get_run(waiting.run_id).status == "cancelled"
     data = sql.execute("SELECT data FROM dagq.run_events WHERE run_id = %s AND "
                        "type = 'run_cancelled'", [first.run_id]).fetchone()["data"]
     assert data["replaced_by"] == str(new.run_id)
     # The cancelled run's running node is told to stop and ends cancelled, as a cancel does.
-    beat = repo.heartbeat(worker="w", node_ids=[node.id], ttl_s=30)
+    beat = repo.leases.heartbeat(worker="w", node_ids=[node.id], ttl_s=30)
     assert node.id in beat.stop
-    assert repo.fail(node.id, node.version, {"type": "Cancelled", "message": "stop"},
-                     cancelled=True) == "cancelled"
-    assert {n.key: n.status for n in repo.get_run(first.run_id).nodes} == {
+    assert repo.leases.fail(node.id, node.version, {"type": "Cancelled", "message": "stop"},
+                            cancelled=True) == "cancelled"
+    assert {n.key: n.status for n in repo.runs.get_run(first.run_id).nodes} == {
         "reply": "cancelled", "after": "cancelled"}
     assert [n.run_id for n in lease(repo)] == [new.run_id]
 
@@ -159,7 +159,7 @@ def test_an_event_key_repeat_does_not_cancel_or_take_a_slot(repo: Store) -> None
     first = submit(repo, workflow=wf, event_key="m1")
     again = submit(repo, workflow=wf, event_key="m1")
     assert again.run_id == first.run_id and not again.created
-    assert repo.get_run(first.run_id).status == "queued"
+    assert repo.runs.get_run(first.run_id).status == "queued"
 
 
 def test_a_submit_overrides_the_workflows_concurrency(repo: Store) -> None:
@@ -170,7 +170,7 @@ def test_a_submit_overrides_the_workflows_concurrency(repo: Store) -> None:
     assert (first.status, second.status) == ("queued", "cancelled")
     # the workflow's own key (queue, limit 1) shares the same slots, across workflows
     third = submit(repo)
-    assert repo.get_run(third.run_id).concurrency_waiting
+    assert repo.runs.get_run(third.run_id).concurrency_waiting
 
 
 def test_the_group_commit_with_mixed_keys(repo: Store) -> None:
@@ -187,7 +187,7 @@ def test_the_group_commit_with_mixed_keys(repo: Store) -> None:
     outcomes = service.submit_many(repo, runs, reqs)
     assert all(isinstance(o, SubmitResult) and o.created for o in outcomes)
     assert [o.status for o in outcomes][-3:] == ["cancelled", "cancelled", "queued"]
-    waiting = [repo.get_run(o.run_id).concurrency_waiting for o in outcomes]
+    waiting = [repo.runs.get_run(o.run_id).concurrency_waiting for o in outcomes]
     assert waiting == [False, False, False, False, True, False, True, False, True, True,
                        False]
     started = {n.run_id for n in lease(repo)}
@@ -209,7 +209,7 @@ def test_validation_names_the_problem(repo: Store) -> None:
     with pytest.raises(InvalidRequest, match="root wait node"):
         submit(repo, workflow={**waits, "concurrency": None}, concurrency=over)
     with pytest.raises(InvalidRequest, match="cannot be delayed"):
-        repo.submit_run(tenant="acme", spec=spec(chat()["nodes"], concurrency=chat()[
+        repo.submissions.submit_run(tenant="acme", spec=spec(chat()["nodes"], concurrency=chat()[
             "concurrency"]), inputs={"conversation_id": "x"}, delay_s=1)
 
 
@@ -220,12 +220,12 @@ def test_the_sweeper_starts_a_run_left_waiting(repo: Store, db_url: str) -> None
     with psycopg.connect(db_url) as other:
         other.execute("SELECT 1 FROM dagq.runs WHERE id = %s FOR NO KEY UPDATE",
                       [second.run_id])
-        assert repo.cancel_run(first.run_id, "acme") == "cancelled"
-        assert repo.start_free_slots() == 0  # still locked: left alone
-    assert repo.get_run(second.run_id).concurrency_waiting
-    assert repo.start_free_slots() == 1
+        assert repo.runs.cancel_run(first.run_id, "acme") == "cancelled"
+        assert repo.maintenance.start_free_slots() == 0  # still locked: left alone
+    assert repo.runs.get_run(second.run_id).concurrency_waiting
+    assert repo.maintenance.start_free_slots() == 1
     assert [n.run_id for n in lease(repo)] == [second.run_id]
-    assert repo.start_free_slots() == 0
+    assert repo.maintenance.start_free_slots() == 0
 
 
 def test_the_api_takes_a_submits_concurrency_and_shows_the_key(db_url: str, sql) -> None:
@@ -280,7 +280,7 @@ def _keyed_finished_run(repo: Store, on_limit: str) -> Any:
     done = service.submit(repo, tenant="acme", workflow=chat(on_limit),
                           inputs={"conversation_id": "c1"}).run_id
     drive(repo)
-    assert repo.get_run(done).status == "succeeded"
+    assert repo.runs.get_run(done).status == "succeeded"
     live = service.submit(repo, tenant="acme", workflow=chat(on_limit),
                           inputs={"conversation_id": "c1"}).run_id
     return done, live
@@ -292,30 +292,30 @@ def test_a_rerun_of_a_keyed_run_holds_a_slot_of_its_key(repo: Store, sql) -> Non
     done, live = _keyed_finished_run(repo, "queue")
     before = sql.execute("SELECT count(*) AS n FROM dagq.runs").fetchone()["n"]
     with pytest.raises(Conflict, match="concurrency"):
-        repo.rerun_run(done, "acme", from_=["after"])
+        repo.reruns.rerun_run(done, "acme", from_=["after"])
     assert sql.execute("SELECT count(*) AS n FROM dagq.runs").fetchone()["n"] == before
-    repo.cancel_run(live, "acme")
-    rerun = repo.rerun_run(done, "acme", from_=["after"]).run_id
-    view = repo.get_run(rerun)
+    repo.runs.cancel_run(live, "acme")
+    rerun = repo.reruns.rerun_run(done, "acme", from_=["after"]).run_id
+    view = repo.runs.get_run(rerun)
     assert view.concurrency_key == "inputs.conversation_id=c1"
     assert not view.concurrency_waiting
     # the rerun holds the slot: the next submit of the key waits for it
     later = service.submit(repo, tenant="acme", workflow=chat(),
                            inputs={"conversation_id": "c1"}).run_id
-    assert repo.get_run(later).concurrency_waiting
+    assert repo.runs.get_run(later).concurrency_waiting
     drive(repo)  # the rerun ends, then the waiting run gets the slot and runs
-    assert repo.get_run(rerun).status == "succeeded"
-    assert repo.get_run(later).status == "succeeded"
+    assert repo.runs.get_run(rerun).status == "succeeded"
+    assert repo.runs.get_run(later).status == "succeeded"
     # new inputs without the key's value: no limit
-    free = repo.rerun_run(done, "acme", from_=["reply"], inputs={"other": 1}).run_id
-    assert repo.get_run(free).concurrency_key is None
+    free = repo.reruns.rerun_run(done, "acme", from_=["reply"], inputs={"other": 1}).run_id
+    assert repo.runs.get_run(free).concurrency_key is None
 
 
 def test_a_cancel_running_rerun_replaces_the_open_run_of_its_key(repo: Store) -> None:
     done, live = _keyed_finished_run(repo, "cancel_running")
-    rerun = repo.rerun_run(done, "acme", from_=["after"]).run_id
-    assert repo.get_run(live).status == "cancelled"
-    assert repo.get_run(rerun).concurrency_key == "inputs.conversation_id=c1"
+    rerun = repo.reruns.rerun_run(done, "acme", from_=["after"]).run_id
+    assert repo.runs.get_run(live).status == "cancelled"
+    assert repo.runs.get_run(rerun).concurrency_key == "inputs.conversation_id=c1"
 
 
 def test_a_cancel_running_submit_retried_after_its_commit_does_not_cancel_itself(
@@ -327,21 +327,21 @@ def test_a_cancel_running_submit_retried_after_its_commit_does_not_cancel_itself
     run = template.new_run(tenant="acme", version=None, latest=False, fingerprint="f",
                            event_key=None, priority=0, inputs={"conversation_id": "c1"},
                            deadline_s=None)
-    (first,) = repo.submit_runs([run])
+    (first,) = repo.submissions.submit_runs([run])
     assert first.status == "queued"
-    (again,) = repo.submit_runs([run])  # the retry of the same transaction
+    (again,) = repo.submissions.submit_runs([run])  # the retry of the same transaction
     assert (again.run_id, again.status) == (run.id, "queued")  # its own row, found
-    assert repo.get_run(run.id).status == "queued"
+    assert repo.runs.get_run(run.id).status == "queued"
 
 
 def test_a_cancel_running_rerun_retried_after_its_commit_keeps_its_run(repo: Store) -> None:
     done, live = _keyed_finished_run(repo, "cancel_running")
     new_id = uuid.uuid4()
-    first = repo._rerun(new_id, done, "acme", ["after"], None, None)
-    again = repo._rerun(new_id, done, "acme", ["after"], None, None)  # the retry
+    first = repo.reruns._rerun(new_id, done, "acme", ["after"], None, None)
+    again = repo.reruns._rerun(new_id, done, "acme", ["after"], None, None)  # the retry
     assert first.run_id == again.run_id == new_id
-    assert repo.get_run(live).status == "cancelled"
-    assert repo.get_run(new_id).status == "running"
+    assert repo.runs.get_run(live).status == "cancelled"
+    assert repo.runs.get_run(new_id).status == "running"
 
 
 def test_a_retried_run_that_was_cancelled_waiting_is_not_shown_waiting(repo: Store) -> None:
@@ -351,15 +351,15 @@ def test_a_retried_run_that_was_cancelled_waiting_is_not_shown_waiting(repo: Sto
                             inputs={"conversation_id": "c1"}).run_id
     waiting = service.submit(repo, tenant="acme", workflow=chat(),
                              inputs={"conversation_id": "c1"}).run_id
-    assert repo.get_run(waiting).concurrency_waiting
-    repo.cancel_run(waiting, "acme")
-    repo.cancel_run(holder, "acme")
-    assert repo.retry_run(waiting, "acme") == "running"
-    view = repo.get_run(waiting)
+    assert repo.runs.get_run(waiting).concurrency_waiting
+    repo.runs.cancel_run(waiting, "acme")
+    repo.runs.cancel_run(holder, "acme")
+    assert repo.runs.retry_run(waiting, "acme") == "running"
+    view = repo.runs.get_run(waiting)
     assert {n.status for n in view.nodes if n.key == "reply"} == {"queued"}
     assert not view.concurrency_waiting
     drive(repo)
-    assert repo.get_run(waiting).status == "succeeded"
+    assert repo.runs.get_run(waiting).status == "succeeded"
 
 
 def test_a_rerun_keeps_the_concurrency_key_its_original_was_submitted_with(
@@ -374,10 +374,10 @@ def test_a_rerun_keeps_the_concurrency_key_its_original_was_submitted_with(
     open_one = service.submit(repo, tenant="acme", workflow=chat(),
                               inputs={"conversation_id": "c7"}).run_id
     with pytest.raises(Conflict, match="concurrency"):
-        repo.rerun_run(done, "acme", from_=["b"])
-    repo.cancel_run(open_one, "acme")
-    rerun = repo.rerun_run(done, "acme", from_=["b"]).run_id
-    assert repo.get_run(rerun).concurrency_key == "inputs.conversation_id=c7"
+        repo.reruns.rerun_run(done, "acme", from_=["b"])
+    repo.runs.cancel_run(open_one, "acme")
+    rerun = repo.reruns.rerun_run(done, "acme", from_=["b"]).run_id
+    assert repo.runs.get_run(rerun).concurrency_key == "inputs.conversation_id=c7"
 
 
 def test_a_slot_planned_for_a_run_not_written_goes_to_the_next_waiting_run(
@@ -387,8 +387,8 @@ def test_a_slot_planned_for_a_run_not_written_goes_to_the_next_waiting_run(
     was taken meanwhile) left the group's next run of the key waiting with no run
     holding a slot, until the sweeper's safety net."""
     v1 = parse_spec(chat())
-    repo.register_workflow(v1)
-    repo.register_workflow(parse_spec({**chat(), "fail_fast": False}))  # version 2
+    repo.workflows.register_workflow(v1)
+    repo.workflows.register_workflow(parse_spec({**chat(), "fail_fast": False}))  # version 2
     template = RunTemplate.of(v1)
 
     def new(latest: bool) -> Any:
@@ -397,10 +397,10 @@ def test_a_slot_planned_for_a_run_not_written_goes_to_the_next_waiting_run(
                                 inputs={"conversation_id": "c1"}, deadline_s=None)
 
     stale, pinned = new(True), new(False)
-    outcomes = repo.submit_runs([stale, pinned])
+    outcomes = repo.submissions.submit_runs([stale, pinned])
     assert not isinstance(outcomes[0], SubmitResult)  # stale: not written
     assert outcomes[1].status == "queued"
-    view = repo.get_run(pinned.id)
+    view = repo.runs.get_run(pinned.id)
     assert not view.concurrency_waiting  # it holds the slot at once
     assert {n.status for n in view.nodes if n.key == "reply"} == {"queued"}
 
@@ -436,7 +436,7 @@ def test_cancel_running_takes_its_keys_locks_in_the_order_every_submit_does(
         holder.execute("SELECT dagq.concurrency_lock('acme', %s)",
                        (f"inputs.conversation_id={second}",))
         done: list[Any] = []
-        thread = threading.Thread(target=lambda: done.append(repo.submit_runs(runs)))
+        thread = threading.Thread(target=lambda: done.append(repo.submissions.submit_runs(runs)))
         thread.start()
         waiter = None
         for _ in range(200):

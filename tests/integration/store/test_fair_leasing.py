@@ -45,7 +45,7 @@ def finish(sql: psycopg.Connection, ids: list[int]) -> None:
 
 
 def lease(repo: Store, limit: int, worker: str = "w") -> list:
-    return repo.lease(worker=worker, queue="default", limit=limit, ttl_s=60)
+    return repo.leases.lease(worker=worker, queue="default", limit=limit, ttl_s=60)
 
 
 def test_the_node_rows_carry_their_runs_tenant(repo: Store, sql) -> None:
@@ -60,7 +60,7 @@ def test_starts_follow_the_weights_over_a_drain(repo: Store, sql) -> None:
     weights = {"a": 1.0, "b": 2.0, "c": 3.0}
     runs = {}
     for name, weight in weights.items():
-        repo.put_tenant(name, weight=weight)
+        repo.tenants.put_tenant(name, weight=weight)
         runs[run_of(sql, name, 500)] = name
     started: Counter[str] = Counter()
     held: list[int] = []
@@ -89,7 +89,7 @@ def test_a_small_tenant_starts_promptly_behind_a_big_backlog(repo: Store, sql) -
 
 
 def test_priority_goes_before_fairness(repo: Store, sql) -> None:
-    repo.put_tenant("heavy", weight=100)
+    repo.tenants.put_tenant("heavy", weight=100)
     heavy = run_of(sql, "heavy", 20)
     light = run_of(sql, "light", 5, priority=10)
     # Every high-priority node goes first, though the other tenant weighs 100 times more.
@@ -105,7 +105,7 @@ def test_one_tenant_takes_the_plain_path_in_lease_order(repo: Store, sql) -> Non
 
 def test_max_running_nodes_holds_for_two_concurrent_leasers(repo: Store, sql,
                                                             db_url: str) -> None:
-    repo.put_tenant("capped", max_running_nodes=3)
+    repo.tenants.put_tenant("capped", max_running_nodes=3)
     capped = run_of(sql, "capped", 200)
     free = run_of(sql, "free", 200)
     other = Store(open_pool(db_url, size=2, name="other"))
@@ -152,11 +152,11 @@ def test_max_running_nodes_holds_for_two_concurrent_leasers(repo: Store, sql,
 
 def test_max_running_nodes_holds_for_a_tenant_alone(repo: Store, sql) -> None:
     """One tenant with queued work takes the plain walk: its cap holds there too."""
-    repo.put_tenant("solo", max_running_nodes=2)
+    repo.tenants.put_tenant("solo", max_running_nodes=2)
     run_of(sql, "solo", 10)
     assert len(lease(repo, 10)) == 2
     assert lease(repo, 10) == []
-    repo.put_tenant("solo", max_running_nodes=3)
+    repo.tenants.put_tenant("solo", max_running_nodes=3)
     assert len(lease(repo, 10)) == 1
 
 
@@ -228,13 +228,13 @@ def test_queues_break_down_by_tenant(db_url: str) -> None:
     from tests.harness.api import Api
 
     with Api(db_url) as api:
-        api.repo.put_tenant("acme", weight=3, max_running_nodes=5)
+        api.repo.tenants.put_tenant("acme", weight=3, max_running_nodes=5)
         flow = {"name": "two", "nodes": {"a": {"executor": "builtin.echo"},
                                           "b": {"executor": "builtin.echo"}}}
         api.submit(api.acme, workflow=flow)
         api.submit(api.globex, workflow=flow)
         api.submit(api.globex, workflow=flow)
-        [node] = api.repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+        [node] = api.repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
 
         def tenants(headers):
             response = api.client.get("/v1/queues", headers=headers)

@@ -14,20 +14,20 @@ SERVED = ["capped", "free", "rated"]
 
 
 def register(repo: Store) -> None:
-    repo.register_worker(worker="w", hostname="h", pid=1, queues=["default"], threads=8,
-                         executors=[ExecutorInfo(name="capped", concurrency=3),
+    repo.fleet.register_worker(worker="w", hostname="h", pid=1, queues=["default"], threads=8,
+                               executors=[ExecutorInfo(name="capped", concurrency=3),
                                     ExecutorInfo(name="rated", rate_per_s=5),
                                     ExecutorInfo(name="free")])
 
 
 def submit(repo: Store, executor: str, count: int) -> None:
     wf = spec({f"n{i}": {"executor": executor} for i in range(count)}, name=executor)
-    repo.submit_run(tenant="t", spec=wf)
+    repo.submissions.submit_run(tenant="t", spec=wf)
 
 
 def lease(repo: Store, limit: int = 16, worker: str = "w"):
-    return repo.lease(worker=worker, queue="default", limit=limit, ttl_s=30,
-                      executors=SERVED, capped=["capped", "rated"])
+    return repo.leases.lease(worker=worker, queue="default", limit=limit, ttl_s=30,
+                             executors=SERVED, capped=["capped", "rated"])
 
 
 def test_capped_backlog_does_not_block_other_executors(repo) -> None:
@@ -95,5 +95,5 @@ def test_rate_cap_is_a_token_bucket(repo, sql) -> None:
 def test_uncapped_workers_take_the_fast_path(repo) -> None:
     register(repo)
     submit(repo, "free", 5)
-    leased = repo.lease(worker="w", queue="default", limit=16, ttl_s=30, executors=["free"])
+    leased = repo.leases.lease(worker="w", queue="default", limit=16, ttl_s=30, executors=["free"])
     assert len(leased) == 5

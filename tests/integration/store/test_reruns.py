@@ -29,7 +29,7 @@ def chain() -> Any:
 
 
 def outputs_of(repo: Store, run_id) -> dict[str, Any]:
-    return {n.key: (n.status, n.outputs) for n in repo.get_run(run_id).nodes}
+    return {n.key: (n.status, n.outputs) for n in repo.runs.get_run(run_id).nodes}
 
 
 def counts(sql) -> dict[str, int]:
@@ -39,7 +39,7 @@ def counts(sql) -> dict[str, int]:
 
 
 def finished_run(repo: Store, fail: str | None = None) -> Any:
-    run_id = repo.submit_run(tenant="t", spec=chain(), inputs={"q": 1}).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=chain(), inputs={"q": 1}).run_id
 
     def boom(payload: dict[str, Any]) -> Any:
         raise RuntimeError("broken")
@@ -50,10 +50,10 @@ def finished_run(repo: Store, fail: str | None = None) -> Any:
 
 def test_rerun_copies_upstream_and_runs_the_rest_once(repo: Store, sql) -> None:
     first = finished_run(repo)
-    assert repo.get_run(first).status == "succeeded"
-    result = repo.rerun_run(first, "t", from_=["b"])
+    assert repo.runs.get_run(first).status == "succeeded"
+    result = repo.reruns.rerun_run(first, "t", from_=["b"])
     assert result.rerun_of == first
-    run = repo.get_run(result.run_id)
+    run = repo.runs.get_run(result.run_id)
     assert run.rerun_of == first and run.status == "running"
     assert run.inputs == {"q": 1} and run.workflow == "chain"
     before = outputs_of(repo, first)
@@ -62,7 +62,7 @@ def test_rerun_copies_upstream_and_runs_the_rest_once(repo: Store, sql) -> None:
     assert now["b"][0] == "queued" and now["c"][0] == "pending"
     executed = drive(repo)
     assert executed == ["b", "c"]  # a and x were copied, never executed
-    assert repo.get_run(result.run_id).status == "succeeded"
+    assert repo.runs.get_run(result.run_id).status == "succeeded"
     events = sql.execute("SELECT node_key, type, data FROM dagq.run_events WHERE run_id = %s "
                          "ORDER BY id", (result.run_id,)).fetchall()
     copied = {e["node_key"]: e for e in events if e["data"].get("copied_from")}
@@ -76,22 +76,22 @@ def test_rerun_copies_upstream_and_runs_the_rest_once(repo: Store, sql) -> None:
 
 def test_rerun_with_an_output_override_and_new_inputs(repo: Store) -> None:
     first = finished_run(repo, fail="c")
-    assert repo.get_run(first).status == "partial_succeeded"
+    assert repo.runs.get_run(first).status == "partial_succeeded"
     seen: list[Any] = []
 
     def record(payload: dict[str, Any]) -> Any:
         seen.append(payload)
         return {"merged": sorted(payload["deps"])}
 
-    result = repo.rerun_run(first, "t", from_=["c"], outputs={"b": {"patched": True}},
-                            inputs={"q": 2})
+    result = repo.reruns.rerun_run(first, "t", from_=["c"], outputs={"b": {"patched": True}},
+                                   inputs={"q": 2})
     assert drive(repo, {"c": record}) == ["c"]
     assert seen[0]["deps"]["b"] == {"patched": True} and seen[0]["run"] == {"q": 2}
-    assert repo.get_run(result.run_id).status == "succeeded"
+    assert repo.runs.get_run(result.run_id).status == "succeeded"
     # a rerun of the rerun, from a root: everything runs again but x
-    again = repo.rerun_run(result.run_id, "t", from_=["a"])
+    again = repo.reruns.rerun_run(result.run_id, "t", from_=["a"])
     assert sorted(drive(repo)) == ["a", "b", "c"]
-    final = repo.get_run(again.run_id)
+    final = repo.runs.get_run(again.run_id)
     assert final.status == "succeeded" and final.rerun_of == result.run_id
 
 
@@ -106,29 +106,29 @@ def test_skipped_nodes_copy_as_skipped_and_maps_and_waits_copy_their_outputs(
                   "if": {"dep": "src", "path": "params.route", "in": ["b"]}},
         "end": {"executor": "builtin.merge", "depends_on": ["each", "pause", "never"]},
     }, name="mixed")
-    first = repo.submit_run(tenant="t", spec=wf).run_id
+    first = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     echo = {"builtin.echo": lambda payload: payload}
     drive(repo, echo)
     sql.execute("UPDATE dagq.node_tasks SET wait_until = now() - interval '1 s' "
                 "WHERE run_id = %s AND status = 'waiting'", (first,))
-    repo.fire_due_waits()
+    repo.maintenance.fire_due_waits()
     drive(repo, echo)
     before = outputs_of(repo, first)
-    assert repo.get_run(first).status == "succeeded", before
-    result = repo.rerun_run(first, "t", from_=["end"])
+    assert repo.runs.get_run(first).status == "succeeded", before
+    result = repo.reruns.rerun_run(first, "t", from_=["end"])
     now = outputs_of(repo, result.run_id)
     assert now["never"] == ("skipped", None)
     assert now["each"] == before["each"] and now["pause"] == before["pause"]
     assert drive(repo) == ["end"]  # no map item, no wait ran again
-    assert repo.get_run(result.run_id).status == "succeeded"
+    assert repo.runs.get_run(result.run_id).status == "succeeded"
     # from the map node: it expands again over the copied source
-    result = repo.rerun_run(first, "t", from_=["each"])
+    result = repo.reruns.rerun_run(first, "t", from_=["each"])
     assert sorted(drive(repo, echo)) == ["each[0]", "each[1]", "end"]
     # from the `if` node: its condition is checked again at once (skipped again)
-    result = repo.rerun_run(first, "t", from_=["never"])
+    result = repo.reruns.rerun_run(first, "t", from_=["never"])
     assert outputs_of(repo, result.run_id)["never"] == ("skipped", None)
     assert drive(repo, echo) == ["end"]
-    assert repo.get_run(result.run_id).status == "succeeded"
+    assert repo.runs.get_run(result.run_id).status == "succeeded"
 
 
 BAD_BODIES = [
@@ -148,33 +148,33 @@ def test_bad_bodies_are_refused_and_write_nothing(repo: Store, sql) -> None:
     before = counts(sql)
     for body, message in BAD_BODIES:
         with pytest.raises(InvalidRequest, match=message):
-            repo.rerun_run(first, "t", **body)
+            repo.reruns.rerun_run(first, "t", **body)
     assert counts(sql) == before
     # with b's outputs given, c can rerun although b failed
-    assert repo.rerun_run(first, "t", from_=["c"], outputs={"b": {}}).rerun_of == first
+    assert repo.reruns.rerun_run(first, "t", from_=["c"], outputs={"b": {}}).rerun_of == first
 
 
 def test_open_runs_conflict_and_other_tenants_do_not_see_the_run(repo: Store, sql) -> None:
-    running = repo.submit_run(tenant="t", spec=chain()).run_id
+    running = repo.submissions.submit_run(tenant="t", spec=chain()).run_id
     before = counts(sql)
     with pytest.raises(Conflict, match="only a finished run"):
-        repo.rerun_run(running, "t", from_=["a"])
+        repo.reruns.rerun_run(running, "t", from_=["a"])
     drive(repo)
     with pytest.raises(NotFound):
-        repo.rerun_run(running, "other", from_=["a"])
+        repo.reruns.rerun_run(running, "other", from_=["a"])
     assert counts(sql)["runs"] == before["runs"]
-    assert repo.rerun_run(running, None, from_=["a"]).rerun_of == running  # admin
+    assert repo.reruns.rerun_run(running, None, from_=["a"]).rerun_of == running  # admin
 
 
 def test_the_example_fails_then_reruns_with_a_patched_upstream_output(repo: Store) -> None:
     example = parse_spec(json.loads((ROOT / "examples" / "rerun.json").read_text()))
     echo = {"builtin.echo": lambda payload: payload}
-    first = repo.submit_run(tenant="t", spec=example).run_id
+    first = repo.submissions.submit_run(tenant="t", spec=example).run_id
     assert drive(repo, echo) == ["retrieve"]
-    assert repo.get_run(first).status == "failed"
+    assert repo.runs.get_run(first).status == "failed"
     fixed = {"params": {"docs": ["a", "b"]}}
-    rerun = repo.rerun_run(first, "t", from_=["per_doc"], outputs={"retrieve": fixed})
+    rerun = repo.reruns.rerun_run(first, "t", from_=["per_doc"], outputs={"retrieve": fixed})
     assert drive(repo, echo) == ["per_doc[0]", "per_doc[1]", "report"]
-    run = repo.get_run(rerun.run_id)
+    run = repo.runs.get_run(rerun.run_id)
     assert run.status == "succeeded"
     assert [item["item"] for item in outputs_of(repo, rerun.run_id)["per_doc"][1]] == ["a", "b"]

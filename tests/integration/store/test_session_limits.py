@@ -14,7 +14,7 @@ from dagq.config import Settings
 from dagq.errors import DatabaseUnavailable
 from dagq.runtime.db import SessionLimits, connect, conninfo, open_pool
 from dagq.store import Store
-from dagq.store.core import TRANSIENT_ERRORS, transient
+from dagq.store.tx import TRANSIENT_ERRORS, transient
 from tests.harness.specs import spec
 
 LIMITS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
@@ -63,47 +63,50 @@ def hold_run(db_url: str, run_id) -> psycopg.Connection:
 
 
 def test_a_lock_timeout_is_retried_until_the_lock_is_free(db_url: str, repo) -> None:
-    run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    run_id = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     quick = Store(open_pool(db_url, size=2, limits=SessionLimits(60, 0.2, 10, 10, 10)),
                        retry_s=30)
     holder = hold_run(db_url, run_id)
     try:
         threading.Timer(1.0, holder.rollback).start()  # the holder finishes after ~1 s
-        assert quick.cancel_run(run_id, None) == "cancelled"  # after a few lock timeouts
+        assert quick.runs.cancel_run(run_id, None) == "cancelled"  # after a few lock timeouts
     finally:
         holder.close()
         quick.close()
 
 
 def test_a_lock_held_past_the_retry_window_is_database_unavailable(db_url: str, repo) -> None:
-    run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    run_id = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     quick = Store(open_pool(db_url, size=2, limits=SessionLimits(60, 0.2, 10, 10, 10)),
                        retry_s=1)
     holder = hold_run(db_url, run_id)
     try:
         with pytest.raises(DatabaseUnavailable, match="lock timeout"):
-            quick.cancel_run(run_id, None)
+            quick.runs.cancel_run(run_id, None)
     finally:
         holder.close()
         quick.close()
-    assert repo.get_run(run_id).status == "queued"  # nothing was written
+    assert repo.runs.get_run(run_id).status == "queued"  # nothing was written
 
 
 def test_a_call_with_a_deadline_is_cut_off_even_if_the_server_never_answers(
         db_url: str, repo) -> None:
     """No server-side timeout here (as when the server is paused): the watchdog closes
     the connection at the deadline and the call fails then, with a clear message."""
-    run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    run_id = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     pool = open_pool(db_url, size=2, limits=SessionLimits(0, 0, 0, 10, 10))
     bounded = Store(pool, retry_s=1.0, call_timeout_s=1.0)
     holder = hold_run(db_url, run_id)
     try:
         started = time.monotonic()
         with pytest.raises(DatabaseUnavailable, match="did not answer within 1.0s"):
-            bounded.cancel_run(run_id, None)
+            bounded.runs.cancel_run(run_id, None)
         took = time.monotonic() - started
         holder.rollback()  # the server answers again: the pool serves fresh connections
-        assert bounded.cancel_run(run_id, None) == "cancelled"
+        assert bounded.runs.cancel_run(run_id, None) == "cancelled"
     finally:
         holder.close()
         bounded.close()

@@ -22,12 +22,12 @@ KB = "x" * 1000  # a 1,000-byte chunk
 
 
 def start(repo: Store, tenant: str = "acme") -> tuple[uuid.UUID, object]:
-    run_id = repo.submit_run(tenant=tenant, spec=spec(ONE, name="one")).run_id
+    run_id = repo.submissions.submit_run(tenant=tenant, spec=spec(ONE, name="one")).run_id
     return run_id, lease(repo, run_id)
 
 
 def lease(repo: Store, run_id: uuid.UUID):
-    [node] = [n for n in repo.lease(worker="w", queue="default", limit=10, ttl_s=30)
+    [node] = [n for n in repo.leases.lease(worker="w", queue="default", limit=10, ttl_s=30)
               if n.run_id == run_id]
     return node
 
@@ -38,7 +38,7 @@ def chunks(node, texts: list[str], first_seq: int = 1) -> list[StreamChunk]:
 
 
 def retry(repo: Store, sql: psycopg.Connection, node) -> object:
-    assert repo.fail(node.id, node.version, {"type": "Boom", "message": "x"}) == "retry"
+    assert repo.leases.fail(node.id, node.version, {"type": "Boom", "message": "x"}) == "retry"
     sql.execute("UPDATE dagq.node_tasks SET available_at = now() WHERE id = %s", (node.id,))
     return lease(repo, node.run_id)
 
@@ -68,21 +68,21 @@ def test_a_retried_node_keeps_its_current_attempt_and_a_tail_of_earlier_ones(
     ones keep their last chunks of at most the tail's bytes."""
     caps = StreamCaps(tail_bytes=2500)
     run_id, first = start(repo)
-    assert repo.write_stream(chunks(first, [f"{i:03}" + KB[3:] for i in range(50)]),
-                             caps).written == 50
+    assert repo.streams.write_stream(chunks(first, [f"{i:03}" + KB[3:] for i in range(50)]),
+                                     caps).written == 50
     second = retry(repo, sql, first)
-    repo.write_stream(chunks(second, [KB] * 30), caps)
+    repo.streams.write_stream(chunks(second, [KB] * 30), caps)
     third = retry(repo, sql, second)
-    repo.write_stream(chunks(third, [KB] * 40), caps)
-    one = repo.node_stream(run_id, "llm", 1, "acme")
+    repo.streams.write_stream(chunks(third, [KB] * 40), caps)
+    one = repo.streams.node_stream(run_id, "llm", 1, "acme")
     assert one["chunks"] == 2 and one["text"].startswith("048") and one["complete"]
-    assert repo.node_stream(run_id, "llm", 2, "acme")["chunks"] == 2
-    assert repo.node_stream(run_id, "llm", 3, "acme")["chunks"] == 40  # the current one
+    assert repo.streams.node_stream(run_id, "llm", 2, "acme")["chunks"] == 2
+    assert repo.streams.node_stream(run_id, "llm", 3, "acme")["chunks"] == 40  # the current one
     assert stored(sql) == 2000 + 2000 + 40_000
     assert counted(sql, run_id) == stored(sql, run_id) == tenant_counted(sql, "acme")
     # A later flush of the current attempt trims nothing more.
-    repo.write_stream(chunks(third, [KB], first_seq=41), caps)
-    assert repo.node_stream(run_id, "llm", 2, "acme")["chunks"] == 2
+    repo.streams.write_stream(chunks(third, [KB], first_seq=41), caps)
+    assert repo.streams.node_stream(run_id, "llm", 2, "acme")["chunks"] == 2
 
 
 def test_the_writer_refuses_chunks_over_the_runs_cap_and_the_executor_sees_it(
@@ -96,7 +96,7 @@ def test_the_writer_refuses_chunks_over_the_runs_cap_and_the_executor_sees_it(
     writer.append(key, run_id, "over")  # refused in Postgres ...
     with pytest.raises(StreamTooLarge, match="DAGQ_MAX_STREAM_BYTES_PER_RUN"):
         writer.append(key, run_id, "more")  # ... and the executor's next call raises
-    assert repo.node_stream(run_id, "llm", None, "acme")["text"] == KB * 5
+    assert repo.streams.node_stream(run_id, "llm", None, "acme")["text"] == KB * 5
     assert stored(sql, run_id) == counted(sql, run_id) == 5000
     refused = sql.execute("SELECT value FROM dagq.counters "
                           "WHERE name = 'refused_stream_chunks'").fetchone()["value"]
@@ -111,26 +111,27 @@ def test_a_tenant_over_its_cap_is_refused_until_retention_frees_room(
     first_run, first = start(repo)
     second_run, second = start(repo)
     globex_run, globex = start(repo, tenant="globex")
-    assert repo.write_stream(chunks(first, [KB, KB]), caps).written == 2
-    result = repo.write_stream(chunks(second, [KB, KB]) + chunks(globex, [KB, KB, KB]), caps)
+    assert repo.streams.write_stream(chunks(first, [KB, KB]), caps).written == 2
+    result = repo.streams.write_stream(
+        chunks(second, [KB, KB]) + chunks(globex, [KB, KB, KB]), caps)
     assert result.written == 4  # one of `second`'s, and all of globex's
     assert result.refused == {(second.id, second.version): "tenant"}
     assert tenant_counted(sql, "acme") == stored(sql, first_run) + stored(sql, second_run)
     assert tenant_counted(sql, "acme") == 3000 and tenant_counted(sql, "globex") == 3000
-    repo.cancel_run(first_run, "acme")
+    repo.runs.cancel_run(first_run, "acme")
     sql.execute("UPDATE dagq.runs SET finished_at = now() - interval '10 days' WHERE id = %s",
                 (first_run,))
-    assert repo.prune(retention_s=86400) == 1
+    assert repo.maintenance.prune(retention_s=86400) == 1
     assert tenant_counted(sql, "acme") == 1000
     assert sql.execute("SELECT count(*) AS n FROM dagq.stream_bytes_by_run WHERE run_id = %s",
                        (first_run,)).fetchone()["n"] == 0
-    assert repo.write_stream(chunks(second, [KB], first_seq=3), caps).written == 1
+    assert repo.streams.write_stream(chunks(second, [KB], first_seq=3), caps).written == 1
 
 
 def test_the_counts_follow_a_requeue_and_the_one_argument_function(repo: Store, sql) -> None:
     run_id, node = start(repo)
-    repo.append_stream(chunks(node, [KB, KB]))
-    repo.fail(node.id, node.version, {"type": "Boom", "message": "x"}, retryable=False)
+    repo.streams.append_stream(chunks(node, [KB, KB]))
+    repo.leases.fail(node.id, node.version, {"type": "Boom", "message": "x"}, retryable=False)
     sql.execute("SELECT dagq.requeue_node(%s, 'llm')", (run_id,))  # voids the attempt
     assert stored(sql, run_id) == counted(sql, run_id) == tenant_counted(sql, "acme") == 0
     again = lease(repo, run_id)
@@ -155,7 +156,8 @@ def test_refused_chunks_are_a_metric(db_url: str) -> None:
 
     with Api(db_url) as api:
         run_id, node = start(api.repo)
-        result = api.repo.write_stream(chunks(node, [KB, KB, KB]), StreamCaps(run_bytes=1500))
+        result = api.repo.streams.write_stream(
+            chunks(node, [KB, KB, KB]), StreamCaps(run_bytes=1500))
         assert (result.written, result.refused) == (1, {(node.id, node.version): "run"})
         metrics = samples(api.client.get("/metrics").text)
     assert metrics[("dagq_refused_stream_chunks_total", ())] == 2

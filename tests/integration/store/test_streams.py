@@ -23,8 +23,8 @@ ONE = {"name": "one", "nodes": {"llm": {"executor": "builtin.noop", "max_attempt
 
 
 def start(repo: Store, tenant: str = "acme"):
-    run_id = repo.submit_run(tenant=tenant, spec=spec(ONE["nodes"], name="one")).run_id
-    [node] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    run_id = repo.submissions.submit_run(tenant=tenant, spec=spec(ONE["nodes"], name="one")).run_id
+    [node] = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
     return run_id, node
 
 
@@ -41,36 +41,36 @@ def stale_chunks(sql) -> int:
 
 def test_chunks_of_the_lease_holder_are_written_and_others_dropped(repo: Store, sql) -> None:
     run_id, node = start(repo)
-    assert repo.append_stream(chunks(node, ["Hel", "lo"])) == 2
+    assert repo.streams.append_stream(chunks(node, ["Hel", "lo"])) == 2
     old = StreamChunk(node.id, node.version - 1, run_id, 3, "stale")
-    assert repo.append_stream([old]) == 0 and stale_chunks(sql) == 1
-    assert repo.append_stream(chunks(node, ["Hel"])) == 0  # a retried flush: not twice,
+    assert repo.streams.append_stream([old]) == 0 and stale_chunks(sql) == 1
+    assert repo.streams.append_stream(chunks(node, ["Hel"])) == 0  # a retried flush: not twice,
     assert stale_chunks(sql) == 1  # and not counted as stale either
     assert complete(repo, node.id, node.version, {})
-    assert repo.append_stream(chunks(node, ["late"], first_seq=9)) == 0  # lease is gone
+    assert repo.streams.append_stream(chunks(node, ["late"], first_seq=9)) == 0  # lease is gone
     rows = sql.execute("SELECT attempt, seq, text FROM dagq.node_stream ORDER BY id").fetchall()
     assert [(r["attempt"], r["seq"], r["text"]) for r in rows] == [(1, 1, "Hel"), (1, 2, "lo")]
 
 
 def test_a_new_attempt_streams_on_its_own_and_the_old_one_is_fenced(repo: Store, sql) -> None:
     run_id, first = start(repo)
-    repo.append_stream(chunks(first, ["one "]))
-    assert repo.fail(first.id, first.version, {"type": "Boom", "message": "x"}) == "retry"
+    repo.streams.append_stream(chunks(first, ["one "]))
+    assert repo.leases.fail(first.id, first.version, {"type": "Boom", "message": "x"}) == "retry"
     sql.execute("UPDATE dagq.node_tasks SET available_at = now() WHERE id = %s", (first.id,))
-    [second] = repo.lease(worker="w2", queue="default", limit=1, ttl_s=30)
-    assert repo.append_stream(chunks(first, ["ghost"], first_seq=2)) == 0
-    assert repo.append_stream(chunks(second, ["two"])) == 1
-    latest = repo.node_stream(run_id, "llm", None, "acme")
+    [second] = repo.leases.lease(worker="w2", queue="default", limit=1, ttl_s=30)
+    assert repo.streams.append_stream(chunks(first, ["ghost"], first_seq=2)) == 0
+    assert repo.streams.append_stream(chunks(second, ["two"])) == 1
+    latest = repo.streams.node_stream(run_id, "llm", None, "acme")
     assert latest == {"attempt": 2, "text": "two", "data": [], "chunks": 1, "complete": False}
-    assert repo.node_stream(run_id, "llm", 1, "acme")["text"] == "one "
-    assert repo.node_stream(run_id, "llm", 1, "acme")["complete"] is True
+    assert repo.streams.node_stream(run_id, "llm", 1, "acme")["text"] == "one "
+    assert repo.streams.node_stream(run_id, "llm", 1, "acme")["complete"] is True
 
 
 def test_the_feed_interleaves_and_resumes_exactly_once(repo: Store) -> None:
     run_id, node = start(repo)
-    repo.append_stream(chunks(node, [f"t{i} " for i in range(7)]))
+    repo.streams.append_stream(chunks(node, [f"t{i} " for i in range(7)]))
     complete(repo, node.id, node.version, {})
-    feed = repo.run_feed(run_id, FeedCursor(), limit=100)
+    feed = repo.streams.run_feed(run_id, FeedCursor(), limit=100)
     everything, cut = feed.items, feed.cut
     assert not cut and feed.run_status == "succeeded"
     kinds = [(i.kind, i.row["type"]) for i in everything]
@@ -81,7 +81,7 @@ def test_the_feed_interleaves_and_resumes_exactly_once(repo: Store) -> None:
     # Page by page (3 of each kind a page), from each page's last cursor.
     seen, cursor = [], FeedCursor()
     while True:
-        read = repo.run_feed(run_id, cursor, limit=3)
+        read = repo.streams.run_feed(run_id, cursor, limit=3)
         page, cut = read.items, read.cut
         seen += [(i.kind, i.row["id"]) for i in page]
         if page:
@@ -91,10 +91,10 @@ def test_the_feed_interleaves_and_resumes_exactly_once(repo: Store) -> None:
     assert seen == [(i.kind, i.row["id"]) for i in everything]
     # A cursor in the middle resumes after it; without chunks, events only.
     middle = everything[5].cursor
-    rest = repo.run_feed(run_id, FeedCursor.parse(str(middle)), limit=100).items
+    rest = repo.streams.run_feed(run_id, FeedCursor.parse(str(middle)), limit=100).items
     assert [i.row["id"] for i in rest] == [i.row["id"] for i in everything[6:]]
-    events_only = repo.run_feed(run_id, FeedCursor(), limit=100, chunks=False).items
-    gone = repo.run_feed(uuid.uuid4(), FeedCursor(), limit=100)
+    events_only = repo.streams.run_feed(run_id, FeedCursor(), limit=100, chunks=False).items
+    gone = repo.streams.run_feed(uuid.uuid4(), FeedCursor(), limit=100)
     assert (gone.items, gone.run_status) == ([], None)
     assert all(i.kind == "event" for i in events_only)
 
@@ -107,7 +107,7 @@ def test_cursor_text_is_the_event_id_until_a_chunk_was_read() -> None:
 
 def test_sse_and_json_carry_chunks_and_resume_with_last_event_id(api: Api) -> None:
     run_id, node = start(api.repo)
-    api.repo.append_stream(chunks(node, ["a", "b", "c"]) + [
+    api.repo.streams.append_stream(chunks(node, ["a", "b", "c"]) + [
         StreamChunk(node.id, node.version, run_id, 4, data={"done": 3, "total": 3})])
     complete(api.repo, node.id, node.version, {})
     url = f"/v1/runs/{run_id}/events"
@@ -138,7 +138,7 @@ def sse(api: Api, url: str, headers: dict[str, str] | None = None) -> list:
 
 def test_node_stream_route_and_its_errors(api: Api) -> None:
     run_id, node = start(api.repo)
-    api.repo.append_stream(chunks(node, ["Hello, ", "world"]))
+    api.repo.streams.append_stream(chunks(node, ["Hello, ", "world"]))
     url = f"/v1/runs/{run_id}/nodes/llm/stream"
     body = api.client.get(url, headers=api.acme).json()
     assert body == {"attempt": 1, "text": "Hello, world", "data": [], "chunks": 2,
@@ -159,15 +159,15 @@ def test_node_stream_route_and_its_errors(api: Api) -> None:
 
 def test_retention_and_retry_remove_a_runs_chunks(repo: Store, sql) -> None:
     run_id, node = start(repo)
-    repo.append_stream(chunks(node, ["x", "y"]))
-    repo.fail(node.id, node.version, {"type": "Boom", "message": "x"}, retryable=False)
-    repo.retry_run(run_id, "acme")  # the node runs again from attempt 1: its text is void
+    repo.streams.append_stream(chunks(node, ["x", "y"]))
+    repo.leases.fail(node.id, node.version, {"type": "Boom", "message": "x"}, retryable=False)
+    repo.runs.retry_run(run_id, "acme")  # the node runs again from attempt 1: its text is void
     assert sql.execute("SELECT count(*) AS n FROM dagq.node_stream").fetchone()["n"] == 0
-    [again] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
-    repo.append_stream(chunks(again, ["z"]))
+    [again] = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    repo.streams.append_stream(chunks(again, ["z"]))
     complete(repo, again.id, again.version, {})
     sql.execute("UPDATE dagq.runs SET finished_at = now() - interval '10 days'")
-    assert repo.prune(retention_s=86400) == 1
+    assert repo.maintenance.prune(retention_s=86400) == 1
     assert sql.execute("SELECT count(*) AS n FROM dagq.node_stream").fetchone()["n"] == 0
 
 
@@ -186,9 +186,9 @@ def test_the_writer_batches_checks_and_writes_a_finished_nodes_chunks(repo: Stor
             writer.append(key, run_id, "nul \x00")
         with pytest.raises(ValueError, match="text or data"):
             writer.append(key, run_id)
-        assert repo.node_stream(run_id, "llm", None, "acme")["chunks"] == 0  # buffered
+        assert repo.streams.node_stream(run_id, "llm", None, "acme")["chunks"] == 0  # buffered
         writer.finish(key)
-        got = repo.node_stream(run_id, "llm", None, "acme")
+        got = repo.streams.node_stream(run_id, "llm", None, "acme")
         assert got["text"] == "".join(f"{i}," for i in range(50))
         assert got["data"] == [{"done": 50}] and writer.written == 51
     finally:
@@ -236,7 +236,7 @@ def test_the_client_reads_chunks_live_and_stored_events_without_them(db_url: str
 
     with LiveApi(db_url) as live, Client(live.url, live.admin) as client:
         run_id, node = start(live.repo)
-        live.repo.append_stream(chunks(node, ["Hel", "lo"]))
+        live.repo.streams.append_stream(chunks(node, ["Hel", "lo"]))
         complete(live.repo, node.id, node.version, {})
         followed = list(client.events(run_id))
         streamed = [e for e in followed if isinstance(e, StreamEvent)]
@@ -252,13 +252,13 @@ def test_the_client_reads_chunks_live_and_stored_events_without_them(db_url: str
 
 def test_requeue_node_voids_the_reset_attempts_chunks(repo: Store, sql) -> None:
     run_id, node = start(repo)
-    repo.append_stream(chunks(node, ["old-1 ", "old-2 "]))
-    repo.fail(node.id, node.version, {"type": "Boom", "message": "x"}, retryable=False)
+    repo.streams.append_stream(chunks(node, ["old-1 ", "old-2 "]))
+    repo.leases.fail(node.id, node.version, {"type": "Boom", "message": "x"}, retryable=False)
     sql.execute("SELECT dagq.requeue_node(%s, 'llm')", (run_id,))
-    [again] = repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
+    [again] = repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
     assert again.attempts == 1
-    assert repo.append_stream(chunks(again, ["new"])) == 1 and stale_chunks(sql) == 0
-    assert repo.node_stream(run_id, "llm", None, "acme")["text"] == "new"
+    assert repo.streams.append_stream(chunks(again, ["new"])) == 1 and stale_chunks(sql) == 0
+    assert repo.streams.node_stream(run_id, "llm", None, "acme")["text"] == "new"
 
 
 def test_a_thread_streaming_after_its_executor_returned_is_refused(repo: Store) -> None:
@@ -270,7 +270,7 @@ def test_a_thread_streaming_after_its_executor_returned_is_refused(repo: Store) 
     writer.finish(key)
     with pytest.raises(StreamClosed):
         writer.append(key, run_id, "too late")
-    assert repo.node_stream(run_id, "llm", None, "acme")["text"] == "in time"
+    assert repo.streams.node_stream(run_id, "llm", None, "acme")["text"] == "in time"
 
 
 def test_follow_ends_when_the_terminal_event_is_on_an_earlier_page(repo: Store) -> None:
@@ -279,8 +279,8 @@ def test_follow_ends_when_the_terminal_event_is_on_an_earlier_page(repo: Store) 
     from dagq.config import get_settings
 
     run_id, node = start(repo)
-    repo.cancel_run(run_id, "acme")  # the run ends while its node still streams
-    repo.append_stream(chunks(node, [f"{i} " for i in range(1200)]))  # > two pages
+    repo.runs.cancel_run(run_id, "acme")  # the run ends while its node still streams
+    repo.streams.append_stream(chunks(node, [f"{i} " for i in range(1200)]))  # > two pages
     out = io.StringIO()
     assert follow(LocalBackend(repo, get_settings()), run_id, FeedPrinter(out)) == "cancelled"
     assert "run_cancelled" in out.getvalue() and "1199 " in out.getvalue()
@@ -292,12 +292,12 @@ def test_stream_text_of_a_retried_run_is_the_new_attempts(db_url: str) -> None:
 
     with LiveApi(db_url) as live, Client(live.url, live.admin) as client:
         run_id, first = start(live.repo)
-        live.repo.append_stream(chunks(first, ["old"]))
-        live.repo.fail(first.id, first.version, {"type": "Boom", "message": "x"},
-                       retryable=False)
-        live.repo.retry_run(run_id, "acme")
-        [again] = live.repo.lease(worker="w", queue="default", limit=1, ttl_s=30)
-        live.repo.append_stream(chunks(again, ["new ", "text"]))
+        live.repo.streams.append_stream(chunks(first, ["old"]))
+        live.repo.leases.fail(first.id, first.version, {"type": "Boom", "message": "x"},
+                              retryable=False)
+        live.repo.runs.retry_run(run_id, "acme")
+        [again] = live.repo.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
+        live.repo.streams.append_stream(chunks(again, ["new ", "text"]))
         complete(live.repo, again.id, again.version, {})
         pieces = list(client.stream_text(run_id, "llm"))
     assert "".join(pieces) == "new text" and not pieces[0].reset  # the old text was voided

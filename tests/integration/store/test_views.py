@@ -25,9 +25,9 @@ def merge(payload):
 
 
 def register(repo: Store, worker: str, queues: list[str] | None = None) -> None:
-    repo.register_worker(worker=worker, hostname="host-1", pid=4242,
-                         queues=queues or ["default"], threads=4,
-                         executors=[ExecutorInfo(name="builtin.echo", queue="default")])
+    repo.fleet.register_worker(worker=worker, hostname="host-1", pid=4242,
+                               queues=queues or ["default"], threads=4,
+                               executors=[ExecutorInfo(name="builtin.echo", queue="default")])
 
 
 def one(sql, query: str, *params):
@@ -52,8 +52,9 @@ def node_states(sql, run_id: uuid.UUID) -> dict[str, tuple[str, int]]:
 
 def test_running_node_becomes_stuck_only_when_its_lease_expired(repo: Store, sql) -> None:
     register(repo, "w1")
-    run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.echo"}})).run_id
-    repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)
+    run_id = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.echo"}})).run_id
+    repo.leases.lease(worker="w1", queue="default", limit=1, ttl_s=30)
 
     running = one(sql, "SELECT * FROM dagq.running_nodes")
     assert (running["run_id"], running["node_key"], running["lease_owner"]) == (run_id, "a", "w1")
@@ -75,7 +76,7 @@ def test_running_node_becomes_stuck_only_when_its_lease_expired(repo: Store, sql
     assert running["lease_expires_in_s"] < -89 and 120 <= running["running_s"] < 125
     assert 100 <= running["lease_age_s"] < 105  # the last renewal was the last heartbeat
 
-    repo.reclaim_expired()
+    repo.maintenance.reclaim_expired()
     assert sql.execute("SELECT * FROM dagq.stuck_nodes").fetchall() == []
     assert sql.execute("SELECT * FROM dagq.running_nodes").fetchall() == []
 
@@ -84,10 +85,10 @@ def test_running_nodes_lists_map_items_not_the_waiting_map_node(repo: Store, sql
     wf = spec({"src": {"executor": "builtin.echo"},
                "per_doc": {"executor": "builtin.echo", "depends_on": ["src"],
                            "map": {"dep": "src", "path": "docs"}}})
-    repo.submit_run(tenant="t", spec=wf)
-    [src] = repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)
+    repo.submissions.submit_run(tenant="t", spec=wf)
+    [src] = repo.leases.lease(worker="w1", queue="default", limit=1, ttl_s=30)
     complete(repo, src.id, src.version, {"docs": ["x", "y", "z"]})
-    repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)
+    repo.leases.lease(worker="w1", queue="default", limit=1, ttl_s=30)
 
     rows = sql.execute("SELECT node_key FROM dagq.running_nodes").fetchall()
     assert [r["node_key"] for r in rows] == ["per_doc[0]"]
@@ -98,9 +99,10 @@ def test_running_nodes_lists_map_items_not_the_waiting_map_node(repo: Store, sql
 def test_worker_status_shows_heartbeat_age_and_leases_held(repo: Store, sql) -> None:
     register(repo, "w1")
     register(repo, "w2")
-    repo.stop_worker("w2")
-    repo.submit_run(tenant="t", spec=spec({k: {"executor": "builtin.echo"} for k in "abc"}))
-    repo.lease(worker="w1", queue="default", limit=2, ttl_s=30)
+    repo.fleet.stop_worker("w2")
+    repo.submissions.submit_run(
+        tenant="t", spec=spec({k: {"executor": "builtin.echo"} for k in "abc"}))
+    repo.leases.lease(worker="w1", queue="default", limit=2, ttl_s=30)
     sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '42 seconds' "
                 "WHERE id = 'w1'")
 
@@ -121,8 +123,8 @@ def test_queue_depth_separates_queued_delayed_and_running(repo: Store, sql) -> N
     wf = spec({"a": {"executor": "builtin.echo"}, "b": {"executor": "builtin.echo"},
                "c": {"executor": "builtin.echo"}, "d": {"executor": "builtin.echo"},
                "s": {"executor": "builtin.echo", "queue": "slow"}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
-    repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)  # a
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    repo.leases.lease(worker="w1", queue="default", limit=1, ttl_s=30)  # a
     sql.execute("UPDATE dagq.node_tasks SET available_at = now() + interval '5 minutes' "
                 "WHERE run_id = %s AND node_key = 'b'", (run_id,))
     sql.execute("UPDATE dagq.node_tasks SET available_at = now() - interval '60 seconds' "
@@ -144,8 +146,9 @@ def test_run_summary_counts_a_failed_run(repo: Store, sql) -> None:
     wf = spec({"a": {"executor": "builtin.echo"}, "d": {"executor": "builtin.echo"},
                "b": {"executor": "builtin.echo", "depends_on": ["a"], "max_attempts": 1},
                "c": {"executor": "builtin.echo", "depends_on": ["b"]}}, name="report")
-    run_id = repo.submit_run(tenant="acme", spec=wf).run_id
-    ok_id = repo.submit_run(tenant="acme", spec=spec({"x": {"executor": "builtin.noop"}})).run_id
+    run_id = repo.submissions.submit_run(tenant="acme", spec=wf).run_id
+    ok_id = repo.submissions.submit_run(
+        tenant="acme", spec=spec({"x": {"executor": "builtin.noop"}})).run_id
     drive(repo, {"b": boom})
 
     row = one(sql, "SELECT * FROM dagq.run_summary WHERE id = %s", run_id)
@@ -169,7 +172,7 @@ def test_run_summary_counts_a_failed_run(repo: Store, sql) -> None:
 def test_node_latency_percentiles_over_the_last_hour(repo: Store, sql) -> None:
     nodes = {f"n{i:03d}": {"executor": "builtin.echo"} for i in range(1, 102)}
     nodes["other"] = {"executor": "builtin.noop"}
-    run_id = repo.submit_run(tenant="t", spec=spec(nodes)).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=spec(nodes)).run_id
     # n001..n100 ran i seconds after waiting i/10 s; every tenth failed; n101 finished two
     # hours ago (outside the window); `other` never started.
     sql.execute("""
@@ -203,9 +206,9 @@ def test_node_latency_leaves_out_map_nodes_and_measures_their_items(
     wf = spec({"src": {"executor": "builtin.noop"},
                "per_doc": {"executor": "builtin.echo", "depends_on": ["src"],
                            "map": {"dep": "src", "path": "docs"}}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     drive(repo, {"src": lambda p: {"docs": [1, 2, 3]}})
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
     rows = {r["executor"]: r for r in sql.execute("SELECT * FROM dagq.node_latency")}
     assert rows["builtin.echo"]["finished"] == 3 and rows["builtin.noop"]["finished"] == 1
 
@@ -223,7 +226,7 @@ def fail_fast_diamond():
 def test_requeue_failed_node_reopens_the_run_and_workers_finish_it(
     repo: Store, sql
 ) -> None:
-    run_id = repo.submit_run(tenant="t", spec=fail_fast_diamond()).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=fail_fast_diamond()).run_id
     drive(repo, {"b": boom}, batch=1)  # b fails first: c is cancelled while queued, d too
     assert node_states(sql, run_id) == {
         "a": ("succeeded", 0), "b": ("failed", 0), "c": ("cancelled", 0), "d": ("cancelled", 2)}
@@ -248,7 +251,7 @@ def test_requeue_failed_node_reopens_the_run_and_workers_finish_it(
     assert notes == {("dagq_queued", "default"), ("dagq_events", str(run_id))}
 
     assert sorted(drive(repo, {"d": merge})) == ["b", "c", "d"]
-    done = repo.get_run(run_id)
+    done = repo.runs.get_run(run_id)
     assert done.status == "succeeded"
     assert done.outputs == {"d": {"b": {"key": "b"}, "c": {"key": "c"}}}
     counts = one(sql, "SELECT nodes_remaining, nodes_failed, nodes_succeeded "
@@ -262,9 +265,9 @@ def test_requeue_keeps_branches_below_another_failure_skipped(repo: Store, sql) 
                "c": {"executor": "builtin.echo", "depends_on": ["a"]},
                "d": {"executor": "builtin.echo", "depends_on": ["a", "b"]},
                "e": {"executor": "builtin.echo"}}, fail_fast=False)
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     drive(repo, {"a": boom, "b": boom})
-    assert repo.get_run(run_id).status == "partial_succeeded"
+    assert repo.runs.get_run(run_id).status == "partial_succeeded"
 
     message = requeue(sql, run_id, "a")
 
@@ -283,7 +286,7 @@ def test_requeue_a_failed_map_node_expands_it_again(repo: Store, sql) -> None:
                "per_doc": {"executor": "builtin.echo", "depends_on": ["src"],
                            "max_attempts": 1, "map": {"dep": "src", "path": "docs"}},
                "agg": {"executor": "builtin.merge", "depends_on": ["per_doc"]}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
     flaky = {"calls": 0}
 
     def item(payload):
@@ -293,7 +296,7 @@ def test_requeue_a_failed_map_node_expands_it_again(repo: Store, sql) -> None:
         return {"doc": payload["item"]}
 
     drive(repo, {"src": lambda p: {"docs": ["x", "y", "z"]}, "builtin.echo": item})
-    assert repo.get_run(run_id).status == "failed"
+    assert repo.runs.get_run(run_id).status == "failed"
     with pytest.raises(psycopg.errors.RaiseException, match=r"map node per_doc"):
         requeue(sql, run_id, "per_doc[1]")
 
@@ -306,22 +309,22 @@ def test_requeue_a_failed_map_node_expands_it_again(repo: Store, sql) -> None:
         ("per_doc[0]", "queued", 0), ("per_doc[1]", "queued", 0), ("per_doc[2]", "queued", 0)]
 
     drive(repo, {"builtin.echo": item, "agg": merge})
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     assert run.status == "succeeded"
     assert run.outputs == {"agg": {"per_doc": [{"doc": "x"}, {"doc": "y"}, {"doc": "z"}]}}
 
 
 @pytest.mark.parametrize("status", ["queued", "running"])
 def test_requeue_refuses_while_the_run_is_open(repo: Store, sql, status: str) -> None:
-    run_id = repo.submit_run(tenant="t", spec=fail_fast_diamond()).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=fail_fast_diamond()).run_id
     if status == "running":
-        repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)
+        repo.leases.lease(worker="w1", queue="default", limit=1, ttl_s=30)
     with pytest.raises(psycopg.errors.RaiseException, match=f"run {run_id} is still {status}"):
         requeue(sql, run_id, "a")
 
 
 def test_requeue_refuses_what_cannot_run_and_changes_nothing(repo: Store, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=fail_fast_diamond()).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=fail_fast_diamond()).run_id
     drive(repo, {"b": boom}, batch=1)
     before = node_states(sql, run_id)
     events = sql.execute("SELECT count(*) AS n FROM dagq.run_events").fetchone()["n"]
@@ -346,25 +349,25 @@ def test_requeue_refuses_while_a_task_of_the_finished_run_still_runs(
 ) -> None:
     wf = spec({"a": {"executor": "builtin.echo", "max_attempts": 1},
                "b": {"executor": "builtin.echo"}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
-    leased = {n.node_key: n for n in repo.lease(worker="w1", queue="default", limit=2,
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    leased = {n.node_key: n for n in repo.leases.lease(worker="w1", queue="default", limit=2,
                                                   ttl_s=30)}
-    repo.fail(leased["a"].id, leased["a"].version, {"type": "X", "message": "x"})
-    assert repo.get_run(run_id).status == "failed"  # fail fast; b is still running
+    repo.leases.fail(leased["a"].id, leased["a"].version, {"type": "X", "message": "x"})
+    assert repo.runs.get_run(run_id).status == "failed"  # fail fast; b is still running
     with pytest.raises(psycopg.errors.RaiseException, match=r"still has running tasks \(b\)"):
         requeue(sql, run_id, "a")
 
 
 def test_requeue_in_a_run_cancelled_before_it_started(repo: Store, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=fail_fast_diamond()).run_id
-    repo.cancel_run(run_id, None)
+    run_id = repo.submissions.submit_run(tenant="t", spec=fail_fast_diamond()).run_id
+    repo.runs.cancel_run(run_id, None)
 
     assert requeue(sql, run_id, "a") == (
         f"run {run_id} reopened: queued a; reset to pending: b, c, d")
     # Never started, so it reopens queued and the first lease writes run_started.
     assert one(sql, "SELECT status FROM dagq.runs WHERE id = %s", run_id)["status"] == "queued"
     drive(repo)
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
     types = [r["type"] for r in sql.execute(
         "SELECT type FROM dagq.run_events WHERE run_id = %s ORDER BY id", (run_id,))]
     assert types.count("run_started") == 1 and types[-1] == "run_succeeded"

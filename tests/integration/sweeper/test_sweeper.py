@@ -34,8 +34,8 @@ def types_for(sql, run_id, node_key):
 def one_node(repo, **node) -> tuple:
     wf = spec({"a": {"executor": "builtin.noop", "backoff": {"initial_s": 0, "max_s": 0},
                      **node}})
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
-    [leased] = repo.lease(worker="w1", queue="default", limit=1, ttl_s=30)
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    [leased] = repo.leases.lease(worker="w1", queue="default", limit=1, ttl_s=30)
     return run_id, leased
 
 
@@ -49,17 +49,17 @@ def test_expired_lease_is_requeued_as_a_failed_attempt(repo, sweeper, sql) -> No
     assert (row["status"], row["attempts"]) == ("queued", 1)
     assert row["error"]["type"] == "LeaseExpired"
     assert types_for(sql, run_id, "a")[-2:] == ["node_lease_expired", "node_retry"]
-    [again] = repo.lease(worker="w2", queue="default", limit=1, ttl_s=30)
+    [again] = repo.leases.lease(worker="w2", queue="default", limit=1, ttl_s=30)
     assert again.attempts == 2
     assert complete(repo, again.id, again.version, {}) is True
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
 
 
 def test_expiry_on_the_last_attempt_fails_the_node_and_run(repo, sweeper, sql) -> None:
     run_id, leased = one_node(repo, max_attempts=1)
     expire(sql, leased.id)
     assert sweeper.reclaim()["failed"] == 1
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     assert run.status == "failed" and run.nodes[0].status == "failed"
     assert run.error["type"] == "LeaseExpired"
     assert types_for(sql, run_id, "a")[-2:] == ["node_lease_expired", "node_failed"]
@@ -69,7 +69,7 @@ def test_live_heartbeating_lease_is_never_reclaimed(repo, sweeper, sql) -> None:
     _, leased = one_node(repo)
     sql.execute("UPDATE dagq.node_tasks SET lease_expires_at = now() + interval '1 second' "
                 "WHERE id = %s", (leased.id,))
-    repo.heartbeat(worker="w1", node_ids=[leased.id], ttl_s=30)
+    repo.leases.heartbeat(worker="w1", node_ids=[leased.id], ttl_s=30)
     # Even a sweeper that thinks it is 20 s later finds the extended lease alive.
     later = sql.execute("SELECT now() + interval '20 seconds' AS t").fetchone()["t"]
     assert sweeper.reclaim(now=later)["reclaimed"] == 0
@@ -80,11 +80,11 @@ def test_late_completion_after_reclaim_changes_nothing(repo, sweeper, sql) -> No
     expire(sql, leased.id)
     sweeper.reclaim()
     assert complete(repo, leased.id, leased.version, {"late": True}) is False
-    assert repo.fail(leased.id, leased.version, {"type": "E", "message": "late"}) == "stale"
+    assert repo.leases.fail(leased.id, leased.version, {"type": "E", "message": "late"}) == "stale"
     row = sql.execute("SELECT status, outputs FROM dagq.node_tasks WHERE id = %s",
                       (leased.id,)).fetchone()
     assert row == {"status": "queued", "outputs": None}
-    assert repo.get_run(run_id).status == "running"
+    assert repo.runs.get_run(run_id).status == "running"
 
 
 def test_completion_racing_the_reclaim_leaves_one_consistent_state(repo, sweeper, sql) -> None:
@@ -105,7 +105,7 @@ def test_completion_racing_the_reclaim_leaves_one_consistent_state(repo, sweeper
             completed, reclaimed = pool.submit(finish), pool.submit(reclaim)
             completed, reclaimed = completed.result(), reclaimed.result()
         assert completed != bool(reclaimed)  # exactly one of them won
-        run = repo.get_run(run_id)
+        run = repo.runs.get_run(run_id)
         assert run.status == ("succeeded" if completed else "failed")
         assert run.nodes_remaining == 0
         terminal = [t for t in types_for(sql, run_id, "a")
@@ -115,8 +115,8 @@ def test_completion_racing_the_reclaim_leaves_one_consistent_state(repo, sweeper
 
 def test_three_sweepers_reclaim_each_of_1000_leases_once(repo, sql) -> None:
     wf = spec({f"n{i}": {"executor": "builtin.noop"} for i in range(1000)}, name="wide")
-    run_id = repo.submit_run(tenant="t", spec=wf).run_id
-    while repo.lease(worker="gone", queue="default", limit=200, ttl_s=30):
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    while repo.leases.lease(worker="gone", queue="default", limit=200, ttl_s=30):
         pass
     sql.execute("UPDATE dagq.node_tasks SET lease_expires_at = now() - interval '1 minute'")
     sweepers = [Sweeper(repo, Settings()) for _ in range(3)]
@@ -139,45 +139,49 @@ def test_three_sweepers_reclaim_each_of_1000_leases_once(repo, sql) -> None:
 
 
 def test_dead_worker_leases_expire_without_waiting_for_the_ttl(repo, sweeper, sql) -> None:
-    repo.register_worker(worker="w1", hostname="h", pid=1, queues=["default"], threads=1,
-                         executors=[])
+    repo.fleet.register_worker(worker="w1", hostname="h", pid=1, queues=["default"], threads=1,
+                               executors=[])
     run_id, leased = one_node(repo)
     sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '5 minutes'")
     counts = sweeper.run_once()
     assert counts["workers"] == 1 and counts["reclaimed"] == 1
     assert sql.execute("SELECT status FROM dagq.workers").fetchone()["status"] == "dead"
-    assert repo.get_run(run_id).nodes[0].status == "queued"
+    assert repo.runs.get_run(run_id).nodes[0].status == "queued"
 
 
 def test_heal_finishes_runs_whose_nodes_all_finished(repo, sweeper, sql) -> None:
-    run_id = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    run_id = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     drive(repo)
     # Simulate a lost finalisation: nodes are terminal, the run still says running.
     sql.execute("UPDATE dagq.runs SET status = 'running', finished_at = NULL, "
                 "nodes_remaining = 1 WHERE id = %s", (run_id,))
     assert sweeper.heal() == {"healed": 1}
-    assert repo.get_run(run_id).status == "succeeded"
+    assert repo.runs.get_run(run_id).status == "succeeded"
     assert sweeper.heal() == {"healed": 0}
 
 
 def test_deadline_cancels_what_remains_and_fails_the_run(repo, sweeper, sql) -> None:
     wf = spec({"a": {"executor": "builtin.noop"},
                "b": {"executor": "builtin.noop", "depends_on": ["a"]}})
-    run_id = repo.submit_run(tenant="t", spec=wf, deadline_s=60).run_id
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf, deadline_s=60).run_id
     assert sweeper.deadlines() == {"expired_runs": 0}
     later = sql.execute("SELECT now() + interval '2 minutes' AS t").fetchone()["t"]
     assert sweeper.deadlines(now=later) == {"expired_runs": 1}
-    run = repo.get_run(run_id)
+    run = repo.runs.get_run(run_id)
     assert run.status == "failed" and run.error["type"] == "DeadlineExceeded"
     assert {n.status for n in run.nodes} == {"cancelled"}
 
 
 def test_prune_removes_old_finished_runs_with_nodes_and_events(repo, sweeper, sql) -> None:
-    old = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    old = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     drive(repo)
-    fresh = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
+    fresh = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     drive(repo)
-    unfinished = repo.submit_run(tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
+    unfinished = repo.submissions.submit_run(
+        tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
     sql.execute("UPDATE dagq.runs SET finished_at = now() - interval '8 days' WHERE id = %s",
                 (old,))
     assert sweeper.prune() == {"pruned_runs": 1}
@@ -198,8 +202,8 @@ def test_run_once_twice_is_harmless(repo, sweeper, sql) -> None:
 
 
 def test_a_worker_is_dead_only_after_three_missed_heartbeats(repo, sql) -> None:
-    repo.register_worker(worker="slow", hostname="h", pid=1, queues=["default"], threads=1,
-                         executors=[], heartbeat_s=10)
+    repo.fleet.register_worker(worker="slow", hostname="h", pid=1, queues=["default"], threads=1,
+                               executors=[], heartbeat_s=10)
     sweeper = Sweeper(repo, Settings(worker_dead_after_s=2))
     sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '15 seconds'")
     assert sweeper.dead_workers()["workers"] == 0  # 15 s < 3 heartbeats of 10 s

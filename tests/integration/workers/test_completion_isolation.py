@@ -20,8 +20,8 @@ CHAIN = spec({"a": {"executor": "builtin.noop"},
 
 def lease_roots(repo: Store, runs: int) -> list[Any]:
     for _ in range(runs):
-        repo.submit_run(tenant="t", spec=CHAIN)
-    nodes = repo.lease(worker="w", queue="default", limit=runs, ttl_s=30)
+        repo.submissions.submit_run(tenant="t", spec=CHAIN)
+    nodes = repo.leases.lease(worker="w", queue="default", limit=runs, ttl_s=30)
     assert len(nodes) == runs
     return sorted(nodes, key=lambda n: n.id)
 

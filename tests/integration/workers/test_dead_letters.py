@@ -40,8 +40,8 @@ def test_unserved_messages_are_visible_warned_once_and_dead_lettered(
     # A live worker serving queue dl with served_actor (and not ghost).
     worker = PostgresBroker(repo, worker_id="w-dl")
     dramatiq.actor(broker=worker, actor_name="served_actor", queue_name="dl")(lambda: None)
-    repo.register_worker(worker="w-dl", hostname="h", pid=1, queues=["dl"], threads=1,
-                         executors=[], actors=sorted(worker.actors))
+    repo.fleet.register_worker(worker="w-dl", hostname="h", pid=1, queues=["dl"], threads=1,
+                               executors=[], actors=sorted(worker.actors))
     depth = sql.execute("SELECT queued FROM dagq.queue_depth WHERE queue = 'dl'").fetchone()
     assert depth["queued"] == 2  # both visible
 
@@ -68,7 +68,7 @@ def test_unserved_messages_are_visible_warned_once_and_dead_lettered(
     assert sweeper.dead_letters() == {"dead_lettered": 0}  # once
 
     # The worker that served it is gone: its messages too are dead-lettered.
-    repo.stop_worker("w-dl")
+    repo.fleet.stop_worker("w-dl")
     assert sweeper.dead_letters() == {"dead_lettered": 0}  # not for after_s yet
     sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '601 s' "
                 "WHERE id = 'w-dl'")
@@ -84,17 +84,17 @@ def test_a_message_whose_worker_arrived_after_the_candidates_read_is_not_dead_le
     producer = PostgresBroker(repo, worker_id="producer")
     message = send(producer, "late_actor")
     backdate(sql, message, 4000)
-    (candidate,) = repo._dead_letter_candidates(600, None, 10)
+    (candidate,) = repo.messages._dead_letter_candidates(600, None, 10)
     worker = PostgresBroker(repo, worker_id="w-late")
     dramatiq.actor(broker=worker, actor_name="late_actor", queue_name="dl")(lambda: None)
-    repo.register_worker(worker="w-late", hostname="h", pid=1, queues=["dl"], threads=1,
-                         executors=[], actors=sorted(worker.actors))
-    assert repo._dead_letter_one(candidate, 600) == "busy"
+    repo.fleet.register_worker(worker="w-late", hostname="h", pid=1, queues=["dl"], threads=1,
+                               executors=[], actors=sorted(worker.actors))
+    assert repo.messages._dead_letter_one(candidate, 600) == "busy"
     assert node(sql, message)["status"] == "queued"
-    repo.stop_worker("w-late")  # gone again, long ago: now it is dead-lettered
+    repo.fleet.stop_worker("w-late")  # gone again, long ago: now it is dead-lettered
     sql.execute("UPDATE dagq.workers SET heartbeat_at = now() - interval '601 s' "
                 "WHERE id = 'w-late'")
-    assert repo._dead_letter_one(candidate, 600) == "failed"
+    assert repo.messages._dead_letter_one(candidate, 600) == "failed"
 
 
 def test_a_backlog_is_not_dead_lettered_in_a_workers_restart(repo: Store, sql) -> None:
@@ -104,11 +104,11 @@ def test_a_backlog_is_not_dead_lettered_in_a_workers_restart(repo: Store, sql) -
     producer = PostgresBroker(repo, worker_id="producer")
     message = send(producer, "busy_actor")
     backdate(sql, message, 4000)  # a long backlog: served, but slowly
-    repo.register_worker(worker="w-old", hostname="h", pid=1, queues=["dl"], threads=1,
-                         executors=[], actors=["busy_actor"])
+    repo.fleet.register_worker(worker="w-old", hostname="h", pid=1, queues=["dl"], threads=1,
+                               executors=[], actors=["busy_actor"])
     sweeper = Sweeper(repo, Settings(dead_letter_after_s=600))
     assert sweeper.dead_letters() == {"dead_lettered": 0}
-    repo.stop_worker("w-old")  # a restart: the next worker is not up yet
+    repo.fleet.stop_worker("w-old")  # a restart: the next worker is not up yet
     assert sweeper.dead_letters() == {"dead_lettered": 0}
     assert node(sql, message)["status"] == "queued"
     # nobody has served it for longer than the bound: now it is dead-lettered

@@ -140,7 +140,7 @@ def test_result_backend_stores_expires_and_wakes_a_blocked_reader(repo, db_url) 
     time.sleep(0.01)
     with pytest.raises(ResultMissing):
         backend.get_result(message)  # expired
-    assert repo.prune_results() == 1
+    assert repo.messages.prune_results() == 1
     with pytest.raises(ValueError, match="url"):
         PostgresResultBackend(url="")
 

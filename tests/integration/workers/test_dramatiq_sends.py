@@ -69,7 +69,7 @@ def test_a_send_is_one_round_trip_and_its_notify_follows(repo, db_url, sql, tmp_
     actor = dramatiq.actor(broker=broker, actor_name="fast", queue_name="fastq")(
         lambda x: x)
     actor.send(0)  # warm: the pool's connections and prepared statements
-    traced = PerCheckout(repo.pool, tmp_path, monkeypatch)
+    traced = PerCheckout(repo.db.pool, tmp_path, monkeypatch)
     with psycopg.connect(db_url, autocommit=True) as listen:
         listen.execute("LISTEN dagq_queued")
         actor.send(1)
@@ -93,7 +93,7 @@ def test_enqueue_many_and_a_batched_group_are_one_statement(repo, sql, tmp_path,
     warm = actor.message(-1)
     broker.enqueue_many([warm])  # warm: the statement is prepared (its own round trip)
     messages = [actor.message(i) for i in range(1, 4)]
-    traced = PerCheckout(repo.pool, tmp_path, monkeypatch)
+    traced = PerCheckout(repo.db.pool, tmp_path, monkeypatch)
     assert broker.enqueue_many(messages) == messages
     mine = traced.of(threading.current_thread().name)
     assert len(mine) == 1 and one_round_trip(mine[0]), mine

@@ -68,37 +68,37 @@ def test_the_worker_sessions_wait_briefly_for_locks() -> None:
 
 
 def test_a_lease_steps_around_a_locked_run(repo: Store, worker_store: Store, hold) -> None:
-    locked = repo.submit_run(tenant="t", spec=WIDE).run_id  # its nodes come first
-    other = repo.submit_run(tenant="t", spec=ONE).run_id
+    locked = repo.submissions.submit_run(tenant="t", spec=WIDE).run_id  # its nodes come first
+    other = repo.submissions.submit_run(tenant="t", spec=ONE).run_id
     hold(locked)
     started = time.monotonic()
-    leased = worker_store.lease(worker="w", queue="default", limit=4, ttl_s=30)
+    leased = worker_store.leases.lease(worker="w", queue="default", limit=4, ttl_s=30)
     took = time.monotonic() - started
     assert [n.run_id for n in leased] == [other]
     assert took < BOUND_S, f"the lease took {took:.1f}s"
     # The next leases step around it at once, without another wait.
-    again = repo.submit_run(tenant="t", spec=ONE).run_id
+    again = repo.submissions.submit_run(tenant="t", spec=ONE).run_id
     started = time.monotonic()
-    leased = worker_store.lease(worker="w", queue="default", limit=4, ttl_s=30)
+    leased = worker_store.leases.lease(worker="w", queue="default", limit=4, ttl_s=30)
     assert [n.run_id for n in leased] == [again]
     assert time.monotonic() - started < 0.3
-    assert repo.get_run(locked).status == "queued"
+    assert repo.runs.get_run(locked).status == "queued"
 
 
 def test_a_lease_takes_a_locked_runs_nodes_once_it_is_free(
         repo: Store, worker_store: Store, hold) -> None:
-    locked = repo.submit_run(tenant="t", spec=ONE).run_id
+    locked = repo.submissions.submit_run(tenant="t", spec=ONE).run_id
     hold(locked).rollback()
-    [node] = worker_store.lease(worker="w", queue="default", limit=4, ttl_s=30)
+    [node] = worker_store.leases.lease(worker="w", queue="default", limit=4, ttl_s=30)
     assert node.run_id == locked
 
 
 def leased_pair(repo: Store, worker_store: Store) -> tuple[Any, Any]:
     """A node of a run about to be locked and a node of another run, both leased."""
-    first = repo.submit_run(tenant="t", spec=ONE).run_id
-    second = repo.submit_run(tenant="t", spec=ONE).run_id
-    nodes = {n.run_id: n for n in worker_store.lease(worker="w", queue="default",
-                                                     limit=2, ttl_s=30)}
+    first = repo.submissions.submit_run(tenant="t", spec=ONE).run_id
+    second = repo.submissions.submit_run(tenant="t", spec=ONE).run_id
+    nodes = {n.run_id: n for n in worker_store.leases.lease(worker="w", queue="default",
+                                                            limit=2, ttl_s=30)}
     return nodes[first], nodes[second]
 
 
@@ -123,7 +123,7 @@ def test_a_completion_batch_commits_other_runs_while_one_is_locked(
                  "the other run's completion to commit")
         assert time.monotonic() - started < BOUND_S
         assert outcomes == {other_node.id: True}
-        assert repo.get_run(other_node.run_id).status == "succeeded"
+        assert repo.runs.get_run(other_node.run_id).status == "succeeded"
         # The locked run's completion waits apart; later completions of that run join it
         # rather than hold up another batch.
         time.sleep(0.5)
@@ -133,7 +133,7 @@ def test_a_completion_batch_commits_other_runs_while_one_is_locked(
         wait_for(lambda: locked_node.id in outcomes, BOUND_S,
                  "the locked run's completion to commit once its row is free")
         assert outcomes[locked_node.id] is True
-        assert repo.get_run(locked_node.run_id).status == "succeeded"
+        assert repo.runs.get_run(locked_node.run_id).status == "succeeded"
     finally:
         batcher.stop()
 
@@ -142,8 +142,8 @@ def test_completions_of_a_run_held_apart_skip_the_wait(
         repo: Store, worker_store: Store, hold) -> None:
     """Once a run's completions wait apart, the next batch's completions of that run go
     straight there: the other runs of that batch commit without another lock wait."""
-    locked = repo.submit_run(tenant="t", spec=WIDE).run_id
-    nodes = repo.lease(worker="w", queue="default", limit=2, ttl_s=30)
+    locked = repo.submissions.submit_run(tenant="t", spec=WIDE).run_id
+    nodes = repo.leases.lease(worker="w", queue="default", limit=2, ttl_s=30)
     hold(locked)
     batcher = CompletionBatcher(worker_store)
     batcher.start()
@@ -152,8 +152,8 @@ def test_completions_of_a_run_held_apart_skip_the_wait(
         batcher.submit(Completion(nodes[0].id, nodes[0].version, {}, run_id=locked),
                        lambda ok: outcomes.__setitem__(nodes[0].id, ok))
         wait_for(lambda: batcher.held, BOUND_S, "the locked run's completion to go apart")
-        other = repo.submit_run(tenant="t", spec=ONE).run_id
-        [node] = worker_store.lease(worker="w", queue="default", limit=1, ttl_s=30)
+        other = repo.submissions.submit_run(tenant="t", spec=ONE).run_id
+        [node] = worker_store.leases.lease(worker="w", queue="default", limit=1, ttl_s=30)
         assert node.run_id == other
         written = batcher.written
         for item in [(Completion(nodes[1].id, nodes[1].version, {}, run_id=locked),
@@ -228,8 +228,8 @@ def hold_executor(db_url: str) -> Iterator[Any]:
 
 
 def register(store: Store, *executors: ExecutorInfo) -> list[str]:
-    return store.register_worker(worker="w2", hostname="h", pid=2, queues=["default"],
-                                 threads=1, executors=list(executors))
+    return store.fleet.register_worker(worker="w2", hostname="h", pid=2, queues=["default"],
+                                       threads=1, executors=list(executors))
 
 
 def test_a_worker_registers_without_waiting_for_a_held_executor_row(
@@ -264,15 +264,15 @@ def test_a_lease_around_locked_rows_skips_a_held_capped_executor(
     """A lease waits once for the held row, then leases the other executors' nodes; the
     held capped executor's nodes are left alone (never leased past its cap)."""
     register(repo, CAPPED, PLAIN)
-    capped = repo.submit_run(tenant="t", spec=spec(
+    capped = repo.submissions.submit_run(tenant="t", spec=spec(
         {"c": {"executor": CAPPED.name}}, name="capped")).run_id
-    plain = repo.submit_run(tenant="t", spec=spec(
+    plain = repo.submissions.submit_run(tenant="t", spec=spec(
         {"p": {"executor": PLAIN.name}}, name="plain")).run_id
     hold_executor(CAPPED.name)
     lease = {"worker": "w", "queue": "default", "limit": 4, "ttl_s": 30,
              "executors": [CAPPED.name, PLAIN.name], "capped": [CAPPED.name]}
     started = time.monotonic()
-    leased = worker_store.lease(**lease)
+    leased = worker_store.leases.lease(**lease)
     assert time.monotonic() - started < BOUND_S
     assert [n.run_id for n in leased] == [plain]
-    assert repo.get_run(capped).status == "queued"
+    assert repo.runs.get_run(capped).status == "queued"

@@ -42,9 +42,9 @@ def test_a_bounded_call_gives_up_within_its_bound(unreachable_repo) -> None:
     _, repo = unreachable_repo
     started = time.monotonic()
     with pytest.raises(DatabaseUnavailable):
-        repo.bounded(2.0).stop_worker("w1")
+        repo.bounded(2.0).fleet.stop_worker("w1")
     assert time.monotonic() - started < 10  # bound about 2 s; unbounded: 60 s and more
-    assert repo.retry_s == 60 and repo.wait_s is None  # the repository itself unchanged
+    assert repo.db.retry_s == 60 and repo.db.wait_s is None  # the repository itself unchanged
 
 
 def test_shutdown_marking_the_worker_stopped_gives_up_in_time(unreachable_repo,

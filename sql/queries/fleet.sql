@@ -1,6 +1,7 @@
--- Workers, executors, queues, API keys, schedules.
+-- Workers, the executors and queues they declared.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.directory.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.store.fleet (known_executors also by dagq.store.machine.children).
 
 -- name: register_worker
 INSERT INTO dagq.workers (id, hostname, pid, queues, executors, threads, heartbeat_s)
@@ -89,42 +90,6 @@ ORDER BY t.executor, t.queue
 SELECT unnest(queues) AS queue FROM dagq.workers
 UNION
 SELECT queue FROM dagq.executors
-
--- name: insert_schedule
-INSERT INTO dagq.schedules (id, tenant, workflow, version, cron, timezone, inputs)
-VALUES (%(id)s, %(tenant)s, %(workflow)s, %(version)s, %(cron)s, %(timezone)s, %(inputs)s)
-RETURNING id, tenant, workflow, version, cron, timezone, inputs, created_at, last_fire_at,
-          last_run_id, last_error
-
--- name: get_schedule
-SELECT id, tenant, workflow, version, cron, timezone, inputs, created_at, last_fire_at,
-       last_run_id, last_error
-FROM dagq.schedules WHERE id = %(id)s
-
--- name: list_schedules
-SELECT id, tenant, workflow, version, cron, timezone, inputs, created_at, last_fire_at,
-       last_run_id, last_error
-FROM dagq.schedules WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
-ORDER BY created_at, id
-
--- name: delete_schedule
-DELETE FROM dagq.schedules WHERE id = %(id)s
-  AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
-RETURNING id
-
--- name: record_firing
--- Remember the latest firing; an older one (a slower sweeper) never moves it back.
-UPDATE dagq.schedules
-SET last_fire_at = %(fire_at)s, last_run_id = %(run_id)s, last_error = %(error)s
-WHERE id = %(id)s AND (last_fire_at IS NULL OR last_fire_at <= %(fire_at)s)
-
--- name: insert_api_key
-INSERT INTO dagq.api_keys (id, tenant, key_hash, admin)
-VALUES (%(id)s, %(tenant)s, %(key_hash)s, %(admin)s)
-
--- name: api_key_by_hash
-SELECT id, tenant, key_hash, admin FROM dagq.api_keys
-WHERE key_hash = %(key_hash)s AND revoked_at IS NULL
 
 -- name: dashboard_workers
 -- GET /v1/workers: rows of dagq.worker_status (live workers first), optionally only those

@@ -1,37 +1,34 @@
-"""Who is there: workers and their executors and queues, API keys, cron schedules."""
+"""Who is there: workers, the executors and queues they declared (with their caches)."""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
-from datetime import datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
-from dagq.errors import NotFound
-from dagq.models import (
-    ApiKey,
-    ExecutorInfo,
-    ScheduleRecord,
-)
+from dagq.models import ExecutorInfo
 from dagq.runtime.sqlfiles import queries
-from dagq.store.core import (
-    StoreCore,
-    transient,
-)
+from dagq.store.tx import Database, transient
 
 log = logging.getLogger("dagq.store")
 
 
-def _schedule(row: dict[str, Any]) -> ScheduleRecord:
-    return ScheduleRecord(schedule_id=row["id"], **{k: v for k, v in row.items() if k != "id"})
+class FleetCache:
+    """The last answers of known_executors and known_queues, each with when it was read
+    (monotonic). One per process's Store, shared by the Stores derived from it."""
+
+    def __init__(self) -> None:
+        self.executors: tuple[float, dict[str, ExecutorInfo] | None] = (0.0, None)
+        self.queues: tuple[float, frozenset[str] | None] = (0.0, None)
 
 
+class FleetRepo:
+    """Workers, executors and queues."""
 
-class DirectoryStore(StoreCore):
-    """Workers, executors, queues, API keys and schedules."""
+    def __init__(self, db: Database, cache: FleetCache) -> None:
+        self.db = db
+        self.cache = cache
 
     @transient
     def register_worker(
@@ -51,7 +48,7 @@ class DirectoryStore(StoreCore):
         names = sorted({e.name for e in executors} | set(actors or ()))
         held: list[str] = []
         if executors:
-            with self._tx(one_statement=True) as cur:
+            with self.db.tx(one_statement=True) as cur:
                 held = [row["name"] for row in cur.execute(q["upsert_executors"], {
                     "names": [e.name for e in executors], "queues": [e.queue for e in executors],
                     "max_attempts": [e.max_attempts for e in executors],
@@ -59,7 +56,7 @@ class DirectoryStore(StoreCore):
                     "concurrency": [e.concurrency for e in executors],
                     "rates": [e.rate_per_s for e in executors],
                 })]
-        with self._tx(one_statement=True) as cur:
+        with self.db.tx(one_statement=True) as cur:
             cur.execute(q["register_worker"], {
                 "id": worker, "hostname": hostname, "pid": pid, "queues": queues,
                 "executors": names, "threads": threads,
@@ -69,109 +66,50 @@ class DirectoryStore(StoreCore):
 
     @transient
     def stop_worker(self, worker: str) -> None:
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             cur.execute(queries()["stop_worker"], {"id": worker})
 
     def known_executors(self, *, max_age_s: float = 0.0) -> dict[str, ExecutorInfo]:
         """Executors some worker has served; `max_age_s` allows a cached answer."""
-        cached_at, cached = self._executors_cache
+        cached_at, cached = self.cache.executors
         if cached is not None and time.monotonic() - cached_at <= max_age_s:
             return cached
         fresh = self._load_executors()
-        self._executors_cache = (time.monotonic(), fresh)
+        self.cache.executors = (time.monotonic(), fresh)
         return fresh
 
     @transient
     def _load_executors(self) -> dict[str, ExecutorInfo]:
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             rows = cur.execute(queries()["known_executors"]).fetchall()
         return {row["name"]: ExecutorInfo(**row) for row in rows}
 
     @transient
     def unserved_nodes(self, run_id: uuid.UUID) -> list[dict[str, Any]]:
         """A run's waiting nodes that no live worker serves, per (executor, queue)."""
-        with self._tx(one_statement=True) as cur:
+        with self.db.tx(one_statement=True) as cur:
             return cur.execute(queries()["unserved_run_nodes"], {"run_id": run_id}).fetchall()
 
     def known_queues(self, *, max_age_s: float = 0.0) -> frozenset[str]:
         """Queues some worker or executor has declared; `max_age_s` allows a cached answer."""
-        cached_at, cached = self._queues_cache
+        cached_at, cached = self.cache.queues
         if cached is not None and time.monotonic() - cached_at <= max_age_s:
             return cached
         fresh = self._load_queues()
-        self._queues_cache = (time.monotonic(), fresh)
+        self.cache.queues = (time.monotonic(), fresh)
         return fresh
 
     @transient
     def _load_queues(self) -> frozenset[str]:
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             rows = cur.execute(queries()["known_queues"]).fetchall()
         return frozenset(row["queue"] for row in rows)
-
-    @transient
-    def insert_schedule(
-        self, *, tenant: str, workflow: Any, version: int | None, cron: str, timezone: str,
-        inputs: Any,
-    ) -> ScheduleRecord:
-        with self._tx() as cur:
-            row = cur.execute(queries()["insert_schedule"], {
-                "id": uuid.uuid4(), "tenant": tenant, "workflow": Jsonb(workflow),
-                "version": version, "cron": cron, "timezone": timezone,
-                "inputs": Jsonb(inputs),
-            }).fetchone()
-        return _schedule(row)
-
-    @transient
-    def get_schedule(self, schedule_id: uuid.UUID, tenant: str | None) -> ScheduleRecord:
-        with self._tx() as cur:
-            row = cur.execute(queries()["get_schedule"], {"id": schedule_id}).fetchone()
-        if row is None or (tenant is not None and row["tenant"] != tenant):
-            raise NotFound(f"schedule {schedule_id} not found")
-        return _schedule(row)
-
-    @transient
-    def list_schedules(self, tenant: str | None) -> list[ScheduleRecord]:
-        with self._tx() as cur:
-            rows = cur.execute(queries()["list_schedules"], {"tenant": tenant}).fetchall()
-        return [_schedule(row) for row in rows]
-
-    @transient
-    def delete_schedule(self, schedule_id: uuid.UUID, tenant: str | None) -> None:
-        with self._tx() as cur:
-            row = cur.execute(queries()["delete_schedule"],
-                              {"id": schedule_id, "tenant": tenant}).fetchone()
-        if row is None:
-            raise NotFound(f"schedule {schedule_id} not found")
-
-    @transient
-    def record_firing(
-        self, schedule_id: uuid.UUID, fire_at: datetime, run_id: uuid.UUID | None,
-        error: str | None,
-    ) -> None:
-        with self._tx() as cur:
-            cur.execute(queries()["record_firing"], {
-                "id": schedule_id, "fire_at": fire_at, "run_id": run_id, "error": error})
-
-    @transient
-    def insert_api_key(self, *, tenant: str, key_hash: str, admin: bool) -> uuid.UUID:
-        key_id = uuid.uuid4()
-        with self._tx() as cur:
-            cur.execute(queries()["insert_api_key"], {
-                "id": key_id, "tenant": tenant, "key_hash": key_hash, "admin": admin,
-            })
-        return key_id
-
-    @transient
-    def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
-        with self._tx() as cur:
-            row = cur.execute(queries()["api_key_by_hash"], {"key_hash": key_hash}).fetchone()
-        return ApiKey(**row) if row else None
 
     @transient
     def list_workers(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Rows of dagq.worker_status, live workers first: id, status, hostname, pid,
         queues, threads, started_at, heartbeat_at, heartbeat_age_s, running,
         expired_leases, stopped_at."""
-        with self._tx() as cur:
+        with self.db.tx() as cur:
             return cur.execute(queries()["dashboard_workers"], {
                 "status": status, "limit": limit}).fetchall()

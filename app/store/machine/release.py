@@ -4,37 +4,41 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from dagq.runtime.sqlfiles import queries
 from dagq.spec.workflow import MAX_MAP_ITEMS
-from dagq.store.accounting import error_data
-from dagq.store.core import StoreCore
-from dagq.store.waits import due_outcome, parse_until, signal_outputs, wait_deadline, waiting_data
-from dagq.store.work import UnitOfWork
+from dagq.store.machine.unit import UnitOfWork, error_data
+from dagq.store.machine.waits import (
+    due_outcome,
+    parse_until,
+    signal_outputs,
+    wait_deadline,
+    waiting_data,
+)
+
+if TYPE_CHECKING:
+    from dagq.store.machine import Machine
 
 log = logging.getLogger("dagq.store")
 
 
-class Propagation(StoreCore):
+class Release:
     """Dependents released or skipped, map nodes expanded and finished, wait nodes
     started and ended, a failed node's run cancelled (fail fast) or its descendants
     skipped.
 
-    Sub-workflow nodes start and cancel child runs through dagq.store.subflows, which
-    builds on this class: the two hooks below are its methods.
+    Sub-workflow nodes start and cancel child runs through the machine's `children`
+    (dagq.store.machine.children).
     """
 
-    # Sub-workflow nodes that just began waiting start child runs (node ids).
-    _start_children: Callable[[psycopg.Cursor[Any], UnitOfWork, list[int]], None]
-    # Child runs of these runs whose node stopped waiting are cancelled.
-    _cancel_orphans: Callable[[psycopg.Cursor[Any], UnitOfWork, list[uuid.UUID]], None]
+    def __init__(self, machine: Machine) -> None:
+        self.m = machine
 
-    def _node_failed(
+    def node_failed(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, row: dict[str, Any],
         error: dict[str, Any], fail_fast: bool,
     ) -> None:
@@ -58,7 +62,7 @@ class Propagation(StoreCore):
             work.event(run_id, other["node_key"], "node_skipped", None,
                        {"reason": f"upstream node {row['node_key']!r} failed"})
 
-    def _release(
+    def release(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork,
         pairs: list[tuple[uuid.UUID, str]], *, skipped: bool,
     ) -> None:
@@ -88,14 +92,14 @@ class Propagation(StoreCore):
                     work.event(run_id, row["node_key"], "node_skipped")
                     skips.extend((run_id, key) for key in row["dependents"])
                 elif row["status"] == "running":
-                    self._expand_map(cur, work, run_id, row["id"], frontier)
+                    self.expand_map(cur, work, run_id, row["id"], frontier)
             if waits:
-                self._begin_waits(cur, work, waits)
-            self._start_children(cur, work, [row["id"] for row in rows if row["status"]
-                                             == "waiting" and row["subflow"] is not None])
+                self.begin_waits(cur, work, waits)
+            self.m.children.start(cur, work, [row["id"] for row in rows if row["status"]
+                                              == "waiting" and row["subflow"] is not None])
             frontier.append((skips, True))
 
-    def _begin_waits(
+    def begin_waits(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, rows: list[dict[str, Any]]
     ) -> None:
         """Wait nodes that just became `waiting` (rows: id, run_id, node_key, wait_spec):
@@ -128,13 +132,13 @@ class Propagation(StoreCore):
             work.event(node["run_id"], node["node_key"], "node_waiting", 0,
                        waiting_data(node["wait_spec"], node["wait_until"]))
         for row, problem in bad:
-            self._end_wait(cur, work, row["id"], "failed",
-                           error={"type": "WaitError", "message": problem})
+            self.end_wait(cur, work, row["id"], "failed",
+                          error={"type": "WaitError", "message": problem})
         for node in sorted(started, key=lambda n: n["id"]):
             if "signal" in node["wait_spec"]:
-                self._take_buffered(cur, work, node)
+                self.take_buffered(cur, work, node)
 
-    def _take_buffered(
+    def take_buffered(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any]
     ) -> None:
         """A signal that arrived before this node waited ends its wait now."""
@@ -145,19 +149,19 @@ class Propagation(StoreCore):
             return
         work.event(node["run_id"], node["node_key"], "signal_received", None, {
             "signal": signal["name"], "signal_id": signal["signal_id"], "buffered": True})
-        self._end_wait(cur, work, node["id"], "succeeded", outputs=signal_outputs(
+        self.end_wait(cur, work, node["id"], "succeeded", outputs=signal_outputs(
             signal["name"], signal["signal_id"], signal["data"]))
 
-    def _fire_wait(self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any]) -> str:
+    def fire_wait(self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any]) -> str:
         """A wait whose deadline passed (its row locked): a timer succeeds, a signal wait
         applies its on_timeout. Returns the node's new status."""
         status, outputs, error = due_outcome(node["wait_spec"], node["wait_until"])
         reason = "timer fired" if "signal" not in node["wait_spec"] else "wait timed out"
-        self._end_wait(cur, work, node["id"], status, outputs=outputs, error=error,
-                       reason=reason)
+        self.end_wait(cur, work, node["id"], status, outputs=outputs, error=error,
+                      reason=reason)
         return status
 
-    def _end_wait(
+    def end_wait(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, node_id: int, status: str, *,
         outputs: Any = None, error: dict[str, Any] | None = None, reason: str | None = None,
     ) -> bool:
@@ -172,16 +176,16 @@ class Propagation(StoreCore):
         run_id = row["run_id"]
         if status == "failed" and error is not None:
             work.event(run_id, row["node_key"], "node_failed", 0, error_data(error))
-            self._node_failed(cur, work, row, error, self._fail_fast(cur, run_id))
+            self.node_failed(cur, work, row, error, self.fail_fast(cur, run_id))
             return True
         work.ended(run_id, status)
         work.event(run_id, row["node_key"], f"node_{status}", 0,
                    {"reason": reason} if reason else {})
-        self._release(cur, work, [(run_id, key) for key in row["dependents"]],
-                      skipped=status == "skipped")
+        self.release(cur, work, [(run_id, key) for key in row["dependents"]],
+                     skipped=status == "skipped")
         return True
 
-    def _expand_map(
+    def expand_map(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, run_id: uuid.UUID,
         node_id: int, frontier: list[tuple[list[tuple[uuid.UUID, str]], bool]],
     ) -> None:
@@ -199,8 +203,8 @@ class Propagation(StoreCore):
                 "parent_id": node_id, "error": Jsonb(error), "attempts": 0,
             }).fetchone()
             work.event(run_id, src["node_key"], "node_failed", 0, error_data(error))
-            fail_fast = self._fail_fast(cur, run_id)
-            self._node_failed(cur, work, row, error, fail_fast)
+            fail_fast = self.fail_fast(cur, run_id)
+            self.node_failed(cur, work, row, error, fail_fast)
             return
         if not items:
             row = cur.execute(q["succeed_empty_map"], {"id": node_id}).fetchone()
@@ -223,10 +227,10 @@ class Propagation(StoreCore):
         if src["subflow"] is None:
             work.queues.add(src["queue"])
             return
-        self._start_children(cur, work, [r["id"] for r in cur.execute(
+        self.m.children.start(cur, work, [r["id"] for r in cur.execute(
             q["waiting_subflow_nodes"], {"run_ids": [run_id], "parent_id": node_id})])
 
-    def _finish_map_item(
+    def finish_map_item(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, row: dict[str, Any], *,
         failed: bool = False,
     ) -> None:
@@ -246,7 +250,7 @@ class Propagation(StoreCore):
                 nxt = cur.execute(q["release_next_map_item"],
                                   {"parent_id": parent["id"]}).fetchone()
                 if nxt is not None and nxt["status"] == "waiting":  # a sub-workflow item
-                    self._start_children(cur, work, [nxt["id"]])
+                    self.m.children.start(cur, work, [nxt["id"]])
                 elif nxt is not None:
                     work.release(nxt["queue"], nxt["priority"], nxt["id"])
             work.event(run_id, parent["node_key"], "node_progress", parent["attempts"],
@@ -255,10 +259,10 @@ class Propagation(StoreCore):
         work.ended(run_id, "succeeded")
         work.event(run_id, parent["node_key"], "node_succeeded", parent["attempts"],
                    progress if parent["items_failed"] else None)
-        self._release(cur, work, [(run_id, key) for key in parent["dependents"]],
-                      skipped=False)
+        self.release(cur, work, [(run_id, key) for key in parent["dependents"]],
+                     skipped=False)
 
-    def _fail_map_parent(
+    def fail_map_parent(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, item: dict[str, Any],
         error: dict[str, Any], fail_fast: bool,
     ) -> None:
@@ -272,11 +276,11 @@ class Propagation(StoreCore):
         if parent is None:
             return
         if cur.execute(q["cancel_map_items"], {"parent_id": parent["id"]}).fetchall():
-            self._cancel_orphans(cur, work, [parent["run_id"]])
+            self.m.children.cancel_orphans(cur, work, [parent["run_id"]])
         work.event(parent["run_id"], parent["node_key"], "node_failed", parent["attempts"],
                    error_data(item_error))
-        self._node_failed(cur, work, parent, item_error, fail_fast)
+        self.node_failed(cur, work, parent, item_error, fail_fast)
 
-    def _fail_fast(self, cur: psycopg.Cursor[Any], run_id: uuid.UUID) -> bool:
+    def fail_fast(self, cur: psycopg.Cursor[Any], run_id: uuid.UUID) -> bool:
         row = cur.execute(queries()["get_run"], {"run_id": run_id}).fetchone()
         return bool(row and row["fail_fast"])

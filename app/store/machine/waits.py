@@ -1,8 +1,9 @@
 """Durable waits, the pure part: when a wait ends and what it ends with.
 
 A wait node's `wait_spec` (its `wait`, as stored) says what it waits for; the store's
-transitions (dagq.store.propagation: start and end a wait; dagq.store.signals: deliver a
-signal; dagq.store.maintenance: fire due timers and timeouts) ask these functions.
+transitions (dagq.store.machine.release: start and end a wait; dagq.store.signals:
+deliver a signal; dagq.store.maintenance: fire due timers and timeouts) ask these
+functions.
 """
 
 from __future__ import annotations

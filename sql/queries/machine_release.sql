@@ -1,6 +1,8 @@
--- A node's end moving through its run: release, skip, map expansion.
+-- How a node's end moves through its run: release, skip, map expansion, waits.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.propagation.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.store.machine.release (and, for a few shared ones, the other parts of the
+-- machine, dagq.store.runs, dagq.store.streams and dagq.store.maintenance).
 
 -- name: release_dependents
 -- Count newly terminal dependencies (`keys` may repeat: one entry per finished

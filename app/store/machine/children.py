@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -28,11 +28,11 @@ from dagq.spec.workflow import (
     parse_spec,
     sha256_json,
 )
-from dagq.store.accounting import error_data
-from dagq.store.core import QUEUED_CHANNEL, notify_after_commit, notify_event_streams
-from dagq.store.propagation import Propagation
-from dagq.store.rows import node_rows
-from dagq.store.work import UnitOfWork
+from dagq.store.machine.unit import UnitOfWork, error_data, run_created
+from dagq.store.new_runs import first_events, node_rows
+
+if TYPE_CHECKING:
+    from dagq.store.machine import Machine
 
 log = logging.getLogger("dagq.store")
 
@@ -74,10 +74,13 @@ def child_inputs(ctx: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-class Subflows(Propagation):
+class Children:
     """Child runs started, finished into their nodes, and cancelled with their parents."""
 
-    def _start_children(
+    def __init__(self, machine: Machine) -> None:
+        self.m = machine
+
+    def start(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, node_ids: list[int]
     ) -> None:
         """Start one attempt (a new child run) of each waiting sub-workflow node."""
@@ -124,22 +127,13 @@ class Subflows(Propagation):
         nodes = [{**node, "priority": node["priority"] + ctx["priority"]}
                  for node in template]
         started = any(node["status"] == "waiting" for node in nodes)
-        roots = [node for node in nodes if node["status"] == "queued"]
         inputs = child_inputs(ctx)
         event_key = CHILD_EVENT_KEY.format(run_id=ctx["run_id"], node_key=ctx["node_key"],
                                            attempt=ctx["attempts"], node_id=ctx["id"],
                                            version=ctx["version"])
-        events = [{"type": "run_queued", "data": {
-                      "workflow": spec.name, "version": ctx["workflow_version"],
-                      "parent_run_id": str(ctx["run_id"]),
-                      "parent_node_key": ctx["parent_node_key"]}},
-                  *([{"type": "run_started"}] if started else []),
-                  *({"node_key": node["node_key"], "type": "node_queued", "attempt": 0}
-                    for node in roots),
-                  *({"node_key": node["node_key"], "type": "node_waiting", "attempt": 0,
-                     "data": {"wait": node["wait_spec"]}}
-                    for node in nodes
-                    if node["status"] == "waiting" and node["subflow"] is None)]
+        events = first_events(nodes, {
+            "workflow": spec.name, "version": ctx["workflow_version"],
+            "parent_run_id": str(ctx["run_id"]), "parent_node_key": ctx["parent_node_key"]})
         child_id = uuid.uuid4()
         deadline_s = ctx["deadline_s"]
         row = cur.execute(q["submit_run"], {
@@ -159,23 +153,21 @@ class Subflows(Propagation):
             "id": child_id, "parent_run_id": ctx["run_id"],
             "parent_node_key": ctx["parent_node_key"], "item_index": ctx["item_index"],
             "node_id": ctx["id"], "node_version": ctx["version"], "depth": ctx["depth"] + 1})
-        notify_event_streams([child_id])
-        for queue in sorted({node["queue"] for node in roots}):
-            notify_after_commit(QUEUED_CHANNEL, queue)
+        run_created(child_id, (node["queue"] for node in nodes if node["status"] == "queued"))
         if started:  # its own root sub-workflow nodes start their children now
-            self._start_root_children(cur, work, [child_id])
+            self.start_roots(cur, work, [child_id])
         return child_id
 
-    def _start_root_children(
+    def start_roots(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, run_ids: list[uuid.UUID]
     ) -> None:
         """New runs' root sub-workflow nodes (waiting from the submit) start children."""
         ids = [r["id"] for r in cur.execute(queries()["waiting_subflow_nodes"], {
             "run_ids": run_ids, "parent_id": None}).fetchall()]
         if ids:
-            self._start_children(cur, work, ids)
+            self.start(cur, work, ids)
 
-    def _runs_finished(
+    def runs_finished(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, rows: list[dict[str, Any]]
     ) -> None:
         """Runs that just finished (rows: id, parent_run_id, parent_node_id,
@@ -190,7 +182,7 @@ class Subflows(Propagation):
             self._child_finished(cur, work, row["id"])
         parents = [row["id"] for row in rows if row["has_children"]]
         if parents:
-            self._cancel_orphans(cur, work, parents)
+            self.cancel_orphans(cur, work, parents)
 
     def _child_finished(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, child_id: uuid.UUID
@@ -216,7 +208,7 @@ class Subflows(Propagation):
             work.touch(node["run_id"])
             work.event(node["run_id"], node["node_key"], "node_retry", node["attempts"],
                        {**error_data(error), "delay_s": 0})
-            self._start_children(cur, work, [node["id"]])
+            self.start(cur, work, [node["id"]])
             return
         self._end_child_node(cur, work, node, "failed", error=error)
 
@@ -226,7 +218,7 @@ class Subflows(Propagation):
     ) -> None:
         """End a waiting sub-workflow node or map item, and move that through its run."""
         if node["parent_id"] is None:
-            self._end_wait(cur, work, node["id"], status, outputs=outputs, error=error)
+            self.m.release.end_wait(cur, work, node["id"], status, outputs=outputs, error=error)
             return
         q = queries()
         row = cur.execute(q["end_wait"], {
@@ -238,18 +230,19 @@ class Subflows(Propagation):
         work.touch(row["run_id"])
         if status == "succeeded":
             work.event(row["run_id"], row["node_key"], "node_succeeded", row["attempts"])
-            self._finish_map_item(cur, work, row)
+            self.m.release.finish_map_item(cur, work, row)
             return
         assert error is not None
         work.event(row["run_id"], row["node_key"], "node_failed", row["attempts"],
                    error_data(error))
         mode = cur.execute(q["map_item_error_mode"], {"parent_id": row["parent_id"]}).fetchone()
         if mode is not None and mode["mode"] in ("continue", "drop"):
-            self._finish_map_item(cur, work, row, failed=True)
+            self.m.release.finish_map_item(cur, work, row, failed=True)
         else:
-            self._fail_map_parent(cur, work, row, error, self._fail_fast(cur, row["run_id"]))
+            fail_fast = self.m.release.fail_fast(cur, row["run_id"])
+            self.m.release.fail_map_parent(cur, work, row, error, fail_fast)
 
-    def _cancel_orphans(
+    def cancel_orphans(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, run_ids: list[uuid.UUID]
     ) -> None:
         """Cancel the open children of these runs whose node no longer waits for them,

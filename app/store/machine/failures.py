@@ -1,10 +1,10 @@
-"""The node state machine: a failed attempt retried, failed for good or stopped; runs
-accounted and finished."""
+"""A failed attempt, inside a caller's transaction: retried, failed for good or stopped
+(a worker's failure, an expired lease)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -12,18 +12,22 @@ from psycopg.types.json import Jsonb
 from dagq.backoff import backoff_delay
 from dagq.runtime.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
-from dagq.store.accounting import error_data
-from dagq.store.core import STALE_COMPLETIONS
-from dagq.store.subflows import Subflows
-from dagq.store.work import UnitOfWork
+from dagq.store.machine.unit import UnitOfWork, error_data
+from dagq.store.tx import STALE_COMPLETIONS
+
+if TYPE_CHECKING:
+    from dagq.store.machine import Machine
 
 log = logging.getLogger("dagq.store")
 
 
-class Transitions(Subflows):
-    """Failure outcomes and run accounting, inside a caller's transaction."""
+class Failures:
+    """Failure outcomes, inside a caller's transaction."""
 
-    def _fail_attempt(
+    def __init__(self, machine: Machine) -> None:
+        self.m = machine
+
+    def fail_attempt(
         self, cur: psycopg.Cursor[Any], node_id: int, version: int, error: dict[str, Any],
         *, retryable: bool, cancelled: bool, delay_s: float | None = None,
     ) -> str:
@@ -33,10 +37,10 @@ class Transitions(Subflows):
         if node is None or node["status"] != "running" or node["version"] != version:
             cur.execute(queries()["bump_counter"], {"name": STALE_COMPLETIONS, "by": 1})
             return "stale"
-        return self._decide_failure(cur, UnitOfWork(), node, error, retryable=retryable,
-                                    cancelled=cancelled, delay_s=delay_s)
+        return self.decide(cur, UnitOfWork(), node, error, retryable=retryable,
+                           cancelled=cancelled, delay_s=delay_s)
 
-    def _expire_lease(self, cur: psycopg.Cursor[Any], node_id: int,
+    def expire_lease(self, cur: psycopg.Cursor[Any], node_id: int,
                       error: dict[str, Any]) -> str:
         """The sweeper's: an expired lease (its row locked by the caller) counts as a
         failed, retryable attempt. 'busy' when another transaction holds the run: the
@@ -52,9 +56,9 @@ class Transitions(Subflows):
         work = UnitOfWork()
         work.event(node["run_id"], node["node_key"], "node_lease_expired", node["attempts"],
                    error_data(error))
-        return self._decide_failure(cur, work, node, error, retryable=True, cancelled=False)
+        return self.decide(cur, work, node, error, retryable=True, cancelled=False)
 
-    def _decide_failure(
+    def decide(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any],
         error: dict[str, Any], *, retryable: bool, cancelled: bool,
         delay_s: float | None = None,
@@ -71,12 +75,12 @@ class Transitions(Subflows):
         would_retry = retryable and node["attempts"] < node["max_attempts"]
         if cancelled or node["run_status"] not in OPEN_RUN_STATUSES:
             status = "cancelled" if cancelled or would_retry else "failed"
-            return self._stop_node(cur, work, node, error, status)
+            return self.stop_node(cur, work, node, error, status)
         if would_retry:
-            return self._retry(cur, work, node, error, delay_s)
-        return self._fail_for_good(cur, work, node, error)
+            return self.retry(cur, work, node, error, delay_s)
+        return self.fail_for_good(cur, work, node, error)
 
-    def _retry(
+    def retry(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any],
         error: dict[str, Any], delay_s: float | None = None,
     ) -> str:
@@ -89,7 +93,7 @@ class Transitions(Subflows):
         if row is None:
             return "stale"
         if row["status"] == "cancelled":  # the run finished before this failure committed
-            return self._ended(cur, work, row, "cancelled", {
+            return self.ended(cur, work, row, "cancelled", {
                 **error_data(error), "reason": f"run {row['run_status']}"})
         work.event(node["run_id"], node["node_key"], "node_retry", node["attempts"], {
             **error_data(error), "delay_s": round(delay, 3),
@@ -99,7 +103,7 @@ class Transitions(Subflows):
         work.flush(cur)
         return "retry"
 
-    def _fail_for_good(
+    def fail_for_good(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any],
         error: dict[str, Any],
     ) -> str:
@@ -116,16 +120,16 @@ class Transitions(Subflows):
             mode = cur.execute(queries()["map_item_error_mode"],
                                {"parent_id": row["parent_id"]}).fetchone()
             if mode is not None and mode["mode"] in ("continue", "drop"):
-                self._finish_map_item(cur, work, row, failed=True)
+                self.m.release.finish_map_item(cur, work, row, failed=True)
             else:
-                self._fail_map_parent(cur, work, row, error, node["fail_fast"])
+                self.m.release.fail_map_parent(cur, work, row, error, node["fail_fast"])
         else:
-            self._node_failed(cur, work, row, error, node["fail_fast"])
-        self._account_runs(cur, work)
+            self.m.release.node_failed(cur, work, row, error, node["fail_fast"])
+        self.m.accounting.account_runs(cur, work)
         work.flush(cur)
         return "failed"
 
-    def _stop_node(
+    def stop_node(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, node: dict[str, Any],
         error: dict[str, Any], status: str,
     ) -> str:
@@ -137,9 +141,9 @@ class Transitions(Subflows):
         }).fetchone()
         if row is None:
             return "stale"
-        return self._ended(cur, work, row, status, error_data(error))
+        return self.ended(cur, work, row, status, error_data(error))
 
-    def _ended(
+    def ended(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, row: dict[str, Any], status: str,
         data: dict[str, Any],
     ) -> str:
@@ -148,40 +152,6 @@ class Transitions(Subflows):
         work.event(row["run_id"], row["node_key"], f"node_{status}", row["attempts"], data)
         if row["parent_id"] is None:
             work.ended(row["run_id"], status)
-        self._account_runs(cur, work)
+        self.m.accounting.account_runs(cur, work)
         work.flush(cur)
         return status
-
-    def _account_runs(self, cur: psycopg.Cursor[Any], work: UnitOfWork) -> None:
-        """Lock the unit of work's runs (id order), count what ended, finish those with
-        nothing left.
-
-        Also the run lock that orders every run's events: every run this transaction
-        writes events for is touched, and accounted before the events are inserted.
-        Runs that finish end the nodes that started them (sub-workflows), which may
-        finish those nodes' runs in turn: accounted again until nothing is left.
-        """
-        while (accounts := work.take_accounts()) is not None:
-            rows = cur.execute(queries()["account_runs"], {"runs": accounts}).fetchall()
-            finished = [row for row in rows if row["old_status"] in OPEN_RUN_STATUSES
-                        and row["status"] not in OPEN_RUN_STATUSES]
-            for row in finished:
-                work.event(row["id"], None, f"run_{row['status']}", None,
-                           error_data(row["error"]))
-            if finished:
-                self._runs_finished(cur, work, finished)
-
-    def _cancelled_run_finished(self, cur: psycopg.Cursor[Any], work: UnitOfWork,
-                                run: dict[str, Any]) -> None:
-        """A run just cancelled: the node that started it ends, its children cancel."""
-        self._runs_finished(cur, work, [{
-            "id": run["id"], "parent_run_id": run["parent_run_id"], "parent_node_id": None,
-            "has_children": True}])
-        self._account_runs(cur, work)
-
-    def _start_new_children(self, cur: psycopg.Cursor[Any], run_ids: list[Any]) -> None:
-        """In a submit's transaction: its runs' root sub-workflow nodes start children."""
-        work = UnitOfWork()
-        self._start_root_children(cur, work, run_ids)
-        self._account_runs(cur, work)
-        work.flush(cur)

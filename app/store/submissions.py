@@ -1,7 +1,8 @@
-"""Submitting many runs in one statement: the API's group commit of concurrent
-submissions, and POST /v1/runs/batch.
+"""Submitting runs: one (`submit_run`, idempotent by event key), or many in one
+statement (`submit_runs`: the API's group commit of concurrent submissions, and
+POST /v1/runs/batch).
 
-Each run is validated and turned into rows before it gets here (`NewRun`); one
+Each of many runs is validated and turned into rows before it gets here (`NewRun`); one
 statement writes every run that is new (autocommit: committed when it returns), a
 second reads the runs that hold the event keys of the others. A run whose data Postgres
 refuses is isolated by bisection and fails alone; an event key taken by another
@@ -10,7 +11,6 @@ submission, or by a run of this same batch, answers as `POST /v1/runs` does.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections import Counter
 from typing import Any
@@ -21,128 +21,109 @@ from psycopg.types.json import Jsonb
 from dagq.errors import Conflict, DagqError, InvalidRequest, QuotaExceeded, RateLimited
 from dagq.models import SubmitResult
 from dagq.runtime.sqlfiles import queries
-from dagq.spec.workflow import MAX_CONCURRENCY_KEY_BYTES, Concurrency, WorkflowSpec
+from dagq.spec.workflow import WorkflowSpec, sha256_json
 from dagq.store.concurrency import Slots
-from dagq.store.core import (
+from dagq.store.machine import Machine
+from dagq.store.machine.unit import run_created
+from dagq.store.new_runs import NewRun, RunTemplate, Stale, first_events, node_rows, starts_children
+from dagq.store.tx import (
+    BAD_DATA,
     QUEUED_CHANNEL,
+    Database,
     notify_after_commit,
     notify_event_streams,
+    reason,
     transient,
 )
-from dagq.store.rows import node_rows, starts_children
-from dagq.store.transitions import Transitions
 
-# What a row's data can make the statement (or the driver) refuse, every time it runs.
-BAD_DATA = (psycopg.DataError, TypeError, ValueError, RecursionError)
 NOTIFY_RUNS_AT_ONCE = 100  # an event-stream wake-up names at most this many runs
-
-
-class Stale(DagqError):
-    """The run named its workflow's latest version, and a newer one was registered."""
-
-    code = "stale_workflow"
-
-
-@dataclasses.dataclass(frozen=True)
-class NewRun:
-    """One validated submission, as the rows it becomes."""
-
-    id: uuid.UUID
-    tenant: str
-    workflow: str
-    workflow_version: int | None
-    latest: bool  # resolved by name without a version: must still be the latest
-    spec: dict[str, Any]
-    fingerprint: str
-    event_key: str | None
-    priority: int
-    fail_fast: bool
-    inputs: Any
-    deadline_s: float | None
-    nodes: list[dict[str, Any]]
-    events: list[dict[str, Any]]
-    queues: frozenset[str]  # of its root nodes, woken once it is committed
-    started: bool = False  # a root wait node waits from the submit: the run is running
-    concurrency: Concurrency | None = None  # with concurrency_key: its limit applies
-    concurrency_key: str | None = None  # `path=value` (dagq.store.concurrency)
-    concurrency_waiting: bool = False  # held back for a slot: its roots stay pending
-    children: bool = False  # a root sub-workflow node starts its child in the submit
-
-    def row(self, i: int) -> dict[str, Any]:
-        return {"i": i, "id": str(self.id), "tenant": self.tenant, "workflow": self.workflow,
-                "workflow_version": self.workflow_version, "latest": self.latest,
-                "spec": self.spec, "fingerprint": self.fingerprint,
-                "event_key": self.event_key, "priority": self.priority,
-                "fail_fast": self.fail_fast, "inputs": self.inputs,
-                "nodes_total": len(self.nodes), "deadline_s": self.deadline_s,
-                "nodes": self.nodes, "events": self.events, "started": self.started,
-                "concurrency_key": self.concurrency_key,
-                "concurrency_limit": self.concurrency.limit if self.concurrency else None,
-                "concurrency_waiting": self.concurrency_waiting}
-
-
-@dataclasses.dataclass(frozen=True)
-class RunTemplate:
-    """What every run of one (filled-in) spec shares: built once per workflow version."""
-
-    name: str
-    spec: dict[str, Any]
-    fail_fast: bool
-    nodes: list[dict[str, Any]]  # at run priority 0
-    queues: frozenset[str]
-    concurrency: Concurrency | None = None  # the workflow's
-    root_waits: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, spec: WorkflowSpec) -> RunTemplate:
-        nodes = node_rows(spec, 0)
-        return cls(name=spec.name, spec=spec.canonical(), fail_fast=spec.fail_fast,
-                   nodes=nodes,
-                   queues=frozenset(n["queue"] for n in nodes if n["status"] == "queued"),
-                   concurrency=spec.concurrency, root_waits=tuple(spec.root_waits()))
-
-    def new_run(self, *, tenant: str, version: int | None, latest: bool, fingerprint: str,
-                event_key: str | None, priority: int, inputs: Any,
-                deadline_s: float | None, concurrency: Concurrency | None = None) -> NewRun:
-        """`concurrency`: the submit's, instead of the workflow's."""
-        concurrency = concurrency or self.concurrency
-        inputs = {} if inputs is None else inputs
-        key = concurrency.key_of(inputs) if concurrency else None
-        if key is not None and len(key.encode()) > MAX_CONCURRENCY_KEY_BYTES:
-            raise InvalidRequest(f"the run's concurrency key ({key[:60]}...) is longer than "
-                                 f"{MAX_CONCURRENCY_KEY_BYTES} bytes")
-        if key is not None and self.root_waits:
-            raise InvalidRequest("concurrency cannot be used with a root wait node "
-                                 f"({', '.join(self.root_waits)}): give it a dependency")
-        nodes = [{**node, "priority": node["priority"] + priority} for node in self.nodes] \
-            if priority else self.nodes
-        started = any(node["status"] == "waiting" for node in nodes)
-        queued = {"workflow": self.name, "version": version,
-                  **({"concurrency_key": key} if key is not None else {})}
-        events = [{"type": "run_queued", "data": queued},
-                  *([{"type": "run_started"}] if started else []),
-                  *({"node_key": node["node_key"], "type": "node_queued", "attempt": 0}
-                    for node in nodes if node["status"] == "queued"),
-                  # (a root wait's deadline is set by the insert: GET the run for it)
-                  *({"node_key": node["node_key"], "type": "node_waiting", "attempt": 0,
-                     "data": {"wait": node["wait_spec"]}}
-                    for node in nodes
-                    if node["status"] == "waiting" and node["subflow"] is None)]
-        return NewRun(started=started, children=starts_children(nodes), id=uuid.uuid4(),
-                      tenant=tenant, workflow=self.name,
-                      workflow_version=version, latest=latest, spec=self.spec,
-                      fingerprint=fingerprint, event_key=event_key, priority=priority,
-                      fail_fast=self.fail_fast, inputs=inputs, deadline_s=deadline_s,
-                      nodes=nodes, events=events, queues=self.queues,
-                      concurrency=concurrency if key is not None else None,
-                      concurrency_key=key)
 
 
 Outcome = SubmitResult | DagqError
 
 
-class SubmitManyStore(Transitions):
-    """Many submissions, one write."""
+class SubmissionRepo:
+    """Run submission: one run, or many in one write."""
+
+    def __init__(self, db: Database, machine: Machine) -> None:
+        self.db, self.m = db, machine
+
+    def submit_run(
+        self, *, tenant: str, spec: WorkflowSpec, workflow_version: int | None = None,
+        inputs: Any = None, event_key: str | None = None, priority: int = 0,
+        deadline_s: float | None = None, fingerprint_spec: WorkflowSpec | None = None,
+        delay_s: float | None = None,
+    ) -> SubmitResult:
+        """Create a run with all its nodes, roots queued (available after `delay_s`: a
+        Dramatiq message sent with a delay); idempotent by event key.
+
+        The idempotency fingerprint covers the workflow as submitted (`fingerprint_spec`,
+        before executor defaults were filled in) and the inputs.
+        """
+        inputs = {} if inputs is None else inputs
+        as_submitted = fingerprint_spec or spec
+        fingerprint = sha256_json(
+            {"workflow": as_submitted.name, "spec": as_submitted.spec_hash(), "inputs": inputs}
+        )
+        if spec.concurrency is not None and spec.concurrency.key_of(inputs) is not None:
+            if delay_s is not None:
+                raise InvalidRequest("a run with a concurrency key cannot be delayed")
+            # the group commit's path: decided under its key's lock
+            return self.submit_keyed(
+                tenant=tenant, spec=spec, version=workflow_version, inputs=inputs,
+                event_key=event_key, priority=priority, deadline_s=deadline_s,
+                fingerprint=fingerprint)
+        run_id = uuid.uuid4()  # chosen once, so a retried insert finds its own row
+        return self._submit(run_id, tenant, spec, workflow_version, inputs, event_key,
+                            priority, deadline_s, fingerprint, delay_s)
+
+    @transient
+    def _submit(
+        self, run_id: uuid.UUID, tenant: str, spec: WorkflowSpec, workflow_version: int | None,
+        inputs: Any, event_key: str | None, priority: int, deadline_s: float | None,
+        fingerprint: str, delay_s: float | None = None,
+    ) -> SubmitResult:
+        nodes = node_rows(spec, priority)
+        # A root wait node waits from the submit: the run is running from then on.
+        started = any(node["status"] == "waiting" for node in nodes)
+        events = first_events(nodes, {"workflow": spec.name, "version": workflow_version})
+        children = starts_children(nodes)
+        with self.db.tx(one_statement=not children) as cur:
+            row = cur.execute(queries()["submit_run"], {
+                "id": run_id, "tenant": tenant, "workflow": spec.name,
+                "workflow_version": workflow_version, "spec": Jsonb(spec.canonical()),
+                "fingerprint": fingerprint, "event_key": event_key, "priority": priority,
+                "fail_fast": spec.fail_fast, "inputs": Jsonb(inputs),
+                "nodes_total": len(spec.nodes), "deadline_s": deadline_s,
+                "nodes": Jsonb(nodes), "events": Jsonb(events), "started": started,
+                "delay_s": delay_s,
+            }).fetchone()
+            if row is None:
+                return self._existing_run(cur, run_id, tenant, event_key, fingerprint)
+            if children:
+                self.m.accounting.start_new_children(cur, [run_id])
+            run_created(run_id, (node["queue"] for node in nodes if node["status"] == "queued"))
+        return SubmitResult(run_id=run_id, status="running" if started else "queued",
+                            created=True)
+
+    def _existing_run(
+        self, cur: psycopg.Cursor[Any], run_id: uuid.UUID, tenant: str, event_key: str | None,
+        fingerprint: str,
+    ) -> SubmitResult:
+        q = queries()
+        if event_key is not None:
+            row = cur.execute(q["run_by_event_key"],
+                              {"tenant": tenant, "event_key": event_key}).fetchone()
+        else:
+            row = cur.execute(q["run_by_id_for_submit"], {"id": run_id}).fetchone()
+        if row is None:
+            raise Conflict("the run for this event key was removed while submitting; retry")
+        if row["fingerprint"] != fingerprint:
+            raise Conflict(
+                f"event key {event_key!r} was already used for a different workflow or inputs",
+                {"run_id": str(row["id"])},
+            )
+        return SubmitResult(run_id=row["id"], status=row["status"], created=False)
 
     def submit_runs(self, runs: list[NewRun],
                     limited: frozenset[str] = frozenset()) -> list[Outcome]:
@@ -156,7 +137,7 @@ class SubmitManyStore(Transitions):
         except BAD_DATA as exc:
             if len(runs) == 1:
                 return [InvalidRequest("a value in the request is not storable",
-                                       {"reason": _reason(exc)})]
+                                       {"reason": reason(exc)})]
             half = len(runs) // 2
             return (self.submit_runs(runs[:half], limited)
                     + self.submit_runs(runs[half:], limited))
@@ -183,17 +164,18 @@ class SubmitManyStore(Transitions):
         asked = Counter(run.tenant for run in runs if run.tenant in limited)
         keyed = any(run.concurrency_key is not None for run in runs)
         children = any(run.children for run in runs)
-        with self._tx(one_statement=not asked and not keyed and not children) as cur:
+        with self.db.tx(one_statement=not asked and not keyed and not children) as cur:
             if asked:
                 outcomes = list(_admit(cur, runs, asked))
-            slots = Slots.take(cur, runs, outcomes, self._cancelled_run_finished) \
+            slots = Slots.take(cur, runs, outcomes, self.m.accounting.cancelled_run_finished) \
                 if keyed else None
             runs = slots.runs if slots else runs
             payload = Jsonb([run.row(i) for i, run in enumerate(runs) if outcomes[i] is None])
             rows = cur.execute(q["submit_runs"], {"runs": payload}).fetchall()
             created = [runs[row["i"]] for row in rows if row["created"]]
             if children:
-                self._start_new_children(cur, [run.id for run in created if run.children])
+                self.m.accounting.start_new_children(
+                    cur, [run.id for run in created if run.children])
             for row in rows:
                 if row["stale"]:
                     outcomes[row["i"]] = Stale("a newer version of the workflow exists")
@@ -228,7 +210,7 @@ class SubmitManyStore(Transitions):
                        outcomes: list[Outcome | None]) -> None:
         """The runs that hold these submissions' keys (committed: this reads after the
         write's commit, and after any concurrent writer of the same key committed)."""
-        with self._tx(one_statement=True) as cur:
+        with self.db.tx(one_statement=True) as cur:
             rows = cur.execute(queries()["runs_taken"], {
                 "i": taken, "ids": [runs[i].id for i in taken],
                 "tenants": [runs[i].tenant for i in taken],
@@ -279,9 +261,3 @@ def _refusal(tenant: str, verdict: dict[str, Any]) -> RateLimited:
                             details)
     error.retry_after = retry
     return error
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
-        return exc.diag.message_primary
-    return f"{type(exc).__name__}: {exc}"

@@ -2,13 +2,18 @@
 
 The state machine records here, as it goes, the events it emits, the queues to wake,
 the nodes it released and, per run, the top-level nodes that ended. At the end the
-store accounts each touched run once, under its lock, and writes the events; nothing
-else carries state between the steps of a transition.
+machine accounts each touched run once, under its lock (dagq.store.machine.accounting),
+and writes the events; nothing else carries state between the steps of a transition.
+
+Also how an error is put in an event's data, and the wake-ups of a run just written.
+(The rule that ends a run is the SQL function dagq.final_run_status, migration 007:
+account_runs and the sweeper's heal both use it.)
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +21,23 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from dagq.runtime.sqlfiles import queries
-from dagq.store.core import (
+from dagq.store.tx import (
     QUEUED_CHANNEL,
     notify_after_commit,
     notify_event_streams,
     notify_runs_cancelled,
 )
+
+
+def error_data(error: dict[str, Any] | None) -> dict[str, Any]:
+    return {"error": error} if error else {}
+
+
+def run_created(run_id: uuid.UUID, queues: Iterable[str]) -> None:
+    """After the commit: a new run's event streams, and the queues of its queued roots."""
+    notify_event_streams([run_id])
+    for queue in sorted(set(queues)):
+        notify_after_commit(QUEUED_CHANNEL, queue)
 
 
 @dataclass

@@ -1,7 +1,7 @@
--- Sub-workflow nodes: starting a node's child run, the child's end completing the node,
--- cancels cascading to children, reading a run's children.
+-- Sub-workflow nodes' child runs.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.subflows.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.store.machine.children (run_children by dagq.store.runs).
 
 -- name: begin_child_attempt
 -- A waiting sub-workflow node (or map item) starts an attempt: counted, its version

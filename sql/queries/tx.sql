@@ -1,6 +1,8 @@
--- The transaction core: notifications and counters.
+-- The transaction core: notifications after commit, events, the ping.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
--- dagq.sqlfiles.queries() with every other file in this folder; run by dagq.store.core.
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
+-- dagq.store.tx (notify), dagq.store.notifier (notify), dagq.store.machine.unit
+-- (insert_events) and Store.ping.
 
 -- name: ping
 SELECT 1 AS ok

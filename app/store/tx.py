@@ -1,5 +1,6 @@
-"""The store's transaction core: the pool, transactions, transient retries (at one
-level only), notifications sent after commit, and the channel names."""
+"""The store's transaction core: `Database` (the pool and transactions), transient
+retries (at one level only, `@transient`), notifications sent after commit (the outbox),
+the channel names, and what a row's data can make a statement refuse (`BAD_DATA`)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,6 @@ from tenacity import (
 )
 
 from dagq.errors import DatabaseUnavailable
-from dagq.models import (
-    ExecutorInfo,
-)
 from dagq.runtime.db import WATCHDOG, DatabaseTimeout
 from dagq.runtime.sqlfiles import queries
 from dagq.store.notifier import BackgroundNotifier
@@ -57,17 +55,27 @@ LEASE_EXPIRED = {
 # because its transaction sat idle too long (its client was frozen), a pool timeout.
 TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
 
+# Errors a row's data causes (and that recur whenever it is written): Postgres refusing
+# a value (SQLSTATE class 22: a NUL, a lone surrogate, a number out of range), or the
+# driver unable to encode it as JSON (not JSON, circular, nested too deep). A batch
+# holding such a row is split to find it (the group commits of submits and of
+# completions), never retried as a whole.
+BAD_DATA = (psycopg.DataError, TypeError, ValueError, RecursionError)
+
 # The deadline of the outermost store call running in this thread (API requests).
 _call = threading.local()
 
 
 def transient(fn: Callable[P, T]) -> Callable[P, T]:
     """Retry transient errors for the owner's `retry_s`, then give up cleanly; with a
-    `call_timeout_s`, the whole call (every attempt, checkout and wait) ends by then."""
+    `call_timeout_s`, the whole call (every attempt, checkout and wait) ends by then.
+    The owner is the method's object: its `db` (a repository's Database) holds both,
+    else the object itself does."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         owner = args[0] if args else None
+        owner = getattr(owner, "db", owner)
         retry_s = getattr(owner, "retry_s", TRANSIENT_RETRY_S)
         budget = getattr(owner, "call_timeout_s", None)
         outermost = budget is not None and getattr(_call, "deadline", None) is None
@@ -147,9 +155,19 @@ def notify_after_commit(channel: str, payload: str) -> None:
     notes.append((channel, payload))
 
 
+def reason(exc: Exception, *, detail: bool = False) -> str:
+    """What Postgres (or the driver) said about a row it refused (one of BAD_DATA):
+    Postgres' message (and with `detail`, its detail), never the context (the batch's
+    JSON text)."""
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        more = exc.diag.message_detail if detail else None
+        return exc.diag.message_primary + (f" ({more})" if more else "")
+    return f"{type(exc).__name__}: {exc}"
 
-class StoreCore:
-    """The pool and transactions. Thread-safe: each call borrows a connection."""
+
+class Database:
+    """The pool and transactions. Thread-safe: each call borrows a connection. Every
+    repository of a Store holds the same one."""
 
     def __init__(
         self, pool: ConnectionPool, *, retry_s: float = TRANSIENT_RETRY_S,
@@ -163,22 +181,21 @@ class StoreCore:
         self.retry_s = retry_s
         self.call_timeout_s = call_timeout_s
         self.wait_s: float | None = None  # for a pooled connection; None: the pool's timeout
-        self._executors_cache: tuple[float, dict[str, ExecutorInfo] | None] = (0.0, None)
-        self._queues_cache: tuple[float, frozenset[str] | None] = (0.0, None)
         self.notifier: BackgroundNotifier | None = None  # see notifying_in_background
 
     def bounded(self, seconds: float) -> Self:
-        """This store (same pool), for calls that must give up after about `seconds`
+        """This database (same pool), for calls that must give up after about `seconds`
         (a worker shutting down must be gone before it is killed): transient errors are
-        retried for half of it, and each try waits at most half of it for a connection."""
+        retried for half of it, and each try waits at most half of it for a connection.
+        (A copy: its attributes are settings only, no cache.)"""
         bounded = copy.copy(self)
         bounded.retry_s = bounded.wait_s = seconds / 2
         return bounded
 
     def notifying_in_background(self, notifier: BackgroundNotifier) -> Self:
-        """This store (same pool) handing its notifications to `notifier` once committed
-        instead of sending them itself: each call one round trip fewer (the broker's
-        sends: see dagq.store.notifier)."""
+        """This database (same pool) handing its notifications to `notifier` once
+        committed instead of sending them itself: each call one round trip fewer (the
+        broker's sends: see dagq.store.notifier)."""
         sender = copy.copy(self)
         sender.notifier = notifier
         return sender
@@ -187,7 +204,7 @@ class StoreCore:
         self.pool.close()
 
     @contextlib.contextmanager
-    def _tx(self, *, one_statement: bool = False) -> Iterator[psycopg.Cursor[Any]]:
+    def tx(self, *, one_statement: bool = False) -> Iterator[psycopg.Cursor[Any]]:
         """A transaction on a pooled (autocommit) connection; its notifications go out in
         one statement once it committed.
 
@@ -195,7 +212,7 @@ class StoreCore:
         own in autocommit, so no BEGIN and COMMIT round trips are spent on it.
         """
         deadline = getattr(_call, "deadline", None)
-        with self._connection(deadline) as conn:
+        with self.connection(deadline) as conn:
             notes: list[tuple[str, str]] = []
             outer, _outbox.notes = getattr(_outbox, "notes", None), notes
             try:
@@ -210,7 +227,7 @@ class StoreCore:
                 self._notify(conn, list(dict.fromkeys(notes)))
 
     @contextlib.contextmanager
-    def _connection(self, deadline: float | None) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self, deadline: float | None) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; with a deadline (monotonic), the checkout waits only
         until then and the connection is cut off if still in use then."""
         if deadline is None:
@@ -239,8 +256,3 @@ class StoreCore:
                                                "payloads": [p for _, p in notes]})
         except psycopg.Error as exc:
             log.info("notification lost after commit (%s); listeners will poll", exc)
-
-    @transient
-    def ping(self) -> bool:
-        with self._tx() as cur:
-            return cur.execute(queries()["ping"]).fetchone() is not None
