@@ -21,7 +21,7 @@ TERMINAL_RUN_STATUSES = RUN_STATUSES - OPEN_RUN_STATUSES
 # A finished run that `retry` may start again (a succeeded run has nothing to retry).
 RETRYABLE_RUN_STATUSES = frozenset({"failed", "partial_succeeded", "cancelled"})
 
-# `waiting`: a wait node holding no worker until its signal or timer (see dagq.store.waits).
+# `waiting`: a wait node holding no worker until its signal or timer (see dagq.store.machine.waits).
 OPEN_NODE_STATUSES = frozenset({"pending", "queued", "running", "waiting"})
 TERMINAL_NODE_STATUSES = NODE_STATUSES - OPEN_NODE_STATUSES
 

@@ -2,7 +2,7 @@
 -- `dagq db migrate && python -m dagq.runtime.schema_sql > sql/schema.sql`
 -- (pg_dump --schema-only); a test fails when it is out of date.
 -- Documentation only: nothing runs this file. Change the schema with a new migration.
--- PostgreSQL 18
+-- PostgreSQL 18, pg_dump 18
 
 --
 -- PostgreSQL database dump
@@ -287,6 +287,8 @@ BEGIN
     SELECT r.tenant INTO NEW.tenant FROM dagq.runs r WHERE r.id = NEW.run_id;
     RETURN NEW;
 END $$;
+
+SET default_table_access_method = heap;
 
 --
 -- Name: node_tasks; Type: TABLE; Schema: dagq; Owner: -

@@ -76,6 +76,7 @@ class LocalBackend:
 
     def __init__(self, repo: Store, settings: Settings) -> None:
         self.repo, self.settings = repo, settings
+        self.sleep = time.sleep  # between polls (a test steps the polls through it)
 
     def submit(self, workflow: Any, inputs: Any, *, event_key: str | None, priority: int,
                version: int | None, tenant: str) -> SubmitResult:
@@ -120,7 +121,7 @@ class LocalBackend:
             if ended and not feed.cut:
                 return
             if not feed.cut:
-                time.sleep(FEED_POLL_S)
+                self.sleep(FEED_POLL_S)
 
     def progress(self, run_id: uuid.UUID) -> Iterator[Snapshot]:
         """Polls the run; every WARN_EVERY_S while it is open, which of its executors and
@@ -135,7 +136,7 @@ class LocalBackend:
             yield Snapshot(run, [node.status for node in run.nodes or []], unserved)
             if run.status not in OPEN_RUN_STATUSES:
                 return
-            time.sleep(PROGRESS_POLL_S)
+            self.sleep(PROGRESS_POLL_S)
             run = self.repo.runs.get_run(run_id)
 
 

@@ -41,8 +41,9 @@ class FeedPrinter:
     """Events one per line; consecutive text chunks of one node attempt run on, as the
     text they are; a new attempt's text starts on a line of its own, marked."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        # sys.stdout as it is now, not at import (a test's capture replaces it)
+        self.out = out if out is not None else sys.stdout
         self._open: tuple[str, int] | None = None  # the attempt whose text runs on
         self._attempts: dict[str, int] = {}  # per node: the attempt of its text so far
 

@@ -2,7 +2,7 @@
 
 `python -m dagq.runtime.schema_sql > sql/schema.sql` rewrites it from a migrated database
 (DAGQ_DATABASE_URL, or the embedded Postgres), through `pg_dump --schema-only`;
-tests/integration/test_schema_sql.py fails when the file no longer matches what the
+tests/integration/runtime/test_schema_sql.py fails when the file no longer matches what the
 migrations build. The file is documentation for readers and reviewers (one place to read
 a table or a function as it is now, and a diff when a migration changes it): migrations
 never run it, `sql/migrations/` stays the only definition.
@@ -29,17 +29,19 @@ HEADER = """\
 -- `dagq db migrate && python -m dagq.runtime.schema_sql > sql/schema.sql`
 -- (pg_dump --schema-only); a test fails when it is out of date.
 -- Documentation only: nothing runs this file. Change the schema with a new migration.
--- PostgreSQL {major}
+-- PostgreSQL {major}, pg_dump {dump_major}
 """
-# The server's major is kept: pg_dump writes the same schema differently on another major
-# (the test compares only on the major the file was made on).
-MAJOR_LINE = re.compile(r"^-- PostgreSQL (\d+)$", re.MULTILINE)
+# Both majors are kept: pg_dump writes the same schema differently for another server major
+# or from another pg_dump major (the test compares only where both match the file's).
+MAJOR_LINE = re.compile(r"^-- PostgreSQL (\d+), pg_dump (\d+)$", re.MULTILINE)
 DUMP_ARGS = ("--schema-only", "--schema=dagq", "--no-owner", "--no-privileges",
              "--no-tablespaces")
 # Lines that vary between runs or pg_dump builds, not with the schema: the versions in the
-# header, the session settings, and pg_dump 18's \restrict key (random on every run).
-_NOISE = re.compile(
-    r"^(-- Dumped (from|by) .*|SET .*|SELECT pg_catalog\.set_config\(.*|\\(un)?restrict .*)$")
+# header and pg_dump 18's \restrict key (random on every run), anywhere; the session
+# settings of the preamble, only before the first statement of the schema (a function body
+# may hold a SET line of its own).
+_NOISE = re.compile(r"^(-- Dumped (from|by) .*|\\(un)?restrict .*)$")
+_PREAMBLE = re.compile(r"^(SET .*|SELECT pg_catalog\.set_config\(.*)$")
 
 
 class NoPgDump(DagqError):
@@ -72,28 +74,31 @@ def major_of(pg_dump: Path) -> int:
 
 
 def find_pg_dump(server_major: int) -> Path:
-    """The first pg_dump whose major is at least the server's."""
-    seen = []
-    for path in candidates():
-        major = major_of(path)
+    """A pg_dump of the server's own major if there is one, else the first newer one."""
+    found = [(path, major_of(path)) for path in candidates()]
+    for path, major in sorted(found, key=lambda pair: pair[1] != server_major):
         if major >= server_major:
             return path
-        seen.append(f"{path} ({major})")
+    seen = [f"{path} ({major})" for path, major in found]
     raise NoPgDump(f"no pg_dump of major {server_major} or newer (found: "
                    f"{', '.join(seen) or 'none'}); install dagq[embedded], which ships one")
 
 
-def clean(dump: str, server_major: int) -> str:
+def clean(dump: str, server_major: int, dump_major: int) -> str:
     """The dump without the lines that vary between runs, blank runs squeezed to one."""
-    kept = [line for line in dump.splitlines() if not _NOISE.match(line)]
+    kept, preamble = [], True
+    for line in dump.splitlines():
+        preamble = preamble and not line.startswith("CREATE ")
+        if not _NOISE.match(line) and not (preamble and _PREAMBLE.match(line)):
+            kept.append(line)
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n")
-    return f"{HEADER.format(major=server_major)}\n{text}\n"
+    return f"{HEADER.format(major=server_major, dump_major=dump_major)}\n{text}\n"
 
 
-def major_of_file(text: str) -> int | None:
-    """The server major a schema.sql was generated on (None: no such header line)."""
+def majors_of_file(text: str) -> tuple[int, int] | None:
+    """The server and pg_dump majors a schema.sql was made with (None: no header line)."""
     match = MAJOR_LINE.search(text)
-    return int(match.group(1)) if match else None
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def dump(url: str) -> str:
@@ -105,7 +110,7 @@ def dump(url: str) -> str:
                           text=True, timeout=120)
     if done.returncode != 0:
         raise NoPgDump(f"{pg_dump} failed: {done.stderr.strip()}")
-    return clean(done.stdout, server_major)
+    return clean(done.stdout, server_major, major_of(pg_dump))
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
--- Migration bookkeeping (dagq.migrate).
+-- Migration bookkeeping (dagq.runtime.migrate).
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
 -- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
 -- dagq.runtime.migrate.

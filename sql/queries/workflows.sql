@@ -5,7 +5,7 @@
 
 -- name: workflow_by_hash
 -- An identical spec registered before under this name (by its hash, or the hash dagq
--- < 0.3.0 gave it: dagq.workflow.legacy_hash).
+-- < 0.3.0 gave it: dagq.spec.stored.legacy_hash).
 SELECT name, version FROM dagq.workflows
 WHERE name = %(name)s AND spec_hash = ANY (%(spec_hashes)s)
 ORDER BY version DESC LIMIT 1

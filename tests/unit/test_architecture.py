@@ -256,8 +256,7 @@ WRITES_THROUGH_THE_SERVICE = {"dagq.api", "dagq.cli"}
 
 
 def store_methods() -> set[str]:
-    """Public methods of the store's classes: `Store`, its parts (`…Store`, `StoreCore`)
-    and repositories (`…Repo`)."""
+    """Public methods of the store's classes: `Store` and its repositories (`…Repo`)."""
     found = set()
     for name, path in module_files().items():
         if not name.startswith("dagq.store"):

@@ -1,4 +1,4 @@
-"""The built-in executor names the workflow checks accept (dagq.workflow) are exactly
+"""The built-in executor names the workflow checks accept (dagq.spec.workflow) are exactly
 those dagq.workers.builtins registers: the spec's list cannot drift from the code."""
 
 from __future__ import annotations

@@ -141,11 +141,18 @@ def test_the_machine_runs_inside_its_callers_transaction() -> None:
 
 def test_no_repository_inherits_or_reaches_into_another() -> None:
     """One class per concern, no mixins: store classes derive from nothing of the
-    store's (dataclasses, exceptions and Protocols aside)."""
+    store's (dataclasses, exceptions and Protocols aside), and a repository holds no other
+    repository nor the Store: repositories meet only in the machine and the database."""
     store_classes = {cls.name for _, cls in _classes()}
     for path, cls in _classes():
         bases = {b.id for b in cls.bases if isinstance(b, ast.Name)}
         assert not bases & store_classes, f"{path.name}: {cls.name}{sorted(bases)}"
+    store = Store(cast(Any, object()))
+    repositories = {id(getattr(store, name)) for name in REPOSITORIES}
+    for name in REPOSITORIES:
+        held = {key: value for key, value in vars(getattr(store, name)).items()
+                if id(value) in repositories or isinstance(value, Store)}
+        assert not held, f"store.{name} holds {sorted(held)}"
 
 
 def test_database_is_the_only_holder_of_the_pool() -> None:

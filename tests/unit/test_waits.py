@@ -1,4 +1,4 @@
-"""The pure part of durable waits (dagq.store.waits): deadlines and outcomes."""
+"""The pure part of durable waits (dagq.store.machine.waits): deadlines and outcomes."""
 
 from __future__ import annotations
 

@@ -163,9 +163,9 @@ def test_wait_says_when_no_worker_serves_and_when_one_does_again(
         if n == 1:
             drive(repo)
 
-    monkeypatch.setattr(cli_backend.time, "sleep", tick)
     monkeypatch.setattr(cli_backend, "WARN_EVERY_S", 0.0)  # look every poll
     local = cli_backend.LocalBackend(repo, get_settings())
+    local.sleep = tick
     assert follow_run(local.progress(run_id)) == "succeeded"
     err = capfd.readouterr().err
     assert err.count("waiting: ") == 1 and "builtin.noop" in err

@@ -1,4 +1,4 @@
-"""The node state machine (dagq.store.transitions) on a real Postgres, entry point by
+"""The node state machine (dagq.store.machine) on a real Postgres, entry point by
 entry point: a worker's failed attempt (fenced by version) and the sweeper's expired
 lease, each decided into retry, failed for good, or stopped, with the run accounted."""
 
