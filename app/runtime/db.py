@@ -142,6 +142,12 @@ def conninfo(url: str, limits: SessionLimits | None = None, *, options: str = ""
     limits = limits or SessionLimits.from_settings()
     params: dict[str, Any] = dict(conninfo_to_dict(url))
     ours = " ".join([
+        # dagq's statements are short index walks; JIT compiling one costs far more than
+        # running it. The fair-leasing statement's plan is estimated above jit_above_cost
+        # (by a branch that most calls never run), so on a server built with LLVM
+        # (Debian's, most managed ones) every lease compiled ~90 functions: ~240 ms a
+        # call on PostgreSQL 15, where it runs in under 1 ms without (docs/performance.md).
+        "-c jit=off",
         f"-c statement_timeout={_ms(limits.statement_timeout_s)}",
         f"-c lock_timeout={_ms(limits.lock_timeout_s)}",
         f"-c idle_in_transaction_session_timeout={_ms(limits.idle_in_transaction_timeout_s)}",

@@ -39,6 +39,7 @@ def test_pools_and_direct_connections_carry_the_settings(db_url: str) -> None:
     finally:
         pool.close()
     with connect(db_url, autocommit=True, limits=SessionLimits.for_api(settings)) as conn:
+        assert next(iter(conn.execute("SHOW jit").fetchone().values())) == "off"
         assert shown(conn) == {"statement_timeout": "3s", "lock_timeout": "3s",
                                "idle_in_transaction_session_timeout": "9s"}
         params = {o.keyword: o.val for o in conn.pgconn.info}
@@ -54,6 +55,22 @@ def test_the_urls_own_parameters_win() -> None:
     unbounded = conninfo("postgresql://u@h/db", SessionLimits(0, 0, 0, 0, 0))
     assert "statement_timeout=0" in unbounded and "keepalives" not in unbounded
     assert "connect_timeout" not in unbounded
+
+
+def test_every_session_runs_without_jit(db_url: str) -> None:
+    """JIT compiling a lease took ~240 ms on a server built with LLVM (PostgreSQL 15 from
+    Debian): dagq's sessions turn it off, unless the URL's own options turn it back on."""
+    pool = open_pool(db_url, size=1, limits=SessionLimits.for_workers(Settings()))
+    try:
+        with pool.connection() as conn:
+            assert conn.execute("SHOW jit").fetchone() == {"jit": "off"}
+    finally:
+        pool.close()
+    with psycopg.connect(conninfo(db_url), autocommit=True) as conn:
+        assert conn.execute("SHOW jit").fetchone() == ("off",)
+    url = db_url + ("&" if "?" in db_url else "?") + "options=-c%20jit%3Don"
+    with psycopg.connect(conninfo(url), autocommit=True) as conn:
+        assert conn.execute("SHOW jit").fetchone() == ("on",)
 
 
 def hold_run(db_url: str, run_id) -> psycopg.Connection:
