@@ -160,20 +160,20 @@ def _cost_rows(table: Table, costs: dict[str, Any] | None) -> None:
     if costs is None:
         return
     fpi = costs.get("wal_fpi_per_node")
-    table.add_row("", "  WAL per node: records; of them full-page images",
+    table.add_row("", "  WAL/node: records; full-page images",
                   _na(costs, "wal_records_per_node") + (f"; {_n(fpi)}" if fpi is not None
                                                         else ""), "", "")
-    table.add_row("", "  WAL per node: bytes", _na(costs, "wal_bytes_per_node", "B"), "", "")
-    table.add_row("", "  Postgres CPU per node",
+    table.add_row("", "  WAL/node: bytes", _na(costs, "wal_bytes_per_node", "B"), "", "")
+    table.add_row("", "  Postgres CPU/node",
                   _na(costs, "postgres_cpu_ms_per_node", "ms", _3), "", "")
-    table.add_row("", "  worker CPU per node", _na(costs, "worker_cpu_ms_per_node", "ms", _3),
+    table.add_row("", "  worker CPU/node", _na(costs, "worker_cpu_ms_per_node", "ms", _3),
                   "", "")
     hot = costs.get("hot")
     if hot is None or not hot:
-        table.add_row("", "  HOT updates / updates", "n/a" if hot is None else "no updates",
+        table.add_row("", "  HOT share of updates", "n/a" if hot is None else "no updates",
                       "", "")
     for name, t in (hot or {}).items():
-        table.add_row("", f"  HOT / updates of {name} (updates per node)",
+        table.add_row("", f"  HOT share, {name} (updates/node)",
                       f"{t['ratio']:.2f} ({_n(t['updates_per_node'])})", "", "")
     if costs.get("ceiling_fraction") is not None:
         table.add_row("", "  node tasks/s / 100 rows/stmt ceiling",

@@ -76,7 +76,7 @@ def test_bench_quick_reports_every_figure(db_url: str, tmp_path: Path) -> None:
         assert spread["min"] <= spread["median"] <= spread["max"]
         assert spread["min"] <= figures[phase][figure] <= spread["max"]
     _assert_drain_costs(figures)
-    assert "WAL per node" in done.stdout and "HOT / updates of node_tasks" in done.stdout
+    assert "WAL/node" in done.stdout and "HOT share, node_tasks" in done.stdout
     sizes = figures["config"]["sizes"]
     many = figures["stream"]["many"]  # streamed chunks, delivered to SSE clients
     assert _number(figures, "stream", "many", "chunks") == sizes["stream_runs"] * sizes[

@@ -95,7 +95,7 @@ def test_the_report_shows_a_block_per_drain_and_says_n_a() -> None:
     measured["ceiling_fraction"] = 0.065
     text = rendered(measured)
     assert "38.50; 0.10" in text and "5,000 B" in text and "0.012 ms" in text
-    assert "HOT / updates of node_tasks" in text and "0.25 (2.00)" in text
+    assert "HOT share, node_tasks" in text and "0.25 (2.00)" in text
     assert "0.065" in text
     unreadable = rendered({**measured, "wal_records_per_node": None,
                            "postgres_cpu_ms_per_node": None, "hot": None})
