@@ -287,3 +287,34 @@ INSERT INTO public.bench_send_floor (body) VALUES (%(body)s)
 
 -- name: send_floor_drop
 DROP TABLE IF EXISTS public.bench_send_floor
+
+-- ===== what a drain costs (app/bench/costs.py) ======================================
+
+-- name: wal_totals
+-- The server's WAL written so far (PostgreSQL 14+; cluster-wide, and flushed to this
+-- view lazily by each backend: see costs.py for when it is read).
+SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal
+
+-- name: table_updates
+-- Updates of dagq's tables so far, and how many of them were HOT (no index entry).
+SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+WHERE schemaname = 'dagq'
+
+-- name: stats_flush
+-- PostgreSQL 15+: this backend flushes its pending statistics when it goes idle after
+-- this statement (before it answers), instead of up to 10 s later.
+SELECT pg_stat_force_next_flush()
+
+-- name: client_backends
+SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend'
+
+-- name: data_directory
+-- Superusers and pg_read_all_settings only (an error otherwise).
+SELECT current_setting('data_directory') AS data_directory
+
+-- name: server_process
+-- This session's backend and when the postmaster started: to find the postmaster in
+-- /proc and to check that the process found is this server's.
+SELECT pg_backend_pid() AS backend_pid,
+       extract(epoch FROM pg_postmaster_start_time())::float8 AS postmaster_started

@@ -49,6 +49,29 @@ FIGURES: list[tuple[str, tuple[str, ...], bool]] = [
 ]
 
 
+def _costs(phase: str, label: str) -> list[tuple[str, tuple[str, ...], str]]:
+    """What a drain cost per node (costs.py), as (label, path, "ratio" | "delta")."""
+    return [
+        (f"{label} WAL records/node", (phase, "costs", "wal_records_per_node"), "ratio"),
+        (f"{label} WAL bytes/node", (phase, "costs", "wal_bytes_per_node"), "ratio"),
+        (f"{label} Postgres CPU ms/node", (phase, "costs", "postgres_cpu_ms_per_node"),
+         "ratio"),
+        (f"{label} worker CPU ms/node", (phase, "costs", "worker_cpu_ms_per_node"), "ratio"),
+        (f"{label} HOT share of node_tasks updates",
+         (phase, "costs", "hot", "node_tasks", "ratio"), "delta"),
+        (f"{label} HOT share of runs updates", (phase, "costs", "hot", "runs", "ratio"),
+         "delta"),
+        (f"{label} drain / 100 rows/stmt ceiling", ("ratios", f"{phase}_vs_ceiling_batch"),
+         "ratio"),
+    ]
+
+
+# Shown only when both sides measured them (an older bench has no cost figures, and a
+# "-" beside every one of them would bury the rows both sides have): ratio this / ref,
+# or for a share (HOT) the difference this - ref.
+COST_ROWS = _costs("flat", "flat") + _costs("dag", "DAG")
+
+
 def run_compare(args: Any, bench_argv: list[str]) -> int:
     """Run `dagq bench BENCH_ARGV` here and at `args.compare`, `args.rounds` times each."""
     root = Path(__file__).resolve().parents[2]  # the checkout: app/bench/compare.py
@@ -125,6 +148,31 @@ def _values(result: dict[str, Any], path: tuple[str, ...]) -> list[float]:
     return [float(value)] if isinstance(value, int | float) else []
 
 
+def _sides(results: dict[str, list[dict[str, Any]]], ref: str,
+           path: tuple[str, ...]) -> tuple[list[str], list[float | None]]:
+    """Each side's cell (median, min-max over every run) and median; "-" and None for
+    a side that did not measure the figure."""
+    cells: list[str] = []
+    medians: list[float | None] = []
+    for name in ("this", ref):
+        values = [v for r in results[name] for v in _values(r, path)]
+        if not values:
+            cells.append("-")
+            medians.append(None)
+            continue
+        median = statistics.median(values)
+        medians.append(median)
+        cells.append(f"{median:,.3f} ({min(values):,.3f}-{max(values):,.3f})"
+                     if median < 1 else
+                     f"{median:,.2f} ({min(values):,.2f}-{max(values):,.2f})")
+    return cells, medians
+
+
+def _ratio(medians: list[float | None]) -> str:
+    this, other = medians
+    return f"{this / other:.3f}" if this is not None and other else "-"
+
+
 def _print(results: dict[str, list[dict[str, Any]]], ref: str) -> None:
     table = Table(title=f"dagq bench: this checkout vs {ref}, alternating",
                   title_justify="left")
@@ -132,20 +180,18 @@ def _print(results: dict[str, list[dict[str, Any]]], ref: str) -> None:
                    "this / ref"):
         table.add_column(column, justify="left" if column == "figure" else "right")
     for label, path, _higher in FIGURES:
-        cells, medians = [], []
-        for name in ("this", ref):
-            values = [v for r in results[name] for v in _values(r, path)]
-            if not values:
-                cells.append("-")
-                medians.append(None)
-                continue
-            median = statistics.median(values)
-            medians.append(median)
-            cells.append(f"{median:,.2f} ({min(values):,.2f}-{max(values):,.2f})")
+        cells, medians = _sides(results, ref, path)
         if medians == [None, None]:  # a phase neither side ran (--phase)
             continue
-        ratio = f"{medians[0] / medians[1]:.3f}" if None not in medians and medians[1] else "-"
-        table.add_row(label, *cells, ratio)
+        table.add_row(label, *cells, _ratio(medians))
+    for label, path, how in COST_ROWS:
+        cells, medians = _sides(results, ref, path)
+        if None in medians:
+            continue
+        this, other = medians
+        assert this is not None and other is not None
+        table.add_row(label, *cells, f"{this - other:+.3f}" if how == "delta"
+                      else _ratio(medians))
     console = Console(width=max(Console().width, 120))
     console.print(table)
     commits = {name: [(r.get("git") or {}).get("commit") for r in runs]

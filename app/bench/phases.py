@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from dagq.bench.costs import DrainCosts
 from dagq.bench.fleet import WorkerFleet
 from dagq.errors import DagqError
 from dagq.runtime.sqlfiles import SQL_DIR, parse_queries
@@ -56,6 +57,7 @@ class Bench:
     workers: int
     threads: int
     log_dir: Path
+    postmaster: int | None = None  # the server's pid in this machine's /proc, if found
 
     def fleet(self, name: str) -> WorkerFleet:
         return WorkerFleet(self.url, processes=self.workers, threads=self.threads,
@@ -209,33 +211,39 @@ def worker_memory(b: Bench, fleet: WorkerFleet) -> list[dict[str, Any]]:
 # ===== 2. flat ========================================================================
 
 def submit_and_drain(b: Bench, spec: WorkflowSpec, runs: int,
-                     phase: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                     phase: str) -> tuple[dict[str, Any], list[dict[str, Any]], DrainCosts]:
     """Submit `runs` runs of `spec`, then start the workers and let them drain: the
-    submit figures and the workers' memory report."""
+    submit figures, the workers' memory report and what the drain cost (costs.py)."""
     submitted = submit_many(b, spec, runs)
     log.info("%s: %d runs submitted in %.1fs; draining", phase, runs, submitted["seconds"])
     b.checkpoint()
+    costs = DrainCosts(b.conn, b.q, b.postmaster).begin(b.repo.db.pool)
     with b.fleet(spec.name) as fleet:
         fleet.start()
         fleet.wait_ready(b.conn, b.q["alive_workers"])
+        costs.workers_ready(fleet.pids())
         wait_drained(b, spec.name, fleet)
         fleet.mark_drained()
+        costs.workers_drained(fleet.pids())  # before SIGTERM: shutdown is not the drain's
         fleet.stop()
         memory = worker_memory(b, fleet)
-    return submitted, memory
+    costs.end()
+    return submitted, memory, costs
 
 
 def flat(b: Bench, runs: int, workflow: str = "bench-flat") -> dict[str, Any]:
     """Submit `runs` one-node runs, then start the workers and let them drain."""
-    submitted, memory = submit_and_drain(b, flat_spec(workflow), runs, "flat")
-    return {"submit": submitted, **node_figures(b, workflow), "worker_memory": memory}
+    submitted, memory, costs = submit_and_drain(b, flat_spec(workflow), runs, "flat")
+    nodes = node_figures(b, workflow)
+    return {"submit": submitted, **nodes, "worker_memory": memory,
+            "costs": costs.per_node(nodes["nodes"])}
 
 
 # ===== 3. fan-out DAG ==================================================================
 
 def dag(b: Bench, runs: int, workflow: str = "bench-dag") -> dict[str, Any]:
     """Submit `runs` 1 -> DAG_WIDTH -> 1 runs, then start the workers and let them drain."""
-    submitted, memory = submit_and_drain(b, dag_spec(workflow), runs, "dag")
+    submitted, memory, costs = submit_and_drain(b, dag_spec(workflow), runs, "dag")
     nodes = node_figures(b, workflow)
     span = b.one("run_span", {"workflow": workflow})
     if span["succeeded"] != runs:
@@ -245,6 +253,7 @@ def dag(b: Bench, runs: int, workflow: str = "bench-dag") -> dict[str, Any]:
         "seconds": nodes["seconds"], "node_tasks_per_s": nodes["nodes_per_s"],
         "runs_per_s": round(runs / span_s(span), 1),
         "avg_lease_batch": nodes["avg_lease_batch"], "worker_memory": memory,
+        "costs": costs.per_node(nodes["nodes"]),
     }
 
 

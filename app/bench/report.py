@@ -21,13 +21,19 @@ def _mib(kb: int | None) -> str:
     return "-" if kb is None else f"{kb / 1024:,.1f} MiB"
 
 
-def _spread(result: dict[str, Any], figure: str, unit: str) -> str:
+def _3(value: Any, unit: str = "") -> str:
+    """Three decimals: the per-node CPU milliseconds and the fractions of the ceiling."""
+    return f"{value:.3f} {unit}".rstrip()
+
+
+def _spread(result: dict[str, Any], figure: str, unit: str,
+            fmt: Callable[..., str] = _n) -> str:
     """The median repetition's figure, with the min-max of every repetition."""
     repeats = (result.get("repeats") or {}).get(figure)
-    text = _n(result[figure], unit)
+    text = fmt(result[figure], unit)
     if not repeats or len(repeats["values"]) < 2:
         return text
-    return f"{text} ({_n(repeats['min'])}-{_n(repeats['max'])})"
+    return f"{text} ({fmt(repeats['min'])}-{fmt(repeats['max'])})"
 
 
 def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
@@ -130,6 +136,7 @@ def _drain_rows(table: Table, r: dict[str, Any], vs: Callable[[float | None], st
                   _spread(flat, "nodes_per_s", "nodes/s"), vs(flat["nodes_per_s"]),
                   targets["flat_nodes_per_s"])
     table.add_row("", "avg nodes per lease", _n(flat["avg_lease_batch"]), "", "")
+    _cost_rows(table, flat.get("costs"))
     table.add_row("fan-out DAG", f"submit {dag['runs']:,} runs of 1 -> 10 -> 1",
                   _n(dag["submit"]["runs_per_s"], "runs/s"), "", "")
     table.add_row("", f"drain ({_n(dag['seconds'], 's')})",
@@ -137,6 +144,40 @@ def _drain_rows(table: Table, r: dict[str, Any], vs: Callable[[float | None], st
                   vs(dag["node_tasks_per_s"]), targets["dag_node_tasks_per_s"])
     table.add_row("", "", _spread(dag, "runs_per_s", "runs/s"), "", "")
     table.add_row("", "avg nodes per lease", _n(dag["avg_lease_batch"]), "", "")
+    _cost_rows(table, dag.get("costs"))
+
+
+def _na(costs: dict[str, Any], figure: str, unit: str = "",
+        fmt: Callable[..., str] = _n) -> str:
+    """A cost figure with its repetitions' min-max, or "n/a" when it was not readable."""
+    if costs.get(figure) is None:
+        return "n/a"
+    return _spread(costs, figure, unit, fmt)
+
+
+def _cost_rows(table: Table, costs: dict[str, Any] | None) -> None:
+    """What the drain cost per node (costs.py); nothing for a bench JSON without it."""
+    if costs is None:
+        return
+    fpi = costs.get("wal_fpi_per_node")
+    table.add_row("", "  WAL/node: records; full-page images",
+                  _na(costs, "wal_records_per_node") + (f"; {_n(fpi)}" if fpi is not None
+                                                        else ""), "", "")
+    table.add_row("", "  WAL/node: bytes", _na(costs, "wal_bytes_per_node", "B"), "", "")
+    table.add_row("", "  Postgres CPU/node",
+                  _na(costs, "postgres_cpu_ms_per_node", "ms", _3), "", "")
+    table.add_row("", "  worker CPU/node", _na(costs, "worker_cpu_ms_per_node", "ms", _3),
+                  "", "")
+    hot = costs.get("hot")
+    if hot is None or not hot:
+        table.add_row("", "  HOT share of updates", "n/a" if hot is None else "no updates",
+                      "", "")
+    for name, t in (hot or {}).items():
+        table.add_row("", f"  HOT share, {name} (updates/node)",
+                      f"{t['ratio']:.2f} ({_n(t['updates_per_node'])})", "", "")
+    if costs.get("ceiling_fraction") is not None:
+        table.add_row("", "  node tasks/s / 100 rows/stmt ceiling",
+                      _spread(costs, "ceiling_fraction", "", _3), "", "")
 
 
 def _latency_rows(table: Table, r: dict[str, Any], targets: dict[str, str]) -> None:
@@ -196,6 +237,7 @@ def _big_rows(table: Table, big: dict[str, Any], vs: Callable[[float | None], st
                   targets["big_ratio"])
     table.add_row("", "dequeue plan uses", ", ".join(big["dequeue_plan_indexes"]) or
                   "(no index)", "", "")
+    _cost_rows(table, big["flat"].get("costs"))
 
 
 def _rss_rows(table: Table, rss: dict[str, Any]) -> None:

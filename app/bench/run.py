@@ -32,6 +32,7 @@ from dagq import __version__
 from dagq.bench import machine
 from dagq.bench import phases as ph
 from dagq.bench.api_load import api_load
+from dagq.bench.costs import find_postmaster
 from dagq.bench.dramatiq import dramatiq_phase
 from dagq.bench.fairness import fairness
 from dagq.bench.report import print_fairness, print_report
@@ -170,7 +171,8 @@ def _bench_in_scratch_database(args: argparse.Namespace, settings: Settings,
         logs = tmp / "logs"
         logs.mkdir()
         bench = ph.Bench(url=url, q=q, repo=repo, conn=conn, workers=args.workers,
-                         threads=args.threads, log_dir=logs)
+                         threads=args.threads, log_dir=logs,
+                         postmaster=find_postmaster(conn, q))
         try:
             results = {} if args.phase == "fairness" else _measure(
                 bench, sizes, big=args.big, phase=args.phase, quick=args.quick)
@@ -209,6 +211,10 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = No
         log.info("dag %d/%d: %d runs of 1 -> %d -> 1", i + 1, sizes.repeat, sizes.dag_runs,
                  ph.DAG_WIDTH)
         dags.append(_long_enough(ph.dag(bench, sizes.dag_runs, f"bench-dag-{i}"), sizes))
+    for r in flats:
+        _against_ceiling(r, r["nodes_per_s"], batch)
+    for r in dags:
+        _against_ceiling(r, r["node_tasks_per_s"], batch)
     flat = _median_repetition(flats, lambda r: r["nodes_per_s"],
                               ("nodes_per_s", "avg_lease_batch", "seconds"))
     dag = _median_repetition(dags, lambda r: r["node_tasks_per_s"],
@@ -236,6 +242,7 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = No
     if big:
         log.info("big: %d finished node rows, then flat again", sizes.big_rows)
         grown = ph.big(bench, sizes.big_rows, sizes.flat_runs, flat["nodes_per_s"])
+        _against_ceiling(grown["flat"], grown["nodes_per_s"], batch)
     return {**core, "stream": streamed, "api": front_door, "waiting": beside_waits,
             "dramatiq": messages, "subflows": sub,
             "ratios": _ratios(flat, dag, grown, single, batch), "big": grown}
@@ -262,12 +269,33 @@ def _median_repetition(results: list[dict[str, Any]], key: Callable[[dict[str, A
     count), with every repetition's figures under "repeats" as median/min/max/values."""
     ordered = sorted(results, key=key)
     chosen = ordered[(len(ordered) - 1) // 2]
-    repeats = {}
-    for name in figures:
-        values = [r[name] for r in results]
-        repeats[name] = {"median": statistics.median(values), "min": min(values),
-                         "max": max(values), "values": values}
+    repeats = {name: _spread_of([r[name] for r in results]) for name in figures}
+    if all("costs" in r for r in results):  # the cost figures each repetition measured
+        spreads = {name: _spread_of([r["costs"].get(name) for r in results])
+                   for name in COST_FIGURES}
+        costs = {**chosen["costs"], "repeats": {k: v for k, v in spreads.items() if v}}
+        chosen = {**chosen, "costs": costs}
     return {**chosen, "repeats": repeats}
+
+
+def _spread_of(values: list[Any]) -> dict[str, Any]:
+    """median/min/max/values of the measured values (None: not measured), or {}."""
+    measured = [v for v in values if v is not None]
+    if not measured:
+        return {}
+    return {"median": statistics.median(measured), "min": min(measured),
+            "max": max(measured), "values": measured}
+
+
+# The per-node cost figures (costs.py) whose every repetition is kept, as the rates'.
+COST_FIGURES = ("wal_records_per_node", "wal_fpi_per_node", "wal_bytes_per_node",
+                "postgres_cpu_ms_per_node", "worker_cpu_ms_per_node", "ceiling_fraction")
+
+
+def _against_ceiling(result: dict[str, Any], rate: float, batch: dict[str, Any]) -> None:
+    """The drain's rate as a fraction of this run's 100 rows/statement ceiling, beside
+    its other per-node costs."""
+    result["costs"]["ceiling_fraction"] = round(rate / batch["jobs_per_s"], 4)
 
 
 def _ratios(flat: dict[str, Any], dag: dict[str, Any], grown: dict[str, Any] | None,

@@ -75,6 +75,8 @@ def test_bench_quick_reports_every_figure(db_url: str, tmp_path: Path) -> None:
         assert len(spread["values"]) == repeat
         assert spread["min"] <= spread["median"] <= spread["max"]
         assert spread["min"] <= figures[phase][figure] <= spread["max"]
+    _assert_drain_costs(figures)
+    assert "WAL/node" in done.stdout and "HOT share, node_tasks" in done.stdout
     sizes = figures["config"]["sizes"]
     many = figures["stream"]["many"]  # streamed chunks, delivered to SSE clients
     assert _number(figures, "stream", "many", "chunks") == sizes["stream_runs"] * sizes[
@@ -99,6 +101,25 @@ def test_bench_quick_reports_every_figure(db_url: str, tmp_path: Path) -> None:
     assert figures["database"]["synchronous_commit"] == "on"
     assert figures["database"]["scratch"] is True
     assert "flat" in done.stdout and "ceiling" in done.stdout  # the table was printed
+
+
+def _assert_drain_costs(figures: dict[str, Any]) -> None:
+    """Each drain says what it cost per node: WAL, HOT share of the hot tables' updates,
+    Postgres and worker CPU, and its fraction of the 100 rows/statement ceiling."""
+    local = not os.environ.get("DAGQ_TEST_DATABASE_URL")  # the harness' embedded server
+    for phase in ("flat", "dag"):
+        costs = figures[phase]["costs"]
+        assert _number(costs, "wal_records_per_node") > 1  # a node is never one record
+        assert _number(costs, "wal_bytes_per_node") > 100
+        assert _number(costs, "wal_fpi_per_node") >= 0
+        assert _number(costs, "worker_cpu_ms_per_node") >= 0
+        if local or costs["postgres_cpu_ms_per_node"] is not None:
+            assert _number(costs, "postgres_cpu_ms_per_node") > 0
+        for table in ("node_tasks", "runs"):  # every node leased and finished: updates
+            assert _number(costs, "hot", table, "updates_per_node") > 0
+            assert 0 <= _number(costs, "hot", table, "ratio") <= 1
+        assert _number(costs, "ceiling_fraction") > 0
+        assert len(costs["repeats"]["wal_records_per_node"]["values"]) == 2
 
 
 def _children(pid: int) -> list[int]:
