@@ -163,7 +163,7 @@ LAYERS: dict[str, int] = {
     "dagq.store": 3,  # the only place SQL runs
     "dagq.service": 4,  # what the API, the CLI and the sweeper do
     "dagq.api": 5, "dagq.workers": 5, "dagq.sweeper": 5,  # the processes
-    "dagq.cli": 6, "dagq.bench": 6,  # the tools
+    "dagq.cli": 6, "dagq.bench": 6, "dagq.testing": 6,  # the tools
     "dagq.client": SIDE,
 }
 CLIENT_MAY_IMPORT = {"dagq.api.schemas"}
