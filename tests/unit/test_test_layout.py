@@ -24,7 +24,7 @@ HARNESS = TESTS / "harness"
 MIRRORED = {"api": "dagq.api", "client": "dagq.client", "cli": "dagq.cli",
             "machine": "dagq.store.machine", "runtime": "dagq.runtime",
             "service": "dagq.service", "store": "dagq.store", "sweeper": "dagq.sweeper",
-            "workers": "dagq.workers"}
+            "testing": "dagq.testing", "workers": "dagq.workers"}
 
 
 def modules_under_tests() -> list[Path]:
