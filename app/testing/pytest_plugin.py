@@ -30,11 +30,14 @@ from dagq.testing.stack import Stack
 if TYPE_CHECKING:
     from dagq.client import Client
 
+__all__ = ["dagq_client", "dagq_stack", "dagq_stack_options", "pytest_addoption"]
+
 MODULES_INI = "dagq_actor_modules"
 API_INI = "dagq_stack_api"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """The ini options the fixtures read (pytest calls it when the plugin loads)."""
     parser.addini(MODULES_INI, "modules declaring the executors dagq_stack's workers serve",
                   type="linelist", default=[])
     parser.addini(API_INI, "dagq_stack also starts the HTTP API", type="bool", default=False)

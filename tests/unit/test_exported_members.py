@@ -25,6 +25,13 @@ EXPORTED = {
         "AsyncClient", "Client", "Event", "RetryPolicy", "StreamEvent", "TERMINAL_RUN_EVENTS",
         "TextPiece",
     },
+    "dagq.testing": {
+        "Chunk", "ExecutorResult", "FakeNode", "Stack", "StackError", "arun_executor", "node",
+        "run_executor", "signal_outputs",
+    },
+    "dagq.testing.pytest_plugin": {
+        "dagq_client", "dagq_stack", "dagq_stack_options", "pytest_addoption",
+    },
     "dagq.errors": {
         "ApiError", "Conflict", "DagqError", "DatabaseUnavailable", "EmbeddedPostgresError",
         "Forbidden", "InvalidRequest", "InvalidWorkflow", "NoDatabase", "NotFound",
