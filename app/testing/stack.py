@@ -146,6 +146,8 @@ class Stack:
 
     def start(self) -> Stack:
         """Start everything; on any failure stop what started and raise StackError."""
+        if self._tmp is not None:
+            raise StackError("this stack is already started (stop() it first)")
         try:
             self._tmp = tempfile.TemporaryDirectory(prefix="dagq-stack-", dir="/tmp")
             self.url = self._database(Path(self._tmp.name))
@@ -235,8 +237,10 @@ class Stack:
             return child.ready
         if child.name != "api":
             return True  # the sweeper says nothing: running is all it can show
+        # No proxy: an HTTP_PROXY in the environment must not carry a loopback request.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with urllib.request.urlopen(f"{self.api_url}/healthz", timeout=1) as reply:
+            with opener.open(f"{self.api_url}/healthz", timeout=1) as reply:
                 return reply.status == 200
         except OSError:
             return False

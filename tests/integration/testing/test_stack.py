@@ -28,6 +28,8 @@ def test_a_run_of_the_chat_example_succeeds_on_the_stack(db_url: str) -> None:
                   start_timeout_s=90)
     with stack:
         pids = [child.proc.pid for child in stack._children]
+        with pytest.raises(StackError, match="already started"):
+            stack.start()
         assert stack.register_workflow(CHAT) == 1
         run = stack.submit_and_wait("chat", {"question": "I was charged twice"}, timeout_s=60)
         assert run.status == "succeeded", stack.logs()
