@@ -170,8 +170,9 @@ class Workflow:
         """A durable wait holding no worker: for `signal` (with an optional `timeout_s`
         and `on_timeout`), `seconds`, a time `until`, or the time at `until_path`."""
         raw = self._start(key, after, when)
-        if isinstance(until, datetime):
+        if isinstance(until, datetime):  # written as the spec stores it (UTC as `Z`)
             until = until.isoformat()
+            until = until.removesuffix("+00:00") + "Z" if until.endswith("+00:00") else until
         raw["wait"] = _options(signal=signal, timeout_s=timeout_s, on_timeout=on_timeout,
                                seconds=seconds, until=until)
         if until_path is not None:
@@ -349,6 +350,8 @@ def _checked(model: type[_M], raw: dict[str, Any], where: str,
 
 
 def _names(problem: str, key: str) -> bool:
-    """Whether a parse_spec problem is about node `key` (`nodes.<key>.…: …` or
-    `… node '<key>' …`); keys may hold dots, so the known keys are tried."""
-    return problem.startswith((f"nodes.{key}.", f"nodes.{key}:")) or f"node {key!r}" in problem
+    """Whether a parse_spec problem is about node `key`: it says `nodes.<key>.…: …`,
+    `'<key>'`, or lists it in parentheses (`(a, b)`). Keys may hold dots, so the known
+    keys are tried rather than the message parsed."""
+    return (problem.startswith((f"nodes.{key}.", f"nodes.{key}:")) or f"'{key}'" in problem
+            or re.search(rf"[(,] ?{re.escape(key)}[,)]", problem) is not None)
