@@ -223,7 +223,9 @@ class Workflow:
         raw: dict[str, Any] = _options(executor=executor)
         if params is not None:
             raw["params"] = self._json(key, params)
-        deps = [self._dep(key, ref, "after") for ref in self._listed(key, after)]
+        # A node named twice (or as a node and its output) is one edge.
+        deps = list(dict.fromkeys(self._dep(key, ref, "after")
+                                  for ref in self._listed(key, after)))
         if when is not None:
             if not isinstance(when, When):
                 raise self._error(key, "when= takes node.output('path').is_in(...), "

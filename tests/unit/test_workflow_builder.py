@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,26 @@ def test_one_spec_with_every_feature_of_the_language() -> None:
     assert until.key == "until" and wf["join"].key == "join" and len(wf) == 10
     same(wf, EVERY_FEATURE)
     assert wf.to_spec() == json.loads(json.dumps(EVERY_FEATURE))
+
+
+def test_a_dependency_named_twice_is_one_edge() -> None:
+    wf = Workflow("twice")
+    a = wf.node("a", "builtin.echo")
+    wf.node("b", "builtin.merge", after=[a, a.output(), "a"], when=a.output("x").is_in(1))
+    assert wf.to_spec()["nodes"]["b"]["depends_on"] == ["a"]
+
+
+def test_a_thousand_nodes_build_quickly() -> None:
+    started = time.perf_counter()
+    wf = Workflow("wide")
+    root = wf.node("root", "builtin.echo")
+    leaves = [wf.node(f"n{i}", "builtin.echo", after=[root]) for i in range(998)]
+    wf.node("join", "builtin.merge", after=leaves)
+    assert len(parse_spec(wf.to_spec()).nodes) == 1000
+    assert time.perf_counter() - started < 5
+    with pytest.raises(InvalidWorkflow, match="at most 1000 nodes"):
+        wf.node("one-more", "builtin.noop")
+        wf.to_spec()
 
 
 def test_to_spec_is_a_new_dict_each_time() -> None:
