@@ -6,6 +6,7 @@ the CLI and child processes::
     from dagq import executor, FatalError, current_node, Client, AsyncClient, PostgresBroker
     from dagq import PostgresResultBackend  # for dramatiq.results.Results
     from dagq import PostgresRateLimiterBackend  # for dramatiq.rate_limits, GroupCallbacks
+    from dagq import Workflow  # a workflow spec written in Python
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ _PUBLIC = {
     "PostgresRateLimiterBackend": "dagq.workers.rate_limits",
     "Client": "dagq.client",
     "AsyncClient": "dagq.client",
+    "Workflow": "dagq.spec.builder",
 }
 
 __all__ = ["AsyncClient", "Client", "FatalError", "PostgresBroker",
-           "PostgresRateLimiterBackend", "PostgresResultBackend", "current_node", "executor"]
+           "PostgresRateLimiterBackend", "PostgresResultBackend", "Workflow", "current_node",
+           "executor"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from dagq.client import AsyncClient, Client
+    from dagq.spec.builder import Workflow
     from dagq.workers.broker import PostgresBroker
     from dagq.workers.context import current_node
     from dagq.workers.errors import FatalError

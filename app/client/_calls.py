@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
 import httpx
@@ -34,7 +34,16 @@ EVENTS_PAGE = 1000
 _EVENT_LIST = TypeAdapter(list[RunEvent])
 _SCHEDULES = TypeAdapter(list[ScheduleRecord])
 
-Spec = Mapping[str, Any]
+
+@runtime_checkable
+class SpecSource(Protocol):
+    """A workflow written in Python (`dagq.Workflow`): anything whose `to_spec()` gives
+    the JSON spec. Structural, so the client does not import the spec package."""
+
+    def to_spec(self) -> dict[str, Any]: ...
+
+
+Spec = Mapping[str, Any] | SpecSource
 
 
 @dataclass(frozen=True)
@@ -63,9 +72,12 @@ def _params(**values: Any) -> dict[str, Any]:
 
 
 def load_spec(spec: Spec | str | os.PathLike[str]) -> dict[str, Any]:
-    """A workflow spec given as a mapping, or the path of a .json/.yaml file."""
+    """A workflow spec given as a mapping, a `dagq.Workflow` (its `to_spec()`, which
+    raises InvalidWorkflow before anything is sent), or the path of a .json/.yaml file."""
     if isinstance(spec, Mapping):
         return dict(spec)
+    if isinstance(spec, SpecSource):
+        return spec.to_spec()
     path = Path(spec)
     try:
         text = path.read_text(encoding="utf-8")
@@ -80,6 +92,11 @@ def load_spec(spec: Spec | str | os.PathLike[str]) -> dict[str, Any]:
     except (ValueError, yaml.YAMLError) as exc:
         kind = "YAML" if is_yaml else "JSON"
         raise InvalidWorkflow(f"{path} is not valid {kind}: {exc}") from None
+
+
+def _workflow(workflow: str | Spec) -> str | dict[str, Any]:
+    """A submit's or a schedule's `workflow`: a registered name, or an inline spec."""
+    return workflow if isinstance(workflow, str) else load_spec(workflow)
 
 
 # ----- workflows ----------------------------------------------------------------------
@@ -109,9 +126,9 @@ def submit(
     deadline_s: float | None, version: int | None,
     concurrency: dict[str, Any] | None = None,
 ) -> Call[SubmitResult]:
-    body = _params(workflow=workflow if isinstance(workflow, str) else dict(workflow),
-                   version=version, inputs=inputs, event_key=event_key, priority=priority,
-                   deadline_s=deadline_s, concurrency=concurrency)
+    body = _params(workflow=_workflow(workflow), version=version, inputs=inputs,
+                   event_key=event_key, priority=priority, deadline_s=deadline_s,
+                   concurrency=concurrency)
     # Only an event key makes a second POST find the first run instead of a new one.
     return Call("POST", "/v1/runs", _model(SubmitResult), body=body,
                 idempotent=event_key is not None)
@@ -188,8 +205,8 @@ def signal(
 def create_schedule(
     workflow: str | Spec, cron: str, inputs: Any, timezone: str | None, version: int | None,
 ) -> Call[uuid.UUID]:
-    body = _params(workflow=workflow if isinstance(workflow, str) else dict(workflow),
-                   cron=cron, inputs=inputs, timezone=timezone, version=version)
+    body = _params(workflow=_workflow(workflow), cron=cron, inputs=inputs, timezone=timezone,
+                   version=version)
     return Call("POST", "/v1/schedules", lambda r: uuid.UUID(r.json()["schedule_id"]),
                 body=body)
 

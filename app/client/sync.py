@@ -76,8 +76,9 @@ class Client:
 
     def register_workflow(self, spec: calls.Spec | str | os.PathLike[str],
                           ) -> tuple[WorkflowRef, bool]:
-        """Register a spec (a dict, or a .json/.yaml path); admin keys only. Returns
-        `(ref, created)`: `created` is False when an identical spec was registered."""
+        """Register a spec (a dict, a `dagq.Workflow`, or a .json/.yaml path); admin keys
+        only. Returns `(ref, created)`: `created` is False when an identical spec was
+        registered."""
         return self._call(calls.register_workflow(spec))
 
     def workflows(self) -> list[WorkflowRecord]:
@@ -93,10 +94,10 @@ class Client:
                event_key: str | None = None, priority: int | None = None,
                deadline_s: float | None = None, *, version: int | None = None,
                concurrency: dict[str, Any] | None = None) -> SubmitResult:
-        """Submit a run of a registered workflow (by name) or of an inline spec (a dict).
-        With an `event_key`, the same key again returns the same run (`created=False`).
-        `concurrency` ({"key": "inputs.<path>", "limit", "on_limit"}) replaces the
-        workflow's concurrency key for this run."""
+        """Submit a run of a registered workflow (by name) or of an inline spec (a dict
+        or a `dagq.Workflow`). With an `event_key`, the same key again returns the same
+        run (`created=False`). `concurrency` ({"key": "inputs.<path>", "limit",
+        "on_limit"}) replaces the workflow's concurrency key for this run."""
         return self._call(calls.submit(workflow, inputs, event_key, priority, deadline_s,
                                        version, concurrency))
 
