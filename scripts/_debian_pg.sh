@@ -16,11 +16,16 @@
 set -euo pipefail
 major="$1" python="$2"
 shift 2
+if ! [[ "$major" =~ ^[1-9][0-9]*$ ]]; then
+    echo "dagq: the PostgreSQL major must be a number like 15, not '$major'" >&2
+    exit 2
+fi
 bin="/usr/lib/postgresql/$major/bin"
 
-fall_back() {
+fall_back() {  # fall_back REASON COMMAND...
     echo "dagq: PostgreSQL $major is not available ($1); running on the embedded" \
         "PostgreSQL instead" >&2
+    shift
     unset DAGQ_TEST_DATABASE_URL
     exec "$@"
 }
