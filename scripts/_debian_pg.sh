@@ -49,7 +49,7 @@ fi
 # useradd). Otherwise it runs as the caller.
 as_user=()
 if [ "$(id -u)" = 0 ]; then
-    user="$("$python" -c 'import sys
+    user="$("$python" -c '
 from dagq.runtime.embedded_pg import EmbeddedPostgres, ensure_system_user
 from pathlib import Path
 name = EmbeddedPostgres(Path("/nonexistent")).system_user  # the same name rules
