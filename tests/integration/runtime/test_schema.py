@@ -10,7 +10,7 @@ import pytest
 
 from dagq.runtime.migrate import migrate, pending_migrations
 from dagq.runtime.sqlfiles import migrations, queries
-from tests.harness.plans import positional, scans_of
+from tests.harness.plans import generic_plan, scans_of
 
 
 def test_migrate_is_idempotent_and_concurrent_safe(pg_server) -> None:
@@ -102,8 +102,7 @@ HOT_STATEMENTS = ["lease_nodes", "lease_released", "heartbeat_leases", "complete
 
 @pytest.mark.parametrize("name", HOT_STATEMENTS)
 def test_hot_statements_never_scan_a_whole_table(bulk, name: str) -> None:
-    rows = bulk.execute(
-        "EXPLAIN (GENERIC_PLAN) " + positional(queries()[name])).fetchall()
+    rows = generic_plan(bulk, queries()[name])
     plan = "\n".join(r["QUERY PLAN"] for r in rows)
     for table in ("node_tasks", "runs", "run_events"):
         assert f"Seq Scan on {table} " not in plan, plan
@@ -117,9 +116,7 @@ def test_lease_uses_the_partial_index_after_bulk_insert(bulk) -> None:
     custom = sql.execute("EXPLAIN (FORMAT JSON) " + queries()["lease_nodes"], params).fetchone()
     # Workers plan each statement once (plan_cache_mode=force_generic_plan): the plan
     # without parameter values must walk the same index.
-    generic = sql.execute(
-        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + positional(queries()["lease_nodes"])
-    ).fetchone()
+    [generic] = generic_plan(sql, queries()["lease_nodes"], json=True)
     for plan in (custom, generic):
         scans = json.dumps(scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks"))
         assert "node_tasks_dequeue" in scans
@@ -141,9 +138,7 @@ def test_100k_waiting_nodes_stay_out_of_the_lease_path(bulk) -> None:
     params = {"worker": "w", "queue": "default", "limit": 16, "ttl_s": 30, "executors": None,
               "capped": None}
     custom = sql.execute("EXPLAIN (FORMAT JSON) " + queries()["lease_nodes"], params).fetchone()
-    generic = sql.execute(
-        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + positional(queries()["lease_nodes"])
-    ).fetchone()
+    [generic] = generic_plan(sql, queries()["lease_nodes"], json=True)
     for plan in (custom, generic):
         scans = json.dumps(scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks"))
         assert "node_tasks_dequeue" in scans
@@ -156,9 +151,7 @@ def test_100k_waiting_nodes_stay_out_of_the_lease_path(bulk) -> None:
 
 def test_handing_off_released_nodes_looks_them_up_by_id(bulk) -> None:
     """lease_released is given the ids a completion released: it must not walk the queue."""
-    plan = bulk.execute(
-        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + positional(queries()["lease_released"])
-    ).fetchone()
+    [plan] = generic_plan(bulk, queries()["lease_released"], json=True)
     scans = scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks")
     by_index = {scan.get("Index Name"): scan for scan in scans}
     # The released ids by primary key; the one probe for a higher-priority queued node

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from dagq.runtime.db import open_pool
 from dagq.runtime.sqlfiles import queries
 from dagq.store import Store
-from tests.harness.plans import positional, scans_of
+from tests.harness.plans import generic_plan, scans_of
 
 
 def run_of(sql: psycopg.Connection, tenant: str, nodes: int, *, priority: int = 0) -> uuid.UUID:
@@ -204,9 +204,7 @@ def test_fair_lease_plan_is_index_driven_with_100_tenants_and_1m_nodes(backlog) 
     params = {"worker": "w", "queue": "default", "limit": 16, "ttl_s": 30,
               "executors": None, "capped": None}
     custom = sql.execute("EXPLAIN (FORMAT JSON) " + queries()["lease_nodes"], params).fetchone()
-    generic = sql.execute(
-        "EXPLAIN (FORMAT JSON, GENERIC_PLAN) " + positional(queries()["lease_nodes"])
-    ).fetchone()
+    [generic] = generic_plan(sql, queries()["lease_nodes"], json=True)
     for plan in (custom, generic):
         scans = scans_of(plan["QUERY PLAN"][0]["Plan"], "node_tasks")
         assert scans and all("Seq Scan" not in s["Node Type"] for s in scans), scans
