@@ -52,10 +52,15 @@ def authenticate(repo: Store, key: str) -> ApiKey | None:
     return found
 
 
+def check_tenant_name(name: str) -> None:
+    if not 0 < len(name) <= 200 or "\x00" in name:
+        raise InvalidRequest("a tenant name needs 1 to 200 characters (no NUL)")
+
+
 def list_api_keys(repo: Store, tenant: str | None) -> list[ApiKeyRecord]:
     """The keys of `tenant` (None: all), revoked ones too; never a key or its hash."""
-    if tenant is not None and (not 0 < len(tenant) <= 200 or "\x00" in tenant):
-        raise InvalidRequest("a tenant name needs 1 to 200 characters")
+    if tenant is not None:
+        check_tenant_name(tenant)
     return repo.tenants.list_api_keys(tenant, limit=MAX_KEYS_LISTED)
 
 

@@ -53,7 +53,7 @@ BAD_INPUTS: list[tuple[list[str], int, str]] = [
     (["submit", "flow.json", "--inputs", '{"x": "a\\u0000"}'], 2, "--inputs.x: text may not"),
     (["runs", "--status", "bogus"], 2, "--status 'bogus' is not a run status"),
     (["runs", "--workflow", "x" * 100], 2, "--workflow 'xxx"),
-    (["run", "show", "nope"], 2, "'nope' is not a run id (a UUID)"),
+    (["run", "show", "nope"], 2, "'nope' is not a run id (a UUID, or a unique prefix"),
     (["run", "show", NOBODY], 1, "not found"),
     (["run", "follow", NOBODY], 1, "not found"),
     (["run", "rerun", NOBODY, "--from", "a"], 1, "not found"),
