@@ -147,7 +147,7 @@ def keys(args: argparse.Namespace, settings: Settings) -> int:
             views.keys_table(listed)
         return 0
     if args.keys_command == "revoke":
-        key_id = parse_uuid(args.key_id, "API key")
+        key_id = parse_uuid(args.key_id, "key")
         with backend(settings) as b:
             record = b.revoke_key(key_id)
         print(f"revoked key {record.id} of tenant {record.tenant!r} "
