@@ -147,6 +147,8 @@ class ListRunsQuery(_Query):
 
 
 class KeysQuery(_Query):
+    """GET /v1/keys: an admin key may ask for one tenant's keys."""
+
     tenant: str | None = Field(None, min_length=1, max_length=200, pattern=TENANT_PATTERN,
                                description="admin keys only: one tenant's keys")
 
@@ -234,6 +236,8 @@ class RunList(_Out):
 
 
 class KeyList(_Out):
+    """GET /v1/keys: the keys a caller may see."""
+
     keys: list[ApiKeyRecord] = Field(description="oldest first, revoked ones too; never "
                                                  "a key or its hash")
 
