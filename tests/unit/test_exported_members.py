@@ -32,8 +32,8 @@ EXPORTED = {
         "Unauthorized", "Unavailable", "UnexpectedReply",
     },
     "dagq.models": {
-        "ApiKey", "ApiKeyRecord", "ChildRun", "ExecutorInfo", "HeartbeatResult", "LeasedNode", "NodeStatus",
-        "NodeView", "RerunResult", "RunEvent", "RunStatus", "RunView", "RunWarning",
+        "ApiKey", "ApiKeyRecord", "ChildRun", "ExecutorInfo", "HeartbeatResult", "LeasedNode",
+        "NodeStatus", "NodeView", "RerunResult", "RunEvent", "RunStatus", "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",
     },
     "dagq.api.schemas": {
