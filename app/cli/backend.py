@@ -249,7 +249,7 @@ class RemoteBackend:
         return self.client.workflow(name, version)
 
     def keys(self, tenant: str | None) -> list[ApiKeyRecord]:
-        return self.client.keys(tenant)
+        return self.client.api_keys(tenant)
 
     def revoke_key(self, key_id: uuid.UUID) -> ApiKeyRecord:
         return self.client.revoke_key(key_id)

@@ -231,7 +231,7 @@ def queues() -> Call[list[QueueStats]]:
 
 # ----- API keys -----------------------------------------------------------------------
 
-def keys(tenant: str | None) -> Call[list[ApiKeyRecord]]:
+def api_keys(tenant: str | None) -> Call[list[ApiKeyRecord]]:
     return Call("GET", "/v1/keys", lambda r: KeyList.model_validate(r.json()).keys,
                 params=_params(tenant=tenant), idempotent=True)
 

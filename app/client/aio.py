@@ -177,10 +177,10 @@ class AsyncClient:
 
     # ----- API keys ---------------------------------------------------------------------
 
-    async def keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
+    async def api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
         """API keys, revoked ones too (never a key or its hash): an admin key sees every
         tenant's (or `tenant`'s), another key its own tenant's."""
-        return await self._call(calls.keys(tenant))
+        return await self._call(calls.api_keys(tenant))
 
     async def revoke_key(self, key_id: RunId) -> ApiKeyRecord:
         """Revoke an API key for good (admin keys only); again changes nothing."""

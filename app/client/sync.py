@@ -203,10 +203,10 @@ class Client:
 
     # ----- API keys ---------------------------------------------------------------------
 
-    def keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
+    def api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
         """API keys, revoked ones too (never a key or its hash): an admin key sees every
         tenant's (or `tenant`'s), another key its own tenant's."""
-        return self._call(calls.keys(tenant))
+        return self._call(calls.api_keys(tenant))
 
     def revoke_key(self, key_id: RunId) -> ApiKeyRecord:
         """Revoke an API key for good (admin keys only); again changes nothing."""
