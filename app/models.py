@@ -197,6 +197,18 @@ class ApiKey(_Record):
     key_hash: str = ""  # empty for the anonymous admin of DAGQ_AUTH=off
 
 
+class ApiKeyRecord(_Record):
+    """An API key as listed (`dagq keys list`, GET /v1/keys): never the key nor its hash.
+    `revoked_by` says who revoked it ("key <id> (tenant <t>)", or "cli")."""
+
+    id: UUID
+    tenant: str
+    admin: bool
+    created_at: datetime
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+
 class ExecutorInfo(_Record):
     name: str
     queue: str = "default"

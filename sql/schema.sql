@@ -889,7 +889,8 @@ CREATE TABLE dagq.api_keys (
     key_hash text NOT NULL,
     admin boolean DEFAULT false NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    revoked_at timestamp with time zone
+    revoked_at timestamp with time zone,
+    revoked_by text
 );
 
 --

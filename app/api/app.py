@@ -18,7 +18,17 @@ from dagq.api.bodies import BodyLimitMiddleware
 from dagq.api.errors import EXCEPTION_HANDLERS
 from dagq.api.hub import EventHub
 from dagq.api.metrics import ApiMetrics
-from dagq.api.routes import dashboard, events, ops, pages, runs, schedules, tenants, workflows
+from dagq.api.routes import (
+    dashboard,
+    events,
+    keys,
+    ops,
+    pages,
+    runs,
+    schedules,
+    tenants,
+    workflows,
+)
 from dagq.api.routing import one_route_per_path
 from dagq.api.security import SecurityHeadersMiddleware
 from dagq.api.submits import SubmitBatcher
@@ -90,7 +100,7 @@ def create_app(settings: Settings, url: str) -> Starlette:
     app = Starlette(
         routes=one_route_per_path([
             *runs.routes, *events.routes, *workflows.routes, *ops.routes, *dashboard.routes,
-            *schedules.routes, *tenants.routes, *pages.routes]),
+            *schedules.routes, *tenants.routes, *keys.routes, *pages.routes]),
         middleware=[
             Middleware(SecurityHeadersMiddleware),
             Middleware(RequestMetricsMiddleware, metrics=metrics),

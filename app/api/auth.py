@@ -1,7 +1,10 @@
 """Who is calling: `Authorization: Bearer <key>` checked with service.authenticate.
 
 Valid keys are remembered for KEY_CACHE_TTL_S (by hash, never the key itself), which
-saves a database round trip per request; a revoked key stops working within that time.
+saves a database round trip per request. A key revoked through this API process
+(DELETE /v1/keys/{id}) is forgotten at once; in the other API processes (`--processes`,
+other hosts) and after `dagq keys revoke` on the database, it stops working within
+KEY_CACHE_TTL_S (10 s) at most.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ class KeyCache:
         if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
         return None
+
+    def forget(self, key_hash: str) -> None:
+        """Drop a (revoked) key, so this process never serves it from the cache again."""
+        with self._lock:
+            self._found.pop(key_hash, None)
 
     def authenticate(self, repo: Store, key: str) -> ApiKey | None:
         """service.authenticate, remembered when the key is valid (blocking)."""

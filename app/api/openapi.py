@@ -18,6 +18,7 @@ from dagq.api import schemas as s
 from dagq.api.routes.dashboard import WorkerList, WorkersQuery
 from dagq.api.routes.schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
 from dagq.models import (
+    ApiKeyRecord,
     RerunResult,
     RunEvent,
     RunView,
@@ -45,7 +46,7 @@ OUTPUT_MODELS: list[type[BaseModel]] = [
     s.ErrorBody, s.WorkflowRef, WorkflowRecord, s.WorkflowList, SubmitResult, RunView,
     s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList, ScheduleCreated,
     ScheduleRecord, ScheduleList, SignalResult, s.NodeStream, s.BatchResults, TenantRecord,
-    RerunResult,
+    RerunResult, s.KeyList, ApiKeyRecord,
 ]
 V1 = [{"bearerAuth": []}]
 
@@ -330,7 +331,24 @@ def _tenant_paths() -> dict[str, Any]:
             "responses": {"200": _json(_ref(TenantRecord), "Stored"),
                           **_errors(400, 401, 403, 413, 422, 503)},
         },
-    }}
+    }, **_key_paths()}
+
+
+def _key_paths() -> dict[str, Any]:
+    key_id = _param("key_id", "path", {"type": "string", "format": "uuid"}, "key id")
+    return {
+        "/v1/keys": {"get": {
+            "summary": "API keys (never a key or its hash): an admin key's every tenant's, "
+                       "another key's its own tenant's", "security": V1,
+            "parameters": _query(s.KeysQuery),
+            "responses": {"200": _json(_ref(s.KeyList), "Oldest first, revoked ones too"),
+                          **_errors(401, 422, 503)}}},
+        "/v1/keys/{key_id}": {"delete": {
+            "summary": "Revoke a key for good (again: the same record); admin keys",
+            "security": V1, "parameters": [key_id],
+            "responses": {"200": _json(_ref(ApiKeyRecord), "Revoked"),
+                          **_errors(401, 403, 404, 503)}}},
+    }
 
 
 @lru_cache(maxsize=1)

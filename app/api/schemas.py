@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from dagq.errors import InvalidRequest
-from dagq.models import RunView, SubmitResult, WorkflowRecord
+from dagq.models import ApiKeyRecord, RunView, SubmitResult, WorkflowRecord
 from dagq.spec.workflow import KEY_PATTERN, MAX_PRIORITY, Concurrency
 from dagq.states import RunStatus
 
@@ -139,6 +139,18 @@ class ListRunsQuery(_Query):
     tenant: str | None = Field(None, min_length=1, max_length=200, pattern=TENANT_PATTERN,
                                description="admin keys only: one tenant's runs")
     parent: UUID | None = Field(None, description="only the child runs of this run")
+    id_prefix: str | None = Field(
+        None, min_length=4, max_length=36, pattern=r"^[0-9A-Fa-f-]+$",
+        description="only the runs whose id starts with this (at least 4 hex digits, "
+                    "dashes optional): at most `limit` by id, no next page; not with "
+                    "status, workflow, parent or cursor")
+
+
+class KeysQuery(_Query):
+    """GET /v1/keys: an admin key may ask for one tenant's keys."""
+
+    tenant: str | None = Field(None, min_length=1, max_length=200, pattern=TENANT_PATTERN,
+                               description="admin keys only: one tenant's keys")
 
 
 class WorkflowVersionQuery(_Query):
@@ -221,6 +233,13 @@ class RunSummary(_Out):
 class RunList(_Out):
     runs: list[RunSummary]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+
+
+class KeyList(_Out):
+    """GET /v1/keys: the keys a caller may see."""
+
+    keys: list[ApiKeyRecord] = Field(description="oldest first, revoked ones too; never "
+                                                 "a key or its hash")
 
 
 class RunAction(_Out):

@@ -52,6 +52,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "worker": processes.worker, "sweeper": processes.sweeper, "bench": processes.bench,
         "keys": commands.keys, "submit": commands.submit, "runs": commands.runs,
         "run": commands.run, "schedules": commands.schedules, "tenants": commands.tenants,
-        "signal": commands.signal,
+        "signal": commands.signal, "workflows": commands.workflows,
     }
     return handlers[args.command](args, settings)

@@ -3,7 +3,8 @@ with DAGQ_URL set (and DAGQ_API_KEY), the HTTP API (`RemoteBackend`, through dag
 Each command in dagq.cli.commands is written once over `backend()`; the two answer alike,
 and print the same.
 
-Also `repository()`: the Store the database-only commands (keys, schedules, tenants) use.
+Also `repository()`: the Store the database-only commands (keys create, schedules,
+tenants) use.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from dagq.cli.follow import Chunk, Event, FeedItem
 from dagq.cli.views import Snapshot
 from dagq.config import Settings
 from dagq.errors import InvalidRequest
-from dagq.models import RerunResult, RunView, SignalResult, SubmitResult
+from dagq.models import (
+    ApiKeyRecord,
+    RerunResult,
+    RunEvent,
+    RunView,
+    SignalResult,
+    SubmitResult,
+    WorkflowRecord,
+)
 from dagq.states import OPEN_RUN_STATUSES, TERMINAL_RUN_EVENTS
 
 if TYPE_CHECKING:
@@ -35,6 +44,7 @@ FEED_POLL_S = 0.1
 PROGRESS_POLL_S = 0.2
 WARN_EVERY_S = 2.0  # how often --wait checks that live workers serve the run
 MAX_PAGE = 500  # the API's largest page of runs
+EVENTS_PAGE = 1000  # stored events read at a time by `dagq run events`
 
 # How each node event moves a node on the progress bar through the API (unknown: ignored).
 NODE_EVENT_STATUS = {
@@ -55,6 +65,26 @@ class Backend(Protocol):
              limit: int) -> Sequence[RunView | RunSummary]: ...
 
     def run(self, run_id: uuid.UUID) -> RunView: ...
+
+    def resolve(self, ref: uuid.UUID | str) -> uuid.UUID:
+        """The run id a UUID or a unique id prefix (service.parse_run_ref's) names."""
+        ...
+
+    def cancel(self, run_id: uuid.UUID) -> str: ...
+
+    def retry(self, run_id: uuid.UUID) -> str: ...
+
+    def events(self, run_id: uuid.UUID, after: int) -> Iterator[RunEvent]:
+        """The run's stored events after event id `after`, as they are now."""
+        ...
+
+    def workflows(self) -> list[WorkflowRecord]: ...
+
+    def workflow(self, name: str, version: int | None) -> WorkflowRecord: ...
+
+    def keys(self, tenant: str | None) -> list[ApiKeyRecord]: ...
+
+    def revoke_key(self, key_id: uuid.UUID) -> ApiKeyRecord: ...
 
     def rerun(self, run_id: uuid.UUID, from_: list[str], outputs: dict[str, Any] | None,
               inputs: Any) -> RerunResult: ...
@@ -88,6 +118,37 @@ class LocalBackend:
 
     def run(self, run_id: uuid.UUID) -> RunView:
         return service.get_run(self.repo, run_id)
+
+    def resolve(self, ref: uuid.UUID | str) -> uuid.UUID:
+        return service.resolve_run_id(self.repo, ref, None)
+
+    def cancel(self, run_id: uuid.UUID) -> str:
+        return service.cancel_run(self.repo, run_id, None)
+
+    def retry(self, run_id: uuid.UUID) -> str:
+        return service.retry_run(self.repo, run_id, None)
+
+    def events(self, run_id: uuid.UUID, after: int) -> Iterator[RunEvent]:
+        self.repo.runs.get_run(run_id, with_nodes=False)  # NotFound first
+        while True:
+            page = self.repo.runs.events(run_id, after=after, limit=EVENTS_PAGE)
+            yield from page
+            if len(page) < EVENTS_PAGE:
+                return
+            after = page[-1].id
+
+    def workflows(self) -> list[WorkflowRecord]:
+        return self.repo.workflows.list_workflows()
+
+    def workflow(self, name: str, version: int | None) -> WorkflowRecord:
+        return self.repo.workflows.get_workflow(name, version)
+
+    def keys(self, tenant: str | None) -> list[ApiKeyRecord]:
+        return service.list_api_keys(self.repo, tenant)
+
+    def revoke_key(self, key_id: uuid.UUID) -> ApiKeyRecord:
+        return service.revoke_api_key(self.repo, key_id, tenant=None,
+                                      by=service.CLI_REVOKER)[0]
 
     def rerun(self, run_id: uuid.UUID, from_: list[str], outputs: dict[str, Any] | None,
               inputs: Any) -> RerunResult:
@@ -161,6 +222,37 @@ class RemoteBackend:
 
     def run(self, run_id: uuid.UUID) -> RunView:
         return self.client.run(run_id)
+
+    def resolve(self, ref: uuid.UUID | str) -> uuid.UUID:
+        if isinstance(ref, uuid.UUID):
+            return ref
+        found = self.client.runs_by_prefix(ref, service.MAX_MATCHES + 1)
+        return service.one_match(ref, [run.run_id for run in found])
+
+    def cancel(self, run_id: uuid.UUID) -> str:
+        return self.client.cancel(run_id).status
+
+    def retry(self, run_id: uuid.UUID) -> str:
+        return self.client.retry(run_id).status
+
+    def events(self, run_id: uuid.UUID, after: int) -> Iterator[RunEvent]:
+        from dagq.models import RunEvent as Stored
+
+        for event in self.client.events(run_id, after, follow=False):
+            assert isinstance(event, Stored)  # follow=False pages stored events only
+            yield event
+
+    def workflows(self) -> list[WorkflowRecord]:
+        return self.client.workflows()
+
+    def workflow(self, name: str, version: int | None) -> WorkflowRecord:
+        return self.client.workflow(name, version)
+
+    def keys(self, tenant: str | None) -> list[ApiKeyRecord]:
+        return self.client.api_keys(tenant)
+
+    def revoke_key(self, key_id: uuid.UUID) -> ApiKeyRecord:
+        return self.client.revoke_key(key_id)
 
     def rerun(self, run_id: uuid.UUID, from_: list[str], outputs: dict[str, Any] | None,
               inputs: Any) -> RerunResult:

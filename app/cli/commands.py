@@ -1,9 +1,12 @@
 """Handlers of the `dagq` commands that read and change runs, schedules, tenants and keys.
 
-The run commands (submit, runs, run show/follow/rerun, signal) are written once: they
-check their arguments (dagq.cli.parser, dagq.service), then call `backend()`, which is
-the database or, with DAGQ_URL set, the HTTP API. keys, schedules and tenants use the
-database only, whatever DAGQ_URL says. Every change goes through dagq.service.
+The run commands (submit, runs, run show/follow/rerun/cancel/retry/events, signal),
+`workflows` and `keys list|revoke` are written once: they check their arguments
+(dagq.cli.parser, dagq.service), then call `backend()`, which is the database or, with
+DAGQ_URL set, the HTTP API. A run id may be a unique prefix (dagq.service.lookup).
+`keys create`, schedules and tenants use the database only, whatever DAGQ_URL says.
+Every change goes through dagq.service. `--json` prints one JSON document, in the shape
+the API answers with.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dagq import service
 from dagq.cli.backend import backend, repository
 from dagq.cli.parser import (
     check_run_filter,
+    check_workflow_name,
     parse_json_arg,
     parse_uuid,
     workflow_arg,
@@ -46,34 +50,70 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def runs(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.cli.views import runs_table
+    from dagq.api.schemas import RunSummary
+    from dagq.cli.views import print_json, runs_table
 
     check_run_filter(args.status, args.workflow)
     with backend(settings) as b:
         found = b.runs(args.status, args.workflow, args.limit)
-    runs_table(found)
+    if args.json:  # GET /v1/runs's shape (one page: no next_cursor)
+        print_json({"runs": [RunSummary.model_validate(r, from_attributes=True)
+                             .model_dump(mode="json") for r in found]})
+    else:
+        runs_table(found)
     return 0
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """`dagq run show|follow|rerun RUN_ID`."""
-    from dagq.cli.views import rerun_made, run_detail
+    """`dagq run show|follow|rerun|cancel|retry|events RUN_ID`."""
+    from dagq.cli import views
 
-    run_id = parse_uuid(args.run_id, "run")
+    ref = service.parse_run_ref(args.run_id)
     if args.run_command == "rerun":
         outputs = parse_json_arg(args.outputs, "--outputs")
         inputs = parse_json_arg(args.inputs, "--inputs")
         service.check_rerun(args.from_, outputs, inputs)
         with backend(settings) as b:
-            result = b.rerun(run_id, args.from_, outputs, inputs)
-        return rerun_made(result)
+            result = b.rerun(b.resolve(ref), args.from_, outputs, inputs)
+        return views.rerun_made(result)
     with backend(settings) as b:
+        run_id = b.resolve(ref)
         if args.run_command == "follow":
             from dagq.cli.follow import FeedPrinter, follow
 
             return 0 if follow(b, run_id, FeedPrinter()) == "succeeded" else 1
+        if args.run_command in ("cancel", "retry"):
+            action = b.cancel if args.run_command == "cancel" else b.retry
+            return views.run_acted(args.run_command, run_id, action(run_id))
+        if args.run_command == "events":
+            return views.events_list(b.events(run_id, args.after), as_json=args.json)
         found = b.run(run_id)
-    run_detail(found)
+    if args.json:
+        views.print_json(found.model_dump(mode="json"))
+    else:
+        views.run_detail(found, verbose=args.verbose)
+    return 0
+
+
+def workflows(args: argparse.Namespace, settings: Settings) -> int:
+    """`dagq workflows list|show`."""
+    from dagq.cli import views
+
+    if args.workflows_command == "show":
+        check_workflow_name(args.name)
+    with backend(settings) as b:
+        if args.workflows_command == "list":
+            listed = b.workflows()
+            if args.json:  # GET /v1/workflows's shape
+                views.print_json({"workflows": [w.model_dump(mode="json") for w in listed]})
+            else:
+                views.workflows_table(listed)
+            return 0
+        found = b.workflow(args.name, args.workflow_version)
+    if args.json:  # GET /v1/workflows/{name}'s shape
+        views.print_json(found.model_dump(mode="json"))
+    else:
+        views.workflow_detail(found)
     return 0
 
 
@@ -82,16 +122,37 @@ def signal(args: argparse.Namespace, settings: Settings) -> int:
     became of it (stderr)."""
     from dagq.cli.views import signal_sent
 
-    run_id = parse_uuid(args.run_id, "run")
+    ref = service.parse_run_ref(args.run_id)
     data = parse_json_arg(args.data, "--data")
     service.check_signal(args.name, data, args.signal_id)
     with backend(settings) as b:
-        result = b.signal(run_id, args.name, data, args.signal_id)
+        result = b.signal(b.resolve(ref), args.name, data, args.signal_id)
     signal_sent(result)
     return 0
 
 
 def keys(args: argparse.Namespace, settings: Settings) -> int:
+    """`dagq keys create` (the database only: a key is made where the database is),
+    `keys list` and `keys revoke` (either backend)."""
+    from dagq.cli import views
+
+    if args.keys_command == "list":
+        if args.tenant is not None:
+            service.check_tenant_name(args.tenant)
+        with backend(settings) as b:
+            listed = b.keys(args.tenant)
+        if args.json:  # GET /v1/keys's shape
+            views.print_json({"keys": [k.model_dump(mode="json") for k in listed]})
+        else:
+            views.keys_table(listed)
+        return 0
+    if args.keys_command == "revoke":
+        key_id = parse_uuid(args.key_id, "key")
+        with backend(settings) as b:
+            record = b.revoke_key(key_id)
+        print(f"revoked key {record.id} of tenant {record.tenant!r} "
+              f"(revoked {views.when(record.revoked_at)} by {record.revoked_by})")
+        return 0
     with repository(settings) as repo:
         key = service.create_api_key(repo, args.tenant, admin=args.admin)
     kind = "admin key" if args.admin else "key"
@@ -111,7 +172,12 @@ def schedules(args: argparse.Namespace, settings: Settings) -> int:
                 timezone=args.timezone)
             print(created.schedule_id)
         elif args.schedules_command == "list":
-            schedules_table(repo.schedules.list_schedules(None))
+            listed = repo.schedules.list_schedules(None)
+            if args.json:  # GET /v1/schedules's shape
+                print(json.dumps({"schedules": [item.model_dump(mode="json")
+                                                for item in listed]}, indent=2))
+            else:
+                schedules_table(listed)
         else:
             service.delete_schedule(repo, parse_uuid(args.schedule_id, "schedule"), None)
             print(f"deleted schedule {args.schedule_id}")

@@ -20,6 +20,7 @@ from dagq.spec.workflow import KEY_PATTERN
 from dagq.states import RunStatus
 
 EXIT_INPUT = 2
+RUN_ID_HELP = "a run id, or a unique prefix of one (at least 4 hex digits)"
 SPEC_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 
 
@@ -78,6 +79,16 @@ def check_run_filter(status: str | None, workflow: str | None) -> None:
                              f"({', '.join(get_args(RunStatus))})")
     if workflow is not None and not re.fullmatch(KEY_PATTERN, workflow):
         raise InvalidRequest(f"--workflow {workflow[:100]!r} must match [A-Za-z0-9_.-]{{1,64}}")
+
+
+def check_workflow_name(name: str) -> None:
+    if not re.fullmatch(KEY_PATTERN, name):
+        raise InvalidRequest(f"workflow name {name[:100]!r} must match [A-Za-z0-9_.-]{{1,64}}")
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON document on stdout (the API's own shape)")
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -147,18 +158,33 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     runs.add_argument("--status", default=None)
     runs.add_argument("--workflow", default=None)
     runs.add_argument("--limit", type=_int_at_least(1), default=20)
+    _json_flag(runs)
 
     run = sub.add_parser("run", help="one run")
     run_sub = run.add_subparsers(dest="run_command", required=True, metavar="COMMAND")
     show = run_sub.add_parser("show", help="a run and its nodes")
-    show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
+    show.add_argument("--verbose", action="store_true",
+                      help="errors whole (every frame of the traceback)")
+    _json_flag(show)
+    for name, text in (("cancel", "cancel an open run"),
+                       ("retry", "requeue a failed, partially succeeded or cancelled run's "
+                                 "unfinished nodes")):
+        run_sub.add_parser(name, help=text).add_argument("run_id", metavar="RUN_ID",
+                                                         help=RUN_ID_HELP)
+    events = run_sub.add_parser("events", help="a run's stored events (not its streamed "
+                                "text: `run follow`)")
+    events.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
+    events.add_argument("--after", type=_int_at_least(0), default=0, metavar="N",
+                        help="only events after event id N")
+    _json_flag(events)
     follow = run_sub.add_parser("follow", help="print a run's events and streamed text "
                                 "as they come, until it ends")
-    follow.add_argument("run_id", metavar="RUN_ID")
+    follow.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
     rerun = run_sub.add_parser("rerun", help="a new run of a finished run: the --from "
                                "nodes and everything downstream run again, the rest is "
                                "copied; prints the new run id")
-    rerun.add_argument("run_id", metavar="RUN_ID")
+    rerun.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
     rerun.add_argument("--from", dest="from_", action="append", required=True,
                        metavar="KEY", help="a node to run again (repeat for more)")
     rerun.add_argument("--outputs", default=None,
@@ -166,7 +192,7 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rerun.add_argument("--inputs", default=None, help="new run inputs as JSON")
 
     signal = sub.add_parser("signal", help="send a signal to a run's wait node")
-    signal.add_argument("run_id", metavar="RUN_ID")
+    signal.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
     signal.add_argument("name", metavar="NAME", help="the signal's name (wait.signal)")
     signal.add_argument("--data", default=None, help="the signal's data as a JSON object")
     signal.add_argument("--signal-id", default=None,
@@ -187,6 +213,23 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     create = keys_sub.add_parser("create", help="create a key (printed once)")
     create.add_argument("--tenant", required=True)
     create.add_argument("--admin", action="store_true")
+    keys_list = keys_sub.add_parser("list", help="keys (never the key itself), revoked "
+                                    "ones too")
+    keys_list.add_argument("--tenant", default=None, help="one tenant's keys")
+    _json_flag(keys_list)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key for good (with DAGQ_URL: "
+                                 "an admin key)")
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (`keys list`)")
+
+    workflows = sub.add_parser("workflows", help="registered workflows")
+    wf_sub = workflows.add_subparsers(dest="workflows_command", required=True,
+                                      metavar="COMMAND")
+    _json_flag(wf_sub.add_parser("list", help="every registered workflow"))
+    wf_show = wf_sub.add_parser("show", help="a workflow's spec (its latest version, or "
+                                "--version)")
+    wf_show.add_argument("name", metavar="NAME")
+    wf_show.add_argument("--version", dest="workflow_version", type=_int_at_least(1))
+    _json_flag(wf_show)
 
     schedules = sub.add_parser("schedules", help="cron schedules")
     sched_sub = schedules.add_subparsers(dest="schedules_command", required=True,
@@ -198,7 +241,7 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     sched_create.add_argument("--timezone", default="UTC")
     sched_create.add_argument("--inputs", default=None, help="run inputs as JSON")
     sched_create.add_argument("--tenant", default="default")
-    sched_sub.add_parser("list", help="all schedules")
+    _json_flag(sched_sub.add_parser("list", help="all schedules"))
     sched_delete = sched_sub.add_parser("delete", help="delete a schedule")
     sched_delete.add_argument("schedule_id", metavar="SCHEDULE_ID")
 
@@ -214,4 +257,4 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     tenant_set.add_argument("--submit-rate", default=None, metavar="R/s",
                             help="runs per second, e.g. 10 or 10/s")
     tenant_list = tenants_sub.add_parser("list", help="tenants with settings or open runs")
-    tenant_list.add_argument("--json", action="store_true")
+    _json_flag(tenant_list)

@@ -15,7 +15,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dagq.models import NodeView, RerunResult, RunView, RunWarning, SignalResult
+from dagq.cli.summary import error_lines, one_line
+from dagq.models import (
+    ApiKeyRecord,
+    NodeView,
+    RerunResult,
+    RunEvent,
+    RunView,
+    RunWarning,
+    SignalResult,
+    WorkflowRecord,
+)
 from dagq.states import TERMINAL_NODE_STATUSES
 
 if TYPE_CHECKING:
@@ -34,14 +44,24 @@ def _status(status: str) -> str:
     return f"[{COLOURS.get(status, 'white')}]{status}[/]"
 
 
-def _when(value: Any) -> str:
+def when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+_when = when
+
+
+def print_json(document: Any) -> None:
+    """`--json`: one JSON document on stdout."""
+    print(json.dumps(document, indent=2))
 
 
 def runs_table(runs: Sequence[RunView | RunSummary]) -> None:
     table = Table(title=f"{len(runs)} run(s), newest first")
-    for column in ("run id", "tenant", "workflow", "status", "nodes left", "created",
-                   "finished"):
+    # The whole id, never squeezed to "f5dc8e…" in a narrow terminal: it is what people
+    # copy (a unique prefix of it is accepted too).
+    table.add_column("run id", no_wrap=True, min_width=36)
+    for column in ("tenant", "workflow", "status", "nodes left", "created", "finished"):
         table.add_column(column)
     for run in runs:
         table.add_row(str(run.run_id), run.tenant, run.workflow, _status(run.status),
@@ -50,7 +70,9 @@ def runs_table(runs: Sequence[RunView | RunSummary]) -> None:
     out.print(table)
 
 
-def run_detail(run: RunView) -> None:
+def run_detail(run: RunView, *, verbose: bool = False) -> None:
+    """A run and its nodes; a failed node's error as a short summary (its user frames
+    first), or whole with `verbose`."""
     out.print(f"run [bold]{run.run_id}[/]  workflow {run.workflow}"
               f"{' v' + str(run.workflow_version) if run.workflow_version else ''}  "
               f"tenant {run.tenant}  status {_status(run.status)}")
@@ -58,16 +80,20 @@ def run_detail(run: RunView) -> None:
               f"finished {_when(run.finished_at)}")
     if run.rerun_of:
         out.print(f"rerun of run {run.rerun_of}")
-    if run.error:
-        out.print(f"[red]error:[/] {json.dumps(run.error)[:500]}")
+    if run.error and not verbose:
+        for line in error_lines(run.error):
+            out.print(f"error: {line}" if not line.startswith(" ") else line,
+                      style="red", markup=False, overflow="fold")
     for warning in run.warnings:
         out.print(f"warning: {warning.message}", style="yellow", markup=False)
     table = Table()
     for column in ("node", "executor", "status", "attempts", "duration ms", "outputs / error"):
         table.add_column(column)
     for node in run.nodes or []:
-        detail = node.error if node.status in ("failed", "cancelled") else node.outputs
-        text = json.dumps(detail)[:80] if detail is not None else ""
+        failed = node.status in ("failed", "cancelled")
+        detail = node.error if failed else node.outputs
+        text = one_line(detail) if failed else \
+            json.dumps(detail)[:80] if detail is not None else ""
         if node.status == "waiting":
             text = waiting_for(node)
         table.add_row(node.key + (f" [{node.items} items]" if node.items else ""),
@@ -75,6 +101,30 @@ def run_detail(run: RunView) -> None:
                       "-" if node.wait else f"{node.attempts}/{node.max_attempts}",
                       f"{node.duration_ms:.0f}" if node.duration_ms is not None else "-", text)
     out.print(table)
+    _node_errors(run, verbose)
+
+
+def _node_errors(run: RunView, verbose: bool) -> None:
+    """Below the table: each failed node's error (the summary, or all of it)."""
+    failed = [n for n in run.nodes or [] if n.status == "failed" and n.error]
+    if verbose:
+        for label, error in ([("run", run.error)] if run.error else []) + [
+                (f"node {n.key}", n.error) for n in failed]:
+            out.print(f"{label} error:", style="red", markup=False)
+            text = error.get("traceback") if isinstance(error, dict) else None
+            rest = {k: v for k, v in error.items() if k != "traceback"} \
+                if isinstance(error, dict) else error
+            out.print(json.dumps(rest, indent=2), markup=False, overflow="fold")
+            if text:
+                out.print(text.rstrip(), markup=False, overflow="fold")
+        return
+    for node in failed:
+        if isinstance(run.error, dict) and run.error.get("node") == node.key:
+            continue  # shown above, as the run's error
+        for line in error_lines(node.error, node.key):
+            out.print(line, style="red", markup=False, overflow="fold")
+    if failed or run.error:
+        out.print("(--verbose: the errors whole)", style="bright_black", markup=False)
 
 
 def waiting_for(node: NodeView) -> str:
@@ -187,6 +237,58 @@ def tenants_table(tenants: list[Any]) -> None:
 
 def _or_none(value: Any, unit: str = "") -> str:
     return "-" if value is None else f"{value:g}{unit}"
+
+
+def run_acted(action: str, run_id: Any, status: str) -> int:
+    """`dagq run cancel|retry`: what the run is now."""
+    verb = "cancelled" if action == "cancel" else "retried"
+    print(f"{verb} run {run_id}: it is {status}")
+    return 0
+
+
+def events_list(events: Iterable[RunEvent], *, as_json: bool) -> int:
+    """`dagq run events`: one line per event, or (--json) the API's list of events."""
+    if as_json:
+        print_json([event.model_dump(mode="json") for event in events])
+        return 0
+    for event in events:
+        where = f" {event.node_key}" if event.node_key else ""
+        tries = f" (try {event.attempt})" if event.attempt else ""
+        error = event.data.get("error") if isinstance(event.data, dict) else None
+        detail = f": {one_line(error, 100)}" if error else ""
+        print(f"{event.id:>8}  {when(event.created_at)}  {event.type}{where}{tries}{detail}")
+    return 0
+
+
+def workflows_table(workflows: Sequence[WorkflowRecord]) -> None:
+    table = Table(title=f"{len(workflows)} workflow(s)")
+    for column in ("name", "version", "nodes", "registered"):
+        table.add_column(column)
+    for item in workflows:
+        nodes = item.spec.get("nodes") if isinstance(item.spec, dict) else None
+        table.add_row(item.name, str(item.version),
+                      str(len(nodes)) if isinstance(nodes, dict) else "-",
+                      when(item.created_at))
+    out.print(table)
+
+
+def workflow_detail(workflow: WorkflowRecord) -> None:
+    """`dagq workflows show`: the name and version, then the spec as JSON."""
+    print(f"workflow {workflow.name} v{workflow.version} (registered "
+          f"{when(workflow.created_at)})")
+    print(json.dumps(workflow.spec, indent=2))
+
+
+def keys_table(keys: Sequence[ApiKeyRecord]) -> None:
+    """`dagq keys list`: never a key or its hash (neither is known here)."""
+    table = Table(title=f"{len(keys)} key(s)")
+    table.add_column("key id", no_wrap=True, min_width=36)
+    for column in ("tenant", "admin", "created", "revoked", "revoked by"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(str(key.id), key.tenant, "yes" if key.admin else "no",
+                      when(key.created_at), when(key.revoked_at), key.revoked_by or "-")
+    out.print(table)
 
 
 def rerun_made(result: RerunResult) -> int:

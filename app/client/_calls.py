@@ -15,9 +15,19 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from dagq.api.schemas import QueueList, QueueStats, RunAction, RunList, WorkflowList, WorkflowRef
+from dagq.api.schemas import (
+    KeyList,
+    QueueList,
+    QueueStats,
+    RunAction,
+    RunList,
+    RunSummary,
+    WorkflowList,
+    WorkflowRef,
+)
 from dagq.errors import InvalidWorkflow
 from dagq.models import (
+    ApiKeyRecord,
     RerunResult,
     RunEvent,
     RunView,
@@ -147,6 +157,11 @@ def runs_page(
                                cursor=cursor, parent=str(parent) if parent else None))
 
 
+def runs_by_prefix(prefix: str, limit: int) -> Call[list[RunSummary]]:
+    return Call("GET", "/v1/runs", lambda r: RunList.model_validate(r.json()).runs,
+                params={"id_prefix": prefix, "limit": limit}, idempotent=True)
+
+
 def events_path(run_id: uuid.UUID | str) -> str:
     return f"/v1/runs/{_segment(run_id)}/events"
 
@@ -228,4 +243,17 @@ def delete_schedule(schedule_id: uuid.UUID | str) -> Call[None]:
 
 def queues() -> Call[list[QueueStats]]:
     return Call("GET", "/v1/queues", lambda r: QueueList.model_validate(r.json()).queues,
+                idempotent=True)
+
+
+# ----- API keys -----------------------------------------------------------------------
+
+def api_keys(tenant: str | None) -> Call[list[ApiKeyRecord]]:
+    return Call("GET", "/v1/keys", lambda r: KeyList.model_validate(r.json()).keys,
+                params=_params(tenant=tenant), idempotent=True)
+
+
+def revoke_key(key_id: uuid.UUID | str) -> Call[ApiKeyRecord]:
+    # Idempotent: revoking a revoked key answers its record again and changes nothing.
+    return Call("DELETE", f"/v1/keys/{_segment(key_id)}", _model(ApiKeyRecord),
                 idempotent=True)

@@ -30,6 +30,7 @@ from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
+    ApiKeyRecord,
     RerunResult,
     RunEvent,
     RunView,
@@ -107,6 +108,11 @@ class AsyncClient:
                 return
             cursor = page.next_cursor
 
+    async def runs_by_prefix(self, prefix: str, limit: int = 11) -> list[RunSummary]:
+        """The runs (at most `limit`, by id) whose id starts with `prefix`: at least 4
+        hex digits, dashes optional (GET /v1/runs?id_prefix=)."""
+        return await self._call(calls.runs_by_prefix(prefix, limit))
+
     async def cancel(self, run_id: RunId) -> RunAction:
         return await self._call(calls.cancel(run_id))
 
@@ -168,6 +174,17 @@ class AsyncClient:
 
     async def delete_schedule(self, schedule_id: RunId) -> None:
         await self._call(calls.delete_schedule(schedule_id))
+
+    # ----- API keys ---------------------------------------------------------------------
+
+    async def api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
+        """API keys, revoked ones too (never a key or its hash): an admin key sees every
+        tenant's (or `tenant`'s), another key its own tenant's."""
+        return await self._call(calls.api_keys(tenant))
+
+    async def revoke_key(self, key_id: RunId) -> ApiKeyRecord:
+        """Revoke an API key for good (admin keys only); again changes nothing."""
+        return await self._call(calls.revoke_key(key_id))
 
     async def queues(self) -> list[QueueStats]:
         return await self._call(calls.queues())

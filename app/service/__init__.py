@@ -7,12 +7,20 @@ module of its concern:
 - `workflows`: registering, resolving, executor defaults, queues, sub-workflows
 - `submissions`: a submission checked and turned into rows; submitting many at once
 - `runs`: reading a run with its warnings; cancel, retry, rerun; signals
-- `tenants`: tenants' weights and quotas; API keys
+- `tenants`: tenants' weights and quotas; API keys (listing, revoking)
+- `lookup`: run ids as people type them (a unique prefix)
 - `schedules`: cron schedules and firing them
 """
 
 from __future__ import annotations
 
+from dagq.service.lookup import (
+    MAX_MATCHES,
+    check_prefix,
+    one_match,
+    parse_run_ref,
+    resolve_run_id,
+)
 from dagq.service.runs import (
     cancel_run,
     check_rerun,
@@ -26,11 +34,15 @@ from dagq.service.runs import (
 from dagq.service.schedules import create_schedule, delete_schedule, fire_due
 from dagq.service.submissions import SubmitRequest, check_request, prepare, submit, submit_many
 from dagq.service.tenants import (
+    CLI_REVOKER,
     KEY_PREFIX,
     authenticate,
+    check_tenant_name,
     create_api_key,
     hash_key,
+    list_api_keys,
     parse_rate,
+    revoke_api_key,
     set_tenant,
 )
 from dagq.service.workflows import (
@@ -45,11 +57,14 @@ from dagq.service.workflows import (
 )
 
 __all__ = [
-    "DEFAULT_QUEUE", "EXECUTORS_MAX_AGE_S", "KEY_PREFIX", "SubmitRequest",
+    "CLI_REVOKER", "DEFAULT_QUEUE", "EXECUTORS_MAX_AGE_S", "KEY_PREFIX", "MAX_MATCHES",
+    "SubmitRequest",
     "allow_test_executors", "authenticate", "cancel_run", "check_queues", "check_request",
     "check_rerun", "check_signal", "create_api_key", "create_schedule", "delete_schedule",
     "fire_due", "get_run", "hash_key", "parse_rate", "pin_subworkflows",
     "prepare", "register_workflow", "rerun_run", "resolve_workflow", "retry_run",
+    "check_prefix", "check_tenant_name", "list_api_keys", "one_match", "parse_run_ref",
+    "resolve_run_id", "revoke_api_key",
     "run_warnings", "send_signal", "set_tenant", "submit", "submit_many",
     "with_executor_defaults",
 ]

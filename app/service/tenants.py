@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import uuid
 
 from dagq.errors import InvalidRequest
 from dagq.models import (
     ApiKey,
+    ApiKeyRecord,
     TenantRecord,
 )
 from dagq.store import Store
@@ -18,6 +21,10 @@ MIN_SETTING = 0.001  # smallest weight or submit rate (smaller would round to 0 
 MAX_WEIGHT = 1000.0
 MAX_RATE = 1_000_000.0
 INT32_MAX = 2**31 - 1
+MAX_KEYS_LISTED = 10_000  # GET /v1/keys and `dagq keys list` answer at most this many
+CLI_REVOKER = "cli"  # revoked_by of a key revoked through the database (`dagq keys revoke`)
+
+log = logging.getLogger("dagq.audit")
 
 
 def hash_key(key: str) -> str:
@@ -43,6 +50,33 @@ def authenticate(repo: Store, key: str) -> ApiKey | None:
     if found is None or not hmac.compare_digest(found.key_hash, digest):
         return None
     return found
+
+
+def check_tenant_name(name: str) -> None:
+    if not 0 < len(name) <= 200 or "\x00" in name:
+        raise InvalidRequest("a tenant name needs 1 to 200 characters (no NUL)")
+
+
+def list_api_keys(repo: Store, tenant: str | None) -> list[ApiKeyRecord]:
+    """The keys of `tenant` (None: all), revoked ones too; never a key or its hash."""
+    if tenant is not None:
+        check_tenant_name(tenant)
+    return repo.tenants.list_api_keys(tenant, limit=MAX_KEYS_LISTED)
+
+
+def revoke_api_key(repo: Store, key_id: uuid.UUID, *, tenant: str | None,
+                   by: str) -> tuple[ApiKeyRecord, str]:
+    """Revoke a key of `tenant` (None: any) for good: it authenticates no more (the API's
+    key cache forgets it: dagq.api.auth). `by` names who revoked it; it is stored on the
+    key and logged (the audit trail). Returns the record and the key's hash."""
+    record, key_hash = repo.tenants.revoke_api_key(key_id, tenant, by)
+    # INFO: the API logs it; the CLI (WARNING and up) has the stored revoked_by instead.
+    log.info("api_key_revoked key_id=%s key_tenant=%r admin=%s revoked_by=%r revoked_at=%s",
+             record.id, record.tenant, record.admin, record.revoked_by,
+             record.revoked_at.isoformat() if record.revoked_at else None,
+             extra={"event": "api_key_revoked", "key_id": str(record.id),
+                    "key_tenant": record.tenant, "revoked_by": record.revoked_by})
+    return record, key_hash
 
 
 def parse_rate(text: str | None) -> float | None:

@@ -178,6 +178,18 @@ class RunRepo:
                            "error": None, "deadline_at": None}, None) for row in rows]
 
     @transient
+    def runs_by_id_prefix(self, prefix: str, tenant: str | None, *,
+                          limit: int) -> list[RunView]:
+        """Runs whose id starts with `prefix` (lowercase hex, dashes left out; checked by
+        the caller), by id: a range scan of the primary key."""
+        low, high = (uuid.UUID(hex=prefix.ljust(32, pad)) for pad in "0f")
+        with self.db.tx() as cur:
+            rows = cur.execute(queries()["runs_by_id_prefix"], {
+                "low": low, "high": high, "tenant": tenant, "limit": limit}).fetchall()
+        return [_run_view({**row, "fail_fast": True, "inputs": None, "outputs": None,
+                           "error": None, "deadline_at": None}, None) for row in rows]
+
+    @transient
     def events(self, run_id: uuid.UUID, *, after: int = 0, limit: int = 1000) -> list[RunEvent]:
         with self.db.tx() as cur:
             rows = cur.execute(queries()["events_after"], {

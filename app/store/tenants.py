@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from dagq.models import ApiKey, TenantRecord
+from dagq.errors import NotFound
+from dagq.models import ApiKey, ApiKeyRecord, TenantRecord
 from dagq.runtime.sqlfiles import queries
 from dagq.store.tx import Database, transient
 
@@ -63,3 +64,35 @@ class TenantRepo:
         with self.db.tx() as cur:
             row = cur.execute(queries()["api_key_by_hash"], {"key_hash": key_hash}).fetchone()
         return ApiKey(**row) if row else None
+
+    @transient
+    def list_api_keys(self, tenant: str | None, *, limit: int) -> list[ApiKeyRecord]:
+        """The keys of `tenant` (None: every tenant), oldest first, revoked ones too."""
+        with self.db.tx(one_statement=True) as cur:
+            rows = cur.execute(queries()["list_api_keys"],
+                               {"tenant": tenant, "limit": limit}).fetchall()
+        return [ApiKeyRecord(**row) for row in rows]
+
+    @transient
+    def get_api_key(self, key_id: uuid.UUID, tenant: str | None) -> ApiKeyRecord:
+        """A key of `tenant` (None: any), or NotFound."""
+        with self.db.tx(one_statement=True) as cur:
+            row = cur.execute(queries()["get_api_key"],
+                              {"id": key_id, "tenant": tenant}).fetchone()
+        if row is None:
+            raise NotFound(f"API key {key_id} not found")
+        return ApiKeyRecord(**row)
+
+    @transient
+    def revoke_api_key(self, key_id: uuid.UUID, tenant: str | None,
+                       by: str) -> tuple[ApiKeyRecord, str]:
+        """Mark the key revoked (once: again keeps the first revocation); the record and
+        the key's hash (to drop it from caches). NotFound when it is not a key of
+        `tenant` (None: any tenant)."""
+        with self.db.tx(one_statement=True) as cur:
+            row = cur.execute(queries()["revoke_api_key"],
+                              {"id": key_id, "tenant": tenant, "by": by}).fetchone()
+        if row is None:
+            raise NotFound(f"API key {key_id} not found")
+        key_hash = row.pop("key_hash")
+        return ApiKeyRecord(**row), key_hash

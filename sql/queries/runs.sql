@@ -93,3 +93,14 @@ SELECT count(*) FILTER (WHERE status IN ('pending', 'queued', 'running', 'waitin
        count(*) FILTER (WHERE status = 'failed') AS failed,
        count(*) FILTER (WHERE status = 'succeeded') AS succeeded
 FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id IS NULL
+
+-- name: runs_by_id_prefix
+-- The runs whose id starts with a hex prefix: a range scan of the primary key between
+-- the prefix padded with 0s and with fs (the caller pads; never a scan of every run).
+SELECT id, tenant, workflow, workflow_version, event_key, status, priority, nodes_total,
+       nodes_remaining, created_at, started_at, finished_at, parent_run_id, parent_node_key
+FROM dagq.runs
+WHERE id BETWEEN %(low)s::uuid AND %(high)s::uuid
+  AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
+ORDER BY id
+LIMIT %(limit)s

@@ -87,3 +87,22 @@ VALUES (%(id)s, %(tenant)s, %(key_hash)s, %(admin)s)
 -- name: api_key_by_hash
 SELECT id, tenant, key_hash, admin FROM dagq.api_keys
 WHERE key_hash = %(key_hash)s AND revoked_at IS NULL
+
+-- name: list_api_keys
+-- Never the key (it is not stored) nor its hash. Oldest first, bounded by the caller.
+SELECT id, tenant, admin, created_at, revoked_at, revoked_by FROM dagq.api_keys
+WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
+ORDER BY created_at, id
+LIMIT %(limit)s
+
+-- name: revoke_api_key
+-- Idempotent: a key revoked before keeps its first revoked_at and revoked_by.
+UPDATE dagq.api_keys
+SET revoked_at = coalesce(revoked_at, now()),
+    revoked_by = CASE WHEN revoked_at IS NULL THEN %(by)s ELSE revoked_by END
+WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
+RETURNING id, tenant, admin, created_at, revoked_at, revoked_by, key_hash
+
+-- name: get_api_key
+SELECT id, tenant, admin, created_at, revoked_at, revoked_by FROM dagq.api_keys
+WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)

@@ -237,7 +237,7 @@ STORE_WRITES = frozenset({
     "enforce_deadlines", "fire_due_waits", "prune",
     "register_worker", "stop_worker",
     "insert_schedule", "delete_schedule", "record_firing",
-    "put_tenant", "insert_api_key",
+    "put_tenant", "insert_api_key", "revoke_api_key",
     "store_result", "prune_results", "counter_add", "counter_change", "counter_incr_and_sum",
     "dead_letter_unserved",
 })
@@ -247,7 +247,8 @@ STORE_READS = frozenset({
     "run_feed", "node_stream",
     "known_executors", "known_queues", "unserved_nodes", "list_workers",
     "get_schedule", "list_schedules",
-    "get_tenant", "list_tenants", "limited_tenants", "api_key_by_hash",
+    "get_tenant", "list_tenants", "limited_tenants", "api_key_by_hash", "list_api_keys",
+    "get_api_key", "runs_by_id_prefix",
     "queue_stats", "queue_tenants", "readiness", "metric_gauges", "last_event_id", "event_tail",
     "queue_unfinished", "queued_message_runs", "first_failure_since", "database_now",
     "get_result", "counter_value", "unserved_actors",

@@ -39,12 +39,13 @@ EXPORTED = {
         "Unauthorized", "Unavailable", "UnexpectedReply",
     },
     "dagq.models": {
-        "ApiKey", "ChildRun", "ExecutorInfo", "HeartbeatResult", "LeasedNode", "NodeStatus",
-        "NodeView", "RerunResult", "RunEvent", "RunStatus", "RunView", "RunWarning",
+        "ApiKey", "ApiKeyRecord", "ChildRun", "ExecutorInfo", "HeartbeatResult", "LeasedNode",
+        "NodeStatus", "NodeView", "RerunResult", "RunEvent", "RunStatus", "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",
     },
     "dagq.api.schemas": {
-        "BatchResults", "CURSOR_PATTERN", "CURSOR_TEXT", "Concurrency", "Count", "EPOCH",
+        "ApiKeyRecord", "BatchResults", "CURSOR_PATTERN", "CURSOR_TEXT", "Concurrency",
+        "Count", "EPOCH", "KeyList", "KeysQuery",
         "ErrorBody", "ErrorDetail", "EventsQuery", "FEED_CURSOR_PATTERN", "Health",
         "INT32_MAX", "INT64_MAX", "InlineSpec", "InvalidRequest", "KEY_PATTERN",
         "LAST_EVENT_ID_PATTERN", "ListRunsQuery", "MAX_BATCH_RUNS", "MAX_EVENTS_PAGE",

@@ -19,7 +19,7 @@ STORE = ROOT / "app" / "store"
 REPOSITORIES = {
     "workflows": {"register_workflow", "get_workflow", "list_workflows"},
     "submissions": {"submit_run", "submit_runs", "submit_keyed"},
-    "runs": {"get_run", "list_runs", "events", "cancel_run", "retry_run"},
+    "runs": {"get_run", "list_runs", "events", "cancel_run", "retry_run", "runs_by_id_prefix"},
     "reruns": {"rerun_run"},
     "signals": {"send_signal"},
     "leases": {"lease", "heartbeat", "complete_and_lease", "fail", "requeue_unstarted",
@@ -32,7 +32,8 @@ REPOSITORIES = {
     "schedules": {"insert_schedule", "get_schedule", "list_schedules", "delete_schedule",
                   "record_firing"},
     "tenants": {"put_tenant", "get_tenant", "list_tenants", "limited_tenants",
-                "insert_api_key", "api_key_by_hash"},
+                "insert_api_key", "api_key_by_hash", "list_api_keys", "get_api_key",
+                "revoke_api_key"},
     "ops": {"queue_stats", "queue_tenants", "readiness", "metric_gauges", "last_event_id",
             "event_tail"},
     "messages": {"queue_unfinished", "queued_message_runs", "first_failure_since",

@@ -32,7 +32,7 @@ from dagq.api.schemas import (
     decode_cursor,
     encode_cursor,
 )
-from dagq.errors import Conflict, DagqError
+from dagq.errors import Conflict, DagqError, InvalidRequest
 from dagq.models import SubmitResult
 from dagq.service.submissions import SubmitRequest, cached_run
 from dagq.store.tx import call_by
@@ -131,6 +131,8 @@ async def list_runs(request: Request) -> JSONResponse:
     key = await principal(request)
     query = read_query(request, ListRunsQuery)
     tenant = tenant_scope(key) if tenant_scope(key) is not None else query.tenant
+    if query.id_prefix is not None:
+        return await _runs_by_prefix(request, query, tenant)
     cursor = decode_cursor(query.cursor) if query.cursor else None
     runs = await run_in_threadpool(
         request.app.state.repo.runs.list_runs, tenant=tenant, status=query.status,
@@ -142,6 +144,19 @@ async def list_runs(request: Request) -> JSONResponse:
         last = page[-1]
         next_cursor = encode_cursor(last.created_at, last.run_id)
     return _json(RunList(runs=[RunSummary.of(r) for r in page], next_cursor=next_cursor))
+
+
+async def _runs_by_prefix(request: Request, query: ListRunsQuery,
+                          tenant: str | None) -> JSONResponse:
+    """?id_prefix=: the caller's runs whose id starts with it, by id (one page)."""
+    mixed = [name for name in ("status", "workflow", "parent", "cursor")
+             if getattr(query, name) is not None]
+    if mixed:
+        raise InvalidRequest(f"id_prefix cannot be combined with {', '.join(mixed)}")
+    prefix = service.check_prefix(query.id_prefix or "")
+    runs = await run_in_threadpool(request.app.state.repo.runs.runs_by_id_prefix, prefix,
+                                   tenant, limit=query.limit)
+    return _json(RunList(runs=[RunSummary.of(r) for r in runs], next_cursor=None))
 
 
 async def _run_action(request: Request, action: Callable[..., str]) -> JSONResponse:

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from dagq import service
 from dagq.cli import main
 from dagq.config import get_settings
 from dagq.models import ExecutorInfo
@@ -29,6 +30,8 @@ FILES = {
         "b": {"executor": "builtin.noop", "depends_on": ["a"]}}}),
 }
 DONE, OPEN, NOBODY = "{done}", "{open}", "{nobody}"
+# A unique prefix of DONE's id; a prefix two runs share; one that no run's id starts with.
+PREFIX, AMBIGUOUS, NO_PREFIX = "{prefix}", "abcd", "{no-prefix}"
 
 # (arguments, exit status, a part of the one error line)
 BAD_INPUTS: list[tuple[list[str], int, str]] = [
@@ -53,7 +56,7 @@ BAD_INPUTS: list[tuple[list[str], int, str]] = [
     (["submit", "flow.json", "--inputs", '{"x": "a\\u0000"}'], 2, "--inputs.x: text may not"),
     (["runs", "--status", "bogus"], 2, "--status 'bogus' is not a run status"),
     (["runs", "--workflow", "x" * 100], 2, "--workflow 'xxx"),
-    (["run", "show", "nope"], 2, "'nope' is not a run id (a UUID)"),
+    (["run", "show", "nope"], 2, "'nope' is not a run id (a UUID, or a unique prefix"),
     (["run", "show", NOBODY], 1, "not found"),
     (["run", "follow", NOBODY], 1, "not found"),
     (["run", "rerun", NOBODY, "--from", "a"], 1, "not found"),
@@ -71,6 +74,29 @@ BAD_INPUTS: list[tuple[list[str], int, str]] = [
     (["signal", DONE, "go", "--data", "{x"], 2, "--data is not valid JSON"),
     (["signal", DONE, "go", "--signal-id", ""], 2, "signal_id needs 1 to 200 characters"),
     (["signal", DONE, "go", "--signal-id", "x" * 300], 2, "signal_id needs 1 to 200"),
+    # issue 34: run ids by prefix, and the commands that cover the rest of the API
+    (["run", "show", "abc"], 2, "'abc' is not a run id (a UUID, or a unique prefix of at "
+                                "least 4 hex digits)"),
+    (["run", "show", "zzzz"], 2, "'zzzz' is not a run id"),
+    (["run", "show", AMBIGUOUS], 2, "run id prefix 'abcd' is ambiguous: it matches abcd"),
+    (["run", "show", NO_PREFIX], 1, "run not found"),
+    (["run", "cancel", AMBIGUOUS], 2, "is ambiguous"),
+    (["signal", NO_PREFIX, "go"], 1, "run not found"),
+    (["run", "rerun", AMBIGUOUS, "--from", "a"], 2, "is ambiguous"),
+    (["run", "cancel", NOBODY], 1, "not found"),
+    (["run", "cancel", DONE], 1, "already finished (succeeded)"),
+    (["run", "cancel", "nope"], 2, "'nope' is not a run id"),
+    (["run", "retry", NOBODY], 1, "not found"),
+    (["run", "retry", OPEN], 1, "only failed, partial_succeeded or cancelled runs can be"),
+    (["run", "events", NOBODY], 1, "not found"),
+    (["run", "events", "x"], 2, "'x' is not a run id"),
+    (["workflows", "show", "bad name!"], 2, "workflow name 'bad name!' must match"),
+    (["workflows", "show", "nosuchflow"], 1, "workflow 'nosuchflow' not found"),
+    (["workflows", "show", "flow", "--version", "9"], 1, "not found"),
+    (["keys", "revoke", "nope"], 2, "'nope' is not a key id (a UUID)"),
+    (["keys", "revoke", NOBODY], 1, "not found"),
+    (["keys", "list", "--tenant", ""], 2, "a tenant name needs 1 to 200 characters"),
+    (["runs", "--status", "bogus", "--json"], 2, "(queued, running, succeeded, failed,"),
 ]
 
 
@@ -83,6 +109,11 @@ def api(live_api: LiveApi) -> LiveApi:
 # Good input, answered alike too: (arguments, exit status)
 GOOD_INPUTS: list[tuple[list[str], int]] = [
     (["run", "follow", DONE], 0), (["run", "show", DONE], 0), (["runs", "--limit", "5"], 0),
+    (["run", "show", PREFIX], 0), (["run", "show", DONE, "--json"], 0),
+    (["runs", "--limit", "2", "--json"], 0), (["run", "events", DONE], 0),
+    (["run", "events", PREFIX, "--after", "1", "--json"], 0), (["workflows", "list"], 0),
+    (["workflows", "list", "--json"], 0), (["workflows", "show", "flow", "--json"], 0),
+    (["workflows", "show", "flow"], 0), (["keys", "list", "--tenant", "acme", "--json"], 0),
 ]
 
 
@@ -108,12 +139,17 @@ def test_both_modes_answer_alike(api: LiveApi, db_url: str, sql: psycopg.Connect
     monkeypatch.chdir(tmp_path)  # the spec files, and no .env
     for name, text in FILES.items():
         (tmp_path / name).write_text(text)
+    service.register_workflow(api.repo, FLOW)
     done = api.repo.submissions.submit_run(
         tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
     drive(api.repo)
     open_ = api.repo.submissions.submit_run(
         tenant="acme", spec=spec(FLOW["nodes"], name="flow")).run_id
-    ids = {DONE: str(done), OPEN: str(open_), NOBODY: str(uuid.uuid4())}
+    ambiguous = runs_starting_with(api.repo, AMBIGUOUS, monkeypatch)
+    taken = {run.hex[:4] for run in (done, open_, *ambiguous)}
+    ids = {DONE: str(done), OPEN: str(open_), NOBODY: str(uuid.uuid4()),
+           PREFIX: str(done)[:8], NO_PREFIX: next(p * 4 for p in "0123456789" if p * 4
+                                                  not in taken)}
     cases = [[ids.get(arg, arg) for arg in args]
              for args in [*(bad for bad, _, _ in BAD_INPUTS), *(good for good, _ in GOOD_INPUTS)]]
     before = counts(sql)
@@ -134,13 +170,39 @@ def test_both_modes_answer_alike(api: LiveApi, db_url: str, sql: psycopg.Connect
     for (args, status), through_api, database in zip(GOOD_INPUTS, remote[bad:], local[bad:],
                                                      strict=True):
         assert through_api == database and database[0] == status, args
-    assert "run_succeeded" in local[bad][2] and "2 run(s)" in local[bad + 2][2]
+    assert "run_succeeded" in local[bad][2] and "4 run(s)" in local[bad + 2][2]
+    show, by_prefix, as_json = local[bad + 1][2], local[bad + 3][2], local[bad + 4][2]
+    assert by_prefix == show and json.loads(as_json)["run_id"] == str(done)
+    assert [r["run_id"] for r in json.loads(local[bad + 5][2])["runs"]] == \
+        [str(r) for r in reversed(ambiguous)]  # newest first, as the API pages them
+    assert "run_succeeded" in local[bad + 6][2] and "node_succeeded a" in local[bad + 6][2]
+    assert all(e["id"] > 1 for e in json.loads(local[bad + 7][2]))
+    assert json.loads(local[bad + 9][2])["workflows"][0]["name"] == "flow"
+    assert json.loads(local[bad + 10][2])["spec"]["name"] == "flow"
+    listed = json.loads(local[bad + 12][2])["keys"]
+    assert {k["tenant"] for k in listed} == {"acme"} and len(listed) == 2
+    assert all(set(k) == {"id", "tenant", "admin", "created_at", "revoked_at", "revoked_by"}
+               for k in listed)  # never the key or its hash
     for (args, status, part), through_api, database in zip(BAD_INPUTS, remote[:bad],
                                                             local[:bad], strict=True):
         assert through_api == database, args
         assert database[0] == status, (args, database)
         assert database[1].startswith("dagq: error: ") and "Traceback" not in database[1], args
         assert part in database[1], (args, database)
+
+
+def runs_starting_with(repo: Store, prefix: str,
+                       monkeypatch: pytest.MonkeyPatch) -> list[uuid.UUID]:
+    """Two runs of tenant acme whose ids start with `prefix` (ids made while submitting
+    them start with it)."""
+    real = uuid.uuid4
+    with monkeypatch.context() as patched:
+        patched.setattr(uuid, "uuid4", lambda: uuid.UUID(prefix + real().hex[len(prefix):]))
+        made = [repo.submissions.submit_run(tenant="acme", spec=spec(FLOW["nodes"],
+                                                                     name="flow")).run_id
+                for _ in range(2)]
+    assert all(run.hex.startswith(prefix) for run in made)
+    return made
 
 
 def test_wait_says_when_no_worker_serves_and_when_one_does_again(
