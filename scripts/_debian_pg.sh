@@ -61,16 +61,21 @@ fi
 pg() { (cd / && "${as_user[@]}" "$@"); }
 
 # A cluster left by a run that was killed outright (SIGKILL skips traps) is stopped and
-# removed by the next run; a live run's cluster (its owner pid alive) is left alone.
+# removed by the next run. A run holds an exclusive lock on its directory's owner.lock
+# for as long as it or its command lives (the command inherits the descriptor), so a
+# directory whose lock anyone holds is in use. Only real directories of this OS user
+# (not links, not another user's look-alikes in /tmp) are considered.
 for stale in /tmp/dagq-pg"$major"-*; do
-    [ -f "$stale/owner.pid" ] || continue
-    kill -0 "$(cat "$stale/owner.pid")" 2>/dev/null && continue
+    [ -d "$stale" ] && [ ! -L "$stale" ] && [ -O "$stale" ] || continue
+    [ -f "$stale/owner.lock" ] && [ ! -L "$stale/owner.lock" ] || continue
+    flock -n "$stale/owner.lock" true 2>/dev/null || continue
     pg "$bin/pg_ctl" -D "$stale/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$stale" 2>/dev/null || true
 done
 
 tmp="$(mktemp -d "/tmp/dagq-pg$major-XXXXXX")"
-echo $$ > "$tmp/owner.pid"
+exec 9>"$tmp/owner.lock"
+flock 9
 cleanup() {
     pg "$bin/pg_ctl" -D "$tmp/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$tmp"
@@ -80,8 +85,11 @@ trap cleanup EXIT
 # with the usual status (the EXIT trap then removes the cluster).
 trap 'exit 130' INT
 trap 'exit 143' TERM
-mkdir "$tmp/run"
-[ "${#as_user[@]}" = 0 ] || chown -R "$user:" "$tmp"
+# The directory itself and its lock stay the caller's; the server's user owns only what
+# the server writes (its data, socket and log).
+mkdir "$tmp/run" "$tmp/data" "$tmp/log"
+[ "${#as_user[@]}" = 0 ] || chown "$user:" "$tmp/run" "$tmp/data" "$tmp/log"
+chmod 711 "$tmp"
 pg "$bin/initdb" -D "$tmp/data" --auth=trust --encoding=UTF8 --locale=C \
     -U postgres --no-sync --no-instructions >"$tmp/initdb.log" 2>&1 \
     || { cat "$tmp/initdb.log" >&2; exit 1; }
@@ -90,10 +98,10 @@ pg "$bin/initdb" -D "$tmp/data" --auth=trust --encoding=UTF8 --locale=C \
 # server (the embedded one gives each its own server with 300); fsync off: a test
 # cluster need not survive a power cut. The rest are PostgreSQL's defaults, so the
 # planner sees what a stock server gives it.
-pg "$bin/pg_ctl" -D "$tmp/data" -l "$tmp/server.log" -w -t 60 \
+pg "$bin/pg_ctl" -D "$tmp/data" -l "$tmp/log/server.log" -w -t 60 \
     -o "-k $tmp/run -p 5432 -c listen_addresses= -c max_connections=600 \
         -c shared_buffers=256MB -c fsync=off" start >/dev/null \
-    || { cat "$tmp/server.log" >&2; exit 1; }
+    || { cat "$tmp/log/server.log" >&2; exit 1; }
 export DAGQ_TEST_DATABASE_URL="postgresql://postgres@/postgres?host=$tmp/run&port=5432"
 echo "dagq: tests run on $("$bin/postgres" --version) (a throwaway cluster in $tmp)" >&2
 status=0

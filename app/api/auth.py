@@ -35,6 +35,9 @@ class KeyCache:
         self.ttl_s = ttl_s
         self._found: dict[str, tuple[float, ApiKey]] = {}
         self._lock = threading.Lock()
+        # Bumped by every forget(): a lookup that read the key's row before a revoke
+        # committed must not put the key back into the cache after forget() ran.
+        self._forgets = 0
 
     def cached(self, key: str) -> ApiKey | None:
         """The key's record if it was authenticated less than ttl_s ago (no I/O)."""
@@ -48,13 +51,18 @@ class KeyCache:
         """Drop a (revoked) key, so this process never serves it from the cache again."""
         with self._lock:
             self._found.pop(key_hash, None)
+            self._forgets += 1
 
     def authenticate(self, repo: Store, key: str) -> ApiKey | None:
         """service.authenticate, remembered when the key is valid (blocking)."""
         now = time.monotonic()
+        with self._lock:
+            forgets = self._forgets
         found = service.authenticate(repo, key)
         if found is not None and self.ttl_s > 0:
             with self._lock:
+                if self._forgets != forgets:  # a revoke raced this read: do not cache
+                    return found
                 if len(self._found) >= KEY_CACHE_SIZE:
                     self._found.clear()
                 self._found[service.hash_key(key)] = (now, found)

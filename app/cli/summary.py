@@ -28,8 +28,20 @@ def _not_users() -> tuple[str, ...]:
     # As imported, and where an editable install's links point.
     roots = {os.path.dirname(f) for f in files} | {
         os.path.dirname(os.path.realpath(f)) for f in files}
-    roots.add(sysconfig.get_paths()["stdlib"])
     return tuple(os.path.join(root, "") for root in roots)
+
+
+def _stdlib() -> tuple[str, tuple[str, ...]]:
+    """The standard library's folder, and the folders of installed packages, which may
+    lie inside it (a Python without a venv: .../lib/python3.11/site-packages)."""
+    paths = sysconfig.get_paths()
+    return (os.path.join(paths["stdlib"], ""),
+            tuple(os.path.join(paths[name], "") for name in ("purelib", "platlib")))
+
+
+def _is_stdlib(path: str) -> bool:
+    stdlib, installed = _stdlib()
+    return path.startswith(stdlib) and not path.startswith(installed)
 
 
 def shorten(text: str, width: int) -> str:
@@ -50,7 +62,8 @@ def user_frames(traceback: str, limit: int = FRAMES) -> list[str]:
     frames = []
     for i, line in enumerate(lines):
         match = _FRAME.match(line)
-        if match is None or match["path"].startswith(skip) or match["path"].startswith("<"):
+        path = match["path"] if match else ""
+        if match is None or path.startswith(skip) or path.startswith("<") or _is_stdlib(path):
             continue
         code = lines[i + 1].strip() if i + 1 < len(lines) and not _FRAME.match(
             lines[i + 1]) else ""

@@ -71,11 +71,17 @@ def revoke_api_key(repo: Store, key_id: uuid.UUID, *, tenant: str | None,
     key and logged (the audit trail). Returns the record and the key's hash."""
     record, key_hash = repo.tenants.revoke_api_key(key_id, tenant, by)
     # INFO: the API logs it; the CLI (WARNING and up) has the stored revoked_by instead.
-    log.info("api_key_revoked key_id=%s key_tenant=%r admin=%s revoked_by=%r revoked_at=%s",
-             record.id, record.tenant, record.admin, record.revoked_by,
-             record.revoked_at.isoformat() if record.revoked_at else None,
+    # `by` is this caller; revoked_by the first revoker (a repeated revoke changes nothing,
+    # and its line says so rather than crediting the first revoker with a new revoke; the
+    # same caller revoking twice is not told apart: its line repeats the first).
+    again = record.revoked_by != by
+    log.info("api_key_revoked key_id=%s key_tenant=%r admin=%s by=%r revoked_by=%r "
+             "revoked_at=%s already_revoked=%s",
+             record.id, record.tenant, record.admin, by, record.revoked_by,
+             record.revoked_at.isoformat() if record.revoked_at else None, again,
              extra={"event": "api_key_revoked", "key_id": str(record.id),
-                    "key_tenant": record.tenant, "revoked_by": record.revoked_by})
+                    "key_tenant": record.tenant, "by": by, "revoked_by": record.revoked_by,
+                    "already_revoked": again})
     return record, key_hash
 
 

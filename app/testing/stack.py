@@ -267,11 +267,11 @@ class Stack:
 
         return Client(self.api_url, **options)
 
-    def register_workflow(self, spec: Mapping[str, Any]) -> int:
+    def register_workflow(self, spec: Mapping[str, Any] | Any) -> int:
         """Register a workflow spec (checked as the API checks it); its version."""
         from dagq import service
 
-        record, _ = service.register_workflow(self.repo, dict(spec))
+        record, _ = service.register_workflow(self.repo, _spec_dict(spec))
         return record.version
 
     def submit(self, workflow: str | Mapping[str, Any], inputs: Any = None, *,
@@ -279,7 +279,7 @@ class Stack:
         """Submit a run of a registered workflow (its name) or of an inline spec."""
         from dagq import service
 
-        spec = workflow if isinstance(workflow, str) else dict(workflow)
+        spec = workflow if isinstance(workflow, str) else _spec_dict(workflow)
         result = service.submit(self.repo, tenant=tenant, workflow=spec,
                                 inputs=inputs, event_key=event_key)
         return result.run_id
@@ -304,3 +304,9 @@ class Stack:
     def logs(self) -> str:
         """The children's logs so far (their tails), for a failing test's message."""
         return "\n".join(f"--- {c.name}\n{c.tail()}" for c in self._children)
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    """A spec mapping, or a `dagq.Workflow` builder's spec (as the Client takes both)."""
+    to_spec = getattr(spec, "to_spec", None)
+    return to_spec() if callable(to_spec) else dict(spec)
