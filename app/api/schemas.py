@@ -140,7 +140,7 @@ class ListRunsQuery(_Query):
                                description="admin keys only: one tenant's runs")
     parent: UUID | None = Field(None, description="only the child runs of this run")
     id_prefix: str | None = Field(
-        None, min_length=4, max_length=36, pattern=r"^[0-9A-Fa-f-]+$",
+        None, min_length=4, max_length=36, pattern=r"^-*(?:[0-9A-Fa-f]-*){4,32}$",
         description="only the runs whose id starts with this (at least 4 hex digits, "
                     "dashes optional): at most `limit` by id, no next page; not with "
                     "status, workflow, parent or cursor")

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -56,17 +57,33 @@ def print_json(document: Any) -> None:
     print(json.dumps(document, indent=2))
 
 
+# Below this many columns the runs table leaves out the tenant and the times (the whole
+# run id, what people copy, takes 36; the rows stay newest first): `--json` and a wider
+# terminal have every field.
+WIDE_TABLE = 110
+
+
 def runs_table(runs: Sequence[RunView | RunSummary]) -> None:
-    table = Table(title=f"{len(runs)} run(s), newest first")
+    wide = out.width >= WIDE_TABLE
+    table = Table(title=f"{len(runs)} run(s), newest first", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
     # The whole id, never squeezed to "f5dc8e…" in a narrow terminal: it is what people
     # copy (a unique prefix of it is accepted too).
     table.add_column("run id", no_wrap=True, min_width=36)
-    for column in ("tenant", "workflow", "status", "nodes left", "created", "finished"):
-        table.add_column(column)
+    if wide:
+        table.add_column("tenant", overflow="fold")
+    # The workflow's name keeps room to be read (the times fold onto a second line first).
+    table.add_column("workflow", overflow="fold", min_width=14)
+    table.add_column("status", no_wrap=True)
+    table.add_column("nodes left" if wide else "nodes", no_wrap=True)
+    if wide:
+        table.add_column("created", overflow="fold")
+        table.add_column("finished", overflow="fold")
     for run in runs:
-        table.add_row(str(run.run_id), run.tenant, run.workflow, _status(run.status),
-                      f"{run.nodes_remaining}/{run.nodes_total}", _when(run.created_at),
-                      _when(run.finished_at))
+        cells = [str(run.run_id), run.tenant, run.workflow, _status(run.status),
+                 f"{run.nodes_remaining}/{run.nodes_total}", _when(run.created_at),
+                 _when(run.finished_at)]
+        table.add_row(*(cells if wide else cells[:1] + cells[2:5]))
     out.print(table)
 
 
