@@ -71,6 +71,11 @@ def read_stat(pid: int, root: Path = PROC) -> ProcStat | None:
         return None
 
 
+def children_of(pid: int, root: Path = PROC) -> list[int]:
+    """The live processes whose parent is `pid` (one scan of `root`)."""
+    return [stat.pid for stat in _all_stats(root) if stat.ppid == pid]
+
+
 def _all_stats(root: Path) -> list[ProcStat]:
     found = []
     try:

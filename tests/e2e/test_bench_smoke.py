@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from dagq.bench.procstat import children_of
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,20 +124,6 @@ def _assert_drain_costs(figures: dict[str, Any]) -> None:
         assert len(costs["repeats"]["wal_records_per_node"]["values"]) == 2
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(") ", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -156,7 +144,7 @@ def test_ctrl_c_stops_the_workers_and_drops_the_scratch_database(
         deadline = time.monotonic() + 60
         workers: list[int] = []
         while not workers and time.monotonic() < deadline and bench.poll() is None:
-            workers = _children(bench.pid)
+            workers = children_of(bench.pid)
             time.sleep(0.02)
         assert workers, "the bench never started its worker processes"
         time.sleep(0.3)

@@ -61,6 +61,8 @@ def test_a_tree_counts_its_reaped_children_and_its_live_ones_once(tmp_path: Path
     # children are not the tree's until the child is reaped)
     assert procstat.tree_ticks([100], root) == 400 + 10 + 2
     assert procstat.tree_ticks([100, 200], root) == 412 + 2000
+    assert sorted(procstat.children_of(100, root)) == [101, 102]
+    assert procstat.children_of(201, root) == []
 
 
 def test_a_gone_process_gives_no_figure_rather_than_a_partial_one(tmp_path: Path) -> None:
