@@ -29,16 +29,29 @@ class EventHub:
         self._subscribers: dict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
+        self._stopping = False
+        # True only while the task waits in notifies() or in its retry sleep: the
+        # points where a cancel is safe. Cancelled while connecting or while LISTEN is
+        # in flight, psycopg (seen with 3.2.4) can go on waiting for a reply that
+        # already came, and stop() would hang: there the task checks _stopping itself.
+        self._cancellable = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dagq-event-hub")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        task, self._task = self._task, None
+        self._stopping = True
+        if task is not None:
+            if self._cancellable:
+                task.cancel()
+            # Otherwise it is connecting or sending LISTEN and returns once that is
+            # done (bounded by connect_timeout and the session's statement timeout).
+            done, _ = await asyncio.wait({task}, timeout=timeout_s)
+            if not done:
+                log.warning("the LISTEN task did not stop within %.0fs; leaving it", timeout_s)
+            elif not task.cancelled() and task.exception() is not None:
+                log.warning("the LISTEN task ended with %r", task.exception())
         self._wake_all()
 
     @contextlib.contextmanager
@@ -77,20 +90,32 @@ class EventHub:
 
     async def _run(self) -> None:
         delay = 0.1
-        while True:
+        while not self._stopping:
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self.url, autocommit=True
                 ) as conn:
                     await conn.execute(queries()["listen_events"])
+                    if self._stopping:
+                        return
                     self.listening.set()
                     delay = 0.1
                     self._wake_all()  # whatever happened while we were not listening
-                    async for note in conn.notifies():
-                        self.dispatch(note.payload)
+                    self._cancellable = True
+                    try:
+                        async for note in conn.notifies():
+                            self.dispatch(note.payload)
+                    finally:
+                        self._cancellable = False
             except psycopg.Error as exc:
                 self.listening.clear()
+                if self._stopping:
+                    return
                 log.warning("LISTEN %s lost (%s); reconnecting in %.1fs", EVENTS_CHANNEL,
                             exc, delay)
-                await asyncio.sleep(delay)
+                self._cancellable = True
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    self._cancellable = False
                 delay = min(delay * 2, 5.0)
