@@ -47,6 +47,7 @@ from dagq.store.notifier import BackgroundNotifier
 from dagq.workers.completions import CompletionBatcher
 from dagq.workers.consumer import PostgresConsumer
 from dagq.workers.entries import executor_entry
+from dagq.workers.hooks import HookTable
 from dagq.workers.joining import QueueJoiner
 from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
@@ -126,9 +127,9 @@ class PostgresBroker(dramatiq.Broker):
         self.fail_fast_default = fail_fast_default
         stack = [m() for m in DEFAULT_MIDDLEWARE] if middleware is None else [
             _dagq_retries(m) if isinstance(m, Retries) else m for m in middleware]
-        # Not in `self.middleware` (which is Dramatiq's stack, as users see it): the
-        # broker runs these hooks before every middleware and after all of them.
-        self.lease_hooks = DagqMiddleware(self.book, self.streams)
+        # Not in `self.middleware` (Dramatiq's stack, as users see it): run before every
+        # middleware and after all; the stack's hooks go through workers.hooks.HookTable.
+        self.lease_hooks, self._hook_table = DagqMiddleware(self.book, self.streams), HookTable()
         super().__init__(middleware=stack)
         quiet_discarded_result_warnings()
         if owned and listener is None and url is not None:
@@ -138,10 +139,10 @@ class PostgresBroker(dramatiq.Broker):
     def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
         if signal == "process_message":  # the lease begins before any middleware runs
             self.lease_hooks.before_process_message(self, *args)
-        super().emit_before(signal, *args, **kwargs)
+        self._hook_table.emit_before(self, self.middleware, signal, *args, **kwargs)
 
     def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
-        super().emit_after(signal, *args, **kwargs)
+        self._hook_table.emit_after(self, self.middleware, signal, *args, **kwargs)
         if signal == "process_message":  # once DagqRetries and the others have decided
             self.lease_hooks.after_process_message(self, *args, **kwargs)
         elif signal == "skip_message":

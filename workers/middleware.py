@@ -70,8 +70,8 @@ class DagqMiddleware(Middleware):
             message.stuff_exception(exception)
             return
         lease = self.book.get(key)
-        if lease is not None:
-            lease.result = result
+        if lease is not None and result is not None:  # a plain actor's return value (an
+            lease.result = result  # executor's outputs are on the lease already)
 
     def after_skip_message(self, broker: Broker, message: LeasedMessage) -> None:
         """A middleware raised SkipMessage (AgeLimit: the message is older than its
