@@ -339,6 +339,12 @@ CREATE TABLE dagq.node_tasks (
 WITH (fillfactor='75', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_threshold='1000', autovacuum_analyze_scale_factor='0.05', autovacuum_vacuum_cost_delay='0');
 
 --
+-- Name: COLUMN node_tasks.run_id; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON COLUMN dagq.node_tasks.run_id IS 'The run (dagq.runs.id). No foreign key (migration 028): deleting runs deletes their nodes through the trigger runs_deleted.';
+
+--
 -- Name: COLUMN node_tasks.tenant; Type: COMMENT; Schema: dagq; Owner: -
 --
 
@@ -665,6 +671,19 @@ $$;
 --
 
 COMMENT ON FUNCTION dagq.requeue_node_keeping_streams(p_run uuid, p_node text) IS 'Requeue a failed/cancelled/skipped node of a finished run (with the downstream nodes that must run again), recount and reopen the run. Refuses with an explanation when that is not safe.';
+
+--
+-- Name: runs_deleted(); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.runs_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    DELETE FROM dagq.node_tasks n USING gone g WHERE n.run_id = g.id;
+    RETURN NULL;
+END
+$$;
 
 --
 -- Name: start_leases(bigint[], text, double precision); Type: FUNCTION; Schema: dagq; Owner: -
@@ -1808,11 +1827,10 @@ CREATE TRIGGER node_tasks_tenant BEFORE INSERT ON dagq.node_tasks FOR EACH ROW W
 CREATE TRIGGER runs_concurrency_ended AFTER UPDATE OF status ON dagq.runs FOR EACH ROW WHEN (((new.concurrency_key IS NOT NULL) AND (old.status = ANY (ARRAY['queued'::text, 'running'::text])) AND (new.status <> ALL (ARRAY['queued'::text, 'running'::text])))) EXECUTE FUNCTION dagq.concurrency_run_ended();
 
 --
--- Name: node_tasks node_tasks_run_id_fkey; Type: FK CONSTRAINT; Schema: dagq; Owner: -
+-- Name: runs runs_deleted; Type: TRIGGER; Schema: dagq; Owner: -
 --
 
-ALTER TABLE ONLY dagq.node_tasks
-    ADD CONSTRAINT node_tasks_run_id_fkey FOREIGN KEY (run_id) REFERENCES dagq.runs(id) ON DELETE CASCADE;
+CREATE TRIGGER runs_deleted AFTER DELETE ON dagq.runs REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION dagq.runs_deleted();
 
 --
 -- Name: signals signals_run_id_fkey; Type: FK CONSTRAINT; Schema: dagq; Owner: -
