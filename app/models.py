@@ -28,6 +28,17 @@ class RerunResult(_Record):
     rerun_of: UUID
 
 
+class ResolveResult(_Record):
+    """A failed or cancelled node marked succeeded with given outputs
+    (POST /v1/runs/{id}/nodes/{key}/resolve)."""
+
+    run_id: UUID
+    node_key: str
+    status: NodeStatus = Field(description="the node's new status: succeeded")
+    run_status: RunStatus = Field(description="the run's status after the resolve: running "
+                                              "when nodes go on, else how it ended")
+
+
 class LeasedNode(_Record):
     """A node leased by a worker: everything its executor needs, plus the fence."""
 

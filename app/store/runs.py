@@ -20,6 +20,7 @@ from dagq.runtime.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES
 from dagq.store.machine import Machine
 from dagq.store.machine.accounting import cancel_open_run
+from dagq.store.machine.map_retry import MapResume
 from dagq.store.machine.unit import UnitOfWork
 from dagq.store.tx import Database, transient
 
@@ -102,8 +103,12 @@ class RunRepo:
         return "cancelled"
 
     @transient
-    def retry_run(self, run_id: uuid.UUID, tenant: str | None) -> str:
-        """Requeue a finished run's failed, cancelled and skipped nodes (attempts reset)."""
+    def retry_run(self, run_id: uuid.UUID, tenant: str | None, *,
+                  failed_items: bool = False) -> str:
+        """Requeue a finished run's failed, cancelled and skipped nodes (attempts reset).
+        `failed_items`: a map node whose dependencies all succeeded keeps its succeeded
+        items and runs only the others again (dagq.store.machine.map_retry); otherwise
+        a map node expands again."""
         q = queries()
         with self.db.tx() as cur:
             run = visible_run(cur, run_id, tenant)
@@ -115,6 +120,8 @@ class RunRepo:
             if cur.execute(q["count_run_nodes"], {"run_id": run_id}).fetchone()["remaining"]:
                 raise Conflict(f"run {run_id} still has running nodes; retry when they stop")
             nodes = cur.execute(q["nodes_to_retry"], {"run_id": run_id}).fetchall()
+            maps = MapResume.plan(cur, run_id, nodes) if failed_items else MapResume()
+            nodes = [n for n in nodes if n["id"] not in maps.redo]
             cur.execute(q["delete_map_items"], {
                 "run_id": run_id, "parent_ids": [n["id"] for n in nodes],
             })
@@ -129,25 +136,32 @@ class RunRepo:
                 "deps_remaining": [max(n["deps_not_succeeded"], 1) if n["depends_on"] else 0
                                    for n in nodes],
             }).fetchall()
+            parents, items = maps.reset(cur)
             # The run reopens before its nodes move: a sub-workflow node starts a child
             # only in an open run (its node rows are locked already: the usual order).
             cur.execute(q["lock_run"], {"run_id": run_id})
-            cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
+            cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset) + len(parents)})
             work = UnitOfWork()
             work.event(run_id, None, "run_queued", None, {"retry": True})
-            for node in reset:
-                if node["status"] == "queued":
-                    work.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
-                    work.queues.add(node["queue"])
-            self.m.release.release(cur, work, [(run_id, key) for key in ready], skipped=False)
-            self.m.release.begin_waits(cur, work, [
-                n for n in reset if n["status"] == "waiting" and n["subflow"] is None])
-            self.m.children.start(cur, work, [
-                n["id"] for n in reset if n["status"] == "waiting" and n["subflow"] is not None])
+            self._start_again(cur, work, run_id, reset, ready)
+            maps.started(cur, work, self.m, parents, items)
             cur.execute(q["delete_void_streams"], {"run_id": run_id})
             self.m.accounting.account_runs(cur, work)
             work.flush(cur)
         return "running"
+
+    def _start_again(self, cur: psycopg.Cursor[Any], work: UnitOfWork, run_id: uuid.UUID,
+                     reset: list[dict[str, Any]], ready: list[str]) -> None:
+        """A retry's reset nodes: roots queued or waiting, the ready ones released."""
+        for node in reset:
+            if node["status"] == "queued":
+                work.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
+                work.queues.add(node["queue"])
+        self.m.release.release(cur, work, [(run_id, key) for key in ready], skipped=False)
+        self.m.release.begin_waits(cur, work, [
+            n for n in reset if n["status"] == "waiting" and n["subflow"] is None])
+        self.m.children.start(cur, work, [
+            n["id"] for n in reset if n["status"] == "waiting" and n["subflow"] is not None])
 
     @transient
     def get_run(

@@ -48,6 +48,7 @@ RETURNING id, parent_run_id
 -- Of a finished run: the top-level nodes that did not succeed, with how many of their
 -- dependencies also did not succeed (those will run again first).
 SELECT t.id, t.node_key, t.status, t.depends_on, t.wait_spec, t.subflow,
+       t.map_over IS NOT NULL AS mapped,
        (SELECT count(*) FROM dagq.node_tasks d
         WHERE d.run_id = t.run_id AND d.node_key = ANY (t.depends_on)
           AND d.status <> 'succeeded') AS deps_not_succeeded
@@ -57,6 +58,7 @@ WHERE t.run_id = %(run_id)s AND t.parent_id IS NULL
 FOR UPDATE
 
 -- name: reset_nodes_for_retry
+-- (also run by resume)
 UPDATE dagq.node_tasks t
 SET status = u.status, attempts = 0, version = t.version + 1, error = NULL, outputs = NULL,
     deps_remaining = u.deps_remaining, deps_skipped = 0, lease_owner = NULL,
@@ -69,9 +71,11 @@ WHERE t.id = u.id
 RETURNING t.id, t.run_id, t.node_key, t.status, t.queue, t.wait_spec, t.subflow
 
 -- name: delete_map_items
+-- (also run by resume)
 DELETE FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id = ANY (%(parent_ids)s::bigint[])
 
 -- name: delete_void_streams
+-- (also run by resume)
 -- The streamed output of attempts that no longer exist (the retried nodes restart at
 -- attempt 1; their map items were deleted).
 SELECT dagq.delete_void_streams(%(run_id)s)

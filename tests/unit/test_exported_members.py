@@ -40,7 +40,8 @@ EXPORTED = {
     },
     "dagq.models": {
         "ApiKey", "ApiKeyRecord", "ChildRun", "ExecutorInfo", "HeartbeatResult", "LeasedNode",
-        "NodeStatus", "NodeView", "RerunResult", "RunEvent", "RunStatus", "RunView", "RunWarning",
+        "NodeStatus", "NodeView", "RerunResult", "ResolveResult", "RunEvent", "RunStatus",
+        "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",
     },
     "dagq.api.schemas": {
