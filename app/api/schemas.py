@@ -88,6 +88,8 @@ class SignalBody(_Body):
 
 
 class RetryBody(_Body):
+    """POST /v1/runs/{run_id}/retry (optional: no body retries every item)."""
+
     items: Literal["all", "failed"] = Field(
         "all", description="`failed`: a map node keeps its succeeded items (and their "
                            "outputs) and runs only the others again; `all` (default): a "
@@ -95,6 +97,8 @@ class RetryBody(_Body):
 
 
 class ResolveBody(_Body):
+    """POST /v1/runs/{run_id}/nodes/{node_key}/resolve."""
+
     outputs: dict[str, Any] | list[Any] = Field(
         description="the node's outputs from now on: a JSON object (a JSON list for a map "
                     "node: one entry per item)")
