@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from dagq import service
 from dagq.errors import Conflict, InvalidRequest, NotFound
 from dagq.service import resolve_node, retry_run
 from dagq.store import Store
@@ -252,3 +253,38 @@ def test_resolve_refuses_a_map_item_and_wrong_shaped_outputs(repo: Store, sql) -
     with pytest.raises(InvalidRequest, match="map node: its outputs must be a JSON list"):
         resolve_node(repo, run_id, "each", {}, tenant=None, by="me")
     assert events(sql, run_id, "node_resolved") == []
+
+
+def test_a_retry_of_failed_items_of_a_sub_workflow_map_starts_one_new_child(
+        repo: Store, sql) -> None:
+    """Each item is a child run: only the items that did not succeed (the failed one, and
+    those its failure cancelled) get a new child."""
+    service.register_workflow(repo, {"name": "summarize", "nodes": {
+        "fetch": {"executor": "builtin.echo", "max_attempts": 1}}})
+    wf = service.pin_subworkflows(spec({
+        "retrieve": {"executor": "builtin.echo", "params": {"docs": ["a", "FAIL", "c"]}},
+        "each": {"workflow": {"name": "summarize"}, "depends_on": ["retrieve"],
+                 "max_attempts": 1, "map": {"dep": "retrieve", "path": "params.docs"}},
+    }, name="research"), repo)
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    broken = {"FAIL"}
+
+    def fetch(payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["run"]["item"] in broken:
+            raise RuntimeError("cannot fetch")
+        return {"text": payload["run"]["item"]}
+
+    drive(repo, {"retrieve": lambda p: {"params": p["params"]}, "fetch": fetch})
+    assert repo.runs.get_run(run_id).status == "failed"
+    children = repo.runs.get_run(run_id).children
+    assert children is not None and len(children) == 3
+    kept = sum(child.status == "succeeded" for child in children)
+    assert 1 <= kept < 3
+    broken.clear()
+    retry_run(repo, run_id, None, items="failed")
+    assert drive(repo, {"fetch": fetch}) == ["fetch"] * (3 - kept)  # the new children only
+    run = repo.runs.get_run(run_id)
+    assert run.status == "succeeded"
+    assert run.children is not None and len(run.children) == 3 + 3 - kept
+    assert [o["fetch"]["text"] for o in node(repo, run_id, "each").outputs] == \
+        ["a", "FAIL", "c"]
