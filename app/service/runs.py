@@ -67,11 +67,11 @@ def retry_run(repo: Store, run_id: uuid.UUID, tenant: str | None, items: str = "
 
 
 def check_resolve(node_key: Any, outputs: Any) -> None:
-    """A resolve's checks that need no run: a node key (a map item's key, with its
-    brackets, is refused by the store with a reason) and storable outputs, an object or
-    (for a map node) a list."""
-    if not isinstance(node_key, str) or not 0 < len(node_key) <= 80:
-        raise InvalidRequest("a node key needs 1 to 80 characters")
+    """A resolve's checks that need no run: storable outputs, an object or (for a map
+    node) a list. The node key is looked up as it is: one no node has is a 404, as an
+    unknown run is (a map item's key is refused by the store with its reason)."""
+    if not isinstance(node_key, str):
+        raise InvalidRequest("a node key must be a string")
     if not isinstance(outputs, dict | list):
         raise InvalidRequest("'outputs' must be a JSON object (a JSON list for a map node)")
     if (problem := unstorable(outputs, "outputs")) is not None:

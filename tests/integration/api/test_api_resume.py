@@ -58,6 +58,8 @@ def test_resolve_through_the_api(api: Api, sql) -> None:
     assert_error(api.client.post(url, json={"outputs": {}}, headers=api.globex), 404)
     assert_error(api.client.post(f"/v1/runs/{run_id}/nodes/zz/resolve",
                                  json={"outputs": {}}, headers=api.acme), 404)
+    assert_error(api.client.post(f"/v1/runs/{run_id}/nodes/{'k' * 500}/resolve",
+                                 json={"outputs": {}}, headers=api.acme), 404)
     assert_error(api.client.post(f"/v1/runs/{uuid.uuid4()}/nodes/b/resolve",
                                  json={"outputs": {}}, headers=api.acme), 404)
     error = assert_error(api.client.post(f"/v1/runs/{run_id}/nodes/a/resolve",
