@@ -93,6 +93,9 @@ class NodeView(_Record):
     items_failed: int | None = Field(
         None, description="a map node's items that failed for good (on_item_error "
                           "continue or drop)")
+    items_succeeded: int | None = Field(
+        None, description="a map node's items that succeeded: what a retry with "
+                          "items=failed keeps (the others run again)")
     wait: dict[str, Any] | None = Field(
         None, description="a wait node's `wait`: the signal or timer it waits for")
     wait_until: datetime | None = Field(

@@ -15,12 +15,17 @@ SELECT id, tenant, status, fail_fast, nodes_total, nodes_remaining, nodes_failed
 FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE
 
 -- name: run_nodes
--- The nodes of a run (map items excluded), in insertion order.
+-- The nodes of a run (map items excluded), in insertion order; a map node's items
+-- counted, and those that succeeded (what a retry of its failed items keeps).
 SELECT id, node_key, executor, queue, status, attempts, max_attempts, depends_on, queued_at,
        started_at, finished_at, outputs, error, lease_owner, lease_expires_at,
-       map_remaining, map_items, map_failed, wait_spec, wait_until,
-       (SELECT count(*) FROM dagq.node_tasks c WHERE c.parent_id = t.id) AS items
+       map_remaining, map_items, map_failed, wait_spec, wait_until, i.items,
+       i.items_succeeded
 FROM dagq.node_tasks t
+CROSS JOIN LATERAL (
+    SELECT count(*) AS items, count(*) FILTER (WHERE c.status = 'succeeded')
+               AS items_succeeded
+    FROM dagq.node_tasks c WHERE c.parent_id = t.id) i
 WHERE run_id = %(run_id)s AND parent_id IS NULL
 ORDER BY id
 

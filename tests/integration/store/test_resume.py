@@ -69,6 +69,8 @@ def test_a_retry_of_failed_items_runs_only_those_and_keeps_the_others(repo: Stor
     assert repo.runs.get_run(run_id).status == "failed"
     before = items_of(sql, run_id)
     assert sum(r["status"] == "succeeded" for r in before.values()) == 9
+    assert node(repo, run_id, "each").items_succeeded == 9
+    assert node(repo, run_id, "src").items_succeeded is None  # not a map node
 
     assert retry_run(repo, run_id, None, items="failed") == "running"
     each = node(repo, run_id, "each")
@@ -86,6 +88,7 @@ def test_a_retry_of_failed_items_runs_only_those_and_keeps_the_others(repo: Stor
     run = repo.runs.get_run(run_id)
     assert run.status == "succeeded"
     assert node(repo, run_id, "each").outputs == [{"v": i * 10} for i in range(10)]
+    assert node(repo, run_id, "each").items_succeeded == 10
     [queued] = [e for e in events(sql, run_id, "node_queued") if e["data"].get("items_kept")]
     assert queued["data"] == {"retry": True, "items": 1, "items_kept": 9}
 
