@@ -173,9 +173,12 @@ class ResumeRepo:
         rows, with the resolved node still to end: its end, accounted like any node's,
         finishes the run at once when nothing else goes on."""
         others = [n for n in nodes if n["id"] != target["id"]]
+        failed = [n for n in others if n["status"] == "failed"]
+        error = {"node": failed[0]["node_key"], **failed[0]["error"]} \
+            if failed and failed[0]["error"] else None
         cur.execute(queries()["reopen_resolved_run"], {
-            "run_id": run_id, "remaining": reopened + 1,
-            "failed": sum(n["status"] == "failed" for n in others),
+            "run_id": run_id, "remaining": reopened + 1, "failed": len(failed),
+            "error": Jsonb(error) if error else None,
             "succeeded": sum(n["status"] == "succeeded" for n in others)})
         work.event(run_id, None, "run_queued", None, {"resolved": target["node_key"]})
         work.ended(run_id, "succeeded")

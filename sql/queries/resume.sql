@@ -31,9 +31,10 @@ RETURNING id, run_id, node_key, dependents, attempts
 
 -- name: reopen_resolved_run
 -- A finished run goes on after a resolve, its counts as its node rows say (the caller
--- holds them all): `remaining` includes the resolved node, accounted as it ends.
+-- holds them all): `remaining` includes the resolved node, accounted as it ends. Its
+-- error is another failed node's, if one is left.
 UPDATE dagq.runs
 SET status = 'running', nodes_remaining = %(remaining)s, nodes_failed = %(failed)s,
-    nodes_succeeded = %(succeeded)s, error = CASE WHEN %(failed)s > 0 THEN error END,
+    nodes_succeeded = %(succeeded)s, error = %(error)s,
     outputs = NULL, finished_at = NULL, concurrency_waiting = false, version = version + 1
 WHERE id = %(run_id)s

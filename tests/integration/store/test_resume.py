@@ -291,3 +291,28 @@ def test_a_retry_of_failed_items_of_a_sub_workflow_map_starts_one_new_child(
     assert run.children is not None and len(run.children) == 3 + 3 - kept
     assert [o["fetch"]["text"] for o in node(repo, run_id, "each").outputs] == \
         ["a", "FAIL", "c"]
+
+
+def test_resolving_one_of_two_failed_nodes_leaves_the_other_branch_as_it_ended(
+        repo: Store) -> None:
+    run_id = repo.submissions.submit_run(tenant="t", spec=spec({
+        "x": {"executor": "builtin.noop", "max_attempts": 1},
+        "x2": {"executor": "builtin.noop", "depends_on": ["x"]},
+        "y": {"executor": "builtin.noop", "max_attempts": 1},
+        "y2": {"executor": "builtin.noop", "depends_on": ["y"]},
+        "both": {"executor": "builtin.noop", "depends_on": ["x2", "y2"]},
+    }, fail_fast=False)).run_id
+
+    def y_fails(payload: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("y broke")
+
+    drive(repo, {"x": boom, "y": y_fails})
+    assert repo.runs.get_run(run_id).status == "failed"  # nothing succeeded
+    assert resolve_node(repo, run_id, "x", {}, tenant=None, by="me").run_status == "running"
+    assert drive(repo) == ["x2"]  # `both` also waits on y's branch: it stays skipped
+    run = repo.runs.get_run(run_id)
+    assert {n.key: n.status for n in run.nodes} == {
+        "x": "succeeded", "x2": "succeeded", "y": "failed", "y2": "skipped",
+        "both": "skipped"}
+    assert run.status == "partial_succeeded" and run.error["node"] == "y"
+    assert run.nodes_remaining == 0
