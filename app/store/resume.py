@@ -94,9 +94,8 @@ class ResumeRepo:
             target = self._target(cur, run_id, node_key, nodes)
             check_outputs(target, outputs)
             was_open = run["status"] in OPEN_RUN_STATUSES
-            if not was_open and any(n["status"] in OPEN_NODE_STATUSES for n in nodes):
-                raise Conflict(f"run {run_id} still has running nodes; resolve when they "
-                               "stop")
+            if not was_open:
+                self._check_finished(run, nodes)
             row = cur.execute(q["resolve_node"], {
                 "id": target["id"], "version": target["version"],
                 "outputs": Jsonb(outputs)}).fetchone()
@@ -134,6 +133,22 @@ class ResumeRepo:
                            f"{node_key!r} is {target['status']}",
                            {"node": node_key, "status": target["status"]})
         return target
+
+    @staticmethod
+    def _check_finished(run: dict[str, Any], nodes: list[dict[str, Any]]) -> None:
+        """A finished run reopens only once its nodes stopped, and not as a child run:
+        its end already ended its parent's node, which a resolve here would not
+        change."""
+        if run["parent_run_id"] is not None:
+            raise Conflict(
+                f"run {run['id']} is a child run that already ended its parent's node "
+                f"{run['parent_node_key']!r}: resolve that node in run "
+                f"{run['parent_run_id']} instead",
+                {"parent_run_id": str(run["parent_run_id"]),
+                 "parent_node_key": run["parent_node_key"]})
+        if any(n["status"] in OPEN_NODE_STATUSES for n in nodes):
+            raise Conflict(f"run {run['id']} still has running nodes; resolve when they "
+                           "stop")
 
     @staticmethod
     def _reopen_nodes(cur: psycopg.Cursor[Any], run_id: uuid.UUID,

@@ -316,3 +316,25 @@ def test_resolving_one_of_two_failed_nodes_leaves_the_other_branch_as_it_ended(
         "both": "skipped"}
     assert run.status == "partial_succeeded" and run.error["node"] == "y"
     assert run.nodes_remaining == 0
+
+
+def test_a_finished_child_run_points_to_its_parents_node(repo: Store) -> None:
+    """A failed child already failed its parent's node: resolving inside the child would
+    not change that, so the answer names the node to resolve instead."""
+    service.register_workflow(repo, {"name": "inner", "nodes": {
+        "step": {"executor": "builtin.noop", "max_attempts": 1}}})
+    wf = service.pin_subworkflows(spec({
+        "sub": {"workflow": {"name": "inner"}, "max_attempts": 1},
+        "after": {"executor": "builtin.noop", "depends_on": ["sub"]},
+    }, name="outer"), repo)
+    run_id = repo.submissions.submit_run(tenant="t", spec=wf).run_id
+    drive(repo, {"step": boom})
+    run = repo.runs.get_run(run_id)
+    assert run.status == "failed" and run.children
+    child = run.children[0].run_id
+    with pytest.raises(Conflict, match="resolve that node in run") as refused:
+        resolve_node(repo, child, "step", {}, tenant=None, by="me")
+    assert refused.value.details == {"parent_run_id": str(run_id), "parent_node_key": "sub"}
+    resolve_node(repo, run_id, "sub", {"from": "hand"}, tenant=None, by="me")
+    assert drive(repo) == ["after"]
+    assert repo.runs.get_run(run_id).status == "succeeded"
