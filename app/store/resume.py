@@ -19,6 +19,7 @@ from dagq.errors import Conflict, InvalidRequest, NotFound
 from dagq.models import ResolveResult
 from dagq.runtime.sqlfiles import queries
 from dagq.states import OPEN_NODE_STATUSES, OPEN_RUN_STATUSES
+from dagq.store.machine.release import restart_status
 from dagq.store.machine.unit import UnitOfWork
 from dagq.store.runs import visible_run
 from dagq.store.tx import Database, transient
@@ -53,14 +54,6 @@ def going_on(nodes: list[dict[str, Any]], resolved: str) -> list[dict[str, Any]]
     return [{**node, "deps_remaining": sum(status[dep] != "succeeded"
                                            for dep in node["depends_on"])}
             for node in candidates if node["node_key"] in chosen]
-
-
-def first_status(node: dict[str, Any]) -> str:
-    """A reopened node's first status: roots queue at once (a root wait node waits)."""
-    if node["depends_on"]:
-        return "pending"
-    return "waiting" if node["wait_spec"] is not None or node["subflow"] is not None \
-        else "queued"
 
 
 def check_outputs(node: dict[str, Any], outputs: Any) -> Any:
@@ -111,7 +104,7 @@ class ResumeRepo:
             work.event(run_id, node_key, "node_resolved", target["attempts"], {
                 "by": by, "status": target["status"],
                 **({"error": target["error"]} if target["error"] else {})})
-            self._move_on(cur, work, run_id, target, reset, ready)
+            self._move_on(cur, work, run_id, reset, ready)
             status = cur.execute(q["get_run"], {"run_id": run_id}).fetchone()["status"]
         return ResolveResult(run_id=run_id, node_key=node_key, status="succeeded",
                              run_status=status)
@@ -163,7 +156,7 @@ class ResumeRepo:
         cur.execute(q["delete_map_items"], {"run_id": run_id,
                                             "parent_ids": [n["id"] for n in nodes]})
         reset = cur.execute(q["reset_nodes_for_retry"], {
-            "ids": [n["id"] for n in nodes], "statuses": [first_status(n) for n in nodes],
+            "ids": [n["id"] for n in nodes], "statuses": [restart_status(n) for n in nodes],
             "deps_remaining": [max(n["deps_remaining"], 1) if n["depends_on"] else 0
                                for n in nodes],
         }).fetchall()
@@ -199,19 +192,10 @@ class ResumeRepo:
         work.ended(run_id, "succeeded")
 
     def _move_on(self, cur: psycopg.Cursor[Any], work: UnitOfWork, run_id: uuid.UUID,
-                 target: dict[str, Any], reset: list[dict[str, Any]], ready: list[str]) -> None:
+                 reset: list[dict[str, Any]], ready: list[str]) -> None:
         """Queue, release and start what goes on; account the run; write the events."""
-        q = queries()
-        for node in reset:
-            if node["status"] == "queued":
-                work.event(run_id, node["node_key"], "node_queued", 0, {"resolved": True})
-                work.queues.add(node["queue"])
-        self.m.release.release(cur, work, [(run_id, key) for key in ready], skipped=False)
-        self.m.release.begin_waits(cur, work, [
-            n for n in reset if n["status"] == "waiting" and n["subflow"] is None])
-        self.m.children.start(cur, work, [
-            n["id"] for n in reset if n["status"] == "waiting" and n["subflow"] is not None])
+        self.m.release.restart(cur, work, run_id, reset, ready, {"resolved": True})
         if reset:
-            cur.execute(q["delete_void_streams"], {"run_id": run_id})
+            cur.execute(queries()["delete_void_streams"], {"run_id": run_id})
         self.m.accounting.account_runs(cur, work)
         work.flush(cur)

@@ -21,6 +21,7 @@ from dagq.states import OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES
 from dagq.store.machine import Machine
 from dagq.store.machine.accounting import cancel_open_run
 from dagq.store.machine.map_retry import MapResume
+from dagq.store.machine.release import restart_status
 from dagq.store.machine.unit import UnitOfWork
 from dagq.store.tx import Database, transient
 
@@ -64,14 +65,6 @@ def _node_view(n: dict[str, Any]) -> NodeView:
         items_succeeded=n["items_succeeded"] if n["items"] else None,
         wait=n["wait_spec"], wait_until=n["wait_until"],
     )
-
-
-def _retry_status(node: dict[str, Any]) -> str:
-    """A retried node's first status: roots queue at once (a root wait node waits)."""
-    if node["depends_on"]:
-        return "pending"
-    return "waiting" if node["wait_spec"] is not None or node["subflow"] is not None \
-        else "queued"
 
 
 def visible_run(
@@ -133,7 +126,7 @@ class RunRepo:
                      if n["depends_on"] and n["deps_not_succeeded"] == 0]
             reset = cur.execute(q["reset_nodes_for_retry"], {
                 "ids": [n["id"] for n in nodes],
-                "statuses": [_retry_status(n) for n in nodes],
+                "statuses": [restart_status(n) for n in nodes],
                 "deps_remaining": [max(n["deps_not_succeeded"], 1) if n["depends_on"] else 0
                                    for n in nodes],
             }).fetchall()
@@ -144,25 +137,12 @@ class RunRepo:
             cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset) + len(parents)})
             work = UnitOfWork()
             work.event(run_id, None, "run_queued", None, {"retry": True})
-            self._start_again(cur, work, run_id, reset, ready)
+            self.m.release.restart(cur, work, run_id, reset, ready, {"retry": True})
             maps.started(cur, work, self.m, parents, items)
             cur.execute(q["delete_void_streams"], {"run_id": run_id})
             self.m.accounting.account_runs(cur, work)
             work.flush(cur)
         return "running"
-
-    def _start_again(self, cur: psycopg.Cursor[Any], work: UnitOfWork, run_id: uuid.UUID,
-                     reset: list[dict[str, Any]], ready: list[str]) -> None:
-        """A retry's reset nodes: roots queued or waiting, the ready ones released."""
-        for node in reset:
-            if node["status"] == "queued":
-                work.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
-                work.queues.add(node["queue"])
-        self.m.release.release(cur, work, [(run_id, key) for key in ready], skipped=False)
-        self.m.release.begin_waits(cur, work, [
-            n for n in reset if n["status"] == "waiting" and n["subflow"] is None])
-        self.m.children.start(cur, work, [
-            n["id"] for n in reset if n["status"] == "waiting" and n["subflow"] is not None])
 
     @transient
     def get_run(

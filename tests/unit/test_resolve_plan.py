@@ -1,11 +1,13 @@
 """dagq.store.resume.going_on: which nodes a resolve reopens, decided from statuses alone
-(no database): what the resolved node held back, never what another failure holds."""
+(no database): what the resolved node held back, never what another failure holds; and
+the status a reset node starts in (dagq.store.machine.release.restart_status)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dagq.store.resume import first_status, going_on
+from dagq.store.machine.release import restart_status
+from dagq.store.resume import going_on
 
 
 def nodes(**spec: tuple[str, list[str]]) -> list[dict[str, Any]]:
@@ -36,8 +38,8 @@ def test_an_open_dependency_releases_the_node_later() -> None:
     assert reopened(going_on(graph, "a")) == {"s": 1}  # `run` releases it when it ends
 
 
-def test_a_roots_first_status() -> None:
+def test_a_roots_restart_status() -> None:
     root, = nodes(r=("cancelled", []))
-    assert first_status(root) == "queued"
-    assert first_status({**root, "wait_spec": {"seconds": 5}}) == "waiting"
-    assert first_status({**root, "depends_on": ["a"]}) == "pending"
+    assert restart_status(root) == "queued"
+    assert restart_status({**root, "wait_spec": {"seconds": 5}}) == "waiting"
+    assert restart_status({**root, "depends_on": ["a"]}) == "pending"
