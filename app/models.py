@@ -28,6 +28,17 @@ class RerunResult(_Record):
     rerun_of: UUID
 
 
+class ResolveResult(_Record):
+    """A failed or cancelled node marked succeeded with given outputs
+    (POST /v1/runs/{id}/nodes/{key}/resolve)."""
+
+    run_id: UUID
+    node_key: str
+    status: NodeStatus = Field(description="the node's new status: succeeded")
+    run_status: RunStatus = Field(description="the run's status after the resolve: running "
+                                              "when nodes go on, else how it ended")
+
+
 class LeasedNode(_Record):
     """A node leased by a worker: everything its executor needs, plus the fence."""
 
@@ -82,6 +93,9 @@ class NodeView(_Record):
     items_failed: int | None = Field(
         None, description="a map node's items that failed for good (on_item_error "
                           "continue or drop)")
+    items_succeeded: int | None = Field(
+        None, description="a map node's items that succeeded: what a retry with "
+                          "items=failed keeps (the others run again)")
     wait: dict[str, Any] | None = Field(
         None, description="a wait node's `wait`: the signal or timer it waits for")
     wait_until: datetime | None = Field(

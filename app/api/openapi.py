@@ -20,6 +20,7 @@ from dagq.api.routes.schedules import CreateScheduleBody, ScheduleCreated, Sched
 from dagq.models import (
     ApiKeyRecord,
     RerunResult,
+    ResolveResult,
     RunEvent,
     RunView,
     ScheduleRecord,
@@ -41,12 +42,12 @@ ERROR_TEXT = {
 }
 INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, s.SubmitBatchBody, WorkflowSpec,
                                         CreateScheduleBody, s.PutTenantBody, s.SignalBody,
-                                        s.RerunBody]
+                                        s.RerunBody, s.RetryBody, s.ResolveBody]
 OUTPUT_MODELS: list[type[BaseModel]] = [
     s.ErrorBody, s.WorkflowRef, WorkflowRecord, s.WorkflowList, SubmitResult, RunView,
     s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList, ScheduleCreated,
     ScheduleRecord, ScheduleList, SignalResult, s.NodeStream, s.BatchResults, TenantRecord,
-    RerunResult, s.KeyList, ApiKeyRecord,
+    RerunResult, s.KeyList, ApiKeyRecord, ResolveResult,
 ]
 V1 = [{"bearerAuth": []}]
 
@@ -189,9 +190,12 @@ def _run_paths() -> dict[str, Any]:
         }},
         "/v1/runs/{run_id}/retry": {"post": {
             "summary": "Retry a failed, partial_succeeded or cancelled run", "security": V1,
-            "parameters": [RUN_ID],
+            "description": "Requeues its failed, cancelled and skipped nodes. With "
+                           "`{\"items\": \"failed\"}` a map node keeps the items that "
+                           "succeeded and runs only the others again.",
+            "parameters": [RUN_ID], "requestBody": {**_body(s.RetryBody), "required": False},
             "responses": {"202": _json(_ref(s.RunAction), "Requeued"),
-                          **_errors(401, 404, 409, 503)},
+                          **_errors(400, 401, 404, 409, 413, 422, 503)},
         }},
         "/v1/runs/{run_id}/signals/{name}": {"post": {
             "summary": "Send a signal to the run's oldest node waiting for it (buffered "
@@ -217,6 +221,22 @@ def _rerun_paths() -> dict[str, Any]:
                            "executes. A copied node that did not succeed needs an override.",
             "security": V1, "parameters": [RUN_ID], "requestBody": _body(s.RerunBody),
             "responses": {"201": _json(_ref(RerunResult), "The new run"),
+                          **_errors(400, 401, 404, 409, 413, 422, 503)},
+        }},
+        "/v1/runs/{run_id}/nodes/{node_key}/resolve": {"post": {
+            "summary": "Mark a failed or cancelled node succeeded with the given outputs; "
+                       "its run goes on",
+            "description": "What the node held back goes on: its dependents, and in a "
+                           "finished run the nodes cancelled or skipped because of the "
+                           "failure (a node downstream of another failed node stays as it "
+                           "ended). A finished run reopens, or ends at once when nothing "
+                           "goes on. Written as a `node_resolved` event with `by`: the "
+                           "calling key's id. Any other node status: 409; a map item: 409.",
+            "security": V1,
+            "parameters": [RUN_ID, _param("node_key", "path", {"type": "string"},
+                                          "node key")],
+            "requestBody": _body(s.ResolveBody),
+            "responses": {"200": _json(_ref(ResolveResult), "Resolved"),
                           **_errors(400, 401, 404, 409, 413, 422, 503)},
         }},
     }

@@ -87,6 +87,23 @@ class SignalBody(_Body):
         description="idempotency key: the same signal_id again is a no-op (200)")
 
 
+class RetryBody(_Body):
+    """POST /v1/runs/{run_id}/retry (optional: no body retries every item)."""
+
+    items: Literal["all", "failed"] = Field(
+        "all", description="`failed`: a map node keeps its succeeded items (and their "
+                           "outputs) and runs only the others again; `all` (default): a "
+                           "map node runs every item again")
+
+
+class ResolveBody(_Body):
+    """POST /v1/runs/{run_id}/nodes/{node_key}/resolve."""
+
+    outputs: dict[str, Any] | list[Any] = Field(
+        description="the node's outputs from now on: a JSON object (a JSON list for a map "
+                    "node: one entry per item)")
+
+
 class RerunBody(_Body):
     model_config = ConfigDict(populate_by_name=True)
 

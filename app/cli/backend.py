@@ -26,6 +26,7 @@ from dagq.errors import InvalidRequest
 from dagq.models import (
     ApiKeyRecord,
     RerunResult,
+    ResolveResult,
     RunEvent,
     RunView,
     SignalResult,
@@ -51,7 +52,7 @@ NODE_EVENT_STATUS = {
     "node_queued": "queued", "node_started": "running", "node_succeeded": "succeeded",
     "node_failed": "failed", "node_retry": "queued", "node_lease_expired": "queued",
     "node_skipped": "skipped", "node_cancelled": "cancelled", "node_waiting": "waiting",
-    "node_released": "queued",
+    "node_released": "queued", "node_resolved": "succeeded",
 }
 
 
@@ -72,7 +73,14 @@ class Backend(Protocol):
 
     def cancel(self, run_id: uuid.UUID) -> str: ...
 
-    def retry(self, run_id: uuid.UUID) -> str: ...
+    def retry(self, run_id: uuid.UUID, items: str) -> str:
+        """`items`: "all", or "failed" (a map node's succeeded items kept)."""
+        ...
+
+    def resolve_failed_node(self, run_id: uuid.UUID, node_key: str,
+                            outputs: Any) -> ResolveResult:
+        """A failed or cancelled node succeeded with `outputs`; its run goes on."""
+        ...
 
     def events(self, run_id: uuid.UUID, after: int) -> Iterator[RunEvent]:
         """The run's stored events after event id `after`, as they are now."""
@@ -125,8 +133,13 @@ class LocalBackend:
     def cancel(self, run_id: uuid.UUID) -> str:
         return service.cancel_run(self.repo, run_id, None)
 
-    def retry(self, run_id: uuid.UUID) -> str:
-        return service.retry_run(self.repo, run_id, None)
+    def retry(self, run_id: uuid.UUID, items: str) -> str:
+        return service.retry_run(self.repo, run_id, None, items)
+
+    def resolve_failed_node(self, run_id: uuid.UUID, node_key: str,
+                            outputs: Any) -> ResolveResult:
+        return service.resolve_node(self.repo, run_id, node_key, outputs, tenant=None,
+                                    by=service.CLI_RESOLVER)
 
     def events(self, run_id: uuid.UUID, after: int) -> Iterator[RunEvent]:
         self.repo.runs.get_run(run_id, with_nodes=False)  # NotFound first
@@ -232,8 +245,12 @@ class RemoteBackend:
     def cancel(self, run_id: uuid.UUID) -> str:
         return self.client.cancel(run_id).status
 
-    def retry(self, run_id: uuid.UUID) -> str:
-        return self.client.retry(run_id).status
+    def retry(self, run_id: uuid.UUID, items: str) -> str:
+        return self.client.retry(run_id, items).status
+
+    def resolve_failed_node(self, run_id: uuid.UUID, node_key: str,
+                            outputs: Any) -> ResolveResult:
+        return self.client.resolve(run_id, node_key, outputs)
 
     def events(self, run_id: uuid.UUID, after: int) -> Iterator[RunEvent]:
         from dagq.models import RunEvent as Stored

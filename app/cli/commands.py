@@ -1,6 +1,6 @@
 """Handlers of the `dagq` commands that read and change runs, schedules, tenants and keys.
 
-The run commands (submit, runs, run show/follow/rerun/cancel/retry/events, signal),
+The run commands (submit, runs, run show/follow/rerun/resolve/cancel/retry/events, signal),
 `workflows` and `keys list|revoke` are written once: they check their arguments
 (dagq.cli.parser, dagq.service), then call `backend()`, which is the database or, with
 DAGQ_URL set, the HTTP API. A run id may be a unique prefix (dagq.service.lookup).
@@ -20,6 +20,7 @@ from dagq.cli.backend import backend, repository
 from dagq.cli.parser import (
     check_run_filter,
     check_workflow_name,
+    json_or_file,
     parse_json_arg,
     parse_uuid,
     workflow_arg,
@@ -65,7 +66,7 @@ def runs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """`dagq run show|follow|rerun|cancel|retry|events RUN_ID`."""
+    """`dagq run show|follow|rerun|resolve|cancel|retry|events RUN_ID`."""
     from dagq.cli import views
 
     ref = service.parse_run_ref(args.run_id)
@@ -76,15 +77,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         with backend(settings) as b:
             result = b.rerun(b.resolve(ref), args.from_, outputs, inputs)
         return views.rerun_made(result)
+    if args.run_command == "resolve":
+        outputs = json_or_file(args.outputs, "--outputs")
+        service.check_resolve(args.node_key, outputs)
+        with backend(settings) as b:
+            result = b.resolve_failed_node(b.resolve(ref), args.node_key, outputs)
+        return views.node_resolved(result)
     with backend(settings) as b:
         run_id = b.resolve(ref)
         if args.run_command == "follow":
             from dagq.cli.follow import FeedPrinter, follow
 
             return 0 if follow(b, run_id, FeedPrinter()) == "succeeded" else 1
-        if args.run_command in ("cancel", "retry"):
-            action = b.cancel if args.run_command == "cancel" else b.retry
-            return views.run_acted(args.run_command, run_id, action(run_id))
+        if args.run_command == "cancel":
+            return views.run_acted("cancel", run_id, b.cancel(run_id))
+        if args.run_command == "retry":
+            items = "failed" if args.failed_items else "all"
+            return views.run_acted("retry", run_id, b.retry(run_id, items))
         if args.run_command == "events":
             return views.events_list(b.events(run_id, args.after), as_json=args.json)
         found = b.run(run_id)

@@ -41,6 +41,20 @@ def parse_json_arg(text: str | None, what: str) -> Any:
     return value
 
 
+def json_or_file(text: str, what: str) -> Any:
+    """parse_json_arg of `text`, or of the file it names as `@path`."""
+    if not text.startswith("@"):
+        return parse_json_arg(text, what)
+    path = text[1:]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"{what}: cannot read {path!r}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+    return parse_json_arg(content, f"{what} ({path})")
+
+
 def parse_uuid(text: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
@@ -142,6 +156,34 @@ def _add_service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     sub.add_parser("sweeper", help="the maintenance service only")
 
 
+def _add_run_actions(run_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`run cancel|retry|rerun|resolve`: what changes a run."""
+    run_sub.add_parser("cancel", help="cancel an open run").add_argument(
+        "run_id", metavar="RUN_ID", help=RUN_ID_HELP)
+    retry = run_sub.add_parser("retry", help="requeue a failed, partially succeeded or "
+                               "cancelled run's unfinished nodes")
+    retry.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
+    retry.add_argument("--failed-items", action="store_true",
+                       help="a map node keeps the items that succeeded (and their outputs) "
+                            "and runs only the others again")
+    rerun = run_sub.add_parser("rerun", help="a new run of a finished run: the --from "
+                               "nodes and everything downstream run again, the rest is "
+                               "copied; prints the new run id")
+    rerun.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
+    rerun.add_argument("--from", dest="from_", action="append", required=True,
+                       metavar="KEY", help="a node to run again (repeat for more)")
+    rerun.add_argument("--outputs", default=None,
+                       help='outputs to use for copied nodes, as JSON {"key": {...}}')
+    rerun.add_argument("--inputs", default=None, help="new run inputs as JSON")
+    resolve = run_sub.add_parser("resolve", help="mark a failed or cancelled node succeeded "
+                                 "with the given outputs; the run goes on from it")
+    resolve.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
+    resolve.add_argument("node_key", metavar="NODE", help="the node's key")
+    resolve.add_argument("--outputs", required=True, metavar="JSON|@FILE",
+                         help="the node's outputs: a JSON object (a list for a map node), "
+                              "or @path to a file holding it")
+
+
 def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Submitting and reading runs: submit, runs, run, signal."""
     submit = sub.add_parser("submit", help="submit a run")
@@ -167,11 +209,7 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     show.add_argument("--verbose", action="store_true",
                       help="errors whole (every frame of the traceback)")
     _json_flag(show)
-    for name, text in (("cancel", "cancel an open run"),
-                       ("retry", "requeue a failed, partially succeeded or cancelled run's "
-                                 "unfinished nodes")):
-        run_sub.add_parser(name, help=text).add_argument("run_id", metavar="RUN_ID",
-                                                         help=RUN_ID_HELP)
+    _add_run_actions(run_sub)
     events = run_sub.add_parser("events", help="a run's stored events (not its streamed "
                                 "text: `run follow`)")
     events.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
@@ -181,15 +219,6 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     follow = run_sub.add_parser("follow", help="print a run's events and streamed text "
                                 "as they come, until it ends")
     follow.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
-    rerun = run_sub.add_parser("rerun", help="a new run of a finished run: the --from "
-                               "nodes and everything downstream run again, the rest is "
-                               "copied; prints the new run id")
-    rerun.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
-    rerun.add_argument("--from", dest="from_", action="append", required=True,
-                       metavar="KEY", help="a node to run again (repeat for more)")
-    rerun.add_argument("--outputs", default=None,
-                       help='outputs to use for copied nodes, as JSON {"key": {...}}')
-    rerun.add_argument("--inputs", default=None, help="new run inputs as JSON")
 
     signal = sub.add_parser("signal", help="send a signal to a run's wait node")
     signal.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)

@@ -21,6 +21,7 @@ from dagq.models import (
     ApiKeyRecord,
     NodeView,
     RerunResult,
+    ResolveResult,
     RunEvent,
     RunView,
     RunWarning,
@@ -260,6 +261,13 @@ def run_acted(action: str, run_id: Any, status: str) -> int:
     """`dagq run cancel|retry`: what the run is now."""
     verb = "cancelled" if action == "cancel" else "retried"
     print(f"{verb} run {run_id}: it is {status}")
+    return 0
+
+
+def node_resolved(result: ResolveResult) -> int:
+    """`dagq run resolve`: the node and what its run is now."""
+    print(f"resolved node {result.node_key!r} of run {result.run_id}: it is "
+          f"{result.status}; the run is {result.run_status}")
     return 0
 
 

@@ -29,6 +29,7 @@ from dagq.errors import InvalidWorkflow
 from dagq.models import (
     ApiKeyRecord,
     RerunResult,
+    ResolveResult,
     RunEvent,
     RunView,
     ScheduleRecord,
@@ -188,10 +189,18 @@ def cancel(run_id: uuid.UUID | str) -> Call[RunAction]:
                 idempotent=True)
 
 
-def retry(run_id: uuid.UUID | str) -> Call[RunAction]:
+def retry(run_id: uuid.UUID | str, items: str = "all") -> Call[RunAction]:
     # Not retried after a reply was lost: if the run failed again in between, a resend
-    # would requeue it again and rerun its nodes.
-    return Call("POST", f"/v1/runs/{_segment(run_id)}/retry", _model(RunAction))
+    # would requeue it again and rerun its nodes. No body for "all" (as before 0.3).
+    return Call("POST", f"/v1/runs/{_segment(run_id)}/retry", _model(RunAction),
+                body={"items": items} if items != "all" else None)
+
+
+def resolve(run_id: uuid.UUID | str, node_key: str, outputs: Any) -> Call[ResolveResult]:
+    # Not retried after a reply was lost: the resend of a resolve that worked is a 409
+    # (the node is no longer failed), which would hide that it worked.
+    return Call("POST", f"/v1/runs/{_segment(run_id)}/nodes/{_segment(node_key)}/resolve",
+                _model(ResolveResult), body={"outputs": outputs})
 
 
 def rerun(run_id: uuid.UUID | str, from_: list[str], outputs: Mapping[str, Any] | None,

@@ -32,6 +32,7 @@ from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
     RerunResult,
+    ResolveResult,
     RunEvent,
     RunView,
     ScheduleRecord,
@@ -116,8 +117,13 @@ class AsyncClient:
     async def cancel(self, run_id: RunId) -> RunAction:
         return await self._call(calls.cancel(run_id))
 
-    async def retry(self, run_id: RunId) -> RunAction:
-        return await self._call(calls.retry(run_id))
+    async def retry(self, run_id: RunId, items: str = "all") -> RunAction:
+        """As Client.retry."""
+        return await self._call(calls.retry(run_id, items))
+
+    async def resolve(self, run_id: RunId, node_key: str, outputs: Any) -> ResolveResult:
+        """As Client.resolve."""
+        return await self._call(calls.resolve(run_id, node_key, outputs))
 
     async def rerun(self, run_id: RunId, from_: list[str],
                     outputs: dict[str, Any] | None = None, inputs: Any = None) -> RerunResult:

@@ -34,6 +34,7 @@ from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
     RerunResult,
+    ResolveResult,
     RunEvent,
     RunView,
     ScheduleRecord,
@@ -128,9 +129,17 @@ class Client:
     def cancel(self, run_id: RunId) -> RunAction:
         return self._call(calls.cancel(run_id))
 
-    def retry(self, run_id: RunId) -> RunAction:
-        """Requeue a failed, partial_succeeded or cancelled run's unfinished nodes."""
-        return self._call(calls.retry(run_id))
+    def retry(self, run_id: RunId, items: str = "all") -> RunAction:
+        """Requeue a failed, partial_succeeded or cancelled run's unfinished nodes.
+        `items="failed"`: a map node keeps the items that succeeded (and their outputs)
+        and runs only the others again; "all" runs every item again."""
+        return self._call(calls.retry(run_id, items))
+
+    def resolve(self, run_id: RunId, node_key: str, outputs: Any) -> ResolveResult:
+        """Mark a failed or cancelled node succeeded with `outputs` (an object; a list
+        for a map node) and let its run go on: its dependents run, a finished run
+        reopens. Recorded as a `node_resolved` event naming this client's key."""
+        return self._call(calls.resolve(run_id, node_key, outputs))
 
     def rerun(self, run_id: RunId, from_: list[str], outputs: dict[str, Any] | None = None,
               inputs: Any = None) -> RerunResult:

@@ -6,7 +6,8 @@ module of its concern:
 
 - `workflows`: registering, resolving, executor defaults, queues, sub-workflows
 - `submissions`: a submission checked and turned into rows; submitting many at once
-- `runs`: reading a run with its warnings; cancel, retry, rerun; signals
+- `runs`: reading a run with its warnings; cancel, retry (a map's failed items only),
+  rerun, resolve a node; signals
 - `tenants`: tenants' weights and quotas; API keys (listing, revoking)
 - `lookup`: run ids as people type them (a unique prefix)
 - `schedules`: cron schedules and firing them
@@ -22,11 +23,16 @@ from dagq.service.lookup import (
     resolve_run_id,
 )
 from dagq.service.runs import (
+    CLI_RESOLVER,
+    RETRY_ITEMS,
     cancel_run,
     check_rerun,
+    check_resolve,
+    check_retry_items,
     check_signal,
     get_run,
     rerun_run,
+    resolve_node,
     retry_run,
     run_warnings,
     send_signal,
@@ -57,12 +63,15 @@ from dagq.service.workflows import (
 )
 
 __all__ = [
-    "CLI_REVOKER", "DEFAULT_QUEUE", "EXECUTORS_MAX_AGE_S", "KEY_PREFIX", "MAX_MATCHES",
+    "CLI_RESOLVER", "CLI_REVOKER", "DEFAULT_QUEUE", "EXECUTORS_MAX_AGE_S", "KEY_PREFIX",
+    "MAX_MATCHES", "RETRY_ITEMS",
     "SubmitRequest",
     "allow_test_executors", "authenticate", "cancel_run", "check_queues", "check_request",
-    "check_rerun", "check_signal", "create_api_key", "create_schedule", "delete_schedule",
+    "check_rerun", "check_resolve", "check_retry_items", "check_signal", "create_api_key",
+    "create_schedule", "delete_schedule",
     "fire_due", "get_run", "hash_key", "parse_rate", "pin_subworkflows",
-    "prepare", "register_workflow", "rerun_run", "resolve_workflow", "retry_run",
+    "prepare", "register_workflow", "rerun_run", "resolve_node", "resolve_workflow",
+    "retry_run",
     "check_prefix", "check_tenant_name", "list_api_keys", "one_match", "parse_run_ref",
     "resolve_run_id", "revoke_api_key",
     "run_warnings", "send_signal", "set_tenant", "submit", "submit_many",

@@ -14,6 +14,7 @@ from dagq.errors import InvalidRequest
 from dagq.jsonsafe import unstorable
 from dagq.models import (
     RerunResult,
+    ResolveResult,
     RunView,
     RunWarning,
     SignalResult,
@@ -45,10 +46,45 @@ def cancel_run(repo: Store, run_id: uuid.UUID, tenant: str | None) -> str:
     return repo.runs.cancel_run(run_id, tenant)
 
 
-def retry_run(repo: Store, run_id: uuid.UUID, tenant: str | None) -> str:
+RETRY_ITEMS = ("all", "failed")
+CLI_RESOLVER = "cli-local"  # `by` of a node resolved through the database (`dagq run resolve`)
+
+
+def check_retry_items(items: Any) -> bool:
+    """A retry's `items`: "all" (a map node runs all its items again) or "failed" (only
+    those that did not succeed). True for "failed"."""
+    if items not in RETRY_ITEMS:
+        raise InvalidRequest(f"'items' must be one of {', '.join(map(repr, RETRY_ITEMS))}, "
+                             f"not {str(items)[:100]!r}")
+    return bool(items == "failed")
+
+
+def retry_run(repo: Store, run_id: uuid.UUID, tenant: str | None, items: str = "all") -> str:
     """Requeue a failed, partially succeeded or cancelled run's unfinished nodes
-    (POST /v1/runs/{id}/retry); its new status."""
-    return repo.runs.retry_run(run_id, tenant)
+    (POST /v1/runs/{id}/retry); its new status. `items="failed"`: a map node keeps its
+    succeeded items and runs only the others again."""
+    return repo.runs.retry_run(run_id, tenant, failed_items=check_retry_items(items))
+
+
+def check_resolve(node_key: Any, outputs: Any) -> None:
+    """A resolve's checks that need no run: storable outputs, an object or (for a map
+    node) a list. The node key is looked up as it is: one no node has is a 404, as an
+    unknown run is (a map item's key is refused by the store with its reason)."""
+    if not isinstance(node_key, str):
+        raise InvalidRequest("a node key must be a string")
+    if not isinstance(outputs, dict | list):
+        raise InvalidRequest("'outputs' must be a JSON object (a JSON list for a map node)")
+    if (problem := unstorable(outputs, "outputs")) is not None:
+        raise InvalidRequest(problem)
+
+
+def resolve_node(repo: Store, run_id: uuid.UUID, node_key: str, outputs: Any, *,
+                 tenant: str | None, by: str) -> ResolveResult:
+    """Mark a failed or cancelled node succeeded with `outputs` and let its run go on
+    (POST /v1/runs/{id}/nodes/{key}/resolve, `dagq run resolve`); `by`: who did it, as
+    the node_resolved event records it."""
+    check_resolve(node_key, outputs)
+    return repo.resume.resolve_node(run_id, node_key, outputs, tenant=tenant, by=by)
 
 
 def check_rerun(from_: Any, outputs: Any, inputs: Any = None) -> None:

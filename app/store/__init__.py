@@ -6,13 +6,15 @@ one handle over one `Database` (one pool), with one repository per concern:
 - `machine/`: the run/node state machine inside a caller's transaction (`unit`: one
   transaction's unit of work; `release`: a node's end moving through its run;
   `children`: sub-workflow child runs; `failures`: failed attempts; `accounting`: runs
-  accounted and finished; `waits`: when a wait ends and with what)
+  accounted and finished; `waits`: when a wait ends and with what; `map_retry`: a
+  retry of a map node's failed items only)
 - `new_runs`: the rows a new run becomes and its first events (`NewRun`, `RunTemplate`)
 - `concurrency`: concurrency keys' slots, decided inside a submit's transaction
 - `lock_waits`: what a worker does when a run's row stays locked
 - the repositories, one per attribute of `Store`: `workflows`, `submissions` (one run, or
   many in one statement: the API's group commit), `runs` (reads, cancel, retry),
-  `reruns`, `signals`, `leases` (a worker's statements: lease, heartbeat, complete +
+  `reruns`, `resume` (resolving a node; a retry of a map's failed items only),
+  `signals`, `leases` (a worker's statements: lease, heartbeat, complete +
   hand-off, fail, requeue), `streams`, `maintenance` (the sweeper's passes), `fleet`
   (workers, executors, queues), `schedules`, `tenants` (and API keys), `ops` (queue
   statistics, readiness, metrics, the event tail), `messages` (plain Dramatiq messages,
@@ -47,6 +49,7 @@ from dagq.store.new_runs import NewRun, Stale
 from dagq.store.notifier import BackgroundNotifier
 from dagq.store.ops import OpsRepo
 from dagq.store.reruns import RerunRepo
+from dagq.store.resume import ResumeRepo
 from dagq.store.runs import RunRepo
 from dagq.store.schedules import ScheduleRepo
 from dagq.store.signals import SignalRepo
@@ -91,6 +94,7 @@ class Store:
         self.submissions = SubmissionRepo(db, m)
         self.runs = RunRepo(db, m)
         self.reruns = RerunRepo(db, m)
+        self.resume = ResumeRepo(db, m)
         self.signals = SignalRepo(db, m)
         self.leases = LeaseRepo(db, m, tenant_caps=caches.tenant_caps,
                                 lock_dodge=caches.lock_dodge)

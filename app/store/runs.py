@@ -20,6 +20,8 @@ from dagq.runtime.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES
 from dagq.store.machine import Machine
 from dagq.store.machine.accounting import cancel_open_run
+from dagq.store.machine.map_retry import MapResume
+from dagq.store.machine.release import restart_status
 from dagq.store.machine.unit import UnitOfWork
 from dagq.store.tx import Database, transient
 
@@ -60,16 +62,9 @@ def _node_view(n: dict[str, Any]) -> NodeView:
         lease_expires_at=n["lease_expires_at"], items=n["items"] or None,
         items_done=(n["map_items"] - (n["map_remaining"] or 0)) if n["map_items"] else None,
         items_failed=n["map_failed"] if n["map_items"] else None,
+        items_succeeded=n["items_succeeded"] if n["items"] else None,
         wait=n["wait_spec"], wait_until=n["wait_until"],
     )
-
-
-def _retry_status(node: dict[str, Any]) -> str:
-    """A retried node's first status: roots queue at once (a root wait node waits)."""
-    if node["depends_on"]:
-        return "pending"
-    return "waiting" if node["wait_spec"] is not None or node["subflow"] is not None \
-        else "queued"
 
 
 def visible_run(
@@ -102,8 +97,12 @@ class RunRepo:
         return "cancelled"
 
     @transient
-    def retry_run(self, run_id: uuid.UUID, tenant: str | None) -> str:
-        """Requeue a finished run's failed, cancelled and skipped nodes (attempts reset)."""
+    def retry_run(self, run_id: uuid.UUID, tenant: str | None, *,
+                  failed_items: bool = False) -> str:
+        """Requeue a finished run's failed, cancelled and skipped nodes (attempts reset).
+        `failed_items`: a map node whose dependencies all succeeded keeps its succeeded
+        items and runs only the others again (dagq.store.machine.map_retry); otherwise
+        a map node expands again."""
         q = queries()
         with self.db.tx() as cur:
             run = visible_run(cur, run_id, tenant)
@@ -115,6 +114,8 @@ class RunRepo:
             if cur.execute(q["count_run_nodes"], {"run_id": run_id}).fetchone()["remaining"]:
                 raise Conflict(f"run {run_id} still has running nodes; retry when they stop")
             nodes = cur.execute(q["nodes_to_retry"], {"run_id": run_id}).fetchall()
+            maps = MapResume.plan(cur, run_id, nodes) if failed_items else MapResume()
+            nodes = [n for n in nodes if n["id"] not in maps.redo]
             cur.execute(q["delete_map_items"], {
                 "run_id": run_id, "parent_ids": [n["id"] for n in nodes],
             })
@@ -125,25 +126,19 @@ class RunRepo:
                      if n["depends_on"] and n["deps_not_succeeded"] == 0]
             reset = cur.execute(q["reset_nodes_for_retry"], {
                 "ids": [n["id"] for n in nodes],
-                "statuses": [_retry_status(n) for n in nodes],
+                "statuses": [restart_status(n) for n in nodes],
                 "deps_remaining": [max(n["deps_not_succeeded"], 1) if n["depends_on"] else 0
                                    for n in nodes],
             }).fetchall()
+            parents, items = maps.reset(cur)
             # The run reopens before its nodes move: a sub-workflow node starts a child
             # only in an open run (its node rows are locked already: the usual order).
             cur.execute(q["lock_run"], {"run_id": run_id})
-            cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset)})
+            cur.execute(q["reopen_run"], {"run_id": run_id, "reset": len(reset) + len(parents)})
             work = UnitOfWork()
             work.event(run_id, None, "run_queued", None, {"retry": True})
-            for node in reset:
-                if node["status"] == "queued":
-                    work.event(run_id, node["node_key"], "node_queued", 0, {"retry": True})
-                    work.queues.add(node["queue"])
-            self.m.release.release(cur, work, [(run_id, key) for key in ready], skipped=False)
-            self.m.release.begin_waits(cur, work, [
-                n for n in reset if n["status"] == "waiting" and n["subflow"] is None])
-            self.m.children.start(cur, work, [
-                n["id"] for n in reset if n["status"] == "waiting" and n["subflow"] is not None])
+            self.m.release.restart(cur, work, run_id, reset, ready, {"retry": True})
+            maps.started(cur, work, self.m, parents, items)
             cur.execute(q["delete_void_streams"], {"run_id": run_id})
             self.m.accounting.account_runs(cur, work)
             work.flush(cur)

@@ -15,12 +15,17 @@ SELECT id, tenant, status, fail_fast, nodes_total, nodes_remaining, nodes_failed
 FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE
 
 -- name: run_nodes
--- The nodes of a run (map items excluded), in insertion order.
+-- The nodes of a run (map items excluded), in insertion order; a map node's items
+-- counted, and those that succeeded (what a retry of its failed items keeps).
 SELECT id, node_key, executor, queue, status, attempts, max_attempts, depends_on, queued_at,
        started_at, finished_at, outputs, error, lease_owner, lease_expires_at,
-       map_remaining, map_items, map_failed, wait_spec, wait_until,
-       (SELECT count(*) FROM dagq.node_tasks c WHERE c.parent_id = t.id) AS items
+       map_remaining, map_items, map_failed, wait_spec, wait_until, i.items,
+       i.items_succeeded
 FROM dagq.node_tasks t
+CROSS JOIN LATERAL (
+    SELECT count(*) AS items, count(*) FILTER (WHERE c.status = 'succeeded')
+               AS items_succeeded
+    FROM dagq.node_tasks c WHERE c.parent_id = t.id) i
 WHERE run_id = %(run_id)s AND parent_id IS NULL
 ORDER BY id
 
@@ -48,6 +53,7 @@ RETURNING id, parent_run_id
 -- Of a finished run: the top-level nodes that did not succeed, with how many of their
 -- dependencies also did not succeed (those will run again first).
 SELECT t.id, t.node_key, t.status, t.depends_on, t.wait_spec, t.subflow,
+       t.map_over IS NOT NULL AS mapped,
        (SELECT count(*) FROM dagq.node_tasks d
         WHERE d.run_id = t.run_id AND d.node_key = ANY (t.depends_on)
           AND d.status <> 'succeeded') AS deps_not_succeeded
@@ -57,6 +63,7 @@ WHERE t.run_id = %(run_id)s AND t.parent_id IS NULL
 FOR UPDATE
 
 -- name: reset_nodes_for_retry
+-- (also run by resume)
 UPDATE dagq.node_tasks t
 SET status = u.status, attempts = 0, version = t.version + 1, error = NULL, outputs = NULL,
     deps_remaining = u.deps_remaining, deps_skipped = 0, lease_owner = NULL,
@@ -69,9 +76,11 @@ WHERE t.id = u.id
 RETURNING t.id, t.run_id, t.node_key, t.status, t.queue, t.wait_spec, t.subflow
 
 -- name: delete_map_items
+-- (also run by resume)
 DELETE FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id = ANY (%(parent_ids)s::bigint[])
 
 -- name: delete_void_streams
+-- (also run by resume)
 -- The streamed output of attempts that no longer exist (the retried nodes restart at
 -- attempt 1; their map items were deleted).
 SELECT dagq.delete_void_streams(%(run_id)s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import dramatiq
 
@@ -131,3 +132,17 @@ def stream_then_fail(payload):
             return {"refused": str(exc), "streamed": i}
         time.sleep(0.002)  # the writer flushes every ~15 ms: a refusal shows at once
     return {"refused": None, "streamed": 2000}
+
+
+@executor("test.fail_item")
+def fail_item(payload):
+    """Fails for good on the item `params.bad` while the file `params.broken` exists: a
+    fault outside the run, which someone fixes before resuming it. It fails after
+    `params.fail_after_s`, so the other items end first."""
+    import time
+
+    params = payload["params"]
+    if payload.get("item") == params.get("bad") and os.path.exists(params["broken"]):
+        time.sleep(params.get("fail_after_s", 0))
+        raise FatalError(f"item {payload['item']} hit a broken dependency")
+    return {"item": payload.get("item"), "pid": os.getpid()}

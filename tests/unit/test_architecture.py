@@ -230,7 +230,7 @@ def test_imports_follow_the_layers() -> None:
 
 STORE_WRITES = frozenset({
     "register_workflow", "submit_run", "submit_runs", "submit_keyed",
-    "cancel_run", "retry_run", "rerun_run", "send_signal",
+    "cancel_run", "retry_run", "rerun_run", "resolve_node", "send_signal",
     "lease", "heartbeat", "complete_and_lease", "fail", "requeue_unstarted", "release_leases",
     "append_stream", "write_stream",
     "reclaim_expired", "expire_dead_workers", "heal_runs", "start_free_slots",

@@ -40,7 +40,8 @@ EXPORTED = {
     },
     "dagq.models": {
         "ApiKey", "ApiKeyRecord", "ChildRun", "ExecutorInfo", "HeartbeatResult", "LeasedNode",
-        "NodeStatus", "NodeView", "RerunResult", "RunEvent", "RunStatus", "RunView", "RunWarning",
+        "NodeStatus", "NodeView", "RerunResult", "ResolveResult", "RunEvent", "RunStatus",
+        "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",
     },
     "dagq.api.schemas": {
@@ -50,8 +51,9 @@ EXPORTED = {
         "INT32_MAX", "INT64_MAX", "InlineSpec", "InvalidRequest", "KEY_PATTERN",
         "LAST_EVENT_ID_PATTERN", "ListRunsQuery", "MAX_BATCH_RUNS", "MAX_EVENTS_PAGE",
         "MAX_PAGE", "MAX_PRIORITY", "MIN_SETTING", "NodeStream", "NodeStreamQuery",
-        "PutTenantBody", "QueueList", "QueueStats", "QueueTenant", "RerunBody", "RunAction",
-        "RunList", "RunStatus", "RunSummary", "RunView", "SignalBody", "SubmitBatchBody",
+        "PutTenantBody", "QueueList", "QueueStats", "QueueTenant", "RerunBody", "ResolveBody",
+        "RetryBody", "RunAction", "RunList", "RunStatus", "RunSummary", "RunView", "SignalBody",
+        "SubmitBatchBody",
         "SubmitResult", "SubmitRunBody", "TENANT_PATTERN", "VERSION_NEEDS_NAME",
         "WorkflowList", "WorkflowName", "WorkflowRecord", "WorkflowRef",
         "WorkflowVersionQuery", "decode_cursor", "encode_cursor",

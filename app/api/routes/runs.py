@@ -1,4 +1,5 @@
-"""/v1/runs: submit (one, or a batch), read, list, cancel, retry, rerun, signal. Each route
+"""/v1/runs: submit (one, or a batch), read, list, cancel, retry, rerun, resolve a node,
+signal. Each route
 parses, authorises and calls one service function (a read may call the repository);
 submissions are written by the group commit (dagq.api.submits)."""
 
@@ -23,6 +24,8 @@ from dagq.api.errors import error_body
 from dagq.api.schemas import (
     ListRunsQuery,
     RerunBody,
+    ResolveBody,
+    RetryBody,
     RunAction,
     RunList,
     RunSummary,
@@ -33,7 +36,7 @@ from dagq.api.schemas import (
     encode_cursor,
 )
 from dagq.errors import Conflict, DagqError, InvalidRequest
-from dagq.models import SubmitResult
+from dagq.models import ApiKey, SubmitResult
 from dagq.service.submissions import SubmitRequest, cached_run
 from dagq.store.tx import call_by
 
@@ -198,7 +201,33 @@ async def cancel_run(request: Request) -> JSONResponse:
 
 
 async def retry_run(request: Request) -> JSONResponse:
-    return await _run_action(request, service.retry_run)
+    """202 with the run's new status; no body (or an empty one) retries every item of a
+    map node again, `{"items": "failed"}` only the items that did not succeed."""
+    key = await principal(request)
+    run_id = run_id_of(request)
+    body = await read_model(request, RetryBody) if (await request.body()).strip() \
+        else RetryBody()
+    status = await run_in_threadpool(service.retry_run, request.app.state.repo, run_id,
+                                     tenant_scope(key), body.items)
+    return _json(RunAction(run_id=run_id, status=status), 202)
+
+
+async def resolve_node(request: Request) -> JSONResponse:
+    """200: a failed or cancelled node succeeded with the given outputs; its run goes on.
+    Recorded as a node_resolved event naming the caller's key id."""
+    key = await principal(request)
+    run_id = run_id_of(request)
+    body = await read_model(request, ResolveBody)
+    result = await run_in_threadpool(
+        lambda: service.resolve_node(request.app.state.repo, run_id,
+                                     request.path_params["node_key"], body.outputs,
+                                     tenant=tenant_scope(key), by=resolver(key)))
+    return _json(result)
+
+
+def resolver(key: ApiKey) -> str:
+    """`by` of a node resolved through the API: the calling key's id."""
+    return str(key.id)
 
 
 routes = [
@@ -209,5 +238,6 @@ routes = [
     Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
     Route("/v1/runs/{run_id}/retry", retry_run, methods=["POST"]),
     Route("/v1/runs/{run_id}/rerun", rerun_run, methods=["POST"]),
+    Route("/v1/runs/{run_id}/nodes/{node_key}/resolve", resolve_node, methods=["POST"]),
     Route("/v1/runs/{run_id}/signals/{name}", send_signal, methods=["POST"]),
 ]

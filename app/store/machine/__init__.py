@@ -11,6 +11,7 @@ order and its flush points wherever the steps live.
 - `failures`: a failed attempt retried, failed for good or stopped
 - `accounting`: runs accounted under their locks and finished; cancelling an open run
 - `waits`: when a wait ends and with what (pure)
+- `map_retry`: a retry of a map node's failed items only (its succeeded items kept)
 
 The parts reach each other through the `Machine` each of them holds.
 """

@@ -26,6 +26,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("dagq.store")
 
 
+def restart_status(node: dict[str, Any]) -> str:
+    """A node reset by a retry or a resolve starts as: pending when it has dependencies
+    (released by them, or at once: see Release.restart); a root queued, or waiting when
+    it is a wait or sub-workflow node."""
+    if node["depends_on"]:
+        return "pending"
+    return "waiting" if node["wait_spec"] is not None or node["subflow"] is not None \
+        else "queued"
+
+
 class Release:
     """Dependents released or skipped, map nodes expanded and finished, wait nodes
     started and ended, a failed node's run cancelled (fail fast) or its descendants
@@ -98,6 +108,23 @@ class Release:
             self.m.children.start(cur, work, [row["id"] for row in rows if row["status"]
                                               == "waiting" and row["subflow"] is not None])
             frontier.append((skips, True))
+
+    def restart(
+        self, cur: psycopg.Cursor[Any], work: UnitOfWork, run_id: uuid.UUID,
+        reset: list[dict[str, Any]], ready: list[str], data: dict[str, Any],
+    ) -> None:
+        """Nodes a retry or a resolve reset (rows of reset_nodes_for_retry) start again:
+        roots queued (node_queued with `data`) or waiting, and the `ready` keys released
+        (each held by one pretend dependency, so its `if` and `map` are evaluated)."""
+        for node in reset:
+            if node["status"] == "queued":
+                work.event(run_id, node["node_key"], "node_queued", 0, data)
+                work.queues.add(node["queue"])
+        self.release(cur, work, [(run_id, key) for key in ready], skipped=False)
+        self.begin_waits(cur, work, [
+            n for n in reset if n["status"] == "waiting" and n["subflow"] is None])
+        self.m.children.start(cur, work, [
+            n["id"] for n in reset if n["status"] == "waiting" and n["subflow"] is not None])
 
     def begin_waits(
         self, cur: psycopg.Cursor[Any], work: UnitOfWork, rows: list[dict[str, Any]]
