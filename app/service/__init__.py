@@ -8,12 +8,14 @@ module of its concern:
 - `submissions`: a submission checked and turned into rows; submitting many at once
 - `runs`: reading a run with its warnings; cancel, retry, rerun; signals
 - `tenants`: tenants' weights and quotas; API keys (listing, revoking)
+- `bulk`: one action (cancel, retry, rerun) on many runs, by a filter or ids
 - `lookup`: run ids as people type them (a unique prefix)
 - `schedules`: cron schedules and firing them
 """
 
 from __future__ import annotations
 
+from dagq.service.bulk import BulkResult, RunFilter, bulk_action, check_bulk
 from dagq.service.lookup import (
     MAX_MATCHES,
     check_prefix,
@@ -58,7 +60,7 @@ from dagq.service.workflows import (
 
 __all__ = [
     "CLI_REVOKER", "DEFAULT_QUEUE", "EXECUTORS_MAX_AGE_S", "KEY_PREFIX", "MAX_MATCHES",
-    "SubmitRequest",
+    "BulkResult", "RunFilter", "SubmitRequest", "bulk_action", "check_bulk",
     "allow_test_executors", "authenticate", "cancel_run", "check_queues", "check_request",
     "check_rerun", "check_signal", "create_api_key", "create_schedule", "delete_schedule",
     "fire_due", "get_run", "hash_key", "parse_rate", "pin_subworkflows",
