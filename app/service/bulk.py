@@ -17,6 +17,7 @@ import dataclasses
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Literal
 
@@ -31,6 +32,7 @@ Action = Literal["cancel", "retry", "rerun"]
 ACTIONS: tuple[Action, ...] = ("cancel", "retry", "rerun")
 MAX_BULK = 1000  # runs per call (and ids per call)
 PAGE = 200  # runs read per listing: one short read between the actions
+THREADS = 4  # runs acted on at once (each its own transaction and pooled connection)
 RERUN_FROM = frozenset({"failed", "cancelled"})  # a rerun without `from` starts there
 
 
@@ -120,36 +122,49 @@ def _act_on_ids(repo: Store, action: Action, tenant: str | None, ids: list[uuid.
 
 def _act_on(repo: Store, action: Action, tenant: str | None, runs: Sequence[RunView],
             from_: list[str] | None, result: BulkResult) -> None:
-    """Each run's own transaction; a run the action does not apply to is skipped (as
-    listed: skipped without a transaction; changed since: by the action's Conflict)."""
+    """Each run's own transaction, THREADS at a time (a run's transaction is a few round
+    trips that wait on the database, not on a CPU); a run the action does not apply to is
+    skipped (as listed: without a transaction; changed since: by the action's Conflict)."""
     rerun_before = repo.runs.runs_rerun([r.run_id for r in runs]) if action == "rerun" \
         else set()
+    todo = []
     for run in runs:
         reason = _not_applicable(action, run, rerun_before)
-        if reason is not None:
+        if reason is None:
+            todo.append(run)
+        else:
             result.skip(reason)
-            continue
-        try:
-            if action == "cancel":
-                cancel_run(repo, run.run_id, tenant)
-            elif action == "retry":
-                retry_run(repo, run.run_id, tenant)
-            else:
-                start = from_ if from_ is not None else _failed_nodes(repo, run, tenant)
-                if not start:
-                    result.skip("nothing_failed")
-                    continue
-                rerun_run(repo, run.run_id, tenant, from_=start)
-        except NotFound:
-            result.skip("not_found")  # (pruned meanwhile)
-            continue
-        except Conflict:
-            result.skip("changed")  # its status moved since it was listed
-            continue
-        except InvalidRequest:
-            result.skip("invalid_from")  # `from` is not a node of this run's workflow
-            continue
-        result.acted += 1
+    if not todo:
+        return
+    with ThreadPoolExecutor(min(THREADS, len(todo)), "dagq-bulk") as pool:
+        outcomes = list(pool.map(lambda run: _apply(repo, action, tenant, run, from_), todo))
+    for outcome in outcomes:
+        if outcome is None:
+            result.acted += 1
+        else:
+            result.skip(outcome)
+
+
+def _apply(repo: Store, action: Action, tenant: str | None, run: RunView,
+           from_: list[str] | None) -> str | None:
+    """Act on one run: None, or why it was skipped."""
+    try:
+        if action == "cancel":
+            cancel_run(repo, run.run_id, tenant)
+        elif action == "retry":
+            retry_run(repo, run.run_id, tenant)
+        else:
+            start = from_ if from_ is not None else _failed_nodes(repo, run, tenant)
+            if not start:
+                return "nothing_failed"
+            rerun_run(repo, run.run_id, tenant, from_=start)
+    except NotFound:
+        return "not_found"  # (pruned meanwhile)
+    except Conflict:
+        return "changed"  # its status moved since it was listed
+    except InvalidRequest:
+        return "invalid_from"  # `from` is not a node of this run's workflow
+    return None
 
 
 def _not_applicable(action: Action, run: RunView, rerun_before: set[uuid.UUID]) -> str | None:

@@ -28,12 +28,12 @@ from dagq.api.schemas import (
 from dagq.errors import InvalidRequest
 from dagq.models import BulkOutcome
 from dagq.service.bulk import ACTIONS, MAX_BULK, Action
-from dagq.spec import metadata as meta
+from dagq.spec import metadata as _meta
 from dagq.spec.workflow import KEY_PATTERN
 from dagq.states import RunStatus
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-MetaValue = Annotated[str, Field(max_length=meta.MAX_TEXT)] | int | float | bool
+MetaValue = Annotated[str, Field(max_length=_meta.MAX_TEXT)] | int | float | bool
 # Exactly one of filter and ids; a cursor goes on a filter's walk only.
 ONE_SOURCE = {
     "oneOf": [{"required": ["filter"]}, {"required": ["ids"]}],
@@ -50,8 +50,8 @@ class BulkFilter(_Strict):
 
     status: RunStatus | None = None
     workflow: Annotated[str, Field(pattern=KEY_PATTERN)] | None = None
-    meta: dict[Annotated[str, Field(pattern=meta.KEY_PATTERN)], MetaValue] | None = Field(
-        None, max_length=meta.MAX_FILTERS, description="metadata key -> value, all to match")
+    meta: dict[Annotated[str, Field(pattern=_meta.KEY_PATTERN)], MetaValue] | None = Field(
+        None, max_length=_meta.MAX_FILTERS, description="metadata key -> value, all to match")
     created_after: Annotated[str, Field(pattern=TIME_PATTERN)] | None = None
     created_before: Annotated[str, Field(pattern=TIME_PATTERN)] | None = None
     tenant: str | None = Field(None, min_length=1, max_length=200, pattern=TENANT_PATTERN,
@@ -94,7 +94,7 @@ class BulkRerunBody(BulkBody):
 def _filter(body: BulkFilter) -> service.RunFilter:
     values = {k: v if isinstance(v, str) else _text(v) for k, v in (body.meta or {}).items()}
     return service.RunFilter(
-        status=body.status, workflow=body.workflow, meta=meta.check_filters(values),
+        status=body.status, workflow=body.workflow, meta=_meta.check_filters(values),
         created_after=parse_time(body.created_after, "created_after"),
         created_before=parse_time(body.created_before, "created_before"))
 
