@@ -10,14 +10,12 @@ CLI, so each names the offending key alike.
 A filter value arrives as text (a query string, `--meta k=v`) and compares as a JSON
 scalar could be written in it: `meta.n=5` matches the number 5 and the string "5",
 `meta.ok=true` the boolean true and the string "true", `meta.c=c-42` the string "c-42"
-only. `candidates` turns one filter into the objects a run's metadata may contain; a
-run matches a set of filters when it contains one combination (`combinations`), which
-the GIN index (jsonb_path_ops) answers.
+only. `candidates` lists the scalars one filter's text matches; `json_path` writes the
+filters as one jsonpath predicate, which the GIN index (jsonb_path_ops) answers.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -114,16 +112,25 @@ def check_filters(filters: Mapping[str, str], where: str = "meta") -> dict[str, 
         if not isinstance(value, str) or len(value) > MAX_TEXT:
             raise _bad(f"{where} filter of {key!r} must be text of at most {MAX_TEXT} "
                        "characters", key)
+        check_value(key, value, where)  # (no NUL, no lone surrogate)
     return dict(filters)
 
 
-def combinations(filters: Mapping[str, str]) -> list[dict[str, Scalar]] | None:
-    """The objects a matching run's metadata contains one of (None: no filter)."""
+def json_path(filters: Mapping[str, str]) -> str | None:
+    """The filters as one jsonpath predicate for `metadata @@ $1` (None: no filter):
+    `$."c" == "c-42" && ($."n" == "5" || $."n" == 5)`. The GIN index answers it whatever
+    the plan, a generic one included (an array of objects, `@> ANY ($1)`, is indexable only
+    when the planner sees the array). Keys match KEY_PATTERN and values are checked text,
+    written as JSON literals (jsonpath's own string syntax): the text is never code."""
     if not filters:
         return None
-    keys = sorted(filters)
-    return [dict(zip(keys, values, strict=True))
-            for values in itertools.product(*(candidates(filters[k]) for k in keys))]
+    terms = []
+    for key in sorted(check_filters(filters)):
+        path = f"$.{json.dumps(check_key(key))}"
+        choices = [f"{path} == {json.dumps(value, ensure_ascii=False)}"
+                   for value in candidates(filters[key])]
+        terms.append(choices[0] if len(choices) == 1 else f"({' || '.join(choices)})")
+    return " && ".join(terms)
 
 
 def parse_pairs(pairs: list[str] | None, where: str = "--meta") -> dict[str, str]:

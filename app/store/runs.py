@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from dagq.errors import Conflict, NotFound
 from dagq.models import (
@@ -19,7 +18,7 @@ from dagq.models import (
     RunView,
 )
 from dagq.runtime.sqlfiles import queries
-from dagq.spec.metadata import combinations
+from dagq.spec.metadata import json_path
 from dagq.states import OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES
 from dagq.store.machine import Machine
 from dagq.store.machine.accounting import cancel_open_run
@@ -181,15 +180,15 @@ class RunRepo:
         """Newest first from `cursor`. `meta`: checked meta.K=V filters (a run matches when
         its metadata holds every key with a value spelled so: dagq.spec.metadata);
         created_after inclusive, created_before exclusive."""
-        probes = combinations(meta or {})
+        path = json_path(meta or {})
         q = queries()
-        statement = q["list_runs"] if probes is None else q["list_runs_by_metadata"]
+        statement = q["list_runs"] if path is None else q["list_runs_by_metadata"]
         with self.db.tx() as cur:
             rows = cur.execute(statement, {
                 "tenant": tenant, "status": status, "workflow": workflow, "limit": limit,
                 "parent": parent, "created_after": created_after,
                 "created_before": created_before,
-                "meta": [Jsonb(probe) for probe in probes or []],
+                "meta": path,
                 "cursor_at": cursor[0] if cursor else None,
                 "cursor_id": cursor[1] if cursor else None,
             }).fetchall()

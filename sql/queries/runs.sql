@@ -41,16 +41,17 @@ ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
 
 -- name: list_runs_by_metadata
--- As list_runs, for a metadata filter: the runs whose metadata contains one of `meta`
--- (objects; dagq.spec.metadata.combinations), found through the GIN index runs_metadata
--- (a bitmap scan per object), then the other filters and the newest first. Not folded
--- into list_runs as `$meta IS NULL OR ...`: that form cannot use the index in a generic
--- plan, which the plan cache may pick after five executions.
+-- As list_runs, for a metadata filter: the runs whose metadata matches `meta` (a jsonpath
+-- predicate, dagq.spec.metadata.json_path), found through the GIN index runs_metadata
+-- when the filter is selective (else the newest runs in order, filtered), then the other
+-- filters and the newest first. Not folded into list_runs as `$meta IS NULL OR ...`:
+-- that form cannot use the index in a generic plan, which the plan cache may pick after
+-- five executions (tests/integration/store/test_run_metadata.py).
 SELECT id, tenant, workflow, workflow_version, event_key, status, priority, nodes_total,
        nodes_remaining, created_at, started_at, finished_at, parent_run_id, parent_node_key,
        metadata
 FROM dagq.runs
-WHERE metadata @> ANY (%(meta)s::jsonb[])
+WHERE metadata @@ %(meta)s::jsonpath
   AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
   AND (%(parent)s::uuid IS NULL OR parent_run_id = %(parent)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)

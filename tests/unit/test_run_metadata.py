@@ -14,7 +14,7 @@ from dagq.spec.metadata import (
     candidates,
     check_filters,
     check_metadata,
-    combinations,
+    json_path,
     parse_pairs,
 )
 
@@ -64,8 +64,6 @@ def test_a_filter_matches_the_scalars_its_text_spells() -> None:
     assert candidates("05") == ["05"] and candidates("True") == ["True"]  # not JSON numbers
     assert candidates("null") == ["null"]  # a stored value is never null
     assert candidates("1e999") == ["1e999"]  # not a finite number
-    assert combinations({}) is None
-    assert combinations({"a": "x", "n": "1"}) == [{"a": "x", "n": "1"}, {"a": "x", "n": 1}]
 
 
 def test_filters_and_pairs_are_checked() -> None:
@@ -82,3 +80,15 @@ def test_filters_and_pairs_are_checked() -> None:
                        (["bad key=1"], "'bad key'")):
         with pytest.raises(InvalidRequest, match=words):
             parse_pairs(bad)
+
+
+def test_filters_as_one_jsonpath_predicate() -> None:
+    assert json_path({}) is None
+    assert json_path({"c": "c-42"}) == '$."c" == "c-42"'
+    assert json_path({"n": "5", "a.b:c-d": "x"}) == \
+        '$."a.b:c-d" == "x" && ($."n" == "5" || $."n" == 5)'
+    # text is a JSON string literal whatever it holds: quotes, backslashes, && and $
+    assert json_path({"q": '" || $.x == "y\\'}) == '$."q" == "\\" || $.x == \\"y\\\\"'
+    assert json_path({"u": "é\n"}) == '$."u" == "é\\n"'
+    with pytest.raises(InvalidRequest, match="cannot store"):
+        json_path({"q": "a\x00"})

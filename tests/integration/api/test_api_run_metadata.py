@@ -95,6 +95,15 @@ def test_meta_filters_compare_as_json_scalars(api: Api) -> None:
     assert len(listed(api, api.acme, **{"meta.n": "5", "status": "queued"})) == 3
 
 
+def test_text_that_looks_like_a_path_is_only_text(api: Api) -> None:
+    tricky = {"q": '" || $.x == "y\\', "u": "é ✓ \n"}
+    run_id = api.submit(api.acme, metadata=tricky)["run_id"]
+    api.submit(api.acme, metadata={"x": "y", "q": "other"})
+    assert listed(api, api.acme, **{"meta.q": tricky["q"]}) == [run_id]
+    assert listed(api, api.acme, **{"meta.u": tricky["u"], "meta.q": tricky["q"]}) == [run_id]
+    assert listed(api, api.acme, **{"meta.q": '"'}) == []
+
+
 def test_meta_filters_page_with_the_cursor(api: Api) -> None:
     ids = [api.submit(api.acme, metadata={"c": "same"})["run_id"] for _ in range(5)]
     api.submit(api.acme, metadata={"c": "other"})
