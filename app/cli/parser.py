@@ -185,26 +185,7 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _meta_flag(submit, "metadata to find the run by (values are stored as text)")
     submit.add_argument("--wait", action="store_true", help="show progress until it ends")
 
-    runs = sub.add_parser("runs", help="list runs; or cancel, retry or rerun every run the "
-                          "filters find")
-    runs.add_argument("action", nargs="?", choices=BULK_ACTIONS, metavar="ACTION",
-                      help="cancel|retry|rerun the runs the filters find (asks first; "
-                           "--yes when stdin is not a terminal)")
-    runs.add_argument("--status", default=None)
-    runs.add_argument("--workflow", default=None)
-    _meta_flag(runs, "only runs whose metadata has this key and value")
-    runs.add_argument("--since", default=None, metavar="TIME",
-                      help="only runs created at or after TIME (ISO 8601, UTC without an "
-                           "offset; or an age such as 30m, 2h, 7d)")
-    runs.add_argument("--until", default=None, metavar="TIME",
-                      help="only runs created before TIME (as --since)")
-    runs.add_argument("--limit", type=_int_at_least(1), default=None,
-                      help=f"at most this many runs (listing: {DEFAULT_RUNS})")
-    runs.add_argument("--from", dest="from_", action="append", default=None, metavar="KEY",
-                      help="rerun: the node to run again in each run (repeat for more; "
-                           "default: each run's failed and cancelled nodes)")
-    runs.add_argument("--yes", action="store_true", help="act without asking")
-    _json_flag(runs)
+    _add_runs_command(sub)
 
     run = sub.add_parser("run", help="one run")
     run_sub = run.add_subparsers(dest="run_command", required=True, metavar="COMMAND")
@@ -243,6 +224,30 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     signal.add_argument("--data", default=None, help="the signal's data as a JSON object")
     signal.add_argument("--signal-id", default=None,
                         help="idempotency key: the same id again changes nothing")
+
+
+def _add_runs_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`dagq runs [ACTION] [filters]`: list runs, or act on every run the filters find."""
+    runs = sub.add_parser("runs", help="list runs; or cancel, retry or rerun every run the "
+                          "filters find")
+    runs.add_argument("action", nargs="?", choices=BULK_ACTIONS, metavar="ACTION",
+                      help="cancel|retry|rerun the runs the filters find (asks first; "
+                           "--yes when stdin is not a terminal)")
+    runs.add_argument("--status", default=None)
+    runs.add_argument("--workflow", default=None)
+    _meta_flag(runs, "only runs whose metadata has this key and value")
+    runs.add_argument("--since", default=None, metavar="TIME",
+                      help="only runs created at or after TIME (ISO 8601, UTC without an "
+                           "offset; or an age such as 30m, 2h, 7d)")
+    runs.add_argument("--until", default=None, metavar="TIME",
+                      help="only runs created before TIME (as --since)")
+    runs.add_argument("--limit", type=_int_at_least(1), default=None,
+                      help=f"at most this many runs (listing: {DEFAULT_RUNS})")
+    runs.add_argument("--from", dest="from_", action="append", default=None, metavar="KEY",
+                      help="rerun: the node to run again in each run (repeat for more; "
+                           "default: each run's failed and cancelled nodes)")
+    runs.add_argument("--yes", action="store_true", help="act without asking")
+    _json_flag(runs)
 
 
 def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
