@@ -15,7 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from dagq import __version__
 from dagq.api import schemas as s
-from dagq.api.routes.bulk import BulkBody, BulkRerunBody
+from dagq.api.routes.bulk import BulkBody, BulkFilter, BulkRerunBody
 from dagq.api.routes.dashboard import WorkerList, WorkersQuery
 from dagq.api.routes.schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
 from dagq.models import (
@@ -43,7 +43,7 @@ ERROR_TEXT = {
 }
 INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, s.SubmitBatchBody, WorkflowSpec,
                                         CreateScheduleBody, s.PutTenantBody, s.SignalBody,
-                                        s.RerunBody, BulkBody, BulkRerunBody]
+                                        s.RerunBody, BulkFilter, BulkBody, BulkRerunBody]
 OUTPUT_MODELS: list[type[BaseModel]] = [
     s.ErrorBody, s.WorkflowRef, WorkflowRecord, s.WorkflowList, SubmitResult, RunView,
     s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList, ScheduleCreated,

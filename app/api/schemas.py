@@ -70,7 +70,6 @@ METADATA_SCHEMA = {
     "propertyNames": {"pattern": _meta.KEY_PATTERN},
     "additionalProperties": {"anyOf": [
         {"type": "string", "maxLength": _meta.MAX_TEXT},
-        {"type": "integer", "minimum": _meta.INT_MIN, "maximum": _meta.INT_MAX},
         {"type": "number"}, {"type": "boolean"}]},
     "description": f"the platform's own ids, to find the run by (GET /v1/runs?meta.K=V): "
                    f"at most {_meta.MAX_KEYS} keys of 1-64 characters [A-Za-z0-9_.:-], each "

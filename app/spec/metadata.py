@@ -3,7 +3,7 @@ on `dagq.runs.metadata` and searched with GET /v1/runs?meta.K=V.
 
 A submit's metadata is a JSON object of at most MAX_KEYS keys (1-64 characters of
 `[A-Za-z0-9_.:-]`) whose values are scalars: text of at most MAX_TEXT characters, an
-integer (64-bit), a finite number, or a boolean; at most MAX_BYTES as compact JSON. The
+number (finite), or a boolean; at most MAX_BYTES as compact JSON. The
 one check is here, used by the service (every submit path), the API's schema and the
 CLI, so each names the offending key alike.
 
@@ -29,7 +29,6 @@ MAX_TEXT = 256
 MAX_BYTES = 2048
 MAX_FILTERS = 8  # meta.K=V filters in one query (each numeric one doubles the probes)
 KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _KEY = re.compile(KEY_PATTERN)
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
@@ -53,9 +52,7 @@ def check_value(key: str, value: Any, where: str = "metadata") -> Scalar:
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
-        if not INT_MIN <= value <= INT_MAX:
-            raise _bad(f"{where} value of {key!r} is an integer outside 64 bits", key)
-        return value
+        return value  # any size: jsonb keeps a number exactly (and the size is bounded)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _bad(f"{where} value of {key!r} must be a finite number", key)
@@ -96,8 +93,7 @@ def candidates(value: str) -> list[Scalar]:
         found.append(value == "true")
     elif _NUMBER.fullmatch(value):
         number = json.loads(value)
-        if isinstance(number, int) and INT_MIN <= number <= INT_MAX or \
-                isinstance(number, float) and math.isfinite(number):
+        if isinstance(number, int) or math.isfinite(number):
             found.append(number)
     return found
 
