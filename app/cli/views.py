@@ -97,9 +97,10 @@ def run_detail(run: RunView, *, verbose: bool = False) -> None:
               f"finished {_when(run.finished_at)}")
     if run.rerun_of:
         out.print(f"rerun of run {run.rerun_of}")
-    if run.metadata:
-        out.print("metadata " + "  ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
-                                          for k, v in run.metadata.items()), markup=False)
+    if run.metadata:  # by key (jsonb keeps its own order: shorter keys first)
+        out.print("metadata " + "  ".join(
+            f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+            for key, value in sorted(run.metadata.items())), markup=False)
     if run.error and not verbose:
         for line in error_lines(run.error):
             out.print(f"error: {line}" if not line.startswith(" ") else line,

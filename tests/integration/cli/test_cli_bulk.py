@@ -70,6 +70,9 @@ def test_tag_find_and_act_in_both_modes(modes: dict[str, dict[str, str]], live_a
     assert all(run["metadata"] == {"batch": "b1", "user": "7"} for run in listed)
     assert dagq(db, monkeypatch, capfd, "runs", "--meta", "batch=b1", "--until", "1h",
                 "--json")[1] == '{\n  "runs": []\n}\n'
+    for env in (api, db):
+        shown = dagq(env, monkeypatch, capfd, "run", "show", listed[0]["run_id"])[1]
+        assert "metadata batch=b1  user=7" in shown, shown
 
     # through the API: acme's runs only; again: nothing more to do
     assert dagq(api, monkeypatch, capfd, "runs", "cancel", "--meta", "batch=b1", "--yes")[1] \
