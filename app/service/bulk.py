@@ -14,6 +14,7 @@ cancelled, e.g. because it was retried already; rerun: an open run, or one rerun
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -33,6 +34,9 @@ ACTIONS: tuple[Action, ...] = ("cancel", "retry", "rerun")
 MAX_BULK = 1000  # runs per call (and ids per call)
 PAGE = 200  # runs read per listing: one short read between the actions
 THREADS = 4  # runs acted on at once (each its own transaction and pooled connection)
+# ...in the whole process, however many bulk calls run: they never take more than THREADS
+# of the pool's connections from the process's other requests.
+_SLOTS = threading.BoundedSemaphore(THREADS)
 RERUN_FROM = frozenset({"failed", "cancelled"})  # a rerun without `from` starts there
 
 
@@ -148,6 +152,12 @@ def _act_on(repo: Store, action: Action, tenant: str | None, runs: Sequence[RunV
 def _apply(repo: Store, action: Action, tenant: str | None, run: RunView,
            from_: list[str] | None) -> str | None:
     """Act on one run: None, or why it was skipped."""
+    with _SLOTS:
+        return _apply_now(repo, action, tenant, run, from_)
+
+
+def _apply_now(repo: Store, action: Action, tenant: str | None, run: RunView,
+               from_: list[str] | None) -> str | None:
     try:
         if action == "cancel":
             cancel_run(repo, run.run_id, tenant)
