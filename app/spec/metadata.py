@@ -2,10 +2,10 @@
 on `dagq.runs.metadata` and searched with GET /v1/runs?meta.K=V.
 
 A submit's metadata is a JSON object of at most MAX_KEYS keys (1-64 characters of
-`[A-Za-z0-9_.:-]`) whose values are scalars: text of at most MAX_TEXT characters, an
-number (finite), or a boolean; at most MAX_BYTES as compact JSON. The
-one check is here, used by the service (every submit path), the API's schema and the
-CLI, so each names the offending key alike.
+`[A-Za-z0-9_.:-]`) whose values are scalars: text of at most MAX_TEXT characters, a
+finite number, or a boolean; at most MAX_BYTES as compact JSON. The one check is here,
+used by the service (every submit path) and the CLI, and stated by the API's schema, so
+each names the offending key alike.
 
 A filter value arrives as text (a query string, `--meta k=v`) and compares as a JSON
 scalar could be written in it: `meta.n=5` matches the number 5 and the string "5",
@@ -27,7 +27,7 @@ from dagq.errors import InvalidRequest
 MAX_KEYS = 16
 MAX_TEXT = 256
 MAX_BYTES = 2048
-MAX_FILTERS = 8  # meta.K=V filters in one query (each numeric one doubles the probes)
+MAX_FILTERS = 8  # meta.K=V filters in one query (each a term of the index search)
 KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 _KEY = re.compile(KEY_PATTERN)
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")

@@ -102,7 +102,11 @@ def test_meta_filters_compare_as_json_scalars(api: Api) -> None:
     text = api.submit(api.acme, metadata={"n": "5", "c": "c-2"})["run_id"]
     other = api.submit(api.acme, metadata={"n": 6, "flag": True})["run_id"]
     decimal = api.submit(api.acme, metadata={"n": 5.0})["run_id"]
+    big = api.submit(api.acme, metadata={"e": 1e20, "i": 2**70})["run_id"]
     api.submit(api.acme)  # none
+    assert listed(api, api.acme, **{"meta.e": "1e20"}) == [big]
+    assert listed(api, api.acme, **{"meta.e": "100000000000000000000"}) == [big]
+    assert listed(api, api.acme, **{"meta.i": str(2**70)}) == [big]
     assert set(listed(api, api.acme, **{"meta.n": "5"})) == {number, text, decimal}
     assert listed(api, api.acme, **{"meta.n": "5", "meta.c": "c-2"}) == [text]
     assert listed(api, api.acme, **{"meta.flag": "true"}) == [other]
