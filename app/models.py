@@ -159,6 +159,19 @@ class RunView(_Record):
     parent_node_key: str | None = Field(None, description="that node's key")
     children: list[ChildRun] | None = Field(
         None, description="the runs this run's sub-workflow nodes started (oldest first)")
+    metadata: dict[str, str | int | float | bool] | None = Field(
+        None, description="the submit's metadata (a rerun keeps its original's)")
+
+
+class BulkOutcome(_Record):
+    """What one call of POST /v1/runs/bulk/{cancel|retry|rerun} did."""
+
+    acted: int = Field(description="runs the action was applied to")
+    skipped: int = Field(description="runs it did not apply to (already done, not found, "
+                                     "...): idempotent, never an error")
+    skipped_by: dict[str, int] = Field(description="the skips by reason")
+    next_cursor: str | None = Field(description="pass as `cursor` (with the same filter) "
+                                                "to go on; null when done")
 
 
 class SignalResult(_Record):

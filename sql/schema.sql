@@ -1182,6 +1182,7 @@ CREATE TABLE dagq.runs (
     concurrency_limit integer,
     concurrency_waiting boolean DEFAULT false NOT NULL,
     concurrency_seq bigint,
+    metadata jsonb,
     CONSTRAINT runs_concurrency_limit_check CHECK ((concurrency_limit >= 1)),
     CONSTRAINT runs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'partial_succeeded'::text, 'cancelled'::text])))
 )
@@ -1767,10 +1768,22 @@ CREATE INDEX runs_deadline ON dagq.runs USING btree (deadline_at) WHERE ((deadli
 CREATE INDEX runs_finished ON dagq.runs USING btree (finished_at) WHERE (finished_at IS NOT NULL);
 
 --
+-- Name: runs_metadata; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX runs_metadata ON dagq.runs USING gin (metadata jsonb_path_ops);
+
+--
 -- Name: runs_parent; Type: INDEX; Schema: dagq; Owner: -
 --
 
 CREATE INDEX runs_parent ON dagq.runs USING btree (parent_run_id, created_at) WHERE (parent_run_id IS NOT NULL);
+
+--
+-- Name: runs_rerun_of; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX runs_rerun_of ON dagq.runs USING btree (rerun_of) WHERE (rerun_of IS NOT NULL);
 
 --
 -- Name: runs_tenant_created; Type: INDEX; Schema: dagq; Owner: -

@@ -19,6 +19,7 @@ from dagq.api.errors import EXCEPTION_HANDLERS
 from dagq.api.hub import EventHub
 from dagq.api.metrics import ApiMetrics
 from dagq.api.routes import (
+    bulk,
     dashboard,
     events,
     keys,
@@ -99,8 +100,8 @@ def create_app(settings: Settings, url: str) -> Starlette:
 
     app = Starlette(
         routes=one_route_per_path([
-            *runs.routes, *events.routes, *workflows.routes, *ops.routes, *dashboard.routes,
-            *schedules.routes, *tenants.routes, *keys.routes, *pages.routes]),
+            *bulk.routes, *runs.routes, *events.routes, *workflows.routes, *ops.routes,
+            *dashboard.routes, *schedules.routes, *tenants.routes, *keys.routes, *pages.routes]),
         middleware=[
             Middleware(SecurityHeadersMiddleware),
             Middleware(RequestMetricsMiddleware, metrics=metrics),

@@ -15,10 +15,12 @@ from pydantic.json_schema import models_json_schema
 
 from dagq import __version__
 from dagq.api import schemas as s
+from dagq.api.routes.bulk import BulkBody, BulkFilter, BulkRerunBody
 from dagq.api.routes.dashboard import WorkerList, WorkersQuery
 from dagq.api.routes.schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
 from dagq.models import (
     ApiKeyRecord,
+    BulkOutcome,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -42,12 +44,13 @@ ERROR_TEXT = {
 }
 INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, s.SubmitBatchBody, WorkflowSpec,
                                         CreateScheduleBody, s.PutTenantBody, s.SignalBody,
-                                        s.RerunBody, s.RetryBody, s.ResolveBody]
+                                        s.RerunBody, s.RetryBody, s.ResolveBody, BulkFilter,
+                                        BulkBody, BulkRerunBody]
 OUTPUT_MODELS: list[type[BaseModel]] = [
     s.ErrorBody, s.WorkflowRef, WorkflowRecord, s.WorkflowList, SubmitResult, RunView,
     s.RunList, RunEvent, s.RunAction, s.QueueList, s.Health, WorkerList, ScheduleCreated,
     ScheduleRecord, ScheduleList, SignalResult, s.NodeStream, s.BatchResults, TenantRecord,
-    RerunResult, s.KeyList, ApiKeyRecord, ResolveResult,
+    RerunResult, s.KeyList, ApiKeyRecord, ResolveResult, BulkOutcome,
 ]
 V1 = [{"bearerAuth": []}]
 
@@ -166,6 +169,10 @@ def _run_paths() -> dict[str, Any]:
             },
             "get": {
                 "summary": "Runs, newest first (keyset pagination)", "security": V1,
+                "description": "Also `meta.K=V` (any number of keys up to 8): runs whose "
+                               "metadata holds key K with a value spelled V (`5` matches the "
+                               "number 5 and the string \"5\"; `true` the boolean and the "
+                               "string).",
                 "parameters": _query(s.ListRunsQuery),
                 "responses": {"200": _json(_ref(s.RunList), "A page of runs"),
                               **_errors(401, 422, 503)},
@@ -240,6 +247,16 @@ def _rerun_paths() -> dict[str, Any]:
                           **_errors(400, 401, 404, 409, 413, 422, 503)},
         }},
     }
+
+
+def _bulk_paths() -> dict[str, Any]:
+    return {f"/v1/runs/bulk/{action}": {"post": {
+        "summary": f"{action.capitalize()} the runs a filter finds (or a list of ids), at "
+                   "most `limit` per call; idempotent: a run it does not apply to is skipped",
+        "security": V1, "requestBody": _body(BulkRerunBody if action == "rerun" else BulkBody),
+        "responses": {"200": _json(_ref(BulkOutcome), "Done; next_cursor to go on"),
+                      **_errors(400, 401, 413, 422, 503)},
+    }} for action in ("cancel", "retry", "rerun")}
 
 
 def _event_paths() -> dict[str, Any]:
@@ -377,7 +394,8 @@ def openapi_document() -> dict[str, Any]:
         [(m, "validation") for m in INPUT_MODELS] + [(m, "serialization") for m in OUTPUT_MODELS],
         ref_template=REF,
     )
-    paths = {**_workflow_paths(), **_run_paths(), **_rerun_paths(), **_event_paths(),
+    paths = {**_workflow_paths(), **_run_paths(), **_bulk_paths(), **_rerun_paths(),
+             **_event_paths(),
              **_ops_paths(), **_schedule_paths(), **_tenant_paths()}
     return {
         "openapi": "3.2.0",

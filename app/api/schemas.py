@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 from dagq.errors import InvalidRequest
 from dagq.models import ApiKeyRecord, RunView, SubmitResult, WorkflowRecord
+from dagq.spec import metadata as _meta
 from dagq.spec.workflow import KEY_PATTERN, MAX_PRIORITY, Concurrency
 from dagq.states import RunStatus
 
@@ -38,6 +39,10 @@ VERSION_NEEDS_NAME = {
 # Keyset cursor: microseconds since the epoch of the last run's created_at, and its id.
 # Every string of this shape is a cursor the API accepts (1653..2286: 16 digits).
 CURSOR_PATTERN = r"^-?[0-9]{1,16}_[0-9a-f]{32}$"
+# A time in a query: an ISO 8601 date, or date and time (an offset, or UTC without one).
+TIME_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+                r"(Z|[+-][0-9]{2}:[0-9]{2})?)?$")
+META_PREFIX = "meta."
 # A tenant name is any text Postgres can store (no NUL).
 TENANT_PATTERN = r"^[^\u0000]+$"
 
@@ -56,6 +61,24 @@ class _Query(BaseModel):
 
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+# What dagq.spec.metadata.check_metadata accepts, but its 2 KiB bound (which JSON Schema
+# cannot state: a larger object is a 422). Checked there, with a message naming the key.
+METADATA_SCHEMA = {
+    "type": "object", "maxProperties": _meta.MAX_KEYS,
+    "propertyNames": {"pattern": _meta.KEY_PATTERN},
+    "additionalProperties": {"anyOf": [
+        {"type": "string", "maxLength": _meta.MAX_TEXT},
+        {"type": "number"}, {"type": "boolean"}]},
+    "description": f"the platform's own ids, to find the run by (GET /v1/runs?meta.K=V): "
+                   f"at most {_meta.MAX_KEYS} keys of 1-64 characters [A-Za-z0-9_.:-], each "
+                   f"a string (at most {_meta.MAX_TEXT} characters), number or boolean; at "
+                   f"most {_meta.MAX_BYTES} bytes as JSON. Not part of the event_key's "
+                   "fingerprint: a resubmit returns the run with its first metadata",
+}
+Metadata = Annotated[dict[str, Any] | None, WithJsonSchema(
+    {"anyOf": [METADATA_SCHEMA, {"type": "null"}]})]
 
 
 # ----- requests -----------------------------------------------------------------------
@@ -77,6 +100,7 @@ class SubmitRunBody(_Body):
     concurrency: Concurrency | None = Field(
         None, description="at most `limit` open runs per value of `key` (instead of the "
                           "workflow's concurrency)")
+    metadata: Metadata = None
 
 
 class SignalBody(_Body):
@@ -150,6 +174,12 @@ class SubmitBatchBody(_Body):
 class ListRunsQuery(_Query):
     status: RunStatus | None = None
     workflow: Annotated[str, Field(pattern=KEY_PATTERN)] | None = None
+    created_after: str | None = Field(
+        None, pattern=TIME_PATTERN, description="only runs created at or after this time "
+        "(ISO 8601: a date, or a date and time; UTC without an offset)")
+    created_before: str | None = Field(
+        None, pattern=TIME_PATTERN, description="only runs created before this time "
+        "(ISO 8601, as created_after)")
     limit: int = Field(50, ge=1, le=MAX_PAGE)
     cursor: str | None = Field(None, pattern=CURSOR_PATTERN,
                                description="next_cursor of the previous page")
@@ -241,6 +271,7 @@ class RunSummary(_Out):
     finished_at: datetime | None
     parent_run_id: UUID | None = None
     parent_node_key: str | None = None
+    metadata: dict[str, str | int | float | bool] | None = None
 
     @classmethod
     def of(cls, run: RunView) -> RunSummary:
@@ -294,6 +325,35 @@ class Health(_Out):
     workers: int | None = Field(None, description="live workers (readiness does not "
                                                   "depend on them)")
     warnings: list[str] | None = None
+
+
+# ----- filters ------------------------------------------------------------------------
+
+def parse_time(text: str | None, name: str) -> datetime | None:
+    """An ISO 8601 time of TIME_PATTERN's shape (UTC without an offset), or 422."""
+    if text is None:
+        return None
+    try:
+        if not re.fullmatch(TIME_PATTERN, text):
+            raise ValueError("not an ISO 8601 date or date and time")
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} {text[:100]!r} is not a time: {exc}",
+                             [{"loc": ["query", name], "msg": str(exc),
+                               "type": "value_error"}]) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def meta_filters(items: list[tuple[str, str]]) -> dict[str, str]:
+    """The meta.K=V query parameters as {K: V} (checked; a key given twice is a 422)."""
+    found: dict[str, str] = {}
+    for name, value in items:
+        if name.startswith(META_PREFIX):
+            key = name[len(META_PREFIX):]
+            if key in found:
+                raise InvalidRequest(f"meta.{key[:100]} is given twice", {"key": key[:100]})
+            found[key] = value
+    return _meta.check_filters(found)
 
 
 # ----- keyset cursor ------------------------------------------------------------------

@@ -14,7 +14,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,6 +25,7 @@ from dagq.config import Settings
 from dagq.errors import InvalidRequest
 from dagq.models import (
     ApiKeyRecord,
+    BulkOutcome,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -60,10 +61,16 @@ class Backend(Protocol):
     """What the run commands need; the arguments are checked before (dagq.cli.parser)."""
 
     def submit(self, workflow: Any, inputs: Any, *, event_key: str | None, priority: int,
-               version: int | None, tenant: str) -> SubmitResult: ...
+               version: int | None, tenant: str,
+               metadata: dict[str, Any] | None = None) -> SubmitResult: ...
 
-    def runs(self, status: str | None, workflow: str | None,
+    def runs(self, run_filter: service.RunFilter,
              limit: int) -> Sequence[RunView | RunSummary]: ...
+
+    def bulk(self, action: str, run_filter: service.RunFilter, *, limit: int,
+             cursor: str | None, from_: list[str] | None) -> BulkOutcome:
+        """One call of the bulk action (checked before): at most `limit` runs."""
+        ...
 
     def run(self, run_id: uuid.UUID) -> RunView: ...
 
@@ -117,12 +124,29 @@ class LocalBackend:
         self.sleep = time.sleep  # between polls (a test steps the polls through it)
 
     def submit(self, workflow: Any, inputs: Any, *, event_key: str | None, priority: int,
-               version: int | None, tenant: str) -> SubmitResult:
+               version: int | None, tenant: str,
+               metadata: dict[str, Any] | None = None) -> SubmitResult:
         return service.submit(self.repo, tenant=tenant, workflow=workflow, version=version,
-                              inputs=inputs, event_key=event_key, priority=priority)
+                              inputs=inputs, event_key=event_key, priority=priority,
+                              metadata=metadata)
 
-    def runs(self, status: str | None, workflow: str | None, limit: int) -> list[RunView]:
-        return self.repo.runs.list_runs(tenant=None, status=status, workflow=workflow, limit=limit)
+    def runs(self, run_filter: service.RunFilter, limit: int) -> list[RunView]:
+        return self.repo.runs.list_runs(
+            tenant=None, status=run_filter.status, workflow=run_filter.workflow, limit=limit,
+            meta=run_filter.meta, created_after=run_filter.created_after,
+            created_before=run_filter.created_before)
+
+    def bulk(self, action: str, run_filter: service.RunFilter, *, limit: int,
+             cursor: str | None, from_: list[str] | None) -> BulkOutcome:
+        from dagq.api.schemas import decode_cursor, encode_cursor
+
+        result = service.bulk_action(
+            self.repo, cast(service.bulk.Action, action), tenant=None, run_filter=run_filter,
+            limit=limit, cursor=decode_cursor(cursor) if cursor else None, from_=from_)
+        after = result.next_cursor
+        return BulkOutcome(acted=result.acted, skipped=result.skipped,
+                           skipped_by=dict(result.skipped_by),
+                           next_cursor=encode_cursor(*after) if after else None)
 
     def run(self, run_id: uuid.UUID) -> RunView:
         return service.get_run(self.repo, run_id)
@@ -221,17 +245,28 @@ class RemoteBackend:
         self.client = client
 
     def submit(self, workflow: Any, inputs: Any, *, event_key: str | None, priority: int,
-               version: int | None, tenant: str) -> SubmitResult:
+               version: int | None, tenant: str,
+               metadata: dict[str, Any] | None = None) -> SubmitResult:
         if tenant != "default":
             raise InvalidRequest("--tenant does not apply with DAGQ_URL: a run belongs to the "
                                  "tenant of DAGQ_API_KEY")
         return self.client.submit(workflow, inputs, event_key=event_key, priority=priority,
-                                  version=version)
+                                  version=version, metadata=metadata)
 
-    def runs(self, status: str | None, workflow: str | None,
-             limit: int) -> list[RunSummary]:
-        pages = self.client.runs(status, workflow, page_size=min(limit, MAX_PAGE))
+    def runs(self, run_filter: service.RunFilter, limit: int) -> list[RunSummary]:
+        pages = self.client.runs(
+            run_filter.status, run_filter.workflow, page_size=min(limit, MAX_PAGE),
+            metadata=run_filter.meta or None, created_after=run_filter.created_after,
+            created_before=run_filter.created_before)
         return list(itertools.islice(pages, limit))
+
+    def bulk(self, action: str, run_filter: service.RunFilter, *, limit: int,
+             cursor: str | None, from_: list[str] | None) -> BulkOutcome:
+        return self.client.bulk(
+            action, status=run_filter.status, workflow=run_filter.workflow,
+            metadata=run_filter.meta or None, created_after=run_filter.created_after,
+            created_before=run_filter.created_before, limit=limit, cursor=cursor,
+            from_=from_)
 
     def run(self, run_id: uuid.UUID) -> RunView:
         return self.client.run(run_id)

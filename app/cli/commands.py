@@ -14,19 +14,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 
 from dagq import service
 from dagq.cli.backend import backend, repository
 from dagq.cli.parser import (
+    DEFAULT_RUNS,
     check_run_filter,
     check_workflow_name,
     json_or_file,
     parse_json_arg,
+    parse_since,
     parse_uuid,
     workflow_arg,
     workflow_file,
 )
 from dagq.config import Settings
+from dagq.errors import InvalidRequest
+from dagq.spec.metadata import check_filters, parse_pairs
 
 
 def submit(args: argparse.Namespace, settings: Settings) -> int:
@@ -34,12 +39,14 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
 
     inputs = parse_json_arg(args.inputs, "--inputs")
     workflow = workflow_arg(args.workflow)
+    metadata = parse_pairs(args.meta) or None
     service.check_request(service.SubmitRequest(
         tenant=args.tenant, workflow=workflow, version=args.workflow_version, inputs=inputs,
-        event_key=args.event_key, priority=args.priority))
+        event_key=args.event_key, priority=args.priority, metadata=metadata))
     with backend(settings) as b:
         result = b.submit(workflow, inputs, event_key=args.event_key, priority=args.priority,
-                          version=args.workflow_version, tenant=args.tenant)
+                          version=args.workflow_version, tenant=args.tenant,
+                          metadata=metadata)
         verb = "submitted" if result.created else "already submitted (same event key)"
         print(f"{verb}: run {result.run_id}", file=sys.stderr)
         if not args.wait:
@@ -51,18 +58,74 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def runs(args: argparse.Namespace, settings: Settings) -> int:
+    """`dagq runs [--filters]`: a table (or --json); `dagq runs cancel|retry|rerun
+    [--filters]`: the action on every run they find."""
     from dagq.api.schemas import RunSummary
     from dagq.cli.views import print_json, runs_table
 
     check_run_filter(args.status, args.workflow)
+    run_filter = service.RunFilter(
+        status=args.status, workflow=args.workflow,
+        meta=check_filters(parse_pairs(args.meta), "--meta"),
+        created_after=parse_since(args.since, "--since"),
+        created_before=parse_since(args.until, "--until"))
+    if args.action is not None:
+        return _bulk(args, settings, run_filter)
+    if args.from_ is not None or args.yes:
+        raise InvalidRequest("--from and --yes go with an action (cancel, retry, rerun)")
     with backend(settings) as b:
-        found = b.runs(args.status, args.workflow, args.limit)
+        found = b.runs(run_filter, args.limit or DEFAULT_RUNS)
     if args.json:  # GET /v1/runs's shape (one page: no next_cursor)
         print_json({"runs": [RunSummary.model_validate(r, from_attributes=True)
                              .model_dump(mode="json") for r in found]})
     else:
         runs_table(found)
     return 0
+
+
+def _bulk(args: argparse.Namespace, settings: Settings, run_filter: service.RunFilter) -> int:
+    """Ask (on a terminal), then call the bulk action page after page, printing totals."""
+    from dagq.cli.views import bulk_done, print_json
+
+    service.check_bulk(args.action, limit=service.bulk.MAX_BULK, run_filter=run_filter,
+                       ids=None, from_=args.from_)
+    if not args.yes:
+        _confirm(args.action, run_filter)
+    acted, skipped_by, cursor = 0, Counter[str](), None
+    left = args.limit
+    with backend(settings) as b:
+        while left is None or left > 0:
+            batch = min(left or service.bulk.MAX_BULK, service.bulk.MAX_BULK)
+            outcome = b.bulk(args.action, run_filter, limit=batch, cursor=cursor,
+                             from_=args.from_)
+            acted += outcome.acted
+            skipped_by.update(outcome.skipped_by)
+            left = None if left is None else left - outcome.acted - outcome.skipped
+            if outcome.next_cursor is None:
+                break
+            cursor = outcome.next_cursor
+    if args.json:
+        print_json({"acted": acted, "skipped": sum(skipped_by.values()),
+                    "skipped_by": dict(skipped_by)})
+    else:
+        bulk_done(args.action, acted, dict(skipped_by))
+    return 0
+
+
+def _confirm(action: str, run_filter: service.RunFilter) -> None:
+    """A yes on a terminal; without one (or without a terminal) nothing is done."""
+    shown = [f"{name}={value}" for name, value in (
+        ("status", run_filter.status), ("workflow", run_filter.workflow),
+        *(("meta." + k, v) for k, v in run_filter.meta.items()),
+        ("since", run_filter.created_after), ("until", run_filter.created_before))
+        if value is not None]
+    what = " ".join(shown) if shown else "(no filter: every run)"
+    if not sys.stdin.isatty():
+        raise InvalidRequest(f"refusing to {action} runs matching {what} without --yes "
+                             "(stdin is not a terminal)")
+    answer = input(f"{action} every run matching {what}? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise InvalidRequest("not confirmed: nothing was done")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

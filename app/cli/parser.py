@@ -11,6 +11,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
 from dagq import __version__
@@ -20,6 +21,10 @@ from dagq.spec.workflow import KEY_PATTERN
 from dagq.states import RunStatus
 
 EXIT_INPUT = 2
+BULK_ACTIONS = ("cancel", "retry", "rerun")
+DEFAULT_RUNS = 20  # runs `dagq runs` lists without --limit
+AGE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 RUN_ID_HELP = "a run id, or a unique prefix of one (at least 4 hex digits)"
 SPEC_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -95,6 +100,26 @@ def check_run_filter(status: str | None, workflow: str | None) -> None:
         raise InvalidRequest(f"--workflow {workflow[:100]!r} must match [A-Za-z0-9_.-]{{1,64}}")
 
 
+def parse_since(text: str | None, flag: str) -> datetime | None:
+    """`--since`/`--until`: ISO 8601 (UTC without an offset, as the API reads it), or an
+    age (`30m`: 30 minutes ago)."""
+    if text is None:
+        return None
+    if (age := AGE.fullmatch(text.strip())) is not None:
+        try:
+            return datetime.now(UTC) - timedelta(
+                seconds=float(age.group(1)) * AGE_UNITS[age.group(2)])
+        except OverflowError:
+            raise InvalidRequest(f"{flag} {text[:100]!r} is too long ago") from None
+    from dagq.api.schemas import parse_time
+
+    try:
+        return parse_time(text, flag)
+    except InvalidRequest:
+        raise InvalidRequest(f"{flag} {text[:100]!r} is not a time (ISO 8601, e.g. "
+                             "2026-12-07T10:00, or an age such as 30m, 2h, 7d)") from None
+
+
 def check_workflow_name(name: str) -> None:
     if not re.fullmatch(KEY_PATTERN, name):
         raise InvalidRequest(f"workflow name {name[:100]!r} must match [A-Za-z0-9_.-]{{1,64}}")
@@ -103,6 +128,11 @@ def check_workflow_name(name: str) -> None:
 def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="one JSON document on stdout (the API's own shape)")
+
+
+def _meta_flag(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--meta", action="append", default=None, metavar="KEY=VALUE",
+                        help=f"{text} (repeat for more)")
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -194,13 +224,10 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     submit.add_argument("--version", dest="workflow_version", type=_int_at_least(1))
     submit.add_argument("--priority", type=int, default=0)
     submit.add_argument("--tenant", default="default")
+    _meta_flag(submit, "metadata to find the run by (values are stored as text)")
     submit.add_argument("--wait", action="store_true", help="show progress until it ends")
 
-    runs = sub.add_parser("runs", help="list runs")
-    runs.add_argument("--status", default=None)
-    runs.add_argument("--workflow", default=None)
-    runs.add_argument("--limit", type=_int_at_least(1), default=20)
-    _json_flag(runs)
+    _add_runs_command(sub)
 
     run = sub.add_parser("run", help="one run")
     run_sub = run.add_subparsers(dest="run_command", required=True, metavar="COMMAND")
@@ -226,6 +253,30 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     signal.add_argument("--data", default=None, help="the signal's data as a JSON object")
     signal.add_argument("--signal-id", default=None,
                         help="idempotency key: the same id again changes nothing")
+
+
+def _add_runs_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`dagq runs [ACTION] [filters]`: list runs, or act on every run the filters find."""
+    runs = sub.add_parser("runs", help="list runs; or cancel, retry or rerun every run the "
+                          "filters find")
+    runs.add_argument("action", nargs="?", choices=BULK_ACTIONS, metavar="ACTION",
+                      help="cancel|retry|rerun the runs the filters find (asks first; "
+                           "--yes when stdin is not a terminal)")
+    runs.add_argument("--status", default=None)
+    runs.add_argument("--workflow", default=None)
+    _meta_flag(runs, "only runs whose metadata has this key and value")
+    runs.add_argument("--since", default=None, metavar="TIME",
+                      help="only runs created at or after TIME (ISO 8601, UTC without an "
+                           "offset; or an age such as 30m, 2h, 7d)")
+    runs.add_argument("--until", default=None, metavar="TIME",
+                      help="only runs created before TIME (as --since)")
+    runs.add_argument("--limit", type=_int_at_least(1), default=None,
+                      help=f"at most this many runs (listing: {DEFAULT_RUNS})")
+    runs.add_argument("--from", dest="from_", action="append", default=None, metavar="KEY",
+                      help="rerun: the node to run again in each run (repeat for more; "
+                           "default: each run's failed and cancelled nodes)")
+    runs.add_argument("--yes", action="store_true", help="act without asking")
+    _json_flag(runs)
 
 
 def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -98,6 +98,10 @@ def run_detail(run: RunView, *, verbose: bool = False) -> None:
               f"finished {_when(run.finished_at)}")
     if run.rerun_of:
         out.print(f"rerun of run {run.rerun_of}")
+    if run.metadata:  # by key (jsonb keeps its own order: shorter keys first)
+        out.print("metadata " + "  ".join(
+            f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+            for key, value in sorted(run.metadata.items())), markup=False)
     if run.error and not verbose:
         for line in error_lines(run.error):
             out.print(f"error: {line}" if not line.startswith(" ") else line,
@@ -255,6 +259,14 @@ def tenants_table(tenants: list[Any]) -> None:
 
 def _or_none(value: Any, unit: str = "") -> str:
     return "-" if value is None else f"{value:g}{unit}"
+
+
+def bulk_done(action: str, acted: int, skipped_by: dict[str, int]) -> None:
+    """`dagq runs cancel|retry|rerun`: the totals."""
+    verb = {"cancel": "cancelled", "retry": "retried", "rerun": "reran"}[action]
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(skipped_by.items()))
+    print(f"{verb} {acted} run(s); skipped {sum(skipped_by.values())}"
+          f"{f' ({reasons})' if reasons else ''}")
 
 
 def run_acted(action: str, run_id: Any, status: str) -> int:

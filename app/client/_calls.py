@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
@@ -28,6 +29,7 @@ from dagq.api.schemas import (
 from dagq.errors import InvalidWorkflow
 from dagq.models import (
     ApiKeyRecord,
+    BulkOutcome,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -135,11 +137,12 @@ def workflow(name: str, version: int | None) -> Call[WorkflowRecord]:
 def submit(
     workflow: str | Spec, inputs: Any, event_key: str | None, priority: int | None,
     deadline_s: float | None, version: int | None,
-    concurrency: dict[str, Any] | None = None,
+    concurrency: dict[str, Any] | None = None, metadata: Mapping[str, Any] | None = None,
 ) -> Call[SubmitResult]:
     body = _params(workflow=_workflow(workflow), version=version, inputs=inputs,
                    event_key=event_key, priority=priority, deadline_s=deadline_s,
-                   concurrency=concurrency)
+                   concurrency=concurrency,
+                   metadata=dict(metadata) if metadata is not None else None)
     # Only an event key makes a second POST find the first run instead of a new one.
     return Call("POST", "/v1/runs", _model(SubmitResult), body=body,
                 idempotent=event_key is not None)
@@ -152,10 +155,46 @@ def run(run_id: uuid.UUID | str) -> Call[RunView]:
 def runs_page(
     status: str | None, workflow: str | None, tenant: str | None, limit: int,
     cursor: str | None, parent: uuid.UUID | str | None = None,
+    metadata: Mapping[str, Any] | None = None, created_after: datetime | str | None = None,
+    created_before: datetime | str | None = None,
 ) -> Call[RunList]:
-    return Call("GET", "/v1/runs", _model(RunList), idempotent=True,
-                params=_params(status=status, workflow=workflow, tenant=tenant, limit=limit,
-                               cursor=cursor, parent=str(parent) if parent else None))
+    params = _params(status=status, workflow=workflow, tenant=tenant, limit=limit,
+                     cursor=cursor, parent=str(parent) if parent else None,
+                     created_after=_time(created_after), created_before=_time(created_before))
+    params.update({f"meta.{key}": _scalar(value) for key, value in (metadata or {}).items()})
+    return Call("GET", "/v1/runs", _model(RunList), idempotent=True, params=params)
+
+
+def _time(value: datetime | str | None) -> str | None:
+    """A time as the API reads it: ISO 8601 (a time without an offset is UTC)."""
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _scalar(value: Any) -> str:
+    """A metadata value as a filter spells it: true/false, 5, 2.5, or the text itself."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def bulk(action: str, *, ids: list[uuid.UUID | str] | None, run_filter: dict[str, Any] | None,
+         limit: int, cursor: str | None, from_: list[str] | None) -> Call[BulkOutcome]:
+    # Idempotent: a run the action does not apply to (any more) is skipped, so a resend
+    # after a lost reply acts on nothing twice (a rerun skips a run rerun before).
+    body = _params(ids=[str(i) for i in ids] if ids is not None else None,
+                   filter=run_filter, limit=limit, cursor=cursor)
+    if from_ is not None:
+        body["from"] = list(from_)
+    return Call("POST", f"/v1/runs/bulk/{_segment(action)}", _model(BulkOutcome), body=body,
+                idempotent=True)
+
+
+def bulk_filter(status: str | None, workflow: str | None, metadata: Mapping[str, Any] | None,
+                created_after: datetime | str | None,
+                created_before: datetime | str | None) -> dict[str, Any]:
+    return _params(status=status, workflow=workflow,
+                   meta=dict(metadata) if metadata else None,
+                   created_after=_time(created_after), created_before=_time(created_before))
 
 
 def runs_by_prefix(prefix: str, limit: int) -> Call[list[RunSummary]]:

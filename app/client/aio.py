@@ -8,13 +8,14 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
 import httpx
 from tenacity import AsyncRetrying
 
-from dagq.api.schemas import QueueStats, RunAction, RunSummary, WorkflowRef
+from dagq.api.schemas import QueueStats, RunAction, RunList, RunSummary, WorkflowRef
 from dagq.client import _calls as calls
 from dagq.client._http import (
     DEFAULT_TIMEOUT_S,
@@ -31,6 +32,7 @@ from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
+    BulkOutcome,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -89,25 +91,54 @@ class AsyncClient:
     async def submit(self, workflow: str | calls.Spec, inputs: Any = None,
                      event_key: str | None = None, priority: int | None = None,
                      deadline_s: float | None = None, *, version: int | None = None,
-                     concurrency: dict[str, Any] | None = None) -> SubmitResult:
+                     concurrency: dict[str, Any] | None = None,
+                     metadata: dict[str, Any] | None = None) -> SubmitResult:
         return await self._call(calls.submit(workflow, inputs, event_key, priority,
-                                             deadline_s, version, concurrency))
+                                             deadline_s, version, concurrency, metadata))
 
     async def run(self, run_id: RunId) -> RunView:
         return await self._call(calls.run(run_id))
 
     async def runs(self, status: str | None = None, workflow: str | None = None, *,
                    tenant: str | None = None, page_size: int = 100,
-                   parent: uuid.UUID | str | None = None) -> AsyncIterator[RunSummary]:
+                   parent: uuid.UUID | str | None = None,
+                   metadata: dict[str, Any] | None = None,
+                   created_after: datetime | str | None = None,
+                   created_before: datetime | str | None = None) -> AsyncIterator[RunSummary]:
         cursor = None
         while True:
-            page = await self._call(calls.runs_page(status, workflow, tenant, page_size,
-                                                    cursor, parent))
+            page = await self.list_runs(
+                status, workflow, tenant=tenant, limit=page_size, cursor=cursor,
+                parent=parent, metadata=metadata, created_after=created_after,
+                created_before=created_before)
             for summary in page.runs:
                 yield summary
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    async def list_runs(self, status: str | None = None, workflow: str | None = None, *,
+                        metadata: dict[str, Any] | None = None,
+                        created_after: datetime | str | None = None,
+                        created_before: datetime | str | None = None,
+                        tenant: str | None = None, parent: uuid.UUID | str | None = None,
+                        limit: int = 50, cursor: str | None = None) -> RunList:
+        """As Client.list_runs."""
+        return await self._call(calls.runs_page(status, workflow, tenant, limit, cursor,
+                                                parent, metadata, created_after,
+                                                created_before))
+
+    async def bulk(self, action: str, *, ids: list[RunId] | None = None,
+                   status: str | None = None, workflow: str | None = None,
+                   metadata: dict[str, Any] | None = None,
+                   created_after: datetime | str | None = None,
+                   created_before: datetime | str | None = None, limit: int = 100,
+                   cursor: str | None = None, from_: list[str] | None = None) -> BulkOutcome:
+        """As Client.bulk."""
+        run_filter = None if ids is not None else calls.bulk_filter(
+            status, workflow, metadata, created_after, created_before)
+        return await self._call(calls.bulk(action, ids=ids, run_filter=run_filter,
+                                           limit=limit, cursor=cursor, from_=from_))
 
     async def runs_by_prefix(self, prefix: str, limit: int = 11) -> list[RunSummary]:
         """The runs (at most `limit`, by id) whose id starts with `prefix`: at least 4

@@ -7,12 +7,13 @@ import os
 import time
 import uuid
 from collections.abc import Generator, Iterator
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
 from tenacity import Retrying
 
-from dagq.api.schemas import QueueStats, RunAction, RunSummary, WorkflowRef
+from dagq.api.schemas import QueueStats, RunAction, RunList, RunSummary, WorkflowRef
 from dagq.client import _calls as calls
 from dagq.client._http import (
     DEFAULT_TIMEOUT_S,
@@ -33,6 +34,7 @@ from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
+    BulkOutcome,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -95,13 +97,16 @@ class Client:
     def submit(self, workflow: str | calls.Spec, inputs: Any = None,
                event_key: str | None = None, priority: int | None = None,
                deadline_s: float | None = None, *, version: int | None = None,
-               concurrency: dict[str, Any] | None = None) -> SubmitResult:
+               concurrency: dict[str, Any] | None = None,
+               metadata: dict[str, Any] | None = None) -> SubmitResult:
         """Submit a run of a registered workflow (by name) or of an inline spec (a dict
         or a `dagq.Workflow`). With an `event_key`, the same key again returns the same
         run (`created=False`). `concurrency` ({"key": "inputs.<path>", "limit",
-        "on_limit"}) replaces the workflow's concurrency key for this run."""
+        "on_limit"}) replaces the workflow's concurrency key for this run. `metadata`:
+        your own ids to find the run by (`runs(metadata=...)`): at most 16 keys with
+        string, number or boolean values."""
         return self._call(calls.submit(workflow, inputs, event_key, priority, deadline_s,
-                                       version, concurrency))
+                                       version, concurrency, metadata))
 
     def run(self, run_id: RunId) -> RunView:
         """The run with its nodes."""
@@ -109,17 +114,47 @@ class Client:
 
     def runs(self, status: str | None = None, workflow: str | None = None, *,
              tenant: str | None = None, page_size: int = 100,
-             parent: uuid.UUID | str | None = None) -> Iterator[RunSummary]:
+             parent: uuid.UUID | str | None = None, metadata: dict[str, Any] | None = None,
+             created_after: datetime | str | None = None,
+             created_before: datetime | str | None = None) -> Iterator[RunSummary]:
         """Every matching run, newest first, fetching page after page as you iterate
-        (`parent`: only that run's child runs)."""
+        (filters as in `list_runs`)."""
         cursor = None
         while True:
-            page = self._call(calls.runs_page(status, workflow, tenant, page_size, cursor,
-                                                 parent))
+            page = self.list_runs(status, workflow, tenant=tenant, limit=page_size,
+                                  cursor=cursor, parent=parent, metadata=metadata,
+                                  created_after=created_after, created_before=created_before)
             yield from page.runs
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    def list_runs(self, status: str | None = None, workflow: str | None = None, *,
+                  metadata: dict[str, Any] | None = None,
+                  created_after: datetime | str | None = None,
+                  created_before: datetime | str | None = None, tenant: str | None = None,
+                  parent: uuid.UUID | str | None = None, limit: int = 50,
+                  cursor: str | None = None) -> RunList:
+        """One page of runs, newest first (GET /v1/runs); its `next_cursor` gives the next.
+        `metadata`: runs whose metadata holds each key with that value (5 matches 5 and
+        "5"); `created_after` (inclusive) / `created_before` (exclusive): datetimes or
+        ISO 8601 text, UTC without an offset; `parent`: only that run's child runs."""
+        return self._call(calls.runs_page(status, workflow, tenant, limit, cursor, parent,
+                                          metadata, created_after, created_before))
+
+    def bulk(self, action: str, *, ids: list[RunId] | None = None, status: str | None = None,
+             workflow: str | None = None, metadata: dict[str, Any] | None = None,
+             created_after: datetime | str | None = None,
+             created_before: datetime | str | None = None, limit: int = 100,
+             cursor: str | None = None, from_: list[str] | None = None) -> BulkOutcome:
+        """One call of POST /v1/runs/bulk/{action} (cancel, retry or rerun): on `ids`, or
+        on at most `limit` runs the filters find after `cursor`; call again with its
+        `next_cursor` until it is None. A run the action does not apply to is skipped.
+        `from_` (rerun): the nodes to run again (default: each run's failed ones)."""
+        run_filter = None if ids is not None else calls.bulk_filter(
+            status, workflow, metadata, created_after, created_before)
+        return self._call(calls.bulk(action, ids=ids, run_filter=run_filter, limit=limit,
+                                     cursor=cursor, from_=from_))
 
     def runs_by_prefix(self, prefix: str, limit: int = 11) -> list[RunSummary]:
         """The runs (at most `limit`, by id) whose id starts with `prefix`: at least 4

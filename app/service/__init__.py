@@ -9,12 +9,14 @@ module of its concern:
 - `runs`: reading a run with its warnings; cancel, retry (a map's failed items only),
   rerun, resolve a node; signals
 - `tenants`: tenants' weights and quotas; API keys (listing, revoking)
+- `bulk`: one action (cancel, retry, rerun) on many runs, by a filter or ids
 - `lookup`: run ids as people type them (a unique prefix)
 - `schedules`: cron schedules and firing them
 """
 
 from __future__ import annotations
 
+from dagq.service.bulk import BulkResult, RunFilter, bulk_action, check_bulk
 from dagq.service.lookup import (
     MAX_MATCHES,
     check_prefix,
@@ -65,7 +67,7 @@ from dagq.service.workflows import (
 __all__ = [
     "CLI_RESOLVER", "CLI_REVOKER", "DEFAULT_QUEUE", "EXECUTORS_MAX_AGE_S", "KEY_PREFIX",
     "MAX_MATCHES", "RETRY_ITEMS",
-    "SubmitRequest",
+    "BulkResult", "RunFilter", "SubmitRequest", "bulk_action", "check_bulk",
     "allow_test_executors", "authenticate", "cancel_run", "check_queues", "check_request",
     "check_rerun", "check_resolve", "check_retry_items", "check_signal", "create_api_key",
     "create_schedule", "delete_schedule",

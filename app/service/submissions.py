@@ -17,6 +17,7 @@ from dagq.service.workflows import (
     resolve_workflow,
     with_executor_defaults,
 )
+from dagq.spec.metadata import check_metadata
 from dagq.spec.workflow import (
     MAX_PRIORITY,
     Concurrency,
@@ -41,6 +42,7 @@ class SubmitRequest:
     priority: int = 0
     deadline_s: float | None = None
     concurrency: Concurrency | None = None  # instead of the workflow's
+    metadata: Any = None  # the platform's own ids (dagq.spec.metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +116,7 @@ def check_request(req: SubmitRequest) -> None:
         raise InvalidRequest(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")
     if req.deadline_s is not None and not 0 < req.deadline_s <= 30 * 86_400:
         raise InvalidRequest("deadline_s must be positive and at most 30 days")
+    check_metadata(req.metadata)
 
 
 def cached_run(req: SubmitRequest, cache: SpecCache | None) -> NewRun | None:
@@ -135,7 +138,8 @@ def new_run(req: SubmitRequest, resolved: Resolved) -> NewRun:
         tenant=req.tenant, version=resolved.version,
         latest=isinstance(req.workflow, str) and req.version is None,
         fingerprint=fingerprint, event_key=req.event_key, priority=req.priority,
-        inputs=inputs, deadline_s=req.deadline_s, concurrency=req.concurrency)
+        inputs=inputs, deadline_s=req.deadline_s, concurrency=req.concurrency,
+        metadata=check_metadata(req.metadata))
 
 
 STALE_RETRIES = 3  # a submission by name resolved again when a new version came meanwhile
@@ -145,11 +149,12 @@ def submit(
     repo: Store, *, tenant: str, workflow: Any, version: int | None = None,
     inputs: Any = None, event_key: str | None = None, priority: int = 0,
     deadline_s: float | None = None, concurrency: Concurrency | None = None,
+    metadata: Any = None,
 ) -> SubmitResult:
     """One run (the CLI, tests): as one submission of the API's group commit."""
     req = SubmitRequest(tenant=tenant, workflow=workflow, version=version,
-                                    inputs=inputs, event_key=event_key, priority=priority,
-                                    deadline_s=deadline_s, concurrency=concurrency)
+                        inputs=inputs, event_key=event_key, priority=priority,
+                        deadline_s=deadline_s, concurrency=concurrency, metadata=metadata)
     outcome = submit_many(repo, [prepare(repo, req)], [req])[0]
     if isinstance(outcome, DagqError):
         raise outcome

@@ -100,6 +100,7 @@ class NewRun:
     concurrency_key: str | None = None  # `path=value` (dagq.store.concurrency)
     concurrency_waiting: bool = False  # held back for a slot: its roots stay pending
     children: bool = False  # a root sub-workflow node starts its child in the submit
+    metadata: dict[str, Any] | None = None  # checked (dagq.spec.metadata); not fingerprinted
 
     def row(self, i: int) -> dict[str, Any]:
         return {"i": i, "id": str(self.id), "tenant": self.tenant, "workflow": self.workflow,
@@ -111,7 +112,7 @@ class NewRun:
                 "nodes": self.nodes, "events": self.events, "started": self.started,
                 "concurrency_key": self.concurrency_key,
                 "concurrency_limit": self.concurrency.limit if self.concurrency else None,
-                "concurrency_waiting": self.concurrency_waiting}
+                "concurrency_waiting": self.concurrency_waiting, "metadata": self.metadata}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +137,9 @@ class RunTemplate:
 
     def new_run(self, *, tenant: str, version: int | None, latest: bool, fingerprint: str,
                 event_key: str | None, priority: int, inputs: Any,
-                deadline_s: float | None, concurrency: Concurrency | None = None) -> NewRun:
-        """`concurrency`: the submit's, instead of the workflow's."""
+                deadline_s: float | None, concurrency: Concurrency | None = None,
+                metadata: dict[str, Any] | None = None) -> NewRun:
+        """`concurrency`: the submit's, instead of the workflow's. `metadata`: checked."""
         concurrency = concurrency or self.concurrency
         inputs = {} if inputs is None else inputs
         key = concurrency.key_of(inputs) if concurrency else None
@@ -160,4 +162,4 @@ class RunTemplate:
                       fail_fast=self.fail_fast, inputs=inputs, deadline_s=deadline_s,
                       nodes=nodes, events=events, queues=self.queues,
                       concurrency=concurrency if key is not None else None,
-                      concurrency_key=key)
+                      concurrency_key=key, metadata=metadata)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from dagq.models import (
     RunView,
 )
 from dagq.runtime.sqlfiles import queries
+from dagq.spec.metadata import json_path
 from dagq.states import OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES
 from dagq.store.machine import Machine
 from dagq.store.machine.accounting import cancel_open_run
@@ -47,7 +49,14 @@ def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None,
         concurrency_waiting=row.get("concurrency_waiting", False),
         parent_run_id=row.get("parent_run_id"), parent_node_key=row.get("parent_node_key"),
         children=[ChildRun(**c) for c in children] if children is not None else None,
+        metadata=row.get("metadata"),
     )
+
+
+def _summary(row: dict[str, Any]) -> RunView:
+    """A listed run: its summary columns only."""
+    return _run_view({**row, "fail_fast": True, "inputs": None, "outputs": None,
+                      "error": None, "deadline_at": None}, None)
 
 
 def _node_view(n: dict[str, Any]) -> NodeView:
@@ -160,17 +169,32 @@ class RunRepo:
     def list_runs(
         self, *, tenant: str | None, status: str | None = None, workflow: str | None = None,
         limit: int = 50, cursor: tuple[datetime, uuid.UUID] | None = None,
-        parent: uuid.UUID | None = None,
+        parent: uuid.UUID | None = None, meta: Mapping[str, str] | None = None,
+        created_after: datetime | None = None, created_before: datetime | None = None,
     ) -> list[RunView]:
+        """Newest first from `cursor`. `meta`: checked meta.K=V filters (a run matches when
+        its metadata holds every key with a value spelled so: dagq.spec.metadata);
+        created_after inclusive, created_before exclusive."""
+        path = json_path(meta or {})
+        q = queries()
+        statement = q["list_runs"] if path is None else q["list_runs_by_metadata"]
         with self.db.tx() as cur:
-            rows = cur.execute(queries()["list_runs"], {
+            rows = cur.execute(statement, {
                 "tenant": tenant, "status": status, "workflow": workflow, "limit": limit,
-                "parent": parent,
+                "parent": parent, "created_after": created_after,
+                "created_before": created_before,
+                "meta": path,
                 "cursor_at": cursor[0] if cursor else None,
                 "cursor_id": cursor[1] if cursor else None,
             }).fetchall()
-        return [_run_view({**row, "fail_fast": True, "inputs": None, "outputs": None,
-                           "error": None, "deadline_at": None}, None) for row in rows]
+        return [_summary(row) for row in rows]
+
+    @transient
+    def runs_rerun(self, run_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these runs were rerun (some run's rerun_of)."""
+        with self.db.tx() as cur:
+            rows = cur.execute(queries()["runs_rerun"], {"ids": run_ids}).fetchall()
+        return {row["id"] for row in rows}
 
     @transient
     def runs_by_id_prefix(self, prefix: str, tenant: str | None, *,
@@ -181,8 +205,7 @@ class RunRepo:
         with self.db.tx() as cur:
             rows = cur.execute(queries()["runs_by_id_prefix"], {
                 "low": low, "high": high, "tenant": tenant, "limit": limit}).fetchall()
-        return [_run_view({**row, "fail_fast": True, "inputs": None, "outputs": None,
-                           "error": None, "deadline_at": None}, None) for row in rows]
+        return [_summary(row) for row in rows]
 
     @transient
     def events(self, run_id: uuid.UUID, *, after: int = 0, limit: int = 1000) -> list[RunEvent]:

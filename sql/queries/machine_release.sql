@@ -67,7 +67,7 @@ RETURNING node_key, parent_id
 SELECT id, tenant, workflow, workflow_version, event_key, status, priority, fail_fast, inputs,
        outputs, error, nodes_total, nodes_remaining, deadline_at, version, created_at,
        started_at, finished_at, rerun_of, concurrency_key, concurrency_waiting,
-       parent_run_id, parent_node_key
+       parent_run_id, parent_node_key, metadata
 FROM dagq.runs WHERE id = %(run_id)s
 
 -- name: map_source

@@ -29,9 +29,12 @@ RETURNING t.node_key
 
 -- name: mark_rerun_of
 -- The run it was made from; and its concurrency key, whose slot it took under the key's
--- lock (dagq.store.concurrency.take_for_rerun).
+-- lock (dagq.store.concurrency.take_for_rerun). The rerun keeps the original's metadata
+-- (the same work, found by the same ids).
 UPDATE dagq.runs
-SET rerun_of = %(rerun_of)s, concurrency_key = %(concurrency_key)s::text,
+SET rerun_of = %(rerun_of)s,
+    metadata = (SELECT o.metadata FROM dagq.runs o WHERE o.id = %(rerun_of)s),
+    concurrency_key = %(concurrency_key)s::text,
     concurrency_limit = %(concurrency_limit)s::int,
     concurrency_seq = CASE WHEN %(concurrency_key)s::text IS NOT NULL
                            THEN nextval('dagq.concurrency_seq') END

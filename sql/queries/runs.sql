@@ -32,15 +32,44 @@ ORDER BY id
 -- name: list_runs
 -- Newest first, keyset-paginated on (created_at, id); `parent`: that run's children.
 SELECT id, tenant, workflow, workflow_version, event_key, status, priority, nodes_total,
-       nodes_remaining, created_at, started_at, finished_at, parent_run_id, parent_node_key
+       nodes_remaining, created_at, started_at, finished_at, parent_run_id, parent_node_key,
+       metadata
 FROM dagq.runs
 WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
   AND (%(parent)s::uuid IS NULL OR parent_run_id = %(parent)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+  AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s)
+  AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s)
   AND (%(cursor_at)s::timestamptz IS NULL OR (created_at, id) < (%(cursor_at)s, %(cursor_id)s::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
+
+-- name: list_runs_by_metadata
+-- As list_runs, for a metadata filter: the runs whose metadata matches `meta` (a jsonpath
+-- predicate, dagq.spec.metadata.json_path), found through the GIN index runs_metadata
+-- when the filter is selective (else the newest runs in order, filtered), then the other
+-- filters and the newest first. Not folded into list_runs as `$meta IS NULL OR ...`:
+-- that form cannot use the index in a generic plan, which the plan cache may pick after
+-- five executions (tests/integration/store/test_run_metadata.py).
+SELECT id, tenant, workflow, workflow_version, event_key, status, priority, nodes_total,
+       nodes_remaining, created_at, started_at, finished_at, parent_run_id, parent_node_key,
+       metadata
+FROM dagq.runs
+WHERE metadata @@ %(meta)s::jsonpath
+  AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
+  AND (%(parent)s::uuid IS NULL OR parent_run_id = %(parent)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+  AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s)
+  AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s)
+  AND (%(cursor_at)s::timestamptz IS NULL OR (created_at, id) < (%(cursor_at)s, %(cursor_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: runs_rerun
+-- Of these runs, the ones some run reruns (a bulk rerun skips them; index runs_rerun_of).
+SELECT DISTINCT rerun_of AS id FROM dagq.runs WHERE rerun_of = ANY (%(ids)s::uuid[])
 
 -- name: cancel_run
 UPDATE dagq.runs
@@ -107,7 +136,8 @@ FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id IS NULL
 -- The runs whose id starts with a hex prefix: a range scan of the primary key between
 -- the prefix padded with 0s and with fs (the caller pads; never a scan of every run).
 SELECT id, tenant, workflow, workflow_version, event_key, status, priority, nodes_total,
-       nodes_remaining, created_at, started_at, finished_at, parent_run_id, parent_node_key
+       nodes_remaining, created_at, started_at, finished_at, parent_run_id, parent_node_key,
+       metadata
 FROM dagq.runs
 WHERE id BETWEEN %(low)s::uuid AND %(high)s::uuid
   AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)

@@ -70,7 +70,8 @@ WITH input AS (
         i int, id uuid, tenant text, workflow text, workflow_version int, latest bool,
         spec jsonb, fingerprint text, event_key text, priority int, fail_fast bool,
         inputs jsonb, nodes_total int, deadline_s float8, nodes jsonb, events jsonb,
-        started bool, concurrency_key text, concurrency_limit int, concurrency_waiting bool)
+        started bool, concurrency_key text, concurrency_limit int, concurrency_waiting bool,
+        metadata jsonb)
 ), checked AS (
     SELECT r.*, r.latest AND EXISTS (
                SELECT 1 FROM dagq.workflows w
@@ -81,7 +82,7 @@ WITH input AS (
                            event_key, priority, fail_fast, inputs, nodes_total,
                            nodes_remaining, deadline_at, status, started_at,
                            concurrency_key, concurrency_limit, concurrency_waiting,
-                           concurrency_seq)
+                           concurrency_seq, metadata)
     SELECT id, tenant, workflow, workflow_version, spec, fingerprint, event_key, priority,
            fail_fast, inputs, nodes_total, nodes_total,
            now() + make_interval(secs => deadline_s),
@@ -90,7 +91,10 @@ WITH input AS (
            CASE WHEN started THEN now() END,
            -- (dagq.store.concurrency: a run over its key's limit waits for a slot)
            concurrency_key, concurrency_limit, coalesce(concurrency_waiting, false),
-           CASE WHEN concurrency_key IS NOT NULL THEN nextval('dagq.concurrency_seq') END
+           CASE WHEN concurrency_key IS NOT NULL THEN nextval('dagq.concurrency_seq') END,
+           -- (not in the fingerprint: a resubmit under the same event key with other
+           -- metadata is the same run, whose metadata stays as first submitted)
+           metadata
     FROM checked WHERE NOT stale ORDER BY i
     ON CONFLICT DO NOTHING
     RETURNING id

@@ -248,7 +248,7 @@ STORE_READS = frozenset({
     "known_executors", "known_queues", "unserved_nodes", "list_workers",
     "get_schedule", "list_schedules",
     "get_tenant", "list_tenants", "limited_tenants", "api_key_by_hash", "list_api_keys",
-    "get_api_key", "runs_by_id_prefix",
+    "get_api_key", "runs_by_id_prefix", "runs_rerun",
     "queue_stats", "queue_tenants", "readiness", "metric_gauges", "last_event_id", "event_tail",
     "queue_unfinished", "queued_message_runs", "first_failure_since", "database_now",
     "get_result", "counter_value", "unserved_actors",

@@ -39,9 +39,9 @@ EXPORTED = {
         "Unauthorized", "Unavailable", "UnexpectedReply",
     },
     "dagq.models": {
-        "ApiKey", "ApiKeyRecord", "ChildRun", "ExecutorInfo", "HeartbeatResult", "LeasedNode",
-        "NodeStatus", "NodeView", "RerunResult", "ResolveResult", "RunEvent", "RunStatus",
-        "RunView", "RunWarning",
+        "ApiKey", "ApiKeyRecord", "BulkOutcome", "ChildRun", "ExecutorInfo", "HeartbeatResult",
+        "LeasedNode", "NodeStatus", "NodeView", "RerunResult", "ResolveResult", "RunEvent",
+        "RunStatus", "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",
     },
     "dagq.api.schemas": {
@@ -50,6 +50,8 @@ EXPORTED = {
         "ErrorBody", "ErrorDetail", "EventsQuery", "FEED_CURSOR_PATTERN", "Health",
         "INT32_MAX", "INT64_MAX", "InlineSpec", "InvalidRequest", "KEY_PATTERN",
         "LAST_EVENT_ID_PATTERN", "ListRunsQuery", "MAX_BATCH_RUNS", "MAX_EVENTS_PAGE",
+        "METADATA_SCHEMA", "META_PREFIX", "Metadata", "TIME_PATTERN", "meta_filters",
+        "parse_time",
         "MAX_PAGE", "MAX_PRIORITY", "MIN_SETTING", "NodeStream", "NodeStreamQuery",
         "PutTenantBody", "QueueList", "QueueStats", "QueueTenant", "RerunBody", "ResolveBody",
         "RetryBody", "RunAction", "RunList", "RunStatus", "RunSummary", "RunView", "SignalBody",

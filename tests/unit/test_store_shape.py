@@ -19,7 +19,8 @@ STORE = ROOT / "app" / "store"
 REPOSITORIES = {
     "workflows": {"register_workflow", "get_workflow", "list_workflows"},
     "submissions": {"submit_run", "submit_runs", "submit_keyed"},
-    "runs": {"get_run", "list_runs", "events", "cancel_run", "retry_run", "runs_by_id_prefix"},
+    "runs": {"get_run", "list_runs", "events", "cancel_run", "retry_run", "runs_by_id_prefix",
+             "runs_rerun"},
     "reruns": {"rerun_run"},
     "resume": {"resolve_node"},
     "signals": {"send_signal"},

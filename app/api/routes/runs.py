@@ -34,6 +34,8 @@ from dagq.api.schemas import (
     SubmitRunBody,
     decode_cursor,
     encode_cursor,
+    meta_filters,
+    parse_time,
 )
 from dagq.errors import Conflict, DagqError, InvalidRequest
 from dagq.models import ApiKey, SubmitResult
@@ -54,7 +56,7 @@ def _submission(tenant: str, body: SubmitRunBody) -> SubmitRequest:
     return SubmitRequest(tenant=tenant, workflow=body.workflow, version=body.version,
                          inputs=body.inputs, event_key=body.event_key,
                          priority=body.priority, deadline_s=body.deadline_s,
-                         concurrency=body.concurrency)
+                         concurrency=body.concurrency, metadata=body.metadata)
 
 
 def _count(request: Request, outcome: SubmitResult | DagqError) -> None:
@@ -133,13 +135,18 @@ async def get_run(request: Request) -> JSONResponse:
 async def list_runs(request: Request) -> JSONResponse:
     key = await principal(request)
     query = read_query(request, ListRunsQuery)
+    meta = meta_filters(request.query_params.multi_items())
     tenant = tenant_scope(key) if tenant_scope(key) is not None else query.tenant
     if query.id_prefix is not None:
+        if meta:
+            raise InvalidRequest("id_prefix cannot be combined with meta.* filters")
         return await _runs_by_prefix(request, query, tenant)
     cursor = decode_cursor(query.cursor) if query.cursor else None
     runs = await run_in_threadpool(
         request.app.state.repo.runs.list_runs, tenant=tenant, status=query.status,
         workflow=query.workflow, limit=query.limit + 1, cursor=cursor, parent=query.parent,
+        meta=meta, created_after=parse_time(query.created_after, "created_after"),
+        created_before=parse_time(query.created_before, "created_before"),
     )
     page = runs[:query.limit]
     next_cursor = None
@@ -152,7 +159,8 @@ async def list_runs(request: Request) -> JSONResponse:
 async def _runs_by_prefix(request: Request, query: ListRunsQuery,
                           tenant: str | None) -> JSONResponse:
     """?id_prefix=: the caller's runs whose id starts with it, by id (one page)."""
-    mixed = [name for name in ("status", "workflow", "parent", "cursor")
+    mixed = [name for name in ("status", "workflow", "parent", "cursor", "created_after",
+                               "created_before")
              if getattr(query, name) is not None]
     if mixed:
         raise InvalidRequest(f"id_prefix cannot be combined with {', '.join(mixed)}")

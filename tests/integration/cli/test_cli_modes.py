@@ -109,6 +109,21 @@ BAD_INPUTS: list[tuple[list[str], int, str]] = [
     (["keys", "revoke", NOBODY], 1, "not found"),
     (["keys", "list", "--tenant", ""], 2, "a tenant name needs 1 to 200 characters"),
     (["runs", "--status", "bogus", "--json"], 2, "(queued, running, succeeded, failed,"),
+    # issue 34, item 2: metadata, search and bulk actions
+    (["submit", "flow.json", "--meta", "bad key=1"], 2, "--meta key 'bad key' must be 1 to"),
+    (["submit", "flow.json", "--meta", "k"], 2, "--meta 'k' must be KEY=VALUE"),
+    (["submit", "flow.json", "--meta", "k=" + "x" * 300], 2, "value of 'k' is longer than"),
+    (["submit", "flow.json", "--meta", "a=1", "--meta", "a=2"], 2, "--meta 'a' is given twice"),
+    (["runs", "--meta", "bad key=1"], 2, "--meta key 'bad key' must be 1 to 64"),
+    (["runs", "--since", "yesterday"], 2, "--since 'yesterday' is not a time (ISO 8601"),
+    (["runs", "--until", "2026-13-01"], 2, "--until '2026-13-01' is not a time"),
+    (["runs", "--since", "99999999999999d"], 2, "is too long ago"),
+    (["runs", "--yes"], 2, "--from and --yes go with an action (cancel, retry, rerun)"),
+    (["runs", "cancel", "--status", "failed"], 2,
+     "refusing to cancel runs matching status=failed without --yes (stdin is not a terminal)"),
+    (["runs", "retry", "--meta", "k=v", "--from", "a", "--yes"], 2,
+     "'from' applies to a bulk rerun only"),
+    (["runs", "rerun", "--from", "bad key!", "--yes"], 2, "unknown node(s) 'bad key!'"),
 ]
 
 
@@ -126,6 +141,9 @@ GOOD_INPUTS: list[tuple[list[str], int]] = [
     (["run", "events", PREFIX, "--after", "1", "--json"], 0), (["workflows", "list"], 0),
     (["workflows", "list", "--json"], 0), (["workflows", "show", "flow", "--json"], 0),
     (["workflows", "show", "flow"], 0), (["keys", "list", "--tenant", "acme", "--json"], 0),
+    (["runs", "--meta", "nobody=here", "--json"], 0),
+    (["runs", "--since", "2020-01-01", "--until", "2100-01-01T00:00Z", "--limit", "3"], 0),
+    (["runs", "cancel", "--meta", "nobody=here", "--yes"], 0),
 ]
 
 
@@ -195,6 +213,9 @@ def test_both_modes_answer_alike(api: LiveApi, db_url: str, sql: psycopg.Connect
     assert {k["tenant"] for k in listed} == {"acme"} and len(listed) == 2
     assert all(set(k) == {"id", "tenant", "admin", "created_at", "revoked_at", "revoked_by"}
                for k in listed)  # never the key or its hash
+    assert json.loads(local[bad + 13][2]) == {"runs": []}
+    assert "3 run(s)" in local[bad + 14][2]
+    assert local[bad + 15][2] == "cancelled 0 run(s); skipped 0\n"
     for (args, status, part), through_api, database in zip(BAD_INPUTS, remote[:bad],
                                                             local[:bad], strict=True):
         assert through_api == database, args

@@ -1,0 +1,194 @@
+"""Bulk actions on runs (POST /v1/runs/bulk/{cancel|retry|rerun}, `dagq runs cancel|retry|
+rerun`): one action on the runs a filter finds (as GET /v1/runs finds them) or on a list of
+ids, at most `limit` per call with a cursor to go on.
+
+Each run is acted on by the same service function as its single route (cancel_run,
+retry_run, rerun_run), in its own short transaction: a bulk cancel of 10,000 runs never
+holds locks that the workers' completions wait for. A run the action does not apply to
+is skipped, never an error, so the same call made twice acts once (cancel: an already
+cancelled or finished run; retry: a run that is not failed, partial_succeeded or
+cancelled, e.g. because it was retried already; rerun: an open run, or one rerun before).
+`skipped_by` counts the skips by reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Literal
+
+from dagq.errors import Conflict, InvalidRequest, NotFound
+from dagq.models import RunView
+from dagq.service.runs import cancel_run, check_rerun, rerun_run, retry_run
+from dagq.spec.metadata import check_filters
+from dagq.states import OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES
+from dagq.store import Store
+
+Action = Literal["cancel", "retry", "rerun"]
+ACTIONS: tuple[Action, ...] = ("cancel", "retry", "rerun")
+MAX_BULK = 1000  # runs per call (and ids per call)
+PAGE = 200  # runs read per listing: one short read between the actions
+THREADS = 4  # runs acted on at once (each its own transaction and pooled connection)
+# ...in the whole process, however many bulk calls run: they never take more than THREADS
+# of the pool's connections from the process's other requests.
+_SLOTS = threading.BoundedSemaphore(THREADS)
+RERUN_FROM = frozenset({"failed", "cancelled"})  # a rerun without `from` starts there
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFilter:
+    """The runs a bulk action applies to: GET /v1/runs's filters (checked by `check`)."""
+
+    status: str | None = None
+    workflow: str | None = None
+    meta: dict[str, str] = dataclasses.field(default_factory=dict)
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclasses.dataclass
+class BulkResult:
+    acted: int = 0
+    skipped: int = 0
+    next_cursor: tuple[datetime, uuid.UUID] | None = None
+    skipped_by: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    def skip(self, reason: str) -> None:
+        self.skipped += 1
+        self.skipped_by[reason] += 1
+
+
+def check_bulk(action: str, *, limit: int, run_filter: RunFilter | None,
+               ids: Sequence[uuid.UUID] | None, from_: list[str] | None = None) -> None:
+    """The checks that need no database (the API's schema makes the same ones)."""
+    if action not in ACTIONS:
+        raise InvalidRequest(f"unknown bulk action {action[:50]!r} ({', '.join(ACTIONS)})")
+    if (run_filter is None) == (ids is None):
+        raise InvalidRequest("give exactly one of a filter and a list of ids")
+    if not 1 <= limit <= MAX_BULK:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_BULK}")
+    if ids is not None and not 1 <= len(ids) <= MAX_BULK:
+        raise InvalidRequest(f"ids must list 1 to {MAX_BULK} runs")
+    if run_filter is not None:
+        check_filters(run_filter.meta)
+    if from_ is not None:
+        if action != "rerun":
+            raise InvalidRequest("'from' applies to a bulk rerun only")
+        check_rerun(from_, None)
+
+
+def bulk_action(
+    repo: Store, action: Action, *, tenant: str | None, run_filter: RunFilter | None = None,
+    ids: Sequence[uuid.UUID] | None = None, limit: int = 100,
+    cursor: tuple[datetime, uuid.UUID] | None = None, from_: list[str] | None = None,
+) -> BulkResult:
+    """Act on `tenant`'s runs (None: every tenant's) that `run_filter` finds after `cursor`
+    (newest first, at most `limit`; `next_cursor` if more may follow) or on `ids`
+    (another tenant's or an unknown id is skipped as not_found). A rerun without
+    `from_` starts from the run's failed and cancelled nodes."""
+    check_bulk(action, limit=limit, run_filter=run_filter, ids=ids, from_=from_)
+    result = BulkResult()
+    if ids is not None:
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), PAGE):
+            _act_on_ids(repo, action, tenant, unique[start:start + PAGE], from_, result)
+        return result
+    assert run_filter is not None
+    while result.acted + result.skipped < limit:
+        want = min(PAGE, limit - result.acted - result.skipped)
+        page = repo.runs.list_runs(
+            tenant=tenant, status=run_filter.status, workflow=run_filter.workflow,
+            meta=run_filter.meta, created_after=run_filter.created_after,
+            created_before=run_filter.created_before, limit=want + 1, cursor=cursor)
+        _act_on(repo, action, tenant, page[:want], from_, result)
+        if len(page) <= want:
+            return result
+        cursor = (page[want - 1].created_at, page[want - 1].run_id)
+    result.next_cursor = cursor
+    return result
+
+
+def _act_on_ids(repo: Store, action: Action, tenant: str | None, ids: list[uuid.UUID],
+                from_: list[str] | None, result: BulkResult) -> None:
+    found = []
+    for run_id in ids:
+        try:
+            found.append(repo.runs.get_run(run_id, tenant, with_nodes=False))
+        except NotFound:
+            result.skip("not_found")
+    _act_on(repo, action, tenant, found, from_, result)
+
+
+def _act_on(repo: Store, action: Action, tenant: str | None, runs: Sequence[RunView],
+            from_: list[str] | None, result: BulkResult) -> None:
+    """Each run's own transaction, THREADS at a time (a run's transaction is a few round
+    trips that wait on the database, not on a CPU); a run the action does not apply to is
+    skipped (as listed: without a transaction; changed since: by the action's Conflict)."""
+    rerun_before = repo.runs.runs_rerun([r.run_id for r in runs]) if action == "rerun" \
+        else set()
+    todo = []
+    for run in runs:
+        reason = _not_applicable(action, run, rerun_before)
+        if reason is None:
+            todo.append(run)
+        else:
+            result.skip(reason)
+    if not todo:
+        return
+    with ThreadPoolExecutor(min(THREADS, len(todo)), "dagq-bulk") as pool:
+        outcomes = list(pool.map(lambda run: _apply(repo, action, tenant, run, from_), todo))
+    for outcome in outcomes:
+        if outcome is None:
+            result.acted += 1
+        else:
+            result.skip(outcome)
+
+
+def _apply(repo: Store, action: Action, tenant: str | None, run: RunView,
+           from_: list[str] | None) -> str | None:
+    """Act on one run: None, or why it was skipped."""
+    with _SLOTS:
+        return _apply_now(repo, action, tenant, run, from_)
+
+
+def _apply_now(repo: Store, action: Action, tenant: str | None, run: RunView,
+               from_: list[str] | None) -> str | None:
+    try:
+        if action == "cancel":
+            cancel_run(repo, run.run_id, tenant)
+        elif action == "retry":
+            retry_run(repo, run.run_id, tenant)
+        else:
+            start = from_ if from_ is not None else _failed_nodes(repo, run, tenant)
+            if not start:
+                return "nothing_failed"
+            rerun_run(repo, run.run_id, tenant, from_=start)
+    except NotFound:
+        return "not_found"  # (pruned meanwhile)
+    except Conflict:
+        return "changed"  # its status moved since it was listed
+    except InvalidRequest:
+        return "invalid_from"  # `from` is not a node of this run's workflow
+    return None
+
+
+def _not_applicable(action: Action, run: RunView, rerun_before: set[uuid.UUID]) -> str | None:
+    if action == "cancel":
+        if run.status == "cancelled":
+            return "already_cancelled"
+        return None if run.status in OPEN_RUN_STATUSES else "finished"
+    if action == "retry":
+        return None if run.status in RETRYABLE_RUN_STATUSES else "not_retryable"
+    if run.status in OPEN_RUN_STATUSES:
+        return "open"
+    return "already_rerun" if run.run_id in rerun_before else None
+
+
+def _failed_nodes(repo: Store, run: RunView, tenant: str | None) -> list[str]:
+    nodes = repo.runs.get_run(run.run_id, tenant).nodes or []
+    return [node.key for node in nodes if node.status in RERUN_FROM]
