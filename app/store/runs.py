@@ -174,8 +174,9 @@ class RunRepo:
                 "cursor_at": cursor[0] if cursor else None,
                 "cursor_id": cursor[1] if cursor else None,
             }).fetchall()
+        # `error` is its head only (runs.sql): the node, type and start of the message.
         return [_run_view({**row, "fail_fast": True, "inputs": None, "outputs": None,
-                           "error": None, "deadline_at": None}, None) for row in rows]
+                           "deadline_at": None}, None) for row in rows]
 
     @transient
     def runs_by_id_prefix(self, prefix: str, tenant: str | None, *,
@@ -186,8 +187,9 @@ class RunRepo:
         with self.db.tx() as cur:
             rows = cur.execute(queries()["runs_by_id_prefix"], {
                 "low": low, "high": high, "tenant": tenant, "limit": limit}).fetchall()
+        # `error` is its head only (runs.sql): the node, type and start of the message.
         return [_run_view({**row, "fail_fast": True, "inputs": None, "outputs": None,
-                           "error": None, "deadline_at": None}, None) for row in rows]
+                           "deadline_at": None}, None) for row in rows]
 
     @transient
     def events(self, run_id: uuid.UUID, *, after: int = 0, limit: int = 1000) -> list[RunEvent]:
