@@ -181,6 +181,13 @@ def check_graph(page, base: str, run_id: str) -> None:
                            arg=fitted * 1.5)
     assert page.get_attribute("svg.minimap", "data-shown") == "true"
     assert page.locator("svg.minimap").is_visible()
+    # A press on the minimap's right end shows the graph's end: the last layer in view.
+    frame_x = float(page.get_attribute("svg.minimap rect.mm-frame", "x"))
+    mini = page.locator("svg.minimap").bounding_box()
+    page.mouse.click(mini["x"] + mini["width"] - 3, mini["y"] + mini["height"] / 2)
+    assert float(page.get_attribute("svg.minimap rect.mm-frame", "x")) > frame_x
+    last = page.locator(f"svg.dag g.node[data-key='n_{LAYERS - 1}_0'] rect.box").bounding_box()
+    assert view["x"] < last["x"] < view["x"] + view["width"]
 
     before = page.get_attribute("svg.dag g.viewport", "transform")
     x, y = view["x"] + 40, view["y"] + 40

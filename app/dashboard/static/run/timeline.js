@@ -28,16 +28,19 @@ function tickStep(span) {
   return STEPS.find((s) => span / s <= 8) || STEPS[STEPS.length - 1];
 }
 
-function drawAxis(svg, tl, x, width, height) {
+/** The time axis (its own SVG above the rows, so it stays in view as they scroll) and
+ *  the matching grid lines in the rows' SVG. */
+function drawAxis(axisSvg, rowsSvg, tl, x, width, height) {
   const span = Math.max(1, tl.end - tl.start);
   const stepMs = tickStep(span);
-  const axis = el("g", { class: "tl-axis" }, svg);
+  const grid = el("g", { class: "tl-grid" }, rowsSvg);
   for (let t = 0; t <= span; t += stepMs) {
     const px = x(tl.start + t);
-    el("line", { x1: px, x2: px, y1: AXIS_H - 6, y2: height, class: "tl-tick" }, axis);
-    el("text", { x: px + 3, y: AXIS_H - 10, class: "tl-tick-label" }, axis).textContent = t === 0 ? "0" : `+${fmtDuration(t)}`;
+    el("line", { x1: px, x2: px, y1: AXIS_H - 6, y2: AXIS_H, class: "tl-tick" }, axisSvg);
+    el("text", { x: px + 3, y: AXIS_H - 10, class: "tl-tick-label" }, axisSvg).textContent = t === 0 ? "0" : `+${fmtDuration(t)}`;
+    el("line", { x1: px, x2: px, y1: 0, y2: height, class: "tl-tick" }, grid);
   }
-  el("line", { x1: LABEL_W, x2: width - RIGHT_PAD, y1: AXIS_H - 0.5, y2: AXIS_H - 0.5, class: "tl-baseline" }, axis);
+  el("line", { x1: LABEL_W, x2: width - RIGHT_PAD, y1: AXIS_H - 0.5, y2: AXIS_H - 0.5, class: "tl-baseline" }, axisSvg);
 }
 
 function segmentTitle(row, s) {
@@ -61,7 +64,7 @@ function rowSummary(row) {
 }
 
 function drawRow(svg, row, i, x, width, select) {
-  const y = AXIS_H + i * ROW_H;
+  const y = i * ROW_H;
   const g = el("g", { class: `tl-row st-${row.status}`, transform: `translate(0,${y})` }, svg);
   Object.assign(g.dataset, { key: row.key, tries: String(row.tries), retries: String(row.retries) });
   el("rect", { class: "tl-band", x: 0, y: 0, width, height: ROW_H }, g);
@@ -104,15 +107,16 @@ export function renderTimeline(box, run, events, select) {
     return;
   }
   const width = Math.max(640, box.clientWidth || 900);
-  const height = AXIS_H + tl.rows.length * ROW_H + 4;
+  const height = tl.rows.length * ROW_H + 4;
   const scale = (width - LABEL_W - RIGHT_PAD) / Math.max(1, tl.end - tl.start);
   const x = (t) => LABEL_W + (t - tl.start) * scale;
   const svg = el("svg", { class: "timeline", width, height, role: "group", "aria-label": "Timeline of the run's attempts" });
   svg.dataset.rows = String(tl.rows.length);
-  drawAxis(svg, tl, x, width, height);
+  const axis = el("svg", { class: "tl-axis", width, height: AXIS_H, "aria-hidden": "true" });
+  drawAxis(axis, svg, tl, x, width, height);
   tl.rows.forEach((row, i) => drawRow(svg, row, i, x, width, select));
   const scroll = h("div", { class: "tl-scroll" }, svg);
-  fill(box, legend(), scroll,
+  fill(box, legend(), h("div", { class: "tl-frame" }, axis, scroll),
     h("p", { class: "muted small" }, `${tl.rows.length} nodes over ${fmtDuration(tl.end - tl.start)}${tl.open ? " so far" : ""}; hover a bar for its attempt, click a key for its node.`));
   [scroll.scrollTop, scroll.scrollLeft] = scrolled;
 }
