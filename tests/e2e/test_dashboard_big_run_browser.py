@@ -325,8 +325,23 @@ TIMELINE_MODEL = r"""async () => {
     segments: seg(r), tries: r.tries, retries: r.retries, items: r.items, totals: r.totals }]));
   const big = timelineOf({ created_at: T(0), nodes: Array.from(
     { length: MAX_TIMELINE_NODES + 1 }, (_, i) => ({ key: `n${i}`, status: 'pending' })) }, []);
+  // A map of 1,500 items (3,000 segments) is drawn as one bar; a small one bar by bar.
+  const { renderTimeline, MAX_ROW_SEGMENTS } = await import('/static/run/timeline.js');
+  const many = [ev('m', 'node_queued', 1, 0, { items: 1500 })];
+  for (let i = 0; i < 1500; i += 1) {
+    many.push(ev(`m[${i}]`, 'node_queued', 1), ev(`m[${i}]`, 'node_started', 2, 1),
+              ev(`m[${i}]`, 'node_succeeded', 3, 1));
+  }
+  many.push(ev('s', 'node_started', 1, 1), ev('s', 'node_succeeded', 2, 1));
+  const box = document.createElement('div');
+  document.body.append(box);
+  renderTimeline(box, { created_at: T(0), finished_at: T(4), nodes: [
+    { key: 'm', status: 'succeeded' }, { key: 's', status: 'succeeded' }] }, many, () => {});
+  const bars = (key) => box.querySelectorAll(`g.tl-row[data-key="${key}"] rect.tl-seg`).length;
+  const drawn = [bars('m'), bars('s'), MAX_ROW_SEGMENTS];
+  box.remove();
   return { order: live.rows.map((r) => r.key), open: live.open, span: live.end - live.start,
-           rows, big: [big.tooBig, big.nodes, MAX_TIMELINE_NODES] };
+           rows, big: [big.tooBig, big.nodes, MAX_TIMELINE_NODES], drawn };
 }"""
 
 
@@ -347,3 +362,4 @@ def check_timeline_model(page) -> None:
     assert rows["r"]["segments"] == [["queue", "", "", 1, ""], ["run", "running", "", 6, ""]]
     assert rows["z"]["segments"] == [] and rows["z"]["tries"] == 0
     assert got["big"] == [True, 1001, 1000]
+    assert got["drawn"] == [1, 1, 2000]

@@ -15,6 +15,10 @@ const RIGHT_PAD = 16;
 const STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 15e3, 3e4, 6e4, 12e4,
   3e5, 6e5, 9e5, 18e5, 36e5, 72e5, 108e5, 216e5, 432e5, 864e5];
 
+// A row of a map with thousands of items is drawn as one bar over all of them: tens of
+// thousands of SVG rectangles would stall the page and could not be told apart anyway.
+export const MAX_ROW_SEGMENTS = 2000;
+
 const KIND_LABEL = { queue: "waited in the queue", backoff: "backed off before a retry", run: "ran", wait: "waited" };
 
 function el(name, attrs = {}, parent = null) {
@@ -63,6 +67,15 @@ function rowSummary(row) {
   return parts.join(" · ");
 }
 
+/** The row's segments, or for a row with too many one bar from its first to its last. */
+function rowSegments(row) {
+  if (row.segments.length <= MAX_ROW_SEGMENTS) return row.segments;
+  const from = row.segments.reduce((m, s) => Math.min(m, s.from), Infinity);
+  const to = row.segments.reduce((m, s) => Math.max(m, s.to), -Infinity);
+  return [{ kind: "run", outcome: row.status === "succeeded" ? "succeeded" : row.status === "failed" ? "failed" : "running",
+    from, to, item: `${row.key}: ${row.items} items, ${row.segments.length} segments (too many to draw one by one)` }];
+}
+
 function drawRow(svg, row, i, x, width, select) {
   const y = i * ROW_H;
   const g = el("g", { class: `tl-row st-${row.status}`, transform: `translate(0,${y})` }, svg);
@@ -73,7 +86,7 @@ function drawRow(svg, row, i, x, width, select) {
   el("title", {}, label).textContent = `${row.key}: ${rowSummary(row)}`;
   label.addEventListener("click", () => select(row.key));
   label.addEventListener("keydown", (e) => { if (e.key === "Enter") select(row.key); });
-  for (const s of row.segments) {
+  for (const s of rowSegments(row)) {
     const x1 = x(s.from);
     const bar = el("rect", {
       class: `tl-seg k-${s.kind} o-${s.outcome || "none"}${s.open ? " open" : ""}`,
