@@ -41,7 +41,8 @@ function drawAxis(axisSvg, rowsSvg, tl, x, width, height) {
   for (let t = 0; t <= span; t += stepMs) {
     const px = x(tl.start + t);
     el("line", { x1: px, x2: px, y1: AXIS_H - 6, y2: AXIS_H, class: "tl-tick" }, axisSvg);
-    el("text", { x: px + 3, y: AXIS_H - 10, class: "tl-tick-label" }, axisSvg).textContent = t === 0 ? "0" : `+${fmtDuration(t)}`;
+    const label = t === 0 ? "0" : `+${fmtDuration(t)}`;
+    if (px + 7 * label.length <= width) el("text", { x: px + 3, y: AXIS_H - 10, class: "tl-tick-label" }, axisSvg).textContent = label;
     el("line", { x1: px, x2: px, y1: 0, y2: height, class: "tl-tick" }, grid);
   }
   el("line", { x1: LABEL_W, x2: width - RIGHT_PAD, y1: AXIS_H - 0.5, y2: AXIS_H - 0.5, class: "tl-baseline" }, axisSvg);
@@ -119,7 +120,10 @@ export function renderTimeline(box, run, events, select) {
     fill(box, h("p", { class: "tl-too-big" }, `The timeline is drawn for runs of up to ${MAX_TIMELINE_NODES.toLocaleString("en")} nodes; this run has ${tl.nodes.toLocaleString("en")}.`));
     return;
   }
-  const width = Math.max(640, box.clientWidth || 900);
+  // The box's inner width: its padding and the frame's border are not the chart's.
+  const style = getComputedStyle(box);
+  const inner = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 2;
+  const width = Math.max(640, Math.floor(inner) || 900);
   const height = tl.rows.length * ROW_H + 4;
   const scale = (width - LABEL_W - RIGHT_PAD) / Math.max(1, tl.end - tl.start);
   const x = (t) => LABEL_W + (t - tl.start) * scale;
