@@ -248,6 +248,9 @@ def check_timeline(page) -> None:
     assert "view=timeline" in page.url
     assert page.get_attribute("svg.timeline", "data-rows") == "200"
     assert page.locator("#graph").is_hidden()
+    # The chart fits its frame: nothing (a live run's latest bars) hides past its right edge.
+    assert page.evaluate("() => { const f = document.querySelector('.tl-frame');"
+                         " return f.scrollWidth <= f.clientWidth; }")
     flaky = page.locator("svg.timeline g.tl-row[data-key='n_3_4']")
     assert flaky.get_attribute("data-tries") == "2" and flaky.get_attribute("data-retries") == "1"
     assert flaky.locator("rect.tl-seg.k-backoff").count() == 1
