@@ -126,6 +126,7 @@ def check_runs_list(page, base: str, run_id: str) -> None:
     text = failure.inner_text()
     assert XSS in text and "RuntimeError" in text and "second line" not in text, text
     assert failure.locator("img").count() == 0
+    assert failure.locator("a.fnode").get_attribute("href") == f"#/runs/{run_id}?node=n_12_7"
 
     page.fill("#meta-filter", "conversation_id=c-42 meta.user=u 7")
     page.press("#meta-filter", "Enter")

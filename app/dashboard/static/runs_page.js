@@ -162,13 +162,18 @@ function buildRunsView(page) {
 
 // ----- the rows ---------------------------------------------------------------------------
 
-/** A failed run's node and the first line of its error (the API sends no more). */
+/** A failed run's node (a link to it on the run page) and the first line of its error
+ *  (the API sends no more). */
 function failureCell(r) {
   const e = r.error;
   if (!e) return h("td", { class: "failure" });
   const text = `${e.type ? `${e.type}: ` : ""}${e.message || ""}`;
+  const node = e.node ? h("a", {
+    class: "mono fnode", href: `#/runs/${r.run_id}?${new URLSearchParams({ node: e.node })}`,
+    title: "open the run at this node",
+  }, e.node) : null;
   return h("td", { class: "failure", title: `${e.node ? `${e.node}: ` : ""}${text}` },
-    e.node ? h("span", { class: "mono fnode" }, e.node) : null, h("span", { class: "fmsg" }, text));
+    node, h("span", { class: "fmsg" }, text));
 }
 
 function runRow(r) {
