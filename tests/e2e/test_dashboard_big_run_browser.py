@@ -250,6 +250,12 @@ def check_timeline(page) -> None:
     # The chart fits its frame: nothing (a live run's latest bars) hides past its right edge.
     assert page.evaluate("() => { const f = document.querySelector('.tl-frame');"
                          " return f.scrollWidth <= f.clientWidth; }")
+    assert page.evaluate("""() => {
+        const s = document.querySelector('.tl-scroll');
+        const right = s.getBoundingClientRect().left + s.clientWidth;  // left of its scrollbar
+        return [...s.querySelectorAll('rect.tl-seg')]
+            .every((b) => b.getBoundingClientRect().right <= right + 0.5);
+    }""")
     flaky = page.locator("svg.timeline g.tl-row[data-key='n_3_4']")
     assert flaky.get_attribute("data-tries") == "2" and flaky.get_attribute("data-retries") == "1"
     assert flaky.locator("rect.tl-seg.k-backoff").count() == 1

@@ -10,7 +10,7 @@ const LABEL_W = 210;
 const ROW_H = 20;
 const BAR_H = 12;
 const AXIS_H = 24;
-const RIGHT_PAD = 16;
+const RIGHT_PAD = 24; // room for the rows' vertical scrollbar: bars end left of it
 // Tick spacings to choose from, in ms: about eight ticks whatever the run's length.
 const STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 15e3, 3e4, 6e4, 12e4,
   3e5, 6e5, 9e5, 18e5, 36e5, 72e5, 108e5, 216e5, 432e5, 864e5];
