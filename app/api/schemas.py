@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from dagq.errors import InvalidRequest
 from dagq.models import ApiKeyRecord, RunView, SubmitResult, WorkflowRecord
@@ -256,6 +263,39 @@ class WorkflowList(_Out):
     workflows: list[WorkflowRecord]
 
 
+_ERROR_LINE_CHARS = 300
+
+
+def _first_line(text: str, limit: int = _ERROR_LINE_CHARS) -> str:
+    """The first non-blank line of `text`, stripped, cut to `limit` characters (an
+    ellipsis ends a cut line): what a list row has room for."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= limit else f"{line[:limit - 1]}…"
+
+
+class RunErrorSummary(_Out):
+    """A run's error in a list of runs: the node that failed and the first line of its
+    message. The whole error (and its traceback) is in GET /v1/runs/{id}."""
+
+    node: str | None = Field(None, description="the node that failed (none: the run itself)")
+    type: str | None = Field(None, description="the error's type, e.g. `TimeoutError`")
+    message: str = Field(description="the first line of the message, at most "
+                                     f"{_ERROR_LINE_CHARS} characters")
+
+    @classmethod
+    def of(cls, error: Any) -> RunErrorSummary | None:
+        """From a run's stored error ({node, type, message, ...}; anything else is shown
+        as its text)."""
+        if error is None or isinstance(error, RunErrorSummary):
+            return error
+        if not isinstance(error, dict):
+            return cls(message=_first_line(str(error)))
+        node, kind, message = error.get("node"), error.get("type"), error.get("message")
+        return cls(node=node if isinstance(node, str) else None,
+                   type=kind if isinstance(kind, str) else None,
+                   message=_first_line(message if isinstance(message, str) else str(message or "")))
+
+
 class RunSummary(_Out):
     run_id: UUID
     tenant: str
@@ -272,6 +312,14 @@ class RunSummary(_Out):
     parent_run_id: UUID | None = None
     parent_node_key: str | None = None
     metadata: dict[str, str | int | float | bool] | None = None
+    error: RunErrorSummary | None = Field(
+        None, description="a failed (or partly failed) run's failed node and the first line "
+                          "of its error")
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _summarise(cls, error: Any) -> RunErrorSummary | None:
+        return RunErrorSummary.of(error)
 
     @classmethod
     def of(cls, run: RunView) -> RunSummary:

@@ -54,9 +54,10 @@ def _run_view(row: dict[str, Any], nodes: list[dict[str, Any]] | None,
 
 
 def _summary(row: dict[str, Any]) -> RunView:
-    """A listed run: its summary columns only."""
+    """A listed run: its summary columns only; `error` is its head only (runs.sql): the
+    node, type and start of the message."""
     return _run_view({**row, "fail_fast": True, "inputs": None, "outputs": None,
-                      "error": None, "deadline_at": None}, None)
+                      "deadline_at": None}, None)
 
 
 def _node_view(n: dict[str, Any]) -> NodeView:

@@ -157,18 +157,20 @@ function drawNode(group, n, p, onSelect) {
   });
 }
 
-/** Build the SVG for a run's nodes; onSelect(key) when a node is clicked. */
+/** Build the SVG for a run's nodes; onSelect(key) when a node is clicked. Everything is
+ *  drawn inside `g.viewport`, which graph_view.js moves and scales (zoom and pan); the
+ *  graph's own size and each node's box are kept on the element for it (`svg.graph`). */
 export function renderDag(nodes, onSelect) {
   const { positions, width, height } = layout(nodes);
-  const svg = el("svg", {
-    class: "dag", viewBox: `0 0 ${width} ${height}`, width, height, role: "group",
-    "aria-label": "Workflow graph",
-  });
+  const svg = el("svg", { class: "dag", role: "group", "aria-label": "Workflow graph" });
   svg.dataset.naturalWidth = String(width);
+  svg.dataset.naturalHeight = String(height);
   drawArrowheads(svg);
-  drawEdges(svg, nodes, positions);
-  const group = el("g", { class: "nodes" }, svg);
+  const viewport = el("g", { class: "viewport" }, svg);
+  drawEdges(viewport, nodes, positions);
+  const group = el("g", { class: "nodes" }, viewport);
   for (const n of nodes) drawNode(group, n, positions.get(n.key), onSelect);
+  svg.graph = { width, height, positions, nodeW: NODE_W, nodeH: NODE_H };
   updateDag(svg, nodes, null);
   return svg;
 }
@@ -176,8 +178,10 @@ export function renderDag(nodes, onSelect) {
 /** Recolour nodes and edges in place from fresh node data. */
 export function updateDag(svg, nodes, selected) {
   const status = new Map(nodes.map((n) => [n.key, n.status]));
+  // One lookup table per drawing: a 1,000-node run is recoloured many times a second.
+  svg.nodeEls ||= new Map([...svg.querySelectorAll("g.node")].map((g) => [g.dataset.key, g]));
   for (const n of nodes) {
-    const g = svg.querySelector(`g.node[data-key="${CSS.escape(n.key)}"]`);
+    const g = svg.nodeEls.get(n.key);
     if (!g) continue;
     if (g.dataset.status !== n.status) {
       g.dataset.status = n.status;

@@ -8,7 +8,7 @@
 import { fmtDuration, span } from "./dom.js";
 import { every, READY_REFRESH_MS, viewEl } from "./shell.js";
 import { OPEN_RUN_STATUSES } from "./states.js";
-import { select } from "./run/draw.js";
+import { select, showTab } from "./run/draw.js";
 import { cancelRun, follow, refresh, retryRun, scheduleRefresh } from "./run/follow.js";
 import { buildRunLayout } from "./run/layout.js";
 
@@ -25,6 +25,11 @@ function newRunPageState(route) {
     controller: new AbortController(),
     run: null,
     svg: null,
+    graphView: null,
+    find: null,
+    tab: route.params.get("view") === "timeline" ? "timeline" : "graph",
+    timelineTimer: null,
+    timelineAt: 0,
     selected: route.params.get("node") || null,
     events: [],
     streams: {},
@@ -42,6 +47,7 @@ function newRunPageState(route) {
     cancelRun: () => cancelRun(page),
     retryRun: () => retryRun(page),
     select: (key) => select(page, key),
+    showTab: (tab) => showTab(page, tab),
   };
   return page;
 }
@@ -67,7 +73,8 @@ function startRunTimers(page) {
 
 export function runPage(route) {
   const page = newRunPageState(route);
-  page.view = buildRunLayout(page.runId);
+  page.view = buildRunLayout(page);
+  if (page.tab === "timeline") showTab(page, "timeline");
   const stopTimers = startRunTimers(page);
   refresh(page).then(() => { if (!page.controller.signal.aborted) follow(page); });
   return {
@@ -75,12 +82,15 @@ export function runPage(route) {
       page.controller.abort();
       stopTimers();
       clearTimeout(page.refreshTimer);
+      clearTimeout(page.timelineTimer);
       document.title = "dagq dashboard";
     },
     onRoute(next) {
       if (next.name !== "run" || next.runId !== page.runId) return false;
       const key = next.params.get("node") || null;
       if (key !== page.selected) select(page, key);
+      const tab = next.params.get("view") === "timeline" ? "timeline" : "graph";
+      if (tab !== page.tab) showTab(page, tab);
       return true;
     },
   };

@@ -1,8 +1,9 @@
-// The runs list (#/runs): filters, live refresh, load more; beside it the queues and
-// workers (ops_panel.js). The page's state is one object, `page`, the functions below
+// The runs list (#/runs): filters (status, workflow, metadata), live refresh, load more;
+// compact rows, a failed run's node and the first line of its error; beside it the queues
+// and workers (ops_panel.js). The page's state is one object, `page`, the functions below
 // read and update.
 
-import { api, query } from "./api.js";
+import { api, ApiError, query } from "./api.js";
 import { badge, fill, fmtAgo, fmtDuration, fmtTime, h, shortId, span } from "./dom.js";
 import { opsPanel } from "./ops_panel.js";
 import { clearError, every, rememberListHash, showError, viewEl } from "./shell.js";
@@ -18,6 +19,8 @@ export function runsPage(route) {
     route,
     status: route.params.get("status") || "",
     workflow: route.params.get("workflow") || "",
+    meta: [...route.params].filter(([k]) => k.startsWith("meta.") && k.length > 5).map(([k, v]) => [k.slice(5), v]),
+    metaRefused: null,
     controller: new AbortController(),
     live: localStorage.getItem("dagq.live") !== "off",
     cursor: null,
@@ -69,6 +72,44 @@ function workflowFilter(page) {
   });
 }
 
+/** `k=v` pairs, separated by spaces or commas (a leading `meta.` is allowed); throws
+ *  on a pair without `=` or an empty key. */
+export function parseMetaFilter(text) {
+  const pairs = [];
+  for (const token of text.split(/[\s,]+/).filter(Boolean)) {
+    const at = token.indexOf("=");
+    const key = at > 0 ? token.slice(0, at).replace(/^meta\./, "") : "";
+    if (!key) throw new Error(`“${token}” is not key=value`);
+    pairs.push([key, token.slice(at + 1)]);
+  }
+  return pairs;
+}
+
+// The metadata filter: `GET /v1/runs?meta.k=v` (an API without run metadata ignores it;
+// one that refuses it answers 422, shown beside the box, and the list goes on without it).
+function metaFilter(page) {
+  const note = h("span", { class: "meta-note small", id: "meta-note", role: "status" });
+  const input = h("input", {
+    type: "search", class: "meta-filter", id: "meta-filter", placeholder: "metadata: key=value",
+    "aria-label": "Filter by run metadata (key=value)", spellcheck: "false",
+    value: page.meta.map(([k, v]) => `${k}=${v}`).join(" "),
+    onchange: (e) => {
+      let pairs;
+      try {
+        pairs = parseMetaFilter(e.target.value);
+      } catch (err) {
+        note.textContent = err.message;
+        note.classList.add("error-text");
+        return;
+      }
+      setFilter(page.route, Object.fromEntries([
+        ...[...page.route.params.keys()].filter((k) => k.startsWith("meta.")).map((k) => [k, ""]),
+        ...pairs.map(([k, v]) => [`meta.${k}`, v])]));
+    },
+  });
+  return h("span", { class: "meta-box" }, input, note);
+}
+
 function liveToggle(page) {
   const liveBox = h("input", {
     type: "checkbox", checked: page.live, onchange: (e) => {
@@ -84,10 +125,10 @@ function liveToggle(page) {
 }
 
 function runsTable(tbody) {
-  return h("table", { class: "runs", id: "runs-table" },
+  return h("table", { class: "runs compact", id: "runs-table" },
     h("thead", {}, h("tr", {},
       h("th", {}, "Run"), h("th", {}, "Workflow"), h("th", {}, "Status"),
-      h("th", {}, "Progress"), h("th", {}, "Created"), h("th", {}, "Duration"))),
+      h("th", {}, "Progress"), h("th", {}, "Failure"), h("th", {}, "Created"), h("th", {}, "Duration"))),
     tbody);
 }
 
@@ -96,6 +137,7 @@ function buildRunsView(page) {
   const chips = statusChips(page);
   const names = h("datalist", { id: "workflow-names" });
   const wfInput = workflowFilter(page);
+  const metaBox = metaFilter(page);
   const liveLabel = liveToggle(page);
   const updated = h("span", { class: "muted updated" });
   const tbody = h("tbody");
@@ -110,14 +152,29 @@ function buildRunsView(page) {
   viewEl.append(h("section", { class: "runs-page" },
     h("div", { class: "main-col" },
       h("div", { class: "page-head" }, h("h1", {}, "Runs"), updated),
-      h("div", { class: "toolbar" }, chips, wfInput, names, liveLabel),
+      h("div", { class: "toolbar" }, chips, wfInput, names, metaBox, liveLabel),
       h("div", { class: "table-wrap" }, table), empty, more),
     h("aside", { class: "ops", "aria-label": "Queues and workers" },
       h("h2", {}, "Queues"), queuesBox, h("h2", {}, "Workers"), workersBox)));
-  return { names, updated, tbody, empty, more, queuesBox, workersBox };
+  return { names, updated, tbody, empty, more, queuesBox, workersBox,
+    metaNote: metaBox.querySelector("#meta-note") };
 }
 
 // ----- the rows ---------------------------------------------------------------------------
+
+/** A failed run's node (a link to it on the run page) and the first line of its error
+ *  (the API sends no more). */
+function failureCell(r) {
+  const e = r.error;
+  if (!e) return h("td", { class: "failure" });
+  const text = `${e.type ? `${e.type}: ` : ""}${e.message || ""}`;
+  const node = e.node ? h("a", {
+    class: "mono fnode", href: `#/runs/${r.run_id}?${new URLSearchParams({ node: e.node })}`,
+    title: "open the run at this node",
+  }, e.node) : null;
+  return h("td", { class: "failure", title: `${e.node ? `${e.node}: ` : ""}${text}` },
+    node, h("span", { class: "fmsg" }, text));
+}
 
 function runRow(r) {
   const done = r.nodes_total - r.nodes_remaining;
@@ -128,15 +185,16 @@ function runRow(r) {
     onclick: (e) => { if (!e.target.closest("a")) location.hash = href; },
   },
   h("td", { class: "mono" }, h("a", { href, title: r.run_id }, shortId(r.run_id))),
-  h("td", {}, r.workflow, r.workflow_version ? h("span", { class: "ver" }, ` v${r.workflow_version}`) : null,
-    r.event_key ? h("div", { class: "sub muted", title: "event key" }, r.event_key) : null),
+  h("td", { class: "wf" }, r.workflow, r.workflow_version ? h("span", { class: "ver" }, ` v${r.workflow_version}`) : null,
+    r.event_key ? h("span", { class: "sub muted", title: "event key" }, ` ${r.event_key}`) : null),
   h("td", {}, badge(r.status)),
   h("td", { class: "progress-cell" },
     h("div", { class: "progress", title: `${done} of ${r.nodes_total} nodes finished` },
       h("div", { class: `bar st-${r.status}`, style: `width:${pct}%` })),
     h("span", { class: "muted small" }, `${done}/${r.nodes_total}`)),
-  h("td", { title: r.created_at }, fmtTime(r.created_at), h("div", { class: "sub muted" }, fmtAgo(r.created_at))),
-  h("td", {}, r.started_at ? fmtDuration(span(r.started_at, r.finished_at)) : "—"));
+  failureCell(r),
+  h("td", { title: `${r.created_at} (${fmtAgo(r.created_at)})`, class: "nowrap" }, fmtTime(r.created_at)),
+  h("td", { class: "nowrap" }, r.started_at ? fmtDuration(span(r.started_at, r.finished_at)) : "—"));
 }
 
 function render(page, runs, append) {
@@ -146,7 +204,7 @@ function render(page, runs, append) {
   const count = tbody.children.length;
   empty.hidden = count > 0;
   if (!count) {
-    fill(empty, page.status || page.workflow
+    fill(empty, page.status || page.workflow || page.meta.length
       ? h("p", {}, "No runs match these filters.")
       : h("div", {}, h("p", {}, "No runs yet. Submit one:"),
         h("pre", {}, "dagq submit examples/support-answer.json --wait")));
@@ -157,15 +215,32 @@ function render(page, runs, append) {
 
 // ----- loading ----------------------------------------------------------------------------
 
-const listQuery = (page, limit, after) =>
-  query({ status: page.status, workflow: page.workflow, limit, cursor: after });
+function listQuery(page, limit, after) {
+  const q = new URLSearchParams(query({ status: page.status, workflow: page.workflow, limit, cursor: after }).slice(1));
+  if (!page.metaRefused) for (const [k, v] of page.meta) q.append(`meta.${k}`, v);
+  return `?${q}`;
+}
+
+/** GET /v1/runs; a 422 that refuses the metadata filter is said beside its box, and the
+ *  list is read again without it (until the filter changes: a new page). */
+async function listRuns(page, limit, after) {
+  try {
+    return await api(`/v1/runs${listQuery(page, limit, after)}`, { signal: page.controller.signal });
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 422 && page.meta.length && !page.metaRefused)) throw err;
+    page.metaRefused = err.message;
+    const note = page.el.metaNote;
+    note.textContent = `metadata filter not applied: ${err.message}`;
+    note.classList.add("error-text");
+    return listRuns(page, limit, after);
+  }
+}
 
 async function refresh(page) {
   if (page.loading) return;
   page.loading = true;
   try {
-    const list = await api(`/v1/runs${listQuery(page, Math.min(500, Math.max(50, page.shown)))}`,
-      { signal: page.controller.signal });
+    const list = await listRuns(page, Math.min(500, Math.max(50, page.shown)));
     page.cursor = list.next_cursor;
     render(page, list.runs, false);
     clearError("Loading runs");
@@ -179,7 +254,7 @@ async function refresh(page) {
 async function loadMore(page) {
   if (!page.cursor) return;
   try {
-    const list = await api(`/v1/runs${listQuery(page, 50, page.cursor)}`, { signal: page.controller.signal });
+    const list = await listRuns(page, 50, page.cursor);
     page.cursor = list.next_cursor;
     page.shown += list.runs.length;
     render(page, list.runs, true);

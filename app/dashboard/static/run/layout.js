@@ -1,13 +1,24 @@
 // The run page's elements, appended to the view: the head (title, status, live state,
-// actions, facts, counts), error and warnings, the graph with its legend, the events
-// table and the node panel. Returns the elements the page fills.
+// actions, facts, counts), error and warnings, the run's inputs, outputs and metadata,
+// the graph (or the timeline) with its tools, the events table and the node panel.
+// Returns the elements the page fills.
 
 import { h, shortId } from "../dom.js";
 import { listHash, viewEl } from "../shell.js";
-import { NODE_STATUSES } from "../states.js";
+import { buildGraphTools } from "./graph_tools.js";
 
-export function buildRunLayout(runId) {
-  let fit = true;
+function runDataBox() {
+  const body = h("div", { class: "run-data-body" });
+  const box = h("details", {
+    class: "run-data", id: "run-data", open: localStorage.getItem("dagq.runData") !== "closed",
+    ontoggle: (e) => localStorage.setItem("dagq.runData", e.target.open ? "open" : "closed"),
+  }, h("summary", {}, "Inputs, outputs and metadata"), body);
+  box.body = body;
+  return box;
+}
+
+export function buildRunLayout(page) {
+  const { runId } = page;
   const liveEl = h("span", { class: "live-state", id: "live-state" }, "connecting…");
   const title = h("h1", {}, "Run ", h("span", { class: "mono" }, shortId(runId)));
   const statusEl = h("span", { id: "run-status" });
@@ -16,14 +27,11 @@ export function buildRunLayout(runId) {
   const actions = h("div", { class: "actions" });
   const runError = h("div", { class: "run-error", hidden: true });
   const runWarnings = h("div", { class: "run-warnings", id: "run-warnings", role: "status", hidden: true });
-  const graph = h("div", { class: "graph-scroll fit", id: "graph" });
+  const graph = h("div", { class: "graph-box", id: "graph" });
+  const timeline = h("div", { class: "timeline-box", id: "timeline", hidden: true });
   const panel = h("aside", { class: "node-panel", id: "node-panel", "aria-live": "polite" });
-  const fitButton = h("button", {
-    type: "button", class: "quiet small", title: "Fit the graph to the page or show it at full size",
-    onclick: () => { fit = !fit; graph.classList.toggle("fit", fit); fitButton.textContent = fit ? "Actual size" : "Fit to width"; },
-  }, "Actual size");
-  const legend = h("div", { class: "legend" }, NODE_STATUSES.map((s) => h("span", { class: `lg st-${s}` },
-    h("i"), s)));
+  const runData = runDataBox();
+  const tools = h("div", { class: "tools" }, buildGraphTools(page));
   const eventsBody = h("tbody");
   const eventsCount = h("span", { class: "muted" });
   const eventsBox = h("details", { class: "events", open: localStorage.getItem("dagq.events") !== "closed",
@@ -41,11 +49,12 @@ export function buildRunLayout(runId) {
       meta, counts),
     runError,
     runWarnings,
+    runData,
     h("div", { class: "run-body" },
       h("div", { class: "left-col" },
-        h("div", { class: "graph-wrap" }, h("div", { class: "graph-tools" }, legend, fitButton), graph),
+        h("div", { class: "graph-wrap" }, tools, graph, timeline),
         eventsBox),
       panel)));
-  return { liveEl, title, statusEl, meta, counts, actions, runError, runWarnings, graph, panel,
-    eventsBody, eventsCount };
+  return { liveEl, title, statusEl, meta, counts, actions, runError, runWarnings, runData, graph,
+    timeline, tools, panel, eventsBody, eventsCount };
 }
