@@ -1,0 +1,88 @@
+"""The read-only trap on one real server (dagq.runtime.failover): a server that turns
+read-only under an open pool (what a demoted primary is to its old clients) makes writes
+fail with 25006; the store drops those connections, never pools a new one to a
+read-only server, and finishes the write once a writable server is there."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import psycopg
+import psycopg_pool
+import pytest
+
+from dagq.runtime.db import open_pool
+from dagq.store import Store
+
+if TYPE_CHECKING:
+    from tests.harness.pg import TestServer
+
+
+@pytest.fixture
+def read_only_switch(pg_server: TestServer) -> Iterator[Callable[[bool], None]]:
+    """Turn the whole server read-only (on) or back (off) for every session, open ones
+    included (a reload), as a demotion does for the clients left on the old primary."""
+
+    def switch(on: bool) -> None:
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+            if on:
+                conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+            else:
+                conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+            conn.execute("SELECT pg_reload_conf()")
+        time.sleep(0.3)  # the backends take the reload at their next command
+
+    try:
+        yield switch
+    finally:
+        switch(False)
+
+
+def test_a_write_on_a_server_gone_read_only_is_retried_on_a_writable_one(
+        db_url: str, read_only_switch) -> None:
+    repo = Store(open_pool(db_url, size=3, name="trap"), retry_s=30)
+    try:
+        repo.tenants.put_tenant("before", weight=1.0)  # the pool holds open connections
+        read_only_switch(True)
+        done: list[object] = []
+        writer = threading.Thread(target=lambda: done.append(
+            _try(lambda: repo.tenants.put_tenant("during", weight=2.0))))
+        writer.start()
+        time.sleep(2.0)
+        assert writer.is_alive(), f"the write ended on a read-only server: {done}"
+        read_only_switch(False)  # "the new primary": writable again
+        writer.join(20)
+        assert done == [None], done
+        assert repo.tenants.get_tenant("during").weight == 2.0
+        # Every connection the pool holds now is on a writable server.
+        with repo.db.pool.connection() as conn:
+            assert conn.execute("SHOW transaction_read_only").fetchone() == {
+                "transaction_read_only": "off"}
+    finally:
+        repo.close()
+
+
+def test_a_pool_never_hands_out_a_connection_to_a_read_only_server(
+        db_url: str, read_only_switch) -> None:
+    pool = open_pool(db_url, size=2, name="never")
+    try:
+        read_only_switch(True)
+        pool.drain()  # every connection is made again, each on the read-only server
+        with pytest.raises(psycopg_pool.PoolTimeout), pool.connection(timeout=2):
+            pass
+        read_only_switch(False)
+        with pool.connection(timeout=10) as conn:
+            assert conn.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+    finally:
+        pool.close()
+
+
+def _try(call) -> object:
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - the test reports whatever ended it
+        return exc
+    return None
