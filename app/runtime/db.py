@@ -26,7 +26,7 @@ from psycopg_pool import ConnectionPool
 from dagq.config import Settings, get_settings
 from dagq.errors import NoDatabase
 from dagq.runtime.embedded_pg import EmbeddedPostgres
-from dagq.runtime.failover import check_checkout, verify_writable
+from dagq.runtime.failover import FailoverPool, check_checkout, verify_writable
 
 log = logging.getLogger("dagq.db")
 
@@ -211,7 +211,7 @@ def open_pool(
     them for every call cost more than executing them (account_runs: 0.6 -> 0.3 ms).
     """
     options = "-c plan_cache_mode=force_generic_plan" if generic_plans else ""
-    pool = ConnectionPool(
+    pool = FailoverPool(
         conninfo(url, limits, options=options),
         min_size=1,
         max_size=size,

@@ -26,6 +26,7 @@ import psycopg_pool
 from psycopg.pq import ConnStatus
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from dagq.backoff import backoff_delay
 
@@ -176,3 +177,40 @@ def reconnect_delays(rng: random.Random | None = None) -> Iterator[float]:
     while True:
         attempt += 1
         yield backoff_delay(attempt, RECONNECT_INITIAL_S, RECONNECT_MAX_S, rng)
+
+
+# ===== reconnecting a pool ============================================================
+
+POOL_RECONNECT_INITIAL_S = 0.25
+POOL_RECONNECT_MAX_S = 2.0
+
+
+class ReconnectBackoff(AttemptWithBackoff):
+    """psycopg_pool's delays between attempts to replace a lost connection double
+    without a cap until reconnect_timeout (1, 2, 4 ... 32 s): a worker whose server was
+    away for 40 s could wait 20 s more once it was back. Here they double from 0.25 s
+    to at most 2 s, each drawn from [base/2, base] so the pools of many processes do
+    not knock in step; at most max_size attempts per pool run at once (one per
+    missing connection), so a failover never brings a connection storm."""
+
+    def __init__(self, *, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.failures = 0
+
+    def update_delay(self, now: float) -> None:
+        if self.failures == 0:
+            self.give_up_at = now + self.timeout
+        self.failures += 1
+        self.delay = backoff_delay(self.failures, POOL_RECONNECT_INITIAL_S,
+                                   POOL_RECONNECT_MAX_S)
+        if self.delay + now > self.give_up_at:
+            self.delay = max(0.0, self.give_up_at - now)
+
+
+class FailoverPool(ConnectionPool):
+    """A ConnectionPool whose reconnection attempts back off as ReconnectBackoff says."""
+
+    def _add_connection(self, attempt: AttemptWithBackoff | None,
+                        growing: bool = False) -> None:
+        super()._add_connection(attempt or ReconnectBackoff(timeout=self.reconnect_timeout),
+                                growing)

@@ -11,8 +11,10 @@ import pytest
 from psycopg import errors
 
 from dagq.runtime.failover import (
+    POOL_RECONNECT_MAX_S,
     RECONNECT_MAX_S,
     ReadOnlyServer,
+    ReconnectBackoff,
     Verdict,
     classify,
     reconnect_delays,
@@ -77,3 +79,18 @@ def test_reconnect_delays_are_jittered_doubling_and_capped() -> None:
     assert first[-1] >= RECONNECT_MAX_S / 2
     others = reconnect_delays(random.Random(8))
     assert first[:4] != [next(others) for _ in range(4)]  # two processes drift apart
+
+
+def test_pool_reconnects_back_off_to_two_seconds_at_most_until_the_timeout() -> None:
+    attempt = ReconnectBackoff(timeout=30)
+    delays = []
+    for now in range(12):
+        attempt.update_delay(float(now))
+        delays.append(attempt.delay)
+    assert 0.125 <= delays[0] <= 0.25
+    assert all(d <= POOL_RECONNECT_MAX_S for d in delays)
+    late = ReconnectBackoff(timeout=1.0)
+    late.update_delay(100.0)
+    late.update_delay(100.9)
+    assert late.delay <= 0.1 + 1e-9  # never past the attempt's give-up time
+    assert late.time_to_give_up(101.0)
