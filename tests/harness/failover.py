@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import socket
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.harness.effects import effects
+from tests.harness.procs import WorkerFleet, free_port, wait_for
 
 WORKFLOW = {
     "name": "failover-fan",
@@ -248,3 +251,88 @@ class Forward:
             sock.close()
 
     close = down
+
+
+# Each process's server sessions at most: a worker's pool (threads + 4) and its LISTEN
+# connection, the API's pool and its LISTEN connection, the sweeper's pool of 4 (and one
+# more for its sessions outside the pool).
+WORKERS, THREADS, API_POOL = 2, 4, 6
+BUDGET = WORKERS * (THREADS + 4 + 1) + (API_POOL + 1) + (4 + 1)
+
+
+class Stack:
+    """dagq's processes on `url` (a migrated database named `database`): two workers,
+    the sweeper and the API, with the effect executor; a submitter and a monitor of
+    the `servers` ((name, url of `database` on that server) pairs), not yet started."""
+
+    def __init__(self, url: str, database: str, servers: Callable[[], list[tuple[str, str]]],
+                 tmp: Path, *, sleep_s: float = 0.02) -> None:
+        self.url, self.database = url, database
+        self.effects = str(tmp / "effects.txt")
+        self.fleet = WorkerFleet(url, tmp)
+        env = {"DAGQ_ACTOR_MODULES": "tests.harness.effects", "DAGQ_TEST_EFFECTS": self.effects,
+               "DAGQ_POOL_SIZE": str(API_POOL), "DAGQ_LOG_LEVEL": "INFO"}
+        for _ in range(WORKERS):
+            self.fleet.start(threads=THREADS, **env)
+        self.fleet.start_sweeper(**env)
+        port = free_port()
+        self.fleet.start_api(port, **env)
+        self.base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _status(f"{self.base}/readyz") == 200, 60, "the API to be ready")
+        spec = json.loads(json.dumps(WORKFLOW))
+        for node in spec["nodes"].values():
+            node["params"] = {"sleep_s": sleep_s}
+        wait_for(lambda: httpx.post(f"{self.base}/v1/workflows", json=spec,
+                                    timeout=10).status_code in (200, 201),
+                 60, "the workers to register failover.effect")
+        self.monitor = Monitor(servers, database)
+        self.submitter = Submitter(self.base)
+
+    def start_load(self) -> None:
+        self.monitor.start()
+        self.submitter.start()
+
+    def run_until(self, accepted: int, timeout: float) -> None:
+        wait_for(lambda: len(self.submitter.accepted) >= accepted, timeout,
+                 f"{accepted} accepted submits (failures: {self.submitter.failures[-3:]})")
+
+    def more(self, n: int = 60, timeout: float = 90) -> None:
+        """Wait for `n` more accepted submits."""
+        self.run_until(len(self.submitter.accepted) + n, timeout)
+
+    def finish(self) -> dict[str, int]:
+        """Stop the load, wait for every acknowledged run, and count the invariants."""
+        self.submitter.stop()
+        run_ids = [s.run_id for s in self.submitter.accepted]
+        statuses = wait_all_terminal(self.url, run_ids)
+        self.monitor.stop()
+        report = effect_report(self.url, self.effects, run_ids)
+        report["runs"] = len(run_ids)
+        report["succeeded_runs"] = sum(statuses.get(r) == "succeeded" for r in run_ids)
+        return report
+
+    def assert_invariants(self, report: dict[str, int]) -> None:
+        logs = self.fleet.logs
+        assert report["succeeded_runs"] == report["runs"], (report, logs())
+        assert report["succeeded_nodes"] == report["runs"] * NODES_PER_RUN, report
+        assert report["twice"] == 0, report
+        assert report["without_effect"] == 0, report
+        assert self.monitor.most_writable() == 1, "two writable servers at once"
+        assert self.monitor.longest_on_a_replica_s() <= 2.5, \
+            self.monitor.longest_on_a_replica_s()
+        assert self.monitor.most_connections() <= BUDGET, \
+            (self.monitor.most_connections(), BUDGET)
+        for proc in self.fleet.procs:  # the same processes throughout: none restarted
+            assert proc.poll() is None, logs()
+
+    def close(self) -> None:
+        self.submitter.stopping.set()
+        self.monitor.stopping.set()
+        self.fleet.stop_all()
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0

@@ -1,6 +1,7 @@
-"""A real Patroni cluster for the failover tests: etcd and two Patroni nodes running
-Debian's PostgreSQL 15 (synchronous mode, pg_rewind), all on 127.0.0.1 ports in a
-temporary directory, owned by a throwaway OS user, and always torn down.
+"""Real servers for the failover tests: a Patroni cluster (etcd and two Patroni nodes
+running Debian's PostgreSQL 15, synchronous mode, pg_rewind), and a lone PostgreSQL 15
+to restart and cut under load; each on 127.0.0.1 ports in a temporary directory, owned
+by a throwaway OS user, and always torn down.
 
 The nodes' configuration is examples/deploy/patroni.yml with only the names, addresses,
 paths, secrets and timings changed, so the example a reader copies is the one tested.
@@ -260,3 +261,58 @@ def patroni_cluster() -> Iterator[PatroniCluster]:
         raise
     finally:
         cluster.close()
+
+
+class Standalone:
+    """One PostgreSQL 15 server (no HA), for the single-primary faults: restarted with
+    `pg_ctl restart -m fast|immediate` while dagq runs on it."""
+
+    def __init__(self) -> None:
+        self.user = ensure_system_user(OS_USER)
+        self.tmp = Path(tempfile.mkdtemp(prefix="dagq-pg15-", dir="/tmp"))
+        os.chown(self.tmp, self.user.pw_uid, self.user.pw_gid)
+        self.data, self.port = self.tmp / "data", free_port()
+
+    def _pg(self, *args: str, timeout: float = 120) -> None:
+        subprocess.run(
+            [str(PG_BIN / args[0]), *args[1:]], check=True, capture_output=True,
+            timeout=timeout, user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[],
+            cwd=self.tmp, env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"})
+
+    def start(self) -> Standalone:
+        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                 "--no-sync")
+        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.tmp / "server.log"), "-w",
+                 "-o", f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1"
+                       " -c max_connections=100 -c jit=off", "start")
+        return self
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}?connect_timeout=2"
+
+    def restart(self, mode: str) -> None:
+        """`pg_ctl restart -m MODE`: fast ends every session cleanly; immediate is a
+        crash (no checkpoint, the server recovers from its WAL)."""
+        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.tmp / "server.log"), "-w",
+                 "-m", mode, "restart")
+
+    def logs(self, tail: int = 4000) -> str:
+        path = self.tmp / "server.log"
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
+
+    def close(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            self._pg("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop", timeout=60)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def standalone() -> Iterator[Standalone]:
+    server = Standalone()
+    try:
+        yield server.start()
+    except BaseException:
+        print(server.logs())
+        raise
+    finally:
+        server.close()
