@@ -12,6 +12,7 @@ processes' connection budget. The timings are printed (run with -s to see them).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Iterator
@@ -39,25 +40,46 @@ def cluster() -> Iterator[PatroniCluster]:
         yield started
 
 
-@pytest.fixture
-def stack(cluster: PatroniCluster, tmp_path: Path) -> Iterator[Stack]:
+def _new_stack(cluster: PatroniCluster, tmp: Path, url: str | None = None) -> Stack:
+    """The dagq processes on a new database, through `url` (`{database}` filled in;
+    default the multi-host URL)."""
     cluster.wait_healthy()
     database = f"dagq_failover_{next(_databases)}"
     leader = cluster.leader()
     assert leader is not None
     with psycopg.connect(leader.url(), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {database}")
-    url = cluster.url(database)
+    url = url.format(database=database) if url else cluster.url(database)
     migrate(url)
-    started = Stack(url, database, lambda: [(n.name, n.url(database)) for n in cluster.nodes],
-                    tmp_path)
+    return Stack(url, database, lambda: [(n.name, n.url(database)) for n in cluster.nodes],
+                 tmp)
+
+
+@contextlib.contextmanager
+def _running(stack: Stack) -> Iterator[Stack]:
     try:
-        yield started
+        yield stack
     except BaseException:
-        print(started.fleet.logs())
+        print(stack.fleet.logs())
         raise
     finally:
-        started.close()
+        stack.close()
+
+
+@pytest.fixture
+def stack(cluster: PatroniCluster, tmp_path: Path) -> Iterator[Stack]:
+    with _running(_new_stack(cluster, tmp_path)) as started:
+        yield started
+
+
+@pytest.fixture
+def proxied(cluster: PatroniCluster, tmp_path: Path) -> Iterator[Stack]:
+    """The stack through HAProxy (examples/deploy/haproxy.cfg): one address, no
+    target_session_attrs; HAProxy follows Patroni's GET /primary."""
+    proxy = cluster.start_haproxy() if cluster.haproxy is None else cluster.haproxy_url
+    cluster.haproxy_url = proxy
+    with _running(_new_stack(cluster, tmp_path, proxy)) as started:
+        yield started
 
 
 def _other(cluster: PatroniCluster, node: Node) -> Node:
@@ -123,3 +145,22 @@ def test_killing_the_primary_under_load_then_rejoining_loses_nothing(
     stack.more()
     stack.assert_invariants(_report("kill -9 and rejoin", stack))
     assert found["writable"] < 60 and found["first_accepted_submit"] < 75, found
+
+
+def test_a_switchover_through_haproxy_loses_nothing(
+        cluster: PatroniCluster, proxied: Stack) -> None:
+    stack = proxied
+    stack.start_load()
+    stack.run_until(60, 60)
+    leader = cluster.leader()
+    assert leader is not None
+    candidate = _other(cluster, leader)
+    t0 = time.time()
+    result = cluster.switchover(leader, candidate)
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(lambda: cluster.writable() == [candidate.name], 60, "the candidate to lead")
+    stack.more()
+    cluster.wait_healthy()
+    found = timings("switchover through HAProxy", stack, t0, candidate.name)
+    stack.assert_invariants(_report("switchover through HAProxy", stack))
+    assert found["writable"] < 30, found

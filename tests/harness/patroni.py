@@ -14,8 +14,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from tests.harness.procs import ROOT, free_port, wait_for
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 EXAMPLE = ROOT / "examples" / "deploy" / "patroni.yml"
+HAPROXY_EXAMPLE = ROOT / "examples" / "deploy" / "haproxy.cfg"
 OS_USER = "dagq_failover"
 PASSWORD = "failover-test"
 # Short timings: a dead leader's key expires after TTL s (loop_wait + 2 * retry_timeout
@@ -78,8 +81,12 @@ class Node:
 
     def role(self) -> str | None:
         """'primary' (writable), 'replica', or None (down), asked of the server itself."""
+        return self.role_at(self.url())
+
+    @staticmethod
+    def role_at(url: str) -> str | None:
         try:
-            with psycopg.connect(self.url(), autocommit=True) as conn:
+            with psycopg.connect(url, autocommit=True) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
         except psycopg.Error:
             return None
@@ -97,6 +104,8 @@ class PatroniCluster:
         os.chown(self.tmp, self.user.pw_uid, self.user.pw_gid)
         self.etcd_port, self.etcd_peer = free_port(), free_port()
         self.etcd: subprocess.Popen[bytes] | None = None
+        self.haproxy: subprocess.Popen[bytes] | None = None
+        self.haproxy_url = ""
         self.nodes = [self._node(f"pg{i}") for i in range(2)]
 
     def _node(self, name: str) -> Node:
@@ -222,6 +231,33 @@ class PatroniCluster:
             user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[],
             env={"PATH": os.environ.get("PATH", ""), "HOME": str(self.tmp)}, cwd=self.tmp)
 
+    def start_haproxy(self) -> str:
+        """HAProxy from examples/deploy/haproxy.cfg in front of the nodes; returns its
+        URL for `database` to fill in (`{database}`)."""
+        port = free_port()
+        lines = []
+        for line in HAPROXY_EXAMPLE.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith("bind "):
+                line = f"    bind 127.0.0.1:{port}"
+            elif stripped.startswith("server "):
+                if stripped.startswith("server db1 "):
+                    lines += [f"    server {n.name} 127.0.0.1:{n.pg_port} maxconn 500 check"
+                              f" port {n.api_port}" for n in self.nodes]
+                continue
+            lines.append(line)
+        config = self.tmp / "haproxy.cfg"
+        config.write_text("\n".join(lines) + "\n")
+        self.haproxy = self._spawn(["haproxy", "-db", "-f", str(config)], "haproxy")
+        wait_for(lambda: _listening(port), 30, "HAProxy to listen")
+        url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/{{database}}"
+        # Until its first checks, HAProxy takes every server for up (a standby too).
+        time.sleep(3)
+        probe = url.format(database="postgres") + "?connect_timeout=2"
+        wait_for(lambda: all(Node.role_at(probe) == "primary" for _ in range(5)), 30,
+                 "HAProxy to route to the primary only")
+        return url
+
     def logs(self, tail: int = 4000) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}"
                          for p in sorted(self.tmp.glob("*.log")))
@@ -245,10 +281,17 @@ class PatroniCluster:
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        if self.etcd is not None:
-            self.etcd.kill()
-            self.etcd.wait()
+        for proc in (self.etcd, self.haproxy):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        return True
+    return False
 
 
 @contextlib.contextmanager
