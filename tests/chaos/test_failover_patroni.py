@@ -164,3 +164,24 @@ def test_a_switchover_through_haproxy_loses_nothing(
     found = timings("switchover through HAProxy", stack, t0, candidate.name)
     stack.assert_invariants(_report("switchover through HAProxy", stack))
     assert found["writable"] < 30, found
+
+
+def test_a_proxy_that_routes_to_the_standby_traps_no_session(
+        cluster: PatroniCluster, proxied: Stack) -> None:
+    """The read-only trap, for real: for 8 s HAProxy runs without its health checks and
+    spreads the sessions dagq opens again (the restart cut them all) over both servers,
+    the standby too. dagq drops each one on the standby (a pool keeps none; a write
+    that met one is done again on another) and nothing is lost."""
+    stack = proxied
+    stack.start_load()
+    stack.run_until(60, 60)
+    port = int(stack.url.rsplit(":", 1)[1].split("/")[0])
+    t0 = time.time()
+    cluster.restart_haproxy(port, checked=False)
+    time.sleep(8)
+    cluster.restart_haproxy(port)
+    stack.more()
+    timings("HAProxy without checks for 8 s", stack, t0, None)
+    on_standby = {pid for s in stack.monitor.samples for pid in s.on_replicas}
+    print(f"dagq sessions seen on the standby: {len(on_standby)}")
+    stack.assert_invariants(_report("HAProxy without checks", stack))

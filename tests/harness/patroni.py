@@ -246,10 +246,8 @@ class PatroniCluster:
                               f" port {n.api_port}" for n in self.nodes]
                 continue
             lines.append(line)
-        config = self.tmp / "haproxy.cfg"
-        config.write_text("\n".join(lines) + "\n")
-        self.haproxy = self._spawn(["haproxy", "-db", "-f", str(config)], "haproxy")
-        wait_for(lambda: _listening(port), 30, "HAProxy to listen")
+        (self.tmp / "haproxy.cfg").write_text("\n".join(lines) + "\n")
+        self.restart_haproxy(port)
         url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/{{database}}"
         # Until its first checks, HAProxy takes every server for up (a standby too).
         time.sleep(3)
@@ -257,6 +255,25 @@ class PatroniCluster:
         wait_for(lambda: all(Node.role_at(probe) == "primary" for _ in range(5)), 30,
                  "HAProxy to route to the primary only")
         return url
+
+    def restart_haproxy(self, port: int, *, checked: bool = True) -> None:
+        """(Re)start HAProxy, cutting every session through it. `checked=False`: without
+        its health checks, so it spreads new sessions over both servers, the standby
+        too (a proxy or DNS name that does not follow the primary)."""
+        if self.haproxy is not None:
+            self.haproxy.kill()
+            self.haproxy.wait()
+        config = self.tmp / "haproxy.cfg"
+        if not checked:
+            blind = self.tmp / "haproxy-unchecked.cfg"
+            blind.write_text("".join(
+                line.replace(" check port", " port").replace("on-marked-down", "#") + "\n"
+                for line in config.read_text().splitlines()
+                if "httpchk" not in line and "http-check" not in line)
+                + "    balance roundrobin\n")
+            config = blind
+        self.haproxy = self._spawn(["haproxy", "-db", "-f", str(config)], "haproxy")
+        wait_for(lambda: _listening(port), 30, "HAProxy to listen")
 
     def logs(self, tail: int = 4000) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}"
