@@ -13,10 +13,15 @@ from typing import TYPE_CHECKING
 import psycopg
 import psycopg_pool
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from dagq.cli import main
+from dagq.config import get_settings
 from dagq.runtime.db import open_pool
 from dagq.store import Store
+from dagq.workers.listener import QueueListener
 from tests.harness.failover import Forward
+from tests.harness.procs import wait_for
 
 if TYPE_CHECKING:
     from tests.harness.pg import TestServer
@@ -111,3 +116,40 @@ def test_a_pool_is_back_within_seconds_of_its_server(db_url: str) -> None:
     finally:
         pool.close()
         server.close()
+
+
+def _multi_host(db_url: str) -> str:
+    """`db_url` as a multi-host URL whose first host refuses connections (a dead node)
+    and which accepts only a writable server."""
+    params = conninfo_to_dict(db_url)
+    dead = Forward(db_url)
+    dead.down()
+    return make_conninfo(
+        db_url, host=f"127.0.0.1,{params.get('host') or '/tmp'}",
+        port=f"{dead.port},{params.get('port') or 5432}", target_session_attrs="read-write")
+
+
+def test_a_multi_host_url_works_for_the_pool_listen_and_the_cli(
+        db_url: str, monkeypatch, capfd) -> None:
+    url = _multi_host(db_url)
+    repo = Store(open_pool(url, size=2, name="multi"))
+    listener = QueueListener(url)
+    try:
+        repo.tenants.put_tenant("multi-host", weight=3.0)
+        listener.start()
+        woken = listener.event("default")
+        wait_for(lambda: woken.is_set(), 10, "the listener to LISTEN and poll once")
+        woken.clear()
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("NOTIFY dagq_queued, 'default'")
+        assert woken.wait(10), "no notification through the multi-host LISTEN connection"
+    finally:
+        listener.stop()
+        repo.close()
+    monkeypatch.setenv("DAGQ_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        assert main(["tenants", "list", "--json"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert "multi-host" in capfd.readouterr().out
