@@ -172,17 +172,23 @@ def wait_all_terminal(url: str, run_ids: list[str], timeout: float = 120) -> dic
 
 def effect_report(url: str, effects_path: str, run_ids: list[str]) -> dict[str, int]:
     """Counts the invariants are asserted on: effects, attempts run twice, succeeded
-    nodes whose final attempt left no effect."""
+    nodes whose final attempt left no effect, nodes ended twice (a stale completion)."""
     lines = effects(effects_path)
     twice = [k for k, n in Counter(lines).items() if n > 1]
     with psycopg.connect(url, autocommit=True) as conn:
         done = conn.execute(
             "SELECT run_id::text, node_key, attempts FROM dagq.node_tasks"
             " WHERE run_id = ANY(%s::uuid[]) AND status = 'succeeded'", (run_ids,)).fetchall()
+        # A completion accepted from a stale lease would end a node a second time.
+        ended_twice = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM dagq.run_events"
+            " WHERE run_id = ANY(%s::uuid[]) AND type IN ('node_succeeded', 'node_failed')"
+            " GROUP BY run_id, node_key HAVING count(*) > 1) AS twice",
+            (run_ids,)).fetchone()[0]
     seen = set(lines)
     missing = [d for d in done if (d[0], d[1], d[2]) not in seen]
     return {"effects": len(lines), "twice": len(twice), "succeeded_nodes": len(done),
-            "without_effect": len(missing)}
+            "without_effect": len(missing), "nodes_ended_twice": ended_twice}
 
 
 def first_completion_after(url: str, t: float) -> float | None:
@@ -317,6 +323,7 @@ class Stack:
         assert report["succeeded_nodes"] == report["runs"] * NODES_PER_RUN, report
         assert report["twice"] == 0, report
         assert report["without_effect"] == 0, report
+        assert report["nodes_ended_twice"] == 0, report
         assert self.monitor.most_writable() == 1, "two writable servers at once"
         assert self.monitor.longest_on_a_replica_s() <= 2.5, \
             self.monitor.longest_on_a_replica_s()
