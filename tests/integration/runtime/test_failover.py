@@ -18,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from dagq.cli import main
 from dagq.config import get_settings
 from dagq.runtime.db import open_pool
+from dagq.runtime.failover import Verdict, after_error
 from dagq.store import Store
 from dagq.workers.listener import QueueListener
 from tests.harness.failover import Forward
@@ -153,3 +154,20 @@ def test_a_multi_host_url_works_for_the_pool_listen_and_the_cli(
     finally:
         get_settings.cache_clear()
     assert "multi-host" in capfd.readouterr().out
+
+
+def test_a_rollback_error_keeps_the_connection_a_lost_one_drops_it(db_url: str) -> None:
+    pool = open_pool(db_url, size=1, name="verdicts")
+    try:
+        with pool.connection() as conn:
+            verdict = after_error(pool, conn, psycopg.errors.SerializationFailure("retry"))
+            assert (verdict, conn.closed) == (Verdict.RETRY, False)
+            backend = conn.info.backend_pid
+        with pool.connection() as conn:  # the same session: it was kept
+            assert conn.info.backend_pid == backend
+            verdict = after_error(pool, conn, psycopg.errors.AdminShutdown("terminating"))
+            assert (verdict, conn.closed) == (Verdict.RECONNECT, True)
+        with pool.connection(timeout=10) as conn:  # a new session replaced it
+            assert conn.info.backend_pid != backend
+    finally:
+        pool.close()
