@@ -54,8 +54,9 @@ LEASE_EXPIRED = {
 # Errors worth trying again: connection loss, serialization failure, deadlock, a lock or
 # statement timeout (LockNotAvailable, QueryCanceled), a session the server ended
 # because its transaction sat idle too long (its client was frozen), a pool timeout,
-# and a server that turned out read-only or in recovery (a failover: 25006, 0A000).
-# dagq.runtime.failover.classify decides; these are the types its verdicts cover.
+# and a server that turned out read-only or in recovery (a failover: 25006, 0A000
+# "... during recovery"). dagq.runtime.failover.classify decides what `transient`
+# retries; this tuple is for code that catches the common ones by type.
 TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout,
                     psycopg.errors.ReadOnlySqlTransaction)
 
