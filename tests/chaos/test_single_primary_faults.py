@@ -17,7 +17,8 @@ import pytest
 
 from dagq.runtime.migrate import migrate
 from tests.harness.failover import Stack
-from tests.harness.patroni import Standalone, standalone, unavailable
+from tests.harness.lone_pg import Standalone, standalone
+from tests.harness.patroni import unavailable
 from tests.harness.procs import wait_for
 
 pytestmark = pytest.mark.failover

@@ -1,7 +1,7 @@
-"""Real servers for the failover tests: a Patroni cluster (etcd and two Patroni nodes
-running Debian's PostgreSQL 15, synchronous mode, pg_rewind), and a lone PostgreSQL 15
-to restart and cut under load; each on 127.0.0.1 ports in a temporary directory, owned
-by a throwaway OS user, and always torn down.
+"""A real Patroni cluster for the failover tests: etcd and two Patroni nodes running
+Debian's PostgreSQL 15 (synchronous mode, pg_rewind), on 127.0.0.1 ports in a temporary
+directory, owned by a throwaway OS user, and always torn down (by the test; by its
+death signal if the test process is killed; else swept by the next run).
 
 The nodes' configuration is examples/deploy/patroni.yml with only the names, addresses,
 paths, secrets and timings changed, so the example a reader copies is the one tested.
@@ -10,8 +10,10 @@ paths, secrets and timings changed, so the example a reader copies is the one te
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -27,6 +29,7 @@ import psycopg
 import yaml
 
 from dagq.runtime.embedded_pg import ensure_system_user
+from dagq.runtime.procs import die_with_parent
 from tests.harness.procs import ROOT, free_port, wait_for
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -37,6 +40,51 @@ PASSWORD = "failover-test"
 # Short timings: a dead leader's key expires after TTL s (loop_wait + 2 * retry_timeout
 # must not exceed it).
 TTL_S, LOOP_WAIT_S, RETRY_TIMEOUT_S = 10, 2, 4
+
+
+def claim_temp_dir(prefix: str, user: pwd.struct_passwd) -> tuple[Path, int]:
+    """A new temporary directory for servers run as `user`, and an open descriptor that
+    holds an exclusive lock on its owner.lock for as long as this test process lives.
+    First, directories of earlier runs that were killed outright (their lock free) are
+    cleared: their processes killed, the directory removed."""
+    for stale in Path("/tmp").glob("dagq-patroni-*"):
+        _sweep(stale)
+    for stale in Path("/tmp").glob("dagq-lonepg-*"):
+        _sweep(stale)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    fd = os.open(tmp / "owner.lock", os.O_CREAT | os.O_WRONLY, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.chown(tmp, user.pw_uid, user.pw_gid)
+    return tmp, fd
+
+
+def _sweep(stale: Path) -> None:
+    lock = stale / "owner.lock"
+    if stale.is_symlink() or not stale.is_dir() or lock.is_symlink() or not lock.exists():
+        return
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return  # a live test holds it
+    finally:
+        os.close(fd)
+    for pid in _processes_in(stale):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(stale, ignore_errors=True)
+
+
+def _processes_in(directory: Path) -> list[int]:
+    """Processes whose working directory is inside `directory` (servers and tools
+    started there; a postmaster's is its data directory)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(os.readlink(proc / "cwd")).is_relative_to(directory):
+                    found.append(int(proc.name))
+    return found
 
 
 def unavailable() -> str | None:
@@ -100,8 +148,7 @@ class PatroniCluster:
     def __init__(self, scope: str = "dagq") -> None:
         self.scope = scope
         self.user = ensure_system_user(OS_USER)
-        self.tmp = Path(tempfile.mkdtemp(prefix="dagq-patroni-", dir="/tmp"))
-        os.chown(self.tmp, self.user.pw_uid, self.user.pw_gid)
+        self.tmp, self._lock = claim_temp_dir("dagq-patroni-", self.user)
         self.etcd_port, self.etcd_peer = free_port(), free_port()
         self.etcd: subprocess.Popen[bytes] | None = None
         self.haproxy: subprocess.Popen[bytes] | None = None
@@ -121,10 +168,12 @@ class PatroniCluster:
         log = open(log_path, "ab")  # noqa: SIM115 - closed with the process
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.tmp),
                "LANG": "C.UTF-8"}
+        # die_with_parent: SIGTERM (Patroni then stops its PostgreSQL) should this test
+        # process die, even by SIGKILL; what still outlives it the next run sweeps.
         return subprocess.Popen(cmd, cwd=self.tmp, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, user=self.user.pw_uid,
                                 group=self.user.pw_gid, extra_groups=[],
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=die_with_parent)
 
     def start(self, timeout: float = 90) -> PatroniCluster:
         etcd_dir = self.tmp / "etcd"
@@ -303,6 +352,7 @@ class PatroniCluster:
                 proc.kill()
                 proc.wait()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        os.close(self._lock)
 
 
 def _listening(port: int) -> bool:
@@ -321,58 +371,3 @@ def patroni_cluster() -> Iterator[PatroniCluster]:
         raise
     finally:
         cluster.close()
-
-
-class Standalone:
-    """One PostgreSQL 15 server (no HA), for the single-primary faults: restarted with
-    `pg_ctl restart -m fast|immediate` while dagq runs on it."""
-
-    def __init__(self) -> None:
-        self.user = ensure_system_user(OS_USER)
-        self.tmp = Path(tempfile.mkdtemp(prefix="dagq-pg15-", dir="/tmp"))
-        os.chown(self.tmp, self.user.pw_uid, self.user.pw_gid)
-        self.data, self.port = self.tmp / "data", free_port()
-
-    def _pg(self, *args: str, timeout: float = 120) -> None:
-        subprocess.run(
-            [str(PG_BIN / args[0]), *args[1:]], check=True, capture_output=True,
-            timeout=timeout, user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[],
-            cwd=self.tmp, env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"})
-
-    def start(self) -> Standalone:
-        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                 "--no-sync")
-        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.tmp / "server.log"), "-w",
-                 "-o", f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1"
-                       " -c max_connections=100 -c jit=off", "start")
-        return self
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}?connect_timeout=2"
-
-    def restart(self, mode: str) -> None:
-        """`pg_ctl restart -m MODE`: fast ends every session cleanly; immediate is a
-        crash (no checkpoint, the server recovers from its WAL)."""
-        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.tmp / "server.log"), "-w",
-                 "-m", mode, "restart")
-
-    def logs(self, tail: int = 4000) -> str:
-        path = self.tmp / "server.log"
-        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
-
-    def close(self) -> None:
-        with contextlib.suppress(subprocess.SubprocessError, OSError):
-            self._pg("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop", timeout=60)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def standalone() -> Iterator[Standalone]:
-    server = Standalone()
-    try:
-        yield server.start()
-    except BaseException:
-        print(server.logs())
-        raise
-    finally:
-        server.close()
