@@ -9,8 +9,10 @@ connects with libpq's `target_session_attrs=read-write` when the URL asks for it
 connection made through a proxy, a DNS name or a virtual IP can still land on (or stay
 on) a read-only server; the classifier and the pool checks here get it off it.
 
-One place decides (`classify`); the store's retry (dagq.store.tx) and the LISTEN loops
-(dagq.api.hub, dagq.workers.listener) follow its verdict.
+One place decides (`classify`); the store's retry (dagq.store.tx) follows its verdict.
+The LISTEN loops (dagq.api.hub, dagq.workers.listener) hold one connection each and
+make a new one after any database error, spaced by `reconnect_delays`; LISTEN on a
+standby fails by itself (0A000 "... during recovery"), so they never stay on one.
 """
 
 from __future__ import annotations
