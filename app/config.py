@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # TCP: unacknowledged data or a silent peer ends the connection after about this
     # long (tcp_user_timeout and keepalives; no effect over unix sockets).
     db_tcp_user_timeout_s: float = Field(10.0, ge=0)
+    # A pooled connection is replaced after about this long (rebalancing after a
+    # failover or behind a proxy); dagq.runtime.db.open_pool.
+    db_max_lifetime_s: float = Field(1800.0, gt=0)
     # Every database call of an API request: pool checkout, statement, retries of
     # transient errors. Past it the client gets 503 database_unavailable.
     api_db_timeout_s: float = Field(5.0, gt=0)

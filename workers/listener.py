@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from collections.abc import Callable
 import psycopg
 
 from dagq.runtime.db import connect
+from dagq.runtime.failover import reconnect_delays
 from dagq.runtime.sqlfiles import queries
 from dagq.store.tx import CANCELLED_CHANNEL, QUEUED_CHANNEL
 
@@ -51,14 +51,14 @@ class QueueListener(threading.Thread):
         self._wake(None)
 
     def run(self) -> None:
-        delay = 0.1
+        delays = reconnect_delays()  # jittered: workers do not reconnect in step
         while not self._stopping.is_set():
             try:
                 # Bounded like every dagq session: keepalives notice a dead server.
                 with connect(self.url, autocommit=True) as conn:
                     conn.execute(queries()["listen_queued"])
                     conn.execute(queries()["listen_cancelled"])
-                    delay = 0.1
+                    delays = reconnect_delays()
                     self._wake(None)  # anything queued while we were away
                     while not self._stopping.is_set():
                         for note in conn.notifies(timeout=1.0):
@@ -66,10 +66,10 @@ class QueueListener(threading.Thread):
             except psycopg.Error as exc:
                 if self._stopping.is_set():
                     return
+                delay = next(delays)
                 log.warning("LISTEN %s lost (%s); reconnecting in %.1fs", QUEUED_CHANNEL,
                             exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                self._stopping.wait(delay)  # a stop ends the wait at once
 
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel != CANCELLED_CHANNEL:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import psycopg
 
+from dagq.runtime.failover import reconnect_delays
 from dagq.runtime.sqlfiles import queries
 from dagq.store.tx import EVENTS_CHANNEL
 
@@ -89,7 +90,7 @@ class EventHub:
                 wake.set()
 
     async def _run(self) -> None:
-        delay = 0.1
+        delays = reconnect_delays()  # jittered: API processes do not reconnect in step
         while not self._stopping:
             try:
                 async with await psycopg.AsyncConnection.connect(
@@ -99,7 +100,7 @@ class EventHub:
                     if self._stopping:
                         return
                     self.listening.set()
-                    delay = 0.1
+                    delays = reconnect_delays()
                     self._wake_all()  # whatever happened while we were not listening
                     self._cancellable = True
                     try:
@@ -111,6 +112,7 @@ class EventHub:
                 self.listening.clear()
                 if self._stopping:
                     return
+                delay = next(delays)
                 log.warning("LISTEN %s lost (%s); reconnecting in %.1fs", EVENTS_CHANNEL,
                             exc, delay)
                 self._cancellable = True
@@ -118,4 +120,3 @@ class EventHub:
                     await asyncio.sleep(delay)
                 finally:
                     self._cancellable = False
-                delay = min(delay * 2, 5.0)

@@ -26,6 +26,7 @@ from psycopg_pool import ConnectionPool
 from dagq.config import Settings, get_settings
 from dagq.errors import NoDatabase
 from dagq.runtime.embedded_pg import EmbeddedPostgres
+from dagq.runtime.failover import FailoverPool, check_checkout, verify_writable
 
 log = logging.getLogger("dagq.db")
 
@@ -172,6 +173,14 @@ def _configure(conn: psycopg.Connection) -> None:
     conn.prepare_threshold = 0  # hot statements: prepare on first use
 
 
+def _configure_pooled(conn: psycopg.Connection) -> None:
+    _configure(conn)
+    # A pool never keeps a connection to a standby or a demoted primary (a proxy or a
+    # DNS name can lead there even when the URL asks for read-write): the pool backs
+    # off and connects again (dagq.runtime.failover).
+    verify_writable(conn)
+
+
 def connect(
     url: str, *, autocommit: bool = False, limits: SessionLimits | None = None
 ) -> psycopg.Connection:
@@ -184,29 +193,37 @@ def connect(
 def open_pool(
     url: str, *, size: int, name: str = "dagq", generic_plans: bool = False,
     limits: SessionLimits | None = None, timeout_s: float = 30.0,
-    reconnect_timeout_s: float = 3600.0,
+    reconnect_timeout_s: float = 3600.0, max_lifetime_s: float | None = None,
 ) -> ConnectionPool:
     """A pool of autocommit connections (the repository opens transactions explicitly)
     that return dict rows and prepare statements on first use, bounded by `limits`
     (default: the settings'). `timeout_s`: how long a checkout waits for a connection.
     `reconnect_timeout_s`: how long one reconnection attempt keeps backing off before
     the pool gives up on it (the next checkout starts a fresh one at once).
+    `max_lifetime_s` (default DAGQ_DB_MAX_LIFETIME_S): a connection is replaced after
+    about this long, so a pool spreads again over the servers a URL names (a proxy's
+    backends, a replica that came back) instead of staying where a failover left it.
+    At checkout, a connection whose server reported going read-only is dropped
+    (dagq.runtime.failover), at no round trip's cost.
 
     `generic_plans`: plan each prepared statement once (plan_cache_mode), for the
     workers' hot path: its statements are shaped for their indexes, and re-planning
     them for every call cost more than executing them (account_runs: 0.6 -> 0.3 ms).
     """
     options = "-c plan_cache_mode=force_generic_plan" if generic_plans else ""
-    pool = ConnectionPool(
+    pool = FailoverPool(
         conninfo(url, limits, options=options),
         min_size=1,
         max_size=size,
         kwargs={"row_factory": dict_row, "autocommit": True},
-        configure=_configure,
+        configure=_configure_pooled,
+        check=check_checkout,
         name=name,
         open=False,
         timeout=timeout_s,
         reconnect_timeout=reconnect_timeout_s,
+        max_lifetime=get_settings().db_max_lifetime_s if max_lifetime_s is None
+        else max_lifetime_s,
     )
     pool.open(wait=True, timeout=30)
     return pool

@@ -19,7 +19,7 @@ from psycopg_pool import ConnectionPool
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     retry_if_not_exception_type,
     stop_after_delay,
     stop_before_delay,
@@ -27,6 +27,7 @@ from tenacity import (
 )
 
 from dagq.errors import DatabaseUnavailable
+from dagq.runtime import failover
 from dagq.runtime.db import WATCHDOG, DatabaseTimeout
 from dagq.runtime.sqlfiles import queries
 from dagq.store.notifier import BackgroundNotifier
@@ -52,8 +53,12 @@ LEASE_EXPIRED = {
 
 # Errors worth trying again: connection loss, serialization failure, deadlock, a lock or
 # statement timeout (LockNotAvailable, QueryCanceled), a session the server ended
-# because its transaction sat idle too long (its client was frozen), a pool timeout.
-TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+# because its transaction sat idle too long (its client was frozen), a pool timeout,
+# and a server that turned out read-only or in recovery (a failover: 25006, 0A000
+# "... during recovery"). dagq.runtime.failover.classify decides what `transient`
+# retries; this tuple is for code that catches the common ones by type.
+TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout,
+                    psycopg.errors.ReadOnlySqlTransaction)
 
 # Errors a row's data causes (and that recur whenever it is written): Postgres refusing
 # a value (SQLSTATE class 22: a NUL, a lone surrogate, a number out of range), or the
@@ -80,7 +85,7 @@ def transient(fn: Callable[P, T]) -> Callable[P, T]:
         budget = getattr(owner, "call_timeout_s", None)
         outermost = budget is not None and getattr(_call, "deadline", None) is None
         retrying = Retrying(
-            retry=retry_if_exception_type(TRANSIENT_ERRORS)
+            retry=retry_if_exception(failover.retryable)
             & retry_if_not_exception_type(DatabaseTimeout),  # its time is up
             wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
             # Bounded calls never start a sleep they could not finish in time, nor one
@@ -97,7 +102,9 @@ def transient(fn: Callable[P, T]) -> Callable[P, T]:
                     return fn(*args, **kwargs)
         except DatabaseTimeout as exc:
             raise DatabaseUnavailable(str(exc)) from exc
-        except TRANSIENT_ERRORS as exc:
+        except psycopg.Error as exc:
+            if not failover.retryable(exc):
+                raise
             raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
         finally:
             if outermost:
@@ -229,10 +236,16 @@ class Database:
     @contextlib.contextmanager
     def connection(self, deadline: float | None) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; with a deadline (monotonic), the checkout waits only
-        until then and the connection is cut off if still in use then."""
+        until then and the connection is cut off if still in use then. A connection
+        that failed for good (lost, or on a server that is read-only: a failover) is
+        dropped, not pooled again (dagq.runtime.failover)."""
         if deadline is None:
             with self.pool.connection(timeout=self.wait_s) as conn:
-                yield conn
+                try:
+                    yield conn
+                except psycopg.Error as exc:
+                    failover.after_error(self.pool, conn, exc)
+                    raise
             return
         left = deadline - time.monotonic()
         if left <= 0:
@@ -242,6 +255,7 @@ class Database:
             try:
                 yield conn
             except psycopg.Error as exc:
+                failover.after_error(self.pool, conn, exc)
                 if fired:
                     raise DatabaseTimeout(
                         f"the database did not answer within {self.call_timeout_s}s") from exc
