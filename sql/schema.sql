@@ -1771,7 +1771,7 @@ CREATE INDEX runs_finished ON dagq.runs USING btree (finished_at) WHERE (finishe
 -- Name: runs_metadata; Type: INDEX; Schema: dagq; Owner: -
 --
 
-CREATE INDEX runs_metadata ON dagq.runs USING gin (metadata jsonb_path_ops);
+CREATE INDEX runs_metadata ON dagq.runs USING gin (metadata jsonb_path_ops) WHERE (metadata IS NOT NULL);
 
 --
 -- Name: runs_parent; Type: INDEX; Schema: dagq; Owner: -
