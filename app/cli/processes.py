@@ -11,6 +11,7 @@ from typing import Any
 
 from dagq.config import Settings
 from dagq.runtime.bootstrap import database
+from dagq.runtime.budget import Budget
 
 log = logging.getLogger("dagq.cli")
 
@@ -36,6 +37,9 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
             env = child_env(db.url)
             group = ProcessGroup()
             args.api_processes = args.api_processes or procs.default_api_processes()
+            args.connections = connections(settings, db.url, Budget(
+                api=args.api_processes, workers=args.workers, sweepers=1,
+                threads=args.threads))
             _add_api(group, settings.api_host, port, args.api_processes, env)
             group.add("sweeper", ["-m", "dagq.sweeper"], env)
             for i in range(args.workers):
@@ -54,6 +58,17 @@ def _add_api(group: Any, host: str, port: int, processes: int, env: dict[str, st
         return
     for i in range(processes):
         group.add(f"api-{i + 1}", [*argv, "--reuse-port"], env)
+
+
+def connections(settings: Settings, url: str, budget: Budget) -> list[str]:
+    """The connection budget, then (through a transaction pooler) the LISTEN probe's
+    warning: each one line."""
+    from dagq.runtime.listening import listen_target, listen_warning
+
+    lines = [budget.line(settings)]
+    target = listen_target(url, settings)
+    warning = listen_warning(target, url) if target else None
+    return [*lines, warning] if warning else lines
 
 
 def _say_embedded_stopped() -> None:
@@ -75,6 +90,8 @@ def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
         f"(--api-processes; default 1 per 2 cores)",
         f"  workers    {args.workers} process(es) x {args.threads} threads",
         f"  sweeper    every {settings.sweep_interval_s:g}s",
+        *(f"  {'WARNING ' if i else 'budget  '}   {line}"
+          for i, line in enumerate(args.connections)),
         "  stop       Ctrl-C (or SIGTERM) stops everything cleanly",
     ]
     if settings.auth == "off":
@@ -125,6 +142,9 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.runtime.procs import ProcessGroup, child_env
 
     with database(settings) as checked:
+        for line in connections(settings, checked.url,
+                                Budget(workers=args.processes, threads=args.threads)):
+            print(f"dagq: {line}", file=sys.stderr, flush=True)
         group = ProcessGroup()
         argv = ["-m", "dagq.workers", "--threads", str(args.threads), "--queues", args.queues]
         for i in range(args.processes):

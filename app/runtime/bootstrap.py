@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from dagq.config import Settings
 from dagq.runtime.db import release_embedded, resolve_database_url
+from dagq.runtime.pooler import detect
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ def database(settings: Settings, *, migrate: bool = False, check: bool = True,
     from dagq.runtime.migrate import migrate as apply_migrations
 
     url = resolve_database_url(settings, create=migrate)
+    detect(url, settings)  # a pooler: no startup options from here on (runtime.pooler)
     try:
         applied = apply_migrations(url) if migrate else []
         if check:
