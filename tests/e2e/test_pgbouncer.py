@@ -9,6 +9,10 @@ installed. About 40 s in all."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,3 +183,24 @@ def test_listen_off_polls_and_completes_runs(
         assert events.status_code == 200 and "run_succeeded" in events.text
     finally:
         fleet.stop_all()
+
+
+def test_bench_via_pgbouncer_reports_ratios_and_polling_latency(
+        db_url: str, tmp_path: Path) -> None:
+    """`dagq bench --quick --phase core --via pgbouncer` (its scratch database on the
+    session's server): the drains through PgBouncer as ratios of the direct ones, and
+    submit -> start with LISTEN direct and off. No speed is asserted."""
+    require_pgbouncer()
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, DAGQ_DATABASE_URL=db_url, DAGQ_LOG_LEVEL="WARNING")
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from dagq.cli import main; sys.exit(main())",
+         "bench", "--quick", "--phase", "core", "--repeat", "1", "--via", "pgbouncer",
+         "--json", str(out)], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    via = json.loads(out.read_text())["via_pgbouncer"]
+    assert via["flat_ratio"] > 0 and via["dag_ratio"] > 0
+    assert via["latency_listen_direct"]["samples"] == via["latency_listen_off"]["samples"] > 0
+    assert via["latency_listen_off"]["p50_ms"] > 0
+    assert "via pgbouncer" in done.stdout and "DAGQ_LISTEN=off" in done.stdout
