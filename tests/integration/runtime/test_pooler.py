@@ -14,7 +14,9 @@ import pytest
 
 from dagq.bench.pgbouncer import PgBouncer
 from dagq.config import Settings
+from dagq.errors import DagqError
 from dagq.runtime import pooler
+from dagq.runtime.bootstrap import database
 from dagq.runtime.db import SessionLimits, connect, open_pool
 from dagq.runtime.listening import listen_target, listen_warning
 from dagq.store import Store
@@ -127,3 +129,14 @@ def test_listen_target_follows_the_settings() -> None:
     assert listen_target(url, Settings(listen_url="postgresql://u@direct/db")) \
         == "postgresql://u@direct/db"
     assert listen_target(url, Settings(listen="off", listen_url="postgresql://x/db")) is None
+
+
+def test_migrations_refuse_a_transaction_pooler_and_use_a_direct_listen_url(
+        db_url: str, bouncer: PgBouncer) -> None:
+    """Their session advisory lock would stay held on a pooled server session."""
+    through = bouncer.url(db_url)
+    with pytest.raises(DagqError, match="migrations need a direct connection"), \
+            database(Settings(database_url=through), migrate=True):
+        pass
+    with database(Settings(database_url=through, listen_url=db_url), migrate=True) as db:
+        assert db.applied == [] and db.url == through  # migrated (current) directly
