@@ -18,8 +18,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from dagq.runtime.embedded_pg import EmbeddedPostgres, ensure_system_user
@@ -84,6 +86,7 @@ class PgBouncer:
             f"max_client_conn = {self.max_client_conn}",
             f"logfile = {self.dir / 'pgbouncer.log'}",
             f"pidfile = {self.dir / 'pgbouncer.pid'}",
+            f"admin_users = {user}",  # SHOW STATS (statements, transactions)
             "log_connections = 0",
             "log_disconnections = 0",
             "",
@@ -111,6 +114,21 @@ class PgBouncer:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"pgbouncer did not listen within {timeout_s}s: {self.log()}")
+
+    def stats(self, database: str) -> dict[str, int]:
+        """PgBouncer's counters for `database` since it started (SHOW STATS on its admin
+        console): total_xact_count, total_query_count, ..."""
+        params = dict(self.server)
+        params.update(host="127.0.0.1", port=str(self.port), dbname="pgbouncer")
+        with psycopg.connect(make_conninfo("", **params), autocommit=True) as admin:
+            cur = admin.execute("SHOW STATS")
+            names = [c.name for c in cur.description or []]
+            for row in cur.fetchall():
+                found = dict(zip(names, row, strict=True))
+                if found.get("database") == database:
+                    return {k: int(v) for k, v in found.items()
+                            if isinstance(v, int | Decimal)}
+        return {}
 
     def log(self) -> str:
         parts = [(self.dir / name).read_text(errors="replace")

@@ -207,14 +207,22 @@ def _via_rows(table: Table, via: dict[str, Any]) -> None:
                   f"{via['pool_size']})", _n(via["flat_nodes_per_s"], "nodes/s"), "", "")
     table.add_row("", "  ratio to direct (this run)", f"{via['flat_ratio']:.2f}", "",
                   via["target_ratio"])
+    table.add_row("", "  per node through PgBouncer: transactions; statements",
+                  _per_node(via["flat_per_node"]), "", "")
     table.add_row("", "DAG drain", _n(via["dag_node_tasks_per_s"], "node tasks/s"), "", "")
     table.add_row("", "  ratio to direct (this run)", f"{via['dag_ratio']:.2f}", "",
                   via["target_ratio"])
+    table.add_row("", "  per node through PgBouncer: transactions; statements",
+                  _per_node(via["dag_per_node"]), "", "")
     for key, what in (("latency_listen_direct", "LISTEN direct"),
                       ("latency_listen_off", "DAGQ_LISTEN=off")):
         lat = via[key]
         table.add_row("", f"submit -> node start p50, {what} ({lat['samples']} runs)",
                       _n(lat["p50_ms"], "ms"), "", "")
+
+
+def _per_node(cost: dict[str, float]) -> str:
+    return f"{cost['transactions']:.2f}; {cost['statements']:.2f}"
 
 
 def _stream_rows(table: Table, stream: dict[str, Any], targets: dict[str, str]) -> None:

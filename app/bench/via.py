@@ -15,6 +15,8 @@ import logging
 import statistics
 from typing import Any
 
+from psycopg.conninfo import conninfo_to_dict
+
 from dagq.bench import phases as ph
 from dagq.bench.pgbouncer import PgBouncer, find_pgbouncer
 
@@ -40,12 +42,20 @@ def via_pgbouncer(b: ph.Bench, *, repeat: int, flat_runs: int, dag_runs: int,
     with PgBouncer(b.url, pool_size=POOL_SIZE) as bouncer:
         through = dataclasses.replace(b, fleet_url=bouncer.url(b.url),
                                       fleet_env={"DAGQ_LISTEN_URL": b.url})
-        flats, dags = [], []
+        database = str(conninfo_to_dict(b.url).get("dbname") or "")
+        flats, dags, flat_cost, dag_cost = [], [], [], []
         for i in range(repeat):
             log.info("via pgbouncer %d/%d: flat %d runs, DAG %d runs", i + 1, repeat,
                      flat_runs, dag_runs)
-            flats.append(ph.flat(through, flat_runs, f"via-pgb-flat-{i}")["nodes_per_s"])
-            dags.append(ph.dag(through, dag_runs, f"via-pgb-dag-{i}")["node_tasks_per_s"])
+            before = bouncer.stats(database)
+            flat_result = ph.flat(through, flat_runs, f"via-pgb-flat-{i}")
+            flats.append(flat_result["nodes_per_s"])
+            flat_cost.append(_per_node(before, bouncer.stats(database), flat_result["nodes"]))
+            before = bouncer.stats(database)
+            dag_result = ph.dag(through, dag_runs, f"via-pgb-dag-{i}")
+            dags.append(dag_result["node_tasks_per_s"])
+            dag_cost.append(_per_node(before, bouncer.stats(database),
+                                      dag_result["node_tasks"]))
         log.info("via pgbouncer: start latency, LISTEN direct, then DAGQ_LISTEN=off")
         listen_direct = _single_latency(through, latency_samples, "via-pgb-lat-listen")
         polling = dataclasses.replace(through, fleet_env={"DAGQ_LISTEN": "off"})
@@ -57,9 +67,23 @@ def via_pgbouncer(b: ph.Bench, *, repeat: int, flat_runs: int, dag_runs: int,
         "flat_ratio": round(flat / direct_flat, 3),
         "dag_node_tasks_per_s": dag, "dag_values": dags,
         "dag_ratio": round(dag / direct_dag, 3),
+        # What went through PgBouncer per node (its SHOW STATS), the last repetition's;
+        # each transaction's SET LOCAL of the session limits is one of its statements.
+        "flat_per_node": flat_cost[-1], "dag_per_node": dag_cost[-1],
         "latency_listen_direct": listen_direct, "latency_listen_off": listen_off,
         "target_ratio": TARGET_DRAIN_RATIO,
     }
+
+
+def _per_node(before: dict[str, int], after: dict[str, int],
+              nodes: int) -> dict[str, float]:
+    """Transactions and statements through PgBouncer per node between two SHOW STATS
+    (submits and the bench's own reads go direct: these are the workers')."""
+    def delta(name: str) -> float:
+        return round((after.get(name, 0) - before.get(name, 0)) / max(nodes, 1), 2)
+
+    return {"transactions": delta("total_xact_count"),
+            "statements": delta("total_query_count")}
 
 
 def _single_latency(b: ph.Bench, samples: int, workflow: str) -> dict[str, Any]:
