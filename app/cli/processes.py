@@ -129,6 +129,8 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
     host, port = args.host or settings.api_host, args.port or settings.api_port
     ensure_port_free(host, port)  # one line, not a traceback or endless restarts
     with database(settings) as checked:
+        for line in connections(settings, checked.url, Budget(api=args.processes)):
+            print(f"dagq: {line}", file=sys.stderr, flush=True)
         if args.processes == 1:
             return serve(settings, checked.url, host=host, port=port)
         group = ProcessGroup()

@@ -155,17 +155,20 @@ def session_settings(limits: SessionLimits | None = None,
     ]
 
 
-def conninfo(url: str, limits: SessionLimits | None = None, *,
+def conninfo(url: str, limits: SessionLimits | None = None, *, options: str = "",
              extra: list[tuple[str, str]] | None = None) -> str:
-    """`url` with dagq's session limits (and `extra` server settings) added as startup
-    options. Parameters the URL sets itself win: its `options` come after ours (the last
-    -c of a name counts), its libpq parameters are kept as they are. Through a pooler
-    (dagq.runtime.pooler.detect found one) no options are added: it would refuse them,
-    and the pooled connections set them per transaction instead."""
+    """`url` with dagq's session limits (and `extra` server settings, and raw server
+    `options`) added as startup options. Parameters the URL sets itself win: its
+    `options` come after ours (the last -c of a name counts), its libpq parameters are
+    kept as they are. Through a pooler (dagq.runtime.pooler.detect found one) no options
+    are added: it would refuse them, and the pooled connections set them per
+    transaction instead."""
     limits = limits or SessionLimits.from_settings()
     params: dict[str, Any] = dict(conninfo_to_dict(url))
     if not pooler.route(url).pooled:
-        ours = " ".join(f"-c {name}={value}" for name, value in session_settings(limits, extra))
+        ours = " ".join([*(f"-c {name}={value}"
+                           for name, value in session_settings(limits, extra)), options])
+        ours = ours.strip()
         params["options"] = f"{ours} {params['options']}" if params.get("options") else ours
     if limits.connect_timeout_s > 0:  # whole seconds; libpq takes 2 as its minimum
         params.setdefault("connect_timeout", str(max(2, math.ceil(limits.connect_timeout_s))))

@@ -63,8 +63,14 @@ def sql(servers: tuple[str, str]) -> Iterator[psycopg.Connection]:
 def start_api(fleet: WorkerFleet, **env: str) -> str:
     port = free_port()
     fleet.start_api(port, **env)
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: ready(base), 60, "the API to be ready")
+    return wait_ready(fleet, f"http://127.0.0.1:{port}")
+
+
+def wait_ready(fleet: WorkerFleet, base: str) -> str:
+    try:
+        wait_for(lambda: ready(base), 60, "the API to be ready")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{fleet.logs()}") from None
     return base
 
 
@@ -145,18 +151,23 @@ def test_eight_workers_api_and_sweeper_through_pgbouncer_with_listen_direct(
         fleet.stop_all()
 
 
-def test_the_listen_probe_warns_once_and_runs_still_complete(
+def test_the_listen_probe_warns_once_per_command_and_runs_still_complete(
         servers: tuple[str, str], sql: psycopg.Connection, tmp_path: Path) -> None:
     _, through = servers
     fleet = WorkerFleet(through, tmp_path)
     try:
         fleet.start_command("worker", "--processes", "2", "--threads", "2")
-        base = start_api(fleet)
+        port = free_port()
+        fleet.start_command("api", "--port", str(port), DAGQ_AUTH="off")
+        base = wait_ready(fleet, f"http://127.0.0.1:{port}")
         runs = submit(base, 3)
         wait_all_finished(sql, runs, fleet)
         assert_each_node_ran_once(sql, runs)
+        # One line from `dagq worker` (for its 2 processes), one from `dagq api`.
         warnings = [line for line in fleet.logs().splitlines() if WARNING in line]
-        assert len(warnings) == 1 and "DAGQ_LISTEN_URL" in warnings[0], fleet.logs()
+        assert len(warnings) == 2, fleet.logs()
+        assert all(w.startswith("dagq: ") and "DAGQ_LISTEN_URL" in w for w in warnings)
+        assert "at most 11 to the server: 10 pooled (1 API x 10) + 1 LISTEN" in fleet.logs()
     finally:
         fleet.stop_all()
 

@@ -7,18 +7,19 @@ fire."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 from dagq.bench.pgbouncer import PgBouncer
-from dagq.config import Settings
+from dagq.config import Settings, get_settings
 from dagq.errors import DagqError
 from dagq.runtime import pooler
 from dagq.runtime.bootstrap import database
 from dagq.runtime.db import SessionLimits, connect, open_pool
-from dagq.runtime.listening import listen_target, listen_warning
+from dagq.runtime.listening import Polling, listen_connection, listen_target, listen_warning
 from dagq.store import Store
 from tests.harness.drive import complete
 from tests.harness.pgbouncer import pgbouncer
@@ -140,3 +141,28 @@ def test_migrations_refuse_a_transaction_pooler_and_use_a_direct_listen_url(
         pass
     with database(Settings(database_url=through, listen_url=db_url), migrate=True) as db:
         assert db.applied == [] and db.url == through  # migrated (current) directly
+
+
+def test_listen_off_listens_to_nothing_and_waits_out_the_timeout(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Dramatiq results and rate-limit backends' wait: with DAGQ_LISTEN=off no
+    connection is opened and a wait for a notification is the poll interval."""
+    monkeypatch.setenv("DAGQ_LISTEN", "off")
+    get_settings.cache_clear()
+    try:
+        with listen_connection(db_url) as conn:
+            assert isinstance(conn, Polling)
+            conn.execute("LISTEN anything")
+            started = time.monotonic()
+            assert list(conn.notifies(timeout=0.2)) == []
+            assert time.monotonic() - started >= 0.2
+        monkeypatch.setenv("DAGQ_LISTEN", "on")
+        get_settings.cache_clear()
+        with listen_connection(db_url) as conn, psycopg.connect(db_url,
+                                                                 autocommit=True) as other:
+            assert not isinstance(conn, Polling)
+            conn.execute("LISTEN dagq_probe_test")
+            other.execute("NOTIFY dagq_probe_test, 'x'")
+            assert [n.payload for n in conn.notifies(timeout=5, stop_after=1)] == ["x"]
+    finally:
+        get_settings.cache_clear()
