@@ -85,7 +85,8 @@ def create_app(settings: Settings, url: str) -> Starlette:
             open_pool, url, size=settings.pool_size, name="dagq-api", limits=limits,
             timeout_s=bound, reconnect_timeout_s=bound)
         repo = Store(pool, retry_s=bound, call_timeout_s=bound)
-        listen = listen_target(url, settings)
+        # (through a transaction pooler: probed, and None, since it would never fire)
+        listen = await run_in_threadpool(listen_target, url, settings)
         if listen is not None:
             await run_in_threadpool(detect, listen, settings)  # its startup options
         hub = EventHub(conninfo(listen, limits) if listen else None, poll_s=events.POLL_S)

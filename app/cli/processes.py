@@ -4,6 +4,7 @@ sweeper, db, bench. They use the database only (DAGQ_URL does not apply)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -63,12 +64,12 @@ def _add_api(group: Any, host: str, port: int, processes: int, env: dict[str, st
 def connections(settings: Settings, url: str, budget: Budget) -> list[str]:
     """The connection budget, then (through a transaction pooler) the LISTEN probe's
     warning: each one line."""
-    from dagq.runtime.listening import listen_target, listen_warning
+    from dagq.runtime.listening import listen_warning
 
-    lines = [budget.line(settings)]
-    target = listen_target(url, settings)
-    warning = listen_warning(target, url) if target else None
-    return [*lines, warning] if warning else lines
+    warning = listen_warning(url, settings)
+    if warning is None:
+        return [budget.line(settings)]
+    return [dataclasses.replace(budget, listening=False).line(settings), warning]
 
 
 def _say_embedded_stopped() -> None:

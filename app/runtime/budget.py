@@ -32,6 +32,7 @@ class Budget:
     workers: int = 0
     sweepers: int = 0
     threads: int = 0  # per worker process
+    listening: bool = True  # False: LISTEN would never fire, so the processes poll
 
     def pooled(self, settings: Settings) -> int:
         return (self.api * settings.pool_size
@@ -39,7 +40,9 @@ class Budget:
                 + self.sweepers * settings.sweeper_pool_size)
 
     def listen(self, settings: Settings) -> int:
-        return 0 if settings.listen == "off" else self.api + self.workers
+        if settings.listen == "off" or not self.listening:
+            return 0
+        return self.api + self.workers
 
     def line(self, settings: Settings) -> str:
         """One line: the total, what it is made of, and where the LISTEN ones go."""
@@ -54,6 +57,7 @@ class Budget:
         pooled, listen = self.pooled(settings), self.listen(settings)
         where = "DAGQ_LISTEN_URL" if settings.listen_url else "the database URL"
         tail = (f" + {listen} LISTEN (1 per API/worker process, to {where})" if listen
-                else " (DAGQ_LISTEN=off: no LISTEN connections)")
+                else " (DAGQ_LISTEN=off: no LISTEN connections)" if settings.listen == "off"
+                else " (no LISTEN connections: they would never fire)")
         return (f"connections: at most {pooled + listen} to the server: {pooled} pooled "
                 f"({', '.join(parts)}){tail}")

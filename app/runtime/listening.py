@@ -10,6 +10,8 @@ starts and events stream at the polling interval instead of at once.
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,25 +24,46 @@ from dagq.config import Settings, get_settings
 from dagq.runtime import pooler
 from dagq.runtime.db import connect
 
+log = logging.getLogger("dagq.db")
+
 # How long the LISTEN probe waits for its own notification.
 LISTEN_PROBE_S = 1.0
 
 
-def listen_warning(listen_url: str, notify_url: str) -> str | None:
-    """The start-up probe: one line when LISTEN on `listen_url` would never fire (it goes
-    through a transaction pooler), else None. A direct connection costs nothing here;
-    through a pooler, a LISTEN is tried: a notification sent on `notify_url` must
-    arrive within LISTEN_PROBE_S (a session-mode pooler passes)."""
+NEVER_FIRES = ("LISTEN goes through a transaction pooler and never fires: set "
+               "DAGQ_LISTEN_URL to a direct (or session-mode) URL, or DAGQ_LISTEN=off; "
+               "until then dagq polls")
+
+_fires: dict[tuple[str, str], bool] = {}
+_warned_about: dict[str, bool] = {}
+_fires_lock = threading.Lock()
+
+
+def listen_fires(listen_url: str, notify_url: str) -> bool:
+    """Whether a LISTEN on `listen_url` hears a NOTIFY sent on `notify_url` (once per
+    process, cached). A direct connection is not probed. Through a pooler a LISTEN is
+    tried: the notification must arrive within LISTEN_PROBE_S (a session-mode pooler
+    passes, a transaction-mode one does not). A probe that cannot run says yes: the
+    LISTEN connection then retries, and the polling covers meanwhile."""
     if not pooler.detect(listen_url).pooled:
+        return True
+    key = (listen_url, notify_url)
+    with _fires_lock:
+        if key not in _fires:
+            try:
+                _fires[key] = _listen_fires(listen_url, notify_url)
+            except psycopg.Error:
+                return True
+        return _fires[key]
+
+
+def listen_warning(url: str, settings: Settings | None = None) -> str | None:
+    """The start-up probe's one line when the LISTEN connections of the database at
+    `url` would never fire (they go through a transaction pooler); else None."""
+    s = settings or get_settings()
+    if s.listen == "off":
         return None
-    try:
-        if _listen_fires(listen_url, notify_url):
-            return None
-    except psycopg.Error as exc:
-        return f"the LISTEN probe could not run ({exc}); notifications may not arrive"
-    return ("LISTEN goes through a transaction pooler and never fires: set "
-            "DAGQ_LISTEN_URL to a direct (or session-mode) URL, or DAGQ_LISTEN=off to "
-            "poll only; until then dagq polls")
+    return None if listen_fires(s.listen_url or url, url) else NEVER_FIRES
 
 
 def _listen_fires(listen_url: str, notify_url: str) -> bool:
@@ -67,16 +90,26 @@ def _plain(url: str) -> str:
 
 def listen_target(url: str, settings: Settings | None = None) -> str | None:
     """The URL a LISTEN connection for the database at `url` opens: DAGQ_LISTEN_URL if
-    set, else `url`; None with DAGQ_LISTEN=off (poll only)."""
+    set, else `url`. None (poll only) with DAGQ_LISTEN=off, or when a LISTEN there would
+    never fire (a transaction pooler: `listen_fires`), which would only leave LISTEN
+    registrations on server sessions the pooler hands to other clients."""
     s = settings or get_settings()
     if s.listen == "off":
         return None
-    return s.listen_url or url
+    target = s.listen_url or url
+    if listen_fires(target, url):
+        return target
+    with _fires_lock:  # said once per process (the Dramatiq backends ask at each wait)
+        first, _warned_about[target] = target not in _warned_about, True
+    if first:
+        log.warning(NEVER_FIRES)
+    return None
 
 
 class Polling:
-    """Stands in for a LISTEN connection with DAGQ_LISTEN=off: nothing is listened to,
-    and waiting for a notification is waiting out the timeout (the caller then polls)."""
+    """Stands in for a LISTEN connection when there is none (listen_target None):
+    nothing is listened to, and waiting for a notification is waiting out the timeout
+    (the caller then polls)."""
 
     def execute(self, *_: object) -> None:
         return None
@@ -89,7 +122,7 @@ class Polling:
 @contextlib.contextmanager
 def listen_connection(url: str) -> Iterator[psycopg.Connection[Any] | Polling]:
     """An autocommit connection for LISTEN on DAGQ_LISTEN_URL (or `url`), bounded like
-    every dagq session; a `Polling` stand-in with DAGQ_LISTEN=off."""
+    every dagq session; a `Polling` stand-in when there is none (listen_target)."""
     target = listen_target(url)
     if target is None:
         yield Polling()

@@ -31,6 +31,10 @@ def test_the_budget_of_dagq_up_counts_pools_and_listen_connections() -> None:
     off = Settings(listen="off")
     assert budget.listen(off) == 0
     assert budget.line(off).endswith("(DAGQ_LISTEN=off: no LISTEN connections)")
+    polling = Budget(api=2, workers=3, sweepers=1, threads=8, listening=False)
+    assert polling.line(settings) == (
+        "connections: at most 60 to the server: 60 pooled (2 API x 10, 3 worker(s) x 12, "
+        "1 sweeper x 4) (no LISTEN connections: they would never fire)")
 
 
 def test_the_banner_of_dagq_up_shows_the_budget_and_the_warning(

@@ -117,19 +117,23 @@ def test_no_statement_is_prepared_on_one_server_session_and_run_on_another(
 def test_the_listen_probe_warns_only_through_a_transaction_pooler(
         db_url: str, bouncer: PgBouncer) -> None:
     through = bouncer.url(db_url)
-    warning = listen_warning(through, through)
+    warning = listen_warning(through, Settings())
     assert warning is not None and "DAGQ_LISTEN_URL" in warning and "\n" not in warning
-    assert listen_warning(db_url, through) is None  # a direct LISTEN URL: fine
+    assert listen_warning(through, Settings(listen_url=db_url)) is None  # direct: fine
+    assert listen_warning(through, Settings(listen="off")) is None  # nothing listens
     with pgbouncer(db_url, pool_mode="session") as session_mode:
-        assert listen_warning(session_mode.url(db_url), through) is None
+        session_url = session_mode.url(db_url)
+        assert listen_warning(through, Settings(listen_url=session_url)) is None
 
 
-def test_listen_target_follows_the_settings() -> None:
-    url = "postgresql://u@pooler/db"
-    assert listen_target(url, Settings(listen="on")) == url
-    assert listen_target(url, Settings(listen_url="postgresql://u@direct/db")) \
-        == "postgresql://u@direct/db"
-    assert listen_target(url, Settings(listen="off", listen_url="postgresql://x/db")) is None
+def test_listen_goes_to_the_listen_url_and_nowhere_through_a_transaction_pooler(
+        db_url: str, bouncer: PgBouncer) -> None:
+    through = bouncer.url(db_url)
+    assert listen_target(db_url, Settings()) == db_url
+    assert listen_target(through, Settings(listen_url=db_url)) == db_url
+    assert listen_target(through, Settings(listen="off", listen_url=db_url)) is None
+    # It would never fire, and would leave LISTEN registrations on pooled sessions.
+    assert listen_target(through, Settings()) is None
 
 
 def test_migrations_refuse_a_transaction_pooler_and_use_a_direct_listen_url(
