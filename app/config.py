@@ -37,7 +37,21 @@ class Settings(BaseSettings):
     # A plain Dramatiq message queued this long for an actor no worker has served for
     # this long either is failed by the sweeper (error type DeadLettered).
     dead_letter_after_s: float = Field(3600.0, gt=0)
+    # Pool sizes (each the most server connections that pool holds; see the connection
+    # budget in docs/operations.md): an API process's, a worker process's (0: its
+    # threads + 4) and the sweeper's.
     pool_size: int = Field(10, ge=1)
+    worker_pool_size: int = Field(0, ge=0)
+    sweeper_pool_size: int = Field(4, ge=1)
+    # LISTEN needs a session: through a transaction pooler (PgBouncer pool_mode=transaction)
+    # it never fires. listen_url: a direct (or session-pooled) URL for the LISTEN
+    # connections (unset: the database URL); listen off: no LISTEN at all, poll only.
+    listen_url: str | None = None
+    listen: Literal["on", "off"] = "on"
+    # Named prepared statements live in one server session, which a transaction pooler
+    # hands to another client: auto turns them off when the server is reached through a
+    # pooler (one that refuses or drops startup options, as PgBouncer does).
+    prepared_statements: Literal["auto", "on", "off"] = "auto"
     # builtin.fail and builtin.crash (test tools: crash kills its worker) exist only when on.
     test_executors: Literal["on", "off"] = "off"
     # builtin.http may reach these non-public hosts, IPs or CIDRs (comma-separated).
@@ -91,10 +105,15 @@ class Settings(BaseSettings):
             return value.strip().upper() or None
         return value
 
-    @field_validator("test_executors", mode="before")
+    @field_validator("test_executors", "listen", "prepared_statements", mode="before")
     @classmethod
     def _normalise_switch(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def listen_target(self) -> str | None:
+        """The URL LISTEN connections use (None: the database URL)."""
+        return self.listen_url or None
 
     @property
     def http_allow_list(self) -> list[str]:

@@ -4,7 +4,9 @@ stop at once.
 
 A notification only saves latency: consumers also poll at most every second, and the
 supervisor's heartbeat finds cancelled runs, so a lost notification (or a dropped
-connection) never strands work.
+connection) never strands work. The connection goes to DAGQ_LISTEN_URL (a direct URL when
+DAGQ_DATABASE_URL is a transaction pooler); with DAGQ_LISTEN=off there is none, and the
+polling alone starts work (dagq.runtime.listening).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import psycopg
 
 from dagq.runtime.db import connect
 from dagq.runtime.failover import reconnect_delays
+from dagq.runtime.listening import listen_target
 from dagq.runtime.sqlfiles import queries
 from dagq.store.tx import CANCELLED_CHANNEL, QUEUED_CHANNEL
 
@@ -27,8 +30,9 @@ log = logging.getLogger("dagq.listener")
 
 class QueueListener(threading.Thread):
     def __init__(self, url: str) -> None:
+        """`url`: the database's; the connection goes to listen_target(url)."""
         super().__init__(name="dagq-listener", daemon=True)
-        self.url = url
+        self.url = listen_target(url)
         self._events: dict[str, threading.Event] = defaultdict(threading.Event)
         self._events_lock = threading.Lock()
         # (not `_stop`: threading.Thread has a method of that name, which fork calls)
@@ -51,6 +55,8 @@ class QueueListener(threading.Thread):
         self._wake(None)
 
     def run(self) -> None:
+        if self.url is None:  # DAGQ_LISTEN=off: the consumers' polling starts the work
+            return
         delays = reconnect_delays()  # jittered: workers do not reconnect in step
         while not self._stopping.is_set():
             try:

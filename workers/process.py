@@ -29,6 +29,7 @@ from dramatiq import Worker
 
 from dagq.config import Settings
 from dagq.errors import DagqError
+from dagq.runtime.budget import worker_pool_size
 from dagq.runtime.db import SessionLimits, open_pool
 from dagq.runtime.procs import (
     CANNOT_START,
@@ -129,8 +130,8 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
                stop: StopRequest) -> int:
     """Serve until `stop` is set (by a signal: see dagq.runtime.procs.stop_on_signals)."""
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    repo = Store(open_pool(url, size=threads + 4, name="worker", generic_plans=True,
-                           limits=SessionLimits.for_workers(settings)))
+    repo = Store(open_pool(url, size=worker_pool_size(settings, threads), name="worker",
+                           generic_plans=True, limits=SessionLimits.for_workers(settings)))
     listener = QueueListener(url)
     book = LeaseBook()  # the leases held: shared by broker, supervisor and shutdown
     streams = StreamWriter(repo)

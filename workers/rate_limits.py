@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from dramatiq.rate_limits import RateLimiterBackend
 
-from dagq.runtime.db import connect
+from dagq.runtime.listening import listen_connection
 from dagq.runtime.sqlfiles import queries
 from dagq.store import Store
 
@@ -58,7 +58,7 @@ class PostgresRateLimiterBackend(RateLimiterBackend):
 
     def wait(self, key: str, timeout: int) -> bool:
         deadline = time.monotonic() + timeout / 1000
-        with connect(self.url, autocommit=True) as conn:
+        with listen_connection(self.url) as conn:  # DAGQ_LISTEN=off: polls
             conn.execute(queries()["listen_counters"])
             while True:
                 if self.store.messages.counter_value(key):

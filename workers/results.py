@@ -22,7 +22,7 @@ import psycopg
 from dramatiq.results import ResultBackend, ResultMissing, ResultTimeout
 from dramatiq.results.backend import DEFAULT_TIMEOUT, Missing
 
-from dagq.runtime.db import connect
+from dagq.runtime.listening import listen_connection
 from dagq.runtime.sqlfiles import queries
 from dagq.store import Store
 
@@ -71,7 +71,7 @@ class PostgresResultBackend(ResultBackend):
 
     def _wait(self, key: str, deadline: float) -> Any:
         """LISTEN first, then read: a result stored in between is not missed."""
-        with connect(self.url, autocommit=True) as conn:
+        with listen_connection(self.url) as conn:  # DAGQ_LISTEN=off: polls
             conn.execute(queries()["listen_results"])
             while True:
                 result = self._get(key)

@@ -35,6 +35,8 @@ from dagq.api.security import SecurityHeadersMiddleware
 from dagq.api.submits import SubmitBatcher
 from dagq.config import Settings
 from dagq.runtime.db import SessionLimits, conninfo, open_pool
+from dagq.runtime.listening import listen_target
+from dagq.runtime.pooler import detect
 from dagq.service.submissions import SpecCache
 from dagq.store import Store
 
@@ -84,7 +86,11 @@ def create_app(settings: Settings, url: str) -> Starlette:
             open_pool, url, size=settings.pool_size, name="dagq-api", limits=limits,
             timeout_s=bound, reconnect_timeout_s=bound)
         repo = Store(pool, retry_s=bound, call_timeout_s=bound)
-        hub = EventHub(conninfo(url, limits))
+        # (through a transaction pooler: probed, and None, since it would never fire)
+        listen = await run_in_threadpool(listen_target, url, settings)
+        if listen is not None:
+            await run_in_threadpool(detect, listen, settings)  # its startup options
+        hub = EventHub(conninfo(listen, limits) if listen else None, poll_s=events.POLL_S)
         app.state.repo, app.state.hub = repo, hub
         app.state.submits = SubmitBatcher(repo, app.state.specs)
         await hub.start()

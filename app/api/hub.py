@@ -2,8 +2,9 @@
 
 A notification only wakes the streams of the runs it names (payload: comma-separated
 run ids, or `*` for all); the streams then read the event rows themselves. A lost
-notification or connection costs latency only: streams also re-read every
-`dagq.api.routes.events.POLL_S` (5 s) without one.
+notification or connection costs latency only: streams also re-read every `poll_s`
+without one: 5 s (dagq.api.routes.events.POLL_S), or 0.5 s with no LISTEN at all
+(DAGQ_LISTEN=off, for a transaction pooler without a direct URL: url None).
 """
 
 from __future__ import annotations
@@ -24,9 +25,16 @@ from dagq.store.tx import EVENTS_CHANNEL
 log = logging.getLogger("dagq.api.hub")
 
 
+# How often an event stream re-reads when nothing is listened to (DAGQ_LISTEN=off).
+POLL_WITHOUT_LISTEN_S = 0.5
+
+
 class EventHub:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | None, *, poll_s: float = 5.0) -> None:
+        """`url`: the LISTEN connection's (None: none, streams poll every
+        POLL_WITHOUT_LISTEN_S instead of `poll_s`)."""
         self.url = url
+        self.poll_s = poll_s if url is not None else min(poll_s, POLL_WITHOUT_LISTEN_S)
         self._subscribers: dict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
@@ -38,6 +46,8 @@ class EventHub:
         self._cancellable = False
 
     async def start(self) -> None:
+        if self.url is None:
+            return
         self._task = asyncio.create_task(self._run(), name="dagq-event-hub")
 
     async def stop(self, timeout_s: float = 10.0) -> None:
@@ -91,7 +101,7 @@ class EventHub:
 
     async def _run(self) -> None:
         delays = reconnect_delays()  # jittered: API processes do not reconnect in step
-        while not self._stopping:
+        while not self._stopping and self.url is not None:
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self.url, autocommit=True

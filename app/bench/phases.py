@@ -58,10 +58,15 @@ class Bench:
     threads: int
     log_dir: Path
     postmaster: int | None = None  # the server's pid in this machine's /proc, if found
+    # Where the workers connect when not `url` (through PgBouncer: dagq.bench.via), and
+    # settings of theirs beside it.
+    fleet_url: str | None = None
+    fleet_env: dict[str, str] | None = None
 
     def fleet(self, name: str) -> WorkerFleet:
-        return WorkerFleet(self.url, processes=self.workers, threads=self.threads,
-                           log_dir=self.log_dir, name=name)
+        return WorkerFleet(self.fleet_url or self.url, processes=self.workers,
+                           threads=self.threads, log_dir=self.log_dir, name=name,
+                           env=self.fleet_env)
 
     def one(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         row = self.conn.execute(self.q[name], params or {}).fetchone()
@@ -274,6 +279,12 @@ def latency(b: Bench, single_samples: int,
         fleet.stop()
         memory = worker_memory(b, fleet)
     return figures, memory
+
+
+def single_latency(b: Bench, fleet: WorkerFleet, spec: WorkflowSpec,
+                   samples: int) -> dict[str, Any]:
+    """Submit -> start of `spec`'s one node `n` on the idle `fleet`, `samples` times."""
+    return _latency(b, fleet, spec, samples, "n")
 
 
 def _latency(b: Bench, fleet: WorkerFleet, spec: WorkflowSpec, samples: int,

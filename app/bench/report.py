@@ -79,6 +79,8 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
         _dramatiq_rows(table, r["dramatiq"], targets)
     if r.get("fairness") is not None:
         _fairness_rows(table, r["fairness"], targets)
+    if r.get("via_pgbouncer") is not None:
+        _via_rows(table, r["via_pgbouncer"])
     _rss_rows(table, r["worker_rss"])
     _print(table, r)
 
@@ -195,6 +197,32 @@ def _latency_rows(table: Table, r: dict[str, Any], targets: dict[str, str]) -> N
                   f"{_n(lat_dag['max_ms'], 'ms')}", "", targets["latency_dag_p99"])
     table.add_row("", "  submit -> run finished, p50",
                   _n(lat_dag["finish_p50_ms"], "ms"), "", "")
+
+
+def _via_rows(table: Table, via: dict[str, Any]) -> None:
+    if "skipped" in via:
+        table.add_row("via pgbouncer", f"left out: {via['skipped']}", "", "", "")
+        return
+    table.add_row("via pgbouncer", f"flat drain, workers through PgBouncer (pool "
+                  f"{via['pool_size']})", _n(via["flat_nodes_per_s"], "nodes/s"), "", "")
+    table.add_row("", "  ratio to direct (this run)", f"{via['flat_ratio']:.2f}", "",
+                  via["target_ratio"])
+    table.add_row("", "  per node through PgBouncer: transactions; statements",
+                  _per_node(via["flat_per_node"]), "", "")
+    table.add_row("", "DAG drain", _n(via["dag_node_tasks_per_s"], "node tasks/s"), "", "")
+    table.add_row("", "  ratio to direct (this run)", f"{via['dag_ratio']:.2f}", "",
+                  via["target_ratio"])
+    table.add_row("", "  per node through PgBouncer: transactions; statements",
+                  _per_node(via["dag_per_node"]), "", "")
+    for key, what in (("latency_listen_direct", "LISTEN direct"),
+                      ("latency_listen_off", "DAGQ_LISTEN=off")):
+        lat = via[key]
+        table.add_row("", f"submit -> node start p50, {what} ({lat['samples']} runs)",
+                      _n(lat["p50_ms"], "ms"), "", "")
+
+
+def _per_node(cost: dict[str, float]) -> str:
+    return f"{cost['transactions']:.2f}; {cost['statements']:.2f}"
 
 
 def _stream_rows(table: Table, stream: dict[str, Any], targets: dict[str, str]) -> None:

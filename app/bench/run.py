@@ -38,6 +38,7 @@ from dagq.bench.fairness import fairness
 from dagq.bench.report import print_fairness, print_report
 from dagq.bench.stream import stream
 from dagq.bench.subflows import subflows
+from dagq.bench.via import via_pgbouncer
 from dagq.bench.waiting import flat_beside_waits
 from dagq.config import Settings
 from dagq.errors import DagqError
@@ -129,6 +130,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
             "before": load_before, "after": machine.load_average()}},
         "database": database,
         "config": {"workers": args.workers, "threads": args.threads, "quick": args.quick,
+                   "via": args.via,
                    "big": args.big, "fairness": args.fairness, "phase": args.phase,
                    "sizes": asdict(sizes)},
         **results,
@@ -176,6 +178,12 @@ def _bench_in_scratch_database(args: argparse.Namespace, settings: Settings,
         try:
             results = {} if args.phase == "fairness" else _measure(
                 bench, sizes, big=args.big, phase=args.phase, quick=args.quick)
+            if args.via == "pgbouncer" and "flat" in results:
+                results["via_pgbouncer"] = via_pgbouncer(
+                    bench, repeat=sizes.repeat, flat_runs=sizes.flat_runs,
+                    dag_runs=sizes.dag_runs, latency_samples=sizes.latency_single,
+                    direct_flat=results["flat"]["nodes_per_s"],
+                    direct_dag=results["dag"]["node_tasks_per_s"])
             if args.phase == "fairness" or (args.fairness and args.phase is None):
                 log.info("fairness: %d one-node runs of one tenant alone, then beside a "
                          "small tenant", sizes.fairness_runs)

@@ -4,6 +4,7 @@ sweeper, db, bench. They use the database only (DAGQ_URL does not apply)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 from dagq.config import Settings
 from dagq.runtime.bootstrap import database
+from dagq.runtime.budget import Budget
 
 log = logging.getLogger("dagq.cli")
 
@@ -36,6 +38,9 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
             env = child_env(db.url)
             group = ProcessGroup()
             args.api_processes = args.api_processes or procs.default_api_processes()
+            args.connections = connections(settings, db.url, Budget(
+                api=args.api_processes, workers=args.workers, sweepers=1,
+                threads=args.threads))
             _add_api(group, settings.api_host, port, args.api_processes, env)
             group.add("sweeper", ["-m", "dagq.sweeper"], env)
             for i in range(args.workers):
@@ -54,6 +59,17 @@ def _add_api(group: Any, host: str, port: int, processes: int, env: dict[str, st
         return
     for i in range(processes):
         group.add(f"api-{i + 1}", [*argv, "--reuse-port"], env)
+
+
+def connections(settings: Settings, url: str, budget: Budget) -> list[str]:
+    """The connection budget, then (through a transaction pooler) the LISTEN probe's
+    warning: each one line."""
+    from dagq.runtime.listening import listen_warning
+
+    warning = listen_warning(url, settings)
+    if warning is None:
+        return [budget.line(settings)]
+    return [dataclasses.replace(budget, listening=False).line(settings), warning]
 
 
 def _say_embedded_stopped() -> None:
@@ -75,6 +91,8 @@ def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
         f"(--api-processes; default 1 per 2 cores)",
         f"  workers    {args.workers} process(es) x {args.threads} threads",
         f"  sweeper    every {settings.sweep_interval_s:g}s",
+        *(f"  {'WARNING ' if i else 'budget  '}   {line}"
+          for i, line in enumerate(args.connections)),
         "  stop       Ctrl-C (or SIGTERM) stops everything cleanly",
     ]
     if settings.auth == "off":
@@ -112,6 +130,8 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
     host, port = args.host or settings.api_host, args.port or settings.api_port
     ensure_port_free(host, port)  # one line, not a traceback or endless restarts
     with database(settings) as checked:
+        for line in connections(settings, checked.url, Budget(api=args.processes)):
+            print(f"dagq: {line}", file=sys.stderr, flush=True)
         if args.processes == 1:
             return serve(settings, checked.url, host=host, port=port)
         group = ProcessGroup()
@@ -125,6 +145,9 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     from dagq.runtime.procs import ProcessGroup, child_env
 
     with database(settings) as checked:
+        for line in connections(settings, checked.url,
+                                Budget(workers=args.processes, threads=args.threads)):
+            print(f"dagq: {line}", file=sys.stderr, flush=True)
         group = ProcessGroup()
         argv = ["-m", "dagq.workers", "--threads", str(args.threads), "--queues", args.queues]
         for i in range(args.processes):

@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dagq.config import Settings
+from dagq.errors import DagqError
 from dagq.runtime.db import release_embedded, resolve_database_url
+from dagq.runtime.pooler import detect
 
 
 @dataclass(frozen=True)
@@ -36,14 +38,31 @@ def database(settings: Settings, *, migrate: bool = False, check: bool = True,
     from dagq.runtime.migrate import migrate as apply_migrations
 
     url = resolve_database_url(settings, create=migrate)
+    detect(url, settings)  # a pooler: no startup options from here on (runtime.pooler)
     try:
-        applied = apply_migrations(url) if migrate else []
+        applied = apply_migrations(migration_url(url, settings)) if migrate else []
         if check:
             check_schema(url)
         yield Database(url, applied)
     finally:
         if release_embedded() and on_release is not None:
             on_release()
+
+
+def migration_url(url: str, settings: Settings) -> str:
+    """Where migrations run: `url`, unless it goes through a connection pooler. Their
+    lock is a session advisory lock (one migrator at a time), which a transaction pooler
+    would leave held on a server session it then gives to others; so through a pooler
+    they use DAGQ_LISTEN_URL when that reaches the server directly, and otherwise
+    DagqError says what to do."""
+    if not detect(url, settings).pooled:
+        return url
+    if settings.listen_url and not detect(settings.listen_url, settings).pooled:
+        return settings.listen_url
+    raise DagqError("migrations need a direct connection (a session lock), and "
+                    "DAGQ_DATABASE_URL goes through a connection pooler: set "
+                    "DAGQ_LISTEN_URL to the server itself, or run `dagq db migrate` with "
+                    "DAGQ_DATABASE_URL set to it")
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from dagq.config import Settings, get_settings
 from dagq.errors import NoDatabase
+from dagq.runtime import pooler
 from dagq.runtime.embedded_pg import EmbeddedPostgres
 from dagq.runtime.failover import FailoverPool, check_checkout, verify_writable
 
@@ -136,25 +137,40 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000)) if seconds > 0 else 0
 
 
-def conninfo(url: str, limits: SessionLimits | None = None, *, options: str = "") -> str:
-    """`url` with dagq's session limits (and extra server `options`) added. Parameters the
-    URL sets itself win: its `options` come after ours (the last -c of a name counts),
-    its libpq parameters are kept as they are."""
+def session_settings(limits: SessionLimits | None = None,
+                     extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """The server settings every dagq session runs with, as (name, value)."""
     limits = limits or SessionLimits.from_settings()
-    params: dict[str, Any] = dict(conninfo_to_dict(url))
-    ours = " ".join([
+    return [
         # dagq's statements are short index walks; JIT compiling one costs far more than
         # running it. The fair-leasing statement's plan is estimated above jit_above_cost
         # (by a branch that most calls never run), so on a server built with LLVM
         # (Debian's, most managed ones) every lease compiled ~90 functions: ~240 ms a
         # call on PostgreSQL 15, where it runs in under 1 ms without (docs/performance.md).
-        "-c jit=off",
-        f"-c statement_timeout={_ms(limits.statement_timeout_s)}",
-        f"-c lock_timeout={_ms(limits.lock_timeout_s)}",
-        f"-c idle_in_transaction_session_timeout={_ms(limits.idle_in_transaction_timeout_s)}",
-        options,
-    ]).strip()
-    params["options"] = f"{ours} {params['options']}" if params.get("options") else ours
+        ("jit", "off"),
+        ("statement_timeout", str(_ms(limits.statement_timeout_s))),
+        ("lock_timeout", str(_ms(limits.lock_timeout_s))),
+        ("idle_in_transaction_session_timeout",
+         str(_ms(limits.idle_in_transaction_timeout_s))),
+        *(extra or []),
+    ]
+
+
+def conninfo(url: str, limits: SessionLimits | None = None, *, options: str = "",
+             extra: list[tuple[str, str]] | None = None) -> str:
+    """`url` with dagq's session limits (and `extra` server settings, and raw server
+    `options`) added as startup options. Parameters the URL sets itself win: its
+    `options` come after ours (the last -c of a name counts), its libpq parameters are
+    kept as they are. Through a pooler (dagq.runtime.pooler.detect found one) no options
+    are added: it would refuse them, and the pooled connections set them per
+    transaction instead."""
+    limits = limits or SessionLimits.from_settings()
+    params: dict[str, Any] = dict(conninfo_to_dict(url))
+    if not pooler.route(url).pooled:
+        ours = " ".join([*(f"-c {name}={value}"
+                           for name, value in session_settings(limits, extra)), options])
+        ours = ours.strip()
+        params["options"] = f"{ours} {params['options']}" if params.get("options") else ours
     if limits.connect_timeout_s > 0:  # whole seconds; libpq takes 2 as its minimum
         params.setdefault("connect_timeout", str(max(2, math.ceil(limits.connect_timeout_s))))
     if limits.tcp_user_timeout_s > 0:
@@ -169,24 +185,30 @@ def conninfo(url: str, limits: SessionLimits | None = None, *, options: str = ""
     return make_conninfo("", **params)
 
 
-def _configure(conn: psycopg.Connection) -> None:
-    conn.prepare_threshold = 0  # hot statements: prepare on first use
+def _configurer(url: str, limits: SessionLimits | None,
+                extra: list[tuple[str, str]] | None) -> Callable[[psycopg.Connection], None]:
+    """What each new connection to `url` gets: prepared statements on first use (hot
+    statements) unless the route forbids them; through a pooler, the session settings
+    as SET LOCAL in every transaction (see dagq.runtime.pooler)."""
+    found = pooler.route(url)
+    tx_settings = pooler.set_local_statement(session_settings(limits, extra)) \
+        if found.pooled else b""
 
+    def configure(conn: psycopg.Connection) -> None:
+        conn.prepare_threshold = 0 if found.prepared else None
+        if isinstance(conn, pooler.PooledConnection):
+            conn.tx_settings = tx_settings
 
-def _configure_pooled(conn: psycopg.Connection) -> None:
-    _configure(conn)
-    # A pool never keeps a connection to a standby or a demoted primary (a proxy or a
-    # DNS name can lead there even when the URL asks for read-write): the pool backs
-    # off and connects again (dagq.runtime.failover).
-    verify_writable(conn)
+    return configure
 
 
 def connect(
     url: str, *, autocommit: bool = False, limits: SessionLimits | None = None
 ) -> psycopg.Connection:
     """A direct connection (LISTEN, migrations), bounded like every pooled one."""
-    conn = psycopg.connect(conninfo(url, limits), autocommit=autocommit, row_factory=dict_row)
-    _configure(conn)
+    kind = pooler.PooledConnection if pooler.detect(url).pooled else psycopg.Connection
+    conn = kind.connect(conninfo(url, limits), autocommit=autocommit, row_factory=dict_row)
+    _configurer(url, limits, None)(conn)
     return conn
 
 
@@ -209,14 +231,29 @@ def open_pool(
     `generic_plans`: plan each prepared statement once (plan_cache_mode), for the
     workers' hot path: its statements are shaped for their indexes, and re-planning
     them for every call cost more than executing them (account_runs: 0.6 -> 0.3 ms).
+
+    Through a pooler (dagq.runtime.pooler) the connections set their limits per
+    transaction and prepare nothing unless DAGQ_PREPARED_STATEMENTS=on.
     """
-    options = "-c plan_cache_mode=force_generic_plan" if generic_plans else ""
+    found = pooler.detect(url)
+    extra = [("plan_cache_mode", "force_generic_plan")] \
+        if generic_plans and found.prepared else None
+    configure = _configurer(url, limits, extra)
+
+    def configure_pooled(conn: psycopg.Connection) -> None:
+        configure(conn)
+        # A pool never keeps a connection to a standby or a demoted primary (a proxy or
+        # a DNS name can lead there even when the URL asks for read-write): the pool
+        # backs off and connects again (dagq.runtime.failover).
+        verify_writable(conn)
+
     pool = FailoverPool(
-        conninfo(url, limits, options=options),
+        conninfo(url, limits, extra=extra),
+        connection_class=pooler.PooledConnection if found.pooled else psycopg.Connection,
         min_size=1,
         max_size=size,
         kwargs={"row_factory": dict_row, "autocommit": True},
-        configure=_configure_pooled,
+        configure=configure_pooled,
         check=check_checkout,
         name=name,
         open=False,

@@ -29,6 +29,7 @@ from tenacity import (
 from dagq.errors import DatabaseUnavailable
 from dagq.runtime import failover
 from dagq.runtime.db import WATCHDOG, DatabaseTimeout
+from dagq.runtime.pooler import needs_transaction
 from dagq.runtime.sqlfiles import queries
 from dagq.store.notifier import BackgroundNotifier
 
@@ -216,14 +217,17 @@ class Database:
         one statement once it committed.
 
         `one_statement`: the body runs a single statement, which is a transaction of its
-        own in autocommit, so no BEGIN and COMMIT round trips are spent on it.
+        own in autocommit, so no BEGIN and COMMIT round trips are spent on it (except
+        through a transaction pooler, where only a transaction can carry the session's
+        limits: dagq.runtime.pooler).
         """
         deadline = getattr(_call, "deadline", None)
         with self.connection(deadline) as conn:
             notes: list[tuple[str, str]] = []
             outer, _outbox.notes = getattr(_outbox, "notes", None), notes
             try:
-                tx = contextlib.nullcontext() if one_statement else conn.transaction()
+                bare = one_statement and not needs_transaction(conn)
+                tx = contextlib.nullcontext() if bare else conn.transaction()
                 with tx, conn.cursor() as cur:
                     yield cur
             finally:

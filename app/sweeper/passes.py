@@ -180,8 +180,8 @@ def sweeper_pool(url: str, settings: Settings) -> ConnectionPool:
     bound = DB_CONNECT_BOUND_S
     if limits.connect_timeout_s <= 0 or limits.connect_timeout_s > bound:
         limits = dataclasses.replace(limits, connect_timeout_s=bound)
-    return open_pool(url, size=4, name="sweeper", limits=limits, timeout_s=bound,
-                     reconnect_timeout_s=bound)
+    return open_pool(url, size=settings.sweeper_pool_size, name="sweeper", limits=limits,
+                     timeout_s=bound, reconnect_timeout_s=bound)
 
 
 def _stop_within(scheduler: BackgroundScheduler, repo: Store, bound_s: float) -> bool:

@@ -128,7 +128,7 @@ async def follow(
                          if i.kind == "event" and i.row["node_key"] is None]
             if (run_level[-1] in TERMINAL_RUN_EVENTS) if run_level else finished:
                 return  # (a retry's run_queued after the terminal event keeps it open)
-            await _wait_any(wake, shutdown, POLL_S)
+            await _wait_any(wake, shutdown, hub.poll_s)
 
 
 async def _wait_any(wake: asyncio.Event, shutdown: anyio.Event, timeout: float) -> None:
