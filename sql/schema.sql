@@ -1201,6 +1201,43 @@ COMMENT ON COLUMN dagq.runs.concurrency_key IS 'The run''s concurrency key (path
 COMMENT ON COLUMN dagq.runs.concurrency_waiting IS 'Queued and waiting for a slot of its concurrency key (its roots are pending).';
 
 --
+-- Name: run_summaries; Type: VIEW; Schema: dagq; Owner: -
+--
+
+CREATE VIEW dagq.run_summaries AS
+ SELECT id,
+    tenant,
+    workflow,
+    workflow_version,
+    event_key,
+    status,
+    priority,
+    nodes_total,
+    nodes_remaining,
+    created_at,
+    started_at,
+    finished_at,
+    parent_run_id,
+    parent_node_key,
+    metadata,
+        CASE
+            WHEN (error IS NOT NULL) THEN jsonb_build_object('node', (error -> 'node'::text), 'type', (error -> 'type'::text), 'message', "left"((error ->> 'message'::text), 2000))
+            WHEN (nodes_failed > 0) THEN ( SELECT jsonb_build_object('node', t.node_key, 'type', (t.error -> 'type'::text), 'message', "left"((t.error ->> 'message'::text), 2000)) AS jsonb_build_object
+               FROM dagq.node_tasks t
+              WHERE ((t.run_id = r.id) AND (t.parent_id IS NULL) AND (t.status = 'failed'::text))
+              ORDER BY t.finished_at, t.node_key
+             LIMIT 1)
+            ELSE NULL::jsonb
+        END AS error
+   FROM dagq.runs r;
+
+--
+-- Name: VIEW run_summaries; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON VIEW dagq.run_summaries IS 'Runs as a list shows them: summary columns and the head of the error (node, type, the message''s first 2,000 characters).';
+
+--
 -- Name: run_summary; Type: VIEW; Schema: dagq; Owner: -
 --
 

@@ -33,20 +33,8 @@ ORDER BY id
 -- Newest first, keyset-paginated on (created_at, id); `parent`: that run's children.
 SELECT id, tenant, workflow, workflow_version, event_key, status, priority, nodes_total,
        nodes_remaining, created_at, started_at, finished_at, parent_run_id, parent_node_key,
-       metadata,
-       -- The error's head only (a row shows its first line), never a whole traceback. A
-       -- run that did not fail fast keeps no error of its own: its first failed node's.
-       CASE WHEN error IS NOT NULL
-            THEN jsonb_build_object('node', error->'node', 'type', error->'type',
-                                    'message', left(error->>'message', 2000))
-            WHEN nodes_failed > 0
-            THEN (SELECT jsonb_build_object('node', t.node_key, 'type', t.error->'type',
-                                            'message', left(t.error->>'message', 2000))
-                  FROM dagq.node_tasks t
-                  WHERE t.run_id = runs.id AND t.parent_id IS NULL AND t.status = 'failed'
-                  ORDER BY t.finished_at, t.node_key LIMIT 1)
-       END AS error
-FROM dagq.runs
+       metadata, error  -- the error's head (dagq.run_summaries, migration 030)
+FROM dagq.run_summaries
 WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
   AND (%(parent)s::uuid IS NULL OR parent_run_id = %(parent)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
@@ -66,20 +54,8 @@ LIMIT %(limit)s
 -- five executions (tests/integration/store/test_run_metadata.py).
 SELECT id, tenant, workflow, workflow_version, event_key, status, priority, nodes_total,
        nodes_remaining, created_at, started_at, finished_at, parent_run_id, parent_node_key,
-       metadata,
-       -- The error's head only (a row shows its first line), never a whole traceback. A
-       -- run that did not fail fast keeps no error of its own: its first failed node's.
-       CASE WHEN error IS NOT NULL
-            THEN jsonb_build_object('node', error->'node', 'type', error->'type',
-                                    'message', left(error->>'message', 2000))
-            WHEN nodes_failed > 0
-            THEN (SELECT jsonb_build_object('node', t.node_key, 'type', t.error->'type',
-                                            'message', left(t.error->>'message', 2000))
-                  FROM dagq.node_tasks t
-                  WHERE t.run_id = runs.id AND t.parent_id IS NULL AND t.status = 'failed'
-                  ORDER BY t.finished_at, t.node_key LIMIT 1)
-       END AS error
-FROM dagq.runs
+       metadata, error  -- the error's head (dagq.run_summaries, migration 030)
+FROM dagq.run_summaries
 WHERE metadata @@ %(meta)s::jsonpath
   AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
   AND (%(parent)s::uuid IS NULL OR parent_run_id = %(parent)s)
@@ -161,20 +137,8 @@ FROM dagq.node_tasks WHERE run_id = %(run_id)s AND parent_id IS NULL
 -- the prefix padded with 0s and with fs (the caller pads; never a scan of every run).
 SELECT id, tenant, workflow, workflow_version, event_key, status, priority, nodes_total,
        nodes_remaining, created_at, started_at, finished_at, parent_run_id, parent_node_key,
-       metadata,
-       -- The error's head only (a row shows its first line), never a whole traceback. A
-       -- run that did not fail fast keeps no error of its own: its first failed node's.
-       CASE WHEN error IS NOT NULL
-            THEN jsonb_build_object('node', error->'node', 'type', error->'type',
-                                    'message', left(error->>'message', 2000))
-            WHEN nodes_failed > 0
-            THEN (SELECT jsonb_build_object('node', t.node_key, 'type', t.error->'type',
-                                            'message', left(t.error->>'message', 2000))
-                  FROM dagq.node_tasks t
-                  WHERE t.run_id = runs.id AND t.parent_id IS NULL AND t.status = 'failed'
-                  ORDER BY t.finished_at, t.node_key LIMIT 1)
-       END AS error
-FROM dagq.runs
+       metadata, error  -- the error's head (dagq.run_summaries, migration 030)
+FROM dagq.run_summaries
 WHERE id BETWEEN %(low)s::uuid AND %(high)s::uuid
   AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
 ORDER BY id
