@@ -172,6 +172,39 @@ CREATE FUNCTION dagq.condition_met(p_run uuid, p_cond jsonb) RETURNS boolean
 $$;
 
 --
+-- Name: create_event_partitions(timestamp with time zone, integer); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.create_event_partitions(p_now timestamp with time zone, p_days_ahead integer) RETURNS text[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_day timestamptz;
+    v_until timestamptz := date_trunc('day', p_now, 'UTC')
+                           + make_interval(hours => 24 * (p_days_ahead + 1));
+    v_name text;
+    v_made text[] := '{}';
+BEGIN
+    PERFORM pg_advisory_xact_lock(dagq.partition_lock_key());
+    SELECT max(to_time) INTO v_day FROM dagq.run_event_partitions WHERE NOT detach_pending;
+    v_day := coalesce(v_day, date_trunc('day', p_now, 'UTC'));
+    WHILE v_day < v_until LOOP
+        v_name := 'run_events_p' || to_char(v_day AT TIME ZONE 'UTC', 'YYYYMMDD');
+        EXECUTE format(
+            'CREATE TABLE dagq.%I (LIKE dagq.run_events INCLUDING DEFAULTS, PRIMARY KEY (id)) '
+            'WITH (autovacuum_vacuum_insert_scale_factor = 0.05, '
+            'autovacuum_analyze_scale_factor = 0.05)', v_name);
+        EXECUTE format(
+            'ALTER TABLE dagq.run_events ATTACH PARTITION dagq.%I FOR VALUES FROM (%L) TO (%L)',
+            v_name, v_day, v_day + interval '24 hours');
+        v_made := v_made || v_name;
+        v_day := v_day + interval '24 hours';
+    END LOOP;
+    RETURN v_made;
+END
+$$;
+
+--
 -- Name: delete_void_streams(uuid); Type: FUNCTION; Schema: dagq; Owner: -
 --
 
@@ -287,6 +320,14 @@ BEGIN
     SELECT r.tenant INTO NEW.tenant FROM dagq.runs r WHERE r.id = NEW.run_id;
     RETURN NEW;
 END $$;
+
+--
+-- Name: partition_lock_key(); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.partition_lock_key() RETURNS bigint
+    LANGUAGE sql IMMUTABLE
+    AS $$ SELECT 7233676906286153733::bigint $$;
 
 SET default_table_access_method = heap;
 
@@ -1002,7 +1043,8 @@ CREATE TABLE dagq.node_stream (
     data jsonb,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT node_stream_has_content CHECK (((text IS NOT NULL) OR (data IS NOT NULL)))
-);
+)
+WITH (autovacuum_vacuum_scale_factor='0.05', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.05');
 
 --
 -- Name: node_stream_id_seq; Type: SEQUENCE; Schema: dagq; Owner: -
@@ -1103,27 +1145,57 @@ COMMENT ON VIEW dagq.queue_depth IS 'Per queue: queued (leasable now), delayed (
 --
 
 CREATE TABLE dagq.run_events (
-    id bigint NOT NULL,
-    run_id uuid NOT NULL,
+    id bigint CONSTRAINT run_events_id_not_null1 NOT NULL,
+    run_id uuid CONSTRAINT run_events_run_id_not_null1 NOT NULL,
     node_key text,
-    type text NOT NULL,
+    type text CONSTRAINT run_events_type_not_null1 NOT NULL,
     attempt integer,
-    data jsonb DEFAULT '{}'::jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
-);
+    data jsonb DEFAULT '{}'::jsonb CONSTRAINT run_events_data_not_null1 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() CONSTRAINT run_events_created_at_not_null1 NOT NULL
+)
+PARTITION BY RANGE (created_at);
+
+--
+-- Name: TABLE run_events; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON TABLE dagq.run_events IS 'Every run and node event (the SSE feed), partitioned by day of created_at (UTC): dagq.run_event_partitions lists the partitions; the sweeper creates them ahead and drops whole days past DAGQ_RETENTION_DAYS. id: monotonic, from dagq.run_events_id_seq.';
+
+--
+-- Name: run_event_partitions; Type: VIEW; Schema: dagq; Owner: -
+--
+
+CREATE VIEW dagq.run_event_partitions AS
+ SELECT c.relname AS partition,
+    ((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\)'::text))[1])::timestamp with time zone AS from_time,
+    ((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'::text))[1])::timestamp with time zone AS to_time,
+    i.inhdetachpending AS detach_pending
+   FROM (pg_inherits i
+     JOIN pg_class c ON ((c.oid = i.inhrelid)))
+  WHERE (i.inhparent = ('dagq.run_events'::regclass)::oid);
+
+--
+-- Name: VIEW run_event_partitions; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON VIEW dagq.run_event_partitions IS 'The partitions of dagq.run_events: name, range of created_at [from_time, to_time) (from_time null: unbounded below), and whether a detach is pending.';
 
 --
 -- Name: run_events_id_seq; Type: SEQUENCE; Schema: dagq; Owner: -
 --
 
-ALTER TABLE dagq.run_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
-    SEQUENCE NAME dagq.run_events_id_seq
+CREATE SEQUENCE dagq.run_events_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
     NO MAXVALUE
-    CACHE 1
-);
+    CACHE 1;
+
+--
+-- Name: run_events_id_seq; Type: SEQUENCE OWNED BY; Schema: dagq; Owner: -
+--
+
+ALTER SEQUENCE dagq.run_events_id_seq OWNED BY dagq.run_events.id;
 
 --
 -- Name: runs; Type: TABLE; Schema: dagq; Owner: -
@@ -1166,7 +1238,7 @@ CREATE TABLE dagq.runs (
     CONSTRAINT runs_concurrency_limit_check CHECK ((concurrency_limit >= 1)),
     CONSTRAINT runs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'partial_succeeded'::text, 'cancelled'::text])))
 )
-WITH (fillfactor='50');
+WITH (fillfactor='50', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_threshold='1000', autovacuum_analyze_scale_factor='0.05', autovacuum_vacuum_cost_delay='0');
 
 --
 -- Name: COLUMN runs.concurrency_key; Type: COMMENT; Schema: dagq; Owner: -
@@ -1511,6 +1583,12 @@ CREATE TABLE dagq.workflows (
 );
 
 --
+-- Name: run_events id; Type: DEFAULT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.run_events ALTER COLUMN id SET DEFAULT nextval('dagq.run_events_id_seq'::regclass);
+
+--
 -- Name: api_keys api_keys_key_hash_key; Type: CONSTRAINT; Schema: dagq; Owner: -
 --
 
@@ -1565,13 +1643,6 @@ ALTER TABLE ONLY dagq.node_tasks
 
 ALTER TABLE ONLY dagq.node_tasks
     ADD CONSTRAINT node_tasks_run_node UNIQUE (run_id, node_key);
-
---
--- Name: run_events run_events_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
---
-
-ALTER TABLE ONLY dagq.run_events
-    ADD CONSTRAINT run_events_pkey PRIMARY KEY (id);
 
 --
 -- Name: runs runs_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
@@ -1721,7 +1792,7 @@ CREATE INDEX node_tasks_wait_deadline ON dagq.node_tasks USING btree (wait_until
 -- Name: run_events_run; Type: INDEX; Schema: dagq; Owner: -
 --
 
-CREATE INDEX run_events_run ON dagq.run_events USING btree (run_id, id);
+CREATE INDEX run_events_run ON ONLY dagq.run_events USING btree (run_id, id);
 
 --
 -- Name: runs_concurrency_open; Type: INDEX; Schema: dagq; Owner: -

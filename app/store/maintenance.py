@@ -209,7 +209,8 @@ class MaintenanceRepo:
 
     @transient
     def prune(self, *, retention_s: float, now: datetime | None = None, limit: int = 500) -> int:
-        """Delete one batch of finished runs older than the retention (with nodes, events)."""
+        """Delete one batch of finished runs older than the retention (with their nodes and
+        streamed chunks; their events go with their partitions, see PartitionRepo)."""
         q = queries()
         params = {"now": now, "retention_s": retention_s, "limit": limit}
         with self.db.tx() as cur:

@@ -100,16 +100,16 @@ WHERE deadline_at IS NOT NULL AND finished_at IS NULL AND status IN ('queued', '
 LIMIT %(limit)s
 
 -- name: prune_finished_runs
--- Delete finished runs past retention (their nodes go by cascade; events and streamed
--- chunks with them), a batch at a time.
+-- Delete finished runs past retention (their nodes go by cascade, streamed chunks with
+-- them), a batch at a time. Their events stay until their day's partition of
+-- dagq.run_events is dropped whole (retirable_event_partitions: once no stored run is
+-- older than it); no reader shows the events of a run that is gone.
 WITH doomed AS (
     SELECT id FROM dagq.runs
     WHERE finished_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(retention_s)s)
     ORDER BY finished_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-), events AS (
-    DELETE FROM dagq.run_events e USING doomed d WHERE e.run_id = d.id
 ), chunks AS (
     DELETE FROM dagq.node_stream s USING doomed d WHERE s.run_id = d.id
 )

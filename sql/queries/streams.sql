@@ -16,6 +16,8 @@ FROM dagq.append_stream(%(chunks)s, %(run_cap)s::bigint, %(tenant_cap)s::bigint,
 (SELECT 'event' AS kind, id, run_id, node_key, type, attempt, data, NULL::text AS text,
         NULL::int AS seq, created_at
  FROM dagq.run_events WHERE run_id = %(run_id)s AND id > %(after_event)s
+   -- never older than the run: the partitions before it are skipped (as events_after)
+   AND created_at >= (SELECT r.created_at FROM dagq.runs r WHERE r.id = %(run_id)s)
  ORDER BY id LIMIT %(limit)s)
 UNION ALL
 (SELECT 'chunk', id, run_id, node_key, 'node_stream', attempt, data, text, seq, created_at
