@@ -40,7 +40,8 @@ class PartitionRepo:
                                 now: datetime | None = None) -> list[str]:
         """Detach (CONCURRENTLY: writers and readers of other partitions go on) and drop
         each partition older than the retention and than every run still stored, then
-        ANALYZE the parent; returns the names dropped. Another sweeper retiring at the
+        ANALYZE the parent (also when it was never analysed: after the migration);
+        returns the names dropped. Another sweeper retiring at the
         same time: this one does nothing. A detach interrupted earlier (its partition
         `detach_pending`) is finished with FINALIZE."""
         q = queries()
@@ -51,10 +52,10 @@ class PartitionRepo:
                 rows = conn.execute(q["retirable_event_partitions"],
                                     {"now": now, "retention_s": retention_s}).fetchall()
                 dropped = [name for row in rows if (name := self._retire(conn, row))]
-                if dropped:
-                    conn.execute(q["analyze_events"])
-                else:
+                if not dropped:
                     self._log_held_back(conn, retention_s, now)
+                if dropped or _first(conn.execute(q["events_never_analyzed"]).fetchone()):
+                    conn.execute(q["analyze_events"])
                 return dropped
             finally:
                 if not conn.closed and not conn.broken:

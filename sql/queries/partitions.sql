@@ -39,6 +39,13 @@ SELECT pg_try_advisory_lock(dagq.partition_lock_key() + 1) AS locked
 -- name: retire_unlock
 SELECT pg_advisory_unlock(dagq.partition_lock_key() + 1) AS unlocked
 
+-- name: events_never_analyzed
+-- Whether the parent has no statistics yet (just migrated: migration 025 leaves it to
+-- the sweeper, not to hold its lock for the sample).
+SELECT NOT EXISTS (SELECT 1 FROM pg_stats
+                   WHERE schemaname = 'dagq' AND tablename = 'run_events' AND inherited)
+    AS never
+
 -- name: analyze_events
 -- Autovacuum never analyses a partitioned parent, and attaching or dropping partitions
 -- does not count towards any threshold: plans across partitions need this after each change.
