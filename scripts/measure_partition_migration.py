@@ -2,6 +2,7 @@
 what waits meanwhile (issue 30, item 5; figures in docs/performance.md).
 
     .venv/bin/python scripts/measure_partition_migration.py [--events N] [--nodes N]
+        [--retention]
 
 Against DAGQ_DATABASE_URL's server (a scratch database is created and dropped there), or
 an embedded Postgres in a temporary directory. The database is migrated to 024, loaded
@@ -117,10 +118,79 @@ def measure(url: str, events: int, nodes: int) -> dict[str, object]:
             "probe errors": writer.errors + updater.errors}
 
 
+def wal_bytes(conn: psycopg.Connection, since: str) -> int:
+    row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)",
+                       (since,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def phase(result: dict[str, object], writer: Probe, name: str, started: float) -> None:
+    """The probe writer's rate and longest insert since `started`, then reset."""
+    elapsed = time.perf_counter() - started
+    result[f"{name}: probe inserts/s, longest insert s"] = (
+        round(writer.count / elapsed), round(writer.longest_s, 3))
+    writer.longest_s, writer.count = 0.0, 0
+
+
+def retire_both_ways(conn: psycopg.Connection, writer: Probe) -> dict[str, object]:
+    result: dict[str, object] = {}
+    conn.execute("CREATE TABLE dagq.events_copy AS TABLE dagq.run_events_p0")
+    runs = [r[0] for r in conn.execute("SELECT DISTINCT run_id FROM dagq.run_events_p0")]
+    lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]  # type: ignore[index]
+    writer.longest_s, writer.count = 0.0, 0
+    started = time.perf_counter()
+    for i in range(0, len(runs), 100):
+        conn.execute("DELETE FROM dagq.run_events WHERE run_id = ANY(%s)", (runs[i:i + 100],))
+    result["row-by-row DELETE (0.2 prune), s"] = round(time.perf_counter() - started, 2)
+    phase(result, writer, "DELETE", started)
+    result["row-by-row DELETE, WAL MB"] = round(wal_bytes(conn, lsn) / 2**20, 1)
+    started = time.perf_counter()
+    conn.execute("VACUUM dagq.run_events_p0")
+    result["VACUUM after it, s"] = round(time.perf_counter() - started, 2)
+    conn.execute("INSERT INTO dagq.run_events_p0 SELECT * FROM dagq.events_copy")
+    conn.execute("DROP TABLE dagq.events_copy")
+    conn.execute("CHECKPOINT")
+    lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]  # type: ignore[index]
+    writer.longest_s, writer.count = 0.0, 0
+    started = time.perf_counter()
+    conn.execute("ALTER TABLE dagq.run_events DETACH PARTITION dagq.run_events_p0 CONCURRENTLY")
+    conn.execute("DROP TABLE dagq.run_events_p0")
+    conn.execute("ANALYZE dagq.run_events")
+    result["DETACH CONCURRENTLY + DROP + ANALYZE (0.3), s"] = round(
+        time.perf_counter() - started, 3)
+    result["DETACH + DROP + ANALYZE, WAL MB"] = round(wal_bytes(conn, lsn) / 2**20, 2)
+    phase(result, writer, "DETACH+DROP", started)
+    return result
+
+
+def measure_retention(url: str) -> dict[str, object]:
+    """After measure(): the loaded events (in run_events_p0, before the day partitions)
+    retired both ways, on the same rows: 0.2's prune deleted a run's events row by row
+    (100 runs a statement); 0.3 detaches and drops the partition. Meanwhile one thread
+    inserts events of a run created today (into today's partition), one per
+    transaction: its longest wait is what retiring costs a writer."""
+    run_id = "00000000-0000-0000-0000-00000000beef"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM dagq.run_events WHERE type = 'probe'")
+        writer = Probe(url, "INSERT INTO dagq.run_events (run_id, type, created_at) "
+                            "VALUES (%s, 'probe', now() + interval '1 day')", (run_id,))
+        writer.start()
+        time.sleep(1.0)
+        result: dict[str, object] = {}
+        phase(result, writer, "before", time.perf_counter() - 1.0)
+        result.update(retire_both_ways(conn, writer))
+        writer.stop.set()
+        writer.join(10)
+        result["probe errors while retiring"] = writer.errors[:3]
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--nodes", type=int, default=1_000_000)
+    parser.add_argument("--retention", action="store_true",
+                        help="then retire the loaded events both ways (DELETE, DROP)")
     args = parser.parse_args()
     admin = os.environ.get("DAGQ_DATABASE_URL")
     embedded = None
@@ -138,6 +208,8 @@ def main() -> int:
         major = conn.info.server_version // 10000
     try:
         result = measure(with_database(admin, DATABASE), args.events, args.nodes)
+        if args.retention:
+            result.update(measure_retention(with_database(admin, DATABASE)))
         print(f"PostgreSQL {major}")
         for key, value in result.items():
             print(f"{key}: {value}")
