@@ -114,3 +114,46 @@ def test_an_event_dated_after_tomorrow_moves_the_first_partitions_bound(at_24_ur
         days = conn.execute("SELECT min(from_time) AS t FROM dagq.run_event_partitions "
                             "WHERE partition <> 'run_events_p0'").fetchone()
         assert days["t"] == first["to_time"]
+
+
+# The statements of dagq at 024 that this migration's code changed, as 024 runs them:
+# `-- dagq:compatible-with 24` says they still work on the partitioned table.
+PRUNE_AT_24 = """
+WITH doomed AS (
+    SELECT id FROM dagq.runs
+    WHERE finished_at < coalesce(%(now)s::timestamptz, now())
+                        - make_interval(secs => %(retention_s)s)
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), events AS (
+    DELETE FROM dagq.run_events e USING doomed d WHERE e.run_id = d.id
+), chunks AS (
+    DELETE FROM dagq.node_stream s USING doomed d WHERE s.run_id = d.id
+)
+DELETE FROM dagq.runs r USING doomed d WHERE r.id = d.id
+RETURNING r.id"""
+EVENTS_AFTER_AT_24 = """
+SELECT id, run_id, node_key, type, attempt, data, created_at FROM dagq.run_events
+WHERE run_id = %(run_id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s"""
+
+
+def test_the_previous_release_reads_and_prunes_the_partitioned_table(sql) -> None:
+    run_id = uuid.uuid4()
+    sql.execute("""
+        INSERT INTO dagq.runs (id, tenant, workflow, spec, fingerprint, nodes_total,
+                               nodes_remaining, status, created_at, finished_at)
+        VALUES (%s, 't', 'wf', '{}', 'f', 1, 0, 'succeeded', now() - interval '10 days',
+                now() - interval '9 days')""", (run_id,))
+    sql.execute("""
+        INSERT INTO dagq.run_events (run_id, type, created_at)
+        VALUES (%(r)s, 'run_queued', now() - interval '10 days'),
+               (%(r)s, 'run_succeeded', now() + interval '1 day')""", {"r": run_id})
+    rows = sql.execute(EVENTS_AFTER_AT_24, {"run_id": run_id, "after": 0,
+                                            "limit": 10}).fetchall()
+    assert [r["type"] for r in rows] == ["run_queued", "run_succeeded"]
+    pruned = sql.execute(PRUNE_AT_24, {"now": None, "retention_s": 7 * 86_400,
+                                       "limit": 100}).fetchall()
+    assert [r["id"] for r in pruned] == [run_id]
+    assert sql.execute("SELECT count(*) AS n FROM dagq.run_events WHERE run_id = %s",
+                       (run_id,)).fetchone()["n"] == 0
