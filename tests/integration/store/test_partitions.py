@@ -162,7 +162,7 @@ def test_the_per_run_read_skips_the_partitions_before_the_run(repo: Store, sql) 
     sql.execute("ANALYZE dagq.run_events")
     sql.execute("SET plan_cache_mode = force_generic_plan")
     params = {"run_id": f"'{run_id}'", "after": "0", "after_event": "0", "after_chunk": "0",
-              "limit": "100", "with_chunks": "true"}
+              "limit": "100", "with_chunks": "true", "since": "NULL"}
     for name in ("events_after", "run_feed"):
         text = queries()[name]
         order = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
@@ -173,3 +173,16 @@ def test_the_per_run_read_skips_the_partitions_before_the_run(repo: Store, sql) 
         scans = [line for line in plan.splitlines() if "Scan" in line and "run_events_p" in line]
         ran = [line for line in scans if "never executed" not in line]
         assert len(scans) >= 12 and len(ran) <= 3, plan
+    # Given the run's created_at (the API and the CLI have it), the feed's read removes
+    # those partitions when it starts: they are not even opened.
+    created = sql.execute("SELECT created_at FROM dagq.runs WHERE id = %s",
+                          (run_id,)).fetchone()["created_at"]
+    params["since"] = f"'{created.isoformat()}'"
+    order = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", queries()["run_feed"])))
+    plan = "\n".join(r["QUERY PLAN"] for r in sql.execute(
+        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE probe_run_feed("
+        + ", ".join(params[n] for n in order) + ")"))
+    removed = re.search(r"Subplans Removed: (\d+)", plan)
+    assert removed and int(removed.group(1)) >= 10, plan
+    feed = repo.streams.run_feed(run_id, FeedCursor(), limit=100, since=created)
+    assert len(feed.items) == 20
