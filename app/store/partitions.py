@@ -41,9 +41,9 @@ class PartitionRepo:
         """Detach (CONCURRENTLY: writers and readers of other partitions go on) and drop
         each partition older than the retention and than every run still stored, then
         ANALYZE the parent (also when it was never analysed: after the migration);
-        returns the names dropped. Another sweeper retiring at the
-        same time: this one does nothing. A detach interrupted earlier (its partition
-        `detach_pending`) is finished with FINALIZE."""
+        returns the names dropped. Not a transaction: DETACH CONCURRENTLY commits twice.
+        Another sweeper retiring at the same time: this one does nothing. A detach
+        interrupted earlier (its partition `detach_pending`) is finished with FINALIZE."""
         q = queries()
         with self.db.connection(None) as conn:
             if not _first(conn.execute(q["try_retire_lock"]).fetchone()):
