@@ -186,3 +186,15 @@ def test_the_per_run_read_skips_the_partitions_before_the_run(repo: Store, sql) 
     assert removed and int(removed.group(1)) >= 10, plan
     feed = repo.streams.run_feed(run_id, FeedCursor(), limit=100, since=created)
     assert len(feed.items) == 20
+
+
+def test_an_open_run_past_the_retention_is_named_in_a_warning(repo: Store, sql, caplog) -> None:
+    now = db_now(sql) + timedelta(days=30)
+    repo.partitions.create_event_partitions(days_ahead=1, now=now)
+    forgotten = add_run(sql, now - timedelta(days=12))
+    with caplog.at_level("WARNING", logger="dagq.store"):
+        repo.partitions.retire_event_partitions(retention_s=WEEK_S, now=now)
+        repo.partitions.retire_event_partitions(retention_s=WEEK_S, now=now)
+    held = [r.getMessage() for r in caplog.records if "kept past the retention" in r.getMessage()]
+    assert held and str(forgotten) in held[-1]
+    assert len(repo.runs.events(forgotten)) == 3
