@@ -327,7 +327,7 @@ END $$;
 
 CREATE FUNCTION dagq.partition_lock_key() RETURNS bigint
     LANGUAGE sql IMMUTABLE
-    AS $$ SELECT 7233676906286153733::bigint $$;
+    AS $$ SELECT 7233176213448127092::bigint $$;
 
 SET default_table_access_method = heap;
 

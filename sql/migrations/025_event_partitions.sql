@@ -5,12 +5,13 @@
 -- dagq.store.partitions), so retention no longer deletes events row by row.
 --
 -- No long lock, no index build: the table as it is becomes the first partition
--- (dagq.run_events_p0, every event before the next UTC midnight after its newest one).
+-- (dagq.run_events_p0: every event before the next UTC midnight, or before the midnight
+-- after its newest event if that is later).
 -- Its indexes are kept: (run_id, id) is attached to the parent's partitioned index of
 -- the same definition, and its primary key on id stays a key of that partition. Each
 -- day's partition gets its own primary key on id; a unique key across partitions would
--- have to include created_at and be built on the old table (minutes at 40M rows, not
--- possible inside the migration's transaction without blocking writers). Ids are
+-- have to include created_at and be built over the whole old table inside the
+-- migration's transaction, blocking every event writer meanwhile. Ids are
 -- unique across partitions because only the parent's sequence makes them (no writer
 -- sets one). What the lock waits for: one scan of the old table by ATTACH to check
 -- its bound (docs/performance.md has the timing); writers and readers of events wait
@@ -22,7 +23,7 @@
 
 -- A sweeper and a migration (or two sweepers) never create the same day twice.
 CREATE FUNCTION dagq.partition_lock_key() RETURNS bigint
-LANGUAGE sql IMMUTABLE AS $$ SELECT 7233676906286153733::bigint $$;  -- 'dagqpart'
+LANGUAGE sql IMMUTABLE AS $$ SELECT 7233176213448127092::bigint $$;  -- b"dagqpart" as a big-endian int
 
 LOCK TABLE dagq.run_events IN ACCESS EXCLUSIVE MODE;
 
