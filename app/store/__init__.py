@@ -14,7 +14,7 @@ one handle over one `Database` (one pool), with one repository per concern:
   many in one statement: the API's group commit), `runs` (reads, cancel, retry),
   `reruns`, `signals`, `leases` (a worker's statements: lease, heartbeat, complete +
   hand-off, fail, requeue), `streams`, `maintenance` (the sweeper's passes),
-  `partitions` (dagq.run_events' day partitions, created ahead and retired whole), `fleet`
+  `partitions` (day partitions of events and chunks: made ahead, dropped whole), `fleet`
   (workers, executors, queues), `schedules`, `tenants` (and API keys), `ops` (queue
   statistics, readiness, metrics, the event tail), `messages` (plain Dramatiq messages,
   results, counters, dead letters)

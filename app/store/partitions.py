@@ -1,6 +1,6 @@
-"""Time partitions of dagq.run_events (migration 025): the sweeper creates day partitions
-ahead and retires whole ones past the retention, with DETACH ... CONCURRENTLY + DROP
-(no row-by-row DELETE, no vacuum debt), then ANALYZE of the parent."""
+"""Time partitions of dagq.run_events and dagq.node_stream (migration 025): the sweeper
+creates day partitions ahead and retires whole ones past the retention, with DETACH ...
+CONCURRENTLY + DROP (no row-by-row DELETE, no vacuum debt), then ANALYZE of the parents."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ class PartitionRepo:
     @transient
     def create_event_partitions(self, *, days_ahead: int,
                                 now: datetime | None = None) -> list[str]:
-        """Day partitions up to `days_ahead` days after today (UTC); returns the names
-        of those this call created (none when they exist already)."""
+        """Day partitions of both tables up to `days_ahead` days after today (UTC);
+        returns the names of those this call created (none when they exist already)."""
         if days_ahead < 0:
             raise ValueError(f"days_ahead must be 0 or more, not {days_ahead}")
         with self.db.tx(one_statement=True) as cur:
@@ -69,13 +69,13 @@ class PartitionRepo:
             return None
         name = sql.Identifier("dagq", row["partition"])
         how = sql.SQL("FINALIZE" if row["detach_pending"] else "CONCURRENTLY")
-        conn.execute(sql.SQL("ALTER TABLE dagq.run_events DETACH PARTITION {} {}")
-                     .format(name, how))
+        conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} {}")
+                     .format(sql.Identifier("dagq", row["parent"]), name, how))
         if not row["retirable"]:
             log.info("finished the pending detach of %s (kept as a table)", row["partition"])
             return None
         conn.execute(sql.SQL("DROP TABLE {}").format(name))
-        log.info("retired event partition %s", row["partition"])
+        log.info("retired history partition %s", row["partition"])
         return str(row["partition"])
 
     @staticmethod

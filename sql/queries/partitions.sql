@@ -1,27 +1,28 @@
--- Time partitions of dagq.run_events (migration 025): created ahead, retired whole.
+-- Time partitions of dagq.run_events and dagq.node_stream (migration 025): created
+-- ahead, retired whole.
 -- Named queries (`-- name: NAME`, a description, the statement), loaded once by
 -- dagq.runtime.sqlfiles.queries() with every other file in this folder; run by
 -- dagq.store.partitions.
 
 -- name: create_event_partitions
--- Day partitions up to days_ahead days after now's day (UTC), each created once
--- whatever the number of sweepers (dagq.create_event_partitions takes a lock).
+-- Day partitions of both up to days_ahead days after now's day (UTC), each created
+-- once whatever the number of sweepers (dagq.create_event_partitions takes a lock).
 SELECT dagq.create_event_partitions(coalesce(%(now)s::timestamptz, now()), %(days_ahead)s)
     AS made
 
 -- name: retirable_event_partitions
--- Partitions whose every event is older than the retention AND older than the oldest
--- run still stored: an event's created_at is never before its run's (both are now() of
--- the submit, every later event is later), so no run still in dagq.runs (open, or
--- finished within the retention: prune_finished_runs removes the others) has an event
--- in them. An old open run holds back every partition from its creation on. Also every
+-- Partitions whose every row is older than the retention AND older than the oldest
+-- run still stored: an event's or a chunk's created_at is never before its run's (the
+-- run's is now() of the submit, everything later is later), so no run still in
+-- dagq.runs (open, or finished within the retention: prune_finished_runs removes the
+-- others) has an event or a chunk in them. An old open run holds back every partition from its creation on. Also every
 -- partition whose detach is pending (an interrupted DETACH ... CONCURRENTLY: Postgres
 -- allows no other detach until it is finished), first.
-SELECT p.partition, p.detach_pending, p.to_time <= least(
+SELECT p.parent, p.partition, p.detach_pending, p.to_time <= least(
            coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(retention_s)s),
            coalesce((SELECT min(r.created_at) FROM dagq.runs r), 'infinity')) AS retirable
-FROM dagq.run_event_partitions p
-ORDER BY p.detach_pending DESC, p.to_time
+FROM dagq.history_partitions p
+ORDER BY p.detach_pending DESC, p.to_time, p.parent
 
 -- name: oldest_open_run_past_retention
 -- The oldest open run created before the retention: it holds partitions back (for the
@@ -49,4 +50,4 @@ SELECT NOT EXISTS (SELECT 1 FROM pg_stats
 -- name: analyze_events
 -- Autovacuum never analyses a partitioned parent, and attaching or dropping partitions
 -- does not count towards any threshold: plans across partitions need this after each change.
-ANALYZE dagq.run_events
+ANALYZE dagq.run_events, dagq.node_stream

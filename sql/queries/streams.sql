@@ -26,6 +26,8 @@ UNION ALL
 (SELECT 'chunk', id, run_id, node_key, 'node_stream', attempt, data, text, seq, created_at
  FROM dagq.node_stream
  WHERE %(with_chunks)s AND run_id = %(run_id)s AND id > %(after_chunk)s
+   AND created_at >= coalesce(%(since)s::timestamptz, '-infinity')  -- as for events
+   AND created_at >= (SELECT r.created_at FROM dagq.runs r WHERE r.id = %(run_id)s)
  ORDER BY id LIMIT %(limit)s)
 UNION ALL
 (SELECT 'run', NULL, id, NULL, status, NULL, NULL, NULL, NULL, now()

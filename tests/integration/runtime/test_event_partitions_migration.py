@@ -58,6 +58,8 @@ def test_migration_keeps_the_events_and_continues_their_ids(at_24_url: str) -> N
             INSERT INTO dagq.run_events (run_id, type, created_at)
             SELECT %s, 'run_queued', now() - interval '3 days' + make_interval(secs => g)
             FROM generate_series(1, 100) g""", (run_id,))
+        conn.execute("INSERT INTO dagq.node_stream (run_id, node_key, attempt, seq, text) "
+                     "VALUES (%s, 'a', 1, 1, 'abc')", (run_id,))
         before = conn.execute("SELECT max(id) AS id FROM dagq.run_events").fetchone()["id"]
         assert conn.execute("SELECT relkind FROM pg_class WHERE oid = "
                             "'dagq.run_events'::regclass").fetchone()["relkind"] == "r"
@@ -81,6 +83,18 @@ def test_migration_keeps_the_events_and_continues_their_ids(at_24_url: str) -> N
                            "WHERE type = 'run_started'").fetchone()
         assert new["id"] == before + 1
         assert conn.execute("SELECT count(*) AS n FROM dagq.run_events_p0").fetchone()["n"] >= 100
+        # The chunks too: the old table is node_stream's first partition, the byte
+        # counts' triggers now on the parent count the new partitions' rows.
+        assert conn.execute("SELECT relkind FROM pg_class WHERE oid = "
+                            "'dagq.node_stream'::regclass").fetchone()["relkind"] == "p"
+        assert conn.execute("SELECT text FROM dagq.node_stream_p0").fetchone()["text"] == "abc"
+        conn.execute("INSERT INTO dagq.node_stream (run_id, node_key, attempt, seq, text) "
+                     "VALUES (%s, 'a', 1, 2, 'de')", (run_id,))
+        chunks = conn.execute("SELECT id, tableoid::regclass::text AS part FROM "
+                              "dagq.node_stream ORDER BY id").fetchall()
+        assert chunks[1]["id"] == chunks[0]["id"] + 1 and chunks[1]["part"] == "dagq.node_stream_p0"
+        assert conn.execute("SELECT bytes FROM dagq.stream_bytes_by_run WHERE run_id = %s",
+                            (run_id,)).fetchone()["bytes"] == 5
 
     # The store reads old and new alike, planned as workers and the API plan (generic).
     store = Store(open_pool(at_24_url, size=1, name="test", generic_plans=True))

@@ -67,8 +67,14 @@ def test_partitions_are_created_ahead_once_by_concurrent_sweepers(repo: Store, s
             lambda _: repo.partitions.create_event_partitions(days_ahead=7, now=later),
             range(4)))
     created = [name for names in made for name in names]
-    assert len(created) == len(set(created)) == 3  # each new day once
-    assert {p["partition"] for p in partitions(sql)} == known | set(created)
+    assert len(created) == len(set(created)) == 6  # each new day once, of both tables
+    assert {p["partition"] for p in partitions(sql)} == known | {
+        name for name in created if name.startswith("run_events_")}
+    chunk_days = sql.execute("SELECT partition, from_time, to_time FROM "
+                             "dagq.history_partitions WHERE parent = 'node_stream' "
+                             "ORDER BY to_time").fetchall()
+    assert [(p["from_time"], p["to_time"]) for p in chunk_days] == [
+        (p["from_time"], p["to_time"]) for p in partitions(sql)]
     assert repo.partitions.create_event_partitions(days_ahead=7, now=later) == []
     with pytest.raises(ValueError, match="days_ahead"):
         repo.partitions.create_event_partitions(days_ahead=-1)
