@@ -2,7 +2,7 @@
 what waits meanwhile (issue 30, item 5; figures in docs/performance.md).
 
     .venv/bin/python scripts/measure_partition_migration.py [--events N] [--nodes N]
-        [--retention]
+        [--chunks N] [--retention]
 
 Against DAGQ_DATABASE_URL's server (a scratch database is created and dropped there), or
 an embedded Postgres in a temporary directory. The database is migrated to 024, loaded
@@ -36,7 +36,7 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + database))
 
 
-def load(url: str, events: int, nodes: int) -> None:
+def load(url: str, events: int, nodes: int, chunks: int = 0) -> None:
     runs = max(nodes // 10, 1)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("""
@@ -56,7 +56,13 @@ def load(url: str, events: int, nodes: int) -> None:
             SELECT md5((g %% %s + 1)::text)::uuid, 'n' || g, 'node_succeeded', 1, '{}',
                    now() - interval '2 days' + make_interval(secs => g %% 86400)
             FROM generate_series(1, %s) g""", (runs, events))
-        conn.execute("VACUUM ANALYZE dagq.runs, dagq.node_tasks, dagq.run_events")
+        conn.execute("""
+            INSERT INTO dagq.node_stream (run_id, node_key, attempt, seq, text, created_at)
+            SELECT md5((g %% %s + 1)::text)::uuid, 'n' || (g %% %s + 1), 1, g,
+                   repeat('x', 64), now() - interval '2 days'
+            FROM generate_series(1, %s) g""", (runs, runs, chunks))
+        conn.execute("VACUUM ANALYZE dagq.runs, dagq.node_tasks, dagq.run_events, "
+                     "dagq.node_stream")
 
 
 class Probe(threading.Thread):
@@ -82,7 +88,7 @@ class Probe(threading.Thread):
                 self.count += 1
 
 
-def measure(url: str, events: int, nodes: int) -> dict[str, object]:
+def measure(url: str, events: int, nodes: int, chunks: int = 0) -> dict[str, object]:
     original = migrate_module.migrations
     migrate_module.migrations = lambda: [m for m in original() if m.version < PARTITIONS]
     try:
@@ -90,7 +96,7 @@ def measure(url: str, events: int, nodes: int) -> dict[str, object]:
     finally:
         migrate_module.migrations = original
     started = time.perf_counter()
-    load(url, events, nodes)
+    load(url, events, nodes, chunks)
     loaded_s = time.perf_counter() - started
     run_id = "c4ca4238-a0b9-2382-0dcc-509a6f75849b"  # md5('1'): the first loaded run
     writer = Probe(url, "INSERT INTO dagq.run_events (run_id, type) VALUES (%s, 'probe')",
@@ -109,7 +115,7 @@ def measure(url: str, events: int, nodes: int) -> dict[str, object]:
     for probe in (writer, updater):
         probe.stop.set()
         probe.join(10)
-    return {"events": events, "nodes": nodes, "load_s": round(loaded_s, 1),
+    return {"events": events, "nodes": nodes, "chunks": chunks, "load_s": round(loaded_s, 1),
             "applied": applied, "migration_s": round(migration_s, 3),
             "longest_event_insert_s (during)": round(writer.longest_s, 3),
             "longest_node_update_s (during)": round(updater.longest_s, 3),
@@ -189,6 +195,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--nodes", type=int, default=1_000_000)
+    parser.add_argument("--chunks", type=int, default=0,
+                        help="streamed chunks (64 bytes each) in dagq.node_stream")
     parser.add_argument("--retention", action="store_true",
                         help="then retire the loaded events both ways (DELETE, DROP)")
     args = parser.parse_args()
@@ -207,7 +215,8 @@ def main() -> int:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
         major = conn.info.server_version // 10000
     try:
-        result = measure(with_database(admin, DATABASE), args.events, args.nodes)
+        result = measure(with_database(admin, DATABASE), args.events, args.nodes,
+                         args.chunks)
         if args.retention:
             result.update(measure_retention(with_database(admin, DATABASE)))
         print(f"PostgreSQL {major}")
