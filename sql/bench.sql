@@ -166,6 +166,14 @@ SELECT %(run_id)s, 'n' || g, 'builtin.noop', 'default', 'succeeded', 1, 3, '{}':
        now() - mod(g, 3600) * interval '1 second' + interval '1 millisecond', 'bench'
 FROM generate_series(1, %(rows)s) AS g
 
+-- name: history_events
+-- Their events, one per node (the success path writes about that many per flat node),
+-- spread over the week before: whole days of dagq.run_events' partitions.
+INSERT INTO dagq.run_events (run_id, node_key, type, attempt, data, created_at)
+SELECT %(run_id)s, 'n' || g, 'node_succeeded', 1, '{}'::jsonb,
+       now() - interval '1 day' - mod(g, 6 * 86400) * interval '1 second'
+FROM generate_series(1, %(rows)s) AS g
+
 -- name: analyze_dagq
 ANALYZE dagq.node_tasks;
 ANALYZE dagq.runs;

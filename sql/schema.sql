@@ -97,9 +97,15 @@ BEGIN
         LEFT JOIN dagq.stream_bytes_by_run u ON u.run_id = l.run_id
     ), added AS (
         INSERT INTO dagq.node_stream (run_id, node_key, attempt, seq, text, data)
-        SELECT run_id, node_key, attempt, seq, text, data FROM judged
-        WHERE cap IS NULL ORDER BY ord
-        ON CONFLICT (run_id, node_key, attempt, seq) DO NOTHING
+        SELECT j.run_id, j.node_key, j.attempt, j.seq, j.text, j.data
+        FROM (SELECT DISTINCT ON (run_id, node_key, attempt, seq) *
+              FROM judged WHERE cap IS NULL
+              ORDER BY run_id, node_key, attempt, seq, ord) AS j
+        WHERE NOT EXISTS (
+            SELECT 1 FROM dagq.node_stream s
+            WHERE s.run_id = j.run_id AND s.node_key = j.node_key
+              AND s.attempt = j.attempt AND s.seq = j.seq)
+        ORDER BY j.ord
         RETURNING run_id
     )
     SELECT (SELECT count(*) FROM added),
@@ -169,6 +175,53 @@ CREATE FUNCTION dagq.condition_met(p_run uuid, p_cond jsonb) RETURNS boolean
         FROM dagq.node_tasks d
         WHERE d.run_id = p_run AND d.node_key = p_cond ->> 'dep' AND d.status = 'succeeded'
     ), false)
+$$;
+
+--
+-- Name: create_event_partitions(timestamp with time zone, integer); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.create_event_partitions(p_now timestamp with time zone, p_days_ahead integer) RETURNS text[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_until timestamptz := date_trunc('day', p_now, 'UTC')
+                           + make_interval(hours => 24 * (p_days_ahead + 1));
+    v_parent text;
+    v_key text;
+    v_options text;
+    v_day timestamptz;
+    v_name text;
+    v_made text[] := '{}';
+BEGIN
+    PERFORM pg_advisory_xact_lock(dagq.partition_lock_key());
+    -- Events are only inserted; chunks are also deleted (trims, requeues).
+    FOR v_parent, v_key, v_options IN
+        VALUES ('run_events', 'PRIMARY KEY (id)',
+                'autovacuum_vacuum_insert_scale_factor = 0.05, '
+                'autovacuum_analyze_scale_factor = 0.05'),
+               ('node_stream', 'UNIQUE (run_id, node_key, attempt, seq)',
+                'autovacuum_vacuum_scale_factor = 0.05, '
+                'autovacuum_vacuum_insert_scale_factor = 0.05, '
+                'autovacuum_analyze_scale_factor = 0.05')
+    LOOP
+        SELECT max(to_time) INTO v_day FROM dagq.history_partitions
+        WHERE parent = v_parent AND NOT detach_pending;
+        v_day := coalesce(v_day, date_trunc('day', p_now, 'UTC'));
+        WHILE v_day < v_until LOOP
+            v_name := v_parent || '_p' || to_char(v_day AT TIME ZONE 'UTC', 'YYYYMMDD');
+            EXECUTE format(
+                'CREATE TABLE dagq.%I (LIKE dagq.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS, '
+                '%s) WITH (%s)', v_name, v_parent, v_key, v_options);
+            EXECUTE format(
+                'ALTER TABLE dagq.%I ATTACH PARTITION dagq.%I FOR VALUES FROM (%L) TO (%L)',
+                v_parent, v_name, v_day, v_day + interval '24 hours');
+            v_made := v_made || v_name;
+            v_day := v_day + interval '24 hours';
+        END LOOP;
+    END LOOP;
+    RETURN v_made;
+END
 $$;
 
 --
@@ -287,6 +340,14 @@ BEGIN
     SELECT r.tenant INTO NEW.tenant FROM dagq.runs r WHERE r.id = NEW.run_id;
     RETURN NEW;
 END $$;
+
+--
+-- Name: partition_lock_key(); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.partition_lock_key() RETURNS bigint
+    LANGUAGE sql IMMUTABLE
+    AS $$ SELECT 7233176213448127092::bigint $$;
 
 SET default_table_access_method = heap;
 
@@ -970,6 +1031,71 @@ CREATE TABLE dagq.executors (
 );
 
 --
+-- Name: node_stream; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.node_stream (
+    id bigint CONSTRAINT node_stream_id_not_null1 NOT NULL,
+    run_id uuid CONSTRAINT node_stream_run_id_not_null1 NOT NULL,
+    node_key text CONSTRAINT node_stream_node_key_not_null1 NOT NULL,
+    attempt integer CONSTRAINT node_stream_attempt_not_null1 NOT NULL,
+    seq integer CONSTRAINT node_stream_seq_not_null1 NOT NULL,
+    text text,
+    data jsonb,
+    created_at timestamp with time zone DEFAULT now() CONSTRAINT node_stream_created_at_not_null1 NOT NULL,
+    CONSTRAINT node_stream_has_content CHECK (((text IS NOT NULL) OR (data IS NOT NULL)))
+)
+PARTITION BY RANGE (created_at);
+
+--
+-- Name: TABLE node_stream; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON TABLE dagq.node_stream IS 'Streamed output of node attempts, partitioned by day of created_at (UTC) like dagq.run_events (dagq.history_partitions); retired with them.';
+
+--
+-- Name: run_events; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.run_events (
+    id bigint CONSTRAINT run_events_id_not_null1 NOT NULL,
+    run_id uuid CONSTRAINT run_events_run_id_not_null1 NOT NULL,
+    node_key text,
+    type text CONSTRAINT run_events_type_not_null1 NOT NULL,
+    attempt integer,
+    data jsonb DEFAULT '{}'::jsonb CONSTRAINT run_events_data_not_null1 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() CONSTRAINT run_events_created_at_not_null1 NOT NULL
+)
+PARTITION BY RANGE (created_at);
+
+--
+-- Name: TABLE run_events; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON TABLE dagq.run_events IS 'Every run and node event (the SSE feed), partitioned by day of created_at (UTC): dagq.run_event_partitions lists the partitions; the sweeper creates them ahead and drops whole days past DAGQ_RETENTION_DAYS. id: monotonic, from dagq.run_events_id_seq.';
+
+--
+-- Name: history_partitions; Type: VIEW; Schema: dagq; Owner: -
+--
+
+CREATE VIEW dagq.history_partitions AS
+ SELECT p.relname AS parent,
+    c.relname AS partition,
+    ((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\)'::text))[1])::timestamp with time zone AS from_time,
+    ((regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'::text))[1])::timestamp with time zone AS to_time,
+    i.inhdetachpending AS detach_pending
+   FROM ((pg_inherits i
+     JOIN pg_class c ON ((c.oid = i.inhrelid)))
+     JOIN pg_class p ON ((p.oid = i.inhparent)))
+  WHERE (i.inhparent = ANY (ARRAY[('dagq.run_events'::regclass)::oid, ('dagq.node_stream'::regclass)::oid]));
+
+--
+-- Name: VIEW history_partitions; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON VIEW dagq.history_partitions IS 'The partitions of dagq.run_events and dagq.node_stream (parent): name, range of created_at [from_time, to_time) (from_time null: unbounded below), and whether a detach is pending.';
+
+--
 -- Name: node_latency; Type: VIEW; Schema: dagq; Owner: -
 --
 
@@ -1008,33 +1134,21 @@ CREATE VIEW dagq.node_latency AS
 COMMENT ON VIEW dagq.node_latency IS 'Per executor, tasks that succeeded or failed in the last hour: run time of their last attempt (finished_at - started_at) and queue wait of that attempt (from when it became leasable, i.e. after any retry backoff, to started_at).';
 
 --
--- Name: node_stream; Type: TABLE; Schema: dagq; Owner: -
---
-
-CREATE TABLE dagq.node_stream (
-    id bigint NOT NULL,
-    run_id uuid NOT NULL,
-    node_key text NOT NULL,
-    attempt integer NOT NULL,
-    seq integer NOT NULL,
-    text text,
-    data jsonb,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT node_stream_has_content CHECK (((text IS NOT NULL) OR (data IS NOT NULL)))
-);
-
---
 -- Name: node_stream_id_seq; Type: SEQUENCE; Schema: dagq; Owner: -
 --
 
-ALTER TABLE dagq.node_stream ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
-    SEQUENCE NAME dagq.node_stream_id_seq
+CREATE SEQUENCE dagq.node_stream_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
     NO MAXVALUE
-    CACHE 1
-);
+    CACHE 1;
+
+--
+-- Name: node_stream_id_seq; Type: SEQUENCE OWNED BY; Schema: dagq; Owner: -
+--
+
+ALTER SEQUENCE dagq.node_stream_id_seq OWNED BY dagq.node_stream.id;
 
 --
 -- Name: node_tasks_id_seq; Type: SEQUENCE; Schema: dagq; Owner: -
@@ -1118,31 +1232,39 @@ CREATE VIEW dagq.queue_depth AS
 COMMENT ON VIEW dagq.queue_depth IS 'Per queue: queued (leasable now), delayed (queued, waiting out a retry backoff), running (leased tasks), oldest_queued_age_s (since the oldest leasable task became available). Failures per executor: dagq.node_latency.';
 
 --
--- Name: run_events; Type: TABLE; Schema: dagq; Owner: -
+-- Name: run_event_partitions; Type: VIEW; Schema: dagq; Owner: -
 --
 
-CREATE TABLE dagq.run_events (
-    id bigint NOT NULL,
-    run_id uuid NOT NULL,
-    node_key text,
-    type text NOT NULL,
-    attempt integer,
-    data jsonb DEFAULT '{}'::jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
-);
+CREATE VIEW dagq.run_event_partitions AS
+ SELECT partition,
+    from_time,
+    to_time,
+    detach_pending
+   FROM dagq.history_partitions
+  WHERE (parent = 'run_events'::name);
+
+--
+-- Name: VIEW run_event_partitions; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON VIEW dagq.run_event_partitions IS 'The partitions of dagq.run_events: name, range of created_at [from_time, to_time) (from_time null: unbounded below), and whether a detach is pending.';
 
 --
 -- Name: run_events_id_seq; Type: SEQUENCE; Schema: dagq; Owner: -
 --
 
-ALTER TABLE dagq.run_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
-    SEQUENCE NAME dagq.run_events_id_seq
+CREATE SEQUENCE dagq.run_events_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
     NO MAXVALUE
-    CACHE 1
-);
+    CACHE 1;
+
+--
+-- Name: run_events_id_seq; Type: SEQUENCE OWNED BY; Schema: dagq; Owner: -
+--
+
+ALTER SEQUENCE dagq.run_events_id_seq OWNED BY dagq.run_events.id;
 
 --
 -- Name: runs; Type: TABLE; Schema: dagq; Owner: -
@@ -1186,7 +1308,7 @@ CREATE TABLE dagq.runs (
     CONSTRAINT runs_concurrency_limit_check CHECK ((concurrency_limit >= 1)),
     CONSTRAINT runs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'partial_succeeded'::text, 'cancelled'::text])))
 )
-WITH (fillfactor='50');
+WITH (fillfactor='50', autovacuum_vacuum_scale_factor='0.02', autovacuum_vacuum_threshold='1000', autovacuum_analyze_scale_factor='0.05', autovacuum_vacuum_cost_delay='0');
 
 --
 -- Name: COLUMN runs.concurrency_key; Type: COMMENT; Schema: dagq; Owner: -
@@ -1568,6 +1690,18 @@ CREATE TABLE dagq.workflows (
 );
 
 --
+-- Name: node_stream id; Type: DEFAULT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.node_stream ALTER COLUMN id SET DEFAULT nextval('dagq.node_stream_id_seq'::regclass);
+
+--
+-- Name: run_events id; Type: DEFAULT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.run_events ALTER COLUMN id SET DEFAULT nextval('dagq.run_events_id_seq'::regclass);
+
+--
 -- Name: api_keys api_keys_key_hash_key; Type: CONSTRAINT; Schema: dagq; Owner: -
 --
 
@@ -1622,13 +1756,6 @@ ALTER TABLE ONLY dagq.node_tasks
 
 ALTER TABLE ONLY dagq.node_tasks
     ADD CONSTRAINT node_tasks_run_node UNIQUE (run_id, node_key);
-
---
--- Name: run_events run_events_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
---
-
-ALTER TABLE ONLY dagq.run_events
-    ADD CONSTRAINT run_events_pkey PRIMARY KEY (id);
 
 --
 -- Name: runs runs_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
@@ -1727,16 +1854,10 @@ CREATE INDEX dramatiq_counters_expiry ON dagq.dramatiq_counters USING btree (exp
 CREATE INDEX dramatiq_results_expiry ON dagq.dramatiq_results USING btree (expires_at);
 
 --
--- Name: node_stream_attempt; Type: INDEX; Schema: dagq; Owner: -
---
-
-CREATE UNIQUE INDEX node_stream_attempt ON dagq.node_stream USING btree (run_id, node_key, attempt, seq);
-
---
 -- Name: node_stream_run; Type: INDEX; Schema: dagq; Owner: -
 --
 
-CREATE INDEX node_stream_run ON dagq.node_stream USING btree (run_id, id);
+CREATE INDEX node_stream_run ON ONLY dagq.node_stream USING btree (run_id, id);
 
 --
 -- Name: node_tasks_dequeue; Type: INDEX; Schema: dagq; Owner: -
@@ -1778,7 +1899,7 @@ CREATE INDEX node_tasks_wait_deadline ON dagq.node_tasks USING btree (wait_until
 -- Name: run_events_run; Type: INDEX; Schema: dagq; Owner: -
 --
 
-CREATE INDEX run_events_run ON dagq.run_events USING btree (run_id, id);
+CREATE INDEX run_events_run ON ONLY dagq.run_events USING btree (run_id, id);
 
 --
 -- Name: runs_concurrency_open; Type: INDEX; Schema: dagq; Owner: -

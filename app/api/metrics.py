@@ -75,6 +75,10 @@ class ApiMetrics:
             "dagq_refused_stream_chunks_total", "Streamed chunks refused because their run "
             "or tenant stored as much as its cap allows (since the database began)",
             registry=r)
+        self.partitions_ahead = Gauge(
+            "dagq_event_partitions_ahead_seconds", "Time until the end of the newest "
+            "partition of dagq.run_events: below 0, event writes fail (the sweeper keeps "
+            "7 days ahead)", registry=r)
         self.reclaims = Counter("dagq_lease_reclaims", "Expired leases taken back by the "
                                 "sweeper", registry=r)
         self.node_duration = Histogram("dagq_node_duration_seconds", "Node attempt duration "
@@ -103,6 +107,7 @@ class ApiMetrics:
         self.stale.set(gauges["stale_completions"])
         self.stale_chunks.set(gauges["stale_stream_chunks"])
         self.refused_chunks.set(gauges["refused_stream_chunks"])
+        self.partitions_ahead.set(gauges["event_partitions_ahead_s"])
         stats = repo.ops.queue_stats()
         for gauge in (self.queue_depth, self.queue_delayed, self.queue_running,
                       self.queue_age):

@@ -15,7 +15,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="small sizes: a smoke run of every phase in seconds")
     parser.add_argument("--big", action="store_true",
                         help="also measure flat throughput with 1,000,000 finished node "
-                             "rows in dagq.node_tasks (100,000 with --quick)")
+                             "rows in dagq.node_tasks and as many events in "
+                             "dagq.run_events (100,000 with --quick)")
     parser.add_argument("--phase", choices=["core", "dramatiq", "subflows", "fairness"],
                         default=None,
                         help="run only this phase (core: the hot path's figures, the "

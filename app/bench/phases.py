@@ -349,15 +349,17 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 # ===== 6. table growth ================================================================
 
 def big(b: Bench, history_rows: int, runs: int, empty_nodes_per_s: float) -> dict[str, Any]:
-    """Flat throughput again once `history_rows` finished nodes sit in dagq.node_tasks."""
+    """Flat throughput again once `history_rows` finished nodes sit in dagq.node_tasks
+    and as many of their events in dagq.run_events (over the week before)."""
     run_id = uuid.uuid4()
     started = time.perf_counter()
     with b.conn.transaction():
         b.conn.execute(b.q["history_run"], {"id": run_id, "rows": history_rows})
         b.conn.execute(b.q["history_nodes"], {"run_id": run_id, "rows": history_rows})
+        b.conn.execute(b.q["history_events"], {"run_id": run_id, "rows": history_rows})
     inserted_s = time.perf_counter() - started
     b.conn.execute(b.q["analyze_dagq"])
-    log.info("big: %d finished node rows inserted in %.1fs and analyzed", history_rows,
+    log.info("big: %d finished node rows and events inserted in %.1fs and analyzed", history_rows,
              inserted_s)
     plan = b.one("dequeue_plan")
     indexes = sorted(_plan_values(_first(plan), "Index Name"))

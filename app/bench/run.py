@@ -248,7 +248,7 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = No
     messages = None if quick else _dramatiq(bench, sizes)
     grown = None
     if big:
-        log.info("big: %d finished node rows, then flat again", sizes.big_rows)
+        log.info("big: %d finished node rows and events, then flat again", sizes.big_rows)
         grown = ph.big(bench, sizes.big_rows, sizes.flat_runs, flat["nodes_per_s"])
         _against_ceiling(grown["flat"], grown["nodes_per_s"], batch)
     return {**core, "stream": streamed, "api": front_door, "waiting": beside_waits,

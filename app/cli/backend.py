@@ -203,10 +203,11 @@ class LocalBackend:
         from dagq.store.streams import FeedCursor
 
         cursor = FeedCursor()
-        self.repo.runs.get_run(run_id, with_nodes=False)  # NotFound first
+        run = self.repo.runs.get_run(run_id, with_nodes=False)  # NotFound first
         ended = False  # the latest run-level event is terminal (a retry's run_queued reopens)
         while True:
-            feed = self.repo.streams.run_feed(run_id, cursor, limit=FEED_PAGE)
+            feed = self.repo.streams.run_feed(run_id, cursor, limit=FEED_PAGE,
+                                              since=run.created_at)
             for item in feed.items:
                 row = item.row
                 if item.kind == "chunk":

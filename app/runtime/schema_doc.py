@@ -30,6 +30,10 @@ def describe(conn: psycopg.Connection[Any]) -> str:
     indexes = conn.execute(q["schema_indexes"]).fetchall()
     for table in sorted({c["table_name"] for c in columns if c["kind"] == "table"}):
         out.append(f"\n## Table `dagq.{table}`\n")
+        partitioned_by = next((c["partitioned_by"] for c in columns
+                               if c["table_name"] == table and c["partitioned_by"]), None)
+        if partitioned_by:
+            out.append(f"Partitioned by `{partitioned_by}` (the partitions are not listed).\n")
         out.append("| column | type | null | default |\n|---|---|---|---|")
         for c in (c for c in columns if c["table_name"] == table):
             default = f"`{c['default_value']}`" if c["default_value"] else ""

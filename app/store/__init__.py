@@ -15,7 +15,8 @@ one handle over one `Database` (one pool), with one repository per concern:
   many in one statement: the API's group commit), `runs` (reads, cancel, retry),
   `reruns`, `resume` (resolving a node; a retry of a map's failed items only),
   `signals`, `leases` (a worker's statements: lease, heartbeat, complete +
-  hand-off, fail, requeue), `streams`, `maintenance` (the sweeper's passes), `fleet`
+  hand-off, fail, requeue), `streams`, `maintenance` (the sweeper's passes),
+  `partitions` (day partitions of events and chunks: made ahead, dropped whole), `fleet`
   (workers, executors, queues), `schedules`, `tenants` (and API keys), `ops` (queue
   statistics, readiness, metrics, the event tail), `messages` (plain Dramatiq messages,
   results, counters, dead letters)
@@ -48,6 +49,7 @@ from dagq.store.messages import MessageRepo
 from dagq.store.new_runs import NewRun, Stale
 from dagq.store.notifier import BackgroundNotifier
 from dagq.store.ops import OpsRepo
+from dagq.store.partitions import PartitionRepo
 from dagq.store.reruns import RerunRepo
 from dagq.store.resume import ResumeRepo
 from dagq.store.runs import RunRepo
@@ -100,6 +102,7 @@ class Store:
                                 lock_dodge=caches.lock_dodge)
         self.streams = StreamRepo(db)
         self.maintenance = MaintenanceRepo(db, m)
+        self.partitions = PartitionRepo(db)
         self.fleet = FleetRepo(db, caches.fleet)
         self.schedules = ScheduleRepo(db)
         self.tenants = TenantRepo(db, on_change=caches.tenant_caps.forget)

@@ -209,10 +209,14 @@ class MaintenanceRepo:
 
     @transient
     def prune(self, *, retention_s: float, now: datetime | None = None, limit: int = 500) -> int:
-        """Delete one batch of finished runs older than the retention (with nodes, events)."""
+        """Delete one batch of finished runs older than the retention (with their nodes;
+        their events and chunks go with their partitions, see PartitionRepo; their
+        streamed bytes stop counting against the tenant's cap now)."""
         q = queries()
         params = {"now": now, "retention_s": retention_s, "limit": limit}
         with self.db.tx() as cur:
-            pruned = len(cur.execute(q["prune_finished_runs"], params).fetchall())
+            pruned = [r["id"] for r in cur.execute(q["prune_finished_runs"], params).fetchall()]
+            if pruned:
+                cur.execute(q["release_stream_bytes"], {"runs": pruned})
             cur.execute(q["prune_stopped_workers"], params)
-        return pruned
+        return len(pruned)

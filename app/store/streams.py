@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -115,13 +116,15 @@ class StreamRepo:
 
     @transient
     def run_feed(self, run_id: uuid.UUID, after: FeedCursor, *, limit: int,
-                 chunks: bool = True) -> Feed:
+                 chunks: bool = True, since: datetime | None = None) -> Feed:
         """The run's events and (with `chunks`) streamed chunks after `after`, merged in
-        time order, each kind in id order, with the run's status, in one statement."""
+        time order, each kind in id order, with the run's status, in one statement.
+        `since`: the run's created_at if known (the read then skips the day partitions
+        of dagq.run_events before it from the start; it must not be later)."""
         with self.db.tx(one_statement=True) as cur:
             rows = cur.execute(queries()["run_feed"], {
                 "run_id": run_id, "after_event": after.event, "after_chunk": after.chunk,
-                "limit": limit, "with_chunks": chunks}).fetchall()
+                "limit": limit, "with_chunks": chunks, "since": since}).fetchall()
         events = [r for r in rows if r["kind"] == "event"]
         pieces = [r for r in rows if r["kind"] == "chunk"]
         status = next((r["type"] for r in rows if r["kind"] == "run"), None)

@@ -39,9 +39,12 @@ STOP_BOUND_S = 8.0
 # outage the next pass connects at once rather than a pass waiting out a connect or the
 # pool's back-off, and timers and waits due meanwhile fire as soon as Postgres is back.
 DB_CONNECT_BOUND_S = 5.0
-# Pruning deletes whole runs (their nodes and events): smaller batches stay well inside
+# Pruning deletes whole runs (their nodes and chunks): smaller batches stay well inside
 # the statement timeout even for runs with thousands of map items.
 PRUNE_BATCH = 100
+# Day partitions of dagq.run_events exist this many days ahead: a sweeper stopped for
+# longer leaves event writes with no partition to go to (they fail), so keep it wide.
+PARTITION_DAYS_AHEAD = 7
 
 
 class Sweeper:
@@ -115,6 +118,15 @@ class Sweeper:
                 break
         return {"pruned_runs": pruned}
 
+    def partitions(self, now: datetime | None = None) -> dict[str, int]:
+        """Event partitions: create the next days' ahead, drop whole days past the
+        retention that no stored run reaches back into (then ANALYZE the parent)."""
+        parts = self.repo.partitions
+        made = parts.create_event_partitions(days_ahead=PARTITION_DAYS_AHEAD, now=now)
+        dropped = parts.retire_event_partitions(
+            retention_s=self.settings.retention_days * 86_400, now=now)
+        return {"partitions_created": len(made), "partitions_dropped": len(dropped)}
+
     def schedules(self, now: datetime | None = None) -> dict[str, int]:
         """Submit the due firing of each cron schedule (idempotent by event key)."""
         return fire_due(self.repo, now)
@@ -132,6 +144,8 @@ class Sweeper:
             ("slots", self.slots, every),
             ("dead_letters", self.dead_letters, max(every, 30.0)),
             ("prune", self.prune, 600.0),
+            # After prune: the runs it removed no longer hold partitions back.
+            ("partitions", self.partitions, 600.0),
             ("schedules", self.schedules, min(every, 1.0)),
         ]
 

@@ -100,21 +100,31 @@ WHERE deadline_at IS NOT NULL AND finished_at IS NULL AND status IN ('queued', '
 LIMIT %(limit)s
 
 -- name: prune_finished_runs
--- Delete finished runs past retention (their nodes go by cascade; events and streamed
--- chunks with them), a batch at a time.
+-- Delete finished runs past retention (their nodes go by cascade), a batch at a time.
+-- Their events and streamed chunks stay until their day's partitions are dropped whole
+-- (retirable_event_partitions: once no stored run is older); no reader shows the
+-- events or chunks of a run that is gone. release_stream_bytes follows, in the same
+-- transaction.
 WITH doomed AS (
     SELECT id FROM dagq.runs
     WHERE finished_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(retention_s)s)
     ORDER BY finished_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-), events AS (
-    DELETE FROM dagq.run_events e USING doomed d WHERE e.run_id = d.id
-), chunks AS (
-    DELETE FROM dagq.node_stream s USING doomed d WHERE s.run_id = d.id
 )
 DELETE FROM dagq.runs r USING doomed d WHERE r.id = d.id
 RETURNING r.id
+
+-- name: release_stream_bytes
+-- The streamed bytes of pruned runs no longer count against their tenant's cap (their
+-- chunks wait for their partition's drop, which fires no trigger): the counters as if
+-- the chunks were deleted.
+SELECT dagq.add_stream_bytes(array_agg(u.run_id ORDER BY u.run_id),
+                             array_agg(u.tenant ORDER BY u.run_id),
+                             array_agg(-u.bytes ORDER BY u.run_id))
+FROM dagq.stream_bytes_by_run u
+WHERE u.run_id = ANY (%(runs)s::uuid[])
+HAVING count(*) > 0
 
 -- name: prune_stopped_workers
 DELETE FROM dagq.workers

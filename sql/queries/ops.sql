@@ -98,7 +98,11 @@ SELECT (SELECT count(*) FROM dagq.runs WHERE finished_at IS NULL AND status = 'q
         WHERE r.finished_at IS NULL AND r.status IN ('queued', 'running')
           AND t.status = 'pending') AS nodes_pending,
        (SELECT count(*) FROM dagq.node_tasks t
-        WHERE t.status = 'waiting') AS nodes_waiting  -- node_tasks_wait_deadline
+        WHERE t.status = 'waiting') AS nodes_waiting,  -- node_tasks_wait_deadline
+       -- How long event writes have partitions for (the sweeper keeps a week ahead).
+       (SELECT coalesce(extract(epoch FROM max(p.to_time) - now()), 0)::float8
+        FROM dagq.run_event_partitions p WHERE NOT p.detach_pending)
+           AS event_partitions_ahead_s
 
 -- name: api_last_event_id
 -- Where an API process starts following the event log for its metrics.

@@ -4,8 +4,13 @@
 -- dagq.store.runs.
 
 -- name: events_after
+-- A run's events are never older than the run (created_at of both: now() of the
+-- submit, every later event later): the bound lets Postgres skip the day partitions
+-- before the run's, at execution (in the generic plan too).
 SELECT id, run_id, node_key, type, attempt, data, created_at FROM dagq.run_events
-WHERE run_id = %(run_id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s
+WHERE run_id = %(run_id)s AND id > %(after)s
+  AND created_at >= (SELECT r.created_at FROM dagq.runs r WHERE r.id = %(run_id)s)
+ORDER BY id LIMIT %(limit)s
 
 -- name: lock_run
 -- Every transaction that writes events for a run takes this lock first, after its node

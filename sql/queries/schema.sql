@@ -4,8 +4,11 @@
 -- dagq.runtime.schema_doc.
 
 -- name: schema_columns
--- Every column of every table and view in the dagq schema, in column order.
+-- Every column of every table and view in the dagq schema, in column order; the
+-- partitions of a partitioned table are left out (dated: they change every day), the
+-- table says how it is partitioned.
 SELECT c.relname AS table_name,
+       CASE c.relkind WHEN 'p' THEN pg_get_partkeydef(c.oid) END AS partitioned_by,
        CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'view' ELSE 'table' END AS kind,
        a.attname AS column_name, format_type(a.atttypid, a.atttypmod) AS data_type,
        NOT a.attnotnull AS nullable, pg_get_expr(d.adbin, d.adrelid) AS default_value
@@ -13,7 +16,7 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'dagq'
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-WHERE c.relkind IN ('r', 'p', 'v', 'm')
+WHERE c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
 ORDER BY c.relname, a.attnum
 
 -- name: schema_constraints

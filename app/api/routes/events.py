@@ -14,6 +14,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -89,33 +90,34 @@ async def run_events(request: Request) -> Response:
     after = last_event_id(request, query)
     repo: Store = request.app.state.repo
     tenant = tenant_scope(key)
-    await run_in_threadpool(repo.runs.get_run, run_id, tenant, with_nodes=False)  # 404 first
+    run = await run_in_threadpool(repo.runs.get_run, run_id, tenant, with_nodes=False)  # 404
     if query.format == "json":
         feed = await run_in_threadpool(repo.streams.run_feed, run_id, after, limit=query.limit,
-                                       chunks=query.stream)
+                                       chunks=query.stream, since=run.created_at)
         return JSONResponse([item_listed(i, run_id) for i in feed.items[:query.limit]])
     shutdown = anyio.Event()
     stream = follow(repo, request.app.state.hub, run_id, tenant, after, shutdown,
-                    chunks=query.stream)
+                    chunks=query.stream, since=run.created_at)
     return EventSourceResponse(stream, ping=PING_S, shutdown_event=shutdown,
                                shutdown_grace_period=SHUTDOWN_GRACE_S)
 
 
 async def follow(
     repo: Store, hub: EventHub, run_id: uuid.UUID, tenant: str | None, after: FeedCursor,
-    shutdown: anyio.Event, *, chunks: bool = True,
+    shutdown: anyio.Event, *, chunks: bool = True, since: datetime | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """Every event (and chunk) after `after`, once; ends after the terminal event.
 
     Each read is one statement: the run's status and its events in one snapshot, so a
     terminal status comes with its terminal event (written in the same transaction).
-    Late node events of a finished run (a running node stopping) are not waited for."""
+    Late node events of a finished run (a running node stopping) are not waited for.
+    `since`: the run's created_at (each poll then skips the event partitions before it)."""
     last = after
     with hub.subscribe(run_id) as wake:
         while not shutdown.is_set():
             wake.clear()
             feed = await run_in_threadpool(repo.streams.run_feed, run_id, last, limit=PAGE,
-                                           chunks=chunks)
+                                           chunks=chunks, since=since)
             if feed.run_status is None:
                 return  # pruned while we watched
             finished = feed.run_status not in OPEN_RUN_STATUSES

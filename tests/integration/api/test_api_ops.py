@@ -180,3 +180,11 @@ def test_metrics_count_stale_completions(api: Api) -> None:
     complete(api.repo, node.id, node.version, {})  # a duplicate: ignored, and counted
     text = api.client.get("/metrics").text
     assert "dagq_stale_completions_total 1.0" in text
+
+
+def test_metrics_say_how_long_event_partitions_last(api: Api) -> None:
+    """Migration 025 made a week of day partitions ahead; the sweeper keeps it so."""
+    text = api.client.get("/metrics").text
+    [line] = [x for x in text.splitlines()
+              if x.startswith("dagq_event_partitions_ahead_seconds ")]
+    assert 7 * 86_400 <= float(line.split()[1]) <= 8 * 86_400

@@ -168,6 +168,11 @@ def test_retention_and_retry_remove_a_runs_chunks(repo: Store, sql) -> None:
     complete(repo, again.id, again.version, {})
     sql.execute("UPDATE dagq.runs SET finished_at = now() - interval '10 days'")
     assert repo.maintenance.prune(retention_s=86400) == 1
+    # The run is gone; its chunks go with their day's partition (issue 30), dropped once
+    # that day is past the retention and no stored run is older.
+    later = sql.execute("SELECT now() + interval '3 days' AS t").fetchone()["t"]
+    dropped = repo.partitions.retire_event_partitions(retention_s=86400, now=later)
+    assert "node_stream_p0" in dropped
     assert sql.execute("SELECT count(*) AS n FROM dagq.node_stream").fetchone()["n"] == 0
 
 

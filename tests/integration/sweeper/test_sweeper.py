@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg.sql
 import pytest
 
 from dagq.config import Settings
@@ -173,7 +172,10 @@ def test_deadline_cancels_what_remains_and_fails_the_run(repo, sweeper, sql) -> 
     assert {n.status for n in run.nodes} == {"cancelled"}
 
 
-def test_prune_removes_old_finished_runs_with_nodes_and_events(repo, sweeper, sql) -> None:
+def test_prune_removes_old_finished_runs_with_nodes_then_their_partitions_go(
+        repo, sweeper, sql) -> None:
+    """Prune deletes finished runs past retention with their nodes; their events go when
+    their day's partition is dropped whole (issue 30), not row by row."""
     old = repo.submissions.submit_run(
         tenant="t", spec=spec({"a": {"executor": "builtin.noop"}})).run_id
     drive(repo)
@@ -187,11 +189,19 @@ def test_prune_removes_old_finished_runs_with_nodes_and_events(repo, sweeper, sq
     assert sweeper.prune() == {"pruned_runs": 1}
     remaining = {r["id"] for r in sql.execute("SELECT id FROM dagq.runs").fetchall()}
     assert remaining == {fresh, unfinished.run_id}
-    for table in ("node_tasks", "run_events"):
-        statement = psycopg.sql.SQL("SELECT count(*) AS n FROM {} WHERE run_id = %s").format(
-            psycopg.sql.Identifier("dagq", table))
-        count = sql.execute(statement, (old,)).fetchone()["n"]
-        assert count == 0
+    assert sql.execute("SELECT count(*) AS n FROM dagq.node_tasks WHERE run_id = %s",
+                       (old,)).fetchone()["n"] == 0
+    # A month on (every run now finished and pruned), the partitions holding the old
+    # run's events are past the retention and under no stored run: dropped whole.
+    later = sql.execute("SELECT now() + interval '30 days' AS t").fetchone()["t"]
+    sql.execute("UPDATE dagq.runs SET status = 'cancelled', finished_at = now()")
+    assert sweeper.prune(now=later) == {"pruned_runs": 2}
+    counts = sweeper.partitions(now=later)
+    assert counts["partitions_created"] >= 30 and counts["partitions_dropped"] >= 1
+    count = sql.execute("SELECT count(*) AS n FROM dagq.run_events WHERE run_id = %s",
+                        (old,)).fetchone()["n"]
+    assert count == 0
+    assert sweeper.partitions(now=later) == {"partitions_created": 0, "partitions_dropped": 0}
 
 
 def test_run_once_twice_is_harmless(repo, sweeper, sql) -> None:
