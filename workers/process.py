@@ -164,6 +164,7 @@ def run_worker(settings: Settings, url: str, *, threads: int, queues: list[str] 
             _register_later(register_bounded, first, stop)
 
     register_all(register())
+    repo.partitions.ensure_ahead()  # event partitions ahead, even with no sweeper running
     # Again for an actor declared later (broker.py), bounded: a declaration never waits
     # out a database outage.
     broker.on_actors_changed = lambda: register_all(register_bounded())

@@ -37,6 +37,7 @@ from dagq.config import Settings
 from dagq.runtime.db import SessionLimits, conninfo, open_pool
 from dagq.runtime.listening import listen_target
 from dagq.runtime.pooler import detect
+from dagq.service.runs import ensure_event_partitions
 from dagq.service.submissions import SpecCache
 from dagq.store import Store
 
@@ -93,6 +94,8 @@ def create_app(settings: Settings, url: str) -> Starlette:
         hub = EventHub(conninfo(listen, limits) if listen else None, poll_s=events.POLL_S)
         app.state.repo, app.state.hub = repo, hub
         app.state.submits = SubmitBatcher(repo, app.state.specs)
+        # The event partitions ahead, even with no sweeper running (dagq.store.partitions).
+        await run_in_threadpool(ensure_event_partitions, repo)
         await hub.start()
         app.state.submits.start()
         try:

@@ -70,7 +70,7 @@ __all__ = [
     "BulkResult", "RunFilter", "SubmitRequest", "bulk_action", "check_bulk",
     "allow_test_executors", "authenticate", "cancel_run", "check_queues", "check_request",
     "check_rerun", "check_resolve", "check_retry_items", "check_signal", "create_api_key",
-    "create_schedule", "delete_schedule",
+    "create_schedule", "delete_schedule", "ensure_event_partitions",
     "fire_due", "get_run", "hash_key", "parse_rate", "pin_subworkflows",
     "prepare", "register_workflow", "rerun_run", "resolve_node", "resolve_workflow",
     "retry_run",

@@ -129,3 +129,9 @@ def send_signal(
     return repo.signals.send_signal(run_id, name, tenant=tenant, data=data, signal_id=signal_id,
                                     max_buffered=max_buffered
                                     or get_settings().max_buffered_signals_per_run)
+
+
+def ensure_event_partitions(repo: Store) -> list[str]:
+    """At an API process's start: the day partitions of the runs' events and chunks
+    ahead, if missing (dagq.store.partitions; the sweeper makes them too)."""
+    return repo.partitions.ensure_ahead()

@@ -17,6 +17,13 @@ from dagq.store.tx import Database, transient
 log = logging.getLogger("dagq.store")
 
 
+# Day partitions of dagq.run_events and dagq.node_stream exist this many days ahead. The
+# sweeper makes them every 10 minutes, and every worker and API process when it starts
+# (PartitionRepo.ensure_ahead): with no process started and no sweeper running for longer,
+# event writes would have no partition to go to (they fail), so keep it wide.
+DAYS_AHEAD = 7
+
+
 class PartitionRepo:
     """Creating and retiring partitions; safe with several sweepers at once."""
 
@@ -34,6 +41,15 @@ class PartitionRepo:
             row = cur.execute(queries()["create_event_partitions"],
                               {"now": now, "days_ahead": days_ahead}).fetchone()
         return list(row["made"]) if row else []
+
+    def ensure_ahead(self) -> list[str]:
+        """At a process's start: the partitions of the next DAYS_AHEAD days, if missing
+        (a few catalog reads when they exist). Never fails the start: logged."""
+        try:
+            return self.create_event_partitions(days_ahead=DAYS_AHEAD)
+        except psycopg.Error as exc:
+            log.warning("could not make the event partitions ahead (%s); the sweeper will", exc)
+            return []
 
     @transient
     def retire_event_partitions(self, *, retention_s: float,

@@ -26,6 +26,7 @@ from dagq.runtime.db import SessionLimits, open_pool
 from dagq.runtime.procs import StopRequest, wait_for_stop
 from dagq.service.schedules import fire_due
 from dagq.store import Store
+from dagq.store.partitions import DAYS_AHEAD
 
 log = logging.getLogger("dagq.sweeper")
 
@@ -42,9 +43,6 @@ DB_CONNECT_BOUND_S = 5.0
 # Pruning deletes whole runs (their nodes and chunks): smaller batches stay well inside
 # the statement timeout even for runs with thousands of map items.
 PRUNE_BATCH = 100
-# Day partitions of dagq.run_events exist this many days ahead: a sweeper stopped for
-# longer leaves event writes with no partition to go to (they fail), so keep it wide.
-PARTITION_DAYS_AHEAD = 7
 
 
 class Sweeper:
@@ -122,7 +120,7 @@ class Sweeper:
         """Event partitions: create the next days' ahead, drop whole days past the
         retention that no stored run reaches back into (then ANALYZE the parent)."""
         parts = self.repo.partitions
-        made = parts.create_event_partitions(days_ahead=PARTITION_DAYS_AHEAD, now=now)
+        made = parts.create_event_partitions(days_ahead=DAYS_AHEAD, now=now)
         dropped = parts.retire_event_partitions(
             retention_s=self.settings.retention_days * 86_400, now=now)
         return {"partitions_created": len(made), "partitions_dropped": len(dropped)}

@@ -235,7 +235,7 @@ STORE_WRITES = frozenset({
     "append_stream", "write_stream",
     "reclaim_expired", "expire_dead_workers", "heal_runs", "start_free_slots",
     "enforce_deadlines", "fire_due_waits", "prune",
-    "create_event_partitions", "retire_event_partitions",
+    "create_event_partitions", "ensure_ahead", "retire_event_partitions",
     "register_worker", "stop_worker",
     "insert_schedule", "delete_schedule", "record_firing",
     "put_tenant", "insert_api_key", "revoke_api_key",

@@ -29,7 +29,7 @@ REPOSITORIES = {
     "streams": {"append_stream", "write_stream", "run_feed", "node_stream"},
     "maintenance": {"reclaim_expired", "expire_dead_workers", "heal_runs",
                     "start_free_slots", "enforce_deadlines", "fire_due_waits", "prune"},
-    "partitions": {"create_event_partitions", "retire_event_partitions"},
+    "partitions": {"create_event_partitions", "ensure_ahead", "retire_event_partitions"},
     "fleet": {"register_worker", "stop_worker", "list_workers", "known_executors",
               "known_queues", "unserved_nodes"},
     "schedules": {"insert_schedule", "get_schedule", "list_schedules", "delete_schedule",

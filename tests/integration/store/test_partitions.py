@@ -204,3 +204,11 @@ def test_an_open_run_past_the_retention_is_named_in_a_warning(repo: Store, sql, 
     held = [r.getMessage() for r in caplog.records if "kept past the retention" in r.getMessage()]
     assert held and str(forgotten) in held[-1]
     assert len(repo.runs.events(forgotten)) == 3
+
+
+def test_a_process_start_makes_the_partitions_ahead_when_missing(repo: Store) -> None:
+    # With no sweeper running, a worker or API process starting makes them (ensure_ahead).
+    made = repo.partitions.ensure_ahead()
+    again = repo.partitions.ensure_ahead()
+    assert again == []
+    assert all(name.startswith(("run_events_", "node_stream_")) for name in made)
