@@ -116,9 +116,10 @@ HOT = [
 KNOWN_FLIPS = {
     ("a", "lease_nodes"): "before ANALYZE the fair branch's tenant probes (f, f_1, f_2) and "
                           "each tenant's head (c_1) walk node_tasks_dequeue and sort or "
-                          "filter the whole queue by tenant: 130 ms a lease instead of 1.3",
+                          "filter the whole queue by tenant: 62-107 ms a lease on 18 and "
+                          "198-312 ms on 15 instead of 1.6-12",
     ("a", "account_runs"): "before ANALYZE has_children is a hashed subplan over a Seq Scan "
-                           "of runs: 40 ms a completion batch instead of 0.7",
+                           "of runs: 11-93 ms a 16-run batch instead of 0.6-0.85",
     ("a", "list_runs generic"): "before ANALYZE the custom plan of the newest page is "
                                 "estimated dearer (18,795) than the generic one (3,374: "
                                 "a sort of all runs), so from its 6th call the API runs the "
