@@ -44,6 +44,7 @@ from dagq.models import LeasedNode
 from dagq.spec.workflow import WorkflowSpec
 from dagq.store import Handoff, Store
 from dagq.store.notifier import BackgroundNotifier
+from dagq.workers import log_lines
 from dagq.workers.completions import CompletionBatcher
 from dagq.workers.consumer import PostgresConsumer
 from dagq.workers.entries import executor_entry
@@ -132,6 +133,7 @@ class PostgresBroker(dramatiq.Broker):
         self.lease_hooks, self._hook_table = DagqMiddleware(self.book, self.streams), HookTable()
         super().__init__(middleware=stack)
         quiet_discarded_result_warnings()
+        log_lines.install()  # lines name the node; a failed attempt is told once
         if owned and listener is None and url is not None:
             self._own = SelfServing(self, url)
             self.listener = self._own.listener

@@ -24,7 +24,8 @@ from dagq.store import Completion
 from dagq.workers.dramatiq_internals import stuffed_exception
 from dagq.workers.errors import AgeLimitExceeded, FatalError, NodeCancelled, WorkerShutdown
 from dagq.workers.leases import LeaseBook, LeaseKey
-from dagq.workers.messages import LeasedMessage, rebuild
+from dagq.workers.log_lines import attempt_failed
+from dagq.workers.messages import LeasedMessage, option, rebuild
 from dagq.workers.middleware import message_key
 from dagq.workers.outcomes import check_outputs, describe_error
 
@@ -230,8 +231,9 @@ class PostgresConsumer(Consumer):
                         retryable: bool) -> None:
         node_id, version = message_key(message)
         lease = self.book.get((node_id, version))
+        error = describe_error(exc, message.timeout_s)
         outcome = self.broker.repo.leases.fail(
-            node_id, version, describe_error(exc, message.timeout_s),
+            node_id, version, error,
             retryable=retryable and not isinstance(exc, NodeCancelled),
             cancelled=isinstance(exc, NodeCancelled),
             wake_queue=self._wake(lease) if lease else None,
@@ -239,3 +241,13 @@ class PostgresConsumer(Consumer):
         )
         if outcome == "stale":
             log.info("stale failure of node %s ignored", node_id)
+        elif lease is not None:  # the one line about this attempt (workers/log_lines.py)
+            attempt_failed(lease.node, outcome, error, exc, expected=self._thrown(message, exc))
+
+    def _thrown(self, message: LeasedMessage, exc: BaseException) -> bool:
+        """A plain actor's exception listed in its `throws` (Dramatiq: an expected one)."""
+        if not message.plain:
+            return False
+        actor = self.broker.actors.get(message.actor_name)
+        throws = option(message, actor, "throws")
+        return bool(throws) and isinstance(exc, throws)
