@@ -19,11 +19,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dramatiq.errors import Retry
+
 from dagq.models import LeasedNode
 from dagq.runtime.logs import add_scope
 from dagq.workers.context import _node
 from dagq.workers.errors import FatalError, NodeCancelled, WorkerShutdown
 from dagq.workers.messages import LeasedMessage
+from dagq.workers.middleware import quiet_discarded_result_warnings
 
 log = logging.getLogger("dagq.worker")
 
@@ -50,7 +53,9 @@ class _DramatiqLines(logging.Filter):
 
 
 def install() -> None:
-    """Once per process (PostgresBroker does it): the node scope and Dramatiq's filter."""
+    """Once per process (PostgresBroker does it): the node scope and Dramatiq's filters
+    (this one, and the one for a return value it would call discarded)."""
+    quiet_discarded_result_warnings()
     add_scope(_node.get)
     target = logging.getLogger(WORKER_THREAD_LOGGER)
     if not any(isinstance(f, _DramatiqLines) for f in target.filters):
@@ -75,6 +80,8 @@ def attempt_failed(node: LeasedNode, outcome: str, error: dict[str, Any],
         if isinstance(exc, WorkerShutdown):
             log.info("%s stopped by the worker's shutdown; it will run again", where,
                      extra=extra)
+        elif isinstance(exc, Retry):  # asked for by the actor: Dramatiq says nothing
+            log.info("%s asked to be retried: %s", where, what, extra=extra)
         else:
             log.warning("%s failed, will retry: %s", where, what, extra=extra)
     elif outcome == "failed":

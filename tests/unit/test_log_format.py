@@ -12,12 +12,18 @@ import uuid
 from pathlib import Path
 
 import pytest
+from dramatiq.errors import Retry
+from dramatiq.message import Message
 
 from dagq.config import Settings, describe_invalid
+from dagq.models import LeasedNode
 from dagq.runtime.logs import JsonFormatter, TextFormatter, add_scope, formatter_for, trace_ids
 from dagq.runtime.procs import EXIT_CANNOT_START
 from dagq.workers import context, log_lines
 from dagq.workers.context import NodeContext
+from dagq.workers.errors import FatalError, NodeCancelled, WorkerShutdown
+from dagq.workers.messages import LeasedMessage
+from dagq.workers.outcomes import describe_error
 
 OLD_TEXT = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING dagq\.test\[\d+\]: "
                       r"disk 90% full$")
@@ -126,3 +132,55 @@ def test_the_cli_refuses_a_bad_format_in_one_line(tmp_path) -> None:
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1
     assert "invalid configuration: DAGQ_LOG_FORMAT" in proc.stderr
+
+
+# --- a worker's lines about a failed attempt (dagq.workers.log_lines) -----------------
+
+def leased(attempts: int = 1) -> LeasedNode:
+    return LeasedNode(id=1, run_id=uuid.uuid4(), node_key="flaky", executor="e", queue="q",
+                      version=1, attempts=attempts, max_attempts=3, timeout_s=5.0, params={},
+                      run_inputs=None, deps={})
+
+
+def raised(exc: BaseException) -> BaseException:
+    try:
+        raise exc
+    except BaseException as caught:  # noqa: BLE001 - a traceback, as a worker has one
+        return caught
+
+
+@pytest.mark.parametrize(("exc", "outcome", "expected", "level", "traceback"), [
+    (RuntimeError("boom"), "retry", False, "WARNING", False),
+    (Retry(delay=10), "retry", False, "INFO", False),
+    (WorkerShutdown(), "retry", False, "INFO", False),
+    (RuntimeError("boom"), "failed", False, "ERROR", True),
+    (FatalError("no"), "failed", False, "ERROR", False),
+    (ValueError("thrown"), "failed", True, "ERROR", False),  # an actor's `throws`
+    (NodeCancelled(), "cancelled", False, "INFO", False),
+])
+def test_a_failed_attempt_is_one_line_by_its_outcome(caplog, exc, outcome, expected, level,
+                                                      traceback) -> None:
+    node, exc = leased(), raised(exc)
+    with caplog.at_level(logging.DEBUG, logger="dagq.worker"):
+        log_lines.attempt_failed(node, outcome, describe_error(exc), exc, expected=expected)
+    assert [r.levelname for r in caplog.records] == [level]
+    line = caplog.records[0]
+    assert (line.run_id, line.node_key, line.attempt) == (str(node.run_id), "flaky", 1)
+    assert f"node 'flaky' of run {node.run_id}: attempt 1 of 3" in line.getMessage()
+    assert bool(line.exc_info) is traceback
+
+
+def test_dramatiq_s_unhandled_exception_line_is_dropped_and_others_name_the_node(
+        in_node) -> None:
+    log_lines.install()
+    message = LeasedMessage(Message(queue_name="q", actor_name="a", args=(7, 1), kwargs={},
+                                    options={}), (7, 1), 5.0, plain=False)
+    thread_lines = logging.getLogger(log_lines.WORKER_THREAD_LOGGER)
+    unhandled = logging.LogRecord(thread_lines.name, logging.ERROR, __file__, 1,
+                                  log_lines.UNHANDLED, (message,), None)
+    assert not thread_lines.filter(unhandled)
+    skipped = logging.LogRecord(thread_lines.name, logging.WARNING, __file__, 1,
+                                "Message %s was skipped.", (message,), None)
+    assert thread_lines.filter(skipped)
+    assert skipped.getMessage() == (
+        f"Message node 'extract' of run {in_node.run_id} (attempt 2) was skipped.")
