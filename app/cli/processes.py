@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from typing import Any
 
 from dagq.config import Settings
 from dagq.runtime.bootstrap import database
+from dagq.runtime.logs import say
 
 log = logging.getLogger("dagq.cli")
 
@@ -57,7 +57,7 @@ def _add_api(group: Any, host: str, port: int, processes: int, env: dict[str, st
 
 
 def _say_embedded_stopped() -> None:
-    print("dagq: embedded Postgres stopped", file=sys.stderr)
+    say("dagq: embedded Postgres stopped")
 
 
 def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
@@ -80,7 +80,7 @@ def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
     if settings.auth == "off":
         lines.insert(1, "  WARNING    DAGQ_AUTH=off: the API accepts requests WITHOUT a key. "
                         "Local development only!")
-    print("\n".join(lines), file=sys.stderr, flush=True)
+    say("\n".join(lines))
 
 
 def db(args: argparse.Namespace, settings: Settings) -> int:
@@ -116,8 +116,8 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
             return serve(settings, checked.url, host=host, port=port)
         group = ProcessGroup()
         _add_api(group, host, port, args.processes, child_env(checked.url))
-        print(f"dagq: API on http://{host}:{port}/ in {args.processes} processes sharing "
-              "the port", file=sys.stderr, flush=True)
+        say(f"dagq: API on http://{host}:{port}/ in {args.processes} processes sharing "
+            "the port")
         return group.run()
 
 

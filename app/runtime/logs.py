@@ -17,6 +17,7 @@ import faulthandler
 import json
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -121,12 +122,26 @@ def formatter_for(fmt: str) -> logging.Formatter:
     raise ValueError(f"DAGQ_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
 
 
+def say(text: str) -> None:
+    """Tell the person running a server command something (`dagq up`'s banner): printed
+    as it is with text logs; with JSON logs, an INFO line of logger `dagq` (stderr stays
+    one JSON object per line for the collector that reads it)."""
+    if _chosen == ["json"]:
+        logging.getLogger("dagq").info("%s", text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
+_chosen: list[str] = []  # the format setup_logging set up, once it did
+
+
 def setup_logging(level: str | None, default: str = "INFO", *, fmt: str = "text") -> None:
     """Log at `level` (Settings.log_level), or `default` when it is unset, to stderr in
     format `fmt` (Settings.log_format)."""
     level = level or default
     handler = logging.StreamHandler()
     handler.setFormatter(formatter_for(fmt))
+    _chosen[:] = [fmt]
     logging.basicConfig(level=level, handlers=[handler])
     # Dramatiq logs every consumer restart at INFO; keep its chatter at WARNING.
     logging.getLogger("dramatiq").setLevel(max(logging.WARNING, logging.getLevelName(level)))

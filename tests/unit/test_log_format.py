@@ -184,3 +184,18 @@ def test_dramatiq_s_unhandled_exception_line_is_dropped_and_others_name_the_node
     assert thread_lines.filter(skipped)
     assert skipped.getMessage() == (
         f"Message node 'extract' of run {in_node.run_id} (attempt 2) was skipped.")
+
+
+def test_a_server_command_s_message_is_a_log_line_with_json_logs(caplog, capsys,
+                                                                  monkeypatch) -> None:
+    from dagq.runtime import logs
+
+    monkeypatch.setattr(logs, "_chosen", ["text"])
+    logs.say("dagq is up in 1.0s\n  api  http://127.0.0.1:8000/")
+    assert capsys.readouterr().err == "dagq is up in 1.0s\n  api  http://127.0.0.1:8000/\n"
+    monkeypatch.setattr(logs, "_chosen", ["json"])
+    with caplog.at_level(logging.INFO, logger="dagq"):
+        logs.say("dagq is up in 1.0s\n  api  http://127.0.0.1:8000/")
+    assert capsys.readouterr().err == ""
+    line = JsonFormatter().format(caplog.records[-1])
+    assert "\n" not in line and json.loads(line)["msg"].startswith("dagq is up")
