@@ -24,7 +24,7 @@ from dagq.store import Completion
 from dagq.workers.dramatiq_internals import stuffed_exception
 from dagq.workers.errors import AgeLimitExceeded, FatalError, NodeCancelled, WorkerShutdown
 from dagq.workers.leases import LeaseBook, LeaseKey
-from dagq.workers.log_lines import attempt_failed
+from dagq.workers.log_lines import attempt_failed, node_fields
 from dagq.workers.messages import LeasedMessage, option, rebuild
 from dagq.workers.middleware import message_key
 from dagq.workers.outcomes import check_outputs, describe_error
@@ -132,8 +132,7 @@ class PostgresConsumer(Consumer):
         key = message_key(message)
         lease = self.book.get(key)
         if lease is None or lease.lost:
-            log.info("node %s finished after its lease was lost; outcome discarded", key[0])
-            self.book.remove(key)
+            self._discarded(key, lease, "finished")
             return
         if message.error is not None:
             self._end_failed(message, key, message.error)
@@ -152,6 +151,17 @@ class PostgresConsumer(Consumer):
             lease.result = None
             self._end_failed(message, key, exc)
 
+    def _discarded(self, key: LeaseKey, lease: Any, how: str) -> None:
+        """An attempt ended after its lease was lost (reclaimed, the run stopped)."""
+        if lease is None:
+            log.info("node %s %s after its lease was lost; outcome discarded", key[0], how)
+        else:
+            node = lease.node
+            log.info("node %r of run %s: attempt %d %s after its lease was lost; outcome "
+                     "discarded", node.node_key, node.run_id, node.attempts, how,
+                     extra=node_fields(node))
+        self.book.remove(key)
+
     def _completed(self, key: LeaseKey, recorded: bool | None) -> None:
         if recorded is False:
             log.info("stale completion of node %s ignored (lease reclaimed)", key[0])
@@ -161,8 +171,7 @@ class PostgresConsumer(Consumer):
         key = message_key(message)
         lease = self.book.get(key)
         if lease is None or lease.lost:
-            log.info("node %s failed after its lease was lost; outcome discarded", key[0])
-            self.book.remove(key)
+            self._discarded(key, lease, "failed")
             return
         if message.skipped:  # AgeLimit (max_age): never retried
             message.retry = False

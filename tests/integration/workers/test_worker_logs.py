@@ -71,3 +71,20 @@ def test_a_failure_for_good_is_one_error_line_with_the_node(repo, fleet) -> None
     assert (errors[0]["run_id"], errors[0]["node_key"]) == (str(run_id), "doomed")
     assert "failed for good: FatalError: no way" in errors[0]["msg"]
     assert "exc" not in errors[0]  # meant by the executor: no traceback
+
+
+def test_a_timeout_is_told_about_the_node_it_stops(repo, fleet) -> None:
+    worker = fleet.start(threads=2, DAGQ_LOG_FORMAT="json", DAGQ_LOG_LEVEL="INFO")
+    slow = {"executor": "builtin.sleep", "params": {"seconds": 30}, "timeout_s": 0.5,
+            "max_attempts": 1}
+    run_id = str(repo.submissions.submit_run(tenant="t", spec=spec({"slow": slow})).run_id)
+    assert wait_for_run(repo, run_id, timeout=60).status == "failed"
+    assert fleet.stop(worker) == 0
+    lines = [json.loads(line) for line in (fleet.tmp / "worker-0.log").read_text()
+             .splitlines() if line.strip()]
+    about = [e for e in lines if e.get("node_key") == "slow"]
+    assert [(e["level"], e["run_id"], e["attempt"]) for e in about] == [
+        ("INFO", run_id, 1), ("ERROR", run_id, 1)], lines
+    assert "ran past its timeout" in about[0]["msg"]
+    assert "failed for good: Timeout: the node ran past its timeout" in about[1]["msg"]
+    assert "exc" not in about[1]  # dagq stopped it: there is no executor traceback
