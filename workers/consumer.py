@@ -199,8 +199,10 @@ class PostgresConsumer(Consumer):
         try:
             self._record_failure(message, exc, retryable=retryable)
         except Exception:  # noqa: BLE001 - the lease expires and the sweeper retries it
-            log.exception("could not record the failure of node %s; its lease will expire",
-                          key[0])
+            # Dramatiq's line about the executor's exception is not written (log_lines):
+            # this one says what it was.
+            log.exception("could not record the failure of node %s (%s); its lease will "
+                          "expire", key[0], type(exc).__name__)
         finally:
             self.book.remove(key)
 

@@ -199,3 +199,13 @@ def test_a_server_command_s_message_is_a_log_line_with_json_logs(caplog, capsys,
     assert capsys.readouterr().err == ""
     line = JsonFormatter().format(caplog.records[-1])
     assert "\n" not in line and json.loads(line)["msg"].startswith("dagq is up")
+
+
+def test_the_line_dropped_is_the_one_dramatiq_writes() -> None:
+    """The filter matches Dramatiq's format string exactly: a Dramatiq that words it
+    otherwise would bring its ERROR traceback back; this says so first."""
+    import inspect
+
+    from dramatiq.worker import WorkerThread
+
+    assert repr(log_lines.UNHANDLED)[1:-1] in inspect.getsource(WorkerThread.process_message)
