@@ -88,3 +88,16 @@ def test_a_timeout_is_told_about_the_node_it_stops(repo, fleet) -> None:
     assert "ran past its timeout" in about[0]["msg"]
     assert "failed for good: Timeout: the node ran past its timeout" in about[1]["msg"]
     assert "exc" not in about[1]  # dagq stopped it: there is no executor traceback
+
+
+def test_an_executor_s_own_lines_carry_its_node(repo, fleet) -> None:
+    worker = fleet.start(threads=2, DAGQ_LOG_FORMAT="json")
+    node = {"executor": "test.logs", "params": {"who": "me"}}
+    run_id = str(repo.submissions.submit_run(tenant="t", spec=spec({"talk": node})).run_id)
+    assert wait_for_run(repo, run_id, timeout=60).status == "succeeded"
+    assert fleet.stop(worker) == 0
+    lines = [json.loads(line) for line in (fleet.tmp / "worker-0.log").read_text()
+             .splitlines() if line.strip()]
+    said = [e for e in lines if e["logger"] == "tests.executor"]
+    assert [(e["msg"], e["run_id"], e["node_key"], e["attempt"]) for e in said] == [
+        ("said by me", run_id, "talk", 1)]
