@@ -118,9 +118,10 @@ def describe_invalid(exc: ValueError) -> str:
         return " ".join(str(exc).split())
     parts = []
     for error in exc.errors():
-        name = "DAGQ_" + "_".join(str(p) for p in error["loc"]).upper()
+        loc = "_".join(str(p) for p in error["loc"]).upper()
+        name = f"DAGQ_{loc}" if loc else "settings"
         got = f" (got {error['input']!r:.80})" if "input" in error else ""
-        parts.append(f"{name}: {error['msg']}{got}")
+        parts.append(" ".join(f"{name}: {error['msg']}{got}".split()))  # one line
     return "; ".join(parts)
 
 
