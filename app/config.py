@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # Unset: INFO for the servers (up, worker, api, sweeper, bench), WARNING for the
     # client commands, whose output is their answer.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
+    # text: the lines a person reads (on a terminal too); json: one object per line,
+    # with the run, node, attempt and tenant a line is about (dagq.runtime.logs).
+    log_format: Literal["text", "json"] = "text"
     # Stored streamed output (dagq.node_stream) is bounded: a run's and a tenant's bytes
     # (0: no cap; over it, stream() raises StreamTooLarge), and what each earlier attempt
     # of a node keeps once a newer attempt streams (the tail of its text).
@@ -105,6 +108,13 @@ class Settings(BaseSettings):
             return value.strip().upper() or None
         return value
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _normalise_format(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or "text"
+        return value
+
     @field_validator("test_executors", "listen", "prepared_statements", mode="before")
     @classmethod
     def _normalise_switch(cls, value: object) -> object:
@@ -118,6 +128,20 @@ class Settings(BaseSettings):
     @property
     def http_allow_list(self) -> list[str]:
         return [e.strip() for e in self.http_allow.split(",") if e.strip()]
+
+
+def describe_invalid(exc: ValueError) -> str:
+    """One line per bad setting, joined: `DAGQ_LOG_FORMAT: Input should be 'text' or
+    'json' (got 'xml')` (pydantic's own text spans several lines and a URL)."""
+    if not isinstance(exc, ValidationError):
+        return " ".join(str(exc).split())
+    parts = []
+    for error in exc.errors():
+        loc = "_".join(str(p) for p in error["loc"]).upper()
+        name = f"DAGQ_{loc}" if loc else "settings"
+        got = f" (got {error['input']!r:.80})" if "input" in error else ""
+        parts.append(" ".join(f"{name}: {error['msg']}{got}".split()))  # one line
+    return "; ".join(parts)
 
 
 @lru_cache(maxsize=1)

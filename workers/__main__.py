@@ -6,9 +6,7 @@ import argparse
 import logging
 import sys
 
-from dagq.config import get_settings
-from dagq.runtime.bootstrap import process_database
-from dagq.runtime.logs import setup_logging
+from dagq.runtime.bootstrap import process_database, process_settings
 from dagq.runtime.procs import (
     CANNOT_START,
     EXIT_CANNOT_START,
@@ -28,8 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--queues", default="")
     args = parser.parse_args(argv)
-    settings = get_settings()
-    setup_logging(settings.log_level)
+    settings = process_settings()
     queues = [q for q in args.queues.split(",") if q] or None
     with process_database(settings, _cannot_start) as db:
         if db is None:

@@ -44,6 +44,7 @@ from dagq.models import LeasedNode
 from dagq.spec.workflow import WorkflowSpec
 from dagq.store import Handoff, Store
 from dagq.store.notifier import BackgroundNotifier
+from dagq.workers import log_lines
 from dagq.workers.completions import CompletionBatcher
 from dagq.workers.consumer import PostgresConsumer
 from dagq.workers.entries import executor_entry
@@ -52,7 +53,7 @@ from dagq.workers.joining import QueueJoiner
 from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
 from dagq.workers.messages import MAX_TIMEOUT_S, TIME_LIMIT_MARGIN_S, plain_node, plain_run
-from dagq.workers.middleware import DagqMiddleware, quiet_discarded_result_warnings
+from dagq.workers.middleware import DagqMiddleware
 from dagq.workers.registry import ExecutorDef
 from dagq.workers.retries import DagqRetries
 from dagq.workers.standalone import SelfServing, new_worker_id, own_store
@@ -131,7 +132,7 @@ class PostgresBroker(dramatiq.Broker):
         # middleware and after all; the stack's hooks go through workers.hooks.HookTable.
         self.lease_hooks, self._hook_table = DagqMiddleware(self.book, self.streams), HookTable()
         super().__init__(middleware=stack)
-        quiet_discarded_result_warnings()
+        log_lines.install()  # lines name the node; a failed attempt is told once
         if owned and listener is None and url is not None:
             self._own = SelfServing(self, url)
             self.listener = self._own.listener

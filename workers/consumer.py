@@ -24,7 +24,8 @@ from dagq.store import Completion
 from dagq.workers.dramatiq_internals import stuffed_exception
 from dagq.workers.errors import AgeLimitExceeded, FatalError, NodeCancelled, WorkerShutdown
 from dagq.workers.leases import LeaseBook, LeaseKey
-from dagq.workers.messages import LeasedMessage, rebuild
+from dagq.workers.log_lines import attempt_failed, node_fields
+from dagq.workers.messages import LeasedMessage, option, rebuild
 from dagq.workers.middleware import message_key
 from dagq.workers.outcomes import check_outputs, describe_error
 
@@ -131,8 +132,7 @@ class PostgresConsumer(Consumer):
         key = message_key(message)
         lease = self.book.get(key)
         if lease is None or lease.lost:
-            log.info("node %s finished after its lease was lost; outcome discarded", key[0])
-            self.book.remove(key)
+            self._discarded(key, lease, "finished")
             return
         if message.error is not None:
             self._end_failed(message, key, message.error)
@@ -151,6 +151,17 @@ class PostgresConsumer(Consumer):
             lease.result = None
             self._end_failed(message, key, exc)
 
+    def _discarded(self, key: LeaseKey, lease: Any, how: str) -> None:
+        """An attempt ended after its lease was lost (reclaimed, the run stopped)."""
+        if lease is None:
+            log.info("node %s %s after its lease was lost; outcome discarded", key[0], how)
+        else:
+            node = lease.node
+            log.info("node %r of run %s: attempt %d %s after its lease was lost; outcome "
+                     "discarded", node.node_key, node.run_id, node.attempts, how,
+                     extra=node_fields(node))
+        self.book.remove(key)
+
     def _completed(self, key: LeaseKey, recorded: bool | None) -> None:
         if recorded is False:
             log.info("stale completion of node %s ignored (lease reclaimed)", key[0])
@@ -160,8 +171,7 @@ class PostgresConsumer(Consumer):
         key = message_key(message)
         lease = self.book.get(key)
         if lease is None or lease.lost:
-            log.info("node %s failed after its lease was lost; outcome discarded", key[0])
-            self.book.remove(key)
+            self._discarded(key, lease, "failed")
             return
         if message.skipped:  # AgeLimit (max_age): never retried
             message.retry = False
@@ -189,8 +199,10 @@ class PostgresConsumer(Consumer):
         try:
             self._record_failure(message, exc, retryable=retryable)
         except Exception:  # noqa: BLE001 - the lease expires and the sweeper retries it
-            log.exception("could not record the failure of node %s; its lease will expire",
-                          key[0])
+            # Dramatiq's line about the executor's exception is not written (log_lines):
+            # this one says what it was.
+            log.exception("could not record the failure of node %s (%s); its lease will "
+                          "expire", key[0], type(exc).__name__)
         finally:
             self.book.remove(key)
 
@@ -230,8 +242,9 @@ class PostgresConsumer(Consumer):
                         retryable: bool) -> None:
         node_id, version = message_key(message)
         lease = self.book.get((node_id, version))
+        error = describe_error(exc, message.timeout_s)
         outcome = self.broker.repo.leases.fail(
-            node_id, version, describe_error(exc, message.timeout_s),
+            node_id, version, error,
             retryable=retryable and not isinstance(exc, NodeCancelled),
             cancelled=isinstance(exc, NodeCancelled),
             wake_queue=self._wake(lease) if lease else None,
@@ -239,3 +252,13 @@ class PostgresConsumer(Consumer):
         )
         if outcome == "stale":
             log.info("stale failure of node %s ignored", node_id)
+        elif lease is not None:  # the one line about this attempt (workers/log_lines.py)
+            attempt_failed(lease.node, outcome, error, exc, expected=self._thrown(message, exc))
+
+    def _thrown(self, message: LeasedMessage, exc: BaseException) -> bool:
+        """A plain actor's exception listed in its `throws` (Dramatiq: an expected one)."""
+        if not message.plain:
+            return False
+        actor = self.broker.actors.get(message.actor_name)
+        throws = option(message, actor, "throws")
+        return bool(throws) and isinstance(exc, throws)

@@ -11,6 +11,9 @@ and Results see `message.failed` as they would under Dramatiq.
 
 dagq executors (`@executor`) keep their own rule (`max_attempts`, FatalError, the
 node's backoff): this middleware leaves their messages alone.
+
+Its own lines are DEBUG: the consumer tells every failed attempt's outcome once it is
+recorded, a plain actor's too (workers/log_lines.py).
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class DagqRetries(Middleware):
         message.error = exception
         throws = option(message, actor, "throws")
         if isinstance(exception, FatalError) or (throws and isinstance(exception, throws)):
-            log.info("aborting message %r (%s)", message.message_id, type(exception).__name__)
+            log.debug("aborting message %r (%s)", message.message_id, type(exception).__name__)
             self._give_up(message)
             return
         retries = attempts - 1  # the attempts that failed before this one
@@ -77,7 +80,7 @@ class DagqRetries(Middleware):
         else:
             exhausted = attempts >= max_attempts
         if exhausted:
-            log.warning("retries exceeded for message %r", message.message_id)
+            log.debug("retries exceeded for message %r", message.message_id)
             self._give_up(message)
             self._retry_exhausted(broker, message, actor, retries, max_attempts - 1)
             return
@@ -89,7 +92,7 @@ class DagqRetries(Middleware):
                       DEFAULT_MAX_BACKOFF_MS)
             _, delay_ms = compute_backoff(retries, factor=factor, max_backoff=cap)
         message.retry, message.retry_delay_s = True, delay_ms / 1000
-        log.info("retrying message %r in %d milliseconds", message.message_id, delay_ms)
+        log.debug("retrying message %r in %d milliseconds", message.message_id, delay_ms)
 
     @staticmethod
     def _give_up(message: LeasedMessage) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from dagq.errors import DagqError
 from dagq.workers.errors import NodeCancelled, NodeTimeout
 from dagq.workers.leases import LeaseBook, node_ids, of_nodes
+from dagq.workers.log_lines import node_fields
 
 if TYPE_CHECKING:
     from dagq.workers.broker import PostgresBroker
@@ -57,7 +58,11 @@ class Supervisor(threading.Thread):
         while not self._stopping.wait(TICK_S):
             now = time.monotonic()
             for key in self.book.overdue(now):
-                log.info("node %s ran past its timeout; interrupting it", key[0])
+                lease = self.book.get(key)
+                if lease is not None:  # named as the line the attempt's failure writes
+                    log.info("node %r of run %s: attempt %d ran past its timeout; "
+                             "interrupting it", lease.node.node_key, lease.node.run_id,
+                             lease.node.attempts, extra=node_fields(lease.node))
                 self.book.interrupt(key, NodeTimeout)
             if now >= self._next_beat or self._beat_now:
                 self._beat_now = False

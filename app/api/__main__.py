@@ -8,9 +8,7 @@ import logging
 import sys
 
 from dagq.api.server import serve
-from dagq.config import get_settings
-from dagq.runtime.bootstrap import process_database
-from dagq.runtime.logs import setup_logging
+from dagq.runtime.bootstrap import process_database, process_settings
 from dagq.runtime.procs import EXIT_CANNOT_START
 
 log = logging.getLogger("dagq.api")
@@ -23,8 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-port", action="store_true",
                         help="share the port with other API processes (SO_REUSEPORT)")
     args = parser.parse_args(argv)
-    settings = get_settings()
-    setup_logging(settings.log_level)
+    settings = process_settings()
     with process_database(
             settings, lambda why: log.error("the API cannot start: %s", why)) as db:
         if db is None:

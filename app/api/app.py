@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dagq.api.auth import KeyCache
+from dagq.api.auth import KeyCache, caller
 from dagq.api.bodies import BodyLimitMiddleware
 from dagq.api.errors import EXCEPTION_HANDLERS
 from dagq.api.hub import EventHub
@@ -36,6 +36,7 @@ from dagq.api.submits import SubmitBatcher
 from dagq.config import Settings
 from dagq.runtime.db import SessionLimits, conninfo, open_pool
 from dagq.runtime.listening import listen_target
+from dagq.runtime.logs import add_scope
 from dagq.runtime.pooler import detect
 from dagq.service.runs import ensure_event_partitions
 from dagq.service.submissions import SpecCache
@@ -76,6 +77,7 @@ class RequestMetricsMiddleware:
 def create_app(settings: Settings, url: str) -> Starlette:
     """The API for the database at `url` (already migrated, or /readyz says so)."""
     metrics = ApiMetrics()
+    add_scope(caller.get)  # a request's lines carry its tenant
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from contextvars import ContextVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,6 +26,9 @@ from dagq.store import Store
 ANONYMOUS_ADMIN = ApiKey(id=uuid.UUID(int=0), tenant="default", admin=True)
 KEY_CACHE_TTL_S = 10.0
 KEY_CACHE_SIZE = 4096
+# The key of the request the current task serves; a scope of the API's log lines (their
+# `tenant`: dagq.runtime.logs, registered by create_app).
+caller: ContextVar[ApiKey | None] = ContextVar("dagq_api_caller", default=None)
 
 
 class KeyCache:
@@ -70,7 +74,14 @@ class KeyCache:
 
 
 async def principal(request: Request) -> ApiKey:
-    """The caller's key; 401 when it is missing (auth on) or unknown."""
+    """The caller's key; 401 when it is missing (auth on) or unknown. The lines the
+    request logs from then on carry its tenant (`caller`)."""
+    found = await _identify(request)
+    caller.set(found)  # this request's task only: each request runs in a task of its own
+    return found
+
+
+async def _identify(request: Request) -> ApiKey:
     header = request.headers.get("authorization")
     if header is None:
         if request.app.state.settings.auth == "off":

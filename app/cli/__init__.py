@@ -11,7 +11,7 @@ from collections.abc import Callable
 import psycopg
 
 from dagq.cli.parser import EXIT_INPUT, build_parser
-from dagq.config import Settings, get_settings
+from dagq.config import Settings, describe_invalid, get_settings
 from dagq.errors import DagqError, InvalidRequest, InvalidWorkflow, NoDatabase
 
 __all__ = ["build_parser", "main"]
@@ -24,10 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings()
     except ValueError as exc:
-        print(f"dagq: error: invalid configuration: {exc}", file=sys.stderr)
+        print(f"dagq: error: invalid configuration: {describe_invalid(exc)}", file=sys.stderr)
         return EXIT_INPUT
     server = args.command in ("up", "worker", "api", "sweeper", "bench")
-    setup_logging(settings.log_level, "INFO" if server else "WARNING")
+    setup_logging(settings.log_level, "INFO" if server else "WARNING", fmt=settings.log_format)
     try:
         return _dispatch(args, settings)
     except (InvalidWorkflow, InvalidRequest, NoDatabase) as exc:

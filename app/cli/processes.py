@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 import time
 from typing import Any
 
 from dagq.config import Settings
 from dagq.runtime.bootstrap import database
 from dagq.runtime.budget import Budget
+from dagq.runtime.logs import say
 
 log = logging.getLogger("dagq.cli")
 
@@ -73,7 +73,7 @@ def connections(settings: Settings, url: str, budget: Budget) -> list[str]:
 
 
 def _say_embedded_stopped() -> None:
-    print("dagq: embedded Postgres stopped", file=sys.stderr)
+    say("dagq: embedded Postgres stopped")
 
 
 def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
@@ -98,7 +98,7 @@ def _banner(settings: Settings, url: str, port: int, args: argparse.Namespace,
     if settings.auth == "off":
         lines.insert(1, "  WARNING    DAGQ_AUTH=off: the API accepts requests WITHOUT a key. "
                         "Local development only!")
-    print("\n".join(lines), file=sys.stderr, flush=True)
+    say("\n".join(lines))
 
 
 def db(args: argparse.Namespace, settings: Settings) -> int:
@@ -131,13 +131,13 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
     ensure_port_free(host, port)  # one line, not a traceback or endless restarts
     with database(settings) as checked:
         for line in connections(settings, checked.url, Budget(api=args.processes)):
-            print(f"dagq: {line}", file=sys.stderr, flush=True)
+            say(f"dagq: {line}")
         if args.processes == 1:
             return serve(settings, checked.url, host=host, port=port)
         group = ProcessGroup()
         _add_api(group, host, port, args.processes, child_env(checked.url))
-        print(f"dagq: API on http://{host}:{port}/ in {args.processes} processes sharing "
-              "the port", file=sys.stderr, flush=True)
+        say(f"dagq: API on http://{host}:{port}/ in {args.processes} processes sharing "
+            "the port")
         return group.run()
 
 
@@ -147,7 +147,7 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     with database(settings) as checked:
         for line in connections(settings, checked.url,
                                 Budget(workers=args.processes, threads=args.threads)):
-            print(f"dagq: {line}", file=sys.stderr, flush=True)
+            say(f"dagq: {line}")
         group = ProcessGroup()
         argv = ["-m", "dagq.workers", "--threads", str(args.threads), "--queues", args.queues]
         for i in range(args.processes):

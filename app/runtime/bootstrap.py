@@ -82,3 +82,22 @@ def process_database(settings: Settings,
             say(exc.message)
             db = None
         yield db
+
+
+def process_settings(default_level: str = "INFO") -> Settings:
+    """The settings of a dagq process (`python -m dagq.workers|api|sweeper`), with its
+    logging set up. Bad settings (DAGQ_LOG_FORMAT=xml, say): one line on stderr, and the
+    process exits with EXIT_CANNOT_START, as for any reason it cannot start."""
+    import sys
+
+    from dagq.config import describe_invalid, get_settings
+    from dagq.runtime.logs import setup_logging
+    from dagq.runtime.procs import EXIT_CANNOT_START
+
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        print(f"dagq: error: invalid configuration: {describe_invalid(exc)}", file=sys.stderr)
+        raise SystemExit(EXIT_CANNOT_START) from None
+    setup_logging(settings.log_level, default_level, fmt=settings.log_format)
+    return settings

@@ -11,13 +11,10 @@ log = logging.getLogger("dagq.sweeper")
 
 
 def main() -> int:
-    from dagq.config import get_settings
-    from dagq.runtime.bootstrap import process_database
-    from dagq.runtime.logs import setup_logging
+    from dagq.runtime.bootstrap import process_database, process_settings
 
     stop = stop_on_signals()  # first thing: a signal during startup is not lost
-    settings = get_settings()
-    setup_logging(settings.log_level)
+    settings = process_settings()
     with process_database(
             settings, lambda why: log.error("the sweeper cannot start: %s", why)) as db:
         if db is None:

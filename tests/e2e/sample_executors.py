@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 
@@ -13,6 +14,13 @@ from dagq.workers import FatalError, executor
 @executor("test.ident")
 def ident(payload):
     return {"i": payload["params"].get("i"), "item": payload.get("item")}
+
+
+@executor("test.logs")
+def logs(payload):
+    """Writes one WARNING line of its own (the worker's log lines name the node)."""
+    logging.getLogger("tests.executor").warning("said by %s", payload["params"].get("who"))
+    return {}
 
 
 @executor("test.collect")

@@ -114,6 +114,18 @@ def test_retry_options_are_honoured(app, repo, sql, fleet) -> None:
     assert default.get_result(block=True, timeout=30_000) == 1
     assert node_of(repo, sql, default).max_attempts == 21  # Dramatiq's 20 retries
 
+    # Each failed attempt is one line, told by its outcome (issue 31 item 2): a retry a
+    # WARNING, naming the node; `throws` an ERROR without a traceback; never Dramatiq's
+    # "unhandled exception" ERROR; Retry(delay=) only at INFO (not shown at WARNING).
+    lines = (fleet.tmp / "worker-0.log").read_text().splitlines()
+    retries = [line for line in lines if " WARNING " in line and "will retry" in line]
+    assert len(retries) == 5, lines  # flaky 2, retried_twice 2, exhausts 1
+    assert not [line for line in lines if "Failed to process message" in line]
+    thrown = [i for i, line in enumerate(lines)
+              if " ERROR " in line and "ValueError: expected: never retried" in line]
+    assert len(thrown) == 1 and "[run=" in lines[thrown[0]]
+    assert thrown[0] + 1 == len(lines) or not lines[thrown[0] + 1].startswith("Traceback")
+
 
 def test_callbacks_time_limit_max_age_and_delay(app, repo, sql, fleet) -> None:
     start_workers(fleet)
