@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import psycopg
 
 from dagq.errors import DagqError
+from dagq.runtime.analyze import analyze_never_analyzed
 from dagq.runtime.db import SessionLimits, conninfo
 from dagq.runtime.sqlfiles import Migration, migrations, queries
 
@@ -55,6 +56,7 @@ def migrate(url: str) -> list[int]:
                         "compatible_with": migration.compatible_with})
                 log.info("applied migration %03d_%s", migration.version, migration.name)
                 applied_now.append(migration.version)
+            analyze_never_analyzed(conn)
         finally:
             conn.execute(q["migration_unlock"], {"key": MIGRATION_LOCK_KEY})
     return applied_now

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from dagq.runtime.analyze import analyze_never_analyzed
 from dagq.runtime.sqlfiles import queries
 from dagq.states import OPEN_RUN_STATUSES
 from dagq.store.machine import Machine
@@ -23,6 +24,12 @@ class MaintenanceRepo:
 
     def __init__(self, db: Database, machine: Machine) -> None:
         self.db, self.m = db, machine
+
+    def analyze_never_analyzed(self) -> list[str]:
+        """ANALYZE the dagq tables that hold rows and have no statistics yet (a restore,
+        a bulk load: dagq.runtime.analyze); their names."""
+        with self.db.connection(None) as conn:
+            return analyze_never_analyzed(conn)
 
     def reclaim_expired(self, *, now: datetime | None = None, limit: int = 100) -> dict[str, int]:
         """Expired leases count as failed attempts: requeue with backoff, or fail.

@@ -179,8 +179,11 @@ class RunRepo:
         path = json_path(meta or {})
         q = queries()
         statement = q["list_runs"] if path is None else q["list_runs_by_metadata"]
+        # Never prepared: its filters are optional parameters, so a generic plan (which
+        # plan_cache_mode=auto may pick after 5 calls when the custom plans look dear,
+        # e.g. before the first ANALYZE) sorts every run (test_plans_in_busy_states).
         with self.db.tx() as cur:
-            rows = cur.execute(statement, {
+            rows = cur.execute(statement, prepare=False, params={
                 "tenant": tenant, "status": status, "workflow": workflow, "limit": limit,
                 "parent": parent, "created_after": created_after,
                 "created_before": created_before,

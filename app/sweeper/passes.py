@@ -125,6 +125,11 @@ class Sweeper:
             retention_s=self.settings.retention_days * 86_400, now=now)
         return {"partitions_created": len(made), "partitions_dropped": len(dropped)}
 
+    def analyze(self, now: datetime | None = None) -> dict[str, int]:
+        """ANALYZE the tables with rows and no statistics yet (a restore, a bulk load):
+        until then the planner guesses and hot plans flip (dagq.runtime.analyze)."""
+        return {"tables_analyzed": len(self.repo.maintenance.analyze_never_analyzed())}
+
     def schedules(self, now: datetime | None = None) -> dict[str, int]:
         """Submit the due firing of each cron schedule (idempotent by event key)."""
         return fire_due(self.repo, now)
@@ -144,6 +149,7 @@ class Sweeper:
             ("prune", self.prune, 600.0),
             # After prune: the runs it removed no longer hold partitions back.
             ("partitions", self.partitions, 600.0),
+            ("analyze", self.analyze, max(every, 60.0)),
             ("schedules", self.schedules, min(every, 1.0)),
         ]
 

@@ -47,6 +47,9 @@ SET nodes_remaining = r.nodes_remaining - n.done,
 FROM next n
 WHERE r.id = n.run_id
 RETURNING r.id, n.old_status, r.status, n.error, r.parent_run_id, r.parent_node_id,
-          r.status NOT IN ('queued', 'running') AND EXISTS (  -- children to cancel
-              SELECT 1 FROM dagq.runs c WHERE c.parent_run_id = r.id
-                AND c.status IN ('queued', 'running')) AS has_children
+          -- children to cancel. A scalar subquery with LIMIT, not EXISTS: before the
+          -- first ANALYZE the planner made EXISTS a hashed subplan over a Seq Scan of
+          -- runs (11-93 ms a batch; test_plans_in_busy_states); this one cannot be hashed.
+          r.status NOT IN ('queued', 'running') AND (
+              SELECT true FROM dagq.runs c WHERE c.parent_run_id = r.id
+                AND c.status IN ('queued', 'running') LIMIT 1) IS NOT NULL AS has_children

@@ -41,3 +41,13 @@ SELECT m.version, m.name, m.applied_at,
        (to_jsonb(m) ->> 'compatible_with')::int AS compatible_with
 FROM dagq.schema_migrations m
 ORDER BY m.version
+
+-- name: never_analyzed_tables
+-- dagq's tables holding rows that were never analyzed (a restore, a bulk load, the first
+-- minutes of a busy install): until autovacuum gets to them their plans are guesses, and
+-- three hot statements' plans flip (test_plans_in_busy_states). dagq.runtime.analyze
+-- analyzes them after `dagq db migrate` and on the sweeper's passes.
+SELECT relname AS name FROM pg_stat_user_tables
+WHERE schemaname = 'dagq' AND n_live_tup + n_mod_since_analyze > 0
+  AND last_analyze IS NULL AND last_autoanalyze IS NULL
+ORDER BY relname

@@ -27,7 +27,7 @@ REPOSITORIES = {
     "leases": {"lease", "heartbeat", "complete_and_lease", "fail", "requeue_unstarted",
                "release_leases"},
     "streams": {"append_stream", "write_stream", "run_feed", "node_stream"},
-    "maintenance": {"reclaim_expired", "expire_dead_workers", "heal_runs",
+    "maintenance": {"reclaim_expired", "analyze_never_analyzed", "expire_dead_workers", "heal_runs",
                     "start_free_slots", "enforce_deadlines", "fire_due_waits", "prune"},
     "partitions": {"create_event_partitions", "ensure_ahead", "retire_event_partitions"},
     "fleet": {"register_worker", "stop_worker", "list_workers", "known_executors",
