@@ -59,9 +59,9 @@ class Bench:
     log_dir: Path
     postmaster: int | None = None  # the server's pid in this machine's /proc, if found
 
-    def fleet(self, name: str) -> WorkerFleet:
+    def fleet(self, name: str, env: dict[str, str] | None = None) -> WorkerFleet:
         return WorkerFleet(self.url, processes=self.workers, threads=self.threads,
-                           log_dir=self.log_dir, name=name)
+                           log_dir=self.log_dir, name=name, env=env)
 
     def one(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         row = self.conn.execute(self.q[name], params or {}).fetchone()
