@@ -62,6 +62,7 @@ class ApiProcesses:
         self.config = config
         self.procs: list[subprocess.Popen[bytes]] = []
         self.api_pids: list[int] = []
+        self.other_pids: list[int] = []
 
     def __enter__(self) -> str:
         port = free_port()
@@ -76,6 +77,7 @@ class ApiProcesses:
                     stderr=subprocess.STDOUT, start_new_session=True,
                     preexec_fn=die_with_parent))
         self.api_pids = [p.pid for p in self.procs[:self.processes]]
+        self.other_pids = [p.pid for p in self.procs[self.processes:]]  # the sweeper
         base = f"http://127.0.0.1:{port}"
         if self._ready(base):
             return base

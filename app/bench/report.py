@@ -244,6 +244,15 @@ def _front_door_rows(table: Table, api: dict[str, Any], phase: str,
         if figures.get("api_cpu_ms_per_submit") is not None:
             table.add_row("", "  API processes' CPU per submit",
                           _spread(figures, "api_cpu_ms_per_submit", "ms", _3), "", "")
+        if figures.get("cpu_ms_per_submit") is not None:
+            parts = " / ".join("-" if figures.get(f"{name}_cpu_ms_per_submit") is None
+                               else _3(figures[f"{name}_cpu_ms_per_submit"])
+                               for name in ("api", "postgres", "workers", "sweeper"))
+            table.add_row("", "  CPU per submit: API / Postgres / workers / sweeper",
+                          f"{parts}; sum {_spread(figures, 'cpu_ms_per_submit', 'ms', _3)}",
+                          "", "")
+            table.add_row("", "  submits/s if the cores did only that",
+                          _spread(figures, "cpu_bound_submits_per_s", "/s"), "", "")
 
 
 def _big_rows(table: Table, big: dict[str, Any], vs: Callable[[float | None], str],

@@ -118,6 +118,9 @@ def _assert_deployed_front_door(api: dict[str, Any]) -> None:
         assert deployed[clients]["errors"] == 0
         assert _number(deployed, clients, "api_cpu_ms_per_submit") > 0
         assert _number(api, clients, "api_cpu_ms_per_submit") > 0
+        assert _number(deployed, clients, "cpu_ms_per_submit") >= _number(
+            deployed, clients, "api_cpu_ms_per_submit")
+        assert _number(deployed, clients, "cpu_bound_submits_per_s") > 0
 
 
 def test_bench_api_phase_alone_alternates_both_front_doors(db_url: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dagq.bench.api_load import BODY, median_round, wrk_script
+from dagq.bench.api_load import BODY, cpu_per_submit, median_round, wrk_script
 from dagq.bench.api_procs import BENCH_CONFIG, DEPLOYED
 from dagq.config import Settings
 from dagq.runtime.procs import api_commands, child_env
@@ -53,3 +53,16 @@ def test_the_median_round_keeps_every_round_beside_it() -> None:
     assert chosen["repeats"]["api_cpu_ms_per_submit"]["values"] == [0.4, 0.3]  # None: left
     even = median_round(rounds[:2], None)  # the low median of an even count
     assert even["submits_per_s"] == 900 and "vs_in_process" not in even
+
+
+def test_cpu_per_submit_splits_by_process_group_and_bounds_the_rate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("dagq.bench.api_load.os.cpu_count", lambda: 2)
+    split = cpu_per_submit({"api": 400.0, "postgres": 500.0, "workers": 100.0,
+                            "sweeper": None}, requests=1000)
+    assert split["api_cpu_ms_per_submit"] == 0.4
+    assert split["sweeper_cpu_ms_per_submit"] is None  # not measured: not a zero
+    assert split["cpu_ms_per_submit"] == 1.0
+    assert split["cpu_bound_submits_per_s"] == 2000  # 2 cores, 1 ms each
+    nothing = cpu_per_submit({"api": None}, requests=0)
+    assert nothing["cpu_ms_per_submit"] is None and nothing["cpu_bound_submits_per_s"] is None
