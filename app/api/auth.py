@@ -1,14 +1,18 @@
 """Who is calling: `Authorization: Bearer <key>` checked with service.authenticate.
 
 Valid keys are remembered for KEY_CACHE_TTL_S (by hash, never the key itself), which
-saves a database round trip per request. A key revoked through this API process
-(DELETE /v1/keys/{id}) is forgotten at once; in the other API processes (`--processes`,
-other hosts) and after `dagq keys revoke` on the database, it stops working within
-KEY_CACHE_TTL_S (10 s) at most.
+saves a database round trip per request. When a key's entry expires, the requests that
+arrive while it is read again wait for that one read instead of each making its own
+(with 50-200 clients on one key, each expiry was 50-200 lookups at once, queued on the
+thread pool and the connection pool ahead of the submissions' writes). A key revoked
+through this API process (DELETE /v1/keys/{id}) is forgotten at once; in the other API
+processes (`--processes`, other hosts) and after `dagq keys revoke` on the database, it
+stops working within KEY_CACHE_TTL_S (10 s) at most.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -42,6 +46,10 @@ class KeyCache:
         # Bumped by every forget(): a lookup that read the key's row before a revoke
         # committed must not put the key back into the cache after forget() ran.
         self._forgets = 0
+        # The lookup under way per key hash (event loop only), shared by the requests
+        # that miss the cache meanwhile; forget() drops it, so a request that arrives
+        # after a revoke reads the key's row itself.
+        self._reading: dict[str, asyncio.Future[ApiKey | None]] = {}
 
     def cached(self, key: str) -> ApiKey | None:
         """The key's record if it was authenticated less than ttl_s ago (no I/O)."""
@@ -56,6 +64,26 @@ class KeyCache:
         with self._lock:
             self._found.pop(key_hash, None)
             self._forgets += 1
+            self._reading.pop(key_hash, None)
+
+    async def lookup(self, repo: Store, key: str) -> ApiKey | None:
+        """The key's record: cached, or read once however many requests ask meanwhile."""
+        if (found := self.cached(key)) is not None:
+            return found
+        key_hash = service.hash_key(key)
+        reading = self._reading.get(key_hash)
+        if reading is None:
+            reading = asyncio.ensure_future(run_in_threadpool(self.authenticate, repo, key))
+            self._reading[key_hash] = reading
+            reading.add_done_callback(lambda done: self._done_reading(key_hash, done))
+        # shield: a request that goes away (client gone) must not cancel the others' read
+        return await asyncio.shield(reading)
+
+    def _done_reading(self, key_hash: str, done: asyncio.Future[ApiKey | None]) -> None:
+        if self._reading.get(key_hash) is done:
+            del self._reading[key_hash]
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter got it (or none was left)
 
     def authenticate(self, repo: Store, key: str) -> ApiKey | None:
         """service.authenticate, remembered when the key is valid (blocking)."""
@@ -93,8 +121,7 @@ async def _identify(request: Request) -> ApiKey:
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("the Authorization header must be 'Bearer <key>'")
     keys: KeyCache = request.app.state.keys
-    found = keys.cached(key) or await run_in_threadpool(keys.authenticate,
-                                                          request.app.state.repo, key)
+    found = await keys.lookup(request.app.state.repo, key)
     if found is None:
         raise Unauthorized("unknown or revoked API key")
     return found

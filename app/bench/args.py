@@ -17,11 +17,15 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also measure flat throughput with 1,000,000 finished node "
                              "rows in dagq.node_tasks and as many events in "
                              "dagq.run_events (100,000 with --quick)")
-    parser.add_argument("--phase", choices=["core", "dramatiq", "subflows", "fairness"],
+    parser.add_argument("--phase",
+                        choices=["core", "dramatiq", "subflows", "fairness", "api"],
                         default=None,
                         help="run only this phase (core: the hot path's figures, the "
                              "ceiling, flat and DAG drains and latency, a quarter of the "
-                             "full bench's time; dramatiq: plain Dramatiq actors' sends, "
+                             "full bench's time; api: the front door under 50 and 200 "
+                             "clients, in the bench's configuration and as `dagq up` "
+                             "deploys it, alternating --repeat times; dramatiq: plain "
+                             "Dramatiq actors' sends, "
                              "drain and idle send -> start; subflows: parent runs mapping a "
                              "sub-workflow, against the same work inlined; fairness: the "
                              "--fairness phase)")

@@ -102,10 +102,10 @@ class WorkerFleet:
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        env = child_env(self.url, DAGQ_LOG_LEVEL=os.environ.get("DAGQ_BENCH_WORKER_LOG_LEVEL",
-                                                                "WARNING"),
-                        DAGQ_TEST_EXECUTORS="on",  # its scratch database, its own workers
-                        **self.extra_env)
+        env = child_env(self.url, **{
+            "DAGQ_LOG_LEVEL": os.environ.get("DAGQ_BENCH_WORKER_LOG_LEVEL", "WARNING"),
+            "DAGQ_TEST_EXECUTORS": "on",  # its scratch database, its own workers
+            **self.extra_env})  # a phase may set the log level too (api: as `dagq up`)
         argv = [sys.executable, "-m", "dagq.workers", "--threads", str(self.threads)]
         for i in range(self.processes):
             log_path = self.log_dir / f"{self.name}-worker-{i + 1}.log"

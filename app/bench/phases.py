@@ -63,10 +63,10 @@ class Bench:
     fleet_url: str | None = None
     fleet_env: dict[str, str] | None = None
 
-    def fleet(self, name: str) -> WorkerFleet:
+    def fleet(self, name: str, env: dict[str, str] | None = None) -> WorkerFleet:
         return WorkerFleet(self.fleet_url or self.url, processes=self.workers,
                            threads=self.threads, log_dir=self.log_dir, name=name,
-                           env=self.fleet_env)
+                           env={**(self.fleet_env or {}), **(env or {})})
 
     def one(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         row = self.conn.execute(self.q[name], params or {}).fetchone()

@@ -39,7 +39,10 @@ def _spread(result: dict[str, Any], figure: str, unit: str,
 def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
     table = _table(r)
     if "ceiling" not in r:  # one phase alone (--phase)
-        _dramatiq_rows(table, r["dramatiq"], targets)
+        if r.get("api") is not None:
+            _api_rows(table, r["api"], targets)
+        else:
+            _dramatiq_rows(table, r["dramatiq"], targets)
         _print(table, r)
         return
     single, batch = r["ceiling"]["single"], r["ceiling"]["batch"]
@@ -241,20 +244,43 @@ def _stream_rows(table: Table, stream: dict[str, Any], targets: dict[str, str]) 
 
 
 def _api_rows(table: Table, api: dict[str, Any], targets: dict[str, str]) -> None:
+    """The bench's configuration, then (since 0.3) the front door as `dagq up` deploys
+    it; the targets are the deployed one's (what users run)."""
+    deployed = api.get("deployed")
+    _front_door_rows(table, api, "api (bench: auth off, WARNING)",
+                     {} if deployed else targets, api["processes"], api["client"])
+    if deployed:
+        _front_door_rows(table, deployed, "api as `dagq up` (auth on, INFO, sweeper)",
+                         targets, deployed["processes"], api["client"])
+
+
+def _front_door_rows(table: Table, api: dict[str, Any], phase: str,
+                     targets: dict[str, str], processes: int, client: str) -> None:
     clients = sorted(int(key[1:]) for key in api if key[:1] == "c" and key[1:].isdigit())
-    first = True
-    for count in clients:
+    for i, count in enumerate(clients):
         figures = api[f"c{count}"]
-        label = f"{count} clients ({api['client']}, {api['processes']} API process(es))"
         ratio = figures.get("vs_in_process")
-        table.add_row("api" if first else "", f"POST /v1/runs, {label}: submits/s",
-                      _n(figures["submits_per_s"], "/s"),
+        table.add_row(phase if i == 0 else "",
+                      f"POST /v1/runs, {count} clients ({client}, {processes} API "
+                      "process(es)): submits/s",
+                      _spread(figures, "submits_per_s", "/s"),
                       f"{ratio:.2f} of in-process" if ratio is not None else "",
                       targets.get(f"api_c{count}_submits_per_s", ""))
         table.add_row("", "  p50 / p99; errors",
-                      f"{_n(figures['p50_ms'])} / {_n(figures['p99_ms'], 'ms')}; "
-                      f"{figures['errors']}", "", targets.get(f"api_c{count}_p99", ""))
-        first = False
+                      f"{_spread(figures, 'p50_ms', '')} / {_spread(figures, 'p99_ms', 'ms')}"
+                      f"; {figures['errors']}", "", targets.get(f"api_c{count}_p99", ""))
+        if figures.get("api_cpu_ms_per_submit") is not None:
+            table.add_row("", "  API processes' CPU per submit",
+                          _spread(figures, "api_cpu_ms_per_submit", "ms", _3), "", "")
+        if figures.get("cpu_ms_per_submit") is not None:
+            parts = " / ".join("-" if figures.get(f"{name}_cpu_ms_per_submit") is None
+                               else _3(figures[f"{name}_cpu_ms_per_submit"])
+                               for name in ("api", "postgres", "workers", "sweeper"))
+            table.add_row("", "  CPU per submit: API / Postgres / workers / sweeper",
+                          f"{parts}; sum {_spread(figures, 'cpu_ms_per_submit', 'ms', _3)}",
+                          "", "")
+            table.add_row("", "  submits/s if the cores did only that",
+                          _spread(figures, "cpu_bound_submits_per_s", "/s"), "", "")
 
 
 def _big_rows(table: Table, big: dict[str, Any], vs: Callable[[float | None], str],

@@ -203,6 +203,9 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = No
         return {"dramatiq": _dramatiq(bench, sizes)}
     if phase == "subflows":
         return {"subflows": subflows(bench, parents=sizes.subflow_parents)}
+    if phase == "api":  # both configurations, alternating; no in-process submit rate
+        return {"api": api_load(bench, clients=API_CLIENTS, seconds=sizes.api_seconds,
+                                in_process_runs_per_s=None, rounds=sizes.repeat)}
     log.info("ceiling: %d rows one per transaction, %d rows %d per statement, %d "
              "connections", sizes.ceiling_single_rows, sizes.ceiling_batch_rows,
              ph.CEILING_BATCH, ph.CEILING_CONNECTIONS)

@@ -53,12 +53,10 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
 
 def _add_api(group: Any, host: str, port: int, processes: int, env: dict[str, str]) -> None:
     """`processes` API processes on one port; more than one share it with SO_REUSEPORT."""
-    argv = ["-m", "dagq.api", "--host", host, "--port", str(port)]
-    if processes == 1:
-        group.add("api", argv, env)
-        return
-    for i in range(processes):
-        group.add(f"api-{i + 1}", [*argv, "--reuse-port"], env)
+    from dagq.runtime.procs import api_commands
+
+    for name, argv in api_commands(host, port, processes):
+        group.add(name, argv, env)
 
 
 def connections(settings: Settings, url: str, budget: Budget) -> list[str]:

@@ -363,3 +363,13 @@ def child_env(database_url: str, **extra: str) -> dict[str, str]:
 def default_api_processes(cpus: int | None = None) -> int:
     """One API process per two cores (the workers and Postgres need the others), 1 to 4."""
     return max(1, min(4, (cpus or os.cpu_count() or 1) // 2))
+
+
+def api_commands(host: str, port: int, processes: int) -> list[tuple[str, list[str]]]:
+    """The API processes `dagq up` and `dagq api --processes N` start, as (name, the
+    interpreter's arguments); more than one share the port (SO_REUSEPORT). `dagq bench`
+    starts its deployed front door from the same list, so it measures what users run."""
+    argv = ["-m", "dagq.api", "--host", host, "--port", str(port)]
+    if processes == 1:
+        return [("api", argv)]
+    return [(f"api-{i + 1}", [*argv, "--reuse-port"]) for i in range(processes)]

@@ -92,6 +92,19 @@ def bulk_action(
     (another tenant's or an unknown id is skipped as not_found). A rerun without
     `from_` starts from the run's failed and cancelled nodes."""
     check_bulk(action, limit=limit, run_filter=run_filter, ids=ids, from_=from_)
+    # Each run's transaction commits without waiting for its own WAL flush (~4 ms each on
+    # a plain disk: 10,000 runs took 31 s); one flush before answering makes them all
+    # durable, so what the answer counts as acted on survives a crash.
+    result = _bulk(repo.committing_later(), action, tenant, run_filter, ids, limit, cursor,
+                   from_)
+    if result.acted:
+        repo.flush_commits()
+    return result
+
+
+def _bulk(repo: Store, action: Action, tenant: str | None, run_filter: RunFilter | None,
+          ids: Sequence[uuid.UUID] | None, limit: int, cursor: tuple[datetime, uuid.UUID] | None,
+          from_: list[str] | None) -> BulkResult:
     result = BulkResult()
     if ids is not None:
         unique = list(dict.fromkeys(ids))

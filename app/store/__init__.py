@@ -119,6 +119,17 @@ class Store:
         once committed (see Database.notifying_in_background)."""
         return Store(db=self.db.notifying_in_background(notifier), caches=self.caches)
 
+    def committing_later(self) -> Store:
+        """This store (same pool, same caches) whose transactions do not wait for their
+        WAL flush; call flush_commits before answering for them (Database.committing_later)."""
+        return Store(db=self.db.committing_later(), caches=self.caches)
+
+    @transient
+    def flush_commits(self) -> None:
+        """Wait until every commit made so far on this server is durable (one flush)."""
+        with self.db.tx() as cur:
+            cur.execute(queries()["flush_commits"])
+
     def close(self) -> None:
         self.db.close()
 

@@ -190,6 +190,7 @@ class Database:
         self.call_timeout_s = call_timeout_s
         self.wait_s: float | None = None  # for a pooled connection; None: the pool's timeout
         self.notifier: BackgroundNotifier | None = None  # see notifying_in_background
+        self.commit_later = False  # see committing_later
 
     def bounded(self, seconds: float) -> Self:
         """This database (same pool), for calls that must give up after about `seconds`
@@ -207,6 +208,16 @@ class Database:
         sender = copy.copy(self)
         sender.notifier = notifier
         return sender
+
+    def committing_later(self) -> Self:
+        """This database (same pool) whose transactions commit without waiting for the
+        WAL flush (synchronous_commit off): a bulk action's thousands of one-run
+        transactions would each wait ~4 ms for its own flush. Whoever answers for them
+        calls Store.flush_commits first: one flush then makes them all durable (the WAL is
+        one sequence), so nothing acknowledged can be lost."""
+        later = copy.copy(self)
+        later.commit_later = True
+        return later
 
     def close(self) -> None:
         self.pool.close()
@@ -229,6 +240,8 @@ class Database:
                 bare = one_statement and not needs_transaction(conn)
                 tx = contextlib.nullcontext() if bare else conn.transaction()
                 with tx, conn.cursor() as cur:
+                    if self.commit_later and not bare:
+                        cur.execute(queries()["commit_later"])
                     yield cur
             finally:
                 _outbox.notes = outer

@@ -23,3 +23,14 @@ ORDER BY b.i
 SELECT pg_notify(n.channel, n.payload)
 FROM unnest(%(channels)s::text[], %(payloads)s::text[]) WITH ORDINALITY AS n(channel, payload, i)
 ORDER BY n.i
+
+-- name: commit_later
+-- First statement of a transaction of Database.committing_later: its COMMIT does not
+-- wait for the WAL flush (a bulk action's one-run transactions; Store.flush_commits
+-- makes them durable before the action answers).
+SET LOCAL synchronous_commit = off
+
+-- name: flush_commits
+-- A transaction with an id, so its COMMIT writes a record and, synchronous, waits for
+-- the WAL up to it to be flushed: every earlier commit of this server is durable then.
+SELECT txid_current() AS xid

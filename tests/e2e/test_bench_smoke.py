@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from dagq.bench.procstat import children_of
@@ -100,9 +101,66 @@ def test_bench_quick_reports_every_figure(db_url: str, tmp_path: Path) -> None:
                                                                       "p99_ms")
         assert _number(figures, "api", clients, "vs_in_process") > 0
     assert figures["api"]["client"] in ("wrk", "httpx")
+    _assert_deployed_front_door(figures["api"])
     assert figures["database"]["synchronous_commit"] == "on"
     assert figures["database"]["scratch"] is True
     assert "flat" in done.stdout and "ceiling" in done.stdout  # the table was printed
+
+
+def _assert_deployed_front_door(api: dict[str, Any]) -> None:
+    """The front door as `dagq up` deploys it was measured too: a real key accepted on
+    every request (auth on: a refused one would count as an error), CPU per submit."""
+    deployed = api["deployed"]
+    assert deployed["processes"] == api["processes"]
+    assert "auth on" in deployed["config"] and "auth off" in api["config"]
+    for clients in ("c50", "c200"):
+        assert _number(deployed, clients, "submits_per_s") > 0
+        assert deployed[clients]["errors"] == 0
+        assert _number(deployed, clients, "api_cpu_ms_per_submit") > 0
+        assert _number(api, clients, "api_cpu_ms_per_submit") > 0
+        assert _number(deployed, clients, "cpu_ms_per_submit") >= _number(
+            deployed, clients, "api_cpu_ms_per_submit")
+        assert _number(deployed, clients, "cpu_bound_submits_per_s") > 0
+
+
+def test_bench_api_phase_alone_alternates_both_front_doors(db_url: str,
+                                                            tmp_path: Path) -> None:
+    """`--phase api`: the bench's front door and the deployed one, --repeat rounds of
+    each, the spread of every round beside the median."""
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, DAGQ_DATABASE_URL=db_url, DAGQ_LOG_LEVEL="WARNING",
+               COLUMNS="250")  # the table's cells unwrapped
+    done = subprocess.run(
+        [*_dagq(), "bench", "--quick", "--phase", "api", "--repeat", "2", "--json", str(out)],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    api = json.loads(out.read_text())["api"]
+    assert api["rounds"] == 2
+    _assert_deployed_front_door(api)
+    for side in (api, api["deployed"]):
+        assert len(side["c50"]["repeats"]["submits_per_s"]["values"]) == 2
+    assert "api as `dagq up`" in done.stdout and "CPU per submit" in done.stdout
+
+
+def test_the_deployed_front_door_refuses_a_request_without_a_key(
+        db_url: str, repo: Any, tmp_path: Path) -> None:
+    """What the bench calls deployed is auth on: no key, 401; the bench's key, 201."""
+    from dagq import service
+    from dagq.bench.api_procs import DEPLOYED, ApiProcesses
+    from dagq.spec.workflow import parse_spec
+
+    repo.workflows.register_workflow(parse_spec(
+        {"name": "front", "nodes": {"n": {"executor": "builtin.noop"}}}))
+    key = service.create_api_key(repo, "front")
+    with ApiProcesses(db_url, tmp_path, name="front", config=DEPLOYED) as base:
+        body = {"workflow": "front", "inputs": {}}
+        assert httpx.post(f"{base}/v1/runs", json=body, timeout=30).status_code == 401
+        answer = httpx.post(f"{base}/v1/runs", json=body, timeout=30,
+                            headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 201, answer.text
+    assert (tmp_path / "front-sweeper.log").exists()  # the sweeper ran beside it
 
 
 def _assert_drain_costs(figures: dict[str, Any]) -> None:
