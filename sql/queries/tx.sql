@@ -31,6 +31,9 @@ ORDER BY n.i
 SET LOCAL synchronous_commit = off
 
 -- name: flush_commits
--- A transaction with an id, so its COMMIT writes a record and, synchronous, waits for
--- the WAL up to it to be flushed: every earlier commit of this server is durable then.
-SELECT txid_current() AS xid
+-- A transaction that writes one WAL record (a transactional logical message, which any
+-- user may write at any wal_level from replica up, and which no table keeps), so its
+-- synchronous COMMIT waits for the WAL up to it to be flushed: every earlier commit of
+-- this server is durable then. (A transaction that only takes an xid writes its commit
+-- record without waiting for the flush.)
+SELECT pg_logical_emit_message(true, 'dagq.flush', '') AS lsn

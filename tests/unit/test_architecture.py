@@ -230,7 +230,7 @@ def test_imports_follow_the_layers() -> None:
 
 STORE_WRITES = frozenset({
     "register_workflow", "submit_run", "submit_runs", "submit_keyed",
-    "cancel_run", "retry_run", "rerun_run", "resolve_node", "send_signal",
+    "cancel_run", "retry_run", "rerun_run", "resolve_node", "send_signal", "flush_commits",
     "lease", "heartbeat", "complete_and_lease", "fail", "requeue_unstarted", "release_leases",
     "append_stream", "write_stream",
     "reclaim_expired", "analyze_never_analyzed", "expire_dead_workers",
@@ -244,7 +244,7 @@ STORE_WRITES = frozenset({
     "dead_letter_unserved",
 })
 STORE_READS = frozenset({
-    "bounded", "notifying_in_background", "close", "ping",
+    "bounded", "notifying_in_background", "committing_later", "close", "ping",
     "get_workflow", "list_workflows", "get_run", "list_runs", "events",
     "run_feed", "node_stream",
     "known_executors", "known_queues", "unserved_nodes", "list_workers",

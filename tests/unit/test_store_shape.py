@@ -44,7 +44,8 @@ REPOSITORIES = {
                  "counter_add", "counter_change", "counter_incr_and_sum", "counter_value",
                  "unserved_actors", "dead_letter_unserved"},
 }
-FACADE_METHODS = {"bounded", "notifying_in_background", "close", "ping"}
+FACADE_METHODS = {"bounded", "notifying_in_background", "committing_later", "close", "ping",
+                  "flush_commits"}
 SEAMS = {"db", "machine", "caches"}
 
 
@@ -161,4 +162,4 @@ def test_no_repository_inherits_or_reaches_into_another() -> None:
 
 def test_database_is_the_only_holder_of_the_pool() -> None:
     assert set(vars(Database(cast(Any, object())))) == {
-        "pool", "retry_s", "call_timeout_s", "wait_s", "notifier"}
+        "pool", "retry_s", "call_timeout_s", "wait_s", "notifier", "commit_later"}
