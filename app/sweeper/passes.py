@@ -26,6 +26,7 @@ from dagq.runtime.db import SessionLimits, open_pool
 from dagq.runtime.procs import StopRequest, wait_for_stop
 from dagq.service.schedules import fire_due
 from dagq.store import Store
+from dagq.sweeper.webhooks import deliver_due
 
 log = logging.getLogger("dagq.sweeper")
 
@@ -119,6 +120,16 @@ class Sweeper:
         """Submit the due firing of each cron schedule (idempotent by event key)."""
         return fire_due(self.repo, now)
 
+    def webhooks(self, now: datetime | None = None) -> dict[str, int]:
+        """Send the due webhook deliveries (batch after batch while full)."""
+        total: dict[str, int] = {}
+        while True:
+            counts = deliver_due(self.repo, self.settings, now=now, limit=BATCH // 5)
+            for key, value in counts.items():
+                total[key] = total.get(key, 0) + value
+            if sum(counts.values()) < BATCH // 5:
+                return total
+
     def passes(self) -> list[tuple[str, Callable[[datetime | None], dict[str, int]], float]]:
         """Every pass with how often it runs, in an order where each helps the next: the
         one list both run_once and the scheduler read, so no pass is left unscheduled."""
@@ -133,6 +144,7 @@ class Sweeper:
             ("dead_letters", self.dead_letters, max(every, 30.0)),
             ("prune", self.prune, 600.0),
             ("schedules", self.schedules, min(every, 1.0)),
+            ("webhooks", self.webhooks, min(every, 1.0)),
         ]
 
     def run_once(self, now: datetime | None = None) -> dict[str, int]:

@@ -43,6 +43,7 @@ EXPORTED = {
         "LeasedNode", "NodeStatus", "NodeView", "RerunResult", "ResolveResult", "RunEvent",
         "RunStatus", "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",
+        "WEBHOOK_EVENTS", "WebhookAttempt", "WebhookDelivery", "WebhookRecord",
     },
     "dagq.api.schemas": {
         "ApiKeyRecord", "BatchResults", "CURSOR_PATTERN", "CURSOR_TEXT", "Concurrency",
