@@ -84,6 +84,20 @@ def add_webhook(repo: Store, settings: Settings, *, tenant: str, url: str, event
     return NewWebhook(record, secret)
 
 
+def attach_callback(repo: Store, settings: Settings, tenant: str, run_id: uuid.UUID,
+                    callback: dict[str, Any]) -> None:
+    """A submit's `callback`, written before its run (whose id is chosen already), so
+    the run cannot end before its callback exists; detach_callback if the submit did not
+    create that run."""
+    add_webhook(repo, settings, tenant=tenant, url=callback["url"],
+                events=list(callback["events"]), secret=callback.get("secret"),
+                run_id=run_id)
+
+
+def detach_callback(repo: Store, run_id: uuid.UUID) -> None:
+    repo.webhooks.delete_callback(run_id)
+
+
 def remove_webhook(repo: Store, webhook_id: uuid.UUID, tenant: str | None) -> None:
     repo.webhooks.delete_webhook(webhook_id, tenant)
 

@@ -105,3 +105,17 @@ class WebhookRepo:
                 "id": delivery_id, "tenant": tenant, "now": now}).fetchone()
         if row is None:
             raise NotFound(f"webhook delivery {delivery_id} not found")
+
+    @transient
+    def delete_callback(self, run_id: uuid.UUID) -> None:
+        """Forget a submit's callback (its run was not created by that submit)."""
+        with self.db.tx(one_statement=True) as cur:
+            cur.execute(queries()["delete_callback"], {"run_id": run_id})
+
+    @transient
+    def prune_webhooks(self, *, before: datetime) -> int:
+        """Deliveries finished before `before` (with their attempts) and callbacks of
+        runs gone; how many deliveries."""
+        with self.db.tx() as cur:
+            return cur.execute(queries()["prune_webhooks"], {"before": before}
+                               ).fetchone()["pruned"]

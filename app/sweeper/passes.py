@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from psycopg_pool import ConnectionPool
@@ -114,7 +114,9 @@ class Sweeper:
             pruned += batch
             if batch < PRUNE_BATCH:
                 break
-        return {"pruned_runs": pruned}
+        before = (now or self.repo.messages.database_now()) - timedelta(seconds=retention_s)
+        return {"pruned_runs": pruned,
+                "pruned_deliveries": self.repo.webhooks.prune_webhooks(before=before)}
 
     def schedules(self, now: datetime | None = None) -> dict[str, int]:
         """Submit the due firing of each cron schedule (idempotent by event key)."""

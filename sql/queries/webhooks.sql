@@ -95,3 +95,23 @@ SET status = 'pending', next_attempt_at = coalesce(%(now)s::timestamptz, now()),
     finished_at = NULL
 WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
 RETURNING id
+
+-- name: delete_callback
+-- A submit's callback whose run was not created (refused, or an existing run returned).
+DELETE FROM dagq.webhooks WHERE run_id = %(run_id)s
+
+-- name: prune_webhooks
+-- Retention: deliveries finished before %(before)s with their attempts, and callbacks
+-- whose run is gone (pruned with its events).
+WITH old AS (
+    DELETE FROM dagq.webhook_deliveries
+    WHERE status <> 'pending' AND finished_at < %(before)s
+    RETURNING id
+), attempts AS (
+    DELETE FROM dagq.webhook_attempts a USING old WHERE a.delivery_id = old.id
+), callbacks AS (
+    DELETE FROM dagq.webhooks w
+    WHERE w.run_id IS NOT NULL AND w.created_at < %(before)s
+      AND NOT EXISTS (SELECT 1 FROM dagq.runs r WHERE r.id = w.run_id)
+)
+SELECT count(*) AS pruned FROM old

@@ -43,7 +43,8 @@ REPOSITORIES = {
                  "counter_add", "counter_change", "counter_incr_and_sum", "counter_value",
                  "unserved_actors", "dead_letter_unserved"},
     "webhooks": {"insert_webhook", "list_webhooks", "delete_webhook", "claim_deliveries",
-                 "finish_attempt", "list_deliveries", "get_delivery", "redeliver"},
+                 "finish_attempt", "list_deliveries", "get_delivery", "redeliver",
+                 "delete_callback", "prune_webhooks"},
 }
 FACADE_METHODS = {"bounded", "notifying_in_background", "close", "ping"}
 SEAMS = {"db", "machine", "caches"}

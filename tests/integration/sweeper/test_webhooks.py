@@ -160,3 +160,24 @@ def test_a_deleted_subscription_fails_its_pending_deliveries(repo, settings, rec
     hooks.redeliver(repo, delivery.id, "acme")  # nothing left to send it to
     assert Sweeper(repo, settings).webhooks()["webhooks_failed"] == 1
     assert receiver.received == []
+
+
+def test_prune_removes_old_finished_deliveries_and_gone_runs_callbacks(
+        repo, settings, receiver, sql) -> None:
+    subscribe(repo, settings, receiver.url)
+    run_id = finished_run(repo)
+    hooks.add_webhook(repo, settings, tenant="acme", url=receiver.url,
+                      events=["run_failed"], run_id=run_id)
+    sweeper = Sweeper(repo, settings)
+    sweeper.webhooks()
+    assert sweeper.prune()["pruned_deliveries"] == 0  # recent: kept
+    sql.execute("UPDATE dagq.webhook_deliveries SET finished_at = now() - interval '8 days'")
+    sql.execute("UPDATE dagq.webhooks SET created_at = now() - interval '8 days'")
+    sql.execute("UPDATE dagq.runs SET finished_at = now() - interval '8 days'")
+    assert sweeper.prune() == {"pruned_runs": 1, "pruned_deliveries": 1}
+    counts = sql.execute(
+        "SELECT (SELECT count(*) FROM dagq.webhook_attempts) AS attempts, "
+        "(SELECT count(*) FROM dagq.webhooks WHERE run_id IS NOT NULL) AS callbacks, "
+        "(SELECT count(*) FROM dagq.webhooks WHERE run_id IS NULL) AS subscriptions"
+    ).fetchone()
+    assert counts == {"attempts": 0, "callbacks": 0, "subscriptions": 1}
