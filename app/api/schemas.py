@@ -18,7 +18,8 @@ from pydantic import (
 
 from dagq.api.error_summary import RunErrorSummary  # its own module, named here too
 from dagq.errors import InvalidRequest
-from dagq.models import WEBHOOK_EVENTS, ApiKeyRecord, RunView, SubmitResult, WorkflowRecord
+from dagq.models import WEBHOOK_EVENTS as _EVENTS
+from dagq.models import ApiKeyRecord, RunView, SubmitResult, WorkflowRecord
 from dagq.spec import metadata as _meta
 from dagq.spec.workflow import KEY_PATTERN, MAX_PRIORITY, Concurrency
 from dagq.states import RunStatus
@@ -95,9 +96,9 @@ class Callback(_Body):
     """A submit's webhook: this run's events only, signed with `secret` (docs/webhooks.md)."""
 
     url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://")
-    events: list[Literal[WEBHOOK_EVENTS]] = Field(  # type: ignore[valid-type]
+    events: list[Literal[_EVENTS]] = Field(  # type: ignore[valid-type]
         ["run_succeeded", "run_failed", "run_cancelled", "run_partial_succeeded"],
-        min_length=1, max_length=len(WEBHOOK_EVENTS))
+        min_length=1, max_length=len(_EVENTS))
     secret: str | None = Field(None, min_length=16, max_length=200)
 
 
