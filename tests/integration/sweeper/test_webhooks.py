@@ -5,7 +5,9 @@ is due again once it runs out. Time moves through data (`now`, next_attempt_at).
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -15,7 +17,7 @@ from dagq.service import webhooks as hooks
 from dagq.store import Store
 from dagq.sweeper.passes import Sweeper
 from dagq.sweeper.webhooks import CLAIM_S
-from examples.webhook_receiver import verify
+from examples.webhook_receiver import handler, verify
 from tests.harness.drive import drive
 from tests.harness.receiver import Receiver
 from tests.harness.specs import spec
@@ -181,3 +183,29 @@ def test_prune_removes_old_finished_deliveries_and_gone_runs_callbacks(
         "(SELECT count(*) FROM dagq.webhooks WHERE run_id IS NULL) AS subscriptions"
     ).fetchone()
     assert counts == {"attempts": 0, "callbacks": 0, "subscriptions": 1}
+
+
+def test_the_example_receiver_verifies_and_dedupes(repo, settings, capsys) -> None:
+    """examples/webhook_receiver.py as a platform would run it: it accepts dagq's signed
+    delivery (204), prints it once, and a redelivery of the same id is not printed again."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(SECRET, set()))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        subscribe(repo, settings, f"http://127.0.0.1:{server.server_address[1]}/")
+        run_id = finished_run(repo)
+        sweeper = Sweeper(repo, settings)
+        assert sweeper.webhooks()["webhooks_delivered"] == 1
+        [delivery] = repo.webhooks.list_deliveries("acme")
+        hooks.redeliver(repo, delivery.id, "acme")
+        assert sweeper.webhooks()["webhooks_delivered"] == 1
+        hooks.add_webhook(repo, settings, tenant="acme", events=["run_succeeded"],
+                          url=f"http://127.0.0.1:{server.server_address[1]}/",
+                          secret="not-the-receivers-secret")
+        finished_run(repo)
+        counts = sweeper.webhooks()  # the receiver refuses the wrong signature (401)
+        assert counts["webhooks_delivered"] == 1 and counts["webhooks_retried"] == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"run_succeeded {run_id}" and len(printed) == 2
