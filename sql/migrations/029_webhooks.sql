@@ -21,7 +21,8 @@ CREATE TABLE dagq.webhooks (
     secret text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX webhooks_tenant ON dagq.webhooks (tenant) WHERE run_id IS NULL;
+-- A tenant's subscriptions (run_id NULL) and one run's callback, in one probe each.
+CREATE INDEX webhooks_tenant ON dagq.webhooks (tenant, run_id);
 CREATE INDEX webhooks_run ON dagq.webhooks (run_id) WHERE run_id IS NOT NULL;
 
 CREATE TABLE dagq.webhook_deliveries (
@@ -60,30 +61,32 @@ CREATE TABLE dagq.webhook_attempts (
 -- One delivery per matching subscription. Called only for the event types a webhook
 -- can subscribe to (the trigger's WHEN), so every other event (node_started,
 -- node_succeeded, ...: the hot path) pays nothing; a matching event of a tenant without
--- a subscription pays one primary-key read of its run and one index probe.
+-- a subscription pays one primary-key read of its run and one index probe (measured in
+-- docs/webhooks.md).
 CREATE FUNCTION dagq.webhook_outbox() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    run record;
 BEGIN
     -- A wait for a person is a signal wait; a timer or a child run is not.
     IF NEW.type = 'node_waiting' AND NOT (NEW.data->'wait' ? 'signal') THEN
         RETURN NULL;
     END IF;
+    SELECT r.id, r.tenant, r.workflow INTO run FROM dagq.runs r WHERE r.id = NEW.run_id;
+    IF NOT FOUND OR NOT EXISTS (SELECT FROM dagq.webhooks w WHERE w.tenant = run.tenant) THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO dagq.webhook_deliveries (id, webhook_id, tenant, run_id, event_id, event,
                                          payload, created_at, next_attempt_at)
-    SELECT gen_random_uuid(), w.id, r.tenant, r.id, NEW.id, NEW.type,
-           jsonb_build_object('event', NEW.type, 'event_id', NEW.id, 'run_id', r.id,
-                              'tenant', r.tenant, 'workflow', r.workflow,
+    SELECT gen_random_uuid(), w.id, run.tenant, run.id, NEW.id, NEW.type,
+           jsonb_build_object('event', NEW.type, 'event_id', NEW.id, 'run_id', run.id,
+                              'tenant', run.tenant, 'workflow', run.workflow,
                               'node_key', NEW.node_key, 'attempt', NEW.attempt,
                               'data', NEW.data, 'created_at', NEW.created_at),
            NEW.created_at, NEW.created_at
-    FROM dagq.runs r
-    CROSS JOIN LATERAL (
-        SELECT * FROM dagq.webhooks WHERE run_id IS NULL AND tenant = r.tenant
-        UNION ALL
-        SELECT * FROM dagq.webhooks WHERE run_id = r.id AND tenant = r.tenant
-    ) w
-    WHERE r.id = NEW.run_id AND NEW.type = ANY (w.events)
-      AND (w.workflow IS NULL OR w.workflow = r.workflow);
+    FROM dagq.webhooks w
+    WHERE w.tenant = run.tenant AND (w.run_id IS NULL OR w.run_id = run.id)
+      AND NEW.type = ANY (w.events) AND (w.workflow IS NULL OR w.workflow = run.workflow);
     RETURN NULL;
 END
 $$;
