@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -82,6 +83,8 @@ async def list_webhooks(request: Request) -> JSONResponse:
 
 
 async def delete_webhook(request: Request) -> Response:
+    if request.path_params["webhook_id"] == "deliveries":  # DELETE of the deliveries list
+        raise HTTPException(405, headers={"Allow": "GET, HEAD"})
     key = await principal(request)
     webhook_id = path_uuid(request, "webhook_id", "webhook")
     await run_in_threadpool(hooks.remove_webhook, request.app.state.repo, webhook_id,

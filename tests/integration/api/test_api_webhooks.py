@@ -52,6 +52,8 @@ def test_subscribe_list_and_delete_per_tenant(api: Api, receiver) -> None:
                              headers=api.acme).status_code == 204
     assert_error(api.client.delete(f"/v1/webhooks/{made['id']}", headers=api.acme), 404)
     assert api.client.post("/v1/webhooks", json={}).status_code == 401
+    wrong = api.client.delete("/v1/webhooks/deliveries", headers=api.acme)
+    assert wrong.status_code == 405 and "GET" in wrong.headers["allow"]
 
 
 @pytest.mark.api_settings()  # DAGQ_HTTP_ALLOW empty: loopback is refused
