@@ -28,6 +28,8 @@ class Receiver:
         self.received: list[Received] = []
         self.statuses: deque[int] = deque()
         self.always: int | None = None
+        # Set to an Event: each request waits for it (at most 30 s) before it answers.
+        self.hold: threading.Event | None = None
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,6 +37,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 owner.received.append(Received({k.lower(): v for k, v in self.headers.items()},
                                                body))
+                if owner.hold is not None:
+                    owner.hold.wait(30)
                 status = owner.next_status()
                 self.send_response(status)
                 reply = f"status {status}".encode()
