@@ -216,10 +216,11 @@ def request(method: str, url: str, *, json: Any = None, content: bytes | None = 
             headers: dict[str, str] | None = None, timeout_s: float = 30.0,
             max_bytes: int = DEFAULT_MAX_BYTES, allow: Allow | None = None,
             resolve: Resolver = socket.getaddrinfo, who: str = "builtin.http",
-            follow_redirects: bool = True) -> Reply:
+            follow_redirects: bool = True, excerpt: bool = False) -> Reply:
     """One HTTP(S) call, following at most MAX_REDIRECTS redirects, every hop vetted; a
-    body over `max_bytes` is a RequestRefused. No proxy from the environment is used (it
-    would connect on the guard's behalf). `who` names the caller in refusals."""
+    body over `max_bytes` is a RequestRefused (with `excerpt`: cut to `max_bytes`, for a
+    caller that only keeps a reply's beginning). No proxy from the environment is used
+    (it would connect on the guard's behalf). `who` names the caller in refusals."""
     target = checked_url(url, who)
     transport = GuardedTransport(Vetter(allow or Allow(), resolve, who))
     with httpx.Client(transport=transport, trust_env=False, follow_redirects=follow_redirects,
@@ -229,7 +230,8 @@ def request(method: str, url: str, *, json: Any = None, content: bytes | None = 
             with client.stream(method, target, json=json, content=content,
                                headers=headers) as response:
                 return Reply(response.status_code, response.headers,
-                             _read(response, max_bytes, url, who), response.charset_encoding)
+                             _read(response, max_bytes, url, who, excerpt),
+                             response.charset_encoding)
         except httpx.TooManyRedirects:
             raise RequestRefused(f"{who}: more than {MAX_REDIRECTS} redirects from "
                                  f"{url}") from None
@@ -261,8 +263,12 @@ def vet_url(url: str, allow: Allow, resolve: Resolver = socket.getaddrinfo,
         raise RequestRefused(f"{who}: {exc}") from None
 
 
-def _read(response: httpx.Response, max_bytes: int, url: str, who: str) -> bytes:
-    """The body, received chunk by chunk and given up on as soon as it is too large."""
+def _read(response: httpx.Response, max_bytes: int, url: str, who: str,
+          excerpt: bool = False) -> bytes:
+    """The body, received chunk by chunk and given up on as soon as it is too large (with
+    `excerpt`: its first `max_bytes`, whatever its status or encoding)."""
+    if excerpt:
+        return _first_bytes(response, max_bytes)
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding != "identity":
         raise RequestRefused(f"{who}: {url} sent a compressed reply (Content-Encoding: "
@@ -282,6 +288,15 @@ def _read(response: httpx.Response, max_bytes: int, url: str, who: str) -> bytes
                 return bytes(body[:max_bytes])
             raise _too_large(url, max_bytes, who)
     return bytes(body)
+
+
+def _first_bytes(response: httpx.Response, max_bytes: int) -> bytes:
+    body = bytearray()
+    for chunk in response.iter_raw():
+        body += chunk
+        if len(body) >= max_bytes:
+            break
+    return bytes(body[:max_bytes])
 
 
 def _too_large(url: str, max_bytes: int, who: str) -> RequestRefused:

@@ -33,6 +33,7 @@ DELIVERY_HEADER = "dagq-delivery"
 EVENT_HEADER = "dagq-event"
 WEBHOOK_GIVE_UP_S = 86_400.0  # retried for up to 24 h after the event
 RETRY_INITIAL_S, RETRY_MAX_S = 10.0, 3_600.0
+MIN_SECRET, MAX_SECRET, MAX_URL = 16, 200, 2000  # the API's schema says the same
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -77,6 +78,12 @@ def add_webhook(repo: Store, settings: Settings, *, tenant: str, url: str, event
                 run_id: uuid.UUID | None = None) -> NewWebhook:
     """Subscribe `tenant` (or, with `run_id`, that run only) to `events` at `url`."""
     chosen = check_events(events)
+    if secret is not None and not MIN_SECRET <= len(secret) <= MAX_SECRET:
+        raise InvalidRequest(f"a webhook secret has {MIN_SECRET} to {MAX_SECRET} characters",
+                             {"field": "secret"})
+    if len(url) > MAX_URL:
+        raise InvalidRequest(f"a webhook URL has at most {MAX_URL} characters",
+                             {"field": "url"})
     check_url(url, settings)
     secret = secret or new_secret()
     record = repo.webhooks.insert_webhook(tenant=tenant, url=url, events=chosen,

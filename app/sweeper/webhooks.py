@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import httpx
+
 from dagq.config import Settings
 from dagq.runtime import safe_http
 from dagq.service.webhooks import (
@@ -57,10 +59,11 @@ def send(claim: dict[str, Any], allow: safe_http.Allow, now: float | None = None
     try:
         reply = safe_http.request("POST", claim["url"], content=body, headers=headers,
                                   timeout_s=TIMEOUT_S, allow=allow, who=WHO,
-                                  follow_redirects=False)
+                                  follow_redirects=False, max_bytes=4 * RESPONSE_EXCERPT,
+                                  excerpt=True)
     except (safe_http.RequestRefused, OSError) as exc:
         return Outcome(None, _ms(started), None, str(exc)[:RESPONSE_EXCERPT])
-    except Exception as exc:  # httpx's transport errors: no reply, a retry will tell
+    except httpx.HTTPError as exc:  # no reply (timeout, connection): a retry will tell
         return Outcome(None, _ms(started), None,
                        f"{type(exc).__name__}: {exc}"[:RESPONSE_EXCERPT])
     excerpt = reply.text[:RESPONSE_EXCERPT]

@@ -3,6 +3,7 @@ with the statuses a test queues (200 when none is queued) and recording every re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import deque
@@ -30,6 +31,7 @@ class Receiver:
         self.always: int | None = None
         # Set to an Event: each request waits for it (at most 30 s) before it answers.
         self.hold: threading.Event | None = None
+        self.reply: bytes | None = None  # the body of every answer (default "status N")
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,10 +43,12 @@ class Receiver:
                     owner.hold.wait(30)
                 status = owner.next_status()
                 self.send_response(status)
-                reply = f"status {status}".encode()
+                reply = owner.reply or f"status {status}".encode()
                 self.send_header("content-length", str(len(reply)))
                 self.end_headers()
-                self.wfile.write(reply)
+                # The client may read what it keeps and hang up.
+                with contextlib.suppress(ConnectionError):
+                    self.wfile.write(reply)
 
             def log_message(self, *args: object) -> None:
                 pass

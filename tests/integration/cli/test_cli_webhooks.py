@@ -79,4 +79,7 @@ def test_an_unsafe_url_or_event_is_refused(monkeypatch, capfd, db_url, sql) -> N
     status, _, err = cli(monkeypatch, capfd, db_url, "webhooks", "add",
                          "https://example.com/x", "--events", "run_started")
     assert status == 2 and "unknown webhook event" in err
+    status, _, err = cli(monkeypatch, capfd, db_url, "webhooks", "add", "https://example.com/x",
+                         "--events", "run_failed", "--secret", "short")
+    assert status == 2 and "16 to 200 characters" in err
     assert sql.execute("SELECT count(*) AS n FROM dagq.webhooks").fetchone()["n"] == 0

@@ -209,3 +209,24 @@ def test_the_example_receiver_verifies_and_dedupes(repo, settings, capsys) -> No
         server.server_close()
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == f"run_succeeded {run_id}" and len(printed) == 2
+
+
+def test_a_large_reply_is_kept_as_an_excerpt_and_no_reply_is_retried(
+        repo, settings, receiver) -> None:
+    subscribe(repo, settings, receiver.url)
+    finished_run(repo)
+    receiver.reply = b"x" * 5_000_000  # a 2xx is a success, whatever it says
+    assert Sweeper(repo, settings).webhooks()["webhooks_delivered"] == 1
+    [delivery] = repo.webhooks.list_deliveries("acme")
+    [attempt] = repo.webhooks.get_delivery(delivery.id, None).history
+    assert attempt.status_code == 200 and attempt.response == "x" * 500
+    # Nobody listens on the port any more: no reply, an attempt with its error, retried.
+    receiver.reply = None
+    dead = Receiver()
+    dead.server.server_close()
+    subscribe(repo, settings, dead.url)
+    finished_run(repo)
+    assert Sweeper(repo, settings).webhooks()["webhooks_retried"] == 1
+    [pending] = repo.webhooks.list_deliveries("acme", status="pending")
+    [attempt] = repo.webhooks.get_delivery(pending.id, None).history
+    assert attempt.status_code is None and "ConnectError" in (attempt.error or "")
