@@ -47,8 +47,9 @@ class Outcome:
 
 
 def send(claim: dict[str, Any], allow: safe_http.Allow, now: float | None = None) -> Outcome:
-    """One attempt at one claimed delivery (never raises: the outcome says what
-    happened)."""
+    """One attempt at one claimed delivery. No reply (refused address, connection error,
+    timeout) is an outcome too; anything else raises, and the pass's other deliveries
+    stay claimed until CLAIM_S, then are due again (nothing is lost)."""
     body = json.dumps({"delivery_id": str(claim["id"]), **claim["payload"]},
                       separators=(",", ":"), sort_keys=True).encode()
     stamp = int(now if now is not None else time.time())
