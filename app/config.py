@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     test_executors: Literal["on", "off"] = "off"
     # builtin.http may reach these non-public hosts, IPs or CIDRs (comma-separated).
     http_allow: str = ""
+    # A webhook delivery is given up (`failed`) after this many attempts (or 24 h).
+    webhook_max_attempts: int = Field(30, ge=1, le=1000)
     # Bounds on every database session dagq opens, in seconds (0: no bound). A client
     # frozen inside a transaction (SIGSTOP, a VM pause, a blackholed network) holds its
     # row locks until Postgres ends the session; these bound that, and every wait.

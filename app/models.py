@@ -257,3 +257,52 @@ class ScheduleRecord(_Record):
     last_fire_at: datetime | None
     last_run_id: UUID | None
     last_error: str | None
+
+
+# The event types a webhook may subscribe to (issue 33): a run's end, a node's final
+# failure, a node waiting for a signal (a person). The trigger of migration 029 names
+# the same set.
+WEBHOOK_EVENTS = ("run_succeeded", "run_failed", "run_cancelled", "run_partial_succeeded",
+                  "node_failed", "node_waiting")
+
+
+class WebhookRecord(_Record):
+    """A subscription as listed: never its secret (shown once, when created)."""
+
+    id: UUID
+    tenant: str
+    url: str
+    events: list[str]
+    workflow: str | None = None
+    run_id: UUID | None = None
+    created_at: datetime
+
+
+class WebhookAttempt(_Record):
+    """One attempt at a delivery: the HTTP status (None: no reply, see `error`), how long
+    it took, and the first characters of the reply."""
+
+    attempt: int
+    at: datetime
+    status_code: int | None = None
+    latency_ms: int
+    response: str | None = None
+    error: str | None = None
+
+
+class WebhookDelivery(_Record):
+    """One event sent to one subscription: `pending` until a 2xx (`succeeded`) or until
+    the retries are given up (`failed`; a redeliver makes it `pending` again)."""
+
+    id: UUID
+    webhook_id: UUID
+    tenant: str
+    run_id: UUID
+    event: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    finished_at: datetime | None = None
+    last_error: str | None = None
+    history: list[WebhookAttempt] = []

@@ -960,6 +960,39 @@ CREATE FUNCTION dagq.trim_earlier_streams(p_live jsonb, p_tail bigint) RETURNS b
 $$;
 
 --
+-- Name: webhook_outbox(); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.webhook_outbox() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    run record;
+BEGIN
+    -- A wait for a person is a signal wait; a timer or a child run is not.
+    IF NEW.type = 'node_waiting' AND NOT (NEW.data->'wait' ? 'signal') THEN
+        RETURN NULL;
+    END IF;
+    SELECT r.id, r.tenant, r.workflow INTO run FROM dagq.runs r WHERE r.id = NEW.run_id;
+    IF NOT FOUND OR NOT EXISTS (SELECT FROM dagq.webhooks w WHERE w.tenant = run.tenant) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO dagq.webhook_deliveries (id, webhook_id, tenant, run_id, event_id, event,
+                                         payload, created_at, next_attempt_at)
+    SELECT gen_random_uuid(), w.id, run.tenant, run.id, NEW.id, NEW.type,
+           jsonb_build_object('event', NEW.type, 'event_id', NEW.id, 'run_id', run.id,
+                              'tenant', run.tenant, 'workflow', run.workflow,
+                              'node_key', NEW.node_key, 'attempt', NEW.attempt,
+                              'data', NEW.data, 'created_at', NEW.created_at),
+           NEW.created_at, NEW.created_at
+    FROM dagq.webhooks w
+    WHERE w.tenant = run.tenant AND (w.run_id IS NULL OR w.run_id = run.id)
+      AND NEW.type = ANY (w.events) AND (w.workflow IS NULL OR w.workflow = run.workflow);
+    RETURN NULL;
+END
+$$;
+
+--
 -- Name: api_keys; Type: TABLE; Schema: dagq; Owner: -
 --
 
@@ -1643,6 +1676,75 @@ CREATE VIEW dagq.waiting_nodes AS
 COMMENT ON VIEW dagq.waiting_nodes IS 'Wait nodes waiting now: for a signal (POST /v1/runs/{id}/signals/{name}, dagq signal) or a timer. times_out_at: when the sweeper fires the timer or applies on_timeout (NULL: a signal wait without timeout_s). buffered_signals: signals of the run no node has taken yet.';
 
 --
+-- Name: webhook_attempts; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.webhook_attempts (
+    delivery_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    at timestamp with time zone NOT NULL,
+    status_code integer,
+    latency_ms integer NOT NULL,
+    response text,
+    error text
+);
+
+--
+-- Name: TABLE webhook_attempts; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON TABLE dagq.webhook_attempts IS 'Every delivery attempt: HTTP status (NULL: no reply), latency, the reply''s first bytes.';
+
+--
+-- Name: webhook_deliveries; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.webhook_deliveries (
+    id uuid NOT NULL,
+    webhook_id uuid NOT NULL,
+    tenant text NOT NULL,
+    run_id uuid NOT NULL,
+    event_id bigint NOT NULL,
+    event text NOT NULL,
+    payload jsonb NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    last_error text,
+    CONSTRAINT webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'succeeded'::text, 'failed'::text])))
+);
+
+--
+-- Name: TABLE webhook_deliveries; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON TABLE dagq.webhook_deliveries IS 'The outbox: one row per event and matching subscription, written by the trigger run_events_webhooks in the transaction of the state change; delivered by the sweeper.';
+
+--
+-- Name: webhooks; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.webhooks (
+    id uuid NOT NULL,
+    tenant text NOT NULL,
+    url text NOT NULL,
+    events text[] NOT NULL,
+    workflow text,
+    run_id uuid,
+    secret text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT webhooks_events_check CHECK ((cardinality(events) > 0))
+);
+
+--
+-- Name: TABLE webhooks; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON TABLE dagq.webhooks IS 'Webhook subscriptions: a tenant''s (run_id NULL) or a submit''s callback (run_id set).';
+
+--
 -- Name: worker_status; Type: VIEW; Schema: dagq; Owner: -
 --
 
@@ -1821,6 +1923,27 @@ ALTER TABLE ONLY dagq.tenants
     ADD CONSTRAINT tenants_pkey PRIMARY KEY (name);
 
 --
+-- Name: webhook_attempts webhook_attempts_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.webhook_attempts
+    ADD CONSTRAINT webhook_attempts_pkey PRIMARY KEY (delivery_id, attempt);
+
+--
+-- Name: webhook_deliveries webhook_deliveries_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (id);
+
+--
+-- Name: webhooks webhooks_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.webhooks
+    ADD CONSTRAINT webhooks_pkey PRIMARY KEY (id);
+
+--
 -- Name: workers workers_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
 --
 
@@ -1974,6 +2097,30 @@ CREATE INDEX schedules_tenant ON dagq.schedules USING btree (tenant, created_at)
 CREATE INDEX signals_buffered ON dagq.signals USING btree (run_id, name, id) WHERE (consumed_at IS NULL);
 
 --
+-- Name: webhook_deliveries_due; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX webhook_deliveries_due ON dagq.webhook_deliveries USING btree (next_attempt_at) WHERE (status = 'pending'::text);
+
+--
+-- Name: webhook_deliveries_tenant; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX webhook_deliveries_tenant ON dagq.webhook_deliveries USING btree (tenant, created_at);
+
+--
+-- Name: webhooks_run; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX webhooks_run ON dagq.webhooks USING btree (run_id) WHERE (run_id IS NOT NULL);
+
+--
+-- Name: webhooks_tenant; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX webhooks_tenant ON dagq.webhooks USING btree (tenant, run_id);
+
+--
 -- Name: node_stream node_stream_added; Type: TRIGGER; Schema: dagq; Owner: -
 --
 
@@ -1990,6 +2137,12 @@ CREATE TRIGGER node_stream_removed AFTER DELETE ON dagq.node_stream REFERENCING 
 --
 
 CREATE TRIGGER node_tasks_tenant BEFORE INSERT ON dagq.node_tasks FOR EACH ROW WHEN ((new.tenant IS NULL)) EXECUTE FUNCTION dagq.node_task_tenant();
+
+--
+-- Name: run_events run_events_webhooks; Type: TRIGGER; Schema: dagq; Owner: -
+--
+
+CREATE TRIGGER run_events_webhooks AFTER INSERT ON dagq.run_events FOR EACH ROW WHEN ((new.type = ANY (ARRAY['run_succeeded'::text, 'run_failed'::text, 'run_cancelled'::text, 'run_partial_succeeded'::text, 'node_failed'::text, 'node_waiting'::text]))) EXECUTE FUNCTION dagq.webhook_outbox();
 
 --
 -- Name: runs runs_concurrency_ended; Type: TRIGGER; Schema: dagq; Owner: -

@@ -1,260 +1,47 @@
-"""builtin.http's guard against server-side request forgery.
-
-A tenant's node must not reach what only the worker's network can: loopback (the API's
-own /metrics), link-local and cloud metadata (169.254.169.254), private and reserved
-ranges. The guard sits where the socket is opened: every TCP connection httpx makes (the
-first request and each redirect hop) resolves its host here, drops the addresses that
-are not public unless DAGQ_HTTP_ALLOW lists them, and connects to a vetted address
-itself, so a name that resolves differently a moment later (DNS rebinding) changes
-nothing. The URL keeps its host name, so the Host header and TLS (SNI, certificate
-check) still use it.
-
-The reply is read as it arrives and abandoned past a size limit (the worker's output
-limit), so a tenant cannot point it at a huge file and exhaust a shared worker's memory.
-It asks for an uncompressed reply and refuses a compressed one: a few kilobytes of gzip
-can inflate to gigabytes before any limit on the bytes received would notice.
-"""
+"""builtin.http's guard against server-side request forgery: dagq.runtime.safe_http (shared
+with webhook deliveries), with its refusals as FatalErrors, so the node fails at once
+without a retry."""
 
 from __future__ import annotations
 
-import codecs
-import ipaddress
-import json as jsonlib
 import socket
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
-import httpcore
-import httpx
-
+from dagq.runtime import safe_http as guard
+from dagq.runtime.safe_http import DEFAULT_MAX_BYTES, Reply, Resolver, refusal
 from dagq.workers.errors import FatalError
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Resolver = Callable[..., list[tuple[Any, ...]]]
-
-MAX_REDIRECTS = 5
-DEFAULT_MAX_BYTES = 1_048_576
-ERROR_BODY_BYTES = 2_000  # of an error reply's body, kept for the error message
-METADATA_HOSTS = frozenset({
-    "metadata", "metadata.google.internal", "metadata.goog", "instance-data",
-    "instance-data.ec2.internal", "metadata.azure.internal",
-})
-METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
-    "169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200", "192.0.0.192",
-))
+__all__ = ["AddressRefused", "Allow", "Reply", "refusal", "request"]
 
 
 class AddressRefused(FatalError):
     """builtin.http would reach an address that is not public and not in DAGQ_HTTP_ALLOW."""
 
 
-@dataclass(frozen=True)
-class Allow:
-    """DAGQ_HTTP_ALLOW: host names (exact, any address), IPs and CIDRs."""
+def _fatal(exc: guard.RequestRefused) -> FatalError:
+    kind = AddressRefused if isinstance(exc, guard.AddressRefused) else FatalError
+    return kind(str(exc))
 
-    hosts: frozenset[str] = frozenset()
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+class Allow(guard.Allow):
+    """DAGQ_HTTP_ALLOW (see dagq.runtime.safe_http.Allow); a bad entry is a FatalError."""
 
     @classmethod
     def parse(cls, entries: Iterable[str]) -> Allow:
-        hosts, networks = set(), []
-        for entry in entries:
-            text = entry.strip().strip("[]").lower()
-            try:
-                networks.append(ipaddress.ip_network(text, strict=False))
-            except ValueError:
-                if "/" in text or not text:
-                    raise FatalError(f"DAGQ_HTTP_ALLOW entry {entry!r} is not a host, IP or "
-                                     "CIDR") from None
-                hosts.add(text.rstrip("."))
-        return cls(frozenset(hosts), tuple(networks))
-
-    def covers(self, address: IPAddress) -> bool:
-        forms = [address]
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            forms.append(address.ipv4_mapped)
-        return any(form in network for form in forms for network in self.networks
-                   if form.version == network.version)
-
-
-def refusal(address: IPAddress) -> str | None:
-    """Why builtin.http must not connect to `address` (None: a public address)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour or (
-            address.teredo[1] if address.teredo else None)
-        if embedded is not None:
-            return refusal(embedded)
-        if address.is_site_local:
-            return "a site-local address"
-    checks = (
-        (address in METADATA_ADDRESSES, "a cloud metadata address"),
-        (address.is_loopback, "a loopback address"),
-        (address.is_link_local, "a link-local address"),
-        (address.is_unspecified, "the unspecified address"),
-        (address.is_multicast, "a multicast address"),
-        (address.is_reserved, "a reserved address"),
-        (address.is_private, "a private address"),
-        (not address.is_global, "not a public address"),
-    )
-    return next((why for hit, why in checks if hit), None)
-
-
-class Vetter:
-    """Resolve a host and keep the addresses builtin.http may connect to."""
-
-    def __init__(self, allow: Allow, resolve: Resolver = socket.getaddrinfo) -> None:
-        self.allow = allow
-        self.resolve = resolve
-
-    def addresses(self, host: str, port: int) -> list[str]:
-        name = host.strip("[]").lower().rstrip(".")
-        trusted = name in self.allow.hosts
-        if name in METADATA_HOSTS and not trusted:
-            raise _refused(host, None, "a cloud metadata host")
         try:
-            infos = self.resolve(name, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from None
-        vetted: list[str] = []
-        first_refused: tuple[str, str] | None = None
-        for info in infos:
-            text = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 scope id
-            address = ipaddress.ip_address(text)
-            why = None if trusted or self.allow.covers(address) else refusal(address)
-            if why is None:
-                if text not in vetted:
-                    vetted.append(text)
-            elif first_refused is None:
-                first_refused = (text, why)
-        if not vetted:
-            if first_refused is None:
-                raise httpcore.ConnectError(f"{host!r} has no address")
-            raise _refused(host, *first_refused)
-        return vetted
-
-
-def _refused(host: str, address: str | None, why: str) -> AddressRefused:
-    what = host if address is None or address == host.strip("[]") else f"{host} ({address})"
-    return AddressRefused(f"builtin.http refuses to connect to {what}: {why}; list it in "
-                          "DAGQ_HTTP_ALLOW to allow it")
-
-
-class _VettedBackend(httpcore.NetworkBackend):
-    """httpcore's TCP connect, to vetted addresses only."""
-
-    def __init__(self, vetter: Vetter) -> None:
-        self.vetter = vetter
-        self.inner = httpcore.SyncBackend()
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        failure: Exception | None = None
-        for address in self.vetter.addresses(host, port):
-            try:
-                return self.inner.connect_tcp(address, port, timeout, local_address,
-                                              socket_options)
-            except httpcore.ConnectError as exc:  # try the next vetted address
-                failure = exc
-        assert failure is not None
-        raise failure
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None
-                            ) -> httpcore.NetworkStream:
-        raise AddressRefused("builtin.http does not connect to unix sockets")
-
-    def sleep(self, seconds: float) -> None:
-        self.inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.HTTPTransport):
-    """httpx's transport on a connection pool whose every connection is vetted."""
-
-    def __init__(self, vetter: Vetter) -> None:
-        super().__init__(trust_env=False)
-        # httpx has no public knob for httpcore's network backend: replace the pool it
-        # built (tests/integration/workers/test_http_guard.py pins that this stays effective).
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            network_backend=_VettedBackend(vetter),
-        )
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An HTTP reply read within the size limit: `content` is its whole body, or for an
-    error status (400 and up) the first ERROR_BODY_BYTES of it."""
-
-    status_code: int
-    headers: httpx.Headers
-    content: bytes
-    charset: str | None = None  # of its Content-Type
-
-    @property
-    def text(self) -> str:
-        charset = self.charset or "utf-8"
-        try:
-            codecs.lookup(charset)
-        except LookupError:
-            charset = "utf-8"
-        return self.content.decode(charset, errors="replace")
-
-    def json(self) -> Any:
-        return jsonlib.loads(self.content)
+            parsed = guard.Allow.parse(entries)
+        except guard.RequestRefused as exc:
+            raise _fatal(exc) from None
+        return cls(parsed.hosts, parsed.networks)
 
 
 def request(method: str, url: str, *, json: Any = None, timeout_s: float = 30.0,
-            max_bytes: int = DEFAULT_MAX_BYTES, allow: Allow | None = None,
+            max_bytes: int = DEFAULT_MAX_BYTES, allow: guard.Allow | None = None,
             resolve: Resolver = socket.getaddrinfo) -> Reply:
-    """One HTTP(S) call, following at most MAX_REDIRECTS redirects, every hop vetted; a
-    body over `max_bytes` is a FatalError. No proxy from the environment is used (it
-    would connect on the guard's behalf)."""
+    """dagq.runtime.safe_http.request, its refusals FatalErrors."""
     try:
-        target = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise FatalError(f"builtin.http: invalid url {url!r}: {exc}") from None
-    if target.scheme not in ("http", "https") or not target.host:
-        raise FatalError(f"builtin.http: only http:// and https:// URLs, not {url!r}")
-    transport = GuardedTransport(Vetter(allow or Allow(), resolve))
-    with httpx.Client(transport=transport, trust_env=False, follow_redirects=True,
-                      max_redirects=MAX_REDIRECTS, timeout=timeout_s,
-                      headers={"Accept-Encoding": "identity"}) as client:
-        try:
-            with client.stream(method, target, json=json) as response:
-                return Reply(response.status_code, response.headers,
-                             _read(response, max_bytes, url), response.charset_encoding)
-        except httpx.TooManyRedirects:
-            raise FatalError(f"builtin.http: more than {MAX_REDIRECTS} redirects from "
-                             f"{url}") from None
-        except httpx.UnsupportedProtocol as exc:  # a redirect to another scheme
-            raise FatalError(f"builtin.http: only http:// and https:// URLs ({exc})") from None
-
-
-def _read(response: httpx.Response, max_bytes: int, url: str) -> bytes:
-    """The body, received chunk by chunk and given up on as soon as it is too large."""
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding != "identity":
-        raise FatalError(f"builtin.http: {url} sent a compressed reply (Content-Encoding: "
-                         f"{encoding}) although it was asked for an uncompressed one")
-    if response.status_code >= 400:
-        max_bytes, truncate = min(max_bytes, ERROR_BODY_BYTES), True
-    else:
-        truncate = False
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            raise _too_large(url, max_bytes)
-    body = bytearray()
-    for chunk in response.iter_raw():
-        body += chunk
-        if len(body) > max_bytes:
-            if truncate:
-                return bytes(body[:max_bytes])
-            raise _too_large(url, max_bytes)
-    return bytes(body)
-
-
-def _too_large(url: str, max_bytes: int) -> FatalError:
-    return FatalError(f"builtin.http: the reply from {url} is over {max_bytes} bytes, the "
-                      "worker's output limit (DAGQ_MAX_OUTPUT_BYTES)")
+        return guard.request(method, url, json=json, timeout_s=timeout_s, max_bytes=max_bytes,
+                             allow=allow, resolve=resolve)
+    except guard.RequestRefused as exc:
+        raise _fatal(exc) from None

@@ -28,6 +28,7 @@ from dagq.api.routes import (
     runs,
     schedules,
     tenants,
+    webhooks,
     workflows,
 )
 from dagq.api.routing import one_route_per_path
@@ -112,7 +113,8 @@ def create_app(settings: Settings, url: str) -> Starlette:
     app = Starlette(
         routes=one_route_per_path([
             *bulk.routes, *runs.routes, *events.routes, *workflows.routes, *ops.routes,
-            *dashboard.routes, *schedules.routes, *tenants.routes, *keys.routes, *pages.routes]),
+            *dashboard.routes, *schedules.routes, *tenants.routes, *keys.routes, *webhooks.routes,
+            *pages.routes]),
         middleware=[
             Middleware(SecurityHeadersMiddleware),
             Middleware(RequestMetricsMiddleware, metrics=metrics),

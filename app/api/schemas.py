@@ -18,6 +18,7 @@ from pydantic import (
 
 from dagq.api.error_summary import RunErrorSummary  # its own module, named here too
 from dagq.errors import InvalidRequest
+from dagq.models import WEBHOOK_EVENTS as _EVENTS
 from dagq.models import ApiKeyRecord, RunView, SubmitResult, WorkflowRecord
 from dagq.spec import metadata as _meta
 from dagq.spec.workflow import KEY_PATTERN, MAX_PRIORITY, Concurrency
@@ -91,6 +92,16 @@ Metadata = Annotated[dict[str, Any] | None, WithJsonSchema(
 
 # ----- requests -----------------------------------------------------------------------
 
+class Callback(_Body):
+    """A submit's webhook: this run's events only, signed with `secret` (docs/webhooks.md)."""
+
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://")
+    events: list[Literal[_EVENTS]] = Field(  # type: ignore[valid-type]
+        ["run_succeeded", "run_failed", "run_cancelled", "run_partial_succeeded"],
+        min_length=1, max_length=len(_EVENTS))
+    secret: str | None = Field(None, min_length=16, max_length=200)
+
+
 class SubmitRunBody(_Body):
     model_config = ConfigDict(json_schema_extra=VERSION_NEEDS_NAME)
 
@@ -109,6 +120,7 @@ class SubmitRunBody(_Body):
         None, description="at most `limit` open runs per value of `key` (instead of the "
                           "workflow's concurrency)")
     metadata: Metadata = None
+    callback: Callback | None = Field(None, description="POST this run's events to a URL")
 
 
 class SignalBody(_Body):

@@ -17,6 +17,7 @@ from typing import Any, get_args
 from dagq import __version__
 from dagq.errors import InvalidRequest, InvalidWorkflow
 from dagq.jsonsafe import unstorable
+from dagq.models import WEBHOOK_EVENTS
 from dagq.spec.workflow import KEY_PATTERN
 from dagq.states import RunStatus
 
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_commands(sub)
     _add_run_commands(sub)
     _add_admin_commands(sub)
+    _add_webhook_commands(sub)
 
     from dagq.bench.args import add_bench_arguments
 
@@ -338,3 +340,30 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                             help="runs per second, e.g. 10 or 10/s")
     tenant_list = tenants_sub.add_parser("list", help="tenants with settings or open runs")
     _json_flag(tenant_list)
+
+
+def _add_webhook_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`dagq webhooks ...` (dagq.cli.webhooks)."""
+    webhooks = sub.add_parser("webhooks", help="webhook subscriptions and deliveries")
+    cmds = webhooks.add_subparsers(dest="webhooks_command", required=True, metavar="COMMAND")
+    add = cmds.add_parser("add", help="POST a tenant's run events to URL (signed)")
+    add.add_argument("url", metavar="URL")
+    add.add_argument("--events", required=True,
+                     help=f"comma-separated, of: {', '.join(WEBHOOK_EVENTS)}")
+    add.add_argument("--workflow", default=None, help="only this workflow's runs")
+    add.add_argument("--secret", default=None, help="HMAC key (default: generated, "
+                     "printed once)")
+    listing = cmds.add_parser("list", help="subscriptions (never their secrets)")
+    remove = cmds.add_parser("remove", help="delete a subscription")
+    remove.add_argument("webhook_id", metavar="ID")
+    deliveries = cmds.add_parser("deliveries", help="deliveries, newest first")
+    deliveries.add_argument("--status", choices=("pending", "succeeded", "failed"), default=None)
+    deliveries.add_argument("--limit", type=int, default=50)
+    show = cmds.add_parser("show", help="a delivery with every attempt")
+    show.add_argument("delivery_id", metavar="ID")
+    redeliver = cmds.add_parser("redeliver", help="send a delivery again now")
+    redeliver.add_argument("delivery_id", metavar="ID")
+    for parser in (add, listing, remove, deliveries, show, redeliver):
+        parser.add_argument("--tenant", default="default")
+    for parser in (listing, deliveries, show):
+        _json_flag(parser)

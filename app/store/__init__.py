@@ -19,7 +19,8 @@ one handle over one `Database` (one pool), with one repository per concern:
   `partitions` (day partitions of events and chunks: made ahead, dropped whole), `fleet`
   (workers, executors, queues), `schedules`, `tenants` (and API keys), `ops` (queue
   statistics, readiness, metrics, the event tail), `messages` (plain Dramatiq messages,
-  results, counters, dead letters)
+  results, counters, dead letters), `webhooks` (subscriptions and their outbox of
+  deliveries)
 
 Every public method is one short transaction unless its docstring says otherwise. Node
 rows are always locked before the run row (`lock_run`), and every transaction that
@@ -59,6 +60,7 @@ from dagq.store.streams import StreamRepo
 from dagq.store.submissions import SubmissionRepo
 from dagq.store.tenants import TenantRepo
 from dagq.store.tx import TRANSIENT_RETRY_S, Database, transient
+from dagq.store.webhooks import WebhookRepo
 from dagq.store.workflows import WorkflowRepo
 
 __all__ = ["Caches", "Completion", "Handoff", "NewRun", "RunsLocked", "Stale", "Store"]
@@ -108,6 +110,7 @@ class Store:
         self.tenants = TenantRepo(db, on_change=caches.tenant_caps.forget)
         self.ops = OpsRepo(db)
         self.messages = MessageRepo(db, m)
+        self.webhooks = WebhookRepo(db)
 
     def bounded(self, seconds: float) -> Store:
         """This store (same pool, same caches), for calls that must give up after about

@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from psycopg_pool import ConnectionPool
@@ -27,6 +27,7 @@ from dagq.runtime.procs import StopRequest, wait_for_stop
 from dagq.service.schedules import fire_due
 from dagq.store import Store
 from dagq.store.partitions import DAYS_AHEAD
+from dagq.sweeper.webhooks import deliver_due
 
 log = logging.getLogger("dagq.sweeper")
 
@@ -114,7 +115,9 @@ class Sweeper:
             pruned += batch
             if batch < PRUNE_BATCH:
                 break
-        return {"pruned_runs": pruned}
+        before = (now or self.repo.messages.database_now()) - timedelta(seconds=retention_s)
+        return {"pruned_runs": pruned,
+                "pruned_deliveries": self.repo.webhooks.prune_webhooks(before=before)}
 
     def partitions(self, now: datetime | None = None) -> dict[str, int]:
         """Event partitions: create the next days' ahead, drop whole days past the
@@ -134,6 +137,16 @@ class Sweeper:
         """Submit the due firing of each cron schedule (idempotent by event key)."""
         return fire_due(self.repo, now)
 
+    def webhooks(self, now: datetime | None = None) -> dict[str, int]:
+        """Send the due webhook deliveries (batch after batch while full)."""
+        total: dict[str, int] = {}
+        while True:
+            counts = deliver_due(self.repo, self.settings, now=now, limit=BATCH // 5)
+            for key, value in counts.items():
+                total[key] = total.get(key, 0) + value
+            if sum(counts.values()) < BATCH // 5:
+                return total
+
     def passes(self) -> list[tuple[str, Callable[[datetime | None], dict[str, int]], float]]:
         """Every pass with how often it runs, in an order where each helps the next: the
         one list both run_once and the scheduler read, so no pass is left unscheduled."""
@@ -151,6 +164,7 @@ class Sweeper:
             ("partitions", self.partitions, 600.0),
             ("analyze", self.analyze, max(every, 60.0)),
             ("schedules", self.schedules, min(every, 1.0)),
+            ("webhooks", self.webhooks, min(every, 1.0)),
         ]
 
     def run_once(self, now: datetime | None = None) -> dict[str, int]:

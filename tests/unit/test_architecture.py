@@ -242,6 +242,8 @@ STORE_WRITES = frozenset({
     "put_tenant", "insert_api_key", "revoke_api_key",
     "store_result", "prune_results", "counter_add", "counter_change", "counter_incr_and_sum",
     "dead_letter_unserved",
+    "insert_webhook", "delete_webhook", "claim_deliveries", "finish_attempt", "redeliver",
+    "delete_callback", "prune_webhooks",
 })
 STORE_READS = frozenset({
     "bounded", "notifying_in_background", "committing_later", "close", "ping",
@@ -254,6 +256,7 @@ STORE_READS = frozenset({
     "queue_stats", "queue_tenants", "readiness", "metric_gauges", "last_event_id", "event_tail",
     "queue_unfinished", "queued_message_runs", "first_failure_since", "database_now",
     "get_result", "counter_value", "unserved_actors",
+    "list_webhooks", "list_deliveries", "get_delivery",
 })
 WRITES_THROUGH_THE_SERVICE = {"dagq.api", "dagq.cli"}
 

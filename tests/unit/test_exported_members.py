@@ -43,9 +43,11 @@ EXPORTED = {
         "LeasedNode", "NodeStatus", "NodeView", "RerunResult", "ResolveResult", "RunEvent",
         "RunStatus", "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",
+        "WEBHOOK_EVENTS", "WebhookAttempt", "WebhookDelivery", "WebhookRecord",
     },
     "dagq.api.schemas": {
-        "ApiKeyRecord", "BatchResults", "CURSOR_PATTERN", "CURSOR_TEXT", "Concurrency",
+        "ApiKeyRecord", "BatchResults", "CURSOR_PATTERN", "CURSOR_TEXT", "Callback",
+        "Concurrency",
         "Count", "EPOCH", "KeyList", "KeysQuery",
         "ErrorBody", "ErrorDetail", "EventsQuery", "FEED_CURSOR_PATTERN", "Health",
         "INT32_MAX", "INT64_MAX", "InlineSpec", "InvalidRequest", "KEY_PATTERN",

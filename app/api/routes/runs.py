@@ -39,6 +39,7 @@ from dagq.api.schemas import (
 )
 from dagq.errors import Conflict, DagqError, InvalidRequest
 from dagq.models import ApiKey, SubmitResult
+from dagq.service import webhooks as hooks
 from dagq.service.submissions import SubmitRequest, cached_run
 from dagq.store.tx import call_by
 
@@ -78,13 +79,18 @@ async def submit_run(request: Request) -> JSONResponse:
     state = request.app.state
     deadline = _deadline(state)
     key = await principal(request)
+    run = None
     try:
-        req = _submission(key.tenant, await read_model(request, SubmitRunBody))
+        body = await read_model(request, SubmitRunBody)
+        req = _submission(key.tenant, body)
         run = cached_run(req, state.specs) or await run_in_threadpool(
             call_by, deadline, service.prepare, state.repo, req, state.specs)
+        await run_in_threadpool(call_by, deadline, _attach, state, key.tenant, run, body)
         outcome = (await state.submits.submit([run], [req], deadline=deadline))[0]
     except DagqError as exc:
         outcome = exc
+    await run_in_threadpool(_detach_unless_created, state, [(run, body if run else None)],
+                            [outcome])
     _count(request, outcome)
     if isinstance(outcome, DagqError):
         raise outcome
@@ -92,15 +98,42 @@ async def submit_run(request: Request) -> JSONResponse:
 
 
 def _prepare_all(state: Any, tenant: str, items: list[Any]) -> list[Any]:
-    """Each item as (its NewRun, its request) or its error (blocking: may read specs)."""
+    """Each item as (its NewRun, its request, its body) or its error (blocking: may read
+    specs; writes the items' callbacks)."""
     prepared: list[Any] = []
     for i, item in enumerate(items):
         try:
-            req = _submission(tenant, validate(SubmitRunBody, item, f"runs[{i}]"))
-            prepared.append((service.prepare(state.repo, req, state.specs), req))
+            body = validate(SubmitRunBody, item, f"runs[{i}]")
+            req = _submission(tenant, body)
+            run = service.prepare(state.repo, req, state.specs)
+            _attach(state, tenant, run, body)
+            prepared.append((run, req, body))
         except DagqError as exc:
             prepared.append(exc)
     return prepared
+
+
+def _attach(state: Any, tenant: str, run: Any, body: SubmitRunBody) -> None:
+    """A submit's callback, written before its run (dagq.service.webhooks.attach_callback)."""
+    if body.callback is not None:
+        hooks.attach_callback(state.repo, state.settings, tenant, run.id,
+                              body.callback.model_dump())
+
+
+def _detach_unless_created(state: Any, items: list[tuple[Any, Any]],
+                           outcomes: list[SubmitResult | DagqError]) -> None:
+    """Forget the callbacks of submits that did not create their run. A run prepared
+    again (a new workflow version came meanwhile) got another id: its callback moves to
+    it, after its commit (an event at its very submit, a root wait's, is not sent)."""
+    for (run, body), outcome in zip(items, outcomes, strict=True):
+        if run is None or body is None or body.callback is None:
+            continue
+        created = isinstance(outcome, SubmitResult) and outcome.created
+        if not created or outcome.run_id != run.id:
+            hooks.detach_callback(state.repo, run.id)
+        if created and outcome.run_id != run.id:
+            hooks.attach_callback(state.repo, state.settings, run.tenant,
+                                  outcome.run_id, body.callback.model_dump())
 
 
 async def submit_batch(request: Request) -> JSONResponse:
@@ -112,8 +145,11 @@ async def submit_batch(request: Request) -> JSONResponse:
     prepared = await run_in_threadpool(call_by, deadline, _prepare_all, state, key.tenant,
                                        body.runs)
     ready = [item for item in prepared if not isinstance(item, DagqError)]
-    written = iter(await state.submits.submit([run for run, _ in ready],
-                                              [req for _, req in ready], deadline=deadline))
+    outcomes = await state.submits.submit([run for run, _, _ in ready],
+                                          [req for _, req, _ in ready], deadline=deadline)
+    await run_in_threadpool(_detach_unless_created, state,
+                            [(run, body) for run, _, body in ready], outcomes)
+    written = iter(outcomes)
     results = []
     for item in prepared:
         outcome = item if isinstance(item, DagqError) else next(written)

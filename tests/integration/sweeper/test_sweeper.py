@@ -186,7 +186,7 @@ def test_prune_removes_old_finished_runs_with_nodes_then_their_partitions_go(
         tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
     sql.execute("UPDATE dagq.runs SET finished_at = now() - interval '8 days' WHERE id = %s",
                 (old,))
-    assert sweeper.prune() == {"pruned_runs": 1}
+    assert sweeper.prune() == {"pruned_runs": 1, "pruned_deliveries": 0}
     remaining = {r["id"] for r in sql.execute("SELECT id FROM dagq.runs").fetchall()}
     assert remaining == {fresh, unfinished.run_id}
     assert sql.execute("SELECT count(*) AS n FROM dagq.node_tasks WHERE run_id = %s",
