@@ -1,11 +1,11 @@
--- dagq:compatible-with 28
+-- dagq:compatible-with 24
 -- Completion webhooks from a durable outbox (issue 33, item 1). A subscription
 -- (dagq.webhooks) names a tenant's URL and the event types it wants; every run event of
 -- those types writes one delivery row (dagq.webhook_deliveries) through a trigger on
 -- dagq.run_events, so the delivery exists if and only if the state change that wrote the
 -- event commits (same transaction). The sweeper delivers due rows with SKIP LOCKED and
 -- records every attempt (dagq.webhook_attempts). New tables and a trigger that only adds
--- rows to them: code at 28 keeps working (it never reads them, and its event inserts
+-- rows to them: code at 24 (the last release) keeps working (it never reads them, and its event inserts
 -- are unchanged).
 CREATE TABLE dagq.webhooks (
     id uuid PRIMARY KEY,
