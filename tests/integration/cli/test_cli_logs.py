@@ -19,7 +19,8 @@ def test_dagq_up_writes_only_json_lines(repo, fleet) -> None:
                              DAGQ_LOG_LEVEL="INFO", DAGQ_AUTH="off")
     log = fleet.tmp / "worker-cmd-0.log"
     wait_for(lambda: "dagq is up" in log.read_text(), 60, "the banner")
-    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    # The banner waits for the workers, not for the API's socket: poll it.
+    wait_for(lambda: healthy(port), 30, "the API")
     flaky = {"executor": "builtin.fail", "params": {"times": 1},
              "backoff": {"initial_s": 0.1, "max_s": 0.1}}
     run_id = repo.submissions.submit_run(tenant="t", spec=spec({"flaky": flaky})).run_id
@@ -33,3 +34,10 @@ def test_dagq_up_writes_only_json_lines(repo, fleet) -> None:
     assert "Ctrl-C" in banner["msg"]
     retry = [e for e in lines if e["level"] == "WARNING" and e.get("node_key") == "flaky"]
     assert len(retry) == 1 and retry[0]["run_id"] == str(run_id)
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -195,7 +195,7 @@ def test_prune_removes_old_finished_runs_with_nodes_then_their_partitions_go(
     # run's events are past the retention and under no stored run: dropped whole.
     later = sql.execute("SELECT now() + interval '30 days' AS t").fetchone()["t"]
     sql.execute("UPDATE dagq.runs SET status = 'cancelled', finished_at = now()")
-    assert sweeper.prune(now=later) == {"pruned_runs": 2}
+    assert sweeper.prune(now=later) == {"pruned_runs": 2, "pruned_deliveries": 0}
     counts = sweeper.partitions(now=later)
     assert counts["partitions_created"] >= 30 and counts["partitions_dropped"] >= 1
     count = sql.execute("SELECT count(*) AS n FROM dagq.run_events WHERE run_id = %s",
