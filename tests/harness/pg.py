@@ -36,6 +36,9 @@ class TestServer:
         self._embedded: EmbeddedPostgres | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         external = os.environ.get("DAGQ_TEST_DATABASE_URL")
+        # A server given from outside may be shared by several test processes (the
+        # PostgreSQL 15 pass): nothing may change it server-wide.
+        self.shared = bool(external)
         if external:
             self.admin_url = external
         else:
