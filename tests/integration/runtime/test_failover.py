@@ -141,7 +141,7 @@ def test_a_multi_host_url_works_for_the_pool_listen_and_the_cli(
         repo.tenants.put_tenant("multi-host", weight=3.0)
         listener.start()
         woken = listener.event("default")
-        wait_for(lambda: woken.is_set(), 10, "the listener to LISTEN and poll once")
+        wait_for(lambda: woken.is_set(), 30, "the listener to LISTEN and poll once")
         woken.clear()
         with psycopg.connect(db_url, autocommit=True) as conn:
             conn.execute("NOTIFY dagq_queued, 'default'")
