@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from dagq.config import Settings, get_settings
@@ -69,12 +70,13 @@ def listen_warning(url: str, settings: Settings | None = None) -> str | None:
 def _listen_fires(listen_url: str, notify_url: str) -> bool:
     channel = f"dagq_probe_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_plain(listen_url), autocommit=True) as listener:
-        listener.execute(f"LISTEN {channel}")
+        listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         with psycopg.connect(_plain(notify_url), autocommit=True) as sender:
             sender.execute("SELECT pg_notify(%s, 'probe')", (channel,))
         fired = any(True for _ in listener.notifies(timeout=LISTEN_PROBE_S, stop_after=1))
         with contextlib.suppress(psycopg.Error):
-            listener.execute(f"UNLISTEN {channel}")  # a pooled session must not keep it
+            # a pooled session must not keep it
+            listener.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
     return fired
 
 
