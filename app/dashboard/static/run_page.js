@@ -9,7 +9,7 @@ import { fmtDuration, span } from "./dom.js";
 import { every, READY_REFRESH_MS, viewEl } from "./shell.js";
 import { OPEN_RUN_STATUSES } from "./states.js";
 import { select, showTab } from "./run/draw.js";
-import { cancelRun, follow, refresh, retryRun, scheduleRefresh } from "./run/follow.js";
+import { cancelRun, follow, refresh, reopened, retryRun, scheduleRefresh } from "./run/follow.js";
 import { buildRunLayout } from "./run/layout.js";
 
 const OPEN_RUN = new Set(OPEN_RUN_STATUSES);
@@ -46,6 +46,8 @@ function newRunPageState(route) {
   page.actions = {
     cancelRun: () => cancelRun(page),
     retryRun: () => retryRun(page),
+    retryFailedItems: () => retryRun(page, "failed"),
+    reopened: () => reopened(page),
     select: (key) => select(page, key),
     showTab: (tab) => showTab(page, tab),
   };

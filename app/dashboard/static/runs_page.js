@@ -4,6 +4,7 @@
 // read and update.
 
 import { api, ApiError, query } from "./api.js";
+import { bulkBar } from "./bulk_actions.js";
 import { badge, fill, fmtAgo, fmtDuration, fmtTime, h, shortId, span } from "./dom.js";
 import { opsPanel } from "./ops_panel.js";
 import { clearError, every, rememberListHash, showError, viewEl } from "./shell.js";
@@ -27,6 +28,7 @@ export function runsPage(route) {
     shown: 50,
     loading: false,
     el: null,
+    refresh: () => refresh(page),
   };
   page.el = buildRunsView(page);
   const stopOps = opsPanel(page.el.queuesBox, page.el.workersBox, page.controller.signal);
@@ -139,6 +141,7 @@ function buildRunsView(page) {
   const wfInput = workflowFilter(page);
   const metaBox = metaFilter(page);
   const liveLabel = liveToggle(page);
+  const bulk = bulkBar(page);
   const updated = h("span", { class: "muted updated" });
   const tbody = h("tbody");
   const table = runsTable(tbody);
@@ -152,11 +155,11 @@ function buildRunsView(page) {
   viewEl.append(h("section", { class: "runs-page" },
     h("div", { class: "main-col" },
       h("div", { class: "page-head" }, h("h1", {}, "Runs"), updated),
-      h("div", { class: "toolbar" }, chips, wfInput, names, metaBox, liveLabel),
+      h("div", { class: "toolbar" }, chips, wfInput, names, metaBox, liveLabel, bulk),
       h("div", { class: "table-wrap" }, table), empty, more),
     h("aside", { class: "ops", "aria-label": "Queues and workers" },
       h("h2", {}, "Queues"), queuesBox, h("h2", {}, "Workers"), workersBox)));
-  return { names, updated, tbody, empty, more, queuesBox, workersBox,
+  return { names, updated, tbody, empty, more, queuesBox, workersBox, bulk,
     metaNote: metaBox.querySelector("#meta-note") };
 }
 
@@ -210,6 +213,7 @@ function render(page, runs, append) {
         h("pre", {}, "dagq submit examples/support-answer.json --wait")));
   }
   more.hidden = !page.cursor;
+  page.el.bulk.update(); // (hidden once the API refused the metadata filter)
   updated.textContent = `updated ${fmtTime(new Date().toISOString())}`;
 }
 

@@ -70,7 +70,7 @@ function writeHash(page) {
 
 export function showPanel(page) {
   renderNodePanel(page.view.panel, page.run, page.selected, page.events, page.actions.select,
-    page.streams);
+    page.streams, page.actions.reopened);
 }
 
 /** A chunk arrived for the selected node: update its streamed text in place. */

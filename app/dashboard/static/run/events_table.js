@@ -10,9 +10,11 @@ export function renderEvents(eventsBody, eventsCount, events, select) {
   fill(eventsBody, ...recent.map((e) => {
     const d = e.data || {};
     let details = "";
-    if (d.error) details = `${d.error.type || "error"}: ${d.error.message || ""}`;
+    // A node resolved by hand carries the error it had: say who resolved it first.
+    if (e.type === "node_resolved") details = `resolved by ${d.by || "?"}${d.status ? ` (was ${d.status})` : ""}`;
+    else if (d.error) details = `${d.error.type || "error"}: ${d.error.message || ""}`;
     else if (d.worker) details = `worker ${d.worker}`;
-    else if (d.items !== undefined) details = `${d.items} items`;
+    else if (d.items !== undefined) details = `${d.items} items${d.items_kept ? ` · ${d.items_kept} kept` : ""}`;
     else if (d.reason) details = d.reason;
     else {
       details = Object.entries(d).filter(([, v]) => v !== null && v !== undefined)

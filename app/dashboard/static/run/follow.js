@@ -149,12 +149,20 @@ export async function cancelRun(page) {
   }
 }
 
-export async function retryRun(page) {
+/** Retry the run: every failed node again, or with `items` "failed" a map node's failed
+ *  items only (the items that succeeded keep their outputs). */
+export async function retryRun(page, items = null) {
   try {
-    await api(`/v1/runs/${encodeURIComponent(page.runId)}/retry`, { method: "POST" });
-    scheduleRefresh(page, 0);
-    follow(page);
+    await api(`/v1/runs/${encodeURIComponent(page.runId)}/retry`,
+      { method: "POST", body: items ? { items } : undefined });
+    reopened(page);
   } catch (err) {
-    showError(err, "Retrying the run");
+    showError(err, items ? "Retrying the failed items" : "Retrying the run");
   }
+}
+
+/** The run goes on (a retry, a node resolved): read it now and follow its events again. */
+export function reopened(page) {
+  scheduleRefresh(page, 0);
+  follow(page);
 }

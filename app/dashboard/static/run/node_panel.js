@@ -6,8 +6,10 @@ import { statusLine } from "../dag.js";
 import { badge, fill, fmtDuration, fmtTime, h, jsonBlock, span } from "../dom.js";
 import { attemptsOf, itemStates } from "./history.js";
 import { childrenSection, copiedNote, rerunSection } from "./links.js";
+import { resolvedNote, resolveSection } from "./resolve.js";
 
-export function renderNodePanel(panel, run, selected, events, select, streams = {}) {
+/** `onResolved`: called after the node was resolved (the run goes on: read it again). */
+export function renderNodePanel(panel, run, selected, events, select, streams = {}, onResolved = () => {}) {
   const node = run && (run.nodes || []).find((n) => n.key === selected);
   if (!node) {
     fill(panel, nodeList(run, select));
@@ -17,7 +19,7 @@ export function renderNodePanel(panel, run, selected, events, select, streams = 
   const draft = panel.querySelector("textarea.signal-data")?.value;
   const attempts = attemptsOf(events, run, node.key);
   const parts = [nodeHead(node, select), nodeFacts(node), ...copiedNote(events, node),
-    ...rerunSection(run, node)];
+    ...resolvedNote(events, node), ...rerunSection(run, node), ...resolveSection(run, node, onResolved)];
   if (node.status === "waiting" && node.wait && node.wait.signal) parts.push(h("h3", {}, "Signal"), signalForm(run, node, draft));
   if (streams[node.key]) parts.push(...streamSection(node.key, streams[node.key]));
   if (attempts.length) parts.push(...attemptsSection(attempts));

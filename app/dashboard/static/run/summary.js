@@ -8,7 +8,30 @@ import { relativeFacts } from "./links.js";
 const OPEN_RUN = new Set(OPEN_RUN_STATUSES);
 const RETRYABLE_RUN = new Set(RETRYABLE_RUN_STATUSES);
 
-export function renderRunSummary(view, run, { cancelRun, retryRun, select }) {
+/** The map nodes a retry with items "failed" would resume: failed or cancelled, with
+ *  items of which fewer than all succeeded ([{key, kept, items}]). */
+export function retriableMaps(run) {
+  if (!run || !RETRYABLE_RUN.has(run.status)) return [];
+  return (run.nodes || [])
+    .filter((n) => n.items != null && n.items_succeeded != null && ["failed", "cancelled"].includes(n.status)
+      && n.items_succeeded < n.items)
+    .map((n) => ({ key: n.key, kept: n.items_succeeded, items: n.items }));
+}
+
+/** "Retry failed items" and how many items it keeps (null when no map node has any). */
+function retryItemsButton(run, retryFailedItems) {
+  const maps = retriableMaps(run);
+  if (!maps.length) return null;
+  const kept = maps.map((m) => `${m.kept} of ${m.items} items${maps.length > 1 ? ` of ${m.key}` : ""}`).join(", ");
+  return h("span", { class: "retry-items-box" },
+    h("button", {
+      type: "button", class: "retry-items", onclick: retryFailedItems,
+      title: "run again only the items that did not succeed; the others keep their outputs",
+    }, "Retry failed items"),
+    h("span", { class: "muted small retry-kept" }, `keeps ${kept}`));
+}
+
+export function renderRunSummary(view, run, { cancelRun, retryRun, retryFailedItems, select }) {
   const { title, statusEl, meta, counts, actions, runError, runWarnings } = view;
   fill(title, run.workflow,
     run.workflow_version ? h("span", { class: "ver" }, ` v${run.workflow_version}`) : null);
@@ -39,7 +62,8 @@ export function renderRunSummary(view, run, { cancelRun, retryRun, select }) {
       .map((s) => `${tally[s]} ${s}`).join(" · ")));
   fill(actions,
     OPEN_RUN.has(run.status) ? h("button", { type: "button", class: "danger", onclick: cancelRun }, "Cancel run") : null,
-    RETRYABLE_RUN.has(run.status) ? h("button", { type: "button", onclick: retryRun }, "Retry run") : null);
+    RETRYABLE_RUN.has(run.status) ? h("button", { type: "button", onclick: retryRun }, "Retry run") : null,
+    retryItemsButton(run, retryFailedItems));
   if (run.error) {
     runError.hidden = false;
     fill(runError,
