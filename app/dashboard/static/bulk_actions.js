@@ -62,13 +62,14 @@ export async function countFor(action, filter, signal) {
   return out;
 }
 
-/** Every bulk call the filter needs (each answers next_cursor until none is left);
- *  `onProgress(totals)` after each. Resolves to {acted, skipped, skipped_by}. */
-export async function actOnAll(action, filter, signal, onProgress = () => {}) {
+/** Every bulk call the filter needs (each acts on at most `limit` runs and answers
+ *  next_cursor until none is left); `onProgress(totals)` after each. Resolves to
+ *  {acted, skipped, skipped_by}. */
+export async function actOnAll(action, filter, signal, onProgress = () => {}, limit = BULK_LIMIT) {
   const totals = { acted: 0, skipped: 0, skipped_by: {} };
   let cursor = null;
   do {
-    const body = { filter, limit: BULK_LIMIT };
+    const body = { filter, limit };
     if (cursor) body.cursor = cursor;
     const answer = await api(`/v1/runs/bulk/${action}`, { method: "POST", body, signal });
     totals.acted += answer.acted;
