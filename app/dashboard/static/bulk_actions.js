@@ -108,6 +108,7 @@ async function bulk(page, action, note, buttons) {
     note.classList.toggle("error-text", bad);
   };
   const { signal } = page.controller;
+  let sofar = null; // the totals of the calls that answered, for an error half-way
   buttons.forEach((b) => { b.disabled = true; });
   try {
     say("Counting the runs…");
@@ -120,11 +121,17 @@ async function bulk(page, action, note, buttons) {
       say("");
       return;
     }
-    const totals = await actOnAll(action, filter, signal, (t) => say(totalsText(action, t, false)));
+    // Once confirmed, the action goes to its end even if the page is left meanwhile: a
+    // half-done "Cancel 37 runs" would surprise more than one that finishes unseen.
+    const totals = await actOnAll(action, filter, new AbortController().signal, (t) => {
+      sofar = t;
+      say(totalsText(action, t, false));
+    });
     say(totalsText(action, totals));
-    page.refresh();
+    if (!signal.aborted) page.refresh();
   } catch (err) {
-    if (err.name !== "AbortError") say(`${ACTIONS[action].context}: ${err.friendly || err.message}`, true);
+    const before = sofar ? ` (before that: ${totalsText(action, sofar)})` : "";
+    if (err.name !== "AbortError") say(`${ACTIONS[action].context}: ${err.friendly || err.message}${before}`, true);
   } finally {
     buttons.forEach((b) => { b.disabled = false; });
   }

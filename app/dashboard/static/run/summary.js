@@ -9,12 +9,13 @@ const OPEN_RUN = new Set(OPEN_RUN_STATUSES);
 const RETRYABLE_RUN = new Set(RETRYABLE_RUN_STATUSES);
 
 /** The map nodes a retry with items "failed" would resume: failed or cancelled, with
- *  items of which fewer than all succeeded ([{key, kept, items}]). */
+ *  items of which some but not all succeeded ([{key, kept, items}]; with none kept it
+ *  would be Retry run again). */
 export function retriableMaps(run) {
   if (!run || !RETRYABLE_RUN.has(run.status)) return [];
   return (run.nodes || [])
     .filter((n) => n.items != null && n.items_succeeded != null && ["failed", "cancelled"].includes(n.status)
-      && n.items_succeeded < n.items)
+      && n.items_succeeded > 0 && n.items_succeeded < n.items)
     .map((n) => ({ key: n.key, kept: n.items_succeeded, items: n.items }));
 }
 
