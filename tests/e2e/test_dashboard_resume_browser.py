@@ -60,21 +60,27 @@ def statuses(live: LiveApi, run_id: Any) -> dict[str, str]:
 
 def test_resolve_a_failed_node_through_its_panel(live: LiveApi, browser_page) -> None:
     page, problems = browser_page
+    # fail_fast off and `d` on a queue the test drives later: the run is still running
+    # while the form is used, so the panel is redrawn under the typing.
     wf = spec({"a": {"executor": "builtin.echo"},
                "b": {"executor": "builtin.echo", "depends_on": ["a"], "max_attempts": 1},
-               "c": {"executor": "builtin.merge", "depends_on": ["b"]}}, name="chain")
+               "c": {"executor": "builtin.merge", "depends_on": ["b"]},
+               "d": {"executor": "builtin.echo", "queue": "other"}},
+              name="chain", fail_fast=False)
     run_id = live.repo.submissions.submit_run(tenant="default", spec=wf).run_id
     drive(live.repo, {"b": fails("b")})
-    assert live.repo.runs.get_run(run_id).status == "failed"
+    assert statuses(live, run_id) == {"a": "succeeded", "b": "failed", "c": "skipped",
+                                      "d": "queued"}
 
     page.goto(f"{live.url}/#/runs/{run_id}?node=b")
-    page.wait_for_selector("#run-status .badge[data-status='failed']", timeout=WAIT_MS)
+    page.wait_for_selector("#run-status .badge[data-status='running']", timeout=WAIT_MS)
     page.click("#node-panel details.resolve summary")
     outputs = "#node-panel textarea.resolve-outputs"
+    submit = "#node-panel .resolve-form button[type=submit]"
     assert page.input_value(outputs) == "{}"
     # Not JSON: said in the page, nothing sent.
     page.fill(outputs, '{"answer": oops}')
-    page.click("#node-panel .resolve-form button[type=submit]")
+    page.click(submit)
     page.wait_for_selector("#node-panel .resolve-note.error-text", timeout=WAIT_MS)
     assert page.inner_text("#node-panel .resolve-note").startswith("Not JSON:")
     # JSON of the wrong shape: the API's own 422 message, as it says it.
@@ -82,16 +88,25 @@ def test_resolve_a_failed_node_through_its_panel(live: LiveApi, browser_page) ->
                          json={"outputs": [1, 2]}, timeout=10)
     assert refused.status_code == 422
     page.fill(outputs, "[1, 2]")
-    page.click("#node-panel .resolve-form button[type=submit]")
+    page.click(submit)
     page.wait_for_function(
         "(m) => document.querySelector('#node-panel .resolve-note').textContent === m",
         arg=refused.json()["error"]["message"], timeout=WAIT_MS)
     assert statuses(live, run_id)["b"] == "failed"  # neither wrote anything
 
-    page.fill(outputs, '{"answer": "by hand"}')
-    page.click("#node-panel .resolve-form button[type=submit]")
+    # Typing goes on across a redraw: `d` ends (the run finishes meanwhile).
+    page.fill(outputs, "")
+    page.keyboard.type('{"answer": ')
+    assert drive(live.repo, queue="other") == ["d"]
+    ended = live.repo.runs.get_run(run_id).status
+    assert ended in ("failed", "partial_succeeded")
+    page.wait_for_selector(f"#run-status .badge[data-status='{ended}']", timeout=WAIT_MS)
+    page.keyboard.type('"by hand"}')
+    assert page.input_value(outputs) == '{"answer": "by hand"}'
+    page.click(submit)
     page.wait_for_selector("#run-status .badge[data-status='running']", timeout=WAIT_MS)
-    assert statuses(live, run_id) == {"a": "succeeded", "b": "succeeded", "c": "queued"}
+    assert statuses(live, run_id) == {"a": "succeeded", "b": "succeeded", "c": "queued",
+                                      "d": "succeeded"}
     assert drive(live.repo) == ["c"]  # the run goes on from the resolved node
     page.wait_for_selector("#run-status .badge[data-status='succeeded']", timeout=WAIT_MS)
     page.wait_for_selector("#node-panel .resolved-note", timeout=WAIT_MS)
@@ -99,7 +114,8 @@ def test_resolve_a_failed_node_through_its_panel(live: LiveApi, browser_page) ->
     assert page.query_selector("#node-panel details.resolve") is None  # succeeded now
     page.wait_for_selector(".events-table tr.ev-node_resolved", timeout=WAIT_MS)
     assert "resolved by" in page.inner_text(".events-table tr.ev-node_resolved td.details")
-    assert live.repo.runs.get_run(run_id).nodes[1].outputs == {"answer": "by hand"}
+    nodes = {n.key: n for n in live.repo.runs.get_run(run_id).nodes}
+    assert nodes["b"].outputs == {"answer": "by hand"}
     assert not problems, problems
 
 

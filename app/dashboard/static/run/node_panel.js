@@ -17,6 +17,7 @@ export function renderNodePanel(panel, run, selected, events, select, streams = 
   }
   const keep = panel.querySelector("details.tb")?.open;
   const draft = panel.querySelector("textarea.signal-data")?.value;
+  const refocus = typingIn(panel);
   const attempts = attemptsOf(events, run, node.key);
   const parts = [nodeHead(node, select), nodeFacts(node), ...copiedNote(events, node),
     ...resolvedNote(events, node), ...rerunSection(run, node), ...resolveSection(run, node, onResolved)];
@@ -28,6 +29,25 @@ export function renderNodePanel(panel, run, selected, events, select, streams = 
   if (node.error) parts.push(...errorSection(node, keep));
   parts.push(...outputsSection(node));
   fill(panel, ...parts);
+  refocus();
+}
+
+/** The panel is redrawn whenever the run changes (every event of a live run): a text box
+ *  being typed in (a signal's data, a node's outputs) gets its focus and caret back in
+ *  its redrawn twin (same class and node), so typing goes on where it was. */
+function typingIn(panel) {
+  const el = document.activeElement;
+  if (!el || el.tagName !== "TEXTAREA" || !panel.contains(el)) return () => {};
+  const { selectionStart, selectionEnd, scrollTop } = el;
+  const cls = el.classList[0];
+  const node = el.dataset.node;
+  return () => {
+    const twin = [...panel.querySelectorAll(`textarea.${cls}`)].find((t) => t.dataset.node === node);
+    if (!twin) return;
+    twin.focus();
+    twin.setSelectionRange(selectionStart, selectionEnd);
+    twin.scrollTop = scrollTop;
+  };
 }
 
 /** No node selected: the run's nodes, each a button that selects it. */

@@ -37,7 +37,7 @@ export function resolveSection(run, node, onResolved) {
   if (!run || !RESOLVABLE.has(node.status) || node.key.includes("[")) return [];
   const draft = draftOf(run, node);
   const area = h("textarea", {
-    class: "resolve-outputs", spellcheck: "false",
+    class: "resolve-outputs", spellcheck: "false", dataset: { node: node.key },
     "aria-label": node.items != null ? "outputs (a JSON list, one entry per item)" : "outputs (JSON)",
     oninput: (e) => { draft.text = e.target.value; },
   });
