@@ -175,7 +175,7 @@ def test_bulk_cancel_and_retry_on_the_filtered_runs_list(live: LiveApi, browser_
     assert asked == []
     page.click("#bulk-bar button.bulk-cancel")
     page.wait_for_selector("#bulk-note:has-text('Cancelled 3 runs.')", timeout=WAIT_MS)
-    assert asked[-1].startswith("Cancel 3 runs? (the queued or running ones of the 3 runs")
+    assert asked[-1].startswith("Cancel 3 runs? (the queued or running ones these filters find.)")
     assert {str(r): live.repo.runs.get_run(r).status for r in [*mine, other]} == {
         **{r: "cancelled" for r in mine}, other: "queued"}
     page.click("#bulk-bar button.bulk-retry")

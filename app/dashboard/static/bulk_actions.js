@@ -10,7 +10,7 @@ import { h } from "./dom.js";
 import { OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES } from "./states.js";
 
 const COUNT_PAGE = 500; // runs per GET while counting (the API's largest page)
-const COUNT_PAGES = 20; // count at most 10,000 runs; past that the question says "at least"
+const COUNT_PAGES = 20; // count at most 10,000 runs a status; past that: "at least"
 const BULK_LIMIT = 500; // runs per bulk call (the API allows 1…1000)
 
 const ACTIONS = {
@@ -46,19 +46,23 @@ function listQuery(filter, cursor) {
   return `?${q}`;
 }
 
-/** {applies, matched, more}: of the runs the filter finds, those the action applies to. */
+/** {applies, more}: how many runs the filter finds that the action applies to, read
+ *  status by status (GET /v1/runs?status=…: only those runs are sent, not every
+ *  finished run the filter also finds). */
 export async function countFor(action, filter, signal) {
   const { applies } = ACTIONS[action];
-  let cursor = null;
-  const out = { applies: 0, matched: 0, more: false };
-  for (let i = 0; i < COUNT_PAGES; i += 1) {
-    const list = await api(`/v1/runs${listQuery(filter, cursor)}`, { signal });
-    out.matched += list.runs.length;
-    out.applies += list.runs.filter((r) => applies.has(r.status)).length;
-    cursor = list.next_cursor;
-    if (!cursor) return out;
+  const statuses = filter.status ? [filter.status].filter((s) => applies.has(s)) : [...applies];
+  const out = { applies: 0, more: false };
+  for (const status of statuses) {
+    let cursor = null;
+    for (let i = 0; i < COUNT_PAGES; i += 1) {
+      const list = await api(`/v1/runs${listQuery({ ...filter, status }, cursor)}`, { signal });
+      out.applies += list.runs.length;
+      cursor = list.next_cursor;
+      if (!cursor) break;
+    }
+    if (cursor) out.more = true;
   }
-  out.more = true;
   return out;
 }
 
@@ -95,8 +99,7 @@ export function totalsText(action, totals, finished = true) {
 function question(action, count) {
   const a = ACTIONS[action];
   const n = `${count.more ? "at least " : ""}${plural(count.applies, "run")}`;
-  return `${a.verb} ${n}? (the ${a.what} ones of the ${count.more ? "first " : ""}`
-    + `${plural(count.matched, "run")} these filters find.)${a.warn}`;
+  return `${a.verb} ${n}? (the ${a.what} ones these filters find.)${a.warn}`;
 }
 
 /** Count, ask, act, and say the totals in `note`; the buttons are disabled meanwhile. */
