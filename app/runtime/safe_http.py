@@ -122,7 +122,9 @@ class Vetter:
             raise _refused(self.who, host, None, "a cloud metadata host")
         try:
             infos = self.resolve(name, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
+            # UnicodeError: a name the idna codec cannot encode for the lookup (an empty
+            # or over-long label); a client's input, not a crash.
             raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from None
         vetted: list[str] = []
         first_refused: tuple[str, str] | None = None
