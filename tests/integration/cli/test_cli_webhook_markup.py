@@ -6,15 +6,28 @@ from __future__ import annotations
 
 import json
 
-from dagq.config import Settings
+from dagq.cli import main
+from dagq.config import Settings, get_settings
 from dagq.store import Store
 from dagq.sweeper.passes import Sweeper
 from tests.harness.drive import drive
 from tests.harness.receiver import Receiver
 from tests.harness.specs import spec
-from tests.integration.cli.test_cli_webhooks import cli
 
 REPLY = b"[/oops] [bold]not bold[/bold]"
+
+
+def cli(monkeypatch, capfd, db_url: str, *args: str) -> tuple[int, str, str]:
+    monkeypatch.delenv("DAGQ_URL", raising=False)
+    monkeypatch.setenv("DAGQ_DATABASE_URL", db_url)
+    monkeypatch.setenv("DAGQ_HTTP_ALLOW", "127.0.0.1")
+    get_settings.cache_clear()
+    try:
+        status = main(list(args))
+    finally:
+        get_settings.cache_clear()
+    out, err = capfd.readouterr()
+    return status, out, err.strip()
 
 
 def test_a_reply_that_looks_like_markup_is_shown_as_it_is(monkeypatch, capfd, db_url,
