@@ -36,12 +36,14 @@ WHERE r.finished_at IS NULL
 ORDER BY r.created_at LIMIT 1
 
 -- name: try_retire_lock
--- One retiring sweeper at a time (a session lock: DETACH ... CONCURRENTLY commits
--- twice, so it cannot run inside a transaction that would hold a transaction lock).
-SELECT pg_try_advisory_lock(dagq.partition_lock_key() + 1) AS locked
-
--- name: retire_unlock
-SELECT pg_advisory_unlock(dagq.partition_lock_key() + 1) AS unlocked
+-- One retiring sweeper at a time: a transaction lock, taken by a transaction that stays
+-- open on a connection of its own while the retirement runs on another (DETACH ...
+-- CONCURRENTLY commits twice, so it cannot run inside it). Not a session lock: through
+-- a transaction pooler the lock and the unlock could reach different server sessions,
+-- leaving it held; an open transaction keeps its server session, and its end (or the
+-- loss of its connection) releases the lock. It waits idle meanwhile: not cut off.
+SELECT pg_try_advisory_xact_lock(dagq.partition_lock_key() + 1) AS locked,
+       set_config('idle_in_transaction_session_timeout', '0', true) AS idle_timeout
 
 -- name: events_never_analyzed
 -- Whether the parent has no statistics yet (just migrated: migration 025 leaves it to
