@@ -29,7 +29,8 @@ def verify(secret: str, header: str, body: bytes, now: float | None = None,
     if abs((time.time() if now is None else now) - stamp) > tolerance_s:
         return False
     expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
-    return hmac.compare_digest(expected.hexdigest(), parts.get("v1", ""))
+    # bytes: compare_digest raises on a str with non-ASCII characters (anyone can send one)
+    return hmac.compare_digest(expected.hexdigest().encode(), parts.get("v1", "").encode())
 
 
 def handler(secret: str, seen: set[str]) -> type[BaseHTTPRequestHandler]:

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from dagq.cli.summary import error_lines, one_line
 from dagq.models import (
@@ -81,7 +83,8 @@ def runs_table(runs: Sequence[RunView | RunSummary]) -> None:
         table.add_column("created", overflow="fold")
         table.add_column("finished", overflow="fold")
     for run in runs:
-        cells = [str(run.run_id), run.tenant, run.workflow, _status(run.status),
+        # (Text: a tenant's name is shown as it is, never read as markup)
+        cells = [str(run.run_id), Text(run.tenant), Text(run.workflow), _status(run.status),
                  f"{run.nodes_remaining}/{run.nodes_total}", _when(run.created_at),
                  _when(run.finished_at)]
         table.add_row(*(cells if wide else cells[:1] + cells[2:5]))
@@ -91,9 +94,9 @@ def runs_table(runs: Sequence[RunView | RunSummary]) -> None:
 def run_detail(run: RunView, *, verbose: bool = False) -> None:
     """A run and its nodes; a failed node's error as a short summary (its user frames
     first), or whole with `verbose`."""
-    out.print(f"run [bold]{run.run_id}[/]  workflow {run.workflow}"
+    out.print(f"run [bold]{run.run_id}[/]  workflow {escape(run.workflow)}"
               f"{' v' + str(run.workflow_version) if run.workflow_version else ''}  "
-              f"tenant {run.tenant}  status {_status(run.status)}")
+              f"tenant {escape(run.tenant)}  status {_status(run.status)}")
     out.print(f"created {_when(run.created_at)}  started {_when(run.started_at)}  "
               f"finished {_when(run.finished_at)}")
     if run.rerun_of:
@@ -118,10 +121,12 @@ def run_detail(run: RunView, *, verbose: bool = False) -> None:
             json.dumps(detail)[:80] if detail is not None else ""
         if node.status == "waiting":
             text = waiting_for(node)
-        table.add_row(node.key + (f" [{node.items} items]" if node.items else ""),
-                      node.executor, _status(node.status),
+        # (Text: outputs and errors are the tenant's, shown as they are, never as markup)
+        table.add_row(Text(node.key + (f" [{node.items} items]" if node.items else "")),
+                      Text(node.executor), _status(node.status),
                       "-" if node.wait else f"{node.attempts}/{node.max_attempts}",
-                      f"{node.duration_ms:.0f}" if node.duration_ms is not None else "-", text)
+                      f"{node.duration_ms:.0f}" if node.duration_ms is not None else "-",
+                      Text(text))
     out.print(table)
     _node_errors(run, verbose)
 

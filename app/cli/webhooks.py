@@ -8,6 +8,7 @@ import argparse
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from dagq.config import Settings
 from dagq.models import WebhookDelivery, WebhookRecord
@@ -62,8 +63,8 @@ def webhooks_table(listed: list[WebhookRecord]) -> Table:
     for column in ("id", "url", "events", "workflow", "created"):
         table.add_column(column, overflow="fold")
     for w in listed:
-        table.add_row(str(w.id), w.url, ", ".join(w.events), w.workflow or "any",
-                      _when(w.created_at))
+        table.add_row(*_cells(str(w.id), w.url, ", ".join(w.events), w.workflow or "any",
+                              _when(w.created_at)))
     return table
 
 
@@ -73,8 +74,9 @@ def deliveries_table(found: list[WebhookDelivery]) -> Table:
                    "last error"):
         table.add_column(column, overflow="fold")
     for d in found:
-        table.add_row(str(d.id), d.event, str(d.run_id)[:8], d.status, str(d.attempts),
-                      _when(d.finished_at or d.next_attempt_at), d.last_error or "-")
+        table.add_row(*_cells(str(d.id), d.event, str(d.run_id)[:8], d.status,
+                              str(d.attempts), _when(d.finished_at or d.next_attempt_at),
+                              d.last_error or "-"))
     return table
 
 
@@ -83,9 +85,16 @@ def attempts_table(delivery: WebhookDelivery) -> Table:
     for column in ("#", "at", "status", "ms", "reply / error"):
         table.add_column(column, overflow="fold")
     for a in delivery.history:
-        table.add_row(str(a.attempt), _when(a.at), str(a.status_code or "-"),
-                      str(a.latency_ms), a.error or a.response or "")
+        table.add_row(*_cells(str(a.attempt), _when(a.at), str(a.status_code or "-"),
+                              str(a.latency_ms), a.error or a.response or ""))
     return table
+
+
+def _cells(*values: str) -> list[Text]:
+    """Table cells shown as they are: a reply's first bytes, an error or a URL come from
+    receivers and tenants, and a plain string cell is read as Rich markup (`[/x]` would
+    crash the command, `[bold]` be styled away)."""
+    return [Text(value) for value in values]
 
 
 def _when(value: Any) -> str:

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from psycopg import pq
+from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from dagq.config import Settings, get_settings
@@ -102,9 +102,14 @@ def _options_reach_server(url: str, connect_timeout_s: int) -> bool:
 
 
 def set_local_statement(settings: list[tuple[str, str]]) -> bytes:
-    """One statement setting each (name, value) for the current transaction only."""
-    calls = ", ".join(f"set_config('{name}', '{value}', true)" for name, value in settings)
-    return f"SELECT {calls}".encode() if settings else b""
+    """One statement setting each (name, value) for the current transaction only (names
+    and values as SQL literals, composed: never formatted into the text)."""
+    if not settings:
+        return b""
+    calls = sql.SQL(", ").join(
+        sql.SQL("set_config({}, {}, true)").format(sql.Literal(name), sql.Literal(value))
+        for name, value in settings)
+    return sql.SQL("SELECT {}").format(calls).as_bytes(None)
 
 
 class PooledConnection(psycopg.Connection[Any]):

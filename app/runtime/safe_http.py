@@ -23,6 +23,7 @@ import codecs
 import ipaddress
 import json as jsonlib
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +122,9 @@ class Vetter:
             raise _refused(self.who, host, None, "a cloud metadata host")
         try:
             infos = self.resolve(name, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
+            # UnicodeError: a name the idna codec cannot encode for the lookup (an empty
+            # or over-long label); a client's input, not a crash.
             raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from None
         vetted: list[str] = []
         first_refused: tuple[str, str] | None = None
@@ -147,12 +150,52 @@ def _refused(who: str, host: str, address: str | None, why: str) -> AddressRefus
                           "DAGQ_HTTP_ALLOW to allow it")
 
 
-class _VettedBackend(httpcore.NetworkBackend):
-    """httpcore's TCP connect, to vetted addresses only."""
+def _left(deadline: float | None, timeout: float | None,
+          expired: type[Exception]) -> float | None:
+    """`timeout` cut to what is left before `deadline` (monotonic); `expired` once none is."""
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the request's whole time is up")
+    return left if timeout is None else min(timeout, left)
 
-    def __init__(self, vetter: Vetter) -> None:
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write waits at most until the request's
+    deadline: httpx's timeouts bound each read, so a server dripping its reply a byte at
+    a time would otherwise hold the call for as long as it likes."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: float) -> None:
+        self.inner, self.deadline = inner, deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.inner.read(max_bytes, _left(self.deadline, timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, _left(self.deadline, timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self.inner.start_tls(
+            ssl_context, server_hostname, _left(self.deadline, timeout,
+                                                httpcore.ConnectTimeout)), self.deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
+
+
+class _VettedBackend(httpcore.NetworkBackend):
+    """httpcore's TCP connect, to vetted addresses only (and with a `deadline`, each
+    connection bounded by it)."""
+
+    def __init__(self, vetter: Vetter, deadline: float | None = None) -> None:
         self.vetter = vetter
         self.inner = httpcore.SyncBackend()
+        self.deadline = deadline
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None,
@@ -160,8 +203,11 @@ class _VettedBackend(httpcore.NetworkBackend):
         failure: Exception | None = None
         for address in self.vetter.addresses(host, port):
             try:
-                return self.inner.connect_tcp(address, port, timeout, local_address,
-                                              socket_options)
+                stream = self.inner.connect_tcp(
+                    address, port, _left(self.deadline, timeout, httpcore.ConnectTimeout),
+                    local_address, socket_options)
+                return stream if self.deadline is None \
+                    else _DeadlineStream(stream, self.deadline)
             except httpcore.ConnectError as exc:  # try the next vetted address
                 failure = exc
         assert failure is not None
@@ -177,15 +223,16 @@ class _VettedBackend(httpcore.NetworkBackend):
 
 
 class GuardedTransport(httpx.HTTPTransport):
-    """httpx's transport on a connection pool whose every connection is vetted."""
+    """httpx's transport on a connection pool whose every connection is vetted (and
+    bounded by `deadline`, monotonic, when given)."""
 
-    def __init__(self, vetter: Vetter) -> None:
+    def __init__(self, vetter: Vetter, deadline: float | None = None) -> None:
         super().__init__(trust_env=False)
         # httpx has no public knob for httpcore's network backend: replace the pool it
         # built (tests/integration/workers/test_http_guard.py pins that this stays effective).
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
-            network_backend=_VettedBackend(vetter),
+            network_backend=_VettedBackend(vetter, deadline),
         )
 
 
@@ -216,13 +263,17 @@ def request(method: str, url: str, *, json: Any = None, content: bytes | None = 
             headers: dict[str, str] | None = None, timeout_s: float = 30.0,
             max_bytes: int = DEFAULT_MAX_BYTES, allow: Allow | None = None,
             resolve: Resolver = socket.getaddrinfo, who: str = "builtin.http",
-            follow_redirects: bool = True, excerpt: bool = False) -> Reply:
+            follow_redirects: bool = True, excerpt: bool = False,
+            total_s: float | None = None) -> Reply:
     """One HTTP(S) call, following at most MAX_REDIRECTS redirects, every hop vetted; a
     body over `max_bytes` is a RequestRefused (with `excerpt`: cut to `max_bytes`, for a
     caller that only keeps a reply's beginning). No proxy from the environment is used
-    (it would connect on the guard's behalf). `who` names the caller in refusals."""
+    (it would connect on the guard's behalf). `who` names the caller in refusals.
+    `timeout_s` bounds each connect, read and write; `total_s` (if given) the whole call
+    from here, past which it raises an httpx.TimeoutException (name resolution aside)."""
     target = checked_url(url, who)
-    transport = GuardedTransport(Vetter(allow or Allow(), resolve, who))
+    deadline = None if total_s is None else time.monotonic() + total_s
+    transport = GuardedTransport(Vetter(allow or Allow(), resolve, who), deadline)
     with httpx.Client(transport=transport, trust_env=False, follow_redirects=follow_redirects,
                       max_redirects=MAX_REDIRECTS, timeout=timeout_s,
                       headers={"Accept-Encoding": "identity"}) as client:

@@ -4,7 +4,9 @@ CONCURRENTLY + DROP (no row-by-row DELETE, no vacuum debt), then ANALYZE of the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -61,10 +63,10 @@ class PartitionRepo:
         Another sweeper retiring at the same time: this one does nothing. A detach
         interrupted earlier (its partition `detach_pending`) is finished with FINALIZE."""
         q = queries()
-        with self.db.connection(None) as conn:
-            if not _first(conn.execute(q["try_retire_lock"]).fetchone()):
+        with self._retire_lock() as locked:
+            if not locked:
                 return []
-            try:
+            with self.db.connection(None) as conn:
                 rows = conn.execute(q["retirable_event_partitions"],
                                     {"now": now, "retention_s": retention_s}).fetchall()
                 dropped = [name for row in rows if (name := self._retire(conn, row))]
@@ -73,9 +75,17 @@ class PartitionRepo:
                 if dropped or _first(conn.execute(q["events_never_analyzed"]).fetchone()):
                     conn.execute(q["analyze_events"])
                 return dropped
-            finally:
-                if not conn.closed and not conn.broken:
-                    conn.execute(q["retire_unlock"])
+
+    @contextlib.contextmanager
+    def _retire_lock(self) -> Iterator[bool]:
+        """Whether this call is the one retiring now (see try_retire_lock): the lock is
+        held by a transaction on a connection of its own, opened like the pool's but
+        outside it (a pool of one connection would otherwise wait for itself), until
+        the block ends."""
+        pool = self.db.pool
+        with psycopg.connect(pool.conninfo) as guard:  # a transaction: ends with the block
+            row = guard.execute(queries()["try_retire_lock"]).fetchone()
+            yield bool(row and row[0])
 
     @staticmethod
     def _retire(conn: psycopg.Connection[Any], row: dict[str, Any]) -> str | None:

@@ -61,7 +61,7 @@ def send(claim: dict[str, Any], allow: safe_http.Allow, now: float | None = None
         reply = safe_http.request("POST", claim["url"], content=body, headers=headers,
                                   timeout_s=TIMEOUT_S, allow=allow, who=WHO,
                                   follow_redirects=False, max_bytes=4 * RESPONSE_EXCERPT,
-                                  excerpt=True)
+                                  excerpt=True, total_s=TIMEOUT_S)
     except (safe_http.RequestRefused, OSError) as exc:
         return Outcome(None, _ms(started), None, str(exc)[:RESPONSE_EXCERPT])
     except httpx.HTTPError as exc:  # no reply (timeout, connection): a retry will tell

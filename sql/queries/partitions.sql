@@ -12,15 +12,18 @@ SELECT dagq.create_event_partitions(coalesce(%(now)s::timestamptz, now()), %(day
 
 -- name: retirable_event_partitions
 -- Partitions whose every row is older than the retention AND older than the oldest
--- run still stored: an event's or a chunk's created_at is never before its run's (the
--- run's is now() of the submit, everything later is later), so no run still in
+-- run still stored (less an hour): an event's or a chunk's created_at is never more
+-- than an hour before its run's (both are now(), the start of their transactions:
+-- events_after), so no run still in
 -- dagq.runs (open, or finished within the retention: prune_finished_runs removes the
 -- others) has an event or a chunk in them. An old open run holds back every partition from its creation on. Also every
 -- partition whose detach is pending (an interrupted DETACH ... CONCURRENTLY: Postgres
 -- allows no other detach until it is finished), first.
 SELECT p.parent, p.partition, p.detach_pending, p.to_time <= least(
            coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(retention_s)s),
-           coalesce((SELECT min(r.created_at) FROM dagq.runs r), 'infinity')) AS retirable
+           -- (an event may be up to an hour older than its run: events_after)
+           coalesce((SELECT min(r.created_at) FROM dagq.runs r) - interval '1 hour',
+                    'infinity')) AS retirable
 FROM dagq.history_partitions p
 ORDER BY p.detach_pending DESC, p.to_time, p.parent
 
@@ -33,12 +36,14 @@ WHERE r.finished_at IS NULL
 ORDER BY r.created_at LIMIT 1
 
 -- name: try_retire_lock
--- One retiring sweeper at a time (a session lock: DETACH ... CONCURRENTLY commits
--- twice, so it cannot run inside a transaction that would hold a transaction lock).
-SELECT pg_try_advisory_lock(dagq.partition_lock_key() + 1) AS locked
-
--- name: retire_unlock
-SELECT pg_advisory_unlock(dagq.partition_lock_key() + 1) AS unlocked
+-- One retiring sweeper at a time: a transaction lock, taken by a transaction that stays
+-- open on a connection of its own while the retirement runs on another (DETACH ...
+-- CONCURRENTLY commits twice, so it cannot run inside it). Not a session lock: through
+-- a transaction pooler the lock and the unlock could reach different server sessions,
+-- leaving it held; an open transaction keeps its server session, and its end (or the
+-- loss of its connection) releases the lock. It waits idle meanwhile: not cut off.
+SELECT pg_try_advisory_xact_lock(dagq.partition_lock_key() + 1) AS locked,
+       set_config('idle_in_transaction_session_timeout', '0', true) AS idle_timeout
 
 -- name: events_never_analyzed
 -- Whether the parent has no statistics yet (just migrated: migration 025 leaves it to

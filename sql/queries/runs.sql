@@ -4,12 +4,16 @@
 -- dagq.store.runs.
 
 -- name: events_after
--- A run's events are never older than the run (created_at of both: now() of the
--- submit, every later event later): the bound lets Postgres skip the day partitions
--- before the run's, at execution (in the generic plan too).
+-- A run's events are never more than an hour older than the run: created_at of both is
+-- now(), the start of the writing transaction, and the one that starts a run waiting
+-- for its concurrency key (ending the run that held the slot) may have begun before
+-- that run's submit (by its lock and statement timeouts at most; an hour is far past
+-- them). The bound lets Postgres skip the day partitions before the run's, at
+-- execution (in the generic plan too). tests/integration/store/test_event_read_bounds.py
 SELECT id, run_id, node_key, type, attempt, data, created_at FROM dagq.run_events
 WHERE run_id = %(run_id)s AND id > %(after)s
-  AND created_at >= (SELECT r.created_at FROM dagq.runs r WHERE r.id = %(run_id)s)
+  AND created_at >= (SELECT r.created_at - interval '1 hour' FROM dagq.runs r
+                     WHERE r.id = %(run_id)s)
 ORDER BY id LIMIT %(limit)s
 
 -- name: lock_run

@@ -16,18 +16,22 @@ FROM dagq.append_stream(%(chunks)s, %(run_cap)s::bigint, %(tenant_cap)s::bigint,
 (SELECT 'event' AS kind, id, run_id, node_key, type, attempt, data, NULL::text AS text,
         NULL::int AS seq, created_at
  FROM dagq.run_events WHERE run_id = %(run_id)s AND id > %(after_event)s
-   -- Never older than the run: the day partitions before it are skipped. `since` (the
-   -- run's created_at, when the caller has it) prunes them when the statement starts,
-   -- even in a generic plan; the subquery only as it runs (they are still opened).
-   AND created_at >= coalesce(%(since)s::timestamptz, '-infinity')
-   AND created_at >= (SELECT r.created_at FROM dagq.runs r WHERE r.id = %(run_id)s)
+   -- Never more than an hour older than the run (see events_after): the day partitions
+   -- before it are skipped. `since` (the run's created_at, when the caller has it)
+   -- prunes them when the statement starts, even in a generic plan; the subquery only
+   -- as it runs (they are still opened).
+   AND created_at >= coalesce(%(since)s::timestamptz - interval '1 hour', '-infinity')
+   AND created_at >= (SELECT r.created_at - interval '1 hour' FROM dagq.runs r
+                      WHERE r.id = %(run_id)s)
  ORDER BY id LIMIT %(limit)s)
 UNION ALL
 (SELECT 'chunk', id, run_id, node_key, 'node_stream', attempt, data, text, seq, created_at
  FROM dagq.node_stream
  WHERE %(with_chunks)s AND run_id = %(run_id)s AND id > %(after_chunk)s
-   AND created_at >= coalesce(%(since)s::timestamptz, '-infinity')  -- as for events
-   AND created_at >= (SELECT r.created_at FROM dagq.runs r WHERE r.id = %(run_id)s)
+   AND created_at >= coalesce(%(since)s::timestamptz - interval '1 hour',
+                              '-infinity')  -- as for events
+   AND created_at >= (SELECT r.created_at - interval '1 hour' FROM dagq.runs r
+                      WHERE r.id = %(run_id)s)
  ORDER BY id LIMIT %(limit)s)
 UNION ALL
 (SELECT 'run', NULL, id, NULL, status, NULL, NULL, NULL, NULL, now()

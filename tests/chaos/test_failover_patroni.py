@@ -110,7 +110,9 @@ def _report(what: str, stack: Stack) -> dict[str, int]:
     return report
 
 
-def test_a_switchover_under_load_loses_nothing(cluster: PatroniCluster, stack: Stack) -> None:
+def _switchover_under_load(cluster: PatroniCluster, stack: Stack, what: str) -> None:
+    """A planned `patronictl switchover` while the client submits: nothing is lost and
+    the candidate takes writes within 30 s."""
     stack.start_load()
     stack.run_until(60, 60)
     leader = cluster.leader()
@@ -122,9 +124,13 @@ def test_a_switchover_under_load_loses_nothing(cluster: PatroniCluster, stack: S
     wait_for(lambda: cluster.writable() == [candidate.name], 60, "the candidate to lead")
     stack.more()
     cluster.wait_healthy()
-    found = timings("switchover", stack, t0, candidate.name)
-    stack.assert_invariants(_report("switchover", stack))
+    found = timings(what, stack, t0, candidate.name)
+    stack.assert_invariants(_report(what, stack))
     assert found["writable"] < 30, found
+
+
+def test_a_switchover_under_load_loses_nothing(cluster: PatroniCluster, stack: Stack) -> None:
+    _switchover_under_load(cluster, stack, "switchover")
 
 
 def test_killing_the_primary_under_load_then_rejoining_loses_nothing(
@@ -149,21 +155,7 @@ def test_killing_the_primary_under_load_then_rejoining_loses_nothing(
 
 def test_a_switchover_through_haproxy_loses_nothing(
         cluster: PatroniCluster, proxied: Stack) -> None:
-    stack = proxied
-    stack.start_load()
-    stack.run_until(60, 60)
-    leader = cluster.leader()
-    assert leader is not None
-    candidate = _other(cluster, leader)
-    t0 = time.time()
-    result = cluster.switchover(leader, candidate)
-    assert result.returncode == 0, result.stdout + result.stderr
-    wait_for(lambda: cluster.writable() == [candidate.name], 60, "the candidate to lead")
-    stack.more()
-    cluster.wait_healthy()
-    found = timings("switchover through HAProxy", stack, t0, candidate.name)
-    stack.assert_invariants(_report("switchover through HAProxy", stack))
-    assert found["writable"] < 30, found
+    _switchover_under_load(cluster, proxied, "switchover through HAProxy")
 
 
 def test_a_proxy_that_routes_to_the_standby_traps_no_session(
