@@ -6,6 +6,7 @@ import { statusLine } from "../dag.js";
 import { badge, fill, fmtDuration, fmtTime, h, jsonBlock, span } from "../dom.js";
 import { attemptsOf, itemStates } from "./history.js";
 import { childrenSection, copiedNote, rerunSection } from "./links.js";
+import { waitForm } from "./wait_panel.js";
 
 export function renderNodePanel(panel, run, selected, events, select, streams = {}) {
   const node = run && (run.nodes || []).find((n) => n.key === selected);
@@ -18,7 +19,10 @@ export function renderNodePanel(panel, run, selected, events, select, streams = 
   const attempts = attemptsOf(events, run, node.key);
   const parts = [nodeHead(node, select), nodeFacts(node), ...copiedNote(events, node),
     ...rerunSection(run, node)];
-  if (node.status === "waiting" && node.wait && node.wait.signal) parts.push(h("h3", {}, "Signal"), signalForm(run, node, draft));
+  if (node.status === "waiting" && node.wait && node.wait.signal) {
+    parts.push(h("h3", {}, "Signal"),
+      node.wait.form ? waitForm(panel, run, node) : signalForm(run, node, draft));
+  }
   if (streams[node.key]) parts.push(...streamSection(node.key, streams[node.key]));
   if (attempts.length) parts.push(...attemptsSection(attempts));
   parts.push(...childrenSection(run, node));
