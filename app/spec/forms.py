@@ -157,8 +157,10 @@ def _check_value(name: str, field: dict[str, Any], value: Any, *,
         _check_bounds(name, field, len(value), "characters")
     elif kind in ("number", "integer"):
         low, high = field.get("minimum"), field.get("maximum")
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise FormError(f"field {name!r}: {value} is outside [{low}, {high}]", name)
+        if low is not None and value < low:
+            raise FormError(f"field {name!r}: {value} is below the minimum {low}", name)
+        if high is not None and value > high:
+            raise FormError(f"field {name!r}: {value} is above the maximum {high}", name)
 
 
 def _check_bounds(name: str, field: dict[str, Any], size: int, unit: str) -> None:

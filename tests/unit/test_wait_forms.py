@@ -70,7 +70,8 @@ def test_valid_data_is_returned_with_the_defaults_filled_in() -> None:
 @pytest.mark.parametrize(("data", "field", "problem"), [
     ({}, "approved", "is required"),
     ({"approved": "yes"}, "approved", "expected true or false"),
-    ({"approved": True, "amount": 1001}, "amount", "outside"),
+    ({"approved": True, "amount": 1001}, "amount", "above the maximum 1000"),
+    ({"approved": True, "amount": -1}, "amount", "below the minimum 0"),
     ({"approved": True, "amount": True}, "amount", "expected a number"),
     ({"approved": True, "count": 1.5}, "count", "expected an integer"),
     ({"approved": True, "reason": "x" * 21}, "reason", "at most 20 characters"),
