@@ -36,7 +36,8 @@ class OpenWait(BaseModel):
     parent_run_id: uuid.UUID | None
     parent_node_key: str | None
     respond: RespondLink | None = Field(
-        description="a fresh respond link, minted for this listing (none with links=false)")
+        description="a fresh respond link, minted for this listing (none with links=false, "
+                    "or when the wait already has 100 live links)")
 
 
 class WaitList(BaseModel):

@@ -28,6 +28,9 @@ DEFAULT_RESPOND_TTL_S = 7 * 86_400.0
 TOKEN_PREFIX = "dqr_"
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,200}$")
 MAX_LISTED = 500
+# Live (unused, unexpired) links one wait may have: a listing past it shows no new link
+# for that wait (`respond: null`) rather than revoke one a person may hold.
+MAX_LIVE_LINKS = 100
 
 
 def new_token() -> str:
@@ -82,10 +85,11 @@ def _with_links(repo: Store, rows: list[dict[str, Any]], issued_to: str | None,
               "since": row["started_at"], "tenant": row["tenant"],
               "ttl_s": float(row["wait_spec"].get("respond_ttl_s", DEFAULT_RESPOND_TTL_S))}
              for token, row in zip(tokens, rows, strict=True)]
-    expiries = repo.waits.insert_links(links, issued_to)
+    expiries = repo.waits.insert_links(links, issued_to, MAX_LIVE_LINKS)
     for view, token, expires in zip(views, tokens, expiries, strict=True):
-        view["respond"] = {"token": token, "path": f"/respond/{token}",
-                           "expires_at": expires}
+        if expires is not None:
+            view["respond"] = {"token": token, "path": f"/respond/{token}",
+                               "expires_at": expires}
     return views
 
 

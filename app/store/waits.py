@@ -50,9 +50,10 @@ class WaitRepo:
                 "tenant": tenant, "assignee": assignee, "limit": limit}).fetchall()
 
     @transient
-    def insert_links(self, links: list[dict[str, Any]], issued_to: str) -> list[datetime]:
+    def insert_links(self, links: list[dict[str, Any]], issued_to: str,
+                     cap: int) -> list[datetime | None]:
         """Store respond links (hash, run_id, node_key, since, tenant, ttl_s each); their
-        expiry times, in order."""
+        expiry times, in order (None: not stored, its wait already has `cap` live links)."""
         if not links:
             return []
         columns = {name: [link[key] for link in links] for name, key in (
@@ -60,9 +61,9 @@ class WaitRepo:
             ("sinces", "since"), ("tenants", "tenant"), ("ttls", "ttl_s"))}
         with self.db.tx(one_statement=True) as cur:
             rows = cur.execute(queries()["insert_respond_links"], {
-                **columns, "issued_to": issued_to}).fetchall()
+                **columns, "issued_to": issued_to, "cap": cap}).fetchall()
         expiry = {bytes(row["token_hash"]): row["expires_at"] for row in rows}
-        return [expiry[link["hash"]] for link in links]
+        return [expiry.get(link["hash"]) for link in links]
 
     @transient
     def signal_forms(self, run_id: uuid.UUID, name: str,

@@ -34,6 +34,9 @@ ORDER BY t.started_at, t.id
 LIMIT %(limit)s
 
 -- name: insert_respond_links
+-- One link per wait, unless that wait already has %(cap)s live links (unused, unexpired;
+-- through respond_links_run): a client polling a listing cannot grow the table without
+-- bound. A wait left out returns no row.
 INSERT INTO dagq.respond_links (token_hash, run_id, node_key, waiting_since, tenant,
                                 issued_to, expires_at)
 SELECT u.hash, u.run_id, u.node_key, u.since, u.tenant, %(issued_to)s,
@@ -41,6 +44,10 @@ SELECT u.hash, u.run_id, u.node_key, u.since, u.tenant, %(issued_to)s,
 FROM unnest(%(hashes)s::bytea[], %(run_ids)s::uuid[], %(node_keys)s::text[],
             %(sinces)s::timestamptz[], %(tenants)s::text[], %(ttls)s::float8[])
      AS u(hash, run_id, node_key, since, tenant, ttl_s)
+WHERE (SELECT count(*) FROM dagq.respond_links l
+       WHERE l.run_id = u.run_id AND l.node_key = u.node_key
+         AND l.waiting_since = u.since AND l.used_at IS NULL
+         AND l.expires_at > now()) < %(cap)s
 RETURNING token_hash, expires_at
 
 -- name: signal_forms
