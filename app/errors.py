@@ -55,6 +55,13 @@ class TooManySignals(Conflict):
     code = "too_many_signals"
 
 
+class Gone(ApiError):
+    """410: a respond link that was used, expired, or whose wait is over (its code says
+    which: link_used, link_expired, wait_closed)."""
+
+    code = "gone"
+
+
 class InvalidRequest(ApiError):
     """Valid JSON whose content is wrong for the operation asked."""
 

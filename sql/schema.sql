@@ -734,6 +734,51 @@ $$;
 COMMENT ON FUNCTION dagq.requeue_node_keeping_streams(p_run uuid, p_node text) IS 'Requeue a failed/cancelled/skipped node of a finished run (with the downstream nodes that must run again), recount and reopen the run. Refuses with an explanation when that is not safe.';
 
 --
+-- Name: respond_link_for_delivery(); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.respond_link_for_delivery() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    node record;
+    token text;
+    expires timestamptz;
+BEGIN
+    SELECT t.started_at, t.wait_spec INTO node FROM dagq.node_tasks t
+    WHERE t.run_id = NEW.run_id AND t.node_key = NEW.payload ->> 'node_key'
+      AND t.status = 'waiting' AND t.wait_spec ? 'signal';
+    IF NOT FOUND OR node.started_at IS NULL THEN
+        RETURN NEW;
+    END IF;
+    token := 'dqr_' || translate(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
+    expires := now() + make_interval(
+        secs => coalesce((node.wait_spec ->> 'respond_ttl_s')::float8, 604800));
+    INSERT INTO dagq.respond_links (token_hash, run_id, node_key, waiting_since, tenant,
+                                    issued_to, expires_at)
+    VALUES (sha256(convert_to(token, 'UTF8')), NEW.run_id, NEW.payload ->> 'node_key',
+            node.started_at, NEW.tenant, 'webhook ' || NEW.webhook_id, expires);
+    NEW.payload := NEW.payload || jsonb_build_object('respond', jsonb_build_object(
+        'token', token, 'path', '/respond/' || token, 'expires_at', expires));
+    RETURN NEW;
+END
+$$;
+
+--
+-- Name: respond_link_scrub(); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.respond_link_scrub() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    NEW.payload := jsonb_set(NEW.payload, '{respond}',
+                             (NEW.payload -> 'respond') - 'token' - 'path');
+    RETURN NEW;
+END
+$$;
+
+--
 -- Name: runs_deleted(); Type: FUNCTION; Schema: dagq; Owner: -
 --
 
@@ -1263,6 +1308,29 @@ CREATE VIEW dagq.queue_depth AS
 --
 
 COMMENT ON VIEW dagq.queue_depth IS 'Per queue: queued (leasable now), delayed (queued, waiting out a retry backoff), running (leased tasks), oldest_queued_age_s (since the oldest leasable task became available). Failures per executor: dagq.node_latency.';
+
+--
+-- Name: respond_links; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.respond_links (
+    token_hash bytea NOT NULL,
+    run_id uuid NOT NULL,
+    node_key text NOT NULL,
+    waiting_since timestamp with time zone NOT NULL,
+    tenant text NOT NULL,
+    issued_to text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    used_at timestamp with time zone,
+    CONSTRAINT respond_links_check CHECK ((expires_at > created_at))
+);
+
+--
+-- Name: TABLE respond_links; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON TABLE dagq.respond_links IS 'Single-use, expiring links that answer a signal wait without an API key (POST /v1/respond/{token}); only the token''s sha256 is kept.';
 
 --
 -- Name: run_event_partitions; Type: VIEW; Schema: dagq; Owner: -
@@ -1860,6 +1928,13 @@ ALTER TABLE ONLY dagq.node_tasks
     ADD CONSTRAINT node_tasks_run_node UNIQUE (run_id, node_key);
 
 --
+-- Name: respond_links respond_links_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.respond_links
+    ADD CONSTRAINT respond_links_pkey PRIMARY KEY (token_hash);
+
+--
 -- Name: runs runs_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
 --
 
@@ -2019,6 +2094,12 @@ CREATE INDEX node_tasks_parent ON dagq.node_tasks USING btree (parent_id, item_i
 CREATE INDEX node_tasks_wait_deadline ON dagq.node_tasks USING btree (wait_until) WHERE (status = 'waiting'::text);
 
 --
+-- Name: respond_links_run; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX respond_links_run ON dagq.respond_links USING btree (run_id, node_key);
+
+--
 -- Name: run_events_run; Type: INDEX; Schema: dagq; Owner: -
 --
 
@@ -2155,6 +2236,25 @@ CREATE TRIGGER runs_concurrency_ended AFTER UPDATE OF status ON dagq.runs FOR EA
 --
 
 CREATE TRIGGER runs_deleted AFTER DELETE ON dagq.runs REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION dagq.runs_deleted();
+
+--
+-- Name: webhook_deliveries webhook_deliveries_respond_link; Type: TRIGGER; Schema: dagq; Owner: -
+--
+
+CREATE TRIGGER webhook_deliveries_respond_link BEFORE INSERT ON dagq.webhook_deliveries FOR EACH ROW WHEN ((new.event = 'node_waiting'::text)) EXECUTE FUNCTION dagq.respond_link_for_delivery();
+
+--
+-- Name: webhook_deliveries webhook_deliveries_respond_scrub; Type: TRIGGER; Schema: dagq; Owner: -
+--
+
+CREATE TRIGGER webhook_deliveries_respond_scrub BEFORE UPDATE ON dagq.webhook_deliveries FOR EACH ROW WHEN (((new.status <> 'pending'::text) AND ((new.payload -> 'respond'::text) ? 'token'::text))) EXECUTE FUNCTION dagq.respond_link_scrub();
+
+--
+-- Name: respond_links respond_links_run_id_fkey; Type: FK CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.respond_links
+    ADD CONSTRAINT respond_links_run_id_fkey FOREIGN KEY (run_id) REFERENCES dagq.runs(id) ON DELETE CASCADE;
 
 --
 -- Name: signals signals_run_id_fkey; Type: FK CONSTRAINT; Schema: dagq; Owner: -

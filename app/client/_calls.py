@@ -294,6 +294,24 @@ def queues() -> Call[list[QueueStats]]:
                 idempotent=True)
 
 
+# ----- waits for a person (docs/forms.md) ---------------------------------------------
+
+def waits(run_id: uuid.UUID | str | None, assignee: str | None, tenant: str | None,
+          limit: int | None, links: bool) -> Call[list[dict[str, Any]]]:
+    # A retry mints another respond link per wait: harmless (every link stays valid).
+    params = _params(assignee=assignee, tenant=tenant, limit=limit,
+                     links=None if links else "false")
+    path = f"/v1/runs/{_segment(run_id)}/waits" if run_id is not None else "/v1/waits"
+    return Call("GET", path, lambda r: list(r.json()["waits"]), params=params,
+                idempotent=True)
+
+
+def respond(token: str, data: Mapping[str, Any] | None) -> Call[dict[str, Any]]:
+    # Not retried: a lost reply and a second try would find the link used (410).
+    return Call("POST", f"/v1/respond/{_segment(token)}", lambda r: dict(r.json()),
+                body={"data": dict(data or {})})
+
+
 # ----- API keys -----------------------------------------------------------------------
 
 def api_keys(tenant: str | None) -> Call[list[ApiKeyRecord]]:

@@ -19,6 +19,7 @@ from dagq.errors import (
     ApiError,
     Conflict,
     Forbidden,
+    Gone,
     InvalidRequest,
     InvalidWorkflow,
     NotFound,
@@ -41,7 +42,7 @@ DEADLINE_SLACK_S = 0.5
 
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
-    413: PayloadTooLarge, 422: InvalidRequest, 429: RateLimited, 502: Unavailable,
+    410: Gone, 413: PayloadTooLarge, 422: InvalidRequest, 429: RateLimited, 502: Unavailable,
     503: Unavailable, 504: Unavailable,
 }
 _BY_CODE: dict[str, type[ApiError]] = {"invalid_workflow": InvalidWorkflow,

@@ -19,6 +19,7 @@ from dagq.models import (
     RunWarning,
     SignalResult,
 )
+from dagq.service.waits import check_signal_data
 from dagq.spec.rerun_plan import check_body
 from dagq.spec.workflow import (
     KEY_PATTERN,
@@ -126,6 +127,7 @@ def send_signal(
     """A signal to a run's wait node (POST /v1/runs/{id}/signals/{name}, `dagq signal`).
     `max_buffered`: the run's bound on signals no node took (default: the setting)."""
     check_signal(name, data, signal_id)
+    data = check_signal_data(repo, run_id, name, tenant, data)  # a wait's form (422)
     return repo.signals.send_signal(run_id, name, tenant=tenant, data=data, signal_id=signal_id,
                                     max_buffered=max_buffered
                                     or get_settings().max_buffered_signals_per_run)

@@ -166,15 +166,19 @@ class Workflow:
              on_timeout: Literal["fail", "skip", "succeed"] | None = None,
              seconds: float | None = None, until: datetime | str | None = None,
              until_path: Output | None = None, after: After = (),
-             when: When | None = None, priority: int | None = None) -> Node:
+             when: When | None = None, priority: int | None = None,
+             form: dict[str, Any] | None = None, assignees: list[str] | None = None,
+             respond_ttl_s: float | None = None) -> Node:
         """A durable wait holding no worker: for `signal` (with an optional `timeout_s`
-        and `on_timeout`), `seconds`, a time `until`, or the time at `until_path`."""
+        and `on_timeout`; for a person, a `form`, `assignees` and `respond_ttl_s`: see
+        docs/forms.md), `seconds`, a time `until`, or the time at `until_path`."""
         raw = self._start(key, after, when)
         if isinstance(until, datetime):  # written as the spec stores it (UTC as `Z`)
             until = until.isoformat()
             until = until.removesuffix("+00:00") + "Z" if until.endswith("+00:00") else until
         raw["wait"] = _options(signal=signal, timeout_s=timeout_s, on_timeout=on_timeout,
-                               seconds=seconds, until=until)
+                               seconds=seconds, until=until, form=form,
+                               assignees=assignees, respond_ttl_s=respond_ttl_s)
         if until_path is not None:
             raw["wait"]["until_path"] = self._pair(key, until_path, "until_path")
         raw.update(_options(priority=priority))

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from dagq.errors import InvalidWorkflow
+from dagq.spec.forms import check_form
 
 KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 # Dramatiq queue names must start with a letter or an underscore.
@@ -105,6 +106,23 @@ class WaitSpec(_Strict):
     seconds: float | None = Field(None, ge=0, le=MAX_WAIT_S)
     until: AwareDatetime | None = None
     until_path: UntilPath | None = None
+    # A signal wait for a person (docs/forms.md): the form its data must fit, who may
+    # answer (listed by GET /v1/waits?assignee=), how long a respond link lives.
+    form: dict[str, Any] | None = None
+    assignees: list[str] | None = Field(None, max_length=100)
+    respond_ttl_s: float | None = Field(None, gt=0, le=MAX_WAIT_S)
+
+    @field_validator("form")
+    @classmethod
+    def _check_form(cls, form: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if form is None else check_form(form)
+
+    @field_validator("assignees")
+    @classmethod
+    def _check_assignees(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None and not all(0 < len(n) <= 200 for n in names):
+            raise ValueError("an assignee is a name of 1 to 200 characters")
+        return names
 
     @model_validator(mode="after")
     def _one_kind(self) -> WaitSpec:
@@ -117,6 +135,9 @@ class WaitSpec(_Strict):
             raise ValueError("timeout_s and on_timeout apply to a signal wait only")
         if self.on_timeout is not None and self.timeout_s is None:
             raise ValueError("on_timeout needs timeout_s (without one the wait never times out)")
+        if self.signal is None and (self.form, self.assignees, self.respond_ttl_s) != (
+                None, None, None):
+            raise ValueError("form, assignees and respond_ttl_s apply to a signal wait only")
         return self
 
 

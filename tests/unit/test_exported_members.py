@@ -34,7 +34,7 @@ EXPORTED = {
     },
     "dagq.errors": {
         "ApiError", "Conflict", "DagqError", "DatabaseUnavailable", "EmbeddedPostgresError",
-        "Forbidden", "InvalidRequest", "InvalidWorkflow", "NoDatabase", "NotFound",
+        "Forbidden", "Gone", "InvalidRequest", "InvalidWorkflow", "NoDatabase", "NotFound",
         "PayloadTooLarge", "QuotaExceeded", "RateLimited", "ServerError", "TooManySignals",
         "Unauthorized", "Unavailable", "UnexpectedReply",
     },

@@ -24,6 +24,8 @@ REPOSITORIES = {
     "reruns": {"rerun_run"},
     "resume": {"resolve_node"},
     "signals": {"send_signal"},
+    "waits": {"run_waits", "open_waits", "insert_links", "signal_forms", "respond_link",
+              "respond"},
     "leases": {"lease", "heartbeat", "complete_and_lease", "fail", "requeue_unstarted",
                "release_leases"},
     "streams": {"append_stream", "write_stream", "run_feed", "node_stream"},
