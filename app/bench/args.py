@@ -33,11 +33,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also measure fair leasing: 100,000 one-node runs of one "
                              "tenant drain alone, then beside a small tenant submitting "
                              "one run every 50 ms (2,000 with --quick; a minute or two)")
-    parser.add_argument("--via", choices=["pgbouncer"], default=None,
+    parser.add_argument("--via", choices=["pgbouncer", "proxy"], default=None,
                         help="also run the core phase's drains with the workers going "
-                             "through PgBouncer (transaction mode; Debian's pgbouncer), as "
-                             "ratios of the direct drains, and submit -> start with "
-                             "DAGQ_LISTEN=off")
+                             "through PgBouncer (transaction mode; Debian's pgbouncer; "
+                             "and submit -> start with DAGQ_LISTEN=off) or through a proxy "
+                             "adding 5 ms each way, as ratios of the direct drains")
     parser.add_argument("--compare", default=None, metavar="REF",
                         help="also bench the git commit REF (in a temporary worktree and "
                              "venv), alternating with this checkout, and print the ratios")

@@ -49,7 +49,8 @@ class PgBouncer:
     """PgBouncer on 127.0.0.1:`port` for every database of the server at `server_url`."""
 
     def __init__(self, server_url: str, *, pool_mode: str = "transaction",
-                 pool_size: int = 20, max_client_conn: int = 2000) -> None:
+                 pool_size: int = 20, max_client_conn: int = 2000,
+                 settings: dict[str, str] | None = None) -> None:
         binary = find_pgbouncer()
         if binary is None:
             raise FileNotFoundError("pgbouncer is not installed (Debian: apt-get install "
@@ -58,6 +59,9 @@ class PgBouncer:
         self.server = dict(conninfo_to_dict(server_url))
         self.pool_mode, self.pool_size, self.max_client_conn = \
             pool_mode, pool_size, max_client_conn
+        # More [pgbouncer] settings, over the ones above (the tests pass those of
+        # examples/deploy/pgbouncer.ini, so that the example is the configuration tested).
+        self.settings = dict(settings or {})
         self.port = _free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="dagq-pgbouncer-", dir="/tmp"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -72,23 +76,27 @@ class PgBouncer:
         host = self.server.get("host") or "127.0.0.1"
         user = self.server.get("user") or "postgres"
         (self.dir / "users.txt").write_text(f'"{user}" ""\n')
+        section = {
+            "listen_addr": "127.0.0.1",
+            "listen_port": str(self.port),
+            "unix_socket_dir": "",
+            "auth_type": "trust",
+            "auth_file": str(self.dir / "users.txt"),
+            "pool_mode": self.pool_mode,
+            "default_pool_size": str(self.pool_size),
+            "max_client_conn": str(self.max_client_conn),
+            "logfile": str(self.dir / "pgbouncer.log"),
+            "pidfile": str(self.dir / "pgbouncer.pid"),
+            "admin_users": user,  # SHOW STATS (statements, transactions)
+            "log_connections": "0",
+            "log_disconnections": "0",
+        }
+        section.update(self.settings)
         return "\n".join([
             "[databases]",
             f"* = host={host} port={self.server.get('port') or 5432}",
             "[pgbouncer]",
-            "listen_addr = 127.0.0.1",
-            f"listen_port = {self.port}",
-            "unix_socket_dir =",
-            "auth_type = trust",
-            f"auth_file = {self.dir / 'users.txt'}",
-            f"pool_mode = {self.pool_mode}",
-            f"default_pool_size = {self.pool_size}",
-            f"max_client_conn = {self.max_client_conn}",
-            f"logfile = {self.dir / 'pgbouncer.log'}",
-            f"pidfile = {self.dir / 'pgbouncer.pid'}",
-            f"admin_users = {user}",  # SHOW STATS (statements, transactions)
-            "log_connections = 0",
-            "log_disconnections = 0",
+            *(f"{name} = {value}" for name, value in section.items()),
             "",
         ])
 

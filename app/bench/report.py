@@ -84,6 +84,8 @@ def print_report(r: dict[str, Any], targets: dict[str, str]) -> None:
         _fairness_rows(table, r["fairness"], targets)
     if r.get("via_pgbouncer") is not None:
         _via_rows(table, r["via_pgbouncer"])
+    if r.get("via_proxy") is not None:
+        _proxy_rows(table, r["via_proxy"])
     _rss_rows(table, r["worker_rss"])
     _print(table, r)
 
@@ -222,6 +224,19 @@ def _via_rows(table: Table, via: dict[str, Any]) -> None:
         lat = via[key]
         table.add_row("", f"submit -> node start p50, {what} ({lat['samples']} runs)",
                       _n(lat["p50_ms"], "ms"), "", "")
+
+
+def _proxy_rows(table: Table, via: dict[str, Any]) -> None:
+    delay = f"{via['delay_ms_each_way']:.0f} ms each way"
+    table.add_row("via proxy", f"flat drain, workers {delay} from Postgres",
+                  _n(via["flat_nodes_per_s"], "nodes/s"), "", "")
+    table.add_row("", "  ratio to direct (this run)", f"{via['flat_ratio']:.2f}", "",
+                  via["target_ratio"])
+    table.add_row("", "DAG drain", _n(via["dag_node_tasks_per_s"], "node tasks/s"), "", "")
+    table.add_row("", "  ratio to direct (this run)", f"{via['dag_ratio']:.2f}", "",
+                  via["target_ratio"])
+    table.add_row("", f"submit -> node start p50 ({via['latency']['samples']} runs)",
+                  _n(via["latency"]["p50_ms"], "ms"), "", "")
 
 
 def _per_node(cost: dict[str, float]) -> str:

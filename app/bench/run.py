@@ -38,7 +38,7 @@ from dagq.bench.fairness import fairness
 from dagq.bench.report import print_fairness, print_report
 from dagq.bench.stream import stream
 from dagq.bench.subflows import subflows
-from dagq.bench.via import via_pgbouncer
+from dagq.bench.via import via_pgbouncer, via_proxy
 from dagq.bench.waiting import flat_beside_waits
 from dagq.config import Settings
 from dagq.errors import DagqError
@@ -178,8 +178,9 @@ def _bench_in_scratch_database(args: argparse.Namespace, settings: Settings,
         try:
             results = {} if args.phase == "fairness" else _measure(
                 bench, sizes, big=args.big, phase=args.phase, quick=args.quick)
-            if args.via == "pgbouncer" and "flat" in results:
-                results["via_pgbouncer"] = via_pgbouncer(
+            if args.via and "flat" in results:
+                measure_via = via_pgbouncer if args.via == "pgbouncer" else via_proxy
+                results[f"via_{args.via}"] = measure_via(
                     bench, repeat=sizes.repeat, flat_runs=sizes.flat_runs,
                     dag_runs=sizes.dag_runs, latency_samples=sizes.latency_single,
                     direct_flat=results["flat"]["nodes_per_s"],

@@ -284,3 +284,22 @@ def test_bench_dramatiq_phase_alone(db_url: str, tmp_path: Path) -> None:
         assert _number(redis[mode], "drain", "messages") == sends + grouped
         assert _number(redis[mode], "drain", "messages_per_s") > 0
     assert "Dramatiq + Redis (appendfsync always)" in done.stdout
+
+
+def test_bench_via_proxy_reports_drains_5_ms_away(db_url: str, tmp_path: Path) -> None:
+    """`dagq bench --quick --phase core --via proxy`: the drains with the workers 5 ms
+    from Postgres each way, as ratios of the direct ones. No speed is asserted, only that
+    the workers' path went through the proxy: a start takes at least one round trip."""
+    out = tmp_path / "bench.json"
+    env = dict(os.environ, DAGQ_DATABASE_URL=db_url, DAGQ_LOG_LEVEL="WARNING")
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from dagq.cli import main; sys.exit(main())",
+         "bench", "--quick", "--phase", "core", "--repeat", "1", "--via", "proxy",
+         "--json", str(out)], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    via = json.loads(out.read_text())["via_proxy"]
+    assert via["delay_ms_each_way"] == 5
+    assert via["flat_ratio"] > 0 and via["dag_ratio"] > 0
+    assert via["latency"]["p50_ms"] >= 10
+    assert "via proxy" in done.stdout

@@ -23,7 +23,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.harness.e2e import ready
-from tests.harness.pgbouncer import pgbouncer, require_pgbouncer, small_server
+from tests.harness.pgbouncer import example_settings, pgbouncer, require_pgbouncer, small_server
 from tests.harness.procs import WorkerFleet, free_port, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.pgbouncer]
@@ -47,10 +47,13 @@ WARNING = "LISTEN goes through a transaction pooler"
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(direct URL, URL through PgBouncer) of a migrated database on a server with
-    max_connections 40; PgBouncer keeps at most 20 server sessions."""
+    max_connections 40; PgBouncer is configured as examples/deploy/pgbouncer.ini
+    (transaction mode, at most 20 server sessions)."""
     require_pgbouncer()
+    settings = example_settings()
+    assert settings["pool_mode"] == "transaction" and settings["default_pool_size"] == "20"
     with small_server(tmp_path_factory.mktemp("pg40"), MAX_CONNECTIONS) as direct, \
-            pgbouncer(direct, pool_size=20) as bouncer:
+            pgbouncer(direct, settings=settings) as bouncer:
         yield direct, bouncer.url(direct)
 
 

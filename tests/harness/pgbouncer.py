@@ -7,6 +7,7 @@ installs it as root with apt-get)."""
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,11 @@ import pytest
 from dagq.bench.pgbouncer import PgBouncer, find_pgbouncer
 from dagq.runtime.embedded_pg import EmbeddedPostgres
 from dagq.runtime.migrate import migrate
+from tests.harness.procs import ROOT
+
+EXAMPLE = ROOT / "examples" / "deploy" / "pgbouncer.ini"
+# Where the example differs from a test by its site, not by how PgBouncer pools.
+SITE_SETTINGS = {"listen_addr", "listen_port", "auth_type", "auth_file", "logfile", "pidfile"}
 
 
 def require_pgbouncer() -> None:
@@ -30,6 +36,15 @@ def pgbouncer(server_url: str, **options: int | str) -> Iterator[PgBouncer]:
     bouncer = PgBouncer(server_url, **options)  # type: ignore[arg-type]
     with bouncer:
         yield bouncer
+
+
+def example_settings() -> dict[str, str]:
+    """The [pgbouncer] settings of examples/deploy/pgbouncer.ini but its site's (address,
+    auth, files): the PgBouncer tests run the documented configuration."""
+    parser = configparser.ConfigParser(interpolation=None, comment_prefixes=(";", "#"))
+    parser.read_string(EXAMPLE.read_text())
+    return {name: value for name, value in parser["pgbouncer"].items()
+            if name not in SITE_SETTINGS}
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dagq.runtime.procs import die_with_parent
@@ -45,30 +45,35 @@ class WorkerFleet:
         env.update(extra)
         return env
 
-    def start(self, threads: int = 4, queues: str = "", **env: str) -> subprocess.Popen[bytes]:
+    def start(self, threads: int = 4, queues: str = "", wrap: Sequence[str] = (),
+              **env: str) -> subprocess.Popen[bytes]:
+        """A worker process; `wrap` runs it through a command (e.g. `ip netns exec NS`)."""
         log = open(self.tmp / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dagq.workers", "--threads", str(threads), "--queues", queues],
+            [*wrap, sys.executable, "-m", "dagq.workers", "--threads", str(threads),
+             "--queues", queues],
             cwd=ROOT, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
         self.procs.append(proc)
         return proc
 
-    def start_sweeper(self, **env: str) -> subprocess.Popen[bytes]:
+    def start_sweeper(self, wrap: Sequence[str] = (), **env: str) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"worker-sweeper-{len(self.procs)}.log", "wb")  # noqa: SIM115
         defaults = {"DAGQ_SWEEP_INTERVAL_S": "0.5", "DAGQ_WORKER_DEAD_AFTER_S": "2"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dagq.sweeper"], cwd=ROOT, env=self.env(**{**defaults, **env}),
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+            [*wrap, sys.executable, "-m", "dagq.sweeper"], cwd=ROOT,
+            env=self.env(**{**defaults, **env}), stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         self.procs.append(proc)
         return proc
 
-    def start_api(self, port: int, **env: str) -> subprocess.Popen[bytes]:
+    def start_api(self, port: int, host: str = "127.0.0.1", wrap: Sequence[str] = (),
+                  **env: str) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"worker-api-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dagq.api", "--host", "127.0.0.1", "--port", str(port)],
+            [*wrap, sys.executable, "-m", "dagq.api", "--host", host, "--port", str(port)],
             cwd=ROOT, env=self.env(**{"DAGQ_AUTH": "off", **env}), stdout=log,
             stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
