@@ -130,7 +130,9 @@ class RunTemplate:
     @classmethod
     def of(cls, spec: WorkflowSpec) -> RunTemplate:
         nodes = node_rows(spec, 0)
-        return cls(name=spec.name, spec=spec.canonical(), fail_fast=spec.fail_fast,
+        # A run needs no triggers (and a release without them could not parse its spec)
+        stored = {k: v for k, v in spec.canonical().items() if k != "triggers"}
+        return cls(name=spec.name, spec=stored, fail_fast=spec.fail_fast,
                    nodes=nodes,
                    queues=frozenset(n["queue"] for n in nodes if n["status"] == "queued"),
                    concurrency=spec.concurrency, root_waits=tuple(spec.root_waits()))

@@ -159,44 +159,55 @@ class SubmissionRepo:
         """One statement in autocommit; with quota-limited tenants, one transaction that
         admits them first and holds their tenant rows locked until the runs are committed
         (so concurrent groups cannot both fill the same room)."""
-        q = queries()
-        outcomes: list[Outcome | None] = [None] * len(runs)
-        asked = Counter(run.tenant for run in runs if run.tenant in limited)
+        asked = any(run.tenant in limited for run in runs)
         keyed = any(run.concurrency_key is not None for run in runs)
         children = any(run.children for run in runs)
         with self.db.tx(one_statement=not asked and not keyed and not children) as cur:
-            if asked:
-                outcomes = list(_admit(cur, runs, asked))
-            slots = Slots.take(cur, runs, outcomes, self.m.accounting.cancelled_run_finished) \
-                if keyed else None
-            runs = slots.runs if slots else runs
-            payload = Jsonb([run.row(i) for i, run in enumerate(runs) if outcomes[i] is None])
-            rows = cur.execute(q["submit_runs"], {"runs": payload}).fetchall()
-            created = [runs[row["i"]] for row in rows if row["created"]]
-            if children:
-                self.m.accounting.start_new_children(
-                    cur, [run.id for run in created if run.children])
-            for row in rows:
-                if row["stale"]:
-                    outcomes[row["i"]] = Stale("a newer version of the workflow exists")
-                elif row["created"]:
-                    run = runs[row["i"]]
-                    outcomes[row["i"]] = SubmitResult(
-                        run_id=run.id, status="running" if run.started else "queued",
-                        created=True)
-            if slots:
-                for i in slots.cancel_refused(cur, {i for i, o in enumerate(outcomes)
-                                                    if isinstance(o, SubmitResult)}):
-                    outcomes[i] = SubmitResult(run_id=runs[i].id, status="cancelled",
-                                               created=True)
-            self._wake(created)
+            runs, outcomes, taken = self.write_runs(cur, runs, limited)
+        if taken:  # read after the commit (and a concurrent writer's of the same key)
+            with self.db.tx(one_statement=True) as cur:
+                self._resolve_taken(cur, runs, taken, outcomes)
+        return finished(outcomes)
+
+    def write_runs(self, cur: psycopg.Cursor[Any], runs: list[NewRun],
+                   limited: frozenset[str] = frozenset(),
+                   ) -> tuple[list[NewRun], list[Outcome | None], list[int]]:
+        """The runs written inside the caller's transaction (`cur`'s; the API's group
+        commit, an event's runs, dagq.submit_in): the runs as written (a concurrency
+        slot may change one), each one's outcome so far, and the indexes of those whose
+        id or event key another run holds (for `_resolve_taken`). Queues and event
+        streams are woken when that transaction commits."""
+        q = queries()
+        outcomes: list[Outcome | None] = [None] * len(runs)
+        asked = Counter(run.tenant for run in runs if run.tenant in limited)
+        if asked:
+            outcomes = list(_admit(cur, runs, asked))
+        slots = Slots.take(cur, runs, outcomes, self.m.accounting.cancelled_run_finished) \
+            if any(run.concurrency_key is not None for run in runs) else None
+        runs = slots.runs if slots else runs
+        payload = Jsonb([run.row(i) for i, run in enumerate(runs) if outcomes[i] is None])
+        rows = cur.execute(q["submit_runs"], {"runs": payload}).fetchall()
+        created = [runs[row["i"]] for row in rows if row["created"]]
+        if any(run.children for run in created):
+            self.m.accounting.start_new_children(
+                cur, [run.id for run in created if run.children])
+        for row in rows:
+            if row["stale"]:
+                outcomes[row["i"]] = Stale("a newer version of the workflow exists")
+            elif row["created"]:
+                run = runs[row["i"]]
+                outcomes[row["i"]] = SubmitResult(
+                    run_id=run.id, status="running" if run.started else "queued",
+                    created=True)
+        if slots:
+            for i in slots.cancel_refused(cur, {i for i, o in enumerate(outcomes)
+                                                if isinstance(o, SubmitResult)}):
+                outcomes[i] = SubmitResult(run_id=runs[i].id, status="cancelled",
+                                           created=True)
+        self._wake(created)
         written = {row["i"] for row in rows}
         taken = [i for i, outcome in enumerate(outcomes) if outcome is None and i in written]
-        if taken:
-            self._resolve_taken(runs, taken, outcomes)
-        return [outcome if outcome is not None else
-                Conflict("the run for this event key was removed while submitting; retry")
-                for outcome in outcomes]
+        return runs, outcomes, taken
 
     @staticmethod
     def _wake(created: list[NewRun]) -> None:
@@ -206,16 +217,16 @@ class SubmissionRepo:
         for queue in sorted(set().union(*(run.queues for run in created))):
             notify_after_commit(QUEUED_CHANNEL, queue)
 
-    def _resolve_taken(self, runs: list[NewRun], taken: list[int],
+    @staticmethod
+    def _resolve_taken(cur: psycopg.Cursor[Any], runs: list[NewRun], taken: list[int],
                        outcomes: list[Outcome | None]) -> None:
-        """The runs that hold these submissions' keys (committed: this reads after the
-        write's commit, and after any concurrent writer of the same key committed)."""
-        with self.db.tx(one_statement=True) as cur:
-            rows = cur.execute(queries()["runs_taken"], {
-                "i": taken, "ids": [runs[i].id for i in taken],
-                "tenants": [runs[i].tenant for i in taken],
-                "event_keys": [runs[i].event_key for i in taken],
-            }).fetchall()
+        """The runs that hold these submissions' keys (committed: read by a statement
+        after the write, which waited for any concurrent writer of the same key)."""
+        rows = cur.execute(queries()["runs_taken"], {
+            "i": taken, "ids": [runs[i].id for i in taken],
+            "tenants": [runs[i].tenant for i in taken],
+            "event_keys": [runs[i].event_key for i in taken],
+        }).fetchall()
         for row in rows:
             run = runs[row["i"]]
             if row["fingerprint"] != run.fingerprint:
@@ -225,6 +236,22 @@ class SubmissionRepo:
             else:  # its own row (a retried write) is the one it created
                 outcomes[row["i"]] = SubmitResult(run_id=row["id"], status=row["status"],
                                                   created=row["id"] == run.id)
+
+    def write_resolved(self, cur: psycopg.Cursor[Any], runs: list[NewRun],
+                       limited: frozenset[str] = frozenset()) -> list[Outcome]:
+        """write_runs with the taken keys resolved in the same transaction (an event's
+        runs, dagq.submit_in: nothing commits in between)."""
+        runs, outcomes, taken = self.write_runs(cur, runs, limited)
+        if taken:
+            self._resolve_taken(cur, runs, taken, outcomes)
+        return finished(outcomes)
+
+
+def finished(outcomes: list[Outcome | None]) -> list[Outcome]:
+    """Every outcome, a run whose key holder vanished in between as a retryable 409."""
+    return [outcome if outcome is not None else
+            Conflict("the run for this event key was removed while submitting; retry")
+            for outcome in outcomes]
 
 
 def _admit(cur: psycopg.Cursor[Any], runs: list[NewRun],
