@@ -28,6 +28,7 @@ from dagq.api.routes import (
     runs,
     schedules,
     tenants,
+    triggers,
     webhooks,
     workflows,
 )
@@ -114,7 +115,7 @@ def create_app(settings: Settings, url: str) -> Starlette:
         routes=one_route_per_path([
             *bulk.routes, *runs.routes, *events.routes, *workflows.routes, *ops.routes,
             *dashboard.routes, *schedules.routes, *tenants.routes, *keys.routes, *webhooks.routes,
-            *pages.routes]),
+            *triggers.routes, *pages.routes]),
         middleware=[
             Middleware(SecurityHeadersMiddleware),
             Middleware(RequestMetricsMiddleware, metrics=metrics),

@@ -35,6 +35,7 @@ from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
     BulkOutcome,
+    EventRecord,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -256,6 +257,18 @@ class Client:
     def revoke_key(self, key_id: RunId) -> ApiKeyRecord:
         """Revoke an API key for good (admin keys only); again changes nothing."""
         return self._call(calls.revoke_key(key_id))
+
+    def emit(self, name: str, payload: dict[str, Any] | None = None, *,
+             event_id: str | None = None,
+             metadata: dict[str, Any] | None = None) -> EventRecord:
+        """Emit an event: one run of every workflow subscribed to `name` whose trigger
+        matches, `payload` as its inputs (docs/triggers.md). The same `event_id` again
+        answers with the first event's runs (`created` False)."""
+        return self._call(calls.emit(name, payload, event_id, metadata))
+
+    def event(self, event_id: RunId) -> EventRecord:
+        """An event (by its id, or this tenant's own event_id) and the runs it started."""
+        return self._call(calls.event(event_id))
 
     def queues(self) -> list[QueueStats]:
         return self._call(calls.queues())
