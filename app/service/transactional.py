@@ -1,0 +1,76 @@
+"""Submitting a run inside the application's own transaction (issue 33 item 3):
+`dagq.submit_in(conn, workflow, inputs=..., event_key=..., metadata=..., tenant=...)`.
+
+The run is written on `conn` (a psycopg Connection or AsyncConnection of the
+application, on the same database as dagq) inside the transaction open there, by the same
+code as `POST /v1/runs` (executor defaults, queues, metadata, concurrency keys, the
+tenant's quotas): it exists if and only if that transaction commits, and the workers are
+woken by NOTIFYs sent inside it (delivered at the commit, dropped at a rollback). Nothing
+is committed here. A request dagq refuses raises a dagq.errors error (InvalidRequest,
+InvalidWorkflow, NotFound, Conflict, QuotaExceeded) before anything is written; every
+statement runs in a savepoint, so the caller's transaction stays usable after one.
+
+A sync connection's call returns the SubmitResult; an async connection's returns an
+awaitable of it (`await dagq.submit_in(aconn, ...)`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, overload
+
+import psycopg
+
+from dagq.models import SubmitResult
+from dagq.service.submissions import submit
+from dagq.store import Store
+from dagq.store.caller_tx import AsyncCallerDatabase, CallerDatabase
+
+DEFAULT_TENANT = "default"  # the CLI's default tenant (dagq submit)
+
+
+@overload
+def submit_in(conn: psycopg.Connection[Any], workflow: Any, *, inputs: Any = ...,
+              event_key: str | None = ..., metadata: Any = ..., tenant: str = ...,
+              version: int | None = ..., priority: int = ...,
+              deadline_s: float | None = ...) -> SubmitResult: ...
+
+
+@overload
+def submit_in(conn: psycopg.AsyncConnection[Any], workflow: Any, *, inputs: Any = ...,
+              event_key: str | None = ..., metadata: Any = ..., tenant: str = ...,
+              version: int | None = ..., priority: int = ...,
+              deadline_s: float | None = ...) -> Awaitable[SubmitResult]: ...
+
+
+def submit_in(conn: Any, workflow: Any, *, inputs: Any = None, event_key: str | None = None,
+              metadata: Any = None, tenant: str = DEFAULT_TENANT, version: int | None = None,
+              priority: int = 0, deadline_s: float | None = None,
+              ) -> SubmitResult | Awaitable[SubmitResult]:
+    """Submit one run of `workflow` (a registered name or an inline spec) in `conn`'s
+    open transaction; see the module docstring."""
+    args = {"tenant": tenant, "workflow": workflow, "version": version, "inputs": inputs,
+            "event_key": event_key, "priority": priority, "deadline_s": deadline_s,
+            "metadata": metadata}
+    if isinstance(conn, psycopg.AsyncConnection):
+        return _submit_async(conn, args)
+    if not isinstance(conn, psycopg.Connection):
+        raise TypeError(f"submit_in needs a psycopg Connection or AsyncConnection, not "
+                        f"{type(conn).__name__}")
+    db = CallerDatabase(conn)
+    db.begin()
+    return submit(Store(db=db), **args)
+
+
+async def _submit_async(conn: psycopg.AsyncConnection[Any],
+                        args: dict[str, Any]) -> SubmitResult:
+    db = AsyncCallerDatabase(conn, asyncio.get_running_loop())
+
+    def run() -> SubmitResult:
+        db.begin()
+        return submit(Store(db=db), **args)
+
+    # The store is synchronous: it runs in a thread, each statement sent back to this
+    # loop, which has nothing else to do on `conn` meanwhile (the caller awaits us).
+    return await asyncio.to_thread(run)
