@@ -29,11 +29,11 @@ from dagq.client._http import (
 )
 from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
+from dagq.client.triggers import AsyncEventCalls
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
     BulkOutcome,
-    EventRecord,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -49,7 +49,7 @@ T = TypeVar("T")
 RunId = uuid.UUID | str
 
 
-class AsyncClient:
+class AsyncClient(AsyncEventCalls):
     """As `dagq.Client`, with coroutines and async iterators:
     `async with AsyncClient() as dagq: run = await dagq.wait((await dagq.submit(...)).run_id)`.
     """
@@ -223,18 +223,6 @@ class AsyncClient:
     async def revoke_key(self, key_id: RunId) -> ApiKeyRecord:
         """Revoke an API key for good (admin keys only); again changes nothing."""
         return await self._call(calls.revoke_key(key_id))
-
-    async def emit(self, name: str, payload: dict[str, Any] | None = None, *,
-                   event_id: str | None = None,
-                   metadata: dict[str, Any] | None = None) -> EventRecord:
-        """Emit an event: one run of every workflow subscribed to `name` whose trigger
-        matches, `payload` as its inputs (docs/triggers.md). The same `event_id` again
-        answers with the first event's runs (`created` False)."""
-        return await self._call(calls.emit(name, payload, event_id, metadata))
-
-    async def event(self, event_id: RunId) -> EventRecord:
-        """An event (by its id, or this tenant's own event_id) and the runs it started."""
-        return await self._call(calls.event(event_id))
 
     async def queues(self) -> list[QueueStats]:
         return await self._call(calls.queues())

@@ -31,11 +31,11 @@ from dagq.client._http import (
 )
 from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
+from dagq.client.triggers import EventCalls
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
     BulkOutcome,
-    EventRecord,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -52,7 +52,7 @@ RunId = uuid.UUID | str
 _REOPEN = object()  # a wait() stream closed to reopen it with a shorter read timeout
 
 
-class Client:
+class Client(EventCalls):
     """A dagq API client. `url` and `api_key` default to $DAGQ_URL and $DAGQ_API_KEY.
 
     Use it as a context manager, or call `close()`. Errors are `dagq.errors.ApiError`
@@ -257,18 +257,6 @@ class Client:
     def revoke_key(self, key_id: RunId) -> ApiKeyRecord:
         """Revoke an API key for good (admin keys only); again changes nothing."""
         return self._call(calls.revoke_key(key_id))
-
-    def emit(self, name: str, payload: dict[str, Any] | None = None, *,
-             event_id: str | None = None,
-             metadata: dict[str, Any] | None = None) -> EventRecord:
-        """Emit an event: one run of every workflow subscribed to `name` whose trigger
-        matches, `payload` as its inputs (docs/triggers.md). The same `event_id` again
-        answers with the first event's runs (`created` False)."""
-        return self._call(calls.emit(name, payload, event_id, metadata))
-
-    def event(self, event_id: RunId) -> EventRecord:
-        """An event (by its id, or this tenant's own event_id) and the runs it started."""
-        return self._call(calls.event(event_id))
 
     def queues(self) -> list[QueueStats]:
         return self._call(calls.queues())

@@ -24,8 +24,7 @@ import psycopg
 
 from dagq.models import SubmitResult
 from dagq.service.submissions import submit
-from dagq.store import Store
-from dagq.store.caller_tx import AsyncCallerDatabase, CallerDatabase
+from dagq.store.caller_tx import AsyncCallerDatabase, CallerDatabase, caller_store
 
 DEFAULT_TENANT = "default"  # the CLI's default tenant (dagq submit)
 
@@ -60,7 +59,7 @@ def submit_in(conn: Any, workflow: Any, *, inputs: Any = None, event_key: str | 
                         f"{type(conn).__name__}")
     db = CallerDatabase(conn)
     db.begin()
-    return submit(Store(db=db), **args)
+    return submit(caller_store(db), **args)
 
 
 async def _submit_async(conn: psycopg.AsyncConnection[Any],
@@ -69,7 +68,7 @@ async def _submit_async(conn: psycopg.AsyncConnection[Any],
 
     def run() -> SubmitResult:
         db.begin()
-        return submit(Store(db=db), **args)
+        return submit(caller_store(db), **args)
 
     # The store is synchronous: it runs in a thread, each statement sent back to this
     # loop, which has nothing else to do on `conn` meanwhile (the caller awaits us).

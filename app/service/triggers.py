@@ -64,9 +64,9 @@ def emit(repo: Store, *, tenant: str, name: str, payload: Any = None,
             exc.args = (exc.message,)
             raise
     fingerprint = sha256_json({"name": name, "payload": payload})
-    return repo.triggers.emit(tenant=tenant, event_id=event_id, name=name, payload=payload,
-                              fingerprint=fingerprint, runs=runs,
-                              limited=repo.tenants.limited_tenants)
+    return repo.triggers.write_event(tenant=tenant, event_id=event_id, name=name, payload=payload,
+                                     fingerprint=fingerprint, runs=runs,
+                                     limited=repo.tenants.limited_tenants)
 
 
 def get_event(repo: Store, event: str, tenant: str | None) -> EventRecord:

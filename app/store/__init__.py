@@ -112,7 +112,7 @@ class Store:
         self.ops = OpsRepo(db)
         self.messages = MessageRepo(db, m)
         self.webhooks = WebhookRepo(db)
-        self.triggers = TriggerRepo(db, self.submissions)
+        self.triggers = TriggerRepo(db, m)
 
     def bounded(self, seconds: float) -> Store:
         """This store (same pool, same caches), for calls that must give up after about

@@ -5,6 +5,8 @@ store writes exists if and only if the caller commits, and its notifications (th
 and event streams' wake-ups) are sent with NOTIFY inside that transaction, which
 Postgres delivers at its commit and drops at its rollback.
 
+A Store over one: `caller_store(db)`.
+
 `AsyncCallerDatabase` does the same on a psycopg AsyncConnection: the store's code is
 synchronous, so it runs in a thread and each statement is sent back to the caller's
 event loop (which only awaits that thread meanwhile), through `_BridgedCursor`.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -26,14 +28,17 @@ from psycopg.rows import dict_row
 
 from dagq.errors import InvalidRequest
 from dagq.runtime.sqlfiles import queries
+from dagq.store import Store
 from dagq.store.tx import Database, _outbox
 
 NEEDS_TRANSACTION = ("submit_in writes inside the caller's transaction: open one first "
                      "(`with conn.transaction():`, or a connection without autocommit)")
 
 
-class CallerDatabase(Database):
-    """A Database over one caller's connection (see the module docstring)."""
+class CallerDatabase:
+    """What the repositories use of a `Database` (tx, connection, the retry settings),
+    over one caller's connection (see the module docstring). Not a subclass: nothing of
+    the pool's applies."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         # No pool: every call runs on `conn`. (Database's other settings: no bound, no
@@ -105,14 +110,18 @@ class _BridgedCursor:
         return self._cur.rowcount
 
 
-class AsyncCallerDatabase(CallerDatabase):
-    """CallerDatabase on an AsyncConnection: used from a thread while the loop waits."""
+class AsyncCallerDatabase:
+    """CallerDatabase's interface on an AsyncConnection: used from a thread while the
+    loop waits."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any],
                  loop: asyncio.AbstractEventLoop) -> None:
         self.aconn, self.loop = conn, loop
         self.retry_s, self.call_timeout_s, self.wait_s = 0.0, None, None
         self.notifier, self.commit_later = None, False
+
+    def close(self) -> None:  # the caller's connection is the caller's to close
+        pass
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
@@ -154,3 +163,9 @@ class AsyncCallerDatabase(CallerDatabase):
     def connection(self, deadline: float | None) -> Iterator[psycopg.Connection[Any]]:
         raise NotImplementedError("an async caller's connection is used through tx() only")
         yield  # pragma: no cover
+
+
+def caller_store(db: CallerDatabase | AsyncCallerDatabase) -> Store:
+    """A Store whose every transaction is a savepoint of the caller's (a fresh one per
+    call: its caches would outlive the transaction)."""
+    return Store(db=cast(Database, db))

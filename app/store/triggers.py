@@ -14,16 +14,16 @@ from psycopg.types.json import Jsonb
 from dagq.errors import Conflict, DagqError, NotFound
 from dagq.models import EventRecord, EventRun, SubmitResult
 from dagq.runtime.sqlfiles import queries
+from dagq.store.machine import Machine
 from dagq.store.new_runs import NewRun
-from dagq.store.submissions import SubmissionRepo
 from dagq.store.tx import Database, transient
 
 
 class TriggerRepo:
-    """dagq.events and dagq.event_runs; the runs go through SubmissionRepo.write_runs."""
+    """dagq.events and dagq.event_runs; the runs go through the machine's admission."""
 
-    def __init__(self, db: Database, submissions: SubmissionRepo) -> None:
-        self.db, self.submissions = db, submissions
+    def __init__(self, db: Database, machine: Machine) -> None:
+        self.db, self.m = db, machine
 
     @transient
     def subscribed(self, name: str, payload: Any) -> list[tuple[str, int]]:
@@ -34,7 +34,7 @@ class TriggerRepo:
         return [(row["name"], row["version"]) for row in rows]
 
     @transient
-    def emit(self, *, tenant: str, event_id: str | None, name: str, payload: Any,
+    def write_event(self, *, tenant: str, event_id: str | None, name: str, payload: Any,
              fingerprint: str, runs: list[NewRun],
              limited: Callable[[], frozenset[str]]) -> EventRecord:
         """Store the event and write `runs` in one transaction; any run refused (a 429
@@ -49,7 +49,7 @@ class TriggerRepo:
             }).fetchone()
             if row is None:
                 return self._repeat(cur, tenant, event_id or str(new_id), fingerprint)
-            outcomes = self.submissions.write_resolved(cur, runs, limited())
+            outcomes = self.m.admission.write_resolved(cur, runs, limited())
             for outcome in outcomes:
                 if isinstance(outcome, DagqError):
                     raise outcome  # rolls back the event and every run
