@@ -10,6 +10,9 @@ is committed here. A request dagq refuses raises a dagq.errors error (InvalidReq
 InvalidWorkflow, NotFound, Conflict, QuotaExceeded) before anything is written; every
 statement runs in a savepoint, so the caller's transaction stays usable after one.
 
+`expand_submit_requests` is the sweeper's pass that turns the requests of the SQL
+function dagq.submit (migration 033) into runs, through the same path.
+
 A sync connection's call returns the SubmitResult; an async connection's returns an
 awaitable of it (`await dagq.submit_in(aconn, ...)`).
 """
@@ -18,12 +21,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import Any, overload
 
 import psycopg
 
+from dagq.errors import DagqError, DatabaseUnavailable
 from dagq.models import SubmitResult
 from dagq.service.submissions import submit
+from dagq.store import Store
 from dagq.store.caller_tx import AsyncCallerDatabase, CallerDatabase, caller_store
 
 DEFAULT_TENANT = "default"  # the CLI's default tenant (dagq submit)
@@ -73,3 +79,24 @@ async def _submit_async(conn: psycopg.AsyncConnection[Any],
     # The store is synchronous: it runs in a thread, each statement sent back to this
     # loop, which has nothing else to do on `conn` meanwhile (the caller awaits us).
     return await asyncio.to_thread(run)
+
+
+SQL_SUBMITS_BATCH = 100
+
+
+def expand_submit_requests(repo: Store, now: datetime | None = None) -> dict[str, int]:
+    """The due requests of dagq.submit, each made into its run (the request's id is the
+    run's) in one transaction with its deletion; refusals retried or failed."""
+    return repo.submit_requests.expand_due(_expand, limit=SQL_SUBMITS_BATCH, now=now)
+
+
+def _expand(conn: psycopg.Connection[Any], row: dict[str, Any]) -> DagqError | None:
+    try:
+        submit(caller_store(CallerDatabase(conn)), tenant=row["tenant"],
+               workflow=row["workflow"], inputs=row["inputs"], event_key=row["event_key"],
+               metadata=row["metadata"], run_id=row["id"])
+    except DatabaseUnavailable:
+        raise  # the whole pass is retried, nothing recorded
+    except DagqError as exc:  # (its savepoint rolled back: nothing of the run written)
+        return exc
+    return None

@@ -47,6 +47,7 @@ REPOSITORIES = {
                  "finish_attempt", "list_deliveries", "get_delivery", "redeliver",
                  "delete_callback", "prune_webhooks"},
     "triggers": {"subscribed", "write_event", "get_event"},
+    "submit_requests": {"expand_due"},
 }
 FACADE_METHODS = {"bounded", "notifying_in_background", "committing_later", "close", "ping",
                   "flush_commits"}
