@@ -58,6 +58,13 @@ class SubmitRequestRepo:
                     counts["submit_failed"] += 1
         return counts
 
+    @transient
+    def prune_submit_requests(self, *, before: datetime) -> int:
+        """Failed requests from before `before`; how many."""
+        with self.db.tx(one_statement=True) as cur:
+            return cur.execute(queries()["prune_submit_requests"], {"before": before}
+                               ).fetchone()["pruned"]
+
 
 def _db_now(cur: psycopg.Cursor[Any]) -> datetime:
     return cur.execute(queries()["database_now_for_submits"]).fetchone()["now"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -82,6 +83,13 @@ class TriggerRepo:
             if row is None:
                 raise NotFound(f"event {event} not found")
             return EventRecord(**_event(row), runs=self._runs(cur, row["id"]), created=False)
+
+    @transient
+    def prune_events(self, *, before: datetime) -> int:
+        """Events from before `before` whose runs were all pruned; how many."""
+        with self.db.tx(one_statement=True) as cur:
+            return cur.execute(queries()["prune_events"], {"before": before}
+                               ).fetchone()["pruned"]
 
     @staticmethod
     def _runs(cur: psycopg.Cursor[Any], event: uuid.UUID) -> list[EventRun]:

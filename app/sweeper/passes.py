@@ -118,7 +118,11 @@ class Sweeper:
                 break
         before = (now or self.repo.messages.database_now()) - timedelta(seconds=retention_s)
         return {"pruned_runs": pruned,
-                "pruned_deliveries": self.repo.webhooks.prune_webhooks(before=before)}
+                "pruned_deliveries": self.repo.webhooks.prune_webhooks(before=before),
+                # after the runs: an event goes once every run it started is gone
+                "pruned_events": self.repo.triggers.prune_events(before=before),
+                "pruned_submit_requests":
+                    self.repo.submit_requests.prune_submit_requests(before=before)}
 
     def partitions(self, now: datetime | None = None) -> dict[str, int]:
         """Event partitions: create the next days' ahead, drop whole days past the

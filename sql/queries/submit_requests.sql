@@ -32,3 +32,12 @@ WHERE id = %(id)s
 
 -- name: database_now_for_submits
 SELECT now() AS now
+
+-- name: prune_submit_requests
+-- Failed requests older than the retention (kept until then for psql).
+WITH gone AS (
+    DELETE FROM dagq.submit_requests
+    WHERE status = 'failed' AND created_at < %(before)s
+    RETURNING 1
+)
+SELECT count(*) AS pruned FROM gone

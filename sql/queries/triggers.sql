@@ -43,3 +43,14 @@ SELECT e.workflow, e.workflow_version AS version, e.run_id, r.status
 FROM dagq.event_runs e LEFT JOIN dagq.runs r ON r.id = e.run_id
 WHERE e.event = %(event)s
 ORDER BY e.workflow
+
+-- name: prune_events
+-- Events older than the retention whose runs are all gone (pruned), with their links.
+WITH gone AS (
+    DELETE FROM dagq.events e
+    WHERE e.created_at < %(before)s
+      AND NOT EXISTS (SELECT 1 FROM dagq.event_runs l JOIN dagq.runs r ON r.id = l.run_id
+                      WHERE l.event = e.id)
+    RETURNING 1
+)
+SELECT count(*) AS pruned FROM gone

@@ -244,7 +244,7 @@ STORE_WRITES = frozenset({
     "dead_letter_unserved",
     "insert_webhook", "delete_webhook", "claim_deliveries", "finish_attempt", "redeliver",
     "delete_callback", "prune_webhooks",
-    "write_event", "expand_due",
+    "write_event", "expand_due", "prune_events", "prune_submit_requests",
 })
 STORE_READS = frozenset({
     "bounded", "notifying_in_background", "committing_later", "close", "ping",

@@ -108,3 +108,23 @@ def test_a_spec_without_triggers_keeps_its_hash() -> None:
 
     spec = parse_spec({"name": "x", "nodes": {"a": {"executor": "builtin.noop"}}})
     assert "triggers" not in spec.filled()
+
+
+def test_concurrent_repeats_of_one_event_id_start_its_runs_once(repo, sql) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    register_workflow(repo, wf("flow", ANY))
+    register_workflow(repo, wf("other", ANY))
+    barrier = threading.Barrier(4)
+
+    def one(_: int):
+        barrier.wait()
+        return emit(repo, tenant="t", name="ticket.created", payload={"n": 1},
+                    event_id="same")
+
+    with ThreadPoolExecutor(4) as pool:
+        events = list(pool.map(one, range(4)))
+    assert sum(e.created for e in events) == 1
+    assert len({tuple(r.run_id for r in e.runs) for e in events}) == 1
+    assert counts(sql) == (2, 1, 2)

@@ -107,3 +107,26 @@ def test_refusals_end_failed_or_wait_for_their_quota(repo, sql) -> None:
     assert Sweeper(repo, Settings()).submits(later)["submitted"] == 1
     assert [r["status"] for r in requests(sql)] == ["failed"]
     uuid.UUID(str(left["pending"]["id"]))
+
+
+def test_prune_keeps_events_with_runs_and_recent_failures(repo, sql) -> None:
+    from dagq.service.triggers import emit
+
+    register_workflow(repo, {**FLOW, "triggers": [{"event": "e"}]})
+    kept = emit(repo, tenant="t", name="e", payload={})  # its run stays
+    gone = emit(repo, tenant="t", name="e", payload={"x": 1})
+    lonely = emit(repo, tenant="t", name="nobody.listens", payload={})
+    sql.execute("DELETE FROM dagq.runs WHERE id = %s", (gone.runs[0].run_id,))
+    sql.execute("SELECT dagq.submit('invoice', event_key => 'k2', inputs => '{\"a\": 1}')")
+    service.submit(repo, tenant="default", workflow="invoice", inputs={"a": 2},
+                   event_key="k2")
+    sweeper = Sweeper(repo, Settings())
+    assert sweeper.submits()["submit_failed"] == 1
+    counts = sweeper.prune()
+    assert (counts["pruned_events"], counts["pruned_submit_requests"]) == (0, 0)  # recent
+    sql.execute("UPDATE dagq.events SET created_at = now() - interval '8 days'")
+    sql.execute("UPDATE dagq.submit_requests SET created_at = now() - interval '8 days'")
+    counts = sweeper.prune()
+    assert (counts["pruned_events"], counts["pruned_submit_requests"]) == (2, 1)
+    left = {r["id"] for r in sql.execute("SELECT id FROM dagq.events").fetchall()}
+    assert left == {kept.id} and lonely.id not in left
