@@ -66,7 +66,7 @@ def emit(repo: Store, *, tenant: str, name: str, payload: Any = None,
     fingerprint = sha256_json({"name": name, "payload": payload})
     return repo.triggers.write_event(tenant=tenant, event_id=event_id, name=name, payload=payload,
                                      fingerprint=fingerprint, runs=runs,
-                                     limited=repo.tenants.limited_tenants)
+                                     limited=repo.tenants.limited_tenants())
 
 
 def get_event(repo: Store, event: str, tenant: str | None) -> EventRecord:

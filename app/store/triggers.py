@@ -5,7 +5,6 @@ Which runs and their rows are decided by dagq.service.triggers before the write.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -36,8 +35,8 @@ class TriggerRepo:
 
     @transient
     def write_event(self, *, tenant: str, event_id: str | None, name: str, payload: Any,
-             fingerprint: str, runs: list[NewRun],
-             limited: Callable[[], frozenset[str]]) -> EventRecord:
+                    fingerprint: str, runs: list[NewRun],
+                    limited: frozenset[str] = frozenset()) -> EventRecord:
         """Store the event and write `runs` in one transaction; any run refused (a 429
         of the tenant's quotas, a conflict) rolls everything back and is raised. The
         same (tenant, event_id) again: the first event's record (created False), or a
@@ -50,7 +49,7 @@ class TriggerRepo:
             }).fetchone()
             if row is None:
                 return self._repeat(cur, tenant, event_id or str(new_id), fingerprint)
-            outcomes = self.m.admission.write_resolved(cur, runs, limited())
+            outcomes = self.m.admission.write_resolved(cur, runs, limited) if runs else []
             for outcome in outcomes:
                 if isinstance(outcome, DagqError):
                     raise outcome  # rolls back the event and every run
