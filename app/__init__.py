@@ -7,6 +7,7 @@ the CLI and child processes::
     from dagq import PostgresResultBackend  # for dramatiq.results.Results
     from dagq import PostgresRateLimiterBackend  # for dramatiq.rate_limits, GroupCallbacks
     from dagq import Workflow  # a workflow spec written in Python
+    from dagq import submit_in  # a run written in the application's own transaction
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ _PUBLIC = {
     "Client": "dagq.client",
     "AsyncClient": "dagq.client",
     "Workflow": "dagq.spec.builder",
+    "submit_in": "dagq.service.transactional",
 }
 
 __all__ = ["AsyncClient", "Client", "FatalError", "PostgresBroker",
            "PostgresRateLimiterBackend", "PostgresResultBackend", "Workflow", "current_node",
-           "executor"]
+           "executor", "submit_in"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from dagq.client import AsyncClient, Client
+    from dagq.service.transactional import submit_in
     from dagq.spec.builder import Workflow
     from dagq.workers.broker import PostgresBroker
     from dagq.workers.context import current_node

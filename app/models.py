@@ -306,3 +306,26 @@ class WebhookDelivery(_Record):
     finished_at: datetime | None = None
     last_error: str | None = None
     history: list[WebhookAttempt] = []
+
+
+class EventRun(_Record):
+    """A run an event started (None status: the run was pruned since)."""
+
+    workflow: str
+    version: int | None = None
+    run_id: UUID
+    status: RunStatus | None = None
+
+
+class EventRecord(_Record):
+    """An event (POST /v1/events) and the runs it started. `created`: this request
+    stored it (False: the same event_id was emitted before; these are its runs)."""
+
+    id: UUID
+    tenant: str
+    event_id: str
+    name: str
+    payload: Any = None
+    created_at: datetime
+    runs: list[EventRun] = []
+    created: bool = True

@@ -958,6 +958,46 @@ CREATE FUNCTION dagq.stream_slot(p_run uuid) RETURNS integer
 $$;
 
 --
+-- Name: submit(text, jsonb, text, text, jsonb); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.submit(workflow text, inputs jsonb DEFAULT '{}'::jsonb, event_key text DEFAULT NULL::text, tenant text DEFAULT 'default'::text, metadata jsonb DEFAULT NULL::jsonb) RETURNS uuid
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_id uuid := gen_random_uuid();
+BEGIN
+    IF submit.workflow IS NULL
+       OR NOT EXISTS (SELECT 1 FROM dagq.workflows w WHERE w.name = submit.workflow) THEN
+        RAISE EXCEPTION 'dagq.submit: workflow % is not registered', submit.workflow
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF jsonb_typeof(coalesce(submit.inputs, '{}'::jsonb)) <> 'object' THEN
+        RAISE EXCEPTION 'dagq.submit: inputs must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF submit.metadata IS NOT NULL AND jsonb_typeof(submit.metadata) <> 'object' THEN
+        RAISE EXCEPTION 'dagq.submit: metadata must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF submit.event_key IS NOT NULL AND (length(submit.event_key) NOT BETWEEN 1 AND 512
+                                         OR submit.event_key LIKE 'dagq.%') THEN
+        RAISE EXCEPTION 'dagq.submit: event_key needs 1 to 512 characters, not starting with "dagq."'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF submit.tenant IS NULL OR length(submit.tenant) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'dagq.submit: a tenant name needs 1 to 200 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO dagq.submit_requests (id, tenant, workflow, inputs, event_key, metadata)
+    VALUES (v_id, submit.tenant, submit.workflow, coalesce(submit.inputs, '{}'::jsonb),
+            submit.event_key, submit.metadata);
+    PERFORM pg_notify('dagq_submits', v_id::text);  -- delivered at the commit only
+    RETURN v_id;
+END
+$$;
+
+--
 -- Name: tenant_allowance(text, integer, text[], integer); Type: FUNCTION; Schema: dagq; Owner: -
 --
 
@@ -972,6 +1012,19 @@ CREATE FUNCTION dagq.tenant_allowance(p_name text, p_max integer, p_locked text[
             WHERE r.status = 'running' AND r.lease_expires_at IS NOT NULL
               AND r.tenant = p_name)::int))
     END
+$$;
+
+--
+-- Name: trigger_matches(jsonb, jsonb); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.trigger_matches(p_trigger jsonb, p_event jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT p_trigger ->> 'event' = p_event ->> 'name' AND (
+        p_trigger -> 'if' IS NULL OR EXISTS (
+            SELECT 1 FROM jsonb_array_elements(p_trigger -> 'if' -> 'in') AS allowed(value)
+            WHERE allowed.value = p_event #> string_to_array(p_trigger -> 'if' ->> 'path', '.')))
 $$;
 
 --
@@ -1089,6 +1142,31 @@ CREATE TABLE dagq.dramatiq_results (
     key text NOT NULL,
     value bytea NOT NULL,
     expires_at timestamp with time zone NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
+-- Name: event_runs; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.event_runs (
+    event uuid NOT NULL,
+    workflow text NOT NULL,
+    workflow_version integer,
+    run_id uuid NOT NULL
+);
+
+--
+-- Name: events; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.events (
+    id uuid NOT NULL,
+    tenant text NOT NULL,
+    event_id text NOT NULL,
+    name text NOT NULL,
+    payload jsonb NOT NULL,
+    fingerprint text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
@@ -1654,6 +1732,25 @@ CREATE VIEW dagq.stuck_nodes AS
 COMMENT ON VIEW dagq.stuck_nodes IS 'Running tasks whose lease expired: their worker stopped heartbeating. The sweeper reclaims them (sweeper_will: retry, or fail when no attempts are left); rows that stay here for long mean no sweeper is running.';
 
 --
+-- Name: submit_requests; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.submit_requests (
+    id uuid NOT NULL,
+    tenant text NOT NULL,
+    workflow text NOT NULL,
+    inputs jsonb NOT NULL,
+    event_key text,
+    metadata jsonb,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    error jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT submit_requests_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'failed'::text])))
+);
+
+--
 -- Name: tenants; Type: TABLE; Schema: dagq; Owner: -
 --
 
@@ -1907,6 +2004,27 @@ ALTER TABLE ONLY dagq.dramatiq_results
     ADD CONSTRAINT dramatiq_results_pkey PRIMARY KEY (key);
 
 --
+-- Name: event_runs event_runs_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.event_runs
+    ADD CONSTRAINT event_runs_pkey PRIMARY KEY (event, workflow);
+
+--
+-- Name: events events_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.events
+    ADD CONSTRAINT events_pkey PRIMARY KEY (id);
+
+--
+-- Name: events events_tenant_event_id_key; Type: CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.events
+    ADD CONSTRAINT events_tenant_event_id_key UNIQUE (tenant, event_id);
+
+--
 -- Name: executors executors_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
 --
 
@@ -1991,6 +2109,13 @@ ALTER TABLE ONLY dagq.stream_bytes_by_tenant
     ADD CONSTRAINT stream_bytes_by_tenant_pkey PRIMARY KEY (tenant, slot);
 
 --
+-- Name: submit_requests submit_requests_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.submit_requests
+    ADD CONSTRAINT submit_requests_pkey PRIMARY KEY (id);
+
+--
 -- Name: tenants tenants_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
 --
 
@@ -2050,6 +2175,18 @@ CREATE INDEX dramatiq_counters_expiry ON dagq.dramatiq_counters USING btree (exp
 --
 
 CREATE INDEX dramatiq_results_expiry ON dagq.dramatiq_results USING btree (expires_at);
+
+--
+-- Name: event_runs_run; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX event_runs_run ON dagq.event_runs USING btree (run_id);
+
+--
+-- Name: events_tenant_created; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX events_tenant_created ON dagq.events USING btree (tenant, created_at);
 
 --
 -- Name: node_stream_run; Type: INDEX; Schema: dagq; Owner: -
@@ -2178,6 +2315,12 @@ CREATE INDEX schedules_tenant ON dagq.schedules USING btree (tenant, created_at)
 CREATE INDEX signals_buffered ON dagq.signals USING btree (run_id, name, id) WHERE (consumed_at IS NULL);
 
 --
+-- Name: submit_requests_due; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX submit_requests_due ON dagq.submit_requests USING btree (next_attempt_at) WHERE (status = 'pending'::text);
+
+--
 -- Name: webhook_deliveries_due; Type: INDEX; Schema: dagq; Owner: -
 --
 
@@ -2200,6 +2343,12 @@ CREATE INDEX webhooks_run ON dagq.webhooks USING btree (run_id) WHERE (run_id IS
 --
 
 CREATE INDEX webhooks_tenant ON dagq.webhooks USING btree (tenant, run_id);
+
+--
+-- Name: workflows_triggers; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX workflows_triggers ON dagq.workflows USING gin (((spec -> 'triggers'::text)) jsonb_path_ops);
 
 --
 -- Name: node_stream node_stream_added; Type: TRIGGER; Schema: dagq; Owner: -
@@ -2248,6 +2397,13 @@ CREATE TRIGGER webhook_deliveries_respond_link BEFORE INSERT ON dagq.webhook_del
 --
 
 CREATE TRIGGER webhook_deliveries_respond_scrub BEFORE UPDATE ON dagq.webhook_deliveries FOR EACH ROW WHEN (((new.status <> 'pending'::text) AND ((new.payload -> 'respond'::text) ? 'token'::text))) EXECUTE FUNCTION dagq.respond_link_scrub();
+
+--
+-- Name: event_runs event_runs_event_fkey; Type: FK CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.event_runs
+    ADD CONSTRAINT event_runs_event_fkey FOREIGN KEY (event) REFERENCES dagq.events(id) ON DELETE CASCADE;
 
 --
 -- Name: respond_links respond_links_run_id_fkey; Type: FK CONSTRAINT; Schema: dagq; Owner: -

@@ -28,6 +28,7 @@ from dagq.api.routes import (
     runs,
     schedules,
     tenants,
+    triggers,
     waits,
     webhooks,
     workflows,
@@ -115,7 +116,7 @@ def create_app(settings: Settings, url: str) -> Starlette:
         routes=one_route_per_path([
             *bulk.routes, *runs.routes, *events.routes, *workflows.routes, *ops.routes,
             *dashboard.routes, *schedules.routes, *tenants.routes, *keys.routes, *webhooks.routes,
-            *waits.routes,
+            *waits.routes, *triggers.routes,
             *pages.routes]),
         middleware=[
             Middleware(SecurityHeadersMiddleware),

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.cli import commands, processes, webhooks
+    from dagq.cli import commands, emit, processes, webhooks
 
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "up": processes.up, "db": processes.db, "api": processes.api,
@@ -53,6 +53,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "keys": commands.keys, "submit": commands.submit, "runs": commands.runs,
         "run": commands.run, "schedules": commands.schedules, "tenants": commands.tenants,
         "signal": commands.signal, "workflows": commands.workflows,
-        "webhooks": webhooks.webhooks,
+        "webhooks": webhooks.webhooks, "emit": emit.emit,
     }
     return handlers[args.command](args, settings)

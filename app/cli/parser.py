@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_commands(sub)
     _add_admin_commands(sub)
     _add_webhook_commands(sub)
+    _add_emit_command(sub)
 
     from dagq.bench.args import add_bench_arguments
 
@@ -340,6 +341,21 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                             help="runs per second, e.g. 10 or 10/s")
     tenant_list = tenants_sub.add_parser("list", help="tenants with settings or open runs")
     _json_flag(tenant_list)
+
+
+def _add_emit_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`dagq emit` (dagq.cli.emit)."""
+    emit = sub.add_parser("emit", help="emit an event: starts the workflows subscribed to "
+                          "it (their triggers)")
+    emit.add_argument("name", metavar="NAME", help="the event's name, e.g. ticket.created")
+    emit.add_argument("--payload", default=None,
+                      help="the event's payload as a JSON object (each run's inputs)")
+    emit.add_argument("--event-id", default=None,
+                      help="idempotency id: the same id again starts nothing new")
+    _meta_flag(emit, "metadata of each run it starts (values are stored as text)")
+    emit.add_argument("--tenant", default="default",
+                      help="the tenant the runs belong to (the database only)")
+    _json_flag(emit)
 
 
 def _add_webhook_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -30,6 +30,7 @@ from dagq.errors import InvalidWorkflow
 from dagq.models import (
     ApiKeyRecord,
     BulkOutcome,
+    EventRecord,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -322,4 +323,21 @@ def api_keys(tenant: str | None) -> Call[list[ApiKeyRecord]]:
 def revoke_key(key_id: uuid.UUID | str) -> Call[ApiKeyRecord]:
     # Idempotent: revoking a revoked key answers its record again and changes nothing.
     return Call("DELETE", f"/v1/keys/{_segment(key_id)}", _model(ApiKeyRecord),
+                idempotent=True)
+
+
+# ----- events (triggers) ----------------------------------------------------------------
+
+def emit(name: str, payload: Mapping[str, Any] | None, event_id: str | None,
+         metadata: Mapping[str, Any] | None) -> Call[EventRecord]:
+    # Idempotent by event_id: one is made up when not given, so a resend after a lost
+    # reply is the same event (200, the same runs), never a second one.
+    body = _params(name=name, payload=dict(payload) if payload is not None else {},
+                   event_id=event_id or str(uuid.uuid4()),
+                   metadata=dict(metadata) if metadata is not None else None)
+    return Call("POST", "/v1/events", _model(EventRecord), body=body, idempotent=True)
+
+
+def event(event_id: uuid.UUID | str) -> Call[EventRecord]:
+    return Call("GET", f"/v1/events/{_segment(event_id)}", _model(EventRecord),
                 idempotent=True)

@@ -29,6 +29,7 @@ from dagq.client._http import (
 )
 from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
+from dagq.client.triggers import AsyncEventCalls
 from dagq.client.waits import AsyncWaitCalls
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
@@ -49,7 +50,7 @@ T = TypeVar("T")
 RunId = uuid.UUID | str
 
 
-class AsyncClient(AsyncWaitCalls):
+class AsyncClient(AsyncWaitCalls, AsyncEventCalls):
     """As `dagq.Client`, with coroutines and async iterators:
     `async with AsyncClient() as dagq: run = await dagq.wait((await dagq.submit(...)).run_id)`.
     """

@@ -31,6 +31,7 @@ from dagq.client._http import (
 )
 from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
+from dagq.client.triggers import EventCalls
 from dagq.client.waits import WaitCalls
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
@@ -52,7 +53,7 @@ RunId = uuid.UUID | str
 _REOPEN = object()  # a wait() stream closed to reopen it with a shorter read timeout
 
 
-class Client(WaitCalls):
+class Client(WaitCalls, EventCalls):
     """A dagq API client. `url` and `api_key` default to $DAGQ_URL and $DAGQ_API_KEY.
 
     Use it as a context manager, or call `close()`. Errors are `dagq.errors.ApiError`

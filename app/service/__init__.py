@@ -12,6 +12,7 @@ module of its concern:
 - `bulk`: one action (cancel, retry, rerun) on many runs, by a filter or ids
 - `lookup`: run ids as people type them (a unique prefix)
 - `schedules`: cron schedules and firing them
+- `triggers`: events starting the workflows subscribed to them
 """
 
 from __future__ import annotations

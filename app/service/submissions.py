@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+import uuid
 from typing import Any
 
 from dagq.errors import DagqError, InvalidRequest
@@ -43,6 +44,7 @@ class SubmitRequest:
     deadline_s: float | None = None
     concurrency: Concurrency | None = None  # instead of the workflow's
     metadata: Any = None  # the platform's own ids (dagq.spec.metadata)
+    run_id: uuid.UUID | None = None  # chosen already (a SQL submit's request id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +141,7 @@ def new_run(req: SubmitRequest, resolved: Resolved) -> NewRun:
         latest=isinstance(req.workflow, str) and req.version is None,
         fingerprint=fingerprint, event_key=req.event_key, priority=req.priority,
         inputs=inputs, deadline_s=req.deadline_s, concurrency=req.concurrency,
-        metadata=check_metadata(req.metadata))
+        metadata=check_metadata(req.metadata), run_id=req.run_id)
 
 
 STALE_RETRIES = 3  # a submission by name resolved again when a new version came meanwhile
@@ -149,12 +151,13 @@ def submit(
     repo: Store, *, tenant: str, workflow: Any, version: int | None = None,
     inputs: Any = None, event_key: str | None = None, priority: int = 0,
     deadline_s: float | None = None, concurrency: Concurrency | None = None,
-    metadata: Any = None,
+    metadata: Any = None, run_id: uuid.UUID | None = None,
 ) -> SubmitResult:
     """One run (the CLI, tests): as one submission of the API's group commit."""
     req = SubmitRequest(tenant=tenant, workflow=workflow, version=version,
                         inputs=inputs, event_key=event_key, priority=priority,
-                        deadline_s=deadline_s, concurrency=concurrency, metadata=metadata)
+                        deadline_s=deadline_s, concurrency=concurrency, metadata=metadata,
+                        run_id=run_id)
     outcome = submit_many(repo, [prepare(repo, req)], [req])[0]
     if isinstance(outcome, DagqError):
         raise outcome

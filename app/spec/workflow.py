@@ -20,6 +20,7 @@ from pydantic import (
 
 from dagq.errors import InvalidWorkflow
 from dagq.spec.forms import check_form
+from dagq.spec.triggers import MAX_TRIGGERS, Trigger
 
 KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 # Dramatiq queue names must start with a letter or an underscore.
@@ -204,6 +205,8 @@ class WorkflowSpec(_Strict):
     defaults: Defaults = Defaults()
     fail_fast: bool = True
     concurrency: Concurrency | None = None
+    # None, not []: an empty list would enter filled() and change every spec's hash.
+    triggers: list[Trigger] | None = Field(None, min_length=1, max_length=MAX_TRIGGERS)
     nodes: dict[str, NodeSpec] = Field(json_schema_extra={
         "minProperties": 1, "maxProperties": MAX_NODES, "propertyNames": NODE_KEY_SCHEMA})
 

@@ -20,7 +20,9 @@ one handle over one `Database` (one pool), with one repository per concern:
   (workers, executors, queues), `schedules`, `tenants` (and API keys), `ops` (queue
   statistics, readiness, metrics, the event tail), `messages` (plain Dramatiq messages,
   results, counters, dead letters), `webhooks` (subscriptions and their outbox of
-  deliveries), `waits` (open signal waits with their forms; respond links)
+  deliveries), `waits` (open signal waits with their forms; respond links), `triggers`
+  (events and the runs they started), `submit_requests` (runs submitted from SQL, made
+  by the sweeper)
 
 Every public method is one short transaction unless its docstring says otherwise. Node
 rows are always locked before the run row (`lock_run`), and every transaction that
@@ -58,7 +60,9 @@ from dagq.store.schedules import ScheduleRepo
 from dagq.store.signals import SignalRepo
 from dagq.store.streams import StreamRepo
 from dagq.store.submissions import SubmissionRepo
+from dagq.store.submit_requests import SubmitRequestRepo
 from dagq.store.tenants import TenantRepo
+from dagq.store.triggers import TriggerRepo
 from dagq.store.tx import TRANSIENT_RETRY_S, Database, transient
 from dagq.store.waits import WaitRepo
 from dagq.store.webhooks import WebhookRepo
@@ -113,6 +117,8 @@ class Store:
         self.messages = MessageRepo(db, m)
         self.webhooks = WebhookRepo(db)
         self.waits = WaitRepo(db, m)
+        self.triggers = TriggerRepo(db, m)
+        self.submit_requests = SubmitRequestRepo(db)
 
     def bounded(self, seconds: float) -> Store:
         """This store (same pool, same caches), for calls that must give up after about

@@ -130,7 +130,9 @@ class RunTemplate:
     @classmethod
     def of(cls, spec: WorkflowSpec) -> RunTemplate:
         nodes = node_rows(spec, 0)
-        return cls(name=spec.name, spec=spec.canonical(), fail_fast=spec.fail_fast,
+        # A run needs no triggers (and a release without them could not parse its spec)
+        stored = {k: v for k, v in spec.canonical().items() if k != "triggers"}
+        return cls(name=spec.name, spec=stored, fail_fast=spec.fail_fast,
                    nodes=nodes,
                    queues=frozenset(n["queue"] for n in nodes if n["status"] == "queued"),
                    concurrency=spec.concurrency, root_waits=tuple(spec.root_waits()))
@@ -138,8 +140,10 @@ class RunTemplate:
     def new_run(self, *, tenant: str, version: int | None, latest: bool, fingerprint: str,
                 event_key: str | None, priority: int, inputs: Any,
                 deadline_s: float | None, concurrency: Concurrency | None = None,
-                metadata: dict[str, Any] | None = None) -> NewRun:
-        """`concurrency`: the submit's, instead of the workflow's. `metadata`: checked."""
+                metadata: dict[str, Any] | None = None,
+                run_id: uuid.UUID | None = None) -> NewRun:
+        """`concurrency`: the submit's, instead of the workflow's. `metadata`: checked.
+        `run_id`: chosen already (a SQL submit's request id), else a new one."""
         concurrency = concurrency or self.concurrency
         inputs = {} if inputs is None else inputs
         key = concurrency.key_of(inputs) if concurrency else None
@@ -155,7 +159,8 @@ class RunTemplate:
         queued = {"workflow": self.name, "version": version,
                   **({"concurrency_key": key} if key is not None else {})}
         events = first_events(nodes, queued)
-        return NewRun(started=started, children=starts_children(nodes), id=uuid.uuid4(),
+        return NewRun(started=started, children=starts_children(nodes),
+                      id=run_id or uuid.uuid4(),
                       tenant=tenant, workflow=self.name,
                       workflow_version=version, latest=latest, spec=self.spec,
                       fingerprint=fingerprint, event_key=event_key, priority=priority,

@@ -25,6 +25,7 @@ from dagq.errors import DagqError
 from dagq.runtime.db import SessionLimits, open_pool
 from dagq.runtime.procs import StopRequest, wait_for_stop
 from dagq.service.schedules import fire_due
+from dagq.service.transactional import SQL_SUBMITS_BATCH, expand_submit_requests
 from dagq.store import Store
 from dagq.store.partitions import DAYS_AHEAD
 from dagq.sweeper.webhooks import deliver_due
@@ -117,7 +118,11 @@ class Sweeper:
                 break
         before = (now or self.repo.messages.database_now()) - timedelta(seconds=retention_s)
         return {"pruned_runs": pruned,
-                "pruned_deliveries": self.repo.webhooks.prune_webhooks(before=before)}
+                "pruned_deliveries": self.repo.webhooks.prune_webhooks(before=before),
+                # after the runs: an event goes once every run it started is gone
+                "pruned_events": self.repo.triggers.prune_events(before=before),
+                "pruned_submit_requests":
+                    self.repo.submit_requests.prune_submit_requests(before=before)}
 
     def partitions(self, now: datetime | None = None) -> dict[str, int]:
         """Event partitions: create the next days' ahead, drop whole days past the
@@ -147,6 +152,16 @@ class Sweeper:
             if sum(counts.values()) < BATCH // 5:
                 return total
 
+    def submits(self, now: datetime | None = None) -> dict[str, int]:
+        """Runs submitted from SQL (dagq.submit): each committed request made a run."""
+        total: dict[str, int] = {}
+        while True:
+            counts = expand_submit_requests(self.repo, now)
+            for key, value in counts.items():
+                total[key] = total.get(key, 0) + value
+            if sum(counts.values()) < SQL_SUBMITS_BATCH:
+                return total
+
     def passes(self) -> list[tuple[str, Callable[[datetime | None], dict[str, int]], float]]:
         """Every pass with how often it runs, in an order where each helps the next: the
         one list both run_once and the scheduler read, so no pass is left unscheduled."""
@@ -165,6 +180,7 @@ class Sweeper:
             ("analyze", self.analyze, max(every, 60.0)),
             ("schedules", self.schedules, min(every, 1.0)),
             ("webhooks", self.webhooks, min(every, 1.0)),
+            ("submits", self.submits, min(every, 1.0)),
         ]
 
     def run_once(self, now: datetime | None = None) -> dict[str, int]:

@@ -245,6 +245,7 @@ STORE_WRITES = frozenset({
     "insert_webhook", "delete_webhook", "claim_deliveries", "finish_attempt", "redeliver",
     "delete_callback", "prune_webhooks",
     "insert_links", "respond",
+    "write_event", "expand_due", "prune_events", "prune_submit_requests",
 })
 STORE_READS = frozenset({
     "bounded", "notifying_in_background", "committing_later", "close", "ping",
@@ -259,6 +260,7 @@ STORE_READS = frozenset({
     "get_result", "counter_value", "unserved_actors",
     "list_webhooks", "list_deliveries", "get_delivery",
     "run_waits", "open_waits", "signal_forms", "respond_link",
+    "subscribed", "get_event",
 })
 WRITES_THROUGH_THE_SERVICE = {"dagq.api", "dagq.cli"}
 

@@ -19,7 +19,7 @@ import pytest
 EXPORTED = {
     "dagq": {
         "AsyncClient", "Client", "FatalError", "PostgresBroker", "PostgresRateLimiterBackend",
-        "PostgresResultBackend", "Workflow", "current_node", "executor",
+        "PostgresResultBackend", "Workflow", "current_node", "executor", "submit_in",
     },
     "dagq.client": {
         "AsyncClient", "Client", "Event", "RetryPolicy", "StreamEvent", "TERMINAL_RUN_EVENTS",
@@ -39,7 +39,8 @@ EXPORTED = {
         "Unauthorized", "Unavailable", "UnexpectedReply",
     },
     "dagq.models": {
-        "ApiKey", "ApiKeyRecord", "BulkOutcome", "ChildRun", "ExecutorInfo", "HeartbeatResult",
+        "ApiKey", "ApiKeyRecord", "BulkOutcome", "ChildRun", "EventRecord", "EventRun",
+        "ExecutorInfo", "HeartbeatResult",
         "LeasedNode", "NodeStatus", "NodeView", "RerunResult", "ResolveResult", "RunEvent",
         "RunStatus", "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",

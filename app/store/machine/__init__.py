@@ -12,6 +12,7 @@ order and its flush points wherever the steps live.
 - `accounting`: runs accounted under their locks and finished; cancelling an open run
 - `waits`: when a wait ends and with what (pure)
 - `map_retry`: a retry of a map node's failed items only (its succeeded items kept)
+- `admission`: new runs written (quotas, concurrency slots, children, wake-ups)
 
 The parts reach each other through the `Machine` each of them holds.
 """
@@ -19,6 +20,7 @@ The parts reach each other through the `Machine` each of them holds.
 from __future__ import annotations
 
 from dagq.store.machine.accounting import Accounting
+from dagq.store.machine.admission import Admission
 from dagq.store.machine.children import Children
 from dagq.store.machine.failures import Failures
 from dagq.store.machine.release import Release
@@ -35,3 +37,4 @@ class Machine:
         self.children = Children(self)
         self.failures = Failures(self)
         self.accounting = Accounting(self)
+        self.admission = Admission(self)

@@ -186,7 +186,8 @@ def test_prune_removes_old_finished_runs_with_nodes_then_their_partitions_go(
         tenant="t", spec=spec({"a": {"executor": "builtin.noop"}}))
     sql.execute("UPDATE dagq.runs SET finished_at = now() - interval '8 days' WHERE id = %s",
                 (old,))
-    assert sweeper.prune() == {"pruned_runs": 1, "pruned_deliveries": 0}
+    assert sweeper.prune() == {"pruned_runs": 1, "pruned_deliveries": 0,
+                              "pruned_events": 0, "pruned_submit_requests": 0}
     remaining = {r["id"] for r in sql.execute("SELECT id FROM dagq.runs").fetchall()}
     assert remaining == {fresh, unfinished.run_id}
     assert sql.execute("SELECT count(*) AS n FROM dagq.node_tasks WHERE run_id = %s",
@@ -195,7 +196,8 @@ def test_prune_removes_old_finished_runs_with_nodes_then_their_partitions_go(
     # run's events are past the retention and under no stored run: dropped whole.
     later = sql.execute("SELECT now() + interval '30 days' AS t").fetchone()["t"]
     sql.execute("UPDATE dagq.runs SET status = 'cancelled', finished_at = now()")
-    assert sweeper.prune(now=later) == {"pruned_runs": 2, "pruned_deliveries": 0}
+    assert sweeper.prune(now=later) == {"pruned_runs": 2, "pruned_deliveries": 0,
+                                       "pruned_events": 0, "pruned_submit_requests": 0}
     counts = sweeper.partitions(now=later)
     assert counts["partitions_created"] >= 30 and counts["partitions_dropped"] >= 1
     count = sql.execute("SELECT count(*) AS n FROM dagq.run_events WHERE run_id = %s",

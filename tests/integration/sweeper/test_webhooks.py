@@ -176,7 +176,8 @@ def test_prune_removes_old_finished_deliveries_and_gone_runs_callbacks(
     sql.execute("UPDATE dagq.webhook_deliveries SET finished_at = now() - interval '8 days'")
     sql.execute("UPDATE dagq.webhooks SET created_at = now() - interval '8 days'")
     sql.execute("UPDATE dagq.runs SET finished_at = now() - interval '8 days'")
-    assert sweeper.prune() == {"pruned_runs": 1, "pruned_deliveries": 1}
+    assert sweeper.prune() == {"pruned_runs": 1, "pruned_deliveries": 1,
+                              "pruned_events": 0, "pruned_submit_requests": 0}
     counts = sql.execute(
         "SELECT (SELECT count(*) FROM dagq.webhook_attempts) AS attempts, "
         "(SELECT count(*) FROM dagq.webhooks WHERE run_id IS NOT NULL) AS callbacks, "
