@@ -1,0 +1,56 @@
+-- A bulk cancel, set-based: one transaction per batch of runs (dagq.store.bulk).
+-- Named queries (`-- name: NAME`, a description, the statement), loaded once by
+-- dagq.runtime.sqlfiles.queries() with every other file in this folder.
+
+-- name: cancel_nodes_of_runs
+-- What has not started in these open runs (as cancel_waiting_nodes does for one run:
+-- pending, queued and waiting nodes, map nodes waiting on their items), locked in id
+-- order before any run row: node rows before run rows, each kind in id order, as the
+-- workers' completions lock them. A node that changed while this waited for its lock is
+-- checked again (READ COMMITTED re-reads a locked row) and left alone if it started.
+-- Another tenant's run is not read at all.
+WITH open_runs AS (
+    SELECT r.id FROM dagq.runs r
+    WHERE r.id = ANY (%(run_ids)s::uuid[]) AND r.status IN ('queued', 'running')
+      AND (%(tenant)s::text IS NULL OR r.tenant = %(tenant)s)
+), locked AS (
+    SELECT t.id FROM dagq.node_tasks t
+    WHERE t.run_id IN (SELECT o.id FROM open_runs o)
+      AND (t.status IN ('pending', 'queued', 'waiting')
+           OR (t.status = 'running' AND t.map_over IS NOT NULL))
+    ORDER BY t.id
+    FOR NO KEY UPDATE
+)
+UPDATE dagq.node_tasks t
+SET status = 'cancelled', finished_at = now(), version = t.version + 1, lease_expires_at = NULL
+FROM locked l
+WHERE t.id = l.id
+  AND (t.status IN ('pending', 'queued', 'waiting')
+       OR (t.status = 'running' AND t.map_over IS NOT NULL))
+RETURNING t.run_id, t.node_key, t.parent_id
+
+-- name: cancel_runs
+-- These runs locked in id order (after their node rows), and the open ones cancelled,
+-- each less its top-level nodes just cancelled (`cancelled`, in the order of `run_ids`).
+-- One row per run of the tenant that exists: `cancelled` true for the runs cancelled
+-- here, else its status under the lock (why it was skipped).
+WITH counts AS (
+    SELECT c.run_id, c.cancelled
+    FROM unnest(%(run_ids)s::uuid[], %(cancelled)s::int[]) AS c(run_id, cancelled)
+), locked AS (
+    SELECT r.id, r.status FROM dagq.runs r
+    WHERE r.id IN (SELECT c.run_id FROM counts c)
+      AND (%(tenant)s::text IS NULL OR r.tenant = %(tenant)s)
+    ORDER BY r.id
+    FOR NO KEY UPDATE
+), done AS (
+    UPDATE dagq.runs r
+    SET status = 'cancelled', nodes_remaining = r.nodes_remaining - c.cancelled,
+        finished_at = now(), version = r.version + 1
+    FROM locked l JOIN counts c ON c.run_id = l.id
+    WHERE r.id = l.id AND r.status IN ('queued', 'running')
+    RETURNING r.id, r.parent_run_id
+)
+SELECT l.id, l.status, d.id IS NOT NULL AS cancelled, d.parent_run_id
+FROM locked l LEFT JOIN done d ON d.id = l.id
+ORDER BY l.id
