@@ -8,14 +8,26 @@
 -- order before any run row: node rows before run rows, each kind in id order, as the
 -- workers' completions lock them. A node that changed while this waited for its lock is
 -- checked again (READ COMMITTED re-reads a locked row) and left alone if it started.
--- Another tenant's run is not read at all.
+-- Another tenant's run is not read at all. Each run's nodes are found through
+-- node_tasks_run_node (a LATERAL probe per run, kept one by OFFSET 0), then locked and
+-- updated through the primary key (`= ANY (ARRAY(...))`): a join the planner may hash
+-- over a scan of every node row (it did: 20,000 rows with stale statistics, 45 ms a
+-- batch) is never an option.
 WITH open_runs AS (
     SELECT r.id FROM dagq.runs r
     WHERE r.id = ANY (%(run_ids)s::uuid[]) AND r.status IN ('queued', 'running')
       AND (%(tenant)s::text IS NULL OR r.tenant = %(tenant)s)
+), found AS (
+    SELECT n.id FROM open_runs o
+    CROSS JOIN LATERAL (
+        SELECT t.id FROM dagq.node_tasks t
+        WHERE t.run_id = o.id
+          AND (t.status IN ('pending', 'queued', 'waiting')
+               OR (t.status = 'running' AND t.map_over IS NOT NULL))
+        OFFSET 0) n
 ), locked AS (
     SELECT t.id FROM dagq.node_tasks t
-    WHERE t.run_id IN (SELECT o.id FROM open_runs o)
+    WHERE t.id = ANY (ARRAY(SELECT f.id FROM found f))
       AND (t.status IN ('pending', 'queued', 'waiting')
            OR (t.status = 'running' AND t.map_over IS NOT NULL))
     ORDER BY t.id
@@ -23,8 +35,7 @@ WITH open_runs AS (
 )
 UPDATE dagq.node_tasks t
 SET status = 'cancelled', finished_at = now(), version = t.version + 1, lease_expires_at = NULL
-FROM locked l
-WHERE t.id = l.id
+WHERE t.id = ANY (ARRAY(SELECT l.id FROM locked l))
   AND (t.status IN ('pending', 'queued', 'waiting')
        OR (t.status = 'running' AND t.map_over IS NOT NULL))
 RETURNING t.run_id, t.node_key, t.parent_id
@@ -39,7 +50,7 @@ WITH counts AS (
     FROM unnest(%(run_ids)s::uuid[], %(cancelled)s::int[]) AS c(run_id, cancelled)
 ), locked AS (
     SELECT r.id, r.status FROM dagq.runs r
-    WHERE r.id IN (SELECT c.run_id FROM counts c)
+    WHERE r.id = ANY (%(run_ids)s::uuid[])  -- (the primary key; never a scan of runs)
       AND (%(tenant)s::text IS NULL OR r.tenant = %(tenant)s)
     ORDER BY r.id
     FOR NO KEY UPDATE
