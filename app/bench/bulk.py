@@ -38,6 +38,7 @@ RUNNING_RUNS = 4  # running a long sleep when the cancel comes (their workers ar
 GROUP = 1_000  # runs per group submit
 PER_CALL = 1_000  # runs per bulk call (the API's limit)
 WARM_S = 2.0  # the drain settles before the "before" window
+BEFORE_S = 5.0  # the drain alone, just before the cancel
 PER_CONVERSATION = 4
 LISTED = "list_runs_by_metadata"  # the store's statement behind GET /v1/runs?meta.K=V
 
@@ -95,7 +96,7 @@ def _cancel_beside_drain(b: ph.Bench, q: dict[str, str], base: str, *, runs: int
             time.sleep(0.1)
         time.sleep(WARM_S)
         before_at = _clock(b, q)
-        time.sleep(WARM_S)  # nothing happens but the drain: the window's length below
+        time.sleep(BEFORE_S)  # nothing happens but the drain: the rate to compare with
         started_at = _clock(b, q)
         started = time.perf_counter()
         acted, skipped, calls = _cancel_all(base, tagged)
@@ -105,11 +106,9 @@ def _cancel_beside_drain(b: ph.Bench, q: dict[str, str], base: str, *, runs: int
         left = b.conn.execute(q["queued_of"], {"workflow": DRAIN}).fetchone()["n"]
         fleet.check_alive()
         fleet.stop()
-    # the window before the cancel: as long as the cancel, or WARM_S at least
-    window = max(ended_at - started_at, started_at - before_at)
-    before = _drained(b, q, started_at - window, started_at)
+    before = _drained(b, q, before_at, started_at)
     during = _drained(b, q, started_at, ended_at)
-    before_rate = before / window.total_seconds()
+    before_rate = before / (started_at - before_at).total_seconds()
     during_rate = during / (ended_at - started_at).total_seconds()
     state = b.conn.execute(q["bulk_targets"], {"workflows": [QUEUED, RUNNING]}).fetchone()
     return {"runs": runs, "acted": acted, "skipped": skipped, "calls": calls,

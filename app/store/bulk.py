@@ -8,11 +8,11 @@ deliveries follow from the events' trigger), children cancelled and the node tha
 started a child run ended (Accounting.cancelled_run_finished), and after commit the
 event streams woken and the workers told to stop the runs' running nodes.
 
-Lock order: the batch's node rows in id order, then its run rows in id order, then
-(sub-workflows only) what a finished run moves on, as a group commit of completions
-locks them; so it waits for a worker's completion, or a completion for it, but the two
-do not deadlock (a deadlock with a rarer path is retried as a whole, as any transient
-error).
+Lock order: the batch's node rows in (run, key) order, then its run rows in id order,
+then (sub-workflows only) what a finished run moves on, as a group commit of completions
+locks them (release_dependents, then account_runs); so it waits for a worker's
+completion, or a completion for it, but the two do not deadlock (a deadlock with a rarer
+path is retried as a whole, as any transient error).
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@
 
 -- name: cancel_nodes_of_runs
 -- What has not started in these open runs (as cancel_waiting_nodes does for one run:
--- pending, queued and waiting nodes, map nodes waiting on their items), locked in id
--- order before any run row: node rows before run rows, each kind in id order, as the
--- workers' completions lock them. A node that changed while this waited for its lock is
+-- pending, queued and waiting nodes, map nodes waiting on their items), locked before
+-- any run row and in (run_id, node_key) order: the order a worker's completion locks
+-- the pending nodes it releases (release_dependents), before its runs (account_runs, id
+-- order, as cancel_runs below). A node that changed while this waited for its lock is
 -- checked again (READ COMMITTED re-reads a locked row) and left alone if it started.
 -- Another tenant's run is not read at all. Each run's nodes are found through
 -- node_tasks_run_node (a LATERAL probe per run, kept one by OFFSET 0), then locked and
@@ -30,7 +31,7 @@ WITH open_runs AS (
     WHERE t.id = ANY (ARRAY(SELECT f.id FROM found f))
       AND (t.status IN ('pending', 'queued', 'waiting')
            OR (t.status = 'running' AND t.map_over IS NOT NULL))
-    ORDER BY t.id
+    ORDER BY t.run_id, t.node_key
     FOR NO KEY UPDATE
 )
 UPDATE dagq.node_tasks t
