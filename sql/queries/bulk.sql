@@ -45,22 +45,22 @@ RETURNING t.run_id, t.node_key, t.parent_id
 -- These runs locked in id order (after their node rows), and the open ones cancelled,
 -- each less its top-level nodes just cancelled (`cancelled`, in the order of `run_ids`).
 -- One row per run of the tenant that exists: `cancelled` true for the runs cancelled
--- here, else its status under the lock (why it was skipped).
-WITH counts AS (
-    SELECT c.run_id, c.cancelled
-    FROM unnest(%(run_ids)s::uuid[], %(cancelled)s::int[]) AS c(run_id, cancelled)
-), locked AS (
+-- here, else its status under the lock (why it was skipped). Through the primary key
+-- only (`= ANY`, and each run's count found by its position, not by a join the planner
+-- may hash over a scan of runs).
+WITH locked AS (
     SELECT r.id, r.status FROM dagq.runs r
-    WHERE r.id = ANY (%(run_ids)s::uuid[])  -- (the primary key; never a scan of runs)
+    WHERE r.id = ANY (%(run_ids)s::uuid[])
       AND (%(tenant)s::text IS NULL OR r.tenant = %(tenant)s)
     ORDER BY r.id
     FOR NO KEY UPDATE
 ), done AS (
     UPDATE dagq.runs r
-    SET status = 'cancelled', nodes_remaining = r.nodes_remaining - c.cancelled,
-        finished_at = now(), version = r.version + 1
-    FROM locked l JOIN counts c ON c.run_id = l.id
-    WHERE r.id = l.id AND r.status IN ('queued', 'running')
+    SET status = 'cancelled', finished_at = now(), version = r.version + 1,
+        nodes_remaining = r.nodes_remaining
+            - (%(cancelled)s::int[])[array_position(%(run_ids)s::uuid[], r.id)]
+    WHERE r.id = ANY (ARRAY(SELECT l.id FROM locked l))
+      AND r.status IN ('queued', 'running')
     RETURNING r.id, r.parent_run_id
 )
 SELECT l.id, l.status, d.id IS NOT NULL AS cancelled, d.parent_run_id

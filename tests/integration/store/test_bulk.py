@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from dagq import service
+from dagq.runtime.sqlfiles import queries
 from dagq.store import Store
+from tests.harness.plans import scans_of
 from tests.harness.procs import WorkerFleet, wait_for
 
 FLOW = {"name": "bulk", "nodes": {"a": {"executor": "builtin.noop"},
@@ -111,6 +113,29 @@ def test_a_batch_cancel_writes_what_single_cancels_write(repo: Store, sql) -> No
     assert expected[4]  # the webhook's deliveries were written (by the events' trigger)
     for run_id in single + batch:
         assert written(run_id) == expected
+
+
+@pytest.mark.timeout(300)
+def test_the_batch_statements_read_through_indexes_only(repo: Store, sql) -> None:
+    """Not timed: the plans. With the statistics of a small table (10,000 node rows
+    written since, as after a burst of submits) the planner hashed a join over a scan of
+    every node row; the statements leave it no such choice."""
+    submit_many(repo, "acme", 50)
+    sql.execute("ANALYZE dagq.runs, dagq.node_tasks")
+    ids = submit_many(repo, "acme", 5000)[:200]
+    plans = {}
+    for name, params in (("cancel_nodes_of_runs", {"run_ids": ids, "tenant": "acme"}),
+                         ("cancel_runs", {"run_ids": ids, "cancelled": [2] * len(ids),
+                                          "tenant": "acme"})):
+        with sql.transaction(force_rollback=True):
+            [row] = sql.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + queries()[name],
+                                params).fetchall()
+        plans[name] = row["QUERY PLAN"][0]["Plan"]
+    for name, plan in plans.items():
+        for table in ("node_tasks", "runs"):
+            reads = [(scan["Node Type"], scan.get("Index Name")) for scan in scans_of(plan, table)]
+            assert ("Seq Scan", None) not in reads, (name, table, reads)
+    assert plans["cancel_nodes_of_runs"]["Actual Rows"] == 400  # (each run's two nodes)
 
 
 def test_finished_unknown_and_duplicate_ids_are_skipped_by_reason(repo: Store, sql) -> None:
