@@ -35,7 +35,7 @@ from dagq.store import Store
 Action = Literal["cancel", "retry", "rerun"]
 ACTIONS: tuple[Action, ...] = ("cancel", "retry", "rerun")
 MAX_BULK = 1000  # runs per call (and ids per call)
-PAGE = 200  # runs read per listing: one short read between the actions
+PAGE = 200  # runs read per listing (a cancel's: cancelled per transaction)
 THREADS = 4  # runs acted on at once (each its own transaction and pooled connection)
 # ...in the whole process, however many bulk calls run: they never take more than THREADS
 # of the pool's connections from the process's other requests.
@@ -115,8 +115,12 @@ def _bulk(repo: Store, action: Action, tenant: str | None, run_filter: RunFilter
             _act_on_ids(repo, action, tenant, unique[start:start + PAGE], from_, result)
         return result
     assert run_filter is not None
+    # A cancel reads a call's runs at once and cancels them PAGE at a time: each read of
+    # a broad metadata filter rechecks every run it matches (10,000 for a batch tag), so
+    # one read per call instead of one per PAGE.
+    read = MAX_BULK if action == "cancel" else PAGE
     while result.acted + result.skipped < limit:
-        want = min(PAGE, limit - result.acted - result.skipped)
+        want = min(read, limit - result.acted - result.skipped)
         page = repo.runs.list_runs(
             tenant=tenant, status=run_filter.status, workflow=run_filter.workflow,
             meta=run_filter.meta, created_after=run_filter.created_after,
@@ -163,11 +167,14 @@ def _act_on(repo: Store, action: Action, tenant: str | None, runs: Sequence[RunV
     if not todo:
         return
     if action == "cancel":
-        cancelled = repo.bulk.cancel_runs([run.run_id for run in todo], tenant)
-        result.acted += len(cancelled.cancelled)
-        for reason in cancelled.skipped.values():
-            # listed open: not_found is pruned meanwhile, any other status changed since
-            result.skip(reason if reason in ("not_found", "already_cancelled") else "changed")
+        for start in range(0, len(todo), PAGE):
+            batch = [run.run_id for run in todo[start:start + PAGE]]
+            cancelled = repo.bulk.cancel_runs(batch, tenant)
+            result.acted += len(cancelled.cancelled)
+            for reason in cancelled.skipped.values():
+                # listed open: not_found is pruned meanwhile, another status changed since
+                result.skip(reason if reason in ("not_found", "already_cancelled")
+                            else "changed")
         return
     with ThreadPoolExecutor(min(THREADS, len(todo)), "dagq-bulk") as pool:
         outcomes = list(pool.map(lambda run: _apply(repo, action, tenant, run, from_), todo))
