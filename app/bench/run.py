@@ -32,6 +32,7 @@ from dagq import __version__
 from dagq.bench import machine
 from dagq.bench import phases as ph
 from dagq.bench.api_load import api_load
+from dagq.bench.bulk import bulk
 from dagq.bench.costs import find_postmaster
 from dagq.bench.dramatiq import dramatiq_phase
 from dagq.bench.fairness import fairness
@@ -72,6 +73,10 @@ class Sizes:
     dramatiq_grouped: int = 30_000
     dramatiq_latency: int = 200  # idle send -> start samples
     fairness_runs: int = 100_000  # the big tenant's backlog (--fairness)
+    bulk_runs: int = 10_000  # cancelled in bulk beside a drain (--phase bulk)
+    bulk_drain_runs: int = 100_000  # the flat backlog draining meanwhile
+    meta_runs: int = 1_000_000  # searched by metadata
+    meta_samples: int = 1_000  # searches timed (store, then HTTP)
 
 
 # Drains sized for >= 10 s each on the reference machine (2 cores: ~7,000 nodes/s flat,
@@ -81,7 +86,8 @@ FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_00
              api_seconds=10.0, subflow_parents=200, repeat=3, min_drain_s=10.0)
 QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, 200, api_seconds=2.0,
               subflow_parents=10, repeat=2, min_drain_s=0.0, dramatiq_sends=300,
-              dramatiq_grouped=700, dramatiq_latency=10, fairness_runs=2_000)
+              dramatiq_grouped=700, dramatiq_latency=10, fairness_runs=2_000,
+              bulk_runs=1_000, bulk_drain_runs=30_000, meta_runs=100_000, meta_samples=200)
 API_CLIENTS = (50, 200)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
@@ -136,8 +142,8 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         **results,
         "elapsed_s": round(time.monotonic() - began, 1),
     }
-    if args.phase == "subflows":
-        print(json.dumps(results["subflows"], indent=2))
+    if args.phase in ("subflows", "bulk"):
+        print(json.dumps(results[args.phase], indent=2, default=str))
     elif args.phase == "fairness":
         print_fairness(results, TARGETS)
     else:
@@ -176,7 +182,7 @@ def _bench_in_scratch_database(args: argparse.Namespace, settings: Settings,
                          threads=args.threads, log_dir=logs,
                          postmaster=find_postmaster(conn, q))
         try:
-            results = {} if args.phase == "fairness" else _measure(
+            results = {} if args.phase in ("fairness", "bulk") else _measure(
                 bench, sizes, big=args.big, phase=args.phase, quick=args.quick)
             if args.via and "flat" in results:
                 measure_via = via_pgbouncer if args.via == "pgbouncer" else via_proxy
@@ -185,6 +191,10 @@ def _bench_in_scratch_database(args: argparse.Namespace, settings: Settings,
                     dag_runs=sizes.dag_runs, latency_samples=sizes.latency_single,
                     direct_flat=results["flat"]["nodes_per_s"],
                     direct_dag=results["dag"]["node_tasks_per_s"])
+            if args.phase == "bulk":
+                results["bulk"] = bulk(
+                    bench, runs=sizes.bulk_runs, drain_runs=sizes.bulk_drain_runs,
+                    meta_runs=sizes.meta_runs, samples=sizes.meta_samples)
             if args.phase == "fairness" or (args.fairness and args.phase is None):
                 log.info("fairness: %d one-node runs of one tenant alone, then beside a "
                          "small tenant", sizes.fairness_runs)

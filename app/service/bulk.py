@@ -2,12 +2,15 @@
 rerun`): one action on the runs a filter finds (as GET /v1/runs finds them) or on a list of
 ids, at most `limit` per call with a cursor to go on.
 
-Each run is acted on by the same service function as its single route (cancel_run,
-retry_run, rerun_run), in its own short transaction: a bulk cancel of 10,000 runs never
-holds locks that the workers' completions wait for. A run the action does not apply to
-is skipped, never an error, so the same call made twice acts once (cancel: an already
-cancelled or finished run; retry: a run that is not failed, partial_succeeded or
-cancelled, e.g. because it was retried already; rerun: an open run, or one rerun before).
+A cancel acts on each page of runs in one short transaction (dagq.store.bulk: the same
+rows, events and notifications as a cancel of each run, locked in the workers' order):
+a transaction per run made a 10,000-run cancel take 11.4 s. Retry and rerun act on each
+run by the same service function as its single route (retry_run, rerun_run), in its own
+short transaction: neither holds locks that the workers' completions wait for long.
+A run the action does not apply to is skipped, never an error, so the same call made
+twice acts once (cancel: an already cancelled or finished run; retry: a run that is not
+failed, partial_succeeded or cancelled, e.g. because it was retried already; rerun: an
+open run, or one rerun before).
 `skipped_by` counts the skips by reason.
 """
 
@@ -24,7 +27,7 @@ from typing import Literal
 
 from dagq.errors import Conflict, InvalidRequest, NotFound
 from dagq.models import RunView
-from dagq.service.runs import cancel_run, check_rerun, rerun_run, retry_run
+from dagq.service.runs import check_rerun, rerun_run, retry_run
 from dagq.spec.metadata import check_filters
 from dagq.states import OPEN_RUN_STATUSES, RETRYABLE_RUN_STATUSES
 from dagq.store import Store
@@ -32,7 +35,7 @@ from dagq.store import Store
 Action = Literal["cancel", "retry", "rerun"]
 ACTIONS: tuple[Action, ...] = ("cancel", "retry", "rerun")
 MAX_BULK = 1000  # runs per call (and ids per call)
-PAGE = 200  # runs read per listing: one short read between the actions
+PAGE = 200  # runs read per listing (a cancel's: cancelled per transaction)
 THREADS = 4  # runs acted on at once (each its own transaction and pooled connection)
 # ...in the whole process, however many bulk calls run: they never take more than THREADS
 # of the pool's connections from the process's other requests.
@@ -112,8 +115,12 @@ def _bulk(repo: Store, action: Action, tenant: str | None, run_filter: RunFilter
             _act_on_ids(repo, action, tenant, unique[start:start + PAGE], from_, result)
         return result
     assert run_filter is not None
+    # A cancel reads a call's runs at once and cancels them PAGE at a time: each read of
+    # a broad metadata filter rechecks every run it matches (10,000 for a batch tag), so
+    # one read per call instead of one per PAGE.
+    read = MAX_BULK if action == "cancel" else PAGE
     while result.acted + result.skipped < limit:
-        want = min(PAGE, limit - result.acted - result.skipped)
+        want = min(read, limit - result.acted - result.skipped)
         page = repo.runs.list_runs(
             tenant=tenant, status=run_filter.status, workflow=run_filter.workflow,
             meta=run_filter.meta, created_after=run_filter.created_after,
@@ -128,6 +135,11 @@ def _bulk(repo: Store, action: Action, tenant: str | None, run_filter: RunFilter
 
 def _act_on_ids(repo: Store, action: Action, tenant: str | None, ids: list[uuid.UUID],
                 from_: list[str] | None, result: BulkResult) -> None:
+    if action == "cancel":  # the store skips what is not the tenant's, or not open
+        result.acted += len((done := repo.bulk.cancel_runs(ids, tenant)).cancelled)
+        for reason in done.skipped.values():
+            result.skip(reason)
+        return
     found = []
     for run_id in ids:
         try:
@@ -139,9 +151,10 @@ def _act_on_ids(repo: Store, action: Action, tenant: str | None, ids: list[uuid.
 
 def _act_on(repo: Store, action: Action, tenant: str | None, runs: Sequence[RunView],
             from_: list[str] | None, result: BulkResult) -> None:
-    """Each run's own transaction, THREADS at a time (a run's transaction is a few round
-    trips that wait on the database, not on a CPU); a run the action does not apply to is
-    skipped (as listed: without a transaction; changed since: by the action's Conflict)."""
+    """A cancel: one transaction for the page. Otherwise each run's own transaction,
+    THREADS at a time (a run's transaction is a few round trips that wait on the
+    database, not on a CPU). A run the action does not apply to is skipped (as listed:
+    without a transaction; changed since: as the store or the action's Conflict says)."""
     rerun_before = repo.runs.runs_rerun([r.run_id for r in runs]) if action == "rerun" \
         else set()
     todo = []
@@ -152,6 +165,16 @@ def _act_on(repo: Store, action: Action, tenant: str | None, runs: Sequence[RunV
         else:
             result.skip(reason)
     if not todo:
+        return
+    if action == "cancel":
+        for start in range(0, len(todo), PAGE):
+            batch = [run.run_id for run in todo[start:start + PAGE]]
+            cancelled = repo.bulk.cancel_runs(batch, tenant)
+            result.acted += len(cancelled.cancelled)
+            for reason in cancelled.skipped.values():
+                # listed open: not_found is pruned meanwhile, another status changed since
+                result.skip(reason if reason in ("not_found", "already_cancelled")
+                            else "changed")
         return
     with ThreadPoolExecutor(min(THREADS, len(todo)), "dagq-bulk") as pool:
         outcomes = list(pool.map(lambda run: _apply(repo, action, tenant, run, from_), todo))
@@ -172,9 +195,7 @@ def _apply(repo: Store, action: Action, tenant: str | None, run: RunView,
 def _apply_now(repo: Store, action: Action, tenant: str | None, run: RunView,
                from_: list[str] | None) -> str | None:
     try:
-        if action == "cancel":
-            cancel_run(repo, run.run_id, tenant)
-        elif action == "retry":
+        if action == "retry":
             retry_run(repo, run.run_id, tenant)
         else:
             start = from_ if from_ is not None else _failed_nodes(repo, run, tenant)

@@ -23,6 +23,7 @@ one handle over one `Database` (one pool), with one repository per concern:
   deliveries), `waits` (open signal waits with their forms; respond links), `triggers`
   (events and the runs they started), `submit_requests` (runs submitted from SQL, made
   by the sweeper)
+- `bulk` (a repository too): a batch of runs cancelled in one transaction
 
 Every public method is one short transaction unless its docstring says otherwise. Node
 rows are always locked before the run row (`lock_run`), and every transaction that
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from psycopg_pool import ConnectionPool
 
 from dagq.runtime.sqlfiles import queries
+from dagq.store.bulk import BulkRepo
 from dagq.store.fleet import FleetCache, FleetRepo
 from dagq.store.leases import Completion, Handoff, LeaseRepo, TenantCaps
 from dagq.store.lock_waits import LockDodge, RunsLocked
@@ -102,6 +104,7 @@ class Store:
         self.workflows = WorkflowRepo(db)
         self.submissions = SubmissionRepo(db, m)
         self.runs = RunRepo(db, m)
+        self.bulk = BulkRepo(db, m)
         self.reruns = RerunRepo(db, m)
         self.resume = ResumeRepo(db, m)
         self.signals = SignalRepo(db, m)

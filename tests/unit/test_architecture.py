@@ -233,6 +233,7 @@ STORE_WRITES = frozenset({
     "cancel_run", "retry_run", "rerun_run", "resolve_node", "send_signal", "flush_commits",
     "lease", "heartbeat", "complete_and_lease", "fail", "requeue_unstarted", "release_leases",
     "append_stream", "write_stream",
+    "cancel_runs",
     "reclaim_expired", "analyze_never_analyzed", "expire_dead_workers",
     "heal_runs", "start_free_slots",
     "enforce_deadlines", "fire_due_waits", "prune",

@@ -21,6 +21,7 @@ REPOSITORIES = {
     "submissions": {"submit_run", "submit_runs", "submit_keyed"},
     "runs": {"get_run", "list_runs", "events", "cancel_run", "retry_run", "runs_by_id_prefix",
              "runs_rerun"},
+    "bulk": {"cancel_runs"},
     "reruns": {"rerun_run"},
     "resume": {"resolve_node"},
     "signals": {"send_signal"},
