@@ -27,6 +27,7 @@ from dagq.runtime.procs import StopRequest, wait_for_stop
 from dagq.service.schedules import fire_due
 from dagq.store import Store
 from dagq.store.partitions import DAYS_AHEAD
+from dagq.sweeper.deliverer import Deliverer
 from dagq.sweeper.webhooks import deliver_due
 
 log = logging.getLogger("dagq.sweeper")
@@ -49,9 +50,13 @@ PRUNE_BATCH = 100
 class Sweeper:
     """The maintenance passes, callable directly (tests pass `now`)."""
 
-    def __init__(self, repo: Store, settings: Settings) -> None:
+    def __init__(self, repo: Store, settings: Settings,
+                 deliverer: Deliverer | None = None) -> None:
         self.repo = repo
         self.settings = settings
+        # The sweeper process's: it sends webhooks as they come, and the webhooks pass
+        # only reports (and pokes) it. Without one the pass sends them itself.
+        self.deliverer = deliverer
 
     def reclaim(self, now: datetime | None = None) -> dict[str, int]:
         """Expired leases: requeue with backoff if attempts remain, else fail.
@@ -138,7 +143,11 @@ class Sweeper:
         return fire_due(self.repo, now)
 
     def webhooks(self, now: datetime | None = None) -> dict[str, int]:
-        """Send the due webhook deliveries (batch after batch while full)."""
+        """Send the due webhook deliveries (batch after batch while full); with a
+        deliverer, what it sent since the last pass."""
+        if self.deliverer is not None and now is None:
+            self.deliverer.wake.set()
+            return self.deliverer.take_counts()
         total: dict[str, int] = {}
         while True:
             counts = deliver_due(self.repo, self.settings, now=now, limit=BATCH // 5)
@@ -164,7 +173,7 @@ class Sweeper:
             ("partitions", self.partitions, 600.0),
             ("analyze", self.analyze, max(every, 60.0)),
             ("schedules", self.schedules, min(every, 1.0)),
-            ("webhooks", self.webhooks, min(every, 1.0)),
+            ("webhooks", self.webhooks, self.settings.webhook_poll_s),
         ]
 
     def run_once(self, now: datetime | None = None) -> dict[str, int]:
@@ -199,11 +208,14 @@ def build_scheduler(sweeper: Sweeper, settings: Settings) -> BackgroundScheduler
 def run_sweeper(settings: Settings, url: str, stop: StopRequest) -> bool:
     """Sweep until `stop` is set; True when everything stopped within STOP_BOUND_S."""
     repo = Store(sweeper_pool(url, settings))
-    sweeper = Sweeper(repo, settings)
+    deliverer = Deliverer(repo, settings, url)
+    sweeper = Sweeper(repo, settings, deliverer)
     scheduler = build_scheduler(sweeper, settings)
+    deliverer.start()
     scheduler.start()
     log.info("sweeper running every %.1fs", settings.sweep_interval_s)
     wait_for_stop(stop)  # never an untimed wait: see dagq.runtime.procs
+    deliverer.stop()  # before the pool closes; unrecorded claims come due again
     return _stop_within(scheduler, repo, STOP_BOUND_S)
 
 

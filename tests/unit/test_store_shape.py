@@ -44,8 +44,8 @@ REPOSITORIES = {
                  "counter_add", "counter_change", "counter_incr_and_sum", "counter_value",
                  "unserved_actors", "dead_letter_unserved"},
     "webhooks": {"insert_webhook", "list_webhooks", "delete_webhook", "claim_deliveries",
-                 "finish_attempt", "list_deliveries", "get_delivery", "redeliver",
-                 "delete_callback", "prune_webhooks"},
+                 "finish_attempt", "finish_attempts", "list_deliveries", "get_delivery",
+                 "redeliver", "delete_callback", "prune_webhooks"},
 }
 FACADE_METHODS = {"bounded", "notifying_in_background", "committing_later", "close", "ping",
                   "flush_commits"}
