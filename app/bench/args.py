@@ -18,7 +18,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                              "rows in dagq.node_tasks and as many events in "
                              "dagq.run_events (100,000 with --quick)")
     parser.add_argument("--phase",
-                        choices=["core", "dramatiq", "subflows", "fairness", "api"],
+                        choices=["core", "dramatiq", "subflows", "fairness", "api", "deliveries"],
                         default=None,
                         help="run only this phase (core: the hot path's figures, the "
                              "ceiling, flat and DAG drains and latency, a quarter of the "
@@ -28,7 +28,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                              "Dramatiq actors' sends, "
                              "drain and idle send -> start; subflows: parent runs mapping a "
                              "sub-workflow, against the same work inlined; fairness: the "
-                             "--fairness phase)")
+                             "--fairness phase; deliveries: webhooks to a receiver inside "
+                             "the bench, 10,000 run completions per drain: deliveries/s, "
+                             "completion -> delivery, the drain with a subscription over "
+                             "without)")
     parser.add_argument("--fairness", action="store_true",
                         help="also measure fair leasing: 100,000 one-node runs of one "
                              "tenant drain alone, then beside a small tenant submitting "

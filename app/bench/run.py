@@ -33,6 +33,7 @@ from dagq.bench import machine
 from dagq.bench import phases as ph
 from dagq.bench.api_load import api_load
 from dagq.bench.costs import find_postmaster
+from dagq.bench.deliveries import deliveries
 from dagq.bench.dramatiq import dramatiq_phase
 from dagq.bench.fairness import fairness
 from dagq.bench.report import print_fairness, print_report
@@ -72,6 +73,8 @@ class Sizes:
     dramatiq_grouped: int = 30_000
     dramatiq_latency: int = 200  # idle send -> start samples
     fairness_runs: int = 100_000  # the big tenant's backlog (--fairness)
+    delivery_runs: int = 10_000  # run completions per drain of --phase deliveries
+    delivery_paced: int = 2_000  # runs submitted at a steady rate (deliveries' latency)
 
 
 # Drains sized for >= 10 s each on the reference machine (2 cores: ~7,000 nodes/s flat,
@@ -81,7 +84,8 @@ FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_00
              api_seconds=10.0, subflow_parents=200, repeat=3, min_drain_s=10.0)
 QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, 200, api_seconds=2.0,
               subflow_parents=10, repeat=2, min_drain_s=0.0, dramatiq_sends=300,
-              dramatiq_grouped=700, dramatiq_latency=10, fairness_runs=2_000)
+              dramatiq_grouped=700, dramatiq_latency=10, fairness_runs=2_000,
+              delivery_runs=300, delivery_paced=100)
 API_CLIENTS = (50, 200)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
@@ -136,8 +140,8 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         **results,
         "elapsed_s": round(time.monotonic() - began, 1),
     }
-    if args.phase == "subflows":
-        print(json.dumps(results["subflows"], indent=2))
+    if args.phase in ("subflows", "deliveries"):
+        print(json.dumps(results[args.phase], indent=2))
     elif args.phase == "fairness":
         print_fairness(results, TARGETS)
     else:
@@ -203,6 +207,10 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = No
         return {"dramatiq": _dramatiq(bench, sizes)}
     if phase == "subflows":
         return {"subflows": subflows(bench, parents=sizes.subflow_parents)}
+    if phase == "deliveries":
+        return {"deliveries": deliveries(bench, runs=sizes.delivery_runs,
+                                         paced_runs=sizes.delivery_paced,
+                                         repeat=sizes.repeat)}
     if phase == "api":  # both configurations, alternating; no in-process submit rate
         return {"api": api_load(bench, clients=API_CLIENTS, seconds=sizes.api_seconds,
                                 in_process_runs_per_s=None, rounds=sizes.repeat)}
