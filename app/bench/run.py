@@ -201,8 +201,8 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = None,
-             quick: bool = False) -> dict[str, Any]:
+def _one_phase(bench: ph.Bench, sizes: Sizes, phase: str | None) -> dict[str, Any] | None:
+    """The figures of a `--phase` that runs alone (None: not one of those)."""
     if phase == "dramatiq":
         return {"dramatiq": _dramatiq(bench, sizes)}
     if phase == "subflows":
@@ -214,6 +214,13 @@ def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = No
     if phase == "api":  # both configurations, alternating; no in-process submit rate
         return {"api": api_load(bench, clients=API_CLIENTS, seconds=sizes.api_seconds,
                                 in_process_runs_per_s=None, rounds=sizes.repeat)}
+    return None
+
+
+def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = None,
+             quick: bool = False) -> dict[str, Any]:
+    if (alone := _one_phase(bench, sizes, phase)) is not None:
+        return alone
     log.info("ceiling: %d rows one per transaction, %d rows %d per statement, %d "
              "connections", sizes.ceiling_single_rows, sizes.ceiling_batch_rows,
              ph.CEILING_BATCH, ph.CEILING_CONNECTIONS)
