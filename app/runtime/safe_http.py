@@ -34,9 +34,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[..., list[tuple[Any, ...]]]
 
 MAX_REDIRECTS = 5
-# An idle kept-alive connection of a long-lived client (guarded_client) is closed after
-# this: a receiver's servers may come and go, and a socket must not sit open for ever.
-KEEPALIVE_S = 30.0
 DEFAULT_MAX_BYTES = 1_048_576
 ERROR_BODY_BYTES = 2_000  # of an error reply's body, kept for the error message
 METADATA_HOSTS = frozenset({
@@ -180,33 +177,16 @@ class _VettedBackend(httpcore.NetworkBackend):
 
 
 class GuardedTransport(httpx.HTTPTransport):
-    """httpx's transport on a connection pool whose every connection is vetted.
-    `connections`: the most open at once (and kept alive between requests); None:
-    httpcore's default."""
+    """httpx's transport on a connection pool whose every connection is vetted."""
 
-    def __init__(self, vetter: Vetter, connections: int | None = None) -> None:
+    def __init__(self, vetter: Vetter) -> None:
         super().__init__(trust_env=False)
-        limits: dict[str, Any] = {} if connections is None else {
-            "max_connections": connections, "max_keepalive_connections": connections,
-            "keepalive_expiry": KEEPALIVE_S}
         # httpx has no public knob for httpcore's network backend: replace the pool it
         # built (tests/integration/workers/test_http_guard.py pins that this stays effective).
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
-            network_backend=_VettedBackend(vetter), **limits,
+            network_backend=_VettedBackend(vetter),
         )
-
-
-def guarded_client(allow: Allow, *, who: str, timeout_s: float, connections: int,
-                   resolve: Resolver = socket.getaddrinfo) -> httpx.Client:
-    """A long-lived client for many `request(..., client=)` calls (webhook deliveries):
-    at most `connections` at once, kept alive, so a receiver's consecutive requests reuse
-    one TCP connection. Each connection is vetted when it opens, as in `request`; a kept
-    connection stays on the address vetted then. Thread-safe (httpx's pool)."""
-    transport = GuardedTransport(Vetter(allow, resolve, who), connections)
-    return httpx.Client(transport=transport, trust_env=False, follow_redirects=False,
-                        max_redirects=MAX_REDIRECTS, timeout=timeout_s,
-                        headers={"Accept-Encoding": "identity"})
 
 
 @dataclass(frozen=True)
@@ -236,40 +216,27 @@ def request(method: str, url: str, *, json: Any = None, content: bytes | None = 
             headers: dict[str, str] | None = None, timeout_s: float = 30.0,
             max_bytes: int = DEFAULT_MAX_BYTES, allow: Allow | None = None,
             resolve: Resolver = socket.getaddrinfo, who: str = "builtin.http",
-            follow_redirects: bool = True, excerpt: bool = False,
-            client: httpx.Client | None = None) -> Reply:
+            follow_redirects: bool = True, excerpt: bool = False) -> Reply:
     """One HTTP(S) call, following at most MAX_REDIRECTS redirects, every hop vetted; a
     body over `max_bytes` is a RequestRefused (with `excerpt`: cut to `max_bytes`, for a
     caller that only keeps a reply's beginning). No proxy from the environment is used
-    (it would connect on the guard's behalf). `who` names the caller in refusals.
-    `client`: a `guarded_client` to send it on (its guard, not `allow`/`resolve`); None:
-    a client of its own for this call only."""
+    (it would connect on the guard's behalf). `who` names the caller in refusals."""
     target = checked_url(url, who)
-    if client is not None:
-        return _exchange(client, method, target, url, json, content, headers, timeout_s,
-                         max_bytes, who, follow_redirects, excerpt)
     transport = GuardedTransport(Vetter(allow or Allow(), resolve, who))
     with httpx.Client(transport=transport, trust_env=False, follow_redirects=follow_redirects,
                       max_redirects=MAX_REDIRECTS, timeout=timeout_s,
-                      headers={"Accept-Encoding": "identity"}) as own:
-        return _exchange(own, method, target, url, json, content, headers, timeout_s,
-                         max_bytes, who, follow_redirects, excerpt)
-
-
-def _exchange(client: httpx.Client, method: str, target: httpx.URL, url: str, json: Any,
-              content: bytes | None, headers: dict[str, str] | None, timeout_s: float,
-              max_bytes: int, who: str, follow_redirects: bool, excerpt: bool) -> Reply:
-    try:
-        with client.stream(method, target, json=json, content=content, headers=headers,
-                           timeout=timeout_s, follow_redirects=follow_redirects) as response:
-            return Reply(response.status_code, response.headers,
-                         _read(response, max_bytes, url, who, excerpt),
-                         response.charset_encoding)
-    except httpx.TooManyRedirects:
-        raise RequestRefused(f"{who}: more than {MAX_REDIRECTS} redirects from "
-                             f"{url}") from None
-    except httpx.UnsupportedProtocol as exc:  # a redirect to another scheme
-        raise RequestRefused(f"{who}: only http:// and https:// URLs ({exc})") from None
+                      headers={"Accept-Encoding": "identity"}) as client:
+        try:
+            with client.stream(method, target, json=json, content=content,
+                               headers=headers) as response:
+                return Reply(response.status_code, response.headers,
+                             _read(response, max_bytes, url, who, excerpt),
+                             response.charset_encoding)
+        except httpx.TooManyRedirects:
+            raise RequestRefused(f"{who}: more than {MAX_REDIRECTS} redirects from "
+                                 f"{url}") from None
+        except httpx.UnsupportedProtocol as exc:  # a redirect to another scheme
+            raise RequestRefused(f"{who}: only http:// and https:// URLs ({exc})") from None
 
 
 def checked_url(url: str, who: str = "builtin.http") -> httpx.URL:

@@ -8,9 +8,9 @@ Three threads and a bounded pool:
   retry coming due, a lost notification);
 - the claimer claims due deliveries (SKIP LOCKED, several per statement) while fewer than
   2 x DAGQ_WEBHOOK_CONCURRENCY are claimed and unrecorded, and hands them to
-- the senders: DAGQ_WEBHOOK_CONCURRENCY threads sharing one guarded HTTP client whose
-  connections are kept alive, so consecutive deliveries to a receiver reuse a connection
-  (and a slow receiver holds up one sender, not the others);
+- the senders: DAGQ_WEBHOOK_CONCURRENCY threads sharing one pool of guarded, kept-alive
+  connections (dagq.runtime.keepalive_http), so consecutive deliveries to a receiver
+  reuse a connection (and a slow receiver holds up one sender, not the others);
 - the recorder writes the finished attempts, everything that finished meanwhile in one
   transaction (a commit per delivery would cap the rate at the server's flush rate).
 
@@ -31,14 +31,13 @@ import psycopg
 
 from dagq.config import Settings
 from dagq.errors import DagqError
-from dagq.runtime import safe_http
 from dagq.runtime.db import connect
 from dagq.runtime.failover import reconnect_delays
 from dagq.runtime.listening import listen_target
 from dagq.runtime.sqlfiles import queries
 from dagq.store import Store
 from dagq.store.tx import WEBHOOKS_CHANNEL
-from dagq.sweeper.webhooks import CLAIM_S, COUNTS, Outcome, client_for, finished, send
+from dagq.sweeper.webhooks import CLAIM_S, COUNTS, Outcome, finished, pool_for, send
 
 log = logging.getLogger("dagq.sweeper")
 
@@ -54,8 +53,7 @@ class Deliverer:
         self.settings = settings
         self.concurrency = settings.webhook_concurrency
         self.most_claimed = 2 * self.concurrency
-        self.allow = safe_http.Allow.parse(settings.http_allow_list)
-        self.client = client_for(settings, self.concurrency)
+        self.connections = pool_for(settings, self.concurrency)
         self.senders = ThreadPoolExecutor(self.concurrency, "dagq-webhook")
         self.wake = threading.Event()
         self.listening = threading.Event()  # set while LISTEN is in place (tests wait)
@@ -87,7 +85,7 @@ class Deliverer:
         self.senders.shutdown(wait=False, cancel_futures=True)
         for thread in self._threads:
             thread.join(timeout / len(self._threads))
-        self.client.close()
+        self.connections.close()
 
     def take_counts(self) -> dict[str, int]:
         """Deliveries finished since the last call, by outcome (the sweeper logs them)."""
@@ -133,7 +131,7 @@ class Deliverer:
 
     def _send(self, claim: dict[str, Any]) -> None:
         try:
-            outcome = send(claim, self.allow, client=self.client)
+            outcome = send(claim, self.connections)
         except Exception:  # a bug, not a receiver's doing: the claim comes due again
             log.exception("webhooks: delivery %s failed unexpectedly", claim["id"])
             self._release(1)

@@ -10,6 +10,7 @@ connections to receivers alive."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,10 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from dagq.config import Settings
 from dagq.runtime import safe_http
+from dagq.runtime.keepalive_http import KeepAlivePool
 from dagq.service.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -53,18 +53,17 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def client_for(settings: Settings, connections: int) -> httpx.Client:
-    """A guarded client keeping up to `connections` connections to receivers alive."""
-    return safe_http.guarded_client(safe_http.Allow.parse(settings.http_allow_list), who=WHO,
-                                    timeout_s=TIMEOUT_S, connections=connections)
+def pool_for(settings: Settings, connections: int) -> KeepAlivePool:
+    """Guarded connections to receivers (DAGQ_HTTP_ALLOW), up to `connections` kept alive
+    per receiver."""
+    return KeepAlivePool(safe_http.Allow.parse(settings.http_allow_list), who=WHO,
+                         timeout_s=TIMEOUT_S, max_idle=connections)
 
 
-def send(claim: dict[str, Any], allow: safe_http.Allow, now: float | None = None,
-         client: httpx.Client | None = None) -> Outcome:
-    """One attempt at one claimed delivery (on `client`, whose guard then applies, else
-    on a client of its own with `allow`). No reply (refused address, connection error,
-    timeout) is an outcome too; anything else raises, and the delivery stays claimed
-    until CLAIM_S, then is due again (nothing is lost)."""
+def send(claim: dict[str, Any], pool: KeepAlivePool, now: float | None = None) -> Outcome:
+    """One attempt at one claimed delivery. No reply (refused address, connection
+    error, timeout, not HTTP) is an outcome too; anything else raises, and the delivery
+    stays claimed until CLAIM_S, then is due again (nothing is lost)."""
     if claim["url"] is None:  # deleted since (a redelivered delivery)
         return Outcome(None, 0, None, "the subscription was deleted")
     body = json.dumps({"delivery_id": str(claim["id"]), **claim["payload"]},
@@ -75,13 +74,10 @@ def send(claim: dict[str, Any], allow: safe_http.Allow, now: float | None = None
                DELIVERY_HEADER: str(claim["id"]), EVENT_HEADER: claim["event"]}
     started = time.monotonic()
     try:
-        reply = safe_http.request("POST", claim["url"], content=body, headers=headers,
-                                  timeout_s=TIMEOUT_S, allow=allow, who=WHO,
-                                  follow_redirects=False, max_bytes=4 * RESPONSE_EXCERPT,
-                                  excerpt=True, client=client)
-    except (safe_http.RequestRefused, OSError) as exc:
+        reply = pool.post(claim["url"], body, headers, max_bytes=4 * RESPONSE_EXCERPT)
+    except safe_http.RequestRefused as exc:
         return Outcome(None, _ms(started), None, _text(str(exc)))
-    except httpx.HTTPError as exc:  # no reply (timeout, connection): a retry will tell
+    except (OSError, http.client.HTTPException) as exc:  # no reply: a retry will tell
         return Outcome(None, _ms(started), None, _text(f"{type(exc).__name__}: {exc}"))
     error = None if 200 <= reply.status_code < 300 else f"HTTP {reply.status_code}"
     return Outcome(reply.status_code, _ms(started), _text(reply.text), error)
@@ -115,11 +111,13 @@ def deliver_due(repo: Store, settings: Settings, now: datetime | None = None,
     counts = dict.fromkeys(COUNTS.values(), 0)
     if not claims:
         return counts
-    allow = safe_http.Allow.parse(settings.http_allow_list)
     senders = min(settings.webhook_concurrency, len(claims))
-    with client_for(settings, senders) as client, \
-            ThreadPoolExecutor(senders, "dagq-webhook") as pool:
-        outcomes = list(pool.map(lambda c: send(c, allow, client=client), claims))
+    connections = pool_for(settings, senders)
+    try:
+        with ThreadPoolExecutor(senders, "dagq-webhook") as threads:
+            outcomes = list(threads.map(lambda c: send(c, connections), claims))
+    finally:
+        connections.close()
     at = now or repo.messages.database_now()
     done = [finished(c, o, settings, at) for c, o in zip(claims, outcomes, strict=True)]
     repo.webhooks.finish_attempts(done, now=now)

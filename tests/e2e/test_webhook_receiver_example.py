@@ -42,14 +42,15 @@ def test_the_example_receiver_verifies_real_deliveries(fleet, repo, sql, tmp_pat
         drive(repo)
         wait_for(lambda: f"run_succeeded {run_id}" in out.read_text(), 20, "the print")
 
-        def by_webhook(webhook_id: object) -> object:
-            return next((d for d in repo.webhooks.list_deliveries("acme")
-                         if d.webhook_id == webhook_id and d.attempts), None)
-
-        refused = wait_for(lambda: by_webhook(forged.record.id), 20, "the forged attempt")
-        [attempt] = repo.webhooks.get_delivery(refused.id, "acme").history
+        [refused_id] = [d.id for d in repo.webhooks.list_deliveries("acme")
+                        if d.webhook_id == forged.record.id]
+        refused = wait_for(lambda: repo.webhooks.get_delivery(refused_id, "acme").history
+                           and repo.webhooks.get_delivery(refused_id, "acme"), 20,
+                           "the forged delivery's attempt recorded")
+        [attempt] = refused.history
         assert attempt.status_code == 401 and refused.status == "pending"  # retried later
-        good = next(d for d in repo.webhooks.list_deliveries("acme", status="succeeded"))
+        [good] = wait_for(lambda: repo.webhooks.list_deliveries("acme", status="succeeded"),
+                          20, "the good delivery recorded")
         hooks.redeliver(repo, good.id, "acme")
         wait_for(lambda: repo.webhooks.get_delivery(good.id, "acme").attempts == 2, 20,
                  "the redelivery")
