@@ -29,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from dagq.bench import phases as ph
+from dagq.bench.procstat import ticks_delta_ms, tree_ticks
 from dagq.config import Settings
 from dagq.errors import DagqError
 from dagq.runtime.procs import child_env, die_with_parent
@@ -145,22 +146,28 @@ def deliveries(b: ph.Bench, *, runs: int, paced_runs: int, repeat: int) -> dict[
         for i in range(repeat):
             log.info("deliveries %d/%d: %d runs drained without a subscription, then with "
                      "one", i + 1, repeat, runs)
+            idle = tree_ticks([sweeper.pid])
             plain = ph.flat(b, runs, f"bench-deliver-plain-{i}")
             hooked = f"bench-deliver-hooked-{i}"
             hook = hooks.add_webhook(b.repo, settings, tenant=ph.TENANT, url=receiver.url,
                                      events=["run_succeeded"], workflow=hooked)
+            busy = tree_ticks([sweeper.pid])
             drained = ph.flat(b, runs, hooked)
             received = receiver.wait_for(_run_ids(b, hooked), sweeper)
+            done = tree_ticks([sweeper.pid])
             hooks.remove_webhook(b.repo, hook.record.id, None)
             rounds.append({"plain_nodes_per_s": plain["nodes_per_s"],
                            "hooked_nodes_per_s": drained["nodes_per_s"],
                            "drain_ratio": round(drained["nodes_per_s"]
                                                 / plain["nodes_per_s"], 3),
-                           **figures(received)})
+                           **figures(received),
+                           **_sweeper_cpu(ticks_delta_ms(idle, busy),
+                                          ticks_delta_ms(busy, done), runs)})
         paced = _paced(b, settings, receiver, sweeper, paced_runs)
     return {"runs": runs, "rounds": rounds, "paced": paced, "targets": TARGETS,
             "median": {k: _median([r[k] for r in rounds]) for k in (
-                "deliveries_per_s", "p50_ms", "p99_ms", "drain_ratio")}}
+                "deliveries_per_s", "p50_ms", "p99_ms", "drain_ratio",
+                "sweeper_cpu_us_per_delivery")}}
 
 
 def _paced(b: ph.Bench, settings: Settings, receiver: BenchReceiver,
@@ -183,6 +190,17 @@ def _paced(b: ph.Bench, settings: Settings, receiver: BenchReceiver,
         fleet.stop()
     hooks.remove_webhook(b.repo, hook.record.id, None)
     return {"runs": runs, "rate_per_s": PACED_RATE, **figures(received)}
+
+
+def _sweeper_cpu(idle_ms: float | None, busy_ms: float | None,
+                 runs: int) -> dict[str, Any]:
+    """The sweeper's CPU (from /proc, so whatever else loads the machine): per delivery
+    in the drain with a subscription (and what one core would send at that cost), and in
+    the drain without one (its wake-ups for nothing)."""
+    per = busy_ms * 1000 / runs if busy_ms is not None else None
+    return {"sweeper_cpu_us_per_delivery": round(per, 1) if per else None,
+            "deliveries_per_sweeper_core_s": round(1e6 / per) if per else None,
+            "sweeper_cpu_ms_without_subscription": idle_ms}
 
 
 def _run_ids(b: ph.Bench, workflow: str) -> set[str]:
