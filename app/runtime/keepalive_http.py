@@ -15,6 +15,7 @@ reply was not read to its end is closed, never reused).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
@@ -93,6 +94,7 @@ class KeepAlivePool:
         self.timeout_s = timeout_s
         self.max_idle = max_idle
         self._idle: dict[Origin, list[tuple[http.client.HTTPConnection, float]]] = {}
+        self._busy: set[http.client.HTTPConnection] = set()  # in a post() now
         self._lock = threading.Lock()
         self.opened = 0  # connections opened so far (tests see keep-alive work)
 
@@ -115,12 +117,14 @@ class KeepAlivePool:
                     raise
                 # The receiver closed the kept connection while it was idle: once more on
                 # a new one (a receiver may then see it twice; it dedupes on the id).
-                conn.close()
+                self._forget(conn)
                 conn, reused = self._open(origin), False
                 reply, complete = self._exchange(conn, path, body, sent, max_bytes)
         except BaseException:
-            conn.close()
+            self._forget(conn)
             raise
+        with self._lock:
+            self._busy.discard(conn)
         if complete:
             self._put(origin, conn)
         else:
@@ -128,11 +132,24 @@ class KeepAlivePool:
         return reply
 
     def close(self) -> None:
+        """Close every connection; one in a post() now is cut (its post raises at once),
+        so a stopping process never waits for a slow receiver."""
         with self._lock:
             idle, self._idle = self._idle, {}
+            busy = list(self._busy)
         for conns in idle.values():
             for conn, _ in conns:
                 conn.close()
+        for conn in busy:
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _forget(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._busy.discard(conn)
+        conn.close()
 
     def _exchange(self, conn: http.client.HTTPConnection, path: str, body: bytes,
                   headers: dict[str, str], max_bytes: int) -> tuple[Reply, bool]:
@@ -157,14 +174,20 @@ class KeepAlivePool:
                 stale.append(conn)
         for conn in stale:
             conn.close()
-        return (found, True) if found is not None else (self._open(origin), False)
+        if found is not None:
+            with self._lock:
+                self._busy.add(found)
+            return found, True
+        return self._open(origin), False
 
     def _open(self, origin: Origin) -> http.client.HTTPConnection:
         scheme, host, port = origin
-        kind = _HTTPS if scheme == "https" else _HTTP
+        conn = (_HTTPS if scheme == "https" else _HTTP)(host, port, self.vetter,
+                                                        self.timeout_s)
         with self._lock:
             self.opened += 1
-        return kind(host, port, self.vetter, self.timeout_s)
+            self._busy.add(conn)
+        return conn
 
     def _put(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
         with self._lock:

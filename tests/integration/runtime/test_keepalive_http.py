@@ -7,7 +7,10 @@ reached on a new connection."""
 
 from __future__ import annotations
 
+import http.client
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 
@@ -15,7 +18,7 @@ import pytest
 
 from dagq.runtime.keepalive_http import ConnectError, KeepAlivePool
 from dagq.runtime.safe_http import AddressRefused, Allow
-from tests.harness.procs import free_port
+from tests.harness.procs import free_port, wait_for
 from tests.harness.receiver import Receiver
 
 LOOPBACK = Allow.parse(["127.0.0.1"])
@@ -103,3 +106,25 @@ def test_an_idle_connection_the_receiver_closed_is_replaced(receiver: Receiver) 
 def test_nobody_listening_is_a_connect_error() -> None:
     with pytest.raises(ConnectError, match="cannot connect"):
         pool().post(f"http://127.0.0.1:{free_port()}/", b"{}", {}, 100)
+
+
+def test_close_cuts_a_post_waiting_for_a_slow_receiver(receiver: Receiver) -> None:
+    receiver.hold = threading.Event()  # the receiver answers only when released
+    connections = pool()
+    failed: list[BaseException] = []
+
+    def post() -> None:
+        try:
+            connections.post(receiver.url, b"{}", {}, 100)
+        except (OSError, http.client.HTTPException) as exc:
+            failed.append(exc)
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    wait_for(lambda: receiver.received, 10, "the POST to arrive")
+    started = time.monotonic()
+    connections.close()
+    poster.join(5)
+    receiver.hold.set()
+    assert not poster.is_alive() and failed  # cut, not waited out (its timeout is 5 s)
+    assert time.monotonic() - started < 2
