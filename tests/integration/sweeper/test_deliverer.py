@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dagq.config import Settings
+from dagq.config import Settings, get_settings
 from dagq.service import webhooks as hooks
 from dagq.store import Store
 from dagq.sweeper.deliverer import Deliverer
@@ -90,6 +90,28 @@ def test_without_listen_it_polls(repo, receiver) -> None:
         wait_for(lambda: receiver.received, 5, "the polled delivery")
     finally:
         polling.stop()
+
+
+def test_listen_off_opens_no_listen_connection_and_polls(
+        repo, db_url, receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DAGQ_LISTEN=off (PgBouncer in transaction mode, no direct URL): no LISTEN, and
+    the poll alone sends."""
+    monkeypatch.setenv("DAGQ_LISTEN", "off")
+    get_settings.cache_clear()
+    try:
+        subscribe(repo, receiver.url)
+        deliverer = Deliverer(repo, settings(webhook_poll_s=0.3), db_url)
+        assert [t.name for t in deliverer._threads] == ["dagq-webhook-claim",
+                                                        "dagq-webhook-record"]
+        deliverer.start()
+        try:
+            finish_runs(repo)
+            wait_for(lambda: receiver.received, 5, "the polled delivery")
+        finally:
+            deliverer.stop()
+        assert not deliverer.listening.is_set()
+    finally:
+        get_settings.cache_clear()
 
 
 def test_a_redeliver_wakes_it_too(repo, db_url, receiver) -> None:
