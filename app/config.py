@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     http_allow: str = ""
     # A webhook delivery is given up (`failed`) after this many attempts (or 24 h).
     webhook_max_attempts: int = Field(30, ge=1, le=1000)
+    # The sweeper's deliverer wakes on dagq_webhooks at once; without a notification
+    # (DAGQ_LISTEN=off, a lost NOTIFY, a retry coming due) it looks every this often.
+    webhook_poll_s: float = Field(1.0, gt=0, le=3600)
+    # Deliveries in flight at once per sweeper (the bound on its sending threads and on
+    # its open HTTP connections, which are kept alive between deliveries).
+    webhook_concurrency: int = Field(16, ge=1, le=256)
     # Bounds on every database session dagq opens, in seconds (0: no bound). A client
     # frozen inside a transaction (SIGSTOP, a VM pause, a blackholed network) holds its
     # row locks until Postgres ends the session; these bound that, and every wait.

@@ -35,18 +35,25 @@ def verify(secret: str, header: str, body: bytes, now: float | None = None,
 
 def handler(secret: str, seen: set[str]) -> type[BaseHTTPRequestHandler]:
     class Receiver(BaseHTTPRequestHandler):
+        # Keep-alive: dagq reuses a connection for the next deliveries to this receiver.
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             if not verify(secret, self.headers.get("dagq-signature", ""), body):
-                self.send_response(401)
-                self.end_headers()
+                self._answer(401)  # dagq retries it, and shows the 401 in the attempt
                 return
             delivery = self.headers.get("dagq-delivery", "")
-            if delivery not in seen:  # a redelivery of one already handled: just 200
+            if delivery not in seen:  # a redelivery of one already handled: just 2xx
                 seen.add(delivery)
                 event = json.loads(body)
                 print(event["event"], event["run_id"], flush=True)
-            self.send_response(204)
+            self._answer(204)
+
+        def _answer(self, status: int) -> None:
+            self.send_response(status)
+            if status != 204:  # (a 204 has no body, so no length either)
+                self.send_header("content-length", "0")
             self.end_headers()
 
         def log_message(self, *args: object) -> None:

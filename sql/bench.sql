@@ -326,3 +326,7 @@ SELECT current_setting('data_directory') AS data_directory
 -- /proc and to check that the process found is this server's.
 SELECT pg_backend_pid() AS backend_pid,
        extract(epoch FROM pg_postmaster_start_time())::float8 AS postmaster_started
+
+-- name: run_ids
+-- The runs of one bench workflow (the deliveries phase waits for a delivery of each).
+SELECT id::text AS id FROM dagq.runs WHERE tenant = 'bench' AND workflow = %(workflow)s

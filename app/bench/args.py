@@ -18,7 +18,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                              "rows in dagq.node_tasks and as many events in "
                              "dagq.run_events (100,000 with --quick)")
     parser.add_argument("--phase",
-                        choices=["core", "dramatiq", "subflows", "fairness", "api", "bulk"],
+                        choices=["core", "dramatiq", "subflows", "fairness", "api", "bulk",
+                                 "deliveries"],
                         default=None,
                         help="run only this phase (core: the hot path's figures, the "
                              "ceiling, flat and DAG drains and latency, a quarter of the "
@@ -30,7 +31,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                              "sub-workflow, against the same work inlined; fairness: the "
                              "--fairness phase; bulk: a bulk cancel of 10,000 runs through "
                              "the API beside a flat drain (its time, the drain's stall), "
-                             "and GET /v1/runs?meta.K=V over 1,000,000 runs (p50/p99))")
+                             "and GET /v1/runs?meta.K=V over 1,000,000 runs (p50/p99); "
+                             "deliveries: webhooks to a receiver inside "
+                             "the bench, 10,000 run completions per drain: deliveries/s, "
+                             "completion -> delivery, the drain with a subscription over "
+                             "without)")
     parser.add_argument("--fairness", action="store_true",
                         help="also measure fair leasing: 100,000 one-node runs of one "
                              "tenant drain alone, then beside a small tenant submitting "

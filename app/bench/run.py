@@ -34,6 +34,7 @@ from dagq.bench import phases as ph
 from dagq.bench.api_load import api_load
 from dagq.bench.bulk import bulk
 from dagq.bench.costs import find_postmaster
+from dagq.bench.deliveries import deliveries
 from dagq.bench.dramatiq import dramatiq_phase
 from dagq.bench.fairness import fairness
 from dagq.bench.report import print_fairness, print_report
@@ -77,6 +78,8 @@ class Sizes:
     bulk_drain_runs: int = 100_000  # the flat backlog draining meanwhile
     meta_runs: int = 1_000_000  # searched by metadata
     meta_samples: int = 1_000  # searches timed (store, then HTTP)
+    delivery_runs: int = 10_000  # run completions per drain of --phase deliveries
+    delivery_paced: int = 2_000  # runs submitted at a steady rate (deliveries' latency)
 
 
 # Drains sized for >= 10 s each on the reference machine (2 cores: ~7,000 nodes/s flat,
@@ -87,7 +90,8 @@ FULL = Sizes(20_000, 100_000, 75_000, 5_000, 200, 50, 1_000_000, 50, 200, 200_00
 QUICK = Sizes(2_000, 2_000, 300, 20, 20, 5, 100_000, 5, 30, 5_000, 200, api_seconds=2.0,
               subflow_parents=10, repeat=2, min_drain_s=0.0, dramatiq_sends=300,
               dramatiq_grouped=700, dramatiq_latency=10, fairness_runs=2_000,
-              bulk_runs=1_000, bulk_drain_runs=30_000, meta_runs=100_000, meta_samples=200)
+              bulk_runs=1_000, bulk_drain_runs=30_000, meta_runs=100_000, meta_samples=200,
+              delivery_runs=300, delivery_paced=100)
 API_CLIENTS = (50, 200)
 
 # The figures the engine aims for on the reference machine (2 cores): shown beside
@@ -142,7 +146,7 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         **results,
         "elapsed_s": round(time.monotonic() - began, 1),
     }
-    if args.phase in ("subflows", "bulk"):
+    if args.phase in ("subflows", "bulk", "deliveries"):
         print(json.dumps(results[args.phase], indent=2, default=str))
     elif args.phase == "fairness":
         print_fairness(results, TARGETS)
@@ -208,15 +212,26 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = None,
-             quick: bool = False) -> dict[str, Any]:
+def _one_phase(bench: ph.Bench, sizes: Sizes, phase: str | None) -> dict[str, Any] | None:
+    """The figures of a `--phase` that runs alone (None: not one of those)."""
     if phase == "dramatiq":
         return {"dramatiq": _dramatiq(bench, sizes)}
     if phase == "subflows":
         return {"subflows": subflows(bench, parents=sizes.subflow_parents)}
+    if phase == "deliveries":
+        return {"deliveries": deliveries(bench, runs=sizes.delivery_runs,
+                                         paced_runs=sizes.delivery_paced,
+                                         repeat=sizes.repeat)}
     if phase == "api":  # both configurations, alternating; no in-process submit rate
         return {"api": api_load(bench, clients=API_CLIENTS, seconds=sizes.api_seconds,
                                 in_process_runs_per_s=None, rounds=sizes.repeat)}
+    return None
+
+
+def _measure(bench: ph.Bench, sizes: Sizes, *, big: bool, phase: str | None = None,
+             quick: bool = False) -> dict[str, Any]:
+    if (alone := _one_phase(bench, sizes, phase)) is not None:
+        return alone
     log.info("ceiling: %d rows one per transaction, %d rows %d per statement, %d "
              "connections", sizes.ceiling_single_rows, sizes.ceiling_batch_rows,
              ph.CEILING_BATCH, ph.CEILING_CONNECTIONS)

@@ -31,6 +31,7 @@ from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.client.triggers import AsyncEventCalls
 from dagq.client.waits import AsyncWaitCalls
+from dagq.client.webhooks import AsyncWebhookMethods
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
@@ -50,7 +51,7 @@ T = TypeVar("T")
 RunId = uuid.UUID | str
 
 
-class AsyncClient(AsyncWaitCalls, AsyncEventCalls):
+class AsyncClient(AsyncWaitCalls, AsyncEventCalls, AsyncWebhookMethods):
     """As `dagq.Client`, with coroutines and async iterators:
     `async with AsyncClient() as dagq: run = await dagq.wait((await dagq.submit(...)).run_id)`.
     """
@@ -94,9 +95,11 @@ class AsyncClient(AsyncWaitCalls, AsyncEventCalls):
                      event_key: str | None = None, priority: int | None = None,
                      deadline_s: float | None = None, *, version: int | None = None,
                      concurrency: dict[str, Any] | None = None,
-                     metadata: dict[str, Any] | None = None) -> SubmitResult:
+                     metadata: dict[str, Any] | None = None,
+                     callback: dict[str, Any] | None = None) -> SubmitResult:
         return await self._call(calls.submit(workflow, inputs, event_key, priority,
-                                             deadline_s, version, concurrency, metadata))
+                                             deadline_s, version, concurrency, metadata,
+                                             callback))
 
     async def run(self, run_id: RunId) -> RunView:
         return await self._call(calls.run(run_id))

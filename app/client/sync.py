@@ -33,6 +33,7 @@ from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.client.triggers import EventCalls
 from dagq.client.waits import WaitCalls
+from dagq.client.webhooks import WebhookMethods
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
@@ -53,7 +54,7 @@ RunId = uuid.UUID | str
 _REOPEN = object()  # a wait() stream closed to reopen it with a shorter read timeout
 
 
-class Client(WaitCalls, EventCalls):
+class Client(WaitCalls, EventCalls, WebhookMethods):
     """A dagq API client. `url` and `api_key` default to $DAGQ_URL and $DAGQ_API_KEY.
 
     Use it as a context manager, or call `close()`. Errors are `dagq.errors.ApiError`
@@ -100,15 +101,17 @@ class Client(WaitCalls, EventCalls):
                event_key: str | None = None, priority: int | None = None,
                deadline_s: float | None = None, *, version: int | None = None,
                concurrency: dict[str, Any] | None = None,
-               metadata: dict[str, Any] | None = None) -> SubmitResult:
+               metadata: dict[str, Any] | None = None,
+               callback: dict[str, Any] | None = None) -> SubmitResult:
         """Submit a run of a registered workflow (by name) or of an inline spec (a dict
         or a `dagq.Workflow`). With an `event_key`, the same key again returns the same
         run (`created=False`). `concurrency` ({"key": "inputs.<path>", "limit",
         "on_limit"}) replaces the workflow's concurrency key for this run. `metadata`:
         your own ids to find the run by (`runs(metadata=...)`): at most 16 keys with
-        string, number or boolean values."""
+        string, number or boolean values. `callback` ({"url", "events"?, "secret"?}, see
+        `dagq.client.webhooks.callback`): POST this run's events there, signed."""
         return self._call(calls.submit(workflow, inputs, event_key, priority, deadline_s,
-                                       version, concurrency, metadata))
+                                       version, concurrency, metadata, callback))
 
     def run(self, run_id: RunId) -> RunView:
         """The run with its nodes."""

@@ -2,7 +2,8 @@
 from the pool-size settings (docs/operations.md has the arithmetic for N hosts).
 
 Each process's pool grows to its size under load and shrinks back when idle; LISTEN
-takes one more, long-lived connection per API and worker process (to DAGQ_LISTEN_URL,
+takes one more, long-lived connection per API, worker and sweeper process (the
+sweeper's webhook deliverer; to DAGQ_LISTEN_URL,
 none with DAGQ_LISTEN=off). Behind a transaction pooler, the pools' connections are
 client connections of the pooler (its default_pool_size bounds the server side), while
 the LISTEN connections reach Postgres directly.
@@ -42,7 +43,7 @@ class Budget:
     def listen(self, settings: Settings) -> int:
         if settings.listen == "off" or not self.listening:
             return 0
-        return self.api + self.workers
+        return self.api + self.workers + self.sweepers
 
     def line(self, settings: Settings) -> str:
         """One line: the total, what it is made of, and where the LISTEN ones go."""
@@ -56,7 +57,8 @@ class Budget:
             parts.append(f"{self.sweepers} sweeper x {settings.sweeper_pool_size}")
         pooled, listen = self.pooled(settings), self.listen(settings)
         where = "DAGQ_LISTEN_URL" if settings.listen_url else "the database URL"
-        tail = (f" + {listen} LISTEN (1 per API/worker process, to {where})" if listen
+        tail = (f" + {listen} LISTEN (1 per API/worker/sweeper process, to {where})"
+                if listen
                 else " (DAGQ_LISTEN=off: no LISTEN connections)" if settings.listen == "off"
                 else " (no LISTEN connections: they would never fire)")
         return (f"connections: at most {pooled + listen} to the server: {pooled} pooled "

@@ -43,6 +43,9 @@ EVENTS_CHANNEL = "dagq_events"
 # Runs just cancelled (payload: run ids, comma-separated, or *): workers holding one of
 # their nodes check their leases at once instead of at their next heartbeat.
 CANCELLED_CHANNEL = "dagq_cancelled"
+# A transaction wrote an event a webhook may subscribe to (its outbox trigger may have
+# written deliveries): the sweeper's deliverer looks at once instead of at its next poll.
+WEBHOOKS_CHANNEL = "dagq_webhooks"
 TRANSIENT_RETRY_S = 60.0
 STALE_COMPLETIONS = "stale_completions"  # dagq.counters: outcomes the fence ignored
 LEASE_EXPIRED = {

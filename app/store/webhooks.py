@@ -6,13 +6,28 @@ them: dagq.service.webhooks."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from dagq.errors import NotFound
 from dagq.models import WebhookAttempt, WebhookDelivery, WebhookRecord
 from dagq.runtime.sqlfiles import queries
-from dagq.store.tx import Database, transient
+from dagq.store.tx import WEBHOOKS_CHANNEL, Database, notify_after_commit, transient
+
+
+@dataclass(frozen=True)
+class FinishedAttempt:
+    """One attempt's outcome and what comes of its delivery (finish_attempts)."""
+
+    delivery_id: uuid.UUID
+    attempt: int
+    status: str  # pending (again at retry_at), succeeded or failed
+    status_code: int | None
+    latency_ms: int
+    response: str | None
+    error: str | None
+    retry_at: datetime | None
 
 
 class WebhookRepo:
@@ -75,6 +90,26 @@ class WebhookRepo:
             return done.rowcount == 1
 
     @transient
+    def finish_attempts(self, finished: list[FinishedAttempt],
+                        now: datetime | None = None) -> int:
+        """finish_attempt for many deliveries in one transaction (the deliverer's
+        batch); how many were still this attempt's to finish."""
+        if not finished:
+            return 0
+        ordered = sorted(finished, key=lambda f: f.delivery_id)
+        column = lambda name: [getattr(f, name) for f in ordered]  # noqa: E731
+        with self.db.tx() as cur:
+            cur.execute(queries()["record_attempts"], {
+                "ids": column("delivery_id"), "attempts": column("attempt"),
+                "status_codes": column("status_code"), "latencies": column("latency_ms"),
+                "responses": column("response"), "errors": column("error"), "now": now})
+            done = cur.execute(queries()["finish_deliveries"], {
+                "ids": column("delivery_id"), "attempts": column("attempt"),
+                "statuses": column("status"), "retry_ats": column("retry_at"),
+                "errors": column("error"), "now": now})
+            return done.rowcount
+
+    @transient
     def list_deliveries(self, tenant: str | None, *, status: str | None = None,
                         webhook_id: uuid.UUID | None = None, run_id: uuid.UUID | None = None,
                         limit: int = 100) -> list[WebhookDelivery]:
@@ -103,6 +138,8 @@ class WebhookRepo:
         with self.db.tx(one_statement=True) as cur:
             row = cur.execute(queries()["redeliver"], {
                 "id": delivery_id, "tenant": tenant, "now": now}).fetchone()
+            if row is not None:
+                notify_after_commit(WEBHOOKS_CHANNEL, "")  # the deliverer sends it at once
         if row is None:
             raise NotFound(f"webhook delivery {delivery_id} not found")
 

@@ -28,6 +28,7 @@ from dagq.service.schedules import fire_due
 from dagq.service.transactional import SQL_SUBMITS_BATCH, expand_submit_requests
 from dagq.store import Store
 from dagq.store.partitions import DAYS_AHEAD
+from dagq.sweeper.deliverer import Deliverer
 from dagq.sweeper.webhooks import deliver_due
 
 log = logging.getLogger("dagq.sweeper")
@@ -50,9 +51,13 @@ PRUNE_BATCH = 100
 class Sweeper:
     """The maintenance passes, callable directly (tests pass `now`)."""
 
-    def __init__(self, repo: Store, settings: Settings) -> None:
+    def __init__(self, repo: Store, settings: Settings,
+                 deliverer: Deliverer | None = None) -> None:
         self.repo = repo
         self.settings = settings
+        # The sweeper process's: it sends webhooks as they come, and the webhooks pass
+        # only reports (and pokes) it. Without one the pass sends them itself.
+        self.deliverer = deliverer
 
     def reclaim(self, now: datetime | None = None) -> dict[str, int]:
         """Expired leases: requeue with backoff if attempts remain, else fail.
@@ -143,7 +148,11 @@ class Sweeper:
         return fire_due(self.repo, now)
 
     def webhooks(self, now: datetime | None = None) -> dict[str, int]:
-        """Send the due webhook deliveries (batch after batch while full)."""
+        """Send the due webhook deliveries (batch after batch while full); with a
+        deliverer, what it sent since the last pass."""
+        if self.deliverer is not None and now is None:
+            self.deliverer.wake.set()
+            return self.deliverer.take_counts()
         total: dict[str, int] = {}
         while True:
             counts = deliver_due(self.repo, self.settings, now=now, limit=BATCH // 5)
@@ -179,7 +188,7 @@ class Sweeper:
             ("partitions", self.partitions, 600.0),
             ("analyze", self.analyze, max(every, 60.0)),
             ("schedules", self.schedules, min(every, 1.0)),
-            ("webhooks", self.webhooks, min(every, 1.0)),
+            ("webhooks", self.webhooks, self.settings.webhook_poll_s),
             ("submits", self.submits, min(every, 1.0)),
         ]
 
@@ -215,11 +224,14 @@ def build_scheduler(sweeper: Sweeper, settings: Settings) -> BackgroundScheduler
 def run_sweeper(settings: Settings, url: str, stop: StopRequest) -> bool:
     """Sweep until `stop` is set; True when everything stopped within STOP_BOUND_S."""
     repo = Store(sweeper_pool(url, settings))
-    sweeper = Sweeper(repo, settings)
+    deliverer = Deliverer(repo, settings, url)
+    sweeper = Sweeper(repo, settings, deliverer)
     scheduler = build_scheduler(sweeper, settings)
+    deliverer.start()
     scheduler.start()
     log.info("sweeper running every %.1fs", settings.sweep_interval_s)
     wait_for_stop(stop)  # never an untimed wait: see dagq.runtime.procs
+    deliverer.stop()  # before the pool closes; unrecorded claims come due again
     return _stop_within(scheduler, repo, STOP_BOUND_S)
 
 

@@ -68,6 +68,35 @@ SET status = %(status)s,
     last_error = %(error)s
 WHERE id = %(id)s AND attempts = %(attempt)s AND status = 'pending'
 
+-- name: record_attempts
+-- Many attempts at once (the deliverer's finished sends): arrays, one element each.
+INSERT INTO dagq.webhook_attempts (delivery_id, attempt, at, status_code, latency_ms,
+                                   response, error)
+SELECT a.id, a.attempt, coalesce(%(now)s::timestamptz, now()), a.status_code,
+       a.latency_ms, a.response, a.error
+FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(status_codes)s::int[],
+            %(latencies)s::int[], %(responses)s::text[], %(errors)s::text[])
+     AS a(id, attempt, status_code, latency_ms, response, error)
+ON CONFLICT (delivery_id, attempt) DO NOTHING
+
+-- name: finish_deliveries
+-- finish_delivery for many deliveries at once, each fenced by its own attempt; in id
+-- order, so two deliverers finishing overlapping rows lock them in the same order.
+UPDATE dagq.webhook_deliveries d
+SET status = f.status,
+    next_attempt_at = coalesce(f.retry_at, d.next_attempt_at),
+    finished_at = CASE WHEN f.status = 'pending' THEN NULL
+                       ELSE coalesce(%(now)s::timestamptz, now()) END,
+    last_error = f.error
+FROM (SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(statuses)s::text[],
+                           %(retry_ats)s::timestamptz[], %(errors)s::text[])
+               AS u(id, attempt, status, retry_at, error)
+      ORDER BY u.id) f
+WHERE d.id = f.id AND d.attempts = f.attempt AND d.status = 'pending'
+
+-- name: listen_webhooks
+LISTEN dagq_webhooks
+
 -- name: list_deliveries
 SELECT id, webhook_id, tenant, run_id, event, status, attempts, next_attempt_at, created_at,
        finished_at, last_error

@@ -1,11 +1,13 @@
 """A real HTTP receiver for webhook tests: http.server on 127.0.0.1 in a thread, answering
-with the statuses a test queues (200 when none is queued) and recording every request."""
+with the statuses a test queues (200 when none is queued) and recording every request
+(with the client's port, so a test sees connections kept alive, and when it came)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +18,8 @@ from typing import Any
 class Received:
     headers: dict[str, str]
     body: bytes
+    peer_port: int = 0  # the client's: one per TCP connection
+    at: float = 0.0  # time.time() when it arrived
 
     @property
     def event(self) -> dict[str, Any]:
@@ -35,10 +39,12 @@ class Receiver:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a production receiver
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 owner.received.append(Received({k.lower(): v for k, v in self.headers.items()},
-                                               body))
+                                               body, self.client_address[1], time.time()))
                 if owner.hold is not None:
                     owner.hold.wait(30)
                 status = owner.next_status()

@@ -244,6 +244,7 @@ STORE_WRITES = frozenset({
     "store_result", "prune_results", "counter_add", "counter_change", "counter_incr_and_sum",
     "dead_letter_unserved",
     "insert_webhook", "delete_webhook", "claim_deliveries", "finish_attempt", "redeliver",
+    "finish_attempts",
     "delete_callback", "prune_webhooks",
     "insert_links", "respond",
     "write_event", "expand_due", "prune_events", "prune_submit_requests",

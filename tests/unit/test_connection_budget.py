@@ -21,11 +21,11 @@ def test_a_worker_pool_is_its_threads_plus_four_unless_set() -> None:
 def test_the_budget_of_dagq_up_counts_pools_and_listen_connections() -> None:
     budget = Budget(api=2, workers=3, sweepers=1, threads=8)
     settings = Settings(pool_size=10, sweeper_pool_size=4)
-    # 2 x 10 + 3 x 12 + 4 = 60 pooled, + 5 LISTEN
-    assert budget.pooled(settings) == 60 and budget.listen(settings) == 5
+    # 2 x 10 + 3 x 12 + 4 = 60 pooled, + 6 LISTEN (the sweeper's webhook deliverer too)
+    assert budget.pooled(settings) == 60 and budget.listen(settings) == 6
     assert budget.line(settings) == (
-        "connections: at most 65 to the server: 60 pooled (2 API x 10, 3 worker(s) x 12, "
-        "1 sweeper x 4) + 5 LISTEN (1 per API/worker process, to the database URL)")
+        "connections: at most 66 to the server: 60 pooled (2 API x 10, 3 worker(s) x 12, "
+        "1 sweeper x 4) + 6 LISTEN (1 per API/worker/sweeper process, to the database URL)")
     direct = Settings(listen_url="postgresql://u@primary/db")
     assert budget.line(direct).endswith("to DAGQ_LISTEN_URL)")
     off = Settings(listen="off")

@@ -47,8 +47,8 @@ REPOSITORIES = {
                  "counter_add", "counter_change", "counter_incr_and_sum", "counter_value",
                  "unserved_actors", "dead_letter_unserved"},
     "webhooks": {"insert_webhook", "list_webhooks", "delete_webhook", "claim_deliveries",
-                 "finish_attempt", "list_deliveries", "get_delivery", "redeliver",
-                 "delete_callback", "prune_webhooks"},
+                 "finish_attempt", "finish_attempts", "list_deliveries", "get_delivery",
+                 "redeliver", "delete_callback", "prune_webhooks"},
     "triggers": {"subscribed", "write_event", "get_event", "prune_events"},
     "submit_requests": {"expand_due", "prune_submit_requests"},
 }

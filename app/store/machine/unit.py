@@ -20,9 +20,11 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from dagq.models import WEBHOOK_EVENTS
 from dagq.runtime.sqlfiles import queries
 from dagq.store.tx import (
     QUEUED_CHANNEL,
+    WEBHOOKS_CHANNEL,
     notify_after_commit,
     notify_event_streams,
     notify_runs_cancelled,
@@ -121,6 +123,11 @@ class UnitOfWork:
              "data": data}
             for run_id, key, type_, attempt, data in self.events])})
         notify_event_streams(event[0] for event in self.events)
+        if any(event[2] in WEBHOOK_EVENTS for event in self.events):
+            # Sent after the commit with the others (no NOTIFY inside the transaction:
+            # see dagq.store.tx), whether or not a subscription matched: a wake-up for
+            # nothing costs the deliverer one empty claim.
+            notify_after_commit(WEBHOOKS_CHANNEL, "")
         self.events.clear()
 
     def notify(self) -> None:
