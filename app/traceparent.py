@@ -9,6 +9,7 @@ exactly 55 characters); all-zero ids and version ff are invalid
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Any
@@ -66,3 +67,9 @@ def current_traceparent() -> str | None:
     if not ctx.is_valid:
         return None
     return format_traceparent(ctx.trace_id, ctx.span_id, bool(ctx.trace_flags & 1))
+
+
+def env_traceparent() -> str | None:
+    """The `TRACEPARENT` environment variable (OpenTelemetry's carrier for a process
+    started inside a trace, e.g. a CI step): the CLI's submits join that trace."""
+    return os.environ.get(TRACEPARENT_ENV) or None

@@ -92,9 +92,11 @@ class AsyncClient:
                      event_key: str | None = None, priority: int | None = None,
                      deadline_s: float | None = None, *, version: int | None = None,
                      concurrency: dict[str, Any] | None = None,
-                     metadata: dict[str, Any] | None = None) -> SubmitResult:
+                     metadata: dict[str, Any] | None = None,
+                     traceparent: str | None = None) -> SubmitResult:
         return await self._call(calls.submit(workflow, inputs, event_key, priority,
-                                             deadline_s, version, concurrency, metadata))
+                                             deadline_s, version, concurrency, metadata,
+                                             traceparent))
 
     async def run(self, run_id: RunId) -> RunView:
         return await self._call(calls.run(run_id))
@@ -240,6 +242,7 @@ class AsyncClient:
     async def _send(self, call: calls.Call[Any]) -> httpx.Response:
         try:
             response = await self._http.request(call.method, call.path, params=call.params,
+                                                headers=call.headers,
                                                 json=call.body)
         except httpx.TransportError as exc:
             raise transport_error(exc, self.url) from exc
