@@ -111,7 +111,8 @@ def render(spans: list[dict[str, Any]], title: str) -> str:
             "</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p>trace {trace_id} \u00b7 {len(spans)} spans \u00b7 "
             "purple: the API, blue: workers, red: failed, hatched: reclaimed "
-            "(its worker died), grey: waiting in the queue</p>" + "".join(parts) + "</body></html>\n")
+            "(its worker died), grey: waiting in the queue</p>"
+            + "".join(parts) + "</body></html>\n")
 
 
 def main(argv: list[str] | None = None) -> int:
