@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dagq.api.metrics import OTHER, ApiMetrics, BoundedLabel
-from tests.harness.api import ECHO_FLOW, Api
+from tests.harness.api import Api
 from tests.harness.drive import drive
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "docs" / "grafana" / "dagq.json"
@@ -30,9 +30,7 @@ def expressions(node: Any) -> list[str]:
     found: list[str] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("expr", "definition") and isinstance(value, str):
-                found.append(value)
-            elif key == "query" and isinstance(value, str) and "dagq_" in value:
+            if key in ("expr", "definition") and isinstance(value, str) or key == "query" and isinstance(value, str) and "dagq_" in value:
                 found.append(value)
             else:
                 found.extend(expressions(value))
