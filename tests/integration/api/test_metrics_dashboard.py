@@ -30,7 +30,8 @@ def expressions(node: Any) -> list[str]:
     found: list[str] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("expr", "definition") and isinstance(value, str) or key == "query" and isinstance(value, str) and "dagq_" in value:
+            promql = key in ("expr", "definition") or (key == "query" and "dagq_" in str(value))
+            if promql and isinstance(value, str):
                 found.append(value)
             else:
                 found.extend(expressions(value))
