@@ -11,6 +11,8 @@ OpenTelemetry is imported. On:
 - its parent is the run's traceparent (the submit's span, or the caller's; a child run
   has its parent run's), so every attempt of a run is a sibling under the submit; a run
   stored without one gets a trace of its own whose id is the run id;
+- a first attempt's span has a `dagq.wait` event per durable wait (wait node) it
+  depended on: what it waited for, how long, how it ended;
 - attempt N > 1 links to attempt N-1's span (span ids are chosen: attempt_span_id) rather
   than nesting, and when N-1 was reclaimed (its worker died, its lease expired) this
   worker records N-1's span for it, from its start to its reclaim, as ERROR;
@@ -107,6 +109,8 @@ class AttemptSpans(Middleware):
         span = tracer.start_span(f"node {node.node_key}", context=parent,
                                  kind=self._trace.SpanKind.CONSUMER, links=links,
                                  attributes=_attributes(node, info, node.attempts))
+        for wait in info.get("waits") or ():
+            _wait_event(span, wait)
         token = self._ctx.attach(self._trace.set_span_in_context(span))
         with self._lock:
             self._open[key] = (span, token)
@@ -182,6 +186,24 @@ def with_attempt_spans(stack: list[Middleware], book: LeaseBook,
     if tracing.tracer() is None:
         return stack
     return [*stack, AttemptSpans(book, repo)]
+
+
+def _wait_event(span: Any, wait: dict[str, Any]) -> None:
+    """A durable wait this attempt's node depended on, as a span event at its end: what
+    it waited for (a signal's name, seconds, a time), how long, how it ended."""
+    spec = wait.get("wait") or {}
+    attrs: dict[str, Any] = {"dagq.wait.node_key": wait["node_key"],
+                             "dagq.wait.status": wait["status"]}
+    for name in ("signal", "seconds", "until"):
+        if spec.get(name) is not None:
+            attrs[f"dagq.wait.{name}"] = spec[name]
+    started, finished = wait.get("started_at"), wait.get("finished_at")
+    if started and finished:
+        begun, ended = datetime.fromisoformat(started), datetime.fromisoformat(finished)
+        attrs["dagq.wait.seconds_waited"] = round((ended - begun).total_seconds(), 3)
+        span.add_event("dagq.wait", attrs, timestamp=_ns(ended))
+    else:
+        span.add_event("dagq.wait", attrs)
 
 
 def _attributes(node: LeasedNode, info: dict[str, Any], attempt: int) -> dict[str, Any]:

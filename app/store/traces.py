@@ -17,8 +17,9 @@ class TraceRepo:
     @transient
     def attempt_traces(self, node_ids: list[int]) -> dict[int, dict[str, Any]]:
         """By node id: version, attempts, tenant, workflow, traceparent, queue_wait_ms,
-        and lost_started_at / lost_ended_at / lost_error when the previous attempt was
-        reclaimed (its lease expired)."""
+        lost_started_at / lost_ended_at / lost_error when the previous attempt was
+        reclaimed (its lease expired), and `waits` (a first attempt's wait-node
+        dependencies: node_key, status, wait, started_at, finished_at) or None."""
         if not node_ids:
             return {}
         with self.db.tx(one_statement=True) as cur:

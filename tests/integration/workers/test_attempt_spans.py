@@ -1,8 +1,9 @@
 """Tracing in one process (issue 31, item 1): the API's submit span under the caller's
 traceparent, one span per node attempt in the worker under it (attributes, a retry as a
 linked sibling, a failure's status and exception), the executor's own span nested under
-its attempt, `current_node().trace_context`, a Dramatiq `send` joining the sender's
-trace; with the real OpenTelemetry SDK and its in-memory exporter."""
+its attempt, `current_node().trace_context`, a durable wait as an event of the attempt
+that waited for it, a Dramatiq `send` joining the sender's trace; with the real
+OpenTelemetry SDK and its in-memory exporter."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ FAN_OUT = {"name": "traced-fan", "defaults": {"backoff": {"initial_s": 0.01, "ma
                "root": {"executor": "trace.ok"},
                "a": {"executor": "trace.ok", "depends_on": ["root"]},
                "b": {"executor": "trace.flaky", "depends_on": ["root"]},
-               "agg": {"executor": "builtin.merge", "depends_on": ["a", "b"]}}}
+               "approve": {"wait": {"signal": "go"}, "depends_on": ["root"]},
+               "agg": {"executor": "builtin.merge", "depends_on": ["a", "b", "approve"]}}}
 
 
 @pytest.fixture
@@ -107,6 +109,11 @@ def test_a_fan_out_runs_in_the_callers_trace(api, db_url, sql, exporter) -> None
                                    headers={**api.acme, "traceparent": CALLER})
         assert response.status_code == 201, response.text
         run_id = uuid.UUID(response.json()["run_id"])
+        wait_for(lambda: sql.execute(
+            "SELECT 1 FROM dagq.node_tasks WHERE run_id = %s AND node_key = 'approve' "
+            "AND status = 'waiting'", (run_id,)).fetchone(), 30, "the wait node")
+        signal = api.client.post(f"/v1/runs/{run_id}/signals/go", json={}, headers=api.acme)
+        assert signal.status_code == 202, signal.text
         assert wait_for_run(api.repo, run_id, timeout=60).status == "succeeded"
         wait_for(lambda: len(exporter.get_finished_spans()) >= 8, 10,
                  f"every span: {[s.name for s in exporter.get_finished_spans()]}")
@@ -153,6 +160,13 @@ def test_a_fan_out_runs_in_the_callers_trace(api, db_url, sql, exporter) -> None
         assert inner.parent.span_id == attempt.context.span_id
         assert executors.seen[(key, 1)] == tracing.traceparent_of(attempt)
     assert executors.seen[("b", 2)] == tracing.traceparent_of(second)
+
+    (agg,) = spans["node agg"]  # the wait it depended on, as an event
+    (event,) = [e for e in agg.events if e.name == "dagq.wait"]
+    assert event.attributes["dagq.wait.node_key"] == "approve"
+    assert event.attributes["dagq.wait.signal"] == "go"
+    assert event.attributes["dagq.wait.status"] == "succeeded"
+    assert event.attributes["dagq.wait.seconds_waited"] >= 0
 
 
 def test_a_dramatiq_send_joins_the_senders_trace(db_url, sql, exporter) -> None:
