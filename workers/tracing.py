@@ -76,6 +76,9 @@ class AttemptSpans(Middleware):
             wanted = {k[0] for k in held
                       if (r := self._info.get(k[0])) is None or r["version"] != k[1]}
             wanted.add(node_id)
+            # forget rows of leases no longer held (handed back unstarted, lost)
+            ids = {k[0] for k in held}
+            self._info = {k: v for k, v in self._info.items() if k in ids}
             try:
                 self._info.update(self.repo.traces.attempt_traces(sorted(wanted)))
             except Exception:  # noqa: BLE001 - a span without them beats a failed node
