@@ -1484,6 +1484,7 @@ CREATE TABLE dagq.runs (
     concurrency_waiting boolean DEFAULT false NOT NULL,
     concurrency_seq bigint,
     metadata jsonb,
+    traceparent text,
     CONSTRAINT runs_concurrency_limit_check CHECK ((concurrency_limit >= 1)),
     CONSTRAINT runs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'partial_succeeded'::text, 'cancelled'::text])))
 )
@@ -1500,6 +1501,12 @@ COMMENT ON COLUMN dagq.runs.concurrency_key IS 'The run''s concurrency key (path
 --
 
 COMMENT ON COLUMN dagq.runs.concurrency_waiting IS 'Queued and waiting for a slot of its concurrency key (its roots are pending).';
+
+--
+-- Name: COLUMN runs.traceparent; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON COLUMN dagq.runs.traceparent IS 'W3C traceparent of the submit (or inherited from the parent run); null: untraced';
 
 --
 -- Name: run_summaries; Type: VIEW; Schema: dagq; Owner: -

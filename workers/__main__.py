@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from dagq.runtime import tracing
 from dagq.runtime.bootstrap import process_database, process_settings
 from dagq.runtime.procs import (
     CANNOT_START,
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queues", default="")
     args = parser.parse_args(argv)
     settings = process_settings()
+    tracing.name_process("worker")  # the spans' default service.name (OTEL_SERVICE_NAME wins)
     queues = [q for q in args.queues.split(",") if q] or None
     with process_database(settings, _cannot_start) as db:
         if db is None:

@@ -52,12 +52,19 @@ from dagq.workers.hooks import HookTable
 from dagq.workers.joining import QueueJoiner
 from dagq.workers.leases import LeaseBook
 from dagq.workers.listener import QueueListener
-from dagq.workers.messages import MAX_TIMEOUT_S, TIME_LIMIT_MARGIN_S, plain_node, plain_run
+from dagq.workers.messages import (
+    MAX_TIMEOUT_S,
+    TIME_LIMIT_MARGIN_S,
+    message_trace,
+    plain_node,
+    plain_run,
+)
 from dagq.workers.middleware import DagqMiddleware
 from dagq.workers.registry import ExecutorDef
 from dagq.workers.retries import DagqRetries
 from dagq.workers.standalone import SelfServing, new_worker_id, own_store
 from dagq.workers.streams import StreamWriter
+from dagq.workers.tracing import with_attempt_spans
 
 log = logging.getLogger("dagq.broker")
 
@@ -131,7 +138,7 @@ class PostgresBroker(dramatiq.Broker):
         # Not in `self.middleware` (Dramatiq's stack, as users see it): run before every
         # middleware and after all; the stack's hooks go through workers.hooks.HookTable.
         self.lease_hooks, self._hook_table = DagqMiddleware(self.book, self.streams), HookTable()
-        super().__init__(middleware=stack)
+        super().__init__(middleware=with_attempt_spans(stack, self.book, repo))
         log_lines.install()  # lines name the node; a failed attempt is told once
         if owned and listener is None and url is not None:
             self._own = SelfServing(self, url)
@@ -274,7 +281,7 @@ class PostgresBroker(dramatiq.Broker):
         self._sender.submissions.submit_run(
             tenant=PLAIN_TENANT, spec=spec, event_key=message.message_id,
             inputs={"args": list(message.args)},
-            delay_s=delay / 1000 if delay else None)
+            delay_s=delay / 1000 if delay else None, traceparent=message_trace(message))
         self.emit_after("enqueue", message, delay)
         return message
 
@@ -290,7 +297,8 @@ class PostgresBroker(dramatiq.Broker):
         for message in messages:
             spec = self._spec(message)
             self.emit_before("enqueue", message, delay)
-            runs.append(plain_run(spec, message, tenant=PLAIN_TENANT))
+            runs.append(plain_run(spec, message, tenant=PLAIN_TENANT,
+                                  traceparent=message_trace(message)))
         for outcome in self._sender.submissions.submit_runs(runs):
             if isinstance(outcome, DagqError):
                 raise outcome

@@ -30,6 +30,9 @@ class NodeContext:
     max_attempts: int
     version: int = 0  # the lease's fence: streamed chunks carry it
     writer: StreamWriter | None = field(default=None, repr=False, compare=False)
+    # The W3C traceparent of this attempt's span (tracing on: dagq.workers.tracing), to
+    # pass to a service the executor calls; None when tracing is off.
+    trace_context: str | None = None
 
     def stream(self, text: str | None = None, *, data: dict[str, Any] | None = None) -> None:
         """Append to this attempt's streamed output: `text`, or `data` (a JSON object).

@@ -26,6 +26,7 @@ How each Dramatiq option maps onto the node (the defaults are Dramatiq's):
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from dramatiq import Actor
@@ -36,6 +37,7 @@ from dagq.models import LeasedNode
 from dagq.spec.workflow import MAX_PRIORITY, WorkflowSpec, parse_spec, sha256_json
 from dagq.store import NewRun
 from dagq.store.new_runs import RunTemplate
+from dagq.traceparent import check_traceparent, current_traceparent
 
 DEFAULT_MAX_RETRIES = 20  # dramatiq.middleware.Retries
 DEFAULT_MIN_BACKOFF_MS = 15_000
@@ -119,15 +121,26 @@ def plain_node(message: Message, actor: Actor | None, *, default_retries: int | 
     })
 
 
-def plain_run(spec: WorkflowSpec, message: Message, *, tenant: str) -> NewRun:
+def plain_run(spec: WorkflowSpec, message: Message, *, tenant: str,
+              traceparent: str | None = None) -> NewRun:
     """The run `plain_node`'s spec becomes in a batch (`enqueue_many`): the same rows,
     inputs and idempotency fingerprint as the single send (dagq.store.submissions)."""
     inputs = {"args": list(message.args)}
     fingerprint = sha256_json({"workflow": spec.name, "spec": spec.spec_hash(),
                                "inputs": inputs})
-    return RunTemplate.of(spec).new_run(
+    run = RunTemplate.of(spec).new_run(
         tenant=tenant, version=None, latest=False, fingerprint=fingerprint,
         event_key=message.message_id, priority=0, inputs=inputs, deadline_s=None)
+    return dataclasses.replace(run, traceparent=traceparent) if traceparent else run
+
+
+def message_trace(message: Message) -> str | None:
+    """The trace a sent message's run joins: its `traceparent` option (checked: a bad
+    one is a clear error before anything is sent), else the sender's current span."""
+    given = message.options.get("traceparent")
+    if given is not None:
+        return check_traceparent(given)
+    return current_traceparent()
 
 
 def rebuild(node: LeasedNode, queue: str) -> Message:

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from dagq.api.server import serve
+from dagq.runtime import tracing
 from dagq.runtime.bootstrap import process_database, process_settings
 from dagq.runtime.procs import EXIT_CANNOT_START
 
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="share the port with other API processes (SO_REUSEPORT)")
     args = parser.parse_args(argv)
     settings = process_settings()
+    tracing.name_process("api")  # the spans' default service.name (OTEL_SERVICE_NAME wins)
     with process_database(
             settings, lambda why: log.error("the API cannot start: %s", why)) as db:
         if db is None:

@@ -85,12 +85,18 @@ def _workflow_paths() -> dict[str, Any]:
     }
 
 
+TRACEPARENT = param(
+    "traceparent", "header", {"type": "string", "maxLength": 256},
+    "W3C Trace Context: the run joins the caller's trace (stored on the run, its node "
+    "attempts' spans join it); an invalid one is ignored, a new trace starts")
+
+
 def _run_paths() -> dict[str, Any]:
     return {
         "/v1/runs": {
             "post": {
                 "summary": "Submit a run (idempotent with event_key)", "security": V1,
-                "requestBody": body(s.SubmitRunBody),
+                "parameters": [TRACEPARENT], "requestBody": body(s.SubmitRunBody),
                 "responses": {
                     "201": answer(ref(SubmitResult), "Created"),
                     "200": answer(ref(SubmitResult), "Same event key: the existing run"),
@@ -110,7 +116,7 @@ def _run_paths() -> dict[str, Any]:
         "/v1/runs/batch": {"post": {
             "summary": "Submit up to 1,000 runs; each item as the body of POST /v1/runs, "
                        "each with its own result or error", "security": V1,
-            "requestBody": body(s.SubmitBatchBody),
+            "parameters": [TRACEPARENT], "requestBody": body(s.SubmitBatchBody),
             "responses": {"200": answer(ref(s.BatchResults), "One result per item, in order"),
                           **errors(400, 401, 413, 422, 503)},
         }},

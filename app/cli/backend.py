@@ -35,6 +35,7 @@ from dagq.models import (
     WorkflowRecord,
 )
 from dagq.states import OPEN_RUN_STATUSES, TERMINAL_RUN_EVENTS
+from dagq.traceparent import env_traceparent
 
 if TYPE_CHECKING:
     from dagq.api.schemas import RunSummary
@@ -128,7 +129,7 @@ class LocalBackend:
                metadata: dict[str, Any] | None = None) -> SubmitResult:
         return service.submit(self.repo, tenant=tenant, workflow=workflow, version=version,
                               inputs=inputs, event_key=event_key, priority=priority,
-                              metadata=metadata)
+                              metadata=metadata, traceparent=env_traceparent())
 
     def runs(self, run_filter: service.RunFilter, limit: int) -> list[RunView]:
         return self.repo.runs.list_runs(
@@ -252,7 +253,8 @@ class RemoteBackend:
             raise InvalidRequest("--tenant does not apply with DAGQ_URL: a run belongs to the "
                                  "tenant of DAGQ_API_KEY")
         return self.client.submit(workflow, inputs, event_key=event_key, priority=priority,
-                                  version=version, metadata=metadata)
+                                  version=version, metadata=metadata,
+                                  traceparent=env_traceparent())
 
     def runs(self, run_filter: service.RunFilter, limit: int) -> list[RunSummary]:
         pages = self.client.runs(

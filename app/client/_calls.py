@@ -40,6 +40,7 @@ from dagq.models import (
     SubmitResult,
     WorkflowRecord,
 )
+from dagq.traceparent import check_traceparent, current_traceparent
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -71,6 +72,7 @@ class Call(Generic[T]):
     params: dict[str, Any] | None = None
     body: Any = None
     idempotent: bool = False
+    headers: dict[str, str] | None = None
 
 
 def _model(model: type[M]) -> Callable[[httpx.Response], M]:
@@ -139,16 +141,20 @@ def submit(
     workflow: str | Spec, inputs: Any, event_key: str | None, priority: int | None,
     deadline_s: float | None, version: int | None,
     concurrency: dict[str, Any] | None = None, metadata: Mapping[str, Any] | None = None,
-    callback: Mapping[str, Any] | None = None,
+    callback: Mapping[str, Any] | None = None, traceparent: str | None = None,
 ) -> Call[SubmitResult]:
     body = _params(workflow=_workflow(workflow), version=version, inputs=inputs,
                    event_key=event_key, priority=priority, deadline_s=deadline_s,
                    concurrency=concurrency,
                    metadata=dict(metadata) if metadata is not None else None,
                    callback=dict(callback) if callback is not None else None)
+    # The run joins the given trace, else the caller's current span's (read now, in the
+    # caller's context); checked here, so a bad one is an error before anything is sent.
+    trace = check_traceparent(traceparent) or current_traceparent()
     # Only an event key makes a second POST find the first run instead of a new one.
     return Call("POST", "/v1/runs", _model(SubmitResult), body=body,
-                idempotent=event_key is not None)
+                idempotent=event_key is not None,
+                headers={"traceparent": trace} if trace else None)
 
 
 def run(run_id: uuid.UUID | str) -> Call[RunView]:

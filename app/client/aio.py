@@ -96,10 +96,11 @@ class AsyncClient(AsyncWaitCalls, AsyncEventCalls, AsyncWebhookMethods):
                      deadline_s: float | None = None, *, version: int | None = None,
                      concurrency: dict[str, Any] | None = None,
                      metadata: dict[str, Any] | None = None,
-                     callback: dict[str, Any] | None = None) -> SubmitResult:
+                     callback: dict[str, Any] | None = None,
+                     traceparent: str | None = None) -> SubmitResult:
         return await self._call(calls.submit(workflow, inputs, event_key, priority,
                                              deadline_s, version, concurrency, metadata,
-                                             callback))
+                                             callback, traceparent))
 
     async def run(self, run_id: RunId) -> RunView:
         return await self._call(calls.run(run_id))
@@ -245,6 +246,7 @@ class AsyncClient(AsyncWaitCalls, AsyncEventCalls, AsyncWebhookMethods):
     async def _send(self, call: calls.Call[Any]) -> httpx.Response:
         try:
             response = await self._http.request(call.method, call.path, params=call.params,
+                                                headers=call.headers,
                                                 json=call.body)
         except httpx.TransportError as exc:
             raise transport_error(exc, self.url) from exc

@@ -101,17 +101,18 @@ class Client(WaitCalls, EventCalls, WebhookMethods):
                event_key: str | None = None, priority: int | None = None,
                deadline_s: float | None = None, *, version: int | None = None,
                concurrency: dict[str, Any] | None = None,
-               metadata: dict[str, Any] | None = None,
-               callback: dict[str, Any] | None = None) -> SubmitResult:
+               metadata: dict[str, Any] | None = None, callback: dict[str, Any] | None = None,
+               traceparent: str | None = None) -> SubmitResult:
         """Submit a run of a registered workflow (by name) or of an inline spec (a dict
         or a `dagq.Workflow`). With an `event_key`, the same key again returns the same
         run (`created=False`). `concurrency` ({"key": "inputs.<path>", "limit",
         "on_limit"}) replaces the workflow's concurrency key for this run. `metadata`:
         your own ids to find the run by (`runs(metadata=...)`): at most 16 keys with
         string, number or boolean values. `callback` ({"url", "events"?, "secret"?}, see
-        `dagq.client.webhooks.callback`): POST this run's events there, signed."""
+        `dagq.client.webhooks.callback`): POST this run's events there, signed. The run
+        joins the W3C trace `traceparent`, else the current OpenTelemetry span's, if any."""
         return self._call(calls.submit(workflow, inputs, event_key, priority, deadline_s,
-                                       version, concurrency, metadata, callback))
+                                       version, concurrency, metadata, callback, traceparent))
 
     def run(self, run_id: RunId) -> RunView:
         """The run with its nodes."""
@@ -278,7 +279,7 @@ class Client(WaitCalls, EventCalls, WebhookMethods):
     def _send(self, call: calls.Call[Any]) -> httpx.Response:
         try:
             response = self._http.request(call.method, call.path, params=call.params,
-                                          json=call.body)
+                                          json=call.body, headers=call.headers)
         except httpx.TransportError as exc:
             raise transport_error(exc, self.url) from exc
         if response.is_error:

@@ -26,6 +26,7 @@ from dagq.spec.workflow import (
 )
 from dagq.store import NewRun, Stale, Store
 from dagq.store.new_runs import RunTemplate
+from dagq.traceparent import check_traceparent
 
 SPEC_CACHE_TTL_S = 2.0  # as old as the known-executors list a submission may use
 SPEC_CACHE_SIZE = 1024
@@ -45,6 +46,7 @@ class SubmitRequest:
     concurrency: Concurrency | None = None  # instead of the workflow's
     metadata: Any = None  # the platform's own ids (dagq.spec.metadata)
     run_id: uuid.UUID | None = None  # chosen already (a SQL submit's request id)
+    traceparent: str | None = None  # the W3C trace the run joins (dagq.traceparent)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +121,7 @@ def check_request(req: SubmitRequest) -> None:
     if req.deadline_s is not None and not 0 < req.deadline_s <= 30 * 86_400:
         raise InvalidRequest("deadline_s must be positive and at most 30 days")
     check_metadata(req.metadata)
+    check_traceparent(req.traceparent)
 
 
 def cached_run(req: SubmitRequest, cache: SpecCache | None) -> NewRun | None:
@@ -136,12 +139,15 @@ def new_run(req: SubmitRequest, resolved: Resolved) -> NewRun:
     inputs = {} if req.inputs is None else req.inputs
     fingerprint = sha256_json({"workflow": resolved.template.name,
                                "spec": resolved.submitted_hash, "inputs": inputs})
-    return resolved.template.new_run(
+    run = resolved.template.new_run(
         tenant=req.tenant, version=resolved.version,
         latest=isinstance(req.workflow, str) and req.version is None,
         fingerprint=fingerprint, event_key=req.event_key, priority=req.priority,
         inputs=inputs, deadline_s=req.deadline_s, concurrency=req.concurrency,
         metadata=check_metadata(req.metadata), run_id=req.run_id)
+    if req.traceparent is None:
+        return run
+    return dataclasses.replace(run, traceparent=check_traceparent(req.traceparent))
 
 
 STALE_RETRIES = 3  # a submission by name resolved again when a new version came meanwhile
@@ -151,13 +157,13 @@ def submit(
     repo: Store, *, tenant: str, workflow: Any, version: int | None = None,
     inputs: Any = None, event_key: str | None = None, priority: int = 0,
     deadline_s: float | None = None, concurrency: Concurrency | None = None,
-    metadata: Any = None, run_id: uuid.UUID | None = None,
+    metadata: Any = None, run_id: uuid.UUID | None = None, traceparent: str | None = None,
 ) -> SubmitResult:
     """One run (the CLI, tests): as one submission of the API's group commit."""
     req = SubmitRequest(tenant=tenant, workflow=workflow, version=version,
                         inputs=inputs, event_key=event_key, priority=priority,
                         deadline_s=deadline_s, concurrency=concurrency, metadata=metadata,
-                        run_id=run_id)
+                        run_id=run_id, traceparent=traceparent)
     outcome = submit_many(repo, [prepare(repo, req)], [req])[0]
     if isinstance(outcome, DagqError):
         raise outcome

@@ -22,7 +22,7 @@ one handle over one `Database` (one pool), with one repository per concern:
   results, counters, dead letters), `webhooks` (subscriptions and their outbox of
   deliveries), `waits` (open signal waits with their forms; respond links), `triggers`
   (events and the runs they started), `submit_requests` (runs submitted from SQL, made
-  by the sweeper)
+  by the sweeper), `traces` (what a tracing worker's attempt spans need)
 - `bulk` (a repository too): a batch of runs cancelled in one transaction
 
 Every public method is one short transaction unless its docstring says otherwise. Node
@@ -64,6 +64,7 @@ from dagq.store.streams import StreamRepo
 from dagq.store.submissions import SubmissionRepo
 from dagq.store.submit_requests import SubmitRequestRepo
 from dagq.store.tenants import TenantRepo
+from dagq.store.traces import TraceRepo
 from dagq.store.triggers import TriggerRepo
 from dagq.store.tx import TRANSIENT_RETRY_S, Database, transient
 from dagq.store.waits import WaitRepo
@@ -122,6 +123,7 @@ class Store:
         self.waits = WaitRepo(db, m)
         self.triggers = TriggerRepo(db, m)
         self.submit_requests = SubmitRequestRepo(db)
+        self.traces = TraceRepo(db)
 
     def bounded(self, seconds: float) -> Store:
         """This store (same pool, same caches), for calls that must give up after about

@@ -101,6 +101,7 @@ class NewRun:
     concurrency_waiting: bool = False  # held back for a slot: its roots stay pending
     children: bool = False  # a root sub-workflow node starts its child in the submit
     metadata: dict[str, Any] | None = None  # checked (dagq.spec.metadata); not fingerprinted
+    traceparent: str | None = None  # W3C, checked (dagq.traceparent); not fingerprinted
 
     def row(self, i: int) -> dict[str, Any]:
         return {"i": i, "id": str(self.id), "tenant": self.tenant, "workflow": self.workflow,
@@ -112,7 +113,8 @@ class NewRun:
                 "nodes": self.nodes, "events": self.events, "started": self.started,
                 "concurrency_key": self.concurrency_key,
                 "concurrency_limit": self.concurrency.limit if self.concurrency else None,
-                "concurrency_waiting": self.concurrency_waiting, "metadata": self.metadata}
+                "concurrency_waiting": self.concurrency_waiting, "metadata": self.metadata,
+                "traceparent": self.traceparent}
 
 
 @dataclasses.dataclass(frozen=True)

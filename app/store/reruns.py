@@ -93,7 +93,7 @@ class RerunRepo:
                 "fail_fast": spec.fail_fast,
                 "inputs": Jsonb(run_inputs),
                 "nodes_total": len(spec.nodes), "deadline_s": source["deadline_s"],
-                "nodes": Jsonb(nodes), "started": True, "delay_s": None,
+                "nodes": Jsonb(nodes), "started": True, "delay_s": None, "traceparent": None,
                 "events": Jsonb(_first_events(spec, source["workflow_version"], run_id,
                                               plan, nodes)),
             }).fetchone()

@@ -11,6 +11,7 @@ submission, or by a run of this same batch, answers as `POST /v1/runs` does.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -45,10 +46,11 @@ class SubmissionRepo:
         self, *, tenant: str, spec: WorkflowSpec, workflow_version: int | None = None,
         inputs: Any = None, event_key: str | None = None, priority: int = 0,
         deadline_s: float | None = None, fingerprint_spec: WorkflowSpec | None = None,
-        delay_s: float | None = None,
+        delay_s: float | None = None, traceparent: str | None = None,
     ) -> SubmitResult:
         """Create a run with all its nodes, roots queued (available after `delay_s`: a
-        Dramatiq message sent with a delay); idempotent by event key.
+        Dramatiq message sent with a delay); idempotent by event key. `traceparent`:
+        the W3C trace the run joins (checked by the caller).
 
         The idempotency fingerprint covers the workflow as submitted (`fingerprint_spec`,
         before executor defaults were filled in) and the inputs.
@@ -65,16 +67,16 @@ class SubmissionRepo:
             return self.submit_keyed(
                 tenant=tenant, spec=spec, version=workflow_version, inputs=inputs,
                 event_key=event_key, priority=priority, deadline_s=deadline_s,
-                fingerprint=fingerprint)
+                fingerprint=fingerprint, traceparent=traceparent)
         run_id = uuid.uuid4()  # chosen once, so a retried insert finds its own row
         return self._submit(run_id, tenant, spec, workflow_version, inputs, event_key,
-                            priority, deadline_s, fingerprint, delay_s)
+                            priority, deadline_s, fingerprint, delay_s, traceparent)
 
     @transient
     def _submit(
         self, run_id: uuid.UUID, tenant: str, spec: WorkflowSpec, workflow_version: int | None,
         inputs: Any, event_key: str | None, priority: int, deadline_s: float | None,
-        fingerprint: str, delay_s: float | None = None,
+        fingerprint: str, delay_s: float | None = None, traceparent: str | None = None,
     ) -> SubmitResult:
         nodes = node_rows(spec, priority)
         # A root wait node waits from the submit: the run is running from then on.
@@ -89,7 +91,7 @@ class SubmissionRepo:
                 "fail_fast": spec.fail_fast, "inputs": Jsonb(inputs),
                 "nodes_total": len(spec.nodes), "deadline_s": deadline_s,
                 "nodes": Jsonb(nodes), "events": Jsonb(events), "started": started,
-                "delay_s": delay_s,
+                "delay_s": delay_s, "traceparent": traceparent,
             }).fetchone()
             if row is None:
                 return self._existing_run(cur, run_id, tenant, event_key, fingerprint)
@@ -137,11 +139,13 @@ class SubmissionRepo:
 
     def submit_keyed(self, *, tenant: str, spec: WorkflowSpec, version: int | None,
                      inputs: Any, event_key: str | None, priority: int,
-                     deadline_s: float | None, fingerprint: str) -> SubmitResult:
+                     deadline_s: float | None, fingerprint: str,
+                     traceparent: str | None = None) -> SubmitResult:
         """One run whose workflow has a concurrency key (the store's single submit)."""
-        run = RunTemplate.of(spec).new_run(
+        run = dataclasses.replace(RunTemplate.of(spec).new_run(
             tenant=tenant, version=version, latest=False, fingerprint=fingerprint,
-            event_key=event_key, priority=priority, inputs=inputs, deadline_s=deadline_s)
+            event_key=event_key, priority=priority, inputs=inputs, deadline_s=deadline_s),
+            traceparent=traceparent)
         outcome = self.submit_runs([run])[0]
         if isinstance(outcome, DagqError):
             raise outcome

@@ -36,11 +36,13 @@ LEFT JOIN LATERAL (
 
 -- name: set_run_parent
 -- A child run just written: which run and node (map item) started it, fenced on which
--- node version, and how deep it is.
+-- node version, and how deep it is. It continues its parent's trace (the parent run's
+-- traceparent: its attempts' spans join the parent run's trace).
 UPDATE dagq.runs
 SET parent_run_id = %(parent_run_id)s, parent_node_key = %(parent_node_key)s,
     parent_item_index = %(item_index)s, parent_node_id = %(node_id)s,
-    parent_node_version = %(node_version)s, depth = %(depth)s
+    parent_node_version = %(node_version)s, depth = %(depth)s,
+    traceparent = (SELECT p.traceparent FROM dagq.runs p WHERE p.id = %(parent_run_id)s)
 WHERE id = %(id)s
 
 -- name: child_run_by_event_key

@@ -109,18 +109,26 @@ SELECT (SELECT count(*) FROM dagq.runs WHERE finished_at IS NULL AND status = 'q
 SELECT coalesce(max(id), 0) AS id FROM dagq.run_events
 
 -- name: api_event_tail
--- Events of every run after a watermark, oldest first, with the executor and duration
--- of finished node attempts (map items count, their parents do not). `settled` is
--- false for events younger than settle_s: the reader stops there, so an event whose
--- transaction commits late with a lower id is still counted.
-SELECT e.id, e.type, t.executor,
+-- Events of every run after a watermark, oldest first, with the executor, queue,
+-- duration and queue wait (its last attempt's: from when it became available to its
+-- start) of finished node attempts (map items count, their parents do not), and a
+-- finished run's workflow and duration (submit to end). `settled` is false for events
+-- younger than settle_s: the reader stops there, so an event whose transaction commits
+-- late with a lower id is still counted.
+SELECT e.id, e.type, t.executor, t.queue,
        extract(epoch FROM t.finished_at - t.started_at)::float8 AS duration_s,
+       extract(epoch FROM t.started_at - greatest(t.queued_at, t.available_at))::float8
+           AS queue_wait_s,
+       r.workflow, extract(epoch FROM r.finished_at - r.created_at)::float8 AS run_duration_s,
        (e.type = 'run_queued' AND NOT e.data ? 'retry') AS submission,
        e.created_at < now() - make_interval(secs => %(settle_s)s) AS settled
 FROM dagq.run_events e
 LEFT JOIN dagq.node_tasks t
        ON e.type IN ('node_succeeded', 'node_failed') AND t.run_id = e.run_id
       AND t.node_key = e.node_key AND t.map_over IS NULL
+LEFT JOIN dagq.runs r
+       ON e.type IN ('run_succeeded', 'run_failed', 'run_partial_succeeded', 'run_cancelled')
+      AND r.id = e.run_id
 WHERE e.id > %(after)s
 ORDER BY e.id
 LIMIT %(limit)s

@@ -11,13 +11,13 @@
 WITH run AS (
     INSERT INTO dagq.runs (id, tenant, workflow, workflow_version, spec, fingerprint,
                            event_key, priority, fail_fast, inputs, nodes_total,
-                           nodes_remaining, deadline_at, status, started_at)
+                           nodes_remaining, deadline_at, status, started_at, traceparent)
     VALUES (%(id)s, %(tenant)s, %(workflow)s, %(workflow_version)s, %(spec)s, %(fingerprint)s,
             %(event_key)s, %(priority)s, %(fail_fast)s, %(inputs)s, %(nodes_total)s,
             %(nodes_total)s, now() + make_interval(secs => %(deadline_s)s::float8),
             -- a root wait node waits from now: the run has started
             CASE WHEN %(started)s THEN 'running' ELSE 'queued' END,
-            CASE WHEN %(started)s THEN now() END)
+            CASE WHEN %(started)s THEN now() END, %(traceparent)s)
     ON CONFLICT DO NOTHING
     RETURNING id, status
 ), nodes AS (
@@ -71,7 +71,7 @@ WITH input AS (
         spec jsonb, fingerprint text, event_key text, priority int, fail_fast bool,
         inputs jsonb, nodes_total int, deadline_s float8, nodes jsonb, events jsonb,
         started bool, concurrency_key text, concurrency_limit int, concurrency_waiting bool,
-        metadata jsonb)
+        metadata jsonb, traceparent text)
 ), checked AS (
     SELECT r.*, r.latest AND EXISTS (
                SELECT 1 FROM dagq.workflows w
@@ -82,7 +82,7 @@ WITH input AS (
                            event_key, priority, fail_fast, inputs, nodes_total,
                            nodes_remaining, deadline_at, status, started_at,
                            concurrency_key, concurrency_limit, concurrency_waiting,
-                           concurrency_seq, metadata)
+                           concurrency_seq, metadata, traceparent)
     SELECT id, tenant, workflow, workflow_version, spec, fingerprint, event_key, priority,
            fail_fast, inputs, nodes_total, nodes_total,
            now() + make_interval(secs => deadline_s),
@@ -94,7 +94,7 @@ WITH input AS (
            CASE WHEN concurrency_key IS NOT NULL THEN nextval('dagq.concurrency_seq') END,
            -- (not in the fingerprint: a resubmit under the same event key with other
            -- metadata is the same run, whose metadata stays as first submitted)
-           metadata
+           metadata, traceparent
     FROM checked WHERE NOT stale ORDER BY i
     ON CONFLICT DO NOTHING
     RETURNING id

@@ -63,3 +63,13 @@ def dagq_up(tmp_path: Path) -> Iterator[str]:
             up.wait()
         log.close()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def screenshot(page: Path | str, out: Path, width: int = 1280, height: int = 720) -> Path:
+    """A PNG of `page` (a file or a URL) as headless Chromium renders it (the docs'
+    pictures, e.g. the trace waterfall in docs/observability.md)."""
+    url = page.as_uri() if isinstance(page, Path) else page
+    subprocess.run([str(CHROMIUM), *CHROMIUM_ARGS, "--hide-scrollbars",
+                    f"--window-size={width},{height}", f"--screenshot={out}", url],
+                   check=True, capture_output=True, timeout=120)
+    return out

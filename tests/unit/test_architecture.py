@@ -157,7 +157,7 @@ LAYERS: dict[str, int] = {
     # 0 vocabulary: shared by every layer; `dagq` itself imports its public names lazily
     # (by string), and dagq.sql is package data (the .sql files) read by dagq.runtime.sqlfiles.
     "dagq": 0, "dagq.errors": 0, "dagq.states": 0, "dagq.models": 0, "dagq.config": 0,
-    "dagq.backoff": 0, "dagq.jsonsafe": 0, "dagq.sql": 0,
+    "dagq.backoff": 0, "dagq.jsonsafe": 0, "dagq.sql": 0, "dagq.traceparent": 0,
     "dagq.spec": 1,  # the languages users write; pure, no I/O
     "dagq.runtime": 2,  # starting and stopping a dagq process
     "dagq.store": 3,  # the only place SQL runs
@@ -262,7 +262,7 @@ STORE_READS = frozenset({
     "get_result", "counter_value", "unserved_actors",
     "list_webhooks", "list_deliveries", "get_delivery",
     "run_waits", "open_waits", "signal_forms", "respond_link",
-    "subscribed", "get_event",
+    "subscribed", "get_event", "attempt_traces",
 })
 WRITES_THROUGH_THE_SERVICE = {"dagq.api", "dagq.cli"}
 

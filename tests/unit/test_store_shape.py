@@ -51,6 +51,7 @@ REPOSITORIES = {
                  "redeliver", "delete_callback", "prune_webhooks"},
     "triggers": {"subscribed", "write_event", "get_event", "prune_events"},
     "submit_requests": {"expand_due", "prune_submit_requests"},
+    "traces": {"attempt_traces"},
 }
 FACADE_METHODS = {"bounded", "notifying_in_background", "committing_later", "close", "ping",
                   "flush_commits"}

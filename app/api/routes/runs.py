@@ -37,6 +37,7 @@ from dagq.api.schemas import (
     meta_filters,
     parse_time,
 )
+from dagq.api.tracing import SubmitTrace, submit_trace
 from dagq.errors import Conflict, DagqError, InvalidRequest
 from dagq.models import ApiKey, SubmitResult
 from dagq.service import webhooks as hooks
@@ -53,11 +54,13 @@ def _json(model: BaseModel, status: int = 200) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json"), status_code=status)
 
 
-def _submission(tenant: str, body: SubmitRunBody) -> SubmitRequest:
+def _submission(tenant: str, body: SubmitRunBody,
+                traceparent: str | None = None) -> SubmitRequest:
     return SubmitRequest(tenant=tenant, workflow=body.workflow, version=body.version,
                          inputs=body.inputs, event_key=body.event_key,
                          priority=body.priority, deadline_s=body.deadline_s,
-                         concurrency=body.concurrency, metadata=body.metadata)
+                         concurrency=body.concurrency, metadata=body.metadata,
+                         traceparent=traceparent)
 
 
 def _count(request: Request, outcome: SubmitResult | DagqError) -> None:
@@ -75,14 +78,21 @@ def _deadline(state: Any) -> float | None:
 
 
 async def submit_run(request: Request) -> JSONResponse:
-    """Validated here (from cached specs when it can), written by the group commit."""
-    state = request.app.state
-    deadline = _deadline(state)
+    """Validated here (from cached specs when it can), written by the group commit; in
+    the caller's trace (a `traceparent` header) or a new one (dagq.api.tracing)."""
+    deadline = _deadline(request.app.state)
     key = await principal(request)
+    with submit_trace(request, key.tenant) as trace:
+        return await _submit_run(request, key, trace, deadline)
+
+
+async def _submit_run(request: Request, key: ApiKey, trace: SubmitTrace,
+                      deadline: float | None) -> JSONResponse:
+    state = request.app.state
     run = None
     try:
         body = await read_model(request, SubmitRunBody)
-        req = _submission(key.tenant, body)
+        req = _submission(key.tenant, body, trace.traceparent)
         run = cached_run(req, state.specs) or await run_in_threadpool(
             call_by, deadline, service.prepare, state.repo, req, state.specs)
         await run_in_threadpool(call_by, deadline, _attach, state, key.tenant, run, body)
@@ -92,19 +102,21 @@ async def submit_run(request: Request) -> JSONResponse:
     await run_in_threadpool(_detach_unless_created, state, [(run, body if run else None)],
                             [outcome])
     _count(request, outcome)
+    trace.outcome(outcome)
     if isinstance(outcome, DagqError):
         raise outcome
     return _json(outcome, 201 if outcome.created else 200)
 
 
-def _prepare_all(state: Any, tenant: str, items: list[Any]) -> list[Any]:
+def _prepare_all(state: Any, tenant: str, items: list[Any],
+                 traceparent: str | None = None) -> list[Any]:
     """Each item as (its NewRun, its request, its body) or its error (blocking: may read
     specs; writes the items' callbacks)."""
     prepared: list[Any] = []
     for i, item in enumerate(items):
         try:
             body = validate(SubmitRunBody, item, f"runs[{i}]")
-            req = _submission(tenant, body)
+            req = _submission(tenant, body, traceparent)
             run = service.prepare(state.repo, req, state.specs)
             _attach(state, tenant, run, body)
             prepared.append((run, req, body))
@@ -137,13 +149,20 @@ def _detach_unless_created(state: Any, items: list[tuple[Any, Any]],
 
 
 async def submit_batch(request: Request) -> JSONResponse:
-    """Up to 1,000 submissions; each its own result or error, in order (200)."""
-    state = request.app.state
-    deadline = _deadline(state)
+    """Up to 1,000 submissions; each its own result or error, in order (200). One
+    submit span (dagq.api.tracing) is every run's parent."""
+    deadline = _deadline(request.app.state)
     key = await principal(request)
+    with submit_trace(request, key.tenant, "dagq.submit_batch") as trace:
+        return await _submit_batch(request, key, trace, deadline)
+
+
+async def _submit_batch(request: Request, key: ApiKey, trace: SubmitTrace,
+                        deadline: float | None) -> JSONResponse:
+    state = request.app.state
     body = await read_model(request, SubmitBatchBody)
     prepared = await run_in_threadpool(call_by, deadline, _prepare_all, state, key.tenant,
-                                       body.runs)
+                                       body.runs, trace.traceparent)
     ready = [item for item in prepared if not isinstance(item, DagqError)]
     outcomes = await state.submits.submit([run for run, _, _ in ready],
                                           [req for _, req, _ in ready], deadline=deadline)
@@ -154,6 +173,7 @@ async def submit_batch(request: Request) -> JSONResponse:
     for item in prepared:
         outcome = item if isinstance(item, DagqError) else next(written)
         _count(request, outcome)
+        trace.outcome(outcome)
         results.append(error_body(outcome.code, outcome.message, outcome.details)
                        if isinstance(outcome, DagqError) else outcome.model_dump(mode="json"))
     return JSONResponse({"results": results})

@@ -144,7 +144,7 @@ class Children:
             "nodes_total": len(spec.nodes),
             "deadline_s": max(deadline_s, 0.0) if deadline_s is not None else None,
             "nodes": Jsonb(nodes), "events": Jsonb(events), "started": started,
-            "delay_s": None}).fetchone()
+            "delay_s": None, "traceparent": None}).fetchone()
         if row is None:  # this attempt's child exists already
             found = cur.execute(q["child_run_by_event_key"], {
                 "tenant": ctx["tenant"], "event_key": event_key}).fetchone()
