@@ -257,6 +257,8 @@ class ScheduleRecord(_Record):
     last_fire_at: datetime | None
     last_run_id: UUID | None
     last_error: str | None
+    while_paused: Literal["queue", "skip"] = Field(
+        "queue", description="a firing into a pause: queue the run, or skip the firing")
 
 
 # The event types a webhook may subscribe to (issue 33): a run's end, a node's final
@@ -306,3 +308,23 @@ class WebhookDelivery(_Record):
     finished_at: datetime | None = None
     last_error: str | None = None
     history: list[WebhookAttempt] = []
+
+
+PauseKind = Literal["queue", "workflow", "run", "tenant"]
+PAUSE_KINDS: tuple[str, ...] = ("queue", "workflow", "run", "tenant")
+
+
+class PauseRecord(_Record):
+    """A pause (migration 039): active while `resumed_at` is None. `tenant`: whose thing
+    it pauses (a run's tenant, the tenant itself); None for a queue or a workflow."""
+
+    id: UUID
+    kind: PauseKind
+    name: str
+    tenant: str | None = None
+    reason: str | None = None
+    refuse_submits: bool = False
+    created_by: str
+    created_at: datetime
+    resumed_by: str | None = None
+    resumed_at: datetime | None = None

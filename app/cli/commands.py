@@ -241,7 +241,7 @@ def schedules(args: argparse.Namespace, settings: Settings) -> int:
             created = service.create_schedule(
                 repo, tenant=args.tenant, workflow=workflow_file(args.workflow),
                 cron=args.cron, inputs=parse_json_arg(args.inputs, "--inputs"),
-                timezone=args.timezone)
+                timezone=args.timezone, while_paused=args.while_paused)
             print(created.schedule_id)
         elif args.schedules_command == "list":
             listed = repo.schedules.list_schedules(None)

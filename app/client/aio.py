@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying
 
 from dagq.api.schemas import QueueStats, RunAction, RunList, RunSummary, WorkflowRef
 from dagq.client import _calls as calls
+from dagq.client import _pause_calls as pause_calls
 from dagq.client._http import (
     DEFAULT_TIMEOUT_S,
     Config,
@@ -33,6 +34,7 @@ from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
     BulkOutcome,
+    PauseRecord,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -222,6 +224,19 @@ class AsyncClient:
     async def revoke_key(self, key_id: RunId) -> ApiKeyRecord:
         """Revoke an API key for good (admin keys only); again changes nothing."""
         return await self._call(calls.revoke_key(key_id))
+
+    async def pause(self, kind: str, name: str, *, reason: str | None = None,
+              refuse_submits: bool = False) -> PauseRecord:
+        """Pause a queue, workflow, run or tenant (docs/flow-control.md); again: that pause."""
+        return await self._call(pause_calls.pause(kind, name, reason, refuse_submits))
+
+    async def pauses(self, *, history: bool = False) -> list[PauseRecord]:
+        """Active pauses (`history`: ended ones too), newest first."""
+        return await self._call(pause_calls.pauses(history))
+
+    async def resume(self, pause_id: RunId) -> PauseRecord:
+        """End a pause (its nodes are leased again)."""
+        return await self._call(pause_calls.resume(pause_id))
 
     async def queues(self) -> list[QueueStats]:
         return await self._call(calls.queues())

@@ -15,6 +15,7 @@ from tenacity import Retrying
 
 from dagq.api.schemas import QueueStats, RunAction, RunList, RunSummary, WorkflowRef
 from dagq.client import _calls as calls
+from dagq.client import _pause_calls as pause_calls
 from dagq.client._http import (
     DEFAULT_TIMEOUT_S,
     Config,
@@ -35,6 +36,7 @@ from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
     BulkOutcome,
+    PauseRecord,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -256,6 +258,19 @@ class Client:
     def revoke_key(self, key_id: RunId) -> ApiKeyRecord:
         """Revoke an API key for good (admin keys only); again changes nothing."""
         return self._call(calls.revoke_key(key_id))
+
+    def pause(self, kind: str, name: str, *, reason: str | None = None,
+              refuse_submits: bool = False) -> PauseRecord:
+        """Pause a queue, workflow, run or tenant (docs/flow-control.md); again: that pause."""
+        return self._call(pause_calls.pause(kind, name, reason, refuse_submits))
+
+    def pauses(self, *, history: bool = False) -> list[PauseRecord]:
+        """Active pauses (`history`: ended ones too), newest first."""
+        return self._call(pause_calls.pauses(history))
+
+    def resume(self, pause_id: RunId) -> PauseRecord:
+        """End a pause (its nodes are leased again)."""
+        return self._call(pause_calls.resume(pause_id))
 
     def queues(self) -> list[QueueStats]:
         return self._call(calls.queues())

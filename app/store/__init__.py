@@ -20,7 +20,7 @@ one handle over one `Database` (one pool), with one repository per concern:
   (workers, executors, queues), `schedules`, `tenants` (and API keys), `ops` (queue
   statistics, readiness, metrics, the event tail), `messages` (plain Dramatiq messages,
   results, counters, dead letters), `webhooks` (subscriptions and their outbox of
-  deliveries)
+  deliveries), `pauses` (pauses of a queue, workflow, run or tenant)
 
 Every public method is one short transaction unless its docstring says otherwise. Node
 rows are always locked before the run row (`lock_run`), and every transaction that
@@ -51,6 +51,7 @@ from dagq.store.new_runs import NewRun, Stale
 from dagq.store.notifier import BackgroundNotifier
 from dagq.store.ops import OpsRepo
 from dagq.store.partitions import PartitionRepo
+from dagq.store.pauses import PauseRepo, RefusingPauses
 from dagq.store.reruns import RerunRepo
 from dagq.store.resume import ResumeRepo
 from dagq.store.runs import RunRepo
@@ -75,6 +76,7 @@ class Caches:
     tenant_caps: TenantCaps = field(default_factory=TenantCaps)
     lock_dodge: LockDodge = field(default_factory=LockDodge)
     fleet: FleetCache = field(default_factory=FleetCache)
+    refusing_pauses: RefusingPauses = field(default_factory=RefusingPauses)
 
 
 class Store:
@@ -111,6 +113,7 @@ class Store:
         self.ops = OpsRepo(db)
         self.messages = MessageRepo(db, m)
         self.webhooks = WebhookRepo(db)
+        self.pauses = PauseRepo(db, caches.refusing_pauses)
 
     def bounded(self, seconds: float) -> Store:
         """This store (same pool, same caches), for calls that must give up after about
