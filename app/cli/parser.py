@@ -326,8 +326,7 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     sched_create.add_argument("--timezone", default="UTC")
     sched_create.add_argument("--inputs", default=None, help="run inputs as JSON")
     sched_create.add_argument("--tenant", default="default")
-    sched_create.add_argument("--while-paused", choices=("queue", "skip"), default="queue",
-                              help="a firing into a pause: queue its run, or skip it")
+    sched_create.add_argument("--while-paused", choices=("queue", "skip"), default="queue")
     _json_flag(sched_sub.add_parser("list", help="all schedules"))
     sched_delete = sched_sub.add_parser("delete", help="delete a schedule")
     sched_delete.add_argument("schedule_id", metavar="SCHEDULE_ID")

@@ -17,7 +17,6 @@ from tenacity import AsyncRetrying
 
 from dagq.api.schemas import QueueStats, RunAction, RunList, RunSummary, WorkflowRef
 from dagq.client import _calls as calls
-from dagq.client import _pause_calls as pause_calls
 from dagq.client._http import (
     DEFAULT_TIMEOUT_S,
     Config,
@@ -28,13 +27,13 @@ from dagq.client._http import (
     transport_error,
     unexpected_reply,
 )
+from dagq.client._pause_calls import AsyncPauseMethods
 from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
     BulkOutcome,
-    PauseRecord,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -50,7 +49,7 @@ T = TypeVar("T")
 RunId = uuid.UUID | str
 
 
-class AsyncClient:
+class AsyncClient(AsyncPauseMethods):
     """As `dagq.Client`, with coroutines and async iterators:
     `async with AsyncClient() as dagq: run = await dagq.wait((await dagq.submit(...)).run_id)`.
     """
@@ -225,18 +224,6 @@ class AsyncClient:
         """Revoke an API key for good (admin keys only); again changes nothing."""
         return await self._call(calls.revoke_key(key_id))
 
-    async def pause(self, kind: str, name: str, *, reason: str | None = None,
-              refuse_submits: bool = False) -> PauseRecord:
-        """Pause a queue, workflow, run or tenant (docs/flow-control.md); again: that pause."""
-        return await self._call(pause_calls.pause(kind, name, reason, refuse_submits))
-
-    async def pauses(self, *, history: bool = False) -> list[PauseRecord]:
-        """Active pauses (`history`: ended ones too), newest first."""
-        return await self._call(pause_calls.pauses(history))
-
-    async def resume(self, pause_id: RunId) -> PauseRecord:
-        """End a pause (its nodes are leased again)."""
-        return await self._call(pause_calls.resume(pause_id))
 
     async def queues(self) -> list[QueueStats]:
         return await self._call(calls.queues())

@@ -15,7 +15,6 @@ from tenacity import Retrying
 
 from dagq.api.schemas import QueueStats, RunAction, RunList, RunSummary, WorkflowRef
 from dagq.client import _calls as calls
-from dagq.client import _pause_calls as pause_calls
 from dagq.client._http import (
     DEFAULT_TIMEOUT_S,
     Config,
@@ -30,13 +29,13 @@ from dagq.client._http import (
     transport_error,
     unexpected_reply,
 )
+from dagq.client._pause_calls import PauseMethods
 from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.errors import Unavailable, UnexpectedReply
 from dagq.models import (
     ApiKeyRecord,
     BulkOutcome,
-    PauseRecord,
     RerunResult,
     ResolveResult,
     RunEvent,
@@ -53,7 +52,7 @@ RunId = uuid.UUID | str
 _REOPEN = object()  # a wait() stream closed to reopen it with a shorter read timeout
 
 
-class Client:
+class Client(PauseMethods):
     """A dagq API client. `url` and `api_key` default to $DAGQ_URL and $DAGQ_API_KEY.
 
     Use it as a context manager, or call `close()`. Errors are `dagq.errors.ApiError`
@@ -259,18 +258,6 @@ class Client:
         """Revoke an API key for good (admin keys only); again changes nothing."""
         return self._call(calls.revoke_key(key_id))
 
-    def pause(self, kind: str, name: str, *, reason: str | None = None,
-              refuse_submits: bool = False) -> PauseRecord:
-        """Pause a queue, workflow, run or tenant (docs/flow-control.md); again: that pause."""
-        return self._call(pause_calls.pause(kind, name, reason, refuse_submits))
-
-    def pauses(self, *, history: bool = False) -> list[PauseRecord]:
-        """Active pauses (`history`: ended ones too), newest first."""
-        return self._call(pause_calls.pauses(history))
-
-    def resume(self, pause_id: RunId) -> PauseRecord:
-        """End a pause (its nodes are leased again)."""
-        return self._call(pause_calls.resume(pause_id))
 
     def queues(self) -> list[QueueStats]:
         return self._call(calls.queues())
