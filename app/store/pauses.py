@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 
-from dagq.errors import NotFound
+from dagq.errors import Conflict, NotFound
 from dagq.models import PauseRecord
 from dagq.runtime.sqlfiles import queries
 from dagq.store.tx import QUEUED_CHANNEL, Database, notify_after_commit, transient
@@ -52,16 +52,26 @@ class PauseRepo:
 
     @transient
     def add_pause(self, *, kind: str, name: str, by: str, tenant: str | None = None,
-              scope: str | None = None, reason: str | None = None,
-              refuse_submits: bool = False) -> tuple[PauseRecord, bool]:
+                  scope: str | None = None, reason: str | None = None,
+                  refuse_submits: bool = False) -> tuple[PauseRecord, bool]:
         """Pause one thing; returns the pause and whether it is new (False: that thing
         was paused already, and that pause is returned unchanged). `scope` non-null: the
         caller may pause only that tenant's runs (a run of another tenant: NotFound).
         `tenant`: recorded as the owner (a run's is read here)."""
+        if kind == "run":  # named by its canonical id: the lease compares text
+            name = str(_run_id(name))
+        for _ in range(3):  # the active pause found by the insert resumed meanwhile: again
+            found = self._add(kind, name, by, tenant, scope, reason, refuse_submits)
+            if found is not None:
+                self.refusing_cache.forget()
+                return found
+        raise Conflict(f"{kind} {name} is being paused and resumed concurrently; try again")
+
+    def _add(self, kind: str, name: str, by: str, tenant: str | None, scope: str | None,
+             reason: str | None, refuse_submits: bool) -> tuple[PauseRecord, bool] | None:
         q = queries()
         with self.db.tx() as cur:
-            if kind == "run":  # named by its canonical id: the lease compares text
-                name = str(_run_id(name))
+            if kind == "run":
                 owner = cur.execute(q["run_owner"], {"id": name, "tenant": scope}).fetchone()
                 if owner is None:
                     raise NotFound(f"run {name} not found")
@@ -70,15 +80,11 @@ class PauseRepo:
                 "id": uuid.uuid4(), "kind": kind, "name": name, "tenant": tenant,
                 "reason": reason, "refuse_submits": refuse_submits, "created_by": by,
             }).fetchone()
-            created = row is not None
-            if row is None:
-                row = cur.execute(q["active_pause"], {"kind": kind, "name": name,
-                                                      "tenant": None}).fetchone()
-        self.refusing_cache.forget()
-        if row is None:  # resumed between the two statements: pause again
-            return self.add_pause(kind=kind, name=name, by=by, tenant=tenant, scope=scope,
-                              reason=reason, refuse_submits=refuse_submits)
-        return PauseRecord(**row), created
+            if row is not None:
+                return PauseRecord(**row), True
+            row = cur.execute(q["active_pause"], {"kind": kind, "name": name,
+                                                  "tenant": None}).fetchone()
+        return None if row is None else (PauseRecord(**row), False)
 
     @transient
     def end_pause(self, *, by: str, pause_id: uuid.UUID | None = None,

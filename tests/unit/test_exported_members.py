@@ -35,8 +35,8 @@ EXPORTED = {
     "dagq.errors": {
         "ApiError", "Conflict", "DagqError", "DatabaseUnavailable", "EmbeddedPostgresError",
         "Forbidden", "InvalidRequest", "InvalidWorkflow", "NoDatabase", "NotFound",
-        "PayloadTooLarge", "QuotaExceeded", "RateLimited", "ServerError", "TooManySignals",
-        "Unauthorized", "Unavailable", "UnexpectedReply",
+        "Paused", "PayloadTooLarge", "QuotaExceeded", "RateLimited", "ServerError",
+        "TooManySignals", "Unauthorized", "Unavailable", "UnexpectedReply",
     },
     "dagq.models": {
         "ApiKey", "ApiKeyRecord", "BulkOutcome", "ChildRun", "ExecutorInfo", "HeartbeatResult",
@@ -44,6 +44,7 @@ EXPORTED = {
         "RunStatus", "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",
         "WEBHOOK_EVENTS", "WebhookAttempt", "WebhookDelivery", "WebhookRecord",
+        "PAUSE_KINDS", "PauseKind", "PauseRecord",
     },
     "dagq.api.schemas": {
         "ApiKeyRecord", "BatchResults", "CURSOR_PATTERN", "CURSOR_TEXT", "Callback",

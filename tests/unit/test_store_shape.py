@@ -46,6 +46,8 @@ REPOSITORIES = {
     "webhooks": {"insert_webhook", "list_webhooks", "delete_webhook", "claim_deliveries",
                  "finish_attempt", "list_deliveries", "get_delivery", "redeliver",
                  "delete_callback", "prune_webhooks"},
+    "pauses": {"add_pause", "end_pause", "list_pauses", "refusing", "paused_among",
+               "active_by_kind"},
 }
 FACADE_METHODS = {"bounded", "notifying_in_background", "committing_later", "close", "ping",
                   "flush_commits"}
