@@ -83,7 +83,7 @@ def pauses_table(listed: list[PauseRecord]) -> Table:
                    "resumed"):
         table.add_column(column, overflow="fold")
     for p in listed:
-        table.add_row(str(p.id), p.kind, p.name, p.reason or "-",
+        table.add_row(str(p.id)[:8], p.kind, p.name, p.reason or "-",
                       "yes" if p.refuse_submits else "no", p.created_by, when(p.created_at),
                       when(p.resumed_at) if p.resumed_at else "-")
     return table
