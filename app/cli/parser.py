@@ -242,6 +242,9 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
                       help="errors whole (every frame of the traceback)")
     _json_flag(show)
     _add_run_actions(run_sub)
+    from dagq.cli.why import add_why_command
+
+    add_why_command(run_sub)
     events = run_sub.add_parser("events", help="a run's stored events (not its streamed "
                                 "text: `run follow`)")
     events.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)

@@ -44,7 +44,7 @@ EXPORTED = {
         "RunStatus", "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",
         "WEBHOOK_EVENTS", "WebhookAttempt", "WebhookDelivery", "WebhookRecord",
-        "PAUSE_KINDS", "PauseKind", "PauseRecord",
+        "PAUSE_KINDS", "PauseKind", "PauseRecord", "Blocked", "BlockedReason",
     },
     "dagq.api.schemas": {
         "ApiKeyRecord", "BatchResults", "CURSOR_PATTERN", "CURSOR_TEXT", "Callback",
