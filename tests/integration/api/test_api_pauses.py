@@ -105,3 +105,15 @@ def test_metrics_count_active_pauses(api: Api) -> None:
     assert found[("dagq_pauses_active", (("kind", "queue"),))] == 1
     assert found[("dagq_pauses_active", (("kind", "tenant"),))] == 1
     assert found[("dagq_pauses_active", (("kind", "run"),))] == 0
+
+
+def test_a_run_shows_why_its_nodes_wait(api: Api) -> None:
+    run_id = api.submit(api.acme)["run_id"]
+    made = pause(api, api.acme, kind="run", name=run_id, reason="looking into it")
+    body = api.client.get(f"/v1/runs/{run_id}", headers=api.acme).json()
+    nodes = {n["key"]: n["blocked"] for n in body["nodes"]}
+    assert nodes["a"]["reason"] == "paused" and "looking into it" in nodes["a"]["detail"]
+    assert nodes["a"]["since"] == made["created_at"] and nodes["a"]["until"] is None
+    assert nodes["b"] == {"reason": "dependencies", "detail": "waits for a",
+                          "since": body["created_at"], "until": None}
+    assert body["blocked"]["reason"] == "paused"
