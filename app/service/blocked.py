@@ -16,6 +16,14 @@ from dagq.states import OPEN_RUN_STATUSES
 from dagq.store import Store
 
 TERMINAL = frozenset({"succeeded", "failed", "skipped", "cancelled"})
+MAX_NAMED = 10  # dependencies named in a detail; the rest counted
+
+
+def _blocked(reason: str, detail: str, since: datetime | None,
+             until: datetime | None = None) -> Blocked:
+    """A Blocked built from values this module made (no validation: a run of 1,000
+    held nodes is read in a few milliseconds)."""
+    return Blocked.model_construct(reason=reason, detail=detail, since=since, until=until)
 
 
 def with_blocked(repo: Store, run: RunView, now: datetime | None = None) -> RunView:
@@ -27,8 +35,10 @@ def with_blocked(repo: Store, run: RunView, now: datetime | None = None) -> RunV
     pauses = _pauses(repo, run)
     unserved = {(w.executor, w.queue) for w in run.warnings if w.code == "unserved"}
     status = {n.key: n.status for n in run.nodes}
-    nodes = [n.model_copy(update={"blocked": _why(n, run, status, pauses, unserved, now)})
-             for n in run.nodes]
+    nodes = []
+    for n in run.nodes:  # (copied only when held: a big run's read stays cheap)
+        why = _why(n, run, status, pauses, unserved, now)
+        nodes.append(n if why is None else n.model_copy(update={"blocked": why}))
     blocked = [n.blocked for n in nodes if n.blocked is not None]
     # The run's reason: its earliest-blocked node's, a node held for itself (a pause, a
     # back-off, ...) before one that only waits for it (dependencies).
@@ -55,8 +65,9 @@ def _why(node: NodeView, run: RunView, status: dict[str, str],
         waiting = [d for d in node.depends_on if status.get(d) not in TERMINAL]
         if not waiting:
             return None  # (released in the same moment; a sub-workflow's start)
-        return Blocked(reason="dependencies", detail=f"waits for {', '.join(waiting)}",
-                       since=run.started_at or run.created_at)
+        named = ", ".join(waiting[:MAX_NAMED]) + (
+            f" and {len(waiting) - MAX_NAMED} more" if len(waiting) > MAX_NAMED else "")
+        return _blocked("dependencies", f"waits for {named}", run.started_at or run.created_at)
     if node.status == "waiting":
         signal = (node.wait or {}).get("signal")
         return Blocked(reason="signal" if signal else "timer",
