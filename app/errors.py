@@ -62,6 +62,13 @@ class Gone(ApiError):
     code = "gone"
 
 
+class Paused(Conflict):
+    """409: the submit would start work of a pause that refuses submits
+    (`dagq pause ... --refuse-submits`); `details` names the pause."""
+
+    code = "paused"
+
+
 class InvalidRequest(ApiError):
     """Valid JSON whose content is wrong for the operation asked."""
 

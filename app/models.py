@@ -73,6 +73,20 @@ class HeartbeatResult(_Record):
     stop: frozenset[int]  # still held, but its run has finished: stop it
 
 
+BlockedReason = Literal["dependencies", "signal", "timer", "retry_backoff", "paused",
+                        "no_worker"]
+
+
+class Blocked(_Record):
+    """Why a node does not run now: a machine-readable `reason`, a sentence, since when,
+    and until when where that is known (a back-off, a timer)."""
+
+    reason: BlockedReason
+    detail: str
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 class NodeView(_Record):
     key: str
     executor: str
@@ -100,6 +114,12 @@ class NodeView(_Record):
         None, description="a wait node's `wait`: the signal or timer it waits for")
     wait_until: datetime | None = Field(
         None, description="when its timer fires or its signal wait times out")
+    queue: str | None = None
+    available_at: datetime | None = Field(
+        None, description="a queued node: when it may start (later: a retry's back-off)")
+    blocked: Blocked | None = Field(
+        None, description="why this pending, queued or waiting node does not run now "
+                          "(docs/flow-control.md); None: nothing known holds it")
 
 
 class RunWarning(_Record):
@@ -149,6 +169,8 @@ class RunView(_Record):
     finished_at: datetime | None
     nodes: list[NodeView] | None = None
     warnings: list[RunWarning] = Field(default_factory=list)
+    blocked: Blocked | None = Field(
+        None, description="an open run: the reason of its earliest-blocked node")
     rerun_of: UUID | None = Field(None, description="the run this one reruns")
     concurrency_key: str | None = Field(
         None, description="the run's concurrency key (`path=value` from its inputs)")
@@ -257,6 +279,8 @@ class ScheduleRecord(_Record):
     last_fire_at: datetime | None
     last_run_id: UUID | None
     last_error: str | None
+    while_paused: Literal["queue", "skip"] = Field(
+        "queue", description="a firing into a pause: queue the run, or skip the firing")
 
 
 # The event types a webhook may subscribe to (issue 33): a run's end, a node's final
@@ -329,3 +353,23 @@ class EventRecord(_Record):
     created_at: datetime
     runs: list[EventRun] = []
     created: bool = True
+
+
+PauseKind = Literal["queue", "workflow", "run", "tenant"]
+PAUSE_KINDS: tuple[str, ...] = ("queue", "workflow", "run", "tenant")
+
+
+class PauseRecord(_Record):
+    """A pause (migration 039): active while `resumed_at` is None. `tenant`: whose thing
+    it pauses (a run's tenant, the tenant itself); None for a queue or a workflow."""
+
+    id: UUID
+    kind: PauseKind
+    name: str
+    tenant: str | None = None
+    reason: str | None = None
+    refuse_submits: bool = False
+    created_by: str
+    created_at: datetime
+    resumed_by: str | None = None
+    resumed_at: datetime | None = None

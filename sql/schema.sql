@@ -38,6 +38,16 @@ END
 $$;
 
 --
+-- Name: any_pause(); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.any_pause() RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT EXISTS (SELECT 1 FROM dagq.pauses p WHERE p.resumed_at IS NULL)
+$$;
+
+--
 -- Name: append_stream(jsonb); Type: FUNCTION; Schema: dagq; Owner: -
 --
 
@@ -280,6 +290,19 @@ END
 $$;
 
 --
+-- Name: node_paused(text, text, uuid); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.node_paused(p_queue text, p_tenant text, p_run uuid) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT dagq.paused_as('queue', p_queue) OR dagq.paused_as('tenant', p_tenant)
+        OR dagq.paused_as('run', p_run::text)
+        OR EXISTS (SELECT 1 FROM dagq.pauses p JOIN dagq.runs r ON r.workflow = p.name
+                   WHERE p.resumed_at IS NULL AND p.kind = 'workflow' AND r.id = p_run)
+$$;
+
+--
 -- Name: node_stream_added(); Type: FUNCTION; Schema: dagq; Owner: -
 --
 
@@ -348,6 +371,17 @@ END $$;
 CREATE FUNCTION dagq.partition_lock_key() RETURNS bigint
     LANGUAGE sql IMMUTABLE
     AS $$ SELECT 7233176213448127092::bigint $$;
+
+--
+-- Name: paused_as(text, text); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.paused_as(p_kind text, p_name text) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT EXISTS (SELECT 1 FROM dagq.pauses p
+                   WHERE p.resumed_at IS NULL AND p.kind = p_kind AND p.name = p_name)
+$$;
 
 SET default_table_access_method = heap;
 
@@ -1320,6 +1354,26 @@ ALTER TABLE dagq.node_tasks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: pauses; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.pauses (
+    id uuid NOT NULL,
+    kind text NOT NULL,
+    name text NOT NULL,
+    tenant text,
+    reason text,
+    refuse_submits boolean DEFAULT false NOT NULL,
+    created_by text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    resumed_by text,
+    resumed_at timestamp with time zone,
+    CONSTRAINT pauses_kind_check CHECK ((kind = ANY (ARRAY['queue'::text, 'workflow'::text, 'run'::text, 'tenant'::text]))),
+    CONSTRAINT pauses_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
+    CONSTRAINT pauses_reason_check CHECK ((length(reason) <= 1000))
+);
+
+--
 -- Name: workers; Type: TABLE; Schema: dagq; Owner: -
 --
 
@@ -1632,7 +1686,9 @@ CREATE TABLE dagq.schedules (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     last_fire_at timestamp with time zone,
     last_run_id uuid,
-    last_error text
+    last_error text,
+    while_paused text DEFAULT 'queue'::text NOT NULL,
+    CONSTRAINT schedules_while_paused_check CHECK ((while_paused = ANY (ARRAY['queue'::text, 'skip'::text])))
 );
 
 --
@@ -2053,6 +2109,13 @@ ALTER TABLE ONLY dagq.node_tasks
     ADD CONSTRAINT node_tasks_run_node UNIQUE (run_id, node_key);
 
 --
+-- Name: pauses pauses_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.pauses
+    ADD CONSTRAINT pauses_pkey PRIMARY KEY (id);
+
+--
 -- Name: respond_links respond_links_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
 --
 
@@ -2236,6 +2299,18 @@ CREATE INDEX node_tasks_parent ON dagq.node_tasks USING btree (parent_id, item_i
 --
 
 CREATE INDEX node_tasks_wait_deadline ON dagq.node_tasks USING btree (wait_until) WHERE (status = 'waiting'::text);
+
+--
+-- Name: pauses_active; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE UNIQUE INDEX pauses_active ON dagq.pauses USING btree (kind, name) WHERE (resumed_at IS NULL);
+
+--
+-- Name: pauses_history; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX pauses_history ON dagq.pauses USING btree (created_at);
 
 --
 -- Name: respond_links_run; Type: INDEX; Schema: dagq; Owner: -

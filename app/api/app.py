@@ -25,6 +25,7 @@ from dagq.api.routes import (
     keys,
     ops,
     pages,
+    pauses,
     runs,
     schedules,
     tenants,
@@ -116,7 +117,7 @@ def create_app(settings: Settings, url: str) -> Starlette:
         routes=one_route_per_path([
             *bulk.routes, *runs.routes, *events.routes, *workflows.routes, *ops.routes,
             *dashboard.routes, *schedules.routes, *tenants.routes, *keys.routes, *webhooks.routes,
-            *waits.routes, *triggers.routes,
+            *waits.routes, *triggers.routes, *pauses.routes,
             *pages.routes]),
         middleware=[
             Middleware(SecurityHeadersMiddleware),

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from dagq.models import PAUSE_KINDS
 from dagq.states import TERMINAL_RUN_EVENTS
 from dagq.store import Store
 
@@ -125,6 +126,8 @@ class ApiMetrics:
             "dagq_event_partitions_ahead_seconds", "Time until the end of the newest "
             "partition of dagq.run_events: below 0, event writes fail (the sweeper keeps "
             "7 days ahead)", registry=r)
+        self.pauses = Gauge("dagq_pauses_active", "Active pauses by kind (queue, workflow, "
+                            "run, tenant; docs/flow-control.md)", ["kind"], registry=r)
         self.reclaims = Counter("dagq_lease_reclaims", "Expired leases taken back by the "
                                 "sweeper", registry=r)
         self.node_duration = Histogram("dagq_node_duration_seconds", "Node attempt duration "
@@ -181,6 +184,9 @@ class ApiMetrics:
         self.nodes.labels("queued").set(sum(r["queued"] + r["delayed"] for r in stats))
         self.nodes.labels("running").set(sum(r["running"] for r in stats))
         self.nodes.labels("waiting").set(gauges["nodes_waiting"])  # wait nodes
+        active = repo.pauses.active_by_kind()
+        for kind in PAUSE_KINDS:  # every kind, 0 too: an alert can compare against 0
+            self.pauses.labels(kind).set(active.get(kind, 0))
         self._refresh_tenants(repo.ops.queue_tenants())
 
     def _refresh_tenants(self, rows: list[dict]) -> None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from dagq import __version__
-from dagq.api import openapi_events, openapi_waits, openapi_webhooks
+from dagq.api import openapi_events, openapi_pauses, openapi_waits, openapi_webhooks
 from dagq.api import schemas as s
 from dagq.api.openapi_parts import (
     LISTED_ITEM,
@@ -327,16 +327,18 @@ def _key_paths() -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     _, defs = models_json_schema(
         [(m, "validation") for m in INPUT_MODELS + openapi_webhooks.INPUT_MODELS
-         + openapi_waits.INPUT_MODELS + openapi_events.INPUT_MODELS]
+         + openapi_waits.INPUT_MODELS + openapi_events.INPUT_MODELS
+         + openapi_pauses.INPUT_MODELS]
         + [(m, "serialization") for m in OUTPUT_MODELS + openapi_webhooks.OUTPUT_MODELS
-           + openapi_waits.OUTPUT_MODELS + openapi_events.OUTPUT_MODELS],
+           + openapi_waits.OUTPUT_MODELS + openapi_events.OUTPUT_MODELS
+           + openapi_pauses.OUTPUT_MODELS],
         ref_template=REF,
     )
     paths = {**_workflow_paths(), **_run_paths(), **_bulk_paths(), **_rerun_paths(),
              **_event_paths(),
              **_ops_paths(), **_schedule_paths(), **_tenant_paths(),
              **openapi_webhooks.webhook_paths(), **openapi_waits.wait_paths(),
-             **openapi_events.event_paths()}
+             **openapi_events.event_paths(), **openapi_pauses.pause_paths()}
     return {
         "openapi": "3.2.0",
         "info": {"title": "dagq", "version": __version__,

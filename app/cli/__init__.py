@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    from dagq.cli import commands, emit, processes, webhooks
+    from dagq.cli import commands, emit, pauses, processes, webhooks
 
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "up": processes.up, "db": processes.db, "api": processes.api,
@@ -54,5 +54,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "run": commands.run, "schedules": commands.schedules, "tenants": commands.tenants,
         "signal": commands.signal, "workflows": commands.workflows,
         "webhooks": webhooks.webhooks, "emit": emit.emit,
+        "pause": pauses.pauses, "resume": pauses.pauses, "pauses": pauses.pauses,
     }
     return handlers[args.command](args, settings)

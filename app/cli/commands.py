@@ -129,8 +129,9 @@ def _confirm(action: str, run_filter: service.RunFilter) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """`dagq run show|follow|rerun|resolve|cancel|retry|events RUN_ID`."""
+    """`dagq run show|why|follow|rerun|resolve|cancel|retry|events RUN_ID`."""
     from dagq.cli import views
+    from dagq.cli.why import print_why
 
     ref = service.parse_run_ref(args.run_id)
     if args.run_command == "rerun":
@@ -160,6 +161,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.run_command == "events":
             return views.events_list(b.events(run_id, args.after), as_json=args.json)
         found = b.run(run_id)
+    if args.run_command == "why":
+        return print_why(found, as_json=args.json)
     if args.json:
         views.print_json(found.model_dump(mode="json"))
     else:
@@ -241,7 +244,7 @@ def schedules(args: argparse.Namespace, settings: Settings) -> int:
             created = service.create_schedule(
                 repo, tenant=args.tenant, workflow=workflow_file(args.workflow),
                 cron=args.cron, inputs=parse_json_arg(args.inputs, "--inputs"),
-                timezone=args.timezone)
+                timezone=args.timezone, while_paused=args.while_paused)
             print(created.schedule_id)
         elif args.schedules_command == "list":
             listed = repo.schedules.list_schedules(None)

@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_admin_commands(sub)
     _add_webhook_commands(sub)
     _add_emit_command(sub)
+    from dagq.cli.pauses import add_pause_commands
+
+    add_pause_commands(sub)
 
     from dagq.bench.args import add_bench_arguments
 
@@ -240,6 +243,9 @@ def _add_run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
                       help="errors whole (every frame of the traceback)")
     _json_flag(show)
     _add_run_actions(run_sub)
+    from dagq.cli.why import add_why_command
+
+    add_why_command(run_sub)
     events = run_sub.add_parser("events", help="a run's stored events (not its streamed "
                                 "text: `run follow`)")
     events.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
@@ -324,6 +330,7 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     sched_create.add_argument("--timezone", default="UTC")
     sched_create.add_argument("--inputs", default=None, help="run inputs as JSON")
     sched_create.add_argument("--tenant", default="default")
+    sched_create.add_argument("--while-paused", choices=("queue", "skip"), default="queue")
     _json_flag(sched_sub.add_parser("list", help="all schedules"))
     sched_delete = sched_sub.add_parser("delete", help="delete a schedule")
     sched_delete.add_argument("schedule_id", metavar="SCHEDULE_ID")

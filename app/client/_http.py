@@ -23,6 +23,7 @@ from dagq.errors import (
     InvalidRequest,
     InvalidWorkflow,
     NotFound,
+    Paused,
     PayloadTooLarge,
     RateLimited,
     ServerError,
@@ -46,7 +47,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     503: Unavailable, 504: Unavailable,
 }
 _BY_CODE: dict[str, type[ApiError]] = {"invalid_workflow": InvalidWorkflow,
-                                        "too_many_signals": TooManySignals}
+                                        "too_many_signals": TooManySignals, "paused": Paused}
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 # The request never left this machine: retrying it cannot do anything twice.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)

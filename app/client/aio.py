@@ -27,6 +27,7 @@ from dagq.client._http import (
     transport_error,
     unexpected_reply,
 )
+from dagq.client._pause_calls import AsyncPauseMethods
 from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.client.triggers import AsyncEventCalls
@@ -51,7 +52,7 @@ T = TypeVar("T")
 RunId = uuid.UUID | str
 
 
-class AsyncClient(AsyncWaitCalls, AsyncEventCalls, AsyncWebhookMethods):
+class AsyncClient(AsyncWaitCalls, AsyncEventCalls, AsyncWebhookMethods, AsyncPauseMethods):
     """As `dagq.Client`, with coroutines and async iterators:
     `async with AsyncClient() as dagq: run = await dagq.wait((await dagq.submit(...)).run_id)`.
     """
@@ -228,6 +229,7 @@ class AsyncClient(AsyncWaitCalls, AsyncEventCalls, AsyncWebhookMethods):
     async def revoke_key(self, key_id: RunId) -> ApiKeyRecord:
         """Revoke an API key for good (admin keys only); again changes nothing."""
         return await self._call(calls.revoke_key(key_id))
+
 
     async def queues(self) -> list[QueueStats]:
         return await self._call(calls.queues())

@@ -29,6 +29,7 @@ from dagq.client._http import (
     transport_error,
     unexpected_reply,
 )
+from dagq.client._pause_calls import PauseMethods
 from dagq.client.events import Event, EventCursor, stream_ended_early
 from dagq.client.text import TextFollower, TextPiece, runs_again
 from dagq.client.triggers import EventCalls
@@ -54,7 +55,7 @@ RunId = uuid.UUID | str
 _REOPEN = object()  # a wait() stream closed to reopen it with a shorter read timeout
 
 
-class Client(WaitCalls, EventCalls, WebhookMethods):
+class Client(WaitCalls, EventCalls, WebhookMethods, PauseMethods):
     """A dagq API client. `url` and `api_key` default to $DAGQ_URL and $DAGQ_API_KEY.
 
     Use it as a context manager, or call `close()`. Errors are `dagq.errors.ApiError`
@@ -262,6 +263,7 @@ class Client(WaitCalls, EventCalls, WebhookMethods):
     def revoke_key(self, key_id: RunId) -> ApiKeyRecord:
         """Revoke an API key for good (admin keys only); again changes nothing."""
         return self._call(calls.revoke_key(key_id))
+
 
     def queues(self) -> list[QueueStats]:
         return self._call(calls.queues())

@@ -19,6 +19,7 @@ from dagq.models import (
     RunWarning,
     SignalResult,
 )
+from dagq.service.blocked import with_blocked
 from dagq.service.waits import check_signal_data
 from dagq.spec.rerun_plan import check_body
 from dagq.spec.workflow import (
@@ -37,9 +38,10 @@ def run_warnings(repo: Store, run: RunView) -> list[RunWarning]:
 
 
 def get_run(repo: Store, run_id: uuid.UUID, tenant: str | None = None) -> RunView:
-    """A run with its nodes and warnings (GET /v1/runs/{id}, `dagq run show`)."""
+    """A run with its nodes, warnings and blocked reasons (GET /v1/runs/{id}, `dagq run
+    show`, `dagq run why`)."""
     run = repo.runs.get_run(run_id, tenant)
-    return run.model_copy(update={"warnings": run_warnings(repo, run)})
+    return with_blocked(repo, run.model_copy(update={"warnings": run_warnings(repo, run)}))
 
 
 def cancel_run(repo: Store, run_id: uuid.UUID, tenant: str | None) -> str:

@@ -13,6 +13,7 @@ from dagq.errors import DagqError, InvalidRequest
 from dagq.models import (
     SubmitResult,
 )
+from dagq.service import pauses
 from dagq.service.workflows import (
     allow_test_executors,
     resolve_workflow,
@@ -26,6 +27,7 @@ from dagq.spec.workflow import (
 )
 from dagq.store import NewRun, Stale, Store
 from dagq.store.new_runs import RunTemplate
+from dagq.store.submissions import Outcome
 from dagq.traceparent import check_traceparent
 
 SPEC_CACHE_TTL_S = 2.0  # as old as the known-executors list a submission may use
@@ -192,7 +194,7 @@ def submit_many(repo: Store, runs: list[NewRun], requests: list[SubmitRequest],
     the same transaction, and a refused run gets its 429 and writes nothing). A run whose
     "latest" version went stale is resolved again from the database and written again."""
     limited = cache.limited_tenants(repo) if cache is not None else repo.tenants.limited_tenants()
-    outcomes = repo.submissions.submit_runs(runs, limited)
+    outcomes = _write(repo, runs, limited)
     for _ in range(STALE_RETRIES):
         stale = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, Stale)]
         if not stale:
@@ -206,7 +208,20 @@ def submit_many(repo: Store, runs: list[NewRun], requests: list[SubmitRequest],
                 again.append((i, prepare(repo, requests[i], cache)))
             except DagqError as exc:
                 outcomes[i] = exc
-        retried = repo.submissions.submit_runs([run for _, run in again], limited)
+        retried = _write(repo, [run for _, run in again], limited)
         for (i, _), outcome in zip(again, retried, strict=True):
             outcomes[i] = outcome
     return outcomes
+
+
+def _write(repo: Store, runs: list[NewRun],
+           limited: frozenset[str]) -> list[Outcome]:
+    """submit_runs, but a run that falls into a pause refusing submits gets its 409
+    `paused` and writes nothing (dagq.service.pauses)."""
+    refusing = repo.pauses.refusing()
+    found = [pauses.refused(refusing, run) for run in runs]
+    if not any(found):
+        return repo.submissions.submit_runs(runs, limited)
+    written = iter(repo.submissions.submit_runs(
+        [run for run, f in zip(runs, found, strict=True) if f is None], limited))
+    return [next(written) if f is None else pauses.refusal(f) for f in found]

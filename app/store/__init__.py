@@ -22,7 +22,8 @@ one handle over one `Database` (one pool), with one repository per concern:
   results, counters, dead letters), `webhooks` (subscriptions and their outbox of
   deliveries), `waits` (open signal waits with their forms; respond links), `triggers`
   (events and the runs they started), `submit_requests` (runs submitted from SQL, made
-  by the sweeper), `traces` (what a tracing worker's attempt spans need)
+  by the sweeper), `traces` (what a tracing worker's attempt spans need), `pauses`
+  (pauses of a queue, workflow, run or tenant)
 - `bulk` (a repository too): a batch of runs cancelled in one transaction
 
 Every public method is one short transaction unless its docstring says otherwise. Node
@@ -55,6 +56,7 @@ from dagq.store.new_runs import NewRun, Stale
 from dagq.store.notifier import BackgroundNotifier
 from dagq.store.ops import OpsRepo
 from dagq.store.partitions import PartitionRepo
+from dagq.store.pauses import PauseRepo, RefusingPauses
 from dagq.store.reruns import RerunRepo
 from dagq.store.resume import ResumeRepo
 from dagq.store.runs import RunRepo
@@ -83,6 +85,7 @@ class Caches:
     tenant_caps: TenantCaps = field(default_factory=TenantCaps)
     lock_dodge: LockDodge = field(default_factory=LockDodge)
     fleet: FleetCache = field(default_factory=FleetCache)
+    refusing_pauses: RefusingPauses = field(default_factory=RefusingPauses)
 
 
 class Store:
@@ -124,6 +127,7 @@ class Store:
         self.triggers = TriggerRepo(db, m)
         self.submit_requests = SubmitRequestRepo(db)
         self.traces = TraceRepo(db)
+        self.pauses = PauseRepo(db, caches.refusing_pauses)
 
     def bounded(self, seconds: float) -> Store:
         """This store (same pool, same caches), for calls that must give up after about

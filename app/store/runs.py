@@ -73,7 +73,8 @@ def _node_view(n: dict[str, Any]) -> NodeView:
         items_done=(n["map_items"] - (n["map_remaining"] or 0)) if n["map_items"] else None,
         items_failed=n["map_failed"] if n["map_items"] else None,
         items_succeeded=n["items_succeeded"] if n["items"] else None,
-        wait=n["wait_spec"], wait_until=n["wait_until"],
+        wait=n["wait_spec"], wait_until=n["wait_until"], queue=n["queue"],
+        available_at=n["available_at"],
     )
 
 

@@ -28,13 +28,13 @@ class ScheduleRepo:
     @transient
     def insert_schedule(
         self, *, tenant: str, workflow: Any, version: int | None, cron: str, timezone: str,
-        inputs: Any,
+        inputs: Any, while_paused: str = "queue",
     ) -> ScheduleRecord:
         with self.db.tx() as cur:
             row = cur.execute(queries()["insert_schedule"], {
                 "id": uuid.uuid4(), "tenant": tenant, "workflow": Jsonb(workflow),
                 "version": version, "cron": cron, "timezone": timezone,
-                "inputs": Jsonb(inputs),
+                "inputs": Jsonb(inputs), "while_paused": while_paused,
             }).fetchone()
         return _schedule(row)
 

@@ -14,6 +14,8 @@
 -- this queue + rank) / weight, so starts are shared in proportion to the weights.
 -- A tenant with max_running_nodes is leased only when the caller locked its row
 -- (`capped`, lock_capped_tenants), within max_running_nodes - its running nodes.
+-- Paused nodes (dagq.node_paused: queue, workflow, run, tenant; migration 039) are
+-- skipped; with no pause at all that is one probe of an empty index per statement.
 WITH RECURSIVE tenants AS (
     (SELECT f.tenant FROM dagq.node_tasks f
      WHERE f.status = 'queued' AND f.queue = %(queue)s ORDER BY f.tenant LIMIT 1)
@@ -53,15 +55,19 @@ WITH RECURSIVE tenants AS (
         WHERE c.status = 'queued' AND c.queue = %(queue)s AND c.tenant = sh.tenant
           AND c.available_at <= now()
           AND (%(executors)s::text[] IS NULL OR c.executor = ANY (%(executors)s::text[]))
+          AND (NOT (SELECT dagq.any_pause()) OR NOT dagq.node_paused(c.queue, c.tenant, c.run_id))
         ORDER BY c.priority DESC, c.available_at, c.id
         LIMIT sh.take
     ) h
 )
 SELECT * FROM dagq.start_leases(CASE
+    -- a paused queue: nothing, without walking its rows
+    WHEN (SELECT dagq.any_pause()) AND dagq.paused_as('queue', %(queue)s) THEN '{}'::bigint[]
     WHEN (SELECT e.first IS NOT DISTINCT FROM e.last FROM ends e) THEN ARRAY(
         SELECT c.id FROM dagq.node_tasks c
         WHERE c.status = 'queued' AND c.queue = %(queue)s AND c.available_at <= now()
           AND (%(executors)s::text[] IS NULL OR c.executor = ANY (%(executors)s::text[]))
+          AND (NOT (SELECT dagq.any_pause()) OR NOT dagq.node_paused(c.queue, c.tenant, c.run_id))
         ORDER BY c.priority DESC, c.available_at, c.id
         LIMIT (SELECT dagq.tenant_allowance(s.name, s.max_running_nodes, %(capped)s::text[],
                                             %(limit)s)
@@ -94,6 +100,7 @@ SELECT * FROM dagq.start_leases(ARRAY(
       AND (%(executors)s::text[] IS NULL OR c.executor = ANY (%(executors)s::text[]))
       AND NOT EXISTS (SELECT 1 FROM dagq.tenants s
                       WHERE s.name = c.tenant AND s.max_running_nodes IS NOT NULL)
+      AND (NOT (SELECT dagq.any_pause()) OR NOT dagq.node_paused(c.queue, c.tenant, c.run_id))
       AND EXISTS (SELECT 1 FROM dagq.runs r WHERE r.id = c.run_id
                   FOR NO KEY UPDATE SKIP LOCKED)
     ORDER BY c.priority DESC, c.available_at, c.id
@@ -122,6 +129,8 @@ SELECT * FROM dagq.start_leases(ARRAY(
       -- a tenant with max_running_nodes is leased only by lease_nodes, under its lock
       AND NOT EXISTS (SELECT 1 FROM dagq.tenants s
                       WHERE s.name = c.tenant AND s.max_running_nodes IS NOT NULL)
+      -- a paused queue, workflow, run or tenant: not handed off either
+      AND (NOT (SELECT dagq.any_pause()) OR NOT dagq.node_paused(c.queue, c.tenant, c.run_id))
     FOR UPDATE OF c SKIP LOCKED
 ), %(worker)s, %(ttl_s)s)
 

@@ -27,7 +27,7 @@ FROM dagq.runs WHERE id = %(run_id)s FOR NO KEY UPDATE
 -- The nodes of a run (map items excluded), in insertion order; a map node's items
 -- counted, and those that succeeded (what a retry of its failed items keeps).
 SELECT id, node_key, executor, queue, status, attempts, max_attempts, depends_on, queued_at,
-       started_at, finished_at, outputs, error, lease_owner, lease_expires_at,
+       started_at, finished_at, outputs, error, lease_owner, lease_expires_at, available_at,
        map_remaining, map_items, map_failed, wait_spec, wait_until, i.items,
        i.items_succeeded
 FROM dagq.node_tasks t

@@ -4,19 +4,21 @@
 -- dagq.store.schedules.
 
 -- name: insert_schedule
-INSERT INTO dagq.schedules (id, tenant, workflow, version, cron, timezone, inputs)
-VALUES (%(id)s, %(tenant)s, %(workflow)s, %(version)s, %(cron)s, %(timezone)s, %(inputs)s)
+INSERT INTO dagq.schedules (id, tenant, workflow, version, cron, timezone, inputs,
+                            while_paused)
+VALUES (%(id)s, %(tenant)s, %(workflow)s, %(version)s, %(cron)s, %(timezone)s, %(inputs)s,
+        %(while_paused)s)
 RETURNING id, tenant, workflow, version, cron, timezone, inputs, created_at, last_fire_at,
-          last_run_id, last_error
+          last_run_id, last_error, while_paused
 
 -- name: get_schedule
 SELECT id, tenant, workflow, version, cron, timezone, inputs, created_at, last_fire_at,
-       last_run_id, last_error
+       last_run_id, last_error, while_paused
 FROM dagq.schedules WHERE id = %(id)s
 
 -- name: list_schedules
 SELECT id, tenant, workflow, version, cron, timezone, inputs, created_at, last_fire_at,
-       last_run_id, last_error
+       last_run_id, last_error, while_paused
 FROM dagq.schedules WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
 ORDER BY created_at, id
 

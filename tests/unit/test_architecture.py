@@ -248,6 +248,7 @@ STORE_WRITES = frozenset({
     "delete_callback", "prune_webhooks",
     "insert_links", "respond",
     "write_event", "expand_due", "prune_events", "prune_submit_requests",
+    "add_pause", "end_pause",
 })
 STORE_READS = frozenset({
     "bounded", "notifying_in_background", "committing_later", "close", "ping",
@@ -263,6 +264,7 @@ STORE_READS = frozenset({
     "list_webhooks", "list_deliveries", "get_delivery",
     "run_waits", "open_waits", "signal_forms", "respond_link",
     "subscribed", "get_event", "attempt_traces",
+    "list_pauses", "refusing", "paused_among", "active_by_kind",
 })
 WRITES_THROUGH_THE_SERVICE = {"dagq.api", "dagq.cli"}
 

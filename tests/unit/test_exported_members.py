@@ -35,8 +35,8 @@ EXPORTED = {
     "dagq.errors": {
         "ApiError", "Conflict", "DagqError", "DatabaseUnavailable", "EmbeddedPostgresError",
         "Forbidden", "Gone", "InvalidRequest", "InvalidWorkflow", "NoDatabase", "NotFound",
-        "PayloadTooLarge", "QuotaExceeded", "RateLimited", "ServerError", "TooManySignals",
-        "Unauthorized", "Unavailable", "UnexpectedReply",
+        "Paused", "PayloadTooLarge", "QuotaExceeded", "RateLimited", "ServerError",
+        "TooManySignals", "Unauthorized", "Unavailable", "UnexpectedReply",
     },
     "dagq.models": {
         "ApiKey", "ApiKeyRecord", "BulkOutcome", "ChildRun", "EventRecord", "EventRun",
@@ -45,6 +45,7 @@ EXPORTED = {
         "RunStatus", "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",
         "WEBHOOK_EVENTS", "WebhookAttempt", "WebhookDelivery", "WebhookRecord",
+        "PAUSE_KINDS", "PauseKind", "PauseRecord", "Blocked", "BlockedReason",
     },
     "dagq.api.schemas": {
         "ApiKeyRecord", "BatchResults", "CURSOR_PATTERN", "CURSOR_TEXT", "Callback",

@@ -52,6 +52,8 @@ REPOSITORIES = {
     "triggers": {"subscribed", "write_event", "get_event", "prune_events"},
     "submit_requests": {"expand_due", "prune_submit_requests"},
     "traces": {"attempt_traces"},
+    "pauses": {"add_pause", "end_pause", "list_pauses", "refusing", "paused_among",
+               "active_by_kind"},
 }
 FACADE_METHODS = {"bounded", "notifying_in_background", "committing_later", "close", "ping",
                   "flush_commits"}

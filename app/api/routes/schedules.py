@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +33,9 @@ class CreateScheduleBody(BaseModel):
     inputs: Any = Field(None, description="inputs of every run it submits")
     timezone: str = Field("UTC", min_length=1, max_length=64, description="IANA zone name")
     version: int | None = Field(None, ge=1, le=2_147_483_647)
+    while_paused: Literal["queue", "skip"] = Field(
+        "queue", description="a firing while its run would be paused (docs/flow-control.md): "
+                             "submit it to wait in the pause, or skip the firing")
 
 
 class ScheduleCreated(BaseModel):
@@ -53,7 +56,7 @@ async def create_schedule(request: Request) -> JSONResponse:
     record = await run_in_threadpool(
         service.create_schedule, request.app.state.repo, tenant=key.tenant,
         workflow=body.workflow, cron=body.cron, inputs=body.inputs, timezone=body.timezone,
-        version=body.version,
+        version=body.version, while_paused=body.while_paused,
     )
     return JSONResponse(ScheduleCreated(schedule_id=record.schedule_id).model_dump(mode="json"),
                         status_code=201)

@@ -7,6 +7,7 @@ import { api, ApiError, query } from "./api.js";
 import { bulkBar } from "./bulk_actions.js";
 import { badge, fill, fmtAgo, fmtDuration, fmtTime, h, shortId, span } from "./dom.js";
 import { opsPanel } from "./ops_panel.js";
+import { pausedBadge, pausesPanel } from "./pauses_panel.js";
 import { clearError, every, rememberListHash, showError, viewEl } from "./shell.js";
 import { RUN_STATUSES } from "./states.js";
 
@@ -32,6 +33,7 @@ export function runsPage(route) {
   };
   page.el = buildRunsView(page);
   const stopOps = opsPanel(page.el.queuesBox, page.el.workersBox, page.controller.signal);
+  const stopPauses = pausesPanel(page.el.pausesBox, page.controller.signal);
   const stopList = every(LIST_REFRESH_MS, () => { if (page.live) refresh(page); });
   refresh(page);
   loadWorkflows(page);
@@ -40,6 +42,7 @@ export function runsPage(route) {
       page.controller.abort();
       stopList();
       stopOps();
+      stopPauses();
     },
   };
 }
@@ -151,6 +154,7 @@ function buildRunsView(page) {
 
   const queuesBox = h("div", { class: "ops-body" }, h("p", { class: "muted" }, "Loading…"));
   const workersBox = h("div", { class: "ops-body" }, h("p", { class: "muted" }, "Loading…"));
+  const pausesBox = h("div", { class: "ops-body", id: "pauses-box" }, h("p", { class: "muted" }, "Loading…"));
 
   viewEl.append(h("section", { class: "runs-page" },
     h("div", { class: "main-col" },
@@ -158,8 +162,9 @@ function buildRunsView(page) {
       h("div", { class: "toolbar" }, chips, wfInput, names, metaBox, liveLabel, bulk),
       h("div", { class: "table-wrap" }, table), empty, more),
     h("aside", { class: "ops", "aria-label": "Queues and workers" },
-      h("h2", {}, "Queues"), queuesBox, h("h2", {}, "Workers"), workersBox)));
-  return { names, updated, tbody, empty, more, queuesBox, workersBox, bulk,
+      h("h2", {}, "Queues"), queuesBox, h("h2", {}, "Pauses"), pausesBox,
+      h("h2", {}, "Workers"), workersBox)));
+  return { names, updated, tbody, empty, more, queuesBox, workersBox, pausesBox, bulk,
     metaNote: metaBox.querySelector("#meta-note") };
 }
 
@@ -190,7 +195,7 @@ function runRow(r) {
   h("td", { class: "mono" }, h("a", { href, title: r.run_id }, shortId(r.run_id))),
   h("td", { class: "wf" }, r.workflow, r.workflow_version ? h("span", { class: "ver" }, ` v${r.workflow_version}`) : null,
     r.event_key ? h("span", { class: "sub muted", title: "event key" }, ` ${r.event_key}`) : null),
-  h("td", {}, badge(r.status)),
+  h("td", {}, badge(r.status), r.status === "queued" || r.status === "running" ? pausedBadge(r) : null),
   h("td", { class: "progress-cell" },
     h("div", { class: "progress", title: `${done} of ${r.nodes_total} nodes finished` },
       h("div", { class: `bar st-${r.status}`, style: `width:${pct}%` })),
