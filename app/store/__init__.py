@@ -20,7 +20,7 @@ one handle over one `Database` (one pool), with one repository per concern:
   (workers, executors, queues), `schedules`, `tenants` (and API keys), `ops` (queue
   statistics, readiness, metrics, the event tail), `messages` (plain Dramatiq messages,
   results, counters, dead letters), `webhooks` (subscriptions and their outbox of
-  deliveries)
+  deliveries), `usage` (the cost ledger: model usage per attempt, price tables)
 
 Every public method is one short transaction unless its docstring says otherwise. Node
 rows are always locked before the run row (`lock_run`), and every transaction that
@@ -60,6 +60,7 @@ from dagq.store.streams import StreamRepo
 from dagq.store.submissions import SubmissionRepo
 from dagq.store.tenants import TenantRepo
 from dagq.store.tx import TRANSIENT_RETRY_S, Database, transient
+from dagq.store.usage import UsageRepo
 from dagq.store.webhooks import WebhookRepo
 from dagq.store.workflows import WorkflowRepo
 
@@ -111,6 +112,7 @@ class Store:
         self.ops = OpsRepo(db)
         self.messages = MessageRepo(db, m)
         self.webhooks = WebhookRepo(db)
+        self.usage = UsageRepo(db)
 
     def bounded(self, seconds: float) -> Store:
         """This store (same pool, same caches), for calls that must give up after about

@@ -27,6 +27,8 @@ from dagq.store.tx import (
     notify_event_streams,
     transient,
 )
+from dagq.store.usage import write_usage
+from dagq.usage import UsageRecord
 
 log = logging.getLogger("dagq.store")
 
@@ -62,6 +64,7 @@ class Completion:
     outputs: Any
     wake_queue: str | None = None
     run_id: uuid.UUID | None = None  # its run (the batcher commits locked runs apart)
+    usage: tuple[UsageRecord, ...] = ()  # the attempt's usage() calls, written with it
 
 
 def _allowance(cap: dict[str, Any], running: int) -> tuple[int, float | None]:
@@ -268,6 +271,7 @@ class LeaseRepo:
         """complete_and_lease's transaction: the ids recorded and the hand-off's rows."""
         q = queries()
         ordered = sorted(items, key=lambda c: c.node_id)
+        write_usage(cur, [u for c in ordered for u in c.usage])  # before: the fence
         rows = cur.execute(q["complete_nodes"], {"items": Jsonb([
             {"id": c.node_id, "version": c.version, "outputs": c.outputs}
             for c in ordered])}).fetchall()
@@ -325,11 +329,14 @@ class LeaseRepo:
     def fail(
         self, node_id: int, version: int, error: dict[str, Any], *, retryable: bool = True,
         cancelled: bool = False, wake_queue: str | None = None, delay_s: float | None = None,
+        usage: tuple[UsageRecord, ...] = (),
     ) -> str:
         """A failed (or cancelled) attempt. Returns 'retry', 'failed', 'cancelled' or
         'stale' (the fence did not match: nothing changed). `delay_s`: the retry's delay
-        when the caller chose it (a plain Dramatiq actor's backoff), else the node's."""
+        when the caller chose it (a plain Dramatiq actor's backoff), else the node's.
+        `usage`: the attempt's usage() calls, written first (fenced like the outcome)."""
         with self.db.tx() as cur:
+            write_usage(cur, usage)
             outcome = self.m.failures.fail_attempt(
                 cur, node_id, version, error, retryable=retryable, cancelled=cancelled,
                 delay_s=delay_s)

@@ -244,6 +244,7 @@ STORE_WRITES = frozenset({
     "dead_letter_unserved",
     "insert_webhook", "delete_webhook", "claim_deliveries", "finish_attempt", "redeliver",
     "delete_callback", "prune_webhooks",
+    "record_usage", "put_prices",
 })
 STORE_READS = frozenset({
     "bounded", "notifying_in_background", "committing_later", "close", "ping",
@@ -257,6 +258,7 @@ STORE_READS = frozenset({
     "queue_unfinished", "queued_message_runs", "first_failure_since", "database_now",
     "get_result", "counter_value", "unserved_actors",
     "list_webhooks", "list_deliveries", "get_delivery",
+    "run_usage", "get_costs", "usage_tail", "last_usage_id",
 })
 WRITES_THROUGH_THE_SERVICE = {"dagq.api", "dagq.cli"}
 

@@ -19,7 +19,7 @@ import pytest
 EXPORTED = {
     "dagq": {
         "AsyncClient", "Client", "FatalError", "PostgresBroker", "PostgresRateLimiterBackend",
-        "PostgresResultBackend", "Workflow", "current_node", "executor",
+        "PostgresResultBackend", "Workflow", "current_node", "executor", "usage_from",
     },
     "dagq.client": {
         "AsyncClient", "Client", "Event", "RetryPolicy", "StreamEvent", "TERMINAL_RUN_EVENTS",

@@ -46,6 +46,8 @@ REPOSITORIES = {
     "webhooks": {"insert_webhook", "list_webhooks", "delete_webhook", "claim_deliveries",
                  "finish_attempt", "list_deliveries", "get_delivery", "redeliver",
                  "delete_callback", "prune_webhooks"},
+    "usage": {"record_usage", "run_usage", "put_prices", "get_costs", "usage_tail",
+              "last_usage_id"},
 }
 FACADE_METHODS = {"bounded", "notifying_in_background", "committing_later", "close", "ping",
                   "flush_commits"}
