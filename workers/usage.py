@@ -49,6 +49,11 @@ class UsageMeter:
             self._records.append(record)
         return record
 
+    def recorded(self) -> list[UsageRecord]:
+        """The records not yet taken (dagq.testing's fake node shows them)."""
+        with self._lock:
+            return list(self._records)
+
     def take(self) -> tuple[UsageRecord, ...]:
         """The records not yet handed to a write (each is handed once)."""
         with self._lock:

@@ -36,9 +36,10 @@ def run_warnings(repo: Store, run: RunView) -> list[RunWarning]:
 
 
 def get_run(repo: Store, run_id: uuid.UUID, tenant: str | None = None) -> RunView:
-    """A run with its nodes and warnings (GET /v1/runs/{id}, `dagq run show`)."""
+    """A run with its nodes, warnings and usage (GET /v1/runs/{id}, `dagq run show`)."""
     run = repo.runs.get_run(run_id, tenant)
-    return run.model_copy(update={"warnings": run_warnings(repo, run)})
+    return run.model_copy(update={"warnings": run_warnings(repo, run),
+                                  "usage": repo.usage.run_usage(run.run_id)})
 
 
 def cancel_run(repo: Store, run_id: uuid.UUID, tenant: str | None) -> str:

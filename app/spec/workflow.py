@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from dagq.errors import InvalidWorkflow
+from dagq.spec.budget import Budget
 
 KEY_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 # Dramatiq queue names must start with a letter or an underscore.
@@ -183,6 +184,7 @@ class WorkflowSpec(_Strict):
     defaults: Defaults = Defaults()
     fail_fast: bool = True
     concurrency: Concurrency | None = None
+    budget: Budget | None = None  # what each run may spend (docs/cost.md)
     nodes: dict[str, NodeSpec] = Field(json_schema_extra={
         "minProperties": 1, "maxProperties": MAX_NODES, "propertyNames": NODE_KEY_SCHEMA})
 

@@ -20,7 +20,8 @@ one handle over one `Database` (one pool), with one repository per concern:
   (workers, executors, queues), `schedules`, `tenants` (and API keys), `ops` (queue
   statistics, readiness, metrics, the event tail), `messages` (plain Dramatiq messages,
   results, counters, dead letters), `webhooks` (subscriptions and their outbox of
-  deliveries), `usage` (the cost ledger: model usage per attempt, price tables)
+  deliveries), `usage` (the cost ledger: model usage per attempt, price tables), `budgets`
+  (passed budgets enforced, tenants' daily budgets)
 
 Every public method is one short transaction unless its docstring says otherwise. Node
 rows are always locked before the run row (`lock_run`), and every transaction that
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from psycopg_pool import ConnectionPool
 
 from dagq.runtime.sqlfiles import queries
+from dagq.store.budgets import BudgetRepo
 from dagq.store.fleet import FleetCache, FleetRepo
 from dagq.store.leases import Completion, Handoff, LeaseRepo, TenantCaps
 from dagq.store.lock_waits import LockDodge, RunsLocked
@@ -112,7 +114,8 @@ class Store:
         self.ops = OpsRepo(db)
         self.messages = MessageRepo(db, m)
         self.webhooks = WebhookRepo(db)
-        self.usage = UsageRepo(db)
+        self.usage = UsageRepo(db, m)
+        self.budgets = BudgetRepo(db, m)
 
     def bounded(self, seconds: float) -> Store:
         """This store (same pool, same caches), for calls that must give up after about

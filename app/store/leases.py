@@ -16,6 +16,7 @@ from dagq.models import (
     LeasedNode,
 )
 from dagq.runtime.sqlfiles import queries
+from dagq.store.budgets import enforce_budgets
 from dagq.store.lock_waits import LockDodge, RunsLocked
 from dagq.store.machine import Machine
 from dagq.store.machine.unit import UnitOfWork
@@ -27,7 +28,7 @@ from dagq.store.tx import (
     notify_event_streams,
     transient,
 )
-from dagq.store.usage import write_usage
+from dagq.store.usage import charge_usage
 from dagq.usage import UsageRecord
 
 log = logging.getLogger("dagq.store")
@@ -53,6 +54,7 @@ class HandedOff:
     than let them expire (`_adopt`). Owned by one `complete_and_lease` call."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
+    over_budget: list[uuid.UUID] = field(default_factory=list)  # runs its usage took past
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,10 @@ class LeaseRepo:
 
         `wait_for_locks` false: a lock wait that times out raises RunsLocked at once
         instead of being retried (the caller commits the other runs apart)."""
-        return self._complete_and_lease(items, handoff, HandedOff(), wait_for_locks)
+        earlier = HandedOff()
+        outcome = self._complete_and_lease(items, handoff, earlier, wait_for_locks)
+        enforce_budgets(self.db, self.m, earlier.over_budget)  # once committed
+        return outcome
 
     @transient
     def _complete_and_lease(
@@ -255,6 +260,7 @@ class LeaseRepo:
         adopted = self._adopt(earlier.rows, handoff) if earlier.rows and handoff else []
         try:
             with self.db.tx() as cur:
+                earlier.over_budget = charge_usage(cur, [u for c in items for u in c.usage])[0]
                 done, offered = self._complete_in(cur, items, handoff)
                 earlier.rows = offered  # before COMMIT: if its answer is lost, the retry adopts
         except psycopg.errors.LockNotAvailable as exc:
@@ -271,7 +277,6 @@ class LeaseRepo:
         """complete_and_lease's transaction: the ids recorded and the hand-off's rows."""
         q = queries()
         ordered = sorted(items, key=lambda c: c.node_id)
-        write_usage(cur, [u for c in ordered for u in c.usage])  # before: the fence
         rows = cur.execute(q["complete_nodes"], {"items": Jsonb([
             {"id": c.node_id, "version": c.version, "outputs": c.outputs}
             for c in ordered])}).fetchall()
@@ -325,7 +330,6 @@ class LeaseRepo:
             rows.extend(leased)
         return rows
 
-    @transient
     def fail(
         self, node_id: int, version: int, error: dict[str, Any], *, retryable: bool = True,
         cancelled: bool = False, wake_queue: str | None = None, delay_s: float | None = None,
@@ -335,8 +339,18 @@ class LeaseRepo:
         'stale' (the fence did not match: nothing changed). `delay_s`: the retry's delay
         when the caller chose it (a plain Dramatiq actor's backoff), else the node's.
         `usage`: the attempt's usage() calls, written first (fenced like the outcome)."""
+        over_budget: list[uuid.UUID] = []
+        outcome = self._fail(node_id, version, error, retryable, cancelled, wake_queue,
+                             delay_s, usage, over_budget)
+        enforce_budgets(self.db, self.m, over_budget)  # once committed
+        return outcome
+
+    @transient
+    def _fail(self, node_id: int, version: int, error: dict[str, Any], retryable: bool,
+              cancelled: bool, wake_queue: str | None, delay_s: float | None,
+              usage: tuple[UsageRecord, ...], over_budget: list[uuid.UUID]) -> str:
         with self.db.tx() as cur:
-            write_usage(cur, usage)
+            over_budget[:] = charge_usage(cur, usage)[0]
             outcome = self.m.failures.fail_attempt(
                 cur, node_id, version, error, retryable=retryable, cancelled=cancelled,
                 delay_s=delay_s)

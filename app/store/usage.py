@@ -11,7 +11,9 @@ lease was lost: a zombie) writes its usage alone (`record_usage`), marked fenced
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -19,6 +21,8 @@ from psycopg.types.json import Jsonb
 
 from dagq.errors import InvalidRequest
 from dagq.runtime.sqlfiles import queries
+from dagq.store.budgets import enforce_budgets
+from dagq.store.machine import Machine
 from dagq.store.tx import Database, transient
 from dagq.usage import AttemptUsage, RunUsage, Spend, UsageRecord
 
@@ -33,6 +37,25 @@ def write_usage(cur: psycopg.Cursor[Any], records: Sequence[UsageRecord]) -> lis
         return []
     return cur.execute(queries()["record_usage"],
                        {"rows": Jsonb([r.row() for r in records])}).fetchall()
+
+
+def charge_usage(cur: psycopg.Cursor[Any],
+                 records: Sequence[UsageRecord]) -> tuple[list[uuid.UUID], int]:
+    """Write `records` (write_usage) and charge the priced ones to the budgets of their
+    runs and ancestors (migration 037), in the caller's transaction: the runs whose
+    budget this charge passed (enforce them with dagq.store.budgets.enforce_budgets once
+    the transaction committed), and how many rows were new."""
+    written = write_usage(cur, records)
+    costs: dict[uuid.UUID, Decimal] = defaultdict(Decimal)
+    for row in written:
+        if row["cost_usd"]:
+            costs[row["run_id"]] += row["cost_usd"]
+    if not costs:
+        return [], len(written)
+    runs = sorted(costs)
+    rows = cur.execute(queries()["charge_budgets"], {
+        "runs": runs, "costs": [costs[r] for r in runs]}).fetchall()
+    return [row["run_id"] for row in rows], len(written)
 
 
 def check_prices(prices: Any) -> dict[str, dict[str, float]]:
@@ -73,17 +96,22 @@ def _sum(rows: list[AttemptUsage]) -> Spend:
 class UsageRepo:
     """dagq.node_usage and dagq.tenant_costs."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Database, machine: Machine) -> None:
+        self.db, self.m = db, machine
 
-    @transient
     def record_usage(self, records: Sequence[UsageRecord]) -> int:
-        """Record usage on its own (an attempt whose outcome was discarded); how many rows
-        were new (a retried write: 0)."""
+        """Record usage on its own (an attempt whose outcome was discarded), charged to
+        budgets like any; how many rows were new (a retried write: 0)."""
         if not records:
             return 0
-        with self.db.tx(one_statement=True) as cur:
-            return len(write_usage(cur, records))
+        over_budget, written = self._record(records)
+        enforce_budgets(self.db, self.m, over_budget)  # once committed
+        return written
+
+    @transient
+    def _record(self, records: Sequence[UsageRecord]) -> tuple[list[uuid.UUID], int]:
+        with self.db.tx() as cur:
+            return charge_usage(cur, records)
 
     @transient
     def run_usage(self, run_id: uuid.UUID) -> RunUsage:

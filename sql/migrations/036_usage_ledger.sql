@@ -43,7 +43,8 @@ COMMENT ON TABLE dagq.node_usage IS
     'written by an attempt that had lost its lease (charged, shown apart). cost_usd NULL: '
     'no price known for the model. Kept after the run is pruned (no foreign key).';
 CREATE INDEX node_usage_run ON dagq.node_usage (run_id);
-CREATE INDEX node_usage_tenant_day ON dagq.node_usage (tenant, created_at);
+-- The tenant's spend today (a submit past its daily budget is refused): index-only.
+CREATE INDEX node_usage_tenant_day ON dagq.node_usage (tenant, created_at) INCLUDE (cost_usd);
 
 CREATE TABLE dagq.tenant_costs (
     tenant      text        PRIMARY KEY,

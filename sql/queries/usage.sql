@@ -9,6 +9,12 @@
 SELECT run_id, tenant, model, input_tokens, output_tokens, cost_usd, fenced
 FROM dagq.record_usage(%(rows)s)
 
+-- name: charge_budgets
+-- Add each run's fresh cost to its own and its ancestors' budgets; the runs it took past
+-- their budget (each once).
+SELECT run_id, max_cost_usd, spent_usd, on_exceed
+FROM dagq.charge_budgets(%(runs)s::uuid[], %(costs)s::numeric[])
+
 -- name: run_usage_attempts
 -- One run's usage per node, map item, attempt, model and fence.
 SELECT node_key, item_index, attempt, model, fenced, count(*) AS calls,

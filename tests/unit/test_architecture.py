@@ -244,7 +244,7 @@ STORE_WRITES = frozenset({
     "dead_letter_unserved",
     "insert_webhook", "delete_webhook", "claim_deliveries", "finish_attempt", "redeliver",
     "delete_callback", "prune_webhooks",
-    "record_usage", "put_prices",
+    "record_usage", "put_prices", "enforce_passed_budgets", "put_daily_budget",
 })
 STORE_READS = frozenset({
     "bounded", "notifying_in_background", "committing_later", "close", "ping",
@@ -258,7 +258,7 @@ STORE_READS = frozenset({
     "queue_unfinished", "queued_message_runs", "first_failure_since", "database_now",
     "get_result", "counter_value", "unserved_actors",
     "list_webhooks", "list_deliveries", "get_delivery",
-    "run_usage", "get_costs", "usage_tail", "last_usage_id",
+    "run_usage", "get_costs", "usage_tail", "last_usage_id", "daily_budgets", "spent_today",
 })
 WRITES_THROUGH_THE_SERVICE = {"dagq.api", "dagq.cli"}
 
