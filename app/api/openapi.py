@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from dagq import __version__
-from dagq.api import openapi_webhooks
+from dagq.api import openapi_cost, openapi_webhooks
 from dagq.api import schemas as s
 from dagq.api.openapi_parts import (
     LISTED_ITEM,
@@ -33,6 +33,7 @@ from dagq.api.openapi_parts import (
 from dagq.api.routes.bulk import BulkBody, BulkFilter, BulkRerunBody
 from dagq.api.routes.dashboard import WorkerList, WorkersQuery
 from dagq.api.routes.schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
+from dagq.api.schemas_cost import SubmitRunBudgetBody
 from dagq.models import (
     ApiKeyRecord,
     BulkOutcome,
@@ -48,7 +49,7 @@ from dagq.models import (
 )
 from dagq.spec.workflow import KEY_PATTERN, WorkflowSpec
 
-INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, s.SubmitBatchBody, WorkflowSpec,
+INPUT_MODELS: list[type[BaseModel]] = [SubmitRunBudgetBody, s.SubmitBatchBody, WorkflowSpec,
                                         CreateScheduleBody, s.PutTenantBody, s.SignalBody,
                                         s.RerunBody, s.RetryBody, s.ResolveBody, BulkFilter,
                                         BulkBody, BulkRerunBody]
@@ -90,7 +91,7 @@ def _run_paths() -> dict[str, Any]:
         "/v1/runs": {
             "post": {
                 "summary": "Submit a run (idempotent with event_key)", "security": V1,
-                "requestBody": body(s.SubmitRunBody),
+                "requestBody": body(SubmitRunBudgetBody),
                 "responses": {
                     "201": answer(ref(SubmitResult), "Created"),
                     "200": answer(ref(SubmitResult), "Same event key: the existing run"),
@@ -320,14 +321,16 @@ def _key_paths() -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     _, defs = models_json_schema(
-        [(m, "validation") for m in INPUT_MODELS + openapi_webhooks.INPUT_MODELS]
-        + [(m, "serialization") for m in OUTPUT_MODELS + openapi_webhooks.OUTPUT_MODELS],
+        [(m, "validation") for m in INPUT_MODELS + openapi_webhooks.INPUT_MODELS
+         + openapi_cost.INPUT_MODELS]
+        + [(m, "serialization") for m in OUTPUT_MODELS + openapi_webhooks.OUTPUT_MODELS
+           + openapi_cost.OUTPUT_MODELS],
         ref_template=REF,
     )
     paths = {**_workflow_paths(), **_run_paths(), **_bulk_paths(), **_rerun_paths(),
              **_event_paths(),
              **_ops_paths(), **_schedule_paths(), **_tenant_paths(),
-             **openapi_webhooks.webhook_paths()}
+             **openapi_webhooks.webhook_paths(), **openapi_cost.cost_paths()}
     return {
         "openapi": "3.2.0",
         "info": {"title": "dagq", "version": __version__,

@@ -338,8 +338,18 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     tenant_set.add_argument("--max-running-nodes", type=_int_at_least(0), default=None)
     tenant_set.add_argument("--submit-rate", default=None, metavar="R/s",
                             help="runs per second, e.g. 10 or 10/s")
+    _add_cost_options(tenant_set)
     tenant_list = tenants_sub.add_parser("list", help="tenants with settings or open runs")
     _json_flag(tenant_list)
+
+
+def _add_cost_options(tenant_set: argparse.ArgumentParser) -> None:
+    """`tenants set`'s cost options (docs/cost.md): unlike the quotas, left out is kept."""
+    tenant_set.add_argument("--daily-cost-usd", default=None, metavar="USD",
+                            help="daily budget (UTC days; 'none' removes it; left out: kept)")
+    tenant_set.add_argument("--prices", default=None, metavar="JSON",
+                            help='model prices, e.g. \'{"gpt-4o-mini": {"input_usd_per_mtok": '
+                                 '0.15, "output_usd_per_mtok": 0.6}}\' (left out: kept)')
 
 
 def _add_webhook_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -12,6 +12,7 @@ from dagq.errors import DagqError, InvalidRequest
 from dagq.models import (
     SubmitResult,
 )
+from dagq.service.costs import check_budget, daily_refusals
 from dagq.service.workflows import (
     allow_test_executors,
     resolve_workflow,
@@ -43,6 +44,7 @@ class SubmitRequest:
     deadline_s: float | None = None
     concurrency: Concurrency | None = None  # instead of the workflow's
     metadata: Any = None  # the platform's own ids (dagq.spec.metadata)
+    budget: Any = None  # instead of the workflow's (dagq.spec.budget; not fingerprinted)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +119,7 @@ def check_request(req: SubmitRequest) -> None:
     if req.deadline_s is not None and not 0 < req.deadline_s <= 30 * 86_400:
         raise InvalidRequest("deadline_s must be positive and at most 30 days")
     check_metadata(req.metadata)
+    check_budget(req.budget)
 
 
 def cached_run(req: SubmitRequest, cache: SpecCache | None) -> NewRun | None:
@@ -134,12 +137,17 @@ def new_run(req: SubmitRequest, resolved: Resolved) -> NewRun:
     inputs = {} if req.inputs is None else req.inputs
     fingerprint = sha256_json({"workflow": resolved.template.name,
                                "spec": resolved.submitted_hash, "inputs": inputs})
-    return resolved.template.new_run(
+    run = resolved.template.new_run(
         tenant=req.tenant, version=resolved.version,
         latest=isinstance(req.workflow, str) and req.version is None,
         fingerprint=fingerprint, event_key=req.event_key, priority=req.priority,
         inputs=inputs, deadline_s=req.deadline_s, concurrency=req.concurrency,
         metadata=check_metadata(req.metadata))
+    budget = check_budget(req.budget)
+    if budget is None:
+        return run
+    # The run's spec carries its budget: what the charge reads (migration 037).
+    return dataclasses.replace(run, spec={**run.spec, "budget": budget.model_dump(mode="json")})
 
 
 STALE_RETRIES = 3  # a submission by name resolved again when a new version came meanwhile
@@ -149,12 +157,13 @@ def submit(
     repo: Store, *, tenant: str, workflow: Any, version: int | None = None,
     inputs: Any = None, event_key: str | None = None, priority: int = 0,
     deadline_s: float | None = None, concurrency: Concurrency | None = None,
-    metadata: Any = None,
+    metadata: Any = None, budget: Any = None,
 ) -> SubmitResult:
     """One run (the CLI, tests): as one submission of the API's group commit."""
     req = SubmitRequest(tenant=tenant, workflow=workflow, version=version,
                         inputs=inputs, event_key=event_key, priority=priority,
-                        deadline_s=deadline_s, concurrency=concurrency, metadata=metadata)
+                        deadline_s=deadline_s, concurrency=concurrency, metadata=metadata,
+                        budget=budget)
     outcome = submit_many(repo, [prepare(repo, req)], [req])[0]
     if isinstance(outcome, DagqError):
         raise outcome
@@ -179,6 +188,21 @@ def prepare(repo: Store, req: SubmitRequest,
 
 def submit_many(repo: Store, runs: list[NewRun], requests: list[SubmitRequest],
                 cache: SpecCache | None = None) -> list[SubmitResult | DagqError]:
+    """submit_many_within_budgets, after refusing (429 budget_exceeded, nothing written)
+    the runs of tenants past their daily budget (dagq.service.costs)."""
+    refused = daily_refusals(repo, {run.tenant for run in runs}, cache)
+    if not refused:
+        return submit_many_within_budgets(repo, runs, requests, cache)
+    keep = [i for i, run in enumerate(runs) if run.tenant not in refused]
+    written = iter(submit_many_within_budgets(
+        repo, [runs[i] for i in keep], [requests[i] for i in keep], cache) if keep else [])
+    return [refused[run.tenant] if run.tenant in refused else next(written) for run in runs]
+
+
+def submit_many_within_budgets(
+    repo: Store, runs: list[NewRun], requests: list[SubmitRequest],
+    cache: SpecCache | None = None,
+) -> list[SubmitResult | DagqError]:
     """Write the runs (one statement for all; tenants with quotas are admitted first, in
     the same transaction, and a refused run gets its 429 and writes nothing). A run whose
     "latest" version went stale is resolved again from the database and written again."""

@@ -33,7 +33,7 @@ EXPORTED = {
         "dagq_client", "dagq_stack", "dagq_stack_options", "pytest_addoption",
     },
     "dagq.errors": {
-        "ApiError", "Conflict", "DagqError", "DatabaseUnavailable", "EmbeddedPostgresError",
+        "ApiError", "BudgetExceeded", "Conflict", "DagqError", "DatabaseUnavailable", "EmbeddedPostgresError",
         "Forbidden", "InvalidRequest", "InvalidWorkflow", "NoDatabase", "NotFound",
         "PayloadTooLarge", "QuotaExceeded", "RateLimited", "ServerError", "TooManySignals",
         "Unauthorized", "Unavailable", "UnexpectedReply",
@@ -41,7 +41,7 @@ EXPORTED = {
     "dagq.models": {
         "ApiKey", "ApiKeyRecord", "BulkOutcome", "ChildRun", "ExecutorInfo", "HeartbeatResult",
         "LeasedNode", "NodeStatus", "NodeView", "RerunResult", "ResolveResult", "RunEvent",
-        "RunStatus", "RunView", "RunWarning",
+        "RunStatus", "RunUsage", "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",
         "WEBHOOK_EVENTS", "WebhookAttempt", "WebhookDelivery", "WebhookRecord",
     },

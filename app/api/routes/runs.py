@@ -31,12 +31,12 @@ from dagq.api.schemas import (
     RunSummary,
     SignalBody,
     SubmitBatchBody,
-    SubmitRunBody,
     decode_cursor,
     encode_cursor,
     meta_filters,
     parse_time,
 )
+from dagq.api.schemas_cost import SubmitRunBudgetBody as SubmitRunBody  # with `budget`
 from dagq.errors import Conflict, DagqError, InvalidRequest
 from dagq.models import ApiKey, SubmitResult
 from dagq.service import webhooks as hooks
@@ -57,7 +57,8 @@ def _submission(tenant: str, body: SubmitRunBody) -> SubmitRequest:
     return SubmitRequest(tenant=tenant, workflow=body.workflow, version=body.version,
                          inputs=body.inputs, event_key=body.event_key,
                          priority=body.priority, deadline_s=body.deadline_s,
-                         concurrency=body.concurrency, metadata=body.metadata)
+                         concurrency=body.concurrency, metadata=body.metadata,
+                         budget=body.budget)
 
 
 def _count(request: Request, outcome: SubmitResult | DagqError) -> None:
