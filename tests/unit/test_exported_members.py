@@ -33,7 +33,8 @@ EXPORTED = {
         "dagq_client", "dagq_stack", "dagq_stack_options", "pytest_addoption",
     },
     "dagq.errors": {
-        "ApiError", "BudgetExceeded", "Conflict", "DagqError", "DatabaseUnavailable", "EmbeddedPostgresError",
+        "ApiError", "BudgetExceeded", "Conflict", "DagqError", "DatabaseUnavailable",
+        "EmbeddedPostgresError",
         "Forbidden", "InvalidRequest", "InvalidWorkflow", "NoDatabase", "NotFound",
         "PayloadTooLarge", "QuotaExceeded", "RateLimited", "ServerError", "TooManySignals",
         "Unauthorized", "Unavailable", "UnexpectedReply",
