@@ -33,7 +33,7 @@ from dagq.api.openapi_parts import (
 from dagq.api.routes.bulk import BulkBody, BulkFilter, BulkRerunBody
 from dagq.api.routes.dashboard import WorkerList, WorkersQuery
 from dagq.api.routes.schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
-from dagq.api.schemas_cost import SubmitRunBudgetBody
+from dagq.api.schemas_cost import SubmitRunBody as SubmitRunBudgetBody
 from dagq.models import (
     ApiKeyRecord,
     BulkOutcome,

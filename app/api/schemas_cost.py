@@ -9,12 +9,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dagq.api.schemas import SubmitRunBody
+from dagq.api import schemas
 from dagq.spec.budget import MAX_BUDGET_USD, Budget
 
 
-class SubmitRunBudgetBody(SubmitRunBody):
-    """POST /v1/runs (and each item of the batch): the body, with a `budget`."""
+class SubmitRunBody(schemas.SubmitRunBody):
+    """POST /v1/runs (and each item of the batch): dagq.api.schemas' body, with a
+    `budget` (same name: the OpenAPI document's component stays SubmitRunBody)."""
 
     budget: Budget | None = Field(
         None, description="what this run (and its child runs) may spend on model calls, "

@@ -76,7 +76,7 @@ def tenant_costs(repo: Store, name: str) -> dict[str, Any]:
     daily = row.get("daily_cost_usd")
     return {"tenant": name, "prices": row["prices"],
             "daily_cost_usd": None if daily is None else float(daily),
-            "spent_today_usd": spent}
+            "spent_today_usd": spent, "updated_at": row["updated_at"]}
 
 
 class DailyBudgets:

@@ -16,7 +16,7 @@ class Budget(BaseModel):
     started is cancelled, running nodes are stopped); `continue` records a
     `budget_exceeded` event (an alert; counted in /metrics) and goes on."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, strict=True)
 
     max_cost_usd: float = Field(gt=0, le=MAX_BUDGET_USD, allow_inf_nan=False,
                                 description="USD the run and its child runs may spend")

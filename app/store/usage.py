@@ -146,7 +146,8 @@ class UsageRepo:
         """`tenant`'s price table ({} when it has none)."""
         with self.db.tx(one_statement=True) as cur:
             row = cur.execute(queries()["get_costs"], {"tenant": tenant}).fetchone()
-        return row or {"tenant": tenant, "prices": {}, "updated_at": None}
+        return row or {"tenant": tenant, "prices": {}, "daily_cost_usd": None,
+                       "updated_at": None}
 
     @transient
     def usage_tail(self, after: int, *, limit: int, settle_s: float) -> list[dict[str, Any]]:

@@ -53,10 +53,12 @@ WHERE r.id = %(run_id)s AND r.rerun_of IS NOT NULL
 -- Replace a tenant's price table.
 INSERT INTO dagq.tenant_costs (tenant, prices) VALUES (%(tenant)s, %(prices)s)
 ON CONFLICT (tenant) DO UPDATE SET prices = EXCLUDED.prices, updated_at = now()
-RETURNING tenant, prices, updated_at
+RETURNING tenant, prices, daily_cost_usd, updated_at
 
 -- name: get_costs
-SELECT tenant, prices, updated_at FROM dagq.tenant_costs WHERE tenant = %(tenant)s
+-- A tenant's price table and daily budget (migration 037).
+SELECT tenant, prices, daily_cost_usd, updated_at FROM dagq.tenant_costs
+WHERE tenant = %(tenant)s
 
 -- name: usage_tail
 -- Usage rows after a watermark (the API's metrics follow the ledger), old enough that

@@ -36,7 +36,7 @@ from dagq.api.schemas import (
     meta_filters,
     parse_time,
 )
-from dagq.api.schemas_cost import SubmitRunBudgetBody as SubmitRunBody  # with `budget`
+from dagq.api.schemas_cost import SubmitRunBody  # schemas' with `budget`
 from dagq.errors import Conflict, DagqError, InvalidRequest
 from dagq.models import ApiKey, SubmitResult
 from dagq.service import webhooks as hooks
