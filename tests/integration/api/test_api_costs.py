@@ -12,7 +12,8 @@ import pytest
 
 from dagq.store import Completion
 from dagq.usage import UsageRecord
-from tests.harness.api import ECHO_FLOW, Api, assert_error, count_rows
+from dagq.api import metrics_usage
+from tests.harness.api import ECHO_FLOW, Api, assert_error, count_rows, samples
 
 
 def costs(api: Api, name: str, headers=None, **body):
@@ -105,3 +106,21 @@ def test_past_the_daily_budget_submits_get_429_until_the_day_ends(api: Api, sql)
     service_costs._per_cache.clear()
     assert api.client.post("/v1/runs", json={"workflow": ECHO_FLOW},
                            headers=api.acme).status_code == 201
+
+
+def test_metrics_count_tokens_and_cost_per_tenant_and_model(api: Api, monkeypatch) -> None:
+    api.client.get("/metrics")  # the counters start here
+    api.submit(api.acme)
+    spend_on_first_node(api, 0.25, model="gpt-x")
+    m = samples(api.client.get("/metrics").text)
+    pair = (("model", "gpt-x"), ("tenant", "acme"))
+    assert m[("dagq_llm_tokens_total", (("kind", "input"), *pair))] == 1000
+    assert m[("dagq_llm_tokens_total", (("kind", "output"), *pair))] == 200
+    assert m[("dagq_llm_cost_usd_total", pair)] == pytest.approx(0.25)
+    # Past the cap on (tenant, model) pairs, new ones are counted as other/other.
+    monkeypatch.setattr(metrics_usage, "MAX_SERIES", 1)
+    api.submit(api.globex)
+    spend_on_first_node(api, 0.5, model="y" * 150)
+    m = samples(api.client.get("/metrics").text)
+    assert m[("dagq_llm_cost_usd_total", (("model", "other"), ("tenant", "other")))] == 0.5
+    assert m[("dagq_llm_cost_usd_total", pair)] == pytest.approx(0.25)  # counted once
