@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from dagq.api import metrics_usage
 from dagq.store import Completion
 from dagq.usage import UsageRecord
-from dagq.api import metrics_usage
 from tests.harness.api import ECHO_FLOW, Api, assert_error, count_rows, samples
 
 
