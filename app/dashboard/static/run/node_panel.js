@@ -6,6 +6,7 @@ import { statusLine } from "../dag.js";
 import { badge, fill, fmtDuration, fmtTime, h, jsonBlock, span } from "../dom.js";
 import { attemptsOf, itemStates } from "./history.js";
 import { childrenSection, copiedNote, rerunSection } from "./links.js";
+import { usageSection } from "./usage.js";
 
 export function renderNodePanel(panel, run, selected, events, select, streams = {}) {
   const node = run && (run.nodes || []).find((n) => n.key === selected);
@@ -16,8 +17,8 @@ export function renderNodePanel(panel, run, selected, events, select, streams = 
   const keep = panel.querySelector("details.tb")?.open;
   const draft = panel.querySelector("textarea.signal-data")?.value;
   const attempts = attemptsOf(events, run, node.key);
-  const parts = [nodeHead(node, select), nodeFacts(node), ...copiedNote(events, node),
-    ...rerunSection(run, node)];
+  const parts = [nodeHead(node, select), nodeFacts(node), ...usageSection(run, node),
+    ...copiedNote(events, node), ...rerunSection(run, node)];
   if (node.status === "waiting" && node.wait && node.wait.signal) parts.push(h("h3", {}, "Signal"), signalForm(run, node, draft));
   if (streams[node.key]) parts.push(...streamSection(node.key, streams[node.key]));
   if (attempts.length) parts.push(...attemptsSection(attempts));
