@@ -75,3 +75,25 @@ def test_a_zombie_attempts_usage_is_recorded_fenced_once(
         (1, True, 1), (2, False, 1)]
     assert usage.own.cost_usd == pytest.approx(2.0)  # both spent, each once
     assert usage.fenced.cost_usd == pytest.approx(1.0)
+
+
+def test_a_run_that_would_spend_3x_its_budget_stops_within_one_nodes_spend(
+        fleet: WorkerFleet, repo: Store, sql) -> None:
+    fleet.start(threads=4, DAGQ_ACTOR_MODULES=MODULES)
+    registered(sql, "test.usage")
+    node = {"executor": "test.usage", "params": {"cost_usd": 0.5}}
+    nodes = {f"n{i}": {**node, **({"depends_on": [f"n{i - 1}"]} if i else {})}
+             for i in range(6)}  # 6 x 0.5 = 3.0: three times the budget
+    failing = service.submit(repo, tenant="acme", workflow={"name": "costly", "nodes": nodes},
+                             budget={"max_cost_usd": 1.0, "on_exceed": "fail"}).run_id
+    going = service.submit(repo, tenant="acme", workflow={
+        "name": "costly-ok", "nodes": nodes, "budget": {"max_cost_usd": 1.0,
+                                                        "on_exceed": "continue"}}).run_id
+    run = wait_for_run(repo, failing)
+    assert run.status == "failed" and run.error["type"] == "BudgetExceeded"
+    spent = service.get_run(repo, failing).usage
+    assert spent is not None and 1.0 < spent.total.cost_usd <= 1.0 + 0.5
+    assert wait_for_run(repo, going).status == "succeeded"
+    alerts = sql.execute("SELECT data FROM dagq.run_events WHERE run_id = %s AND "
+                         "type = 'budget_exceeded'", (going,)).fetchall()
+    assert [a["data"]["on_exceed"] for a in alerts] == ["continue"]
