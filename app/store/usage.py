@@ -48,7 +48,7 @@ def charge_usage(cur: psycopg.Cursor[Any],
     written = write_usage(cur, records)
     costs: dict[uuid.UUID, Decimal] = defaultdict(Decimal)
     for row in written:
-        if row["cost_usd"]:
+        if row["cost_usd"] and row["budgeted"]:  # a run with no budget: nothing to charge
             costs[row["run_id"]] += row["cost_usd"]
     if not costs:
         return [], len(written)

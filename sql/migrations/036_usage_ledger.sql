@@ -70,10 +70,12 @@ $$;
 -- cost_usd, extra}]. Called in the transaction that records the attempt's outcome,
 -- before it (so `fenced` compares with the lease as the attempt left it), or alone for
 -- an attempt whose outcome was discarded. A row of a run that no longer exists is
--- dropped. Returns the rows written (a retried batch: none).
+-- dropped. Returns the rows written (a retried batch: none), each with `budgeted`: its
+-- run may have a budget to charge (its spec has one, or it is a child run whose
+-- ancestors may): the caller charges budgets only then.
 CREATE FUNCTION dagq.record_usage(p_rows jsonb)
 RETURNS TABLE (run_id uuid, tenant text, model text, input_tokens bigint,
-               output_tokens bigint, cost_usd numeric, fenced boolean)
+               output_tokens bigint, cost_usd numeric, fenced boolean, budgeted boolean)
 LANGUAGE sql AS $$
     INSERT INTO dagq.node_usage AS u (node_id, version, seq, run_id, node_key, item_index,
                                       attempt, tenant, workflow, executor, model,
@@ -95,7 +97,8 @@ LANGUAGE sql AS $$
     ORDER BY x.node_id, x.version, x.seq
     ON CONFLICT (node_id, version, seq) DO NOTHING
     RETURNING u.run_id, u.tenant, u.model, u.input_tokens, u.output_tokens, u.cost_usd,
-              u.fenced
+              u.fenced, (SELECT r2.spec ? 'budget' OR r2.parent_run_id IS NOT NULL
+                         FROM dagq.runs r2 WHERE r2.id = u.run_id)
 $$;
 
 CREATE VIEW dagq.usage_daily AS

@@ -6,7 +6,7 @@
 -- name: record_usage
 -- A batch of usage rows (dagq.record_usage): fenced against each attempt's lease, priced
 -- from the tenant's table when the row has no cost, stored once per (lease, call).
-SELECT run_id, tenant, model, input_tokens, output_tokens, cost_usd, fenced
+SELECT run_id, tenant, model, input_tokens, output_tokens, cost_usd, fenced, budgeted
 FROM dagq.record_usage(%(rows)s)
 
 -- name: charge_budgets
