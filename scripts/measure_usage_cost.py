@@ -10,9 +10,9 @@ Two parts, measured separately:
 2. In Postgres: the worker's completion path (LeaseRepo.complete_and_lease, group
    commits of `batch` completions, as the completions committer writes them) for N
    one-node runs, leased in batches, with no usage and with one priced usage record per
-   node (written and charged in the same transaction); in µs per node. The two variants
-   alternate, R rounds each, on a fresh database per round (same size), so that drift
-   on a shared machine hits both alike; the medians are compared.
+   node (written in the same transaction); in µs per node. Batches of the two variants
+   alternate on one database per round (R rounds, a fresh database each), so that
+   drift on a shared machine hits both alike; the medians are compared.
 
 Against DAGQ_DATABASE_URL's server (a scratch database is created and dropped there), or
 an embedded Postgres in a temporary directory.
@@ -60,8 +60,10 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + database))
 
 
-def one_round(admin: str, nodes: int, batch: int, usage: bool) -> float:
-    """µs per node of complete_and_lease for `nodes` one-node runs."""
+def one_round(admin: str, nodes: int, batch: int) -> tuple[float, float]:
+    """µs per node of complete_and_lease for `nodes` one-node runs without usage and
+    `nodes` with one priced usage record each, batches of the two alternating (so that
+    drift on a shared machine hits both alike), on a fresh database."""
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(DATABASE)))
@@ -72,21 +74,22 @@ def one_round(admin: str, nodes: int, batch: int, usage: bool) -> float:
     try:
         repo.usage.put_prices("t", {"gpt-4o-mini": {"input_usd_per_mtok": 0.15,
                                                     "output_usd_per_mtok": 0.6}})
-        for _ in range(nodes):
+        for _ in range(2 * nodes):
             repo.submissions.submit_run(tenant="t", spec=SPEC)
         leased = []
-        while len(leased) < nodes:
+        while len(leased) < 2 * nodes:
             leased += repo.leases.lease(worker="w", queue="default", limit=256, ttl_s=600)
-        spent = 0.0
-        for i in range(0, nodes, batch):
+        spent = [0.0, 0.0]
+        for i in range(0, 2 * nodes, batch):
+            usage = (i // batch) % 2
             items = [Completion(n.id, n.version, {}, run_id=n.run_id, usage=(
                 UsageRecord(n.id, n.version, 1, n.run_id, n.node_key, n.attempts, n.executor,
                             "gpt-4o-mini", 812, 96),) if usage else ())
                      for n in leased[i:i + batch]]
             start = time.perf_counter()
             repo.leases.complete_and_lease(items, None)
-            spent += time.perf_counter() - start
-        return spent / nodes * 1e6
+            spent[usage] += time.perf_counter() - start
+        return spent[0] / nodes * 1e6, spent[1] / nodes * 1e6
     finally:
         repo.close()
 
@@ -109,8 +112,9 @@ def main() -> int:
     try:
         plain, used = [], []
         for _ in range(args.rounds):
-            plain.append(one_round(admin, args.nodes, args.batch, usage=False))
-            used.append(one_round(admin, args.nodes, args.batch, usage=True))
+            without, with_usage = one_round(admin, args.nodes, args.batch)
+            plain.append(without)
+            used.append(with_usage)
         print(f"completion, no usage:        {' '.join(f'{v:.0f}' for v in plain)} µs/node")
         print(f"completion, one usage/node:  {' '.join(f'{v:.0f}' for v in used)} µs/node")
         a, b = statistics.median(plain), statistics.median(used)
