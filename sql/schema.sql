@@ -396,7 +396,7 @@ CREATE FUNCTION dagq.partition_lock_key() RETURNS bigint
 -- Name: record_usage(jsonb); Type: FUNCTION; Schema: dagq; Owner: -
 --
 
-CREATE FUNCTION dagq.record_usage(p_rows jsonb) RETURNS TABLE(run_id uuid, tenant text, model text, input_tokens bigint, output_tokens bigint, cost_usd numeric, fenced boolean)
+CREATE FUNCTION dagq.record_usage(p_rows jsonb) RETURNS TABLE(run_id uuid, tenant text, model text, input_tokens bigint, output_tokens bigint, cost_usd numeric, fenced boolean, budgeted boolean)
     LANGUAGE sql
     AS $$
     INSERT INTO dagq.node_usage AS u (node_id, version, seq, run_id, node_key, item_index,
@@ -419,7 +419,8 @@ CREATE FUNCTION dagq.record_usage(p_rows jsonb) RETURNS TABLE(run_id uuid, tenan
     ORDER BY x.node_id, x.version, x.seq
     ON CONFLICT (node_id, version, seq) DO NOTHING
     RETURNING u.run_id, u.tenant, u.model, u.input_tokens, u.output_tokens, u.cost_usd,
-              u.fenced
+              u.fenced, (SELECT r2.spec ? 'budget' OR r2.parent_run_id IS NOT NULL
+                         FROM dagq.runs r2 WHERE r2.id = u.run_id)
 $$;
 
 SET default_table_access_method = heap;
