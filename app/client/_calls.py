@@ -138,11 +138,13 @@ def submit(
     workflow: str | Spec, inputs: Any, event_key: str | None, priority: int | None,
     deadline_s: float | None, version: int | None,
     concurrency: dict[str, Any] | None = None, metadata: Mapping[str, Any] | None = None,
+    budget: Mapping[str, Any] | None = None,
 ) -> Call[SubmitResult]:
     body = _params(workflow=_workflow(workflow), version=version, inputs=inputs,
                    event_key=event_key, priority=priority, deadline_s=deadline_s,
                    concurrency=concurrency,
-                   metadata=dict(metadata) if metadata is not None else None)
+                   metadata=dict(metadata) if metadata is not None else None,
+                   budget=dict(budget) if budget is not None else None)
     # Only an event key makes a second POST find the first run instead of a new one.
     return Call("POST", "/v1/runs", _model(SubmitResult), body=body,
                 idempotent=event_key is not None)

@@ -92,9 +92,11 @@ class AsyncClient:
                      event_key: str | None = None, priority: int | None = None,
                      deadline_s: float | None = None, *, version: int | None = None,
                      concurrency: dict[str, Any] | None = None,
-                     metadata: dict[str, Any] | None = None) -> SubmitResult:
+                     metadata: dict[str, Any] | None = None,
+                     budget: dict[str, Any] | None = None) -> SubmitResult:
         return await self._call(calls.submit(workflow, inputs, event_key, priority,
-                                             deadline_s, version, concurrency, metadata))
+                                             deadline_s, version, concurrency, metadata,
+                                             budget))
 
     async def run(self, run_id: RunId) -> RunView:
         return await self._call(calls.run(run_id))

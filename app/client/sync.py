@@ -98,15 +98,17 @@ class Client:
                event_key: str | None = None, priority: int | None = None,
                deadline_s: float | None = None, *, version: int | None = None,
                concurrency: dict[str, Any] | None = None,
-               metadata: dict[str, Any] | None = None) -> SubmitResult:
+               metadata: dict[str, Any] | None = None,
+               budget: dict[str, Any] | None = None) -> SubmitResult:
         """Submit a run of a registered workflow (by name) or of an inline spec (a dict
         or a `dagq.Workflow`). With an `event_key`, the same key again returns the same
         run (`created=False`). `concurrency` ({"key": "inputs.<path>", "limit",
         "on_limit"}) replaces the workflow's concurrency key for this run. `metadata`:
         your own ids to find the run by (`runs(metadata=...)`): at most 16 keys with
-        string, number or boolean values."""
+        string, number or boolean values. `budget` ({"max_cost_usd", "on_exceed"})
+        replaces the workflow's budget (docs/cost.md)."""
         return self._call(calls.submit(workflow, inputs, event_key, priority, deadline_s,
-                                       version, concurrency, metadata))
+                                       version, concurrency, metadata, budget))
 
     def run(self, run_id: RunId) -> RunView:
         """The run with its nodes."""

@@ -4,8 +4,8 @@ of new submits of a tenant past its daily budget (429 budget_exceeded, Retry-Aft
 the end of the UTC day).
 
 The daily check costs a budget-less tenant a set lookup: the tenants that have a daily
-budget are read at most every DAILY_TTL_S per process (an API's SpecCache), and so is
-each one's spend today. A tenant's submits may therefore pass its budget by what it
+budget are read at most every DAILY_TTL_S (the API's SpecCache's ttl_s) per process, and
+so is each one's spend today. A tenant's submits may therefore pass its budget by what it
 spends in that time, and a new budget applies within it.
 """
 
@@ -133,4 +133,6 @@ def daily_refusals(repo: Store, tenants: set[str], cache: Any = None) -> dict[st
         daily = _per_cache.get(cache)
         if daily is None:
             daily = _per_cache[cache] = DailyBudgets()
+    # As fresh as the cache's other reads (the quotas' tenants): its ttl_s when it has one.
+    daily.ttl_s = getattr(cache, "ttl_s", DAILY_TTL_S)
     return daily.refusals(repo, tenants)
