@@ -28,16 +28,18 @@ _PUBLIC = {
     "AsyncClient": "dagq.client",
     "Workflow": "dagq.spec.builder",
     "submit_in": "dagq.service.transactional",
+    "usage_from": "dagq.usage",
 }
 
 __all__ = ["AsyncClient", "Client", "FatalError", "PostgresBroker",
            "PostgresRateLimiterBackend", "PostgresResultBackend", "Workflow", "current_node",
-           "executor", "submit_in"]
+           "executor", "submit_in", "usage_from"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from dagq.client import AsyncClient, Client
     from dagq.service.transactional import submit_in
     from dagq.spec.builder import Workflow
+    from dagq.usage import usage_from
     from dagq.workers.broker import PostgresBroker
     from dagq.workers.context import current_node
     from dagq.workers.errors import FatalError

@@ -131,6 +131,13 @@ class QuotaExceeded(RateLimited):
     code = "quota_exceeded"
 
 
+class BudgetExceeded(RateLimited):
+    """429: the tenant spent its daily budget (`dagq tenants set --daily-cost-usd`); its
+    submits are refused until the UTC day ends (`retry_after`)."""
+
+    code = "budget_exceeded"
+
+
 class Unavailable(ApiError):
     """The API could not be reached or answered 502/503/504 (e.g. its database is down),
     after the retries the call allows; `status` is None when no reply came."""

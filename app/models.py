@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from dagq.states import NodeStatus, RunStatus
+from dagq.usage import RunUsage
 
 
 class _Record(BaseModel):
@@ -183,6 +184,9 @@ class RunView(_Record):
         None, description="the runs this run's sub-workflow nodes started (oldest first)")
     metadata: dict[str, str | int | float | bool] | None = Field(
         None, description="the submit's metadata (a rerun keeps its original's)")
+    usage: RunUsage | None = Field(
+        None, description="model usage (the cost ledger): per node attempt, the run's "
+                          "total, with its child runs, and a rerun's saved spend")
 
 
 class BulkOutcome(_Record):

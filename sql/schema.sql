@@ -149,6 +149,49 @@ END
 $$;
 
 --
+-- Name: charge_budgets(uuid[], numeric[]); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.charge_budgets(p_runs uuid[], p_costs numeric[]) RETURNS TABLE(run_id uuid, max_cost_usd numeric, spent_usd numeric, on_exceed text)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_charged uuid[];
+BEGIN
+    WITH RECURSIVE charged AS (
+        SELECT r.id, c.cost, r.parent_run_id, r.spec -> 'budget' AS budget, r.tenant,
+               0 AS depth
+        FROM unnest(p_runs, p_costs) AS c(run_id, cost)
+        JOIN dagq.runs r ON r.id = c.run_id
+        UNION ALL
+        SELECT p.id, ch.cost, p.parent_run_id, p.spec -> 'budget', p.tenant, ch.depth + 1
+        FROM charged ch JOIN dagq.runs p ON p.id = ch.parent_run_id
+        WHERE ch.depth < 64
+    ), upserted AS (
+        INSERT INTO dagq.run_budgets AS b (run_id, tenant, max_cost_usd, on_exceed, spent_usd)
+        SELECT ch.id, min(ch.tenant), min((ch.budget ->> 'max_cost_usd')::numeric),
+               min(coalesce(ch.budget ->> 'on_exceed', 'fail')), sum(ch.cost)
+        FROM charged ch
+        WHERE ch.budget IS NOT NULL AND jsonb_typeof(ch.budget) = 'object'
+        GROUP BY ch.id
+        ORDER BY ch.id
+        ON CONFLICT ON CONSTRAINT run_budgets_pkey DO UPDATE
+            SET spent_usd = b.spent_usd + excluded.spent_usd, updated_at = now()
+        RETURNING b.run_id
+    )
+    SELECT array_agg(u.run_id) INTO v_charged FROM upserted u;
+    IF v_charged IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    UPDATE dagq.run_budgets b SET exceeded_at = now()
+    WHERE b.run_id = ANY (v_charged) AND b.exceeded_at IS NULL
+      AND b.spent_usd > b.max_cost_usd
+    RETURNING b.run_id, b.max_cost_usd, b.spent_usd, b.on_exceed;
+END
+$$;
+
+--
 -- Name: concurrency_lock(text, text); Type: FUNCTION; Schema: dagq; Owner: -
 --
 
@@ -381,6 +424,37 @@ CREATE FUNCTION dagq.paused_as(p_kind text, p_name text) RETURNS boolean
     AS $$
     SELECT EXISTS (SELECT 1 FROM dagq.pauses p
                    WHERE p.resumed_at IS NULL AND p.kind = p_kind AND p.name = p_name)
+$$;
+
+--
+-- Name: record_usage(jsonb); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.record_usage(p_rows jsonb) RETURNS TABLE(run_id uuid, tenant text, model text, input_tokens bigint, output_tokens bigint, cost_usd numeric, fenced boolean, budgeted boolean)
+    LANGUAGE sql
+    AS $$
+    INSERT INTO dagq.node_usage AS u (node_id, version, seq, run_id, node_key, item_index,
+                                      attempt, tenant, workflow, executor, model,
+                                      input_tokens, output_tokens, cost_usd, extra, fenced)
+    SELECT x.node_id, x.version, x.seq, x.run_id, x.node_key, x.item_index, x.attempt,
+           r.tenant, r.workflow, x.executor, x.model, x.input_tokens, x.output_tokens,
+           coalesce(x.cost_usd, dagq.usage_price(c.prices, x.model, x.input_tokens,
+                                                 x.output_tokens)),
+           x.extra,
+           NOT EXISTS (SELECT 1 FROM dagq.node_tasks n
+                       WHERE n.id = x.node_id AND n.version = x.version
+                         AND n.status = 'running')
+    FROM jsonb_to_recordset(p_rows) AS x(node_id bigint, version int, seq int, run_id uuid,
+                                         node_key text, item_index int, attempt int,
+                                         executor text, model text, input_tokens bigint,
+                                         output_tokens bigint, cost_usd numeric, extra jsonb)
+    JOIN dagq.runs r ON r.id = x.run_id
+    LEFT JOIN dagq.tenant_costs c ON c.tenant = r.tenant
+    ORDER BY x.node_id, x.version, x.seq
+    ON CONFLICT (node_id, version, seq) DO NOTHING
+    RETURNING u.run_id, u.tenant, u.model, u.input_tokens, u.output_tokens, u.cost_usd,
+              u.fenced, (SELECT r2.spec ? 'budget' OR r2.parent_run_id IS NOT NULL
+                         FROM dagq.runs r2 WHERE r2.id = u.run_id)
 $$;
 
 SET default_table_access_method = heap;
@@ -1092,6 +1166,19 @@ CREATE FUNCTION dagq.trim_earlier_streams(p_live jsonb, p_tail bigint) RETURNS b
 $$;
 
 --
+-- Name: usage_price(jsonb, text, bigint, bigint); Type: FUNCTION; Schema: dagq; Owner: -
+--
+
+CREATE FUNCTION dagq.usage_price(p_prices jsonb, p_model text, p_in bigint, p_out bigint) RETURNS numeric
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN p_prices ? p_model THEN
+        (p_in * coalesce((p_prices -> p_model ->> 'input_usd_per_mtok')::numeric, 0)
+         + p_out * coalesce((p_prices -> p_model ->> 'output_usd_per_mtok')::numeric, 0))
+        / 1000000 END
+$$;
+
+--
 -- Name: webhook_outbox(); Type: FUNCTION; Schema: dagq; Owner: -
 --
 
@@ -1354,6 +1441,54 @@ ALTER TABLE dagq.node_tasks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: node_usage; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.node_usage (
+    id bigint NOT NULL,
+    node_id bigint NOT NULL,
+    version integer NOT NULL,
+    seq integer NOT NULL,
+    run_id uuid NOT NULL,
+    node_key text NOT NULL,
+    item_index integer,
+    attempt integer NOT NULL,
+    tenant text NOT NULL,
+    workflow text NOT NULL,
+    executor text NOT NULL,
+    model text NOT NULL,
+    input_tokens bigint NOT NULL,
+    output_tokens bigint NOT NULL,
+    cost_usd numeric,
+    extra jsonb,
+    fenced boolean DEFAULT false NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT node_usage_cost_usd_check CHECK ((cost_usd >= (0)::numeric)),
+    CONSTRAINT node_usage_input_tokens_check CHECK ((input_tokens >= 0)),
+    CONSTRAINT node_usage_model_check CHECK (((length(model) >= 1) AND (length(model) <= 200))),
+    CONSTRAINT node_usage_output_tokens_check CHECK ((output_tokens >= 0))
+);
+
+--
+-- Name: TABLE node_usage; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON TABLE dagq.node_usage IS 'Model usage per node attempt (current_node().usage()): tokens and cost. fenced: written by an attempt that had lost its lease (charged, shown apart). cost_usd NULL: no price known for the model. Kept after the run is pruned (no foreign key).';
+
+--
+-- Name: node_usage_id_seq; Type: SEQUENCE; Schema: dagq; Owner: -
+--
+
+ALTER TABLE dagq.node_usage ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dagq.node_usage_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
 -- Name: pauses; Type: TABLE; Schema: dagq; Owner: -
 --
 
@@ -1463,6 +1598,29 @@ CREATE TABLE dagq.respond_links (
 --
 
 COMMENT ON TABLE dagq.respond_links IS 'Single-use, expiring links that answer a signal wait without an API key (POST /v1/respond/{token}); only the token''s sha256 is kept.';
+
+--
+-- Name: run_budgets; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.run_budgets (
+    run_id uuid NOT NULL,
+    tenant text NOT NULL,
+    max_cost_usd numeric NOT NULL,
+    on_exceed text NOT NULL,
+    spent_usd numeric DEFAULT 0 NOT NULL,
+    exceeded_at timestamp with time zone,
+    enforced_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT run_budgets_max_cost_usd_check CHECK ((max_cost_usd > (0)::numeric)),
+    CONSTRAINT run_budgets_on_exceed_check CHECK ((on_exceed = ANY (ARRAY['fail'::text, 'continue'::text])))
+);
+
+--
+-- Name: TABLE run_budgets; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON TABLE dagq.run_budgets IS 'Budgeted runs'' spend (priced usage of the run and its descendants), from their first charge; exceeded_at: when it passed max_cost_usd; enforced_at: when its on_exceed policy was applied. Kept after the run is pruned (one small row per budgeted run).';
 
 --
 -- Name: run_event_partitions; Type: VIEW; Schema: dagq; Owner: -
@@ -1814,6 +1972,31 @@ CREATE TABLE dagq.submit_requests (
 );
 
 --
+-- Name: tenant_costs; Type: TABLE; Schema: dagq; Owner: -
+--
+
+CREATE TABLE dagq.tenant_costs (
+    tenant text NOT NULL,
+    prices jsonb DEFAULT '{}'::jsonb NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    daily_cost_usd numeric,
+    CONSTRAINT tenant_costs_daily_cost_usd_check CHECK ((daily_cost_usd > (0)::numeric)),
+    CONSTRAINT tenant_costs_prices_check CHECK ((jsonb_typeof(prices) = 'object'::text))
+);
+
+--
+-- Name: TABLE tenant_costs; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON TABLE dagq.tenant_costs IS 'Per tenant: the price table for usage reported without cost_usd, {"model": {"input_usd_per_mtok": X, "output_usd_per_mtok": Y}}.';
+
+--
+-- Name: COLUMN tenant_costs.daily_cost_usd; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON COLUMN dagq.tenant_costs.daily_cost_usd IS 'The tenant''s daily budget (USD, UTC days): past it, its submits get 429 budget_exceeded.';
+
+--
 -- Name: tenants; Type: TABLE; Schema: dagq; Owner: -
 --
 
@@ -1867,6 +2050,31 @@ CREATE VIEW dagq.tenant_load AS
 --
 
 COMMENT ON VIEW dagq.tenant_load IS 'Per tenant with open runs: queued/running runs and nodes, and its weight and quotas.';
+
+--
+-- Name: usage_daily; Type: VIEW; Schema: dagq; Owner: -
+--
+
+CREATE VIEW dagq.usage_daily AS
+ SELECT tenant,
+    workflow,
+    executor,
+    model,
+    ((created_at AT TIME ZONE 'UTC'::text))::date AS day,
+    (sum(input_tokens))::bigint AS input_tokens,
+    (sum(output_tokens))::bigint AS output_tokens,
+    (sum((input_tokens + output_tokens)))::bigint AS tokens,
+    COALESCE(sum(cost_usd), (0)::numeric) AS cost_usd,
+    count(*) FILTER (WHERE (cost_usd IS NULL)) AS unpriced_calls,
+    count(*) AS calls
+   FROM dagq.node_usage
+  GROUP BY tenant, workflow, executor, model, (((created_at AT TIME ZONE 'UTC'::text))::date);
+
+--
+-- Name: VIEW usage_daily; Type: COMMENT; Schema: dagq; Owner: -
+--
+
+COMMENT ON VIEW dagq.usage_daily IS 'Model usage per tenant, workflow, executor, model and UTC day (dagq.node_usage); unpriced_calls: calls with no cost (no cost_usd and no price for the model).';
 
 --
 -- Name: waiting_nodes; Type: VIEW; Schema: dagq; Owner: -
@@ -2109,6 +2317,13 @@ ALTER TABLE ONLY dagq.node_tasks
     ADD CONSTRAINT node_tasks_run_node UNIQUE (run_id, node_key);
 
 --
+-- Name: node_usage node_usage_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.node_usage
+    ADD CONSTRAINT node_usage_pkey PRIMARY KEY (node_id, version, seq);
+
+--
 -- Name: pauses pauses_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
 --
 
@@ -2121,6 +2336,13 @@ ALTER TABLE ONLY dagq.pauses
 
 ALTER TABLE ONLY dagq.respond_links
     ADD CONSTRAINT respond_links_pkey PRIMARY KEY (token_hash);
+
+--
+-- Name: run_budgets run_budgets_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.run_budgets
+    ADD CONSTRAINT run_budgets_pkey PRIMARY KEY (run_id);
 
 --
 -- Name: runs runs_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
@@ -2184,6 +2406,13 @@ ALTER TABLE ONLY dagq.stream_bytes_by_tenant
 
 ALTER TABLE ONLY dagq.submit_requests
     ADD CONSTRAINT submit_requests_pkey PRIMARY KEY (id);
+
+--
+-- Name: tenant_costs tenant_costs_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
+--
+
+ALTER TABLE ONLY dagq.tenant_costs
+    ADD CONSTRAINT tenant_costs_pkey PRIMARY KEY (tenant);
 
 --
 -- Name: tenants tenants_pkey; Type: CONSTRAINT; Schema: dagq; Owner: -
@@ -2301,6 +2530,18 @@ CREATE INDEX node_tasks_parent ON dagq.node_tasks USING btree (parent_id, item_i
 CREATE INDEX node_tasks_wait_deadline ON dagq.node_tasks USING btree (wait_until) WHERE (status = 'waiting'::text);
 
 --
+-- Name: node_usage_run; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX node_usage_run ON dagq.node_usage USING btree (run_id);
+
+--
+-- Name: node_usage_tenant_day; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX node_usage_tenant_day ON dagq.node_usage USING btree (tenant, created_at) INCLUDE (cost_usd);
+
+--
 -- Name: pauses_active; Type: INDEX; Schema: dagq; Owner: -
 --
 
@@ -2317,6 +2558,12 @@ CREATE INDEX pauses_history ON dagq.pauses USING btree (created_at);
 --
 
 CREATE INDEX respond_links_run ON dagq.respond_links USING btree (run_id, node_key);
+
+--
+-- Name: run_budgets_unenforced; Type: INDEX; Schema: dagq; Owner: -
+--
+
+CREATE INDEX run_budgets_unenforced ON dagq.run_budgets USING btree (exceeded_at) WHERE ((exceeded_at IS NOT NULL) AND (enforced_at IS NULL));
 
 --
 -- Name: run_events_run; Type: INDEX; Schema: dagq; Owner: -

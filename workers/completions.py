@@ -226,7 +226,7 @@ class CompletionBatcher(threading.Thread):
         error.pop("traceback", None)  # ours, not the executor's: it would only mislead
         try:
             self.repo.leases.fail(completion.node_id, completion.version, error, retryable=False,
-                                  wake_queue=completion.wake_queue)
+                                  wake_queue=completion.wake_queue, usage=completion.usage)
         except Exception as failed:  # noqa: BLE001 - then its lease expires
             log.warning("could not fail node %s: %s", completion.node_id, failed)
 

@@ -143,7 +143,7 @@ class PostgresConsumer(Consumer):
                 lease.result, plain=lease.node.executor not in self.broker.executors,
                 max_bytes=self.broker.max_output_bytes)
             completion = Completion(key[0], key[1], outputs, self._wake(lease),
-                                    run_id=lease.node.run_id)
+                                    run_id=lease.node.run_id, usage=lease.usage())
             self.book.finishing(key)
             self.broker.completions.submit(completion,
                                            lambda ok: self._completed(key, ok))
@@ -152,7 +152,14 @@ class PostgresConsumer(Consumer):
             self._end_failed(message, key, exc)
 
     def _discarded(self, key: LeaseKey, lease: Any, how: str) -> None:
-        """An attempt ended after its lease was lost (reclaimed, the run stopped)."""
+        """An attempt ended after its lease was lost (reclaimed, the run stopped). Its
+        usage is still recorded (fenced): the provider billed it."""
+        if lease is not None and (usage := lease.usage()):
+            try:
+                self.broker.repo.usage.record_usage(usage)
+            except Exception:  # noqa: BLE001 - never escape to Dramatiq (see above)
+                log.exception("could not record the usage of node %s's discarded attempt",
+                              key[0])
         if lease is None:
             log.info("node %s %s after its lease was lost; outcome discarded", key[0], how)
         else:
@@ -249,6 +256,7 @@ class PostgresConsumer(Consumer):
             cancelled=isinstance(exc, NodeCancelled),
             wake_queue=self._wake(lease) if lease else None,
             delay_s=message.retry_delay_s,
+            usage=lease.usage() if lease else (),
         )
         if outcome == "stale":
             log.info("stale failure of node %s ignored", node_id)

@@ -3,6 +3,8 @@
     node = current_node()
     node.stream("a token ")                 # partial output, delivered live, stored
     node.stream(data={"done": 3, "total": 10})
+    node.usage(model="gpt-4o-mini", input_tokens=812, output_tokens=96)   # the cost ledger
+    node.usage_from(reply)                  # the same, read from an OpenAI/Anthropic reply
 
 The context is a context variable, set on the worker thread that runs the attempt: an
 `async def` executor sees it too (its coroutine runs on the process's event loop, in a
@@ -17,8 +19,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from dagq.usage import UsageRecord, usage_from
+
 if TYPE_CHECKING:
     from dagq.workers.streams import StreamWriter
+    from dagq.workers.usage import UsageMeter
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class NodeContext:
     max_attempts: int
     version: int = 0  # the lease's fence: streamed chunks carry it
     writer: StreamWriter | None = field(default=None, repr=False, compare=False)
+    meter: UsageMeter | None = field(default=None, repr=False, compare=False)
     # The W3C traceparent of this attempt's span (tracing on: dagq.workers.tracing), to
     # pass to a service the executor calls; None when tracing is off.
     trace_context: str | None = None
@@ -41,6 +47,23 @@ class NodeContext:
         if self.writer is None:
             raise RuntimeError("streaming needs a dagq worker (this context has none)")
         self.writer.append((self.node_id, self.version), self.run_id, text, data)
+
+    def usage(self, *, model: str, input_tokens: int, output_tokens: int,
+              cost_usd: float | None = None, **extra: Any) -> UsageRecord:
+        """Record one model call's usage for this attempt (call it once per call, as
+        often as needed). `cost_usd` None: priced from the tenant's price table (`dagq
+        tenants set NAME --prices`); `extra`: small JSON kept with the row. Buffered and
+        written with the attempt's outcome, in the same transaction; ValueError on bad
+        arguments (nothing recorded)."""
+        if self.meter is None:
+            raise RuntimeError("usage() needs a dagq worker (this context has none)")
+        return self.meter.add(model, input_tokens, output_tokens, cost_usd, extra)
+
+    def usage_from(self, response: Any, *, model: str | None = None,
+                   cost_usd: float | None = None) -> UsageRecord:
+        """usage() with the model and tokens of an OpenAI- or Anthropic-shaped reply
+        (dagq.usage_from)."""
+        return self.usage(**usage_from(response, model=model), cost_usd=cost_usd)
 
 
 _node: ContextVar[NodeContext | None] = ContextVar("dagq_node", default=None)

@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dagq.models import LeasedNode
+from dagq.usage import UsageRecord
 from dagq.workers.errors import NodeCancelled
+from dagq.workers.usage import UsageMeter
 
 log = logging.getLogger("dagq.worker")
 
@@ -111,6 +113,11 @@ class Lease:
     state: LeaseState = LeaseState.HELD
     interrupt: type[BaseException] | None = None  # sent (or to apply when it starts)
     result: Any = None
+    meter: UsageMeter | None = None  # its usage() calls (set when its executor begins)
+
+    def usage(self) -> tuple[UsageRecord, ...]:
+        """The attempt's usage records not yet handed to a write."""
+        return self.meter.take() if self.meter is not None else ()
 
     @property
     def key(self) -> LeaseKey:

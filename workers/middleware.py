@@ -21,6 +21,7 @@ from dagq.workers import context
 from dagq.workers.context import NodeContext
 from dagq.workers.leases import LeaseBook, LeaseKey
 from dagq.workers.streams import StreamWriter
+from dagq.workers.usage import UsageMeter
 
 if TYPE_CHECKING:
     from dramatiq.broker import Broker
@@ -44,8 +45,9 @@ class DagqMiddleware(Middleware):
         if lease is None:
             return
         node = lease.node
+        lease.meter = UsageMeter(node)
         context._set(NodeContext(node.id, node.run_id, node.node_key, node.attempts,
-                                 node.max_attempts, node.version, self.streams))
+                                 node.max_attempts, node.version, self.streams, lease.meter))
         due = self.book.begin(key, node.timeout_s)
         if due is not None:  # cancelled (or shut down, or superseded) before it started
             message.fail()

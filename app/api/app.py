@@ -20,6 +20,7 @@ from dagq.api.hub import EventHub
 from dagq.api.metrics import ApiMetrics
 from dagq.api.routes import (
     bulk,
+    costs,
     dashboard,
     events,
     keys,
@@ -117,7 +118,7 @@ def create_app(settings: Settings, url: str) -> Starlette:
         routes=one_route_per_path([
             *bulk.routes, *runs.routes, *events.routes, *workflows.routes, *ops.routes,
             *dashboard.routes, *schedules.routes, *tenants.routes, *keys.routes, *webhooks.routes,
-            *waits.routes, *triggers.routes, *pauses.routes,
+            *waits.routes, *triggers.routes, *pauses.routes, *costs.routes,
             *pages.routes]),
         middleware=[
             Middleware(SecurityHeadersMiddleware),

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
+from dagq.api.metrics_usage import UsageMetrics
 from dagq.models import PAUSE_KINDS
 from dagq.states import TERMINAL_RUN_EVENTS
 from dagq.store import Store
@@ -146,6 +147,7 @@ class ApiMetrics:
             f"running (at most {MAX_LABEL_VALUES} tenants, the busiest; the rest as "
             f"{OTHER!r})", ["tenant", "queue", "state"], registry=r)
         self.workflow_label = BoundedLabel()
+        self.usage = UsageMetrics(r)  # the cost ledger's counters
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -154,12 +156,14 @@ class ApiMetrics:
     def start(self, repo: Store) -> None:
         """Counters begin at the current end of the event log."""
         self._watermark = repo.ops.last_event_id()
+        self.usage.start(repo)
 
     def render(self, repo: Store) -> bytes:
         """Refresh from Postgres and render (blocking: call in a thread)."""
         with self._lock:
             self._refresh_gauges(repo)
             self._follow_events(repo)
+            self.usage.follow(repo, self.settle_s)
             return generate_latest(self.registry)
 
     def _refresh_gauges(self, repo: Store) -> None:

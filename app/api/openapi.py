@@ -14,7 +14,13 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from dagq import __version__
-from dagq.api import openapi_events, openapi_pauses, openapi_waits, openapi_webhooks
+from dagq.api import (
+    openapi_cost,
+    openapi_events,
+    openapi_pauses,
+    openapi_waits,
+    openapi_webhooks,
+)
 from dagq.api import schemas as s
 from dagq.api.openapi_parts import (
     LISTED_ITEM,
@@ -33,6 +39,7 @@ from dagq.api.openapi_parts import (
 from dagq.api.routes.bulk import BulkBody, BulkFilter, BulkRerunBody
 from dagq.api.routes.dashboard import WorkerList, WorkersQuery
 from dagq.api.routes.schedules import CreateScheduleBody, ScheduleCreated, ScheduleList
+from dagq.api.schemas_cost import SubmitRunBody as SubmitRunBudgetBody
 from dagq.models import (
     ApiKeyRecord,
     BulkOutcome,
@@ -48,7 +55,7 @@ from dagq.models import (
 )
 from dagq.spec.workflow import KEY_PATTERN, WorkflowSpec
 
-INPUT_MODELS: list[type[BaseModel]] = [s.SubmitRunBody, s.SubmitBatchBody, WorkflowSpec,
+INPUT_MODELS: list[type[BaseModel]] = [SubmitRunBudgetBody, s.SubmitBatchBody, WorkflowSpec,
                                         CreateScheduleBody, s.PutTenantBody, s.SignalBody,
                                         s.RerunBody, s.RetryBody, s.ResolveBody, BulkFilter,
                                         BulkBody, BulkRerunBody]
@@ -96,7 +103,7 @@ def _run_paths() -> dict[str, Any]:
         "/v1/runs": {
             "post": {
                 "summary": "Submit a run (idempotent with event_key)", "security": V1,
-                "parameters": [TRACEPARENT], "requestBody": body(s.SubmitRunBody),
+                "parameters": [TRACEPARENT], "requestBody": body(SubmitRunBudgetBody),
                 "responses": {
                     "201": answer(ref(SubmitResult), "Created"),
                     "200": answer(ref(SubmitResult), "Same event key: the existing run"),
@@ -328,17 +335,18 @@ def openapi_document() -> dict[str, Any]:
     _, defs = models_json_schema(
         [(m, "validation") for m in INPUT_MODELS + openapi_webhooks.INPUT_MODELS
          + openapi_waits.INPUT_MODELS + openapi_events.INPUT_MODELS
-         + openapi_pauses.INPUT_MODELS]
+         + openapi_pauses.INPUT_MODELS + openapi_cost.INPUT_MODELS]
         + [(m, "serialization") for m in OUTPUT_MODELS + openapi_webhooks.OUTPUT_MODELS
            + openapi_waits.OUTPUT_MODELS + openapi_events.OUTPUT_MODELS
-           + openapi_pauses.OUTPUT_MODELS],
+           + openapi_pauses.OUTPUT_MODELS + openapi_cost.OUTPUT_MODELS],
         ref_template=REF,
     )
     paths = {**_workflow_paths(), **_run_paths(), **_bulk_paths(), **_rerun_paths(),
              **_event_paths(),
              **_ops_paths(), **_schedule_paths(), **_tenant_paths(),
              **openapi_webhooks.webhook_paths(), **openapi_waits.wait_paths(),
-             **openapi_events.event_paths(), **openapi_pauses.pause_paths()}
+             **openapi_events.event_paths(), **openapi_pauses.pause_paths(),
+             **openapi_cost.cost_paths()}
     return {
         "openapi": "3.2.0",
         "info": {"title": "dagq", "version": __version__,

@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from typing import Any
 
 from dagq import service
 from dagq.cli.backend import backend, repository
@@ -264,6 +265,7 @@ def tenants(args: argparse.Namespace, settings: Settings) -> int:
 
     with repository(settings) as repo:
         if args.tenants_command == "set":
+            cost_options(args)  # checked before anything is written
             record = service.set_tenant(
                 repo, args.name, weight=args.weight, max_queued_runs=args.max_queued_runs,
                 max_running_nodes=args.max_running_nodes,
@@ -272,12 +274,42 @@ def tenants(args: argparse.Namespace, settings: Settings) -> int:
                   f"{_limit(record.max_queued_runs)}, max running nodes "
                   f"{_limit(record.max_running_nodes)}, submit rate "
                   f"{_limit(record.submit_rate, '/s')}")
-            return 0
+            return tenant_costs_command(repo, args)
         listed = repo.tenants.list_tenants()
     if args.json:
         print(json.dumps([t.model_dump(mode="json") for t in listed], indent=2))
     else:
         tenants_table(listed)
+    return 0
+
+
+def cost_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`tenants set`'s --prices and --daily-cost-usd as set_tenant_costs' options (what
+    is left out is kept), checked (InvalidRequest)."""
+    options: dict[str, Any] = {}
+    if args.prices is not None:
+        try:
+            options["prices"] = service.check_prices(json.loads(args.prices))
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"--prices is not JSON: {exc}") from None
+    if args.daily_cost_usd is not None:
+        text = args.daily_cost_usd.strip().lower()
+        try:
+            usd = None if text == "none" else float(text)
+        except ValueError:
+            raise InvalidRequest("--daily-cost-usd must be a number of USD or 'none'") from None
+        options["daily_cost_usd"] = service.check_daily_cost(usd)
+    return options
+
+
+def tenant_costs_command(repo: Any, args: argparse.Namespace) -> int:
+    options = cost_options(args)
+    if options:
+        costs = service.set_tenant_costs(repo, args.name, **options)
+        daily = costs["daily_cost_usd"]
+        print(f"tenant {args.name!r}: {len(costs['prices'])} priced model(s), daily budget "
+              f"{'none' if daily is None else f'{daily:g} USD'}, spent today "
+              f"{costs['spent_today_usd']:.6g} USD")
     return 0
 
 

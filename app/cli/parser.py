@@ -335,6 +335,11 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     sched_delete = sched_sub.add_parser("delete", help="delete a schedule")
     sched_delete.add_argument("schedule_id", metavar="SCHEDULE_ID")
 
+    _add_tenant_commands(sub)
+
+
+def _add_tenant_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`dagq tenants set|list`."""
     tenants = sub.add_parser("tenants", help="tenants' weights and quotas")
     tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True,
                                          metavar="COMMAND")
@@ -346,6 +351,9 @@ def _add_admin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     tenant_set.add_argument("--max-running-nodes", type=_int_at_least(0), default=None)
     tenant_set.add_argument("--submit-rate", default=None, metavar="R/s",
                             help="runs per second, e.g. 10 or 10/s")
+    from dagq.cli.cost_options import add_cost_options
+
+    add_cost_options(tenant_set)
     tenant_list = tenants_sub.add_parser("list", help="tenants with settings or open runs")
     _json_flag(tenant_list)
 

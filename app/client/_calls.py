@@ -142,12 +142,14 @@ def submit(
     deadline_s: float | None, version: int | None,
     concurrency: dict[str, Any] | None = None, metadata: Mapping[str, Any] | None = None,
     callback: Mapping[str, Any] | None = None, traceparent: str | None = None,
+    budget: Mapping[str, Any] | None = None,
 ) -> Call[SubmitResult]:
     body = _params(workflow=_workflow(workflow), version=version, inputs=inputs,
                    event_key=event_key, priority=priority, deadline_s=deadline_s,
                    concurrency=concurrency,
                    metadata=dict(metadata) if metadata is not None else None,
-                   callback=dict(callback) if callback is not None else None)
+                   callback=dict(callback) if callback is not None else None,
+                   budget=dict(budget) if budget is not None else None)
     # The run joins the given trace, else the caller's current span's (read now, in the
     # caller's context); checked here, so a bad one is an error before anything is sent.
     trace = check_traceparent(traceparent) or current_traceparent()

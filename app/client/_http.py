@@ -17,6 +17,7 @@ from dagq import __version__
 from dagq.backoff import backoff_delay
 from dagq.errors import (
     ApiError,
+    BudgetExceeded,
     Conflict,
     Forbidden,
     Gone,
@@ -47,7 +48,8 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     503: Unavailable, 504: Unavailable,
 }
 _BY_CODE: dict[str, type[ApiError]] = {"invalid_workflow": InvalidWorkflow,
-                                        "too_many_signals": TooManySignals, "paused": Paused}
+                                        "too_many_signals": TooManySignals, "paused": Paused,
+                                        "budget_exceeded": BudgetExceeded}
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 # The request never left this machine: retrying it cannot do anything twice.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)

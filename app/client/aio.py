@@ -98,10 +98,11 @@ class AsyncClient(AsyncWaitCalls, AsyncEventCalls, AsyncWebhookMethods, AsyncPau
                      concurrency: dict[str, Any] | None = None,
                      metadata: dict[str, Any] | None = None,
                      callback: dict[str, Any] | None = None,
-                     traceparent: str | None = None) -> SubmitResult:
+                     traceparent: str | None = None,
+                     budget: dict[str, Any] | None = None) -> SubmitResult:
         return await self._call(calls.submit(workflow, inputs, event_key, priority,
                                              deadline_s, version, concurrency, metadata,
-                                             callback, traceparent))
+                                             callback, traceparent, budget))
 
     async def run(self, run_id: RunId) -> RunView:
         return await self._call(calls.run(run_id))

@@ -101,19 +101,19 @@ class Client(WaitCalls, EventCalls, WebhookMethods, PauseMethods):
     def submit(self, workflow: str | calls.Spec, inputs: Any = None,
                event_key: str | None = None, priority: int | None = None,
                deadline_s: float | None = None, *, version: int | None = None,
-               concurrency: dict[str, Any] | None = None,
-               metadata: dict[str, Any] | None = None, callback: dict[str, Any] | None = None,
-               traceparent: str | None = None) -> SubmitResult:
+               concurrency: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
+               callback: dict[str, Any] | None = None, traceparent: str | None = None,
+               budget: dict[str, Any] | None = None) -> SubmitResult:
         """Submit a run of a registered workflow (by name) or of an inline spec (a dict
         or a `dagq.Workflow`). With an `event_key`, the same key again returns the same
         run (`created=False`). `concurrency` ({"key": "inputs.<path>", "limit",
         "on_limit"}) replaces the workflow's concurrency key for this run. `metadata`:
         your own ids to find the run by (`runs(metadata=...)`): at most 16 keys with
         string, number or boolean values. `callback` ({"url", "events"?, "secret"?}, see
-        `dagq.client.webhooks.callback`): POST this run's events there, signed. The run
-        joins the W3C trace `traceparent`, else the current OpenTelemetry span's, if any."""
-        return self._call(calls.submit(workflow, inputs, event_key, priority, deadline_s,
-                                       version, concurrency, metadata, callback, traceparent))
+        `dagq.client.webhooks.callback`): POST this run's events there, signed. W3C trace:
+        `traceparent`, else the current span's. `budget` replaces the workflow's."""
+        return self._call(calls.submit(workflow, inputs, event_key, priority, deadline_s, version,
+                                       concurrency, metadata, callback, traceparent, budget))
 
     def run(self, run_id: RunId) -> RunView:
         """The run with its nodes."""

@@ -13,11 +13,19 @@ module of its concern:
 - `lookup`: run ids as people type them (a unique prefix)
 - `schedules`: cron schedules and firing them
 - `triggers`: events starting the workflows subscribed to them
+- `costs`: tenants' price tables and daily budgets; a submit's budget; the daily refusal
 """
 
 from __future__ import annotations
 
 from dagq.service.bulk import BulkResult, RunFilter, bulk_action, check_bulk
+from dagq.service.costs import (
+    check_budget,
+    check_daily_cost,
+    check_prices,
+    set_tenant_costs,
+    tenant_costs,
+)
 from dagq.service.lookup import (
     MAX_MATCHES,
     check_prefix,
@@ -78,5 +86,6 @@ __all__ = [
     "check_prefix", "check_tenant_name", "list_api_keys", "one_match", "parse_run_ref",
     "resolve_run_id", "revoke_api_key",
     "run_warnings", "send_signal", "set_tenant", "submit", "submit_many",
+    "check_budget", "check_daily_cost", "check_prices", "set_tenant_costs", "tenant_costs",
     "with_executor_defaults",
 ]

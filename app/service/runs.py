@@ -38,10 +38,11 @@ def run_warnings(repo: Store, run: RunView) -> list[RunWarning]:
 
 
 def get_run(repo: Store, run_id: uuid.UUID, tenant: str | None = None) -> RunView:
-    """A run with its nodes, warnings and blocked reasons (GET /v1/runs/{id}, `dagq run
-    show`, `dagq run why`)."""
+    """A run with its nodes, warnings, usage and blocked reasons (GET /v1/runs/{id},
+    `dagq run show`, `dagq run why`)."""
     run = repo.runs.get_run(run_id, tenant)
-    return with_blocked(repo, run.model_copy(update={"warnings": run_warnings(repo, run)}))
+    return with_blocked(repo, run.model_copy(update={
+        "warnings": run_warnings(repo, run), "usage": repo.usage.run_usage(run.run_id)}))
 
 
 def cancel_run(repo: Store, run_id: uuid.UUID, tenant: str | None) -> str:

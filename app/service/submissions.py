@@ -14,6 +14,7 @@ from dagq.models import (
     SubmitResult,
 )
 from dagq.service import pauses
+from dagq.service.costs import check_budget, daily_refusals
 from dagq.service.workflows import (
     allow_test_executors,
     resolve_workflow,
@@ -49,6 +50,7 @@ class SubmitRequest:
     metadata: Any = None  # the platform's own ids (dagq.spec.metadata)
     run_id: uuid.UUID | None = None  # chosen already (a SQL submit's request id)
     traceparent: str | None = None  # the W3C trace the run joins (dagq.traceparent)
+    budget: Any = None  # instead of the workflow's (dagq.spec.budget; not fingerprinted)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +126,7 @@ def check_request(req: SubmitRequest) -> None:
         raise InvalidRequest("deadline_s must be positive and at most 30 days")
     check_metadata(req.metadata)
     check_traceparent(req.traceparent)
+    check_budget(req.budget)
 
 
 def cached_run(req: SubmitRequest, cache: SpecCache | None) -> NewRun | None:
@@ -147,9 +150,13 @@ def new_run(req: SubmitRequest, resolved: Resolved) -> NewRun:
         fingerprint=fingerprint, event_key=req.event_key, priority=req.priority,
         inputs=inputs, deadline_s=req.deadline_s, concurrency=req.concurrency,
         metadata=check_metadata(req.metadata), run_id=req.run_id)
-    if req.traceparent is None:
+    if req.traceparent is not None:
+        run = dataclasses.replace(run, traceparent=check_traceparent(req.traceparent))
+    budget = check_budget(req.budget)
+    if budget is None:
         return run
-    return dataclasses.replace(run, traceparent=check_traceparent(req.traceparent))
+    # The run's spec carries its budget: what the charge reads (migration 037).
+    return dataclasses.replace(run, spec={**run.spec, "budget": budget.model_dump(mode="json")})
 
 
 STALE_RETRIES = 3  # a submission by name resolved again when a new version came meanwhile
@@ -160,12 +167,13 @@ def submit(
     inputs: Any = None, event_key: str | None = None, priority: int = 0,
     deadline_s: float | None = None, concurrency: Concurrency | None = None,
     metadata: Any = None, run_id: uuid.UUID | None = None, traceparent: str | None = None,
+    budget: Any = None,
 ) -> SubmitResult:
     """One run (the CLI, tests): as one submission of the API's group commit."""
     req = SubmitRequest(tenant=tenant, workflow=workflow, version=version,
                         inputs=inputs, event_key=event_key, priority=priority,
                         deadline_s=deadline_s, concurrency=concurrency, metadata=metadata,
-                        run_id=run_id, traceparent=traceparent)
+                        run_id=run_id, traceparent=traceparent, budget=budget)
     outcome = submit_many(repo, [prepare(repo, req)], [req])[0]
     if isinstance(outcome, DagqError):
         raise outcome
@@ -190,6 +198,21 @@ def prepare(repo: Store, req: SubmitRequest,
 
 def submit_many(repo: Store, runs: list[NewRun], requests: list[SubmitRequest],
                 cache: SpecCache | None = None) -> list[SubmitResult | DagqError]:
+    """submit_many_within_budgets, after refusing (429 budget_exceeded, nothing written)
+    the runs of tenants past their daily budget (dagq.service.costs)."""
+    refused = daily_refusals(repo, {run.tenant for run in runs}, cache)
+    if not refused:
+        return submit_many_within_budgets(repo, runs, requests, cache)
+    keep = [i for i, run in enumerate(runs) if run.tenant not in refused]
+    written = iter(submit_many_within_budgets(
+        repo, [runs[i] for i in keep], [requests[i] for i in keep], cache) if keep else [])
+    return [refused[run.tenant] if run.tenant in refused else next(written) for run in runs]
+
+
+def submit_many_within_budgets(
+    repo: Store, runs: list[NewRun], requests: list[SubmitRequest],
+    cache: SpecCache | None = None,
+) -> list[SubmitResult | DagqError]:
     """Write the runs (one statement for all; tenants with quotas are admitted first, in
     the same transaction, and a refused run gets its 429 and writes nothing). A run whose
     "latest" version went stale is resolved again from the database and written again."""

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from dagq.errors import InvalidWorkflow
+from dagq.spec.budget import Budget
 from dagq.spec.forms import check_form
 from dagq.spec.triggers import MAX_TRIGGERS, Trigger
 
@@ -207,6 +208,7 @@ class WorkflowSpec(_Strict):
     concurrency: Concurrency | None = None
     # None, not []: an empty list would enter filled() and change every spec's hash.
     triggers: list[Trigger] | None = Field(None, min_length=1, max_length=MAX_TRIGGERS)
+    budget: Budget | None = None  # what each run may spend (docs/cost.md)
     nodes: dict[str, NodeSpec] = Field(json_schema_extra={
         "minProperties": 1, "maxProperties": MAX_NODES, "propertyNames": NODE_KEY_SCHEMA})
 

@@ -23,7 +23,8 @@ one handle over one `Database` (one pool), with one repository per concern:
   deliveries), `waits` (open signal waits with their forms; respond links), `triggers`
   (events and the runs they started), `submit_requests` (runs submitted from SQL, made
   by the sweeper), `traces` (what a tracing worker's attempt spans need), `pauses`
-  (pauses of a queue, workflow, run or tenant)
+  (pauses of a queue, workflow, run or tenant), `usage` (the cost ledger: model usage
+  per attempt, price tables), `budgets` (passed budgets enforced, tenants' daily budgets)
 - `bulk` (a repository too): a batch of runs cancelled in one transaction
 
 Every public method is one short transaction unless its docstring says otherwise. Node
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 from psycopg_pool import ConnectionPool
 
 from dagq.runtime.sqlfiles import queries
+from dagq.store.budgets import BudgetRepo
 from dagq.store.bulk import BulkRepo
 from dagq.store.fleet import FleetCache, FleetRepo
 from dagq.store.leases import Completion, Handoff, LeaseRepo, TenantCaps
@@ -69,6 +71,7 @@ from dagq.store.tenants import TenantRepo
 from dagq.store.traces import TraceRepo
 from dagq.store.triggers import TriggerRepo
 from dagq.store.tx import TRANSIENT_RETRY_S, Database, transient
+from dagq.store.usage import UsageRepo
 from dagq.store.waits import WaitRepo
 from dagq.store.webhooks import WebhookRepo
 from dagq.store.workflows import WorkflowRepo
@@ -128,6 +131,8 @@ class Store:
         self.submit_requests = SubmitRequestRepo(db)
         self.traces = TraceRepo(db)
         self.pauses = PauseRepo(db, caches.refusing_pauses)
+        self.usage = UsageRepo(db, m)
+        self.budgets = BudgetRepo(db, m)
 
     def bounded(self, seconds: float) -> Store:
         """This store (same pool, same caches), for calls that must give up after about

@@ -16,6 +16,7 @@ from dagq.models import (
     LeasedNode,
 )
 from dagq.runtime.sqlfiles import queries
+from dagq.store.budgets import enforce_budgets
 from dagq.store.lock_waits import LockDodge, RunsLocked
 from dagq.store.machine import Machine
 from dagq.store.machine.unit import UnitOfWork
@@ -27,6 +28,8 @@ from dagq.store.tx import (
     notify_event_streams,
     transient,
 )
+from dagq.store.usage import charge_usage
+from dagq.usage import UsageRecord
 
 log = logging.getLogger("dagq.store")
 
@@ -51,6 +54,7 @@ class HandedOff:
     than let them expire (`_adopt`). Owned by one `complete_and_lease` call."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
+    over_budget: list[uuid.UUID] = field(default_factory=list)  # runs its usage took past
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Completion:
     outputs: Any
     wake_queue: str | None = None
     run_id: uuid.UUID | None = None  # its run (the batcher commits locked runs apart)
+    usage: tuple[UsageRecord, ...] = ()  # the attempt's usage() calls, written with it
 
 
 def _allowance(cap: dict[str, Any], running: int) -> tuple[int, float | None]:
@@ -242,7 +247,10 @@ class LeaseRepo:
 
         `wait_for_locks` false: a lock wait that times out raises RunsLocked at once
         instead of being retried (the caller commits the other runs apart)."""
-        return self._complete_and_lease(items, handoff, HandedOff(), wait_for_locks)
+        earlier = HandedOff()
+        outcome = self._complete_and_lease(items, handoff, earlier, wait_for_locks)
+        enforce_budgets(self.db, self.m, earlier.over_budget)  # once committed
+        return outcome
 
     @transient
     def _complete_and_lease(
@@ -252,6 +260,7 @@ class LeaseRepo:
         adopted = self._adopt(earlier.rows, handoff) if earlier.rows and handoff else []
         try:
             with self.db.tx() as cur:
+                earlier.over_budget = charge_usage(cur, [u for c in items for u in c.usage])[0]
                 done, offered = self._complete_in(cur, items, handoff)
                 earlier.rows = offered  # before COMMIT: if its answer is lost, the retry adopts
         except psycopg.errors.LockNotAvailable as exc:
@@ -321,15 +330,27 @@ class LeaseRepo:
             rows.extend(leased)
         return rows
 
-    @transient
     def fail(
         self, node_id: int, version: int, error: dict[str, Any], *, retryable: bool = True,
         cancelled: bool = False, wake_queue: str | None = None, delay_s: float | None = None,
+        usage: tuple[UsageRecord, ...] = (),
     ) -> str:
         """A failed (or cancelled) attempt. Returns 'retry', 'failed', 'cancelled' or
         'stale' (the fence did not match: nothing changed). `delay_s`: the retry's delay
-        when the caller chose it (a plain Dramatiq actor's backoff), else the node's."""
+        when the caller chose it (a plain Dramatiq actor's backoff), else the node's.
+        `usage`: the attempt's usage() calls, written first (fenced like the outcome)."""
+        over_budget: list[uuid.UUID] = []
+        outcome = self._fail(node_id, version, error, retryable, cancelled, wake_queue,
+                             delay_s, usage, over_budget)
+        enforce_budgets(self.db, self.m, over_budget)  # once committed
+        return outcome
+
+    @transient
+    def _fail(self, node_id: int, version: int, error: dict[str, Any], retryable: bool,
+              cancelled: bool, wake_queue: str | None, delay_s: float | None,
+              usage: tuple[UsageRecord, ...], over_budget: list[uuid.UUID]) -> str:
         with self.db.tx() as cur:
+            over_budget[:] = charge_usage(cur, usage)[0]
             outcome = self.m.failures.fail_attempt(
                 cur, node_id, version, error, retryable=retryable, cancelled=cancelled,
                 delay_s=delay_s)

@@ -87,6 +87,10 @@ class Sweeper:
     def deadlines(self, now: datetime | None = None) -> dict[str, int]:
         return {"expired_runs": self.repo.maintenance.enforce_deadlines(now=now, limit=BATCH)}
 
+    def budgets(self, now: datetime | None = None) -> dict[str, int]:
+        """Passed budgets whose charging process died before enforcing them."""
+        return {"budgets_enforced": self.repo.budgets.enforce_passed_budgets(limit=BATCH)}
+
     def slots(self, now: datetime | None = None) -> dict[str, int]:
         """Runs waiting for a concurrency slot that is free (a safety net: a run's end
         starts them in its own transaction unless one was locked just then)."""
@@ -179,6 +183,7 @@ class Sweeper:
             ("dead_workers", self.dead_workers, every),
             ("reclaim", self.reclaim, every),
             ("deadlines", self.deadlines, every),
+            ("budgets", self.budgets, every),
             ("waits", self.waits, every),
             ("heal", self.heal, max(every, 30.0)),
             ("slots", self.slots, every),

@@ -29,12 +29,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from dagq.config import get_settings
+from dagq.models import LeasedNode
+from dagq.usage import UsageRecord
 from dagq.workers import context
 from dagq.workers.context import NodeContext
 from dagq.workers.errors import FatalError
 from dagq.workers.outcomes import check_outputs, describe_error
 from dagq.workers.registry import registered
 from dagq.workers.streams import MAX_ATTEMPT_BYTES, StreamClosed, StreamTooLarge, chunk_size
+from dagq.workers.usage import UsageMeter
 
 if TYPE_CHECKING:
     from dagq.workers.streams import StreamWriter
@@ -108,6 +111,11 @@ class FakeNode:
         return "".join(chunk.text for chunk in self.chunks if chunk.text is not None)
 
     @property
+    def usage(self) -> list[UsageRecord]:
+        """Every `usage()` call so far, in order (checked as the worker checks them)."""
+        return self.context.meter.recorded() if self.context.meter else []
+
+    @property
     def data(self) -> list[dict[str, Any]]:
         """The streamed data chunks so far, in order."""
         return [chunk.data for chunk in self.chunks if chunk.data is not None]
@@ -161,8 +169,13 @@ def node(*, inputs: Mapping[str, Any] | None = None, deps: Mapping[str, Any] | N
         raise ValueError("index is a map item's position: give item too")
     recorder = _Recorder()
     # node_id 0 and version 0: no row stands behind a fake node.
-    ctx = NodeContext(0, _run_uuid(run_id), key, attempt, max_attempts, 0,
-                      cast("StreamWriter", recorder))
+    run_uuid = _run_uuid(run_id)
+    meter = UsageMeter(LeasedNode(
+        id=0, run_id=run_uuid, node_key=key, executor="fake", queue="default", version=0,
+        attempts=attempt, max_attempts=max_attempts, timeout_s=0, params={}, run_inputs={},
+        deps={}, item_index=payload.get("index")))
+    ctx = NodeContext(0, run_uuid, key, attempt, max_attempts, 0,
+                      cast("StreamWriter", recorder), meter)
     # The worker sets the same context variable (workers/middleware.py); a token restores
     # whatever was there, so fakes nest and a test's own context is left as it was.
     token = context._node.set(ctx)
@@ -191,6 +204,11 @@ class ExecutorResult:
     @property
     def text(self) -> str:
         return "".join(chunk.text for chunk in self.chunks if chunk.text is not None)
+
+    @property
+    def usage(self) -> list[UsageRecord]:
+        """Every `usage()` call so far, in order (checked as the worker checks them)."""
+        return self.context.meter.recorded() if self.context.meter else []
 
     @property
     def data(self) -> list[dict[str, Any]]:

@@ -249,6 +249,7 @@ STORE_WRITES = frozenset({
     "insert_links", "respond",
     "write_event", "expand_due", "prune_events", "prune_submit_requests",
     "add_pause", "end_pause",
+    "record_usage", "put_prices", "enforce_passed_budgets", "put_daily_budget",
 })
 STORE_READS = frozenset({
     "bounded", "notifying_in_background", "committing_later", "close", "ping",
@@ -265,6 +266,7 @@ STORE_READS = frozenset({
     "run_waits", "open_waits", "signal_forms", "respond_link",
     "subscribed", "get_event", "attempt_traces",
     "list_pauses", "refusing", "paused_among", "active_by_kind",
+    "run_usage", "get_costs", "usage_tail", "last_usage_id", "daily_budgets", "spent_today",
 })
 WRITES_THROUGH_THE_SERVICE = {"dagq.api", "dagq.cli"}
 

@@ -20,6 +20,7 @@ EXPORTED = {
     "dagq": {
         "AsyncClient", "Client", "FatalError", "PostgresBroker", "PostgresRateLimiterBackend",
         "PostgresResultBackend", "Workflow", "current_node", "executor", "submit_in",
+        "usage_from",
     },
     "dagq.client": {
         "AsyncClient", "Client", "Event", "RetryPolicy", "StreamEvent", "TERMINAL_RUN_EVENTS",
@@ -33,7 +34,8 @@ EXPORTED = {
         "dagq_client", "dagq_stack", "dagq_stack_options", "pytest_addoption",
     },
     "dagq.errors": {
-        "ApiError", "Conflict", "DagqError", "DatabaseUnavailable", "EmbeddedPostgresError",
+        "ApiError", "BudgetExceeded", "Conflict", "DagqError", "DatabaseUnavailable",
+        "EmbeddedPostgresError",
         "Forbidden", "Gone", "InvalidRequest", "InvalidWorkflow", "NoDatabase", "NotFound",
         "Paused", "PayloadTooLarge", "QuotaExceeded", "RateLimited", "ServerError",
         "TooManySignals", "Unauthorized", "Unavailable", "UnexpectedReply",
@@ -42,7 +44,7 @@ EXPORTED = {
         "ApiKey", "ApiKeyRecord", "BulkOutcome", "ChildRun", "EventRecord", "EventRun",
         "ExecutorInfo", "HeartbeatResult",
         "LeasedNode", "NodeStatus", "NodeView", "RerunResult", "ResolveResult", "RunEvent",
-        "RunStatus", "RunView", "RunWarning",
+        "RunStatus", "RunUsage", "RunView", "RunWarning",
         "ScheduleRecord", "SignalResult", "SubmitResult", "TenantRecord", "WorkflowRecord",
         "WEBHOOK_EVENTS", "WebhookAttempt", "WebhookDelivery", "WebhookRecord",
         "PAUSE_KINDS", "PauseKind", "PauseRecord", "Blocked", "BlockedReason",

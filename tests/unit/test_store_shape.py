@@ -54,6 +54,9 @@ REPOSITORIES = {
     "traces": {"attempt_traces"},
     "pauses": {"add_pause", "end_pause", "list_pauses", "refusing", "paused_among",
                "active_by_kind"},
+    "usage": {"record_usage", "run_usage", "put_prices", "get_costs", "usage_tail",
+              "last_usage_id"},
+    "budgets": {"enforce_passed_budgets", "put_daily_budget", "daily_budgets", "spent_today"},
 }
 FACADE_METHODS = {"bounded", "notifying_in_background", "committing_later", "close", "ping",
                   "flush_commits"}

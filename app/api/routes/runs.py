@@ -31,12 +31,12 @@ from dagq.api.schemas import (
     RunSummary,
     SignalBody,
     SubmitBatchBody,
-    SubmitRunBody,
     decode_cursor,
     encode_cursor,
     meta_filters,
     parse_time,
 )
+from dagq.api.schemas_cost import SubmitRunBody  # schemas' with `budget`
 from dagq.api.tracing import SubmitTrace, submit_trace
 from dagq.errors import Conflict, DagqError, InvalidRequest
 from dagq.models import ApiKey, SubmitResult
@@ -60,7 +60,7 @@ def _submission(tenant: str, body: SubmitRunBody,
                          inputs=body.inputs, event_key=body.event_key,
                          priority=body.priority, deadline_s=body.deadline_s,
                          concurrency=body.concurrency, metadata=body.metadata,
-                         traceparent=traceparent)
+                         traceparent=traceparent, budget=body.budget)
 
 
 def _count(request: Request, outcome: SubmitResult | DagqError) -> None:

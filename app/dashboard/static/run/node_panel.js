@@ -7,6 +7,7 @@ import { badge, fill, fmtDuration, fmtTime, h, jsonBlock, span } from "../dom.js
 import { attemptsOf, itemStates } from "./history.js";
 import { childrenSection, copiedNote, rerunSection } from "./links.js";
 import { resolvedNote, resolveSection } from "./resolve.js";
+import { usageSection } from "./usage.js";
 import { waitForm } from "./wait_panel.js";
 
 /** `onResolved`: called after the node was resolved (the run goes on: read it again). */
@@ -20,8 +21,9 @@ export function renderNodePanel(panel, run, selected, events, select, streams = 
   const draft = panel.querySelector("textarea.signal-data")?.value;
   const refocus = typingIn(panel);
   const attempts = attemptsOf(events, run, node.key);
-  const parts = [nodeHead(node, select), nodeFacts(node), ...copiedNote(events, node),
-    ...resolvedNote(events, node), ...rerunSection(run, node), ...resolveSection(run, node, onResolved)];
+  const parts = [nodeHead(node, select), nodeFacts(node), ...usageSection(run, node),
+    ...copiedNote(events, node), ...resolvedNote(events, node), ...rerunSection(run, node),
+    ...resolveSection(run, node, onResolved)];
   if (node.status === "waiting" && node.wait && node.wait.signal) {
     parts.push(h("h3", {}, "Signal"),
       node.wait.form ? waitForm(panel, run, node) : signalForm(run, node, draft));
