@@ -4,7 +4,7 @@ command nor is styled away."""
 
 from __future__ import annotations
 
-from dagq.cli import main
+from dagq.cli import main, views
 from dagq.config import get_settings
 from dagq.store import Store
 from tests.harness.drive import drive
@@ -16,7 +16,10 @@ OUTPUTS = {"say": "[/oops] [bold]not bold[/bold]"}
 def cli(monkeypatch, capfd, db_url: str, *args: str) -> tuple[int, str, str]:
     monkeypatch.delenv("DAGQ_URL", raising=False)
     monkeypatch.setenv("DAGQ_DATABASE_URL", db_url)
-    monkeypatch.setenv("COLUMNS", "200")  # the wide runs table (with the tenant)
+    # The wide runs table (with the tenant). The console read COLUMNS when it was made,
+    # perhaps by an earlier test in this process: its width is set directly too.
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(views.out, "width", 200)
     get_settings.cache_clear()
     try:
         status = main(list(args))
