@@ -77,8 +77,8 @@ class TriggerRepo:
     def get_event(self, event: str, tenant: str | None) -> EventRecord:
         """By id, or by the client's event_id in `tenant`; another tenant's is not found."""
         with self.db.tx() as cur:
-            row = cur.execute(queries()["event_by_id"],
-                              {"id": event, "tenant": tenant}).fetchone()
+            row = cur.execute(queries()["event_by_id"], {
+                "id": event, "id_uuid": _as_uuid(event), "tenant": tenant}).fetchone()
             if row is None:
                 raise NotFound(f"event {event} not found")
             return EventRecord(**_event(row), runs=self._runs(cur, row["id"]), created=False)
@@ -94,6 +94,16 @@ class TriggerRepo:
     def _runs(cur: psycopg.Cursor[Any], event: uuid.UUID) -> list[EventRun]:
         return [EventRun(**row) for row in
                 cur.execute(queries()["event_runs"], {"event": event}).fetchall()]
+
+
+def _as_uuid(text: str) -> uuid.UUID | None:
+    """`text` as dagq's event id when it is one as dagq writes it (lowercase, dashed:
+    what `id::text` equalled), else None (then only an event_id can match it)."""
+    try:
+        parsed = uuid.UUID(text)
+    except ValueError:
+        return None
+    return parsed if str(parsed) == text else None
 
 
 def _event(row: dict[str, Any]) -> dict[str, Any]:
