@@ -30,7 +30,9 @@ MAX_RUNS_PER_EVENT = 100  # workflows one event may start (a fan-out bound)
 
 def check_event(name: Any, payload: Any, event_id: Any) -> None:
     """The checks that need no database (the API's schema makes the same ones)."""
-    if not isinstance(name, str) or not re.match(EVENT_NAME_PATTERN, name):
+    # fullmatch: re.match lets "$" match before a final newline, which the API's schema
+    # refuses; an event named "x\n" would be stored from the client and the CLI only.
+    if not isinstance(name, str) or not re.fullmatch(EVENT_NAME_PATTERN, name):
         raise InvalidRequest("an event's name has 1 to 128 characters from [A-Za-z0-9_.:-]",
                              {"field": "name"})
     if not isinstance(payload, dict):

@@ -128,3 +128,19 @@ def test_concurrent_repeats_of_one_event_id_start_its_runs_once(repo, sql) -> No
     assert sum(e.created for e in events) == 1
     assert len({tuple(r.run_id for r in e.runs) for e in events}) == 1
     assert counts(sql) == (2, 1, 2)
+
+
+def test_a_name_or_path_with_a_final_newline_is_refused(repo, sql) -> None:
+    """The API's schema refuses "ticket.created\\n"; the Python checks (re.match, whose "$"
+    also matches before a final newline) let the client, the CLI and registration store
+    it: an event or trigger no other spelling of the name would ever meet."""
+    register_workflow(repo, wf("flow", ANY))
+    with pytest.raises(InvalidRequest):
+        emit(repo, tenant="t", name="ticket.created\n", payload={})
+    assert counts(sql) == (0, 0, 0)
+    for bad, says in ((wf("x", {"event": "ticket.created\n"}), "triggers.0.event"),
+                      (wf("x", {"event": "e", "if": {"path": "name\n", "in": ["e"]}}),
+                       "if.path")):
+        with pytest.raises(InvalidWorkflow) as err:
+            register_workflow(repo, bad)
+        assert says in str(err.value)
