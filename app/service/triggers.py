@@ -50,6 +50,14 @@ def emit(repo: Store, *, tenant: str, name: str, payload: Any = None,
     payload = {} if payload is None else payload
     check_event(name, payload, event_id)
     check_metadata(metadata)
+    fingerprint = sha256_json({"name": name, "payload": payload})
+    if event_id is not None:
+        # A repeat (a client's resend after a lost reply) is answered with the first
+        # event's runs before anything about the subscribers now is checked: a workflow
+        # subscribed since, which cannot run or passes the fan-out bound, made it a 422.
+        seen = repo.triggers.existing_event(tenant, event_id, fingerprint)
+        if seen is not None:
+            return seen
     subscribed = repo.triggers.subscribed(name, payload)
     if len(subscribed) > MAX_RUNS_PER_EVENT:
         raise InvalidRequest(f"event {name!r} would start {len(subscribed)} workflows; at "
@@ -65,7 +73,6 @@ def emit(repo: Store, *, tenant: str, name: str, payload: Any = None,
             exc.message = f"workflow {workflow!r} (subscribed to {name!r}): {exc.message}"
             exc.args = (exc.message,)
             raise
-    fingerprint = sha256_json({"name": name, "payload": payload})
     return repo.triggers.write_event(tenant=tenant, event_id=event_id, name=name, payload=payload,
                                      fingerprint=fingerprint, runs=runs,
                                      limited=repo.tenants.limited_tenants())

@@ -62,12 +62,26 @@ class TriggerRepo:
                  "run_id": str(r.run_id)} for r in started])})
         return EventRecord(**_event(row), runs=started, created=True)
 
+    @transient
+    def existing_event(self, tenant: str, event_id: str,
+                       fingerprint: str) -> EventRecord | None:
+        """The event already stored with (tenant, event_id), as a repeat is answered
+        (Conflict: another name or payload), or None."""
+        with self.db.tx() as cur:
+            row = cur.execute(queries()["event_by_event_id"],
+                              {"tenant": tenant, "event_id": event_id}).fetchone()
+            return None if row is None else self._answer(cur, row, event_id, fingerprint)
+
     def _repeat(self, cur: psycopg.Cursor[Any], tenant: str, event_id: str,
                 fingerprint: str) -> EventRecord:
         row = cur.execute(queries()["event_by_event_id"],
                           {"tenant": tenant, "event_id": event_id}).fetchone()
         if row is None:  # pragma: no cover - events are never deleted before their runs
             raise Conflict("the event with this event_id was removed while emitting; retry")
+        return self._answer(cur, row, event_id, fingerprint)
+
+    def _answer(self, cur: psycopg.Cursor[Any], row: dict[str, Any], event_id: str,
+                fingerprint: str) -> EventRecord:
         if row["fingerprint"] != fingerprint:
             raise Conflict(f"event_id {event_id!r} was already used for a different event "
                            "name or payload", {"event": str(row["id"])})

@@ -261,7 +261,7 @@ STORE_READS = frozenset({
     "get_result", "counter_value", "unserved_actors",
     "list_webhooks", "list_deliveries", "get_delivery",
     "run_waits", "open_waits", "signal_forms", "respond_link",
-    "subscribed", "get_event",
+    "subscribed", "get_event", "existing_event",
 })
 WRITES_THROUGH_THE_SERVICE = {"dagq.api", "dagq.cli"}
 

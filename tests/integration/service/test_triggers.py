@@ -144,3 +144,22 @@ def test_a_name_or_path_with_a_final_newline_is_refused(repo, sql) -> None:
         with pytest.raises(InvalidWorkflow) as err:
             register_workflow(repo, bad)
         assert says in str(err.value)
+
+
+def test_a_repeat_is_answered_whatever_subscribed_since(repo, sql) -> None:
+    """A client's resend of an event (same event_id, after a lost reply) is the first
+    event: it was a 422 once the workflows subscribed since could not all be started (here
+    past the fan-out bound; likewise a new subscriber that cannot run)."""
+    from dagq.service.triggers import MAX_RUNS_PER_EVENT
+
+    register_workflow(repo, wf("first", ANY))
+    sent = emit(repo, tenant="t", name="ticket.created", payload={"n": 1}, event_id="e-1")
+    for i in range(MAX_RUNS_PER_EVENT):
+        register_workflow(repo, wf(f"later-{i:03}", ANY))
+    again = emit(repo, tenant="t", name="ticket.created", payload={"n": 1}, event_id="e-1")
+    assert (again.id, again.runs, again.created) == (sent.id, sent.runs, False)
+    with pytest.raises(Conflict):  # other content under that event_id: still a 409
+        emit(repo, tenant="t", name="ticket.created", payload={"n": 2}, event_id="e-1")
+    with pytest.raises(InvalidRequest, match="at most"):  # a new event: the bound holds
+        emit(repo, tenant="t", name="ticket.created", payload={"n": 1}, event_id="e-2")
+    assert counts(sql) == (1, 1, 1)
