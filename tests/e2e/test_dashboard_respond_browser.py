@@ -86,6 +86,8 @@ def test_the_respond_page_and_the_run_page_send_a_wait_form(dagq_up: str) -> Non
             page.on("console", lambda m: problems.append(m.text)
                     if m.type == "error" and "Content Security Policy" in m.text else None)
             respond_by_link(page, base, link)
+            page.goto(f"{base}/respond/dqr_%E0%A4%A")  # not percent-decodable: still says so
+            page.wait_for_selector(".respond-closed")
             page.goto(f"{base}/#/runs/{by_panel}")
             node = "svg.dag g.node[data-key='approve']"
             page.wait_for_selector(f"{node}[data-status='waiting']", timeout=30_000)
