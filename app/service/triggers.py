@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from dagq.errors import DagqError, InvalidRequest
+from dagq.jsonsafe import unstorable
 from dagq.models import EventRecord
 from dagq.service.submissions import SubmitRequest, prepare
 from dagq.spec.metadata import check_metadata
@@ -42,6 +43,12 @@ def check_event(name: Any, payload: Any, event_id: Any) -> None:
                                  or not 0 < len(event_id) <= MAX_EVENT_ID):
         raise InvalidRequest(f"event_id has 1 to {MAX_EVENT_ID} characters",
                              {"field": "event_id"})
+    # What Postgres cannot store (a NUL, a non-finite number): the API's edge refuses it,
+    # but `dagq emit` on the database and Python callers reached the INSERT (a raw
+    # psycopg DataError) with it.
+    for field, value in (("payload", payload), ("event_id", event_id)):
+        if value is not None and (problem := unstorable(value, field)) is not None:
+            raise InvalidRequest(problem, {"field": field})
 
 
 def emit(repo: Store, *, tenant: str, name: str, payload: Any = None,

@@ -163,3 +163,16 @@ def test_a_repeat_is_answered_whatever_subscribed_since(repo, sql) -> None:
     with pytest.raises(InvalidRequest, match="at most"):  # a new event: the bound holds
         emit(repo, tenant="t", name="ticket.created", payload={"n": 1}, event_id="e-2")
     assert counts(sql) == (1, 1, 1)
+
+
+def test_a_value_postgres_cannot_store_is_a_clear_refusal(repo, sql) -> None:
+    """A NUL in the payload or event_id, or a non-finite number: the API's edge refuses
+    them; `dagq emit` on the database and Python callers got a raw psycopg DataError."""
+    register_workflow(repo, wf("flow", ANY))
+    for bad, field in (({"payload": {"a": "\x00"}}, "payload"),
+                       ({"payload": {"a": float("nan")}}, "payload"),
+                       ({"event_id": "e\x00"}, "event_id")):
+        with pytest.raises(InvalidRequest) as err:
+            emit(repo, tenant="t", name="ticket.created", **{"payload": {}, **bad})
+        assert err.value.details == {"field": field}
+    assert counts(sql) == (0, 0, 0)
