@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import psycopg
@@ -27,6 +28,15 @@ from dagq.errors import (
 )
 
 log = logging.getLogger("dagq.api")
+# A respond link's token is in its path (/v1/respond/<token>, /respond/<token>) and is
+# the link's whole authority: an answer that failed (503) leaves the link unused, so a
+# token in a log line would let whoever reads the logs answer the wait.
+_RESPOND_TOKEN = re.compile(r"(/respond/)[^/]+")
+
+
+def logged_path(request: Request) -> str:
+    """The request's path as logged: a respond link's token left out."""
+    return _RESPOND_TOKEN.sub(r"\1<token>", request.url.path)
 
 
 class MalformedJson(DagqError):
@@ -83,7 +93,7 @@ async def dagq_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DagqError)
     status = status_of(exc)
     if status >= 500:
-        log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+        log.warning("%s %s: %s", request.method, logged_path(request), exc.message)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 429:
         headers = {"Retry-After": str(max(1, round(getattr(exc, "retry_after", None) or 1)))}
@@ -99,7 +109,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def data_error(request: Request, exc: Exception) -> Response:
     """A value Postgres refused (the edge validation should have caught it first)."""
-    log.warning("%s %s: Postgres rejected a value: %s", request.method, request.url.path, exc)
+    log.warning("%s %s: Postgres rejected a value: %s", request.method, logged_path(request),
+                exc)
     return error_response(422, "invalid_request", "a value in the request is not storable",
                           {"reason": str(exc).splitlines()[0] if str(exc) else None})
 
@@ -107,7 +118,7 @@ async def data_error(request: Request, exc: Exception) -> Response:
 async def server_error(request: Request, exc: Exception) -> Response:
     # Starlette sends this response from outside every user middleware, so the
     # security headers middleware never sees it.
-    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    log.error("%s %s failed", request.method, logged_path(request), exc_info=exc)
     return error_response(500, "internal", "internal server error", None, SECURITY_HEADERS)
 
 

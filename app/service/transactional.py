@@ -78,7 +78,25 @@ async def _submit_async(conn: psycopg.AsyncConnection[Any],
 
     # The store is synchronous: it runs in a thread, each statement sent back to this
     # loop, which has nothing else to do on `conn` meanwhile (the caller awaits us).
-    return await asyncio.to_thread(run)
+    work = asyncio.ensure_future(asyncio.to_thread(run))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        # A cancel does not stop the thread: it would go on using `conn` while the caller
+        # rolls back (refused while the thread's savepoint is open, else run between its
+        # statements). The cancel waits for it; the caller's rollback then undoes it.
+        await _until_done(work)
+        raise
+
+
+async def _until_done(work: asyncio.Future[Any]) -> None:
+    while not work.done():
+        try:
+            await asyncio.wait({work})
+        except asyncio.CancelledError:  # cancelled again: still the thread's to finish
+            continue
+    if not work.cancelled():
+        work.exception()  # retrieved: the caller sees its cancel, not this
 
 
 SQL_SUBMITS_BATCH = 100

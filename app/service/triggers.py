@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from dagq.errors import DagqError, InvalidRequest
+from dagq.jsonsafe import unstorable
 from dagq.models import EventRecord
 from dagq.service.submissions import SubmitRequest, prepare
 from dagq.spec.metadata import check_metadata
@@ -30,7 +31,9 @@ MAX_RUNS_PER_EVENT = 100  # workflows one event may start (a fan-out bound)
 
 def check_event(name: Any, payload: Any, event_id: Any) -> None:
     """The checks that need no database (the API's schema makes the same ones)."""
-    if not isinstance(name, str) or not re.match(EVENT_NAME_PATTERN, name):
+    # fullmatch: re.match lets "$" match before a final newline, which the API's schema
+    # refuses; an event named "x\n" would be stored from the client and the CLI only.
+    if not isinstance(name, str) or not re.fullmatch(EVENT_NAME_PATTERN, name):
         raise InvalidRequest("an event's name has 1 to 128 characters from [A-Za-z0-9_.:-]",
                              {"field": "name"})
     if not isinstance(payload, dict):
@@ -40,6 +43,12 @@ def check_event(name: Any, payload: Any, event_id: Any) -> None:
                                  or not 0 < len(event_id) <= MAX_EVENT_ID):
         raise InvalidRequest(f"event_id has 1 to {MAX_EVENT_ID} characters",
                              {"field": "event_id"})
+    # What Postgres cannot store (a NUL, a non-finite number): the API's edge refuses it,
+    # but `dagq emit` on the database and Python callers reached the INSERT (a raw
+    # psycopg DataError) with it.
+    for field, value in (("payload", payload), ("event_id", event_id)):
+        if value is not None and (problem := unstorable(value, field)) is not None:
+            raise InvalidRequest(problem, {"field": field})
 
 
 def emit(repo: Store, *, tenant: str, name: str, payload: Any = None,
@@ -48,6 +57,14 @@ def emit(repo: Store, *, tenant: str, name: str, payload: Any = None,
     payload = {} if payload is None else payload
     check_event(name, payload, event_id)
     check_metadata(metadata)
+    fingerprint = sha256_json({"name": name, "payload": payload})
+    if event_id is not None:
+        # A repeat (a client's resend after a lost reply) is answered with the first
+        # event's runs before anything about the subscribers now is checked: a workflow
+        # subscribed since, which cannot run or passes the fan-out bound, made it a 422.
+        seen = repo.triggers.existing_event(tenant, event_id, fingerprint)
+        if seen is not None:
+            return seen
     subscribed = repo.triggers.subscribed(name, payload)
     if len(subscribed) > MAX_RUNS_PER_EVENT:
         raise InvalidRequest(f"event {name!r} would start {len(subscribed)} workflows; at "
@@ -63,7 +80,6 @@ def emit(repo: Store, *, tenant: str, name: str, payload: Any = None,
             exc.message = f"workflow {workflow!r} (subscribed to {name!r}): {exc.message}"
             exc.args = (exc.message,)
             raise
-    fingerprint = sha256_json({"name": name, "payload": payload})
     return repo.triggers.write_event(tenant=tenant, event_id=event_id, name=name, payload=payload,
                                      fingerprint=fingerprint, runs=runs,
                                      limited=repo.tenants.limited_tenants())

@@ -33,7 +33,7 @@ class TriggerCondition(_Strict):
     @field_validator("path")
     @classmethod
     def _check_path(cls, path: str) -> str:
-        if not re.match(TRIGGER_PATH_PATTERN, path):
+        if not re.fullmatch(TRIGGER_PATH_PATTERN, path):  # (match: "$" allows a final newline)
             raise ValueError("a trigger's if.path is 'name', 'payload' or a dotted path "
                              f"into the payload (like payload.priority), not {path[:80]!r}")
         return path
@@ -48,7 +48,7 @@ class Trigger(_Strict):
     @field_validator("event")
     @classmethod
     def _check_event(cls, event: str) -> str:
-        if not re.match(EVENT_NAME_PATTERN, event):
+        if not re.fullmatch(EVENT_NAME_PATTERN, event):
             raise ValueError(f"a trigger's event is a name of 1 to 128 characters from "
                              f"[A-Za-z0-9_.:-], not {event[:80]!r}")
         return event

@@ -22,6 +22,10 @@ from dagq.store.tx import Database, transient
 Expand = Callable[[psycopg.Connection[Any], dict[str, Any]], DagqError | None]
 RETRY_FOR = (RateLimited,)  # refusals that pass (a quota, a rate): tried again
 MAX_ATTEMPTS = 20
+# A refusal's wait doubles with each attempt up to this (never below its retry_after): a
+# full queue answers retry_after 1 s, and 20 tries a second apart failed a committed
+# request after 20 s of backlog; doubled, the 20 tries span about 15 minutes.
+MAX_RETRY_WAIT_S = 60.0
 
 
 class SubmitRequestRepo:
@@ -48,7 +52,8 @@ class SubmitRequestRepo:
                     continue
                 detail = Jsonb({"code": error.code, "message": error.message})
                 if isinstance(error, RETRY_FOR) and row["attempts"] + 1 < MAX_ATTEMPTS:
-                    wait = max(float(getattr(error, "retry_after", None) or 1.0), 1.0)
+                    wait = max(float(getattr(error, "retry_after", None) or 1.0),
+                               min(2.0 ** row["attempts"], MAX_RETRY_WAIT_S))
                     cur.execute(q["retry_submit_request"], {
                         "id": row["id"], "error": detail,
                         "retry_at": (now or _db_now(cur)) + timedelta(seconds=wait)})

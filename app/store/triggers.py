@@ -62,12 +62,26 @@ class TriggerRepo:
                  "run_id": str(r.run_id)} for r in started])})
         return EventRecord(**_event(row), runs=started, created=True)
 
+    @transient
+    def existing_event(self, tenant: str, event_id: str,
+                       fingerprint: str) -> EventRecord | None:
+        """The event already stored with (tenant, event_id), as a repeat is answered
+        (Conflict: another name or payload), or None."""
+        with self.db.tx() as cur:
+            row = cur.execute(queries()["event_by_event_id"],
+                              {"tenant": tenant, "event_id": event_id}).fetchone()
+            return None if row is None else self._answer(cur, row, event_id, fingerprint)
+
     def _repeat(self, cur: psycopg.Cursor[Any], tenant: str, event_id: str,
                 fingerprint: str) -> EventRecord:
         row = cur.execute(queries()["event_by_event_id"],
                           {"tenant": tenant, "event_id": event_id}).fetchone()
         if row is None:  # pragma: no cover - events are never deleted before their runs
             raise Conflict("the event with this event_id was removed while emitting; retry")
+        return self._answer(cur, row, event_id, fingerprint)
+
+    def _answer(self, cur: psycopg.Cursor[Any], row: dict[str, Any], event_id: str,
+                fingerprint: str) -> EventRecord:
         if row["fingerprint"] != fingerprint:
             raise Conflict(f"event_id {event_id!r} was already used for a different event "
                            "name or payload", {"event": str(row["id"])})
@@ -77,8 +91,8 @@ class TriggerRepo:
     def get_event(self, event: str, tenant: str | None) -> EventRecord:
         """By id, or by the client's event_id in `tenant`; another tenant's is not found."""
         with self.db.tx() as cur:
-            row = cur.execute(queries()["event_by_id"],
-                              {"id": event, "tenant": tenant}).fetchone()
+            row = cur.execute(queries()["event_by_id"], {
+                "id": event, "id_uuid": _as_uuid(event), "tenant": tenant}).fetchone()
             if row is None:
                 raise NotFound(f"event {event} not found")
             return EventRecord(**_event(row), runs=self._runs(cur, row["id"]), created=False)
@@ -94,6 +108,16 @@ class TriggerRepo:
     def _runs(cur: psycopg.Cursor[Any], event: uuid.UUID) -> list[EventRun]:
         return [EventRun(**row) for row in
                 cur.execute(queries()["event_runs"], {"event": event}).fetchall()]
+
+
+def _as_uuid(text: str) -> uuid.UUID | None:
+    """`text` as dagq's event id when it is one as dagq writes it (lowercase, dashed:
+    what `id::text` equalled), else None (then only an event_id can match it)."""
+    try:
+        parsed = uuid.UUID(text)
+    except ValueError:
+        return None
+    return parsed if str(parsed) == text else None
 
 
 def _event(row: dict[str, Any]) -> dict[str, Any]:

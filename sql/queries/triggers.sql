@@ -25,11 +25,14 @@ SELECT id, tenant, event_id, name, payload, fingerprint, created_at FROM dagq.ev
 WHERE tenant = %(tenant)s AND event_id = %(event_id)s
 
 -- name: event_by_id
--- By dagq's id, or by the client's event_id within the tenant (null tenant: any).
+-- By dagq's id (%(id_uuid)s: the id parsed, null when it is no uuid), or by the
+-- client's event_id within the tenant (null tenant: any tenant's, by id only). Each arm
+-- through an index (the primary key, events' unique (tenant, event_id)): comparing
+-- `id::text` read every event.
 SELECT id, tenant, event_id, name, payload, fingerprint, created_at FROM dagq.events
-WHERE (id::text = %(id)s OR (event_id = %(id)s AND tenant = %(tenant)s))
+WHERE (id = %(id_uuid)s::uuid OR (event_id = %(id)s AND tenant = %(tenant)s))
   AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)
-ORDER BY (id::text = %(id)s) DESC
+ORDER BY (id = %(id_uuid)s::uuid) IS TRUE DESC
 LIMIT 1
 
 -- name: insert_event_runs

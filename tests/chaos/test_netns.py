@@ -51,6 +51,16 @@ class Hosts:
         self.net, self.url = net, db_url
         self.fleet = WorkerFleet(db_url, tmp)
         self.effects = {host: str(tmp / f"effects-{host}.txt") for host in ("w1", "w2")}
+        try:
+            self._start(net, tmp, w1_url)
+        except BaseException:
+            # No fixture's teardown knows of these processes yet: stop them here, or they
+            # run on (die_with_parent: until pytest exits) beside the next test.
+            self.fleet.stop_all()
+            raise
+
+    def _start(self, net: Network, tmp: Path, w1_url: str | None) -> None:
+        db_url = self.url
         common = {"DAGQ_ACTOR_MODULES": "tests.harness.effects", "DAGQ_LOG_LEVEL": "INFO",
                   "DAGQ_POOL_SIZE": "6"}
         for host in ("w1", "w2"):
@@ -199,3 +209,37 @@ def test_a_worker_host_5_ms_away_each_way(net: Network, db: str, tmp_path: Path)
             assert stack.done_by("w1") > 0 and proxy.connections > 0
         finally:
             stack.close()
+
+
+class _NoNamespaces:
+    """A Network's interface with no namespaces (every host is this one): enough to start
+    the processes, without root."""
+
+    def wrap(self, host: str) -> list[str]:
+        return []
+
+    def address(self, host: str) -> str:
+        return "127.0.0.1"
+
+
+def test_hosts_that_fail_to_start_leave_no_process(tmp_path: Path, monkeypatch) -> None:
+    """Not a fault test (no root needed): when the stack cannot come up (here the wait for
+    the API fails at once), its workers, sweeper and API are stopped before the error
+    reaches the fixture, which never got a stack to close."""
+    started: list[WorkerFleet] = []
+    real_init = WorkerFleet.__init__
+
+    def recording_init(fleet: WorkerFleet, *args, **kwargs) -> None:
+        real_init(fleet, *args, **kwargs)
+        started.append(fleet)
+
+    def refuse(*args, **kwargs) -> None:
+        raise AssertionError("timed out waiting for the API and the workers")
+
+    monkeypatch.setattr(WorkerFleet, "__init__", recording_init)
+    monkeypatch.setattr(f"{__name__}.wait_for", refuse)
+    with pytest.raises(AssertionError, match="timed out"):
+        Hosts(_NoNamespaces(), "postgresql://nobody@127.0.0.1:1/none", tmp_path)  # type: ignore[arg-type]
+    [fleet] = started
+    assert len(fleet.procs) == 4
+    assert all(proc.poll() is not None for proc in fleet.procs)

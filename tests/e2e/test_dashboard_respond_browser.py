@@ -23,6 +23,10 @@ FORM: dict[str, Any] = {
         "by": {"type": "string", "title": "Your name"},
         "tier": {"enum": ["gold", "silver"]},
         "amount": {"type": "number", "default": 10},
+        # Names an object inherits in JavaScript: neither prefilled from Object.prototype
+        # ("function Object() { [native code] }") nor dropped when sent.
+        "constructor": {"type": "string", "title": "Reference"},
+        "__proto__": {"type": "string", "title": "Code"},
     },
     "required": ["by"],
 }
@@ -50,6 +54,8 @@ def respond_by_link(page: Any, base: str, token: str) -> None:
     assert "<img src=x id=injected> is text" in page.locator("main").inner_text()
     assert page.locator("#injected").count() == 0
     assert page.locator("[data-field='amount']").input_value() == "10"  # the default
+    assert page.locator("[data-field='constructor']").input_value() == ""
+    page.fill("[data-field='__proto__']", "c-1")
     page.check("[data-field='approved']")
     page.select_option("[data-field='tier']", label="silver")
     page.click("form.respond-form button")  # no name yet: the API's 422 names the field
@@ -80,6 +86,8 @@ def test_the_respond_page_and_the_run_page_send_a_wait_form(dagq_up: str) -> Non
             page.on("console", lambda m: problems.append(m.text)
                     if m.type == "error" and "Content Security Policy" in m.text else None)
             respond_by_link(page, base, link)
+            page.goto(f"{base}/respond/dqr_%E0%A4%A")  # not percent-decodable: still says so
+            page.wait_for_selector(".respond-closed")
             page.goto(f"{base}/#/runs/{by_panel}")
             node = "svg.dag g.node[data-key='approve']"
             page.wait_for_selector(f"{node}[data-status='waiting']", timeout=30_000)
@@ -95,5 +103,5 @@ def test_the_respond_page_and_the_run_page_send_a_wait_form(dagq_up: str) -> Non
         finally:
             browser.close()
     assert outputs(base, by_link)["data"] == {"approved": True, "by": "ana", "tier": "silver",
-                                              "amount": 10}
+                                              "amount": 10, "__proto__": "c-1"}
     assert outputs(base, by_panel)["data"] == {"approved": False, "by": "bo", "amount": 10}

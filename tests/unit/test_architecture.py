@@ -264,7 +264,7 @@ STORE_READS = frozenset({
     "get_result", "counter_value", "unserved_actors",
     "list_webhooks", "list_deliveries", "get_delivery",
     "run_waits", "open_waits", "signal_forms", "respond_link",
-    "subscribed", "get_event", "attempt_traces",
+    "subscribed", "get_event", "existing_event", "attempt_traces",
     "list_pauses", "refusing", "paused_among", "active_by_kind",
     "run_usage", "get_costs", "usage_tail", "last_usage_id", "daily_budgets", "spent_today",
 })

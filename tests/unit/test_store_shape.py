@@ -49,7 +49,7 @@ REPOSITORIES = {
     "webhooks": {"insert_webhook", "list_webhooks", "delete_webhook", "claim_deliveries",
                  "finish_attempt", "finish_attempts", "list_deliveries", "get_delivery",
                  "redeliver", "delete_callback", "prune_webhooks"},
-    "triggers": {"subscribed", "write_event", "get_event", "prune_events"},
+    "triggers": {"subscribed", "write_event", "get_event", "existing_event", "prune_events"},
     "submit_requests": {"expand_due", "prune_submit_requests"},
     "traces": {"attempt_traces"},
     "pauses": {"add_pause", "end_pause", "list_pauses", "refusing", "paused_among",

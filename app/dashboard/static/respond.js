@@ -6,7 +6,16 @@ import { fill, fmtTime, h } from "./dom.js";
 import { formFields, showProblem } from "./wait_form.js";
 
 const main = document.getElementById("respond");
-const token = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
+const segment = location.pathname.split("/").filter(Boolean).pop() || "";
+// A mangled link (a stray "%" from a mail client) must not stop the page at "Loading…":
+// decodeURIComponent throws on it, so such a segment is sent as it is (the API: 404).
+const token = (() => {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+})();
 const url = `/v1/respond/${encodeURIComponent(token)}`;
 
 async function call(method, body) {

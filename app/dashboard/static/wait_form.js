@@ -55,7 +55,9 @@ export function formFields(form, values = {}) {
   const props = (form && form.properties) || {};
   const required = new Set((form && form.required) || []);
   const rows = Object.entries(props).map(([name, field]) => {
-    const value = name in values ? values[name] : field.default;
+    // Own keys only: `name in {}` is true for "constructor", "toString", "__proto__"…,
+    // whose inherited values would prefill the field.
+    const value = Object.hasOwn(values, name) ? values[name] : field.default;
     const el = input(name, field, value, required.has(name));
     return { name, field, el, row: h("div", { class: "form-row", "data-row": name },
       h("label", { class: "form-label" }, label(name, field, required.has(name))), el,
@@ -82,12 +84,10 @@ function readField(field, el) {
 }
 
 function collect(rows) {
-  const data = {};
-  for (const { name, field, el } of rows) {
-    const value = readField(field, el);
-    if (value !== undefined) data[name] = value;
-  }
-  return data;
+  // fromEntries defines own properties: `data[name] = value` on a field named
+  // "__proto__" would set the object's prototype and drop the field.
+  return Object.fromEntries(rows.map(({ name, field, el }) => [name, readField(field, el)])
+    .filter(([, value]) => value !== undefined));
 }
 
 /** Show the API's 422 next to the field it names (details.field), or nowhere. */

@@ -6,6 +6,7 @@ that answers its own wait once, with no API key: used, expired, closed -> 410.""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -205,3 +206,27 @@ def test_the_node_waiting_webhook_carries_a_link(api: Api, sql) -> None:
     assert respond(api, link["token"], {"approved": True}).status_code == 200
     drive(api.repo)
     assert status(api, run_id) == "succeeded"
+
+
+def test_a_failed_answer_does_not_log_its_token(api: Api, monkeypatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """An answer the API cannot record (503: the database did not answer) leaves its link
+    unused, and the API logs the failed request's path: with the token in it, whoever
+    reads the logs could answer the wait."""
+    from dagq.errors import DatabaseUnavailable
+    from dagq.service import waits as waits_service
+
+    run_id = waiting_run(api)
+    [wait] = waits(api, run_id)
+    token = wait["respond"]["token"]
+
+    def unavailable(*args: Any, **kwargs: Any) -> None:
+        raise DatabaseUnavailable("the database did not answer")
+
+    monkeypatch.setattr(waits_service, "respond", unavailable)
+    with caplog.at_level(logging.WARNING, logger="dagq.api"):
+        assert_error(respond(api, token, {"approved": True}), 503, "database_unavailable")
+    assert "POST /v1/respond/<token>: the database did not answer" in caplog.text
+    assert token not in caplog.text
+    monkeypatch.undo()
+    assert respond(api, token, {"approved": True}).status_code == 200  # still unused

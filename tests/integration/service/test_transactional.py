@@ -6,10 +6,13 @@ before anything is written and leave the caller's transaction usable; sync and a
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg.pq import TransactionStatus
 
 import dagq
 from dagq.errors import Conflict, InvalidRequest, InvalidWorkflow, NotFound, QuotaExceeded
@@ -132,3 +135,38 @@ def test_async_connections(repo, sql, db_url, listener) -> None:
     assert sorted(r["inputs"]["n"] for r in run_rows(sql)) == [1, 3]
     assert kept in {r["id"] for r in run_rows(sql)}
     assert (QUEUED_CHANNEL, "default") in heard(listener)
+
+
+def test_a_cancelled_async_call_leaves_the_connection_to_the_caller(repo, sql, db_url) -> None:
+    """`await submit_in(aconn, ...)` cancelled while its thread waits on a lock (another
+    transaction holds the tenant's row): the thread went on using the caller's connection
+    after the cancel, and the caller's rollback was refused (psycopg: "Explicit rollback()
+    forbidden within a Transaction context", the thread's savepoint still open) or would
+    run between its statements. The cancel now waits for the thread; the rollback undoes
+    what it wrote."""
+    register_workflow(repo, FLOW)
+    set_tenant(repo, "acme", max_queued_runs=10)  # admission locks the tenant's row
+    blocker = psycopg.connect(db_url)
+    blocker.execute("SELECT 1 FROM dagq.tenants WHERE name = 'acme' FOR UPDATE")
+
+    async def go() -> tuple[Any, int]:
+        async with await psycopg.AsyncConnection.connect(db_url) as app:
+            call = asyncio.ensure_future(dagq.submit_in(app, "invoice", tenant="acme"))
+            await asyncio.sleep(0.5)  # the thread waits for the tenant's lock
+            call.cancel()
+            threading.Timer(0.5, blocker.commit).start()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            await app.rollback()
+            await asyncio.sleep(1.0)  # what a thread left running would send by now
+            status = app.info.transaction_status
+            await app.execute("SELECT 1")  # the connection still serves its owner
+            await app.rollback()
+            return status, len(run_rows(sql))
+
+    try:
+        status, runs = asyncio.run(go())
+    finally:
+        blocker.close()
+    assert status == TransactionStatus.IDLE
+    assert runs == 0

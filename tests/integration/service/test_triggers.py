@@ -128,3 +128,51 @@ def test_concurrent_repeats_of_one_event_id_start_its_runs_once(repo, sql) -> No
     assert sum(e.created for e in events) == 1
     assert len({tuple(r.run_id for r in e.runs) for e in events}) == 1
     assert counts(sql) == (2, 1, 2)
+
+
+def test_a_name_or_path_with_a_final_newline_is_refused(repo, sql) -> None:
+    """The API's schema refuses "ticket.created\\n"; the Python checks (re.match, whose "$"
+    also matches before a final newline) let the client, the CLI and registration store
+    it: an event or trigger no other spelling of the name would ever meet."""
+    register_workflow(repo, wf("flow", ANY))
+    with pytest.raises(InvalidRequest):
+        emit(repo, tenant="t", name="ticket.created\n", payload={})
+    assert counts(sql) == (0, 0, 0)
+    for bad, says in ((wf("x", {"event": "ticket.created\n"}), "triggers.0.event"),
+                      (wf("x", {"event": "e", "if": {"path": "name\n", "in": ["e"]}}),
+                       "if.path")):
+        with pytest.raises(InvalidWorkflow) as err:
+            register_workflow(repo, bad)
+        assert says in str(err.value)
+
+
+def test_a_repeat_is_answered_whatever_subscribed_since(repo, sql) -> None:
+    """A client's resend of an event (same event_id, after a lost reply) is the first
+    event: it was a 422 once the workflows subscribed since could not all be started (here
+    past the fan-out bound; likewise a new subscriber that cannot run)."""
+    from dagq.service.triggers import MAX_RUNS_PER_EVENT
+
+    register_workflow(repo, wf("first", ANY))
+    sent = emit(repo, tenant="t", name="ticket.created", payload={"n": 1}, event_id="e-1")
+    for i in range(MAX_RUNS_PER_EVENT):
+        register_workflow(repo, wf(f"later-{i:03}", ANY))
+    again = emit(repo, tenant="t", name="ticket.created", payload={"n": 1}, event_id="e-1")
+    assert (again.id, again.runs, again.created) == (sent.id, sent.runs, False)
+    with pytest.raises(Conflict):  # other content under that event_id: still a 409
+        emit(repo, tenant="t", name="ticket.created", payload={"n": 2}, event_id="e-1")
+    with pytest.raises(InvalidRequest, match="at most"):  # a new event: the bound holds
+        emit(repo, tenant="t", name="ticket.created", payload={"n": 1}, event_id="e-2")
+    assert counts(sql) == (1, 1, 1)
+
+
+def test_a_value_postgres_cannot_store_is_a_clear_refusal(repo, sql) -> None:
+    """A NUL in the payload or event_id, or a non-finite number: the API's edge refuses
+    them; `dagq emit` on the database and Python callers got a raw psycopg DataError."""
+    register_workflow(repo, wf("flow", ANY))
+    for bad, field in (({"payload": {"a": "\x00"}}, "payload"),
+                       ({"payload": {"a": float("nan")}}, "payload"),
+                       ({"event_id": "e\x00"}, "event_id")):
+        with pytest.raises(InvalidRequest) as err:
+            emit(repo, tenant="t", name="ticket.created", **{"payload": {}, **bad})
+        assert err.value.details == {"field": field}
+    assert counts(sql) == (0, 0, 0)

@@ -15,6 +15,7 @@ import pytest
 from dagq import service
 from dagq.config import Settings
 from dagq.service.workflows import register_workflow
+from dagq.store.submit_requests import MAX_ATTEMPTS
 from dagq.sweeper.passes import Sweeper
 
 FLOW = {"name": "invoice", "nodes": {"bill": {"executor": "builtin.echo"}}}
@@ -130,3 +131,23 @@ def test_prune_keeps_events_with_runs_and_recent_failures(repo, sql) -> None:
     assert (counts["pruned_events"], counts["pruned_submit_requests"]) == (2, 1)
     left = {r["id"] for r in sql.execute("SELECT id FROM dagq.events").fetchall()}
     assert left == {kept.id} and lonely.id not in left
+
+
+def test_a_request_refused_by_a_full_queue_waits_longer_each_time(repo, sql) -> None:
+    """A full queue's refusal says retry in 1 s: retried every second, a committed
+    request failed for good after 20 s of backlog. Its waits double (up to a minute), so
+    its 20 attempts span about 15 minutes."""
+    register_workflow(repo, FLOW)
+    service.set_tenant(repo, "tight", max_queued_runs=1)
+    service.submit(repo, tenant="tight", workflow="invoice")  # the queue is full
+    sql.execute("SELECT dagq.submit('invoice', tenant => 'tight')")
+    sweeper, now, waits = Sweeper(repo, Settings()), datetime.now(UTC), []
+    for _ in range(MAX_ATTEMPTS - 1):
+        assert sweeper.submits(now) == {"submitted": 0, "submit_retried": 1,
+                                        "submit_failed": 0}
+        [row] = sql.execute("SELECT next_attempt_at FROM dagq.submit_requests").fetchall()
+        waits.append((row["next_attempt_at"] - now).total_seconds())
+        now = row["next_attempt_at"]
+    assert waits[:7] == [1, 2, 4, 8, 16, 32, 60] and set(waits[6:]) == {60}
+    assert sum(waits) > 14 * 60
+    assert sweeper.submits(now)["submit_failed"] == 1  # the 20th refusal: kept failed
