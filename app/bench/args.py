@@ -45,6 +45,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                              "through PgBouncer (transaction mode; Debian's pgbouncer; "
                              "and submit -> start with DAGQ_LISTEN=off) or through a proxy "
                              "adding 5 ms each way, as ratios of the direct drains")
+    parser.add_argument("--proxy-delay-ms", type=float, default=5.0, metavar="MS",
+                        help="--via proxy: the delay each way (0: the proxy's own cost, "
+                             "the floor the 5 ms figures stand on)")
     parser.add_argument("--compare", default=None, metavar="REF",
                         help="also bench the git commit REF (in a temporary worktree and "
                              "venv), alternating with this checkout, and print the ratios")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import shutil
@@ -189,7 +190,8 @@ def _bench_in_scratch_database(args: argparse.Namespace, settings: Settings,
             results = {} if args.phase in ("fairness", "bulk") else _measure(
                 bench, sizes, big=args.big, phase=args.phase, quick=args.quick)
             if args.via and "flat" in results:
-                measure_via = via_pgbouncer if args.via == "pgbouncer" else via_proxy
+                measure_via = via_pgbouncer if args.via == "pgbouncer" else functools.partial(
+                    via_proxy, delay_s=args.proxy_delay_ms / 1000)
                 results[f"via_{args.via}"] = measure_via(
                     bench, repeat=sizes.repeat, flat_runs=sizes.flat_runs,
                     dag_runs=sizes.dag_runs, latency_samples=sizes.latency_single,

@@ -81,7 +81,8 @@ def via_pgbouncer(b: ph.Bench, *, repeat: int, flat_runs: int, dag_runs: int,
 
 
 def via_proxy(b: ph.Bench, *, repeat: int, flat_runs: int, dag_runs: int,
-              latency_samples: int, direct_flat: float, direct_dag: float) -> dict[str, Any]:
+              latency_samples: int, direct_flat: float, direct_dag: float,
+              delay_s: float = PROXY_DELAY_S) -> dict[str, Any]:
     """Flat and DAG drains (`repeat` times each; the median counts) and submit -> start
     with the workers reaching Postgres through a proxy adding 5 ms each way (a worker
     host in another zone), LISTEN included: the workers' whole path is far."""
@@ -89,19 +90,19 @@ def via_proxy(b: ph.Bench, *, repeat: int, flat_runs: int, dag_runs: int,
     host, port = str(params.get("host") or "/tmp"), int(params.get("port") or 5432)
     target: tuple[str, int] | str = f"{host}/.s.PGSQL.{port}" if host.startswith("/") \
         else (host, port)
-    with DelayProxy(target, PROXY_DELAY_S) as proxy:
+    with DelayProxy(target, delay_s) as proxy:
         far = make_conninfo(b.url, host="127.0.0.1", port=proxy.port)
         through = dataclasses.replace(b, fleet_url=far, fleet_env={"DAGQ_LISTEN_URL": far})
         flats, dags = [], []
         for i in range(repeat):
-            log.info("via proxy (%.0f ms each way) %d/%d: flat %d runs, DAG %d runs",
-                     PROXY_DELAY_S * 1000, i + 1, repeat, flat_runs, dag_runs)
+            log.info("via proxy (%.1f ms each way) %d/%d: flat %d runs, DAG %d runs",
+                     delay_s * 1000, i + 1, repeat, flat_runs, dag_runs)
             flats.append(ph.flat(through, flat_runs, f"via-proxy-flat-{i}")["nodes_per_s"])
             dags.append(ph.dag(through, dag_runs, f"via-proxy-dag-{i}")["node_tasks_per_s"])
         latency = _single_latency(through, latency_samples, "via-proxy-lat")
     flat, dag = statistics.median(flats), statistics.median(dags)
     return {
-        "delay_ms_each_way": PROXY_DELAY_S * 1000, "repeat": repeat,
+        "delay_ms_each_way": delay_s * 1000, "repeat": repeat,
         "flat_nodes_per_s": flat, "flat_values": flats,
         "flat_ratio": round(flat / direct_flat, 3),
         "dag_node_tasks_per_s": dag, "dag_values": dags,
