@@ -93,9 +93,10 @@ def _workflow_paths() -> dict[str, Any]:
 
 
 TRACEPARENT = param(
-    "traceparent", "header", {"type": "string", "maxLength": 256},
+    "traceparent", "header", {"type": "string"},
     "W3C Trace Context: the run joins the caller's trace (stored on the run, its node "
-    "attempts' spans join it); an invalid one is ignored, a new trace starts")
+    "attempts' spans join it); an invalid one (its shape, or over 256 characters) is "
+    "ignored, as the W3C spec says, and a new trace starts")
 
 
 def _run_paths() -> dict[str, Any]:

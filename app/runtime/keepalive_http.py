@@ -108,6 +108,7 @@ class KeepAlivePool:
         # read, so a receiver dripping a byte per read would hold a sender for hours;
         # `total_s` bounds the whole call (one watchdog thread for the pool).
         self._busy: dict[http.client.HTTPConnection, float] = {}
+        self._cut: set[http.client.HTTPConnection] = set()  # cut by the watchdog
         self.total_s = total_s
         self._watchdog: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -121,6 +122,17 @@ class KeepAlivePool:
         origin, path = _target(url, self.who)
         sent = {**headers, "accept-encoding": "identity"}
         conn, reused = self._take(origin)
+        try:
+            return self._post(origin, conn, reused, path, body, sent, max_bytes)
+        finally:
+            with self._lock:
+                cut = conn in self._cut
+                self._cut.discard(conn)
+            if cut:  # whatever was read before the cut is no reply (half a header block)
+                raise TimeoutError(f"no whole reply within {self.total_s}s")
+
+    def _post(self, origin: Origin, conn: http.client.HTTPConnection, reused: bool, path: str,
+              body: bytes, sent: dict[str, str], max_bytes: int) -> Reply:
         try:
             try:
                 reply, complete = self._exchange(conn, path, body, sent, max_bytes)
@@ -162,6 +174,7 @@ class KeepAlivePool:
     def _forget(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
             self._busy.pop(conn, None)
+            self._cut.discard(conn)  # its post raised already
         conn.close()
 
     def _mark_busy(self, conn: http.client.HTTPConnection) -> None:
@@ -179,6 +192,7 @@ class KeepAlivePool:
             now = time.monotonic()
             with self._lock:
                 late = [conn for conn, deadline in self._busy.items() if deadline < now]
+                self._cut.update(late)
             for conn in late:
                 sock = conn.sock
                 if sock is not None:

@@ -261,6 +261,17 @@ def test_sse_resume_over_a_socket_and_graceful_shutdown(server: ApiServer,
     assert server.stop() == 0, server.logs()
 
 
+def _case_label(recorder: Any, case_id: str) -> str:
+    """A stateful step's failure has no scenario label: the request it made, and the
+    answer (what to look at first)."""
+    interaction = recorder.interactions.get(case_id)
+    if interaction is None:
+        return "a stateful step"
+    response = interaction.response
+    answer = f" -> {response.status_code} {response.content[:200]!r}" if response else ""
+    return f"{interaction.request.method} {interaction.request.uri}{answer}"
+
+
 def test_schemathesis_all_checks_find_no_mismatch(server: ApiServer, repo: Store) -> None:
     """`schemathesis run --checks all` (every phase: coverage, fuzzing, stateful) through
     its Python engine, with the repository's schemathesis.toml and a bounded number of
@@ -281,7 +292,8 @@ def test_schemathesis_all_checks_find_no_mismatch(server: ApiServer, repo: Store
         "run_id": [str(run_id)], "schedule_id": [schedule["schedule_id"]]})
     print(f"\nschemathesis --checks all: {outcome['cases']} cases, "
           f"{outcome['scenarios']} scenarios")
-    assert outcome["failures"] == [] and outcome["errors"] == [], outcome
+    assert outcome["failures"] == [] and outcome["errors"] == [], \
+        "\n".join(map(str, outcome["failures"] + outcome["errors"]))
     assert outcome["cases"] > 200  # it did run: every phase, every operation
     answers = outcome["answers"]
     assert answers[("GET", 200, "text/event-stream")] > 0, answers  # SSE validated
@@ -322,8 +334,9 @@ def _schemathesis_all_checks(base: str, headers: dict[str, str],
                  i.response.headers.get("content-type", [""])[0].split(";")[0])
                 for i in event.recorder.interactions.values() if i.response is not None)
             outcome["failures"] += [
-                f"{event.label}: {check.name}: {check.failure_info.failure.title}"
-                for checks in event.recorder.checks.values() for check in checks
+                f"{event.label or _case_label(event.recorder, case_id)}: {check.name}: "
+                f"{check.failure_info.failure.title}"
+                for case_id, checks in event.recorder.checks.items() for check in checks
                 if check.status == Status.FAILURE and check.failure_info is not None]
         elif isinstance(event, events.NonFatalError):
             outcome["errors"].append(f"{event.label}: {event.info.message}")

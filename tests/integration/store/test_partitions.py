@@ -31,6 +31,13 @@ def db_now(sql) -> datetime:
     return sql.execute("SELECT now() AS t").fetchone()["t"]
 
 
+def noon_in(sql, days: int) -> datetime:
+    """Noon (UTC) `days` from now: a time far from a day partition's bounds, so that the
+    hour a read or a retirement allows before a run's creation stays in its day."""
+    return sql.execute("SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+                       " + make_interval(days => %s, hours => 12) AS t", (days,)).fetchone()["t"]
+
+
 def add_run(sql, created_at: datetime, *, finished_at: datetime | None = None,
             events: int = 3) -> uuid.UUID:
     """A run created at `created_at` with `events` events then (one second apart)."""
@@ -82,7 +89,7 @@ def test_partitions_are_created_ahead_once_by_concurrent_sweepers(repo: Store, s
 
 def test_retention_drops_whole_partitions_and_keeps_an_open_runs_history(
         repo: Store, sql) -> None:
-    now = db_now(sql) + timedelta(days=30)
+    now = noon_in(sql, 30)
     repo.partitions.create_event_partitions(days_ahead=1, now=now)
     old = add_run(sql, now - timedelta(days=20), finished_at=now - timedelta(days=10))
     still_open = add_run(sql, now - timedelta(days=15))
@@ -160,7 +167,7 @@ def test_last_event_id_resume_crosses_a_partition_boundary(repo: Store, sql) -> 
 def test_the_per_run_read_skips_the_partitions_before_the_run(repo: Store, sql) -> None:
     """Planned as workers and the API plan it (generic), the read of one run's events
     never runs the index scans of the day partitions before the run's creation."""
-    now = db_now(sql) + timedelta(days=10)
+    now = noon_in(sql, 10)
     repo.partitions.create_event_partitions(days_ahead=1, now=now)
     for days in range(10, 0, -1):
         add_run(sql, now - timedelta(days=days), events=20)
