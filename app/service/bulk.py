@@ -45,7 +45,8 @@ RERUN_FROM = frozenset({"failed", "cancelled"})  # a rerun without `from` starts
 # A cancel's batches are set-based and take the database's CPU while they run: after
 # each, a pause as long as it took (YIELD), so that a bulk cancel beside a drain slows it
 # less. dagq bench --phase bulk, 10,000 runs beside a flat drain: without the pause 3.3-4.1
-# s and a 22-28 % stall; with YIELD 1.0, 6.4-7.0 s and 11-15 % (the issue: < 10 s, 20 %).
+# s and a 22-28 % stall; with YIELD 1.0, 6.2-7.0 s and 11-24 % over three runs (1.5:
+# 7.1-7.6 s, 19-21 %). The issue asks < 10 s and <= 20 %: the stall is not met reliably.
 YIELD = 1.0
 
 
