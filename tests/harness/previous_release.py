@@ -20,7 +20,7 @@ import tarfile
 from pathlib import Path
 
 from dagq.runtime.procs import die_with_parent
-from tests.harness.procs import ROOT
+from tests.harness.procs import ROOT, stop_procs
 
 # The last commit that landed before issue 29's work (the end of 0.3's second session):
 # its newest migration is 024, and every migration since declares `compatible-with 24`.
@@ -93,15 +93,7 @@ class PreviousRelease:
         return proc
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_procs(self.procs, 15)
 
     def log_tail(self) -> str:
         return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:]

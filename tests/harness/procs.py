@@ -103,19 +103,24 @@ class WorkerFleet:
 
     def stop_all(self) -> None:
         """SIGTERM first (a `dagq worker` parent then stops its children), then SIGKILL."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_procs(self.procs, 10)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:]
                          for p in sorted(self.tmp.glob("worker-*.log")))
+
+
+def stop_procs(procs: Sequence[subprocess.Popen[bytes]], wait_s: float) -> None:
+    """SIGTERM to each live process, then SIGKILL to any still running `wait_s` later."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for_run(repo, run_id, timeout: float = 60.0):
