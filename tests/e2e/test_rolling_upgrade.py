@@ -19,11 +19,10 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from psycopg import sql as sql_text
 from psycopg.rows import dict_row
 
 from tests.harness import previous_release
-from tests.harness.pg import with_database
+from tests.harness.pg import empty_database
 from tests.harness.previous_release import PREVIOUS_LATEST_MIGRATION, PreviousRelease
 from tests.harness.procs import ROOT, WorkerFleet, free_port, wait_for
 
@@ -44,14 +43,8 @@ PER_BATCH = 8
 @pytest.fixture
 def empty_url(pg_server) -> Iterator[str]:
     """A database with no dagq schema: the previous release creates it."""
-    name = f"dagq_test_rolling_{os.getpid()}"
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(sql_text.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql_text.Identifier(name)))
-        conn.execute(sql_text.SQL("CREATE DATABASE {}").format(sql_text.Identifier(name)))
-    url = with_database(pg_server.admin_url, name)
-    yield url
-    pg_server.drop_database(url)
+    with empty_database(pg_server, f"dagq_test_rolling_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,9 +7,11 @@ made with CREATE DATABASE ... TEMPLATE, which takes milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -82,3 +84,18 @@ class TestServer:
     @property
     def embedded(self) -> EmbeddedPostgres | None:
         return self._embedded
+
+
+@contextlib.contextmanager
+def empty_database(server: TestServer, name: str) -> Iterator[str]:
+    """A database `name` with no dagq schema at all (not made from the migrated
+    template); dropped afterwards. Yields its URL."""
+    with psycopg.connect(server.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(server.admin_url, name)
+    try:
+        yield url
+    finally:
+        server.drop_database(url)

@@ -12,12 +12,11 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql as sql_text
 
 from dagq.runtime import migrate as migrate_module
 from dagq.runtime.migrate import SchemaMismatch, check_schema, migrate, read_schema_state
 from dagq.runtime.sqlfiles import Migration, migrations
-from tests.harness.pg import with_database
+from tests.harness.pg import empty_database
 from tests.harness.procs import ROOT, free_port
 
 LATEST = max(m.version for m in migrations())
@@ -34,14 +33,8 @@ def dagq(*args: str, url: str, timeout: float = 60) -> subprocess.CompletedProce
 @pytest.fixture
 def empty_url(pg_server) -> Iterator[str]:
     """A database with no dagq schema at all (not made from the migrated template)."""
-    name = f"dagq_test_empty_{os.getpid()}"
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(sql_text.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql_text.Identifier(name)))
-        conn.execute(sql_text.SQL("CREATE DATABASE {}").format(sql_text.Identifier(name)))
-    url = with_database(pg_server.admin_url, name)
-    yield url
-    pg_server.drop_database(url)
+    with empty_database(pg_server, f"dagq_test_empty_{os.getpid()}") as url:
+        yield url
 
 
 def _has_dagq_schema(url: str) -> bool:
